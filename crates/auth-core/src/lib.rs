@@ -1,0 +1,1 @@
+//! Platform-neutral tower layers (work in progress).

@@ -1,0 +1,44 @@
+//! Runtime support for the generated `norce-models`, `nshift-models` and `brightpearl-models`.
+//!
+//! The generated code (see `xtask/`) uses these types where plain serde types would lose
+//! information the platforms depend on:
+//! - [`Timestamp`]: every date-time form the platforms send, written back unchanged;
+//! - [`Decimal`] and [`DecimalNumber`]: exact money and quantities, never through `f64`;
+//! - [`OperationInfo`]: method, path template and media types of every operation;
+//! - [`path`] and [`header`]: encoding and decoding of path and header parameters.
+
+mod decimal;
+pub mod header;
+pub mod path;
+mod timestamp;
+
+pub use decimal::DecimalNumber;
+pub use rust_decimal::Decimal;
+pub use timestamp::{Timestamp, TimestampError};
+
+/// What the spec says about one operation, for clients and the sandbox alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperationInfo {
+    /// The spec's `operationId`.
+    pub id: &'static str,
+    /// HTTP method in upper case.
+    pub method: &'static str,
+    /// Path template relative to the server URL, with `{name}` placeholders.
+    pub path: &'static str,
+    /// Status code of the success response.
+    pub success_status: u16,
+    /// Media type of the request body, if the operation takes one.
+    pub request_media_type: Option<&'static str>,
+    /// Media type of the success response, if it has a body.
+    pub response_media_type: Option<&'static str>,
+}
+
+/// A path or header parameter that could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("parameter `{name}`: {message}")]
+pub struct ParamError {
+    /// The parameter's wire name.
+    pub name: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}

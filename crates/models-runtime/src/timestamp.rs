@@ -1,0 +1,196 @@
+//! A timestamp that accepts every form the three platforms send and writes it back unchanged.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, FixedOffset, NaiveDateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A point in time as a platform wrote it.
+///
+/// Accepted forms:
+/// - RFC 3339: `2015-06-03T13:18:30.904Z`, `2015-06-03T13:18:30+02:00`;
+/// - nShift's offset without a colon: `2015-06-03T13:18:30.904+0000`;
+/// - no offset at all (Norce's .NET dates): `2019-06-19T10:24:58.187`, read as UTC
+///   ([`Timestamp::has_offset`] is then `false`).
+///
+/// The original text is kept, so a payload that is read and written again is byte-identical:
+/// the platforms compare some of these values as strings.
+///
+/// ```
+/// use models_runtime::Timestamp;
+/// let t: Timestamp = "2015-06-03T13:18:30.904+0000".parse().unwrap();
+/// assert_eq!(t.to_rfc3339(), "2015-06-03T13:18:30.904+00:00");
+/// assert_eq!(t.as_str(), "2015-06-03T13:18:30.904+0000");
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Timestamp {
+    instant: DateTime<FixedOffset>,
+    has_offset: bool,
+    text: Box<str>,
+}
+
+/// A string that is not a timestamp in any accepted form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{input}` is not a timestamp: expected RFC 3339 (2015-06-03T13:18:30Z), an offset without colon (2015-06-03T13:18:30.904+0000) or a local time (2015-06-03T13:18:30)"
+)]
+pub struct TimestampError {
+    input: String,
+}
+
+impl Timestamp {
+    /// Parses any accepted form, keeping the text as given.
+    pub fn parse(text: &str) -> Result<Self, TimestampError> {
+        let trimmed = text.trim();
+        let with_offset = DateTime::parse_from_rfc3339(trimmed)
+            .or_else(|_| DateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S%.f%z"))
+            .or_else(|_| DateTime::parse_from_str(trimmed, "%Y-%m-%d %H:%M:%S%.f%z"));
+        if let Ok(instant) = with_offset {
+            return Ok(Self { instant, has_offset: true, text: text.into() });
+        }
+        let naive = NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S%.f")
+            .or_else(|_| NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%d %H:%M:%S%.f"))
+            .map_err(|_| TimestampError { input: text.to_owned() })?;
+        Ok(Self { instant: naive.and_utc().fixed_offset(), has_offset: false, text: text.into() })
+    }
+
+    /// A timestamp written as RFC 3339 with milliseconds (`2015-06-03T13:18:30.904Z` for UTC).
+    pub fn from_datetime<Tz: chrono::TimeZone>(instant: DateTime<Tz>) -> Self {
+        let instant = instant.fixed_offset();
+        let text = instant.to_rfc3339_opts(SecondsFormat::Millis, true);
+        Self { instant, has_offset: true, text: text.into() }
+    }
+
+    /// A timestamp written in nShift's form, offset without a colon
+    /// (`2015-06-03T13:18:30.904+0000`).
+    pub fn from_datetime_nshift<Tz: chrono::TimeZone>(instant: DateTime<Tz>) -> Self {
+        let instant = instant.fixed_offset();
+        let text = instant.format("%Y-%m-%dT%H:%M:%S%.3f%z").to_string();
+        Self { instant, has_offset: true, text: text.into() }
+    }
+
+    /// The instant, with the offset it was written with (UTC when none was written).
+    pub fn as_datetime(&self) -> DateTime<FixedOffset> {
+        self.instant
+    }
+
+    /// The instant in UTC.
+    pub fn to_utc(&self) -> DateTime<Utc> {
+        self.instant.with_timezone(&Utc)
+    }
+
+    /// Whether the text carried an offset; `false` means it was read as UTC.
+    pub fn has_offset(&self) -> bool {
+        self.has_offset
+    }
+
+    /// The text exactly as it arrived (or as it was formatted on construction).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The instant as canonical RFC 3339 (`+00:00`, milliseconds when present).
+    pub fn to_rfc3339(&self) -> String {
+        self.instant.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Timestamp({})", self.text)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for Timestamp {
+    type Err = TimestampError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl PartialOrd for Timestamp {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Timestamp {
+    /// Orders by instant; equal instants written differently are ordered by text.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.instant.cmp(&other.instant).then_with(|| self.text.cmp(&other.text))
+    }
+}
+
+impl<Tz: chrono::TimeZone> From<DateTime<Tz>> for Timestamp {
+    fn from(instant: DateTime<Tz>) -> Self {
+        Self::from_datetime(instant)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_platform_form_and_keeps_the_text() {
+        for (text, rfc, offset) in [
+            ("2015-06-03T13:18:30.904+0000", "2015-06-03T13:18:30.904+00:00", true),
+            ("2015-06-03T15:18:30.904+0200", "2015-06-03T15:18:30.904+02:00", true),
+            ("2015-06-03T13:18:30Z", "2015-06-03T13:18:30+00:00", true),
+            ("2015-06-03T13:18:30.904+02:00", "2015-06-03T13:18:30.904+02:00", true),
+            ("2019-06-19T10:24:58.187", "2019-06-19T10:24:58.187+00:00", false),
+            ("2019-06-19T10:24:58", "2019-06-19T10:24:58+00:00", false),
+        ] {
+            let t = Timestamp::parse(text).unwrap();
+            assert_eq!(t.to_rfc3339(), rfc, "{text}");
+            assert_eq!(t.has_offset(), offset, "{text}");
+            let json = serde_json::to_string(&t).unwrap();
+            assert_eq!(json, format!("\"{text}\""));
+            let back: Timestamp = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, t);
+        }
+    }
+
+    #[test]
+    fn same_instant_in_two_forms_orders_by_instant() {
+        let a = Timestamp::parse("2015-06-03T13:18:30.904+0000").unwrap();
+        let b = Timestamp::parse("2015-06-03T15:18:31+02:00").unwrap();
+        assert!(a < b);
+        assert_eq!(a.to_utc(), "2015-06-03T13:18:30.904Z".parse::<DateTime<Utc>>().unwrap());
+    }
+
+    #[test]
+    fn rejects_garbage_with_a_message_naming_the_input() {
+        let err = Timestamp::parse("yesterday").unwrap_err();
+        assert!(err.to_string().contains("`yesterday`"));
+        let err = serde_json::from_str::<Timestamp>("\"2015-13-03T00:00:00Z\"").unwrap_err();
+        assert!(err.to_string().contains("2015-13-03"));
+    }
+
+    #[test]
+    fn formats_for_nshift_and_rfc3339() {
+        let instant = "2015-06-03T13:18:30.904Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(Timestamp::from_datetime_nshift(instant).as_str(), "2015-06-03T13:18:30.904+0000");
+        assert_eq!(Timestamp::from_datetime(instant).as_str(), "2015-06-03T13:18:30.904Z");
+    }
+}

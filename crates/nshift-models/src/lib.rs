@@ -1,0 +1,8 @@
+//! Typed models of the nshift API, generated from `specs/nshift/` by `cargo xtask codegen`.
+//!
+//! One module per spec file. Every operation has a constant in `<module>::operations`
+//! (method, path, media types) and, where it applies, `<Op>Path`, `<Op>Query`,
+//! `<Op>Headers`, `<Op>Request` and `<Op>Response` types.
+
+mod generated;
+pub use generated::*;

@@ -1,0 +1,212 @@
+//! `cargo xtask codegen`: specs/<platform>/*.yaml → crates/<platform>-models/src/generated/.
+//!
+//! Our own generator rather than typify: the models need open enums (an `Unknown` variant),
+//! exact decimals from strings, timestamps in every form the platforms send, and types for
+//! inline operation schemas. typify can express none of these without patching its output, and
+//! the validation below keeps the spec subset small enough to translate faithfully.
+
+pub mod emit;
+pub mod model;
+pub mod naming;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use model::{Builder, Diag, Item, SpecFile};
+
+/// The platforms, each with `specs/<name>/` and `crates/<name>-models/`.
+pub const PLATFORMS: &[&str] = &["norce", "nshift", "brightpearl"];
+
+/// One generated file.
+#[derive(Debug, Clone)]
+pub struct GeneratedFile {
+    /// Path relative to the workspace root.
+    pub rel_path: String,
+    /// Formatted contents.
+    pub contents: String,
+    /// `kind Name` for every public item, for the type-list snapshots.
+    pub public_items: Vec<String>,
+}
+
+/// Why codegen failed.
+#[derive(Debug)]
+pub enum CodegenError {
+    /// Specs that break the rules, each naming file and operation or schema.
+    Invalid(Vec<Diag>),
+    /// Reading or writing a file failed.
+    Io(String),
+}
+
+impl std::fmt::Display for CodegenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CodegenError::Invalid(diags) => {
+                writeln!(f, "{} problem(s) in the specs:", diags.len())?;
+                for diag in diags {
+                    writeln!(f, "  {diag}")?;
+                }
+                Ok(())
+            }
+            CodegenError::Io(message) => f.write_str(message),
+        }
+    }
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> CodegenError {
+    CodegenError::Io(format!("{}: {e}", path.display()))
+}
+
+/// Loads every `*.yaml` of one platform, sorted by file name.
+pub fn load_platform(root: &Path, platform: &str) -> Result<Vec<SpecFile>, CodegenError> {
+    let dir = root.join("specs").join(platform);
+    let mut paths: Vec<PathBuf> = match fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_error(&dir, e)),
+    };
+    paths.sort();
+    let mut files = Vec::new();
+    let mut diags = Vec::new();
+    for path in paths {
+        let rel_path = format!("specs/{platform}/{}", path.file_name().and_then(|n| n.to_str()).unwrap_or(""));
+        let text = fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
+        match serde_yaml::from_str(&text) {
+            Ok(doc) => {
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("").to_owned();
+                let module = naming::snake(&stem);
+                files.push(SpecFile { platform: platform.to_owned(), module, rel_path, doc });
+            }
+            Err(e) => diags.push(Diag { file: rel_path, location: "YAML".to_owned(), message: e.to_string() }),
+        }
+    }
+    if diags.is_empty() { Ok(files) } else { Err(CodegenError::Invalid(diags)) }
+}
+
+fn public_items(items: &[Item], operations: &[model::Operation]) -> Vec<String> {
+    let mut out: Vec<String> = items
+        .iter()
+        .map(|item| {
+            let kind = match item {
+                Item::Struct { .. } | Item::PathParams { .. } | Item::QueryParams { .. } | Item::HeaderParams { .. } => "struct",
+                Item::Enum { .. } | Item::Untagged { .. } => "enum",
+                Item::Alias { .. } => "type",
+            };
+            format!("{kind} {}", item.name())
+        })
+        .collect();
+    out.extend(operations.iter().map(|op| format!("const operations::{} ({} {})", naming::screaming(&op.id), op.method, op.path)));
+    out
+}
+
+/// Generates every file of every platform (nothing is written).
+pub fn generate(root: &Path) -> Result<Vec<GeneratedFile>, CodegenError> {
+    let mut out = Vec::new();
+    let mut diags = Vec::new();
+    for platform in PLATFORMS {
+        let files = match load_platform(root, platform) {
+            Ok(files) => files,
+            Err(CodegenError::Invalid(mut d)) => {
+                diags.append(&mut d);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let dir = format!("crates/{platform}-models/src/generated");
+        let mut modules = Vec::new();
+        for file in &files {
+            let (module, mut d) = Builder::new(&files, file).build();
+            diags.append(&mut d);
+            let public = public_items(&module.items, &module.operations);
+            match emit::emit_module(&module) {
+                Ok(contents) => out.push(GeneratedFile {
+                    rel_path: format!("{dir}/{}.rs", module.module),
+                    contents,
+                    public_items: public,
+                }),
+                Err(message) => diags.push(Diag { file: file.rel_path.clone(), location: "output".to_owned(), message }),
+            }
+            modules.push((module.module.clone(), file.rel_path.clone()));
+        }
+        let contents = emit::emit_mod_rs(platform, &modules).map_err(CodegenError::Io)?;
+        out.push(GeneratedFile { rel_path: format!("{dir}/mod.rs"), contents, public_items: Vec::new() });
+    }
+    if diags.is_empty() { Ok(out) } else { Err(CodegenError::Invalid(diags)) }
+}
+
+/// A generated file that differs from what is committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    /// Path relative to the workspace root.
+    pub rel_path: String,
+    /// A unified diff from the file on disk to what codegen produces.
+    pub diff: String,
+}
+
+fn existing_generated(root: &Path) -> Result<Vec<String>, CodegenError> {
+    let mut found = Vec::new();
+    for platform in PLATFORMS {
+        let rel_dir = format!("crates/{platform}-models/src/generated");
+        let dir = root.join(&rel_dir);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_error(&dir, e)),
+        };
+        for entry in entries.filter_map(Result::ok) {
+            if let Some(name) = entry.file_name().to_str().filter(|n| n.ends_with(".rs")) {
+                found.push(format!("{rel_dir}/{name}"));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Compares the committed files with a fresh generation.
+pub fn check(root: &Path) -> Result<Vec<Drift>, CodegenError> {
+    let generated = generate(root)?;
+    let mut drifts = Vec::new();
+    for file in &generated {
+        let path = root.join(&file.rel_path);
+        let current = fs::read_to_string(&path).unwrap_or_default();
+        if current != file.contents {
+            let diff = similar::TextDiff::from_lines(&current, &file.contents)
+                .unified_diff()
+                .context_radius(2)
+                .header(&format!("a/{} (committed)", file.rel_path), &format!("b/{} (generated)", file.rel_path))
+                .to_string();
+            drifts.push(Drift { rel_path: file.rel_path.clone(), diff });
+        }
+    }
+    for stale in existing_generated(root)? {
+        if !generated.iter().any(|g| g.rel_path == stale) {
+            drifts.push(Drift { diff: format!("{stale} has no spec any more: delete it\n"), rel_path: stale });
+        }
+    }
+    Ok(drifts)
+}
+
+/// Writes every generated file and removes generated files whose spec is gone.
+pub fn write(root: &Path) -> Result<Vec<GeneratedFile>, CodegenError> {
+    let generated = generate(root)?;
+    for file in &generated {
+        let path = root.join(&file.rel_path);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+        }
+        if fs::read_to_string(&path).ok().as_deref() != Some(file.contents.as_str()) {
+            fs::write(&path, &file.contents).map_err(|e| io_error(&path, e))?;
+        }
+    }
+    for stale in existing_generated(root)? {
+        if !generated.iter().any(|g| g.rel_path == stale) {
+            let path = root.join(&stale);
+            fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+        }
+    }
+    Ok(generated)
+}

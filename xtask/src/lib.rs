@@ -1,0 +1,3 @@
+//! Project automation for the workspace (`cargo xtask …`).
+
+pub mod codegen;
