@@ -6,3 +6,6 @@
 
 mod generated;
 pub use generated::*;
+
+mod search;
+pub use search::RowDecodeError;

@@ -419,7 +419,8 @@ impl<'a> Builder<'a> {
             self.items.push(Item::Untagged { name: name.to_owned(), docs, variants });
             return;
         }
-        if let Some(values) = get(schema, "enum").and_then(Value::as_sequence) {
+        let numeric = matches!(get_str(schema, "type"), Some("integer" | "number"));
+        if let (Some(values), false) = (get(schema, "enum").and_then(Value::as_sequence), numeric) {
             let mut variants: Vec<Variant> = Vec::new();
             for value in values {
                 let Some(wire) = value.as_str() else {
