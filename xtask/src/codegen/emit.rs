@@ -177,7 +177,7 @@ fn emit_item(item: &Item, defaults: &BTreeSet<String>) -> TokenStream {
                 pub struct #id { #(#fields)* }
             }
         }
-        Item::Enum { name, docs, variants } => {
+        Item::Enum { name, docs, variants, case_insensitive } => {
             let docs = doc_attrs(docs, None);
             let id = ident(name);
             let variant_defs = variants.iter().map(|v| {
@@ -196,10 +196,26 @@ fn emit_item(item: &Item, defaults: &BTreeSet<String>) -> TokenStream {
                 quote!(#wire => Self::#vid,)
             });
             let known = variants.iter().map(|v| &v.wire);
+            // `x-case-insensitive`: the platform writes the same value in more than one case.
+            let fallback = if *case_insensitive {
+                let arms = variants.iter().map(|v| {
+                    let vid = ident(&v.rust_name);
+                    let wire = &v.wire;
+                    quote!(other if other.eq_ignore_ascii_case(#wire) => Self::#vid,)
+                });
+                quote!(#(#arms)*)
+            } else {
+                quote!()
+            };
+            let open_doc = if *case_insensitive {
+                " Open: a value this spec does not list deserializes as `Unknown`. Known values match in any case."
+            } else {
+                " Open: a value this spec does not list deserializes as `Unknown`."
+            };
             quote! {
                 #docs
                 ///
-                /// Open: a value this spec does not list deserializes as `Unknown`.
+                #[doc = #open_doc]
                 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
                 pub enum #id {
                     #(#variant_defs)*
@@ -225,6 +241,7 @@ fn emit_item(item: &Item, defaults: &BTreeSet<String>) -> TokenStream {
                     fn from(value: &str) -> Self {
                         match value {
                             #(#from_str)*
+                            #fallback
                             other => Self::Unknown(other.to_owned()),
                         }
                     }

@@ -111,7 +111,7 @@ pub struct Param {
 #[derive(Debug, Clone)]
 pub enum Item {
     Struct { name: String, docs: Docs, fields: Vec<Field> },
-    Enum { name: String, docs: Docs, variants: Vec<Variant> },
+    Enum { name: String, docs: Docs, variants: Vec<Variant>, case_insensitive: bool },
     Untagged { name: String, docs: Docs, variants: Vec<(String, Ty)> },
     Alias { name: String, docs: Docs, ty: Ty },
     PathParams { name: String, op: String, template: String, fields: Vec<Field> },
@@ -439,7 +439,8 @@ impl<'a> Builder<'a> {
                 }
                 variants.push(Variant { rust_name, wire: wire.to_owned() });
             }
-            self.items.push(Item::Enum { name: name.to_owned(), docs, variants });
+            let case_insensitive = get(schema, "x-case-insensitive").and_then(Value::as_bool) == Some(true);
+            self.items.push(Item::Enum { name: name.to_owned(), docs, variants, case_insensitive });
             return;
         }
         let is_object = get(schema, "properties").is_some() || get(schema, "allOf").is_some();
