@@ -12,7 +12,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// - RFC 3339: `2015-06-03T13:18:30.904Z`, `2015-06-03T13:18:30+02:00`;
 /// - nShift's offset without a colon: `2015-06-03T13:18:30.904+0000`;
 /// - no offset at all (Norce's .NET dates): `2019-06-19T10:24:58.187`, read as UTC
-///   ([`Timestamp::has_offset`] is then `false`).
+///   ([`Timestamp::has_offset`] is then `false`);
+/// - WCF JSON dates (Norce Services 1.1): `/Date(1726099200000+0200)/`, milliseconds since the
+///   epoch with an optional offset for display.
 ///
 /// The original text is kept, so a payload that is read and written again is byte-identical:
 /// the platforms compare some of these values as strings.
@@ -43,6 +45,11 @@ impl Timestamp {
     /// Parses any accepted form, keeping the text as given.
     pub fn parse(text: &str) -> Result<Self, TimestampError> {
         let trimmed = text.trim();
+        if let Some(inner) = trimmed.strip_prefix("/Date(").and_then(|t| t.strip_suffix(")/")) {
+            return Self::parse_wcf(inner).ok_or_else(|| TimestampError { input: text.to_owned() }).map(|(instant, has_offset)| {
+                Self { instant, has_offset, text: text.into() }
+            });
+        }
         let with_offset = DateTime::parse_from_rfc3339(trimmed)
             .or_else(|_| DateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S%.f%z"))
             .or_else(|_| DateTime::parse_from_str(trimmed, "%Y-%m-%d %H:%M:%S%.f%z"));
@@ -53,6 +60,28 @@ impl Timestamp {
             .or_else(|_| NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%d %H:%M:%S%.f"))
             .map_err(|_| TimestampError { input: text.to_owned() })?;
         Ok(Self { instant: naive.and_utc().fixed_offset(), has_offset: false, text: text.into() })
+    }
+
+    /// `1726099200000+0200` → the instant (shown at that offset) and whether an offset was given.
+    fn parse_wcf(inner: &str) -> Option<(DateTime<FixedOffset>, bool)> {
+        // The sign of the millisecond count may be '-', so look for the offset sign after it.
+        let split = inner.char_indices().skip(1).find(|(_, c)| *c == '+' || *c == '-').map(|(i, _)| i);
+        let (millis, offset) = match split {
+            Some(i) => (&inner[..i], Some(&inner[i..])),
+            None => (inner, None),
+        };
+        let utc = DateTime::<Utc>::from_timestamp_millis(millis.parse().ok()?)?;
+        match offset {
+            None => Some((utc.fixed_offset(), false)),
+            Some(offset) if offset.len() == 5 => {
+                let sign = if offset.starts_with('-') { -1 } else { 1 };
+                let hours: i32 = offset[1..3].parse().ok()?;
+                let minutes: i32 = offset[3..5].parse().ok()?;
+                let zone = FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))?;
+                Some((utc.with_timezone(&zone), true))
+            }
+            Some(_) => None,
+        }
     }
 
     /// A timestamp written as RFC 3339 with milliseconds (`2015-06-03T13:18:30.904Z` for UTC).
@@ -160,6 +189,9 @@ mod tests {
             ("2015-06-03T13:18:30.904+02:00", "2015-06-03T13:18:30.904+02:00", true),
             ("2019-06-19T10:24:58.187", "2019-06-19T10:24:58.187+00:00", false),
             ("2019-06-19T10:24:58", "2019-06-19T10:24:58+00:00", false),
+            ("/Date(1726099200000)/", "2024-09-12T00:00:00+00:00", false),
+            ("/Date(1726099200000+0200)/", "2024-09-12T02:00:00+02:00", true),
+            ("/Date(-86400000-0130)/", "1969-12-30T22:30:00-01:30", true),
         ] {
             let t = Timestamp::parse(text).unwrap();
             assert_eq!(t.to_rfc3339(), rfc, "{text}");
@@ -181,6 +213,8 @@ mod tests {
 
     #[test]
     fn rejects_garbage_with_a_message_naming_the_input() {
+        assert!(Timestamp::parse("/Date(abc)/").is_err());
+        assert!(Timestamp::parse("/Date(1+02)/").is_err());
         let err = Timestamp::parse("yesterday").unwrap_err();
         assert!(err.to_string().contains("`yesterday`"));
         let err = serde_json::from_str::<Timestamp>("\"2015-13-03T00:00:00Z\"").unwrap_err();
