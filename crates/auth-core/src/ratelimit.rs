@@ -1,0 +1,495 @@
+//! Client-side rate limiting with GCRA (`governor`), driven by tokio's clock.
+//!
+//! Unlike `tower::limit::RateLimit` (a fixed window, not `Clone`), a [`RateLimiter`] is a
+//! cheap handle: clones share one budget, callers wait asynchronously in the response
+//! future, and server feedback (remaining-request headers, throttling statuses,
+//! `Retry-After`) pauses a key for everyone.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use governor::Quota;
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::HashMapStateStore;
+use http::{HeaderMap, HeaderName, Request, Response, StatusCode};
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+use crate::error::{ConfigError, Error, RateLimitError};
+use crate::retry::parse_retry_after;
+use crate::token::BoxFuture;
+
+/// A governor clock reading tokio's clock, so `tokio::time::pause()`/`advance()` drive the
+/// limiter deterministically in tests (governor's default quanta clock ignores them).
+#[derive(Debug, Clone)]
+pub struct TokioClock {
+    base: Instant,
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self {
+            base: Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    type Instant = Duration;
+    fn now(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.base)
+    }
+}
+
+/// A GCRA quota: one permit every `replenish_interval`, at most `burst` at once.
+///
+/// ```
+/// use std::time::Duration;
+/// use auth_core::QuotaSpec;
+/// // 3 per minute with a burst of 20: one permit per 20 s.
+/// let q = QuotaSpec::per_period(3, Duration::from_secs(60), 20);
+/// assert_eq!(q.replenish_interval, Duration::from_secs(20));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaSpec {
+    /// Time to earn one permit back.
+    pub replenish_interval: Duration,
+    /// Permits available at once after idling.
+    pub burst: u32,
+}
+
+impl QuotaSpec {
+    /// `count` permits per `period` (token-bucket refill) with a separate `burst`.
+    pub fn per_period(count: u32, period: Duration, burst: u32) -> Self {
+        Self {
+            replenish_interval: period / count.max(1),
+            burst,
+        }
+    }
+
+    /// At most `max` requests in *any* window of length `window` (a rolling-window cap):
+    /// half the budget as burst, the other half replenished across the window, since a
+    /// GCRA admits `burst + window / interval` requests in a window.
+    pub fn rolling_window(max: u32, window: Duration) -> Self {
+        let burst = (max / 2).max(1);
+        let refill = max.saturating_sub(burst).max(1);
+        Self {
+            replenish_interval: window / refill,
+            burst,
+        }
+    }
+
+    fn to_quota(self) -> Result<Quota, ConfigError> {
+        let burst =
+            NonZeroU32::new(self.burst).ok_or(ConfigError::Quota("burst must be positive"))?;
+        Quota::with_period(self.replenish_interval)
+            .map(|q| q.allow_burst(burst))
+            .ok_or(ConfigError::Quota("replenish interval must be positive"))
+    }
+}
+
+/// Unit of a "time until the throttle period resets" header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResetUnit {
+    /// Milliseconds.
+    Milliseconds,
+    /// Seconds.
+    Seconds,
+}
+
+/// How a server reports its own budget; all of it is data, so the crate stays neutral.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerFeedback {
+    /// Header with the requests left in the current period.
+    pub remaining_header: HeaderName,
+    /// Header with the time until the period resets.
+    pub reset_header: HeaderName,
+    /// Unit of `reset_header`.
+    pub reset_unit: ResetUnit,
+    /// Pause the key until the period resets once `remaining` drops to this value.
+    pub pause_when_remaining_at_most: u64,
+    /// Statuses meaning "over the cap": every caller of the key waits for the reset.
+    pub throttle_statuses: Vec<StatusCode>,
+    /// Pause used when a throttle status arrives without a reset header.
+    pub default_pause: Duration,
+}
+
+impl ServerFeedback {
+    /// Feedback from two headers.
+    pub fn new(
+        remaining_header: HeaderName,
+        reset_header: HeaderName,
+        reset_unit: ResetUnit,
+    ) -> Self {
+        Self {
+            remaining_header,
+            reset_header,
+            reset_unit,
+            pause_when_remaining_at_most: 0,
+            throttle_statuses: Vec::new(),
+            default_pause: Duration::from_secs(60),
+        }
+    }
+
+    /// Adds a throttling status.
+    pub fn throttle_status(mut self, status: StatusCode) -> Self {
+        self.throttle_statuses.push(status);
+        self
+    }
+
+    /// Sets the remaining-requests threshold at which callers pause.
+    pub fn pause_when_remaining_at_most(mut self, n: u64) -> Self {
+        self.pause_when_remaining_at_most = n;
+        self
+    }
+}
+
+/// A named quota plus optional server feedback: the only place vendor facts live.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RateLimitPreset {
+    /// Name used in logs.
+    pub name: &'static str,
+    /// The client-side quota.
+    pub quota: QuotaSpec,
+    /// How the server reports its budget, if it does.
+    pub feedback: Option<ServerFeedback>,
+    /// Pause the key for a 429's `Retry-After` (default on).
+    pub honour_retry_after: bool,
+}
+
+impl RateLimitPreset {
+    /// A preset with only a quota.
+    pub fn new(name: &'static str, quota: QuotaSpec) -> Self {
+        Self {
+            name,
+            quota,
+            feedback: None,
+            honour_retry_after: true,
+        }
+    }
+
+    /// Adds server feedback.
+    pub fn with_feedback(mut self, feedback: ServerFeedback) -> Self {
+        self.feedback = Some(feedback);
+        self
+    }
+}
+
+/// Vendor quotas, as data.
+pub mod presets {
+    use super::*;
+
+    /// Norce Commerce token endpoint: 3 requests per minute per IP, burst 20.
+    pub fn norce_token_endpoint() -> RateLimitPreset {
+        RateLimitPreset::new(
+            "norce-token",
+            QuotaSpec::per_period(3, Duration::from_secs(60), 20),
+        )
+    }
+
+    /// Brightpearl: 200 requests per rolling minute per account (one key per account),
+    /// corrected from `brightpearl-requests-remaining` / `brightpearl-next-throttle-period`
+    /// (milliseconds); a 503 pauses every caller until the period ends.
+    pub fn brightpearl() -> RateLimitPreset {
+        RateLimitPreset::new(
+            "brightpearl",
+            QuotaSpec::rolling_window(200, Duration::from_secs(60)),
+        )
+        .with_feedback(
+            ServerFeedback::new(
+                HeaderName::from_static("brightpearl-requests-remaining"),
+                HeaderName::from_static("brightpearl-next-throttle-period"),
+                ResetUnit::Milliseconds,
+            )
+            .throttle_status(StatusCode::SERVICE_UNAVAILABLE),
+        )
+    }
+}
+
+/// Which budget a request draws from; insert it as a request extension to pick a key
+/// (e.g. one per account), otherwise the layer's default key is used.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct RateLimitKey(pub Arc<str>);
+
+impl RateLimitKey {
+    /// A key.
+    pub fn new(key: impl Into<Arc<str>>) -> Self {
+        Self(key.into())
+    }
+}
+
+type Gcra = governor::RateLimiter<
+    RateLimitKey,
+    HashMapStateStore<RateLimitKey>,
+    TokioClock,
+    NoOpMiddleware<Duration>,
+>;
+
+struct LimiterInner {
+    gcra: Gcra,
+    clock: TokioClock,
+    paused: Mutex<HashMap<RateLimitKey, Instant>>,
+    preset: RateLimitPreset,
+    max_wait: Option<Duration>,
+    jitter: Duration,
+}
+
+/// A shareable, keyed GCRA limiter. Clones share the same budget.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use auth_core::{RateLimiter, RateLimitKey, presets};
+/// let limiter = RateLimiter::new(presets::norce_token_endpoint())?;
+/// let waited = limiter.acquire(&RateLimitKey::default()).await?;
+/// assert!(waited.is_zero());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RateLimiter {
+    inner: Arc<LimiterInner>,
+}
+
+impl fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("preset", &self.inner.preset)
+            .field("max_wait", &self.inner.max_wait)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimiter {
+    /// A limiter for a preset; callers wait as long as needed.
+    pub fn new(preset: RateLimitPreset) -> Result<Self, ConfigError> {
+        Self::build(preset, None, Duration::ZERO)
+    }
+
+    /// A limiter from a bare quota.
+    pub fn from_quota(quota: QuotaSpec) -> Result<Self, ConfigError> {
+        Self::new(RateLimitPreset::new("custom", quota))
+    }
+
+    fn build(
+        preset: RateLimitPreset,
+        max_wait: Option<Duration>,
+        jitter: Duration,
+    ) -> Result<Self, ConfigError> {
+        let clock = TokioClock::default();
+        let gcra =
+            governor::RateLimiter::hashmap_with_clock(preset.quota.to_quota()?, clock.clone());
+        Ok(Self {
+            inner: Arc::new(LimiterInner {
+                gcra,
+                clock,
+                paused: Mutex::new(HashMap::new()),
+                preset,
+                max_wait,
+                jitter,
+            }),
+        })
+    }
+
+    /// Fails with [`RateLimitError::MaxWaitExceeded`] instead of waiting longer than `max`.
+    /// Call before cloning the handle.
+    pub fn with_max_wait(self, max: Duration) -> Result<Self, ConfigError> {
+        Self::build(self.inner.preset.clone(), Some(max), self.inner.jitter)
+    }
+
+    /// Adds up to `jitter` to each wait, so waiters woken together spread out.
+    pub fn with_jitter(self, jitter: Duration) -> Result<Self, ConfigError> {
+        Self::build(self.inner.preset.clone(), self.inner.max_wait, jitter)
+    }
+
+    /// The preset.
+    pub fn preset(&self) -> &RateLimitPreset {
+        &self.inner.preset
+    }
+
+    /// Waits for a permit for `key`; returns how long it waited.
+    pub async fn acquire(&self, key: &RateLimitKey) -> Result<Duration, RateLimitError> {
+        let inner = &self.inner;
+        let start = Instant::now();
+        let mut slept = false;
+        loop {
+            let now = Instant::now();
+            let paused_until = inner.paused_until(key).filter(|u| *u > now);
+            let wait = match paused_until {
+                Some(until) => until - now,
+                None => match inner.gcra.check_key(key) {
+                    // Zero unless we actually slept, so callers can tell "no wait" apart.
+                    Ok(()) => return Ok(if slept { now - start } else { Duration::ZERO }),
+                    Err(not_until) => not_until.wait_time_from(inner.clock.now()),
+                },
+            };
+            let wait = if inner.jitter.is_zero() {
+                wait
+            } else {
+                wait + inner.jitter.mul_f64(fastrand::f64())
+            };
+            if let Some(max) = inner.max_wait {
+                let needed = (now - start) + wait;
+                if needed > max {
+                    return Err(RateLimitError::MaxWaitExceeded { needed, max });
+                }
+            }
+            tokio::time::sleep(wait.max(Duration::from_nanos(1))).await;
+            slept = true;
+        }
+    }
+
+    /// Stops every caller of `key` until `until` (never shortens an existing pause).
+    pub fn pause_until(&self, key: &RateLimitKey, until: Instant) {
+        let mut paused = self.inner.paused.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = paused.entry(key.clone()).or_insert(until);
+        if *entry < until {
+            *entry = until;
+        }
+    }
+
+    /// Applies the server's feedback from a response.
+    pub fn observe(&self, key: &RateLimitKey, status: StatusCode, headers: &HeaderMap) {
+        let preset = &self.inner.preset;
+        let now = Instant::now();
+        if let Some(fb) = &preset.feedback {
+            let reset = headers
+                .get(&fb.reset_header)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .map(|n| match fb.reset_unit {
+                    ResetUnit::Milliseconds => Duration::from_millis(n),
+                    ResetUnit::Seconds => Duration::from_secs(n),
+                });
+            let remaining = headers
+                .get(&fb.remaining_header)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.trim().parse::<u64>().ok());
+            if fb.throttle_statuses.contains(&status) {
+                let pause = reset.unwrap_or(fb.default_pause);
+                tracing::warn!(target: "auth_core::ratelimit", preset = preset.name, status = status.as_u16(),
+                    pause_ms = pause.as_millis() as u64, "throttled by server; pausing all callers");
+                self.pause_until(key, now + pause);
+            } else if let (Some(remaining), Some(reset)) = (remaining, reset)
+                && remaining <= fb.pause_when_remaining_at_most
+            {
+                tracing::debug!(target: "auth_core::ratelimit", preset = preset.name, remaining,
+                        pause_ms = reset.as_millis() as u64, "server budget exhausted; pausing");
+                self.pause_until(key, now + reset);
+            }
+        }
+        if preset.honour_retry_after
+            && status == StatusCode::TOO_MANY_REQUESTS
+            && let Some(after) = parse_retry_after(headers)
+        {
+            self.pause_until(key, now + after);
+        }
+    }
+
+    /// Drops state of keys that are back at full budget (call periodically with many keys).
+    pub fn retain_recent(&self) {
+        self.inner.gcra.retain_recent();
+        let now = Instant::now();
+        self.inner
+            .paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, until| *until > now);
+    }
+}
+
+impl LimiterInner {
+    fn paused_until(&self, key: &RateLimitKey) -> Option<Instant> {
+        let paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
+        if paused.is_empty() {
+            return None;
+        }
+        paused.get(key).copied()
+    }
+}
+
+/// Waits for a permit before each request and feeds responses back to the limiter.
+#[derive(Debug, Clone)]
+pub struct RateLimitLayer {
+    limiter: RateLimiter,
+    default_key: RateLimitKey,
+}
+
+impl RateLimitLayer {
+    /// A layer drawing from `limiter`.
+    pub fn new(limiter: RateLimiter) -> Self {
+        Self {
+            limiter,
+            default_key: RateLimitKey::default(),
+        }
+    }
+
+    /// The key used when a request carries no [`RateLimitKey`] extension.
+    pub fn default_key(mut self, key: RateLimitKey) -> Self {
+        self.default_key = key;
+        self
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimitService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimitService {
+            inner,
+            limiter: self.limiter.clone(),
+            default_key: self.default_key.clone(),
+        }
+    }
+}
+
+/// Service produced by [`RateLimitLayer`].
+#[derive(Debug, Clone)]
+pub struct RateLimitService<S> {
+    inner: S,
+    limiter: RateLimiter,
+    default_key: RateLimitKey,
+}
+
+impl<S, B, RB> Service<Request<B>> for RateLimitService<S>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<Error>,
+    B: Send + 'static,
+    RB: Send + 'static,
+{
+    type Response = Response<RB>;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<Response<RB>, Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The readied service moves into the future; a fresh clone stays behind.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let limiter = self.limiter.clone();
+        let key = request
+            .extensions()
+            .get::<RateLimitKey>()
+            .cloned()
+            .unwrap_or_else(|| self.default_key.clone());
+        Box::pin(async move {
+            let waited = limiter.acquire(&key).await?;
+            if !waited.is_zero() {
+                tracing::Span::current().record("permit_wait_ms", waited.as_millis() as u64);
+            }
+            let response = inner.call(request).await.map_err(Into::into)?;
+            limiter.observe(&key, response.status(), response.headers());
+            Ok(response)
+        })
+    }
+}
