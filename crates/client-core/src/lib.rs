@@ -1,0 +1,16 @@
+//! What the Norce, nShift and Brightpearl clients share, and nothing platform-specific:
+//!
+//! - [`ReqwestTransport`]: the bottom of every client's tower stack (and the token transport of
+//!   the OAuth sources): `http::Request<Bytes>` in, buffered `http::Response<Bytes>` out, with
+//!   errors classified for the retry layer (not sent vs maybe sent) and a per-request timeout;
+//! - [`settings`]: reading settings from code or the environment, with errors that name the
+//!   setting, and the HTTPS-except-loopback rule for base URLs;
+//! - [`snapshot`]: a redacted, serializable view of a request for insta snapshots.
+
+pub mod settings;
+pub mod snapshot;
+mod transport;
+
+pub use settings::{Settings, SettingsError, base_url};
+pub use snapshot::RequestSnapshot;
+pub use transport::ReqwestTransport;

@@ -1,0 +1,107 @@
+//! reqwest as a tower service.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use auth_core::Error;
+use bytes::Bytes;
+use tower::Service;
+
+/// Sends `http::Request<Bytes>` with reqwest and buffers the answer.
+///
+/// Errors are classified for the retry layer: a failure to connect means the request was not
+/// sent ([`Error::connect`], retried for any method); anything after that may have reached the
+/// server ([`Error::transport`], retried only for idempotent requests).
+///
+/// ```
+/// let transport = client_core::ReqwestTransport::new(std::time::Duration::from_secs(30)).unwrap();
+/// # let _ = transport;
+/// ```
+#[derive(Debug, Clone)]
+pub struct ReqwestTransport {
+    client: reqwest::Client,
+}
+
+impl ReqwestTransport {
+    /// A transport whose requests time out after `timeout` (connect, send and read).
+    pub fn new(timeout: Duration) -> Result<Self, Error> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("relay-toolkit/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(Error::transport)?;
+        Ok(Self { client })
+    }
+
+    /// Wraps a configured reqwest client (proxies, extra roots, ...).
+    pub fn from_client(client: reqwest::Client) -> Self {
+        Self { client }
+    }
+}
+
+fn classify(e: reqwest::Error) -> Error {
+    if e.is_connect() { Error::connect(e) } else { Error::transport(e) }
+}
+
+impl Service<http::Request<Bytes>> for ReqwestTransport {
+    type Response = http::Response<Bytes>;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Bytes>) -> Self::Future {
+        let client = self.client.clone();
+        Box::pin(async move {
+            let request = reqwest::Request::try_from(request.map(reqwest::Body::from)).map_err(Error::connect)?;
+            let response = client.execute(request).await.map_err(classify)?;
+            let mut builder = http::Response::builder().status(response.status()).version(response.version());
+            if let Some(headers) = builder.headers_mut() {
+                *headers = response.headers().clone();
+            }
+            let body = response.bytes().await.map_err(classify)?;
+            builder.body(body).map_err(Error::transport)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn refused_connection_is_a_connect_error() {
+        // Bind and drop a listener to get a port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let request = http::Request::get(format!("http://127.0.0.1:{port}/")).body(Bytes::new()).unwrap();
+        let err = ReqwestTransport::new(Duration::from_secs(5)).unwrap().oneshot(request).await.unwrap_err();
+        assert!(err.is_connect(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn round_trips_status_headers_and_body() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await.unwrap();
+            socket
+                .write_all(b"HTTP/1.1 418 I'm a teapot\r\nx-request-id: abc\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello")
+                .await
+                .unwrap();
+        });
+        let request = http::Request::post(format!("http://{addr}/x")).body(Bytes::from_static(b"{}")).unwrap();
+        let response = ReqwestTransport::new(Duration::from_secs(5)).unwrap().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 418);
+        assert_eq!(response.headers()["x-request-id"], "abc");
+        assert_eq!(response.body().as_ref(), b"hello");
+    }
+}
