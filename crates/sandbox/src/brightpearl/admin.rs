@@ -1,0 +1,161 @@
+//! `/_sandbox/brightpearl/...`: inspect orders, create and ship goods-out notes, change stock,
+//! read webhook deliveries. Changes fire the same webhooks the platform would.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::warehouse::{self, CreateGoodsOutNote, StockChange};
+use super::webhooks;
+use crate::SharedState;
+
+pub fn router() -> Router<SharedState> {
+    Router::new()
+        .route("/orders", get(orders))
+        .route("/goods-out-notes", post(create_goods_out_note))
+        .route("/goods-out-notes/{id}/ship", post(ship_goods_out_note))
+        .route("/products/{id}/stock", post(change_stock))
+        .route("/webhook-deliveries", get(deliveries))
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct OrderFilter {
+    #[serde(rename = "externalRef")]
+    external_ref: Option<String>,
+}
+
+/// Sales orders (flat shape), optionally only those with an `externalRef`.
+async fn orders(
+    State(state): State<SharedState>,
+    query: Result<Query<OrderFilter>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(filter)) = query else {
+        return error(StatusCode::BAD_REQUEST, "query: externalRef=<text>");
+    };
+    let store = state.brightpearl.lock();
+    let found: Vec<_> = store
+        .orders
+        .values()
+        .filter(|o| {
+            filter
+                .external_ref
+                .as_ref()
+                .is_none_or(|r| o.external_ref.as_ref() == Some(r))
+        })
+        .cloned()
+        .collect();
+    Json(found).into_response()
+}
+
+async fn create_goods_out_note(
+    State(state): State<SharedState>,
+    body: Result<Json<CreateGoodsOutNote>, JsonRejection>,
+) -> Response {
+    let request = match body {
+        Ok(Json(request)) => request,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "body {{orderId, warehouseId?, rows?: [{{orderRowId, quantity}}], shippingMethodId?, priority?}}: {e}"
+                ),
+            );
+        }
+    };
+    let now = state.clock.now();
+    let outcome = warehouse::create_goods_out_note(&mut state.brightpearl.lock(), &request, now);
+    match outcome {
+        Ok((id, events)) => {
+            webhooks::fire(&state, events);
+            let gon = state.brightpearl.lock().gons.get(&id).cloned();
+            (
+                StatusCode::CREATED,
+                Json(json!({ "id": id, "goodsOutNote": gon })),
+            )
+                .into_response()
+        }
+        Err((status, message)) => error(status, message),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Ship {
+    /// Tracking reference to set on `shipping.reference`.
+    reference: Option<String>,
+}
+
+async fn ship_goods_out_note(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("goods-out note {id} does not exist"),
+        );
+    };
+    let ship: Ship = if body.iter().all(u8::is_ascii_whitespace) {
+        Ship::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(ship) => ship,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("body {{reference?}}: {e}")),
+        }
+    };
+    let now = state.clock.now();
+    let outcome =
+        warehouse::ship_goods_out_note(&mut state.brightpearl.lock(), id, ship.reference, now);
+    match outcome {
+        Ok(events) => {
+            webhooks::fire(&state, events);
+            let gon = state.brightpearl.lock().gons.get(&id).cloned();
+            Json(json!({ "id": id, "goodsOutNote": gon })).into_response()
+        }
+        Err((status, message)) => error(status, message),
+    }
+}
+
+async fn change_stock(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+    body: Result<Json<StockChange>, JsonRejection>,
+) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("product {id} does not exist"),
+        );
+    };
+    let change = match body {
+        Ok(Json(change)) => change,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("body {{warehouseId?, onHand | delta}}: {e}"),
+            );
+        }
+    };
+    let outcome = warehouse::change_stock(&mut state.brightpearl.lock(), id, &change);
+    match outcome {
+        Ok((availability, events)) => {
+            webhooks::fire(&state, events);
+            Json(json!({ "productId": id, "availability": availability })).into_response()
+        }
+        Err((status, message)) => error(status, message),
+    }
+}
+
+async fn deliveries(State(state): State<SharedState>) -> Response {
+    Json(state.brightpearl.webhook_deliveries()).into_response()
+}

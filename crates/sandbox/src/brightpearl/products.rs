@@ -1,0 +1,227 @@
+//! product-service: products, product OPTIONS, product-search, price lists, product prices.
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use brightpearl_models::common::{GetUris, GetUrisResponse};
+use brightpearl_models::product::{
+    GetProductsQuery, PriceListListResponse, ProductListResponse, ProductPrice,
+    ProductPriceListEntry, ProductPriceListResponse, SearchProductsQuery,
+};
+use serde_json::json;
+
+use super::api::{Ctx, Reply};
+use super::idset::{self, IdSet};
+use super::search::{Col, Kind, Search, bad_query, col};
+
+pub fn get_products(ctx: &mut Ctx<'_>, ids: &str) -> Reply {
+    let query: GetProductsQuery = ctx.query().unwrap_or_default();
+    let set = match idset::parse_path(ids, false, Some(ctx.config().max_ids_product)) {
+        Ok(set) => set,
+        Err(reply) => return reply,
+    };
+    let custom = query
+        .include_optional
+        .as_deref()
+        .is_some_and(|o| o.split(',').any(|p| p.trim() == "customFields"));
+    let store = ctx.state.brightpearl.lock();
+    let found: Vec<_> = store
+        .products
+        .values()
+        .filter(|p| set.contains(p.id))
+        .map(|p| {
+            let mut p = p.clone();
+            if custom {
+                p.custom_fields = Some(BTreeMap::new());
+            }
+            p
+        })
+        .collect();
+    if found.is_empty() {
+        return Reply::not_found(format!("No products found in ID set {ids}"));
+    }
+    Reply::raw(StatusCode::OK, ProductListResponse { response: found })
+}
+
+pub fn uris_reply(uris: Vec<String>) -> Reply {
+    Reply::raw(
+        StatusCode::OK,
+        GetUrisResponse {
+            response: GetUris {
+                get_uris: Some(uris),
+            },
+        },
+    )
+}
+
+pub fn product_uris(ctx: &mut Ctx<'_>, ids: Option<&str>) -> Reply {
+    let set = match ids
+        .map(|ids| idset::parse_path(ids, false, None))
+        .transpose()
+    {
+        Ok(set) => set.unwrap_or(IdSet::All),
+        Err(reply) => return reply,
+    };
+    let store = ctx.state.brightpearl.lock();
+    let existing: Vec<i64> = store
+        .products
+        .keys()
+        .copied()
+        .filter(|id| set.contains(*id))
+        .collect();
+    uris_reply(idset::get_uris(
+        "/product",
+        &existing,
+        ctx.config().max_ids_product,
+    ))
+}
+
+const PRODUCT_COLUMNS: &[Col] = &[
+    col("productId", Kind::IdSet),
+    col("productName", Kind::SearchString),
+    col("SKU", Kind::String),
+    col("barcode", Kind::String),
+    col("EAN", Kind::String),
+    col("stockTracked", Kind::Boolean),
+    col("productStatus", Kind::String),
+    col("createdOn", Kind::Period),
+    col("updatedOn", Kind::Period),
+    col("brandId", Kind::Integer),
+    col("productTypeId", Kind::Integer),
+];
+
+pub fn search_products(ctx: &mut Ctx<'_>) -> Reply {
+    let query: SearchProductsQuery = match ctx.query() {
+        Ok(q) => q,
+        Err(e) => return bad_query(e),
+    };
+    let rows = {
+        let store = ctx.state.brightpearl.lock();
+        store
+            .products
+            .values()
+            .map(|p| {
+                let identity = p.identity.clone().unwrap_or_default();
+                let name = p
+                    .sales_channels
+                    .as_ref()
+                    .and_then(|c| c.first())
+                    .and_then(|c| c.product_name.clone());
+                vec![
+                    json!(p.id),
+                    json!(name),
+                    json!(identity.sku),
+                    json!(identity.barcode),
+                    json!(identity.ean),
+                    json!(p.stock.as_ref().and_then(|s| s.stock_tracked)),
+                    json!(p.status),
+                    json!(p.created_on.as_ref().map(|t| t.as_str().to_owned())),
+                    json!(p.updated_on.as_ref().map(|t| t.as_str().to_owned())),
+                    json!(p.brand_id),
+                    json!(p.product_type_id),
+                ]
+            })
+            .collect()
+    };
+    let search = Search {
+        cols: PRODUCT_COLUMNS,
+        rows,
+        filters: vec![
+            ("productId", query.product_id.clone()),
+            ("SKU", query.sku.clone()),
+            ("productName", query.product_name.clone()),
+            ("barcode", query.barcode.clone()),
+            ("EAN", query.ean.clone()),
+            ("productStatus", query.product_status.clone()),
+            ("stockTracked", query.stock_tracked.map(|b| b.to_string())),
+            ("createdOn", query.created_on.clone()),
+            ("updatedOn", query.updated_on.clone()),
+        ],
+        columns: query.columns.as_deref(),
+        sort: query.sort.as_deref(),
+        page_size: query.page_size,
+        first_result: query.first_result,
+        max_page_size: ctx.config().max_page_size,
+        reference: BTreeMap::new(),
+    };
+    match search.run() {
+        Ok(envelope) => Reply::raw(StatusCode::OK, envelope),
+        Err(reply) => reply,
+    }
+}
+
+pub fn price_lists(ctx: &mut Ctx<'_>, ids: Option<&str>) -> Reply {
+    let set = match ids
+        .map(|ids| idset::parse_path(ids, false, None))
+        .transpose()
+    {
+        Ok(set) => set.unwrap_or(IdSet::All),
+        Err(reply) => return reply,
+    };
+    let store = ctx.state.brightpearl.lock();
+    let found: Vec<_> = store
+        .price_lists
+        .iter()
+        .filter(|l| set.contains(l.id))
+        .cloned()
+        .collect();
+    if found.is_empty() && ids.is_some() {
+        return Reply::not_found(format!(
+            "No price lists found in ID set {}",
+            ids.unwrap_or_default()
+        ));
+    }
+    Reply::raw(StatusCode::OK, PriceListListResponse { response: found })
+}
+
+pub fn product_prices(ctx: &mut Ctx<'_>, ids: &str, lists: Option<&str>) -> Reply {
+    let set = match idset::parse_path(ids, false, None) {
+        Ok(set) => set,
+        Err(reply) => return reply,
+    };
+    let list_set = match lists.map(|l| idset::parse_path(l, false, None)).transpose() {
+        Ok(l) => l.unwrap_or(IdSet::All),
+        Err(reply) => return reply,
+    };
+    let store = ctx.state.brightpearl.lock();
+    let mut found = Vec::new();
+    for id in store
+        .products
+        .keys()
+        .copied()
+        .filter(|id| set.contains(*id))
+    {
+        let entries: Vec<ProductPriceListEntry> = store
+            .price_lists
+            .iter()
+            .filter(|l| list_set.contains(l.id))
+            .map(|l| {
+                let quantity_price = store
+                    .prices
+                    .get(&(id, l.id))
+                    .map(|price| {
+                        let mut price = *price;
+                        price.rescale(4);
+                        BTreeMap::from([("1".to_owned(), price)])
+                    })
+                    .unwrap_or_default();
+                ProductPriceListEntry {
+                    price_list_id: Some(l.id),
+                    currency_code: l.currency_code.clone(),
+                    currency_id: l.currency_id,
+                    quantity_price: Some(quantity_price),
+                }
+            })
+            .collect();
+        if !entries.is_empty() {
+            found.push(ProductPrice {
+                product_id: id,
+                price_lists: Some(entries),
+            });
+        }
+    }
+    if found.is_empty() {
+        return Reply::not_found("No Product Prices Found");
+    }
+    Reply::raw(StatusCode::OK, ProductPriceListResponse { response: found })
+}
