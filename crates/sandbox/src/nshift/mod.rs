@@ -1,26 +1,156 @@
-//! The nshift simulator (work in progress).
+//! The nShift Delivery (`rs-extapi/v1`) simulator.
+//!
+//! Serves the API under `/rs-extapi/v1` and, for the `href`s it returns, under a
+//! deployment-versioned prefix ([`HREF_PREFIX`]) as the real API does, so clients that follow
+//! `href`s as opaque URLs work and clients that rebuild URLs are still served.
+//!
+//! Every rule, its source in the reference notes and the test that covers it are listed in
+//! `crates/sandbox/docs/nshift.md`.
+
+mod admin;
+mod auth;
+pub mod catalog;
+mod handlers;
+mod label;
+mod store;
+mod validate;
+
+use std::sync::Mutex;
 
 use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use catalog::ServiceConfig;
+
 use crate::{Dataset, SharedState};
+
+/// The path the API is served under.
+pub const BASE_PATH: &str = "/rs-extapi/v1";
+/// The deployment-versioned path the returned `href`s use (the real API returns
+/// `/ufoweb-prod-YYYYMMDDhhmm/rs-extapi/v1/...`); it serves the same routes.
+pub const HREF_PREFIX: &str = "/ufoweb-sandbox-202603020800/rs-extapi/v1";
+
+/// A licence key on the account; every operation needs one (nShift §1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Licence {
+    /// REST API Print: POST /shipments, POST /stored-shipments/{id}/shipments, documents.
+    Print,
+    /// REST API Store: stored shipments.
+    Store,
+    /// REST API Discard: DELETE /shipments/{id}.
+    Discard,
+    /// REST API TrackBack: GET /shipments and (by inference) GET /alerts.
+    TrackBack,
+    /// REST API PickUpLocator: /addresses/agents.
+    PickUpLocator,
+    /// REST API ZipCheck: /addresses/zipcodes.
+    ZipCheck,
+}
+
+impl Licence {
+    /// Every licence.
+    pub const ALL: &'static [Licence] = &[
+        Licence::Print,
+        Licence::Store,
+        Licence::Discard,
+        Licence::TrackBack,
+        Licence::PickUpLocator,
+        Licence::ZipCheck,
+    ];
+}
+
+/// Another API key on the simulated account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyConfig {
+    /// API key id (the Basic user).
+    pub api_key_id: String,
+    /// Secret id (the Basic password).
+    pub secret_id: String,
+    /// The licences this key may use (every licence when absent).
+    #[serde(default = "all_licences")]
+    pub licences: Vec<Licence>,
+    /// The profile group a profile-bound key is tied to: it only sees and posts within it and
+    /// cannot call GET /shipments or GET /alerts.
+    #[serde(default)]
+    pub profile_group: Option<String>,
+}
+
+fn all_licences() -> Vec<Licence> {
+    Licence::ALL.to_vec()
+}
+
+/// When a printed shipment moves on, in seconds of virtual time after it was printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProgressConfig {
+    /// PRINTED → DISPATCHING (en route).
+    pub dispatching_after_secs: u64,
+    /// → OUTFORDELIVERY (home delivery) or DELIVERING (arrived at the pickup point).
+    pub out_for_delivery_after_secs: u64,
+    /// → DELIVERED.
+    pub delivered_after_secs: u64,
+}
+
+impl Default for ProgressConfig {
+    fn default() -> Self {
+        Self {
+            dispatching_after_secs: 4 * 3600,
+            out_for_delivery_after_secs: 20 * 3600,
+            delivered_after_secs: 26 * 3600,
+        }
+    }
+}
 
 /// Settings of the nshift simulator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NshiftConfig {
-    /// API key id of the demo key.
+    /// API key id of the demo key (all licences, no profile).
     pub api_key_id: String,
     /// Secret id of the demo key.
     pub secret_id: String,
     /// Developer id of the demo integration.
     pub developer_id: String,
+    /// More API keys on the account, with their own licences and optional profile group.
+    pub extra_keys: Vec<ApiKeyConfig>,
+    /// The services the account can book, with their routes and addons.
+    pub services: Vec<ServiceConfig>,
+    /// How long printed documents can be fetched, in seconds of virtual time (1 hour).
+    pub document_ttl_secs: u64,
+    /// Status of a request for an expired document: 404 (default) or 410.
+    pub expired_document_status: u16,
+    /// When printed shipments move on.
+    pub progress: ProgressConfig,
+    /// Whether test shipments (`shipment.test`, no EDI) move on after PRINTED.
+    pub test_shipments_progress: bool,
+    /// `minDelay` (ms) of a feed page with `done: true` (0 while not done).
+    pub feed_min_delay_ms: i64,
+    /// Items per feed page (100).
+    pub feed_page_size: usize,
+    /// Results of a stored-shipment search (50).
+    pub stored_search_limit: usize,
+    /// Whether printed stored shipments still appear in GET /stored-shipments (an open question).
+    pub printed_stored_searchable: bool,
 }
 
 impl Default for NshiftConfig {
     fn default() -> Self {
-        Self { api_key_id: "SANDBOXKEY01".into(), secret_id: "sandbox-nshift-secret".into(), developer_id: "relay-dev-0001".into() }
+        Self {
+            api_key_id: "SANDBOXKEY01".into(),
+            secret_id: "sandbox-nshift-secret".into(),
+            developer_id: "relay-dev-0001".into(),
+            extra_keys: Vec::new(),
+            services: catalog::default_services(),
+            document_ttl_secs: 3600,
+            expired_document_status: 404,
+            progress: ProgressConfig::default(),
+            test_shipments_progress: true,
+            feed_min_delay_ms: 300_000,
+            feed_page_size: 100,
+            stored_search_limit: 50,
+            printed_stored_searchable: true,
+        }
     }
 }
 
@@ -39,26 +169,47 @@ pub struct NshiftCredentials {
 
 /// The credentials of `config` for a sandbox at `base_url`.
 pub fn credentials(config: &NshiftConfig, base_url: &str) -> NshiftCredentials {
-    NshiftCredentials { base_url: format!("{base_url}/rs-extapi/v1"), api_key_id: config.api_key_id.clone(), secret_id: config.secret_id.clone(), developer_id: config.developer_id.clone() }
-}
-
-/// In-memory state of the nshift simulator.
-#[derive(Debug, Default)]
-pub struct NshiftState {}
-
-impl NshiftState {
-    /// Seeds the state from the dataset.
-    pub fn new(_config: &NshiftConfig, _dataset: &Dataset, _start: DateTime<Utc>) -> Self {
-        Self {}
+    NshiftCredentials {
+        base_url: format!("{base_url}{BASE_PATH}"),
+        api_key_id: config.api_key_id.clone(),
+        secret_id: config.secret_id.clone(),
+        developer_id: config.developer_id.clone(),
     }
 }
 
-/// The platform routes.
+/// In-memory state of the nshift simulator.
+#[derive(Debug)]
+pub struct NshiftState {
+    book: catalog::AddressBook,
+    inner: Mutex<store::Store>,
+}
+
+impl NshiftState {
+    /// Seeds the state from the dataset (the address book's senders come from its warehouses).
+    pub fn new(_config: &NshiftConfig, dataset: &Dataset, _start: DateTime<Utc>) -> Self {
+        Self {
+            book: catalog::AddressBook::from_dataset(dataset),
+            inner: Mutex::new(store::Store::new()),
+        }
+    }
+
+    /// Number of shipments booked with this `orderNo` (cancelled ones included).
+    pub fn shipment_count(&self, order_no: &str) -> usize {
+        crate::util::lock(&self.inner)
+            .shipments()
+            .filter(|s| s.order_no.as_deref() == Some(order_no))
+            .count()
+    }
+}
+
+/// The platform routes: `/rs-extapi/v1/...` and the same under [`HREF_PREFIX`].
 pub fn router() -> Router<SharedState> {
     Router::new()
+        .nest(BASE_PATH, handlers::api())
+        .nest(HREF_PREFIX, handlers::api())
 }
 
 /// Inspection routes under `/_sandbox/nshift`.
 pub fn admin_router() -> Router<SharedState> {
-    Router::new()
+    admin::router()
 }

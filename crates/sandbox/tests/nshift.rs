@@ -1,0 +1,1186 @@
+//! Black-box tests of the nShift Delivery simulator over HTTP.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use nshift_models::delivery::{
+    AlertFetchList, Error as ApiError, ShipmentFetchInfoList, ShipmentInfoList, StatusList,
+    StoredShipmentInfo, StoredShipmentInfoList,
+};
+use reqwest::StatusCode;
+use sandbox::nshift::{ApiKeyConfig, Licence, NshiftConfig};
+use sandbox::{Sandbox, SandboxConfig};
+use serde_json::{Value, json};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+struct Api {
+    sandbox: Sandbox,
+    http: reqwest::Client,
+    base: String,
+    auth: String,
+}
+
+fn basic(id: &str, secret: &str) -> String {
+    format!("Basic {}", B64.encode(format!("{id}:{secret}")))
+}
+
+impl Api {
+    async fn start() -> Self {
+        Self::with(SandboxConfig::default()).await
+    }
+
+    async fn with(config: SandboxConfig) -> Self {
+        let sandbox = common::start_with(config).await;
+        let creds = sandbox.credentials().nshift;
+        Self {
+            http: common::http(),
+            base: creds.base_url.clone(),
+            auth: basic(&creds.api_key_id, &creds.secret_id),
+            sandbox,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        auth: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Vec<u8>, String) {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .header("authorization", auth);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (
+            status,
+            response.bytes().await.expect("body").to_vec(),
+            content_type,
+        )
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let (status, body, _) = self
+            .send(reqwest::Method::GET, path, &self.auth, None)
+            .await;
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let (status, body, _) = self
+            .send(reqwest::Method::POST, path, &self.auth, Some(body))
+            .await;
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    async fn delete(&self, path: &str) -> StatusCode {
+        self.send(reqwest::Method::DELETE, path, &self.auth, None)
+            .await
+            .0
+    }
+
+    async fn admin(&self, path: &str) -> Value {
+        let url = format!("{}/_sandbox/nshift{path}", self.sandbox.base_url());
+        self.http
+            .get(url)
+            .send()
+            .await
+            .expect("admin")
+            .json()
+            .await
+            .expect("admin json")
+    }
+
+    async fn count(&self, order_no: &str) -> usize {
+        self.admin(&format!("/shipments?orderNo={order_no}"))
+            .await
+            .as_array()
+            .map_or(0, Vec::len)
+    }
+
+    fn advance(&self, secs: u64) {
+        self.sandbox
+            .state()
+            .clock
+            .advance(Duration::from_secs(secs));
+    }
+}
+
+fn shipment(order_no: &str) -> Value {
+    json!({
+        "developerId": "relay-dev-0001",
+        "sender": {"quickId": "1"},
+        "senderPartners": [{"id": "PLAB", "custNo": "0123456789"}],
+        "receiver": {
+            "name": "Anna Lind", "address1": "Avenyn 12", "zipcode": "41136", "city": "Göteborg",
+            "country": "SE", "phone": "+46701234567", "email": "anna@example.com"
+        },
+        "service": {"id": "P17", "addons": [{"id": "NOTSMS"}]},
+        "parcels": [{"copies": 1, "weight": 1.5, "contents": "Clothes", "valuePerParcel": true}],
+        "orderNo": order_no,
+        "senderReference": "DN-1"
+    })
+}
+
+fn print_config() -> Value {
+    json!({"target1Media": "thermo-190", "target1Type": "pdf", "target2Media": "laser-a4", "target2Type": "pdf"})
+}
+
+fn print_request(order_no: &str) -> Value {
+    json!({"printConfig": print_config(), "shipment": shipment(order_no)})
+}
+
+fn is_nshift_timestamp(text: &str) -> bool {
+    // 2015-06-03T13:18:30.904+0000
+    let b = text.as_bytes();
+    text.len() == 28
+        && b[4] == b'-'
+        && b[10] == b'T'
+        && b[19] == b'.'
+        && text.ends_with("+0000")
+        && text[..19]
+            .replace(['-', ':', 'T'], "")
+            .chars()
+            .all(|c| c.is_ascii_digit())
+}
+
+// ------------------------------------------------------------------ auth
+
+#[tokio::test]
+async fn basic_and_bearer_auth_and_401() {
+    let api = Api::start().await;
+    let creds = api.sandbox.credentials().nshift;
+    let path = "/addresses/agents?type=POSTNORD&zip=41121&countryCode=SE";
+    let get = |auth: String| {
+        let api = &api;
+        async move { api.send(reqwest::Method::GET, path, &auth, None).await.0 }
+    };
+    assert_eq!(
+        get(basic(&creds.api_key_id, &creds.secret_id)).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(format!("Bearer {}-{}", creds.api_key_id, creds.secret_id)).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(basic(&creds.api_key_id, "wrong")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(format!("Bearer {}", creds.api_key_id)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(get("Digest abc".into()).await, StatusCode::UNAUTHORIZED);
+    let response = api.http.get(api.url(path)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers().contains_key("www-authenticate"));
+}
+
+fn config_with_keys() -> SandboxConfig {
+    SandboxConfig {
+        nshift: NshiftConfig {
+            extra_keys: vec![
+                ApiKeyConfig {
+                    api_key_id: "STOREONLYKEY0001".into(),
+                    secret_id: "store-only-secret-0000001".into(),
+                    licences: vec![Licence::Store],
+                    profile_group: None,
+                },
+                ApiKeyConfig {
+                    api_key_id: "PROFILEKEY000001".into(),
+                    secret_id: "profile-secret-000000001".into(),
+                    licences: Licence::ALL.to_vec(),
+                    profile_group: Some("webshop".into()),
+                },
+            ],
+            ..NshiftConfig::default()
+        },
+        ..SandboxConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn missing_licence_is_403() {
+    let api = Api::with(config_with_keys()).await;
+    let key = basic("STOREONLYKEY0001", "store-only-secret-0000001");
+    let (status, _, _) = api
+        .send(
+            reqwest::Method::POST,
+            "/shipments",
+            &key,
+            Some(&print_request("LIC-1")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(api.count("LIC-1").await, 0);
+    let (status, _, _) = api
+        .send(
+            reqwest::Method::GET,
+            "/addresses/agents?type=POSTNORD&zip=41121&countryCode=SE",
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // The licence it has works.
+    let (status, _, _) = api
+        .send(
+            reqwest::Method::POST,
+            "/stored-shipments",
+            &key,
+            Some(&shipment("LIC-1")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn profile_bound_key_cannot_read_feeds_and_sees_only_its_profile() {
+    let api = Api::with(config_with_keys()).await;
+    let key = basic("PROFILEKEY000001", "profile-secret-000000001");
+    for path in ["/shipments?fetchId=-1", "/alerts?fetchId=-1"] {
+        assert_eq!(
+            api.send(reqwest::Method::GET, path, &key, None).await.0,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+        assert_eq!(
+            api.get(path).await.0,
+            StatusCode::OK,
+            "{path} with the account-level key"
+        );
+    }
+    // It can book, within its profile group.
+    let (status, body, _) = api
+        .send(
+            reqwest::Method::POST,
+            "/shipments",
+            &key,
+            Some(&print_request("PROF-1")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let created: ShipmentInfoList = serde_json::from_slice(&body).unwrap();
+    let admin = api.admin("/shipments?orderNo=PROF-1").await;
+    assert_eq!(admin[0]["profileGroup"], "webshop");
+    // ... but not in another one.
+    let mut other = print_request("PROF-2");
+    other["shipment"]["profileGroup"] = json!("wholesale");
+    let (status, _, _) = api
+        .send(reqwest::Method::POST, "/shipments", &key, Some(&other))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // It does not see shipments outside its profile.
+    let (_, body) = api.post("/shipments", &print_request("ACCOUNT-1")).await;
+    let account_id = body[0]["id"].as_str().unwrap().to_owned();
+    let (status, _, _) = api
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/shipments/{account_id}"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = api
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/shipments/{}", created[0].id),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+// ------------------------------------------------------------------ POST /shipments
+
+#[tokio::test]
+async fn create_with_print_config_and_return_file() {
+    let api = Api::start().await;
+    let (status, body) = api
+        .post("/shipments?returnFile=true", &print_request("NC-100001"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let infos: ShipmentInfoList = serde_json::from_value(body.clone()).expect("fits the spec");
+    assert_eq!(infos.len(), 1);
+    let info = &infos[0];
+    assert_eq!(info.status.as_ref().map(|s| s.as_str()), Some("PRINTED"));
+    assert_eq!(info.order_no.as_deref(), Some("NC-100001"));
+    assert_eq!(info.consolidated, Some(false));
+    assert_eq!(
+        info.snd_city.as_deref(),
+        Some("GÖTEBORG"),
+        "sender completed from quickId 1"
+    );
+    let parcel_no = info.parcels.as_ref().unwrap()[0].parcel_no.clone().unwrap();
+    assert!(
+        parcel_no.starts_with("00373500") && parcel_no.len() == 20,
+        "{parcel_no}"
+    );
+    for field in ["created", "changed", "shipDate"] {
+        assert!(
+            is_nshift_timestamp(body[0][field].as_str().unwrap()),
+            "{field}: {}",
+            body[0][field]
+        );
+    }
+    let prints = info.prints.as_ref().unwrap();
+    let pdf = B64.decode(prints[0].data.as_ref().unwrap()).unwrap();
+    assert!(pdf.starts_with(b"%PDF"));
+    assert!(
+        String::from_utf8_lossy(&pdf).contains(&parcel_no),
+        "the label shows the parcel number"
+    );
+    // The href (versioned prefix) serves the same document.
+    let href = prints[0].href.clone().unwrap();
+    assert!(href.contains("/ufoweb-"), "{href}");
+    let response = api
+        .http
+        .get(&href)
+        .header("authorization", &api.auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/pdf");
+    assert_eq!(response.bytes().await.unwrap().to_vec(), pdf);
+    // developerId recorded.
+    let admin = api.admin("/shipments?orderNo=NC-100001").await;
+    assert_eq!(admin[0]["developerId"], "relay-dev-0001");
+    assert_eq!(admin[0]["parcelNos"][0], parcel_no.as_str());
+}
+
+#[tokio::test]
+async fn create_with_pdf_config_and_inline_pdf() {
+    let api = Api::start().await;
+    let body = json!({"pdfConfig": {"target1Media": "laser-ste", "target1XOffset": 0, "target2Media": "laser-a4", "target3Media": null}, "shipment": shipment("OLD-1")});
+    let (status, created) = api.post("/shipments?inlinePdf=true", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let pdfs = created[0]["pdfs"].as_array().unwrap();
+    assert_eq!(pdfs[0]["description"], "Label");
+    assert!(
+        B64.decode(pdfs[0]["pdf"].as_str().unwrap())
+            .unwrap()
+            .starts_with(b"%PDF")
+    );
+    assert!(created[0].get("prints").is_none());
+    // Without inlinePdf: URLs only.
+    let (_, created) = api
+        .post(
+            "/shipments",
+            &json!({"pdfConfig": {"target1Media": "laser-a5"}, "shipment": shipment("OLD-2")}),
+        )
+        .await;
+    assert!(created[0]["pdfs"][0].get("pdf").is_none());
+    let id = created[0]["id"].as_str().unwrap();
+    let (status, list) = api.get(&format!("/shipments/{id}/pdfs")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let pdf_id = list[0]["id"].as_str().unwrap();
+    let (status, bytes, content_type) = api
+        .send(
+            reqwest::Method::GET,
+            &format!("/shipments/{id}/pdfs/{pdf_id}"),
+            &api.auth,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type, "application/pdf");
+    assert!(bytes.starts_with(b"%PDF"));
+    // Unknown document or shipment → 404.
+    assert_eq!(
+        api.send(
+            reqwest::Method::GET,
+            &format!("/shipments/{id}/pdfs/1"),
+            &api.auth,
+            None
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.send(reqwest::Method::GET, "/shipments/1/pdfs", &api.auth, None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn zpl_when_the_print_config_asks_for_it() {
+    let api = Api::start().await;
+    let mut body = print_request("ZPL-1");
+    body["printConfig"] = json!({"target1Media": "thermo-190", "target1Type": "zpl", "target1Options": [{"key": "mode", "value": "DT"}]});
+    body["shipment"]["parcels"][0]["copies"] = json!(2);
+    let (status, created) = api.post("/shipments?returnFile=true", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let zpl = String::from_utf8(
+        B64.decode(created[0]["prints"][0]["data"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(zpl.starts_with("^XA"), "{zpl}");
+    assert_eq!(zpl.matches("^XZ").count(), 2, "one label per parcel");
+    for parcel in created[0]["parcels"].as_array().unwrap() {
+        assert!(zpl.contains(parcel["parcelNo"].as_str().unwrap()));
+    }
+    // ZPL on a laser medium is an invalid print configuration.
+    body["printConfig"] = json!({"target1Media": "laser-a4", "target1Type": "zpl"});
+    body["shipment"]["orderNo"] = json!("ZPL-2");
+    let (status, statuses) = api.post("/shipments", &body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(statuses[0]["field"], "PrintConfig_Target1Type");
+    assert_eq!(api.count("ZPL-2").await, 0);
+}
+
+#[tokio::test]
+async fn invalid_shipments_get_422_and_nothing_is_created() {
+    let api = Api::start().await;
+    type Edit = fn(&mut Value);
+    let cases: Vec<(&str, Edit, &str, &str)> = vec![
+        (
+            "no zip",
+            |s| drop(s["receiver"].as_object_mut().unwrap().remove("zipcode")),
+            "Address_Zipcode",
+            "ZipCode",
+        ),
+        (
+            "SE zip of 4 digits",
+            |s| s["receiver"]["zipcode"] = json!("4113"),
+            "Address_Zipcode",
+            "ZipCode",
+        ),
+        (
+            "NO zip of 5 digits",
+            |s| {
+                s["receiver"]["country"] = json!("NO");
+                s["receiver"]["zipcode"] = json!("01500");
+            },
+            "Address_Zipcode",
+            "ZipCode",
+        ),
+        (
+            "DK zip with a letter",
+            |s| {
+                s["receiver"]["country"] = json!("DK");
+                s["receiver"]["zipcode"] = json!("80A0");
+            },
+            "Address_Zipcode",
+            "ZipCode",
+        ),
+        (
+            "FI zip of 4 digits",
+            |s| {
+                s["receiver"]["country"] = json!("FI");
+                s["receiver"]["zipcode"] = json!("0010");
+            },
+            "Address_Zipcode",
+            "ZipCode",
+        ),
+        (
+            "unknown service",
+            |s| s["service"]["id"] = json!("NOPE1"),
+            "Service_Id",
+            "ServiceId",
+        ),
+        (
+            "no parcels",
+            |s| s["parcels"] = json!([]),
+            "Parcel_Copies",
+            "ParcelMissing",
+        ),
+        (
+            "addon the service lacks",
+            |s| s["service"]["addons"] = json!([{"id": "COD"}]),
+            "Addon_Id",
+            "Addon",
+        ),
+        (
+            "country the service does not reach",
+            |s| {
+                s["service"]["id"] = json!("PDK17");
+                s["service"]["addons"] = json!([]);
+            },
+            "Address_Country",
+            "Route",
+        ),
+    ];
+    for (i, (name, edit, field, code)) in cases.into_iter().enumerate() {
+        let order_no = format!("BAD-{i}");
+        let mut body = print_request(&order_no);
+        edit(&mut body["shipment"]);
+        let (status, statuses) = api.post("/shipments?returnFile=true", &body).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{name}: {statuses}"
+        );
+        let list: StatusList = serde_json::from_value(statuses.clone()).expect("a status list");
+        assert!(
+            list.iter().any(|s| s.field.as_deref() == Some(field)
+                && s.message_code.as_deref() == Some(code)
+                && s.message.is_some()),
+            "{name}: {statuses}"
+        );
+        assert_eq!(api.count(&order_no).await, 0, "{name}: nothing created");
+    }
+    assert_eq!(api.admin("/shipments").await.as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn malformed_or_incomplete_bodies_get_400() {
+    let api = Api::start().await;
+    let response = api
+        .http
+        .post(api.url("/shipments"))
+        .header("authorization", &api.auth)
+        .header("content-type", "application/json")
+        .body("{\"printConfig\": {")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let error: ApiError = response.json().await.unwrap();
+    assert_eq!(error.code.as_ref().map(|c| c.as_str()), Some("ILLEGAL"));
+    assert!(error.message.is_some());
+
+    let (status, error) = api
+        .post("/shipments", &json!({"printConfig": print_config()}))
+        .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("MISSING")),
+        "{error}"
+    );
+    let (status, error) = api
+        .post("/shipments", &json!({"shipment": shipment("X-1")}))
+        .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("MISSING")),
+        "{error}"
+    );
+    let mut wrong_type = print_request("X-2");
+    wrong_type["shipment"]["parcels"][0]["copies"] = json!("many");
+    let (status, error) = api.post("/shipments", &wrong_type).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("ILLEGAL")),
+        "{error}"
+    );
+    assert_eq!(api.admin("/shipments").await.as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn documents_expire_after_an_hour() {
+    let api = Api::start().await;
+    let (_, created) = api.post("/shipments", &print_request("EXP-1")).await;
+    let href = created[0]["prints"][0]["href"].as_str().unwrap().to_owned();
+    assert!(
+        created[0]["prints"][0].get("data").is_none(),
+        "no inline data without returnFile"
+    );
+    let id = created[0]["id"].as_str().unwrap().to_owned();
+    let fetch = || async {
+        api.http
+            .get(&href)
+            .header("authorization", &api.auth)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(fetch().await, StatusCode::OK);
+    api.advance(3590);
+    assert_eq!(fetch().await, StatusCode::OK);
+    api.advance(20);
+    assert_eq!(fetch().await, StatusCode::NOT_FOUND);
+    let (_, list) = api.get(&format!("/shipments/{id}/pdfs")).await;
+    assert_eq!(list, json!([]));
+
+    // 410 when configured so.
+    let api = Api::with(SandboxConfig {
+        nshift: NshiftConfig {
+            expired_document_status: 410,
+            ..NshiftConfig::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    let (_, created) = api.post("/shipments", &print_request("EXP-2")).await;
+    let href = created[0]["prints"][0]["href"].as_str().unwrap().to_owned();
+    api.advance(3601);
+    assert_eq!(
+        api.http
+            .get(&href)
+            .header("authorization", &api.auth)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::GONE
+    );
+}
+
+// ------------------------------------------------------------------ stored shipments
+
+#[tokio::test]
+async fn stored_shipments_ready_warned_invalid_and_printing() {
+    let api = Api::start().await;
+    let (status, ready) = api.post("/stored-shipments", &shipment("ST-READY")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let ready: StoredShipmentInfo = serde_json::from_value(ready).unwrap();
+    assert_eq!(ready.status.as_ref().map(|s| s.as_str()), Some("READY"));
+    assert_eq!(ready.statuses.as_deref(), Some(&[][..]));
+
+    // Pickup-point service without an agent: the nearest one is used, with a warning.
+    let mut warned = shipment("ST-WARNED");
+    warned["service"] = json!({"id": "P19"});
+    let (_, warned) = api.post("/stored-shipments", &warned).await;
+    assert_eq!(warned["status"], "WARNED", "{warned}");
+    assert_eq!(warned["statuses"][0]["type"], "ignorable");
+
+    let mut invalid = shipment("ST-INVALID");
+    invalid["receiver"]["zipcode"] = json!("ABCDE");
+    let (status, invalid) = api.post("/stored-shipments", &invalid).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(invalid["status"], "INVALID");
+    assert_eq!(invalid["statuses"][0]["field"], "Address_Zipcode");
+
+    // Printing: only READY.
+    for other in [&warned, &invalid] {
+        let (status, statuses) = api
+            .post(
+                &format!(
+                    "/stored-shipments/{}/shipments",
+                    other["id"].as_str().unwrap()
+                ),
+                &json!({"target1Media": "laser-a5"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{statuses}");
+    }
+    let print_path = format!("/stored-shipments/{}/shipments", ready.id);
+    let (status, printed) = api
+        .post(
+            &format!("{print_path}?inlinePdf=true"),
+            &json!({"target1Media": "laser-a5", "target2Media": null}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{printed}");
+    let printed: ShipmentInfoList = serde_json::from_value(printed).unwrap();
+    assert_eq!(printed[0].order_no.as_deref(), Some("ST-READY"));
+    assert!(
+        B64.decode(printed[0].pdfs.as_ref().unwrap()[0].pdf.as_ref().unwrap())
+            .unwrap()
+            .starts_with(b"%PDF")
+    );
+    let (_, after) = api.get(&format!("/stored-shipments/{}", ready.id)).await;
+    assert_eq!(after["status"], "PRINTED");
+    let (status, _) = api
+        .post(&print_path, &json!({"target1Media": "laser-a5"}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a printed stored shipment is not READY"
+    );
+    assert_eq!(api.count("ST-READY").await, 1);
+
+    // With printConfig and returnFile: prints[].
+    let (_, second) = api.post("/stored-shipments", &shipment("ST-READY-2")).await;
+    let (status, printed) = api
+        .post(
+            &format!(
+                "/stored-shipments/{}/shipments?returnFile=true",
+                second["id"].as_str().unwrap()
+            ),
+            &print_config(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(
+        B64.decode(printed[0]["prints"][0]["data"].as_str().unwrap())
+            .unwrap()
+            .starts_with(b"%PDF")
+    );
+
+    // Delete.
+    let (_, gone) = api.post("/stored-shipments", &shipment("ST-GONE")).await;
+    let gone_path = format!("/stored-shipments/{}", gone["id"].as_str().unwrap());
+    assert_eq!(api.delete(&gone_path).await, StatusCode::NO_CONTENT);
+    assert_eq!(api.get(&gone_path).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(api.delete(&gone_path).await, StatusCode::NOT_FOUND);
+    let (_, found) = api
+        .get("/stored-shipments?searchField=orderNo&searchOp=equals&searchValue=ST-GONE")
+        .await;
+    assert_eq!(found, json!([]));
+    assert_eq!(
+        api.admin("/stored-shipments?orderNo=ST-GONE").await[0]["deleted"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn stored_shipment_search() {
+    let api = Api::start().await;
+    for i in 0..55 {
+        let mut body = shipment(&format!("BULK-{i:03}"));
+        body["senderReference"] = json!(format!("REF-{i}"));
+        let (status, _) = api.post("/stored-shipments", &body).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let search = |q: &'static str| {
+        let api = &api;
+        async move {
+            let (status, body) = api.get(&format!("/stored-shipments?{q}")).await;
+            assert_eq!(status, StatusCode::OK, "{q}: {body}");
+            serde_json::from_value::<StoredShipmentInfoList>(body).unwrap()
+        }
+    };
+    assert_eq!(search("").await.len(), 50, "at most 50 results");
+    assert_eq!(
+        search("searchField=orderNo&searchOp=contains&searchValue=bulk")
+            .await
+            .len(),
+        50
+    );
+    let exact = search("searchField=orderNo&searchOp=equals&searchValue=BULK-007").await;
+    assert_eq!(exact.len(), 1);
+    assert_eq!(exact[0].reference.as_deref(), Some("REF-7"));
+    assert_eq!(
+        search("searchField=orderNo&searchValue=BULK-007")
+            .await
+            .len(),
+        1,
+        "equals by default"
+    );
+    assert_eq!(
+        search("searchField=orderNo&searchOp=startsWith&searchValue=BULK-05")
+            .await
+            .len(),
+        5
+    );
+    assert_eq!(
+        search("searchField=orderNo&searchOp=endsWith&searchValue=9")
+            .await
+            .len(),
+        5
+    );
+    assert_eq!(
+        search("searchField=reference&searchOp=equals&searchValue=REF-54")
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        search("status=ready&searchField=orderNo&searchOp=equals&searchValue=BULK-001")
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(search("status=invalid").await.len(), 0);
+    let window = search(
+        "dateType=created&dateFrom=2026-03-02T00:00:00%2B00:00&dateTo=2026-03-03T00:00:00%2B00:00",
+    )
+    .await;
+    assert_eq!(window.len(), 50);
+    assert!(search("dateType=created&dateFrom=2026-03-03T00:00:00%2B00:00&dateTo=2026-03-04T00:00:00%2B00:00").await.is_empty());
+
+    for bad in [
+        "searchField=orderNo&searchOp=like&searchValue=x",
+        "searchField=color&searchValue=x",
+        "status=printed",
+    ] {
+        let (status, error) = api.get(&format!("/stored-shipments?{bad}")).await;
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("ILLEGAL")),
+            "{bad}"
+        );
+    }
+    let (status, error) = api.get("/stored-shipments?dateType=created").await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("MISSING"))
+    );
+}
+
+// ------------------------------------------------------------------ cancel
+
+#[tokio::test]
+async fn cancel_a_shipment() {
+    let api = Api::start().await;
+    let (_, created) = api.post("/shipments", &print_request("CAN-1")).await;
+    let id = created[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.delete(&format!("/shipments/{id}")).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.delete(&format!("/shipments/{id}")).await,
+        StatusCode::NO_CONTENT,
+        "cancelling again is harmless"
+    );
+    assert_eq!(api.delete("/shipments/999").await, StatusCode::NOT_FOUND);
+    let admin = api.admin("/shipments?orderNo=CAN-1").await;
+    assert_eq!(
+        admin.as_array().unwrap().len(),
+        1,
+        "cancelled shipments stay countable"
+    );
+    assert_eq!(admin[0]["status"], "CANCELLED");
+    assert_eq!(admin[0]["cancelled"], true);
+    // No progress after cancellation.
+    api.advance(48 * 3600);
+    let (_, feed) = api.get("/shipments?fetchId=-1").await;
+    let statuses: Vec<&str> = feed["shipments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["PRINTED", "CANCELLED"]);
+
+    // A delivered shipment cannot be cancelled.
+    let (_, created) = api.post("/shipments", &print_request("CAN-2")).await;
+    api.advance(30 * 3600);
+    let (status, body, _) = api
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/shipments/{}", created[0]["id"].as_str().unwrap()),
+            &api.auth,
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
+// ------------------------------------------------------------------ agents
+
+#[tokio::test]
+async fn pickup_points() {
+    let api = Api::start().await;
+    let (status, agents) = api
+        .get("/addresses/agents?type=POSTNORD&zip=41121&countryCode=SE")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let list = agents.as_array().unwrap();
+    assert!((3..=5).contains(&list.len()), "{agents}");
+    assert_eq!(
+        api.get("/addresses/agents?type=POSTNORD&zip=41121&countryCode=SE")
+            .await
+            .1,
+        agents,
+        "deterministic"
+    );
+    assert_eq!(list[0]["countryCode"], "SE");
+    let agent_id = list[1]["id"].as_str().unwrap();
+    let (_, one) = api
+        .get(&format!(
+            "/addresses/agents?type=POSTNORD&countryCode=SE&id={agent_id}"
+        ))
+        .await;
+    assert_eq!(one, json!([list[1]]));
+    let (_, norway) = api
+        .get("/addresses/agents?type=POSTNORD&zip=0150&countryCode=NO")
+        .await;
+    assert!(!norway.as_array().unwrap().is_empty());
+    assert_eq!(
+        api.get("/addresses/agents?type=DHLSP&zip=0150&countryCode=NO")
+            .await
+            .1,
+        json!([])
+    );
+
+    // Book to the chosen agent.
+    let mut body = print_request("AG-1");
+    body["shipment"]["service"] = json!({"id": "P19", "addons": [{"id": "PUPOPT"}]});
+    body["shipment"]["agent"] = json!({"quickId": agent_id});
+    let (status, created) = api.post("/shipments", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        api.admin("/shipments?orderNo=AG-1").await[0]["agentId"],
+        agent_id
+    );
+    body["shipment"]["agent"] = json!({"quickId": "12345678"});
+    body["shipment"]["orderNo"] = json!("AG-2");
+    let (status, statuses) = api.post("/shipments", &body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(statuses[0]["field"], "Agent_QuickId");
+
+    let (status, error) = api
+        .get("/addresses/agents?type=POSTNORD&countryCode=SE")
+        .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("MISSING")),
+        "{error}"
+    );
+    assert!(error["message"].as_str().unwrap().contains("zip"));
+    let (status, error) = api.get("/addresses/agents?zip=41121&countryCode=SE").await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("MISSING")),
+        "{error}"
+    );
+    let (status, error) = api
+        .get("/addresses/agents?type=NOPE&zip=41121&countryCode=SE")
+        .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("ILLEGAL")),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn zip_code_info() {
+    let api = Api::start().await;
+    let (_, info) = api
+        .get("/addresses/zipcodes?zip=41121&countryCode=SE")
+        .await;
+    assert_eq!(
+        (
+            info["valid"].as_bool(),
+            info["pattern"].as_str(),
+            info["city"].as_str()
+        ),
+        (Some(true), Some("NNNNN"), Some("GÖTEBORG"))
+    );
+    let (_, info) = api.get("/addresses/zipcodes?zip=411&countryCode=NO").await;
+    assert_eq!(info["valid"], false);
+}
+
+// ------------------------------------------------------------------ feeds
+
+#[tokio::test]
+async fn shipments_and_alerts_feeds_follow_the_clock() {
+    let api = Api::start().await;
+    let (_, a) = api.post("/shipments", &print_request("FEED-1")).await;
+    let mut pickup = print_request("FEED-2");
+    pickup["shipment"]["service"] = json!({"id": "P19"});
+    let (_, b) = api.post("/shipments", &pickup).await;
+    let (a, b) = (
+        a[0]["id"].as_str().unwrap().to_owned(),
+        b[0]["id"].as_str().unwrap().to_owned(),
+    );
+
+    let (status, page) = api.get("/shipments?fetchId=-1").await;
+    assert_eq!(status, StatusCode::OK);
+    let page: ShipmentFetchInfoList = serde_json::from_value(page).unwrap();
+    assert!(page.done);
+    assert_eq!(page.min_delay, Some(300_000));
+    let seen: Vec<(String, String)> = page
+        .shipments
+        .unwrap()
+        .iter()
+        .map(|s| (s.id.clone(), s.status.as_ref().unwrap().as_str().to_owned()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (a.clone(), "PRINTED".to_owned()),
+            (b.clone(), "PRINTED".to_owned())
+        ]
+    );
+    let cursor = page.fetch_id;
+
+    // Nothing new until the clock moves.
+    let (_, again) = api.get(&format!("/shipments?fetchId={cursor}")).await;
+    assert_eq!(again["shipments"], json!([]));
+    assert_eq!(again["fetchId"].as_str(), Some(cursor.as_str()));
+
+    api.advance(5 * 3600);
+    let (_, page) = api.get(&format!("/shipments?fetchId={cursor}")).await;
+    let statuses: Vec<&str> = page["shipments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["DISPATCHING", "DISPATCHING"]);
+    assert!(is_nshift_timestamp(
+        page["shipments"][0]["changed"].as_str().unwrap()
+    ));
+    let cursor = page["fetchId"].as_str().unwrap().to_owned();
+
+    api.advance(30 * 3600);
+    let (_, page) = api.get(&format!("/shipments?fetchId={cursor}")).await;
+    let seen: Vec<(&str, &str)> = page["shipments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (a.as_str(), "OUTFORDELIVERY"),
+            (b.as_str(), "DELIVERING"),
+            (a.as_str(), "DELIVERED"),
+            (b.as_str(), "DELIVERED")
+        ]
+    );
+
+    // The alerts feed has its own cursor over the same events.
+    let (status, alerts) = api.get("/alerts?fetchId=-1").await;
+    assert_eq!(status, StatusCode::OK);
+    let alerts: AlertFetchList = serde_json::from_value(alerts).unwrap();
+    let alerts = alerts.alerts.unwrap();
+    assert_eq!(alerts.len(), 8);
+    assert_eq!(
+        alerts[0].alert_code.as_deref(),
+        Some("STATUS_TRANSITION_PRINTED")
+    );
+    assert_eq!(alerts[0].alert_info.as_deref(), Some("STATUS"));
+    assert_eq!(
+        alerts[7].alert_code.as_deref(),
+        Some("STATUS_TRANSITION_DELIVERED")
+    );
+    let info = alerts[0].shipment_info.as_ref().unwrap();
+    assert_eq!(info.order_no.as_deref(), Some("FEED-1"));
+    assert_eq!(info.partner_id.as_deref(), Some("PLAB"));
+    assert!(
+        info.parcels.as_ref().unwrap()[0]
+            .parcel_no
+            .as_deref()
+            .unwrap()
+            .starts_with("00373500")
+    );
+    assert!(is_nshift_timestamp(
+        alerts[0].alert_time.as_ref().unwrap().as_str()
+    ));
+
+    for (path, code) in [
+        ("/shipments", "MISSING"),
+        ("/shipments?fetchId=abc", "ILLEGAL"),
+        ("/alerts?fetchId=999", "ILLEGAL"),
+    ] {
+        let (status, error) = api.get(path).await;
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn feeds_page_with_done_and_min_delay() {
+    let api = Api::with(SandboxConfig {
+        nshift: NshiftConfig {
+            feed_page_size: 3,
+            feed_min_delay_ms: 1000,
+            ..NshiftConfig::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    for i in 0..5 {
+        api.post("/shipments", &print_request(&format!("PAGE-{i}")))
+            .await;
+    }
+    let (_, first) = api.get("/alerts?fetchId=-1").await;
+    assert_eq!(
+        (first["done"].as_bool(), first["minDelay"].as_i64()),
+        (Some(false), Some(0))
+    );
+    assert_eq!(first["alerts"].as_array().unwrap().len(), 3);
+    let (_, second) = api
+        .get(&format!(
+            "/alerts?fetchId={}",
+            first["fetchId"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        (second["done"].as_bool(), second["minDelay"].as_i64()),
+        (Some(true), Some(1000))
+    );
+    assert_eq!(second["alerts"].as_array().unwrap().len(), 2);
+}
+
+// ------------------------------------------------------------------ faults
+
+#[tokio::test]
+async fn commit_then_fail_books_the_shipment_but_loses_the_response() {
+    let api = Api::start().await;
+    let rule = json!({"path_prefix": "/rs-extapi/v1/shipments", "method": "POST", "commit_then_fail_rate": 1.0, "remaining": 1});
+    let response = api
+        .http
+        .post(format!("{}/_sandbox/faults", api.sandbox.base_url()))
+        .json(&rule)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let result = api
+        .http
+        .post(api.url("/shipments"))
+        .header("authorization", &api.auth)
+        .json(&print_request("CTF-1"))
+        .send()
+        .await;
+    let outcome = match result {
+        Err(e) => Err(e),
+        Ok(response) => response.bytes().await.map(|_| ()),
+    };
+    assert!(outcome.is_err(), "the client sees a transport error");
+    assert_eq!(api.count("CTF-1").await, 1, "the shipment exists");
+    // The burst is over: a blind retry books a second shipment (why clients must reconcile).
+    let (status, _) = api.post("/shipments", &print_request("CTF-1")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(api.count("CTF-1").await, 2);
+}
+
+#[tokio::test]
+async fn normal_and_return_shipment_in_one_call() {
+    let api = Api::start().await;
+    let mut body = print_request("RET-1");
+    body["shipment"]["service"]["normalShipment"] = json!(true);
+    body["shipment"]["service"]["returnShipment"] = json!(true);
+    let (status, created) = api.post("/shipments", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let list = created.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(
+        (
+            list[0]["normalShipment"].as_bool(),
+            list[1]["returnShipment"].as_bool()
+        ),
+        (Some(true), Some(true))
+    );
+    assert_eq!(
+        list[0]["parcels"][0]["returnParcelNo"],
+        list[1]["parcels"][0]["parcelNo"]
+    );
+    assert_eq!(list[1]["rcvCity"], "GÖTEBORG");
+    assert_eq!(list[1]["sndName"], "Anna Lind");
+    assert_eq!(api.count("RET-1").await, 2);
+}
