@@ -196,6 +196,11 @@ pub struct Order {
     /// Order addresses (with `$expand=addresses`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addresses: Option<Vec<OrderAddress>>,
+    /// Delivery notes (shipments) of the order with their parcels and tracking numbers (with `$expand=deliveryNotes`); filled by Connect `Order/CreateDeliveryNote`.
+    ///
+    /// **Open question:** The Orders namespace has DeliveryNote, DeliveryNoteItem and DeliveryNotePackage entity types (2.0), but the navigation name from Order and the 3.0 field names are not captured; `deliveryNotes`, `items` and `packages` are assumed.
+    #[serde(rename = "deliveryNotes", default, skip_serializing_if = "Option::is_none")]
+    pub delivery_notes: Option<Vec<DeliveryNote>>,
 }
 
 /// An order line in Query (2.0 OrderItem fields in 3.0 camelCase).
@@ -370,6 +375,117 @@ pub struct OrderAddress {
     /// When the address was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<models_runtime::Timestamp>,
+}
+
+/// A delivery note (shipment) of an order in Query (2.0 DeliveryNote fields in 3.0 camelCase).
+///
+/// **Open question:** Field list taken from the Query 2.0 DeliveryNote and the Connect DeliveryNote, transposed to camelCase; verify against the 3.0 $metadata.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct DeliveryNote {
+    /// Internal delivery-note id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    /// The delivery-note number sent with Connect CreateDeliveryNote.
+    #[serde(rename = "noteNo", default, skip_serializing_if = "Option::is_none")]
+    pub note_no: Option<String>,
+    /// Delivery-note type id.
+    #[serde(rename = "typeId", default, skip_serializing_if = "Option::is_none")]
+    pub type_id: Option<i32>,
+    /// The internal id of the order the note belongs to.
+    #[serde(
+        rename = "referenceOrderId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reference_order_id: Option<i64>,
+    /// Delivery-note status id, as sent by the ERP.
+    #[serde(rename = "statusId", default, skip_serializing_if = "Option::is_none")]
+    pub status_id: Option<i32>,
+    /// When the goods were shipped.
+    #[serde(rename = "deliveryDate", default, skip_serializing_if = "Option::is_none")]
+    pub delivery_date: Option<models_runtime::Timestamp>,
+    /// Delivery method code.
+    #[serde(rename = "deliveryMode", default, skip_serializing_if = "Option::is_none")]
+    pub delivery_mode: Option<String>,
+    /// Name of the recipient.
+    #[serde(rename = "deliveryName", default, skip_serializing_if = "Option::is_none")]
+    pub delivery_name: Option<String>,
+    /// Attention line.
+    #[serde(
+        rename = "deliveryAttention",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub delivery_attention: Option<String>,
+    /// First delivery address line.
+    #[serde(rename = "deliveryLine1", default, skip_serializing_if = "Option::is_none")]
+    pub delivery_line1: Option<String>,
+    /// Second delivery address line.
+    #[serde(rename = "deliveryLine2", default, skip_serializing_if = "Option::is_none")]
+    pub delivery_line2: Option<String>,
+    /// Delivery postal code.
+    #[serde(
+        rename = "deliveryZipCode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub delivery_zip_code: Option<String>,
+    /// Delivery city.
+    #[serde(rename = "deliveryCity", default, skip_serializing_if = "Option::is_none")]
+    pub delivery_city: Option<String>,
+    /// ERP code of the buying customer.
+    #[serde(
+        rename = "buyerCustomerCode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub buyer_customer_code: Option<String>,
+    /// Free text on the delivery note.
+    #[serde(rename = "noteText", default, skip_serializing_if = "Option::is_none")]
+    pub note_text: Option<String>,
+    /// When the delivery note was registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<models_runtime::Timestamp>,
+    /// The delivered lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<DeliveryNoteItem>>,
+    /// The parcels, each with its tracking number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<Vec<DeliveryNotePackage>>,
+}
+
+/// A delivered line of a delivery note in Query.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct DeliveryNoteItem {
+    /// The order line number the delivery line refers to.
+    #[serde(rename = "rowNumber", default, skip_serializing_if = "Option::is_none")]
+    pub row_number: Option<i32>,
+    /// The SKU part number (Connect `ItemNo`).
+    #[serde(rename = "partNo", default, skip_serializing_if = "Option::is_none")]
+    pub part_no: Option<String>,
+    /// Line description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Delivered quantity.
+    #[serde(rename = "qtyDelivered", default, skip_serializing_if = "Option::is_none")]
+    pub qty_delivered: Option<models_runtime::DecimalNumber>,
+    /// Line comment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// A parcel of a delivery note in Query.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct DeliveryNotePackage {
+    /// Internal package id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    /// The carrier's parcel number (the tracking number).
+    #[serde(rename = "parcelNumber", default, skip_serializing_if = "Option::is_none")]
+    pub parcel_number: Option<String>,
+    /// Parcel status: 4 Delivered, 6 Canceled, 11 Ready for pickup, 12 Picked up, 20 Reserved.
+    #[serde(rename = "statusId", default, skip_serializing_if = "Option::is_none")]
+    pub status_id: Option<i32>,
 }
 
 /// Parameters of [`operations::QUERY_ORDERS`].
