@@ -1,0 +1,528 @@
+//! The client, its builder and the tower stack.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth_core::{
+    AuthLayer, Idempotent, RetryConfig, RetryLayer, SecretString, StaticHeadersLayer, TokenCache,
+    TraceLayer,
+};
+use bytes::Bytes;
+use client_core::{ReqwestTransport, Settings, SettingsError};
+use http::{Method, Request, Response, header};
+use models_runtime::OperationInfo;
+use reqwest::Url;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceBuilder, ServiceExt as _};
+use tracing::Instrument as _;
+
+use crate::config::{Endpoints, Environment, Stage, join, resolve_scope};
+use crate::error::{Error, ErrorResponse};
+
+/// The bottom of the stack: `http::Request<Bytes>` in, buffered `http::Response<Bytes>` out.
+/// [`ReqwestTransport`] by default; tests wrap it to record requests.
+pub type BoxTransport = BoxCloneSyncService<Request<Bytes>, Response<Bytes>, auth_core::Error>;
+
+/// Default per-request timeout (connect, send and read).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Builds a [`NorceClient`] from code ([`NorceClient::builder`]) or from `NORCE_*` settings
+/// ([`NorceClientBuilder::from_env`], [`NorceClientBuilder::from_settings`]).
+#[derive(Clone, Default)]
+pub struct NorceClientBuilder {
+    client_id: Option<String>,
+    client_secret: Option<SecretString>,
+    application_id: Option<i32>,
+    environment: Option<Environment>,
+    scope: Option<String>,
+    legacy_lab_scope: bool,
+    legacy_storm_identity: bool,
+    timeout: Option<Duration>,
+    retry: Option<RetryConfig>,
+    transport: Option<BoxTransport>,
+}
+
+impl fmt::Debug for NorceClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NorceClientBuilder")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("application_id", &self.application_id)
+            .field("environment", &self.environment)
+            .field("scope", &self.scope)
+            .field("legacy_lab_scope", &self.legacy_lab_scope)
+            .field("legacy_storm_identity", &self.legacy_storm_identity)
+            .field("timeout", &self.timeout)
+            .field("custom_transport", &self.transport.is_some())
+            .finish()
+    }
+}
+
+fn parse_bool(settings: &Settings, name: &str) -> Result<bool, SettingsError> {
+    match settings.get(name) {
+        None => Ok(false),
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(SettingsError::invalid(
+                name,
+                format!("`{v}` is not true or false"),
+            )),
+        },
+    }
+}
+
+impl NorceClientBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A builder filled from the process environment (see [`Self::from_settings`]).
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_settings(&Settings::from_env())
+    }
+
+    /// A builder filled from settings:
+    ///
+    /// | name | meaning |
+    /// |---|---|
+    /// | `NORCE_CLIENT_ID` | OAuth2 client id of the integration user (required) |
+    /// | `NORCE_CLIENT_SECRET` / `NORCE_CLIENT_SECRET_FILE` | its secret, or a file holding it (required) |
+    /// | `NORCE_APPLICATION_ID` | numeric `ApplicationId` (required) |
+    /// | `NORCE_CLIENT_SLUG`, `NORCE_REGION`, `NORCE_STAGE` | the tenant host `{slug}.api-{region}[.{stage}].norce.tech` |
+    /// | `NORCE_BASE_URL` | one root for every API instead (sandbox, proxy); HTTPS except loopback |
+    /// | `NORCE_SCOPE` | token scope override |
+    /// | `NORCE_LEGACY_LAB_SCOPE` | `true`: scope `lab` for playground and stage |
+    /// | `NORCE_LEGACY_STORM_IDENTITY` | `true`: token from `identity.storm.io` |
+    /// | `NORCE_TIMEOUT_SECS` | per-request timeout (default 30) |
+    ///
+    /// Every missing or malformed setting is an [`Error::Settings`] naming it.
+    ///
+    /// ```
+    /// use client_core::Settings;
+    /// let settings = Settings::from_pairs([("NORCE_CLIENT_ID", "id"), ("NORCE_CLIENT_SECRET", "s")]);
+    /// let err = norce_client::NorceClientBuilder::from_settings(&settings).unwrap_err();
+    /// assert!(err.to_string().contains("NORCE_APPLICATION_ID"));
+    /// ```
+    pub fn from_settings(settings: &Settings) -> Result<Self, Error> {
+        let client_id = settings.required(
+            "NORCE_CLIENT_ID",
+            "set it to the OAuth2 Client ID of the integration user (Norce Admin > Settings > Users > OAUTH)",
+        )?;
+        let client_secret = settings.secret(
+            "NORCE_CLIENT_SECRET",
+            "set it to the OAuth2 Client Secret shown when the integration user was created",
+        )?;
+        let application_id = settings
+            .parse::<i32>(
+                "NORCE_APPLICATION_ID",
+                "a number (the numeric ApplicationId)",
+            )?
+            .ok_or_else(|| {
+                SettingsError::missing(
+                    "NORCE_APPLICATION_ID",
+                    "set it to the numeric id of the Norce Application (the ApplicationId header)",
+                )
+            })?;
+        let stage = settings.parse::<Stage>("NORCE_STAGE", "playground, stage or production")?;
+        let environment = match settings.get("NORCE_BASE_URL") {
+            Some(url) => Environment::base_url(&url, stage)?,
+            None => {
+                let hint = "set it (the tenant host is {slug}.api-{region}[.{stage}].norce.tech), or set NORCE_BASE_URL";
+                let slug = settings.required("NORCE_CLIENT_SLUG", hint)?;
+                let region = settings.required("NORCE_REGION", hint)?;
+                let stage = stage.ok_or_else(|| {
+                    SettingsError::missing(
+                        "NORCE_STAGE",
+                        "set it to playground, stage or production",
+                    )
+                })?;
+                Environment::norce(slug, region, stage)
+            }
+        };
+        let timeout = settings
+            .parse::<u64>("NORCE_TIMEOUT_SECS", "a number of seconds")?
+            .map(Duration::from_secs);
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(SettingsError::invalid("NORCE_TIMEOUT_SECS", "must be at least 1").into());
+        }
+        let builder = Self {
+            client_id: Some(client_id),
+            client_secret: Some(client_secret),
+            application_id: Some(application_id),
+            environment: Some(environment),
+            scope: settings.get("NORCE_SCOPE"),
+            legacy_lab_scope: parse_bool(settings, "NORCE_LEGACY_LAB_SCOPE")?,
+            legacy_storm_identity: parse_bool(settings, "NORCE_LEGACY_STORM_IDENTITY")?,
+            timeout,
+            retry: None,
+            transport: None,
+        };
+        // Check the scope now, so a missing stage is reported with the other settings.
+        resolve_scope(
+            builder.scope.as_deref(),
+            builder.environment.as_ref().and_then(Environment::stage),
+            builder.legacy_lab_scope,
+        )?;
+        Ok(builder)
+    }
+
+    /// The OAuth2 client id (`NORCE_CLIENT_ID`).
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// The OAuth2 client secret (`NORCE_CLIENT_SECRET`).
+    pub fn client_secret(mut self, secret: SecretString) -> Self {
+        self.client_secret = Some(secret);
+        self
+    }
+
+    /// The numeric application id sent as `ApplicationId` on every call (`NORCE_APPLICATION_ID`).
+    pub fn application_id(mut self, id: i32) -> Self {
+        self.application_id = Some(id);
+        self
+    }
+
+    /// A Norce tenant host (`NORCE_CLIENT_SLUG`, `NORCE_REGION`, `NORCE_STAGE`).
+    pub fn tenant(
+        mut self,
+        client_slug: impl Into<String>,
+        region: impl Into<String>,
+        stage: Stage,
+    ) -> Self {
+        self.environment = Some(Environment::norce(client_slug, region, stage));
+        self
+    }
+
+    /// Any environment.
+    pub fn environment(mut self, environment: Environment) -> Self {
+        self.environment = Some(environment);
+        self
+    }
+
+    /// One root for every API (`NORCE_BASE_URL`): HTTPS, or HTTP on loopback.
+    pub fn base_url(mut self, url: &str) -> Result<Self, Error> {
+        let stage = self.environment.as_ref().and_then(Environment::stage);
+        self.environment = Some(Environment::base_url(url, stage)?);
+        Ok(self)
+    }
+
+    /// An explicit token scope (`NORCE_SCOPE`); otherwise it follows the stage.
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// Use scope `lab` for playground and stage (`NORCE_LEGACY_LAB_SCOPE`).
+    pub fn legacy_lab_scope(mut self, on: bool) -> Self {
+        self.legacy_lab_scope = on;
+        self
+    }
+
+    /// Fetch tokens from the legacy Norce \[Storm\] identity host (`NORCE_LEGACY_STORM_IDENTITY`).
+    pub fn legacy_storm_identity(mut self, on: bool) -> Self {
+        self.legacy_storm_identity = on;
+        self
+    }
+
+    /// Per-request timeout of the default transport (`NORCE_TIMEOUT_SECS`, default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Retry settings (default: 3 attempts, 500 ms full-jitter backoff, `Retry-After` honoured).
+    pub fn retry(mut self, retry: RetryConfig) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// Replaces the HTTP transport (for recording or tests). It also carries the token
+    /// requests of a token cache this client creates; a cache that already exists for the
+    /// same identity host and client id keeps its own transport.
+    pub fn transport<S>(mut self, transport: S) -> Self
+    where
+        S: Service<Request<Bytes>, Response = Response<Bytes>, Error = auth_core::Error>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.transport = Some(BoxTransport::new(transport));
+        self
+    }
+
+    /// Builds the client. The token cache and the token-endpoint limiter are shared with every
+    /// client of the process that uses the same identity host and client id.
+    pub fn build(self) -> Result<NorceClient, Error> {
+        let client_id = self
+            .client_id
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| {
+                SettingsError::missing(
+                    "NORCE_CLIENT_ID",
+                    "set the OAuth2 Client ID of the integration user",
+                )
+            })?;
+        let secret = self.client_secret.ok_or_else(|| {
+            SettingsError::missing(
+                "NORCE_CLIENT_SECRET",
+                "set the OAuth2 Client Secret of the integration user",
+            )
+        })?;
+        let application_id = self.application_id.ok_or_else(|| {
+            SettingsError::missing("NORCE_APPLICATION_ID", "set the numeric ApplicationId")
+        })?;
+        let environment = self.environment.ok_or_else(|| {
+            SettingsError::missing(
+                "NORCE_BASE_URL",
+                "set NORCE_CLIENT_SLUG, NORCE_REGION and NORCE_STAGE, or NORCE_BASE_URL",
+            )
+        })?;
+        let scope = resolve_scope(
+            self.scope.as_deref(),
+            environment.stage(),
+            self.legacy_lab_scope,
+        )?;
+        let endpoints = Endpoints::resolve(&environment, self.legacy_storm_identity)?;
+        let transport = match self.transport {
+            Some(t) => t,
+            None => BoxTransport::new(
+                ReqwestTransport::new(self.timeout.unwrap_or(DEFAULT_TIMEOUT))
+                    .map_err(|e| Error::from_stack("build", e))?,
+            ),
+        };
+        let (cache, cache_id) = crate::registry::token_cache(
+            &endpoints.token_url,
+            &client_id,
+            &secret,
+            &scope,
+            &transport,
+        )
+        .map_err(|e| SettingsError::invalid("NORCE_BASE_URL", e.to_string()))?;
+        let headers = StaticHeadersLayer::new()
+            .header("ApplicationId", &application_id.to_string())
+            .map_err(|e| SettingsError::invalid("NORCE_APPLICATION_ID", e.to_string()))?;
+        let stack = ServiceBuilder::new()
+            .layer(TraceLayer)
+            .layer(RetryLayer::new(self.retry.unwrap_or_default()))
+            .layer(AuthLayer::new(cache.clone()))
+            .layer(headers)
+            .service(transport);
+        Ok(NorceClient {
+            inner: Arc::new(Inner {
+                service: BoxCloneSyncService::new(stack),
+                endpoints,
+                application_id,
+                client_id,
+                scope,
+                cache,
+                cache_id,
+            }),
+        })
+    }
+}
+
+/// A Norce Commerce client (Services 1.1, Connect 4.0, Query 3.0). Cheap to clone.
+///
+/// Every call carries `Authorization: Bearer …` (from a process-wide token cache) and
+/// `ApplicationId`, runs in an `http.request` span, and is retried on 429/502/503/504
+/// (honouring `Retry-After`) when it is safe to repeat.
+#[derive(Clone)]
+pub struct NorceClient {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    service: BoxTransport,
+    pub(crate) endpoints: Endpoints,
+    pub(crate) application_id: i32,
+    client_id: String,
+    scope: String,
+    cache: TokenCache,
+    cache_id: u64,
+}
+
+impl fmt::Debug for NorceClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NorceClient")
+            .field("endpoints", &self.inner.endpoints)
+            .field("application_id", &self.inner.application_id)
+            .field("client_id", &self.inner.client_id)
+            .field("scope", &self.inner.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request ready to go through the stack.
+pub(crate) struct Call {
+    pub(crate) op: &'static OperationInfo,
+    pub(crate) url: Url,
+    pub(crate) body: Option<Bytes>,
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) idempotent: bool,
+}
+
+impl NorceClient {
+    /// A builder.
+    pub fn builder() -> NorceClientBuilder {
+        NorceClientBuilder::new()
+    }
+
+    /// A client from the `NORCE_*` environment variables.
+    pub fn from_env() -> Result<Self, Error> {
+        NorceClientBuilder::from_env()?.build()
+    }
+
+    /// The URLs this client talks to.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.inner.endpoints
+    }
+
+    /// The application id sent as `ApplicationId`.
+    pub fn application_id(&self) -> i32 {
+        self.inner.application_id
+    }
+
+    /// The token scope.
+    pub fn scope(&self) -> &str {
+        &self.inner.scope
+    }
+
+    /// Whether two clients share one token cache (same identity host, client id, secret
+    /// and scope).
+    pub fn shares_token_cache_with(&self, other: &NorceClient) -> bool {
+        self.inner.cache_id == other.inner.cache_id
+    }
+
+    /// How many tokens the (shared) token cache has fetched so far.
+    pub fn token_fetch_count(&self) -> u64 {
+        self.inner.cache.fetch_count()
+    }
+
+    /// Fetches (or reuses) a token without calling an API.
+    pub async fn fetch_token(&self) -> Result<(), Error> {
+        self.inner
+            .cache
+            .get()
+            .await
+            .map(drop)
+            .map_err(|e| Error::from_stack("RequestToken", auth_core::Error::Token(e)))
+    }
+
+    /// The URL of `op` under `base` with `query` (a generated `*Query` type, or `()`).
+    pub(crate) fn url<Q: Serialize>(
+        &self,
+        base: &Url,
+        op: &'static OperationInfo,
+        query: &Q,
+    ) -> Result<Url, Error> {
+        let mut url = join(base, op.path);
+        let value = serde_json::to_value(query).map_err(|e| Error::InvalidRequest {
+            operation: op.id,
+            reason: format!("query: {e}"),
+        })?;
+        if let serde_json::Value::Object(map) = value
+            && !map.is_empty()
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (key, v) in map {
+                let text = match v {
+                    serde_json::Value::Null => continue,
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                pairs.append_pair(&key, &text);
+            }
+        }
+        Ok(url)
+    }
+
+    /// Sends a call through the stack and returns a success answer, or the mapped error.
+    pub(crate) async fn send(&self, call: Call) -> Result<Response<Bytes>, Error> {
+        let op = call.op;
+        let method =
+            Method::from_bytes(op.method.as_bytes()).map_err(|_| Error::InvalidRequest {
+                operation: op.id,
+                reason: format!("method {}", op.method),
+            })?;
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(call.url.as_str())
+            .header(header::ACCEPT, "application/json");
+        if call.body.is_some() {
+            builder = builder.header(header::CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in &call.headers {
+            builder = builder.header(*name, value);
+        }
+        let mut request =
+            builder
+                .body(call.body.unwrap_or_default())
+                .map_err(|e| Error::InvalidRequest {
+                    operation: op.id,
+                    reason: e.to_string(),
+                })?;
+        if call.idempotent {
+            request.extensions_mut().insert(Idempotent);
+        }
+        let span = tracing::info_span!("norce", operation = op.id);
+        let service = self.inner.service.clone();
+        let response = async move { service.oneshot(request).await }
+            .instrument(span)
+            .await
+            .map_err(|e| Error::from_stack(op.id, e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let (parts, body) = response.into_parts();
+        let error = ErrorResponse::from_parts(parts.status, &parts.headers, &body);
+        tracing::warn!(target: "norce_client", operation = op.id, status = parts.status.as_u16(),
+            request_id = error.request_id.as_deref(), "Norce answered an error");
+        Err(Error::from_response(op.id, error))
+    }
+
+    /// Sends and decodes a JSON answer.
+    pub(crate) async fn send_json<T: DeserializeOwned>(&self, call: Call) -> Result<T, Error> {
+        let op = call.op;
+        let response = self.send(call).await?;
+        decode(op, &response)
+    }
+}
+
+/// Decodes a success answer.
+pub(crate) fn decode<T: DeserializeOwned>(
+    op: &'static OperationInfo,
+    response: &Response<Bytes>,
+) -> Result<T, Error> {
+    serde_json::from_slice(response.body()).map_err(|source| Error::Decode {
+        operation: op.id,
+        status: response.status(),
+        body: String::from_utf8_lossy(&response.body()[..response.body().len().min(4096)])
+            .into_owned(),
+        source,
+    })
+}
+
+/// JSON body of a request.
+pub(crate) fn json_body<T: Serialize>(
+    op: &'static OperationInfo,
+    body: &T,
+) -> Result<Bytes, Error> {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|e| Error::InvalidRequest {
+            operation: op.id,
+            reason: format!("body: {e}"),
+        })
+}
