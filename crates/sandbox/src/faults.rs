@@ -163,6 +163,11 @@ impl Faults {
             if !method_matches || !path.starts_with(&rule.path_prefix) || rule.remaining == Some(0) {
                 continue;
             }
+            // A rule is used up only when it takes effect: a request another rule already
+            // failed does not count against this rule's burst.
+            if outcome != Outcome::Pass && rule.latency_ms == 0 {
+                continue;
+            }
             if let Some(remaining) = rule.remaining.as_mut() {
                 *remaining -= 1;
             }
@@ -248,6 +253,15 @@ mod tests {
         assert_eq!(faults.decide("POST", "/x/2").1, Outcome::TooMany(1));
         assert_eq!(faults.decide("GET", "/x/3").1, Outcome::Pass);
         assert!(faults.rules().is_empty());
+    }
+
+    #[test]
+    fn a_burst_is_not_spent_on_requests_another_rule_failed() {
+        let faults = Faults::new(1);
+        faults.add(FaultRule { error_rate: 1.0, error_statuses: vec![503], remaining: Some(1), ..Default::default() }).unwrap();
+        faults.add(FaultRule { rate_429: 1.0, remaining: Some(2), ..Default::default() }).unwrap();
+        let outcomes: Vec<_> = (0..4).map(|_| faults.decide("GET", "/").1).collect();
+        assert_eq!(outcomes, vec![Outcome::Error(503), Outcome::TooMany(1), Outcome::TooMany(1), Outcome::Pass]);
     }
 
     #[test]
