@@ -1,4 +1,4 @@
-//! Black-box tests of the Norce simulator over HTTP (see `docs/norce.md` for the rule table).
+//! Black-box tests of the Norce simulator over HTTP (see the Norce section of the crate README for the rule table).
 
 mod common;
 

@@ -3,7 +3,7 @@
 //! their limits, `OPTIONS` URI generation, resource searches, products, availability, prices,
 //! contacts, sales orders, goods-out notes, webhooks (with delivery) and multi-message.
 //!
-//! Every rule and its source in the reference notes is listed in `crates/sandbox/docs/brightpearl.md`.
+//! Every rule and its source in the reference notes is listed in `crates/sandbox/README.md (Brightpearl section)`.
 //! Requests are parsed with the generated `brightpearl-models` types (bodies, `*Query`,
 //! `*Headers::from_lookup`), so the spec and the simulator cannot drift apart.
 

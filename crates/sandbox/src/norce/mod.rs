@@ -3,7 +3,7 @@
 //! delivery notes, cancel, asynchronous on-hand and price imports with jobs), and the pushes Norce
 //! makes (order receiver and event webhooks, with Norce's retry schedule).
 //!
-//! Every rule and its source is listed in `crates/sandbox/docs/norce.md`. Requests are parsed with
+//! Every rule and its source is listed in `crates/sandbox/README.md (Norce section)`. Requests are parsed with
 //! the generated `norce-models` types, so the spec and the simulator cannot drift apart.
 
 // Helpers return a ready `Response` as their error; that is what the handlers send.

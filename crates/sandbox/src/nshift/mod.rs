@@ -5,7 +5,7 @@
 //! `href`s as opaque URLs work and clients that rebuild URLs are still served.
 //!
 //! Every rule, its source in the reference notes and the test that covers it are listed in
-//! `crates/sandbox/docs/nshift.md`.
+//! `crates/sandbox/README.md` (nShift section).
 
 mod admin;
 mod auth;
