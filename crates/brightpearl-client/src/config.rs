@@ -1,0 +1,360 @@
+//! The client builder: from code, a settings map or the environment.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth_core::{
+    AuthLayer, FileTokenStore, RateLimitKey, RateLimitLayer, RateLimiter, RefreshTokenGrant,
+    RetryConfig, RetryLayer, SecretString, StaticHeadersLayer, StaticToken, TokenCache, TokenStore,
+    TraceLayer,
+};
+use bytes::Bytes;
+use client_core::{Settings, SettingsError};
+use tower::{Service, ServiceBuilder};
+
+use crate::client::{Auth, Client, Inner, OAuthParts};
+use crate::error::{Error, Result};
+use crate::transport::{BoxTransport, Capture401, SeededStore, SessionCell, SniffingTransport};
+
+/// The environment variables (and settings names) the builder reads.
+pub mod env {
+    /// Account code (required).
+    pub const ACCOUNT: &str = "BRIGHTPEARL_ACCOUNT";
+    /// App reference, sent as `brightpearl-app-ref` on every call (required).
+    pub const APP_REF: &str = "BRIGHTPEARL_APP_REF";
+    /// Developer reference, `brightpearl-dev-ref` (required with OAuth).
+    pub const DEV_REF: &str = "BRIGHTPEARL_DEV_REF";
+    /// OAuth client id (default: the app reference).
+    pub const CLIENT_ID: &str = "BRIGHTPEARL_CLIENT_ID";
+    /// OAuth client secret (or `_FILE`), for apps with confidential OAuth.
+    pub const CLIENT_SECRET: &str = "BRIGHTPEARL_CLIENT_SECRET";
+    /// Staff token of a private app (or `_FILE`); selects the private-app scheme.
+    pub const STAFF_TOKEN: &str = "BRIGHTPEARL_STAFF_TOKEN";
+    /// File where rotating OAuth tokens are kept (required with OAuth).
+    pub const TOKEN_STORE: &str = "BRIGHTPEARL_TOKEN_STORE";
+    /// Initial refresh token, used while the token store is empty (or `_FILE`).
+    pub const REFRESH_TOKEN: &str = "BRIGHTPEARL_REFRESH_TOKEN";
+    /// API base URL, e.g. `https://euw1.brightpearlconnect.com` (with OAuth the token's
+    /// `api_domain` wins).
+    pub const BASE_URL: &str = "BRIGHTPEARL_BASE_URL";
+    /// OAuth base URL (`/authorize/{account}`, `/token/{account}`), default
+    /// `https://oauth.brightpearl.com`.
+    pub const OAUTH_URL: &str = "BRIGHTPEARL_OAUTH_URL";
+}
+
+/// Default OAuth host.
+pub const DEFAULT_OAUTH_URL: &str = "https://oauth.brightpearl.com";
+
+/// Builds a [`Client`]. Every setting can come from code or from the environment
+/// ([`ClientBuilder::from_env`]); a missing or malformed one is an [`Error::Settings`] naming it.
+///
+/// ```
+/// use brightpearl_client::Client;
+/// let client = Client::builder()
+///     .account("myaccount")
+///     .app_ref("myaccount_relay")
+///     .staff_token("s3cr3t".into())
+///     .base_url("https://euw1.brightpearlconnect.com")
+///     .build()?;
+/// assert!(!format!("{client:?}").contains("s3cr3t"));
+/// # Ok::<(), brightpearl_client::Error>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct ClientBuilder {
+    account: Option<String>,
+    app_ref: Option<String>,
+    dev_ref: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<SecretString>,
+    staff_token: Option<SecretString>,
+    token_store: Option<Arc<dyn TokenStore>>,
+    token_store_path: Option<PathBuf>,
+    refresh_token: Option<SecretString>,
+    base_url: Option<String>,
+    oauth_url: Option<String>,
+    transport: Option<BoxTransport>,
+    timeout: Option<Duration>,
+    concurrency: Option<usize>,
+    max_id_set_chars: Option<usize>,
+    retry: Option<RetryConfig>,
+    limiter: Option<(RateLimiter, RateLimitKey)>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("account", &self.account)
+            .field("app_ref", &self.app_ref)
+            .field("dev_ref", &self.dev_ref)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "[REDACTED]"))
+            .field("staff_token", &self.staff_token.as_ref().map(|_| "[REDACTED]"))
+            .field("token_store_path", &self.token_store_path)
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[REDACTED]"))
+            .field("base_url", &self.base_url)
+            .field("oauth_url", &self.oauth_url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn optional_secret(settings: &Settings, name: &str) -> Result<Option<SecretString>, SettingsError> {
+    if settings.any_set(&[name]) {
+        settings.secret(name, "").map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+impl ClientBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads every setting from the process environment (see [`env`]).
+    pub fn from_env() -> Result<Self> {
+        Self::from_settings(&Settings::from_env())
+    }
+
+    /// Reads every setting from `settings` (see [`env`] for the names). Secrets may come from
+    /// `NAME_FILE`.
+    pub fn from_settings(settings: &Settings) -> Result<Self> {
+        let mut builder = Self::new();
+        builder.account = settings.get(env::ACCOUNT);
+        builder.app_ref = settings.get(env::APP_REF);
+        builder.dev_ref = settings.get(env::DEV_REF);
+        builder.client_id = settings.get(env::CLIENT_ID);
+        builder.client_secret = optional_secret(settings, env::CLIENT_SECRET)?;
+        builder.staff_token = optional_secret(settings, env::STAFF_TOKEN)?;
+        builder.refresh_token = optional_secret(settings, env::REFRESH_TOKEN)?;
+        builder.token_store_path = settings.get(env::TOKEN_STORE).map(PathBuf::from);
+        builder.base_url = settings.get(env::BASE_URL);
+        builder.oauth_url = settings.get(env::OAUTH_URL);
+        Ok(builder)
+    }
+
+    /// The account code.
+    pub fn account(mut self, account: impl Into<String>) -> Self {
+        self.account = Some(account.into());
+        self
+    }
+
+    /// The app reference (`brightpearl-app-ref`).
+    pub fn app_ref(mut self, app_ref: impl Into<String>) -> Self {
+        self.app_ref = Some(app_ref.into());
+        self
+    }
+
+    /// The developer reference (`brightpearl-dev-ref`), required with OAuth.
+    pub fn dev_ref(mut self, dev_ref: impl Into<String>) -> Self {
+        self.dev_ref = Some(dev_ref.into());
+        self
+    }
+
+    /// The OAuth client id (default: the app reference).
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// The OAuth client secret (apps with confidential OAuth).
+    pub fn client_secret(mut self, secret: SecretString) -> Self {
+        self.client_secret = Some(secret);
+        self
+    }
+
+    /// A private app's staff token: selects the private-app scheme instead of OAuth.
+    pub fn staff_token(mut self, token: SecretString) -> Self {
+        self.staff_token = Some(token);
+        self
+    }
+
+    /// Where rotating OAuth tokens are kept (a [`FileTokenStore`] at `path`; the session —
+    /// `api_domain` — is kept next to it in `<path>.session`).
+    pub fn token_store_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.token_store_path = Some(path.into());
+        self
+    }
+
+    /// A custom token store (e.g. [`auth_core::MemoryTokenStore`] in tests); wins over
+    /// [`token_store_path`](Self::token_store_path).
+    pub fn token_store(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.token_store = Some(store);
+        self
+    }
+
+    /// An initial refresh token, used only while the token store is empty.
+    pub fn refresh_token(mut self, token: SecretString) -> Self {
+        self.refresh_token = Some(token);
+        self
+    }
+
+    /// The API base URL (`https://{host}`); with OAuth the token's `api_domain` wins.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// The OAuth base URL (default `https://oauth.brightpearl.com`).
+    pub fn oauth_url(mut self, url: impl Into<String>) -> Self {
+        self.oauth_url = Some(url.into());
+        self
+    }
+
+    /// A custom transport (any cloneable tower service from `http::Request<Bytes>` to
+    /// `http::Response<Bytes>` with [`auth_core::Error`]); used for the API and the token
+    /// endpoint. Default: [`client_core::ReqwestTransport`] with the configured timeout.
+    pub fn transport<S>(mut self, transport: S) -> Self
+    where
+        S: Service<http::Request<Bytes>, Response = http::Response<Bytes>, Error = auth_core::Error>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.transport = Some(BoxTransport::new(transport));
+        self
+    }
+
+    /// Timeout of one request with the default transport (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How many ID-set chunks are fetched at once (default 4; all within the limiter).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = Some(n.max(1));
+        self
+    }
+
+    /// Longest ID-set text in one URI (default 1500 characters).
+    pub fn max_id_set_chars(mut self, n: usize) -> Self {
+        self.max_id_set_chars = Some(n);
+        self
+    }
+
+    /// Retry settings (default: 3 attempts, 429/502/503/504 for idempotent calls).
+    pub fn retry(mut self, config: RetryConfig) -> Self {
+        self.retry = Some(config);
+        self
+    }
+
+    /// Uses this limiter and key instead of the process-wide one of the (account, developer)
+    /// pool ([`crate::shared_limiter`]).
+    pub fn rate_limiter(mut self, limiter: RateLimiter, key: RateLimitKey) -> Self {
+        self.limiter = Some((limiter, key));
+        self
+    }
+
+    /// Validates the settings and builds the client.
+    pub fn build(self) -> Result<Client> {
+        let account = self
+            .account
+            .clone()
+            .ok_or_else(|| SettingsError::missing(env::ACCOUNT, "set it to the Brightpearl account code"))?;
+        if !account.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(SettingsError::invalid(env::ACCOUNT, format!("`{account}` is not an account code (letters, digits, `-`, `_`)")).into());
+        }
+        let app_ref = self
+            .app_ref
+            .clone()
+            .ok_or_else(|| SettingsError::missing(env::APP_REF, "set it to the app reference (sent as brightpearl-app-ref on every call)"))?;
+        let base_url = self
+            .base_url
+            .as_deref()
+            .map(|u| client_core::base_url(env::BASE_URL, u))
+            .transpose()?;
+        let transport = match self.transport.clone() {
+            Some(t) => t,
+            None => BoxTransport::new(
+                client_core::ReqwestTransport::new(self.timeout.unwrap_or(Duration::from_secs(30)))
+                    .map_err(|e| Error::Transport(Box::new(e)))?,
+            ),
+        };
+
+        let (auth, dev_ref, session, oauth) = if let Some(staff) = self.staff_token.clone() {
+            if base_url.is_none() {
+                return Err(SettingsError::missing(env::BASE_URL, "set it to the account's API host, e.g. https://euw1.brightpearlconnect.com").into());
+            }
+            let cache = TokenCache::new(StaticToken::raw(staff));
+            (Auth::Staff(cache), self.dev_ref.clone(), SessionCell::default(), None)
+        } else {
+            let dev_ref = self
+                .dev_ref
+                .clone()
+                .ok_or_else(|| SettingsError::missing(env::DEV_REF, "set it to your developer reference (required with OAuth; or set BRIGHTPEARL_STAFF_TOKEN for a private app)"))?;
+            let oauth_url = client_core::base_url(env::OAUTH_URL, self.oauth_url.as_deref().unwrap_or(DEFAULT_OAUTH_URL))?;
+            let (store, session_file): (Arc<dyn TokenStore>, Option<PathBuf>) = match (&self.token_store, &self.token_store_path) {
+                (Some(store), _) => (Arc::clone(store), None),
+                (None, Some(path)) => {
+                    let mut session = path.clone().into_os_string();
+                    session.push(".session");
+                    (Arc::new(FileTokenStore::new(path.clone())), Some(PathBuf::from(session)))
+                }
+                (None, None) => {
+                    return Err(SettingsError::missing(env::TOKEN_STORE, "set it to a file path where the rotating OAuth tokens are kept (run `relay auth brightpearl` to fill it)").into());
+                }
+            };
+            let store: Arc<dyn TokenStore> = Arc::new(SeededStore { inner: store, initial: self.refresh_token.clone() });
+            let session = SessionCell::load(session_file);
+            let client_id = self.client_id.clone().unwrap_or_else(|| app_ref.clone());
+            let token_url: http::Uri = format!("{}/token/{}", oauth_url.as_str().trim_end_matches('/'), account)
+                .parse()
+                .map_err(|_| SettingsError::invalid(env::OAUTH_URL, "cannot form the token URL"))?;
+            let token_transport = SniffingTransport { inner: transport.clone(), session: session.clone() };
+            let grant = RefreshTokenGrant::new(token_transport.clone(), token_url.clone(), client_id.clone(), self.client_secret.clone(), Arc::clone(&store));
+            let cache = TokenCache::new(grant);
+            let parts = OAuthParts {
+                oauth_url,
+                token_url,
+                client_id,
+                client_secret: self.client_secret.clone(),
+                store,
+                transport: token_transport,
+            };
+            (Auth::OAuth(cache), Some(dev_ref), session, Some(parts))
+        };
+
+        let (limiter, key) = match self.limiter.clone() {
+            Some(pair) => pair,
+            None => crate::limiter::shared_limiter(&account, dev_ref.as_deref().unwrap_or(""))
+                .map_err(|e| Error::InvalidRequest(e.to_string()))?,
+        };
+        let mut headers = StaticHeadersLayer::new()
+            .header("brightpearl-app-ref", &app_ref)
+            .map_err(|_| SettingsError::invalid(env::APP_REF, "not a valid header value"))?;
+        if let Some(dev) = &dev_ref {
+            headers = headers
+                .header("brightpearl-dev-ref", dev)
+                .map_err(|_| SettingsError::invalid(env::DEV_REF, "not a valid header value"))?;
+        }
+        let auth_layer = match &auth {
+            Auth::OAuth(cache) => AuthLayer::new(cache.clone()),
+            Auth::Staff(cache) => AuthLayer::new(cache.clone()).header_name(http::HeaderName::from_static("brightpearl-staff-token")),
+        };
+        let stack = ServiceBuilder::new()
+            .layer(TraceLayer)
+            .layer(RetryLayer::new(self.retry.clone().unwrap_or_default()))
+            .layer(RateLimitLayer::new(limiter.clone()).default_key(key.clone()))
+            .layer(auth_layer)
+            .service(Capture401 { inner: ServiceBuilder::new().layer(headers).service(transport) });
+        Ok(Client::from_inner(Inner {
+            account,
+            app_ref,
+            dev_ref,
+            base_url,
+            session,
+            auth,
+            oauth,
+            stack: BoxTransport::new(stack),
+            limiter,
+            key,
+            concurrency: self.concurrency.unwrap_or(4),
+            max_id_set_chars: self.max_id_set_chars.unwrap_or(1500),
+        }))
+    }
+}

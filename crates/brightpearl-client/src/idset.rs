@@ -1,0 +1,150 @@
+//! Brightpearl ID sets: ids compressed into ascending ranges (`1-5,7`) and chunked by a
+//! resource's id limit and the URI length.
+
+use std::fmt;
+
+/// A set of positive ids as ascending, non-overlapping, non-adjacent inclusive ranges.
+///
+/// ```
+/// use brightpearl_client::IdSet;
+/// let set = IdSet::from_ids([7, 3, 1, 2, 4, 5, 5]);
+/// assert_eq!(set.to_string(), "1-5,7");
+/// assert_eq!(set.len(), 6);
+/// let chunks = IdSet::from_ids(1..=450).chunks(200, 2000);
+/// let text: Vec<String> = chunks.iter().map(|c| c.to_string()).collect();
+/// assert_eq!(text, ["1-200", "201-400", "401-450"]);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdSet {
+    ranges: Vec<(u64, u64)>,
+}
+
+impl IdSet {
+    /// Sorts, deduplicates and compresses `ids`; zero is dropped (ids are positive).
+    pub fn from_ids(ids: impl IntoIterator<Item = u64>) -> Self {
+        let mut ids: Vec<u64> = ids.into_iter().filter(|id| *id > 0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        for id in ids {
+            match ranges.last_mut() {
+                Some((_, hi)) if *hi + 1 == id => *hi = id,
+                _ => ranges.push((id, id)),
+            }
+        }
+        Self { ranges }
+    }
+
+    /// The ranges, ascending.
+    pub fn ranges(&self) -> &[(u64, u64)] {
+        &self.ranges
+    }
+
+    /// Number of ids.
+    pub fn len(&self) -> u64 {
+        self.ranges.iter().map(|(lo, hi)| hi - lo + 1).sum()
+    }
+
+    /// Whether there is no id.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// Every id, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.ranges.iter().flat_map(|(lo, hi)| *lo..=*hi)
+    }
+
+    /// Whether `id` is in the set.
+    pub fn contains(&self, id: u64) -> bool {
+        self.ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&id))
+    }
+
+    /// Splits into sets of at most `max_ids` ids whose text is at most `max_chars` long
+    /// (a single range longer than `max_chars` cannot happen for sensible limits: a range is
+    /// at most 41 characters).
+    pub fn chunks(&self, max_ids: usize, max_chars: usize) -> Vec<IdSet> {
+        let max_ids = max_ids.max(1) as u64;
+        let max_chars = max_chars.max(41);
+        let mut out = Vec::new();
+        let mut current: Vec<(u64, u64)> = Vec::new();
+        let mut count = 0u64;
+        let mut chars = 0usize;
+        for &(lo, hi) in &self.ranges {
+            let mut lo = lo;
+            while lo <= hi {
+                let take = (hi - lo + 1).min(max_ids - count);
+                let piece = (lo, lo + take - 1);
+                let piece_len = range_len(piece) + usize::from(!current.is_empty());
+                if !current.is_empty() && chars + piece_len > max_chars {
+                    out.push(IdSet { ranges: std::mem::take(&mut current) });
+                    count = 0;
+                    chars = 0;
+                    continue;
+                }
+                current.push(piece);
+                chars += piece_len;
+                count += take;
+                lo = piece.1 + 1;
+                if count == max_ids {
+                    out.push(IdSet { ranges: std::mem::take(&mut current) });
+                    count = 0;
+                    chars = 0;
+                }
+            }
+        }
+        if !current.is_empty() {
+            out.push(IdSet { ranges: current });
+        }
+        out
+    }
+}
+
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+fn range_len((lo, hi): (u64, u64)) -> usize {
+    if lo == hi { digits(lo) } else { digits(lo) + 1 + digits(hi) }
+}
+
+impl fmt::Display for IdSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (lo, hi)) in self.ranges.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if lo == hi {
+                write!(f, "{lo}")?;
+            } else {
+                write!(f, "{lo}-{hi}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FromIterator<u64> for IdSet {
+    fn from_iter<I: IntoIterator<Item = u64>>(iter: I) -> Self {
+        Self::from_ids(iter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compresses_and_chunks() {
+        assert_eq!(IdSet::from_ids([]).to_string(), "");
+        assert_eq!(IdSet::from_ids([10, 1, 3, 2, 12, 11, 0]).to_string(), "1-3,10-12");
+        let scattered = IdSet::from_ids((1..=300).map(|i| i * 2));
+        let chunks = scattered.chunks(200, 100_000);
+        assert_eq!(chunks.iter().map(IdSet::len).collect::<Vec<_>>(), [200, 100]);
+        for chunk in scattered.chunks(1000, 50) {
+            assert!(chunk.to_string().len() <= 50, "{chunk}");
+        }
+        let total: u64 = scattered.chunks(1000, 50).iter().map(IdSet::len).sum();
+        assert_eq!(total, 300);
+    }
+}

@@ -1,0 +1,268 @@
+//! The operations. Paths are relative to `/public-api/{account}`.
+
+use std::collections::BTreeMap;
+
+use brightpearl_models::contact::{Contact, ContactRequest, PostAddressIds, PostalAddressRequest};
+use brightpearl_models::integration::{MultiMessageRequest, MultiMessageResult, Webhook, WebhookRequest};
+use brightpearl_models::order::{Order, OrderStatusUpdate, SalesOrder, SalesOrderRequest};
+use brightpearl_models::product::{PriceList, Product, ProductPrice};
+use brightpearl_models::warehouse::{GoodsOutNote, ProductAvailability};
+use http::Method;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::idset::IdSet;
+use crate::search::{ContactRow, ProductRow, SearchQuery, SearchResource};
+
+/// Most ids in one product GET.
+pub const MAX_PRODUCT_IDS: usize = 200;
+/// Most ids in one order or sales-order GET.
+pub const MAX_ORDER_IDS: usize = 200;
+/// Most ids in one goods-out-note GET.
+pub const MAX_GOODS_OUT_NOTE_IDS: usize = 500;
+/// Ids per availability, price and contact GET (no documented limit; about 100 avoids `414`).
+pub const MAX_OTHER_IDS: usize = 100;
+/// Most messages in one multi-message call.
+pub const MAX_MULTI_MESSAGES: usize = 10;
+
+/// The ids of a new contact and its postal address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NewContact {
+    /// The contact id.
+    pub contact_id: i64,
+    /// The postal address id (default, billing and delivery).
+    pub address_id: i64,
+}
+
+fn id_set(ids: &[u64]) -> IdSet {
+    IdSet::from_ids(ids.iter().copied())
+}
+
+impl Client {
+    /// Products by id: `GET /product-service/product/{idSet}`, in chunks of 200 fetched
+    /// concurrently. Unknown ids are left out; the result is sorted by id.
+    pub async fn products(&self, ids: &[u64]) -> Result<Vec<Product>> {
+        let set = id_set(ids);
+        let chunks: Vec<Vec<Product>> = self
+            .get_chunked(&set, MAX_PRODUCT_IDS, |c| format!("/product-service/product/{c}"))
+            .await?;
+        let mut products: Vec<Product> = chunks.into_iter().flatten().collect();
+        products.sort_by_key(|p| p.id);
+        Ok(products)
+    }
+
+    /// The product with exactly this SKU: `GET /product-service/product-search?SKU=…` then
+    /// the product GET. `None` when no product has it.
+    pub async fn product_by_sku(&self, sku: &str) -> Result<Option<Product>> {
+        let query = SearchQuery::new().filter("SKU", sku).columns(["productId", "SKU"]);
+        let rows: Vec<ProductRow> = self.search_all(SearchResource::Products, query).await?;
+        let Some(row) = rows.into_iter().find(|r| r.sku.as_deref() == Some(sku)) else { return Ok(None) };
+        Ok(self.products(&[row.product_id]).await?.into_iter().next())
+    }
+
+    /// Stock per product: `GET /warehouse-service/product-availability/{idSet}`, chunks of 100.
+    /// Keyed by product id (as a string); products without figures are absent.
+    ///
+    /// One unknown or invalid id makes Brightpearl fail the whole call with 400; such a chunk
+    /// is bisected until the bad ids are isolated, and those are left out (logged).
+    pub async fn availability(&self, product_ids: &[u64]) -> Result<BTreeMap<String, ProductAvailability>> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        let set = id_set(product_ids);
+        let chunks = set.chunks(MAX_OTHER_IDS, self.inner.max_id_set_chars);
+        let maps: Vec<BTreeMap<String, ProductAvailability>> = futures::stream::iter(chunks.into_iter().map(|c| self.availability_chunk(c)))
+            .buffer_unordered(self.inner.concurrency)
+            .try_collect()
+            .await?;
+        Ok(maps.into_iter().flatten().collect())
+    }
+
+    fn availability_chunk(&self, chunk: IdSet) -> futures::future::BoxFuture<'_, Result<BTreeMap<String, ProductAvailability>>> {
+        Box::pin(async move {
+            let path = format!("/warehouse-service/product-availability/{chunk}");
+            match self.call::<BTreeMap<String, ProductAvailability>>(Method::GET, &path, &[], None).await {
+                Ok(found) => Ok(found.unwrap_or_default()),
+                Err(Error::Api(failure)) if failure.status == http::StatusCode::BAD_REQUEST => {
+                    let ids: Vec<u64> = chunk.iter().collect();
+                    if ids.len() == 1 {
+                        tracing::warn!(target: "brightpearl_client", id = ids[0], error = %failure, "availability refused for this id; left out");
+                        return Ok(BTreeMap::new());
+                    }
+                    let (left, right) = ids.split_at(ids.len() / 2);
+                    let (a, b) = futures::future::try_join(
+                        self.availability_chunk(IdSet::from_ids(left.iter().copied())),
+                        self.availability_chunk(IdSet::from_ids(right.iter().copied())),
+                    )
+                    .await?;
+                    Ok(a.into_iter().chain(b).collect())
+                }
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// Every price list: `GET /product-service/price-list`.
+    pub async fn price_lists(&self) -> Result<Vec<PriceList>> {
+        Ok(self
+            .call::<Vec<PriceList>>(Method::GET, "/product-service/price-list", &[], None)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Product prices: `GET /product-service/product-price/{idSet}[/price-list/{priceListId}]`,
+    /// chunks of 100. `404 CMNC-404` ("No Product Prices Found") is an empty result.
+    pub async fn product_prices(&self, product_ids: &[u64], price_list: Option<u64>) -> Result<Vec<ProductPrice>> {
+        let set = id_set(product_ids);
+        let suffix = price_list.map(|p| format!("/price-list/{p}")).unwrap_or_default();
+        let chunks: Vec<Vec<ProductPrice>> = self
+            .get_chunked(&set, MAX_OTHER_IDS, |c| format!("/product-service/product-price/{c}{suffix}"))
+            .await?;
+        let mut prices: Vec<ProductPrice> = chunks.into_iter().flatten().collect();
+        prices.sort_by_key(|p| p.product_id);
+        Ok(prices)
+    }
+
+    /// Contacts by id: `GET /contact-service/contact/{idSet}`, chunks of 100. Unknown ids
+    /// (`CMNC-404`) are left out.
+    pub async fn contacts(&self, ids: &[u64]) -> Result<Vec<Contact>> {
+        let set = id_set(ids);
+        let chunks: Vec<Vec<Contact>> = self
+            .get_chunked(&set, MAX_OTHER_IDS, |c| format!("/contact-service/contact/{c}"))
+            .await?;
+        let mut contacts: Vec<Contact> = chunks.into_iter().flatten().collect();
+        contacts.sort_by_key(|c| c.contact_id);
+        Ok(contacts)
+    }
+
+    /// Contacts whose primary e-mail is exactly `email` (ignoring ASCII case and surrounding
+    /// blanks): `GET /contact-service/contact-search?primaryEmail=…`. Brightpearl matches
+    /// partially, so the rows are filtered here.
+    pub async fn find_contacts_by_email(&self, email: &str) -> Result<Vec<ContactRow>> {
+        let wanted = email.trim();
+        if wanted.is_empty() {
+            return Err(Error::InvalidRequest("empty e-mail address".into()));
+        }
+        let query = SearchQuery::new()
+            .filter("primaryEmail", wanted)
+            .columns(["contactId", "primaryEmail", "firstName", "lastName"]);
+        let rows: Vec<ContactRow> = self.search_all(SearchResource::Contacts, query).await?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| r.primary_email.as_deref().is_some_and(|e| e.trim().eq_ignore_ascii_case(wanted)))
+            .collect())
+    }
+
+    /// Creates a postal address: `POST /contact-service/postal-address`; returns its id.
+    pub async fn create_postal_address(&self, address: &PostalAddressRequest) -> Result<i64> {
+        self.create("/contact-service/postal-address", Client::json(address)?).await
+    }
+
+    /// Creates a contact: `POST /contact-service/contact`; returns its id.
+    pub async fn create_contact(&self, contact: &ContactRequest) -> Result<i64> {
+        self.create("/contact-service/contact", Client::json(contact)?).await
+    }
+
+    /// Creates the postal address, then the contact using it as default, billing and delivery
+    /// address (unless `contact.post_address_ids` is already set).
+    pub async fn create_contact_with_address(&self, mut contact: ContactRequest, address: &PostalAddressRequest) -> Result<NewContact> {
+        let address_id = self.create_postal_address(address).await?;
+        if contact.post_address_ids.is_none() {
+            contact.post_address_ids = Some(PostAddressIds { def: Some(address_id), bil: Some(address_id), del: Some(address_id) });
+        }
+        let contact_id = self.create_contact(&contact).await?;
+        Ok(NewContact { contact_id, address_id })
+    }
+
+    /// Creates a sales order with its rows: `POST /order-service/sales-order`; returns its id.
+    /// Not retried on ambiguous failures: search `externalRef` before creating again.
+    pub async fn create_sales_order(&self, order: &SalesOrderRequest) -> Result<i64> {
+        self.create("/order-service/sales-order", Client::json(order)?).await
+    }
+
+    /// Orders by id (nested shape): `GET /order-service/order/{idSet}`, chunks of 200.
+    pub async fn orders(&self, ids: &[u64]) -> Result<Vec<Order>> {
+        let set = id_set(ids);
+        let chunks: Vec<Vec<Order>> = self
+            .get_chunked(&set, MAX_ORDER_IDS, |c| format!("/order-service/order/{c}"))
+            .await?;
+        let mut orders: Vec<Order> = chunks.into_iter().flatten().collect();
+        orders.sort_by_key(|o| o.id);
+        Ok(orders)
+    }
+
+    /// Sales orders by id (flat shape): `GET /order-service/sales-order/{idSet}`, chunks of 200.
+    pub async fn sales_orders(&self, ids: &[u64]) -> Result<Vec<SalesOrder>> {
+        let set = id_set(ids);
+        let chunks: Vec<Vec<SalesOrder>> = self
+            .get_chunked(&set, MAX_ORDER_IDS, |c| format!("/order-service/sales-order/{c}"))
+            .await?;
+        Ok(chunks.into_iter().flatten().collect())
+    }
+
+    /// Sets an order's status: `PUT /order-service/order/{id}/status`.
+    pub async fn update_order_status(&self, order_id: u64, update: &OrderStatusUpdate) -> Result<()> {
+        self.call_unit(Method::PUT, &format!("/order-service/order/{order_id}/status"), Some(Client::json(update)?))
+            .await
+    }
+
+    /// Goods-out notes by their ids: `GET /warehouse-service/order/*/goods-note/goods-out/{idSet}`,
+    /// chunks of 500. Keyed by GON id (as a string).
+    pub async fn goods_out_notes(&self, ids: &[u64]) -> Result<BTreeMap<String, GoodsOutNote>> {
+        let set = id_set(ids);
+        let chunks: Vec<BTreeMap<String, GoodsOutNote>> = self
+            .get_chunked(&set, MAX_GOODS_OUT_NOTE_IDS, |c| format!("/warehouse-service/order/*/goods-note/goods-out/{c}"))
+            .await?;
+        Ok(chunks.into_iter().flatten().collect())
+    }
+
+    /// Every goods-out note of these orders: `GET /warehouse-service/order/{idSet}/goods-note/goods-out`,
+    /// chunks of 200 orders.
+    pub async fn goods_out_notes_for_orders(&self, order_ids: &[u64]) -> Result<BTreeMap<String, GoodsOutNote>> {
+        let set = id_set(order_ids);
+        let chunks: Vec<BTreeMap<String, GoodsOutNote>> = self
+            .get_chunked(&set, MAX_ORDER_IDS, |c| format!("/warehouse-service/order/{c}/goods-note/goods-out"))
+            .await?;
+        Ok(chunks.into_iter().flatten().collect())
+    }
+
+    /// Every webhook: `GET /integration-service/webhook` (`CMNC-404` is an empty list).
+    pub async fn webhooks(&self) -> Result<Vec<Webhook>> {
+        Ok(self
+            .call::<Vec<Webhook>>(Method::GET, "/integration-service/webhook", &[], None)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Subscribes a webhook: `POST /integration-service/webhook`; returns its id.
+    pub async fn create_webhook(&self, webhook: &WebhookRequest) -> Result<i64> {
+        self.create("/integration-service/webhook", Client::json(webhook)?).await
+    }
+
+    /// Deletes a webhook: `DELETE /integration-service/webhook/{id}`.
+    pub async fn delete_webhook(&self, id: u64) -> Result<()> {
+        self.call_unit(Method::DELETE, &format!("/integration-service/webhook/{id}"), None).await
+    }
+
+    /// Runs up to 10 writes in one call (counted once by the throttle):
+    /// `POST /multi-message`. More than 10 messages is [`Error::TooManyMessages`]; the
+    /// per-message outcomes (HTTP 200 or 207) are returned as data.
+    pub async fn multi_message(&self, request: &MultiMessageRequest) -> Result<MultiMessageResult> {
+        let count = request.messages.len();
+        if count > MAX_MULTI_MESSAGES {
+            return Err(Error::TooManyMessages { count, max: MAX_MULTI_MESSAGES });
+        }
+        if count == 0 {
+            return Err(Error::InvalidRequest("a multi-message call needs at least one message".into()));
+        }
+        self.call::<MultiMessageResult>(Method::POST, "/multi-message", &[], Some(Client::json(request)?))
+            .await?
+            .ok_or_else(|| Error::InvalidRequest("multi-message answered without a response".into()))
+    }
+
+    /// POSTs `body` and returns the `{"response": id}` of the created resource.
+    async fn create(&self, path: &str, body: bytes::Bytes) -> Result<i64> {
+        self.call::<i64>(Method::POST, path, &[], Some(body))
+            .await?
+            .ok_or_else(|| Error::InvalidRequest(format!("POST {path} answered without an id")))
+    }
+}

@@ -1,0 +1,677 @@
+//! brightpearl-client against the in-process sandbox (127.0.0.1 only).
+//!
+//! Every test uses its own account code, so the process-wide limiter registry (one budget per
+//! account and developer) never couples two tests.
+
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use auth_core::{ExposeSecret, MemoryTokenStore, SecretString, StoredTokens, TokenStore};
+use brightpearl_client::models::contact::{ContactCommunication, ContactEmail, ContactEmails, ContactRequest, PostalAddressRequest};
+use brightpearl_client::models::integration::{
+    MultiMessage, MultiMessageOnFail, MultiMessageProcessingMode, MultiMessageRequest, WebhookEventName, WebhookHttpMethod,
+    WebhookRequest,
+};
+use brightpearl_client::models::order::{OrderNote, OrderStatusUpdate, SalesOrderCustomer, SalesOrderRequest, SalesOrderRowRequest};
+use brightpearl_client::{Client, ClientBuilder, Error, OrderRow, ProductRow, SearchQuery, SearchResource, SortDirection};
+use bytes::Bytes;
+use client_core::{RequestSnapshot, ReqwestTransport, Settings};
+use futures::StreamExt as _;
+use sandbox::{FaultRule, Sandbox, SandboxConfig};
+use tower::Service;
+
+const REDIRECT: &str = "https://relay.example/brightpearl/callback";
+
+// ---------------------------------------------------------------- helpers
+
+/// Records every request (redacted) before handing it to reqwest.
+#[derive(Clone)]
+struct Recorder {
+    inner: ReqwestTransport,
+    log: Arc<Mutex<Vec<RequestSnapshot>>>,
+}
+
+impl Recorder {
+    fn new() -> Self {
+        Self { inner: ReqwestTransport::new(Duration::from_secs(20)).unwrap(), log: Arc::default() }
+    }
+
+    fn take(&self) -> Vec<RequestSnapshot> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+
+    /// The last recorded request whose path contains `needle`.
+    fn last(&self, needle: &str) -> RequestSnapshot {
+        let log = self.log.lock().unwrap();
+        log.iter().rev().find(|r| r.path.contains(needle)).cloned().unwrap_or_else(|| panic!("no request to {needle}: {log:#?}"))
+    }
+}
+
+impl Service<http::Request<Bytes>> for Recorder {
+    type Response = http::Response<Bytes>;
+    type Error = auth_core::Error;
+    type Future = <ReqwestTransport as Service<http::Request<Bytes>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Bytes>) -> Self::Future {
+        self.log.lock().unwrap().push(RequestSnapshot::of(&request));
+        self.inner.call(request)
+    }
+}
+
+async fn start(account: &str, tweak: impl FnOnce(&mut SandboxConfig)) -> Sandbox {
+    let mut config = SandboxConfig { start_time: Some("2026-03-02T08:00:00Z".parse().unwrap()), ..SandboxConfig::default() };
+    config.brightpearl.account = account.to_owned();
+    tweak(&mut config);
+    Sandbox::start(config).await.expect("sandbox starts")
+}
+
+/// A private-app (staff token) client.
+fn staff_client(sandbox: &Sandbox, recorder: &Recorder) -> Client {
+    let c = sandbox.credentials().brightpearl;
+    Client::builder()
+        .account(c.account)
+        .app_ref(c.app_ref)
+        .staff_token(SecretString::from(c.staff_token))
+        .base_url(c.base_url)
+        .transport(recorder.clone())
+        .build()
+        .unwrap()
+}
+
+/// An OAuth builder without a token store.
+fn oauth_builder(sandbox: &Sandbox, recorder: &Recorder) -> ClientBuilder {
+    let c = sandbox.credentials().brightpearl;
+    Client::builder()
+        .account(c.account)
+        .app_ref(c.app_ref)
+        .dev_ref(c.dev_ref)
+        .client_id(c.client_id)
+        .client_secret(SecretString::from(c.client_secret))
+        .oauth_url(c.oauth_url)
+        .transport(recorder.clone())
+}
+
+/// Runs the browser step: the sandbox approves at once and redirects with `code` and `state`.
+async fn authorize(client: &Client, state: &str) -> String {
+    let url = client.authorize_url(REDIRECT, state).unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let response = http.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 302);
+    let location = reqwest::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    let pairs: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    assert_eq!(pairs.get("state").map(String::as_str), Some(state), "state is echoed");
+    pairs["code"].clone()
+}
+
+/// An OAuth client that went through authorize + code exchange, with a memory store.
+async fn oauth_client(sandbox: &Sandbox, recorder: &Recorder) -> Client {
+    let client = oauth_builder(sandbox, recorder).token_store(Arc::new(MemoryTokenStore::default())).build().unwrap();
+    let code = authorize(&client, "st").await;
+    client.exchange_code(&code, REDIRECT).await.unwrap();
+    client
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("bp-client-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn api(sandbox: &Sandbox, path: &str) -> String {
+    format!("/public-api/{}{path}", sandbox.credentials().brightpearl.account)
+}
+
+async fn admin_post(sandbox: &Sandbox, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let response = reqwest::Client::new().post(format!("{}/_sandbox/brightpearl{path}", sandbox.base_url())).json(&body).send().await.unwrap();
+    assert!(response.status().is_success(), "{path}: {}", response.status());
+    response.json().await.unwrap()
+}
+
+fn sales_order(customer: i64, external_ref: &str) -> SalesOrderRequest {
+    SalesOrderRequest {
+        customer: SalesOrderCustomer { id: customer, ..Default::default() },
+        external_ref: Some(external_ref.into()),
+        placed_on: Some("2026-03-02T08:00:00.000Z".parse().unwrap()),
+        installed_integration_instance_id: Some(13),
+        rows: vec![SalesOrderRowRequest {
+            product_id: Some(1001),
+            quantity: "2".parse().unwrap(),
+            tax_code: "T25".into(),
+            net: Some("200".parse().unwrap()),
+            tax: Some("50".parse().unwrap()),
+            external_ref: Some("line-1".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+// ---------------------------------------------------------------- settings
+
+#[test]
+fn settings_errors_name_the_setting_and_hide_secrets() {
+    let err = ClientBuilder::from_settings(&Settings::from_pairs([("BRIGHTPEARL_ACCOUNT", "acme"), ("BRIGHTPEARL_STAFF_TOKEN", "s3cr3t")]))
+        .unwrap()
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("BRIGHTPEARL_APP_REF"), "{err}");
+    assert!(err.hint().contains("BRIGHTPEARL_APP_REF"), "{}", err.hint());
+
+    let base = [("BRIGHTPEARL_ACCOUNT", "acme"), ("BRIGHTPEARL_APP_REF", "acme_relay")];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let pairs: Vec<(&str, &str)> = base.iter().chain(extra).copied().collect();
+        ClientBuilder::from_settings(&Settings::from_pairs(pairs)).unwrap().build()
+    };
+    let err = with(&[("BRIGHTPEARL_STAFF_TOKEN", "s3cr3t"), ("BRIGHTPEARL_BASE_URL", "http://euw1.example.com")]).unwrap_err();
+    assert!(err.to_string().contains("BRIGHTPEARL_BASE_URL"), "{err}");
+    let err = with(&[("BRIGHTPEARL_STAFF_TOKEN", "s3cr3t")]).unwrap_err();
+    assert!(err.to_string().contains("BRIGHTPEARL_BASE_URL"), "{err}");
+    let err = with(&[("BRIGHTPEARL_CLIENT_SECRET", "s3cr3t")]).unwrap_err();
+    assert!(err.to_string().contains("BRIGHTPEARL_DEV_REF"), "{err}");
+    let err = with(&[("BRIGHTPEARL_DEV_REF", "dev")]).unwrap_err();
+    assert!(err.to_string().contains("BRIGHTPEARL_TOKEN_STORE"), "{err}");
+    assert!(err.hint().contains("relay auth brightpearl"), "{}", err.hint());
+    let err = with(&[("BRIGHTPEARL_DEV_REF", "dev"), ("BRIGHTPEARL_TOKEN_STORE", "/tmp/x"), ("BRIGHTPEARL_OAUTH_URL", "ftp://x")]).unwrap_err();
+    assert!(err.to_string().contains("BRIGHTPEARL_OAUTH_URL"), "{err}");
+    let err = ClientBuilder::from_settings(&Settings::from_pairs([("BRIGHTPEARL_ACCOUNT", "a/b")])).unwrap().build().unwrap_err();
+    assert!(err.to_string().contains("BRIGHTPEARL_ACCOUNT"), "{err}");
+
+    // Secrets from `_FILE`, never in Debug.
+    let dir = temp_dir("settings");
+    std::fs::write(dir.join("staff"), "file-s3cr3t\n").unwrap();
+    let staff_file = dir.join("staff").to_string_lossy().into_owned();
+    let builder = ClientBuilder::from_settings(&Settings::from_pairs([
+        ("BRIGHTPEARL_ACCOUNT", "acme".to_owned()),
+        ("BRIGHTPEARL_APP_REF", "acme_relay".to_owned()),
+        ("BRIGHTPEARL_STAFF_TOKEN_FILE", staff_file),
+        ("BRIGHTPEARL_BASE_URL", "https://euw1.brightpearlconnect.com".to_owned()),
+    ]))
+    .unwrap();
+    assert!(!format!("{builder:?}").contains("file-s3cr3t"));
+    let client = builder.build().unwrap();
+    assert!(!format!("{client:?}").contains("file-s3cr3t"));
+    let err = ClientBuilder::from_settings(&Settings::from_pairs([("BRIGHTPEARL_STAFF_TOKEN_FILE", "/nonexistent/x")])).unwrap_err();
+    assert!(err.to_string().contains("BRIGHTPEARL_STAFF_TOKEN_FILE"), "{err}");
+}
+
+// ---------------------------------------------------------------- auth
+
+#[tokio::test]
+async fn oauth_exchange_refresh_rotation_and_restart_from_file_store() {
+    let sandbox = start("oauthacct", |_| {}).await;
+    let recorder = Recorder::new();
+    let dir = temp_dir("oauth");
+    let store_path = dir.join("brightpearl-tokens.json");
+    let builder = || oauth_builder(&sandbox, &recorder).token_store_path(&store_path);
+    let client = builder().build().unwrap();
+
+    // Authorize URL and code exchange.
+    let state = Client::generate_state();
+    let url = client.authorize_url(REDIRECT, &state).unwrap();
+    assert_eq!(url.path(), "/authorize/oauthacct");
+    let query: Vec<(String, String)> = url.query_pairs().into_owned().filter(|(k, _)| k != "state").collect();
+    insta::assert_yaml_snapshot!("bp_authorize_url_query", query);
+    let code = authorize(&client, &state).await;
+    let auth = client.exchange_code(&code, REDIRECT).await.unwrap();
+    let port = sandbox.addr().port();
+    assert_eq!(auth.api_domain, Some(format!("127.0.0.1:{port}")), "api_domain from the token response");
+    assert_eq!(auth.installation_instance_id.as_deref(), Some("13"));
+    insta::assert_yaml_snapshot!("bp_token_code_exchange", recorder.last("/token/"));
+    let first = FileStoreView::read(&store_path);
+
+    // The base URL comes from api_domain (no BRIGHTPEARL_BASE_URL was given).
+    let products = client.products(&[1001, 1002]).await.unwrap();
+    assert_eq!(products.len(), 2);
+    assert_eq!(client.base_url().unwrap().port(), Some(port));
+
+    // The access token expires at the server: 401 → refresh (rotating) → replay.
+    sandbox.state().clock.advance(Duration::from_secs(8 * 24 * 3600));
+    let products = client.products(&[1003]).await.unwrap();
+    assert_eq!(products[0].id, 1003);
+    assert_eq!(sandbox.state().faults.count("POST", "/token/"), 2, "one exchange, one refresh");
+    insta::assert_yaml_snapshot!("bp_token_refresh", recorder.last("/token/"));
+    let second = FileStoreView::read(&store_path);
+    assert_ne!(first.refresh_token, second.refresh_token, "rotated refresh token persisted");
+    assert_ne!(first.access_token, second.access_token);
+
+    // A second client (a restart) continues from the file store and the session file.
+    drop(client);
+    sandbox.state().clock.advance(Duration::from_secs(8 * 24 * 3600));
+    let restarted = builder().build().unwrap();
+    assert_eq!(restarted.base_url().unwrap().port(), Some(port), "api_domain persisted next to the store");
+    let products = restarted.products(&[1004]).await.unwrap();
+    assert_eq!(products[0].id, 1004);
+    assert_eq!(sandbox.state().faults.count("POST", "/token/"), 3);
+    let third = FileStoreView::read(&store_path);
+    assert_ne!(second.refresh_token, third.refresh_token);
+    // The server never saw a refresh token twice: every refresh succeeded (a reused one would
+    // be `invalid_grant`), and no token request failed.
+    assert!(sandbox.state().faults.requests().iter().filter(|r| r.path.starts_with("/token/")).all(|r| r.status == 200));
+
+    // Nothing secret in the snapshots or the Debug output.
+    let all = serde_json::to_string(&recorder.take()).unwrap();
+    for secret in [&third.refresh_token, &third.access_token, &second.refresh_token, &code] {
+        assert!(!all.contains(secret.as_str()), "secret leaked into a snapshot");
+    }
+    assert!(!format!("{restarted:?}").contains(&third.access_token));
+}
+
+/// The token file as JSON (to compare rotations without printing them).
+struct FileStoreView {
+    refresh_token: String,
+    access_token: String,
+}
+
+impl FileStoreView {
+    fn read(path: &std::path::Path) -> Self {
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        Self {
+            refresh_token: json["refresh_token"].as_str().unwrap().to_owned(),
+            access_token: json["access_token"].as_str().unwrap().to_owned(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn refresh_with_a_dead_refresh_token_is_invalid_grant_with_a_hint() {
+    let sandbox = start("deadgrant", |_| {}).await;
+    let recorder = Recorder::new();
+    let store = Arc::new(MemoryTokenStore::new(Some(StoredTokens::refresh_only(SecretString::from("not-a-live-token")))));
+    let client = oauth_builder(&sandbox, &recorder)
+        .base_url(sandbox.base_url())
+        .token_store(store.clone() as Arc<dyn TokenStore>)
+        .build()
+        .unwrap();
+    let err = client.products(&[1001]).await.unwrap_err();
+    assert!(matches!(&err, Error::Token(auth_core::TokenError::Endpoint { error: Some(code), .. }) if code == "invalid_grant"), "{err:?}");
+    let hint = err.hint();
+    assert!(hint.contains("relay auth brightpearl") && hint.contains("BRIGHTPEARL_TOKEN_STORE"), "{hint}");
+    assert!(!err.to_string().contains("not-a-live-token"));
+    assert_eq!(store.snapshot().unwrap().refresh_token.expose_secret(), "not-a-live-token", "nothing saved on failure");
+
+    // The initial refresh token setting is used while the store is empty.
+    let empty = Arc::new(MemoryTokenStore::default());
+    let client = oauth_builder(&sandbox, &recorder)
+        .base_url(sandbox.base_url())
+        .token_store(empty.clone() as Arc<dyn TokenStore>)
+        .build()
+        .unwrap();
+    let err = client.products(&[1001]).await.unwrap_err();
+    assert!(matches!(err, Error::Token(auth_core::TokenError::NoRefreshToken)), "{err:?}");
+    assert!(err.hint().contains("BRIGHTPEARL_REFRESH_TOKEN"), "{}", err.hint());
+}
+
+#[tokio::test]
+async fn private_app_staff_token_and_wrong_app_ref() {
+    let sandbox = start("staffacct", |_| {}).await;
+    let recorder = Recorder::new();
+    let client = staff_client(&sandbox, &recorder);
+    let products = client.products(&[1001, 1002, 1003, 1005]).await.unwrap();
+    assert_eq!(products.iter().map(|p| p.id).collect::<Vec<_>>(), [1001, 1002, 1003, 1005]);
+    insta::assert_yaml_snapshot!("bp_get_products_staff", recorder.last("/product-service/product/"));
+
+    // A wrong app reference: 401 with Brightpearl's message kept, and a hint naming the setting.
+    let c = sandbox.credentials().brightpearl;
+    let wrong = Client::builder()
+        .account(c.account)
+        .app_ref("wrong-ref")
+        .staff_token(SecretString::from(c.staff_token.clone()))
+        .base_url(c.base_url)
+        .transport(recorder.clone())
+        .build()
+        .unwrap();
+    let err = wrong.products(&[1001]).await.unwrap_err();
+    let Error::Unauthorized(failure) = &err else { panic!("{err:?}") };
+    assert_eq!(failure.status, 401);
+    assert!(failure.body.contains("app reference"), "{}", failure.body);
+    assert!(err.hint().contains("BRIGHTPEARL_APP_REF"), "{}", err.hint());
+    assert!(!err.to_string().contains(&c.staff_token));
+}
+
+#[tokio::test]
+async fn oauth_wrong_app_ref_is_401_after_one_refresh() {
+    let sandbox = start("wrongref", |_| {}).await;
+    let recorder = Recorder::new();
+    let good = oauth_client(&sandbox, &recorder).await;
+    good.products(&[1001]).await.unwrap();
+    let c = sandbox.credentials().brightpearl;
+    let store = Arc::new(MemoryTokenStore::default());
+    let bad = oauth_builder(&sandbox, &recorder).app_ref("other-app").client_id(c.client_id).token_store(store).build().unwrap();
+    let code = authorize(&bad, "x").await;
+    bad.exchange_code(&code, REDIRECT).await.unwrap();
+    let err = bad.products(&[1001]).await.unwrap_err();
+    assert!(matches!(err, Error::Unauthorized(_)), "{err:?}");
+    assert!(err.hint().contains("BRIGHTPEARL_APP_REF"), "{}", err.hint());
+    insta::assert_yaml_snapshot!("bp_oauth_get_products_headers", recorder.last("/product-service/product/").headers);
+}
+
+#[tokio::test]
+async fn forbidden_403_is_told_apart_from_401() {
+    let sandbox = start("forbidacct", |_| {}).await;
+    let recorder = Recorder::new();
+    let client = staff_client(&sandbox, &recorder);
+    sandbox
+        .state()
+        .faults
+        .add(FaultRule { path_prefix: api(&sandbox, "/contact-service/"), error_rate: 1.0, error_statuses: vec![403], remaining: Some(1), ..Default::default() })
+        .unwrap();
+    let err = client.contacts(&[201]).await.unwrap_err();
+    assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
+    assert_eq!(err.status(), Some(http::StatusCode::FORBIDDEN));
+    assert!(err.hint().contains("permissions"), "{}", err.hint());
+    assert_eq!(sandbox.state().faults.count("GET", &api(&sandbox, "/contact-service/")), 1, "a 403 is not retried");
+}
+
+// ---------------------------------------------------------------- throttling
+
+#[tokio::test]
+async fn throttle_503_pauses_the_shared_limiter_and_calls_succeed() {
+    // 3 requests per 1-second rolling window: the concurrent burst below overruns it.
+    let sandbox = start("throttleacct", |c| {
+        c.brightpearl.requests_per_window = 3;
+        c.brightpearl.throttle_window_secs = 1;
+    })
+    .await;
+    let recorder = Recorder::new();
+    let client = staff_client(&sandbox, &recorder);
+    let other = staff_client(&sandbox, &recorder);
+    assert_eq!(client.rate_limiter().1, other.rate_limiter().1, "one pool per account (and developer)");
+
+    // Five concurrent GETs from two clients of the same pool: at least two are throttled (503),
+    // the limiter pauses the pool for `brightpearl-next-throttle-period`, the retries succeed.
+    let gets = (0..5).map(|i| {
+        let client = if i % 2 == 0 { client.clone() } else { other.clone() };
+        async move { client.products(&[1001 + i]).await }
+    });
+    for result in futures::future::join_all(gets).await {
+        assert_eq!(result.unwrap().len(), 1);
+    }
+    let throttled = |method: &str| sandbox.state().faults.requests().iter().filter(|r| r.method == method && r.status == 503).count();
+    assert!(throttled("GET") >= 2, "the GET burst was throttled");
+
+    // Five concurrent POSTs: a throttled POST was not processed, so it is tried again too.
+    let posts = (0..5).map(|i| {
+        let client = client.clone();
+        async move {
+            client
+                .create_postal_address(&PostalAddressRequest { address_line1: format!("Gatan {i}"), country_iso_code: Some("SE".into()), ..Default::default() })
+                .await
+        }
+    });
+    let mut ids: Vec<i64> = futures::future::join_all(posts).await.into_iter().map(|r| r.unwrap_or_else(|e| panic!("{e:?} ({})", e.hint()))).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "five addresses, none duplicated");
+    assert!(throttled("POST") >= 2, "the POST burst was throttled");
+}
+
+// ---------------------------------------------------------------- ID sets, search, empty results
+
+#[tokio::test]
+async fn id_sets_are_chunked_by_the_resource_limit() {
+    let sandbox = start("idsetacct", |c| c.dataset.skus = 460).await;
+    let recorder = Recorder::new();
+    let client = staff_client(&sandbox, &recorder);
+    let ids: Vec<u64> = (1001..=1450).rev().collect();
+    let products = client.products(&ids).await.unwrap();
+    assert_eq!(products.len(), 450);
+    assert!(products.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(sandbox.state().faults.count("GET", &api(&sandbox, "/product-service/product/")), 3, "450 ids in chunks of 200");
+    let mut paths: Vec<String> = recorder.take().into_iter().map(|r| r.path).collect();
+    paths.sort();
+    insta::assert_yaml_snapshot!("bp_get_products_chunks", paths);
+
+    let stock = client.availability(&ids).await.unwrap();
+    assert_eq!(stock.len(), 450);
+    assert_eq!(sandbox.state().faults.count("GET", &api(&sandbox, "/warehouse-service/product-availability/")), 5, "chunks of 100");
+    insta::assert_yaml_snapshot!("bp_get_availability", recorder.last("/product-availability/"));
+
+    // One unknown id fails a whole availability call (400): the chunk is bisected.
+    let stock = client.availability(&[1001, 1002, 1003, 99_999]).await.unwrap();
+    assert_eq!(stock.keys().map(String::as_str).collect::<Vec<_>>(), ["1001", "1002", "1003"]);
+}
+
+#[tokio::test]
+async fn search_pages_stream_and_decodes_rows() {
+    let sandbox = start("searchacct", |_| {}).await;
+    let recorder = Recorder::new();
+    let client = staff_client(&sandbox, &recorder);
+    let query = SearchQuery::new().columns(["productId", "SKU", "productName"]).sort("productId", SortDirection::Asc).page_size(20);
+    let pages: Vec<_> = client.search_pages(SearchResource::Products, query.clone()).collect().await;
+    assert_eq!(pages.len(), 3, "50 products in pages of 20");
+    let mut rows: Vec<ProductRow> = Vec::new();
+    for page in pages {
+        rows.extend(page.unwrap().decode_rows::<ProductRow>().unwrap());
+    }
+    assert_eq!(rows.len(), 50);
+    assert_eq!(rows[0].product_id, 1001);
+    assert_eq!(rows[0].sku.as_deref(), Some("SKU-00001"));
+    assert_eq!(rows[49].product_id, 1050);
+    let firsts: Vec<String> = recorder
+        .take()
+        .into_iter()
+        .map(|r| r.query.into_iter().find(|(k, _)| k == "firstResult").map_or("-".into(), |(_, v)| v))
+        .collect();
+    assert_eq!(firsts, ["-", "21", "41"], "firstResult = lastResult + 1");
+    let all: Vec<ProductRow> = client.search_all(SearchResource::Products, query).await.unwrap();
+    assert_eq!(all, rows);
+    insta::assert_yaml_snapshot!("bp_search_products_page2", {
+        let _ = client.search(SearchResource::Products, &SearchQuery::new().columns(["productId", "SKU"]).page_size(20).first_result(21)).await.unwrap();
+        recorder.last("/product-search")
+    });
+
+    // By SKU: the search, an exact match, then the product GET.
+    let product = client.product_by_sku("SKU-00007").await.unwrap().unwrap();
+    assert_eq!(product.id, 1007);
+    assert!(client.product_by_sku("NO-SUCH-SKU").await.unwrap().is_none());
+
+    // A bad filter value is Brightpearl's 500 CMNC-018, a validation error as data.
+    let err = client.search(SearchResource::Products, &SearchQuery::new().filter("productId", ">5")).await.unwrap_err();
+    assert_eq!(err.api_errors()[0].code, "CMNC-018");
+    assert!(!err.is_transient());
+    assert!(err.hint().contains("CMNC-018"), "{}", err.hint());
+}
+
+#[tokio::test]
+async fn cmnc_404_on_a_get_is_an_empty_result() {
+    let sandbox = start("emptyacct", |_| {}).await;
+    let recorder = Recorder::new();
+    let client = staff_client(&sandbox, &recorder);
+    assert!(client.products(&[999_999]).await.unwrap().is_empty());
+    assert!(client.contacts(&[1]).await.unwrap().is_empty());
+    assert!(client.product_prices(&[999_999], None).await.unwrap().is_empty());
+    assert!(client.goods_out_notes(&[999]).await.unwrap().is_empty());
+    assert!(client.webhooks().await.unwrap().is_empty());
+    let page = client.search(SearchResource::Contacts, &SearchQuery::new().filter("primaryEmail", "nobody@nowhere.invalid")).await.unwrap();
+    assert!(page.is_empty() && !page.more_pages());
+    let statuses: Vec<u16> = sandbox.state().faults.requests().iter().map(|r| r.status).collect();
+    assert!(statuses.contains(&404), "{statuses:?}");
+}
+
+// ---------------------------------------------------------------- operations
+
+#[tokio::test]
+async fn prices_and_price_lists() {
+    let sandbox = start("priceacct", |_| {}).await;
+    let recorder = Recorder::new();
+    let client = oauth_client(&sandbox, &recorder).await;
+    let lists = client.price_lists().await.unwrap();
+    assert!(lists.len() >= 2);
+    insta::assert_yaml_snapshot!("bp_get_price_lists", recorder.last("/price-list"));
+    let retail = lists.iter().find(|l| l.code.as_deref() == Some("RETAIL")).unwrap().id as u64;
+    let prices = client.product_prices(&[1001, 1002], Some(retail)).await.unwrap();
+    assert_eq!(prices.len(), 2);
+    let entry = &prices[0].price_lists.as_ref().unwrap()[0];
+    assert_eq!(entry.price_list_id, Some(retail as i64));
+    assert!(entry.quantity_price.as_ref().unwrap().contains_key("1"));
+    insta::assert_yaml_snapshot!("bp_get_product_prices", recorder.last("/product-price/"));
+}
+
+#[tokio::test]
+async fn contacts_exact_email_and_create_with_address() {
+    let sandbox = start("contactacct", |_| {}).await;
+    let recorder = Recorder::new();
+    let client = oauth_client(&sandbox, &recorder).await;
+    let contact = |email: &str| ContactRequest {
+        first_name: Some("Anna".into()),
+        last_name: Some("Svensson".into()),
+        communication: Some(ContactCommunication {
+            emails: Some(ContactEmails { pri: Some(ContactEmail { email: Some(email.into()) }), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let address = PostalAddressRequest {
+        address_line1: "Drottninggatan 12".into(),
+        address_line3: Some("Stockholm".into()),
+        postal_code: Some("111 51".into()),
+        country_iso_code: Some("SE".into()),
+        ..Default::default()
+    };
+    let created = client.create_contact_with_address(contact("anna@example.com"), &address).await.unwrap();
+    insta::assert_yaml_snapshot!("bp_create_postal_address", recorder.last("/postal-address"));
+    let mut contact_request = recorder.last("/contact-service/contact");
+    if let Some(ids) = contact_request.body.get_mut("postAddressIds") {
+        *ids = serde_json::json!("[address ids]");
+    }
+    insta::assert_yaml_snapshot!("bp_create_contact", contact_request);
+    // A second contact whose e-mail contains the first one: the search matches both.
+    client.create_contact_with_address(contact("joanna@example.com"), &address).await.unwrap();
+
+    let found = client.find_contacts_by_email("Anna@Example.com ").await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].contact_id, created.contact_id as u64);
+    insta::assert_yaml_snapshot!("bp_search_contacts_by_email", recorder.last("/contact-search"));
+    let page = client.search(SearchResource::Contacts, &SearchQuery::new().filter("primaryEmail", "anna@example.com")).await.unwrap();
+    assert!(page.len() >= 2, "Brightpearl's match is partial");
+
+    let contacts = client.contacts(&[created.contact_id as u64]).await.unwrap();
+    let def = contacts[0].post_address_ids.as_ref().and_then(|p| p.def);
+    assert_eq!(def, Some(created.address_id));
+    assert!(client.find_contacts_by_email("  ").await.is_err());
+}
+
+#[tokio::test]
+async fn sales_orders_status_goods_out_notes() {
+    let sandbox = start("orderacct", |_| {}).await;
+    let recorder = Recorder::new();
+    let client = oauth_client(&sandbox, &recorder).await;
+    let order_id = client.create_sales_order(&sales_order(201, "NC-1")).await.unwrap();
+    insta::assert_yaml_snapshot!("bp_create_sales_order", recorder.last("/sales-order"));
+
+    // A validation error as data.
+    let err = client.create_sales_order(&sales_order(201, "NC-1")).await.unwrap_err();
+    let Error::Api(failure) = &err else { panic!("{err:?}") };
+    assert!(failure.status.is_client_error() && !failure.errors.is_empty(), "{failure:?}");
+
+    let orders = client.orders(&[order_id as u64]).await.unwrap();
+    assert_eq!(orders.len(), 1);
+    insta::assert_yaml_snapshot!("bp_get_orders", recorder.last("/order-service/order/"));
+    let sales = client.sales_orders(&[order_id as u64]).await.unwrap();
+    assert_eq!(sales.len(), 1);
+
+    let update = OrderStatusUpdate { order_status_id: 4, order_note: Some(OrderNote { text: "Shipped".into(), is_public: Some(false) }) };
+    client.update_order_status(order_id as u64, &update).await.unwrap();
+    insta::assert_yaml_snapshot!("bp_update_order_status", {
+        let mut r = recorder.last("/status");
+        r.path = r.path.replace(&order_id.to_string(), "{orderId}");
+        r
+    });
+
+    let page = client
+        .search(SearchResource::Orders, &SearchQuery::new().filter("externalRef", "NC-1").columns(["orderId", "orderStatusId", "externalRef"]))
+        .await
+        .unwrap();
+    let rows: Vec<OrderRow> = page.decode_rows().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].order_id, order_id as u64);
+    assert_eq!(rows[0].order_status_id, Some(4));
+    assert!(page.reference_label("orderStatusNames", "4").is_some(), "{:?}", page.reference);
+    insta::assert_yaml_snapshot!("bp_search_orders", recorder.last("/order-search"));
+
+    // Goods-out notes (created and shipped through the sandbox admin API).
+    let gon = admin_post(&sandbox, "/goods-out-notes", serde_json::json!({ "orderId": order_id })).await;
+    let gon_id = gon["id"].as_u64().unwrap();
+    admin_post(&sandbox, &format!("/goods-out-notes/{gon_id}/ship"), serde_json::json!({ "reference": "TRACK-1" })).await;
+    let notes = client.goods_out_notes(&[gon_id]).await.unwrap();
+    let note = &notes[&gon_id.to_string()];
+    assert_eq!(note.order_id, Some(order_id));
+    assert_eq!(note.shipping.as_ref().and_then(|s| s.reference.as_deref()), Some("TRACK-1"));
+    insta::assert_yaml_snapshot!("bp_get_goods_out_notes", recorder.last("/goods-note/goods-out/"));
+    let by_order = client.goods_out_notes_for_orders(&[order_id as u64]).await.unwrap();
+    assert!(by_order.contains_key(&gon_id.to_string()));
+    let shipped: Vec<brightpearl_client::GoodsOutNoteRow> = client
+        .search_all(SearchResource::GoodsOutNotes, SearchQuery::new().filter("shipped", "true").columns(["goodsOutNoteId", "orderId", "shipped", "shippedOn"]))
+        .await
+        .unwrap();
+    assert!(shipped.iter().any(|r| r.goods_out_note_id == gon_id && r.shipped == Some(true)));
+    insta::assert_yaml_snapshot!("bp_search_goods_out_notes", recorder.last("/goods-out-search"));
+}
+
+#[tokio::test]
+async fn webhooks_list_create_delete() {
+    let sandbox = start("hookacct", |_| {}).await;
+    let recorder = Recorder::new();
+    let client = oauth_client(&sandbox, &recorder).await;
+    let request = WebhookRequest {
+        subscribe_to: WebhookEventName::from("product.modified.on-hand-modified"),
+        http_method: WebhookHttpMethod::Post,
+        uri_template: "https://relay.example/brightpearl/webhook".into(),
+        body_template: Some(r#"{"id":"${resource-id}","fullEvent":"${full-event}"}"#.into()),
+        content_type: Some("application/json".into()),
+        id_set_accepted: Some(true),
+        quality_of_service: Some(1),
+    };
+    let id = client.create_webhook(&request).await.unwrap();
+    insta::assert_yaml_snapshot!("bp_create_webhook", recorder.last("/integration-service/webhook"));
+    let hooks = client.webhooks().await.unwrap();
+    assert_eq!(hooks.iter().map(|h| h.id).collect::<Vec<_>>(), [id]);
+    insta::assert_yaml_snapshot!("bp_list_webhooks", recorder.last("/integration-service/webhook"));
+    client.delete_webhook(id as u64).await.unwrap();
+    insta::assert_yaml_snapshot!("bp_delete_webhook", {
+        let mut r = recorder.last("/integration-service/webhook");
+        r.path = r.path.replace(&id.to_string(), "{id}");
+        r
+    });
+    assert!(client.webhooks().await.unwrap().is_empty());
+
+    // An event that cannot be subscribed to: a validation error as data.
+    let bad = WebhookRequest { subscribe_to: WebhookEventName::from("no.such-event"), ..request };
+    let err = client.create_webhook(&bad).await.unwrap_err();
+    assert!(err.status().is_some_and(|s| s.is_client_error()), "{err:?}");
+    assert!(!err.api_errors().is_empty());
+}
+
+#[tokio::test]
+async fn multi_message_at_most_ten() {
+    let sandbox = start("multiacct", |_| {}).await;
+    let recorder = Recorder::new();
+    let client = oauth_client(&sandbox, &recorder).await;
+    let address = |i: usize| MultiMessage {
+        label: format!("address-{i}"),
+        uri: "/contact-service/postal-address".into(),
+        http_method: WebhookHttpMethod::Post,
+        body: Some(serde_json::json!({ "addressLine1": format!("Gatan {i}"), "countryIsoCode": "SE" })),
+    };
+    let request = |n: usize| MultiMessageRequest {
+        processing_mode: MultiMessageProcessingMode::Sequential,
+        on_fail: MultiMessageOnFail::Continue,
+        messages: (0..n).map(address).collect(),
+    };
+    let err = client.multi_message(&request(11)).await.unwrap_err();
+    assert!(matches!(err, Error::TooManyMessages { count: 11, max: 10 }), "{err:?}");
+    assert!(err.hint().contains("10"));
+    assert_eq!(sandbox.state().faults.count("POST", &api(&sandbox, "/multi-message")), 0, "refused before sending");
+
+    let result = client.multi_message(&request(2)).await.unwrap();
+    let processed = result.processed_messages.unwrap();
+    assert_eq!(processed.len(), 2);
+    assert!(processed.iter().all(|m| m.status_code == 200), "{processed:?}");
+    insta::assert_yaml_snapshot!("bp_multi_message", recorder.last("/multi-message"));
+}
