@@ -1,0 +1,36 @@
+//! The embedded sandbox: what relay runs against when no platform is configured.
+
+use client_core::Settings;
+use sandbox::{Credentials, Sandbox, SandboxConfig};
+
+/// Starts the sandbox on a free loopback port and returns it with settings that point every
+/// client at it (Brightpearl as a private app with the staff token, so no browser is needed).
+pub async fn start() -> std::io::Result<(Sandbox, Settings)> {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await?;
+    let settings = settings_for(&sandbox.credentials());
+    Ok((sandbox, settings))
+}
+
+/// Client settings for the sandbox's demo credentials.
+pub fn settings_for(credentials: &Credentials) -> Settings {
+    let norce = &credentials.norce;
+    let nshift = &credentials.nshift;
+    let brightpearl = &credentials.brightpearl;
+    Settings::from_pairs([
+        ("NORCE_BASE_URL", norce.base_url.clone()),
+        ("NORCE_CLIENT_ID", norce.client_id.clone()),
+        ("NORCE_CLIENT_SECRET", norce.client_secret.clone()),
+        ("NORCE_APPLICATION_ID", norce.application_id.to_string()),
+        ("NORCE_SCOPE", norce.scope.clone()),
+        ("NSHIFT_BASE_URL", nshift.base_url.clone()),
+        ("NSHIFT_API_KEY_ID", nshift.api_key_id.clone()),
+        ("NSHIFT_SECRET_ID", nshift.secret_id.clone()),
+        ("NSHIFT_DEVELOPER_ID", nshift.developer_id.clone()),
+        ("BRIGHTPEARL_BASE_URL", brightpearl.base_url.clone()),
+        ("BRIGHTPEARL_OAUTH_URL", brightpearl.oauth_url.clone()),
+        ("BRIGHTPEARL_ACCOUNT", brightpearl.account.clone()),
+        ("BRIGHTPEARL_APP_REF", brightpearl.app_ref.clone()),
+        ("BRIGHTPEARL_DEV_REF", brightpearl.dev_ref.clone()),
+        ("BRIGHTPEARL_STAFF_TOKEN", brightpearl.staff_token.clone()),
+    ])
+}

@@ -1,0 +1,237 @@
+//! `relay verify`: one authenticated call per configured platform, reported as a table.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use client_core::Settings;
+use serde::Serialize;
+
+/// A platform relay talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    /// Norce Commerce.
+    Norce,
+    /// nShift Delivery.
+    Nshift,
+    /// Brightpearl.
+    Brightpearl,
+}
+
+impl Platform {
+    /// All platforms, in report order.
+    pub const ALL: [Platform; 3] = [Platform::Norce, Platform::Nshift, Platform::Brightpearl];
+
+    /// Display name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Norce => "Norce",
+            Platform::Nshift => "nShift",
+            Platform::Brightpearl => "Brightpearl",
+        }
+    }
+
+    /// The settings whose presence means the platform is configured.
+    pub fn settings(self) -> &'static [&'static str] {
+        match self {
+            Platform::Norce => &[
+                "NORCE_CLIENT_ID",
+                "NORCE_CLIENT_SECRET",
+                "NORCE_APPLICATION_ID",
+                "NORCE_CLIENT_SLUG",
+                "NORCE_BASE_URL",
+            ],
+            Platform::Nshift => &["NSHIFT_API_KEY_ID", "NSHIFT_SECRET_ID", "NSHIFT_BASE_URL"],
+            Platform::Brightpearl => &[
+                "BRIGHTPEARL_ACCOUNT",
+                "BRIGHTPEARL_CLIENT_ID",
+                "BRIGHTPEARL_STAFF_TOKEN",
+                "BRIGHTPEARL_BASE_URL",
+            ],
+        }
+    }
+}
+
+/// The platforms with at least one setting present.
+pub fn configured_platforms(settings: &Settings) -> Vec<Platform> {
+    Platform::ALL.into_iter().filter(|p| settings.any_set(p.settings())).collect()
+}
+
+/// The outcome of one platform's check.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckResult {
+    /// Which platform.
+    pub platform: Platform,
+    /// The endpoint that was called (or the setting that stopped the check).
+    pub endpoint: String,
+    /// Whether the platform accepted our credentials.
+    pub authenticated: bool,
+    /// Whether the whole check passed.
+    pub ok: bool,
+    /// Time the check took, in milliseconds.
+    pub latency_ms: u64,
+    /// What was found (on success) or what to do (on failure).
+    pub advice: String,
+}
+
+/// What a platform check reports before timing is added.
+struct Outcome {
+    endpoint: String,
+    authenticated: bool,
+    result: Result<String, String>,
+}
+
+async fn timed(platform: Platform, timeout: Duration, check: impl Future<Output = Outcome>) -> CheckResult {
+    let started = Instant::now();
+    let outcome = match tokio::time::timeout(timeout, check).await {
+        Ok(outcome) => outcome,
+        Err(_) => Outcome {
+            endpoint: "-".to_owned(),
+            authenticated: false,
+            result: Err(format!("no answer within {}s: check the base URL and the network", timeout.as_secs())),
+        },
+    };
+    let (ok, advice) = match outcome.result {
+        Ok(detail) => (true, detail),
+        Err(advice) => (false, advice),
+    };
+    CheckResult {
+        platform,
+        endpoint: outcome.endpoint,
+        authenticated: outcome.authenticated,
+        ok,
+        latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        advice,
+    }
+}
+
+async fn check_norce(settings: &Settings) -> Outcome {
+    let client = match norce_client::NorceClientBuilder::from_settings(settings).and_then(|b| b.build()) {
+        Ok(client) => client,
+        Err(e) => return Outcome { endpoint: "(settings)".into(), authenticated: false, result: Err(e.hint()) },
+    };
+    let endpoint = format!(
+        "{}{}",
+        client.endpoints().services.as_str().trim_end_matches('/'),
+        norce_client::models::services::operations::GET_APPLICATION.path
+    );
+    if let Err(e) = client.fetch_token().await {
+        return Outcome { endpoint, authenticated: false, result: Err(e.hint()) };
+    }
+    match client.get_application().await {
+        Ok(app) => Outcome {
+            endpoint,
+            authenticated: true,
+            result: Ok(format!("application {} {}", app.id, app.name.unwrap_or_default()).trim().to_owned()),
+        },
+        Err(e) => Outcome { endpoint, authenticated: !is_401(e.status()), result: Err(e.hint()) },
+    }
+}
+
+/// Whether the platform rejected the credentials (as opposed to failing otherwise).
+fn is_401<S: Into<u16>>(status: Option<S>) -> bool {
+    status.is_some_and(|s| s.into() == 401)
+}
+
+async fn check_nshift(settings: &Settings) -> Outcome {
+    let client = match nshift_client::NshiftClientBuilder::from_settings(settings).and_then(|b| b.build()) {
+        Ok(client) => client,
+        Err(e) => return Outcome { endpoint: "(settings)".into(), authenticated: false, result: Err(e.hint()) },
+    };
+    let endpoint = format!("{}/stored-shipments", client.base_url().trim_end_matches('/'));
+    // A search that finds nothing: an authenticated read that creates nothing.
+    match client.find_stored_by_order_no("relay-verify-probe").await {
+        Ok(found) => Outcome { endpoint, authenticated: true, result: Ok(format!("API key accepted ({} probe matches)", found.len())) },
+        Err(e) => Outcome { endpoint, authenticated: !is_401(e.status()), result: Err(e.hint()) },
+    }
+}
+
+async fn check_brightpearl(settings: &Settings) -> Outcome {
+    let client = match brightpearl_client::ClientBuilder::from_settings(settings).and_then(|b| b.build()) {
+        Ok(client) => client,
+        Err(e) => return Outcome { endpoint: "(settings)".into(), authenticated: false, result: Err(e.hint()) },
+    };
+    let endpoint = match client.base_url() {
+        Ok(url) => format!("{}/public-api/{}/product-service/price-list", url.as_str().trim_end_matches('/'), client.account()),
+        Err(e) => return Outcome { endpoint: "(settings)".into(), authenticated: false, result: Err(e.hint()) },
+    };
+    // Token (for OAuth apps) plus one cheap GET.
+    match client.price_lists().await {
+        Ok(lists) => Outcome { endpoint, authenticated: true, result: Ok(format!("account {} ({} price lists)", client.account(), lists.len())) },
+        Err(e) => Outcome { endpoint, authenticated: !is_401(e.status()), result: Err(e.hint()) },
+    }
+}
+
+/// Runs the checks of `platforms` concurrently, each bounded by `timeout`.
+pub async fn verify(settings: &Settings, platforms: &[Platform], timeout: Duration) -> Vec<CheckResult> {
+    let checks = platforms.iter().map(|&platform| async move {
+        match platform {
+            Platform::Norce => timed(platform, timeout, check_norce(settings)).await,
+            Platform::Nshift => timed(platform, timeout, check_nshift(settings)).await,
+            Platform::Brightpearl => timed(platform, timeout, check_brightpearl(settings)).await,
+        }
+    });
+    futures::future::join_all(checks).await
+}
+
+/// The report as a fixed-width table.
+pub fn render_table(results: &[CheckResult]) -> String {
+    let headers = ["platform", "endpoint", "authenticated", "latency", "result"];
+    let rows: Vec<[String; 5]> = results
+        .iter()
+        .map(|r| {
+            [
+                r.platform.name().to_owned(),
+                r.endpoint.clone(),
+                if r.authenticated { "yes" } else { "no" }.to_owned(),
+                format!("{} ms", r.latency_ms),
+                if r.ok { format!("ok: {}", r.advice) } else { format!("FAILED: {}", r.advice) },
+            ]
+        })
+        .collect();
+    let mut widths = headers.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[String]| {
+        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let _ = writeln!(out, "{}", padded.join("  ").trim_end());
+    };
+    line(&mut out, &headers.map(str::to_owned));
+    line(&mut out, &widths.map(|w| "-".repeat(w)));
+    for row in &rows {
+        line(&mut out, row);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_count_as_configured_by_any_of_their_settings() {
+        let settings = Settings::from_pairs([("NSHIFT_SECRET_ID_FILE", "/run/secret"), ("BRIGHTPEARL_ACCOUNT", "acme")]);
+        assert_eq!(configured_platforms(&settings), vec![Platform::Nshift, Platform::Brightpearl]);
+        assert!(configured_platforms(&Settings::from_pairs::<&str, &str>([])).is_empty());
+    }
+
+    #[test]
+    fn table_aligns_columns_and_marks_failures() {
+        let results = [
+            CheckResult { platform: Platform::Norce, endpoint: "https://a/x".into(), authenticated: true, ok: true, latency_ms: 12, advice: "application 1".into() },
+            CheckResult { platform: Platform::Nshift, endpoint: "(settings)".into(), authenticated: false, ok: false, latency_ms: 0, advice: "set NSHIFT_SECRET_ID".into() },
+        ];
+        let table = render_table(&results);
+        let lines: Vec<_> = table.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[2].starts_with("Norce   ") && lines[2].ends_with("ok: application 1"), "{table}");
+        assert!(lines[3].contains("no ") && lines[3].ends_with("FAILED: set NSHIFT_SECRET_ID"), "{table}");
+        let column = lines[0].find("authenticated").unwrap();
+        assert_eq!(&lines[2][column..column + 3], "yes");
+    }
+}
