@@ -112,3 +112,28 @@ async fn unknown_routes_are_404_and_admin_bypasses_faults() {
     let dataset: Value = http.get(format!("{}/_sandbox/dataset", sb.base_url())).send().await.unwrap().json().await.unwrap();
     assert_eq!(dataset["orders"].as_array().unwrap().len(), 20);
 }
+
+/// Latency is injected with tokio's timer, so paused time measures it exactly (no socket: the
+/// router is called as a tower service).
+#[tokio::test(start_paused = true)]
+async fn injected_latency_delays_the_matching_route_only() {
+    use tower::ServiceExt as _;
+    let mut config = sandbox::SandboxConfig::default();
+    config.start_time = Some("2026-03-02T08:00:00Z".parse().unwrap());
+    let state = std::sync::Arc::new(sandbox::AppState::new(config, "http://127.0.0.1:1".into()));
+    state.faults.add(FaultRule { path_prefix: "/rs-extapi/v1/alerts".into(), latency_ms: 250, ..Default::default() }).unwrap();
+    let call = |path: &'static str| {
+        let app = sandbox::router(state.clone());
+        async move {
+            let started = tokio::time::Instant::now();
+            let request = axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+            let response = app.oneshot(request).await.unwrap();
+            (response.status(), started.elapsed())
+        }
+    };
+    let (status, waited) = call("/rs-extapi/v1/alerts").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "handled after the delay");
+    assert_eq!(waited, std::time::Duration::from_millis(250));
+    let (_, waited) = call("/rs-extapi/v1/shipments").await;
+    assert_eq!(waited, std::time::Duration::ZERO);
+}
