@@ -1,5 +1,9 @@
-//! The relay integration runtime. So far: `relay verify`, which checks each configured
-//! platform connection, or the embedded sandbox when nothing is configured.
+//! The relay integration runtime: the connector flows with durable state, the receivers, and
+//! the operator's CLI (`relay verify`, `run`, `serve`, `status`, `replay`, `cursor`).
 
+pub mod config;
 pub mod embedded;
+pub mod flows;
+pub mod serve;
+pub mod state;
 pub mod verify;
