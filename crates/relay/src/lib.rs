@@ -1,6 +1,7 @@
 //! The relay integration runtime: the connector flows with durable state, the receivers, and
 //! the operator's CLI (`relay verify`, `run`, `serve`, `status`, `replay`, `cursor`).
 
+pub mod cli;
 pub mod config;
 pub mod embedded;
 pub mod flows;

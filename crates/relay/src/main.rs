@@ -30,6 +30,20 @@ enum Command {
         #[arg(long)]
         sandbox: bool,
     },
+    /// The main job: run every flow to completion once and print a summary. With no
+    /// configured platform it starts the embedded sandbox with a seeded dataset.
+    Run(relay::cli::run::RunArgs),
+    /// Serve the receivers (Norce order receiver and events, Brightpearl webhooks), run the
+    /// flows on a schedule, and expose /healthz and /metrics.
+    Serve(relay::cli::serve::ServeArgs),
+    /// Entities per flow and state, and the dead letters.
+    Status(relay::cli::status::StatusArgs),
+    /// Put dead-lettered items back to be processed again.
+    Replay(relay::cli::status::ReplayArgs),
+    /// Show or move a flow's cursor (moving it back backfills).
+    Cursor(relay::cli::status::CursorArgs),
+    /// Authorize a platform interactively (Brightpearl OAuth) and store the tokens.
+    Auth(relay::cli::auth::AuthArgs),
 }
 
 fn init_tracing() {
@@ -43,6 +57,12 @@ async fn main() -> ExitCode {
     init_tracing();
     match Cli::parse().command {
         Command::Verify { json, timeout_secs, sandbox } => run_verify(json, Duration::from_secs(timeout_secs), sandbox).await,
+        Command::Run(args) => relay::cli::run::execute(args).await,
+        Command::Serve(args) => relay::cli::serve::execute(args).await,
+        Command::Status(args) => relay::cli::status::execute_status(args).await,
+        Command::Replay(args) => relay::cli::status::execute_replay(args).await,
+        Command::Cursor(args) => relay::cli::status::execute_cursor(args).await,
+        Command::Auth(args) => relay::cli::auth::execute(args).await,
     }
 }
 

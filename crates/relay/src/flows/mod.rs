@@ -6,6 +6,21 @@
 //! | `shipping` | [`shipping`] | Norce orders → nShift bookings → Norce delivery notes; nShift alerts → parcel status |
 //! | `stock`, `prices` | [`stock`] | Brightpearl availability and price lists → Norce Connect imports |
 //! | `orders`, `fulfilment` | [`orders`] | Norce orders → Brightpearl sales orders → Norce status; shipped goods-out notes → Norce delivery notes |
+//!
+//! The contract every flow module keeps:
+//! - `pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError>`: one pass. It picks
+//!   up new items (polling with the flow's cursor where it polls), processes every `Pending`
+//!   entity (new ones and ones a crash left half-done, resuming at their recorded `step`), and
+//!   returns what it did. Item failures are counted, retried on the next pass, and dead-lettered
+//!   by [`fail_item`] after `run.max_attempts`; only a failure that stops the whole flow is an
+//!   `Err`.
+//! - `pub fn accepts(source: &str) -> bool` and
+//!   `pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError>`: turn an
+//!   inbox item (a Norce order push, a Brightpearl webhook) into `Pending` entities, without
+//!   calling any platform, so the receivers' inbox can be drained quickly and safely.
+//! - Every step runs in a `tracing` span (`flow`, `step`, `source_id`) and is idempotent: a
+//!   step's result is recorded after the platform call, and a replayed step first checks the
+//!   target platform (or uses an idempotency key) so a crash never duplicates anything.
 
 pub mod orders;
 pub mod shipping;
@@ -16,7 +31,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::RelayConfig;
-use crate::state::{StateError, Store};
+use crate::state::{EntityRecord, StateError, Status, Store};
 
 /// What every flow needs: the store, the clients of the configured platforms, the settings.
 #[derive(Clone)]
@@ -111,4 +126,50 @@ pub enum FlowError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// Records a failed attempt of one item; after `run.max_attempts` attempts, or at once when
+/// `permanent`, the item goes to the dead letters. Returns whether it was dead-lettered.
+pub fn fail_item(ctx: &FlowContext, flow: &str, source_id: &str, error: &str, permanent: bool) -> Result<bool, StateError> {
+    let record: EntityRecord = ctx.store.record_failure(flow, source_id, error)?;
+    tracing::warn!(flow, source_id, attempts = record.attempts, permanent, error, "item failed");
+    if permanent || record.attempts >= ctx.config.run.max_attempts {
+        ctx.store.dead_letter(flow, source_id, error)?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+impl FlowContext {
+    /// Builds the clients of every configured platform from `settings` (a platform counts as
+    /// configured when any of its settings is present) over `store`.
+    pub fn from_settings(
+        settings: &client_core::Settings,
+        store: Arc<dyn Store>,
+        config: Arc<RelayConfig>,
+    ) -> Result<Self, String> {
+        use crate::verify::{Platform, configured_platforms};
+        let configured = configured_platforms(settings);
+        let norce = if configured.contains(&Platform::Norce) {
+            Some(norce_client::NorceClientBuilder::from_settings(settings).and_then(|b| b.build()).map_err(|e| e.hint())?)
+        } else {
+            None
+        };
+        let nshift = if configured.contains(&Platform::Nshift) {
+            Some(nshift_client::NshiftClientBuilder::from_settings(settings).and_then(|b| b.build()).map_err(|e| e.hint())?)
+        } else {
+            None
+        };
+        let brightpearl = if configured.contains(&Platform::Brightpearl) {
+            Some(brightpearl_client::ClientBuilder::from_settings(settings).and_then(|b| b.build()).map_err(|e| e.hint())?)
+        } else {
+            None
+        };
+        Ok(Self { store, norce, nshift, brightpearl, config })
+    }
+
+    /// Whether an entity is finished (done or skipped) and must not be touched again.
+    pub fn is_finished(&self, flow: &str, source_id: &str) -> Result<bool, StateError> {
+        Ok(self.store.get(flow, source_id)?.is_some_and(|r| matches!(r.status, Status::Done | Status::Skipped)))
+    }
 }

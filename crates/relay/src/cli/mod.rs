@@ -1,0 +1,28 @@
+//! The `relay` subcommands, one module each; `main.rs` only parses and dispatches.
+
+pub mod auth;
+pub mod run;
+pub mod serve;
+pub mod status;
+
+use std::path::{Path, PathBuf};
+
+use crate::config::RelayConfig;
+
+/// `--config FILE`, shared by the commands that read the configuration file.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// The configuration file (TOML). Without it: defaults, and platforms from the environment.
+    #[arg(long, short = 'c', env = "RELAY_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    /// The configuration, or defaults when no file is given.
+    pub fn load(&self) -> Result<RelayConfig, String> {
+        match &self.config {
+            Some(path) => RelayConfig::load(Path::new(path)).map_err(|e| e.to_string()),
+            None => Ok(RelayConfig::default()),
+        }
+    }
+}
