@@ -7,4 +7,5 @@ pub mod embedded;
 pub mod flows;
 pub mod serve;
 pub mod state;
+pub mod table;
 pub mod verify;

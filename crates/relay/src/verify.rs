@@ -1,6 +1,5 @@
 //! `relay verify`: one authenticated call per configured platform, reported as a table.
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -177,11 +176,10 @@ pub async fn verify(settings: &Settings, platforms: &[Platform], timeout: Durati
 
 /// The report as a fixed-width table.
 pub fn render_table(results: &[CheckResult]) -> String {
-    let headers = ["platform", "endpoint", "authenticated", "latency", "result"];
-    let rows: Vec<[String; 5]> = results
+    let rows: Vec<Vec<String>> = results
         .iter()
         .map(|r| {
-            [
+            vec![
                 r.platform.name().to_owned(),
                 r.endpoint.clone(),
                 if r.authenticated { "yes" } else { "no" }.to_owned(),
@@ -190,23 +188,7 @@ pub fn render_table(results: &[CheckResult]) -> String {
             ]
         })
         .collect();
-    let mut widths = headers.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let line = |out: &mut String, cells: &[String]| {
-        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        let _ = writeln!(out, "{}", padded.join("  ").trim_end());
-    };
-    line(&mut out, &headers.map(str::to_owned));
-    line(&mut out, &widths.map(|w| "-".repeat(w)));
-    for row in &rows {
-        line(&mut out, row);
-    }
-    out
+    crate::table::render(&["platform", "endpoint", "authenticated", "latency", "result"], &rows)
 }
 
 #[cfg(test)]
