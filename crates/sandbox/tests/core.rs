@@ -137,3 +137,30 @@ async fn injected_latency_delays_the_matching_route_only() {
     let (_, waited) = call("/rs-extapi/v1/shipments").await;
     assert_eq!(waited, std::time::Duration::ZERO);
 }
+
+#[tokio::test]
+async fn norce_tokens_can_be_revoked_mid_run() {
+    let sb = common::start().await;
+    let http = common::http();
+    let creds = sb.credentials().norce;
+    let token: Value = http
+        .post(format!("{}/identity/1.0/connect/token", creds.base_url))
+        .form(&[("grant_type", "client_credentials"), ("client_id", &creds.client_id), ("client_secret", &creds.client_secret), ("scope", &creds.scope)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = token["access_token"].as_str().unwrap().to_owned();
+    let call = || {
+        http.get(format!("{}/commerce/metadata/1.1/GetApplication?format=json", creds.base_url))
+            .bearer_auth(&bearer)
+            .header("ApplicationId", creds.application_id.to_string())
+            .send()
+    };
+    assert_eq!(call().await.unwrap().status(), StatusCode::OK);
+    let revoked: Value = http.post(format!("{}/_sandbox/norce/tokens/revoke", sb.base_url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(revoked["revoked"], 1);
+    assert_eq!(call().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use models_runtime::Decimal;
@@ -27,6 +27,7 @@ pub fn router() -> Router<SharedState> {
         .route("/jobs", get(jobs))
         .route("/jobs/{id}", get(job))
         .route("/pushes", get(pushes))
+        .route("/tokens/revoke", post(revoke_tokens))
 }
 
 fn admin_error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -383,4 +384,10 @@ async fn create_order(State(state): State<SharedState>, body: Bytes) -> Response
     };
     push::new_order(&state, &order);
     (StatusCode::CREATED, Json(order.admin_json())).into_response()
+}
+
+/// `POST /_sandbox/norce/tokens/revoke`: every issued access token stops working.
+async fn revoke_tokens(State(state): State<SharedState>) -> Response {
+    let revoked = state.norce.revoke_tokens();
+    Json(json!({ "revoked": revoked })).into_response()
 }

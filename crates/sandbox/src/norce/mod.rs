@@ -240,6 +240,15 @@ impl NorceState {
         &self.config
     }
 
+    /// Revokes every issued access token (as an admin revoking the integration's access would):
+    /// the next API call with one gets 401 and the client must fetch a new token.
+    pub fn revoke_tokens(&self) -> usize {
+        let mut inner = self.lock();
+        let revoked = inner.tokens.len();
+        inner.tokens.clear();
+        revoked
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, model::Inner> {
         crate::util::lock(&self.inner)
     }
