@@ -38,6 +38,9 @@ pub struct RunArgs {
     /// Print the summary as JSON on stdout (no progress bars).
     #[arg(long)]
     json: bool,
+    /// Run only these flows (comma-separated names from the summary table).
+    #[arg(long = "flow", value_delimiter = ',')]
+    flows: Vec<String>,
 }
 
 type FlowFuture<'a> = Pin<Box<dyn Future<Output = Result<FlowReport, FlowError>> + Send + 'a>>;
@@ -93,6 +96,15 @@ pub async fn execute(args: RunArgs) -> ExitCode {
 }
 
 async fn run(args: &RunArgs) -> Result<ExitCode, String> {
+    let all = runners();
+    if let Some(unknown) = args.flows.iter().find(|f| !all.iter().any(|r| r.name == f.as_str())) {
+        let known: Vec<_> = all.iter().map(|r| r.name).collect();
+        return Err(format!("`--flow {unknown}`: no such flow; choose from {}", known.join(", ")));
+    }
+    let runners: Vec<FlowRunner> = all.into_iter().filter(|r| args.flows.is_empty() || args.flows.iter().any(|f| f == r.name)).collect();
+    if runners.is_empty() {
+        return Err("no flows are available in this build".to_owned());
+    }
     let Target { settings, config, sandbox } = target(args).await?;
     if let Some(sandbox) = &sandbox {
         eprintln!(
@@ -107,10 +119,6 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(&data_dir).map_err(|e| e.to_string())?);
     let context = FlowContext::from_settings(&settings, store.clone(), Arc::new(config)).map_err(|e| format!("platform settings: {e}"))?;
 
-    let runners = runners();
-    if runners.is_empty() {
-        return Err("no flows are available in this build".to_owned());
-    }
     let bars = MultiProgress::new();
     if args.json {
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
