@@ -112,7 +112,7 @@ pub struct Order {
     pub lines: Vec<OrderLine>,
     /// Norce delivery method code (maps to an nShift service in the relay).
     pub delivery_method: String,
-    /// Pickup point id for pickup-point deliveries.
+    /// The nShift PostNord agent id the customer picked, for pickup-point deliveries.
     pub pickup_point: Option<String>,
     /// Currency.
     pub currency: String,
@@ -205,14 +205,25 @@ impl Dataset {
                 let delivery_method = DELIVERY_METHODS[rng.usize(..DELIVERY_METHODS.len())];
                 // Orders are spread over the 48 hours before the sandbox starts.
                 let minutes_before = ((config.orders - i) as i64) * (48 * 60 / config.orders.max(1) as i64).max(1);
+                let customer = rng.usize(..customers.len());
+                let pickup_point = (delivery_method == "POSTNORD_PICKUP").then(|| {
+                    let fallback = 1_000 + rng.u16(0..900);
+                    // The customer picked a real PostNord agent near them, as a checkout would
+                    // (the nShift simulator knows the same agents).
+                    let address = &customers[customer].address;
+                    crate::nshift::catalog::agents_near("POSTNORD", &address.country, &address.zip)
+                        .into_iter()
+                        .next()
+                        .map_or_else(|| fallback.to_string(), |agent| agent.id)
+                });
                 Order {
                     id: 100_001 + i as i64,
                     order_no: format!("NC-{}", 100_001 + i),
-                    customer: rng.usize(..customers.len()),
+                    customer,
                     created: start - Duration::minutes(minutes_before),
                     lines,
                     delivery_method: delivery_method.to_owned(),
-                    pickup_point: (delivery_method == "POSTNORD_PICKUP").then(|| format!("{}", 1_000 + rng.u16(0..900))),
+                    pickup_point,
                     currency: "SEK".to_owned(),
                 }
             })

@@ -1,0 +1,108 @@
+//! Saving the labels: `<labels dir>/<order number>-<n>.<pdf|zpl>`, written atomically.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use nshift_client::{Label, LabelFormat, NshiftClient};
+
+use super::order::ShippingItem;
+use super::{ItemError, Settings, nshift_error, permanent};
+use crate::flows::FlowError;
+
+/// A file-name-safe form of the order number.
+fn file_stem(order_no: &str) -> String {
+    order_no.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
+}
+
+fn extension(format: &LabelFormat) -> &'static str {
+    match format {
+        LabelFormat::Pdf => "pdf",
+        LabelFormat::Zpl => "zpl",
+        _ => "bin",
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
+/// crash leaves either the old file, no file, or the whole new file: never half a label.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), FlowError> {
+    let io = |source: std::io::Error| FlowError::Io { path: path.display().to_string(), source };
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result.map_err(io)
+}
+
+/// Saves the labels of the booking: those that came back with it, or (on a resumed run) the
+/// documents nShift still has (they expire after an hour; then the booking stands and the
+/// missing labels are noted on the entity: reprint them in nShift).
+pub(crate) async fn save(nshift: &NshiftClient, settings: &Settings, item: &mut ShippingItem, fresh: Option<Vec<Label>>) -> Result<(), ItemError> {
+    let booked = item.shipment.clone().ok_or_else(|| permanent("the booking is not recorded"))?;
+    let order_no = item.order_no.clone().ok_or_else(|| permanent("the Norce order number is not recorded"))?;
+    let labels = match fresh.filter(|l| !l.is_empty()) {
+        Some(labels) => labels,
+        None => {
+            let mut labels = Vec::new();
+            for shipment_id in &booked.shipment_ids {
+                let documents = match nshift.list_documents(shipment_id).await {
+                    Ok(documents) => documents,
+                    Err(nshift_client::Error::NotFound { .. }) => Vec::new(),
+                    Err(e) => return Err(nshift_error("listing the label documents", e)),
+                };
+                for document in documents {
+                    match nshift.fetch_document(shipment_id, &document.id).await {
+                        Ok(label) => labels.push(label),
+                        Err(nshift_client::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(nshift_error("fetching a label document", e)),
+                    }
+                }
+            }
+            labels
+        }
+    };
+    if labels.is_empty() {
+        let reason = "nShift no longer had the label documents (they expire after one hour); reprint them in nShift".to_owned();
+        tracing::warn!(order_no = %order_no, "{reason}");
+        item.labels_missing = Some(reason);
+        return Ok(());
+    }
+    let stem = file_stem(&order_no);
+    let mut paths = Vec::new();
+    for (n, label) in labels.iter().enumerate() {
+        let path: PathBuf = settings.labels_dir.join(format!("{stem}-{}.{}", n + 1, extension(&label.format)));
+        write_atomically(&path, &label.bytes)?;
+        paths.push(path.display().to_string());
+    }
+    tracing::info!(order_no = %order_no, count = paths.len(), dir = %settings.labels_dir.display(), "labels saved");
+    item.labels = paths;
+    item.labels_missing = None;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stems_are_safe_and_writes_replace_whole_files() {
+        assert_eq!(file_stem("NC-100001"), "NC-100001");
+        assert_eq!(file_stem("../x y"), ".._x_y");
+        let dir = std::env::temp_dir().join(format!("relay-labels-{}", std::process::id()));
+        let path = dir.join("NC-1-1.pdf");
+        write_atomically(&path, b"%PDF-1 first").unwrap();
+        write_atomically(&path, b"%PDF-1 second").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"%PDF-1 second");
+        let leftovers = std::fs::read_dir(&dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp")).count();
+        assert_eq!(leftovers, 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,248 @@
+//! Building the nShift shipment from the order and booking it exactly once.
+
+use nshift_client::models::{Addon, FindAgentsQuery, Parcel, Partner, Party, Service, Shipment};
+use nshift_client::{BookingOutcome, Label, NshiftClient};
+
+use super::order::{BookedShipment, OrderData, ShippingItem};
+use super::{ChosenService, ItemError, Settings, nshift_error, permanent, transient};
+
+/// What booking produced for the next steps.
+pub(crate) struct Booked {
+    /// Whether this call printed the shipment (false: found already printed).
+    pub printed_now: bool,
+    /// The labels that came back, if any (saved by the next step).
+    pub labels: Vec<Label>,
+}
+
+/// Parcel count and weight per parcel for the order's lines.
+pub(crate) fn parcels_for(settings: &Settings, order: &OrderData) -> (i64, f64) {
+    let total: f64 = order
+        .lines
+        .iter()
+        .map(|line| {
+            let quantity = line.quantity.parse::<f64>().unwrap_or(0.0).max(0.0);
+            let unit = settings.part_weights_kg.get(&line.part_no).copied().unwrap_or(settings.item_weight_kg);
+            quantity * unit
+        })
+        .sum();
+    let total = if total.is_finite() && total > 0.0 { total } else { settings.default_parcel_weight_kg };
+    let count = (total / settings.max_parcel_weight_kg).ceil().clamp(1.0, 99.0);
+    let per_parcel = (total / count).max(settings.default_parcel_weight_kg.min(settings.max_parcel_weight_kg));
+    // Two decimals: nShift takes kg with grams at most.
+    (count as i64, (per_parcel * 100.0).round() / 100.0)
+}
+
+/// The nShift `senderReference` (at most 17 characters recommended).
+fn reference(order_no: &str) -> String {
+    order_no.chars().filter(|c| !c.is_whitespace()).take(17).collect()
+}
+
+/// The addons, with the receiver's contact where the notice needs it; notices without a
+/// contact to send to are left out (nShift would refuse them).
+fn addons(service: &ChosenService, order: &OrderData) -> Vec<Addon> {
+    let receiver = &order.receiver;
+    service
+        .addons
+        .iter()
+        .filter_map(|code| {
+            let code = code.trim();
+            match code.to_ascii_uppercase().as_str() {
+                "NOTSMS" => {
+                    if order.sms_notify == Some(false) {
+                        return None;
+                    }
+                    let mobile = receiver.mobile.clone().or_else(|| receiver.phone.clone())?;
+                    Some(Addon { id: code.to_owned(), misc: Some(mobile), ..Addon::default() })
+                }
+                "NOTEMAIL" => {
+                    let email = receiver.email.clone()?;
+                    Some(Addon { id: code.to_owned(), misc: Some(email), ..Addon::default() })
+                }
+                "" => None,
+                _ => Some(Addon { id: code.to_owned(), ..Addon::default() }),
+            }
+        })
+        .collect()
+}
+
+/// The pickup point as nShift's agent: the order's pickup point when nShift knows it, else
+/// (with `pickup_fallback_nearest`) the nearest agent of the network.
+async fn agent(nshift: &NshiftClient, settings: &Settings, agent_type: &str, order: &OrderData) -> Result<Option<Party>, ItemError> {
+    let receiver = &order.receiver;
+    let country = receiver.country.clone().unwrap_or_default();
+    let zip = receiver.zip.clone().unwrap_or_default();
+    let mut query = FindAgentsQuery { type_: agent_type.to_owned(), zip: Some(zip.clone()), country_code: country.clone(), street: None, id: None };
+    if let Some(id) = &order.pickup_point {
+        query.id = Some(id.clone());
+        match nshift.find_agents(&query).await {
+            Ok(found) if !found.is_empty() => return Ok(found.first().map(|a| Party { quick_id: Some(a.id.clone()), ..Party::default() })),
+            Ok(_) | Err(nshift_client::Error::NotFound { .. }) => {}
+            Err(e) => return Err(nshift_error("pickup point lookup", e)),
+        }
+        if !settings.pickup_fallback_nearest {
+            return Err(permanent(format!(
+                "nShift knows no {agent_type} pickup point `{id}`; fix the order's pickup point or set `shipping.pickup_fallback_nearest = true`"
+            )));
+        }
+        tracing::warn!(pickup_point = %id, agent_type, "the order's pickup point is not an nShift agent; using the nearest one");
+        query.id = None;
+    }
+    let found = nshift.find_agents(&query).await.map_err(|e| nshift_error("pickup point lookup", e))?;
+    match found.first() {
+        Some(a) => Ok(Some(Party { quick_id: Some(a.id.clone()), ..Party::default() })),
+        None => Err(permanent(format!("nShift has no {agent_type} pickup point near {zip} {country}; check the receiver address"))),
+    }
+}
+
+/// The nShift shipment for the order.
+pub(crate) async fn build(nshift: &NshiftClient, settings: &Settings, item: &ShippingItem) -> Result<(Shipment, ChosenService), ItemError> {
+    let order = item.order.as_ref().ok_or_else(|| permanent("the order data is not recorded"))?;
+    let order_no = item.order_no.clone().ok_or_else(|| permanent("the Norce order number is not recorded"))?;
+    let method = order.delivery_method.clone().unwrap_or_default();
+    let receiver = &order.receiver;
+    let country = receiver.country.clone().unwrap_or_default();
+    let service = settings
+        .service_for(&method, &country)
+        .ok_or_else(|| permanent(format!("no nShift service is mapped for the Norce delivery method `{method}`: add `[shipping.services.{method}]`")))?;
+    let agent = match &service.agent_type {
+        Some(agent_type) => agent(nshift, settings, agent_type, order).await?,
+        None => None,
+    };
+    let (copies, weight) = parcels_for(settings, order);
+    let sender_partners = match (&service.partner_id, &service.customer_no) {
+        (Some(partner), Some(customer_no)) => {
+            Some(vec![Partner { id: partner.clone(), cust_no: Some(customer_no.clone()), ..Partner::default() }])
+        }
+        _ => None,
+    };
+    let shipment = Shipment {
+        sender: Party { quick_id: Some(service.sender_quick_id.clone()), ..Party::default() },
+        sender_partners,
+        receiver: Party {
+            name: receiver.name.clone(),
+            address1: receiver.line1.clone(),
+            address2: receiver.line2.clone(),
+            zipcode: receiver.zip.clone(),
+            city: receiver.city.clone(),
+            country: receiver.country.clone(),
+            contact: receiver.contact.clone(),
+            phone: receiver.phone.clone(),
+            mobile: receiver.mobile.clone(),
+            email: receiver.email.clone(),
+            ..Party::default()
+        },
+        agent,
+        test: Some(settings.test),
+        order_no: Some(order_no.clone()),
+        sender_reference: Some(reference(&order_no)),
+        service: Service { id: service.service_id.clone(), addons: Some(addons(&service, order)).filter(|a| !a.is_empty()), ..Service::default() },
+        parcels: vec![Parcel {
+            copies,
+            value_per_parcel: Some(true),
+            weight: Some(weight),
+            package_code: Some("PC".to_owned()),
+            contents: order.lines.first().and_then(|l| l.description.clone()).or_else(|| Some("Goods".to_owned())),
+            ..Parcel::default()
+        }],
+        ..Shipment::default()
+    };
+    Ok((shipment, service))
+}
+
+/// Books the order exactly once and records the booking in `item`.
+pub(crate) async fn book(nshift: &NshiftClient, settings: &Settings, item: &mut ShippingItem) -> Result<Booked, ItemError> {
+    let (shipment, service) = build(nshift, settings, item).await?;
+    let order_no = item.order_no.clone().unwrap_or_default();
+    let agent_id = shipment.agent.as_ref().and_then(|a| a.quick_id.clone());
+    let booking = match nshift.book_once(&order_no, shipment).await {
+        Ok(booking) => booking,
+        Err(e) => {
+            // A stored shipment that failed validation was never printed: remove it, so that a
+            // replay with corrected data stores a new one instead of finding this one again.
+            if let nshift_client::Error::NotPrintable { stored_id, .. } = &e
+                && let Err(delete) = nshift.delete_stored_shipment(stored_id).await
+            {
+                tracing::warn!(stored_id = %stored_id, error = %delete, "could not delete the unprintable stored shipment");
+            }
+            return Err(nshift_error(&format!("nShift booking of {order_no}"), e));
+        }
+    };
+    let printed_now = booking.outcome == BookingOutcome::Printed;
+    let parcel_numbers: Vec<String> =
+        booking.shipments.iter().flat_map(|s| s.parcel_numbers().into_iter().map(str::to_owned)).collect();
+    if booking.shipments.is_empty() || parcel_numbers.is_empty() {
+        // Printed, but nShift did not (yet) show its parcels: the booking exists, and the next
+        // pass's book_once finds it again without booking twice.
+        return Err(transient(format!(
+            "order {order_no} is booked in nShift but its shipment details could not be read back yet (printed-shipments feed)"
+        )));
+    }
+    if !booking.redundant_stored_ids.is_empty() {
+        tracing::info!(redundant = ?booking.redundant_stored_ids, "unprinted duplicate stored shipments left in nShift (harmless)");
+    }
+    let printed_at = booking.shipments.first().and_then(|s| s.info.created.as_ref()).map(|t| t.to_rfc3339());
+    item.shipment = Some(BookedShipment {
+        shipment_ids: booking.shipments.iter().map(|s| s.info.id.clone()).collect(),
+        stored_id: booking.stored_id.clone(),
+        parcel_numbers,
+        service_id: service.service_id,
+        agent_id,
+        printed_at,
+        already_booked: !printed_now,
+    });
+    tracing::info!(order_no = %order_no, printed_now, "shipment booked");
+    let labels = booking.shipments.into_iter().flat_map(|s| s.labels).collect();
+    Ok(Booked { printed_now, labels })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::order::{Line, Receiver};
+    use super::*;
+    use crate::config::RelayConfig;
+    use crate::flows::FlowContext;
+
+    fn settings(text: &str) -> Settings {
+        let config = RelayConfig::parse(text, "t").unwrap();
+        let store: Arc<dyn crate::state::Store> = Arc::new(crate::state::SqliteStore::in_memory().unwrap());
+        let ctx = FlowContext { store, norce: None, nshift: None, brightpearl: None, config: Arc::new(config) };
+        Settings::new(&ctx, None).unwrap()
+    }
+
+    fn order(lines: &[(&str, &str)]) -> OrderData {
+        OrderData {
+            lines: lines.iter().map(|(p, q)| Line { part_no: (*p).into(), quantity: (*q).into(), ..Line::default() }).collect(),
+            receiver: Receiver { mobile: Some("+46 70".into()), ..Receiver::default() },
+            ..OrderData::default()
+        }
+    }
+
+    #[test]
+    fn parcels_from_item_weights_with_defaults() {
+        let s = settings("[shipping]\nitem_weight_kg = 0.5\nmax_parcel_weight_kg = 10.0\n[shipping.part_weights_kg]\nHEAVY = 7.0\n");
+        assert_eq!(parcels_for(&s, &order(&[("A", "2")])), (1, 1.0), "1 kg from 2 × 0.5, at least the default");
+        assert_eq!(parcels_for(&s, &order(&[("A", "1")])), (1, 1.0), "the default is the minimum");
+        assert_eq!(parcels_for(&s, &order(&[("HEAVY", "3"), ("A", "2")])), (3, 7.33));
+        assert_eq!(parcels_for(&s, &order(&[])), (1, 1.0));
+    }
+
+    #[test]
+    fn notices_need_a_contact() {
+        let s = settings("");
+        let service = s.service_for("POSTNORD_HOME", "SE").unwrap();
+        let mut data = order(&[("A", "1")]);
+        let codes = |d: &OrderData| addons(&service, d).into_iter().map(|a| a.id).collect::<Vec<_>>();
+        assert_eq!(codes(&data), vec!["NOTSMS"], "no e-mail: no e-mail notice");
+        data.receiver.email = Some("a@example.com".into());
+        data.sms_notify = Some(false);
+        assert_eq!(codes(&data), vec!["NOTEMAIL"], "SMS declined");
+    }
+
+    #[test]
+    fn reference_is_short() {
+        assert_eq!(reference("NC-100001"), "NC-100001");
+        assert_eq!(reference("A VERY LONG ORDER NUMBER 123"), "AVERYLONGORDERNUM");
+    }
+}
