@@ -13,10 +13,15 @@ pub async fn start() -> std::io::Result<(Sandbox, Settings)> {
 
 /// Client settings for the sandbox's demo credentials.
 pub fn settings_for(credentials: &Credentials) -> Settings {
+    Settings::from_pairs(env_pairs(credentials))
+}
+
+/// The same settings as environment variables (name, value), for a relay child process.
+pub fn env_pairs(credentials: &Credentials) -> Vec<(&'static str, String)> {
     let norce = &credentials.norce;
     let nshift = &credentials.nshift;
     let brightpearl = &credentials.brightpearl;
-    Settings::from_pairs([
+    vec![
         ("NORCE_BASE_URL", norce.base_url.clone()),
         ("NORCE_CLIENT_ID", norce.client_id.clone()),
         ("NORCE_CLIENT_SECRET", norce.client_secret.clone()),
@@ -32,5 +37,5 @@ pub fn settings_for(credentials: &Credentials) -> Settings {
         ("BRIGHTPEARL_APP_REF", brightpearl.app_ref.clone()),
         ("BRIGHTPEARL_DEV_REF", brightpearl.dev_ref.clone()),
         ("BRIGHTPEARL_STAFF_TOKEN", brightpearl.staff_token.clone()),
-    ])
+    ]
 }
