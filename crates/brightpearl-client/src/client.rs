@@ -283,11 +283,16 @@ impl Client {
     {
         let chunks = ids.chunks(max_ids, self.inner.max_id_set_chars);
         tracing::debug!(target: "brightpearl_client", ids = ids.len(), chunks = chunks.len(), "fetching ID set");
-        let calls = chunks.iter().map(|chunk| {
-            let client = self.clone();
-            let path = path(chunk);
-            async move { client.call::<T>(Method::GET, &path, &[], None).await }
-        });
+        // Collected first: a lazy `map` over borrowed chunks makes the whole future `Send` only
+        // for some lifetimes, which callers that box it as `Send` cannot accept.
+        let calls: Vec<_> = chunks
+            .iter()
+            .map(|chunk| {
+                let client = self.clone();
+                let path = path(chunk);
+                async move { client.call::<T>(Method::GET, &path, &[], None).await }
+            })
+            .collect();
         let results: Vec<Option<T>> = futures::stream::iter(calls)
             .buffer_unordered(self.inner.concurrency)
             .try_collect()

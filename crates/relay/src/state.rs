@@ -204,6 +204,7 @@ CREATE TABLE IF NOT EXISTS entities (
     PRIMARY KEY (flow, source_id)
 );
 CREATE INDEX IF NOT EXISTS entities_status ON entities (flow, status, seq);
+CREATE INDEX IF NOT EXISTS entities_seq ON entities (seq);
 CREATE TABLE IF NOT EXISTS cursors (flow TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS inbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

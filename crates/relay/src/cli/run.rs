@@ -57,7 +57,11 @@ struct FlowRunner {
 /// The flows in the order a run takes them: orders into the ERP first, then shipping, stock and
 /// prices, then fulfilment that the ERP shipped.
 fn runners() -> Vec<FlowRunner> {
-    vec![FlowRunner { name: "shipping", entity_flows: &["shipping"], run: |ctx| Box::pin(crate::flows::shipping::run(ctx)) }]
+    vec![
+        FlowRunner { name: "shipping", entity_flows: &["shipping"], run: |ctx| Box::pin(crate::flows::shipping::run(ctx)) },
+        // One runner for stock and prices: they share the catalog search.
+        FlowRunner { name: "stock", entity_flows: &["stock", "prices"], run: |ctx| Box::pin(crate::flows::stock::run(ctx)) },
+    ]
 }
 
 /// Where this run's platforms and state come from.
@@ -73,10 +77,17 @@ async fn target(args: &RunArgs) -> Result<Target, String> {
     if !args.sandbox && !configured_platforms(&env).is_empty() {
         return Ok(Target { settings: env, config, sandbox: None });
     }
-    let sandbox_config = SandboxConfig {
+    let mut sandbox_config = SandboxConfig {
         dataset: DatasetConfig { seed: args.seed, orders: args.sandbox_orders, skus: args.sandbox_skus, ..DatasetConfig::default() },
         ..SandboxConfig::default()
     };
+    // A demo should not wait like production: Connect jobs finish after a second and relay polls
+    // them often (a configuration file's own `[stock.job_wait]` still wins over this).
+    sandbox_config.norce.job_delay_secs = 1.0;
+    if args.config.config.is_none() {
+        config.stock.job_wait.initial_interval_ms = 200;
+        config.stock.job_wait.max_interval_ms = 1000;
+    }
     let sandbox = Sandbox::start(sandbox_config).await.map_err(|e| format!("cannot start the embedded sandbox on 127.0.0.1: {e}"))?;
     // The sandbox starts empty every time, so its relay state must too: a fresh data folder.
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);

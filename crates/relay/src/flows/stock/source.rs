@@ -1,0 +1,67 @@
+//! Reading Brightpearl with as few requests as its ID sets allow: the catalog by one search
+//! (500 rows a page), given products by a search on their ID set (500 a request), availability
+//! and prices in the client's sets of 100, price lists in one call.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use brightpearl_client::{IdSet, ProductRow, SearchQuery, SearchResource, SortDirection};
+use tracing::Instrument as _;
+
+use crate::flows::FlowError;
+
+/// Brightpearl's largest search page.
+pub(super) const MAX_SEARCH_PAGE: u32 = 500;
+
+/// Longest ID set in a query (the client's own limit for ID-set paths; the URI stays well
+/// under the 2048 characters Brightpearl takes).
+const MAX_ID_SET_CHARS: usize = 1500;
+
+/// Product id → SKU (products without a SKU map to `None`: nothing to match in Norce).
+pub(super) type Catalog = BTreeMap<u64, Option<String>>;
+
+fn span(flow: &'static str, step: &'static str, source_id: &str) -> tracing::Span {
+    tracing::info_span!("flow_step", flow, step, source_id = %source_id)
+}
+
+/// Every product with its SKU: `product-search` with only the two columns, whole pages.
+pub(super) async fn catalog(bp: &brightpearl_client::Client, flow: &'static str) -> Result<Catalog, FlowError> {
+    let query = SearchQuery::new()
+        .columns(["productId", "SKU"])
+        .sort("productId", SortDirection::Asc)
+        .page_size(MAX_SEARCH_PAGE);
+    let rows: Vec<ProductRow> = bp
+        .search_all(SearchResource::Products, query)
+        .instrument(span(flow, "catalog", "*"))
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.product_id, r.sku.filter(|s| !s.trim().is_empty()))).collect())
+}
+
+/// The SKUs of these products: `product-search` filtered by a `productId` ID set, 500 ids
+/// (and at most 1500 characters of ID set) per request. Products Brightpearl no longer has
+/// are absent from the result. (A search row carries the SKU, so this takes fewer requests
+/// than product GETs of 200, and its future is `Send` for every lifetime, which the client's
+/// chunked GETs are not.)
+pub(super) async fn products(bp: &brightpearl_client::Client, flow: &'static str, ids: &BTreeSet<u64>) -> Result<Catalog, FlowError> {
+    let mut catalog = Catalog::new();
+    for chunk in IdSet::from_ids(ids.iter().copied()).chunks(MAX_SEARCH_PAGE as usize, MAX_ID_SET_CHARS) {
+        let label = chunk.to_string();
+        let query = SearchQuery::new()
+            .filter("productId", label.clone())
+            .columns(["productId", "SKU"])
+            .sort("productId", SortDirection::Asc)
+            .page_size(MAX_SEARCH_PAGE);
+        let rows: Vec<ProductRow> = bp.search_all(SearchResource::Products, query).instrument(span(flow, "products", &label)).await?;
+        catalog.extend(rows.into_iter().filter(|r| ids.contains(&r.product_id)).map(|r| (r.product_id, r.sku.filter(|s| !s.trim().is_empty()))));
+    }
+    Ok(catalog)
+}
+
+/// A short label for a set of ids in spans and logs (`1001-1200`, `1001 (+3)`).
+pub(super) fn id_label(ids: &[u64]) -> String {
+    match (ids.first(), ids.last()) {
+        (Some(first), Some(last)) if ids.len() as u64 == last - first + 1 && first != last => format!("{first}-{last}"),
+        (Some(first), _) if ids.len() > 1 => format!("{first} (+{})", ids.len() - 1),
+        (Some(first), _) => first.to_string(),
+        _ => String::new(),
+    }
+}
