@@ -110,6 +110,16 @@ impl RelayConfig {
         if self.run.concurrency == 0 {
             return Err(ConfigError::Invalid { setting: "run.concurrency".into(), reason: "must be at least 1".into() });
         }
+        // Each section checks what serde cannot; their errors name the key already.
+        self.stock.validate()?;
+        self.orders.validate().map_err(|e| match e {
+            crate::flows::FlowError::Config { setting, reason } => ConfigError::Invalid { setting, reason },
+            other => ConfigError::Invalid { setting: "orders".into(), reason: other.to_string() },
+        })?;
+        self.serve.validate().map_err(|e| match e {
+            crate::serve::ServeError::Config { setting, reason } => ConfigError::Invalid { setting, reason },
+            other => ConfigError::Invalid { setting: "serve".into(), reason: other.to_string() },
+        })?;
         Ok(())
     }
 }
@@ -121,6 +131,16 @@ mod tests {
     #[test]
     fn empty_file_is_all_defaults() {
         assert_eq!(RelayConfig::parse("", "t").unwrap(), RelayConfig::default());
+    }
+
+    #[test]
+    fn section_checks_run_when_the_file_is_loaded() {
+        let err = RelayConfig::parse("[stock]\nvat_percent = 250\n", "relay.toml").unwrap_err().to_string();
+        assert!(err.contains("stock.vat_percent"), "{err}");
+        let err = RelayConfig::parse("[orders]\nconfirmed_status = \"Shipped-ish\"\n", "relay.toml").unwrap_err().to_string();
+        assert!(err.contains("orders.confirmed_status"), "{err}");
+        let err = RelayConfig::parse("[serve]\nbody_limit_bytes = 0\n", "relay.toml").unwrap_err().to_string();
+        assert!(err.contains("body_limit_bytes"), "{err}");
     }
 
     #[test]

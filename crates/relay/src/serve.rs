@@ -1,8 +1,433 @@
-//! `relay serve`: receivers, scheduler, health and metrics (work in progress).
+//! `relay serve`: the receivers, the inbox processor, the scheduler, `/healthz` and `/metrics`.
+//!
+//! | route | who calls it | auth |
+//! | --- | --- | --- |
+//! | `POST /norce/order-receiver` | Norce's order receiver (an `OrderRequest`, answered with an `OrderResponse`) | HTTP Basic: `[serve] order_receiver_user` and the password from `RELAY_ORDER_RECEIVER_PASSWORD` |
+//! | `POST /norce/events/{eventType}` | Norce Commerce Event webhooks (one URL per event type) | static header `[serve] norce_webhook_header` = `RELAY_NORCE_WEBHOOK_SECRET` |
+//! | `POST /brightpearl/webhooks` | Brightpearl webhooks (`WebhookEvent`, ids only) | `?secret=` in the registered URI, or the header `[serve] brightpearl_webhook_header`, = `RELAY_BRIGHTPEARL_WEBHOOK_SECRET` |
+//! | `GET /healthz` | probes | none |
+//! | `GET /metrics` | Prometheus | none |
+//!
+//! A receiver answers 2xx only after its inbox row is committed ([`Store::inbox_put`]; a
+//! duplicate of an unprocessed item is also 2xx), so an acknowledged push is never lost. Work then
+//! happens asynchronously: the inbox processor hands each item to every flow that
+//! [accepts](crate::flows) its source, marks it done, and triggers those flows' runs. The
+//! scheduler also runs each flow periodically, one run per flow at a time.
+//!
+//! A receiver whose secret is not set is disabled: it answers 503 naming the variable to set.
+//! Secrets are compared in constant time and never logged, shown in `Debug`, or written anywhere.
+
+mod metrics;
+mod receivers;
+mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-/// The `[serve]` section of the configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+use crate::flows::FlowContext;
+use crate::state::Store;
+
+pub use metrics::Metrics;
+pub use worker::{FlowEntry, FlowFuture, IngestFn, IngestFuture, RunFn, flow_table};
+
+/// Inbox source of Norce order-receiver pushes; the key is the `ClientOrderRef`.
+pub const SOURCE_NORCE_ORDER: &str = "norce-order";
+/// Inbox source of Norce event webhooks; the key is `{eventType}:{id}` (the id is the event's
+/// `OrderId`, `JobId`, `ClientOrderRef`, `CustomerId` or `CompanyId`, else a hash of the body).
+pub const SOURCE_NORCE_EVENT: &str = "norce-event";
+/// Inbox source of Brightpearl webhooks; the key is `{fullEvent}:{id set}`.
+pub const SOURCE_BRIGHTPEARL_WEBHOOK: &str = "brightpearl-webhook";
+
+/// The `[serve]` section of the configuration file. Secrets are never here: each is read from
+/// the environment variable (or `NAME_FILE`) that the `*_env` keys name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ServeConfig {}
+pub struct ServeConfig {
+    /// Listen address of the receivers, `/healthz` and `/metrics`.
+    pub listen: SocketAddr,
+    /// Largest accepted request body in bytes (larger: 413).
+    pub body_limit_bytes: usize,
+    /// Basic-auth user name Norce's order receiver is configured with.
+    pub order_receiver_user: String,
+    /// Environment variable holding the order receiver's Basic-auth password.
+    pub order_receiver_password_env: String,
+    /// Header carrying the shared secret of Norce event webhooks (a static custom header).
+    pub norce_webhook_header: String,
+    /// Environment variable holding the Norce webhook secret.
+    pub norce_webhook_secret_env: String,
+    /// Header that may carry the Brightpearl webhook secret (Brightpearl itself can only use the
+    /// `?secret=` query parameter of the registered URI).
+    pub brightpearl_webhook_header: String,
+    /// Environment variable holding the Brightpearl webhook secret.
+    pub brightpearl_webhook_secret_env: String,
+    /// Seconds between scheduled runs of the `shipping` flow (0: only after ingest).
+    pub shipping_every_secs: u64,
+    /// Seconds between scheduled runs of the `orders` flow (orders and fulfilment; 0: only after ingest).
+    pub orders_every_secs: u64,
+    /// Seconds between scheduled reconciliation runs of the `stock` flow (stock and prices; 0: only after ingest).
+    pub stock_reconcile_every_secs: u64,
+    /// Delay between an ingest and the run it triggers, so a burst of webhooks makes one run.
+    pub run_after_ingest_ms: u64,
+    /// Seconds between sweeps of the inbox for items whose ingest failed (0: only on new items).
+    pub inbox_sweep_secs: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8788)),
+            body_limit_bytes: 1024 * 1024,
+            order_receiver_user: "norce".to_owned(),
+            order_receiver_password_env: "RELAY_ORDER_RECEIVER_PASSWORD".to_owned(),
+            norce_webhook_header: "X-Relay-Secret".to_owned(),
+            norce_webhook_secret_env: "RELAY_NORCE_WEBHOOK_SECRET".to_owned(),
+            brightpearl_webhook_header: "X-Relay-Secret".to_owned(),
+            brightpearl_webhook_secret_env: "RELAY_BRIGHTPEARL_WEBHOOK_SECRET".to_owned(),
+            shipping_every_secs: 300,
+            orders_every_secs: 300,
+            stock_reconcile_every_secs: 3600,
+            run_after_ingest_ms: 2000,
+            inbox_sweep_secs: 30,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Checks the values the file cannot express as types; the error names the key.
+    pub fn validate(&self) -> Result<(), ServeError> {
+        let invalid = |setting: &str, reason: &str| ServeError::Config { setting: format!("serve.{setting}"), reason: reason.to_owned() };
+        if self.body_limit_bytes == 0 {
+            return Err(invalid("body_limit_bytes", "must be at least 1"));
+        }
+        if self.order_receiver_user.is_empty() || self.order_receiver_user.contains(':') {
+            return Err(invalid("order_receiver_user", "must be non-empty and contain no `:` (HTTP Basic)"));
+        }
+        for (key, header) in [("norce_webhook_header", &self.norce_webhook_header), ("brightpearl_webhook_header", &self.brightpearl_webhook_header)] {
+            if axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                return Err(invalid(key, "is not a valid HTTP header name"));
+            }
+        }
+        for (key, name) in [
+            ("order_receiver_password_env", &self.order_receiver_password_env),
+            ("norce_webhook_secret_env", &self.norce_webhook_secret_env),
+            ("brightpearl_webhook_secret_env", &self.brightpearl_webhook_secret_env),
+        ] {
+            if name.is_empty() {
+                return Err(invalid(key, "must name an environment variable"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A secret value: compared in constant time, never shown.
+#[derive(Clone)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(Arc::from(value.into()))
+    }
+
+    /// Whether `candidate` equals the secret, in time independent of where they differ.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        constant_time_eq(self.0.as_bytes(), candidate)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Compares two byte strings in time that depends only on their lengths, not their contents.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    // Fold over the longer length so a prefix match takes as long as a total mismatch.
+    let len = a.len().max(b.len());
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..len {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// The receivers' secrets. A receiver without its secret is disabled (503 naming the variable).
+#[derive(Debug, Clone, Default)]
+pub struct ServeSecrets {
+    /// The order receiver's Basic-auth password.
+    pub order_receiver_password: Option<Secret>,
+    /// The Norce event webhooks' shared secret.
+    pub norce_webhook_secret: Option<Secret>,
+    /// The Brightpearl webhooks' shared secret.
+    pub brightpearl_webhook_secret: Option<Secret>,
+}
+
+impl ServeSecrets {
+    /// Reads each secret from the variable `config` names, or from the file named by its
+    /// `NAME_FILE` variable. An unset secret leaves its receiver disabled; an unreadable or empty
+    /// file is an error naming the variable (never the value).
+    pub fn from_settings(config: &ServeConfig, settings: &client_core::Settings) -> Result<Self, ServeError> {
+        Ok(Self {
+            order_receiver_password: read_secret(settings, &config.order_receiver_password_env)?,
+            norce_webhook_secret: read_secret(settings, &config.norce_webhook_secret_env)?,
+            brightpearl_webhook_secret: read_secret(settings, &config.brightpearl_webhook_secret_env)?,
+        })
+    }
+}
+
+fn read_secret(settings: &client_core::Settings, name: &str) -> Result<Option<Secret>, ServeError> {
+    if let Some(value) = settings.get(name).filter(|v| !v.is_empty()) {
+        return Ok(Some(Secret::new(value)));
+    }
+    let file_setting = format!("{name}_FILE");
+    let Some(path) = settings.get(&file_setting) else { return Ok(None) };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ServeError::Secret { setting: file_setting.clone(), reason: format!("cannot read `{path}`: {e}") })?;
+    let value = text.trim();
+    if value.is_empty() {
+        return Err(ServeError::Secret { setting: file_setting, reason: format!("`{path}` is empty") });
+    }
+    Ok(Some(Secret::new(value)))
+}
+
+/// Why `relay serve` could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// A `[serve]` value is unusable.
+    #[error("configuration `{setting}`: {reason}")]
+    Config {
+        /// The key path, e.g. `serve.body_limit_bytes`.
+        setting: String,
+        /// Why.
+        reason: String,
+    },
+    /// A secret's variable or file is unusable (the value is never shown).
+    #[error("`{setting}`: {reason}")]
+    Secret {
+        /// The environment variable.
+        setting: String,
+        /// Why.
+        reason: String,
+    },
+    /// The listen address cannot be bound or read.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What the HTTP handlers and the background tasks share.
+pub(crate) struct Shared {
+    pub(crate) ctx: FlowContext,
+    pub(crate) config: ServeConfig,
+    pub(crate) secrets: ServeSecrets,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) flows: Vec<FlowEntry>,
+    /// Wakes the inbox processor.
+    pub(crate) inbox_wake: tokio::sync::Notify,
+    /// Items committed to the inbox by the receivers (new or duplicate), for waiters.
+    pub(crate) accepted: watch::Sender<u64>,
+    /// Inbox items processed (done) by the processor, for waiters.
+    pub(crate) processed: watch::Sender<u64>,
+    /// Flow passes finished (ok or stopped), for waiters.
+    pub(crate) runs: watch::Sender<u64>,
+}
+
+impl Shared {
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.ctx.store.as_ref()
+    }
+}
+
+/// A running server: its address, counters to wait on, and a way to stop it.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://addr`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The metrics, for in-process inspection.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// A counter of requests the receivers acknowledged after committing them to the inbox
+    /// (duplicates included); `wait_for(|n| *n >= k)` on it waits without sleeping.
+    pub fn accepted(&self) -> watch::Receiver<u64> {
+        self.shared.accepted.subscribe()
+    }
+
+    /// A counter of inbox items the processor finished (handed to the flows and marked done).
+    pub fn processed(&self) -> watch::Receiver<u64> {
+        self.shared.processed.subscribe()
+    }
+
+    /// A counter of flow passes finished (completed or stopped).
+    pub fn runs(&self) -> watch::Receiver<u64> {
+        self.shared.runs.subscribe()
+    }
+
+    /// Stops accepting requests, lets a running flow pass finish, and waits for every task.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Waits until the server stops (it only stops through [`ServerHandle::shutdown`] or an
+    /// error of the listener).
+    pub async fn wait(&mut self) {
+        for task in &mut self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Binds `config.listen` (port 0 picks a free port).
+pub async fn bind(config: &ServeConfig) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen.to_string(), source })
+}
+
+/// Starts the receivers, the inbox processor and the scheduler on `listener`, with the flows of
+/// [`flow_table`].
+pub async fn start(ctx: FlowContext, secrets: ServeSecrets, listener: TcpListener) -> Result<ServerHandle, ServeError> {
+    let flows = flow_table(&ctx.config.serve);
+    start_with_flows(ctx, secrets, listener, flows).await
+}
+
+/// [`start`] with an explicit flow table (tests drive the processor and scheduler with their own
+/// flows).
+pub async fn start_with_flows(
+    ctx: FlowContext,
+    secrets: ServeSecrets,
+    listener: TcpListener,
+    flows: Vec<FlowEntry>,
+) -> Result<ServerHandle, ServeError> {
+    let config = ctx.config.serve.clone();
+    config.validate()?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: config.listen.to_string(), source })?;
+    let metrics = Arc::new(Metrics::default());
+    let shared = Arc::new(Shared {
+        ctx,
+        config,
+        secrets,
+        metrics,
+        flows,
+        inbox_wake: tokio::sync::Notify::new(),
+        accepted: watch::channel(0).0,
+        processed: watch::channel(0).0,
+        runs: watch::channel(0).0,
+    });
+    for (receiver, secret, variable) in [
+        ("norce-order", shared.secrets.order_receiver_password.is_some(), &shared.config.order_receiver_password_env),
+        ("norce-event", shared.secrets.norce_webhook_secret.is_some(), &shared.config.norce_webhook_secret_env),
+        ("brightpearl-webhook", shared.secrets.brightpearl_webhook_secret.is_some(), &shared.config.brightpearl_webhook_secret_env),
+    ] {
+        if !secret {
+            tracing::warn!(receiver, variable = variable.as_str(), "receiver disabled: its secret is not set");
+        }
+    }
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    let app = receivers::router(shared.clone());
+    let mut http_shutdown = shutdown_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_shutdown.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "the receivers' listener failed");
+        }
+    }));
+    tasks.extend(worker::spawn(shared.clone(), shutdown_rx));
+    tracing::info!(%addr, "relay serve listening");
+    Ok(ServerHandle { addr, shared, shutdown, tasks })
+}
+
+/// Durations from `[serve]` seconds, `None` for 0.
+pub(crate) fn every(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_contents_and_lengths() {
+        assert!(constant_time_eq(b"hunter2", b"hunter2"));
+        assert!(!constant_time_eq(b"hunter2", b"hunter3"));
+        assert!(!constant_time_eq(b"hunter2", b"hunter22"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn secrets_are_redacted_and_read_from_files() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret:?}"), "Secret(<redacted>)");
+        let dir = std::env::temp_dir().join(format!("relay-serve-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pw");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let settings = client_core::Settings::from_pairs([
+            ("RELAY_ORDER_RECEIVER_PASSWORD_FILE", file.to_str().unwrap()),
+            ("RELAY_NORCE_WEBHOOK_SECRET", "n"),
+        ]);
+        let secrets = ServeSecrets::from_settings(&ServeConfig::default(), &settings).unwrap();
+        assert!(secrets.order_receiver_password.unwrap().matches(b"from-file"));
+        assert!(secrets.norce_webhook_secret.unwrap().matches(b"n"));
+        assert!(secrets.brightpearl_webhook_secret.is_none());
+        std::fs::write(&file, "  \n").unwrap();
+        let err = ServeSecrets::from_settings(&ServeConfig::default(), &settings).unwrap_err().to_string();
+        assert!(err.contains("RELAY_ORDER_RECEIVER_PASSWORD_FILE") && err.contains("empty"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn config_defaults_and_named_errors() {
+        let config = crate::config::RelayConfig::parse("[serve]\nlisten = \"127.0.0.1:0\"\nshipping_every_secs = 0\n", "t").unwrap();
+        assert_eq!(config.serve.listen.port(), 0);
+        assert_eq!(config.serve.body_limit_bytes, 1024 * 1024);
+        let err = crate::config::RelayConfig::parse("[serve]\nshiping_every_secs = 1\n", "relay.toml").unwrap_err().to_string();
+        assert!(err.contains("shiping_every_secs"), "{err}");
+        let bad = ServeConfig { norce_webhook_header: "bad header".into(), ..ServeConfig::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("serve.norce_webhook_header"));
+    }
+}

@@ -57,10 +57,13 @@ struct FlowRunner {
 /// The flows in the order a run takes them: orders into the ERP first, then shipping, stock and
 /// prices, then fulfilment that the ERP shipped.
 fn runners() -> Vec<FlowRunner> {
+    use crate::flows::{orders, shipping, stock};
     vec![
-        FlowRunner { name: "shipping", entity_flows: &["shipping"], run: |ctx| Box::pin(crate::flows::shipping::run(ctx)) },
+        FlowRunner { name: "orders", entity_flows: &["orders"], run: |ctx| Box::pin(orders::run(ctx)) },
+        FlowRunner { name: "shipping", entity_flows: &["shipping"], run: |ctx| Box::pin(shipping::run(ctx)) },
         // One runner for stock and prices: they share the catalog search.
-        FlowRunner { name: "stock", entity_flows: &["stock", "prices"], run: |ctx| Box::pin(crate::flows::stock::run(ctx)) },
+        FlowRunner { name: "stock", entity_flows: &["stock", "prices"], run: |ctx| Box::pin(stock::run(ctx)) },
+        FlowRunner { name: "fulfilment", entity_flows: &["fulfilment"], run: |ctx| Box::pin(orders::run_fulfilment(ctx)) },
     ]
 }
 

@@ -1,19 +1,36 @@
-//! `relay status`, `relay replay`, `relay cursor` (work in progress).
+//! `relay status`, `relay replay`, `relay cursor`: the operator's view of the state in the data
+//! folder (`[state] dir`, default `relay-data`). None of them calls a platform.
 
 use std::process::ExitCode;
+
+use serde::Serialize;
+
+use crate::state::{DeadLetter, SqliteStore, Status, Store, parse_time_cursor};
+
+/// The flows that keep a cursor.
+pub const CURSOR_FLOWS: &[&str] = &["shipping", "shipping-alerts", "stock", "prices", "orders", "fulfilment"];
 
 /// Arguments of `relay status`.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     config: super::ConfigArgs,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `relay replay`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["ids", "all_failed"])))]
 pub struct ReplayArgs {
     #[command(flatten)]
     config: super::ConfigArgs,
+    /// Dead-letter ids (from `relay status`) to put back.
+    ids: Vec<i64>,
+    /// Put back every dead letter.
+    #[arg(long)]
+    all_failed: bool,
 }
 
 /// Arguments of `relay cursor`.
@@ -21,22 +38,216 @@ pub struct ReplayArgs {
 pub struct CursorArgs {
     #[command(flatten)]
     config: super::ConfigArgs,
+    #[command(subcommand)]
+    command: CursorCommand,
+}
+
+/// `relay cursor show` / `relay cursor set`.
+#[derive(Debug, clap::Subcommand)]
+enum CursorCommand {
+    /// Print every flow's cursor.
+    Show {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a flow's cursor (an RFC 3339 time; moving it back backfills on the next run).
+    Set {
+        /// The flow (shipping, stock, prices, orders, fulfilment).
+        flow: String,
+        /// RFC 3339 time, e.g. 2026-01-01T00:00:00Z.
+        time: String,
+    },
+}
+
+fn open(config: &super::ConfigArgs) -> Result<(SqliteStore, std::path::PathBuf), String> {
+    let config = config.load()?;
+    let dir = config.state.dir;
+    let store = SqliteStore::open_in(&dir).map_err(|e| format!("state in `{}`: {e}", dir.display()))?;
+    Ok((store, dir))
+}
+
+fn finish(command: &str, result: Result<ExitCode, String>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("relay {command}: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StatusReport {
+    data_dir: String,
+    entities: Vec<EntityCount>,
+    inbox_pending: usize,
+    dead_letters: Vec<DeadLetter>,
+}
+
+#[derive(Serialize)]
+struct EntityCount {
+    flow: String,
+    pending: u64,
+    done: u64,
+    failed: u64,
+    skipped: u64,
+}
+
+/// Entity counts per flow and status, from the store.
+fn entity_counts(store: &dyn Store) -> Result<Vec<EntityCount>, String> {
+    let mut rows: Vec<EntityCount> = Vec::new();
+    for (flow, status, n) in store.counts().map_err(|e| e.to_string())? {
+        let index = match rows.iter().position(|r| r.flow == flow) {
+            Some(i) => i,
+            None => {
+                rows.push(EntityCount { flow, pending: 0, done: 0, failed: 0, skipped: 0 });
+                rows.len() - 1
+            }
+        };
+        let row = &mut rows[index];
+        match status {
+            Status::Pending => row.pending += n,
+            Status::Done => row.done += n,
+            Status::Failed => row.failed += n,
+            Status::Skipped => row.skipped += n,
+        }
+    }
+    Ok(rows)
+}
+
+/// Shortens an error for the table (the JSON output keeps it whole).
+fn one_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    if line.chars().count() > max || text.contains('\n') {
+        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else {
+        line.to_owned()
+    }
 }
 
 /// Runs `relay status`.
-pub async fn execute_status(_args: StatusArgs) -> ExitCode {
-    eprintln!("relay status: not available yet");
-    ExitCode::from(2)
+pub async fn execute_status(args: StatusArgs) -> ExitCode {
+    finish("status", status(&args))
+}
+
+fn status(args: &StatusArgs) -> Result<ExitCode, String> {
+    let (store, dir) = open(&args.config)?;
+    let report = StatusReport {
+        data_dir: dir.display().to_string(),
+        entities: entity_counts(&store)?,
+        inbox_pending: store.inbox_pending(usize::MAX).map_err(|e| e.to_string())?.len(),
+        dead_letters: store.dead_letters().map_err(|e| e.to_string())?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("state: {}", report.data_dir);
+    println!();
+    if report.entities.is_empty() {
+        println!("no entities yet (run `relay run` or `relay serve`)");
+    } else {
+        let rows: Vec<Vec<String>> = report
+            .entities
+            .iter()
+            .map(|r| vec![r.flow.clone(), r.pending.to_string(), r.done.to_string(), r.failed.to_string(), r.skipped.to_string()])
+            .collect();
+        print!("{}", crate::table::render(&["flow", "pending", "done", "failed", "skipped"], &rows));
+    }
+    println!();
+    println!("inbox: {} pending", report.inbox_pending);
+    println!();
+    if report.dead_letters.is_empty() {
+        println!("dead letters: none");
+    } else {
+        println!("dead letters: {}", report.dead_letters.len());
+        let rows: Vec<Vec<String>> = report
+            .dead_letters
+            .iter()
+            .map(|d| vec![d.id.to_string(), d.flow.clone(), d.source_id.clone(), d.created_at.clone(), one_line(&d.error, 100)])
+            .collect();
+        print!("{}", crate::table::render(&["id", "flow", "source id", "since", "error"], &rows));
+        println!();
+        println!("replay with `relay replay <id>` or `relay replay --all-failed`, then `relay run`");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `relay replay`.
-pub async fn execute_replay(_args: ReplayArgs) -> ExitCode {
-    eprintln!("relay replay: not available yet");
-    ExitCode::from(2)
+pub async fn execute_replay(args: ReplayArgs) -> ExitCode {
+    finish("replay", replay(&args))
+}
+
+fn replay(args: &ReplayArgs) -> Result<ExitCode, String> {
+    let (store, _) = open(&args.config)?;
+    let ids: Vec<i64> = if args.all_failed {
+        store.dead_letters().map_err(|e| e.to_string())?.iter().map(|d| d.id).collect()
+    } else {
+        args.ids.clone()
+    };
+    let letters = store.dead_letters().map_err(|e| e.to_string())?;
+    let mut requeued = 0;
+    let mut missing = Vec::new();
+    for id in ids {
+        let Some(letter) = letters.iter().find(|d| d.id == id) else {
+            missing.push(id);
+            continue;
+        };
+        store.requeue(id).map_err(|e| e.to_string())?;
+        requeued += 1;
+        println!("requeued dead letter {id}: {} {} is pending again", letter.flow, letter.source_id);
+    }
+    if requeued == 0 && missing.is_empty() {
+        println!("no dead letters to replay");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if requeued > 0 {
+        println!("{requeued} item(s) requeued; run `relay run` (or let `relay serve` pick them up) to process them");
+    }
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(i64::to_string).collect();
+        eprintln!("relay replay: no dead letter with id {} (see `relay status`)", list.join(", "));
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `relay cursor`.
-pub async fn execute_cursor(_args: CursorArgs) -> ExitCode {
-    eprintln!("relay cursor: not available yet");
-    ExitCode::from(2)
+pub async fn execute_cursor(args: CursorArgs) -> ExitCode {
+    finish("cursor", cursor(&args))
+}
+
+fn cursor(args: &CursorArgs) -> Result<ExitCode, String> {
+    match &args.command {
+        CursorCommand::Set { flow, time } => {
+            if !CURSOR_FLOWS.contains(&flow.as_str()) {
+                return Err(format!("no flow `{flow}`; choose from {}", CURSOR_FLOWS.join(", ")));
+            }
+            let parsed = parse_time_cursor(flow, time)?;
+            let value = parsed.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let (store, _) = open(&args.config)?;
+            let before = store.cursor(flow).map_err(|e| e.to_string())?;
+            store.set_cursor(flow, &value).map_err(|e| e.to_string())?;
+            println!("cursor of `{flow}`: {} -> {value}", before.as_deref().unwrap_or("(unset)"));
+            Ok(ExitCode::SUCCESS)
+        }
+        CursorCommand::Show { json } => {
+            let (store, _) = open(&args.config)?;
+            let mut rows = Vec::new();
+            for flow in CURSOR_FLOWS {
+                rows.push((flow.to_string(), store.cursor(flow).map_err(|e| e.to_string())?));
+            }
+            if *json {
+                let map: serde_json::Map<String, serde_json::Value> =
+                    rows.into_iter().map(|(flow, value)| (flow, value.map_or(serde_json::Value::Null, serde_json::Value::String))).collect();
+                println!("{}", serde_json::to_string_pretty(&map).map_err(|e| e.to_string())?);
+            } else {
+                let rows: Vec<Vec<String>> = rows.into_iter().map(|(flow, value)| vec![flow, value.unwrap_or_else(|| "(unset)".to_owned())]).collect();
+                print!("{}", crate::table::render(&["flow", "cursor"], &rows));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

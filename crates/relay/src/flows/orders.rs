@@ -1,8 +1,853 @@
-//! Norce → Brightpearl orders and fulfilment back (work in progress).
+//! Norce → Brightpearl orders, and fulfilment back.
+//!
+//! Two flows share this module:
+//!
+//! - **`orders`** ([`run`]): every new Norce order becomes one Brightpearl sales order, and Norce
+//!   gets `SendOrderStatus` with the ERP order number. Entity: the Norce order number; target id:
+//!   the Brightpearl order id. New orders come from Query 3.0 polling (cursor `orders`, the
+//!   `created` time of the newest order seen) and from the order receiver (inbox source
+//!   `norce-order`, an `OrderRequest`).
+//! - **`fulfilment`** ([`run_fulfilment`]): a shipped Brightpearl goods-out note becomes one Norce
+//!   delivery note with the tracking reference, and the Norce order goes Delivered (or
+//!   PartlyDelivered). Entity: the goods-out note id; target id: the delivery note number. Shipped
+//!   notes come from the `goods-out-note.modified.shipped` webhook (inbox source
+//!   `brightpearl-webhook`) and from goods-out-note search polling (cursor `fulfilment`, the
+//!   `shippedOn` time of the newest note seen).
+//!
+//! Steps of an `orders` entity, each recorded after its platform call and each checking the
+//! target first when replayed:
+//!
+//! | step recorded | platform call | check on replay |
+//! | --- | --- | --- |
+//! | `contact` | contact-search by exact e-mail, else postal-address + contact POST | the recorded contact id; a crash before recording finds the contact by e-mail |
+//! | `created` | sales-order POST (`externalRef` = order number) | order-search by `externalRef` *before* every POST: a lost response (commit-then-fail) is found, never posted twice |
+//! | `written_back` (done) | Norce `SendOrderStatus` with `ErpOrderNo` | idempotent by nature |
+//!
+//! Steps of a `fulfilment` entity:
+//!
+//! | step recorded | platform call | check on replay |
+//! | --- | --- | --- |
+//! | `note_created` | Norce `CreateDeliveryNote` (`NoteNo` = prefix + goods-out note id) | the Norce order's delivery notes are read first (`CreateDeliveryNote` is not idempotent) |
+//! | `written_back` (done) | Norce `SendOrderStatus` Delivered / PartlyDelivered (from the Brightpearl order's shipping status) | idempotent by nature |
+//!
+//! Orders of one customer (same e-mail) are processed one after the other, so two orders of a new
+//! customer never create two contacts; different customers run concurrently (`run.concurrency`).
 
+mod amount;
+mod fulfilment;
+mod model;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use brightpearl_client::models::contact::{ContactCommunication, ContactEmail, ContactEmails, ContactRequest, ContactTelephones, PostalAddressRequest};
+use brightpearl_client::models::order::{OrderAddress, SalesOrderCustomer, SalesOrderDelivery, SalesOrderRequest, SalesOrderRowRequest};
+use brightpearl_client::{ProductRow, SearchQuery, SearchResource};
+use futures::StreamExt as _;
+use futures::future::BoxFuture;
+use norce_client::models::connect::{ConnectOrderStatus, SendOrderStatusRequest};
+use norce_client::models::events::OrderRequest;
+use norce_client::models::query::{self, QueryOrdersQuery};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
-/// The `[orders]` section of the configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+use self::amount::{Amount, model_decimal};
+use self::model::{LineKind, NorceOrder};
+use super::{FlowContext, FlowError, FlowReport, fail_item};
+use crate::state::{EntityRecord, EntityUpdate, InboxItem, StateError, Status, parse_time_cursor};
+
+pub use self::fulfilment::run_fulfilment;
+
+/// Flow name (and cursor name) of Norce orders into Brightpearl.
+pub const FLOW: &str = "orders";
+/// Flow name (and cursor name) of shipped goods-out notes back to Norce.
+pub const FULFILMENT_FLOW: &str = "fulfilment";
+/// Inbox source of the Norce order receiver (body: an `OrderRequest`).
+pub const NORCE_ORDER_SOURCE: &str = "norce-order";
+/// Inbox source of Brightpearl webhooks (body: the webhook's JSON body template).
+pub const BRIGHTPEARL_WEBHOOK_SOURCE: &str = "brightpearl-webhook";
+
+/// The `[orders]` section of the configuration file. Every key is optional; the defaults work
+/// against the embedded sandbox and name a real Brightpearl account's usual setup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct OrdersConfig {}
+pub struct OrdersConfig {
+    /// Poll for new work (Norce Query for orders, Brightpearl goods-out-note search for
+    /// shipments) in every pass; with `false` only the receivers' inbox feeds the flows.
+    /// Default `true`.
+    pub poll: bool,
+    /// Norce order status ids picked up by polling. Default `[0]` (Created).
+    pub import_status_ids: Vec<i32>,
+    /// Which `OrderRequest` field of a Norce push holds the order number. Default
+    /// `customer_order_ref` (falling back to `ClientOrderRef` when empty).
+    pub push_order_number: PushOrderNumber,
+    /// What to do with a line whose part number is no Brightpearl SKU. Default `dead_letter`.
+    pub unmatched_sku: UnmatchedSku,
+    /// `installedIntegrationInstanceId` stamped on every order (with `externalRef` Brightpearl's
+    /// unique key). Default: the OAuth installation's id; none for a private app.
+    pub installed_integration_instance_id: Option<i64>,
+    /// Brightpearl order status id of new orders. Default `2` (the sandbox's "New web order").
+    pub status_id: i64,
+    /// Brightpearl sales channel id of the web shop. Default: none (Brightpearl's default).
+    pub channel_id: Option<i64>,
+    /// Brightpearl warehouse to allocate from. Default `2` (the sandbox's first warehouse).
+    pub warehouse_id: i64,
+    /// Brightpearl price list id of new orders. Default `2` (the sandbox's "Retail").
+    pub price_list_id: i64,
+    /// Brightpearl tax code of every row. Default `T25` (Swedish 25 %, as in the sandbox).
+    pub tax_code: String,
+    /// Sales nominal code of every row. Default: none (Brightpearl's default).
+    pub nominal_code: Option<String>,
+    /// Norce status sent once the Brightpearl order exists. Default `Acknowledged` (Norce sets
+    /// Confirmed and stores the ERP order number).
+    pub confirmed_status: String,
+    /// Norce status once every stock line has shipped. Default `Delivered`.
+    pub delivered_status: String,
+    /// Norce status while only some have. Default `PartlyDelivered`.
+    pub partly_delivered_status: String,
+    /// Delivery note number = this prefix + the goods-out note id. Default `GON-`.
+    pub delivery_note_prefix: String,
+    /// Norce country id (Query `countryId`) → ISO 3166 alpha-2 code. Default: the sandbox's
+    /// `1 SE, 2 NO, 3 DK, 4 FI`.
+    pub country_codes: BTreeMap<String, String>,
+    /// Norce currency id (Query `currencyId`) → ISO 4217 code. Default: the sandbox's
+    /// `1 SEK, 2 NOK, 3 DKK, 4 EUR`.
+    pub currency_codes: BTreeMap<String, String>,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        let map = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Self {
+            poll: true,
+            import_status_ids: vec![0],
+            push_order_number: PushOrderNumber::default(),
+            unmatched_sku: UnmatchedSku::default(),
+            installed_integration_instance_id: None,
+            status_id: 2,
+            channel_id: None,
+            warehouse_id: 2,
+            price_list_id: 2,
+            tax_code: "T25".into(),
+            nominal_code: None,
+            confirmed_status: "Acknowledged".into(),
+            delivered_status: "Delivered".into(),
+            partly_delivered_status: "PartlyDelivered".into(),
+            delivery_note_prefix: "GON-".into(),
+            country_codes: map(&[("1", "SE"), ("2", "NO"), ("3", "DK"), ("4", "FI")]),
+            currency_codes: map(&[("1", "SEK"), ("2", "NOK"), ("3", "DKK"), ("4", "EUR")]),
+        }
+    }
+}
+
+/// `orders.unmatched_sku`: a Norce line whose part number Brightpearl does not know.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum UnmatchedSku {
+    /// Fail the order permanently into the dead letters, naming the SKU (fix the product, then
+    /// `relay replay`).
+    #[default]
+    DeadLetter,
+    /// Add the line as a free-text row (no stock, no fulfilment) named after the line and SKU.
+    FreeText,
+}
+
+/// `orders.push_order_number`: where a pushed `OrderRequest` carries the Norce order number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PushOrderNumber {
+    /// `CustomerOrderRef`, or `ClientOrderRef` when that is empty.
+    #[default]
+    CustomerOrderRef,
+    /// `ClientOrderRef` (tenants whose basket id is the order number).
+    ClientOrderRef,
+}
+
+impl OrdersConfig {
+    /// Checks the values a pass depends on; the error names the key and the allowed values.
+    pub fn validate(&self) -> Result<(), FlowError> {
+        let invalid = |setting: &str, reason: String| Err(FlowError::Config { setting: format!("orders.{setting}"), reason });
+        for (key, value) in [
+            ("confirmed_status", &self.confirmed_status),
+            ("delivered_status", &self.delivered_status),
+            ("partly_delivered_status", &self.partly_delivered_status),
+        ] {
+            if !ConnectOrderStatus::KNOWN.contains(&value.as_str()) {
+                return invalid(key, format!("`{value}` is not a Norce order status; use one of {}", ConnectOrderStatus::KNOWN.join(", ")));
+            }
+        }
+        if self.tax_code.trim().is_empty() {
+            return invalid("tax_code", "must not be empty: Brightpearl needs a tax code on every row (e.g. \"T25\")".into());
+        }
+        if self.poll && self.import_status_ids.is_empty() {
+            return invalid("import_status_ids", "must list at least one Norce status id (0 = Created), or set `orders.poll = false`".into());
+        }
+        if self.delivery_note_prefix.chars().count() > 30 {
+            return invalid("delivery_note_prefix", "must be at most 30 characters (Norce note numbers are short)".into());
+        }
+        Ok(())
+    }
+}
+
+/// Whether an inbox source feeds these flows (`norce-order`, `brightpearl-webhook`).
+pub fn accepts(source: &str) -> bool {
+    source == NORCE_ORDER_SOURCE || source == BRIGHTPEARL_WEBHOOK_SOURCE
+}
+
+/// Turns an inbox item into `Pending` entities without calling any platform: a Norce order push
+/// into an `orders` entity, a `goods-out-note.modified.shipped` webhook into one `fulfilment`
+/// entity per note. Other Brightpearl events are left to the flows that want them. A body that
+/// cannot be read is dead-lettered with what to fix.
+pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError> {
+    match item.source.as_str() {
+        NORCE_ORDER_SOURCE => ingest_order(ctx, item),
+        BRIGHTPEARL_WEBHOOK_SOURCE => fulfilment::ingest_webhook(ctx, item),
+        _ => Ok(()),
+    }
+}
+
+/// What an `orders` entity keeps as its payload: the order as Norce sent it (normalised at each
+/// attempt, so a replay after a configuration fix uses the new mapping) and the contact once found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderPayload {
+    source: OrderSource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    contact_id: Option<i64>,
+}
+
+/// The Norce order as received.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum OrderSource {
+    /// A Query 3.0 order (expanded with items and addresses).
+    Query(Box<query::Order>),
+    /// An order receiver push.
+    Push(Box<OrderRequest>),
+}
+
+impl OrderPayload {
+    fn normalise(&self, config: &OrdersConfig) -> Result<NorceOrder, String> {
+        match &self.source {
+            OrderSource::Query(order) => NorceOrder::from_query(order, config),
+            OrderSource::Push(request) => NorceOrder::from_push(request, config),
+        }
+    }
+
+    fn to_json(&self) -> Result<String, String> {
+        serde_json::to_string(self).map_err(|e| format!("cannot store the order payload: {e}"))
+    }
+}
+
+/// Dead-letters an item that could not even be read (unless it is already finished: a bad
+/// repeat of a done order changes nothing).
+fn dead_letter_unreadable(ctx: &FlowContext, flow: &str, source_id: &str, payload: Option<&str>, error: &str) -> Result<(), StateError> {
+    let record = ctx.store.upsert_pending(flow, source_id, payload)?;
+    if matches!(record.status, Status::Done | Status::Skipped) {
+        tracing::warn!(flow, source_id, error, "unreadable repeat of a finished item ignored");
+        return Ok(());
+    }
+    fail_item(ctx, flow, source_id, error, true)?;
+    Ok(())
+}
+
+fn ingest_order(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError> {
+    let span = tracing::info_span!("flow_step", flow = FLOW, step = "ingest", source_id = %item.key);
+    let _entered = span.enter();
+    let request: OrderRequest = match serde_json::from_str(&item.body) {
+        Ok(request) => request,
+        Err(e) => {
+            let error = format!(
+                "the Norce order push (inbox item {}, key `{}`) is not an OrderRequest: {e}; check the order receiver settings in Norce Admin, then have Norce send the order again",
+                item.id, item.key
+            );
+            dead_letter_unreadable(ctx, FLOW, &item.key, Some(&item.body), &error)?;
+            return Ok(());
+        }
+    };
+    let Some(order_no) = model::push_order_number(&request, ctx.config.orders.push_order_number) else {
+        let error = format!("the Norce order push (inbox item {}) has neither CustomerOrderRef nor ClientOrderRef, so it cannot be matched", item.id);
+        dead_letter_unreadable(ctx, FLOW, &item.key, Some(&item.body), &error)?;
+        return Ok(());
+    };
+    let payload = OrderPayload { source: OrderSource::Push(Box::new(request)), contact_id: None };
+    match payload.to_json() {
+        Ok(text) => {
+            ctx.store.upsert_pending(FLOW, &order_no, Some(&text))?;
+        }
+        Err(error) => dead_letter_unreadable(ctx, FLOW, &order_no, None, &error)?,
+    }
+    tracing::debug!(order_no, "Norce order push queued");
+    Ok(())
+}
+
+/// An item attempt that did not finish: why, and whether retrying can help.
+#[derive(Debug)]
+enum StepError {
+    /// The item failed (kept for retry, or dead-lettered when `permanent`).
+    Item { message: String, permanent: bool },
+    /// The item cannot go on yet and is left as it is, without counting an attempt.
+    Waiting(String),
+    /// The item is not ours to process (recorded as skipped).
+    Skip(String),
+    /// The store failed: the flow stops.
+    State(StateError),
+}
+
+impl StepError {
+    fn permanent(message: impl Into<String>) -> Self {
+        StepError::Item { message: message.into(), permanent: true }
+    }
+
+    fn transient(message: impl Into<String>) -> Self {
+        StepError::Item { message: message.into(), permanent: false }
+    }
+}
+
+impl From<StateError> for StepError {
+    fn from(e: StateError) -> Self {
+        StepError::State(e)
+    }
+}
+
+// Platform errors are retried up to `run.max_attempts`: a 5xx or a throttle passes, and a
+// validation error that a configuration change fixes can be replayed from the dead letters.
+impl From<brightpearl_client::Error> for StepError {
+    fn from(e: brightpearl_client::Error) -> Self {
+        StepError::transient(format!("Brightpearl: {e}"))
+    }
+}
+
+impl From<norce_client::Error> for StepError {
+    fn from(e: norce_client::Error) -> Self {
+        StepError::transient(format!("Norce: {e}"))
+    }
+}
+
+/// How one entity's attempt ended.
+#[derive(Debug, Default, Clone, Copy)]
+struct Outcome {
+    booked: bool,
+    written_back: bool,
+    done: bool,
+    skipped: bool,
+    failed: bool,
+}
+
+/// Records a step error on the entity; returns the outcome, or the store error that stops the flow.
+fn settle(ctx: &FlowContext, flow: &str, source_id: &str, result: Result<Outcome, StepError>) -> Result<Outcome, FlowError> {
+    match result {
+        Ok(outcome) => Ok(outcome),
+        Err(StepError::State(e)) => Err(FlowError::State(e)),
+        Err(StepError::Item { message, permanent }) => {
+            fail_item(ctx, flow, source_id, &message, permanent)?;
+            Ok(Outcome { failed: true, ..Outcome::default() })
+        }
+        Err(StepError::Waiting(reason)) => {
+            tracing::info!(flow, source_id, reason, "waiting; tried again next pass");
+            Ok(Outcome::default())
+        }
+        Err(StepError::Skip(reason)) => {
+            tracing::info!(flow, source_id, reason, "skipped");
+            ctx.store.update(flow, source_id, &EntityUpdate { status: Some(Status::Skipped), step: Some(format!("skipped: {reason}")), clear_error: true, ..EntityUpdate::default() })?;
+            Ok(Outcome { skipped: true, ..Outcome::default() })
+        }
+    }
+}
+
+fn add(report: &mut FlowReport, outcome: Outcome) {
+    report.seen += 1;
+    report.booked += u64::from(outcome.booked);
+    report.written_back += u64::from(outcome.written_back);
+    report.done += u64::from(outcome.done);
+    report.skipped += u64::from(outcome.skipped);
+    report.failed += u64::from(outcome.failed);
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn cursor_time(ctx: &FlowContext, flow: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, FlowError> {
+    match ctx.store.cursor(flow)? {
+        Some(value) => parse_time_cursor(flow, &value).map(Some).map_err(|reason| FlowError::Config { setting: format!("cursor {flow}"), reason }),
+        None => Ok(None),
+    }
+}
+
+fn cursor_text(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// One pass of the `orders` flow: picks up new Norce orders (Query polling with the `orders`
+/// cursor, when `orders.poll`), then brings every pending order through its steps.
+pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
+    let started = Instant::now();
+    ctx.config.orders.validate()?;
+    let norce = ctx.norce()?;
+    let brightpearl = ctx.brightpearl()?;
+    let mut report = FlowReport { flow: FLOW.to_owned(), ..FlowReport::default() };
+    if ctx.config.orders.poll {
+        let already_done = pick_up_orders(ctx, norce)
+            .instrument(tracing::info_span!("flow_step", flow = FLOW, step = "poll", source_id = "norce-query"))
+            .await?;
+        report.seen += already_done;
+        report.done += already_done;
+    }
+    let pending = ctx.store.list(Some(FLOW), Some(Status::Pending))?;
+    // One customer's orders in sequence (find-or-create of the contact), customers in parallel.
+    let mut groups: Vec<Vec<EntityRecord>> = Vec::new();
+    let mut group_of: HashMap<String, usize> = HashMap::new();
+    for record in pending {
+        let key = email_key(&record).unwrap_or_else(|| format!("\u{0}{}", record.source_id));
+        let index = *group_of.entry(key).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[index].push(record);
+    }
+    let shared = Shared::new(brightpearl);
+    // Boxed as `Send` here, where the lifetimes are concrete: left as opaque futures inside
+    // `BufferUnordered`, the pass's future is not provably `Send` for every lifetime, and the
+    // runners box it as `Send`.
+    let passes: Vec<BoxFuture<'_, Result<Vec<Outcome>, FlowError>>> =
+        groups.into_iter().map(|group| Box::pin(process_group(ctx, &shared, group)) as BoxFuture<'_, _>).collect();
+    let results: Vec<Result<Vec<Outcome>, FlowError>> =
+        futures::stream::iter(passes).buffer_unordered(ctx.config.run.concurrency.max(1)).collect().await;
+    for result in results {
+        for outcome in result? {
+            add(&mut report, outcome);
+        }
+    }
+    report.duration_ms = elapsed_ms(started);
+    tracing::info!(flow = FLOW, ?report, "pass finished");
+    Ok(report)
+}
+
+/// One customer's pending orders, one after the other.
+async fn process_group(ctx: &FlowContext, shared: &Shared<'_>, group: Vec<EntityRecord>) -> Result<Vec<Outcome>, FlowError> {
+    let mut outcomes = Vec::new();
+    for record in group {
+        let result = process_order(ctx, shared, &record).await;
+        outcomes.push(settle(ctx, FLOW, &record.source_id, result)?);
+    }
+    Ok(outcomes)
+}
+
+/// The group key of a pending order: its customer's e-mail, if the payload can tell.
+fn email_key(record: &EntityRecord) -> Option<String> {
+    let payload: OrderPayload = serde_json::from_str(record.payload.as_deref()?).ok()?;
+    let email = match &payload.source {
+        OrderSource::Query(order) => order.addresses.as_deref()?.iter().find_map(|a| a.email_address.clone()),
+        OrderSource::Push(request) => [&request.sell_to, &request.bill_to, &request.ship_to]
+            .into_iter()
+            .flatten()
+            .find_map(|c| c.person.as_ref()?.email.clone()),
+    }?;
+    let key = email.trim().to_ascii_lowercase();
+    (!key.is_empty()).then_some(key)
+}
+
+/// Reads new Norce orders into `Pending` entities and moves the cursor. Returns how many of
+/// them were finished before (seen again at the cursor's edge).
+async fn pick_up_orders(ctx: &FlowContext, norce: &norce_client::NorceClient) -> Result<u64, FlowError> {
+    let config = &ctx.config.orders;
+    let statuses: Vec<String> = config.import_status_ids.iter().map(|s| format!("statusId eq {s}")).collect();
+    let mut filter = format!("({})", statuses.join(" or "));
+    let since = cursor_time(ctx, FLOW)?;
+    if let Some(since) = since {
+        // `ge`: orders sharing the cursor's instant are seen again, and upserting them is a no-op.
+        filter.push_str(&format!(" and created ge {}", cursor_text(since)));
+    }
+    let query = QueryOrdersQuery {
+        filter: Some(filter),
+        expand: Some("items,addresses".into()),
+        orderby: Some("created asc".into()),
+        ..QueryOrdersQuery::default()
+    };
+    let mut pages = norce.query_orders(query);
+    let mut newest = since;
+    let mut finished_before = 0;
+    while let Some(page) = pages.next().await {
+        for order in page?.value {
+            let Some(order_no) = order.order_no.clone().filter(|n| !n.trim().is_empty()) else {
+                tracing::warn!(flow = FLOW, norce_id = order.id, "Norce order without an orderNo ignored");
+                continue;
+            };
+            if let Some(created) = order.created.as_ref().or(order.order_date.as_ref()).map(|t| t.to_utc()) {
+                newest = Some(newest.map_or(created, |n| n.max(created)));
+            }
+            let payload = OrderPayload { source: OrderSource::Query(Box::new(order)), contact_id: None };
+            let text = payload.to_json().map_err(|reason| FlowError::Config { setting: "orders".into(), reason })?;
+            let record = ctx.store.upsert_pending(FLOW, &order_no, Some(&text))?;
+            if matches!(record.status, Status::Done | Status::Skipped) {
+                finished_before += 1;
+            }
+        }
+    }
+    // Only after every order is stored: a crash before this line re-reads them, never loses one.
+    if let Some(newest) = newest.filter(|n| Some(*n) != since) {
+        ctx.store.set_cursor(FLOW, &cursor_text(newest))?;
+    }
+    Ok(finished_before)
+}
+
+/// What the concurrent items of one pass share.
+struct Shared<'a> {
+    brightpearl: &'a brightpearl_client::Client,
+    /// SKU → Brightpearl product id (`None`: no such product), looked up once per pass.
+    skus: Mutex<HashMap<String, Option<i64>>>,
+}
+
+impl<'a> Shared<'a> {
+    fn new(brightpearl: &'a brightpearl_client::Client) -> Self {
+        Self { brightpearl, skus: Mutex::new(HashMap::new()) }
+    }
+
+    fn cached(&self, sku: &str) -> Option<Option<i64>> {
+        self.skus.lock().unwrap_or_else(|e| e.into_inner()).get(sku).copied()
+    }
+
+    fn remember(&self, sku: &str, product: Option<i64>) {
+        self.skus.lock().unwrap_or_else(|e| e.into_inner()).insert(sku.to_owned(), product);
+    }
+}
+
+/// The `installedIntegrationInstanceId` to stamp and search: configured, else the OAuth one.
+fn instance_id(ctx: &FlowContext, brightpearl: &brightpearl_client::Client) -> Option<i64> {
+    ctx.config.orders.installed_integration_instance_id.or_else(|| brightpearl.session().installation_instance_id?.trim().parse().ok())
+}
+
+async fn process_order(ctx: &FlowContext, shared: &Shared<'_>, record: &EntityRecord) -> Result<Outcome, StepError> {
+    let id = record.source_id.as_str();
+    let config = &ctx.config.orders;
+    let Some(text) = record.payload.as_deref() else {
+        return Err(StepError::permanent(format!("order {id} has no stored Norce order: have Norce send it again (order receiver) or move the `orders` cursor back")));
+    };
+    let mut payload: OrderPayload = serde_json::from_str(text).map_err(|e| {
+        StepError::permanent(format!("order {id}: the stored Norce order cannot be read ({e}); have Norce send it again or move the `orders` cursor back"))
+    })?;
+    let order = payload.normalise(config).map_err(|problem| StepError::permanent(format!("order {id}: {problem}; then `relay replay`")))?;
+    let mut outcome = Outcome::default();
+    let step = record.step.as_deref();
+    let mut erp_id: Option<i64> = record.target_id.as_deref().and_then(|t| t.parse().ok());
+
+    if matches!(step, None | Some("contact")) || erp_id.is_none() {
+        let span = tracing::info_span!("flow_step", flow = FLOW, step = "sales_order", source_id = id);
+        let instance = instance_id(ctx, shared.brightpearl);
+        // Always look before posting: this is what makes a lost POST response safe.
+        let existing = find_order_by_external_ref(shared.brightpearl, &order.order_no, instance).instrument(span.clone()).await?;
+        let order_id = match existing {
+            Some(found) => {
+                tracing::info!(parent: &span, order_id = found, "Brightpearl order already exists; reused");
+                found
+            }
+            None => {
+                let rows = sales_order_rows(ctx, shared, &order).instrument(span.clone()).await?;
+                let contact_id = match payload.contact_id {
+                    Some(contact) => contact,
+                    None => {
+                        let contact = find_or_create_contact(shared.brightpearl, &order)
+                            .instrument(tracing::info_span!("flow_step", flow = FLOW, step = "contact", source_id = id))
+                            .await?;
+                        payload.contact_id = Some(contact);
+                        let text = payload.to_json().map_err(StepError::permanent)?;
+                        ctx.store.update(FLOW, id, &EntityUpdate { step: Some("contact".into()), payload: Some(text), ..EntityUpdate::default() })?;
+                        contact
+                    }
+                };
+                let request = sales_order_request(config, &order, contact_id, instance, rows)?;
+                let created = shared.brightpearl.create_sales_order(&request).instrument(span.clone()).await?;
+                tracing::info!(parent: &span, order_id = created, "Brightpearl order created");
+                outcome.booked = true;
+                created
+            }
+        };
+        ctx.store.update(FLOW, id, &EntityUpdate { step: Some("created".into()), target_id: Some(order_id.to_string()), ..EntityUpdate::default() })?;
+        erp_id = Some(order_id);
+    }
+
+    let erp_id = erp_id.ok_or_else(|| StepError::transient(format!("order {id}: no Brightpearl order id recorded")))?;
+    let request = SendOrderStatusRequest {
+        client_order_ref: order.basket_id,
+        erp_order_no: Some(erp_id.to_string()),
+        order_status: ConnectOrderStatus::from(config.confirmed_status.as_str()),
+        account_id: None,
+        infos: None,
+    };
+    ctx.norce()
+        .map_err(|e| StepError::transient(e.to_string()))?
+        .send_order_status(&request)
+        .instrument(tracing::info_span!("flow_step", flow = FLOW, step = "confirm", source_id = id))
+        .await?;
+    ctx.store.update(FLOW, id, &EntityUpdate { status: Some(Status::Done), step: Some("written_back".into()), clear_error: true, ..EntityUpdate::default() })?;
+    outcome.written_back = true;
+    outcome.done = true;
+    Ok(outcome)
+}
+
+/// An `order-search` row with the columns the duplicate check needs.
+#[derive(Debug, Deserialize)]
+struct ExternalRefRow {
+    #[serde(rename = "orderId")]
+    order_id: i64,
+    #[serde(rename = "externalRef", default)]
+    external_ref: Option<String>,
+    #[serde(rename = "installedIntegrationInstanceId", default)]
+    instance: Option<i64>,
+}
+
+/// The Brightpearl order whose `externalRef` is exactly `order_no` (and, when we stamp one,
+/// whose `installedIntegrationInstanceId` is ours: the pair is Brightpearl's unique key).
+async fn find_order_by_external_ref(brightpearl: &brightpearl_client::Client, order_no: &str, instance: Option<i64>) -> Result<Option<i64>, StepError> {
+    let query = SearchQuery::new().filter("externalRef", order_no).columns(["orderId", "externalRef", "installedIntegrationInstanceId"]);
+    let rows: Vec<ExternalRefRow> = brightpearl.search_all(SearchResource::Orders, query).await?;
+    let mut matching: Vec<i64> = rows
+        .into_iter()
+        .filter(|r| r.external_ref.as_deref() == Some(order_no) && (instance.is_none() || r.instance == instance))
+        .map(|r| r.order_id)
+        .collect();
+    matching.sort_unstable();
+    if matching.len() > 1 {
+        tracing::warn!(order_no, orders = ?matching, "several Brightpearl orders carry this externalRef; the oldest is used");
+    }
+    Ok(matching.first().copied())
+}
+
+/// Brightpearl product id of a SKU (exact match), cached per pass.
+async fn product_id(shared: &Shared<'_>, sku: &str) -> Result<Option<i64>, StepError> {
+    if let Some(known) = shared.cached(sku) {
+        return Ok(known);
+    }
+    let query = SearchQuery::new().filter("SKU", sku).columns(["productId", "SKU"]);
+    let rows: Vec<ProductRow> = shared.brightpearl.search_all(SearchResource::Products, query).await?;
+    let found = rows.into_iter().find(|r| r.sku.as_deref() == Some(sku)).and_then(|r| i64::try_from(r.product_id).ok());
+    shared.remember(sku, found);
+    Ok(found)
+}
+
+fn decimal<T: serde::de::DeserializeOwned>(amount: Amount, what: &str) -> Result<T, StepError> {
+    model_decimal(amount).map_err(|e| StepError::permanent(format!("{what}: {e}")))
+}
+
+/// The rows of the sales order: products by SKU, fees (and, by configuration, unknown SKUs) as
+/// free-text rows. Row net and tax are totals rounded to 2 decimals.
+async fn sales_order_rows(ctx: &FlowContext, shared: &Shared<'_>, order: &NorceOrder) -> Result<Vec<SalesOrderRowRequest>, StepError> {
+    let config = &ctx.config.orders;
+    if order.lines.is_empty() {
+        return Err(StepError::permanent(format!("order {} has no lines; nothing to create in Brightpearl", order.order_no)));
+    }
+    let mut rows = Vec::new();
+    let mut unmatched = Vec::new();
+    for line in &order.lines {
+        let what = format!("order {} line {} ({})", order.order_no, line.line_no, line.part_no);
+        if !line.quantity.is_positive() {
+            return Err(StepError::permanent(format!("{what}: quantity {} is not positive", line.quantity)));
+        }
+        let product = match line.kind {
+            LineKind::Fee => None,
+            LineKind::Product => product_id(shared, &line.part_no).await?,
+        };
+        if line.kind == LineKind::Product && product.is_none() {
+            match config.unmatched_sku {
+                UnmatchedSku::FreeText => tracing::warn!(order_no = order.order_no, sku = line.part_no, "no Brightpearl product with this SKU; added as a free-text row"),
+                _ => {
+                    unmatched.push(line.part_no.clone());
+                    continue;
+                }
+            }
+        }
+        if product.is_some() && !line.quantity.is_whole() {
+            return Err(StepError::permanent(format!("{what}: quantity {} must be whole for a stock-tracked product", line.quantity)));
+        }
+        let net = line.unit_price.mul_round2(line.quantity).ok_or_else(|| StepError::permanent(format!("{what}: amount out of range")))?;
+        let tax = net.mul_round2(line.vat_rate).ok_or_else(|| StepError::permanent(format!("{what}: amount out of range")))?;
+        let name = match (product, line.kind) {
+            (Some(_), _) => None,
+            (None, LineKind::Fee) => Some(line.name.clone().unwrap_or_else(|| line.part_no.clone())),
+            (None, LineKind::Product) => Some(format!("{} (SKU {})", line.name.as_deref().unwrap_or("Unknown product"), line.part_no)),
+        };
+        rows.push(SalesOrderRowRequest {
+            product_id: product,
+            name,
+            sku: product.map(|_| line.part_no.clone()),
+            quantity: decimal(line.quantity, &what)?,
+            tax_code: config.tax_code.clone(),
+            net: Some(decimal(net, &what)?),
+            tax: Some(decimal(tax.round2(), &what)?),
+            nominal_code: config.nominal_code.clone(),
+            external_ref: Some(line.line_no.to_string()),
+            discount_percentage: None,
+        });
+    }
+    if !unmatched.is_empty() {
+        let list = unmatched.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
+        return Err(StepError::permanent(format!(
+            "order {}: no Brightpearl product has SKU {list} (Norce part number = Brightpearl SKU); create the product in Brightpearl or correct the SKU and `relay replay`, or set `orders.unmatched_sku = \"free_text\"`",
+            order.order_no
+        )));
+    }
+    Ok(rows)
+}
+
+/// At most `max` characters (Brightpearl refuses longer names).
+fn clip(text: Option<&str>, max: usize) -> Option<String> {
+    text.map(|t| t.chars().take(max).collect())
+}
+
+/// The contact whose primary e-mail is exactly the order's (a partial match is never reused),
+/// or a new one with the order's address.
+async fn find_or_create_contact(brightpearl: &brightpearl_client::Client, order: &NorceOrder) -> Result<i64, StepError> {
+    let email = order.customer.email.as_deref().map(str::trim).filter(|e| !e.is_empty()).ok_or_else(|| {
+        StepError::permanent(format!(
+            "order {} has no customer e-mail; Brightpearl customers are found by e-mail: add it to the order in Norce, then `relay replay`",
+            order.order_no
+        ))
+    })?;
+    let mut found = brightpearl.find_contacts_by_email(email).await?;
+    found.sort_by_key(|c| c.contact_id);
+    if let Some(contact) = found.first() {
+        if found.len() > 1 {
+            tracing::warn!(order_no = order.order_no, contacts = found.len(), "several contacts have this e-mail; the oldest is used");
+        }
+        return i64::try_from(contact.contact_id).map_err(|_| StepError::permanent(format!("contact id {} is out of range", contact.contact_id)));
+    }
+    let Some(line1) = order.address.line1.clone() else {
+        return Err(StepError::permanent(format!(
+            "order {}: the customer {email} is new to Brightpearl and the order has no street address (Line1) for the contact; add it in Norce, then `relay replay`",
+            order.order_no
+        )));
+    };
+    let address = PostalAddressRequest {
+        address_line1: line1,
+        address_line2: order.address.line2.clone(),
+        address_line3: order.address.city.clone(),
+        address_line4: order.address.region.clone(),
+        postal_code: order.address.zip.clone(),
+        country_iso_code: order.address.country.clone(),
+        country_id: None,
+    };
+    let contact = ContactRequest {
+        first_name: clip(order.customer.first_name.as_deref(), 32),
+        last_name: clip(order.customer.last_name.as_deref(), 32),
+        communication: Some(ContactCommunication {
+            emails: Some(ContactEmails { pri: Some(ContactEmail { email: Some(email.to_owned()) }), ..ContactEmails::default() }),
+            telephones: order.customer.phone.clone().map(|phone| ContactTelephones { mob: Some(phone), ..ContactTelephones::default() }),
+            ..ContactCommunication::default()
+        }),
+        ..ContactRequest::default()
+    };
+    let created = brightpearl.create_contact_with_address(contact, &address).await?;
+    tracing::info!(order_no = order.order_no, contact_id = created.contact_id, "Brightpearl contact created");
+    Ok(created.contact_id)
+}
+
+fn order_address(order: &NorceOrder) -> OrderAddress {
+    let name = [order.customer.first_name.as_deref(), order.customer.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+    OrderAddress {
+        address_full_name: (!name.is_empty()).then_some(name),
+        company_name: order.customer.company.clone(),
+        address_line1: order.address.line1.clone(),
+        address_line2: order.address.line2.clone(),
+        address_line3: order.address.city.clone(),
+        address_line4: order.address.region.clone(),
+        postal_code: order.address.zip.clone(),
+        country_iso_code: order.address.country.clone(),
+        telephone: None,
+        mobile_telephone: order.customer.phone.clone(),
+        fax: None,
+        email: order.customer.email.clone(),
+    }
+}
+
+fn sales_order_request(config: &OrdersConfig, order: &NorceOrder, contact_id: i64, instance: Option<i64>, rows: Vec<SalesOrderRowRequest>) -> Result<SalesOrderRequest, StepError> {
+    let placed_on = match &order.placed_on {
+        Some(text) => serde_json::from_value(serde_json::Value::String(text.clone())).ok(),
+        None => None,
+    };
+    let currency = order.currency.as_ref().map(|code| {
+        serde_json::from_value(serde_json::json!({ "code": code }))
+            .map_err(|e| StepError::permanent(format!("order {}: currency `{code}`: {e}", order.order_no)))
+    });
+    Ok(SalesOrderRequest {
+        customer: SalesOrderCustomer { id: contact_id, address: Some(order_address(order)) },
+        billing: None,
+        ref_: Some(order.order_no.clone()),
+        external_ref: Some(order.order_no.clone()),
+        placed_on,
+        tax_date: None,
+        installed_integration_instance_id: instance,
+        warehouse_id: Some(config.warehouse_id),
+        status_id: Some(config.status_id),
+        channel_id: config.channel_id,
+        lead_source_id: None,
+        project_id: None,
+        staff_owner_id: None,
+        team_id: None,
+        parent_id: None,
+        price_list_id: Some(config.price_list_id),
+        price_mode_code: None,
+        currency: currency.transpose()?,
+        delivery: Some(SalesOrderDelivery { date: None, shipping_method_id: None, address: Some(order_address(order)) }),
+        rows,
+    })
+}
+
+/// Ids of a Brightpearl ID set (`1-5,7`); `None` when it is not one.
+fn parse_id_set(text: &str) -> Option<Vec<u64>> {
+    let mut ids = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((from, to)) => {
+                let (from, to): (u64, u64) = (from.trim().parse().ok()?, to.trim().parse().ok()?);
+                // A webhook never names thousands of notes; a huge range is a broken body.
+                if to < from || to - from > 10_000 {
+                    return None;
+                }
+                ids.extend(from..=to);
+            }
+            None => ids.push(part.parse().ok()?),
+        }
+    }
+    let unique: HashSet<u64> = ids.iter().copied().collect();
+    let mut ids: Vec<u64> = unique.into_iter().collect();
+    ids.sort_unstable();
+    (!ids.is_empty()).then_some(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_sets() {
+        assert_eq!(parse_id_set("1-3,7, 9").unwrap(), vec![1, 2, 3, 7, 9]);
+        assert_eq!(parse_id_set("5").unwrap(), vec![5]);
+        for bad in ["", "a", "3-1", "1-", "1-100000"] {
+            assert!(parse_id_set(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_defaults_parse_and_bad_values_are_named() {
+        let config = crate::config::RelayConfig::parse("[orders]\nunmatched_sku = \"free_text\"\nchannel_id = 3\n", "relay.toml").unwrap();
+        assert_eq!(config.orders.unmatched_sku, UnmatchedSku::FreeText);
+        assert_eq!((config.orders.channel_id, config.orders.tax_code.as_str()), (Some(3), "T25"));
+        let err = crate::config::RelayConfig::parse("[orders]\nunmatched = 1\n", "relay.toml").unwrap_err().to_string();
+        assert!(err.contains("unmatched"), "{err}");
+        let err = crate::config::RelayConfig::parse("[orders]\nunmatched_sku = \"ignore\"\n", "relay.toml").unwrap_err().to_string();
+        assert!(err.contains("ignore"), "{err}");
+        let config = OrdersConfig { confirmed_status: "Confirmd".into(), ..OrdersConfig::default() };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("orders.confirmed_status") && err.contains("Acknowledged"), "{err}");
+        assert!(OrdersConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn accepts_the_two_sources() {
+        assert!(accepts("norce-order") && accepts("brightpearl-webhook") && !accepts("norce-event"));
+    }
+}

@@ -1,0 +1,465 @@
+//! The HTTP side: the three receivers, `/healthz` and `/metrics`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt as _;
+use norce_client::models::events::{NorceEvent, OrderRequest, OrderResponse, OrderResponseStatusCode};
+use serde::Serialize;
+use tracing::Instrument as _;
+
+use super::{SOURCE_BRIGHTPEARL_WEBHOOK, SOURCE_NORCE_EVENT, SOURCE_NORCE_ORDER, Secret, Shared};
+use crate::state::InboxPut;
+
+type AppState = Arc<Shared>;
+
+pub(super) fn router(shared: AppState) -> Router {
+    Router::new()
+        .route("/norce/order-receiver", post(norce_order))
+        .route("/norce/events/{event_type}", post(norce_event))
+        .route("/brightpearl/webhooks", post(brightpearl_webhook).put(brightpearl_webhook))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(shared)
+}
+
+/// A refusal: status and message; each receiver renders it in its own error shape.
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+}
+
+/// Reads the body up to the limit (413 beyond it, checked on `Content-Length` first).
+async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Refusal> {
+    let limit = shared.config.body_limit_bytes;
+    let too_large = || {
+        Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {limit} bytes (`serve.body_limit_bytes`)"))
+    };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::with_capacity(declared.map_or(0, |n| n as usize).min(limit));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// Parses a JSON body with the generated type; the error names the JSON path of the problem.
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Refusal> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let path = json_path_at(bytes, e.line(), e.column());
+        let at = if path.is_empty() { String::new() } else { format!(" at `{path}`") };
+        let kind = match e.classify() {
+            serde_json::error::Category::Data => "is not a valid",
+            _ => "is not JSON for",
+        };
+        Refusal::new(StatusCode::BAD_REQUEST, format!("the body {kind} {what}{at}: {e}"))
+    })
+}
+
+/// The JSON path (`Items[0].Quantity`) of the value open at 1-based `line`/`column` of `text`,
+/// found by scanning the text up to there.
+pub(crate) fn json_path_at(text: &[u8], line: usize, column: usize) -> String {
+    enum Frame {
+        Object { key: Option<String>, expecting_key: bool },
+        Array { index: usize },
+    }
+    // Byte offset of line/column.
+    let mut offset = 0;
+    let mut current_line = 1;
+    for (i, b) in text.iter().enumerate() {
+        if current_line == line {
+            offset = i + column;
+            break;
+        }
+        if *b == b'\n' {
+            current_line += 1;
+        }
+        offset = text.len();
+    }
+    let end = offset.min(text.len());
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut i = 0;
+    while i < end {
+        match text[i] {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < text.len() && text[i] != b'"' {
+                    if text[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                let s = String::from_utf8_lossy(&text[start..i.min(text.len())]).into_owned();
+                if let Some(Frame::Object { key, expecting_key }) = stack.last_mut()
+                    && *expecting_key
+                {
+                    *key = Some(s);
+                    *expecting_key = false;
+                }
+            }
+            b'{' => stack.push(Frame::Object { key: None, expecting_key: true }),
+            b'[' => stack.push(Frame::Array { index: 0 }),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Array { index }) => *index += 1,
+                Some(Frame::Object { key, expecting_key }) => {
+                    *key = None;
+                    *expecting_key = true;
+                }
+                None => {}
+            },
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut path = String::new();
+    for frame in &stack {
+        match frame {
+            Frame::Object { key: Some(key), .. } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            Frame::Object { key: None, .. } => {}
+            Frame::Array { index } => path.push_str(&format!("[{index}]")),
+        }
+    }
+    path
+}
+
+/// Commits the item; 503 when the store fails (nothing acknowledged, the sender retries).
+fn commit(shared: &Shared, source: &str, key: &str, body: &str) -> Result<InboxPut, Refusal> {
+    match shared.store().inbox_put(source, key, body) {
+        Ok(put) => {
+            match put {
+                InboxPut::Inserted(id) => tracing::info!(id, "stored in the inbox"),
+                InboxPut::Duplicate(id) => tracing::info!(id, "duplicate of an unprocessed inbox item"),
+            }
+            shared.accepted.send_modify(|n| *n += 1);
+            shared.inbox_wake.notify_one();
+            Ok(put)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot store the received item; answering 503 so the sender retries");
+            Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "cannot store the item right now; retry later"))
+        }
+    }
+}
+
+fn disabled(variable: &str) -> Refusal {
+    Refusal::new(StatusCode::SERVICE_UNAVAILABLE, format!("this receiver is disabled: set `{variable}` on the relay host"))
+}
+
+// ---- Norce order receiver ---------------------------------------------------------------------
+
+/// Checks HTTP Basic credentials in constant time (both parts always compared).
+fn basic_auth_ok(headers: &HeaderMap, user: &str, password: &Secret) -> bool {
+    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some((scheme, encoded)) = value.trim().split_once(' ') else { return false };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return false;
+    }
+    let Some(decoded) = base64_decode(encoded.trim()) else { return false };
+    let Some(colon) = decoded.iter().position(|b| *b == b':') else { return false };
+    let user_ok = super::constant_time_eq(&decoded[..colon], user.as_bytes());
+    let password_ok = password.matches(&decoded[colon + 1..]);
+    user_ok & password_ok
+}
+
+/// Standard base64 (with or without padding); `None` when malformed.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    fn value(c: u8) -> Option<u32> {
+        match c {
+            b'A'..=b'Z' => Some(u32::from(c - b'A')),
+            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
+            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        }
+    }
+    let trimmed = text.trim_end_matches('=');
+    if text.len() - trimmed.len() > 2 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
+    let mut buffer = 0u32;
+    let mut bits = 0;
+    for c in trimmed.bytes() {
+        buffer = (buffer << 6) | value(c)?;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+            buffer &= (1 << bits) - 1;
+        }
+    }
+    (bits < 6).then_some(out)
+}
+
+fn order_response(status: StatusCode, ok: bool, description: String) -> Response {
+    let body = OrderResponse {
+        status_code: if ok { OrderResponseStatusCode::Ok } else { OrderResponseStatusCode::Failed },
+        description: Some(description),
+        erp_order_no: None,
+        has_erp_order_no: Some(false),
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn norce_order(State(shared): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let span = tracing::info_span!("receiver", receiver = "norce-order", client_order_ref = tracing::field::Empty);
+    let result = async {
+        let Some(password) = &shared.secrets.order_receiver_password else {
+            return Err(disabled(&shared.config.order_receiver_password_env));
+        };
+        if !basic_auth_ok(&headers, &shared.config.order_receiver_user, password) {
+            return Err(Refusal::new(StatusCode::UNAUTHORIZED, "missing or wrong Basic credentials"));
+        }
+        let bytes = read_body(&shared, &headers, body).await?;
+        let order: OrderRequest = parse_json(&bytes, "OrderRequest")?;
+        let key = order.client_order_ref.trim();
+        if key.is_empty() {
+            return Err(Refusal::new(StatusCode::BAD_REQUEST, "the body is not a valid OrderRequest at `ClientOrderRef`: it is empty"));
+        }
+        tracing::Span::current().record("client_order_ref", key);
+        let text = String::from_utf8_lossy(&bytes);
+        let put = commit(&shared, SOURCE_NORCE_ORDER, key, &text)?;
+        Ok((key.to_owned(), put))
+    }
+    .instrument(span)
+    .await;
+    let response = match result {
+        Ok((key, InboxPut::Inserted(_))) => order_response(StatusCode::OK, true, format!("order {key} queued")),
+        Ok((key, InboxPut::Duplicate(_))) => order_response(StatusCode::OK, true, format!("order {key} already queued")),
+        Err(refusal) => {
+            let mut response = order_response(refusal.status, false, refusal.message);
+            if refusal.status == StatusCode::UNAUTHORIZED {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"relay\""));
+            }
+            response
+        }
+    };
+    shared.metrics.record_request("norce-order", response.status().as_u16());
+    response
+}
+
+// ---- Norce event webhooks ---------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct Message {
+    message: String,
+}
+
+fn message(status: StatusCode, text: String) -> Response {
+    (status, axum::Json(Message { message: text })).into_response()
+}
+
+fn header_secret_ok(headers: &HeaderMap, name: &str, secret: &Secret) -> bool {
+    headers.get(name).is_some_and(|v| secret.matches(v.as_bytes()))
+}
+
+/// FNV-1a 64 of the body: the dedupe key of payloads without an id.
+fn body_hash(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("h{hash:016x}")
+}
+
+fn event_id(event: &NorceEvent, bytes: &[u8]) -> String {
+    match event {
+        NorceEvent::JobCompletedEvent(e) => format!("job-{}", e.job_id),
+        NorceEvent::OrderPaymentEvent(e) => format!("order-{}-{}", e.client_order_ref, e.payment_ref),
+        NorceEvent::OrderEvent(e) => format!("order-{}", e.order_id),
+        NorceEvent::CustomerChangedNotification(e) => match (e.customer_id, e.company_id) {
+            (Some(id), _) => format!("customer-{id}"),
+            (None, Some(id)) => format!("company-{id}"),
+            (None, None) => body_hash(bytes),
+        },
+        NorceEvent::UnknownEvent(_) => body_hash(bytes),
+    }
+}
+
+async fn norce_event(State(shared): State<AppState>, Path(event_type): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    let span = tracing::info_span!("receiver", receiver = "norce-event", event_type = %event_type);
+    let result = async {
+        let Some(secret) = &shared.secrets.norce_webhook_secret else {
+            return Err(disabled(&shared.config.norce_webhook_secret_env));
+        };
+        if !header_secret_ok(&headers, &shared.config.norce_webhook_header, secret) {
+            return Err(Refusal::new(
+                StatusCode::UNAUTHORIZED,
+                format!("missing or wrong shared secret in the `{}` header", shared.config.norce_webhook_header),
+            ));
+        }
+        if event_type.is_empty() || !event_type.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(Refusal::new(StatusCode::BAD_REQUEST, format!("`{event_type}` is not a Norce event type name (path `/norce/events/{{eventType}}`)")));
+        }
+        let bytes = read_body(&shared, &headers, body).await?;
+        let event: NorceEvent = parse_json(&bytes, &format!("Norce {event_type}"))?;
+        if !matches!(serde_json::from_slice::<serde_json::Value>(&bytes), Ok(serde_json::Value::Object(_))) {
+            return Err(Refusal::new(StatusCode::BAD_REQUEST, format!("the body is not a valid Norce {event_type}: it must be a JSON object")));
+        }
+        let key = format!("{event_type}:{}", event_id(&event, &bytes));
+        commit(&shared, SOURCE_NORCE_EVENT, &key, &String::from_utf8_lossy(&bytes))
+    }
+    .instrument(span)
+    .await;
+    let response = match result {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(refusal) => message(refusal.status, refusal.message),
+    };
+    shared.metrics.record_request("norce-event", response.status().as_u16());
+    response
+}
+
+// ---- Brightpearl webhooks ---------------------------------------------------------------------
+
+async fn brightpearl_webhook(
+    State(shared): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let span = tracing::info_span!("receiver", receiver = "brightpearl-webhook", event = tracing::field::Empty);
+    let result = async {
+        let Some(secret) = &shared.secrets.brightpearl_webhook_secret else {
+            return Err(disabled(&shared.config.brightpearl_webhook_secret_env));
+        };
+        let by_query = query.get("secret").is_some_and(|v| secret.matches(v.as_bytes()));
+        let by_header = header_secret_ok(&headers, &shared.config.brightpearl_webhook_header, secret);
+        if !(by_query | by_header) {
+            return Err(Refusal::new(
+                StatusCode::UNAUTHORIZED,
+                format!("missing or wrong shared secret (the `secret` query parameter of the registered URI, or the `{}` header)", shared.config.brightpearl_webhook_header),
+            ));
+        }
+        let bytes = read_body(&shared, &headers, body).await?;
+        let event: brightpearl_client::models::integration::WebhookEvent = parse_json(&bytes, "Brightpearl WebhookEvent")?;
+        let id = event.id.trim();
+        if id.is_empty() {
+            return Err(Refusal::new(StatusCode::BAD_REQUEST, "the body is not a valid Brightpearl WebhookEvent at `id`: it is empty"));
+        }
+        let name = match (&event.full_event, &event.resource_type, &event.lifecycle_event) {
+            (Some(full), _, _) => full.as_str().to_owned(),
+            (None, Some(resource), Some(lifecycle)) => format!("{resource}.{}", lifecycle.as_str()),
+            (None, Some(resource), None) => resource.clone(),
+            _ => "unknown".to_owned(),
+        };
+        tracing::Span::current().record("event", name.as_str());
+        commit(&shared, SOURCE_BRIGHTPEARL_WEBHOOK, &format!("{name}:{id}"), &String::from_utf8_lossy(&bytes))
+    }
+    .instrument(span)
+    .await;
+    let response = match result {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(refusal) => message(refusal.status, refusal.message),
+    };
+    shared.metrics.record_request("brightpearl-webhook", response.status().as_u16());
+    response
+}
+
+// ---- health and metrics -----------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    store: String,
+    inbox_pending: Option<usize>,
+    receivers: HashMap<&'static str, bool>,
+    flows: std::collections::BTreeMap<String, FlowHealth>,
+}
+
+#[derive(Serialize)]
+struct FlowHealth {
+    wired: bool,
+    every_secs: Option<u64>,
+    last_run: Option<super::metrics::LastRun>,
+}
+
+async fn healthz(State(shared): State<AppState>) -> Response {
+    let pending = shared.store().inbox_pending(usize::MAX).map(|items| items.len());
+    let store = match &pending {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => format!("error: {e}"),
+    };
+    let mut last_runs = shared.metrics.last_runs();
+    let flows = shared
+        .flows
+        .iter()
+        .map(|f| {
+            let health = FlowHealth { wired: f.run.is_some(), every_secs: f.every.map(|d| d.as_secs()), last_run: last_runs.remove(f.name) };
+            (f.name.to_owned(), health)
+        })
+        .collect();
+    let receivers = HashMap::from([
+        ("norce-order", shared.secrets.order_receiver_password.is_some()),
+        ("norce-event", shared.secrets.norce_webhook_secret.is_some()),
+        ("brightpearl-webhook", shared.secrets.brightpearl_webhook_secret.is_some()),
+    ]);
+    let ok = pending.is_ok();
+    let health = Health { status: if ok { "ok" } else { "degraded" }, store, inbox_pending: pending.ok(), receivers, flows };
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(health)).into_response()
+}
+
+async fn metrics(State(shared): State<AppState>) -> Response {
+    let flows: Vec<&str> = shared.flows.iter().flat_map(|f| f.entity_flows.iter().copied()).collect();
+    let text = shared.metrics.render(shared.store(), &flows);
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], text).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_path_names_nested_fields() {
+        let text = br#"{"ClientOrderRef":"1","Items":[{"LineNo":1,"PartNo":"A","Quantity":1},{"LineNo":2,"PartNo":"B","Quantity":"x"}]}"#;
+        let err = serde_json::from_slice::<OrderRequest>(text).unwrap_err();
+        assert_eq!(json_path_at(text, err.line(), err.column()), "Items[1].Quantity", "{err}");
+        let text = b"{\n  \"Items\": []\n}";
+        let err = serde_json::from_slice::<OrderRequest>(text).unwrap_err();
+        assert!(err.to_string().contains("ClientOrderRef"), "{err}");
+        assert_eq!(json_path_at(text, err.line(), err.column()), "");
+    }
+
+    #[test]
+    fn base64_round_trips_basic_credentials() {
+        assert_eq!(base64_decode("ZXJwOmh1bnRlcjI=").unwrap(), b"erp:hunter2");
+        assert_eq!(base64_decode("ZXJwOmh1bnRlcjI").unwrap(), b"erp:hunter2");
+        assert!(base64_decode("not base64!").is_none());
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("basic ZXJwOmh1bnRlcjI="));
+        assert!(basic_auth_ok(&headers, "erp", &Secret::new("hunter2")));
+        assert!(!basic_auth_ok(&headers, "erp", &Secret::new("hunter3")));
+        assert!(!basic_auth_ok(&headers, "erq", &Secret::new("hunter2")));
+    }
+}

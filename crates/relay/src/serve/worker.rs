@@ -1,0 +1,314 @@
+//! The background work of `relay serve`: the inbox processor (hands received items to the flows)
+//! and the scheduler (one task per flow: periodic runs and runs soon after an ingest; one run per
+//! flow at a time).
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument as _;
+
+use super::{ServeConfig, Shared, every};
+use crate::flows::{FlowContext, FlowError, FlowReport};
+use crate::state::InboxItem;
+
+/// A flow pass in progress. It need not be `Send`: each flow's scheduler runs on its own thread
+/// with a single-threaded runtime.
+pub type FlowFuture<'a> = Pin<Box<dyn Future<Output = Result<FlowReport, FlowError>> + 'a>>;
+/// An ingest in progress.
+pub type IngestFuture<'a> = Pin<Box<dyn Future<Output = Result<(), FlowError>> + Send + 'a>>;
+/// A flow's `run` (see the flow contract in [`crate::flows`]).
+pub type RunFn = for<'a> fn(&'a FlowContext) -> FlowFuture<'a>;
+/// A flow's `ingest`.
+pub type IngestFn = for<'a> fn(&'a FlowContext, &'a InboxItem) -> IngestFuture<'a>;
+
+/// One flow as `relay serve` drives it. A flow module that does not yet expose a function of the
+/// contract has `None` there: it is not run, and items no wired flow accepts stay in the inbox.
+#[derive(Clone, Copy)]
+pub struct FlowEntry {
+    /// The flow's name (`shipping`, `stock`, `orders`).
+    pub name: &'static str,
+    /// The entity flows it records (for `/metrics`; e.g. `stock` records `stock` and `prices`).
+    pub entity_flows: &'static [&'static str],
+    /// One pass.
+    pub run: Option<RunFn>,
+    /// Whether it takes inbox items of a source.
+    pub accepts: Option<fn(&str) -> bool>,
+    /// Turns an inbox item into pending entities.
+    pub ingest: Option<IngestFn>,
+    /// Time between scheduled passes (`None`: only after ingest).
+    pub every: Option<Duration>,
+}
+
+impl std::fmt::Debug for FlowEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowEntry")
+            .field("name", &self.name)
+            .field("run", &self.run.is_some())
+            .field("accepts", &self.accepts.is_some())
+            .field("ingest", &self.ingest.is_some())
+            .field("every", &self.every)
+            .finish()
+    }
+}
+
+impl FlowEntry {
+    /// An entry with no function wired yet.
+    pub fn new(name: &'static str, entity_flows: &'static [&'static str], every: Option<Duration>) -> Self {
+        Self { name, entity_flows, run: None, accepts: None, ingest: None, every }
+    }
+
+    fn takes(&self, source: &str) -> bool {
+        self.ingest.is_some() && self.accepts.is_some_and(|accepts| accepts(source))
+    }
+}
+
+/// The flows `relay serve` runs, with their intervals from `[serve]`.
+///
+/// `orders` runs the orders flow and then the fulfilment flow (the orders module's ingest makes
+/// `fulfilment` entities from Brightpearl's shipped webhooks, so one trigger serves both);
+/// `stock` runs stock and prices. Norce event webhooks (`norce-event`) are taken by no flow today:
+/// they are stored, acknowledged, and marked done (the flows' polling covers what they announce).
+pub fn flow_table(config: &ServeConfig) -> Vec<FlowEntry> {
+    use crate::flows::{orders, shipping, stock};
+    vec![
+        // Orders into the ERP first (the same order push also feeds shipping).
+        FlowEntry {
+            run: Some(|ctx| Box::pin(orders_and_fulfilment(ctx))),
+            accepts: Some(orders::accepts),
+            ingest: Some(|ctx, item| Box::pin(orders::ingest(ctx, item))),
+            ..FlowEntry::new("orders", &["orders", "fulfilment"], every(config.orders_every_secs))
+        },
+        FlowEntry {
+            run: Some(|ctx| Box::pin(shipping::run(ctx))),
+            accepts: Some(shipping::accepts),
+            ingest: Some(|ctx, item| Box::pin(shipping::ingest(ctx, item))),
+            ..FlowEntry::new("shipping", &["shipping"], every(config.shipping_every_secs))
+        },
+        FlowEntry {
+            run: Some(|ctx| Box::pin(stock::run(ctx))),
+            accepts: Some(stock::accepts),
+            ingest: Some(|ctx, item| Box::pin(stock::ingest(ctx, item))),
+            ..FlowEntry::new("stock", &["stock", "prices"], every(config.stock_reconcile_every_secs))
+        },
+    ]
+}
+
+/// The orders pass, then the fulfilment pass (even when the first stopped); one report, or the
+/// first error.
+async fn orders_and_fulfilment(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
+    let orders = crate::flows::orders::run(ctx).await;
+    let fulfilment = crate::flows::orders::run_fulfilment(ctx).await;
+    match (orders, fulfilment) {
+        (Ok(a), Ok(b)) => Ok(FlowReport {
+            flow: "orders".to_owned(),
+            seen: a.seen + b.seen,
+            booked: a.booked + b.booked,
+            written_back: a.written_back + b.written_back,
+            done: a.done + b.done,
+            skipped: a.skipped + b.skipped,
+            failed: a.failed + b.failed,
+            duration_ms: a.duration_ms + b.duration_ms,
+        }),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}
+
+/// Spawns the inbox processor and one scheduler task per runnable flow.
+pub(super) fn spawn(shared: Arc<Shared>, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    let triggers: Arc<Vec<(&'static str, Arc<Notify>)>> =
+        Arc::new(shared.flows.iter().map(|f| (f.name, Arc::new(Notify::new()))).collect());
+    let mut tasks = vec![tokio::spawn(inbox_processor(shared.clone(), triggers.clone(), shutdown.clone()))];
+    for (entry, (_, trigger)) in shared.flows.iter().zip(triggers.iter()) {
+        if let Some(run) = entry.run {
+            // A thread with its own single-threaded runtime per flow: a pass need not be `Send`
+            // (the flows borrow their clients across `buffer_unordered`), and one flow's pass
+            // never delays the receivers.
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+            let (shared, entry, trigger, shutdown) = (shared.clone(), *entry, trigger.clone(), shutdown.clone());
+            let spawned = std::thread::Builder::new().name(format!("relay-flow-{}", entry.name)).spawn(move || {
+                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => runtime.block_on(scheduler(shared, entry, run, trigger, shutdown)),
+                    Err(e) => tracing::error!(flow = entry.name, error = %e, "cannot start the flow's runtime: not scheduled"),
+                }
+                let _ = done_tx.send(());
+            });
+            match spawned {
+                Ok(_) => tasks.push(tokio::spawn(async move {
+                    let _ = done_rx.await;
+                })),
+                Err(e) => tracing::error!(flow = entry.name, error = %e, "cannot start the flow's thread: not scheduled"),
+            }
+        } else {
+            tracing::warn!(flow = entry.name, "flow not wired into `relay serve` yet: not scheduled");
+        }
+    }
+    tasks
+}
+
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Drains the inbox whenever a receiver commits an item, on every sweep, and once at start (a
+/// backlog left by a previous process).
+async fn inbox_processor(shared: Arc<Shared>, triggers: Arc<Vec<(&'static str, Arc<Notify>)>>, mut shutdown: watch::Receiver<bool>) {
+    let mut sweep = every(shared.config.inbox_sweep_secs).map(|period| {
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
+    loop {
+        drain(&shared, &triggers).await;
+        tokio::select! {
+            _ = stopped(&mut shutdown) => return,
+            _ = shared.inbox_wake.notified() => {}
+            _ = async {
+                match sweep.as_mut() {
+                    Some(interval) => { interval.tick().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+    }
+}
+
+const BATCH: usize = 100;
+
+/// Processes every pending item once; items whose ingest fails stay for the next sweep.
+async fn drain(shared: &Shared, triggers: &[(&'static str, Arc<Notify>)]) {
+    let mut skip: HashSet<i64> = HashSet::new();
+    loop {
+        let items = match shared.store().inbox_pending(BATCH + skip.len()) {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the inbox; retrying on the next wake-up");
+                return;
+            }
+        };
+        let fresh: Vec<InboxItem> = items.iter().filter(|i| !skip.contains(&i.id)).cloned().collect();
+        if fresh.is_empty() {
+            return;
+        }
+        let full = items.len() >= BATCH + skip.len();
+        for item in fresh {
+            if !process(shared, triggers, &item).await {
+                skip.insert(item.id);
+            }
+        }
+        if !full {
+            return;
+        }
+    }
+}
+
+/// Hands one item to every flow that takes its source; marks it done when all of them ingested
+/// it. Returns whether the item is finished.
+async fn process(shared: &Shared, triggers: &[(&'static str, Arc<Notify>)], item: &InboxItem) -> bool {
+    let span = tracing::info_span!("inbox_item", id = item.id, source = %item.source, key = %item.key);
+    async {
+        let takers: Vec<&crate::serve::FlowEntry> = shared.flows.iter().filter(|f| f.takes(&item.source)).collect();
+        if takers.is_empty() {
+            if shared.flows.is_empty() || shared.flows.iter().any(|f| f.accepts.is_none() || f.ingest.is_none()) {
+                // A flow that may take it is not wired yet (or there are none): keep it for later.
+                tracing::debug!("no wired flow takes this source yet; kept in the inbox");
+                return false;
+            }
+            tracing::info!("no flow takes this item; marked done");
+            return match shared.store().inbox_done(item.id) {
+                Ok(()) => {
+                    shared.metrics.record_ingest(&item.source, "ignored");
+                    shared.processed.send_modify(|n| *n += 1);
+                    true
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot mark the inbox item done");
+                    false
+                }
+            };
+        }
+        let mut ok = true;
+        for flow in &takers {
+            let Some(ingest) = flow.ingest else { continue };
+            if let Err(e) = ingest(&shared.ctx, item).instrument(tracing::info_span!("ingest", flow = flow.name)).await {
+                tracing::warn!(flow = flow.name, error = %e, "ingest failed; the item stays in the inbox");
+                ok = false;
+            }
+        }
+        if !ok {
+            shared.metrics.record_ingest(&item.source, "failed");
+            return false;
+        }
+        if let Err(e) = shared.store().inbox_done(item.id) {
+            tracing::error!(error = %e, "cannot mark the inbox item done");
+            return false;
+        }
+        shared.metrics.record_ingest(&item.source, "done");
+        shared.processed.send_modify(|n| *n += 1);
+        for flow in &takers {
+            if let Some((_, trigger)) = triggers.iter().find(|(name, _)| *name == flow.name) {
+                trigger.notify_one();
+            }
+        }
+        true
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs one flow: at start and every `entry.every`, and `run_after_ingest_ms` after an ingest
+/// triggered it (triggers during the wait or a run coalesce into one more run).
+async fn scheduler(shared: Arc<Shared>, entry: FlowEntry, run: RunFn, trigger: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    let mut interval = entry.every.map(|period| {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
+    let debounce = Duration::from_millis(shared.config.run_after_ingest_ms);
+    loop {
+        tokio::select! {
+            _ = stopped(&mut shutdown) => return,
+            _ = trigger.notified() => {
+                if !debounce.is_zero() {
+                    tokio::select! {
+                        _ = stopped(&mut shutdown) => return,
+                        _ = tokio::time::sleep(debounce) => {}
+                    }
+                }
+            }
+            _ = async {
+                match interval.as_mut() {
+                    Some(interval) => { interval.tick().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+        run_once(&shared, &entry, run).await;
+    }
+}
+
+async fn run_once(shared: &Shared, entry: &FlowEntry, run: RunFn) {
+    let span = tracing::info_span!("flow_run", flow = entry.name);
+    async {
+        let started = Instant::now();
+        match run(&shared.ctx).await {
+            Ok(mut report) => {
+                report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                tracing::info!(seen = report.seen, booked = report.booked, failed = report.failed, "flow pass finished");
+                shared.metrics.record_run(entry.name, Ok(&report));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "flow pass stopped");
+                shared.metrics.record_run(entry.name, Err(e.to_string()));
+            }
+        }
+        shared.runs.send_modify(|n| *n += 1);
+    }
+    .instrument(span)
+    .await
+}
+
