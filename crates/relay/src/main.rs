@@ -9,9 +9,13 @@ use relay::verify::{self, Platform};
 
 #[derive(Debug, Parser)]
 #[command(name = "relay", version, about = "Norce ↔ nShift ↔ Brightpearl integration runtime")]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// Without a subcommand, `relay` is `relay run` (the main job) with these options.
+    #[command(flatten)]
+    run: relay::cli::run::RunArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,7 +59,11 @@ fn init_tracing() {
 #[tokio::main]
 async fn main() -> ExitCode {
     init_tracing();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let Some(command) = cli.command else {
+        return relay::cli::run::execute(cli.run).await;
+    };
+    match command {
         Command::Verify { json, timeout_secs, sandbox } => run_verify(json, Duration::from_secs(timeout_secs), sandbox).await,
         Command::Run(args) => relay::cli::run::execute(args).await,
         Command::Serve(args) => relay::cli::serve::execute(args).await,
