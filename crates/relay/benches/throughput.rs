@@ -2,19 +2,17 @@
 //!
 //! Orders per second through the shipping flow (Norce → nShift → Norce) with the sandbox
 //! answering every platform call after `LATENCY_MS` (default 20), against the ideal
-//! `concurrency / (calls per order × latency)`, and the peak RSS of this process (relay and the
-//! in-process sandbox together) so memory can be compared across order counts.
+//! `concurrency / (calls per order × latency)`. Relay runs as its own process (`relay run --flow
+//! shipping`) so its peak RSS is measured apart from the sandbox, which runs in this process.
 
-use std::sync::Arc;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use relay::config::RelayConfig;
-use relay::flows::FlowContext;
-use relay::state::{SqliteStore, Store};
 use sandbox::{DatasetConfig, FaultRule, Sandbox, SandboxConfig};
 
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// Peak resident set of a process, from `/proc/<pid>/status` (Linux).
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
@@ -29,29 +27,55 @@ async fn measure(orders: usize, latency_ms: u64, concurrency: usize) -> Result<s
     sandbox.state().faults.add(FaultRule { latency_ms, ..FaultRule::default() })?;
     let data_dir = std::env::temp_dir().join(format!("relay-throughput-{}-{orders}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
-    let mut config = RelayConfig::default();
-    config.state.dir = data_dir.clone();
-    config.run.concurrency = concurrency;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(&data_dir).map_err(|e| e.to_string())?);
-    let settings = relay::embedded::settings_for(&sandbox.credentials());
-    let context = FlowContext::from_settings(&settings, store, Arc::new(config))?;
-    sandbox.state().faults.clear_requests();
+    std::fs::create_dir_all(&data_dir).map_err(|e| e.to_string())?;
+    let config = data_dir.join("relay.toml");
+    let toml = format!("[state]\ndir = {:?}\n\n[run]\nconcurrency = {concurrency}\n", data_dir.display().to_string());
+    std::fs::write(&config, toml).map_err(|e| e.to_string())?;
 
+    let calls_before = sandbox.state().faults.total_requests();
     let started = Instant::now();
-    let report = relay::flows::shipping::run(&context).await.map_err(|e| e.to_string())?;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+        .env_clear()
+        .envs(relay::embedded::env_pairs(&sandbox.credentials()))
+        .args(["run", "--json", "--flow", "shipping", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let pid = child.id().unwrap_or_default();
+    let mut peak_kib = 0;
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let reader = tokio::spawn(async move {
+        let mut text = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut text).await.map(|_| text)
+    });
+    let status = loop {
+        if let Some(kib) = peak_rss_kib(pid) {
+            peak_kib = peak_kib.max(kib);
+        }
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let elapsed = started.elapsed();
-
-    let calls = sandbox.state().faults.requests().len() as f64;
-    let shipped = report.booked.max(1) as f64;
-    let calls_per_order = calls / shipped;
+    let summary: serde_json::Value =
+        serde_json::from_str(&reader.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let shipping = &summary["flows"][0];
+    let shipped = shipping["booked"].as_u64().unwrap_or(0);
+    let calls = (sandbox.state().faults.total_requests() - calls_before) as f64;
+    let calls_per_order = calls / shipped.max(1) as f64;
     let seconds = elapsed.as_secs_f64();
-    let throughput = shipped / seconds;
+    let throughput = shipped as f64 / seconds;
     let ideal = concurrency as f64 / (calls_per_order * Duration::from_millis(latency_ms).as_secs_f64());
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(serde_json::json!({
         "orders_in_dataset": orders,
-        "shipped": report.booked,
-        "failed": report.failed,
+        "shipped": shipped,
+        "failed": shipping["failed"],
+        "relay_exit": status.code(),
         "latency_ms": latency_ms,
         "concurrency": concurrency,
         "platform_calls": calls,
@@ -60,7 +84,7 @@ async fn measure(orders: usize, latency_ms: u64, concurrency: usize) -> Result<s
         "orders_per_second": (throughput * 10.0).round() / 10.0,
         "ideal_orders_per_second": (ideal * 10.0).round() / 10.0,
         "share_of_ideal": (throughput / ideal * 1000.0).round() / 1000.0,
-        "peak_rss_mib": peak_rss_kib().map(|k| k / 1024),
+        "relay_peak_rss_mib": peak_kib / 1024,
     }))
 }
 

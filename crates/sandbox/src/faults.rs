@@ -125,7 +125,12 @@ impl Faults {
         lock(&self.log).1.iter().cloned().collect()
     }
 
-    /// Empties the request log.
+    /// Every request received since start, including those the log no longer keeps.
+    pub fn total_requests(&self) -> u64 {
+        lock(&self.log).0
+    }
+
+    /// Empties the request log (the total keeps counting).
     pub fn clear_requests(&self) {
         lock(&self.log).1.clear();
     }
