@@ -57,10 +57,10 @@ impl FromStr for DecimalNumber {
 impl Serialize for DecimalNumber {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         // Integral values are written as integers so `5` round-trips as `5`, not `5.0`.
-        if self.0.fract().is_zero() {
-            if let Ok(whole) = i64::try_from(self.0) {
-                return serializer.serialize_i64(whole);
-            }
+        if self.0.fract().is_zero()
+            && let Ok(whole) = i64::try_from(self.0)
+        {
+            return serializer.serialize_i64(whole);
         }
         let as_float = f64::try_from(self.0).map_err(serde::ser::Error::custom)?;
         serializer.serialize_f64(as_float)

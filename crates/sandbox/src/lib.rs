@@ -37,7 +37,7 @@ pub use dataset::{Dataset, DatasetConfig};
 pub use faults::{FaultRule, Faults, LoggedRequest};
 
 /// Everything the sandbox can be told at start.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SandboxConfig {
     /// The seeded dataset.
@@ -50,18 +50,6 @@ pub struct SandboxConfig {
     pub nshift: nshift::NshiftConfig,
     /// Brightpearl simulator settings.
     pub brightpearl: brightpearl::BrightpearlConfig,
-}
-
-impl Default for SandboxConfig {
-    fn default() -> Self {
-        Self {
-            dataset: DatasetConfig::default(),
-            start_time: None,
-            norce: norce::NorceConfig::default(),
-            nshift: nshift::NshiftConfig::default(),
-            brightpearl: brightpearl::BrightpearlConfig::default(),
-        }
-    }
 }
 
 /// State shared by every route.

@@ -118,8 +118,7 @@ async fn unknown_routes_are_404_and_admin_bypasses_faults() {
 #[tokio::test(start_paused = true)]
 async fn injected_latency_delays_the_matching_route_only() {
     use tower::ServiceExt as _;
-    let mut config = sandbox::SandboxConfig::default();
-    config.start_time = Some("2026-03-02T08:00:00Z".parse().unwrap());
+    let config = sandbox::SandboxConfig { start_time: Some("2026-03-02T08:00:00Z".parse().unwrap()), ..Default::default() };
     let state = std::sync::Arc::new(sandbox::AppState::new(config, "http://127.0.0.1:1".into()));
     state.faults.add(FaultRule { path_prefix: "/rs-extapi/v1/alerts".into(), latency_ms: 250, ..Default::default() }).unwrap();
     let call = |path: &'static str| {

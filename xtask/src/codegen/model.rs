@@ -369,7 +369,7 @@ impl<'a> Builder<'a> {
         let is_pure_ref = get(schema, "$ref").is_some();
         let docs = docs_of(schema);
         if docs.description.is_none() && !is_pure_ref && !described {
-            self.diag(&field_location, "every property needs a one-line `description`");
+            self.diag(field_location, "every property needs a one-line `description`");
         }
         let ty = self.ty(schema, &format!("{owner}{}", pascal(wire)), field_location);
         let nullable = matches!(ty, Ty::Option(_));

@@ -42,7 +42,7 @@ pub fn snake(name: &str) -> String {
         out = "value".to_owned();
     }
     if out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert_str(0, "n");
+        out.insert(0, 'n');
     }
     if KEYWORDS.contains(&out.as_str()) {
         out.push('_');
