@@ -90,10 +90,7 @@ pub fn search(ctx: &mut Ctx<'_>) -> Reply {
         max_page_size: ctx.config().max_page_size,
         reference: BTreeMap::new(),
     };
-    match search.run() {
-        Ok(envelope) => Reply::raw(StatusCode::OK, envelope),
-        Err(reply) => reply,
-    }
+    search.reply()
 }
 
 pub fn get(ctx: &mut Ctx<'_>, ids: &str) -> Reply {

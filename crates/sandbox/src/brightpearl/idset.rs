@@ -105,6 +105,15 @@ pub fn parse_path(
     Ok(set)
 }
 
+/// An optional path ID set (no `*`, no limit), shared by the list and `OPTIONS` handlers:
+/// absent means every id.
+pub fn parse_optional_path(text: Option<&str>) -> Result<IdSet, super::api::Reply> {
+    Ok(text
+        .map(|text| parse_path(text, false, None))
+        .transpose()?
+        .unwrap_or(IdSet::All))
+}
+
 /// Compacts ascending ids into an ID set (`1-3,5,8-9`).
 pub fn compact(ids: &[i64]) -> String {
     let mut sorted = ids.to_vec();

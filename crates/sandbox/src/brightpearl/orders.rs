@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::DuplicateExternalRef;
 use super::api::{Ctx, Reply};
-use super::idset::{self, IdSet};
+use super::idset;
 use super::products::uris_reply;
 use super::search::{Col, Kind, Search, bad_query, col, col_ref};
 use super::store::{Store, ts};
@@ -483,25 +483,17 @@ pub fn get_orders(ctx: &mut Ctx<'_>, ids: &str) -> Reply {
 }
 
 pub fn order_uris(ctx: &mut Ctx<'_>, ids: Option<&str>) -> Reply {
-    let set = match ids
-        .map(|ids| idset::parse_path(ids, false, None))
-        .transpose()
-    {
-        Ok(set) => set.unwrap_or(IdSet::All),
+    let set = match idset::parse_optional_path(ids) {
+        Ok(set) => set,
         Err(reply) => return reply,
     };
     let store = ctx.state.brightpearl.lock();
-    let existing: Vec<i64> = store
-        .orders
-        .keys()
-        .copied()
-        .filter(|id| set.contains(*id))
-        .collect();
-    uris_reply(idset::get_uris(
+    uris_reply(
         "/order",
-        &existing,
+        store.orders.keys().copied(),
+        &set,
         ctx.config().max_ids_order,
-    ))
+    )
 }
 
 fn references() -> BTreeMap<String, BTreeMap<String, String>> {
@@ -602,10 +594,7 @@ pub fn search_orders(ctx: &mut Ctx<'_>) -> Reply {
         max_page_size: ctx.config().max_page_size,
         reference: references(),
     };
-    match search.run() {
-        Ok(envelope) => Reply::raw(StatusCode::OK, envelope),
-        Err(reply) => reply,
-    }
+    search.reply()
 }
 
 const SALES_ORDER_COLUMNS: &[Col] = &[
@@ -666,10 +655,7 @@ pub fn search_sales_orders(ctx: &mut Ctx<'_>) -> Reply {
         max_page_size: ctx.config().max_page_size,
         reference: references(),
     };
-    match search.run() {
-        Ok(envelope) => Reply::raw(StatusCode::OK, envelope),
-        Err(reply) => reply,
-    }
+    search.reply()
 }
 
 pub fn update_status(ctx: &mut Ctx<'_>, id: &str) -> Reply {

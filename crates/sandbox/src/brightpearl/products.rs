@@ -43,37 +43,37 @@ pub fn get_products(ctx: &mut Ctx<'_>, ids: &str) -> Reply {
     Reply::raw(StatusCode::OK, ProductListResponse { response: found })
 }
 
-pub fn uris_reply(uris: Vec<String>) -> Reply {
+/// The `OPTIONS` answer of products and orders: the URIs of the `existing` ids that are in `set`,
+/// chunked to `limit` ids each.
+pub fn uris_reply(
+    prefix: &str,
+    existing: impl Iterator<Item = i64>,
+    set: &IdSet,
+    limit: usize,
+) -> Reply {
+    let existing: Vec<i64> = existing.filter(|id| set.contains(*id)).collect();
     Reply::raw(
         StatusCode::OK,
         GetUrisResponse {
             response: GetUris {
-                get_uris: Some(uris),
+                get_uris: Some(idset::get_uris(prefix, &existing, limit)),
             },
         },
     )
 }
 
 pub fn product_uris(ctx: &mut Ctx<'_>, ids: Option<&str>) -> Reply {
-    let set = match ids
-        .map(|ids| idset::parse_path(ids, false, None))
-        .transpose()
-    {
-        Ok(set) => set.unwrap_or(IdSet::All),
+    let set = match idset::parse_optional_path(ids) {
+        Ok(set) => set,
         Err(reply) => return reply,
     };
     let store = ctx.state.brightpearl.lock();
-    let existing: Vec<i64> = store
-        .products
-        .keys()
-        .copied()
-        .filter(|id| set.contains(*id))
-        .collect();
-    uris_reply(idset::get_uris(
+    uris_reply(
         "/product",
-        &existing,
+        store.products.keys().copied(),
+        &set,
         ctx.config().max_ids_product,
-    ))
+    )
 }
 
 const PRODUCT_COLUMNS: &[Col] = &[
@@ -144,18 +144,12 @@ pub fn search_products(ctx: &mut Ctx<'_>) -> Reply {
         max_page_size: ctx.config().max_page_size,
         reference: BTreeMap::new(),
     };
-    match search.run() {
-        Ok(envelope) => Reply::raw(StatusCode::OK, envelope),
-        Err(reply) => reply,
-    }
+    search.reply()
 }
 
 pub fn price_lists(ctx: &mut Ctx<'_>, ids: Option<&str>) -> Reply {
-    let set = match ids
-        .map(|ids| idset::parse_path(ids, false, None))
-        .transpose()
-    {
-        Ok(set) => set.unwrap_or(IdSet::All),
+    let set = match idset::parse_optional_path(ids) {
+        Ok(set) => set,
         Err(reply) => return reply,
     };
     let store = ctx.state.brightpearl.lock();
@@ -179,8 +173,8 @@ pub fn product_prices(ctx: &mut Ctx<'_>, ids: &str, lists: Option<&str>) -> Repl
         Ok(set) => set,
         Err(reply) => return reply,
     };
-    let list_set = match lists.map(|l| idset::parse_path(l, false, None)).transpose() {
-        Ok(l) => l.unwrap_or(IdSet::All),
+    let list_set = match idset::parse_optional_path(lists) {
+        Ok(l) => l,
         Err(reply) => return reply,
     };
     let store = ctx.state.brightpearl.lock();

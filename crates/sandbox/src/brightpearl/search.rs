@@ -4,6 +4,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+use axum::http::StatusCode;
 use brightpearl_models::common::{
     ReportDataType, SearchColumn, SearchEnvelope, SearchMetaData, SearchResults, SearchSorting,
     SearchSortingDirection,
@@ -179,6 +180,14 @@ fn column_meta(col: &Col) -> SearchColumn {
 }
 
 impl Search<'_> {
+    /// Runs the search and answers with its envelope or its error, as every search handler does.
+    pub fn reply(self) -> Reply {
+        match self.run() {
+            Ok(envelope) => Reply::raw(StatusCode::OK, envelope),
+            Err(reply) => reply,
+        }
+    }
+
     /// Filters, sorts and pages; bad parameters are `500 CMNC-018` as Brightpearl answers them.
     pub fn run(self) -> Result<SearchEnvelope, Reply> {
         let index_of = |name: &str| self.cols.iter().position(|c| c.name == name);

@@ -184,10 +184,7 @@ pub fn search_goods_out_notes(ctx: &mut Ctx<'_>) -> Reply {
         max_page_size: ctx.config().max_page_size,
         reference: BTreeMap::new(),
     };
-    match search.run() {
-        Ok(envelope) => Reply::raw(StatusCode::OK, envelope),
-        Err(reply) => reply,
-    }
+    search.reply()
 }
 
 pub fn warehouses(ctx: &mut Ctx<'_>) -> Reply {

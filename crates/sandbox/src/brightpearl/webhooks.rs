@@ -114,11 +114,8 @@ fn stored(id: i64, request: WebhookRequest) -> Webhook {
 }
 
 pub fn list(ctx: &mut Ctx<'_>, ids: Option<&str>) -> Reply {
-    let set = match ids
-        .map(|ids| idset::parse_path(ids, false, None))
-        .transpose()
-    {
-        Ok(set) => set.unwrap_or(IdSet::All),
+    let set = match idset::parse_optional_path(ids) {
+        Ok(set) => set,
         Err(reply) => return reply,
     };
     let store = ctx.state.brightpearl.lock();

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::model::{JobRec, LogRec, OrderRec, Work};
 use super::services::parse_query;
-use super::{app_lookup, authorize, bad_request, error, push, settle};
+use super::{app_lookup, bad_request, error, push, settle, start_call};
 use crate::SharedState;
 
 const CONNECT_HEADER: &str = "X-StormConnect-Header";
@@ -52,21 +52,29 @@ const PRICE_CODES: &[(i64, &str)] = &[
 ];
 
 /// The `ApplicationId` header of a Connect call: optional in the spec, required when configured.
-fn check_application_id(
-    state: &SharedState,
-    parsed: Result<Option<i32>, ParamError>,
-) -> Result<(), Response> {
-    match parsed {
-        Err(e) => Err(bad_request(e.to_string())),
-        Ok(None) if state.norce.config().connect_requires_application_id => Err(bad_request(
+fn check_application_id(state: &SharedState, application_id: Option<i32>) -> Result<(), Response> {
+    if application_id.is_none() && state.norce.config().connect_requires_application_id {
+        return Err(bad_request(
             ParamError {
                 name: "ApplicationId",
                 message: "is required but missing".into(),
             }
             .to_string(),
-        )),
-        Ok(_) => Ok(()),
+        ));
     }
+    Ok(())
+}
+
+/// The preamble every Connect handler shares: [`start_call`], then the `ApplicationId` check.
+fn connect_headers<H>(
+    state: &SharedState,
+    headers: &HeaderMap,
+    parse: impl FnOnce(&HeaderMap) -> Result<H, ParamError>,
+    application_id: impl FnOnce(&H) -> Option<i32>,
+) -> Result<H, Response> {
+    let parsed = start_call(state, headers, parse, |e| bad_request(e.to_string()))?;
+    check_application_id(state, application_id(&parsed))?;
+    Ok(parsed)
 }
 
 fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
@@ -79,20 +87,43 @@ fn parse_value<T: DeserializeOwned>(value: Value) -> Result<T, Response> {
         .map_err(|e| bad_request(format!("The request body is invalid: {e}")))
 }
 
-/// Finds an order by `ClientOrderRef` (basket id) or, failing that, `ErpOrderNo`.
-fn find_order(
-    orders: &std::collections::BTreeMap<i64, OrderRec>,
+/// SendOrderStatus and CancelOrder both name their order by `ClientOrderRef` or `ErpOrderNo`.
+fn require_order_ref(
     client_order_ref: Option<i32>,
     erp_order_no: Option<&str>,
-) -> Option<i64> {
-    if let Some(r) = client_order_ref {
-        return orders.values().find(|o| o.quotation_id == r).map(|o| o.id);
+) -> Result<(), Response> {
+    if client_order_ref.is_none() && erp_order_no.is_none_or(str::is_empty) {
+        return Err(bad_request(
+            "Either `ClientOrderRef` or `ErpOrderNo` must be provided.",
+        ));
     }
-    let no = erp_order_no?;
+    Ok(())
+}
+
+/// Finds an order by `ClientOrderRef` (basket id) or, failing that, `ErpOrderNo`; 400 when none
+/// matches (shared by SendOrderStatus and CancelOrder).
+fn find_order_mut<'a>(
+    orders: &'a mut std::collections::BTreeMap<i64, OrderRec>,
+    client_order_ref: Option<i32>,
+    erp_order_no: Option<&str>,
+) -> Result<&'a mut OrderRec, Response> {
+    let found = match (client_order_ref, erp_order_no) {
+        (Some(r), _) => orders.values().find(|o| o.quotation_id == r).map(|o| o.id),
+        (None, Some(no)) => orders
+            .values()
+            .find(|o| o.matches_order_no(no))
+            .map(|o| o.id),
+        (None, None) => None,
+    };
+    let Some(id) = found else {
+        return Err(bad_request(format!(
+            "Order {} was not found.",
+            describe(client_order_ref, erp_order_no)
+        )));
+    };
     orders
-        .values()
-        .find(|o| o.matches_order_no(no))
-        .map(|o| o.id)
+        .get_mut(&id)
+        .ok_or_else(|| bad_request("Order was not found."))
 }
 
 fn describe(client_order_ref: Option<i32>, erp_order_no: Option<&str>) -> String {
@@ -120,24 +151,19 @@ pub(super) async fn send_order_status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    settle(&state);
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
-    if let Err(r) = check_application_id(
+    let request: SendOrderStatusRequest = match connect_headers(
         &state,
-        SendOrderStatusHeaders::from_lookup(app_lookup(&headers)).map(|h| h.application_id),
-    ) {
-        return r;
-    }
-    let request: SendOrderStatusRequest = match parse_body(&body) {
+        &headers,
+        |h| SendOrderStatusHeaders::from_lookup(app_lookup(h)),
+        |h| h.application_id,
+    )
+    .and_then(|_| parse_body(&body))
+    {
         Ok(r) => r,
         Err(r) => return r,
     };
-    if request.client_order_ref.is_none()
-        && request.erp_order_no.as_deref().is_none_or(str::is_empty)
-    {
-        return bad_request("Either `ClientOrderRef` or `ErpOrderNo` must be provided.");
+    if let Err(r) = require_order_ref(request.client_order_ref, request.erp_order_no.as_deref()) {
+        return r;
     }
     if let Some(no) = &request.erp_order_no
         && no.chars().count() > 50
@@ -154,18 +180,13 @@ pub(super) async fn send_order_status(
     let now = state.clock.now();
     let (events, order) = {
         let mut inner = state.norce.lock();
-        let Some(id) = find_order(
-            &inner.orders,
+        let order = match find_order_mut(
+            &mut inner.orders,
             request.client_order_ref,
             request.erp_order_no.as_deref(),
-        ) else {
-            return bad_request(format!(
-                "Order {} was not found.",
-                describe(request.client_order_ref, request.erp_order_no.as_deref())
-            ));
-        };
-        let Some(order) = inner.orders.get_mut(&id) else {
-            return bad_request("Order was not found.");
+        ) {
+            Ok(o) => o,
+            Err(r) => return r,
         };
         let new_status = match request.order_status {
             ConnectOrderStatus::Acknowledged => "Confirmed",
@@ -215,17 +236,14 @@ pub(super) async fn create_delivery_note(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    settle(&state);
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
-    if let Err(r) = check_application_id(
+    let mut value: Value = match connect_headers(
         &state,
-        CreateDeliveryNoteHeaders::from_lookup(app_lookup(&headers)).map(|h| h.application_id),
-    ) {
-        return r;
-    }
-    let mut value: Value = match parse_body(&body) {
+        &headers,
+        |h| CreateDeliveryNoteHeaders::from_lookup(app_lookup(h)),
+        |h| h.application_id,
+    )
+    .and_then(|_| parse_body(&body))
+    {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -297,40 +315,30 @@ pub(super) async fn cancel_order(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    settle(&state);
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
-    if let Err(r) = check_application_id(
+    let request: CancelOrderRequest = match connect_headers(
         &state,
-        CancelOrderHeaders::from_lookup(app_lookup(&headers)).map(|h| h.application_id),
-    ) {
-        return r;
-    }
-    let request: CancelOrderRequest = match parse_body(&body) {
+        &headers,
+        |h| CancelOrderHeaders::from_lookup(app_lookup(h)),
+        |h| h.application_id,
+    )
+    .and_then(|_| parse_body(&body))
+    {
         Ok(r) => r,
         Err(r) => return r,
     };
-    if request.client_order_ref.is_none()
-        && request.erp_order_no.as_deref().is_none_or(str::is_empty)
-    {
-        return bad_request("Either `ClientOrderRef` or `ErpOrderNo` must be provided.");
+    if let Err(r) = require_order_ref(request.client_order_ref, request.erp_order_no.as_deref()) {
+        return r;
     }
     let now = state.clock.now();
     let order = {
         let mut inner = state.norce.lock();
-        let Some(id) = find_order(
-            &inner.orders,
+        let order = match find_order_mut(
+            &mut inner.orders,
             request.client_order_ref,
             request.erp_order_no.as_deref(),
-        ) else {
-            return bad_request(format!(
-                "Order {} was not found.",
-                describe(request.client_order_ref, request.erp_order_no.as_deref())
-            ));
-        };
-        let Some(order) = inner.orders.get_mut(&id) else {
-            return bad_request("Order was not found.");
+        ) {
+            Ok(o) => o,
+            Err(r) => return r,
         };
         if order.status == "Cancelled" {
             return StatusCode::OK.into_response();
@@ -359,6 +367,9 @@ pub(super) async fn cancel_order(
 /// Rewrites integer field codes in the `...FieldsThatAreSet` lists to their names (Norce accepts
 /// both in JSON); codes it does not know become strings the validation reports.
 fn normalize_header(raw: &str, lists: &[&str], codes: &[(i64, &str)]) -> Option<String> {
+    if raw.contains(['\n', '\r']) {
+        return None;
+    }
     let mut value: Value = serde_json::from_str(raw).ok()?;
     let Value::Object(map) = &mut value else {
         return None;
@@ -378,6 +389,27 @@ fn normalize_header(raw: &str, lists: &[&str], codes: &[(i64, &str)]) -> Option<
         }
     }
     serde_json::to_string(&value).ok()
+}
+
+/// Both imports parse their headers through this lookup: `X-StormConnect-Header` with its field
+/// codes rewritten by [`normalize_header`] (as sent when that fails), the rest via [`app_lookup`].
+fn parse_import_headers<H>(
+    headers: &HeaderMap,
+    lists: &[&str],
+    codes: &[(i64, &str)],
+    from_lookup: impl for<'a> FnOnce(&dyn Fn(&str) -> Option<&'a str>) -> Result<H, ParamError>,
+) -> Result<H, ParamError> {
+    let raw = headers.get(CONNECT_HEADER).and_then(|v| v.to_str().ok());
+    let normalized = raw.and_then(|r| normalize_header(r, lists, codes));
+    let app = app_lookup(headers);
+    let lookup = |name: &str| {
+        if name.eq_ignore_ascii_case(CONNECT_HEADER) {
+            normalized.as_deref().or(raw)
+        } else {
+            app(name)
+        }
+    };
+    from_lookup(&lookup)
 }
 
 struct CommonHeader<'a> {
@@ -446,6 +478,19 @@ fn job_response(job_id: i32, total: usize, messages: Vec<String>) -> Response {
     .into_response()
 }
 
+/// Both imports end alike: register the job, complete what is already due, answer with the summary.
+fn submit_job(
+    state: &SharedState,
+    kind: &'static str,
+    total: usize,
+    messages: Vec<String>,
+    work: Work,
+) -> Response {
+    let id = new_job(state, kind, total, work);
+    settle(state);
+    job_response(id, total, messages)
+}
+
 fn new_job(state: &SharedState, kind: &'static str, total: usize, work: Work) -> i32 {
     let now = state.clock.now();
     let delay =
@@ -483,33 +528,19 @@ pub(super) async fn import_onhands(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    settle(&state);
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
-    let raw = headers.get(CONNECT_HEADER).and_then(|v| v.to_str().ok());
-    let normalized = raw.and_then(|r| {
-        if r.contains(['\n', '\r']) {
-            None
-        } else {
-            normalize_header(r, &["SkuOnhandFieldsThatAreSet"], ONHAND_CODES)
-        }
-    });
-    let app = app_lookup(&headers);
-    let lookup = |name: &str| {
-        if name.eq_ignore_ascii_case(CONNECT_HEADER) {
-            normalized.as_deref().or(raw)
-        } else {
-            app(name)
-        }
-    };
-    let parsed = match ImportOnhandsHeaders::from_lookup(lookup) {
+    let parsed = match connect_headers(
+        &state,
+        &headers,
+        |h| {
+            parse_import_headers(h, &["SkuOnhandFieldsThatAreSet"], ONHAND_CODES, |lookup| {
+                ImportOnhandsHeaders::from_lookup(lookup)
+            })
+        },
+        |h| h.application_id,
+    ) {
         Ok(h) => h,
-        Err(e) => return bad_request(e.to_string()),
+        Err(r) => return r,
     };
-    if let Err(r) = check_application_id(&state, Ok(parsed.application_id)) {
-        return r;
-    }
     let header = parsed.x_storm_connect_header;
     let fields = &header.sku_onhand_fields_that_are_set;
     let check = CommonHeader {
@@ -538,14 +569,13 @@ pub(super) async fn import_onhands(
             .collect()
     };
     let total = rows.len();
-    let id = new_job(
+    submit_job(
         &state,
         "ImportOnhands",
         total,
+        messages,
         Work::Onhands { header, rows },
-    );
-    settle(&state);
-    job_response(id, total, messages)
+    )
 }
 
 pub(super) async fn import_sku_price_lists(
@@ -553,40 +583,25 @@ pub(super) async fn import_sku_price_lists(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    settle(&state);
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
-    let raw = headers.get(CONNECT_HEADER).and_then(|v| v.to_str().ok());
-    let normalized = raw.and_then(|r| {
-        if r.contains(['\n', '\r']) {
-            None
-        } else {
-            normalize_header(
-                r,
+    let parsed = match connect_headers(
+        &state,
+        &headers,
+        |h| {
+            parse_import_headers(
+                h,
                 &[
                     "SkuPriceListFieldsThatAreSet",
                     "IgnoreSkuPriceListFieldsWhenEmpty",
                 ],
                 PRICE_CODES,
+                |lookup| ImportSkuPriceListsHeaders::from_lookup(lookup),
             )
-        }
-    });
-    let app = app_lookup(&headers);
-    let lookup = |name: &str| {
-        if name.eq_ignore_ascii_case(CONNECT_HEADER) {
-            normalized.as_deref().or(raw)
-        } else {
-            app(name)
-        }
-    };
-    let parsed = match ImportSkuPriceListsHeaders::from_lookup(lookup) {
+        },
+        |h| h.application_id,
+    ) {
         Ok(h) => h,
-        Err(e) => return bad_request(e.to_string()),
+        Err(r) => return r,
     };
-    if let Err(r) = check_application_id(&state, Ok(parsed.application_id)) {
-        return r;
-    }
     let header = parsed.x_storm_connect_header;
     let fields = &header.sku_price_list_fields_that_are_set;
     let ignore = header
@@ -620,14 +635,13 @@ pub(super) async fn import_sku_price_lists(
             .collect()
     };
     let total = rows.len();
-    let id = new_job(
+    submit_job(
         &state,
         "ImportSkuPriceLists",
         total,
+        messages,
         Work::Prices { header, rows },
-    );
-    settle(&state);
-    job_response(id, total, messages)
+    )
 }
 
 pub(super) async fn get_job(
@@ -635,17 +649,14 @@ pub(super) async fn get_job(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    settle(&state);
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
-    if let Err(r) = check_application_id(
+    let query: GetJobQuery = match connect_headers(
         &state,
-        GetJobHeaders::from_lookup(app_lookup(&headers)).map(|h| h.application_id),
-    ) {
-        return r;
-    }
-    let query: GetJobQuery = match parse_query(&uri) {
+        &headers,
+        |h| GetJobHeaders::from_lookup(app_lookup(h)),
+        |h| h.application_id,
+    )
+    .and_then(|_| parse_query(&uri))
+    {
         Ok(q) => q,
         Err(r) => return r,
     };
@@ -670,17 +681,14 @@ pub(super) async fn get_job_log(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    settle(&state);
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
-    if let Err(r) = check_application_id(
+    let query: GetJobLogQuery = match connect_headers(
         &state,
-        GetJobLogHeaders::from_lookup(app_lookup(&headers)).map(|h| h.application_id),
-    ) {
-        return r;
-    }
-    let query: GetJobLogQuery = match parse_query(&uri) {
+        &headers,
+        |h| GetJobLogHeaders::from_lookup(app_lookup(h)),
+        |h| h.application_id,
+    )
+    .and_then(|_| parse_query(&uri))
+    {
         Ok(q) => q,
         Err(r) => return r,
     };

@@ -27,6 +27,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
+use models_runtime::ParamError;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -326,4 +327,17 @@ fn settle(state: &SharedState) {
 /// Bearer check for every `/commerce/...` call (401 when missing, unknown or expired).
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     identity::check_bearer(state, headers)
+}
+
+/// The start every `/commerce/...` handler shares: settle due jobs, check the bearer, then read
+/// the operation's headers with `parse` (a header error becomes `on_error`'s response).
+fn start_call<H>(
+    state: &SharedState,
+    headers: &HeaderMap,
+    parse: impl FnOnce(&HeaderMap) -> Result<H, ParamError>,
+    on_error: impl FnOnce(ParamError) -> Response,
+) -> Result<H, Response> {
+    settle(state);
+    authorize(state, headers)?;
+    parse(headers).map_err(on_error)
 }

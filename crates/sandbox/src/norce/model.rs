@@ -325,6 +325,37 @@ pub struct JobRec {
 }
 
 impl JobRec {
+    /// Adds an informational (severity 1) log line; every import step that reports writes one.
+    fn note(&mut self, message: String, at: DateTime<Utc>) {
+        self.log.push(LogRec {
+            severity: 1,
+            message,
+            at,
+            row: None,
+        });
+    }
+
+    /// Counts a row that failed validation and logs it (severity 2) with the row, as both
+    /// imports do.
+    fn reject_row<T: serde::Serialize>(&mut self, problem: String, at: DateTime<Utc>, row: &T) {
+        self.fail += 1;
+        self.log.push(LogRec {
+            severity: 2,
+            message: problem,
+            at,
+            row: Some(truncate_row(row)),
+        });
+    }
+
+    /// Counts an applied row of either import: an update if the key existed, else an insert.
+    fn count_applied(&mut self, existed: bool) {
+        if existed {
+            self.updates += 1
+        } else {
+            self.inserts += 1
+        }
+    }
+
     pub fn to_job(&self, now: DateTime<Utc>) -> connect::Job {
         let end = self.finished.unwrap_or(now);
         connect::Job {
@@ -773,15 +804,11 @@ impl Inner {
             } else {
                 2
             };
-            job.log.push(LogRec {
-                severity: 1,
-                message: format!(
-                    "Import finished. Total {}, inserted {}, updated {}, failed {}.",
-                    job.totals, job.inserts, job.updates, job.fail
-                ),
-                at,
-                row: None,
-            });
+            let message = format!(
+                "Import finished. Total {}, inserted {}, updated {}, failed {}.",
+                job.totals, job.inserts, job.updates, job.fail
+            );
+            job.note(message, at);
             job.finished = Some(at);
             done.push((job.id, job.status_id));
             self.jobs.insert(id, job);
@@ -804,13 +831,7 @@ impl Inner {
         let mut seen: BTreeSet<(String, String, String)> = BTreeSet::new();
         for row in rows {
             if let Some(problem) = self.onhand_problem(row) {
-                job.fail += 1;
-                job.log.push(LogRec {
-                    severity: 2,
-                    message: problem,
-                    at,
-                    row: Some(truncate_row(row)),
-                });
+                job.reject_row(problem, at, row);
                 continue;
             }
             let key = (
@@ -859,11 +880,7 @@ impl Inner {
                 rec.infos = row.infos.clone().unwrap_or_default();
             }
             rec.updated = at;
-            if existed {
-                job.updates += 1
-            } else {
-                job.inserts += 1
-            }
+            job.count_applied(existed);
         }
         if header.full_file {
             let scopes: BTreeSet<(String, String)> = seen
@@ -881,14 +898,10 @@ impl Inner {
                     deactivated += 1;
                 }
             }
-            job.log.push(LogRec {
-                severity: 1,
-                message: format!(
-                    "FullFile: {deactivated} on-hand rows not in the file were deactivated."
-                ),
+            job.note(
+                format!("FullFile: {deactivated} on-hand rows not in the file were deactivated."),
                 at,
-                row: None,
-            });
+            );
         }
     }
 
@@ -907,13 +920,7 @@ impl Inner {
         let mut seen = BTreeSet::new();
         for row in rows {
             if let Some(problem) = self.price_problem(row, header) {
-                job.fail += 1;
-                job.log.push(LogRec {
-                    severity: 2,
-                    message: problem,
-                    at,
-                    row: Some(truncate_row(row)),
-                });
+                job.reject_row(problem, at, row);
                 continue;
             }
             let currency = self
@@ -974,11 +981,7 @@ impl Inner {
                 rec.is_active = v;
             }
             rec.updated = Some(at);
-            if existed {
-                job.updates += 1
-            } else {
-                job.inserts += 1
-            }
+            job.count_applied(existed);
         }
         if header.full_file {
             let lists: BTreeSet<String> = seen.iter().map(|(_, l, _)| l.clone()).collect();
@@ -990,14 +993,10 @@ impl Inner {
                     deactivated += 1;
                 }
             }
-            job.log.push(LogRec {
-                severity: 1,
-                message: format!(
-                    "FullFile: {deactivated} prices not in the file were deactivated."
-                ),
+            job.note(
+                format!("FullFile: {deactivated} prices not in the file were deactivated."),
                 at,
-                row: None,
-            });
+            );
         }
     }
 

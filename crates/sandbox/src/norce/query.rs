@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::model::{self, OrderRec};
 use super::odata::{self, Kind, Val};
-use super::{app_lookup, authorize, settle};
+use super::{app_lookup, start_call};
 use crate::SharedState;
 
 const ENTITY: &str = "Orders.Order";
@@ -234,12 +234,13 @@ pub(super) async fn query_orders(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    settle(&state);
-    if let Err(r) = authorize(&state, &headers) {
+    if let Err(r) = start_call(
+        &state,
+        &headers,
+        |h| QueryOrdersHeaders::from_lookup(app_lookup(h)),
+        |e| odata_error(StatusCode::BAD_REQUEST, e.to_string()),
+    ) {
         return r;
-    }
-    if let Err(e) = QueryOrdersHeaders::from_lookup(app_lookup(&headers)) {
-        return odata_error(StatusCode::BAD_REQUEST, e.to_string());
     }
     let q: QueryOrdersQuery = match axum::extract::Query::try_from_uri(&uri) {
         Ok(axum::extract::Query(q)) => q,

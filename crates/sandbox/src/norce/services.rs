@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use models_runtime::{Decimal, DecimalNumber};
+use models_runtime::{Decimal, DecimalNumber, ParamError};
 use norce_models::services::{
     self, Application, ApplicationClient, Country, CountryList, Culture, CultureList, Currency,
     CurrencyList, CustomerData, GetApplicationHeaders, GetApplicationQuery, GetOrderHeaders,
@@ -18,7 +18,7 @@ use norce_models::services::{
 use serde::de::DeserializeOwned;
 
 use super::model::{self, OrderRec};
-use super::{app_lookup, authorize, bad_request, error, settle};
+use super::{app_lookup, bad_request, error, start_call};
 use crate::SharedState;
 
 /// `/Date(ms+0000)/`, as Services 1.1 writes dates.
@@ -32,13 +32,45 @@ pub(super) fn parse_query<T: DeserializeOwned>(uri: &Uri) -> Result<T, Response>
         .map_err(|e| bad_request(e.body_text()))
 }
 
-fn check_format(format: Option<&str>, unknown: bool) -> Result<(), Response> {
-    match format {
-        Some(f) if unknown => Err(bad_request(format!(
+/// The `format` parameter every Services query has, each with its own generated enum.
+trait FormatParam {
+    /// The value given, and whether it is not one the spec knows.
+    fn format(&self) -> Option<(&str, bool)>;
+}
+
+macro_rules! format_param {
+    ($($query:ty),*) => {$(
+        impl FormatParam for $query {
+            fn format(&self) -> Option<(&str, bool)> {
+                self.format.as_ref().map(|f| (f.as_str(), f.is_unknown()))
+            }
+        }
+    )*};
+}
+
+format_param!(
+    GetApplicationQuery,
+    ListOrders3Query,
+    GetOrderQuery,
+    ListProducts2Query
+);
+
+/// The preamble every Services handler shares: [`start_call`], then the query string and its
+/// `format`; returns the parsed headers and query.
+fn services_request<H, Q: DeserializeOwned + FormatParam>(
+    state: &SharedState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    parse: impl FnOnce(&HeaderMap) -> Result<H, ParamError>,
+) -> Result<(H, Q), Response> {
+    let header = start_call(state, headers, parse, |e| bad_request(e.to_string()))?;
+    let query: Q = parse_query(uri)?;
+    if let Some((f, true)) = query.format() {
+        return Err(bad_request(format!(
             "Query parameter `format`: `{f}` is not supported; use `json`."
-        ))),
-        _ => Ok(()),
+        )));
     }
+    Ok((header, query))
 }
 
 /// 1-based paging: `pageNo` only works together with `pageSize`; outside the range is empty.
@@ -141,24 +173,13 @@ pub(super) async fn get_application(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    settle(&state);
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
-    let header = match GetApplicationHeaders::from_lookup(app_lookup(&headers)) {
-        Ok(h) => h,
-        Err(e) => return bad_request(e.to_string()),
-    };
-    let query: GetApplicationQuery = match parse_query(&uri) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_format(
-        query.format.as_ref().map(|f| f.as_str()),
-        query.format.as_ref().is_some_and(|f| f.is_unknown()),
-    ) {
-        return r;
-    }
+    let (header, query): (_, GetApplicationQuery) =
+        match services_request(&state, &headers, &uri, |h| {
+            GetApplicationHeaders::from_lookup(app_lookup(h))
+        }) {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
     let id = query.application_id.unwrap_or(header.application_id);
     let known = state.norce.lock().application_id;
     if id != known {
@@ -364,23 +385,12 @@ pub(super) async fn list_orders3(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    settle(&state);
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
-    if let Err(e) = ListOrders3Headers::from_lookup(app_lookup(&headers)) {
-        return bad_request(e.to_string());
-    }
-    let query: ListOrders3Query = match parse_query(&uri) {
-        Ok(q) => q,
+    let query: ListOrders3Query = match services_request(&state, &headers, &uri, |h| {
+        ListOrders3Headers::from_lookup(app_lookup(h))
+    }) {
+        Ok((_, q)) => q,
         Err(r) => return r,
     };
-    if let Err(r) = check_format(
-        query.format.as_ref().map(|f| f.as_str()),
-        query.format.as_ref().is_some_and(|f| f.is_unknown()),
-    ) {
-        return r;
-    }
     if query.company_id.is_none()
         && query.customer_id.is_none()
         && query.division_code.is_none()
@@ -437,23 +447,12 @@ pub(super) async fn get_order(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    settle(&state);
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
-    if let Err(e) = GetOrderHeaders::from_lookup(app_lookup(&headers)) {
-        return bad_request(e.to_string());
-    }
-    let query: GetOrderQuery = match parse_query(&uri) {
-        Ok(q) => q,
+    let query: GetOrderQuery = match services_request(&state, &headers, &uri, |h| {
+        GetOrderHeaders::from_lookup(app_lookup(h))
+    }) {
+        Ok((_, q)) => q,
         Err(r) => return r,
     };
-    if let Err(r) = check_format(
-        query.format.as_ref().map(|f| f.as_str()),
-        query.format.as_ref().is_some_and(|f| f.is_unknown()),
-    ) {
-        return r;
-    }
     let Ok(id) = query.id.trim().parse::<i64>() else {
         return bad_request(format!(
             "Query parameter `id`: `{}` is not an order id.",
@@ -472,23 +471,12 @@ pub(super) async fn list_products2(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    settle(&state);
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
-    if let Err(e) = ListProducts2Headers::from_lookup(app_lookup(&headers)) {
-        return bad_request(e.to_string());
-    }
-    let query: ListProducts2Query = match parse_query(&uri) {
-        Ok(q) => q,
+    let query: ListProducts2Query = match services_request(&state, &headers, &uri, |h| {
+        ListProducts2Headers::from_lookup(app_lookup(h))
+    }) {
+        Ok((_, q)) => q,
         Err(r) => return r,
     };
-    if let Err(r) = check_format(
-        query.format.as_ref().map(|f| f.as_str()),
-        query.format.as_ref().is_some_and(|f| f.is_unknown()),
-    ) {
-        return r;
-    }
     let statuses = match parse_seed("statusSeed", query.status_seed.as_deref()) {
         Ok(s) => s,
         Err(r) => return r,

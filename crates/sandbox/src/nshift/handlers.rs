@@ -3,6 +3,8 @@
 
 #![allow(clippy::result_large_err)] // Err is the ready-made axum Response.
 
+use std::ops::Deref;
+
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
@@ -90,6 +92,33 @@ fn unprocessable(statuses: Vec<ValidationStatus>) -> Response {
 
 fn not_found() -> Response {
     StatusCode::NOT_FOUND.into_response()
+}
+
+/// Shipments and stored shipments both belong to a profile group that limits who sees them.
+trait InProfileGroup {
+    fn profile_group(&self) -> Option<&str>;
+}
+
+impl InProfileGroup for ShipmentRecord {
+    fn profile_group(&self) -> Option<&str> {
+        self.profile_group.as_deref()
+    }
+}
+
+impl InProfileGroup for StoredRecord {
+    fn profile_group(&self) -> Option<&str> {
+        self.profile_group.as_deref()
+    }
+}
+
+/// A looked-up record if `caller` may see it, else the 404 every shipment lookup answers.
+fn visible<R: Deref<Target: InProfileGroup>>(
+    caller: &Caller,
+    record: Option<R>,
+) -> Result<R, Response> {
+    record
+        .filter(|r| caller.sees(r.profile_group()))
+        .ok_or_else(not_found)
 }
 
 /// The JSON body as `T`; empty → MISSING, a missing required field → MISSING, anything else
@@ -436,10 +465,7 @@ async fn cancel_shipment(
         let id = parse_id(&parse_path(path)?.shipment_id, "shipment id")?;
         let now = state.clock.now();
         let mut store = lock(&state.nshift.inner);
-        let record = store
-            .shipment_mut(id)
-            .filter(|r| caller.sees(r.profile_group.as_deref()))
-            .ok_or_else(not_found)?;
+        let record = visible(&caller, store.shipment_mut(id))?;
         if record.cancelled_at.is_none() {
             let (status, _) =
                 record.status_at(now, &config.progress, config.test_shipments_progress);
@@ -469,10 +495,7 @@ async fn list_pdfs(
         let base = href_base(&state);
         let mut store = lock(&state.nshift.inner);
         store.forget_expired(now);
-        let record = store
-            .shipment(id)
-            .filter(|r| caller.sees(r.profile_group.as_deref()))
-            .ok_or_else(not_found)?;
+        let record = visible(&caller, store.shipment(id))?;
         let list: Vec<PdfInfo> = record
             .documents
             .iter()
@@ -503,10 +526,7 @@ async fn get_pdf(
         let now = state.clock.now();
         let mut store = lock(&state.nshift.inner);
         store.forget_expired(now);
-        store
-            .shipment(shipment_id)
-            .filter(|r| caller.sees(r.profile_group.as_deref()))
-            .ok_or_else(not_found)?;
+        visible(&caller, store.shipment(shipment_id))?;
         let doc = store
             .document(doc_id)
             .filter(|d| d.shipment_id == shipment_id)
@@ -804,10 +824,7 @@ async fn get_stored(
         let id = parse_id(&parse_path(path)?.stored_id, "stored shipment id")?;
         let base = href_base(&state);
         let store = lock(&state.nshift.inner);
-        let record = store
-            .stored(id)
-            .filter(|r| caller.sees(r.profile_group.as_deref()))
-            .ok_or_else(not_found)?;
+        let record = visible(&caller, store.stored(id))?;
         Ok(Json(record.info(&base)).into_response())
     })())
 }
@@ -822,10 +839,7 @@ async fn delete_stored(
         let id = parse_id(&parse_path(path)?.stored_id, "stored shipment id")?;
         let now = state.clock.now();
         let mut store = lock(&state.nshift.inner);
-        let record = store
-            .stored_mut(id)
-            .filter(|r| caller.sees(r.profile_group.as_deref()))
-            .ok_or_else(not_found)?;
+        let record = visible(&caller, store.stored_mut(id))?;
         record.deleted = true;
         record.changed = now;
         Ok(StatusCode::NO_CONTENT.into_response())
@@ -853,10 +867,7 @@ async fn print_stored(
         };
         let now = state.clock.now();
         let mut store = lock(&state.nshift.inner);
-        let record = store
-            .stored(id)
-            .filter(|r| caller.sees(r.profile_group.as_deref()))
-            .ok_or_else(not_found)?;
+        let record = visible(&caller, store.stored(id))?;
         if record.status != StoredShipmentStatus::Ready {
             let mut statuses = vec![validate::status(
                 nshift_models::delivery::ValidationStatusType::Error,
