@@ -207,7 +207,7 @@ impl OrderRec {
 
     /// Whether `no` names this order: its ERP number, its web order number or its id.
     pub fn matches_order_no(&self, no: &str) -> bool {
-        self.erp_order_no.as_deref() == Some(no) || self.order_no == no || self.id.to_string() == no
+        self.erp_order_no.as_deref() == Some(no) || self.order_no == no || is_decimal_of(no, self.id)
     }
 
     pub fn admin_json(&self) -> Value {
@@ -1040,5 +1040,27 @@ pub fn truncate_row<T: serde::Serialize>(row: &T) -> String {
         text.chars().take(500).collect()
     } else {
         text
+    }
+}
+
+/// Whether `text` is exactly how `id` is written in decimal (what `id.to_string() == text`
+/// says), without allocating: order lookups scan every order.
+fn is_decimal_of(text: &str, id: i64) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let canonical = !digits.is_empty() && !digits.starts_with('+') && (digits == "0" || !digits.starts_with('0'));
+    canonical && text.parse::<i64>().is_ok_and(|n| n == id) && !(text.starts_with('-') && id == 0)
+}
+
+#[cfg(test)]
+mod decimal_tests {
+    use super::is_decimal_of;
+
+    #[test]
+    fn agrees_with_to_string() {
+        for id in [0_i64, 7, 42, 100_001, -5, i64::MAX, i64::MIN] {
+            for text in ["0", "7", "07", "+7", "42", "100001", "-5", "-0", "", "-", "x", "9223372036854775807", "-9223372036854775808"] {
+                assert_eq!(is_decimal_of(text, id), id.to_string() == text, "{text:?} vs {id}");
+            }
+        }
     }
 }

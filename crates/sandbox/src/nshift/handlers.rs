@@ -689,6 +689,20 @@ async fn create_stored(
 
 fn text_matches(op: &SearchStoredShipmentsQuerySearchOp, field: Option<&str>, value: &str) -> bool {
     let Some(field) = field else { return false };
+    if field.is_ascii() && value.is_ascii() {
+        // The search runs over every stored shipment: compare ASCII text without allocating.
+        let (field, value) = (field.as_bytes(), value.as_bytes());
+        let same = |a: &[u8]| a.eq_ignore_ascii_case(value);
+        return match op {
+            SearchStoredShipmentsQuerySearchOp::Equals => same(field),
+            SearchStoredShipmentsQuerySearchOp::Contains => value.is_empty() || field.windows(value.len()).any(same),
+            SearchStoredShipmentsQuerySearchOp::StartsWith => field.len() >= value.len() && same(&field[..value.len()]),
+            SearchStoredShipmentsQuerySearchOp::EndsWith => {
+                field.len() >= value.len() && same(&field[field.len() - value.len()..])
+            }
+            SearchStoredShipmentsQuerySearchOp::Unknown(_) => false,
+        };
+    }
     let (field, value) = (field.to_lowercase(), value.to_lowercase());
     match op {
         SearchStoredShipmentsQuerySearchOp::Equals => field == value,
@@ -979,4 +993,36 @@ async fn zipcode_info(State(state): State<SharedState>, headers: HeaderMap, uri:
         })
         .into_response())
     })())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The allocation-free ASCII path gives what lower-casing both sides gives.
+    #[test]
+    fn text_matches_is_case_insensitive_like_lowercase() {
+        let ops = [
+            SearchStoredShipmentsQuerySearchOp::Equals,
+            SearchStoredShipmentsQuerySearchOp::Contains,
+            SearchStoredShipmentsQuerySearchOp::StartsWith,
+            SearchStoredShipmentsQuerySearchOp::EndsWith,
+        ];
+        let texts = ["NC-100001", "nc-100001", "NC-1", "100001", "", "Ärende-1", "x"];
+        for op in &ops {
+            for field in texts {
+                for value in texts {
+                    let (f, v) = (field.to_lowercase(), value.to_lowercase());
+                    let expected = match op {
+                        SearchStoredShipmentsQuerySearchOp::Equals => f == v,
+                        SearchStoredShipmentsQuerySearchOp::Contains => f.contains(&v),
+                        SearchStoredShipmentsQuerySearchOp::StartsWith => f.starts_with(&v),
+                        SearchStoredShipmentsQuerySearchOp::EndsWith => f.ends_with(&v),
+                        SearchStoredShipmentsQuerySearchOp::Unknown(_) => false,
+                    };
+                    assert_eq!(text_matches(op, Some(field), value), expected, "{op:?} {field:?} {value:?}");
+                }
+            }
+        }
+    }
 }
