@@ -3,8 +3,6 @@
 //! With no configured platform (or `--sandbox`) it starts the embedded sandbox with a seeded
 //! dataset and a fresh data folder, so `cargo run -p relay -- run` works on a fresh machine.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +12,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use sandbox::{DatasetConfig, Sandbox, SandboxConfig};
 
 use crate::config::RelayConfig;
-use crate::flows::{FlowContext, FlowError, FlowReport};
+use crate::flows::{FlowContext, FlowError, FlowFuture, FlowReport, RunFn};
 use crate::state::{SqliteStore, Status, Store};
 use crate::verify::configured_platforms;
 
@@ -43,15 +41,13 @@ pub struct RunArgs {
     flows: Vec<String>,
 }
 
-// Not `Send`: `relay run` awaits each pass on the main task, and some passes hold non-`Send` state.
-type FlowFuture<'a> = Pin<Box<dyn Future<Output = Result<FlowReport, FlowError>> + 'a>>;
 
 /// One flow as `relay run` drives it: its name, the entity flows it records (for progress), and
 /// the pass itself.
 struct FlowRunner {
     name: &'static str,
     entity_flows: &'static [&'static str],
-    run: for<'a> fn(&'a FlowContext) -> FlowFuture<'a>,
+    run: RunFn,
 }
 
 /// The flows in the order a run takes them: orders into the ERP first, then shipping, stock and
@@ -204,30 +200,20 @@ async fn with_progress(pass: FlowFuture<'_>, bar: &ProgressBar, store: &dyn Stor
 
 /// The summary: one row per flow, and the totals.
 pub fn summary_table(reports: &[FlowReport]) -> String {
-    let mut rows: Vec<Vec<String>> = reports
-        .iter()
-        .map(|r| {
-            vec![
-                r.flow.clone(),
-                r.seen.to_string(),
-                r.booked.to_string(),
-                r.written_back.to_string(),
-                r.skipped.to_string(),
-                r.failed.to_string(),
-                format!("{:.1} s", r.duration_ms as f64 / 1000.0),
-            ]
-        })
-        .collect();
-    let total = |f: fn(&FlowReport) -> u64| reports.iter().map(f).sum::<u64>().to_string();
-    rows.push(vec![
-        "total".to_owned(),
-        total(|r| r.seen),
-        total(|r| r.booked),
-        total(|r| r.written_back),
-        total(|r| r.skipped),
-        total(|r| r.failed),
-        format!("{:.1} s", reports.iter().map(|r| r.duration_ms).sum::<u64>() as f64 / 1000.0),
-    ]);
+    let row = |r: &FlowReport| {
+        vec![
+            r.flow.clone(),
+            r.seen.to_string(),
+            r.booked.to_string(),
+            r.written_back.to_string(),
+            r.skipped.to_string(),
+            r.failed.to_string(),
+            format!("{:.1} s", r.duration_ms as f64 / 1000.0),
+        ]
+    };
+    let mut rows: Vec<Vec<String>> = reports.iter().map(row).collect();
+    let total = FlowReport::merged("total", reports);
+    rows.push(row(&total));
     crate::table::render(&["flow", "items", "booked", "written back", "skipped", "failed", "time"], &rows)
 }
 

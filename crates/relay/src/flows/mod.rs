@@ -26,6 +26,8 @@ pub mod orders;
 pub mod shipping;
 pub mod stock;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -85,6 +87,29 @@ pub struct FlowReport {
     /// Wall time of the run in milliseconds.
     pub duration_ms: u64,
 }
+
+impl FlowReport {
+    /// One report named `flow` that adds up `reports` (a runner that drives several passes, or
+    /// a total row).
+    pub fn merged<'a>(flow: &str, reports: impl IntoIterator<Item = &'a FlowReport>) -> FlowReport {
+        reports.into_iter().fold(FlowReport { flow: flow.to_owned(), ..FlowReport::default() }, |mut sum, r| {
+            sum.seen += r.seen;
+            sum.booked += r.booked;
+            sum.written_back += r.written_back;
+            sum.done += r.done;
+            sum.skipped += r.skipped;
+            sum.failed += r.failed;
+            sum.duration_ms += r.duration_ms;
+            sum
+        })
+    }
+}
+
+/// A pass in progress. Not `Send`: `relay run` awaits passes on its main task and `relay serve`
+/// on a single-threaded runtime per flow, and some passes hold non-`Send` state.
+pub type FlowFuture<'a> = Pin<Box<dyn Future<Output = Result<FlowReport, FlowError>> + 'a>>;
+/// A flow's `run` as a function pointer (see the contract above).
+pub type RunFn = for<'a> fn(&'a FlowContext) -> FlowFuture<'a>;
 
 /// A flow that could not run at all (item failures are counted in the report instead).
 #[derive(Debug, thiserror::Error)]

@@ -140,17 +140,7 @@ pub struct StockRunReport {
 impl StockRunReport {
     /// One report for both flows (flow `stock`; counts are entities of `stock` and `prices`).
     pub fn combined(&self) -> FlowReport {
-        let (a, b) = (&self.stock.report, &self.prices.report);
-        FlowReport {
-            flow: STOCK.to_owned(),
-            seen: a.seen + b.seen,
-            booked: a.booked + b.booked,
-            written_back: a.written_back + b.written_back,
-            done: a.done + b.done,
-            skipped: a.skipped + b.skipped,
-            failed: a.failed + b.failed,
-            duration_ms: a.duration_ms + b.duration_ms,
-        }
+        FlowReport::merged(STOCK, [&self.stock.report, &self.prices.report])
     }
 }
 

@@ -13,16 +13,12 @@ use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use super::{ServeConfig, Shared, every};
+pub use crate::flows::{FlowFuture, RunFn};
 use crate::flows::{FlowContext, FlowError, FlowReport};
 use crate::state::InboxItem;
 
-/// A flow pass in progress. It need not be `Send`: each flow's scheduler runs on its own thread
-/// with a single-threaded runtime.
-pub type FlowFuture<'a> = Pin<Box<dyn Future<Output = Result<FlowReport, FlowError>> + 'a>>;
 /// An ingest in progress.
 pub type IngestFuture<'a> = Pin<Box<dyn Future<Output = Result<(), FlowError>> + Send + 'a>>;
-/// A flow's `run` (see the flow contract in [`crate::flows`]).
-pub type RunFn = for<'a> fn(&'a FlowContext) -> FlowFuture<'a>;
 /// A flow's `ingest`.
 pub type IngestFn = for<'a> fn(&'a FlowContext, &'a InboxItem) -> IngestFuture<'a>;
 
@@ -104,16 +100,7 @@ async fn orders_and_fulfilment(ctx: &FlowContext) -> Result<FlowReport, FlowErro
     let orders = crate::flows::orders::run(ctx).await;
     let fulfilment = crate::flows::orders::run_fulfilment(ctx).await;
     match (orders, fulfilment) {
-        (Ok(a), Ok(b)) => Ok(FlowReport {
-            flow: "orders".to_owned(),
-            seen: a.seen + b.seen,
-            booked: a.booked + b.booked,
-            written_back: a.written_back + b.written_back,
-            done: a.done + b.done,
-            skipped: a.skipped + b.skipped,
-            failed: a.failed + b.failed,
-            duration_ms: a.duration_ms + b.duration_ms,
-        }),
+        (Ok(a), Ok(b)) => Ok(FlowReport::merged("orders", [&a, &b])),
         (Err(e), _) | (_, Err(e)) => Err(e),
     }
 }
