@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,24 +12,8 @@ use sandbox::{Sandbox, SandboxConfig};
 
 /// A GET as a browser would send it (no redirects followed): status, `Location`, body.
 async fn browser_get(url: &str) -> (u16, Option<String>, String) {
-    let url = url.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let rest = url.strip_prefix("http://").expect("a loopback http URL");
-        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
-        let mut stream = std::net::TcpStream::connect(host).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).expect("read");
-        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
-        let location = head
-            .lines()
-            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("location")).map(|(_, v)| v.trim().to_owned()));
-        (status, location, body.to_owned())
-    })
-    .await
-    .expect("browser thread")
+    let answer = common::http("GET", url, None).await;
+    (answer.status, answer.location, answer.body)
 }
 
 /// OAuth settings for the sandbox's Brightpearl, with the tokens kept in `store`.

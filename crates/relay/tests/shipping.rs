@@ -14,7 +14,6 @@ use relay::flows::{FlowContext, FlowReport};
 use relay::state::{SqliteStore, Status, Store};
 use sandbox::{FaultRule, Sandbox, SandboxConfig};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// A fresh data folder per test (labels go to `<dir>/labels`).
 fn data_dir(test: &str) -> PathBuf {
@@ -29,17 +28,11 @@ fn config(dir: &std::path::Path, shipping: ShippingConfig) -> RelayConfig {
     config
 }
 
-/// GET on the sandbox's admin API (plain HTTP/1.0 on 127.0.0.1, so the body is not chunked).
+/// GET on the sandbox's admin API.
 async fn admin(sandbox: &Sandbox, path_and_query: &str) -> Value {
-    let mut stream = tokio::net::TcpStream::connect(sandbox.addr()).await.unwrap();
-    let request = format!("GET {path_and_query} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "{path_and_query}: {head}");
-    serde_json::from_str(body).unwrap()
+    let answer = common::http("GET", &format!("{}{path_and_query}", sandbox.base_url()), None).await;
+    assert_eq!(answer.status, 200, "{path_and_query}: {}", answer.body);
+    answer.json()
 }
 
 async fn orders(sandbox: &Sandbox) -> Vec<Value> {

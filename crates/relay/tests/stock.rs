@@ -7,7 +7,6 @@
 mod common;
 
 use std::future::Future;
-use std::io::{Read as _, Write as _};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,24 +63,10 @@ async fn run(ctx: &FlowContext, state: &SharedState) -> StockRunReport {
     with_jobs_done(state, stock::run_detailed(ctx), |_| async {}).await.expect("stock pass")
 }
 
-/// A plain HTTP/1.0 call to the sandbox (admin routes), on a blocking thread.
+/// A call to the sandbox's admin routes: status and JSON body.
 async fn http(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
-    let (method, url) = (method.to_owned(), url.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let rest = url.strip_prefix("http://").expect("http URL");
-        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut stream = std::net::TcpStream::connect(host).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        write!(stream, "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).expect("read");
-        let (head, body) = answer.split_once("\r\n\r\n").expect("head and body");
-        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
-        (status, serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())))
-    })
-    .await
-    .expect("http thread")
+    let answer = common::http(method, url, body).await;
+    (answer.status, answer.json())
 }
 
 async fn onhands(state: &SharedState) -> Vec<Value> {

@@ -27,3 +27,34 @@ pub fn context_with_store(sandbox: &Sandbox, config: RelayConfig, store: Arc<dyn
     let settings = relay::embedded::settings_for(&sandbox.credentials());
     FlowContext::from_settings(&settings, store, Arc::new(config)).expect("clients build")
 }
+
+/// What [`http`] got back.
+pub struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// The `Location` header (redirects are not followed, as a test browser wants).
+    pub location: Option<String>,
+    /// The body as text.
+    pub body: String,
+}
+
+impl Answer {
+    /// The body as JSON, or the text as a JSON string when it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| serde_json::Value::String(self.body.clone()))
+    }
+}
+
+/// One HTTP call on 127.0.0.1 (the sandbox's admin API, an OAuth redirect), JSON body if any.
+pub async fn http(method: &str, url: &str, body: Option<serde_json::Value>) -> Answer {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = client.request(method, url);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = response.status().as_u16();
+    let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    Answer { status, location, body: response.text().await.unwrap() }
+}
