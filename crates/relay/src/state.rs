@@ -85,6 +85,9 @@ pub struct EntityRecord {
     pub payload: Option<String>,
     /// When the record last changed (RFC 3339).
     pub updated_at: String,
+    /// Where the record stands in the order of creation (increasing, never reused); pages of
+    /// [`Store::list_after`] continue from the last one seen.
+    pub position: u64,
 }
 
 /// A change to an entity record; `None` fields are left as they are.
@@ -155,8 +158,18 @@ pub trait Store: Send + Sync {
     fn record_failure(&self, flow: &str, source_id: &str, error: &str) -> Result<EntityRecord, StateError>;
     /// Records of a flow (all flows when `None`) in a status (all when `None`), oldest first.
     fn list(&self, flow: Option<&str>, status: Option<Status>) -> Result<Vec<EntityRecord>, StateError>;
+    /// At most `limit` records of `flow` in `status` (any when `None`) created after the record at
+    /// `after` (0: from the start), oldest first. Paging with the last record's `position` visits
+    /// every record once, however many there are and whatever the pass does to them meanwhile.
+    fn list_after(&self, flow: &str, status: Option<Status>, after: u64, limit: usize) -> Result<Vec<EntityRecord>, StateError>;
     /// (flow, status, count) for every combination present.
     fn counts(&self) -> Result<Vec<(String, Status, u64)>, StateError>;
+
+    /// Records `alias` (another id the source entity is known by, e.g. the order number a
+    /// tracking event carries) for `source_id`; a later call for the same alias moves it.
+    fn set_alias(&self, flow: &str, alias: &str, source_id: &str) -> Result<(), StateError>;
+    /// The source id recorded for `alias`, if any.
+    fn find_alias(&self, flow: &str, alias: &str) -> Result<Option<String>, StateError>;
 
     /// A flow's cursor.
     fn cursor(&self, flow: &str) -> Result<Option<String>, StateError>;
@@ -205,6 +218,12 @@ CREATE TABLE IF NOT EXISTS entities (
 );
 CREATE INDEX IF NOT EXISTS entities_status ON entities (flow, status, seq);
 CREATE INDEX IF NOT EXISTS entities_seq ON entities (seq);
+CREATE TABLE IF NOT EXISTS aliases (
+    flow TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    PRIMARY KEY (flow, alias)
+);
 CREATE TABLE IF NOT EXISTS cursors (flow TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS inbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -241,6 +260,7 @@ fn entity(row: &rusqlite::Row<'_>) -> rusqlite::Result<EntityRecord> {
         last_error: row.get("last_error")?,
         payload: row.get("payload")?,
         updated_at: row.get("updated_at")?,
+        position: row.get("seq")?,
     })
 }
 
@@ -350,6 +370,32 @@ impl Store for SqliteStore {
         )?;
         let rows = statement.query_map(params![flow, status.map(Status::as_str)], entity)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn list_after(&self, flow: &str, status: Option<Status>, after: u64, limit: usize) -> Result<Vec<EntityRecord>, StateError> {
+        let conn = self.conn();
+        let mut statement = conn.prepare_cached(
+            "SELECT * FROM entities WHERE flow = ?1 AND (?2 IS NULL OR status = ?2) AND seq > ?3 ORDER BY seq LIMIT ?4",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = statement.query_map(params![flow, status.map(Status::as_str), after, limit], entity)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn set_alias(&self, flow: &str, alias: &str, source_id: &str) -> Result<(), StateError> {
+        self.conn().execute(
+            "INSERT INTO aliases (flow, alias, source_id) VALUES (?1, ?2, ?3)
+             ON CONFLICT (flow, alias) DO UPDATE SET source_id = excluded.source_id",
+            params![flow, alias, source_id],
+        )?;
+        Ok(())
+    }
+
+    fn find_alias(&self, flow: &str, alias: &str) -> Result<Option<String>, StateError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT source_id FROM aliases WHERE flow = ?1 AND alias = ?2", params![flow, alias], |row| row.get(0))
+            .optional()?)
     }
 
     fn counts(&self) -> Result<Vec<(String, Status, u64)>, StateError> {
@@ -491,6 +537,50 @@ mod tests {
         assert_eq!(store.counts().unwrap(), vec![("shipping".into(), Status::Done, 1), ("shipping".into(), Status::Pending, 1)]);
         let pending = store.list(Some("shipping"), Some(Status::Pending)).unwrap();
         assert_eq!(pending.iter().map(|r| r.source_id.as_str()).collect::<Vec<_>>(), vec!["NC-2"]);
+    }
+
+    #[test]
+    fn pages_visit_each_record_once_while_the_pass_changes_them() {
+        let store = SqliteStore::in_memory().unwrap();
+        for n in 1..=7 {
+            store.upsert_pending("shipping", &format!("B{n}"), None).unwrap();
+        }
+        store.upsert_pending("orders", "O1", None).unwrap();
+        let (mut after, mut seen) = (0, Vec::new());
+        loop {
+            let page = store.list_after("shipping", Some(Status::Pending), after, 3).unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.position;
+            for record in page {
+                // What a pass does meanwhile: finish some, fail others (they stay pending), and
+                // new items arrive.
+                if record.source_id.ends_with(['1', '3']) {
+                    store.record_failure("shipping", &record.source_id, "503").unwrap();
+                } else {
+                    store.update("shipping", &record.source_id, &EntityUpdate { status: Some(Status::Done), ..Default::default() }).unwrap();
+                }
+                seen.push(record.source_id);
+            }
+            if seen.len() == 3 {
+                store.upsert_pending("shipping", "B8", None).unwrap();
+            }
+        }
+        assert_eq!(seen, ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8"]);
+        let still_pending = store.list_after("shipping", Some(Status::Pending), 0, 100).unwrap();
+        assert_eq!(still_pending.iter().map(|r| r.source_id.as_str()).collect::<Vec<_>>(), ["B1", "B3"]);
+        assert!(store.list_after("orders", None, 0, 100).unwrap().iter().all(|r| r.flow == "orders"));
+    }
+
+    #[test]
+    fn aliases_find_the_source_id_and_move() {
+        let store = SqliteStore::in_memory().unwrap();
+        assert_eq!(store.find_alias("shipping", "NC-1").unwrap(), None);
+        store.set_alias("shipping", "NC-1", "1001").unwrap();
+        store.set_alias("orders", "NC-1", "x").unwrap();
+        assert_eq!(store.find_alias("shipping", "NC-1").unwrap().as_deref(), Some("1001"));
+        store.set_alias("shipping", "NC-1", "1002").unwrap();
+        assert_eq!(store.find_alias("shipping", "NC-1").unwrap().as_deref(), Some("1002"));
+        assert_eq!(store.find_alias("orders", "NC-1").unwrap().as_deref(), Some("x"));
     }
 
     #[test]

@@ -153,6 +153,71 @@ pub enum FlowError {
     },
 }
 
+/// Pending records read from the store per pass at most this many at a time.
+const PENDING_PAGE: usize = 256;
+
+/// Drives every `Pending` entity of `flow` through `process`, at most `concurrency` at once,
+/// handing each outcome to `tally`; returns how many entities were processed.
+///
+/// The records are read a page at a time in creation order, so a pass over any number of items
+/// holds one page and the items in flight, never the whole backlog. An item that stays pending
+/// (a failed attempt) is not visited twice in a pass. After the first error that stops the flow,
+/// no new item starts; those in flight finish (each step records its own progress) and the
+/// error is returned.
+///
+/// `process` returns a boxed `Send` future: boxed where the caller's lifetimes are concrete, the
+/// pass stays provably `Send` for the runners (an opaque future in `BufferUnordered` is not).
+pub(crate) async fn for_each_pending<'a, O>(
+    ctx: &'a FlowContext,
+    flow: &'a str,
+    concurrency: usize,
+    process: impl Fn(EntityRecord) -> futures::future::BoxFuture<'a, Result<O, FlowError>>,
+    mut tally: impl FnMut(O),
+) -> Result<u64, FlowError> {
+    use futures::StreamExt as _;
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    let mut page = Vec::new().into_iter();
+    let (mut after, mut exhausted, mut processed) = (0, false, 0);
+    let mut first_error: Option<FlowError> = None;
+    loop {
+        while first_error.is_none() && in_flight.len() < concurrency.max(1) {
+            if page.len() == 0 && !exhausted {
+                match ctx.store.list_after(flow, Some(Status::Pending), after, PENDING_PAGE) {
+                    Ok(next) => {
+                        exhausted = next.is_empty();
+                        after = next.last().map_or(after, |r| r.position);
+                        page = next.into_iter();
+                    }
+                    Err(e) => {
+                        first_error = Some(e.into());
+                        break;
+                    }
+                }
+            }
+            match page.next() {
+                Some(record) => in_flight.push(process(record)),
+                None => break,
+            }
+        }
+        match in_flight.next().await {
+            Some(result) => {
+                processed += 1;
+                match result {
+                    Ok(outcome) => tally(outcome),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            None => break,
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(processed),
+    }
+}
+
 /// Records a failed attempt of one item; after `run.max_attempts` attempts, or at once when
 /// `permanent`, the item goes to the dead letters. Returns whether it was dead-lettered.
 pub fn fail_item(ctx: &FlowContext, flow: &str, source_id: &str, error: &str, permanent: bool) -> Result<bool, StateError> {

@@ -209,6 +209,9 @@ pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError
     }
 }
 
+/// Pending orders read from the store at a time.
+const PENDING_PAGE: usize = 256;
+
 /// What an `orders` entity keeps as its payload: the order as Norce sent it (normalised at each
 /// attempt, so a replay after a configuration fix uses the new mapping) and the contact once found.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -397,29 +400,36 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
         report.seen += already_done;
         report.done += already_done;
     }
-    let pending = ctx.store.list(Some(FLOW), Some(Status::Pending))?;
-    // One customer's orders in sequence (find-or-create of the contact), customers in parallel.
-    let mut groups: Vec<Vec<EntityRecord>> = Vec::new();
-    let mut group_of: HashMap<String, usize> = HashMap::new();
-    for record in pending {
-        let key = email_key(&record).unwrap_or_else(|| format!("\u{0}{}", record.source_id));
-        let index = *group_of.entry(key).or_insert_with(|| {
-            groups.push(Vec::new());
-            groups.len() - 1
-        });
-        groups[index].push(record);
-    }
     let shared = Shared::new(brightpearl);
-    // Boxed as `Send` here, where the lifetimes are concrete: left as opaque futures inside
-    // `BufferUnordered`, the pass's future is not provably `Send` for every lifetime, and the
-    // runners box it as `Send`.
-    let passes: Vec<BoxFuture<'_, Result<Vec<Outcome>, FlowError>>> =
-        groups.into_iter().map(|group| Box::pin(process_group(ctx, &shared, group)) as BoxFuture<'_, _>).collect();
-    let results: Vec<Result<Vec<Outcome>, FlowError>> =
-        futures::stream::iter(passes).buffer_unordered(ctx.config.run.concurrency.max(1)).collect().await;
-    for result in results {
-        for outcome in result? {
-            add(&mut report, outcome);
+    // A page of pending orders at a time, so memory stays flat however long the backlog; within
+    // a page, one customer's orders in sequence (find-or-create of the contact), customers in
+    // parallel. Pages follow each other, so a customer is never processed twice at once.
+    let mut after = 0;
+    loop {
+        let page = ctx.store.list_after(FLOW, Some(Status::Pending), after, PENDING_PAGE)?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        let mut groups: Vec<Vec<EntityRecord>> = Vec::new();
+        let mut group_of: HashMap<String, usize> = HashMap::new();
+        for record in page {
+            let key = email_key(&record).unwrap_or_else(|| format!("\u{0}{}", record.source_id));
+            let index = *group_of.entry(key).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[index].push(record);
+        }
+        // Boxed as `Send` here, where the lifetimes are concrete: left as opaque futures inside
+        // `BufferUnordered`, the pass's future is not provably `Send` for every lifetime, and the
+        // runners box it as `Send`.
+        let passes: Vec<BoxFuture<'_, Result<Vec<Outcome>, FlowError>>> =
+            groups.into_iter().map(|group| Box::pin(process_group(ctx, &shared, group)) as BoxFuture<'_, _>).collect();
+        let results: Vec<Result<Vec<Outcome>, FlowError>> =
+            futures::stream::iter(passes).buffer_unordered(ctx.config.run.concurrency.max(1)).collect().await;
+        for result in results {
+            for outcome in result? {
+                add(&mut report, outcome);
+            }
         }
     }
     report.duration_ms = elapsed_ms(started);

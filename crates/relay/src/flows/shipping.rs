@@ -64,7 +64,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::{StreamExt as _, TryStreamExt as _};
+use futures::TryStreamExt as _;
 use norce_client::models::connect::{
     ConnectOrderStatus, DeliveryAddress, DeliveryNote, DeliveryNoteItem, DeliveryNotePackage,
     SendOrderStatusRequest,
@@ -75,7 +75,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
 use self::order::{Origin, ShippingItem};
-use super::{FlowContext, FlowError, FlowReport, fail_item};
+use super::{FlowContext, FlowError, FlowReport, fail_item, for_each_pending};
 use crate::state::{EntityRecord, EntityUpdate, InboxItem, Status};
 
 /// The flow's name: its entities, its cursor, its dead letters.
@@ -580,31 +580,15 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
         report.done += already_done;
     }
 
-    let pending = ctx.store.list(Some(FLOW), Some(Status::Pending))?;
-    report.seen += pending.len() as u64;
-    let results: Vec<Result<ItemOutcome, FlowError>> = futures::stream::iter(pending)
-        .map(|record| process(ctx, &settings, record))
-        .buffer_unordered(settings.concurrency)
-        .collect()
-        .await;
-    let mut first_error = None;
-    for result in results {
-        match result {
-            Ok(outcome) => {
-                report.booked += u64::from(outcome.booked);
-                report.written_back += u64::from(outcome.written_back);
-                report.done += u64::from(outcome.done);
-                report.skipped += u64::from(outcome.skipped);
-                report.failed += u64::from(outcome.failed);
-            }
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
+    let tally = |outcome: ItemOutcome| {
+        report.booked += u64::from(outcome.booked);
+        report.written_back += u64::from(outcome.written_back);
+        report.done += u64::from(outcome.done);
+        report.skipped += u64::from(outcome.skipped);
+        report.failed += u64::from(outcome.failed);
+    };
+    let processed = for_each_pending(ctx, FLOW, settings.concurrency, |record| Box::pin(process(ctx, &settings, record)), tally).await?;
+    report.seen += processed;
 
     if settings.track {
         let span = tracing::info_span!("shipping.step", flow = FLOW, step = "track", source_id = tracing::field::Empty);
@@ -734,6 +718,10 @@ async fn advance(ctx: &FlowContext, settings: &Settings, record: EntityRecord, o
         let span = tracing::info_span!("shipping.step", flow = FLOW, step = "resolve", source_id = %source_id);
         match resolve(norce, settings, &mut item).instrument(span).await? {
             Resolution::Ready => {
+                // nShift alerts name the order by its number: index it for the tracking step.
+                if let Some(order_no) = &item.order_no {
+                    ctx.store.set_alias(FLOW, order_no, &source_id).map_err(FlowError::from)?;
+                }
                 record_step(ctx, &item, steps::RESOLVED, None, None)?;
                 step = Some(steps::RESOLVED.to_owned());
             }

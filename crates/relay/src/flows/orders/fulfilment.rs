@@ -9,7 +9,6 @@ use brightpearl_client::models::warehouse::{GoodsOutNote, GoodsOutNoteMapRespons
 use brightpearl_client::{GoodsOutNoteRow, OrderRow, SearchQuery, SearchResource, SortDirection};
 use futures::StreamExt as _;
 use serde::de::DeserializeOwned;
-use futures::future::BoxFuture;
 use norce_client::models::connect::{ConnectOrderStatus, DeliveryAddress, DeliveryNote, DeliveryNoteItem, DeliveryNotePackage, SendOrderStatusRequest};
 use norce_client::models::query::QueryOrdersQuery;
 use tracing::Instrument as _;
@@ -20,7 +19,7 @@ use super::{
     FLOW, FULFILMENT_FLOW, OrderPayload, Outcome, StepError, add, cursor_text, cursor_time, dead_letter_unreadable, decimal,
     elapsed_ms, parse_id_set, settle,
 };
-use crate::flows::{FlowContext, FlowError, FlowReport};
+use crate::flows::{FlowContext, FlowError, FlowReport, for_each_pending};
 use crate::state::{EntityRecord, EntityUpdate, InboxItem, Status};
 
 /// The webhook event this flow acts on.
@@ -75,15 +74,9 @@ pub async fn run_fulfilment(ctx: &FlowContext) -> Result<FlowReport, FlowError> 
         report.seen += already_done;
         report.done += already_done;
     }
-    let pending = ctx.store.list(Some(FULFILMENT_FLOW), Some(Status::Pending))?;
-    // Boxed as `Send` where the lifetimes are concrete (see `orders::run`).
-    let passes: Vec<BoxFuture<'_, Result<Outcome, FlowError>>> =
-        pending.into_iter().map(|record| Box::pin(process_and_settle(ctx, norce, brightpearl, record)) as BoxFuture<'_, _>).collect();
-    let results: Vec<Result<Outcome, FlowError>> =
-        futures::stream::iter(passes).buffer_unordered(ctx.config.run.concurrency.max(1)).collect().await;
-    for result in results {
-        add(&mut report, result?);
-    }
+    let concurrency = ctx.config.run.concurrency;
+    let tally = |outcome| add(&mut report, outcome);
+    for_each_pending(ctx, FULFILMENT_FLOW, concurrency, |record| Box::pin(process_and_settle(ctx, norce, brightpearl, record)), tally).await?;
     report.duration_ms = elapsed_ms(started);
     tracing::info!(flow = FULFILMENT_FLOW, ?report, "pass finished");
     Ok(report)

@@ -76,12 +76,17 @@ pub(crate) async fn save(nshift: &NshiftClient, settings: &Settings, item: &mut 
         return Ok(());
     }
     let stem = file_stem(&order_no);
-    let mut paths = Vec::new();
-    for (n, label) in labels.iter().enumerate() {
-        let path: PathBuf = settings.labels_dir.join(format!("{stem}-{}.{}", n + 1, extension(&label.format)));
-        write_atomically(&path, &label.bytes)?;
-        paths.push(path.display().to_string());
-    }
+    let files: Vec<(PathBuf, _)> = labels
+        .into_iter()
+        .enumerate()
+        .map(|(n, label)| (settings.labels_dir.join(format!("{stem}-{}.{}", n + 1, extension(&label.format))), label.bytes))
+        .collect();
+    let paths: Vec<String> = files.iter().map(|(path, _)| path.display().to_string()).collect();
+    // The fsync of each file blocks: off the runtime's threads, so the other orders in flight
+    // keep moving while the disk catches up.
+    tokio::task::spawn_blocking(move || files.iter().try_for_each(|(path, bytes)| write_atomically(path, bytes)))
+        .await
+        .map_err(|e| FlowError::Io { path: settings.labels_dir.display().to_string(), source: std::io::Error::other(e) })??;
     tracing::info!(order_no = %order_no, count = paths.len(), dir = %settings.labels_dir.display(), "labels saved");
     item.labels = paths;
     item.labels_missing = None;

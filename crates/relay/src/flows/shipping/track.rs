@@ -1,7 +1,5 @@
 //! Parcel status from the nShift alerts feed, recorded on the shipping entities.
 
-use std::collections::HashMap;
-
 use nshift_client::models::Alert;
 use nshift_client::{FEED_START, NshiftClient};
 
@@ -38,20 +36,15 @@ pub(crate) fn norce_parcel_status(nshift_status: &str) -> Option<i32> {
 /// time wins).
 pub(crate) async fn read_alerts(ctx: &FlowContext, nshift: &NshiftClient) -> Result<usize, FlowError> {
     let mut cursor = ctx.store.cursor(ALERTS_CURSOR)?.unwrap_or_else(|| FEED_START.to_owned());
-    // Order number → source id, built on the first alert (alerts carry the order number).
-    let mut by_order_no: Option<HashMap<String, String>> = None;
     let mut changed = 0;
     for _ in 0..MAX_PAGES {
         let page = nshift.fetch_alerts(&cursor).await?;
         for alert in &page.items {
-            let Some(order_no) = alert.shipment_info.as_ref().and_then(|s| s.order_no.clone()) else { continue };
+            let Some(order_no) = alert.shipment_info.as_ref().and_then(|s| s.order_no.as_deref()) else { continue };
             let Some(status) = alert_status(alert) else { continue };
-            let index = match &mut by_order_no {
-                Some(index) => index,
-                None => by_order_no.insert(order_index(ctx)?),
-            };
-            let Some(source_id) = index.get(&order_no) else { continue };
-            if record_alert(ctx, source_id, alert, &status)? {
+            // Recorded when the order was resolved; shipments of other systems have none.
+            let Some(source_id) = ctx.store.find_alias(FLOW, order_no)? else { continue };
+            if record_alert(ctx, &source_id, alert, &status)? {
                 changed += 1;
             }
         }
@@ -65,19 +58,6 @@ pub(crate) async fn read_alerts(ctx: &FlowContext, nshift: &NshiftClient) -> Res
         }
     }
     Ok(changed)
-}
-
-fn order_index(ctx: &FlowContext) -> Result<HashMap<String, String>, FlowError> {
-    let mut index = HashMap::new();
-    for record in ctx.store.list(Some(FLOW), None)? {
-        if let Some(Ok(item)) = record.payload.as_deref().map(ShippingItem::from_json)
-            && let Some(order_no) = item.order_no
-            && item.shipment.is_some()
-        {
-            index.insert(order_no, record.source_id);
-        }
-    }
-    Ok(index)
 }
 
 /// Records one alert on the entity's parcels; returns whether anything changed.
