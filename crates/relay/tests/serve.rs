@@ -46,8 +46,17 @@ impl Store for FlakyStore {
     fn list(&self, flow: Option<&str>, status: Option<Status>) -> Result<Vec<EntityRecord>, StateError> {
         self.inner.list(flow, status)
     }
+    fn list_after(&self, flow: &str, status: Option<Status>, after: u64, limit: usize) -> Result<Vec<EntityRecord>, StateError> {
+        self.inner.list_after(flow, status, after, limit)
+    }
     fn counts(&self) -> Result<Vec<(String, Status, u64)>, StateError> {
         self.inner.counts()
+    }
+    fn set_alias(&self, flow: &str, alias: &str, source_id: &str) -> Result<(), StateError> {
+        self.inner.set_alias(flow, alias, source_id)
+    }
+    fn find_alias(&self, flow: &str, alias: &str) -> Result<Option<String>, StateError> {
+        self.inner.find_alias(flow, alias)
     }
     fn cursor(&self, flow: &str) -> Result<Option<String>, StateError> {
         self.inner.cursor(flow)

@@ -377,3 +377,48 @@ async fn alerts_record_the_parcel_status_as_the_sandbox_clock_moves() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_norce_order_event_received_by_serve_ships_the_order_without_polling() {
+    let dir = data_dir("event");
+    let mut config = config(&dir, ShippingConfig { poll: false, track: false, ..ShippingConfig::default() });
+    config.orders.poll = false;
+    config.serve.listen = "127.0.0.1:0".parse().unwrap();
+    (config.serve.shipping_every_secs, config.serve.orders_every_secs, config.serve.stock_reconcile_every_secs) = (0, 0, 0);
+    (config.serve.run_after_ingest_ms, config.serve.inbox_sweep_secs) = (0, 0);
+    let listener = relay::serve::bind(&config.serve).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+
+    // The sandbox sends only the event (no order receiver push): the order must come from it.
+    let mut sandbox_config = SandboxConfig::default();
+    sandbox_config.norce.webhooks = vec![sandbox::norce::WebhookConfig {
+        event_type: "OrderReceivedEvent".into(),
+        url: format!("http://{addr}/norce/events/OrderReceivedEvent"),
+        headers: [("X-Relay-Secret".to_owned(), "event-secret".to_owned())].into(),
+    }];
+    sandbox_config.norce.push_time_factor = 0.001;
+    let sandbox = common::sandbox_with(sandbox_config).await;
+    let ctx = common::context(&sandbox, config);
+    let secrets = relay::serve::ServeSecrets { norce_webhook_secret: Some(relay::serve::Secret::new("event-secret")), ..Default::default() };
+    let handle = relay::serve::start(ctx.clone(), secrets, listener).await.unwrap();
+    let mut runs = handle.runs();
+
+    let created = common::http("POST", &format!("{}/_sandbox/norce/orders", sandbox.base_url()), Some(serde_json::json!({}))).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let order = created.json();
+    let order_no = order["orderNo"].as_str().unwrap().to_owned();
+    let basket = order["clientOrderRef"].to_string().trim_matches('"').to_owned();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !ctx.store.get("shipping", &basket).unwrap().is_some_and(|r| r.status == Status::Done) {
+            runs.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the event's order is shipped by the pass it triggers");
+    assert_shipped_once(&sandbox, &dir, std::slice::from_ref(&order_no)).await;
+    // Polling is off: nothing else was shipped.
+    assert_eq!(admin(&sandbox, "/_sandbox/nshift/shipments").await.as_array().unwrap().len(), 1);
+    handle.shutdown().await;
+    sandbox.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

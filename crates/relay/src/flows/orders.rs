@@ -67,6 +67,8 @@ pub const FULFILMENT_FLOW: &str = "fulfilment";
 pub const NORCE_ORDER_SOURCE: &str = "norce-order";
 /// Inbox source of Brightpearl webhooks (body: the webhook's JSON body template).
 pub const BRIGHTPEARL_WEBHOOK_SOURCE: &str = "brightpearl-webhook";
+/// Inbox source of Norce event webhooks (key `{eventType}:{id}`).
+pub const NORCE_EVENT_SOURCE: &str = "norce-event";
 
 /// The `[orders]` section of the configuration file. Every key is optional; the defaults work
 /// against the embedded sandbox and name a real Brightpearl account's usual setup.
@@ -108,6 +110,11 @@ pub struct OrdersConfig {
     pub partly_delivered_status: String,
     /// Delivery note number = this prefix + the goods-out note id. Default `GON-`.
     pub delivery_note_prefix: String,
+    /// Norce order events (webhooks received by `relay serve`) that start a pass at once: the
+    /// pass reads the new order through the Query poll, the way Norce recommends
+    /// (`OrderReceivedEvent`, then a Query fetch). Ignored with `poll = false`. Default
+    /// `OrderReceivedEvent`.
+    pub norce_events: Vec<String>,
     /// Norce country id (Query `countryId`) → ISO 3166 alpha-2 code. Default: the sandbox's
     /// `1 SE, 2 NO, 3 DK, 4 FI`.
     pub country_codes: BTreeMap<String, String>,
@@ -135,6 +142,7 @@ impl Default for OrdersConfig {
             delivered_status: "Delivered".into(),
             partly_delivered_status: "PartlyDelivered".into(),
             delivery_note_prefix: "GON-".into(),
+            norce_events: vec!["OrderReceivedEvent".into()],
             country_codes: map(&[("1", "SE"), ("2", "NO"), ("3", "DK"), ("4", "FI")]),
             currency_codes: map(&[("1", "SEK"), ("2", "NOK"), ("3", "DKK"), ("4", "EUR")]),
         }
@@ -192,9 +200,9 @@ impl OrdersConfig {
     }
 }
 
-/// Whether an inbox source feeds these flows (`norce-order`, `brightpearl-webhook`).
+/// Whether an inbox source feeds these flows (`norce-order`, `norce-event`, `brightpearl-webhook`).
 pub fn accepts(source: &str) -> bool {
-    source == NORCE_ORDER_SOURCE || source == BRIGHTPEARL_WEBHOOK_SOURCE
+    source == NORCE_ORDER_SOURCE || source == NORCE_EVENT_SOURCE || source == BRIGHTPEARL_WEBHOOK_SOURCE
 }
 
 /// Turns an inbox item into `Pending` entities without calling any platform: a Norce order push
@@ -204,6 +212,19 @@ pub fn accepts(source: &str) -> bool {
 pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError> {
     match item.source.as_str() {
         NORCE_ORDER_SOURCE => ingest_order(ctx, item),
+        NORCE_EVENT_SOURCE => {
+            // Nothing to record: the order is not lost if the triggered pass fails, because the
+            // poll's cursor only moves past orders it has stored.
+            let event_type = item.key.split(':').next().unwrap_or_default();
+            if !ctx.config.orders.norce_events.iter().any(|e| e == event_type) {
+                tracing::debug!(flow = FLOW, event_type, "Norce event not in orders.norce_events; ignored");
+            } else if ctx.config.orders.poll {
+                tracing::debug!(flow = FLOW, event_type, "Norce order event: the pass it triggers polls the order");
+            } else {
+                tracing::warn!(flow = FLOW, event_type, "Norce order event ignored: orders.poll is false, so no pass reads the order (use the order receiver push, or turn polling on)");
+            }
+            Ok(())
+        }
         BRIGHTPEARL_WEBHOOK_SOURCE => fulfilment::ingest_webhook(ctx, item),
         _ => Ok(()),
     }
@@ -858,6 +879,6 @@ mod tests {
 
     #[test]
     fn accepts_the_two_sources() {
-        assert!(accepts("norce-order") && accepts("brightpearl-webhook") && !accepts("norce-event"));
+        assert!(accepts("norce-order") && accepts("brightpearl-webhook") && accepts("norce-event") && !accepts("nshift"));
     }
 }

@@ -69,7 +69,7 @@ use norce_client::models::connect::{
     ConnectOrderStatus, DeliveryAddress, DeliveryNote, DeliveryNoteItem, DeliveryNotePackage,
     SendOrderStatusRequest,
 };
-use norce_client::models::events::OrderRequest;
+use norce_client::models::events::{OrderEvent, OrderRequest};
 use norce_client::models::query::QueryOrdersQuery;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
@@ -84,8 +84,10 @@ pub const FLOW: &str = "shipping";
 pub const ALERTS_CURSOR: &str = "shipping-alerts";
 /// Minutes the poll reaches back before its cursor, for orders committed late.
 const CURSOR_OVERLAP_MINUTES: i64 = 5;
-/// The inbox source this flow takes: Norce's order receiver push.
+/// An inbox source this flow takes: Norce's order receiver push.
 pub const SOURCE_NORCE_ORDER: &str = "norce-order";
+/// An inbox source this flow takes: Norce order event webhooks (key `{eventType}:{id}`).
+pub const SOURCE_NORCE_EVENT: &str = "norce-event";
 
 /// Step names recorded in the entity.
 mod steps {
@@ -173,6 +175,11 @@ pub struct ShippingConfig {
     /// Read the nShift alerts feed to record parcel status (default true; needs the TrackBack
     /// licence and an account-level API key).
     pub track: bool,
+    /// Norce order events (webhooks received by `relay serve`) that queue their order for
+    /// shipping, by the event's `ClientOrderRef`; the order is then read and checked like a
+    /// polled one. Default `OrderReceivedEvent`, `OrderConfirmedEvent`,
+    /// `OrderPaymentReceivedEvent`. Other events are ignored.
+    pub norce_events: Vec<String>,
     /// Norce delivery method code → nShift service (merged over the built-in mappings).
     pub services: BTreeMap<String, ServiceMapping>,
 }
@@ -192,6 +199,7 @@ impl Default for ShippingConfig {
             pickup_fallback_nearest: true,
             skip_delivery_methods: Vec::new(),
             track: true,
+            norce_events: ["OrderReceivedEvent", "OrderConfirmedEvent", "OrderPaymentReceivedEvent"].map(str::to_owned).to_vec(),
             services: BTreeMap::new(),
         }
     }
@@ -453,18 +461,28 @@ fn is_loopback_url(url: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Whether this flow takes inbox items from `source` (Norce's order receiver).
+/// Whether this flow takes inbox items from `source` (Norce's order receiver and order events).
 pub fn accepts(source: &str) -> bool {
-    source == SOURCE_NORCE_ORDER
+    source == SOURCE_NORCE_ORDER || source == SOURCE_NORCE_EVENT
 }
 
-/// Turns a Norce order push (`OrderRequest` JSON) into a `Pending` entity, without calling any
-/// platform. A body that is not an `OrderRequest` is filed as a dead letter (entity
-/// `inbox-<id>`) so it can be inspected; an order already being processed or finished is left
-/// as it is (a later push of a shipped order never ships it again).
+/// Turns an inbox item into a `Pending` entity, without calling any platform: a Norce order push
+/// (`OrderRequest` JSON) with the order as the shop sent it, or a Norce order event (one of
+/// `shipping.norce_events`) with the order's ids only (the order is read when processed). A
+/// body that cannot be read is filed as a dead letter (entity `inbox-<id>`) so it can be
+/// inspected; an order already being processed or finished is left as it is (a later push of a
+/// shipped order never ships it again).
 pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError> {
     let span = tracing::info_span!("shipping.step", flow = FLOW, step = "ingest", source_id = %item.key);
     let _guard = span.enter();
+    match item.source.as_str() {
+        SOURCE_NORCE_ORDER => ingest_push(ctx, item),
+        SOURCE_NORCE_EVENT => ingest_event(ctx, item),
+        _ => Ok(()),
+    }
+}
+
+fn ingest_push(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError> {
     let request: OrderRequest = match serde_json::from_str(&item.body) {
         Ok(request) => request,
         Err(e) => return file_bad_push(ctx, item, &format!("the order push is not a Norce OrderRequest: {e}")),
@@ -492,6 +510,32 @@ pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError
         Some(record) => {
             tracing::debug!(status = record.status.as_str(), step = ?record.step, "order already known; push ignored");
         }
+    }
+    Ok(())
+}
+
+fn ingest_event(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError> {
+    let event_type = item.key.split(':').next().unwrap_or_default();
+    if !ctx.config.shipping.norce_events.iter().any(|e| e == event_type) {
+        tracing::debug!(event_type, "Norce event not in shipping.norce_events; ignored");
+        return Ok(());
+    }
+    let event: OrderEvent = match serde_json::from_str(&item.body) {
+        Ok(event) => event,
+        Err(e) => {
+            let reason = format!("the Norce {event_type} is not an order event ({e}); remove `{event_type}` from shipping.norce_events if it is not one");
+            return file_bad_push(ctx, item, &reason);
+        }
+    };
+    let Some(source_id) = event.client_order_ref.as_deref().map(str::trim).filter(|r| !r.is_empty()) else {
+        return file_bad_push(ctx, item, &format!("the Norce {event_type} for order id {} has no ClientOrderRef", event.order_id));
+    };
+    let queued = ShippingItem::polled(source_id, Some(event.order_id), None);
+    if ctx.store.get(FLOW, source_id)?.is_none() {
+        ctx.store.upsert_pending(FLOW, source_id, Some(&queued.to_json()?))?;
+        tracing::info!(event_type, order_id = event.order_id, "order event queued the order for shipping");
+    } else {
+        tracing::debug!(event_type, "order already known; event ignored");
     }
     Ok(())
 }
@@ -1050,7 +1094,7 @@ mod tests {
     #[tokio::test]
     async fn ingest_queues_a_push_once_and_dead_letters_garbage() {
         let ctx = context(ShippingConfig::default());
-        assert!(accepts("norce-order") && !accepts("brightpearl-webhook"));
+        assert!(accepts("norce-order") && accepts("norce-event") && !accepts("brightpearl-webhook"));
         let body = serde_json::json!({
             "ClientOrderRef": "400007",
             "ShippingAdvice": {"DeliveryMethodCode": "POSTNORD_HOME"},
@@ -1072,5 +1116,45 @@ mod tests {
         let letters = ctx.store.dead_letters().unwrap();
         assert_eq!(letters.len(), 1);
         assert!(letters[0].error.contains("OrderRequest"), "{}", letters[0].error);
+    }
+
+    #[tokio::test]
+    async fn order_events_queue_their_order_by_client_order_ref() {
+        let ctx = context(ShippingConfig::default());
+        let event = |id: i64, event_type: &str, body: serde_json::Value| InboxItem {
+            id,
+            source: "norce-event".into(),
+            key: format!("{event_type}:order-{id}"),
+            body: body.to_string(),
+            received_at: String::new(),
+        };
+        let received = serde_json::json!({"ClientId": 1000, "OrderId": 77, "OrderNo": "NC-77", "ClientOrderRef": "400077"});
+        ingest(&ctx, &event(1, "OrderReceivedEvent", received.clone())).await.unwrap();
+        let record = ctx.store.get(FLOW, "400077").unwrap().unwrap();
+        assert_eq!((record.status, record.step.as_deref()), (Status::Pending, None));
+        let queued = ShippingItem::from_json(record.payload.as_deref().unwrap()).unwrap();
+        // Only the ids: the order is read from Norce when processed, like a polled one.
+        assert_eq!((queued.order_id.as_deref(), queued.order.is_none()), (Some("77"), true));
+
+        // A later event for a known order changes nothing, even when it has started.
+        ctx.store.update(FLOW, "400077", &EntityUpdate { step: Some(steps::BOOKED.into()), ..Default::default() }).unwrap();
+        ingest(&ctx, &event(2, "OrderConfirmedEvent", received)).await.unwrap();
+        assert_eq!(ctx.store.get(FLOW, "400077").unwrap().unwrap().step.as_deref(), Some(steps::BOOKED));
+
+        // Events not in `shipping.norce_events` are ignored; so are ones without a body we need.
+        let cancelled = serde_json::json!({"ClientId": 1000, "OrderId": 78, "ClientOrderRef": "400078"});
+        ingest(&ctx, &event(3, "OrderCancelledEvent", cancelled)).await.unwrap();
+        ingest(&ctx, &event(4, "JobCompletedEvent", serde_json::json!({"ClientId": 1000, "JobId": 5, "StatusId": 2}))).await.unwrap();
+        assert_eq!(ctx.store.list(Some(FLOW), None).unwrap().len(), 1);
+        assert!(ctx.store.dead_letters().unwrap().is_empty());
+
+        // A configured event that is not an order event, or has no basket id, is a dead letter
+        // naming what to fix.
+        ingest(&ctx, &event(5, "OrderReceivedEvent", serde_json::json!({"ClientId": 1000, "OrderId": 79}))).await.unwrap();
+        ingest(&ctx, &event(6, "OrderReceivedEvent", serde_json::json!({"ClientId": "x"}))).await.unwrap();
+        let letters = ctx.store.dead_letters().unwrap();
+        assert_eq!(letters.len(), 2, "{letters:?}");
+        assert!(letters[0].error.contains("no ClientOrderRef"), "{}", letters[0].error);
+        assert!(letters[1].error.contains("shipping.norce_events"), "{}", letters[1].error);
     }
 }
