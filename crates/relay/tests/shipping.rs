@@ -361,8 +361,17 @@ async fn alerts_record_the_parcel_status_as_the_sandbox_clock_moves() {
     // nShift moves printed shipments on with its clock: in transit after hours, delivered
     // after about a day.
     sandbox.state().clock.advance(Duration::from_secs(27 * 3600));
+    let shipped_orders = entities(&ctx, Status::Done) as u64;
     let report = shipping::run(&ctx).await.unwrap();
-    assert_eq!((report.booked, report.written_back), (0, 0));
+    // Every delivery note is sent again with its parcels' Norce status (4 Delivered).
+    assert_eq!((report.booked, report.written_back), (0, shipped_orders));
+    assert_eq!(entities(&ctx, Status::Done) as u64, shipped_orders);
+    let order_no = payload(&ctx, "400001")["order_no"].as_str().unwrap().to_owned();
+    let notes = admin(&sandbox, &format!("/_sandbox/norce/delivery-notes?orderNo={order_no}")).await;
+    assert_eq!(notes.as_array().unwrap().len(), 1, "the note is updated, not doubled: {notes}");
+    assert!(notes[0]["packages"].as_array().unwrap().iter().all(|p| p["statusId"] == 4), "{notes}");
+    let again = shipping::run(&ctx).await.unwrap();
+    assert_eq!((again.booked, again.written_back), (0, 0), "nothing new: nothing sent");
     let shipped = payload(&ctx, "400001");
     let parcel_nos = shipped["shipment"]["parcel_numbers"].as_array().unwrap();
     let tracking = shipped["tracking"].as_object().unwrap();
@@ -420,5 +429,23 @@ async fn a_norce_order_event_received_by_serve_ships_the_order_without_polling()
     assert_eq!(admin(&sandbox, "/_sandbox/nshift/shipments").await.as_array().unwrap().len(), 1);
     handle.shutdown().await;
     sandbox.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn record_only_keeps_parcel_status_in_the_state_and_leaves_the_notes_alone() {
+    let sandbox = common::sandbox_with(SandboxConfig::default()).await;
+    let dir = data_dir("record-only");
+    let shipping_config = ShippingConfig { parcel_status: shipping::ParcelStatusWriteback::RecordOnly, ..ShippingConfig::default() };
+    let ctx = common::context(&sandbox, config(&dir, shipping_config));
+    shipping::run(&ctx).await.unwrap();
+    sandbox.state().clock.advance(Duration::from_secs(27 * 3600));
+    let report = shipping::run(&ctx).await.unwrap();
+    assert_eq!(report.written_back, 0);
+    let item = payload(&ctx, "400001");
+    assert!(item["tracking"].as_object().unwrap().values().all(|t| t["norce_status_id"] == 4), "{item}");
+    let order_no = item["order_no"].as_str().unwrap();
+    let notes = admin(&sandbox, &format!("/_sandbox/norce/delivery-notes?orderNo={order_no}")).await;
+    assert!(notes[0]["packages"].as_array().unwrap().iter().all(|p| p["statusId"].is_null()), "{notes}");
     let _ = std::fs::remove_dir_all(&dir);
 }

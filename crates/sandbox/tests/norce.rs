@@ -972,6 +972,27 @@ async fn delivery_note_shows_on_the_order() {
 
     let notes = admin(&sb, "/delivery-notes?orderNo=NC-100002").await;
     assert_eq!(notes.as_array().unwrap().len(), 1);
+    let package_id = notes[0]["packages"][0]["id"].clone();
+
+    // The same NoteNo again replaces the note: the parcel keeps its package id, gets the new
+    // status, and a new parcel gets a new id.
+    let resent = json!({
+        "OrderNo": "NC-100002",
+        "NoteNo": "DN-1",
+        "DeliveryDate": "2026-03-02T10:00:00Z",
+        "DeliveryNoteItems": [{"RowNumber": 1, "ItemNo": "SKU-00001", "Qty": 1}],
+        "DeliveryNotePackages": [
+            {"ParcelNumber": "00370730253012345678", "StatusId": 4},
+            {"ParcelNumber": "00370730253012345679"}
+        ],
+    });
+    let (status, body) = post(&sb, &token, "/commerce/connect/4.0/Order/CreateDeliveryNote", None, resent).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let notes = admin(&sb, "/delivery-notes?orderNo=NC-100002").await;
+    assert_eq!(notes.as_array().unwrap().len(), 1, "{notes}");
+    let packages = notes[0]["packages"].as_array().unwrap();
+    assert_eq!((&packages[0]["id"], &packages[0]["statusId"]), (&package_id, &json!(4)), "{notes}");
+    assert_ne!(packages[1]["id"], package_id);
 
     let (status, body) = post(
         &sb,

@@ -1430,7 +1430,7 @@ pub mod operations {
     /// `DeliveryNotePackages[].ParcelNumber` is a tracking number. There is no carrier-URL field
     /// on a delivery note.
     ///
-    /// **Open question:** The 200 response body of CreateDeliveryNote is not documented; treated as empty.
+    /// **Open question:** The 200 response body of CreateDeliveryNote is not documented; treated as empty. No operation to change the parcels of an existing note is documented: whether a second CreateDeliveryNote with the same OrderNo and NoteNo replaces the note (assumed here and by the sandbox, used to send parcel StatusId changes) or is refused or duplicated is unverified; relay's shipping.parcel_status switches it off.
     ///
     /// `POST /commerce/connect/4.0/Order/CreateDeliveryNote`: request [`super::CreateDeliveryNoteRequest`], response [`super::CreateDeliveryNoteResponse`].
     pub const CREATE_DELIVERY_NOTE: OperationInfo = OperationInfo {

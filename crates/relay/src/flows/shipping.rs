@@ -74,7 +74,7 @@ use norce_client::models::query::QueryOrdersQuery;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
-use self::order::{Origin, ShippingItem};
+use self::order::{BookedShipment, Origin, ShippingItem};
 use super::{FlowContext, FlowError, FlowReport, fail_item, for_each_pending};
 use crate::state::{EntityRecord, EntityUpdate, InboxItem, Status};
 
@@ -101,6 +101,9 @@ mod steps {
     pub const NOTE_CREATED: &str = "note_created";
     /// The Norce order status is set; the entity is Done.
     pub const STATUS_SENT: &str = "status_sent";
+    /// A parcel status changed after the note was written: the note is sent again, then the
+    /// entity is Done again.
+    pub const PARCELS_CHANGED: &str = "parcels_changed";
     /// Back to the start: re-read the order from Norce (after a permanent booking failure, so
     /// a replay uses the corrected order).
     pub const REREAD: &str = "reread";
@@ -175,6 +178,9 @@ pub struct ShippingConfig {
     /// Read the nShift alerts feed to record parcel status (default true; needs the TrackBack
     /// licence and an account-level API key).
     pub track: bool,
+    /// What a parcel status from the alerts feed does in Norce (see [`ParcelStatusWriteback`]).
+    /// Default `update_delivery_note`.
+    pub parcel_status: ParcelStatusWriteback,
     /// Norce order events (webhooks received by `relay serve`) that queue their order for
     /// shipping, by the event's `ClientOrderRef`; the order is then read and checked like a
     /// polled one. Default `OrderReceivedEvent`, `OrderConfirmedEvent`,
@@ -199,10 +205,28 @@ impl Default for ShippingConfig {
             pickup_fallback_nearest: true,
             skip_delivery_methods: Vec::new(),
             track: true,
+            parcel_status: ParcelStatusWriteback::default(),
             norce_events: ["OrderReceivedEvent", "OrderConfirmedEvent", "OrderPaymentReceivedEvent"].map(str::to_owned).to_vec(),
             services: BTreeMap::new(),
         }
     }
+}
+
+/// `shipping.parcel_status`: how nShift parcel events reach Norce.
+///
+/// Norce documents no call that changes one parcel of an existing delivery note; the parcel
+/// `StatusId` (4 Delivered, 6 Canceled, 11 Ready for pickup) travels on `CreateDeliveryNote`.
+/// Open question (see the Norce spec): whether Norce replaces a note sent again with the same
+/// `NoteNo` (as the sandbox does) or refuses it. Switch to `record_only` if your tenant refuses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ParcelStatusWriteback {
+    /// Send the delivery note again (same `NoteNo`, same lines) with the parcels' new statuses.
+    #[default]
+    UpdateDeliveryNote,
+    /// Record the status in relay's state only (`relay status`, the entity payload).
+    RecordOnly,
 }
 
 /// `[shipping.services.<delivery method code>]`: the nShift service for a Norce delivery method.
@@ -319,6 +343,7 @@ pub(crate) struct Settings {
     pub pickup_fallback_nearest: bool,
     pub skip_delivery_methods: Vec<String>,
     pub track: bool,
+    pub parcel_status: ParcelStatusWriteback,
     pub sender_quick_id: String,
     pub services: BTreeMap<String, ServiceMapping>,
     pub concurrency: usize,
@@ -399,6 +424,7 @@ impl Settings {
             pickup_fallback_nearest: config.pickup_fallback_nearest,
             skip_delivery_methods: config.skip_delivery_methods.clone(),
             track: config.track,
+            parcel_status: config.parcel_status,
             sender_quick_id: config.sender_quick_id.trim().to_owned(),
             services,
             concurrency: ctx.config.run.concurrency.max(1),
@@ -624,6 +650,15 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
         report.done += already_done;
     }
 
+    // Alerts first: an order whose parcel status changed is set back to pending and its
+    // delivery note is sent again in this same pass.
+    if settings.track {
+        let span = tracing::info_span!("shipping.step", flow = FLOW, step = "track", source_id = tracing::field::Empty);
+        match track::read_alerts(ctx, nshift).instrument(span).await {
+            Ok(updated) => tracing::debug!(updated, "parcel statuses recorded"),
+            Err(e) => tracing::warn!(error = %e, "nShift alerts not read this pass; parcel status unchanged"),
+        }
+    }
     let tally = |outcome: ItemOutcome| {
         report.booked += u64::from(outcome.booked);
         report.written_back += u64::from(outcome.written_back);
@@ -634,13 +669,6 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
     let processed = for_each_pending(ctx, FLOW, settings.concurrency, |record| Box::pin(process(ctx, &settings, record)), tally).await?;
     report.seen += processed;
 
-    if settings.track {
-        let span = tracing::info_span!("shipping.step", flow = FLOW, step = "track", source_id = tracing::field::Empty);
-        match track::read_alerts(ctx, nshift).instrument(span).await {
-            Ok(updated) => tracing::debug!(updated, "parcel statuses recorded"),
-            Err(e) => tracing::warn!(error = %e, "nShift alerts not read this pass; parcel status unchanged"),
-        }
-    }
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     Ok(report)
 }
@@ -811,16 +839,20 @@ async fn advance(ctx: &FlowContext, settings: &Settings, record: EntityRecord, o
     if step.as_deref() == Some(steps::NOTE_CREATED) {
         let span = tracing::info_span!("shipping.step", flow = FLOW, step = "order_status", source_id = %source_id);
         send_status(norce, &mut item).instrument(span).await?;
-        record_step(ctx, &item, steps::STATUS_SENT, None, Some(Status::Done))?;
-        outcome.done = true;
-        return Ok(());
+        // Recorded below, after a parcel status that arrived meanwhile is on the note.
+        step = Some(steps::STATUS_SENT.to_owned());
     }
 
     match step.as_deref() {
-        // Done entities are not listed as pending; a pending one at the last step only needs
-        // its status fixed.
-        Some(steps::STATUS_SENT) => {
-            ctx.store.update(FLOW, &source_id, &EntityUpdate { status: Some(Status::Done), clear_error: true, ..Default::default() })?;
+        // A parcel status arrived after the note was written (the alerts step set the entity
+        // back to pending), or a pending entity at the last step only needs its status fixed.
+        Some(steps::STATUS_SENT | steps::PARCELS_CHANGED) => {
+            if item.parcel_status_unsent && settings.parcel_status == ParcelStatusWriteback::UpdateDeliveryNote {
+                let span = tracing::info_span!("shipping.step", flow = FLOW, step = "parcel_status", source_id = %source_id);
+                update_parcel_statuses(norce, &mut item).instrument(span).await?;
+                outcome.written_back = true;
+            }
+            record_step(ctx, &item, steps::STATUS_SENT, None, Some(Status::Done))?;
             outcome.done = true;
             Ok(())
         }
@@ -914,7 +946,36 @@ async fn write_delivery_note(norce: &norce_client::NorceClient, item: &mut Shipp
         tracing::info!(note_no = %note_no, "the Norce order already has the delivery note; not created again");
         return Ok(false);
     }
-    let data = item.order.clone().ok_or_else(|| permanent("the order data is not recorded"))?;
+    let note = delivery_note(item, &booked, &note_no)?;
+    norce
+        .create_delivery_note(&note)
+        .await
+        .map_err(|e| norce_error("CreateDeliveryNote (checked before the next attempt)", e))?;
+    item.parcel_status_unsent = false;
+    tracing::info!(note_no = %note_no, parcels = booked.parcel_numbers.len(), "delivery note created");
+    Ok(true)
+}
+
+/// Sends the delivery note again, same `NoteNo` and lines, with the parcels' current statuses
+/// (`shipping.parcel_status = "update_delivery_note"`).
+async fn update_parcel_statuses(norce: &norce_client::NorceClient, item: &mut ShippingItem) -> Result<(), ItemError> {
+    let booked = item.shipment.clone().ok_or_else(|| permanent("the booking is not recorded"))?;
+    let note_no = item.note_no.clone().ok_or_else(|| permanent("the delivery note number is not recorded"))?;
+    let note = delivery_note(item, &booked, &note_no)?;
+    norce
+        .create_delivery_note(&note)
+        .await
+        .map_err(|e| norce_error("CreateDeliveryNote (the parcel status update; sent again on the next pass)", e))?;
+    item.parcel_status_unsent = false;
+    let statuses: Vec<String> = item.tracking.iter().map(|(parcel, t)| format!("{parcel}={}", t.nshift_status)).collect();
+    tracing::info!(note_no = %note_no, statuses = %statuses.join(","), "delivery note sent again with the parcel statuses");
+    Ok(())
+}
+
+/// The Norce delivery note of a booking: the order's lines, the receiver, and one package per
+/// parcel with its latest Norce parcel status.
+fn delivery_note(item: &ShippingItem, booked: &BookedShipment, note_no: &str) -> Result<DeliveryNote, ItemError> {
+    let data = item.order.as_ref().ok_or_else(|| permanent("the order data is not recorded"))?;
     let delivery_date = booked
         .printed_at
         .as_deref()
@@ -940,7 +1001,7 @@ async fn write_delivery_note(norce: &norce_client::NorceClient, item: &mut Shipp
     let note = DeliveryNote {
         // Norce matches the note to the order by its ERP number; without one, the order number.
         order_no: item.erp_order_no.clone().or_else(|| item.order_no.clone()).unwrap_or_default(),
-        note_no: note_no.clone(),
+        note_no: note_no.to_owned(),
         delivery_date: delivery_date.into(),
         buyer_company_code: None,
         buyer_customer_code: None,
@@ -963,16 +1024,15 @@ async fn write_delivery_note(norce: &norce_client::NorceClient, item: &mut Shipp
             booked
                 .parcel_numbers
                 .iter()
-                .map(|p| DeliveryNotePackage { parcel_number: p.clone(), status_id: None, id: None })
+                .map(|p| DeliveryNotePackage {
+                    parcel_number: p.clone(),
+                    status_id: item.tracking.get(p).and_then(|t| t.norce_status_id),
+                    id: None,
+                })
                 .collect(),
         ),
     };
-    norce
-        .create_delivery_note(&note)
-        .await
-        .map_err(|e| norce_error("CreateDeliveryNote (checked before the next attempt)", e))?;
-    tracing::info!(note_no = %note_no, parcels = booked.parcel_numbers.len(), "delivery note created");
-    Ok(true)
+    Ok(note)
 }
 
 /// Sets the order Delivered (or PartlyDelivered).

@@ -675,19 +675,38 @@ impl Inner {
         note: connect::DeliveryNote,
         at: DateTime<Utc>,
     ) -> i64 {
-        let packages = note.delivery_note_packages.as_ref().map_or(0, Vec::len);
-        let package_ids: Vec<i64> = (0..packages)
-            .map(|_| {
-                let id = self.next_package_id;
-                self.next_package_id += 1;
-                id
+        let existing = order
+            .delivery_notes
+            .iter()
+            .position(|n| n.note.note_no == note.note_no);
+        // A package keeps its id when the replacing note has the same parcel number.
+        let kept_id = |parcel: &str| {
+            let old = &order.delivery_notes[existing?];
+            old.note
+                .delivery_note_packages
+                .iter()
+                .flatten()
+                .zip(&old.package_ids)
+                .find(|(p, _)| p.parcel_number == parcel)
+                .map(|(_, id)| *id)
+        };
+        let kept: Vec<Option<i64>> = note
+            .delivery_note_packages
+            .iter()
+            .flatten()
+            .map(|p| kept_id(&p.parcel_number))
+            .collect();
+        let package_ids: Vec<i64> = kept
+            .into_iter()
+            .map(|kept| {
+                kept.unwrap_or_else(|| {
+                    let id = self.next_package_id;
+                    self.next_package_id += 1;
+                    id
+                })
             })
             .collect();
-        if let Some(existing) = order
-            .delivery_notes
-            .iter_mut()
-            .find(|n| n.note.note_no == note.note_no)
-        {
+        if let Some(existing) = existing.and_then(|i| order.delivery_notes.get_mut(i)) {
             existing.note = note;
             existing.package_ids = package_ids;
             order.updated = at;

@@ -51,6 +51,10 @@ pub(crate) struct ShippingItem {
     pub order_status_sent: Option<String>,
     /// Parcel number → latest tracking status.
     pub tracking: BTreeMap<String, ParcelTracking>,
+    /// A parcel's Norce status changed after the delivery note was written: the note is sent
+    /// again with the new statuses (`shipping.parcel_status = "update_delivery_note"`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub parcel_status_unsent: bool,
 }
 
 /// What a shipment needs from the order.

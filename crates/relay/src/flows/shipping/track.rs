@@ -4,9 +4,9 @@ use nshift_client::models::Alert;
 use nshift_client::{FEED_START, NshiftClient};
 
 use super::order::{ParcelTracking, ShippingItem};
-use super::{ALERTS_CURSOR, FLOW};
+use super::{ALERTS_CURSOR, FLOW, ParcelStatusWriteback, steps};
 use crate::flows::{FlowContext, FlowError};
-use crate::state::EntityUpdate;
+use crate::state::{EntityUpdate, Status};
 
 /// Pages read at most per pass; the rest waits for the next pass (the cursor is kept per page).
 const MAX_PAGES: usize = 50;
@@ -79,6 +79,7 @@ fn record_alert(ctx: &FlowContext, source_id: &str, alert: &Alert, status: &str)
         alert_parcels.into_iter().filter(|p| booked.parcel_numbers.contains(p)).collect()
     };
     let mut changed = false;
+    let mut norce_status_changed = false;
     for parcel in parcels {
         let entry = item.tracking.entry(parcel).or_default();
         let newer = match (at, entry.at.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())) {
@@ -86,6 +87,8 @@ fn record_alert(ctx: &FlowContext, source_id: &str, alert: &Alert, status: &str)
             _ => true,
         };
         if newer && entry.nshift_status != status {
+            let norce_status_id = norce_parcel_status(status);
+            norce_status_changed |= norce_status_id.is_some() && norce_status_id != entry.norce_status_id;
             *entry = ParcelTracking {
                 nshift_status: status.to_owned(),
                 norce_status_id: norce_parcel_status(status),
@@ -96,7 +99,19 @@ fn record_alert(ctx: &FlowContext, source_id: &str, alert: &Alert, status: &str)
     }
     if changed {
         tracing::info!(source_id, status, "parcel status recorded");
-        ctx.store.update(FLOW, source_id, &EntityUpdate { payload: Some(item.to_json()?), ..Default::default() })?;
+        let mut update = EntityUpdate::default();
+        // A status Norce knows (Delivered, Canceled, Ready for pickup) goes onto the delivery
+        // note: one not written yet carries it when it is; a written one is sent again, so a
+        // finished entity goes back to pending for that step.
+        if norce_status_changed && ctx.config.shipping.parcel_status == ParcelStatusWriteback::UpdateDeliveryNote {
+            item.parcel_status_unsent = true;
+            if record.status == Status::Done && record.step.as_deref() == Some(steps::STATUS_SENT) {
+                update.status = Some(Status::Pending);
+                update.step = Some(steps::PARCELS_CHANGED.to_owned());
+            }
+        }
+        update.payload = Some(item.to_json()?);
+        ctx.store.update(FLOW, source_id, &update)?;
     }
     Ok(changed)
 }
