@@ -946,12 +946,7 @@ async fn write_delivery_note(norce: &norce_client::NorceClient, item: &mut Shipp
         tracing::info!(note_no = %note_no, "the Norce order already has the delivery note; not created again");
         return Ok(false);
     }
-    let note = delivery_note(item, &booked, &note_no)?;
-    norce
-        .create_delivery_note(&note)
-        .await
-        .map_err(|e| norce_error("CreateDeliveryNote (checked before the next attempt)", e))?;
-    item.parcel_status_unsent = false;
+    send_note(norce, item, &booked, &note_no, "CreateDeliveryNote (checked before the next attempt)").await?;
     tracing::info!(note_no = %note_no, parcels = booked.parcel_numbers.len(), "delivery note created");
     Ok(true)
 }
@@ -961,14 +956,18 @@ async fn write_delivery_note(norce: &norce_client::NorceClient, item: &mut Shipp
 async fn update_parcel_statuses(norce: &norce_client::NorceClient, item: &mut ShippingItem) -> Result<(), ItemError> {
     let booked = item.shipment.clone().ok_or_else(|| permanent("the booking is not recorded"))?;
     let note_no = item.note_no.clone().ok_or_else(|| permanent("the delivery note number is not recorded"))?;
-    let note = delivery_note(item, &booked, &note_no)?;
-    norce
-        .create_delivery_note(&note)
-        .await
-        .map_err(|e| norce_error("CreateDeliveryNote (the parcel status update; sent again on the next pass)", e))?;
-    item.parcel_status_unsent = false;
+    send_note(norce, item, &booked, &note_no, "CreateDeliveryNote (the parcel status update; sent again on the next pass)").await?;
     let statuses: Vec<String> = item.tracking.iter().map(|(parcel, t)| format!("{parcel}={}", t.nshift_status)).collect();
     tracing::info!(note_no = %note_no, statuses = %statuses.join(","), "delivery note sent again with the parcel statuses");
+    Ok(())
+}
+
+/// Sends the booking's delivery note with the parcels' current statuses; `what` names the call
+/// in an error.
+async fn send_note(norce: &norce_client::NorceClient, item: &mut ShippingItem, booked: &BookedShipment, note_no: &str, what: &str) -> Result<(), ItemError> {
+    let note = delivery_note(item, booked, note_no)?;
+    norce.create_delivery_note(&note).await.map_err(|e| norce_error(what, e))?;
+    item.parcel_status_unsent = false;
     Ok(())
 }
 
