@@ -16,9 +16,16 @@
 //!
 //! A receiver whose secret is not set is disabled: it answers 503 naming the variable to set.
 //! Secrets are compared in constant time and never logged, shown in `Debug`, or written anywhere.
+//!
+//! At start, once the listener is bound, the server registers its own Brightpearl webhook
+//! subscriptions in the background (`[serve] public_url`, `brightpearl_webhook_events`,
+//! `register_brightpearl_webhooks`): idempotently, never doubled, a rotated secret replaced. A
+//! refused event is a warning, not a stop; the outcome per event is in `/healthz`
+//! (`brightpearl_webhooks`, a [`WebhookRegistration`]) and `/metrics`.
 
 mod metrics;
 mod receivers;
+mod subscriptions;
 mod worker;
 
 use std::net::SocketAddr;
@@ -34,6 +41,9 @@ use crate::flows::FlowContext;
 use crate::state::Store;
 
 pub use metrics::Metrics;
+pub use subscriptions::{
+    BODY_TEMPLATE as BRIGHTPEARL_WEBHOOK_BODY_TEMPLATE, SubscriptionOutcome, SubscriptionReport, WebhookRegistration, redact_uri,
+};
 pub use worker::{FlowEntry, FlowFuture, IngestFn, IngestFuture, RunFn, flow_table};
 
 /// Inbox source of Norce order-receiver pushes; the key is the `ClientOrderRef`.
@@ -43,6 +53,10 @@ pub const SOURCE_NORCE_ORDER: &str = "norce-order";
 pub const SOURCE_NORCE_EVENT: &str = "norce-event";
 /// Inbox source of Brightpearl webhooks; the key is `{fullEvent}:{id set}`.
 pub const SOURCE_BRIGHTPEARL_WEBHOOK: &str = "brightpearl-webhook";
+
+/// The Brightpearl events the flows consume, subscribed by default: on-hand changes (`stock`)
+/// and shipped goods-out notes (`fulfilment`).
+pub const DEFAULT_BRIGHTPEARL_WEBHOOK_EVENTS: [&str; 2] = ["product.modified.on-hand-modified", "goods-out-note.modified.shipped"];
 
 /// The `[serve]` section of the configuration file. Secrets are never here: each is read from
 /// the environment variable (or `NAME_FILE`) that the `*_env` keys name.
@@ -66,6 +80,15 @@ pub struct ServeConfig {
     pub brightpearl_webhook_header: String,
     /// Environment variable holding the Brightpearl webhook secret.
     pub brightpearl_webhook_secret_env: String,
+    /// The base URL Brightpearl reaches this server at (`https://relay.example.com`); the
+    /// subscriptions point at `{public_url}/brightpearl/webhooks?secret=…`. Unset: no
+    /// registration (a warning names this key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// Whether serve registers its Brightpearl webhook subscriptions at start.
+    pub register_brightpearl_webhooks: bool,
+    /// The events subscribed (`{resource}.{created|modified|destroyed}[.{specifier}]`).
+    pub brightpearl_webhook_events: Vec<String>,
     /// Seconds between scheduled runs of the `shipping` flow (0: only after ingest).
     pub shipping_every_secs: u64,
     /// Seconds between scheduled runs of the `orders` flow (orders and fulfilment; 0: only after ingest).
@@ -89,6 +112,9 @@ impl Default for ServeConfig {
             norce_webhook_secret_env: "RELAY_NORCE_WEBHOOK_SECRET".to_owned(),
             brightpearl_webhook_header: "X-Relay-Secret".to_owned(),
             brightpearl_webhook_secret_env: "RELAY_BRIGHTPEARL_WEBHOOK_SECRET".to_owned(),
+            public_url: None,
+            register_brightpearl_webhooks: true,
+            brightpearl_webhook_events: DEFAULT_BRIGHTPEARL_WEBHOOK_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
             shipping_every_secs: 300,
             orders_every_secs: 300,
             stock_reconcile_every_secs: 3600,
@@ -122,8 +148,57 @@ impl ServeConfig {
                 return Err(invalid(key, "must name an environment variable"));
             }
         }
+        if let Some(url) = &self.public_url {
+            check_public_url(url).map_err(|reason| invalid("public_url", &reason))?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, event) in self.brightpearl_webhook_events.iter().enumerate() {
+            if let Err(reason) = check_event_name(event) {
+                return Err(invalid("brightpearl_webhook_events", &format!("entry {} `{event}` {reason}", i + 1)));
+            }
+            if !seen.insert(event.as_str()) {
+                return Err(invalid("brightpearl_webhook_events", &format!("`{event}` is listed twice")));
+            }
+        }
         Ok(())
     }
+}
+
+/// `serve.public_url`: an absolute http(s) URL with a host, without credentials, query or
+/// fragment (the receiver's path and the secret are appended).
+fn check_public_url(text: &str) -> Result<(), String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err("is empty: set the base URL Brightpearl reaches this server at (e.g. `https://relay.example.com`), or leave the key out".to_owned());
+    }
+    let url = reqwest::Url::parse(trimmed).map_err(|e| format!("`{trimmed}` is not an absolute URL ({e}); e.g. `https://relay.example.com`"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("`{trimmed}` must start with https:// (or http://)"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{trimmed}` has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain credentials (the webhook secret is added as `?secret=`)".to_owned());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("`{trimmed}` must not have a query or fragment: give the base URL; `/brightpearl/webhooks?secret=…` is appended"));
+    }
+    if trimmed.contains("${") {
+        return Err("must not contain Brightpearl template variables (`${…}`)".to_owned());
+    }
+    Ok(())
+}
+
+/// A Brightpearl event name: `{resource}.{created|modified|destroyed}[.{specifier}]`, lower case.
+fn check_event_name(event: &str) -> Result<(), &'static str> {
+    const FORM: &str = "is not a Brightpearl event name such as `product.modified.on-hand-modified` ({resource}.{created|modified|destroyed}[.{specifier}])";
+    let parts: Vec<&str> = event.split('.').collect();
+    let word_ok = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| word_ok(p)) || !matches!(parts[1], "created" | "modified" | "destroyed") {
+        return Err(FORM);
+    }
+    Ok(())
 }
 
 /// A secret value: compared in constant time, never shown.
@@ -139,6 +214,11 @@ impl Secret {
     /// Whether `candidate` equals the secret, in time independent of where they differ.
     pub fn matches(&self, candidate: &[u8]) -> bool {
         constant_time_eq(self.0.as_bytes(), candidate)
+    }
+
+    /// The value, for the one place that must send it (the registered webhook URI).
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
     }
 }
 
@@ -245,6 +325,8 @@ pub(crate) struct Shared {
     pub(crate) processed: watch::Sender<u64>,
     /// Flow passes finished (ok or stopped), for waiters.
     pub(crate) runs: watch::Sender<u64>,
+    /// Where the Brightpearl webhook registration stands.
+    pub(crate) webhooks: watch::Sender<WebhookRegistration>,
 }
 
 impl Shared {
@@ -299,6 +381,12 @@ impl ServerHandle {
         self.shared.runs.subscribe()
     }
 
+    /// Where the Brightpearl webhook registration stands; `wait_for(WebhookRegistration::is_settled)`
+    /// waits until it is over.
+    pub fn brightpearl_webhooks(&self) -> watch::Receiver<WebhookRegistration> {
+        self.shared.webhooks.subscribe()
+    }
+
     /// Stops accepting requests, lets a running flow pass finish, and waits for every task.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
@@ -350,6 +438,7 @@ pub async fn start_with_flows(
         accepted: watch::channel(0).0,
         processed: watch::channel(0).0,
         runs: watch::channel(0).0,
+        webhooks: watch::channel(WebhookRegistration::Pending { events: Vec::new() }).0,
     });
     for (receiver, secret, variable) in [
         ("norce-order", shared.secrets.order_receiver_password.is_some(), &shared.config.order_receiver_password_env),
@@ -375,9 +464,49 @@ pub async fn start_with_flows(
             tracing::error!(error = %e, "the receivers' listener failed");
         }
     }));
-    tasks.extend(worker::spawn(shared.clone(), shutdown_rx));
+    tasks.extend(worker::spawn(shared.clone(), shutdown_rx.clone()));
     tracing::info!(%addr, "relay serve listening");
+    if let Some(task) = register_brightpearl_webhooks(&shared, shutdown_rx) {
+        tasks.push(task);
+    }
     Ok(ServerHandle { addr, shared, shutdown, tasks })
+}
+
+/// Publishes where the Brightpearl webhook registration stands (watchers, metrics, `/healthz`).
+fn publish_webhooks(shared: &Shared, state: WebhookRegistration) {
+    shared.metrics.record_webhook_registration(&state);
+    shared.webhooks.send_replace(state);
+}
+
+/// Starts the Brightpearl webhook registration in the background (the receivers already
+/// answer), or records why it is skipped. The task stops at shutdown.
+fn register_brightpearl_webhooks(shared: &Arc<Shared>, mut shutdown: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
+    use subscriptions::Prepared;
+    match subscriptions::prepare(&shared.config, &shared.secrets, shared.ctx.brightpearl.as_ref()) {
+        Prepared::Skip { reason, warn } => {
+            if warn {
+                tracing::warn!(reason = %reason, "Brightpearl webhook subscriptions not registered");
+            } else {
+                tracing::info!(reason = %reason, "Brightpearl webhook subscriptions not registered");
+            }
+            publish_webhooks(shared, WebhookRegistration::Skipped { reason });
+            None
+        }
+        Prepared::Run { client, target, events } => {
+            publish_webhooks(shared, WebhookRegistration::Pending { events: events.clone() });
+            let shared = shared.clone();
+            Some(tokio::spawn(async move {
+                tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => {
+                        tracing::info!("stopping before the Brightpearl webhook registration finished; the next start completes it");
+                    }
+                    subscriptions = subscriptions::register(&client, &target, &events) => {
+                        publish_webhooks(&shared, WebhookRegistration::Finished { subscriptions });
+                    }
+                }
+            }))
+        }
+    }
 }
 
 /// Durations from `[serve]` seconds, `None` for 0.
@@ -429,5 +558,49 @@ mod tests {
         assert!(err.contains("shiping_every_secs"), "{err}");
         let bad = ServeConfig { norce_webhook_header: "bad header".into(), ..ServeConfig::default() };
         assert!(bad.validate().unwrap_err().to_string().contains("serve.norce_webhook_header"));
+    }
+
+    #[test]
+    fn webhook_registration_defaults_are_the_events_the_flows_consume() {
+        let config = crate::config::RelayConfig::parse("", "t").unwrap().serve;
+        assert!(config.register_brightpearl_webhooks);
+        assert_eq!(config.public_url, None);
+        assert_eq!(config.brightpearl_webhook_events, ["product.modified.on-hand-modified", "goods-out-note.modified.shipped"]);
+        let text = "[serve]\npublic_url = \"https://relay.example.com/\"\nregister_brightpearl_webhooks = false\nbrightpearl_webhook_events = [\"product.modified\"]\n";
+        let config = crate::config::RelayConfig::parse(text, "t").unwrap().serve;
+        assert_eq!(config.public_url.as_deref(), Some("https://relay.example.com/"));
+        assert!(!config.register_brightpearl_webhooks);
+        assert_eq!(config.brightpearl_webhook_events, ["product.modified"]);
+    }
+
+    #[test]
+    fn webhook_registration_settings_are_checked_naming_the_key() {
+        let error = |text: &str| crate::config::RelayConfig::parse(text, "relay.toml").unwrap_err().to_string();
+        for (url, expected) in [
+            ("", "is empty"),
+            ("relay.example.com", "not an absolute URL"),
+            ("ftp://relay.example.com", "https://"),
+            ("https://user:pw@relay.example.com", "credentials"),
+            ("https://relay.example.com/?secret=x", "query"),
+            ("https://relay.example.com/#x", "fragment"),
+        ] {
+            let err = error(&format!("[serve]\npublic_url = \"{url}\"\n"));
+            assert!(err.contains("serve.public_url") && err.contains(expected), "{url}: {err}");
+            assert!(!err.contains("pw@"), "credentials are not echoed: {err}");
+        }
+        for (events, expected) in [
+            ("[\"product\"]", "entry 1 `product`"),
+            ("[\"product.modified\", \"Product.Modified\"]", "entry 2"),
+            ("[\"product.changed\"]", "created|modified|destroyed"),
+            ("[\"product.modified.on-hand-modified.x\"]", "not a Brightpearl event name"),
+            ("[\"a.created\", \"a.created\"]", "listed twice"),
+        ] {
+            let err = error(&format!("[serve]\nbrightpearl_webhook_events = {events}\n"));
+            assert!(err.contains("serve.brightpearl_webhook_events") && err.contains(expected), "{events}: {err}");
+        }
+        let err = error("[serve]\nregister_brightpearl_webhook = true\n");
+        assert!(err.contains("register_brightpearl_webhook"), "{err}");
+        let err = error("[serve]\nregister_brightpearl_webhooks = \"yes\"\n");
+        assert!(err.contains("register_brightpearl_webhooks"), "{err}");
     }
 }

@@ -7,4 +7,6 @@ fn the_example_configuration_file_loads() {
     assert_eq!(config.run.concurrency, 8);
     assert_eq!(config.stock.warehouses.len(), 2);
     assert!(config.shipping.services.contains_key("POSTNORD_PICKUP"));
+    assert_eq!(config.serve.public_url.as_deref(), Some("https://relay.example.com"));
+    assert_eq!(config.serve.brightpearl_webhook_events, relay::serve::DEFAULT_BRIGHTPEARL_WEBHOOK_EVENTS);
 }

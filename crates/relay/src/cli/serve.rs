@@ -4,7 +4,10 @@
 //! With no configured platform (or `--sandbox`) it starts the embedded sandbox with a fresh data
 //! folder and points the sandbox's Norce order receiver and order event webhooks at itself, with a
 //! password and secret generated for this process; `POST {sandbox}/_sandbox/norce/orders` then
-//! places an order that arrives in the inbox.
+//! places an order that arrives in the inbox. It also generates a Brightpearl webhook secret and
+//! sets `serve.public_url` to its own address, so serve registers its Brightpearl subscriptions
+//! with the sandbox: `POST {sandbox}/_sandbox/brightpearl/products/{id}/stock` then sends an
+//! on-hand webhook here.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -42,6 +45,16 @@ pub async fn execute(args: ServeArgs) -> ExitCode {
     }
 }
 
+/// `http://addr`, with an unspecified listen address (`0.0.0.0`, `[::]`) as the loopback one,
+/// which the embedded sandbox can reach.
+fn local_url(addr: std::net::SocketAddr) -> String {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    format!("http://{addr}")
+}
+
 /// A random-enough token for the embedded sandbox's receiver password (local demo only).
 fn sandbox_token() -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -70,9 +83,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let settings = if args.sandbox || configured_platforms(&env).is_empty() {
         let password = sandbox_token();
         let webhook_secret = sandbox_token();
+        let brightpearl_secret = sandbox_token();
+        let here = local_url(addr);
         let mut sandbox_config = SandboxConfig::default();
         sandbox_config.norce.order_receiver = Some(sandbox::norce::OrderReceiverConfig {
-            url: format!("http://{addr}/norce/order-receiver"),
+            url: format!("{here}/norce/order-receiver"),
             username: config.serve.order_receiver_user.clone(),
             password: password.clone(),
         });
@@ -80,19 +95,22 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             .into_iter()
             .map(|event| sandbox::norce::WebhookConfig {
                 event_type: event.to_owned(),
-                url: format!("http://{addr}/norce/events/{event}"),
+                url: format!("{here}/norce/events/{event}"),
                 headers: BTreeMap::from([(config.serve.norce_webhook_header.clone(), webhook_secret.clone())]),
             })
             .collect();
         let started = Sandbox::start(sandbox_config).await.map_err(|e| format!("cannot start the embedded sandbox on 127.0.0.1: {e}"))?;
         secrets.order_receiver_password = Some(Secret::new(password));
-        secrets.norce_webhook_secret = Some(Secret::new(webhook_secret.clone()));
-        secrets.brightpearl_webhook_secret = Some(Secret::new(webhook_secret));
+        secrets.norce_webhook_secret = Some(Secret::new(webhook_secret));
+        secrets.brightpearl_webhook_secret = Some(Secret::new(brightpearl_secret));
+        // Serve registers its Brightpearl webhooks with the sandbox, pointing here.
+        config.serve.public_url = Some(here);
         // The sandbox starts empty every time, so its relay state must too.
         let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
         config.state.dir = std::env::temp_dir().join(format!("relay-sandbox-serve-{}-{stamp}", std::process::id()));
         eprintln!(
-            "No platform is configured (NORCE_*, NSHIFT_*, BRIGHTPEARL_*): serving against the embedded sandbox at {}; its Norce order receiver and order events point here. Place an order with `curl -X POST {}/_sandbox/norce/orders`.",
+            "No platform is configured (NORCE_*, NSHIFT_*, BRIGHTPEARL_*): serving against the embedded sandbox at {}; its Norce order receiver and order events point here, and serve registers its Brightpearl webhooks there. Place an order with `curl -X POST {}/_sandbox/norce/orders`; change stock with `curl -X POST {}/_sandbox/brightpearl/products/1001/stock -H 'content-type: application/json' -d '{{\"warehouseId\":2,\"onHand\":7}}'`.",
+            started.base_url(),
             started.base_url(),
             started.base_url()
         );

@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde::Serialize;
 
+use super::subscriptions::{SubscriptionOutcome, WebhookRegistration};
 use crate::flows::FlowReport;
 use crate::state::Store;
 
@@ -42,6 +43,8 @@ struct Inner {
     failed: BTreeMap<String, u64>,
     /// flow → the last run.
     last_run: BTreeMap<String, LastRun>,
+    /// Where the Brightpearl webhook registration stands (set at start).
+    webhooks: Option<WebhookRegistration>,
 }
 
 /// The server's counters.
@@ -93,6 +96,16 @@ impl Metrics {
         inner.last_run.insert(flow.to_owned(), last);
     }
 
+    /// Records where the Brightpearl webhook registration stands.
+    pub fn record_webhook_registration(&self, state: &WebhookRegistration) {
+        self.lock().webhooks = Some(state.clone());
+    }
+
+    /// Where the Brightpearl webhook registration stands (`None` before serve started it).
+    pub fn webhook_registration(&self) -> Option<WebhookRegistration> {
+        self.lock().webhooks.clone()
+    }
+
     /// The last run of every flow that ran.
     pub fn last_runs(&self) -> BTreeMap<String, LastRun> {
         self.lock().last_run.clone()
@@ -132,6 +145,26 @@ impl Metrics {
         family(&mut out, "relay_flow_last_run_ok", "gauge", "1 when the flow's last pass completed, 0 when it stopped.");
         for (flow, last) in &inner.last_run {
             sample(&mut out, "relay_flow_last_run_ok", &[("flow", flow)], if last.ok { 1.0 } else { 0.0 });
+        }
+        if let Some(webhooks) = &inner.webhooks {
+            family(&mut out, "relay_brightpearl_webhook_registration", "gauge", "1 for the state of the Brightpearl webhook registration at start (pending, skipped, finished).");
+            for state in ["pending", "skipped", "finished"] {
+                sample(&mut out, "relay_brightpearl_webhook_registration", &[("state", state)], if webhooks.state() == state { 1.0 } else { 0.0 });
+            }
+            family(
+                &mut out,
+                "relay_brightpearl_webhook_subscriptions",
+                "gauge",
+                "1 for the outcome of each configured Brightpearl webhook event's subscription at start (registered, already_present, replaced, failed).",
+            );
+            if let WebhookRegistration::Finished { subscriptions } = webhooks {
+                for report in subscriptions {
+                    for outcome in SubscriptionOutcome::ALL {
+                        let value = if report.outcome == outcome { 1.0 } else { 0.0 };
+                        sample(&mut out, "relay_brightpearl_webhook_subscriptions", &[("event", &report.event), ("outcome", outcome.as_str())], value);
+                    }
+                }
+            }
         }
         drop(inner);
 

@@ -395,6 +395,8 @@ struct Health {
     inbox_pending: Option<usize>,
     receivers: HashMap<&'static str, bool>,
     flows: std::collections::BTreeMap<String, FlowHealth>,
+    /// The Brightpearl webhook registration (URIs with the secret redacted).
+    brightpearl_webhooks: super::WebhookRegistration,
 }
 
 #[derive(Serialize)]
@@ -425,7 +427,8 @@ async fn healthz(State(shared): State<AppState>) -> Response {
         ("brightpearl-webhook", shared.secrets.brightpearl_webhook_secret.is_some()),
     ]);
     let ok = pending.is_ok();
-    let health = Health { status: if ok { "ok" } else { "degraded" }, store, inbox_pending: pending.ok(), receivers, flows };
+    let brightpearl_webhooks = shared.webhooks.borrow().clone();
+    let health = Health { status: if ok { "ok" } else { "degraded" }, store, inbox_pending: pending.ok(), receivers, flows, brightpearl_webhooks };
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(health)).into_response()
 }
