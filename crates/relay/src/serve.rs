@@ -454,6 +454,12 @@ pub async fn start_with_flows(
 
     let app = receivers::router(shared.clone());
     let mut http_shutdown = shutdown_rx.clone();
+    // No Nagle: an answer written in two parts must not wait for the sender's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     tasks.push(tokio::spawn(async move {
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {

@@ -155,6 +155,13 @@ impl Sandbox {
         let state = Arc::new(AppState::new(config, format!("http://{addr}")));
         let app = router(state.clone());
         let (tx, rx) = oneshot::channel::<()>();
+        // No Nagle: a response written in two parts (headers, then a large body) must not wait
+        // for the client's delayed ACK (up to 40 ms on loopback) before its second part.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let task = tokio::spawn(async move {
             // Connect info gives the Norce token endpoint its per-client-IP rate limit.
             axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

@@ -769,11 +769,18 @@ async fn stored_shipment_search() {
     let exact = search("searchField=orderNo&searchOp=equals&searchValue=BULK-007").await;
     assert_eq!(exact.len(), 1);
     assert_eq!(exact[0].reference.as_deref(), Some("REF-7"));
+    // The exact search reads an index: it still ignores case and sees every shipment of the
+    // number, in id order.
+    let (status, _) = api.post("/stored-shipments", &shipment("bulk-007")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let both = search("searchField=orderNo&searchOp=equals&searchValue=Bulk-007").await;
+    assert_eq!(both.iter().map(|s| s.order_no.as_deref()).collect::<Vec<_>>(), [Some("BULK-007"), Some("bulk-007")]);
+    assert!(search("searchField=orderNo&searchOp=equals&searchValue=BULK-0070").await.is_empty());
     assert_eq!(
         search("searchField=orderNo&searchValue=BULK-007")
             .await
             .len(),
-        1,
+        2,
         "equals by default"
     );
     assert_eq!(

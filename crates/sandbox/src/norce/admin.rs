@@ -379,6 +379,7 @@ async fn create_order(State(state): State<SharedState>, body: Bytes) -> Response
             payment_ref: format!("psp-{quotation_id}"),
             payment_cancelled: false,
         };
+        inner.order_index.add(&order);
         inner.orders.insert(id, order.clone());
         order
     };

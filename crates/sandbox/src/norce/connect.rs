@@ -17,7 +17,7 @@ use norce_models::connect::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::model::{JobRec, LogRec, OrderRec, Work};
+use super::model::{JobRec, LogRec, OrderIndex, OrderRec, Work};
 use super::services::parse_query;
 use super::{app_lookup, bad_request, error, push, settle, start_call};
 use crate::SharedState;
@@ -104,15 +104,13 @@ fn require_order_ref(
 /// matches (shared by SendOrderStatus and CancelOrder).
 fn find_order_mut<'a>(
     orders: &'a mut std::collections::BTreeMap<i64, OrderRec>,
+    index: &OrderIndex,
     client_order_ref: Option<i32>,
     erp_order_no: Option<&str>,
 ) -> Result<&'a mut OrderRec, Response> {
     let found = match (client_order_ref, erp_order_no) {
-        (Some(r), _) => orders.values().find(|o| o.quotation_id == r).map(|o| o.id),
-        (None, Some(no)) => orders
-            .values()
-            .find(|o| o.matches_order_no(no))
-            .map(|o| o.id),
+        (Some(r), _) => index.by_quotation(orders, r),
+        (None, Some(no)) => index.by_number(orders, no),
         (None, None) => None,
     };
     let Some(id) = found else {
@@ -179,9 +177,11 @@ pub(super) async fn send_order_status(
     }
     let now = state.clock.now();
     let (events, order) = {
-        let mut inner = state.norce.lock();
+        let mut guard = state.norce.lock();
+        let inner = &mut *guard;
         let order = match find_order_mut(
             &mut inner.orders,
+            &inner.order_index,
             request.client_order_ref,
             request.erp_order_no.as_deref(),
         ) {
@@ -223,7 +223,9 @@ pub(super) async fn send_order_status(
                 events.push(event);
             }
         }
-        (events, order.clone())
+        let order = order.clone();
+        inner.order_index.add(&order);
+        (events, order)
     };
     for event in events {
         push::order_event(&state, event, &order);
@@ -286,12 +288,7 @@ pub(super) async fn create_delivery_note(
     }
     let now = state.clock.now();
     let mut inner = state.norce.lock();
-    let Some(id) = inner
-        .orders
-        .values()
-        .find(|o| o.matches_order_no(&note.order_no))
-        .map(|o| o.id)
-    else {
+    let Some(id) = inner.order_index.by_number(&inner.orders, &note.order_no) else {
         return bad_request(format!("Order '{}' was not found.", note.order_no));
     };
     let Some(mut order) = inner.orders.remove(&id) else {
@@ -331,9 +328,11 @@ pub(super) async fn cancel_order(
     }
     let now = state.clock.now();
     let order = {
-        let mut inner = state.norce.lock();
+        let mut guard = state.norce.lock();
+        let inner = &mut *guard;
         let order = match find_order_mut(
             &mut inner.orders,
+            &inner.order_index,
             request.client_order_ref,
             request.erp_order_no.as_deref(),
         ) {

@@ -434,6 +434,50 @@ impl PushRec {
     }
 }
 
+/// Order ids by basket (quotation) id and by web or ERP order number, so the calls that name an
+/// order that way do not scan every order. A hit is checked against the order and a miss falls
+/// back to the scan, so the answers are the scan's even where a change was not indexed.
+#[derive(Debug, Default)]
+pub struct OrderIndex {
+    by_quotation: HashMap<i32, i64>,
+    by_number: HashMap<String, i64>,
+}
+
+impl OrderIndex {
+    /// Indexes (or re-indexes, after its ERP number was set) an order.
+    pub fn add(&mut self, order: &OrderRec) {
+        self.by_quotation.insert(order.quotation_id, order.id);
+        self.by_number.insert(order.order_no.clone(), order.id);
+        if let Some(erp) = &order.erp_order_no {
+            self.by_number.insert(erp.clone(), order.id);
+        }
+    }
+
+    /// Indexes another number of order `id` (its ERP number, once set).
+    pub fn add_number(&mut self, number: String, id: i64) {
+        self.by_number.insert(number, id);
+    }
+
+    /// The id of the order of basket `quotation`.
+    pub fn by_quotation(&self, orders: &BTreeMap<i64, OrderRec>, quotation: i32) -> Option<i64> {
+        self.by_quotation
+            .get(&quotation)
+            .filter(|id| orders.get(id).is_some_and(|o| o.quotation_id == quotation))
+            .copied()
+            .or_else(|| orders.values().find(|o| o.quotation_id == quotation).map(|o| o.id))
+    }
+
+    /// The id of the order `no` names (ERP number, web order number or id; see
+    /// [`OrderRec::matches_order_no`]).
+    pub fn by_number(&self, orders: &BTreeMap<i64, OrderRec>, no: &str) -> Option<i64> {
+        self.by_number
+            .get(no)
+            .filter(|id| orders.get(id).is_some_and(|o| o.matches_order_no(no)))
+            .copied()
+            .or_else(|| orders.values().find(|o| o.matches_order_no(no)).map(|o| o.id))
+    }
+}
+
 /// Everything the simulator holds.
 #[derive(Debug)]
 pub struct Inner {
@@ -446,6 +490,8 @@ pub struct Inner {
     /// (warehouse code, location code) pairs set up "in Admin".
     pub locations: Vec<(String, String)>,
     pub orders: BTreeMap<i64, OrderRec>,
+    /// Order ids by basket and by number, for the calls that name an order that way.
+    pub order_index: OrderIndex,
     pub onhands: BTreeMap<(String, String, String), OnhandRec>,
     pub prices: BTreeMap<(String, String, i32), PriceRec>,
     pub jobs: BTreeMap<i32, JobRec>,
@@ -558,6 +604,7 @@ impl Inner {
             customers,
             locations,
             orders: BTreeMap::new(),
+            order_index: OrderIndex::default(),
             onhands,
             prices,
             jobs: BTreeMap::new(),
@@ -663,6 +710,7 @@ impl Inner {
             }
             inner.next_order_id = inner.next_order_id.max(order.id + 1);
             inner.next_quotation_id = inner.next_quotation_id.max(quotation_id + 1);
+            inner.order_index.add(&rec);
             inner.orders.insert(rec.id, rec);
         }
         inner
@@ -1080,6 +1128,37 @@ mod decimal_tests {
             for text in ["0", "7", "07", "+7", "42", "100001", "-5", "-0", "", "-", "x", "9223372036854775807", "-9223372036854775808"] {
                 assert_eq!(is_decimal_of(text, id), id.to_string() == text, "{text:?} vs {id}");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod order_index_tests {
+    use super::*;
+
+    #[test]
+    fn answers_like_the_scan_indexed_or_not() {
+        let dataset = crate::dataset::Dataset::generate(&crate::DatasetConfig { orders: 30, ..crate::DatasetConfig::default() }, Utc::now());
+        let mut inner = Inner::seed(&NorceConfig::default(), &dataset, Utc::now());
+        // An order whose ERP number was set without re-indexing is still found (by the scan).
+        let id = *inner.orders.keys().nth(3).unwrap();
+        inner.orders.get_mut(&id).unwrap().erp_order_no = Some("ERP-LATE".into());
+        let index = std::mem::take(&mut inner.order_index);
+        let mut partial = OrderIndex::default();
+        for order in inner.orders.values().step_by(2) {
+            partial.add(order);
+        }
+        for index in [&index, &partial] {
+            for order in inner.orders.values() {
+                let scan = |no: &str| inner.orders.values().find(|o| o.matches_order_no(no)).map(|o| o.id);
+                assert_eq!(index.by_quotation(&inner.orders, order.quotation_id), Some(order.id));
+                for no in [order.order_no.clone(), order.id.to_string()].into_iter().chain(order.erp_order_no.clone()) {
+                    assert_eq!(index.by_number(&inner.orders, &no), scan(&no), "{no}");
+                }
+            }
+            assert_eq!(index.by_number(&inner.orders, "ERP-LATE"), Some(id));
+            assert_eq!(index.by_number(&inner.orders, "NC-0"), None);
+            assert_eq!(index.by_quotation(&inner.orders, -1), None);
         }
     }
 }

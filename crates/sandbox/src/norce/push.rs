@@ -148,13 +148,12 @@ async fn deliver(state: SharedState, id: u64, target: Target, payload: Value) {
                     .and_then(|r| r.parse::<i32>().ok());
             }
             if let (Some(erp), Some(quotation)) = (erp_order_no, order_id)
-                && let Some(order) = inner
-                    .orders
-                    .values_mut()
-                    .find(|o| o.quotation_id == quotation)
+                && let Some(id) = inner.order_index.by_quotation(&inner.orders, quotation)
+                && let Some(order) = inner.orders.get_mut(&id)
                 && order.erp_order_no.is_none()
             {
-                order.erp_order_no = Some(erp);
+                order.erp_order_no = Some(erp.clone());
+                inner.order_index.add_number(erp, id);
             }
         }
         if ok || dead {

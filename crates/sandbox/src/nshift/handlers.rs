@@ -766,8 +766,15 @@ async fn search_stored(State(state): State<SharedState>, headers: HeaderMap, uri
         };
         let base = href_base(&state);
         let store = lock(&state.nshift.inner);
-        let found: Vec<_> = store
-            .stored_all()
+        // An exact order-number search (the one `book_once` makes) reads the index; the others
+        // scan. Both go through the same filters below.
+        let candidates: Box<dyn Iterator<Item = &super::store::StoredRecord>> = match &search {
+            Some((SearchStoredShipmentsQuerySearchField::OrderNo, SearchStoredShipmentsQuerySearchOp::Equals, value)) => {
+                Box::new(store.stored_with_order_no(value))
+            }
+            _ => Box::new(store.stored_all()),
+        };
+        let found: Vec<_> = candidates
             .filter(|r| !r.deleted && caller.sees(r.profile_group.as_deref()))
             .filter(|r| {
                 config.printed_stored_searchable || r.status != StoredShipmentStatus::Printed

@@ -314,6 +314,9 @@ pub struct Store {
     next_parcel_serial: u64,
     shipments: BTreeMap<u64, ShipmentRecord>,
     stored: BTreeMap<u64, StoredRecord>,
+    /// Stored shipment ids by lower-cased `orderNo` (the search relay's `book_once` makes for
+    /// every order), in id order. An order number never changes after the insert.
+    stored_by_order_no: HashMap<String, Vec<u64>>,
     documents: HashMap<u64, Document>,
     events: Vec<FeedEvent>,
 }
@@ -328,6 +331,7 @@ impl Store {
             next_parcel_serial: 100_001,
             shipments: BTreeMap::new(),
             stored: BTreeMap::new(),
+            stored_by_order_no: HashMap::new(),
             documents: HashMap::new(),
             events: Vec::new(),
         }
@@ -413,7 +417,21 @@ impl Store {
     pub fn insert_stored(&mut self, make: impl FnOnce(u64) -> StoredRecord) -> &StoredRecord {
         let id = self.next_stored_id;
         self.next_stored_id += 1;
-        self.stored.entry(id).or_insert_with(|| make(id))
+        let record = self.stored.entry(id).or_insert_with(|| make(id));
+        if let Some(order_no) = &record.shipment.order_no {
+            self.stored_by_order_no.entry(order_no.to_lowercase()).or_default().push(id);
+        }
+        record
+    }
+
+    /// Every stored shipment (deleted ones too, like [`Store::stored_all`]) whose `orderNo`
+    /// equals `order_no` ignoring case, in id order.
+    pub fn stored_with_order_no(&self, order_no: &str) -> impl Iterator<Item = &StoredRecord> {
+        self.stored_by_order_no
+            .get(&order_no.to_lowercase())
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.stored.get(id))
     }
 
     /// Appends every status step reached by `now` and not yet logged, in time order.
