@@ -70,8 +70,15 @@ async fn measure(orders: usize, latency_ms: u64, concurrency: usize) -> Result<s
     let seconds = elapsed.as_secs_f64();
     let throughput = shipped as f64 / seconds;
     let ideal = concurrency as f64 / (calls_per_order * Duration::from_millis(latency_ms).as_secs_f64());
+    // Calls per platform operation (the last LOG_CAPACITY requests: all of them below ~2,000 orders).
+    let mut by_operation = std::collections::BTreeMap::<String, u64>::new();
+    for request in sandbox.state().faults.requests() {
+        let path: String = request.path.split('/').filter(|p| !p.is_empty() && !p.bytes().all(|b| b.is_ascii_digit())).collect::<Vec<_>>().join("/");
+        *by_operation.entry(format!("{} /{path}", request.method)).or_default() += 1;
+    }
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(serde_json::json!({
+        "calls_by_operation": by_operation,
         "orders_in_dataset": orders,
         "shipped": shipped,
         "failed": shipping["failed"],
