@@ -180,6 +180,10 @@ pub trait Store: Send + Sync {
     fn inbox_put(&self, source: &str, key: &str, body: &str) -> Result<InboxPut, StateError>;
     /// Unprocessed items, oldest first.
     fn inbox_pending(&self, limit: usize) -> Result<Vec<InboxItem>, StateError>;
+    /// How many items are unprocessed (what [`Store::inbox_pending`] would list without a limit).
+    fn inbox_len(&self) -> Result<u64, StateError> {
+        Ok(self.inbox_pending(usize::MAX)?.len() as u64)
+    }
     /// Marks an item processed.
     fn inbox_done(&self, id: i64) -> Result<(), StateError>;
 
@@ -457,6 +461,10 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn inbox_len(&self) -> Result<u64, StateError> {
+        Ok(self.conn().query_row("SELECT COUNT(*) FROM inbox WHERE processed_at IS NULL", [], |row| row.get(0))?)
+    }
+
     fn inbox_done(&self, id: i64) -> Result<(), StateError> {
         self.conn().execute("UPDATE inbox SET processed_at = ?2 WHERE id = ?1", params![id, now()])?;
         Ok(())
@@ -589,8 +597,10 @@ mod tests {
         let InboxPut::Inserted(id) = store.inbox_put("norce-order", "NC-1", "{}").unwrap() else { panic!() };
         assert_eq!(store.inbox_put("norce-order", "NC-1", "{}").unwrap(), InboxPut::Duplicate(id));
         assert_eq!(store.inbox_pending(10).unwrap().len(), 1);
+        assert_eq!(store.inbox_len().unwrap(), 1);
         store.inbox_done(id).unwrap();
         assert!(store.inbox_pending(10).unwrap().is_empty());
+        assert_eq!(store.inbox_len().unwrap(), 0);
         // Processed: the same key may arrive again (a later change of the same order).
         assert!(matches!(store.inbox_put("norce-order", "NC-1", "{}").unwrap(), InboxPut::Inserted(_)));
     }

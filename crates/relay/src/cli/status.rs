@@ -81,7 +81,7 @@ fn finish(command: &str, result: Result<ExitCode, String>) -> ExitCode {
 struct StatusReport {
     data_dir: String,
     entities: Vec<EntityCount>,
-    inbox_pending: usize,
+    inbox_pending: u64,
     dead_letters: Vec<DeadLetter>,
 }
 
@@ -137,7 +137,7 @@ fn status(args: &StatusArgs) -> Result<ExitCode, String> {
     let report = StatusReport {
         data_dir: dir.display().to_string(),
         entities: entity_counts(&store)?,
-        inbox_pending: store.inbox_pending(usize::MAX).map_err(|e| e.to_string())?.len(),
+        inbox_pending: store.inbox_len().map_err(|e| e.to_string())?,
         dead_letters: store.dead_letters().map_err(|e| e.to_string())?,
     };
     if args.json {

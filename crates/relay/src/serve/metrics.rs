@@ -168,7 +168,7 @@ impl Metrics {
         }
         drop(inner);
 
-        let pending = store.inbox_pending(usize::MAX).map(|items| items.len());
+        let pending = store.inbox_len();
         let counts = store.counts();
         let dead = store.dead_letters().map(|d| d.len());
         let up = pending.is_ok() && counts.is_ok() && dead.is_ok();

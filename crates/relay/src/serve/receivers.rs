@@ -392,7 +392,7 @@ async fn brightpearl_webhook(
 struct Health {
     status: &'static str,
     store: String,
-    inbox_pending: Option<usize>,
+    inbox_pending: Option<u64>,
     receivers: HashMap<&'static str, bool>,
     flows: std::collections::BTreeMap<String, FlowHealth>,
     /// The Brightpearl webhook registration (URIs with the secret redacted).
@@ -401,13 +401,12 @@ struct Health {
 
 #[derive(Serialize)]
 struct FlowHealth {
-    wired: bool,
     every_secs: Option<u64>,
     last_run: Option<super::metrics::LastRun>,
 }
 
 async fn healthz(State(shared): State<AppState>) -> Response {
-    let pending = shared.store().inbox_pending(usize::MAX).map(|items| items.len());
+    let pending = shared.store().inbox_len();
     let store = match &pending {
         Ok(_) => "ok".to_owned(),
         Err(e) => format!("error: {e}"),
@@ -417,7 +416,7 @@ async fn healthz(State(shared): State<AppState>) -> Response {
         .flows
         .iter()
         .map(|f| {
-            let health = FlowHealth { wired: f.run.is_some(), every_secs: f.every.map(|d| d.as_secs()), last_run: last_runs.remove(f.name) };
+            let health = FlowHealth { every_secs: f.every.map(|d| d.as_secs()), last_run: last_runs.remove(f.name) };
             (f.name.to_owned(), health)
         })
         .collect();

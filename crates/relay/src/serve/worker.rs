@@ -22,8 +22,8 @@ pub type IngestFuture<'a> = Pin<Box<dyn Future<Output = Result<(), FlowError>> +
 /// A flow's `ingest`.
 pub type IngestFn = for<'a> fn(&'a FlowContext, &'a InboxItem) -> IngestFuture<'a>;
 
-/// One flow as `relay serve` drives it. A flow module that does not yet expose a function of the
-/// contract has `None` there: it is not run, and items no wired flow accepts stay in the inbox.
+/// One flow as `relay serve` drives it: the functions of the flow contract (see
+/// [`crate::flows`]) and its schedule.
 #[derive(Clone, Copy)]
 pub struct FlowEntry {
     /// The flow's name (`shipping`, `stock`, `orders`).
@@ -31,35 +31,18 @@ pub struct FlowEntry {
     /// The entity flows it records (for `/metrics`; e.g. `stock` records `stock` and `prices`).
     pub entity_flows: &'static [&'static str],
     /// One pass.
-    pub run: Option<RunFn>,
+    pub run: RunFn,
     /// Whether it takes inbox items of a source.
-    pub accepts: Option<fn(&str) -> bool>,
+    pub accepts: fn(&str) -> bool,
     /// Turns an inbox item into pending entities.
-    pub ingest: Option<IngestFn>,
+    pub ingest: IngestFn,
     /// Time between scheduled passes (`None`: only after ingest).
     pub every: Option<Duration>,
 }
 
 impl std::fmt::Debug for FlowEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FlowEntry")
-            .field("name", &self.name)
-            .field("run", &self.run.is_some())
-            .field("accepts", &self.accepts.is_some())
-            .field("ingest", &self.ingest.is_some())
-            .field("every", &self.every)
-            .finish()
-    }
-}
-
-impl FlowEntry {
-    /// An entry with no function wired yet.
-    pub fn new(name: &'static str, entity_flows: &'static [&'static str], every: Option<Duration>) -> Self {
-        Self { name, entity_flows, run: None, accepts: None, ingest: None, every }
-    }
-
-    fn takes(&self, source: &str) -> bool {
-        self.ingest.is_some() && self.accepts.is_some_and(|accepts| accepts(source))
+        f.debug_struct("FlowEntry").field("name", &self.name).field("entity_flows", &self.entity_flows).field("every", &self.every).finish_non_exhaustive()
     }
 }
 
@@ -67,29 +50,35 @@ impl FlowEntry {
 ///
 /// `orders` runs the orders flow and then the fulfilment flow (the orders module's ingest makes
 /// `fulfilment` entities from Brightpearl's shipped webhooks, so one trigger serves both);
-/// `stock` runs stock and prices. Norce event webhooks (`norce-event`) are taken by no flow today:
-/// they are stored, acknowledged, and marked done (the flows' polling covers what they announce).
+/// `stock` runs stock and prices. Norce order events feed `shipping` (the event's order is
+/// queued) and `orders` (the event starts a pass whose poll reads the order).
 pub fn flow_table(config: &ServeConfig) -> Vec<FlowEntry> {
     use crate::flows::{orders, shipping, stock};
     vec![
         // Orders into the ERP first (the same order push also feeds shipping).
         FlowEntry {
-            run: Some(|ctx| Box::pin(orders_and_fulfilment(ctx))),
-            accepts: Some(orders::accepts),
-            ingest: Some(|ctx, item| Box::pin(orders::ingest(ctx, item))),
-            ..FlowEntry::new("orders", &["orders", "fulfilment"], every(config.orders_every_secs))
+            name: "orders",
+            entity_flows: &["orders", "fulfilment"],
+            run: |ctx| Box::pin(orders_and_fulfilment(ctx)),
+            accepts: orders::accepts,
+            ingest: |ctx, item| Box::pin(orders::ingest(ctx, item)),
+            every: every(config.orders_every_secs),
         },
         FlowEntry {
-            run: Some(|ctx| Box::pin(shipping::run(ctx))),
-            accepts: Some(shipping::accepts),
-            ingest: Some(|ctx, item| Box::pin(shipping::ingest(ctx, item))),
-            ..FlowEntry::new("shipping", &["shipping"], every(config.shipping_every_secs))
+            name: "shipping",
+            entity_flows: &["shipping"],
+            run: |ctx| Box::pin(shipping::run(ctx)),
+            accepts: shipping::accepts,
+            ingest: |ctx, item| Box::pin(shipping::ingest(ctx, item)),
+            every: every(config.shipping_every_secs),
         },
         FlowEntry {
-            run: Some(|ctx| Box::pin(stock::run(ctx))),
-            accepts: Some(stock::accepts),
-            ingest: Some(|ctx, item| Box::pin(stock::ingest(ctx, item))),
-            ..FlowEntry::new("stock", &["stock", "prices"], every(config.stock_reconcile_every_secs))
+            name: "stock",
+            entity_flows: &["stock", "prices"],
+            run: |ctx| Box::pin(stock::run(ctx)),
+            accepts: stock::accepts,
+            ingest: |ctx, item| Box::pin(stock::ingest(ctx, item)),
+            every: every(config.stock_reconcile_every_secs),
         },
     ]
 }
@@ -111,27 +100,23 @@ pub(super) fn spawn(shared: Arc<Shared>, shutdown: watch::Receiver<bool>) -> Vec
         Arc::new(shared.flows.iter().map(|f| (f.name, Arc::new(Notify::new()))).collect());
     let mut tasks = vec![tokio::spawn(inbox_processor(shared.clone(), triggers.clone(), shutdown.clone()))];
     for (entry, (_, trigger)) in shared.flows.iter().zip(triggers.iter()) {
-        if let Some(run) = entry.run {
-            // A thread with its own single-threaded runtime per flow: a pass need not be `Send`
-            // (the flows borrow their clients across `buffer_unordered`), and one flow's pass
-            // never delays the receivers.
-            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-            let (shared, entry, trigger, shutdown) = (shared.clone(), *entry, trigger.clone(), shutdown.clone());
-            let spawned = std::thread::Builder::new().name(format!("relay-flow-{}", entry.name)).spawn(move || {
-                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    Ok(runtime) => runtime.block_on(scheduler(shared, entry, run, trigger, shutdown)),
-                    Err(e) => tracing::error!(flow = entry.name, error = %e, "cannot start the flow's runtime: not scheduled"),
-                }
-                let _ = done_tx.send(());
-            });
-            match spawned {
-                Ok(_) => tasks.push(tokio::spawn(async move {
-                    let _ = done_rx.await;
-                })),
-                Err(e) => tracing::error!(flow = entry.name, error = %e, "cannot start the flow's thread: not scheduled"),
+        // A thread with its own single-threaded runtime per flow: a pass need not be `Send`
+        // (the flows borrow their clients across `buffer_unordered`), and one flow's pass
+        // never delays the receivers.
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let (shared, entry, trigger, shutdown) = (shared.clone(), *entry, trigger.clone(), shutdown.clone());
+        let spawned = std::thread::Builder::new().name(format!("relay-flow-{}", entry.name)).spawn(move || {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime.block_on(scheduler(shared, entry, entry.run, trigger, shutdown)),
+                Err(e) => tracing::error!(flow = entry.name, error = %e, "cannot start the flow's runtime: not scheduled"),
             }
-        } else {
-            tracing::warn!(flow = entry.name, "flow not wired into `relay serve` yet: not scheduled");
+            let _ = done_tx.send(());
+        });
+        match spawned {
+            Ok(_) => tasks.push(tokio::spawn(async move {
+                let _ = done_rx.await;
+            })),
+            Err(e) => tracing::error!(flow = entry.name, error = %e, "cannot start the flow's thread: not scheduled"),
         }
     }
     tasks
@@ -198,11 +183,11 @@ async fn drain(shared: &Shared, triggers: &[(&'static str, Arc<Notify>)]) {
 async fn process(shared: &Shared, triggers: &[(&'static str, Arc<Notify>)], item: &InboxItem) -> bool {
     let span = tracing::info_span!("inbox_item", id = item.id, source = %item.source, key = %item.key);
     async {
-        let takers: Vec<&crate::serve::FlowEntry> = shared.flows.iter().filter(|f| f.takes(&item.source)).collect();
+        let takers: Vec<&crate::serve::FlowEntry> = shared.flows.iter().filter(|f| (f.accepts)(&item.source)).collect();
         if takers.is_empty() {
-            if shared.flows.is_empty() || shared.flows.iter().any(|f| f.accepts.is_none() || f.ingest.is_none()) {
-                // A flow that may take it is not wired yet (or there are none): keep it for later.
-                tracing::debug!("no wired flow takes this source yet; kept in the inbox");
+            if shared.flows.is_empty() {
+                // No flows (a receivers-only server): keep it for a server that has them.
+                tracing::debug!("no flows in this server; kept in the inbox");
                 return false;
             }
             tracing::info!("no flow takes this item; marked done");
@@ -220,8 +205,7 @@ async fn process(shared: &Shared, triggers: &[(&'static str, Arc<Notify>)], item
         }
         let mut ok = true;
         for flow in &takers {
-            let Some(ingest) = flow.ingest else { continue };
-            if let Err(e) = ingest(&shared.ctx, item).instrument(tracing::info_span!("ingest", flow = flow.name)).await {
+            if let Err(e) = (flow.ingest)(&shared.ctx, item).instrument(tracing::info_span!("ingest", flow = flow.name)).await {
                 tracing::warn!(flow = flow.name, error = %e, "ingest failed; the item stays in the inbox");
                 ok = false;
             }
