@@ -89,6 +89,9 @@ pub struct ServeConfig {
     pub register_brightpearl_webhooks: bool,
     /// The events subscribed (`{resource}.{created|modified|destroyed}[.{specifier}]`).
     pub brightpearl_webhook_events: Vec<String>,
+    /// Seconds before the registration is tried again after a transient failure (Brightpearl
+    /// unreachable, throttled, 5xx), doubling each time up to an hour (0: only at start).
+    pub brightpearl_webhook_retry_secs: u64,
     /// Seconds between scheduled runs of the `shipping` flow (0: only after ingest).
     pub shipping_every_secs: u64,
     /// Seconds between scheduled runs of the `orders` flow (orders and fulfilment; 0: only after ingest).
@@ -115,6 +118,7 @@ impl Default for ServeConfig {
             public_url: None,
             register_brightpearl_webhooks: true,
             brightpearl_webhook_events: DEFAULT_BRIGHTPEARL_WEBHOOK_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
+            brightpearl_webhook_retry_secs: 60,
             shipping_every_secs: 300,
             orders_every_secs: 300,
             stock_reconcile_every_secs: 3600,
@@ -478,6 +482,9 @@ pub async fn start_with_flows(
     Ok(ServerHandle { addr, shared, shutdown, tasks })
 }
 
+/// The longest wait between two registration attempts.
+const WEBHOOK_RETRY_MAX: Duration = Duration::from_secs(3600);
+
 /// Publishes where the Brightpearl webhook registration stands (watchers, metrics, `/healthz`).
 fn publish_webhooks(shared: &Shared, state: WebhookRegistration) {
     shared.metrics.record_webhook_registration(&state);
@@ -502,13 +509,18 @@ fn register_brightpearl_webhooks(shared: &Arc<Shared>, mut shutdown: watch::Rece
             publish_webhooks(shared, WebhookRegistration::Pending { events: events.clone() });
             let shared = shared.clone();
             Some(tokio::spawn(async move {
+                let first = Duration::from_secs(shared.config.brightpearl_webhook_retry_secs);
+                let registration = subscriptions::register_until_settled(
+                    || subscriptions::register(&client, &target, &events),
+                    |subscriptions| publish_webhooks(&shared, WebhookRegistration::Finished { subscriptions }),
+                    first,
+                    WEBHOOK_RETRY_MAX,
+                );
                 tokio::select! {
                     _ = shutdown.wait_for(|stop| *stop) => {
-                        tracing::info!("stopping before the Brightpearl webhook registration finished; the next start completes it");
+                        tracing::info!("stopping before the Brightpearl webhook registration settled; the next start completes it");
                     }
-                    subscriptions = subscriptions::register(&client, &target, &events) => {
-                        publish_webhooks(&shared, WebhookRegistration::Finished { subscriptions });
-                    }
+                    () = registration => {}
                 }
             }))
         }

@@ -254,6 +254,7 @@ async fn an_event_the_account_cannot_subscribe_to_fails_alone_and_the_receivers_
     assert!(error.contains("INTC-064") && error.contains(unknown), "{error}");
     assert!(!error.contains(SECRET), "{error}");
     assert_eq!(failed.webhook_id, None);
+    assert!(!failed.transient, "a refusal is not tried again");
     let all = webhooks(&sandbox).await;
     assert_eq!(all.len(), 2, "{all:?}");
     assert!(at(&all, unknown, &uri(SECRET)).is_empty());
@@ -332,6 +333,41 @@ async fn the_receivers_answer_while_brightpearl_is_slow_to_list_webhooks() {
     tokio::time::timeout(Duration::from_secs(20), handle.shutdown()).await.expect("shutdown does not wait for Brightpearl");
     // The sandbox still serves the hanging request; it ends with the test's runtime.
     drop(sandbox);
+}
+
+#[tokio::test]
+async fn a_brightpearl_server_error_is_reported_as_transient() {
+    let sandbox = common::sandbox_with(SandboxConfig::default()).await;
+    let account = sandbox.state().config.brightpearl.account.clone();
+    sandbox
+        .state()
+        .faults
+        .add(FaultRule {
+            path_prefix: format!("/public-api/{account}/integration-service/webhook"),
+            method: Some("GET".into()),
+            error_rate: 1.0,
+            error_statuses: vec![500],
+            remaining: Some(1),
+            ..FaultRule::default()
+        })
+        .unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    // No retry here (it waits a minute); the retry loop itself is tested on paused time.
+    let mut config = config(Some(PUBLIC_URL));
+    config.serve.brightpearl_webhook_retry_secs = 0;
+    let handle = start(&sandbox, store, config, secrets(Some(SECRET))).await;
+    let state = settled(&handle).await;
+    for event in [ON_HAND, SHIPPED] {
+        let report = state.subscription(event).unwrap();
+        assert_eq!(report.outcome, SubscriptionOutcome::Failed, "{report:?}");
+        assert!(report.transient, "{report:?}");
+        assert!(report.error.as_deref().unwrap().contains("cannot list the existing webhooks"), "{report:?}");
+    }
+    let health = get(&handle, "/healthz").await.json();
+    assert_eq!(health["brightpearl_webhooks"]["subscriptions"][0]["transient"], true, "{health}");
+    assert!(webhooks(&sandbox).await.is_empty());
+    handle.shutdown().await;
+    sandbox.shutdown().await;
 }
 
 /// Norce's on-hand rows (sandbox admin route).

@@ -102,6 +102,9 @@ pub struct SubscriptionReport {
     pub removed: Vec<i64>,
     /// Why it failed (Brightpearl's message; never the secret).
     pub error: Option<String>,
+    /// The failure may pass (Brightpearl unreachable, throttled, 5xx): serve tries again later
+    /// (`serve.brightpearl_webhook_retry_secs`). A refusal such as `INTC-064` is not retried.
+    pub transient: bool,
 }
 
 /// Where registration stands, as `/healthz` (`brightpearl_webhooks`) and the metrics show it.
@@ -364,8 +367,8 @@ pub(crate) async fn register(client: &brightpearl_client::Client, target: &Targe
             Ok(existing) => existing,
             Err(e) => {
                 let error = format!("cannot list the existing webhooks: {}", target.scrub(&e.to_string()));
-                tracing::warn!(error = %error, "Brightpearl webhook registration failed; events arrive only through polling until serve restarts");
-                return events.iter().map(|event| failed(event, target, None, Vec::new(), error.clone())).collect();
+                tracing::warn!(error = %error, transient = e.is_transient(), "Brightpearl webhook registration failed; events arrive only through polling meanwhile");
+                return events.iter().map(|event| failed(event, target, None, Vec::new(), (error.clone(), e.is_transient()))).collect();
             }
         };
         let mut reports = Vec::with_capacity(events.len());
@@ -391,7 +394,7 @@ pub(crate) async fn register(client: &brightpearl_client::Client, target: &Targe
     .await
 }
 
-fn failed(event: &str, target: &Target, webhook_id: Option<i64>, removed: Vec<i64>, error: String) -> SubscriptionReport {
+fn failed(event: &str, target: &Target, webhook_id: Option<i64>, removed: Vec<i64>, (error, transient): (String, bool)) -> SubscriptionReport {
     SubscriptionReport {
         event: event.to_owned(),
         outcome: SubscriptionOutcome::Failed,
@@ -399,24 +402,25 @@ fn failed(event: &str, target: &Target, webhook_id: Option<i64>, removed: Vec<i6
         uri: target.shown().to_owned(),
         removed,
         error: Some(error),
+        transient,
     }
 }
 
 /// Deletes `ids`; returns the deleted ones and the first error (a webhook already gone counts
 /// as deleted).
-async fn delete_all(client: &brightpearl_client::Client, target: &Target, ids: &[i64]) -> (Vec<i64>, Option<String>) {
+async fn delete_all(client: &brightpearl_client::Client, target: &Target, ids: &[i64]) -> (Vec<i64>, Option<(String, bool)>) {
     let mut removed = Vec::new();
     let mut first_error = None;
     for &id in ids {
         let Ok(raw) = u64::try_from(id) else {
-            first_error.get_or_insert_with(|| format!("webhook id {id} is not deletable"));
+            first_error.get_or_insert_with(|| (format!("webhook id {id} is not deletable"), false));
             continue;
         };
         match client.delete_webhook(raw).await {
             Ok(()) => removed.push(id),
             Err(e) if is_gone(&e) => removed.push(id),
             Err(e) => {
-                first_error.get_or_insert_with(|| format!("cannot delete webhook {id}: {}", target.scrub(&e.to_string())));
+                first_error.get_or_insert_with(|| (format!("cannot delete webhook {id}: {}", target.scrub(&e.to_string())), e.is_transient()));
             }
         }
     }
@@ -431,14 +435,14 @@ async fn apply(client: &brightpearl_client::Client, target: &Target, event: &str
             Ok(id) => (id, if replaces { SubscriptionOutcome::Replaced } else { SubscriptionOutcome::Registered }),
             Err(e) => {
                 let error = target.scrub(&e.to_string());
-                tracing::warn!(event, error = %error, "Brightpearl refused the webhook subscription; this event arrives only through polling");
-                return failed(event, target, None, Vec::new(), error);
+                tracing::warn!(event, error = %error, transient = e.is_transient(), "Brightpearl refused the webhook subscription; this event arrives only through polling");
+                return failed(event, target, None, Vec::new(), (error, e.is_transient()));
             }
         },
     };
     let (removed, error) = delete_all(client, target, &plan.delete).await;
     if let Some(error) = error {
-        tracing::warn!(event, webhook_id, error = %error, "a stale or duplicate Brightpearl webhook subscription could not be removed");
+        tracing::warn!(event, webhook_id, error = %error.0, "a stale or duplicate Brightpearl webhook subscription could not be removed");
         return failed(event, target, Some(webhook_id), removed, error);
     }
     match outcome {
@@ -453,7 +457,33 @@ async fn apply(client: &brightpearl_client::Client, target: &Target, event: &str
         }
         _ => tracing::info!(event, webhook_id, uri = %target.shown(), "Brightpearl webhook subscription registered"),
     }
-    SubscriptionReport { event: event.to_owned(), outcome, webhook_id: Some(webhook_id), uri: target.shown().to_owned(), removed, error: None }
+    SubscriptionReport { event: event.to_owned(), outcome, webhook_id: Some(webhook_id), uri: target.shown().to_owned(), removed, error: None, transient: false }
+}
+
+/// Runs `attempt` until no event failed transiently: after such a failure it waits `first`,
+/// then twice as long after each further one, at most `max`. `publish` sees every result.
+/// `first` zero: one attempt. Returns when settled; the caller stops it at shutdown by dropping
+/// the future.
+pub(crate) async fn register_until_settled<Fut>(
+    mut attempt: impl FnMut() -> Fut,
+    mut publish: impl FnMut(Vec<SubscriptionReport>),
+    first: std::time::Duration,
+    max: std::time::Duration,
+) where
+    Fut: std::future::Future<Output = Vec<SubscriptionReport>>,
+{
+    let mut wait = first;
+    loop {
+        let reports = attempt().await;
+        let retry = reports.iter().any(|r| r.outcome == SubscriptionOutcome::Failed && r.transient);
+        publish(reports);
+        if !retry || first.is_zero() {
+            return;
+        }
+        tracing::info!(in_secs = wait.as_secs(), "Brightpearl webhook registration will be tried again (a transient failure)");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(max);
+    }
 }
 
 /// After creating: reads the list again and removes duplicates of ours (a second process that
@@ -476,10 +506,11 @@ async fn remove_concurrent_duplicates(client: &brightpearl_client::Client, targe
         tracing::info!(event = %report.event, webhook_id = keep, removed = ?removed, "duplicate Brightpearl webhook subscriptions removed");
         report.webhook_id = Some(keep);
         report.removed.extend(removed);
-        if let Some(error) = error {
+        if let Some((error, transient)) = error {
             tracing::warn!(event = %report.event, error = %error, "a duplicate Brightpearl webhook subscription could not be removed");
             report.outcome = SubscriptionOutcome::Failed;
             report.error = Some(error);
+            report.transient = transient;
         }
     }
 }
@@ -487,6 +518,51 @@ async fn remove_concurrent_duplicates(client: &brightpearl_client::Client, targe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report(outcome: SubscriptionOutcome, transient: bool) -> SubscriptionReport {
+        SubscriptionReport {
+            event: "product.modified.on-hand-modified".into(),
+            outcome,
+            webhook_id: None,
+            uri: String::new(),
+            removed: Vec::new(),
+            error: None,
+            transient,
+        }
+    }
+
+    /// Attempts made (at which virtual second) until the registration settles, when attempt `n`
+    /// (0-based) returns `outcomes(n)`.
+    async fn attempts_until_settled(first: u64, outcomes: impl Fn(usize) -> (SubscriptionOutcome, bool)) -> (Vec<u64>, usize) {
+        let start = tokio::time::Instant::now();
+        let at = std::cell::RefCell::new(Vec::new());
+        let published = std::cell::Cell::new(0);
+        register_until_settled(
+            || {
+                let n = at.borrow().len();
+                at.borrow_mut().push(start.elapsed().as_secs());
+                let (outcome, transient) = outcomes(n);
+                async move { vec![report(SubscriptionOutcome::AlreadyPresent, false), report(outcome, transient)] }
+            },
+            |_| published.set(published.get() + 1),
+            std::time::Duration::from_secs(first),
+            std::time::Duration::from_secs(3600),
+        )
+        .await;
+        (at.into_inner(), published.get())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_are_tried_again_with_a_doubling_wait() {
+        let failing_until = |k: usize| move |n: usize| if n < k { (SubscriptionOutcome::Failed, true) } else { (SubscriptionOutcome::Registered, false) };
+        assert_eq!(attempts_until_settled(60, failing_until(3)).await, (vec![0, 60, 180, 420], 4));
+        // The wait stops doubling at the maximum.
+        let (at, _) = attempts_until_settled(1000, failing_until(4)).await;
+        assert_eq!(at, vec![0, 1000, 3000, 6600, 10200]);
+        // A refusal is final; so is any failure when retrying is off.
+        assert_eq!(attempts_until_settled(60, |_| (SubscriptionOutcome::Failed, false)).await, (vec![0], 1));
+        assert_eq!(attempts_until_settled(0, |_| (SubscriptionOutcome::Failed, true)).await, (vec![0], 1));
+    }
 
     fn hook(id: i64, event: &str, uri: &str) -> Webhook {
         Webhook {
