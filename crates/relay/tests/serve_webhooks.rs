@@ -305,21 +305,19 @@ async fn registration_is_skipped_naming_what_is_missing() {
     sandbox.shutdown().await;
 }
 
-#[tokio::test]
-async fn the_receivers_answer_while_brightpearl_is_slow_to_list_webhooks() {
+/// A sandbox whose Brightpearl webhook listing (`GET …/integration-service/webhook`) has `rule`.
+async fn sandbox_with_listing_fault(rule: FaultRule) -> Sandbox {
     let sandbox = common::sandbox_with(SandboxConfig::default()).await;
     let account = sandbox.state().config.brightpearl.account.clone();
-    // The listing hangs far longer than the test runs; shutdown cancels the registration.
+    let path_prefix = format!("/public-api/{account}/integration-service/webhook");
+    sandbox.state().faults.add(FaultRule { path_prefix, method: Some("GET".into()), ..rule }).unwrap();
     sandbox
-        .state()
-        .faults
-        .add(FaultRule {
-            path_prefix: format!("/public-api/{account}/integration-service/webhook"),
-            method: Some("GET".into()),
-            latency_ms: 600_000,
-            ..FaultRule::default()
-        })
-        .unwrap();
+}
+
+#[tokio::test]
+async fn the_receivers_answer_while_brightpearl_is_slow_to_list_webhooks() {
+    // The listing hangs far longer than the test runs; shutdown cancels the registration.
+    let sandbox = sandbox_with_listing_fault(FaultRule { latency_ms: 600_000, ..FaultRule::default() }).await;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     let handle = start(&sandbox, store.clone(), config(Some(PUBLIC_URL)), secrets(Some(SECRET))).await;
     assert!(!handle.brightpearl_webhooks().borrow().is_settled());
@@ -337,20 +335,8 @@ async fn the_receivers_answer_while_brightpearl_is_slow_to_list_webhooks() {
 
 #[tokio::test]
 async fn a_brightpearl_server_error_is_reported_as_transient() {
-    let sandbox = common::sandbox_with(SandboxConfig::default()).await;
-    let account = sandbox.state().config.brightpearl.account.clone();
-    sandbox
-        .state()
-        .faults
-        .add(FaultRule {
-            path_prefix: format!("/public-api/{account}/integration-service/webhook"),
-            method: Some("GET".into()),
-            error_rate: 1.0,
-            error_statuses: vec![500],
-            remaining: Some(1),
-            ..FaultRule::default()
-        })
-        .unwrap();
+    let rule = FaultRule { error_rate: 1.0, error_statuses: vec![500], remaining: Some(1), ..FaultRule::default() };
+    let sandbox = sandbox_with_listing_fault(rule).await;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     // No retry here (it waits a minute); the retry loop itself is tested on paused time.
     let mut config = config(Some(PUBLIC_URL));
