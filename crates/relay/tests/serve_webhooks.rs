@@ -207,6 +207,41 @@ async fn each_event_is_subscribed_once_and_restarts_create_nothing_new() {
     sandbox.shutdown().await;
 }
 
+#[tokio::test]
+async fn an_event_taken_out_of_the_configuration_is_unsubscribed() {
+    let sandbox = common::sandbox_with(SandboxConfig::default()).await;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let client = brightpearl(&sandbox);
+    // Ours for an event no longer configured (even with an older secret), and another
+    // integration's subscription to that event.
+    client.create_webhook(&our_request("product.modified", &uri(SECRET))).await.unwrap();
+    client.create_webhook(&our_request("product.modified", &uri("older"))).await.unwrap();
+    let foreign = client.create_webhook(&our_request("product.modified", "https://shipstation.example/hooks")).await.unwrap();
+
+    let mut only_shipped = config(Some(PUBLIC_URL));
+    only_shipped.serve.brightpearl_webhook_events = vec![SHIPPED.to_owned()];
+    let handle = start(&sandbox, store.clone(), only_shipped, secrets(Some(SECRET))).await;
+    let state = settled(&handle).await;
+    assert_eq!(
+        outcomes(&state),
+        vec![(SHIPPED.to_owned(), SubscriptionOutcome::Registered), ("product.modified".to_owned(), SubscriptionOutcome::Unsubscribed)]
+    );
+    assert_eq!(state.subscription("product.modified").unwrap().removed.len(), 2);
+    let all = webhooks(&sandbox).await;
+    assert!(all.iter().any(|w| w.id == foreign), "another integration's subscription stays: {all:?}");
+    assert_eq!(all.len(), 2, "{all:?}");
+    handle.shutdown().await;
+
+    // An emptied list unsubscribes the rest.
+    let mut none = config(Some(PUBLIC_URL));
+    none.serve.brightpearl_webhook_events = Vec::new();
+    let handle = start(&sandbox, store, none, secrets(Some(SECRET))).await;
+    assert_eq!(outcomes(&settled(&handle).await), vec![(SHIPPED.to_owned(), SubscriptionOutcome::Unsubscribed)]);
+    assert_eq!(webhooks(&sandbox).await.iter().map(|w| w.id).collect::<Vec<_>>(), vec![foreign]);
+    handle.shutdown().await;
+    sandbox.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_starting_together_leave_one_subscription_per_event() {
     let sandbox = common::sandbox_with(SandboxConfig::default()).await;

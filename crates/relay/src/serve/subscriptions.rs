@@ -15,7 +15,8 @@
 //!    secret or older settings); every other one of ours (stale or a duplicate) is deleted after
 //!    the new one exists, so events keep arriving throughout;
 //! 4. when something was created, the list is read again and duplicates another process created
-//!    at the same moment are removed (the lowest id is kept), so a subscription is never doubled.
+//!    at the same moment are removed (the lowest id is kept), so a subscription is never doubled;
+//! 5. ours for events no longer configured are deleted (*unsubscribed*).
 //!
 //! A failure (e.g. `400 INTC-064` for an event the account cannot subscribe to) only concerns
 //! its event: it is logged as a warning with Brightpearl's message, shown in `/healthz` and in
@@ -69,11 +70,13 @@ pub enum SubscriptionOutcome {
     Replaced,
     /// Brightpearl refused or could not be reached; see the error.
     Failed,
+    /// Ours for an event no longer in `serve.brightpearl_webhook_events`: deleted.
+    Unsubscribed,
 }
 
 impl SubscriptionOutcome {
     /// Every outcome, in the order the metric lists them.
-    pub const ALL: [SubscriptionOutcome; 4] = [Self::Registered, Self::AlreadyPresent, Self::Replaced, Self::Failed];
+    pub const ALL: [SubscriptionOutcome; 5] = [Self::Registered, Self::AlreadyPresent, Self::Replaced, Self::Failed, Self::Unsubscribed];
 
     /// The name in `/healthz` and the metric's `outcome` label.
     pub fn as_str(self) -> &'static str {
@@ -82,6 +85,7 @@ impl SubscriptionOutcome {
             Self::AlreadyPresent => "already_present",
             Self::Replaced => "replaced",
             Self::Failed => "failed",
+            Self::Unsubscribed => "unsubscribed",
         }
     }
 }
@@ -279,6 +283,23 @@ fn agrees<T: PartialEq>(listed: Option<&T>, ours: &T) -> bool {
     listed.is_none_or(|value| value == ours)
 }
 
+/// Ours (our destination, whatever the secret) for events not in `events`, by event, in id
+/// order: an event taken out of the configuration.
+pub(crate) fn unconfigured(existing: &[Webhook], events: &[String], target: &Target) -> Vec<(String, Vec<i64>)> {
+    let mut by_event: std::collections::BTreeMap<String, Vec<i64>> = std::collections::BTreeMap::new();
+    for webhook in existing {
+        let Some(event) = webhook.subscribe_to.as_ref().map(|s| s.as_str().to_owned()) else { continue };
+        let ours = webhook.uri_template.as_deref().and_then(split).is_some_and(|(destination, _)| destination == target.destination);
+        if ours && !events.contains(&event) {
+            by_event.entry(event).or_default().push(webhook.id);
+        }
+    }
+    by_event.into_iter().map(|(event, mut ids)| {
+        ids.sort_unstable();
+        (event, ids)
+    }).collect()
+}
+
 /// Ours among `existing` for `event` and what to keep and delete.
 pub(crate) fn plan_event(existing: &[Webhook], event: &str, target: &Target) -> EventPlan {
     let mut ours: Vec<(&Webhook, Option<String>)> = existing
@@ -330,7 +351,8 @@ pub(crate) fn prepare(config: &ServeConfig, secrets: &ServeSecrets, client: Opti
     if !config.register_brightpearl_webhooks {
         return skip("`serve.register_brightpearl_webhooks` is false".to_owned(), false);
     }
-    if config.brightpearl_webhook_events.is_empty() {
+    // An emptied list still runs when serve knows its address: it unsubscribes what it had.
+    if config.brightpearl_webhook_events.is_empty() && config.public_url.is_none() {
         return skip("`serve.brightpearl_webhook_events` is empty".to_owned(), false);
     }
     let Some(client) = client else {
@@ -379,6 +401,25 @@ pub(crate) async fn register(client: &brightpearl_client::Client, target: &Targe
         }
         if reports.iter().any(|r| matches!(r.outcome, SubscriptionOutcome::Registered | SubscriptionOutcome::Replaced)) {
             remove_concurrent_duplicates(client, target, &mut reports).await;
+        }
+        for (event, ids) in unconfigured(&existing, events, target) {
+            let (removed, error) = delete_all(client, target, &ids).await;
+            let report = match error {
+                Some(error) => failed(&event, target, None, removed, error),
+                None => {
+                    tracing::info!(event = %event, removed = ?removed, "Brightpearl webhook subscription of an event no longer configured deleted");
+                    SubscriptionReport {
+                        event,
+                        outcome: SubscriptionOutcome::Unsubscribed,
+                        webhook_id: None,
+                        uri: target.shown().to_owned(),
+                        removed,
+                        error: None,
+                        transient: false,
+                    }
+                }
+            };
+            reports.push(report);
         }
         let count = |outcome| reports.iter().filter(|r| r.outcome == outcome).count();
         tracing::info!(
