@@ -11,7 +11,8 @@
 //! A receiver answers 2xx only after its inbox row is committed ([`Store::inbox_put`]; a
 //! duplicate of an unprocessed item is also 2xx), so an acknowledged push is never lost. Work then
 //! happens asynchronously: the inbox processor hands each item to every flow that
-//! [accepts](crate::flows) its source, marks it done, and triggers those flows' runs. The
+//! [accepts](crate::flows) its source, marks it done, and triggers a run of each flow the item
+//! gave work ([`Ingested::Work`](crate::flows::Ingested)). The
 //! scheduler also runs each flow periodically, one run per flow at a time.
 //!
 //! A receiver whose secret is not set is disabled: it answers 503 naming the variable to set.

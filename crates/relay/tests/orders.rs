@@ -218,7 +218,7 @@ async fn an_unmatched_sku_is_dead_lettered_naming_it_and_nothing_is_created() {
     .to_string();
     let item = inbox_item(ctx.store.as_ref(), "norce-order", "NC-900001", &body);
     assert!(orders::accepts(&item.source));
-    orders::ingest(&ctx, &item).await.unwrap();
+    assert_eq!(orders::ingest(&ctx, &item).await.unwrap(), relay::flows::Ingested::Work);
     let report = orders::run(&ctx).await.unwrap();
     assert_eq!((report.failed, report.booked), (1, 0), "{report:?}");
     let letters = ctx.store.dead_letters().unwrap();
@@ -243,7 +243,7 @@ async fn a_pushed_order_with_free_text_rows_is_created_once_even_when_polling_se
     let placed = post(&sb, "/_sandbox/norce/orders", json!({"customerId": 5001, "lines": [{"sku": "SKU-00002", "quantity": 2}]})).await;
     let order_no = placed["orderNo"].as_str().unwrap().to_owned();
     let item = inbox_item(ctx.store.as_ref(), "norce-order", &order_no, &push_of(&placed, &[("SKU-404", 1)]));
-    orders::ingest(&ctx, &item).await.unwrap();
+    assert_eq!(orders::ingest(&ctx, &item).await.unwrap(), relay::flows::Ingested::Work);
     ctx.store.inbox_done(item.id).unwrap();
     // Polling finds the same order (status Created) and the two seeded ones.
     let report = orders::run(&ctx).await.unwrap();
@@ -260,7 +260,7 @@ async fn a_pushed_order_with_free_text_rows_is_created_once_even_when_polling_se
     assert_one_order_each_confirmed(&sb, &ctx).await;
     // The same push again (Norce retried it) changes nothing.
     let repeat = inbox_item(ctx.store.as_ref(), "norce-order", &order_no, &push_of(&placed, &[("SKU-404", 1)]));
-    orders::ingest(&ctx, &repeat).await.unwrap();
+    let _ = orders::ingest(&ctx, &repeat).await.unwrap();
     let again = orders::run(&ctx).await.unwrap();
     assert_eq!((again.booked, again.written_back), (0, 0), "{again:?}");
     assert_eq!(brightpearl_orders(&sb, &order_no).await.len(), 1);
@@ -315,7 +315,7 @@ async fn a_shipped_goods_out_note_becomes_one_delivery_note_with_the_tracking_re
     assert_eq!((again.booked, again.written_back), (0, 0), "{again:?}");
     let hook = json!({"accountCode": "sandbox", "resourceType": "goods-out-note", "id": gon.to_string(), "lifecycleEvent": "modified", "fullEvent": "goods-out-note.modified.shipped"});
     let item = inbox_item(ctx.store.as_ref(), "brightpearl-webhook", &format!("gon-{gon}"), &hook.to_string());
-    orders::ingest(&ctx, &item).await.unwrap();
+    let _ = orders::ingest(&ctx, &item).await.unwrap();
     orders::run_fulfilment(&ctx).await.unwrap();
     assert_eq!(norce_order(&sb, &order_no).await["deliveryNotes"].as_array().unwrap().len(), 1);
 
@@ -342,9 +342,9 @@ async fn the_shipped_webhook_alone_drives_fulfilment_and_other_events_are_ignore
 
     assert_eq!(orders::run_fulfilment(&ctx).await.unwrap().seen, 0, "no polling, nothing queued yet");
     let other = json!({"id": "1001", "fullEvent": "product.modified.on-hand-modified"}).to_string();
-    orders::ingest(&ctx, &inbox_item(ctx.store.as_ref(), "brightpearl-webhook", "p-1001", &other)).await.unwrap();
+    assert_eq!(orders::ingest(&ctx, &inbox_item(ctx.store.as_ref(), "brightpearl-webhook", "p-1001", &other)).await.unwrap(), relay::flows::Ingested::Nothing, "a stock event is no work for orders");
     let hook = json!({"id": format!("{gon}"), "fullEvent": "goods-out-note.modified.shipped", "resourceType": "goods-out-note"}).to_string();
-    orders::ingest(&ctx, &inbox_item(ctx.store.as_ref(), "brightpearl-webhook", "gon", &hook)).await.unwrap();
+    assert_eq!(orders::ingest(&ctx, &inbox_item(ctx.store.as_ref(), "brightpearl-webhook", "gon", &hook)).await.unwrap(), relay::flows::Ingested::Work);
     assert!(ctx.store.list(Some("fulfilment"), None).unwrap().iter().map(|r| r.source_id.clone()).eq([gon.to_string()]));
 
     let report = orders::run_fulfilment(&ctx).await.unwrap();
@@ -354,7 +354,7 @@ async fn the_shipped_webhook_alone_drives_fulfilment_and_other_events_are_ignore
     assert_eq!(norce["status"], "Delivered");
 
     // An unreadable webhook body is dead-lettered with what to fix.
-    orders::ingest(&ctx, &inbox_item(ctx.store.as_ref(), "brightpearl-webhook", "junk", "not json")).await.unwrap();
+    assert_eq!(orders::ingest(&ctx, &inbox_item(ctx.store.as_ref(), "brightpearl-webhook", "junk", "not json")).await.unwrap(), relay::flows::Ingested::Nothing);
     let letter = ctx.store.dead_letters().unwrap().pop().unwrap();
     assert_eq!(letter.flow, "fulfilment");
     assert!(letter.error.contains("bodyTemplate"), "{}", letter.error);

@@ -121,7 +121,7 @@ fn test_accepts(source: &str) -> bool {
 fn test_ingest<'a>(ctx: &'a FlowContext, item: &'a InboxItem) -> IngestFuture<'a> {
     Box::pin(async move {
         ctx.store.upsert_pending("orders", &item.key, Some(&item.body))?;
-        Ok(())
+        Ok(relay::flows::Ingested::Work)
     })
 }
 
@@ -140,6 +140,20 @@ fn test_run(ctx: &FlowContext) -> FlowFuture<'_> {
 
 fn test_flows() -> Vec<FlowEntry> {
     vec![FlowEntry { name: "orders", entity_flows: &["orders"], run: test_run, accepts: test_accepts, ingest: test_ingest, every: None }]
+}
+
+/// A flow that takes Norce order pushes but finds no work in them; its pass records that it ran.
+fn idle_flow() -> FlowEntry {
+    fn nothing<'a>(_: &'a FlowContext, _: &'a InboxItem) -> IngestFuture<'a> {
+        Box::pin(async { Ok(relay::flows::Ingested::Nothing) })
+    }
+    fn ran(ctx: &FlowContext) -> FlowFuture<'_> {
+        Box::pin(async move {
+            ctx.store.set_cursor("idle", "ran")?;
+            Ok::<_, FlowError>(FlowReport { flow: "idle".into(), ..FlowReport::default() })
+        })
+    }
+    FlowEntry { name: "idle", entity_flows: &[], run: ran, accepts: test_accepts, ingest: nothing, every: None }
 }
 
 async fn start(store: Arc<dyn Store>, config: RelayConfig, secrets: ServeSecrets, flows: Vec<FlowEntry>) -> ServerHandle {
@@ -427,6 +441,28 @@ async fn a_receiver_without_its_secret_is_disabled_and_names_the_variable() {
     assert_eq!(reply.status, 503);
     assert!(reply.body.contains("RELAY_BRIGHTPEARL_WEBHOOK_SECRET"), "{}", reply.body);
     assert!(store.inbox_pending(10).unwrap().is_empty());
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_the_flows_an_item_gave_work_run() {
+    let store = flaky();
+    let mut flows = test_flows();
+    flows.push(idle_flow());
+    let handle = start(store.clone(), config(), secrets(), flows).await;
+    let (mut processed, mut runs) = (handle.processed(), handle.runs());
+    let auth = basic(USER, PASSWORD);
+    // Two pushes, one after the other: a pass of the idle flow, had the first triggered one,
+    // would have run by the time the second one's pass is over.
+    for (n, order) in ["900020", "900021"].into_iter().enumerate() {
+        assert_eq!(push_order(&handle, Some(&auth), &order_body(order)).await.status, 200);
+        wait(&mut processed, n as u64 + 1).await;
+        wait(&mut runs, n as u64 + 1).await;
+    }
+    assert_eq!(store.list(Some("orders"), Some(Status::Done)).unwrap().len(), 2);
+    assert_eq!(store.cursor("idle").unwrap(), None, "the idle flow found no work and did not run");
+    let health = request(handle.local_addr(), "GET", "/healthz", &[], b"").await.json();
+    assert!(health["flows"]["idle"]["last_run"].is_null(), "{health}");
     handle.shutdown().await;
 }
 

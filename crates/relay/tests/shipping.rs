@@ -133,7 +133,7 @@ async fn ingest_push(ctx: &FlowContext, body: &str, key: &str) {
     ctx.store.inbox_put("norce-order", key, body).unwrap();
     for item in ctx.store.inbox_pending(100).unwrap() {
         assert!(shipping::accepts(&item.source));
-        shipping::ingest(ctx, &item).await.unwrap();
+        let _ = shipping::ingest(ctx, &item).await.unwrap();
         ctx.store.inbox_done(item.id).unwrap();
     }
 }

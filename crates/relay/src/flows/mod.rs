@@ -15,9 +15,10 @@
 //!   by [`fail_item`] after `run.max_attempts`; only a failure that stops the whole flow is an
 //!   `Err`.
 //! - `pub fn accepts(source: &str) -> bool` and
-//!   `pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError>`: turn an
-//!   inbox item (a Norce order push, a Brightpearl webhook) into `Pending` entities, without
-//!   calling any platform, so the receivers' inbox can be drained quickly and safely.
+//!   `pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowError>`:
+//!   turn an inbox item (a Norce order push or event, a Brightpearl webhook) into `Pending`
+//!   entities, without calling any platform, so the receivers' inbox can be drained quickly and
+//!   safely; [`Ingested::Work`] asks `relay serve` for a pass soon, [`Ingested::Nothing`] does not.
 //! - Every step runs in a `tracing` span (`flow`, `step`, `source_id`) and is idempotent: a
 //!   step's result is recorded after the platform call, and a replayed step first checks the
 //!   target platform (or uses an idempotency key) so a crash never duplicates anything.
@@ -151,6 +152,16 @@ pub enum FlowError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// What an `ingest` did for its flow: whether `relay serve` should run the flow soon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Ingested {
+    /// Pending work for the flow (an entity queued or changed, or an event its pass acts on).
+    Work,
+    /// Nothing for this flow (another flow's event, a known item, a dead letter filed).
+    Nothing,
 }
 
 /// Pending records read from the store per pass at most this many at a time.

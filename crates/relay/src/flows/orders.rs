@@ -54,7 +54,7 @@ use tracing::Instrument as _;
 
 use self::amount::{Amount, model_decimal};
 use self::model::{LineKind, NorceOrder};
-use super::{FlowContext, FlowError, FlowReport, fail_item};
+use super::{FlowContext, FlowError, FlowReport, Ingested, fail_item};
 use crate::state::{EntityRecord, EntityUpdate, InboxItem, StateError, Status, parse_time_cursor};
 
 pub use self::fulfilment::run_fulfilment;
@@ -209,7 +209,7 @@ pub fn accepts(source: &str) -> bool {
 /// into an `orders` entity, a `goods-out-note.modified.shipped` webhook into one `fulfilment`
 /// entity per note. Other Brightpearl events are left to the flows that want them. A body that
 /// cannot be read is dead-lettered with what to fix.
-pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError> {
+pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowError> {
     match item.source.as_str() {
         NORCE_ORDER_SOURCE => ingest_order(ctx, item),
         NORCE_EVENT_SOURCE => {
@@ -218,15 +218,17 @@ pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError
             let event_type = item.key.split(':').next().unwrap_or_default();
             if !ctx.config.orders.norce_events.iter().any(|e| e == event_type) {
                 tracing::debug!(flow = FLOW, event_type, "Norce event not in orders.norce_events; ignored");
+                Ok(Ingested::Nothing)
             } else if ctx.config.orders.poll {
                 tracing::debug!(flow = FLOW, event_type, "Norce order event: the pass it triggers polls the order");
+                Ok(Ingested::Work)
             } else {
                 tracing::warn!(flow = FLOW, event_type, "Norce order event ignored: orders.poll is false, so no pass reads the order (use the order receiver push, or turn polling on)");
+                Ok(Ingested::Nothing)
             }
-            Ok(())
         }
         BRIGHTPEARL_WEBHOOK_SOURCE => fulfilment::ingest_webhook(ctx, item),
-        _ => Ok(()),
+        _ => Ok(Ingested::Nothing),
     }
 }
 
@@ -278,7 +280,7 @@ fn dead_letter_unreadable(ctx: &FlowContext, flow: &str, source_id: &str, payloa
     Ok(())
 }
 
-fn ingest_order(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError> {
+fn ingest_order(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowError> {
     let span = tracing::info_span!("flow_step", flow = FLOW, step = "ingest", source_id = %item.key);
     let _entered = span.enter();
     let request: OrderRequest = match serde_json::from_str(&item.body) {
@@ -289,13 +291,13 @@ fn ingest_order(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError> {
                 item.id, item.key
             );
             dead_letter_unreadable(ctx, FLOW, &item.key, Some(&item.body), &error)?;
-            return Ok(());
+            return Ok(Ingested::Nothing);
         }
     };
     let Some(order_no) = model::push_order_number(&request, ctx.config.orders.push_order_number) else {
         let error = format!("the Norce order push (inbox item {}) has neither CustomerOrderRef nor ClientOrderRef, so it cannot be matched", item.id);
         dead_letter_unreadable(ctx, FLOW, &item.key, Some(&item.body), &error)?;
-        return Ok(());
+        return Ok(Ingested::Nothing);
     };
     let payload = OrderPayload { source: OrderSource::Push(Box::new(request)), contact_id: None };
     match payload.to_json() {
@@ -305,7 +307,7 @@ fn ingest_order(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError> {
         Err(error) => dead_letter_unreadable(ctx, FLOW, &order_no, None, &error)?,
     }
     tracing::debug!(order_no, "Norce order push queued");
-    Ok(())
+    Ok(Ingested::Work)
 }
 
 /// An item attempt that did not finish: why, and whether retrying can help.

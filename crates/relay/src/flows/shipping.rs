@@ -75,7 +75,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
 use self::order::{BookedShipment, Origin, ShippingItem};
-use super::{FlowContext, FlowError, FlowReport, fail_item, for_each_pending};
+use super::{FlowContext, FlowError, FlowReport, Ingested, fail_item, for_each_pending};
 use crate::state::{EntityRecord, EntityUpdate, InboxItem, Status};
 
 /// The flow's name: its entities, its cursor, its dead letters.
@@ -498,17 +498,17 @@ pub fn accepts(source: &str) -> bool {
 /// body that cannot be read is filed as a dead letter (entity `inbox-<id>`) so it can be
 /// inspected; an order already being processed or finished is left as it is (a later push of a
 /// shipped order never ships it again).
-pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError> {
+pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowError> {
     let span = tracing::info_span!("shipping.step", flow = FLOW, step = "ingest", source_id = %item.key);
     let _guard = span.enter();
     match item.source.as_str() {
         SOURCE_NORCE_ORDER => ingest_push(ctx, item),
         SOURCE_NORCE_EVENT => ingest_event(ctx, item),
-        _ => Ok(()),
+        _ => Ok(Ingested::Nothing),
     }
 }
 
-fn ingest_push(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError> {
+fn ingest_push(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowError> {
     let request: OrderRequest = match serde_json::from_str(&item.body) {
         Ok(request) => request,
         Err(e) => return file_bad_push(ctx, item, &format!("the order push is not a Norce OrderRequest: {e}")),
@@ -524,6 +524,7 @@ fn ingest_push(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError> {
         None => {
             ctx.store.upsert_pending(FLOW, &source_id, Some(&payload))?;
             tracing::info!("order push queued for shipping");
+            Ok(Ingested::Work)
         }
         // Polled but not started yet: the pushed data is what the shop sent, use it.
         Some(record) if record.status == Status::Pending && record.step.is_none() => {
@@ -532,19 +533,20 @@ fn ingest_push(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError> {
                 merged.order_id = merged.order_id.or(polled.order_id);
             }
             ctx.store.update(FLOW, &source_id, &EntityUpdate { payload: Some(merged.to_json()?), ..Default::default() })?;
+            Ok(Ingested::Work)
         }
         Some(record) => {
             tracing::debug!(status = record.status.as_str(), step = ?record.step, "order already known; push ignored");
+            Ok(Ingested::Nothing)
         }
     }
-    Ok(())
 }
 
-fn ingest_event(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError> {
+fn ingest_event(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowError> {
     let event_type = item.key.split(':').next().unwrap_or_default();
     if !ctx.config.shipping.norce_events.iter().any(|e| e == event_type) {
         tracing::debug!(event_type, "Norce event not in shipping.norce_events; ignored");
-        return Ok(());
+        return Ok(Ingested::Nothing);
     }
     let event: OrderEvent = match serde_json::from_str(&item.body) {
         Ok(event) => event,
@@ -557,21 +559,21 @@ fn ingest_event(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError> {
         return file_bad_push(ctx, item, &format!("the Norce {event_type} for order id {} has no ClientOrderRef", event.order_id));
     };
     let queued = ShippingItem::polled(source_id, Some(event.order_id), None);
-    if ctx.store.get(FLOW, source_id)?.is_none() {
-        ctx.store.upsert_pending(FLOW, source_id, Some(&queued.to_json()?))?;
-        tracing::info!(event_type, order_id = event.order_id, "order event queued the order for shipping");
-    } else {
+    if ctx.store.get(FLOW, source_id)?.is_some() {
         tracing::debug!(event_type, "order already known; event ignored");
+        return Ok(Ingested::Nothing);
     }
-    Ok(())
+    ctx.store.upsert_pending(FLOW, source_id, Some(&queued.to_json()?))?;
+    tracing::info!(event_type, order_id = event.order_id, "order event queued the order for shipping");
+    Ok(Ingested::Work)
 }
 
-fn file_bad_push(ctx: &FlowContext, item: &InboxItem, reason: &str) -> Result<(), FlowError> {
+fn file_bad_push(ctx: &FlowContext, item: &InboxItem, reason: &str) -> Result<Ingested, FlowError> {
     let source_id = format!("inbox-{}", item.id);
     ctx.store.upsert_pending(FLOW, &source_id, Some(&item.body))?;
     ctx.store.dead_letter(FLOW, &source_id, reason)?;
     tracing::warn!(reason, "order push dead-lettered");
-    Ok(())
+    Ok(Ingested::Nothing)
 }
 
 /// What processing one entity came to.
@@ -1138,7 +1140,7 @@ mod tests {
     }
 
     #[allow(dead_code)]
-    fn ingest_is_send<'a>(ctx: &'a FlowContext, item: &'a InboxItem) -> impl std::future::Future<Output = Result<(), FlowError>> + Send + 'a {
+    fn ingest_is_send<'a>(ctx: &'a FlowContext, item: &'a InboxItem) -> impl std::future::Future<Output = Result<Ingested, FlowError>> + Send + 'a {
         ingest(ctx, item)
     }
 
@@ -1162,8 +1164,8 @@ mod tests {
         })
         .to_string();
         let item = InboxItem { id: 1, source: "norce-order".into(), key: "400007".into(), body, received_at: String::new() };
-        ingest(&ctx, &item).await.unwrap();
-        ingest(&ctx, &item).await.unwrap();
+        assert_eq!(ingest(&ctx, &item).await.unwrap(), Ingested::Work);
+        assert_eq!(ingest(&ctx, &item).await.unwrap(), Ingested::Work, "a repeat before the pass starts refreshes the payload");
         let records = ctx.store.list(Some(FLOW), None).unwrap();
         assert_eq!(records.len(), 1);
         assert_eq!((records[0].source_id.as_str(), records[0].status), ("400007", Status::Pending));
@@ -1171,7 +1173,7 @@ mod tests {
         assert_eq!(payload.order.unwrap().receiver.zip.as_deref(), Some("41136"));
 
         let garbage = InboxItem { id: 2, source: "norce-order".into(), key: "x".into(), body: "{".into(), received_at: String::new() };
-        ingest(&ctx, &garbage).await.unwrap();
+        assert_eq!(ingest(&ctx, &garbage).await.unwrap(), Ingested::Nothing);
         let letters = ctx.store.dead_letters().unwrap();
         assert_eq!(letters.len(), 1);
         assert!(letters[0].error.contains("OrderRequest"), "{}", letters[0].error);
@@ -1188,7 +1190,7 @@ mod tests {
             received_at: String::new(),
         };
         let received = serde_json::json!({"ClientId": 1000, "OrderId": 77, "OrderNo": "NC-77", "ClientOrderRef": "400077"});
-        ingest(&ctx, &event(1, "OrderReceivedEvent", received.clone())).await.unwrap();
+        assert_eq!(ingest(&ctx, &event(1, "OrderReceivedEvent", received.clone())).await.unwrap(), Ingested::Work);
         let record = ctx.store.get(FLOW, "400077").unwrap().unwrap();
         assert_eq!((record.status, record.step.as_deref()), (Status::Pending, None));
         let queued = ShippingItem::from_json(record.payload.as_deref().unwrap()).unwrap();
@@ -1197,20 +1199,20 @@ mod tests {
 
         // A later event for a known order changes nothing, even when it has started.
         ctx.store.update(FLOW, "400077", &EntityUpdate { step: Some(steps::BOOKED.into()), ..Default::default() }).unwrap();
-        ingest(&ctx, &event(2, "OrderConfirmedEvent", received)).await.unwrap();
+        assert_eq!(ingest(&ctx, &event(2, "OrderConfirmedEvent", received)).await.unwrap(), Ingested::Nothing);
         assert_eq!(ctx.store.get(FLOW, "400077").unwrap().unwrap().step.as_deref(), Some(steps::BOOKED));
 
         // Events not in `shipping.norce_events` are ignored; so are ones without a body we need.
         let cancelled = serde_json::json!({"ClientId": 1000, "OrderId": 78, "ClientOrderRef": "400078"});
-        ingest(&ctx, &event(3, "OrderCancelledEvent", cancelled)).await.unwrap();
-        ingest(&ctx, &event(4, "JobCompletedEvent", serde_json::json!({"ClientId": 1000, "JobId": 5, "StatusId": 2}))).await.unwrap();
+        assert_eq!(ingest(&ctx, &event(3, "OrderCancelledEvent", cancelled)).await.unwrap(), Ingested::Nothing);
+        assert_eq!(ingest(&ctx, &event(4, "JobCompletedEvent", serde_json::json!({"ClientId": 1000, "JobId": 5, "StatusId": 2}))).await.unwrap(), Ingested::Nothing);
         assert_eq!(ctx.store.list(Some(FLOW), None).unwrap().len(), 1);
         assert!(ctx.store.dead_letters().unwrap().is_empty());
 
         // A configured event that is not an order event, or has no basket id, is a dead letter
         // naming what to fix.
-        ingest(&ctx, &event(5, "OrderReceivedEvent", serde_json::json!({"ClientId": 1000, "OrderId": 79}))).await.unwrap();
-        ingest(&ctx, &event(6, "OrderReceivedEvent", serde_json::json!({"ClientId": "x"}))).await.unwrap();
+        assert_eq!(ingest(&ctx, &event(5, "OrderReceivedEvent", serde_json::json!({"ClientId": 1000, "OrderId": 79}))).await.unwrap(), Ingested::Nothing);
+        assert_eq!(ingest(&ctx, &event(6, "OrderReceivedEvent", serde_json::json!({"ClientId": "x"}))).await.unwrap(), Ingested::Nothing);
         let letters = ctx.store.dead_letters().unwrap();
         assert_eq!(letters.len(), 2, "{letters:?}");
         assert!(letters[0].error.contains("no ClientOrderRef"), "{}", letters[0].error);

@@ -61,7 +61,7 @@ pub use import::ImportJob;
 pub use settings::{JobWaitConfig, PriceField, PriceListMapping, StockConfig, StockQuantity, WarehouseMapping};
 pub use webhook::SOURCE;
 
-use super::{FlowContext, FlowError, FlowReport, fail_item};
+use super::{FlowContext, FlowError, FlowReport, Ingested, fail_item};
 use crate::state::{EntityUpdate, InboxItem, StateError, Status};
 use import::{Batch, BatchOutcome, Rows};
 use source::Catalog;
@@ -78,7 +78,7 @@ pub fn accepts(source: &str) -> bool {
 
 /// Turns a Brightpearl webhook into pending `stock` (and `prices`) entities, without calling
 /// any platform. Events other than `product.*` are ignored (another flow takes them).
-pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError> {
+pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowError> {
     webhook::ingest(ctx, item).await
 }
 

@@ -14,11 +14,11 @@ use tracing::Instrument as _;
 
 use super::{ServeConfig, Shared, every};
 pub use crate::flows::{FlowFuture, RunFn};
-use crate::flows::{FlowContext, FlowError, FlowReport};
+use crate::flows::{FlowContext, FlowError, FlowReport, Ingested};
 use crate::state::InboxItem;
 
 /// An ingest in progress.
-pub type IngestFuture<'a> = Pin<Box<dyn Future<Output = Result<(), FlowError>> + Send + 'a>>;
+pub type IngestFuture<'a> = Pin<Box<dyn Future<Output = Result<Ingested, FlowError>> + Send + 'a>>;
 /// A flow's `ingest`.
 pub type IngestFn = for<'a> fn(&'a FlowContext, &'a InboxItem) -> IngestFuture<'a>;
 
@@ -179,7 +179,7 @@ async fn drain(shared: &Shared, triggers: &[(&'static str, Arc<Notify>)]) {
 }
 
 /// Hands one item to every flow that takes its source; marks it done when all of them ingested
-/// it. Returns whether the item is finished.
+/// it, and triggers a pass of those it gave work. Returns whether the item is finished.
 async fn process(shared: &Shared, triggers: &[(&'static str, Arc<Notify>)], item: &InboxItem) -> bool {
     let span = tracing::info_span!("inbox_item", id = item.id, source = %item.source, key = %item.key);
     async {
@@ -204,10 +204,15 @@ async fn process(shared: &Shared, triggers: &[(&'static str, Arc<Notify>)], item
             };
         }
         let mut ok = true;
+        let mut with_work = Vec::new();
         for flow in &takers {
-            if let Err(e) = (flow.ingest)(&shared.ctx, item).instrument(tracing::info_span!("ingest", flow = flow.name)).await {
-                tracing::warn!(flow = flow.name, error = %e, "ingest failed; the item stays in the inbox");
-                ok = false;
+            match (flow.ingest)(&shared.ctx, item).instrument(tracing::info_span!("ingest", flow = flow.name)).await {
+                Ok(Ingested::Work) => with_work.push(flow.name),
+                Ok(Ingested::Nothing) => {}
+                Err(e) => {
+                    tracing::warn!(flow = flow.name, error = %e, "ingest failed; the item stays in the inbox");
+                    ok = false;
+                }
             }
         }
         if !ok {
@@ -220,8 +225,9 @@ async fn process(shared: &Shared, triggers: &[(&'static str, Arc<Notify>)], item
         }
         shared.metrics.record_ingest(&item.source, "done");
         shared.processed.send_modify(|n| *n += 1);
-        for flow in &takers {
-            if let Some((_, trigger)) = triggers.iter().find(|(name, _)| *name == flow.name) {
+        // Only flows the item gave work run soon: a stock webhook does not cost an orders pass.
+        for name in with_work {
+            if let Some((_, trigger)) = triggers.iter().find(|(flow, _)| *flow == name) {
                 trigger.notify_one();
             }
         }

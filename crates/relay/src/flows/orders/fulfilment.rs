@@ -19,14 +19,14 @@ use super::{
     FLOW, FULFILMENT_FLOW, OrderPayload, Outcome, StepError, add, cursor_text, cursor_time, dead_letter_unreadable, decimal,
     elapsed_ms, parse_id_set, settle,
 };
-use crate::flows::{FlowContext, FlowError, FlowReport, for_each_pending};
+use crate::flows::{FlowContext, FlowError, FlowReport, Ingested, for_each_pending};
 use crate::state::{EntityRecord, EntityUpdate, InboxItem, Status};
 
 /// The webhook event this flow acts on.
 const SHIPPED_EVENT: &str = "goods-out-note.modified.shipped";
 
 /// Turns a `goods-out-note.modified.shipped` webhook into one `fulfilment` entity per note.
-pub(super) fn ingest_webhook(ctx: &crate::flows::FlowContext, item: &InboxItem) -> Result<(), FlowError> {
+pub(super) fn ingest_webhook(ctx: &crate::flows::FlowContext, item: &InboxItem) -> Result<Ingested, FlowError> {
     let span = tracing::info_span!("flow_step", flow = FULFILMENT_FLOW, step = "ingest", source_id = %item.key);
     let _entered = span.enter();
     let event: WebhookEvent = match serde_json::from_str(&item.body) {
@@ -39,23 +39,23 @@ pub(super) fn ingest_webhook(ctx: &crate::flows::FlowContext, item: &InboxItem) 
                 item.id, item.key
             );
             dead_letter_unreadable(ctx, FULFILMENT_FLOW, &format!("webhook-{}", item.key), Some(&item.body), &error)?;
-            return Ok(());
+            return Ok(Ingested::Nothing);
         }
     };
     let event_name = event.full_event.as_ref().map(|e| e.as_str().to_owned()).unwrap_or_default();
     if event_name != SHIPPED_EVENT {
         tracing::debug!(event = event_name, "Brightpearl event not for fulfilment");
-        return Ok(());
+        return Ok(Ingested::Nothing);
     }
     let Some(ids) = parse_id_set(&event.id) else {
         let error = format!("the `{SHIPPED_EVENT}` webhook (inbox item {}) has id `{}`, not a Brightpearl ID set such as `12` or `12-14,20`", item.id, event.id);
         dead_letter_unreadable(ctx, FULFILMENT_FLOW, &format!("webhook-{}", item.key), Some(&item.body), &error)?;
-        return Ok(());
+        return Ok(Ingested::Nothing);
     };
     for id in ids {
         ctx.store.upsert_pending(FULFILMENT_FLOW, &id.to_string(), None)?;
     }
-    Ok(())
+    Ok(Ingested::Work)
 }
 
 /// One pass of the `fulfilment` flow: picks up shipped goods-out notes of relay's orders

@@ -2,7 +2,7 @@
 
 use brightpearl_client::models::integration::{WebhookEvent, WebhookEventName};
 
-use crate::flows::{FlowContext, FlowError};
+use crate::flows::{FlowContext, FlowError, Ingested};
 use crate::state::{EntityUpdate, InboxItem, Status};
 
 use super::{PRICES, STOCK};
@@ -60,25 +60,25 @@ fn flows_of(event: &WebhookEvent) -> Option<&'static [&'static str]> {
 /// not mark it done (see the module docs). A body that is not a webhook event, or names no
 /// usable ids, is logged (naming the inbox item and the fix) and dropped: the next full
 /// reconciliation covers whatever it meant, and retrying it could never succeed.
-pub(super) async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<(), FlowError> {
+pub(super) async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowError> {
     let span = tracing::info_span!("flow_step", flow = STOCK, step = "ingest", source_id = %item.key);
     let _entered = span.enter();
     let event: WebhookEvent = match serde_json::from_str(&item.body) {
         Ok(event) => event,
         Err(e) => {
             tracing::error!(inbox_id = item.id, error = %e, "inbox item is not a Brightpearl webhook event (accountCode, resourceType, id, lifecycleEvent, fullEvent, raisedOn); dropped. Check the webhook's bodyTemplate; the next full stock reconciliation covers the change");
-            return Ok(());
+            return Ok(Ingested::Nothing);
         }
     };
     let Some(flows) = flows_of(&event) else {
         tracing::debug!(inbox_id = item.id, event = ?event.full_event, "not a product event; nothing for stock or prices");
-        return Ok(());
+        return Ok(Ingested::Nothing);
     };
     let ids = match parse_id_set(&event.id) {
         Ok(ids) => ids,
         Err(reason) => {
             tracing::error!(inbox_id = item.id, id_set = %event.id, reason, "product webhook with an unusable ID set; dropped. The next full stock reconciliation covers the change");
-            return Ok(());
+            return Ok(Ingested::Nothing);
         }
     };
     let step = format!("webhook:{}", item.id);
@@ -90,7 +90,7 @@ pub(super) async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<(), Fl
         }
     }
     tracing::info!(inbox_id = item.id, products = ids.len(), flows = ?flows, "products marked pending");
-    Ok(())
+    Ok(Ingested::Work)
 }
 
 #[cfg(test)]
