@@ -449,3 +449,34 @@ async fn record_only_keeps_parcel_status_in_the_state_and_leaves_the_notes_alone
     assert!(notes[0]["packages"].as_array().unwrap().iter().all(|p| p["statusId"].is_null()), "{notes}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_refused_parcel_status_update_is_a_dead_letter_naming_the_switch() {
+    let sandbox = common::sandbox_with(SandboxConfig::default()).await;
+    let dir = data_dir("refused-update");
+    let ctx = common::context(&sandbox, config(&dir, ShippingConfig::default()));
+    shipping::run(&ctx).await.unwrap();
+    let shipped = entities(&ctx, Status::Done);
+    // From now on Norce refuses every delivery note (as a tenant that does not take one again).
+    sandbox
+        .state()
+        .faults
+        .add(FaultRule {
+            path_prefix: "/commerce/connect/4.0/Order/CreateDeliveryNote".into(),
+            error_rate: 1.0,
+            error_statuses: vec![400],
+            ..FaultRule::default()
+        })
+        .unwrap();
+    sandbox.state().clock.advance(Duration::from_secs(27 * 3600));
+    let report = shipping::run(&ctx).await.unwrap();
+    assert_eq!((report.booked, report.written_back, report.failed as usize), (0, 0, shipped), "{report:?}");
+    let letters = ctx.store.dead_letters().unwrap();
+    assert_eq!(letters.len(), shipped);
+    assert!(letters[0].error.contains("shipping.parcel_status = \"record_only\""), "{}", letters[0].error);
+    // Nothing was booked twice, and the notes written before are still the only ones.
+    for order_no in admin(&sandbox, "/_sandbox/nshift/shipments").await.as_array().unwrap().iter().map(|s| s["orderNo"].as_str().unwrap().to_owned()) {
+        assert_eq!(counts(&sandbox, &order_no).await, (1, 1), "{order_no}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -958,7 +958,14 @@ async fn write_delivery_note(norce: &norce_client::NorceClient, item: &mut Shipp
 async fn update_parcel_statuses(norce: &norce_client::NorceClient, item: &mut ShippingItem) -> Result<(), ItemError> {
     let booked = item.shipment.clone().ok_or_else(|| permanent("the booking is not recorded"))?;
     let note_no = item.note_no.clone().ok_or_else(|| permanent("the delivery note number is not recorded"))?;
-    send_note(norce, item, &booked, &note_no, "CreateDeliveryNote (the parcel status update; sent again on the next pass)").await?;
+    send_note(
+        norce,
+        item,
+        &booked,
+        &note_no,
+        "CreateDeliveryNote with the parcel statuses (if your Norce refuses a delivery note sent again, set shipping.parcel_status = \"record_only\")",
+    )
+    .await?;
     let statuses: Vec<String> = item.tracking.iter().map(|(parcel, t)| format!("{parcel}={}", t.nshift_status)).collect();
     tracing::info!(note_no = %note_no, statuses = %statuses.join(","), "delivery note sent again with the parcel statuses");
     Ok(())
