@@ -274,3 +274,81 @@ impl FlowContext {
         Ok(self.store.get(flow, source_id)?.is_some_and(|r| matches!(r.status, Status::Done | Status::Skipped)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::state::{EntityUpdate, SqliteStore};
+
+    fn context(pending: usize) -> FlowContext {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+        for n in 0..pending {
+            store.upsert_pending("f", &format!("{n:05}"), None).unwrap();
+        }
+        store.upsert_pending("other", "x", None).unwrap();
+        FlowContext { store, norce: None, nshift: None, brightpearl: None, config: Arc::new(RelayConfig::default()) }
+    }
+
+    #[tokio::test]
+    async fn every_pending_entity_once_across_pages_with_bounded_concurrency() {
+        let ctx = context(PENDING_PAGE * 2 + 7);
+        let (in_flight, peak) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let mut seen = Vec::new();
+        let processed = for_each_pending(
+            &ctx,
+            "f",
+            4,
+            |record| {
+                let (ctx, in_flight, peak) = (&ctx, &in_flight, &peak);
+                Box::pin(async move {
+                    peak.fetch_max(in_flight.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    // Every third fails and stays pending: not visited again in this pass.
+                    if record.source_id.ends_with(['0', '3', '6']) {
+                        ctx.store.record_failure("f", &record.source_id, "503")?;
+                    } else {
+                        ctx.store.update("f", &record.source_id, &EntityUpdate { status: Some(Status::Done), ..Default::default() })?;
+                    }
+                    Ok(record.source_id)
+                })
+            },
+            |id| seen.push(id),
+        )
+        .await
+        .unwrap();
+        assert_eq!(processed as usize, PENDING_PAGE * 2 + 7);
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), PENDING_PAGE * 2 + 7, "each once");
+        assert_eq!(peak.load(Ordering::SeqCst), 4, "at most `concurrency` in flight, and that many");
+    }
+
+    #[tokio::test]
+    async fn a_flow_error_starts_nothing_new_and_is_returned() {
+        let ctx = context(50);
+        let started = AtomicUsize::new(0);
+        let result = for_each_pending(
+            &ctx,
+            "f",
+            2,
+            |record| {
+                let started = &started;
+                Box::pin(async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    if record.source_id == "00003" {
+                        return Err(FlowError::NotConfigured { platform: "Norce", settings: "NORCE_CLIENT_ID" });
+                    }
+                    tokio::task::yield_now().await;
+                    Ok(())
+                })
+            },
+            |()| {},
+        )
+        .await;
+        assert!(matches!(result, Err(FlowError::NotConfigured { .. })), "{result:?}");
+        assert!(started.load(Ordering::SeqCst) <= 5, "stopped soon after the error: {}", started.load(Ordering::SeqCst));
+    }
+}
