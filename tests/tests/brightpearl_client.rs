@@ -11,10 +11,10 @@ use auth_core::{ExposeSecret, MemoryTokenStore, SecretString, StoredTokens, Toke
 use brightpearl_client::models::contact::{ContactCommunication, ContactEmail, ContactEmails, ContactRequest, PostalAddressRequest};
 use brightpearl_client::models::integration::{
     MultiMessage, MultiMessageOnFail, MultiMessageProcessingMode, MultiMessageRequest, WebhookEventName, WebhookHttpMethod,
-    WebhookRequest,
+    WebhookRequest, WebhookSimulateRequest,
 };
 use brightpearl_client::models::order::{OrderNote, OrderStatusUpdate, SalesOrderCustomer, SalesOrderRequest, SalesOrderRowRequest};
-use brightpearl_client::{Client, ClientBuilder, Error, OrderRow, ProductRow, SearchQuery, SearchResource, SortDirection};
+use brightpearl_client::{Client, ClientBuilder, Error, MAX_SIMULATE_IDS, OrderRow, ProductRow, SearchQuery, SearchResource, SortDirection};
 use bytes::Bytes;
 use client_core::{RequestSnapshot, ReqwestTransport, Settings};
 use futures::StreamExt as _;
@@ -674,4 +674,281 @@ async fn multi_message_at_most_ten() {
     assert_eq!(processed.len(), 2);
     assert!(processed.iter().all(|m| m.status_code == 200), "{processed:?}");
     insta::assert_yaml_snapshot!("bp_multi_message", recorder.last("/multi-message"));
+}
+
+// ---------------------------------------------------------------- webhooks by id, update, simulate
+
+/// A webhook whose calls go to the sandbox's own listener (127.0.0.1; the path answers 404, so
+/// a QoS-0 hook is called once and never retried).
+fn local_hook(sandbox: &Sandbox, event: &str) -> WebhookRequest {
+    WebhookRequest {
+        subscribe_to: WebhookEventName::from(event),
+        http_method: WebhookHttpMethod::Post,
+        uri_template: format!("{}/_sandbox/hook-sink?secret=s3cret", sandbox.base_url()),
+        body_template: Some(r#"{"id":"${resource-id}","fullEvent":"${full-event}"}"#.into()),
+        content_type: Some("application/json".into()),
+        id_set_accepted: Some(true),
+        quality_of_service: Some(0),
+    }
+}
+
+fn test_data(pairs: &[(&str, &str)]) -> WebhookSimulateRequest {
+    WebhookSimulateRequest { test_data: pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect() }
+}
+
+#[tokio::test]
+async fn webhooks_by_id_and_update() {
+    let sandbox = start("hookidacct", |_| {}).await;
+    let recorder = Recorder::new();
+    let client = oauth_client(&sandbox, &recorder).await;
+    let gets = || sandbox.state().faults.count("GET", &api(&sandbox, "/integration-service/webhook/"));
+    let mut ids = Vec::new();
+    for event in ["product.modified.on-hand-modified", "goods-out-note.modified.shipped", "order.modified.order-status"] {
+        ids.push(client.create_webhook(&local_hook(&sandbox, event)).await.unwrap() as u64);
+    }
+    assert_eq!(ids, [1, 2, 3], "webhook ids count from 1 in a fresh sandbox");
+
+    // Unordered, repeated and unknown ids: one GET of the compressed set, unknown ids left out.
+    let found = client.webhooks_by_id(&[3, 1, 1, 99]).await.unwrap();
+    assert_eq!(found.iter().map(|w| w.id).collect::<Vec<_>>(), [1, 3]);
+    assert_eq!(found[1].subscribe_to, Some(WebhookEventName::OrderModifiedOrderStatus));
+    insta::assert_yaml_snapshot!("bp_get_webhooks", recorder.last("/integration-service/webhook/"));
+    assert_eq!(gets(), 1);
+
+    // Nothing in the ID set: Brightpearl's 404 CMNC-404 is an empty list, as for `webhooks()`.
+    assert!(client.webhooks_by_id(&[99]).await.unwrap().is_empty());
+    let last = sandbox.state().faults.requests().into_iter().last().unwrap();
+    assert_eq!((last.method.as_str(), last.status), ("GET", 404));
+    // No ids (or only zero, which is no id): nothing is sent, never a GET of every webhook.
+    assert!(client.webhooks_by_id(&[]).await.unwrap().is_empty());
+    assert!(client.webhooks_by_id(&[0]).await.unwrap().is_empty());
+    assert_eq!(gets(), 2);
+    // 150 ids: chunks of 100.
+    let many: Vec<u64> = (1..=150).collect();
+    assert_eq!(client.webhooks_by_id(&many).await.unwrap().len(), 3);
+    assert_eq!(gets(), 4, "150 ids in chunks of 100");
+
+    // Update: the subscription is replaced as a whole.
+    let changed = WebhookRequest { id_set_accepted: Some(false), quality_of_service: Some(1), ..local_hook(&sandbox, "product.modified") };
+    client.update_webhook(2, &changed).await.unwrap();
+    insta::assert_yaml_snapshot!("bp_update_webhook", {
+        let mut r = recorder.last("/integration-service/webhook/2");
+        let port = sandbox.addr().port().to_string();
+        if let Some(uri) = r.body.get_mut("uriTemplate") {
+            *uri = serde_json::json!(uri.as_str().unwrap().replace(&port, "{port}"));
+        }
+        r
+    });
+    let hook = client.webhooks_by_id(&[2]).await.unwrap().remove(0);
+    assert_eq!(hook.subscribe_to, Some(WebhookEventName::ProductModified));
+    assert_eq!((hook.id_set_accepted, hook.quality_of_service), (Some(false), Some(1)));
+
+    // An unknown id is an error on a write (CMNC-404 is "empty" only for reads).
+    let err = client.update_webhook(99, &changed).await.unwrap_err();
+    let Error::Api(failure) = &err else { panic!("{err:?}") };
+    assert_eq!(failure.status, 404);
+    assert!(failure.has_code("CMNC-404"), "{failure:?}");
+    // An event that cannot be subscribed to: 400 INTC-064 as data; the hook is unchanged.
+    let err = client.update_webhook(2, &WebhookRequest { subscribe_to: WebhookEventName::from("no.such-event"), ..changed.clone() }).await.unwrap_err();
+    assert_eq!(err.status(), Some(http::StatusCode::BAD_REQUEST));
+    assert_eq!(err.api_errors()[0].code, "INTC-064");
+    assert_eq!(client.webhooks_by_id(&[2]).await.unwrap()[0].subscribe_to, Some(WebhookEventName::ProductModified));
+    // A POST hook without a body template is refused by Brightpearl, not by the client.
+    let err = client.update_webhook(2, &WebhookRequest { body_template: None, ..changed }).await.unwrap_err();
+    assert_eq!(err.status(), Some(http::StatusCode::BAD_REQUEST), "{err:?}");
+}
+
+#[tokio::test]
+async fn webhook_simulate_sends_at_most_ten_ids() {
+    let sandbox = start("simacct", |_| {}).await;
+    let recorder = Recorder::new();
+    let client = oauth_client(&sandbox, &recorder).await;
+    let id = client.create_webhook(&local_hook(&sandbox, "product.modified.on-hand-modified")).await.unwrap() as u64;
+    let simulations = || sandbox.state().faults.count("POST", &api(&sandbox, &format!("/integration-service/webhook/{id}/simulate")));
+
+    // Ten ids, written out of order: sent in canonical form, delivered through the subscription.
+    let request = test_data(&[("${resource-type}", "product"), ("${resource-id}", "1010, 1001-1005,1006-1009,1003"), ("${lifecycle-event}", "modified")]);
+    client.simulate_webhook(id, &request).await.unwrap();
+    insta::assert_yaml_snapshot!("bp_simulate_webhook", {
+        let mut r = recorder.last("/simulate");
+        r.path = r.path.replace(&format!("/webhook/{id}/"), "/webhook/{webhookId}/");
+        r
+    });
+    assert_eq!(request.test_data["${resource-id}"], "1010, 1001-1005,1006-1009,1003", "the caller's request is not changed");
+    let deliveries = sandbox.state().brightpearl.webhook_deliveries();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!((deliveries[0].webhook_id, deliveries[0].resource_ids.as_str()), (id as i64, "1001-1010"));
+    assert_eq!(deliveries[0].body.as_deref(), Some(r#"{"id":"1001-1010","fullEvent":"product.modified.on-hand-modified"}"#));
+    assert!(deliveries[0].url.starts_with("http://127.0.0.1:"), "{}", deliveries[0].url);
+    assert_eq!(simulations(), 1);
+
+    // Eleven ids: refused before anything is sent, with an error naming the field.
+    let err = client.simulate_webhook(id, &test_data(&[("${resource-id}", "1001-1011")])).await.unwrap_err();
+    let Error::InvalidRequest(message) = &err else { panic!("{err:?}") };
+    assert!(message.contains("${resource-id}") && message.contains("11") && message.contains("10"), "{message}");
+    assert!(err.hint().contains("arguments"), "{}", err.hint());
+    // Repeats are one id each: 1-10 plus 5 is still ten ids.
+    client.simulate_webhook(id, &test_data(&[("${resource-id}", "1-10,5")])).await.unwrap();
+    // Text that is not an ID set: refused, naming the field and the part.
+    for bad in ["10-1", "1,a", "0"] {
+        let err = client.simulate_webhook(id, &test_data(&[("${resource-id}", bad)])).await.unwrap_err();
+        assert!(matches!(&err, Error::InvalidRequest(m) if m.contains("${resource-id}")), "{bad}: {err:?}");
+    }
+    assert_eq!(simulations(), 2, "refused calls were never sent");
+    assert_eq!(MAX_SIMULATE_IDS, 10);
+
+    // An unknown webhook: Brightpearl's 404 CMNC-404 is an error for a POST.
+    let err = client.simulate_webhook(99, &test_data(&[("${resource-id}", "1001")])).await.unwrap_err();
+    assert_eq!(err.status(), Some(http::StatusCode::NOT_FOUND));
+    assert!(err.api_errors().iter().any(|e| e.code == "CMNC-404"), "{err:?}");
+}
+
+// ---------------------------------------------------------------- OPTIONS: GET URIs
+
+#[tokio::test]
+async fn product_and_order_uris_from_options() {
+    let sandbox = start("uriacct", |c| c.dataset.skus = 460).await;
+    let recorder = Recorder::new();
+    let client = staff_client(&sandbox, &recorder);
+    let options = |path: &str| sandbox.state().faults.count("OPTIONS", &api(&sandbox, path));
+
+    // 450 existing products, given in reverse: one OPTIONS call, URIs sized to the 200 GET limit.
+    let ids: Vec<u64> = (1001..=1450).rev().collect();
+    let uris = client.product_uris(&ids).await.unwrap();
+    assert_eq!(uris, ["/product/1001-1200", "/product/1201-1400", "/product/1401-1450"]);
+    assert_eq!(options("/product-service/product/"), 1);
+    insta::assert_yaml_snapshot!("bp_get_product_uris", recorder.last("/product-service/product/"));
+    // Unknown ids are dropped; none known is no URIs (Brightpearl answers `getUris: []`).
+    assert_eq!(client.product_uris(&[1003, 1001, 999_999]).await.unwrap(), ["/product/1001,1003"]);
+    assert!(client.product_uris(&[999_999]).await.unwrap().is_empty());
+    // No ids: nothing sent (an OPTIONS without an ID set would list every product).
+    assert!(client.product_uris(&[]).await.unwrap().is_empty());
+    assert_eq!(options("/product-service/product"), 3);
+
+    // A long ID set is split by URI length only; the URIs come back in ascending id order.
+    let narrow = Client::builder()
+        .account(sandbox.credentials().brightpearl.account)
+        .app_ref(sandbox.credentials().brightpearl.app_ref)
+        .staff_token(SecretString::from(sandbox.credentials().brightpearl.staff_token))
+        .base_url(sandbox.base_url())
+        .max_id_set_chars(50)
+        .transport(recorder.clone())
+        .build()
+        .unwrap();
+    let scattered: Vec<u64> = (1001..=1100).rev().filter(|id| id % 2 == 1).collect();
+    let uris = narrow.product_uris(&scattered).await.unwrap();
+    assert_eq!(options("/product-service/product/"), 3 + 5, "50 ids of 5 characters in chunks of at most 50");
+    let listed: Vec<u64> = uris
+        .iter()
+        .flat_map(|u| u.trim_start_matches("/product/").split(',').map(|id| id.parse::<u64>().unwrap()).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(listed, (1001..=1100).step_by(2).collect::<Vec<_>>());
+
+    // An ID set longer than the server's URI limit: Brightpearl's 414 as an error, with a hint.
+    let wide = Client::builder()
+        .account(sandbox.credentials().brightpearl.account)
+        .app_ref(sandbox.credentials().brightpearl.app_ref)
+        .staff_token(SecretString::from(sandbox.credentials().brightpearl.staff_token))
+        .base_url(sandbox.base_url())
+        .max_id_set_chars(10_000)
+        .transport(recorder.clone())
+        .build()
+        .unwrap();
+    let err = wide.product_uris(&(1001..=1900).step_by(2).collect::<Vec<_>>()).await.unwrap_err();
+    assert_eq!(err.status(), Some(http::StatusCode::URI_TOO_LONG), "{err:?}");
+    assert!(err.hint().contains("smaller ID-set chunks"), "{}", err.hint());
+
+    // Orders: the same over the order service.
+    let mut orders = Vec::new();
+    for n in 1..=3 {
+        orders.push(client.create_sales_order(&sales_order(201, &format!("NC-U{n}"))).await.unwrap() as u64);
+    }
+    assert_eq!(orders, [10001, 10002, 10003]);
+    let uris = client.order_uris(&[10003, 10001, 10002, 99_999]).await.unwrap();
+    assert_eq!(uris, ["/order/10001-10003"]);
+    insta::assert_yaml_snapshot!("bp_get_order_uris", recorder.last("/order-service/order/"));
+    assert!(client.order_uris(&[99_999]).await.unwrap().is_empty());
+    assert!(client.order_uris(&[]).await.unwrap().is_empty());
+    assert_eq!(options("/order-service/order"), 2);
+
+    // A failure that is not Brightpearl's "nothing found" stays an error.
+    sandbox
+        .state()
+        .faults
+        .add(FaultRule { path_prefix: api(&sandbox, "/order-service/order/"), error_rate: 1.0, error_statuses: vec![404], remaining: Some(1), ..Default::default() })
+        .unwrap();
+    let err = client.order_uris(&[10001]).await.unwrap_err();
+    assert_eq!(err.status(), Some(http::StatusCode::NOT_FOUND), "{err:?}");
+}
+
+/// A transport that answers every request with one canned response (no network at all).
+fn canned(status: u16, body: &'static str) -> impl Service<http::Request<Bytes>, Response = http::Response<Bytes>, Error = auth_core::Error, Future: Send> + Clone + Send + Sync + 'static {
+    tower::service_fn(move |_request: http::Request<Bytes>| async move {
+        Ok::<_, auth_core::Error>(http::Response::builder().status(status).body(Bytes::from_static(body.as_bytes())).unwrap())
+    })
+}
+
+#[tokio::test]
+async fn options_cmnc_404_is_no_uris() {
+    let client = |status, body| {
+        Client::builder()
+            .account("cannedacct")
+            .app_ref("app")
+            .staff_token(SecretString::from("staff"))
+            .base_url("http://127.0.0.1:9")
+            .transport(canned(status, body))
+            .build()
+            .unwrap()
+    };
+    let not_found = r#"{"errors":[{"code":"CMNC-404","message":"No orders found"}]}"#;
+    assert!(client(404, not_found).order_uris(&[1, 2]).await.unwrap().is_empty());
+    assert!(client(404, not_found).product_uris(&[1]).await.unwrap().is_empty());
+    assert!(client(200, r#"{"response":{}}"#).order_uris(&[1]).await.unwrap().is_empty(), "getUris absent");
+    let err = client(404, r#"{"errors":[{"code":"ORDC-404","message":"gone"}]}"#).order_uris(&[1]).await.unwrap_err();
+    assert!(matches!(err, Error::Api(_)), "{err:?}");
+    // A write that finds nothing is an error even with CMNC-404.
+    let err = client(404, not_found).simulate_webhook(1, &test_data(&[])).await.unwrap_err();
+    assert!(matches!(err, Error::Api(_)), "{err:?}");
+}
+
+// ---------------------------------------------------------------- reference lists
+
+#[tokio::test]
+async fn order_statuses_shipping_statuses_warehouses_and_shipping_methods() {
+    let sandbox = start("listacct", |c| c.dataset.warehouses = 3).await;
+    let recorder = Recorder::new();
+    let client = oauth_client(&sandbox, &recorder).await;
+
+    let statuses = client.order_statuses().await.unwrap();
+    assert!(statuses.len() >= 4, "{statuses:?}");
+    assert!(statuses.windows(2).all(|w| w[0].sort_order <= w[1].sort_order), "as Brightpearl orders them");
+    let ready = statuses.iter().find(|s| s.status_id == 4).unwrap();
+    assert_eq!(ready.name.as_deref(), Some("Ready to ship"));
+    insta::assert_yaml_snapshot!("bp_list_order_statuses", recorder.last("/order-status"));
+
+    let shipping = client.order_shipping_statuses().await.unwrap();
+    let codes: Vec<(Option<i64>, &str)> = shipping.iter().map(|s| (s.id, s.code.as_ref().map_or("", |c| c.as_str()))).collect();
+    assert_eq!(codes, [(Some(1), "NST"), (Some(2), "SNS"), (Some(3), "SPS"), (Some(4), "ASS")]);
+    insta::assert_yaml_snapshot!("bp_list_order_shipping_statuses", recorder.last("/order-shipping-status"));
+
+    let warehouses = client.warehouses().await.unwrap();
+    assert_eq!(warehouses.iter().map(|w| w.id).collect::<Vec<_>>(), [2, 3, 4], "dataset warehouses have ids from 2");
+    assert!(warehouses.iter().all(|w| w.name.as_deref().is_some_and(|n| !n.is_empty())), "{warehouses:?}");
+    insta::assert_yaml_snapshot!("bp_list_warehouses", recorder.last("/warehouse-service/warehouse"));
+
+    let methods = client.shipping_methods().await.unwrap();
+    assert!(!methods.is_empty());
+    assert!(methods.iter().any(|m| m.id == 1 && m.name.is_some()), "{methods:?}");
+    insta::assert_yaml_snapshot!("bp_list_shipping_methods", recorder.last("/shipping-method"));
+
+    // A server failure is an error (transient), not an empty list.
+    sandbox
+        .state()
+        .faults
+        .add(FaultRule { path_prefix: api(&sandbox, "/warehouse-service/"), error_rate: 1.0, error_statuses: vec![500], remaining: Some(1), ..Default::default() })
+        .unwrap();
+    let err = client.warehouses().await.unwrap_err();
+    assert!(matches!(&err, Error::Api(f) if f.status == 500), "{err:?}");
+    assert!(err.is_transient());
+    assert_eq!(client.shipping_methods().await.unwrap(), methods, "the fault was a single burst");
 }

@@ -242,15 +242,15 @@ impl Client {
         }
     }
 
-    /// Sends a call and decodes `{"response": T}`; `Ok(None)` for `404 CMNC-404` on a GET
-    /// (Brightpearl's "nothing found").
+    /// Sends a call and decodes `{"response": T}`; `Ok(None)` for `404 CMNC-404` on a GET or an
+    /// `OPTIONS` (Brightpearl's "nothing found"; on a write it stays an error).
     pub(crate) async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, query: &[(String, String)], body: Option<Bytes>) -> Result<Option<T>> {
-        let is_get = method == Method::GET;
+        let is_read = method == Method::GET || method == Method::OPTIONS;
         let response = self.send_raw(method, path, query, body).await?;
         let status = response.status();
         if !status.is_success() {
             let error = error_of(&response);
-            if is_get && status == StatusCode::NOT_FOUND && error.failure().is_some_and(|f| f.has_code("CMNC-404")) {
+            if is_read && status == StatusCode::NOT_FOUND && error.failure().is_some_and(|f| f.has_code("CMNC-404")) {
                 return Ok(None);
             }
             return Err(error);

@@ -35,6 +35,41 @@ impl IdSet {
         Self { ranges }
     }
 
+    /// Parses ID-set text (`8`, `1-5`, `1,2,3`, mixes such as `5,1-3`; blanks around parts are
+    /// ignored): the ids are sorted, deduplicated and compressed like [`IdSet::from_ids`].
+    /// Empty text is the empty set; zero, a non-number or a descending range is refused with a
+    /// message naming the part.
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(Self::default());
+        }
+        let id = |part: &str| match part.trim().parse::<u64>() {
+            Ok(id) if id > 0 => Ok(id),
+            _ => Err(format!("`{}` is not a positive id", part.trim())),
+        };
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        for part in text.split(',') {
+            let (lo, hi) = match part.split_once('-') {
+                Some((lo, hi)) => (id(lo)?, id(hi)?),
+                None => (id(part)?, id(part)?),
+            };
+            if lo > hi {
+                return Err(format!("`{}` is a descending range", part.trim()));
+            }
+            ranges.push((lo, hi));
+        }
+        ranges.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+        for (lo, hi) in ranges {
+            match merged.last_mut() {
+                Some((_, last)) if lo <= last.saturating_add(1) => *last = (*last).max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        Ok(Self { ranges: merged })
+    }
+
     /// The ranges, ascending.
     pub fn ranges(&self) -> &[(u64, u64)] {
         &self.ranges
@@ -146,5 +181,19 @@ mod tests {
         }
         let total: u64 = scattered.chunks(1000, 50).iter().map(IdSet::len).sum();
         assert_eq!(total, 300);
+    }
+
+    #[test]
+    fn parses_text_into_the_canonical_form() {
+        let parse = |text: &str| IdSet::parse(text).map(|s| s.to_string());
+        assert_eq!(parse(" 7, 3-5 ,1,2,5-6 ").unwrap(), "1-7");
+        assert_eq!(parse("10-12,1,11").unwrap(), "1,10-12");
+        assert_eq!(parse("").unwrap(), "");
+        assert_eq!(IdSet::parse("1-1000000000").unwrap().len(), 1_000_000_000, "ranges are never expanded");
+        assert!(parse("5-1").unwrap_err().contains("`5-1`"));
+        assert!(parse("0").unwrap_err().contains("`0`"));
+        assert!(parse("1,,2").is_err());
+        assert!(parse("a-3").unwrap_err().contains("`a`"));
+        assert!(parse("*").is_err());
     }
 }

@@ -13,7 +13,8 @@
 //!   URI length, chunks fetched concurrently within the limiter.
 //! - Search ([`SearchQuery`], [`Client::search_pages`]): typed builder, a paging stream, rows
 //!   decoded by column name, reference maps.
-//! - One [`Error`] type with [`Error::hint`]; `404 CMNC-404` on a GET is an empty result.
+//! - One [`Error`] type with [`Error::hint`]; `404 CMNC-404` on a GET (or an `OPTIONS`) is an
+//!   empty result.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), brightpearl_client::Error> {
@@ -39,7 +40,8 @@ pub use error::{ApiFailure, Error, Result};
 pub use idset::IdSet;
 pub use limiter::shared_limiter;
 pub use ops::{
-    MAX_GOODS_OUT_NOTE_IDS, MAX_MULTI_MESSAGES, MAX_ORDER_IDS, MAX_OTHER_IDS, MAX_PRODUCT_IDS, NewContact,
+    MAX_GOODS_OUT_NOTE_IDS, MAX_MULTI_MESSAGES, MAX_ORDER_IDS, MAX_OTHER_IDS, MAX_PRODUCT_IDS, MAX_SIMULATE_IDS,
+    NewContact,
 };
 pub use search::{
     ContactRow, GoodsOutNoteRow, OrderRow, ProductRow, SearchPage, SearchQuery, SearchResource, SortDirection,

@@ -2,11 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use brightpearl_models::common::GetUris;
 use brightpearl_models::contact::{Contact, ContactRequest, PostAddressIds, PostalAddressRequest};
-use brightpearl_models::integration::{MultiMessageRequest, MultiMessageResult, Webhook, WebhookRequest};
-use brightpearl_models::order::{Order, OrderStatusUpdate, SalesOrder, SalesOrderRequest};
+use brightpearl_models::integration::{MultiMessageRequest, MultiMessageResult, Webhook, WebhookRequest, WebhookSimulateRequest};
+use brightpearl_models::order::{Order, OrderShippingStatus, OrderStatus, OrderStatusUpdate, SalesOrder, SalesOrderRequest};
 use brightpearl_models::product::{PriceList, Product, ProductPrice};
-use brightpearl_models::warehouse::{GoodsOutNote, ProductAvailability};
+use brightpearl_models::warehouse::{GoodsOutNote, NamedItem, ProductAvailability};
 use http::Method;
 
 use crate::client::Client;
@@ -24,6 +25,10 @@ pub const MAX_GOODS_OUT_NOTE_IDS: usize = 500;
 pub const MAX_OTHER_IDS: usize = 100;
 /// Most messages in one multi-message call.
 pub const MAX_MULTI_MESSAGES: usize = 10;
+/// Most resource ids in the `${resource-id}` test data of one webhook simulation.
+pub const MAX_SIMULATE_IDS: usize = 10;
+/// The test-data variable that carries the resource ids of a webhook simulation.
+const RESOURCE_ID_VAR: &str = "${resource-id}";
 
 /// The ids of a new contact and its postal address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +55,28 @@ impl Client {
         let mut products: Vec<Product> = chunks.into_iter().flatten().collect();
         products.sort_by_key(|p| p.id);
         Ok(products)
+    }
+
+    /// The GET URIs Brightpearl proposes for these products: `OPTIONS /product-service/product/{idSet}`.
+    ///
+    /// Each URI is relative to the product service (`/product/1001-1200`), compacted into ranges
+    /// and sized to the 200-product GET limit; ids that do not exist are left out, so no URIs
+    /// means none of the ids exists (`404 CMNC-404` also counts as none). No ids sends nothing
+    /// and returns nothing (never the URIs of every product). A long ID set is split by URI
+    /// length only; the URIs come back in ascending id order.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brightpearl_client::Client) -> Result<(), brightpearl_client::Error> {
+    /// let ids: Vec<u64> = (1001..=1450).collect();
+    /// let uris = client.product_uris(&ids).await?;
+    /// // e.g. ["/product/1001-1200", "/product/1201-1400", "/product/1401-1450"]
+    /// for uri in &uris {
+    ///     let _response = client.send_raw(http::Method::GET, &format!("/product-service{uri}"), &[], None).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn product_uris(&self, ids: &[u64]) -> Result<Vec<String>> {
+        self.get_uris(ids, "/product-service/product").await
     }
 
     /// The product with exactly this SKU: `GET /product-service/product-search?SKU=…` then
@@ -190,6 +217,24 @@ impl Client {
         Ok(orders)
     }
 
+    /// The GET URIs Brightpearl proposes for these orders: `OPTIONS /order-service/order/{idSet}`.
+    ///
+    /// Each URI is relative to the order service (`/order/10001-10200,10250`), compacted into
+    /// ranges and sized to the 200-order GET limit; ids that do not exist are left out (so this
+    /// also tells which orders exist). No URIs (or `404 CMNC-404`) means none exists; no ids sends
+    /// nothing and returns nothing. A long ID set is split by URI length only; the URIs come back
+    /// in ascending id order.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brightpearl_client::Client) -> Result<(), brightpearl_client::Error> {
+    /// let uris = client.order_uris(&[10001, 10002, 10005, 99_999]).await?;
+    /// assert_eq!(uris, ["/order/10001-10002,10005"]); // when 99999 does not exist
+    /// # Ok(()) }
+    /// ```
+    pub async fn order_uris(&self, ids: &[u64]) -> Result<Vec<String>> {
+        self.get_uris(ids, "/order-service/order").await
+    }
+
     /// Sales orders by id (flat shape): `GET /order-service/sales-order/{idSet}`, chunks of 200.
     pub async fn sales_orders(&self, ids: &[u64]) -> Result<Vec<SalesOrder>> {
         let set = id_set(ids);
@@ -203,6 +248,27 @@ impl Client {
     pub async fn update_order_status(&self, order_id: u64, update: &OrderStatusUpdate) -> Result<()> {
         self.call_unit(Method::PUT, &format!("/order-service/order/{order_id}/status"), Some(Client::json(update)?))
             .await
+    }
+
+    /// Every order status of the account (`statusId`, `name`, `orderTypeCode`, `sortOrder`, …),
+    /// as Brightpearl lists them: `GET /order-service/order-status`. Used to map Brightpearl
+    /// statuses to Norce ones and to find the id for [`update_order_status`](Self::update_order_status).
+    /// `CMNC-404` is an empty list.
+    pub async fn order_statuses(&self) -> Result<Vec<OrderStatus>> {
+        Ok(self
+            .call::<Vec<OrderStatus>>(Method::GET, "/order-service/order-status", &[], None)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Every order shipping status (`id`, `code` such as `NST`, `SNS`, `SPS`, `ASS`,
+    /// `description`): `GET /order-service/order-shipping-status`. The ids are those of the
+    /// `orderShippingStatusId` search column. `CMNC-404` is an empty list.
+    pub async fn order_shipping_statuses(&self) -> Result<Vec<OrderShippingStatus>> {
+        Ok(self
+            .call::<Vec<OrderShippingStatus>>(Method::GET, "/order-service/order-shipping-status", &[], None)
+            .await?
+            .unwrap_or_default())
     }
 
     /// Goods-out notes by their ids: `GET /warehouse-service/order/*/goods-note/goods-out/{idSet}`,
@@ -225,6 +291,25 @@ impl Client {
         Ok(chunks.into_iter().flatten().collect())
     }
 
+    /// Every warehouse of the account, by id and name: `GET /warehouse-service/warehouse`.
+    /// `CMNC-404` is an empty list.
+    pub async fn warehouses(&self) -> Result<Vec<NamedItem>> {
+        Ok(self
+            .call::<Vec<NamedItem>>(Method::GET, "/warehouse-service/warehouse", &[], None)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Every shipping method of the account, by id and name (the `shippingMethodId` of orders
+    /// and goods-out notes): `GET /warehouse-service/shipping-method`. Used to map Brightpearl
+    /// shipping methods to Norce delivery methods and nShift services. `CMNC-404` is an empty list.
+    pub async fn shipping_methods(&self) -> Result<Vec<NamedItem>> {
+        Ok(self
+            .call::<Vec<NamedItem>>(Method::GET, "/warehouse-service/shipping-method", &[], None)
+            .await?
+            .unwrap_or_default())
+    }
+
     /// Every webhook: `GET /integration-service/webhook` (`CMNC-404` is an empty list).
     pub async fn webhooks(&self) -> Result<Vec<Webhook>> {
         Ok(self
@@ -233,14 +318,73 @@ impl Client {
             .unwrap_or_default())
     }
 
+    /// Webhooks by id: `GET /integration-service/webhook/{idSet}`, chunks of 100, sorted by id.
+    /// Unknown ids are left out; when none exists Brightpearl answers `404 CMNC-404` ("No webhooks
+    /// available in ID Set …"), which is an empty list. No ids sends nothing and returns nothing
+    /// (use [`webhooks`](Self::webhooks) for every subscription).
+    pub async fn webhooks_by_id(&self, ids: &[u64]) -> Result<Vec<Webhook>> {
+        let set = id_set(ids);
+        let chunks: Vec<Vec<Webhook>> = self
+            .get_chunked(&set, MAX_OTHER_IDS, |c| format!("/integration-service/webhook/{c}"))
+            .await?;
+        let mut webhooks: Vec<Webhook> = chunks.into_iter().flatten().collect();
+        webhooks.sort_by_key(|w| w.id);
+        Ok(webhooks)
+    }
+
     /// Subscribes a webhook: `POST /integration-service/webhook`; returns its id.
     pub async fn create_webhook(&self, webhook: &WebhookRequest) -> Result<i64> {
         self.create("/integration-service/webhook", Client::json(webhook)?).await
     }
 
+    /// Replaces a webhook subscription with `webhook` (every field; POST and PUT hooks need
+    /// `bodyTemplate` and `contentType`): `PUT /integration-service/webhook/{id}`. Brightpearl
+    /// answers `{}`. An unknown id is an error here ([`Error::Api`], `404 CMNC-404`), not an
+    /// empty result; an event that cannot be subscribed to is `400 INTC-064`.
+    pub async fn update_webhook(&self, id: u64, webhook: &WebhookRequest) -> Result<()> {
+        self.call_unit(Method::PUT, &format!("/integration-service/webhook/{id}"), Some(Client::json(webhook)?))
+            .await
+    }
+
     /// Deletes a webhook: `DELETE /integration-service/webhook/{id}`.
     pub async fn delete_webhook(&self, id: u64) -> Result<()> {
         self.call_unit(Method::DELETE, &format!("/integration-service/webhook/{id}"), None).await
+    }
+
+    /// Makes Brightpearl call a webhook now with test data: `POST
+    /// /integration-service/webhook/{id}/simulate`. `request.test_data` gives the template
+    /// variables by name (`${resource-id}`, `${resource-type}`, `${lifecycle-event}`, …).
+    /// Brightpearl answers `{}`; an unknown id is an error ([`Error::Api`], `404 CMNC-404`).
+    ///
+    /// `${resource-id}` is an ID set of at most 10 ids ([`MAX_SIMULATE_IDS`]): more, or text
+    /// that is not an ID set, is refused here with [`Error::InvalidRequest`] naming the field,
+    /// before anything is sent. It is sent in canonical form (`5,1-3` becomes `1-3,5`).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brightpearl_client::Client) -> Result<(), brightpearl_client::Error> {
+    /// use brightpearl_client::models::integration::WebhookSimulateRequest;
+    /// let test_data = [("${resource-type}", "product"), ("${resource-id}", "1001-1005,1010"), ("${lifecycle-event}", "modified")];
+    /// let request = WebhookSimulateRequest {
+    ///     test_data: test_data.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+    /// };
+    /// client.simulate_webhook(12, &request).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn simulate_webhook(&self, id: u64, request: &WebhookSimulateRequest) -> Result<()> {
+        let mut request = request.clone();
+        if let Some(ids) = request.test_data.get_mut(RESOURCE_ID_VAR) {
+            let set = IdSet::parse(ids)
+                .map_err(|e| Error::InvalidRequest(format!("testData `{RESOURCE_ID_VAR}` is not an ID set: {e}")))?;
+            if set.len() > MAX_SIMULATE_IDS as u64 {
+                return Err(Error::InvalidRequest(format!(
+                    "testData `{RESOURCE_ID_VAR}` names {} ids; a webhook simulation takes at most {MAX_SIMULATE_IDS}",
+                    set.len()
+                )));
+            }
+            *ids = set.to_string();
+        }
+        self.call_unit(Method::POST, &format!("/integration-service/webhook/{id}/simulate"), Some(Client::json(&request)?))
+            .await
     }
 
     /// Runs up to 10 writes in one call (counted once by the throttle):
@@ -257,6 +401,26 @@ impl Client {
         self.call::<MultiMessageResult>(Method::POST, "/multi-message", &[], Some(Client::json(request)?))
             .await?
             .ok_or_else(|| Error::InvalidRequest("multi-message answered without a response".into()))
+    }
+
+    /// `OPTIONS {resource}/{idSet}` for `ids`, split by URI length only (the answer is already
+    /// sized to the GET limit); the `getUris` of every chunk, in chunk (ascending id) order.
+    async fn get_uris(&self, ids: &[u64], resource: &str) -> Result<Vec<String>> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        let calls: Vec<_> = id_set(ids)
+            .chunks(usize::MAX, self.inner.max_id_set_chars)
+            .iter()
+            .map(|chunk| {
+                let client = self.clone();
+                let path = format!("{resource}/{chunk}");
+                async move { client.call::<GetUris>(Method::OPTIONS, &path, &[], None).await }
+            })
+            .collect();
+        let answers: Vec<Option<GetUris>> = futures::stream::iter(calls)
+            .buffered(self.inner.concurrency)
+            .try_collect()
+            .await?;
+        Ok(answers.into_iter().flatten().flat_map(|a| a.get_uris.unwrap_or_default()).collect())
     }
 
     /// POSTs `body` and returns the `{"response": id}` of the created resource.
