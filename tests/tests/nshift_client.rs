@@ -1205,3 +1205,432 @@ async fn book_once_request_sequence_snapshot() {
         .collect();
     insta::assert_yaml_snapshot!("book_once_sequence", sequence);
 }
+
+// ------------------------------------------------------------------ address check and prices
+
+fn address(zip: &str) -> nshift_client::models::AddressCheckRequest {
+    nshift_client::models::AddressCheckRequest {
+        name: "Anna Lind".into(),
+        address1: Some("Drottninggatan 12".into()),
+        zipcode: Some(zip.into()),
+        city: "Stockholm".into(),
+        country_code: "SE".into(),
+        ..Default::default()
+    }
+}
+
+fn price_request(service: &str) -> nshift_client::models::PriceRequest {
+    let mut shipment = shipment("NC-PRICE");
+    shipment.service.id = service.into();
+    nshift_client::models::PriceRequest {
+        additional_surcharges: None,
+        shipment,
+    }
+}
+
+#[tokio::test]
+async fn check_address_returns_typed_messages_in_the_asked_language() {
+    let sandbox = start().await;
+    let client = client(&sandbox);
+    use nshift_client::models::CheckAddressQueryLanguage as Language;
+    let fine = client
+        .check_address(&address("111 51"), Language::Se)
+        .await
+        .expect("checked");
+    assert!(fine.is_empty(), "{fine:?}");
+    let bad = client
+        .check_address(&address("1115"), Language::Gb)
+        .await
+        .expect("checked");
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].message_id.as_deref(), Some("WSAPIError.ZipCode"));
+    assert_eq!(bad[0].error, Some(true));
+    assert_eq!(bad[0].arguments, Some(vec!["NNNNN".to_owned()]));
+    assert_eq!(
+        bad[0].message.as_deref(),
+        Some("Not valid zip code, expected format NNNNN")
+    );
+    // An unknown language is refused before anything is sent.
+    let err = client
+        .check_address(&address("11151"), Language::from("DE"))
+        .await
+        .expect_err("unknown language");
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+
+    // Without the AddressCheck licence: 403 naming it.
+    let store_only = builder_for(sandbox.state())
+        .api_key_id(STORE_ONLY_KEY.0)
+        .secret_id(SecretString::from(STORE_ONLY_KEY.1))
+        .build()
+        .expect("client");
+    let err = store_only
+        .check_address(&address("11151"), Language::Se)
+        .await
+        .expect_err("forbidden");
+    assert!(
+        matches!(
+            err,
+            Error::Forbidden {
+                licence: "REST API AddressCheck",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn price_quotes_surcharges_and_error_list() {
+    let sandbox = start().await;
+    let client = client(&sandbox);
+    // P15: 89 + 4.50 × 2 kg (1.25 kg rounded up) = 98; (98 + 10) × 1.25 = 135.
+    let mut request = price_request("P15");
+    request.additional_surcharges = Some(nshift_client::models::AdditionalSurcharges {
+        percent: Some(25),
+        amount: Some(models_runtime::DecimalNumber(
+            models_runtime::Decimal::from(10),
+        )),
+    });
+    let quote = client.price(request).await.expect("quoted");
+    let data = quote.price_data.expect("priced");
+    let money = |d: Option<models_runtime::DecimalNumber>| d.map(|d| d.0.normalize().to_string());
+    assert_eq!(money(data.price).as_deref(), Some("98"));
+    assert_eq!(money(data.additional_surcharges).as_deref(), Some("37"));
+    assert_eq!(
+        money(data.price_with_additional_surcharges).as_deref(),
+        Some("135")
+    );
+    assert_eq!(data.chargeable_weight, Some(2.0));
+    assert_eq!(quote.error_list, Some(vec![]));
+
+    // A service the account does not have: 200 with errorList and no price, not an error.
+    let quote = client.price(price_request("NOPE")).await.expect("answered");
+    assert!(quote.price_data.is_none());
+    let errors = quote.error_list.unwrap_or_default();
+    assert_eq!(errors[0]["messageCode"], "ServiceId", "{errors:?}");
+
+    // A malformed surcharge is a typed 400.
+    let mut negative = price_request("P15");
+    negative.additional_surcharges = Some(nshift_client::models::AdditionalSurcharges {
+        percent: Some(-1),
+        amount: None,
+    });
+    let err = client.price(negative).await.expect_err("400");
+    assert!(
+        matches!(&err, Error::BadRequest { code: Some(c), .. } if c.as_str() == "ILLEGAL"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn price_history_pages_through_the_prices_of_printed_shipments() {
+    let sandbox = start().await;
+    let client = client(&sandbox);
+    for order in ["NC-PH-1", "NC-PH-2"] {
+        client
+            .create_shipment(print_request(order))
+            .await
+            .expect("created");
+    }
+    let page = Box::pin(client.price_history_feed(FEED_START))
+        .next()
+        .await
+        .expect("page")
+        .expect("ok");
+    assert!(page.done);
+    assert_eq!(page.min_delay, Duration::from_secs(300));
+    let orders: Vec<_> = page
+        .items
+        .iter()
+        .filter_map(|p| p.order_no.clone())
+        .collect();
+    assert_eq!(orders, ["NC-PH-1", "NC-PH-2"]);
+    // The price of a printed shipment is what a quote for it says.
+    let quote = client.price(price_request("P15")).await.expect("quote");
+    assert_eq!(
+        page.items[0].price_data.as_ref().and_then(|d| d.price),
+        quote.price_data.and_then(|d| d.price)
+    );
+    let next = client
+        .fetch_price_history(&page.fetch_id)
+        .await
+        .expect("next");
+    assert!(next.items.is_empty());
+    assert_eq!(next.fetch_id, page.fetch_id);
+
+    // Account-level, like the other feeds: a profile-bound key is refused.
+    let profile = builder_for(sandbox.state())
+        .api_key_id(PROFILE_KEY.0)
+        .secret_id(SecretString::from(PROFILE_KEY.1))
+        .build()
+        .expect("client");
+    let err = profile
+        .fetch_price_history(FEED_START)
+        .await
+        .expect_err("403");
+    assert_eq!(err.status(), Some(http::StatusCode::FORBIDDEN));
+}
+
+// ------------------------------------------------------------------ JWT auth
+
+fn agents_query() -> FindAgentsQuery {
+    FindAgentsQuery {
+        type_: "POSTNORD".into(),
+        zip: Some("11151".into()),
+        country_code: "SE".into(),
+        ..Default::default()
+    }
+}
+
+fn status_count(state: &SharedState, path: &str, status: u16) -> usize {
+    state
+        .faults
+        .requests()
+        .iter()
+        .filter(|r| r.path == path && r.status == status)
+        .count()
+}
+
+#[test]
+fn jwt_settings_are_named_and_validated() {
+    let base = [
+        ("NSHIFT_API_KEY_ID", "ABC"),
+        ("NSHIFT_SECRET_ID", "topsecret-value"),
+    ];
+    let builder = nshift_client::NshiftClientBuilder::from_settings(&Settings::from_pairs(
+        base.iter()
+            .copied()
+            .chain([("NSHIFT_AUTH", "JWT"), ("NSHIFT_JWT_METHOD", "get")]),
+    ))
+    .expect("settings");
+    assert!(!format!("{builder:?}").contains("topsecret"));
+    let client = builder.build().expect("client");
+    assert_eq!(client.auth_mode(), AuthMode::Jwt);
+    assert!(!format!("{client:?}").contains("topsecret"));
+    for (name, value) in [
+        ("NSHIFT_JWT_METHOD", "put"),
+        ("NSHIFT_JWT_LIFETIME_SECS", "10"),
+        ("NSHIFT_JWT_LIFETIME_SECS", "long"),
+    ] {
+        let pairs = base
+            .iter()
+            .copied()
+            .chain([("NSHIFT_AUTH", "jwt"), (name, value)]);
+        let err = nshift_client::NshiftClientBuilder::from_settings(&Settings::from_pairs(pairs))
+            .expect_err(name);
+        assert!(err.to_string().contains(name), "{name}: {err}");
+        assert!(!err.to_string().contains("topsecret"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn jwt_auth_fetches_once_and_replays_once_after_the_sandbox_expires_it() {
+    let sandbox = start().await;
+    let state = sandbox.state();
+    let client = builder_for(state)
+        .auth_mode(AuthMode::Jwt)
+        .build()
+        .expect("client");
+    for _ in 0..3 {
+        assert!(
+            !client
+                .find_agents(&agents_query())
+                .await
+                .expect("agents")
+                .is_empty()
+        );
+    }
+    assert_eq!(state.nshift.jwt_sessions_issued(), 1, "the JWT is cached");
+    assert_eq!(state.faults.count("POST", "/rs-extapi/v1/sessions/jwt"), 1);
+
+    // Twelve hours pass on the sandbox's clock only: the client still holds the JWT, gets a
+    // 401, fetches a new one and replays the request once.
+    state.clock.advance(Duration::from_secs(12 * 3600));
+    let agents = client.find_agents(&agents_query()).await.expect("replayed");
+    assert!(!agents.is_empty());
+    assert_eq!(state.nshift.jwt_sessions_issued(), 2);
+    assert_eq!(
+        status_count(state, "/rs-extapi/v1/addresses/agents", 401),
+        1
+    );
+    // A POST is replayed too (its body can be copied): the new JWT works for every operation.
+    state.clock.advance(Duration::from_secs(12 * 3600));
+    let stored = client
+        .store_shipment(shipment("NC-JWT-1"))
+        .await
+        .expect("stored");
+    assert_eq!(stored.status.as_ref().map(|s| s.as_str()), Some("READY"));
+    assert_eq!(state.nshift.jwt_sessions_issued(), 3);
+    let url = format!(
+        "{}/_sandbox/nshift/stored-shipments?orderNo=NC-JWT-1",
+        state.base_url
+    );
+    let stored: Vec<serde_json::Value> = reqwest::get(url)
+        .await
+        .expect("admin")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(stored.len(), 1, "the 401 came before anything was stored");
+
+    // The session was fetched with Basic, and the JWT never shows in Debug or errors.
+    let debug = format!("{client:?}");
+    assert!(!debug.contains("eyJ"), "{debug}");
+
+    // Wrong credentials: the JWT endpoint's 401 is Unauthorized, with the settings hint.
+    let bad = builder_for(state)
+        .secret_id(SecretString::from("wrong-secret"))
+        .auth_mode(AuthMode::Jwt)
+        .build()
+        .expect("client");
+    let err = bad.find_agents(&agents_query()).await.expect_err("401");
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    assert!(err.hint().contains("NSHIFT_AUTH"), "{}", err.hint());
+    assert!(!err.to_string().contains("wrong-secret"));
+}
+
+#[tokio::test]
+async fn jwt_method_is_configurable_and_a_wrong_one_says_so() {
+    let mut config = config();
+    config.nshift.jwt_methods = sandbox::nshift::JwtMethods::GetOnly;
+    let sandbox = Sandbox::start(config).await.expect("sandbox starts");
+    let state = sandbox.state();
+    let post = builder_for(state)
+        .auth_mode(AuthMode::Jwt)
+        .build()
+        .expect("client");
+    let err = post.find_agents(&agents_query()).await.expect_err("405");
+    assert!(matches!(err, Error::Session(_)), "{err:?}");
+    assert_eq!(err.status(), Some(http::StatusCode::METHOD_NOT_ALLOWED));
+    assert!(err.hint().contains("NSHIFT_JWT_METHOD"), "{}", err.hint());
+    assert!(!err.is_ambiguous());
+    assert_eq!(
+        status_count(state, "/rs-extapi/v1/addresses/agents", 401),
+        0
+    );
+    assert_eq!(
+        state.faults.count("GET", "/rs-extapi/v1/addresses/agents"),
+        0,
+        "nothing sent"
+    );
+
+    let get = builder_for(state)
+        .auth_mode(AuthMode::Jwt)
+        .jwt_method(nshift_client::JwtMethod::Get)
+        .build()
+        .expect("client");
+    get.find_agents(&agents_query()).await.expect("agents");
+    assert_eq!(state.faults.count("GET", "/rs-extapi/v1/sessions/jwt"), 1);
+}
+
+/// The sandbox's router as an in-process transport: no sockets and no timers, so tokio's paused
+/// clock (which the sandbox's virtual clock follows) moves only when the test advances it.
+fn in_process(state: &SharedState) -> nshift_client::Transport {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let router = sandbox::router(state.clone());
+    tower::util::BoxCloneSyncService::new(tower::service_fn(
+        move |request: http::Request<Bytes>| {
+            let router = router.clone();
+            async move {
+                let response = router
+                    .oneshot(request.map(http_body_util::Full::new))
+                    .await
+                    .map_err(auth_core::Error::transport)?;
+                let (parts, body) = response.into_parts();
+                let bytes = body
+                    .collect()
+                    .await
+                    .map_err(auth_core::Error::transport)?
+                    .to_bytes();
+                Ok::<_, auth_core::Error>(http::Response::from_parts(parts, bytes))
+            }
+        },
+    ))
+}
+
+#[tokio::test(start_paused = true)]
+async fn jwt_is_refreshed_ahead_of_its_expiry_under_paused_time() {
+    let state: SharedState = Arc::new(sandbox::AppState::new(
+        config(),
+        "http://127.0.0.1:9".to_owned(),
+    ));
+    let client = builder_for(&state)
+        .auth_mode(AuthMode::Jwt)
+        .transport(in_process(&state))
+        .build()
+        .expect("client");
+    client.find_agents(&agents_query()).await.expect("agents");
+    assert_eq!(state.nshift.jwt_sessions_issued(), 1);
+
+    // 10 h 49 min: still fresh (the refresh starts 10 min before the 11 h the client uses it).
+    tokio::time::advance(Duration::from_secs(10 * 3600 + 49 * 60)).await;
+    client.find_agents(&agents_query()).await.expect("agents");
+    assert_eq!(state.nshift.jwt_sessions_issued(), 1);
+
+    // 10 h 52 min: due; the call goes on with the current JWT and one background refresh runs.
+    tokio::time::advance(Duration::from_secs(3 * 60)).await;
+    client.find_agents(&agents_query()).await.expect("agents");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(state.nshift.jwt_sessions_issued(), 2);
+
+    // Another 11 h: the refreshed JWT ran out on the client's side first: a new one is fetched
+    // before any request, so the sandbox (12 h) never answered 401.
+    tokio::time::advance(Duration::from_secs(11 * 3600)).await;
+    client.find_agents(&agents_query()).await.expect("agents");
+    assert_eq!(state.nshift.jwt_sessions_issued(), 3);
+    assert_eq!(
+        status_count(&state, "/rs-extapi/v1/addresses/agents", 401),
+        0
+    );
+    assert_eq!(
+        state.faults.count("GET", "/rs-extapi/v1/addresses/agents"),
+        4
+    );
+}
+
+#[tokio::test]
+async fn request_snapshots_of_address_price_history_and_jwt() {
+    let sandbox = start().await;
+    let log: Log = Arc::default();
+    let transport = Recording {
+        inner: ReqwestTransport::new(Duration::from_secs(10)).expect("transport"),
+        log: log.clone(),
+    };
+    let client = builder_for(sandbox.state())
+        .transport(transport)
+        .auth_mode(AuthMode::Jwt)
+        .build()
+        .expect("client");
+    let seen: Arc<Mutex<Vec<RequestSnapshot>>> = Arc::default();
+    let take = |log: &Log| -> Vec<RequestSnapshot> {
+        let taken = std::mem::take(&mut *log.lock().expect("log"));
+        seen.lock().expect("seen").extend(taken.iter().cloned());
+        taken
+    };
+
+    client
+        .check_address(
+            &address("11151"),
+            nshift_client::models::CheckAddressQueryLanguage::Se,
+        )
+        .await
+        .expect("checked");
+    let mut first = take(&log);
+    assert_eq!(first.len(), 2, "the JWT, then the call: {first:?}");
+    insta::assert_yaml_snapshot!("create_jwt_session", first.remove(0));
+    insta::assert_yaml_snapshot!("check_address", first.remove(0));
+    client.price(price_request("P15")).await.expect("price");
+    insta::assert_yaml_snapshot!("get_price", take(&log).remove(0));
+    client
+        .fetch_price_history(FEED_START)
+        .await
+        .expect("history");
+    insta::assert_yaml_snapshot!("fetch_price_history", take(&log).remove(0));
+
+    let creds = sandbox.credentials().nshift;
+    let all = serde_json::to_string(&*seen.lock().expect("seen")).expect("json");
+    assert_eq!(seen.lock().expect("seen").len(), 4);
+    assert!(!all.contains(&creds.secret_id));
+    assert!(!all.contains("eyJ"), "no JWT in the snapshots");
+}

@@ -8,11 +8,12 @@ use bytes::Bytes;
 use http::{Method, StatusCode, header};
 use models_runtime::OperationInfo;
 use nshift_models::delivery::{
-    Agent, CancelShipmentPath, DeleteStoredShipmentPath, Error as ApiError, FindAgentsQuery,
-    GetShipmentPdfPath, GetStoredShipmentPath, GetZipcodeInfoQuery, ListShipmentPdfsPath, PdfInfo,
-    PrintConfig, PrintFileType, PrintStoredShipmentPath, SearchStoredShipmentsQuery, Shipment,
-    ShipmentInfo, ShipmentPrintRequest, StoredShipmentInfo, ValidationStatus, ZipcodeInfo,
-    operations as ops,
+    AddressCheckRequest, AddressStatus, Agent, CancelShipmentPath, CheckAddressQueryLanguage,
+    DeleteStoredShipmentPath, Error as ApiError, FindAgentsQuery, GetShipmentPdfPath,
+    GetStoredShipmentPath, GetZipcodeInfoQuery, ListShipmentPdfsPath, PdfInfo, PriceRequest,
+    PriceResponse, PrintConfig, PrintFileType, PrintStoredShipmentPath, SearchStoredShipmentsQuery,
+    Shipment, ShipmentInfo, ShipmentPrintRequest, StoredShipmentInfo, ValidationStatus,
+    ZipcodeInfo, operations as ops,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -165,6 +166,7 @@ fn licence_of(op: &OperationInfo) -> &'static str {
         "FindAgents" => "REST API PickUpLocator",
         "GetZipcodeInfo" => "REST API ZipCheck",
         "CheckAddress" => "REST API AddressCheck",
+        "GetPrice" | "FetchPriceHistory" => "price (the licence name is undocumented)",
         _ => "the licence of this operation",
     }
 }
@@ -187,7 +189,7 @@ fn query_pairs<Q: Serialize>(query: &Q) -> Result<Vec<(String, String)>, Error> 
 }
 
 /// A request body.
-enum Body<'a> {
+pub(crate) enum Body<'a> {
     None,
     Json(&'a (dyn erased::Json + Sync)),
 }
@@ -279,6 +281,19 @@ impl NshiftClient {
         query: &[(String, String)],
         body: Body<'_>,
     ) -> Result<http::Response<Bytes>, Error> {
+        self.send_with(op, path, query, body, false).await
+    }
+
+    /// [`Self::send`]; `read_only` marks a POST that changes nothing (address check, prices)
+    /// as safe to retry on 429/502/503/504.
+    async fn send_with(
+        &self,
+        op: &OperationInfo,
+        path: &str,
+        query: &[(String, String)],
+        body: Body<'_>,
+        read_only: bool,
+    ) -> Result<http::Response<Bytes>, Error> {
         let url = self.url(path, query)?;
         let method = Method::from_bytes(op.method.as_bytes())
             .map_err(|e| Error::InvalidInput(e.to_string()))?;
@@ -297,9 +312,12 @@ impl NshiftClient {
                 )
             }
         };
-        let request = builder
+        let mut request = builder
             .body(bytes)
             .map_err(|e| Error::InvalidInput(format!("request: {e}")))?;
+        if read_only {
+            request.extensions_mut().insert(auth_core::Idempotent);
+        }
         let response = self
             .service
             .clone()
@@ -368,7 +386,19 @@ impl NshiftClient {
         query: &[(String, String)],
         body: Body<'_>,
     ) -> Result<T, Error> {
-        let response = self.send(op, path, query, body).await?;
+        self.json_with(op, path, query, body, false).await
+    }
+
+    /// [`Self::json`] with [`Self::send_with`]'s `read_only`.
+    pub(crate) async fn json_with<T: DeserializeOwned>(
+        &self,
+        op: &OperationInfo,
+        path: &str,
+        query: &[(String, String)],
+        body: Body<'_>,
+        read_only: bool,
+    ) -> Result<T, Error> {
+        let response = self.send_with(op, path, query, body, read_only).await?;
         serde_json::from_slice(response.body()).map_err(|e| Error::Decode {
             operation: format!("{} {path}", op.method),
             message: e.to_string(),
@@ -591,6 +621,40 @@ impl NshiftClient {
     pub async fn zipcode_info(&self, query: &GetZipcodeInfoQuery) -> Result<ZipcodeInfo, Error> {
         let op = &ops::GET_ZIPCODE_INFO;
         self.json(op, op.path, &query_pairs(query)?, Body::None)
+            .await
+    }
+
+    /// Validates an address (`POST /addresses/status?language=`, licence REST API
+    /// AddressCheck). The answer lists the problems, each with `error: true` (an error) or
+    /// `false` (a warning), its `location` and `messageId`, and the message in `language`
+    /// (SE, GB, DK or FI); it is empty when the address is fine. Changes nothing, so it is
+    /// retried like a GET.
+    pub async fn check_address(
+        &self,
+        address: &AddressCheckRequest,
+        language: CheckAddressQueryLanguage,
+    ) -> Result<Vec<AddressStatus>, Error> {
+        if language.is_unknown() {
+            return Err(Error::InvalidInput(format!(
+                "address check language `{}` is not SE, GB, DK or FI",
+                language.as_str()
+            )));
+        }
+        let op = &ops::CHECK_ADDRESS;
+        let query = [("language".to_owned(), language.as_str().to_owned())];
+        self.json_with(op, op.path, &query, Body::Json(address), true)
+            .await
+    }
+
+    /// Quotes the price of a shipment without booking it (`POST /prices`; the licence name is
+    /// undocumented). The configured Developer ID is added when the shipment has none.
+    /// Problems (unknown service, no weight, a carrier that does not answer price enquiries)
+    /// come back in `errorList` with no `priceData`, not as an error. Changes nothing, so it
+    /// is retried like a GET.
+    pub async fn price(&self, mut request: PriceRequest) -> Result<PriceResponse, Error> {
+        self.apply_developer_id(&mut request.shipment);
+        let op = &ops::GET_PRICE;
+        self.json_with(op, op.path, &[], Body::Json(&request), true)
             .await
     }
 

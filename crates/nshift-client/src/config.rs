@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use auth_core::{
     AuthLayer, ExposeSecret, RetryConfig, RetryLayer, SecretString, StaticToken, TokenCache,
-    TraceLayer,
+    TokenCacheConfig, TraceLayer,
 };
 use bytes::Bytes;
 use client_core::{ReqwestTransport, Settings, SettingsError};
@@ -15,6 +15,7 @@ use tower::util::BoxCloneSyncService;
 
 use crate::client::NshiftClient;
 use crate::error::Error;
+use crate::jwt::JwtSource;
 
 /// `NSHIFT_API_KEY_ID`: the API key's ID (the Basic user).
 pub const ENV_API_KEY_ID: &str = "NSHIFT_API_KEY_ID";
@@ -24,8 +25,13 @@ pub const ENV_SECRET_ID: &str = "NSHIFT_SECRET_ID";
 pub const ENV_DEVELOPER_ID: &str = "NSHIFT_DEVELOPER_ID";
 /// `NSHIFT_BASE_URL`: the API base including `/rs-extapi/v1` (default [`DEFAULT_BASE_URL`]).
 pub const ENV_BASE_URL: &str = "NSHIFT_BASE_URL";
-/// `NSHIFT_AUTH`: `basic` (default) or `bearer`.
+/// `NSHIFT_AUTH`: `basic` (default), `bearer` or `jwt`.
 pub const ENV_AUTH: &str = "NSHIFT_AUTH";
+/// `NSHIFT_JWT_METHOD`: `post` (default) or `get`, the method of `/sessions/jwt` (an open
+/// question in the notes).
+pub const ENV_JWT_METHOD: &str = "NSHIFT_JWT_METHOD";
+/// `NSHIFT_JWT_LIFETIME_SECS`: how long a JWT is used (default 39600 = 11 h; nShift says 12 h).
+pub const ENV_JWT_LIFETIME_SECS: &str = "NSHIFT_JWT_LIFETIME_SECS";
 /// `NSHIFT_TIMEOUT_SECS`: per-request timeout in seconds (default 30).
 pub const ENV_TIMEOUT_SECS: &str = "NSHIFT_TIMEOUT_SECS";
 
@@ -34,6 +40,13 @@ pub const DEFAULT_BASE_URL: &str = "https://api.unifaun.com/rs-extapi/v1";
 
 /// The per-request timeout used unless configured.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a JWT is used unless configured: 11 hours, an hour inside nShift's 12.
+pub const DEFAULT_JWT_LIFETIME: Duration = Duration::from_secs(11 * 3600);
+
+/// How long before [`DEFAULT_JWT_LIFETIME`] (or the configured lifetime) runs out a new JWT is
+/// fetched in the background.
+const JWT_REFRESH_WINDOW: Duration = Duration::from_secs(10 * 60);
 
 /// The service the client sends requests through (below the trace, retry and auth layers):
 /// `http::Request<Bytes>` in, buffered `http::Response<Bytes>` out.
@@ -49,14 +62,20 @@ pub enum AuthMode {
     Basic,
     /// `Authorization: Bearer <id>-<secret>` (the "combined" API key).
     Bearer,
+    /// `Authorization: Bearer <JWT>`: the JWT is fetched from `/sessions/jwt` with Basic
+    /// `id:secret` (method [`JwtMethod`]), used for [`DEFAULT_JWT_LIFETIME`] (nShift says 12 h),
+    /// refreshed ten minutes ahead in the background, and fetched anew (the request replayed
+    /// once) when the API answers 401.
+    Jwt,
 }
 
 impl AuthMode {
-    /// The setting value (`basic` / `bearer`).
+    /// The setting value (`basic` / `bearer` / `jwt`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Basic => "basic",
             Self::Bearer => "bearer",
+            Self::Jwt => "jwt",
         }
     }
 }
@@ -67,7 +86,42 @@ impl std::str::FromStr for AuthMode {
         match s.trim().to_ascii_lowercase().as_str() {
             "basic" => Ok(Self::Basic),
             "bearer" => Ok(Self::Bearer),
-            other => Err(format!("`{other}` is not `basic` or `bearer`")),
+            "jwt" => Ok(Self::Jwt),
+            other => Err(format!("`{other}` is not `basic`, `bearer` or `jwt`")),
+        }
+    }
+}
+
+/// The method of `/sessions/jwt`. **Open question:** nShift's developer portal shows GET in
+/// the heading and POST in its curl example; POST is the default, `NSHIFT_JWT_METHOD=get`
+/// switches. A wrong method most likely answers 404 or 405 ([`Error::Session`](crate::Error)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum JwtMethod {
+    /// `POST /sessions/jwt` (the curl example; default).
+    #[default]
+    Post,
+    /// `GET /sessions/jwt` (the heading).
+    Get,
+}
+
+impl JwtMethod {
+    /// The setting value (`post` / `get`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Post => "post",
+            Self::Get => "get",
+        }
+    }
+}
+
+impl std::str::FromStr for JwtMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "post" => Ok(Self::Post),
+            "get" => Ok(Self::Get),
+            other => Err(format!("`{other}` is not `post` or `get`")),
         }
     }
 }
@@ -122,6 +176,8 @@ pub struct NshiftClientBuilder {
     developer_id: Option<String>,
     base_url: Option<String>,
     auth_mode: AuthMode,
+    jwt_method: JwtMethod,
+    jwt_lifetime: Option<Duration>,
     timeout: Option<Duration>,
     retry: Option<RetryConfig>,
     transport: Option<Transport>,
@@ -137,6 +193,8 @@ impl fmt::Debug for NshiftClientBuilder {
             .field("developer_id", &self.developer_id)
             .field("base_url", &self.base_url)
             .field("auth_mode", &self.auth_mode)
+            .field("jwt_method", &self.jwt_method)
+            .field("jwt_lifetime", &self.jwt_lifetime)
             .field("timeout", &self.timeout)
             .field("custom_transport", &self.transport.is_some())
             .finish()
@@ -222,7 +280,8 @@ impl NshiftClientBuilder {
     /// Reads the settings from `settings` (the environment or explicit pairs).
     ///
     /// Required: `NSHIFT_API_KEY_ID`, `NSHIFT_SECRET_ID` (or `NSHIFT_SECRET_ID_FILE`).
-    /// Optional: `NSHIFT_DEVELOPER_ID`, `NSHIFT_BASE_URL`, `NSHIFT_AUTH`, `NSHIFT_TIMEOUT_SECS`.
+    /// Optional: `NSHIFT_DEVELOPER_ID`, `NSHIFT_BASE_URL`, `NSHIFT_AUTH`, `NSHIFT_JWT_METHOD`,
+    /// `NSHIFT_JWT_LIFETIME_SECS`, `NSHIFT_TIMEOUT_SECS`.
     /// A missing or malformed setting is an error naming it.
     pub fn from_settings(settings: &Settings) -> Result<Self, Error> {
         let api_key_id = settings.required(
@@ -232,8 +291,24 @@ impl NshiftClientBuilder {
         check_id(ENV_API_KEY_ID, &api_key_id)?;
         let secret_id = settings.secret(ENV_SECRET_ID, "set the API key's Secret ID")?;
         let auth_mode = settings
-            .parse::<AuthMode>(ENV_AUTH, "`basic` or `bearer`")?
+            .parse::<AuthMode>(ENV_AUTH, "`basic`, `bearer` or `jwt`")?
             .unwrap_or_default();
+        let jwt_method = settings
+            .parse::<JwtMethod>(ENV_JWT_METHOD, "`post` or `get`")?
+            .unwrap_or_default();
+        let jwt_lifetime = settings
+            .parse::<u64>(ENV_JWT_LIFETIME_SECS, "a whole number of seconds")?
+            .map(|secs| {
+                if secs < 60 {
+                    Err(SettingsError::invalid(
+                        ENV_JWT_LIFETIME_SECS,
+                        "must be at least 60",
+                    ))
+                } else {
+                    Ok(Duration::from_secs(secs))
+                }
+            })
+            .transpose()?;
         let timeout = settings
             .parse::<u64>(ENV_TIMEOUT_SECS, "a whole number of seconds")?
             .map(|secs| {
@@ -253,6 +328,8 @@ impl NshiftClientBuilder {
             developer_id: settings.get(ENV_DEVELOPER_ID),
             base_url: settings.get(ENV_BASE_URL),
             auth_mode,
+            jwt_method,
+            jwt_lifetime,
             timeout,
             ..Self::default()
         };
@@ -286,9 +363,22 @@ impl NshiftClientBuilder {
         self
     }
 
-    /// Basic (default) or `Bearer id-secret`.
+    /// Basic (default), `Bearer id-secret`, or a JWT from `/sessions/jwt`.
     pub fn auth_mode(mut self, mode: AuthMode) -> Self {
         self.auth_mode = mode;
+        self
+    }
+
+    /// The method of `/sessions/jwt` with [`AuthMode::Jwt`] (default POST; an open question).
+    pub fn jwt_method(mut self, method: JwtMethod) -> Self {
+        self.jwt_method = method;
+        self
+    }
+
+    /// How long a JWT is used with [`AuthMode::Jwt`] (default [`DEFAULT_JWT_LIFETIME`]); it is
+    /// refreshed in the background ten minutes (at most half its lifetime) before that.
+    pub fn jwt_lifetime(mut self, lifetime: Duration) -> Self {
+        self.jwt_lifetime = Some(lifetime);
         self
     }
 
@@ -380,13 +470,6 @@ impl NshiftClientBuilder {
             ENV_BASE_URL,
             self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL),
         )?;
-        let token = match self.auth_mode {
-            AuthMode::Basic => StaticToken::basic(&api_key_id, secret),
-            AuthMode::Bearer => StaticToken::bearer(SecretString::from(format!(
-                "{api_key_id}-{}",
-                secret.expose_secret()
-            ))),
-        };
         let transport = match self.transport {
             Some(t) => t,
             None => BoxCloneSyncService::new(
@@ -394,10 +477,39 @@ impl NshiftClientBuilder {
                     .map_err(Error::Transport)?,
             ),
         };
+        let cache = match self.auth_mode {
+            AuthMode::Basic => TokenCache::new(StaticToken::basic(&api_key_id, secret)),
+            AuthMode::Bearer => TokenCache::new(StaticToken::bearer(SecretString::from(format!(
+                "{api_key_id}-{}",
+                secret.expose_secret()
+            )))),
+            AuthMode::Jwt => {
+                let lifetime = self.jwt_lifetime.unwrap_or(DEFAULT_JWT_LIFETIME);
+                if lifetime < Duration::from_secs(60) {
+                    return Err(SettingsError::invalid(
+                        ENV_JWT_LIFETIME_SECS,
+                        "must be at least 60 seconds",
+                    )
+                    .into());
+                }
+                let source = JwtSource::new(
+                    transport.clone(),
+                    &base_url,
+                    &api_key_id,
+                    secret,
+                    self.jwt_method,
+                    lifetime,
+                )
+                .map_err(|e| SettingsError::invalid(ENV_SECRET_ID, e.to_string()))?;
+                let mut config = TokenCacheConfig::default();
+                config.refresh_window = JWT_REFRESH_WINDOW;
+                TokenCache::with_config(source, config)
+            }
+        };
         let stack = ServiceBuilder::new()
             .layer(TraceLayer)
             .layer(RetryLayer::new(self.retry.unwrap_or_default()))
-            .layer(AuthLayer::new(TokenCache::new(token)))
+            .layer(AuthLayer::new(cache))
             .service(transport);
         Ok(NshiftClient::new(
             BoxCloneSyncService::new(stack),

@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::StatusCode;
 use nshift_models::delivery::{ErrorCode, ValidationStatus};
 
-use crate::config::{ENV_API_KEY_ID, ENV_AUTH, ENV_BASE_URL, ENV_SECRET_ID};
+use crate::config::{ENV_API_KEY_ID, ENV_AUTH, ENV_BASE_URL, ENV_JWT_METHOD, ENV_SECRET_ID};
 
 /// At most this many bytes of a response body are kept in an error.
 const BODY_LIMIT: usize = 4096;
@@ -43,6 +43,11 @@ pub enum Error {
     /// Any other transport failure after the request may have reached nShift.
     #[error("transport error talking to nShift (the request may have been processed): {0}")]
     Transport(#[source] auth_core::Error),
+    /// `NSHIFT_AUTH=jwt`: no JWT could be had from `/sessions/jwt` (other than a 401, which is
+    /// [`Error::Unauthorized`]); the request itself was not sent. A 404 or 405 most likely
+    /// means the method is wrong (`NSHIFT_JWT_METHOD`).
+    #[error("could not get an nShift JWT session: {0}")]
+    Session(#[source] auth_core::TokenError),
     /// 401: the API key id / secret id were not accepted.
     #[error("nShift rejected the credentials ({status})")]
     Unauthorized {
@@ -189,6 +194,7 @@ impl Error {
             Self::Validation { .. } => Some(StatusCode::UNPROCESSABLE_ENTITY),
             Self::Throttled { .. } => Some(StatusCode::TOO_MANY_REQUESTS),
             Self::Decode { .. } => Some(StatusCode::OK),
+            Self::Session(auth_core::TokenError::Endpoint { status, .. }) => Some(*status),
             _ => None,
         }
     }
@@ -240,7 +246,14 @@ impl Error {
                 "the connection to nShift broke off: check {ENV_BASE_URL} and the network; a write may have gone through, so reconcile (book_once does) before re-posting"
             ),
             Self::Unauthorized { .. } => format!(
-                "check {ENV_API_KEY_ID} and {ENV_SECRET_ID} (or {ENV_SECRET_ID}_FILE): the key must exist under Maintenance → API keys, be Enabled and of type Web Services (REST), and any IP restriction must allow this host; {ENV_AUTH} must be `basic` (id:secret) or `bearer` (Bearer id-secret)"
+                "check {ENV_API_KEY_ID} and {ENV_SECRET_ID} (or {ENV_SECRET_ID}_FILE): the key must exist under Maintenance → API keys, be Enabled and of type Web Services (REST), and any IP restriction must allow this host; {ENV_AUTH} must be `basic` (id:secret), `bearer` (Bearer id-secret) or `jwt` (a JWT from /sessions/jwt, fetched with id:secret)"
+            ),
+            Self::Session(auth_core::TokenError::Endpoint { status, .. })
+                if matches!(status.as_u16(), 404 | 405) => format!(
+                "the JWT session endpoint answered {status}: the method of /sessions/jwt is an open question, so switch {ENV_JWT_METHOD} (`post` or `get`), or set {ENV_AUTH}=basic"
+            ),
+            Self::Session(_) => format!(
+                "no JWT could be fetched from /sessions/jwt: check {ENV_BASE_URL} and the network, or set {ENV_AUTH}=basic; nothing else was sent, so retrying is safe"
             ),
             Self::Forbidden { operation, licence, .. } => format!(
                 "the credentials are valid but not allowed to call {operation}: the account needs the `{licence}` licence (Help → Session → License keys), or the key in {ENV_API_KEY_ID} is bound to a profile (profile keys only see their profile group and cannot call GET /shipments or GET /alerts); use an account-level key with that licence"
@@ -278,6 +291,16 @@ impl Error {
                 status,
                 body: String::new(),
             },
+            // The JWT endpoint refused the Basic credentials.
+            auth_core::Error::Token(auth_core::TokenError::Endpoint { status, .. })
+                if status == StatusCode::UNAUTHORIZED =>
+            {
+                Self::Unauthorized {
+                    status,
+                    body: String::new(),
+                }
+            }
+            auth_core::Error::Token(e) => Self::Session(e),
             e if e.is_connect() => Self::Connect(e),
             e if is_timeout(&e) => Self::Timeout(e),
             e => Self::Transport(e),

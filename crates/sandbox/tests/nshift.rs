@@ -774,8 +774,17 @@ async fn stored_shipment_search() {
     let (status, _) = api.post("/stored-shipments", &shipment("bulk-007")).await;
     assert_eq!(status, StatusCode::CREATED);
     let both = search("searchField=orderNo&searchOp=equals&searchValue=Bulk-007").await;
-    assert_eq!(both.iter().map(|s| s.order_no.as_deref()).collect::<Vec<_>>(), [Some("BULK-007"), Some("bulk-007")]);
-    assert!(search("searchField=orderNo&searchOp=equals&searchValue=BULK-0070").await.is_empty());
+    assert_eq!(
+        both.iter()
+            .map(|s| s.order_no.as_deref())
+            .collect::<Vec<_>>(),
+        [Some("BULK-007"), Some("bulk-007")]
+    );
+    assert!(
+        search("searchField=orderNo&searchOp=equals&searchValue=BULK-0070")
+            .await
+            .is_empty()
+    );
     assert_eq!(
         search("searchField=orderNo&searchValue=BULK-007")
             .await
@@ -1190,4 +1199,441 @@ async fn normal_and_return_shipment_in_one_call() {
     assert_eq!(list[1]["rcvCity"], "GÖTEBORG");
     assert_eq!(list[1]["sndName"], "Anna Lind");
     assert_eq!(api.count("RET-1").await, 2);
+}
+
+// ------------------------------------------------------------------ address check
+
+#[tokio::test]
+async fn address_check_messages_in_the_asked_language() {
+    let api = Api::with(config_with_keys()).await;
+    let good = json!({"name": "Anna Lind", "address1": "Avenyn 12", "zipcode": "411 36",
+        "city": "Göteborg", "countryCode": "SE"});
+    let (status, body) = api.post("/addresses/status?language=SE", &good).await;
+    assert_eq!((status, body.clone()), (StatusCode::OK, json!([])));
+
+    // A zip that does not fit the country: an error naming the expected pattern, in Swedish.
+    let mut bad_zip = good.clone();
+    bad_zip["zipcode"] = json!("4113");
+    let (status, body) = api.post("/addresses/status?language=SE", &bad_zip).await;
+    assert_eq!(status, StatusCode::OK);
+    let messages: nshift_models::delivery::AddressStatusList =
+        serde_json::from_value(body.clone()).expect("fits the spec");
+    assert_eq!(messages.len(), 1, "{body}");
+    assert_eq!(
+        messages[0].message_id.as_deref(),
+        Some("WSAPIError.ZipCode")
+    );
+    assert_eq!(messages[0].location.as_deref(), Some("Zipcode"));
+    assert_eq!(messages[0].arguments, Some(vec!["NNNNN".to_owned()]));
+    assert_eq!(messages[0].error, Some(true));
+    assert_eq!(
+        messages[0].message.as_deref(),
+        Some("Ogiltigt postnummer, förväntat format NNNNN")
+    );
+    // The same in English, Danish and Finnish.
+    for (language, text) in [
+        ("GB", "Not valid zip code, expected format NNNNN"),
+        ("DK", "Ugyldigt postnummer, forventet format NNNNN"),
+        ("FI", "Virheellinen postinumero, odotettu muoto NNNNN"),
+    ] {
+        let (_, body) = api
+            .post(&format!("/addresses/status?language={language}"), &bad_zip)
+            .await;
+        assert_eq!(body[0]["message"], text, "{language}");
+    }
+
+    // Missing zip and street, bad country: every finding, the street only as a warning.
+    let sparse = json!({"name": "Anna Lind", "city": "Göteborg", "countryCode": "S1"});
+    let (_, body) = api.post("/addresses/status?language=GB", &sparse).await;
+    let found: Vec<(&str, bool)> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["messageId"].as_str().unwrap(),
+                m["error"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("WSAPIError.Address1", false),
+            ("WSAPIError.CountryCode", true),
+            ("WSAPIError.ZipCodeMissing", true)
+        ]
+    );
+    // Deterministic.
+    assert_eq!(
+        api.post("/addresses/status?language=GB", &sparse).await.1,
+        body
+    );
+
+    // Errors in nShift's shape.
+    for (path, request, code) in [
+        ("/addresses/status", good.clone(), "MISSING"),
+        ("/addresses/status?language=DE", good.clone(), "ILLEGAL"),
+        (
+            "/addresses/status?language=SE",
+            json!({"name": "A", "city": "B"}),
+            "MISSING",
+        ),
+        (
+            "/addresses/status?language=SE",
+            json!({"name": 1, "city": "B", "countryCode": "SE"}),
+            "ILLEGAL",
+        ),
+    ] {
+        let (status, error) = api.post(path, &request).await;
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{path} {request}"
+        );
+        let _: ApiError = serde_json::from_value(error).expect("error shape");
+    }
+    let (status, _, _) = api
+        .send(
+            reqwest::Method::POST,
+            "/addresses/status?language=SE",
+            &basic("STOREONLYKEY0001", "store-only-secret-0000001"),
+            Some(&good),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+// ------------------------------------------------------------------ prices
+
+fn price_request(service: &str) -> Value {
+    json!({
+        "shipment": {
+            "sender": {"quickId": "1"},
+            "senderPartners": [{"id": "DHL", "custNo": "123456"}],
+            "receiver": {"name": "Anna Lind", "zipcode": "41136", "city": "Göteborg", "country": "SE"},
+            "service": {"id": service},
+            "parcels": [{"copies": 2, "weight": 1.25}, {"copies": 1, "weight": 0.5, "volume": 0.02}]
+        }
+    })
+}
+
+#[tokio::test]
+async fn price_quote_with_surcharges_and_error_list() {
+    let api = Api::with(config_with_keys()).await;
+    // ASP2: 85 + 4.50/kg; 2 × 1.25 kg + max(0.5 kg, 0.02 m³ × 250 = 5 kg) → actual 3 kg,
+    // volumetric 5 kg: chargeable 5 kg → 85 + 22.50 = 107.50.
+    let (status, body) = api.post("/prices", &price_request("ASP2")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let quote: nshift_models::delivery::PriceResponse =
+        serde_json::from_value(body.clone()).expect("fits the spec");
+    let data = quote.price_data.expect("priced");
+    assert_eq!(data.price.map(|p| p.to_string()).as_deref(), Some("107.5"));
+    assert_eq!(data.total_weight, Some(3.0));
+    assert_eq!(data.chargeable_weight, Some(5.0));
+    assert_eq!(
+        data.price_with_additional_surcharges
+            .map(|p| p.to_string())
+            .as_deref(),
+        Some("107.5")
+    );
+    assert_eq!(quote.error_list, Some(vec![]));
+    assert_eq!(
+        api.post("/prices", &price_request("ASP2")).await.1,
+        body,
+        "deterministic"
+    );
+
+    // Surcharges: the amount first, then the percentage: (107.50 + 10) × 1.10 = 129.25.
+    let mut with_surcharges = price_request("ASP2");
+    with_surcharges["additionalSurcharges"] = json!({"amount": 10, "percent": 10});
+    let (_, body) = api.post("/prices", &with_surcharges).await;
+    assert_eq!(body["priceData"]["price"], json!(107.5));
+    assert_eq!(body["priceData"]["additionalSurcharges"], json!(21.75));
+    assert_eq!(
+        body["priceData"]["priceWithAdditionalSurcharges"],
+        json!(129.25)
+    );
+
+    // Problems come back in errorList (200, no priceData).
+    let mut carrier_plab = price_request("P15");
+    carrier_plab["shipment"]["senderPartners"] = json!([{"id": "PLAB", "priceEnquiry": "CARRIER"}]);
+    let mut no_weight = price_request("ASP2");
+    no_weight["shipment"]["parcels"] = json!([{"copies": 1}]);
+    let mut bad_zip = price_request("ASP2");
+    bad_zip["shipment"]["receiver"]["zipcode"] = json!("123");
+    for (request, code) in [
+        (price_request("NOPE"), "ServiceId"),
+        (carrier_plab, "PriceEnquiry"),
+        (no_weight, "Weight"),
+        (bad_zip, "ZipCode"),
+    ] {
+        let (status, body) = api.post("/prices", &request).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.get("priceData").is_none(), "{body}");
+        let codes: Vec<&str> = body["errorList"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["messageCode"].as_str())
+            .collect();
+        assert!(codes.contains(&code), "{code}: {body}");
+    }
+    // A carrier enquiry for a carrier that answers them is priced.
+    let mut carrier_dhl = price_request("ASP2");
+    carrier_dhl["shipment"]["senderPartners"] = json!([{"id": "DHL", "priceEnquiry": "carrier"}]);
+    assert_eq!(
+        api.post("/prices", &carrier_dhl).await.1["priceData"]["price"],
+        json!(107.5)
+    );
+
+    // Malformed requests: 400 in nShift's error shape.
+    let mut negative = price_request("ASP2");
+    negative["additionalSurcharges"] = json!({"percent": -5});
+    for (request, code) in [
+        (json!({}), "MISSING"),
+        (json!({"shipment": "x"}), "ILLEGAL"),
+        (negative, "ILLEGAL"),
+    ] {
+        let (status, error) = api.post("/prices", &request).await;
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{request}"
+        );
+    }
+    let (status, _, _) = api
+        .send(
+            reqwest::Method::POST,
+            "/prices",
+            &basic("STOREONLYKEY0001", "store-only-secret-0000001"),
+            Some(&price_request("ASP2")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn price_history_is_a_feed_of_printed_shipments() {
+    let mut config = config_with_keys();
+    config.nshift.feed_page_size = 2;
+    config.nshift.feed_min_delay_ms = 1000;
+    let api = Api::with(config).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (_, created) = api
+            .post("/shipments", &print_request(&format!("PRICE-{i}")))
+            .await;
+        ids.push(created[0]["id"].as_str().unwrap().to_owned());
+    }
+    let (status, first) = api.post("/prices/history?fetchId=-1", &json!(null)).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let first: nshift_models::delivery::PriceHistoryFetchList =
+        serde_json::from_value(first).expect("fits the spec");
+    assert_eq!((first.done, first.min_delay), (false, Some(0)));
+    let prices = first.prices.unwrap();
+    assert_eq!(
+        prices
+            .iter()
+            .map(|p| p.shipment_id.clone().unwrap())
+            .collect::<Vec<_>>(),
+        ids[..2]
+    );
+    assert_eq!(prices[0].order_no.as_deref(), Some("PRICE-0"));
+    assert_eq!(prices[0].partner_id.as_deref(), Some("PLAB"));
+    assert!(is_nshift_timestamp(
+        prices[0].print_date.as_ref().unwrap().as_str()
+    ));
+    // The printed shipment's price is its list price: P17 79 + 4.00 × 2 kg (1.5 kg rounded up).
+    let data = prices[0].price_data.as_ref().unwrap();
+    assert_eq!(data.price.map(|p| p.to_string()).as_deref(), Some("87"));
+
+    let (_, second) = api
+        .post(
+            &format!("/prices/history?fetchId={}", first.fetch_id),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        (second["done"].as_bool(), second["minDelay"].as_i64()),
+        (Some(true), Some(1000))
+    );
+    assert_eq!(
+        second["prices"][0]["shipmentId"].as_str(),
+        Some(ids[2].as_str())
+    );
+    let cursor = second["fetchId"].as_str().unwrap().to_owned();
+    let (_, empty) = api
+        .post(&format!("/prices/history?fetchId={cursor}"), &json!(null))
+        .await;
+    assert_eq!(
+        (empty["prices"].clone(), empty["fetchId"].as_str()),
+        (json!([]), Some(cursor.as_str()))
+    );
+
+    for (path, code) in [
+        ("/prices/history", "MISSING"),
+        ("/prices/history?fetchId=abc", "ILLEGAL"),
+        ("/prices/history?fetchId=99", "ILLEGAL"),
+    ] {
+        let (status, error) = api.post(path, &json!(null)).await;
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{path}"
+        );
+    }
+    // Account-level like the other feeds: a profile-bound key gets 403.
+    let (status, _, _) = api
+        .send(
+            reqwest::Method::POST,
+            "/prices/history?fetchId=-1",
+            &basic("PROFILEKEY000001", "profile-secret-000000001"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+// ------------------------------------------------------------------ JWT sessions
+
+fn jwt_claims(token: &str) -> Value {
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "{token}");
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(parts[1])
+        .expect("base64url");
+    serde_json::from_slice(&payload).expect("claims")
+}
+
+#[tokio::test]
+async fn jwt_session_by_get_or_post_is_a_bearer_until_it_expires() {
+    let api = Api::with(config_with_keys()).await;
+    let creds = api.sandbox.credentials().nshift;
+    let agents = "/addresses/agents?type=POSTNORD&zip=41121&countryCode=SE";
+    let mut tokens = Vec::new();
+    for method in [reqwest::Method::POST, reqwest::Method::GET] {
+        let (status, body, _) = api
+            .send(method.clone(), "/sessions/jwt", &api.auth, None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{method}");
+        let session: nshift_models::delivery::JwtSession =
+            serde_json::from_slice(&body).expect("fits the spec");
+        let claims = jwt_claims(&session.token);
+        assert_eq!(claims["sub"], json!(creds.api_key_id));
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            12 * 3600
+        );
+        tokens.push(session.token);
+    }
+    assert_ne!(tokens[0], tokens[1]);
+    assert_eq!(api.sandbox.state().nshift.jwt_sessions_issued(), 2);
+    let bearer = format!("Bearer {}", tokens[0]);
+    assert_eq!(
+        api.send(reqwest::Method::GET, agents, &bearer, None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    // Only Basic gets a session; a JWT or a wrong secret does not.
+    for auth in [
+        bearer.clone(),
+        basic(&creds.api_key_id, "wrong"),
+        format!("Bearer {}-{}", creds.api_key_id, creds.secret_id),
+    ] {
+        assert_eq!(
+            api.send(reqwest::Method::POST, "/sessions/jwt", &auth, None)
+                .await
+                .0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // The JWT carries its key's licences: a store-only key's JWT is refused elsewhere (403).
+    let (_, body, _) = api
+        .send(
+            reqwest::Method::POST,
+            "/sessions/jwt",
+            &basic("STOREONLYKEY0001", "store-only-secret-0000001"),
+            None,
+        )
+        .await;
+    let store_only: Value = serde_json::from_slice(&body).unwrap();
+    let store_bearer = format!("Bearer {}", store_only["token"].as_str().unwrap());
+    assert_eq!(
+        api.send(reqwest::Method::GET, agents, &store_bearer, None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        api.send(
+            reqwest::Method::POST,
+            "/stored-shipments",
+            &store_bearer,
+            Some(&shipment("JWT-1"))
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+    // A forged token is unknown.
+    let forged = format!("Bearer {}x", tokens[0]);
+    assert_eq!(
+        api.send(reqwest::Method::GET, agents, &forged, None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Twelve hours of virtual time later the JWT is refused (401); a new one works.
+    api.advance(12 * 3600 - 1);
+    assert_eq!(
+        api.send(reqwest::Method::GET, agents, &bearer, None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    api.advance(1);
+    let (status, _, _) = api.send(reqwest::Method::GET, agents, &bearer, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, body, _) = api
+        .send(reqwest::Method::POST, "/sessions/jwt", &api.auth, None)
+        .await;
+    let fresh: Value = serde_json::from_slice(&body).unwrap();
+    let fresh = format!("Bearer {}", fresh["token"].as_str().unwrap());
+    assert_eq!(
+        api.send(reqwest::Method::GET, agents, &fresh, None).await.0,
+        StatusCode::OK
+    );
+    // Basic and the combined key keep working alongside.
+    assert_eq!(api.get(agents).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn jwt_method_can_be_restricted_by_config() {
+    let api = Api::with(SandboxConfig {
+        nshift: NshiftConfig {
+            jwt_methods: sandbox::nshift::JwtMethods::PostOnly,
+            ..NshiftConfig::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    let response = api
+        .http
+        .get(api.url("/sessions/jwt"))
+        .header("authorization", &api.auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "POST");
+    assert_eq!(
+        api.send(reqwest::Method::POST, "/sessions/jwt", &api.auth, None)
+            .await
+            .0,
+        StatusCode::OK
+    );
 }

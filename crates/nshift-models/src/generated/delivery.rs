@@ -2696,17 +2696,49 @@ pub struct PriceData {
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PriceHistoryFetchList {
     /// Send this as fetchId in the next call.
-    #[serde(rename = "fetchId", default, skip_serializing_if = "Option::is_none")]
-    pub fetch_id: Option<String>,
+    #[serde(rename = "fetchId")]
+    pub fetch_id: String,
     /// false when more prices are waiting; call again at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub done: Option<bool>,
+    pub done: bool,
     /// Milliseconds to wait before the next call.
     #[serde(rename = "minDelay", default, skip_serializing_if = "Option::is_none")]
     pub min_delay: Option<i64>,
-    /// Up to 100 prices of printed shipments, as raw JSON.
+    /// Up to 100 prices of printed shipments, oldest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prices: Option<Vec<serde_json::Value>>,
+    pub prices: Option<Vec<PriceHistoryEntry>>,
+}
+
+/// The price of one printed shipment.
+///
+/// **Open question:** Not documented; every field name here is a guess modelled on ShipmentInfo and PriceData. All fields are optional and unknown fields are ignored, so a different real shape decodes to empty entries rather than failing; check https://api.unifaun.com/rs-docs/.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct PriceHistoryEntry {
+    /// The shipment's id (as in ShipmentInfo.id).
+    #[serde(rename = "shipmentId", default, skip_serializing_if = "Option::is_none")]
+    pub shipment_id: Option<String>,
+    /// The carrier's shipment number, if any.
+    #[serde(rename = "shipmentNo", default, skip_serializing_if = "Option::is_none")]
+    pub shipment_no: Option<String>,
+    /// The shipment's orderNo.
+    #[serde(rename = "orderNo", default, skip_serializing_if = "Option::is_none")]
+    pub order_no: Option<String>,
+    /// The shipment's senderReference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Service code.
+    #[serde(rename = "serviceId", default, skip_serializing_if = "Option::is_none")]
+    pub service_id: Option<String>,
+    /// Carrier id, e.g. PLAB.
+    #[serde(rename = "partnerId", default, skip_serializing_if = "Option::is_none")]
+    pub partner_id: Option<String>,
+    /// When the shipment was printed.
+    #[serde(rename = "printDate", default, skip_serializing_if = "Option::is_none")]
+    pub print_date: Option<models_runtime::Timestamp>,
+    /// Number of parcels.
+    #[serde(rename = "parcelCount", default, skip_serializing_if = "Option::is_none")]
+    pub parcel_count: Option<i64>,
+    #[serde(rename = "priceData", default, skip_serializing_if = "Option::is_none")]
+    pub price_data: Option<PriceData>,
 }
 
 /// Result of CreateJwtSession.
@@ -3617,7 +3649,7 @@ pub mod operations {
     };
     /// Called with HTTP Basic (`id:secret`); returns a JWT valid for 12 hours to send as `Authorization: Bearer <token>`. Basic and the `Bearer id-secret` form still work, so this is optional.
     ///
-    /// **Open question:** The developer portal shows GET in the heading and POST in its curl example; whether the legacy `Bearer id-secret` form keeps working alongside JWT is unconfirmed.
+    /// **Open question:** The developer portal shows GET in the heading and POST in its curl example (nshift-client sends POST unless NSHIFT_JWT_METHOD=get; the sandbox accepts both). The response carries no expiry field, so clients assume the documented 12 hours. Whether the legacy `Bearer id-secret` form keeps working alongside JWT is unconfirmed.
     ///
     /// `POST /sessions/jwt`: response [`super::CreateJwtSessionResponse`].
     pub const CREATE_JWT_SESSION: OperationInfo = OperationInfo {

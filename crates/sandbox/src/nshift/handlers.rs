@@ -58,11 +58,21 @@ pub fn api() -> Router<SharedState> {
         .route(ops::FIND_AGENTS.path, get(find_agents))
         .route(ops::GET_ZIPCODE_INFO.path, get(zipcode_info))
         .route(ops::FETCH_ALERTS.path, get(fetch_alerts))
+        .route(ops::CHECK_ADDRESS.path, post(super::address::check_address))
+        .route(ops::GET_PRICE.path, post(super::price::get_price))
+        .route(
+            ops::FETCH_PRICE_HISTORY.path,
+            post(super::price::fetch_price_history),
+        )
+        .route(
+            ops::CREATE_JWT_SESSION.path,
+            post(super::session::create_session).get(super::session::create_session),
+        )
 }
 
-type Outcome = Result<Response, Response>;
+pub(super) type Outcome = Result<Response, Response>;
 
-fn respond(outcome: Outcome) -> Response {
+pub(super) fn respond(outcome: Outcome) -> Response {
     outcome.unwrap_or_else(|e| e)
 }
 
@@ -78,11 +88,11 @@ fn api_error(status: StatusCode, code: ErrorCode, message: impl Into<String>) ->
         .into_response()
 }
 
-fn missing(message: impl Into<String>) -> Response {
+pub(super) fn missing(message: impl Into<String>) -> Response {
     api_error(StatusCode::BAD_REQUEST, ErrorCode::Missing, message)
 }
 
-fn illegal(message: impl Into<String>) -> Response {
+pub(super) fn illegal(message: impl Into<String>) -> Response {
     api_error(StatusCode::BAD_REQUEST, ErrorCode::Illegal, message)
 }
 
@@ -123,7 +133,7 @@ fn visible<R: Deref<Target: InProfileGroup>>(
 
 /// The JSON body as `T`; empty → MISSING, a missing required field → MISSING, anything else
 /// (syntax, wrong types) → ILLEGAL.
-fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+pub(super) fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(missing("Missing body"));
     }
@@ -140,7 +150,7 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
 }
 
 /// The query string as `T`; a missing required parameter → MISSING, else ILLEGAL.
-fn parse_query<T: DeserializeOwned>(uri: &Uri) -> Result<T, Response> {
+pub(super) fn parse_query<T: DeserializeOwned>(uri: &Uri) -> Result<T, Response> {
     Query::<T>::try_from_uri(uri).map(|q| q.0).map_err(|e| {
         let text = e.body_text();
         if text.contains("missing field") {
@@ -347,6 +357,7 @@ fn book(
             documents: vec![document_id],
             stored_id,
             emitted: 0,
+            price: super::price::list_price(config, shipment, service),
         };
         let mut info = record.info(&base, ShipmentStatus::Printed, now);
         let data = delivery.inline.then(|| b64(&bytes));
@@ -398,7 +409,7 @@ fn create_shipment_inner(
     body: &Bytes,
 ) -> Outcome {
     let config = &state.config.nshift;
-    let caller = auth::authorize(config, headers, Licence::Print, false)?;
+    let caller = auth::authorize(state, headers, Licence::Print, false)?;
     let query: CreateShipmentQuery = parse_query(uri)?;
     let request: ShipmentPrintRequest = parse_body(body)?;
     let (targets, current) = match (&request.print_config, &request.pdf_config) {
@@ -461,7 +472,7 @@ async fn cancel_shipment(
 ) -> Response {
     respond((|| {
         let config = &state.config.nshift;
-        let caller = auth::authorize(config, &headers, Licence::Discard, false)?;
+        let caller = auth::authorize(&state, &headers, Licence::Discard, false)?;
         let id = parse_id(&parse_path(path)?.shipment_id, "shipment id")?;
         let now = state.clock.now();
         let mut store = lock(&state.nshift.inner);
@@ -487,8 +498,7 @@ async fn list_pdfs(
     path: Result<Path<ListShipmentPdfsPath>, PathRejection>,
 ) -> Response {
     respond((|| {
-        let config = &state.config.nshift;
-        let caller = auth::authorize(config, &headers, Licence::Print, false)?;
+        let caller = auth::authorize(&state, &headers, Licence::Print, false)?;
         let id = parse_id(&parse_path(path)?.shipment_id, "shipment id")?;
         let query: ListShipmentPdfsQuery = parse_query(&uri)?;
         let now = state.clock.now();
@@ -519,7 +529,7 @@ async fn get_pdf(
 ) -> Response {
     respond((|| {
         let config = &state.config.nshift;
-        let caller = auth::authorize(config, &headers, Licence::Print, false)?;
+        let caller = auth::authorize(&state, &headers, Licence::Print, false)?;
         let path = parse_path(path)?;
         let shipment_id = parse_id(&path.shipment_id, "shipment id")?;
         let doc_id = parse_id(&path.pdf_id, "pdf id")?;
@@ -558,7 +568,7 @@ async fn get_pdf(
 
 // ------------------------------------------------------------------ feeds
 
-fn feed_cursor(fetch_id: Option<&str>, head: u64) -> Result<u64, Response> {
+pub(super) fn feed_cursor(fetch_id: Option<&str>, head: u64) -> Result<u64, Response> {
     match fetch_id.map(str::trim) {
         None | Some("") => Err(missing("Missing fetchId argument")),
         Some("-1") => Ok(0),
@@ -577,7 +587,7 @@ async fn fetch_shipments(
 ) -> Response {
     respond((|| {
         let config = &state.config.nshift;
-        auth::authorize(config, &headers, Licence::TrackBack, true)?;
+        auth::authorize(&state, &headers, Licence::TrackBack, true)?;
         let query: FetchShipmentsQuery = parse_query(&uri)?;
         let now = state.clock.now();
         let base = href_base(&state);
@@ -607,7 +617,7 @@ async fn fetch_shipments(
 async fn fetch_alerts(State(state): State<SharedState>, headers: HeaderMap, uri: Uri) -> Response {
     respond((|| {
         let config = &state.config.nshift;
-        auth::authorize(config, &headers, Licence::TrackBack, true)?;
+        auth::authorize(&state, &headers, Licence::TrackBack, true)?;
         let query: FetchAlertsQuery = parse_query(&uri)?;
         let now = state.clock.now();
         let mut store = lock(&state.nshift.inner);
@@ -642,7 +652,7 @@ async fn create_stored(
 ) -> Response {
     respond((|| {
         let config = &state.config.nshift;
-        let caller = auth::authorize(config, &headers, Licence::Store, false)?;
+        let caller = auth::authorize(&state, &headers, Licence::Store, false)?;
         let shipment: Shipment = parse_body(&body)?;
         let (statuses, _) = validate::validate(
             &shipment,
@@ -716,7 +726,7 @@ fn text_matches(op: &SearchStoredShipmentsQuerySearchOp, field: Option<&str>, va
 async fn search_stored(State(state): State<SharedState>, headers: HeaderMap, uri: Uri) -> Response {
     respond((|| {
         let config = &state.config.nshift;
-        let caller = auth::authorize(config, &headers, Licence::Store, false)?;
+        let caller = auth::authorize(&state, &headers, Licence::Store, false)?;
         let query: SearchStoredShipmentsQuery = parse_query(&uri)?;
         if let Some(bad) = query.search_field.as_ref().filter(|f| f.is_unknown()) {
             return Err(illegal(format!(
@@ -841,7 +851,7 @@ async fn get_stored(
     path: Result<Path<GetStoredShipmentPath>, PathRejection>,
 ) -> Response {
     respond((|| {
-        let caller = auth::authorize(&state.config.nshift, &headers, Licence::Store, false)?;
+        let caller = auth::authorize(&state, &headers, Licence::Store, false)?;
         let id = parse_id(&parse_path(path)?.stored_id, "stored shipment id")?;
         let base = href_base(&state);
         let store = lock(&state.nshift.inner);
@@ -856,7 +866,7 @@ async fn delete_stored(
     path: Result<Path<DeleteStoredShipmentPath>, PathRejection>,
 ) -> Response {
     respond((|| {
-        let caller = auth::authorize(&state.config.nshift, &headers, Licence::Store, false)?;
+        let caller = auth::authorize(&state, &headers, Licence::Store, false)?;
         let id = parse_id(&parse_path(path)?.stored_id, "stored shipment id")?;
         let now = state.clock.now();
         let mut store = lock(&state.nshift.inner);
@@ -876,7 +886,7 @@ async fn print_stored(
 ) -> Response {
     respond((|| {
         let config = &state.config.nshift;
-        let caller = auth::authorize(config, &headers, Licence::Print, false)?;
+        let caller = auth::authorize(&state, &headers, Licence::Print, false)?;
         let id = parse_id(&parse_path(path)?.stored_id, "stored shipment id")?;
         let query: PrintStoredShipmentQuery = parse_query(&uri)?;
         let print_config: PrintConfig = parse_body(&body)?;
@@ -941,7 +951,7 @@ async fn print_stored(
 async fn find_agents(State(state): State<SharedState>, headers: HeaderMap, uri: Uri) -> Response {
     respond((|| {
         auth::authorize(
-            &state.config.nshift,
+            &state,
             &headers,
             Licence::PickUpLocator,
             false,
@@ -980,7 +990,7 @@ async fn find_agents(State(state): State<SharedState>, headers: HeaderMap, uri: 
 
 async fn zipcode_info(State(state): State<SharedState>, headers: HeaderMap, uri: Uri) -> Response {
     respond((|| {
-        auth::authorize(&state.config.nshift, &headers, Licence::ZipCheck, false)?;
+        auth::authorize(&state, &headers, Licence::ZipCheck, false)?;
         let query: GetZipcodeInfoQuery = parse_query(&uri)?;
         if query.zip.trim().is_empty() {
             return Err(missing("Missing zip argument"));

@@ -12,6 +12,9 @@ mod auth;
 pub mod catalog;
 mod handlers;
 mod label;
+pub mod price;
+mod address;
+mod session;
 mod store;
 mod validate;
 
@@ -22,6 +25,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use catalog::ServiceConfig;
+pub use price::PriceListEntry;
 
 use crate::{Dataset, SharedState};
 
@@ -46,6 +50,11 @@ pub enum Licence {
     PickUpLocator,
     /// REST API ZipCheck: /addresses/zipcodes.
     ZipCheck,
+    /// REST API AddressCheck: POST /addresses/status.
+    AddressCheck,
+    /// The price licence (its exact name is undocumented): POST /prices and, a sandbox choice,
+    /// POST /prices/history.
+    Price,
 }
 
 impl Licence {
@@ -57,6 +66,8 @@ impl Licence {
         Licence::TrackBack,
         Licence::PickUpLocator,
         Licence::ZipCheck,
+        Licence::AddressCheck,
+        Licence::Price,
     ];
 }
 
@@ -102,6 +113,19 @@ impl Default for ProgressConfig {
     }
 }
 
+/// Which methods `/sessions/jwt` answers (the notes are unsure whether it is GET or POST).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JwtMethods {
+    /// GET and POST (default).
+    #[default]
+    Both,
+    /// GET only; POST gets 405.
+    GetOnly,
+    /// POST only; GET gets 405.
+    PostOnly,
+}
+
 /// Settings of the nshift simulator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -132,6 +156,15 @@ pub struct NshiftConfig {
     pub stored_search_limit: usize,
     /// Whether printed stored shipments still appear in GET /stored-shipments (an open question).
     pub printed_stored_searchable: bool,
+    /// Lifetime of a JWT from `/sessions/jwt`, in seconds of virtual time (12 hours).
+    pub jwt_lifetime_secs: u64,
+    /// The methods `/sessions/jwt` answers.
+    pub jwt_methods: JwtMethods,
+    /// The account's price list: base price and price per chargeable kg of each service.
+    pub price_list: Vec<PriceListEntry>,
+    /// Carriers (partner ids) that answer a carrier price enquiry
+    /// (`senderPartners[].priceEnquiry: CARRIER`); others get an `errorList` entry.
+    pub carrier_price_partners: Vec<String>,
 }
 
 impl Default for NshiftConfig {
@@ -150,6 +183,10 @@ impl Default for NshiftConfig {
             feed_page_size: 100,
             stored_search_limit: 50,
             printed_stored_searchable: true,
+            jwt_lifetime_secs: 12 * 3600,
+            jwt_methods: JwtMethods::Both,
+            price_list: price::default_price_list(),
+            carrier_price_partners: price::default_carrier_price_partners(),
         }
     }
 }
@@ -191,6 +228,11 @@ impl NshiftState {
             book: catalog::AddressBook::from_dataset(dataset),
             inner: Mutex::new(store::Store::new()),
         }
+    }
+
+    /// Number of JWTs issued by `/sessions/jwt` so far.
+    pub fn jwt_sessions_issued(&self) -> u64 {
+        crate::util::lock(&self.inner).sessions_issued()
     }
 
     /// Number of shipments booked with this `orderNo` (cancelled ones included).

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, Utc};
 use models_runtime::Timestamp;
 use nshift_models::delivery::{
-    Alert, AlertParcel, AlertShipmentInfo, Party, Shipment, ShipmentInfo, ShipmentStatus,
-    StoredShipmentInfo, StoredShipmentStatus, ValidationStatus,
+    Alert, AlertParcel, AlertShipmentInfo, Party, PriceData, PriceHistoryEntry, Shipment,
+    ShipmentInfo, ShipmentStatus, StoredShipmentInfo, StoredShipmentStatus, ValidationStatus,
 };
 
 use super::ProgressConfig;
@@ -66,6 +66,8 @@ pub struct ShipmentRecord {
     pub stored_id: Option<u64>,
     /// How many steps of its timeline are already in the event log.
     pub emitted: usize,
+    /// Its price from the account's price list (`None` when the service has no entry).
+    pub price: Option<PriceData>,
 }
 
 impl ShipmentRecord {
@@ -164,6 +166,21 @@ impl ShipmentRecord {
             pdfs: None,
             previous_pdfs: None,
             prints: None,
+        }
+    }
+
+    /// Its entry in the price-history feed (POST /prices/history).
+    pub fn price_entry(&self) -> PriceHistoryEntry {
+        PriceHistoryEntry {
+            shipment_id: Some(self.id.to_string()),
+            shipment_no: self.shipment_no.clone(),
+            order_no: self.order_no.clone(),
+            reference: self.reference.clone(),
+            service_id: Some(self.service_id.clone()),
+            partner_id: Some(self.partner_id.clone()),
+            print_date: Some(ts(self.created)),
+            parcel_count: Some(self.parcels.len() as i64),
+            price_data: self.price.clone(),
         }
     }
 
@@ -305,6 +322,15 @@ pub struct FeedEvent {
     pub registered: DateTime<Utc>,
 }
 
+/// A JWT issued by `/sessions/jwt`.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The API key it was issued to (its licences and profile apply).
+    pub key_id: String,
+    /// When it stops being accepted (virtual time).
+    pub expires_at: DateTime<Utc>,
+}
+
 /// All mutable state.
 #[derive(Debug)]
 pub struct Store {
@@ -319,6 +345,9 @@ pub struct Store {
     stored_by_order_no: HashMap<String, Vec<u64>>,
     documents: HashMap<u64, Document>,
     events: Vec<FeedEvent>,
+    /// Issued JWTs by token.
+    sessions: HashMap<String, Session>,
+    sessions_issued: u64,
 }
 
 impl Store {
@@ -334,6 +363,8 @@ impl Store {
             stored_by_order_no: HashMap::new(),
             documents: HashMap::new(),
             events: Vec::new(),
+            sessions: HashMap::new(),
+            sessions_issued: 0,
         }
     }
 
@@ -419,7 +450,10 @@ impl Store {
         self.next_stored_id += 1;
         let record = self.stored.entry(id).or_insert_with(|| make(id));
         if let Some(order_no) = &record.shipment.order_no {
-            self.stored_by_order_no.entry(order_no.to_lowercase()).or_default().push(id);
+            self.stored_by_order_no
+                .entry(order_no.to_lowercase())
+                .or_default()
+                .push(id);
         }
         record
     }
@@ -432,6 +466,38 @@ impl Store {
             .into_iter()
             .flatten()
             .filter_map(|id| self.stored.get(id))
+    }
+
+    /// Records a new JWT made by `make` from its sequence number (1, 2, ...); returns the token.
+    pub fn issue_session(&mut self, session: Session, make: impl FnOnce(u64) -> String) -> String {
+        self.sessions_issued += 1;
+        let token = make(self.sessions_issued);
+        self.sessions.insert(token.clone(), session);
+        token
+    }
+
+    /// The session of a JWT, expired or not.
+    pub fn session(&self, token: &str) -> Option<&Session> {
+        self.sessions.get(token)
+    }
+
+    /// How many JWTs were issued.
+    pub fn sessions_issued(&self) -> u64 {
+        self.sessions_issued
+    }
+
+    /// Number of booked shipments (the price-history feed's head).
+    pub fn shipment_total(&self) -> u64 {
+        self.shipments.len() as u64
+    }
+
+    /// Shipments in booking (id) order after the first `cursor`, at most `limit`, and whether
+    /// more remain.
+    pub fn shipments_after(&self, cursor: u64, limit: usize) -> (Vec<&ShipmentRecord>, bool) {
+        let skip = usize::try_from(cursor).unwrap_or(usize::MAX);
+        let page: Vec<_> = self.shipments.values().skip(skip).take(limit).collect();
+        let more = skip.saturating_add(page.len()) < self.shipments.len();
+        (page, more)
     }
 
     /// Appends every status step reached by `now` and not yet logged, in time order.
