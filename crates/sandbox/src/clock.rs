@@ -6,6 +6,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
+use crate::util::lock;
+
 /// Virtual wall time: `start + elapsed tokio time + everything advanced by hand`.
 ///
 /// Built on `tokio::time::Instant`, so under `tokio::time::pause()` it stands still until the
@@ -31,13 +33,12 @@ impl Clock {
 
     /// Jumps the clock forward (it never goes back).
     pub fn advance(&self, by: Duration) {
-        let mut advanced = self.advanced.lock().unwrap_or_else(|e| e.into_inner());
-        *advanced += by;
+        *lock(&self.advanced) += by;
     }
 
     /// Everything advanced by hand so far.
     pub fn advanced_by(&self) -> Duration {
-        *self.advanced.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.advanced)
     }
 }
 

@@ -235,13 +235,12 @@ pub async fn middleware(State(state): State<std::sync::Arc<AppState>>, request: 
         }
         Outcome::Drop => (dropped_connection(), 0, Some("drop")),
         Outcome::CommitThenFail => {
-            let handled = next.run(request).await;
-            let status = handled.status().as_u16();
-            drop(handled);
-            (dropped_connection(), status, Some("commit_then_fail"))
+            // The handler runs (the write happens); its response is thrown away.
+            drop(next.run(request).await);
+            (dropped_connection(), 0, Some("commit_then_fail"))
         }
     };
-    state.faults.record(at, &method, &path, if fault == Some("commit_then_fail") { 0 } else { status }, fault);
+    state.faults.record(at, &method, &path, status, fault);
     response
 }
 

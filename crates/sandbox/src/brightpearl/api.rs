@@ -153,18 +153,30 @@ pub enum Route {
     MultiMessage,
 }
 
-/// Matches a method and the path segments after `/public-api/{account}`.
+/// Matches a method and the path segments after `/public-api/{account}`: 405 when another
+/// method is served at the path, else 404.
 pub fn route(method: &Method, segs: &[String]) -> Result<Route, Reply> {
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let m = method.as_str();
-    let not_allowed = || {
-        Reply::error(
+    if let Some(found) = matched(&s, m) {
+        return Ok(found);
+    }
+    if ["GET", "POST", "PUT", "DELETE", "OPTIONS"]
+        .iter()
+        .any(|other| matched(&s, other).is_some())
+    {
+        return Err(Reply::error(
             StatusCode::METHOD_NOT_ALLOWED,
             "CMNC-405",
             format!("{m} is not supported on this resource"),
-        )
-    };
-    let found = match (s.as_slice(), m) {
+        ));
+    }
+    Err(Reply::not_found(format!("No resource at /{}", s.join("/"))))
+}
+
+/// The operation served at path segments `s` for method `m`, if any.
+fn matched(s: &[&str], m: &str) -> Option<Route> {
+    let found = match (s, m) {
         (["product-service", "product", ids], "GET") => Route::GetProducts(ids.to_string()),
         (["product-service", "product", ids], "OPTIONS") => {
             Route::ProductUris(Some(ids.to_string()))
@@ -233,75 +245,9 @@ pub fn route(method: &Method, segs: &[String]) -> Result<Route, Reply> {
             Route::SimulateWebhook(id.to_string())
         }
         (["multi-message"], "POST") => Route::MultiMessage,
-        _ if ["GET", "POST", "PUT", "DELETE", "OPTIONS"]
-            .iter()
-            .any(|other| serves(&s, other)) =>
-        {
-            return Err(not_allowed());
-        }
-        _ => return Err(Reply::not_found(format!("No resource at /{}", s.join("/")))),
+        _ => return None,
     };
-    Ok(found)
-}
-
-/// Whether `method` is served at this path (so another method gets 405, not 404).
-fn serves(s: &[&str], m: &str) -> bool {
-    let ok = matches!(
-        (s, m),
-        (["product-service", "product", _], "GET" | "OPTIONS")
-            | (["product-service", "product"], "OPTIONS")
-            | (["product-service", "product-search"], "GET")
-            | (["product-service", "price-list"], "GET")
-            | (["product-service", "price-list", _], "GET")
-            | (["product-service", "product-price", _], "GET")
-            | (
-                ["product-service", "product-price", _, "price-list", _],
-                "GET"
-            )
-            | (["warehouse-service", "product-availability", _], "GET")
-            | (
-                ["warehouse-service", "order", _, "goods-note", "goods-out"],
-                "GET"
-            )
-            | (
-                [
-                    "warehouse-service",
-                    "order",
-                    _,
-                    "goods-note",
-                    "goods-out",
-                    _
-                ],
-                "GET"
-            )
-            | (
-                ["warehouse-service", "goods-note", "goods-out-search"],
-                "GET"
-            )
-            | (["warehouse-service", "warehouse"], "GET")
-            | (["warehouse-service", "shipping-method"], "GET")
-            | (["contact-service", "contact-search"], "GET")
-            | (["contact-service", "contact", _], "GET")
-            | (["contact-service", "contact"], "POST")
-            | (["contact-service", "postal-address"], "POST")
-            | (["order-service", "sales-order"], "POST")
-            | (["order-service", "sales-order", _], "GET")
-            | (["order-service", "order", _], "GET" | "OPTIONS")
-            | (["order-service", "order"], "OPTIONS")
-            | (["order-service", "order-search"], "GET")
-            | (["order-service", "sales-order-search"], "GET")
-            | (["order-service", "order", _, "status"], "PUT")
-            | (["order-service", "order-status"], "GET")
-            | (["order-service", "order-shipping-status"], "GET")
-            | (["integration-service", "webhook"], "GET" | "POST")
-            | (
-                ["integration-service", "webhook", _],
-                "GET" | "PUT" | "DELETE"
-            )
-            | (["integration-service", "webhook", _, "simulate"], "POST")
-            | (["multi-message"], "POST")
-    );
-    ok
+    Some(found)
 }
 
 /// The authentication headers every operation declares, read through its generated `*Headers`.

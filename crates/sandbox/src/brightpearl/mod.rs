@@ -44,7 +44,7 @@ pub enum DuplicateExternalRef {
 }
 
 /// Settings of the brightpearl simulator.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BrightpearlConfig {
     /// Account code of the demo account.
@@ -145,7 +145,7 @@ impl Default for BrightpearlConfig {
 }
 
 /// Demo credentials and base URL, as printed by the binary.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct BrightpearlCredentials {
     /// API base URL (the `api_domain`), paths start with `/public-api/{account}`.
     pub base_url: String,
@@ -214,4 +214,16 @@ pub fn router() -> Router<SharedState> {
 /// Inspection routes under `/_sandbox/brightpearl`.
 pub fn admin_router() -> Router<SharedState> {
     admin::router()
+}
+
+impl std::fmt::Debug for BrightpearlConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::util::fmt_redacted("BrightpearlConfig", self, f)
+    }
+}
+
+impl std::fmt::Debug for BrightpearlCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::util::fmt_redacted("BrightpearlCredentials", self, f)
+    }
 }

@@ -156,21 +156,16 @@ pub fn create_sales_order(ctx: &mut Ctx<'_>) -> Reply {
         Err(reply) => return reply,
     };
     let now = ctx.now();
-    let config = ctx.config().clone();
+    let config = &ctx.state.config.brightpearl;
     let mut store = ctx.state.brightpearl.lock();
     if let Err(reply) = validate(&store, &request) {
         return reply;
     }
     if let Some(external) = &request.external_ref {
         let existing = store
-            .orders
-            .values()
-            .find(|o| {
-                o.external_ref.as_ref() == Some(external)
-                    && o.installed_integration_instance_id
-                        == request.installed_integration_instance_id
-            })
-            .map(|o| o.id);
+            .orders_by_external_ref
+            .get(&(external.clone(), request.installed_integration_instance_id))
+            .copied();
         match (existing, config.duplicate_external_ref) {
             (Some(id), DuplicateExternalRef::Reject) => {
                 return invalid(format!(
@@ -275,6 +270,12 @@ pub fn create_sales_order(ctx: &mut Ctx<'_>) -> Reply {
         stock_status_code: Some(if tracked { "SON" } else { "NON" }.into()),
         rows: Some(rows),
     };
+    if let Some(external) = &order.external_ref {
+        store
+            .orders_by_external_ref
+            .entry((external.clone(), order.installed_integration_instance_id))
+            .or_insert(id);
+    }
     store.orders.insert(id, order);
     drop(store);
     ctx.emit("sales-order.created", vec![id]);

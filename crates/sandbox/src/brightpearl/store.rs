@@ -117,6 +117,10 @@ pub struct Store {
     pub addresses: BTreeMap<i64, PostalAddressRequest>,
     pub contacts: BTreeMap<i64, Contact>,
     pub orders: BTreeMap<i64, SalesOrder>,
+    /// The first (lowest) order id of each (`externalRef`, `installedIntegrationInstanceId`),
+    /// so a sales-order POST finds a duplicate without scanning every order. Orders are only
+    /// added by that POST and neither field changes afterwards.
+    pub orders_by_external_ref: HashMap<(String, Option<i64>), i64>,
     pub gons: BTreeMap<i64, GoodsOutNote>,
     pub webhooks: BTreeMap<i64, Webhook>,
     pub deliveries: Vec<WebhookDelivery>,

@@ -268,24 +268,6 @@ fn render(template: &str, vars: &BTreeMap<String, String>) -> String {
         })
 }
 
-/// The URL as recorded: query values are redacted (webhook URLs carry shared secrets).
-fn redacted(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) => {
-            let names: Vec<String> = parsed.query_pairs().map(|(k, _)| k.into_owned()).collect();
-            if names.is_empty() {
-                return parsed.to_string();
-            }
-            parsed
-                .query_pairs_mut()
-                .clear()
-                .extend_pairs(names.iter().map(|n| (n.as_str(), "REDACTED")));
-            parsed.to_string()
-        }
-        Err(_) => "<invalid url>".to_owned(),
-    }
-}
-
 /// Sends every event to every matching subscription (one call per ID set when `idSetAccepted`,
 /// else one call per id). Calls run in the background.
 pub fn fire(state: &SharedState, events: Vec<Event>) {
@@ -337,7 +319,7 @@ fn send(
             event: event.to_owned(),
             resource_ids: ids.to_owned(),
             method: method.as_str().to_owned(),
-            url: redacted(&url),
+            url: crate::util::redacted_url(&url),
             body: body.clone(),
             raised_on: vars.get("${raised-on}").cloned().unwrap_or_default(),
             attempts: 0,

@@ -497,28 +497,25 @@ fn new_job(state: &SharedState, kind: &'static str, total: usize, work: Work) ->
     let mut inner = state.norce.lock();
     let id = inner.next_job_id;
     inner.next_job_id += 1;
-    inner.jobs.insert(
+    inner.add_job(JobRec {
         id,
-        JobRec {
-            id,
-            kind,
-            created: now,
-            due: now + delay,
-            finished: None,
-            status_id: 1,
-            totals: i32::try_from(total).unwrap_or(i32::MAX),
-            inserts: 0,
-            updates: 0,
-            fail: 0,
-            log: vec![LogRec {
-                severity: 1,
-                message: "Starting import.".into(),
-                at: now,
-                row: None,
-            }],
-            work: Some(work),
-        },
-    );
+        kind,
+        created: now,
+        due: now + delay,
+        finished: None,
+        status_id: 1,
+        totals: i32::try_from(total).unwrap_or(i32::MAX),
+        inserts: 0,
+        updates: 0,
+        fail: 0,
+        log: vec![LogRec {
+            severity: 1,
+            message: "Starting import.".into(),
+            at: now,
+            row: None,
+        }],
+        work: Some(work),
+    });
     id
 }
 

@@ -108,7 +108,7 @@ impl fmt::Debug for WebhookConfig {
 }
 
 /// Settings of the norce simulator.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NorceConfig {
     /// OAuth client id of the demo account.
@@ -195,7 +195,7 @@ impl Default for NorceConfig {
 }
 
 /// Demo credentials and base URL, as printed by the binary.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct NorceCredentials {
     /// Base URL of every Norce API (identity, Services, Connect, Query).
     pub base_url: String,
@@ -340,4 +340,16 @@ fn start_call<H>(
     settle(state);
     authorize(state, headers)?;
     parse(headers).map_err(on_error)
+}
+
+impl std::fmt::Debug for NorceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::util::fmt_redacted("NorceConfig", self, f)
+    }
+}
+
+impl std::fmt::Debug for NorceCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::util::fmt_redacted("NorceCredentials", self, f)
+    }
 }

@@ -495,6 +495,8 @@ pub struct Inner {
     pub onhands: BTreeMap<(String, String, String), OnhandRec>,
     pub prices: BTreeMap<(String, String, i32), PriceRec>,
     pub jobs: BTreeMap<i32, JobRec>,
+    /// Ids of the jobs not finished yet, so settling (before every call) does not scan them all.
+    pub pending_jobs: BTreeSet<i32>,
     pub pushes: Vec<PushRec>,
     pub next_order_id: i64,
     pub next_quotation_id: i32,
@@ -608,6 +610,7 @@ impl Inner {
             onhands,
             prices,
             jobs: BTreeMap::new(),
+            pending_jobs: BTreeSet::new(),
             pushes: Vec::new(),
             next_order_id: 100_001,
             next_quotation_id: 400_001,
@@ -843,14 +846,24 @@ impl Inner {
         None
     }
 
+    /// Registers a submitted (unfinished) job.
+    pub fn add_job(&mut self, job: JobRec) {
+        self.pending_jobs.insert(job.id);
+        self.jobs.insert(job.id, job);
+    }
+
     /// Finishes every job due by `now`, in submission order; returns (job id, final status).
     pub fn complete_due_jobs(&mut self, now: DateTime<Utc>) -> Vec<(i32, i32)> {
         let due: Vec<i32> = self
-            .jobs
-            .values()
+            .pending_jobs
+            .iter()
+            .filter_map(|id| self.jobs.get(id))
             .filter(|j| j.finished.is_none() && j.due <= now)
             .map(|j| j.id)
             .collect();
+        for id in &due {
+            self.pending_jobs.remove(id);
+        }
         let mut done = Vec::new();
         for id in due {
             let Some(mut job) = self.jobs.remove(&id) else {

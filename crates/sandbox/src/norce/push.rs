@@ -123,12 +123,14 @@ async fn deliver(state: SharedState, id: u64, target: Target, payload: Value) {
         };
         let ok = error.is_none();
         let dead = !ok && attempt == schedule.len();
-        tracing::debug!(push = id, url = %target.url, ?status, ok, "norce push attempt");
+        tracing::debug!(push = id, url = %crate::util::redacted_url(&target.url), ?status, ok, "norce push attempt");
         {
             let now = state.clock.now();
             let mut inner = state.norce.lock();
             let mut order_id = None;
-            if let Some(push) = inner.pushes.iter_mut().find(|p| p.id == id) {
+            // Push ids are positions from 1 in the never-shrinking list (see `record`).
+            let index = usize::try_from(id - 1).unwrap_or(usize::MAX);
+            if let Some(push) = inner.pushes.get_mut(index) {
                 push.attempts.push(AttemptRec {
                     at: now,
                     status,

@@ -72,7 +72,7 @@ impl Licence {
 }
 
 /// Another API key on the simulated account.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKeyConfig {
     /// API key id (the Basic user).
     pub api_key_id: String,
@@ -127,7 +127,7 @@ pub enum JwtMethods {
 }
 
 /// Settings of the nshift simulator.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NshiftConfig {
     /// API key id of the demo key (all licences, no profile).
@@ -192,7 +192,7 @@ impl Default for NshiftConfig {
 }
 
 /// Demo credentials and base URL, as printed by the binary.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct NshiftCredentials {
     /// Base URL including `/rs-extapi/v1`.
     pub base_url: String,
@@ -254,4 +254,22 @@ pub fn router() -> Router<SharedState> {
 /// Inspection routes under `/_sandbox/nshift`.
 pub fn admin_router() -> Router<SharedState> {
     admin::router()
+}
+
+impl std::fmt::Debug for ApiKeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::util::fmt_redacted("ApiKeyConfig", self, f)
+    }
+}
+
+impl std::fmt::Debug for NshiftConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::util::fmt_redacted("NshiftConfig", self, f)
+    }
+}
+
+impl std::fmt::Debug for NshiftCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::util::fmt_redacted("NshiftCredentials", self, f)
+    }
 }

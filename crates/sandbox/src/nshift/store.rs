@@ -3,7 +3,7 @@
 //! Everything lives behind one mutex in [`super::NshiftState`]; a create computes its result
 //! first and then commits it in one step under the lock, so it is all or nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use models_runtime::Timestamp;
@@ -344,7 +344,11 @@ pub struct Store {
     /// every order), in id order. An order number never changes after the insert.
     stored_by_order_no: HashMap<String, Vec<u64>>,
     documents: HashMap<u64, Document>,
+    /// (expiry, id) of the documents whose bytes are still kept, soonest first.
+    expiring: BTreeSet<(DateTime<Utc>, u64)>,
     events: Vec<FeedEvent>,
+    /// Shipments whose timeline may still add events to the log (see [`Store::materialize`]).
+    open: BTreeSet<u64>,
     /// Issued JWTs by token.
     sessions: HashMap<String, Session>,
     sessions_issued: u64,
@@ -362,7 +366,9 @@ impl Store {
             stored: BTreeMap::new(),
             stored_by_order_no: HashMap::new(),
             documents: HashMap::new(),
+            expiring: BTreeSet::new(),
             events: Vec::new(),
+            open: BTreeSet::new(),
             sessions: HashMap::new(),
             sessions_issued: 0,
         }
@@ -398,8 +404,11 @@ impl Store {
 
     /// Drops the bytes of expired documents (their ids stay known, to answer 404/410).
     pub fn forget_expired(&mut self, now: DateTime<Utc>) {
-        for doc in self.documents.values_mut() {
-            if doc.expires_at <= now && !doc.bytes.is_empty() {
+        while let Some(&(expires_at, id)) = self.expiring.first()
+            && expires_at <= now
+        {
+            self.expiring.pop_first();
+            if let Some(doc) = self.documents.get_mut(&id) {
                 doc.bytes = Vec::new();
             }
         }
@@ -438,9 +447,11 @@ impl Store {
     /// Commits booked shipments and their documents at once.
     pub fn insert_shipments(&mut self, records: Vec<ShipmentRecord>, documents: Vec<Document>) {
         for doc in documents {
+            self.expiring.insert((doc.expires_at, doc.id));
             self.documents.insert(doc.id, doc);
         }
         for record in records {
+            self.open.insert(record.id);
             self.shipments.insert(record.id, record);
         }
     }
@@ -501,6 +512,10 @@ impl Store {
     }
 
     /// Appends every status step reached by `now` and not yet logged, in time order.
+    ///
+    /// Only open shipments are looked at: one leaves the set once its timeline is logged up to
+    /// a final DELIVERED or CANCELLED step, after which its timeline cannot grow (a delivered
+    /// shipment cannot be cancelled, a cancelled one is not cancelled again).
     pub fn materialize(
         &mut self,
         now: DateTime<Utc>,
@@ -508,14 +523,27 @@ impl Store {
         test_progress: bool,
     ) {
         let mut pending = Vec::new();
-        for record in self.shipments.values() {
+        let mut closed = Vec::new();
+        for record in self.open.iter().filter_map(|id| self.shipments.get(id)) {
             let timeline = record.timeline(progress, test_progress);
+            let len = timeline.len();
+            let is_final = timeline.last().is_some_and(|(_, status)| {
+                matches!(status, ShipmentStatus::Delivered | ShipmentStatus::Cancelled)
+            });
+            let mut emitted = record.emitted;
             for (index, (at, status)) in timeline.into_iter().enumerate().skip(record.emitted) {
                 if at > now {
                     break;
                 }
                 pending.push((at, record.id, index, status));
+                emitted = index + 1;
             }
+            if is_final && emitted == len {
+                closed.push(record.id);
+            }
+        }
+        for id in closed {
+            self.open.remove(&id);
         }
         pending.sort_by_key(|(at, id, index, _)| (*at, *id, *index));
         for (at, shipment_id, index, status) in pending {
