@@ -25,7 +25,8 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use tokio::time::Instant;
 
 use crate::error::{InvalidTokenResponse, TokenError};
-use crate::token::{Token, TokenSource};
+use crate::retry::exponential_backoff;
+use crate::token::{Token, TokenSource, run_detached};
 
 /// Tuning of a [`TokenCache`]. The defaults suit tokens living minutes to days.
 #[derive(Debug, Clone)]
@@ -284,13 +285,7 @@ impl Inner {
         self: Arc<Self>,
         guard: OwnedMutexGuard<()>,
     ) -> Result<CachedToken, TokenError> {
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => handle
-                .spawn(async move { self.fetch(guard).await })
-                .await
-                .unwrap_or(Err(TokenError::Cancelled)),
-            Err(_) => self.fetch(guard).await,
-        }
+        run_detached(async move { self.fetch(guard).await }).await
     }
 
     async fn fetch(&self, guard: OwnedMutexGuard<()>) -> Result<CachedToken, TokenError> {
@@ -385,11 +380,11 @@ impl Inner {
 
     /// "Equal jitter" exponential backoff: never zero, so failures cannot hot-loop.
     fn backoff(&self, failures: u32) -> Duration {
-        let exp = self
-            .config
-            .failure_backoff
-            .saturating_mul(1u32 << failures.saturating_sub(1).min(20));
-        let capped = exp.min(self.config.max_failure_backoff);
+        let capped = exponential_backoff(
+            self.config.failure_backoff,
+            failures,
+            self.config.max_failure_backoff,
+        );
         jitter_between(capped / 2, capped)
     }
 }

@@ -115,7 +115,7 @@ impl TokenError {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// File-system error (the path is included, never the content).
+    /// File-system error (never the content).
     #[error("token store I/O error: {0}")]
     Io(Arc<std::io::Error>),
     /// The stored data could not be parsed.

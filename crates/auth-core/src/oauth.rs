@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use crate::error::{InvalidTokenResponse, TokenError};
 use crate::retry::parse_retry_after;
 use crate::store::{StoredTokens, TokenStore};
-use crate::token::{BoxFuture, Token, TokenSource};
+use crate::token::{BoxFuture, Token, TokenSource, run_detached};
 use crate::transport::TokenTransport;
 
 /// How the client authenticates to the token endpoint.
@@ -192,7 +192,7 @@ impl<T: TokenTransport> Endpoint<T> {
             .transport
             .send(request)
             .await
-            .map_err(|e| TokenError::Transport(Arc::from(e)))?;
+            .map_err(TokenError::transport)?;
         let status = response.status();
         let parsed = parse_token_response(&response, sent_at);
         tracing::debug!(target: "auth_core::token", grant, status = status.as_u16(), ok = parsed.is_ok(), "token endpoint answered");
@@ -422,14 +422,6 @@ impl<T: TokenTransport> RefreshInner<T> {
 impl<T: TokenTransport> TokenSource for RefreshTokenGrant<T> {
     fn fetch(&self) -> BoxFuture<'_, Result<Token, TokenError>> {
         let inner = Arc::clone(&self.inner);
-        Box::pin(async move {
-            match tokio::runtime::Handle::try_current() {
-                Ok(handle) => handle
-                    .spawn(async move { inner.refresh().await })
-                    .await
-                    .unwrap_or(Err(TokenError::Cancelled)),
-                Err(_) => inner.refresh().await,
-            }
-        })
+        Box::pin(run_detached(async move { inner.refresh().await }))
     }
 }

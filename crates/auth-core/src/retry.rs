@@ -159,11 +159,15 @@ impl RetryConfig {
     }
 
     fn full_jitter(&self, attempt: u32) -> Duration {
-        let exp = self
-            .initial_backoff
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-        exp.min(self.max_backoff).mul_f64(fastrand::f64())
+        exponential_backoff(self.initial_backoff, attempt, self.max_backoff)
+            .mul_f64(fastrand::f64())
     }
+}
+
+/// `min(base × 2ⁿ⁻¹, max)` for the `n`-th (1-based) attempt or failure, before jitter.
+pub(crate) fn exponential_backoff(base: Duration, n: u32, max: Duration) -> Duration {
+    base.saturating_mul(1u32 << n.saturating_sub(1).min(20))
+        .min(max)
 }
 
 /// Retries failed attempts. Put it outermost (below tracing), so each attempt passes the

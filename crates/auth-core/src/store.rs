@@ -210,7 +210,7 @@ impl TokenStore for FileTokenStore {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || Self::load_sync(&path))
                 .await
-                .map_err(|e| StoreError::Io(std::sync::Arc::new(std::io::Error::other(e))))?
+                .map_err(std::io::Error::other)?
         })
     }
 
@@ -220,7 +220,7 @@ impl TokenStore for FileTokenStore {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || Self::save_sync(&path, &tokens))
                 .await
-                .map_err(|e| StoreError::Io(std::sync::Arc::new(std::io::Error::other(e))))?
+                .map_err(std::io::Error::other)?
         })
     }
 }

@@ -14,6 +14,21 @@ use crate::error::{InvalidTokenResponse, TokenError};
 /// A boxed, `Send` future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Runs `fetch` in its own task when a tokio runtime is available, so a caller that is
+/// cancelled cannot abort a fetch others depend on; inline otherwise. A task that panics or
+/// is aborted gives [`TokenError::Cancelled`].
+pub(crate) async fn run_detached<T: Send + 'static>(
+    fetch: impl Future<Output = Result<T, TokenError>> + Send + 'static,
+) -> Result<T, TokenError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle
+            .spawn(fetch)
+            .await
+            .unwrap_or(Err(TokenError::Cancelled)),
+        Err(_) => fetch.await,
+    }
+}
+
 /// How a credential is rendered into its header value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -420,7 +420,7 @@ impl<'a> Builder<'a> {
             return;
         }
         let numeric = matches!(get_str(schema, "type"), Some("integer" | "number"));
-        if let (Some(values), false) = (get(schema, "enum").and_then(Value::as_sequence), numeric) {
+        if !numeric && let Some(values) = get(schema, "enum").and_then(Value::as_sequence) {
             let mut variants: Vec<Variant> = Vec::new();
             for value in values {
                 let Some(wire) = value.as_str() else {

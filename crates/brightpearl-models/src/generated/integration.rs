@@ -634,7 +634,7 @@ pub struct MultiMessageRequest {
     pub processing_mode: MultiMessageProcessingMode,
     #[serde(rename = "onFail")]
     pub on_fail: MultiMessageOnFail,
-    /// 2 to 10 destructive messages.
+    /// Up to 10 destructive messages; send a single message directly rather than as a batch of one.
     pub messages: Vec<MultiMessage>,
 }
 
