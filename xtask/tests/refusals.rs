@@ -70,6 +70,8 @@ fn any_of_is_refused() {
 fn integer_enums_are_refused() {
     let schemas = format!("{THING}    Level:\n      description: A level.\n      type: integer\n      enum: [1, 2]\n");
     assert_refused(GET_THING, &schemas, &["schema `Level`", "integer enums are not supported"]);
+    let schemas = format!("{THING}    Rate:\n      description: A rate.\n      type: number\n      enum: [0.5, 1.5]\n");
+    assert_refused(GET_THING, &schemas, &["schema `Rate`", "number enums are not supported"]);
 }
 
 #[test]

@@ -281,14 +281,16 @@ impl<'a> Builder<'a> {
                     _ => Ty::Str,
                 }
             }
-            Some("integer") => {
+            Some(numeric @ ("integer" | "number")) => {
                 if get(schema, "enum").is_some() {
-                    self.diag(location, "integer enums are not supported: use `type: integer` and list the values in the description");
+                    self.diag(location, format!("{numeric} enums are not supported: use `type: {numeric}` and list the values in the description"));
                 }
-                if format == "int32" { Ty::I32 } else { Ty::I64 }
-            }
-            Some("number") => {
-                if format == "decimal" { Ty::DecimalNumber } else { Ty::F64 }
+                match (numeric, format) {
+                    ("integer", "int32") => Ty::I32,
+                    ("integer", _) => Ty::I64,
+                    (_, "decimal") => Ty::DecimalNumber,
+                    _ => Ty::F64,
+                }
             }
             Some("boolean") => Ty::Bool,
             Some("array") => match get(schema, "items") {
