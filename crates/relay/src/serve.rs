@@ -177,17 +177,19 @@ fn check_public_url(text: &str) -> Result<(), String> {
         return Err("is empty: set the base URL Brightpearl reaches this server at (e.g. `https://relay.example.com`), or leave the key out".to_owned());
     }
     let url = reqwest::Url::parse(trimmed).map_err(|e| format!("`{trimmed}` is not an absolute URL ({e}); e.g. `https://relay.example.com`"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("`{trimmed}` must start with https:// (or http://)"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("`{trimmed}` has no host"));
-    }
+    // Credentials and a query (which may be a pasted `?secret=`) are refused first and never
+    // shown: the messages below show only the scheme, or a URL without either.
     if !url.username().is_empty() || url.password().is_some() {
         return Err("must not contain credentials (the webhook secret is added as `?secret=`)".to_owned());
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("`{trimmed}` must not have a query or fragment: give the base URL; `/brightpearl/webhooks?secret=…` is appended"));
+        return Err("must not have a query or fragment: give the base URL; `/brightpearl/webhooks?secret=…` is appended".to_owned());
+    }
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("must start with https:// (or http://), not `{}:`", url.scheme()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{trimmed}` has no host"));
     }
     if trimmed.contains("${") {
         return Err("must not contain Brightpearl template variables (`${…}`)".to_owned());
@@ -338,6 +340,16 @@ impl Shared {
     pub(crate) fn store(&self) -> &dyn Store {
         self.ctx.store.as_ref()
     }
+
+    /// Each receiver (named by its inbox source), whether it is enabled (its secret is set), and
+    /// the variable that sets the secret.
+    pub(crate) fn receivers(&self) -> [(&'static str, bool, &str); 3] {
+        [
+            (SOURCE_NORCE_ORDER, self.secrets.order_receiver_password.is_some(), &self.config.order_receiver_password_env),
+            (SOURCE_NORCE_EVENT, self.secrets.norce_webhook_secret.is_some(), &self.config.norce_webhook_secret_env),
+            (SOURCE_BRIGHTPEARL_WEBHOOK, self.secrets.brightpearl_webhook_secret.is_some(), &self.config.brightpearl_webhook_secret_env),
+        ]
+    }
 }
 
 /// A running server: its address, counters to wait on, and a way to stop it.
@@ -445,13 +457,9 @@ pub async fn start_with_flows(
         runs: watch::channel(0).0,
         webhooks: watch::channel(WebhookRegistration::Pending { events: Vec::new() }).0,
     });
-    for (receiver, secret, variable) in [
-        ("norce-order", shared.secrets.order_receiver_password.is_some(), &shared.config.order_receiver_password_env),
-        ("norce-event", shared.secrets.norce_webhook_secret.is_some(), &shared.config.norce_webhook_secret_env),
-        ("brightpearl-webhook", shared.secrets.brightpearl_webhook_secret.is_some(), &shared.config.brightpearl_webhook_secret_env),
-    ] {
-        if !secret {
-            tracing::warn!(receiver, variable = variable.as_str(), "receiver disabled: its secret is not set");
+    for (receiver, enabled, variable) in shared.receivers() {
+        if !enabled {
+            tracing::warn!(receiver, variable, "receiver disabled: its secret is not set");
         }
     }
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -605,7 +613,7 @@ mod tests {
         ] {
             let err = error(&format!("[serve]\npublic_url = \"{url}\"\n"));
             assert!(err.contains("serve.public_url") && err.contains(expected), "{url}: {err}");
-            assert!(!err.contains("pw@"), "credentials are not echoed: {err}");
+            assert!(!err.contains("pw@") && !err.contains("secret=x"), "credentials and the query are not echoed: {err}");
         }
         for (events, expected) in [
             ("[\"product\"]", "entry 1 `product`"),

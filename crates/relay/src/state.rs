@@ -315,6 +315,11 @@ impl SqliteStore {
             .query_row("SELECT * FROM entities WHERE flow = ?1 AND source_id = ?2", params![flow, source_id], entity)
             .optional()?)
     }
+
+    /// The record, or `QueryReturnedNoRows` when there is none (after a write that should have made it).
+    fn get_existing(conn: &Connection, flow: &str, source_id: &str) -> Result<EntityRecord, StateError> {
+        Self::get_with(conn, flow, source_id)?.ok_or(StateError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
+    }
 }
 
 impl Store for SqliteStore {
@@ -326,7 +331,7 @@ impl Store for SqliteStore {
              ON CONFLICT (flow, source_id) DO NOTHING",
             params![flow, source_id, payload, now()],
         )?;
-        Self::get_with(&conn, flow, source_id)?.ok_or(StateError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
+        Self::get_existing(&conn, flow, source_id)
     }
 
     fn get(&self, flow: &str, source_id: &str) -> Result<Option<EntityRecord>, StateError> {
@@ -355,7 +360,7 @@ impl Store for SqliteStore {
                 now()
             ],
         )?;
-        Self::get_with(&conn, flow, source_id)?.ok_or(StateError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
+        Self::get_existing(&conn, flow, source_id)
     }
 
     fn record_failure(&self, flow: &str, source_id: &str, error: &str) -> Result<EntityRecord, StateError> {
@@ -364,7 +369,7 @@ impl Store for SqliteStore {
             "UPDATE entities SET attempts = attempts + 1, last_error = ?3, updated_at = ?4 WHERE flow = ?1 AND source_id = ?2",
             params![flow, source_id, error, now()],
         )?;
-        Self::get_with(&conn, flow, source_id)?.ok_or(StateError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
+        Self::get_existing(&conn, flow, source_id)
     }
 
     fn list(&self, flow: Option<&str>, status: Option<Status>) -> Result<Vec<EntityRecord>, StateError> {

@@ -81,6 +81,18 @@ struct Outcome {
     result: Result<String, String>,
 }
 
+impl Outcome {
+    /// The settings stopped the check before any call.
+    fn settings(hint: String) -> Self {
+        Self { endpoint: "(settings)".into(), authenticated: false, result: Err(hint) }
+    }
+
+    /// The call to `endpoint` failed; only a 401 means the credentials were refused.
+    fn failed<S: Into<u16>>(endpoint: String, status: Option<S>, hint: String) -> Self {
+        Self { endpoint, authenticated: !is_401(status), result: Err(hint) }
+    }
+}
+
 async fn timed(platform: Platform, timeout: Duration, check: impl Future<Output = Outcome>) -> CheckResult {
     let started = Instant::now();
     let outcome = match tokio::time::timeout(timeout, check).await {
@@ -108,7 +120,7 @@ async fn timed(platform: Platform, timeout: Duration, check: impl Future<Output 
 async fn check_norce(settings: &Settings) -> Outcome {
     let client = match norce_client::NorceClientBuilder::from_settings(settings).and_then(|b| b.build()) {
         Ok(client) => client,
-        Err(e) => return Outcome { endpoint: "(settings)".into(), authenticated: false, result: Err(e.hint()) },
+        Err(e) => return Outcome::settings(e.hint()),
     };
     let endpoint = format!(
         "{}{}",
@@ -124,7 +136,7 @@ async fn check_norce(settings: &Settings) -> Outcome {
             authenticated: true,
             result: Ok(format!("application {} {}", app.id, app.name.unwrap_or_default()).trim().to_owned()),
         },
-        Err(e) => Outcome { endpoint, authenticated: !is_401(e.status()), result: Err(e.hint()) },
+        Err(e) => Outcome::failed(endpoint, e.status(), e.hint()),
     }
 }
 
@@ -136,29 +148,29 @@ fn is_401<S: Into<u16>>(status: Option<S>) -> bool {
 async fn check_nshift(settings: &Settings) -> Outcome {
     let client = match nshift_client::NshiftClientBuilder::from_settings(settings).and_then(|b| b.build()) {
         Ok(client) => client,
-        Err(e) => return Outcome { endpoint: "(settings)".into(), authenticated: false, result: Err(e.hint()) },
+        Err(e) => return Outcome::settings(e.hint()),
     };
     let endpoint = format!("{}/stored-shipments", client.base_url().trim_end_matches('/'));
     // A search that finds nothing: an authenticated read that creates nothing.
     match client.find_stored_by_order_no("relay-verify-probe").await {
         Ok(found) => Outcome { endpoint, authenticated: true, result: Ok(format!("API key accepted ({} probe matches)", found.len())) },
-        Err(e) => Outcome { endpoint, authenticated: !is_401(e.status()), result: Err(e.hint()) },
+        Err(e) => Outcome::failed(endpoint, e.status(), e.hint()),
     }
 }
 
 async fn check_brightpearl(settings: &Settings) -> Outcome {
     let client = match brightpearl_client::ClientBuilder::from_settings(settings).and_then(|b| b.build()) {
         Ok(client) => client,
-        Err(e) => return Outcome { endpoint: "(settings)".into(), authenticated: false, result: Err(e.hint()) },
+        Err(e) => return Outcome::settings(e.hint()),
     };
     let endpoint = match client.base_url() {
         Ok(url) => format!("{}/public-api/{}/product-service/price-list", url.as_str().trim_end_matches('/'), client.account()),
-        Err(e) => return Outcome { endpoint: "(settings)".into(), authenticated: false, result: Err(e.hint()) },
+        Err(e) => return Outcome::settings(e.hint()),
     };
     // Token (for OAuth apps) plus one cheap GET.
     match client.price_lists().await {
         Ok(lists) => Outcome { endpoint, authenticated: true, result: Ok(format!("account {} ({} price lists)", client.account(), lists.len())) },
-        Err(e) => Outcome { endpoint, authenticated: !is_401(e.status()), result: Err(e.hint()) },
+        Err(e) => Outcome::failed(endpoint, e.status(), e.hint()),
     }
 }
 

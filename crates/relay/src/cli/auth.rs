@@ -244,12 +244,14 @@ struct CallbackState {
 
 /// The page the browser shows after the redirect.
 async fn callback(State(state): State<CallbackState>, Query(query): Query<Callback>) -> Response {
-    let (status, text) = if let Some(error) = query.get("error") {
-        (StatusCode::BAD_REQUEST, format!("Brightpearl refused the authorization ({error}). See the terminal."))
+    // Fixed texts only: the query is whatever the link carried, so it is not put into the page
+    // (the terminal shows Brightpearl's error).
+    let (status, text) = if query.contains_key("error") {
+        (StatusCode::BAD_REQUEST, "Brightpearl refused the authorization. See the terminal.")
     } else if query.get("state") != Some(&state.expected_state) {
-        (StatusCode::BAD_REQUEST, "This redirect does not belong to the running `relay auth` (state mismatch). See the terminal.".to_owned())
+        (StatusCode::BAD_REQUEST, "This redirect does not belong to the running `relay auth` (state mismatch). See the terminal.")
     } else {
-        (StatusCode::OK, "relay received the authorization. You can close this window and return to the terminal.".to_owned())
+        (StatusCode::OK, "relay received the authorization. You can close this window and return to the terminal.")
     };
     // Only the first redirect counts; a full channel means one is already being handled.
     let _ = state.sender.try_send(query);
@@ -261,7 +263,7 @@ async fn callback(State(state): State<CallbackState>, Query(query): Query<Callba
 /// `BRIGHTPEARL_TOKEN_STORE`) and checks them with one API call.
 pub async fn authorize_brightpearl(settings: &Settings, options: &AuthOptions, on_url: impl FnOnce(&AuthorizePrompt)) -> Result<AuthOutcome, AuthError> {
     use brightpearl_client::env;
-    if settings.get(env::STAFF_TOKEN).is_some() || settings.get(&format!("{}_FILE", env::STAFF_TOKEN)).is_some() {
+    if settings.any_set(&[env::STAFF_TOKEN]) {
         return Err(AuthError::StaffToken);
     }
     if !options.path.starts_with('/') {

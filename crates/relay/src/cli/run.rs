@@ -88,9 +88,7 @@ async fn target(args: &RunArgs) -> Result<Target, String> {
         config.stock.job_wait.max_interval_ms = 1000;
     }
     let sandbox = Sandbox::start(sandbox_config).await.map_err(|e| format!("cannot start the embedded sandbox on 127.0.0.1: {e}"))?;
-    // The sandbox starts empty every time, so its relay state must too: a fresh data folder.
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    config.state.dir = std::env::temp_dir().join(format!("relay-sandbox-run-{}-{stamp}", std::process::id()));
+    config.state.dir = super::fresh_sandbox_data_dir("run");
     let settings = crate::embedded::settings_for(&sandbox.credentials());
     Ok(Target { settings, config, sandbox: Some(sandbox) })
 }

@@ -73,7 +73,6 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(listen) = args.listen {
         config.serve.listen = listen;
     }
-    config.serve.validate().map_err(|e| e.to_string())?;
     let env = Settings::from_env();
     let listener = serve::bind(&config.serve).await.map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| format!("cannot read the listen address: {e}"))?;
@@ -105,9 +104,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         secrets.brightpearl_webhook_secret = Some(Secret::new(brightpearl_secret));
         // Serve registers its Brightpearl webhooks with the sandbox, pointing here.
         config.serve.public_url = Some(here);
-        // The sandbox starts empty every time, so its relay state must too.
-        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-        config.state.dir = std::env::temp_dir().join(format!("relay-sandbox-serve-{}-{stamp}", std::process::id()));
+        config.state.dir = super::fresh_sandbox_data_dir("serve");
         eprintln!(
             "No platform is configured (NORCE_*, NSHIFT_*, BRIGHTPEARL_*): serving against the embedded sandbox at {}; its Norce order receiver and order events point here, and serve registers its Brightpearl webhooks there. Place an order with `curl -X POST {}/_sandbox/norce/orders`; change stock with `curl -X POST {}/_sandbox/brightpearl/products/1001/stock -H 'content-type: application/json' -d '{{\"warehouseId\":2,\"onHand\":7}}'`.",
             started.base_url(),
@@ -124,12 +121,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let data_dir = config.state.dir.clone();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(&data_dir).map_err(|e| e.to_string())?);
     let ctx = FlowContext::from_settings(&settings, store, Arc::new(config)).map_err(|e| format!("platform settings: {e}"))?;
-    let handle = serve::start(ctx, secrets, listener).await.map_err(|e| e.to_string())?;
+    let mut handle = serve::start(ctx, secrets, listener).await.map_err(|e| e.to_string())?;
     eprintln!(
         "relay serve: listening on http://{addr} (POST /norce/order-receiver, /norce/events/{{eventType}}, /brightpearl/webhooks; GET /healthz, /metrics); state in {}. Ctrl-C stops.",
         data_dir.display()
     );
-    let mut handle = handle;
     if let Err(e) = tokio::signal::ctrl_c().await {
         eprintln!("relay serve: cannot listen for Ctrl-C ({e}); serving until the process is stopped");
         handle.wait().await;

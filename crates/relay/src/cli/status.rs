@@ -182,12 +182,8 @@ pub async fn execute_replay(args: ReplayArgs) -> ExitCode {
 
 fn replay(args: &ReplayArgs) -> Result<ExitCode, String> {
     let (store, _) = open(&args.config)?;
-    let ids: Vec<i64> = if args.all_failed {
-        store.dead_letters().map_err(|e| e.to_string())?.iter().map(|d| d.id).collect()
-    } else {
-        args.ids.clone()
-    };
     let letters = store.dead_letters().map_err(|e| e.to_string())?;
+    let ids: Vec<i64> = if args.all_failed { letters.iter().map(|d| d.id).collect() } else { args.ids.clone() };
     let mut requeued = 0;
     let mut missing = Vec::new();
     for id in ids {

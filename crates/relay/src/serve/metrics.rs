@@ -79,19 +79,21 @@ impl Metrics {
         let mut inner = self.lock();
         let outcome = if result.is_ok() { "ok" } else { "error" };
         *inner.runs.entry((flow.to_owned(), outcome)).or_default() += 1;
-        let last = match result {
+        let (report, error) = match result {
             Ok(report) => {
                 *inner.booked.entry(flow.to_owned()).or_default() += report.booked;
                 *inner.written_back.entry(flow.to_owned()).or_default() += report.written_back;
                 *inner.failed.entry(flow.to_owned()).or_default() += report.failed;
-                LastRun { finished_at: String::new(), finished_unix: 0.0, ok: true, error: None, report: Some(report.clone()) }
+                (Some(report.clone()), None)
             }
-            Err(error) => LastRun { finished_at: String::new(), finished_unix: 0.0, ok: false, error: Some(error), report: None },
+            Err(error) => (None, Some(error)),
         };
         let last = LastRun {
             finished_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             finished_unix: now.timestamp_millis() as f64 / 1000.0,
-            ..last
+            ok: error.is_none(),
+            error,
+            report,
         };
         inner.last_run.insert(flow.to_owned(), last);
     }

@@ -420,11 +420,7 @@ async fn healthz(State(shared): State<AppState>) -> Response {
             (f.name.to_owned(), health)
         })
         .collect();
-    let receivers = HashMap::from([
-        ("norce-order", shared.secrets.order_receiver_password.is_some()),
-        ("norce-event", shared.secrets.norce_webhook_secret.is_some()),
-        ("brightpearl-webhook", shared.secrets.brightpearl_webhook_secret.is_some()),
-    ]);
+    let receivers = HashMap::from(shared.receivers().map(|(receiver, enabled, _)| (receiver, enabled)));
     let ok = pending.is_ok();
     let brightpearl_webhooks = shared.webhooks.borrow().clone();
     let health = Health { status: if ok { "ok" } else { "degraded" }, store, inbox_pending: pending.ok(), receivers, flows, brightpearl_webhooks };

@@ -107,7 +107,7 @@ pub(super) fn spawn(shared: Arc<Shared>, shutdown: watch::Receiver<bool>) -> Vec
         let (shared, entry, trigger, shutdown) = (shared.clone(), *entry, trigger.clone(), shutdown.clone());
         let spawned = std::thread::Builder::new().name(format!("relay-flow-{}", entry.name)).spawn(move || {
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => runtime.block_on(scheduler(shared, entry, entry.run, trigger, shutdown)),
+                Ok(runtime) => runtime.block_on(scheduler(shared, entry, trigger, shutdown)),
                 Err(e) => tracing::error!(flow = entry.name, error = %e, "cannot start the flow's runtime: not scheduled"),
             }
             let _ = done_tx.send(());
@@ -126,6 +126,16 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
+/// The next tick of an optional interval; never, without one.
+async fn tick(interval: Option<&mut tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
 /// Drains the inbox whenever a receiver commits an item, on every sweep, and once at start (a
 /// backlog left by a previous process).
 async fn inbox_processor(shared: Arc<Shared>, triggers: Arc<Vec<(&'static str, Arc<Notify>)>>, mut shutdown: watch::Receiver<bool>) {
@@ -139,12 +149,7 @@ async fn inbox_processor(shared: Arc<Shared>, triggers: Arc<Vec<(&'static str, A
         tokio::select! {
             _ = stopped(&mut shutdown) => return,
             _ = shared.inbox_wake.notified() => {}
-            _ = async {
-                match sweep.as_mut() {
-                    Some(interval) => { interval.tick().await; }
-                    None => std::future::pending::<()>().await,
-                }
-            } => {}
+            _ = tick(sweep.as_mut()) => {}
         }
     }
 }
@@ -191,17 +196,7 @@ async fn process(shared: &Shared, triggers: &[(&'static str, Arc<Notify>)], item
                 return false;
             }
             tracing::info!("no flow takes this item; marked done");
-            return match shared.store().inbox_done(item.id) {
-                Ok(()) => {
-                    shared.metrics.record_ingest(&item.source, "ignored");
-                    shared.processed.send_modify(|n| *n += 1);
-                    true
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot mark the inbox item done");
-                    false
-                }
-            };
+            return mark_done(shared, item, "ignored");
         }
         let mut ok = true;
         let mut with_work = Vec::new();
@@ -219,12 +214,9 @@ async fn process(shared: &Shared, triggers: &[(&'static str, Arc<Notify>)], item
             shared.metrics.record_ingest(&item.source, "failed");
             return false;
         }
-        if let Err(e) = shared.store().inbox_done(item.id) {
-            tracing::error!(error = %e, "cannot mark the inbox item done");
+        if !mark_done(shared, item, "done") {
             return false;
         }
-        shared.metrics.record_ingest(&item.source, "done");
-        shared.processed.send_modify(|n| *n += 1);
         // Only flows the item gave work run soon: a stock webhook does not cost an orders pass.
         for name in with_work {
             if let Some((_, trigger)) = triggers.iter().find(|(flow, _)| *flow == name) {
@@ -237,9 +229,24 @@ async fn process(shared: &Shared, triggers: &[(&'static str, Arc<Notify>)], item
     .await
 }
 
+/// Marks the item processed and counts it with `result`; returns whether that worked.
+fn mark_done(shared: &Shared, item: &InboxItem, result: &'static str) -> bool {
+    match shared.store().inbox_done(item.id) {
+        Ok(()) => {
+            shared.metrics.record_ingest(&item.source, result);
+            shared.processed.send_modify(|n| *n += 1);
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot mark the inbox item done");
+            false
+        }
+    }
+}
+
 /// Runs one flow: at start and every `entry.every`, and `run_after_ingest_ms` after an ingest
 /// triggered it (triggers during the wait or a run coalesce into one more run).
-async fn scheduler(shared: Arc<Shared>, entry: FlowEntry, run: RunFn, trigger: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+async fn scheduler(shared: Arc<Shared>, entry: FlowEntry, trigger: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
     let mut interval = entry.every.map(|period| {
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -257,22 +264,17 @@ async fn scheduler(shared: Arc<Shared>, entry: FlowEntry, run: RunFn, trigger: A
                     }
                 }
             }
-            _ = async {
-                match interval.as_mut() {
-                    Some(interval) => { interval.tick().await; }
-                    None => std::future::pending::<()>().await,
-                }
-            } => {}
+            _ = tick(interval.as_mut()) => {}
         }
-        run_once(&shared, &entry, run).await;
+        run_once(&shared, &entry).await;
     }
 }
 
-async fn run_once(shared: &Shared, entry: &FlowEntry, run: RunFn) {
+async fn run_once(shared: &Shared, entry: &FlowEntry) {
     let span = tracing::info_span!("flow_run", flow = entry.name);
     async {
         let started = Instant::now();
-        match run(&shared.ctx).await {
+        match (entry.run)(&shared.ctx).await {
             Ok(mut report) => {
                 report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 tracing::info!(seen = report.seen, booked = report.booked, failed = report.failed, "flow pass finished");
