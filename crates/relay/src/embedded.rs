@@ -39,3 +39,8 @@ pub fn env_pairs(credentials: &Credentials) -> Vec<(&'static str, String)> {
         ("BRIGHTPEARL_STAFF_TOKEN", brightpearl.staff_token.clone()),
     ]
 }
+
+/// Why a command runs against the embedded sandbox, for its first line of output.
+pub fn sandbox_reason(forced: bool) -> &'static str {
+    if forced { "--sandbox given" } else { "No platform is configured (NORCE_*, NSHIFT_*, BRIGHTPEARL_*)" }
+}

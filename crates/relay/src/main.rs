@@ -83,7 +83,7 @@ async fn run_verify(json: bool, timeout: Duration, force_sandbox: bool) -> ExitC
             Ok((sandbox, settings)) => {
                 eprintln!(
                     "{}: verifying against the embedded sandbox at {}.",
-                    if force_sandbox { "--sandbox given" } else { "No platform is configured (NORCE_*, NSHIFT_*, BRIGHTPEARL_*)" },
+                    relay::embedded::sandbox_reason(force_sandbox),
                     sandbox.base_url()
                 );
                 (Some(sandbox), settings, Platform::ALL.to_vec())

@@ -129,6 +129,15 @@ fn a_bad_cursor_time_or_flow_is_refused_naming_them() {
     let err = text(&out.stderr);
     assert!(err.contains("`shiping`") && err.contains("shipping"), "{err}");
     assert_eq!(store(&ws.data()).cursor("shipping").unwrap(), None, "nothing was written");
+
+    // The alerts cursor is nShift's feed position (a fetchId), never a time.
+    let out = ws.relay(&["cursor", "set", "shipping-alerts", "2026-01-01T00:00:00Z"]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = text(&out.stderr);
+    assert!(err.contains("`shipping-alerts`") && err.contains("fetchId") && err.contains("-1"), "{err}");
+    assert_eq!(store(&ws.data()).cursor("shipping-alerts").unwrap(), None, "nothing was written");
+    ok(&ws.relay(&["cursor", "set", "shipping-alerts", "-1"]));
+    assert_eq!(store(&ws.data()).cursor("shipping-alerts").unwrap().as_deref(), Some("-1"));
 }
 
 #[test]

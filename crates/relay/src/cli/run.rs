@@ -117,7 +117,8 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
     let Target { settings, config, sandbox } = target(args).await?;
     if let Some(sandbox) = &sandbox {
         eprintln!(
-            "No platform is configured (NORCE_*, NSHIFT_*, BRIGHTPEARL_*): running every flow against the embedded sandbox at {} ({} orders, {} SKUs, seed {}).",
+            "{}: running every flow against the embedded sandbox at {} ({} orders, {} SKUs, seed {}).",
+            crate::embedded::sandbox_reason(args.sandbox),
             sandbox.base_url(),
             args.sandbox_orders,
             args.sandbox_skus,

@@ -106,7 +106,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         config.serve.public_url = Some(here);
         config.state.dir = super::fresh_sandbox_data_dir("serve");
         eprintln!(
-            "No platform is configured (NORCE_*, NSHIFT_*, BRIGHTPEARL_*): serving against the embedded sandbox at {}; its Norce order receiver and order events point here, and serve registers its Brightpearl webhooks there. Place an order with `curl -X POST {}/_sandbox/norce/orders`; change stock with `curl -X POST {}/_sandbox/brightpearl/products/1001/stock -H 'content-type: application/json' -d '{{\"warehouseId\":2,\"onHand\":7}}'`.",
+            "{}: serving against the embedded sandbox at {}; its Norce order receiver and order events point here, and serve registers its Brightpearl webhooks there. Place an order with `curl -X POST {}/_sandbox/norce/orders`; change stock with `curl -X POST {}/_sandbox/brightpearl/products/1001/stock -H 'content-type: application/json' -d '{{\"warehouseId\":2,\"onHand\":7}}'`.",
+            crate::embedded::sandbox_reason(args.sandbox),
             started.base_url(),
             started.base_url(),
             started.base_url()

@@ -53,9 +53,11 @@ enum CursorCommand {
     },
     /// Move a flow's cursor (an RFC 3339 time; moving it back backfills on the next run).
     Set {
-        /// The flow (shipping, stock, prices, orders, fulfilment).
+        /// The flow (shipping, stock, prices, orders, fulfilment), or shipping-alerts.
         flow: String,
-        /// RFC 3339 time, e.g. 2026-01-01T00:00:00Z.
+        /// RFC 3339 time, e.g. 2026-01-01T00:00:00Z; for shipping-alerts an nShift fetchId
+        /// (-1: the feed's start).
+        #[arg(allow_negative_numbers = true)]
         time: String,
     },
 }
@@ -221,8 +223,20 @@ fn cursor(args: &CursorArgs) -> Result<ExitCode, String> {
             if !CURSOR_FLOWS.contains(&flow.as_str()) {
                 return Err(format!("no flow `{flow}`; choose from {}", CURSOR_FLOWS.join(", ")));
             }
-            let parsed = parse_time_cursor(flow, time)?;
-            let value = parsed.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let value = if flow == crate::flows::shipping::ALERTS_CURSOR {
+                // Not a time: the position in nShift's alerts feed (its `fetchId`).
+                match time.trim().parse::<i64>() {
+                    Ok(fetch_id) if fetch_id >= -1 => fetch_id.to_string(),
+                    _ => {
+                        return Err(format!(
+                            "`{flow}` is a position in nShift's alerts feed, not a time: give a fetchId from `relay cursor show`, or {} to read the feed from its start",
+                            nshift_client::FEED_START
+                        ));
+                    }
+                }
+            } else {
+                parse_time_cursor(flow, time)?.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            };
             let (store, _) = open(&args.config)?;
             let before = store.cursor(flow).map_err(|e| e.to_string())?;
             store.set_cursor(flow, &value).map_err(|e| e.to_string())?;
