@@ -3,8 +3,9 @@
 //! Every test uses its own account code, so the process-wide limiter registry (one budget per
 //! account and developer) never couples two tests.
 
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+mod common;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use auth_core::{ExposeSecret, MemoryTokenStore, SecretString, StoredTokens, TokenStore};
@@ -16,7 +17,8 @@ use brightpearl_client::models::integration::{
 use brightpearl_client::models::order::{OrderNote, OrderStatusUpdate, SalesOrderCustomer, SalesOrderRequest, SalesOrderRowRequest};
 use brightpearl_client::{Client, ClientBuilder, Error, MAX_SIMULATE_IDS, OrderRow, ProductRow, SearchQuery, SearchResource, SortDirection};
 use bytes::Bytes;
-use client_core::{RequestSnapshot, ReqwestTransport, Settings};
+use client_core::Settings;
+use common::Recorder;
 use futures::StreamExt as _;
 use sandbox::{FaultRule, Sandbox, SandboxConfig};
 use tower::Service;
@@ -25,42 +27,9 @@ const REDIRECT: &str = "https://relay.example/brightpearl/callback";
 
 // ---------------------------------------------------------------- helpers
 
-/// Records every request (redacted) before handing it to reqwest.
-#[derive(Clone)]
-struct Recorder {
-    inner: ReqwestTransport,
-    log: Arc<Mutex<Vec<RequestSnapshot>>>,
-}
-
-impl Recorder {
-    fn new() -> Self {
-        Self { inner: ReqwestTransport::new(Duration::from_secs(20)).unwrap(), log: Arc::default() }
-    }
-
-    fn take(&self) -> Vec<RequestSnapshot> {
-        std::mem::take(&mut *self.log.lock().unwrap())
-    }
-
-    /// The last recorded request whose path contains `needle`.
-    fn last(&self, needle: &str) -> RequestSnapshot {
-        let log = self.log.lock().unwrap();
-        log.iter().rev().find(|r| r.path.contains(needle)).cloned().unwrap_or_else(|| panic!("no request to {needle}: {log:#?}"))
-    }
-}
-
-impl Service<http::Request<Bytes>> for Recorder {
-    type Response = http::Response<Bytes>;
-    type Error = auth_core::Error;
-    type Future = <ReqwestTransport as Service<http::Request<Bytes>>>::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<Bytes>) -> Self::Future {
-        self.log.lock().unwrap().push(RequestSnapshot::of(&request));
-        self.inner.call(request)
-    }
+/// A recorder with the request timeout of these tests.
+fn recorder() -> Recorder {
+    Recorder::new(Duration::from_secs(20))
 }
 
 async fn start(account: &str, tweak: impl FnOnce(&mut SandboxConfig)) -> Sandbox {
@@ -205,7 +174,7 @@ fn settings_errors_name_the_setting_and_hide_secrets() {
 #[tokio::test]
 async fn oauth_exchange_refresh_rotation_and_restart_from_file_store() {
     let sandbox = start("oauthacct", |_| {}).await;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let dir = temp_dir("oauth");
     let store_path = dir.join("brightpearl-tokens.json");
     let builder = || oauth_builder(&sandbox, &recorder).token_store_path(&store_path);
@@ -281,7 +250,7 @@ impl FileStoreView {
 #[tokio::test]
 async fn refresh_with_a_dead_refresh_token_is_invalid_grant_with_a_hint() {
     let sandbox = start("deadgrant", |_| {}).await;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let store = Arc::new(MemoryTokenStore::new(Some(StoredTokens::refresh_only(SecretString::from("not-a-live-token")))));
     let client = oauth_builder(&sandbox, &recorder)
         .base_url(sandbox.base_url())
@@ -310,7 +279,7 @@ async fn refresh_with_a_dead_refresh_token_is_invalid_grant_with_a_hint() {
 #[tokio::test]
 async fn private_app_staff_token_and_wrong_app_ref() {
     let sandbox = start("staffacct", |_| {}).await;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let client = staff_client(&sandbox, &recorder);
     let products = client.products(&[1001, 1002, 1003, 1005]).await.unwrap();
     assert_eq!(products.iter().map(|p| p.id).collect::<Vec<_>>(), [1001, 1002, 1003, 1005]);
@@ -337,7 +306,7 @@ async fn private_app_staff_token_and_wrong_app_ref() {
 #[tokio::test]
 async fn oauth_wrong_app_ref_is_401_after_one_refresh() {
     let sandbox = start("wrongref", |_| {}).await;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let good = oauth_client(&sandbox, &recorder).await;
     good.products(&[1001]).await.unwrap();
     let c = sandbox.credentials().brightpearl;
@@ -354,7 +323,7 @@ async fn oauth_wrong_app_ref_is_401_after_one_refresh() {
 #[tokio::test]
 async fn forbidden_403_is_told_apart_from_401() {
     let sandbox = start("forbidacct", |_| {}).await;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let client = staff_client(&sandbox, &recorder);
     sandbox
         .state()
@@ -378,7 +347,7 @@ async fn throttle_503_pauses_the_shared_limiter_and_calls_succeed() {
         c.brightpearl.throttle_window_secs = 1;
     })
     .await;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let client = staff_client(&sandbox, &recorder);
     let other = staff_client(&sandbox, &recorder);
     assert_eq!(client.rate_limiter().1, other.rate_limiter().1, "one pool per account (and developer)");
@@ -416,7 +385,7 @@ async fn throttle_503_pauses_the_shared_limiter_and_calls_succeed() {
 #[tokio::test]
 async fn id_sets_are_chunked_by_the_resource_limit() {
     let sandbox = start("idsetacct", |c| c.dataset.skus = 460).await;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let client = staff_client(&sandbox, &recorder);
     let ids: Vec<u64> = (1001..=1450).rev().collect();
     let products = client.products(&ids).await.unwrap();
@@ -440,7 +409,7 @@ async fn id_sets_are_chunked_by_the_resource_limit() {
 #[tokio::test]
 async fn search_pages_stream_and_decodes_rows() {
     let sandbox = start("searchacct", |_| {}).await;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let client = staff_client(&sandbox, &recorder);
     let query = SearchQuery::new().columns(["productId", "SKU", "productName"]).sort("productId", SortDirection::Asc).page_size(20);
     let pages: Vec<_> = client.search_pages(SearchResource::Products, query.clone()).collect().await;
@@ -481,7 +450,7 @@ async fn search_pages_stream_and_decodes_rows() {
 #[tokio::test]
 async fn cmnc_404_on_a_get_is_an_empty_result() {
     let sandbox = start("emptyacct", |_| {}).await;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let client = staff_client(&sandbox, &recorder);
     assert!(client.products(&[999_999]).await.unwrap().is_empty());
     assert!(client.contacts(&[1]).await.unwrap().is_empty());
@@ -499,7 +468,7 @@ async fn cmnc_404_on_a_get_is_an_empty_result() {
 #[tokio::test]
 async fn prices_and_price_lists() {
     let sandbox = start("priceacct", |_| {}).await;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let client = oauth_client(&sandbox, &recorder).await;
     let lists = client.price_lists().await.unwrap();
     assert!(lists.len() >= 2);
@@ -516,7 +485,7 @@ async fn prices_and_price_lists() {
 #[tokio::test]
 async fn contacts_exact_email_and_create_with_address() {
     let sandbox = start("contactacct", |_| {}).await;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let client = oauth_client(&sandbox, &recorder).await;
     let contact = |email: &str| ContactRequest {
         first_name: Some("Anna".into()),
@@ -560,7 +529,7 @@ async fn contacts_exact_email_and_create_with_address() {
 #[tokio::test]
 async fn sales_orders_status_goods_out_notes() {
     let sandbox = start("orderacct", |_| {}).await;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let client = oauth_client(&sandbox, &recorder).await;
     let order_id = client.create_sales_order(&sales_order(201, "NC-1")).await.unwrap();
     insta::assert_yaml_snapshot!("bp_create_sales_order", recorder.last("/sales-order"));
@@ -617,7 +586,7 @@ async fn sales_orders_status_goods_out_notes() {
 #[tokio::test]
 async fn webhooks_list_create_delete() {
     let sandbox = start("hookacct", |_| {}).await;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let client = oauth_client(&sandbox, &recorder).await;
     let request = WebhookRequest {
         subscribe_to: WebhookEventName::from("product.modified.on-hand-modified"),
@@ -651,7 +620,7 @@ async fn webhooks_list_create_delete() {
 #[tokio::test]
 async fn multi_message_at_most_ten() {
     let sandbox = start("multiacct", |_| {}).await;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let client = oauth_client(&sandbox, &recorder).await;
     let address = |i: usize| MultiMessage {
         label: format!("address-{i}"),
@@ -699,7 +668,7 @@ fn test_data(pairs: &[(&str, &str)]) -> WebhookSimulateRequest {
 #[tokio::test]
 async fn webhooks_by_id_and_update() {
     let sandbox = start("hookidacct", |_| {}).await;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let client = oauth_client(&sandbox, &recorder).await;
     let gets = || sandbox.state().faults.count("GET", &api(&sandbox, "/integration-service/webhook/"));
     let mut ids = Vec::new();
@@ -761,7 +730,7 @@ async fn webhooks_by_id_and_update() {
 #[tokio::test]
 async fn webhook_simulate_sends_at_most_ten_ids() {
     let sandbox = start("simacct", |_| {}).await;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let client = oauth_client(&sandbox, &recorder).await;
     let id = client.create_webhook(&local_hook(&sandbox, "product.modified.on-hand-modified")).await.unwrap() as u64;
     let simulations = || sandbox.state().faults.count("POST", &api(&sandbox, &format!("/integration-service/webhook/{id}/simulate")));
@@ -808,7 +777,7 @@ async fn webhook_simulate_sends_at_most_ten_ids() {
 #[tokio::test]
 async fn product_and_order_uris_from_options() {
     let sandbox = start("uriacct", |c| c.dataset.skus = 460).await;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let client = staff_client(&sandbox, &recorder);
     let options = |path: &str| sandbox.state().faults.count("OPTIONS", &api(&sandbox, path));
 
@@ -916,7 +885,7 @@ async fn options_cmnc_404_is_no_uris() {
 #[tokio::test]
 async fn order_statuses_shipping_statuses_warehouses_and_shipping_methods() {
     let sandbox = start("listacct", |c| c.dataset.warehouses = 3).await;
-    let recorder = Recorder::new();
+    let recorder = recorder();
     let client = oauth_client(&sandbox, &recorder).await;
 
     let statuses = client.order_statuses().await.unwrap();

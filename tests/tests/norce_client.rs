@@ -5,6 +5,8 @@
 //! is stored as a redacted `client_core::RequestSnapshot` (path and query only, no host/port;
 //! bearer tokens and the client secret redacted).
 
+mod common;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -14,7 +16,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use client_core::{RequestSnapshot, ReqwestTransport, Settings};
+use client_core::Settings;
+use common::Recorder;
 use futures::TryStreamExt as _;
 use models_runtime::{DecimalNumber, Timestamp};
 use norce_client::models::connect::{
@@ -78,46 +81,7 @@ fn client(sandbox: &Sandbox, recorder: Option<&Recorder>) -> NorceClient {
     builder.build().unwrap()
 }
 
-/// Records a redacted snapshot of every request, then sends it with reqwest.
-#[derive(Clone)]
-struct Recorder {
-    inner: ReqwestTransport,
-    seen: Arc<Mutex<Vec<RequestSnapshot>>>,
-}
-
-impl Recorder {
-    fn new() -> Self {
-        Self {
-            inner: ReqwestTransport::new(Duration::from_secs(10)).unwrap(),
-            seen: Arc::default(),
-        }
-    }
-
-    /// The requests since the last call.
-    fn take(&self) -> Vec<RequestSnapshot> {
-        std::mem::take(&mut *self.seen.lock().unwrap())
-    }
-}
-
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl Service<http::Request<Bytes>> for Recorder {
-    type Response = http::Response<Bytes>;
-    type Error = auth_core::Error;
-    type Future = BoxFut<Result<http::Response<Bytes>, auth_core::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<Bytes>) -> Self::Future {
-        self.seen
-            .lock()
-            .unwrap()
-            .push(RequestSnapshot::of(&request));
-        self.inner.call(request)
-    }
-}
 
 /// (URI, Authorization header) of one API request.
 type ApiCall = (String, Option<String>);
@@ -378,7 +342,7 @@ async fn every_operation_with_request_snapshots() {
     let mut config = SandboxConfig::default();
     config.norce.query_page_size = 8;
     let sandbox = start_with(config).await;
-    let recorder = Recorder::new();
+    let recorder = Recorder::new(Duration::from_secs(10));
     let client = client(&sandbox, Some(&recorder));
 
     // verify = token + GetApplication.

@@ -2,12 +2,15 @@
 //! mapping, retries, the feeds, `book_once` under commit-then-fail and crashes, and insta
 //! snapshots of the requests each operation sends (secrets redacted, no ports).
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use auth_core::{RetryConfig, SecretString};
 use bytes::Bytes;
 use client_core::{RequestSnapshot, ReqwestTransport, Settings};
+use common::Recorder;
 use futures::StreamExt as _;
 use nshift_client::models::{
     FindAgentsQuery, GetZipcodeInfoQuery, Parcel, Party, PrintConfig, SearchStoredShipmentsQuery,
@@ -182,36 +185,6 @@ fn ctf_rule(prefix: &str) -> FaultRule {
         commit_then_fail_rate: 1.0,
         remaining: Some(1),
         ..Default::default()
-    }
-}
-
-type Log = Arc<Mutex<Vec<RequestSnapshot>>>;
-
-/// `ReqwestTransport` that records what it sends.
-#[derive(Clone)]
-struct Recording {
-    inner: ReqwestTransport,
-    log: Log,
-}
-
-impl tower::Service<http::Request<Bytes>> for Recording {
-    type Response = http::Response<Bytes>;
-    type Error = auth_core::Error;
-    type Future = <ReqwestTransport as tower::Service<http::Request<Bytes>>>::Future;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<Bytes>) -> Self::Future {
-        self.log
-            .lock()
-            .expect("log")
-            .push(RequestSnapshot::of(&request));
-        self.inner.call(request)
     }
 }
 
@@ -1083,18 +1056,16 @@ async fn shipments_feed_pages_through_printed_shipments() {
 #[tokio::test]
 async fn request_snapshots_of_every_operation() {
     let sandbox = start().await;
-    let log: Log = Arc::default();
-    let transport = Recording {
-        inner: ReqwestTransport::new(Duration::from_secs(10)).expect("transport"),
-        log: log.clone(),
-    };
+    let recorder = Recorder::new(Duration::from_secs(10));
     let client = builder_for(sandbox.state())
-        .transport(transport)
+        .transport(recorder.clone())
         .build()
         .expect("client");
-    let take = |log: &Log| -> RequestSnapshot {
-        let mut log = log.lock().expect("log");
+    let seen: Mutex<Vec<RequestSnapshot>> = Mutex::default();
+    let take = |recorder: &Recorder| -> RequestSnapshot {
+        let mut log = recorder.take();
         assert_eq!(log.len(), 1, "{log:?}");
+        seen.lock().expect("seen").push(log[0].clone());
         log.remove(0)
     };
 
@@ -1102,49 +1073,49 @@ async fn request_snapshots_of_every_operation() {
         .create_shipment(print_request("NC-SNAP-1"))
         .await
         .expect("created");
-    insta::assert_yaml_snapshot!("create_shipment", take(&log));
+    insta::assert_yaml_snapshot!("create_shipment", take(&recorder));
     let shipment_id = printed[0].info.id.clone();
 
     let stored = client
         .store_shipment(shipment("NC-SNAP-2"))
         .await
         .expect("stored");
-    insta::assert_yaml_snapshot!("store_shipment", take(&log));
+    insta::assert_yaml_snapshot!("store_shipment", take(&recorder));
     client
         .find_stored_by_order_no("NC-SNAP-2")
         .await
         .expect("search");
-    insta::assert_yaml_snapshot!("search_stored_shipments", take(&log));
+    insta::assert_yaml_snapshot!("search_stored_shipments", take(&recorder));
     client.get_stored_shipment(&stored.id).await.expect("get");
-    insta::assert_yaml_snapshot!("get_stored_shipment", take(&log));
+    insta::assert_yaml_snapshot!("get_stored_shipment", take(&recorder));
     client
         .print_stored_shipment(&stored.id, &print_config("laser-a5", "pdf"))
         .await
         .expect("print");
-    insta::assert_yaml_snapshot!("print_stored_shipment", take(&log));
+    insta::assert_yaml_snapshot!("print_stored_shipment", take(&recorder));
     let other = client
         .store_shipment(shipment("NC-SNAP-3"))
         .await
         .expect("stored");
-    log.lock().expect("log").clear();
+    recorder.take();
     client
         .delete_stored_shipment(&other.id)
         .await
         .expect("delete");
-    insta::assert_yaml_snapshot!("delete_stored_shipment", take(&log));
+    insta::assert_yaml_snapshot!("delete_stored_shipment", take(&recorder));
 
     let documents = client
         .list_documents(&shipment_id)
         .await
         .expect("documents");
-    insta::assert_yaml_snapshot!("list_documents", take(&log));
+    insta::assert_yaml_snapshot!("list_documents", take(&recorder));
     client
         .fetch_document(&shipment_id, &documents[0].id)
         .await
         .expect("document");
-    insta::assert_yaml_snapshot!("fetch_document", take(&log));
+    insta::assert_yaml_snapshot!("fetch_document", take(&recorder));
     client.cancel_shipment(&shipment_id).await.expect("cancel");
-    insta::assert_yaml_snapshot!("cancel_shipment", take(&log));
+    insta::assert_yaml_snapshot!("cancel_shipment", take(&recorder));
 
     let query = FindAgentsQuery {
         type_: "POSTNORD".into(),
@@ -1153,7 +1124,7 @@ async fn request_snapshots_of_every_operation() {
         ..Default::default()
     };
     client.find_agents(&query).await.expect("agents");
-    insta::assert_yaml_snapshot!("find_agents", take(&log));
+    insta::assert_yaml_snapshot!("find_agents", take(&recorder));
     client
         .zipcode_info(&GetZipcodeInfoQuery {
             zip: "11151".into(),
@@ -1161,37 +1132,34 @@ async fn request_snapshots_of_every_operation() {
         })
         .await
         .expect("zip");
-    insta::assert_yaml_snapshot!("zipcode_info", take(&log));
+    insta::assert_yaml_snapshot!("zipcode_info", take(&recorder));
     client.fetch_alerts(FEED_START).await.expect("alerts");
-    insta::assert_yaml_snapshot!("fetch_alerts", take(&log));
+    insta::assert_yaml_snapshot!("fetch_alerts", take(&recorder));
     client.fetch_shipments(FEED_START).await.expect("shipments");
-    insta::assert_yaml_snapshot!("fetch_shipments", take(&log));
+    insta::assert_yaml_snapshot!("fetch_shipments", take(&recorder));
 
     // Nothing secret anywhere: neither the Basic credentials nor the secret in clear.
     let creds = sandbox.credentials().nshift;
-    let all = serde_json::to_string(&*log.lock().expect("log")).expect("json");
+    let seen = seen.into_inner().expect("seen");
+    assert_eq!(seen.len(), 13);
+    let all = serde_json::to_string(&seen).expect("json");
     assert!(!all.contains(&creds.secret_id));
 }
 
 #[tokio::test]
 async fn book_once_request_sequence_snapshot() {
     let sandbox = start().await;
-    let log: Log = Arc::default();
-    let transport = Recording {
-        inner: ReqwestTransport::new(Duration::from_secs(10)).expect("transport"),
-        log: log.clone(),
-    };
+    let recorder = Recorder::new(Duration::from_secs(10));
     let client = builder_for(sandbox.state())
-        .transport(transport)
+        .transport(recorder.clone())
         .build()
         .expect("client");
     client
         .book_once("NC-SNAP-ONCE", shipment("NC-SNAP-ONCE"))
         .await
         .expect("booked");
-    let sequence: Vec<String> = log
-        .lock()
-        .expect("log")
+    let sequence: Vec<String> = recorder
+        .log()
         .iter()
         .map(|r| {
             let query: Vec<String> = r.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -1592,19 +1560,15 @@ async fn jwt_is_refreshed_ahead_of_its_expiry_under_paused_time() {
 #[tokio::test]
 async fn request_snapshots_of_address_price_history_and_jwt() {
     let sandbox = start().await;
-    let log: Log = Arc::default();
-    let transport = Recording {
-        inner: ReqwestTransport::new(Duration::from_secs(10)).expect("transport"),
-        log: log.clone(),
-    };
+    let recorder = Recorder::new(Duration::from_secs(10));
     let client = builder_for(sandbox.state())
-        .transport(transport)
+        .transport(recorder.clone())
         .auth_mode(AuthMode::Jwt)
         .build()
         .expect("client");
     let seen: Arc<Mutex<Vec<RequestSnapshot>>> = Arc::default();
-    let take = |log: &Log| -> Vec<RequestSnapshot> {
-        let taken = std::mem::take(&mut *log.lock().expect("log"));
+    let take = |recorder: &Recorder| -> Vec<RequestSnapshot> {
+        let taken = recorder.take();
         seen.lock().expect("seen").extend(taken.iter().cloned());
         taken
     };
@@ -1616,17 +1580,17 @@ async fn request_snapshots_of_address_price_history_and_jwt() {
         )
         .await
         .expect("checked");
-    let mut first = take(&log);
+    let mut first = take(&recorder);
     assert_eq!(first.len(), 2, "the JWT, then the call: {first:?}");
     insta::assert_yaml_snapshot!("create_jwt_session", first.remove(0));
     insta::assert_yaml_snapshot!("check_address", first.remove(0));
     client.price(price_request("P15")).await.expect("price");
-    insta::assert_yaml_snapshot!("get_price", take(&log).remove(0));
+    insta::assert_yaml_snapshot!("get_price", take(&recorder).remove(0));
     client
         .fetch_price_history(FEED_START)
         .await
         .expect("history");
-    insta::assert_yaml_snapshot!("fetch_price_history", take(&log).remove(0));
+    insta::assert_yaml_snapshot!("fetch_price_history", take(&recorder).remove(0));
 
     let creds = sandbox.credentials().nshift;
     let all = serde_json::to_string(&*seen.lock().expect("seen")).expect("json");

@@ -148,6 +148,11 @@ pub(crate) fn error_of(response: &Response<Bytes>) -> Error {
     }
 }
 
+/// Decodes a success answer's body.
+pub(crate) fn decode<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| Error::Decode { status, message: e.to_string(), body: truncate(body) })
+}
+
 #[derive(serde::Deserialize)]
 struct Envelope<T> {
     response: T,
@@ -214,9 +219,7 @@ impl Client {
         let base = self.base_url()?;
         let mut url = reqwest::Url::parse(&format!("{}/public-api/{}{}", base.as_str().trim_end_matches('/'), self.inner.account, path))
             .map_err(|e| Error::InvalidRequest(format!("bad path `{path}`: {e}")))?;
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        }
+        client_core::append_query(&mut url, query);
         let mut attempt = 1;
         loop {
             let slot = UnauthorizedSlot::default();
@@ -242,30 +245,34 @@ impl Client {
         }
     }
 
-    /// Sends a call and decodes `{"response": T}`; `Ok(None)` for `404 CMNC-404` on a GET or an
-    /// `OPTIONS` (Brightpearl's "nothing found"; on a write it stays an error).
-    pub(crate) async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, query: &[(String, String)], body: Option<Bytes>) -> Result<Option<T>> {
+    /// [`Self::send_raw`], with a non-success answer turned into its [`Error`], except
+    /// `404 CMNC-404` on a GET or an `OPTIONS` (Brightpearl's "nothing found"; on a write it
+    /// stays an error), which is `Ok(None)`.
+    pub(crate) async fn send_checked(&self, method: Method, path: &str, query: &[(String, String)], body: Option<Bytes>) -> Result<Option<Response<Bytes>>> {
         let is_read = method == Method::GET || method == Method::OPTIONS;
         let response = self.send_raw(method, path, query, body).await?;
-        let status = response.status();
-        if !status.is_success() {
-            let error = error_of(&response);
-            if is_read && status == StatusCode::NOT_FOUND && error.failure().is_some_and(|f| f.has_code("CMNC-404")) {
-                return Ok(None);
-            }
-            return Err(error);
+        if response.status().is_success() {
+            return Ok(Some(response));
         }
+        let error = error_of(&response);
+        if is_read && response.status() == StatusCode::NOT_FOUND && error.failure().is_some_and(|f| f.has_code("CMNC-404")) {
+            return Ok(None);
+        }
+        Err(error)
+    }
+
+    /// Sends a call and decodes `{"response": T}`; `Ok(None)` for `404 CMNC-404` on a GET or an
+    /// `OPTIONS` (see [`Self::send_checked`]).
+    pub(crate) async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, query: &[(String, String)], body: Option<Bytes>) -> Result<Option<T>> {
+        let Some(response) = self.send_checked(method, path, query, body).await? else { return Ok(None) };
         let body = response.body();
         let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{\"response\":null}" } else { body };
-        serde_json::from_slice::<Envelope<T>>(body)
-            .map(|e| Some(e.response))
-            .map_err(|e| Error::Decode { status, message: e.to_string(), body: truncate(body) })
+        decode::<Envelope<T>>(response.status(), body).map(|e| Some(e.response))
     }
 
     /// Sends a call whose answer carries nothing of interest (`{}` of status PUTs and DELETEs).
     pub(crate) async fn call_unit(&self, method: Method, path: &str, body: Option<Bytes>) -> Result<()> {
-        let response = self.send_raw(method, path, &[], body).await?;
-        if response.status().is_success() { Ok(()) } else { Err(error_of(&response)) }
+        self.send_checked(method, path, &[], body).await.map(drop)
     }
 
     /// JSON-encodes a request body.

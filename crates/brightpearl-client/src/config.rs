@@ -99,26 +99,18 @@ impl fmt::Debug for ClientBuilder {
     }
 }
 
-fn optional_secret(settings: &Settings, name: &str) -> Result<Option<SecretString>, SettingsError> {
-    if settings.any_set(&[name]) {
-        settings.secret(name, "").map(Some)
-    } else {
-        Ok(None)
-    }
-}
-
 impl ClientBuilder {
     /// An empty builder.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Reads every setting from the process environment (see [`env`]).
+    /// Reads every setting from the process environment (see [`env`](mod@env)).
     pub fn from_env() -> Result<Self> {
         Self::from_settings(&Settings::from_env())
     }
 
-    /// Reads every setting from `settings` (see [`env`] for the names). Secrets may come from
+    /// Reads every setting from `settings` (see [`env`](mod@env) for the names). Secrets may come from
     /// `NAME_FILE`.
     pub fn from_settings(settings: &Settings) -> Result<Self> {
         let mut builder = Self::new();
@@ -126,9 +118,9 @@ impl ClientBuilder {
         builder.app_ref = settings.get(env::APP_REF);
         builder.dev_ref = settings.get(env::DEV_REF);
         builder.client_id = settings.get(env::CLIENT_ID);
-        builder.client_secret = optional_secret(settings, env::CLIENT_SECRET)?;
-        builder.staff_token = optional_secret(settings, env::STAFF_TOKEN)?;
-        builder.refresh_token = optional_secret(settings, env::REFRESH_TOKEN)?;
+        builder.client_secret = settings.optional_secret(env::CLIENT_SECRET)?;
+        builder.staff_token = settings.optional_secret(env::STAFF_TOKEN)?;
+        builder.refresh_token = settings.optional_secret(env::REFRESH_TOKEN)?;
         builder.token_store_path = settings.get(env::TOKEN_STORE).map(PathBuf::from);
         builder.base_url = settings.get(env::BASE_URL);
         builder.oauth_url = settings.get(env::OAUTH_URL);
@@ -271,7 +263,7 @@ impl ClientBuilder {
         let transport = match self.transport.clone() {
             Some(t) => t,
             None => BoxTransport::new(
-                client_core::ReqwestTransport::new(self.timeout.unwrap_or(Duration::from_secs(30)))
+                client_core::ReqwestTransport::new(self.timeout.unwrap_or(client_core::DEFAULT_TIMEOUT))
                     .map_err(|e| Error::Transport(Box::new(e)))?,
             ),
         };

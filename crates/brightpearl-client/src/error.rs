@@ -226,29 +226,11 @@ fn token_hint(e: &auth_core::TokenError) -> String {
     }
 }
 
-/// Whether an error chain contains a timeout.
-fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(r) = err.downcast_ref::<reqwest::Error>()
-            && r.is_timeout()
-        {
-            return true;
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
-}
-
 impl Error {
     /// Converts a stack error; `unauthorized` is the captured 401 answer, if any.
     pub(crate) fn from_stack(e: auth_core::Error, unauthorized: Option<ApiFailure>) -> Self {
         use auth_core::Error as A;
+        let timeout = client_core::is_timeout(&e);
         match e {
             A::Token(t) => Self::Token(t),
             A::RateLimit(r) => Self::RateLimit(r),
@@ -258,13 +240,8 @@ impl Error {
                 request_id: None,
                 body: String::new(),
             })),
-            A::Connect(b) | A::Transport(b) => {
-                if is_timeout(b.as_ref()) {
-                    Self::Timeout(b)
-                } else {
-                    Self::Transport(b)
-                }
-            }
+            A::Connect(b) | A::Transport(b) if timeout => Self::Timeout(b),
+            A::Connect(b) | A::Transport(b) => Self::Transport(b),
             other => Self::Transport(Box::new(other)),
         }
     }

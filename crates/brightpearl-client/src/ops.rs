@@ -130,10 +130,7 @@ impl Client {
 
     /// Every price list: `GET /product-service/price-list`.
     pub async fn price_lists(&self) -> Result<Vec<PriceList>> {
-        Ok(self
-            .call::<Vec<PriceList>>(Method::GET, "/product-service/price-list", &[], None)
-            .await?
-            .unwrap_or_default())
+        self.list("/product-service/price-list").await
     }
 
     /// Product prices: `GET /product-service/product-price/{idSet}[/price-list/{priceListId}]`,
@@ -255,20 +252,14 @@ impl Client {
     /// statuses to Norce ones and to find the id for [`update_order_status`](Self::update_order_status).
     /// `CMNC-404` is an empty list.
     pub async fn order_statuses(&self) -> Result<Vec<OrderStatus>> {
-        Ok(self
-            .call::<Vec<OrderStatus>>(Method::GET, "/order-service/order-status", &[], None)
-            .await?
-            .unwrap_or_default())
+        self.list("/order-service/order-status").await
     }
 
     /// Every order shipping status (`id`, `code` such as `NST`, `SNS`, `SPS`, `ASS`,
     /// `description`): `GET /order-service/order-shipping-status`. The ids are those of the
     /// `orderShippingStatusId` search column. `CMNC-404` is an empty list.
     pub async fn order_shipping_statuses(&self) -> Result<Vec<OrderShippingStatus>> {
-        Ok(self
-            .call::<Vec<OrderShippingStatus>>(Method::GET, "/order-service/order-shipping-status", &[], None)
-            .await?
-            .unwrap_or_default())
+        self.list("/order-service/order-shipping-status").await
     }
 
     /// Goods-out notes by their ids: `GET /warehouse-service/order/*/goods-note/goods-out/{idSet}`,
@@ -294,28 +285,19 @@ impl Client {
     /// Every warehouse of the account, by id and name: `GET /warehouse-service/warehouse`.
     /// `CMNC-404` is an empty list.
     pub async fn warehouses(&self) -> Result<Vec<NamedItem>> {
-        Ok(self
-            .call::<Vec<NamedItem>>(Method::GET, "/warehouse-service/warehouse", &[], None)
-            .await?
-            .unwrap_or_default())
+        self.list("/warehouse-service/warehouse").await
     }
 
     /// Every shipping method of the account, by id and name (the `shippingMethodId` of orders
     /// and goods-out notes): `GET /warehouse-service/shipping-method`. Used to map Brightpearl
     /// shipping methods to Norce delivery methods and nShift services. `CMNC-404` is an empty list.
     pub async fn shipping_methods(&self) -> Result<Vec<NamedItem>> {
-        Ok(self
-            .call::<Vec<NamedItem>>(Method::GET, "/warehouse-service/shipping-method", &[], None)
-            .await?
-            .unwrap_or_default())
+        self.list("/warehouse-service/shipping-method").await
     }
 
     /// Every webhook: `GET /integration-service/webhook` (`CMNC-404` is an empty list).
     pub async fn webhooks(&self) -> Result<Vec<Webhook>> {
-        Ok(self
-            .call::<Vec<Webhook>>(Method::GET, "/integration-service/webhook", &[], None)
-            .await?
-            .unwrap_or_default())
+        self.list("/integration-service/webhook").await
     }
 
     /// Webhooks by id: `GET /integration-service/webhook/{idSet}`, chunks of 100, sorted by id.
@@ -421,6 +403,11 @@ impl Client {
             .try_collect()
             .await?;
         Ok(answers.into_iter().flatten().flat_map(|a| a.get_uris.unwrap_or_default()).collect())
+    }
+
+    /// `GET path` of a list; `CMNC-404` is an empty list.
+    async fn list<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Vec<T>> {
+        Ok(self.call::<Vec<T>>(Method::GET, path, &[], None).await?.unwrap_or_default())
     }
 
     /// POSTs `body` and returns the `{"response": id}` of the created resource.

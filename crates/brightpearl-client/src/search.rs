@@ -7,7 +7,7 @@ use futures::Stream;
 use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::client::{Client, error_of, truncate};
+use crate::client::{Client, decode};
 use crate::error::{Error, Result};
 
 /// A searchable resource and its path.
@@ -198,17 +198,10 @@ impl SearchPage {
 impl Client {
     /// Runs one search page. A `404 CMNC-404` is an empty page.
     pub async fn search(&self, resource: SearchResource, query: &SearchQuery) -> Result<SearchPage> {
-        let response = self.send_raw(Method::GET, resource.path(), &query.to_query(), None).await?;
-        let status = response.status();
-        if !status.is_success() {
-            let error = error_of(&response);
-            if status == StatusCode::NOT_FOUND && error.failure().is_some_and(|f| f.has_code("CMNC-404")) {
-                return Ok(SearchPage::default());
-            }
-            return Err(error);
-        }
-        let envelope: SearchEnvelope = serde_json::from_slice(response.body())
-            .map_err(|e| Error::Decode { status, message: e.to_string(), body: truncate(response.body()) })?;
+        let Some(response) = self.send_checked(Method::GET, resource.path(), &query.to_query(), None).await? else {
+            return Ok(SearchPage::default());
+        };
+        let envelope: SearchEnvelope = decode(response.status(), response.body())?;
         Ok(SearchPage { results: envelope.response, reference: envelope.reference.unwrap_or_default() })
     }
 

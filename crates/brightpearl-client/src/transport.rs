@@ -12,11 +12,7 @@ use tower::Service;
 
 use crate::error::ApiFailure;
 
-/// The type-erased transport at the bottom of the stack: `http::Request<Bytes>` in, a
-/// buffered `http::Response<Bytes>` out, errors as [`auth_core::Error`]
-/// ([`client_core::ReqwestTransport`] by default; wrap it to record requests in tests).
-pub type BoxTransport =
-    tower::util::BoxCloneSyncService<Request<Bytes>, Response<Bytes>, auth_core::Error>;
+pub use client_core::BoxTransport;
 
 /// Request extension: where the layer below auth leaves a 401 answer, so the error keeps
 /// Brightpearl's message although the auth layer only reports the status.

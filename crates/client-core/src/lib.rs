@@ -2,15 +2,20 @@
 //!
 //! - [`ReqwestTransport`]: the bottom of every client's tower stack (and the token transport of
 //!   the OAuth sources): `http::Request<Bytes>` in, buffered `http::Response<Bytes>` out, with
-//!   errors classified for the retry layer (not sent vs maybe sent) and a per-request timeout;
+//!   errors classified for the retry layer (not sent vs maybe sent) and a per-request timeout
+//!   ([`DEFAULT_TIMEOUT`]); [`BoxTransport`], the type-erased transport a client is built on;
+//!   [`is_timeout`], which tells a timeout apart in a stack error;
+//! - [`query_pairs`] / [`append_query`]: the query string of a generated `*Query` type;
 //! - [`settings`]: reading settings from code or the environment, with errors that name the
 //!   setting, and the HTTPS-except-loopback rule for base URLs;
 //! - [`snapshot`]: a redacted, serializable view of a request for insta snapshots.
 
+mod query;
 pub mod settings;
 pub mod snapshot;
 mod transport;
 
+pub use query::{append_query, query_pairs};
 pub use settings::{Settings, SettingsError, base_url};
 pub use snapshot::RequestSnapshot;
-pub use transport::ReqwestTransport;
+pub use transport::{BoxTransport, DEFAULT_TIMEOUT, ReqwestTransport, is_timeout};

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::str::FromStr;
+use std::time::Duration;
 
 use auth_core::SecretString;
 
@@ -122,6 +123,20 @@ impl Settings {
         }
     }
 
+    /// An optional whole number of seconds, at least `min_secs`.
+    pub fn seconds(&self, name: &str, min_secs: u64) -> Result<Option<Duration>, SettingsError> {
+        match self.parse::<u64>(name, "a whole number of seconds")? {
+            Some(secs) if secs < min_secs => Err(SettingsError::invalid(name, format!("must be at least {min_secs}"))),
+            secs => Ok(secs.map(Duration::from_secs)),
+        }
+    }
+
+    /// An optional secret: `None` when neither `NAME` nor `NAME_FILE` is set, else
+    /// [`Self::secret`] (an unreadable or empty file is an error).
+    pub fn optional_secret(&self, name: &str) -> Result<Option<SecretString>, SettingsError> {
+        if self.any_set(&[name]) { self.secret(name, "").map(Some) } else { Ok(None) }
+    }
+
     /// A secret from `NAME`, or from the file named by `NAME_FILE`. Never echoed in errors.
     pub fn secret(&self, name: &str, hint: &str) -> Result<SecretString, SettingsError> {
         if let Some(value) = self.get(name) {
@@ -214,5 +229,20 @@ mod tests {
         let err = settings.secret("C", "set the secret").unwrap_err();
         assert!(err.to_string().contains("`C` is not set: set the secret (or set `C_FILE`"), "{err}");
         assert!(!format!("{settings:?}").contains("inline"));
+        assert_eq!(settings.optional_secret("B").unwrap().unwrap().expose_secret(), "from-file");
+        assert!(settings.optional_secret("C").unwrap().is_none());
+        let empty = dir.join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let settings = Settings::from_pairs([("D_FILE", empty.to_str().unwrap())]);
+        assert_eq!(settings.optional_secret("D").unwrap_err().setting(), "D_FILE");
+    }
+
+    #[test]
+    fn seconds_have_a_minimum() {
+        let settings = Settings::from_pairs([("T", "0"), ("U", "90"), ("V", "soon")]);
+        assert_eq!(settings.seconds("T", 1).unwrap_err().to_string(), "`T` is invalid: must be at least 1");
+        assert_eq!(settings.seconds("U", 60).unwrap(), Some(Duration::from_secs(90)));
+        assert_eq!(settings.seconds("W", 1).unwrap(), None);
+        assert!(settings.seconds("V", 1).unwrap_err().to_string().contains("`soon` is not a whole number of seconds"));
     }
 }

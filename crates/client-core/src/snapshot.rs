@@ -64,7 +64,8 @@ fn redact_json(value: serde_json::Value) -> serde_json::Value {
 impl RequestSnapshot {
     /// Captures `request`. Query pairs, form fields and JSON fields whose keys look secret
     /// (`*secret*`, `*token*`, `*password*`; `code` in forms and queries) are redacted too, and so
-    /// is the value of any `secret=` parameter inside a text (a URI carrying a shared secret).
+    /// is the value of any `secret=` parameter inside a text, a query value or a form value (a
+    /// URI carrying a shared secret).
     pub fn of(request: &http::Request<bytes::Bytes>) -> Self {
         let uri = request.uri();
         let query = uri
@@ -72,7 +73,7 @@ impl RequestSnapshot {
             .map(|q| {
                 url::form_urlencoded::parse(q.as_bytes())
                     .map(|(k, v)| {
-                        let v = if secret_key(&k, true) { "[redacted]".to_owned() } else { v.into_owned() };
+                        let v = if secret_key(&k, true) { "[redacted]".to_owned() } else { redact_secret_params(&v) };
                         (k.into_owned(), v)
                     })
                     .collect()
@@ -95,7 +96,7 @@ impl RequestSnapshot {
         } else if content_type.starts_with("application/x-www-form-urlencoded") {
             let pairs = url::form_urlencoded::parse(raw).map(|(k, v)| {
                 let secret = secret_key(&k, true);
-                (k.into_owned(), serde_json::Value::String(if secret { "[redacted]".into() } else { v.into_owned() }))
+                (k.into_owned(), serde_json::Value::String(if secret { "[redacted]".into() } else { redact_secret_params(&v) }))
             });
             serde_json::Value::Object(pairs.collect())
         } else {
@@ -114,14 +115,14 @@ mod tests {
         let mut request = http::Request::post("https://h.example/token?x=1")
             .header("authorization", "Bearer abc")
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(bytes::Bytes::from_static(b"grant_type=client_credentials&client_id=id&client_secret=s3cr3t"))
+            .body(bytes::Bytes::from_static(b"grant_type=client_credentials&client_id=id&client_secret=s3cr3t&redirect_uri=https%3A%2F%2Fr.example%2F%3Fsecret%3Df0rm"))
             .unwrap();
         let mut sensitive = http::HeaderValue::from_static("hidden");
         sensitive.set_sensitive(true);
         request.headers_mut().insert("x-custom", sensitive);
         let snap = RequestSnapshot::of(&request);
         let text = serde_json::to_string(&snap).unwrap();
-        for secret in ["abc", "s3cr3t", "hidden"] {
+        for secret in ["abc", "s3cr3t", "hidden", "f0rm"] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
         assert_eq!(snap.query, vec![("x".to_owned(), "1".to_owned())]);
@@ -137,18 +138,19 @@ mod tests {
             "statusCode": 4,
             "Code": "ErpStatusText",
         });
-        let request = http::Request::put("https://h.example/hook?secret=q5ecret&page=2")
+        let request = http::Request::put("https://h.example/hook?secret=q5ecret&page=2&next=%2Fcb%3Fsecret%3Dn3xt")
             .header("content-type", "application/json")
             .body(bytes::Bytes::from(body.to_string()))
             .unwrap();
         let snap = RequestSnapshot::of(&request);
         let text = serde_json::to_string(&snap).unwrap();
-        for secret in ["s3cr3t", "t0k3n", "hidden", "q5ecret"] {
+        for secret in ["s3cr3t", "t0k3n", "hidden", "q5ecret", "n3xt"] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
         assert_eq!(snap.body["uriTemplate"], "https://relay.example/brightpearl/webhooks?secret=[redacted]&x=1");
         assert_eq!(snap.body["rows"][0]["name"], "kept");
         assert_eq!((&snap.body["statusCode"], &snap.body["Code"]), (&serde_json::json!(4), &serde_json::json!("ErpStatusText")));
-        assert_eq!(snap.query, vec![("secret".to_owned(), "[redacted]".to_owned()), ("page".to_owned(), "2".to_owned())]);
+        assert_eq!(snap.query[..2], [("secret".to_owned(), "[redacted]".to_owned()), ("page".to_owned(), "2".to_owned())]);
+        assert_eq!(snap.query[2], ("next".to_owned(), "/cb?secret=[redacted]".to_owned()));
     }
 }

@@ -7,7 +7,37 @@ use std::time::Duration;
 
 use auth_core::Error;
 use bytes::Bytes;
+use http::{Request, Response};
 use tower::Service;
+use tower::util::BoxCloneSyncService;
+
+/// The per-request timeout of a client's default transport unless configured.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The type-erased bottom of a client's stack: `http::Request<Bytes>` in, a buffered
+/// `http::Response<Bytes>` out, errors as [`auth_core::Error`]. [`ReqwestTransport`] by
+/// default; tests wrap it to record requests.
+pub type BoxTransport = BoxCloneSyncService<Request<Bytes>, Response<Bytes>, Error>;
+
+/// Whether a stack error is a timeout: a connect or transport failure caused by reqwest's
+/// timeout, an I/O `TimedOut`, or a tokio `Elapsed` (a transport of one's own that uses
+/// `tokio::time::timeout`). Such a request may or may not have been processed.
+pub fn is_timeout(e: &Error) -> bool {
+    let (Error::Transport(inner) | Error::Connect(inner)) = e else {
+        return false;
+    };
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
+    while let Some(err) = current {
+        if err.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_timeout)
+            || err.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            || err.is::<tokio::time::error::Elapsed>()
+        {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
 
 /// Sends `http::Request<Bytes>` with reqwest and buffers the answer.
 ///
@@ -46,8 +76,8 @@ fn classify(e: reqwest::Error) -> Error {
     if e.is_connect() { Error::connect(e) } else { Error::transport(e) }
 }
 
-impl Service<http::Request<Bytes>> for ReqwestTransport {
-    type Response = http::Response<Bytes>;
+impl Service<Request<Bytes>> for ReqwestTransport {
+    type Response = Response<Bytes>;
     type Error = Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Error>> + Send>>;
 
@@ -55,7 +85,7 @@ impl Service<http::Request<Bytes>> for ReqwestTransport {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: http::Request<Bytes>) -> Self::Future {
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
         let client = self.client.clone();
         Box::pin(async move {
             let request = reqwest::Request::try_from(request.map(reqwest::Body::from)).map_err(Error::connect)?;
@@ -82,6 +112,32 @@ mod tests {
         let request = http::Request::get(format!("http://127.0.0.1:{port}/")).body(Bytes::new()).unwrap();
         let err = ReqwestTransport::new(Duration::from_secs(5)).unwrap().oneshot(request).await.unwrap_err();
         assert!(err.is_connect(), "{err}");
+    }
+
+    #[test]
+    fn timeouts_are_found_in_the_error_chain() {
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow");
+        assert!(is_timeout(&Error::transport(io)));
+        assert!(is_timeout(&Error::connect(std::io::Error::new(std::io::ErrorKind::TimedOut, "slow"))));
+        assert!(!is_timeout(&Error::transport(std::io::Error::other("reset"))));
+        assert!(!is_timeout(&Error::Unauthorized { status: http::StatusCode::UNAUTHORIZED }));
+    }
+
+    #[tokio::test]
+    async fn reqwest_timeout_is_a_timeout() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            // Accept and read, never answer.
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await;
+            std::future::pending::<()>().await;
+        });
+        let request = http::Request::get(format!("http://{addr}/")).body(Bytes::new()).unwrap();
+        let err = ReqwestTransport::new(Duration::from_millis(200)).unwrap().oneshot(request).await.unwrap_err();
+        assert!(is_timeout(&err), "{err}");
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use auth_core::{
     TraceLayer,
 };
 use bytes::Bytes;
-use client_core::{ReqwestTransport, Settings, SettingsError};
+use client_core::{BoxTransport, DEFAULT_TIMEOUT, ReqwestTransport, Settings, SettingsError};
 use http::{Method, Request, Response, header};
 use models_runtime::OperationInfo;
 use reqwest::Url;
@@ -21,13 +21,6 @@ use tracing::Instrument as _;
 
 use crate::config::{Endpoints, Environment, Stage, join, resolve_scope};
 use crate::error::{Error, ErrorResponse};
-
-/// The bottom of the stack: `http::Request<Bytes>` in, buffered `http::Response<Bytes>` out.
-/// [`ReqwestTransport`] by default; tests wrap it to record requests.
-pub type BoxTransport = BoxCloneSyncService<Request<Bytes>, Response<Bytes>, auth_core::Error>;
-
-/// Default per-request timeout (connect, send and read).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Builds a [`NorceClient`] from code ([`NorceClient::builder`]) or from `NORCE_*` settings
 /// ([`NorceClientBuilder::from_env`], [`NorceClientBuilder::from_settings`]).
@@ -147,12 +140,7 @@ impl NorceClientBuilder {
                 Environment::norce(slug, region, stage)
             }
         };
-        let timeout = settings
-            .parse::<u64>("NORCE_TIMEOUT_SECS", "a number of seconds")?
-            .map(Duration::from_secs);
-        if timeout.is_some_and(|t| t.is_zero()) {
-            return Err(SettingsError::invalid("NORCE_TIMEOUT_SECS", "must be at least 1").into());
-        }
+        let timeout = settings.seconds("NORCE_TIMEOUT_SECS", 1)?;
         let builder = Self {
             client_id: Some(client_id),
             client_secret: Some(client_secret),
@@ -427,24 +415,12 @@ impl NorceClient {
         op: &'static OperationInfo,
         query: &Q,
     ) -> Result<Url, Error> {
-        let mut url = join(base, op.path);
-        let value = serde_json::to_value(query).map_err(|e| Error::InvalidRequest {
+        let pairs = client_core::query_pairs(query).map_err(|e| Error::InvalidRequest {
             operation: op.id,
             reason: format!("query: {e}"),
         })?;
-        if let serde_json::Value::Object(map) = value
-            && !map.is_empty()
-        {
-            let mut pairs = url.query_pairs_mut();
-            for (key, v) in map {
-                let text = match v {
-                    serde_json::Value::Null => continue,
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                pairs.append_pair(&key, &text);
-            }
-        }
+        let mut url = join(base, op.path);
+        client_core::append_query(&mut url, &pairs);
         Ok(url)
     }
 

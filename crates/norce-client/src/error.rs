@@ -323,7 +323,7 @@ impl Error {
                 operation,
                 response: None,
             },
-            other if is_timeout(&other) => Self::Timeout {
+            other if client_core::is_timeout(&other) => Self::Timeout {
                 operation,
                 source: Box::new(other),
             },
@@ -517,26 +517,6 @@ fn token_hint(source: &TokenError) -> String {
         TokenError::Timeout(_) => "the token endpoint did not answer in time: check connectivity".to_owned(),
         _ => "no token could be obtained: check NORCE_CLIENT_ID and NORCE_CLIENT_SECRET".to_owned(),
     }
-}
-
-/// Whether a stack error is a timeout (reqwest's, or a tokio `Elapsed`).
-fn is_timeout(e: &auth_core::Error) -> bool {
-    let (auth_core::Error::Transport(inner) | auth_core::Error::Connect(inner)) = e else {
-        return false;
-    };
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
-    while let Some(err) = current {
-        if let Some(r) = err.downcast_ref::<reqwest::Error>()
-            && r.is_timeout()
-        {
-            return true;
-        }
-        if err.is::<tokio::time::error::Elapsed>() {
-            return true;
-        }
-        current = err.source();
-    }
-    false
 }
 
 #[cfg(test)]

@@ -99,10 +99,8 @@ impl NorceClient {
         let started = Instant::now();
         let deadline = started + options.timeout;
         let mut interval = options.initial_interval;
-        let mut last_status = None;
         loop {
             let job = self.get_job(job_id).await?;
-            last_status = Some(job.status_id).or(last_status);
             if is_finished(&job) {
                 if job.status_id == JOB_SUCCEEDED {
                     tracing::info!(target: "norce_client", job_id, "job succeeded");
@@ -126,7 +124,7 @@ impl NorceClient {
                 return Err(Error::JobTimeout {
                     job_id,
                     waited: now - started,
-                    last_status,
+                    last_status: Some(job.status_id),
                 });
             }
             let sleep = interval.min(deadline - now);

@@ -38,7 +38,9 @@ mod jobs;
 mod ops;
 mod registry;
 
-pub use client::{BoxTransport, DEFAULT_TIMEOUT, NorceClient, NorceClientBuilder};
+pub use client::{NorceClient, NorceClientBuilder};
+/// Re-exported: the type-erased transport under the stack, and its default timeout.
+pub use client_core::{BoxTransport, DEFAULT_TIMEOUT};
 pub use config::{Endpoints, Environment, LEGACY_STORM_TOKEN_URL, ParseStageError, Stage};
 pub use error::{Error, ErrorResponse, JobFailure, Throttler};
 pub use imports::{

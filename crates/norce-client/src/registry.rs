@@ -14,7 +14,7 @@ use auth_core::{
 use reqwest::Url;
 use tower::{ServiceBuilder, ServiceExt as _};
 
-use crate::client::BoxTransport;
+use client_core::BoxTransport;
 
 struct Entry {
     id: u64,

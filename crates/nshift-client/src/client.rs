@@ -173,19 +173,8 @@ fn licence_of(op: &OperationInfo) -> &'static str {
 
 /// Query pairs of a serializable parameter struct (absent fields left out, sorted by name).
 fn query_pairs<Q: Serialize>(query: &Q) -> Result<Vec<(String, String)>, Error> {
-    let value = serde_json::to_value(query)
-        .map_err(|e| Error::InvalidInput(format!("query parameters: {e}")))?;
-    let serde_json::Value::Object(map) = value else {
-        return Ok(Vec::new());
-    };
-    Ok(map
-        .into_iter()
-        .filter_map(|(k, v)| match v {
-            serde_json::Value::Null => None,
-            serde_json::Value::String(s) => Some((k, s)),
-            other => Some((k, other.to_string())),
-        })
-        .collect())
+    client_core::query_pairs(query)
+        .map_err(|e| Error::InvalidInput(format!("query parameters: {e}")))
 }
 
 /// A request body.
@@ -262,15 +251,12 @@ impl NshiftClient {
         }
     }
 
-    fn url(&self, path: &str, query: &[(String, String)]) -> Result<reqwest::Url, Error> {
+    fn url(&self, path: &str, query: &[(String, String)]) -> reqwest::Url {
         let mut url = self.base_url.clone();
         let full = format!("{}{}", self.base_url.path().trim_end_matches('/'), path);
         url.set_path(&full);
-        if !query.is_empty() {
-            url.query_pairs_mut()
-                .extend_pairs(query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        }
-        Ok(url)
+        client_core::append_query(&mut url, query);
+        url
     }
 
     /// Sends one request and returns the success answer, or the error the status maps to.
@@ -294,7 +280,7 @@ impl NshiftClient {
         body: Body<'_>,
         read_only: bool,
     ) -> Result<http::Response<Bytes>, Error> {
-        let url = self.url(path, query)?;
+        let url = self.url(path, query);
         let method = Method::from_bytes(op.method.as_bytes())
             .map_err(|e| Error::InvalidInput(e.to_string()))?;
         let mut builder = http::Request::builder().method(method).uri(url.as_str());
@@ -390,7 +376,7 @@ impl NshiftClient {
     }
 
     /// [`Self::json`] with [`Self::send_with`]'s `read_only`.
-    pub(crate) async fn json_with<T: DeserializeOwned>(
+    async fn json_with<T: DeserializeOwned>(
         &self,
         op: &OperationInfo,
         path: &str,
@@ -658,14 +644,15 @@ impl NshiftClient {
             .await
     }
 
-    /// One page of a feed (`GET /alerts` or `GET /shipments` with `fetchId`).
+    /// One page of a feed (`GET /alerts`, `GET /shipments` or `POST /prices/history` with
+    /// `fetchId`). Reading a page changes nothing, so the POST is retried like a GET.
     pub(crate) async fn feed_page<T: DeserializeOwned>(
         &self,
         op: &OperationInfo,
         fetch_id: &str,
     ) -> Result<T, Error> {
         let query = [("fetchId".to_owned(), fetch_id.to_owned())];
-        self.json(op, op.path, &query, Body::None).await
+        self.json_with(op, op.path, &query, Body::None, true).await
     }
 
     /// Sleeps on tokio's clock (so paused-time tests run instantly).

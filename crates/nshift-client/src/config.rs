@@ -38,8 +38,8 @@ pub const ENV_TIMEOUT_SECS: &str = "NSHIFT_TIMEOUT_SECS";
 /// The production base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.unifaun.com/rs-extapi/v1";
 
-/// The per-request timeout used unless configured.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The per-request timeout used unless configured (30 s).
+pub use client_core::DEFAULT_TIMEOUT;
 
 /// How long a JWT is used unless configured: 11 hours, an hour inside nShift's 12.
 pub const DEFAULT_JWT_LIFETIME: Duration = Duration::from_secs(11 * 3600);
@@ -50,8 +50,7 @@ const JWT_REFRESH_WINDOW: Duration = Duration::from_secs(10 * 60);
 
 /// The service the client sends requests through (below the trace, retry and auth layers):
 /// `http::Request<Bytes>` in, buffered `http::Response<Bytes>` out.
-pub type Transport =
-    BoxCloneSyncService<http::Request<Bytes>, http::Response<Bytes>, auth_core::Error>;
+pub type Transport = client_core::BoxTransport;
 
 /// How the `Authorization` header is formed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -296,32 +295,8 @@ impl NshiftClientBuilder {
         let jwt_method = settings
             .parse::<JwtMethod>(ENV_JWT_METHOD, "`post` or `get`")?
             .unwrap_or_default();
-        let jwt_lifetime = settings
-            .parse::<u64>(ENV_JWT_LIFETIME_SECS, "a whole number of seconds")?
-            .map(|secs| {
-                if secs < 60 {
-                    Err(SettingsError::invalid(
-                        ENV_JWT_LIFETIME_SECS,
-                        "must be at least 60",
-                    ))
-                } else {
-                    Ok(Duration::from_secs(secs))
-                }
-            })
-            .transpose()?;
-        let timeout = settings
-            .parse::<u64>(ENV_TIMEOUT_SECS, "a whole number of seconds")?
-            .map(|secs| {
-                if secs == 0 {
-                    Err(SettingsError::invalid(
-                        ENV_TIMEOUT_SECS,
-                        "must be at least 1",
-                    ))
-                } else {
-                    Ok(Duration::from_secs(secs))
-                }
-            })
-            .transpose()?;
+        let jwt_lifetime = settings.seconds(ENV_JWT_LIFETIME_SECS, 60)?;
+        let timeout = settings.seconds(ENV_TIMEOUT_SECS, 1)?;
         let builder = Self {
             api_key_id: Some(api_key_id),
             secret_id: Some(secret_id),

@@ -302,34 +302,8 @@ impl Error {
             }
             auth_core::Error::Token(e) => Self::Session(e),
             e if e.is_connect() => Self::Connect(e),
-            e if is_timeout(&e) => Self::Timeout(e),
+            e if client_core::is_timeout(&e) => Self::Timeout(e),
             e => Self::Transport(e),
         }
     }
-}
-
-/// Whether the error chain contains a timeout.
-fn is_timeout(e: &auth_core::Error) -> bool {
-    let inner: &(dyn std::error::Error + 'static) = match e {
-        auth_core::Error::Transport(inner) | auth_core::Error::Connect(inner) => inner.as_ref(),
-        other => other,
-    };
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(inner);
-    while let Some(err) = current {
-        if let Some(r) = err.downcast_ref::<reqwest::Error>()
-            && r.is_timeout()
-        {
-            return true;
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return true;
-        }
-        if err.is::<tokio::time::error::Elapsed>() {
-            return true;
-        }
-        current = err.source();
-    }
-    false
 }

@@ -9,7 +9,7 @@ use nshift_models::delivery::{
     ShipmentInfo, operations as ops,
 };
 
-use crate::client::{Body, NshiftClient};
+use crate::client::NshiftClient;
 use crate::error::Error;
 
 /// The `fetchId` that starts a feed from the beginning.
@@ -78,11 +78,8 @@ impl NshiftClient {
         &self,
         fetch_id: &str,
     ) -> Result<FeedPage<PriceHistoryEntry>, Error> {
-        let op = &ops::FETCH_PRICE_HISTORY;
-        let query = [("fetchId".to_owned(), fetch_id.to_owned())];
-        let page: PriceHistoryFetchList = self
-            .json_with(op, op.path, &query, Body::None, true)
-            .await?;
+        let page: PriceHistoryFetchList =
+            self.feed_page(&ops::FETCH_PRICE_HISTORY, fetch_id).await?;
         Ok(FeedPage {
             items: page.prices.unwrap_or_default(),
             fetch_id: page.fetch_id,
