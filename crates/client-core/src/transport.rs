@@ -72,7 +72,12 @@ impl ReqwestTransport {
     }
 }
 
-fn classify(e: reqwest::Error) -> Error {
+fn classify(mut e: reqwest::Error) -> Error {
+    // reqwest's message names the URL; the query stays out of errors and traces (it may carry
+    // a secret, e.g. a webhook URI's `secret=`).
+    if let Some(url) = e.url_mut() {
+        url.set_query(None);
+    }
     if e.is_connect() { Error::connect(e) } else { Error::transport(e) }
 }
 
@@ -109,9 +114,12 @@ mod tests {
     async fn refused_connection_is_a_connect_error() {
         // Bind and drop a listener to get a port nothing listens on.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let request = http::Request::get(format!("http://127.0.0.1:{port}/")).body(Bytes::new()).unwrap();
+        let request = http::Request::get(format!("http://127.0.0.1:{port}/hook?secret=s3cr3t")).body(Bytes::new()).unwrap();
         let err = ReqwestTransport::new(Duration::from_secs(5)).unwrap().oneshot(request).await.unwrap_err();
         assert!(err.is_connect(), "{err}");
+        // The message keeps the address but never the query.
+        let shown = format!("{err} {err:?} {:?}", std::error::Error::source(&err));
+        assert!(shown.contains(&format!("127.0.0.1:{port}/hook")) && !shown.contains("s3cr3t"), "{shown}");
     }
 
     #[test]
