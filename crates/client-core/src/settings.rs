@@ -165,8 +165,16 @@ impl Settings {
 /// assert!(err.to_string().contains("NORCE_BASE_URL"));
 /// ```
 pub fn base_url(setting: &str, value: &str) -> Result<reqwest::Url, SettingsError> {
+    // A value with user info may hold a password: never echoed in an error.
+    let shown = if value.contains('@') { "the value (not shown: it may hold credentials)" } else { value };
     let url = reqwest::Url::parse(value.trim())
-        .map_err(|e| SettingsError::invalid(setting, format!("`{value}` is not a URL ({e}); expected e.g. https://host/path")))?;
+        .map_err(|e| SettingsError::invalid(setting, format!("`{shown}` is not a URL ({e}); expected e.g. https://host/path")))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(SettingsError::invalid(
+            setting,
+            "must not contain credentials (user:password@): give the base URL only; credentials have their own settings",
+        ));
+    }
     let loopback = match url.host() {
         Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -203,6 +211,10 @@ mod tests {
         assert_eq!(base_url("X", "https://a.example/api/").unwrap().as_str(), "https://a.example/api");
         assert!(base_url("X", "http://localhost:1/").is_ok());
         assert!(base_url("X", "http://[::1]:1").is_ok());
+        for secret in ["https://user:hunter2@a.example/api", "https://hunter2@a.example", "http://u:hunter2@[bad"] {
+            let err = base_url("NORCE_BASE_URL", secret).unwrap_err().to_string();
+            assert!(err.contains("NORCE_BASE_URL") && !err.contains("hunter2"), "{err}");
+        }
         for bad in ["http://10.0.0.1", "ftp://a.example", "not a url", "https://a.example/?q=1"] {
             let err = base_url("NORCE_BASE_URL", bad).unwrap_err();
             assert_eq!(err.setting(), "NORCE_BASE_URL", "{bad}");
