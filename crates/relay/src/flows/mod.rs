@@ -30,11 +30,22 @@ pub mod stock;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::config::RelayConfig;
-use crate::state::{EntityRecord, StateError, Status, Store};
+use crate::state::{EntityRecord, StateError, Status, Store, parse_time_cursor};
+
+/// Inbox source of Norce's order receiver push (body: an `OrderRequest`; taken by `shipping`
+/// and `orders`).
+pub const SOURCE_NORCE_ORDER: &str = "norce-order";
+/// Inbox source of Norce event webhooks (key `{eventType}:{id}`; taken by `shipping` and
+/// `orders`).
+pub const SOURCE_NORCE_EVENT: &str = "norce-event";
+/// Inbox source of Brightpearl webhooks (body: the webhook's JSON body template; taken by
+/// `stock` and `orders`).
+pub const SOURCE_BRIGHTPEARL_WEBHOOK: &str = "brightpearl-webhook";
 
 /// What every flow needs: the store, the clients of the configured platforms, the settings.
 #[derive(Clone)]
@@ -103,6 +114,45 @@ impl FlowReport {
             sum.duration_ms += r.duration_ms;
             sum
         })
+    }
+
+    /// Counts one entity looked at and what became of it.
+    pub(crate) fn add(&mut self, outcome: Outcome) {
+        self.seen += 1;
+        self.booked += u64::from(outcome.booked);
+        self.written_back += u64::from(outcome.written_back);
+        self.done += u64::from(outcome.done);
+        self.skipped += u64::from(outcome.skipped);
+        self.failed += u64::from(outcome.failed);
+    }
+}
+
+/// What processing one entity came to, as the flows that process entities one by one count it.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Outcome {
+    /// Created in the target platform by this attempt.
+    pub booked: bool,
+    /// Its result was written back to the source by this attempt.
+    pub written_back: bool,
+    /// Finished.
+    pub done: bool,
+    /// Skipped by the mapping.
+    pub skipped: bool,
+    /// The attempt failed (kept for retry, or dead-lettered).
+    pub failed: bool,
+}
+
+/// Milliseconds since `started`, for [`FlowReport::duration_ms`].
+pub(crate) fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The time in the cursor `flow` (RFC 3339), if set; a value that is no time is a `Config`
+/// error naming the cursor and how to set it.
+pub(crate) fn cursor_time(ctx: &FlowContext, flow: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, FlowError> {
+    match ctx.store.cursor(flow)? {
+        Some(value) => parse_time_cursor(flow, &value).map(Some).map_err(|reason| FlowError::Config { setting: format!("cursor {flow}"), reason }),
+        None => Ok(None),
     }
 }
 
@@ -268,10 +318,14 @@ impl FlowContext {
         };
         Ok(Self { store, norce, nshift, brightpearl, config })
     }
+}
 
-    /// Whether an entity is finished (done or skipped) and must not be touched again.
-    pub fn is_finished(&self, flow: &str, source_id: &str) -> Result<bool, StateError> {
-        Ok(self.store.get(flow, source_id)?.is_some_and(|r| matches!(r.status, Status::Done | Status::Skipped)))
+#[cfg(test)]
+impl FlowContext {
+    /// A context without platform clients over an in-memory store (unit tests).
+    pub(crate) fn offline(config: RelayConfig) -> Self {
+        let store: Arc<dyn Store> = Arc::new(crate::state::SqliteStore::in_memory().unwrap());
+        Self { store, norce: None, nshift: None, brightpearl: None, config: Arc::new(config) }
     }
 }
 
@@ -280,15 +334,15 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::state::{EntityUpdate, SqliteStore};
+    use crate::state::EntityUpdate;
 
     fn context(pending: usize) -> FlowContext {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+        let ctx = FlowContext::offline(RelayConfig::default());
         for n in 0..pending {
-            store.upsert_pending("f", &format!("{n:05}"), None).unwrap();
+            ctx.store.upsert_pending("f", &format!("{n:05}"), None).unwrap();
         }
-        store.upsert_pending("other", "x", None).unwrap();
-        FlowContext { store, norce: None, nshift: None, brightpearl: None, config: Arc::new(RelayConfig::default()) }
+        ctx.store.upsert_pending("other", "x", None).unwrap();
+        ctx
     }
 
     #[tokio::test]

@@ -54,8 +54,8 @@ use tracing::Instrument as _;
 
 use self::amount::{Amount, model_decimal};
 use self::model::{LineKind, NorceOrder};
-use super::{FlowContext, FlowError, FlowReport, Ingested, fail_item};
-use crate::state::{EntityRecord, EntityUpdate, InboxItem, StateError, Status, parse_time_cursor};
+use super::{FlowContext, FlowError, FlowReport, Ingested, Outcome, PENDING_PAGE, cursor_time, elapsed_ms, fail_item};
+use crate::state::{EntityRecord, EntityUpdate, InboxItem, StateError, Status};
 
 pub use self::fulfilment::run_fulfilment;
 
@@ -64,11 +64,11 @@ pub const FLOW: &str = "orders";
 /// Flow name (and cursor name) of shipped goods-out notes back to Norce.
 pub const FULFILMENT_FLOW: &str = "fulfilment";
 /// Inbox source of the Norce order receiver (body: an `OrderRequest`).
-pub const NORCE_ORDER_SOURCE: &str = "norce-order";
+pub const NORCE_ORDER_SOURCE: &str = super::SOURCE_NORCE_ORDER;
 /// Inbox source of Brightpearl webhooks (body: the webhook's JSON body template).
-pub const BRIGHTPEARL_WEBHOOK_SOURCE: &str = "brightpearl-webhook";
+pub const BRIGHTPEARL_WEBHOOK_SOURCE: &str = super::SOURCE_BRIGHTPEARL_WEBHOOK;
 /// Inbox source of Norce event webhooks (key `{eventType}:{id}`).
-pub const NORCE_EVENT_SOURCE: &str = "norce-event";
+pub const NORCE_EVENT_SOURCE: &str = super::SOURCE_NORCE_EVENT;
 
 /// The `[orders]` section of the configuration file. Every key is optional; the defaults work
 /// against the embedded sandbox and name a real Brightpearl account's usual setup.
@@ -232,9 +232,6 @@ pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, Flo
     }
 }
 
-/// Pending orders read from the store at a time.
-const PENDING_PAGE: usize = 256;
-
 /// What an `orders` entity keeps as its payload: the order as Norce sent it (normalised at each
 /// attempt, so a replay after a configuration fix uses the new mapping) and the contact once found.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -353,16 +350,6 @@ impl From<norce_client::Error> for StepError {
     }
 }
 
-/// How one entity's attempt ended.
-#[derive(Debug, Default, Clone, Copy)]
-struct Outcome {
-    booked: bool,
-    written_back: bool,
-    done: bool,
-    skipped: bool,
-    failed: bool,
-}
-
 /// Records a step error on the entity; returns the outcome, or the store error that stops the flow.
 fn settle(ctx: &FlowContext, flow: &str, source_id: &str, result: Result<Outcome, StepError>) -> Result<Outcome, FlowError> {
     match result {
@@ -381,26 +368,6 @@ fn settle(ctx: &FlowContext, flow: &str, source_id: &str, result: Result<Outcome
             ctx.store.update(flow, source_id, &EntityUpdate { status: Some(Status::Skipped), step: Some(format!("skipped: {reason}")), clear_error: true, ..EntityUpdate::default() })?;
             Ok(Outcome { skipped: true, ..Outcome::default() })
         }
-    }
-}
-
-fn add(report: &mut FlowReport, outcome: Outcome) {
-    report.seen += 1;
-    report.booked += u64::from(outcome.booked);
-    report.written_back += u64::from(outcome.written_back);
-    report.done += u64::from(outcome.done);
-    report.skipped += u64::from(outcome.skipped);
-    report.failed += u64::from(outcome.failed);
-}
-
-fn elapsed_ms(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-fn cursor_time(ctx: &FlowContext, flow: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, FlowError> {
-    match ctx.store.cursor(flow)? {
-        Some(value) => parse_time_cursor(flow, &value).map(Some).map_err(|reason| FlowError::Config { setting: format!("cursor {flow}"), reason }),
-        None => Ok(None),
     }
 }
 
@@ -451,7 +418,7 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
             futures::stream::iter(passes).buffer_unordered(ctx.config.run.concurrency.max(1)).collect().await;
         for result in results {
             for outcome in result? {
-                add(&mut report, outcome);
+                report.add(outcome);
             }
         }
     }

@@ -51,8 +51,10 @@
 //! the nShift status and the Norce parcel status it maps to (DELIVERED → 4 Delivered,
 //! DELIVERING, i.e. waiting at the pickup point → 11 Ready for pickup, CANCELLED → 6 Canceled;
 //! the in-transit statuses have no Norce parcel status). Norce's documented API has no call that
-//! updates the parcel status of an existing delivery note, so the status is **recorded in the
-//! entity's payload only** (see `relay status`).
+//! updates the parcel status of an existing delivery note, so the status is recorded in the
+//! entity's payload (see `relay status`) and, with `shipping.parcel_status =
+//! "update_delivery_note"` (the default), a changed Norce parcel status sends the delivery note
+//! again with the same `NoteNo` (see [`ParcelStatusWriteback`]).
 
 mod labels;
 mod order;
@@ -61,7 +63,6 @@ mod track;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use futures::TryStreamExt as _;
@@ -75,8 +76,11 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
 use self::order::{BookedShipment, Origin, ShippingItem};
-use super::{FlowContext, FlowError, FlowReport, Ingested, fail_item, for_each_pending};
+use super::{FlowContext, FlowError, FlowReport, Ingested, Outcome, cursor_time, elapsed_ms, fail_item, for_each_pending};
 use crate::state::{EntityRecord, EntityUpdate, InboxItem, Status};
+
+/// The inbox sources this flow takes (see [`accepts`]).
+pub use super::{SOURCE_NORCE_EVENT, SOURCE_NORCE_ORDER};
 
 /// The flow's name: its entities, its cursor, its dead letters.
 pub const FLOW: &str = "shipping";
@@ -84,10 +88,6 @@ pub const FLOW: &str = "shipping";
 pub const ALERTS_CURSOR: &str = "shipping-alerts";
 /// Minutes the poll reaches back before its cursor, for orders committed late.
 const CURSOR_OVERLAP_MINUTES: i64 = 5;
-/// An inbox source this flow takes: Norce's order receiver push.
-pub const SOURCE_NORCE_ORDER: &str = "norce-order";
-/// An inbox source this flow takes: Norce order event webhooks (key `{eventType}:{id}`).
-pub const SOURCE_NORCE_EVENT: &str = "norce-event";
 
 /// Step names recorded in the entity.
 mod steps {
@@ -576,16 +576,6 @@ fn file_bad_push(ctx: &FlowContext, item: &InboxItem, reason: &str) -> Result<In
     Ok(Ingested::Nothing)
 }
 
-/// What processing one entity came to.
-#[derive(Debug, Default)]
-struct ItemOutcome {
-    booked: bool,
-    written_back: bool,
-    done: bool,
-    skipped: bool,
-    failed: bool,
-}
-
 /// Why an item stopped.
 enum ItemError {
     /// The whole flow must stop (credentials, licence, state store, label folder).
@@ -641,7 +631,7 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
     let started = Instant::now();
     let norce = ctx.norce()?;
     let nshift = ctx.nshift()?;
-    let settings = Arc::new(Settings::new(ctx, Some(nshift.base_url()))?);
+    let settings = Settings::new(ctx, Some(nshift.base_url()))?;
     let mut report = FlowReport { flow: FLOW.to_owned(), ..FlowReport::default() };
 
     if settings.poll {
@@ -661,29 +651,17 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
             Err(e) => tracing::warn!(error = %e, "nShift alerts not read this pass; parcel status unchanged"),
         }
     }
-    let tally = |outcome: ItemOutcome| {
-        report.booked += u64::from(outcome.booked);
-        report.written_back += u64::from(outcome.written_back);
-        report.done += u64::from(outcome.done);
-        report.skipped += u64::from(outcome.skipped);
-        report.failed += u64::from(outcome.failed);
-    };
-    let processed = for_each_pending(ctx, FLOW, settings.concurrency, |record| Box::pin(process(ctx, &settings, record)), tally).await?;
-    report.seen += processed;
+    let tally = |outcome| report.add(outcome);
+    for_each_pending(ctx, FLOW, settings.concurrency, |record| Box::pin(process(ctx, &settings, record)), tally).await?;
 
-    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    report.duration_ms = elapsed_ms(started);
     Ok(report)
 }
 
 /// Polls Query for qualifying orders after the cursor and queues them. Returns how many of
 /// them were already finished (not touched again).
 async fn poll(ctx: &FlowContext, norce: &norce_client::NorceClient, settings: &Settings) -> Result<u64, FlowError> {
-    let since = match ctx.store.cursor(FLOW)? {
-        Some(value) => Some(
-            crate::state::parse_time_cursor(FLOW, &value).map_err(|reason| config_error(format!("cursor {FLOW}"), reason))?,
-        ),
-        None => None,
-    };
+    let since = cursor_time(ctx, FLOW)?;
     let statuses = settings.statuses.iter().map(|(_, id)| format!("statusId eq {id}")).collect::<Vec<_>>().join(" or ");
     let mut filter = format!("({statuses})");
     if let Some(since) = since {
@@ -731,9 +709,9 @@ async fn poll(ctx: &FlowContext, norce: &norce_client::NorceClient, settings: &S
 }
 
 /// Processes one entity from its recorded step, turning item failures into failed attempts.
-async fn process(ctx: &FlowContext, settings: &Settings, record: EntityRecord) -> Result<ItemOutcome, FlowError> {
+async fn process(ctx: &FlowContext, settings: &Settings, record: EntityRecord) -> Result<Outcome, FlowError> {
     let source_id = record.source_id.clone();
-    let mut outcome = ItemOutcome::default();
+    let mut outcome = Outcome::default();
     match advance(ctx, settings, record, &mut outcome).await {
         Ok(()) => Ok(outcome),
         Err(ItemError::Flow(e)) => Err(e),
@@ -775,7 +753,7 @@ fn record_step(ctx: &FlowContext, item: &ShippingItem, step: &str, target_id: Op
     Ok(())
 }
 
-async fn advance(ctx: &FlowContext, settings: &Settings, record: EntityRecord, outcome: &mut ItemOutcome) -> Result<(), ItemError> {
+async fn advance(ctx: &FlowContext, settings: &Settings, record: EntityRecord, outcome: &mut Outcome) -> Result<(), ItemError> {
     let norce = ctx.norce()?;
     let nshift = ctx.nshift()?;
     let source_id = record.source_id.clone();
@@ -1069,9 +1047,7 @@ mod tests {
     use crate::config::RelayConfig;
 
     fn context(shipping: ShippingConfig) -> FlowContext {
-        let store: Arc<dyn crate::state::Store> = Arc::new(crate::state::SqliteStore::in_memory().unwrap());
-        let config = RelayConfig { shipping, ..RelayConfig::default() };
-        FlowContext { store, norce: None, nshift: None, brightpearl: None, config: Arc::new(config) }
+        FlowContext::offline(RelayConfig { shipping, ..RelayConfig::default() })
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub use import::ImportJob;
 pub use settings::{JobWaitConfig, PriceField, PriceListMapping, StockConfig, StockQuantity, WarehouseMapping};
 pub use webhook::SOURCE;
 
-use super::{FlowContext, FlowError, FlowReport, Ingested, fail_item};
+use super::{FlowContext, FlowError, FlowReport, Ingested, cursor_time, elapsed_ms, fail_item};
 use crate::state::{EntityUpdate, InboxItem, StateError, Status};
 use import::{Batch, BatchOutcome, Rows};
 use source::Catalog;
@@ -70,6 +70,11 @@ use source::Catalog;
 pub const STOCK: &str = "stock";
 /// Flow name of prices.
 pub const PRICES: &str = "prices";
+
+/// The span of one step of a stock or prices pass.
+fn span(flow: &'static str, step: &'static str, source_id: &str) -> tracing::Span {
+    tracing::info_span!("flow_step", flow, step, source_id = %source_id)
+}
 
 /// Whether this flow takes inbox items of `source` (Brightpearl webhooks).
 pub fn accepts(source: &str) -> bool {
@@ -164,7 +169,8 @@ pub async fn run_detailed(ctx: &FlowContext) -> Result<StockRunReport, FlowError
     let stock = Plan::new(ctx, STOCK, stock_on, now)?;
     let prices = Plan::new(ctx, PRICES, prices_on, now)?;
 
-    // One catalog for both flows: a search when either is full, else the pending ids by GET.
+    // One catalog for both flows: every product when either is full, else a search on the
+    // pending ids.
     let catalog = if stock.full || prices.full {
         source::catalog(bp, if stock.full { STOCK } else { PRICES }).await?
     } else {
@@ -195,10 +201,9 @@ impl Plan {
             return Ok(Self { flow, enabled, full: false, pending: BTreeSet::new(), steps: HashMap::new() });
         }
         let interval = ctx.config.stock.full_interval();
-        let full = match ctx.store.cursor(flow)? {
+        let full = match cursor_time(ctx, flow)? {
             None => true,
-            Some(value) => {
-                let last = crate::state::parse_time_cursor(flow, &value).map_err(|reason| FlowError::Config { setting: format!("cursor {flow}"), reason })?;
+            Some(last) => {
                 let age = now.signed_duration_since(last);
                 interval.is_zero() || age.to_std().is_ok_and(|age| age >= interval)
             }
@@ -299,7 +304,7 @@ impl Plan {
         let jobs: Vec<_> = batches.into_iter().map(|b| import::run_batch(norce, flow, b, &options, &wait)).collect();
         let outcomes: Vec<BatchOutcome> = futures::stream::iter(jobs).buffer_unordered(ctx.config.run.concurrency.max(1)).collect().await;
 
-        let record_span = tracing::info_span!("flow_step", flow = self.flow, step = "record", source_id = "*");
+        let record_span = span(self.flow, "record", "*");
         for outcome in outcomes {
             let _entered = record_span.enter();
             self.record(ctx, &mut pass, &outcome, &payloads)?;
@@ -315,7 +320,7 @@ impl Plan {
             // counts as done even then.
             ctx.store.set_cursor(self.flow, &now.to_rfc3339_opts(SecondsFormat::Secs, true))?;
         }
-        pass.report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        pass.report.duration_ms = elapsed_ms(started);
         Ok(pass)
     }
 
@@ -413,7 +418,7 @@ async fn onhand_rows(ctx: &FlowContext, flow: &'static str, candidates: &[(u64, 
     let bp = ctx.brightpearl()?;
     let config = &ctx.config.stock;
     let ids: Vec<u64> = candidates.iter().map(|(id, _)| *id).collect();
-    let availability = bp.availability(&ids).instrument(tracing::info_span!("flow_step", flow, step = "availability", source_id = %source::id_label(&ids))).await?;
+    let availability = bp.availability(&ids).instrument(span(flow, "availability", &source::id_label(&ids))).await?;
     let mut unmapped: BTreeSet<String> = BTreeSet::new();
     let mut out = Vec::with_capacity(candidates.len());
     for (id, sku) in candidates {
@@ -495,7 +500,7 @@ async fn price_rows(ctx: &FlowContext, flow: &'static str, candidates: &[(u64, S
     }
     let bp = ctx.brightpearl()?;
     let config = &ctx.config.stock;
-    let lists = bp.price_lists().instrument(tracing::info_span!("flow_step", flow, step = "price_lists", source_id = "*")).await?;
+    let lists = bp.price_lists().instrument(span(flow, "price_lists", "*")).await?;
     // Per mapping: (Brightpearl list id, includes VAT, currency).
     let mut mapped = Vec::with_capacity(config.price_lists.len());
     for (i, mapping) in config.price_lists.iter().enumerate() {
@@ -511,9 +516,9 @@ async fn price_rows(ctx: &FlowContext, flow: &'static str, candidates: &[(u64, S
     let distinct: BTreeSet<u64> = config.price_lists.iter().map(|m| m.brightpearl_price_list).collect();
     let only = if distinct.len() == 1 { distinct.first().copied() } else { None };
     let ids: Vec<u64> = candidates.iter().map(|(id, _)| *id).collect();
-    let span = tracing::info_span!("flow_step", flow, step = "prices", source_id = %source::id_label(&ids));
+    let prices_span = span(flow, "prices", &source::id_label(&ids));
     let client = bp.clone();
-    let prices = off_thread(move |runtime| runtime.block_on(client.product_prices(&ids, only).instrument(span))).await?;
+    let prices = off_thread(move |runtime| runtime.block_on(client.product_prices(&ids, only).instrument(prices_span))).await?;
     let by_product: HashMap<u64, _> = prices.into_iter().filter_map(|p| Some((u64::try_from(p.product_id).ok()?, p.price_lists.unwrap_or_default()))).collect();
     let vat_text = config.vat_percent.to_string();
 

@@ -15,11 +15,8 @@ use tracing::Instrument as _;
 
 use super::amount::Amount;
 use super::model::NorceOrder;
-use super::{
-    FLOW, FULFILMENT_FLOW, OrderPayload, Outcome, StepError, add, cursor_text, cursor_time, dead_letter_unreadable, decimal,
-    elapsed_ms, parse_id_set, settle,
-};
-use crate::flows::{FlowContext, FlowError, FlowReport, Ingested, for_each_pending};
+use super::{FLOW, FULFILMENT_FLOW, OrderPayload, StepError, cursor_text, dead_letter_unreadable, decimal, parse_id_set, settle};
+use crate::flows::{FlowContext, FlowError, FlowReport, Ingested, Outcome, cursor_time, elapsed_ms, for_each_pending};
 use crate::state::{EntityRecord, EntityUpdate, InboxItem, Status};
 
 /// The webhook event this flow acts on.
@@ -75,7 +72,7 @@ pub async fn run_fulfilment(ctx: &FlowContext) -> Result<FlowReport, FlowError> 
         report.done += already_done;
     }
     let concurrency = ctx.config.run.concurrency;
-    let tally = |outcome| add(&mut report, outcome);
+    let tally = |outcome| report.add(outcome);
     for_each_pending(ctx, FULFILMENT_FLOW, concurrency, |record| Box::pin(process_and_settle(ctx, norce, brightpearl, record)), tally).await?;
     report.duration_ms = elapsed_ms(started);
     tracing::info!(flow = FULFILMENT_FLOW, ?report, "pass finished");

@@ -197,17 +197,13 @@ pub(crate) async fn book(nshift: &NshiftClient, settings: &Settings, item: &mut 
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::super::order::{Line, Receiver};
     use super::*;
     use crate::config::RelayConfig;
     use crate::flows::FlowContext;
 
     fn settings(text: &str) -> Settings {
-        let config = RelayConfig::parse(text, "t").unwrap();
-        let store: Arc<dyn crate::state::Store> = Arc::new(crate::state::SqliteStore::in_memory().unwrap());
-        let ctx = FlowContext { store, norce: None, nshift: None, brightpearl: None, config: Arc::new(config) };
+        let ctx = FlowContext::offline(RelayConfig::parse(text, "t").unwrap());
         Settings::new(&ctx, None).unwrap()
     }
 

@@ -89,11 +89,7 @@ fn record_alert(ctx: &FlowContext, source_id: &str, alert: &Alert, status: &str)
         if newer && entry.nshift_status != status {
             let norce_status_id = norce_parcel_status(status);
             norce_status_changed |= norce_status_id.is_some() && norce_status_id != entry.norce_status_id;
-            *entry = ParcelTracking {
-                nshift_status: status.to_owned(),
-                norce_status_id: norce_parcel_status(status),
-                at: at.map(|t| t.to_rfc3339()),
-            };
+            *entry = ParcelTracking { nshift_status: status.to_owned(), norce_status_id, at: at.map(|t| t.to_rfc3339()) };
             changed = true;
         }
     }

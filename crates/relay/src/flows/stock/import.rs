@@ -11,6 +11,8 @@ use norce_client::{ImportOptions, NorceClient, WaitOptions};
 use serde::Serialize;
 use tracing::Instrument as _;
 
+use super::span;
+
 /// The rows of one import job.
 #[derive(Debug, Clone)]
 pub(super) enum Rows {
@@ -79,10 +81,6 @@ pub(super) struct BatchOutcome {
     pub problems: BTreeMap<String, Vec<String>>,
     /// Messages that name no SKU of the batch.
     pub general_problems: Vec<String>,
-}
-
-fn span(flow: &'static str, step: &'static str, source_id: &str) -> tracing::Span {
-    tracing::info_span!("flow_step", flow, step, source_id = %source_id)
 }
 
 /// Sends a batch, waits for its job and collects Norce's row messages.

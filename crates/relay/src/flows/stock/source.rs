@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use brightpearl_client::{IdSet, ProductRow, SearchQuery, SearchResource, SortDirection};
 use tracing::Instrument as _;
 
+use super::span;
 use crate::flows::FlowError;
 
 /// Brightpearl's largest search page.
@@ -18,10 +19,6 @@ const MAX_ID_SET_CHARS: usize = 1500;
 
 /// Product id → SKU (products without a SKU map to `None`: nothing to match in Norce).
 pub(super) type Catalog = BTreeMap<u64, Option<String>>;
-
-fn span(flow: &'static str, step: &'static str, source_id: &str) -> tracing::Span {
-    tracing::info_span!("flow_step", flow, step, source_id = %source_id)
-}
 
 /// Every product with its SKU: `product-search` with only the two columns, whole pages.
 pub(super) async fn catalog(bp: &brightpearl_client::Client, flow: &'static str) -> Result<Catalog, FlowError> {

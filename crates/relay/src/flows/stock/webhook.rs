@@ -8,7 +8,7 @@ use crate::state::{EntityUpdate, InboxItem, Status};
 use super::{PRICES, STOCK};
 
 /// The inbox source of Brightpearl webhooks.
-pub const SOURCE: &str = "brightpearl-webhook";
+pub const SOURCE: &str = crate::flows::SOURCE_BRIGHTPEARL_WEBHOOK;
 
 /// Most ids one webhook may name (a larger ID set is refused rather than expanded).
 const MAX_IDS_PER_EVENT: u64 = 100_000;
@@ -61,7 +61,7 @@ fn flows_of(event: &WebhookEvent) -> Option<&'static [&'static str]> {
 /// usable ids, is logged (naming the inbox item and the fix) and dropped: the next full
 /// reconciliation covers whatever it meant, and retrying it could never succeed.
 pub(super) async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowError> {
-    let span = tracing::info_span!("flow_step", flow = STOCK, step = "ingest", source_id = %item.key);
+    let span = super::span(STOCK, "ingest", &item.key);
     let _entered = span.enter();
     let event: WebhookEvent = match serde_json::from_str(&item.body) {
         Ok(event) => event,
