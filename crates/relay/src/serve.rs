@@ -47,13 +47,10 @@ pub use subscriptions::{
 };
 pub use worker::{FlowEntry, FlowFuture, IngestFn, IngestFuture, RunFn, flow_table};
 
-/// Inbox source of Norce order-receiver pushes; the key is the `ClientOrderRef`.
-pub const SOURCE_NORCE_ORDER: &str = "norce-order";
-/// Inbox source of Norce event webhooks; the key is `{eventType}:{id}` (the id is the event's
-/// `OrderId`, `JobId`, `ClientOrderRef`, `CustomerId` or `CompanyId`, else a hash of the body).
-pub const SOURCE_NORCE_EVENT: &str = "norce-event";
-/// Inbox source of Brightpearl webhooks; the key is `{fullEvent}:{id set}`.
-pub const SOURCE_BRIGHTPEARL_WEBHOOK: &str = "brightpearl-webhook";
+/// The inbox sources the receivers write (keys: the `ClientOrderRef`; `{eventType}:{id}`, the id
+/// being the event's `OrderId`, `JobId`, `ClientOrderRef`, `CustomerId` or `CompanyId`, else a
+/// hash of the body; `{fullEvent}:{id set}`), defined with the flows that read them.
+pub use crate::flows::{SOURCE_BRIGHTPEARL_WEBHOOK, SOURCE_NORCE_EVENT, SOURCE_NORCE_ORDER};
 
 /// The Brightpearl events the flows consume, subscribed by default: on-hand changes (`stock`)
 /// and shipped goods-out notes (`fulfilment`).
