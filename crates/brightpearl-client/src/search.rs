@@ -147,8 +147,9 @@ impl SearchQuery {
 pub struct SearchPage {
     /// Rows and metadata.
     pub results: SearchResults,
-    /// Reference data (e.g. `orderStatusNames`: id → label).
-    pub reference: BTreeMap<String, BTreeMap<String, String>>,
+    /// Reference data: name → id → value. Values are any JSON: labels in most maps
+    /// (`orderStatusNames`: id → name), arrays of ids in others (`productCategoryMembership`).
+    pub reference: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
 }
 
 impl SearchPage {
@@ -189,9 +190,16 @@ impl SearchPage {
         })
     }
 
-    /// The label of `id` in the reference map `name` (e.g. `orderStatusNames`).
+    /// The label of `id` in the reference map `name` (e.g. `orderStatusNames`), when that
+    /// value is a string.
     pub fn reference_label(&self, name: &str, id: &str) -> Option<&str> {
-        self.reference.get(name)?.get(id).map(String::as_str)
+        self.reference_value(name, id)?.as_str()
+    }
+
+    /// The value of `id` in the reference map `name`, whatever its JSON type (product search's
+    /// `productCategoryMembership` holds arrays of category ids).
+    pub fn reference_value(&self, name: &str, id: &str) -> Option<&serde_json::Value> {
+        self.reference.get(name)?.get(id)
     }
 }
 

@@ -9,3 +9,5 @@ pub use generated::*;
 
 mod search;
 pub use search::RowDecodeError;
+
+mod multi;

@@ -4,6 +4,8 @@
 //! information the platforms depend on:
 //! - [`Timestamp`]: every date-time form the platforms send, written back unchanged;
 //! - [`Decimal`] and [`DecimalNumber`]: exact money and quantities, never through `f64`;
+//! - [`VatPercent`] and [`VatMultiplier`]: VAT rates in the form each API writes them, with one
+//!   conversion ([`VatRate::fraction`]);
 //! - [`OperationInfo`]: method, path template and media types of every operation;
 //! - [`path`] and [`header`]: encoding and decoding of path and header parameters.
 
@@ -11,10 +13,12 @@ mod decimal;
 pub mod header;
 pub mod path;
 mod timestamp;
+mod vat;
 
 pub use decimal::DecimalNumber;
 pub use rust_decimal::Decimal;
 pub use timestamp::{Timestamp, TimestampError};
+pub use vat::{VatMultiplier, VatPercent, VatRate};
 
 /// What the spec says about one operation, for clients and the sandbox alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

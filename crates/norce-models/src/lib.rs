@@ -6,3 +6,10 @@
 
 mod generated;
 pub use generated::*;
+
+/// Hand-written beside the generated code: event payloads decoded by their event type.
+pub mod event;
+
+/// Re-exported: the VAT rate forms the models carry (Query and Connect percent, Services
+/// multiplier) and their one conversion to a fraction.
+pub use models_runtime::{VatMultiplier, VatPercent, VatRate};

@@ -181,11 +181,11 @@ fn push_of(order: &Value, extra_lines: &[(&str, i64)]) -> String {
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| json!({"LineNo": l["lineNo"], "PartNo": l["partNo"], "Description": l["name"], "Quantity": l["quantity"], "UnitPrice": 100, "VatRate": 0.25}))
+        .map(|l| json!({"LineNo": l["lineNo"], "PartNo": l["partNo"], "Description": l["name"], "Quantity": l["quantity"], "UnitPrice": 100, "VatRate": 25}))
         .collect();
     for (sku, quantity) in extra_lines {
         let line_no = items.len() + 1;
-        items.push(json!({"LineNo": line_no, "PartNo": sku, "Description": "Gift wrap", "Quantity": quantity, "UnitPrice": 19.96, "VatRate": 0.25}));
+        items.push(json!({"LineNo": line_no, "PartNo": sku, "Description": "Gift wrap", "Quantity": quantity, "UnitPrice": 19.96, "VatRate": 25}));
     }
     json!({
         "ClientOrderRef": order["clientOrderRef"].to_string(),
@@ -211,8 +211,8 @@ async fn an_unmatched_sku_is_dead_lettered_naming_it_and_nothing_is_created() {
         "SellTo": {"Person": {"FirstName": "Nils", "LastName": "Nobody", "Email": "nils.nobody@example.com",
                               "Address": {"Line1": "Gatan 1", "ZipCode": "11122", "City": "Stockholm", "Country": "SE"}}},
         "Items": [
-            {"LineNo": 1, "PartNo": "SKU-00001", "Quantity": 1, "UnitPrice": 100, "VatRate": 0.25},
-            {"LineNo": 2, "PartNo": "SKU-404", "Quantity": 1, "UnitPrice": 100, "VatRate": 0.25}
+            {"LineNo": 1, "PartNo": "SKU-00001", "Quantity": 1, "UnitPrice": 100, "VatRate": 25},
+            {"LineNo": 2, "PartNo": "SKU-404", "Quantity": 1, "UnitPrice": 100, "VatRate": 25}
         ]
     })
     .to_string();

@@ -390,7 +390,7 @@ async fn webhook_secrets_in_headers_and_the_brightpearl_query() {
     let store = flaky();
     let handle = receivers_only(store.clone()).await;
     let addr = handle.local_addr();
-    let event = json!({"ClientId": 1000, "ApplicationId": 1234, "OrderId": 100021, "ClientOrderRef": "456789"}).to_string();
+    let event = json!({"ClientId": 1000, "ApplicationId": 1234, "OrderId": 100021, "OrderNo": "100021", "ClientOrderRef": "456789", "Source": "WEB"}).to_string();
 
     // Norce: the static header.
     for headers in [vec![], vec![("X-Relay-Secret", "wrong")], vec![("X-Other", NORCE_SECRET)]] {
@@ -595,7 +595,8 @@ async fn the_sandbox_order_receiver_push_lands_in_the_inbox() {
     assert_eq!(body["ClientOrderRef"].to_string().trim_matches('"'), client_order_ref);
     assert!(body["Items"].as_array().is_some_and(|items| !items.is_empty()));
     let event = items.iter().find(|i| i.source == serve::SOURCE_NORCE_EVENT).expect("the event is in the inbox");
-    assert!(event.key.starts_with("OrderReceivedEvent:"), "{}", event.key);
+    // The documented OrderReceivedEvent names the basket only; repeats share its key.
+    assert_eq!(event.key, format!("OrderReceivedEvent:basket-{client_order_ref}"));
 
     // The sandbox took our OrderResponse as a success (it records the attempt after our answer).
     let delivered = tokio::time::timeout(Duration::from_secs(20), async {

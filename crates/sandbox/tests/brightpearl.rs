@@ -1256,11 +1256,15 @@ async fn multi_message_limits_and_per_message_results() {
         (json!("good"), json!(200))
     );
     assert_eq!(processed[1]["statusCode"], 404);
-    assert_eq!(
-        processed[1]["body"]["content"]["errors"][0]["code"],
-        "CMNC-404"
-    );
-    assert!(processed[2]["body"]["content"]["response"].is_i64());
+    // Each message's own response is a JSON-encoded string, as Brightpearl sends it.
+    let content = |i: usize| -> Value {
+        let text = processed[i]["body"]["content"]
+            .as_str()
+            .unwrap_or_else(|| panic!("content is a string: {}", processed[i]));
+        serde_json::from_str(text).unwrap()
+    };
+    assert_eq!(content(1)["errors"][0]["code"], "CMNC-404");
+    assert!(content(2)["response"].is_i64());
 
     let (status, body) = bp
         .post(

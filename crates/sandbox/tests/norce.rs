@@ -1277,7 +1277,10 @@ async fn event_webhooks_carry_the_static_headers() {
         let event = next(&mut rx).await;
         assert_eq!(event.path, "/norce/events/OrderReceivedEvent");
         assert_eq!(event.headers.get("x-norce-secret").unwrap(), "s3cret");
-        assert_eq!(event.body["OrderId"], order["id"]);
+        // The documented OrderReceivedEvent: the basket and the buyer, no OrderId or OrderNo.
+        assert!(event.body.get("OrderId").is_none() && event.body.get("OrderNo").is_none(), "{}", event.body);
+        assert_eq!(event.body["ClientOrderRef"], order["clientOrderRef"].to_string());
+        assert_eq!(event.body["Source"], "WEB");
         assert_eq!(event.body["ClientId"], 1000);
     }
 

@@ -50,6 +50,8 @@ fn ty_tokens(ty: &Ty) -> TokenStream {
         Ty::F64 => quote!(f64),
         Ty::Decimal => quote!(models_runtime::Decimal),
         Ty::DecimalNumber => quote!(models_runtime::DecimalNumber),
+        Ty::VatPercent => quote!(models_runtime::VatPercent),
+        Ty::VatMultiplier => quote!(models_runtime::VatMultiplier),
         Ty::Timestamp => quote!(models_runtime::Timestamp),
         Ty::Date => quote!(chrono::NaiveDate),
         Ty::Json => quote!(serde_json::Value),

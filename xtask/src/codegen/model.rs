@@ -49,6 +49,10 @@ pub enum Ty {
     F64,
     Decimal,
     DecimalNumber,
+    /// `type: number, format: vat-percent`.
+    VatPercent,
+    /// `type: number, format: vat-multiplier`.
+    VatMultiplier,
     Timestamp,
     Date,
     Json,
@@ -156,7 +160,8 @@ pub struct Module {
     pub operations: Vec<Operation>,
 }
 
-const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];
+/// The operation keys of a path item.
+pub const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];
 
 fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     v.as_mapping().and_then(|m| m.get(key))
@@ -289,6 +294,8 @@ impl<'a> Builder<'a> {
                     ("integer", "int32") => Ty::I32,
                     ("integer", _) => Ty::I64,
                     (_, "decimal") => Ty::DecimalNumber,
+                    ("number", "vat-percent") => Ty::VatPercent,
+                    ("number", "vat-multiplier") => Ty::VatMultiplier,
                     _ => Ty::F64,
                 }
             }

@@ -109,12 +109,16 @@ pub struct GetUris {
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SearchEnvelope {
     pub response: SearchResults,
-    /// Reference data named by columns' `referenceData`: reference name (e.g. `orderStatusNames`) to a map of id to label.
-    ///
-    /// **Open question:** Whether every reference label is a string (assumed from the observed orderStatusNames and similar maps).
+    /// Reference data named by columns' `referenceData`: reference name to a map of id to
+    /// value. The values are any JSON: a label string in most maps (`orderStatusNames`:
+    /// status id → name), an array of ids in others (product search's
+    /// `productCategoryMembership`: product id → `[300, 301]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<
-        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+        std::collections::BTreeMap<
+            String,
+            std::collections::BTreeMap<String, serde_json::Value>,
+        >,
     >,
 }
 

@@ -700,9 +700,13 @@ pub struct ProcessedMessage {
 /// Body wrapper of a processed message.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProcessedMessageBody {
-    /// The message's own response body as JSON (`{"response": ...}` or `{"errors": [...]}`).
+    /// The message's own response body as a JSON-encoded string (`"{\"response\":111}"`,
+    /// `"{\"errors\":[...]}"`, `"{}"`), not as an object: decode it a second time
+    /// (`ProcessedMessageBody::decoded_content`).
+    ///
+    /// Example: `{"response":111}`
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content: Option<serde_json::Value>,
+    pub content: Option<String>,
 }
 
 /// Parameters of [`operations::LIST_WEBHOOKS`].

@@ -181,17 +181,20 @@ impl<'de> serde::Deserialize<'de> for EventType {
     }
 }
 
-/// Any event payload, recognised by shape (the payloads have no type field): job completion
-/// first, then payment-style order events, then plain order events, then customer
-/// notifications, with arbitrary JSON as the fallback.
+/// Any event payload, recognised by shape (the payloads have no type field; the event type is
+/// the last path segment of the URL it was configured with, and `norce_client::events`
+/// decodes by that name first): job completion, then payment, then order events with an
+/// `OrderId`, then a received order (basket reference only), then customer notifications,
+/// with arbitrary JSON as the fallback.
 ///
 /// Untagged: the first variant whose shape matches wins.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum NorceEvent {
     JobCompletedEvent(JobCompletedEvent),
-    OrderPaymentEvent(OrderPaymentEvent),
+    OrderPaymentReceivedEvent(OrderPaymentReceivedEvent),
     OrderEvent(OrderEvent),
+    OrderReceivedEvent(OrderReceivedEvent),
     CustomerChangedNotification(CustomerChangedNotification),
     UnknownEvent(UnknownEvent),
 }
@@ -219,32 +222,29 @@ pub struct JobCompletedEvent {
     pub status_id: i32,
 }
 
-/// An order event (e.g. OrderConfirmedEvent, OrderCancelledEvent, OrderPartlyDeliveredEvent, OrderReceivedEvent).
+/// A new order was received (`OrderReceivedEvent`). It carries the basket reference and the
+/// buyer's contact details only: no `OrderId` and no `OrderNo`, so the order is found by
+/// `ClientOrderRef` (Query `quotationId`).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderEvent {
+pub struct OrderReceivedEvent {
     /// The client (tenant) id.
     ///
     /// Example: `1000`
     #[serde(rename = "ClientId")]
     pub client_id: i32,
-    /// The application the order belongs to.
+    /// The application the order was placed in.
     ///
     /// Example: `1042`
-    #[serde(rename = "ApplicationId", default, skip_serializing_if = "Option::is_none")]
-    pub application_id: Option<i32>,
-    /// Internal Norce order id.
-    ///
-    /// Example: `1000123`
-    #[serde(rename = "OrderId")]
-    pub order_id: i64,
-    /// The ERP order number, if known.
-    #[serde(rename = "OrderNo", default, skip_serializing_if = "Option::is_none")]
-    pub order_no: Option<String>,
-    /// The basket id or external reference of the order.
+    #[serde(rename = "ApplicationId")]
+    pub application_id: i32,
+    /// The basket id (Query `quotationId`) of the order.
     ///
     /// Example: `456789`
-    #[serde(rename = "ClientOrderRef", default, skip_serializing_if = "Option::is_none")]
-    pub client_order_ref: Option<String>,
+    #[serde(rename = "ClientOrderRef")]
+    pub client_order_ref: String,
+    /// Buyer's e-mail address.
+    #[serde(rename = "Email", default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
     /// Buyer's mobile phone.
     #[serde(rename = "CellPhone", default, skip_serializing_if = "Option::is_none")]
     pub cell_phone: Option<String>,
@@ -255,33 +255,74 @@ pub struct OrderEvent {
     #[serde(rename = "LastName", default, skip_serializing_if = "Option::is_none")]
     pub last_name: Option<String>,
     /// Order source, `WEB` for Norce checkout.
-    #[serde(rename = "Source", default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
+    ///
+    /// Example: `WEB`
+    #[serde(rename = "Source")]
+    pub source: String,
+}
+
+/// An order event that names the order (`OrderConfirmedEvent`, `OrderCancelledEvent`,
+/// `OrderDeliveredEvent`, `OrderPartlyDeliveredEvent`, `OrderReadyForPickupEvent`).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct OrderEvent {
+    /// The client (tenant) id.
+    ///
+    /// Example: `1000`
+    #[serde(rename = "ClientId")]
+    pub client_id: i32,
+    /// The application the order belongs to.
+    ///
+    /// Example: `1042`
+    #[serde(rename = "ApplicationId")]
+    pub application_id: i32,
+    /// Internal Norce order id.
+    ///
+    /// Example: `1000123`
+    #[serde(rename = "OrderId")]
+    pub order_id: i64,
+    /// The order number.
+    #[serde(rename = "OrderNo")]
+    pub order_no: String,
+    /// The basket id (Query `quotationId`) of the order.
+    ///
+    /// Example: `456789`
+    #[serde(rename = "ClientOrderRef")]
+    pub client_order_ref: String,
+    /// Buyer's mobile phone.
+    #[serde(rename = "CellPhone", default, skip_serializing_if = "Option::is_none")]
+    pub cell_phone: Option<String>,
+    /// Buyer's first name.
+    #[serde(rename = "FirstName", default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    /// Buyer's last name.
+    #[serde(rename = "LastName", default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    /// Order source, `WEB` for Norce checkout.
+    #[serde(rename = "Source")]
+    pub source: String,
     /// Pickup-point code, when the order is delivered to one.
     #[serde(rename = "DropPointCode", default, skip_serializing_if = "Option::is_none")]
     pub drop_point_code: Option<String>,
 }
 
-/// A payment-style order event payload (seen in an OrderReceivedEvent excerpt; may belong to OrderPaymentReceivedEvent).
-///
-/// **Open question:** One excerpt showed this shape for OrderReceivedEvent, but it may belong to a neighbouring schema on the same page; the exact OrderReceivedEvent payload is unverified.
+/// A payment was received for an order (`OrderPaymentReceivedEvent`).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderPaymentEvent {
+pub struct OrderPaymentReceivedEvent {
     /// The client (tenant) id.
     #[serde(rename = "ClientId")]
     pub client_id: i32,
     /// The application id.
     #[serde(rename = "ApplicationId", default, skip_serializing_if = "Option::is_none")]
     pub application_id: Option<i32>,
-    /// The basket id or external reference of the order.
+    /// The basket id (Query `quotationId`) of the order.
     #[serde(rename = "ClientOrderRef")]
     pub client_order_ref: String,
-    /// The ERP order number, if known.
-    #[serde(rename = "ErpOrderNo", default, skip_serializing_if = "Option::is_none")]
-    pub erp_order_no: Option<String>,
+    /// The ERP order number.
+    #[serde(rename = "ErpOrderNo")]
+    pub erp_order_no: String,
     /// Payment code.
-    #[serde(rename = "PaymentCode", default, skip_serializing_if = "Option::is_none")]
-    pub payment_code: Option<i32>,
+    #[serde(rename = "PaymentCode")]
+    pub payment_code: String,
     /// Payment method code.
     #[serde(
         rename = "PaymentMethodCode",
@@ -290,9 +331,9 @@ pub struct OrderPaymentEvent {
     )]
     pub payment_method_code: Option<String>,
     /// PSP reference of the payment.
-    #[serde(rename = "PaymentRef")]
-    pub payment_ref: String,
-    /// Amount paid.
+    #[serde(rename = "PaymentRef", default, skip_serializing_if = "Option::is_none")]
+    pub payment_ref: Option<String>,
+    /// Amount paid (a double in Norce's schema; read exactly here).
     #[serde(rename = "Amount", default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<models_runtime::DecimalNumber>,
     /// ISO 4217 currency code.
@@ -669,9 +710,11 @@ pub struct Fee {
     /// Example: `0`
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<i32>,
-    /// VAT rate of the fee.
+    /// VAT of the fee in percent (25 for 25 %), as Connect's Fee.VatRate.
+    ///
+    /// Example: `25`
     #[serde(rename = "VatRate", default, skip_serializing_if = "Option::is_none")]
-    pub vat_rate: Option<models_runtime::DecimalNumber>,
+    pub vat_rate: Option<models_runtime::VatPercent>,
 }
 
 /// An order line of the pushed order.
@@ -750,9 +793,11 @@ pub struct OrderRequestItem {
         skip_serializing_if = "Option::is_none"
     )]
     pub unit_price_original_vat: Option<models_runtime::DecimalNumber>,
-    /// VAT rate of the line.
+    /// VAT of the line in percent (25 for 25 %), as Connect's OrderItem.VatRate.
+    ///
+    /// Example: `25`
     #[serde(rename = "VatRate", default, skip_serializing_if = "Option::is_none")]
-    pub vat_rate: Option<models_runtime::DecimalNumber>,
+    pub vat_rate: Option<models_runtime::VatPercent>,
     /// Discount on the line.
     #[serde(rename = "Discount", default, skip_serializing_if = "Option::is_none")]
     pub discount: Option<models_runtime::DecimalNumber>,

@@ -248,9 +248,11 @@ pub struct OrderItem {
     /// Internal currency id.
     #[serde(rename = "currencyId", default, skip_serializing_if = "Option::is_none")]
     pub currency_id: Option<i32>,
-    /// VAT rate of the line.
+    /// The VAT rate in percent (25 for 25 %).
+    ///
+    /// Example: `25`
     #[serde(rename = "vatRate", default, skip_serializing_if = "Option::is_none")]
-    pub vat_rate: Option<models_runtime::DecimalNumber>,
+    pub vat_rate: Option<models_runtime::VatPercent>,
     /// Unit cost.
     #[serde(rename = "costUnit", default, skip_serializing_if = "Option::is_none")]
     pub cost_unit: Option<models_runtime::DecimalNumber>,

@@ -444,9 +444,11 @@ pub struct OrderItem {
     /// Line amount.
     #[serde(rename = "RowAmount", default, skip_serializing_if = "Option::is_none")]
     pub row_amount: Option<models_runtime::DecimalNumber>,
-    /// VAT rate of the line.
+    /// VAT as a multiplier (25 % VAT is 1.25), as Storm Services writes every VatRate.
+    ///
+    /// Example: `1.25`
     #[serde(rename = "VatRate", default, skip_serializing_if = "Option::is_none")]
-    pub vat_rate: Option<models_runtime::DecimalNumber>,
+    pub vat_rate: Option<models_runtime::VatMultiplier>,
     /// Recommended price.
     #[serde(
         rename = "PriceRecommended",
@@ -758,11 +760,11 @@ pub struct ProductItem {
     /// The price list the price came from.
     #[serde(rename = "PriceListId", default, skip_serializing_if = "Option::is_none")]
     pub price_list_id: Option<i32>,
-    /// VAT as a multiplier (1.25 = 25 %), as Norce returns it on product lists.
+    /// VAT as a multiplier (25 % VAT is 1.25), as Storm Services writes every VatRate.
     ///
     /// Example: `1.25`
     #[serde(rename = "VatRate", default, skip_serializing_if = "Option::is_none")]
-    pub vat_rate: Option<models_runtime::DecimalNumber>,
+    pub vat_rate: Option<models_runtime::VatMultiplier>,
     #[serde(rename = "OnHand", default, skip_serializing_if = "Option::is_none")]
     pub on_hand: Option<OnHand>,
     #[serde(rename = "OnHandStore", default, skip_serializing_if = "Option::is_none")]

@@ -70,7 +70,8 @@ use norce_client::models::connect::{
     ConnectOrderStatus, DeliveryAddress, DeliveryNote, DeliveryNoteItem, DeliveryNotePackage,
     SendOrderStatusRequest,
 };
-use norce_client::models::events::{OrderEvent, OrderRequest};
+use norce_client::models::event::Event;
+use norce_client::models::events::OrderRequest;
 use norce_client::models::query::QueryOrdersQuery;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
@@ -548,23 +549,27 @@ fn ingest_event(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowErr
         tracing::debug!(event_type, "Norce event not in shipping.norce_events; ignored");
         return Ok(Ingested::Nothing);
     }
-    let event: OrderEvent = match serde_json::from_str(&item.body) {
+    let event = match Event::decode(event_type, item.body.as_bytes()) {
         Ok(event) => event,
         Err(e) => {
-            let reason = format!("the Norce {event_type} is not an order event ({e}); remove `{event_type}` from shipping.norce_events if it is not one");
+            let reason = format!("the Norce {event_type} does not have its documented shape ({e}); remove `{event_type}` from shipping.norce_events if it is not an order event");
             return file_bad_push(ctx, item, &reason);
         }
     };
-    let Some(source_id) = event.client_order_ref.as_deref().map(str::trim).filter(|r| !r.is_empty()) else {
-        return file_bad_push(ctx, item, &format!("the Norce {event_type} for order id {} has no ClientOrderRef", event.order_id));
+    // Every order event names the basket; OrderReceivedEvent names nothing else, so the order
+    // id is looked up by it when the item is processed.
+    let Some(order) = event.order_ref() else {
+        let reason = format!("the Norce {event_type} has no ClientOrderRef; remove `{event_type}` from shipping.norce_events if it is not an order event");
+        return file_bad_push(ctx, item, &reason);
     };
-    let queued = ShippingItem::polled(source_id, Some(event.order_id), None);
+    let source_id = order.client_order_ref.as_str();
+    let queued = ShippingItem::polled(source_id, order.order_id, None);
     if ctx.store.get(FLOW, source_id)?.is_some() {
         tracing::debug!(event_type, "order already known; event ignored");
         return Ok(Ingested::Nothing);
     }
     ctx.store.upsert_pending(FLOW, source_id, Some(&queued.to_json()?))?;
-    tracing::info!(event_type, order_id = event.order_id, "order event queued the order for shipping");
+    tracing::info!(event_type, order_id = ?order.order_id, "order event queued the order for shipping");
     Ok(Ingested::Work)
 }
 
@@ -1172,13 +1177,20 @@ mod tests {
             body: body.to_string(),
             received_at: String::new(),
         };
-        let received = serde_json::json!({"ClientId": 1000, "OrderId": 77, "OrderNo": "NC-77", "ClientOrderRef": "400077"});
-        assert_eq!(ingest(&ctx, &event(1, "OrderReceivedEvent", received.clone())).await.unwrap(), Ingested::Work);
+        // The documented OrderReceivedEvent: the basket reference and the buyer, no OrderId.
+        let received = serde_json::json!({"ClientId": 1000, "ApplicationId": 1042, "ClientOrderRef": "400077", "Email": "a@example.com", "Source": "WEB"});
+        assert_eq!(ingest(&ctx, &event(1, "OrderReceivedEvent", received)).await.unwrap(), Ingested::Work);
         let record = ctx.store.get(FLOW, "400077").unwrap().unwrap();
         assert_eq!((record.status, record.step.as_deref()), (Status::Pending, None));
         let queued = ShippingItem::from_json(record.payload.as_deref().unwrap()).unwrap();
-        // Only the ids: the order is read from Norce when processed, like a polled one.
-        assert_eq!((queued.order_id.as_deref(), queued.order.is_none()), (Some("77"), true));
+        // Only the basket: the order id is looked up and the order read when processed.
+        assert_eq!((queued.order_id.as_deref(), queued.order.is_none()), (None, true));
+        let confirmed = serde_json::json!({"ClientId": 1000, "ApplicationId": 1042, "OrderId": 77, "OrderNo": "NC-77", "ClientOrderRef": "400077", "Source": "WEB"});
+        let ctx_confirmed = context(ShippingConfig::default());
+        assert_eq!(ingest(&ctx_confirmed, &event(1, "OrderConfirmedEvent", confirmed.clone())).await.unwrap(), Ingested::Work);
+        let queued = ShippingItem::from_json(ctx_confirmed.store.get(FLOW, "400077").unwrap().unwrap().payload.as_deref().unwrap()).unwrap();
+        assert_eq!(queued.order_id.as_deref(), Some("77"), "events that carry the order id keep it");
+        let received = confirmed;
 
         // A later event for a known order changes nothing, even when it has started.
         ctx.store.update(FLOW, "400077", &EntityUpdate { step: Some(steps::BOOKED.into()), ..Default::default() }).unwrap();
@@ -1194,11 +1206,11 @@ mod tests {
 
         // A configured event that is not an order event, or has no basket id, is a dead letter
         // naming what to fix.
-        assert_eq!(ingest(&ctx, &event(5, "OrderReceivedEvent", serde_json::json!({"ClientId": 1000, "OrderId": 79}))).await.unwrap(), Ingested::Nothing);
+        assert_eq!(ingest(&ctx, &event(5, "OrderReceivedEvent", serde_json::json!({"ClientId": 1000, "ApplicationId": 1042, "OrderId": 79, "Source": "WEB"}))).await.unwrap(), Ingested::Nothing);
         assert_eq!(ingest(&ctx, &event(6, "OrderReceivedEvent", serde_json::json!({"ClientId": "x"}))).await.unwrap(), Ingested::Nothing);
         let letters = ctx.store.dead_letters().unwrap();
         assert_eq!(letters.len(), 2, "{letters:?}");
-        assert!(letters[0].error.contains("no ClientOrderRef"), "{}", letters[0].error);
+        assert!(letters[0].error.contains("ClientOrderRef"), "{}", letters[0].error);
         assert!(letters[1].error.contains("shipping.norce_events"), "{}", letters[1].error);
     }
 }

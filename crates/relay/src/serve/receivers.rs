@@ -10,7 +10,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt as _;
-use norce_client::models::events::{NorceEvent, OrderRequest, OrderResponse, OrderResponseStatusCode};
+use norce_client::models::event::Event;
+use norce_client::models::events::{OrderRequest, OrderResponse, OrderResponseStatusCode};
 use serde::Serialize;
 use tracing::Instrument as _;
 
@@ -293,20 +294,6 @@ fn body_hash(bytes: &[u8]) -> String {
     format!("h{hash:016x}")
 }
 
-fn event_id(event: &NorceEvent, bytes: &[u8]) -> String {
-    match event {
-        NorceEvent::JobCompletedEvent(e) => format!("job-{}", e.job_id),
-        NorceEvent::OrderPaymentEvent(e) => format!("order-{}-{}", e.client_order_ref, e.payment_ref),
-        NorceEvent::OrderEvent(e) => format!("order-{}", e.order_id),
-        NorceEvent::CustomerChangedNotification(e) => match (e.customer_id, e.company_id) {
-            (Some(id), _) => format!("customer-{id}"),
-            (None, Some(id)) => format!("company-{id}"),
-            (None, None) => body_hash(bytes),
-        },
-        NorceEvent::UnknownEvent(_) => body_hash(bytes),
-    }
-}
-
 async fn norce_event(State(shared): State<AppState>, Path(event_type): Path<String>, headers: HeaderMap, body: Body) -> Response {
     let span = tracing::info_span!("receiver", receiver = "norce-event", event_type = %event_type);
     let result = async {
@@ -323,11 +310,14 @@ async fn norce_event(State(shared): State<AppState>, Path(event_type): Path<Stri
             return Err(Refusal::new(StatusCode::BAD_REQUEST, format!("`{event_type}` is not a Norce event type name (path `/norce/events/{{eventType}}`)")));
         }
         let bytes = read_body(&shared, &headers, body).await?;
-        let event: NorceEvent = parse_json(&bytes, &format!("Norce {event_type}"))?;
         if !matches!(serde_json::from_slice::<serde_json::Value>(&bytes), Ok(serde_json::Value::Object(_))) {
             return Err(Refusal::new(StatusCode::BAD_REQUEST, format!("the body is not a valid Norce {event_type}: it must be a JSON object")));
         }
-        let key = format!("{event_type}:{}", event_id(&event, &bytes));
+        // Decoded by the type its URL names (an OrderReceivedEvent has no OrderId). A body that
+        // is not its type's documented shape is still stored: refusing it would make Norce
+        // retry and then drop it, while the flows dead-letter it with what to fix.
+        let dedupe = Event::decode(&event_type, &bytes).ok().and_then(|event| event.dedupe_key());
+        let key = format!("{event_type}:{}", dedupe.unwrap_or_else(|| body_hash(&bytes)));
         commit(&shared, SOURCE_NORCE_EVENT, &key, &String::from_utf8_lossy(&bytes))
     }
     .instrument(span)

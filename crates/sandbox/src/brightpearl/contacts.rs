@@ -89,6 +89,7 @@ pub fn search(ctx: &mut Ctx<'_>) -> Reply {
         first_result: query.first_result,
         max_page_size: ctx.config().max_page_size,
         reference: BTreeMap::new(),
+        row_reference: BTreeMap::new(),
     };
     search.reply()
 }

@@ -77,8 +77,9 @@ pub fn send(ctx: &mut Ctx<'_>) -> Reply {
         processed.push(ProcessedMessage {
             label: message.label.clone(),
             status_code: i64::from(reply.status.as_u16()),
+            // Brightpearl sends each message's own response as a JSON-encoded string.
             body: Some(ProcessedMessageBody {
-                content: Some(reply.body),
+                content: Some(reply.body.to_string()),
             }),
         });
     }

@@ -14,7 +14,7 @@ use brightpearl_models::order::{
     SearchSalesOrdersQuery, ShippingStatusCode, UpdateOrderStatusPath,
 };
 use models_runtime::Decimal;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::DuplicateExternalRef;
 use super::api::{Ctx, Reply};
@@ -497,24 +497,24 @@ pub fn order_uris(ctx: &mut Ctx<'_>, ids: Option<&str>) -> Reply {
     )
 }
 
-fn references() -> BTreeMap<String, BTreeMap<String, String>> {
+fn references() -> BTreeMap<String, BTreeMap<String, Value>> {
     BTreeMap::from([
         (
             "orderStatusNames".to_owned(),
             ORDER_STATUSES
                 .iter()
-                .map(|(id, n)| (id.to_string(), (*n).to_owned()))
+                .map(|(id, n)| (id.to_string(), Value::from(*n)))
                 .collect(),
         ),
         (
             "orderTypeNames".to_owned(),
-            BTreeMap::from([("1".to_owned(), "SALES_ORDER".to_owned())]),
+            BTreeMap::from([("1".to_owned(), Value::from("SALES_ORDER"))]),
         ),
         (
             "orderShippingStatusNames".to_owned(),
             SHIPPING_STATUSES
                 .iter()
-                .map(|(id, _, d)| (id.to_string(), (*d).to_owned()))
+                .map(|(id, _, d)| (id.to_string(), Value::from(*d)))
                 .collect(),
         ),
     ])
@@ -594,6 +594,7 @@ pub fn search_orders(ctx: &mut Ctx<'_>) -> Reply {
         first_result: query.first_result,
         max_page_size: ctx.config().max_page_size,
         reference: references(),
+        row_reference: BTreeMap::new(),
     };
     search.reply()
 }
@@ -655,6 +656,7 @@ pub fn search_sales_orders(ctx: &mut Ctx<'_>) -> Reply {
         first_result: query.first_result,
         max_page_size: ctx.config().max_page_size,
         reference: references(),
+        row_reference: BTreeMap::new(),
     };
     search.reply()
 }

@@ -8,7 +8,7 @@ use brightpearl_models::product::{
     GetProductsQuery, PriceListListResponse, ProductListResponse, ProductPrice,
     ProductPriceListEntry, ProductPriceListResponse, SearchProductsQuery,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::api::{Ctx, Reply};
 use super::idset::{self, IdSet};
@@ -90,14 +90,34 @@ const PRODUCT_COLUMNS: &[Col] = &[
     col("productTypeId", Kind::Integer),
 ];
 
+/// Product id → the ids of its Brightpearl categories, as product search's
+/// `productCategoryMembership` reference map sends them (arrays, not labels).
+fn category_membership(store: &super::store::Store) -> BTreeMap<String, Value> {
+    store
+        .products
+        .values()
+        .map(|p| {
+            let ids: Vec<Value> = p
+                .sales_channels
+                .iter()
+                .flatten()
+                .flat_map(|c| c.categories.iter().flatten())
+                .filter_map(|c| c.category_code.as_deref().and_then(|code| code.parse::<i64>().ok()))
+                .map(Value::from)
+                .collect();
+            (p.id.to_string(), Value::Array(ids))
+        })
+        .collect()
+}
+
 pub fn search_products(ctx: &mut Ctx<'_>) -> Reply {
     let query: SearchProductsQuery = match ctx.query() {
         Ok(q) => q,
         Err(e) => return bad_query(e),
     };
-    let rows = {
+    let (rows, membership) = {
         let store = ctx.state.brightpearl.lock();
-        store
+        let rows = store
             .products
             .values()
             .map(|p| {
@@ -121,7 +141,8 @@ pub fn search_products(ctx: &mut Ctx<'_>) -> Reply {
                     json!(p.product_type_id),
                 ]
             })
-            .collect()
+            .collect();
+        (rows, category_membership(&store))
     };
     let search = Search {
         cols: PRODUCT_COLUMNS,
@@ -143,6 +164,7 @@ pub fn search_products(ctx: &mut Ctx<'_>) -> Reply {
         first_result: query.first_result,
         max_page_size: ctx.config().max_page_size,
         reference: BTreeMap::new(),
+        row_reference: BTreeMap::from([("productCategoryMembership".to_owned(), membership)]),
     };
     search.reply()
 }

@@ -76,7 +76,11 @@ pub struct Search<'a> {
     pub page_size: Option<i64>,
     pub first_result: Option<i64>,
     pub max_page_size: i64,
-    pub reference: BTreeMap<String, BTreeMap<String, String>>,
+    /// Reference maps sent whole (e.g. `orderStatusNames`: status id → label).
+    pub reference: BTreeMap<String, BTreeMap<String, Value>>,
+    /// Reference maps keyed by the row's id (its first column), sent for the page's rows only,
+    /// as product search sends `productCategoryMembership` (product id → `[300, 301]`).
+    pub row_reference: BTreeMap<String, BTreeMap<String, Value>>,
 }
 
 fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
@@ -260,12 +264,33 @@ impl Search<'_> {
             })
         });
         let available = rows.len() as i64;
-        let page: Vec<Vec<Value>> = rows
+        let page_rows: Vec<Vec<Value>> = rows
             .into_iter()
             .skip((first - 1) as usize)
             .take(page_size as usize)
+            .collect();
+        let page_ids: Vec<String> = page_rows
+            .iter()
+            .filter_map(|row| row.first())
+            .map(|id| match id {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        let page: Vec<Vec<Value>> = page_rows
+            .iter()
             .map(|row| selected.iter().map(|i| row[*i].clone()).collect())
             .collect();
+        let mut reference = self.reference;
+        for (name, by_row) in self.row_reference {
+            let on_page: BTreeMap<String, Value> = page_ids
+                .iter()
+                .filter_map(|id| by_row.get(id).map(|v| (id.clone(), v.clone())))
+                .collect();
+            if !on_page.is_empty() {
+                reference.insert(name, on_page);
+            }
+        }
         let returned = page.len() as i64;
         let last = first + returned - 1;
         let meta = SearchMetaData {
@@ -299,7 +324,7 @@ impl Search<'_> {
                 results: Some(page),
                 meta_data: Some(meta),
             },
-            reference: (!self.reference.is_empty()).then_some(self.reference),
+            reference: (!reference.is_empty()).then_some(reference),
         })
     }
 }

@@ -9,7 +9,7 @@ use brightpearl_models::contact::{
 use brightpearl_models::integration::Webhook;
 use brightpearl_models::order::SalesOrder;
 use brightpearl_models::product::{
-    LocalisedText, PriceList, PriceListTypeCode, Product, ProductFinancialDetails, ProductIdentity,
+    LocalisedText, PriceList, PriceListTypeCode, Product, ProductCategoryRef, ProductFinancialDetails, ProductIdentity,
     ProductSalesChannel, ProductStock, ProductWarehouseSettings, ProductWeight, TaxCodeRef,
     TextFormat,
 };
@@ -199,7 +199,11 @@ impl Store {
                     sales_channel_name: Some("Brightpearl".into()),
                     product_name: Some(p.name.clone()),
                     product_condition: Some("new".into()),
-                    categories: None,
+                    // Two categories each, so product search sends array reference maps.
+                    categories: Some(vec![
+                        ProductCategoryRef { category_code: Some((300 + p.id % 3).to_string()) },
+                        ProductCategoryRef { category_code: Some("310".into()) },
+                    ]),
                     description: Some(LocalisedText {
                         language_code: Some("EN".into()),
                         text: Some(format!("<p>{}</p>", p.name)),

@@ -183,6 +183,7 @@ pub fn search_goods_out_notes(ctx: &mut Ctx<'_>) -> Reply {
         first_result: query.first_result,
         max_page_size: ctx.config().max_page_size,
         reference: BTreeMap::new(),
+        row_reference: BTreeMap::new(),
     };
     search.reply()
 }

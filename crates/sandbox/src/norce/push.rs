@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use models_runtime::{Decimal, Timestamp};
 use norce_models::events::{
-    ClientCustomer, JobCompletedEvent, OrderEvent, OrderItemType, OrderItemTypeGroup, OrderRequest,
+    ClientCustomer, JobCompletedEvent, OrderEvent, OrderReceivedEvent, OrderItemType, OrderItemTypeGroup, OrderRequest,
     OrderRequestAddress, OrderRequestHeader, OrderRequestItem, OrderRequestPerson, OrderResponse,
     OrderResponseStatusCode, Payment, PickupStore, ShippingAdvice,
 };
@@ -189,26 +189,41 @@ fn emit(state: &SharedState, event_type: &str, payload: Value) {
     }
 }
 
-/// An order event (`OrderConfirmedEvent`, `OrderCancelledEvent`, ...).
+/// An order event (`OrderConfirmedEvent`, `OrderCancelledEvent`, ...), in the documented shape
+/// of its type: `OrderReceivedEvent` names the basket and the buyer only (no `OrderId`, no
+/// `OrderNo`); the others name the order.
 pub(super) fn order_event(state: &SharedState, event_type: &str, order: &OrderRec) {
-    let event = OrderEvent {
-        client_id: state.norce.config().tenant_id,
-        application_id: Some(order.application_id),
-        order_id: order.id,
-        order_no: Some(
-            order
+    let client_id = state.norce.config().tenant_id;
+    let c = &order.customer;
+    let payload = if event_type == "OrderReceivedEvent" {
+        serde_json::to_value(OrderReceivedEvent {
+            client_id,
+            application_id: order.application_id,
+            client_order_ref: order.quotation_id.to_string(),
+            email: Some(c.email.clone()),
+            cell_phone: Some(c.phone.clone()),
+            first_name: Some(c.first_name.clone()),
+            last_name: Some(c.last_name.clone()),
+            source: "WEB".into(),
+        })
+    } else {
+        serde_json::to_value(OrderEvent {
+            client_id,
+            application_id: order.application_id,
+            order_id: order.id,
+            order_no: order
                 .erp_order_no
                 .clone()
                 .unwrap_or_else(|| order.order_no.clone()),
-        ),
-        client_order_ref: Some(order.quotation_id.to_string()),
-        cell_phone: Some(order.customer.phone.clone()),
-        first_name: Some(order.customer.first_name.clone()),
-        last_name: Some(order.customer.last_name.clone()),
-        source: Some("WEB".into()),
-        drop_point_code: order.pickup_point.clone(),
+            client_order_ref: order.quotation_id.to_string(),
+            cell_phone: Some(c.phone.clone()),
+            first_name: Some(c.first_name.clone()),
+            last_name: Some(c.last_name.clone()),
+            source: "WEB".into(),
+            drop_point_code: order.pickup_point.clone(),
+        })
     };
-    match serde_json::to_value(&event) {
+    match payload {
         Ok(payload) => emit(state, event_type, payload),
         Err(e) => tracing::warn!(error = %e, "norce: cannot serialize an order event"),
     }
@@ -275,7 +290,7 @@ pub(super) fn order_request(state: &SharedState, order: &OrderRec) -> OrderReque
                         .normalize()
                         .into(),
                 ),
-                vat_rate: Some(vat.into()),
+                vat_rate: Some(models_runtime::VatPercent::from_fraction(vat)),
                 discount: Some(Decimal::ZERO.into()),
                 ..OrderRequestItem::default()
             }

@@ -102,7 +102,7 @@ pub(super) fn to_query_order(order: &OrderRec, tenant_id: i32, expand: &[&str]) 
                     product_name: Some(l.name.clone()),
                     qty_ordered: Some(Decimal::from(l.quantity).into()),
                     currency_id: Some(model::currency_id(&order.currency)),
-                    vat_rate: Some(vat.into()),
+                    vat_rate: Some(models_runtime::VatPercent::from_fraction(vat)),
                     price_sale: Some(unit_ex.into()),
                     line_amount: unit_ex
                         .checked_mul(Decimal::from(l.quantity))

@@ -258,7 +258,7 @@ pub(super) fn full_order(order: &OrderRec) -> services::Order {
                 row_amount: unit_ex
                     .checked_mul(Decimal::from(l.quantity))
                     .map(|a| a.round_dp(4).normalize().into()),
-                vat_rate: Some(vat.into()),
+                vat_rate: Some(models_runtime::VatMultiplier::from_fraction(vat)),
                 type_: Some(1),
                 status: Some(order.status.clone()),
                 ..services::OrderItem::default()
@@ -563,7 +563,7 @@ pub(super) async fn list_products2(
                         .and_then(|(_, _, r)| r.price_recommended.map(Into::into)),
                     price_catalog: price.and_then(|(_, _, r)| r.price_catalog.map(Into::into)),
                     price_list_id: price.map(|(id, _, _)| id),
-                    vat_rate: Some(model::vat_multiplier().into()),
+                    vat_rate: Some(models_runtime::VatMultiplier(model::vat_multiplier())),
                     on_hand: Some(OnHand {
                         value: Some(onhand.into()),
                         is_active: Some(true),

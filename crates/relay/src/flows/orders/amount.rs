@@ -73,11 +73,6 @@ impl Amount {
         Amount(div_round(self.0, SCALE / 100) * (SCALE / 100))
     }
 
-    /// Difference.
-    pub(crate) fn checked_sub(self, other: Amount) -> Option<Amount> {
-        self.0.checked_sub(other.0).map(Amount)
-    }
-
     /// Whether it is above zero.
     pub(crate) fn is_positive(self) -> bool {
         self.0 > 0
@@ -163,7 +158,6 @@ mod tests {
         assert!(a("2").is_whole() && !a("2.5").is_whole());
         assert_eq!(Amount::from_int(7), a("7"));
         assert!(a("0.01").is_positive() && !Amount::ZERO.is_positive());
-        assert_eq!(a("1.25").checked_sub(Amount::ONE), Some(a("0.25")));
     }
 
     #[test]

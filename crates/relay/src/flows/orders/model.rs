@@ -3,6 +3,7 @@
 //! resumed pass needs no Norce read.
 
 use norce_client::models::events::{ClientCustomer, OrderItemType, OrderItemTypeGroup, OrderRequest, OrderRequestAddress};
+use norce_client::models::VatRate;
 use norce_client::models::query;
 use serde::{Deserialize, Serialize};
 
@@ -123,13 +124,10 @@ fn decimal(value: Option<&impl std::fmt::Display>) -> Option<Amount> {
     value.and_then(|v| Amount::parse(&v.to_string()))
 }
 
-/// A VAT rate as a fraction: Norce writes 0.25 on order lines and 1.25 on product lists.
-fn vat_fraction(rate: Option<Amount>) -> Amount {
-    match rate {
-        Some(r) if r >= Amount::ONE => r.checked_sub(Amount::ONE).unwrap_or(Amount::ZERO),
-        Some(r) => r,
-        None => Amount::ZERO,
-    }
+/// A VAT rate as a fraction (0.25). Each model field says which form it carries (Query and
+/// Connect percent, Storm Services multiplier); the conversion is the models' own.
+fn vat_fraction(rate: Option<&impl VatRate>) -> Amount {
+    rate.and_then(|r| Amount::parse(&r.fraction().to_string())).unwrap_or(Amount::ZERO)
 }
 
 /// "Anna Maria Svensson" → ("Anna", "Maria Svensson"): Query addresses carry one name.
@@ -168,7 +166,7 @@ impl NorceOrder {
                 name: text(item.product_name.as_ref()),
                 quantity,
                 unit_price: decimal(item.price_sale.as_ref()).unwrap_or_default(),
-                vat_rate: vat_fraction(decimal(item.vat_rate.as_ref())),
+                vat_rate: vat_fraction(item.vat_rate.as_ref()),
                 kind: LineKind::Product,
             });
         }
@@ -229,7 +227,7 @@ impl NorceOrder {
                 name: text(item.description.as_ref()),
                 quantity,
                 unit_price: decimal(item.unit_price.as_ref()).unwrap_or_default(),
-                vat_rate: vat_fraction(decimal(item.vat_rate.as_ref())),
+                vat_rate: vat_fraction(item.vat_rate.as_ref()),
                 kind: if fee { LineKind::Fee } else { LineKind::Product },
             });
         }
@@ -237,7 +235,7 @@ impl NorceOrder {
             // Fee amounts are taken as excluding VAT, like UnitPrice on the lines.
             if let Some(amount) = decimal(fee.amount.as_ref()).filter(|a| a.is_positive()) {
                 let name = text(fee.description.as_ref()).unwrap_or_else(|| if fee.type_ == Some(1) { "Invoice fee".into() } else { "Shipping".into() });
-                let line = fee_line(&lines, &name, amount, vat_fraction(decimal(fee.vat_rate.as_ref())));
+                let line = fee_line(&lines, &name, amount, vat_fraction(fee.vat_rate.as_ref()));
                 lines.push(line);
             }
         }
@@ -303,10 +301,10 @@ mod tests {
             "SellTo": {"Person": {"FirstName": "Anna", "LastName": "Svensson", "Email": "anna@example.com", "CellPhone": "+46 70 1"}},
             "ShipTo": {"Person": {"FirstName": "Anna", "LastName": "Svensson", "Address": {"Line1": "Storgatan 1", "ZipCode": "11151", "City": "Stockholm", "Country": "se"}}},
             "Items": [
-                {"LineNo": 1, "PartNo": "SKU-00001", "Description": "Mug", "Quantity": 2, "UnitPrice": 79.992, "VatRate": 0.25},
-                {"LineNo": 2, "PartNo": "FREIGHT", "Quantity": 1, "UnitPrice": 39, "VatRate": 1.25, "TypeGroup": "Fee"}
+                {"LineNo": 1, "PartNo": "SKU-00001", "Description": "Mug", "Quantity": 2, "UnitPrice": 79.992, "VatRate": 25},
+                {"LineNo": 2, "PartNo": "FREIGHT", "Quantity": 1, "UnitPrice": 39, "VatRate": 12, "TypeGroup": "Fee"}
             ],
-            "Fees": [{"Amount": 19, "Type": 1, "VatRate": 0.25}]
+            "Fees": [{"Amount": 19, "Type": 1, "VatRate": 25}]
         }))
         .unwrap()
     }
@@ -321,7 +319,10 @@ mod tests {
         assert_eq!(order.lines.len(), 3);
         assert_eq!((order.lines[0].quantity.to_string(), order.lines[0].unit_price.to_string()), ("2".into(), "79.992".into()));
         assert_eq!(order.lines[1].kind, LineKind::Fee);
-        assert_eq!(order.lines[1].vat_rate.to_string(), "0.25", "1.25 is read as 25 %");
+        // Connect's VatRate is percent: 25 is 25 %, 12 is 12 %.
+        assert_eq!(order.lines[0].vat_rate.to_string(), "0.25");
+        assert_eq!(order.lines[1].vat_rate.to_string(), "0.12");
+        assert_eq!(order.lines[2].vat_rate.to_string(), "0.25");
         assert_eq!((order.lines[2].line_no, order.lines[2].name.as_deref()), (3, Some("Invoice fee")));
         // The payload round-trips.
         let text = serde_json::to_string(&order).unwrap();
@@ -334,6 +335,20 @@ mod tests {
         assert_eq!(push_order_number(&request, PushOrderNumber::ClientOrderRef).as_deref(), Some("400001"));
         request.customer_order_ref = Some("  ".into());
         assert_eq!(push_order_number(&request, PushOrderNumber::CustomerOrderRef).as_deref(), Some("400001"));
+    }
+
+    #[test]
+    fn a_query_vat_rate_is_percent() {
+        // Query 3.0 documents vatRate "in percent": 25 is a 25 % row, not 2,400 %.
+        let order: query::Order = serde_json::from_value(serde_json::json!({
+            "id": 1, "orderNo": "NC-1",
+            "items": [{"lineNumber": 1, "partNo": "SKU-1", "qtyOrdered": 1, "priceSale": 100, "vatRate": 25},
+                      {"lineNumber": 2, "partNo": "SKU-2", "qtyOrdered": 1, "priceSale": 100, "vatRate": 1}]
+        }))
+        .unwrap();
+        let order = NorceOrder::from_query(&order, &OrdersConfig::default()).unwrap();
+        assert_eq!(order.lines[0].vat_rate.to_string(), "0.25");
+        assert_eq!(order.lines[1].vat_rate.to_string(), "0.01", "1 is 1 %, never read as a multiplier");
     }
 
     #[test]
