@@ -1,15 +1,36 @@
-//! `cargo xtask codegen [--check]`: generate the `*-models` crates from `specs/`.
+//! `cargo xtask codegen [--check]`: generate the `*-models` crates from `specs/`;
+//! `cargo xtask provenance [--missing]`: where the specs come from.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use xtask::codegen;
+use xtask::codegen::{self, provenance};
 
-const USAGE: &str = "usage: cargo xtask codegen [--check] [--root DIR]\n\n  codegen          generate crates/*-models/src/generated/ from specs/\n  codegen --check  fail with a diff when the committed code is stale";
+const USAGE: &str = "usage: cargo xtask codegen [--check] [--root DIR]\n       cargo xtask provenance [--missing] [--root DIR]\n\n  codegen                generate crates/*-models/src/generated/ from specs/\n  codegen --check        fail with a diff when the committed code is stale\n  provenance             x-source / x-assumed / x-open-question counts per platform (Markdown)\n  provenance --missing   every operation and schema without x-source or x-assumed";
 
 fn workspace_root() -> PathBuf {
     // xtask/ sits directly under the workspace root.
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// Prints one provenance line per platform after codegen validated the specs.
+fn print_provenance(root: &Path, command: &str) -> ExitCode {
+    match provenance::summarize(root) {
+        Ok(platforms) => {
+            for platform in &platforms {
+                println!("{platform}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprint!("cargo xtask {command}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -23,12 +44,17 @@ fn main() -> ExitCode {
         }
         _ => workspace_root(),
     };
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["codegen"] => match codegen::write(&root) {
             Ok(files) => {
                 let types: usize = files.iter().map(|f| f.public_items.len()).sum();
                 println!("generated {} files ({types} public items)", files.len());
-                ExitCode::SUCCESS
+                print_provenance(&root, "codegen")
             }
             Err(e) => {
                 eprint!("cargo xtask codegen: {e}");
@@ -38,9 +64,11 @@ fn main() -> ExitCode {
         ["codegen", "--check"] => match codegen::check(&root) {
             Ok(drifts) if drifts.is_empty() => {
                 println!("generated code is up to date");
-                ExitCode::SUCCESS
+                print_provenance(&root, "codegen --check")
             }
             Ok(drifts) => {
+                // The specs are valid; only the generated code is stale.
+                let _ = print_provenance(&root, "codegen --check");
                 for drift in &drifts {
                     eprintln!("{}", drift.diff);
                 }
@@ -52,6 +80,37 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprint!("cargo xtask codegen --check: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        ["provenance"] => match provenance::summarize(&root) {
+            Ok(platforms) => {
+                print!("{}", provenance::markdown_table(&platforms));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("cargo xtask provenance: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        ["provenance", "--missing"] => match provenance::summarize(&root) {
+            Ok(platforms) => {
+                let missing: Vec<_> = platforms.iter().flat_map(|p| &p.unsourced).collect();
+                let mut out = std::io::stdout().lock();
+                for entry in &missing {
+                    // Stop quietly when the reader goes away (`| head`).
+                    if writeln!(out, "{entry}").is_err() {
+                        break;
+                    }
+                }
+                eprintln!(
+                    "{} operation(s) and schema(s) without `x-source` or `x-assumed`",
+                    missing.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("cargo xtask provenance --missing: {e}");
                 ExitCode::FAILURE
             }
         },

@@ -17,7 +17,10 @@ pub fn temp_root(label: &str) -> PathBuf {
 
 /// The workspace root (xtask's parent).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn write(root: &Path, rel: &str, text: &str) {

@@ -11,7 +11,11 @@ fn generate(schemas: &str) -> String {
     );
     common::write(&root, "specs/nshift/delivery.yaml", &spec);
     let files = codegen::generate(&root).unwrap_or_else(|e| panic!("{e}"));
-    files.into_iter().find(|f| f.rel_path.ends_with("delivery.rs")).unwrap().contents
+    files
+        .into_iter()
+        .find(|f| f.rel_path.ends_with("delivery.rs"))
+        .unwrap()
+        .contents
 }
 
 const NODE: &str = "    Node:\n      description: A tree node.\n      type: object\n      required: [name]\n      properties:\n        name:\n          description: The name.\n          type: string\n        parent:\n          description: The parent node.\n          $ref: '#/components/schemas/Node'\n        status:\n          description: The status.\n          type: string\n          x-case-insensitive: true\n          enum: [PRINTED, DELIVERED]\n        amount:\n          description: Money.\n          type: string\n          format: decimal\n        at:\n          description: When.\n          type: string\n          format: date-time\n";

@@ -26,11 +26,17 @@ fn errors_for(paths: &str, schemas: &str) -> Vec<String> {
 fn assert_refused(paths: &str, schemas: &str, expected: &[&str]) {
     let errors = errors_for(paths, schemas);
     let joined = errors.join("\n");
-    assert!(!errors.is_empty(), "expected a refusal containing {expected:?}");
+    assert!(
+        !errors.is_empty(),
+        "expected a refusal containing {expected:?}"
+    );
     for needle in expected {
         assert!(joined.contains(needle), "`{needle}` not in:\n{joined}");
     }
-    assert!(joined.contains("specs/nshift/delivery.yaml"), "names the file:\n{joined}");
+    assert!(
+        joined.contains("specs/nshift/delivery.yaml"),
+        "names the file:\n{joined}"
+    );
 }
 
 const GET_THING: &str = "  /things/{id}:\n    get:\n      operationId: GetThing\n      summary: Get one.\n      parameters:\n        - name: id\n          in: path\n          required: true\n          description: Thing id.\n          schema: {type: integer}\n      responses:\n        '200':\n          description: The thing.\n          content:\n            application/json:\n              schema: {$ref: '#/components/schemas/Thing'}\n";
@@ -43,7 +49,11 @@ fn a_valid_spec_generates() {
 #[test]
 fn missing_operation_id_is_refused_naming_the_path() {
     let paths = GET_THING.replace("      operationId: GetThing\n", "");
-    assert_refused(&paths, THING, &["GET /things/{id}", "missing `operationId`"]);
+    assert_refused(
+        &paths,
+        THING,
+        &["GET /things/{id}", "missing `operationId`"],
+    );
 }
 
 #[test]
@@ -51,7 +61,14 @@ fn two_success_schemas_are_refused() {
     let paths = format!(
         "{GET_THING}        '201':\n          description: Other.\n          content:\n            application/json:\n              schema: {{type: string}}\n"
     );
-    assert_refused(&paths, THING, &["operation `GetThing`", "two success responses with different schemas"]);
+    assert_refused(
+        &paths,
+        THING,
+        &[
+            "operation `GetThing`",
+            "two success responses with different schemas",
+        ],
+    );
 }
 
 #[test]
@@ -62,46 +79,88 @@ fn no_success_response_is_refused() {
 
 #[test]
 fn any_of_is_refused() {
-    let schemas = format!("{THING}    Either:\n      description: One or other.\n      anyOf:\n        - $ref: '#/components/schemas/Thing'\n");
-    assert_refused(GET_THING, &schemas, &["schema `Either`", "`anyOf` is not supported"]);
+    let schemas = format!(
+        "{THING}    Either:\n      description: One or other.\n      anyOf:\n        - $ref: '#/components/schemas/Thing'\n"
+    );
+    assert_refused(
+        GET_THING,
+        &schemas,
+        &["schema `Either`", "`anyOf` is not supported"],
+    );
 }
 
 #[test]
 fn integer_enums_are_refused() {
-    let schemas = format!("{THING}    Level:\n      description: A level.\n      type: integer\n      enum: [1, 2]\n");
-    assert_refused(GET_THING, &schemas, &["schema `Level`", "integer enums are not supported"]);
-    let schemas = format!("{THING}    Rate:\n      description: A rate.\n      type: number\n      enum: [0.5, 1.5]\n");
-    assert_refused(GET_THING, &schemas, &["schema `Rate`", "number enums are not supported"]);
+    let schemas = format!(
+        "{THING}    Level:\n      description: A level.\n      type: integer\n      enum: [1, 2]\n"
+    );
+    assert_refused(
+        GET_THING,
+        &schemas,
+        &["schema `Level`", "integer enums are not supported"],
+    );
+    let schemas = format!(
+        "{THING}    Rate:\n      description: A rate.\n      type: number\n      enum: [0.5, 1.5]\n"
+    );
+    assert_refused(
+        GET_THING,
+        &schemas,
+        &["schema `Rate`", "number enums are not supported"],
+    );
 }
 
 #[test]
 fn a_property_without_description_is_refused() {
     let schemas = THING.replace("          description: Its id.\n", "");
-    assert_refused(GET_THING, &schemas, &["schema `Thing` property `id`", "description"]);
+    assert_refused(
+        GET_THING,
+        &schemas,
+        &["schema `Thing` property `id`", "description"],
+    );
 }
 
 #[test]
 fn an_unresolved_ref_is_refused() {
     let paths = GET_THING.replace("schemas/Thing'", "schemas/Nothing'");
-    assert_refused(&paths, THING, &["operation `GetThing`", "no schema `Nothing`"]);
+    assert_refused(
+        &paths,
+        THING,
+        &["operation `GetThing`", "no schema `Nothing`"],
+    );
 }
 
 #[test]
 fn cookie_parameters_are_refused() {
     let paths = GET_THING.replace("in: path\n          required: true\n          description: Thing id.\n          schema: {type: integer}\n", "in: path\n          required: true\n          description: Thing id.\n          schema: {type: integer}\n        - name: session\n          in: cookie\n          description: A cookie.\n          schema: {type: string}\n");
-    assert_refused(&paths, THING, &["parameter `session`", "`in: cookie` is not supported"]);
+    assert_refused(
+        &paths,
+        THING,
+        &["parameter `session`", "`in: cookie` is not supported"],
+    );
 }
 
 #[test]
 fn openapi_31_is_refused() {
     let root = common::temp_root("refuse31");
-    common::write(&root, "specs/norce/x.yaml", &spec(GET_THING, THING).replace("3.0.3", "3.1.0"));
-    let Err(CodegenError::Invalid(diags)) = codegen::generate(&root) else { panic!("expected refusal") };
+    common::write(
+        &root,
+        "specs/norce/x.yaml",
+        &spec(GET_THING, THING).replace("3.0.3", "3.1.0"),
+    );
+    let Err(CodegenError::Invalid(diags)) = codegen::generate(&root) else {
+        panic!("expected refusal")
+    };
     assert!(diags[0].to_string().contains("only OpenAPI 3.0.x"));
 }
 
 #[test]
 fn duplicate_type_names_are_refused() {
-    let schemas = format!("{THING}    GetThingResponse:\n      description: Clashes with the generated response alias.\n      type: string\n");
-    assert_refused(GET_THING, &schemas, &["type name `GetThingResponse` is already used"]);
+    let schemas = format!(
+        "{THING}    GetThingResponse:\n      description: Clashes with the generated response alias.\n      type: string\n"
+    );
+    assert_refused(
+        GET_THING,
+        &schemas,
+        &["type name `GetThingResponse` is already used"],
+    );
 }

@@ -26,16 +26,26 @@ fn doc_attrs(docs: &Docs, fallback: Option<&str>) -> TokenStream {
         if !lines.is_empty() {
             lines.push(String::new());
         }
-        lines.push(format!("**Open question:** {}", question.trim().replace('\n', " ")));
+        lines.push(format!(
+            "**Open question:** {}",
+            question.trim().replace('\n', " ")
+        ));
     }
     if let Some(example) = &docs.example {
         if !lines.is_empty() {
             lines.push(String::new());
         }
-        lines.push(format!("Example: `{}`", example.replace('`', "'").replace('\n', " ")));
+        lines.push(format!(
+            "Example: `{}`",
+            example.replace('`', "'").replace('\n', " ")
+        ));
     }
     let attrs = lines.iter().map(|line| {
-        let text = if line.is_empty() { String::new() } else { format!(" {line}") };
+        let text = if line.is_empty() {
+            String::new()
+        } else {
+            format!(" {line}")
+        };
         quote!(#[doc = #text])
     });
     quote!(#(#attrs)*)
@@ -89,7 +99,9 @@ fn has_default(ty: &Ty, defaults: &BTreeSet<String>, module: &Module) -> bool {
         Ty::Named(None, name) => {
             defaults.contains(name)
                 || module.items.iter().any(|item| match item {
-                    Item::Alias { name: n, ty, .. } if n == name => has_default(ty, defaults, module),
+                    Item::Alias { name: n, ty, .. } if n == name => {
+                        has_default(ty, defaults, module)
+                    }
                     _ => false,
                 })
         }
@@ -112,7 +124,11 @@ fn default_structs(module: &Module) -> BTreeSet<String> {
                 Item::QueryParams { name, fields, .. } => (name, fields.iter().collect()),
                 _ => continue,
             };
-            if !defaults.contains(name) && fields.iter().all(|f| field_has_default(f, &defaults, module)) {
+            if !defaults.contains(name)
+                && fields
+                    .iter()
+                    .all(|f| field_has_default(f, &defaults, module))
+            {
                 defaults.insert(name.clone());
                 changed = true;
             }
@@ -129,7 +145,11 @@ fn field_type(field: &Field) -> TokenStream {
     if field.boxed {
         inner = quote!(Box<#inner>);
     }
-    if !field.required || field.nullable { quote!(Option<#inner>) } else { inner }
+    if !field.required || field.nullable {
+        quote!(Option<#inner>)
+    } else {
+        inner
+    }
 }
 
 fn serde_field(field: &Field) -> TokenStream {
@@ -146,7 +166,11 @@ fn serde_field(field: &Field) -> TokenStream {
     } else if field.nullable {
         args.push(quote!(default));
     }
-    let serde = if args.is_empty() { quote!() } else { quote!(#[serde(#(#args),*)]) };
+    let serde = if args.is_empty() {
+        quote!()
+    } else {
+        quote!(#[serde(#(#args),*)])
+    };
     quote! {
         #docs
         #serde
@@ -179,7 +203,12 @@ fn emit_item(item: &Item, defaults: &BTreeSet<String>) -> TokenStream {
                 pub struct #id { #(#fields)* }
             }
         }
-        Item::Enum { name, docs, variants, case_insensitive } => {
+        Item::Enum {
+            name,
+            docs,
+            variants,
+            case_insensitive,
+        } => {
             let docs = doc_attrs(docs, None);
             let id = ident(name);
             let variant_defs = variants.iter().map(|v| {
@@ -276,7 +305,11 @@ fn emit_item(item: &Item, defaults: &BTreeSet<String>) -> TokenStream {
                 }
             }
         }
-        Item::Untagged { name, docs, variants } => {
+        Item::Untagged {
+            name,
+            docs,
+            variants,
+        } => {
             let docs = doc_attrs(docs, None);
             let id = ident(name);
             let variants = variants.iter().map(|(variant, ty)| {
@@ -299,7 +332,12 @@ fn emit_item(item: &Item, defaults: &BTreeSet<String>) -> TokenStream {
             let ty = ty_tokens(ty);
             quote!(#docs pub type #id = #ty;)
         }
-        Item::PathParams { name, op, template, fields } => {
+        Item::PathParams {
+            name,
+            op,
+            template,
+            fields,
+        } => {
             let id = ident(name);
             let doc = op_link(op);
             let derive = derives(name, defaults);
@@ -447,7 +485,9 @@ fn emit_operations(operations: &[Operation]) -> TokenStream {
             };
         }
     });
-    let all = operations.iter().map(|op| format_ident!("{}", screaming(&op.id)));
+    let all = operations
+        .iter()
+        .map(|op| format_ident!("{}", screaming(&op.id)));
     quote! {
         /// Method, path and media types of every operation in this spec.
         pub mod operations {
@@ -462,14 +502,20 @@ fn emit_operations(operations: &[Operation]) -> TokenStream {
 /// The formatted source of one module.
 pub fn emit_module(module: &Module) -> Result<String, String> {
     let defaults = default_structs(module);
-    let mut head = format!("{} {}", module.title, module.version).trim().to_owned();
+    let mut head = format!("{} {}", module.title, module.version)
+        .trim()
+        .to_owned();
     if let Some(description) = &module.description {
         head.push_str("\n\n");
         head.push_str(description);
     }
     let inner_docs = head.lines().map(|line| {
         let line = line.trim().replace("```", "'''");
-        let text = if line.is_empty() { String::new() } else { format!(" {line}") };
+        let text = if line.is_empty() {
+            String::new()
+        } else {
+            format!(" {line}")
+        };
         quote!(#![doc = #text])
     });
     let items = module.items.iter().map(|item| emit_item(item, &defaults));
@@ -499,7 +545,8 @@ pub fn emit_mod_rs(platform: &str, modules: &[(String, String)]) -> Result<Strin
 }
 
 fn format_file(tokens: TokenStream, source: &str) -> Result<String, String> {
-    let file: syn::File = syn::parse2(tokens).map_err(|e| format!("generated code for {source} does not parse: {e}"))?;
+    let file: syn::File = syn::parse2(tokens)
+        .map_err(|e| format!("generated code for {source} does not parse: {e}"))?;
     let body = space_items(&prettyplease::unparse(&file));
     Ok(format!(
         "{GENERATED_MARKER} from `{source}`.\n// Do not edit by hand: change the spec and run `cargo xtask codegen`.\n\n{body}"
@@ -511,13 +558,18 @@ fn space_items(source: &str) -> String {
     let mut out = String::with_capacity(source.len() + source.len() / 16);
     let mut previous_ends_item = false;
     for line in source.lines() {
-        let starts_item = !line.starts_with(' ') && !line.is_empty() && !line.starts_with('}') && !line.starts_with(")");
+        let starts_item = !line.starts_with(' ')
+            && !line.is_empty()
+            && !line.starts_with('}')
+            && !line.starts_with(")");
         if previous_ends_item && starts_item {
             out.push('\n');
         }
         out.push_str(line);
         out.push('\n');
-        previous_ends_item = line == "}" || line == ");" || (!line.starts_with(' ') && line.ends_with(';') && !line.starts_with("#!"));
+        previous_ends_item = line == "}"
+            || line == ");"
+            || (!line.starts_with(' ') && line.ends_with(';') && !line.starts_with("#!"));
         if line.starts_with(")]") {
             previous_ends_item = true;
         }

@@ -8,6 +8,7 @@
 pub mod emit;
 pub mod model;
 pub mod naming;
+pub mod provenance;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,22 @@ use model::{Builder, Diag, Item, SpecFile};
 
 /// The platforms, each with `specs/<name>/` and `crates/<name>-models/`.
 pub const PLATFORMS: &[&str] = &["norce", "nshift", "brightpearl"];
+
+/// How strictly to validate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Refuse operations and `components.schemas` entries without `x-source` (or `x-assumed`).
+    /// Defaults to [`provenance::REQUIRE_SOURCES`].
+    pub require_sources: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            require_sources: provenance::REQUIRE_SOURCES,
+        }
+    }
+}
 
 /// One generated file.
 #[derive(Debug, Clone)]
@@ -72,18 +89,38 @@ pub fn load_platform(root: &Path, platform: &str) -> Result<Vec<SpecFile>, Codeg
     let mut files = Vec::new();
     let mut diags = Vec::new();
     for path in paths {
-        let rel_path = format!("specs/{platform}/{}", path.file_name().and_then(|n| n.to_str()).unwrap_or(""));
+        let rel_path = format!(
+            "specs/{platform}/{}",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("")
+        );
         let text = fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
         match serde_yaml::from_str(&text) {
             Ok(doc) => {
-                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("").to_owned();
+                let stem = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("")
+                    .to_owned();
                 let module = naming::snake(&stem);
-                files.push(SpecFile { platform: platform.to_owned(), module, rel_path, doc });
+                files.push(SpecFile {
+                    platform: platform.to_owned(),
+                    module,
+                    rel_path,
+                    doc,
+                });
             }
-            Err(e) => diags.push(Diag { file: rel_path, location: "YAML".to_owned(), message: e.to_string() }),
+            Err(e) => diags.push(Diag {
+                file: rel_path,
+                location: "YAML".to_owned(),
+                message: e.to_string(),
+            }),
         }
     }
-    if diags.is_empty() { Ok(files) } else { Err(CodegenError::Invalid(diags)) }
+    if diags.is_empty() {
+        Ok(files)
+    } else {
+        Err(CodegenError::Invalid(diags))
+    }
 }
 
 fn public_items(items: &[Item], operations: &[model::Operation]) -> Vec<String> {
@@ -91,19 +128,34 @@ fn public_items(items: &[Item], operations: &[model::Operation]) -> Vec<String> 
         .iter()
         .map(|item| {
             let kind = match item {
-                Item::Struct { .. } | Item::PathParams { .. } | Item::QueryParams { .. } | Item::HeaderParams { .. } => "struct",
+                Item::Struct { .. }
+                | Item::PathParams { .. }
+                | Item::QueryParams { .. }
+                | Item::HeaderParams { .. } => "struct",
                 Item::Enum { .. } | Item::Untagged { .. } => "enum",
                 Item::Alias { .. } => "type",
             };
             format!("{kind} {}", item.name())
         })
         .collect();
-    out.extend(operations.iter().map(|op| format!("const operations::{} ({} {})", naming::screaming(&op.id), op.method, op.path)));
+    out.extend(operations.iter().map(|op| {
+        format!(
+            "const operations::{} ({} {})",
+            naming::screaming(&op.id),
+            op.method,
+            op.path
+        )
+    }));
     out
 }
 
-/// Generates every file of every platform (nothing is written).
+/// Generates every file of every platform (nothing is written), with the default [`Options`].
 pub fn generate(root: &Path) -> Result<Vec<GeneratedFile>, CodegenError> {
+    generate_with(root, Options::default())
+}
+
+/// Generates every file of every platform (nothing is written).
+pub fn generate_with(root: &Path, options: Options) -> Result<Vec<GeneratedFile>, CodegenError> {
     let mut out = Vec::new();
     let mut diags = Vec::new();
     for platform in PLATFORMS {
@@ -127,14 +179,27 @@ pub fn generate(root: &Path) -> Result<Vec<GeneratedFile>, CodegenError> {
                     contents,
                     public_items: public,
                 }),
-                Err(message) => diags.push(Diag { file: file.rel_path.clone(), location: "output".to_owned(), message }),
+                Err(message) => diags.push(Diag {
+                    file: file.rel_path.clone(),
+                    location: "output".to_owned(),
+                    message,
+                }),
             }
             modules.push((module.module.clone(), file.rel_path.clone()));
         }
+        diags.extend(provenance::validate(&files, options.require_sources));
         let contents = emit::emit_mod_rs(platform, &modules).map_err(CodegenError::Io)?;
-        out.push(GeneratedFile { rel_path: format!("{dir}/mod.rs"), contents, public_items: Vec::new() });
+        out.push(GeneratedFile {
+            rel_path: format!("{dir}/mod.rs"),
+            contents,
+            public_items: Vec::new(),
+        });
     }
-    if diags.is_empty() { Ok(out) } else { Err(CodegenError::Invalid(diags)) }
+    if diags.is_empty() {
+        Ok(out)
+    } else {
+        Err(CodegenError::Invalid(diags))
+    }
 }
 
 /// A generated file that differs from what is committed.
@@ -177,14 +242,23 @@ pub fn check(root: &Path) -> Result<Vec<Drift>, CodegenError> {
             let diff = similar::TextDiff::from_lines(&current, &file.contents)
                 .unified_diff()
                 .context_radius(2)
-                .header(&format!("a/{} (committed)", file.rel_path), &format!("b/{} (generated)", file.rel_path))
+                .header(
+                    &format!("a/{} (committed)", file.rel_path),
+                    &format!("b/{} (generated)", file.rel_path),
+                )
                 .to_string();
-            drifts.push(Drift { rel_path: file.rel_path.clone(), diff });
+            drifts.push(Drift {
+                rel_path: file.rel_path.clone(),
+                diff,
+            });
         }
     }
     for stale in existing_generated(root)? {
         if !generated.iter().any(|g| g.rel_path == stale) {
-            drifts.push(Drift { diff: format!("{stale} has no spec any more: delete it\n"), rel_path: stale });
+            drifts.push(Drift {
+                diff: format!("{stale} has no spec any more: delete it\n"),
+                rel_path: stale,
+            });
         }
     }
     Ok(drifts)

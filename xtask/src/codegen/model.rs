@@ -114,13 +114,43 @@ pub struct Param {
 
 #[derive(Debug, Clone)]
 pub enum Item {
-    Struct { name: String, docs: Docs, fields: Vec<Field> },
-    Enum { name: String, docs: Docs, variants: Vec<Variant>, case_insensitive: bool },
-    Untagged { name: String, docs: Docs, variants: Vec<(String, Ty)> },
-    Alias { name: String, docs: Docs, ty: Ty },
-    PathParams { name: String, op: String, template: String, fields: Vec<Field> },
-    QueryParams { name: String, op: String, fields: Vec<Field> },
-    HeaderParams { name: String, op: String, params: Vec<Param> },
+    Struct {
+        name: String,
+        docs: Docs,
+        fields: Vec<Field>,
+    },
+    Enum {
+        name: String,
+        docs: Docs,
+        variants: Vec<Variant>,
+        case_insensitive: bool,
+    },
+    Untagged {
+        name: String,
+        docs: Docs,
+        variants: Vec<(String, Ty)>,
+    },
+    Alias {
+        name: String,
+        docs: Docs,
+        ty: Ty,
+    },
+    PathParams {
+        name: String,
+        op: String,
+        template: String,
+        fields: Vec<Field>,
+    },
+    QueryParams {
+        name: String,
+        op: String,
+        fields: Vec<Field>,
+    },
+    HeaderParams {
+        name: String,
+        op: String,
+        params: Vec<Param>,
+    },
 }
 
 impl Item {
@@ -199,7 +229,13 @@ pub struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     pub fn new(files: &'a [SpecFile], file: &'a SpecFile) -> Self {
-        Self { files, file, items: Vec::new(), names: BTreeMap::new(), diags: Vec::new() }
+        Self {
+            files,
+            file,
+            items: Vec::new(),
+            names: BTreeMap::new(),
+            diags: Vec::new(),
+        }
     }
 
     fn diag(&mut self, location: &str, message: impl Into<String>) {
@@ -214,7 +250,10 @@ impl<'a> Builder<'a> {
     fn claim(&mut self, name: &str, location: &str) -> bool {
         if let Some(first) = self.names.get(name) {
             let first = first.clone();
-            self.diag(location, format!("type name `{name}` is already used by {first}: rename one of them"));
+            self.diag(
+                location,
+                format!("type name `{name}` is already used by {first}: rename one of them"),
+            );
             return false;
         }
         self.names.insert(name.to_owned(), location.to_owned());
@@ -222,26 +261,47 @@ impl<'a> Builder<'a> {
     }
 
     /// Resolves a `$ref` to (module if in another file, type name, schema).
-    fn resolve(&mut self, reference: &str, location: &str) -> Option<(Option<String>, String, &'a Value)> {
+    fn resolve(
+        &mut self,
+        reference: &str,
+        location: &str,
+    ) -> Option<(Option<String>, String, &'a Value)> {
         let (file_part, pointer) = reference.split_once('#').unwrap_or((reference, ""));
         let Some(name) = pointer.strip_prefix("/components/schemas/") else {
-            self.diag(location, format!("`$ref: {reference}` must point at `#/components/schemas/<Name>`"));
+            self.diag(
+                location,
+                format!("`$ref: {reference}` must point at `#/components/schemas/<Name>`"),
+            );
             return None;
         };
         let files = self.files;
         let target = if file_part.is_empty() {
             Some(self.file)
         } else {
-            let stem = file_part.trim_start_matches("./").trim_end_matches(".yaml").trim_end_matches(".yml");
+            let stem = file_part
+                .trim_start_matches("./")
+                .trim_end_matches(".yaml")
+                .trim_end_matches(".yml");
             files.iter().find(|f| f.module == stem)
         };
         let Some(target) = target else {
-            self.diag(location, format!("`$ref: {reference}`: no spec file `{file_part}` for this platform"));
+            self.diag(
+                location,
+                format!("`$ref: {reference}`: no spec file `{file_part}` for this platform"),
+            );
             return None;
         };
-        let schema = get(&target.doc, "components").and_then(|c| get(c, "schemas")).and_then(|s| get(s, name));
+        let schema = get(&target.doc, "components")
+            .and_then(|c| get(c, "schemas"))
+            .and_then(|s| get(s, name));
         let Some(schema) = schema else {
-            self.diag(location, format!("`$ref: {reference}`: no schema `{name}` in {}", target.rel_path));
+            self.diag(
+                location,
+                format!(
+                    "`$ref: {reference}`: no schema `{name}` in {}",
+                    target.rel_path
+                ),
+            );
             return None;
         };
         let module = (target.module != self.file.module).then(|| target.module.clone());
@@ -251,7 +311,11 @@ impl<'a> Builder<'a> {
     /// The Rust type of a schema; inline objects and enums become named types from `hint`.
     fn ty(&mut self, schema: &'a Value, hint: &str, location: &str) -> Ty {
         let ty = self.ty_inner(schema, hint, location);
-        if get(schema, "nullable").and_then(Value::as_bool) == Some(true) { ty.optional() } else { ty }
+        if get(schema, "nullable").and_then(Value::as_bool) == Some(true) {
+            ty.optional()
+        } else {
+            ty
+        }
     }
 
     fn ty_inner(&mut self, schema: &'a Value, hint: &str, location: &str) -> Ty {
@@ -263,7 +327,10 @@ impl<'a> Builder<'a> {
         }
         for refused in ["anyOf", "not"] {
             if get(schema, refused).is_some() {
-                self.diag(location, format!("`{refused}` is not supported: use `oneOf` of `$ref`s or `allOf`"));
+                self.diag(
+                    location,
+                    format!("`{refused}` is not supported: use `oneOf` of `$ref`s or `allOf`"),
+                );
                 return Ty::Json;
             }
         }
@@ -303,12 +370,17 @@ impl<'a> Builder<'a> {
             Some("array") => match get(schema, "items") {
                 Some(items) => Ty::Vec(Box::new(self.ty(items, &format!("{hint}Item"), location))),
                 None => {
-                    self.diag(location, "`type: array` needs `items` (use `items: {}` for arbitrary JSON)");
+                    self.diag(
+                        location,
+                        "`type: array` needs `items` (use `items: {}` for arbitrary JSON)",
+                    );
                     Ty::Json
                 }
             },
             Some("object") | None => {
-                let has_props = get(schema, "properties").and_then(Value::as_mapping).is_some_and(|m| !m.is_empty());
+                let has_props = get(schema, "properties")
+                    .and_then(Value::as_mapping)
+                    .is_some_and(|m| !m.is_empty());
                 if has_props {
                     self.define(hint, schema, location, false);
                     return Ty::Named(None, hint.to_owned());
@@ -329,7 +401,12 @@ impl<'a> Builder<'a> {
     }
 
     /// Collects properties and required names of an object schema, merging `allOf` parts.
-    fn object_parts(&mut self, schema: &'a Value, location: &str, depth: usize) -> (Vec<(String, &'a Value)>, BTreeSet<String>) {
+    fn object_parts(
+        &mut self,
+        schema: &'a Value,
+        location: &str,
+        depth: usize,
+    ) -> (Vec<(String, &'a Value)>, BTreeSet<String>) {
         let mut props = Vec::new();
         let mut required = BTreeSet::new();
         if depth > 8 {
@@ -374,11 +451,22 @@ impl<'a> Builder<'a> {
 
     /// A struct field or parameter. Parameters carry their description on the parameter,
     /// not the schema, so `field_location` says which it is and `described` skips the check.
-    fn field(&mut self, owner: &str, wire: &str, schema: &'a Value, required: bool, field_location: &str, described: bool) -> Field {
+    fn field(
+        &mut self,
+        owner: &str,
+        wire: &str,
+        schema: &'a Value,
+        required: bool,
+        field_location: &str,
+        described: bool,
+    ) -> Field {
         let is_pure_ref = get(schema, "$ref").is_some();
         let docs = docs_of(schema);
         if docs.description.is_none() && !is_pure_ref && !described {
-            self.diag(field_location, "every property needs a one-line `description`");
+            self.diag(
+                field_location,
+                "every property needs a one-line `description`",
+            );
         }
         let ty = self.ty(schema, &format!("{owner}{}", pascal(wire)), field_location);
         let nullable = matches!(ty, Ty::Option(_));
@@ -387,7 +475,15 @@ impl<'a> Builder<'a> {
             other => other,
         };
         let boxed = ty == Ty::Named(None, owner.to_owned());
-        Field { rust_name: snake(wire), wire_name: wire.to_owned(), ty, required, nullable, boxed, docs }
+        Field {
+            rust_name: snake(wire),
+            wire_name: wire.to_owned(),
+            ty,
+            required,
+            nullable,
+            boxed,
+            docs,
+        }
     }
 
     fn dedupe_fields(fields: &mut [Field]) {
@@ -425,7 +521,11 @@ impl<'a> Builder<'a> {
                     None => self.diag(location, "`oneOf` members must be `$ref`s to named schemas"),
                 }
             }
-            self.items.push(Item::Untagged { name: name.to_owned(), docs, variants });
+            self.items.push(Item::Untagged {
+                name: name.to_owned(),
+                docs,
+                variants,
+            });
             return;
         }
         let numeric = matches!(get_str(schema, "type"), Some("integer" | "number"));
@@ -433,7 +533,10 @@ impl<'a> Builder<'a> {
             let mut variants: Vec<Variant> = Vec::new();
             for value in values {
                 let Some(wire) = value.as_str() else {
-                    self.diag(location, format!("enum value {value:?} is not a string: quote it"));
+                    self.diag(
+                        location,
+                        format!("enum value {value:?} is not a string: quote it"),
+                    );
                     continue;
                 };
                 let mut rust_name = pascal(wire);
@@ -446,30 +549,58 @@ impl<'a> Builder<'a> {
                     rust_name = format!("{base}{n}");
                     n += 1;
                 }
-                variants.push(Variant { rust_name, wire: wire.to_owned() });
+                variants.push(Variant {
+                    rust_name,
+                    wire: wire.to_owned(),
+                });
             }
-            let case_insensitive = get(schema, "x-case-insensitive").and_then(Value::as_bool) == Some(true);
-            self.items.push(Item::Enum { name: name.to_owned(), docs, variants, case_insensitive });
+            let case_insensitive =
+                get(schema, "x-case-insensitive").and_then(Value::as_bool) == Some(true);
+            self.items.push(Item::Enum {
+                name: name.to_owned(),
+                docs,
+                variants,
+                case_insensitive,
+            });
             return;
         }
         let is_object = get(schema, "properties").is_some() || get(schema, "allOf").is_some();
         if is_object {
             // Reserve the position so the struct comes before the inline types of its fields.
             let index = self.items.len();
-            self.items.push(Item::Alias { name: name.to_owned(), docs: Docs::default(), ty: Ty::Unit });
+            self.items.push(Item::Alias {
+                name: name.to_owned(),
+                docs: Docs::default(),
+                ty: Ty::Unit,
+            });
             let (props, required) = self.object_parts(schema, location, 0);
             let mut fields = Vec::new();
             for (wire, prop) in props {
                 let field_location = format!("{location} property `{wire}`");
-                fields.push(self.field(name, &wire, prop, required.contains(&wire), &field_location, false));
+                fields.push(self.field(
+                    name,
+                    &wire,
+                    prop,
+                    required.contains(&wire),
+                    &field_location,
+                    false,
+                ));
             }
             Self::dedupe_fields(&mut fields);
-            self.items[index] = Item::Struct { name: name.to_owned(), docs, fields };
+            self.items[index] = Item::Struct {
+                name: name.to_owned(),
+                docs,
+                fields,
+            };
             return;
         }
         // Anything else is an alias of the underlying type (arrays, maps, primitives).
         let ty = self.ty(schema, &format!("{name}Item"), location);
-        self.items.push(Item::Alias { name: name.to_owned(), docs, ty });
+        self.items.push(Item::Alias {
+            name: name.to_owned(),
+            docs,
+            ty,
+        });
     }
 
     /// Builds the whole module.
@@ -477,20 +608,28 @@ impl<'a> Builder<'a> {
         let doc = &self.file.doc;
         let version = get_str(doc, "openapi").unwrap_or("");
         if !version.starts_with("3.0.") {
-            self.diag("openapi", format!("`openapi: {version}`: only OpenAPI 3.0.x is supported"));
+            self.diag(
+                "openapi",
+                format!("`openapi: {version}`: only OpenAPI 3.0.x is supported"),
+            );
         }
         let info = get(doc, "info").cloned().unwrap_or(Value::Null);
         let title = get_str(&info, "title").unwrap_or("").to_owned();
         if title.is_empty() {
             self.diag("info", "`info.title` is required");
         }
-        let schemas = get(doc, "components").and_then(|c| get(c, "schemas")).and_then(Value::as_mapping);
+        let schemas = get(doc, "components")
+            .and_then(|c| get(c, "schemas"))
+            .and_then(Value::as_mapping);
         if let Some(schemas) = schemas {
             for (key, schema) in schemas {
                 let Some(key) = key.as_str() else { continue };
                 let location = format!("schema `{key}`");
                 if pascal(key) != key {
-                    self.diag(&location, format!("schema names are PascalCase: rename to `{}`", pascal(key)));
+                    self.diag(
+                        &location,
+                        format!("schema names are PascalCase: rename to `{}`", pascal(key)),
+                    );
                 }
                 self.define(&pascal(key), schema, &location, true);
             }
@@ -501,7 +640,9 @@ impl<'a> Builder<'a> {
             for (path, item) in paths {
                 let Some(path) = path.as_str() else { continue };
                 for method in METHODS {
-                    let Some(op) = get(item, method) else { continue };
+                    let Some(op) = get(item, method) else {
+                        continue;
+                    };
                     if let Some(operation) = self.operation(path, method, item, op, &mut ids) {
                         operations.push(operation);
                     }
@@ -521,19 +662,36 @@ impl<'a> Builder<'a> {
     }
 
     fn resolve_param(&mut self, param: &'a Value, location: &str) -> Option<&'a Value> {
-        let Some(reference) = get_str(param, "$ref") else { return Some(param) };
+        let Some(reference) = get_str(param, "$ref") else {
+            return Some(param);
+        };
         let name = reference.rsplit('/').next().unwrap_or("");
-        let found = get(&self.file.doc, "components").and_then(|c| get(c, "parameters")).and_then(|p| get(p, name));
+        let found = get(&self.file.doc, "components")
+            .and_then(|c| get(c, "parameters"))
+            .and_then(|p| get(p, name));
         if found.is_none() {
-            self.diag(location, format!("`$ref: {reference}`: no parameter `{name}` in components.parameters"));
+            self.diag(
+                location,
+                format!("`$ref: {reference}`: no parameter `{name}` in components.parameters"),
+            );
         }
         found
     }
 
-    fn operation(&mut self, path: &str, method: &str, item: &'a Value, op: &'a Value, ids: &mut BTreeSet<String>) -> Option<Operation> {
+    fn operation(
+        &mut self,
+        path: &str,
+        method: &str,
+        item: &'a Value,
+        op: &'a Value,
+        ids: &mut BTreeSet<String>,
+    ) -> Option<Operation> {
         let method_upper = method.to_ascii_uppercase();
         let Some(raw_id) = get_str(op, "operationId") else {
-            self.diag(&format!("operation {method_upper} {path}"), "missing `operationId`: every operation needs one");
+            self.diag(
+                &format!("operation {method_upper} {path}"),
+                "missing `operationId`: every operation needs one",
+            );
             return None;
         };
         let id = pascal(raw_id);
@@ -551,7 +709,9 @@ impl<'a> Builder<'a> {
         let mut params: Vec<&'a Value> = Vec::new();
         for source in [get(item, "parameters"), get(op, "parameters")] {
             for param in source.and_then(Value::as_sequence).into_iter().flatten() {
-                let Some(param) = self.resolve_param(param, &location) else { continue };
+                let Some(param) = self.resolve_param(param, &location) else {
+                    continue;
+                };
                 let key = (get_str(param, "name"), get_str(param, "in"));
                 params.retain(|p| (get_str(p, "name"), get_str(p, "in")) != key);
                 params.push(param);
@@ -569,7 +729,10 @@ impl<'a> Builder<'a> {
                 continue;
             }
             if get_str(param, "description").is_none() {
-                self.diag(&param_location, "every parameter needs a one-line `description`");
+                self.diag(
+                    &param_location,
+                    "every parameter needs a one-line `description`",
+                );
             }
             let (schema, codec) = match (get(param, "schema"), get(param, "content")) {
                 (Some(schema), None) => (schema, ParamCodec::Display),
@@ -584,56 +747,91 @@ impl<'a> Builder<'a> {
                     }
                 }
                 _ => {
-                    self.diag(&param_location, "a parameter needs exactly one of `schema` or `content`");
+                    self.diag(
+                        &param_location,
+                        "a parameter needs exactly one of `schema` or `content`",
+                    );
                     continue;
                 }
             };
-            let required = place == "path" || get(param, "required").and_then(Value::as_bool) == Some(true);
-            let mut field = self.field(&format!("{id}{}", pascal(place)), name, schema, required, &param_location, true);
+            let required =
+                place == "path" || get(param, "required").and_then(Value::as_bool) == Some(true);
+            let mut field = self.field(
+                &format!("{id}{}", pascal(place)),
+                name,
+                schema,
+                required,
+                &param_location,
+                true,
+            );
             let param_docs = docs_of(param);
             field.docs.description = param_docs.description.or(field.docs.description);
             field.docs.open_question = param_docs.open_question.or(field.docs.open_question);
             field.docs.example = param_docs.example.or(field.docs.example);
-            if codec == ParamCodec::Display && matches!(field.ty, Ty::Vec(_) | Ty::Map(_) | Ty::Json | Ty::Bytes) {
+            if codec == ParamCodec::Display
+                && matches!(field.ty, Ty::Vec(_) | Ty::Map(_) | Ty::Json | Ty::Bytes)
+            {
                 self.diag(&param_location, "only primitive and enum parameters are supported: use a comma-separated string and say so in the description");
                 continue;
             }
             match place {
                 "path" => {
                     if !path.contains(&format!("{{{name}}}")) {
-                        self.diag(&param_location, format!("path parameter is not in the path `{path}`"));
+                        self.diag(
+                            &param_location,
+                            format!("path parameter is not in the path `{path}`"),
+                        );
                     }
                     path_fields.push(field)
                 }
                 "query" => query_fields.push(field),
                 "header" => header_params.push(Param { field, codec }),
-                other => self.diag(&param_location, format!("`in: {other}` is not supported (path, query or header)")),
+                other => self.diag(
+                    &param_location,
+                    format!("`in: {other}` is not supported (path, query or header)"),
+                ),
             }
         }
         for segment in path.split('/').filter(|s| s.starts_with('{')) {
             let name = segment.trim_matches(|c| c == '{' || c == '}');
             if !path_fields.iter().any(|f| f.wire_name == name) {
-                self.diag(&location, format!("path placeholder `{{{name}}}` has no `in: path` parameter"));
+                self.diag(
+                    &location,
+                    format!("path placeholder `{{{name}}}` has no `in: path` parameter"),
+                );
             }
         }
         if !path_fields.is_empty() {
             Self::dedupe_fields(&mut path_fields);
             let name = format!("{id}Path");
             if self.claim(&name, &location) {
-                self.items.push(Item::PathParams { name, op: id.clone(), template: path.to_owned(), fields: path_fields });
+                self.items.push(Item::PathParams {
+                    name,
+                    op: id.clone(),
+                    template: path.to_owned(),
+                    fields: path_fields,
+                });
             }
         }
         if !query_fields.is_empty() {
             Self::dedupe_fields(&mut query_fields);
             let name = format!("{id}Query");
             if self.claim(&name, &location) {
-                self.items.push(Item::QueryParams { name, op: id.clone(), fields: query_fields });
+                self.items.push(Item::QueryParams {
+                    name,
+                    op: id.clone(),
+                    fields: query_fields,
+                });
             }
         }
         if !header_params.is_empty() {
             let name = format!("{id}Headers");
             if self.claim(&name, &location) {
-                self.items.push(Item::HeaderParams { name, op: id.clone(), params: header_params });
+                self.items.push(Item::HeaderParams {
+                    name,
+                    op: id.clone(),
+                    params: header_params,
+                });
             }
         }
 
@@ -643,17 +841,38 @@ impl<'a> Builder<'a> {
             let content = get(body, "content").and_then(Value::as_mapping);
             match content {
                 Some(content) if content.len() == 1 => {
-                    let (media, media_value) = content.iter().next().map(|(k, v)| (k.as_str().unwrap_or(""), v)).unwrap_or(("", &Value::Null));
-                    if !["application/json", "application/x-www-form-urlencoded", "text/plain"].contains(&media) {
-                        self.diag(&location, format!("request media type `{media}` is not supported"));
+                    let (media, media_value) = content
+                        .iter()
+                        .next()
+                        .map(|(k, v)| (k.as_str().unwrap_or(""), v))
+                        .unwrap_or(("", &Value::Null));
+                    if ![
+                        "application/json",
+                        "application/x-www-form-urlencoded",
+                        "text/plain",
+                    ]
+                    .contains(&media)
+                    {
+                        self.diag(
+                            &location,
+                            format!("request media type `{media}` is not supported"),
+                        );
                     }
                     request_media_type = Some(media.to_owned());
                     match get(media_value, "schema") {
-                        Some(schema) => self.named_or_alias(&format!("{id}Request"), schema, &location, docs_of(body)),
+                        Some(schema) => self.named_or_alias(
+                            &format!("{id}Request"),
+                            schema,
+                            &location,
+                            docs_of(body),
+                        ),
                         None => self.diag(&location, "request body without `schema`"),
                     }
                 }
-                _ => self.diag(&location, "a request body needs exactly one media type under `content`"),
+                _ => self.diag(
+                    &location,
+                    "a request body needs exactly one media type under `content`",
+                ),
             }
         }
 
@@ -663,34 +882,61 @@ impl<'a> Builder<'a> {
         for (status, response) in responses.into_iter().flatten() {
             let status_text = scalar_text(status).unwrap_or_default();
             let content = get(response, "content").and_then(Value::as_mapping);
-            let first = content.and_then(|c| c.iter().next()).map(|(k, v)| (k.as_str().unwrap_or("").to_owned(), v));
+            let first = content
+                .and_then(|c| c.iter().next())
+                .map(|(k, v)| (k.as_str().unwrap_or("").to_owned(), v));
             if content.is_some_and(|c| c.len() > 1) {
-                self.diag(&location, format!("response {status_text} has more than one media type: keep one"));
+                self.diag(
+                    &location,
+                    format!("response {status_text} has more than one media type: keep one"),
+                );
             }
             if get(response, "description").is_none() {
-                self.diag(&location, format!("response {status_text} needs a `description`"));
+                self.diag(
+                    &location,
+                    format!("response {status_text} needs a `description`"),
+                );
             }
             if status_text.starts_with('2') {
                 let code = status_text.parse().unwrap_or(200);
-                let schema = first.as_ref().and_then(|(media, v)| get(v, "schema").map(|s| (media.clone(), s)));
+                let schema = first
+                    .as_ref()
+                    .and_then(|(media, v)| get(v, "schema").map(|s| (media.clone(), s)));
                 success.push((code, schema));
             } else if let Some((_, media_value)) = first {
                 let schema = get(media_value, "schema");
-                let inline_object = schema.is_some_and(|s| get(s, "$ref").is_none() && get(s, "properties").is_some());
+                let inline_object = schema
+                    .is_some_and(|s| get(s, "$ref").is_none() && get(s, "properties").is_some());
                 if inline_object {
                     self.diag(&location, format!("error response {status_text}: reference a component schema instead of an inline object"));
                 }
             }
         }
-        let with_schema: Vec<_> = success.iter().filter_map(|(code, s)| s.as_ref().map(|s| (*code, s))).collect();
+        let with_schema: Vec<_> = success
+            .iter()
+            .filter_map(|(code, s)| s.as_ref().map(|s| (*code, s)))
+            .collect();
         if success.is_empty() {
-            self.diag(&location, "no 2xx response: exactly one success response is required");
+            self.diag(
+                &location,
+                "no 2xx response: exactly one success response is required",
+            );
         }
-        let distinct: BTreeSet<String> = with_schema.iter().map(|(_, (_, s))| serde_yaml::to_string(s).unwrap_or_default()).collect();
+        let distinct: BTreeSet<String> = with_schema
+            .iter()
+            .map(|(_, (_, s))| serde_yaml::to_string(s).unwrap_or_default())
+            .collect();
         if distinct.len() > 1 {
-            self.diag(&location, "two success responses with different schemas: keep exactly one success schema");
+            self.diag(
+                &location,
+                "two success responses with different schemas: keep exactly one success schema",
+            );
         }
-        let success_status = with_schema.first().map(|(c, _)| *c).or_else(|| success.first().map(|(c, _)| *c)).unwrap_or(200);
+        let success_status = with_schema
+            .first()
+            .map(|(c, _)| *c)
+            .or_else(|| success.first().map(|(c, _)| *c))
+            .unwrap_or(200);
         let response_name = format!("{id}Response");
         let mut response_media_type = None;
         match with_schema.first() {
@@ -703,15 +949,28 @@ impl<'a> Builder<'a> {
                 } else if binary || media.starts_with("text/") {
                     let ty = if binary { Ty::Bytes } else { Ty::Str };
                     if self.claim(&response_name, &location) {
-                        self.items.push(Item::Alias { name: response_name, docs: Docs::default(), ty });
+                        self.items.push(Item::Alias {
+                            name: response_name,
+                            docs: Docs::default(),
+                            ty,
+                        });
                     }
                 } else {
-                    self.diag(&location, format!("success media type `{media}` needs `type: string, format: binary`"));
+                    self.diag(
+                        &location,
+                        format!(
+                            "success media type `{media}` needs `type: string, format: binary`"
+                        ),
+                    );
                 }
             }
             None => {
                 if self.claim(&response_name, &location) {
-                    self.items.push(Item::Alias { name: response_name, docs: Docs::default(), ty: Ty::Unit });
+                    self.items.push(Item::Alias {
+                        name: response_name,
+                        docs: Docs::default(),
+                        ty: Ty::Unit,
+                    });
                 }
             }
         }
@@ -735,7 +994,11 @@ impl<'a> Builder<'a> {
     fn named_or_alias(&mut self, name: &str, schema: &'a Value, location: &str, docs: Docs) {
         let ty = self.ty(schema, name, location);
         if ty != Ty::Named(None, name.to_owned()) && self.claim(name, location) {
-            self.items.push(Item::Alias { name: name.to_owned(), docs, ty });
+            self.items.push(Item::Alias {
+                name: name.to_owned(),
+                docs,
+                ty,
+            });
         }
     }
 }
