@@ -592,6 +592,127 @@ async fn malformed_or_incomplete_bodies_get_400() {
     assert_eq!(api.admin("/shipments").await.as_array().unwrap().len(), 0);
 }
 
+/// A parcel row with its numbers written as strings, as nShift's own samples send them.
+fn string_number_parcel() -> Value {
+    json!({"copies": "1", "weight": "37.5", "volume": "0.12", "contents": "Clothes", "valuePerParcel": true})
+}
+
+#[tokio::test]
+async fn numbers_sent_as_strings_are_read_as_numbers() {
+    let api = Api::start().await;
+    // POST /shipments: the shipment's parcels and the print offsets as strings.
+    let mut body = print_request("STR-1");
+    body["shipment"]["parcels"] = json!([string_number_parcel()]);
+    body["printConfig"]["target1XOffset"] = json!("0.0");
+    let (status, created) = api.post("/shipments", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created[0]["parcelCount"], 1);
+    let booked = api.admin("/shipments?orderNo=STR-1").await;
+    assert_eq!(booked[0]["parcelWeights"], json!([37.5]), "{booked}");
+
+    // POST /stored-shipments: the bare shipment, stored with the numbers read.
+    let mut stored = shipment("STR-2");
+    stored["parcels"] = json!([string_number_parcel(), {"copies": "2", "weight": "1.25"}]);
+    let (status, info) = api.post("/stored-shipments", &stored).await;
+    assert_eq!(status, StatusCode::CREATED, "{info}");
+    assert_eq!(
+        (info["status"].as_str(), info["parcelCount"].as_i64()),
+        (Some("READY"), Some(3))
+    );
+    let record = api.admin("/stored-shipments?orderNo=STR-2").await;
+    let parcels = &record[0]["parcels"];
+    assert_eq!(
+        (
+            parcels[0]["copies"].clone(),
+            parcels[0]["weight"].clone(),
+            parcels[0]["volume"].clone()
+        ),
+        (json!(1), json!(37.5), json!(0.12)),
+        "{record}"
+    );
+    assert_eq!(parcels[1]["weight"], json!(1.25));
+    // ... and printed with them.
+    let (status, printed) = api
+        .post(
+            &format!(
+                "/stored-shipments/{}/shipments",
+                info["id"].as_str().unwrap()
+            ),
+            &json!({"target1Media": "laser-a5", "target1XOffset": "0.0", "target2Media": null}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{printed}");
+    assert_eq!(
+        api.admin("/shipments?orderNo=STR-2").await[0]["parcelWeights"],
+        json!([37.5, 1.25, 1.25])
+    );
+
+    // POST /prices reads them too.
+    let mut quote = json!({
+        "additionalSurcharges": {"percent": "10", "amount": "5.50"},
+        "shipment": shipment("STR-3")
+    });
+    quote["shipment"]["parcels"] = json!([{"copies": "1", "weight": "2.75"}]);
+    let (status, price) = api.post("/prices", &quote).await;
+    assert_eq!(status, StatusCode::OK, "{price}");
+    assert_eq!(price["priceData"]["totalWeight"], json!(2.75), "{price}");
+    // P17: 79 + 4.00 × 3 kg = 91; (91 + 5.50) × 1.10 = 106.15.
+    assert_eq!(
+        price["priceData"]["priceWithAdditionalSurcharges"],
+        json!(106.15),
+        "{price}"
+    );
+}
+
+#[tokio::test]
+async fn a_string_that_is_not_a_number_is_refused_naming_the_field() {
+    let api = Api::start().await;
+    let mut body = print_request("STR-BAD-1");
+    body["shipment"]["parcels"] = json!([{"copies": "1", "weight": "heavy"}]);
+    let (status, error) = api.post("/shipments", &body).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("ILLEGAL")),
+        "{error}"
+    );
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("shipment.parcels[0].weight"), "{message}");
+    assert!(message.contains("\"heavy\""), "{message}");
+    assert_eq!(api.count("STR-BAD-1").await, 0);
+
+    let mut stored = shipment("STR-BAD-2");
+    stored["parcels"] = json!([{"copies": 1, "weight": 2}, {"copies": "1", "weight": "heavy"}]);
+    let (status, error) = api.post("/stored-shipments", &stored).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("ILLEGAL")),
+        "{error}"
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("parcels[1].weight"),
+        "{error}"
+    );
+    assert_eq!(
+        api.admin("/stored-shipments?orderNo=STR-BAD-2").await,
+        json!([])
+    );
+
+    // An integer field takes whole numbers only.
+    stored["parcels"] = json!([{"copies": "1.5", "weight": "2"}]);
+    let (status, error) = api.post("/stored-shipments", &stored).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("parcels[0].copies must be a whole number"),
+        "{error}"
+    );
+}
+
 #[tokio::test]
 async fn documents_expire_after_an_hour() {
     let api = Api::start().await;

@@ -3,7 +3,7 @@
 
 //! nShift Delivery REST API (rs-extapi v1) v1
 //!
-//! Our own description of the parts of the nShift Delivery (formerly Unifaun Online) REST API `rs-extapi/v1` that the toolkit uses: creating and printing shipments, stored shipments, documents, the printed-shipments and status-event feeds, pickup points, address helpers and prices. Written from the 2016 RAML contract and brought up to date with the current help-centre pages (printConfig, returnFile, prints, developerId, alerts, prices). Response timestamps use a colon-less offset such as `2015-06-03T13:18:30.904+0000`. Returned `href` values contain a deployment-versioned prefix (`/ufoweb-prod-YYYYMMDDhhmm/`) and must be followed as opaque URLs. Every capability needs its own license key on the account (REST API Print, Store, Discard, TrackBack, PickUpLocator, ...); a missing license most likely shows up as 403.
+//! Our own description of the parts of the nShift Delivery (formerly Unifaun Online) REST API `rs-extapi/v1` that the toolkit uses: creating and printing shipments, stored shipments, documents, the printed-shipments and status-event feeds, pickup points, address helpers and prices. Written from the 2016 RAML contract and brought up to date with the current help-centre pages (printConfig, returnFile, prints, developerId, alerts, prices). Response timestamps use a colon-less offset such as `2015-06-03T13:18:30.904+0000`: the schemas say `format: date-time` as the 2016 RAML does, although such values are not RFC 3339 (the generated Timestamp type reads them). Returned `href` values may contain a deployment-versioned prefix (`/ufoweb-prod-YYYYMMDDhhmm/`; the RAML and help-centre samples have one, a captured 2016 response does not), so follow them as opaque URLs. Every operation and schema names its published source in `x-source`; what no published source confirms carries `x-assumed`. Every capability needs its own license key on the account (REST API Print, Store, Discard, TrackBack, PickUpLocator, ...); a missing license most likely shows up as 403.
 #![allow(
     clippy::large_enum_variant,
     clippy::doc_lazy_continuation,
@@ -24,7 +24,7 @@ pub struct Error {
     pub message: Option<String>,
 }
 
-/// Error category; MISSING = missing argument or body, ILLEGAL = bad argument or enum value, INTERNAL = server error.
+/// Error category. Error.jsonschema types `code` as a free string; MISSING (missing argument or body), ILLEGAL (bad argument or enum value) and INTERNAL (server error) are the values seen in the examples, and other values deserialize as Unknown.
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -325,7 +325,7 @@ pub struct PdfConfig {
     pub target4_y_offset: Option<f64>,
 }
 
-/// Paper or label format of a print target: laser-a5 (one A5 label on A4), laser-2a5 (two A5 on A4), laser-ste (two 107x251 mm labels on A4), laser-a4 (waybills, customs papers), thermo-se (107x251), thermo-190 (107x190), thermo-brev3 (107x72), thermo-225. Which media work depends on the service.
+/// Paper or label format of a print target: laser-a5 (one A5 label on A4), laser-2a5 (two A5 on A4), laser-ste (two 107x251 mm labels on A4), laser-a4 (waybills, customs papers), thermo-se (107x251), thermo-190 (107x190), thermo-brev3 (107x72), thermo-225 (listed only by a third-party client). Which media work depends on the service. PdfConfig.jsonschema types media as a plain string; values not listed here deserialize as Unknown.
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -504,7 +504,7 @@ impl<'de> serde::Deserialize<'de> for PrintFileType {
     }
 }
 
-/// A shipment as sent to nShift: parties, service, parcels and options. Body of POST /stored-shipments and the `shipment` of POST /shipments and POST /prices. The server is lenient about numbers sent as strings, but we always send JSON numbers.
+/// A shipment as sent to nShift: parties, service, parcels and options. Body of POST /stored-shipments and the `shipment` of POST /shipments and POST /prices. nShift's own RAML examples send some numbers as strings (`"copies": "1"`, `"weight": "37.5"`) and the server accepts them; we always send JSON numbers.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Shipment {
     /// nShift user ID of whoever built the integration (the partner's own ID, not the customer's); sent here, not as a header.
@@ -1364,7 +1364,7 @@ pub struct Addon {
 /// A parcel row; `copies` identical parcels.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Parcel {
-    /// Number of parcels in this row.
+    /// Number of parcels in this row (nShift's RAML examples send it as a string, "1").
     ///
     /// Example: `1`
     pub copies: i64,
@@ -1382,7 +1382,7 @@ pub struct Parcel {
     /// Package text (some services).
     #[serde(rename = "packageText", default, skip_serializing_if = "Option::is_none")]
     pub package_text: Option<String>,
-    /// Weight in kg.
+    /// Weight in kg (the RAML examples send strings such as "37.5").
     ///
     /// Example: `2.75`
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1925,7 +1925,7 @@ pub type ShipmentInfoList = Vec<ShipmentInfo>;
 /// Summary of a printed shipment, returned by the print calls and the printed-shipments feed.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ShipmentInfo {
-    /// URL of the shipment (contains a deployment-versioned prefix; follow as-is).
+    /// URL of the shipment (may contain a deployment-versioned prefix; follow as-is).
     pub href: String,
     /// nShift shipment ID, used to cancel the shipment and fetch its documents.
     ///
@@ -2820,7 +2820,9 @@ impl ListShipmentPdfsPath {
 /// Parameters of [`operations::LIST_SHIPMENT_PDFS`].
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ListShipmentPdfsQuery {
-    /// `true` to get the documents inline as base64 in `pdf` (seen in one client only).
+    /// `true` to get the documents inline as base64 in `pdf`.
+    ///
+    /// **Open question:** The RAML declares no query parameters on this GET; only the documentation's field list (`pdf` needs inlinePdf) and one third-party client use it here.
     #[serde(rename = "inlinePdf", default, skip_serializing_if = "Option::is_none")]
     pub inline_pdf: Option<bool>,
 }
@@ -3492,7 +3494,7 @@ pub mod operations {
     };
     /// Lists all PDF documents of a shipment (2016 generation; license REST API Print). Documents are only available for one hour after printing.
     ///
-    /// **Open question:** The current-generation equivalent is probably `/shipments/{shipmentId}/prints`, but only a low-trust source shows that path. One client also sends `inlinePdf=true` here (unverified).
+    /// **Open question:** The current-generation equivalent is probably `/shipments/{shipmentId}/prints`, but only a low-trust source shows that path.
     ///
     /// `GET /shipments/{shipmentId}/pdfs`: response [`super::ListShipmentPdfsResponse`].
     pub const LIST_SHIPMENT_PDFS: OperationInfo = OperationInfo {
@@ -3566,7 +3568,7 @@ pub mod operations {
     };
     /// Turns a READY stored shipment into one or more shipments and prints their documents (license REST API Print). A combined normal and return stored shipment gives two shipments. The result can be a consolidated shipment; check `consolidated`. The documented body is a bare print configuration (the 2016 pdfConfig, whose fields are a subset of PrintConfig: leave the type and options fields out to send exactly a pdfConfig).
     ///
-    /// **Open question:** Only the 2016 pdfConfig body with `inlinePdf` is documented; whether a printConfig with `targetNType`/`targetNOptions` and `returnFile=true` are accepted here is unverified. The 2016 RAML declares no body for the 422 response; we assume the status list.
+    /// **Open question:** Only the 2016 pdfConfig body with `inlinePdf` is documented; whether a printConfig with `targetNType`/`targetNOptions` and `returnFile=true` are accepted here is unverified. The RAML contradicts itself on the 201 body: its schema is a single shipmentInfo object, its example (not valid JSON) is an array and its text says one or more shipments; we follow the array. The 2016 RAML declares no body for the 422 response; we assume the status list.
     ///
     /// `POST /stored-shipments/{storedId}/shipments`: request [`super::PrintStoredShipmentRequest`], response [`super::PrintStoredShipmentResponse`].
     pub const PRINT_STORED_SHIPMENT: OperationInfo = OperationInfo {
@@ -3623,7 +3625,7 @@ pub mod operations {
     };
     /// Quotes the price of a shipment without booking it. Optional surcharges: the amount is added first, then the percentage. Set `senderPartners[].priceEnquiry` (e.g. `CARRIER`) to ask for carrier pricing. Supported carriers at the time of writing: Bring, DB Schenker, DHL Express, DHL Freight, TNT and UPS.
     ///
-    /// **Open question:** The response shape follows the help centre (`priceData` object); a 2021 client models the price fields flat at the top level. The error responses and the license name are not documented.
+    /// **Open question:** The response shape follows the reference notes' summary of the help centre (`priceData` object), but no readable copy of that page shows it, and the only client model (2021) has the price fields flat at the top level. The error responses and the license name are not documented.
     ///
     /// `POST /prices`: request [`super::GetPriceRequest`], response [`super::GetPriceResponse`].
     pub const GET_PRICE: OperationInfo = OperationInfo {
@@ -3647,9 +3649,9 @@ pub mod operations {
         request_media_type: None,
         response_media_type: Some("application/json"),
     };
-    /// Called with HTTP Basic (`id:secret`); returns a JWT valid for 12 hours to send as `Authorization: Bearer <token>`. Basic and the `Bearer id-secret` form still work, so this is optional.
+    /// Called with HTTP Basic (`<Id>:<Secret Id>`) and no body; returns `{token}`, a JWT valid for 12 hours to send as `Authorization: Bearer <token>`, after which the exchange is repeated. The sources disagree on whether this is optional: the developer portal says the API uses JWT and that the key must be exchanged before calling any endpoint, while the help centre's "Authorization and access" page (and the 2016 RAML) document Basic authentication and a custom bearer token based on the API key.
     ///
-    /// **Open question:** The developer portal shows GET in the heading and POST in its curl example (nshift-client sends POST unless NSHIFT_JWT_METHOD=get; the sandbox accepts both). The response carries no expiry field, so clients assume the documented 12 hours. Whether the legacy `Bearer id-secret` form keeps working alongside JWT is unconfirmed.
+    /// **Open question:** The developer portal shows GET in its heading and POST in its curl example. Whether Basic and the `Bearer <id>-<secret>` form still work on the other endpoints alongside JWT is unconfirmed. The response carries no expiry field, so clients assume the documented 12 hours. (Our own code, not a source: nshift-client's method is configurable with NSHIFT_JWT_METHOD and our crates/sandbox simulator answers both methods.)
     ///
     /// `POST /sessions/jwt`: response [`super::CreateJwtSessionResponse`].
     pub const CREATE_JWT_SESSION: OperationInfo = OperationInfo {

@@ -30,6 +30,7 @@ use serde::de::DeserializeOwned;
 use super::auth::{self, Caller};
 use super::catalog;
 use super::label::{self, LabelContent};
+use super::numbers;
 use super::store::{Document, ParcelRecord, ShipmentRecord, Store, StoredRecord};
 use super::validate::{self, Resolved, Target};
 use super::{HREF_PREFIX, Licence};
@@ -137,16 +138,33 @@ pub(super) fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Respons
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(missing("Missing body"));
     }
-    serde_json::from_slice(body).map_err(|e| {
-        let text = e.to_string();
-        if e.is_data() && text.starts_with("missing field") {
-            missing(format!("Missing argument in body: {text}"))
-        } else if e.is_syntax() || e.is_eof() {
-            illegal(format!("Malformed JSON body: {text}"))
-        } else {
-            illegal(format!("Illegal body: {text}"))
-        }
-    })
+    serde_json::from_slice(body).map_err(body_error)
+}
+
+/// Like [`parse_body`] for a body with numbers: as nShift does, a number may come as a JSON
+/// string (`"weight": "37.5"`) wherever `shape` (the spec) has a number; a string there that is
+/// not a number → ILLEGAL naming the field.
+pub(super) fn parse_body_numbers<T: DeserializeOwned>(
+    body: &Bytes,
+    shape: &numbers::Shape,
+) -> Result<T, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(missing("Missing body"));
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(body_error)?;
+    numbers::normalize(&mut value, shape).map_err(|e| illegal(e.to_string()))?;
+    serde_json::from_value(value).map_err(body_error)
+}
+
+fn body_error(e: serde_json::Error) -> Response {
+    let text = e.to_string();
+    if e.is_data() && text.starts_with("missing field") {
+        missing(format!("Missing argument in body: {text}"))
+    } else if e.is_syntax() || e.is_eof() {
+        illegal(format!("Malformed JSON body: {text}"))
+    } else {
+        illegal(format!("Illegal body: {text}"))
+    }
 }
 
 /// The query string as `T`; a missing required parameter → MISSING, else ILLEGAL.
@@ -281,18 +299,20 @@ fn book(
             .parcels
             .iter()
             .enumerate()
-            .map(|(i, reference)| {
+            .map(|(i, parcel)| {
                 if returning {
                     ParcelRecord {
                         parcel_no: return_numbers.get(i).cloned().unwrap_or_default(),
                         return_parcel_no: None,
-                        reference: reference.clone(),
+                        reference: parcel.reference.clone(),
+                        weight: parcel.weight,
                     }
                 } else {
                     ParcelRecord {
                         parcel_no: store.next_parcel_no(&service.partner_id),
                         return_parcel_no: return_numbers.get(i).cloned(),
-                        reference: reference.clone(),
+                        reference: parcel.reference.clone(),
+                        weight: parcel.weight,
                     }
                 }
             })
@@ -411,7 +431,7 @@ fn create_shipment_inner(
     let config = &state.config.nshift;
     let caller = auth::authorize(state, headers, Licence::Print, false)?;
     let query: CreateShipmentQuery = parse_query(uri)?;
-    let request: ShipmentPrintRequest = parse_body(body)?;
+    let request: ShipmentPrintRequest = parse_body_numbers(body, &numbers::SHIPMENT_PRINT_REQUEST)?;
     let (targets, current) = match (&request.print_config, &request.pdf_config) {
         (Some(_), Some(_)) => return Err(illegal("Send printConfig or pdfConfig, not both")),
         (None, None) => return Err(missing("Missing printConfig argument")),
@@ -653,7 +673,7 @@ async fn create_stored(
     respond((|| {
         let config = &state.config.nshift;
         let caller = auth::authorize(&state, &headers, Licence::Store, false)?;
-        let shipment: Shipment = parse_body(&body)?;
+        let shipment: Shipment = parse_body_numbers(&body, &numbers::SHIPMENT)?;
         let (statuses, _) = validate::validate(
             &shipment,
             &config.services,
@@ -705,8 +725,12 @@ fn text_matches(op: &SearchStoredShipmentsQuerySearchOp, field: Option<&str>, va
         let same = |a: &[u8]| a.eq_ignore_ascii_case(value);
         return match op {
             SearchStoredShipmentsQuerySearchOp::Equals => same(field),
-            SearchStoredShipmentsQuerySearchOp::Contains => value.is_empty() || field.windows(value.len()).any(same),
-            SearchStoredShipmentsQuerySearchOp::StartsWith => field.len() >= value.len() && same(&field[..value.len()]),
+            SearchStoredShipmentsQuerySearchOp::Contains => {
+                value.is_empty() || field.windows(value.len()).any(same)
+            }
+            SearchStoredShipmentsQuerySearchOp::StartsWith => {
+                field.len() >= value.len() && same(&field[..value.len()])
+            }
             SearchStoredShipmentsQuerySearchOp::EndsWith => {
                 field.len() >= value.len() && same(&field[field.len() - value.len()..])
             }
@@ -779,9 +803,11 @@ async fn search_stored(State(state): State<SharedState>, headers: HeaderMap, uri
         // An exact order-number search (the one `book_once` makes) reads the index; the others
         // scan. Both go through the same filters below.
         let candidates: Box<dyn Iterator<Item = &super::store::StoredRecord>> = match &search {
-            Some((SearchStoredShipmentsQuerySearchField::OrderNo, SearchStoredShipmentsQuerySearchOp::Equals, value)) => {
-                Box::new(store.stored_with_order_no(value))
-            }
+            Some((
+                SearchStoredShipmentsQuerySearchField::OrderNo,
+                SearchStoredShipmentsQuerySearchOp::Equals,
+                value,
+            )) => Box::new(store.stored_with_order_no(value)),
             _ => Box::new(store.stored_all()),
         };
         let found: Vec<_> = candidates
@@ -889,7 +915,7 @@ async fn print_stored(
         let caller = auth::authorize(&state, &headers, Licence::Print, false)?;
         let id = parse_id(&parse_path(path)?.stored_id, "stored shipment id")?;
         let query: PrintStoredShipmentQuery = parse_query(&uri)?;
-        let print_config: PrintConfig = parse_body(&body)?;
+        let print_config: PrintConfig = parse_body_numbers(&body, &numbers::PRINT_CONFIG)?;
         let target =
             validate::pick_label_target(&print_targets(&print_config)).map_err(unprocessable)?;
         let delivery = Delivery {
@@ -950,12 +976,7 @@ async fn print_stored(
 
 async fn find_agents(State(state): State<SharedState>, headers: HeaderMap, uri: Uri) -> Response {
     respond((|| {
-        auth::authorize(
-            &state,
-            &headers,
-            Licence::PickUpLocator,
-            false,
-        )?;
+        auth::authorize(&state, &headers, Licence::PickUpLocator, false)?;
         let query: FindAgentsQuery = parse_query(&uri)?;
         if query.type_.trim().is_empty() {
             return Err(missing("Missing type argument"));
@@ -1025,7 +1046,15 @@ mod tests {
             SearchStoredShipmentsQuerySearchOp::StartsWith,
             SearchStoredShipmentsQuerySearchOp::EndsWith,
         ];
-        let texts = ["NC-100001", "nc-100001", "NC-1", "100001", "", "Ärende-1", "x"];
+        let texts = [
+            "NC-100001",
+            "nc-100001",
+            "NC-1",
+            "100001",
+            "",
+            "Ärende-1",
+            "x",
+        ];
         for op in &ops {
             for field in texts {
                 for value in texts {
@@ -1037,7 +1066,11 @@ mod tests {
                         SearchStoredShipmentsQuerySearchOp::EndsWith => f.ends_with(&v),
                         SearchStoredShipmentsQuerySearchOp::Unknown(_) => false,
                     };
-                    assert_eq!(text_matches(op, Some(field), value), expected, "{op:?} {field:?} {value:?}");
+                    assert_eq!(
+                        text_matches(op, Some(field), value),
+                        expected,
+                        "{op:?} {field:?} {value:?}"
+                    );
                 }
             }
         }

@@ -12,6 +12,7 @@ mod auth;
 pub mod catalog;
 mod handlers;
 mod label;
+mod numbers;
 pub mod price;
 mod address;
 mod session;

@@ -21,7 +21,7 @@ use nshift_models::delivery::{
 use serde::{Deserialize, Serialize};
 
 use super::catalog::ServiceConfig;
-use super::handlers::{feed_cursor, illegal, parse_body, parse_query, respond};
+use super::handlers::{feed_cursor, illegal, parse_body_numbers, parse_query, respond};
 use super::validate;
 use super::{Licence, NshiftConfig, auth};
 use crate::SharedState;
@@ -144,7 +144,7 @@ pub(super) async fn get_price(
     respond((|| {
         let config = &state.config.nshift;
         let caller = auth::authorize(&state, &headers, Licence::Price, false)?;
-        let request: PriceRequest = parse_body(&body)?;
+        let request: PriceRequest = parse_body_numbers(&body, &super::numbers::PRICE_REQUEST)?;
         let surcharges = request.additional_surcharges.clone().unwrap_or_default();
         let percent = surcharges.percent.unwrap_or(0);
         if percent < 0 {

@@ -34,6 +34,8 @@ pub struct ParcelRecord {
     pub return_parcel_no: Option<String>,
     /// Parcel reference as sent.
     pub reference: Option<String>,
+    /// Weight in kg of its parcel row as read (admin only).
+    pub weight: Option<f64>,
 }
 
 /// A booked (printed) shipment.
@@ -528,7 +530,10 @@ impl Store {
             let timeline = record.timeline(progress, test_progress);
             let len = timeline.len();
             let is_final = timeline.last().is_some_and(|(_, status)| {
-                matches!(status, ShipmentStatus::Delivered | ShipmentStatus::Cancelled)
+                matches!(
+                    status,
+                    ShipmentStatus::Delivered | ShipmentStatus::Cancelled
+                )
             });
             let mut emitted = record.emitted;
             for (index, (at, status)) in timeline.into_iter().enumerate().skip(record.emitted) {

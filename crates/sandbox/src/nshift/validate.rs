@@ -63,8 +63,17 @@ pub struct Resolved {
     pub agent: Option<Agent>,
     /// Addon codes as sent.
     pub addons: Vec<String>,
-    /// One entry per physical parcel: its reference.
-    pub parcels: Vec<Option<String>>,
+    /// One entry per physical parcel.
+    pub parcels: Vec<ResolvedParcel>,
+}
+
+/// One physical parcel of a valid shipment (a parcel row with `copies: n` gives n of them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedParcel {
+    /// Parcel reference as sent.
+    pub reference: Option<String>,
+    /// The row's weight in kg as read (numeric strings included).
+    pub weight: Option<f64>,
 }
 
 fn blank(value: &Option<String>) -> bool {
@@ -337,7 +346,10 @@ pub fn validate(
             Some(_) => {}
         }
         for _ in 0..row.copies {
-            parcels.push(row.reference.clone());
+            parcels.push(ResolvedParcel {
+                reference: row.reference.clone(),
+                weight: row.weight,
+            });
         }
     }
 
