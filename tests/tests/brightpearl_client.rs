@@ -15,7 +15,9 @@ use brightpearl_client::models::integration::{
     WebhookRequest, WebhookSimulateRequest,
 };
 use brightpearl_client::models::order::{OrderNote, OrderStatusUpdate, SalesOrderCustomer, SalesOrderRequest, SalesOrderRowRequest};
-use brightpearl_client::{Client, ClientBuilder, Error, MAX_SIMULATE_IDS, OrderRow, ProductRow, SearchQuery, SearchResource, SortDirection};
+use brightpearl_client::{
+    BundleAvailabilityMode, Client, ClientBuilder, Error, MAX_SIMULATE_IDS, OrderRow, ProductRow, SearchQuery, SearchResource, SortDirection,
+};
 use bytes::Bytes;
 use client_core::Settings;
 use common::Recorder;
@@ -369,7 +371,7 @@ async fn throttle_503_pauses_the_shared_limiter_and_calls_succeed() {
         let client = client.clone();
         async move {
             client
-                .create_postal_address(&PostalAddressRequest { address_line1: format!("Gatan {i}"), country_iso_code: Some("SE".into()), ..Default::default() })
+                .create_postal_address(&PostalAddressRequest { address_line1: format!("Gatan {i}"), country_iso_code: Some("SWE".into()), ..Default::default() })
                 .await
         }
     });
@@ -404,6 +406,82 @@ async fn id_sets_are_chunked_by_the_resource_limit() {
     // One unknown id fails a whole availability call (400): the chunk is bisected.
     let stock = client.availability(&[1001, 1002, 1003, 99_999]).await.unwrap();
     assert_eq!(stock.keys().map(String::as_str).collect::<Vec<_>>(), ["1001", "1002", "1003"]);
+}
+
+#[tokio::test]
+async fn bundle_availability_asks_one_bundle_per_request_unless_told_to_send_id_sets() {
+    let sandbox = start("bundleacct", |_| {}).await;
+    let recorder = recorder();
+    let client = staff_client(&sandbox, &recorder);
+    // Bundles are the products that are not stock-tracked (the search's `stockTracked` column).
+    let query = SearchQuery::new().columns(["productId", "SKU", "stockTracked"]).sort("productId", SortDirection::Asc);
+    let rows: Vec<ProductRow> = client.search_all(SearchResource::Products, query).await.unwrap();
+    assert_eq!(rows.len(), 50);
+    assert!(rows.iter().all(|r| r.stock_tracked.is_some()));
+    let bundles: Vec<u64> = rows.iter().filter(|r| r.stock_tracked == Some(false)).map(|r| r.product_id).collect();
+    assert_eq!(bundles.len(), 5, "the sandbox seeds a handful");
+    // product-availability leaves them out.
+    assert!(client.availability(&bundles).await.unwrap().is_empty());
+    recorder.take();
+
+    // One request per id (as documented), concurrently; 1001 is no bundle (404): absent.
+    let mut ids = bundles.clone();
+    ids.push(1001);
+    let stock = client.bundle_availability(&ids).await.unwrap();
+    let mut keys: Vec<u64> = stock.keys().map(|k| k.parse().unwrap()).collect();
+    keys.sort();
+    assert_eq!(keys, bundles);
+    for (id, entry) in &stock {
+        let total = entry.total.as_ref().unwrap().on_hand;
+        let sum: i64 = entry.warehouses.as_ref().unwrap().values().map(|l| l.on_hand).sum();
+        assert_eq!(total, sum, "bundle {id}");
+    }
+    assert_eq!(sandbox.state().faults.count("GET", &api(&sandbox, "/warehouse-service/bundle-availability/")), 6);
+    let mut paths: Vec<String> = recorder.log().iter().map(|r| r.path.rsplit('/').next().unwrap().to_owned()).collect();
+    paths.sort();
+    let mut want: Vec<String> = ids.iter().map(u64::to_string).collect();
+    want.sort();
+    assert_eq!(paths, want, "one id per request");
+    insta::assert_yaml_snapshot!("bp_get_bundle_availability", recorder.last(&format!("/bundle-availability/{}", bundles[0])));
+    recorder.take();
+
+    // ID sets when asked (per call, or as the client's mode): one request, the same answer.
+    let by_set = client.bundle_availability_with(&ids, BundleAvailabilityMode::IdSets).await.unwrap();
+    assert_eq!(by_set, stock);
+    let sent = recorder.take();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].path.ends_with(&brightpearl_client::IdSet::from_ids(ids.iter().copied()).to_string()), "{}", sent[0].path);
+    let sets = staff_client_with_mode(&sandbox, &recorder, BundleAvailabilityMode::IdSets);
+    assert_eq!(sets.bundle_availability(&ids).await.unwrap(), stock);
+    assert_eq!(recorder.take().len(), 1);
+    // An ID set Brightpearl refuses (400) is asked again one id at a time.
+    let rule = FaultRule {
+        path_prefix: api(&sandbox, "/warehouse-service/bundle-availability/"),
+        error_rate: 1.0,
+        error_statuses: vec![400],
+        remaining: Some(1),
+        ..FaultRule::default()
+    };
+    sandbox.state().faults.add(rule).unwrap();
+    assert_eq!(sets.bundle_availability(&ids).await.unwrap(), stock);
+    assert_eq!(recorder.take().len(), 1 + ids.len());
+    // Nothing asked, nothing sent.
+    assert!(client.bundle_availability(&[]).await.unwrap().is_empty());
+    assert!(recorder.take().is_empty());
+}
+
+/// A staff-token client whose bundle availability goes by `mode`.
+fn staff_client_with_mode(sandbox: &Sandbox, recorder: &Recorder, mode: BundleAvailabilityMode) -> Client {
+    let c = sandbox.credentials().brightpearl;
+    Client::builder()
+        .account(c.account)
+        .app_ref(c.app_ref)
+        .staff_token(SecretString::from(c.staff_token))
+        .base_url(c.base_url)
+        .transport(recorder.clone())
+        .bundle_availability_mode(mode)
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -500,7 +578,7 @@ async fn contacts_exact_email_and_create_with_address() {
         address_line1: "Drottninggatan 12".into(),
         address_line3: Some("Stockholm".into()),
         postal_code: Some("111 51".into()),
-        country_iso_code: Some("SE".into()),
+        country_iso_code: Some("SWE".into()),
         ..Default::default()
     };
     let created = client.create_contact_with_address(contact("anna@example.com"), &address).await.unwrap();
@@ -626,7 +704,7 @@ async fn multi_message_at_most_ten() {
         label: format!("address-{i}"),
         uri: "/contact-service/postal-address".into(),
         http_method: WebhookHttpMethod::Post,
-        body: Some(serde_json::json!({ "addressLine1": format!("Gatan {i}"), "countryIsoCode": "SE" })),
+        body: Some(serde_json::json!({ "addressLine1": format!("Gatan {i}"), "countryIsoCode": "SWE" })),
     };
     let request = |n: usize| MultiMessageRequest {
         processing_mode: MultiMessageProcessingMode::Sequential,

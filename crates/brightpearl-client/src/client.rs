@@ -48,6 +48,7 @@ pub(crate) struct Inner {
     pub(crate) key: RateLimitKey,
     pub(crate) concurrency: usize,
     pub(crate) max_id_set_chars: usize,
+    pub(crate) bundle_availability_mode: crate::BundleAvailabilityMode,
 }
 
 /// A Brightpearl API client: cheap to clone, safe to share between tasks.

@@ -78,6 +78,7 @@ pub struct ClientBuilder {
     timeout: Option<Duration>,
     concurrency: Option<usize>,
     max_id_set_chars: Option<usize>,
+    bundle_availability_mode: Option<crate::BundleAvailabilityMode>,
     retry: Option<RetryConfig>,
     limiter: Option<(RateLimiter, RateLimitKey)>,
 }
@@ -229,6 +230,13 @@ impl ClientBuilder {
         self
     }
 
+    /// How [`Client::bundle_availability`] asks Brightpearl: one bundle id per request (the
+    /// default, as documented) or ID sets (unconfirmed; see [`crate::BundleAvailabilityMode`]).
+    pub fn bundle_availability_mode(mut self, mode: crate::BundleAvailabilityMode) -> Self {
+        self.bundle_availability_mode = Some(mode);
+        self
+    }
+
     /// Retry settings (default: 3 attempts, 429/502/503/504 for idempotent calls).
     pub fn retry(mut self, config: RetryConfig) -> Self {
         self.retry = Some(config);
@@ -347,6 +355,7 @@ impl ClientBuilder {
             key,
             concurrency: self.concurrency.unwrap_or(4),
             max_id_set_chars: self.max_id_set_chars.unwrap_or(1500),
+            bundle_availability_mode: self.bundle_availability_mode.unwrap_or_default(),
         }))
     }
 }

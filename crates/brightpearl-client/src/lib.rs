@@ -40,7 +40,7 @@ pub use error::{ApiFailure, Error, Result};
 pub use idset::IdSet;
 pub use limiter::shared_limiter;
 pub use ops::{
-    MAX_GOODS_OUT_NOTE_IDS, MAX_MULTI_MESSAGES, MAX_ORDER_IDS, MAX_OTHER_IDS, MAX_PRODUCT_IDS, MAX_SIMULATE_IDS,
+    BundleAvailabilityMode, MAX_GOODS_OUT_NOTE_IDS, MAX_MULTI_MESSAGES, MAX_ORDER_IDS, MAX_OTHER_IDS, MAX_PRODUCT_IDS, MAX_SIMULATE_IDS,
     NewContact,
 };
 pub use search::{

@@ -257,6 +257,10 @@ pub struct ProductRow {
     /// Product name.
     #[serde(rename = "productName", default)]
     pub product_name: Option<String>,
+    /// Whether stock is tracked (column `stockTracked`). Bundles never are: their stock comes
+    /// from [`Client::bundle_availability`](crate::Client::bundle_availability).
+    #[serde(rename = "stockTracked", default)]
+    pub stock_tracked: Option<bool>,
 }
 
 /// A `contact-search` row.

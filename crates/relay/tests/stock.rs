@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use brightpearl_client::{ProductRow, SearchQuery, SearchResource, SortDirection};
 use relay::config::RelayConfig;
 use relay::flows::FlowContext;
 use relay::flows::stock::{self, JobWaitConfig, PassKind, StockRunReport};
@@ -116,6 +117,21 @@ fn ceil(n: usize, d: usize) -> usize {
     n.div_ceil(d)
 }
 
+/// The sandbox's bundles (products Brightpearl does not track stock of), highest id first, with
+/// their SKUs: bundle `k` is made of the dataset products at index `2k` (one each) and `2k + 1`
+/// (two each).
+async fn bundles(ctx: &FlowContext) -> Vec<(u64, String)> {
+    let query = SearchQuery::new().filter("stockTracked", "false").columns(["productId", "SKU", "stockTracked"]).sort("productId", SortDirection::Desc);
+    let rows: Vec<ProductRow> = ctx.brightpearl().unwrap().search_all(SearchResource::Products, query).await.unwrap();
+    rows.into_iter().map(|r| (r.product_id, r.sku.unwrap())).collect()
+}
+
+/// What bundle `k` makes per warehouse (in dataset order) from its components' on-hand:
+/// min(first / 1, second / 2) where both are in stock, else nothing (sent as 0).
+fn bundle_on_hand(first: &[i64], second: &[i64]) -> Vec<i64> {
+    first.iter().zip(second).map(|(a, b)| if *a > 0 && *b > 0 { (*a).min(*b / 2) } else { 0 }).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_reconciliation_imports_every_sku_with_the_fewest_brightpearl_requests() {
     let n = 1000;
@@ -127,9 +143,14 @@ async fn full_reconciliation_imports_every_sku_with_the_fewest_brightpearl_reque
     set_stock(&state, 1500, 3, 0).await;
     state.faults.clear_requests();
 
+    let bundles = bundles(&ctx).await;
+    assert_eq!(bundles.len(), 5, "the sandbox makes a handful of products bundles");
+    state.faults.clear_requests();
+
     let report = run(&ctx, &state).await;
 
     assert_eq!((report.stock.kind, report.prices.kind), (PassKind::Full, PassKind::Full));
+    // Bundles included: every SKU is booked.
     assert_eq!((report.stock.report.seen, report.stock.report.booked, report.stock.report.failed, report.stock.report.skipped), (n as u64, n as u64, 0, 0));
     assert_eq!((report.prices.report.booked, report.prices.report.failed), (n as u64, 0));
     assert!(report.stock.unmatched.is_empty() && report.prices.unmatched.is_empty());
@@ -146,9 +167,20 @@ async fn full_reconciliation_imports_every_sku_with_the_fewest_brightpearl_reque
     assert_eq!(rows.len(), 2 * n);
     assert_eq!(onhand_of(&rows, "SKU-00001", "WH1"), "7");
     assert_eq!(onhand_of(&rows, "SKU-00500", "WH2"), "0");
-    for (i, product) in state.dataset.products.iter().enumerate().skip(1).filter(|(i, _)| *i != 499) {
+    let is_bundle = |sku: &str| bundles.iter().any(|(_, b)| b == sku);
+    for (i, product) in state.dataset.products.iter().enumerate().skip(1).filter(|(i, p)| *i != 499 && !is_bundle(&p.sku)) {
         assert_eq!(onhand_of(&rows, &product.sku, "WH1"), product.on_hand[0].to_string(), "product {i}");
         assert_eq!(onhand_of(&rows, &product.sku, "WH2"), product.on_hand[1].to_string(), "product {i}");
+    }
+    // Bundles: what their components make (1001's WH1 figure is the 7 set above).
+    let products = &state.dataset.products;
+    for (k, (_, sku)) in bundles.iter().enumerate() {
+        let mut first = products[2 * k].on_hand.clone();
+        if k == 0 {
+            first[0] = 7;
+        }
+        let want = bundle_on_hand(&first, &products[2 * k + 1].on_hand);
+        assert_eq!([onhand_of(&rows, sku, "WH1"), onhand_of(&rows, sku, "WH2")], [want[0].to_string(), want[1].to_string()], "bundle {sku}");
     }
     let start = "2026-03-02T08:00:00+00:00";
     assert!(rows.iter().all(|r| r["updated"].as_str().unwrap() > start), "every row was rewritten");
@@ -166,14 +198,17 @@ async fn full_reconciliation_imports_every_sku_with_the_fewest_brightpearl_reque
     let (_, jobs) = http("GET", &format!("{}/_sandbox/norce/jobs", state.base_url), None).await;
     assert!(jobs.as_array().unwrap().iter().all(|j| j["job"]["StatusId"] == 2), "{jobs}");
 
-    // Brightpearl: the minimum for 1000 consecutive ids, and never a 503.
+    // Brightpearl: the minimum for 1000 consecutive ids, and never a 503. The bundles (the
+    // search's not-stock-tracked products) cost one product GET and one request each.
+    let b = bundles.len();
     assert_eq!(bp_count(&state, "/product-service/product-search"), ceil(n, 500));
-    assert_eq!(bp_count(&state, "/warehouse-service/product-availability/"), ceil(n, 100));
+    assert_eq!(bp_count(&state, "/warehouse-service/product-availability/"), ceil(n - b, 100));
     assert_eq!(bp_count(&state, "/product-service/product-price/"), ceil(n, 100));
     assert_eq!(bp_count(&state, "/product-service/price-list"), 1);
-    assert_eq!(bp_count(&state, "/product-service/product/"), 0, "the search gives the SKUs");
+    assert_eq!(bp_count(&state, "/product-service/product/"), 1, "only the not-stock-tracked products are read");
+    assert_eq!(bp_count(&state, "/warehouse-service/bundle-availability/"), b);
     let requests = bp_requests(&state);
-    assert_eq!(requests.len(), ceil(n, 500) + 2 * ceil(n, 100) + 1);
+    assert_eq!(requests.len(), ceil(n, 500) + ceil(n - b, 100) + 1 + b + ceil(n, 100) + 1);
     assert!(requests.iter().all(|r| r.status == 200), "{:?}", requests.iter().filter(|r| r.status != 200).collect::<Vec<_>>());
 
     // Entities: one per product and flow, done, with the job and the values sent.
@@ -201,15 +236,97 @@ async fn five_thousand_skus_stay_at_the_request_minimum_without_a_503() {
     let sandbox = common::sandbox_with(sandbox_config(n)).await;
     let state = sandbox.state().clone();
     let ctx = common::context(&sandbox, config());
+    let b = bundles(&ctx).await.len();
+    assert_eq!(b, 5);
+    state.faults.clear_requests();
     let report = run(&ctx, &state).await;
     assert_eq!((report.stock.report.booked, report.prices.report.booked), (n as u64, n as u64));
     let requests = bp_requests(&state);
-    let minimum = ceil(n, 500) + 2 * ceil(n, 100) + 1;
+    // Searches, availability of the stock-tracked ids, one product GET for the 5 products that
+    // are not stock-tracked, one bundle-availability per bundle, prices, the price lists: 117.
+    let minimum = ceil(n, 500) + ceil(n - b, 100) + 1 + b + ceil(n, 100) + 1;
+    assert_eq!(minimum, 117);
     assert_eq!(requests.len(), minimum, "within 0 % of the minimum");
     assert!(requests.iter().all(|r| r.status != 503));
     // 10,000 on-hand rows in jobs of at most 2000 rows.
     assert_eq!(report.stock.jobs.len(), 5);
     assert_eq!(onhands(&state).await.len(), 2 * n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundles_stock_reaches_norce_on_hand() {
+    let sandbox = common::sandbox_with(sandbox_config(50)).await;
+    let state = sandbox.state().clone();
+    let ctx = common::context(&sandbox, config());
+    let bundles = bundles(&ctx).await;
+    assert_eq!(bundles.len(), 5);
+    let (bundle, sku) = bundles[0].clone();
+    // Bundle 0 = 1 × 1001 + 2 × 1002. Warehouse 2 makes min(7, 9 / 2) = 4; warehouse 3 holds
+    // no 1001, so Brightpearl lists it not at all and Norce gets 0.
+    set_stock(&state, 1001, 2, 7).await;
+    set_stock(&state, 1002, 2, 9).await;
+    set_stock(&state, 1001, 3, 0).await;
+    set_stock(&state, 1002, 3, 40).await;
+    let before = onhands(&state).await;
+    assert_ne!([onhand_of(&before, &sku, "WH1"), onhand_of(&before, &sku, "WH2")], ["4", "0"], "Norce starts with other figures");
+    state.faults.clear_requests();
+
+    let report = run(&ctx, &state).await;
+    assert_eq!((report.stock.report.booked, report.stock.report.skipped, report.stock.report.failed), (50, 0, 0), "{:?}", report.stock.report);
+    let rows = onhands(&state).await;
+    assert_eq!([onhand_of(&rows, &sku, "WH1"), onhand_of(&rows, &sku, "WH2")], ["4", "0"]);
+    let record = ctx.store.get("stock", &bundle.to_string()).unwrap().unwrap();
+    assert_eq!((record.status, record.step.as_deref()), (Status::Done, Some("imported")));
+    let payload: Value = serde_json::from_str(record.payload.as_deref().unwrap()).unwrap();
+    assert_eq!((payload["bundle"].clone(), payload["onhand"]["WH1/WH1"].clone()), (json!(true), json!(4)));
+    // One search, availability of the 45 stock-tracked products, one product GET for the 5
+    // that are not, one bundle availability per bundle; prices as before.
+    assert_eq!(bp_count(&state, "/warehouse-service/product-availability/"), 1);
+    assert_eq!(bp_count(&state, "/product-service/product/"), 1);
+    assert_eq!(bp_count(&state, "/warehouse-service/bundle-availability/"), 5);
+    assert_eq!(bp_requests(&state).len(), 1 + 1 + 1 + 5 + 1 + 1);
+
+    // A webhook naming the bundle: a pending pass reads only it (search, product GET, bundle
+    // availability; no product availability).
+    set_stock(&state, 1002, 2, 4).await;
+    webhook(&ctx, &bundle.to_string(), "product.modified.on-hand-modified").await;
+    state.faults.clear_requests();
+    let report = run(&ctx, &state).await;
+    assert_eq!((report.stock.kind, report.stock.report.booked), (PassKind::Pending, 1));
+    assert_eq!(onhand_of(&onhands(&state).await, &sku, "WH1"), "2");
+    assert_eq!(bp_count(&state, "/product-service/product-search"), 1);
+    assert_eq!(bp_count(&state, "/warehouse-service/product-availability/"), 0);
+    assert_eq!(bp_count(&state, "/product-service/product/"), 1);
+    assert_eq!(bp_count(&state, "/warehouse-service/bundle-availability/"), 1);
+    assert_eq!(bp_requests(&state).len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_can_be_asked_by_id_set_or_left_out() {
+    let sandbox = common::sandbox_with(sandbox_config(50)).await;
+    let state = sandbox.state().clone();
+    // ID sets (unconfirmed in Brightpearl, accepted by the sandbox): one request for the five.
+    let mut sets = config();
+    sets.stock.bundle_id_sets = true;
+    let ctx = common::context(&sandbox, sets);
+    let bundles = bundles(&ctx).await;
+    state.faults.clear_requests();
+    let report = run(&ctx, &state).await;
+    assert_eq!(report.stock.report.booked, 50);
+    assert_eq!(bp_count(&state, "/warehouse-service/bundle-availability/"), 1);
+
+    // `stock.bundles = false`: bundles are skipped as not stock-tracked, with no product GET
+    // and no bundle availability.
+    let mut off = config();
+    off.stock.bundles = false;
+    let ctx = common::context(&sandbox, off);
+    state.faults.clear_requests();
+    let report = run(&ctx, &state).await;
+    assert_eq!((report.stock.report.booked, report.stock.report.skipped), (45, 5));
+    assert_eq!(bp_count(&state, "/product-service/product/"), 0);
+    assert_eq!(bp_count(&state, "/warehouse-service/bundle-availability/"), 0);
+    let record = ctx.store.get("stock", &bundles[0].0.to_string()).unwrap().unwrap();
+    assert_eq!((record.status, record.step.as_deref()), (Status::Skipped, Some("not_stock_tracked")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,9 @@ use brightpearl_models::order::{OrderListResponse, SalesOrderListResponse, Shipp
 use brightpearl_models::product::{
     PriceListListResponse, ProductListResponse, ProductPriceListResponse,
 };
-use brightpearl_models::warehouse::{GoodsOutNoteMapResponse, ProductAvailabilityResponse};
+use brightpearl_models::warehouse::{
+    BundleAvailabilityResponse, GoodsOutNoteMapResponse, ProductAvailabilityResponse,
+};
 use reqwest::{Method, StatusCode};
 use sandbox::Sandbox;
 use serde::Deserialize;
@@ -646,6 +648,167 @@ async fn availability_in_total_and_per_warehouse() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
+/// The seeded bundles (not stock-tracked), highest id first: bundle `k` is made of the
+/// products at index `2k` (one each) and `2k + 1` (two each).
+async fn bundle_ids(bp: &Bp) -> Vec<i64> {
+    let (status, body) = bp
+        .get("/product-service/product-search?stockTracked=false&columns=productId,SKU&sort=productId.DESC")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let page: SearchEnvelope = serde_json::from_value(body).unwrap();
+    page.response
+        .decode_rows::<ProductRow>()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+async fn set_on_hand(bp: &Bp, product: i64, warehouse: i64, on_hand: i64) {
+    let (status, body) = bp
+        .admin_post(
+            &format!("/products/{product}/stock"),
+            json!({"warehouseId": warehouse, "onHand": on_hand}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn bundles_are_not_stock_tracked_and_product_availability_leaves_them_out() {
+    let bp = Bp::start().await;
+    let dataset = bp.sandbox.state().dataset.clone();
+    let bundles = bundle_ids(&bp).await;
+    // A handful of the 50 products, none on a seeded order, none a component.
+    assert_eq!(bundles.len(), 5, "{bundles:?}");
+    let on_orders: Vec<i64> = dataset
+        .orders
+        .iter()
+        .flat_map(|o| o.lines.iter().map(|l| dataset.products[l.product].id))
+        .collect();
+    assert!(
+        bundles.iter().all(|b| !on_orders.contains(b) && *b > 1010),
+        "{bundles:?}"
+    );
+
+    // The product GET says so: not stock-tracked, `composition.bundle`.
+    let (status, body) = bp
+        .get(&format!("/product-service/product/1001,{}", bundles[0]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let products: ProductListResponse = serde_json::from_value(body).unwrap();
+    let [single, bundle] = &products.response[..] else {
+        panic!("{products:?}")
+    };
+    assert_eq!(single.composition.as_ref().unwrap().bundle, Some(false));
+    assert_eq!(single.stock.as_ref().unwrap().stock_tracked, Some(true));
+    assert_eq!(bundle.composition.as_ref().unwrap().bundle, Some(true));
+    assert_eq!(bundle.stock.as_ref().unwrap().stock_tracked, Some(false));
+
+    // product-availability ignores non-stock-tracked ids: no entry, and no 400.
+    let (status, body) = bp
+        .get("/warehouse-service/product-availability/1001-1050")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let availability: ProductAvailabilityResponse = serde_json::from_value(body).unwrap();
+    assert_eq!(availability.response.len(), 45);
+    assert!(
+        bundles
+            .iter()
+            .all(|b| !availability.response.contains_key(&b.to_string()))
+    );
+    let (status, body) = bp
+        .get(&format!(
+            "/warehouse-service/product-availability/{}",
+            bundles[0]
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"], json!({}));
+
+    // A bundle has no stock of its own to change.
+    let (status, body) = bp
+        .admin_post(
+            &format!("/products/{}/stock", bundles[0]),
+            json!({"warehouseId": 2, "onHand": 3}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test]
+async fn bundle_availability_is_what_the_components_on_hand_make() {
+    let bp = Bp::start().await;
+    let bundles = bundle_ids(&bp).await;
+    let (first, second) = (bundles[0], bundles[1]);
+    // Bundle 0 = 1 × 1001 + 2 × 1002; bundle 1 = 1 × 1003 + 2 × 1004.
+    set_on_hand(&bp, 1001, 2, 7).await;
+    set_on_hand(&bp, 1002, 2, 9).await;
+    set_on_hand(&bp, 1001, 3, 0).await;
+    set_on_hand(&bp, 1002, 3, 50).await;
+    let (status, body) = bp
+        .get(&format!("/warehouse-service/bundle-availability/{first}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let availability: BundleAvailabilityResponse = serde_json::from_value(body.clone()).unwrap();
+    let entry = &availability.response[&first.to_string()];
+    // min(7 / 1, 9 / 2) = 4 in warehouse 2; warehouse 3 holds no 1001, so it is not listed.
+    let warehouses = entry.warehouses.as_ref().unwrap();
+    assert_eq!(warehouses.keys().collect::<Vec<_>>(), ["2"], "{body}");
+    assert_eq!(warehouses["2"].on_hand, 4);
+    assert_eq!(entry.total.as_ref().unwrap().on_hand, 4);
+    // Only onHand, as the published example.
+    assert_eq!(
+        body["response"][first.to_string()]["total"],
+        json!({"onHand": 4})
+    );
+
+    // A warehouse that holds every component but too few of one is listed with 0.
+    set_on_hand(&bp, 1001, 3, 5).await;
+    set_on_hand(&bp, 1002, 3, 1).await;
+    let (_, body) = bp
+        .get(&format!("/warehouse-service/bundle-availability/{first}"))
+        .await;
+    assert_eq!(
+        body["response"][first.to_string()]["warehouses"],
+        json!({"2": {"onHand": 4}, "3": {"onHand": 0}})
+    );
+    assert_eq!(body["response"][first.to_string()]["total"]["onHand"], 4);
+
+    // An ID set (unconfirmed in Brightpearl) is accepted: one entry per bundle in it; ids that
+    // are not bundles are left out.
+    let (status, body) = bp
+        .get(&format!(
+            "/warehouse-service/bundle-availability/1001,{second},{first}"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let availability: BundleAvailabilityResponse = serde_json::from_value(body).unwrap();
+    let mut keys: Vec<_> = availability.response.keys().cloned().collect();
+    keys.sort();
+    let mut want = vec![first.to_string(), second.to_string()];
+    want.sort();
+    assert_eq!(keys, want);
+
+    // Not a bundle, or no product at all: 404 CMNC-404, as other unknown ids.
+    for id in ["1001", "99999"] {
+        let (status, body) = bp
+            .get(&format!("/warehouse-service/bundle-availability/{id}"))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{id}: {body}");
+        assert_eq!(error_code(&body), "CMNC-404");
+    }
+    let (status, _) = bp.get("/warehouse-service/bundle-availability/9-1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The operation takes only GET.
+    let (status, _) = send(bp.staff(
+        Method::POST,
+        &format!("/warehouse-service/bundle-availability/{first}"),
+    ))
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
 #[tokio::test]
 async fn price_lists_and_product_prices() {
     let bp = Bp::start().await;
@@ -712,8 +875,14 @@ async fn contact_search_matches_primary_email_partially() {
 #[tokio::test]
 async fn postal_address_then_contact_create() {
     let bp = Bp::start().await;
+    // The documented form is the 3-letter ISO code; a 2-letter one is refused.
     let (status, body) = bp
-        .post("/contact-service/postal-address", json!({"addressLine1": "Storgatan 1", "addressLine3": "Stockholm", "postalCode": "11122", "countryIsoCode": "SE"}))
+        .post("/contact-service/postal-address", json!({"addressLine1": "Storgatan 1", "countryIsoCode": "SE"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("SWE"), "{body}");
+    let (status, body) = bp
+        .post("/contact-service/postal-address", json!({"addressLine1": "Storgatan 1", "addressLine3": "Stockholm", "postalCode": "11122", "countryIsoCode": "SWE"}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let address = body["response"].as_i64().unwrap();
@@ -1306,13 +1475,25 @@ async fn multi_message_limits_and_per_message_results() {
 async fn webhook_simulate_sends_test_data_and_caps_ids_at_ten() {
     let bp = Bp::start().await;
     let (url, mut rx) = receiver().await;
-    let (_, body) = bp.post("/integration-service/webhook", webhook("product.modified.on-hand-modified", &url)).await;
+    let (_, body) = bp
+        .post(
+            "/integration-service/webhook",
+            webhook("product.modified.on-hand-modified", &url),
+        )
+        .await;
     let id = body["response"].as_i64().unwrap();
     let path = format!("/integration-service/webhook/{id}/simulate");
-    let (status, body) = bp.post(&path, json!({"testData": {"${resource-id}": "1-5,99", "${resource-type}": "product"}})).await;
+    let (status, body) = bp
+        .post(
+            &path,
+            json!({"testData": {"${resource-id}": "1-5,99", "${resource-type}": "product"}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, event) = next_event(&mut rx).await;
     assert_eq!(event.id, "1-5,99");
-    let (status, _) = bp.post(&path, json!({"testData": {"${resource-id}": "1-11"}})).await;
+    let (status, _) = bp
+        .post(&path, json!({"testData": {"${resource-id}": "1-11"}}))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -21,20 +21,20 @@
 /// Body of the postal-address POST.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PostalAddressRequest {
-    /// First address line (street).
+    /// First address line (street); the only required field.
     ///
     /// Example: `Drottninggatan 12`
     #[serde(rename = "addressLine1")]
     pub address_line1: String,
-    /// Second address line.
+    /// Second address line (suburb).
     #[serde(rename = "addressLine2", default, skip_serializing_if = "Option::is_none")]
     pub address_line2: Option<String>,
-    /// Third address line (usually the town).
+    /// Third address line (city).
     ///
     /// Example: `Stockholm`
     #[serde(rename = "addressLine3", default, skip_serializing_if = "Option::is_none")]
     pub address_line3: Option<String>,
-    /// Fourth address line (usually the county or region).
+    /// Fourth address line (state, county or region).
     #[serde(rename = "addressLine4", default, skip_serializing_if = "Option::is_none")]
     pub address_line4: Option<String>,
     /// Postal code.
@@ -42,17 +42,19 @@ pub struct PostalAddressRequest {
     /// Example: `111 51`
     #[serde(rename = "postalCode", default, skip_serializing_if = "Option::is_none")]
     pub postal_code: Option<String>,
-    /// Country ISO code (2- or 3-letter, see the open question on the operation).
+    /// Country as an ISO 3166-1 alpha-3 code (`GBR`, `SWE`), "the country's 3 character ISO code"; give this or `countryId`. A 2-letter code (`GB`, `SE`) is not the documented form.
     ///
-    /// Example: `SE`
+    /// Example: `SWE`
     #[serde(rename = "countryIsoCode", default, skip_serializing_if = "Option::is_none")]
     pub country_iso_code: Option<String>,
-    /// Brightpearl country id, an alternative to `countryIsoCode` in older clients.
+    /// Brightpearl country id; give this or `countryIsoCode`.
     #[serde(rename = "countryId", default, skip_serializing_if = "Option::is_none")]
     pub country_id: Option<i64>,
 }
 
 /// Body of the contact POST. Use the `communication` form for e-mails and telephones (not top-level `emails`/`telephones`).
+///
+/// **Open question:** Which nesting the contact POST expects is unverified: the Contact POST page lists leaf names only (emails, telephones, isSupplier, contactStatusId, isReceiveEmailNewsletter, priceListId) and its example is not readable; the nested form used here matches the recorded GET and the Snow data model, while the Medusa plugin sends emails and telephones at the top level.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ContactRequest {
     /// Salutation, at most 32 characters.
@@ -237,8 +239,6 @@ pub struct ContactFinancialDetailsRequest {
 }
 
 /// Financial settings of a contact as returned by the contact GET.
-///
-/// **Open question:** Whether creditLimit and discountPercentage are returned as decimal strings or JSON numbers (both parse).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ContactFinancialDetails {
     /// Default price list id.
@@ -247,22 +247,22 @@ pub struct ContactFinancialDetails {
     /// Default sales nominal code.
     #[serde(rename = "nominalCode", default, skip_serializing_if = "Option::is_none")]
     pub nominal_code: Option<String>,
-    /// Credit limit.
+    /// Credit limit, a JSON number (`0` recorded).
     #[serde(rename = "creditLimit", default, skip_serializing_if = "Option::is_none")]
-    pub credit_limit: Option<models_runtime::Decimal>,
+    pub credit_limit: Option<models_runtime::DecimalNumber>,
     /// Credit term in days.
     #[serde(rename = "creditTermDays", default, skip_serializing_if = "Option::is_none")]
     pub credit_term_days: Option<i64>,
     /// Currency id.
     #[serde(rename = "currencyId", default, skip_serializing_if = "Option::is_none")]
     pub currency_id: Option<i64>,
-    /// Default discount percentage.
+    /// Default discount percentage, a JSON number (`0.00` recorded).
     #[serde(
         rename = "discountPercentage",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub discount_percentage: Option<models_runtime::Decimal>,
+    pub discount_percentage: Option<models_runtime::DecimalNumber>,
     /// Credit term type id.
     #[serde(
         rename = "creditTermTypeId",
@@ -326,6 +326,8 @@ pub struct ContactAssignmentCurrent {
 }
 
 /// Response of the contact GET, `{"response": [Contact]}`.
+///
+/// **Open question:** The contact GET also returns top-level pagination ({morePagesAvailable, resultsReturned, firstResult, lastResult}) and sorting ([{field, direction}]) next to response (recorded in customer/get/simple_get.yml; described on the Contact GET page); they are not modelled yet because the sandbox builds this struct field by field (crates/sandbox/src/brightpearl/contacts.rs). Until then a GET of more than 200 ids silently returns only the first page.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ContactListResponse {
     /// The contacts found.
@@ -391,11 +393,15 @@ pub struct Contact {
     /// Last update time.
     #[serde(rename = "updatedOn", default, skip_serializing_if = "Option::is_none")]
     pub updated_on: Option<models_runtime::Timestamp>,
-    /// Tags of the contact, kept as raw JSON.
-    ///
-    /// **Open question:** Shape of contactTags is not documented in the notes.
+    /// Tag ids of the contact as a string (`"9"` recorded).
     #[serde(rename = "contactTags", default, skip_serializing_if = "Option::is_none")]
-    pub contact_tags: Option<serde_json::Value>,
+    pub contact_tags: Option<String>,
+    /// Contact id of the creator (`0` recorded); the key really is spelled with a lower-case `id`.
+    #[serde(rename = "createdByid", default, skip_serializing_if = "Option::is_none")]
+    pub created_byid: Option<i64>,
+    /// Aliases of the contact (`{}` recorded), kept as raw JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aliases: Option<serde_json::Value>,
     /// Company id.
     #[serde(rename = "companyId", default, skip_serializing_if = "Option::is_none")]
     pub company_id: Option<i64>,
@@ -602,6 +608,21 @@ pub struct GetContactsQuery {
         skip_serializing_if = "Option::is_none"
     )]
     pub include_optional: Option<String>,
+    /// 1-based index (within the requested set, not a contact id) of the first contact of the page; the next page starts at `lastResult + 1`.
+    ///
+    /// Example: `201`
+    #[serde(rename = "firstResult", default, skip_serializing_if = "Option::is_none")]
+    pub first_result: Option<i64>,
+    /// Contacts per page, at most 200.
+    ///
+    /// Example: `200`
+    #[serde(rename = "pageSize", default, skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<i64>,
+    /// Sort order, e.g. `contactId.DESC` for the newest contacts first.
+    ///
+    /// Example: `contactId.DESC`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
 }
 
 /// Parameters of [`operations::GET_CONTACTS`].
@@ -937,7 +958,11 @@ pub mod operations {
         request_media_type: None,
         response_media_type: Some("application/json"),
     };
-    /// `includeOptional=customFields` adds custom fields. An unknown id gives 404 `CMNC-404` ("No Contact Found").
+    /// At most 200 contacts per request: an ID set larger than 200, or none, returns one page of 200
+    /// with top-level `pagination` and `sorting` next to `response`; fetch the next pages with
+    /// `firstResult` (201, 401, ...), an index into the requested set, not a contact id.
+    /// `includeOptional=customFields` adds custom fields. An unknown id gives 404 `CMNC-404`
+    /// ("No Contact Found").
     ///
     /// `GET /public-api/{account}/contact-service/contact/{idSet}`: response [`super::GetContactsResponse`].
     pub const GET_CONTACTS: OperationInfo = OperationInfo {
@@ -959,9 +984,8 @@ pub mod operations {
         request_media_type: Some("application/json"),
         response_media_type: Some("application/json"),
     };
-    /// Returns the new address id, to be used in a contact's `postAddressIds`.
-    ///
-    /// **Open question:** Which countryIsoCode format is accepted: fixtures show both 2-letter (GB) and 3-letter (GBR) codes.
+    /// Returns the new address id, to be used in a contact's `postAddressIds`. Give the country as
+    /// `countryIsoCode`, the ISO 3166-1 alpha-3 code (`GBR`, `SWE`), or as Brightpearl's `countryId`.
     ///
     /// `POST /public-api/{account}/contact-service/postal-address`: request [`super::CreatePostalAddressRequest`], response [`super::CreatePostalAddressResponse`].
     pub const CREATE_POSTAL_ADDRESS: OperationInfo = OperationInfo {

@@ -25,6 +25,9 @@
 /// Subscribable event, `{resource}.{created|modified|destroyed}[.{specifier}]`. The listed values
 /// are the ones relevant to the Norce integration; `sales-order.created` fires only for orders
 /// created through the sales-order POST, and `order.modified` also fires on creation.
+/// `subscribeTo` is not limited to full event names: the Webhook GET example returns a bare
+/// resource (`goods-out-note`, `product`, all its events) and `product.deleted`; such values
+/// arrive as `Unknown`.
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -293,7 +296,7 @@ pub struct WebhookRequest {
     pub subscribe_to: WebhookEventName,
     #[serde(rename = "httpMethod")]
     pub http_method: WebhookHttpMethod,
-    /// Target URL, may contain template variables (`${account-code}`, `${resource-type}`, `${resource-id}`, `${lifecycle-event}`, `${resource-specifier}`, `${full-event}`, `${raised-on}`, `${brightpearl-version}`). Put the shared secret here as a query parameter.
+    /// Target URL, may contain template variables (`${account-code}`, `${resource-type}`, `${resource-id}`, `${lifecycle-event}`, `${resource-specifier}`, `${raised-on}`, `${brightpearl-version}` as listed on the simulate page, and `${full-event}`, which that list omits but the Webhook GET example uses). Put the shared secret here as a query parameter.
     ///
     /// Example: `https://connector.example.com/brightpearl/webhook?secret=s3cr3t`
     #[serde(rename = "uriTemplate")]
@@ -634,11 +637,13 @@ pub struct MultiMessageRequest {
     pub processing_mode: MultiMessageProcessingMode,
     #[serde(rename = "onFail")]
     pub on_fail: MultiMessageOnFail,
-    /// Up to 10 destructive messages; send a single message directly rather than as a batch of one.
+    /// 2 to 10 destructive messages; send a single message directly rather than as a batch of one (see the open question on the operation).
     pub messages: Vec<MultiMessage>,
 }
 
-/// One request inside a multi-message.
+/// One request inside a multi-message. Only destructive messages are allowed: `httpMethod` is `POST`, `PUT` or `DELETE`, never `GET`.
+///
+/// **Open question:** The help centre allows only POST, PUT and DELETE messages, but httpMethod reuses WebhookHttpMethod, which also admits GET: a dedicated three-value enum would change the type that the sandbox (crates/sandbox/src/brightpearl/multi.rs) and the client tests use, so it is left to their owners.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MultiMessage {
     /// Our label, echoed in the results.
@@ -651,7 +656,7 @@ pub struct MultiMessage {
     pub uri: String,
     #[serde(rename = "httpMethod")]
     pub http_method: WebhookHttpMethod,
-    /// The request body (any JSON), absent for DELETE.
+    /// The request body (any JSON). The Java client sends `{}` when a message has no entity (DELETE); leaving it out is untested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<serde_json::Value>,
 }
@@ -1593,7 +1598,7 @@ pub mod operations {
     /// independent operations (not rows of the same order). Multi-message had an outage
     /// (25-26 April 2023): keep a fallback to single calls.
     ///
-    /// **Open question:** Whether the multi-message result is wrapped in {"response": ...} (assumed, as everywhere else) whether body.content is always JSON, and whether unprocessedMessages holds labels (assumed) or whole messages.
+    /// **Open question:** Whether a batch of a single message is accepted: the help centre only says up to 10 messages, while the Java client says the API takes between two and ten and sends a lone request directly (MM API doesn't support single requests).
     ///
     /// `POST /public-api/{account}/multi-message`: request [`super::SendMultiMessageRequest`], response [`super::SendMultiMessageResponse`].
     pub const SEND_MULTI_MESSAGE: OperationInfo = OperationInfo {

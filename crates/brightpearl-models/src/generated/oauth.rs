@@ -10,8 +10,9 @@
 //! `client_id` (the app reference), `redirect_uri` (identical to the app settings) and `state`.
 //! 2. The callback receives `code` and `state`; exchange the code with `POST /token/{account}`
 //! (`grant_type=authorization_code`).
-//! 3. Refresh with `grant_type=refresh_token`. Refresh tokens rotate: persist the new
-//! access/refresh pair atomically, a stale refresh token eventually fails with `invalid_grant`.
+//! 3. Refresh with `grant_type=refresh_token`. Refresh tokens may rotate: always persist the
+//! returned access/refresh pair atomically; a stale refresh token eventually fails with
+//! `invalid_grant`.
 //!
 //! Unlike the rest of the API the token response is snake_case and not wrapped in `response`.
 //! Compute `expires_at = now + expires_in` on arrival; never assume a fixed lifetime.
@@ -123,7 +124,7 @@ pub struct TokenRequest {
     /// App secret; only when "confidential OAuth" is enabled on the app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
-    /// Account code in the body; only for the older token URL variant without the account in the path.
+    /// Account code in the body; only for the token URL variant without the account in the path (`https://{datacentre}.brightpearlconnect.com/oauth/token`).
     ///
     /// Example: `myaccount`
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -135,7 +136,7 @@ pub struct TokenRequest {
 pub struct TokenResponse {
     /// Bearer token for `Authorization: Bearer ...`.
     pub access_token: String,
-    /// Refresh token; rotates on refresh, so always store the newest one.
+    /// Refresh token; may rotate on refresh (see the open question on the operation), so always store the one returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     /// Lifetime of the access token in seconds (604800 observed on a code exchange, 537227 on a refresh).
@@ -331,7 +332,7 @@ pub mod operations {
     /// `grant_type=refresh_token` needs `refresh_token`, `client_id` (and `client_secret` if
     /// confidential). Errors come back as HTTP 400 with a `TokenError` body.
     ///
-    /// **Open question:** Refresh-token lifetime, and whether every refresh response rotates the refresh token (observed once).
+    /// **Open question:** Refresh-token lifetime, and whether refresh responses rotate the refresh token. For rotation: our notes (N8N: a stale stored refresh token eventually fails with invalid_grant) and the one recorded refresh, whose returned token differs from the sent one. Against: that difference is a single character (A1iW... sent, A2iW... returned), which looks like hand redaction rather than a new token. Always store whatever comes back.
     ///
     /// `POST /token/{account}`: request [`super::RequestTokenRequest`], response [`super::RequestTokenResponse`].
     pub const REQUEST_TOKEN: OperationInfo = OperationInfo {

@@ -295,7 +295,7 @@ pub struct OrderAddress {
     pub postal_code: Option<String>,
     /// Country ISO code.
     ///
-    /// **Open question:** Whether POST accepts 2-letter (GB), 3-letter (GBR) codes or both.
+    /// **Open question:** Which code the sales-order POST expects is unverified (its address table is not readable). For 3-letter: the Snow client sends GBR and the postal-address POST documents the 3-character ISO code. For 2-letter: on the order GET, parties' countryIsoCode is 2-letter (GB) next to countryIsoCode3 (GBR), and our fixtures send SE.
     ///
     /// Example: `SE`
     #[serde(rename = "countryIsoCode", default, skip_serializing_if = "Option::is_none")]
@@ -377,12 +377,14 @@ pub struct SalesOrderCurrency {
         skip_serializing_if = "Option::is_none"
     )]
     pub fixed_exchange_rate: Option<bool>,
-    /// Exchange rate to the account currency (a JSON number on POST).
+    /// Exchange rate to the account currency, sent as a JSON number.
+    ///
+    /// **Open question:** The Snow client sends exchangeRate as a string ("1") and the GET returns a decimal string; whether a JSON number is accepted is unverified. Switching to a string type would change the Rust type the sandbox reads (crates/sandbox/src/brightpearl/orders.rs), so it is left as is.
     #[serde(rename = "exchangeRate", default, skip_serializing_if = "Option::is_none")]
     pub exchange_rate: Option<models_runtime::DecimalNumber>,
 }
 
-/// Body of the sales-order POST (the flat, atomic create). Amounts are sent as JSON numbers.
+/// Body of the sales-order POST (the flat, atomic create). Row amounts are sent as JSON numbers (see the open question on `SalesOrderRowRequest`).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SalesOrderRequest {
     pub customer: SalesOrderCustomer,
@@ -398,10 +400,12 @@ pub struct SalesOrderRequest {
     /// Example: `NORCE-100234`
     #[serde(rename = "externalRef", default, skip_serializing_if = "Option::is_none")]
     pub external_ref: Option<String>,
-    /// When the order was placed (default now).
+    /// When the order was placed, an ISO 8601 date (default today).
     #[serde(rename = "placedOn", default, skip_serializing_if = "Option::is_none")]
     pub placed_on: Option<models_runtime::Timestamp>,
-    /// Tax date (default today).
+    /// Tax date, an ISO 8601 date (default today); the Snow client sends a bare date (`2023-09-01`).
+    ///
+    /// **Open question:** The Sales Order POST page types placedOn and taxDate as ISO 8601 dates and the Snow client sends a bare date (2023-09-01), which this date-time type cannot decode; we send full date-times, believed to be accepted but unverified. A date-or-date-time type would change the type the sandbox copies into SalesOrder (crates/sandbox/src/brightpearl/orders.rs), so it is left to its owner.
     #[serde(rename = "taxDate", default, skip_serializing_if = "Option::is_none")]
     pub tax_date: Option<models_runtime::Timestamp>,
     /// Our installation instance id (the token's `installation_instance_id`), marks orders we created.
@@ -440,9 +444,11 @@ pub struct SalesOrderRequest {
     /// Team id.
     #[serde(rename = "teamId", default, skip_serializing_if = "Option::is_none")]
     pub team_id: Option<i64>,
-    /// Parent order id (for credits).
+    /// Id of an existing order to link to (e.g. the sale a credit belongs to); the Sales Order POST types it as a string.
+    ///
+    /// Example: `322`
     #[serde(rename = "parentId", default, skip_serializing_if = "Option::is_none")]
-    pub parent_id: Option<i64>,
+    pub parent_id: Option<String>,
     /// Price list id.
     #[serde(rename = "priceListId", default, skip_serializing_if = "Option::is_none")]
     pub price_list_id: Option<i64>,
@@ -457,6 +463,8 @@ pub struct SalesOrderRequest {
 }
 
 /// One row of a sales-order POST; give `productId` for a product row or `name` for a free-text row (shipping, gift card).
+///
+/// **Open question:** JSON type and requiredness of quantity, net and tax. The Sales Order Row PUT page types all three as String and marks net and tax required like quantity and taxCode; the Snow client sends strings ("123", "100", "14"). We send JSON numbers and leave net and tax optional: changing either would change the Rust types that the relay, the sandbox, the client tests, the request snapshot and the fixture order.SalesOrderRequest.example.json use, so it is left to their owners and to a sandbox check.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SalesOrderRowRequest {
     /// Product id (stock-affecting row).
@@ -472,7 +480,7 @@ pub struct SalesOrderRowRequest {
     /// SKU of the product.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sku: Option<String>,
-    /// Quantity; integral for stock-tracked products and bundles.
+    /// Quantity; integral for stock-tracked products and bundles, up to 4 decimals otherwise.
     ///
     /// Example: `2`
     pub quantity: models_runtime::DecimalNumber,
@@ -481,12 +489,12 @@ pub struct SalesOrderRowRequest {
     /// Example: `T20`
     #[serde(rename = "taxCode")]
     pub tax_code: String,
-    /// Row net total (not unit price), at most 2 decimals.
+    /// Row net total (quantity times unit price, not the unit price), at most 4 decimals.
     ///
     /// Example: `199.5`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<models_runtime::DecimalNumber>,
-    /// Row tax total, at most 2 decimals.
+    /// Row tax total, at most 4 decimals.
     ///
     /// Example: `39.9`
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -522,7 +530,7 @@ pub struct SalesOrder {
     ///
     /// Example: `322`
     pub id: i64,
-    /// Version, sent as `If-Match` on a full PUT (412 on mismatch).
+    /// Version, sent bare (no quotes) as `If-Match` on a full PUT (412 on mismatch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -580,7 +588,7 @@ pub struct SalesOrder {
     pub delivery: Option<SalesOrderDelivery>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total: Option<SalesOrderTotal>,
-    /// Whether the order is cancelled.
+    /// Whether the order is cancelled; null when no cancelled status is configured.
     #[serde(rename = "isCanceled", default, skip_serializing_if = "Option::is_none")]
     pub is_canceled: Option<bool>,
     /// Payment status.
@@ -660,7 +668,7 @@ pub struct SalesOrderTotal {
 
 /// One row of a sales order as returned by the GET.
 ///
-/// **Open question:** Whether GET returns amounts as decimal strings (assumed, like the rest of the API) or as JSON numbers like the POST; both parse.
+/// **Open question:** Whether GET returns amounts as decimal strings or JSON numbers (both parse). For strings: the Snow data model's GET body and the Sales Order Row PUT page (String). No recorded sales-order GET exists to confirm.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SalesOrderRow {
     /// Row id (the `salesOrderRowId` of goods-out notes and reservations).
@@ -730,11 +738,10 @@ pub struct Order {
     /// Version, for optimistic concurrency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
-    /// Order state flags (e.g. `tax`), kept as raw JSON.
-    ///
-    /// **Open question:** Shape of the state object is not documented in the notes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<serde_json::Value>,
+    pub state: Option<OrderState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax: Option<OrderTax>,
     #[serde(rename = "orderStatus", default, skip_serializing_if = "Option::is_none")]
     pub order_status: Option<OrderStatusRef>,
     /// Payment status.
@@ -814,9 +821,9 @@ pub struct Order {
         skip_serializing_if = "Option::is_none"
     )]
     pub installed_integration_instance_id: Option<i64>,
-    /// Acknowledgement flag, kept as raw JSON.
+    /// Acknowledgement flag, a JSON integer (`0` recorded), kept as raw JSON.
     ///
-    /// **Open question:** JSON type of acknowledged (number or boolean) is not recorded in the notes.
+    /// **Open question:** Recorded traffic settles that acknowledged is a JSON integer, so the field should be `type: integer`; it stays raw JSON because the sandbox builds it as a JSON value (crates/sandbox/src/brightpearl/orders.rs, json!(0)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged: Option<serde_json::Value>,
     /// Cost price list id.
@@ -833,9 +840,39 @@ pub struct Order {
         skip_serializing_if = "Option::is_none"
     )]
     pub historical_order: Option<bool>,
+    /// Date of the original invoice.
+    ///
+    /// Example: `2020-03-31T00:00:00.000-06:00`
+    #[serde(
+        rename = "originalInvoiceDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub original_invoice_date: Option<models_runtime::Timestamp>,
+    /// Order weighting (`100` recorded).
+    #[serde(rename = "orderWeighting", default, skip_serializing_if = "Option::is_none")]
+    pub order_weighting: Option<i64>,
     /// Custom fields keyed by field code, only with `includeOptional=customFields`.
     #[serde(rename = "customFields", default, skip_serializing_if = "Option::is_none")]
     pub custom_fields: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+}
+
+/// State flags of an order.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct OrderState {
+    /// Tax state, e.g. `INVOICED`.
+    ///
+    /// Example: `INVOICED`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax: Option<String>,
+}
+
+/// Tax calculation status of an order.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct OrderTax {
+    /// Tax calculation errors (empty in the recording), kept as raw JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<serde_json::Value>>,
 }
 
 /// Current status of an order.
@@ -1056,9 +1093,7 @@ pub struct OrderParty {
 /// One row of an order in the nested shape.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OrderRow {
-    /// Position of the row on the order.
-    ///
-    /// **Open question:** Assumed to be a numeric string; the JSON type is not recorded in the notes.
+    /// Position of the row on the order, a numeric string (`"10"`).
     #[serde(
         rename = "orderRowSequence",
         default,
@@ -1157,6 +1192,8 @@ pub struct OrderStatusUpdate {
 }
 
 /// A note added with a status change.
+///
+/// **Open question:** The Order Status Update PUT page makes orderNote.text optional ("If this is not provided, the text will be generated") and adds orderNote.fileId (an uploaded file id); here text stays required and fileId is not modelled, because the client tests build this struct field by field (tests/tests/brightpearl_client.rs). A note without text needs that change first.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OrderNote {
     /// Note text.
@@ -1199,14 +1236,32 @@ pub struct OrderStatus {
     /// Whether the status is visible.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visible: Option<bool>,
-    /// Display colour.
+    /// Display colour, a hex code.
+    ///
+    /// Example: `#E7E6E4`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub color: Option<String>,
-    /// Status state, kept as raw JSON.
+    /// Days after which a reminder is raised (0 to 9999, default 0).
+    #[serde(
+        rename = "remindAfterDays",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub remind_after_days: Option<i64>,
+    /// E-mail addresses alerted when an order enters this status (at most 2).
+    #[serde(rename = "alertEmails", default, skip_serializing_if = "Option::is_none")]
+    pub alert_emails: Option<Vec<String>>,
+    /// Content of the alert e-mail (default empty).
+    #[serde(rename = "emailContent", default, skip_serializing_if = "Option::is_none")]
+    pub email_content: Option<String>,
+    /// Whether orders in this status can be batch processed (sales orders and credits only).
+    #[serde(rename = "batchProcess", default, skip_serializing_if = "Option::is_none")]
+    pub batch_process: Option<bool>,
+    /// State of the status, e.g. `draft`.
     ///
-    /// **Open question:** Shape of the order status state is not documented in the notes.
+    /// Example: `draft`
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<serde_json::Value>,
+    pub state: Option<String>,
 }
 
 /// Response of the order-shipping-status GET, `{"response": [OrderShippingStatus]}`.
@@ -1732,7 +1787,9 @@ pub struct SearchOrdersQuery {
     /// Filter by order ID set (range operators are rejected on IDSET filters).
     #[serde(rename = "orderId", default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
-    /// Filter by order type id.
+    /// Filter by order type id or ID set (an IDSET column): 1 sales order, 2 purchase order, 3 sales credit, 4 purchase credit.
+    ///
+    /// Example: `1,3`
     #[serde(rename = "orderTypeId", default, skip_serializing_if = "Option::is_none")]
     pub order_type_id: Option<String>,
     /// Filter by order status id; a non-numeric value gives 500 `CMNC-018`.
@@ -2373,7 +2430,7 @@ pub type ListOrderShippingStatusesResponse = OrderShippingStatusListResponse;
 /// Method, path and media types of every operation in this spec.
 pub mod operations {
     use models_runtime::OperationInfo;
-    /// Returns the new order id. Row `net` and `tax` are row totals with at most 2 decimals; `quantity` must be integral for stock-tracked products and bundles; a bundle row expands into component rows.
+    /// Returns the new order id. Row `net` and `tax` are row totals with at most 4 decimals; `quantity` must be integral for stock-tracked products and bundles (up to 4 decimals otherwise); a bundle row expands into component rows.
     ///
     /// **Open question:** What a repeated POST with the same externalRef + installedIntegrationInstanceId returns (error or the existing id): the documentation excerpt is cut off there.
     ///
@@ -2386,9 +2443,7 @@ pub mod operations {
         request_media_type: Some("application/json"),
         response_media_type: Some("application/json"),
     };
-    /// Up to 200 orders per call. Rows carry the `id` needed as `salesOrderRowId` for goods-out notes, matched to Norce lines by `rows[].externalRef`.
-    ///
-    /// **Open question:** Whether this returns the flat sales-order shape (Snow data model, Medusa plugin) or the nested order shape (n8n comment); unverified on a sandbox.
+    /// Up to 200 orders per call. Returns the flat shape of the sales-order POST plus read-only fields (settled by the Sales Order GET page, against an n8n comment claiming the nested order shape). Rows carry the `id` needed as `salesOrderRowId` for goods-out notes, matched to Norce lines by `rows[].externalRef`.
     ///
     /// `GET /public-api/{account}/order-service/sales-order/{idSet}`: response [`super::GetSalesOrdersResponse`].
     pub const GET_SALES_ORDERS: OperationInfo = OperationInfo {
@@ -2426,8 +2481,11 @@ pub mod operations {
     /// `orderPaymentStatusId`, `updatedOn`, `parentOrderId`, `orderShippingStatusId`, `externalRef`,
     /// `installedIntegrationInstanceId`, `warehouseId`, `staffOwnerContactId`, `taxDate`,
     /// `departmentId`, `deliveryDate`. Reference maps: `orderTypeNames`, `orderStatusNames`,
-    /// `orderStockStatusNames`, `orderPaymentStatusNames`, `orderShippingStatusNames`. There is no
-    /// `reference` column: use `customerRef`.
+    /// `orderStockStatusNames`, `orderPaymentStatusNames`, `orderShippingStatusNames` (id to label;
+    /// only the ids present in the page are listed). Every column is filterable, including those
+    /// without a parameter here (`contactId`, `createdOn`, `taxDate`, `deliveryDate`, `warehouseId`,
+    /// `parentOrderId`, ...); `orderId`, `orderTypeId`, `parentOrderId` and `warehouseId` are IDSET
+    /// columns and take ID sets. There is no `reference` column: use `customerRef`.
     ///
     /// `GET /public-api/{account}/order-service/order-search`: response [`super::SearchOrdersResponse`].
     pub const SEARCH_ORDERS: OperationInfo = OperationInfo {
@@ -2453,7 +2511,11 @@ pub mod operations {
         request_media_type: None,
         response_media_type: Some("application/json"),
     };
-    /// Returns `{}`. Fires `order.modified.order-status`.
+    /// Returns `{}` and adds an order note (generated text unless `orderNote.text` is given). Fires
+    /// `order.modified.order-status`. The new status must exist, belong to the order's type and not
+    /// be hidden. Moving a sales order to the cancelled status also requires no goods-out notes, a
+    /// status other than invoiced and zero payments; it then removes reservations and coupons. If a
+    /// check fails neither the status nor the note is written.
     ///
     /// `PUT /public-api/{account}/order-service/order/{orderId}/status`: request [`super::UpdateOrderStatusRequest`], response [`super::UpdateOrderStatusResponse`].
     pub const UPDATE_ORDER_STATUS: OperationInfo = OperationInfo {

@@ -167,14 +167,14 @@ pub struct ProductStock {
 /// Product weight.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProductWeight {
-    /// Weight in the account's weight unit.
+    /// Weight in the account's weight unit. Brightpearl sends a JSON number (`0.0000`); the field reads numbers and strings but writes a string.
     ///
-    /// **Open question:** Whether weight and dimensions arrive as decimal strings or JSON numbers (both parse).
+    /// **Open question:** Recorded traffic (product_get_one.yml) settles that weight and dimensions are JSON numbers, so these fields should be `type: number` (DecimalNumber); they stay decimal strings for now because the sandbox builds them from a Decimal (crates/sandbox/src/brightpearl/store.rs) and the fixture tests/fixtures/brightpearl/product.Product.full.json writes strings, which a number type would not round-trip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub magnitude: Option<models_runtime::Decimal>,
 }
 
-/// Product dimensions in the account's units.
+/// Product dimensions in the account's units. Brightpearl sends JSON numbers (`0.00`); the fields read numbers and strings but write strings (see the open question on `ProductWeight.magnitude`).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProductDimensions {
     /// Length.
@@ -262,9 +262,9 @@ pub struct ProductCategoryRef {
 /// Text in one language, with its format.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct LocalisedText {
-    /// Language code, e.g. `EN`.
+    /// Language code, e.g. `en`.
     ///
-    /// Example: `EN`
+    /// Example: `en`
     #[serde(rename = "languageCode", default, skip_serializing_if = "Option::is_none")]
     pub language_code: Option<String>,
     /// The text.
@@ -274,26 +274,27 @@ pub struct LocalisedText {
     pub format: Option<TextFormat>,
 }
 
-/// Format of a localised text.
-///
-/// **Open question:** Only HTML_FRAGMENT is observed; other formats are not listed in the notes (kept as Unknown).
+/// Format of a localised text: `HTML_FRAGMENT` on product descriptions, `PLAINTEXT` on price list names; any other value arrives as `Unknown`.
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TextFormat {
     /// `HTML_FRAGMENT`
     HtmlFragment,
+    /// `PLAINTEXT`
+    Plaintext,
     /// A value this spec does not list (the platform may have added it later).
     Unknown(String),
 }
 
 impl TextFormat {
     /// Every value the spec lists.
-    pub const KNOWN: &'static [&'static str] = &["HTML_FRAGMENT"];
+    pub const KNOWN: &'static [&'static str] = &["HTML_FRAGMENT", "PLAINTEXT"];
     /// The wire value.
     pub fn as_str(&self) -> &str {
         match self {
             Self::HtmlFragment => "HTML_FRAGMENT",
+            Self::Plaintext => "PLAINTEXT",
             Self::Unknown(value) => value,
         }
     }
@@ -307,6 +308,7 @@ impl From<&str> for TextFormat {
     fn from(value: &str) -> Self {
         match value {
             "HTML_FRAGMENT" => Self::HtmlFragment,
+            "PLAINTEXT" => Self::Plaintext,
             other => Self::Unknown(other.to_owned()),
         }
     }
@@ -521,6 +523,8 @@ pub struct ProductPrice {
 }
 
 /// The prices of a product on one price list.
+///
+/// **Open question:** The Product Price GET page also lists sku ("The product's SKU for the price list"); the recorded response (2022) has none. It is not modelled yet because the sandbox builds this struct field by field (crates/sandbox/src/brightpearl/products.rs); unknown fields are ignored, so reading is unaffected.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProductPriceListEntry {
     /// Price list id.
@@ -534,7 +538,7 @@ pub struct ProductPriceListEntry {
     /// Currency id.
     #[serde(rename = "currencyId", default, skip_serializing_if = "Option::is_none")]
     pub currency_id: Option<i64>,
-    /// Minimum quantity (as a string key, e.g. `"1"`, `"5"`) to unit price; `{}` when no price is set. The single-unit price is `quantityPrice["1"]`.
+    /// Minimum quantity (as a string key, e.g. `"1"`, `"5"`) to unit price; `{}` when no price is set. The single-unit price is `quantityPrice["1"]`. Prices are decimal strings of varying scale (`"10"`, `"9.555"`, `"10.0000"`).
     #[serde(rename = "quantityPrice", default, skip_serializing_if = "Option::is_none")]
     pub quantity_price: Option<
         std::collections::BTreeMap<String, models_runtime::Decimal>,
@@ -548,7 +552,7 @@ pub struct GetProductsPath {
     ///
     /// Example: `myaccount`
     pub account: String,
-    /// ID set: `8`, `1-5` (ascending), `1,2,3` or a mix `1-5,7,20-30`; at most 200 ids.
+    /// ID set: `8`, `1-5` (ascending), `1,2,3` or a mix `1-5,7,20-30`; at most 200 ids (the documented limit of the product and product-price GETs).
     ///
     /// Example: `1-5,7`
     #[serde(rename = "idSet")]
@@ -678,7 +682,7 @@ pub struct GetProductUrisPath {
     ///
     /// Example: `myaccount`
     pub account: String,
-    /// ID set: `8`, `1-5` (ascending), `1,2,3` or a mix `1-5,7,20-30`; at most 200 ids.
+    /// ID set: `8`, `1-5` (ascending), `1,2,3` or a mix `1-5,7,20-30`; at most 200 ids (the documented limit of the product and product-price GETs).
     ///
     /// Example: `1-5,7`
     #[serde(rename = "idSet")]
@@ -1076,7 +1080,7 @@ pub struct GetPriceListsPath {
     ///
     /// Example: `myaccount`
     pub account: String,
-    /// ID set: `8`, `1-5` (ascending), `1,2,3` or a mix `1-5,7,20-30`; at most 200 ids.
+    /// ID set: `8`, `1-5` (ascending), `1,2,3` or a mix `1-5,7,20-30`; at most 200 ids (the documented limit of the product and product-price GETs).
     ///
     /// Example: `1-5,7`
     #[serde(rename = "idSet")]
@@ -1192,7 +1196,7 @@ pub struct GetProductPricesPath {
     ///
     /// Example: `myaccount`
     pub account: String,
-    /// ID set: `8`, `1-5` (ascending), `1,2,3` or a mix `1-5,7,20-30`; at most 200 ids.
+    /// ID set: `8`, `1-5` (ascending), `1,2,3` or a mix `1-5,7,20-30`; at most 200 ids (the documented limit of the product and product-price GETs).
     ///
     /// Example: `1-5,7`
     #[serde(rename = "idSet")]
@@ -1308,7 +1312,7 @@ pub struct GetProductPricesForPriceListsPath {
     ///
     /// Example: `myaccount`
     pub account: String,
-    /// ID set: `8`, `1-5` (ascending), `1,2,3` or a mix `1-5,7,20-30`; at most 200 ids.
+    /// ID set: `8`, `1-5` (ascending), `1,2,3` or a mix `1-5,7,20-30`; at most 200 ids (the documented limit of the product and product-price GETs).
     ///
     /// Example: `1-5,7`
     #[serde(rename = "idSet")]
@@ -1451,8 +1455,10 @@ pub mod operations {
     /// Resource search (see `common.yaml` `SearchEnvelope`). Columns include `productId` (IDSET),
     /// `productName` (SEARCH_STRING), `SKU`, `barcode`, `EAN`, `UPC`, `ISBN`, `MPN`, `stockTracked`
     /// (BOOLEAN), `salesChannelName`, `createdOn`/`updatedOn` (PERIOD), `brightpearlCategoryCode`,
-    /// `productGroupId`, `brandId`, `productTypeId`, `productStatus`, `primarySupplierId`.
-    /// `GET .../product-search/meta-data` describes columns and filters.
+    /// `productGroupId`, `brandId`, `productTypeId`, `productStatus`, `primarySupplierId`. All are
+    /// filterable except `salesChannelName`; `brightpearlCategoryCode` is an IDSET column that cannot
+    /// be sorted on. The `productCategoryMembership` reference map gives each product id an array of
+    /// category ids. `GET .../product-search/meta-data` describes columns and filters.
     ///
     /// `GET /public-api/{account}/product-service/product-search`: response [`super::SearchProductsResponse`].
     pub const SEARCH_PRODUCTS: OperationInfo = OperationInfo {

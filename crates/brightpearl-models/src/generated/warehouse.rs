@@ -65,6 +65,42 @@ pub struct StockLevels {
     pub in_transit: Option<i64>,
 }
 
+/// Response of the bundle-availability GET, `{"response": {"<productId>": BundleAvailability}}`.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct BundleAvailabilityResponse {
+    /// Availability keyed by bundle product id (a numeric string).
+    pub response: std::collections::BTreeMap<String, BundleAvailability>,
+}
+
+/// On-hand quantity of one bundle, in total and per warehouse that holds every component.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct BundleAvailability {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<BundleStockLevels>,
+    /// Figures per warehouse, keyed by warehouse id (a numeric string); only warehouses that hold every component appear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warehouses: Option<std::collections::BTreeMap<String, BundleStockLevels>>,
+}
+
+/// Stock figures of a bundle. The published example has only `onHand`; the other figures of `StockLevels` are kept optional in case they are sent.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct BundleStockLevels {
+    /// How many whole bundles the components on hand make.
+    ///
+    /// Example: `5`
+    #[serde(rename = "onHand")]
+    pub on_hand: i64,
+    /// Physically in stock (not in the published example).
+    #[serde(rename = "inStock", default, skip_serializing_if = "Option::is_none")]
+    pub in_stock: Option<i64>,
+    /// Allocated to orders (not in the published example).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocated: Option<i64>,
+    /// In transit between warehouses (not in the published example).
+    #[serde(rename = "inTransit", default, skip_serializing_if = "Option::is_none")]
+    pub in_transit: Option<i64>,
+}
+
 /// Response of the goods-out note GET, `{"response": {"<gonId>": GoodsOutNote}}`.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct GoodsOutNoteMapResponse {
@@ -490,6 +526,122 @@ impl GetProductAvailabilityHeaders {
 }
 
 pub type GetProductAvailabilityResponse = ProductAvailabilityResponse;
+
+/// Parameters of [`operations::GET_BUNDLE_AVAILABILITY`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GetBundleAvailabilityPath {
+    /// Brightpearl account code.
+    ///
+    /// Example: `myaccount`
+    pub account: String,
+    /// One product id (ID sets unconfirmed), the id of a bundle product.
+    ///
+    /// Example: `1013`
+    #[serde(rename = "idSet")]
+    pub id_set: String,
+}
+
+impl GetBundleAvailabilityPath {
+    /// The path with every parameter filled in and percent-encoded.
+    pub fn to_path(&self) -> String {
+        format!(
+            "/public-api/{}/warehouse-service/bundle-availability/{}",
+            models_runtime::path::encode_segment(& self.account.to_string()),
+            models_runtime::path::encode_segment(& self.id_set.to_string())
+        )
+    }
+}
+
+/// Parameters of [`operations::GET_BUNDLE_AVAILABILITY`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct GetBundleAvailabilityHeaders {
+    /// App reference; sent on every call (OAuth and private apps).
+    ///
+    /// Example: `norce-connector`
+    pub brightpearl_app_ref: String,
+    /// Developer reference; required with an OAuth token, absent for private apps.
+    ///
+    /// Example: `example-dev`
+    pub brightpearl_dev_ref: Option<String>,
+    /// Staff token of a private staff app (instead of the OAuth `Authorization` header). System apps sent `brightpearl-account-token`, which is being sunsetted.
+    pub brightpearl_staff_token: Option<String>,
+}
+
+impl GetBundleAvailabilityHeaders {
+    /// The header names, as the spec writes them.
+    pub const NAMES: &'static [&'static str] = &[
+        "brightpearl-app-ref",
+        "brightpearl-dev-ref",
+        "brightpearl-staff-token",
+    ];
+    /// The headers to send, as (name, value) pairs.
+    pub fn to_pairs(
+        &self,
+    ) -> Result<Vec<(&'static str, String)>, models_runtime::ParamError> {
+        let mut pairs = Vec::new();
+        {
+            let value = &self.brightpearl_app_ref;
+            pairs
+                .push((
+                    "brightpearl-app-ref",
+                    models_runtime::header::encode_display(value),
+                ));
+        }
+        if let Some(value) = &self.brightpearl_dev_ref {
+            pairs
+                .push((
+                    "brightpearl-dev-ref",
+                    models_runtime::header::encode_display(value),
+                ));
+        }
+        if let Some(value) = &self.brightpearl_staff_token {
+            pairs
+                .push((
+                    "brightpearl-staff-token",
+                    models_runtime::header::encode_display(value),
+                ));
+        }
+        Ok(pairs)
+    }
+    /// Reads the headers through `lookup`, which must match names case-insensitively.
+    pub fn from_lookup<'a>(
+        lookup: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<Self, models_runtime::ParamError> {
+        Ok(Self {
+            brightpearl_app_ref: {
+                let value = lookup("brightpearl-app-ref")
+                    .ok_or_else(|| models_runtime::header::missing(
+                        "brightpearl-app-ref",
+                    ))?;
+                models_runtime::header::decode_parse("brightpearl-app-ref", value)?
+            },
+            brightpearl_dev_ref: match lookup("brightpearl-dev-ref") {
+                Some(value) => {
+                    Some(
+                        models_runtime::header::decode_parse(
+                            "brightpearl-dev-ref",
+                            value,
+                        )?,
+                    )
+                }
+                None => None,
+            },
+            brightpearl_staff_token: match lookup("brightpearl-staff-token") {
+                Some(value) => {
+                    Some(
+                        models_runtime::header::decode_parse(
+                            "brightpearl-staff-token",
+                            value,
+                        )?,
+                    )
+                }
+                None => None,
+            },
+        })
+    }
+}
+
+pub type GetBundleAvailabilityResponse = BundleAvailabilityResponse;
 
 /// Parameters of [`operations::GET_GOODS_OUT_NOTES_FOR_ORDERS`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1125,6 +1277,24 @@ pub mod operations {
         request_media_type: None,
         response_media_type: Some("application/json"),
     };
+    /// Bundles are never stock-tracked, so product-availability leaves them out; their stock comes
+    /// only from this call. The figure is theoretical: how many whole bundles the components on
+    /// hand make. The response is a map keyed by bundle product id, like product-availability,
+    /// but the published example carries only `onHand`. A warehouse appears only when it holds
+    /// every component of the bundle. Only for bundles; single stock items use
+    /// `GetProductAvailability`.
+    ///
+    /// **Open question:** Whether the path takes an ID set: the page names the segment `{PRODUCT-ID}` and its example uses one id (product-availability names it `{PRODUCT-ID-SET}`); no limit is stated. Clients send one id per request unless configured to send ID sets.
+    ///
+    /// `GET /public-api/{account}/warehouse-service/bundle-availability/{idSet}`: response [`super::GetBundleAvailabilityResponse`].
+    pub const GET_BUNDLE_AVAILABILITY: OperationInfo = OperationInfo {
+        id: "GetBundleAvailability",
+        method: "GET",
+        path: "/public-api/{account}/warehouse-service/bundle-availability/{idSet}",
+        success_status: 200u16,
+        request_media_type: None,
+        response_media_type: Some("application/json"),
+    };
     /// Get all goods-out notes of orders
     ///
     /// `GET /public-api/{account}/warehouse-service/order/{orderIdSet}/goods-note/goods-out`: response [`super::GetGoodsOutNotesForOrdersResponse`].
@@ -1187,6 +1357,7 @@ pub mod operations {
     /// Every operation, in spec order.
     pub const ALL: &[OperationInfo] = &[
         GET_PRODUCT_AVAILABILITY,
+        GET_BUNDLE_AVAILABILITY,
         GET_GOODS_OUT_NOTES_FOR_ORDERS,
         GET_GOODS_OUT_NOTES,
         SEARCH_GOODS_OUT_NOTES,

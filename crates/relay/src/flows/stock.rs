@@ -1,7 +1,9 @@
 //! Brightpearl → Norce stock and prices: flows `stock` and `prices`.
 //!
 //! **What moves.** Every product's availability goes to Norce as on-hand per warehouse
-//! (`ImportOnhands`: one row per SKU × mapped warehouse, `[[stock.warehouses]]`), and the
+//! (`ImportOnhands`: one row per SKU × mapped warehouse, `[[stock.warehouses]]`), bundles
+//! included (`stock.bundles`: a bundle is never stock-tracked, so product availability leaves it
+//! out; its on-hand is what Brightpearl's bundle availability says its components make), and the
 //! mapped Brightpearl price lists go to Norce price lists (`ImportSkuPriceLists`: one row per
 //! SKU × Norce list × quantity break, each mapped list filling one price field,
 //! `[[stock.price_lists]]`; gross lists lose `stock.vat_percent` since Norce prices are ex
@@ -12,9 +14,10 @@
 //! status shows per SKU what reached Norce: `done` (step `imported`, target id = the Norce job,
 //! payload = SKU, the values sent, the job), `skipped` (step `rejected`: Norce refused the SKU's
 //! rows, usually an unknown part number, with Norce's messages in the payload and the report;
-//! `not_in_brightpearl`, `no_sku`, `not_stock_tracked`, `no_prices`), `pending` (a webhook
-//! named it, or its batch failed and is retried) and `failed` (dead-lettered after
-//! `run.max_attempts` failed batches; a later full pass that imports it marks it done again).
+//! `not_in_brightpearl`, `no_sku`, `not_stock_tracked`, `bundle_without_availability`,
+//! `no_prices`), `pending` (a webhook named it, or its batch failed and is retried) and
+//! `failed` (dead-lettered after `run.max_attempts` failed batches; a later full pass that
+//! imports it marks it done again).
 //!
 //! **Passes.** A run is a *full reconciliation* of a flow when its cursor (the start time of
 //! the last full pass, RFC 3339) is absent or older than `stock.full_reconcile_interval_secs`;
@@ -24,13 +27,19 @@
 //! Moving a cursor back (`relay cursor set stock 2000-01-01T00:00:00Z`) forces a full pass.
 //!
 //! **Brightpearl budget** (200 requests a minute per account). A full pass reads the catalog
-//! with one `product-search` (columns `productId,SKU`, 500 rows a page; no product GETs), then
-//! availability and product prices in the client's ID sets of 100, and the price lists once:
-//! for N products with consecutive ids that is ⌈N/500⌉ + ⌈N/100⌉ (stock) + ⌈N/100⌉ + 1
-//! (prices) requests, the search shared when both flows are full. A pending pass finds the
-//! pending products' SKUs by a search on their ID set (⌈n/500⌉ requests, fewer than product
-//! GETs of 200). The client's shared limiter keeps every call under the throttle, so no 503
-//! is provoked.
+//! with one `product-search` (columns `productId,SKU,stockTracked`, 500 rows a page), then
+//! availability of the stock-tracked products and product prices in the client's ID sets of
+//! 100, and the price lists once: for N products with consecutive ids that is ⌈N/500⌉ +
+//! ⌈N/100⌉ (stock) + ⌈N/100⌉ + 1 (prices) requests, the search shared when both flows are
+//! full. Products the search marks as not stock-tracked (T of them, B bundles among them) cost
+//! ⌈T/200⌉ product GETs (`composition.bundle` tells bundles from services) and B
+//! bundle-availability requests (Brightpearl documents one id per request; ⌈B/100⌉ with
+//! `stock.bundle_id_sets`); none when there are none. A pending pass finds the pending
+//! products' SKUs by a search on their ID set (⌈n/500⌉ requests, fewer than product GETs of
+//! 200). The client's shared limiter keeps every call under the throttle, so no 503 is
+//! provoked. A bundle's figure follows its components' stock on the next full pass, or sooner
+//! when a webhook names the bundle itself (whether Brightpearl names a bundle when a
+//! component's on-hand changes is not documented; the sandbox names only the component).
 //!
 //! **Idempotency.** Imports write absolute values, so sending a batch again leaves Norce as
 //! sending it once: a lost answer, a job not seen to finish, or a crash anywhere before the
@@ -49,6 +58,7 @@ mod webhook;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
+use brightpearl_client::models::warehouse::{BundleAvailability, BundleStockLevels, StockLevels};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt as _;
 use norce_client::ImportOptions;
@@ -64,7 +74,7 @@ pub use webhook::SOURCE;
 use super::{FlowContext, FlowError, FlowReport, Ingested, cursor_time, elapsed_ms, fail_item};
 use crate::state::{EntityUpdate, InboxItem, StateError, Status};
 use import::{Batch, BatchOutcome, Rows};
-use source::Catalog;
+use source::{Catalog, CatalogEntry};
 
 /// Flow name of on-hand per warehouse.
 pub const STOCK: &str = "stock";
@@ -257,7 +267,7 @@ impl Plan {
         for id in &ids {
             let key = id.to_string();
             if !self.steps.contains_key(&key) {
-                let sku = catalog.get(id).cloned().flatten();
+                let sku = catalog.get(id).and_then(|e| e.sku.clone());
                 ctx.store.upsert_pending(self.flow, &key, Some(&json!({ "sku": sku }).to_string()))?;
                 self.steps.insert(key, None);
             }
@@ -268,12 +278,12 @@ impl Plan {
         for id in &ids {
             match catalog.get(id) {
                 None => self.settle_skip(ctx, &mut pass, *id, "not_in_brightpearl", json!({}))?,
-                Some(None) => self.settle_skip(ctx, &mut pass, *id, "no_sku", json!({}))?,
-                Some(Some(sku)) => candidates.push((*id, sku.clone())),
+                Some(CatalogEntry { sku: None, .. }) => self.settle_skip(ctx, &mut pass, *id, "no_sku", json!({}))?,
+                Some(CatalogEntry { sku: Some(sku), .. }) => candidates.push((*id, sku.clone())),
             }
         }
         let products = match self.flow {
-            STOCK => onhand_rows(ctx, self.flow, &candidates).await?,
+            STOCK => onhand_rows(ctx, self.flow, &candidates, catalog).await?,
             _ => price_rows(ctx, self.flow, &candidates).await?,
         };
         let mut payloads: BTreeMap<u64, serde_json::Value> = BTreeMap::new();
@@ -409,35 +419,115 @@ struct RowsOf {
     prices: Vec<SkuPriceList>,
 }
 
+/// One product's figures per Brightpearl warehouse (keyed by warehouse id as text): from
+/// product availability, or, for a bundle, from bundle availability (`onHand` only).
+enum Figures<'a> {
+    Product(&'a BTreeMap<String, StockLevels>),
+    Bundle(Option<&'a BTreeMap<String, BundleStockLevels>>),
+}
+
+impl Figures<'_> {
+    fn warehouses(&self) -> Vec<&String> {
+        match self {
+            Figures::Product(w) => w.keys().collect(),
+            Figures::Bundle(w) => w.iter().flat_map(|w| w.keys()).collect(),
+        }
+    }
+
+    /// The figure sent for a warehouse: 0 where Brightpearl has none. Bundles have only
+    /// `onHand`, which they send whatever `stock.quantity` says unless `inStock` came too.
+    fn figure(&self, warehouse: &str, quantity: StockQuantity) -> i64 {
+        match self {
+            Figures::Product(w) => w
+                .get(warehouse)
+                .and_then(|l| match quantity {
+                    StockQuantity::InStock => l.in_stock,
+                    StockQuantity::OnHand => l.on_hand,
+                })
+                .unwrap_or(0),
+            Figures::Bundle(w) => w
+                .and_then(|w| w.get(warehouse))
+                .map(|l| match quantity {
+                    StockQuantity::InStock => l.in_stock.unwrap_or(l.on_hand),
+                    StockQuantity::OnHand => l.on_hand,
+                })
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// Bundle stock of the candidates that may be bundles: those the search marked as not
+/// stock-tracked, and those it did not say about that product availability left out. Product
+/// GETs (200 a request) tell bundles from other non-stock-tracked products; bundle
+/// availability is asked for the bundles only. Returns the bundle ids and their availability.
+async fn bundle_figures(ctx: &FlowContext, flow: &'static str, maybe: Vec<u64>) -> Result<(BTreeSet<u64>, BTreeMap<String, BundleAvailability>), FlowError> {
+    if maybe.is_empty() {
+        return Ok((BTreeSet::new(), BTreeMap::new()));
+    }
+    let bp = ctx.brightpearl()?;
+    let products_span = span(flow, "bundle_check", &source::id_label(&maybe));
+    let client = bp.clone();
+    let products = off_thread(move |runtime| runtime.block_on(client.products(&maybe).instrument(products_span))).await?;
+    let bundles: BTreeSet<u64> =
+        products.iter().filter(|p| p.composition.as_ref().and_then(|c| c.bundle) == Some(true)).filter_map(|p| u64::try_from(p.id).ok()).collect();
+    if bundles.is_empty() {
+        return Ok((bundles, BTreeMap::new()));
+    }
+    let ids: Vec<u64> = bundles.iter().copied().collect();
+    let availability =
+        bp.bundle_availability_with(&ids, ctx.config.stock.bundle_mode()).instrument(span(flow, "bundle_availability", &source::id_label(&ids))).await?;
+    Ok((bundles, availability))
+}
+
 /// On-hand rows: one per mapped warehouse (0 where Brightpearl has no figure for it, so a
-/// stale Norce value never survives); products without availability are not stock-tracked.
-async fn onhand_rows(ctx: &FlowContext, flow: &'static str, candidates: &[(u64, String)]) -> Result<Vec<ProductRows>, FlowError> {
+/// stale Norce value never survives); stock-tracked products from product availability,
+/// bundles from bundle availability (`stock.bundles`); other products have no figures.
+async fn onhand_rows(ctx: &FlowContext, flow: &'static str, candidates: &[(u64, String)], catalog: &Catalog) -> Result<Vec<ProductRows>, FlowError> {
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
     let bp = ctx.brightpearl()?;
     let config = &ctx.config.stock;
-    let ids: Vec<u64> = candidates.iter().map(|(id, _)| *id).collect();
-    let availability = bp.availability(&ids).instrument(span(flow, "availability", &source::id_label(&ids))).await?;
+    let tracked = |id: &u64| catalog.get(id).and_then(|e| e.stock_tracked);
+    // Products the search says are not stock-tracked are left out: Brightpearl ignores them.
+    let ids: Vec<u64> = candidates.iter().map(|(id, _)| *id).filter(|id| tracked(id) != Some(false)).collect();
+    let availability =
+        if ids.is_empty() { BTreeMap::new() } else { bp.availability(&ids).instrument(span(flow, "availability", &source::id_label(&ids))).await? };
+    let (bundles, bundle_availability) = if config.bundles {
+        let maybe: Vec<u64> = candidates
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| match tracked(id) {
+                Some(false) => true,
+                None => !availability.contains_key(&id.to_string()),
+                Some(true) => false,
+            })
+            .collect();
+        bundle_figures(ctx, flow, maybe).await?
+    } else {
+        (BTreeSet::new(), BTreeMap::new())
+    };
     let mut unmapped: BTreeSet<String> = BTreeSet::new();
     let mut out = Vec::with_capacity(candidates.len());
     for (id, sku) in candidates {
-        let warehouses = availability.get(&id.to_string()).and_then(|a| a.warehouses.as_ref());
-        let Some(warehouses) = warehouses else {
+        let key = id.to_string();
+        let figures = if let Some(warehouses) = availability.get(&key).and_then(|a| a.warehouses.as_ref()) {
+            Figures::Product(warehouses)
+        } else if let Some(bundle) = bundle_availability.get(&key) {
+            Figures::Bundle(bundle.warehouses.as_ref())
+        } else if bundles.contains(id) {
+            tracing::warn!(flow, product_id = id, sku = %sku, "bundle availability has no figures for this bundle; its Norce on-hand is left as it is");
+            out.push(ProductRows { id: *id, sku: sku.clone(), rows: None, skip_step: "bundle_without_availability", payload: json!({ "bundle": true }) });
+            continue;
+        } else {
             out.push(ProductRows { id: *id, sku: sku.clone(), rows: None, skip_step: "not_stock_tracked", payload: json!({}) });
             continue;
         };
-        unmapped.extend(warehouses.keys().filter(|w| w.parse::<u64>().ok().and_then(|w| config.norce_location_of(w)).is_none()).cloned());
+        unmapped.extend(figures.warehouses().into_iter().filter(|w| w.parse::<u64>().ok().and_then(|w| config.norce_location_of(w)).is_none()).cloned());
         let mut rows = Vec::with_capacity(config.warehouses.len());
         let mut sent = serde_json::Map::new();
         for mapping in &config.warehouses {
-            let levels = warehouses.get(&mapping.brightpearl_warehouse.to_string());
-            let figure = levels
-                .and_then(|l| match config.quantity {
-                    StockQuantity::InStock => l.in_stock,
-                    StockQuantity::OnHand => l.on_hand,
-                })
-                .unwrap_or(0);
+            let figure = figures.figure(&mapping.brightpearl_warehouse.to_string(), config.quantity);
             sent.insert(format!("{}/{}", mapping.norce_warehouse, mapping.location()), json!(figure));
             rows.push(SkuOnhand {
                 part_no: sku.clone(),
@@ -448,13 +538,11 @@ async fn onhand_rows(ctx: &FlowContext, flow: &'static str, candidates: &[(u64, 
                 ..SkuOnhand::default()
             });
         }
-        out.push(ProductRows {
-            id: *id,
-            sku: sku.clone(),
-            rows: Some(RowsOf { onhands: rows, prices: Vec::new() }),
-            skip_step: "",
-            payload: json!({ "sku": sku, "onhand": sent }),
-        });
+        let mut payload = json!({ "sku": sku, "onhand": sent });
+        if matches!(figures, Figures::Bundle(_)) {
+            payload["bundle"] = json!(true);
+        }
+        out.push(ProductRows { id: *id, sku: sku.clone(), rows: Some(RowsOf { onhands: rows, prices: Vec::new() }), skip_step: "", payload });
     }
     if !unmapped.is_empty() {
         tracing::warn!(flow, warehouses = ?unmapped, "Brightpearl warehouses without a [[stock.warehouses]] mapping; their stock is not sent to Norce. Map them (brightpearl_warehouse = id, norce_warehouse = \"CODE\") if Norce should sell it");

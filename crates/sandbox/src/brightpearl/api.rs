@@ -127,6 +127,7 @@ pub enum Route {
     GetPriceLists(String),
     GetProductPrices(String, Option<String>),
     Availability(String),
+    BundleAvailability(String),
     GoodsOutNotes(String, Option<String>),
     SearchGoodsOutNotes,
     ListWarehouses,
@@ -193,6 +194,9 @@ fn matched(s: &[&str], m: &str) -> Option<Route> {
         }
         (["warehouse-service", "product-availability", ids], "GET") => {
             Route::Availability(ids.to_string())
+        }
+        (["warehouse-service", "bundle-availability", ids], "GET") => {
+            Route::BundleAvailability(ids.to_string())
         }
         (
             [
@@ -287,6 +291,9 @@ fn parse_headers<'a>(
             read_headers!(lookup, product::GetProductPricesForPriceListsHeaders)
         }
         Route::Availability(_) => read_headers!(lookup, warehouse::GetProductAvailabilityHeaders),
+        Route::BundleAvailability(_) => {
+            read_headers!(lookup, warehouse::GetBundleAvailabilityHeaders)
+        }
         Route::GoodsOutNotes(_, None) => {
             read_headers!(lookup, warehouse::GetGoodsOutNotesForOrdersHeaders)
         }
@@ -333,6 +340,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, route: Route) -> Reply {
             products::product_prices(ctx, &ids, lists.as_deref())
         }
         Route::Availability(ids) => wh::availability(ctx, &ids),
+        Route::BundleAvailability(ids) => wh::bundle_availability(ctx, &ids),
         Route::GoodsOutNotes(orders, gons) => wh::goods_out_notes(ctx, &orders, gons.as_deref()),
         Route::SearchGoodsOutNotes => wh::search_goods_out_notes(ctx),
         Route::ListWarehouses => wh::warehouses(ctx),

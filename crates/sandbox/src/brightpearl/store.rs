@@ -9,9 +9,9 @@ use brightpearl_models::contact::{
 use brightpearl_models::integration::Webhook;
 use brightpearl_models::order::SalesOrder;
 use brightpearl_models::product::{
-    LocalisedText, PriceList, PriceListTypeCode, Product, ProductCategoryRef, ProductFinancialDetails, ProductIdentity,
-    ProductSalesChannel, ProductStock, ProductWarehouseSettings, ProductWeight, TaxCodeRef,
-    TextFormat,
+    LocalisedText, PriceList, PriceListTypeCode, Product, ProductCategoryRef, ProductComposition,
+    ProductFinancialDetails, ProductIdentity, ProductSalesChannel, ProductStock,
+    ProductWarehouseSettings, ProductWeight, TaxCodeRef, TextFormat,
 };
 use brightpearl_models::warehouse::GoodsOutNote;
 use chrono::{DateTime, Duration, Utc};
@@ -112,6 +112,9 @@ pub struct Store {
     pub products: BTreeMap<i64, Product>,
     pub warehouses: Vec<(i64, String)>,
     pub stock: BTreeMap<(i64, i64), Stock>,
+    /// Bundle product id → its components: (component product id, quantity per bundle).
+    /// Bundles are not stock-tracked and have no stock of their own.
+    pub bundles: BTreeMap<i64, Vec<(i64, i64)>>,
     pub price_lists: Vec<PriceList>,
     pub prices: BTreeMap<(i64, i64), Decimal>,
     pub addresses: BTreeMap<i64, PostalAddressRequest>,
@@ -124,6 +127,37 @@ pub struct Store {
     pub gons: BTreeMap<i64, GoodsOutNote>,
     pub webhooks: BTreeMap<i64, Webhook>,
     pub deliveries: Vec<WebhookDelivery>,
+}
+
+/// Most seeded products made bundles (at most one in ten of the dataset's products).
+pub const MAX_SEEDED_BUNDLES: usize = 5;
+
+/// The seeded bundles: up to [`MAX_SEEDED_BUNDLES`] (and one in ten) of the dataset's products,
+/// taken from the end of the catalog and skipping products on seeded orders (a bundle row would
+/// never get a goods-out note). Bundle `k` is made of the products at index `2k` (one per
+/// bundle) and `2k + 1` (two per bundle), which are never bundles themselves.
+/// Returns (bundle product id, components).
+pub fn seeded_bundles(dataset: &Dataset) -> Vec<(i64, Vec<(i64, i64)>)> {
+    let products = &dataset.products;
+    let count = MAX_SEEDED_BUNDLES.min(products.len() / 10);
+    let on_orders: std::collections::BTreeSet<usize> = dataset
+        .orders
+        .iter()
+        .flat_map(|o| o.lines.iter().map(|l| l.product))
+        .collect();
+    let components_end = 2 * count;
+    (components_end..products.len())
+        .rev()
+        .filter(|i| !on_orders.contains(i))
+        .take(count)
+        .enumerate()
+        .map(|(k, i)| {
+            (
+                products[i].id,
+                vec![(products[2 * k].id, 1), (products[2 * k + 1].id, 2)],
+            )
+        })
+        .collect()
 }
 
 /// Price list ids of the seeded lists.
@@ -151,7 +185,9 @@ impl Store {
                 .collect(),
             ..Self::default()
         };
+        let bundles: BTreeMap<i64, Vec<(i64, i64)>> = seeded_bundles(dataset).into_iter().collect();
         for (index, p) in dataset.products.iter().enumerate() {
+            let bundle = bundles.contains_key(&p.id);
             let created = start - Duration::days(90) + Duration::minutes(index as i64);
             let updated = start - Duration::hours(48) + Duration::minutes(index as i64 * 7);
             let warehouses = dataset
@@ -182,7 +218,8 @@ impl Store {
                     ..Default::default()
                 }),
                 stock: Some(ProductStock {
-                    stock_tracked: Some(true),
+                    // Bundles are always non-stock-tracked in Brightpearl.
+                    stock_tracked: Some(!bundle),
                     weight: Some(ProductWeight {
                         magnitude: Some(p.weight_kg),
                     }),
@@ -201,8 +238,12 @@ impl Store {
                     product_condition: Some("new".into()),
                     // Two categories each, so product search sends array reference maps.
                     categories: Some(vec![
-                        ProductCategoryRef { category_code: Some((300 + p.id % 3).to_string()) },
-                        ProductCategoryRef { category_code: Some("310".into()) },
+                        ProductCategoryRef {
+                            category_code: Some((300 + p.id % 3).to_string()),
+                        },
+                        ProductCategoryRef {
+                            category_code: Some("310".into()),
+                        },
                     ]),
                     description: Some(LocalisedText {
                         language_code: Some("EN".into()),
@@ -211,6 +252,9 @@ impl Store {
                     }),
                     short_description: None,
                 }]),
+                composition: Some(ProductComposition {
+                    bundle: Some(bundle),
+                }),
                 warehouses: Some(warehouses),
                 nominal_code_stock: Some("1001".into()),
                 nominal_code_purchases: Some("5000".into()),
@@ -218,7 +262,9 @@ impl Store {
                 ..Default::default()
             };
             store.products.insert(p.id, product);
-            for (w, on_hand) in dataset.warehouses.iter().zip(&p.on_hand) {
+            // A bundle's stock is that of its components.
+            let own_stock = if bundle { &[][..] } else { &p.on_hand[..] };
+            for (w, on_hand) in dataset.warehouses.iter().zip(own_stock) {
                 store.stock.insert(
                     (p.id, w.id),
                     Stock {
@@ -230,6 +276,7 @@ impl Store {
             store.prices.insert((p.id, COST_PRICE_LIST), p.cost);
             store.prices.insert((p.id, RETAIL_PRICE_LIST), p.price);
         }
+        store.bundles = bundles;
         let list =
             |id: i64, code: &str, name: &str, kind: PriceListTypeCode, gross: bool| PriceList {
                 id,

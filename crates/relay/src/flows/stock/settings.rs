@@ -18,6 +18,8 @@ use crate::config::ConfigError;
 /// import_batch_rows = 2000               # rows per Norce import job
 /// full_file = false                      # FullFile on full passes (one job per pass)
 /// vat_percent = 25.0                     # removed from gross Brightpearl price lists
+/// bundles = true                         # bundle stock from bundle-availability
+/// bundle_id_sets = false                 # one bundle id per request (as documented)
 ///
 /// [[stock.warehouses]]
 /// brightpearl_warehouse = 2
@@ -61,6 +63,17 @@ pub struct StockConfig {
     /// sent as one job whatever `import_batch_rows` says (several FullFile jobs would each
     /// deactivate the others' rows). Default false, as Norce recommends.
     pub full_file: bool,
+    /// Send the stock of bundles too. Bundles are never stock-tracked, so product
+    /// availability leaves them out: the products the catalog search marks as not stock-tracked
+    /// are read with product GETs (200 a request) to tell bundles from services, and each
+    /// bundle's on-hand comes from bundle availability (what its components on hand make, per
+    /// warehouse). With `quantity = "in_stock"` a bundle still sends its `onHand` (the only
+    /// figure Brightpearl gives for bundles). Default true.
+    pub bundles: bool,
+    /// Ask bundle availability for ID sets of up to 100 bundles per request instead of one
+    /// bundle per request. Brightpearl documents one product id per request; whether an ID set
+    /// works is unconfirmed (a refused set is asked again one id at a time). Default false.
+    pub bundle_id_sets: bool,
     /// How import jobs are awaited.
     pub job_wait: JobWaitConfig,
 }
@@ -79,6 +92,8 @@ impl Default for StockConfig {
             vat_percent: 25.0,
             import_batch_rows: 2_000,
             full_file: false,
+            bundles: true,
+            bundle_id_sets: false,
             job_wait: JobWaitConfig::default(),
         }
     }
@@ -250,6 +265,11 @@ impl StockConfig {
         self.warehouses.iter().find(|w| w.brightpearl_warehouse == brightpearl_warehouse)
     }
 
+    /// How the client asks bundle availability.
+    pub fn bundle_mode(&self) -> brightpearl_client::BundleAvailabilityMode {
+        if self.bundle_id_sets { brightpearl_client::BundleAvailabilityMode::IdSets } else { brightpearl_client::BundleAvailabilityMode::PerId }
+    }
+
     /// How long a full reconciliation stays fresh.
     pub fn full_interval(&self) -> Duration {
         Duration::from_secs(self.full_reconcile_interval_secs)
@@ -266,14 +286,18 @@ mod tests {
         let config = StockConfig::default();
         assert_eq!(config.norce_location_of(3).map(WarehouseMapping::location), Some("WH2"));
         assert!(config.validate().is_ok());
+        assert!(config.bundles && !config.bundle_id_sets);
+        assert_eq!(config.bundle_mode(), brightpearl_client::BundleAvailabilityMode::PerId);
         assert_eq!(RelayConfig::parse("[stock]\n", "t").unwrap().stock, config);
     }
 
     #[test]
     fn keys_parse_and_unknown_ones_are_named() {
-        let text = "[stock]\nfull_reconcile_interval_secs = 0\nquantity = \"in_stock\"\n\n[[stock.warehouses]]\nbrightpearl_warehouse = 7\nnorce_warehouse = \"MAIN\"\nnorce_location = \"A1\"\n\n[[stock.price_lists]]\nbrightpearl_price_list = 4\nnorce_price_list = \"NO-B2C\"\nfield = \"price_recommended\"\nincludes_vat = false\n\n[stock.job_wait]\ninitial_interval_ms = 5\n";
+        let text = "[stock]\nfull_reconcile_interval_secs = 0\nquantity = \"in_stock\"\nbundles = false\nbundle_id_sets = true\n\n[[stock.warehouses]]\nbrightpearl_warehouse = 7\nnorce_warehouse = \"MAIN\"\nnorce_location = \"A1\"\n\n[[stock.price_lists]]\nbrightpearl_price_list = 4\nnorce_price_list = \"NO-B2C\"\nfield = \"price_recommended\"\nincludes_vat = false\n\n[stock.job_wait]\ninitial_interval_ms = 5\n";
         let config = RelayConfig::parse(text, "relay.toml").unwrap().stock;
         assert_eq!(config.quantity, StockQuantity::InStock);
+        assert!(!config.bundles);
+        assert_eq!(config.bundle_mode(), brightpearl_client::BundleAvailabilityMode::IdSets);
         assert_eq!(config.warehouses, vec![WarehouseMapping { brightpearl_warehouse: 7, norce_warehouse: "MAIN".into(), norce_location: Some("A1".into()) }]);
         assert_eq!(config.price_lists[0].field, PriceField::PriceRecommended);
         assert_eq!(config.job_wait.initial_interval_ms, 5);

@@ -1,6 +1,8 @@
 //! Reading Brightpearl with as few requests as its ID sets allow: the catalog by one search
-//! (500 rows a page), given products by a search on their ID set (500 a request), availability
-//! and prices in the client's sets of 100, price lists in one call.
+//! (500 rows a page, with each product's `stockTracked` flag), given products by a search on
+//! their ID set (500 a request), availability and prices in the client's sets of 100, price
+//! lists in one call; bundles (never stock-tracked) told apart by product GETs of 200 and their
+//! stock read by bundle availability.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,20 +19,35 @@ pub(super) const MAX_SEARCH_PAGE: u32 = 500;
 /// under the 2048 characters Brightpearl takes).
 const MAX_ID_SET_CHARS: usize = 1500;
 
-/// Product id → SKU (products without a SKU map to `None`: nothing to match in Norce).
-pub(super) type Catalog = BTreeMap<u64, Option<String>>;
+/// The search columns read: the id, the SKU and whether stock is tracked (bundles never are).
+const COLUMNS: [&str; 3] = ["productId", "SKU", "stockTracked"];
 
-/// Every product with its SKU: `product-search` with only the two columns, whole pages.
+/// What the product search says about one product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct CatalogEntry {
+    /// The SKU; `None` without one (nothing to match in Norce).
+    pub sku: Option<String>,
+    /// The `stockTracked` column; `None` if Brightpearl did not send it.
+    pub stock_tracked: Option<bool>,
+}
+
+impl From<ProductRow> for CatalogEntry {
+    fn from(row: ProductRow) -> Self {
+        Self { sku: row.sku.filter(|s| !s.trim().is_empty()), stock_tracked: row.stock_tracked }
+    }
+}
+
+/// Product id → SKU and stock tracking.
+pub(super) type Catalog = BTreeMap<u64, CatalogEntry>;
+
+/// Every product with its SKU: `product-search` with only the three columns, whole pages.
 pub(super) async fn catalog(bp: &brightpearl_client::Client, flow: &'static str) -> Result<Catalog, FlowError> {
-    let query = SearchQuery::new()
-        .columns(["productId", "SKU"])
-        .sort("productId", SortDirection::Asc)
-        .page_size(MAX_SEARCH_PAGE);
+    let query = SearchQuery::new().columns(COLUMNS).sort("productId", SortDirection::Asc).page_size(MAX_SEARCH_PAGE);
     let rows: Vec<ProductRow> = bp
         .search_all(SearchResource::Products, query)
         .instrument(span(flow, "catalog", "*"))
         .await?;
-    Ok(rows.into_iter().map(|r| (r.product_id, r.sku.filter(|s| !s.trim().is_empty()))).collect())
+    Ok(rows.into_iter().map(|r| (r.product_id, CatalogEntry::from(r))).collect())
 }
 
 /// The SKUs of these products: `product-search` filtered by a `productId` ID set, 500 ids
@@ -44,11 +61,11 @@ pub(super) async fn products(bp: &brightpearl_client::Client, flow: &'static str
         let label = chunk.to_string();
         let query = SearchQuery::new()
             .filter("productId", label.clone())
-            .columns(["productId", "SKU"])
+            .columns(COLUMNS)
             .sort("productId", SortDirection::Asc)
             .page_size(MAX_SEARCH_PAGE);
         let rows: Vec<ProductRow> = bp.search_all(SearchResource::Products, query).instrument(span(flow, "products", &label)).await?;
-        catalog.extend(rows.into_iter().filter(|r| ids.contains(&r.product_id)).map(|r| (r.product_id, r.sku.filter(|s| !s.trim().is_empty()))));
+        catalog.extend(rows.into_iter().filter(|r| ids.contains(&r.product_id)).map(|r| (r.product_id, CatalogEntry::from(r))));
     }
     Ok(catalog)
 }
