@@ -21,9 +21,9 @@ use common::Recorder;
 use futures::TryStreamExt as _;
 use models_runtime::{DecimalNumber, Timestamp};
 use norce_client::models::connect::{
-    CancelOrderRequest, CodeValue, ConnectOrderStatus, DeliveryNote, DeliveryNoteItem,
-    DeliveryNotePackage, SendOrderStatusRequest, SkuOnhand, SkuOnhandField, SkuPriceList,
-    SkuPriceListField,
+    CancelOrderPayment, CancelOrderRequest, CodeValue, ConnectOrderStatus, DeliveryNote,
+    DeliveryNoteItem, DeliveryNotePackage, OrderInfo, SendOrderStatusRequest, SkuOnhand,
+    SkuOnhandField, SkuPriceList, SkuPriceListMandatoryField,
 };
 use norce_client::models::query::QueryOrdersQuery;
 use norce_client::models::services::ListOrders3Query;
@@ -403,7 +403,7 @@ async fn every_operation_with_request_snapshots() {
             erp_order_no: Some("SO-1001".into()),
             order_status: ConnectOrderStatus::Acknowledged,
             account_id: None,
-            infos: Some(vec![CodeValue {
+            infos: Some(vec![OrderInfo {
                 code: "ErpStatusText".into(),
                 value: Some("Picked".into()),
             }]),
@@ -450,14 +450,29 @@ async fn every_operation_with_request_snapshots() {
         .flat_map(|p| p.items.iter().flatten())
         .find(|o| o.quotation_id != Some(quotation) && o.status.as_deref() != Some("Delivered"))
         .unwrap();
+    // CancelOrder with a payment carrying every documented field (PaymentCode is an integer).
     client
         .cancel_order(&CancelOrderRequest {
             client_order_ref: other.quotation_id,
+            payments: Some(vec![CancelOrderPayment {
+                payment_code: Some(3),
+                payment_method_code: Some("KLARNA".into()),
+                payment_ref: "kl-5f2e9a10".into(),
+                additional_info: Some(vec![CodeValue {
+                    code: None,
+                    code2: Some("KlarnaReference".into()),
+                    id: None,
+                    value: Some("4711".into()),
+                }]),
+                amount: Some(dec("349")),
+                currency_code: Some("SEK".into()),
+                payment_name: Some("Card".into()),
+            }]),
             ..Default::default()
         })
         .await
         .unwrap();
-    assert_eq!(recorder.take().len(), 1);
+    insta::assert_yaml_snapshot!("norce_cancel_order", recorder.take());
 
     // Imports: the header lists exactly what the rows set.
     let data = &sandbox.state().dataset;
@@ -536,7 +551,7 @@ async fn every_operation_with_request_snapshots() {
     }];
     let options = ImportOptions::new(1)
         .field_codes(true)
-        .ignore_price_fields_when_empty(vec![SkuPriceListField::PriceSale]);
+        .ignore_price_fields_when_empty(vec![SkuPriceListMandatoryField::PriceSale]);
     let job = client
         .import_sku_price_lists(&prices, &options)
         .await
@@ -552,6 +567,35 @@ async fn every_operation_with_request_snapshots() {
     );
     let snaps = recorder.take();
     insta::assert_yaml_snapshot!("norce_import_sku_price_lists", snaps[0]);
+    // IgnoreSkuPriceListFieldsWhenEmpty breaking Norce's rules is refused before anything is
+    // sent: a field the rows do not set, and one that may not be listed at all.
+    for (field, needle) in [
+        ("PriceCatalog", "SkuPriceListFieldsThatAreSet"),
+        ("PriceRule", "PriceSale, CostPurchase, CostUnit"),
+    ] {
+        let options = ImportOptions::new(1)
+            .ignore_price_fields_when_empty(vec![SkuPriceListMandatoryField::from(field)]);
+        let err = client
+            .import_sku_price_lists(&prices, &options)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidRequest {
+                    operation: "ImportSkuPriceLists",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("`{field}`")) && text.contains(needle),
+            "{text}"
+        );
+    }
+    assert!(recorder.take().is_empty(), "nothing was sent");
     // No request carried a readable secret.
     let text = serde_json::to_string(&snaps).unwrap();
     assert!(!text.contains("sandbox-norce-secret") && !text.contains("Bearer "));
@@ -574,7 +618,9 @@ fn fields_that_are_set_are_computed_not_listed() {
         row(|r| r.next_delivery_date = Some(Timestamp::parse("2026-04-01T00:00:00Z").unwrap())),
         row(|r| {
             r.infos = Some(vec![CodeValue {
-                code: "X".into(),
+                code: Some("X".into()),
+                code2: None,
+                id: None,
                 value: None,
             }])
         }),
@@ -805,6 +851,28 @@ async fn injected_429_is_retried() {
             .count("POST", "/commerce/connect/4.0/Order/CreateDeliveryNote"),
         1
     );
+}
+
+#[tokio::test]
+async fn job_log_is_a_list_or_norces_single_sample_object() {
+    // A real log is a list; Norce's published GetLog sample is a single JobLogDto object.
+    let entry = r#"{"SeverityId":1,"Message":"Starting import.","TimeStamp":"2026-03-02T08:00:00","ImportedRow":null}"#;
+    let script = Scripted::new(vec![
+        answer(200, &[], &format!("[{entry},{entry}]")),
+        answer(
+            200,
+            &[],
+            r#"{"SeverityId":3,"Message":"PartNo 'x' does not exist.","TimeStamp":"2026-03-02T08:00:01","ImportedRow":"x"}"#,
+        ),
+    ]);
+    let client = scripted_client(&script);
+    let log = client.get_job_log(7).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].message, "Starting import.");
+    let single = client.get_job_log(7).await.unwrap();
+    assert_eq!(single.len(), 1);
+    assert_eq!(single[0].severity_id, 3);
+    assert_eq!(single[0].imported_row.as_deref(), Some("x"));
 }
 
 #[tokio::test(start_paused = true)]

@@ -21,6 +21,7 @@ use tracing::Instrument as _;
 
 use crate::config::{Endpoints, Environment, Stage, join, resolve_scope};
 use crate::error::{Error, ErrorResponse};
+use crate::navigation::QueryNavigation;
 
 /// Builds a [`NorceClient`] from code ([`NorceClient::builder`]) or from `NORCE_*` settings
 /// ([`NorceClientBuilder::from_env`], [`NorceClientBuilder::from_settings`]).
@@ -36,6 +37,7 @@ pub struct NorceClientBuilder {
     timeout: Option<Duration>,
     retry: Option<RetryConfig>,
     transport: Option<BoxTransport>,
+    query_navigation: Option<QueryNavigation>,
 }
 
 impl fmt::Debug for NorceClientBuilder {
@@ -92,7 +94,8 @@ impl NorceClientBuilder {
     /// | `NORCE_CLIENT_SLUG`, `NORCE_REGION`, `NORCE_STAGE` | the tenant host `{slug}.api-{region}[.{stage}].norce.tech` |
     /// | `NORCE_BASE_URL` | one root for every API instead (sandbox, proxy); HTTPS except loopback |
     /// | `NORCE_SCOPE` | token scope override |
-    /// | `NORCE_LEGACY_LAB_SCOPE` | `true`: scope `lab` for playground and stage |
+    /// | `NORCE_LEGACY_LAB_SCOPE` | `true`: the legacy scopes, `lab` for playground and stage and `production` for production |
+    /// | `NORCE_QUERY_NAVIGATION` | Query order navigation names where the tenant's differ (`key=name` pairs) |
     /// | `NORCE_LEGACY_STORM_IDENTITY` | `true`: token from `identity.storm.io` |
     /// | `NORCE_TIMEOUT_SECS` | per-request timeout (default 30) |
     ///
@@ -152,6 +155,7 @@ impl NorceClientBuilder {
             timeout,
             retry: None,
             transport: None,
+            query_navigation: Some(QueryNavigation::from_settings(settings)?),
         };
         // Check the scope now, so a missing stage is reported with the other settings.
         resolve_scope(
@@ -160,6 +164,13 @@ impl NorceClientBuilder {
             builder.legacy_lab_scope,
         )?;
         Ok(builder)
+    }
+
+    /// The names Norce uses for the Query order navigations (`NORCE_QUERY_NAVIGATION`); the
+    /// spec's names by default.
+    pub fn query_navigation(mut self, navigation: QueryNavigation) -> Self {
+        self.query_navigation = Some(navigation);
+        self
     }
 
     /// The OAuth2 client id (`NORCE_CLIENT_ID`).
@@ -316,6 +327,7 @@ impl NorceClientBuilder {
                 scope,
                 cache,
                 cache_id,
+                query_navigation: self.query_navigation.unwrap_or_default(),
             }),
         })
     }
@@ -339,6 +351,7 @@ pub(crate) struct Inner {
     scope: String,
     cache: TokenCache,
     cache_id: u64,
+    pub(crate) query_navigation: QueryNavigation,
 }
 
 impl fmt::Debug for NorceClient {
@@ -380,6 +393,11 @@ impl NorceClient {
     /// The application id sent as `ApplicationId`.
     pub fn application_id(&self) -> i32 {
         self.inner.application_id
+    }
+
+    /// The names this client uses for the Query order navigations.
+    pub fn query_navigation(&self) -> &QueryNavigation {
+        &self.inner.query_navigation
     }
 
     /// The token scope.

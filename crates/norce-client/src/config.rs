@@ -1,4 +1,11 @@
 //! Environments, endpoints and token scopes: where the Norce APIs live for a tenant.
+//!
+//! Token scopes: Norce's sources contradict. The current OAuth2 page lists `playground`, `stage`
+//! or `prod`; its older version (and every code example) says `production`, with `lab` for
+//! playground and stage in places; the Norce \[Storm\] page says `lab qa production`. The
+//! default follows the current page (production → `prod`); `NORCE_LEGACY_LAB_SCOPE=true`
+//! switches to the legacy values (`lab`, and `production` for production), and `NORCE_SCOPE`
+//! sends any value.
 
 use std::fmt;
 use std::str::FromStr;
@@ -20,7 +27,7 @@ pub enum Stage {
     Playground,
     /// `{client}.api-{region}.stage.norce.tech`, scope `stage`.
     Stage,
-    /// `{client}.api-{region}.norce.tech`, scope `production`.
+    /// `{client}.api-{region}.norce.tech`, scope `prod` (legacy: `production`).
     Production,
 }
 
@@ -46,11 +53,21 @@ impl Stage {
         }
     }
 
-    /// The token scope. With `legacy_lab`, playground and stage use `lab`, which some
-    /// tenants (and every Norce \[Storm\] tenant) still expect.
+    /// The token scope: what Norce's current OAuth2 page lists (`playground`, `stage`,
+    /// `prod`). With `legacy_lab`, the legacy values instead: `lab` for playground and stage
+    /// and `production` for production, which older pages, Norce's code examples and every
+    /// Norce \[Storm\] tenant use.
+    ///
+    /// ```
+    /// use norce_client::Stage;
+    /// assert_eq!(Stage::Production.scope(false), "prod");
+    /// assert_eq!(Stage::Production.scope(true), "production");
+    /// assert_eq!(Stage::Stage.scope(true), "lab");
+    /// ```
     pub fn scope(self, legacy_lab: bool) -> &'static str {
         match (self, legacy_lab) {
-            (Self::Production, _) => "production",
+            (Self::Production, false) => "prod",
+            (Self::Production, true) => "production",
             (_, true) => "lab",
             (Self::Playground, false) => "playground",
             (Self::Stage, false) => "stage",
@@ -236,7 +253,9 @@ pub(crate) fn join(root: &Url, path: &str) -> Url {
     url
 }
 
-/// The token scope: an explicit scope wins, then the stage (with the legacy `lab` mapping).
+/// The token scope: an explicit scope (`NORCE_SCOPE`, any of the documented `playground`,
+/// `stage`, `prod`, `production`, `lab`, `qa`, or another value) wins, then the stage (with the
+/// legacy mapping, see [`Stage::scope`]).
 pub(crate) fn resolve_scope(
     explicit: Option<&str>,
     stage: Option<Stage>,
@@ -299,9 +318,23 @@ mod tests {
 
     #[test]
     fn scopes() {
+        // The current docs: playground, stage or prod.
         assert_eq!(
             resolve_scope(None, Some(Stage::Playground), false).unwrap(),
             "playground"
+        );
+        assert_eq!(
+            resolve_scope(None, Some(Stage::Stage), false).unwrap(),
+            "stage"
+        );
+        assert_eq!(
+            resolve_scope(None, Some(Stage::Production), false).unwrap(),
+            "prod"
+        );
+        // The legacy values: lab, and production.
+        assert_eq!(
+            resolve_scope(None, Some(Stage::Playground), true).unwrap(),
+            "lab"
         );
         assert_eq!(
             resolve_scope(None, Some(Stage::Stage), true).unwrap(),
@@ -311,9 +344,17 @@ mod tests {
             resolve_scope(None, Some(Stage::Production), true).unwrap(),
             "production"
         );
+        // NORCE_SCOPE wins, whatever it says (trimmed; blank is no override).
+        for scope in ["production", "prod", "lab", "qa", "custom"] {
+            assert_eq!(
+                resolve_scope(Some(scope), Some(Stage::Production), false).unwrap(),
+                scope
+            );
+        }
+        assert_eq!(resolve_scope(Some(" qa "), None, true).unwrap(), "qa");
         assert_eq!(
-            resolve_scope(Some("custom"), Some(Stage::Production), true).unwrap(),
-            "custom"
+            resolve_scope(Some("  "), Some(Stage::Production), false).unwrap(),
+            "prod"
         );
         assert_eq!(
             resolve_scope(None, None, false).unwrap_err().setting(),

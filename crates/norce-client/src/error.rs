@@ -503,7 +503,7 @@ fn token_hint(source: &TokenError) -> String {
                 "the token endpoint rejected the client: check NORCE_CLIENT_ID and NORCE_CLIENT_SECRET (or NORCE_CLIENT_SECRET_FILE); the secret is shown only once when the integration user is created".to_owned()
             }
             Some("invalid_scope") => {
-                "the token endpoint rejected the scope: check NORCE_STAGE, or set NORCE_SCOPE / NORCE_LEGACY_LAB_SCOPE=true (some tenants still expect `lab`)".to_owned()
+                "the token endpoint rejected the scope: check NORCE_STAGE, or set NORCE_SCOPE (`prod` and `production` are both documented) / NORCE_LEGACY_LAB_SCOPE=true (older tenants expect `lab` and `production`)".to_owned()
             }
             Some(_) => "the token endpoint refused the request: check NORCE_CLIENT_ID, NORCE_CLIENT_SECRET and NORCE_STAGE".to_owned(),
             None if *status == StatusCode::NOT_FOUND => {

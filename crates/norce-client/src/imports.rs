@@ -4,9 +4,15 @@
 //! left untouched. It is derived from the rows themselves: every row is serialized and each
 //! field that is present (non-null) in at least one row is listed, in the spec's order.
 //! Key fields (`PartNo`, `WarehouseCode`, …) are never listed.
+//!
+//! `IgnoreSkuPriceListFieldsWhenEmpty` may only name PriceSale, CostPurchase, CostUnit,
+//! PriceRecommended, PricePrevious, PriceCatalog or IsActive, and each of them must also be in
+//! `SkuPriceListFieldsThatAreSet` (Norce's SkuPriceListHeader rules); a header that breaks either
+//! rule is refused before anything is sent.
 
 use norce_models::connect::{
-    SkuOnhand, SkuOnhandField, SkuOnhandHeader, SkuPriceList, SkuPriceListField, SkuPriceListHeader,
+    SkuOnhand, SkuOnhandField, SkuOnhandHeader, SkuPriceList, SkuPriceListField,
+    SkuPriceListHeader, SkuPriceListMandatoryField,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -26,8 +32,8 @@ pub struct ImportOptions {
     /// use codes; names are documented as accepted for JSON.
     pub field_codes: bool,
     /// Price imports only: `IgnoreSkuPriceListFieldsWhenEmpty` (a row missing one of these
-    /// fields is skipped).
-    pub ignore_price_fields_when_empty: Vec<SkuPriceListField>,
+    /// fields is skipped). Each must be one of the seven allowed fields and set by the rows.
+    pub ignore_price_fields_when_empty: Vec<SkuPriceListMandatoryField>,
 }
 
 impl ImportOptions {
@@ -60,8 +66,13 @@ impl ImportOptions {
         self
     }
 
-    /// Sets `IgnoreSkuPriceListFieldsWhenEmpty`.
-    pub fn ignore_price_fields_when_empty(mut self, fields: Vec<SkuPriceListField>) -> Self {
+    /// Sets `IgnoreSkuPriceListFieldsWhenEmpty`: only PriceSale, CostPurchase, CostUnit,
+    /// PriceRecommended, PricePrevious, PriceCatalog and IsActive, each also set by the rows
+    /// (checked when the header is built).
+    pub fn ignore_price_fields_when_empty(
+        mut self,
+        fields: Vec<SkuPriceListMandatoryField>,
+    ) -> Self {
         self.ignore_price_fields_when_empty = fields;
         self
     }
@@ -202,6 +213,33 @@ fn price_fields(rows: &[SkuPriceList]) -> Result<Vec<SkuPriceListField>, ImportE
     Ok(fields)
 }
 
+/// Checks `IgnoreSkuPriceListFieldsWhenEmpty` against Norce's two rules: only the seven
+/// [`SkuPriceListMandatoryField`] values, each also in `SkuPriceListFieldsThatAreSet`.
+fn check_ignore_fields(
+    set: &[SkuPriceListField],
+    ignore: &[SkuPriceListMandatoryField],
+) -> Result<(), ImportError> {
+    let allowed = SkuPriceListMandatoryField::KNOWN.join(", ");
+    for field in ignore {
+        if field.is_unknown() {
+            return Err(ImportError(format!(
+                "IgnoreSkuPriceListFieldsWhenEmpty: `{field}` is not allowed; only {allowed} may be listed"
+            )));
+        }
+        if !set.iter().any(|s| s.as_str() == field.as_str()) {
+            let listed = set
+                .iter()
+                .map(SkuPriceListField::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(ImportError(format!(
+                "IgnoreSkuPriceListFieldsWhenEmpty: `{field}` must also be in SkuPriceListFieldsThatAreSet, which the rows make [{listed}] (allowed here: {allowed})"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The `SkuOnhandHeader` for these rows.
 pub fn onhand_header(
     rows: &[SkuOnhand],
@@ -224,17 +262,31 @@ pub fn onhand_header(
     })
 }
 
-/// The `SkuPriceListHeader` for these rows.
+/// The `SkuPriceListHeader` for these rows. Refused (`Error::InvalidRequest`) when
+/// `IgnoreSkuPriceListFieldsWhenEmpty` names a field Norce does not allow there or one the rows
+/// do not set.
+///
+/// ```
+/// use norce_client::ImportOptions;
+/// use norce_models::connect::{SkuPriceList, SkuPriceListMandatoryField};
+/// let rows = [SkuPriceList { part_no: "1".into(), price_list_code: "SE".into(),
+///     price_sale: Some(serde_json::from_str("199").unwrap()), ..Default::default() }];
+/// let ok = ImportOptions::new(1).ignore_price_fields_when_empty(vec![SkuPriceListMandatoryField::PriceSale]);
+/// assert!(norce_client::price_list_header(&rows, &ok).is_ok());
+/// let unset = ImportOptions::new(1).ignore_price_fields_when_empty(vec![SkuPriceListMandatoryField::PriceCatalog]);
+/// assert!(norce_client::price_list_header(&rows, &unset).unwrap_err().to_string().contains("PriceCatalog"));
+/// ```
 pub fn price_list_header(
     rows: &[SkuPriceList],
     options: &ImportOptions,
 ) -> Result<SkuPriceListHeader, crate::Error> {
+    const OP: &str = "ImportSkuPriceLists";
     if rows.is_empty() {
-        return Err(invalid(
-            "ImportSkuPriceLists",
-            ImportError("no rows to import".into()),
-        ));
+        return Err(invalid(OP, ImportError("no rows to import".into())));
     }
+    let fields = price_list_fields_that_are_set(rows)?;
+    check_ignore_fields(&fields, &options.ignore_price_fields_when_empty)
+        .map_err(|e| invalid(OP, e))?;
     Ok(SkuPriceListHeader {
         account_id: options.account_id,
         full_file: options.full_file,
@@ -242,7 +294,7 @@ pub fn price_list_header(
         serialization_type: Some(0),
         storage_name: None,
         supplier_id: options.supplier_id,
-        sku_price_list_fields_that_are_set: price_list_fields_that_are_set(rows)?,
+        sku_price_list_fields_that_are_set: fields,
         ignore_sku_price_list_fields_when_empty: if options
             .ignore_price_fields_when_empty
             .is_empty()
@@ -366,5 +418,73 @@ mod tests {
             json,
             r#"{"AccountId":1,"FullFile":false,"SerializationType":0,"SkuPriceListFieldsThatAreSet":[3,8,12]}"#
         );
+        // The ignore list travels as codes too.
+        let options = ImportOptions::new(1).ignore_price_fields_when_empty(vec![
+            SkuPriceListMandatoryField::PriceSale,
+            SkuPriceListMandatoryField::PriceCatalog,
+        ]);
+        let header = price_list_header(&rows, &options).unwrap();
+        assert_eq!(
+            header_json("x", &header, true).unwrap(),
+            r#"{"AccountId":1,"FullFile":false,"IgnoreSkuPriceListFieldsWhenEmpty":[3,8],"SerializationType":0,"SkuPriceListFieldsThatAreSet":[3,8,12]}"#
+        );
+    }
+
+    #[test]
+    fn ignore_fields_follow_norces_two_rules() {
+        let rows = vec![SkuPriceList {
+            part_no: "1".into(),
+            price_list_code: "SE".into(),
+            price_sale: Some(dec("199")),
+            price_rule: Some(2),
+            is_active: Some(true),
+            ..Default::default()
+        }];
+        let with = |fields: &[&str]| {
+            ImportOptions::new(1).ignore_price_fields_when_empty(
+                fields
+                    .iter()
+                    .map(|f| SkuPriceListMandatoryField::from(*f))
+                    .collect(),
+            )
+        };
+        // Allowed and set by the rows.
+        let header = price_list_header(&rows, &with(&["PriceSale", "IsActive"])).unwrap();
+        assert_eq!(
+            header.ignore_sku_price_list_fields_when_empty,
+            Some(vec![
+                SkuPriceListMandatoryField::PriceSale,
+                SkuPriceListMandatoryField::IsActive
+            ])
+        );
+        // PriceRule is set by the rows but may not be listed: named, with the allowed values.
+        let err = price_list_header(&rows, &with(&["PriceRule"])).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(
+                err,
+                crate::Error::InvalidRequest {
+                    operation: "ImportSkuPriceLists",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            text.contains("`PriceRule`")
+                && text.contains(
+                    "PriceSale, CostPurchase, CostUnit, PriceRecommended, PricePrevious, PriceCatalog, IsActive"
+                ),
+            "{text}"
+        );
+        // Allowed but not set by any row.
+        let text = price_list_header(&rows, &with(&["CostUnit"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("`CostUnit`") && text.contains("SkuPriceListFieldsThatAreSet"),
+            "{text}"
+        );
+        assert!(text.contains("[PriceSale, IsActive, PriceRule]"), "{text}");
     }
 }

@@ -35,6 +35,7 @@ mod config;
 mod error;
 mod imports;
 mod jobs;
+mod navigation;
 mod ops;
 mod registry;
 
@@ -47,6 +48,7 @@ pub use imports::{
     ImportOptions, onhand_fields_that_are_set, onhand_header, price_list_fields_that_are_set,
     price_list_header,
 };
+pub use navigation::{NAVIGATION_SETTING, Navigation, QueryNavigation};
 pub use jobs::{JOB_FAILED, JOB_SUCCEEDED, JOB_VALIDATION_FAILED, WaitOptions};
 pub use ops::DEFAULT_PAGE_SIZE;
 

@@ -2,8 +2,8 @@
 
 use futures::stream::{self, BoxStream, StreamExt as _};
 use norce_models::connect::{
-    self, CancelOrderRequest, DeliveryNote, Job, JobLogEntry, JobResponse, SendOrderStatusRequest,
-    SkuOnhand, SkuPriceList,
+    self, CancelOrderRequest, DeliveryNote, Job, JobLogAnswer, JobLogEntry, JobResponse,
+    SendOrderStatusRequest, SkuOnhand, SkuPriceList,
 };
 use norce_models::query::{self, OrdersPage, QueryOrdersQuery};
 use norce_models::services::{
@@ -37,6 +37,7 @@ impl NorceClient {
         let query = GetApplicationQuery {
             format: Some(GetApplicationQueryFormat::Json),
             application_id: None,
+            culture_code: None,
         };
         let url = self.url(&self.inner.endpoints.services, op, &query)?;
         self.send_json(self.get(op, url)).await
@@ -72,9 +73,10 @@ impl NorceClient {
         query: &ListOrders3Query,
     ) -> Result<OrderPagedList, Error> {
         let op = &services::operations::LIST_ORDERS3;
-        if query.company_id.is_none()
-            && query.customer_id.is_none()
-            && query.division_code.is_none()
+        let blank = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
+        if blank(&query.company_id)
+            && blank(&query.customer_id)
+            && blank(&query.division_code)
             && query.from_date.is_none()
             && query.to_date.is_none()
         {
@@ -142,7 +144,7 @@ impl NorceClient {
                     Ok(url) => url,
                     Err(e) => return Some((Err(e), None)),
                 };
-                match client.send_json::<OrdersPage>(client.get(op, url)).await {
+                match client.query_page(client.get(op, url)).await {
                     Ok(page) => {
                         let next = page
                             .odata_next_link
@@ -156,6 +158,21 @@ impl NorceClient {
             }
         })
         .boxed()
+    }
+
+    /// One Query page, its navigation names read as the spec's (`QueryNavigation`).
+    async fn query_page(&self, call: Call) -> Result<OrdersPage, Error> {
+        let op = call.op;
+        let response = self.send(call).await?;
+        let mut page: serde_json::Value = crate::client::decode(op, &response)?;
+        self.inner.query_navigation.to_spec_names(&mut page);
+        serde_json::from_value(page).map_err(|source| Error::Decode {
+            operation: op.id,
+            status: response.status(),
+            body: String::from_utf8_lossy(&response.body()[..response.body().len().min(4096)])
+                .into_owned(),
+            source,
+        })
     }
 
     fn next_link(&self, link: &str) -> Result<Url, Error> {
@@ -292,7 +309,8 @@ impl NorceClient {
         self.send_json(self.get(op, url)).await
     }
 
-    /// An import job's log (`GET /commerce/connect/4.0/Job/GetLog?id=`).
+    /// An import job's log (`GET /commerce/connect/4.0/Job/GetLog?id=`), oldest first. Norce's
+    /// published sample answers a single entry rather than a list; both are read as a list.
     pub async fn get_job_log(&self, job_id: i32) -> Result<Vec<JobLogEntry>, Error> {
         let op = &connect::operations::GET_JOB_LOG;
         let url = self.url(
@@ -300,6 +318,11 @@ impl NorceClient {
             op,
             &connect::GetJobLogQuery { id: job_id },
         )?;
-        self.send_json(self.get(op, url)).await
+        Ok(
+            match self.send_json::<JobLogAnswer>(self.get(op, url)).await? {
+                JobLogAnswer::JobLog(entries) => entries,
+                JobLogAnswer::JobLogEntry(entry) => vec![entry],
+            },
+        )
     }
 }

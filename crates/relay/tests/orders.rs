@@ -109,7 +109,7 @@ async fn a_full_pass_creates_one_order_per_norce_order_and_a_second_pass_does_no
     }))
     .unwrap();
     let address: brightpearl_client::models::contact::PostalAddressRequest =
-        serde_json::from_value(json!({"addressLine1": "Elsewhere 1", "countryIsoCode": "SE"})).unwrap();
+        serde_json::from_value(json!({"addressLine1": "Elsewhere 1", "countryIsoCode": "SWE"})).unwrap();
     let decoy_id = brightpearl.create_contact_with_address(decoy, &address).await.unwrap().contact_id;
 
     let report = orders::run(&ctx).await.unwrap();

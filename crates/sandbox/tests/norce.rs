@@ -224,6 +224,7 @@ async fn seed_curl_token_request_gets_the_documented_shape() {
     assert_eq!(status, StatusCode::OK, "{app}");
     assert_eq!(app["Id"], c.application_id);
     assert_eq!(app["Currencies"]["Default"]["Code"], "SEK");
+    assert_eq!(app["Roles"]["Default"]["Name"], "Buyer");
 }
 
 #[tokio::test]
@@ -385,10 +386,11 @@ async fn commerce_calls_need_an_unexpired_bearer_token() {
 async fn application_id_header_must_be_numeric_and_present() {
     let sb = common::start().await;
     let token = token(&sb).await;
+    // Services and Query need it; Connect does not (see
+    // `connect_calls_do_not_need_the_application_id_header`).
     for path in [
         "/commerce/order/1.1/GetOrder?id=100001",
         "/commerce/query/3.0/Orders/Orders",
-        "/commerce/connect/4.0/Job/Get?id=1",
     ] {
         let url = format!("{}{path}", sb.base_url());
         let missing = common::http()
@@ -514,6 +516,59 @@ async fn list_orders3_filters_and_pages() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.to_string().contains("fromDate"), "{body}");
+}
+
+#[tokio::test]
+async fn list_orders3_reads_company_and_customer_ids_as_strings() {
+    let sb = common::start().await;
+    let token = token(&sb).await;
+    let (_, all) = get(
+        &sb,
+        &token,
+        "/commerce/order/1.1/ListOrders3?fromDate=2026-02-27T00:00:00.000Z",
+    )
+    .await;
+    let customer = all["Items"][0]["SellTo"]["Customer"]["Id"]
+        .as_i64()
+        .unwrap();
+    // Norce's spec types both as strings: padded digits are still the id.
+    let (status, mine) = get(
+        &sb,
+        &token,
+        &format!("/commerce/order/1.1/ListOrders3?customerId=%20{customer}%20"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{mine}");
+    assert!(mine["ItemCount"].as_i64().unwrap() > 0, "{mine}");
+    // A company id is accepted; the sandbox has no company orders.
+    let (status, company) = get(
+        &sb,
+        &token,
+        "/commerce/order/1.1/ListOrders3?companyId=2001",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{company}");
+    assert_eq!(company["ItemCount"], 0);
+    // Not an id: 400 naming the parameter.
+    for (name, value) in [("customerId", "anna"), ("companyId", "1.5")] {
+        let (status, body) = get(
+            &sb,
+            &token,
+            &format!("/commerce/order/1.1/ListOrders3?{name}={value}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {body}");
+        assert!(body.to_string().contains(name), "{body}");
+    }
+    // Blank is no filter at all, so the at-least-one rule applies.
+    let (status, body) = get(
+        &sb,
+        &token,
+        "/commerce/order/1.1/ListOrders3?customerId=&companyId=%20",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("At least one"), "{body}");
 }
 
 #[tokio::test]
@@ -660,13 +715,53 @@ async fn query_orders_filters_orders_and_pages_with_next_link() {
     let (_, selected) = get(
         &sb,
         &token,
-        "/commerce/query/3.0/Orders/Orders?$select=id,statusId&$top=1&$expand=items",
+        "/commerce/query/3.0/Orders/Orders?$select=id,statusId&$top=1&$expand=orderItem",
     )
     .await;
     let first = selected["value"][0].as_object().unwrap();
     let mut keys: Vec<&str> = first.keys().map(String::as_str).collect();
     keys.sort();
-    assert_eq!(keys, vec!["id", "items", "statusId"]);
+    assert_eq!(keys, vec!["id", "orderItem", "statusId"]);
+
+    // The navigations of the spec; names Query does not have are refused as Query refuses them.
+    let (_, expanded) = get(
+        &sb,
+        &token,
+        "/commerce/query/3.0/Orders/Orders?$top=1&$expand=orderItem,shipToCustomerInfo,buyerCustomerInfo",
+    )
+    .await;
+    let order = &expanded["value"][0];
+    assert!(
+        order["orderItem"][0]["vatRate"] == 25,
+        "Query VAT is percent: {order}"
+    );
+    assert!(
+        order["shipToCustomerInfo"]["addressLine1"].is_string(),
+        "{order}"
+    );
+    assert!(
+        order["buyerCustomerInfo"]["emailAddress"].is_string(),
+        "{order}"
+    );
+    for (expand, unknown) in [
+        ("items", "items"),
+        ("addresses", "addresses"),
+        ("deliveryNotes", "deliveryNotes"),
+        ("deliveryNote($expand=packages)", "packages"),
+    ] {
+        let (status, body) = get(
+            &sb,
+            &token,
+            &format!("/commerce/query/3.0/Orders/Orders?$top=1&$expand={expand}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{expand}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("'{unknown}'")),
+            "{expand}: {message}"
+        );
+    }
 
     // Bad $filter: 400 with an OData error.
     for bad in [
@@ -775,6 +870,236 @@ async fn connect_header_is_required_and_validated() {
         let (status, body) = post(&sb, &token, path, Some(header), rows.clone()).await;
         assert_eq!(status, StatusCode::OK, "{header}: {body}");
     }
+}
+
+/// A POST without the `ApplicationId` header (Norce's Connect samples send none).
+async fn post_without_application_id(
+    sb: &Sandbox,
+    token: &str,
+    path: &str,
+    connect_header: Option<&str>,
+    body: Value,
+) -> (StatusCode, Value) {
+    let mut request = common::http()
+        .post(format!("{}{path}", sb.base_url()))
+        .bearer_auth(token)
+        .json(&body);
+    if let Some(h) = connect_header {
+        request = request.header("X-StormConnect-Header", h);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn connect_calls_do_not_need_the_application_id_header() {
+    let sb = common::start().await;
+    let token = token(&sb).await;
+    // Order methods, an import and the job calls all succeed without the header.
+    let (status, body) = post_without_application_id(
+        &sb,
+        &token,
+        "/commerce/connect/4.0/Order/SendOrderStatus",
+        None,
+        json!({"ClientOrderRef": 400001, "ErpOrderNo": "SO-1", "OrderStatus": "Acknowledged"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = post_without_application_id(
+        &sb,
+        &token,
+        "/commerce/connect/4.0/Order/CancelOrder",
+        None,
+        json!({"ClientOrderRef": 400002}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, job) = post_without_application_id(
+        &sb,
+        &token,
+        "/commerce/connect/4.0/Product/ImportOnhands",
+        Some(ONHAND_HEADER),
+        json!([{"PartNo": "SKU-00001", "WarehouseCode": "WH1", "LocationCode": "WH1", "OnhandValue": 5}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{job}");
+    let job_id = job["JobId"].as_str().unwrap().to_owned();
+    for path in ["Job/Get", "Job/GetLog"] {
+        let response = common::http()
+            .get(format!(
+                "{}/commerce/connect/4.0/{path}?id={job_id}",
+                sb.base_url()
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    // A malformed value is still refused, naming the header.
+    let response = common::http()
+        .get(format!(
+            "{}/commerce/connect/4.0/Job/Get?id={job_id}",
+            sb.base_url()
+        ))
+        .bearer_auth(&token)
+        .header("ApplicationId", "abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.text().await.unwrap().contains("ApplicationId"));
+
+    // A tenant that does demand it is still simulated when configured.
+    let strict = common::start_with(SandboxConfig {
+        norce: NorceConfig {
+            connect_requires_application_id: true,
+            ..NorceConfig::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    let strict_token = crate::token(&strict).await;
+    let (status, body) = post_without_application_id(
+        &strict,
+        &strict_token,
+        "/commerce/connect/4.0/Order/CancelOrder",
+        None,
+        json!({"ClientOrderRef": 400002}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["Message"].as_str().unwrap().contains("ApplicationId"));
+}
+
+#[tokio::test]
+async fn ignore_fields_when_empty_follow_norces_rules() {
+    let sb = common::start().await;
+    let token = token(&sb).await;
+    let path = "/commerce/connect/4.0/Product/ImportSkuPriceLists";
+    let rows = json!([{"PartNo": "SKU-00001", "PriceListCode": "SE-B2C", "CurrencyCode": "SEK", "PriceSale": 199, "PriceRule": 2}]);
+    // Refused like any other bad header: 400 naming the list and the field.
+    let cases = [
+        // PriceRule is set, but may not be listed (by name or by its code 12).
+        (
+            r#"{"AccountId":1,"FullFile":false,"SkuPriceListFieldsThatAreSet":["PriceSale","PriceRule"],"IgnoreSkuPriceListFieldsWhenEmpty":["PriceRule"]}"#,
+            "PriceRule",
+        ),
+        (
+            r#"{"AccountId":1,"FullFile":false,"SkuPriceListFieldsThatAreSet":[3,12],"IgnoreSkuPriceListFieldsWhenEmpty":[12]}"#,
+            "PriceRule",
+        ),
+        // Allowed, but not in SkuPriceListFieldsThatAreSet.
+        (
+            r#"{"AccountId":1,"FullFile":false,"SkuPriceListFieldsThatAreSet":[3],"IgnoreSkuPriceListFieldsWhenEmpty":["PriceCatalog"]}"#,
+            "PriceCatalog",
+        ),
+        // Not a field at all.
+        (
+            r#"{"AccountId":1,"FullFile":false,"SkuPriceListFieldsThatAreSet":[3],"IgnoreSkuPriceListFieldsWhenEmpty":[99]}"#,
+            "99",
+        ),
+    ];
+    for (header, field) in cases {
+        let (status, body) = post(&sb, &token, path, Some(header), rows.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{header}: {body}");
+        let message = body["Message"].as_str().unwrap();
+        assert!(
+            message.contains("X-StormConnect-Header")
+                && message.contains("IgnoreSkuPriceListFieldsWhenEmpty")
+                && message.contains(&format!("`{field}`")),
+            "{header}: {message}"
+        );
+    }
+    // Every allowed field that is also set is accepted, by name or code.
+    for header in [
+        r#"{"AccountId":1,"FullFile":false,"SkuPriceListFieldsThatAreSet":["PriceSale","PriceRule"],"IgnoreSkuPriceListFieldsWhenEmpty":["PriceSale"]}"#,
+        r#"{"AccountId":1,"FullFile":false,"SkuPriceListFieldsThatAreSet":[3,4,5,6,7,8,10],"IgnoreSkuPriceListFieldsWhenEmpty":[3,4,5,6,7,8,10]}"#,
+    ] {
+        let (status, body) = post(&sb, &token, path, Some(header), rows.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{header}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn cancel_order_payments_carry_the_documented_fields() {
+    let sb = common::start().await;
+    let token = token(&sb).await;
+    let cancel = "/commerce/connect/4.0/Order/CancelOrder";
+    let payment = json!({
+        "PaymentCode": 3, "PaymentMethodCode": "KLARNA", "PaymentRef": "kl-400004",
+        "AdditionalInfo": [{"Code": "x", "Code2": "KlarnaReference", "Id": 7, "Value": "4711"}],
+        "Amount": 349, "CurrencyCode": "SEK", "PaymentName": "Card"
+    });
+    let (status, body) = post(
+        &sb,
+        &token,
+        cancel,
+        None,
+        json!({"ClientOrderRef": 400004, "ErpOrderNo": "", "Payments": [payment]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        get(&sb, &token, "/commerce/order/1.1/GetOrder?id=100004")
+            .await
+            .1["Status"],
+        "Cancelled"
+    );
+    // PaymentCode is an integer in Connect; a string is a 400 about the value.
+    let (status, body) = post(
+        &sb,
+        &token,
+        cancel,
+        None,
+        json!({"ClientOrderRef": 400006, "Payments": [{"PaymentRef": "p", "PaymentCode": "KLARNA"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["Message"].as_str().unwrap();
+    assert!(
+        message.contains("\"KLARNA\"") && message.contains("expected i32"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn token_endpoint_accepts_every_documented_scope() {
+    let sb = common::start().await;
+    let secret = sb.credentials().norce.client_secret;
+    // Current docs (playground, stage, prod), older docs (production, lab), Storm (qa).
+    for scope in ["playground", "stage", "prod", "production", "lab", "qa"] {
+        let response = token_request(&sb, form(&sb, &secret, scope, "client_credentials")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{scope}");
+        assert_eq!(response.json::<Value>().await.unwrap()["scope"], scope);
+    }
+    // A tenant that takes only the current values is simulated by narrowing the list.
+    let narrow = common::start_with(SandboxConfig {
+        norce: NorceConfig {
+            accepted_scopes: vec!["playground".into(), "stage".into(), "prod".into()],
+            ..NorceConfig::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    let secret = narrow.credentials().norce.client_secret;
+    let response = token_request(
+        &narrow,
+        form(&narrow, &secret, "production", "client_credentials"),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_scope");
+    assert!(
+        body["error_description"].as_str().unwrap().contains("prod"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -958,16 +1283,20 @@ async fn delivery_note_shows_on_the_order() {
     let (_, q) = get(
         &sb,
         &token,
-        "/commerce/query/3.0/Orders/Orders?$filter=id%20eq%20100002&$expand=deliveryNotes",
+        "/commerce/query/3.0/Orders/Orders?$filter=id%20eq%20100002&$expand=deliveryNote($expand=deliveryNoteItem,deliveryNotePackage)",
     )
     .await;
     assert_eq!(
-        q["value"][0]["deliveryNotes"][0]["packages"][0]["parcelNumber"],
+        q["value"][0]["deliveryNote"][0]["deliveryNotePackage"][0]["parcelNumber"],
         "00370730253012345678"
     );
     assert_eq!(
-        q["value"][0]["deliveryNotes"][0]["packages"][0]["statusId"],
+        q["value"][0]["deliveryNote"][0]["deliveryNotePackage"][0]["statusId"],
         11
+    );
+    assert!(
+        q["value"][0]["deliveryNote"][0]["deliveryNoteItem"][0]["partNo"].is_string(),
+        "{q}"
     );
 
     let notes = admin(&sb, "/delivery-notes?orderNo=NC-100002").await;
@@ -986,12 +1315,23 @@ async fn delivery_note_shows_on_the_order() {
             {"ParcelNumber": "00370730253012345679"}
         ],
     });
-    let (status, body) = post(&sb, &token, "/commerce/connect/4.0/Order/CreateDeliveryNote", None, resent).await;
+    let (status, body) = post(
+        &sb,
+        &token,
+        "/commerce/connect/4.0/Order/CreateDeliveryNote",
+        None,
+        resent,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let notes = admin(&sb, "/delivery-notes?orderNo=NC-100002").await;
     assert_eq!(notes.as_array().unwrap().len(), 1, "{notes}");
     let packages = notes[0]["packages"].as_array().unwrap();
-    assert_eq!((&packages[0]["id"], &packages[0]["statusId"]), (&package_id, &json!(4)), "{notes}");
+    assert_eq!(
+        (&packages[0]["id"], &packages[0]["statusId"]),
+        (&package_id, &json!(4)),
+        "{notes}"
+    );
     assert_ne!(packages[1]["id"], package_id);
 
     let (status, body) = post(
@@ -1278,8 +1618,15 @@ async fn event_webhooks_carry_the_static_headers() {
         assert_eq!(event.path, "/norce/events/OrderReceivedEvent");
         assert_eq!(event.headers.get("x-norce-secret").unwrap(), "s3cret");
         // The documented OrderReceivedEvent: the basket and the buyer, no OrderId or OrderNo.
-        assert!(event.body.get("OrderId").is_none() && event.body.get("OrderNo").is_none(), "{}", event.body);
-        assert_eq!(event.body["ClientOrderRef"], order["clientOrderRef"].to_string());
+        assert!(
+            event.body.get("OrderId").is_none() && event.body.get("OrderNo").is_none(),
+            "{}",
+            event.body
+        );
+        assert_eq!(
+            event.body["ClientOrderRef"],
+            order["clientOrderRef"].to_string()
+        );
         assert_eq!(event.body["Source"], "WEB");
         assert_eq!(event.body["ClientId"], 1000);
     }

@@ -14,6 +14,9 @@
 //! `JobCompletedEvent` webhook, see `events.yaml`). Validation problems come back in
 //! `JobResponse.ValidationSummary` and in the job log, not as HTTP errors.
 //!
+//! Connect does not need the `ApplicationId` header: none of Norce's Connect samples sends it (order
+//! payloads carry an `ApplicationKey` instead). Sending it is harmless.
+//!
 //! Legacy Storm Connect lives at `https://connect.lab.storm.io/4.0/api/{Service}/{Method}` and used
 //! HTTP Basic `base64(ApplicationId:SecretKey)`; Norce says Basic is still supported for old
 //! integrations for a limited time.
@@ -30,9 +33,32 @@
 /// **Open question:** No JSON error-body schema is documented for Connect 400/500 responses.
 pub type ConnectErrorBody = serde_json::Value;
 
-/// A code/value pair (info fields).
+/// A code/value pair (payment, pickup-point and order-line additional info); no field is required.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct CodeValue {
+    /// The info code.
+    ///
+    /// **Open question:** The sources contradict on which field carries the code: the docs say Code 'has erroneous behaviour' and Id 'use code instead'; the contract marks Code obsolete ('Use Code2 to get real Code ... Info.Name gets wrongly mapped here'). Read Code2 first, then Code.
+    ///
+    /// Example: `ErpStatusText`
+    #[serde(rename = "Code", default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The info code (the contract's replacement for Code).
+    #[serde(rename = "Code2", default, skip_serializing_if = "Option::is_none")]
+    pub code2: Option<String>,
+    /// Internal id of the info type (the docs say to use Code instead).
+    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i32>,
+    /// The value.
+    ///
+    /// Example: `Picked`
+    #[serde(rename = "Value", default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// An order info field set by SendOrderStatus (info types configured in Admin).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct OrderInfo {
     /// The info type code configured in Admin.
     ///
     /// Example: `ErpStatusText`
@@ -45,12 +71,14 @@ pub struct CodeValue {
     pub value: Option<String>,
 }
 
-/// A new status for an order, identified by ClientOrderRef and/or ErpOrderNo.
+/// A new status for an order, identified by ClientOrderRef and/or ErpOrderNo ("Either
+/// ClientOrderRef or ErpOrderNo must be provided"). The contract also has `ItemStatuses`
+/// (per-line statuses), which the docs schema does not list and we do not send.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SendOrderStatusRequest {
     /// The Norce basket (quotation) id of the order.
     ///
-    /// **Open question:** The docs say either ClientOrderRef or ErpOrderNo must be given, but the schema marks both as required.
+    /// **Open question:** The sources contradict: the schema text says either ClientOrderRef or ErpOrderNo must be given, but the schema marks both as required. Neither is required here; norce-client and the sandbox demand one of them.
     ///
     /// Example: `456789`
     #[serde(rename = "ClientOrderRef", default, skip_serializing_if = "Option::is_none")]
@@ -66,13 +94,15 @@ pub struct SendOrderStatusRequest {
     #[serde(rename = "AccountId", default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<i32>,
     /// Order info fields to set.
+    ///
+    /// **Open question:** The docs sample shows `Infos: [ { } ]` without the item fields; the contract types the items OrderInfo {Code, Value}, which is used here.
     #[serde(rename = "Infos", default, skip_serializing_if = "Option::is_none")]
-    pub infos: Option<Vec<CodeValue>>,
+    pub infos: Option<Vec<OrderInfo>>,
 }
 
-/// An order status name accepted by SendOrderStatus.
+/// An order status name accepted by SendOrderStatus (contract codes 0 Created ... 20 Reserved).
 ///
-/// **Open question:** The older schema page lists only Created ... Acknowledged; the values after Acknowledged come from the nc-latest page and may not be accepted by every tenant version.
+/// **Open question:** The sources differ: the sendorderstatusrequest page lists only Created ... Acknowledged, the nc-latest page and the contract's OrderStatus enum also ErpConfirmed ... Reserved; those may not be accepted by every tenant version.
 ///
 /// Example: `Delivered`
 ///
@@ -258,7 +288,7 @@ pub struct DeliveryNote {
     /// Example: `DN-2024-001204`
     #[serde(rename = "NoteNo")]
     pub note_no: String,
-    /// When the goods were shipped.
+    /// When the goods were shipped (a .NET DateTime in the contract; the docs sample types it `string`).
     ///
     /// Example: `2024-08-02T14:05:00Z`
     #[serde(rename = "DeliveryDate")]
@@ -302,12 +332,12 @@ pub struct DeliveryNote {
     /// Division code.
     #[serde(rename = "DivisionCode", default, skip_serializing_if = "Option::is_none")]
     pub division_code: Option<String>,
-    /// Delivery-note status id.
+    /// Delivery-note status id (a non-nullable int in the contract; its values are not described).
     #[serde(rename = "StatusId", default, skip_serializing_if = "Option::is_none")]
     pub status_id: Option<i32>,
     /// The delivered lines.
     ///
-    /// **Open question:** Norce's sample JSON writes `DeliverynoteItems` (lower-case n) while the contract has `DeliveryNoteItems`; the contract casing is used here and must be tested.
+    /// **Open question:** The sources contradict: Norce's current sample JSON writes `DeliverynoteItems` (lower-case n) while the contract has `DeliveryNoteItems`; the contract casing is sent here (.NET JSON binding is usually case-insensitive) and the sandbox accepts both.
     #[serde(
         rename = "DeliveryNoteItems",
         default,
@@ -323,7 +353,7 @@ pub struct DeliveryNote {
     pub delivery_note_packages: Option<Vec<DeliveryNotePackage>>,
 }
 
-/// The delivery address of a delivery note.
+/// The delivery address of a delivery note (Connect `Address`).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct DeliveryAddress {
     /// First address line.
@@ -352,12 +382,14 @@ pub struct DeliveryAddress {
     /// Example: `SE`
     #[serde(rename = "Country", default, skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
-    /// Address type (deprecated).
+    /// Address type ("Always null. Deprecated").
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,
 }
 
 /// A delivered line.
+///
+/// **Open question:** Redocly lists required properties first in its samples; the CreateDeliveryNote sample starts with ItemNo, Qty, RowNumber, which suggests RowNumber is required too (the contract's RowNumber is a non-nullable decimal). Only ItemNo and Qty are required here.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct DeliveryNoteItem {
     /// The order line number this delivery line refers to.
@@ -370,7 +402,7 @@ pub struct DeliveryNoteItem {
     /// Example: `100015`
     #[serde(rename = "ItemNo")]
     pub item_no: String,
-    /// Line description.
+    /// Item description.
     #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Delivered quantity.
@@ -378,15 +410,17 @@ pub struct DeliveryNoteItem {
     /// Example: `2`
     #[serde(rename = "Qty")]
     pub qty: models_runtime::DecimalNumber,
-    /// Line comment.
+    /// Supplier comment.
     #[serde(rename = "Comment", default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
-    /// Deprecated id.
+    /// Deprecated id ("Always null, deprecated").
     #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
     pub id: Option<i32>,
 }
 
-/// A parcel of a delivery note.
+/// A parcel of a delivery note ("Package information for tracking").
+///
+/// **Open question:** ParcelNumber is required here (a parcel without a tracking number is of no use to us); the docs mark none of the fields required.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct DeliveryNotePackage {
     /// The carrier's parcel number, used as the tracking number.
@@ -394,62 +428,81 @@ pub struct DeliveryNotePackage {
     /// Example: `00370730253012345678`
     #[serde(rename = "ParcelNumber")]
     pub parcel_number: String,
-    /// Parcel status: 4 Delivered, 6 Canceled, 11 Ready for pickup, 12 Picked up, 20 Reserved (the list may be longer).
-    ///
-    /// **Open question:** The parcel status list is cut off in the available excerpt; other ids may exist.
+    /// Parcel status: 4 Delivered, 6 Canceled, 11 Ready for pickup, 12 Picked up, 20 Reserved (the complete documented list).
     ///
     /// Example: `4`
     #[serde(rename = "StatusId", default, skip_serializing_if = "Option::is_none")]
     pub status_id: Option<i32>,
-    /// Deprecated id.
+    /// Deprecated id ("Always null, deprecated").
     #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
     pub id: Option<i32>,
 }
 
-/// Cancel an order identified by ClientOrderRef and/or ErpOrderNo.
+/// Cancel an order identified by ClientOrderRef and/or ErpOrderNo ("Request for order
+/// cancellation. Either ClientOrderRef or ErpOrderNo must be provided.").
+///
+/// **Open question:** The sources contradict: the schema marks both ClientOrderRef and ErpOrderNo required while its text says either must be provided. Neither is required here; norce-client and the sandbox demand one of them.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct CancelOrderRequest {
-    /// The Norce basket (quotation) id of the order.
+    /// The Norce basket (quotation) id of the order; used for order matching.
     ///
     /// Example: `456789`
     #[serde(rename = "ClientOrderRef", default, skip_serializing_if = "Option::is_none")]
     pub client_order_ref: Option<i32>,
-    /// The ERP order number.
+    /// The ERP order number; used for order matching.
     ///
     /// Example: `SO-2024-000731`
     #[serde(rename = "ErpOrderNo", default, skip_serializing_if = "Option::is_none")]
     pub erp_order_no: Option<String>,
-    /// Payments to cancel at the PSP; one PSP cancel is made per payment.
+    /// Payments to cancel at the PSP ("If supplied, a cancel call is made for all included payments").
     #[serde(rename = "Payments", default, skip_serializing_if = "Option::is_none")]
     pub payments: Option<Vec<CancelOrderPayment>>,
-    /// Legacy flag asking Norce to cancel the payment (old Storm contract).
-    ///
-    /// **Open question:** The current docs show a Payments list; the old WCF contract had a CancelPayment boolean instead. Which one current Connect honours is unverified.
+    /// Legacy flag asking Norce to cancel the payment (old Storm contract); current Connect takes `Payments` instead.
     #[serde(rename = "CancelPayment", default, skip_serializing_if = "Option::is_none")]
     pub cancel_payment: Option<bool>,
 }
 
-/// A payment to cancel with the PSP.
+/// A payment to cancel with the PSP (Connect `Payment`: "Represents successful payment
+/// reservation. Either PaymentCode or PaymentRef must be provided.").
 ///
-/// **Open question:** Only PaymentRef is captured for the payments of CancelOrder; the other fields are assumed from the OrderRequest Payment.
+/// **Open question:** The sources contradict on what is required: cancelorder.md marks PaymentCode, PaymentMethodCode and PaymentRef required, the Payments text says 'Required property for each Payment is PaymentRef', and the Payment schema text says 'Either PaymentCode or PaymentRef must be provided'. Only PaymentRef is required here.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct CancelOrderPayment {
-    /// The PSP reference of the payment.
-    #[serde(rename = "PaymentRef")]
-    pub payment_ref: String,
-    /// The payment method code.
+    /// Payment code; used for payment matching (an integer in Connect, unlike the string PaymentCode of OrderPaymentReceivedEvent).
+    ///
+    /// Example: `0`
+    #[serde(rename = "PaymentCode", default, skip_serializing_if = "Option::is_none")]
+    pub payment_code: Option<i32>,
+    /// The payment method code sent to the ERP, configured on the payment method in Norce.
+    ///
+    /// Example: `KLARNA`
     #[serde(
         rename = "PaymentMethodCode",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub payment_method_code: Option<String>,
-    /// Amount to cancel.
+    /// The transaction identifier from the PSP.
+    ///
+    /// Example: `kl-5f2e9a10`
+    #[serde(rename = "PaymentRef")]
+    pub payment_ref: String,
+    /// PSP-specific extra information.
+    #[serde(rename = "AdditionalInfo", default, skip_serializing_if = "Option::is_none")]
+    pub additional_info: Option<Vec<CodeValue>>,
+    /// Amount paid or reserved including VAT after rounding rules.
     #[serde(rename = "Amount", default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<models_runtime::DecimalNumber>,
     /// ISO 4217 currency code.
+    ///
+    /// Example: `SEK`
     #[serde(rename = "CurrencyCode", default, skip_serializing_if = "Option::is_none")]
     pub currency_code: Option<String>,
+    /// Name of the payment selected at the provider, e.g. `Card`, `BankAccount`, `Swish` (PSP dependent).
+    ///
+    /// Example: `Card`
+    #[serde(rename = "PaymentName", default, skip_serializing_if = "Option::is_none")]
+    pub payment_name: Option<String>,
 }
 
 /// Fields common to every X-StormConnect-Header of an asynchronous import.
@@ -464,10 +517,12 @@ pub struct ConnectHeader {
     pub account_id: i32,
     /// If true, records of the same scope that are missing from the payload are deactivated or removed; use false unless sure.
     ///
+    /// **Open question:** The on-hand header page's FullFile text is copied from the competitor import ('all prices from the competitors not in this import will be deactivated'); for prices it says 'all price records for the price lists in the import that is NOT included will be deactivated'. What exactly an on-hand FullFile deactivates is unverified.
+    ///
     /// Example: `false`
     #[serde(rename = "FullFile")]
     pub full_file: bool,
-    /// Normally omitted (Norce assigns the job id).
+    /// Only exists in import logs; "Should be omitted" in a request.
     #[serde(rename = "JobId", default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<i32>,
     /// Payload format: 0 JSON, 1 XML.
@@ -489,9 +544,9 @@ pub struct ConnectHeader {
 
 /// A field of SkuOnhand that the import sets. Codes: 3 OnhandValue, 4 IncomingValue,
 /// 5 NextDeliveryDate, 6 LeadTimeDayCount, 8 MinimumValue, 9 MaximumValue, 10 IsActive,
-/// 11 Infos (7 OnOrderValue is no longer supported). JSON accepts the names.
-///
-/// **Open question:** Norce says enums may be sent as integers or names in JSON; the header examples use integer codes. Sending names is assumed to work; keep a switch to send codes.
+/// 11 Infos (7 OnOrderValue is no longer supported). JSON accepts the names or the codes
+/// ("can be either string or integer for application/json", XML needs the integers), and
+/// norce-client sends names unless `field_codes` is set.
 ///
 /// Example: `OnhandValue`
 ///
@@ -611,10 +666,12 @@ pub struct SkuOnhandHeader {
     pub account_id: i32,
     /// If true, records of the same scope that are missing from the payload are deactivated or removed; use false unless sure.
     ///
+    /// **Open question:** The on-hand header page's FullFile text is copied from the competitor import ('all prices from the competitors not in this import will be deactivated'); for prices it says 'all price records for the price lists in the import that is NOT included will be deactivated'. What exactly an on-hand FullFile deactivates is unverified.
+    ///
     /// Example: `false`
     #[serde(rename = "FullFile")]
     pub full_file: bool,
-    /// Normally omitted (Norce assigns the job id).
+    /// Only exists in import logs; "Should be omitted" in a request.
     #[serde(rename = "JobId", default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<i32>,
     /// Payload format: 0 JSON, 1 XML.
@@ -640,9 +697,8 @@ pub struct SkuOnhandHeader {
 /// A field of SkuPriceList that the import sets. Codes: 3 PriceSale, 4 CostPurchase,
 /// 5 CostUnit, 6 PriceRecommended, 7 PricePrevious, 8 PriceCatalog, 9 IsPriceDiscountable,
 /// 10 IsActive, 11 IsPriceDiscountableCreateOnly, 12 PriceRule, 13 FullfileResetInheritance.
-/// JSON accepts the names.
-///
-/// **Open question:** Names are assumed to be accepted like the integer codes in the examples; keep a switch to send codes.
+/// JSON accepts the names or the codes (XML needs the integers); norce-client sends names
+/// unless `field_codes` is set.
 ///
 /// Example: `PriceSale`
 ///
@@ -765,6 +821,112 @@ impl<'de> serde::Deserialize<'de> for SkuPriceListField {
     }
 }
 
+/// A field IgnoreSkuPriceListFieldsWhenEmpty may name: only 3 PriceSale, 4 CostPurchase,
+/// 5 CostUnit, 6 PriceRecommended, 7 PricePrevious, 8 PriceCatalog and 10 IsActive are allowed,
+/// and each must also be listed in SkuPriceListFieldsThatAreSet. JSON accepts the names or the
+/// codes.
+///
+/// Example: `PriceSale`
+///
+/// Open: a value this spec does not list deserializes as `Unknown`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SkuPriceListMandatoryField {
+    /// `PriceSale`
+    PriceSale,
+    /// `CostPurchase`
+    CostPurchase,
+    /// `CostUnit`
+    CostUnit,
+    /// `PriceRecommended`
+    PriceRecommended,
+    /// `PricePrevious`
+    PricePrevious,
+    /// `PriceCatalog`
+    PriceCatalog,
+    /// `IsActive`
+    IsActive,
+    /// A value this spec does not list (the platform may have added it later).
+    Unknown(String),
+}
+
+impl SkuPriceListMandatoryField {
+    /// Every value the spec lists.
+    pub const KNOWN: &'static [&'static str] = &[
+        "PriceSale",
+        "CostPurchase",
+        "CostUnit",
+        "PriceRecommended",
+        "PricePrevious",
+        "PriceCatalog",
+        "IsActive",
+    ];
+    /// The wire value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::PriceSale => "PriceSale",
+            Self::CostPurchase => "CostPurchase",
+            Self::CostUnit => "CostUnit",
+            Self::PriceRecommended => "PriceRecommended",
+            Self::PricePrevious => "PricePrevious",
+            Self::PriceCatalog => "PriceCatalog",
+            Self::IsActive => "IsActive",
+            Self::Unknown(value) => value,
+        }
+    }
+    /// Whether the value is one the spec does not list.
+    pub fn is_unknown(&self) -> bool {
+        matches!(self, Self::Unknown(_))
+    }
+}
+
+impl From<&str> for SkuPriceListMandatoryField {
+    fn from(value: &str) -> Self {
+        match value {
+            "PriceSale" => Self::PriceSale,
+            "CostPurchase" => Self::CostPurchase,
+            "CostUnit" => Self::CostUnit,
+            "PriceRecommended" => Self::PriceRecommended,
+            "PricePrevious" => Self::PricePrevious,
+            "PriceCatalog" => Self::PriceCatalog,
+            "IsActive" => Self::IsActive,
+            other => Self::Unknown(other.to_owned()),
+        }
+    }
+}
+
+impl From<String> for SkuPriceListMandatoryField {
+    fn from(value: String) -> Self {
+        Self::from(value.as_str())
+    }
+}
+
+impl std::str::FromStr for SkuPriceListMandatoryField {
+    type Err = std::convert::Infallible;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Self::from(value))
+    }
+}
+
+impl std::fmt::Display for SkuPriceListMandatoryField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for SkuPriceListMandatoryField {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SkuPriceListMandatoryField {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::from)
+    }
+}
+
 /// The X-StormConnect-Header of Product/ImportSkuPriceLists.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SkuPriceListHeader {
@@ -777,10 +939,12 @@ pub struct SkuPriceListHeader {
     pub account_id: i32,
     /// If true, records of the same scope that are missing from the payload are deactivated or removed; use false unless sure.
     ///
+    /// **Open question:** The on-hand header page's FullFile text is copied from the competitor import ('all prices from the competitors not in this import will be deactivated'); for prices it says 'all price records for the price lists in the import that is NOT included will be deactivated'. What exactly an on-hand FullFile deactivates is unverified.
+    ///
     /// Example: `false`
     #[serde(rename = "FullFile")]
     pub full_file: bool,
-    /// Normally omitted (Norce assigns the job id).
+    /// Only exists in import logs; "Should be omitted" in a request.
     #[serde(rename = "JobId", default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<i32>,
     /// Payload format: 0 JSON, 1 XML.
@@ -801,13 +965,18 @@ pub struct SkuPriceListHeader {
     /// The fields of SkuPriceList the payload sets.
     #[serde(rename = "SkuPriceListFieldsThatAreSet")]
     pub sku_price_list_fields_that_are_set: Vec<SkuPriceListField>,
-    /// Mandatory fields; a price entity missing one of them is skipped.
+    /// "Specifies which SKU price list fields that are mandatory": a price entity whose
+    /// value for one of them is missing (null or 0) is skipped as a whole. Only the seven
+    /// SkuPriceListMandatoryField values are allowed, each also in
+    /// SkuPriceListFieldsThatAreSet; norce-client refuses a header that breaks either rule.
+    ///
+    /// **Open question:** The header page marks this list 'Required.' in its field heading, but its example and the schema page omit it; it is optional here and omitted when empty.
     #[serde(
         rename = "IgnoreSkuPriceListFieldsWhenEmpty",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ignore_sku_price_list_fields_when_empty: Option<Vec<SkuPriceListField>>,
+    pub ignore_sku_price_list_fields_when_empty: Option<Vec<SkuPriceListMandatoryField>>,
 }
 
 /// Any X-StormConnect-Header we send, told apart by which FieldsThatAreSet list it has.
@@ -843,7 +1012,7 @@ pub struct SkuOnhand {
     /// Example: `42`
     #[serde(rename = "OnhandValue", default, skip_serializing_if = "Option::is_none")]
     pub onhand_value: Option<models_runtime::DecimalNumber>,
-    /// Quantity incoming (field code 4).
+    /// Quantity purchased from the supplier and not yet received (field code 4).
     #[serde(rename = "IncomingValue", default, skip_serializing_if = "Option::is_none")]
     pub incoming_value: Option<models_runtime::DecimalNumber>,
     /// Date of the next incoming delivery (field code 5).
@@ -860,16 +1029,18 @@ pub struct SkuOnhand {
         skip_serializing_if = "Option::is_none"
     )]
     pub lead_time_day_count: Option<i32>,
-    /// Minimum stock level (field code 8).
+    /// Minimum stock level, the reorder point (field code 8).
     #[serde(rename = "MinimumValue", default, skip_serializing_if = "Option::is_none")]
     pub minimum_value: Option<models_runtime::DecimalNumber>,
-    /// Maximum stock level (field code 9).
+    /// Maximum stock level, the target when procuring (field code 9).
     #[serde(rename = "MaximumValue", default, skip_serializing_if = "Option::is_none")]
     pub maximum_value: Option<models_runtime::DecimalNumber>,
     /// Whether the on-hand record is active (field code 10).
     #[serde(rename = "IsActive", default, skip_serializing_if = "Option::is_none")]
     pub is_active: Option<bool>,
     /// Info fields (field code 11).
+    ///
+    /// **Open question:** The docs type these items Info {Code (required), Value (required)} (contract Product/Models/Info.cs: Code, Value); CodeValue (nothing required) is used here, so a row with an Info lacking Code or Value is not refused locally.
     #[serde(rename = "Infos", default, skip_serializing_if = "Option::is_none")]
     pub infos: Option<Vec<CodeValue>>,
     /// Deprecated; no longer imported.
@@ -877,7 +1048,9 @@ pub struct SkuOnhand {
     pub on_order_value: Option<models_runtime::DecimalNumber>,
 }
 
-/// The price of one SKU in one price list (PartNo + PriceListCode is unique).
+/// The price of one SKU in one price list (PartNo + PriceListCode is unique). "Any values that
+/// are null or 0 will be ignored (not overwrite current value in Norce)", unless the field is
+/// in IgnoreSkuPriceListFieldsWhenEmpty, which skips the whole entity.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SkuPriceList {
     /// The SKU part number.
@@ -885,7 +1058,7 @@ pub struct SkuPriceList {
     /// Example: `100015`
     #[serde(rename = "PartNo")]
     pub part_no: String,
-    /// Price-list code as set up in Admin.
+    /// Price-list (agreement) code as set up in Admin; used for matching.
     ///
     /// Example: `SE-B2C`
     #[serde(rename = "PriceListCode")]
@@ -913,7 +1086,7 @@ pub struct SkuPriceList {
         skip_serializing_if = "Option::is_none"
     )]
     pub price_recommended: Option<models_runtime::DecimalNumber>,
-    /// Previous price (field code 7).
+    /// Previous price; can be used to show discounts (field code 7).
     #[serde(rename = "PricePrevious", default, skip_serializing_if = "Option::is_none")]
     pub price_previous: Option<models_runtime::DecimalNumber>,
     /// Catalog price (field code 8).
@@ -934,7 +1107,7 @@ pub struct SkuPriceList {
     /// Whether the price is active (field code 10).
     #[serde(rename = "IsActive", default, skip_serializing_if = "Option::is_none")]
     pub is_active: Option<bool>,
-    /// Price rule 1-12 (e.g. 2 = FixedPrice) (field code 12).
+    /// Price rule (field code 12): 1 CostPlus_PurchaseCost, 2 FixedPrice, 3 Margin_PurchaseCost, 4 UseRecommendedPrice, 5 CostPlus_UnitCost, 6 Margin_UnitCost, 7 UseStandardPrice_PctDiscount, 8 Competitive_PurchaseCost, 9 Competitive_UnitCost, 10 UseStandardPrice_FixedDiscount, 11 StructureCalculation, 12 UseCatalogPrice.
     #[serde(rename = "PriceRule", default, skip_serializing_if = "Option::is_none")]
     pub price_rule: Option<i32>,
     /// Value used by the price rule.
@@ -1006,7 +1179,7 @@ pub struct Job {
     pub is_finished: Option<bool>,
     /// When the job started.
     ///
-    /// **Open question:** Time zone and exact DateTime format of Connect job dates are not specified; parse with and without offset.
+    /// **Open question:** Time zone and exact DateTime format of Connect job dates are not specified (the docs type them `string(DateTime)`, sample "string"); parse with and without offset.
     #[serde(rename = "Start", default, skip_serializing_if = "Option::is_none")]
     pub start: Option<models_runtime::Timestamp>,
     /// When the job stopped.
@@ -1032,15 +1205,31 @@ pub struct Job {
     /// Rows that failed.
     #[serde(rename = "Fail", default, skip_serializing_if = "Option::is_none")]
     pub fail: Option<i32>,
-    /// The storage file the job imported.
+    /// Relative path to the stored import file (`string(uri)` in the docs).
     #[serde(rename = "StorageName", default, skip_serializing_if = "Option::is_none")]
     pub storage_name: Option<String>,
 }
 
-/// One entry of a job log.
+/// What Job/GetLog answers: the log as an array of entries, or a single entry as in Norce's
+/// published sample (norce-client turns both into a list).
+///
+/// **Open question:** The published sample is a single JobLogDto object; a log has at least two entries, so an array is expected from a real tenant. Both shapes decode.
+///
+/// Untagged: the first variant whose shape matches wins.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum JobLogAnswer {
+    JobLog(JobLog),
+    JobLogEntry(JobLogEntry),
+}
+
+/// The job's log entries, oldest first.
+pub type JobLog = Vec<JobLogEntry>;
+
+/// One entry of a job log (JobLogDto).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct JobLogEntry {
-    /// 1 Info, 2 Warning, 3 Error.
+    /// 1 Information, 2 Warning, 3 Error.
     ///
     /// Example: `1`
     #[serde(rename = "SeverityId")]
@@ -1053,7 +1242,7 @@ pub struct JobLogEntry {
     /// When the entry was written.
     #[serde(rename = "TimeStamp", default, skip_serializing_if = "Option::is_none")]
     pub time_stamp: Option<models_runtime::Timestamp>,
-    /// The imported row the entry is about (may be truncated).
+    /// The affected row from the import (may be truncated).
     #[serde(rename = "ImportedRow", default, skip_serializing_if = "Option::is_none")]
     pub imported_row: Option<String>,
 }
@@ -1061,9 +1250,7 @@ pub struct JobLogEntry {
 /// Parameters of [`operations::SEND_ORDER_STATUS`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct SendOrderStatusHeaders {
-    /// The numeric Norce application id. Connect examples do not send it (order payloads carry an ApplicationKey instead); sending it is harmless.
-    ///
-    /// **Open question:** Whether Connect wants the ApplicationId header under OAuth2 is not documented.
+    /// The numeric Norce application id. Connect does not require it (no Connect sample sends it; order payloads carry an ApplicationKey instead); sending it is harmless.
     ///
     /// Example: `1042`
     pub application_id: Option<i32>,
@@ -1102,9 +1289,7 @@ pub type SendOrderStatusResponse = ();
 /// Parameters of [`operations::CREATE_DELIVERY_NOTE`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateDeliveryNoteHeaders {
-    /// The numeric Norce application id. Connect examples do not send it (order payloads carry an ApplicationKey instead); sending it is harmless.
-    ///
-    /// **Open question:** Whether Connect wants the ApplicationId header under OAuth2 is not documented.
+    /// The numeric Norce application id. Connect does not require it (no Connect sample sends it; order payloads carry an ApplicationKey instead); sending it is harmless.
     ///
     /// Example: `1042`
     pub application_id: Option<i32>,
@@ -1145,9 +1330,7 @@ pub type CreateDeliveryNoteResponse = ();
 /// Parameters of [`operations::CANCEL_ORDER`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct CancelOrderHeaders {
-    /// The numeric Norce application id. Connect examples do not send it (order payloads carry an ApplicationKey instead); sending it is harmless.
-    ///
-    /// **Open question:** Whether Connect wants the ApplicationId header under OAuth2 is not documented.
+    /// The numeric Norce application id. Connect does not require it (no Connect sample sends it; order payloads carry an ApplicationKey instead); sending it is harmless.
     ///
     /// Example: `1042`
     pub application_id: Option<i32>,
@@ -1186,9 +1369,7 @@ pub type CancelOrderResponse = ();
 /// Parameters of [`operations::IMPORT_ONHANDS`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImportOnhandsHeaders {
-    /// The numeric Norce application id. Connect examples do not send it (order payloads carry an ApplicationKey instead); sending it is harmless.
-    ///
-    /// **Open question:** Whether Connect wants the ApplicationId header under OAuth2 is not documented.
+    /// The numeric Norce application id. Connect does not require it (no Connect sample sends it; order payloads carry an ApplicationKey instead); sending it is harmless.
     ///
     /// Example: `1042`
     pub application_id: Option<i32>,
@@ -1249,9 +1430,7 @@ pub type ImportOnhandsResponse = JobResponse;
 /// Parameters of [`operations::IMPORT_SKU_PRICE_LISTS`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImportSkuPriceListsHeaders {
-    /// The numeric Norce application id. Connect examples do not send it (order payloads carry an ApplicationKey instead); sending it is harmless.
-    ///
-    /// **Open question:** Whether Connect wants the ApplicationId header under OAuth2 is not documented.
+    /// The numeric Norce application id. Connect does not require it (no Connect sample sends it; order payloads carry an ApplicationKey instead); sending it is harmless.
     ///
     /// Example: `1042`
     pub application_id: Option<i32>,
@@ -1321,9 +1500,7 @@ pub struct GetJobQuery {
 /// Parameters of [`operations::GET_JOB`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct GetJobHeaders {
-    /// The numeric Norce application id. Connect examples do not send it (order payloads carry an ApplicationKey instead); sending it is harmless.
-    ///
-    /// **Open question:** Whether Connect wants the ApplicationId header under OAuth2 is not documented.
+    /// The numeric Norce application id. Connect does not require it (no Connect sample sends it; order payloads carry an ApplicationKey instead); sending it is harmless.
     ///
     /// Example: `1042`
     pub application_id: Option<i32>,
@@ -1371,9 +1548,7 @@ pub struct GetJobLogQuery {
 /// Parameters of [`operations::GET_JOB_LOG`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct GetJobLogHeaders {
-    /// The numeric Norce application id. Connect examples do not send it (order payloads carry an ApplicationKey instead); sending it is harmless.
-    ///
-    /// **Open question:** Whether Connect wants the ApplicationId header under OAuth2 is not documented.
+    /// The numeric Norce application id. Connect does not require it (no Connect sample sends it; order payloads carry an ApplicationKey instead); sending it is harmless.
     ///
     /// Example: `1042`
     pub application_id: Option<i32>,
@@ -1407,7 +1582,7 @@ impl GetJobLogHeaders {
     }
 }
 
-pub type GetJobLogResponse = Vec<JobLogEntry>;
+pub type GetJobLogResponse = JobLogAnswer;
 
 /// Method, path and media types of every operation in this spec.
 pub mod operations {
@@ -1441,7 +1616,9 @@ pub mod operations {
         request_media_type: Some("application/json"),
         response_media_type: None,
     };
-    /// If payments are included, a PSP cancel is made for each of them.
+    /// "Cancel an order, and, if applicable, payment. Changes the order status to cancelled." If
+    /// payments are included, a PSP cancel is made for each of them. Norce raises
+    /// `OrderCancelledEvent` for a cancel made via Admin or Connect.
     ///
     /// **Open question:** The 200 response body of CancelOrder is not documented; treated as empty.
     ///
@@ -1467,9 +1644,9 @@ pub mod operations {
         response_media_type: Some("application/json"),
     };
     /// Prices are ex VAT with up to 4 decimals. Values that are null or 0 are ignored and do not
-    /// overwrite. `CurrencyCode` must match the price list's currency.
-    ///
-    /// **Open question:** The exact path is not captured verbatim: the docs name the operation ImportSkuPriceLists, the old WCF contract used the singular UriTemplate ImportSkuPriceList. Keep the path configurable and verify.
+    /// overwrite. `CurrencyCode` must match the price list's currency. Prices on products or price
+    /// lists not yet created in Norce are ignored. The path is plural (`ImportSkuPriceLists`) on
+    /// Norce Commerce; only the old WCF contract's UriTemplate was singular.
     ///
     /// `POST /commerce/connect/4.0/Product/ImportSkuPriceLists`: request [`super::ImportSkuPriceListsRequest`], response [`super::ImportSkuPriceListsResponse`].
     pub const IMPORT_SKU_PRICE_LISTS: OperationInfo = OperationInfo {
@@ -1495,7 +1672,7 @@ pub mod operations {
     };
     /// A log always has at least "Starting import." and "Import finished." entries.
     ///
-    /// **Open question:** Like Job/Get, the path is documented only on the legacy host.
+    /// **Open question:** Like Job/Get, the path is documented only on the legacy host. The sources differ on the answer: the legacy page's GetLog response sample is a single JobLogDto object, while a log has at least two entries ('Starting import.', 'Import finished.'); both are accepted (JobLogAnswer).
     ///
     /// `GET /commerce/connect/4.0/Job/GetLog`: response [`super::GetJobLogResponse`].
     pub const GET_JOB_LOG: OperationInfo = OperationInfo {

@@ -33,7 +33,9 @@ pub struct ReceiverError {
     pub message: String,
 }
 
-/// A Norce Commerce Event type name.
+/// A Norce Commerce Event type name. Norce also lists SupplierSkuChangedNotification,
+/// SupplierSkuOnHandChangedNotification and SupplierSkuPriceChangedNotification (an unknown
+/// name still decodes: the enum is open).
 ///
 /// Example: `OrderReceivedEvent`
 ///
@@ -342,6 +344,8 @@ pub struct OrderPaymentReceivedEvent {
 }
 
 /// A customer or company changed (CustomerChangedNotification, CompanyChangedNotification).
+///
+/// **Open question:** Norce requires CustomerId on CustomerChangedNotification and CompanyId on CompanyChangedNotification; this one schema for both cannot require either, so a payload missing its id still decodes.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct CustomerChangedNotification {
     /// The client (tenant) id.
@@ -356,7 +360,12 @@ pub struct CustomerChangedNotification {
     /// The changed company's id (company notifications).
     #[serde(rename = "CompanyId", default, skip_serializing_if = "Option::is_none")]
     pub company_id: Option<i32>,
-    /// Name of the table that changed, e.g. `tClientCustomer`.
+    /// Name of the table that changed, e.g. `tClientCustomer`. Customer notifications:
+    /// tApplicationAccount, tClientCustomer, tClientCustomerAddress, tClientCustomerDivision,
+    /// tClientCustomerFlag, tClientCustomerInfo, tClientCustomerPriceList. Company
+    /// notifications: tClientCompany, tClientCompanyAddress, tClientCompanyDeliveryMethod,
+    /// tClientCompanyDiscount, tClientCompanyDivision, tClientCompanyFlag, tClientCompanyInfo,
+    /// tClientCompanyPaymentMethod, tClientCompanyPriceList, tClientCustomer.
     ///
     /// Example: `tClientCustomer`
     #[serde(rename = "EntityChanged")]
@@ -371,7 +380,7 @@ pub type UnknownEvent = serde_json::Value;
 pub struct OrderRequest {
     #[serde(rename = "Header", default, skip_serializing_if = "Option::is_none")]
     pub header: Option<OrderRequestHeader>,
-    /// The Norce basket id / web order number; our idempotency key.
+    /// The Norce basket id / web order number ("For orders from external source this is their number. Max length 50"); our idempotency key.
     ///
     /// Example: `456789`
     #[serde(rename = "ClientOrderRef")]
@@ -379,7 +388,7 @@ pub struct OrderRequest {
     /// Suggested ERP order number (usually empty).
     #[serde(rename = "ErpOrderNo", default, skip_serializing_if = "Option::is_none")]
     pub erp_order_no: Option<String>,
-    /// The order type name.
+    /// The order type name (the contract's OrderTypes enum).
     #[serde(rename = "OrderType", default, skip_serializing_if = "Option::is_none")]
     pub order_type: Option<String>,
     /// Order source, `WEB` for Norce checkout.
@@ -387,7 +396,7 @@ pub struct OrderRequest {
     pub source: Option<String>,
     /// When the order was submitted.
     ///
-    /// **Open question:** SubmitDate comes from the legacy Connect OrderRequest contract; not in the current field list of the notes.
+    /// **Open question:** The sources differ: SubmitDate is in the Connect contract (OrderRequest.cs) but was not seen in the current docs field list; optional here.
     #[serde(rename = "SubmitDate", default, skip_serializing_if = "Option::is_none")]
     pub submit_date: Option<models_runtime::Timestamp>,
     /// ISO 4217 currency code of the order.
@@ -409,7 +418,7 @@ pub struct OrderRequest {
         skip_serializing_if = "Option::is_none"
     )]
     pub customer_order_comment: Option<String>,
-    /// Whether the ERP should hold the order.
+    /// True if the web solution thinks the order should be validated manually (the ERP should hold it).
     #[serde(rename = "DoHold", default, skip_serializing_if = "Option::is_none")]
     pub do_hold: Option<bool>,
     /// Referring order id, if any.
@@ -446,7 +455,7 @@ pub struct OrderRequest {
     /// Order-level discounts.
     #[serde(rename = "Discounts", default, skip_serializing_if = "Option::is_none")]
     pub discounts: Option<Vec<Discount>>,
-    /// Fees (shipping, invoice).
+    /// Fees (shipping, invoice); "not commonly used, the fees are mostly implemented as order items with TypeGroup Fee".
     #[serde(rename = "Fees", default, skip_serializing_if = "Option::is_none")]
     pub fees: Option<Vec<Fee>>,
     /// Extra order info fields.
@@ -471,7 +480,7 @@ pub struct ClientCustomer {
     pub person: Option<OrderRequestPerson>,
 }
 
-/// A company on an order push.
+/// A company on an order push (Connect `Company`; Fax, Addresses, code lists and AdditionalInfo are not modelled).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OrderRequestCompany {
     /// ERP code of the company.
@@ -491,7 +500,7 @@ pub struct OrderRequestCompany {
     pub email: Option<String>,
 }
 
-/// A person on an order push.
+/// A person on an order push (Connect `Person`).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OrderRequestPerson {
     /// ERP code of the customer, if known.
@@ -520,14 +529,14 @@ pub struct OrderRequestPerson {
     /// Social security number, where collected.
     #[serde(rename = "SSN", default, skip_serializing_if = "Option::is_none")]
     pub ssn: Option<String>,
-    /// Job title.
+    /// Job title (max length 10).
     #[serde(rename = "JobTitle", default, skip_serializing_if = "Option::is_none")]
     pub job_title: Option<String>,
     #[serde(rename = "Address", default, skip_serializing_if = "Option::is_none")]
     pub address: Option<OrderRequestAddress>,
 }
 
-/// A postal address on an order push.
+/// A postal address on an order push (Connect `Address`).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OrderRequestAddress {
     /// First address line.
@@ -551,12 +560,12 @@ pub struct OrderRequestAddress {
     /// Region or state.
     #[serde(rename = "Region", default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// Country code.
+    /// Country as ISO 3166-1 alpha-2 code (max length 2).
     ///
     /// Example: `SE`
     #[serde(rename = "Country", default, skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
-    /// Phone number for the carrier.
+    /// Phone number for the carrier (in the contract; not in the docs' Address sample).
     #[serde(
         rename = "ShippingPhoneNumber",
         default,
@@ -623,12 +632,11 @@ pub struct PickupStore {
     pub additional_info: Option<Vec<super::connect::CodeValue>>,
 }
 
-/// A payment of the pushed order.
+/// A payment of the pushed order ("Represents successful payment reservation. Either
+/// PaymentCode or PaymentRef must be provided.").
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Payment {
-    /// Payment code.
-    ///
-    /// **Open question:** The notes give no type for PaymentCode; the legacy contract has an int.
+    /// Payment code, an integer in Connect (unlike the string PaymentCode of OrderPaymentReceivedEvent).
     #[serde(rename = "PaymentCode", default, skip_serializing_if = "Option::is_none")]
     pub payment_code: Option<i32>,
     /// Payment method code configured in Admin.
@@ -661,7 +669,7 @@ pub struct Payment {
     pub additional_info: Option<Vec<PaymentInfo>>,
 }
 
-/// An extra data item of a payment.
+/// An extra data item of a payment (Connect `CodeValue`).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PaymentInfo {
     /// Info id.
@@ -684,7 +692,7 @@ pub struct Discount {
     /// Discount type.
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,
-    /// Discount (voucher) code.
+    /// Discount (voucher) code; used for discount matching in Norce.
     #[serde(rename = "Code", default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     /// Discount amount.
@@ -703,9 +711,7 @@ pub struct Fee {
     /// Fee description.
     #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// 0 Shipping, 1 Invoice.
-    ///
-    /// **Open question:** Whether Fee.Type arrives as the integer or the enum name in JSON is not confirmed.
+    /// Fee type, an integer in JSON: 0 Shipping, 1 Invoice.
     ///
     /// Example: `0`
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
@@ -717,10 +723,12 @@ pub struct Fee {
     pub vat_rate: Option<models_runtime::VatPercent>,
 }
 
-/// An order line of the pushed order.
+/// An order line of the pushed order ("Represents order row"). Norce marks Discount, LineNo,
+/// PartNo, Quantity, Quantity2, Type, TypeGroup, UnitPrice, UnitPriceOriginal, UnitVat and
+/// VatRate required; only LineNo and PartNo are required here (a tolerant reader).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OrderRequestItem {
-    /// Line number.
+    /// Norce-generated row identifier, unique within the order.
     ///
     /// Example: `1`
     #[serde(rename = "LineNo")]
@@ -736,7 +744,7 @@ pub struct OrderRequestItem {
     /// The ERP part number.
     #[serde(rename = "ErpPartNo", default, skip_serializing_if = "Option::is_none")]
     pub erp_part_no: Option<String>,
-    /// Manufacturer code.
+    /// Manufacturer code (in the contract; not in the docs' OrderItem sample).
     #[serde(
         rename = "ManufacturerCode",
         default,
@@ -804,7 +812,7 @@ pub struct OrderRequestItem {
     /// Price list the price came from.
     #[serde(rename = "PriceListNo", default, skip_serializing_if = "Option::is_none")]
     pub price_list_no: Option<i32>,
-    /// Price lists involved in the price (fields not captured).
+    /// All price lists the original unit price is based on.
     #[serde(rename = "PriceLists", default, skip_serializing_if = "Option::is_none")]
     pub price_lists: Option<Vec<OrderItemPriceList>>,
     /// Promotions applied to the line.
@@ -1027,21 +1035,45 @@ impl<'de> serde::Deserialize<'de> for OrderItemTypeGroup {
     }
 }
 
-/// A price list entry of an order line; fields not captured, kept as raw JSON.
-///
-/// **Open question:** The fields of OrderItem.PriceLists[] are not in the notes.
-pub type OrderItemPriceList = serde_json::Value;
+/// A price list applied to an order line (Connect `PriceListItem`).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct OrderItemPriceList {
+    /// Whether the item is active in the price list.
+    #[serde(rename = "IsActive", default, skip_serializing_if = "Option::is_none")]
+    pub is_active: Option<bool>,
+    /// Whether the price list is the standard one.
+    #[serde(
+        rename = "IsStandardPriceList",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub is_standard_price_list: Option<bool>,
+    /// Name of the price list (max length 50).
+    #[serde(rename = "PriceListName", default, skip_serializing_if = "Option::is_none")]
+    pub price_list_name: Option<String>,
+    /// Quantity from which the price list applies.
+    #[serde(rename = "QtyBreak", default, skip_serializing_if = "Option::is_none")]
+    pub qty_break: Option<i32>,
+    /// Sale price for one item, excluding VAT.
+    #[serde(rename = "UnitPrice", default, skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<models_runtime::DecimalNumber>,
+    /// VAT amount for one item, excluding discounts.
+    #[serde(rename = "UnitPriceVat", default, skip_serializing_if = "Option::is_none")]
+    pub unit_price_vat: Option<models_runtime::DecimalNumber>,
+}
 
-/// A promotion applied to an order line.
+/// A promotion applied to an order line (Connect `Promotion`).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct AppliedPromotion {
-    /// Promotion id.
+    /// Norce internal id of the promotion.
+    ///
+    /// **Open question:** The sources contradict: the docs type Promotion.Id integer(int32), the Connect contract (Promotion.cs) string. The docs' integer is used; a string id would not decode.
     #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
     pub id: Option<i32>,
-    /// Promotion name.
+    /// Promotion name (max length 255).
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Voucher code used, if any.
+    /// External code of the promotion, if configured (max length 50).
     #[serde(rename = "DiscountCode", default, skip_serializing_if = "Option::is_none")]
     pub discount_code: Option<String>,
     /// Discount amount the promotion gave.

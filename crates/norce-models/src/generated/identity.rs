@@ -14,6 +14,11 @@
 //!
 //! Legacy Norce [Storm] tenants use `https://identity.storm.io/1.0/connect/token` instead (no
 //! `/identity` path prefix), with `lab` as the scope for non-production environments.
+//!
+//! Scopes: the current page lists `playground`, `stage` or `prod`; its older HTML version says
+//! `production` (and `lab` for Norce [Storm]); the Storm page says `lab qa production`. Every one
+//! of them is in `TokenRequest.scope`; `norce-client` defaults to the current list (production →
+//! `prod`) and `NORCE_SCOPE` overrides it.
 #![allow(
     clippy::large_enum_variant,
     clippy::doc_lazy_continuation,
@@ -33,10 +38,12 @@ pub struct TokenRequest {
     pub client_id: String,
     /// The "OAuth2 Client Secret" shown once when the integration user was created.
     pub client_secret: String,
-    /// The environment the token is for. `lab` is still used in places for playground and
-    /// stage (and for Norce [Storm]). The Postman table calls the scope space-delimited.
+    /// The environment the token is for (space-delimited when several). Current docs:
+    /// `playground`, `stage` or `prod`. Older docs: `production` for production and `lab` for
+    /// playground/stage (still used by some tenants and by Norce [Storm]); the Storm page
+    /// lists `lab`, `qa` and `production`.
     ///
-    /// **Open question:** Norce says `lab` is still used for playground/stage and 'will be changed'; which value a given tenant accepts must be configurable. Whether several space-delimited scopes are ever needed is not documented.
+    /// **Open question:** The sources contradict: the current page says `prod`, the older page and every code example say `production` (and `lab` for playground/stage, 'will be changed'), Storm says `lab qa production`. Which values a tenant's identity server accepts is unverified, so the scope is configurable: norce-client sends the current list per stage (production → `prod`), NORCE_LEGACY_LAB_SCOPE=true sends the legacy `lab`/`production`, and NORCE_SCOPE sends anything. Whether several space-delimited scopes are ever needed is not documented.
     ///
     /// Example: `playground`
     pub scope: TokenRequestScope,
@@ -113,10 +120,12 @@ impl<'de> serde::Deserialize<'de> for TokenRequestGrantType {
     }
 }
 
-/// The environment the token is for. `lab` is still used in places for playground and
-/// stage (and for Norce [Storm]). The Postman table calls the scope space-delimited.
+/// The environment the token is for (space-delimited when several). Current docs:
+/// `playground`, `stage` or `prod`. Older docs: `production` for production and `lab` for
+/// playground/stage (still used by some tenants and by Norce [Storm]); the Storm page
+/// lists `lab`, `qa` and `production`.
 ///
-/// **Open question:** Norce says `lab` is still used for playground/stage and 'will be changed'; which value a given tenant accepts must be configurable. Whether several space-delimited scopes are ever needed is not documented.
+/// **Open question:** The sources contradict: the current page says `prod`, the older page and every code example say `production` (and `lab` for playground/stage, 'will be changed'), Storm says `lab qa production`. Which values a tenant's identity server accepts is unverified, so the scope is configurable: norce-client sends the current list per stage (production → `prod`), NORCE_LEGACY_LAB_SCOPE=true sends the legacy `lab`/`production`, and NORCE_SCOPE sends anything. Whether several space-delimited scopes are ever needed is not documented.
 ///
 /// Example: `playground`
 ///
@@ -127,10 +136,14 @@ pub enum TokenRequestScope {
     Playground,
     /// `stage`
     Stage,
+    /// `prod`
+    Prod,
     /// `production`
     Production,
     /// `lab`
     Lab,
+    /// `qa`
+    Qa,
     /// A value this spec does not list (the platform may have added it later).
     Unknown(String),
 }
@@ -140,16 +153,20 @@ impl TokenRequestScope {
     pub const KNOWN: &'static [&'static str] = &[
         "playground",
         "stage",
+        "prod",
         "production",
         "lab",
+        "qa",
     ];
     /// The wire value.
     pub fn as_str(&self) -> &str {
         match self {
             Self::Playground => "playground",
             Self::Stage => "stage",
+            Self::Prod => "prod",
             Self::Production => "production",
             Self::Lab => "lab",
+            Self::Qa => "qa",
             Self::Unknown(value) => value,
         }
     }
@@ -164,8 +181,10 @@ impl From<&str> for TokenRequestScope {
         match value {
             "playground" => Self::Playground,
             "stage" => Self::Stage,
+            "prod" => Self::Prod,
             "production" => Self::Production,
             "lab" => Self::Lab,
+            "qa" => Self::Qa,
             other => Self::Unknown(other.to_owned()),
         }
     }
@@ -213,7 +232,7 @@ pub struct TokenResponse {
     pub access_token: String,
     /// Lifetime of the token in seconds; cache the token until shortly before this runs out.
     ///
-    /// **Open question:** Norce's example response says 600 while the text says tokens are valid for 3600 s, and Norce 'might change this value'. Always use the value returned, never a constant.
+    /// **Open question:** The sources contradict: the example response says 600 while the text says tokens are valid for 3600 s, and Norce 'might change this value'. Always use the value returned, never a constant.
     ///
     /// Example: `600`
     pub expires_in: i32,
@@ -223,14 +242,14 @@ pub struct TokenResponse {
     pub token_type: String,
     /// The scope the token was issued for, e.g. `playground` or `lab`.
     ///
+    /// **Open question:** Optional here (a tolerant reader), although Norce's legacy .NET client reads it on every response and throws when it is empty (OAuth2TokenResolver.cs): Norce appears to always send it.
+    ///
     /// Example: `lab`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
 }
 
 /// An OAuth2 error body (RFC 6749 section 5.2 shape).
-///
-/// **Open question:** Norce documents no error body for the token endpoint (clients just surface the body). The RFC 6749 shape is assumed; callers should keep the raw body too.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OAuthError {
     /// The RFC 6749 error code.
@@ -350,6 +369,8 @@ pub mod operations {
     use models_runtime::OperationInfo;
     /// Form-encoded POST with the client credentials in the body ("send client credentials in the
     /// body"). Rate limited to 3 requests per minute per IP address, burst 20; cache the token.
+    /// Norce documents only 200 and 429; the 400 and 401 answers are the RFC 6749 ones (see
+    /// `OAuthError`).
     ///
     /// `POST /identity/1.0/connect/token`: request [`super::RequestTokenRequest`], response [`super::RequestTokenResponse`].
     pub const REQUEST_TOKEN: OperationInfo = OperationInfo {

@@ -23,9 +23,9 @@
     rustdoc::invalid_html_tags
 )]
 
-/// An error body from Query; Norce documents no schema (an OData error object is likely), so it is kept as arbitrary JSON.
-///
-/// **Open question:** No JSON error-body schema is documented for Query.
+/// An error body from Query. Norce documents none; Query is OData v4, whose JSON error
+/// response is `{"error": {"code", "message", "details"?, "innererror"?}}`. Kept as arbitrary
+/// JSON so an answer of another shape is still read.
 pub type QueryErrorBody = serde_json::Value;
 
 /// An OData collection response envelope of orders.
@@ -52,9 +52,7 @@ pub struct OrdersPage {
     pub odata_next_link: Option<String>,
 }
 
-/// An order in Query 3.0 (camelCase).
-///
-/// **Open question:** Only the field meanings of the 3.0 Order are captured; exact names of the buyer/payer, freight, partly-delivered and timestamp fields, and whether `updated` changes on status updates, must be checked against Norce's $metadata.
+/// An order in Query 3.0 (camelCase). A `$select` must keep `id` and `orderNo`, which every decoded order has.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Order {
     /// Internal order id.
@@ -70,23 +68,23 @@ pub struct Order {
     /// The basket (quotation) id (= ClientOrderRef).
     #[serde(rename = "quotationId", default, skip_serializing_if = "Option::is_none")]
     pub quotation_id: Option<i32>,
-    /// Order number (max 50; the ERP number once acknowledged).
-    #[serde(rename = "orderNo", default, skip_serializing_if = "Option::is_none")]
-    pub order_no: Option<String>,
+    /// Order number (max 50); "commonly same as quotation id unless overriden from the ERP confirmation response".
+    #[serde(rename = "orderNo")]
+    pub order_no: String,
     /// When the order was placed.
     #[serde(rename = "orderDate", default, skip_serializing_if = "Option::is_none")]
     pub order_date: Option<models_runtime::Timestamp>,
-    /// Order status: 0 Created, 1 Allocation, 2 Confirmed, 4 Delivered, 5 Invoiced, 6 Cancelled, 8 Partly delivered (others exist).
+    /// Order status: 0 Created, 1 Allocation, 2 Confirmed, 4 Delivered, 5 Invoiced, 6 Cancelled, 8 Partly delivered.
     ///
     /// Example: `2`
     #[serde(rename = "statusId", default, skip_serializing_if = "Option::is_none")]
     pub status_id: Option<i32>,
-    /// 1 Customer, 2 Purchase, 3 Recurring, 4 Recurring template, 5 External.
+    /// 1 Customer order, 2 Purchase order, 3 Recurring order, 4 Recurring order template, 5 External order.
     ///
     /// Example: `1`
     #[serde(rename = "orderTypeId", default, skip_serializing_if = "Option::is_none")]
     pub order_type_id: Option<i32>,
-    /// Where the order came from; `WEB` for Norce checkout.
+    /// Where the order came from; `WEB` is reserved for Norce checkout orders.
     ///
     /// Example: `WEB`
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -128,40 +126,43 @@ pub struct Order {
         skip_serializing_if = "Option::is_none"
     )]
     pub payer_customer_id: Option<i32>,
-    /// CustomerInfo id with the buyer's (guest) customer data.
+    /// Lookup key of the CustomerInfo holding the buyer's data (guest customers).
     #[serde(
         rename = "buyerCustomerInfoId",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub buyer_customer_info_id: Option<i32>,
-    /// CustomerInfo id with the payer's customer data.
+    pub buyer_customer_info_id: Option<i64>,
+    /// Lookup key of the CustomerInfo holding the payer's data.
     #[serde(
         rename = "payerCustomerInfoId",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub payer_customer_info_id: Option<i32>,
-    /// CustomerInfo id with the ship-to customer data.
+    pub payer_customer_info_id: Option<i64>,
+    /// Lookup key of the CustomerInfo holding the ship-to data.
     #[serde(
         rename = "shipToCustomerInfoId",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ship_to_customer_info_id: Option<i32>,
-    /// Delivery method code.
-    #[serde(rename = "deliveryMode", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_mode: Option<String>,
-    /// Payment method code.
-    #[serde(rename = "paymentTerms", default, skip_serializing_if = "Option::is_none")]
-    pub payment_terms: Option<String>,
-    /// Freight cost excluding VAT.
+    pub ship_to_customer_info_id: Option<i64>,
+    /// Lookup key of the CustomerInfo of the drop point (pickup point).
     #[serde(
-        rename = "freightCostExVat",
+        rename = "dropPointCustomerInfoId",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub freight_cost_ex_vat: Option<models_runtime::DecimalNumber>,
+    pub drop_point_customer_info_id: Option<i64>,
+    /// Delivery method code (from the DeliveryMethod setting).
+    #[serde(rename = "deliveryMode", default, skip_serializing_if = "Option::is_none")]
+    pub delivery_mode: Option<String>,
+    /// Payment method code (from the PaymentMethod setting).
+    #[serde(rename = "paymentTerms", default, skip_serializing_if = "Option::is_none")]
+    pub payment_terms: Option<String>,
+    /// Freight cost excluding VAT (the line amount of the freight order item).
+    #[serde(rename = "freightCost", default, skip_serializing_if = "Option::is_none")]
+    pub freight_cost: Option<models_runtime::DecimalNumber>,
     /// Delivery attention line.
     #[serde(
         rename = "deliveryAttention",
@@ -169,43 +170,114 @@ pub struct Order {
         skip_serializing_if = "Option::is_none"
     )]
     pub delivery_attention: Option<String>,
-    /// Delivery mark.
+    /// Delivery mark (copied from the quotation's CustomerOrderReference).
     #[serde(rename = "deliveryMark", default, skip_serializing_if = "Option::is_none")]
     pub delivery_mark: Option<String>,
-    /// Invoice mark.
+    /// Invoice mark (copied from the quotation's CustomerInvoiceReference).
     #[serde(rename = "invoiceMark", default, skip_serializing_if = "Option::is_none")]
     pub invoice_mark: Option<String>,
-    /// Whether the order is partly delivered.
+    /// Whether the order is partly delivered by a delivery note.
+    #[serde(rename = "isPartDelivery", default, skip_serializing_if = "Option::is_none")]
+    pub is_part_delivery: Option<bool>,
+    /// When the row was created (the orders flow's cursor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<models_runtime::Timestamp>,
+    /// When the row was last updated (the shipping flow's cursor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<models_runtime::Timestamp>,
+    /// Order lines (with `$expand=orderItem`).
+    #[serde(rename = "orderItem", default, skip_serializing_if = "Option::is_none")]
+    pub order_item: Option<Vec<OrderItem>>,
     #[serde(
-        rename = "isPartlyDelivered",
+        rename = "buyerCustomerInfo",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub is_partly_delivered: Option<bool>,
+    pub buyer_customer_info: Option<CustomerInfo>,
+    #[serde(
+        rename = "shipToCustomerInfo",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ship_to_customer_info: Option<CustomerInfo>,
+    #[serde(
+        rename = "payerCustomerInfo",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub payer_customer_info: Option<CustomerInfo>,
+    /// Delivery notes of the order (with `$expand=deliveryNote`), linked by their `referenceOrderId`; filled by Connect `Order/CreateDeliveryNote`.
+    #[serde(rename = "deliveryNote", default, skip_serializing_if = "Option::is_none")]
+    pub delivery_note: Option<Vec<DeliveryNote>>,
+}
+
+/// Customer data of an order role kept on the order (guest customers without a ClientCustomer
+/// record): buyer, payer, ship-to and drop point, reached from the Order by the
+/// `*CustomerInfo` navigations (inferred names, see `Order`).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct CustomerInfo {
+    /// Internal id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    /// First name.
+    #[serde(rename = "firstName", default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    /// Last name.
+    #[serde(rename = "lastName", default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    /// Company name.
+    #[serde(rename = "companyName", default, skip_serializing_if = "Option::is_none")]
+    pub company_name: Option<String>,
+    /// E-mail address.
+    #[serde(rename = "emailAddress", default, skip_serializing_if = "Option::is_none")]
+    pub email_address: Option<String>,
+    /// Phone number.
+    #[serde(rename = "phoneNumber", default, skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    /// Mobile phone number.
+    #[serde(
+        rename = "cellPhoneNumber",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cell_phone_number: Option<String>,
+    /// Phone number for the carrier.
+    #[serde(
+        rename = "shippingPhoneNumber",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub shipping_phone_number: Option<String>,
+    /// Care-of line.
+    #[serde(rename = "careOf", default, skip_serializing_if = "Option::is_none")]
+    pub care_of: Option<String>,
+    /// First address line.
+    #[serde(rename = "addressLine1", default, skip_serializing_if = "Option::is_none")]
+    pub address_line1: Option<String>,
+    /// Second address line.
+    #[serde(rename = "addressLine2", default, skip_serializing_if = "Option::is_none")]
+    pub address_line2: Option<String>,
+    /// Postal code.
+    #[serde(rename = "zipCode", default, skip_serializing_if = "Option::is_none")]
+    pub zip_code: Option<String>,
+    /// City.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    /// Region or state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Internal country id (not a code; resolve via the Core namespace).
+    #[serde(rename = "countryId", default, skip_serializing_if = "Option::is_none")]
+    pub country_id: Option<i32>,
+    /// Global location number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gln: Option<String>,
     /// When the row was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<models_runtime::Timestamp>,
-    /// When the row was last updated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub updated: Option<models_runtime::Timestamp>,
-    /// Order lines (with `$expand=items`).
-    ///
-    /// **Open question:** Navigation property names for lines and addresses on the Query Order are not captured.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub items: Option<Vec<OrderItem>>,
-    /// Order addresses (with `$expand=addresses`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub addresses: Option<Vec<OrderAddress>>,
-    /// Delivery notes (shipments) of the order with their parcels and tracking numbers (with `$expand=deliveryNotes`); filled by Connect `Order/CreateDeliveryNote`.
-    ///
-    /// **Open question:** The Orders namespace has DeliveryNote, DeliveryNoteItem and DeliveryNotePackage entity types (2.0), but the navigation name from Order and the 3.0 field names are not captured; `deliveryNotes`, `items` and `packages` are assumed.
-    #[serde(rename = "deliveryNotes", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_notes: Option<Vec<DeliveryNote>>,
 }
 
-/// An order line in Query (2.0 OrderItem fields in 3.0 camelCase).
-///
-/// **Open question:** Field list taken from the Query 2.0 OrderItem and transposed to camelCase; verify against the 3.0 $metadata.
+/// An order line in Query 3.0.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OrderItem {
     /// Internal line id.
@@ -214,17 +286,17 @@ pub struct OrderItem {
     /// The order id.
     #[serde(rename = "orderId", default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<i64>,
-    /// Line number.
+    /// Line number (a decimal in Query; whole numbers in practice).
     #[serde(rename = "lineNumber", default, skip_serializing_if = "Option::is_none")]
-    pub line_number: Option<i32>,
-    /// Parent line number (structure children).
+    pub line_number: Option<models_runtime::DecimalNumber>,
+    /// The line this one belongs to (a bundle's or an accessory's parent).
     #[serde(
         rename = "parentLineNumber",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub parent_line_number: Option<i32>,
-    /// Line status id.
+    pub parent_line_number: Option<models_runtime::DecimalNumber>,
+    /// Line status id (the order statuses).
     #[serde(rename = "statusId", default, skip_serializing_if = "Option::is_none")]
     pub status_id: Option<i32>,
     /// The SKU part number.
@@ -256,10 +328,10 @@ pub struct OrderItem {
     /// Unit cost.
     #[serde(rename = "costUnit", default, skip_serializing_if = "Option::is_none")]
     pub cost_unit: Option<models_runtime::DecimalNumber>,
-    /// Unit selling price.
+    /// Unit price excluding VAT when the order was created, including any discounts.
     #[serde(rename = "priceSale", default, skip_serializing_if = "Option::is_none")]
     pub price_sale: Option<models_runtime::DecimalNumber>,
-    /// Recommended price.
+    /// Recommended price when the order was created.
     #[serde(
         rename = "priceRecommended",
         default,
@@ -269,17 +341,17 @@ pub struct OrderItem {
     /// Catalog price.
     #[serde(rename = "priceCatalog", default, skip_serializing_if = "Option::is_none")]
     pub price_catalog: Option<models_runtime::DecimalNumber>,
-    /// Standard price.
+    /// Sale price from the parent price list, if any.
     #[serde(rename = "priceStandard", default, skip_serializing_if = "Option::is_none")]
     pub price_standard: Option<models_runtime::DecimalNumber>,
-    /// Discount in percent.
+    /// Discount in percent, from promotions only.
     #[serde(
         rename = "discountPercentage",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub discount_percentage: Option<models_runtime::DecimalNumber>,
-    /// Discount amount.
+    /// Discount amount excluding VAT, from promotions only.
     #[serde(rename = "discountAmount", default, skip_serializing_if = "Option::is_none")]
     pub discount_amount: Option<models_runtime::DecimalNumber>,
     /// Line amount.
@@ -288,7 +360,7 @@ pub struct OrderItem {
     /// Delivery method code of the line.
     #[serde(rename = "deliveryMode", default, skip_serializing_if = "Option::is_none")]
     pub delivery_mode: Option<String>,
-    /// Whether the line may be part-delivered.
+    /// Whether the ordered quantity is partly delivered by a delivery note.
     #[serde(rename = "isPartDelivery", default, skip_serializing_if = "Option::is_none")]
     pub is_part_delivery: Option<bool>,
     /// Expected delivery date.
@@ -320,77 +392,19 @@ pub struct OrderItem {
     pub updated: Option<models_runtime::Timestamp>,
 }
 
-/// An address of an order in Query (2.0 Address fields in 3.0 camelCase).
-///
-/// **Open question:** Field list taken from the Query 2.0 Address and transposed to camelCase; typeId values are not captured.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderAddress {
-    /// Internal address id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i64>,
-    /// Address type (delivery, invoice ...).
-    #[serde(rename = "typeId", default, skip_serializing_if = "Option::is_none")]
-    pub type_id: Option<i32>,
-    /// Addressee name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Attention line.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attention: Option<String>,
-    /// Care-of line.
-    #[serde(rename = "careOf", default, skip_serializing_if = "Option::is_none")]
-    pub care_of: Option<String>,
-    /// First address line.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub line1: Option<String>,
-    /// Second address line.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub line2: Option<String>,
-    /// Postal code.
-    #[serde(rename = "zipCode", default, skip_serializing_if = "Option::is_none")]
-    pub zip_code: Option<String>,
-    /// City.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub city: Option<String>,
-    /// Region or state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    /// Internal country id (not a code; resolve via the Core namespace).
-    #[serde(rename = "countryId", default, skip_serializing_if = "Option::is_none")]
-    pub country_id: Option<i32>,
-    /// E-mail address.
-    #[serde(rename = "emailAddress", default, skip_serializing_if = "Option::is_none")]
-    pub email_address: Option<String>,
-    /// Phone number.
-    #[serde(rename = "phoneNumber", default, skip_serializing_if = "Option::is_none")]
-    pub phone_number: Option<String>,
-    /// Phone number for the carrier.
-    #[serde(
-        rename = "shippingPhoneNumber",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub shipping_phone_number: Option<String>,
-    /// Global location number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gln: Option<String>,
-    /// When the address was created.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<models_runtime::Timestamp>,
-}
-
-/// A delivery note (shipment) of an order in Query (2.0 DeliveryNote fields in 3.0 camelCase).
-///
-/// **Open question:** Field list taken from the Query 2.0 DeliveryNote and the Connect DeliveryNote, transposed to camelCase; verify against the 3.0 $metadata.
+/// A delivery note (shipment) of an order in Query 3.0.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct DeliveryNote {
     /// Internal delivery-note id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,
-    /// The delivery-note number sent with Connect CreateDeliveryNote.
-    #[serde(rename = "noteNo", default, skip_serializing_if = "Option::is_none")]
-    pub note_no: Option<String>,
-    /// Delivery-note type id.
+    /// The client (tenant) id.
+    #[serde(rename = "clientId", default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<i32>,
+    /// The delivery-note number (from the ERP or WMS; what Connect CreateDeliveryNote sent as NoteNo).
+    #[serde(rename = "noteNo")]
+    pub note_no: String,
+    /// Delivery-note type id (1 Order delivery).
     #[serde(rename = "typeId", default, skip_serializing_if = "Option::is_none")]
     pub type_id: Option<i32>,
     /// The internal id of the order the note belongs to.
@@ -400,15 +414,6 @@ pub struct DeliveryNote {
         skip_serializing_if = "Option::is_none"
     )]
     pub reference_order_id: Option<i64>,
-    /// Delivery-note status id, as sent by the ERP.
-    #[serde(rename = "statusId", default, skip_serializing_if = "Option::is_none")]
-    pub status_id: Option<i32>,
-    /// When the goods were shipped.
-    #[serde(rename = "deliveryDate", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_date: Option<models_runtime::Timestamp>,
-    /// Delivery method code.
-    #[serde(rename = "deliveryMode", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_mode: Option<String>,
     /// Name of the recipient.
     #[serde(rename = "deliveryName", default, skip_serializing_if = "Option::is_none")]
     pub delivery_name: Option<String>,
@@ -419,12 +424,23 @@ pub struct DeliveryNote {
         skip_serializing_if = "Option::is_none"
     )]
     pub delivery_attention: Option<String>,
+    /// Care-of line.
+    #[serde(rename = "deliveryCareOf", default, skip_serializing_if = "Option::is_none")]
+    pub delivery_care_of: Option<String>,
     /// First delivery address line.
-    #[serde(rename = "deliveryLine1", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_line1: Option<String>,
+    #[serde(
+        rename = "deliveryAddressLine1",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub delivery_address_line1: Option<String>,
     /// Second delivery address line.
-    #[serde(rename = "deliveryLine2", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_line2: Option<String>,
+    #[serde(
+        rename = "deliveryAddressLine2",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub delivery_address_line2: Option<String>,
     /// Delivery postal code.
     #[serde(
         rename = "deliveryZipCode",
@@ -435,45 +451,77 @@ pub struct DeliveryNote {
     /// Delivery city.
     #[serde(rename = "deliveryCity", default, skip_serializing_if = "Option::is_none")]
     pub delivery_city: Option<String>,
-    /// ERP code of the buying customer.
+    /// Delivery region.
+    #[serde(rename = "deliveryRegion", default, skip_serializing_if = "Option::is_none")]
+    pub delivery_region: Option<String>,
+    /// Internal country id of the delivery address.
     #[serde(
-        rename = "buyerCustomerCode",
+        rename = "deliveryCountryId",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub buyer_customer_code: Option<String>,
+    pub delivery_country_id: Option<i32>,
+    /// When the goods were shipped.
+    #[serde(rename = "deliveryDate", default, skip_serializing_if = "Option::is_none")]
+    pub delivery_date: Option<models_runtime::Timestamp>,
+    /// Delivery method code.
+    #[serde(rename = "deliveryMode", default, skip_serializing_if = "Option::is_none")]
+    pub delivery_mode: Option<String>,
     /// Free text on the delivery note.
     #[serde(rename = "noteText", default, skip_serializing_if = "Option::is_none")]
     pub note_text: Option<String>,
-    /// When the delivery note was registered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<models_runtime::Timestamp>,
-    /// The delivered lines.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub items: Option<Vec<DeliveryNoteItem>>,
+    /// Shipping number.
+    #[serde(rename = "shippingNo", default, skip_serializing_if = "Option::is_none")]
+    pub shipping_no: Option<String>,
+    /// The delivered lines (with `$expand=deliveryNote($expand=deliveryNoteItem)`).
+    #[serde(
+        rename = "deliveryNoteItem",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub delivery_note_item: Option<Vec<DeliveryNoteItem>>,
     /// The parcels, each with its tracking number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub packages: Option<Vec<DeliveryNotePackage>>,
+    #[serde(
+        rename = "deliveryNotePackage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub delivery_note_package: Option<Vec<DeliveryNotePackage>>,
 }
 
-/// A delivered line of a delivery note in Query.
+/// A delivered line of a delivery note in Query 3.0.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct DeliveryNoteItem {
-    /// The order line number the delivery line refers to.
-    #[serde(rename = "rowNumber", default, skip_serializing_if = "Option::is_none")]
-    pub row_number: Option<i32>,
+    /// Internal id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    /// The delivery note's id.
+    #[serde(rename = "deliveryNoteId", default, skip_serializing_if = "Option::is_none")]
+    pub delivery_note_id: Option<i64>,
+    /// Line number.
+    #[serde(rename = "lineNumber", default, skip_serializing_if = "Option::is_none")]
+    pub line_number: Option<models_runtime::DecimalNumber>,
     /// The SKU part number (Connect `ItemNo`).
-    #[serde(rename = "partNo", default, skip_serializing_if = "Option::is_none")]
-    pub part_no: Option<String>,
-    /// Line description.
+    #[serde(rename = "partNo")]
+    pub part_no: String,
+    /// Product name.
+    #[serde(rename = "productName", default, skip_serializing_if = "Option::is_none")]
+    pub product_name: Option<String>,
+    /// Quantity on the sales order.
+    #[serde(rename = "qtyOrdered", default, skip_serializing_if = "Option::is_none")]
+    pub qty_ordered: Option<models_runtime::DecimalNumber>,
+    /// The quantity in this delivery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// Delivered quantity.
-    #[serde(rename = "qtyDelivered", default, skip_serializing_if = "Option::is_none")]
-    pub qty_delivered: Option<models_runtime::DecimalNumber>,
+    pub quantity: Option<models_runtime::DecimalNumber>,
+    /// Quantity not delivered yet on the sales order.
+    #[serde(rename = "qtyBackOrdered", default, skip_serializing_if = "Option::is_none")]
+    pub qty_back_ordered: Option<models_runtime::DecimalNumber>,
     /// Line comment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
+    #[serde(rename = "noteText", default, skip_serializing_if = "Option::is_none")]
+    pub note_text: Option<String>,
+    /// The order line this delivery line refers to.
+    #[serde(rename = "orderItemId", default, skip_serializing_if = "Option::is_none")]
+    pub order_item_id: Option<i64>,
 }
 
 /// A parcel of a delivery note in Query.
@@ -515,7 +563,7 @@ pub struct QueryOrdersQuery {
     pub orderby: Option<String>,
     /// Navigation properties to include (depth usually limited to 3).
     ///
-    /// Example: `items,addresses`
+    /// Example: `orderItem,shipToCustomerInfo,buyerCustomerInfo`
     #[serde(rename = "$expand", default, skip_serializing_if = "Option::is_none")]
     pub expand: Option<String>,
     /// Comma-separated properties to return.
@@ -570,10 +618,13 @@ pub type QueryOrdersResponse = OrdersPage;
 /// Method, path and media types of every operation in this spec.
 pub mod operations {
     use models_runtime::OperationInfo;
-    /// A queryable collection of orders. Use `$expand` to include lines and addresses, `$filter`
-    /// for a date window or status, and follow `@odata.nextLink` for further pages.
+    /// A queryable collection of orders. Use `$expand` to include lines (`orderItem`), the
+    /// ship-to and buyer data (`shipToCustomerInfo`, `buyerCustomerInfo`) and delivery notes
+    /// (`deliveryNote`), `$filter` for a date window or status, and follow `@odata.nextLink`
+    /// for further pages. An unknown property in `$expand`, `$filter`, `$orderby` or `$select`
+    /// is a 400 with an OData error body.
     ///
-    /// **Open question:** The OData system query options are implied by OData v4 but were not individually documented for Norce.
+    /// **Open question:** The navigation property names of the 3.0 Order (lines, customer infos, delivery notes) are not in the pages we could read; they are inferred from the reverse names Norce publishes (`orderShipToCustomerInfo` on CustomerInfo, `deliveryNoteItem` on OrderItem). norce-client takes other names (`QueryNavigation`), so a merchant can correct them without a release; `relay verify --deep` checks them.
     ///
     /// `GET /commerce/query/3.0/Orders/Orders`: response [`super::QueryOrdersResponse`].
     pub const QUERY_ORDERS: OperationInfo = OperationInfo {

@@ -38,10 +38,12 @@ pub type ErrorBody = serde_json::Value;
 pub struct Application {
     /// The application id (the value of the ApplicationId header).
     ///
+    /// **Open question:** The docs type Id as `integer or null`; it is required here because GetApplication answers for an existing application (the captured answer has it).
+    ///
     /// Example: `1042`
     #[serde(rename = "Id")]
     pub id: i32,
-    /// The parent application id.
+    /// The parent application id ("Will be the same as Id if none exists").
     #[serde(rename = "ParentId", default, skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<i32>,
     /// The application's unique key.
@@ -74,8 +76,13 @@ pub struct Application {
     pub pricelists: Option<PricelistSeedList>,
     #[serde(rename = "SalesAreas", default, skip_serializing_if = "Option::is_none")]
     pub sales_areas: Option<SalesAreaList>,
+    #[serde(rename = "Roles", default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<RoleList>,
     #[serde(rename = "Countries", default, skip_serializing_if = "Option::is_none")]
     pub countries: Option<CountryList>,
+    /// Authorizations of the application.
+    #[serde(rename = "Authorizations", default, skip_serializing_if = "Option::is_none")]
+    pub authorizations: Option<Vec<IdValue>>,
 }
 
 /// The client (tenant) that owns the application.
@@ -189,6 +196,48 @@ pub struct SalesArea {
     pub vat_code_id: Option<i32>,
 }
 
+/// The customer roles of the application and its default.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct RoleList {
+    /// All roles.
+    #[serde(rename = "List", default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<Vec<Role>>,
+    #[serde(rename = "Default", default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Role>,
+}
+
+/// A customer role (e.g. Buyer, Approver, Guest).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Role {
+    /// Internal role id.
+    ///
+    /// Example: `13`
+    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i32>,
+    /// Role name.
+    ///
+    /// Example: `Buyer`
+    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What the role may do.
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// An id/value pair with an optional code (Application.Authorizations items).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct IdValue {
+    /// Internal id (may differ between stage and production; use Code when hard coding).
+    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i32>,
+    /// The value.
+    #[serde(rename = "Value", default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The code, if any.
+    #[serde(rename = "Code", default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
 /// The countries of the application and its default.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct CountryList {
@@ -233,7 +282,7 @@ pub struct OrderPagedList {
 pub struct OrderListItem {
     /// Internal order id (an int64 inside).
     ///
-    /// **Open question:** The notes type Services Order.Id as a string; the legacy Storm 1.1 contract types it as long. If a number arrives, the client must accept it.
+    /// **Open question:** The sources differ: the docs type Services Order.Id as a string ("internal id of the Order in Storm"); the legacy Storm 1.1 contract types it as long. If a number arrives, the client must accept it.
     ///
     /// Example: `1000123`
     #[serde(rename = "Id")]
@@ -250,7 +299,7 @@ pub struct OrderListItem {
     pub order_no: Option<String>,
     /// When the order was placed (WCF JSON date, e.g. `/Date(1722513599000+0000)/`, as Services serializes dates).
     ///
-    /// **Open question:** Services 1.1 JSON dates appear as WCF `/Date(ms+offset)/` in Norce's captured responses, while OpenAPI samples show ISO 8601; parse both.
+    /// **Open question:** The sources contradict: Norce's captured Services JSON (norce-product-vue mockdata) writes WCF `/Date(ms+offset)/` dates, while the docs type OrderDate `string(date-time)` with ISO 8601 samples; kept as a string, parse both.
     ///
     /// Example: `/Date(1722513599000+0000)/`
     #[serde(rename = "OrderDate", default, skip_serializing_if = "Option::is_none")]
@@ -302,12 +351,12 @@ pub struct OrderListItem {
     /// Name or code of the delivery method.
     #[serde(rename = "DeliveryMethod", default, skip_serializing_if = "Option::is_none")]
     pub delivery_method: Option<String>,
-    /// Order type: 1 sales, 2 purchase (reserved), 3 subscription.
+    /// Order type: 1 normal sales order, 2 reserved for purchase orders, 3 orders from subscriptions.
     ///
     /// Example: `1`
     #[serde(rename = "TypeId", default, skip_serializing_if = "Option::is_none")]
     pub type_id: Option<i32>,
-    /// The customer's delivery mark.
+    /// The customer's delivery mark ("Gets it's value from the OrderReference field of the basket").
     #[serde(rename = "DeliveryMark", default, skip_serializing_if = "Option::is_none")]
     pub delivery_mark: Option<String>,
 }
@@ -317,7 +366,7 @@ pub struct OrderListItem {
 pub struct Order {
     /// Internal order id (an int64 inside).
     ///
-    /// **Open question:** The notes type Services Order.Id as a string; the legacy Storm 1.1 contract types it as long. If a number arrives, the client must accept it.
+    /// **Open question:** The sources differ: the docs type Services Order.Id as a string ("internal id of the Order in Storm"); the legacy Storm 1.1 contract types it as long. If a number arrives, the client must accept it.
     ///
     /// Example: `1000123`
     #[serde(rename = "Id")]
@@ -334,7 +383,7 @@ pub struct Order {
     pub order_no: Option<String>,
     /// When the order was placed (WCF JSON date, e.g. `/Date(1722513599000+0000)/`, as Services serializes dates).
     ///
-    /// **Open question:** Services 1.1 JSON dates appear as WCF `/Date(ms+offset)/` in Norce's captured responses, while OpenAPI samples show ISO 8601; parse both.
+    /// **Open question:** The sources contradict: Norce's captured Services JSON (norce-product-vue mockdata) writes WCF `/Date(ms+offset)/` dates, while the docs type OrderDate `string(date-time)` with ISO 8601 samples; kept as a string, parse both.
     ///
     /// Example: `/Date(1722513599000+0000)/`
     #[serde(rename = "OrderDate", default, skip_serializing_if = "Option::is_none")]
@@ -386,12 +435,12 @@ pub struct Order {
     /// Name or code of the delivery method.
     #[serde(rename = "DeliveryMethod", default, skip_serializing_if = "Option::is_none")]
     pub delivery_method: Option<String>,
-    /// Order type: 1 sales, 2 purchase (reserved), 3 subscription.
+    /// Order type: 1 normal sales order, 2 reserved for purchase orders, 3 orders from subscriptions.
     ///
     /// Example: `1`
     #[serde(rename = "TypeId", default, skip_serializing_if = "Option::is_none")]
     pub type_id: Option<i32>,
-    /// The customer's delivery mark.
+    /// The customer's delivery mark ("Gets it's value from the OrderReference field of the basket").
     #[serde(rename = "DeliveryMark", default, skip_serializing_if = "Option::is_none")]
     pub delivery_mark: Option<String>,
     /// The order lines.
@@ -406,8 +455,6 @@ pub struct Order {
 }
 
 /// An order line in a Services order.
-///
-/// **Open question:** The Services 1.1 OrderItem field list is not in the notes; these fields come from the legacy Storm 1.1 order contract and must be checked against Norce's downloaded spec.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OrderItem {
     /// Line number.
@@ -435,15 +482,22 @@ pub struct OrderItem {
     /// Example: `2`
     #[serde(rename = "QtyOrdered", default, skip_serializing_if = "Option::is_none")]
     pub qty_ordered: Option<models_runtime::DecimalNumber>,
-    /// Unit price.
+    /// Unit price excluding VAT.
     #[serde(rename = "UnitPrice", default, skip_serializing_if = "Option::is_none")]
     pub unit_price: Option<models_runtime::DecimalNumber>,
-    /// Discount per unit.
+    /// Discount per unit, excluding VAT.
     #[serde(rename = "UnitDiscount", default, skip_serializing_if = "Option::is_none")]
     pub unit_discount: Option<models_runtime::DecimalNumber>,
-    /// Line amount.
+    /// Total amount of the line, excluding VAT.
     #[serde(rename = "RowAmount", default, skip_serializing_if = "Option::is_none")]
     pub row_amount: Option<models_runtime::DecimalNumber>,
+    /// Unit price including VAT.
+    #[serde(
+        rename = "UnitPriceIncVat",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub unit_price_inc_vat: Option<models_runtime::DecimalNumber>,
     /// VAT as a multiplier (25 % VAT is 1.25), as Storm Services writes every VatRate.
     ///
     /// Example: `1.25`
@@ -459,13 +513,13 @@ pub struct OrderItem {
     /// Catalog price.
     #[serde(rename = "PriceCatalog", default, skip_serializing_if = "Option::is_none")]
     pub price_catalog: Option<models_runtime::DecimalNumber>,
-    /// Standard price.
+    /// Standard price when the order was created.
     #[serde(rename = "PriceStandard", default, skip_serializing_if = "Option::is_none")]
     pub price_standard: Option<models_runtime::DecimalNumber>,
     /// Key of the product image.
     #[serde(rename = "ImageKey", default, skip_serializing_if = "Option::is_none")]
     pub image_key: Option<String>,
-    /// Item type id.
+    /// Sku type internal id.
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<i32>,
     /// Line status text.
@@ -477,6 +531,8 @@ pub struct OrderItem {
 }
 
 /// An info field on an order or order line.
+///
+/// **Open question:** The OrderService schema list also has IdValue {Id, Value, Code} and IdNameDescription {Id, Name, Description, ImageKey, Code}; which of them Info items are is unverified. Unknown fields are ignored, so Code and Value decode either way.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OrderInfo {
     /// Info type code.
@@ -507,7 +563,7 @@ pub struct CustomerData {
     pub drop_point_code: Option<String>,
 }
 
-/// The company on an order role.
+/// The company on an order role (OrderService `Company`).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OrderCompany {
     /// Internal company id.
@@ -524,7 +580,7 @@ pub struct OrderCompany {
     pub org_no: Option<String>,
 }
 
-/// The person on an order role.
+/// The person on an order role (OrderService `Customer`).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OrderCustomer {
     /// Internal customer id.
@@ -553,7 +609,7 @@ pub struct OrderCustomer {
     pub cell_phone: Option<String>,
 }
 
-/// A postal address on an order role.
+/// A postal address on an order role (OrderService `Address`).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OrderAddress {
     /// First address line.
@@ -576,7 +632,7 @@ pub struct OrderAddress {
     pub country: Option<String>,
     /// Country code (3 characters per the notes).
     ///
-    /// **Open question:** The notes say CountryCode is 3 characters; whether ISO alpha-3 or alpha-2 is sent is not confirmed.
+    /// **Open question:** The docs say only 'The code of the country of the Address. MaxLength: 3'; whether ISO alpha-3 or alpha-2 is sent is not confirmed.
     #[serde(rename = "CountryCode", default, skip_serializing_if = "Option::is_none")]
     pub country_code: Option<String>,
     /// Region or state.
@@ -589,7 +645,7 @@ pub struct OrderAddress {
         skip_serializing_if = "Option::is_none"
     )]
     pub shipping_phone_number: Option<String>,
-    /// GLN of the address.
+    /// GLN of the address (only used for invoice addresses).
     #[serde(
         rename = "GlobalLocationNo",
         default,
@@ -598,9 +654,9 @@ pub struct OrderAddress {
     pub global_location_no: Option<String>,
 }
 
-/// A delivery note (shipment) on a Services order.
-///
-/// **Open question:** Field list from the legacy Storm 1.1 contract; only Tracking and the DeliveryNoteItem quantities are in the notes.
+/// A delivery note (shipment) on a Services order. Norce's DeliveryNote also has OrderNo,
+/// OrderDate, Culture, YourReference, SellTo/BillTo/ShipTo, DivisionCode, Info and
+/// SMSNotificationNumber, which are not modelled (unknown fields are ignored).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OrderDeliveryNote {
     /// Internal delivery-note id.
@@ -711,8 +767,6 @@ pub struct ProductItemPagedList {
 }
 
 /// A product in a product list (one row per product or variant group).
-///
-/// **Open question:** The ProductItem field list is not in the notes; these fields are taken from Norce's own captured ListProducts2 JSON (NorceTech/norce-product-vue mock data).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProductItem {
     /// Internal product id.
@@ -817,7 +871,7 @@ pub struct ProductItem {
     pub unit_of_measurement: Option<String>,
 }
 
-/// The manufacturer (brand) of a product.
+/// The manufacturer (brand) of a product (ProductService `ProductManufacturer`).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Manufacturer {
     /// Internal manufacturer id.
@@ -846,6 +900,8 @@ pub struct OnHand {
     #[serde(rename = "IncomingValue", default, skip_serializing_if = "Option::is_none")]
     pub incoming_value: Option<models_runtime::DecimalNumber>,
     /// Next delivery date (WCF JSON date).
+    ///
+    /// **Open question:** The sources contradict: the docs type NextDeliveryDate and LastChecked `string or null (date-time)`, Norce's captured JSON writes `/Date(1726099200000+0000)/`; kept as a string.
     #[serde(
         rename = "NextDeliveryDate",
         default,
@@ -949,6 +1005,11 @@ pub struct GetApplicationQuery {
     /// Example: `1042`
     #[serde(rename = "applicationId", default, skip_serializing_if = "Option::is_none")]
     pub application_id: Option<i32>,
+    /// Culture for texts, e.g. `sv-SE`; resolved from the Application when omitted.
+    ///
+    /// Example: `sv-SE`
+    #[serde(rename = "cultureCode", default, skip_serializing_if = "Option::is_none")]
+    pub culture_code: Option<String>,
 }
 
 /// Parameters of [`operations::GET_APPLICATION`].
@@ -1064,38 +1125,44 @@ pub struct ListOrders3Query {
     /// The response format; always `json` for us.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<ListOrders3QueryFormat>,
-    /// Internal company id whose orders to list.
+    /// Internal company id whose orders to list (a string in Norce's spec).
+    ///
+    /// Example: `2001`
     #[serde(rename = "companyId", default, skip_serializing_if = "Option::is_none")]
-    pub company_id: Option<i32>,
-    /// Internal customer id whose orders to list.
+    pub company_id: Option<String>,
+    /// Internal customer id whose orders to list (a string in Norce's spec).
+    ///
+    /// Example: `5001`
     #[serde(rename = "customerId", default, skip_serializing_if = "Option::is_none")]
-    pub customer_id: Option<i32>,
-    /// Division code whose orders to list.
+    pub customer_id: Option<String>,
+    /// External division code whose orders to list.
     #[serde(rename = "divisionCode", default, skip_serializing_if = "Option::is_none")]
     pub division_code: Option<String>,
-    /// Start of the order-date range, `yyyy-mm-ddThh:mm:ss.nnn[z]`.
+    /// Start of the order-date range, `yyyy-mm-ddThh:mm:ss.nnn[z]` (a plain string in Norce's spec, e.g. `2024-08-01T12:59:59.000Z`).
     ///
     /// **Open question:** Time-zone handling of fromDate/toDate is not specified.
     ///
     /// Example: `2024-08-01T00:00:00.000Z`
     #[serde(rename = "fromDate", default, skip_serializing_if = "Option::is_none")]
     pub from_date: Option<models_runtime::Timestamp>,
-    /// End of the order-date range, `yyyy-mm-ddThh:mm:ss.nnn[z]`.
+    /// End of the order-date range, `yyyy-mm-ddThh:mm:ss.nnn[z]` (a plain string in Norce's spec).
     ///
     /// Example: `2024-08-01T12:59:59.000Z`
     #[serde(rename = "toDate", default, skip_serializing_if = "Option::is_none")]
     pub to_date: Option<models_runtime::Timestamp>,
     /// Comma-separated status ids; required by many product calls (Norce's demo uses `1,3`, Active + Coming).
     ///
+    /// **Open question:** The product pages (ListProducts2, GetProduct) mark statusSeed required; ListOrders3 does not. One shared optional parameter is used here, so a ListProducts2 call without it is not refused locally (the sandbox treats a missing statusSeed as all statuses).
+    ///
     /// Example: `1,3`
     #[serde(rename = "statusSeed", default, skip_serializing_if = "Option::is_none")]
     pub status_seed: Option<String>,
-    /// Order source filter; `WEB` for orders from Norce checkout.
+    /// Order source filter; "usually hardcoded in the web application to WEB".
     ///
     /// Example: `WEB`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    /// 1-based page number (default 1); only works together with pageSize.
+    /// 1-based page number (default 1); only works together with pageSize; a page outside the range is an empty list.
     ///
     /// Example: `1`
     #[serde(rename = "pageNo", default, skip_serializing_if = "Option::is_none")]
@@ -1351,6 +1418,8 @@ pub struct ListProducts2Query {
     pub format: Option<ListProducts2QueryFormat>,
     /// Comma-separated status ids; required by many product calls (Norce's demo uses `1,3`, Active + Coming).
     ///
+    /// **Open question:** The product pages (ListProducts2, GetProduct) mark statusSeed required; ListOrders3 does not. One shared optional parameter is used here, so a ListProducts2 call without it is not refused locally (the sandbox treats a missing statusSeed as all statuses).
+    ///
     /// Example: `1,3`
     #[serde(rename = "statusSeed", default, skip_serializing_if = "Option::is_none")]
     pub status_seed: Option<String>,
@@ -1370,6 +1439,8 @@ pub struct ListProducts2Query {
     #[serde(rename = "flagSeed", default, skip_serializing_if = "Option::is_none")]
     pub flag_seed: Option<String>,
     /// Comma-separated assortment ids to filter on.
+    ///
+    /// **Open question:** The sources differ: the nc-latest ListProducts2 page marks assortmentSeed (and statusSeed) required, while Norce's own demo BFF sends statusSeed but no assortmentSeed and gets products. Optional here; the sandbox does not demand it.
     #[serde(rename = "assortmentSeed", default, skip_serializing_if = "Option::is_none")]
     pub assortment_seed: Option<String>,
     /// Comma-separated store ids for store on-hand.
@@ -1391,18 +1462,18 @@ pub struct ListProducts2Query {
     /// Example: `sv-SE`
     #[serde(rename = "cultureCode", default, skip_serializing_if = "Option::is_none")]
     pub culture_code: Option<String>,
-    /// Internal currency id; resolved from the Application when omitted.
+    /// Internal currency id ("Uses Storm internal ids"; a string in Norce's spec); resolved from the Application when omitted.
     ///
     /// Example: `2`
     #[serde(rename = "currencyId", default, skip_serializing_if = "Option::is_none")]
-    pub currency_id: Option<i32>,
-    /// Internal customer id, for customer-specific prices.
+    pub currency_id: Option<String>,
+    /// Internal customer id, for customer-specific prices (a string in Norce's spec).
     #[serde(rename = "customerId", default, skip_serializing_if = "Option::is_none")]
-    pub customer_id: Option<i32>,
-    /// Internal company id, for company-specific prices (needs customerId too).
+    pub customer_id: Option<String>,
+    /// Internal company id, for company-specific prices ("customerId is mandatory in combination with companyId"; a string in Norce's spec).
     #[serde(rename = "companyId", default, skip_serializing_if = "Option::is_none")]
-    pub company_id: Option<i32>,
-    /// 1-based page number (default 1); only works together with pageSize.
+    pub company_id: Option<String>,
+    /// 1-based page number (default 1); only works together with pageSize; a page outside the range is an empty list.
     ///
     /// Example: `1`
     #[serde(rename = "pageNo", default, skip_serializing_if = "Option::is_none")]
@@ -1461,7 +1532,8 @@ pub type ListProducts2Response = ProductItemPagedList;
 /// Method, path and media types of every operation in this spec.
 pub mod operations {
     use models_runtime::OperationInfo;
-    /// Returns the Application the `ApplicationId` header (or the `applicationId` query
+    /// "GetApplication gets the current application data based on the provided Oauth2
+    /// credentials": the Application the `ApplicationId` header (or the `applicationId` query
     /// parameter) refers to. Its defaults are what the context parameters of other calls fall
     /// back to.
     ///
@@ -1475,7 +1547,9 @@ pub mod operations {
         response_media_type: Some("application/json"),
     };
     /// At least one of `companyId`, `customerId`, `divisionCode`, `fromDate`, `toDate` must be
-    /// given. Replaces the obsolete `ListOrders2`.
+    /// given. Replaces the obsolete `ListOrders2`. Norce's spec types every query parameter of
+    /// ListOrders3 as a string; `pageNo`/`pageSize` stay integers and `fromDate`/`toDate`
+    /// date-times here because they are written the same on the wire.
     ///
     /// `GET /commerce/order/1.1/ListOrders3`: response [`super::ListOrders3Response`].
     pub const LIST_ORDERS3: OperationInfo = OperationInfo {
@@ -1488,7 +1562,7 @@ pub mod operations {
     };
     /// Get one order with items, customer data, delivery notes and info
     ///
-    /// **Open question:** The exact GetOrder parameter list for 1.1 was not captured; `id` + `cultureCode` is expected. The legacy contract also has GetOrderByNo(orderno) and GetOrderByBasket(basketId).
+    /// **Open question:** The exact GetOrder parameter list for 1.1 was not captured; `id` + `cultureCode` is expected. GetOrderByNo(orderno, a string) and GetOrderByBasket(basketId, an int32) also exist and return the same Order (null when not found).
     ///
     /// `GET /commerce/order/1.1/GetOrder`: response [`super::GetOrderResponse`].
     pub const GET_ORDER: OperationInfo = OperationInfo {
@@ -1499,7 +1573,7 @@ pub mod operations {
         request_media_type: None,
         response_media_type: Some("application/json"),
     };
-    /// List products with filters, paging and sorting
+    /// "Main product list."
     ///
     /// `GET /commerce/product/1.1/ListProducts2`: response [`super::ListProducts2Response`].
     pub const LIST_PRODUCTS2: OperationInfo = OperationInfo {

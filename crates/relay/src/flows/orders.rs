@@ -48,6 +48,7 @@ use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use norce_client::models::connect::{ConnectOrderStatus, SendOrderStatusRequest};
 use norce_client::models::events::OrderRequest;
+use norce_client::Navigation;
 use norce_client::models::query::{self, QueryOrdersQuery};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
@@ -121,6 +122,42 @@ pub struct OrdersConfig {
     /// Norce currency id (Query `currencyId`) → ISO 4217 code. Default: the sandbox's
     /// `1 SEK, 2 NOK, 3 DKK, 4 EUR`.
     pub currency_codes: BTreeMap<String, String>,
+    /// The country code form of the sales order's delivery address (`alpha2` or `alpha3`). Its
+    /// form is undocumented (the order GET shows both `countryIsoCode` SE and
+    /// `countryIsoCode3` SWE; open question in `specs/brightpearl/order.yaml`). The contact's
+    /// postal address always gets the documented 3-letter code. Default `alpha2`.
+    pub sales_order_country_code: CountryCodeForm,
+}
+
+/// `orders.sales_order_country_code`: which ISO 3166-1 code Brightpearl gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CountryCodeForm {
+    /// Two letters (`SE`).
+    #[default]
+    Alpha2,
+    /// Three letters (`SWE`).
+    Alpha3,
+}
+
+/// `SE` → `SWE`. The order's country is an alpha-2 code (Norce's, or the `orders.country_codes`
+/// mapping); an unknown one is an error naming it.
+fn alpha3(alpha2: &str) -> Result<String, String> {
+    isocountry::CountryCode::for_alpha2_caseless(alpha2.trim())
+        .map(|c| c.alpha3().to_owned())
+        .map_err(|_| format!("`{alpha2}` is not an ISO 3166-1 alpha-2 country code (check `orders.country_codes` or the Norce address)"))
+}
+
+/// The order's country in the form Brightpearl is given.
+fn country_in(form: CountryCodeForm, order: &NorceOrder) -> Result<Option<String>, StepError> {
+    match (form, order.address.country.as_deref()) {
+        (_, None) => Ok(None),
+        (CountryCodeForm::Alpha2, Some(code)) => Ok(Some(code.to_owned())),
+        (CountryCodeForm::Alpha3, Some(code)) => {
+            alpha3(code).map(Some).map_err(|e| StepError::permanent(format!("order {}: {e}", order.order_no)))
+        }
+    }
 }
 
 impl Default for OrdersConfig {
@@ -145,6 +182,7 @@ impl Default for OrdersConfig {
             norce_events: vec!["OrderReceivedEvent".into()],
             country_codes: map(&[("1", "SE"), ("2", "NO"), ("3", "DK"), ("4", "FI")]),
             currency_codes: map(&[("1", "SEK"), ("2", "NOK"), ("3", "DKK"), ("4", "EUR")]),
+            sales_order_country_code: CountryCodeForm::default(),
         }
     }
 }
@@ -246,7 +284,7 @@ struct OrderPayload {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum OrderSource {
-    /// A Query 3.0 order (expanded with items and addresses).
+    /// A Query 3.0 order (expanded with its lines and its buyer and ship-to customer infos).
     Query(Box<query::Order>),
     /// An order receiver push.
     Push(Box<OrderRequest>),
@@ -441,7 +479,7 @@ async fn process_group(ctx: &FlowContext, shared: &Shared<'_>, group: Vec<Entity
 fn email_key(record: &EntityRecord) -> Option<String> {
     let payload: OrderPayload = serde_json::from_str(record.payload.as_deref()?).ok()?;
     let email = match &payload.source {
-        OrderSource::Query(order) => order.addresses.as_deref()?.iter().find_map(|a| a.email_address.clone()),
+        OrderSource::Query(order) => model::query_email(order),
         OrderSource::Push(request) => [&request.sell_to, &request.bill_to, &request.ship_to]
             .into_iter()
             .flatten()
@@ -464,7 +502,7 @@ async fn pick_up_orders(ctx: &FlowContext, norce: &norce_client::NorceClient) ->
     }
     let query = QueryOrdersQuery {
         filter: Some(filter),
-        expand: Some("items,addresses".into()),
+        expand: Some(norce.query_navigation().expand(&[Navigation::OrderItems, Navigation::Buyer, Navigation::ShipTo])),
         orderby: Some("created asc".into()),
         ..QueryOrdersQuery::default()
     };
@@ -473,7 +511,7 @@ async fn pick_up_orders(ctx: &FlowContext, norce: &norce_client::NorceClient) ->
     let mut finished_before = 0;
     while let Some(page) = pages.next().await {
         for order in page?.value {
-            let Some(order_no) = order.order_no.clone().filter(|n| !n.trim().is_empty()) else {
+            let Some(order_no) = Some(order.order_no.clone()).filter(|n| !n.trim().is_empty()) else {
                 tracing::warn!(flow = FLOW, norce_id = order.id, "Norce order without an orderNo ignored");
                 continue;
             };
@@ -727,7 +765,8 @@ async fn find_or_create_contact(brightpearl: &brightpearl_client::Client, order:
         address_line3: order.address.city.clone(),
         address_line4: order.address.region.clone(),
         postal_code: order.address.zip.clone(),
-        country_iso_code: order.address.country.clone(),
+        // The postal-address POST documents the 3-letter ISO code.
+        country_iso_code: country_in(CountryCodeForm::Alpha3, order)?,
         country_id: None,
     };
     let contact = ContactRequest {
@@ -745,7 +784,7 @@ async fn find_or_create_contact(brightpearl: &brightpearl_client::Client, order:
     Ok(created.contact_id)
 }
 
-fn order_address(order: &NorceOrder) -> OrderAddress {
+fn order_address(order: &NorceOrder, country_iso_code: Option<String>) -> OrderAddress {
     let name = [order.customer.first_name.as_deref(), order.customer.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
     OrderAddress {
         address_full_name: (!name.is_empty()).then_some(name),
@@ -755,7 +794,7 @@ fn order_address(order: &NorceOrder) -> OrderAddress {
         address_line3: order.address.city.clone(),
         address_line4: order.address.region.clone(),
         postal_code: order.address.zip.clone(),
-        country_iso_code: order.address.country.clone(),
+        country_iso_code,
         telephone: None,
         mobile_telephone: order.customer.phone.clone(),
         fax: None,
@@ -772,8 +811,9 @@ fn sales_order_request(config: &OrdersConfig, order: &NorceOrder, contact_id: i6
         serde_json::from_value(serde_json::json!({ "code": code }))
             .map_err(|e| StepError::permanent(format!("order {}: currency `{code}`: {e}", order.order_no)))
     });
+    let country = country_in(config.sales_order_country_code, order)?;
     Ok(SalesOrderRequest {
-        customer: SalesOrderCustomer { id: contact_id, address: Some(order_address(order)) },
+        customer: SalesOrderCustomer { id: contact_id, address: Some(order_address(order, country.clone())) },
         billing: None,
         ref_: Some(order.order_no.clone()),
         external_ref: Some(order.order_no.clone()),
@@ -791,7 +831,7 @@ fn sales_order_request(config: &OrdersConfig, order: &NorceOrder, contact_id: i6
         price_list_id: Some(config.price_list_id),
         price_mode_code: None,
         currency: currency.transpose()?,
-        delivery: Some(SalesOrderDelivery { date: None, shipping_method_id: None, address: Some(order_address(order)) }),
+        delivery: Some(SalesOrderDelivery { date: None, shipping_method_id: None, address: Some(order_address(order, country)) }),
         rows,
     })
 }
@@ -844,6 +884,30 @@ mod tests {
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("orders.confirmed_status") && err.contains("Acknowledged"), "{err}");
         assert!(OrdersConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn country_codes_take_the_form_brightpearl_is_given() {
+        assert_eq!(alpha3("SE").unwrap(), "SWE");
+        assert_eq!(alpha3("no").unwrap(), "NOR");
+        assert!(alpha3("XX").unwrap_err().contains("orders.country_codes"));
+        let order = |country: &str| NorceOrder {
+            order_no: "NC-1".into(),
+            basket_id: None,
+            currency: None,
+            placed_on: None,
+            customer: model::Customer::default(),
+            address: model::Address { country: Some(country.into()), ..model::Address::default() },
+            lines: Vec::new(),
+            source: "query".into(),
+        };
+        let config = OrdersConfig::default();
+        let request = sales_order_request(&config, &order("SE"), 7, None, Vec::new()).unwrap();
+        assert_eq!(request.customer.address.unwrap().country_iso_code.as_deref(), Some("SE"));
+        let config = OrdersConfig { sales_order_country_code: CountryCodeForm::Alpha3, ..OrdersConfig::default() };
+        let request = sales_order_request(&config, &order("SE"), 7, None, Vec::new()).unwrap();
+        assert_eq!(request.delivery.unwrap().address.unwrap().country_iso_code.as_deref(), Some("SWE"));
+        assert!(sales_order_request(&config, &order("Sverige"), 7, None, Vec::new()).is_err());
     }
 
     #[test]

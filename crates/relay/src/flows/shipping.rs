@@ -695,7 +695,7 @@ async fn poll(ctx: &FlowContext, norce: &norce_client::NorceClient, settings: &S
             let record = ctx.store.upsert_pending(
                 FLOW,
                 &source_id,
-                Some(&ShippingItem::polled(&source_id, Some(order.id), order.order_no.clone()).to_json()?),
+                Some(&ShippingItem::polled(&source_id, Some(order.id), Some(order.order_no.clone())).to_json()?),
             )?;
             if matches!(record.status, Status::Done | Status::Skipped) {
                 already_done += 1;
@@ -897,7 +897,8 @@ async fn find_order_id(norce: &norce_client::NorceClient, client_order_ref: &str
         Ok(basket) => format!("quotationId eq {basket}"),
         Err(_) => format!("orderNo eq '{}'", client_order_ref.replace('\'', "''")),
     };
-    let query = QueryOrdersQuery { filter: Some(filter), select: Some("id".to_owned()), top: Some(1), ..QueryOrdersQuery::default() };
+    // `id` and `orderNo` are the fields every decoded Query order has (the model requires them).
+    let query = QueryOrdersQuery { filter: Some(filter), select: Some("id,orderNo".to_owned()), top: Some(1), ..QueryOrdersQuery::default() };
     let mut pages = norce.query_orders(query);
     match pages.try_next().await {
         Ok(Some(page)) => match page.value.first() {

@@ -211,12 +211,14 @@ pub fn create_postal_address(ctx: &mut Ctx<'_>) -> Reply {
     if request.address_line1.trim().is_empty() {
         return Reply::bad_request("CONC-400", "addressLine1 is required");
     }
+    // The postal-address POST documents "the country's 3 character ISO code"; a 2-letter code
+    // is refused (Brightpearl's exact answer to one is not documented).
     if let Some(code) = &request.country_iso_code {
-        let valid = matches!(code.len(), 2 | 3) && code.chars().all(|c| c.is_ascii_uppercase());
+        let valid = code.len() == 3 && code.chars().all(|c| c.is_ascii_uppercase());
         if !valid {
             return Reply::bad_request(
                 "CONC-400",
-                format!("countryIsoCode `{code}` is not a 2- or 3-letter ISO code"),
+                format!("countryIsoCode `{code}` is not a 3-letter ISO 3166-1 code (e.g. SWE)"),
             );
         }
     }

@@ -12,7 +12,8 @@ use norce_models::connect::{
     CancelOrderHeaders, CancelOrderRequest, ConnectOrderStatus, CreateDeliveryNoteHeaders,
     DeliveryNote, GetJobHeaders, GetJobLogHeaders, GetJobLogQuery, GetJobQuery,
     ImportOnhandsHeaders, ImportSkuPriceListsHeaders, JobResponse, SendOrderStatusHeaders,
-    SendOrderStatusRequest, SkuOnhand, SkuPriceList, ValidationSummary,
+    SendOrderStatusRequest, SkuOnhand, SkuPriceList, SkuPriceListField, SkuPriceListMandatoryField,
+    ValidationSummary,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -51,7 +52,8 @@ const PRICE_CODES: &[(i64, &str)] = &[
     (13, "FullfileResetInheritance"),
 ];
 
-/// The `ApplicationId` header of a Connect call: optional in the spec, required when configured.
+/// The `ApplicationId` header of a Connect call: optional (no Connect sample sends it), required
+/// only when `connect_requires_application_id` is set. A malformed value is still refused.
 fn check_application_id(state: &SharedState, application_id: Option<i32>) -> Result<(), Response> {
     if application_id.is_none() && state.norce.config().connect_requires_application_id {
         return Err(bad_request(
@@ -460,6 +462,29 @@ fn validate_header(state: &SharedState, h: CommonHeader<'_>) -> Result<(), Respo
     Ok(())
 }
 
+/// `IgnoreSkuPriceListFieldsWhenEmpty` (S-HDR-SKUPRICE): only the seven mandatory-capable
+/// fields, each also in `SkuPriceListFieldsThatAreSet`; answered like the other header errors.
+fn validate_ignore_fields(
+    set: &[SkuPriceListField],
+    ignore: &[SkuPriceListMandatoryField],
+) -> Result<(), Response> {
+    const LIST: &str = "IgnoreSkuPriceListFieldsWhenEmpty";
+    for field in ignore {
+        if field.is_unknown() {
+            return Err(bad_request(format!(
+                "{CONNECT_HEADER}: `{LIST}` contains `{field}`, which is not allowed there; only {} may be listed.",
+                SkuPriceListMandatoryField::KNOWN.join(", ")
+            )));
+        }
+        if !set.iter().any(|s| s.as_str() == field.as_str()) {
+            return Err(bad_request(format!(
+                "{CONNECT_HEADER}: `{LIST}` contains `{field}`, which is not in `SkuPriceListFieldsThatAreSet`; every field listed there must also be set."
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn job_response(job_id: i32, total: usize, messages: Vec<String>) -> Response {
     let failures = messages.len();
     Json(JobResponse {
@@ -492,8 +517,14 @@ fn submit_job(
 
 fn new_job(state: &SharedState, kind: &'static str, total: usize, work: Work) -> i32 {
     let now = state.clock.now();
-    let delay =
-        Duration::milliseconds((state.norce.config().job_delay_secs.clamp(0.0, 315_360_000.0) * 1000.0) as i64);
+    let delay = Duration::milliseconds(
+        (state
+            .norce
+            .config()
+            .job_delay_secs
+            .clamp(0.0, 315_360_000.0)
+            * 1000.0) as i64,
+    );
     let mut inner = state.norce.lock();
     let id = inner.next_job_id;
     inner.next_job_id += 1;
@@ -600,10 +631,6 @@ pub(super) async fn import_sku_price_lists(
     };
     let header = parsed.x_storm_connect_header;
     let fields = &header.sku_price_list_fields_that_are_set;
-    let ignore = header
-        .ignore_sku_price_list_fields_when_empty
-        .iter()
-        .flatten();
     let check = CommonHeader {
         account_id: header.account_id,
         serialization_type: header.serialization_type,
@@ -612,12 +639,19 @@ pub(super) async fn import_sku_price_lists(
         fields: fields.iter().map(|f| f.as_str()).collect(),
         unknown: fields
             .iter()
-            .chain(ignore)
             .filter(|f| f.is_unknown())
             .map(|f| f.as_str())
             .collect(),
     };
-    if let Err(r) = validate_header(&state, check) {
+    if let Err(r) = validate_header(&state, check).and_then(|()| {
+        validate_ignore_fields(
+            fields,
+            header
+                .ignore_sku_price_list_fields_when_empty
+                .as_deref()
+                .unwrap_or_default(),
+        )
+    }) {
         return r;
     }
     let rows: Vec<SkuPriceList> = match parse_body(&body) {

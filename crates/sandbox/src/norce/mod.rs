@@ -121,7 +121,10 @@ pub struct NorceConfig {
     pub scope: String,
     /// More OAuth clients the token endpoint accepts.
     pub extra_accounts: Vec<NorceAccount>,
-    /// Scopes the token endpoint accepts (`invalid_scope` otherwise).
+    /// Scopes the token endpoint accepts (`invalid_scope` otherwise). By default every value
+    /// Norce documents: `playground`, `stage`, `prod` (current page), `production`, `lab`
+    /// (older pages) and `qa` (Norce \[Storm\]); a tenant that takes only some of them is
+    /// simulated by narrowing the list.
     pub accepted_scopes: Vec<String>,
     /// `expires_in` of issued tokens, seconds (Norce: 3600 in the text, 600 in the example).
     pub token_lifetime_secs: u64,
@@ -133,7 +136,8 @@ pub struct NorceConfig {
     pub tenant_id: i32,
     /// The system account id the Connect `X-StormConnect-Header` must carry as `AccountId`.
     pub account_id: i32,
-    /// Whether Connect calls also need the `ApplicationId` header (undocumented; on by default).
+    /// Whether Connect calls also need the `ApplicationId` header. Off by default: no Connect
+    /// sample sends it (Services and Query always need it).
     pub connect_requires_application_id: bool,
     /// Seconds (virtual clock) from an import's submission until its job finishes.
     pub job_delay_secs: f64,
@@ -168,7 +172,7 @@ impl Default for NorceConfig {
             application_id: 1234,
             scope: "playground".into(),
             extra_accounts: Vec::new(),
-            accepted_scopes: ["playground", "stage", "production", "lab"]
+            accepted_scopes: ["playground", "stage", "prod", "production", "lab", "qa"]
                 .map(String::from)
                 .to_vec(),
             token_lifetime_secs: 3600,
@@ -176,7 +180,7 @@ impl Default for NorceConfig {
             token_burst: 20,
             tenant_id: 1000,
             account_id: 1,
-            connect_requires_application_id: true,
+            connect_requires_application_id: false,
             job_delay_secs: 5.0,
             query_page_size: 500,
             price_lists: vec![NorcePriceList {

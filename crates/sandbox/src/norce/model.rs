@@ -207,7 +207,9 @@ impl OrderRec {
 
     /// Whether `no` names this order: its ERP number, its web order number or its id.
     pub fn matches_order_no(&self, no: &str) -> bool {
-        self.erp_order_no.as_deref() == Some(no) || self.order_no == no || is_decimal_of(no, self.id)
+        self.erp_order_no.as_deref() == Some(no)
+            || self.order_no == no
+            || is_decimal_of(no, self.id)
     }
 
     pub fn admin_json(&self) -> Value {
@@ -464,7 +466,12 @@ impl OrderIndex {
             .get(&quotation)
             .filter(|id| orders.get(id).is_some_and(|o| o.quotation_id == quotation))
             .copied()
-            .or_else(|| orders.values().find(|o| o.quotation_id == quotation).map(|o| o.id))
+            .or_else(|| {
+                orders
+                    .values()
+                    .find(|o| o.quotation_id == quotation)
+                    .map(|o| o.id)
+            })
     }
 
     /// The id of the order `no` names (ERP number, web order number or id; see
@@ -474,7 +481,12 @@ impl OrderIndex {
             .get(no)
             .filter(|id| orders.get(id).is_some_and(|o| o.matches_order_no(no)))
             .copied()
-            .or_else(|| orders.values().find(|o| o.matches_order_no(no)).map(|o| o.id))
+            .or_else(|| {
+                orders
+                    .values()
+                    .find(|o| o.matches_order_no(no))
+                    .map(|o| o.id)
+            })
     }
 }
 
@@ -1127,7 +1139,9 @@ pub fn truncate_row<T: serde::Serialize>(row: &T) -> String {
 /// says), without allocating: order lookups scan every order.
 fn is_decimal_of(text: &str, id: i64) -> bool {
     let digits = text.strip_prefix('-').unwrap_or(text);
-    let canonical = !digits.is_empty() && !digits.starts_with('+') && (digits == "0" || !digits.starts_with('0'));
+    let canonical = !digits.is_empty()
+        && !digits.starts_with('+')
+        && (digits == "0" || !digits.starts_with('0'));
     canonical && text.parse::<i64>().is_ok_and(|n| n == id) && !(text.starts_with('-') && id == 0)
 }
 
@@ -1138,8 +1152,26 @@ mod decimal_tests {
     #[test]
     fn agrees_with_to_string() {
         for id in [0_i64, 7, 42, 100_001, -5, i64::MAX, i64::MIN] {
-            for text in ["0", "7", "07", "+7", "42", "100001", "-5", "-0", "", "-", "x", "9223372036854775807", "-9223372036854775808"] {
-                assert_eq!(is_decimal_of(text, id), id.to_string() == text, "{text:?} vs {id}");
+            for text in [
+                "0",
+                "7",
+                "07",
+                "+7",
+                "42",
+                "100001",
+                "-5",
+                "-0",
+                "",
+                "-",
+                "x",
+                "9223372036854775807",
+                "-9223372036854775808",
+            ] {
+                assert_eq!(
+                    is_decimal_of(text, id),
+                    id.to_string() == text,
+                    "{text:?} vs {id}"
+                );
             }
         }
     }
@@ -1151,7 +1183,13 @@ mod order_index_tests {
 
     #[test]
     fn answers_like_the_scan_indexed_or_not() {
-        let dataset = crate::dataset::Dataset::generate(&crate::DatasetConfig { orders: 30, ..crate::DatasetConfig::default() }, Utc::now());
+        let dataset = crate::dataset::Dataset::generate(
+            &crate::DatasetConfig {
+                orders: 30,
+                ..crate::DatasetConfig::default()
+            },
+            Utc::now(),
+        );
         let mut inner = Inner::seed(&NorceConfig::default(), &dataset, Utc::now());
         // An order whose ERP number was set without re-indexing is still found (by the scan).
         let id = *inner.orders.keys().nth(3).unwrap();
@@ -1163,9 +1201,21 @@ mod order_index_tests {
         }
         for index in [&index, &partial] {
             for order in inner.orders.values() {
-                let scan = |no: &str| inner.orders.values().find(|o| o.matches_order_no(no)).map(|o| o.id);
-                assert_eq!(index.by_quotation(&inner.orders, order.quotation_id), Some(order.id));
-                for no in [order.order_no.clone(), order.id.to_string()].into_iter().chain(order.erp_order_no.clone()) {
+                let scan = |no: &str| {
+                    inner
+                        .orders
+                        .values()
+                        .find(|o| o.matches_order_no(no))
+                        .map(|o| o.id)
+                };
+                assert_eq!(
+                    index.by_quotation(&inner.orders, order.quotation_id),
+                    Some(order.id)
+                );
+                for no in [order.order_no.clone(), order.id.to_string()]
+                    .into_iter()
+                    .chain(order.erp_order_no.clone())
+                {
                     assert_eq!(index.by_number(&inner.orders, &no), scan(&no), "{no}");
                 }
             }

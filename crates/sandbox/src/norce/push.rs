@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use models_runtime::{Decimal, Timestamp};
 use norce_models::events::{
-    ClientCustomer, JobCompletedEvent, OrderEvent, OrderReceivedEvent, OrderItemType, OrderItemTypeGroup, OrderRequest,
-    OrderRequestAddress, OrderRequestHeader, OrderRequestItem, OrderRequestPerson, OrderResponse,
-    OrderResponseStatusCode, Payment, PickupStore, ShippingAdvice,
+    ClientCustomer, JobCompletedEvent, OrderEvent, OrderItemType, OrderItemTypeGroup,
+    OrderReceivedEvent, OrderRequest, OrderRequestAddress, OrderRequestHeader, OrderRequestItem,
+    OrderRequestPerson, OrderResponse, OrderResponseStatusCode, Payment, PickupStore,
+    ShippingAdvice,
 };
 use serde_json::Value;
 

@@ -46,21 +46,109 @@ fn kind_of(prop: &str) -> Option<Kind> {
         | "payerCustomerId"
         | "buyerCustomerInfoId"
         | "payerCustomerInfoId"
-        | "shipToCustomerInfoId" => Kind::Int,
+        | "shipToCustomerInfoId"
+        | "dropPointCustomerInfoId" => Kind::Int,
         "orderDate" | "created" | "updated" => Kind::Date,
         "orderNo" | "source" | "buyerCompanyCode" | "buyerCustomerCode" | "deliveryMode"
         | "paymentTerms" | "deliveryAttention" | "deliveryMark" | "invoiceMark" => Kind::Str,
-        "isPartlyDelivered" => Kind::Bool,
+        "isPartDelivery" => Kind::Bool,
         _ => return None,
     })
 }
 
-/// Every top-level property `$select` may name (the filterable ones plus `freightCostExVat`).
+/// Every top-level property `$select` may name (the filterable ones plus `freightCost`).
 fn selectable(prop: &str) -> bool {
-    kind_of(prop).is_some() || prop == "freightCostExVat"
+    kind_of(prop).is_some() || prop == "freightCost"
 }
 
-const EXPANDABLE: &[&str] = &["items", "addresses", "deliveryNotes"];
+/// The navigation properties of the Query 3.0 Order, as the spec names them.
+const EXPANDABLE: &[&str] = &[
+    "orderItem",
+    "buyerCustomerInfo",
+    "shipToCustomerInfo",
+    "payerCustomerInfo",
+    "deliveryNote",
+];
+
+/// The navigation properties of a DeliveryNote (nested `$expand`).
+const NOTE_EXPANDABLE: &[&str] = &["deliveryNoteItem", "deliveryNotePackage"];
+
+/// What an `$expand` asks for: the order's navigations and, under `deliveryNote(...)`, the
+/// note's own.
+#[derive(Debug, Default)]
+pub(super) struct Expand {
+    order: Vec<&'static str>,
+    note: Vec<&'static str>,
+}
+
+impl Expand {
+    fn has(&self, name: &str) -> bool {
+        self.order.contains(&name)
+    }
+
+    fn note_has(&self, name: &str) -> bool {
+        self.note.contains(&name)
+    }
+}
+
+/// Splits at commas outside parentheses: `a,b($expand=c,d)` → `a`, `b($expand=c,d)`.
+fn split_top_level(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                parts.push(text[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(text[start..].trim());
+    parts.into_iter().filter(|p| !p.is_empty()).collect()
+}
+
+fn no_property(name: &str, entity: &str) -> String {
+    format!(
+        "The query specified in the URI is not valid. Could not find a property named '{name}' on type '{entity}'."
+    )
+}
+
+/// Reads `$expand`, refusing a name the entity does not have as Query does.
+fn parse_expand(text: &str) -> Result<Expand, String> {
+    let mut expand = Expand::default();
+    for part in split_top_level(text) {
+        let (name, options) = match part.split_once('(') {
+            Some((name, rest)) => (name.trim(), rest.trim_end_matches(')')),
+            None => (part, ""),
+        };
+        let known = EXPANDABLE
+            .iter()
+            .find(|e| **e == name)
+            .ok_or_else(|| no_property(name, ENTITY))?;
+        expand.order.push(known);
+        // Nested options: `$expand=` is read (and checked); `$select` and others are ignored.
+        for option in options.split(';') {
+            let Some(nested) = option.trim().strip_prefix("$expand=") else {
+                continue;
+            };
+            if *known != "deliveryNote" {
+                return Err(no_property(nested, "Orders.Navigation"));
+            }
+            for inner in split_top_level(nested) {
+                let inner = inner.split('(').next().unwrap_or(inner).trim();
+                let found = NOTE_EXPANDABLE
+                    .iter()
+                    .find(|e| **e == inner)
+                    .ok_or_else(|| no_property(inner, "Orders.DeliveryNote"))?;
+                expand.note.push(found);
+            }
+        }
+    }
+    Ok(expand)
+}
 
 fn value_of(order: &OrderRec, tenant_id: i32, prop: &str) -> Val {
     match prop {
@@ -78,16 +166,16 @@ fn value_of(order: &OrderRec, tenant_id: i32, prop: &str) -> Val {
         "source" => Val::Str("WEB".into()),
         "deliveryMode" => Val::Str(order.delivery_method.clone()),
         "paymentTerms" => Val::Str(order.payment_method.clone()),
-        "isPartlyDelivered" => Val::Bool(order.status == "PartlyDelivered"),
+        "isPartDelivery" => Val::Bool(order.status == "PartlyDelivered"),
         _ => Val::Null,
     }
 }
 
-pub(super) fn to_query_order(order: &OrderRec, tenant_id: i32, expand: &[&str]) -> query::Order {
+pub(super) fn to_query_order(order: &OrderRec, tenant_id: i32, expand: &Expand) -> query::Order {
     let ts = Timestamp::from_datetime;
     let vat = model::vat_multiplier() - Decimal::ONE;
     let customer_id = i32::try_from(order.customer.id).ok();
-    let items = expand.contains(&"items").then(|| {
+    let items = expand.has("orderItem").then(|| {
         order
             .lines
             .iter()
@@ -96,7 +184,7 @@ pub(super) fn to_query_order(order: &OrderRec, tenant_id: i32, expand: &[&str]) 
                 query::OrderItem {
                     id: Some(order.id * 100 + i64::from(l.line_no)),
                     order_id: Some(order.id),
-                    line_number: Some(l.line_no),
+                    line_number: Some(Decimal::from(l.line_no).into()),
                     status_id: Some(order.status_id()),
                     part_no: Some(l.part_no.clone()),
                     product_name: Some(l.name.clone()),
@@ -108,6 +196,7 @@ pub(super) fn to_query_order(order: &OrderRec, tenant_id: i32, expand: &[&str]) 
                         .checked_mul(Decimal::from(l.quantity))
                         .map(|a| a.round_dp(4).normalize().into()),
                     delivery_mode: Some(order.delivery_method.clone()),
+                    is_part_delivery: Some(false),
                     created: Some(ts(order.created)),
                     updated: Some(ts(order.updated)),
                     ..query::OrderItem::default()
@@ -115,27 +204,27 @@ pub(super) fn to_query_order(order: &OrderRec, tenant_id: i32, expand: &[&str]) 
             })
             .collect()
     });
-    let addresses = expand.contains(&"addresses").then(|| {
+    // Guest customer data lives in CustomerInfo rows; buyer, payer and ship-to share one here.
+    let info_id = order.id * 10 + 1;
+    let customer_info = || {
         let c = &order.customer;
-        [(1, "delivery"), (2, "invoice")]
-            .into_iter()
-            .map(|(type_id, _)| query::OrderAddress {
-                id: Some(order.id * 10 + type_id),
-                type_id: Some(type_id as i32),
-                name: Some(format!("{} {}", c.first_name, c.last_name)),
-                line1: Some(c.street.clone()),
-                zip_code: Some(c.zip.clone()),
-                city: Some(c.city.clone()),
-                country_id: model::country(&c.country).map(|(_, id, _, _)| id),
-                email_address: Some(c.email.clone()),
-                phone_number: Some(c.phone.clone()),
-                shipping_phone_number: Some(c.phone.clone()),
-                created: Some(ts(order.created)),
-                ..query::OrderAddress::default()
-            })
-            .collect()
-    });
-    let delivery_notes = expand.contains(&"deliveryNotes").then(|| {
+        query::CustomerInfo {
+            id: Some(info_id),
+            first_name: Some(c.first_name.clone()),
+            last_name: Some(c.last_name.clone()),
+            email_address: Some(c.email.clone()),
+            phone_number: Some(c.phone.clone()),
+            cell_phone_number: Some(c.phone.clone()),
+            shipping_phone_number: Some(c.phone.clone()),
+            address_line1: Some(c.street.clone()),
+            zip_code: Some(c.zip.clone()),
+            city: Some(c.city.clone()),
+            country_id: model::country(&c.country).map(|(_, id, _, _)| id),
+            created: Some(ts(order.created)),
+            ..query::CustomerInfo::default()
+        }
+    };
+    let delivery_notes = expand.has("deliveryNote").then(|| {
         order
             .delivery_notes
             .iter()
@@ -143,38 +232,38 @@ pub(super) fn to_query_order(order: &OrderRec, tenant_id: i32, expand: &[&str]) 
                 let address = n.note.delivery_address.as_ref();
                 query::DeliveryNote {
                     id: Some(n.id),
-                    note_no: Some(n.note.note_no.clone()),
+                    client_id: Some(tenant_id),
+                    note_no: n.note.note_no.clone(),
                     type_id: Some(1),
                     reference_order_id: Some(order.id),
-                    status_id: n.note.status_id,
                     delivery_date: Some(n.note.delivery_date.clone()),
                     delivery_mode: n.note.delivery_mode.clone(),
                     delivery_name: n.note.delivery_name.clone(),
                     delivery_attention: n.note.delivery_attention.clone(),
-                    delivery_line1: address.and_then(|a| a.line1.clone()),
-                    delivery_line2: address.and_then(|a| a.line2.clone()),
+                    delivery_care_of: address.and_then(|a| a.care_of.clone()),
+                    delivery_address_line1: address.and_then(|a| a.line1.clone()),
+                    delivery_address_line2: address.and_then(|a| a.line2.clone()),
                     delivery_zip_code: address.and_then(|a| a.zip_code.clone()),
                     delivery_city: address.and_then(|a| a.city.clone()),
-                    buyer_customer_code: n.note.buyer_customer_code.clone(),
+                    delivery_region: address.and_then(|a| a.region.clone()),
                     note_text: n.note.note_text.clone(),
-                    created: Some(ts(n.created)),
-                    items: Some(
+                    delivery_note_item: expand.note_has("deliveryNoteItem").then(|| {
                         n.note
                             .delivery_note_items
                             .iter()
                             .flatten()
                             .map(|i| query::DeliveryNoteItem {
-                                row_number: i
-                                    .row_number
-                                    .and_then(|r| r.0.trunc().to_string().parse().ok()),
-                                part_no: Some(i.item_no.clone()),
-                                description: i.description.clone(),
-                                qty_delivered: Some(i.qty),
-                                comment: i.comment.clone(),
+                                delivery_note_id: Some(n.id),
+                                line_number: i.row_number,
+                                part_no: i.item_no.clone(),
+                                product_name: i.description.clone(),
+                                quantity: Some(i.qty),
+                                note_text: i.comment.clone(),
+                                ..query::DeliveryNoteItem::default()
                             })
-                            .collect(),
-                    ),
-                    packages: Some(
+                            .collect()
+                    }),
+                    delivery_note_package: expand.note_has("deliveryNotePackage").then(|| {
                         n.note
                             .delivery_note_packages
                             .iter()
@@ -185,8 +274,9 @@ pub(super) fn to_query_order(order: &OrderRec, tenant_id: i32, expand: &[&str]) 
                                 parcel_number: Some(p.parcel_number.clone()),
                                 status_id: p.status_id,
                             })
-                            .collect(),
-                    ),
+                            .collect()
+                    }),
+                    ..query::DeliveryNote::default()
                 }
             })
             .collect()
@@ -196,7 +286,7 @@ pub(super) fn to_query_order(order: &OrderRec, tenant_id: i32, expand: &[&str]) 
         client_id: Some(tenant_id),
         application_id: Some(order.application_id),
         quotation_id: Some(order.quotation_id),
-        order_no: Some(order.order_no.clone()),
+        order_no: order.order_no.clone(),
         order_date: Some(ts(order.created)),
         status_id: Some(order.status_id()),
         order_type_id: Some(1),
@@ -204,14 +294,19 @@ pub(super) fn to_query_order(order: &OrderRec, tenant_id: i32, expand: &[&str]) 
         currency_id: Some(model::currency_id(&order.currency)),
         buyer_customer_id: customer_id,
         payer_customer_id: customer_id,
+        buyer_customer_info_id: Some(info_id),
+        payer_customer_info_id: Some(info_id),
+        ship_to_customer_info_id: Some(info_id),
         delivery_mode: Some(order.delivery_method.clone()),
         payment_terms: Some(order.payment_method.clone()),
-        is_partly_delivered: Some(order.status == "PartlyDelivered"),
+        is_part_delivery: Some(order.status == "PartlyDelivered"),
         created: Some(ts(order.created)),
         updated: Some(ts(order.updated)),
-        items,
-        addresses,
-        delivery_notes,
+        order_item: items,
+        buyer_customer_info: expand.has("buyerCustomerInfo").then(customer_info),
+        ship_to_customer_info: expand.has("shipToCustomerInfo").then(customer_info),
+        payer_customer_info: expand.has("payerCustomerInfo").then(customer_info),
+        delivery_note: delivery_notes,
         ..query::Order::default()
     }
 }
@@ -291,29 +386,13 @@ pub(super) async fn query_orders(
             }
         },
     };
-    let mut expand: Vec<&str> = Vec::new();
-    for part in q
-        .expand
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-    {
-        // Nested options (`items($select=...)`) are accepted and ignored.
-        let name = part.split('(').next().unwrap_or(part).trim();
-        match EXPANDABLE.iter().find(|e| **e == name) {
-            Some(e) => expand.push(e),
-            None => {
-                return odata_error(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "The query specified in the URI is not valid. Could not find a property named '{name}' on type '{ENTITY}'."
-                    ),
-                );
-            }
-        }
-    }
+    let expand = match q.expand.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+        None => Expand::default(),
+        Some(text) => match parse_expand(text) {
+            Ok(expand) => expand,
+            Err(message) => return odata_error(StatusCode::BAD_REQUEST, message),
+        },
+    };
     let mut select: Vec<String> = Vec::new();
     for part in q
         .select
@@ -422,7 +501,7 @@ pub(super) async fn query_orders(
     {
         for value in values.iter_mut() {
             if let Value::Object(map) = value {
-                map.retain(|k, _| select.iter().any(|s| s == k) || expand.contains(&k.as_str()));
+                map.retain(|k, _| select.iter().any(|s| s == k) || expand.has(k));
             }
         }
     }

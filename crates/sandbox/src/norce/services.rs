@@ -13,7 +13,7 @@ use norce_models::services::{
     GetOrderQuery, ListOrders3Headers, ListOrders3Query, ListProducts2Headers, ListProducts2Query,
     OnHand, OrderAddress, OrderCustomer, OrderDeliveryNote, OrderDeliveryNoteItem,
     OrderDeliveryNotePackage, OrderInfo, OrderPagedList, PricelistSeedList, ProductItem,
-    ProductItemPagedList, SalesArea, SalesAreaList,
+    ProductItemPagedList, Role, RoleList, SalesArea, SalesAreaList,
 };
 use serde::de::DeserializeOwned;
 
@@ -123,6 +123,11 @@ fn application(state: &SharedState, id: i32) -> Application {
             code: Some((*code).into()),
         })
         .collect();
+    let buyer = Role {
+        id: Some(13),
+        name: Some("Buyer".into()),
+        description: Some("Allowed to buy on the application".into()),
+    };
     let cultures = vec![
         Culture {
             code: Some("sv-SE".into()),
@@ -161,6 +166,11 @@ fn application(state: &SharedState, id: i32) -> Application {
             default: Some(sweden.clone()),
             list: Some(vec![sweden]),
         }),
+        roles: Some(RoleList {
+            default: Some(buyer.clone()),
+            list: Some(vec![buyer]),
+        }),
+        authorizations: Some(Vec::new()),
         countries: Some(CountryList {
             default: countries.first().cloned(),
             list: Some(countries),
@@ -364,6 +374,19 @@ pub(super) fn full_order(order: &OrderRec) -> services::Order {
     }
 }
 
+/// An internal id sent as a string (Norce's spec types ListOrders3's `companyId` and
+/// `customerId` as strings); blank is absent, anything but an integer is a 400.
+fn parse_id(name: &str, value: Option<&str>) -> Result<Option<i64>, Response> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    value.parse::<i64>().map(Some).map_err(|_| {
+        bad_request(format!(
+            "Query parameter `{name}`: `{value}` is not an internal id."
+        ))
+    })
+}
+
 fn parse_seed(name: &str, seed: Option<&str>) -> Result<Option<Vec<i32>>, Response> {
     let Some(seed) = seed.filter(|s| !s.trim().is_empty()) else {
         return Ok(None);
@@ -391,9 +414,20 @@ pub(super) async fn list_orders3(
         Ok((_, q)) => q,
         Err(r) => return r,
     };
-    if query.company_id.is_none()
-        && query.customer_id.is_none()
-        && query.division_code.is_none()
+    let (company_id, customer_id) = match (
+        parse_id("companyId", query.company_id.as_deref()),
+        parse_id("customerId", query.customer_id.as_deref()),
+    ) {
+        (Ok(company), Ok(customer)) => (company, customer),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let division_code = query
+        .division_code
+        .as_deref()
+        .filter(|d| !d.trim().is_empty());
+    if company_id.is_none()
+        && customer_id.is_none()
+        && division_code.is_none()
         && query.from_date.is_none()
         && query.to_date.is_none()
     {
@@ -413,12 +447,8 @@ pub(super) async fn list_orders3(
             .orders
             .values()
             // The sandbox has no company (B2B) or division orders.
-            .filter(|_| query.company_id.is_none() && query.division_code.is_none())
-            .filter(|o| {
-                query
-                    .customer_id
-                    .is_none_or(|c| i64::from(c) == o.customer.id)
-            })
+            .filter(|_| company_id.is_none() && division_code.is_none())
+            .filter(|o| customer_id.is_none_or(|c| c == o.customer.id))
             .filter(|o| from.is_none_or(|f| o.created >= f))
             .filter(|o| to.is_none_or(|t| o.created <= t))
             .filter(|o| statuses.as_ref().is_none_or(|s| s.contains(&o.status_id())))

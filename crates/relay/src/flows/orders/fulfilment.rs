@@ -10,6 +10,7 @@ use brightpearl_client::{GoodsOutNoteRow, OrderRow, SearchQuery, SearchResource,
 use futures::StreamExt as _;
 use serde::de::DeserializeOwned;
 use norce_client::models::connect::{ConnectOrderStatus, DeliveryAddress, DeliveryNote, DeliveryNoteItem, DeliveryNotePackage, SendOrderStatusRequest};
+use norce_client::Navigation;
 use norce_client::models::query::QueryOrdersQuery;
 use tracing::Instrument as _;
 
@@ -264,7 +265,7 @@ async fn process_note(ctx: &FlowContext, norce: &norce_client::NorceClient, brig
 async fn norce_has_note(norce: &norce_client::NorceClient, order_no: &str, note_no: &str) -> Result<bool, StepError> {
     let query = QueryOrdersQuery {
         filter: Some(format!("orderNo eq '{}'", order_no.replace('\'', "''"))),
-        expand: Some("deliveryNotes".into()),
+        expand: Some(norce.query_navigation().expand(&[Navigation::DeliveryNotes])),
         ..QueryOrdersQuery::default()
     };
     let mut pages = norce.query_orders(query);
@@ -272,7 +273,7 @@ async fn norce_has_note(norce: &norce_client::NorceClient, order_no: &str, note_
     while let Some(page) = pages.next().await {
         for order in page?.value {
             found_order = true;
-            if order.delivery_notes.iter().flatten().any(|n| n.note_no.as_deref() == Some(note_no)) {
+            if order.delivery_note.iter().flatten().any(|n| n.note_no == note_no) {
                 return Ok(true);
             }
         }

@@ -130,24 +130,19 @@ fn vat_fraction(rate: Option<&impl VatRate>) -> Amount {
     rate.and_then(|r| Amount::parse(&r.fraction().to_string())).unwrap_or(Amount::ZERO)
 }
 
-/// "Anna Maria Svensson" → ("Anna", "Maria Svensson"): Query addresses carry one name.
-fn split_name(name: Option<&String>) -> (Option<String>, Option<String>) {
-    let Some(name) = text(name) else { return (None, None) };
-    match name.split_once(char::is_whitespace) {
-        Some((first, last)) => (Some(first.to_owned()), text(Some(&last.trim().to_owned()))),
-        None => (Some(name), None),
-    }
+/// The buyer's e-mail of a Query order (the ship-to's when the buyer has none).
+pub(crate) fn query_email(order: &query::Order) -> Option<String> {
+    [&order.buyer_customer_info, &order.ship_to_customer_info].into_iter().flatten().find_map(|c| text(c.email_address.as_ref()))
 }
 
 impl NorceOrder {
-    /// From a Query 3.0 order expanded with `items,addresses`.
+    /// From a Query 3.0 order expanded with its lines (`orderItem`) and its ship-to and buyer
+    /// customer infos.
     pub(crate) fn from_query(order: &query::Order, config: &OrdersConfig) -> Result<Self, Problem> {
-        let order_no = text(order.order_no.as_ref()).ok_or_else(|| format!("Norce order id {} has no orderNo", order.id))?;
-        let addresses = order.addresses.as_deref().unwrap_or_default();
-        // The delivery address (typeId 1 in Norce) when there is one, else the first.
-        let address = addresses.iter().find(|a| a.type_id == Some(1)).or_else(|| addresses.first());
-        let email = addresses.iter().find_map(|a| text(a.email_address.as_ref()));
-        let (first_name, last_name) = split_name(address.and_then(|a| a.name.as_ref()));
+        let order_no = text(Some(&order.order_no)).ok_or_else(|| format!("Norce order id {} has no orderNo", order.id))?;
+        // Ship-to for the address, the buyer when the order has no separate ship-to.
+        let address = order.ship_to_customer_info.as_ref().or(order.buyer_customer_info.as_ref());
+        let buyer = order.buyer_customer_info.as_ref().or(address);
         let country = match address.and_then(|a| a.country_id) {
             Some(id) => Some(config.country_codes.get(&id.to_string()).cloned().ok_or_else(|| {
                 format!("Norce country id {id} of order {order_no} has no ISO code: add it to `orders.country_codes` (e.g. \"{id}\" = \"SE\")")
@@ -156,8 +151,13 @@ impl NorceOrder {
         };
         let currency = order.currency_id.and_then(|id| config.currency_codes.get(&id.to_string()).cloned());
         let mut lines = Vec::new();
-        for item in order.items.as_deref().unwrap_or_default() {
-            let line_no = item.line_number.unwrap_or(0);
+        for item in order.order_item.as_deref().unwrap_or_default() {
+            // Query writes line numbers as decimals; Norce's are whole numbers.
+            let line_no = match item.line_number.as_ref() {
+                None => 0,
+                Some(n) => n.0.fract().is_zero().then(|| i32::try_from(n.0).ok()).flatten()
+                    .ok_or_else(|| format!("line number {n} of order {order_no} is not a whole number"))?,
+            };
             let part_no = text(item.part_no.as_ref()).ok_or_else(|| format!("line {line_no} of order {order_no} has no partNo"))?;
             let quantity = decimal(item.qty_ordered.as_ref()).ok_or_else(|| format!("line {line_no} ({part_no}) of order {order_no} has no qtyOrdered"))?;
             lines.push(Line {
@@ -170,7 +170,7 @@ impl NorceOrder {
                 kind: LineKind::Product,
             });
         }
-        if let Some(freight) = decimal(order.freight_cost_ex_vat.as_ref()).filter(|f| f.is_positive()) {
+        if let Some(freight) = decimal(order.freight_cost.as_ref()).filter(|f| f.is_positive()) {
             // Query carries freight on the order, not as a line; VAT as on the products.
             let vat = lines.first().map_or(Amount::ZERO, |l| l.vat_rate);
             lines.push(fee_line(&lines, "Freight", freight, vat));
@@ -181,15 +181,17 @@ impl NorceOrder {
             currency,
             placed_on: order.order_date.as_ref().or(order.created.as_ref()).map(|t| t.to_rfc3339()),
             customer: Customer {
-                email,
-                first_name,
-                last_name,
-                phone: address.and_then(|a| text(a.phone_number.as_ref()).or_else(|| text(a.shipping_phone_number.as_ref()))),
-                company: None,
+                email: query_email(order),
+                first_name: buyer.and_then(|b| text(b.first_name.as_ref())),
+                last_name: buyer.and_then(|b| text(b.last_name.as_ref())),
+                phone: [buyer, address].into_iter().flatten().find_map(|c| {
+                    text(c.cell_phone_number.as_ref()).or_else(|| text(c.phone_number.as_ref())).or_else(|| text(c.shipping_phone_number.as_ref()))
+                }),
+                company: buyer.and_then(|b| text(b.company_name.as_ref())),
             },
             address: Address {
-                line1: address.and_then(|a| text(a.line1.as_ref())),
-                line2: address.and_then(|a| text(a.line2.as_ref()).or_else(|| text(a.care_of.as_ref()))),
+                line1: address.and_then(|a| text(a.address_line1.as_ref())),
+                line2: address.and_then(|a| text(a.address_line2.as_ref()).or_else(|| text(a.care_of.as_ref()))),
                 zip: address.and_then(|a| text(a.zip_code.as_ref())),
                 city: address.and_then(|a| text(a.city.as_ref())),
                 region: address.and_then(|a| text(a.region.as_ref())),
@@ -342,8 +344,8 @@ mod tests {
         // Query 3.0 documents vatRate "in percent": 25 is a 25 % row, not 2,400 %.
         let order: query::Order = serde_json::from_value(serde_json::json!({
             "id": 1, "orderNo": "NC-1",
-            "items": [{"lineNumber": 1, "partNo": "SKU-1", "qtyOrdered": 1, "priceSale": 100, "vatRate": 25},
-                      {"lineNumber": 2, "partNo": "SKU-2", "qtyOrdered": 1, "priceSale": 100, "vatRate": 1}]
+            "orderItem": [{"lineNumber": 1, "partNo": "SKU-1", "qtyOrdered": 1, "priceSale": 100, "vatRate": 25},
+                      {"lineNumber": 2.0, "partNo": "SKU-2", "qtyOrdered": 1, "priceSale": 100, "vatRate": 1}]
         }))
         .unwrap();
         let order = NorceOrder::from_query(&order, &OrdersConfig::default()).unwrap();
@@ -354,10 +356,34 @@ mod tests {
     #[test]
     fn a_query_order_with_an_unknown_country_names_the_setting() {
         let order: query::Order = serde_json::from_value(serde_json::json!({
-            "id": 1, "orderNo": "NC-1", "addresses": [{"typeId": 1, "name": "Anna Svensson", "countryId": 99, "emailAddress": "a@x.se"}]
+            "id": 1, "orderNo": "NC-1", "shipToCustomerInfo": {"firstName": "Anna", "lastName": "Svensson", "countryId": 99, "emailAddress": "a@x.se"}
         }))
         .unwrap();
         let err = NorceOrder::from_query(&order, &OrdersConfig::default()).unwrap_err();
         assert!(err.contains("orders.country_codes") && err.contains("99"), "{err}");
+    }
+
+    #[test]
+    fn a_query_order_reads_its_customer_infos() {
+        // Query 3.0 keeps guest customer data in CustomerInfo rows: ship-to for the address,
+        // the buyer for the contact.
+        let order: query::Order = serde_json::from_value(serde_json::json!({
+            "id": 1, "orderNo": "NC-1",
+            "buyerCustomerInfo": {"firstName": "Anna", "lastName": "Svensson", "emailAddress": "anna@example.com", "cellPhoneNumber": "+46 70 1", "companyName": "Acme"},
+            "shipToCustomerInfo": {"firstName": "Bo", "lastName": "Ek", "addressLine1": "Storgatan 1", "careOf": "c/o Ek", "zipCode": "11151", "city": "Stockholm", "countryId": 1},
+            "orderItem": [{"lineNumber": 1.5, "partNo": "SKU-1", "qtyOrdered": 1, "priceSale": 100, "vatRate": 25}]
+        }))
+        .unwrap();
+        let config = OrdersConfig { country_codes: [("1".to_owned(), "SE".to_owned())].into(), ..OrdersConfig::default() };
+        // A fractional line number cannot be a Norce line: refused, naming it.
+        assert!(NorceOrder::from_query(&order, &config).unwrap_err().contains("1.5"));
+        let mut order = order;
+        order.order_item = None;
+        let order = NorceOrder::from_query(&order, &config).unwrap();
+        assert_eq!(order.customer.email.as_deref(), Some("anna@example.com"));
+        assert_eq!((order.customer.first_name.as_deref(), order.customer.company.as_deref()), (Some("Anna"), Some("Acme")));
+        assert_eq!(order.customer.phone.as_deref(), Some("+46 70 1"));
+        assert_eq!((order.address.line1.as_deref(), order.address.line2.as_deref()), (Some("Storgatan 1"), Some("c/o Ek")));
+        assert_eq!((order.address.zip.as_deref(), order.address.country.as_deref()), (Some("11151"), Some("SE")));
     }
 }
