@@ -104,7 +104,7 @@ fn main() -> ExitCode {
                     }
                 }
                 eprintln!(
-                    "{} operation(s) and schema(s) without `x-source` or `x-assumed`",
+                    "{} operation(s) and schema(s) without `x-source`",
                     missing.len()
                 );
                 ExitCode::SUCCESS

@@ -21,7 +21,7 @@ pub const PLATFORMS: &[&str] = &["norce", "nshift", "brightpearl"];
 /// How strictly to validate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
-    /// Refuse operations and `components.schemas` entries without `x-source` (or `x-assumed`).
+    /// Refuse operations and `components.schemas` entries without `x-source`.
     /// Defaults to [`provenance::REQUIRE_SOURCES`].
     pub require_sources: bool,
 }

@@ -16,11 +16,10 @@ use super::{CodegenError, PLATFORMS, load_platform};
 /// Whether `cargo xtask codegen` refuses an operation or a `components.schemas` entry that has
 /// no `x-source` (rule 1 in `specs/README.md`).
 ///
-/// Off while the specs are being annotated. Flip it to `true` once
-/// `cargo xtask provenance --missing` prints nothing. Only the default is chosen here: the
-/// validation itself takes the requirement as a parameter ([`validate`],
-/// [`super::Options::require_sources`]), so the tests exercise it switched on.
-pub const REQUIRE_SOURCES: bool = false;
+/// On: every spec names its sources. Only the default is chosen here: the validation itself
+/// takes the requirement as a parameter ([`validate`], [`super::Options::require_sources`]), so
+/// the tests exercise it both ways.
+pub const REQUIRE_SOURCES: bool = true;
 
 /// The forms an `x-source` string may take, for the messages.
 const ACCEPTED_FORMS: &str = "`https://…` (a published page), `github:Owner/Repo/path` (a file in a public repository) or `shared reference: <file>` (our notes)";

@@ -400,12 +400,12 @@ pub struct SalesOrderRequest {
     /// Example: `NORCE-100234`
     #[serde(rename = "externalRef", default, skip_serializing_if = "Option::is_none")]
     pub external_ref: Option<String>,
-    /// When the order was placed, an ISO 8601 date (default today).
+    /// When the order was placed, an ISO 8601 date (default today); a bare date (`2023-09-01`) is read and written back as it is.
     #[serde(rename = "placedOn", default, skip_serializing_if = "Option::is_none")]
     pub placed_on: Option<models_runtime::Timestamp>,
     /// Tax date, an ISO 8601 date (default today); the Snow client sends a bare date (`2023-09-01`).
     ///
-    /// **Open question:** The Sales Order POST page types placedOn and taxDate as ISO 8601 dates and the Snow client sends a bare date (2023-09-01), which this date-time type cannot decode; we send full date-times, believed to be accepted but unverified. A date-or-date-time type would change the type the sandbox copies into SalesOrder (crates/sandbox/src/brightpearl/orders.rs), so it is left to its owner.
+    /// **Open question:** The Sales Order POST page types placedOn and taxDate as ISO 8601 dates and the Snow client sends a bare date (2023-09-01). The date-time type reads a bare date (midnight UTC) and writes it back unchanged, so both forms pass through; relay sends full date-times, believed to be accepted but unverified against the live API.
     #[serde(rename = "taxDate", default, skip_serializing_if = "Option::is_none")]
     pub tax_date: Option<models_runtime::Timestamp>,
     /// Our installation instance id (the token's `installation_instance_id`), marks orders we created.

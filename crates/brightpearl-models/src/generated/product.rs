@@ -120,6 +120,12 @@ pub struct Product {
         skip_serializing_if = "Option::is_none"
     )]
     pub warehouse_popup_message: Option<String>,
+    /// Ids of the seasons the product belongs to (`[]` when none).
+    #[serde(rename = "seasonIds", default, skip_serializing_if = "Option::is_none")]
+    pub season_ids: Option<Vec<i64>>,
+    /// Reporting classification of the product; the recorded answer sends an empty object and no source lists its fields, so it is kept as raw JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reporting: Option<serde_json::Value>,
     /// Custom fields keyed by field code (e.g. `PCF_COLOUR`), only with `includeOptional=customFields`.
     #[serde(rename = "customFields", default, skip_serializing_if = "Option::is_none")]
     pub custom_fields: Option<std::collections::BTreeMap<String, serde_json::Value>>,
@@ -523,8 +529,6 @@ pub struct ProductPrice {
 }
 
 /// The prices of a product on one price list.
-///
-/// **Open question:** The Product Price GET page also lists sku ("The product's SKU for the price list"); the recorded response (2022) has none. It is not modelled yet because the sandbox builds this struct field by field (crates/sandbox/src/brightpearl/products.rs); unknown fields are ignored, so reading is unaffected.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProductPriceListEntry {
     /// Price list id.
@@ -538,6 +542,11 @@ pub struct ProductPriceListEntry {
     /// Currency id.
     #[serde(rename = "currencyId", default, skip_serializing_if = "Option::is_none")]
     pub currency_id: Option<i64>,
+    /// The product's SKU for the price list (absent on some entries of the published example and on every entry of the recorded 2022 answer).
+    ///
+    /// Example: `MPP-12455`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku: Option<String>,
     /// Minimum quantity (as a string key, e.g. `"1"`, `"5"`) to unit price; `{}` when no price is set. The single-unit price is `quantityPrice["1"]`. Prices are decimal strings of varying scale (`"10"`, `"9.555"`, `"10.0000"`).
     #[serde(rename = "quantityPrice", default, skip_serializing_if = "Option::is_none")]
     pub quantity_price: Option<

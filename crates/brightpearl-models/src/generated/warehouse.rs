@@ -36,11 +36,13 @@ pub struct ProductAvailability {
     pub warehouses: Option<std::collections::BTreeMap<String, StockLevels>>,
 }
 
-/// Stock figures. In the one observed sample `onHand = inStock - allocated` (60 in stock, 12
-/// allocated, 48 on hand), so `onHand` looks like the sellable quantity; the Medusa plugin syncs
-/// web stock from `warehouses[wh].onHand`.
+/// Stock figures. In the published example (total 10 in stock, 1 allocated, 9 on hand; warehouse
+/// 2: 3, 1, 2) and in the recording (60, 12, 48) `onHand = inStock - allocated`, so `onHand`
+/// looks like the sellable quantity; the Medusa plugin syncs web stock from
+/// `warehouses[wh].onHand`. In the published example `total.inTransit` (2) is not the sum of the
+/// warehouses' visible `inTransit`.
 ///
-/// **Open question:** Exact meaning of onHand, inStock and allocated (is sellable = onHand?); whether the figures can be fractional (observed as JSON integers).
+/// **Open question:** Exact meaning of onHand, inStock and allocated (is sellable = onHand?); how total.inTransit relates to the per-warehouse figures; whether the figures can be fractional (observed as JSON integers).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct StockLevels {
     /// Physically in stock, including allocated units.
@@ -176,7 +178,7 @@ pub struct GoodsOutNoteStatus {
     /// Whether the GON has been packed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packed: Option<bool>,
-    /// Whether the GON has been shipped; a shipped GON cannot be edited.
+    /// Whether the GON has been shipped (every item on it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shipped: Option<bool>,
     /// Time of printing.
@@ -205,10 +207,10 @@ pub struct GoodsOutNoteStatus {
     pub shipped_by_id: Option<i64>,
 }
 
-/// Shipping details of a GON.
+/// Shipping details of a GON. Every field may be missing (the recorded GON has only `reference`, empty, and `shippingMethodId`).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct GoodsOutNoteShipping {
-    /// Shipping reference, normally the carrier tracking number.
+    /// Shipping reference, normally the carrier tracking number; an empty string when none is set.
     ///
     /// Example: `JJD000390007812345`
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -376,14 +378,16 @@ impl<'de> serde::Deserialize<'de> for GoodsOutNoteEventCode {
     }
 }
 
-/// Response of the warehouse and shipping-method GETs, `{"response": [{id, name}]}`.
+/// Response of the warehouse and shipping-method GETs, `{"response": [{id, name, ...}]}`.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct NamedItemListResponse {
     /// The items.
     pub response: Vec<NamedItem>,
 }
 
-/// A warehouse or shipping method, by id and name.
+/// A warehouse or shipping method, by id and name; the other fields of each are ignored.
+///
+/// **Open question:** Only id and name are modelled. Shipping methods also carry code, breaks (comma-separated), methodType (integer), additionalInformationRequired, carrier, countries (comma-separated) and channelBrandTemplates (channel-brand id to template id; the published example writes its keys unquoted, which is not valid JSON); warehouses carry typeCode, typeDescription, address, clickAndCollectEnabled and weeklyOperatingPeriods. They are not added because the sandbox builds this struct field by field (crates/sandbox/src/brightpearl/warehouse.rs, warehouses and shipping_methods); unknown fields are ignored, so reading is unaffected.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct NamedItem {
     /// Id.
@@ -904,13 +908,13 @@ impl SearchGoodsOutNotesPath {
 /// Parameters of [`operations::SEARCH_GOODS_OUT_NOTES`].
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SearchGoodsOutNotesQuery {
-    /// Filter by GON ID set.
+    /// Filter by GON id; an INTEGER column, so one id (ID sets and ranges are not documented for it).
     #[serde(rename = "goodsOutNoteId", default, skip_serializing_if = "Option::is_none")]
     pub goods_out_note_id: Option<String>,
-    /// Filter by order ID set.
+    /// Filter by order id; an INTEGER column, so one id (ID sets and ranges are not documented for it).
     #[serde(rename = "orderId", default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
-    /// Filter by warehouse id.
+    /// Filter by warehouse id; an INTEGER column, so one id.
     #[serde(rename = "warehouseId", default, skip_serializing_if = "Option::is_none")]
     pub warehouse_id: Option<String>,
     /// Filter on the shipped flag.
@@ -1261,12 +1265,14 @@ pub type ListShippingMethodsResponse = NamedItemListResponse;
 pub mod operations {
     use models_runtime::OperationInfo;
     /// The response is a map keyed by product id, not an array. Only stock-tracked products have
-    /// figures. Chunk to about 100 ids (longer ID sets hit `414 URI Too Long`). A single unknown or
-    /// invalid id makes the whole request fail with 400: bisect the chunk to isolate it.
+    /// figures: an id of a product that is not stock-tracked (every bundle; see
+    /// `GetBundleAvailability`) is ignored, so it simply has no entry. Chunk to about 100 ids
+    /// (longer ID sets hit `414 URI Too Long`). An id of no product at all is reported by a client
+    /// to make the whole request fail with 400: bisect the chunk to isolate it.
     /// `includeOptional=breakDownByLocation,allocatedOrders,allocatedTransfers,onOrder` adds optional
     /// sections that this spec does not model.
     ///
-    /// **Open question:** Maximum number of ids per availability call (a third-party tool says 50; 100 is used in practice); whether a per-warehouse path exists (use the all-warehouse endpoint).
+    /// **Open question:** Maximum number of ids per availability call (not stated on the readable part of the page; a third-party tool says 50; 100 is used in practice); whether an unknown id fails the whole request (MCP) or is ignored like a non-stock-tracked one; whether a per-warehouse path exists (use the all-warehouse endpoint).
     ///
     /// `GET /public-api/{account}/warehouse-service/product-availability/{idSet}`: response [`super::GetProductAvailabilityResponse`].
     pub const GET_PRODUCT_AVAILABILITY: OperationInfo = OperationInfo {
@@ -1297,6 +1303,8 @@ pub mod operations {
     };
     /// Get all goods-out notes of orders
     ///
+    /// **Open question:** The page and the recording write this path with a trailing slash (`.../goods-note/goods-out/`); whether the form without it, which the client sends, is answered the same is unverified.
+    ///
     /// `GET /public-api/{account}/warehouse-service/order/{orderIdSet}/goods-note/goods-out`: response [`super::GetGoodsOutNotesForOrdersResponse`].
     pub const GET_GOODS_OUT_NOTES_FOR_ORDERS: OperationInfo = OperationInfo {
         id: "GetGoodsOutNotesForOrders",
@@ -1318,10 +1326,14 @@ pub mod operations {
         response_media_type: Some("application/json"),
     };
     /// Resource search (see `common.yaml` `SearchEnvelope`); note the path is `goods-out-search`,
-    /// not `goods-out-note-search`. Columns include `goodsOutNoteId`, `printed`, `picked`, `packed`,
-    /// `shipped`, `shippedOn` (PERIOD), `orderId`, `shippingMethodId`, `warehouseId`, `priority`,
-    /// `createdOn`, `releaseDate`, `createdBy`, `transfer`. Poll with `shipped=true` and
+    /// not `goods-out-note-search`. Columns (data type): `goodsOutNoteId` (INTEGER), `printed`,
+    /// `picked`, `packed`, `shipped` (BOOLEAN), `shippedOn` (PERIOD), `orderId` (INTEGER),
+    /// `shippingMethodId` (IDSET), `warehouseId` (INTEGER), `priority` (BOOLEAN), `createdOn`,
+    /// `releaseDate` (PERIOD), `createdBy` (INTEGER), `transfer`. Only IDSET columns are documented
+    /// to take ID sets: filter the INTEGER ones by a single id. Poll with `shipped=true` and
     /// `shippedOn=<since>/` (GONs have no `updatedOn`).
+    ///
+    /// **Open question:** Whether the INTEGER filters goodsOutNoteId, orderId and warehouseId accept ID sets or ranges (the page types them INTEGER, only shippingMethodId as IDSET; a client reports range syntax rejected on INTEGER filters). The sandbox's column table (crates/sandbox/src/brightpearl/warehouse.rs, GON_COLUMNS) has it the other way round: goodsOutNoteId and orderId as IDSET, shippingMethodId as INTEGER.
     ///
     /// `GET /public-api/{account}/warehouse-service/goods-note/goods-out-search`: response [`super::SearchGoodsOutNotesResponse`].
     pub const SEARCH_GOODS_OUT_NOTES: OperationInfo = OperationInfo {
