@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A point in time as a platform wrote it.
@@ -14,7 +14,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// - no offset at all (Norce's .NET dates): `2019-06-19T10:24:58.187`, read as UTC
 ///   ([`Timestamp::has_offset`] is then `false`);
 /// - WCF JSON dates (Norce Services 1.1): `/Date(1726099200000+0200)/`, milliseconds since the
-///   epoch with an optional offset for display.
+///   epoch with an optional offset for display;
+/// - a date without time (Brightpearl's "ISO 8601 date" fields, e.g. a sales order's `taxDate`):
+///   `2023-09-01`, read as midnight UTC ([`Timestamp::has_offset`] is then `false` and
+///   [`Timestamp::is_date_only`] `true`).
 ///
 /// The original text is kept, so a payload that is read and written again is byte-identical:
 /// the platforms compare some of these values as strings.
@@ -24,6 +27,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// let t: Timestamp = "2015-06-03T13:18:30.904+0000".parse().unwrap();
 /// assert_eq!(t.to_rfc3339(), "2015-06-03T13:18:30.904+00:00");
 /// assert_eq!(t.as_str(), "2015-06-03T13:18:30.904+0000");
+///
+/// let d: Timestamp = "2023-09-01".parse().unwrap();
+/// assert_eq!(d.to_rfc3339(), "2023-09-01T00:00:00+00:00");
+/// assert_eq!(serde_json::to_string(&d).unwrap(), "\"2023-09-01\"");
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Timestamp {
@@ -35,7 +42,7 @@ pub struct Timestamp {
 /// A string that is not a timestamp in any accepted form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "`{input}` is not a timestamp: expected RFC 3339 (2015-06-03T13:18:30Z), an offset without colon (2015-06-03T13:18:30.904+0000) or a local time (2015-06-03T13:18:30)"
+    "`{input}` is not a timestamp: expected RFC 3339 (2015-06-03T13:18:30Z), an offset without colon (2015-06-03T13:18:30.904+0000), a local time (2015-06-03T13:18:30), a WCF date (/Date(1433337510904)/) or a date (2015-06-03)"
 )]
 pub struct TimestampError {
     input: String,
@@ -58,8 +65,22 @@ impl Timestamp {
         }
         let naive = NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S%.f")
             .or_else(|_| NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%d %H:%M:%S%.f"))
+            .or_else(|_| Self::parse_date(trimmed).map(|date| date.and_time(chrono::NaiveTime::MIN)).ok_or(()))
             .map_err(|_| TimestampError { input: text.to_owned() })?;
         Ok(Self { instant: naive.and_utc().fixed_offset(), has_offset: false, text: text.into() })
+    }
+
+    /// `2023-09-01` → the date: exactly `YYYY-MM-DD` (chrono alone would also take `2023-9-1`).
+    fn parse_date(text: &str) -> Option<NaiveDate> {
+        let b = text.as_bytes();
+        let shaped = b.len() == 10
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+        if !shaped {
+            return None;
+        }
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
     }
 
     /// `1726099200000+0200` → the instant (shown at that offset) and whether an offset was given.
@@ -112,6 +133,11 @@ impl Timestamp {
     /// Whether the text carried an offset; `false` means it was read as UTC.
     pub fn has_offset(&self) -> bool {
         self.has_offset
+    }
+
+    /// Whether the text was a date without time (`2023-09-01`, read as midnight UTC).
+    pub fn is_date_only(&self) -> bool {
+        Self::parse_date(self.text.trim()).is_some()
     }
 
     /// The text exactly as it arrived (or as it was formatted on construction).
@@ -192,6 +218,8 @@ mod tests {
             ("/Date(1726099200000)/", "2024-09-12T00:00:00+00:00", false),
             ("/Date(1726099200000+0200)/", "2024-09-12T02:00:00+02:00", true),
             ("/Date(-86400000-0130)/", "1969-12-30T22:30:00-01:30", true),
+            ("2023-09-01", "2023-09-01T00:00:00+00:00", false),
+            ("2024-02-29", "2024-02-29T00:00:00+00:00", false),
         ] {
             let t = Timestamp::parse(text).unwrap();
             assert_eq!(t.to_rfc3339(), rfc, "{text}");
@@ -219,6 +247,36 @@ mod tests {
         assert!(err.to_string().contains("`yesterday`"));
         let err = serde_json::from_str::<Timestamp>("\"2015-13-03T00:00:00Z\"").unwrap_err();
         assert!(err.to_string().contains("2015-13-03"));
+    }
+
+    #[test]
+    fn a_date_without_time_is_midnight_utc_and_written_back_as_a_date() {
+        let d = Timestamp::parse("2023-09-01").unwrap();
+        assert!(d.is_date_only());
+        assert!(!d.has_offset());
+        assert_eq!(d.to_utc(), "2023-09-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(d.as_str(), "2023-09-01");
+        assert_eq!(d.to_string(), "2023-09-01");
+        // Inside a body: read and written again unchanged.
+        let body = r#"{"taxDate":"2023-09-01"}"#;
+        let value: std::collections::BTreeMap<String, Timestamp> = serde_json::from_str(body).unwrap();
+        assert_eq!(serde_json::to_string(&value).unwrap(), body);
+        // The same instant written with a time is a different text, ordered after the date.
+        let midnight = Timestamp::parse("2023-09-01T00:00:00Z").unwrap();
+        assert!(!midnight.is_date_only());
+        assert_eq!(midnight.to_utc(), d.to_utc());
+        assert_ne!(midnight, d);
+        assert!(d < midnight);
+        assert!(d < Timestamp::parse("2023-09-01T00:00:01Z").unwrap());
+        assert!(d > Timestamp::parse("2023-08-31T23:59:59Z").unwrap());
+    }
+
+    #[test]
+    fn rejects_malformed_dates() {
+        for text in ["2023-9-1", "2023-09-1", "2023-02-30", "2023-13-01", "20230901", "2023/09/01", "2023-09-01T", "+2023-09-01"] {
+            let err = Timestamp::parse(text).unwrap_err();
+            assert!(err.to_string().contains(text), "{text}");
+        }
     }
 
     #[test]

@@ -189,9 +189,9 @@ pub fn create(ctx: &mut Ctx<'_>) -> Reply {
         marketing_details: request.marketing_details,
         financial_details: request.financial_details.map(|f| ContactFinancialDetails {
             price_list_id: f.price_list_id,
-            credit_limit: f.credit_limit.map(Into::into),
+            credit_limit: f.credit_limit,
             credit_term_days: f.credit_term_days,
-            discount_percentage: f.discount_percentage.map(Into::into),
+            discount_percentage: f.discount_percentage,
             ..Default::default()
         }),
         organisation: request.organisation,

@@ -207,6 +207,12 @@ pub fn product_prices(ctx: &mut Ctx<'_>, ids: &str, lists: Option<&str>) -> Repl
         .copied()
         .filter(|id| set.contains(*id))
     {
+        // Brightpearl's example carries the product's SKU on each entry.
+        let sku = store
+            .products
+            .get(&id)
+            .and_then(|p| p.identity.as_ref())
+            .and_then(|i| i.sku.clone());
         let entries: Vec<ProductPriceListEntry> = store
             .price_lists
             .iter()
@@ -225,6 +231,7 @@ pub fn product_prices(ctx: &mut Ctx<'_>, ids: &str, lists: Option<&str>) -> Repl
                     price_list_id: Some(l.id),
                     currency_code: l.currency_code.clone(),
                     currency_id: l.currency_id,
+                    sku: sku.clone(),
                     quantity_price: Some(quantity_price),
                 }
             })

@@ -177,7 +177,8 @@ fn column_meta(col: &Col) -> SearchColumn {
         sortable: Some(true),
         filterable: Some(true),
         report_data_type: Some(col.kind.report()),
-        reference_data: col.reference.map(|r| vec![r.to_owned()]),
+        // Brightpearl sends `referenceData` on every column, `[]` when it has none.
+        reference_data: Some(col.reference.map(|r| vec![r.to_owned()]).unwrap_or_default()),
         is_free_text_searchable: Some(col.kind == Kind::SearchString),
         required: Some(false),
     }
@@ -324,7 +325,8 @@ impl Search<'_> {
                 results: Some(page),
                 meta_data: Some(meta),
             },
-            reference: (!reference.is_empty()).then_some(reference),
+            // Always present, `{}` when empty, as in every recorded search answer.
+            reference: Some(reference),
         })
     }
 }

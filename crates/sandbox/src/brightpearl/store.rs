@@ -10,7 +10,7 @@ use brightpearl_models::integration::Webhook;
 use brightpearl_models::order::SalesOrder;
 use brightpearl_models::product::{
     LocalisedText, PriceList, PriceListTypeCode, Product, ProductCategoryRef, ProductComposition,
-    ProductFinancialDetails, ProductIdentity, ProductSalesChannel, ProductStock,
+    ProductDimensions, ProductFinancialDetails, ProductIdentity, ProductSalesChannel, ProductStock,
     ProductWarehouseSettings, ProductWeight, TaxCodeRef, TextFormat,
 };
 use brightpearl_models::warehouse::GoodsOutNote;
@@ -160,6 +160,18 @@ pub fn seeded_bundles(dataset: &Dataset) -> Vec<(i64, Vec<(i64, i64)>)> {
         .collect()
 }
 
+/// Plausible dimensions of a seeded product in cm (volume in cm³), from its id.
+fn dimensions(id: i64) -> ProductDimensions {
+    let cm = |value: i64| Decimal::new(value * 100, 2);
+    let (length, width, height) = (10 + id % 30, 5 + id % 20, 2 + id % 10);
+    ProductDimensions {
+        length: Some(cm(length)),
+        height: Some(cm(height)),
+        width: Some(cm(width)),
+        volume: Some(cm(length * width * height)),
+    }
+}
+
 /// Price list ids of the seeded lists.
 pub const COST_PRICE_LIST: i64 = 1;
 pub const RETAIL_PRICE_LIST: i64 = 2;
@@ -198,7 +210,10 @@ impl Store {
                         w.id.to_string(),
                         ProductWarehouseSettings {
                             default_location_id: Some(w.id * 100 + 1),
-                            ..Default::default()
+                            overflow_location_id: Some(w.id * 100 + 2),
+                            // Bundles hold no stock of their own, so nothing to reorder.
+                            reorder_level: Some(if bundle { 0 } else { 5 + p.id % 6 }),
+                            reorder_quantity: Some(if bundle { 0 } else { 20 + 10 * (p.id % 3) }),
                         },
                     )
                 })
@@ -223,7 +238,7 @@ impl Store {
                     weight: Some(ProductWeight {
                         magnitude: Some(p.weight_kg),
                     }),
-                    dimensions: None,
+                    dimensions: Some(dimensions(p.id)),
                 }),
                 financial_details: Some(ProductFinancialDetails {
                     taxable: Some(true),
@@ -250,7 +265,11 @@ impl Store {
                         text: Some(format!("<p>{}</p>", p.name)),
                         format: Some(TextFormat::HtmlFragment),
                     }),
-                    short_description: None,
+                    short_description: Some(LocalisedText {
+                        language_code: Some("EN".into()),
+                        text: Some(p.name.clone()),
+                        format: Some(TextFormat::HtmlFragment),
+                    }),
                 }]),
                 composition: Some(ProductComposition {
                     bundle: Some(bundle),
@@ -259,6 +278,12 @@ impl Store {
                 nominal_code_stock: Some("1001".into()),
                 nominal_code_purchases: Some("5000".into()),
                 nominal_code_sales: Some("4000".into()),
+                // As in Brightpearl's recorded product GET: no seasons, no reporting
+                // classification, empty pop-up messages.
+                season_ids: Some(Vec::new()),
+                reporting: Some(serde_json::json!({})),
+                sales_popup_message: Some(String::new()),
+                warehouse_popup_message: Some(String::new()),
                 ..Default::default()
             };
             store.products.insert(p.id, product);
@@ -283,7 +308,7 @@ impl Store {
                 name: Some(LocalisedText {
                     language_code: Some("EN".into()),
                     text: Some(name.into()),
-                    format: None,
+                    format: Some(TextFormat::Plaintext),
                 }),
                 code: Some(code.into()),
                 currency_code: Some(config.currency_code.clone()),

@@ -11,7 +11,7 @@ use norce_models::services::{
     self, Application, ApplicationClient, Country, CountryList, Culture, CultureList, Currency,
     CurrencyList, CustomerData, GetApplicationHeaders, GetApplicationQuery, GetOrderHeaders,
     GetOrderQuery, ListOrders3Headers, ListOrders3Query, ListProducts2Headers, ListProducts2Query,
-    OnHand, OrderAddress, OrderCustomer, OrderDeliveryNote, OrderDeliveryNoteItem,
+    OnHand, OrderAddress, OrderCompany, OrderCustomer, OrderDeliveryNote, OrderDeliveryNoteItem,
     OrderDeliveryNotePackage, OrderInfo, OrderPagedList, PricelistSeedList, ProductItem,
     ProductItemPagedList, Role, RoleList, SalesArea, SalesAreaList,
 };
@@ -140,7 +140,8 @@ fn application(state: &SharedState, id: i32) -> Application {
     ];
     Application {
         id,
-        parent_id: None,
+        // "Will be the same as Id if none exists": the sandbox's application has no parent.
+        parent_id: Some(id),
         key: Some(key),
         name: Some("Sandbox Playground SE".into()),
         url: Some(state.base_url.clone()),
@@ -205,7 +206,9 @@ fn customer_data(order: &OrderRec) -> CustomerData {
     let c = &order.customer;
     let country = model::country(&c.country);
     CustomerData {
-        company: None,
+        // The dataset's customers are private persons: an empty company, as Norce's example
+        // always carries the object.
+        company: Some(OrderCompany::default()),
         customer: Some(OrderCustomer {
             id: i32::try_from(c.id).ok(),
             no: None,
@@ -225,7 +228,9 @@ fn customer_data(order: &OrderRec) -> CustomerData {
             shipping_phone_number: Some(c.phone.clone()),
             ..OrderAddress::default()
         }),
-        drop_point_code: None,
+        // A buyer's role is not a drop point: the code is empty (the pickup point, if any, is
+        // the order's DropPoint).
+        drop_point_code: Some(String::new()),
     }
 }
 
@@ -252,6 +257,11 @@ pub(super) fn list_item(order: &OrderRec) -> services::OrderListItem {
     }
 }
 
+/// The product's image key (a GUID in Norce), derived from its id.
+fn image_key(product_id: i64) -> String {
+    format!("{product_id:08x}-0000-4000-9000-000000000001")
+}
+
 pub(super) fn full_order(order: &OrderRec) -> services::Order {
     let vat = model::vat_multiplier() - Decimal::ONE;
     let items = order
@@ -261,6 +271,8 @@ pub(super) fn full_order(order: &OrderRec) -> services::Order {
             let unit_ex = model::ex_vat(l.unit_price_inc_vat);
             services::OrderItem {
                 row_number: Some(Decimal::from(l.line_no).into()),
+                // No structure (bundle) lines in the sandbox: every line is top level.
+                parent_row_number: Some(Decimal::ZERO.into()),
                 part_no: Some(l.part_no.clone()),
                 name: Some(l.name.clone()),
                 qty_ordered: Some(Decimal::from(l.quantity).into()),
@@ -268,10 +280,17 @@ pub(super) fn full_order(order: &OrderRec) -> services::Order {
                 row_amount: unit_ex
                     .checked_mul(Decimal::from(l.quantity))
                     .map(|a| a.round_dp(4).normalize().into()),
+                // No discounts: the unit price is the catalog (and standard, recommended) price.
+                unit_discount: Some(Decimal::ZERO.into()),
+                unit_price_inc_vat: Some(l.unit_price_inc_vat.into()),
                 vat_rate: Some(models_runtime::VatMultiplier::from_fraction(vat)),
+                price_recommended: Some(unit_ex.into()),
+                price_catalog: Some(unit_ex.into()),
+                price_standard: Some(unit_ex.into()),
+                image_key: Some(image_key(l.product_id)),
                 type_: Some(1),
                 status: Some(order.status.clone()),
-                ..services::OrderItem::default()
+                info: Some(Vec::new()),
             }
         })
         .collect();
@@ -358,8 +377,9 @@ pub(super) fn full_order(order: &OrderRec) -> services::Order {
         sell_to: Some(party.clone()),
         bill_to: Some(party.clone()),
         ship_to: Some(party),
-        drop_point: order.pickup_point.as_ref().map(|p| CustomerData {
-            drop_point_code: Some(p.clone()),
+        // Always the object, as in Norce's example; without a pickup point it is empty.
+        drop_point: Some(CustomerData {
+            drop_point_code: order.pickup_point.clone(),
             ..CustomerData::default()
         }),
         order_total_inc_vat: Some(order.total_inc_vat().into()),
@@ -367,7 +387,8 @@ pub(super) fn full_order(order: &OrderRec) -> services::Order {
         payment_method: Some(order.payment_method.clone()),
         delivery_method: Some(order.delivery_method.clone()),
         type_id: Some(1),
-        delivery_mark: None,
+        // Copied from the basket's OrderReference, which the sandbox's checkouts leave empty.
+        delivery_mark: Some(String::new()),
         items: Some(items),
         delivery_notes: Some(notes),
         info: Some(info),

@@ -33,7 +33,7 @@ use super::label::{self, LabelContent};
 use super::numbers;
 use super::store::{Document, ParcelRecord, ShipmentRecord, Store, StoredRecord};
 use super::validate::{self, Resolved, Target};
-use super::{HREF_PREFIX, Licence};
+use super::{HREF_PREFIX, Licence, NshiftConfig};
 use crate::util::lock;
 use crate::{AppState, SharedState};
 
@@ -249,6 +249,16 @@ struct Delivery {
     inline: bool,
 }
 
+/// The profile group a shipment is filed under: the key's, else the one the shipment names,
+/// else the account's default group (nShift's alerts name it, "Grundprofilgrupp").
+fn profile_group_of(config: &NshiftConfig, caller: &Caller, shipment: &Shipment) -> Option<String> {
+    caller
+        .profile_group
+        .clone()
+        .or_else(|| shipment.profile_group.clone())
+        .or_else(|| Some(config.default_profile_group.clone()).filter(|g| !g.is_empty()))
+}
+
 /// Books a validated shipment (a normal one, a return one, or both) with its documents, all in
 /// one commit. Returns the ShipmentInfos with their documents.
 #[allow(clippy::too_many_arguments)]
@@ -278,10 +288,7 @@ fn book(
         Vec::new()
     };
     let ttl = super::store::config_secs(config.document_ttl_secs);
-    let profile_group = caller
-        .profile_group
-        .clone()
-        .or_else(|| shipment.profile_group.clone());
+    let profile_group = profile_group_of(config, caller, shipment);
 
     let mut kinds = Vec::new();
     if is_normal {
@@ -358,7 +365,12 @@ fn book(
             key_id: caller.key_id.clone(),
             order_no: shipment.order_no.clone(),
             reference: shipment.sender_reference.clone(),
-            shipment_no: shipment.shipment_no.clone(),
+            shipment_no: Some(
+                shipment
+                    .shipment_no
+                    .clone()
+                    .unwrap_or_else(|| Store::shipment_no(id)),
+            ),
             service_id: service.id.clone(),
             partner_id: service.partner_id.clone(),
             sender,
@@ -694,10 +706,7 @@ async fn create_stored(
             .unwrap_or_else(|| shipment.receiver.clone());
         let now = state.clock.now();
         let base = href_base(&state);
-        let profile_group = caller
-            .profile_group
-            .clone()
-            .or_else(|| shipment.profile_group.clone());
+        let profile_group = profile_group_of(config, &caller, &shipment);
         let mut store = lock(&state.nshift.inner);
         let record = store.insert_stored(|id| StoredRecord {
             id,

@@ -139,6 +139,10 @@ pub struct NshiftConfig {
     pub developer_id: String,
     /// More API keys on the account, with their own licences and optional profile group.
     pub extra_keys: Vec<ApiKeyConfig>,
+    /// The account's default profile group: what shipments booked with an account-level key
+    /// (and no `profileGroup` of their own) are filed under, and what their alerts name
+    /// (`"Grundprofilgrupp"`, as in nShift's FetchAlerts example). Empty: none.
+    pub default_profile_group: String,
     /// The services the account can book, with their routes and addons.
     pub services: Vec<ServiceConfig>,
     /// How long printed documents can be fetched, in seconds of virtual time (1 hour).
@@ -175,6 +179,7 @@ impl Default for NshiftConfig {
             secret_id: "sandbox-nshift-secret".into(),
             developer_id: "relay-dev-0001".into(),
             extra_keys: Vec::new(),
+            default_profile_group: "Grundprofilgrupp".into(),
             services: catalog::default_services(),
             document_ttl_secs: 3600,
             expired_document_status: 404,
