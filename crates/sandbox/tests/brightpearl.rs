@@ -1377,6 +1377,106 @@ async fn goods_out_notes_get_search_and_shipped_webhook() {
     );
 }
 
+#[tokio::test]
+async fn the_simulated_warehouse_ships_every_nth_new_order_one_in_part() {
+    // Off by default: a new order gets no goods-out note.
+    let bp = Bp::start().await;
+    bp.post("/order-service/sales-order", order_body(201, "NC-1"))
+        .await;
+    let (_, body) = bp
+        .get("/warehouse-service/goods-note/goods-out-search")
+        .await;
+    assert_eq!(body["response"]["metaData"]["resultsAvailable"], 0);
+
+    let mut config = sandbox::SandboxConfig::default();
+    config.brightpearl.warehouse_ships = Some(sandbox::brightpearl::WarehouseShips {
+        shipping_method_id: 3,
+        ..Default::default()
+    });
+    let sandbox = common::start_with(config).await;
+    let bp = Bp {
+        sandbox,
+        http: common::http(),
+    };
+    let (url, mut rx) = receiver().await;
+    bp.post(
+        "/integration-service/webhook",
+        webhook("goods-out-note.modified.shipped", &url),
+    )
+    .await;
+    let mut orders = Vec::new();
+    for n in 1..=4 {
+        let (status, body) = bp
+            .post(
+                "/order-service/sales-order",
+                order_body(201, &format!("NC-{n}")),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        orders.push(body["response"].as_i64().unwrap());
+    }
+
+    // Every 2nd order from the first: orders 1 and 3. The first is the partial one (its first
+    // row only), the third ships whole.
+    let (_, body) = bp
+        .get("/warehouse-service/goods-note/goods-out-search?shipped=true&columns=goodsOutNoteId,orderId,shippedOn&sort=goodsOutNoteId.ASC")
+        .await;
+    let results = body["response"]["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), 2, "{body}");
+    assert_eq!((results[0][1].as_i64(), results[1][1].as_i64()), (Some(orders[0]), Some(orders[2])));
+    // Shipped on the virtual clock, as the order was created.
+    assert!(results[0][2].as_str().unwrap().starts_with("2026-03-02T08:00"), "{body}");
+
+    let (_, body) = bp
+        .get("/warehouse-service/order/*/goods-note/goods-out/1,2")
+        .await;
+    let notes: GoodsOutNoteMapResponse = serde_json::from_value(body).unwrap();
+    let (_, body) = bp
+        .get(&format!("/order-service/sales-order/{}", orders[0]))
+        .await;
+    let first_row = body["response"][0]["rows"][0]["id"].as_i64().unwrap();
+    assert_eq!(body["response"][0]["shippingStatusCode"], "SPS");
+    let partial = &notes.response["1"];
+    let rows = partial.order_rows.as_ref().unwrap();
+    assert_eq!(rows.keys().collect::<Vec<_>>(), vec![&first_row.to_string()]);
+    assert_eq!(rows[&first_row.to_string()][0].quantity, Some(2));
+    let whole = &notes.response["2"];
+    assert_eq!(whole.order_rows.as_ref().unwrap().len(), 2, "both stock-tracked rows");
+    for (id, note) in [(1, partial), (2, whole)] {
+        assert_eq!(note.status.as_ref().unwrap().shipped, Some(true));
+        let shipping = note.shipping.as_ref().unwrap();
+        assert_eq!(shipping.reference.as_deref(), Some(format!("SBXTRK{id:010}").as_str()));
+        assert_eq!(
+            shipping.shipping_method_id,
+            Some(1),
+            "the order's shipping method, not the fallback"
+        );
+    }
+    let (_, body) = bp
+        .get(&format!("/order-service/sales-order/{}", orders[2]))
+        .await;
+    assert_eq!(body["response"][0]["shippingStatusCode"], "ASS");
+    for order in [orders[1], orders[3]] {
+        let (_, body) = bp
+            .get(&format!("/order-service/sales-order/{order}"))
+            .await;
+        assert_eq!(body["response"][0]["shippingStatusCode"], "SNS");
+    }
+
+    // The same webhooks as the admin routes fire.
+    let mut shipped = Vec::new();
+    for _ in 0..2 {
+        let (_, event) = next_event(&mut rx).await;
+        assert_eq!(
+            event.full_event.as_ref().map(|e| e.as_str()),
+            Some("goods-out-note.modified.shipped")
+        );
+        shipped.push(event.id);
+    }
+    shipped.sort();
+    assert_eq!(shipped, ["1", "2"]);
+}
+
 // ---------------------------------------------------------------- multi-message
 
 #[tokio::test]

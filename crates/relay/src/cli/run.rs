@@ -3,12 +3,14 @@
 //! With no configured platform (or `--sandbox`) it starts the embedded sandbox with a seeded
 //! dataset and a fresh data folder, so `cargo run -p relay -- run` works on a fresh machine.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client_core::Settings;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use sandbox::brightpearl::WarehouseShips;
 use sandbox::{DatasetConfig, Sandbox, SandboxConfig};
 
 use crate::config::RelayConfig;
@@ -33,6 +35,10 @@ pub struct RunArgs {
     /// Seed of the embedded sandbox's dataset.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// The embedded sandbox's Brightpearl warehouse ships every n-th sales order as it is
+    /// created (one of them in part), so fulfilment has work in the same run; 0: none.
+    #[arg(long, default_value_t = 2)]
+    sandbox_ship_every: usize,
     /// Print the summary as JSON on stdout (no progress bars).
     #[arg(long)]
     json: bool,
@@ -63,6 +69,19 @@ fn runners() -> Vec<FlowRunner> {
     ]
 }
 
+/// The embedded sandbox of `relay run`: the seeded dataset, Connect jobs that finish after a
+/// second, and a Brightpearl warehouse that ships every `ship_every`-th sales order as it is
+/// created (one of them in part; 0: none), so the fulfilment pass of the same run has shipped
+/// goods-out notes to write back.
+pub fn embedded_sandbox_config(seed: u64, orders: usize, skus: usize, ship_every: usize) -> SandboxConfig {
+    let mut config = SandboxConfig { dataset: DatasetConfig { seed, orders, skus, ..DatasetConfig::default() }, ..SandboxConfig::default() };
+    config.norce.job_delay_secs = 1.0;
+    if ship_every > 0 {
+        config.brightpearl.warehouse_ships = Some(WarehouseShips { every: ship_every, ..WarehouseShips::default() });
+    }
+    config
+}
+
 /// Where this run's platforms and state come from.
 struct Target {
     settings: Settings,
@@ -76,19 +95,16 @@ async fn target(args: &RunArgs) -> Result<Target, String> {
     if !args.sandbox && !configured_platforms(&env).is_empty() {
         return Ok(Target { settings: env, config, sandbox: None });
     }
-    let mut sandbox_config = SandboxConfig {
-        dataset: DatasetConfig { seed: args.seed, orders: args.sandbox_orders, skus: args.sandbox_skus, ..DatasetConfig::default() },
-        ..SandboxConfig::default()
-    };
-    // A demo should not wait like production: Connect jobs finish after a second and relay polls
-    // them often (a configuration file's own `[stock.job_wait]` still wins over this).
-    sandbox_config.norce.job_delay_secs = 1.0;
+    let sandbox_config = embedded_sandbox_config(args.seed, args.sandbox_orders, args.sandbox_skus, args.sandbox_ship_every);
+    // A demo should not wait like production: relay polls the Connect jobs often (a
+    // configuration file's own `[stock.job_wait]` still wins over this).
     if args.config.config.is_none() {
         config.stock.job_wait.initial_interval_ms = 200;
         config.stock.job_wait.max_interval_ms = 1000;
     }
     let sandbox = Sandbox::start(sandbox_config).await.map_err(|e| format!("cannot start the embedded sandbox on 127.0.0.1: {e}"))?;
     config.state.dir = super::fresh_sandbox_data_dir("run");
+    config.shipping.labels_dir = None;
     let settings = crate::embedded::settings_for(&sandbox.credentials());
     Ok(Target { settings, config, sandbox: Some(sandbox) })
 }
@@ -116,8 +132,13 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
     }
     let Target { settings, config, sandbox } = target(args).await?;
     if let Some(sandbox) = &sandbox {
+        let warehouse = match args.sandbox_ship_every {
+            0 => String::new(),
+            1 => "; its Brightpearl warehouse ships every sales order, one in part".to_owned(),
+            n => format!("; its Brightpearl warehouse ships every {} sales order, one in part", ordinal(n)),
+        };
         eprintln!(
-            "{}: running every flow against the embedded sandbox at {} ({} orders, {} SKUs, seed {}).",
+            "{}: running every flow against the embedded sandbox at {} ({} orders, {} SKUs, seed {}{warehouse}).",
             crate::embedded::sandbox_reason(args.sandbox),
             sandbox.base_url(),
             args.sandbox_orders,
@@ -126,6 +147,8 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
         );
     }
     let data_dir = config.state.dir.clone();
+    let labels_dir = config.shipping.labels_dir.clone().unwrap_or_else(|| data_dir.join("labels"));
+    let legend = legend(&config);
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(&data_dir).map_err(|e| e.to_string())?);
     let context = FlowContext::from_settings(&settings, store.clone(), Arc::new(config)).map_err(|e| format!("platform settings: {e}"))?;
 
@@ -136,6 +159,7 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
     let style = ProgressStyle::with_template("{spinner} {prefix:<10} {msg} [{elapsed}]").unwrap_or_else(|_| ProgressStyle::default_spinner());
     let mut reports = Vec::new();
     let mut errors = Vec::new();
+    let mut stopped = Vec::new();
     for runner in &runners {
         let bar = bars.add(ProgressBar::new_spinner().with_style(style.clone()).with_prefix(runner.name));
         bar.enable_steady_tick(Duration::from_millis(120));
@@ -151,6 +175,7 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
             Err(e) => {
                 bar.abandon_with_message(format!("stopped: {e}"));
                 errors.push(format!("{}: {e}", runner.name));
+                stopped.push(runner.name.to_owned());
                 reports.push(FlowReport { flow: runner.name.to_owned(), ..FlowReport::default() });
             }
         }
@@ -158,14 +183,28 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
     drop(bars);
     let dead_letters = store.dead_letters().map_err(|e| e.to_string())?.len();
     if args.json {
-        let summary = serde_json::json!({"flows": reports, "errors": errors, "dead_letters": dead_letters, "data_dir": data_dir});
+        let summary = serde_json::json!({"flows": reports, "errors": errors, "dead_letters": dead_letters, "data_dir": data_dir, "labels_dir": labels_dir});
         println!("{}", serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?);
     } else {
-        print!("{}", summary_table(&reports));
-        println!("state: {} (dead letters: {dead_letters}; see `relay status`)", data_dir.display());
+        print!("{}", summary_table(&reports, &stopped));
+        println!();
+        for (flow, words) in legend.iter().filter(|(flow, _)| *flow == "items" || reports.iter().any(|r| r.flow == *flow)) {
+            println!("{flow:<11} {words}");
+        }
         for error in &errors {
             println!("flow stopped: {error}");
         }
+        println!();
+        let next = NextSteps {
+            data_dir: &data_dir,
+            labels_dir: &labels_dir,
+            labels_saved: reports.iter().map(|r| r.labels).sum(),
+            dead_letters,
+            config_file: status_config(args, sandbox.is_some(), &data_dir),
+            sandbox: sandbox.is_some(),
+            command: command_prefix(),
+        };
+        print!("{}", next.render());
     }
     let failed = !errors.is_empty() || reports.iter().any(|r| r.failed > 0);
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
@@ -197,23 +236,142 @@ async fn with_progress(pass: FlowFuture<'_>, bar: &ProgressBar, store: &dyn Stor
     }
 }
 
-/// The summary: one row per flow, and the totals.
-pub fn summary_table(reports: &[FlowReport]) -> String {
-    let row = |r: &FlowReport| {
-        vec![
-            r.flow.clone(),
-            r.seen.to_string(),
-            r.booked.to_string(),
-            r.written_back.to_string(),
-            r.skipped.to_string(),
-            r.failed.to_string(),
-            format!("{:.1} s", r.duration_ms as f64 / 1000.0),
-        ]
+/// "2nd", "3rd", "11th", … for the sandbox line.
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
     };
-    let mut rows: Vec<Vec<String>> = reports.iter().map(row).collect();
+    format!("{n}{suffix}")
+}
+
+/// `count` and the noun, singular or plural.
+fn counted(count: u64, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
+/// What a flow did, in its own words (the `work done` column).
+pub fn flow_words(report: &FlowReport) -> String {
+    let r = report;
+    match r.flow.as_str() {
+        "orders" => format!("{} imported, {} confirmed back", r.booked, r.written_back),
+        "shipping" => format!("{} booked, {}, {}", r.booked, counted(r.labels, "label", "labels"), counted(r.notes, "note", "notes")),
+        "stock" => format!(
+            "{}, {}, {}",
+            counted(r.onhand_rows, "on-hand row", "on-hand rows"),
+            counted(r.price_rows, "price row", "price rows"),
+            counted(r.import_jobs, "import job", "import jobs")
+        ),
+        "fulfilment" => format!("{} written, {} delivered, {} partly delivered", counted(r.notes, "note", "notes"), r.delivered, r.partly_delivered),
+        _ => format!("{} booked, {} written back", r.booked, r.written_back),
+    }
+}
+
+/// One line per flow saying what its words mean, for under the table.
+fn legend(config: &crate::config::RelayConfig) -> Vec<(&'static str, String)> {
+    let orders = &config.orders;
+    vec![
+        ("orders", "Norce orders imported into Brightpearl as sales orders, confirmed back to Norce with the ERP order number".to_owned()),
+        ("shipping", "nShift shipments booked, label files saved, Norce delivery notes with the parcel numbers".to_owned()),
+        ("stock", "Brightpearl stock (a row per SKU and location) and prices (a row per SKU and price list) into Norce".to_owned()),
+        (
+            "fulfilment",
+            format!("shipped Brightpearl goods-out notes as Norce delivery notes with tracking; orders {} / {}", orders.delivered_status, orders.partly_delivered_status),
+        ),
+        ("items", "looked at: Norce orders (orders, shipping), products once for stock and once for prices, goods-out notes".to_owned()),
+    ]
+}
+
+/// The summary: one row per flow, and the totals. Each flow says what it did in its own words
+/// (see [`flow_words`]); `stopped` names the flows that could not run.
+pub fn summary_table(reports: &[FlowReport], stopped: &[String]) -> String {
+    let row = |r: &FlowReport, words: String| {
+        vec![r.flow.clone(), r.seen.to_string(), words, r.skipped.to_string(), r.failed.to_string(), format!("{:.1} s", r.duration_ms as f64 / 1000.0)]
+    };
+    let mut rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|r| {
+            let words = if stopped.contains(&r.flow) {
+                "stopped (see below)".to_owned()
+            } else if r.seen == 0 && r.failed == 0 {
+                "nothing to do".to_owned()
+            } else {
+                flow_words(r)
+            };
+            row(r, words)
+        })
+        .collect();
     let total = FlowReport::merged("total", reports);
-    rows.push(row(&total));
-    crate::table::render(&["flow", "items", "booked", "written back", "skipped", "failed", "time"], &rows)
+    rows.push(row(&total, String::new()));
+    crate::table::render(&["flow", "items", "work done", "skipped", "failed", "time"], &rows)
+}
+
+/// Where to look after a run, printed under the summary.
+struct NextSteps<'a> {
+    data_dir: &'a Path,
+    labels_dir: &'a Path,
+    labels_saved: u64,
+    dead_letters: usize,
+    /// The configuration file `relay status` needs to find this state, if any.
+    config_file: Option<PathBuf>,
+    sandbox: bool,
+    /// How to start a subcommand and the main job ([`command_prefix`]).
+    command: (&'static str, &'static str),
+}
+
+impl NextSteps<'_> {
+    fn render(&self) -> String {
+        let (relay, run) = self.command;
+        let config = self.config_file.as_ref().map(|c| format!(" --config {}", c.display())).unwrap_or_default();
+        let mut lines = vec![
+            ("state", format!("{} (SQLite; dead letters: {})", self.data_dir.display(), self.dead_letters)),
+            ("labels", format!("{} ({} saved this run)", self.labels_dir.display(), self.labels_saved)),
+            ("status", format!("{relay} status{config}")),
+        ];
+        if self.sandbox {
+            lines.push(("real accounts", "set NORCE_*, NSHIFT_* and BRIGHTPEARL_* (crates/*-client/README.md, relay.example.toml),".to_owned()));
+            lines.push(("", format!("check them with `{relay} verify`, then `{run}` again")));
+        }
+        let mut out = String::from("Where to look next:\n");
+        for (what, text) in lines {
+            out.push_str(&format!("  {what:<14} {text}\n"));
+        }
+        out
+    }
+}
+
+/// How the operator started relay: through `cargo run` (cargo sets `CARGO` and the package's
+/// variables for the program it runs) or as the binary.
+/// Returns the prefix of a subcommand and the command of the main job.
+fn command_prefix() -> (&'static str, &'static str) {
+    if std::env::var_os("CARGO").is_some() && std::env::var("CARGO_PKG_NAME").is_ok_and(|name| name == "relay") {
+        ("cargo run -p relay --", "cargo run -p relay")
+    } else {
+        ("relay", "relay run")
+    }
+}
+
+/// The configuration file `relay status` should read to find this run's state: the one given,
+/// or for a sandbox run (whose data folder is fresh, in the temp directory) a `relay.toml`
+/// written into that folder naming it. `None`: the defaults find it.
+fn status_config(args: &RunArgs, sandbox: bool, data_dir: &Path) -> Option<PathBuf> {
+    if !sandbox {
+        return args.config.config.clone();
+    }
+    let path = data_dir.join("relay.toml");
+    // A JSON string is a valid TOML basic string (same escapes).
+    let dir = serde_json::to_string(&data_dir.display().to_string()).map_err(|e| tracing::warn!(error = %e, "data folder name")).ok()?;
+    let text = format!("# Written by `relay run` against the embedded sandbox, for `relay status --config` this file.\n[state]\ndir = {dir}\n");
+    match std::fs::write(&path, text) {
+        Ok(()) => Some(path),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the status configuration");
+            args.config.config.clone()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -221,15 +379,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn summary_has_a_row_per_flow_and_totals() {
+    fn summary_has_a_row_per_flow_in_its_words_and_totals() {
         let reports = [
-            FlowReport { flow: "shipping".into(), seen: 20, booked: 18, written_back: 18, skipped: 1, failed: 1, done: 18, duration_ms: 1500 },
-            FlowReport { flow: "stock".into(), seen: 50, booked: 50, duration_ms: 500, ..FlowReport::default() },
+            FlowReport { flow: "shipping".into(), seen: 20, booked: 18, written_back: 18, skipped: 1, failed: 1, done: 18, duration_ms: 1500, labels: 18, notes: 18, ..FlowReport::default() },
+            FlowReport { flow: "stock".into(), seen: 50, booked: 50, duration_ms: 500, onhand_rows: 25, price_rows: 25, import_jobs: 1, ..FlowReport::default() },
+            FlowReport { flow: "fulfilment".into(), seen: 3, booked: 3, notes: 3, delivered: 2, partly_delivered: 1, ..FlowReport::default() },
+            FlowReport { flow: "orders".into(), ..FlowReport::default() },
         ];
-        let table = summary_table(&reports);
+        let table = summary_table(&reports, &[]);
         let lines: Vec<_> = table.lines().collect();
-        assert_eq!(lines.len(), 5, "{table}");
-        assert!(lines[2].starts_with("shipping") && lines[2].ends_with("1.5 s"), "{table}");
-        assert!(lines[4].starts_with("total") && lines[4].contains("70") && lines[4].ends_with("2.0 s"), "{table}");
+        assert_eq!(lines.len(), 7, "{table}");
+        assert!(lines[2].starts_with("shipping") && lines[2].contains("18 booked, 18 labels, 18 notes") && lines[2].ends_with("1.5 s"), "{table}");
+        assert!(lines[3].contains("25 on-hand rows, 25 price rows, 1 import job "), "{table}");
+        assert!(lines[4].contains("3 notes written, 2 delivered, 1 partly delivered"), "{table}");
+        assert!(lines[5].starts_with("orders") && lines[5].contains("nothing to do"), "{table}");
+        assert!(lines[6].starts_with("total") && lines[6].contains("73") && lines[6].ends_with("2.0 s"), "{table}");
+        let stopped = summary_table(&reports[3..], &["orders".to_owned()]);
+        assert!(stopped.contains("stopped (see below)"), "{stopped}");
+    }
+
+    #[test]
+    fn ordinals() {
+        assert_eq!([1, 2, 3, 4, 11, 12, 13, 21, 22, 102].map(ordinal), ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "102nd"]);
     }
 }

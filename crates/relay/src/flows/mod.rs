@@ -98,6 +98,20 @@ pub struct FlowReport {
     pub failed: u64,
     /// Wall time of the run in milliseconds.
     pub duration_ms: u64,
+    /// Label files saved this run (`shipping`).
+    pub labels: u64,
+    /// Norce delivery notes created this run (`shipping`, `fulfilment`).
+    pub notes: u64,
+    /// Norce orders set to the delivered status this run (`fulfilment`).
+    pub delivered: u64,
+    /// Norce orders set to the partly delivered status this run (`fulfilment`).
+    pub partly_delivered: u64,
+    /// On-hand rows (one per SKU and Norce location) of the products imported this run (`stock`).
+    pub onhand_rows: u64,
+    /// Price rows (one per SKU and Norce price list) of the products imported this run (`stock`).
+    pub price_rows: u64,
+    /// Norce import jobs that Norce accepted this run (`stock`).
+    pub import_jobs: u64,
 }
 
 impl FlowReport {
@@ -112,6 +126,13 @@ impl FlowReport {
             sum.skipped += r.skipped;
             sum.failed += r.failed;
             sum.duration_ms += r.duration_ms;
+            sum.labels += r.labels;
+            sum.notes += r.notes;
+            sum.delivered += r.delivered;
+            sum.partly_delivered += r.partly_delivered;
+            sum.onhand_rows += r.onhand_rows;
+            sum.price_rows += r.price_rows;
+            sum.import_jobs += r.import_jobs;
             sum
         })
     }
@@ -124,6 +145,10 @@ impl FlowReport {
         self.done += u64::from(outcome.done);
         self.skipped += u64::from(outcome.skipped);
         self.failed += u64::from(outcome.failed);
+        self.labels += u64::from(outcome.labels);
+        self.notes += u64::from(outcome.note);
+        self.delivered += u64::from(outcome.delivered);
+        self.partly_delivered += u64::from(outcome.partly_delivered);
     }
 }
 
@@ -140,6 +165,14 @@ pub(crate) struct Outcome {
     pub skipped: bool,
     /// The attempt failed (kept for retry, or dead-lettered).
     pub failed: bool,
+    /// Label files saved by this attempt.
+    pub labels: u32,
+    /// A Norce delivery note was created by this attempt.
+    pub note: bool,
+    /// The Norce order was set to the delivered status by this attempt.
+    pub delivered: bool,
+    /// The Norce order was set to the partly delivered status by this attempt.
+    pub partly_delivered: bool,
 }
 
 /// Milliseconds since `started`, for [`FlowReport::duration_ms`].

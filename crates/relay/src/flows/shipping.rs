@@ -809,6 +809,7 @@ async fn advance(ctx: &FlowContext, settings: &Settings, record: EntityRecord, o
     if step.as_deref() == Some(steps::BOOKED) {
         let span = tracing::info_span!("shipping.step", flow = FLOW, step = "labels", source_id = %source_id);
         labels::save(nshift, settings, &mut item, fresh_labels.take()).instrument(span).await?;
+        outcome.labels = u32::try_from(item.labels.len()).unwrap_or(u32::MAX);
         record_step(ctx, &item, steps::LABELS_SAVED, None, None)?;
         step = Some(steps::LABELS_SAVED.to_owned());
     }
@@ -817,6 +818,7 @@ async fn advance(ctx: &FlowContext, settings: &Settings, record: EntityRecord, o
         let span = tracing::info_span!("shipping.step", flow = FLOW, step = "delivery_note", source_id = %source_id);
         let created = write_delivery_note(norce, &mut item).instrument(span).await?;
         outcome.written_back = created;
+        outcome.note = created;
         record_step(ctx, &item, steps::NOTE_CREATED, None, None)?;
         step = Some(steps::NOTE_CREATED.to_owned());
     }

@@ -298,6 +298,11 @@ impl Plan {
             }
         }
 
+        // Rows per product, for the report (counted when the product is imported).
+        let row_counts: BTreeMap<u64, u64> = with_rows
+            .iter()
+            .map(|(id, _, rows)| (*id, u64::try_from(if self.flow == STOCK { rows.onhands.len() } else { rows.prices.len() }).unwrap_or(u64::MAX)))
+            .collect();
         let config = &ctx.config.stock;
         let full_file = self.full && config.full_file;
         let max_rows = if full_file { usize::MAX } else { config.import_batch_rows };
@@ -317,9 +322,10 @@ impl Plan {
         let record_span = span(self.flow, "record", "*");
         for outcome in outcomes {
             let _entered = record_span.enter();
-            self.record(ctx, &mut pass, &outcome, &payloads)?;
+            self.record(ctx, &mut pass, &outcome, &payloads, &row_counts)?;
             pass.jobs.push(outcome.job);
         }
+        pass.report.import_jobs = pass.jobs.iter().filter(|j| j.job_id.is_some()).count() as u64;
         pass.jobs.sort_by(|a, b| a.batch.cmp(&b.batch));
         if !pass.unmatched.is_empty() {
             let skus: Vec<&str> = pass.unmatched.iter().take(20).map(|u| u.sku.as_str()).collect();
@@ -335,7 +341,14 @@ impl Plan {
     }
 
     /// Records what happened to each product of a finished (or failed) batch.
-    fn record(&self, ctx: &FlowContext, pass: &mut PassReport, outcome: &BatchOutcome, payloads: &BTreeMap<u64, serde_json::Value>) -> Result<(), FlowError> {
+    fn record(
+        &self,
+        ctx: &FlowContext,
+        pass: &mut PassReport,
+        outcome: &BatchOutcome,
+        payloads: &BTreeMap<u64, serde_json::Value>,
+        row_counts: &BTreeMap<u64, u64>,
+    ) -> Result<(), FlowError> {
         let job = &outcome.job;
         for (id, sku) in &outcome.batch.products {
             let key = id.to_string();
@@ -369,6 +382,12 @@ impl Plan {
             if self.settle(ctx, &key, Status::Done, "imported", payload, job.job_id)? {
                 pass.report.booked += 1;
                 pass.report.done += 1;
+                let rows = row_counts.get(id).copied().unwrap_or(0);
+                if self.flow == STOCK {
+                    pass.report.onhand_rows += rows;
+                } else {
+                    pass.report.price_rows += rows;
+                }
             }
         }
         Ok(())

@@ -29,6 +29,39 @@ use crate::{Dataset, SharedState};
 
 pub use store::WebhookDelivery;
 
+/// A simulated warehouse team that ships sales orders as soon as they are created, so a demo
+/// (`relay run` against the embedded sandbox) has shipped goods-out notes to fulfil in the same
+/// run. For each sales order it ships, the sandbox creates a goods-out note and marks it shipped
+/// at once on the virtual clock, with a shipping method and a tracking reference, firing the
+/// same webhooks as the admin routes (`goods-out-note.created`,
+/// `product.modified.on-hand-modified`, `goods-out-note.modified.shipped`,
+/// `order.modified.fully-shipped`). Off unless [`BrightpearlConfig::warehouse_ships`] is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WarehouseShips {
+    /// Ship every n-th sales order created: the 1st, the (n+1)-th, … (1: every order; 0: none).
+    pub every: usize,
+    /// How many orders are shipped in part: while fewer orders than this are part-shipped
+    /// (shipping status SPS), an order to ship with more than one stock-tracked row gets a note
+    /// of its first row only (an order with one row of several units: all units but one).
+    pub partial: usize,
+    /// Shipping method (carrier service) on the note when the order names none.
+    pub shipping_method_id: i64,
+    /// Tracking references are this prefix and the note id, zero-padded to ten digits.
+    pub tracking_prefix: String,
+}
+
+impl Default for WarehouseShips {
+    fn default() -> Self {
+        Self {
+            every: 2,
+            partial: 1,
+            shipping_method_id: 1,
+            tracking_prefix: "SBXTRK".into(),
+        }
+    }
+}
+
 /// What a repeated sales-order POST with the same `externalRef` and
 /// `installedIntegrationInstanceId` does (the documentation excerpt is cut off there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -106,6 +139,9 @@ pub struct BrightpearlConfig {
     pub webhook_retry_delay_ms: u64,
     /// Timeout of one webhook call (real time).
     pub webhook_timeout_ms: u64,
+    /// Ship sales orders as they are created (a goods-out note, shipped at once); `None`
+    /// (default): orders wait for the admin routes.
+    pub warehouse_ships: Option<WarehouseShips>,
 }
 
 impl Default for BrightpearlConfig {
@@ -140,6 +176,7 @@ impl Default for BrightpearlConfig {
             webhook_retries: 2,
             webhook_retry_delay_ms: 200,
             webhook_timeout_ms: 5_000,
+            warehouse_ships: None,
         }
     }
 }

@@ -277,9 +277,16 @@ pub fn create_sales_order(ctx: &mut Ctx<'_>) -> Reply {
             .or_insert(id);
     }
     store.orders.insert(id, order);
+    // The simulated warehouse (off by default) may ship it at once; its events follow the
+    // order's own.
+    let shipped = match &config.warehouse_ships {
+        Some(ships) => super::warehouse::ship_new_order(&mut store, ships, id, now),
+        None => Vec::new(),
+    };
     drop(store);
     ctx.emit("sales-order.created", vec![id]);
     ctx.emit("order.modified", vec![id]);
+    ctx.events.extend(shipped);
     Reply::raw(StatusCode::OK, CreatedIdResponse { response: id })
 }
 

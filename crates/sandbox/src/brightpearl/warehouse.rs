@@ -601,6 +601,69 @@ pub fn ship_goods_out_note(
     Ok(events)
 }
 
+/// What the simulated warehouse does with a sales order just created, when
+/// [`super::BrightpearlConfig::warehouse_ships`] is on: for every `every`-th order, a goods-out
+/// note of all its stock-tracked rows (or, for a partial shipment, of its first row), marked
+/// shipped at once with the order's shipping method (else `shipping_method_id`) and a tracking
+/// reference. Returns the events of both steps, as the admin routes fire them; none when the
+/// order is not one to ship or has no stock-tracked rows.
+pub fn ship_new_order(
+    store: &mut Store,
+    ships: &super::WarehouseShips,
+    order_id: i64,
+    now: DateTime<Utc>,
+) -> Vec<Event> {
+    // The order is already stored: it is the `nth` created.
+    let nth = store.orders.len();
+    if ships.every == 0 || nth == 0 || !(nth - 1).is_multiple_of(ships.every) {
+        return Vec::new();
+    }
+    let rows = tracked_rows(store, order_id);
+    let Some(&(first_row, _, first_quantity)) = rows.first() else {
+        return Vec::new();
+    };
+    let part_shipped = if ships.partial == 0 {
+        0
+    } else {
+        store
+            .orders
+            .values()
+            .filter(|o| o.shipping_status_code == Some(ShippingStatusCode::Sps))
+            .count()
+    };
+    let partial_quantity = if rows.len() > 1 {
+        Some(first_quantity)
+    } else {
+        (first_quantity > 1).then(|| first_quantity - 1)
+    };
+    let partial = part_shipped < ships.partial && partial_quantity.is_some();
+    let shipping_method = store
+        .orders
+        .get(&order_id)
+        .and_then(|o| o.delivery.as_ref()?.shipping_method_id)
+        .unwrap_or(ships.shipping_method_id);
+    let request = CreateGoodsOutNote {
+        order_id,
+        warehouse_id: None,
+        rows: partial_quantity.filter(|_| partial).map(|quantity| {
+            vec![GoodsOutNoteRowRequest {
+                order_row_id: first_row,
+                quantity,
+            }]
+        }),
+        shipping_method_id: Some(shipping_method),
+        priority: None,
+    };
+    let Ok((gon, mut events)) = create_goods_out_note(store, &request, now) else {
+        return Vec::new();
+    };
+    let reference = format!("{}{gon:010}", ships.tracking_prefix);
+    if let Ok(shipped) = ship_goods_out_note(store, gon, Some(reference), now) {
+        events.extend(shipped);
+    }
+    events
+}
+
 /// Admin request: new stock figures for a product in a warehouse.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

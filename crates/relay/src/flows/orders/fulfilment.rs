@@ -238,6 +238,7 @@ async fn process_note(ctx: &FlowContext, norce: &norce_client::NorceClient, brig
             norce.create_delivery_note(&note).instrument(span.clone()).await?;
             tracing::info!(parent: &span, note_no, order_no = shipment.order_no, "Norce delivery note created");
             outcome.booked = true;
+            outcome.note = true;
         }
         ctx.store.update(FULFILMENT_FLOW, id, &EntityUpdate { step: Some("note_created".into()), target_id: Some(note_no.clone()), ..EntityUpdate::default() })?;
     }
@@ -257,6 +258,8 @@ async fn process_note(ctx: &FlowContext, norce: &norce_client::NorceClient, brig
         .await?;
     ctx.store.update(FULFILMENT_FLOW, id, &EntityUpdate { status: Some(Status::Done), step: Some("written_back".into()), clear_error: true, ..EntityUpdate::default() })?;
     outcome.written_back = true;
+    outcome.delivered = all_shipped;
+    outcome.partly_delivered = !all_shipped;
     outcome.done = true;
     Ok(outcome)
 }
