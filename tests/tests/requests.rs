@@ -67,10 +67,10 @@ fn brightpearl_sales_order() {
         placed_on: Some(Timestamp::parse("2026-03-02T08:00:00.000Z").unwrap()),
         rows: vec![SalesOrderRowRequest {
             product_id: Some(1001),
-            quantity: DecimalNumber(Decimal::new(2, 0)),
+            quantity: Decimal::new(2, 0),
             tax_code: "T20".into(),
-            net: Some(DecimalNumber(Decimal::new(99990, 2))),
-            tax: Some(DecimalNumber(Decimal::new(19998, 2))),
+            net: Some(Decimal::new(99990, 2)),
+            tax: Some(Decimal::new(19998, 2)),
             ..Default::default()
         }],
         ..Default::default()

@@ -377,14 +377,12 @@ pub struct SalesOrderCurrency {
         skip_serializing_if = "Option::is_none"
     )]
     pub fixed_exchange_rate: Option<bool>,
-    /// Exchange rate to the account currency, sent as a JSON number.
-    ///
-    /// **Open question:** The Snow client sends exchangeRate as a string ("1") and the GET returns a decimal string; whether a JSON number is accepted is unverified. Switching to a string type would change the Rust type the sandbox reads (crates/sandbox/src/brightpearl/orders.rs), so it is left as is.
+    /// Exchange rate to the account currency, a decimal string as the Snow client sends it and the GET returns it.
     #[serde(rename = "exchangeRate", default, skip_serializing_if = "Option::is_none")]
-    pub exchange_rate: Option<models_runtime::DecimalNumber>,
+    pub exchange_rate: Option<models_runtime::Decimal>,
 }
 
-/// Body of the sales-order POST (the flat, atomic create). Row amounts are sent as JSON numbers (see the open question on `SalesOrderRowRequest`).
+/// Body of the sales-order POST (the flat, atomic create). Row amounts are decimal strings, as Brightpearl documents them.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SalesOrderRequest {
     pub customer: SalesOrderCustomer,
@@ -464,7 +462,7 @@ pub struct SalesOrderRequest {
 
 /// One row of a sales-order POST; give `productId` for a product row or `name` for a free-text row (shipping, gift card).
 ///
-/// **Open question:** JSON type and requiredness of quantity, net and tax. The Sales Order Row PUT page types all three as String and marks net and tax required like quantity and taxCode; the Snow client sends strings ("123", "100", "14"). We send JSON numbers and leave net and tax optional: changing either would change the Rust types that the relay, the sandbox, the client tests, the request snapshot and the fixture order.SalesOrderRequest.example.json use, so it is left to their owners and to a sandbox check.
+/// **Open question:** Requiredness of net and tax: the Sales Order Row PUT page marks them required; we always send them but keep them optional in the model. Amounts are sent as decimal strings as documented (the Snow client does the same); whether Brightpearl also takes JSON numbers is unverified, and the models read either.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SalesOrderRowRequest {
     /// Product id (stock-affecting row).
@@ -480,25 +478,25 @@ pub struct SalesOrderRowRequest {
     /// SKU of the product.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sku: Option<String>,
-    /// Quantity; integral for stock-tracked products and bundles, up to 4 decimals otherwise.
+    /// Quantity, sent as a decimal string as Brightpearl documents it; integral for stock-tracked products and bundles, up to 4 decimals otherwise.
     ///
     /// Example: `2`
-    pub quantity: models_runtime::DecimalNumber,
+    pub quantity: models_runtime::Decimal,
     /// Tax code (required), e.g. `T20`.
     ///
     /// Example: `T20`
     #[serde(rename = "taxCode")]
     pub tax_code: String,
-    /// Row net total (quantity times unit price, not the unit price), at most 4 decimals.
+    /// Row net total (quantity times unit price, not the unit price), a decimal string of at most 4 decimals.
     ///
     /// Example: `199.5`
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub net: Option<models_runtime::DecimalNumber>,
-    /// Row tax total, at most 4 decimals.
+    pub net: Option<models_runtime::Decimal>,
+    /// Row tax total, a decimal string of at most 4 decimals.
     ///
     /// Example: `39.9`
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tax: Option<models_runtime::DecimalNumber>,
+    pub tax: Option<models_runtime::Decimal>,
     /// Sales nominal code.
     ///
     /// Example: `4000`

@@ -125,7 +125,7 @@ fn validate(store: &Store, request: &SalesOrderRequest) -> Result<(), Reply> {
                     .as_ref()
                     .and_then(|s| s.stock_tracked)
                     .unwrap_or(false);
-                if tracked && !row.quantity.0.fract().is_zero() {
+                if tracked && !row.quantity.fract().is_zero() {
                     return Err(invalid(format!(
                         "rows[{i}].quantity must be a whole number for a stock-tracked product"
                     )));
@@ -133,16 +133,17 @@ fn validate(store: &Store, request: &SalesOrderRequest) -> Result<(), Reply> {
             }
             _ => {}
         }
-        if row.quantity.0 <= Decimal::ZERO {
+        if row.quantity <= Decimal::ZERO {
             return Err(invalid(format!("rows[{i}].quantity must be positive")));
         }
         if row.tax_code.trim().is_empty() {
             return Err(invalid(format!("rows[{i}].taxCode is required")));
         }
+        // "Max precision of 4dp" (Sales Order Row PUT).
         for (field, value) in [("net", row.net), ("tax", row.tax)] {
-            if value.is_some_and(|v| v.0.normalize().scale() > 2) {
+            if value.is_some_and(|v| v.normalize().scale() > 4) {
                 return Err(invalid(format!(
-                    "rows[{i}].{field} takes at most 2 decimals"
+                    "rows[{i}].{field} takes at most 4 decimals"
                 )));
             }
         }
@@ -197,8 +198,8 @@ pub fn create_sales_order(ctx: &mut Ctx<'_>) -> Reply {
             .sku
             .clone()
             .or_else(|| product.and_then(|p| p.identity.as_ref()?.sku.clone()));
-        let row_net = row.net.map(|n| n.0).unwrap_or_default();
-        let row_tax = row.tax.map(|t| t.0).unwrap_or_default();
+        let row_net = row.net.unwrap_or_default();
+        let row_tax = row.tax.unwrap_or_default();
         net += row_net;
         tax += row_tax;
         rows.push(SalesOrderRow {
@@ -206,7 +207,7 @@ pub fn create_sales_order(ctx: &mut Ctx<'_>) -> Reply {
             product_id: row.product_id,
             name,
             sku,
-            quantity: Some(scaled(row.quantity.0, 4)),
+            quantity: Some(scaled(row.quantity, 4)),
             tax_code: Some(row.tax_code.clone()),
             net: Some(scaled(row_net, 4)),
             tax: Some(scaled(row_tax, 4)),
@@ -253,7 +254,7 @@ pub fn create_sales_order(ctx: &mut Ctx<'_>) -> Reply {
             ),
             fixed_exchange_rate: Some(currency.fixed_exchange_rate.unwrap_or(false)),
             exchange_rate: Some(scaled(
-                currency.exchange_rate.map(|r| r.0).unwrap_or(Decimal::ONE),
+                currency.exchange_rate.unwrap_or(Decimal::ONE),
                 6,
             )),
         }),
