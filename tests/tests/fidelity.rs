@@ -22,7 +22,10 @@ fn nshift_timestamps_with_colonless_offsets_parse_and_round_trip() {
     // RFC 3339 works too, and both name the same instant.
     assert_eq!(info.changed.as_ref().unwrap().to_utc(), created.to_utc());
     let back = serde_json::to_value(&info).unwrap();
-    assert_eq!(back["created"], "2015-06-03T13:18:30.904+0000", "written back as it came");
+    assert_eq!(
+        back["created"], "2015-06-03T13:18:30.904+0000",
+        "written back as it came"
+    );
 }
 
 #[test]
@@ -43,7 +46,11 @@ fn brightpearl_absent_fields_deserialize() {
     let product: Product = serde_json::from_value(json!({"id": 1001})).unwrap();
     assert_eq!(product.id, 1001);
     assert!(product.created_on.is_none());
-    assert_eq!(serde_json::to_value(&product).unwrap(), json!({"id": 1001}), "absent stays absent");
+    assert_eq!(
+        serde_json::to_value(&product).unwrap(),
+        json!({"id": 1001}),
+        "absent stays absent"
+    );
 }
 
 #[derive(Debug, PartialEq, serde::Deserialize)]
@@ -73,12 +80,25 @@ fn search(columns: &[&str], rows: serde_json::Value) -> SearchResults {
 
 #[test]
 fn brightpearl_positional_rows_decode_by_column_name_in_any_order() {
-    let a = search(&["productId", "SKU", "productName"], json!([[1001, "SKU-1", "Sweater"], [1002, "SKU-2", null]]));
-    let b = search(&["SKU", "productName", "productId"], json!([["SKU-1", "Sweater", 1001], ["SKU-2", null, 1002]]));
+    let a = search(
+        &["productId", "SKU", "productName"],
+        json!([[1001, "SKU-1", "Sweater"], [1002, "SKU-2", null]]),
+    );
+    let b = search(
+        &["SKU", "productName", "productId"],
+        json!([["SKU-1", "Sweater", 1001], ["SKU-2", null, 1002]]),
+    );
     let rows_a: Vec<ProductRow> = a.decode_rows().unwrap();
     let rows_b: Vec<ProductRow> = b.decode_rows().unwrap();
     assert_eq!(rows_a, rows_b);
-    assert_eq!(rows_a[0], ProductRow { id: 1001, sku: "SKU-1".into(), name: Some("Sweater".into()) });
+    assert_eq!(
+        rows_a[0],
+        ProductRow {
+            id: 1001,
+            sku: "SKU-1".into(),
+            name: Some("Sweater".into())
+        }
+    );
     assert_eq!(rows_a[1].name, None);
 }
 
@@ -86,9 +106,19 @@ fn brightpearl_positional_rows_decode_by_column_name_in_any_order() {
 fn brightpearl_malformed_rows_are_errors_not_panics() {
     let short = search(&["productId", "SKU"], json!([[1001]]));
     let err = short.decode_rows::<ProductRow>().unwrap_err();
-    assert!(err.to_string().contains("row 0 has 1 values but `metaData.columns` names 2"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("row 0 has 1 values but `metaData.columns` names 2"),
+        "{err}"
+    );
     let wrong_type = search(&["productId", "SKU"], json!([["not a number", "SKU-1"]]));
-    assert!(wrong_type.decode_rows::<ProductRow>().unwrap_err().to_string().contains("row 0"));
+    assert!(
+        wrong_type
+            .decode_rows::<ProductRow>()
+            .unwrap_err()
+            .to_string()
+            .contains("row 0")
+    );
 }
 
 #[test]
@@ -96,7 +126,10 @@ fn unknown_enum_values_become_unknown_variants() {
     // A status type nShift adds later.
     let status: ShipmentStatus = serde_json::from_value(json!("HELD_AT_CUSTOMS")).unwrap();
     assert_eq!(status, ShipmentStatus::Unknown("HELD_AT_CUSTOMS".into()));
-    assert_eq!(serde_json::to_value(&status).unwrap(), json!("HELD_AT_CUSTOMS"));
+    assert_eq!(
+        serde_json::to_value(&status).unwrap(),
+        json!("HELD_AT_CUSTOMS")
+    );
     // A Norce order status and a Brightpearl shipping status code that are not in our specs.
     let norce: ConnectOrderStatus = serde_json::from_value(json!("AwaitingPickup")).unwrap();
     assert!(norce.is_unknown());

@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 fn round_trip<T: DeserializeOwned + Serialize>(json: &Value) -> Result<Value, String> {
-    let typed: T = serde_json::from_value(json.clone()).map_err(|e| format!("does not deserialize: {e}"))?;
+    let typed: T =
+        serde_json::from_value(json.clone()).map_err(|e| format!("does not deserialize: {e}"))?;
     serde_json::to_value(&typed).map_err(|e| format!("does not serialize: {e}"))
 }
 
@@ -94,15 +95,26 @@ fn fixtures() -> Vec<PathBuf> {
 #[test]
 fn every_fixture_round_trips_through_its_generated_type() {
     let files = fixtures();
-    assert!(files.len() >= 40, "expected the platform fixtures, found {}", files.len());
+    assert!(
+        files.len() >= 40,
+        "expected the platform fixtures, found {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     for path in &files {
-        let platform = path.parent().unwrap().file_name().unwrap().to_str().unwrap();
+        let platform = path
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap();
         let name = path.file_name().unwrap().to_str().unwrap();
         let mut parts = name.split('.');
         let (module, ty) = (parts.next().unwrap(), parts.next().unwrap());
         let text = std::fs::read_to_string(path).unwrap();
-        let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: not JSON: {e}"));
+        let json: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: not JSON: {e}"));
         match round_trip_as(&format!("{platform}_models"), module, ty, &json) {
             None => failures.push(format!("{platform}/{name}: type {module}::{ty} is not in the registry")),
             Some(Err(e)) => failures.push(format!("{platform}/{name}: {e}")),

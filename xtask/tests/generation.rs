@@ -3,7 +3,9 @@
 mod common;
 
 /// These specs exercise shapes, not provenance (tests/provenance.rs covers that).
-const SHAPES_ONLY: xtask::codegen::Options = xtask::codegen::Options { require_sources: false };
+const SHAPES_ONLY: xtask::codegen::Options = xtask::codegen::Options {
+    require_sources: false,
+};
 
 use xtask::codegen;
 

@@ -347,7 +347,10 @@ fn the_commands_print_the_summary_the_table_and_the_missing_list() {
     // `codegen --check` (what CI runs) refuses an operation without `x-source`, naming it.
     let (ok, _, stderr) = xtask(&root, &["codegen", "--check"]);
     assert!(!ok, "{stderr}");
-    assert!(stderr.contains("operation `GetThing` (GET /things/{id}): missing `x-source`"), "{stderr}");
+    assert!(
+        stderr.contains("operation `GetThing` (GET /things/{id}): missing `x-source`"),
+        "{stderr}"
+    );
     let (ok, stdout, stderr) = xtask(&root, &["provenance", "--missing"]);
     assert!(ok);
     assert_eq!(

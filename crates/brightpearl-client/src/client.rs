@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use auth_core::{ExposeSecret, RateLimitKey, RateLimiter, SecretString, StoredTokens, TokenCache, TokenStore};
+use auth_core::{
+    ExposeSecret, RateLimitKey, RateLimiter, SecretString, StoredTokens, TokenCache, TokenStore,
+};
 use brightpearl_models::common::{ApiError, ErrorEnvelope};
 use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _};
@@ -68,11 +70,17 @@ impl fmt::Debug for Client {
             .field("account", &self.inner.account)
             .field("app_ref", &self.inner.app_ref)
             .field("dev_ref", &self.inner.dev_ref)
-            .field("auth", &match self.inner.auth {
-                Auth::OAuth(_) => "oauth",
-                Auth::Staff(_) => "staff-token",
-            })
-            .field("base_url", &self.inner.base_url.as_ref().map(|u| u.as_str()))
+            .field(
+                "auth",
+                &match self.inner.auth {
+                    Auth::OAuth(_) => "oauth",
+                    Auth::Staff(_) => "staff-token",
+                },
+            )
+            .field(
+                "base_url",
+                &self.inner.base_url.as_ref().map(|u| u.as_str()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -92,13 +100,20 @@ pub struct Authorization {
 /// Builds an [`ApiFailure`] from an answer.
 pub(crate) fn failure_of(response: &Response<Bytes>) -> ApiFailure {
     let body = response.body();
-    let errors: Vec<ApiError> = serde_json::from_slice::<ErrorEnvelope>(body).map(|e| e.errors).unwrap_or_default();
+    let errors: Vec<ApiError> = serde_json::from_slice::<ErrorEnvelope>(body)
+        .map(|e| e.errors)
+        .unwrap_or_default();
     let request_id = response
         .headers()
         .get("ruid")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    ApiFailure { status: response.status(), errors, request_id, body: truncate(body) }
+    ApiFailure {
+        status: response.status(),
+        errors,
+        request_id,
+        body: truncate(body),
+    }
 }
 
 pub(crate) fn truncate(body: &[u8]) -> String {
@@ -128,7 +143,10 @@ fn is_throttle(response: &Response<Bytes>) -> bool {
     match response.status() {
         StatusCode::TOO_MANY_REQUESTS => true,
         StatusCode::SERVICE_UNAVAILABLE => {
-            if response.headers().contains_key("brightpearl-next-throttle-period") {
+            if response
+                .headers()
+                .contains_key("brightpearl-next-throttle-period")
+            {
                 return true;
             }
             let body = String::from_utf8_lossy(response.body()).to_ascii_lowercase();
@@ -144,14 +162,21 @@ pub(crate) fn error_of(response: &Response<Bytes>) -> Error {
     match response.status() {
         StatusCode::UNAUTHORIZED => Error::Unauthorized(failure),
         StatusCode::FORBIDDEN => Error::Forbidden(failure),
-        _ if is_throttle(response) => Error::Throttled { retry_after: throttle_delay(response), failure },
+        _ if is_throttle(response) => Error::Throttled {
+            retry_after: throttle_delay(response),
+            failure,
+        },
         _ => Error::Api(failure),
     }
 }
 
 /// Decodes a success answer's body.
 pub(crate) fn decode<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body).map_err(|e| Error::Decode { status, message: e.to_string(), body: truncate(body) })
+    serde_json::from_slice(body).map_err(|e| Error::Decode {
+        status,
+        message: e.to_string(),
+        body: truncate(body),
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -176,7 +201,9 @@ impl Client {
     }
 
     pub(crate) fn from_inner(inner: Inner) -> Self {
-        Self { inner: Arc::new(inner) }
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The account code.
@@ -215,11 +242,22 @@ impl Client {
 
     /// Sends one call; `path` is relative to `/public-api/{account}` (e.g.
     /// `/product-service/product/1-5`). Returns the raw answer, whatever its status.
-    pub async fn send_raw(&self, method: Method, path: &str, query: &[(String, String)], body: Option<Bytes>) -> Result<Response<Bytes>> {
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<Bytes>,
+    ) -> Result<Response<Bytes>> {
         self.warm_token().await?;
         let base = self.base_url()?;
-        let mut url = reqwest::Url::parse(&format!("{}/public-api/{}{}", base.as_str().trim_end_matches('/'), self.inner.account, path))
-            .map_err(|e| Error::InvalidRequest(format!("bad path `{path}`: {e}")))?;
+        let mut url = reqwest::Url::parse(&format!(
+            "{}/public-api/{}{}",
+            base.as_str().trim_end_matches('/'),
+            self.inner.account,
+            path
+        ))
+        .map_err(|e| Error::InvalidRequest(format!("bad path `{path}`: {e}")))?;
         client_core::append_query(&mut url, query);
         let mut attempt = 1;
         loop {
@@ -249,14 +287,23 @@ impl Client {
     /// [`Self::send_raw`], with a non-success answer turned into its [`Error`], except
     /// `404 CMNC-404` on a GET or an `OPTIONS` (Brightpearl's "nothing found"; on a write it
     /// stays an error), which is `Ok(None)`.
-    pub(crate) async fn send_checked(&self, method: Method, path: &str, query: &[(String, String)], body: Option<Bytes>) -> Result<Option<Response<Bytes>>> {
+    pub(crate) async fn send_checked(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<Bytes>,
+    ) -> Result<Option<Response<Bytes>>> {
         let is_read = method == Method::GET || method == Method::OPTIONS;
         let response = self.send_raw(method, path, query, body).await?;
         if response.status().is_success() {
             return Ok(Some(response));
         }
         let error = error_of(&response);
-        if is_read && response.status() == StatusCode::NOT_FOUND && error.failure().is_some_and(|f| f.has_code("CMNC-404")) {
+        if is_read
+            && response.status() == StatusCode::NOT_FOUND
+            && error.failure().is_some_and(|f| f.has_code("CMNC-404"))
+        {
             return Ok(None);
         }
         Err(error)
@@ -264,27 +311,51 @@ impl Client {
 
     /// Sends a call and decodes `{"response": T}`; `Ok(None)` for `404 CMNC-404` on a GET or an
     /// `OPTIONS` (see [`Self::send_checked`]).
-    pub(crate) async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, query: &[(String, String)], body: Option<Bytes>) -> Result<Option<T>> {
-        let Some(response) = self.send_checked(method, path, query, body).await? else { return Ok(None) };
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<Bytes>,
+    ) -> Result<Option<T>> {
+        let Some(response) = self.send_checked(method, path, query, body).await? else {
+            return Ok(None);
+        };
         let body = response.body();
-        let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{\"response\":null}" } else { body };
+        let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+            b"{\"response\":null}"
+        } else {
+            body
+        };
         decode::<Envelope<T>>(response.status(), body).map(|e| Some(e.response))
     }
 
     /// Sends a call whose answer carries nothing of interest (`{}` of status PUTs and DELETEs).
-    pub(crate) async fn call_unit(&self, method: Method, path: &str, body: Option<Bytes>) -> Result<()> {
+    pub(crate) async fn call_unit(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<()> {
         self.send_checked(method, path, &[], body).await.map(drop)
     }
 
     /// JSON-encodes a request body.
     pub(crate) fn json<T: serde::Serialize>(value: &T) -> Result<Bytes> {
-        serde_json::to_vec(value).map(Bytes::from).map_err(|e| Error::InvalidRequest(e.to_string()))
+        serde_json::to_vec(value)
+            .map(Bytes::from)
+            .map_err(|e| Error::InvalidRequest(e.to_string()))
     }
 
     /// Fetches `ids` in chunks of at most `max_ids` (and the URI length limit), `concurrency`
     /// chunks at a time within the limiter; `path` builds the path of one chunk. Chunks that
     /// find nothing (`CMNC-404`) contribute nothing.
-    pub(crate) async fn get_chunked<T, F>(&self, ids: &IdSet, max_ids: usize, path: F) -> Result<Vec<T>>
+    pub(crate) async fn get_chunked<T, F>(
+        &self,
+        ids: &IdSet,
+        max_ids: usize,
+        path: F,
+    ) -> Result<Vec<T>>
     where
         T: DeserializeOwned + Send + 'static,
         F: Fn(&IdSet) -> String,
@@ -310,7 +381,9 @@ impl Client {
 
     fn oauth(&self) -> Result<&OAuthParts> {
         self.inner.oauth.as_ref().ok_or_else(|| {
-            Error::InvalidRequest("this client uses a staff token (private app): OAuth is not configured".into())
+            Error::InvalidRequest(
+                "this client uses a staff token (private app): OAuth is not configured".into(),
+            )
         })
     }
 
@@ -324,8 +397,12 @@ impl Client {
     /// `{oauth}/authorize/{account}?response_type=code&client_id=…&redirect_uri=…&state=…`.
     pub fn authorize_url(&self, redirect_uri: &str, state: &str) -> Result<reqwest::Url> {
         let oauth = self.oauth()?;
-        let mut url = reqwest::Url::parse(&format!("{}/authorize/{}", oauth.oauth_url.as_str().trim_end_matches('/'), self.inner.account))
-            .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let mut url = reqwest::Url::parse(&format!(
+            "{}/authorize/{}",
+            oauth.oauth_url.as_str().trim_end_matches('/'),
+            self.inner.account
+        ))
+        .map_err(|e| Error::InvalidRequest(e.to_string()))?;
         url.query_pairs_mut()
             .append_pair("response_type", "code")
             .append_pair("client_id", &oauth.client_id)
@@ -358,7 +435,8 @@ impl Client {
         let response = auth_core::TokenTransport::send(&oauth.transport, request)
             .await
             .map_err(|e| Error::from_stack(auth_core::Error::from(e), None))?;
-        let parsed = auth_core::oauth::parse_token_response(&response, sent_at).map_err(Error::Token)?;
+        let parsed =
+            auth_core::oauth::parse_token_response(&response, sent_at).map_err(Error::Token)?;
         let refresh = parsed
             .refresh_token
             .clone()
@@ -368,7 +446,11 @@ impl Client {
             access_token: Some(parsed.access_token.secret().clone()),
             access_expires_at: Some(SystemTime::now() + parsed.expires_in),
         };
-        oauth.store.save(&stored).await.map_err(|e| Error::Token(e.into()))?;
+        oauth
+            .store
+            .save(&stored)
+            .await
+            .map_err(|e| Error::Token(e.into()))?;
         let session = self.inner.session.get();
         Ok(Authorization {
             api_domain: session.api_domain,
@@ -397,8 +479,14 @@ mod tests {
 
     #[test]
     fn api_domain_becomes_a_url() {
-        assert_eq!(api_domain_url("ws-use.brightpearl.com").unwrap().as_str(), "https://ws-use.brightpearl.com/");
-        assert_eq!(api_domain_url("127.0.0.1:8080").unwrap().as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(
+            api_domain_url("ws-use.brightpearl.com").unwrap().as_str(),
+            "https://ws-use.brightpearl.com/"
+        );
+        assert_eq!(
+            api_domain_url("127.0.0.1:8080").unwrap().as_str(),
+            "http://127.0.0.1:8080/"
+        );
         assert!(api_domain_url("http://evil.example").is_err());
     }
 }

@@ -90,10 +90,19 @@ impl fmt::Debug for ClientBuilder {
             .field("app_ref", &self.app_ref)
             .field("dev_ref", &self.dev_ref)
             .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "[REDACTED]"))
-            .field("staff_token", &self.staff_token.as_ref().map(|_| "[REDACTED]"))
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field(
+                "staff_token",
+                &self.staff_token.as_ref().map(|_| "[REDACTED]"),
+            )
             .field("token_store_path", &self.token_store_path)
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[REDACTED]"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[REDACTED]"),
+            )
             .field("base_url", &self.base_url)
             .field("oauth_url", &self.oauth_url)
             .finish_non_exhaustive()
@@ -201,8 +210,11 @@ impl ClientBuilder {
     /// endpoint. Default: [`client_core::ReqwestTransport`] with the configured timeout.
     pub fn transport<S>(mut self, transport: S) -> Self
     where
-        S: Service<http::Request<Bytes>, Response = http::Response<Bytes>, Error = auth_core::Error>
-            + Clone
+        S: Service<
+                http::Request<Bytes>,
+                Response = http::Response<Bytes>,
+                Error = auth_core::Error,
+            > + Clone
             + Send
             + Sync
             + 'static,
@@ -252,17 +264,25 @@ impl ClientBuilder {
 
     /// Validates the settings and builds the client.
     pub fn build(self) -> Result<Client> {
-        let account = self
-            .account
-            .clone()
-            .ok_or_else(|| SettingsError::missing(env::ACCOUNT, "set it to the Brightpearl account code"))?;
-        if !account.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(SettingsError::invalid(env::ACCOUNT, format!("`{account}` is not an account code (letters, digits, `-`, `_`)")).into());
+        let account = self.account.clone().ok_or_else(|| {
+            SettingsError::missing(env::ACCOUNT, "set it to the Brightpearl account code")
+        })?;
+        if !account
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(SettingsError::invalid(
+                env::ACCOUNT,
+                format!("`{account}` is not an account code (letters, digits, `-`, `_`)"),
+            )
+            .into());
         }
-        let app_ref = self
-            .app_ref
-            .clone()
-            .ok_or_else(|| SettingsError::missing(env::APP_REF, "set it to the app reference (sent as brightpearl-app-ref on every call)"))?;
+        let app_ref = self.app_ref.clone().ok_or_else(|| {
+            SettingsError::missing(
+                env::APP_REF,
+                "set it to the app reference (sent as brightpearl-app-ref on every call)",
+            )
+        })?;
         let base_url = self
             .base_url
             .as_deref()
@@ -271,42 +291,78 @@ impl ClientBuilder {
         let transport = match self.transport.clone() {
             Some(t) => t,
             None => BoxTransport::new(
-                client_core::ReqwestTransport::new(self.timeout.unwrap_or(client_core::DEFAULT_TIMEOUT))
-                    .map_err(|e| Error::Transport(Box::new(e)))?,
+                client_core::ReqwestTransport::new(
+                    self.timeout.unwrap_or(client_core::DEFAULT_TIMEOUT),
+                )
+                .map_err(|e| Error::Transport(Box::new(e)))?,
             ),
         };
 
         let (auth, dev_ref, session, oauth) = if let Some(staff) = self.staff_token.clone() {
             if base_url.is_none() {
-                return Err(SettingsError::missing(env::BASE_URL, "set it to the account's API host, e.g. https://euw1.brightpearlconnect.com").into());
+                return Err(SettingsError::missing(
+                    env::BASE_URL,
+                    "set it to the account's API host, e.g. https://euw1.brightpearlconnect.com",
+                )
+                .into());
             }
             let cache = TokenCache::new(StaticToken::raw(staff));
-            (Auth::Staff(cache), self.dev_ref.clone(), SessionCell::default(), None)
+            (
+                Auth::Staff(cache),
+                self.dev_ref.clone(),
+                SessionCell::default(),
+                None,
+            )
         } else {
             let dev_ref = self
                 .dev_ref
                 .clone()
                 .ok_or_else(|| SettingsError::missing(env::DEV_REF, "set it to your developer reference (required with OAuth; or set BRIGHTPEARL_STAFF_TOKEN for a private app)"))?;
-            let oauth_url = client_core::base_url(env::OAUTH_URL, self.oauth_url.as_deref().unwrap_or(DEFAULT_OAUTH_URL))?;
-            let (store, session_file): (Arc<dyn TokenStore>, Option<PathBuf>) = match (&self.token_store, &self.token_store_path) {
+            let oauth_url = client_core::base_url(
+                env::OAUTH_URL,
+                self.oauth_url.as_deref().unwrap_or(DEFAULT_OAUTH_URL),
+            )?;
+            let (store, session_file): (Arc<dyn TokenStore>, Option<PathBuf>) = match (
+                &self.token_store,
+                &self.token_store_path,
+            ) {
                 (Some(store), _) => (Arc::clone(store), None),
                 (None, Some(path)) => {
                     let mut session = path.clone().into_os_string();
                     session.push(".session");
-                    (Arc::new(FileTokenStore::new(path.clone())), Some(PathBuf::from(session)))
+                    (
+                        Arc::new(FileTokenStore::new(path.clone())),
+                        Some(PathBuf::from(session)),
+                    )
                 }
                 (None, None) => {
                     return Err(SettingsError::missing(env::TOKEN_STORE, "set it to a file path where the rotating OAuth tokens are kept (run `relay auth brightpearl` to fill it)").into());
                 }
             };
-            let store: Arc<dyn TokenStore> = Arc::new(SeededStore { inner: store, initial: self.refresh_token.clone() });
+            let store: Arc<dyn TokenStore> = Arc::new(SeededStore {
+                inner: store,
+                initial: self.refresh_token.clone(),
+            });
             let session = SessionCell::load(session_file);
             let client_id = self.client_id.clone().unwrap_or_else(|| app_ref.clone());
-            let token_url: http::Uri = format!("{}/token/{}", oauth_url.as_str().trim_end_matches('/'), account)
-                .parse()
-                .map_err(|_| SettingsError::invalid(env::OAUTH_URL, "cannot form the token URL"))?;
-            let token_transport = SniffingTransport { inner: transport.clone(), session: session.clone() };
-            let grant = RefreshTokenGrant::new(token_transport.clone(), token_url.clone(), client_id.clone(), self.client_secret.clone(), Arc::clone(&store));
+            let token_url: http::Uri = format!(
+                "{}/token/{}",
+                oauth_url.as_str().trim_end_matches('/'),
+                account
+            )
+            .parse()
+            .map_err(|_| SettingsError::invalid(env::OAUTH_URL, "cannot form the token URL"))?;
+            let token_transport = SniffingTransport {
+                inner: transport.clone(),
+                session: session.clone(),
+            };
+            let grant = RefreshTokenGrant::new(
+                token_transport.clone(),
+                token_url.clone(),
+                client_id.clone(),
+                self.client_secret.clone(),
+                Arc::clone(&store),
+            );
             let cache = TokenCache::new(grant);
             let parts = OAuthParts {
                 oauth_url,
@@ -334,14 +390,17 @@ impl ClientBuilder {
         }
         let auth_layer = match &auth {
             Auth::OAuth(cache) => AuthLayer::new(cache.clone()),
-            Auth::Staff(cache) => AuthLayer::new(cache.clone()).header_name(http::HeaderName::from_static("brightpearl-staff-token")),
+            Auth::Staff(cache) => AuthLayer::new(cache.clone())
+                .header_name(http::HeaderName::from_static("brightpearl-staff-token")),
         };
         let stack = ServiceBuilder::new()
             .layer(TraceLayer)
             .layer(RetryLayer::new(self.retry.clone().unwrap_or_default()))
             .layer(RateLimitLayer::new(limiter.clone()).default_key(key.clone()))
             .layer(auth_layer)
-            .service(Capture401 { inner: ServiceBuilder::new().layer(headers).service(transport) });
+            .service(Capture401 {
+                inner: ServiceBuilder::new().layer(headers).service(transport),
+            });
         Ok(Client::from_inner(Inner {
             account,
             app_ref,

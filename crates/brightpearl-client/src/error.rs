@@ -153,17 +153,24 @@ impl Error {
 
     /// Brightpearl's error list (empty unless the body had `errors`).
     pub fn api_errors(&self) -> &[ApiError] {
-        self.failure().map(|f| f.errors.as_slice()).unwrap_or_default()
+        self.failure()
+            .map(|f| f.errors.as_slice())
+            .unwrap_or_default()
     }
 
     /// Whether trying again later may succeed (throttling, timeouts, transport, 5xx without a
     /// validation code).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Throttled { .. } | Self::Timeout(_) | Self::Transport(_) | Self::RateLimit(_) => true,
+            Self::Throttled { .. } | Self::Timeout(_) | Self::Transport(_) | Self::RateLimit(_) => {
+                true
+            }
             Self::Api(f) => {
                 f.status.is_server_error()
-                    && !f.errors.iter().any(|e| matches!(e.code.as_str(), "CMNC-018" | "CMNC-044" | "CMNU-003"))
+                    && !f
+                        .errors
+                        .iter()
+                        .any(|e| matches!(e.code.as_str(), "CMNC-018" | "CMNC-044" | "CMNU-003"))
             }
             Self::Token(e) => !e.is_permanent(),
             _ => false,

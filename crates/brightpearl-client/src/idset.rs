@@ -112,7 +112,9 @@ impl IdSet {
                 let piece = (lo, lo + take - 1);
                 let piece_len = range_len(piece) + usize::from(!current.is_empty());
                 if !current.is_empty() && chars + piece_len > max_chars {
-                    out.push(IdSet { ranges: std::mem::take(&mut current) });
+                    out.push(IdSet {
+                        ranges: std::mem::take(&mut current),
+                    });
                     count = 0;
                     chars = 0;
                     continue;
@@ -122,7 +124,9 @@ impl IdSet {
                 count += take;
                 lo = piece.1 + 1;
                 if count == max_ids {
-                    out.push(IdSet { ranges: std::mem::take(&mut current) });
+                    out.push(IdSet {
+                        ranges: std::mem::take(&mut current),
+                    });
                     count = 0;
                     chars = 0;
                 }
@@ -140,7 +144,11 @@ fn digits(n: u64) -> usize {
 }
 
 fn range_len((lo, hi): (u64, u64)) -> usize {
-    if lo == hi { digits(lo) } else { digits(lo) + 1 + digits(hi) }
+    if lo == hi {
+        digits(lo)
+    } else {
+        digits(lo) + 1 + digits(hi)
+    }
 }
 
 impl fmt::Display for IdSet {
@@ -172,10 +180,16 @@ mod tests {
     #[test]
     fn compresses_and_chunks() {
         assert_eq!(IdSet::from_ids([]).to_string(), "");
-        assert_eq!(IdSet::from_ids([10, 1, 3, 2, 12, 11, 0]).to_string(), "1-3,10-12");
+        assert_eq!(
+            IdSet::from_ids([10, 1, 3, 2, 12, 11, 0]).to_string(),
+            "1-3,10-12"
+        );
         let scattered = IdSet::from_ids((1..=300).map(|i| i * 2));
         let chunks = scattered.chunks(200, 100_000);
-        assert_eq!(chunks.iter().map(IdSet::len).collect::<Vec<_>>(), [200, 100]);
+        assert_eq!(
+            chunks.iter().map(IdSet::len).collect::<Vec<_>>(),
+            [200, 100]
+        );
         for chunk in scattered.chunks(1000, 50) {
             assert!(chunk.to_string().len() <= 50, "{chunk}");
         }
@@ -189,7 +203,11 @@ mod tests {
         assert_eq!(parse(" 7, 3-5 ,1,2,5-6 ").unwrap(), "1-7");
         assert_eq!(parse("10-12,1,11").unwrap(), "1,10-12");
         assert_eq!(parse("").unwrap(), "");
-        assert_eq!(IdSet::parse("1-1000000000").unwrap().len(), 1_000_000_000, "ranges are never expanded");
+        assert_eq!(
+            IdSet::parse("1-1000000000").unwrap().len(),
+            1_000_000_000,
+            "ranges are never expanded"
+        );
         assert!(parse("5-1").unwrap_err().contains("`5-1`"));
         assert!(parse("0").unwrap_err().contains("`0`"));
         assert!(parse("1,,2").is_err());

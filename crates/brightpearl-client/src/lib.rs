@@ -40,11 +40,12 @@ pub use error::{ApiFailure, Error, Result};
 pub use idset::IdSet;
 pub use limiter::shared_limiter;
 pub use ops::{
-    BundleAvailabilityMode, MAX_GOODS_OUT_NOTE_IDS, MAX_MULTI_MESSAGES, MAX_ORDER_IDS, MAX_OTHER_IDS, MAX_PRODUCT_IDS, MAX_SIMULATE_IDS,
-    NewContact,
+    BundleAvailabilityMode, MAX_GOODS_OUT_NOTE_IDS, MAX_MULTI_MESSAGES, MAX_ORDER_IDS,
+    MAX_OTHER_IDS, MAX_PRODUCT_IDS, MAX_SIMULATE_IDS, NewContact,
 };
 pub use search::{
-    ContactRow, GoodsOutNoteRow, OrderRow, ProductRow, SearchPage, SearchQuery, SearchResource, SortDirection,
+    ContactRow, GoodsOutNoteRow, OrderRow, ProductRow, SearchPage, SearchQuery, SearchResource,
+    SortDirection,
 };
 pub use transport::{BoxTransport, Session};
 

@@ -18,7 +18,10 @@ fn registry() -> &'static Registry {
 ///
 /// Brightpearl pools OAuth apps per account and developer, private apps per account: pass an
 /// empty `dev_ref` for the latter.
-pub fn shared_limiter(account: &str, dev_ref: &str) -> Result<(RateLimiter, RateLimitKey), ConfigError> {
+pub fn shared_limiter(
+    account: &str,
+    dev_ref: &str,
+) -> Result<(RateLimiter, RateLimitKey), ConfigError> {
     let pool = (account.to_owned(), dev_ref.to_owned());
     let key = RateLimitKey::new(format!("brightpearl:{account}:{dev_ref}"));
     let mut map = registry().lock().unwrap_or_else(|p| p.into_inner());

@@ -4,10 +4,16 @@ use std::collections::BTreeMap;
 
 use brightpearl_models::common::GetUris;
 use brightpearl_models::contact::{Contact, ContactRequest, PostAddressIds, PostalAddressRequest};
-use brightpearl_models::integration::{MultiMessageRequest, MultiMessageResult, Webhook, WebhookRequest, WebhookSimulateRequest};
-use brightpearl_models::order::{Order, OrderShippingStatus, OrderStatus, OrderStatusUpdate, SalesOrder, SalesOrderRequest};
+use brightpearl_models::integration::{
+    MultiMessageRequest, MultiMessageResult, Webhook, WebhookRequest, WebhookSimulateRequest,
+};
+use brightpearl_models::order::{
+    Order, OrderShippingStatus, OrderStatus, OrderStatusUpdate, SalesOrder, SalesOrderRequest,
+};
 use brightpearl_models::product::{PriceList, Product, ProductPrice};
-use brightpearl_models::warehouse::{BundleAvailability, GoodsOutNote, NamedItem, ProductAvailability};
+use brightpearl_models::warehouse::{
+    BundleAvailability, GoodsOutNote, NamedItem, ProductAvailability,
+};
 use http::Method;
 
 use crate::client::Client;
@@ -67,7 +73,9 @@ impl Client {
     pub async fn products(&self, ids: &[u64]) -> Result<Vec<Product>> {
         let set = id_set(ids);
         let chunks: Vec<Vec<Product>> = self
-            .get_chunked(&set, MAX_PRODUCT_IDS, |c| format!("/product-service/product/{c}"))
+            .get_chunked(&set, MAX_PRODUCT_IDS, |c| {
+                format!("/product-service/product/{c}")
+            })
             .await?;
         let mut products: Vec<Product> = chunks.into_iter().flatten().collect();
         products.sort_by_key(|p| p.id);
@@ -99,9 +107,13 @@ impl Client {
     /// The product with exactly this SKU: `GET /product-service/product-search?SKU=…` then
     /// the product GET. `None` when no product has it.
     pub async fn product_by_sku(&self, sku: &str) -> Result<Option<Product>> {
-        let query = SearchQuery::new().filter("SKU", sku).columns(["productId", "SKU"]);
+        let query = SearchQuery::new()
+            .filter("SKU", sku)
+            .columns(["productId", "SKU"]);
         let rows: Vec<ProductRow> = self.search_all(SearchResource::Products, query).await?;
-        let Some(row) = rows.into_iter().find(|r| r.sku.as_deref() == Some(sku)) else { return Ok(None) };
+        let Some(row) = rows.into_iter().find(|r| r.sku.as_deref() == Some(sku)) else {
+            return Ok(None);
+        };
         Ok(self.products(&[row.product_id]).await?.into_iter().next())
     }
 
@@ -110,21 +122,31 @@ impl Client {
     ///
     /// One unknown or invalid id makes Brightpearl fail the whole call with 400; such a chunk
     /// is bisected until the bad ids are isolated, and those are left out (logged).
-    pub async fn availability(&self, product_ids: &[u64]) -> Result<BTreeMap<String, ProductAvailability>> {
+    pub async fn availability(
+        &self,
+        product_ids: &[u64],
+    ) -> Result<BTreeMap<String, ProductAvailability>> {
         use futures::{StreamExt as _, TryStreamExt as _};
         let set = id_set(product_ids);
         let chunks = set.chunks(MAX_OTHER_IDS, self.inner.max_id_set_chars);
-        let maps: Vec<BTreeMap<String, ProductAvailability>> = futures::stream::iter(chunks.into_iter().map(|c| self.availability_chunk(c)))
-            .buffer_unordered(self.inner.concurrency)
-            .try_collect()
-            .await?;
+        let maps: Vec<BTreeMap<String, ProductAvailability>> =
+            futures::stream::iter(chunks.into_iter().map(|c| self.availability_chunk(c)))
+                .buffer_unordered(self.inner.concurrency)
+                .try_collect()
+                .await?;
         Ok(maps.into_iter().flatten().collect())
     }
 
-    fn availability_chunk(&self, chunk: IdSet) -> futures::future::BoxFuture<'_, Result<BTreeMap<String, ProductAvailability>>> {
+    fn availability_chunk(
+        &self,
+        chunk: IdSet,
+    ) -> futures::future::BoxFuture<'_, Result<BTreeMap<String, ProductAvailability>>> {
         Box::pin(async move {
             let path = format!("/warehouse-service/product-availability/{chunk}");
-            match self.call::<BTreeMap<String, ProductAvailability>>(Method::GET, &path, &[], None).await {
+            match self
+                .call::<BTreeMap<String, ProductAvailability>>(Method::GET, &path, &[], None)
+                .await
+            {
                 Ok(found) => Ok(found.unwrap_or_default()),
                 Err(Error::Api(failure)) if failure.status == http::StatusCode::BAD_REQUEST => {
                     let ids: Vec<u64> = chunk.iter().collect();
@@ -159,12 +181,20 @@ impl Client {
     /// let on_hand = stock.get("1013").and_then(|b| b.total.as_ref()).map(|t| t.on_hand);
     /// # let _ = on_hand; Ok(()) }
     /// ```
-    pub async fn bundle_availability(&self, product_ids: &[u64]) -> Result<BTreeMap<String, BundleAvailability>> {
-        self.bundle_availability_with(product_ids, self.inner.bundle_availability_mode).await
+    pub async fn bundle_availability(
+        &self,
+        product_ids: &[u64],
+    ) -> Result<BTreeMap<String, BundleAvailability>> {
+        self.bundle_availability_with(product_ids, self.inner.bundle_availability_mode)
+            .await
     }
 
     /// [`bundle_availability`](Self::bundle_availability) with the mode given per call.
-    pub async fn bundle_availability_with(&self, product_ids: &[u64], mode: BundleAvailabilityMode) -> Result<BTreeMap<String, BundleAvailability>> {
+    pub async fn bundle_availability_with(
+        &self,
+        product_ids: &[u64],
+        mode: BundleAvailabilityMode,
+    ) -> Result<BTreeMap<String, BundleAvailability>> {
         use futures::{StreamExt as _, TryStreamExt as _};
         let per_request = match mode {
             BundleAvailabilityMode::PerId => 1,
@@ -173,7 +203,10 @@ impl Client {
         let chunks = id_set(product_ids).chunks(per_request, self.inner.max_id_set_chars);
         tracing::debug!(target: "brightpearl_client", ids = product_ids.len(), requests = chunks.len(), ?mode, "fetching bundle availability");
         // Collected first, so the future stays `Send` for every lifetime.
-        let calls: Vec<_> = chunks.into_iter().map(|c| self.bundle_availability_chunk(c)).collect();
+        let calls: Vec<_> = chunks
+            .into_iter()
+            .map(|c| self.bundle_availability_chunk(c))
+            .collect();
         let maps: Vec<BTreeMap<String, BundleAvailability>> = futures::stream::iter(calls)
             .buffer_unordered(self.inner.concurrency)
             .try_collect()
@@ -181,11 +214,17 @@ impl Client {
         Ok(maps.into_iter().flatten().collect())
     }
 
-    fn bundle_availability_chunk(&self, chunk: IdSet) -> futures::future::BoxFuture<'static, Result<BTreeMap<String, BundleAvailability>>> {
+    fn bundle_availability_chunk(
+        &self,
+        chunk: IdSet,
+    ) -> futures::future::BoxFuture<'static, Result<BTreeMap<String, BundleAvailability>>> {
         let client = self.clone();
         Box::pin(async move {
             let path = format!("/warehouse-service/bundle-availability/{chunk}");
-            match client.call::<BTreeMap<String, BundleAvailability>>(Method::GET, &path, &[], None).await {
+            match client
+                .call::<BTreeMap<String, BundleAvailability>>(Method::GET, &path, &[], None)
+                .await
+            {
                 Ok(found) => Ok(found.unwrap_or_default()),
                 Err(Error::Api(failure)) if failure.status == http::StatusCode::BAD_REQUEST => {
                     if chunk.len() == 1 {
@@ -194,7 +233,9 @@ impl Client {
                     }
                     tracing::warn!(target: "brightpearl_client", ids = %chunk, error = %failure, "bundle availability refused an ID set; asking one id at a time");
                     let ids: Vec<u64> = chunk.iter().collect();
-                    client.bundle_availability_with(&ids, BundleAvailabilityMode::PerId).await
+                    client
+                        .bundle_availability_with(&ids, BundleAvailabilityMode::PerId)
+                        .await
                 }
                 Err(e) => Err(e),
             }
@@ -208,11 +249,19 @@ impl Client {
 
     /// Product prices: `GET /product-service/product-price/{idSet}[/price-list/{priceListId}]`,
     /// chunks of 100. `404 CMNC-404` ("No Product Prices Found") is an empty result.
-    pub async fn product_prices(&self, product_ids: &[u64], price_list: Option<u64>) -> Result<Vec<ProductPrice>> {
+    pub async fn product_prices(
+        &self,
+        product_ids: &[u64],
+        price_list: Option<u64>,
+    ) -> Result<Vec<ProductPrice>> {
         let set = id_set(product_ids);
-        let suffix = price_list.map(|p| format!("/price-list/{p}")).unwrap_or_default();
+        let suffix = price_list
+            .map(|p| format!("/price-list/{p}"))
+            .unwrap_or_default();
         let chunks: Vec<Vec<ProductPrice>> = self
-            .get_chunked(&set, MAX_OTHER_IDS, |c| format!("/product-service/product-price/{c}{suffix}"))
+            .get_chunked(&set, MAX_OTHER_IDS, |c| {
+                format!("/product-service/product-price/{c}{suffix}")
+            })
             .await?;
         let mut prices: Vec<ProductPrice> = chunks.into_iter().flatten().collect();
         prices.sort_by_key(|p| p.product_id);
@@ -224,7 +273,9 @@ impl Client {
     pub async fn contacts(&self, ids: &[u64]) -> Result<Vec<Contact>> {
         let set = id_set(ids);
         let chunks: Vec<Vec<Contact>> = self
-            .get_chunked(&set, MAX_OTHER_IDS, |c| format!("/contact-service/contact/{c}"))
+            .get_chunked(&set, MAX_OTHER_IDS, |c| {
+                format!("/contact-service/contact/{c}")
+            })
             .await?;
         let mut contacts: Vec<Contact> = chunks.into_iter().flatten().collect();
         contacts.sort_by_key(|c| c.contact_id);
@@ -239,41 +290,62 @@ impl Client {
         if wanted.is_empty() {
             return Err(Error::InvalidRequest("empty e-mail address".into()));
         }
-        let query = SearchQuery::new()
-            .filter("primaryEmail", wanted)
-            .columns(["contactId", "primaryEmail", "firstName", "lastName"]);
+        let query = SearchQuery::new().filter("primaryEmail", wanted).columns([
+            "contactId",
+            "primaryEmail",
+            "firstName",
+            "lastName",
+        ]);
         let rows: Vec<ContactRow> = self.search_all(SearchResource::Contacts, query).await?;
         Ok(rows
             .into_iter()
-            .filter(|r| r.primary_email.as_deref().is_some_and(|e| e.trim().eq_ignore_ascii_case(wanted)))
+            .filter(|r| {
+                r.primary_email
+                    .as_deref()
+                    .is_some_and(|e| e.trim().eq_ignore_ascii_case(wanted))
+            })
             .collect())
     }
 
     /// Creates a postal address: `POST /contact-service/postal-address`; returns its id.
     pub async fn create_postal_address(&self, address: &PostalAddressRequest) -> Result<i64> {
-        self.create("/contact-service/postal-address", Client::json(address)?).await
+        self.create("/contact-service/postal-address", Client::json(address)?)
+            .await
     }
 
     /// Creates a contact: `POST /contact-service/contact`; returns its id.
     pub async fn create_contact(&self, contact: &ContactRequest) -> Result<i64> {
-        self.create("/contact-service/contact", Client::json(contact)?).await
+        self.create("/contact-service/contact", Client::json(contact)?)
+            .await
     }
 
     /// Creates the postal address, then the contact using it as default, billing and delivery
     /// address (unless `contact.post_address_ids` is already set).
-    pub async fn create_contact_with_address(&self, mut contact: ContactRequest, address: &PostalAddressRequest) -> Result<NewContact> {
+    pub async fn create_contact_with_address(
+        &self,
+        mut contact: ContactRequest,
+        address: &PostalAddressRequest,
+    ) -> Result<NewContact> {
         let address_id = self.create_postal_address(address).await?;
         if contact.post_address_ids.is_none() {
-            contact.post_address_ids = Some(PostAddressIds { def: Some(address_id), bil: Some(address_id), del: Some(address_id) });
+            contact.post_address_ids = Some(PostAddressIds {
+                def: Some(address_id),
+                bil: Some(address_id),
+                del: Some(address_id),
+            });
         }
         let contact_id = self.create_contact(&contact).await?;
-        Ok(NewContact { contact_id, address_id })
+        Ok(NewContact {
+            contact_id,
+            address_id,
+        })
     }
 
     /// Creates a sales order with its rows: `POST /order-service/sales-order`; returns its id.
     /// Not retried on ambiguous failures: search `externalRef` before creating again.
     pub async fn create_sales_order(&self, order: &SalesOrderRequest) -> Result<i64> {
-        self.create("/order-service/sales-order", Client::json(order)?).await
+        self.create("/order-service/sales-order", Client::json(order)?)
+            .await
     }
 
     /// Orders by id (nested shape): `GET /order-service/order/{idSet}`, chunks of 200.
@@ -309,15 +381,25 @@ impl Client {
     pub async fn sales_orders(&self, ids: &[u64]) -> Result<Vec<SalesOrder>> {
         let set = id_set(ids);
         let chunks: Vec<Vec<SalesOrder>> = self
-            .get_chunked(&set, MAX_ORDER_IDS, |c| format!("/order-service/sales-order/{c}"))
+            .get_chunked(&set, MAX_ORDER_IDS, |c| {
+                format!("/order-service/sales-order/{c}")
+            })
             .await?;
         Ok(chunks.into_iter().flatten().collect())
     }
 
     /// Sets an order's status: `PUT /order-service/order/{id}/status`.
-    pub async fn update_order_status(&self, order_id: u64, update: &OrderStatusUpdate) -> Result<()> {
-        self.call_unit(Method::PUT, &format!("/order-service/order/{order_id}/status"), Some(Client::json(update)?))
-            .await
+    pub async fn update_order_status(
+        &self,
+        order_id: u64,
+        update: &OrderStatusUpdate,
+    ) -> Result<()> {
+        self.call_unit(
+            Method::PUT,
+            &format!("/order-service/order/{order_id}/status"),
+            Some(Client::json(update)?),
+        )
+        .await
     }
 
     /// Every order status of the account (`statusId`, `name`, `orderTypeCode`, `sortOrder`, …),
@@ -340,17 +422,24 @@ impl Client {
     pub async fn goods_out_notes(&self, ids: &[u64]) -> Result<BTreeMap<String, GoodsOutNote>> {
         let set = id_set(ids);
         let chunks: Vec<BTreeMap<String, GoodsOutNote>> = self
-            .get_chunked(&set, MAX_GOODS_OUT_NOTE_IDS, |c| format!("/warehouse-service/order/*/goods-note/goods-out/{c}"))
+            .get_chunked(&set, MAX_GOODS_OUT_NOTE_IDS, |c| {
+                format!("/warehouse-service/order/*/goods-note/goods-out/{c}")
+            })
             .await?;
         Ok(chunks.into_iter().flatten().collect())
     }
 
     /// Every goods-out note of these orders: `GET /warehouse-service/order/{idSet}/goods-note/goods-out`,
     /// chunks of 200 orders.
-    pub async fn goods_out_notes_for_orders(&self, order_ids: &[u64]) -> Result<BTreeMap<String, GoodsOutNote>> {
+    pub async fn goods_out_notes_for_orders(
+        &self,
+        order_ids: &[u64],
+    ) -> Result<BTreeMap<String, GoodsOutNote>> {
         let set = id_set(order_ids);
         let chunks: Vec<BTreeMap<String, GoodsOutNote>> = self
-            .get_chunked(&set, MAX_ORDER_IDS, |c| format!("/warehouse-service/order/{c}/goods-note/goods-out"))
+            .get_chunked(&set, MAX_ORDER_IDS, |c| {
+                format!("/warehouse-service/order/{c}/goods-note/goods-out")
+            })
             .await?;
         Ok(chunks.into_iter().flatten().collect())
     }
@@ -380,7 +469,9 @@ impl Client {
     pub async fn webhooks_by_id(&self, ids: &[u64]) -> Result<Vec<Webhook>> {
         let set = id_set(ids);
         let chunks: Vec<Vec<Webhook>> = self
-            .get_chunked(&set, MAX_OTHER_IDS, |c| format!("/integration-service/webhook/{c}"))
+            .get_chunked(&set, MAX_OTHER_IDS, |c| {
+                format!("/integration-service/webhook/{c}")
+            })
             .await?;
         let mut webhooks: Vec<Webhook> = chunks.into_iter().flatten().collect();
         webhooks.sort_by_key(|w| w.id);
@@ -389,7 +480,8 @@ impl Client {
 
     /// Subscribes a webhook: `POST /integration-service/webhook`; returns its id.
     pub async fn create_webhook(&self, webhook: &WebhookRequest) -> Result<i64> {
-        self.create("/integration-service/webhook", Client::json(webhook)?).await
+        self.create("/integration-service/webhook", Client::json(webhook)?)
+            .await
     }
 
     /// Replaces a webhook subscription with `webhook` (every field; POST and PUT hooks need
@@ -397,13 +489,22 @@ impl Client {
     /// answers `{}`. An unknown id is an error here ([`Error::Api`], `404 CMNC-404`), not an
     /// empty result; an event that cannot be subscribed to is `400 INTC-064`.
     pub async fn update_webhook(&self, id: u64, webhook: &WebhookRequest) -> Result<()> {
-        self.call_unit(Method::PUT, &format!("/integration-service/webhook/{id}"), Some(Client::json(webhook)?))
-            .await
+        self.call_unit(
+            Method::PUT,
+            &format!("/integration-service/webhook/{id}"),
+            Some(Client::json(webhook)?),
+        )
+        .await
     }
 
     /// Deletes a webhook: `DELETE /integration-service/webhook/{id}`.
     pub async fn delete_webhook(&self, id: u64) -> Result<()> {
-        self.call_unit(Method::DELETE, &format!("/integration-service/webhook/{id}"), None).await
+        self.call_unit(
+            Method::DELETE,
+            &format!("/integration-service/webhook/{id}"),
+            None,
+        )
+        .await
     }
 
     /// Makes Brightpearl call a webhook now with test data: `POST
@@ -428,8 +529,11 @@ impl Client {
     pub async fn simulate_webhook(&self, id: u64, request: &WebhookSimulateRequest) -> Result<()> {
         let mut request = request.clone();
         if let Some(ids) = request.test_data.get_mut(RESOURCE_ID_VAR) {
-            let set = IdSet::parse(ids)
-                .map_err(|e| Error::InvalidRequest(format!("testData `{RESOURCE_ID_VAR}` is not an ID set: {e}")))?;
+            let set = IdSet::parse(ids).map_err(|e| {
+                Error::InvalidRequest(format!(
+                    "testData `{RESOURCE_ID_VAR}` is not an ID set: {e}"
+                ))
+            })?;
             if set.len() > MAX_SIMULATE_IDS as u64 {
                 return Err(Error::InvalidRequest(format!(
                     "testData `{RESOURCE_ID_VAR}` names {} ids; a webhook simulation takes at most {MAX_SIMULATE_IDS}",
@@ -438,8 +542,12 @@ impl Client {
             }
             *ids = set.to_string();
         }
-        self.call_unit(Method::POST, &format!("/integration-service/webhook/{id}/simulate"), Some(Client::json(&request)?))
-            .await
+        self.call_unit(
+            Method::POST,
+            &format!("/integration-service/webhook/{id}/simulate"),
+            Some(Client::json(&request)?),
+        )
+        .await
     }
 
     /// Runs up to 10 writes in one call (counted once by the throttle):
@@ -448,14 +556,24 @@ impl Client {
     pub async fn multi_message(&self, request: &MultiMessageRequest) -> Result<MultiMessageResult> {
         let count = request.messages.len();
         if count > MAX_MULTI_MESSAGES {
-            return Err(Error::TooManyMessages { count, max: MAX_MULTI_MESSAGES });
+            return Err(Error::TooManyMessages {
+                count,
+                max: MAX_MULTI_MESSAGES,
+            });
         }
         if count == 0 {
-            return Err(Error::InvalidRequest("a multi-message call needs at least one message".into()));
+            return Err(Error::InvalidRequest(
+                "a multi-message call needs at least one message".into(),
+            ));
         }
-        self.call::<MultiMessageResult>(Method::POST, "/multi-message", &[], Some(Client::json(request)?))
-            .await?
-            .ok_or_else(|| Error::InvalidRequest("multi-message answered without a response".into()))
+        self.call::<MultiMessageResult>(
+            Method::POST,
+            "/multi-message",
+            &[],
+            Some(Client::json(request)?),
+        )
+        .await?
+        .ok_or_else(|| Error::InvalidRequest("multi-message answered without a response".into()))
     }
 
     /// `OPTIONS {resource}/{idSet}` for `ids`, split by URI length only (the answer is already
@@ -468,19 +586,30 @@ impl Client {
             .map(|chunk| {
                 let client = self.clone();
                 let path = format!("{resource}/{chunk}");
-                async move { client.call::<GetUris>(Method::OPTIONS, &path, &[], None).await }
+                async move {
+                    client
+                        .call::<GetUris>(Method::OPTIONS, &path, &[], None)
+                        .await
+                }
             })
             .collect();
         let answers: Vec<Option<GetUris>> = futures::stream::iter(calls)
             .buffered(self.inner.concurrency)
             .try_collect()
             .await?;
-        Ok(answers.into_iter().flatten().flat_map(|a| a.get_uris.unwrap_or_default()).collect())
+        Ok(answers
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a.get_uris.unwrap_or_default())
+            .collect())
     }
 
     /// `GET path` of a list; `CMNC-404` is an empty list.
     async fn list<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Vec<T>> {
-        Ok(self.call::<Vec<T>>(Method::GET, path, &[], None).await?.unwrap_or_default())
+        Ok(self
+            .call::<Vec<T>>(Method::GET, path, &[], None)
+            .await?
+            .unwrap_or_default())
     }
 
     /// POSTs `body` and returns the `{"response": id}` of the created resource.

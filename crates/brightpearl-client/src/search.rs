@@ -128,7 +128,15 @@ impl SearchQuery {
             let sort: Vec<String> = self
                 .sort
                 .iter()
-                .map(|(c, d)| format!("{c}.{}", match d { SortDirection::Asc => "ASC", SortDirection::Desc => "DESC" }))
+                .map(|(c, d)| {
+                    format!(
+                        "{c}.{}",
+                        match d {
+                            SortDirection::Asc => "ASC",
+                            SortDirection::Desc => "DESC",
+                        }
+                    )
+                })
                 .collect();
             out.push(("sort".into(), sort.join(",")));
         }
@@ -160,7 +168,9 @@ impl SearchPage {
 
     /// Whether another page follows (`morePagesAvailable`).
     pub fn more_pages(&self) -> bool {
-        self.meta().and_then(|m| m.more_pages_available).unwrap_or(false)
+        self.meta()
+            .and_then(|m| m.more_pages_available)
+            .unwrap_or(false)
     }
 
     /// `firstResult` of the next page (`lastResult + 1`), if another page follows.
@@ -168,7 +178,10 @@ impl SearchPage {
         if !self.more_pages() {
             return None;
         }
-        self.meta().and_then(|m| m.last_result).and_then(|l| u64::try_from(l).ok()).map(|l| l + 1)
+        self.meta()
+            .and_then(|m| m.last_result)
+            .and_then(|l| u64::try_from(l).ok())
+            .map(|l| l + 1)
     }
 
     /// Number of rows in this page.
@@ -205,17 +218,31 @@ impl SearchPage {
 
 impl Client {
     /// Runs one search page. A `404 CMNC-404` is an empty page.
-    pub async fn search(&self, resource: SearchResource, query: &SearchQuery) -> Result<SearchPage> {
-        let Some(response) = self.send_checked(Method::GET, resource.path(), &query.to_query(), None).await? else {
+    pub async fn search(
+        &self,
+        resource: SearchResource,
+        query: &SearchQuery,
+    ) -> Result<SearchPage> {
+        let Some(response) = self
+            .send_checked(Method::GET, resource.path(), &query.to_query(), None)
+            .await?
+        else {
             return Ok(SearchPage::default());
         };
         let envelope: SearchEnvelope = decode(response.status(), response.body())?;
-        Ok(SearchPage { results: envelope.response, reference: envelope.reference.unwrap_or_default() })
+        Ok(SearchPage {
+            results: envelope.response,
+            reference: envelope.reference.unwrap_or_default(),
+        })
     }
 
     /// Every page of a search, one after the other, while `morePagesAvailable` is true
     /// (`firstResult = lastResult + 1`). Stops after the first error.
-    pub fn search_pages(&self, resource: SearchResource, query: SearchQuery) -> impl Stream<Item = Result<SearchPage>> + Send + 'static {
+    pub fn search_pages(
+        &self,
+        resource: SearchResource,
+        query: SearchQuery,
+    ) -> impl Stream<Item = Result<SearchPage>> + Send + 'static {
         let client = self.clone();
         futures::stream::unfold(Some(query), move |state| {
             let client = client.clone();
@@ -223,7 +250,9 @@ impl Client {
                 let query = state?;
                 match client.search(resource, &query).await {
                     Ok(page) => {
-                        let next = page.next_first_result().map(|first| query.clone().first_result(first));
+                        let next = page
+                            .next_first_result()
+                            .map(|first| query.clone().first_result(first));
                         Some((Ok(page), next))
                     }
                     Err(e) => Some((Err(e), None)),
@@ -233,7 +262,11 @@ impl Client {
     }
 
     /// Every row of every page, decoded into `T` by column name.
-    pub async fn search_all<T: DeserializeOwned>(&self, resource: SearchResource, query: SearchQuery) -> Result<Vec<T>> {
+    pub async fn search_all<T: DeserializeOwned>(
+        &self,
+        resource: SearchResource,
+        query: SearchQuery,
+    ) -> Result<Vec<T>> {
         use futures::StreamExt as _;
         let mut pages = std::pin::pin!(self.search_pages(resource, query));
         let mut rows = Vec::new();

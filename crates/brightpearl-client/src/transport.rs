@@ -52,7 +52,8 @@ where
             if response.status() == StatusCode::UNAUTHORIZED
                 && let Some(slot) = slot
             {
-                *slot.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(crate::client::failure_of(&response));
+                *slot.0.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(crate::client::failure_of(&response));
             }
             Ok(response)
         })
@@ -82,7 +83,10 @@ impl SessionCell {
             .and_then(|p| std::fs::read(p).ok())
             .and_then(|data| serde_json::from_slice::<Session>(&data).ok())
             .unwrap_or_default();
-        Self { state: Arc::new(RwLock::new(session)), file }
+        Self {
+            state: Arc::new(RwLock::new(session)),
+            file,
+        }
     }
 
     pub(crate) fn get(&self) -> Session {
@@ -91,7 +95,9 @@ impl SessionCell {
 
     /// Applies the fields of a token response body.
     pub(crate) fn observe_token_body(&self, body: &[u8]) {
-        let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else { return };
+        let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return;
+        };
         let field = |name: &str| match json.get(name) {
             Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
             Some(serde_json::Value::Number(n)) => Some(n.to_string()),

@@ -30,7 +30,15 @@ mod tests {
         )
         .unwrap();
         let messages = response.response.processed_messages.unwrap();
-        let content = |i: usize| messages[i].body.as_ref().unwrap().decoded_content().unwrap().unwrap();
+        let content = |i: usize| {
+            messages[i]
+                .body
+                .as_ref()
+                .unwrap()
+                .decoded_content()
+                .unwrap()
+                .unwrap()
+        };
         assert_eq!(content(0)["response"], 111);
         assert_eq!(content(1)["errors"][0]["code"], "CMNC-400");
         assert_eq!(content(2), serde_json::json!({}));

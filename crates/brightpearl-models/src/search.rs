@@ -43,7 +43,12 @@ impl SearchResults {
         self.meta_data
             .as_ref()
             .and_then(|m| m.columns.as_ref())
-            .map(|columns| columns.iter().map(|c| c.name.as_deref().unwrap_or("")).collect())
+            .map(|columns| {
+                columns
+                    .iter()
+                    .map(|c| c.name.as_deref().unwrap_or(""))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -58,9 +63,17 @@ impl SearchResults {
             .enumerate()
             .map(|(index, row)| {
                 if row.len() != names.len() {
-                    return Err(RowDecodeError::RowLength { row: index, expected: names.len(), got: row.len() });
+                    return Err(RowDecodeError::RowLength {
+                        row: index,
+                        expected: names.len(),
+                        got: row.len(),
+                    });
                 }
-                Ok(names.iter().map(|n| (*n).to_owned()).zip(row.iter().cloned()).collect())
+                Ok(names
+                    .iter()
+                    .map(|n| (*n).to_owned())
+                    .zip(row.iter().cloned())
+                    .collect())
             })
             .collect()
     }
@@ -85,7 +98,8 @@ impl SearchResults {
             .into_iter()
             .enumerate()
             .map(|(row, object)| {
-                serde_json::from_value(Value::Object(object)).map_err(|source| RowDecodeError::Row { row, source })
+                serde_json::from_value(Value::Object(object))
+                    .map_err(|source| RowDecodeError::Row { row, source })
             })
             .collect()
     }

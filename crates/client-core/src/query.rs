@@ -13,7 +13,9 @@ use serde::Serialize;
 /// assert_eq!(pairs, [("id".to_owned(), "7".to_owned()), ("name".to_owned(), "a b".to_owned())]);
 /// assert!(client_core::query_pairs(&()).unwrap().is_empty());
 /// ```
-pub fn query_pairs<Q: Serialize + ?Sized>(query: &Q) -> Result<Vec<(String, String)>, serde_json::Error> {
+pub fn query_pairs<Q: Serialize + ?Sized>(
+    query: &Q,
+) -> Result<Vec<(String, String)>, serde_json::Error> {
     let serde_json::Value::Object(map) = serde_json::to_value(query)? else {
         return Ok(Vec::new());
     };
@@ -39,6 +41,7 @@ pub fn query_pairs<Q: Serialize + ?Sized>(query: &Q) -> Result<Vec<(String, Stri
 /// ```
 pub fn append_query(url: &mut reqwest::Url, pairs: &[(String, String)]) {
     if !pairs.is_empty() {
-        url.query_pairs_mut().extend_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        url.query_pairs_mut()
+            .extend_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     }
 }

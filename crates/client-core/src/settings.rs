@@ -33,12 +33,18 @@ pub enum SettingsError {
 impl SettingsError {
     /// A missing setting with a hint.
     pub fn missing(name: &str, hint: impl Into<String>) -> Self {
-        Self::Missing { name: name.to_owned(), hint: hint.into() }
+        Self::Missing {
+            name: name.to_owned(),
+            hint: hint.into(),
+        }
     }
 
     /// An invalid setting with the reason.
     pub fn invalid(name: &str, reason: impl Into<String>) -> Self {
-        Self::Invalid { name: name.to_owned(), reason: reason.into() }
+        Self::Invalid {
+            name: name.to_owned(),
+            reason: reason.into(),
+        }
     }
 
     /// The name of the setting at fault.
@@ -69,7 +75,10 @@ impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Values may be secrets: show only the names.
         match &self.map {
-            Some(map) => f.debug_struct("Settings").field("names", &map.keys().collect::<Vec<_>>()).finish(),
+            Some(map) => f
+                .debug_struct("Settings")
+                .field("names", &map.keys().collect::<Vec<_>>())
+                .finish(),
             None => f.write_str("Settings(environment)"),
         }
     }
@@ -82,8 +91,17 @@ impl Settings {
     }
 
     /// Settings from explicit pairs (tests, configuration files).
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        Self { map: Some(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect()) }
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self {
+            map: Some(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            ),
+        }
     }
 
     fn raw(&self, name: &str) -> Option<String> {
@@ -95,17 +113,22 @@ impl Settings {
 
     /// The trimmed value, or `None` when unset or empty.
     pub fn get(&self, name: &str) -> Option<String> {
-        self.raw(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        self.raw(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
     /// Whether any of these settings is present.
     pub fn any_set(&self, names: &[&str]) -> bool {
-        names.iter().any(|n| self.get(n).is_some() || self.get(&format!("{n}_FILE")).is_some())
+        names
+            .iter()
+            .any(|n| self.get(n).is_some() || self.get(&format!("{n}_FILE")).is_some())
     }
 
     /// A required value.
     pub fn required(&self, name: &str, hint: &str) -> Result<String, SettingsError> {
-        self.get(name).ok_or_else(|| SettingsError::missing(name, hint))
+        self.get(name)
+            .ok_or_else(|| SettingsError::missing(name, hint))
     }
 
     /// An optional value parsed as `T`; `expected` describes the format for the error.
@@ -116,17 +139,19 @@ impl Settings {
     {
         match self.get(name) {
             None => Ok(None),
-            Some(value) => value
-                .parse()
-                .map(Some)
-                .map_err(|e| SettingsError::invalid(name, format!("`{value}` is not {expected} ({e})"))),
+            Some(value) => value.parse().map(Some).map_err(|e| {
+                SettingsError::invalid(name, format!("`{value}` is not {expected} ({e})"))
+            }),
         }
     }
 
     /// An optional whole number of seconds, at least `min_secs`.
     pub fn seconds(&self, name: &str, min_secs: u64) -> Result<Option<Duration>, SettingsError> {
         match self.parse::<u64>(name, "a whole number of seconds")? {
-            Some(secs) if secs < min_secs => Err(SettingsError::invalid(name, format!("must be at least {min_secs}"))),
+            Some(secs) if secs < min_secs => Err(SettingsError::invalid(
+                name,
+                format!("must be at least {min_secs}"),
+            )),
             secs => Ok(secs.map(Duration::from_secs)),
         }
     }
@@ -134,7 +159,11 @@ impl Settings {
     /// An optional secret: `None` when neither `NAME` nor `NAME_FILE` is set, else
     /// [`Self::secret`] (an unreadable or empty file is an error).
     pub fn optional_secret(&self, name: &str) -> Result<Option<SecretString>, SettingsError> {
-        if self.any_set(&[name]) { self.secret(name, "").map(Some) } else { Ok(None) }
+        if self.any_set(&[name]) {
+            self.secret(name, "").map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// A secret from `NAME`, or from the file named by `NAME_FILE`. Never echoed in errors.
@@ -144,15 +173,22 @@ impl Settings {
         }
         let file_setting = format!("{name}_FILE");
         if let Some(path) = self.get(&file_setting) {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| SettingsError::invalid(&file_setting, format!("cannot read `{path}`: {e}")))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                SettingsError::invalid(&file_setting, format!("cannot read `{path}`: {e}"))
+            })?;
             let value = text.trim();
             if value.is_empty() {
-                return Err(SettingsError::invalid(&file_setting, format!("`{path}` is empty")));
+                return Err(SettingsError::invalid(
+                    &file_setting,
+                    format!("`{path}` is empty"),
+                ));
             }
             return Ok(SecretString::from(value.to_owned()));
         }
-        Err(SettingsError::missing(name, format!("{hint} (or set `{file_setting}` to a file that holds it)")))
+        Err(SettingsError::missing(
+            name,
+            format!("{hint} (or set `{file_setting}` to a file that holds it)"),
+        ))
     }
 }
 
@@ -166,9 +202,17 @@ impl Settings {
 /// ```
 pub fn base_url(setting: &str, value: &str) -> Result<reqwest::Url, SettingsError> {
     // A value with user info may hold a password: never echoed in an error.
-    let shown = if value.contains('@') { "the value (not shown: it may hold credentials)" } else { value };
-    let url = reqwest::Url::parse(value.trim())
-        .map_err(|e| SettingsError::invalid(setting, format!("`{shown}` is not a URL ({e}); expected e.g. https://host/path")))?;
+    let shown = if value.contains('@') {
+        "the value (not shown: it may hold credentials)"
+    } else {
+        value
+    };
+    let url = reqwest::Url::parse(value.trim()).map_err(|e| {
+        SettingsError::invalid(
+            setting,
+            format!("`{shown}` is not a URL ({e}); expected e.g. https://host/path"),
+        )
+    })?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(SettingsError::invalid(
             setting,
@@ -185,15 +229,31 @@ pub fn base_url(setting: &str, value: &str) -> Result<reqwest::Url, SettingsErro
         "https" => {}
         "http" if loopback => {}
         "http" => {
-            return Err(SettingsError::invalid(setting, format!("`{value}` uses plain http: use https (http is allowed only for 127.0.0.1/localhost)")));
+            return Err(SettingsError::invalid(
+                setting,
+                format!(
+                    "`{value}` uses plain http: use https (http is allowed only for 127.0.0.1/localhost)"
+                ),
+            ));
         }
-        other => return Err(SettingsError::invalid(setting, format!("`{value}` has scheme `{other}`: use https"))),
+        other => {
+            return Err(SettingsError::invalid(
+                setting,
+                format!("`{value}` has scheme `{other}`: use https"),
+            ));
+        }
     }
     if url.host().is_none() {
-        return Err(SettingsError::invalid(setting, format!("`{value}` has no host")));
+        return Err(SettingsError::invalid(
+            setting,
+            format!("`{value}` has no host"),
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(SettingsError::invalid(setting, format!("`{value}` must not have a query or fragment")));
+        return Err(SettingsError::invalid(
+            setting,
+            format!("`{value}` must not have a query or fragment"),
+        ));
     }
     let mut url = url;
     let trimmed = url.path().trim_end_matches('/').to_owned();
@@ -208,14 +268,29 @@ mod tests {
 
     #[test]
     fn base_url_rules() {
-        assert_eq!(base_url("X", "https://a.example/api/").unwrap().as_str(), "https://a.example/api");
+        assert_eq!(
+            base_url("X", "https://a.example/api/").unwrap().as_str(),
+            "https://a.example/api"
+        );
         assert!(base_url("X", "http://localhost:1/").is_ok());
         assert!(base_url("X", "http://[::1]:1").is_ok());
-        for secret in ["https://user:hunter2@a.example/api", "https://hunter2@a.example", "http://u:hunter2@[bad"] {
+        for secret in [
+            "https://user:hunter2@a.example/api",
+            "https://hunter2@a.example",
+            "http://u:hunter2@[bad",
+        ] {
             let err = base_url("NORCE_BASE_URL", secret).unwrap_err().to_string();
-            assert!(err.contains("NORCE_BASE_URL") && !err.contains("hunter2"), "{err}");
+            assert!(
+                err.contains("NORCE_BASE_URL") && !err.contains("hunter2"),
+                "{err}"
+            );
         }
-        for bad in ["http://10.0.0.1", "ftp://a.example", "not a url", "https://a.example/?q=1"] {
+        for bad in [
+            "http://10.0.0.1",
+            "ftp://a.example",
+            "not a url",
+            "https://a.example/?q=1",
+        ] {
             let err = base_url("NORCE_BASE_URL", bad).unwrap_err();
             assert_eq!(err.setting(), "NORCE_BASE_URL", "{bad}");
         }
@@ -224,8 +299,14 @@ mod tests {
     #[test]
     fn parse_names_the_setting_and_value() {
         let settings = Settings::from_pairs([("NORCE_APPLICATION_ID", "abc")]);
-        let err = settings.parse::<u32>("NORCE_APPLICATION_ID", "a number").unwrap_err();
-        assert!(err.to_string().contains("`NORCE_APPLICATION_ID` is invalid: `abc` is not a number"), "{err}");
+        let err = settings
+            .parse::<u32>("NORCE_APPLICATION_ID", "a number")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`NORCE_APPLICATION_ID` is invalid: `abc` is not a number"),
+            "{err}"
+        );
         assert_eq!(settings.parse::<u32>("OTHER", "a number").unwrap(), None);
     }
 
@@ -237,24 +318,53 @@ mod tests {
         std::fs::write(&path, "from-file\n").unwrap();
         let settings = Settings::from_pairs([("A", "inline"), ("B_FILE", path.to_str().unwrap())]);
         assert_eq!(settings.secret("A", "h").unwrap().expose_secret(), "inline");
-        assert_eq!(settings.secret("B", "h").unwrap().expose_secret(), "from-file");
+        assert_eq!(
+            settings.secret("B", "h").unwrap().expose_secret(),
+            "from-file"
+        );
         let err = settings.secret("C", "set the secret").unwrap_err();
-        assert!(err.to_string().contains("`C` is not set: set the secret (or set `C_FILE`"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("`C` is not set: set the secret (or set `C_FILE`"),
+            "{err}"
+        );
         assert!(!format!("{settings:?}").contains("inline"));
-        assert_eq!(settings.optional_secret("B").unwrap().unwrap().expose_secret(), "from-file");
+        assert_eq!(
+            settings
+                .optional_secret("B")
+                .unwrap()
+                .unwrap()
+                .expose_secret(),
+            "from-file"
+        );
         assert!(settings.optional_secret("C").unwrap().is_none());
         let empty = dir.join("empty");
         std::fs::write(&empty, "\n").unwrap();
         let settings = Settings::from_pairs([("D_FILE", empty.to_str().unwrap())]);
-        assert_eq!(settings.optional_secret("D").unwrap_err().setting(), "D_FILE");
+        assert_eq!(
+            settings.optional_secret("D").unwrap_err().setting(),
+            "D_FILE"
+        );
     }
 
     #[test]
     fn seconds_have_a_minimum() {
         let settings = Settings::from_pairs([("T", "0"), ("U", "90"), ("V", "soon")]);
-        assert_eq!(settings.seconds("T", 1).unwrap_err().to_string(), "`T` is invalid: must be at least 1");
-        assert_eq!(settings.seconds("U", 60).unwrap(), Some(Duration::from_secs(90)));
+        assert_eq!(
+            settings.seconds("T", 1).unwrap_err().to_string(),
+            "`T` is invalid: must be at least 1"
+        );
+        assert_eq!(
+            settings.seconds("U", 60).unwrap(),
+            Some(Duration::from_secs(90))
+        );
         assert_eq!(settings.seconds("W", 1).unwrap(), None);
-        assert!(settings.seconds("V", 1).unwrap_err().to_string().contains("`soon` is not a whole number of seconds"));
+        assert!(
+            settings
+                .seconds("V", 1)
+                .unwrap_err()
+                .to_string()
+                .contains("`soon` is not a whole number of seconds")
+        );
     }
 }

@@ -3,7 +3,12 @@
 use serde::Serialize;
 
 /// Header names whose values are replaced by `[redacted]`.
-const SECRET_HEADERS: &[&str] = &["authorization", "brightpearl-staff-token", "brightpearl-account-token", "cookie"];
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "brightpearl-staff-token",
+    "brightpearl-account-token",
+    "cookie",
+];
 
 /// Method, path, query, headers (sorted, secrets redacted) and body of one request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -24,7 +29,10 @@ pub struct RequestSnapshot {
 /// also `code` (an OAuth authorization code; in JSON bodies `Code` is ordinary data).
 fn secret_key(key: &str, form: bool) -> bool {
     let key = key.to_ascii_lowercase();
-    ["secret", "token", "password"].iter().any(|s| key.contains(s)) || (form && key == "code")
+    ["secret", "token", "password"]
+        .iter()
+        .any(|s| key.contains(s))
+        || (form && key == "code")
 }
 
 /// `text` with the value of every `secret=` parameter in it (a URI with a shared secret, such as
@@ -36,7 +44,9 @@ fn redact_secret_params(text: &str) -> String {
         let value_start = at + "secret=".len();
         out.push_str(&rest[..value_start]);
         out.push_str("[redacted]");
-        let value_len = rest[value_start..].find(['&', '#', '"', ' ']).unwrap_or(rest.len() - value_start);
+        let value_len = rest[value_start..]
+            .find(['&', '#', '"', ' '])
+            .unwrap_or(rest.len() - value_start);
         rest = &rest[value_start + value_len..];
     }
     out.push_str(rest);
@@ -50,7 +60,13 @@ fn redact_json(value: serde_json::Value) -> serde_json::Value {
         Value::Object(map) => Value::Object(
             map.into_iter()
                 .map(|(k, v)| {
-                    let v = if secret_key(&k, false) && !v.is_object() && !v.is_array() && !v.is_null() { Value::String("[redacted]".into()) } else { redact_json(v) };
+                    let v =
+                        if secret_key(&k, false) && !v.is_object() && !v.is_array() && !v.is_null()
+                        {
+                            Value::String("[redacted]".into())
+                        } else {
+                            redact_json(v)
+                        };
                     (k, v)
                 })
                 .collect(),
@@ -73,7 +89,11 @@ impl RequestSnapshot {
             .map(|q| {
                 url::form_urlencoded::parse(q.as_bytes())
                     .map(|(k, v)| {
-                        let v = if secret_key(&k, true) { "[redacted]".to_owned() } else { redact_secret_params(&v) };
+                        let v = if secret_key(&k, true) {
+                            "[redacted]".to_owned()
+                        } else {
+                            redact_secret_params(&v)
+                        };
                         (k.into_owned(), v)
                     })
                     .collect()
@@ -84,25 +104,48 @@ impl RequestSnapshot {
             .iter()
             .map(|(name, value)| {
                 let secret = value.is_sensitive() || SECRET_HEADERS.contains(&name.as_str());
-                let value = if secret { "[redacted]".to_owned() } else { value.to_str().unwrap_or("[binary]").to_owned() };
+                let value = if secret {
+                    "[redacted]".to_owned()
+                } else {
+                    value.to_str().unwrap_or("[binary]").to_owned()
+                };
                 (name.as_str().to_owned(), value)
             })
             .collect();
         headers.sort();
-        let content_type = request.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let content_type = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let raw = request.body();
         let body = if raw.is_empty() {
             serde_json::Value::Null
         } else if content_type.starts_with("application/x-www-form-urlencoded") {
             let pairs = url::form_urlencoded::parse(raw).map(|(k, v)| {
                 let secret = secret_key(&k, true);
-                (k.into_owned(), serde_json::Value::String(if secret { "[redacted]".into() } else { redact_secret_params(&v) }))
+                (
+                    k.into_owned(),
+                    serde_json::Value::String(if secret {
+                        "[redacted]".into()
+                    } else {
+                        redact_secret_params(&v)
+                    }),
+                )
             });
             serde_json::Value::Object(pairs.collect())
         } else {
-            redact_json(serde_json::from_slice(raw).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(raw).into_owned())))
+            redact_json(serde_json::from_slice(raw).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(raw).into_owned())
+            }))
         };
-        Self { method: request.method().as_str().to_owned(), path: uri.path().to_owned(), query, headers, body }
+        Self {
+            method: request.method().as_str().to_owned(),
+            path: uri.path().to_owned(),
+            query,
+            headers,
+            body,
+        }
     }
 }
 
@@ -138,19 +181,36 @@ mod tests {
             "statusCode": 4,
             "Code": "ErpStatusText",
         });
-        let request = http::Request::put("https://h.example/hook?secret=q5ecret&page=2&next=%2Fcb%3Fsecret%3Dn3xt")
-            .header("content-type", "application/json")
-            .body(bytes::Bytes::from(body.to_string()))
-            .unwrap();
+        let request = http::Request::put(
+            "https://h.example/hook?secret=q5ecret&page=2&next=%2Fcb%3Fsecret%3Dn3xt",
+        )
+        .header("content-type", "application/json")
+        .body(bytes::Bytes::from(body.to_string()))
+        .unwrap();
         let snap = RequestSnapshot::of(&request);
         let text = serde_json::to_string(&snap).unwrap();
         for secret in ["s3cr3t", "t0k3n", "hidden", "q5ecret", "n3xt"] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
-        assert_eq!(snap.body["uriTemplate"], "https://relay.example/brightpearl/webhooks?secret=[redacted]&x=1");
+        assert_eq!(
+            snap.body["uriTemplate"],
+            "https://relay.example/brightpearl/webhooks?secret=[redacted]&x=1"
+        );
         assert_eq!(snap.body["rows"][0]["name"], "kept");
-        assert_eq!((&snap.body["statusCode"], &snap.body["Code"]), (&serde_json::json!(4), &serde_json::json!("ErpStatusText")));
-        assert_eq!(snap.query[..2], [("secret".to_owned(), "[redacted]".to_owned()), ("page".to_owned(), "2".to_owned())]);
-        assert_eq!(snap.query[2], ("next".to_owned(), "/cb?secret=[redacted]".to_owned()));
+        assert_eq!(
+            (&snap.body["statusCode"], &snap.body["Code"]),
+            (&serde_json::json!(4), &serde_json::json!("ErpStatusText"))
+        );
+        assert_eq!(
+            snap.query[..2],
+            [
+                ("secret".to_owned(), "[redacted]".to_owned()),
+                ("page".to_owned(), "2".to_owned())
+            ]
+        );
+        assert_eq!(
+            snap.query[2],
+            ("next".to_owned(), "/cb?secret=[redacted]".to_owned())
+        );
     }
 }

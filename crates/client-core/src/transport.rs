@@ -28,8 +28,12 @@ pub fn is_timeout(e: &Error) -> bool {
     };
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
     while let Some(err) = current {
-        if err.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_timeout)
-            || err.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        if err
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout)
+            || err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
             || err.is::<tokio::time::error::Elapsed>()
         {
             return true;
@@ -78,7 +82,11 @@ fn classify(mut e: reqwest::Error) -> Error {
     if let Some(url) = e.url_mut() {
         url.set_query(None);
     }
-    if e.is_connect() { Error::connect(e) } else { Error::transport(e) }
+    if e.is_connect() {
+        Error::connect(e)
+    } else {
+        Error::transport(e)
+    }
 }
 
 impl Service<Request<Bytes>> for ReqwestTransport {
@@ -93,9 +101,12 @@ impl Service<Request<Bytes>> for ReqwestTransport {
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
         let client = self.client.clone();
         Box::pin(async move {
-            let request = reqwest::Request::try_from(request.map(reqwest::Body::from)).map_err(Error::connect)?;
+            let request = reqwest::Request::try_from(request.map(reqwest::Body::from))
+                .map_err(Error::connect)?;
             let response = client.execute(request).await.map_err(classify)?;
-            let mut builder = http::Response::builder().status(response.status()).version(response.version());
+            let mut builder = http::Response::builder()
+                .status(response.status())
+                .version(response.version());
             if let Some(headers) = builder.headers_mut() {
                 *headers = response.headers().clone();
             }
@@ -113,22 +124,42 @@ mod tests {
     #[tokio::test]
     async fn refused_connection_is_a_connect_error() {
         // Bind and drop a listener to get a port nothing listens on.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let request = http::Request::get(format!("http://127.0.0.1:{port}/hook?secret=s3cr3t")).body(Bytes::new()).unwrap();
-        let err = ReqwestTransport::new(Duration::from_secs(5)).unwrap().oneshot(request).await.unwrap_err();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let request = http::Request::get(format!("http://127.0.0.1:{port}/hook?secret=s3cr3t"))
+            .body(Bytes::new())
+            .unwrap();
+        let err = ReqwestTransport::new(Duration::from_secs(5))
+            .unwrap()
+            .oneshot(request)
+            .await
+            .unwrap_err();
         assert!(err.is_connect(), "{err}");
         // The message keeps the address but never the query.
         let shown = format!("{err} {err:?} {:?}", std::error::Error::source(&err));
-        assert!(shown.contains(&format!("127.0.0.1:{port}/hook")) && !shown.contains("s3cr3t"), "{shown}");
+        assert!(
+            shown.contains(&format!("127.0.0.1:{port}/hook")) && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
     }
 
     #[test]
     fn timeouts_are_found_in_the_error_chain() {
         let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow");
         assert!(is_timeout(&Error::transport(io)));
-        assert!(is_timeout(&Error::connect(std::io::Error::new(std::io::ErrorKind::TimedOut, "slow"))));
-        assert!(!is_timeout(&Error::transport(std::io::Error::other("reset"))));
-        assert!(!is_timeout(&Error::Unauthorized { status: http::StatusCode::UNAUTHORIZED }));
+        assert!(is_timeout(&Error::connect(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "slow"
+        ))));
+        assert!(!is_timeout(&Error::transport(std::io::Error::other(
+            "reset"
+        ))));
+        assert!(!is_timeout(&Error::Unauthorized {
+            status: http::StatusCode::UNAUTHORIZED
+        }));
     }
 
     #[tokio::test]
@@ -143,8 +174,14 @@ mod tests {
             let _ = socket.read(&mut buf).await;
             std::future::pending::<()>().await;
         });
-        let request = http::Request::get(format!("http://{addr}/")).body(Bytes::new()).unwrap();
-        let err = ReqwestTransport::new(Duration::from_millis(200)).unwrap().oneshot(request).await.unwrap_err();
+        let request = http::Request::get(format!("http://{addr}/"))
+            .body(Bytes::new())
+            .unwrap();
+        let err = ReqwestTransport::new(Duration::from_millis(200))
+            .unwrap()
+            .oneshot(request)
+            .await
+            .unwrap_err();
         assert!(is_timeout(&err), "{err}");
     }
 
@@ -162,8 +199,14 @@ mod tests {
                 .await
                 .unwrap();
         });
-        let request = http::Request::post(format!("http://{addr}/x")).body(Bytes::from_static(b"{}")).unwrap();
-        let response = ReqwestTransport::new(Duration::from_secs(5)).unwrap().oneshot(request).await.unwrap();
+        let request = http::Request::post(format!("http://{addr}/x"))
+            .body(Bytes::from_static(b"{}"))
+            .unwrap();
+        let response = ReqwestTransport::new(Duration::from_secs(5))
+            .unwrap()
+            .oneshot(request)
+            .await
+            .unwrap();
         assert_eq!(response.status(), 418);
         assert_eq!(response.headers()["x-request-id"], "abc");
         assert_eq!(response.body().as_ref(), b"hello");

@@ -52,22 +52,45 @@ impl Timestamp {
     /// Parses any accepted form, keeping the text as given.
     pub fn parse(text: &str) -> Result<Self, TimestampError> {
         let trimmed = text.trim();
-        if let Some(inner) = trimmed.strip_prefix("/Date(").and_then(|t| t.strip_suffix(")/")) {
-            return Self::parse_wcf(inner).ok_or_else(|| TimestampError { input: text.to_owned() }).map(|(instant, has_offset)| {
-                Self { instant, has_offset, text: text.into() }
-            });
+        if let Some(inner) = trimmed
+            .strip_prefix("/Date(")
+            .and_then(|t| t.strip_suffix(")/"))
+        {
+            return Self::parse_wcf(inner)
+                .ok_or_else(|| TimestampError {
+                    input: text.to_owned(),
+                })
+                .map(|(instant, has_offset)| Self {
+                    instant,
+                    has_offset,
+                    text: text.into(),
+                });
         }
         let with_offset = DateTime::parse_from_rfc3339(trimmed)
             .or_else(|_| DateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S%.f%z"))
             .or_else(|_| DateTime::parse_from_str(trimmed, "%Y-%m-%d %H:%M:%S%.f%z"));
         if let Ok(instant) = with_offset {
-            return Ok(Self { instant, has_offset: true, text: text.into() });
+            return Ok(Self {
+                instant,
+                has_offset: true,
+                text: text.into(),
+            });
         }
         let naive = NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S%.f")
             .or_else(|_| NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%d %H:%M:%S%.f"))
-            .or_else(|_| Self::parse_date(trimmed).map(|date| date.and_time(chrono::NaiveTime::MIN)).ok_or(()))
-            .map_err(|_| TimestampError { input: text.to_owned() })?;
-        Ok(Self { instant: naive.and_utc().fixed_offset(), has_offset: false, text: text.into() })
+            .or_else(|_| {
+                Self::parse_date(trimmed)
+                    .map(|date| date.and_time(chrono::NaiveTime::MIN))
+                    .ok_or(())
+            })
+            .map_err(|_| TimestampError {
+                input: text.to_owned(),
+            })?;
+        Ok(Self {
+            instant: naive.and_utc().fixed_offset(),
+            has_offset: false,
+            text: text.into(),
+        })
     }
 
     /// `2023-09-01` → the date: exactly `YYYY-MM-DD` (chrono alone would also take `2023-9-1`).
@@ -76,7 +99,9 @@ impl Timestamp {
         let shaped = b.len() == 10
             && b[4] == b'-'
             && b[7] == b'-'
-            && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+            && b.iter()
+                .enumerate()
+                .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
         if !shaped {
             return None;
         }
@@ -86,7 +111,11 @@ impl Timestamp {
     /// `1726099200000+0200` → the instant (shown at that offset) and whether an offset was given.
     fn parse_wcf(inner: &str) -> Option<(DateTime<FixedOffset>, bool)> {
         // The sign of the millisecond count may be '-', so look for the offset sign after it.
-        let split = inner.char_indices().skip(1).find(|(_, c)| *c == '+' || *c == '-').map(|(i, _)| i);
+        let split = inner
+            .char_indices()
+            .skip(1)
+            .find(|(_, c)| *c == '+' || *c == '-')
+            .map(|(i, _)| i);
         let (millis, offset) = match split {
             Some(i) => (&inner[..i], Some(&inner[i..])),
             None => (inner, None),
@@ -109,7 +138,11 @@ impl Timestamp {
     pub fn from_datetime<Tz: chrono::TimeZone>(instant: DateTime<Tz>) -> Self {
         let instant = instant.fixed_offset();
         let text = instant.to_rfc3339_opts(SecondsFormat::Millis, true);
-        Self { instant, has_offset: true, text: text.into() }
+        Self {
+            instant,
+            has_offset: true,
+            text: text.into(),
+        }
     }
 
     /// A timestamp written in nShift's form, offset without a colon
@@ -117,7 +150,11 @@ impl Timestamp {
     pub fn from_datetime_nshift<Tz: chrono::TimeZone>(instant: DateTime<Tz>) -> Self {
         let instant = instant.fixed_offset();
         let text = instant.format("%Y-%m-%dT%H:%M:%S%.3f%z").to_string();
-        Self { instant, has_offset: true, text: text.into() }
+        Self {
+            instant,
+            has_offset: true,
+            text: text.into(),
+        }
     }
 
     /// The instant, with the offset it was written with (UTC when none was written).
@@ -179,7 +216,9 @@ impl PartialOrd for Timestamp {
 impl Ord for Timestamp {
     /// Orders by instant; equal instants written differently are ordered by text.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.instant.cmp(&other.instant).then_with(|| self.text.cmp(&other.text))
+        self.instant
+            .cmp(&other.instant)
+            .then_with(|| self.text.cmp(&other.text))
     }
 }
 
@@ -209,14 +248,34 @@ mod tests {
     #[test]
     fn parses_every_platform_form_and_keeps_the_text() {
         for (text, rfc, offset) in [
-            ("2015-06-03T13:18:30.904+0000", "2015-06-03T13:18:30.904+00:00", true),
-            ("2015-06-03T15:18:30.904+0200", "2015-06-03T15:18:30.904+02:00", true),
+            (
+                "2015-06-03T13:18:30.904+0000",
+                "2015-06-03T13:18:30.904+00:00",
+                true,
+            ),
+            (
+                "2015-06-03T15:18:30.904+0200",
+                "2015-06-03T15:18:30.904+02:00",
+                true,
+            ),
             ("2015-06-03T13:18:30Z", "2015-06-03T13:18:30+00:00", true),
-            ("2015-06-03T13:18:30.904+02:00", "2015-06-03T13:18:30.904+02:00", true),
-            ("2019-06-19T10:24:58.187", "2019-06-19T10:24:58.187+00:00", false),
+            (
+                "2015-06-03T13:18:30.904+02:00",
+                "2015-06-03T13:18:30.904+02:00",
+                true,
+            ),
+            (
+                "2019-06-19T10:24:58.187",
+                "2019-06-19T10:24:58.187+00:00",
+                false,
+            ),
             ("2019-06-19T10:24:58", "2019-06-19T10:24:58+00:00", false),
             ("/Date(1726099200000)/", "2024-09-12T00:00:00+00:00", false),
-            ("/Date(1726099200000+0200)/", "2024-09-12T02:00:00+02:00", true),
+            (
+                "/Date(1726099200000+0200)/",
+                "2024-09-12T02:00:00+02:00",
+                true,
+            ),
             ("/Date(-86400000-0130)/", "1969-12-30T22:30:00-01:30", true),
             ("2023-09-01", "2023-09-01T00:00:00+00:00", false),
             ("2024-02-29", "2024-02-29T00:00:00+00:00", false),
@@ -236,7 +295,10 @@ mod tests {
         let a = Timestamp::parse("2015-06-03T13:18:30.904+0000").unwrap();
         let b = Timestamp::parse("2015-06-03T15:18:31+02:00").unwrap();
         assert!(a < b);
-        assert_eq!(a.to_utc(), "2015-06-03T13:18:30.904Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            a.to_utc(),
+            "2015-06-03T13:18:30.904Z".parse::<DateTime<Utc>>().unwrap()
+        );
     }
 
     #[test]
@@ -254,12 +316,16 @@ mod tests {
         let d = Timestamp::parse("2023-09-01").unwrap();
         assert!(d.is_date_only());
         assert!(!d.has_offset());
-        assert_eq!(d.to_utc(), "2023-09-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            d.to_utc(),
+            "2023-09-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
         assert_eq!(d.as_str(), "2023-09-01");
         assert_eq!(d.to_string(), "2023-09-01");
         // Inside a body: read and written again unchanged.
         let body = r#"{"taxDate":"2023-09-01"}"#;
-        let value: std::collections::BTreeMap<String, Timestamp> = serde_json::from_str(body).unwrap();
+        let value: std::collections::BTreeMap<String, Timestamp> =
+            serde_json::from_str(body).unwrap();
         assert_eq!(serde_json::to_string(&value).unwrap(), body);
         // The same instant written with a time is a different text, ordered after the date.
         let midnight = Timestamp::parse("2023-09-01T00:00:00Z").unwrap();
@@ -273,7 +339,16 @@ mod tests {
 
     #[test]
     fn rejects_malformed_dates() {
-        for text in ["2023-9-1", "2023-09-1", "2023-02-30", "2023-13-01", "20230901", "2023/09/01", "2023-09-01T", "+2023-09-01"] {
+        for text in [
+            "2023-9-1",
+            "2023-09-1",
+            "2023-02-30",
+            "2023-13-01",
+            "20230901",
+            "2023/09/01",
+            "2023-09-01T",
+            "+2023-09-01",
+        ] {
             let err = Timestamp::parse(text).unwrap_err();
             assert!(err.to_string().contains(text), "{text}");
         }
@@ -282,7 +357,13 @@ mod tests {
     #[test]
     fn formats_for_nshift_and_rfc3339() {
         let instant = "2015-06-03T13:18:30.904Z".parse::<DateTime<Utc>>().unwrap();
-        assert_eq!(Timestamp::from_datetime_nshift(instant).as_str(), "2015-06-03T13:18:30.904+0000");
-        assert_eq!(Timestamp::from_datetime(instant).as_str(), "2015-06-03T13:18:30.904Z");
+        assert_eq!(
+            Timestamp::from_datetime_nshift(instant).as_str(),
+            "2015-06-03T13:18:30.904+0000"
+        );
+        assert_eq!(
+            Timestamp::from_datetime(instant).as_str(),
+            "2015-06-03T13:18:30.904Z"
+        );
     }
 }

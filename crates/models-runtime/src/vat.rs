@@ -99,8 +99,17 @@ mod tests {
 
     #[test]
     fn written_back_in_their_own_form() {
-        assert_eq!(serde_json::to_string(&VatPercent::from_fraction(dec("0.25"))).unwrap(), "25");
-        assert_eq!(serde_json::to_string(&VatMultiplier::from_fraction(dec("0.25"))).unwrap(), "1.25");
-        assert_eq!(serde_json::to_string(&VatPercent::from_fraction(dec("0.06"))).unwrap(), "6");
+        assert_eq!(
+            serde_json::to_string(&VatPercent::from_fraction(dec("0.25"))).unwrap(),
+            "25"
+        );
+        assert_eq!(
+            serde_json::to_string(&VatMultiplier::from_fraction(dec("0.25"))).unwrap(),
+            "1.25"
+        );
+        assert_eq!(
+            serde_json::to_string(&VatPercent::from_fraction(dec("0.06"))).unwrap(),
+            "6"
+        );
     }
 }

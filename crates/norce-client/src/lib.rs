@@ -48,8 +48,8 @@ pub use imports::{
     ImportOptions, onhand_fields_that_are_set, onhand_header, price_list_fields_that_are_set,
     price_list_header,
 };
-pub use navigation::{NAVIGATION_SETTING, Navigation, QueryNavigation};
 pub use jobs::{JOB_FAILED, JOB_SUCCEEDED, JOB_VALIDATION_FAILED, WaitOptions};
+pub use navigation::{NAVIGATION_SETTING, Navigation, QueryNavigation};
 pub use ops::DEFAULT_PAGE_SIZE;
 
 /// Re-exported so callers need not depend on auth-core for secrets and retry settings.

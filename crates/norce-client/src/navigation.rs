@@ -80,7 +80,9 @@ impl QueryNavigation {
                 .map(|(k, v)| (k.trim(), v.trim()))
                 .ok_or_else(|| invalid(format!("`{pair}` is not `key=name` (keys: {KEYS})")))?;
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(invalid(format!("`{name}` for `{key}` is not an OData property name (letters, digits, _)")));
+                return Err(invalid(format!(
+                    "`{name}` for `{key}` is not an OData property name (letters, digits, _)"
+                )));
             }
             let slot = match key {
                 "order_items" => &mut navigation.order_items,
@@ -133,10 +135,14 @@ impl QueryNavigation {
             (&self.delivery_note_items, &spec.delivery_note_items),
             (&self.delivery_note_packages, &spec.delivery_note_packages),
         ];
-        let Some(orders) = page.get_mut("value").and_then(Value::as_array_mut) else { return };
+        let Some(orders) = page.get_mut("value").and_then(Value::as_array_mut) else {
+            return;
+        };
         for order in orders.iter_mut().filter_map(Value::as_object_mut) {
             rename(order, &order_pairs);
-            let notes = order.get_mut(spec.delivery_notes.as_str()).and_then(Value::as_array_mut);
+            let notes = order
+                .get_mut(spec.delivery_notes.as_str())
+                .and_then(Value::as_array_mut);
             for note in notes.into_iter().flatten().filter_map(Value::as_object_mut) {
                 rename(note, &note_pairs);
             }
@@ -163,31 +169,53 @@ mod tests {
     fn defaults_are_the_spec_names_and_expand_nests_the_note_navigations() {
         let navigation = QueryNavigation::default();
         assert_eq!(
-            navigation.expand(&[Navigation::OrderItems, Navigation::ShipTo, Navigation::DeliveryNotes]),
+            navigation.expand(&[
+                Navigation::OrderItems,
+                Navigation::ShipTo,
+                Navigation::DeliveryNotes
+            ]),
             "orderItem,shipToCustomerInfo,deliveryNote($expand=deliveryNoteItem,deliveryNotePackage)"
         );
     }
 
     #[test]
     fn configured_names_are_sent_and_read_back_as_the_spec_names() {
-        let settings = Settings::from_pairs([(NAVIGATION_SETTING, "order_items=orderItems, delivery_notes=deliveryNotes,delivery_note_items=items")]);
+        let settings = Settings::from_pairs([(
+            NAVIGATION_SETTING,
+            "order_items=orderItems, delivery_notes=deliveryNotes,delivery_note_items=items",
+        )]);
         let navigation = QueryNavigation::from_settings(&settings).unwrap();
         assert_eq!(navigation.expand(&[Navigation::OrderItems]), "orderItems");
         let mut page = json!({"value": [{"id": 1, "orderNo": "1", "orderItems": [{"partNo": "A"}], "deliveryNotes": [{"noteNo": "N", "items": [{"partNo": "A"}]}]}]});
         navigation.to_spec_names(&mut page);
-        let order: norce_models::query::Order = serde_json::from_value(page["value"][0].clone()).unwrap();
+        let order: norce_models::query::Order =
+            serde_json::from_value(page["value"][0].clone()).unwrap();
         assert_eq!(order.order_item.unwrap()[0].part_no.as_deref(), Some("A"));
-        assert_eq!(order.delivery_note.unwrap()[0].delivery_note_item.as_ref().unwrap()[0].part_no, "A");
+        assert_eq!(
+            order.delivery_note.unwrap()[0]
+                .delivery_note_item
+                .as_ref()
+                .unwrap()[0]
+                .part_no,
+            "A"
+        );
     }
 
     #[test]
     fn bad_settings_name_the_setting_and_the_keys() {
         for bad in ["order_items", "lines=orderItem", "order_items=order item"] {
             let settings = Settings::from_pairs([(NAVIGATION_SETTING, bad)]);
-            let error = QueryNavigation::from_settings(&settings).unwrap_err().to_string();
+            let error = QueryNavigation::from_settings(&settings)
+                .unwrap_err()
+                .to_string();
             assert!(error.contains(NAVIGATION_SETTING), "{bad}: {error}");
         }
         let settings = Settings::from_pairs([(NAVIGATION_SETTING, "lines=orderItem")]);
-        assert!(QueryNavigation::from_settings(&settings).unwrap_err().to_string().contains("order_items"));
+        assert!(
+            QueryNavigation::from_settings(&settings)
+                .unwrap_err()
+                .to_string()
+                .contains("order_items")
+        );
     }
 }

@@ -55,7 +55,9 @@ impl Event {
     pub fn decode(event_type: &str, body: &[u8]) -> Result<Self, serde_json::Error> {
         Ok(match event_type {
             "OrderReceivedEvent" => Self::OrderReceived(serde_json::from_slice(body)?),
-            "OrderPaymentReceivedEvent" => Self::OrderPaymentReceived(serde_json::from_slice(body)?),
+            "OrderPaymentReceivedEvent" => {
+                Self::OrderPaymentReceived(serde_json::from_slice(body)?)
+            }
             "JobCompletedEvent" => Self::JobCompleted(serde_json::from_slice(body)?),
             "CustomerChangedNotification" | "CompanyChangedNotification" => {
                 Self::CustomerChanged(serde_json::from_slice(body)?)
@@ -74,7 +76,10 @@ impl Event {
             Self::JobCompleted(_) | Self::CustomerChanged(_) | Self::Other(_) => return None,
         };
         let client_order_ref = reference.map(str::trim).filter(|r| !r.is_empty())?;
-        Some(OrderRef { client_order_ref: client_order_ref.to_owned(), order_id })
+        Some(OrderRef {
+            client_order_ref: client_order_ref.to_owned(),
+            order_id,
+        })
     }
 
     /// A key that is the same for repeat deliveries of the same event, where the payload has
@@ -84,9 +89,10 @@ impl Event {
             Self::JobCompleted(e) => Some(format!("job-{}", e.job_id)),
             Self::Order(e) => Some(format!("order-{}", e.order_id)),
             Self::OrderReceived(e) => Some(format!("basket-{}", e.client_order_ref.trim())),
-            Self::OrderPaymentReceived(e) => {
-                e.payment_ref.as_deref().map(|r| format!("payment-{}-{r}", e.client_order_ref.trim()))
-            }
+            Self::OrderPaymentReceived(e) => e
+                .payment_ref
+                .as_deref()
+                .map(|r| format!("payment-{}-{r}", e.client_order_ref.trim())),
             Self::CustomerChanged(e) => match (e.customer_id, e.company_id) {
                 (Some(id), _) => Some(format!("customer-{id}")),
                 (None, Some(id)) => Some(format!("company-{id}")),
@@ -106,19 +112,28 @@ mod tests {
         // The documented OrderReceivedEvent: no OrderId, no OrderNo.
         let body = br#"{"ClientId":1000,"ApplicationId":1042,"ClientOrderRef":" 456789 ","Email":"a@example.com","Source":"WEB"}"#;
         let event = Event::decode("OrderReceivedEvent", body).unwrap();
-        assert_eq!(event.order_ref(), Some(OrderRef { client_order_ref: "456789".into(), order_id: None }));
+        assert_eq!(
+            event.order_ref(),
+            Some(OrderRef {
+                client_order_ref: "456789".into(),
+                order_id: None
+            })
+        );
         assert_eq!(event.dedupe_key().as_deref(), Some("basket-456789"));
     }
 
     #[test]
     fn payment_code_is_a_string_and_payment_ref_optional() {
         let body = br#"{"ClientId":1000,"ClientOrderRef":"456789","ErpOrderNo":"E-1","PaymentCode":"KLARNA","Amount":123.45}"#;
-        let Event::OrderPaymentReceived(event) = Event::decode("OrderPaymentReceivedEvent", body).unwrap() else {
+        let Event::OrderPaymentReceived(event) =
+            Event::decode("OrderPaymentReceivedEvent", body).unwrap()
+        else {
             panic!("not a payment event")
         };
         assert_eq!(event.payment_code, "KLARNA");
         assert_eq!(event.payment_ref, None);
-        let wrong = br#"{"ClientId":1000,"ClientOrderRef":"456789","ErpOrderNo":"E-1","PaymentCode":5}"#;
+        let wrong =
+            br#"{"ClientId":1000,"ClientOrderRef":"456789","ErpOrderNo":"E-1","PaymentCode":5}"#;
         assert!(Event::decode("OrderPaymentReceivedEvent", wrong).is_err());
     }
 
@@ -126,12 +141,23 @@ mod tests {
     fn order_events_name_the_order_and_unknown_types_stay_json() {
         let body = br#"{"ClientId":1000,"ApplicationId":1042,"OrderId":77,"OrderNo":"NC-77","ClientOrderRef":"400077","Source":"WEB"}"#;
         let event = Event::decode("OrderConfirmedEvent", body).unwrap();
-        assert_eq!(event.order_ref(), Some(OrderRef { client_order_ref: "400077".into(), order_id: Some(77) }));
-        let other = Event::decode("SkuChangedNotification", br#"{"ClientId":1,"SkuId":5}"#).unwrap();
+        assert_eq!(
+            event.order_ref(),
+            Some(OrderRef {
+                client_order_ref: "400077".into(),
+                order_id: Some(77)
+            })
+        );
+        let other =
+            Event::decode("SkuChangedNotification", br#"{"ClientId":1,"SkuId":5}"#).unwrap();
         assert!(matches!(other, Event::Other(_)));
         assert_eq!(other.order_ref(), None);
         // A received order without its basket reference is refused, naming the field.
-        let error = Event::decode("OrderReceivedEvent", br#"{"ClientId":1,"ApplicationId":2,"Source":"WEB"}"#).unwrap_err();
+        let error = Event::decode(
+            "OrderReceivedEvent",
+            br#"{"ClientId":1,"ApplicationId":2,"Source":"WEB"}"#,
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("ClientOrderRef"), "{error}");
     }
 }

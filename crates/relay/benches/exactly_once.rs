@@ -13,7 +13,10 @@ fn main() {
         faults: true,
         max_runs: 200,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("exactly_once: cannot start a runtime: {e}");
@@ -22,7 +25,10 @@ fn main() {
     };
     match runtime.block_on(relay::scenario::run(&options)) {
         Ok(report) => {
-            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
             if !report.passed() {
                 std::process::exit(1);
             }

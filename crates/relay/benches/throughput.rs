@@ -17,19 +17,34 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-async fn measure(orders: usize, latency_ms: u64, concurrency: usize) -> Result<serde_json::Value, String> {
+async fn measure(
+    orders: usize,
+    latency_ms: u64,
+    concurrency: usize,
+) -> Result<serde_json::Value, String> {
     let sandbox = Sandbox::start(SandboxConfig {
-        dataset: DatasetConfig { orders, seed: 3, ..DatasetConfig::default() },
+        dataset: DatasetConfig {
+            orders,
+            seed: 3,
+            ..DatasetConfig::default()
+        },
         ..SandboxConfig::default()
     })
     .await
     .map_err(|e| e.to_string())?;
-    sandbox.state().faults.add(FaultRule { latency_ms, ..FaultRule::default() })?;
-    let data_dir = std::env::temp_dir().join(format!("relay-throughput-{}-{orders}", std::process::id()));
+    sandbox.state().faults.add(FaultRule {
+        latency_ms,
+        ..FaultRule::default()
+    })?;
+    let data_dir =
+        std::env::temp_dir().join(format!("relay-throughput-{}-{orders}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
     std::fs::create_dir_all(&data_dir).map_err(|e| e.to_string())?;
     let config = data_dir.join("relay.toml");
-    let toml = format!("[state]\ndir = {:?}\n\n[run]\nconcurrency = {concurrency}\n", data_dir.display().to_string());
+    let toml = format!(
+        "[state]\ndir = {:?}\n\n[run]\nconcurrency = {concurrency}\n",
+        data_dir.display().to_string()
+    );
     std::fs::write(&config, toml).map_err(|e| e.to_string())?;
 
     let calls_before = sandbox.state().faults.total_requests();
@@ -49,7 +64,9 @@ async fn measure(orders: usize, latency_ms: u64, concurrency: usize) -> Result<s
     let mut stdout = child.stdout.take().ok_or("no stdout")?;
     let reader = tokio::spawn(async move {
         let mut text = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut text).await.map(|_| text)
+        tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut text)
+            .await
+            .map(|_| text)
     });
     let status = loop {
         if let Some(kib) = peak_rss_kib(pid) {
@@ -61,20 +78,33 @@ async fn measure(orders: usize, latency_ms: u64, concurrency: usize) -> Result<s
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let elapsed = started.elapsed();
-    let summary: serde_json::Value =
-        serde_json::from_str(&reader.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let summary: serde_json::Value = serde_json::from_str(
+        &reader
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
     let shipping = &summary["flows"][0];
     let shipped = shipping["booked"].as_u64().unwrap_or(0);
     let calls = (sandbox.state().faults.total_requests() - calls_before) as f64;
     let calls_per_order = calls / shipped.max(1) as f64;
     let seconds = elapsed.as_secs_f64();
     let throughput = shipped as f64 / seconds;
-    let ideal = concurrency as f64 / (calls_per_order * Duration::from_millis(latency_ms).as_secs_f64());
+    let ideal =
+        concurrency as f64 / (calls_per_order * Duration::from_millis(latency_ms).as_secs_f64());
     // Calls per platform operation (the last LOG_CAPACITY requests: all of them below ~2,000 orders).
     let mut by_operation = std::collections::BTreeMap::<String, u64>::new();
     for request in sandbox.state().faults.requests() {
-        let path: String = request.path.split('/').filter(|p| !p.is_empty() && !p.bytes().all(|b| b.is_ascii_digit())).collect::<Vec<_>>().join("/");
-        *by_operation.entry(format!("{} /{path}", request.method)).or_default() += 1;
+        let path: String = request
+            .path
+            .split('/')
+            .filter(|p| !p.is_empty() && !p.bytes().all(|b| b.is_ascii_digit()))
+            .collect::<Vec<_>>()
+            .join("/");
+        *by_operation
+            .entry(format!("{} /{path}", request.method))
+            .or_default() += 1;
     }
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(serde_json::json!({
@@ -100,7 +130,10 @@ fn main() {
     let orders = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let latency_ms = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
     let concurrency = args.next().and_then(|a| a.parse().ok()).unwrap_or(8);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("throughput: cannot start a runtime: {e}");
@@ -108,7 +141,10 @@ fn main() {
         }
     };
     match runtime.block_on(measure(orders, latency_ms, concurrency)) {
-        Ok(result) => println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default()),
+        Ok(result) => println!(
+            "{}",
+            serde_json::to_string_pretty(&result).unwrap_or_default()
+        ),
         Err(e) => {
             eprintln!("throughput: {e}");
             std::process::exit(1);

@@ -38,7 +38,9 @@ pub struct StateConfig {
 
 impl Default for StateConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("relay-data") }
+        Self {
+            dir: PathBuf::from("relay-data"),
+        }
     }
 }
 
@@ -54,7 +56,10 @@ pub struct RunConfig {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        Self { max_attempts: 5, concurrency: 8 }
+        Self {
+            max_attempts: 5,
+            concurrency: 8,
+        }
     }
 }
 
@@ -91,34 +96,55 @@ pub enum ConfigError {
 impl RelayConfig {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::parse(&text, &path.display().to_string())
     }
 
     /// Parses and validates configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: RelayConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })?;
+        let config: RelayConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
         config.validate()?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.run.max_attempts == 0 {
-            return Err(ConfigError::Invalid { setting: "run.max_attempts".into(), reason: "must be at least 1".into() });
+            return Err(ConfigError::Invalid {
+                setting: "run.max_attempts".into(),
+                reason: "must be at least 1".into(),
+            });
         }
         if self.run.concurrency == 0 {
-            return Err(ConfigError::Invalid { setting: "run.concurrency".into(), reason: "must be at least 1".into() });
+            return Err(ConfigError::Invalid {
+                setting: "run.concurrency".into(),
+                reason: "must be at least 1".into(),
+            });
         }
         // Each section checks what serde cannot; their errors name the key already.
         self.stock.validate()?;
         self.orders.validate().map_err(|e| match e {
-            crate::flows::FlowError::Config { setting, reason } => ConfigError::Invalid { setting, reason },
-            other => ConfigError::Invalid { setting: "orders".into(), reason: other.to_string() },
+            crate::flows::FlowError::Config { setting, reason } => {
+                ConfigError::Invalid { setting, reason }
+            }
+            other => ConfigError::Invalid {
+                setting: "orders".into(),
+                reason: other.to_string(),
+            },
         })?;
         self.serve.validate().map_err(|e| match e {
-            crate::serve::ServeError::Config { setting, reason } => ConfigError::Invalid { setting, reason },
-            other => ConfigError::Invalid { setting: "serve".into(), reason: other.to_string() },
+            crate::serve::ServeError::Config { setting, reason } => {
+                ConfigError::Invalid { setting, reason }
+            }
+            other => ConfigError::Invalid {
+                setting: "serve".into(),
+                reason: other.to_string(),
+            },
         })?;
         Ok(())
     }
@@ -135,19 +161,35 @@ mod tests {
 
     #[test]
     fn section_checks_run_when_the_file_is_loaded() {
-        let err = RelayConfig::parse("[stock]\nvat_percent = 250\n", "relay.toml").unwrap_err().to_string();
+        let err = RelayConfig::parse("[stock]\nvat_percent = 250\n", "relay.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("stock.vat_percent"), "{err}");
-        let err = RelayConfig::parse("[orders]\nconfirmed_status = \"Shipped-ish\"\n", "relay.toml").unwrap_err().to_string();
+        let err = RelayConfig::parse(
+            "[orders]\nconfirmed_status = \"Shipped-ish\"\n",
+            "relay.toml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("orders.confirmed_status"), "{err}");
-        let err = RelayConfig::parse("[serve]\nbody_limit_bytes = 0\n", "relay.toml").unwrap_err().to_string();
+        let err = RelayConfig::parse("[serve]\nbody_limit_bytes = 0\n", "relay.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("body_limit_bytes"), "{err}");
     }
 
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
-        let err = RelayConfig::parse("[run]\nconcurency = 3\n", "relay.toml").unwrap_err().to_string();
-        assert!(err.contains("relay.toml") && err.contains("concurency"), "{err}");
-        let err = RelayConfig::parse("[run]\nconcurrency = 0\n", "relay.toml").unwrap_err().to_string();
+        let err = RelayConfig::parse("[run]\nconcurency = 3\n", "relay.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("relay.toml") && err.contains("concurency"),
+            "{err}"
+        );
+        let err = RelayConfig::parse("[run]\nconcurrency = 0\n", "relay.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("run.concurrency"), "{err}");
     }
 }

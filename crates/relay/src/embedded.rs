@@ -42,5 +42,9 @@ pub fn env_pairs(credentials: &Credentials) -> Vec<(&'static str, String)> {
 
 /// Why a command runs against the embedded sandbox, for its first line of output.
 pub fn sandbox_reason(forced: bool) -> &'static str {
-    if forced { "--sandbox given" } else { "No platform is configured (NORCE_*, NSHIFT_*, BRIGHTPEARL_*)" }
+    if forced {
+        "--sandbox given"
+    } else {
+        "No platform is configured (NORCE_*, NSHIFT_*, BRIGHTPEARL_*)"
+    }
 }

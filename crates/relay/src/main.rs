@@ -8,7 +8,11 @@ use client_core::Settings;
 use relay::verify::{self, Platform};
 
 #[derive(Debug, Parser)]
-#[command(name = "relay", version, about = "Norce ↔ nShift ↔ Brightpearl integration runtime")]
+#[command(
+    name = "relay",
+    version,
+    about = "Norce ↔ nShift ↔ Brightpearl integration runtime"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
@@ -53,7 +57,10 @@ enum Command {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 #[tokio::main]
@@ -64,7 +71,11 @@ async fn main() -> ExitCode {
         return relay::cli::run::execute(cli.run).await;
     };
     match command {
-        Command::Verify { json, timeout_secs, sandbox } => run_verify(json, Duration::from_secs(timeout_secs), sandbox).await,
+        Command::Verify {
+            json,
+            timeout_secs,
+            sandbox,
+        } => run_verify(json, Duration::from_secs(timeout_secs), sandbox).await,
         Command::Run(args) => relay::cli::run::execute(args).await,
         Command::Serve(args) => relay::cli::serve::execute(args).await,
         Command::Status(args) => relay::cli::status::execute_status(args).await,
@@ -108,5 +119,9 @@ async fn run_verify(json: bool, timeout: Duration, force_sandbox: bool) -> ExitC
     } else {
         print!("{}", verify::render_table(&results));
     }
-    if results.iter().all(|r| r.ok) { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if results.iter().all(|r| r.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

@@ -59,7 +59,10 @@ pub struct ExactlyOnceReport {
 impl ExactlyOnceReport {
     /// Every qualifying order exactly once, nothing else booked.
     pub fn passed(&self) -> bool {
-        self.doubled.is_empty() && self.lost.is_empty() && self.unexpected == 0 && self.exactly_once == self.qualifying
+        self.doubled.is_empty()
+            && self.lost.is_empty()
+            && self.unexpected == 0
+            && self.exactly_once == self.qualifying
     }
 }
 
@@ -77,11 +80,19 @@ fn shipping_done(store: &SqliteStore) -> usize {
 }
 
 async fn admin_json(http: &reqwest::Client, url: String) -> Result<serde_json::Value, String> {
-    let response = http.get(&url).send().await.map_err(|e| format!("{url}: {e}"))?;
+    let response = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
     response.json().await.map_err(|e| format!("{url}: {e}"))
 }
 
-fn spawn_relay(options: &ExactlyOnce, config: &Path, env: &[(&'static str, String)]) -> Result<tokio::process::Child, String> {
+fn spawn_relay(
+    options: &ExactlyOnce,
+    config: &Path,
+    env: &[(&'static str, String)],
+) -> Result<tokio::process::Child, String> {
     let mut command = tokio::process::Command::new(&options.relay_bin);
     command
         .env_clear()
@@ -93,14 +104,20 @@ fn spawn_relay(options: &ExactlyOnce, config: &Path, env: &[(&'static str, Strin
     for (name, value) in env {
         command.env(name, value);
     }
-    command.spawn().map_err(|e| format!("cannot start {}: {e}", options.relay_bin.display()))
+    command
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", options.relay_bin.display()))
 }
 
 /// Runs the scenario.
 pub async fn run(options: &ExactlyOnce) -> Result<ExactlyOnceReport, String> {
     let started = Instant::now();
     let sandbox = Sandbox::start(SandboxConfig {
-        dataset: DatasetConfig { seed: options.seed, orders: options.orders, ..DatasetConfig::default() },
+        dataset: DatasetConfig {
+            seed: options.seed,
+            orders: options.orders,
+            ..DatasetConfig::default()
+        },
         ..SandboxConfig::default()
     })
     .await
@@ -116,23 +133,49 @@ pub async fn run(options: &ExactlyOnce) -> Result<ExactlyOnceReport, String> {
     for order in orders.as_array().into_iter().flatten() {
         let number = order["orderNo"].as_str().unwrap_or_default().to_owned();
         let status = order["status"].as_str().unwrap_or_default();
-        if statuses.iter().any(|s| s.eq_ignore_ascii_case(status)) { qualifying.push(number) } else { others.push(number) }
+        if statuses.iter().any(|s| s.eq_ignore_ascii_case(status)) {
+            qualifying.push(number)
+        } else {
+            others.push(number)
+        }
     }
 
     if options.faults {
         let state = sandbox.state();
         let rules = [
-            FaultRule { path_prefix: "/rs-extapi/v1/stored-shipments".into(), method: Some("POST".into()), commit_then_fail_rate: 0.05, ..FaultRule::default() },
-            FaultRule { path_prefix: "/rs-extapi/v1/shipments".into(), method: Some("POST".into()), commit_then_fail_rate: 0.05, ..FaultRule::default() },
-            FaultRule { error_rate: 0.10, error_statuses: vec![500, 502, 503], ..FaultRule::default() },
-            FaultRule { rate_429: 0.02, retry_after_secs: Some(1), ..FaultRule::default() },
+            FaultRule {
+                path_prefix: "/rs-extapi/v1/stored-shipments".into(),
+                method: Some("POST".into()),
+                commit_then_fail_rate: 0.05,
+                ..FaultRule::default()
+            },
+            FaultRule {
+                path_prefix: "/rs-extapi/v1/shipments".into(),
+                method: Some("POST".into()),
+                commit_then_fail_rate: 0.05,
+                ..FaultRule::default()
+            },
+            FaultRule {
+                error_rate: 0.10,
+                error_statuses: vec![500, 502, 503],
+                ..FaultRule::default()
+            },
+            FaultRule {
+                rate_429: 0.02,
+                retry_after_secs: Some(1),
+                ..FaultRule::default()
+            },
         ];
         for rule in rules {
             state.faults.add(rule)?;
         }
     }
 
-    let data_dir = std::env::temp_dir().join(format!("relay-exactly-once-{}-{}", std::process::id(), options.seed));
+    let data_dir = std::env::temp_dir().join(format!(
+        "relay-exactly-once-{}-{}",
+        std::process::id(),
+        options.seed
+    ));
     let _ = std::fs::remove_dir_all(&data_dir);
     std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
     let config = data_dir.join("relay.toml");
@@ -144,12 +187,22 @@ pub async fn run(options: &ExactlyOnce) -> Result<ExactlyOnceReport, String> {
     let env = crate::embedded::env_pairs(&sandbox.credentials());
     let store = SqliteStore::open_in(&data_dir).map_err(|e| e.to_string())?;
 
-    let mut report = ExactlyOnceReport { qualifying: qualifying.len(), ..ExactlyOnceReport::default() };
-    let kill_points: Vec<usize> = (1..=options.kills).map(|k| qualifying.len() * k / (options.kills + 1)).collect();
+    let mut report = ExactlyOnceReport {
+        qualifying: qualifying.len(),
+        ..ExactlyOnceReport::default()
+    };
+    let kill_points: Vec<usize> = (1..=options.kills)
+        .map(|k| qualifying.len() * k / (options.kills + 1))
+        .collect();
     let mut revoked = !options.faults;
     loop {
         if report.runs >= options.max_runs {
-            return Err(format!("not finished after {} relay runs ({} of {} shipped)", report.runs, shipping_done(&store), qualifying.len()));
+            return Err(format!(
+                "not finished after {} relay runs ({} of {} shipped)",
+                report.runs,
+                shipping_done(&store),
+                qualifying.len()
+            ));
         }
         let mut child = spawn_relay(options, &config, &env)?;
         report.runs += 1;
@@ -162,7 +215,10 @@ pub async fn run(options: &ExactlyOnce) -> Result<ExactlyOnceReport, String> {
                 sandbox.state().norce.revoke_tokens();
                 revoked = true;
             }
-            if kill_points.get(report.kills).is_some_and(|point| done >= *point) {
+            if kill_points
+                .get(report.kills)
+                .is_some_and(|point| done >= *point)
+            {
                 // SIGKILL: no chance to finish a step or flush anything.
                 child.start_kill().map_err(|e| e.to_string())?;
                 let _ = child.wait().await;
@@ -181,7 +237,11 @@ pub async fn run(options: &ExactlyOnce) -> Result<ExactlyOnceReport, String> {
     // Count what the platforms hold, not what relay believes.
     for number in &qualifying {
         let shipments = sandbox.state().nshift.shipment_count(number);
-        let notes = admin_json(&http, format!("{base}/_sandbox/norce/delivery-notes?orderNo={number}")).await?;
+        let notes = admin_json(
+            &http,
+            format!("{base}/_sandbox/norce/delivery-notes?orderNo={number}"),
+        )
+        .await?;
         let notes = notes.as_array().map_or(0, Vec::len);
         match (shipments, notes) {
             (1, 1) => report.exactly_once += 1,
@@ -189,7 +249,10 @@ pub async fn run(options: &ExactlyOnce) -> Result<ExactlyOnceReport, String> {
             (s, n) => report.lost.push((number.clone(), s, n)),
         }
     }
-    report.unexpected = others.iter().map(|n| sandbox.state().nshift.shipment_count(n)).sum();
+    report.unexpected = others
+        .iter()
+        .map(|n| sandbox.state().nshift.shipment_count(n))
+        .sum();
     let mut injected: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     for request in sandbox.state().faults.requests() {
         if let Some(fault) = request.fault {

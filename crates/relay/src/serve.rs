@@ -43,7 +43,8 @@ use crate::state::Store;
 
 pub use metrics::Metrics;
 pub use subscriptions::{
-    BODY_TEMPLATE as BRIGHTPEARL_WEBHOOK_BODY_TEMPLATE, SubscriptionOutcome, SubscriptionReport, WebhookRegistration, redact_uri,
+    BODY_TEMPLATE as BRIGHTPEARL_WEBHOOK_BODY_TEMPLATE, SubscriptionOutcome, SubscriptionReport,
+    WebhookRegistration, redact_uri,
 };
 pub use worker::{FlowEntry, FlowFuture, IngestFn, IngestFuture, RunFn, flow_table};
 
@@ -54,7 +55,10 @@ pub use crate::flows::{SOURCE_BRIGHTPEARL_WEBHOOK, SOURCE_NORCE_EVENT, SOURCE_NO
 
 /// The Brightpearl events the flows consume, subscribed by default: on-hand changes (`stock`)
 /// and shipped goods-out notes (`fulfilment`).
-pub const DEFAULT_BRIGHTPEARL_WEBHOOK_EVENTS: [&str; 2] = ["product.modified.on-hand-modified", "goods-out-note.modified.shipped"];
+pub const DEFAULT_BRIGHTPEARL_WEBHOOK_EVENTS: [&str; 2] = [
+    "product.modified.on-hand-modified",
+    "goods-out-note.modified.shipped",
+];
 
 /// The `[serve]` section of the configuration file. Secrets are never here: each is read from
 /// the environment variable (or `NAME_FILE`) that the `*_env` keys name.
@@ -115,7 +119,10 @@ impl Default for ServeConfig {
             brightpearl_webhook_secret_env: "RELAY_BRIGHTPEARL_WEBHOOK_SECRET".to_owned(),
             public_url: None,
             register_brightpearl_webhooks: true,
-            brightpearl_webhook_events: DEFAULT_BRIGHTPEARL_WEBHOOK_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
+            brightpearl_webhook_events: DEFAULT_BRIGHTPEARL_WEBHOOK_EVENTS
+                .iter()
+                .map(|e| (*e).to_owned())
+                .collect(),
             brightpearl_webhook_retry_secs: 60,
             shipping_every_secs: 300,
             orders_every_secs: 300,
@@ -129,22 +136,40 @@ impl Default for ServeConfig {
 impl ServeConfig {
     /// Checks the values the file cannot express as types; the error names the key.
     pub fn validate(&self) -> Result<(), ServeError> {
-        let invalid = |setting: &str, reason: &str| ServeError::Config { setting: format!("serve.{setting}"), reason: reason.to_owned() };
+        let invalid = |setting: &str, reason: &str| ServeError::Config {
+            setting: format!("serve.{setting}"),
+            reason: reason.to_owned(),
+        };
         if self.body_limit_bytes == 0 {
             return Err(invalid("body_limit_bytes", "must be at least 1"));
         }
         if self.order_receiver_user.is_empty() || self.order_receiver_user.contains(':') {
-            return Err(invalid("order_receiver_user", "must be non-empty and contain no `:` (HTTP Basic)"));
+            return Err(invalid(
+                "order_receiver_user",
+                "must be non-empty and contain no `:` (HTTP Basic)",
+            ));
         }
-        for (key, header) in [("norce_webhook_header", &self.norce_webhook_header), ("brightpearl_webhook_header", &self.brightpearl_webhook_header)] {
+        for (key, header) in [
+            ("norce_webhook_header", &self.norce_webhook_header),
+            (
+                "brightpearl_webhook_header",
+                &self.brightpearl_webhook_header,
+            ),
+        ] {
             if axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
                 return Err(invalid(key, "is not a valid HTTP header name"));
             }
         }
         for (key, name) in [
-            ("order_receiver_password_env", &self.order_receiver_password_env),
+            (
+                "order_receiver_password_env",
+                &self.order_receiver_password_env,
+            ),
             ("norce_webhook_secret_env", &self.norce_webhook_secret_env),
-            ("brightpearl_webhook_secret_env", &self.brightpearl_webhook_secret_env),
+            (
+                "brightpearl_webhook_secret_env",
+                &self.brightpearl_webhook_secret_env,
+            ),
         ] {
             if name.is_empty() {
                 return Err(invalid(key, "must name an environment variable"));
@@ -156,10 +181,16 @@ impl ServeConfig {
         let mut seen = std::collections::HashSet::new();
         for (i, event) in self.brightpearl_webhook_events.iter().enumerate() {
             if let Err(reason) = check_event_name(event) {
-                return Err(invalid("brightpearl_webhook_events", &format!("entry {} `{event}` {reason}", i + 1)));
+                return Err(invalid(
+                    "brightpearl_webhook_events",
+                    &format!("entry {} `{event}` {reason}", i + 1),
+                ));
             }
             if !seen.insert(event.as_str()) {
-                return Err(invalid("brightpearl_webhook_events", &format!("`{event}` is listed twice")));
+                return Err(invalid(
+                    "brightpearl_webhook_events",
+                    &format!("`{event}` is listed twice"),
+                ));
             }
         }
         Ok(())
@@ -173,17 +204,24 @@ fn check_public_url(text: &str) -> Result<(), String> {
     if trimmed.is_empty() {
         return Err("is empty: set the base URL Brightpearl reaches this server at (e.g. `https://relay.example.com`), or leave the key out".to_owned());
     }
-    let url = reqwest::Url::parse(trimmed).map_err(|e| format!("`{trimmed}` is not an absolute URL ({e}); e.g. `https://relay.example.com`"))?;
+    let url = reqwest::Url::parse(trimmed).map_err(|e| {
+        format!("`{trimmed}` is not an absolute URL ({e}); e.g. `https://relay.example.com`")
+    })?;
     // Credentials and a query (which may be a pasted `?secret=`) are refused first and never
     // shown: the messages below show only the scheme, or a URL without either.
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not contain credentials (the webhook secret is added as `?secret=`)".to_owned());
+        return Err(
+            "must not contain credentials (the webhook secret is added as `?secret=`)".to_owned(),
+        );
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err("must not have a query or fragment: give the base URL; `/brightpearl/webhooks?secret=…` is appended".to_owned());
     }
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("must start with https:// (or http://), not `{}:`", url.scheme()));
+        return Err(format!(
+            "must start with https:// (or http://), not `{}:`",
+            url.scheme()
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("`{trimmed}` has no host"));
@@ -198,8 +236,15 @@ fn check_public_url(text: &str) -> Result<(), String> {
 fn check_event_name(event: &str) -> Result<(), &'static str> {
     const FORM: &str = "is not a Brightpearl event name such as `product.modified.on-hand-modified` ({resource}.{created|modified|destroyed}[.{specifier}])";
     let parts: Vec<&str> = event.split('.').collect();
-    let word_ok = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| word_ok(p)) || !matches!(parts[1], "created" | "modified" | "destroyed") {
+    let word_ok = |w: &str| {
+        !w.is_empty()
+            && w.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if !(2..=3).contains(&parts.len())
+        || !parts.iter().all(|p| word_ok(p))
+        || !matches!(parts[1], "created" | "modified" | "destroyed")
+    {
         return Err(FORM);
     }
     Ok(())
@@ -260,11 +305,17 @@ impl ServeSecrets {
     /// Reads each secret from the variable `config` names, or from the file named by its
     /// `NAME_FILE` variable. An unset secret leaves its receiver disabled; an unreadable or empty
     /// file is an error naming the variable (never the value).
-    pub fn from_settings(config: &ServeConfig, settings: &client_core::Settings) -> Result<Self, ServeError> {
+    pub fn from_settings(
+        config: &ServeConfig,
+        settings: &client_core::Settings,
+    ) -> Result<Self, ServeError> {
         Ok(Self {
             order_receiver_password: read_secret(settings, &config.order_receiver_password_env)?,
             norce_webhook_secret: read_secret(settings, &config.norce_webhook_secret_env)?,
-            brightpearl_webhook_secret: read_secret(settings, &config.brightpearl_webhook_secret_env)?,
+            brightpearl_webhook_secret: read_secret(
+                settings,
+                &config.brightpearl_webhook_secret_env,
+            )?,
         })
     }
 }
@@ -274,12 +325,19 @@ fn read_secret(settings: &client_core::Settings, name: &str) -> Result<Option<Se
         return Ok(Some(Secret::new(value)));
     }
     let file_setting = format!("{name}_FILE");
-    let Some(path) = settings.get(&file_setting) else { return Ok(None) };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| ServeError::Secret { setting: file_setting.clone(), reason: format!("cannot read `{path}`: {e}") })?;
+    let Some(path) = settings.get(&file_setting) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| ServeError::Secret {
+        setting: file_setting.clone(),
+        reason: format!("cannot read `{path}`: {e}"),
+    })?;
     let value = text.trim();
     if value.is_empty() {
-        return Err(ServeError::Secret { setting: file_setting, reason: format!("`{path}` is empty") });
+        return Err(ServeError::Secret {
+            setting: file_setting,
+            reason: format!("`{path}` is empty"),
+        });
     }
     Ok(Some(Secret::new(value)))
 }
@@ -342,9 +400,21 @@ impl Shared {
     /// the variable that sets the secret.
     pub(crate) fn receivers(&self) -> [(&'static str, bool, &str); 3] {
         [
-            (SOURCE_NORCE_ORDER, self.secrets.order_receiver_password.is_some(), &self.config.order_receiver_password_env),
-            (SOURCE_NORCE_EVENT, self.secrets.norce_webhook_secret.is_some(), &self.config.norce_webhook_secret_env),
-            (SOURCE_BRIGHTPEARL_WEBHOOK, self.secrets.brightpearl_webhook_secret.is_some(), &self.config.brightpearl_webhook_secret_env),
+            (
+                SOURCE_NORCE_ORDER,
+                self.secrets.order_receiver_password.is_some(),
+                &self.config.order_receiver_password_env,
+            ),
+            (
+                SOURCE_NORCE_EVENT,
+                self.secrets.norce_webhook_secret.is_some(),
+                &self.config.norce_webhook_secret_env,
+            ),
+            (
+                SOURCE_BRIGHTPEARL_WEBHOOK,
+                self.secrets.brightpearl_webhook_secret.is_some(),
+                &self.config.brightpearl_webhook_secret_env,
+            ),
         ]
     }
 }
@@ -359,7 +429,9 @@ pub struct ServerHandle {
 
 impl std::fmt::Debug for ServerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerHandle").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("ServerHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -420,12 +492,21 @@ impl ServerHandle {
 
 /// Binds `config.listen` (port 0 picks a free port).
 pub async fn bind(config: &ServeConfig) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen.to_string(), source })
+    TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.listen.to_string(),
+            source,
+        })
 }
 
 /// Starts the receivers, the inbox processor and the scheduler on `listener`, with the flows of
 /// [`flow_table`].
-pub async fn start(ctx: FlowContext, secrets: ServeSecrets, listener: TcpListener) -> Result<ServerHandle, ServeError> {
+pub async fn start(
+    ctx: FlowContext,
+    secrets: ServeSecrets,
+    listener: TcpListener,
+) -> Result<ServerHandle, ServeError> {
     let flows = flow_table(&ctx.config.serve);
     start_with_flows(ctx, secrets, listener, flows).await
 }
@@ -440,7 +521,10 @@ pub async fn start_with_flows(
 ) -> Result<ServerHandle, ServeError> {
     let config = ctx.config.serve.clone();
     config.validate()?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: config.listen.to_string(), source })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: config.listen.to_string(),
+        source,
+    })?;
     let metrics = Arc::new(Metrics::default());
     let shared = Arc::new(Shared {
         ctx,
@@ -456,7 +540,11 @@ pub async fn start_with_flows(
     });
     for (receiver, enabled, variable) in shared.receivers() {
         if !enabled {
-            tracing::warn!(receiver, variable, "receiver disabled: its secret is not set");
+            tracing::warn!(
+                receiver,
+                variable,
+                "receiver disabled: its secret is not set"
+            );
         }
     }
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -485,7 +573,12 @@ pub async fn start_with_flows(
     if let Some(task) = register_brightpearl_webhooks(&shared, shutdown_rx) {
         tasks.push(task);
     }
-    Ok(ServerHandle { addr, shared, shutdown, tasks })
+    Ok(ServerHandle {
+        addr,
+        shared,
+        shutdown,
+        tasks,
+    })
 }
 
 /// The longest wait between two registration attempts.
@@ -499,9 +592,16 @@ fn publish_webhooks(shared: &Shared, state: WebhookRegistration) {
 
 /// Starts the Brightpearl webhook registration in the background (the receivers already
 /// answer), or records why it is skipped. The task stops at shutdown.
-fn register_brightpearl_webhooks(shared: &Arc<Shared>, mut shutdown: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
+fn register_brightpearl_webhooks(
+    shared: &Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
     use subscriptions::Prepared;
-    match subscriptions::prepare(&shared.config, &shared.secrets, shared.ctx.brightpearl.as_ref()) {
+    match subscriptions::prepare(
+        &shared.config,
+        &shared.secrets,
+        shared.ctx.brightpearl.as_ref(),
+    ) {
         Prepared::Skip { reason, warn } => {
             if warn {
                 tracing::warn!(reason = %reason, "Brightpearl webhook subscriptions not registered");
@@ -511,14 +611,25 @@ fn register_brightpearl_webhooks(shared: &Arc<Shared>, mut shutdown: watch::Rece
             publish_webhooks(shared, WebhookRegistration::Skipped { reason });
             None
         }
-        Prepared::Run { client, target, events } => {
-            publish_webhooks(shared, WebhookRegistration::Pending { events: events.clone() });
+        Prepared::Run {
+            client,
+            target,
+            events,
+        } => {
+            publish_webhooks(
+                shared,
+                WebhookRegistration::Pending {
+                    events: events.clone(),
+                },
+            );
             let shared = shared.clone();
             Some(tokio::spawn(async move {
                 let first = Duration::from_secs(shared.config.brightpearl_webhook_retry_secs);
                 let registration = subscriptions::register_until_settled(
                     || subscriptions::register(&client, &target, &events),
-                    |subscriptions| publish_webhooks(&shared, WebhookRegistration::Finished { subscriptions }),
+                    |subscriptions| {
+                        publish_webhooks(&shared, WebhookRegistration::Finished { subscriptions })
+                    },
                     first,
                     WEBHOOK_RETRY_MAX,
                 );
@@ -564,24 +675,49 @@ mod tests {
             ("RELAY_NORCE_WEBHOOK_SECRET", "n"),
         ]);
         let secrets = ServeSecrets::from_settings(&ServeConfig::default(), &settings).unwrap();
-        assert!(secrets.order_receiver_password.unwrap().matches(b"from-file"));
+        assert!(
+            secrets
+                .order_receiver_password
+                .unwrap()
+                .matches(b"from-file")
+        );
         assert!(secrets.norce_webhook_secret.unwrap().matches(b"n"));
         assert!(secrets.brightpearl_webhook_secret.is_none());
         std::fs::write(&file, "  \n").unwrap();
-        let err = ServeSecrets::from_settings(&ServeConfig::default(), &settings).unwrap_err().to_string();
-        assert!(err.contains("RELAY_ORDER_RECEIVER_PASSWORD_FILE") && err.contains("empty"), "{err}");
+        let err = ServeSecrets::from_settings(&ServeConfig::default(), &settings)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("RELAY_ORDER_RECEIVER_PASSWORD_FILE") && err.contains("empty"),
+            "{err}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn config_defaults_and_named_errors() {
-        let config = crate::config::RelayConfig::parse("[serve]\nlisten = \"127.0.0.1:0\"\nshipping_every_secs = 0\n", "t").unwrap();
+        let config = crate::config::RelayConfig::parse(
+            "[serve]\nlisten = \"127.0.0.1:0\"\nshipping_every_secs = 0\n",
+            "t",
+        )
+        .unwrap();
         assert_eq!(config.serve.listen.port(), 0);
         assert_eq!(config.serve.body_limit_bytes, 1024 * 1024);
-        let err = crate::config::RelayConfig::parse("[serve]\nshiping_every_secs = 1\n", "relay.toml").unwrap_err().to_string();
+        let err =
+            crate::config::RelayConfig::parse("[serve]\nshiping_every_secs = 1\n", "relay.toml")
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("shiping_every_secs"), "{err}");
-        let bad = ServeConfig { norce_webhook_header: "bad header".into(), ..ServeConfig::default() };
-        assert!(bad.validate().unwrap_err().to_string().contains("serve.norce_webhook_header"));
+        let bad = ServeConfig {
+            norce_webhook_header: "bad header".into(),
+            ..ServeConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("serve.norce_webhook_header")
+        );
     }
 
     #[test]
@@ -589,17 +725,30 @@ mod tests {
         let config = crate::config::RelayConfig::parse("", "t").unwrap().serve;
         assert!(config.register_brightpearl_webhooks);
         assert_eq!(config.public_url, None);
-        assert_eq!(config.brightpearl_webhook_events, ["product.modified.on-hand-modified", "goods-out-note.modified.shipped"]);
+        assert_eq!(
+            config.brightpearl_webhook_events,
+            [
+                "product.modified.on-hand-modified",
+                "goods-out-note.modified.shipped"
+            ]
+        );
         let text = "[serve]\npublic_url = \"https://relay.example.com/\"\nregister_brightpearl_webhooks = false\nbrightpearl_webhook_events = [\"product.modified\"]\n";
         let config = crate::config::RelayConfig::parse(text, "t").unwrap().serve;
-        assert_eq!(config.public_url.as_deref(), Some("https://relay.example.com/"));
+        assert_eq!(
+            config.public_url.as_deref(),
+            Some("https://relay.example.com/")
+        );
         assert!(!config.register_brightpearl_webhooks);
         assert_eq!(config.brightpearl_webhook_events, ["product.modified"]);
     }
 
     #[test]
     fn webhook_registration_settings_are_checked_naming_the_key() {
-        let error = |text: &str| crate::config::RelayConfig::parse(text, "relay.toml").unwrap_err().to_string();
+        let error = |text: &str| {
+            crate::config::RelayConfig::parse(text, "relay.toml")
+                .unwrap_err()
+                .to_string()
+        };
         for (url, expected) in [
             ("", "is empty"),
             ("relay.example.com", "not an absolute URL"),
@@ -609,18 +758,30 @@ mod tests {
             ("https://relay.example.com/#x", "fragment"),
         ] {
             let err = error(&format!("[serve]\npublic_url = \"{url}\"\n"));
-            assert!(err.contains("serve.public_url") && err.contains(expected), "{url}: {err}");
-            assert!(!err.contains("pw@") && !err.contains("secret=x"), "credentials and the query are not echoed: {err}");
+            assert!(
+                err.contains("serve.public_url") && err.contains(expected),
+                "{url}: {err}"
+            );
+            assert!(
+                !err.contains("pw@") && !err.contains("secret=x"),
+                "credentials and the query are not echoed: {err}"
+            );
         }
         for (events, expected) in [
             ("[\"product\"]", "entry 1 `product`"),
             ("[\"product.modified\", \"Product.Modified\"]", "entry 2"),
             ("[\"product.changed\"]", "created|modified|destroyed"),
-            ("[\"product.modified.on-hand-modified.x\"]", "not a Brightpearl event name"),
+            (
+                "[\"product.modified.on-hand-modified.x\"]",
+                "not a Brightpearl event name",
+            ),
             ("[\"a.created\", \"a.created\"]", "listed twice"),
         ] {
             let err = error(&format!("[serve]\nbrightpearl_webhook_events = {events}\n"));
-            assert!(err.contains("serve.brightpearl_webhook_events") && err.contains(expected), "{events}: {err}");
+            assert!(
+                err.contains("serve.brightpearl_webhook_events") && err.contains(expected),
+                "{events}: {err}"
+            );
         }
         let err = error("[serve]\nregister_brightpearl_webhook = true\n");
         assert!(err.contains("register_brightpearl_webhook"), "{err}");

@@ -149,19 +149,44 @@ pub struct DeadLetter {
 /// Durable state behind the flows.
 pub trait Store: Send + Sync {
     /// The record, creating it as `Pending` with `payload` if it does not exist.
-    fn upsert_pending(&self, flow: &str, source_id: &str, payload: Option<&str>) -> Result<EntityRecord, StateError>;
+    fn upsert_pending(
+        &self,
+        flow: &str,
+        source_id: &str,
+        payload: Option<&str>,
+    ) -> Result<EntityRecord, StateError>;
     /// The record, if any.
     fn get(&self, flow: &str, source_id: &str) -> Result<Option<EntityRecord>, StateError>;
     /// Applies `update` and returns the new record.
-    fn update(&self, flow: &str, source_id: &str, update: &EntityUpdate) -> Result<EntityRecord, StateError>;
+    fn update(
+        &self,
+        flow: &str,
+        source_id: &str,
+        update: &EntityUpdate,
+    ) -> Result<EntityRecord, StateError>;
     /// Counts a failed attempt and keeps its error.
-    fn record_failure(&self, flow: &str, source_id: &str, error: &str) -> Result<EntityRecord, StateError>;
+    fn record_failure(
+        &self,
+        flow: &str,
+        source_id: &str,
+        error: &str,
+    ) -> Result<EntityRecord, StateError>;
     /// Records of a flow (all flows when `None`) in a status (all when `None`), oldest first.
-    fn list(&self, flow: Option<&str>, status: Option<Status>) -> Result<Vec<EntityRecord>, StateError>;
+    fn list(
+        &self,
+        flow: Option<&str>,
+        status: Option<Status>,
+    ) -> Result<Vec<EntityRecord>, StateError>;
     /// At most `limit` records of `flow` in `status` (any when `None`) created after the record at
     /// `after` (0: from the start), oldest first. Paging with the last record's `position` visits
     /// every record once, however many there are and whatever the pass does to them meanwhile.
-    fn list_after(&self, flow: &str, status: Option<Status>, after: u64, limit: usize) -> Result<Vec<EntityRecord>, StateError>;
+    fn list_after(
+        &self,
+        flow: &str,
+        status: Option<Status>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<EntityRecord>, StateError>;
     /// (flow, status, count) for every combination present.
     fn counts(&self) -> Result<Vec<(String, Status, u64)>, StateError>;
 
@@ -188,7 +213,12 @@ pub trait Store: Send + Sync {
     fn inbox_done(&self, id: i64) -> Result<(), StateError>;
 
     /// Marks the entity failed and files a dead letter.
-    fn dead_letter(&self, flow: &str, source_id: &str, error: &str) -> Result<DeadLetter, StateError>;
+    fn dead_letter(
+        &self,
+        flow: &str,
+        source_id: &str,
+        error: &str,
+    ) -> Result<DeadLetter, StateError>;
     /// Every dead letter, oldest first.
     fn dead_letters(&self) -> Result<Vec<DeadLetter>, StateError>;
     /// Removes a dead letter and sets its entity back to `Pending` with no attempts, for replay.
@@ -282,8 +312,10 @@ fn dead_letter_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
 impl SqliteStore {
     /// Opens (or creates) `state.sqlite` in `data_dir`.
     pub fn open_in(data_dir: &Path) -> Result<Self, StateError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StateError::DataDir { path: data_dir.display().to_string(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StateError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
         Self::open(&data_dir.join("state.sqlite"))
     }
 
@@ -296,34 +328,56 @@ impl SqliteStore {
         connection.pragma_update(None, "synchronous", "NORMAL")?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         connection.execute_batch(SCHEMA)?;
-        Ok(Self { connection: Mutex::new(connection) })
+        Ok(Self {
+            connection: Mutex::new(connection),
+        })
     }
 
     /// An in-memory store (tests, dry runs).
     pub fn in_memory() -> Result<Self, StateError> {
         let connection = Connection::open_in_memory()?;
         connection.execute_batch(SCHEMA)?;
-        Ok(Self { connection: Mutex::new(connection) })
+        Ok(Self {
+            connection: Mutex::new(connection),
+        })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.connection.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn get_with(conn: &Connection, flow: &str, source_id: &str) -> Result<Option<EntityRecord>, StateError> {
+    fn get_with(
+        conn: &Connection,
+        flow: &str,
+        source_id: &str,
+    ) -> Result<Option<EntityRecord>, StateError> {
         Ok(conn
-            .query_row("SELECT * FROM entities WHERE flow = ?1 AND source_id = ?2", params![flow, source_id], entity)
+            .query_row(
+                "SELECT * FROM entities WHERE flow = ?1 AND source_id = ?2",
+                params![flow, source_id],
+                entity,
+            )
             .optional()?)
     }
 
     /// The record, or `QueryReturnedNoRows` when there is none (after a write that should have made it).
-    fn get_existing(conn: &Connection, flow: &str, source_id: &str) -> Result<EntityRecord, StateError> {
-        Self::get_with(conn, flow, source_id)?.ok_or(StateError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
+    fn get_existing(
+        conn: &Connection,
+        flow: &str,
+        source_id: &str,
+    ) -> Result<EntityRecord, StateError> {
+        Self::get_with(conn, flow, source_id)?
+            .ok_or(StateError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
     }
 }
 
 impl Store for SqliteStore {
-    fn upsert_pending(&self, flow: &str, source_id: &str, payload: Option<&str>) -> Result<EntityRecord, StateError> {
+    fn upsert_pending(
+        &self,
+        flow: &str,
+        source_id: &str,
+        payload: Option<&str>,
+    ) -> Result<EntityRecord, StateError> {
         let conn = self.conn();
         conn.execute(
             "INSERT INTO entities (flow, source_id, status, payload, updated_at, seq)
@@ -338,7 +392,12 @@ impl Store for SqliteStore {
         Self::get_with(&self.conn(), flow, source_id)
     }
 
-    fn update(&self, flow: &str, source_id: &str, update: &EntityUpdate) -> Result<EntityRecord, StateError> {
+    fn update(
+        &self,
+        flow: &str,
+        source_id: &str,
+        update: &EntityUpdate,
+    ) -> Result<EntityRecord, StateError> {
         let conn = self.conn();
         conn.execute(
             "UPDATE entities SET
@@ -363,7 +422,12 @@ impl Store for SqliteStore {
         Self::get_existing(&conn, flow, source_id)
     }
 
-    fn record_failure(&self, flow: &str, source_id: &str, error: &str) -> Result<EntityRecord, StateError> {
+    fn record_failure(
+        &self,
+        flow: &str,
+        source_id: &str,
+        error: &str,
+    ) -> Result<EntityRecord, StateError> {
         let conn = self.conn();
         conn.execute(
             "UPDATE entities SET attempts = attempts + 1, last_error = ?3, updated_at = ?4 WHERE flow = ?1 AND source_id = ?2",
@@ -372,7 +436,11 @@ impl Store for SqliteStore {
         Self::get_existing(&conn, flow, source_id)
     }
 
-    fn list(&self, flow: Option<&str>, status: Option<Status>) -> Result<Vec<EntityRecord>, StateError> {
+    fn list(
+        &self,
+        flow: Option<&str>,
+        status: Option<Status>,
+    ) -> Result<Vec<EntityRecord>, StateError> {
         let conn = self.conn();
         let mut statement = conn.prepare(
             "SELECT * FROM entities WHERE (?1 IS NULL OR flow = ?1) AND (?2 IS NULL OR status = ?2) ORDER BY seq",
@@ -381,13 +449,22 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn list_after(&self, flow: &str, status: Option<Status>, after: u64, limit: usize) -> Result<Vec<EntityRecord>, StateError> {
+    fn list_after(
+        &self,
+        flow: &str,
+        status: Option<Status>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<EntityRecord>, StateError> {
         let conn = self.conn();
         let mut statement = conn.prepare_cached(
             "SELECT * FROM entities WHERE flow = ?1 AND (?2 IS NULL OR status = ?2) AND seq > ?3 ORDER BY seq LIMIT ?4",
         )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = statement.query_map(params![flow, status.map(Status::as_str), after, limit], entity)?;
+        let rows = statement.query_map(
+            params![flow, status.map(Status::as_str), after, limit],
+            entity,
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -403,7 +480,11 @@ impl Store for SqliteStore {
     fn find_alias(&self, flow: &str, alias: &str) -> Result<Option<String>, StateError> {
         Ok(self
             .conn()
-            .query_row("SELECT source_id FROM aliases WHERE flow = ?1 AND alias = ?2", params![flow, alias], |row| row.get(0))
+            .query_row(
+                "SELECT source_id FROM aliases WHERE flow = ?1 AND alias = ?2",
+                params![flow, alias],
+                |row| row.get(0),
+            )
             .optional()?)
     }
 
@@ -412,13 +493,24 @@ impl Store for SqliteStore {
         let mut statement = conn.prepare("SELECT flow, status, COUNT(*) FROM entities GROUP BY flow, status ORDER BY flow, status")?;
         let rows = statement.query_map([], |row| {
             let status: String = row.get(1)?;
-            Ok((row.get::<_, String>(0)?, Status::parse(&status), row.get::<_, u64>(2)?))
+            Ok((
+                row.get::<_, String>(0)?,
+                Status::parse(&status),
+                row.get::<_, u64>(2)?,
+            ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn cursor(&self, flow: &str) -> Result<Option<String>, StateError> {
-        Ok(self.conn().query_row("SELECT value FROM cursors WHERE flow = ?1", params![flow], |r| r.get(0)).optional()?)
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT value FROM cursors WHERE flow = ?1",
+                params![flow],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     fn set_cursor(&self, flow: &str, value: &str) -> Result<(), StateError> {
@@ -454,28 +546,41 @@ impl Store for SqliteStore {
         let mut statement = conn.prepare(
             "SELECT id, source, key, body, received_at FROM inbox WHERE processed_at IS NULL ORDER BY id LIMIT ?1",
         )?;
-        let rows = statement.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
-            Ok(InboxItem {
-                id: row.get(0)?,
-                source: row.get(1)?,
-                key: row.get(2)?,
-                body: row.get(3)?,
-                received_at: row.get(4)?,
-            })
-        })?;
+        let rows =
+            statement.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+                Ok(InboxItem {
+                    id: row.get(0)?,
+                    source: row.get(1)?,
+                    key: row.get(2)?,
+                    body: row.get(3)?,
+                    received_at: row.get(4)?,
+                })
+            })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn inbox_len(&self) -> Result<u64, StateError> {
-        Ok(self.conn().query_row("SELECT COUNT(*) FROM inbox WHERE processed_at IS NULL", [], |row| row.get(0))?)
+        Ok(self.conn().query_row(
+            "SELECT COUNT(*) FROM inbox WHERE processed_at IS NULL",
+            [],
+            |row| row.get(0),
+        )?)
     }
 
     fn inbox_done(&self, id: i64) -> Result<(), StateError> {
-        self.conn().execute("UPDATE inbox SET processed_at = ?2 WHERE id = ?1", params![id, now()])?;
+        self.conn().execute(
+            "UPDATE inbox SET processed_at = ?2 WHERE id = ?1",
+            params![id, now()],
+        )?;
         Ok(())
     }
 
-    fn dead_letter(&self, flow: &str, source_id: &str, error: &str) -> Result<DeadLetter, StateError> {
+    fn dead_letter(
+        &self,
+        flow: &str,
+        source_id: &str,
+        error: &str,
+    ) -> Result<DeadLetter, StateError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
@@ -483,7 +588,11 @@ impl Store for SqliteStore {
             params![flow, source_id, error, now()],
         )?;
         let payload: Option<String> = tx
-            .query_row("SELECT payload FROM entities WHERE flow = ?1 AND source_id = ?2", params![flow, source_id], |r| r.get(0))
+            .query_row(
+                "SELECT payload FROM entities WHERE flow = ?1 AND source_id = ?2",
+                params![flow, source_id],
+                |r| r.get(0),
+            )
             .optional()?
             .flatten();
         tx.execute(
@@ -491,7 +600,11 @@ impl Store for SqliteStore {
             params![flow, source_id, error, payload, now()],
         )?;
         let id = tx.last_insert_rowid();
-        let letter = tx.query_row("SELECT * FROM dead_letters WHERE id = ?1", params![id], dead_letter_row)?;
+        let letter = tx.query_row(
+            "SELECT * FROM dead_letters WHERE id = ?1",
+            params![id],
+            dead_letter_row,
+        )?;
         tx.commit()?;
         Ok(letter)
     }
@@ -507,10 +620,19 @@ impl Store for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let letter = tx
-            .query_row("SELECT * FROM dead_letters WHERE id = ?1", params![dead_letter_id], dead_letter_row)
+            .query_row(
+                "SELECT * FROM dead_letters WHERE id = ?1",
+                params![dead_letter_id],
+                dead_letter_row,
+            )
             .optional()?;
-        let Some(letter) = letter else { return Ok(None) };
-        tx.execute("DELETE FROM dead_letters WHERE id = ?1", params![dead_letter_id])?;
+        let Some(letter) = letter else {
+            return Ok(None);
+        };
+        tx.execute(
+            "DELETE FROM dead_letters WHERE id = ?1",
+            params![dead_letter_id],
+        )?;
         tx.execute(
             "UPDATE entities SET status = 'pending', attempts = 0, updated_at = ?3 WHERE flow = ?1 AND source_id = ?2",
             params![letter.flow, letter.source_id, now()],
@@ -535,42 +657,98 @@ mod tests {
     #[test]
     fn entity_lifecycle_and_counts() {
         let store = SqliteStore::in_memory().unwrap();
-        let first = store.upsert_pending("shipping", "NC-1", Some("{\"a\":1}")).unwrap();
+        let first = store
+            .upsert_pending("shipping", "NC-1", Some("{\"a\":1}"))
+            .unwrap();
         assert_eq!((first.status, first.attempts), (Status::Pending, 0));
         // A second upsert keeps the record as it is.
-        store.update("shipping", "NC-1", &EntityUpdate { step: Some("booked".into()), target_id: Some("S1".into()), ..Default::default() }).unwrap();
-        let again = store.upsert_pending("shipping", "NC-1", Some("{\"b\":2}")).unwrap();
+        store
+            .update(
+                "shipping",
+                "NC-1",
+                &EntityUpdate {
+                    step: Some("booked".into()),
+                    target_id: Some("S1".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let again = store
+            .upsert_pending("shipping", "NC-1", Some("{\"b\":2}"))
+            .unwrap();
         assert_eq!(again.step.as_deref(), Some("booked"));
         assert_eq!(again.payload.as_deref(), Some("{\"a\":1}"));
-        let failed = store.record_failure("shipping", "NC-1", "nShift 503").unwrap();
-        assert_eq!((failed.attempts, failed.last_error.as_deref()), (1, Some("nShift 503")));
-        let done = store.update("shipping", "NC-1", &EntityUpdate { status: Some(Status::Done), clear_error: true, ..Default::default() }).unwrap();
+        let failed = store
+            .record_failure("shipping", "NC-1", "nShift 503")
+            .unwrap();
+        assert_eq!(
+            (failed.attempts, failed.last_error.as_deref()),
+            (1, Some("nShift 503"))
+        );
+        let done = store
+            .update(
+                "shipping",
+                "NC-1",
+                &EntityUpdate {
+                    status: Some(Status::Done),
+                    clear_error: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
         assert_eq!((done.status, done.last_error), (Status::Done, None));
         store.upsert_pending("shipping", "NC-2", None).unwrap();
-        assert_eq!(store.counts().unwrap(), vec![("shipping".into(), Status::Done, 1), ("shipping".into(), Status::Pending, 1)]);
+        assert_eq!(
+            store.counts().unwrap(),
+            vec![
+                ("shipping".into(), Status::Done, 1),
+                ("shipping".into(), Status::Pending, 1)
+            ]
+        );
         let pending = store.list(Some("shipping"), Some(Status::Pending)).unwrap();
-        assert_eq!(pending.iter().map(|r| r.source_id.as_str()).collect::<Vec<_>>(), vec!["NC-2"]);
+        assert_eq!(
+            pending
+                .iter()
+                .map(|r| r.source_id.as_str())
+                .collect::<Vec<_>>(),
+            vec!["NC-2"]
+        );
     }
 
     #[test]
     fn pages_visit_each_record_once_while_the_pass_changes_them() {
         let store = SqliteStore::in_memory().unwrap();
         for n in 1..=7 {
-            store.upsert_pending("shipping", &format!("B{n}"), None).unwrap();
+            store
+                .upsert_pending("shipping", &format!("B{n}"), None)
+                .unwrap();
         }
         store.upsert_pending("orders", "O1", None).unwrap();
         let (mut after, mut seen) = (0, Vec::new());
         loop {
-            let page = store.list_after("shipping", Some(Status::Pending), after, 3).unwrap();
+            let page = store
+                .list_after("shipping", Some(Status::Pending), after, 3)
+                .unwrap();
             let Some(last) = page.last() else { break };
             after = last.position;
             for record in page {
                 // What a pass does meanwhile: finish some, fail others (they stay pending), and
                 // new items arrive.
                 if record.source_id.ends_with(['1', '3']) {
-                    store.record_failure("shipping", &record.source_id, "503").unwrap();
+                    store
+                        .record_failure("shipping", &record.source_id, "503")
+                        .unwrap();
                 } else {
-                    store.update("shipping", &record.source_id, &EntityUpdate { status: Some(Status::Done), ..Default::default() }).unwrap();
+                    store
+                        .update(
+                            "shipping",
+                            &record.source_id,
+                            &EntityUpdate {
+                                status: Some(Status::Done),
+                                ..Default::default()
+                            },
+                        )
+                        .unwrap();
                 }
                 seen.push(record.source_id);
             }
@@ -579,9 +757,23 @@ mod tests {
             }
         }
         assert_eq!(seen, ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8"]);
-        let still_pending = store.list_after("shipping", Some(Status::Pending), 0, 100).unwrap();
-        assert_eq!(still_pending.iter().map(|r| r.source_id.as_str()).collect::<Vec<_>>(), ["B1", "B3"]);
-        assert!(store.list_after("orders", None, 0, 100).unwrap().iter().all(|r| r.flow == "orders"));
+        let still_pending = store
+            .list_after("shipping", Some(Status::Pending), 0, 100)
+            .unwrap();
+        assert_eq!(
+            still_pending
+                .iter()
+                .map(|r| r.source_id.as_str())
+                .collect::<Vec<_>>(),
+            ["B1", "B3"]
+        );
+        assert!(
+            store
+                .list_after("orders", None, 0, 100)
+                .unwrap()
+                .iter()
+                .all(|r| r.flow == "orders")
+        );
     }
 
     #[test]
@@ -590,34 +782,60 @@ mod tests {
         assert_eq!(store.find_alias("shipping", "NC-1").unwrap(), None);
         store.set_alias("shipping", "NC-1", "1001").unwrap();
         store.set_alias("orders", "NC-1", "x").unwrap();
-        assert_eq!(store.find_alias("shipping", "NC-1").unwrap().as_deref(), Some("1001"));
+        assert_eq!(
+            store.find_alias("shipping", "NC-1").unwrap().as_deref(),
+            Some("1001")
+        );
         store.set_alias("shipping", "NC-1", "1002").unwrap();
-        assert_eq!(store.find_alias("shipping", "NC-1").unwrap().as_deref(), Some("1002"));
-        assert_eq!(store.find_alias("orders", "NC-1").unwrap().as_deref(), Some("x"));
+        assert_eq!(
+            store.find_alias("shipping", "NC-1").unwrap().as_deref(),
+            Some("1002")
+        );
+        assert_eq!(
+            store.find_alias("orders", "NC-1").unwrap().as_deref(),
+            Some("x")
+        );
     }
 
     #[test]
     fn inbox_deduplicates_unprocessed_items() {
         let store = SqliteStore::in_memory().unwrap();
-        let InboxPut::Inserted(id) = store.inbox_put("norce-order", "NC-1", "{}").unwrap() else { panic!() };
-        assert_eq!(store.inbox_put("norce-order", "NC-1", "{}").unwrap(), InboxPut::Duplicate(id));
+        let InboxPut::Inserted(id) = store.inbox_put("norce-order", "NC-1", "{}").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            store.inbox_put("norce-order", "NC-1", "{}").unwrap(),
+            InboxPut::Duplicate(id)
+        );
         assert_eq!(store.inbox_pending(10).unwrap().len(), 1);
         assert_eq!(store.inbox_len().unwrap(), 1);
         store.inbox_done(id).unwrap();
         assert!(store.inbox_pending(10).unwrap().is_empty());
         assert_eq!(store.inbox_len().unwrap(), 0);
         // Processed: the same key may arrive again (a later change of the same order).
-        assert!(matches!(store.inbox_put("norce-order", "NC-1", "{}").unwrap(), InboxPut::Inserted(_)));
+        assert!(matches!(
+            store.inbox_put("norce-order", "NC-1", "{}").unwrap(),
+            InboxPut::Inserted(_)
+        ));
     }
 
     #[test]
     fn dead_letters_and_requeue() {
         let store = SqliteStore::in_memory().unwrap();
-        store.upsert_pending("orders", "NC-9", Some("{\"x\":1}")).unwrap();
-        store.record_failure("orders", "NC-9", "unknown SKU").unwrap();
-        let letter = store.dead_letter("orders", "NC-9", "unknown SKU SKU-404").unwrap();
+        store
+            .upsert_pending("orders", "NC-9", Some("{\"x\":1}"))
+            .unwrap();
+        store
+            .record_failure("orders", "NC-9", "unknown SKU")
+            .unwrap();
+        let letter = store
+            .dead_letter("orders", "NC-9", "unknown SKU SKU-404")
+            .unwrap();
         assert_eq!(letter.payload.as_deref(), Some("{\"x\":1}"));
-        assert_eq!(store.get("orders", "NC-9").unwrap().unwrap().status, Status::Failed);
+        assert_eq!(
+            store.get("orders", "NC-9").unwrap().unwrap().status,
+            Status::Failed
+        );
         let record = store.requeue(letter.id).unwrap().unwrap();
         assert_eq!((record.status, record.attempts), (Status::Pending, 0));
         assert!(store.dead_letters().unwrap().is_empty());
@@ -631,11 +849,16 @@ mod tests {
         {
             let store = SqliteStore::open_in(&dir).unwrap();
             store.upsert_pending("stock", "1001", None).unwrap();
-            store.set_cursor("shipping", "2026-01-01T00:00:00Z").unwrap();
+            store
+                .set_cursor("shipping", "2026-01-01T00:00:00Z")
+                .unwrap();
         }
         let store = SqliteStore::open_in(&dir).unwrap();
         assert!(store.get("stock", "1001").unwrap().is_some());
-        assert_eq!(store.cursor("shipping").unwrap().as_deref(), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(
+            store.cursor("shipping").unwrap().as_deref(),
+            Some("2026-01-01T00:00:00Z")
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

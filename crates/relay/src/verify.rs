@@ -54,7 +54,10 @@ impl Platform {
 
 /// The platforms with at least one setting present.
 pub fn configured_platforms(settings: &Settings) -> Vec<Platform> {
-    Platform::ALL.into_iter().filter(|p| settings.any_set(p.settings())).collect()
+    Platform::ALL
+        .into_iter()
+        .filter(|p| settings.any_set(p.settings()))
+        .collect()
 }
 
 /// The outcome of one platform's check.
@@ -84,23 +87,38 @@ struct Outcome {
 impl Outcome {
     /// The settings stopped the check before any call.
     fn settings(hint: String) -> Self {
-        Self { endpoint: "(settings)".into(), authenticated: false, result: Err(hint) }
+        Self {
+            endpoint: "(settings)".into(),
+            authenticated: false,
+            result: Err(hint),
+        }
     }
 
     /// The call to `endpoint` failed; only a 401 means the credentials were refused.
     fn failed<S: Into<u16>>(endpoint: String, status: Option<S>, hint: String) -> Self {
-        Self { endpoint, authenticated: !is_401(status), result: Err(hint) }
+        Self {
+            endpoint,
+            authenticated: !is_401(status),
+            result: Err(hint),
+        }
     }
 }
 
-async fn timed(platform: Platform, timeout: Duration, check: impl Future<Output = Outcome>) -> CheckResult {
+async fn timed(
+    platform: Platform,
+    timeout: Duration,
+    check: impl Future<Output = Outcome>,
+) -> CheckResult {
     let started = Instant::now();
     let outcome = match tokio::time::timeout(timeout, check).await {
         Ok(outcome) => outcome,
         Err(_) => Outcome {
             endpoint: "-".to_owned(),
             authenticated: false,
-            result: Err(format!("no answer within {}s: check the base URL and the network", timeout.as_secs())),
+            result: Err(format!(
+                "no answer within {}s: check the base URL and the network",
+                timeout.as_secs()
+            )),
         },
     };
     let (ok, advice) = match outcome.result {
@@ -118,23 +136,32 @@ async fn timed(platform: Platform, timeout: Duration, check: impl Future<Output 
 }
 
 async fn check_norce(settings: &Settings) -> Outcome {
-    let client = match norce_client::NorceClientBuilder::from_settings(settings).and_then(|b| b.build()) {
-        Ok(client) => client,
-        Err(e) => return Outcome::settings(e.hint()),
-    };
+    let client =
+        match norce_client::NorceClientBuilder::from_settings(settings).and_then(|b| b.build()) {
+            Ok(client) => client,
+            Err(e) => return Outcome::settings(e.hint()),
+        };
     let endpoint = format!(
         "{}{}",
         client.endpoints().services.as_str().trim_end_matches('/'),
         norce_client::models::services::operations::GET_APPLICATION.path
     );
     if let Err(e) = client.fetch_token().await {
-        return Outcome { endpoint, authenticated: false, result: Err(e.hint()) };
+        return Outcome {
+            endpoint,
+            authenticated: false,
+            result: Err(e.hint()),
+        };
     }
     match client.get_application().await {
         Ok(app) => Outcome {
             endpoint,
             authenticated: true,
-            result: Ok(format!("application {} {}", app.id, app.name.unwrap_or_default()).trim().to_owned()),
+            result: Ok(
+                format!("application {} {}", app.id, app.name.unwrap_or_default())
+                    .trim()
+                    .to_owned(),
+            ),
         },
         Err(e) => Outcome::failed(endpoint, e.status(), e.hint()),
     }
@@ -146,36 +173,61 @@ fn is_401<S: Into<u16>>(status: Option<S>) -> bool {
 }
 
 async fn check_nshift(settings: &Settings) -> Outcome {
-    let client = match nshift_client::NshiftClientBuilder::from_settings(settings).and_then(|b| b.build()) {
-        Ok(client) => client,
-        Err(e) => return Outcome::settings(e.hint()),
-    };
-    let endpoint = format!("{}/stored-shipments", client.base_url().trim_end_matches('/'));
+    let client =
+        match nshift_client::NshiftClientBuilder::from_settings(settings).and_then(|b| b.build()) {
+            Ok(client) => client,
+            Err(e) => return Outcome::settings(e.hint()),
+        };
+    let endpoint = format!(
+        "{}/stored-shipments",
+        client.base_url().trim_end_matches('/')
+    );
     // A search that finds nothing: an authenticated read that creates nothing.
     match client.find_stored_by_order_no("relay-verify-probe").await {
-        Ok(found) => Outcome { endpoint, authenticated: true, result: Ok(format!("API key accepted ({} probe matches)", found.len())) },
+        Ok(found) => Outcome {
+            endpoint,
+            authenticated: true,
+            result: Ok(format!("API key accepted ({} probe matches)", found.len())),
+        },
         Err(e) => Outcome::failed(endpoint, e.status(), e.hint()),
     }
 }
 
 async fn check_brightpearl(settings: &Settings) -> Outcome {
-    let client = match brightpearl_client::ClientBuilder::from_settings(settings).and_then(|b| b.build()) {
-        Ok(client) => client,
-        Err(e) => return Outcome::settings(e.hint()),
-    };
+    let client =
+        match brightpearl_client::ClientBuilder::from_settings(settings).and_then(|b| b.build()) {
+            Ok(client) => client,
+            Err(e) => return Outcome::settings(e.hint()),
+        };
     let endpoint = match client.base_url() {
-        Ok(url) => format!("{}/public-api/{}/product-service/price-list", url.as_str().trim_end_matches('/'), client.account()),
+        Ok(url) => format!(
+            "{}/public-api/{}/product-service/price-list",
+            url.as_str().trim_end_matches('/'),
+            client.account()
+        ),
         Err(e) => return Outcome::settings(e.hint()),
     };
     // Token (for OAuth apps) plus one cheap GET.
     match client.price_lists().await {
-        Ok(lists) => Outcome { endpoint, authenticated: true, result: Ok(format!("account {} ({} price lists)", client.account(), lists.len())) },
+        Ok(lists) => Outcome {
+            endpoint,
+            authenticated: true,
+            result: Ok(format!(
+                "account {} ({} price lists)",
+                client.account(),
+                lists.len()
+            )),
+        },
         Err(e) => Outcome::failed(endpoint, e.status(), e.hint()),
     }
 }
 
 /// Runs the checks of `platforms` concurrently, each bounded by `timeout`.
-pub async fn verify(settings: &Settings, platforms: &[Platform], timeout: Duration) -> Vec<CheckResult> {
+pub async fn verify(
+    settings: &Settings,
+    platforms: &[Platform],
+    timeout: Duration,
+) -> Vec<CheckResult> {
     let checks = platforms.iter().map(|&platform| async move {
         match platform {
             Platform::Norce => timed(platform, timeout, check_norce(settings)).await,
@@ -196,11 +248,18 @@ pub fn render_table(results: &[CheckResult]) -> String {
                 r.endpoint.clone(),
                 if r.authenticated { "yes" } else { "no" }.to_owned(),
                 format!("{} ms", r.latency_ms),
-                if r.ok { format!("ok: {}", r.advice) } else { format!("FAILED: {}", r.advice) },
+                if r.ok {
+                    format!("ok: {}", r.advice)
+                } else {
+                    format!("FAILED: {}", r.advice)
+                },
             ]
         })
         .collect();
-    crate::table::render(&["platform", "endpoint", "authenticated", "latency", "result"], &rows)
+    crate::table::render(
+        &["platform", "endpoint", "authenticated", "latency", "result"],
+        &rows,
+    )
 }
 
 #[cfg(test)]
@@ -209,22 +268,48 @@ mod tests {
 
     #[test]
     fn platforms_count_as_configured_by_any_of_their_settings() {
-        let settings = Settings::from_pairs([("NSHIFT_SECRET_ID_FILE", "/run/secret"), ("BRIGHTPEARL_ACCOUNT", "acme")]);
-        assert_eq!(configured_platforms(&settings), vec![Platform::Nshift, Platform::Brightpearl]);
+        let settings = Settings::from_pairs([
+            ("NSHIFT_SECRET_ID_FILE", "/run/secret"),
+            ("BRIGHTPEARL_ACCOUNT", "acme"),
+        ]);
+        assert_eq!(
+            configured_platforms(&settings),
+            vec![Platform::Nshift, Platform::Brightpearl]
+        );
         assert!(configured_platforms(&Settings::from_pairs::<&str, &str>([])).is_empty());
     }
 
     #[test]
     fn table_aligns_columns_and_marks_failures() {
         let results = [
-            CheckResult { platform: Platform::Norce, endpoint: "https://a/x".into(), authenticated: true, ok: true, latency_ms: 12, advice: "application 1".into() },
-            CheckResult { platform: Platform::Nshift, endpoint: "(settings)".into(), authenticated: false, ok: false, latency_ms: 0, advice: "set NSHIFT_SECRET_ID".into() },
+            CheckResult {
+                platform: Platform::Norce,
+                endpoint: "https://a/x".into(),
+                authenticated: true,
+                ok: true,
+                latency_ms: 12,
+                advice: "application 1".into(),
+            },
+            CheckResult {
+                platform: Platform::Nshift,
+                endpoint: "(settings)".into(),
+                authenticated: false,
+                ok: false,
+                latency_ms: 0,
+                advice: "set NSHIFT_SECRET_ID".into(),
+            },
         ];
         let table = render_table(&results);
         let lines: Vec<_> = table.lines().collect();
         assert_eq!(lines.len(), 4);
-        assert!(lines[2].starts_with("Norce   ") && lines[2].ends_with("ok: application 1"), "{table}");
-        assert!(lines[3].contains("no ") && lines[3].ends_with("FAILED: set NSHIFT_SECRET_ID"), "{table}");
+        assert!(
+            lines[2].starts_with("Norce   ") && lines[2].ends_with("ok: application 1"),
+            "{table}"
+        );
+        assert!(
+            lines[3].contains("no ") && lines[3].ends_with("FAILED: set NSHIFT_SECRET_ID"),
+            "{table}"
+        );
         let column = lines[0].find("authenticated").unwrap();
         assert_eq!(&lines[2][column..column + 3], "yes");
     }

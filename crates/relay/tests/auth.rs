@@ -50,12 +50,23 @@ async fn authorizes_through_the_redirect_and_stores_working_tokens() {
     });
     let browser = async {
         let (url, redirect_uri) = rx.await.expect("the authorize URL is printed");
-        assert!(url.starts_with(&format!("{}/authorize/", sandbox.base_url())), "{url}");
-        assert!(redirect_uri.starts_with("http://127.0.0.1:") && redirect_uri.ends_with("/callback"), "{redirect_uri}");
+        assert!(
+            url.starts_with(&format!("{}/authorize/", sandbox.base_url())),
+            "{url}"
+        );
+        assert!(
+            redirect_uri.starts_with("http://127.0.0.1:") && redirect_uri.ends_with("/callback"),
+            "{redirect_uri}"
+        );
         let (status, location, _) = browser_get(&url).await;
         assert_eq!(status, 302);
         let location = location.expect("a redirect");
-        assert!(location.starts_with(&redirect_uri) && location.contains("code=") && location.contains("state="), "{location}");
+        assert!(
+            location.starts_with(&redirect_uri)
+                && location.contains("code=")
+                && location.contains("state="),
+            "{location}"
+        );
         let (status, _, page) = browser_get(&location).await;
         assert_eq!(status, 200, "{page}");
         assert!(page.contains("close this window"), "{page}");
@@ -64,21 +75,38 @@ async fn authorizes_through_the_redirect_and_stores_working_tokens() {
     let outcome = outcome.expect("authorized");
     assert_eq!(outcome.verification_error, None);
     assert_eq!(outcome.token_store, store);
-    assert!(outcome.api_domain.as_deref().is_some_and(|d| sandbox.base_url().ends_with(d)), "{:?}", outcome.api_domain);
+    assert!(
+        outcome
+            .api_domain
+            .as_deref()
+            .is_some_and(|d| sandbox.base_url().ends_with(d)),
+        "{:?}",
+        outcome.api_domain
+    );
     assert_eq!(outcome.installation_instance_id.as_deref(), Some("13"));
     assert!(store.exists(), "the token store was written");
 
     // Nothing secret in what is printed: no stored token appears in the output.
     let printed = format!("{outcome}\n{outcome:?}");
-    let stored: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&store).unwrap()).unwrap();
-    let secrets: Vec<&str> = stored.as_object().unwrap().values().filter_map(|v| v.as_str()).filter(|s| s.len() > 12).collect();
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&store).unwrap()).unwrap();
+    let secrets: Vec<&str> = stored
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|v| v.as_str())
+        .filter(|s| s.len() > 12)
+        .collect();
     assert!(!secrets.is_empty(), "{stored}");
     for secret in secrets {
         assert!(!printed.contains(secret), "a token was printed");
     }
 
     // A client built from the same settings (a later `relay run`) works with the stored tokens.
-    let client = brightpearl_client::ClientBuilder::from_settings(&settings).unwrap().build().unwrap();
+    let client = brightpearl_client::ClientBuilder::from_settings(&settings)
+        .unwrap()
+        .build()
+        .unwrap();
     let lists = client.price_lists().await.expect("authorized call");
     assert_eq!(lists.len(), 2);
     let _ = std::fs::remove_dir_all(store.parent().unwrap().parent().unwrap());
@@ -99,7 +127,8 @@ async fn a_redirect_with_another_state_stores_nothing() {
     });
     let forged = async {
         let redirect_uri = rx.await.unwrap();
-        let (status, _, _) = browser_get(&format!("{redirect_uri}?code=stolen&state=not-the-one")).await;
+        let (status, _, _) =
+            browser_get(&format!("{redirect_uri}?code=stolen&state=not-the-one")).await;
         assert_eq!(status, 400);
     };
     let (result, ()) = tokio::join!(authorize, forged);
@@ -115,7 +144,13 @@ async fn no_redirect_times_out_with_advice() {
     let store = temp_store("timeout");
     let settings = oauth_settings(&sandbox, &store);
     // Paused-free: a zero timeout elapses at once.
-    let err = authorize_brightpearl(&settings, &AuthOptions::new(0).timeout(Duration::ZERO), |_| {}).await.unwrap_err();
+    let err = authorize_brightpearl(
+        &settings,
+        &AuthOptions::new(0).timeout(Duration::ZERO),
+        |_| {},
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, AuthError::Timeout(0)), "{err}");
     assert!(err.to_string().contains("redirect URI"), "{err}");
 }

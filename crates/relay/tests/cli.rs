@@ -18,7 +18,11 @@ impl Workspace {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
         let data = root.join("data");
-        std::fs::write(root.join("relay.toml"), format!("[state]\ndir = {:?}\n", data.to_str().unwrap())).unwrap();
+        std::fs::write(
+            root.join("relay.toml"),
+            format!("[state]\ndir = {:?}\n", data.to_str().unwrap()),
+        )
+        .unwrap();
         Self { root }
     }
 
@@ -53,7 +57,13 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn ok(output: &Output) -> String {
-    assert!(output.status.success(), "exit {:?}\nstdout:\n{}\nstderr:\n{}", output.status.code(), text(&output.stdout), text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr)
+    );
     text(&output.stdout)
 }
 
@@ -83,15 +93,33 @@ fn status_shows_entities_per_flow_and_the_dead_letters() {
         store.upsert_pending("shipping", "NC-1", None).unwrap();
         store.upsert_pending("shipping", "NC-2", None).unwrap();
         store.upsert_pending("orders", "NC-9", Some("{}")).unwrap();
-        store.dead_letter("orders", "NC-9", "unknown SKU SKU-404").unwrap();
+        store
+            .dead_letter("orders", "NC-9", "unknown SKU SKU-404")
+            .unwrap();
     }
     let out = ok(&ws.relay(&["status"]));
     let lines: Vec<&str> = out.lines().collect();
-    let header = lines.iter().position(|l| l.starts_with("flow") && l.contains("pending")).expect("entity table");
-    assert!(lines[header + 2..].iter().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["orders", "0", "0", "1", "0"]), "{out}");
-    assert!(lines[header + 2..].iter().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["shipping", "2", "0", "0", "0"]), "{out}");
+    let header = lines
+        .iter()
+        .position(|l| l.starts_with("flow") && l.contains("pending"))
+        .expect("entity table");
+    assert!(
+        lines[header + 2..]
+            .iter()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["orders", "0", "0", "1", "0"]),
+        "{out}"
+    );
+    assert!(
+        lines[header + 2..]
+            .iter()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["shipping", "2", "0", "0", "0"]),
+        "{out}"
+    );
     assert!(out.contains("dead letters: 1"), "{out}");
-    let row = lines.iter().find(|l| l.contains("NC-9") && l.contains("unknown SKU SKU-404")).unwrap_or_else(|| panic!("{out}"));
+    let row = lines
+        .iter()
+        .find(|l| l.contains("NC-9") && l.contains("unknown SKU SKU-404"))
+        .unwrap_or_else(|| panic!("{out}"));
     assert!(row.starts_with("1 ") && row.contains("orders"), "{row}");
     assert!(out.contains("relay replay"), "{out}");
 }
@@ -100,19 +128,35 @@ fn status_shows_entities_per_flow_and_the_dead_letters() {
 fn cursor_set_then_show() {
     let ws = Workspace::new("cursor");
     let out = ok(&ws.relay(&["cursor", "set", "shipping", "2026-01-01T00:00:00Z"]));
-    assert!(out.contains("shipping") && out.contains("(unset) -> 2026-01-01T00:00:00Z"), "{out}");
+    assert!(
+        out.contains("shipping") && out.contains("(unset) -> 2026-01-01T00:00:00Z"),
+        "{out}"
+    );
     // Other offsets are normalised to UTC.
     ok(&ws.relay(&["cursor", "set", "stock", "2026-02-01T02:00:00+02:00"]));
     let out = ok(&ws.relay(&["cursor", "show"]));
-    let shipping = out.lines().find(|l| l.starts_with("shipping")).unwrap_or_else(|| panic!("{out}"));
+    let shipping = out
+        .lines()
+        .find(|l| l.starts_with("shipping"))
+        .unwrap_or_else(|| panic!("{out}"));
     assert!(shipping.ends_with("2026-01-01T00:00:00Z"), "{out}");
-    let stock = out.lines().find(|l| l.starts_with("stock")).unwrap_or_else(|| panic!("{out}"));
+    let stock = out
+        .lines()
+        .find(|l| l.starts_with("stock"))
+        .unwrap_or_else(|| panic!("{out}"));
     assert!(stock.ends_with("2026-02-01T00:00:00Z"), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("orders") && l.ends_with("(unset)")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("orders") && l.ends_with("(unset)")),
+        "{out}"
+    );
     let json: Value = serde_json::from_str(&ok(&ws.relay(&["cursor", "show", "--json"]))).unwrap();
     assert_eq!(json["shipping"], "2026-01-01T00:00:00Z");
     assert_eq!(json["orders"], Value::Null);
-    assert_eq!(store(&ws.data()).cursor("shipping").unwrap().as_deref(), Some("2026-01-01T00:00:00Z"));
+    assert_eq!(
+        store(&ws.data()).cursor("shipping").unwrap().as_deref(),
+        Some("2026-01-01T00:00:00Z")
+    );
 }
 
 #[test]
@@ -121,23 +165,49 @@ fn a_bad_cursor_time_or_flow_is_refused_naming_them() {
     let out = ws.relay(&["cursor", "set", "shipping", "yesterday"]);
     assert_ne!(out.status.code(), Some(0));
     let err = text(&out.stderr);
-    assert!(err.contains("`shipping`") && err.contains("RFC 3339") && err.contains("yesterday"), "{err}");
-    assert!(err.contains("2026-01-01T00:00:00Z"), "the message shows the format: {err}");
+    assert!(
+        err.contains("`shipping`") && err.contains("RFC 3339") && err.contains("yesterday"),
+        "{err}"
+    );
+    assert!(
+        err.contains("2026-01-01T00:00:00Z"),
+        "the message shows the format: {err}"
+    );
 
     let out = ws.relay(&["cursor", "set", "shiping", "2026-01-01T00:00:00Z"]);
     assert_ne!(out.status.code(), Some(0));
     let err = text(&out.stderr);
-    assert!(err.contains("`shiping`") && err.contains("shipping"), "{err}");
-    assert_eq!(store(&ws.data()).cursor("shipping").unwrap(), None, "nothing was written");
+    assert!(
+        err.contains("`shiping`") && err.contains("shipping"),
+        "{err}"
+    );
+    assert_eq!(
+        store(&ws.data()).cursor("shipping").unwrap(),
+        None,
+        "nothing was written"
+    );
 
     // The alerts cursor is nShift's feed position (a fetchId), never a time.
     let out = ws.relay(&["cursor", "set", "shipping-alerts", "2026-01-01T00:00:00Z"]);
     assert_ne!(out.status.code(), Some(0));
     let err = text(&out.stderr);
-    assert!(err.contains("`shipping-alerts`") && err.contains("fetchId") && err.contains("-1"), "{err}");
-    assert_eq!(store(&ws.data()).cursor("shipping-alerts").unwrap(), None, "nothing was written");
+    assert!(
+        err.contains("`shipping-alerts`") && err.contains("fetchId") && err.contains("-1"),
+        "{err}"
+    );
+    assert_eq!(
+        store(&ws.data()).cursor("shipping-alerts").unwrap(),
+        None,
+        "nothing was written"
+    );
     ok(&ws.relay(&["cursor", "set", "shipping-alerts", "-1"]));
-    assert_eq!(store(&ws.data()).cursor("shipping-alerts").unwrap().as_deref(), Some("-1"));
+    assert_eq!(
+        store(&ws.data())
+            .cursor("shipping-alerts")
+            .unwrap()
+            .as_deref(),
+        Some("-1")
+    );
 }
 
 #[test]
@@ -146,14 +216,21 @@ fn replay_all_failed_requeues_the_dead_letters() {
     {
         let store = store(&ws.data());
         for id in ["NC-7", "NC-8"] {
-            store.upsert_pending("orders", id, Some("{\"x\":1}")).unwrap();
-            store.record_failure("orders", id, "Brightpearl 503").unwrap();
+            store
+                .upsert_pending("orders", id, Some("{\"x\":1}"))
+                .unwrap();
+            store
+                .record_failure("orders", id, "Brightpearl 503")
+                .unwrap();
             store.dead_letter("orders", id, "Brightpearl 503").unwrap();
         }
     }
     let out = ok(&ws.relay(&["replay", "--all-failed"]));
     assert!(out.contains("NC-7") && out.contains("NC-8"), "{out}");
-    assert!(out.contains("2 item(s) requeued") && out.contains("relay run"), "{out}");
+    assert!(
+        out.contains("2 item(s) requeued") && out.contains("relay run"),
+        "{out}"
+    );
     let store = store(&ws.data());
     assert!(store.dead_letters().unwrap().is_empty());
     let record = store.get("orders", "NC-7").unwrap().unwrap();
@@ -170,17 +247,42 @@ fn replay_by_id_names_unknown_ids_and_needs_a_choice() {
     let letter = {
         let store = store(&ws.data());
         store.upsert_pending("shipping", "NC-1", None).unwrap();
-        store.dead_letter("shipping", "NC-1", "no service for method X").unwrap()
+        store
+            .dead_letter("shipping", "NC-1", "no service for method X")
+            .unwrap()
     };
     let out = ws.relay(&["replay", &letter.id.to_string(), "999"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stdout).contains("shipping NC-1 is pending again"), "{}", text(&out.stdout));
-    assert!(text(&out.stderr).contains("no dead letter with id 999"), "{}", text(&out.stderr));
-    assert_eq!(store(&ws.data()).get("shipping", "NC-1").unwrap().unwrap().status, Status::Pending);
+    assert!(
+        text(&out.stdout).contains("shipping NC-1 is pending again"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("no dead letter with id 999"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        store(&ws.data())
+            .get("shipping", "NC-1")
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Pending
+    );
 
     let out = ws.relay(&["replay"]);
-    assert_eq!(out.status.code(), Some(2), "clap asks for ids or --all-failed");
-    assert!(text(&out.stderr).contains("--all-failed"), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "clap asks for ids or --all-failed"
+    );
+    assert!(
+        text(&out.stderr).contains("--all-failed"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -190,5 +292,8 @@ fn a_bad_configuration_file_is_named() {
     let out = ws.relay(&["status"]);
     assert_ne!(out.status.code(), Some(0));
     let err = text(&out.stderr);
-    assert!(err.contains("relay.toml") && err.contains("listen"), "{err}");
+    assert!(
+        err.contains("relay.toml") && err.contains("listen"),
+        "{err}"
+    );
 }

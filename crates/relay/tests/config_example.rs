@@ -7,8 +7,14 @@ fn the_example_configuration_file_loads() {
     assert_eq!(config.run.concurrency, 8);
     assert_eq!(config.stock.warehouses.len(), 2);
     assert!(config.shipping.services.contains_key("POSTNORD_PICKUP"));
-    assert_eq!(config.serve.public_url.as_deref(), Some("https://relay.example.com"));
-    assert_eq!(config.serve.brightpearl_webhook_events, relay::serve::DEFAULT_BRIGHTPEARL_WEBHOOK_EVENTS);
+    assert_eq!(
+        config.serve.public_url.as_deref(),
+        Some("https://relay.example.com")
+    );
+    assert_eq!(
+        config.serve.brightpearl_webhook_events,
+        relay::serve::DEFAULT_BRIGHTPEARL_WEBHOOK_EVENTS
+    );
 }
 
 /// Every key of every section appears in the example, set or as a commented `# key = …` line,
@@ -24,11 +30,18 @@ fn the_example_configuration_file_shows_every_key() {
         let shown = example.get(section).and_then(toml::Value::as_table);
         for key in keys.as_object().unwrap().keys() {
             let set = shown.is_some_and(|table| table.contains_key(key));
-            let commented = text.lines().any(|line| line.trim_start().strip_prefix('#').is_some_and(|rest| rest.trim_start().starts_with(&format!("{key} ="))));
+            let commented = text.lines().any(|line| {
+                line.trim_start()
+                    .strip_prefix('#')
+                    .is_some_and(|rest| rest.trim_start().starts_with(&format!("{key} =")))
+            });
             if !set && !commented {
                 missing.push(format!("{section}.{key}"));
             }
         }
     }
-    assert!(missing.is_empty(), "relay.example.toml does not show {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "relay.example.toml does not show {missing:?}"
+    );
 }

@@ -13,11 +13,19 @@ async fn every_order_gets_exactly_one_shipment_and_one_delivery_note() {
         faults: true,
         max_runs: 30,
     };
-    let report = relay::scenario::run(&options).await.expect("scenario completes");
+    let report = relay::scenario::run(&options)
+        .await
+        .expect("scenario completes");
     assert!(report.qualifying >= 60, "{report:?}");
     assert!(report.passed(), "{report:#?}");
     assert_eq!(report.kills, 1, "the kill landed mid-run: {report:?}");
     for kind in ["error", "commit_then_fail"] {
-        assert!(report.faults_injected.iter().any(|(k, n)| k == kind && *n > 0), "no {kind} fault was injected: {report:?}");
+        assert!(
+            report
+                .faults_injected
+                .iter()
+                .any(|(k, n)| k == kind && *n > 0),
+            "no {kind} fault was injected: {report:?}"
+        );
     }
 }

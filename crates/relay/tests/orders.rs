@@ -20,29 +20,59 @@ use serde_json::{Value, json};
 /// so tests running in parallel on one account would wait for each other's budget.
 async fn sandbox(orders: usize) -> Sandbox {
     static ACCOUNTS: AtomicUsize = AtomicUsize::new(1);
-    let mut config = SandboxConfig { dataset: DatasetConfig { orders, skus: 12, ..DatasetConfig::default() }, ..SandboxConfig::default() };
+    let mut config = SandboxConfig {
+        dataset: DatasetConfig {
+            orders,
+            skus: 12,
+            ..DatasetConfig::default()
+        },
+        ..SandboxConfig::default()
+    };
     config.norce.seed_delivered_every = 0;
     config.brightpearl.account = format!("ordersacct{}", ACCOUNTS.fetch_add(1, Ordering::Relaxed));
     common::sandbox_with(config).await
 }
 
 fn config(orders: OrdersConfig) -> RelayConfig {
-    RelayConfig { orders, ..RelayConfig::default() }
+    RelayConfig {
+        orders,
+        ..RelayConfig::default()
+    }
 }
 
 /// Stamps the sandbox's installation id, so the test can see it set.
 fn with_instance() -> OrdersConfig {
-    OrdersConfig { installed_integration_instance_id: Some(13), ..OrdersConfig::default() }
+    OrdersConfig {
+        installed_integration_instance_id: Some(13),
+        ..OrdersConfig::default()
+    }
 }
 
 async fn get(sb: &Sandbox, path: &str) -> Value {
-    let response = sb.state().http.get(format!("{}{path}", sb.base_url())).send().await.unwrap();
-    assert!(response.status().is_success(), "GET {path}: {}", response.status());
+    let response = sb
+        .state()
+        .http
+        .get(format!("{}{path}", sb.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "GET {path}: {}",
+        response.status()
+    );
     response.json().await.unwrap()
 }
 
 async fn post(sb: &Sandbox, path: &str, body: Value) -> Value {
-    let response = sb.state().http.post(format!("{}{path}", sb.base_url())).json(&body).send().await.unwrap();
+    let response = sb
+        .state()
+        .http
+        .post(format!("{}{path}", sb.base_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let status = response.status();
     let body: Value = response.json().await.unwrap();
     assert!(status.is_success(), "POST {path}: {status} {body}");
@@ -50,15 +80,29 @@ async fn post(sb: &Sandbox, path: &str, body: Value) -> Value {
 }
 
 async fn norce_orders(sb: &Sandbox) -> Vec<Value> {
-    get(sb, "/_sandbox/norce/orders").await.as_array().unwrap().clone()
+    get(sb, "/_sandbox/norce/orders")
+        .await
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 async fn brightpearl_orders(sb: &Sandbox, order_no: &str) -> Vec<Value> {
-    get(sb, &format!("/_sandbox/brightpearl/orders?externalRef={order_no}")).await.as_array().unwrap().clone()
+    get(
+        sb,
+        &format!("/_sandbox/brightpearl/orders?externalRef={order_no}"),
+    )
+    .await
+    .as_array()
+    .unwrap()
+    .clone()
 }
 
 fn sales_order_path(sb: &Sandbox) -> String {
-    format!("/public-api/{}/order-service/sales-order", sb.credentials().brightpearl.account)
+    format!(
+        "/public-api/{}/order-service/sales-order",
+        sb.credentials().brightpearl.account
+    )
 }
 
 fn sales_order_posts(sb: &Sandbox) -> usize {
@@ -76,10 +120,22 @@ async fn assert_one_order_each_confirmed(sb: &Sandbox, ctx: &FlowContext) {
         let order = &found[0];
         let email = norce["customer"]["email"].as_str().unwrap();
         let contacts = brightpearl.find_contacts_by_email(email).await.unwrap();
-        assert_eq!(contacts.len(), 1, "{order_no}: one contact with {email}: {contacts:?}");
-        assert_eq!(order["customer"]["id"].as_u64(), Some(contacts[0].contact_id), "{order_no}");
+        assert_eq!(
+            contacts.len(),
+            1,
+            "{order_no}: one contact with {email}: {contacts:?}"
+        );
+        assert_eq!(
+            order["customer"]["id"].as_u64(),
+            Some(contacts[0].contact_id),
+            "{order_no}"
+        );
         assert_eq!(norce["status"], "Confirmed", "{order_no}");
-        assert_eq!(norce["erpOrderNo"].as_str(), Some(order["id"].to_string().as_str()), "{order_no}");
+        assert_eq!(
+            norce["erpOrderNo"].as_str(),
+            Some(order["id"].to_string().as_str()),
+            "{order_no}"
+        );
     }
 }
 
@@ -96,28 +152,52 @@ async fn a_full_pass_creates_one_order_per_norce_order_and_a_second_pass_does_no
     let mut new_customer = None;
     for order in &norce {
         let email = order["customer"]["email"].as_str().unwrap();
-        if brightpearl.find_contacts_by_email(email).await.unwrap().is_empty() {
+        if brightpearl
+            .find_contacts_by_email(email)
+            .await
+            .unwrap()
+            .is_empty()
+        {
             new_customer = Some(email.to_owned());
             break;
         }
     }
     let new_customer = new_customer.expect("some customer is not a Brightpearl contact yet");
     let decoy_email = format!("old.{new_customer}");
-    let decoy: brightpearl_client::models::contact::ContactRequest = serde_json::from_value(json!({
-        "firstName": "Decoy", "lastName": "Contact",
-        "communication": {"emails": {"PRI": {"email": decoy_email}}}
-    }))
-    .unwrap();
+    let decoy: brightpearl_client::models::contact::ContactRequest =
+        serde_json::from_value(json!({
+            "firstName": "Decoy", "lastName": "Contact",
+            "communication": {"emails": {"PRI": {"email": decoy_email}}}
+        }))
+        .unwrap();
     let address: brightpearl_client::models::contact::PostalAddressRequest =
-        serde_json::from_value(json!({"addressLine1": "Elsewhere 1", "countryIsoCode": "SWE"})).unwrap();
-    let decoy_id = brightpearl.create_contact_with_address(decoy, &address).await.unwrap().contact_id;
+        serde_json::from_value(json!({"addressLine1": "Elsewhere 1", "countryIsoCode": "SWE"}))
+            .unwrap();
+    let decoy_id = brightpearl
+        .create_contact_with_address(decoy, &address)
+        .await
+        .unwrap()
+        .contact_id;
 
     let report = orders::run(&ctx).await.unwrap();
-    assert_eq!((report.booked, report.written_back, report.done, report.failed), (8, 8, 8, 0), "{report:?}");
+    assert_eq!(
+        (
+            report.booked,
+            report.written_back,
+            report.done,
+            report.failed
+        ),
+        (8, 8, 8, 0),
+        "{report:?}"
+    );
     assert_one_order_each_confirmed(&sb, &ctx).await;
     for norce in norce_orders(&sb).await {
         let order = &brightpearl_orders(&sb, norce["orderNo"].as_str().unwrap()).await[0];
-        assert_ne!(order["customer"]["id"].as_i64(), Some(decoy_id), "a partial e-mail match is never reused");
+        assert_ne!(
+            order["customer"]["id"].as_i64(),
+            Some(decoy_id),
+            "a partial e-mail match is never reused"
+        );
         assert_eq!(order["installedIntegrationInstanceId"], 13);
         assert_eq!(order["statusId"], 2);
         // Rows matched by SKU, with the Norce line number kept.
@@ -126,17 +206,26 @@ async fn a_full_pass_creates_one_order_per_norce_order_and_a_second_pass_does_no
         for (row, line) in rows.iter().zip(norce["lines"].as_array().unwrap()) {
             assert!(row["productId"].is_i64(), "{row}");
             assert_eq!(row["sku"], line["partNo"]);
-            assert_eq!(row["externalRef"].as_str(), Some(line["lineNo"].to_string().as_str()));
+            assert_eq!(
+                row["externalRef"].as_str(),
+                Some(line["lineNo"].to_string().as_str())
+            );
         }
     }
     // Each entity maps the Norce order number to the Brightpearl order id.
     let records = ctx.store.list(Some("orders"), None).unwrap();
     assert_eq!(records.len(), 8);
-    assert!(records.iter().all(|r| r.status == Status::Done && r.target_id.is_some() && r.step.as_deref() == Some("written_back")));
+    assert!(records.iter().all(|r| r.status == Status::Done
+        && r.target_id.is_some()
+        && r.step.as_deref() == Some("written_back")));
 
     let posts = sales_order_posts(&sb);
     let again = orders::run(&ctx).await.unwrap();
-    assert_eq!((again.booked, again.written_back, again.failed), (0, 0, 0), "{again:?}");
+    assert_eq!(
+        (again.booked, again.written_back, again.failed),
+        (0, 0, 0),
+        "{again:?}"
+    );
     assert_eq!(sales_order_posts(&sb), posts, "a second pass posts nothing");
     assert_one_order_each_confirmed(&sb, &ctx).await;
 }
@@ -154,20 +243,41 @@ async fn a_lost_sales_order_response_is_found_by_external_ref_and_never_posted_t
             ..FaultRule::default()
         })
         .unwrap();
-    let ctx = common::context(&sb, config(OrdersConfig { installed_integration_instance_id: Some(13), ..OrdersConfig::default() }));
+    let ctx = common::context(
+        &sb,
+        config(OrdersConfig {
+            installed_integration_instance_id: Some(13),
+            ..OrdersConfig::default()
+        }),
+    );
     let first = orders::run(&ctx).await.unwrap();
     assert_eq!((first.failed, first.booked), (1, 3), "{first:?}");
-    let failed: Vec<_> = ctx.store.list(Some("orders"), Some(Status::Pending)).unwrap();
+    let failed: Vec<_> = ctx
+        .store
+        .list(Some("orders"), Some(Status::Pending))
+        .unwrap();
     assert_eq!(failed.len(), 1);
     let lost = &failed[0];
-    assert_eq!((lost.attempts, lost.step.as_deref()), (1, Some("contact")), "{lost:?}");
+    assert_eq!(
+        (lost.attempts, lost.step.as_deref()),
+        (1, Some("contact")),
+        "{lost:?}"
+    );
     // The POST did happen: Brightpearl has the order although relay never saw its id.
     assert_eq!(brightpearl_orders(&sb, &lost.source_id).await.len(), 1);
 
     let second = orders::run(&ctx).await.unwrap();
-    assert_eq!((second.failed, second.booked, second.written_back), (0, 0, 1), "found, not created: {second:?}");
+    assert_eq!(
+        (second.failed, second.booked, second.written_back),
+        (0, 0, 1),
+        "found, not created: {second:?}"
+    );
     assert_one_order_each_confirmed(&sb, &ctx).await;
-    assert_eq!(sales_order_posts(&sb), 4, "one POST per order, the lost one included");
+    assert_eq!(
+        sales_order_posts(&sb),
+        4,
+        "one POST per order, the lost one included"
+    );
 }
 
 /// An `OrderRequest` push for `order` (the sandbox's admin JSON of a Norce order), with extra lines.
@@ -198,14 +308,27 @@ fn push_of(order: &Value, extra_lines: &[(&str, i64)]) -> String {
 }
 
 fn inbox_item(store: &dyn Store, source: &str, key: &str, body: &str) -> InboxItem {
-    let InboxPut::Inserted(id) = store.inbox_put(source, key, body).unwrap() else { panic!("duplicate inbox item {key}") };
-    store.inbox_pending(100).unwrap().into_iter().find(|i| i.id == id).unwrap()
+    let InboxPut::Inserted(id) = store.inbox_put(source, key, body).unwrap() else {
+        panic!("duplicate inbox item {key}")
+    };
+    store
+        .inbox_pending(100)
+        .unwrap()
+        .into_iter()
+        .find(|i| i.id == id)
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unmatched_sku_is_dead_lettered_naming_it_and_nothing_is_created() {
     let sb = sandbox(2).await;
-    let ctx = common::context(&sb, config(OrdersConfig { poll: false, ..OrdersConfig::default() }));
+    let ctx = common::context(
+        &sb,
+        config(OrdersConfig {
+            poll: false,
+            ..OrdersConfig::default()
+        }),
+    );
     let body = json!({
         "ClientOrderRef": "900001", "CustomerOrderRef": "NC-900001",
         "SellTo": {"Person": {"FirstName": "Nils", "LastName": "Nobody", "Email": "nils.nobody@example.com",
@@ -218,48 +341,114 @@ async fn an_unmatched_sku_is_dead_lettered_naming_it_and_nothing_is_created() {
     .to_string();
     let item = inbox_item(ctx.store.as_ref(), "norce-order", "NC-900001", &body);
     assert!(orders::accepts(&item.source));
-    assert_eq!(orders::ingest(&ctx, &item).await.unwrap(), relay::flows::Ingested::Work);
+    assert_eq!(
+        orders::ingest(&ctx, &item).await.unwrap(),
+        relay::flows::Ingested::Work
+    );
     let report = orders::run(&ctx).await.unwrap();
     assert_eq!((report.failed, report.booked), (1, 0), "{report:?}");
     let letters = ctx.store.dead_letters().unwrap();
     assert_eq!(letters.len(), 1);
     let letter = &letters[0];
-    assert_eq!((letter.flow.as_str(), letter.source_id.as_str()), ("orders", "NC-900001"));
-    assert!(letter.error.contains("`SKU-404`") && letter.error.contains("orders.unmatched_sku"), "{}", letter.error);
-    assert!(!letter.error.contains("SKU-00001"), "only the unmatched SKU is named: {}", letter.error);
+    assert_eq!(
+        (letter.flow.as_str(), letter.source_id.as_str()),
+        ("orders", "NC-900001")
+    );
+    assert!(
+        letter.error.contains("`SKU-404`") && letter.error.contains("orders.unmatched_sku"),
+        "{}",
+        letter.error
+    );
+    assert!(
+        !letter.error.contains("SKU-00001"),
+        "only the unmatched SKU is named: {}",
+        letter.error
+    );
     assert!(brightpearl_orders(&sb, "NC-900001").await.is_empty());
     let brightpearl = ctx.brightpearl.as_ref().unwrap();
-    assert!(brightpearl.find_contacts_by_email("nils.nobody@example.com").await.unwrap().is_empty(), "SKUs are checked before any contact is made");
+    assert!(
+        brightpearl
+            .find_contacts_by_email("nils.nobody@example.com")
+            .await
+            .unwrap()
+            .is_empty(),
+        "SKUs are checked before any contact is made"
+    );
     // Dead letters stay put on later passes.
     let again = orders::run(&ctx).await.unwrap();
     assert_eq!(again.seen, 0, "{again:?}");
-    assert_eq!(ctx.store.get("orders", "NC-900001").unwrap().unwrap().status, Status::Failed);
+    assert_eq!(
+        ctx.store
+            .get("orders", "NC-900001")
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Failed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pushed_order_with_free_text_rows_is_created_once_even_when_polling_sees_it_too() {
     let sb = sandbox(2).await;
-    let ctx = common::context(&sb, config(OrdersConfig { unmatched_sku: UnmatchedSku::FreeText, ..OrdersConfig::default() }));
-    let placed = post(&sb, "/_sandbox/norce/orders", json!({"customerId": 5001, "lines": [{"sku": "SKU-00002", "quantity": 2}]})).await;
+    let ctx = common::context(
+        &sb,
+        config(OrdersConfig {
+            unmatched_sku: UnmatchedSku::FreeText,
+            ..OrdersConfig::default()
+        }),
+    );
+    let placed = post(
+        &sb,
+        "/_sandbox/norce/orders",
+        json!({"customerId": 5001, "lines": [{"sku": "SKU-00002", "quantity": 2}]}),
+    )
+    .await;
     let order_no = placed["orderNo"].as_str().unwrap().to_owned();
-    let item = inbox_item(ctx.store.as_ref(), "norce-order", &order_no, &push_of(&placed, &[("SKU-404", 1)]));
-    assert_eq!(orders::ingest(&ctx, &item).await.unwrap(), relay::flows::Ingested::Work);
+    let item = inbox_item(
+        ctx.store.as_ref(),
+        "norce-order",
+        &order_no,
+        &push_of(&placed, &[("SKU-404", 1)]),
+    );
+    assert_eq!(
+        orders::ingest(&ctx, &item).await.unwrap(),
+        relay::flows::Ingested::Work
+    );
     ctx.store.inbox_done(item.id).unwrap();
     // Polling finds the same order (status Created) and the two seeded ones.
     let report = orders::run(&ctx).await.unwrap();
     assert_eq!((report.booked, report.failed), (3, 0), "{report:?}");
-    assert_eq!(ctx.store.list(Some("orders"), None).unwrap().len(), 3, "push and poll share the entity of an order number");
+    assert_eq!(
+        ctx.store.list(Some("orders"), None).unwrap().len(),
+        3,
+        "push and poll share the entity of an order number"
+    );
     let found = brightpearl_orders(&sb, &order_no).await;
     assert_eq!(found.len(), 1);
     let rows = found[0]["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{rows:#?}");
-    assert_eq!((rows[0]["sku"].as_str(), rows[0]["net"].as_str(), rows[0]["tax"].as_str()), (Some("SKU-00002"), Some("200.0000"), Some("50.0000")));
+    assert_eq!(
+        (
+            rows[0]["sku"].as_str(),
+            rows[0]["net"].as_str(),
+            rows[0]["tax"].as_str()
+        ),
+        (Some("SKU-00002"), Some("200.0000"), Some("50.0000"))
+    );
     assert!(rows[1]["productId"].is_null(), "{}", rows[1]);
     assert_eq!(rows[1]["name"], "Gift wrap (SKU SKU-404)");
-    assert_eq!((rows[1]["net"].as_str(), rows[1]["tax"].as_str()), (Some("19.9600"), Some("4.9900")));
+    assert_eq!(
+        (rows[1]["net"].as_str(), rows[1]["tax"].as_str()),
+        (Some("19.9600"), Some("4.9900"))
+    );
     assert_one_order_each_confirmed(&sb, &ctx).await;
     // The same push again (Norce retried it) changes nothing.
-    let repeat = inbox_item(ctx.store.as_ref(), "norce-order", &order_no, &push_of(&placed, &[("SKU-404", 1)]));
+    let repeat = inbox_item(
+        ctx.store.as_ref(),
+        "norce-order",
+        &order_no,
+        &push_of(&placed, &[("SKU-404", 1)]),
+    );
     let _ = orders::ingest(&ctx, &repeat).await.unwrap();
     let again = orders::run(&ctx).await.unwrap();
     assert_eq!((again.booked, again.written_back), (0, 0), "{again:?}");
@@ -271,11 +460,19 @@ async fn a_pushed_order_with_free_text_rows_is_created_once_even_when_polling_se
 async fn ship(sb: &Sandbox, order_id: i64, rows: &[(i64, i64)], reference: &str) -> i64 {
     let mut body = json!({"orderId": order_id});
     if !rows.is_empty() {
-        body["rows"] = rows.iter().map(|(row, quantity)| json!({"orderRowId": row, "quantity": quantity})).collect();
+        body["rows"] = rows
+            .iter()
+            .map(|(row, quantity)| json!({"orderRowId": row, "quantity": quantity}))
+            .collect();
     }
     let created = post(sb, "/_sandbox/brightpearl/goods-out-notes", body).await;
     let id = created["id"].as_i64().unwrap();
-    post(sb, &format!("/_sandbox/brightpearl/goods-out-notes/{id}/ship"), json!({"reference": reference})).await;
+    post(
+        sb,
+        &format!("/_sandbox/brightpearl/goods-out-notes/{id}/ship"),
+        json!({"reference": reference}),
+    )
+    .await;
     id
 }
 
@@ -298,32 +495,67 @@ async fn a_shipped_goods_out_note_becomes_one_delivery_note_with_the_tracking_re
     // Part of the order ships: PartlyDelivered.
     let gon = ship(&sb, order_id, &[(first_row, 2)], "TRACK-0001").await;
     let report = orders::run_fulfilment(&ctx).await.unwrap();
-    assert_eq!((report.booked, report.written_back, report.failed), (1, 1, 0), "{report:?}");
+    assert_eq!(
+        (report.booked, report.written_back, report.failed),
+        (1, 1, 0),
+        "{report:?}"
+    );
     let norce = norce_order(&sb, &order_no).await;
     let notes = norce["deliveryNotes"].as_array().unwrap();
     assert_eq!(notes.len(), 1, "{notes:#?}");
     assert_eq!(notes[0]["noteNo"], format!("GON-{gon}"));
     assert_eq!(notes[0]["packages"][0]["parcelNumber"], "TRACK-0001");
     let items = notes[0]["note"]["DeliveryNoteItems"].as_array().unwrap();
-    assert_eq!((items.len(), items[0]["ItemNo"].as_str(), items[0]["Qty"].as_i64(), items[0]["RowNumber"].as_i64()), (1, Some("SKU-00003"), Some(2), Some(1)));
+    assert_eq!(
+        (
+            items.len(),
+            items[0]["ItemNo"].as_str(),
+            items[0]["Qty"].as_i64(),
+            items[0]["RowNumber"].as_i64()
+        ),
+        (1, Some("SKU-00003"), Some(2), Some(1))
+    );
     assert_eq!(norce["status"], "PartlyDelivered");
-    let entity = ctx.store.get("fulfilment", &gon.to_string()).unwrap().unwrap();
-    assert_eq!((entity.status, entity.target_id.as_deref()), (Status::Done, Some(format!("GON-{gon}").as_str())));
+    let entity = ctx
+        .store
+        .get("fulfilment", &gon.to_string())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (entity.status, entity.target_id.as_deref()),
+        (Status::Done, Some(format!("GON-{gon}").as_str()))
+    );
 
     // Repeating, and the webhook for the same note arriving late, change nothing.
     let again = orders::run_fulfilment(&ctx).await.unwrap();
     assert_eq!((again.booked, again.written_back), (0, 0), "{again:?}");
     let hook = json!({"accountCode": "sandbox", "resourceType": "goods-out-note", "id": gon.to_string(), "lifecycleEvent": "modified", "fullEvent": "goods-out-note.modified.shipped"});
-    let item = inbox_item(ctx.store.as_ref(), "brightpearl-webhook", &format!("gon-{gon}"), &hook.to_string());
+    let item = inbox_item(
+        ctx.store.as_ref(),
+        "brightpearl-webhook",
+        &format!("gon-{gon}"),
+        &hook.to_string(),
+    );
     let _ = orders::ingest(&ctx, &item).await.unwrap();
     orders::run_fulfilment(&ctx).await.unwrap();
-    assert_eq!(norce_order(&sb, &order_no).await["deliveryNotes"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        norce_order(&sb, &order_no).await["deliveryNotes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     // The rest ships: a second note, and Delivered.
     let second = ship(&sb, order_id, &[], "TRACK-0002").await;
     orders::run_fulfilment(&ctx).await.unwrap();
     let norce = norce_order(&sb, &order_no).await;
-    let numbers: Vec<&str> = norce["deliveryNotes"].as_array().unwrap().iter().map(|n| n["noteNo"].as_str().unwrap()).collect();
+    let numbers: Vec<&str> = norce["deliveryNotes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["noteNo"].as_str().unwrap())
+        .collect();
     assert_eq!(numbers, vec![format!("GON-{gon}"), format!("GON-{second}")]);
     assert_eq!(norce["status"], "Delivered");
 }
@@ -331,30 +563,83 @@ async fn a_shipped_goods_out_note_becomes_one_delivery_note_with_the_tracking_re
 #[tokio::test(flavor = "multi_thread")]
 async fn the_shipped_webhook_alone_drives_fulfilment_and_other_events_are_ignored() {
     let sb = sandbox(2).await;
-    let ctx = common::context(&sb, config(OrdersConfig { poll: false, ..OrdersConfig::default() }));
+    let ctx = common::context(
+        &sb,
+        config(OrdersConfig {
+            poll: false,
+            ..OrdersConfig::default()
+        }),
+    );
     // Orders come from polling in this context; fulfilment only from the webhook.
-    let polling = common::context_with_store(&sb, config(OrdersConfig::default()), ctx.store.clone());
+    let polling =
+        common::context_with_store(&sb, config(OrdersConfig::default()), ctx.store.clone());
     orders::run(&polling).await.unwrap();
     let norce = norce_orders(&sb).await;
     let order_no = norce[0]["orderNo"].as_str().unwrap();
-    let order_id = brightpearl_orders(&sb, order_no).await[0]["id"].as_i64().unwrap();
+    let order_id = brightpearl_orders(&sb, order_no).await[0]["id"]
+        .as_i64()
+        .unwrap();
     let gon = ship(&sb, order_id, &[], "00373500000000000017").await;
 
-    assert_eq!(orders::run_fulfilment(&ctx).await.unwrap().seen, 0, "no polling, nothing queued yet");
+    assert_eq!(
+        orders::run_fulfilment(&ctx).await.unwrap().seen,
+        0,
+        "no polling, nothing queued yet"
+    );
     let other = json!({"id": "1001", "fullEvent": "product.modified.on-hand-modified"}).to_string();
-    assert_eq!(orders::ingest(&ctx, &inbox_item(ctx.store.as_ref(), "brightpearl-webhook", "p-1001", &other)).await.unwrap(), relay::flows::Ingested::Nothing, "a stock event is no work for orders");
+    assert_eq!(
+        orders::ingest(
+            &ctx,
+            &inbox_item(ctx.store.as_ref(), "brightpearl-webhook", "p-1001", &other)
+        )
+        .await
+        .unwrap(),
+        relay::flows::Ingested::Nothing,
+        "a stock event is no work for orders"
+    );
     let hook = json!({"id": format!("{gon}"), "fullEvent": "goods-out-note.modified.shipped", "resourceType": "goods-out-note"}).to_string();
-    assert_eq!(orders::ingest(&ctx, &inbox_item(ctx.store.as_ref(), "brightpearl-webhook", "gon", &hook)).await.unwrap(), relay::flows::Ingested::Work);
-    assert!(ctx.store.list(Some("fulfilment"), None).unwrap().iter().map(|r| r.source_id.clone()).eq([gon.to_string()]));
+    assert_eq!(
+        orders::ingest(
+            &ctx,
+            &inbox_item(ctx.store.as_ref(), "brightpearl-webhook", "gon", &hook)
+        )
+        .await
+        .unwrap(),
+        relay::flows::Ingested::Work
+    );
+    assert!(
+        ctx.store
+            .list(Some("fulfilment"), None)
+            .unwrap()
+            .iter()
+            .map(|r| r.source_id.clone())
+            .eq([gon.to_string()])
+    );
 
     let report = orders::run_fulfilment(&ctx).await.unwrap();
     assert_eq!((report.booked, report.written_back), (1, 1), "{report:?}");
     let norce = norce_order(&sb, order_no).await;
-    assert_eq!(norce["deliveryNotes"][0]["packages"][0]["parcelNumber"], "00373500000000000017");
+    assert_eq!(
+        norce["deliveryNotes"][0]["packages"][0]["parcelNumber"],
+        "00373500000000000017"
+    );
     assert_eq!(norce["status"], "Delivered");
 
     // An unreadable webhook body is dead-lettered with what to fix.
-    assert_eq!(orders::ingest(&ctx, &inbox_item(ctx.store.as_ref(), "brightpearl-webhook", "junk", "not json")).await.unwrap(), relay::flows::Ingested::Nothing);
+    assert_eq!(
+        orders::ingest(
+            &ctx,
+            &inbox_item(
+                ctx.store.as_ref(),
+                "brightpearl-webhook",
+                "junk",
+                "not json"
+            )
+        )
+        .await
+        .unwrap(),
+        relay::flows::Ingested::Nothing
+    );
     let letter = ctx.store.dead_letters().unwrap().pop().unwrap();
     assert_eq!(letter.flow, "fulfilment");
     assert!(letter.error.contains("bodyTemplate"), "{}", letter.error);
@@ -363,7 +648,13 @@ async fn the_shipped_webhook_alone_drives_fulfilment_and_other_events_are_ignore
 fn lose_next_response(sb: &Sandbox, method: &str, path_prefix: String) {
     sb.state()
         .faults
-        .add(FaultRule { path_prefix, method: Some(method.into()), commit_then_fail_rate: 1.0, remaining: Some(1), ..FaultRule::default() })
+        .add(FaultRule {
+            path_prefix,
+            method: Some(method.into()),
+            commit_then_fail_rate: 1.0,
+            remaining: Some(1),
+            ..FaultRule::default()
+        })
         .unwrap();
 }
 
@@ -373,7 +664,12 @@ async fn lost_responses_of_the_contact_post_and_the_delivery_note_post_duplicate
     let account = sb.credentials().brightpearl.account;
     let ctx = common::context(&sb, config(OrdersConfig::default()));
     // Customer 5002 is not seeded as a Brightpearl contact (every second one is).
-    let placed = post(&sb, "/_sandbox/norce/orders", json!({"customerId": 5002, "lines": [{"sku": "SKU-00005", "quantity": 1}]})).await;
+    let placed = post(
+        &sb,
+        "/_sandbox/norce/orders",
+        json!({"customerId": 5002, "lines": [{"sku": "SKU-00005", "quantity": 1}]}),
+    )
+    .await;
     let order_no = placed["orderNo"].as_str().unwrap().to_owned();
     let email = placed["customer"]["email"].as_str().unwrap().to_owned();
     let contact_path = format!("/public-api/{account}/contact-service/contact");
@@ -382,23 +678,53 @@ async fn lost_responses_of_the_contact_post_and_the_delivery_note_post_duplicate
     let first = orders::run(&ctx).await.unwrap();
     assert_eq!((first.failed, first.booked), (1, 0), "{first:?}");
     let second = orders::run(&ctx).await.unwrap();
-    assert_eq!((second.failed, second.booked, second.written_back), (0, 1, 1), "{second:?}");
+    assert_eq!(
+        (second.failed, second.booked, second.written_back),
+        (0, 1, 1),
+        "{second:?}"
+    );
     let brightpearl = ctx.brightpearl.as_ref().unwrap();
-    assert_eq!(brightpearl.find_contacts_by_email(&email).await.unwrap().len(), 1, "the lost contact was found, not made again");
+    assert_eq!(
+        brightpearl
+            .find_contacts_by_email(&email)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "the lost contact was found, not made again"
+    );
     assert_eq!(sb.state().faults.count("POST", &contact_path), 1);
     assert_one_order_each_confirmed(&sb, &ctx).await;
 
-    let order_id = brightpearl_orders(&sb, &order_no).await[0]["id"].as_i64().unwrap();
+    let order_id = brightpearl_orders(&sb, &order_no).await[0]["id"]
+        .as_i64()
+        .unwrap();
     let gon = ship(&sb, order_id, &[], "TRACK-LOST").await;
     let note_path = "/commerce/connect/4.0/Order/CreateDeliveryNote";
     lose_next_response(&sb, "POST", note_path.into());
     let first = orders::run_fulfilment(&ctx).await.unwrap();
     assert_eq!(first.failed, 1, "{first:?}");
-    let entity = ctx.store.get("fulfilment", &gon.to_string()).unwrap().unwrap();
-    assert_eq!((entity.status, entity.step), (Status::Pending, None), "nothing recorded for the lost note");
+    let entity = ctx
+        .store
+        .get("fulfilment", &gon.to_string())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (entity.status, entity.step),
+        (Status::Pending, None),
+        "nothing recorded for the lost note"
+    );
     let second = orders::run_fulfilment(&ctx).await.unwrap();
-    assert_eq!((second.failed, second.booked, second.written_back), (0, 0, 1), "the note was found in Norce: {second:?}");
-    assert_eq!(sb.state().faults.count("POST", note_path), 1, "CreateDeliveryNote is never sent twice");
+    assert_eq!(
+        (second.failed, second.booked, second.written_back),
+        (0, 0, 1),
+        "the note was found in Norce: {second:?}"
+    );
+    assert_eq!(
+        sb.state().faults.count("POST", note_path),
+        1,
+        "CreateDeliveryNote is never sent twice"
+    );
     let norce = norce_order(&sb, &order_no).await;
     assert_eq!(norce["deliveryNotes"].as_array().unwrap().len(), 1);
     assert_eq!(norce["status"], "Delivered");
@@ -454,15 +780,30 @@ async fn a_pass_dropped_mid_run_resumes_in_a_fresh_context_without_duplicates() 
     let sb = sandbox(6).await;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     let relay_config = config(OrdersConfig::default());
-    let has_step = |flow: &str, step: &str| store.list(Some(flow), None).unwrap().iter().any(|r| r.step.as_deref() == Some(step));
+    let has_step = |flow: &str, step: &str| {
+        store
+            .list(Some(flow), None)
+            .unwrap()
+            .iter()
+            .any(|r| r.step.as_deref() == Some(step))
+    };
 
     // Orders: cut off while one order's Brightpearl order exists but Norce is not told yet.
     hold_next_status_call(&sb);
     let ctx = common::context_with_store(&sb, relay_config.clone(), store.clone());
-    let finished = drop_when(orders::run(&ctx), || held(&sb) && has_step("orders", "created")).await;
+    let finished = drop_when(orders::run(&ctx), || {
+        held(&sb) && has_step("orders", "created")
+    })
+    .await;
     assert!(!finished, "the pass was cut off");
     sb.state().faults.clear();
-    assert!(!store.list(Some("orders"), Some(Status::Pending)).unwrap().is_empty(), "work was left half-done");
+    assert!(
+        !store
+            .list(Some("orders"), Some(Status::Pending))
+            .unwrap()
+            .is_empty(),
+        "work was left half-done"
+    );
     drop(ctx);
 
     next_minute(&sb);
@@ -470,8 +811,18 @@ async fn a_pass_dropped_mid_run_resumes_in_a_fresh_context_without_duplicates() 
     let report = orders::run(&fresh).await.unwrap();
     assert_eq!(report.failed, 0, "{report:?}");
     assert_one_order_each_confirmed(&sb, &fresh).await;
-    assert!(store.list(Some("orders"), None).unwrap().iter().all(|r| r.status == Status::Done));
-    assert_eq!(sales_order_posts(&sb), 6, "one POST per order across both contexts");
+    assert!(
+        store
+            .list(Some("orders"), None)
+            .unwrap()
+            .iter()
+            .all(|r| r.status == Status::Done)
+    );
+    assert_eq!(
+        sales_order_posts(&sb),
+        6,
+        "one POST per order across both contexts"
+    );
 
     // A new Brightpearl throttle window (200 calls per rolling minute of sandbox time).
     next_minute(&sb);
@@ -479,11 +830,19 @@ async fn a_pass_dropped_mid_run_resumes_in_a_fresh_context_without_duplicates() 
     let mut gons = BTreeMap::new();
     for norce in norce_orders(&sb).await {
         let order_no = norce["orderNo"].as_str().unwrap().to_owned();
-        let order_id = brightpearl_orders(&sb, &order_no).await[0]["id"].as_i64().unwrap();
-        gons.insert(order_no.clone(), ship(&sb, order_id, &[], &format!("TRACK-{order_no}")).await);
+        let order_id = brightpearl_orders(&sb, &order_no).await[0]["id"]
+            .as_i64()
+            .unwrap();
+        gons.insert(
+            order_no.clone(),
+            ship(&sb, order_id, &[], &format!("TRACK-{order_no}")).await,
+        );
     }
     hold_next_status_call(&sb);
-    let finished = drop_when(orders::run_fulfilment(&fresh), || held(&sb) && has_step("fulfilment", "note_created")).await;
+    let finished = drop_when(orders::run_fulfilment(&fresh), || {
+        held(&sb) && has_step("fulfilment", "note_created")
+    })
+    .await;
     assert!(!finished, "the fulfilment pass was cut off");
     sb.state().faults.clear();
     drop(fresh);
@@ -497,17 +856,41 @@ async fn a_pass_dropped_mid_run_resumes_in_a_fresh_context_without_duplicates() 
         let notes = norce["deliveryNotes"].as_array().unwrap();
         assert_eq!(notes.len(), 1, "{order_no}: {notes:#?}");
         assert_eq!(notes[0]["noteNo"], format!("GON-{gon}"));
-        assert_eq!(notes[0]["packages"][0]["parcelNumber"], format!("TRACK-{order_no}"));
+        assert_eq!(
+            notes[0]["packages"][0]["parcelNumber"],
+            format!("TRACK-{order_no}")
+        );
         assert_eq!(norce["status"], "Delivered", "{order_no}");
     }
-    assert_eq!(sb.state().faults.count("POST", "/commerce/connect/4.0/Order/CreateDeliveryNote"), 6, "one note each, never twice");
-    assert!(store.list(Some("fulfilment"), None).unwrap().iter().all(|r| r.status == Status::Done));
+    assert_eq!(
+        sb.state()
+            .faults
+            .count("POST", "/commerce/connect/4.0/Order/CreateDeliveryNote"),
+        6,
+        "one note each, never twice"
+    );
+    assert!(
+        store
+            .list(Some("fulfilment"), None)
+            .unwrap()
+            .iter()
+            .all(|r| r.status == Status::Done)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_status_setting_stops_the_flow_naming_it() {
     let sb = sandbox(1).await;
-    let ctx = common::context(&sb, config(OrdersConfig { delivered_status: "Shipped".into(), ..OrdersConfig::default() }));
+    let ctx = common::context(
+        &sb,
+        config(OrdersConfig {
+            delivered_status: "Shipped".into(),
+            ..OrdersConfig::default()
+        }),
+    );
     let err = orders::run_fulfilment(&ctx).await.unwrap_err().to_string();
-    assert!(err.contains("orders.delivered_status") && err.contains("PartlyDelivered"), "{err}");
+    assert!(
+        err.contains("orders.delivered_status") && err.contains("PartlyDelivered"),
+        "{err}"
+    );
 }

@@ -8,11 +8,15 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use brightpearl_client::models::integration::{Webhook, WebhookEventName, WebhookHttpMethod, WebhookRequest};
+use brightpearl_client::models::integration::{
+    Webhook, WebhookEventName, WebhookHttpMethod, WebhookRequest,
+};
 use relay::config::RelayConfig;
 use relay::flows::FlowContext;
 use relay::flows::stock::JobWaitConfig;
-use relay::serve::{self, Secret, ServeSecrets, ServerHandle, SubscriptionOutcome, WebhookRegistration};
+use relay::serve::{
+    self, Secret, ServeSecrets, ServerHandle, SubscriptionOutcome, WebhookRegistration,
+};
 use relay::state::{SqliteStore, Status, Store};
 use sandbox::{DatasetConfig, FaultRule, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
@@ -23,7 +27,10 @@ const PUBLIC_URL: &str = "https://relay.example.test";
 const SECRET: &str = "bp-secret-1";
 
 fn secrets(brightpearl: Option<&str>) -> ServeSecrets {
-    ServeSecrets { brightpearl_webhook_secret: brightpearl.map(Secret::new), ..ServeSecrets::default() }
+    ServeSecrets {
+        brightpearl_webhook_secret: brightpearl.map(Secret::new),
+        ..ServeSecrets::default()
+    }
 }
 
 /// Serve settings for tests: nothing scheduled, runs right after an ingest.
@@ -36,42 +43,63 @@ fn config(public_url: Option<&str>) -> RelayConfig {
     config.serve.stock_reconcile_every_secs = 0;
     config.serve.run_after_ingest_ms = 0;
     config.serve.inbox_sweep_secs = 0;
-    config.stock.job_wait = JobWaitConfig { timeout_secs: 60, initial_interval_ms: 1, max_interval_ms: 10 };
+    config.stock.job_wait = JobWaitConfig {
+        timeout_secs: 60,
+        initial_interval_ms: 1,
+        max_interval_ms: 10,
+    };
     config.orders.poll = false;
     config.shipping.poll = false;
     config
 }
 
 /// Serve over `store` against `sandbox`, with no flows (the receivers and the registration).
-async fn start(sandbox: &Sandbox, store: Arc<dyn Store>, config: RelayConfig, secrets: ServeSecrets) -> ServerHandle {
+async fn start(
+    sandbox: &Sandbox,
+    store: Arc<dyn Store>,
+    config: RelayConfig,
+    secrets: ServeSecrets,
+) -> ServerHandle {
     let listener = serve::bind(&config.serve).await.unwrap();
     let ctx = common::context_with_store(sandbox, config, store);
-    serve::start_with_flows(ctx, secrets, listener, Vec::new()).await.unwrap()
+    serve::start_with_flows(ctx, secrets, listener, Vec::new())
+        .await
+        .unwrap()
 }
 
 /// Waits until the registration is over and returns its state.
 async fn settled(handle: &ServerHandle) -> WebhookRegistration {
     let mut rx = handle.brightpearl_webhooks();
-    tokio::time::timeout(Duration::from_secs(20), rx.wait_for(WebhookRegistration::is_settled))
-        .await
-        .expect("the registration settles in time")
-        .expect("the server is running")
-        .clone()
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        rx.wait_for(WebhookRegistration::is_settled),
+    )
+    .await
+    .expect("the registration settles in time")
+    .expect("the server is running")
+    .clone()
 }
 
 fn outcomes(state: &WebhookRegistration) -> Vec<(String, SubscriptionOutcome)> {
     match state {
-        WebhookRegistration::Finished { subscriptions } => subscriptions.iter().map(|s| (s.event.clone(), s.outcome)).collect(),
+        WebhookRegistration::Finished { subscriptions } => subscriptions
+            .iter()
+            .map(|s| (s.event.clone(), s.outcome))
+            .collect(),
         other => panic!("not finished: {other:?}"),
     }
 }
 
 fn brightpearl(sandbox: &Sandbox) -> brightpearl_client::Client {
     let settings = relay::embedded::settings_for(&sandbox.credentials());
-    FlowContext::from_settings(&settings, Arc::new(SqliteStore::in_memory().unwrap()), Arc::new(RelayConfig::default()))
-        .unwrap()
-        .brightpearl
-        .expect("the sandbox's Brightpearl")
+    FlowContext::from_settings(
+        &settings,
+        Arc::new(SqliteStore::in_memory().unwrap()),
+        Arc::new(RelayConfig::default()),
+    )
+    .unwrap()
+    .brightpearl
+    .expect("the sandbox's Brightpearl")
 }
 
 /// The sandbox's webhooks, by id.
@@ -87,7 +115,12 @@ fn uri(secret: &str) -> String {
 
 /// Webhooks of `event` at `uri`.
 fn at<'a>(all: &'a [Webhook], event: &str, uri: &str) -> Vec<&'a Webhook> {
-    all.iter().filter(|w| w.subscribe_to.as_ref().map(WebhookEventName::as_str) == Some(event) && w.uri_template.as_deref() == Some(uri)).collect()
+    all.iter()
+        .filter(|w| {
+            w.subscribe_to.as_ref().map(WebhookEventName::as_str) == Some(event)
+                && w.uri_template.as_deref() == Some(uri)
+        })
+        .collect()
 }
 
 fn our_request(event: &str, uri: &str) -> WebhookRequest {
@@ -105,7 +138,13 @@ fn our_request(event: &str, uri: &str) -> WebhookRequest {
 /// Webhook creations the sandbox received.
 fn creations(sandbox: &Sandbox) -> usize {
     let state = sandbox.state();
-    state.faults.count("POST", &format!("/public-api/{}/integration-service/webhook", state.config.brightpearl.account))
+    state.faults.count(
+        "POST",
+        &format!(
+            "/public-api/{}/integration-service/webhook",
+            state.config.brightpearl.account
+        ),
+    )
 }
 
 async fn get(handle: &ServerHandle, path: &str) -> common::Answer {
@@ -114,7 +153,8 @@ async fn get(handle: &ServerHandle, path: &str) -> common::Answer {
 
 /// The value of one sample of the metrics text.
 fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[tokio::test]
@@ -122,12 +162,30 @@ async fn each_event_is_subscribed_once_and_restarts_create_nothing_new() {
     let sandbox = common::sandbox_with(SandboxConfig::default()).await;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     // Another integration's subscription to the same event (another destination) stays.
-    let foreign = brightpearl(&sandbox).create_webhook(&our_request(ON_HAND, "https://shipstation.example/hooks?secret=theirs")).await.unwrap();
+    let foreign = brightpearl(&sandbox)
+        .create_webhook(&our_request(
+            ON_HAND,
+            "https://shipstation.example/hooks?secret=theirs",
+        ))
+        .await
+        .unwrap();
 
     // First start: both default events registered.
-    let handle = start(&sandbox, store.clone(), config(Some(PUBLIC_URL)), secrets(Some(SECRET))).await;
+    let handle = start(
+        &sandbox,
+        store.clone(),
+        config(Some(PUBLIC_URL)),
+        secrets(Some(SECRET)),
+    )
+    .await;
     let state = settled(&handle).await;
-    assert_eq!(outcomes(&state), vec![(ON_HAND.to_owned(), SubscriptionOutcome::Registered), (SHIPPED.to_owned(), SubscriptionOutcome::Registered)]);
+    assert_eq!(
+        outcomes(&state),
+        vec![
+            (ON_HAND.to_owned(), SubscriptionOutcome::Registered),
+            (SHIPPED.to_owned(), SubscriptionOutcome::Registered)
+        ]
+    );
     let all = webhooks(&sandbox).await;
     assert_eq!(all.len(), 3, "{all:?}");
     let mut ids = Vec::new();
@@ -137,15 +195,29 @@ async fn each_event_is_subscribed_once_and_restarts_create_nothing_new() {
         let hook = ours[0];
         assert_eq!(hook.http_method, Some(WebhookHttpMethod::Post));
         assert_eq!(hook.content_type.as_deref(), Some("application/json"));
-        assert_eq!((hook.id_set_accepted, hook.quality_of_service), (Some(true), Some(1)));
+        assert_eq!(
+            (hook.id_set_accepted, hook.quality_of_service),
+            (Some(true), Some(1))
+        );
         let template = hook.body_template.as_deref().unwrap();
-        for variable in ["${account-code}", "${resource-type}", "${resource-id}", "${lifecycle-event}", "${full-event}", "${raised-on}", "${brightpearl-version}"] {
+        for variable in [
+            "${account-code}",
+            "${resource-type}",
+            "${resource-id}",
+            "${lifecycle-event}",
+            "${full-event}",
+            "${raised-on}",
+            "${brightpearl-version}",
+        ] {
             assert!(template.contains(variable), "{variable} in {template}");
         }
         assert_eq!(state.subscription(event).unwrap().webhook_id, Some(hook.id));
         ids.push(hook.id);
     }
-    assert!(all.iter().any(|w| w.id == foreign), "the other integration's webhook is untouched");
+    assert!(
+        all.iter().any(|w| w.id == foreign),
+        "the other integration's webhook is untouched"
+    );
 
     // /healthz and /metrics show the outcome, never the secret.
     let health = get(&handle, "/healthz").await;
@@ -155,54 +227,148 @@ async fn each_event_is_subscribed_once_and_restarts_create_nothing_new() {
     assert_eq!(webhooks_health["state"], "finished", "{webhooks_health}");
     assert_eq!(webhooks_health["subscriptions"][0]["event"], ON_HAND);
     assert_eq!(webhooks_health["subscriptions"][0]["outcome"], "registered");
-    assert_eq!(webhooks_health["subscriptions"][0]["uri"], format!("{PUBLIC_URL}/brightpearl/webhooks?secret=REDACTED"));
+    assert_eq!(
+        webhooks_health["subscriptions"][0]["uri"],
+        format!("{PUBLIC_URL}/brightpearl/webhooks?secret=REDACTED")
+    );
     let metrics = get(&handle, "/metrics").await.body;
     assert!(!metrics.contains(SECRET));
-    assert_eq!(metric(&metrics, &format!("relay_brightpearl_webhook_subscriptions{{event=\"{ON_HAND}\",outcome=\"registered\"}}")), Some(1.0), "{metrics}");
-    assert_eq!(metric(&metrics, &format!("relay_brightpearl_webhook_subscriptions{{event=\"{ON_HAND}\",outcome=\"failed\"}}")), Some(0.0), "{metrics}");
-    assert_eq!(metric(&metrics, "relay_brightpearl_webhook_registration{state=\"finished\"}"), Some(1.0), "{metrics}");
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!(
+                "relay_brightpearl_webhook_subscriptions{{event=\"{ON_HAND}\",outcome=\"registered\"}}"
+            )
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!(
+                "relay_brightpearl_webhook_subscriptions{{event=\"{ON_HAND}\",outcome=\"failed\"}}"
+            )
+        ),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "relay_brightpearl_webhook_registration{state=\"finished\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
     assert!(!format!("{:?}", handle.brightpearl_webhooks().borrow()).contains(SECRET));
     handle.shutdown().await;
 
     // A restart over the same store and sandbox: already present, nothing created.
     let before = creations(&sandbox);
-    let handle = start(&sandbox, store.clone(), config(Some(PUBLIC_URL)), secrets(Some(SECRET))).await;
+    let handle = start(
+        &sandbox,
+        store.clone(),
+        config(Some(PUBLIC_URL)),
+        secrets(Some(SECRET)),
+    )
+    .await;
     let state = settled(&handle).await;
-    assert_eq!(outcomes(&state), vec![(ON_HAND.to_owned(), SubscriptionOutcome::AlreadyPresent), (SHIPPED.to_owned(), SubscriptionOutcome::AlreadyPresent)]);
+    assert_eq!(
+        outcomes(&state),
+        vec![
+            (ON_HAND.to_owned(), SubscriptionOutcome::AlreadyPresent),
+            (SHIPPED.to_owned(), SubscriptionOutcome::AlreadyPresent)
+        ]
+    );
     assert_eq!(creations(&sandbox), before, "no webhook created on restart");
-    assert_eq!(webhooks(&sandbox).await, all, "the webhooks are as they were");
+    assert_eq!(
+        webhooks(&sandbox).await,
+        all,
+        "the webhooks are as they were"
+    );
     let metrics = get(&handle, "/metrics").await.body;
-    assert_eq!(metric(&metrics, &format!("relay_brightpearl_webhook_subscriptions{{event=\"{SHIPPED}\",outcome=\"already_present\"}}")), Some(1.0), "{metrics}");
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!(
+                "relay_brightpearl_webhook_subscriptions{{event=\"{SHIPPED}\",outcome=\"already_present\"}}"
+            )
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
     handle.shutdown().await;
 
     // A duplicate of ours (e.g. made by hand) is removed; the oldest is kept.
-    let duplicate = brightpearl(&sandbox).create_webhook(&our_request(SHIPPED, &uri(SECRET))).await.unwrap();
-    let handle = start(&sandbox, store.clone(), config(Some(PUBLIC_URL)), secrets(Some(SECRET))).await;
+    let duplicate = brightpearl(&sandbox)
+        .create_webhook(&our_request(SHIPPED, &uri(SECRET)))
+        .await
+        .unwrap();
+    let handle = start(
+        &sandbox,
+        store.clone(),
+        config(Some(PUBLIC_URL)),
+        secrets(Some(SECRET)),
+    )
+    .await;
     let state = settled(&handle).await;
     let shipped = state.subscription(SHIPPED).unwrap();
-    assert_eq!((shipped.outcome, shipped.webhook_id, shipped.removed.clone()), (SubscriptionOutcome::AlreadyPresent, Some(ids[1]), vec![duplicate]));
+    assert_eq!(
+        (shipped.outcome, shipped.webhook_id, shipped.removed.clone()),
+        (
+            SubscriptionOutcome::AlreadyPresent,
+            Some(ids[1]),
+            vec![duplicate]
+        )
+    );
     assert_eq!(webhooks(&sandbox).await, all);
     handle.shutdown().await;
 
     // A rotated secret: each subscription is replaced by one with the new secret.
     let rotated = "bp-secret-2";
     let before = creations(&sandbox);
-    let handle = start(&sandbox, store.clone(), config(Some(PUBLIC_URL)), secrets(Some(rotated))).await;
+    let handle = start(
+        &sandbox,
+        store.clone(),
+        config(Some(PUBLIC_URL)),
+        secrets(Some(rotated)),
+    )
+    .await;
     let state = settled(&handle).await;
-    assert_eq!(outcomes(&state), vec![(ON_HAND.to_owned(), SubscriptionOutcome::Replaced), (SHIPPED.to_owned(), SubscriptionOutcome::Replaced)]);
+    assert_eq!(
+        outcomes(&state),
+        vec![
+            (ON_HAND.to_owned(), SubscriptionOutcome::Replaced),
+            (SHIPPED.to_owned(), SubscriptionOutcome::Replaced)
+        ]
+    );
     assert_eq!(creations(&sandbox), before + 2);
     let now = webhooks(&sandbox).await;
     assert_eq!(now.len(), 3, "{now:?}");
     for (event, old) in [ON_HAND, SHIPPED].into_iter().zip(&ids) {
-        assert!(at(&now, event, &uri(SECRET)).is_empty(), "the stale {event} subscription is gone");
+        assert!(
+            at(&now, event, &uri(SECRET)).is_empty(),
+            "the stale {event} subscription is gone"
+        );
         let fresh = at(&now, event, &uri(rotated));
         assert_eq!(fresh.len(), 1, "{event}: {now:?}");
         let report = state.subscription(event).unwrap();
-        assert_eq!((report.webhook_id, report.removed.clone()), (Some(fresh[0].id), vec![*old]));
+        assert_eq!(
+            (report.webhook_id, report.removed.clone()),
+            (Some(fresh[0].id), vec![*old])
+        );
     }
     let health = get(&handle, "/healthz").await;
-    assert!(!health.body.contains(rotated) && !health.body.contains(SECRET), "{}", health.body);
-    assert_eq!(health.json()["brightpearl_webhooks"]["subscriptions"][1]["outcome"], "replaced");
+    assert!(
+        !health.body.contains(rotated) && !health.body.contains(SECRET),
+        "{}",
+        health.body
+    );
+    assert_eq!(
+        health.json()["brightpearl_webhooks"]["subscriptions"][1]["outcome"],
+        "replaced"
+    );
     handle.shutdown().await;
     sandbox.shutdown().await;
 }
@@ -214,9 +380,21 @@ async fn an_event_taken_out_of_the_configuration_is_unsubscribed() {
     let client = brightpearl(&sandbox);
     // Ours for an event no longer configured (even with an older secret), and another
     // integration's subscription to that event.
-    client.create_webhook(&our_request("product.modified", &uri(SECRET))).await.unwrap();
-    client.create_webhook(&our_request("product.modified", &uri("older"))).await.unwrap();
-    let foreign = client.create_webhook(&our_request("product.modified", "https://shipstation.example/hooks")).await.unwrap();
+    client
+        .create_webhook(&our_request("product.modified", &uri(SECRET)))
+        .await
+        .unwrap();
+    client
+        .create_webhook(&our_request("product.modified", &uri("older")))
+        .await
+        .unwrap();
+    let foreign = client
+        .create_webhook(&our_request(
+            "product.modified",
+            "https://shipstation.example/hooks",
+        ))
+        .await
+        .unwrap();
 
     let mut only_shipped = config(Some(PUBLIC_URL));
     only_shipped.serve.brightpearl_webhook_events = vec![SHIPPED.to_owned()];
@@ -224,11 +402,27 @@ async fn an_event_taken_out_of_the_configuration_is_unsubscribed() {
     let state = settled(&handle).await;
     assert_eq!(
         outcomes(&state),
-        vec![(SHIPPED.to_owned(), SubscriptionOutcome::Registered), ("product.modified".to_owned(), SubscriptionOutcome::Unsubscribed)]
+        vec![
+            (SHIPPED.to_owned(), SubscriptionOutcome::Registered),
+            (
+                "product.modified".to_owned(),
+                SubscriptionOutcome::Unsubscribed
+            )
+        ]
     );
-    assert_eq!(state.subscription("product.modified").unwrap().removed.len(), 2);
+    assert_eq!(
+        state
+            .subscription("product.modified")
+            .unwrap()
+            .removed
+            .len(),
+        2
+    );
     let all = webhooks(&sandbox).await;
-    assert!(all.iter().any(|w| w.id == foreign), "another integration's subscription stays: {all:?}");
+    assert!(
+        all.iter().any(|w| w.id == foreign),
+        "another integration's subscription stays: {all:?}"
+    );
     assert_eq!(all.len(), 2, "{all:?}");
     handle.shutdown().await;
 
@@ -236,8 +430,18 @@ async fn an_event_taken_out_of_the_configuration_is_unsubscribed() {
     let mut none = config(Some(PUBLIC_URL));
     none.serve.brightpearl_webhook_events = Vec::new();
     let handle = start(&sandbox, store, none, secrets(Some(SECRET))).await;
-    assert_eq!(outcomes(&settled(&handle).await), vec![(SHIPPED.to_owned(), SubscriptionOutcome::Unsubscribed)]);
-    assert_eq!(webhooks(&sandbox).await.iter().map(|w| w.id).collect::<Vec<_>>(), vec![foreign]);
+    assert_eq!(
+        outcomes(&settled(&handle).await),
+        vec![(SHIPPED.to_owned(), SubscriptionOutcome::Unsubscribed)]
+    );
+    assert_eq!(
+        webhooks(&sandbox)
+            .await
+            .iter()
+            .map(|w| w.id)
+            .collect::<Vec<_>>(),
+        vec![foreign]
+    );
     handle.shutdown().await;
     sandbox.shutdown().await;
 }
@@ -246,8 +450,18 @@ async fn an_event_taken_out_of_the_configuration_is_unsubscribed() {
 async fn two_servers_starting_together_leave_one_subscription_per_event() {
     let sandbox = common::sandbox_with(SandboxConfig::default()).await;
     let (a, b) = tokio::join!(
-        start(&sandbox, Arc::new(SqliteStore::in_memory().unwrap()), config(Some(PUBLIC_URL)), secrets(Some(SECRET))),
-        start(&sandbox, Arc::new(SqliteStore::in_memory().unwrap()), config(Some(PUBLIC_URL)), secrets(Some(SECRET))),
+        start(
+            &sandbox,
+            Arc::new(SqliteStore::in_memory().unwrap()),
+            config(Some(PUBLIC_URL)),
+            secrets(Some(SECRET))
+        ),
+        start(
+            &sandbox,
+            Arc::new(SqliteStore::in_memory().unwrap()),
+            config(Some(PUBLIC_URL)),
+            secrets(Some(SECRET))
+        ),
     );
     let (state_a, state_b) = tokio::join!(settled(&a), settled(&b));
     let all = webhooks(&sandbox).await;
@@ -273,7 +487,8 @@ async fn an_event_the_account_cannot_subscribe_to_fails_alone_and_the_receivers_
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     let unknown = "product.modified.teleported";
     let mut relay_config = config(Some(PUBLIC_URL));
-    relay_config.serve.brightpearl_webhook_events = vec![ON_HAND.into(), unknown.into(), SHIPPED.into()];
+    relay_config.serve.brightpearl_webhook_events =
+        vec![ON_HAND.into(), unknown.into(), SHIPPED.into()];
     let handle = start(&sandbox, store.clone(), relay_config, secrets(Some(SECRET))).await;
     let state = settled(&handle).await;
     assert_eq!(
@@ -286,7 +501,10 @@ async fn an_event_the_account_cannot_subscribe_to_fails_alone_and_the_receivers_
     );
     let failed = state.subscription(unknown).unwrap();
     let error = failed.error.as_deref().unwrap();
-    assert!(error.contains("INTC-064") && error.contains(unknown), "{error}");
+    assert!(
+        error.contains("INTC-064") && error.contains(unknown),
+        "{error}"
+    );
     assert!(!error.contains(SECRET), "{error}");
     assert_eq!(failed.webhook_id, None);
     assert!(!failed.transient, "a refusal is not tried again");
@@ -295,19 +513,49 @@ async fn an_event_the_account_cannot_subscribe_to_fails_alone_and_the_receivers_
     assert!(at(&all, unknown, &uri(SECRET)).is_empty());
 
     let health = get(&handle, "/healthz").await;
-    assert_eq!(health.status, 200, "a refused event does not make serve unhealthy");
+    assert_eq!(
+        health.status, 200,
+        "a refused event does not make serve unhealthy"
+    );
     let health = health.json();
     assert_eq!(health["status"], "ok");
-    assert_eq!(health["brightpearl_webhooks"]["subscriptions"][1]["outcome"], "failed");
-    assert!(health["brightpearl_webhooks"]["subscriptions"][1]["error"].as_str().unwrap().contains("INTC-064"));
+    assert_eq!(
+        health["brightpearl_webhooks"]["subscriptions"][1]["outcome"],
+        "failed"
+    );
+    assert!(
+        health["brightpearl_webhooks"]["subscriptions"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("INTC-064")
+    );
     let metrics = get(&handle, "/metrics").await.body;
-    assert_eq!(metric(&metrics, &format!("relay_brightpearl_webhook_subscriptions{{event=\"{unknown}\",outcome=\"failed\"}}")), Some(1.0), "{metrics}");
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!(
+                "relay_brightpearl_webhook_subscriptions{{event=\"{unknown}\",outcome=\"failed\"}}"
+            )
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
 
     // The receivers still work.
     let body = json!({"accountCode": "sandbox", "resourceType": "product", "id": "1001", "lifecycleEvent": "modified", "fullEvent": ON_HAND, "raisedOn": "2026-03-02T08:00:00Z"});
-    let reply = common::http("POST", &format!("{}/brightpearl/webhooks?secret={SECRET}", handle.base_url()), Some(body)).await;
+    let reply = common::http(
+        "POST",
+        &format!("{}/brightpearl/webhooks?secret={SECRET}", handle.base_url()),
+        Some(body),
+    )
+    .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let keys: Vec<String> = store.inbox_pending(10).unwrap().into_iter().map(|i| i.key).collect();
+    let keys: Vec<String> = store
+        .inbox_pending(10)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.key)
+        .collect();
     assert_eq!(keys, vec![format!("{ON_HAND}:1001")]);
     handle.shutdown().await;
     sandbox.shutdown().await;
@@ -321,18 +569,36 @@ async fn registration_is_skipped_naming_what_is_missing() {
     off.serve.register_brightpearl_webhooks = false;
     for (relay_config, secret, expected) in [
         (config(None), Some(SECRET), "serve.public_url"),
-        (config(Some(PUBLIC_URL)), None, "RELAY_BRIGHTPEARL_WEBHOOK_SECRET"),
+        (
+            config(Some(PUBLIC_URL)),
+            None,
+            "RELAY_BRIGHTPEARL_WEBHOOK_SECRET",
+        ),
         (off, Some(SECRET), "serve.register_brightpearl_webhooks"),
     ] {
         let handle = start(&sandbox, store.clone(), relay_config, secrets(secret)).await;
         let state = settled(&handle).await;
-        let WebhookRegistration::Skipped { reason } = &state else { panic!("not skipped: {state:?}") };
+        let WebhookRegistration::Skipped { reason } = &state else {
+            panic!("not skipped: {state:?}")
+        };
         assert!(reason.contains(expected), "{reason}");
         let health = get(&handle, "/healthz").await.json();
         assert_eq!(health["brightpearl_webhooks"]["state"], "skipped");
-        assert!(health["brightpearl_webhooks"]["reason"].as_str().unwrap().contains(expected));
+        assert!(
+            health["brightpearl_webhooks"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains(expected)
+        );
         let metrics = get(&handle, "/metrics").await.body;
-        assert_eq!(metric(&metrics, "relay_brightpearl_webhook_registration{state=\"skipped\"}"), Some(1.0), "{metrics}");
+        assert_eq!(
+            metric(
+                &metrics,
+                "relay_brightpearl_webhook_registration{state=\"skipped\"}"
+            ),
+            Some(1.0),
+            "{metrics}"
+        );
         handle.shutdown().await;
     }
     assert!(webhooks(&sandbox).await.is_empty());
@@ -345,32 +611,68 @@ async fn sandbox_with_listing_fault(rule: FaultRule) -> Sandbox {
     let sandbox = common::sandbox_with(SandboxConfig::default()).await;
     let account = sandbox.state().config.brightpearl.account.clone();
     let path_prefix = format!("/public-api/{account}/integration-service/webhook");
-    sandbox.state().faults.add(FaultRule { path_prefix, method: Some("GET".into()), ..rule }).unwrap();
+    sandbox
+        .state()
+        .faults
+        .add(FaultRule {
+            path_prefix,
+            method: Some("GET".into()),
+            ..rule
+        })
+        .unwrap();
     sandbox
 }
 
 #[tokio::test]
 async fn the_receivers_answer_while_brightpearl_is_slow_to_list_webhooks() {
     // The listing hangs far longer than the test runs; shutdown cancels the registration.
-    let sandbox = sandbox_with_listing_fault(FaultRule { latency_ms: 600_000, ..FaultRule::default() }).await;
+    let sandbox = sandbox_with_listing_fault(FaultRule {
+        latency_ms: 600_000,
+        ..FaultRule::default()
+    })
+    .await;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
-    let handle = start(&sandbox, store.clone(), config(Some(PUBLIC_URL)), secrets(Some(SECRET))).await;
+    let handle = start(
+        &sandbox,
+        store.clone(),
+        config(Some(PUBLIC_URL)),
+        secrets(Some(SECRET)),
+    )
+    .await;
     assert!(!handle.brightpearl_webhooks().borrow().is_settled());
     let body = json!({"resourceType": "goods-out-note", "id": "7", "fullEvent": SHIPPED});
-    let reply = common::http("POST", &format!("{}/brightpearl/webhooks?secret={SECRET}", handle.base_url()), Some(body)).await;
+    let reply = common::http(
+        "POST",
+        &format!("{}/brightpearl/webhooks?secret={SECRET}", handle.base_url()),
+        Some(body),
+    )
+    .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let health = get(&handle, "/healthz").await.json();
-    assert_eq!(health["brightpearl_webhooks"]["state"], "pending", "{health}");
-    assert_eq!(health["brightpearl_webhooks"]["events"], json!([ON_HAND, SHIPPED]));
+    assert_eq!(
+        health["brightpearl_webhooks"]["state"], "pending",
+        "{health}"
+    );
+    assert_eq!(
+        health["brightpearl_webhooks"]["events"],
+        json!([ON_HAND, SHIPPED])
+    );
     assert_eq!(store.inbox_pending(10).unwrap().len(), 1);
-    tokio::time::timeout(Duration::from_secs(20), handle.shutdown()).await.expect("shutdown does not wait for Brightpearl");
+    tokio::time::timeout(Duration::from_secs(20), handle.shutdown())
+        .await
+        .expect("shutdown does not wait for Brightpearl");
     // The sandbox still serves the hanging request; it ends with the test's runtime.
     drop(sandbox);
 }
 
 #[tokio::test]
 async fn a_brightpearl_server_error_is_reported_as_transient() {
-    let rule = FaultRule { error_rate: 1.0, error_statuses: vec![500], remaining: Some(1), ..FaultRule::default() };
+    let rule = FaultRule {
+        error_rate: 1.0,
+        error_statuses: vec![500],
+        remaining: Some(1),
+        ..FaultRule::default()
+    };
     let sandbox = sandbox_with_listing_fault(rule).await;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     // No retry here (it waits a minute); the retry loop itself is tested on paused time.
@@ -382,10 +684,20 @@ async fn a_brightpearl_server_error_is_reported_as_transient() {
         let report = state.subscription(event).unwrap();
         assert_eq!(report.outcome, SubscriptionOutcome::Failed, "{report:?}");
         assert!(report.transient, "{report:?}");
-        assert!(report.error.as_deref().unwrap().contains("cannot list the existing webhooks"), "{report:?}");
+        assert!(
+            report
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("cannot list the existing webhooks"),
+            "{report:?}"
+        );
     }
     let health = get(&handle, "/healthz").await.json();
-    assert_eq!(health["brightpearl_webhooks"]["subscriptions"][0]["transient"], true, "{health}");
+    assert_eq!(
+        health["brightpearl_webhooks"]["subscriptions"][0]["transient"], true,
+        "{health}"
+    );
     assert!(webhooks(&sandbox).await.is_empty());
     handle.shutdown().await;
     sandbox.shutdown().await;
@@ -393,7 +705,13 @@ async fn a_brightpearl_server_error_is_reported_as_transient() {
 
 /// Norce's on-hand rows (sandbox admin route).
 async fn onhand(sandbox: &Sandbox, sku: &str, warehouse: &str) -> Option<String> {
-    let rows = common::http("GET", &format!("{}/_sandbox/norce/onhands", sandbox.base_url()), None).await.json();
+    let rows = common::http(
+        "GET",
+        &format!("{}/_sandbox/norce/onhands", sandbox.base_url()),
+        None,
+    )
+    .await
+    .json();
     rows["onhands"]
         .as_array()?
         .iter()
@@ -403,7 +721,13 @@ async fn onhand(sandbox: &Sandbox, sku: &str, warehouse: &str) -> Option<String>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stock_change_in_brightpearl_reaches_norce_through_the_registered_webhook() {
-    let mut sandbox_config = SandboxConfig { dataset: DatasetConfig { skus: 20, ..DatasetConfig::default() }, ..SandboxConfig::default() };
+    let mut sandbox_config = SandboxConfig {
+        dataset: DatasetConfig {
+            skus: 20,
+            ..DatasetConfig::default()
+        },
+        ..SandboxConfig::default()
+    };
     // Import jobs finish at once, so no pump of the virtual clock is needed.
     sandbox_config.norce.job_delay_secs = 0.0;
     let sandbox = common::sandbox_with(sandbox_config).await;
@@ -416,16 +740,43 @@ async fn a_stock_change_in_brightpearl_reaches_norce_through_the_registered_webh
     relay_config.serve.public_url = Some(public_url.clone());
     let ctx = common::context_with_store(&sandbox, relay_config, store.clone());
     // A first full stock pass, so the webhook's pass is a pending one for the changed product.
-    relay::flows::stock::run(&ctx).await.expect("full stock pass");
-    assert_ne!(onhand(&sandbox, "SKU-00007", "WH2").await.as_deref(), Some("99"));
-    let onhand_imports = |sandbox: &Sandbox| sandbox.state().faults.count("POST", "/commerce/connect/4.0/Product/ImportOnhands");
+    relay::flows::stock::run(&ctx)
+        .await
+        .expect("full stock pass");
+    assert_ne!(
+        onhand(&sandbox, "SKU-00007", "WH2").await.as_deref(),
+        Some("99")
+    );
+    let onhand_imports = |sandbox: &Sandbox| {
+        sandbox
+            .state()
+            .faults
+            .count("POST", "/commerce/connect/4.0/Product/ImportOnhands")
+    };
     let imports_before = onhand_imports(&sandbox);
 
-    let handle = serve::start(ctx.clone(), secrets(Some(SECRET)), listener).await.unwrap();
+    let handle = serve::start(ctx.clone(), secrets(Some(SECRET)), listener)
+        .await
+        .unwrap();
     let state = settled(&handle).await;
-    assert_eq!(outcomes(&state), vec![(ON_HAND.to_owned(), SubscriptionOutcome::Registered), (SHIPPED.to_owned(), SubscriptionOutcome::Registered)]);
+    assert_eq!(
+        outcomes(&state),
+        vec![
+            (ON_HAND.to_owned(), SubscriptionOutcome::Registered),
+            (SHIPPED.to_owned(), SubscriptionOutcome::Registered)
+        ]
+    );
     let all = webhooks(&sandbox).await;
-    assert_eq!(at(&all, ON_HAND, &format!("{public_url}/brightpearl/webhooks?secret={SECRET}")).len(), 1, "{all:?}");
+    assert_eq!(
+        at(
+            &all,
+            ON_HAND,
+            &format!("{public_url}/brightpearl/webhooks?secret={SECRET}")
+        )
+        .len(),
+        1,
+        "{all:?}"
+    );
     let mut accepted = handle.accepted();
     let mut processed = handle.processed();
     let mut runs = handle.runs();
@@ -433,13 +784,22 @@ async fn a_stock_change_in_brightpearl_reaches_norce_through_the_registered_webh
     // On-hand changes in Brightpearl: the sandbox fires product.modified.on-hand-modified.
     let changed = common::http(
         "POST",
-        &format!("{}/_sandbox/brightpearl/products/1007/stock", sandbox.base_url()),
+        &format!(
+            "{}/_sandbox/brightpearl/products/1007/stock",
+            sandbox.base_url()
+        ),
         Some(json!({"warehouseId": 3, "onHand": 99})),
     )
     .await;
     assert!(changed.status < 300, "{} {}", changed.status, changed.body);
-    tokio::time::timeout(Duration::from_secs(20), accepted.wait_for(|n| *n >= 1)).await.expect("the webhook arrives").unwrap();
-    tokio::time::timeout(Duration::from_secs(20), processed.wait_for(|n| *n >= 1)).await.expect("the item is ingested").unwrap();
+    tokio::time::timeout(Duration::from_secs(20), accepted.wait_for(|n| *n >= 1))
+        .await
+        .expect("the webhook arrives")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), processed.wait_for(|n| *n >= 1))
+        .await
+        .expect("the item is ingested")
+        .unwrap();
     assert_eq!(handle.metrics().requests("brightpearl-webhook", 200), 1);
 
     // The stock flow's pass (triggered by the ingest) imports the product into Norce.
@@ -447,31 +807,64 @@ async fn a_stock_change_in_brightpearl_reaches_norce_through_the_registered_webh
         loop {
             let seen = *runs.borrow_and_update();
             let record = store.get("stock", "1007").unwrap();
-            if record.as_ref().is_some_and(|r| r.status == Status::Done) && onhand(&sandbox, "SKU-00007", "WH2").await.as_deref() == Some("99") {
+            if record.as_ref().is_some_and(|r| r.status == Status::Done)
+                && onhand(&sandbox, "SKU-00007", "WH2").await.as_deref() == Some("99")
+            {
                 return record;
             }
-            runs.wait_for(|n| *n > seen).await.expect("the server is running");
+            runs.wait_for(|n| *n > seen)
+                .await
+                .expect("the server is running");
         }
     })
     .await
     .expect("the change reaches Norce");
     assert_eq!(done.unwrap().status, Status::Done);
-    assert_eq!(onhand_imports(&sandbox), imports_before + 1, "one import, for the changed product only");
+    assert_eq!(
+        onhand_imports(&sandbox),
+        imports_before + 1,
+        "one import, for the changed product only"
+    );
 
     // The sandbox recorded the delivery as successful, with the secret redacted in its log.
-    let deliveries = common::http("GET", &format!("{}/_sandbox/brightpearl/webhook-deliveries", sandbox.base_url()), None).await;
+    let deliveries = common::http(
+        "GET",
+        &format!(
+            "{}/_sandbox/brightpearl/webhook-deliveries",
+            sandbox.base_url()
+        ),
+        None,
+    )
+    .await;
     let deliveries: Value = deliveries.json();
-    let delivery = deliveries.as_array().and_then(|d| d.iter().find(|d| d["event"] == ON_HAND)).unwrap_or_else(|| panic!("{deliveries}"));
+    let delivery = deliveries
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["event"] == ON_HAND))
+        .unwrap_or_else(|| panic!("{deliveries}"));
     assert_eq!(delivery["delivered"], true, "{delivery}");
-    assert_eq!(delivery["resourceIds"].as_str().or(delivery["resource_ids"].as_str()), Some("1007"), "{delivery}");
+    assert_eq!(
+        delivery["resourceIds"]
+            .as_str()
+            .or(delivery["resource_ids"].as_str()),
+        Some("1007"),
+        "{delivery}"
+    );
     handle.shutdown().await;
     sandbox.shutdown().await;
 }
 
 /// Reads the child's stderr line by line (kept in `seen`) until a line satisfies `wanted`.
-async fn read_until<R: tokio::io::AsyncBufRead + Unpin>(lines: &mut tokio::io::Lines<R>, seen: &mut Vec<String>, wanted: impl Fn(&str) -> bool) -> String {
+async fn read_until<R: tokio::io::AsyncBufRead + Unpin>(
+    lines: &mut tokio::io::Lines<R>,
+    seen: &mut Vec<String>,
+    wanted: impl Fn(&str) -> bool,
+) -> String {
     loop {
-        let raw = lines.next_line().await.unwrap().unwrap_or_else(|| panic!("relay serve ended; its stderr:\n{}", seen.join("\n")));
+        let raw = lines
+            .next_line()
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("relay serve ended; its stderr:\n{}", seen.join("\n")));
         let line = strip_ansi(&raw);
         seen.push(line.clone());
         if wanted(&line) {
@@ -500,8 +893,14 @@ fn strip_ansi(text: &str) -> String {
 
 /// The `http://127.0.0.1:port` that follows `marker` in `line`.
 fn url_after(line: &str, marker: &str) -> String {
-    let rest = &line[line.find(marker).unwrap_or_else(|| panic!("{marker} in {line}")) + marker.len()..];
-    rest.split(|c: char| c.is_whitespace() || c == ';' || c == ')').next().unwrap().to_owned()
+    let rest = &line[line
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} in {line}"))
+        + marker.len()..];
+    rest.split(|c: char| c.is_whitespace() || c == ';' || c == ')')
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -527,13 +926,31 @@ async fn relay_serve_with_the_embedded_sandbox_registers_there_and_receives_its_
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let mut seen = Vec::new();
     let outcome = tokio::time::timeout(Duration::from_secs(60), async {
-        let line = read_until(&mut lines, &mut seen, |l| l.contains("serving against the embedded sandbox at")).await;
+        let line = read_until(&mut lines, &mut seen, |l| {
+            l.contains("serving against the embedded sandbox at")
+        })
+        .await;
         let sandbox_url = url_after(&line, "embedded sandbox at ");
-        let checked = read_until(&mut lines, &mut seen, |l| l.contains("Brightpearl webhook subscriptions checked")).await;
-        assert!(checked.contains("registered=2") && checked.contains("failed=0"), "{checked}");
-        let relay_url = match seen.iter().find(|l| l.contains("relay serve: listening on ")) {
+        let checked = read_until(&mut lines, &mut seen, |l| {
+            l.contains("Brightpearl webhook subscriptions checked")
+        })
+        .await;
+        assert!(
+            checked.contains("registered=2") && checked.contains("failed=0"),
+            "{checked}"
+        );
+        let relay_url = match seen
+            .iter()
+            .find(|l| l.contains("relay serve: listening on "))
+        {
             Some(line) => url_after(line, "listening on "),
-            None => url_after(&read_until(&mut lines, &mut seen, |l| l.contains("relay serve: listening on ")).await, "listening on "),
+            None => url_after(
+                &read_until(&mut lines, &mut seen, |l| {
+                    l.contains("relay serve: listening on ")
+                })
+                .await,
+                "listening on ",
+            ),
         };
 
         // The sandbox holds one subscription per default event, pointing at this server.
@@ -543,21 +960,47 @@ async fn relay_serve_with_the_embedded_sandbox_registers_there_and_receives_its_
             brightpearl: sandbox::brightpearl::credentials(&Default::default(), &sandbox_url),
         };
         let settings = relay::embedded::settings_for(&credentials);
-        let ctx = FlowContext::from_settings(&settings, Arc::new(SqliteStore::in_memory().unwrap()), Arc::new(RelayConfig::default())).unwrap();
+        let ctx = FlowContext::from_settings(
+            &settings,
+            Arc::new(SqliteStore::in_memory().unwrap()),
+            Arc::new(RelayConfig::default()),
+        )
+        .unwrap();
         let hooks = ctx.brightpearl.as_ref().unwrap().webhooks().await.unwrap();
         let prefix = format!("{relay_url}/brightpearl/webhooks?secret=");
-        let mut events: Vec<&str> = hooks.iter().filter_map(|w| w.subscribe_to.as_ref().map(WebhookEventName::as_str)).collect();
+        let mut events: Vec<&str> = hooks
+            .iter()
+            .filter_map(|w| w.subscribe_to.as_ref().map(WebhookEventName::as_str))
+            .collect();
         events.sort_unstable();
         assert_eq!(events, [SHIPPED, ON_HAND], "{hooks:?}");
-        let secret = hooks[0].uri_template.as_deref().and_then(|u| u.strip_prefix(&prefix)).unwrap_or_else(|| panic!("{hooks:?}")).to_owned();
+        let secret = hooks[0]
+            .uri_template
+            .as_deref()
+            .and_then(|u| u.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("{hooks:?}"))
+            .to_owned();
         assert!(secret.len() >= 16, "a generated secret");
-        let health = common::http("GET", &format!("{relay_url}/healthz"), None).await.json();
-        assert_eq!(health["brightpearl_webhooks"]["subscriptions"][0]["outcome"], "registered", "{health}");
+        let health = common::http("GET", &format!("{relay_url}/healthz"), None)
+            .await
+            .json();
+        assert_eq!(
+            health["brightpearl_webhooks"]["subscriptions"][0]["outcome"], "registered",
+            "{health}"
+        );
 
         // A stock change in the sandbox arrives at the receiver.
-        let changed = common::http("POST", &format!("{sandbox_url}/_sandbox/brightpearl/products/1001/stock"), Some(json!({"warehouseId": 2, "onHand": 7}))).await;
+        let changed = common::http(
+            "POST",
+            &format!("{sandbox_url}/_sandbox/brightpearl/products/1001/stock"),
+            Some(json!({"warehouseId": 2, "onHand": 7})),
+        )
+        .await;
         assert!(changed.status < 300, "{}", changed.body);
-        read_until(&mut lines, &mut seen, |l| l.contains("brightpearl-webhook") && l.contains("stored in the inbox")).await;
+        read_until(&mut lines, &mut seen, |l| {
+            l.contains("brightpearl-webhook") && l.contains("stored in the inbox")
+        })
+        .await;
         secret
     })
     .await;
@@ -565,12 +1008,15 @@ async fn relay_serve_with_the_embedded_sandbox_registers_there_and_receives_its_
     let _ = child.wait().await;
     let _ = std::fs::remove_dir_all(&dir);
     // The sandbox mode's fresh data folder, named on the listening line.
-    if let Some(data) = seen.iter().find_map(|l| l.split_once("; state in ").map(|(_, rest)| rest.trim_end_matches(". Ctrl-C stops.").to_owned()))
-        && data.contains("relay-sandbox-serve-")
+    if let Some(data) = seen.iter().find_map(|l| {
+        l.split_once("; state in ")
+            .map(|(_, rest)| rest.trim_end_matches(". Ctrl-C stops.").to_owned())
+    }) && data.contains("relay-sandbox-serve-")
     {
         let _ = std::fs::remove_dir_all(data);
     }
-    let secret = outcome.unwrap_or_else(|_| panic!("timed out; stderr so far:\n{}", seen.join("\n")));
+    let secret =
+        outcome.unwrap_or_else(|_| panic!("timed out; stderr so far:\n{}", seen.join("\n")));
     let log = seen.join("\n");
     assert!(!log.contains(&secret), "the secret is never logged:\n{log}");
 }

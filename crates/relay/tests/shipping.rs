@@ -23,26 +23,52 @@ fn data_dir(test: &str) -> PathBuf {
 }
 
 fn config(dir: &std::path::Path, shipping: ShippingConfig) -> RelayConfig {
-    let mut config = RelayConfig { shipping, ..RelayConfig::default() };
+    let mut config = RelayConfig {
+        shipping,
+        ..RelayConfig::default()
+    };
     config.state.dir = dir.to_path_buf();
     config
 }
 
 /// GET on the sandbox's admin API.
 async fn admin(sandbox: &Sandbox, path_and_query: &str) -> Value {
-    let answer = common::http("GET", &format!("{}{path_and_query}", sandbox.base_url()), None).await;
+    let answer = common::http(
+        "GET",
+        &format!("{}{path_and_query}", sandbox.base_url()),
+        None,
+    )
+    .await;
     assert_eq!(answer.status, 200, "{path_and_query}: {}", answer.body);
     answer.json()
 }
 
 async fn orders(sandbox: &Sandbox) -> Vec<Value> {
-    admin(sandbox, "/_sandbox/norce/orders").await.as_array().unwrap().clone()
+    admin(sandbox, "/_sandbox/norce/orders")
+        .await
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 /// (nShift shipments, Norce delivery notes) of an order number.
 async fn counts(sandbox: &Sandbox, order_no: &str) -> (usize, usize) {
-    let shipments = admin(sandbox, &format!("/_sandbox/nshift/shipments?orderNo={order_no}")).await.as_array().unwrap().len();
-    let notes = admin(sandbox, &format!("/_sandbox/norce/delivery-notes?orderNo={order_no}")).await.as_array().unwrap().len();
+    let shipments = admin(
+        sandbox,
+        &format!("/_sandbox/nshift/shipments?orderNo={order_no}"),
+    )
+    .await
+    .as_array()
+    .unwrap()
+    .len();
+    let notes = admin(
+        sandbox,
+        &format!("/_sandbox/norce/delivery-notes?orderNo={order_no}"),
+    )
+    .await
+    .as_array()
+    .unwrap()
+    .len();
     (shipments, notes)
 }
 
@@ -60,14 +86,30 @@ async fn qualifying(sandbox: &Sandbox) -> Vec<String> {
 /// status Delivered.
 async fn assert_shipped_once(sandbox: &Sandbox, dir: &std::path::Path, order_nos: &[String]) {
     for order_no in order_nos {
-        assert_eq!(counts(sandbox, order_no).await, (1, 1), "{order_no}: one shipment, one delivery note");
+        assert_eq!(
+            counts(sandbox, order_no).await,
+            (1, 1),
+            "{order_no}: one shipment, one delivery note"
+        );
         let order = admin(sandbox, &format!("/_sandbox/norce/orders/{order_no}")).await;
         assert_eq!(order["status"], "Delivered", "{order_no}");
-        let shipment = &admin(sandbox, &format!("/_sandbox/nshift/shipments?orderNo={order_no}")).await[0];
+        let shipment = &admin(
+            sandbox,
+            &format!("/_sandbox/nshift/shipments?orderNo={order_no}"),
+        )
+        .await[0];
         let note = &order["deliveryNotes"][0];
-        let parcels: Vec<&Value> = note["packages"].as_array().unwrap().iter().map(|p| &p["parcelNumber"]).collect();
+        let parcels: Vec<&Value> = note["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| &p["parcelNumber"])
+            .collect();
         let booked: Vec<&Value> = shipment["parcelNos"].as_array().unwrap().iter().collect();
-        assert_eq!(parcels, booked, "{order_no}: the note carries the booked parcel numbers");
+        assert_eq!(
+            parcels, booked,
+            "{order_no}: the note carries the booked parcel numbers"
+        );
         let label = std::fs::read(dir.join("labels").join(format!("{order_no}-1.pdf"))).unwrap();
         assert!(label.starts_with(b"%PDF"), "{order_no}: the label is a PDF");
     }
@@ -78,7 +120,10 @@ fn entities(ctx: &FlowContext, status: Status) -> usize {
 }
 
 fn entities_in(store: &dyn Store, status: Status) -> usize {
-    store.list(Some(shipping::FLOW), Some(status)).unwrap().len()
+    store
+        .list(Some(shipping::FLOW), Some(status))
+        .unwrap()
+        .len()
 }
 
 fn payload(ctx: &FlowContext, source_id: &str) -> Value {
@@ -144,36 +189,98 @@ async fn a_full_pass_ships_every_qualifying_order_once_and_a_second_pass_does_no
     let dir = data_dir("full");
     let ctx = common::context(&sandbox, config(&dir, ShippingConfig::default()));
     let qualifying = qualifying(&sandbox).await;
-    assert!(qualifying.len() >= 10, "the seeded dataset has orders to ship");
+    assert!(
+        qualifying.len() >= 10,
+        "the seeded dataset has orders to ship"
+    );
 
     let report = shipping::run(&ctx).await.unwrap();
-    assert_eq!(report.failed, 0, "{report:?}; dead letters: {:?}", ctx.store.dead_letters().unwrap());
-    assert_eq!((report.booked, report.written_back, report.done), (qualifying.len() as u64, qualifying.len() as u64, qualifying.len() as u64));
+    assert_eq!(
+        report.failed,
+        0,
+        "{report:?}; dead letters: {:?}",
+        ctx.store.dead_letters().unwrap()
+    );
+    assert_eq!(
+        (report.booked, report.written_back, report.done),
+        (
+            qualifying.len() as u64,
+            qualifying.len() as u64,
+            qualifying.len() as u64
+        )
+    );
     assert_shipped_once(&sandbox, &dir, &qualifying).await;
     // The seeded Delivered orders are not shipped.
-    for order in orders(&sandbox).await.iter().filter(|o| !qualifying.contains(&o["orderNo"].as_str().unwrap().to_owned())) {
-        assert_eq!(counts(&sandbox, order["orderNo"].as_str().unwrap()).await.0, 0);
+    for order in orders(&sandbox)
+        .await
+        .iter()
+        .filter(|o| !qualifying.contains(&o["orderNo"].as_str().unwrap().to_owned()))
+    {
+        assert_eq!(
+            counts(&sandbox, order["orderNo"].as_str().unwrap()).await.0,
+            0
+        );
     }
     // Every shipment went to the mapped service, pickup orders to a pickup point, as test shipments.
-    for order in orders(&sandbox).await.iter().filter(|o| qualifying.contains(&o["orderNo"].as_str().unwrap().to_owned())) {
-        let shipment = &admin(&sandbox, &format!("/_sandbox/nshift/shipments?orderNo={}", order["orderNo"].as_str().unwrap())).await[0];
-        let stored = &admin(&sandbox, &format!("/_sandbox/nshift/stored-shipments?orderNo={}", order["orderNo"].as_str().unwrap())).await[0];
+    for order in orders(&sandbox)
+        .await
+        .iter()
+        .filter(|o| qualifying.contains(&o["orderNo"].as_str().unwrap().to_owned()))
+    {
+        let shipment = &admin(
+            &sandbox,
+            &format!(
+                "/_sandbox/nshift/shipments?orderNo={}",
+                order["orderNo"].as_str().unwrap()
+            ),
+        )
+        .await[0];
+        let stored = &admin(
+            &sandbox,
+            &format!(
+                "/_sandbox/nshift/stored-shipments?orderNo={}",
+                order["orderNo"].as_str().unwrap()
+            ),
+        )
+        .await[0];
         let pickup = order["deliveryMethod"] == "POSTNORD_PICKUP";
         assert_eq!(shipment["agentId"].is_string(), pickup, "{shipment}");
         assert_eq!(stored["status"], "PRINTED", "{stored}");
     }
     let record = ctx.store.get(shipping::FLOW, "400001").unwrap().unwrap();
-    assert_eq!((record.status, record.step.as_deref()), (Status::Done, Some("status_sent")));
-    assert!(record.target_id.is_some(), "the nShift shipment id is the target id");
-    assert!(ctx.store.cursor(shipping::FLOW).unwrap().is_some(), "the poll cursor is kept");
+    assert_eq!(
+        (record.status, record.step.as_deref()),
+        (Status::Done, Some("status_sent"))
+    );
+    assert!(
+        record.target_id.is_some(),
+        "the nShift shipment id is the target id"
+    );
+    assert!(
+        ctx.store.cursor(shipping::FLOW).unwrap().is_some(),
+        "the poll cursor is kept"
+    );
 
     // Second pass: nothing is booked or written again.
     let faults = &sandbox.state().faults;
-    let (stores, notes) = (faults.count("POST", "/rs-extapi/v1/stored-shipments"), faults.count("POST", "/commerce/connect/4.0/Order/CreateDeliveryNote"));
+    let (stores, notes) = (
+        faults.count("POST", "/rs-extapi/v1/stored-shipments"),
+        faults.count("POST", "/commerce/connect/4.0/Order/CreateDeliveryNote"),
+    );
     let again = shipping::run(&ctx).await.unwrap();
-    assert_eq!((again.booked, again.written_back, again.failed), (0, 0, 0), "{again:?}");
-    assert_eq!(faults.count("POST", "/rs-extapi/v1/stored-shipments"), stores);
-    assert_eq!(faults.count("POST", "/commerce/connect/4.0/Order/CreateDeliveryNote"), notes);
+    assert_eq!(
+        (again.booked, again.written_back, again.failed),
+        (0, 0, 0),
+        "{again:?}"
+    );
+    assert_eq!(
+        faults.count("POST", "/rs-extapi/v1/stored-shipments"),
+        stores
+    );
+    assert_eq!(
+        faults.count("POST", "/commerce/connect/4.0/Order/CreateDeliveryNote"),
+        notes
+    );
     assert_shipped_once(&sandbox, &dir, &qualifying).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -182,15 +289,32 @@ async fn a_full_pass_ships_every_qualifying_order_once_and_a_second_pass_does_no
 async fn an_ingested_order_push_is_shipped() {
     let sandbox = common::sandbox_with(SandboxConfig::default()).await;
     let dir = data_dir("push");
-    let ctx = common::context(&sandbox, config(&dir, ShippingConfig { poll: false, ..ShippingConfig::default() }));
+    let ctx = common::context(
+        &sandbox,
+        config(
+            &dir,
+            ShippingConfig {
+                poll: false,
+                ..ShippingConfig::default()
+            },
+        ),
+    );
     let order = admin(&sandbox, "/_sandbox/norce/orders/NC-100002").await;
     assert_eq!(order["status"], "Created");
 
     ingest_push(&ctx, &order_request(&order, None), "400002").await;
     let report = shipping::run(&ctx).await.unwrap();
-    assert_eq!((report.booked, report.done, report.failed), (1, 1, 0), "{report:?}");
+    assert_eq!(
+        (report.booked, report.done, report.failed),
+        (1, 1, 0),
+        "{report:?}"
+    );
     assert_shipped_once(&sandbox, &dir, &["NC-100002".to_owned()]).await;
-    assert_eq!(counts(&sandbox, "NC-100001").await, (0, 0), "only the pushed order (no polling)");
+    assert_eq!(
+        counts(&sandbox, "NC-100001").await,
+        (0, 0),
+        "only the pushed order (no polling)"
+    );
     assert_eq!(payload(&ctx, "400002")["origin"], "push");
 
     // The same push again (Norce retries) changes nothing.
@@ -209,7 +333,13 @@ async fn crashes_after_commit_resume_without_duplicates() {
     let faults = &sandbox.state().faults;
     // nShift stores and prints, Norce creates the note, and the answers are lost.
     faults
-        .add(FaultRule { path_prefix: "/rs-extapi/v1/stored-shipments".into(), method: Some("POST".into()), commit_then_fail_rate: 1.0, remaining: Some(6), ..FaultRule::default() })
+        .add(FaultRule {
+            path_prefix: "/rs-extapi/v1/stored-shipments".into(),
+            method: Some("POST".into()),
+            commit_then_fail_rate: 1.0,
+            remaining: Some(6),
+            ..FaultRule::default()
+        })
         .unwrap();
     faults
         .add(FaultRule {
@@ -222,19 +352,41 @@ async fn crashes_after_commit_resume_without_duplicates() {
         .unwrap();
     let qualifying = qualifying(&sandbox).await;
 
-    let first = common::context_with_store(&sandbox, config(&dir, ShippingConfig::default()), store.clone());
+    let first = common::context_with_store(
+        &sandbox,
+        config(&dir, ShippingConfig::default()),
+        store.clone(),
+    );
     let report = shipping::run(&first).await.unwrap();
-    assert!(report.failed > 0, "the lost answers fail some items: {report:?}");
+    assert!(
+        report.failed > 0,
+        "the lost answers fail some items: {report:?}"
+    );
     drop(first);
 
     // A restart: new clients over the same state.
-    let second = common::context_with_store(&sandbox, config(&dir, ShippingConfig::default()), store.clone());
+    let second = common::context_with_store(
+        &sandbox,
+        config(&dir, ShippingConfig::default()),
+        store.clone(),
+    );
     run_until_settled(&second, 4).await;
-    assert_eq!(entities(&second, Status::Done), qualifying.len(), "dead letters: {:?}", second.store.dead_letters().unwrap());
+    assert_eq!(
+        entities(&second, Status::Done),
+        qualifying.len(),
+        "dead letters: {:?}",
+        second.store.dead_letters().unwrap()
+    );
     assert!(second.store.dead_letters().unwrap().is_empty());
     assert_shipped_once(&sandbox, &dir, &qualifying).await;
     // Every injected fault took effect: the writes happened and their answers were lost.
-    let lost = |path: &str| faults.requests().iter().filter(|r| r.path.starts_with(path) && r.fault.is_some()).count();
+    let lost = |path: &str| {
+        faults
+            .requests()
+            .iter()
+            .filter(|r| r.path.starts_with(path) && r.fault.is_some())
+            .count()
+    };
     assert_eq!(lost("/rs-extapi/v1/stored-shipments"), 6);
     assert_eq!(lost("/commerce/connect/4.0/Order/CreateDeliveryNote"), 4);
     let _ = std::fs::remove_dir_all(&dir);
@@ -246,18 +398,56 @@ async fn a_dropped_run_resumes_in_a_fresh_context_without_duplicates() {
     let dir = data_dir("dropped");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(&dir).unwrap());
     // Slow platform answers, so the budgets below end the passes mid-way.
-    sandbox.state().faults.add(FaultRule { path_prefix: "/rs-extapi/v1".into(), latency_ms: 40, ..FaultRule::default() }).unwrap();
-    sandbox.state().faults.add(FaultRule { path_prefix: "/commerce/connect".into(), latency_ms: 40, ..FaultRule::default() }).unwrap();
+    sandbox
+        .state()
+        .faults
+        .add(FaultRule {
+            path_prefix: "/rs-extapi/v1".into(),
+            latency_ms: 40,
+            ..FaultRule::default()
+        })
+        .unwrap();
+    sandbox
+        .state()
+        .faults
+        .add(FaultRule {
+            path_prefix: "/commerce/connect".into(),
+            latency_ms: 40,
+            ..FaultRule::default()
+        })
+        .unwrap();
     let qualifying = qualifying(&sandbox).await;
     for budget_ms in [60, 150, 300] {
-        let ctx = common::context_with_store(&sandbox, config(&dir, ShippingConfig { track: false, ..ShippingConfig::default() }), store.clone());
+        let ctx = common::context_with_store(
+            &sandbox,
+            config(
+                &dir,
+                ShippingConfig {
+                    track: false,
+                    ..ShippingConfig::default()
+                },
+            ),
+            store.clone(),
+        );
         // Dropping the pass's future is what a crash or a shutdown does to it.
         let _ = tokio::time::timeout(Duration::from_millis(budget_ms), shipping::run(&ctx)).await;
     }
-    assert!(entities_in(store.as_ref(), Status::Pending) > 0, "the budgets cut the passes short");
-    let ctx = common::context_with_store(&sandbox, config(&dir, ShippingConfig::default()), store.clone());
+    assert!(
+        entities_in(store.as_ref(), Status::Pending) > 0,
+        "the budgets cut the passes short"
+    );
+    let ctx = common::context_with_store(
+        &sandbox,
+        config(&dir, ShippingConfig::default()),
+        store.clone(),
+    );
     run_until_settled(&ctx, 3).await;
-    assert_eq!(entities(&ctx, Status::Done), qualifying.len(), "dead letters: {:?}", ctx.store.dead_letters().unwrap());
+    assert_eq!(
+        entities(&ctx, Status::Done),
+        qualifying.len(),
+        "dead letters: {:?}",
+        ctx.store.dead_letters().unwrap()
+    );
     assert_shipped_once(&sandbox, &dir, &qualifying).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -267,24 +457,36 @@ async fn moving_the_cursor_back_never_ships_a_done_order_again() {
     let sandbox = common::sandbox_with(SandboxConfig::default()).await;
     let dir = data_dir("backfill");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
-    let ctx = common::context_with_store(&sandbox, config(&dir, ShippingConfig::default()), store.clone());
+    let ctx = common::context_with_store(
+        &sandbox,
+        config(&dir, ShippingConfig::default()),
+        store.clone(),
+    );
     let qualifying = qualifying(&sandbox).await;
     shipping::run(&ctx).await.unwrap();
     assert_shipped_once(&sandbox, &dir, &qualifying).await;
 
     // Backfill from long ago, with a filter that also takes Delivered orders, as an operator
     // would to catch up: the orders shipped before are seen again but left alone.
-    store.set_cursor(shipping::FLOW, "2020-01-01T00:00:00Z").unwrap();
+    store
+        .set_cursor(shipping::FLOW, "2020-01-01T00:00:00Z")
+        .unwrap();
     let wide = ShippingConfig {
         order_statuses: vec!["Created".into(), "Confirmed".into(), "Delivered".into()],
         ..ShippingConfig::default()
     };
     let backfill = common::context_with_store(&sandbox, config(&dir, wide), store.clone());
     let report = shipping::run(&backfill).await.unwrap();
-    assert!(report.done >= qualifying.len() as u64, "the shipped orders are seen again as done: {report:?}");
+    assert!(
+        report.done >= qualifying.len() as u64,
+        "the shipped orders are seen again as done: {report:?}"
+    );
     assert_shipped_once(&sandbox, &dir, &qualifying).await;
     let cursor = store.cursor(shipping::FLOW).unwrap().unwrap();
-    assert!(cursor.as_str() > "2020-01-01T00:00:00Z", "the cursor moves forward again: {cursor}");
+    assert!(
+        cursor.as_str() > "2020-01-01T00:00:00Z",
+        "the cursor moves forward again: {cursor}"
+    );
 
     let err = {
         store.set_cursor(shipping::FLOW, "last tuesday").unwrap();
@@ -298,23 +500,65 @@ async fn moving_the_cursor_back_never_ships_a_done_order_again() {
 async fn an_invalid_address_fails_permanently_with_nshifts_message() {
     let sandbox = common::sandbox_with(SandboxConfig::default()).await;
     let dir = data_dir("invalid");
-    let ctx = common::context(&sandbox, config(&dir, ShippingConfig { poll: false, ..ShippingConfig::default() }));
+    let ctx = common::context(
+        &sandbox,
+        config(
+            &dir,
+            ShippingConfig {
+                poll: false,
+                ..ShippingConfig::default()
+            },
+        ),
+    );
     let order = admin(&sandbox, "/_sandbox/norce/orders/NC-100003").await;
-    let bad_zip = if order["customer"]["country"] == "NO" || order["customer"]["country"] == "DK" { "12" } else { "1234" };
+    let bad_zip = if order["customer"]["country"] == "NO" || order["customer"]["country"] == "DK" {
+        "12"
+    } else {
+        "1234"
+    };
     ingest_push(&ctx, &order_request(&order, Some(bad_zip)), "400003").await;
 
     let report = shipping::run(&ctx).await.unwrap();
     assert_eq!((report.failed, report.booked), (1, 0), "{report:?}");
     let letters = ctx.store.dead_letters().unwrap();
-    assert_eq!(letters.len(), 1, "permanent at once, no retries: {letters:?}");
+    assert_eq!(
+        letters.len(),
+        1,
+        "permanent at once, no retries: {letters:?}"
+    );
     assert_eq!(letters[0].source_id, "400003");
-    assert!(letters[0].error.contains("Not valid postal code"), "nShift's validation message: {}", letters[0].error);
-    assert!(letters[0].payload.as_deref().unwrap().contains(bad_zip), "the failing data is kept for inspection");
-    assert_eq!(ctx.store.get(shipping::FLOW, "400003").unwrap().unwrap().status, Status::Failed);
+    assert!(
+        letters[0].error.contains("Not valid postal code"),
+        "nShift's validation message: {}",
+        letters[0].error
+    );
+    assert!(
+        letters[0].payload.as_deref().unwrap().contains(bad_zip),
+        "the failing data is kept for inspection"
+    );
+    assert_eq!(
+        ctx.store
+            .get(shipping::FLOW, "400003")
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Failed
+    );
     assert_eq!(counts(&sandbox, "NC-100003").await, (0, 0));
     // The invalid stored shipment is removed, so a replay can store a corrected one.
-    let stored = admin(&sandbox, "/_sandbox/nshift/stored-shipments?orderNo=NC-100003").await;
-    assert!(stored.as_array().unwrap().iter().all(|s| s["deleted"] == true), "{stored}");
+    let stored = admin(
+        &sandbox,
+        "/_sandbox/nshift/stored-shipments?orderNo=NC-100003",
+    )
+    .await;
+    assert!(
+        stored
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["deleted"] == true),
+        "{stored}"
+    );
 
     // Replay: the entity re-reads the order from Norce (whose address is valid) and ships it.
     ctx.store.requeue(letters[0].id).unwrap();
@@ -328,7 +572,11 @@ async fn an_invalid_address_fails_permanently_with_nshifts_message() {
 async fn unmapped_delivery_methods_are_dead_lettered_with_the_key_to_add_or_skipped() {
     let sandbox = common::sandbox_with(SandboxConfig::default()).await;
     let dir = data_dir("unmapped");
-    let shipping_config = ShippingConfig { poll: false, skip_delivery_methods: vec!["STORE_PICKUP".into()], ..ShippingConfig::default() };
+    let shipping_config = ShippingConfig {
+        poll: false,
+        skip_delivery_methods: vec!["STORE_PICKUP".into()],
+        ..ShippingConfig::default()
+    };
     let ctx = common::context(&sandbox, config(&dir, shipping_config));
     let mut first = admin(&sandbox, "/_sandbox/norce/orders/NC-100001").await;
     first["deliveryMethod"] = "DHL_EXPRESS".into();
@@ -338,12 +586,25 @@ async fn unmapped_delivery_methods_are_dead_lettered_with_the_key_to_add_or_skip
     ingest_push(&ctx, &order_request(&second, None), "400002").await;
 
     let report = shipping::run(&ctx).await.unwrap();
-    assert_eq!((report.failed, report.skipped, report.booked), (1, 1, 0), "{report:?}");
+    assert_eq!(
+        (report.failed, report.skipped, report.booked),
+        (1, 1, 0),
+        "{report:?}"
+    );
     let letters = ctx.store.dead_letters().unwrap();
-    assert!(letters[0].error.contains("[shipping.services.DHL_EXPRESS]"), "{}", letters[0].error);
+    assert!(
+        letters[0].error.contains("[shipping.services.DHL_EXPRESS]"),
+        "{}",
+        letters[0].error
+    );
     let skipped = ctx.store.get(shipping::FLOW, "400002").unwrap().unwrap();
     assert_eq!(skipped.status, Status::Skipped);
-    assert!(payload(&ctx, "400002")["skipped"].as_str().unwrap().contains("skip_delivery_methods"));
+    assert!(
+        payload(&ctx, "400002")["skipped"]
+            .as_str()
+            .unwrap()
+            .contains("skip_delivery_methods")
+    );
     assert_eq!(counts(&sandbox, "NC-100002").await, (0, 0));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -354,35 +615,86 @@ async fn alerts_record_the_parcel_status_as_the_sandbox_clock_moves() {
     let dir = data_dir("alerts");
     let ctx = common::context(&sandbox, config(&dir, ShippingConfig::default()));
     shipping::run(&ctx).await.unwrap();
-    let parcels = |ctx: &FlowContext| payload(ctx, "400001")["tracking"].as_object().cloned().unwrap_or_default();
+    let parcels = |ctx: &FlowContext| {
+        payload(ctx, "400001")["tracking"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    };
     let before = parcels(&ctx);
-    assert!(before.values().all(|p| p["nshift_status"] != "DELIVERED"), "{before:?}");
+    assert!(
+        before.values().all(|p| p["nshift_status"] != "DELIVERED"),
+        "{before:?}"
+    );
 
     // nShift moves printed shipments on with its clock: in transit after hours, delivered
     // after about a day.
-    sandbox.state().clock.advance(Duration::from_secs(27 * 3600));
+    sandbox
+        .state()
+        .clock
+        .advance(Duration::from_secs(27 * 3600));
     let shipped_orders = entities(&ctx, Status::Done) as u64;
     let report = shipping::run(&ctx).await.unwrap();
     // Every delivery note is sent again with its parcels' Norce status (4 Delivered).
     assert_eq!((report.booked, report.written_back), (0, shipped_orders));
     assert_eq!(entities(&ctx, Status::Done) as u64, shipped_orders);
-    let order_no = payload(&ctx, "400001")["order_no"].as_str().unwrap().to_owned();
-    let notes = admin(&sandbox, &format!("/_sandbox/norce/delivery-notes?orderNo={order_no}")).await;
-    assert_eq!(notes.as_array().unwrap().len(), 1, "the note is updated, not doubled: {notes}");
-    assert!(notes[0]["packages"].as_array().unwrap().iter().all(|p| p["statusId"] == 4), "{notes}");
+    let order_no = payload(&ctx, "400001")["order_no"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let notes = admin(
+        &sandbox,
+        &format!("/_sandbox/norce/delivery-notes?orderNo={order_no}"),
+    )
+    .await;
+    assert_eq!(
+        notes.as_array().unwrap().len(),
+        1,
+        "the note is updated, not doubled: {notes}"
+    );
+    assert!(
+        notes[0]["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["statusId"] == 4),
+        "{notes}"
+    );
     let again = shipping::run(&ctx).await.unwrap();
-    assert_eq!((again.booked, again.written_back), (0, 0), "nothing new: nothing sent");
+    assert_eq!(
+        (again.booked, again.written_back),
+        (0, 0),
+        "nothing new: nothing sent"
+    );
     let shipped = payload(&ctx, "400001");
     let parcel_nos = shipped["shipment"]["parcel_numbers"].as_array().unwrap();
     let tracking = shipped["tracking"].as_object().unwrap();
     for parcel in parcel_nos {
         let status = &tracking[parcel.as_str().unwrap()];
-        assert_eq!((status["nshift_status"].as_str(), status["norce_status_id"].as_i64()), (Some("DELIVERED"), Some(4)), "{status}");
+        assert_eq!(
+            (
+                status["nshift_status"].as_str(),
+                status["norce_status_id"].as_i64()
+            ),
+            (Some("DELIVERED"), Some(4)),
+            "{status}"
+        );
     }
-    assert!(ctx.store.cursor(shipping::ALERTS_CURSOR).unwrap().is_some(), "the feed position is kept");
-    for record in ctx.store.list(Some(shipping::FLOW), Some(Status::Done)).unwrap() {
+    assert!(
+        ctx.store.cursor(shipping::ALERTS_CURSOR).unwrap().is_some(),
+        "the feed position is kept"
+    );
+    for record in ctx
+        .store
+        .list(Some(shipping::FLOW), Some(Status::Done))
+        .unwrap()
+    {
         let item: Value = serde_json::from_str(record.payload.as_deref().unwrap()).unwrap();
-        assert!(item["tracking"].as_object().is_some_and(|t| !t.is_empty()), "{}: {item}", record.source_id);
+        assert!(
+            item["tracking"].as_object().is_some_and(|t| !t.is_empty()),
+            "{}: {item}",
+            record.source_id
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -390,11 +702,25 @@ async fn alerts_record_the_parcel_status_as_the_sandbox_clock_moves() {
 #[tokio::test]
 async fn a_norce_order_event_received_by_serve_ships_the_order_without_polling() {
     let dir = data_dir("event");
-    let mut config = config(&dir, ShippingConfig { poll: false, track: false, ..ShippingConfig::default() });
+    let mut config = config(
+        &dir,
+        ShippingConfig {
+            poll: false,
+            track: false,
+            ..ShippingConfig::default()
+        },
+    );
     config.orders.poll = false;
     config.serve.listen = "127.0.0.1:0".parse().unwrap();
-    (config.serve.shipping_every_secs, config.serve.orders_every_secs, config.serve.stock_reconcile_every_secs) = (0, 0, 0);
-    (config.serve.run_after_ingest_ms, config.serve.inbox_sweep_secs) = (0, 0);
+    (
+        config.serve.shipping_every_secs,
+        config.serve.orders_every_secs,
+        config.serve.stock_reconcile_every_secs,
+    ) = (0, 0, 0);
+    (
+        config.serve.run_after_ingest_ms,
+        config.serve.inbox_sweep_secs,
+    ) = (0, 0);
     let listener = relay::serve::bind(&config.serve).await.unwrap();
     let addr = listener.local_addr().unwrap();
 
@@ -408,17 +734,35 @@ async fn a_norce_order_event_received_by_serve_ships_the_order_without_polling()
     sandbox_config.norce.push_time_factor = 0.001;
     let sandbox = common::sandbox_with(sandbox_config).await;
     let ctx = common::context(&sandbox, config);
-    let secrets = relay::serve::ServeSecrets { norce_webhook_secret: Some(relay::serve::Secret::new("event-secret")), ..Default::default() };
-    let handle = relay::serve::start(ctx.clone(), secrets, listener).await.unwrap();
+    let secrets = relay::serve::ServeSecrets {
+        norce_webhook_secret: Some(relay::serve::Secret::new("event-secret")),
+        ..Default::default()
+    };
+    let handle = relay::serve::start(ctx.clone(), secrets, listener)
+        .await
+        .unwrap();
     let mut runs = handle.runs();
 
-    let created = common::http("POST", &format!("{}/_sandbox/norce/orders", sandbox.base_url()), Some(serde_json::json!({}))).await;
+    let created = common::http(
+        "POST",
+        &format!("{}/_sandbox/norce/orders", sandbox.base_url()),
+        Some(serde_json::json!({})),
+    )
+    .await;
     assert_eq!(created.status, 201, "{}", created.body);
     let order = created.json();
     let order_no = order["orderNo"].as_str().unwrap().to_owned();
-    let basket = order["clientOrderRef"].to_string().trim_matches('"').to_owned();
+    let basket = order["clientOrderRef"]
+        .to_string()
+        .trim_matches('"')
+        .to_owned();
     tokio::time::timeout(Duration::from_secs(60), async {
-        while !ctx.store.get("shipping", &basket).unwrap().is_some_and(|r| r.status == Status::Done) {
+        while !ctx
+            .store
+            .get("shipping", &basket)
+            .unwrap()
+            .is_some_and(|r| r.status == Status::Done)
+        {
             runs.changed().await.unwrap();
         }
     })
@@ -426,7 +770,14 @@ async fn a_norce_order_event_received_by_serve_ships_the_order_without_polling()
     .expect("the event's order is shipped by the pass it triggers");
     assert_shipped_once(&sandbox, &dir, std::slice::from_ref(&order_no)).await;
     // Polling is off: nothing else was shipped.
-    assert_eq!(admin(&sandbox, "/_sandbox/nshift/shipments").await.as_array().unwrap().len(), 1);
+    assert_eq!(
+        admin(&sandbox, "/_sandbox/nshift/shipments")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     handle.shutdown().await;
     sandbox.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -436,17 +787,41 @@ async fn a_norce_order_event_received_by_serve_ships_the_order_without_polling()
 async fn record_only_keeps_parcel_status_in_the_state_and_leaves_the_notes_alone() {
     let sandbox = common::sandbox_with(SandboxConfig::default()).await;
     let dir = data_dir("record-only");
-    let shipping_config = ShippingConfig { parcel_status: shipping::ParcelStatusWriteback::RecordOnly, ..ShippingConfig::default() };
+    let shipping_config = ShippingConfig {
+        parcel_status: shipping::ParcelStatusWriteback::RecordOnly,
+        ..ShippingConfig::default()
+    };
     let ctx = common::context(&sandbox, config(&dir, shipping_config));
     shipping::run(&ctx).await.unwrap();
-    sandbox.state().clock.advance(Duration::from_secs(27 * 3600));
+    sandbox
+        .state()
+        .clock
+        .advance(Duration::from_secs(27 * 3600));
     let report = shipping::run(&ctx).await.unwrap();
     assert_eq!(report.written_back, 0);
     let item = payload(&ctx, "400001");
-    assert!(item["tracking"].as_object().unwrap().values().all(|t| t["norce_status_id"] == 4), "{item}");
+    assert!(
+        item["tracking"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|t| t["norce_status_id"] == 4),
+        "{item}"
+    );
     let order_no = item["order_no"].as_str().unwrap();
-    let notes = admin(&sandbox, &format!("/_sandbox/norce/delivery-notes?orderNo={order_no}")).await;
-    assert!(notes[0]["packages"].as_array().unwrap().iter().all(|p| p["statusId"].is_null()), "{notes}");
+    let notes = admin(
+        &sandbox,
+        &format!("/_sandbox/norce/delivery-notes?orderNo={order_no}"),
+    )
+    .await;
+    assert!(
+        notes[0]["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["statusId"].is_null()),
+        "{notes}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -468,14 +843,33 @@ async fn a_refused_parcel_status_update_is_a_dead_letter_naming_the_switch() {
             ..FaultRule::default()
         })
         .unwrap();
-    sandbox.state().clock.advance(Duration::from_secs(27 * 3600));
+    sandbox
+        .state()
+        .clock
+        .advance(Duration::from_secs(27 * 3600));
     let report = shipping::run(&ctx).await.unwrap();
-    assert_eq!((report.booked, report.written_back, report.failed as usize), (0, 0, shipped), "{report:?}");
+    assert_eq!(
+        (report.booked, report.written_back, report.failed as usize),
+        (0, 0, shipped),
+        "{report:?}"
+    );
     let letters = ctx.store.dead_letters().unwrap();
     assert_eq!(letters.len(), shipped);
-    assert!(letters[0].error.contains("shipping.parcel_status = \"record_only\""), "{}", letters[0].error);
+    assert!(
+        letters[0]
+            .error
+            .contains("shipping.parcel_status = \"record_only\""),
+        "{}",
+        letters[0].error
+    );
     // Nothing was booked twice, and the notes written before are still the only ones.
-    for order_no in admin(&sandbox, "/_sandbox/nshift/shipments").await.as_array().unwrap().iter().map(|s| s["orderNo"].as_str().unwrap().to_owned()) {
+    for order_no in admin(&sandbox, "/_sandbox/nshift/shipments")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["orderNo"].as_str().unwrap().to_owned())
+    {
         assert_eq!(counts(&sandbox, &order_no).await, (1, 1), "{order_no}");
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -22,7 +22,10 @@ pub fn router() -> Router<SharedState> {
         .route("/credentials", get(credentials))
         .route("/clock", get(clock))
         .route("/clock/advance", post(advance))
-        .route("/faults", get(list_faults).post(add_fault).delete(clear_faults))
+        .route(
+            "/faults",
+            get(list_faults).post(add_fault).delete(clear_faults),
+        )
         .route("/requests", get(requests).delete(clear_requests))
         .route("/dataset", get(dataset))
         .nest("/norce", norce::admin_router())
@@ -45,7 +48,10 @@ struct Advance {
     seconds: f64,
 }
 
-async fn advance(State(state): State<SharedState>, body: Result<Json<Advance>, axum::extract::rejection::JsonRejection>) -> Response {
+async fn advance(
+    State(state): State<SharedState>,
+    body: Result<Json<Advance>, axum::extract::rejection::JsonRejection>,
+) -> Response {
     let Ok(Json(Advance { seconds })) = body else {
         return bad_request("body must be {\"seconds\": <non-negative number>}");
     };
@@ -60,7 +66,10 @@ async fn list_faults(State(state): State<SharedState>) -> Response {
     Json(state.faults.rules()).into_response()
 }
 
-async fn add_fault(State(state): State<SharedState>, body: Result<Json<FaultRule>, axum::extract::rejection::JsonRejection>) -> Response {
+async fn add_fault(
+    State(state): State<SharedState>,
+    body: Result<Json<FaultRule>, axum::extract::rejection::JsonRejection>,
+) -> Response {
     let rule = match body {
         Ok(Json(rule)) => rule,
         Err(e) => return bad_request(&format!("invalid fault rule: {e}")),

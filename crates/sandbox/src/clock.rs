@@ -22,7 +22,11 @@ pub struct Clock {
 impl Clock {
     /// A clock that reads `start_wall` now.
     pub fn new(start_wall: DateTime<Utc>) -> Self {
-        Self { start_wall, start: Instant::now(), advanced: Mutex::new(Duration::ZERO) }
+        Self {
+            start_wall,
+            start: Instant::now(),
+            advanced: Mutex::new(Duration::ZERO),
+        }
     }
 
     /// The current virtual time.

@@ -22,7 +22,12 @@ pub struct DatasetConfig {
 
 impl Default for DatasetConfig {
     fn default() -> Self {
-        Self { seed: 42, orders: 20, skus: 50, warehouses: 2 }
+        Self {
+            seed: 42,
+            orders: 20,
+            skus: 50,
+            warehouses: 2,
+        }
     }
 }
 
@@ -131,9 +136,22 @@ pub struct Dataset {
     pub orders: Vec<Order>,
 }
 
-const FIRST: &[&str] = &["Anna", "Erik", "Maja", "Lars", "Sofia", "Nils", "Ingrid", "Oskar", "Freja", "Mikko"];
-const LAST: &[&str] = &["Lind", "Berg", "Dahl", "Nyström", "Holm", "Virtanen", "Hansen", "Sjöberg", "Lund", "Strand"];
-const ITEMS: &[&str] = &["Wool sweater", "Rain jacket", "Trail shoe", "Beanie", "Backpack", "Thermos", "Scarf", "Gloves"];
+const FIRST: &[&str] = &[
+    "Anna", "Erik", "Maja", "Lars", "Sofia", "Nils", "Ingrid", "Oskar", "Freja", "Mikko",
+];
+const LAST: &[&str] = &[
+    "Lind", "Berg", "Dahl", "Nyström", "Holm", "Virtanen", "Hansen", "Sjöberg", "Lund", "Strand",
+];
+const ITEMS: &[&str] = &[
+    "Wool sweater",
+    "Rain jacket",
+    "Trail shoe",
+    "Beanie",
+    "Backpack",
+    "Thermos",
+    "Scarf",
+    "Gloves",
+];
 /// (country, city, zip length, street) in the countries the nShift simulator validates.
 const PLACES: &[(&str, &str, usize, &str)] = &[
     ("SE", "Stockholm", 5, "Drottninggatan"),
@@ -178,16 +196,33 @@ impl Dataset {
         let customers = (0..customer_count)
             .map(|i| {
                 let (country, city, zip_len, street) = PLACES[rng.usize(..PLACES.len())];
-                let zip = (0..zip_len).map(|d| char::from(b'0' + if d == 0 { rng.u8(1..=9) } else { rng.u8(0..=9) })).collect();
+                let zip = (0..zip_len)
+                    .map(|d| char::from(b'0' + if d == 0 { rng.u8(1..=9) } else { rng.u8(0..=9) }))
+                    .collect();
                 let first = FIRST[rng.usize(..FIRST.len())];
                 let last = LAST[rng.usize(..LAST.len())];
                 Customer {
                     id: 5001 + i as i64,
                     first_name: first.to_owned(),
                     last_name: last.to_owned(),
-                    email: format!("{}.{}{}@example.com", first.to_lowercase(), ascii_fold(last), i + 1),
-                    phone: format!("+46 70 {:03} {:02} {:02}", rng.u16(100..999), rng.u8(10..99), rng.u8(10..99)),
-                    address: Address { street: format!("{street} {}", rng.u8(1..=120)), zip, city: city.to_owned(), country: country.to_owned() },
+                    email: format!(
+                        "{}.{}{}@example.com",
+                        first.to_lowercase(),
+                        ascii_fold(last),
+                        i + 1
+                    ),
+                    phone: format!(
+                        "+46 70 {:03} {:02} {:02}",
+                        rng.u16(100..999),
+                        rng.u8(10..99),
+                        rng.u8(10..99)
+                    ),
+                    address: Address {
+                        street: format!("{street} {}", rng.u8(1..=120)),
+                        zip,
+                        city: city.to_owned(),
+                        country: country.to_owned(),
+                    },
                 }
             })
             .collect::<Vec<_>>();
@@ -200,11 +235,16 @@ impl Dataset {
                     if lines.iter().any(|l| l.product == product) && products.len() > line_count {
                         continue;
                     }
-                    lines.push(OrderLine { product, quantity: rng.i64(1..=3), unit_price: products[product].price });
+                    lines.push(OrderLine {
+                        product,
+                        quantity: rng.i64(1..=3),
+                        unit_price: products[product].price,
+                    });
                 }
                 let delivery_method = DELIVERY_METHODS[rng.usize(..DELIVERY_METHODS.len())];
                 // Orders are spread over the 48 hours before the sandbox starts.
-                let minutes_before = ((config.orders - i) as i64) * (48 * 60 / config.orders.max(1) as i64).max(1);
+                let minutes_before =
+                    ((config.orders - i) as i64) * (48 * 60 / config.orders.max(1) as i64).max(1);
                 let customer = rng.usize(..customers.len());
                 let pickup_point = (delivery_method == "POSTNORD_PICKUP").then(|| {
                     let fallback = 1_000 + rng.u16(0..900);
@@ -228,7 +268,12 @@ impl Dataset {
                 }
             })
             .collect();
-        Self { warehouses, products, customers, orders }
+        Self {
+            warehouses,
+            products,
+            customers,
+            orders,
+        }
     }
 
     /// The product with this SKU.
@@ -259,16 +304,37 @@ mod tests {
     #[test]
     fn same_seed_same_data_other_seed_other_data() {
         let config = DatasetConfig::default();
-        assert_eq!(Dataset::generate(&config, start()), Dataset::generate(&config, start()));
-        let other = DatasetConfig { seed: 7, ..config.clone() };
-        assert_ne!(Dataset::generate(&config, start()), Dataset::generate(&other, start()));
+        assert_eq!(
+            Dataset::generate(&config, start()),
+            Dataset::generate(&config, start())
+        );
+        let other = DatasetConfig {
+            seed: 7,
+            ..config.clone()
+        };
+        assert_ne!(
+            Dataset::generate(&config, start()),
+            Dataset::generate(&other, start())
+        );
     }
 
     #[test]
     fn sizes_and_invariants() {
-        let config = DatasetConfig { seed: 1, orders: 100, skus: 30, warehouses: 3 };
+        let config = DatasetConfig {
+            seed: 1,
+            orders: 100,
+            skus: 30,
+            warehouses: 3,
+        };
         let data = Dataset::generate(&config, start());
-        assert_eq!((data.orders.len(), data.products.len(), data.warehouses.len()), (100, 30, 3));
+        assert_eq!(
+            (
+                data.orders.len(),
+                data.products.len(),
+                data.warehouses.len()
+            ),
+            (100, 30, 3)
+        );
         let mut emails: Vec<_> = data.customers.iter().map(|c| c.email.clone()).collect();
         emails.sort();
         emails.dedup();
@@ -278,7 +344,11 @@ mod tests {
             assert!(!order.lines.is_empty());
         }
         for customer in &data.customers {
-            let zip_len = if matches!(customer.address.country.as_str(), "NO" | "DK") { 4 } else { 5 };
+            let zip_len = if matches!(customer.address.country.as_str(), "NO" | "DK") {
+                4
+            } else {
+                5
+            };
             assert_eq!(customer.address.zip.len(), zip_len, "{customer:?}");
         }
         assert!(data.orders.windows(2).all(|w| w[0].created <= w[1].created));

@@ -103,7 +103,11 @@ impl Faults {
                 return Err(format!("`{name}` must be between 0 and 1, got {rate}"));
             }
         }
-        if let Some(bad) = rule.error_statuses.iter().find(|s| !(400..=599).contains(*s)) {
+        if let Some(bad) = rule
+            .error_statuses
+            .iter()
+            .find(|s| !(400..=599).contains(*s))
+        {
             return Err(format!("`error_statuses` must be 4xx or 5xx, got {bad}"));
         }
         lock(&self.rules).push(rule);
@@ -137,7 +141,11 @@ impl Faults {
 
     /// Number of logged requests matching a method and path prefix.
     pub fn count(&self, method: &str, path_prefix: &str) -> usize {
-        lock(&self.log).1.iter().filter(|r| r.method == method && r.path.starts_with(path_prefix)).count()
+        lock(&self.log)
+            .1
+            .iter()
+            .filter(|r| r.method == method && r.path.starts_with(path_prefix))
+            .count()
     }
 
     fn record(&self, at: String, method: &str, path: &str, status: u16, fault: Option<&str>) {
@@ -164,8 +172,12 @@ impl Faults {
         let mut latency = Duration::ZERO;
         let mut outcome = Outcome::Pass;
         for rule in rules.iter_mut() {
-            let method_matches = rule.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method));
-            if !method_matches || !path.starts_with(&rule.path_prefix) || rule.remaining == Some(0) {
+            let method_matches = rule
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method));
+            if !method_matches || !path.starts_with(&rule.path_prefix) || rule.remaining == Some(0)
+            {
                 continue;
             }
             // A rule is used up only when it takes effect: a request another rule already
@@ -183,7 +195,11 @@ impl Faults {
             if rng.f64() < rule.drop_rate {
                 outcome = Outcome::Drop;
             } else if rng.f64() < rule.error_rate {
-                let statuses = if rule.error_statuses.is_empty() { &[500, 502, 503][..] } else { &rule.error_statuses };
+                let statuses = if rule.error_statuses.is_empty() {
+                    &[500, 502, 503][..]
+                } else {
+                    &rule.error_statuses
+                };
                 outcome = Outcome::Error(statuses[rng.usize(..statuses.len())]);
             } else if rng.f64() < rule.rate_429 {
                 outcome = Outcome::TooMany(rule.retry_after_secs.unwrap_or(1));
@@ -200,16 +216,25 @@ impl Faults {
 /// transport error with no status, as when a connection drops.
 fn dropped_connection() -> Response {
     let stream = futures::stream::once(async {
-        Err::<bytes::Bytes, std::io::Error>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "sandbox fault: connection dropped"))
+        Err::<bytes::Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "sandbox fault: connection dropped",
+        ))
     });
     let mut response = Response::new(Body::from_stream(stream));
     // A length the body never delivers makes sure no client takes the response as complete.
-    response.headers_mut().insert("content-length", HeaderValue::from_static("64"));
+    response
+        .headers_mut()
+        .insert("content-length", HeaderValue::from_static("64"));
     response
 }
 
 /// Middleware on every platform route: applies the faults and logs the request.
-pub async fn middleware(State(state): State<std::sync::Arc<AppState>>, request: Request, next: Next) -> Response {
+pub async fn middleware(
+    State(state): State<std::sync::Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let method = request.method().as_str().to_owned();
     let path = request.uri().path().to_owned();
     let at = state.clock.now().to_rfc3339();
@@ -226,11 +251,21 @@ pub async fn middleware(State(state): State<std::sync::Arc<AppState>>, request: 
         Outcome::Error(code) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let body = serde_json::json!({"message": format!("sandbox fault: injected {code}")});
-            ((status, axum::Json(body)).into_response(), code, Some("error"))
+            (
+                (status, axum::Json(body)).into_response(),
+                code,
+                Some("error"),
+            )
         }
         Outcome::TooMany(secs) => {
-            let mut response = (StatusCode::TOO_MANY_REQUESTS, "sandbox fault: too many requests").into_response();
-            response.headers_mut().insert("retry-after", HeaderValue::from(secs));
+            let mut response = (
+                StatusCode::TOO_MANY_REQUESTS,
+                "sandbox fault: too many requests",
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from(secs));
             (response, 429, Some("429"))
         }
         Outcome::Drop => (dropped_connection(), 0, Some("drop")),
@@ -251,7 +286,14 @@ mod tests {
     #[test]
     fn bursts_retire_after_their_count() {
         let faults = Faults::new(1);
-        faults.add(FaultRule { path_prefix: "/x".into(), rate_429: 1.0, remaining: Some(2), ..Default::default() }).unwrap();
+        faults
+            .add(FaultRule {
+                path_prefix: "/x".into(),
+                rate_429: 1.0,
+                remaining: Some(2),
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(faults.decide("GET", "/x/1").1, Outcome::TooMany(1));
         assert_eq!(faults.decide("GET", "/y").1, Outcome::Pass);
         assert_eq!(faults.decide("POST", "/x/2").1, Outcome::TooMany(1));
@@ -262,26 +304,65 @@ mod tests {
     #[test]
     fn a_burst_is_not_spent_on_requests_another_rule_failed() {
         let faults = Faults::new(1);
-        faults.add(FaultRule { error_rate: 1.0, error_statuses: vec![503], remaining: Some(1), ..Default::default() }).unwrap();
-        faults.add(FaultRule { rate_429: 1.0, remaining: Some(2), ..Default::default() }).unwrap();
+        faults
+            .add(FaultRule {
+                error_rate: 1.0,
+                error_statuses: vec![503],
+                remaining: Some(1),
+                ..Default::default()
+            })
+            .unwrap();
+        faults
+            .add(FaultRule {
+                rate_429: 1.0,
+                remaining: Some(2),
+                ..Default::default()
+            })
+            .unwrap();
         let outcomes: Vec<_> = (0..4).map(|_| faults.decide("GET", "/").1).collect();
-        assert_eq!(outcomes, vec![Outcome::Error(503), Outcome::TooMany(1), Outcome::TooMany(1), Outcome::Pass]);
+        assert_eq!(
+            outcomes,
+            vec![
+                Outcome::Error(503),
+                Outcome::TooMany(1),
+                Outcome::TooMany(1),
+                Outcome::Pass
+            ]
+        );
     }
 
     #[test]
     fn rates_follow_the_seeded_rng() {
         let faults = Faults::new(7);
-        faults.add(FaultRule { error_rate: 0.5, error_statuses: vec![503], ..Default::default() }).unwrap();
-        let errors = (0..1000).filter(|_| faults.decide("GET", "/").1 == Outcome::Error(503)).count();
+        faults
+            .add(FaultRule {
+                error_rate: 0.5,
+                error_statuses: vec![503],
+                ..Default::default()
+            })
+            .unwrap();
+        let errors = (0..1000)
+            .filter(|_| faults.decide("GET", "/").1 == Outcome::Error(503))
+            .count();
         assert!((400..600).contains(&errors), "{errors}");
     }
 
     #[test]
     fn invalid_rules_are_refused_naming_the_field() {
         let faults = Faults::new(1);
-        let err = faults.add(FaultRule { drop_rate: 2.0, ..Default::default() }).unwrap_err();
+        let err = faults
+            .add(FaultRule {
+                drop_rate: 2.0,
+                ..Default::default()
+            })
+            .unwrap_err();
         assert!(err.contains("drop_rate"));
-        let err = faults.add(FaultRule { error_statuses: vec![200], ..Default::default() }).unwrap_err();
+        let err = faults
+            .add(FaultRule {
+                error_statuses: vec![200],
+                ..Default::default()
+            })
+            .unwrap_err();
         assert!(err.contains("error_statuses"));
     }
 }

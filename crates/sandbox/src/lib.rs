@@ -126,7 +126,10 @@ pub fn router(state: SharedState) -> Router {
         .merge(norce::router())
         .merge(nshift::router())
         .merge(brightpearl::router())
-        .layer(axum::middleware::from_fn_with_state(state.clone(), faults::middleware));
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            faults::middleware,
+        ));
     Router::new()
         .nest("/_sandbox", admin::router())
         .merge(platforms)
@@ -157,21 +160,30 @@ impl Sandbox {
         let (tx, rx) = oneshot::channel::<()>();
         // No Nagle: a response written in two parts (headers, then a large body) must not wait
         // for the client's delayed ACK (up to 40 ms on loopback) before its second part.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
+        let listener =
+            axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
         let task = tokio::spawn(async move {
             // Connect info gives the Norce token endpoint its per-client-IP rate limit.
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
         });
         tracing::info!(%addr, "sandbox listening");
-        Ok(Self { addr, state, shutdown: Some(tx), task })
+        Ok(Self {
+            addr,
+            state,
+            shutdown: Some(tx),
+            task,
+        })
     }
 
     /// `http://127.0.0.1:port`.

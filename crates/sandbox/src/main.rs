@@ -10,7 +10,10 @@ use clap::Parser;
 use sandbox::{DatasetConfig, Sandbox, SandboxConfig};
 
 #[derive(Debug, Parser)]
-#[command(name = "sandbox", about = "Local simulators of Norce Commerce, nShift Delivery and Brightpearl")]
+#[command(
+    name = "sandbox",
+    about = "Local simulators of Norce Commerce, nShift Delivery and Brightpearl"
+)]
 struct Args {
     /// Port to listen on; 0 picks a free one.
     #[arg(long, default_value_t = 8787)]
@@ -36,13 +39,21 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let config = SandboxConfig {
-        dataset: DatasetConfig { seed: args.seed, orders: args.orders, skus: args.skus, warehouses: args.warehouses },
+        dataset: DatasetConfig {
+            seed: args.seed,
+            orders: args.orders,
+            skus: args.skus,
+            warehouses: args.warehouses,
+        },
         ..SandboxConfig::default()
     };
     let sandbox = match Sandbox::start_on(config, SocketAddr::new(args.host, args.port)).await {
         Ok(sandbox) => sandbox,
         Err(e) => {
-            eprintln!("sandbox: cannot listen on {}:{}: {e} (try --port 0 for a free port)", args.host, args.port);
+            eprintln!(
+                "sandbox: cannot listen on {}:{}: {e} (try --port 0 for a free port)",
+                args.host, args.port
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -53,7 +64,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    eprintln!("sandbox: serving on {} (Ctrl-C to stop)", sandbox.base_url());
+    eprintln!(
+        "sandbox: serving on {} (Ctrl-C to stop)",
+        sandbox.base_url()
+    );
     let _ = tokio::signal::ctrl_c().await;
     sandbox.shutdown().await;
     ExitCode::SUCCESS

@@ -877,7 +877,10 @@ async fn postal_address_then_contact_create() {
     let bp = Bp::start().await;
     // The documented form is the 3-letter ISO code; a 2-letter one is refused.
     let (status, body) = bp
-        .post("/contact-service/postal-address", json!({"addressLine1": "Storgatan 1", "countryIsoCode": "SE"}))
+        .post(
+            "/contact-service/postal-address",
+            json!({"addressLine1": "Storgatan 1", "countryIsoCode": "SE"}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.to_string().contains("SWE"), "{body}");
@@ -1423,9 +1426,18 @@ async fn the_simulated_warehouse_ships_every_nth_new_order_one_in_part() {
         .await;
     let results = body["response"]["results"].as_array().unwrap().clone();
     assert_eq!(results.len(), 2, "{body}");
-    assert_eq!((results[0][1].as_i64(), results[1][1].as_i64()), (Some(orders[0]), Some(orders[2])));
+    assert_eq!(
+        (results[0][1].as_i64(), results[1][1].as_i64()),
+        (Some(orders[0]), Some(orders[2]))
+    );
     // Shipped on the virtual clock, as the order was created.
-    assert!(results[0][2].as_str().unwrap().starts_with("2026-03-02T08:00"), "{body}");
+    assert!(
+        results[0][2]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-03-02T08:00"),
+        "{body}"
+    );
 
     let (_, body) = bp
         .get("/warehouse-service/order/*/goods-note/goods-out/1,2")
@@ -1438,14 +1450,24 @@ async fn the_simulated_warehouse_ships_every_nth_new_order_one_in_part() {
     assert_eq!(body["response"][0]["shippingStatusCode"], "SPS");
     let partial = &notes.response["1"];
     let rows = partial.order_rows.as_ref().unwrap();
-    assert_eq!(rows.keys().collect::<Vec<_>>(), vec![&first_row.to_string()]);
+    assert_eq!(
+        rows.keys().collect::<Vec<_>>(),
+        vec![&first_row.to_string()]
+    );
     assert_eq!(rows[&first_row.to_string()][0].quantity, Some(2));
     let whole = &notes.response["2"];
-    assert_eq!(whole.order_rows.as_ref().unwrap().len(), 2, "both stock-tracked rows");
+    assert_eq!(
+        whole.order_rows.as_ref().unwrap().len(),
+        2,
+        "both stock-tracked rows"
+    );
     for (id, note) in [(1, partial), (2, whole)] {
         assert_eq!(note.status.as_ref().unwrap().shipped, Some(true));
         let shipping = note.shipping.as_ref().unwrap();
-        assert_eq!(shipping.reference.as_deref(), Some(format!("SBXTRK{id:010}").as_str()));
+        assert_eq!(
+            shipping.reference.as_deref(),
+            Some(format!("SBXTRK{id:010}").as_str())
+        );
         assert_eq!(
             shipping.shipping_method_id,
             Some(1),
@@ -1457,9 +1479,7 @@ async fn the_simulated_warehouse_ships_every_nth_new_order_one_in_part() {
         .await;
     assert_eq!(body["response"][0]["shippingStatusCode"], "ASS");
     for order in [orders[1], orders[3]] {
-        let (_, body) = bp
-            .get(&format!("/order-service/sales-order/{order}"))
-            .await;
+        let (_, body) = bp.get(&format!("/order-service/sales-order/{order}")).await;
         assert_eq!(body["response"][0]["shippingStatusCode"], "SNS");
     }
 

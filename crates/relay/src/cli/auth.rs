@@ -73,7 +73,11 @@ pub struct AuthOptions {
 impl AuthOptions {
     /// Listen on `port` at `/callback`, waiting up to five minutes.
     pub fn new(port: u16) -> Self {
-        Self { port, path: "/callback".to_owned(), timeout: Duration::from_secs(300) }
+        Self {
+            port,
+            path: "/callback".to_owned(),
+            timeout: Duration::from_secs(300),
+        }
     }
 
     /// Sets the redirect path.
@@ -120,10 +124,28 @@ pub struct AuthOutcome {
 impl std::fmt::Display for AuthOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "Brightpearl account `{}` authorized.", self.account)?;
-        writeln!(f, "  tokens stored in:          {}", self.token_store.display())?;
-        writeln!(f, "  API domain:                {}", self.api_domain.as_deref().unwrap_or("(not given)"))?;
-        writeln!(f, "  installation instance id:  {}", self.installation_instance_id.as_deref().unwrap_or("(not given)"))?;
-        writeln!(f, "  access token valid for:    {} s (refreshed automatically)", self.access_token_expires_in_secs)?;
+        writeln!(
+            f,
+            "  tokens stored in:          {}",
+            self.token_store.display()
+        )?;
+        writeln!(
+            f,
+            "  API domain:                {}",
+            self.api_domain.as_deref().unwrap_or("(not given)")
+        )?;
+        writeln!(
+            f,
+            "  installation instance id:  {}",
+            self.installation_instance_id
+                .as_deref()
+                .unwrap_or("(not given)")
+        )?;
+        writeln!(
+            f,
+            "  access token valid for:    {} s (refreshed automatically)",
+            self.access_token_expires_in_secs
+        )?;
         match &self.verification_error {
             None => write!(f, "  check (GET price-list):    ok"),
             Some(e) => write!(f, "  check (GET price-list):    FAILED: {e}"),
@@ -139,7 +161,9 @@ pub enum AuthError {
     #[error("{0}")]
     Settings(String),
     /// A staff token is configured: that is a private app, which is not authorized this way.
-    #[error("BRIGHTPEARL_STAFF_TOKEN is set, which selects a private app (no OAuth needed); unset it to authorize an OAuth app")]
+    #[error(
+        "BRIGHTPEARL_STAFF_TOKEN is set, which selects a private app (no OAuth needed); unset it to authorize an OAuth app"
+    )]
     StaffToken,
     /// The redirect path is unusable.
     #[error("redirect path `{0}` must start with `/`, e.g. /callback")]
@@ -153,7 +177,9 @@ pub enum AuthError {
         source: std::io::Error,
     },
     /// The loopback listener cannot be opened.
-    #[error("cannot listen on 127.0.0.1:{port}: {source}; pick another --port (and register that redirect URI for the app)")]
+    #[error(
+        "cannot listen on 127.0.0.1:{port}: {source}; pick another --port (and register that redirect URI for the app)"
+    )]
     Listen {
         /// The port.
         port: u16,
@@ -161,10 +187,14 @@ pub enum AuthError {
         source: std::io::Error,
     },
     /// No redirect arrived in time.
-    #[error("no redirect arrived within {0} s; run the command again and approve the app in the browser (check that the registered redirect URI is the one printed)")]
+    #[error(
+        "no redirect arrived within {0} s; run the command again and approve the app in the browser (check that the registered redirect URI is the one printed)"
+    )]
     Timeout(u64),
     /// The redirect's `state` is not the one sent: possibly a forged request.
-    #[error("the redirect's `state` does not match the one sent (a stale browser tab, or a forged request); nothing was stored. Run the command again")]
+    #[error(
+        "the redirect's `state` does not match the one sent (a stale browser tab, or a forged request); nothing was stored. Run the command again"
+    )]
     StateMismatch,
     /// Brightpearl answered with an error instead of a code.
     #[error("Brightpearl refused the authorization: {error}{}; check the app reference and redirect URI, then run again", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
@@ -190,21 +220,33 @@ pub async fn execute(args: AuthArgs) -> ExitCode {
 }
 
 async fn execute_brightpearl(args: BrightpearlAuthArgs) -> ExitCode {
-    let options = AuthOptions::new(args.port).path(args.path.clone()).timeout(Duration::from_secs(args.timeout_secs));
+    let options = AuthOptions::new(args.port)
+        .path(args.path.clone())
+        .timeout(Duration::from_secs(args.timeout_secs));
     let open = args.open;
     let timeout = args.timeout_secs;
     let result = authorize_brightpearl(&Settings::from_env(), &options, |prompt| {
-        println!("Open this URL in a browser and approve the app:\n\n  {}\n", prompt.url);
+        println!(
+            "Open this URL in a browser and approve the app:\n\n  {}\n",
+            prompt.url
+        );
         if open {
             open_browser(&prompt.url);
         }
-        eprintln!("Waiting up to {timeout} s for the redirect to {} ...", prompt.redirect_uri);
+        eprintln!(
+            "Waiting up to {timeout} s for the redirect to {} ...",
+            prompt.redirect_uri
+        );
     })
     .await;
     match result {
         Ok(outcome) => {
             println!("{outcome}");
-            if outcome.verification_error.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS }
+            if outcome.verification_error.is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => {
             eprintln!("relay auth brightpearl: {e}");
@@ -229,7 +271,9 @@ fn open_browser(url: &str) {
         .stderr(std::process::Stdio::null())
         .spawn();
     if let Err(e) = spawned {
-        eprintln!("Could not start `{program}` to open a browser ({e}); open the URL above yourself.");
+        eprintln!(
+            "Could not start `{program}` to open a browser ({e}); open the URL above yourself."
+        );
     }
 }
 
@@ -247,21 +291,40 @@ async fn callback(State(state): State<CallbackState>, Query(query): Query<Callba
     // Fixed texts only: the query is whatever the link carried, so it is not put into the page
     // (the terminal shows Brightpearl's error).
     let (status, text) = if query.contains_key("error") {
-        (StatusCode::BAD_REQUEST, "Brightpearl refused the authorization. See the terminal.")
+        (
+            StatusCode::BAD_REQUEST,
+            "Brightpearl refused the authorization. See the terminal.",
+        )
     } else if query.get("state") != Some(&state.expected_state) {
-        (StatusCode::BAD_REQUEST, "This redirect does not belong to the running `relay auth` (state mismatch). See the terminal.")
+        (
+            StatusCode::BAD_REQUEST,
+            "This redirect does not belong to the running `relay auth` (state mismatch). See the terminal.",
+        )
     } else {
-        (StatusCode::OK, "relay received the authorization. You can close this window and return to the terminal.")
+        (
+            StatusCode::OK,
+            "relay received the authorization. You can close this window and return to the terminal.",
+        )
     };
     // Only the first redirect counts; a full channel means one is already being handled.
     let _ = state.sender.try_send(query);
-    (status, Html(format!("<!doctype html><title>relay auth</title><p>{text}</p>"))).into_response()
+    (
+        status,
+        Html(format!(
+            "<!doctype html><title>relay auth</title><p>{text}</p>"
+        )),
+    )
+        .into_response()
 }
 
 /// Authorizes the Brightpearl OAuth app of `settings`: calls `on_url` with the authorize URL,
 /// waits for the redirect on 127.0.0.1, checks `state`, exchanges the code (the tokens go to
 /// `BRIGHTPEARL_TOKEN_STORE`) and checks them with one API call.
-pub async fn authorize_brightpearl(settings: &Settings, options: &AuthOptions, on_url: impl FnOnce(&AuthorizePrompt)) -> Result<AuthOutcome, AuthError> {
+pub async fn authorize_brightpearl(
+    settings: &Settings,
+    options: &AuthOptions,
+    on_url: impl FnOnce(&AuthorizePrompt),
+) -> Result<AuthOutcome, AuthError> {
     use brightpearl_client::env;
     if settings.any_set(&[env::STAFF_TOKEN]) {
         return Err(AuthError::StaffToken);
@@ -270,26 +333,50 @@ pub async fn authorize_brightpearl(settings: &Settings, options: &AuthOptions, o
         return Err(AuthError::Path(options.path.clone()));
     }
     let Some(store) = settings.get(env::TOKEN_STORE).map(PathBuf::from) else {
-        return Err(AuthError::Settings(format!("{} is not set: set it to the file where the rotating OAuth tokens are kept (e.g. relay-data/brightpearl-tokens.json)", env::TOKEN_STORE)));
+        return Err(AuthError::Settings(format!(
+            "{} is not set: set it to the file where the rotating OAuth tokens are kept (e.g. relay-data/brightpearl-tokens.json)",
+            env::TOKEN_STORE
+        )));
     };
     if let Some(dir) = store.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| AuthError::TokenStoreDir { path: dir.display().to_string(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| AuthError::TokenStoreDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
     }
-    let build = || brightpearl_client::ClientBuilder::from_settings(settings).and_then(|b| b.build()).map_err(|e| AuthError::Settings(e.hint()));
+    let build = || {
+        brightpearl_client::ClientBuilder::from_settings(settings)
+            .and_then(|b| b.build())
+            .map_err(|e| AuthError::Settings(e.hint()))
+    };
     let client = build()?;
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port))
         .await
-        .map_err(|source| AuthError::Listen { port: options.port, source })?;
-    let port = listener.local_addr().map_err(|source| AuthError::Listen { port: options.port, source })?.port();
+        .map_err(|source| AuthError::Listen {
+            port: options.port,
+            source,
+        })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| AuthError::Listen {
+            port: options.port,
+            source,
+        })?
+        .port();
     let redirect_uri = format!("http://127.0.0.1:{port}{}", options.path);
     let expected_state = brightpearl_client::Client::generate_state();
-    let url = client.authorize_url(&redirect_uri, &expected_state).map_err(|e| AuthError::Settings(e.hint()))?;
+    let url = client
+        .authorize_url(&redirect_uri, &expected_state)
+        .map_err(|e| AuthError::Settings(e.hint()))?;
 
     let (sender, mut receiver) = mpsc::channel::<Callback>(1);
     let app = Router::new()
         .route(&options.path, axum::routing::get(callback))
-        .with_state(CallbackState { expected_state: expected_state.clone(), sender });
+        .with_state(CallbackState {
+            expected_state: expected_state.clone(),
+            sender,
+        });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -299,15 +386,31 @@ pub async fn authorize_brightpearl(settings: &Settings, options: &AuthOptions, o
             .await
     });
 
-    on_url(&AuthorizePrompt { url: url.to_string(), redirect_uri: redirect_uri.clone() });
+    on_url(&AuthorizePrompt {
+        url: url.to_string(),
+        redirect_uri: redirect_uri.clone(),
+    });
     let received = tokio::time::timeout(options.timeout, receiver.recv()).await;
     let result = match received {
         Err(_) | Ok(None) => Err(AuthError::Timeout(options.timeout.as_secs())),
-        Ok(Some(query)) => finish(&client, build, &store, &redirect_uri, &expected_state, query).await,
+        Ok(Some(query)) => {
+            finish(
+                &client,
+                build,
+                &store,
+                &redirect_uri,
+                &expected_state,
+                query,
+            )
+            .await
+        }
     };
     // The browser has its page by now (the exchange took a round trip); stop listening.
     let _ = stop.send(());
-    if tokio::time::timeout(Duration::from_secs(2), server).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(2), server)
+        .await
+        .is_err()
+    {
         tracing::debug!("the redirect listener did not stop within 2 s; left to the runtime");
     }
     result
@@ -322,7 +425,10 @@ async fn finish(
     query: Callback,
 ) -> Result<AuthOutcome, AuthError> {
     if let Some(error) = query.get("error") {
-        return Err(AuthError::Denied { error: error.clone(), description: query.get("error_description").cloned() });
+        return Err(AuthError::Denied {
+            error: error.clone(),
+            description: query.get("error_description").cloned(),
+        });
     }
     if query.get("state").map(String::as_str) != Some(expected_state) {
         return Err(AuthError::StateMismatch);
@@ -330,7 +436,10 @@ async fn finish(
     let Some(code) = query.get("code").filter(|c| !c.is_empty()) else {
         return Err(AuthError::MissingCode);
     };
-    let authorization = client.exchange_code(code, redirect_uri).await.map_err(|e| AuthError::Exchange(format!("{e} ({})", e.hint())))?;
+    let authorization = client
+        .exchange_code(code, redirect_uri)
+        .await
+        .map_err(|e| AuthError::Exchange(format!("{e} ({})", e.hint())))?;
     // A fresh client reads the tokens back from the store, as every later run will.
     let verification_error = match build()?.price_lists().await {
         Ok(_) => None,
@@ -364,21 +473,33 @@ mod tests {
 
     #[test]
     fn parses_the_brightpearl_subcommand() {
-        let cli = Cli::try_parse_from(["relay", "auth", "brightpearl", "--port", "0", "--open"]).unwrap();
-        let Command::Auth(AuthArgs { platform: AuthPlatform::Brightpearl(args) }) = cli.command;
-        assert_eq!((args.port, args.open, args.path.as_str(), args.timeout_secs), (0, true, "/callback", 300));
+        let cli =
+            Cli::try_parse_from(["relay", "auth", "brightpearl", "--port", "0", "--open"]).unwrap();
+        let Command::Auth(AuthArgs {
+            platform: AuthPlatform::Brightpearl(args),
+        }) = cli.command;
+        assert_eq!(
+            (args.port, args.open, args.path.as_str(), args.timeout_secs),
+            (0, true, "/callback", 300)
+        );
         assert!(Cli::try_parse_from(["relay", "auth"]).is_err());
     }
 
     #[tokio::test]
     async fn refuses_a_staff_token_and_a_missing_store() {
         let settings = Settings::from_pairs([("BRIGHTPEARL_STAFF_TOKEN", "x".to_owned())]);
-        let err = authorize_brightpearl(&settings, &AuthOptions::new(0), |_| {}).await.unwrap_err();
+        let err = authorize_brightpearl(&settings, &AuthOptions::new(0), |_| {})
+            .await
+            .unwrap_err();
         assert!(matches!(err, AuthError::StaffToken), "{err}");
         let settings = Settings::from_pairs([("BRIGHTPEARL_ACCOUNT", "acme".to_owned())]);
-        let err = authorize_brightpearl(&settings, &AuthOptions::new(0), |_| {}).await.unwrap_err();
+        let err = authorize_brightpearl(&settings, &AuthOptions::new(0), |_| {})
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("BRIGHTPEARL_TOKEN_STORE"), "{err}");
-        let err = authorize_brightpearl(&settings, &AuthOptions::new(0).path("callback"), |_| {}).await.unwrap_err();
+        let err = authorize_brightpearl(&settings, &AuthOptions::new(0).path("callback"), |_| {})
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("must start with `/`"), "{err}");
     }
 }

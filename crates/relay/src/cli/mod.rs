@@ -30,6 +30,12 @@ impl ConfigArgs {
 /// A data folder in the temp directory that no earlier process used, for a command running
 /// against the embedded sandbox (which starts empty every time, so its relay state must too).
 pub(crate) fn fresh_sandbox_data_dir(command: &str) -> PathBuf {
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    std::env::temp_dir().join(format!("relay-sandbox-{command}-{}-{stamp}", std::process::id()))
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    std::env::temp_dir().join(format!(
+        "relay-sandbox-{command}-{}-{stamp}",
+        std::process::id()
+    ))
 }

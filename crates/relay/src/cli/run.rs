@@ -47,7 +47,6 @@ pub struct RunArgs {
     flows: Vec<String>,
 }
 
-
 /// One flow as `relay run` drives it: its name, the entity flows it records (for progress), and
 /// the pass itself.
 struct FlowRunner {
@@ -61,11 +60,27 @@ struct FlowRunner {
 fn runners() -> Vec<FlowRunner> {
     use crate::flows::{orders, shipping, stock};
     vec![
-        FlowRunner { name: "orders", entity_flows: &["orders"], run: |ctx| Box::pin(orders::run(ctx)) },
-        FlowRunner { name: "shipping", entity_flows: &["shipping"], run: |ctx| Box::pin(shipping::run(ctx)) },
+        FlowRunner {
+            name: "orders",
+            entity_flows: &["orders"],
+            run: |ctx| Box::pin(orders::run(ctx)),
+        },
+        FlowRunner {
+            name: "shipping",
+            entity_flows: &["shipping"],
+            run: |ctx| Box::pin(shipping::run(ctx)),
+        },
         // One runner for stock and prices: they share the catalog search.
-        FlowRunner { name: "stock", entity_flows: &["stock", "prices"], run: |ctx| Box::pin(stock::run(ctx)) },
-        FlowRunner { name: "fulfilment", entity_flows: &["fulfilment"], run: |ctx| Box::pin(orders::run_fulfilment(ctx)) },
+        FlowRunner {
+            name: "stock",
+            entity_flows: &["stock", "prices"],
+            run: |ctx| Box::pin(stock::run(ctx)),
+        },
+        FlowRunner {
+            name: "fulfilment",
+            entity_flows: &["fulfilment"],
+            run: |ctx| Box::pin(orders::run_fulfilment(ctx)),
+        },
     ]
 }
 
@@ -73,11 +88,27 @@ fn runners() -> Vec<FlowRunner> {
 /// second, and a Brightpearl warehouse that ships every `ship_every`-th sales order as it is
 /// created (one of them in part; 0: none), so the fulfilment pass of the same run has shipped
 /// goods-out notes to write back.
-pub fn embedded_sandbox_config(seed: u64, orders: usize, skus: usize, ship_every: usize) -> SandboxConfig {
-    let mut config = SandboxConfig { dataset: DatasetConfig { seed, orders, skus, ..DatasetConfig::default() }, ..SandboxConfig::default() };
+pub fn embedded_sandbox_config(
+    seed: u64,
+    orders: usize,
+    skus: usize,
+    ship_every: usize,
+) -> SandboxConfig {
+    let mut config = SandboxConfig {
+        dataset: DatasetConfig {
+            seed,
+            orders,
+            skus,
+            ..DatasetConfig::default()
+        },
+        ..SandboxConfig::default()
+    };
     config.norce.job_delay_secs = 1.0;
     if ship_every > 0 {
-        config.brightpearl.warehouse_ships = Some(WarehouseShips { every: ship_every, ..WarehouseShips::default() });
+        config.brightpearl.warehouse_ships = Some(WarehouseShips {
+            every: ship_every,
+            ..WarehouseShips::default()
+        });
     }
     config
 }
@@ -93,20 +124,35 @@ async fn target(args: &RunArgs) -> Result<Target, String> {
     let mut config = args.config.load()?;
     let env = Settings::from_env();
     if !args.sandbox && !configured_platforms(&env).is_empty() {
-        return Ok(Target { settings: env, config, sandbox: None });
+        return Ok(Target {
+            settings: env,
+            config,
+            sandbox: None,
+        });
     }
-    let sandbox_config = embedded_sandbox_config(args.seed, args.sandbox_orders, args.sandbox_skus, args.sandbox_ship_every);
+    let sandbox_config = embedded_sandbox_config(
+        args.seed,
+        args.sandbox_orders,
+        args.sandbox_skus,
+        args.sandbox_ship_every,
+    );
     // A demo should not wait like production: relay polls the Connect jobs often (a
     // configuration file's own `[stock.job_wait]` still wins over this).
     if args.config.config.is_none() {
         config.stock.job_wait.initial_interval_ms = 200;
         config.stock.job_wait.max_interval_ms = 1000;
     }
-    let sandbox = Sandbox::start(sandbox_config).await.map_err(|e| format!("cannot start the embedded sandbox on 127.0.0.1: {e}"))?;
+    let sandbox = Sandbox::start(sandbox_config)
+        .await
+        .map_err(|e| format!("cannot start the embedded sandbox on 127.0.0.1: {e}"))?;
     config.state.dir = super::fresh_sandbox_data_dir("run");
     config.shipping.labels_dir = None;
     let settings = crate::embedded::settings_for(&sandbox.credentials());
-    Ok(Target { settings, config, sandbox: Some(sandbox) })
+    Ok(Target {
+        settings,
+        config,
+        sandbox: Some(sandbox),
+    })
 }
 
 /// Runs the command.
@@ -122,20 +168,37 @@ pub async fn execute(args: RunArgs) -> ExitCode {
 
 async fn run(args: &RunArgs) -> Result<ExitCode, String> {
     let all = runners();
-    if let Some(unknown) = args.flows.iter().find(|f| !all.iter().any(|r| r.name == f.as_str())) {
+    if let Some(unknown) = args
+        .flows
+        .iter()
+        .find(|f| !all.iter().any(|r| r.name == f.as_str()))
+    {
         let known: Vec<_> = all.iter().map(|r| r.name).collect();
-        return Err(format!("`--flow {unknown}`: no such flow; choose from {}", known.join(", ")));
+        return Err(format!(
+            "`--flow {unknown}`: no such flow; choose from {}",
+            known.join(", ")
+        ));
     }
-    let runners: Vec<FlowRunner> = all.into_iter().filter(|r| args.flows.is_empty() || args.flows.iter().any(|f| f == r.name)).collect();
+    let runners: Vec<FlowRunner> = all
+        .into_iter()
+        .filter(|r| args.flows.is_empty() || args.flows.iter().any(|f| f == r.name))
+        .collect();
     if runners.is_empty() {
         return Err("no flows are available in this build".to_owned());
     }
-    let Target { settings, config, sandbox } = target(args).await?;
+    let Target {
+        settings,
+        config,
+        sandbox,
+    } = target(args).await?;
     if let Some(sandbox) = &sandbox {
         let warehouse = match args.sandbox_ship_every {
             0 => String::new(),
             1 => "; its Brightpearl warehouse ships every sales order, one in part".to_owned(),
-            n => format!("; its Brightpearl warehouse ships every {} sales order, one in part", ordinal(n)),
+            n => format!(
+                "; its Brightpearl warehouse ships every {} sales order, one in part",
+                ordinal(n)
+            ),
         };
         eprintln!(
             "{}: running every flow against the embedded sandbox at {} ({} orders, {} SKUs, seed {}{warehouse}).",
@@ -147,28 +210,40 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
         );
     }
     let data_dir = config.state.dir.clone();
-    let labels_dir = config.shipping.labels_dir.clone().unwrap_or_else(|| data_dir.join("labels"));
+    let labels_dir = config
+        .shipping
+        .labels_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join("labels"));
     let legend = legend(&config);
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(&data_dir).map_err(|e| e.to_string())?);
-    let context = FlowContext::from_settings(&settings, store.clone(), Arc::new(config)).map_err(|e| format!("platform settings: {e}"))?;
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open_in(&data_dir).map_err(|e| e.to_string())?);
+    let context = FlowContext::from_settings(&settings, store.clone(), Arc::new(config))
+        .map_err(|e| format!("platform settings: {e}"))?;
 
     let bars = MultiProgress::new();
     if args.json {
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let style = ProgressStyle::with_template("{spinner} {prefix:<10} {msg} [{elapsed}]").unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let style = ProgressStyle::with_template("{spinner} {prefix:<10} {msg} [{elapsed}]")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
     let mut reports = Vec::new();
     let mut errors = Vec::new();
     let mut stopped = Vec::new();
     for runner in &runners {
-        let bar = bars.add(ProgressBar::new_spinner().with_style(style.clone()).with_prefix(runner.name));
+        let bar = bars.add(
+            ProgressBar::new_spinner()
+                .with_style(style.clone())
+                .with_prefix(runner.name),
+        );
         bar.enable_steady_tick(Duration::from_millis(120));
         let started = Instant::now();
         let pass = (runner.run)(&context);
         let result = with_progress(pass, &bar, store.as_ref(), runner.entity_flows).await;
         match result {
             Ok(mut report) => {
-                report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                report.duration_ms =
+                    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 bar.finish_with_message(format!("{} done, {} failed", report.done, report.failed));
                 reports.push(report);
             }
@@ -176,7 +251,10 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
                 bar.abandon_with_message(format!("stopped: {e}"));
                 errors.push(format!("{}: {e}", runner.name));
                 stopped.push(runner.name.to_owned());
-                reports.push(FlowReport { flow: runner.name.to_owned(), ..FlowReport::default() });
+                reports.push(FlowReport {
+                    flow: runner.name.to_owned(),
+                    ..FlowReport::default()
+                });
             }
         }
     }
@@ -184,11 +262,17 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
     let dead_letters = store.dead_letters().map_err(|e| e.to_string())?.len();
     if args.json {
         let summary = serde_json::json!({"flows": reports, "errors": errors, "dead_letters": dead_letters, "data_dir": data_dir, "labels_dir": labels_dir});
-        println!("{}", serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?
+        );
     } else {
         print!("{}", summary_table(&reports, &stopped));
         println!();
-        for (flow, words) in legend.iter().filter(|(flow, _)| *flow == "items" || reports.iter().any(|r| r.flow == *flow)) {
+        for (flow, words) in legend
+            .iter()
+            .filter(|(flow, _)| *flow == "items" || reports.iter().any(|r| r.flow == *flow))
+        {
             println!("{flow:<11} {words}");
         }
         for error in &errors {
@@ -207,11 +291,20 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
         print!("{}", next.render());
     }
     let failed = !errors.is_empty() || reports.iter().any(|r| r.failed > 0);
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Drives the pass while a spinner shows the flow's entities by status, read from the store.
-async fn with_progress(pass: FlowFuture<'_>, bar: &ProgressBar, store: &dyn Store, entity_flows: &[&str]) -> Result<FlowReport, FlowError> {
+async fn with_progress(
+    pass: FlowFuture<'_>,
+    bar: &ProgressBar,
+    store: &dyn Store,
+    entity_flows: &[&str],
+) -> Result<FlowReport, FlowError> {
     let mut pass = pass;
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
     loop {
@@ -258,14 +351,24 @@ pub fn flow_words(report: &FlowReport) -> String {
     let r = report;
     match r.flow.as_str() {
         "orders" => format!("{} imported, {} confirmed back", r.booked, r.written_back),
-        "shipping" => format!("{} booked, {}, {}", r.booked, counted(r.labels, "label", "labels"), counted(r.notes, "note", "notes")),
+        "shipping" => format!(
+            "{} booked, {}, {}",
+            r.booked,
+            counted(r.labels, "label", "labels"),
+            counted(r.notes, "note", "notes")
+        ),
         "stock" => format!(
             "{}, {}, {}",
             counted(r.onhand_rows, "on-hand row", "on-hand rows"),
             counted(r.price_rows, "price row", "price rows"),
             counted(r.import_jobs, "import job", "import jobs")
         ),
-        "fulfilment" => format!("{} written, {} delivered, {} partly delivered", counted(r.notes, "note", "notes"), r.delivered, r.partly_delivered),
+        "fulfilment" => format!(
+            "{} written, {} delivered, {} partly delivered",
+            counted(r.notes, "note", "notes"),
+            r.delivered,
+            r.partly_delivered
+        ),
         _ => format!("{} booked, {} written back", r.booked, r.written_back),
     }
 }
@@ -289,7 +392,14 @@ fn legend(config: &crate::config::RelayConfig) -> Vec<(&'static str, String)> {
 /// (see [`flow_words`]); `stopped` names the flows that could not run.
 pub fn summary_table(reports: &[FlowReport], stopped: &[String]) -> String {
     let row = |r: &FlowReport, words: String| {
-        vec![r.flow.clone(), r.seen.to_string(), words, r.skipped.to_string(), r.failed.to_string(), format!("{:.1} s", r.duration_ms as f64 / 1000.0)]
+        vec![
+            r.flow.clone(),
+            r.seen.to_string(),
+            words,
+            r.skipped.to_string(),
+            r.failed.to_string(),
+            format!("{:.1} s", r.duration_ms as f64 / 1000.0),
+        ]
     };
     let mut rows: Vec<Vec<String>> = reports
         .iter()
@@ -306,7 +416,10 @@ pub fn summary_table(reports: &[FlowReport], stopped: &[String]) -> String {
         .collect();
     let total = FlowReport::merged("total", reports);
     rows.push(row(&total, String::new()));
-    crate::table::render(&["flow", "items", "work done", "skipped", "failed", "time"], &rows)
+    crate::table::render(
+        &["flow", "items", "work done", "skipped", "failed", "time"],
+        &rows,
+    )
 }
 
 /// Where to look after a run, printed under the summary.
@@ -325,15 +438,36 @@ struct NextSteps<'a> {
 impl NextSteps<'_> {
     fn render(&self) -> String {
         let (relay, run) = self.command;
-        let config = self.config_file.as_ref().map(|c| format!(" --config {}", c.display())).unwrap_or_default();
+        let config = self
+            .config_file
+            .as_ref()
+            .map(|c| format!(" --config {}", c.display()))
+            .unwrap_or_default();
         let mut lines = vec![
-            ("state", format!("{} (SQLite; dead letters: {})", self.data_dir.display(), self.dead_letters)),
-            ("labels", format!("{} ({} saved this run)", self.labels_dir.display(), self.labels_saved)),
+            (
+                "state",
+                format!(
+                    "{} (SQLite; dead letters: {})",
+                    self.data_dir.display(),
+                    self.dead_letters
+                ),
+            ),
+            (
+                "labels",
+                format!(
+                    "{} ({} saved this run)",
+                    self.labels_dir.display(),
+                    self.labels_saved
+                ),
+            ),
             ("status", format!("{relay} status{config}")),
         ];
         if self.sandbox {
             lines.push(("real accounts", "set NORCE_*, NSHIFT_* and BRIGHTPEARL_* (crates/*-client/README.md, relay.example.toml),".to_owned()));
-            lines.push(("", format!("check them with `{relay} verify`, then `{run}` again")));
+            lines.push((
+                "",
+                format!("check them with `{relay} verify`, then `{run}` again"),
+            ));
         }
         let mut out = String::from("Where to look next:\n");
         for (what, text) in lines {
@@ -347,7 +481,9 @@ impl NextSteps<'_> {
 /// variables for the program it runs) or as the binary.
 /// Returns the prefix of a subcommand and the command of the main job.
 fn command_prefix() -> (&'static str, &'static str) {
-    if std::env::var_os("CARGO").is_some() && std::env::var("CARGO_PKG_NAME").is_ok_and(|name| name == "relay") {
+    if std::env::var_os("CARGO").is_some()
+        && std::env::var("CARGO_PKG_NAME").is_ok_and(|name| name == "relay")
+    {
         ("cargo run -p relay --", "cargo run -p relay")
     } else {
         ("relay", "relay run")
@@ -363,8 +499,12 @@ fn status_config(args: &RunArgs, sandbox: bool, data_dir: &Path) -> Option<PathB
     }
     let path = data_dir.join("relay.toml");
     // A JSON string is a valid TOML basic string (same escapes).
-    let dir = serde_json::to_string(&data_dir.display().to_string()).map_err(|e| tracing::warn!(error = %e, "data folder name")).ok()?;
-    let text = format!("# Written by `relay run` against the embedded sandbox, for `relay status --config` this file.\n[state]\ndir = {dir}\n");
+    let dir = serde_json::to_string(&data_dir.display().to_string())
+        .map_err(|e| tracing::warn!(error = %e, "data folder name"))
+        .ok()?;
+    let text = format!(
+        "# Written by `relay run` against the embedded sandbox, for `relay status --config` this file.\n[state]\ndir = {dir}\n"
+    );
     match std::fs::write(&path, text) {
         Ok(()) => Some(path),
         Err(e) => {
@@ -381,25 +521,79 @@ mod tests {
     #[test]
     fn summary_has_a_row_per_flow_in_its_words_and_totals() {
         let reports = [
-            FlowReport { flow: "shipping".into(), seen: 20, booked: 18, written_back: 18, skipped: 1, failed: 1, done: 18, duration_ms: 1500, labels: 18, notes: 18, ..FlowReport::default() },
-            FlowReport { flow: "stock".into(), seen: 50, booked: 50, duration_ms: 500, onhand_rows: 25, price_rows: 25, import_jobs: 1, ..FlowReport::default() },
-            FlowReport { flow: "fulfilment".into(), seen: 3, booked: 3, notes: 3, delivered: 2, partly_delivered: 1, ..FlowReport::default() },
-            FlowReport { flow: "orders".into(), ..FlowReport::default() },
+            FlowReport {
+                flow: "shipping".into(),
+                seen: 20,
+                booked: 18,
+                written_back: 18,
+                skipped: 1,
+                failed: 1,
+                done: 18,
+                duration_ms: 1500,
+                labels: 18,
+                notes: 18,
+                ..FlowReport::default()
+            },
+            FlowReport {
+                flow: "stock".into(),
+                seen: 50,
+                booked: 50,
+                duration_ms: 500,
+                onhand_rows: 25,
+                price_rows: 25,
+                import_jobs: 1,
+                ..FlowReport::default()
+            },
+            FlowReport {
+                flow: "fulfilment".into(),
+                seen: 3,
+                booked: 3,
+                notes: 3,
+                delivered: 2,
+                partly_delivered: 1,
+                ..FlowReport::default()
+            },
+            FlowReport {
+                flow: "orders".into(),
+                ..FlowReport::default()
+            },
         ];
         let table = summary_table(&reports, &[]);
         let lines: Vec<_> = table.lines().collect();
         assert_eq!(lines.len(), 7, "{table}");
-        assert!(lines[2].starts_with("shipping") && lines[2].contains("18 booked, 18 labels, 18 notes") && lines[2].ends_with("1.5 s"), "{table}");
-        assert!(lines[3].contains("25 on-hand rows, 25 price rows, 1 import job "), "{table}");
-        assert!(lines[4].contains("3 notes written, 2 delivered, 1 partly delivered"), "{table}");
-        assert!(lines[5].starts_with("orders") && lines[5].contains("nothing to do"), "{table}");
-        assert!(lines[6].starts_with("total") && lines[6].contains("73") && lines[6].ends_with("2.0 s"), "{table}");
+        assert!(
+            lines[2].starts_with("shipping")
+                && lines[2].contains("18 booked, 18 labels, 18 notes")
+                && lines[2].ends_with("1.5 s"),
+            "{table}"
+        );
+        assert!(
+            lines[3].contains("25 on-hand rows, 25 price rows, 1 import job "),
+            "{table}"
+        );
+        assert!(
+            lines[4].contains("3 notes written, 2 delivered, 1 partly delivered"),
+            "{table}"
+        );
+        assert!(
+            lines[5].starts_with("orders") && lines[5].contains("nothing to do"),
+            "{table}"
+        );
+        assert!(
+            lines[6].starts_with("total") && lines[6].contains("73") && lines[6].ends_with("2.0 s"),
+            "{table}"
+        );
         let stopped = summary_table(&reports[3..], &["orders".to_owned()]);
         assert!(stopped.contains("stopped (see below)"), "{stopped}");
     }
 
     #[test]
     fn ordinals() {
-        assert_eq!([1, 2, 3, 4, 11, 12, 13, 21, 22, 102].map(ordinal), ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "102nd"]);
+        assert_eq!(
+            [1, 2, 3, 4, 11, 12, 13, 21, 22, 102].map(ordinal),
+            [
+                "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "102nd"
+            ]
+        );
     }
 }

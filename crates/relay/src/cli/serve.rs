@@ -50,7 +50,11 @@ pub async fn execute(args: ServeArgs) -> ExitCode {
 fn local_url(addr: std::net::SocketAddr) -> String {
     let mut addr = addr;
     if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
     }
     format!("http://{addr}")
 }
@@ -62,7 +66,12 @@ fn sandbox_token() -> String {
     for i in 0..2u64 {
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u64(i);
-        hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
         out.push_str(&format!("{:016x}", hasher.finish()));
     }
     out
@@ -74,10 +83,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         config.serve.listen = listen;
     }
     let env = Settings::from_env();
-    let listener = serve::bind(&config.serve).await.map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| format!("cannot read the listen address: {e}"))?;
+    let listener = serve::bind(&config.serve)
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listen address: {e}"))?;
 
-    let mut secrets = ServeSecrets::from_settings(&config.serve, &env).map_err(|e| e.to_string())?;
+    let mut secrets =
+        ServeSecrets::from_settings(&config.serve, &env).map_err(|e| e.to_string())?;
     let mut sandbox: Option<Sandbox> = None;
     let settings = if args.sandbox || configured_platforms(&env).is_empty() {
         let password = sandbox_token();
@@ -90,15 +104,26 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             username: config.serve.order_receiver_user.clone(),
             password: password.clone(),
         });
-        sandbox_config.norce.webhooks = ["OrderReceivedEvent", "OrderConfirmedEvent", "OrderCancelledEvent", "OrderDeliveredEvent", "OrderPartlyDeliveredEvent"]
-            .into_iter()
-            .map(|event| sandbox::norce::WebhookConfig {
-                event_type: event.to_owned(),
-                url: format!("{here}/norce/events/{event}"),
-                headers: BTreeMap::from([(config.serve.norce_webhook_header.clone(), webhook_secret.clone())]),
-            })
-            .collect();
-        let started = Sandbox::start(sandbox_config).await.map_err(|e| format!("cannot start the embedded sandbox on 127.0.0.1: {e}"))?;
+        sandbox_config.norce.webhooks = [
+            "OrderReceivedEvent",
+            "OrderConfirmedEvent",
+            "OrderCancelledEvent",
+            "OrderDeliveredEvent",
+            "OrderPartlyDeliveredEvent",
+        ]
+        .into_iter()
+        .map(|event| sandbox::norce::WebhookConfig {
+            event_type: event.to_owned(),
+            url: format!("{here}/norce/events/{event}"),
+            headers: BTreeMap::from([(
+                config.serve.norce_webhook_header.clone(),
+                webhook_secret.clone(),
+            )]),
+        })
+        .collect();
+        let started = Sandbox::start(sandbox_config)
+            .await
+            .map_err(|e| format!("cannot start the embedded sandbox on 127.0.0.1: {e}"))?;
         secrets.order_receiver_password = Some(Secret::new(password));
         secrets.norce_webhook_secret = Some(Secret::new(webhook_secret));
         secrets.brightpearl_webhook_secret = Some(Secret::new(brightpearl_secret));
@@ -120,15 +145,21 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     };
 
     let data_dir = config.state.dir.clone();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(&data_dir).map_err(|e| e.to_string())?);
-    let ctx = FlowContext::from_settings(&settings, store, Arc::new(config)).map_err(|e| format!("platform settings: {e}"))?;
-    let mut handle = serve::start(ctx, secrets, listener).await.map_err(|e| e.to_string())?;
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open_in(&data_dir).map_err(|e| e.to_string())?);
+    let ctx = FlowContext::from_settings(&settings, store, Arc::new(config))
+        .map_err(|e| format!("platform settings: {e}"))?;
+    let mut handle = serve::start(ctx, secrets, listener)
+        .await
+        .map_err(|e| e.to_string())?;
     eprintln!(
         "relay serve: listening on http://{addr} (POST /norce/order-receiver, /norce/events/{{eventType}}, /brightpearl/webhooks; GET /healthz, /metrics); state in {}. Ctrl-C stops.",
         data_dir.display()
     );
     if let Err(e) = tokio::signal::ctrl_c().await {
-        eprintln!("relay serve: cannot listen for Ctrl-C ({e}); serving until the process is stopped");
+        eprintln!(
+            "relay serve: cannot listen for Ctrl-C ({e}); serving until the process is stopped"
+        );
         handle.wait().await;
     }
     eprintln!("relay serve: stopping (a running flow pass finishes first)");

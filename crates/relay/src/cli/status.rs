@@ -8,7 +8,14 @@ use serde::Serialize;
 use crate::state::{DeadLetter, SqliteStore, Status, Store, parse_time_cursor};
 
 /// The flows that keep a cursor.
-pub const CURSOR_FLOWS: &[&str] = &["shipping", "shipping-alerts", "stock", "prices", "orders", "fulfilment"];
+pub const CURSOR_FLOWS: &[&str] = &[
+    "shipping",
+    "shipping-alerts",
+    "stock",
+    "prices",
+    "orders",
+    "fulfilment",
+];
 
 /// Arguments of `relay status`.
 #[derive(Debug, clap::Args)]
@@ -65,7 +72,8 @@ enum CursorCommand {
 fn open(config: &super::ConfigArgs) -> Result<(SqliteStore, std::path::PathBuf), String> {
     let config = config.load()?;
     let dir = config.state.dir;
-    let store = SqliteStore::open_in(&dir).map_err(|e| format!("state in `{}`: {e}", dir.display()))?;
+    let store =
+        SqliteStore::open_in(&dir).map_err(|e| format!("state in `{}`: {e}", dir.display()))?;
     Ok((store, dir))
 }
 
@@ -103,7 +111,13 @@ fn entity_counts(store: &dyn Store) -> Result<Vec<EntityCount>, String> {
         let index = match rows.iter().position(|r| r.flow == flow) {
             Some(i) => i,
             None => {
-                rows.push(EntityCount { flow, pending: 0, done: 0, failed: 0, skipped: 0 });
+                rows.push(EntityCount {
+                    flow,
+                    pending: 0,
+                    done: 0,
+                    failed: 0,
+                    skipped: 0,
+                });
                 rows.len() - 1
             }
         };
@@ -143,7 +157,10 @@ fn status(args: &StatusArgs) -> Result<ExitCode, String> {
         dead_letters: store.dead_letters().map_err(|e| e.to_string())?,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     println!("state: {}", report.data_dir);
@@ -154,9 +171,20 @@ fn status(args: &StatusArgs) -> Result<ExitCode, String> {
         let rows: Vec<Vec<String>> = report
             .entities
             .iter()
-            .map(|r| vec![r.flow.clone(), r.pending.to_string(), r.done.to_string(), r.failed.to_string(), r.skipped.to_string()])
+            .map(|r| {
+                vec![
+                    r.flow.clone(),
+                    r.pending.to_string(),
+                    r.done.to_string(),
+                    r.failed.to_string(),
+                    r.skipped.to_string(),
+                ]
+            })
             .collect();
-        print!("{}", crate::table::render(&["flow", "pending", "done", "failed", "skipped"], &rows));
+        print!(
+            "{}",
+            crate::table::render(&["flow", "pending", "done", "failed", "skipped"], &rows)
+        );
     }
     println!();
     println!("inbox: {} pending", report.inbox_pending);
@@ -168,11 +196,24 @@ fn status(args: &StatusArgs) -> Result<ExitCode, String> {
         let rows: Vec<Vec<String>> = report
             .dead_letters
             .iter()
-            .map(|d| vec![d.id.to_string(), d.flow.clone(), d.source_id.clone(), d.created_at.clone(), one_line(&d.error, 100)])
+            .map(|d| {
+                vec![
+                    d.id.to_string(),
+                    d.flow.clone(),
+                    d.source_id.clone(),
+                    d.created_at.clone(),
+                    one_line(&d.error, 100),
+                ]
+            })
             .collect();
-        print!("{}", crate::table::render(&["id", "flow", "source id", "since", "error"], &rows));
+        print!(
+            "{}",
+            crate::table::render(&["id", "flow", "source id", "since", "error"], &rows)
+        );
         println!();
-        println!("replay with `relay replay <id>` or `relay replay --all-failed`, then `relay run`");
+        println!(
+            "replay with `relay replay <id>` or `relay replay --all-failed`, then `relay run`"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -185,7 +226,11 @@ pub async fn execute_replay(args: ReplayArgs) -> ExitCode {
 fn replay(args: &ReplayArgs) -> Result<ExitCode, String> {
     let (store, _) = open(&args.config)?;
     let letters = store.dead_letters().map_err(|e| e.to_string())?;
-    let ids: Vec<i64> = if args.all_failed { letters.iter().map(|d| d.id).collect() } else { args.ids.clone() };
+    let ids: Vec<i64> = if args.all_failed {
+        letters.iter().map(|d| d.id).collect()
+    } else {
+        args.ids.clone()
+    };
     let mut requeued = 0;
     let mut missing = Vec::new();
     for id in ids {
@@ -195,18 +240,26 @@ fn replay(args: &ReplayArgs) -> Result<ExitCode, String> {
         };
         store.requeue(id).map_err(|e| e.to_string())?;
         requeued += 1;
-        println!("requeued dead letter {id}: {} {} is pending again", letter.flow, letter.source_id);
+        println!(
+            "requeued dead letter {id}: {} {} is pending again",
+            letter.flow, letter.source_id
+        );
     }
     if requeued == 0 && missing.is_empty() {
         println!("no dead letters to replay");
         return Ok(ExitCode::SUCCESS);
     }
     if requeued > 0 {
-        println!("{requeued} item(s) requeued; run `relay run` (or let `relay serve` pick them up) to process them");
+        println!(
+            "{requeued} item(s) requeued; run `relay run` (or let `relay serve` pick them up) to process them"
+        );
     }
     if !missing.is_empty() {
         let list: Vec<String> = missing.iter().map(i64::to_string).collect();
-        eprintln!("relay replay: no dead letter with id {} (see `relay status`)", list.join(", "));
+        eprintln!(
+            "relay replay: no dead letter with id {} (see `relay status`)",
+            list.join(", ")
+        );
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
@@ -221,7 +274,10 @@ fn cursor(args: &CursorArgs) -> Result<ExitCode, String> {
     match &args.command {
         CursorCommand::Set { flow, time } => {
             if !CURSOR_FLOWS.contains(&flow.as_str()) {
-                return Err(format!("no flow `{flow}`; choose from {}", CURSOR_FLOWS.join(", ")));
+                return Err(format!(
+                    "no flow `{flow}`; choose from {}",
+                    CURSOR_FLOWS.join(", ")
+                ));
             }
             let value = if flow == crate::flows::shipping::ALERTS_CURSOR {
                 // Not a time: the position in nShift's alerts feed (its `fetchId`).
@@ -240,21 +296,40 @@ fn cursor(args: &CursorArgs) -> Result<ExitCode, String> {
             let (store, _) = open(&args.config)?;
             let before = store.cursor(flow).map_err(|e| e.to_string())?;
             store.set_cursor(flow, &value).map_err(|e| e.to_string())?;
-            println!("cursor of `{flow}`: {} -> {value}", before.as_deref().unwrap_or("(unset)"));
+            println!(
+                "cursor of `{flow}`: {} -> {value}",
+                before.as_deref().unwrap_or("(unset)")
+            );
             Ok(ExitCode::SUCCESS)
         }
         CursorCommand::Show { json } => {
             let (store, _) = open(&args.config)?;
             let mut rows = Vec::new();
             for flow in CURSOR_FLOWS {
-                rows.push((flow.to_string(), store.cursor(flow).map_err(|e| e.to_string())?));
+                rows.push((
+                    flow.to_string(),
+                    store.cursor(flow).map_err(|e| e.to_string())?,
+                ));
             }
             if *json {
-                let map: serde_json::Map<String, serde_json::Value> =
-                    rows.into_iter().map(|(flow, value)| (flow, value.map_or(serde_json::Value::Null, serde_json::Value::String))).collect();
-                println!("{}", serde_json::to_string_pretty(&map).map_err(|e| e.to_string())?);
+                let map: serde_json::Map<String, serde_json::Value> = rows
+                    .into_iter()
+                    .map(|(flow, value)| {
+                        (
+                            flow,
+                            value.map_or(serde_json::Value::Null, serde_json::Value::String),
+                        )
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&map).map_err(|e| e.to_string())?
+                );
             } else {
-                let rows: Vec<Vec<String>> = rows.into_iter().map(|(flow, value)| vec![flow, value.unwrap_or_else(|| "(unset)".to_owned())]).collect();
+                let rows: Vec<Vec<String>> = rows
+                    .into_iter()
+                    .map(|(flow, value)| vec![flow, value.unwrap_or_else(|| "(unset)".to_owned())])
+                    .collect();
                 print!("{}", crate::table::render(&["flow", "cursor"], &rows));
             }
             Ok(ExitCode::SUCCESS)

@@ -65,17 +65,26 @@ pub struct FlowContext {
 impl FlowContext {
     /// The Norce client, or an error naming the settings to set.
     pub fn norce(&self) -> Result<&norce_client::NorceClient, FlowError> {
-        self.norce.as_ref().ok_or(FlowError::NotConfigured { platform: "Norce", settings: "NORCE_CLIENT_ID, NORCE_CLIENT_SECRET, NORCE_APPLICATION_ID" })
+        self.norce.as_ref().ok_or(FlowError::NotConfigured {
+            platform: "Norce",
+            settings: "NORCE_CLIENT_ID, NORCE_CLIENT_SECRET, NORCE_APPLICATION_ID",
+        })
     }
 
     /// The nShift client, or an error naming the settings to set.
     pub fn nshift(&self) -> Result<&nshift_client::NshiftClient, FlowError> {
-        self.nshift.as_ref().ok_or(FlowError::NotConfigured { platform: "nShift", settings: "NSHIFT_API_KEY_ID, NSHIFT_SECRET_ID" })
+        self.nshift.as_ref().ok_or(FlowError::NotConfigured {
+            platform: "nShift",
+            settings: "NSHIFT_API_KEY_ID, NSHIFT_SECRET_ID",
+        })
     }
 
     /// The Brightpearl client, or an error naming the settings to set.
     pub fn brightpearl(&self) -> Result<&brightpearl_client::Client, FlowError> {
-        self.brightpearl.as_ref().ok_or(FlowError::NotConfigured { platform: "Brightpearl", settings: "BRIGHTPEARL_ACCOUNT, BRIGHTPEARL_APP_REF and a token" })
+        self.brightpearl.as_ref().ok_or(FlowError::NotConfigured {
+            platform: "Brightpearl",
+            settings: "BRIGHTPEARL_ACCOUNT, BRIGHTPEARL_APP_REF and a token",
+        })
     }
 }
 
@@ -118,23 +127,29 @@ impl FlowReport {
     /// One report named `flow` that adds up `reports` (a runner that drives several passes, or
     /// a total row).
     pub fn merged<'a>(flow: &str, reports: impl IntoIterator<Item = &'a FlowReport>) -> FlowReport {
-        reports.into_iter().fold(FlowReport { flow: flow.to_owned(), ..FlowReport::default() }, |mut sum, r| {
-            sum.seen += r.seen;
-            sum.booked += r.booked;
-            sum.written_back += r.written_back;
-            sum.done += r.done;
-            sum.skipped += r.skipped;
-            sum.failed += r.failed;
-            sum.duration_ms += r.duration_ms;
-            sum.labels += r.labels;
-            sum.notes += r.notes;
-            sum.delivered += r.delivered;
-            sum.partly_delivered += r.partly_delivered;
-            sum.onhand_rows += r.onhand_rows;
-            sum.price_rows += r.price_rows;
-            sum.import_jobs += r.import_jobs;
-            sum
-        })
+        reports.into_iter().fold(
+            FlowReport {
+                flow: flow.to_owned(),
+                ..FlowReport::default()
+            },
+            |mut sum, r| {
+                sum.seen += r.seen;
+                sum.booked += r.booked;
+                sum.written_back += r.written_back;
+                sum.done += r.done;
+                sum.skipped += r.skipped;
+                sum.failed += r.failed;
+                sum.duration_ms += r.duration_ms;
+                sum.labels += r.labels;
+                sum.notes += r.notes;
+                sum.delivered += r.delivered;
+                sum.partly_delivered += r.partly_delivered;
+                sum.onhand_rows += r.onhand_rows;
+                sum.price_rows += r.price_rows;
+                sum.import_jobs += r.import_jobs;
+                sum
+            },
+        )
     }
 
     /// Counts one entity looked at and what became of it.
@@ -182,9 +197,19 @@ pub(crate) fn elapsed_ms(started: Instant) -> u64 {
 
 /// The time in the cursor `flow` (RFC 3339), if set; a value that is no time is a `Config`
 /// error naming the cursor and how to set it.
-pub(crate) fn cursor_time(ctx: &FlowContext, flow: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, FlowError> {
+pub(crate) fn cursor_time(
+    ctx: &FlowContext,
+    flow: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, FlowError> {
     match ctx.store.cursor(flow)? {
-        Some(value) => parse_time_cursor(flow, &value).map(Some).map_err(|reason| FlowError::Config { setting: format!("cursor {flow}"), reason }),
+        Some(value) => {
+            parse_time_cursor(flow, &value)
+                .map(Some)
+                .map_err(|reason| FlowError::Config {
+                    setting: format!("cursor {flow}"),
+                    reason,
+                })
+        }
         None => Ok(None),
     }
 }
@@ -276,7 +301,10 @@ pub(crate) async fn for_each_pending<'a, O>(
     loop {
         while first_error.is_none() && in_flight.len() < concurrency.max(1) {
             if page.len() == 0 && !exhausted {
-                match ctx.store.list_after(flow, Some(Status::Pending), after, PENDING_PAGE) {
+                match ctx
+                    .store
+                    .list_after(flow, Some(Status::Pending), after, PENDING_PAGE)
+                {
                     Ok(next) => {
                         exhausted = next.is_empty();
                         after = next.last().map_or(after, |r| r.position);
@@ -314,9 +342,22 @@ pub(crate) async fn for_each_pending<'a, O>(
 
 /// Records a failed attempt of one item; after `run.max_attempts` attempts, or at once when
 /// `permanent`, the item goes to the dead letters. Returns whether it was dead-lettered.
-pub fn fail_item(ctx: &FlowContext, flow: &str, source_id: &str, error: &str, permanent: bool) -> Result<bool, StateError> {
+pub fn fail_item(
+    ctx: &FlowContext,
+    flow: &str,
+    source_id: &str,
+    error: &str,
+    permanent: bool,
+) -> Result<bool, StateError> {
     let record: EntityRecord = ctx.store.record_failure(flow, source_id, error)?;
-    tracing::warn!(flow, source_id, attempts = record.attempts, permanent, error, "item failed");
+    tracing::warn!(
+        flow,
+        source_id,
+        attempts = record.attempts,
+        permanent,
+        error,
+        "item failed"
+    );
     if permanent || record.attempts >= ctx.config.run.max_attempts {
         ctx.store.dead_letter(flow, source_id, error)?;
         return Ok(true);
@@ -335,21 +376,39 @@ impl FlowContext {
         use crate::verify::{Platform, configured_platforms};
         let configured = configured_platforms(settings);
         let norce = if configured.contains(&Platform::Norce) {
-            Some(norce_client::NorceClientBuilder::from_settings(settings).and_then(|b| b.build()).map_err(|e| e.hint())?)
+            Some(
+                norce_client::NorceClientBuilder::from_settings(settings)
+                    .and_then(|b| b.build())
+                    .map_err(|e| e.hint())?,
+            )
         } else {
             None
         };
         let nshift = if configured.contains(&Platform::Nshift) {
-            Some(nshift_client::NshiftClientBuilder::from_settings(settings).and_then(|b| b.build()).map_err(|e| e.hint())?)
+            Some(
+                nshift_client::NshiftClientBuilder::from_settings(settings)
+                    .and_then(|b| b.build())
+                    .map_err(|e| e.hint())?,
+            )
         } else {
             None
         };
         let brightpearl = if configured.contains(&Platform::Brightpearl) {
-            Some(brightpearl_client::ClientBuilder::from_settings(settings).and_then(|b| b.build()).map_err(|e| e.hint())?)
+            Some(
+                brightpearl_client::ClientBuilder::from_settings(settings)
+                    .and_then(|b| b.build())
+                    .map_err(|e| e.hint())?,
+            )
         } else {
             None
         };
-        Ok(Self { store, norce, nshift, brightpearl, config })
+        Ok(Self {
+            store,
+            norce,
+            nshift,
+            brightpearl,
+            config,
+        })
     }
 }
 
@@ -358,7 +417,13 @@ impl FlowContext {
     /// A context without platform clients over an in-memory store (unit tests).
     pub(crate) fn offline(config: RelayConfig) -> Self {
         let store: Arc<dyn Store> = Arc::new(crate::state::SqliteStore::in_memory().unwrap());
-        Self { store, norce: None, nshift: None, brightpearl: None, config: Arc::new(config) }
+        Self {
+            store,
+            norce: None,
+            nshift: None,
+            brightpearl: None,
+            config: Arc::new(config),
+        }
     }
 }
 
@@ -372,7 +437,9 @@ mod tests {
     fn context(pending: usize) -> FlowContext {
         let ctx = FlowContext::offline(RelayConfig::default());
         for n in 0..pending {
-            ctx.store.upsert_pending("f", &format!("{n:05}"), None).unwrap();
+            ctx.store
+                .upsert_pending("f", &format!("{n:05}"), None)
+                .unwrap();
         }
         ctx.store.upsert_pending("other", "x", None).unwrap();
         ctx
@@ -390,14 +457,24 @@ mod tests {
             |record| {
                 let (ctx, in_flight, peak) = (&ctx, &in_flight, &peak);
                 Box::pin(async move {
-                    peak.fetch_max(in_flight.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                    peak.fetch_max(
+                        in_flight.fetch_add(1, Ordering::SeqCst) + 1,
+                        Ordering::SeqCst,
+                    );
                     tokio::task::yield_now().await;
                     in_flight.fetch_sub(1, Ordering::SeqCst);
                     // Every third fails and stays pending: not visited again in this pass.
                     if record.source_id.ends_with(['0', '3', '6']) {
                         ctx.store.record_failure("f", &record.source_id, "503")?;
                     } else {
-                        ctx.store.update("f", &record.source_id, &EntityUpdate { status: Some(Status::Done), ..Default::default() })?;
+                        ctx.store.update(
+                            "f",
+                            &record.source_id,
+                            &EntityUpdate {
+                                status: Some(Status::Done),
+                                ..Default::default()
+                            },
+                        )?;
                     }
                     Ok(record.source_id)
                 })
@@ -410,7 +487,11 @@ mod tests {
         seen.sort();
         seen.dedup();
         assert_eq!(seen.len(), PENDING_PAGE * 2 + 7, "each once");
-        assert_eq!(peak.load(Ordering::SeqCst), 4, "at most `concurrency` in flight, and that many");
+        assert_eq!(
+            peak.load(Ordering::SeqCst),
+            4,
+            "at most `concurrency` in flight, and that many"
+        );
     }
 
     #[tokio::test]
@@ -426,7 +507,10 @@ mod tests {
                 Box::pin(async move {
                     started.fetch_add(1, Ordering::SeqCst);
                     if record.source_id == "00003" {
-                        return Err(FlowError::NotConfigured { platform: "Norce", settings: "NORCE_CLIENT_ID" });
+                        return Err(FlowError::NotConfigured {
+                            platform: "Norce",
+                            settings: "NORCE_CLIENT_ID",
+                        });
                     }
                     tokio::task::yield_now().await;
                     Ok(())
@@ -435,7 +519,14 @@ mod tests {
             |()| {},
         )
         .await;
-        assert!(matches!(result, Err(FlowError::NotConfigured { .. })), "{result:?}");
-        assert!(started.load(Ordering::SeqCst) <= 5, "stopped soon after the error: {}", started.load(Ordering::SeqCst));
+        assert!(
+            matches!(result, Err(FlowError::NotConfigured { .. })),
+            "{result:?}"
+        );
+        assert!(
+            started.load(Ordering::SeqCst) <= 5,
+            "stopped soon after the error: {}",
+            started.load(Ordering::SeqCst)
+        );
     }
 }

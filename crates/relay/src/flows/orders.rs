@@ -41,21 +41,29 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use brightpearl_client::models::contact::{ContactCommunication, ContactEmail, ContactEmails, ContactRequest, ContactTelephones, PostalAddressRequest};
-use brightpearl_client::models::order::{OrderAddress, SalesOrderCustomer, SalesOrderDelivery, SalesOrderRequest, SalesOrderRowRequest};
+use brightpearl_client::models::contact::{
+    ContactCommunication, ContactEmail, ContactEmails, ContactRequest, ContactTelephones,
+    PostalAddressRequest,
+};
+use brightpearl_client::models::order::{
+    OrderAddress, SalesOrderCustomer, SalesOrderDelivery, SalesOrderRequest, SalesOrderRowRequest,
+};
 use brightpearl_client::{ProductRow, SearchQuery, SearchResource};
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
+use norce_client::Navigation;
 use norce_client::models::connect::{ConnectOrderStatus, SendOrderStatusRequest};
 use norce_client::models::events::OrderRequest;
-use norce_client::Navigation;
 use norce_client::models::query::{self, QueryOrdersQuery};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
 use self::amount::{Amount, model_decimal};
 use self::model::{LineKind, NorceOrder};
-use super::{FlowContext, FlowError, FlowReport, Ingested, Outcome, PENDING_PAGE, cursor_time, elapsed_ms, fail_item};
+use super::{
+    FlowContext, FlowError, FlowReport, Ingested, Outcome, PENDING_PAGE, cursor_time, elapsed_ms,
+    fail_item,
+};
 use crate::state::{EntityRecord, EntityUpdate, InboxItem, StateError, Status};
 
 pub use self::fulfilment::run_fulfilment;
@@ -154,15 +162,20 @@ fn country_in(form: CountryCodeForm, order: &NorceOrder) -> Result<Option<String
     match (form, order.address.country.as_deref()) {
         (_, None) => Ok(None),
         (CountryCodeForm::Alpha2, Some(code)) => Ok(Some(code.to_owned())),
-        (CountryCodeForm::Alpha3, Some(code)) => {
-            alpha3(code).map(Some).map_err(|e| StepError::permanent(format!("order {}: {e}", order.order_no)))
-        }
+        (CountryCodeForm::Alpha3, Some(code)) => alpha3(code)
+            .map(Some)
+            .map_err(|e| StepError::permanent(format!("order {}: {e}", order.order_no))),
     }
 }
 
 impl Default for OrdersConfig {
     fn default() -> Self {
-        let map = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
         Self {
             poll: true,
             import_status_ids: vec![0],
@@ -215,24 +228,42 @@ pub enum PushOrderNumber {
 impl OrdersConfig {
     /// Checks the values a pass depends on; the error names the key and the allowed values.
     pub fn validate(&self) -> Result<(), FlowError> {
-        let invalid = |setting: &str, reason: String| Err(FlowError::Config { setting: format!("orders.{setting}"), reason });
+        let invalid = |setting: &str, reason: String| {
+            Err(FlowError::Config {
+                setting: format!("orders.{setting}"),
+                reason,
+            })
+        };
         for (key, value) in [
             ("confirmed_status", &self.confirmed_status),
             ("delivered_status", &self.delivered_status),
             ("partly_delivered_status", &self.partly_delivered_status),
         ] {
             if !ConnectOrderStatus::KNOWN.contains(&value.as_str()) {
-                return invalid(key, format!("`{value}` is not a Norce order status; use one of {}", ConnectOrderStatus::KNOWN.join(", ")));
+                return invalid(
+                    key,
+                    format!(
+                        "`{value}` is not a Norce order status; use one of {}",
+                        ConnectOrderStatus::KNOWN.join(", ")
+                    ),
+                );
             }
         }
         if self.tax_code.trim().is_empty() {
-            return invalid("tax_code", "must not be empty: Brightpearl needs a tax code on every row (e.g. \"T25\")".into());
+            return invalid(
+                "tax_code",
+                "must not be empty: Brightpearl needs a tax code on every row (e.g. \"T25\")"
+                    .into(),
+            );
         }
         if self.poll && self.import_status_ids.is_empty() {
             return invalid("import_status_ids", "must list at least one Norce status id (0 = Created), or set `orders.poll = false`".into());
         }
         if self.delivery_note_prefix.chars().count() > 30 {
-            return invalid("delivery_note_prefix", "must be at most 30 characters (Norce note numbers are short)".into());
+            return invalid(
+                "delivery_note_prefix",
+                "must be at most 30 characters (Norce note numbers are short)".into(),
+            );
         }
         Ok(())
     }
@@ -240,7 +271,9 @@ impl OrdersConfig {
 
 /// Whether an inbox source feeds these flows (`norce-order`, `norce-event`, `brightpearl-webhook`).
 pub fn accepts(source: &str) -> bool {
-    source == NORCE_ORDER_SOURCE || source == NORCE_EVENT_SOURCE || source == BRIGHTPEARL_WEBHOOK_SOURCE
+    source == NORCE_ORDER_SOURCE
+        || source == NORCE_EVENT_SOURCE
+        || source == BRIGHTPEARL_WEBHOOK_SOURCE
 }
 
 /// Turns an inbox item into `Pending` entities without calling any platform: a Norce order push
@@ -254,14 +287,32 @@ pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, Flo
             // Nothing to record: the order is not lost if the triggered pass fails, because the
             // poll's cursor only moves past orders it has stored.
             let event_type = item.key.split(':').next().unwrap_or_default();
-            if !ctx.config.orders.norce_events.iter().any(|e| e == event_type) {
-                tracing::debug!(flow = FLOW, event_type, "Norce event not in orders.norce_events; ignored");
+            if !ctx
+                .config
+                .orders
+                .norce_events
+                .iter()
+                .any(|e| e == event_type)
+            {
+                tracing::debug!(
+                    flow = FLOW,
+                    event_type,
+                    "Norce event not in orders.norce_events; ignored"
+                );
                 Ok(Ingested::Nothing)
             } else if ctx.config.orders.poll {
-                tracing::debug!(flow = FLOW, event_type, "Norce order event: the pass it triggers polls the order");
+                tracing::debug!(
+                    flow = FLOW,
+                    event_type,
+                    "Norce order event: the pass it triggers polls the order"
+                );
                 Ok(Ingested::Work)
             } else {
-                tracing::warn!(flow = FLOW, event_type, "Norce order event ignored: orders.poll is false, so no pass reads the order (use the order receiver push, or turn polling on)");
+                tracing::warn!(
+                    flow = FLOW,
+                    event_type,
+                    "Norce order event ignored: orders.poll is false, so no pass reads the order (use the order receiver push, or turn polling on)"
+                );
                 Ok(Ingested::Nothing)
             }
         }
@@ -305,10 +356,21 @@ impl OrderPayload {
 
 /// Dead-letters an item that could not even be read (unless it is already finished: a bad
 /// repeat of a done order changes nothing).
-fn dead_letter_unreadable(ctx: &FlowContext, flow: &str, source_id: &str, payload: Option<&str>, error: &str) -> Result<(), StateError> {
+fn dead_letter_unreadable(
+    ctx: &FlowContext,
+    flow: &str,
+    source_id: &str,
+    payload: Option<&str>,
+    error: &str,
+) -> Result<(), StateError> {
     let record = ctx.store.upsert_pending(flow, source_id, payload)?;
     if matches!(record.status, Status::Done | Status::Skipped) {
-        tracing::warn!(flow, source_id, error, "unreadable repeat of a finished item ignored");
+        tracing::warn!(
+            flow,
+            source_id,
+            error,
+            "unreadable repeat of a finished item ignored"
+        );
         return Ok(());
     }
     fail_item(ctx, flow, source_id, error, true)?;
@@ -316,7 +378,8 @@ fn dead_letter_unreadable(ctx: &FlowContext, flow: &str, source_id: &str, payloa
 }
 
 fn ingest_order(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowError> {
-    let span = tracing::info_span!("flow_step", flow = FLOW, step = "ingest", source_id = %item.key);
+    let span =
+        tracing::info_span!("flow_step", flow = FLOW, step = "ingest", source_id = %item.key);
     let _entered = span.enter();
     let request: OrderRequest = match serde_json::from_str(&item.body) {
         Ok(request) => request,
@@ -329,12 +392,19 @@ fn ingest_order(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowErr
             return Ok(Ingested::Nothing);
         }
     };
-    let Some(order_no) = model::push_order_number(&request, ctx.config.orders.push_order_number) else {
-        let error = format!("the Norce order push (inbox item {}) has neither CustomerOrderRef nor ClientOrderRef, so it cannot be matched", item.id);
+    let Some(order_no) = model::push_order_number(&request, ctx.config.orders.push_order_number)
+    else {
+        let error = format!(
+            "the Norce order push (inbox item {}) has neither CustomerOrderRef nor ClientOrderRef, so it cannot be matched",
+            item.id
+        );
         dead_letter_unreadable(ctx, FLOW, &item.key, Some(&item.body), &error)?;
         return Ok(Ingested::Nothing);
     };
-    let payload = OrderPayload { source: OrderSource::Push(Box::new(request)), contact_id: None };
+    let payload = OrderPayload {
+        source: OrderSource::Push(Box::new(request)),
+        contact_id: None,
+    };
     match payload.to_json() {
         Ok(text) => {
             ctx.store.upsert_pending(FLOW, &order_no, Some(&text))?;
@@ -360,11 +430,17 @@ enum StepError {
 
 impl StepError {
     fn permanent(message: impl Into<String>) -> Self {
-        StepError::Item { message: message.into(), permanent: true }
+        StepError::Item {
+            message: message.into(),
+            permanent: true,
+        }
     }
 
     fn transient(message: impl Into<String>) -> Self {
-        StepError::Item { message: message.into(), permanent: false }
+        StepError::Item {
+            message: message.into(),
+            permanent: false,
+        }
     }
 }
 
@@ -389,13 +465,21 @@ impl From<norce_client::Error> for StepError {
 }
 
 /// Records a step error on the entity; returns the outcome, or the store error that stops the flow.
-fn settle(ctx: &FlowContext, flow: &str, source_id: &str, result: Result<Outcome, StepError>) -> Result<Outcome, FlowError> {
+fn settle(
+    ctx: &FlowContext,
+    flow: &str,
+    source_id: &str,
+    result: Result<Outcome, StepError>,
+) -> Result<Outcome, FlowError> {
     match result {
         Ok(outcome) => Ok(outcome),
         Err(StepError::State(e)) => Err(FlowError::State(e)),
         Err(StepError::Item { message, permanent }) => {
             fail_item(ctx, flow, source_id, &message, permanent)?;
-            Ok(Outcome { failed: true, ..Outcome::default() })
+            Ok(Outcome {
+                failed: true,
+                ..Outcome::default()
+            })
         }
         Err(StepError::Waiting(reason)) => {
             tracing::info!(flow, source_id, reason, "waiting; tried again next pass");
@@ -403,8 +487,20 @@ fn settle(ctx: &FlowContext, flow: &str, source_id: &str, result: Result<Outcome
         }
         Err(StepError::Skip(reason)) => {
             tracing::info!(flow, source_id, reason, "skipped");
-            ctx.store.update(flow, source_id, &EntityUpdate { status: Some(Status::Skipped), step: Some(format!("skipped: {reason}")), clear_error: true, ..EntityUpdate::default() })?;
-            Ok(Outcome { skipped: true, ..Outcome::default() })
+            ctx.store.update(
+                flow,
+                source_id,
+                &EntityUpdate {
+                    status: Some(Status::Skipped),
+                    step: Some(format!("skipped: {reason}")),
+                    clear_error: true,
+                    ..EntityUpdate::default()
+                },
+            )?;
+            Ok(Outcome {
+                skipped: true,
+                ..Outcome::default()
+            })
         }
     }
 }
@@ -420,10 +516,18 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
     ctx.config.orders.validate()?;
     let norce = ctx.norce()?;
     let brightpearl = ctx.brightpearl()?;
-    let mut report = FlowReport { flow: FLOW.to_owned(), ..FlowReport::default() };
+    let mut report = FlowReport {
+        flow: FLOW.to_owned(),
+        ..FlowReport::default()
+    };
     if ctx.config.orders.poll {
         let already_done = pick_up_orders(ctx, norce)
-            .instrument(tracing::info_span!("flow_step", flow = FLOW, step = "poll", source_id = "norce-query"))
+            .instrument(tracing::info_span!(
+                "flow_step",
+                flow = FLOW,
+                step = "poll",
+                source_id = "norce-query"
+            ))
             .await?;
         report.seen += already_done;
         report.done += already_done;
@@ -434,7 +538,9 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
     // parallel. Pages follow each other, so a customer is never processed twice at once.
     let mut after = 0;
     loop {
-        let page = ctx.store.list_after(FLOW, Some(Status::Pending), after, PENDING_PAGE)?;
+        let page = ctx
+            .store
+            .list_after(FLOW, Some(Status::Pending), after, PENDING_PAGE)?;
         let Some(last) = page.last() else { break };
         after = last.position;
         let mut groups: Vec<Vec<EntityRecord>> = Vec::new();
@@ -450,10 +556,14 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
         // Boxed as `Send` here, where the lifetimes are concrete: left as opaque futures inside
         // `BufferUnordered`, the pass's future is not provably `Send` for every lifetime, and the
         // runners box it as `Send`.
-        let passes: Vec<BoxFuture<'_, Result<Vec<Outcome>, FlowError>>> =
-            groups.into_iter().map(|group| Box::pin(process_group(ctx, &shared, group)) as BoxFuture<'_, _>).collect();
-        let results: Vec<Result<Vec<Outcome>, FlowError>> =
-            futures::stream::iter(passes).buffer_unordered(ctx.config.run.concurrency.max(1)).collect().await;
+        let passes: Vec<BoxFuture<'_, Result<Vec<Outcome>, FlowError>>> = groups
+            .into_iter()
+            .map(|group| Box::pin(process_group(ctx, &shared, group)) as BoxFuture<'_, _>)
+            .collect();
+        let results: Vec<Result<Vec<Outcome>, FlowError>> = futures::stream::iter(passes)
+            .buffer_unordered(ctx.config.run.concurrency.max(1))
+            .collect()
+            .await;
         for result in results {
             for outcome in result? {
                 report.add(outcome);
@@ -466,7 +576,11 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
 }
 
 /// One customer's pending orders, one after the other.
-async fn process_group(ctx: &FlowContext, shared: &Shared<'_>, group: Vec<EntityRecord>) -> Result<Vec<Outcome>, FlowError> {
+async fn process_group(
+    ctx: &FlowContext,
+    shared: &Shared<'_>,
+    group: Vec<EntityRecord>,
+) -> Result<Vec<Outcome>, FlowError> {
     let mut outcomes = Vec::new();
     for record in group {
         let result = process_order(ctx, shared, &record).await;
@@ -491,9 +605,16 @@ fn email_key(record: &EntityRecord) -> Option<String> {
 
 /// Reads new Norce orders into `Pending` entities and moves the cursor. Returns how many of
 /// them were finished before (seen again at the cursor's edge).
-async fn pick_up_orders(ctx: &FlowContext, norce: &norce_client::NorceClient) -> Result<u64, FlowError> {
+async fn pick_up_orders(
+    ctx: &FlowContext,
+    norce: &norce_client::NorceClient,
+) -> Result<u64, FlowError> {
     let config = &ctx.config.orders;
-    let statuses: Vec<String> = config.import_status_ids.iter().map(|s| format!("statusId eq {s}")).collect();
+    let statuses: Vec<String> = config
+        .import_status_ids
+        .iter()
+        .map(|s| format!("statusId eq {s}"))
+        .collect();
     let mut filter = format!("({})", statuses.join(" or "));
     let since = cursor_time(ctx, FLOW)?;
     if let Some(since) = since {
@@ -502,7 +623,11 @@ async fn pick_up_orders(ctx: &FlowContext, norce: &norce_client::NorceClient) ->
     }
     let query = QueryOrdersQuery {
         filter: Some(filter),
-        expand: Some(norce.query_navigation().expand(&[Navigation::OrderItems, Navigation::Buyer, Navigation::ShipTo])),
+        expand: Some(norce.query_navigation().expand(&[
+            Navigation::OrderItems,
+            Navigation::Buyer,
+            Navigation::ShipTo,
+        ])),
         orderby: Some("created asc".into()),
         ..QueryOrdersQuery::default()
     };
@@ -511,15 +636,31 @@ async fn pick_up_orders(ctx: &FlowContext, norce: &norce_client::NorceClient) ->
     let mut finished_before = 0;
     while let Some(page) = pages.next().await {
         for order in page?.value {
-            let Some(order_no) = Some(order.order_no.clone()).filter(|n| !n.trim().is_empty()) else {
-                tracing::warn!(flow = FLOW, norce_id = order.id, "Norce order without an orderNo ignored");
+            let Some(order_no) = Some(order.order_no.clone()).filter(|n| !n.trim().is_empty())
+            else {
+                tracing::warn!(
+                    flow = FLOW,
+                    norce_id = order.id,
+                    "Norce order without an orderNo ignored"
+                );
                 continue;
             };
-            if let Some(created) = order.created.as_ref().or(order.order_date.as_ref()).map(|t| t.to_utc()) {
+            if let Some(created) = order
+                .created
+                .as_ref()
+                .or(order.order_date.as_ref())
+                .map(|t| t.to_utc())
+            {
                 newest = Some(newest.map_or(created, |n| n.max(created)));
             }
-            let payload = OrderPayload { source: OrderSource::Query(Box::new(order)), contact_id: None };
-            let text = payload.to_json().map_err(|reason| FlowError::Config { setting: "orders".into(), reason })?;
+            let payload = OrderPayload {
+                source: OrderSource::Query(Box::new(order)),
+                contact_id: None,
+            };
+            let text = payload.to_json().map_err(|reason| FlowError::Config {
+                setting: "orders".into(),
+                reason,
+            })?;
             let record = ctx.store.upsert_pending(FLOW, &order_no, Some(&text))?;
             if matches!(record.status, Status::Done | Status::Skipped) {
                 finished_before += 1;
@@ -542,73 +683,137 @@ struct Shared<'a> {
 
 impl<'a> Shared<'a> {
     fn new(brightpearl: &'a brightpearl_client::Client) -> Self {
-        Self { brightpearl, skus: Mutex::new(HashMap::new()) }
+        Self {
+            brightpearl,
+            skus: Mutex::new(HashMap::new()),
+        }
     }
 
     fn cached(&self, sku: &str) -> Option<Option<i64>> {
-        self.skus.lock().unwrap_or_else(|e| e.into_inner()).get(sku).copied()
+        self.skus
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sku)
+            .copied()
     }
 
     fn remember(&self, sku: &str, product: Option<i64>) {
-        self.skus.lock().unwrap_or_else(|e| e.into_inner()).insert(sku.to_owned(), product);
+        self.skus
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sku.to_owned(), product);
     }
 }
 
 /// The `installedIntegrationInstanceId` to stamp and search: configured, else the OAuth one.
 fn instance_id(ctx: &FlowContext, brightpearl: &brightpearl_client::Client) -> Option<i64> {
-    ctx.config.orders.installed_integration_instance_id.or_else(|| brightpearl.session().installation_instance_id?.trim().parse().ok())
+    ctx.config
+        .orders
+        .installed_integration_instance_id
+        .or_else(|| {
+            brightpearl
+                .session()
+                .installation_instance_id?
+                .trim()
+                .parse()
+                .ok()
+        })
 }
 
-async fn process_order(ctx: &FlowContext, shared: &Shared<'_>, record: &EntityRecord) -> Result<Outcome, StepError> {
+async fn process_order(
+    ctx: &FlowContext,
+    shared: &Shared<'_>,
+    record: &EntityRecord,
+) -> Result<Outcome, StepError> {
     let id = record.source_id.as_str();
     let config = &ctx.config.orders;
     let Some(text) = record.payload.as_deref() else {
-        return Err(StepError::permanent(format!("order {id} has no stored Norce order: have Norce send it again (order receiver) or move the `orders` cursor back")));
+        return Err(StepError::permanent(format!(
+            "order {id} has no stored Norce order: have Norce send it again (order receiver) or move the `orders` cursor back"
+        )));
     };
     let mut payload: OrderPayload = serde_json::from_str(text).map_err(|e| {
         StepError::permanent(format!("order {id}: the stored Norce order cannot be read ({e}); have Norce send it again or move the `orders` cursor back"))
     })?;
-    let order = payload.normalise(config).map_err(|problem| StepError::permanent(format!("order {id}: {problem}; then `relay replay`")))?;
+    let order = payload.normalise(config).map_err(|problem| {
+        StepError::permanent(format!("order {id}: {problem}; then `relay replay`"))
+    })?;
     let mut outcome = Outcome::default();
     let step = record.step.as_deref();
     let mut erp_id: Option<i64> = record.target_id.as_deref().and_then(|t| t.parse().ok());
 
     if matches!(step, None | Some("contact")) || erp_id.is_none() {
-        let span = tracing::info_span!("flow_step", flow = FLOW, step = "sales_order", source_id = id);
+        let span = tracing::info_span!(
+            "flow_step",
+            flow = FLOW,
+            step = "sales_order",
+            source_id = id
+        );
         let instance = instance_id(ctx, shared.brightpearl);
         // Always look before posting: this is what makes a lost POST response safe.
-        let existing = find_order_by_external_ref(shared.brightpearl, &order.order_no, instance).instrument(span.clone()).await?;
+        let existing = find_order_by_external_ref(shared.brightpearl, &order.order_no, instance)
+            .instrument(span.clone())
+            .await?;
         let order_id = match existing {
             Some(found) => {
                 tracing::info!(parent: &span, order_id = found, "Brightpearl order already exists; reused");
                 found
             }
             None => {
-                let rows = sales_order_rows(ctx, shared, &order).instrument(span.clone()).await?;
+                let rows = sales_order_rows(ctx, shared, &order)
+                    .instrument(span.clone())
+                    .await?;
                 let contact_id = match payload.contact_id {
                     Some(contact) => contact,
                     None => {
                         let contact = find_or_create_contact(shared.brightpearl, &order)
-                            .instrument(tracing::info_span!("flow_step", flow = FLOW, step = "contact", source_id = id))
+                            .instrument(tracing::info_span!(
+                                "flow_step",
+                                flow = FLOW,
+                                step = "contact",
+                                source_id = id
+                            ))
                             .await?;
                         payload.contact_id = Some(contact);
                         let text = payload.to_json().map_err(StepError::permanent)?;
-                        ctx.store.update(FLOW, id, &EntityUpdate { step: Some("contact".into()), payload: Some(text), ..EntityUpdate::default() })?;
+                        ctx.store.update(
+                            FLOW,
+                            id,
+                            &EntityUpdate {
+                                step: Some("contact".into()),
+                                payload: Some(text),
+                                ..EntityUpdate::default()
+                            },
+                        )?;
                         contact
                     }
                 };
                 let request = sales_order_request(config, &order, contact_id, instance, rows)?;
-                let created = shared.brightpearl.create_sales_order(&request).instrument(span.clone()).await?;
+                let created = shared
+                    .brightpearl
+                    .create_sales_order(&request)
+                    .instrument(span.clone())
+                    .await?;
                 tracing::info!(parent: &span, order_id = created, "Brightpearl order created");
                 outcome.booked = true;
                 created
             }
         };
-        ctx.store.update(FLOW, id, &EntityUpdate { step: Some("created".into()), target_id: Some(order_id.to_string()), ..EntityUpdate::default() })?;
+        ctx.store.update(
+            FLOW,
+            id,
+            &EntityUpdate {
+                step: Some("created".into()),
+                target_id: Some(order_id.to_string()),
+                ..EntityUpdate::default()
+            },
+        )?;
         erp_id = Some(order_id);
     }
 
-    let erp_id = erp_id.ok_or_else(|| StepError::transient(format!("order {id}: no Brightpearl order id recorded")))?;
+    let erp_id = erp_id.ok_or_else(|| {
+        StepError::transient(format!("order {id}: no Brightpearl order id recorded"))
+    })?;
     let request = SendOrderStatusRequest {
         client_order_ref: order.basket_id,
         erp_order_no: Some(erp_id.to_string()),
@@ -619,9 +824,23 @@ async fn process_order(ctx: &FlowContext, shared: &Shared<'_>, record: &EntityRe
     ctx.norce()
         .map_err(|e| StepError::transient(e.to_string()))?
         .send_order_status(&request)
-        .instrument(tracing::info_span!("flow_step", flow = FLOW, step = "confirm", source_id = id))
+        .instrument(tracing::info_span!(
+            "flow_step",
+            flow = FLOW,
+            step = "confirm",
+            source_id = id
+        ))
         .await?;
-    ctx.store.update(FLOW, id, &EntityUpdate { status: Some(Status::Done), step: Some("written_back".into()), clear_error: true, ..EntityUpdate::default() })?;
+    ctx.store.update(
+        FLOW,
+        id,
+        &EntityUpdate {
+            status: Some(Status::Done),
+            step: Some("written_back".into()),
+            clear_error: true,
+            ..EntityUpdate::default()
+        },
+    )?;
     outcome.written_back = true;
     outcome.done = true;
     Ok(outcome)
@@ -640,12 +859,25 @@ struct ExternalRefRow {
 
 /// The Brightpearl order whose `externalRef` is exactly `order_no` (and, when we stamp one,
 /// whose `installedIntegrationInstanceId` is ours: the pair is Brightpearl's unique key).
-async fn find_order_by_external_ref(brightpearl: &brightpearl_client::Client, order_no: &str, instance: Option<i64>) -> Result<Option<i64>, StepError> {
-    let query = SearchQuery::new().filter("externalRef", order_no).columns(["orderId", "externalRef", "installedIntegrationInstanceId"]);
-    let rows: Vec<ExternalRefRow> = brightpearl.search_all(SearchResource::Orders, query).await?;
+async fn find_order_by_external_ref(
+    brightpearl: &brightpearl_client::Client,
+    order_no: &str,
+    instance: Option<i64>,
+) -> Result<Option<i64>, StepError> {
+    let query = SearchQuery::new().filter("externalRef", order_no).columns([
+        "orderId",
+        "externalRef",
+        "installedIntegrationInstanceId",
+    ]);
+    let rows: Vec<ExternalRefRow> = brightpearl
+        .search_all(SearchResource::Orders, query)
+        .await?;
     let mut matching: Vec<i64> = rows
         .into_iter()
-        .filter(|r| r.external_ref.as_deref() == Some(order_no) && (instance.is_none() || r.instance == instance))
+        .filter(|r| {
+            r.external_ref.as_deref() == Some(order_no)
+                && (instance.is_none() || r.instance == instance)
+        })
         .map(|r| r.order_id)
         .collect();
     matching.sort_unstable();
@@ -660,9 +892,17 @@ async fn product_id(shared: &Shared<'_>, sku: &str) -> Result<Option<i64>, StepE
     if let Some(known) = shared.cached(sku) {
         return Ok(known);
     }
-    let query = SearchQuery::new().filter("SKU", sku).columns(["productId", "SKU"]);
-    let rows: Vec<ProductRow> = shared.brightpearl.search_all(SearchResource::Products, query).await?;
-    let found = rows.into_iter().find(|r| r.sku.as_deref() == Some(sku)).and_then(|r| i64::try_from(r.product_id).ok());
+    let query = SearchQuery::new()
+        .filter("SKU", sku)
+        .columns(["productId", "SKU"]);
+    let rows: Vec<ProductRow> = shared
+        .brightpearl
+        .search_all(SearchResource::Products, query)
+        .await?;
+    let found = rows
+        .into_iter()
+        .find(|r| r.sku.as_deref() == Some(sku))
+        .and_then(|r| i64::try_from(r.product_id).ok());
     shared.remember(sku, found);
     Ok(found)
 }
@@ -673,17 +913,30 @@ fn decimal<T: serde::de::DeserializeOwned>(amount: Amount, what: &str) -> Result
 
 /// The rows of the sales order: products by SKU, fees (and, by configuration, unknown SKUs) as
 /// free-text rows. Row net and tax are totals rounded to 2 decimals.
-async fn sales_order_rows(ctx: &FlowContext, shared: &Shared<'_>, order: &NorceOrder) -> Result<Vec<SalesOrderRowRequest>, StepError> {
+async fn sales_order_rows(
+    ctx: &FlowContext,
+    shared: &Shared<'_>,
+    order: &NorceOrder,
+) -> Result<Vec<SalesOrderRowRequest>, StepError> {
     let config = &ctx.config.orders;
     if order.lines.is_empty() {
-        return Err(StepError::permanent(format!("order {} has no lines; nothing to create in Brightpearl", order.order_no)));
+        return Err(StepError::permanent(format!(
+            "order {} has no lines; nothing to create in Brightpearl",
+            order.order_no
+        )));
     }
     let mut rows = Vec::new();
     let mut unmatched = Vec::new();
     for line in &order.lines {
-        let what = format!("order {} line {} ({})", order.order_no, line.line_no, line.part_no);
+        let what = format!(
+            "order {} line {} ({})",
+            order.order_no, line.line_no, line.part_no
+        );
         if !line.quantity.is_positive() {
-            return Err(StepError::permanent(format!("{what}: quantity {} is not positive", line.quantity)));
+            return Err(StepError::permanent(format!(
+                "{what}: quantity {} is not positive",
+                line.quantity
+            )));
         }
         let product = match line.kind {
             LineKind::Fee => None,
@@ -691,7 +944,11 @@ async fn sales_order_rows(ctx: &FlowContext, shared: &Shared<'_>, order: &NorceO
         };
         if line.kind == LineKind::Product && product.is_none() {
             match config.unmatched_sku {
-                UnmatchedSku::FreeText => tracing::warn!(order_no = order.order_no, sku = line.part_no, "no Brightpearl product with this SKU; added as a free-text row"),
+                UnmatchedSku::FreeText => tracing::warn!(
+                    order_no = order.order_no,
+                    sku = line.part_no,
+                    "no Brightpearl product with this SKU; added as a free-text row"
+                ),
                 _ => {
                     unmatched.push(line.part_no.clone());
                     continue;
@@ -699,14 +956,28 @@ async fn sales_order_rows(ctx: &FlowContext, shared: &Shared<'_>, order: &NorceO
             }
         }
         if product.is_some() && !line.quantity.is_whole() {
-            return Err(StepError::permanent(format!("{what}: quantity {} must be whole for a stock-tracked product", line.quantity)));
+            return Err(StepError::permanent(format!(
+                "{what}: quantity {} must be whole for a stock-tracked product",
+                line.quantity
+            )));
         }
-        let net = line.unit_price.mul_round2(line.quantity).ok_or_else(|| StepError::permanent(format!("{what}: amount out of range")))?;
-        let tax = net.mul_round2(line.vat_rate).ok_or_else(|| StepError::permanent(format!("{what}: amount out of range")))?;
+        let net = line
+            .unit_price
+            .mul_round2(line.quantity)
+            .ok_or_else(|| StepError::permanent(format!("{what}: amount out of range")))?;
+        let tax = net
+            .mul_round2(line.vat_rate)
+            .ok_or_else(|| StepError::permanent(format!("{what}: amount out of range")))?;
         let name = match (product, line.kind) {
             (Some(_), _) => None,
-            (None, LineKind::Fee) => Some(line.name.clone().unwrap_or_else(|| line.part_no.clone())),
-            (None, LineKind::Product) => Some(format!("{} (SKU {})", line.name.as_deref().unwrap_or("Unknown product"), line.part_no)),
+            (None, LineKind::Fee) => {
+                Some(line.name.clone().unwrap_or_else(|| line.part_no.clone()))
+            }
+            (None, LineKind::Product) => Some(format!(
+                "{} (SKU {})",
+                line.name.as_deref().unwrap_or("Unknown product"),
+                line.part_no
+            )),
         };
         rows.push(SalesOrderRowRequest {
             product_id: product,
@@ -722,7 +993,11 @@ async fn sales_order_rows(ctx: &FlowContext, shared: &Shared<'_>, order: &NorceO
         });
     }
     if !unmatched.is_empty() {
-        let list = unmatched.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
+        let list = unmatched
+            .iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
         return Err(StepError::permanent(format!(
             "order {}: no Brightpearl product has SKU {list} (Norce part number = Brightpearl SKU); create the product in Brightpearl or correct the SKU and `relay replay`, or set `orders.unmatched_sku = \"free_text\"`",
             order.order_no
@@ -738,7 +1013,10 @@ fn clip(text: Option<&str>, max: usize) -> Option<String> {
 
 /// The contact whose primary e-mail is exactly the order's (a partial match is never reused),
 /// or a new one with the order's address.
-async fn find_or_create_contact(brightpearl: &brightpearl_client::Client, order: &NorceOrder) -> Result<i64, StepError> {
+async fn find_or_create_contact(
+    brightpearl: &brightpearl_client::Client,
+    order: &NorceOrder,
+) -> Result<i64, StepError> {
     let email = order.customer.email.as_deref().map(str::trim).filter(|e| !e.is_empty()).ok_or_else(|| {
         StepError::permanent(format!(
             "order {} has no customer e-mail; Brightpearl customers are found by e-mail: add it to the order in Norce, then `relay replay`",
@@ -749,9 +1027,15 @@ async fn find_or_create_contact(brightpearl: &brightpearl_client::Client, order:
     found.sort_by_key(|c| c.contact_id);
     if let Some(contact) = found.first() {
         if found.len() > 1 {
-            tracing::warn!(order_no = order.order_no, contacts = found.len(), "several contacts have this e-mail; the oldest is used");
+            tracing::warn!(
+                order_no = order.order_no,
+                contacts = found.len(),
+                "several contacts have this e-mail; the oldest is used"
+            );
         }
-        return i64::try_from(contact.contact_id).map_err(|_| StepError::permanent(format!("contact id {} is out of range", contact.contact_id)));
+        return i64::try_from(contact.contact_id).map_err(|_| {
+            StepError::permanent(format!("contact id {} is out of range", contact.contact_id))
+        });
     }
     let Some(line1) = order.address.line1.clone() else {
         return Err(StepError::permanent(format!(
@@ -773,19 +1057,40 @@ async fn find_or_create_contact(brightpearl: &brightpearl_client::Client, order:
         first_name: clip(order.customer.first_name.as_deref(), 32),
         last_name: clip(order.customer.last_name.as_deref(), 32),
         communication: Some(ContactCommunication {
-            emails: Some(ContactEmails { pri: Some(ContactEmail { email: Some(email.to_owned()) }), ..ContactEmails::default() }),
-            telephones: order.customer.phone.clone().map(|phone| ContactTelephones { mob: Some(phone), ..ContactTelephones::default() }),
+            emails: Some(ContactEmails {
+                pri: Some(ContactEmail {
+                    email: Some(email.to_owned()),
+                }),
+                ..ContactEmails::default()
+            }),
+            telephones: order.customer.phone.clone().map(|phone| ContactTelephones {
+                mob: Some(phone),
+                ..ContactTelephones::default()
+            }),
             ..ContactCommunication::default()
         }),
         ..ContactRequest::default()
     };
-    let created = brightpearl.create_contact_with_address(contact, &address).await?;
-    tracing::info!(order_no = order.order_no, contact_id = created.contact_id, "Brightpearl contact created");
+    let created = brightpearl
+        .create_contact_with_address(contact, &address)
+        .await?;
+    tracing::info!(
+        order_no = order.order_no,
+        contact_id = created.contact_id,
+        "Brightpearl contact created"
+    );
     Ok(created.contact_id)
 }
 
 fn order_address(order: &NorceOrder, country_iso_code: Option<String>) -> OrderAddress {
-    let name = [order.customer.first_name.as_deref(), order.customer.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+    let name = [
+        order.customer.first_name.as_deref(),
+        order.customer.last_name.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ");
     OrderAddress {
         address_full_name: (!name.is_empty()).then_some(name),
         company_name: order.customer.company.clone(),
@@ -802,18 +1107,28 @@ fn order_address(order: &NorceOrder, country_iso_code: Option<String>) -> OrderA
     }
 }
 
-fn sales_order_request(config: &OrdersConfig, order: &NorceOrder, contact_id: i64, instance: Option<i64>, rows: Vec<SalesOrderRowRequest>) -> Result<SalesOrderRequest, StepError> {
+fn sales_order_request(
+    config: &OrdersConfig,
+    order: &NorceOrder,
+    contact_id: i64,
+    instance: Option<i64>,
+    rows: Vec<SalesOrderRowRequest>,
+) -> Result<SalesOrderRequest, StepError> {
     let placed_on = match &order.placed_on {
         Some(text) => serde_json::from_value(serde_json::Value::String(text.clone())).ok(),
         None => None,
     };
     let currency = order.currency.as_ref().map(|code| {
-        serde_json::from_value(serde_json::json!({ "code": code }))
-            .map_err(|e| StepError::permanent(format!("order {}: currency `{code}`: {e}", order.order_no)))
+        serde_json::from_value(serde_json::json!({ "code": code })).map_err(|e| {
+            StepError::permanent(format!("order {}: currency `{code}`: {e}", order.order_no))
+        })
     });
     let country = country_in(config.sales_order_country_code, order)?;
     Ok(SalesOrderRequest {
-        customer: SalesOrderCustomer { id: contact_id, address: Some(order_address(order, country.clone())) },
+        customer: SalesOrderCustomer {
+            id: contact_id,
+            address: Some(order_address(order, country.clone())),
+        },
         billing: None,
         ref_: Some(order.order_no.clone()),
         external_ref: Some(order.order_no.clone()),
@@ -831,7 +1146,11 @@ fn sales_order_request(config: &OrdersConfig, order: &NorceOrder, contact_id: i6
         price_list_id: Some(config.price_list_id),
         price_mode_code: None,
         currency: currency.transpose()?,
-        delivery: Some(SalesOrderDelivery { date: None, shipping_method_id: None, address: Some(order_address(order, country)) }),
+        delivery: Some(SalesOrderDelivery {
+            date: None,
+            shipping_method_id: None,
+            address: Some(order_address(order, country)),
+        }),
         rows,
     })
 }
@@ -873,16 +1192,36 @@ mod tests {
 
     #[test]
     fn config_defaults_parse_and_bad_values_are_named() {
-        let config = crate::config::RelayConfig::parse("[orders]\nunmatched_sku = \"free_text\"\nchannel_id = 3\n", "relay.toml").unwrap();
+        let config = crate::config::RelayConfig::parse(
+            "[orders]\nunmatched_sku = \"free_text\"\nchannel_id = 3\n",
+            "relay.toml",
+        )
+        .unwrap();
         assert_eq!(config.orders.unmatched_sku, UnmatchedSku::FreeText);
-        assert_eq!((config.orders.channel_id, config.orders.tax_code.as_str()), (Some(3), "T25"));
-        let err = crate::config::RelayConfig::parse("[orders]\nunmatched = 1\n", "relay.toml").unwrap_err().to_string();
+        assert_eq!(
+            (config.orders.channel_id, config.orders.tax_code.as_str()),
+            (Some(3), "T25")
+        );
+        let err = crate::config::RelayConfig::parse("[orders]\nunmatched = 1\n", "relay.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unmatched"), "{err}");
-        let err = crate::config::RelayConfig::parse("[orders]\nunmatched_sku = \"ignore\"\n", "relay.toml").unwrap_err().to_string();
+        let err = crate::config::RelayConfig::parse(
+            "[orders]\nunmatched_sku = \"ignore\"\n",
+            "relay.toml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("ignore"), "{err}");
-        let config = OrdersConfig { confirmed_status: "Confirmd".into(), ..OrdersConfig::default() };
+        let config = OrdersConfig {
+            confirmed_status: "Confirmd".into(),
+            ..OrdersConfig::default()
+        };
         let err = config.validate().unwrap_err().to_string();
-        assert!(err.contains("orders.confirmed_status") && err.contains("Acknowledged"), "{err}");
+        assert!(
+            err.contains("orders.confirmed_status") && err.contains("Acknowledged"),
+            "{err}"
+        );
         assert!(OrdersConfig::default().validate().is_ok());
     }
 
@@ -897,21 +1236,49 @@ mod tests {
             currency: None,
             placed_on: None,
             customer: model::Customer::default(),
-            address: model::Address { country: Some(country.into()), ..model::Address::default() },
+            address: model::Address {
+                country: Some(country.into()),
+                ..model::Address::default()
+            },
             lines: Vec::new(),
             source: "query".into(),
         };
         let config = OrdersConfig::default();
         let request = sales_order_request(&config, &order("SE"), 7, None, Vec::new()).unwrap();
-        assert_eq!(request.customer.address.unwrap().country_iso_code.as_deref(), Some("SE"));
-        let config = OrdersConfig { sales_order_country_code: CountryCodeForm::Alpha3, ..OrdersConfig::default() };
+        assert_eq!(
+            request
+                .customer
+                .address
+                .unwrap()
+                .country_iso_code
+                .as_deref(),
+            Some("SE")
+        );
+        let config = OrdersConfig {
+            sales_order_country_code: CountryCodeForm::Alpha3,
+            ..OrdersConfig::default()
+        };
         let request = sales_order_request(&config, &order("SE"), 7, None, Vec::new()).unwrap();
-        assert_eq!(request.delivery.unwrap().address.unwrap().country_iso_code.as_deref(), Some("SWE"));
+        assert_eq!(
+            request
+                .delivery
+                .unwrap()
+                .address
+                .unwrap()
+                .country_iso_code
+                .as_deref(),
+            Some("SWE")
+        );
         assert!(sales_order_request(&config, &order("Sverige"), 7, None, Vec::new()).is_err());
     }
 
     #[test]
     fn accepts_the_two_sources() {
-        assert!(accepts("norce-order") && accepts("brightpearl-webhook") && accepts("norce-event") && !accepts("nshift"));
+        assert!(
+            accepts("norce-order")
+                && accepts("brightpearl-webhook")
+                && accepts("norce-event")
+                && !accepts("nshift")
+        );
     }
 }

@@ -77,7 +77,10 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
 use self::order::{BookedShipment, Origin, ShippingItem};
-use super::{FlowContext, FlowError, FlowReport, Ingested, Outcome, cursor_time, elapsed_ms, fail_item, for_each_pending};
+use super::{
+    FlowContext, FlowError, FlowReport, Ingested, Outcome, cursor_time, elapsed_ms, fail_item,
+    for_each_pending,
+};
 use crate::state::{EntityRecord, EntityUpdate, InboxItem, Status};
 
 /// The inbox sources this flow takes (see [`accepts`]).
@@ -207,7 +210,13 @@ impl Default for ShippingConfig {
             skip_delivery_methods: Vec::new(),
             track: true,
             parcel_status: ParcelStatusWriteback::default(),
-            norce_events: ["OrderReceivedEvent", "OrderConfirmedEvent", "OrderPaymentReceivedEvent"].map(str::to_owned).to_vec(),
+            norce_events: [
+                "OrderReceivedEvent",
+                "OrderConfirmedEvent",
+                "OrderPaymentReceivedEvent",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
             services: BTreeMap::new(),
         }
     }
@@ -287,7 +296,12 @@ fn builtin_services() -> BTreeMap<String, ServiceMapping> {
     let mut services = BTreeMap::new();
     services.insert(
         "POSTNORD_HOME".to_owned(),
-        ServiceMapping { service_id: "P17".into(), addons: notices(), partner_id: Some("PLAB".into()), ..Default::default() },
+        ServiceMapping {
+            service_id: "P17".into(),
+            addons: notices(),
+            partner_id: Some("PLAB".into()),
+            ..Default::default()
+        },
     );
     services.insert(
         "POSTNORD_PICKUP".to_owned(),
@@ -303,7 +317,11 @@ fn builtin_services() -> BTreeMap<String, ServiceMapping> {
     // Budbee does not deliver to Norway (nor does the sandbox's BUDBEEHD): PostNord home there.
     budbee_countries.insert(
         "NO".to_owned(),
-        ServiceOverride { service_id: Some("P17".into()), partner_id: Some("PLAB".into()), ..Default::default() },
+        ServiceOverride {
+            service_id: Some("P17".into()),
+            partner_id: Some("PLAB".into()),
+            ..Default::default()
+        },
     );
     services.insert(
         "BUDBEE_HOME".to_owned(),
@@ -351,14 +369,20 @@ pub(crate) struct Settings {
 }
 
 fn config_error(setting: impl Into<String>, reason: impl Into<String>) -> FlowError {
-    FlowError::Config { setting: setting.into(), reason: reason.into() }
+    FlowError::Config {
+        setting: setting.into(),
+        reason: reason.into(),
+    }
 }
 
 fn check_weight(setting: &str, value: f64) -> Result<(), FlowError> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
-        Err(config_error(setting, format!("must be a weight in kg above 0, got {value}")))
+        Err(config_error(
+            setting,
+            format!("must be a weight in kg above 0, got {value}"),
+        ))
     }
 }
 
@@ -368,38 +392,58 @@ impl Settings {
         let config = &ctx.config.shipping;
         let mut statuses = Vec::new();
         for name in &config.order_statuses {
-            let found = ORDER_STATUSES.iter().find(|(known, _)| known.eq_ignore_ascii_case(name.trim()));
+            let found = ORDER_STATUSES
+                .iter()
+                .find(|(known, _)| known.eq_ignore_ascii_case(name.trim()));
             match found {
                 Some((known, id)) => statuses.push(((*known).to_owned(), *id)),
                 None => {
                     let known: Vec<&str> = ORDER_STATUSES.iter().map(|(n, _)| *n).collect();
                     return Err(config_error(
                         "shipping.order_statuses",
-                        format!("unknown Norce order status `{name}`; use some of {}", known.join(", ")),
+                        format!(
+                            "unknown Norce order status `{name}`; use some of {}",
+                            known.join(", ")
+                        ),
                     ));
                 }
             }
         }
         if statuses.is_empty() {
-            return Err(config_error("shipping.order_statuses", "list at least one Norce order status, e.g. [\"Confirmed\"]"));
+            return Err(config_error(
+                "shipping.order_statuses",
+                "list at least one Norce order status, e.g. [\"Confirmed\"]",
+            ));
         }
-        check_weight("shipping.default_parcel_weight_kg", config.default_parcel_weight_kg)?;
+        check_weight(
+            "shipping.default_parcel_weight_kg",
+            config.default_parcel_weight_kg,
+        )?;
         check_weight("shipping.item_weight_kg", config.item_weight_kg)?;
         check_weight("shipping.max_parcel_weight_kg", config.max_parcel_weight_kg)?;
         for (part, weight) in &config.part_weights_kg {
             check_weight(&format!("shipping.part_weights_kg.\"{part}\""), *weight)?;
         }
         if config.sender_quick_id.trim().is_empty() {
-            return Err(config_error("shipping.sender_quick_id", "set the nShift address-book quickId of the sender, e.g. \"1\""));
+            return Err(config_error(
+                "shipping.sender_quick_id",
+                "set the nShift address-book quickId of the sender, e.g. \"1\"",
+            ));
         }
         let mut services = builtin_services();
         for (code, mapping) in &config.services {
             let key = format!("shipping.services.{code}");
             if mapping.service_id.trim().is_empty() {
-                return Err(config_error(format!("{key}.service_id"), "set the nShift service code, e.g. \"P19\""));
+                return Err(config_error(
+                    format!("{key}.service_id"),
+                    "set the nShift service code, e.g. \"P19\"",
+                ));
             }
             if mapping.customer_no.is_some() && mapping.partner_id.is_none() {
-                return Err(config_error(format!("{key}.partner_id"), "set the carrier id (e.g. \"PLAB\") that `customer_no` belongs to"));
+                return Err(config_error(
+                    format!("{key}.partner_id"),
+                    "set the carrier id (e.g. \"PLAB\") that `customer_no` belongs to",
+                ));
             }
             for country in mapping.countries.keys() {
                 if country.len() != 2 || !country.chars().all(|c| c.is_ascii_alphabetic()) {
@@ -411,8 +455,13 @@ impl Settings {
             }
             services.insert(code.clone(), mapping.clone());
         }
-        let labels_dir = config.labels_dir.clone().unwrap_or_else(|| ctx.config.state.dir.join("labels"));
-        let test = config.test.unwrap_or_else(|| nshift_base_url.is_some_and(is_loopback_url));
+        let labels_dir = config
+            .labels_dir
+            .clone()
+            .unwrap_or_else(|| ctx.config.state.dir.join("labels"));
+        let test = config
+            .test
+            .unwrap_or_else(|| nshift_base_url.is_some_and(is_loopback_url));
         Ok(Self {
             poll: config.poll,
             statuses,
@@ -434,28 +483,46 @@ impl Settings {
 
     /// Whether a Norce status text qualifies.
     fn qualifies(&self, status: &str) -> bool {
-        self.statuses.iter().any(|(name, _)| name.eq_ignore_ascii_case(status.trim()))
+        self.statuses
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case(status.trim()))
     }
 
     fn skips(&self, delivery_method: &str) -> bool {
-        self.skip_delivery_methods.iter().any(|m| m.eq_ignore_ascii_case(delivery_method.trim()))
+        self.skip_delivery_methods
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(delivery_method.trim()))
     }
 
     /// The service for a delivery method and receiver country, or `None` when unmapped.
-    pub(crate) fn service_for(&self, delivery_method: &str, country: &str) -> Option<ChosenService> {
-        let mapping = self
-            .services
-            .get(delivery_method.trim())
-            .or_else(|| self.services.iter().find(|(code, _)| code.eq_ignore_ascii_case(delivery_method.trim())).map(|(_, m)| m))?;
+    pub(crate) fn service_for(
+        &self,
+        delivery_method: &str,
+        country: &str,
+    ) -> Option<ChosenService> {
+        let mapping = self.services.get(delivery_method.trim()).or_else(|| {
+            self.services
+                .iter()
+                .find(|(code, _)| code.eq_ignore_ascii_case(delivery_method.trim()))
+                .map(|(_, m)| m)
+        })?;
         let mut chosen = ChosenService {
             service_id: mapping.service_id.trim().to_owned(),
             addons: mapping.addons.clone(),
             partner_id: mapping.partner_id.clone(),
             customer_no: mapping.customer_no.clone(),
             agent_type: mapping.agent_type.clone().filter(|a| !a.trim().is_empty()),
-            sender_quick_id: mapping.sender_quick_id.clone().unwrap_or_else(|| self.sender_quick_id.clone()),
+            sender_quick_id: mapping
+                .sender_quick_id
+                .clone()
+                .unwrap_or_else(|| self.sender_quick_id.clone()),
         };
-        if let Some(over) = mapping.countries.iter().find(|(c, _)| c.eq_ignore_ascii_case(country)).map(|(_, o)| o) {
+        if let Some(over) = mapping
+            .countries
+            .iter()
+            .find(|(c, _)| c.eq_ignore_ascii_case(country))
+            .map(|(_, o)| o)
+        {
             if let Some(id) = &over.service_id {
                 chosen.service_id = id.trim().to_owned();
             }
@@ -485,7 +552,10 @@ fn is_loopback_url(url: &str) -> bool {
     } else {
         host_port.split(':').next().unwrap_or_default()
     };
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether this flow takes inbox items from `source` (Norce's order receiver and order events).
@@ -500,7 +570,8 @@ pub fn accepts(source: &str) -> bool {
 /// inspected; an order already being processed or finished is left as it is (a later push of a
 /// shipped order never ships it again).
 pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowError> {
-    let span = tracing::info_span!("shipping.step", flow = FLOW, step = "ingest", source_id = %item.key);
+    let span =
+        tracing::info_span!("shipping.step", flow = FLOW, step = "ingest", source_id = %item.key);
     let _guard = span.enter();
     match item.source.as_str() {
         SOURCE_NORCE_ORDER => ingest_push(ctx, item),
@@ -512,7 +583,13 @@ pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, Flo
 fn ingest_push(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowError> {
     let request: OrderRequest = match serde_json::from_str(&item.body) {
         Ok(request) => request,
-        Err(e) => return file_bad_push(ctx, item, &format!("the order push is not a Norce OrderRequest: {e}")),
+        Err(e) => {
+            return file_bad_push(
+                ctx,
+                item,
+                &format!("the order push is not a Norce OrderRequest: {e}"),
+            );
+        }
     };
     let source_id = request.client_order_ref.trim().to_owned();
     if source_id.is_empty() {
@@ -533,7 +610,14 @@ fn ingest_push(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowErro
             if let Some(Ok(polled)) = record.payload.as_deref().map(ShippingItem::from_json) {
                 merged.order_id = merged.order_id.or(polled.order_id);
             }
-            ctx.store.update(FLOW, &source_id, &EntityUpdate { payload: Some(merged.to_json()?), ..Default::default() })?;
+            ctx.store.update(
+                FLOW,
+                &source_id,
+                &EntityUpdate {
+                    payload: Some(merged.to_json()?),
+                    ..Default::default()
+                },
+            )?;
             Ok(Ingested::Work)
         }
         Some(record) => {
@@ -545,21 +629,34 @@ fn ingest_push(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowErro
 
 fn ingest_event(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowError> {
     let event_type = item.key.split(':').next().unwrap_or_default();
-    if !ctx.config.shipping.norce_events.iter().any(|e| e == event_type) {
-        tracing::debug!(event_type, "Norce event not in shipping.norce_events; ignored");
+    if !ctx
+        .config
+        .shipping
+        .norce_events
+        .iter()
+        .any(|e| e == event_type)
+    {
+        tracing::debug!(
+            event_type,
+            "Norce event not in shipping.norce_events; ignored"
+        );
         return Ok(Ingested::Nothing);
     }
     let event = match Event::decode(event_type, item.body.as_bytes()) {
         Ok(event) => event,
         Err(e) => {
-            let reason = format!("the Norce {event_type} does not have its documented shape ({e}); remove `{event_type}` from shipping.norce_events if it is not an order event");
+            let reason = format!(
+                "the Norce {event_type} does not have its documented shape ({e}); remove `{event_type}` from shipping.norce_events if it is not an order event"
+            );
             return file_bad_push(ctx, item, &reason);
         }
     };
     // Every order event names the basket; OrderReceivedEvent names nothing else, so the order
     // id is looked up by it when the item is processed.
     let Some(order) = event.order_ref() else {
-        let reason = format!("the Norce {event_type} has no ClientOrderRef; remove `{event_type}` from shipping.norce_events if it is not an order event");
+        let reason = format!(
+            "the Norce {event_type} has no ClientOrderRef; remove `{event_type}` from shipping.norce_events if it is not an order event"
+        );
         return file_bad_push(ctx, item, &reason);
     };
     let source_id = order.client_order_ref.as_str();
@@ -568,14 +665,16 @@ fn ingest_event(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowErr
         tracing::debug!(event_type, "order already known; event ignored");
         return Ok(Ingested::Nothing);
     }
-    ctx.store.upsert_pending(FLOW, source_id, Some(&queued.to_json()?))?;
+    ctx.store
+        .upsert_pending(FLOW, source_id, Some(&queued.to_json()?))?;
     tracing::info!(event_type, order_id = ?order.order_id, "order event queued the order for shipping");
     Ok(Ingested::Work)
 }
 
 fn file_bad_push(ctx: &FlowContext, item: &InboxItem, reason: &str) -> Result<Ingested, FlowError> {
     let source_id = format!("inbox-{}", item.id);
-    ctx.store.upsert_pending(FLOW, &source_id, Some(&item.body))?;
+    ctx.store
+        .upsert_pending(FLOW, &source_id, Some(&item.body))?;
     ctx.store.dead_letter(FLOW, &source_id, reason)?;
     tracing::warn!(reason, "order push dead-lettered");
     Ok(Ingested::Nothing)
@@ -586,7 +685,11 @@ enum ItemError {
     /// The whole flow must stop (credentials, licence, state store, label folder).
     Flow(FlowError),
     /// This item failed; `permanent` sends it to the dead letters at once.
-    Item { message: String, permanent: bool, reread: bool },
+    Item {
+        message: String,
+        permanent: bool,
+        reread: bool,
+    },
 }
 
 impl From<FlowError> for ItemError {
@@ -602,11 +705,19 @@ impl From<crate::state::StateError> for ItemError {
 }
 
 fn transient(message: impl Into<String>) -> ItemError {
-    ItemError::Item { message: message.into(), permanent: false, reread: false }
+    ItemError::Item {
+        message: message.into(),
+        permanent: false,
+        reread: false,
+    }
 }
 
 fn permanent(message: impl Into<String>) -> ItemError {
-    ItemError::Item { message: message.into(), permanent: true, reread: false }
+    ItemError::Item {
+        message: message.into(),
+        permanent: true,
+        reread: false,
+    }
 }
 
 fn norce_error(what: &str, e: norce_client::Error) -> ItemError {
@@ -614,7 +725,9 @@ fn norce_error(what: &str, e: norce_client::Error) -> ItemError {
         norce_client::Error::Settings(_)
         | norce_client::Error::Unauthorized { .. }
         | norce_client::Error::Forbidden { .. } => ItemError::Flow(FlowError::Norce(e)),
-        norce_client::Error::Token { .. } if !e.is_transient() => ItemError::Flow(FlowError::Norce(e)),
+        norce_client::Error::Token { .. } if !e.is_transient() => {
+            ItemError::Flow(FlowError::Norce(e))
+        }
         e if e.is_transient() => transient(format!("{what}: {e} (retried on the next pass)")),
         e => permanent(format!("{what}: {e}")),
     }
@@ -623,10 +736,17 @@ fn norce_error(what: &str, e: norce_client::Error) -> ItemError {
 fn nshift_error(what: &str, e: nshift_client::Error) -> ItemError {
     use nshift_client::Error as E;
     match e {
-        E::Config(_) | E::Unauthorized { .. } | E::Forbidden { .. } => ItemError::Flow(FlowError::Nshift(e)),
-        E::Validation { .. } | E::NotPrintable { .. } | E::BadRequest { .. } | E::InvalidInput(_) => {
-            ItemError::Item { message: format!("{what}: {e}"), permanent: true, reread: true }
+        E::Config(_) | E::Unauthorized { .. } | E::Forbidden { .. } => {
+            ItemError::Flow(FlowError::Nshift(e))
         }
+        E::Validation { .. }
+        | E::NotPrintable { .. }
+        | E::BadRequest { .. }
+        | E::InvalidInput(_) => ItemError::Item {
+            message: format!("{what}: {e}"),
+            permanent: true,
+            reread: true,
+        },
         e => transient(format!("{what}: {e} (retried on the next pass)")),
     }
 }
@@ -637,11 +757,19 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
     let norce = ctx.norce()?;
     let nshift = ctx.nshift()?;
     let settings = Settings::new(ctx, Some(nshift.base_url()))?;
-    let mut report = FlowReport { flow: FLOW.to_owned(), ..FlowReport::default() };
+    let mut report = FlowReport {
+        flow: FLOW.to_owned(),
+        ..FlowReport::default()
+    };
 
     if settings.poll {
         let already_done = poll(ctx, norce, &settings)
-            .instrument(tracing::info_span!("shipping.step", flow = FLOW, step = "poll", source_id = tracing::field::Empty))
+            .instrument(tracing::info_span!(
+                "shipping.step",
+                flow = FLOW,
+                step = "poll",
+                source_id = tracing::field::Empty
+            ))
             .await?;
         report.seen += already_done;
         report.done += already_done;
@@ -650,14 +778,28 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
     // Alerts first: an order whose parcel status changed is set back to pending and its
     // delivery note is sent again in this same pass.
     if settings.track {
-        let span = tracing::info_span!("shipping.step", flow = FLOW, step = "track", source_id = tracing::field::Empty);
+        let span = tracing::info_span!(
+            "shipping.step",
+            flow = FLOW,
+            step = "track",
+            source_id = tracing::field::Empty
+        );
         match track::read_alerts(ctx, nshift).instrument(span).await {
             Ok(updated) => tracing::debug!(updated, "parcel statuses recorded"),
-            Err(e) => tracing::warn!(error = %e, "nShift alerts not read this pass; parcel status unchanged"),
+            Err(e) => {
+                tracing::warn!(error = %e, "nShift alerts not read this pass; parcel status unchanged")
+            }
         }
     }
     let tally = |outcome| report.add(outcome);
-    for_each_pending(ctx, FLOW, settings.concurrency, |record| Box::pin(process(ctx, &settings, record)), tally).await?;
+    for_each_pending(
+        ctx,
+        FLOW,
+        settings.concurrency,
+        |record| Box::pin(process(ctx, &settings, record)),
+        tally,
+    )
+    .await?;
 
     report.duration_ms = elapsed_ms(started);
     Ok(report)
@@ -665,16 +807,28 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
 
 /// Polls Query for qualifying orders after the cursor and queues them. Returns how many of
 /// them were already finished (not touched again).
-async fn poll(ctx: &FlowContext, norce: &norce_client::NorceClient, settings: &Settings) -> Result<u64, FlowError> {
+async fn poll(
+    ctx: &FlowContext,
+    norce: &norce_client::NorceClient,
+    settings: &Settings,
+) -> Result<u64, FlowError> {
     let since = cursor_time(ctx, FLOW)?;
-    let statuses = settings.statuses.iter().map(|(_, id)| format!("statusId eq {id}")).collect::<Vec<_>>().join(" or ");
+    let statuses = settings
+        .statuses
+        .iter()
+        .map(|(_, id)| format!("statusId eq {id}"))
+        .collect::<Vec<_>>()
+        .join(" or ");
     let mut filter = format!("({statuses})");
     if let Some(since) = since {
         // `ge` and a few minutes of overlap: an order committed in Norce with an `updated` a
         // little older than the newest one already seen is not lost. Seeing an order again is
         // harmless: its entity exists, and a finished one is never touched again.
         let from = since - chrono::Duration::minutes(CURSOR_OVERLAP_MINUTES);
-        filter.push_str(&format!(" and updated ge {}", from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
+        filter.push_str(&format!(
+            " and updated ge {}",
+            from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        ));
     }
     let query = QueryOrdersQuery {
         filter: Some(filter),
@@ -688,14 +842,20 @@ async fn poll(ctx: &FlowContext, norce: &norce_client::NorceClient, settings: &S
     while let Some(page) = pages.try_next().await? {
         for order in page.value {
             let Some(basket) = order.quotation_id else {
-                tracing::warn!(order_id = order.id, "Norce order without quotationId (basket id) skipped by the poll");
+                tracing::warn!(
+                    order_id = order.id,
+                    "Norce order without quotationId (basket id) skipped by the poll"
+                );
                 continue;
             };
             let source_id = basket.to_string();
             let record = ctx.store.upsert_pending(
                 FLOW,
                 &source_id,
-                Some(&ShippingItem::polled(&source_id, Some(order.id), Some(order.order_no.clone())).to_json()?),
+                Some(
+                    &ShippingItem::polled(&source_id, Some(order.id), Some(order.order_no.clone()))
+                        .to_json()?,
+                ),
             )?;
             if matches!(record.status, Status::Done | Status::Skipped) {
                 already_done += 1;
@@ -708,31 +868,50 @@ async fn poll(ctx: &FlowContext, norce: &norce_client::NorceClient, settings: &S
     if let Some(latest) = latest
         && Some(latest) != since
     {
-        ctx.store.set_cursor(FLOW, &latest.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))?;
+        ctx.store.set_cursor(
+            FLOW,
+            &latest.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )?;
     }
     Ok(already_done)
 }
 
 /// Processes one entity from its recorded step, turning item failures into failed attempts.
-async fn process(ctx: &FlowContext, settings: &Settings, record: EntityRecord) -> Result<Outcome, FlowError> {
+async fn process(
+    ctx: &FlowContext,
+    settings: &Settings,
+    record: EntityRecord,
+) -> Result<Outcome, FlowError> {
     let source_id = record.source_id.clone();
     let mut outcome = Outcome::default();
     match advance(ctx, settings, record, &mut outcome).await {
         Ok(()) => Ok(outcome),
         Err(ItemError::Flow(e)) => Err(e),
-        Err(ItemError::Item { message, permanent, reread }) => {
+        Err(ItemError::Item {
+            message,
+            permanent,
+            reread,
+        }) => {
             let dead = fail_item(ctx, FLOW, &source_id, &message, permanent)?;
             if dead && reread {
                 // The dead letter keeps the data that failed; the entity itself goes back to
                 // re-reading the order, so a replay after fixing the order in Norce uses the fix.
                 let current = ctx.store.get(FLOW, &source_id)?;
-                if let Some(Ok(mut item)) = current.as_ref().and_then(|r| r.payload.as_deref()).map(ShippingItem::from_json) {
+                if let Some(Ok(mut item)) = current
+                    .as_ref()
+                    .and_then(|r| r.payload.as_deref())
+                    .map(ShippingItem::from_json)
+                {
                     item.order = None;
                     item.origin = Origin::Poll;
                     ctx.store.update(
                         FLOW,
                         &source_id,
-                        &EntityUpdate { step: Some(steps::REREAD.to_owned()), payload: Some(item.to_json()?), ..Default::default() },
+                        &EntityUpdate {
+                            step: Some(steps::REREAD.to_owned()),
+                            payload: Some(item.to_json()?),
+                            ..Default::default()
+                        },
                     )?;
                 }
             }
@@ -743,7 +922,13 @@ async fn process(ctx: &FlowContext, settings: &Settings, record: EntityRecord) -
 }
 
 /// Records a finished step with the item's payload.
-fn record_step(ctx: &FlowContext, item: &ShippingItem, step: &str, target_id: Option<String>, status: Option<Status>) -> Result<(), FlowError> {
+fn record_step(
+    ctx: &FlowContext,
+    item: &ShippingItem,
+    step: &str,
+    target_id: Option<String>,
+    status: Option<Status>,
+) -> Result<(), FlowError> {
     ctx.store.update(
         FLOW,
         &item.client_order_ref,
@@ -758,13 +943,22 @@ fn record_step(ctx: &FlowContext, item: &ShippingItem, step: &str, target_id: Op
     Ok(())
 }
 
-async fn advance(ctx: &FlowContext, settings: &Settings, record: EntityRecord, outcome: &mut Outcome) -> Result<(), ItemError> {
+async fn advance(
+    ctx: &FlowContext,
+    settings: &Settings,
+    record: EntityRecord,
+    outcome: &mut Outcome,
+) -> Result<(), ItemError> {
     let norce = ctx.norce()?;
     let nshift = ctx.nshift()?;
     let source_id = record.source_id.clone();
     let mut item = match record.payload.as_deref().map(ShippingItem::from_json) {
         Some(Ok(item)) => item,
-        Some(Err(e)) => return Err(permanent(format!("the recorded payload cannot be read ({e}); fix or remove the entity"))),
+        Some(Err(e)) => {
+            return Err(permanent(format!(
+                "the recorded payload cannot be read ({e}); fix or remove the entity"
+            )));
+        }
         None => ShippingItem::polled(&source_id, None, None),
     };
     item.client_order_ref.clone_from(&source_id);
@@ -777,7 +971,9 @@ async fn advance(ctx: &FlowContext, settings: &Settings, record: EntityRecord, o
             Resolution::Ready => {
                 // nShift alerts name the order by its number: index it for the tracking step.
                 if let Some(order_no) = &item.order_no {
-                    ctx.store.set_alias(FLOW, order_no, &source_id).map_err(FlowError::from)?;
+                    ctx.store
+                        .set_alias(FLOW, order_no, &source_id)
+                        .map_err(FlowError::from)?;
                 }
                 record_step(ctx, &item, steps::RESOLVED, None, None)?;
                 step = Some(steps::RESOLVED.to_owned());
@@ -798,17 +994,24 @@ async fn advance(ctx: &FlowContext, settings: &Settings, record: EntityRecord, o
 
     if step.as_deref() == Some(steps::RESOLVED) {
         let span = tracing::info_span!("shipping.step", flow = FLOW, step = "book", source_id = %source_id);
-        let booking = shipment::book(nshift, settings, &mut item).instrument(span).await?;
+        let booking = shipment::book(nshift, settings, &mut item)
+            .instrument(span)
+            .await?;
         outcome.booked = booking.printed_now;
         fresh_labels = Some(booking.labels);
-        let target = item.shipment.as_ref().and_then(|s| s.shipment_ids.first().cloned());
+        let target = item
+            .shipment
+            .as_ref()
+            .and_then(|s| s.shipment_ids.first().cloned());
         record_step(ctx, &item, steps::BOOKED, target, None)?;
         step = Some(steps::BOOKED.to_owned());
     }
 
     if step.as_deref() == Some(steps::BOOKED) {
         let span = tracing::info_span!("shipping.step", flow = FLOW, step = "labels", source_id = %source_id);
-        labels::save(nshift, settings, &mut item, fresh_labels.take()).instrument(span).await?;
+        labels::save(nshift, settings, &mut item, fresh_labels.take())
+            .instrument(span)
+            .await?;
         outcome.labels = u32::try_from(item.labels.len()).unwrap_or(u32::MAX);
         record_step(ctx, &item, steps::LABELS_SAVED, None, None)?;
         step = Some(steps::LABELS_SAVED.to_owned());
@@ -816,7 +1019,9 @@ async fn advance(ctx: &FlowContext, settings: &Settings, record: EntityRecord, o
 
     if step.as_deref() == Some(steps::LABELS_SAVED) {
         let span = tracing::info_span!("shipping.step", flow = FLOW, step = "delivery_note", source_id = %source_id);
-        let created = write_delivery_note(norce, &mut item).instrument(span).await?;
+        let created = write_delivery_note(norce, &mut item)
+            .instrument(span)
+            .await?;
         outcome.written_back = created;
         outcome.note = created;
         record_step(ctx, &item, steps::NOTE_CREATED, None, None)?;
@@ -834,16 +1039,22 @@ async fn advance(ctx: &FlowContext, settings: &Settings, record: EntityRecord, o
         // A parcel status arrived after the note was written (the alerts step set the entity
         // back to pending), or a pending entity at the last step only needs its status fixed.
         Some(steps::STATUS_SENT | steps::PARCELS_CHANGED) => {
-            if item.parcel_status_unsent && settings.parcel_status == ParcelStatusWriteback::UpdateDeliveryNote {
+            if item.parcel_status_unsent
+                && settings.parcel_status == ParcelStatusWriteback::UpdateDeliveryNote
+            {
                 let span = tracing::info_span!("shipping.step", flow = FLOW, step = "parcel_status", source_id = %source_id);
-                update_parcel_statuses(norce, &mut item).instrument(span).await?;
+                update_parcel_statuses(norce, &mut item)
+                    .instrument(span)
+                    .await?;
                 outcome.written_back = true;
             }
             record_step(ctx, &item, steps::STATUS_SENT, None, Some(Status::Done))?;
             outcome.done = true;
             Ok(())
         }
-        Some(other) => Err(permanent(format!("unknown recorded step `{other}`; set the entity back with `relay replay`"))),
+        Some(other) => Err(permanent(format!(
+            "unknown recorded step `{other}`; set the entity back with `relay replay`"
+        ))),
         None => Ok(()),
     }
 }
@@ -859,30 +1070,48 @@ enum Resolution {
 }
 
 /// Reads the order from Norce: its order number, status, and (for polled orders) its data.
-async fn resolve(norce: &norce_client::NorceClient, settings: &Settings, item: &mut ShippingItem) -> Result<Resolution, ItemError> {
+async fn resolve(
+    norce: &norce_client::NorceClient,
+    settings: &Settings,
+    item: &mut ShippingItem,
+) -> Result<Resolution, ItemError> {
     let order_id = match &item.order_id {
         Some(id) => id.clone(),
         None => find_order_id(norce, &item.client_order_ref).await?,
     };
-    let order = norce.get_order(&order_id).await.map_err(|e| norce_error(&format!("GetOrder {order_id}"), e))?;
+    let order = norce
+        .get_order(&order_id)
+        .await
+        .map_err(|e| norce_error(&format!("GetOrder {order_id}"), e))?;
     item.order_id = Some(order_id.clone());
     item.apply_norce_order(&order).map_err(permanent)?;
     let status = order.status.clone().unwrap_or_default();
     if !settings.qualifies(&status) {
-        if FINAL_STATUSES.iter().any(|s| s.eq_ignore_ascii_case(status.trim())) {
-            return Ok(Resolution::Skip(format!("the Norce order is {status}, not one of shipping.order_statuses")));
+        if FINAL_STATUSES
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(status.trim()))
+        {
+            return Ok(Resolution::Skip(format!(
+                "the Norce order is {status}, not one of shipping.order_statuses"
+            )));
         }
-        return Ok(Resolution::Wait(format!("the Norce order is {status}, not one of shipping.order_statuses")));
+        return Ok(Resolution::Wait(format!(
+            "the Norce order is {status}, not one of shipping.order_statuses"
+        )));
     }
     let Some(data) = &item.order else {
         return Err(permanent("the order has no shipping data"));
     };
     let method = data.delivery_method.clone().unwrap_or_default();
     if method.trim().is_empty() {
-        return Err(permanent("the Norce order has no delivery method code; set one on the order, then `relay replay`"));
+        return Err(permanent(
+            "the Norce order has no delivery method code; set one on the order, then `relay replay`",
+        ));
     }
     if settings.skips(&method) {
-        return Ok(Resolution::Skip(format!("delivery method `{method}` is in shipping.skip_delivery_methods")));
+        return Ok(Resolution::Skip(format!(
+            "delivery method `{method}` is in shipping.skip_delivery_methods"
+        )));
     }
     let country = data.receiver.country.clone().unwrap_or_default();
     if settings.service_for(&method, &country).is_none() {
@@ -894,13 +1123,21 @@ async fn resolve(norce: &norce_client::NorceClient, settings: &Settings, item: &
 }
 
 /// The Norce order id of a basket id, from Query.
-async fn find_order_id(norce: &norce_client::NorceClient, client_order_ref: &str) -> Result<String, ItemError> {
+async fn find_order_id(
+    norce: &norce_client::NorceClient,
+    client_order_ref: &str,
+) -> Result<String, ItemError> {
     let filter = match client_order_ref.trim().parse::<i64>() {
         Ok(basket) => format!("quotationId eq {basket}"),
         Err(_) => format!("orderNo eq '{}'", client_order_ref.replace('\'', "''")),
     };
     // `id` and `orderNo` are the fields every decoded Query order has (the model requires them).
-    let query = QueryOrdersQuery { filter: Some(filter), select: Some("id,orderNo".to_owned()), top: Some(1), ..QueryOrdersQuery::default() };
+    let query = QueryOrdersQuery {
+        filter: Some(filter),
+        select: Some("id,orderNo".to_owned()),
+        top: Some(1),
+        ..QueryOrdersQuery::default()
+    };
     let mut pages = norce.query_orders(query);
     match pages.try_next().await {
         Ok(Some(page)) => match page.value.first() {
@@ -909,41 +1146,85 @@ async fn find_order_id(norce: &norce_client::NorceClient, client_order_ref: &str
                 "no Norce order has ClientOrderRef {client_order_ref} (yet); retried on the next pass"
             ))),
         },
-        Ok(None) => Err(transient(format!("no Norce order has ClientOrderRef {client_order_ref} (yet)"))),
+        Ok(None) => Err(transient(format!(
+            "no Norce order has ClientOrderRef {client_order_ref} (yet)"
+        ))),
         Err(e) => Err(norce_error("Query orders", e)),
     }
 }
 
 /// Creates the delivery note unless the order already has it. Returns whether it was created
 /// by this call.
-async fn write_delivery_note(norce: &norce_client::NorceClient, item: &mut ShippingItem) -> Result<bool, ItemError> {
-    let order_id = item.order_id.clone().ok_or_else(|| permanent("the Norce order id is not recorded"))?;
-    let booked = item.shipment.clone().ok_or_else(|| permanent("the booking is not recorded"))?;
-    let note_no = item.note_no.clone().unwrap_or_else(|| format!("NS-{}", booked.shipment_ids.first().map_or("0", String::as_str)));
+async fn write_delivery_note(
+    norce: &norce_client::NorceClient,
+    item: &mut ShippingItem,
+) -> Result<bool, ItemError> {
+    let order_id = item
+        .order_id
+        .clone()
+        .ok_or_else(|| permanent("the Norce order id is not recorded"))?;
+    let booked = item
+        .shipment
+        .clone()
+        .ok_or_else(|| permanent("the booking is not recorded"))?;
+    let note_no = item.note_no.clone().unwrap_or_else(|| {
+        format!(
+            "NS-{}",
+            booked.shipment_ids.first().map_or("0", String::as_str)
+        )
+    });
     item.note_no = Some(note_no.clone());
 
     // CreateDeliveryNote is not idempotent: check the order before every attempt.
-    let order = norce.get_order(&order_id).await.map_err(|e| norce_error(&format!("GetOrder {order_id}"), e))?;
+    let order = norce
+        .get_order(&order_id)
+        .await
+        .map_err(|e| norce_error(&format!("GetOrder {order_id}"), e))?;
     let exists = order.delivery_notes.iter().flatten().any(|note| {
         note.note_no.as_deref() == Some(note_no.as_str()) || {
-            let parcels: Vec<&str> = note.packages.iter().flatten().filter_map(|p| p.parcel_number.as_deref()).collect();
-            !booked.parcel_numbers.is_empty() && booked.parcel_numbers.iter().all(|p| parcels.contains(&p.as_str()))
+            let parcels: Vec<&str> = note
+                .packages
+                .iter()
+                .flatten()
+                .filter_map(|p| p.parcel_number.as_deref())
+                .collect();
+            !booked.parcel_numbers.is_empty()
+                && booked
+                    .parcel_numbers
+                    .iter()
+                    .all(|p| parcels.contains(&p.as_str()))
         }
     });
     if exists {
         tracing::info!(note_no = %note_no, "the Norce order already has the delivery note; not created again");
         return Ok(false);
     }
-    send_note(norce, item, &booked, &note_no, "CreateDeliveryNote (checked before the next attempt)").await?;
+    send_note(
+        norce,
+        item,
+        &booked,
+        &note_no,
+        "CreateDeliveryNote (checked before the next attempt)",
+    )
+    .await?;
     tracing::info!(note_no = %note_no, parcels = booked.parcel_numbers.len(), "delivery note created");
     Ok(true)
 }
 
 /// Sends the delivery note again, same `NoteNo` and lines, with the parcels' current statuses
 /// (`shipping.parcel_status = "update_delivery_note"`).
-async fn update_parcel_statuses(norce: &norce_client::NorceClient, item: &mut ShippingItem) -> Result<(), ItemError> {
-    let booked = item.shipment.clone().ok_or_else(|| permanent("the booking is not recorded"))?;
-    let note_no = item.note_no.clone().ok_or_else(|| permanent("the delivery note number is not recorded"))?;
+async fn update_parcel_statuses(
+    norce: &norce_client::NorceClient,
+    item: &mut ShippingItem,
+) -> Result<(), ItemError> {
+    let booked = item
+        .shipment
+        .clone()
+        .ok_or_else(|| permanent("the booking is not recorded"))?;
+    let note_no = item
+        .note_no
+        .clone()
+        .ok_or_else(|| permanent("the delivery note number is not recorded"))?;
     send_note(
         norce,
         item,
@@ -952,24 +1233,44 @@ async fn update_parcel_statuses(norce: &norce_client::NorceClient, item: &mut Sh
         "CreateDeliveryNote with the parcel statuses (if your Norce refuses a delivery note sent again, set shipping.parcel_status = \"record_only\")",
     )
     .await?;
-    let statuses: Vec<String> = item.tracking.iter().map(|(parcel, t)| format!("{parcel}={}", t.nshift_status)).collect();
+    let statuses: Vec<String> = item
+        .tracking
+        .iter()
+        .map(|(parcel, t)| format!("{parcel}={}", t.nshift_status))
+        .collect();
     tracing::info!(note_no = %note_no, statuses = %statuses.join(","), "delivery note sent again with the parcel statuses");
     Ok(())
 }
 
 /// Sends the booking's delivery note with the parcels' current statuses; `what` names the call
 /// in an error.
-async fn send_note(norce: &norce_client::NorceClient, item: &mut ShippingItem, booked: &BookedShipment, note_no: &str, what: &str) -> Result<(), ItemError> {
+async fn send_note(
+    norce: &norce_client::NorceClient,
+    item: &mut ShippingItem,
+    booked: &BookedShipment,
+    note_no: &str,
+    what: &str,
+) -> Result<(), ItemError> {
     let note = delivery_note(item, booked, note_no)?;
-    norce.create_delivery_note(&note).await.map_err(|e| norce_error(what, e))?;
+    norce
+        .create_delivery_note(&note)
+        .await
+        .map_err(|e| norce_error(what, e))?;
     item.parcel_status_unsent = false;
     Ok(())
 }
 
 /// The Norce delivery note of a booking: the order's lines, the receiver, and one package per
 /// parcel with its latest Norce parcel status.
-fn delivery_note(item: &ShippingItem, booked: &BookedShipment, note_no: &str) -> Result<DeliveryNote, ItemError> {
-    let data = item.order.as_ref().ok_or_else(|| permanent("the order data is not recorded"))?;
+fn delivery_note(
+    item: &ShippingItem,
+    booked: &BookedShipment,
+    note_no: &str,
+) -> Result<DeliveryNote, ItemError> {
+    let data = item
+        .order
+        .as_ref()
+        .ok_or_else(|| permanent("the order data is not recorded"))?;
     let delivery_date = booked
         .printed_at
         .as_deref()
@@ -977,9 +1278,18 @@ fn delivery_note(item: &ShippingItem, booked: &BookedShipment, note_no: &str) ->
         .map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
     let mut items = Vec::new();
     for line in &data.lines {
-        let qty = line.quantity.parse().map_err(|_| permanent(format!("order line {} has quantity `{}`", line.part_no, line.quantity)))?;
+        let qty = line.quantity.parse().map_err(|_| {
+            permanent(format!(
+                "order line {} has quantity `{}`",
+                line.part_no, line.quantity
+            ))
+        })?;
         let row_number = match line.row_number {
-            Some(n) => Some(n.to_string().parse().map_err(|_| permanent("bad row number"))?),
+            Some(n) => Some(
+                n.to_string()
+                    .parse()
+                    .map_err(|_| permanent("bad row number"))?,
+            ),
             None => None,
         };
         items.push(DeliveryNoteItem {
@@ -994,7 +1304,11 @@ fn delivery_note(item: &ShippingItem, booked: &BookedShipment, note_no: &str) ->
     let receiver = &data.receiver;
     let note = DeliveryNote {
         // Norce matches the note to the order by its ERP number; without one, the order number.
-        order_no: item.erp_order_no.clone().or_else(|| item.order_no.clone()).unwrap_or_default(),
+        order_no: item
+            .erp_order_no
+            .clone()
+            .or_else(|| item.order_no.clone())
+            .unwrap_or_default(),
         note_no: note_no.to_owned(),
         delivery_date: delivery_date.into(),
         buyer_company_code: None,
@@ -1010,7 +1324,11 @@ fn delivery_note(item: &ShippingItem, booked: &BookedShipment, note_no: &str) ->
         delivery_name: receiver.name.clone(),
         delivery_attention: None,
         delivery_mode: data.delivery_method.clone(),
-        note_text: Some(format!("nShift {} {}", booked.service_id, booked.shipment_ids.join(", "))),
+        note_text: Some(format!(
+            "nShift {} {}",
+            booked.service_id,
+            booked.shipment_ids.join(", ")
+        )),
         division_code: None,
         status_id: None,
         delivery_note_items: Some(items),
@@ -1030,7 +1348,10 @@ fn delivery_note(item: &ShippingItem, booked: &BookedShipment, note_no: &str) ->
 }
 
 /// Sets the order Delivered (or PartlyDelivered).
-async fn send_status(norce: &norce_client::NorceClient, item: &mut ShippingItem) -> Result<(), ItemError> {
+async fn send_status(
+    norce: &norce_client::NorceClient,
+    item: &mut ShippingItem,
+) -> Result<(), ItemError> {
     let status = if item.order.as_ref().is_some_and(|o| o.lines_left_out) {
         ConnectOrderStatus::PartlyDelivered
     } else {
@@ -1039,12 +1360,19 @@ async fn send_status(norce: &norce_client::NorceClient, item: &mut ShippingItem)
     let client_order_ref = item.client_order_ref.trim().parse::<i32>().ok();
     let request = SendOrderStatusRequest {
         client_order_ref,
-        erp_order_no: if client_order_ref.is_none() { item.erp_order_no.clone().or_else(|| item.order_no.clone()) } else { None },
+        erp_order_no: if client_order_ref.is_none() {
+            item.erp_order_no.clone().or_else(|| item.order_no.clone())
+        } else {
+            None
+        },
         order_status: status.clone(),
         account_id: None,
         infos: None,
     };
-    norce.send_order_status(&request).await.map_err(|e| norce_error("SendOrderStatus", e))?;
+    norce
+        .send_order_status(&request)
+        .await
+        .map_err(|e| norce_error("SendOrderStatus", e))?;
     item.order_status_sent = Some(status.as_str().to_owned());
     Ok(())
 }
@@ -1055,7 +1383,10 @@ mod tests {
     use crate::config::RelayConfig;
 
     fn context(shipping: ShippingConfig) -> FlowContext {
-        FlowContext::offline(RelayConfig { shipping, ..RelayConfig::default() })
+        FlowContext::offline(RelayConfig {
+            shipping,
+            ..RelayConfig::default()
+        })
     }
 
     #[test]
@@ -1063,16 +1394,47 @@ mod tests {
         let ctx = context(ShippingConfig::default());
         let settings = Settings::new(&ctx, Some("http://127.0.0.1:4000/rs-extapi/v1")).unwrap();
         assert!(settings.test, "a loopback nShift gets test shipments");
-        assert_eq!(settings.labels_dir, PathBuf::from("relay-data").join("labels"));
-        assert_eq!(settings.service_for("POSTNORD_HOME", "SE").unwrap().service_id, "P17");
+        assert_eq!(
+            settings.labels_dir,
+            PathBuf::from("relay-data").join("labels")
+        );
+        assert_eq!(
+            settings
+                .service_for("POSTNORD_HOME", "SE")
+                .unwrap()
+                .service_id,
+            "P17"
+        );
         let pickup = settings.service_for("POSTNORD_PICKUP", "SE").unwrap();
-        assert_eq!((pickup.service_id.as_str(), pickup.agent_type.as_deref()), ("P19", Some("POSTNORD")));
-        assert_eq!(settings.service_for("BUDBEE_HOME", "SE").unwrap().service_id, "BUDBEEHD");
-        assert_eq!(settings.service_for("BUDBEE_HOME", "no").unwrap().service_id, "P17");
+        assert_eq!(
+            (pickup.service_id.as_str(), pickup.agent_type.as_deref()),
+            ("P19", Some("POSTNORD"))
+        );
+        assert_eq!(
+            settings
+                .service_for("BUDBEE_HOME", "SE")
+                .unwrap()
+                .service_id,
+            "BUDBEEHD"
+        );
+        assert_eq!(
+            settings
+                .service_for("BUDBEE_HOME", "no")
+                .unwrap()
+                .service_id,
+            "P17"
+        );
         assert!(settings.service_for("DHL_EXPRESS", "SE").is_none());
-        assert!(settings.qualifies("created") && settings.qualifies("Confirmed") && !settings.qualifies("Delivered"));
+        assert!(
+            settings.qualifies("created")
+                && settings.qualifies("Confirmed")
+                && !settings.qualifies("Delivered")
+        );
         let real = Settings::new(&ctx, Some("https://api.unifaun.com/rs-extapi/v1")).unwrap();
-        assert!(!real.test, "a real nShift gets real shipments unless `test` says otherwise");
+        assert!(
+            !real.test,
+            "a real nShift gets real shipments unless `test` says otherwise"
+        );
     }
 
     #[test]
@@ -1096,42 +1458,85 @@ mod tests {
         let settings = Settings::new(&ctx, Some("http://127.0.0.1:1")).unwrap();
         assert!(!settings.test);
         let home = settings.service_for("POSTNORD_HOME", "SE").unwrap();
-        assert_eq!((home.service_id.as_str(), home.customer_no.as_deref()), ("P15", Some("0123456789")));
-        assert_eq!(settings.service_for("DHL", "SE").unwrap().service_id, "ASP2");
+        assert_eq!(
+            (home.service_id.as_str(), home.customer_no.as_deref()),
+            ("P15", Some("0123456789"))
+        );
+        assert_eq!(
+            settings.service_for("DHL", "SE").unwrap().service_id,
+            "ASP2"
+        );
         let fi = settings.service_for("DHL", "FI").unwrap();
         assert_eq!((fi.service_id.as_str(), fi.addons.len()), ("P17", 0));
-        assert_eq!(settings.service_for("POSTNORD_PICKUP", "SE").unwrap().service_id, "P19", "built-ins stay");
+        assert_eq!(
+            settings
+                .service_for("POSTNORD_PICKUP", "SE")
+                .unwrap()
+                .service_id,
+            "P19",
+            "built-ins stay"
+        );
         assert_eq!(settings.statuses, vec![("Confirmed".to_owned(), 2)]);
     }
 
     #[test]
     fn bad_settings_name_the_key() {
-        let err = RelayConfig::parse("[shipping]\nlabel_dir = \"x\"\n", "relay.toml").unwrap_err().to_string();
+        let err = RelayConfig::parse("[shipping]\nlabel_dir = \"x\"\n", "relay.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("label_dir"), "{err}");
         let cases = [
-            ("[shipping]\norder_statuses = [\"Shipped\"]\n", "shipping.order_statuses"),
-            ("[shipping]\norder_statuses = []\n", "shipping.order_statuses"),
-            ("[shipping]\nmax_parcel_weight_kg = 0.0\n", "shipping.max_parcel_weight_kg"),
-            ("[shipping.services.X]\naddons = [\"NOT\"]\n", "shipping.services.X.service_id"),
-            ("[shipping.services.X]\nservice_id = \"P15\"\ncustomer_no = \"1\"\n", "shipping.services.X.partner_id"),
-            ("[shipping.services.X]\nservice_id = \"P15\"\n[shipping.services.X.countries.Norway]\nservice_id = \"P17\"\n", "shipping.services.X.countries.Norway"),
-            ("[shipping.part_weights_kg]\n\"SKU-1\" = -1.0\n", "shipping.part_weights_kg"),
+            (
+                "[shipping]\norder_statuses = [\"Shipped\"]\n",
+                "shipping.order_statuses",
+            ),
+            (
+                "[shipping]\norder_statuses = []\n",
+                "shipping.order_statuses",
+            ),
+            (
+                "[shipping]\nmax_parcel_weight_kg = 0.0\n",
+                "shipping.max_parcel_weight_kg",
+            ),
+            (
+                "[shipping.services.X]\naddons = [\"NOT\"]\n",
+                "shipping.services.X.service_id",
+            ),
+            (
+                "[shipping.services.X]\nservice_id = \"P15\"\ncustomer_no = \"1\"\n",
+                "shipping.services.X.partner_id",
+            ),
+            (
+                "[shipping.services.X]\nservice_id = \"P15\"\n[shipping.services.X.countries.Norway]\nservice_id = \"P17\"\n",
+                "shipping.services.X.countries.Norway",
+            ),
+            (
+                "[shipping.part_weights_kg]\n\"SKU-1\" = -1.0\n",
+                "shipping.part_weights_kg",
+            ),
         ];
         for (text, key) in cases {
             let config = RelayConfig::parse(text, "relay.toml").unwrap();
-            let err = Settings::new(&context(config.shipping), None).unwrap_err().to_string();
+            let err = Settings::new(&context(config.shipping), None)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(key), "{text}: {err}");
         }
     }
 
     /// `relay run` and `relay serve` drive passes as `Send` futures (boxed, spawned).
     #[allow(dead_code)]
-    fn the_pass_is_send(ctx: &FlowContext) -> impl std::future::Future<Output = Result<FlowReport, FlowError>> + Send + '_ {
+    fn the_pass_is_send(
+        ctx: &FlowContext,
+    ) -> impl std::future::Future<Output = Result<FlowReport, FlowError>> + Send + '_ {
         run(ctx)
     }
 
     #[allow(dead_code)]
-    fn ingest_is_send<'a>(ctx: &'a FlowContext, item: &'a InboxItem) -> impl std::future::Future<Output = Result<Ingested, FlowError>> + Send + 'a {
+    fn ingest_is_send<'a>(
+        ctx: &'a FlowContext,
+        item: &'a InboxItem,
+    ) -> impl std::future::Future<Output = Result<Ingested, FlowError>> + Send + 'a {
         ingest(ctx, item)
     }
 
@@ -1146,7 +1551,9 @@ mod tests {
     #[tokio::test]
     async fn ingest_queues_a_push_once_and_dead_letters_garbage() {
         let ctx = context(ShippingConfig::default());
-        assert!(accepts("norce-order") && accepts("norce-event") && !accepts("brightpearl-webhook"));
+        assert!(
+            accepts("norce-order") && accepts("norce-event") && !accepts("brightpearl-webhook")
+        );
         let body = serde_json::json!({
             "ClientOrderRef": "400007",
             "ShippingAdvice": {"DeliveryMethodCode": "POSTNORD_HOME"},
@@ -1154,20 +1561,46 @@ mod tests {
             "Items": [{"LineNo": 1, "PartNo": "SKU-00001", "Quantity": 2}]
         })
         .to_string();
-        let item = InboxItem { id: 1, source: "norce-order".into(), key: "400007".into(), body, received_at: String::new() };
+        let item = InboxItem {
+            id: 1,
+            source: "norce-order".into(),
+            key: "400007".into(),
+            body,
+            received_at: String::new(),
+        };
         assert_eq!(ingest(&ctx, &item).await.unwrap(), Ingested::Work);
-        assert_eq!(ingest(&ctx, &item).await.unwrap(), Ingested::Work, "a repeat before the pass starts refreshes the payload");
+        assert_eq!(
+            ingest(&ctx, &item).await.unwrap(),
+            Ingested::Work,
+            "a repeat before the pass starts refreshes the payload"
+        );
         let records = ctx.store.list(Some(FLOW), None).unwrap();
         assert_eq!(records.len(), 1);
-        assert_eq!((records[0].source_id.as_str(), records[0].status), ("400007", Status::Pending));
+        assert_eq!(
+            (records[0].source_id.as_str(), records[0].status),
+            ("400007", Status::Pending)
+        );
         let payload = ShippingItem::from_json(records[0].payload.as_deref().unwrap()).unwrap();
-        assert_eq!(payload.order.unwrap().receiver.zip.as_deref(), Some("41136"));
+        assert_eq!(
+            payload.order.unwrap().receiver.zip.as_deref(),
+            Some("41136")
+        );
 
-        let garbage = InboxItem { id: 2, source: "norce-order".into(), key: "x".into(), body: "{".into(), received_at: String::new() };
+        let garbage = InboxItem {
+            id: 2,
+            source: "norce-order".into(),
+            key: "x".into(),
+            body: "{".into(),
+            received_at: String::new(),
+        };
         assert_eq!(ingest(&ctx, &garbage).await.unwrap(), Ingested::Nothing);
         let letters = ctx.store.dead_letters().unwrap();
         assert_eq!(letters.len(), 1);
-        assert!(letters[0].error.contains("OrderRequest"), "{}", letters[0].error);
+        assert!(
+            letters[0].error.contains("OrderRequest"),
+            "{}",
+            letters[0].error
+        );
     }
 
     #[tokio::test]
@@ -1182,38 +1615,131 @@ mod tests {
         };
         // The documented OrderReceivedEvent: the basket reference and the buyer, no OrderId.
         let received = serde_json::json!({"ClientId": 1000, "ApplicationId": 1042, "ClientOrderRef": "400077", "Email": "a@example.com", "Source": "WEB"});
-        assert_eq!(ingest(&ctx, &event(1, "OrderReceivedEvent", received)).await.unwrap(), Ingested::Work);
+        assert_eq!(
+            ingest(&ctx, &event(1, "OrderReceivedEvent", received))
+                .await
+                .unwrap(),
+            Ingested::Work
+        );
         let record = ctx.store.get(FLOW, "400077").unwrap().unwrap();
-        assert_eq!((record.status, record.step.as_deref()), (Status::Pending, None));
+        assert_eq!(
+            (record.status, record.step.as_deref()),
+            (Status::Pending, None)
+        );
         let queued = ShippingItem::from_json(record.payload.as_deref().unwrap()).unwrap();
         // Only the basket: the order id is looked up and the order read when processed.
-        assert_eq!((queued.order_id.as_deref(), queued.order.is_none()), (None, true));
+        assert_eq!(
+            (queued.order_id.as_deref(), queued.order.is_none()),
+            (None, true)
+        );
         let confirmed = serde_json::json!({"ClientId": 1000, "ApplicationId": 1042, "OrderId": 77, "OrderNo": "NC-77", "ClientOrderRef": "400077", "Source": "WEB"});
         let ctx_confirmed = context(ShippingConfig::default());
-        assert_eq!(ingest(&ctx_confirmed, &event(1, "OrderConfirmedEvent", confirmed.clone())).await.unwrap(), Ingested::Work);
-        let queued = ShippingItem::from_json(ctx_confirmed.store.get(FLOW, "400077").unwrap().unwrap().payload.as_deref().unwrap()).unwrap();
-        assert_eq!(queued.order_id.as_deref(), Some("77"), "events that carry the order id keep it");
+        assert_eq!(
+            ingest(
+                &ctx_confirmed,
+                &event(1, "OrderConfirmedEvent", confirmed.clone())
+            )
+            .await
+            .unwrap(),
+            Ingested::Work
+        );
+        let queued = ShippingItem::from_json(
+            ctx_confirmed
+                .store
+                .get(FLOW, "400077")
+                .unwrap()
+                .unwrap()
+                .payload
+                .as_deref()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            queued.order_id.as_deref(),
+            Some("77"),
+            "events that carry the order id keep it"
+        );
         let received = confirmed;
 
         // A later event for a known order changes nothing, even when it has started.
-        ctx.store.update(FLOW, "400077", &EntityUpdate { step: Some(steps::BOOKED.into()), ..Default::default() }).unwrap();
-        assert_eq!(ingest(&ctx, &event(2, "OrderConfirmedEvent", received)).await.unwrap(), Ingested::Nothing);
-        assert_eq!(ctx.store.get(FLOW, "400077").unwrap().unwrap().step.as_deref(), Some(steps::BOOKED));
+        ctx.store
+            .update(
+                FLOW,
+                "400077",
+                &EntityUpdate {
+                    step: Some(steps::BOOKED.into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            ingest(&ctx, &event(2, "OrderConfirmedEvent", received))
+                .await
+                .unwrap(),
+            Ingested::Nothing
+        );
+        assert_eq!(
+            ctx.store
+                .get(FLOW, "400077")
+                .unwrap()
+                .unwrap()
+                .step
+                .as_deref(),
+            Some(steps::BOOKED)
+        );
 
         // Events not in `shipping.norce_events` are ignored; so are ones without a body we need.
-        let cancelled = serde_json::json!({"ClientId": 1000, "OrderId": 78, "ClientOrderRef": "400078"});
-        assert_eq!(ingest(&ctx, &event(3, "OrderCancelledEvent", cancelled)).await.unwrap(), Ingested::Nothing);
-        assert_eq!(ingest(&ctx, &event(4, "JobCompletedEvent", serde_json::json!({"ClientId": 1000, "JobId": 5, "StatusId": 2}))).await.unwrap(), Ingested::Nothing);
+        let cancelled =
+            serde_json::json!({"ClientId": 1000, "OrderId": 78, "ClientOrderRef": "400078"});
+        assert_eq!(
+            ingest(&ctx, &event(3, "OrderCancelledEvent", cancelled))
+                .await
+                .unwrap(),
+            Ingested::Nothing
+        );
+        assert_eq!(
+            ingest(
+                &ctx,
+                &event(
+                    4,
+                    "JobCompletedEvent",
+                    serde_json::json!({"ClientId": 1000, "JobId": 5, "StatusId": 2})
+                )
+            )
+            .await
+            .unwrap(),
+            Ingested::Nothing
+        );
         assert_eq!(ctx.store.list(Some(FLOW), None).unwrap().len(), 1);
         assert!(ctx.store.dead_letters().unwrap().is_empty());
 
         // A configured event that is not an order event, or has no basket id, is a dead letter
         // naming what to fix.
         assert_eq!(ingest(&ctx, &event(5, "OrderReceivedEvent", serde_json::json!({"ClientId": 1000, "ApplicationId": 1042, "OrderId": 79, "Source": "WEB"}))).await.unwrap(), Ingested::Nothing);
-        assert_eq!(ingest(&ctx, &event(6, "OrderReceivedEvent", serde_json::json!({"ClientId": "x"}))).await.unwrap(), Ingested::Nothing);
+        assert_eq!(
+            ingest(
+                &ctx,
+                &event(
+                    6,
+                    "OrderReceivedEvent",
+                    serde_json::json!({"ClientId": "x"})
+                )
+            )
+            .await
+            .unwrap(),
+            Ingested::Nothing
+        );
         let letters = ctx.store.dead_letters().unwrap();
         assert_eq!(letters.len(), 2, "{letters:?}");
-        assert!(letters[0].error.contains("ClientOrderRef"), "{}", letters[0].error);
-        assert!(letters[1].error.contains("shipping.norce_events"), "{}", letters[1].error);
+        assert!(
+            letters[0].error.contains("ClientOrderRef"),
+            "{}",
+            letters[0].error
+        );
+        assert!(
+            letters[1].error.contains("shipping.norce_events"),
+            "{}",
+            letters[1].error
+        );
     }
 }

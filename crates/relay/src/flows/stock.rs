@@ -68,7 +68,9 @@ use serde_json::json;
 use tracing::Instrument as _;
 
 pub use import::ImportJob;
-pub use settings::{JobWaitConfig, PriceField, PriceListMapping, StockConfig, StockQuantity, WarehouseMapping};
+pub use settings::{
+    JobWaitConfig, PriceField, PriceListMapping, StockConfig, StockQuantity, WarehouseMapping,
+};
 pub use webhook::SOURCE;
 
 use super::{FlowContext, FlowError, FlowReport, Ingested, cursor_time, elapsed_ms, fail_item};
@@ -138,7 +140,15 @@ pub struct PassReport {
 
 impl PassReport {
     fn new(flow: &str, kind: PassKind) -> Self {
-        Self { report: FlowReport { flow: flow.to_owned(), ..FlowReport::default() }, kind, unmatched: Vec::new(), jobs: Vec::new() }
+        Self {
+            report: FlowReport {
+                flow: flow.to_owned(),
+                ..FlowReport::default()
+            },
+            kind,
+            unmatched: Vec::new(),
+            jobs: Vec::new(),
+        }
     }
 }
 
@@ -168,8 +178,13 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
 pub async fn run_detailed(ctx: &FlowContext) -> Result<StockRunReport, FlowError> {
     let config = &ctx.config.stock;
     config.validate().map_err(|e| match e {
-        crate::config::ConfigError::Invalid { setting, reason } => FlowError::Config { setting, reason },
-        other => FlowError::Config { setting: "stock".into(), reason: other.to_string() },
+        crate::config::ConfigError::Invalid { setting, reason } => {
+            FlowError::Config { setting, reason }
+        }
+        other => FlowError::Config {
+            setting: "stock".into(),
+            reason: other.to_string(),
+        },
     })?;
     let bp = ctx.brightpearl()?;
     ctx.norce()?;
@@ -184,13 +199,21 @@ pub async fn run_detailed(ctx: &FlowContext) -> Result<StockRunReport, FlowError
     let catalog = if stock.full || prices.full {
         source::catalog(bp, if stock.full { STOCK } else { PRICES }).await?
     } else {
-        let need: BTreeSet<u64> = stock.pending.iter().chain(&prices.pending).copied().collect();
+        let need: BTreeSet<u64> = stock
+            .pending
+            .iter()
+            .chain(&prices.pending)
+            .copied()
+            .collect();
         source::products(bp, STOCK, &need).await?
     };
 
     let stock_report = stock.run(ctx, &catalog, now).await?;
     let prices_report = prices.run(ctx, &catalog, now).await?;
-    Ok(StockRunReport { stock: stock_report, prices: prices_report })
+    Ok(StockRunReport {
+        stock: stock_report,
+        prices: prices_report,
+    })
 }
 
 /// What one flow will do this run.
@@ -206,9 +229,20 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(ctx: &FlowContext, flow: &'static str, enabled: bool, now: DateTime<Utc>) -> Result<Self, FlowError> {
+    fn new(
+        ctx: &FlowContext,
+        flow: &'static str,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Self, FlowError> {
         if !enabled {
-            return Ok(Self { flow, enabled, full: false, pending: BTreeSet::new(), steps: HashMap::new() });
+            return Ok(Self {
+                flow,
+                enabled,
+                full: false,
+                pending: BTreeSet::new(),
+                steps: HashMap::new(),
+            });
         }
         let interval = ctx.config.stock.full_interval();
         let full = match cursor_time(ctx, flow)? {
@@ -218,7 +252,9 @@ impl Plan {
                 interval.is_zero() || age.to_std().is_ok_and(|age| age >= interval)
             }
         };
-        let records = ctx.store.list(Some(flow), if full { None } else { Some(Status::Pending) })?;
+        let records = ctx
+            .store
+            .list(Some(flow), if full { None } else { Some(Status::Pending) })?;
         let mut pending = BTreeSet::new();
         let mut steps = HashMap::new();
         for record in records {
@@ -229,7 +265,10 @@ impl Plan {
                 Ok(_) => {}
                 Err(_) => {
                     // Only a hand-edited state can hold this; it can never be processed.
-                    let error = format!("source id `{}` is not a Brightpearl product id; remove it or replay a real one", record.source_id);
+                    let error = format!(
+                        "source id `{}` is not a Brightpearl product id; remove it or replay a real one",
+                        record.source_id
+                    );
                     if record.status == Status::Pending {
                         fail_item(ctx, flow, &record.source_id, &error, true)?;
                     }
@@ -238,10 +277,21 @@ impl Plan {
             }
             steps.insert(record.source_id, record.step);
         }
-        Ok(Self { flow, enabled, full, pending, steps })
+        Ok(Self {
+            flow,
+            enabled,
+            full,
+            pending,
+            steps,
+        })
     }
 
-    async fn run(mut self, ctx: &FlowContext, catalog: &Catalog, now: DateTime<Utc>) -> Result<PassReport, FlowError> {
+    async fn run(
+        mut self,
+        ctx: &FlowContext,
+        catalog: &Catalog,
+        now: DateTime<Utc>,
+    ) -> Result<PassReport, FlowError> {
         let started = Instant::now();
         let kind = if !self.enabled {
             PassKind::Idle
@@ -268,7 +318,11 @@ impl Plan {
             let key = id.to_string();
             if !self.steps.contains_key(&key) {
                 let sku = catalog.get(id).and_then(|e| e.sku.clone());
-                ctx.store.upsert_pending(self.flow, &key, Some(&json!({ "sku": sku }).to_string()))?;
+                ctx.store.upsert_pending(
+                    self.flow,
+                    &key,
+                    Some(&json!({ "sku": sku }).to_string()),
+                )?;
                 self.steps.insert(key, None);
             }
         }
@@ -278,7 +332,9 @@ impl Plan {
         for id in &ids {
             match catalog.get(id) {
                 None => self.settle_skip(ctx, &mut pass, *id, "not_in_brightpearl", json!({}))?,
-                Some(CatalogEntry { sku: None, .. }) => self.settle_skip(ctx, &mut pass, *id, "no_sku", json!({}))?,
+                Some(CatalogEntry { sku: None, .. }) => {
+                    self.settle_skip(ctx, &mut pass, *id, "no_sku", json!({}))?
+                }
                 Some(CatalogEntry { sku: Some(sku), .. }) => candidates.push((*id, sku.clone())),
             }
         }
@@ -290,7 +346,13 @@ impl Plan {
         let mut with_rows = Vec::new();
         for product in products {
             match product.rows {
-                None => self.settle_skip(ctx, &mut pass, product.id, product.skip_step, json!({ "sku": product.sku }))?,
+                None => self.settle_skip(
+                    ctx,
+                    &mut pass,
+                    product.id,
+                    product.skip_step,
+                    json!({ "sku": product.sku }),
+                )?,
                 Some(rows) => {
                     payloads.insert(product.id, product.payload);
                     with_rows.push((product.id, product.sku, rows));
@@ -301,14 +363,42 @@ impl Plan {
         // Rows per product, for the report (counted when the product is imported).
         let row_counts: BTreeMap<u64, u64> = with_rows
             .iter()
-            .map(|(id, _, rows)| (*id, u64::try_from(if self.flow == STOCK { rows.onhands.len() } else { rows.prices.len() }).unwrap_or(u64::MAX)))
+            .map(|(id, _, rows)| {
+                (
+                    *id,
+                    u64::try_from(if self.flow == STOCK {
+                        rows.onhands.len()
+                    } else {
+                        rows.prices.len()
+                    })
+                    .unwrap_or(u64::MAX),
+                )
+            })
             .collect();
         let config = &ctx.config.stock;
         let full_file = self.full && config.full_file;
-        let max_rows = if full_file { usize::MAX } else { config.import_batch_rows };
+        let max_rows = if full_file {
+            usize::MAX
+        } else {
+            config.import_batch_rows
+        };
         let batches: Vec<Batch> = match self.flow {
-            STOCK => import::batches(with_rows.into_iter().map(|(id, sku, rows)| (id, sku, rows.onhands)).collect(), max_rows, Rows::Onhands),
-            _ => import::batches(with_rows.into_iter().map(|(id, sku, rows)| (id, sku, rows.prices)).collect(), max_rows, Rows::Prices),
+            STOCK => import::batches(
+                with_rows
+                    .into_iter()
+                    .map(|(id, sku, rows)| (id, sku, rows.onhands))
+                    .collect(),
+                max_rows,
+                Rows::Onhands,
+            ),
+            _ => import::batches(
+                with_rows
+                    .into_iter()
+                    .map(|(id, sku, rows)| (id, sku, rows.prices))
+                    .collect(),
+                max_rows,
+                Rows::Prices,
+            ),
         };
         let norce = ctx.norce()?;
         let options = ImportOptions::new(config.norce_account_id).full_file(full_file);
@@ -316,8 +406,14 @@ impl Plan {
         let flow = self.flow;
         // The futures are built first: a lazy `map` closure inside the stream would make the
         // pass's future not `Send` for every lifetime (the runners need it `Send`).
-        let jobs: Vec<_> = batches.into_iter().map(|b| import::run_batch(norce, flow, b, &options, &wait)).collect();
-        let outcomes: Vec<BatchOutcome> = futures::stream::iter(jobs).buffer_unordered(ctx.config.run.concurrency.max(1)).collect().await;
+        let jobs: Vec<_> = batches
+            .into_iter()
+            .map(|b| import::run_batch(norce, flow, b, &options, &wait))
+            .collect();
+        let outcomes: Vec<BatchOutcome> = futures::stream::iter(jobs)
+            .buffer_unordered(ctx.config.run.concurrency.max(1))
+            .collect()
+            .await;
 
         let record_span = span(self.flow, "record", "*");
         for outcome in outcomes {
@@ -328,13 +424,19 @@ impl Plan {
         pass.report.import_jobs = pass.jobs.iter().filter(|j| j.job_id.is_some()).count() as u64;
         pass.jobs.sort_by(|a, b| a.batch.cmp(&b.batch));
         if !pass.unmatched.is_empty() {
-            let skus: Vec<&str> = pass.unmatched.iter().take(20).map(|u| u.sku.as_str()).collect();
+            let skus: Vec<&str> = pass
+                .unmatched
+                .iter()
+                .take(20)
+                .map(|u| u.sku.as_str())
+                .collect();
             tracing::warn!(flow = self.flow, count = pass.unmatched.len(), first = ?skus, "Norce refused these SKUs (usually: the part number does not exist in Norce); see `relay status` for Norce's messages");
         }
         if self.full {
             // Failed products are pending now and retried by the next pass, so the full pass
             // counts as done even then.
-            ctx.store.set_cursor(self.flow, &now.to_rfc3339_opts(SecondsFormat::Secs, true))?;
+            ctx.store
+                .set_cursor(self.flow, &now.to_rfc3339_opts(SecondsFormat::Secs, true))?;
         }
         pass.report.duration_ms = elapsed_ms(started);
         Ok(pass)
@@ -352,12 +454,23 @@ impl Plan {
         let job = &outcome.job;
         for (id, sku) in &outcome.batch.products {
             let key = id.to_string();
-            let mut payload = payloads.get(id).cloned().unwrap_or_else(|| json!({ "sku": sku }));
+            let mut payload = payloads
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| json!({ "sku": sku }));
             payload["job_id"] = json!(job.job_id);
             payload["job_status"] = json!(job.status_id);
             if let Some(error) = &job.error {
                 // Pending again (it may have been done before this pass), then the attempt.
-                ctx.store.update(self.flow, &key, &EntityUpdate { status: Some(Status::Pending), payload: Some(payload.to_string()), ..EntityUpdate::default() })?;
+                ctx.store.update(
+                    self.flow,
+                    &key,
+                    &EntityUpdate {
+                        status: Some(Status::Pending),
+                        payload: Some(payload.to_string()),
+                        ..EntityUpdate::default()
+                    },
+                )?;
                 if fail_item(ctx, self.flow, &key, error, false)? {
                     tracing::error!(flow = self.flow, source_id = %key, error, "dead-lettered after the attempt limit; `relay replay` retries it");
                 }
@@ -368,13 +481,28 @@ impl Plan {
                 payload["problems"] = json!(messages);
                 if self.settle(ctx, &key, Status::Skipped, "rejected", payload, job.job_id)? {
                     pass.report.skipped += 1;
-                    pass.unmatched.push(UnmatchedSku { product_id: *id, sku: sku.clone(), messages: messages.clone() });
+                    pass.unmatched.push(UnmatchedSku {
+                        product_id: *id,
+                        sku: sku.clone(),
+                        messages: messages.clone(),
+                    });
                 }
                 continue;
             }
             if job.status_id == Some(norce_client::JOB_VALIDATION_FAILED) {
-                let error = format!("Norce refused every row of job {}: {}", job.job_id.unwrap_or_default(), outcome.general_problems.join("; "));
-                ctx.store.update(self.flow, &key, &EntityUpdate { status: Some(Status::Pending), ..EntityUpdate::default() })?;
+                let error = format!(
+                    "Norce refused every row of job {}: {}",
+                    job.job_id.unwrap_or_default(),
+                    outcome.general_problems.join("; ")
+                );
+                ctx.store.update(
+                    self.flow,
+                    &key,
+                    &EntityUpdate {
+                        status: Some(Status::Pending),
+                        ..EntityUpdate::default()
+                    },
+                )?;
                 fail_item(ctx, self.flow, &key, &error, false)?;
                 pass.report.failed += 1;
                 continue;
@@ -393,7 +521,14 @@ impl Plan {
         Ok(())
     }
 
-    fn settle_skip(&self, ctx: &FlowContext, pass: &mut PassReport, id: u64, step: &str, payload: serde_json::Value) -> Result<(), FlowError> {
+    fn settle_skip(
+        &self,
+        ctx: &FlowContext,
+        pass: &mut PassReport,
+        id: u64,
+        step: &str,
+        payload: serde_json::Value,
+    ) -> Result<(), FlowError> {
         if self.settle(ctx, &id.to_string(), Status::Skipped, step, payload, None)? {
             pass.report.skipped += 1;
         }
@@ -402,13 +537,28 @@ impl Plan {
 
     /// Finishes an entity unless a webhook marked it again while the pass ran (then it stays
     /// pending for the next pass). Returns whether it was finished.
-    fn settle(&self, ctx: &FlowContext, key: &str, status: Status, step: &str, payload: serde_json::Value, job_id: Option<i32>) -> Result<bool, StateError> {
+    fn settle(
+        &self,
+        ctx: &FlowContext,
+        key: &str,
+        status: Status,
+        step: &str,
+        payload: serde_json::Value,
+        job_id: Option<i32>,
+    ) -> Result<bool, StateError> {
         let seen = self.steps.get(key).cloned().flatten();
         if let Some(current) = ctx.store.get(self.flow, key)?
             && current.step != seen
-            && current.step.as_deref().is_some_and(|s| s.starts_with("webhook:"))
+            && current
+                .step
+                .as_deref()
+                .is_some_and(|s| s.starts_with("webhook:"))
         {
-            tracing::debug!(flow = self.flow, source_id = key, "changed in Brightpearl during the pass; left pending");
+            tracing::debug!(
+                flow = self.flow,
+                source_id = key,
+                "changed in Brightpearl during the pass; left pending"
+            );
             return Ok(false);
         }
         let update = EntityUpdate {
@@ -479,29 +629,46 @@ impl Figures<'_> {
 /// stock-tracked, and those it did not say about that product availability left out. Product
 /// GETs (200 a request) tell bundles from other non-stock-tracked products; bundle
 /// availability is asked for the bundles only. Returns the bundle ids and their availability.
-async fn bundle_figures(ctx: &FlowContext, flow: &'static str, maybe: Vec<u64>) -> Result<(BTreeSet<u64>, BTreeMap<String, BundleAvailability>), FlowError> {
+async fn bundle_figures(
+    ctx: &FlowContext,
+    flow: &'static str,
+    maybe: Vec<u64>,
+) -> Result<(BTreeSet<u64>, BTreeMap<String, BundleAvailability>), FlowError> {
     if maybe.is_empty() {
         return Ok((BTreeSet::new(), BTreeMap::new()));
     }
     let bp = ctx.brightpearl()?;
     let products_span = span(flow, "bundle_check", &source::id_label(&maybe));
     let client = bp.clone();
-    let products = off_thread(move |runtime| runtime.block_on(client.products(&maybe).instrument(products_span))).await?;
-    let bundles: BTreeSet<u64> =
-        products.iter().filter(|p| p.composition.as_ref().and_then(|c| c.bundle) == Some(true)).filter_map(|p| u64::try_from(p.id).ok()).collect();
+    let products = off_thread(move |runtime| {
+        runtime.block_on(client.products(&maybe).instrument(products_span))
+    })
+    .await?;
+    let bundles: BTreeSet<u64> = products
+        .iter()
+        .filter(|p| p.composition.as_ref().and_then(|c| c.bundle) == Some(true))
+        .filter_map(|p| u64::try_from(p.id).ok())
+        .collect();
     if bundles.is_empty() {
         return Ok((bundles, BTreeMap::new()));
     }
     let ids: Vec<u64> = bundles.iter().copied().collect();
-    let availability =
-        bp.bundle_availability_with(&ids, ctx.config.stock.bundle_mode()).instrument(span(flow, "bundle_availability", &source::id_label(&ids))).await?;
+    let availability = bp
+        .bundle_availability_with(&ids, ctx.config.stock.bundle_mode())
+        .instrument(span(flow, "bundle_availability", &source::id_label(&ids)))
+        .await?;
     Ok((bundles, availability))
 }
 
 /// On-hand rows: one per mapped warehouse (0 where Brightpearl has no figure for it, so a
 /// stale Norce value never survives); stock-tracked products from product availability,
 /// bundles from bundle availability (`stock.bundles`); other products have no figures.
-async fn onhand_rows(ctx: &FlowContext, flow: &'static str, candidates: &[(u64, String)], catalog: &Catalog) -> Result<Vec<ProductRows>, FlowError> {
+async fn onhand_rows(
+    ctx: &FlowContext,
+    flow: &'static str,
+    candidates: &[(u64, String)],
+    catalog: &Catalog,
+) -> Result<Vec<ProductRows>, FlowError> {
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
@@ -509,9 +676,18 @@ async fn onhand_rows(ctx: &FlowContext, flow: &'static str, candidates: &[(u64, 
     let config = &ctx.config.stock;
     let tracked = |id: &u64| catalog.get(id).and_then(|e| e.stock_tracked);
     // Products the search says are not stock-tracked are left out: Brightpearl ignores them.
-    let ids: Vec<u64> = candidates.iter().map(|(id, _)| *id).filter(|id| tracked(id) != Some(false)).collect();
-    let availability =
-        if ids.is_empty() { BTreeMap::new() } else { bp.availability(&ids).instrument(span(flow, "availability", &source::id_label(&ids))).await? };
+    let ids: Vec<u64> = candidates
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| tracked(id) != Some(false))
+        .collect();
+    let availability = if ids.is_empty() {
+        BTreeMap::new()
+    } else {
+        bp.availability(&ids)
+            .instrument(span(flow, "availability", &source::id_label(&ids)))
+            .await?
+    };
     let (bundles, bundle_availability) = if config.bundles {
         let maybe: Vec<u64> = candidates
             .iter()
@@ -530,24 +706,53 @@ async fn onhand_rows(ctx: &FlowContext, flow: &'static str, candidates: &[(u64, 
     let mut out = Vec::with_capacity(candidates.len());
     for (id, sku) in candidates {
         let key = id.to_string();
-        let figures = if let Some(warehouses) = availability.get(&key).and_then(|a| a.warehouses.as_ref()) {
+        let figures = if let Some(warehouses) =
+            availability.get(&key).and_then(|a| a.warehouses.as_ref())
+        {
             Figures::Product(warehouses)
         } else if let Some(bundle) = bundle_availability.get(&key) {
             Figures::Bundle(bundle.warehouses.as_ref())
         } else if bundles.contains(id) {
             tracing::warn!(flow, product_id = id, sku = %sku, "bundle availability has no figures for this bundle; its Norce on-hand is left as it is");
-            out.push(ProductRows { id: *id, sku: sku.clone(), rows: None, skip_step: "bundle_without_availability", payload: json!({ "bundle": true }) });
+            out.push(ProductRows {
+                id: *id,
+                sku: sku.clone(),
+                rows: None,
+                skip_step: "bundle_without_availability",
+                payload: json!({ "bundle": true }),
+            });
             continue;
         } else {
-            out.push(ProductRows { id: *id, sku: sku.clone(), rows: None, skip_step: "not_stock_tracked", payload: json!({}) });
+            out.push(ProductRows {
+                id: *id,
+                sku: sku.clone(),
+                rows: None,
+                skip_step: "not_stock_tracked",
+                payload: json!({}),
+            });
             continue;
         };
-        unmapped.extend(figures.warehouses().into_iter().filter(|w| w.parse::<u64>().ok().and_then(|w| config.norce_location_of(w)).is_none()).cloned());
+        unmapped.extend(
+            figures
+                .warehouses()
+                .into_iter()
+                .filter(|w| {
+                    w.parse::<u64>()
+                        .ok()
+                        .and_then(|w| config.norce_location_of(w))
+                        .is_none()
+                })
+                .cloned(),
+        );
         let mut rows = Vec::with_capacity(config.warehouses.len());
         let mut sent = serde_json::Map::new();
         for mapping in &config.warehouses {
-            let figure = figures.figure(&mapping.brightpearl_warehouse.to_string(), config.quantity);
-            sent.insert(format!("{}/{}", mapping.norce_warehouse, mapping.location()), json!(figure));
+            let figure =
+                figures.figure(&mapping.brightpearl_warehouse.to_string(), config.quantity);
+            sent.insert(
+                format!("{}/{}", mapping.norce_warehouse, mapping.location()),
+                json!(figure),
+            );
             rows.push(SkuOnhand {
                 part_no: sku.clone(),
                 warehouse_code: mapping.norce_warehouse.clone(),
@@ -561,7 +766,16 @@ async fn onhand_rows(ctx: &FlowContext, flow: &'static str, candidates: &[(u64, 
         if matches!(figures, Figures::Bundle(_)) {
             payload["bundle"] = json!(true);
         }
-        out.push(ProductRows { id: *id, sku: sku.clone(), rows: Some(RowsOf { onhands: rows, prices: Vec::new() }), skip_step: "", payload });
+        out.push(ProductRows {
+            id: *id,
+            sku: sku.clone(),
+            rows: Some(RowsOf {
+                onhands: rows,
+                prices: Vec::new(),
+            }),
+            skip_step: "",
+            payload,
+        });
     }
     if !unmapped.is_empty() {
         tracing::warn!(flow, warehouses = ?unmapped, "Brightpearl warehouses without a [[stock.warehouses]] mapping; their stock is not sent to Norce. Map them (brightpearl_warehouse = id, norce_warehouse = \"CODE\") if Norce should sell it");
@@ -584,7 +798,9 @@ where
     let runtime = tokio::runtime::Handle::current();
     match tokio::task::spawn_blocking(move || call(runtime)).await {
         Ok(result) => result.map_err(FlowError::from),
-        Err(e) => Err(FlowError::Brightpearl(brightpearl_client::Error::Transport(Box::new(e)))),
+        Err(e) => Err(FlowError::Brightpearl(
+            brightpearl_client::Error::Transport(Box::new(e)),
+        )),
     }
 }
 
@@ -601,32 +817,72 @@ fn parse_like<T: std::str::FromStr>(_like: &T, text: &str) -> Option<T> {
 
 /// Price rows: per product, one row per (Norce list, quantity break), each mapped Brightpearl
 /// list filling its field; gross lists converted to ex VAT (4 decimals, as Norce keeps them).
-async fn price_rows(ctx: &FlowContext, flow: &'static str, candidates: &[(u64, String)]) -> Result<Vec<ProductRows>, FlowError> {
+async fn price_rows(
+    ctx: &FlowContext,
+    flow: &'static str,
+    candidates: &[(u64, String)],
+) -> Result<Vec<ProductRows>, FlowError> {
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
     let bp = ctx.brightpearl()?;
     let config = &ctx.config.stock;
-    let lists = bp.price_lists().instrument(span(flow, "price_lists", "*")).await?;
+    let lists = bp
+        .price_lists()
+        .instrument(span(flow, "price_lists", "*"))
+        .await?;
     // Per mapping: (Brightpearl list id, includes VAT, currency).
     let mut mapped = Vec::with_capacity(config.price_lists.len());
     for (i, mapping) in config.price_lists.iter().enumerate() {
-        let Some(list) = lists.iter().find(|l| u64::try_from(l.id).ok() == Some(mapping.brightpearl_price_list)) else {
-            let known: Vec<String> = lists.iter().map(|l| format!("{} ({})", l.id, l.code.as_deref().unwrap_or("?"))).collect();
+        let Some(list) = lists
+            .iter()
+            .find(|l| u64::try_from(l.id).ok() == Some(mapping.brightpearl_price_list))
+        else {
+            let known: Vec<String> = lists
+                .iter()
+                .map(|l| format!("{} ({})", l.id, l.code.as_deref().unwrap_or("?")))
+                .collect();
             return Err(FlowError::Config {
                 setting: format!("stock.price_lists[{i}].brightpearl_price_list"),
-                reason: format!("Brightpearl has no price list {}; it has {}", mapping.brightpearl_price_list, known.join(", ")),
+                reason: format!(
+                    "Brightpearl has no price list {}; it has {}",
+                    mapping.brightpearl_price_list,
+                    known.join(", ")
+                ),
             });
         };
-        mapped.push((mapping, mapping.includes_vat.or(list.gross).unwrap_or(false), list.currency_code.clone()));
+        mapped.push((
+            mapping,
+            mapping.includes_vat.or(list.gross).unwrap_or(false),
+            list.currency_code.clone(),
+        ));
     }
-    let distinct: BTreeSet<u64> = config.price_lists.iter().map(|m| m.brightpearl_price_list).collect();
-    let only = if distinct.len() == 1 { distinct.first().copied() } else { None };
+    let distinct: BTreeSet<u64> = config
+        .price_lists
+        .iter()
+        .map(|m| m.brightpearl_price_list)
+        .collect();
+    let only = if distinct.len() == 1 {
+        distinct.first().copied()
+    } else {
+        None
+    };
     let ids: Vec<u64> = candidates.iter().map(|(id, _)| *id).collect();
     let prices_span = span(flow, "prices", &source::id_label(&ids));
     let client = bp.clone();
-    let prices = off_thread(move |runtime| runtime.block_on(client.product_prices(&ids, only).instrument(prices_span))).await?;
-    let by_product: HashMap<u64, _> = prices.into_iter().filter_map(|p| Some((u64::try_from(p.product_id).ok()?, p.price_lists.unwrap_or_default()))).collect();
+    let prices = off_thread(move |runtime| {
+        runtime.block_on(client.product_prices(&ids, only).instrument(prices_span))
+    })
+    .await?;
+    let by_product: HashMap<u64, _> = prices
+        .into_iter()
+        .filter_map(|p| {
+            Some((
+                u64::try_from(p.product_id).ok()?,
+                p.price_lists.unwrap_or_default(),
+            ))
+        })
+        .collect();
     let vat_text = config.vat_percent.to_string();
 
     let mut out = Vec::with_capacity(candidates.len());
@@ -635,8 +891,15 @@ async fn price_rows(ctx: &FlowContext, flow: &'static str, candidates: &[(u64, S
         let mut rows: BTreeMap<(String, i32), SkuPriceList> = BTreeMap::new();
         let mut sent = Vec::new();
         for (mapping, gross, currency) in &mapped {
-            let entry = entries.iter().find(|e| e.price_list_id.and_then(|l| u64::try_from(l).ok()) == Some(mapping.brightpearl_price_list));
-            for (quantity, value) in entry.and_then(|e| e.quantity_price.as_ref()).into_iter().flatten() {
+            let entry = entries.iter().find(|e| {
+                e.price_list_id.and_then(|l| u64::try_from(l).ok())
+                    == Some(mapping.brightpearl_price_list)
+            });
+            for (quantity, value) in entry
+                .and_then(|e| e.quantity_price.as_ref())
+                .into_iter()
+                .flatten()
+            {
                 let Ok(quantity_break) = quantity.trim().parse::<i32>() else {
                     tracing::warn!(flow, product_id = id, quantity = %quantity, "price with a quantity break that is not a whole number; left out");
                     continue;
@@ -644,19 +907,26 @@ async fn price_rows(ctx: &FlowContext, flow: &'static str, candidates: &[(u64, S
                 let net = if *gross {
                     let hundred = same_type(value, 100);
                     let Some(percent) = parse_like(value, &vat_text) else {
-                        return Err(FlowError::Config { setting: "stock.vat_percent".into(), reason: format!("`{vat_text}` is not a decimal percentage") });
+                        return Err(FlowError::Config {
+                            setting: "stock.vat_percent".into(),
+                            reason: format!("`{vat_text}` is not a decimal percentage"),
+                        });
                     };
-                    (*value * hundred / (hundred + percent)).round_dp(4).normalize()
+                    (*value * hundred / (hundred + percent))
+                        .round_dp(4)
+                        .normalize()
                 } else {
                     value.normalize()
                 };
-                let row = rows.entry((mapping.norce_price_list.clone(), quantity_break)).or_insert_with(|| SkuPriceList {
-                    part_no: sku.clone(),
-                    price_list_code: mapping.norce_price_list.clone(),
-                    quantity_break: Some(quantity_break),
-                    currency_code: currency.clone(),
-                    ..SkuPriceList::default()
-                });
+                let row = rows
+                    .entry((mapping.norce_price_list.clone(), quantity_break))
+                    .or_insert_with(|| SkuPriceList {
+                        part_no: sku.clone(),
+                        price_list_code: mapping.norce_price_list.clone(),
+                        quantity_break: Some(quantity_break),
+                        currency_code: currency.clone(),
+                        ..SkuPriceList::default()
+                    });
                 let slot = match mapping.field {
                     PriceField::PriceSale => &mut row.price_sale,
                     PriceField::CostPurchase => &mut row.cost_purchase,
@@ -670,13 +940,22 @@ async fn price_rows(ctx: &FlowContext, flow: &'static str, candidates: &[(u64, S
             }
         }
         if rows.is_empty() {
-            out.push(ProductRows { id: *id, sku: sku.clone(), rows: None, skip_step: "no_prices", payload: json!({}) });
+            out.push(ProductRows {
+                id: *id,
+                sku: sku.clone(),
+                rows: None,
+                skip_step: "no_prices",
+                payload: json!({}),
+            });
             continue;
         }
         out.push(ProductRows {
             id: *id,
             sku: sku.clone(),
-            rows: Some(RowsOf { onhands: Vec::new(), prices: rows.into_values().collect() }),
+            rows: Some(RowsOf {
+                onhands: Vec::new(),
+                prices: rows.into_values().collect(),
+            }),
             skip_step: "",
             payload: json!({ "sku": sku, "prices": sent }),
         });

@@ -60,17 +60,29 @@ impl Metrics {
 
     /// Counts a receiver's answer.
     pub fn record_request(&self, receiver: &str, status: u16) {
-        *self.lock().requests.entry((receiver.to_owned(), status)).or_default() += 1;
+        *self
+            .lock()
+            .requests
+            .entry((receiver.to_owned(), status))
+            .or_default() += 1;
     }
 
     /// Requests a receiver answered with `status` so far.
     pub fn requests(&self, receiver: &str, status: u16) -> u64 {
-        self.lock().requests.get(&(receiver.to_owned(), status)).copied().unwrap_or(0)
+        self.lock()
+            .requests
+            .get(&(receiver.to_owned(), status))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Counts an inbox item handed to the flows (`done`, `failed`, `ignored`).
     pub fn record_ingest(&self, source: &str, result: &'static str) {
-        *self.lock().ingests.entry((source.to_owned(), result)).or_default() += 1;
+        *self
+            .lock()
+            .ingests
+            .entry((source.to_owned(), result))
+            .or_default() += 1;
     }
 
     /// Records a finished run of `flow`.
@@ -118,40 +130,112 @@ impl Metrics {
     pub fn render(&self, store: &dyn Store, flows: &[&str]) -> String {
         let mut out = String::new();
         let inner = self.lock();
-        family(&mut out, "relay_receiver_requests_total", "counter", "Requests answered by each receiver, by HTTP status.");
+        family(
+            &mut out,
+            "relay_receiver_requests_total",
+            "counter",
+            "Requests answered by each receiver, by HTTP status.",
+        );
         for ((receiver, status), n) in &inner.requests {
-            sample(&mut out, "relay_receiver_requests_total", &[("receiver", receiver), ("status", &status.to_string())], *n as f64);
+            sample(
+                &mut out,
+                "relay_receiver_requests_total",
+                &[("receiver", receiver), ("status", &status.to_string())],
+                *n as f64,
+            );
         }
-        family(&mut out, "relay_inbox_ingested_total", "counter", "Inbox items handed to the flows, by source and result.");
+        family(
+            &mut out,
+            "relay_inbox_ingested_total",
+            "counter",
+            "Inbox items handed to the flows, by source and result.",
+        );
         for ((source, result), n) in &inner.ingests {
-            sample(&mut out, "relay_inbox_ingested_total", &[("source", source), ("result", result)], *n as f64);
+            sample(
+                &mut out,
+                "relay_inbox_ingested_total",
+                &[("source", source), ("result", result)],
+                *n as f64,
+            );
         }
-        family(&mut out, "relay_flow_runs_total", "counter", "Flow passes, by result (ok, or error when the pass stopped).");
+        family(
+            &mut out,
+            "relay_flow_runs_total",
+            "counter",
+            "Flow passes, by result (ok, or error when the pass stopped).",
+        );
         for ((flow, result), n) in &inner.runs {
-            sample(&mut out, "relay_flow_runs_total", &[("flow", flow), ("result", result)], *n as f64);
+            sample(
+                &mut out,
+                "relay_flow_runs_total",
+                &[("flow", flow), ("result", result)],
+                *n as f64,
+            );
         }
         for (name, help, map) in [
-            ("relay_flow_items_booked_total", "Items created in the target platform.", &inner.booked),
-            ("relay_flow_items_written_back_total", "Items whose result was written back to the source.", &inner.written_back),
-            ("relay_flow_items_failed_total", "Item attempts that failed.", &inner.failed),
+            (
+                "relay_flow_items_booked_total",
+                "Items created in the target platform.",
+                &inner.booked,
+            ),
+            (
+                "relay_flow_items_written_back_total",
+                "Items whose result was written back to the source.",
+                &inner.written_back,
+            ),
+            (
+                "relay_flow_items_failed_total",
+                "Item attempts that failed.",
+                &inner.failed,
+            ),
         ] {
             family(&mut out, name, "counter", help);
             for (flow, n) in map {
                 sample(&mut out, name, &[("flow", flow)], *n as f64);
             }
         }
-        family(&mut out, "relay_flow_last_run_timestamp_seconds", "gauge", "Unix time the flow's last pass finished.");
+        family(
+            &mut out,
+            "relay_flow_last_run_timestamp_seconds",
+            "gauge",
+            "Unix time the flow's last pass finished.",
+        );
         for (flow, last) in &inner.last_run {
-            sample(&mut out, "relay_flow_last_run_timestamp_seconds", &[("flow", flow)], last.finished_unix);
+            sample(
+                &mut out,
+                "relay_flow_last_run_timestamp_seconds",
+                &[("flow", flow)],
+                last.finished_unix,
+            );
         }
-        family(&mut out, "relay_flow_last_run_ok", "gauge", "1 when the flow's last pass completed, 0 when it stopped.");
+        family(
+            &mut out,
+            "relay_flow_last_run_ok",
+            "gauge",
+            "1 when the flow's last pass completed, 0 when it stopped.",
+        );
         for (flow, last) in &inner.last_run {
-            sample(&mut out, "relay_flow_last_run_ok", &[("flow", flow)], if last.ok { 1.0 } else { 0.0 });
+            sample(
+                &mut out,
+                "relay_flow_last_run_ok",
+                &[("flow", flow)],
+                if last.ok { 1.0 } else { 0.0 },
+            );
         }
         if let Some(webhooks) = &inner.webhooks {
-            family(&mut out, "relay_brightpearl_webhook_registration", "gauge", "1 for the state of the Brightpearl webhook registration at start (pending, skipped, finished).");
+            family(
+                &mut out,
+                "relay_brightpearl_webhook_registration",
+                "gauge",
+                "1 for the state of the Brightpearl webhook registration at start (pending, skipped, finished).",
+            );
             for state in ["pending", "skipped", "finished"] {
-                sample(&mut out, "relay_brightpearl_webhook_registration", &[("state", state)], if webhooks.state() == state { 1.0 } else { 0.0 });
+                sample(
+                    &mut out,
+                    "relay_brightpearl_webhook_registration",
+                    &[("state", state)],
+                    if webhooks.state() == state { 1.0 } else { 0.0 },
+                );
             }
             family(
                 &mut out,
@@ -163,7 +247,12 @@ impl Metrics {
                 for report in subscriptions {
                     for outcome in SubscriptionOutcome::ALL {
                         let value = if report.outcome == outcome { 1.0 } else { 0.0 };
-                        sample(&mut out, "relay_brightpearl_webhook_subscriptions", &[("event", &report.event), ("outcome", outcome.as_str())], value);
+                        sample(
+                            &mut out,
+                            "relay_brightpearl_webhook_subscriptions",
+                            &[("event", &report.event), ("outcome", outcome.as_str())],
+                            value,
+                        );
                     }
                 }
             }
@@ -174,30 +263,60 @@ impl Metrics {
         let counts = store.counts();
         let dead = store.dead_letters().map(|d| d.len());
         let up = pending.is_ok() && counts.is_ok() && dead.is_ok();
-        family(&mut out, "relay_store_up", "gauge", "1 when the state store answered this scrape.");
+        family(
+            &mut out,
+            "relay_store_up",
+            "gauge",
+            "1 when the state store answered this scrape.",
+        );
         sample(&mut out, "relay_store_up", &[], if up { 1.0 } else { 0.0 });
         if let Ok(pending) = pending {
-            family(&mut out, "relay_inbox_pending", "gauge", "Inbox items not processed yet.");
+            family(
+                &mut out,
+                "relay_inbox_pending",
+                "gauge",
+                "Inbox items not processed yet.",
+            );
             sample(&mut out, "relay_inbox_pending", &[], pending as f64);
         }
         if let Ok(counts) = counts {
-            family(&mut out, "relay_entities", "gauge", "Entity records per flow and status.");
+            family(
+                &mut out,
+                "relay_entities",
+                "gauge",
+                "Entity records per flow and status.",
+            );
             let mut seen: Vec<(String, &str)> = Vec::new();
             for (flow, status, n) in &counts {
-                sample(&mut out, "relay_entities", &[("flow", flow), ("status", status.as_str())], *n as f64);
+                sample(
+                    &mut out,
+                    "relay_entities",
+                    &[("flow", flow), ("status", status.as_str())],
+                    *n as f64,
+                );
                 seen.push((flow.clone(), status.as_str()));
             }
             // Known flows show zeros, so dashboards have a series from the start.
             for flow in flows {
                 for status in ["pending", "done", "failed", "skipped"] {
                     if !seen.iter().any(|(f, s)| f == flow && *s == status) {
-                        sample(&mut out, "relay_entities", &[("flow", flow), ("status", status)], 0.0);
+                        sample(
+                            &mut out,
+                            "relay_entities",
+                            &[("flow", flow), ("status", status)],
+                            0.0,
+                        );
                     }
                 }
             }
         }
         if let Ok(dead) = dead {
-            family(&mut out, "relay_dead_letters", "gauge", "Dead letters waiting for `relay replay`.");
+            family(
+                &mut out,
+                "relay_dead_letters",
+                "gauge",
+                "Dead letters waiting for `relay replay`.",
+            );
             sample(&mut out, "relay_dead_letters", &[], dead as f64);
         }
         out
@@ -225,11 +344,18 @@ fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
 }
 
 fn escape_label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn format_value(value: f64) -> String {
-    if value.fract() == 0.0 && value.abs() < 1e15 { format!("{}", value as i64) } else { format!("{value}") }
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    }
 }
 
 #[cfg(test)]
@@ -242,12 +368,33 @@ mod tests {
         let metrics = Metrics::default();
         metrics.record_request("norce-order", 200);
         metrics.record_request("norce-order", 200);
-        metrics.record_run("shi\"p", Ok(&FlowReport { booked: 3, failed: 1, ..FlowReport::default() }));
+        metrics.record_run(
+            "shi\"p",
+            Ok(&FlowReport {
+                booked: 3,
+                failed: 1,
+                ..FlowReport::default()
+            }),
+        );
         let store = SqliteStore::in_memory().unwrap();
         let text = metrics.render(&store, &["shipping"]);
-        assert!(text.contains("relay_receiver_requests_total{receiver=\"norce-order\",status=\"200\"} 2\n"), "{text}");
-        assert!(text.contains("relay_flow_items_booked_total{flow=\"shi\\\"p\"} 3\n"), "{text}");
-        assert!(text.contains("relay_entities{flow=\"shipping\",status=\"pending\"} 0\n"), "{text}");
-        assert!(text.contains("# TYPE relay_inbox_pending gauge\nrelay_inbox_pending 0\n"), "{text}");
+        assert!(
+            text.contains(
+                "relay_receiver_requests_total{receiver=\"norce-order\",status=\"200\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("relay_flow_items_booked_total{flow=\"shi\\\"p\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("relay_entities{flow=\"shipping\",status=\"pending\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE relay_inbox_pending gauge\nrelay_inbox_pending 0\n"),
+            "{text}"
+        );
     }
 }

@@ -24,7 +24,10 @@ pub(super) fn router(shared: AppState) -> Router {
     Router::new()
         .route("/norce/order-receiver", post(norce_order))
         .route("/norce/events/{event_type}", post(norce_event))
-        .route("/brightpearl/webhooks", post(brightpearl_webhook).put(brightpearl_webhook))
+        .route(
+            "/brightpearl/webhooks",
+            post(brightpearl_webhook).put(brightpearl_webhook),
+        )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(shared)
@@ -38,7 +41,10 @@ struct Refusal {
 
 impl Refusal {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self {
+            status,
+            message: message.into(),
+        }
     }
 }
 
@@ -46,16 +52,27 @@ impl Refusal {
 async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Refusal> {
     let limit = shared.config.body_limit_bytes;
     let too_large = || {
-        Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {limit} bytes (`serve.body_limit_bytes`)"))
+        Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {limit} bytes (`serve.body_limit_bytes`)"),
+        )
     };
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
     let mut stream = body.into_data_stream();
     let mut bytes = Vec::with_capacity(declared.map_or(0, |n| n as usize).min(limit));
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )
+        })?;
         if bytes.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -68,12 +85,19 @@ async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<V
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Refusal> {
     serde_json::from_slice(bytes).map_err(|e| {
         let path = json_path_at(bytes, e.line(), e.column());
-        let at = if path.is_empty() { String::new() } else { format!(" at `{path}`") };
+        let at = if path.is_empty() {
+            String::new()
+        } else {
+            format!(" at `{path}`")
+        };
         let kind = match e.classify() {
             serde_json::error::Category::Data => "is not a valid",
             _ => "is not JSON for",
         };
-        Refusal::new(StatusCode::BAD_REQUEST, format!("the body {kind} {what}{at}: {e}"))
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body {kind} {what}{at}: {e}"),
+        )
     })
 }
 
@@ -81,8 +105,13 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Resul
 /// found by scanning the text up to there.
 pub(crate) fn json_path_at(text: &[u8], line: usize, column: usize) -> String {
     enum Frame {
-        Object { key: Option<String>, expecting_key: bool },
-        Array { index: usize },
+        Object {
+            key: Option<String>,
+            expecting_key: bool,
+        },
+        Array {
+            index: usize,
+        },
     }
     // Byte offset of line/column.
     let mut offset = 0;
@@ -119,7 +148,10 @@ pub(crate) fn json_path_at(text: &[u8], line: usize, column: usize) -> String {
                     *expecting_key = false;
                 }
             }
-            b'{' => stack.push(Frame::Object { key: None, expecting_key: true }),
+            b'{' => stack.push(Frame::Object {
+                key: None,
+                expecting_key: true,
+            }),
             b'[' => stack.push(Frame::Array { index: 0 }),
             b'}' | b']' => {
                 stack.pop();
@@ -158,7 +190,9 @@ fn commit(shared: &Shared, source: &str, key: &str, body: &str) -> Result<InboxP
         Ok(put) => {
             match put {
                 InboxPut::Inserted(id) => tracing::info!(id, "stored in the inbox"),
-                InboxPut::Duplicate(id) => tracing::info!(id, "duplicate of an unprocessed inbox item"),
+                InboxPut::Duplicate(id) => {
+                    tracing::info!(id, "duplicate of an unprocessed inbox item")
+                }
             }
             shared.accepted.send_modify(|n| *n += 1);
             shared.inbox_wake.notify_one();
@@ -166,26 +200,43 @@ fn commit(shared: &Shared, source: &str, key: &str, body: &str) -> Result<InboxP
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot store the received item; answering 503 so the sender retries");
-            Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "cannot store the item right now; retry later"))
+            Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot store the item right now; retry later",
+            ))
         }
     }
 }
 
 fn disabled(variable: &str) -> Refusal {
-    Refusal::new(StatusCode::SERVICE_UNAVAILABLE, format!("this receiver is disabled: set `{variable}` on the relay host"))
+    Refusal::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("this receiver is disabled: set `{variable}` on the relay host"),
+    )
 }
 
 // ---- Norce order receiver ---------------------------------------------------------------------
 
 /// Checks HTTP Basic credentials in constant time (both parts always compared).
 fn basic_auth_ok(headers: &HeaderMap, user: &str, password: &Secret) -> bool {
-    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
-    let Some((scheme, encoded)) = value.trim().split_once(' ') else { return false };
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some((scheme, encoded)) = value.trim().split_once(' ') else {
+        return false;
+    };
     if !scheme.eq_ignore_ascii_case("basic") {
         return false;
     }
-    let Some(decoded) = base64_decode(encoded.trim()) else { return false };
-    let Some(colon) = decoded.iter().position(|b| *b == b':') else { return false };
+    let Some(decoded) = base64_decode(encoded.trim()) else {
+        return false;
+    };
+    let Some(colon) = decoded.iter().position(|b| *b == b':') else {
+        return false;
+    };
     let user_ok = super::constant_time_eq(&decoded[..colon], user.as_bytes());
     let password_ok = password.matches(&decoded[colon + 1..]);
     user_ok & password_ok
@@ -224,7 +275,11 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 
 fn order_response(status: StatusCode, ok: bool, description: String) -> Response {
     let body = OrderResponse {
-        status_code: if ok { OrderResponseStatusCode::Ok } else { OrderResponseStatusCode::Failed },
+        status_code: if ok {
+            OrderResponseStatusCode::Ok
+        } else {
+            OrderResponseStatusCode::Failed
+        },
         description: Some(description),
         erp_order_no: None,
         has_erp_order_no: Some(false),
@@ -233,19 +288,29 @@ fn order_response(status: StatusCode, ok: bool, description: String) -> Response
 }
 
 async fn norce_order(State(shared): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let span = tracing::info_span!("receiver", receiver = "norce-order", client_order_ref = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "receiver",
+        receiver = "norce-order",
+        client_order_ref = tracing::field::Empty
+    );
     let result = async {
         let Some(password) = &shared.secrets.order_receiver_password else {
             return Err(disabled(&shared.config.order_receiver_password_env));
         };
         if !basic_auth_ok(&headers, &shared.config.order_receiver_user, password) {
-            return Err(Refusal::new(StatusCode::UNAUTHORIZED, "missing or wrong Basic credentials"));
+            return Err(Refusal::new(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong Basic credentials",
+            ));
         }
         let bytes = read_body(&shared, &headers, body).await?;
         let order: OrderRequest = parse_json(&bytes, "OrderRequest")?;
         let key = order.client_order_ref.trim();
         if key.is_empty() {
-            return Err(Refusal::new(StatusCode::BAD_REQUEST, "the body is not a valid OrderRequest at `ClientOrderRef`: it is empty"));
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "the body is not a valid OrderRequest at `ClientOrderRef`: it is empty",
+            ));
         }
         tracing::Span::current().record("client_order_ref", key);
         let text = String::from_utf8_lossy(&bytes);
@@ -255,17 +320,26 @@ async fn norce_order(State(shared): State<AppState>, headers: HeaderMap, body: B
     .instrument(span)
     .await;
     let response = match result {
-        Ok((key, InboxPut::Inserted(_))) => order_response(StatusCode::OK, true, format!("order {key} queued")),
-        Ok((key, InboxPut::Duplicate(_))) => order_response(StatusCode::OK, true, format!("order {key} already queued")),
+        Ok((key, InboxPut::Inserted(_))) => {
+            order_response(StatusCode::OK, true, format!("order {key} queued"))
+        }
+        Ok((key, InboxPut::Duplicate(_))) => {
+            order_response(StatusCode::OK, true, format!("order {key} already queued"))
+        }
         Err(refusal) => {
             let mut response = order_response(refusal.status, false, refusal.message);
             if refusal.status == StatusCode::UNAUTHORIZED {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"relay\""));
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"relay\""),
+                );
             }
             response
         }
     };
-    shared.metrics.record_request("norce-order", response.status().as_u16());
+    shared
+        .metrics
+        .record_request("norce-order", response.status().as_u16());
     response
 }
 
@@ -281,7 +355,9 @@ fn message(status: StatusCode, text: String) -> Response {
 }
 
 fn header_secret_ok(headers: &HeaderMap, name: &str, secret: &Secret) -> bool {
-    headers.get(name).is_some_and(|v| secret.matches(v.as_bytes()))
+    headers
+        .get(name)
+        .is_some_and(|v| secret.matches(v.as_bytes()))
 }
 
 /// FNV-1a 64 of the body: the dedupe key of payloads without an id.
@@ -294,7 +370,12 @@ fn body_hash(bytes: &[u8]) -> String {
     format!("h{hash:016x}")
 }
 
-async fn norce_event(State(shared): State<AppState>, Path(event_type): Path<String>, headers: HeaderMap, body: Body) -> Response {
+async fn norce_event(
+    State(shared): State<AppState>,
+    Path(event_type): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let span = tracing::info_span!("receiver", receiver = "norce-event", event_type = %event_type);
     let result = async {
         let Some(secret) = &shared.secrets.norce_webhook_secret else {
@@ -326,7 +407,9 @@ async fn norce_event(State(shared): State<AppState>, Path(event_type): Path<Stri
         Ok(_) => StatusCode::OK.into_response(),
         Err(refusal) => message(refusal.status, refusal.message),
     };
-    shared.metrics.record_request("norce-event", response.status().as_u16());
+    shared
+        .metrics
+        .record_request("norce-event", response.status().as_u16());
     response
 }
 
@@ -338,7 +421,11 @@ async fn brightpearl_webhook(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let span = tracing::info_span!("receiver", receiver = "brightpearl-webhook", event = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "receiver",
+        receiver = "brightpearl-webhook",
+        event = tracing::field::Empty
+    );
     let result = async {
         let Some(secret) = &shared.secrets.brightpearl_webhook_secret else {
             return Err(disabled(&shared.config.brightpearl_webhook_secret_env));
@@ -372,7 +459,9 @@ async fn brightpearl_webhook(
         Ok(_) => StatusCode::OK.into_response(),
         Err(refusal) => message(refusal.status, refusal.message),
     };
-    shared.metrics.record_request("brightpearl-webhook", response.status().as_u16());
+    shared
+        .metrics
+        .record_request("brightpearl-webhook", response.status().as_u16());
     response
 }
 
@@ -406,22 +495,51 @@ async fn healthz(State(shared): State<AppState>) -> Response {
         .flows
         .iter()
         .map(|f| {
-            let health = FlowHealth { every_secs: f.every.map(|d| d.as_secs()), last_run: last_runs.remove(f.name) };
+            let health = FlowHealth {
+                every_secs: f.every.map(|d| d.as_secs()),
+                last_run: last_runs.remove(f.name),
+            };
             (f.name.to_owned(), health)
         })
         .collect();
-    let receivers = HashMap::from(shared.receivers().map(|(receiver, enabled, _)| (receiver, enabled)));
+    let receivers = HashMap::from(
+        shared
+            .receivers()
+            .map(|(receiver, enabled, _)| (receiver, enabled)),
+    );
     let ok = pending.is_ok();
     let brightpearl_webhooks = shared.webhooks.borrow().clone();
-    let health = Health { status: if ok { "ok" } else { "degraded" }, store, inbox_pending: pending.ok(), receivers, flows, brightpearl_webhooks };
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let health = Health {
+        status: if ok { "ok" } else { "degraded" },
+        store,
+        inbox_pending: pending.ok(),
+        receivers,
+        flows,
+        brightpearl_webhooks,
+    };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, axum::Json(health)).into_response()
 }
 
 async fn metrics(State(shared): State<AppState>) -> Response {
-    let flows: Vec<&str> = shared.flows.iter().flat_map(|f| f.entity_flows.iter().copied()).collect();
+    let flows: Vec<&str> = shared
+        .flows
+        .iter()
+        .flat_map(|f| f.entity_flows.iter().copied())
+        .collect();
     let text = shared.metrics.render(shared.store(), &flows);
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], text).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -432,7 +550,11 @@ mod tests {
     fn json_path_names_nested_fields() {
         let text = br#"{"ClientOrderRef":"1","Items":[{"LineNo":1,"PartNo":"A","Quantity":1},{"LineNo":2,"PartNo":"B","Quantity":"x"}]}"#;
         let err = serde_json::from_slice::<OrderRequest>(text).unwrap_err();
-        assert_eq!(json_path_at(text, err.line(), err.column()), "Items[1].Quantity", "{err}");
+        assert_eq!(
+            json_path_at(text, err.line(), err.column()),
+            "Items[1].Quantity",
+            "{err}"
+        );
         let text = b"{\n  \"Items\": []\n}";
         let err = serde_json::from_slice::<OrderRequest>(text).unwrap_err();
         assert!(err.to_string().contains("ClientOrderRef"), "{err}");
@@ -445,7 +567,10 @@ mod tests {
         assert_eq!(base64_decode("ZXJwOmh1bnRlcjI").unwrap(), b"erp:hunter2");
         assert!(base64_decode("not base64!").is_none());
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("basic ZXJwOmh1bnRlcjI="));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("basic ZXJwOmh1bnRlcjI="),
+        );
         assert!(basic_auth_ok(&headers, "erp", &Secret::new("hunter2")));
         assert!(!basic_auth_ok(&headers, "erp", &Secret::new("hunter3")));
         assert!(!basic_auth_ok(&headers, "erq", &Secret::new("hunter2")));

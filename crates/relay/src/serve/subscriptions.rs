@@ -27,7 +27,9 @@
 //! appears in logs, errors, `Debug` output or `/healthz`: URIs are shown with the value
 //! replaced by `REDACTED`, and platform messages are scrubbed of it.
 
-use brightpearl_client::models::integration::{Webhook, WebhookEventName, WebhookHttpMethod, WebhookRequest};
+use brightpearl_client::models::integration::{
+    Webhook, WebhookEventName, WebhookHttpMethod, WebhookRequest,
+};
 use reqwest::Url;
 use serde::Serialize;
 use tracing::Instrument as _;
@@ -76,7 +78,13 @@ pub enum SubscriptionOutcome {
 
 impl SubscriptionOutcome {
     /// Every outcome, in the order the metric lists them.
-    pub const ALL: [SubscriptionOutcome; 5] = [Self::Registered, Self::AlreadyPresent, Self::Replaced, Self::Failed, Self::Unsubscribed];
+    pub const ALL: [SubscriptionOutcome; 5] = [
+        Self::Registered,
+        Self::AlreadyPresent,
+        Self::Replaced,
+        Self::Failed,
+        Self::Unsubscribed,
+    ];
 
     /// The name in `/healthz` and the metric's `outcome` label.
     pub fn as_str(self) -> &'static str {
@@ -174,7 +182,9 @@ pub(crate) struct Target {
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Target").field("uri", &self.shown).finish_non_exhaustive()
+        f.debug_struct("Target")
+            .field("uri", &self.shown)
+            .finish_non_exhaustive()
     }
 }
 
@@ -183,7 +193,8 @@ impl Target {
     pub(crate) fn new(public_url: &str, secret: &Secret) -> Result<Self, String> {
         let base = format!("{}{RECEIVER_PATH}", public_url.trim().trim_end_matches('/'));
         let mut url = Url::parse(&base).map_err(|e| format!("`{base}` is not a URL: {e}"))?;
-        url.query_pairs_mut().append_pair(SECRET_PARAM, secret.expose());
+        url.query_pairs_mut()
+            .append_pair(SECRET_PARAM, secret.expose());
         let uri = url.to_string();
         let encoded_secret = url
             .query()
@@ -191,7 +202,13 @@ impl Target {
             .map(str::to_owned)
             .unwrap_or_default();
         let (destination, _) = split(&uri).ok_or_else(|| format!("`{base}` is not a URL"))?;
-        Ok(Self { shown: redact_uri(&uri), uri, destination, secret: secret.clone(), encoded_secret })
+        Ok(Self {
+            shown: redact_uri(&uri),
+            uri,
+            destination,
+            secret: secret.clone(),
+            encoded_secret,
+        })
     }
 
     /// The URI with the secret shown as `REDACTED`.
@@ -247,14 +264,20 @@ fn split(uri: &str) -> Option<(String, Option<String>)> {
 
 /// `uri` with the value of every `secret` parameter shown as `REDACTED`.
 pub fn redact_uri(uri: &str) -> String {
-    let Ok(mut url) = Url::parse(uri.trim()) else { return "<not a URL>".to_owned() };
+    let Ok(mut url) = Url::parse(uri.trim()) else {
+        return "<not a URL>".to_owned();
+    };
     if url.query().is_none() {
         return url.to_string();
     }
     let pairs: Vec<(String, String)> = url
         .query_pairs()
         .map(|(k, v)| {
-            let value = if k == SECRET_PARAM { REDACTED.to_owned() } else { v.into_owned() };
+            let value = if k == SECRET_PARAM {
+                REDACTED.to_owned()
+            } else {
+                v.into_owned()
+            };
             (k.into_owned(), value)
         })
         .collect();
@@ -285,19 +308,33 @@ fn agrees<T: PartialEq>(listed: Option<&T>, ours: &T) -> bool {
 
 /// Ours (our destination, whatever the secret) for events not in `events`, by event, in id
 /// order: an event taken out of the configuration.
-pub(crate) fn unconfigured(existing: &[Webhook], events: &[String], target: &Target) -> Vec<(String, Vec<i64>)> {
-    let mut by_event: std::collections::BTreeMap<String, Vec<i64>> = std::collections::BTreeMap::new();
+pub(crate) fn unconfigured(
+    existing: &[Webhook],
+    events: &[String],
+    target: &Target,
+) -> Vec<(String, Vec<i64>)> {
+    let mut by_event: std::collections::BTreeMap<String, Vec<i64>> =
+        std::collections::BTreeMap::new();
     for webhook in existing {
-        let Some(event) = webhook.subscribe_to.as_ref().map(|s| s.as_str().to_owned()) else { continue };
-        let ours = webhook.uri_template.as_deref().and_then(split).is_some_and(|(destination, _)| destination == target.destination);
+        let Some(event) = webhook.subscribe_to.as_ref().map(|s| s.as_str().to_owned()) else {
+            continue;
+        };
+        let ours = webhook
+            .uri_template
+            .as_deref()
+            .and_then(split)
+            .is_some_and(|(destination, _)| destination == target.destination);
         if ours && !events.contains(&event) {
             by_event.entry(event).or_default().push(webhook.id);
         }
     }
-    by_event.into_iter().map(|(event, mut ids)| {
-        ids.sort_unstable();
-        (event, ids)
-    }).collect()
+    by_event
+        .into_iter()
+        .map(|(event, mut ids)| {
+            ids.sort_unstable();
+            (event, ids)
+        })
+        .collect()
 }
 
 /// Ours among `existing` for `event` and what to keep and delete.
@@ -312,15 +349,28 @@ pub(crate) fn plan_event(existing: &[Webhook], event: &str, target: &Target) -> 
         .collect();
     ours.sort_by_key(|(w, _)| w.id);
     let current = |w: &Webhook, secret: &Option<String>| {
-        secret.as_deref().is_some_and(|s| target.secret.matches(s.as_bytes()))
-            && w.http_method.as_ref().is_none_or(|m| m.as_str().eq_ignore_ascii_case("POST"))
+        secret
+            .as_deref()
+            .is_some_and(|s| target.secret.matches(s.as_bytes()))
+            && w.http_method
+                .as_ref()
+                .is_none_or(|m| m.as_str().eq_ignore_ascii_case("POST"))
             && agrees(w.body_template.as_ref(), &BODY_TEMPLATE.to_owned())
-            && w.content_type.as_deref().is_none_or(|c| c.eq_ignore_ascii_case(CONTENT_TYPE))
+            && w.content_type
+                .as_deref()
+                .is_none_or(|c| c.eq_ignore_ascii_case(CONTENT_TYPE))
             && agrees(w.id_set_accepted.as_ref(), &true)
             && agrees(w.quality_of_service.as_ref(), &QUALITY_OF_SERVICE)
     };
-    let keep = ours.iter().find(|(w, secret)| current(w, secret)).map(|(w, _)| w.id);
-    let delete = ours.iter().map(|(w, _)| w.id).filter(|id| Some(*id) != keep).collect();
+    let keep = ours
+        .iter()
+        .find(|(w, secret)| current(w, secret))
+        .map(|(w, _)| w.id);
+    let delete = ours
+        .iter()
+        .map(|(w, _)| w.id)
+        .filter(|id| Some(*id) != keep)
+        .collect();
     EventPlan { keep, delete }
 }
 
@@ -346,17 +396,30 @@ pub(crate) enum Prepared {
 }
 
 /// Decides whether registration runs with this configuration, secrets and client.
-pub(crate) fn prepare(config: &ServeConfig, secrets: &ServeSecrets, client: Option<&brightpearl_client::Client>) -> Prepared {
+pub(crate) fn prepare(
+    config: &ServeConfig,
+    secrets: &ServeSecrets,
+    client: Option<&brightpearl_client::Client>,
+) -> Prepared {
     let skip = |reason: String, warn: bool| Prepared::Skip { reason, warn };
     if !config.register_brightpearl_webhooks {
-        return skip("`serve.register_brightpearl_webhooks` is false".to_owned(), false);
+        return skip(
+            "`serve.register_brightpearl_webhooks` is false".to_owned(),
+            false,
+        );
     }
     // An emptied list still runs when serve knows its address: it unsubscribes what it had.
     if config.brightpearl_webhook_events.is_empty() && config.public_url.is_none() {
-        return skip("`serve.brightpearl_webhook_events` is empty".to_owned(), false);
+        return skip(
+            "`serve.brightpearl_webhook_events` is empty".to_owned(),
+            false,
+        );
     }
     let Some(client) = client else {
-        return skip("Brightpearl is not configured (BRIGHTPEARL_* settings)".to_owned(), false);
+        return skip(
+            "Brightpearl is not configured (BRIGHTPEARL_* settings)".to_owned(),
+            false,
+        );
     };
     let Some(public_url) = config.public_url.as_deref() else {
         return skip(
@@ -366,12 +429,19 @@ pub(crate) fn prepare(config: &ServeConfig, secrets: &ServeSecrets, client: Opti
     };
     let Some(secret) = &secrets.brightpearl_webhook_secret else {
         return skip(
-            format!("`{}` is not set: the registered URI needs the Brightpearl webhook secret", config.brightpearl_webhook_secret_env),
+            format!(
+                "`{}` is not set: the registered URI needs the Brightpearl webhook secret",
+                config.brightpearl_webhook_secret_env
+            ),
             true,
         );
     };
     match Target::new(public_url, secret) {
-        Ok(target) => Prepared::Run { client: client.clone(), target, events: config.brightpearl_webhook_events.clone() },
+        Ok(target) => Prepared::Run {
+            client: client.clone(),
+            target,
+            events: config.brightpearl_webhook_events.clone(),
+        },
         Err(reason) => skip(format!("`serve.public_url`: {reason}"), true),
     }
 }
@@ -382,8 +452,13 @@ fn is_gone(error: &brightpearl_client::Error) -> bool {
 }
 
 /// Registers `events` at `target`: one report per event, in order. Never fails as a whole.
-pub(crate) async fn register(client: &brightpearl_client::Client, target: &Target, events: &[String]) -> Vec<SubscriptionReport> {
-    let span = tracing::info_span!("brightpearl_webhooks", uri = %target.shown(), events = events.len());
+pub(crate) async fn register(
+    client: &brightpearl_client::Client,
+    target: &Target,
+    events: &[String],
+) -> Vec<SubscriptionReport> {
+    let span =
+        tracing::info_span!("brightpearl_webhooks", uri = %target.shown(), events = events.len());
     async {
         let existing = match client.webhooks().await {
             Ok(existing) => existing,
@@ -435,7 +510,13 @@ pub(crate) async fn register(client: &brightpearl_client::Client, target: &Targe
     .await
 }
 
-fn failed(event: &str, target: &Target, webhook_id: Option<i64>, removed: Vec<i64>, (error, transient): (String, bool)) -> SubscriptionReport {
+fn failed(
+    event: &str,
+    target: &Target,
+    webhook_id: Option<i64>,
+    removed: Vec<i64>,
+    (error, transient): (String, bool),
+) -> SubscriptionReport {
     SubscriptionReport {
         event: event.to_owned(),
         outcome: SubscriptionOutcome::Failed,
@@ -449,7 +530,11 @@ fn failed(event: &str, target: &Target, webhook_id: Option<i64>, removed: Vec<i6
 
 /// Deletes `ids`; returns the deleted ones and the first error (a webhook already gone counts
 /// as deleted).
-async fn delete_all(client: &brightpearl_client::Client, target: &Target, ids: &[i64]) -> (Vec<i64>, Option<(String, bool)>) {
+async fn delete_all(
+    client: &brightpearl_client::Client,
+    target: &Target,
+    ids: &[i64],
+) -> (Vec<i64>, Option<(String, bool)>) {
     let mut removed = Vec::new();
     let mut first_error = None;
     for &id in ids {
@@ -461,19 +546,39 @@ async fn delete_all(client: &brightpearl_client::Client, target: &Target, ids: &
             Ok(()) => removed.push(id),
             Err(e) if is_gone(&e) => removed.push(id),
             Err(e) => {
-                first_error.get_or_insert_with(|| (format!("cannot delete webhook {id}: {}", target.scrub(&e.to_string())), e.is_transient()));
+                first_error.get_or_insert_with(|| {
+                    (
+                        format!(
+                            "cannot delete webhook {id}: {}",
+                            target.scrub(&e.to_string())
+                        ),
+                        e.is_transient(),
+                    )
+                });
             }
         }
     }
     (removed, first_error)
 }
 
-async fn apply(client: &brightpearl_client::Client, target: &Target, event: &str, plan: EventPlan) -> SubscriptionReport {
+async fn apply(
+    client: &brightpearl_client::Client,
+    target: &Target,
+    event: &str,
+    plan: EventPlan,
+) -> SubscriptionReport {
     let replaces = plan.replaces();
     let (webhook_id, outcome) = match plan.keep {
         Some(id) => (id, SubscriptionOutcome::AlreadyPresent),
         None => match client.create_webhook(&target.request(event)).await {
-            Ok(id) => (id, if replaces { SubscriptionOutcome::Replaced } else { SubscriptionOutcome::Registered }),
+            Ok(id) => (
+                id,
+                if replaces {
+                    SubscriptionOutcome::Replaced
+                } else {
+                    SubscriptionOutcome::Registered
+                },
+            ),
             Err(e) => {
                 let error = target.scrub(&e.to_string());
                 tracing::warn!(event, error = %error, transient = e.is_transient(), "Brightpearl refused the webhook subscription; this event arrives only through polling");
@@ -496,9 +601,19 @@ async fn apply(client: &brightpearl_client::Client, target: &Target, event: &str
         SubscriptionOutcome::Replaced => {
             tracing::info!(event, webhook_id, uri = %target.shown(), removed = ?removed, "Brightpearl webhook subscription replaced (rotated secret or older settings)")
         }
-        _ => tracing::info!(event, webhook_id, uri = %target.shown(), "Brightpearl webhook subscription registered"),
+        _ => {
+            tracing::info!(event, webhook_id, uri = %target.shown(), "Brightpearl webhook subscription registered")
+        }
     }
-    SubscriptionReport { event: event.to_owned(), outcome, webhook_id: Some(webhook_id), uri: target.shown().to_owned(), removed, error: None, transient: false }
+    SubscriptionReport {
+        event: event.to_owned(),
+        outcome,
+        webhook_id: Some(webhook_id),
+        uri: target.shown().to_owned(),
+        removed,
+        error: None,
+        transient: false,
+    }
 }
 
 /// Runs `attempt` until no event failed transiently: after such a failure it waits `first`,
@@ -516,12 +631,17 @@ pub(crate) async fn register_until_settled<Fut>(
     let mut wait = first;
     loop {
         let reports = attempt().await;
-        let retry = reports.iter().any(|r| r.outcome == SubscriptionOutcome::Failed && r.transient);
+        let retry = reports
+            .iter()
+            .any(|r| r.outcome == SubscriptionOutcome::Failed && r.transient);
         publish(reports);
         if !retry || first.is_zero() {
             return;
         }
-        tracing::info!(in_secs = wait.as_secs(), "Brightpearl webhook registration will be tried again (a transient failure)");
+        tracing::info!(
+            in_secs = wait.as_secs(),
+            "Brightpearl webhook registration will be tried again (a transient failure)"
+        );
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(max);
     }
@@ -529,7 +649,11 @@ pub(crate) async fn register_until_settled<Fut>(
 
 /// After creating: reads the list again and removes duplicates of ours (a second process that
 /// registered at the same moment, or a create whose answer was lost and was sent again).
-async fn remove_concurrent_duplicates(client: &brightpearl_client::Client, target: &Target, reports: &mut [SubscriptionReport]) {
+async fn remove_concurrent_duplicates(
+    client: &brightpearl_client::Client,
+    target: &Target,
+    reports: &mut [SubscriptionReport],
+) {
     let existing = match client.webhooks().await {
         Ok(existing) => existing,
         Err(e) => {
@@ -537,7 +661,10 @@ async fn remove_concurrent_duplicates(client: &brightpearl_client::Client, targe
             return;
         }
     };
-    for report in reports.iter_mut().filter(|r| r.outcome != SubscriptionOutcome::Failed) {
+    for report in reports
+        .iter_mut()
+        .filter(|r| r.outcome != SubscriptionOutcome::Failed)
+    {
         let plan = plan_event(&existing, &report.event, target);
         let Some(keep) = plan.keep else { continue };
         if plan.delete.is_empty() && report.webhook_id == Some(keep) {
@@ -574,7 +701,10 @@ mod tests {
 
     /// Attempts made (at which virtual second) until the registration settles, when attempt `n`
     /// (0-based) returns `outcomes(n)`.
-    async fn attempts_until_settled(first: u64, outcomes: impl Fn(usize) -> (SubscriptionOutcome, bool)) -> (Vec<u64>, usize) {
+    async fn attempts_until_settled(
+        first: u64,
+        outcomes: impl Fn(usize) -> (SubscriptionOutcome, bool),
+    ) -> (Vec<u64>, usize) {
         let start = tokio::time::Instant::now();
         let at = std::cell::RefCell::new(Vec::new());
         let published = std::cell::Cell::new(0);
@@ -583,7 +713,12 @@ mod tests {
                 let n = at.borrow().len();
                 at.borrow_mut().push(start.elapsed().as_secs());
                 let (outcome, transient) = outcomes(n);
-                async move { vec![report(SubscriptionOutcome::AlreadyPresent, false), report(outcome, transient)] }
+                async move {
+                    vec![
+                        report(SubscriptionOutcome::AlreadyPresent, false),
+                        report(outcome, transient),
+                    ]
+                }
             },
             |_| published.set(published.get() + 1),
             std::time::Duration::from_secs(first),
@@ -595,14 +730,31 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn transient_failures_are_tried_again_with_a_doubling_wait() {
-        let failing_until = |k: usize| move |n: usize| if n < k { (SubscriptionOutcome::Failed, true) } else { (SubscriptionOutcome::Registered, false) };
-        assert_eq!(attempts_until_settled(60, failing_until(3)).await, (vec![0, 60, 180, 420], 4));
+        let failing_until = |k: usize| {
+            move |n: usize| {
+                if n < k {
+                    (SubscriptionOutcome::Failed, true)
+                } else {
+                    (SubscriptionOutcome::Registered, false)
+                }
+            }
+        };
+        assert_eq!(
+            attempts_until_settled(60, failing_until(3)).await,
+            (vec![0, 60, 180, 420], 4)
+        );
         // The wait stops doubling at the maximum.
         let (at, _) = attempts_until_settled(1000, failing_until(4)).await;
         assert_eq!(at, vec![0, 1000, 3000, 6600, 10200]);
         // A refusal is final; so is any failure when retrying is off.
-        assert_eq!(attempts_until_settled(60, |_| (SubscriptionOutcome::Failed, false)).await, (vec![0], 1));
-        assert_eq!(attempts_until_settled(0, |_| (SubscriptionOutcome::Failed, true)).await, (vec![0], 1));
+        assert_eq!(
+            attempts_until_settled(60, |_| (SubscriptionOutcome::Failed, false)).await,
+            (vec![0], 1)
+        );
+        assert_eq!(
+            attempts_until_settled(0, |_| (SubscriptionOutcome::Failed, true)).await,
+            (vec![0], 1)
+        );
     }
 
     fn hook(id: i64, event: &str, uri: &str) -> Webhook {
@@ -622,14 +774,33 @@ mod tests {
 
     #[test]
     fn the_uri_carries_the_secret_and_shows_it_redacted() {
-        let target = Target::new("https://relay.example.com/base/", &Secret::new("s3 cr&t")).unwrap();
-        assert_eq!(target.uri, "https://relay.example.com/base/brightpearl/webhooks?secret=s3+cr%26t");
-        assert_eq!(target.shown(), "https://relay.example.com/base/brightpearl/webhooks?secret=REDACTED");
-        assert_eq!(target.destination, "https://relay.example.com/base/brightpearl/webhooks");
+        let target =
+            Target::new("https://relay.example.com/base/", &Secret::new("s3 cr&t")).unwrap();
+        assert_eq!(
+            target.uri,
+            "https://relay.example.com/base/brightpearl/webhooks?secret=s3+cr%26t"
+        );
+        assert_eq!(
+            target.shown(),
+            "https://relay.example.com/base/brightpearl/webhooks?secret=REDACTED"
+        );
+        assert_eq!(
+            target.destination,
+            "https://relay.example.com/base/brightpearl/webhooks"
+        );
         let debug = format!("{target:?}");
-        assert!(!debug.contains("s3") && debug.contains("REDACTED"), "{debug}");
-        assert_eq!(target.scrub("bad uri …?secret=s3+cr%26t and s3 cr&t"), "bad uri …?secret=REDACTED and REDACTED");
-        assert_eq!(redact_uri("http://x/y?a=1&secret=zz"), "http://x/y?a=1&secret=REDACTED");
+        assert!(
+            !debug.contains("s3") && debug.contains("REDACTED"),
+            "{debug}"
+        );
+        assert_eq!(
+            target.scrub("bad uri …?secret=s3+cr%26t and s3 cr&t"),
+            "bad uri …?secret=REDACTED and REDACTED"
+        );
+        assert_eq!(
+            redact_uri("http://x/y?a=1&secret=zz"),
+            "http://x/y?a=1&secret=REDACTED"
+        );
         assert_eq!(redact_uri("${nope}"), "<not a URL>");
     }
 
@@ -642,37 +813,87 @@ mod tests {
             hook(1, EVENT, "https://other.example.com/hook?secret=new"),
             hook(2, "goods-out-note.modified.shipped", ours_current),
             hook(3, EVENT, ours_stale),
-            Webhook { uri_template: Some("${account-code}".into()), ..hook(4, EVENT, "") },
+            Webhook {
+                uri_template: Some("${account-code}".into()),
+                ..hook(4, EVENT, "")
+            },
         ];
         // Only a stale one of ours: replace it.
         let plan = plan_event(&existing, EVENT, &target);
-        assert_eq!(plan, EventPlan { keep: None, delete: vec![3] });
+        assert_eq!(
+            plan,
+            EventPlan {
+                keep: None,
+                delete: vec![3]
+            }
+        );
         assert!(plan.replaces());
         // Ours with the current secret, plus a duplicate and a stale one: keep the lowest.
         let mut more = existing.clone();
         more.push(hook(7, EVENT, ours_current));
         more.push(hook(5, EVENT, ours_current));
-        assert_eq!(plan_event(&more, EVENT, &target), EventPlan { keep: Some(5), delete: vec![3, 7] });
+        assert_eq!(
+            plan_event(&more, EVENT, &target),
+            EventPlan {
+                keep: Some(5),
+                delete: vec![3, 7]
+            }
+        );
         // Nothing of ours: create, delete nothing.
         let plan = plan_event(&existing, "product.modified", &target);
-        assert_eq!(plan, EventPlan { keep: None, delete: vec![] });
+        assert_eq!(
+            plan,
+            EventPlan {
+                keep: None,
+                delete: vec![]
+            }
+        );
         assert!(!plan.replaces());
         // Ours with the current secret but older settings is stale too.
-        let old = Webhook { quality_of_service: Some(0), ..hook(9, EVENT, ours_current) };
-        assert_eq!(plan_event(&[old], EVENT, &target), EventPlan { keep: None, delete: vec![9] });
+        let old = Webhook {
+            quality_of_service: Some(0),
+            ..hook(9, EVENT, ours_current)
+        };
+        assert_eq!(
+            plan_event(&[old], EVENT, &target),
+            EventPlan {
+                keep: None,
+                delete: vec![9]
+            }
+        );
         // Fields the listing leaves out are taken as ours.
-        let sparse = Webhook { body_template: None, content_type: None, id_set_accepted: None, quality_of_service: None, http_method: None, ..hook(11, EVENT, ours_current) };
-        assert_eq!(plan_event(&[sparse], EVENT, &target), EventPlan { keep: Some(11), delete: vec![] });
+        let sparse = Webhook {
+            body_template: None,
+            content_type: None,
+            id_set_accepted: None,
+            quality_of_service: None,
+            http_method: None,
+            ..hook(11, EVENT, ours_current)
+        };
+        assert_eq!(
+            plan_event(&[sparse], EVENT, &target),
+            EventPlan {
+                keep: Some(11),
+                delete: vec![]
+            }
+        );
     }
 
     #[test]
     fn registration_is_skipped_naming_what_to_set() {
-        let secrets = ServeSecrets { brightpearl_webhook_secret: Some(Secret::new("s")), ..ServeSecrets::default() };
-        let reason = |config: &ServeConfig, secrets: &ServeSecrets| match prepare(config, secrets, None) {
-            Prepared::Skip { reason, .. } => reason,
-            Prepared::Run { .. } => panic!("runs"),
+        let secrets = ServeSecrets {
+            brightpearl_webhook_secret: Some(Secret::new("s")),
+            ..ServeSecrets::default()
         };
-        let off = ServeConfig { register_brightpearl_webhooks: false, ..ServeConfig::default() };
+        let reason =
+            |config: &ServeConfig, secrets: &ServeSecrets| match prepare(config, secrets, None) {
+                Prepared::Skip { reason, .. } => reason,
+                Prepared::Run { .. } => panic!("runs"),
+            };
+        let off = ServeConfig {
+            register_brightpearl_webhooks: false,
+            ..ServeConfig::default()
+        };
         assert!(reason(&off, &secrets).contains("serve.register_brightpearl_webhooks"));
         assert!(reason(&ServeConfig::default(), &secrets).contains("BRIGHTPEARL_"));
     }
@@ -687,10 +908,18 @@ mod tests {
             .replace("${full-event}", EVENT)
             .replace("${raised-on}", "2026-03-02T08:00:00.000+00:00")
             .replace("${brightpearl-version}", "7.0.0");
-        let event: brightpearl_client::models::integration::WebhookEvent = serde_json::from_str(&body).unwrap();
+        let event: brightpearl_client::models::integration::WebhookEvent =
+            serde_json::from_str(&body).unwrap();
         assert_eq!(event.id, "1001-1003,1009");
-        assert_eq!(event.full_event, Some(WebhookEventName::ProductModifiedOnHandModified));
+        assert_eq!(
+            event.full_event,
+            Some(WebhookEventName::ProductModifiedOnHandModified)
+        );
         assert_eq!(event.account_code.as_deref(), Some("acme"));
-        assert!(event.raised_on.is_some() && event.brightpearl_version.is_some() && event.lifecycle_event.is_some());
+        assert!(
+            event.raised_on.is_some()
+                && event.brightpearl_version.is_some()
+                && event.lifecycle_event.is_some()
+        );
     }
 }

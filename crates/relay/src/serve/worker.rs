@@ -13,8 +13,8 @@ use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use super::{ServeConfig, Shared, every};
-pub use crate::flows::{FlowFuture, RunFn};
 use crate::flows::{FlowContext, FlowError, FlowReport, Ingested};
+pub use crate::flows::{FlowFuture, RunFn};
 use crate::state::InboxItem;
 
 /// An ingest in progress.
@@ -42,7 +42,11 @@ pub struct FlowEntry {
 
 impl std::fmt::Debug for FlowEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FlowEntry").field("name", &self.name).field("entity_flows", &self.entity_flows).field("every", &self.every).finish_non_exhaustive()
+        f.debug_struct("FlowEntry")
+            .field("name", &self.name)
+            .field("entity_flows", &self.entity_flows)
+            .field("every", &self.every)
+            .finish_non_exhaustive()
     }
 }
 
@@ -96,15 +100,25 @@ async fn orders_and_fulfilment(ctx: &FlowContext) -> Result<FlowReport, FlowErro
 
 /// Spawns the inbox processor and one scheduler task per runnable flow.
 pub(super) fn spawn(shared: Arc<Shared>, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-    let triggers: Arc<Vec<(&'static str, Arc<Notify>)>> =
-        Arc::new(shared.flows.iter().map(|f| (f.name, Arc::new(Notify::new()))).collect());
-    let mut tasks = vec![tokio::spawn(inbox_processor(shared.clone(), triggers.clone(), shutdown.clone()))];
+    let triggers: Arc<Vec<(&'static str, Arc<Notify>)>> = Arc::new(
+        shared
+            .flows
+            .iter()
+            .map(|f| (f.name, Arc::new(Notify::new())))
+            .collect(),
+    );
+    let mut tasks = vec![tokio::spawn(inbox_processor(
+        shared.clone(),
+        triggers.clone(),
+        shutdown.clone(),
+    ))];
     for (entry, (_, trigger)) in shared.flows.iter().zip(triggers.iter()) {
         // A thread with its own single-threaded runtime per flow: a pass need not be `Send`
         // (the flows borrow their clients across `buffer_unordered`), and one flow's pass
         // never delays the receivers.
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        let (shared, entry, trigger, shutdown) = (shared.clone(), *entry, trigger.clone(), shutdown.clone());
+        let (shared, entry, trigger, shutdown) =
+            (shared.clone(), *entry, trigger.clone(), shutdown.clone());
         let spawned = std::thread::Builder::new().name(format!("relay-flow-{}", entry.name)).spawn(move || {
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(runtime) => runtime.block_on(scheduler(shared, entry, trigger, shutdown)),
@@ -116,7 +130,9 @@ pub(super) fn spawn(shared: Arc<Shared>, shutdown: watch::Receiver<bool>) -> Vec
             Ok(_) => tasks.push(tokio::spawn(async move {
                 let _ = done_rx.await;
             })),
-            Err(e) => tracing::error!(flow = entry.name, error = %e, "cannot start the flow's thread: not scheduled"),
+            Err(e) => {
+                tracing::error!(flow = entry.name, error = %e, "cannot start the flow's thread: not scheduled")
+            }
         }
     }
     tasks
@@ -138,7 +154,11 @@ async fn tick(interval: Option<&mut tokio::time::Interval>) {
 
 /// Drains the inbox whenever a receiver commits an item, on every sweep, and once at start (a
 /// backlog left by a previous process).
-async fn inbox_processor(shared: Arc<Shared>, triggers: Arc<Vec<(&'static str, Arc<Notify>)>>, mut shutdown: watch::Receiver<bool>) {
+async fn inbox_processor(
+    shared: Arc<Shared>,
+    triggers: Arc<Vec<(&'static str, Arc<Notify>)>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut sweep = every(shared.config.inbox_sweep_secs).map(|period| {
         let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -167,7 +187,11 @@ async fn drain(shared: &Shared, triggers: &[(&'static str, Arc<Notify>)]) {
                 return;
             }
         };
-        let fresh: Vec<InboxItem> = items.iter().filter(|i| !skip.contains(&i.id)).cloned().collect();
+        let fresh: Vec<InboxItem> = items
+            .iter()
+            .filter(|i| !skip.contains(&i.id))
+            .cloned()
+            .collect();
         if fresh.is_empty() {
             return;
         }
@@ -185,8 +209,13 @@ async fn drain(shared: &Shared, triggers: &[(&'static str, Arc<Notify>)]) {
 
 /// Hands one item to every flow that takes its source; marks it done when all of them ingested
 /// it, and triggers a pass of those it gave work. Returns whether the item is finished.
-async fn process(shared: &Shared, triggers: &[(&'static str, Arc<Notify>)], item: &InboxItem) -> bool {
-    let span = tracing::info_span!("inbox_item", id = item.id, source = %item.source, key = %item.key);
+async fn process(
+    shared: &Shared,
+    triggers: &[(&'static str, Arc<Notify>)],
+    item: &InboxItem,
+) -> bool {
+    let span =
+        tracing::info_span!("inbox_item", id = item.id, source = %item.source, key = %item.key);
     async {
         let takers: Vec<&crate::serve::FlowEntry> = shared.flows.iter().filter(|f| (f.accepts)(&item.source)).collect();
         if takers.is_empty() {
@@ -246,7 +275,12 @@ fn mark_done(shared: &Shared, item: &InboxItem, result: &'static str) -> bool {
 
 /// Runs one flow: at start and every `entry.every`, and `run_after_ingest_ms` after an ingest
 /// triggered it (triggers during the wait or a run coalesce into one more run).
-async fn scheduler(shared: Arc<Shared>, entry: FlowEntry, trigger: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+async fn scheduler(
+    shared: Arc<Shared>,
+    entry: FlowEntry,
+    trigger: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut interval = entry.every.map(|period| {
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -276,8 +310,14 @@ async fn run_once(shared: &Shared, entry: &FlowEntry) {
         let started = Instant::now();
         match (entry.run)(&shared.ctx).await {
             Ok(mut report) => {
-                report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                tracing::info!(seen = report.seen, booked = report.booked, failed = report.failed, "flow pass finished");
+                report.duration_ms =
+                    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                tracing::info!(
+                    seen = report.seen,
+                    booked = report.booked,
+                    failed = report.failed,
+                    "flow pass finished"
+                );
                 shared.metrics.record_run(entry.name, Ok(&report));
             }
             Err(e) => {
@@ -290,4 +330,3 @@ async fn run_once(shared: &Shared, entry: &FlowEntry) {
     .instrument(span)
     .await
 }
-

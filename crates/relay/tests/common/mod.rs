@@ -23,7 +23,11 @@ pub fn context(sandbox: &Sandbox, config: RelayConfig) -> FlowContext {
 }
 
 /// A flow context for every platform of `sandbox` over `store` (to simulate restarts).
-pub fn context_with_store(sandbox: &Sandbox, config: RelayConfig, store: Arc<dyn Store>) -> FlowContext {
+pub fn context_with_store(
+    sandbox: &Sandbox,
+    config: RelayConfig,
+    store: Arc<dyn Store>,
+) -> FlowContext {
     let settings = relay::embedded::settings_for(&sandbox.credentials());
     FlowContext::from_settings(&settings, store, Arc::new(config)).expect("clients build")
 }
@@ -41,20 +45,35 @@ pub struct Answer {
 impl Answer {
     /// The body as JSON, or the text as a JSON string when it is not JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|_| serde_json::Value::String(self.body.clone()))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|_| serde_json::Value::String(self.body.clone()))
     }
 }
 
 /// One HTTP call on 127.0.0.1 (the sandbox's admin API, an OAuth redirect), JSON body if any.
 pub async fn http(method: &str, url: &str, body: Option<serde_json::Value>) -> Answer {
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
     let mut request = client.request(method, url);
     if let Some(body) = body {
         request = request.json(&body);
     }
-    let response = request.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
     let status = response.status().as_u16();
-    let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    Answer { status, location, body: response.text().await.unwrap() }
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Answer {
+        status,
+        location,
+        body: response.text().await.unwrap(),
+    }
 }

@@ -253,10 +253,7 @@ pub fn create_sales_order(ctx: &mut Ctx<'_>) -> Reply {
                     .unwrap_or_else(|| config.currency_code.clone()),
             ),
             fixed_exchange_rate: Some(currency.fixed_exchange_rate.unwrap_or(false)),
-            exchange_rate: Some(scaled(
-                currency.exchange_rate.unwrap_or(Decimal::ONE),
-                6,
-            )),
+            exchange_rate: Some(scaled(currency.exchange_rate.unwrap_or(Decimal::ONE), 6)),
         }),
         delivery: request.delivery.clone(),
         total: Some(total),

@@ -102,7 +102,11 @@ fn category_membership(store: &super::store::Store) -> BTreeMap<String, Value> {
                 .iter()
                 .flatten()
                 .flat_map(|c| c.categories.iter().flatten())
-                .filter_map(|c| c.category_code.as_deref().and_then(|code| code.parse::<i64>().ok()))
+                .filter_map(|c| {
+                    c.category_code
+                        .as_deref()
+                        .and_then(|code| code.parse::<i64>().ok())
+                })
                 .map(Value::from)
                 .collect();
             (p.id.to_string(), Value::Array(ids))

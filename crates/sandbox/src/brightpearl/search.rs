@@ -178,7 +178,11 @@ fn column_meta(col: &Col) -> SearchColumn {
         filterable: Some(true),
         report_data_type: Some(col.kind.report()),
         // Brightpearl sends `referenceData` on every column, `[]` when it has none.
-        reference_data: Some(col.reference.map(|r| vec![r.to_owned()]).unwrap_or_default()),
+        reference_data: Some(
+            col.reference
+                .map(|r| vec![r.to_owned()])
+                .unwrap_or_default(),
+        ),
         is_free_text_searchable: Some(col.kind == Kind::SearchString),
         required: Some(false),
     }

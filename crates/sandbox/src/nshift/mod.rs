@@ -7,6 +7,7 @@
 //! Every rule, its source in the reference notes and the test that covers it are listed in
 //! `crates/sandbox/README.md` (nShift section).
 
+mod address;
 mod admin;
 mod auth;
 pub mod catalog;
@@ -14,7 +15,6 @@ mod handlers;
 mod label;
 mod numbers;
 pub mod price;
-mod address;
 mod session;
 mod store;
 mod validate;

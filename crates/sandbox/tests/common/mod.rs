@@ -18,5 +18,8 @@ pub async fn start_with(mut config: SandboxConfig) -> Sandbox {
 
 /// A plain HTTP client (no retries, no pooling surprises).
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap()
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
 }

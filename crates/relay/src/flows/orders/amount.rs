@@ -46,17 +46,27 @@ impl Amount {
         if whole.is_empty() && fraction.is_empty() {
             return None;
         }
-        if !whole.chars().chain(fraction.chars()).all(|c| c.is_ascii_digit()) {
+        if !whole
+            .chars()
+            .chain(fraction.chars())
+            .all(|c| c.is_ascii_digit())
+        {
             return None;
         }
-        let whole: i128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+        let whole: i128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
         // Pad or cut the fraction to 12 digits, then round once to 6.
         let mut twelve: String = fraction.chars().take(12).collect();
         while twelve.len() < 12 {
             twelve.push('0');
         }
         let fraction12: i128 = twelve.parse().ok()?;
-        let micros = whole.checked_mul(SCALE)?.checked_add(div_round(fraction12, SCALE))?;
+        let micros = whole
+            .checked_mul(SCALE)?
+            .checked_add(div_round(fraction12, SCALE))?;
         Some(Amount(if negative { -micros } else { micros }))
     }
 
@@ -109,14 +119,16 @@ impl serde::Serialize for Amount {
 impl<'de> serde::Deserialize<'de> for Amount {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        Amount::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a decimal number")))
+        Amount::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a decimal number")))
     }
 }
 
 /// Converts an amount into a model's decimal (or any type that deserializes from a JSON
 /// string): the exact way into `DecimalNumber` fields without naming the type.
 pub(crate) fn model_decimal<T: serde::de::DeserializeOwned>(amount: Amount) -> Result<T, String> {
-    serde_json::from_value(serde_json::Value::String(amount.to_string())).map_err(|e| format!("amount {amount}: {e}"))
+    serde_json::from_value(serde_json::Value::String(amount.to_string()))
+        .map_err(|e| format!("amount {amount}: {e}"))
 }
 
 #[cfg(test)]
@@ -143,7 +155,10 @@ mod tests {
     #[test]
     fn row_totals_round_once_half_away_from_zero() {
         // 79.9920 × 3 = 239.976 → 239.98
-        assert_eq!(a("79.992").mul_round2(a("3")).unwrap().to_string(), "239.98");
+        assert_eq!(
+            a("79.992").mul_round2(a("3")).unwrap().to_string(),
+            "239.98"
+        );
         // 0.125 → 0.13, -0.125 → -0.13
         assert_eq!(a("0.125").round2().to_string(), "0.13");
         assert_eq!(a("-0.125").round2().to_string(), "-0.13");

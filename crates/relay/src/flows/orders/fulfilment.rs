@@ -8,23 +8,35 @@ use brightpearl_client::models::order::{SalesOrder, SalesOrderListResponse, Ship
 use brightpearl_client::models::warehouse::{GoodsOutNote, GoodsOutNoteMapResponse};
 use brightpearl_client::{GoodsOutNoteRow, OrderRow, SearchQuery, SearchResource, SortDirection};
 use futures::StreamExt as _;
-use serde::de::DeserializeOwned;
-use norce_client::models::connect::{ConnectOrderStatus, DeliveryAddress, DeliveryNote, DeliveryNoteItem, DeliveryNotePackage, SendOrderStatusRequest};
 use norce_client::Navigation;
+use norce_client::models::connect::{
+    ConnectOrderStatus, DeliveryAddress, DeliveryNote, DeliveryNoteItem, DeliveryNotePackage,
+    SendOrderStatusRequest,
+};
 use norce_client::models::query::QueryOrdersQuery;
+use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
 
 use super::amount::Amount;
 use super::model::NorceOrder;
-use super::{FLOW, FULFILMENT_FLOW, OrderPayload, StepError, cursor_text, dead_letter_unreadable, decimal, parse_id_set, settle};
-use crate::flows::{FlowContext, FlowError, FlowReport, Ingested, Outcome, cursor_time, elapsed_ms, for_each_pending};
+use super::{
+    FLOW, FULFILMENT_FLOW, OrderPayload, StepError, cursor_text, dead_letter_unreadable, decimal,
+    parse_id_set, settle,
+};
+use crate::flows::{
+    FlowContext, FlowError, FlowReport, Ingested, Outcome, cursor_time, elapsed_ms,
+    for_each_pending,
+};
 use crate::state::{EntityRecord, EntityUpdate, InboxItem, Status};
 
 /// The webhook event this flow acts on.
 const SHIPPED_EVENT: &str = "goods-out-note.modified.shipped";
 
 /// Turns a `goods-out-note.modified.shipped` webhook into one `fulfilment` entity per note.
-pub(super) fn ingest_webhook(ctx: &crate::flows::FlowContext, item: &InboxItem) -> Result<Ingested, FlowError> {
+pub(super) fn ingest_webhook(
+    ctx: &crate::flows::FlowContext,
+    item: &InboxItem,
+) -> Result<Ingested, FlowError> {
     let span = tracing::info_span!("flow_step", flow = FULFILMENT_FLOW, step = "ingest", source_id = %item.key);
     let _entered = span.enter();
     let event: WebhookEvent = match serde_json::from_str(&item.body) {
@@ -36,22 +48,42 @@ pub(super) fn ingest_webhook(ctx: &crate::flows::FlowContext, item: &InboxItem) 
                 "the Brightpearl webhook (inbox item {}, key `{}`) is not the expected JSON: {e}; the webhook's bodyTemplate must post at least `id` (\"${{resource-id}}\") and `fullEvent` (\"${{full-event}}\")",
                 item.id, item.key
             );
-            dead_letter_unreadable(ctx, FULFILMENT_FLOW, &format!("webhook-{}", item.key), Some(&item.body), &error)?;
+            dead_letter_unreadable(
+                ctx,
+                FULFILMENT_FLOW,
+                &format!("webhook-{}", item.key),
+                Some(&item.body),
+                &error,
+            )?;
             return Ok(Ingested::Nothing);
         }
     };
-    let event_name = event.full_event.as_ref().map(|e| e.as_str().to_owned()).unwrap_or_default();
+    let event_name = event
+        .full_event
+        .as_ref()
+        .map(|e| e.as_str().to_owned())
+        .unwrap_or_default();
     if event_name != SHIPPED_EVENT {
         tracing::debug!(event = event_name, "Brightpearl event not for fulfilment");
         return Ok(Ingested::Nothing);
     }
     let Some(ids) = parse_id_set(&event.id) else {
-        let error = format!("the `{SHIPPED_EVENT}` webhook (inbox item {}) has id `{}`, not a Brightpearl ID set such as `12` or `12-14,20`", item.id, event.id);
-        dead_letter_unreadable(ctx, FULFILMENT_FLOW, &format!("webhook-{}", item.key), Some(&item.body), &error)?;
+        let error = format!(
+            "the `{SHIPPED_EVENT}` webhook (inbox item {}) has id `{}`, not a Brightpearl ID set such as `12` or `12-14,20`",
+            item.id, event.id
+        );
+        dead_letter_unreadable(
+            ctx,
+            FULFILMENT_FLOW,
+            &format!("webhook-{}", item.key),
+            Some(&item.body),
+            &error,
+        )?;
         return Ok(Ingested::Nothing);
     };
     for id in ids {
-        ctx.store.upsert_pending(FULFILMENT_FLOW, &id.to_string(), None)?;
+        ctx.store
+            .upsert_pending(FULFILMENT_FLOW, &id.to_string(), None)?;
     }
     Ok(Ingested::Work)
 }
@@ -64,17 +96,32 @@ pub async fn run_fulfilment(ctx: &FlowContext) -> Result<FlowReport, FlowError> 
     ctx.config.orders.validate()?;
     let norce = ctx.norce()?;
     let brightpearl = ctx.brightpearl()?;
-    let mut report = FlowReport { flow: FULFILMENT_FLOW.to_owned(), ..FlowReport::default() };
+    let mut report = FlowReport {
+        flow: FULFILMENT_FLOW.to_owned(),
+        ..FlowReport::default()
+    };
     if ctx.config.orders.poll {
         let already_done = pick_up_shipped(ctx, brightpearl)
-            .instrument(tracing::info_span!("flow_step", flow = FULFILMENT_FLOW, step = "poll", source_id = "goods-out-search"))
+            .instrument(tracing::info_span!(
+                "flow_step",
+                flow = FULFILMENT_FLOW,
+                step = "poll",
+                source_id = "goods-out-search"
+            ))
             .await?;
         report.seen += already_done;
         report.done += already_done;
     }
     let concurrency = ctx.config.run.concurrency;
     let tally = |outcome| report.add(outcome);
-    for_each_pending(ctx, FULFILMENT_FLOW, concurrency, |record| Box::pin(process_and_settle(ctx, norce, brightpearl, record)), tally).await?;
+    for_each_pending(
+        ctx,
+        FULFILMENT_FLOW,
+        concurrency,
+        |record| Box::pin(process_and_settle(ctx, norce, brightpearl, record)),
+        tally,
+    )
+    .await?;
     report.duration_ms = elapsed_ms(started);
     tracing::info!(flow = FULFILMENT_FLOW, ?report, "pass finished");
     Ok(report)
@@ -93,7 +140,10 @@ async fn process_and_settle(
 /// Reads shipped goods-out notes since the cursor; those of orders relay created become
 /// `Pending` entities (the rest belong to other channels and are not recorded). Returns how many
 /// were finished before.
-async fn pick_up_shipped(ctx: &FlowContext, brightpearl: &brightpearl_client::Client) -> Result<u64, FlowError> {
+async fn pick_up_shipped(
+    ctx: &FlowContext,
+    brightpearl: &brightpearl_client::Client,
+) -> Result<u64, FlowError> {
     let since = cursor_time(ctx, FULFILMENT_FLOW)?;
     let mut query = SearchQuery::new()
         .filter("shipped", "true")
@@ -103,7 +153,9 @@ async fn pick_up_shipped(ctx: &FlowContext, brightpearl: &brightpearl_client::Cl
         // Inclusive: notes shipped at the cursor's instant are seen again; upserting is a no-op.
         query = query.period("shippedOn", Some(&cursor_text(since)), None);
     }
-    let rows: Vec<GoodsOutNoteRow> = brightpearl.search_all(SearchResource::GoodsOutNotes, query).await?;
+    let rows: Vec<GoodsOutNoteRow> = brightpearl
+        .search_all(SearchResource::GoodsOutNotes, query)
+        .await?;
     let order_ids: BTreeSet<u64> = rows.iter().filter_map(|r| r.order_id).collect();
     let ids: Vec<u64> = order_ids.into_iter().collect();
     let mut external_refs: BTreeMap<i64, String> = BTreeMap::new();
@@ -111,15 +163,27 @@ async fn pick_up_shipped(ctx: &FlowContext, brightpearl: &brightpearl_client::Cl
     // sales-order GET (see `get_json`).
     for chunk in ids.chunks(100) {
         let query = SearchQuery::new()
-            .filter("orderId", brightpearl_client::IdSet::from_ids(chunk.iter().copied()).to_string())
+            .filter(
+                "orderId",
+                brightpearl_client::IdSet::from_ids(chunk.iter().copied()).to_string(),
+            )
             .columns(["orderId", "externalRef"]);
-        let rows: Vec<OrderRow> = brightpearl.search_all(SearchResource::Orders, query).await?;
-        external_refs.extend(rows.into_iter().filter_map(|r| Some((i64::try_from(r.order_id).ok()?, r.external_ref?))));
+        let rows: Vec<OrderRow> = brightpearl
+            .search_all(SearchResource::Orders, query)
+            .await?;
+        external_refs.extend(
+            rows.into_iter()
+                .filter_map(|r| Some((i64::try_from(r.order_id).ok()?, r.external_ref?))),
+        );
     }
     let mut newest = since;
     let mut finished_before = 0;
     for row in &rows {
-        if let Some(shipped) = row.shipped_on.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
+        if let Some(shipped) = row
+            .shipped_on
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        {
             let shipped = shipped.with_timezone(&chrono::Utc);
             newest = Some(newest.map_or(shipped, |n| n.max(shipped)));
         }
@@ -134,14 +198,17 @@ async fn pick_up_shipped(ctx: &FlowContext, brightpearl: &brightpearl_client::Cl
         if !ours {
             continue;
         }
-        let record = ctx.store.upsert_pending(FULFILMENT_FLOW, &row.goods_out_note_id.to_string(), None)?;
+        let record =
+            ctx.store
+                .upsert_pending(FULFILMENT_FLOW, &row.goods_out_note_id.to_string(), None)?;
         if matches!(record.status, Status::Done | Status::Skipped) {
             finished_before += 1;
         }
     }
     // After every note is stored, so a crash never skips one.
     if let Some(newest) = newest.filter(|n| Some(*n) != since) {
-        ctx.store.set_cursor(FULFILMENT_FLOW, &cursor_text(newest))?;
+        ctx.store
+            .set_cursor(FULFILMENT_FLOW, &cursor_text(newest))?;
     }
     Ok(finished_before)
 }
@@ -151,9 +218,14 @@ async fn pick_up_shipped(ctx: &FlowContext, brightpearl: &brightpearl_client::Cl
 /// The client's ID-set GETs (`goods_out_notes`, `sales_orders`) build their chunk futures in a
 /// closure over `&IdSet`, which makes any future awaiting them not provably `Send` for every
 /// lifetime, and the runners box the passes as `Send`. One id needs no chunking anyway.
-async fn get_json<T: DeserializeOwned>(brightpearl: &brightpearl_client::Client, path: &str) -> Result<Option<T>, StepError> {
+async fn get_json<T: DeserializeOwned>(
+    brightpearl: &brightpearl_client::Client,
+    path: &str,
+) -> Result<Option<T>, StepError> {
     // `Default::default()` is GET (`http::Method`'s default; relay does not depend on `http`).
-    let response = brightpearl.send_raw(Default::default(), path, &[], None).await?;
+    let response = brightpearl
+        .send_raw(Default::default(), path, &[], None)
+        .await?;
     let status = response.status();
     if status.as_u16() == 404 {
         return Ok(None);
@@ -161,9 +233,13 @@ async fn get_json<T: DeserializeOwned>(brightpearl: &brightpearl_client::Client,
     let body = String::from_utf8_lossy(response.body());
     if !status.is_success() {
         let snippet: String = body.chars().take(300).collect();
-        return Err(StepError::transient(format!("Brightpearl GET {path}: {status}: {snippet}")));
+        return Err(StepError::transient(format!(
+            "Brightpearl GET {path}: {status}: {snippet}"
+        )));
     }
-    serde_json::from_str(&body).map(Some).map_err(|e| StepError::transient(format!("Brightpearl GET {path}: unexpected answer: {e}")))
+    serde_json::from_str(&body).map(Some).map_err(|e| {
+        StepError::transient(format!("Brightpearl GET {path}: unexpected answer: {e}"))
+    })
 }
 
 /// What a goods-out note needs from Brightpearl and from the `orders` entity.
@@ -176,75 +252,150 @@ struct Shipment {
     norce: Option<NorceOrder>,
 }
 
-async fn load(ctx: &FlowContext, brightpearl: &brightpearl_client::Client, gon_id: u64) -> Result<Shipment, StepError> {
-    let notes: Option<GoodsOutNoteMapResponse> = get_json(brightpearl, &format!("/warehouse-service/order/*/goods-note/goods-out/{gon_id}")).await?;
+async fn load(
+    ctx: &FlowContext,
+    brightpearl: &brightpearl_client::Client,
+    gon_id: u64,
+) -> Result<Shipment, StepError> {
+    let notes: Option<GoodsOutNoteMapResponse> = get_json(
+        brightpearl,
+        &format!("/warehouse-service/order/*/goods-note/goods-out/{gon_id}"),
+    )
+    .await?;
     let note = notes.and_then(|mut n| n.response.remove(&gon_id.to_string())).ok_or_else(|| {
         StepError::permanent(format!("goods-out note {gon_id} does not exist in Brightpearl (deleted?); nothing to send to Norce"))
     })?;
     if note.status.as_ref().and_then(|s| s.shipped) != Some(true) {
-        return Err(StepError::transient(format!("goods-out note {gon_id} is not shipped (any more) in Brightpearl; tried again next pass")));
+        return Err(StepError::transient(format!(
+            "goods-out note {gon_id} is not shipped (any more) in Brightpearl; tried again next pass"
+        )));
     }
-    let order_id = note.order_id.ok_or_else(|| StepError::permanent(format!("goods-out note {gon_id} has no orderId")))?;
-    let orders: Option<SalesOrderListResponse> = get_json(brightpearl, &format!("/order-service/sales-order/{order_id}")).await?;
-    let order = orders.and_then(|o| o.response.into_iter().next()).ok_or_else(|| {
-        StepError::permanent(format!("goods-out note {gon_id}: its order {order_id} does not exist in Brightpearl"))
-    })?;
+    let order_id = note
+        .order_id
+        .ok_or_else(|| StepError::permanent(format!("goods-out note {gon_id} has no orderId")))?;
+    let orders: Option<SalesOrderListResponse> = get_json(
+        brightpearl,
+        &format!("/order-service/sales-order/{order_id}"),
+    )
+    .await?;
+    let order = orders
+        .and_then(|o| o.response.into_iter().next())
+        .ok_or_else(|| {
+            StepError::permanent(format!(
+                "goods-out note {gon_id}: its order {order_id} does not exist in Brightpearl"
+            ))
+        })?;
     let Some(order_no) = order.external_ref.clone().filter(|r| !r.trim().is_empty()) else {
-        return Err(StepError::Skip(format!("order {order_id} has no externalRef: not a Norce order")));
+        return Err(StepError::Skip(format!(
+            "order {order_id} has no externalRef: not a Norce order"
+        )));
     };
     let Some(entity) = ctx.store.get(FLOW, &order_no)? else {
-        return Err(StepError::Skip(format!("order {order_id} ({order_no}) was not created by relay")));
+        return Err(StepError::Skip(format!(
+            "order {order_id} ({order_no}) was not created by relay"
+        )));
     };
     match entity.status {
         Status::Done => {}
         Status::Pending => {
-            return Err(StepError::Waiting(format!("Norce order {order_no} is not confirmed yet (the `orders` flow does that first)")));
+            return Err(StepError::Waiting(format!(
+                "Norce order {order_no} is not confirmed yet (the `orders` flow does that first)"
+            )));
         }
         Status::Failed => {
             return Err(StepError::transient(format!(
                 "Norce order {order_no} is in the dead letters of the `orders` flow; replay it first (`relay replay`)"
             )));
         }
-        Status::Skipped => return Err(StepError::Skip(format!("Norce order {order_no} was skipped by the `orders` flow"))),
+        Status::Skipped => {
+            return Err(StepError::Skip(format!(
+                "Norce order {order_no} was skipped by the `orders` flow"
+            )));
+        }
     }
     let norce = entity
         .payload
         .as_deref()
         .and_then(|p| serde_json::from_str::<OrderPayload>(p).ok())
         .and_then(|p| p.normalise(&ctx.config.orders).ok());
-    let erp_order_no = entity.target_id.clone().unwrap_or_else(|| order_id.to_string());
-    Ok(Shipment { gon_id, note, order, order_no, erp_order_no, norce })
+    let erp_order_no = entity
+        .target_id
+        .clone()
+        .unwrap_or_else(|| order_id.to_string());
+    Ok(Shipment {
+        gon_id,
+        note,
+        order,
+        order_no,
+        erp_order_no,
+        norce,
+    })
 }
 
-async fn process_note(ctx: &FlowContext, norce: &norce_client::NorceClient, brightpearl: &brightpearl_client::Client, record: &EntityRecord) -> Result<Outcome, StepError> {
+async fn process_note(
+    ctx: &FlowContext,
+    norce: &norce_client::NorceClient,
+    brightpearl: &brightpearl_client::Client,
+    record: &EntityRecord,
+) -> Result<Outcome, StepError> {
     let id = record.source_id.as_str();
     let gon_id: u64 = id.parse().map_err(|_| {
         StepError::permanent(format!("`{id}` is not a goods-out note id; this entry came from an unreadable webhook and can be dropped"))
     })?;
     let shipment = load(ctx, brightpearl, gon_id)
-        .instrument(tracing::info_span!("flow_step", flow = FULFILMENT_FLOW, step = "load", source_id = id))
+        .instrument(tracing::info_span!(
+            "flow_step",
+            flow = FULFILMENT_FLOW,
+            step = "load",
+            source_id = id
+        ))
         .await?;
     let config = &ctx.config.orders;
     let note_no = format!("{}{gon_id}", config.delivery_note_prefix);
     let mut outcome = Outcome::default();
     if !matches!(record.step.as_deref(), Some("note_created")) {
-        let span = tracing::info_span!("flow_step", flow = FULFILMENT_FLOW, step = "delivery_note", source_id = id);
+        let span = tracing::info_span!(
+            "flow_step",
+            flow = FULFILMENT_FLOW,
+            step = "delivery_note",
+            source_id = id
+        );
         // CreateDeliveryNote is not idempotent: look at the order's notes before every create.
-        let exists = norce_has_note(norce, &shipment.order_no, &note_no).instrument(span.clone()).await?;
+        let exists = norce_has_note(norce, &shipment.order_no, &note_no)
+            .instrument(span.clone())
+            .await?;
         if exists {
             tracing::info!(parent: &span, note_no, "Norce already has this delivery note");
         } else {
             let note = delivery_note(&shipment, &note_no)?;
-            norce.create_delivery_note(&note).instrument(span.clone()).await?;
+            norce
+                .create_delivery_note(&note)
+                .instrument(span.clone())
+                .await?;
             tracing::info!(parent: &span, note_no, order_no = shipment.order_no, "Norce delivery note created");
             outcome.booked = true;
             outcome.note = true;
         }
-        ctx.store.update(FULFILMENT_FLOW, id, &EntityUpdate { step: Some("note_created".into()), target_id: Some(note_no.clone()), ..EntityUpdate::default() })?;
+        ctx.store.update(
+            FULFILMENT_FLOW,
+            id,
+            &EntityUpdate {
+                step: Some("note_created".into()),
+                target_id: Some(note_no.clone()),
+                ..EntityUpdate::default()
+            },
+        )?;
     }
     // From the order's shipping status now, so a note processed late never downgrades Delivered.
-    let all_shipped = matches!(shipment.order.shipping_status_code, Some(ShippingStatusCode::Ass));
-    let status = if all_shipped { &config.delivered_status } else { &config.partly_delivered_status };
+    let all_shipped = matches!(
+        shipment.order.shipping_status_code,
+        Some(ShippingStatusCode::Ass)
+    );
+    let status = if all_shipped {
+        &config.delivered_status
+    } else {
+        &config.partly_delivered_status
+    };
     let request = SendOrderStatusRequest {
         client_order_ref: shipment.norce.as_ref().and_then(|o| o.basket_id),
         erp_order_no: Some(shipment.erp_order_no.clone()),
@@ -254,9 +405,23 @@ async fn process_note(ctx: &FlowContext, norce: &norce_client::NorceClient, brig
     };
     norce
         .send_order_status(&request)
-        .instrument(tracing::info_span!("flow_step", flow = FULFILMENT_FLOW, step = "status", source_id = id))
+        .instrument(tracing::info_span!(
+            "flow_step",
+            flow = FULFILMENT_FLOW,
+            step = "status",
+            source_id = id
+        ))
         .await?;
-    ctx.store.update(FULFILMENT_FLOW, id, &EntityUpdate { status: Some(Status::Done), step: Some("written_back".into()), clear_error: true, ..EntityUpdate::default() })?;
+    ctx.store.update(
+        FULFILMENT_FLOW,
+        id,
+        &EntityUpdate {
+            status: Some(Status::Done),
+            step: Some("written_back".into()),
+            clear_error: true,
+            ..EntityUpdate::default()
+        },
+    )?;
     outcome.written_back = true;
     outcome.delivered = all_shipped;
     outcome.partly_delivered = !all_shipped;
@@ -265,10 +430,18 @@ async fn process_note(ctx: &FlowContext, norce: &norce_client::NorceClient, brig
 }
 
 /// Whether the Norce order already has a delivery note with this number.
-async fn norce_has_note(norce: &norce_client::NorceClient, order_no: &str, note_no: &str) -> Result<bool, StepError> {
+async fn norce_has_note(
+    norce: &norce_client::NorceClient,
+    order_no: &str,
+    note_no: &str,
+) -> Result<bool, StepError> {
     let query = QueryOrdersQuery {
         filter: Some(format!("orderNo eq '{}'", order_no.replace('\'', "''"))),
-        expand: Some(norce.query_navigation().expand(&[Navigation::DeliveryNotes])),
+        expand: Some(
+            norce
+                .query_navigation()
+                .expand(&[Navigation::DeliveryNotes]),
+        ),
         ..QueryOrdersQuery::default()
     };
     let mut pages = norce.query_orders(query);
@@ -276,13 +449,20 @@ async fn norce_has_note(norce: &norce_client::NorceClient, order_no: &str, note_
     while let Some(page) = pages.next().await {
         for order in page?.value {
             found_order = true;
-            if order.delivery_note.iter().flatten().any(|n| n.note_no == note_no) {
+            if order
+                .delivery_note
+                .iter()
+                .flatten()
+                .any(|n| n.note_no == note_no)
+            {
                 return Ok(true);
             }
         }
     }
     if !found_order {
-        return Err(StepError::transient(format!("Norce has no order `{order_no}` (Query orderNo); cannot add delivery note {note_no}")));
+        return Err(StepError::transient(format!(
+            "Norce has no order `{order_no}` (Query orderNo); cannot add delivery note {note_no}"
+        )));
     }
     Ok(false)
 }
@@ -290,37 +470,75 @@ async fn norce_has_note(norce: &norce_client::NorceClient, order_no: &str, note_
 /// The Norce delivery note of a shipped goods-out note: its lines (SKU, quantity, Norce line
 /// number) and one package with the tracking reference.
 fn delivery_note(shipment: &Shipment, note_no: &str) -> Result<DeliveryNote, StepError> {
-    let rows_by_id: BTreeMap<String, _> = shipment.order.rows.iter().flatten().map(|r| (r.id.to_string(), r)).collect();
+    let rows_by_id: BTreeMap<String, _> = shipment
+        .order
+        .rows
+        .iter()
+        .flatten()
+        .map(|r| (r.id.to_string(), r))
+        .collect();
     let mut items = Vec::new();
     for (row_id, entries) in shipment.note.order_rows.iter().flatten() {
         // One order row can appear several times (several locations): sum the quantities.
         let quantity: i64 = entries.iter().filter_map(|e| e.quantity).sum();
         let row = rows_by_id.get(row_id);
-        let line_no = row.and_then(|r| r.external_ref.as_deref()).and_then(|r| r.parse::<i64>().ok());
-        let norce_line = line_no.and_then(|n| shipment.norce.as_ref()?.lines.iter().find(|l| i64::from(l.line_no) == n));
+        let line_no = row
+            .and_then(|r| r.external_ref.as_deref())
+            .and_then(|r| r.parse::<i64>().ok());
+        let norce_line = line_no.and_then(|n| {
+            shipment
+                .norce
+                .as_ref()?
+                .lines
+                .iter()
+                .find(|l| i64::from(l.line_no) == n)
+        });
         let item_no = norce_line
             .map(|l| l.part_no.clone())
             .or_else(|| row.and_then(|r| r.sku.clone()))
-            .or_else(|| entries.iter().find_map(|e| e.product_id).map(|p| p.to_string()))
+            .or_else(|| {
+                entries
+                    .iter()
+                    .find_map(|e| e.product_id)
+                    .map(|p| p.to_string())
+            })
             .unwrap_or_else(|| row_id.clone());
         let what = format!("goods-out note {} row {row_id}", shipment.gon_id);
         items.push(DeliveryNoteItem {
-            row_number: line_no.map(|n| decimal(Amount::from_int(n), &what)).transpose()?,
+            row_number: line_no
+                .map(|n| decimal(Amount::from_int(n), &what))
+                .transpose()?,
             item_no,
-            description: norce_line.and_then(|l| l.name.clone()).or_else(|| row.and_then(|r| r.name.clone())),
+            description: norce_line
+                .and_then(|l| l.name.clone())
+                .or_else(|| row.and_then(|r| r.name.clone())),
             qty: decimal(Amount::from_int(quantity), &what)?,
             comment: None,
             id: None,
         });
     }
     let status = shipment.note.status.as_ref();
-    let delivery_date = status
-        .and_then(|s| s.shipped_on.clone())
-        .ok_or_else(|| StepError::transient(format!("goods-out note {} has no shippedOn", shipment.gon_id)))?;
-    let tracking = shipment.note.shipping.as_ref().and_then(|s| s.reference.clone()).filter(|r| !r.trim().is_empty());
+    let delivery_date = status.and_then(|s| s.shipped_on.clone()).ok_or_else(|| {
+        StepError::transient(format!(
+            "goods-out note {} has no shippedOn",
+            shipment.gon_id
+        ))
+    })?;
+    let tracking = shipment
+        .note
+        .shipping
+        .as_ref()
+        .and_then(|s| s.reference.clone())
+        .filter(|r| !r.trim().is_empty());
     let customer = shipment.norce.as_ref().map(|o| &o.customer);
     let name = customer
-        .map(|c| [c.first_name.as_deref(), c.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" "))
+        .map(|c| {
+            [c.first_name.as_deref(), c.last_name.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .filter(|n| !n.is_empty());
     let address = shipment.norce.as_ref().map(|o| DeliveryAddress {
         line1: o.address.line1.clone(),
@@ -345,6 +563,12 @@ fn delivery_note(shipment: &Shipment, note_no: &str) -> Result<DeliveryNote, Ste
         division_code: None,
         status_id: None,
         delivery_note_items: Some(items),
-        delivery_note_packages: tracking.map(|parcel_number| vec![DeliveryNotePackage { parcel_number, status_id: None, id: None }]),
+        delivery_note_packages: tracking.map(|parcel_number| {
+            vec![DeliveryNotePackage {
+                parcel_number,
+                status_id: None,
+                id: None,
+            }]
+        }),
     })
 }

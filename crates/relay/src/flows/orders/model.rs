@@ -2,8 +2,10 @@
 //! and the order receiver's `OrderRequest` push), stored as the entity payload so a replay or a
 //! resumed pass needs no Norce read.
 
-use norce_client::models::events::{ClientCustomer, OrderItemType, OrderItemTypeGroup, OrderRequest, OrderRequestAddress};
 use norce_client::models::VatRate;
+use norce_client::models::events::{
+    ClientCustomer, OrderItemType, OrderItemTypeGroup, OrderRequest, OrderRequestAddress,
+};
 use norce_client::models::query;
 use serde::{Deserialize, Serialize};
 
@@ -117,7 +119,10 @@ pub(crate) struct Line {
 pub(crate) type Problem = String;
 
 fn text(value: Option<&String>) -> Option<String> {
-    value.map(|s| s.trim()).filter(|s| !s.is_empty()).map(str::to_owned)
+    value
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 fn decimal(value: Option<&impl std::fmt::Display>) -> Option<Amount> {
@@ -127,21 +132,29 @@ fn decimal(value: Option<&impl std::fmt::Display>) -> Option<Amount> {
 /// A VAT rate as a fraction (0.25). Each model field says which form it carries (Query and
 /// Connect percent, Storm Services multiplier); the conversion is the models' own.
 fn vat_fraction(rate: Option<&impl VatRate>) -> Amount {
-    rate.and_then(|r| Amount::parse(&r.fraction().to_string())).unwrap_or(Amount::ZERO)
+    rate.and_then(|r| Amount::parse(&r.fraction().to_string()))
+        .unwrap_or(Amount::ZERO)
 }
 
 /// The buyer's e-mail of a Query order (the ship-to's when the buyer has none).
 pub(crate) fn query_email(order: &query::Order) -> Option<String> {
-    [&order.buyer_customer_info, &order.ship_to_customer_info].into_iter().flatten().find_map(|c| text(c.email_address.as_ref()))
+    [&order.buyer_customer_info, &order.ship_to_customer_info]
+        .into_iter()
+        .flatten()
+        .find_map(|c| text(c.email_address.as_ref()))
 }
 
 impl NorceOrder {
     /// From a Query 3.0 order expanded with its lines (`orderItem`) and its ship-to and buyer
     /// customer infos.
     pub(crate) fn from_query(order: &query::Order, config: &OrdersConfig) -> Result<Self, Problem> {
-        let order_no = text(Some(&order.order_no)).ok_or_else(|| format!("Norce order id {} has no orderNo", order.id))?;
+        let order_no = text(Some(&order.order_no))
+            .ok_or_else(|| format!("Norce order id {} has no orderNo", order.id))?;
         // Ship-to for the address, the buyer when the order has no separate ship-to.
-        let address = order.ship_to_customer_info.as_ref().or(order.buyer_customer_info.as_ref());
+        let address = order
+            .ship_to_customer_info
+            .as_ref()
+            .or(order.buyer_customer_info.as_ref());
         let buyer = order.buyer_customer_info.as_ref().or(address);
         let country = match address.and_then(|a| a.country_id) {
             Some(id) => Some(config.country_codes.get(&id.to_string()).cloned().ok_or_else(|| {
@@ -149,17 +162,29 @@ impl NorceOrder {
             })?),
             None => None,
         };
-        let currency = order.currency_id.and_then(|id| config.currency_codes.get(&id.to_string()).cloned());
+        let currency = order
+            .currency_id
+            .and_then(|id| config.currency_codes.get(&id.to_string()).cloned());
         let mut lines = Vec::new();
         for item in order.order_item.as_deref().unwrap_or_default() {
             // Query writes line numbers as decimals; Norce's are whole numbers.
             let line_no = match item.line_number.as_ref() {
                 None => 0,
-                Some(n) => n.0.fract().is_zero().then(|| i32::try_from(n.0).ok()).flatten()
-                    .ok_or_else(|| format!("line number {n} of order {order_no} is not a whole number"))?,
+                Some(n) => {
+                    n.0.fract()
+                        .is_zero()
+                        .then(|| i32::try_from(n.0).ok())
+                        .flatten()
+                        .ok_or_else(|| {
+                            format!("line number {n} of order {order_no} is not a whole number")
+                        })?
+                }
             };
-            let part_no = text(item.part_no.as_ref()).ok_or_else(|| format!("line {line_no} of order {order_no} has no partNo"))?;
-            let quantity = decimal(item.qty_ordered.as_ref()).ok_or_else(|| format!("line {line_no} ({part_no}) of order {order_no} has no qtyOrdered"))?;
+            let part_no = text(item.part_no.as_ref())
+                .ok_or_else(|| format!("line {line_no} of order {order_no} has no partNo"))?;
+            let quantity = decimal(item.qty_ordered.as_ref()).ok_or_else(|| {
+                format!("line {line_no} ({part_no}) of order {order_no} has no qtyOrdered")
+            })?;
             lines.push(Line {
                 line_no,
                 part_no,
@@ -179,19 +204,27 @@ impl NorceOrder {
             order_no,
             basket_id: order.quotation_id,
             currency,
-            placed_on: order.order_date.as_ref().or(order.created.as_ref()).map(|t| t.to_rfc3339()),
+            placed_on: order
+                .order_date
+                .as_ref()
+                .or(order.created.as_ref())
+                .map(|t| t.to_rfc3339()),
             customer: Customer {
                 email: query_email(order),
                 first_name: buyer.and_then(|b| text(b.first_name.as_ref())),
                 last_name: buyer.and_then(|b| text(b.last_name.as_ref())),
                 phone: [buyer, address].into_iter().flatten().find_map(|c| {
-                    text(c.cell_phone_number.as_ref()).or_else(|| text(c.phone_number.as_ref())).or_else(|| text(c.shipping_phone_number.as_ref()))
+                    text(c.cell_phone_number.as_ref())
+                        .or_else(|| text(c.phone_number.as_ref()))
+                        .or_else(|| text(c.shipping_phone_number.as_ref()))
                 }),
                 company: buyer.and_then(|b| text(b.company_name.as_ref())),
             },
             address: Address {
                 line1: address.and_then(|a| text(a.address_line1.as_ref())),
-                line2: address.and_then(|a| text(a.address_line2.as_ref()).or_else(|| text(a.care_of.as_ref()))),
+                line2: address.and_then(|a| {
+                    text(a.address_line2.as_ref()).or_else(|| text(a.care_of.as_ref()))
+                }),
                 zip: address.and_then(|a| text(a.zip_code.as_ref())),
                 city: address.and_then(|a| text(a.city.as_ref())),
                 region: address.and_then(|a| text(a.region.as_ref())),
@@ -203,7 +236,10 @@ impl NorceOrder {
     }
 
     /// From an `OrderRequest` pushed to the order receiver.
-    pub(crate) fn from_push(request: &OrderRequest, config: &OrdersConfig) -> Result<Self, Problem> {
+    pub(crate) fn from_push(
+        request: &OrderRequest,
+        config: &OrdersConfig,
+    ) -> Result<Self, Problem> {
         let order_no = push_order_number(request, config.push_order_number)
             .ok_or("the pushed OrderRequest has neither CustomerOrderRef nor ClientOrderRef")?;
         let party = |c: Option<&ClientCustomer>| c.and_then(|c| c.person.clone());
@@ -213,16 +249,34 @@ impl NorceOrder {
             .into_iter()
             .flatten()
             .find_map(|c| c.company.as_ref().and_then(|co| text(co.name.as_ref())));
-        let email = [&buyer, &receiver].into_iter().flatten().find_map(|p| text(p.email.as_ref()));
-        let address: OrderRequestAddress = receiver.as_ref().and_then(|p| p.address.clone()).unwrap_or_default();
+        let email = [&buyer, &receiver]
+            .into_iter()
+            .flatten()
+            .find_map(|p| text(p.email.as_ref()));
+        let address: OrderRequestAddress = receiver
+            .as_ref()
+            .and_then(|p| p.address.clone())
+            .unwrap_or_default();
         let mut lines = Vec::new();
         for item in request.items.as_deref().unwrap_or_default() {
-            let part_no = text(Some(&item.part_no)).ok_or_else(|| format!("line {} of order {order_no} has no PartNo", item.line_no))?;
+            let part_no = text(Some(&item.part_no)).ok_or_else(|| {
+                format!("line {} of order {order_no} has no PartNo", item.line_no)
+            })?;
             let quantity = decimal(item.quantity2.as_ref())
                 .or_else(|| item.quantity.map(|q| Amount::from_int(i64::from(q))))
-                .ok_or_else(|| format!("line {} ({part_no}) of order {order_no} has no Quantity", item.line_no))?;
-            let fee = matches!(item.type_group, Some(OrderItemTypeGroup::Fee | OrderItemTypeGroup::AddedFee))
-                || matches!(item.type_, Some(OrderItemType::Freight | OrderItemType::Invoice));
+                .ok_or_else(|| {
+                    format!(
+                        "line {} ({part_no}) of order {order_no} has no Quantity",
+                        item.line_no
+                    )
+                })?;
+            let fee = matches!(
+                item.type_group,
+                Some(OrderItemTypeGroup::Fee | OrderItemTypeGroup::AddedFee)
+            ) || matches!(
+                item.type_,
+                Some(OrderItemType::Freight | OrderItemType::Invoice)
+            );
             lines.push(Line {
                 line_no: item.line_no,
                 part_no,
@@ -230,13 +284,23 @@ impl NorceOrder {
                 quantity,
                 unit_price: decimal(item.unit_price.as_ref()).unwrap_or_default(),
                 vat_rate: vat_fraction(item.vat_rate.as_ref()),
-                kind: if fee { LineKind::Fee } else { LineKind::Product },
+                kind: if fee {
+                    LineKind::Fee
+                } else {
+                    LineKind::Product
+                },
             });
         }
         for fee in request.fees.as_deref().unwrap_or_default() {
             // Fee amounts are taken as excluding VAT, like UnitPrice on the lines.
             if let Some(amount) = decimal(fee.amount.as_ref()).filter(|a| a.is_positive()) {
-                let name = text(fee.description.as_ref()).unwrap_or_else(|| if fee.type_ == Some(1) { "Invoice fee".into() } else { "Shipping".into() });
+                let name = text(fee.description.as_ref()).unwrap_or_else(|| {
+                    if fee.type_ == Some(1) {
+                        "Invoice fee".into()
+                    } else {
+                        "Shipping".into()
+                    }
+                });
                 let line = fee_line(&lines, &name, amount, vat_fraction(fee.vat_rate.as_ref()));
                 lines.push(line);
             }
@@ -250,7 +314,9 @@ impl NorceOrder {
                 first_name: buyer.as_ref().and_then(|p| text(p.first_name.as_ref())),
                 last_name: buyer.as_ref().and_then(|p| text(p.last_name.as_ref())),
                 phone: [&buyer, &receiver].into_iter().flatten().find_map(|p| {
-                    text(p.cell_phone.as_ref()).or_else(|| text(p.private_phone.as_ref())).or_else(|| text(p.work_phone.as_ref()))
+                    text(p.cell_phone.as_ref())
+                        .or_else(|| text(p.private_phone.as_ref()))
+                        .or_else(|| text(p.work_phone.as_ref()))
                 }),
                 company,
             },
@@ -319,13 +385,22 @@ mod tests {
         assert_eq!(order.customer.email.as_deref(), Some("anna@example.com"));
         assert_eq!(order.address.country.as_deref(), Some("SE"));
         assert_eq!(order.lines.len(), 3);
-        assert_eq!((order.lines[0].quantity.to_string(), order.lines[0].unit_price.to_string()), ("2".into(), "79.992".into()));
+        assert_eq!(
+            (
+                order.lines[0].quantity.to_string(),
+                order.lines[0].unit_price.to_string()
+            ),
+            ("2".into(), "79.992".into())
+        );
         assert_eq!(order.lines[1].kind, LineKind::Fee);
         // Connect's VatRate is percent: 25 is 25 %, 12 is 12 %.
         assert_eq!(order.lines[0].vat_rate.to_string(), "0.25");
         assert_eq!(order.lines[1].vat_rate.to_string(), "0.12");
         assert_eq!(order.lines[2].vat_rate.to_string(), "0.25");
-        assert_eq!((order.lines[2].line_no, order.lines[2].name.as_deref()), (3, Some("Invoice fee")));
+        assert_eq!(
+            (order.lines[2].line_no, order.lines[2].name.as_deref()),
+            (3, Some("Invoice fee"))
+        );
         // The payload round-trips.
         let text = serde_json::to_string(&order).unwrap();
         assert_eq!(serde_json::from_str::<NorceOrder>(&text).unwrap(), order);
@@ -334,9 +409,15 @@ mod tests {
     #[test]
     fn the_push_order_number_is_configurable() {
         let mut request = push();
-        assert_eq!(push_order_number(&request, PushOrderNumber::ClientOrderRef).as_deref(), Some("400001"));
+        assert_eq!(
+            push_order_number(&request, PushOrderNumber::ClientOrderRef).as_deref(),
+            Some("400001")
+        );
         request.customer_order_ref = Some("  ".into());
-        assert_eq!(push_order_number(&request, PushOrderNumber::CustomerOrderRef).as_deref(), Some("400001"));
+        assert_eq!(
+            push_order_number(&request, PushOrderNumber::CustomerOrderRef).as_deref(),
+            Some("400001")
+        );
     }
 
     #[test]
@@ -350,7 +431,11 @@ mod tests {
         .unwrap();
         let order = NorceOrder::from_query(&order, &OrdersConfig::default()).unwrap();
         assert_eq!(order.lines[0].vat_rate.to_string(), "0.25");
-        assert_eq!(order.lines[1].vat_rate.to_string(), "0.01", "1 is 1 %, never read as a multiplier");
+        assert_eq!(
+            order.lines[1].vat_rate.to_string(),
+            "0.01",
+            "1 is 1 %, never read as a multiplier"
+        );
     }
 
     #[test]
@@ -360,7 +445,10 @@ mod tests {
         }))
         .unwrap();
         let err = NorceOrder::from_query(&order, &OrdersConfig::default()).unwrap_err();
-        assert!(err.contains("orders.country_codes") && err.contains("99"), "{err}");
+        assert!(
+            err.contains("orders.country_codes") && err.contains("99"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -374,16 +462,41 @@ mod tests {
             "orderItem": [{"lineNumber": 1.5, "partNo": "SKU-1", "qtyOrdered": 1, "priceSale": 100, "vatRate": 25}]
         }))
         .unwrap();
-        let config = OrdersConfig { country_codes: [("1".to_owned(), "SE".to_owned())].into(), ..OrdersConfig::default() };
+        let config = OrdersConfig {
+            country_codes: [("1".to_owned(), "SE".to_owned())].into(),
+            ..OrdersConfig::default()
+        };
         // A fractional line number cannot be a Norce line: refused, naming it.
-        assert!(NorceOrder::from_query(&order, &config).unwrap_err().contains("1.5"));
+        assert!(
+            NorceOrder::from_query(&order, &config)
+                .unwrap_err()
+                .contains("1.5")
+        );
         let mut order = order;
         order.order_item = None;
         let order = NorceOrder::from_query(&order, &config).unwrap();
         assert_eq!(order.customer.email.as_deref(), Some("anna@example.com"));
-        assert_eq!((order.customer.first_name.as_deref(), order.customer.company.as_deref()), (Some("Anna"), Some("Acme")));
+        assert_eq!(
+            (
+                order.customer.first_name.as_deref(),
+                order.customer.company.as_deref()
+            ),
+            (Some("Anna"), Some("Acme"))
+        );
         assert_eq!(order.customer.phone.as_deref(), Some("+46 70 1"));
-        assert_eq!((order.address.line1.as_deref(), order.address.line2.as_deref()), (Some("Storgatan 1"), Some("c/o Ek")));
-        assert_eq!((order.address.zip.as_deref(), order.address.country.as_deref()), (Some("11151"), Some("SE")));
+        assert_eq!(
+            (
+                order.address.line1.as_deref(),
+                order.address.line2.as_deref()
+            ),
+            (Some("Storgatan 1"), Some("c/o Ek"))
+        );
+        assert_eq!(
+            (
+                order.address.zip.as_deref(),
+                order.address.country.as_deref()
+            ),
+            (Some("11151"), Some("SE"))
+        );
     }
 }

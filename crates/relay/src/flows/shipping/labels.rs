@@ -11,7 +11,16 @@ use crate::flows::FlowError;
 
 /// A file-name-safe form of the order number.
 fn file_stem(order_no: &str) -> String {
-    order_no.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
+    order_no
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn extension(format: &LabelFormat) -> &'static str {
@@ -25,10 +34,16 @@ fn extension(format: &LabelFormat) -> &'static str {
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
 /// crash leaves either the old file, no file, or the whole new file: never half a label.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), FlowError> {
-    let io = |source: std::io::Error| FlowError::Io { path: path.display().to_string(), source };
+    let io = |source: std::io::Error| FlowError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&temp)?;
@@ -45,9 +60,20 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), FlowErro
 /// Saves the labels of the booking: those that came back with it, or (on a resumed run) the
 /// documents nShift still has (they expire after an hour; then the booking stands and the
 /// missing labels are noted on the entity: reprint them in nShift).
-pub(crate) async fn save(nshift: &NshiftClient, settings: &Settings, item: &mut ShippingItem, fresh: Option<Vec<Label>>) -> Result<(), ItemError> {
-    let booked = item.shipment.clone().ok_or_else(|| permanent("the booking is not recorded"))?;
-    let order_no = item.order_no.clone().ok_or_else(|| permanent("the Norce order number is not recorded"))?;
+pub(crate) async fn save(
+    nshift: &NshiftClient,
+    settings: &Settings,
+    item: &mut ShippingItem,
+    fresh: Option<Vec<Label>>,
+) -> Result<(), ItemError> {
+    let booked = item
+        .shipment
+        .clone()
+        .ok_or_else(|| permanent("the booking is not recorded"))?;
+    let order_no = item
+        .order_no
+        .clone()
+        .ok_or_else(|| permanent("the Norce order number is not recorded"))?;
     let labels = match fresh.filter(|l| !l.is_empty()) {
         Some(labels) => labels,
         None => {
@@ -79,14 +105,31 @@ pub(crate) async fn save(nshift: &NshiftClient, settings: &Settings, item: &mut 
     let files: Vec<(PathBuf, _)> = labels
         .into_iter()
         .enumerate()
-        .map(|(n, label)| (settings.labels_dir.join(format!("{stem}-{}.{}", n + 1, extension(&label.format))), label.bytes))
+        .map(|(n, label)| {
+            (
+                settings
+                    .labels_dir
+                    .join(format!("{stem}-{}.{}", n + 1, extension(&label.format))),
+                label.bytes,
+            )
+        })
         .collect();
-    let paths: Vec<String> = files.iter().map(|(path, _)| path.display().to_string()).collect();
+    let paths: Vec<String> = files
+        .iter()
+        .map(|(path, _)| path.display().to_string())
+        .collect();
     // The fsync of each file blocks: off the runtime's threads, so the other orders in flight
     // keep moving while the disk catches up.
-    tokio::task::spawn_blocking(move || files.iter().try_for_each(|(path, bytes)| write_atomically(path, bytes)))
-        .await
-        .map_err(|e| FlowError::Io { path: settings.labels_dir.display().to_string(), source: std::io::Error::other(e) })??;
+    tokio::task::spawn_blocking(move || {
+        files
+            .iter()
+            .try_for_each(|(path, bytes)| write_atomically(path, bytes))
+    })
+    .await
+    .map_err(|e| FlowError::Io {
+        path: settings.labels_dir.display().to_string(),
+        source: std::io::Error::other(e),
+    })??;
     tracing::info!(order_no = %order_no, count = paths.len(), dir = %settings.labels_dir.display(), "labels saved");
     item.labels = paths;
     item.labels_missing = None;
@@ -106,7 +149,16 @@ mod tests {
         write_atomically(&path, b"%PDF-1 first").unwrap();
         write_atomically(&path, b"%PDF-1 second").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"%PDF-1 second");
-        let leftovers = std::fs::read_dir(&dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp")).count();
+        let leftovers = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
+            .count();
         assert_eq!(leftovers, 0);
         let _ = std::fs::remove_dir_all(&dir);
     }

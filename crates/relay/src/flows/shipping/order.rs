@@ -140,33 +140,73 @@ fn blank_to_none(value: Option<&String>) -> Option<String> {
 }
 
 fn join_name(first: Option<&String>, last: Option<&String>) -> Option<String> {
-    let name = [first, last].into_iter().flatten().map(|s| s.trim()).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
+    let name = [first, last]
+        .into_iter()
+        .flatten()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     (!name.is_empty()).then_some(name)
 }
 
 /// ISO alpha-3 → alpha-2 for the countries a Nordic shop ships to; alpha-2 passes through.
 pub(crate) fn country_alpha2(code: &str) -> Option<String> {
     const TABLE: &[(&str, &str)] = &[
-        ("SWE", "SE"), ("NOR", "NO"), ("DNK", "DK"), ("FIN", "FI"), ("ISL", "IS"), ("DEU", "DE"),
-        ("EST", "EE"), ("LVA", "LV"), ("LTU", "LT"), ("POL", "PL"), ("NLD", "NL"), ("BEL", "BE"),
-        ("LUX", "LU"), ("FRA", "FR"), ("ESP", "ES"), ("PRT", "PT"), ("ITA", "IT"), ("AUT", "AT"),
-        ("CHE", "CH"), ("CZE", "CZ"), ("IRL", "IE"), ("GBR", "GB"), ("USA", "US"), ("ALA", "AX"),
-        ("FRO", "FO"), ("GRL", "GL"),
+        ("SWE", "SE"),
+        ("NOR", "NO"),
+        ("DNK", "DK"),
+        ("FIN", "FI"),
+        ("ISL", "IS"),
+        ("DEU", "DE"),
+        ("EST", "EE"),
+        ("LVA", "LV"),
+        ("LTU", "LT"),
+        ("POL", "PL"),
+        ("NLD", "NL"),
+        ("BEL", "BE"),
+        ("LUX", "LU"),
+        ("FRA", "FR"),
+        ("ESP", "ES"),
+        ("PRT", "PT"),
+        ("ITA", "IT"),
+        ("AUT", "AT"),
+        ("CHE", "CH"),
+        ("CZE", "CZ"),
+        ("IRL", "IE"),
+        ("GBR", "GB"),
+        ("USA", "US"),
+        ("ALA", "AX"),
+        ("FRO", "FO"),
+        ("GRL", "GL"),
     ];
     let code = code.trim();
     match code.len() {
         2 if code.chars().all(|c| c.is_ascii_alphabetic()) => Some(code.to_ascii_uppercase()),
-        3 => TABLE.iter().find(|(a3, _)| a3.eq_ignore_ascii_case(code)).map(|(_, a2)| (*a2).to_owned()),
+        3 => TABLE
+            .iter()
+            .find(|(a3, _)| a3.eq_ignore_ascii_case(code))
+            .map(|(_, a2)| (*a2).to_owned()),
         _ => None,
     }
 }
 
 fn address_is_usable(address: &OrderRequestAddress) -> bool {
-    address.line1.as_deref().is_some_and(|l| !l.trim().is_empty()) || address.zip_code.as_deref().is_some_and(|z| !z.trim().is_empty())
+    address
+        .line1
+        .as_deref()
+        .is_some_and(|l| !l.trim().is_empty())
+        || address
+            .zip_code
+            .as_deref()
+            .is_some_and(|z| !z.trim().is_empty())
 }
 
 /// The receiver from a push role (ship-to), with the billing role as fallback per field group.
-fn receiver_from_push(ship_to: Option<&ClientCustomer>, bill_to: Option<&ClientCustomer>) -> Receiver {
+fn receiver_from_push(
+    ship_to: Option<&ClientCustomer>,
+    bill_to: Option<&ClientCustomer>,
+) -> Receiver {
     let person = |c: Option<&ClientCustomer>| c.and_then(|c| c.person.clone());
     let company = |c: Option<&ClientCustomer>| c.and_then(|c| c.company.clone());
     let ship_person = person(ship_to);
@@ -175,32 +215,48 @@ fn receiver_from_push(ship_to: Option<&ClientCustomer>, bill_to: Option<&ClientC
         .as_ref()
         .and_then(|p| p.address.clone())
         .filter(address_is_usable)
-        .or_else(|| bill_person.as_ref().and_then(|p| p.address.clone()).filter(address_is_usable))
+        .or_else(|| {
+            bill_person
+                .as_ref()
+                .and_then(|p| p.address.clone())
+                .filter(address_is_usable)
+        })
         .unwrap_or_default();
-    let who = ship_person.clone().or(bill_person.clone()).unwrap_or_default();
+    let who = ship_person
+        .clone()
+        .or(bill_person.clone())
+        .unwrap_or_default();
     let contact = join_name(who.first_name.as_ref(), who.last_name.as_ref());
     let company_name = company(ship_to).and_then(|c| blank_to_none(c.name.as_ref()));
-    let mobile = blank_to_none(who.cell_phone.as_ref()).or_else(|| blank_to_none(address.shipping_phone_number.as_ref()));
+    let mobile = blank_to_none(who.cell_phone.as_ref())
+        .or_else(|| blank_to_none(address.shipping_phone_number.as_ref()));
     Receiver {
         name: company_name.or_else(|| contact.clone()),
         contact,
         line1: blank_to_none(address.line1.as_ref()),
-        line2: blank_to_none(address.line2.as_ref()).or_else(|| blank_to_none(address.care_of.as_ref()).map(|c| format!("c/o {c}"))),
+        line2: blank_to_none(address.line2.as_ref())
+            .or_else(|| blank_to_none(address.care_of.as_ref()).map(|c| format!("c/o {c}"))),
         zip: blank_to_none(address.zip_code.as_ref()),
         city: blank_to_none(address.city.as_ref()),
-        country: address.country.as_deref().and_then(country_alpha2).or_else(|| blank_to_none(address.country.as_ref())),
+        country: address
+            .country
+            .as_deref()
+            .and_then(country_alpha2)
+            .or_else(|| blank_to_none(address.country.as_ref())),
         phone: blank_to_none(address.shipping_phone_number.as_ref())
             .or_else(|| blank_to_none(who.private_phone.as_ref()))
             .or_else(|| blank_to_none(who.work_phone.as_ref()))
             .or_else(|| mobile.clone()),
         mobile,
-        email: blank_to_none(who.email.as_ref()).or_else(|| bill_person.and_then(|p| blank_to_none(p.email.as_ref()))),
+        email: blank_to_none(who.email.as_ref())
+            .or_else(|| bill_person.and_then(|p| blank_to_none(p.email.as_ref()))),
     }
 }
 
 fn role_is_usable(role: &CustomerData) -> bool {
     role.address.as_ref().is_some_and(|a| {
-        a.line1.as_deref().is_some_and(|l| !l.trim().is_empty()) || a.zip_code.as_deref().is_some_and(|z| !z.trim().is_empty())
+        a.line1.as_deref().is_some_and(|l| !l.trim().is_empty())
+            || a.zip_code.as_deref().is_some_and(|z| !z.trim().is_empty())
     })
 }
 
@@ -213,36 +269,59 @@ fn receiver_from_order(order: &Order) -> Result<Receiver, String> {
         .or(order.bill_to.as_ref().filter(|r| role_is_usable(r)))
         .ok_or_else(|| "the Norce order has neither a delivery nor a billing address".to_owned())?;
     let address = role.address.clone().unwrap_or_default();
-    let customer = role.customer.clone().or_else(|| order.bill_to.as_ref().and_then(|b| b.customer.clone())).unwrap_or_default();
+    let customer = role
+        .customer
+        .clone()
+        .or_else(|| order.bill_to.as_ref().and_then(|b| b.customer.clone()))
+        .unwrap_or_default();
     let contact = join_name(customer.first_name.as_ref(), customer.last_name.as_ref());
-    let company = role.company.as_ref().and_then(|c| blank_to_none(c.name.as_ref()));
+    let company = role
+        .company
+        .as_ref()
+        .and_then(|c| blank_to_none(c.name.as_ref()));
     let country = match address.country_code.as_deref().filter(|c| !c.trim().is_empty()) {
         Some(code) => Some(country_alpha2(code).ok_or_else(|| format!("the Norce order's country code `{code}` is not one relay knows; use ISO alpha-2 or alpha-3"))?),
         None => None,
     };
-    let mobile = blank_to_none(customer.cell_phone.as_ref()).or_else(|| blank_to_none(address.shipping_phone_number.as_ref()));
+    let mobile = blank_to_none(customer.cell_phone.as_ref())
+        .or_else(|| blank_to_none(address.shipping_phone_number.as_ref()));
     Ok(Receiver {
         name: company.or_else(|| contact.clone()),
         contact,
         line1: blank_to_none(address.line1.as_ref()),
-        line2: blank_to_none(address.line2.as_ref()).or_else(|| blank_to_none(address.care_of.as_ref()).map(|c| format!("c/o {c}"))),
+        line2: blank_to_none(address.line2.as_ref())
+            .or_else(|| blank_to_none(address.care_of.as_ref()).map(|c| format!("c/o {c}"))),
         zip: blank_to_none(address.zip_code.as_ref()),
         city: blank_to_none(address.city.as_ref()),
         country,
-        phone: blank_to_none(address.shipping_phone_number.as_ref()).or_else(|| blank_to_none(customer.phone.as_ref())).or_else(|| mobile.clone()),
+        phone: blank_to_none(address.shipping_phone_number.as_ref())
+            .or_else(|| blank_to_none(customer.phone.as_ref()))
+            .or_else(|| mobile.clone()),
         mobile,
         email: blank_to_none(customer.email.as_ref()),
     })
 }
 
 fn storage_error(e: serde_json::Error) -> FlowError {
-    FlowError::State(StateError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))
+    FlowError::State(StateError::Sqlite(rusqlite::Error::ToSqlConversionFailure(
+        Box::new(e),
+    )))
 }
 
 impl ShippingItem {
     /// A polled order: only its ids until `GetOrder` is read.
-    pub(crate) fn polled(client_order_ref: &str, order_id: Option<i64>, order_no: Option<String>) -> Self {
-        Self { client_order_ref: client_order_ref.to_owned(), order_id: order_id.map(|id| id.to_string()), order_no, origin: Origin::Poll, ..Self::default() }
+    pub(crate) fn polled(
+        client_order_ref: &str,
+        order_id: Option<i64>,
+        order_no: Option<String>,
+    ) -> Self {
+        Self {
+            client_order_ref: client_order_ref.to_owned(),
+            order_id: order_id.map(|id| id.to_string()),
+            order_no,
+            origin: Origin::Poll,
+            ..Self::default()
+        }
     }
 
     /// A pushed order with its shipping data.
@@ -251,12 +330,22 @@ impl ShippingItem {
         let mut lines = Vec::new();
         let mut left_out = false;
         for item in request.items.iter().flatten() {
-            let group = item.type_group.as_ref().map(|g| g.as_str().to_owned()).unwrap_or_default();
+            let group = item
+                .type_group
+                .as_ref()
+                .map(|g| g.as_str().to_owned())
+                .unwrap_or_default();
             // Fees, services and virtual goods are not shipped.
-            if matches!(group.as_str(), "Virtual" | "Fee" | "Service" | "AddedFee") || item.part_no.trim().is_empty() {
+            if matches!(group.as_str(), "Virtual" | "Fee" | "Service" | "AddedFee")
+                || item.part_no.trim().is_empty()
+            {
                 continue;
             }
-            let quantity = item.quantity2.map(|q| q.to_string()).or_else(|| item.quantity.map(|q| q.to_string())).unwrap_or_default();
+            let quantity = item
+                .quantity2
+                .map(|q| q.to_string())
+                .or_else(|| item.quantity.map(|q| q.to_string()))
+                .unwrap_or_default();
             if quantity.parse::<f64>().map_or(true, |q| q <= 0.0) {
                 left_out = true;
                 continue;
@@ -270,7 +359,10 @@ impl ShippingItem {
         }
         let data = OrderData {
             delivery_method: blank_to_none(advice.delivery_method_code.as_ref()),
-            pickup_point: advice.pickup_store.as_ref().and_then(|p| blank_to_none(p.code.as_ref())),
+            pickup_point: advice
+                .pickup_store
+                .as_ref()
+                .and_then(|p| blank_to_none(p.code.as_ref())),
             sms_notify: advice.do_sms_notify,
             receiver: receiver_from_push(request.ship_to.as_ref(), request.bill_to.as_ref()),
             lines,
@@ -288,13 +380,18 @@ impl ShippingItem {
     /// Takes the order number and ERP number from `GetOrder`, and the shipping data too unless
     /// the order was pushed.
     pub(crate) fn apply_norce_order(&mut self, order: &Order) -> Result<(), String> {
-        let order_no = blank_to_none(order.order_no.as_ref()).ok_or_else(|| format!("Norce order {} has no order number", order.id))?;
+        let order_no = blank_to_none(order.order_no.as_ref())
+            .ok_or_else(|| format!("Norce order {} has no order number", order.id))?;
         self.order_no = Some(order_no);
         let erp = order
             .info
             .iter()
             .flatten()
-            .find(|i| i.code.as_deref().is_some_and(|c| c.eq_ignore_ascii_case("ErpOrderNo")))
+            .find(|i| {
+                i.code
+                    .as_deref()
+                    .is_some_and(|c| c.eq_ignore_ascii_case("ErpOrderNo"))
+            })
             .and_then(|i| blank_to_none(i.value.as_ref()));
         if erp.is_some() {
             self.erp_order_no = erp;
@@ -305,14 +402,19 @@ impl ShippingItem {
         let mut lines = Vec::new();
         let mut left_out = false;
         for item in order.items.iter().flatten() {
-            let Some(part_no) = blank_to_none(item.part_no.as_ref()) else { continue };
+            let Some(part_no) = blank_to_none(item.part_no.as_ref()) else {
+                continue;
+            };
             let quantity = item.qty_ordered.map(|q| q.to_string()).unwrap_or_default();
             if quantity.parse::<f64>().map_or(true, |q| q <= 0.0) {
                 left_out = true;
                 continue;
             }
             lines.push(Line {
-                row_number: item.row_number.and_then(|r| r.to_string().parse::<f64>().ok()).map(|r| r as i64),
+                row_number: item
+                    .row_number
+                    .and_then(|r| r.to_string().parse::<f64>().ok())
+                    .map(|r| r as i64),
                 part_no,
                 description: item.name.clone(),
                 quantity,
@@ -320,7 +422,10 @@ impl ShippingItem {
         }
         self.order = Some(OrderData {
             delivery_method: blank_to_none(order.delivery_method.as_ref()),
-            pickup_point: order.drop_point.as_ref().and_then(|d| blank_to_none(d.drop_point_code.as_ref())),
+            pickup_point: order
+                .drop_point
+                .as_ref()
+                .and_then(|d| blank_to_none(d.drop_point_code.as_ref())),
             sms_notify: None,
             receiver: receiver_from_order(order)?,
             lines,
@@ -372,7 +477,10 @@ mod tests {
         assert_eq!(data.receiver.name.as_deref(), Some("Nils Holm"));
         assert_eq!(data.receiver.mobile.as_deref(), Some("+46 70 1"));
         assert_eq!(data.receiver.email.as_deref(), Some("n@example.com"));
-        assert_eq!((data.pickup_point.as_deref(), data.sms_notify), (Some("1234"), Some(false)));
+        assert_eq!(
+            (data.pickup_point.as_deref(), data.sms_notify),
+            (Some("1234"), Some(false))
+        );
         assert_eq!(data.lines.len(), 1);
         assert!(!data.lines_left_out);
         assert_eq!(item.origin, Origin::Push);

@@ -21,20 +21,38 @@ pub(crate) fn parcels_for(settings: &Settings, order: &OrderData) -> (i64, f64) 
         .iter()
         .map(|line| {
             let quantity = line.quantity.parse::<f64>().unwrap_or(0.0).max(0.0);
-            let unit = settings.part_weights_kg.get(&line.part_no).copied().unwrap_or(settings.item_weight_kg);
+            let unit = settings
+                .part_weights_kg
+                .get(&line.part_no)
+                .copied()
+                .unwrap_or(settings.item_weight_kg);
             quantity * unit
         })
         .sum();
-    let total = if total.is_finite() && total > 0.0 { total } else { settings.default_parcel_weight_kg };
-    let count = (total / settings.max_parcel_weight_kg).ceil().clamp(1.0, 99.0);
-    let per_parcel = (total / count).max(settings.default_parcel_weight_kg.min(settings.max_parcel_weight_kg));
+    let total = if total.is_finite() && total > 0.0 {
+        total
+    } else {
+        settings.default_parcel_weight_kg
+    };
+    let count = (total / settings.max_parcel_weight_kg)
+        .ceil()
+        .clamp(1.0, 99.0);
+    let per_parcel = (total / count).max(
+        settings
+            .default_parcel_weight_kg
+            .min(settings.max_parcel_weight_kg),
+    );
     // Two decimals: nShift takes kg with grams at most.
     (count as i64, (per_parcel * 100.0).round() / 100.0)
 }
 
 /// The nShift `senderReference` (at most 17 characters recommended).
 fn reference(order_no: &str) -> String {
-    order_no.chars().filter(|c| !c.is_whitespace()).take(17).collect()
+    order_no
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .take(17)
+        .collect()
 }
 
 /// The addons, with the receiver's contact where the notice needs it; notices without a
@@ -52,14 +70,25 @@ fn addons(service: &ChosenService, order: &OrderData) -> Vec<Addon> {
                         return None;
                     }
                     let mobile = receiver.mobile.clone().or_else(|| receiver.phone.clone())?;
-                    Some(Addon { id: code.to_owned(), misc: Some(mobile), ..Addon::default() })
+                    Some(Addon {
+                        id: code.to_owned(),
+                        misc: Some(mobile),
+                        ..Addon::default()
+                    })
                 }
                 "NOTEMAIL" => {
                     let email = receiver.email.clone()?;
-                    Some(Addon { id: code.to_owned(), misc: Some(email), ..Addon::default() })
+                    Some(Addon {
+                        id: code.to_owned(),
+                        misc: Some(email),
+                        ..Addon::default()
+                    })
                 }
                 "" => None,
-                _ => Some(Addon { id: code.to_owned(), ..Addon::default() }),
+                _ => Some(Addon {
+                    id: code.to_owned(),
+                    ..Addon::default()
+                }),
             }
         })
         .collect()
@@ -67,15 +96,31 @@ fn addons(service: &ChosenService, order: &OrderData) -> Vec<Addon> {
 
 /// The pickup point as nShift's agent: the order's pickup point when nShift knows it, else
 /// (with `pickup_fallback_nearest`) the nearest agent of the network.
-async fn agent(nshift: &NshiftClient, settings: &Settings, agent_type: &str, order: &OrderData) -> Result<Option<Party>, ItemError> {
+async fn agent(
+    nshift: &NshiftClient,
+    settings: &Settings,
+    agent_type: &str,
+    order: &OrderData,
+) -> Result<Option<Party>, ItemError> {
     let receiver = &order.receiver;
     let country = receiver.country.clone().unwrap_or_default();
     let zip = receiver.zip.clone().unwrap_or_default();
-    let mut query = FindAgentsQuery { type_: agent_type.to_owned(), zip: Some(zip.clone()), country_code: country.clone(), street: None, id: None };
+    let mut query = FindAgentsQuery {
+        type_: agent_type.to_owned(),
+        zip: Some(zip.clone()),
+        country_code: country.clone(),
+        street: None,
+        id: None,
+    };
     if let Some(id) = &order.pickup_point {
         query.id = Some(id.clone());
         match nshift.find_agents(&query).await {
-            Ok(found) if !found.is_empty() => return Ok(found.first().map(|a| Party { quick_id: Some(a.id.clone()), ..Party::default() })),
+            Ok(found) if !found.is_empty() => {
+                return Ok(found.first().map(|a| Party {
+                    quick_id: Some(a.id.clone()),
+                    ..Party::default()
+                }));
+            }
             Ok(_) | Err(nshift_client::Error::NotFound { .. }) => {}
             Err(e) => return Err(nshift_error("pickup point lookup", e)),
         }
@@ -87,17 +132,35 @@ async fn agent(nshift: &NshiftClient, settings: &Settings, agent_type: &str, ord
         tracing::warn!(pickup_point = %id, agent_type, "the order's pickup point is not an nShift agent; using the nearest one");
         query.id = None;
     }
-    let found = nshift.find_agents(&query).await.map_err(|e| nshift_error("pickup point lookup", e))?;
+    let found = nshift
+        .find_agents(&query)
+        .await
+        .map_err(|e| nshift_error("pickup point lookup", e))?;
     match found.first() {
-        Some(a) => Ok(Some(Party { quick_id: Some(a.id.clone()), ..Party::default() })),
-        None => Err(permanent(format!("nShift has no {agent_type} pickup point near {zip} {country}; check the receiver address"))),
+        Some(a) => Ok(Some(Party {
+            quick_id: Some(a.id.clone()),
+            ..Party::default()
+        })),
+        None => Err(permanent(format!(
+            "nShift has no {agent_type} pickup point near {zip} {country}; check the receiver address"
+        ))),
     }
 }
 
 /// The nShift shipment for the order.
-pub(crate) async fn build(nshift: &NshiftClient, settings: &Settings, item: &ShippingItem) -> Result<(Shipment, ChosenService), ItemError> {
-    let order = item.order.as_ref().ok_or_else(|| permanent("the order data is not recorded"))?;
-    let order_no = item.order_no.clone().ok_or_else(|| permanent("the Norce order number is not recorded"))?;
+pub(crate) async fn build(
+    nshift: &NshiftClient,
+    settings: &Settings,
+    item: &ShippingItem,
+) -> Result<(Shipment, ChosenService), ItemError> {
+    let order = item
+        .order
+        .as_ref()
+        .ok_or_else(|| permanent("the order data is not recorded"))?;
+    let order_no = item
+        .order_no
+        .clone()
+        .ok_or_else(|| permanent("the Norce order number is not recorded"))?;
     let method = order.delivery_method.clone().unwrap_or_default();
     let receiver = &order.receiver;
     let country = receiver.country.clone().unwrap_or_default();
@@ -110,13 +173,18 @@ pub(crate) async fn build(nshift: &NshiftClient, settings: &Settings, item: &Shi
     };
     let (copies, weight) = parcels_for(settings, order);
     let sender_partners = match (&service.partner_id, &service.customer_no) {
-        (Some(partner), Some(customer_no)) => {
-            Some(vec![Partner { id: partner.clone(), cust_no: Some(customer_no.clone()), ..Partner::default() }])
-        }
+        (Some(partner), Some(customer_no)) => Some(vec![Partner {
+            id: partner.clone(),
+            cust_no: Some(customer_no.clone()),
+            ..Partner::default()
+        }]),
         _ => None,
     };
     let shipment = Shipment {
-        sender: Party { quick_id: Some(service.sender_quick_id.clone()), ..Party::default() },
+        sender: Party {
+            quick_id: Some(service.sender_quick_id.clone()),
+            ..Party::default()
+        },
         sender_partners,
         receiver: Party {
             name: receiver.name.clone(),
@@ -135,13 +203,21 @@ pub(crate) async fn build(nshift: &NshiftClient, settings: &Settings, item: &Shi
         test: Some(settings.test),
         order_no: Some(order_no.clone()),
         sender_reference: Some(reference(&order_no)),
-        service: Service { id: service.service_id.clone(), addons: Some(addons(&service, order)).filter(|a| !a.is_empty()), ..Service::default() },
+        service: Service {
+            id: service.service_id.clone(),
+            addons: Some(addons(&service, order)).filter(|a| !a.is_empty()),
+            ..Service::default()
+        },
         parcels: vec![Parcel {
             copies,
             value_per_parcel: Some(true),
             weight: Some(weight),
             package_code: Some("PC".to_owned()),
-            contents: order.lines.first().and_then(|l| l.description.clone()).or_else(|| Some("Goods".to_owned())),
+            contents: order
+                .lines
+                .first()
+                .and_then(|l| l.description.clone())
+                .or_else(|| Some("Goods".to_owned())),
             ..Parcel::default()
         }],
         ..Shipment::default()
@@ -150,7 +226,11 @@ pub(crate) async fn build(nshift: &NshiftClient, settings: &Settings, item: &Shi
 }
 
 /// Books the order exactly once and records the booking in `item`.
-pub(crate) async fn book(nshift: &NshiftClient, settings: &Settings, item: &mut ShippingItem) -> Result<Booked, ItemError> {
+pub(crate) async fn book(
+    nshift: &NshiftClient,
+    settings: &Settings,
+    item: &mut ShippingItem,
+) -> Result<Booked, ItemError> {
     let (shipment, service) = build(nshift, settings, item).await?;
     let order_no = item.order_no.clone().unwrap_or_default();
     let agent_id = shipment.agent.as_ref().and_then(|a| a.quick_id.clone());
@@ -168,8 +248,11 @@ pub(crate) async fn book(nshift: &NshiftClient, settings: &Settings, item: &mut 
         }
     };
     let printed_now = booking.outcome == BookingOutcome::Printed;
-    let parcel_numbers: Vec<String> =
-        booking.shipments.iter().flat_map(|s| s.parcel_numbers().into_iter().map(str::to_owned)).collect();
+    let parcel_numbers: Vec<String> = booking
+        .shipments
+        .iter()
+        .flat_map(|s| s.parcel_numbers().into_iter().map(str::to_owned))
+        .collect();
     if booking.shipments.is_empty() || parcel_numbers.is_empty() {
         // Printed, but nShift did not (yet) show its parcels: the booking exists, and the next
         // pass's book_once finds it again without booking twice.
@@ -180,9 +263,17 @@ pub(crate) async fn book(nshift: &NshiftClient, settings: &Settings, item: &mut 
     if !booking.redundant_stored_ids.is_empty() {
         tracing::info!(redundant = ?booking.redundant_stored_ids, "unprinted duplicate stored shipments left in nShift (harmless)");
     }
-    let printed_at = booking.shipments.first().and_then(|s| s.info.created.as_ref()).map(|t| t.to_rfc3339());
+    let printed_at = booking
+        .shipments
+        .first()
+        .and_then(|s| s.info.created.as_ref())
+        .map(|t| t.to_rfc3339());
     item.shipment = Some(BookedShipment {
-        shipment_ids: booking.shipments.iter().map(|s| s.info.id.clone()).collect(),
+        shipment_ids: booking
+            .shipments
+            .iter()
+            .map(|s| s.info.id.clone())
+            .collect(),
         stored_id: booking.stored_id.clone(),
         parcel_numbers,
         service_id: service.service_id,
@@ -191,8 +282,15 @@ pub(crate) async fn book(nshift: &NshiftClient, settings: &Settings, item: &mut 
         already_booked: !printed_now,
     });
     tracing::info!(order_no = %order_no, printed_now, "shipment booked");
-    let labels = booking.shipments.into_iter().flat_map(|s| s.labels).collect();
-    Ok(Booked { printed_now, labels })
+    let labels = booking
+        .shipments
+        .into_iter()
+        .flat_map(|s| s.labels)
+        .collect();
+    Ok(Booked {
+        printed_now,
+        labels,
+    })
 }
 
 #[cfg(test)]
@@ -209,18 +307,41 @@ mod tests {
 
     fn order(lines: &[(&str, &str)]) -> OrderData {
         OrderData {
-            lines: lines.iter().map(|(p, q)| Line { part_no: (*p).into(), quantity: (*q).into(), ..Line::default() }).collect(),
-            receiver: Receiver { mobile: Some("+46 70".into()), ..Receiver::default() },
+            lines: lines
+                .iter()
+                .map(|(p, q)| Line {
+                    part_no: (*p).into(),
+                    quantity: (*q).into(),
+                    ..Line::default()
+                })
+                .collect(),
+            receiver: Receiver {
+                mobile: Some("+46 70".into()),
+                ..Receiver::default()
+            },
             ..OrderData::default()
         }
     }
 
     #[test]
     fn parcels_from_item_weights_with_defaults() {
-        let s = settings("[shipping]\nitem_weight_kg = 0.5\nmax_parcel_weight_kg = 10.0\n[shipping.part_weights_kg]\nHEAVY = 7.0\n");
-        assert_eq!(parcels_for(&s, &order(&[("A", "2")])), (1, 1.0), "1 kg from 2 × 0.5, at least the default");
-        assert_eq!(parcels_for(&s, &order(&[("A", "1")])), (1, 1.0), "the default is the minimum");
-        assert_eq!(parcels_for(&s, &order(&[("HEAVY", "3"), ("A", "2")])), (3, 7.33));
+        let s = settings(
+            "[shipping]\nitem_weight_kg = 0.5\nmax_parcel_weight_kg = 10.0\n[shipping.part_weights_kg]\nHEAVY = 7.0\n",
+        );
+        assert_eq!(
+            parcels_for(&s, &order(&[("A", "2")])),
+            (1, 1.0),
+            "1 kg from 2 × 0.5, at least the default"
+        );
+        assert_eq!(
+            parcels_for(&s, &order(&[("A", "1")])),
+            (1, 1.0),
+            "the default is the minimum"
+        );
+        assert_eq!(
+            parcels_for(&s, &order(&[("HEAVY", "3"), ("A", "2")])),
+            (3, 7.33)
+        );
         assert_eq!(parcels_for(&s, &order(&[])), (1, 1.0));
     }
 
@@ -229,7 +350,12 @@ mod tests {
         let s = settings("");
         let service = s.service_for("POSTNORD_HOME", "SE").unwrap();
         let mut data = order(&[("A", "1")]);
-        let codes = |d: &OrderData| addons(&service, d).into_iter().map(|a| a.id).collect::<Vec<_>>();
+        let codes = |d: &OrderData| {
+            addons(&service, d)
+                .into_iter()
+                .map(|a| a.id)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(codes(&data), vec!["NOTSMS"], "no e-mail: no e-mail notice");
         data.receiver.email = Some("a@example.com".into());
         data.sms_notify = Some(false);
@@ -239,6 +365,9 @@ mod tests {
     #[test]
     fn reference_is_short() {
         assert_eq!(reference("NC-100001"), "NC-100001");
-        assert_eq!(reference("A VERY LONG ORDER NUMBER 123"), "AVERYLONGORDERNUM");
+        assert_eq!(
+            reference("A VERY LONG ORDER NUMBER 123"),
+            "AVERYLONGORDERNUM"
+        );
     }
 }

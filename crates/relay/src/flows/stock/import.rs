@@ -84,7 +84,13 @@ pub(super) struct BatchOutcome {
 }
 
 /// Sends a batch, waits for its job and collects Norce's row messages.
-pub(super) async fn run_batch(norce: &NorceClient, flow: &'static str, batch: Batch, options: &ImportOptions, wait: &WaitOptions) -> BatchOutcome {
+pub(super) async fn run_batch(
+    norce: &NorceClient,
+    flow: &'static str,
+    batch: Batch,
+    options: &ImportOptions,
+    wait: &WaitOptions,
+) -> BatchOutcome {
     let mut job = ImportJob {
         flow: flow.to_owned(),
         batch: batch.label.clone(),
@@ -99,30 +105,64 @@ pub(super) async fn run_batch(norce: &NorceClient, flow: &'static str, batch: Ba
         error: None,
     };
     let submitted = match &batch.rows {
-        Rows::Onhands(rows) => norce.import_onhands(rows, options).instrument(span(flow, "import", &batch.label)).await,
-        Rows::Prices(rows) => norce.import_sku_price_lists(rows, options).instrument(span(flow, "import", &batch.label)).await,
+        Rows::Onhands(rows) => {
+            norce
+                .import_onhands(rows, options)
+                .instrument(span(flow, "import", &batch.label))
+                .await
+        }
+        Rows::Prices(rows) => {
+            norce
+                .import_sku_price_lists(rows, options)
+                .instrument(span(flow, "import", &batch.label))
+                .await
+        }
     };
     let response = match submitted {
         Ok(response) => response,
         Err(e) => {
             job.error = Some(format!("Norce import not accepted: {e} ({})", e.hint()));
-            return BatchOutcome { batch, job, problems: BTreeMap::new(), general_problems: Vec::new() };
+            return BatchOutcome {
+                batch,
+                job,
+                problems: BTreeMap::new(),
+                general_problems: Vec::new(),
+            };
         }
     };
     job.job_id = response.job_id.trim().parse().ok();
     job.validation_summary = response.validation_summary.clone();
-    let mut messages: Vec<(String, Option<String>)> =
-        response.validation_summary.iter().flat_map(|v| v.messages.iter().flatten()).map(|m| (m.clone(), None)).collect();
-    let waited = norce.wait_for_import(&response, wait).instrument(span(flow, "wait_job", &response.job_id)).await;
+    let mut messages: Vec<(String, Option<String>)> = response
+        .validation_summary
+        .iter()
+        .flat_map(|v| v.messages.iter().flatten())
+        .map(|m| (m.clone(), None))
+        .collect();
+    let waited = norce
+        .wait_for_import(&response, wait)
+        .instrument(span(flow, "wait_job", &response.job_id))
+        .await;
     match waited {
         Ok(done) => {
             set_figures(&mut job, &done);
             // A succeeded job may still have refused some rows: their reasons are in the log.
-            let refused = done.fail.unwrap_or(0) > 0 || job.validation_summary.as_ref().and_then(|v| v.nr_of_validation_failures).unwrap_or(0) > 0;
+            let refused = done.fail.unwrap_or(0) > 0
+                || job
+                    .validation_summary
+                    .as_ref()
+                    .and_then(|v| v.nr_of_validation_failures)
+                    .unwrap_or(0)
+                    > 0;
             if refused && let Some(id) = job.job_id {
-                match norce.get_job_log(id).instrument(span(flow, "job_log", &response.job_id)).await {
+                match norce
+                    .get_job_log(id)
+                    .instrument(span(flow, "job_log", &response.job_id))
+                    .await
+                {
                     Ok(log) => messages.extend(log_problems(&log)),
-                    Err(e) => tracing::warn!(flow, job_id = id, error = %e, "cannot read the job log; row messages come from the validation summary only"),
+                    Err(e) => {
+                        tracing::warn!(flow, job_id = id, error = %e, "cannot read the job log; row messages come from the validation summary only")
+                    }
                 }
             }
         }
@@ -131,17 +171,39 @@ pub(super) async fn run_batch(norce: &NorceClient, flow: &'static str, batch: Ba
             messages.extend(log_problems(&failure.log));
             if failure.job.status_id != norce_client::JOB_VALIDATION_FAILED {
                 // Failed (3): Norce could not run the import; nothing says the rows are bad.
-                job.error = Some(format!("Norce job {} failed: {}", failure.job.job_id, failure.problems().join("; ")));
+                job.error = Some(format!(
+                    "Norce job {} failed: {}",
+                    failure.job.job_id,
+                    failure.problems().join("; ")
+                ));
             }
         }
-        Err(e) => job.error = Some(format!("waiting for Norce job {}: {e} ({})", response.job_id, e.hint())),
+        Err(e) => {
+            job.error = Some(format!(
+                "waiting for Norce job {}: {e} ({})",
+                response.job_id,
+                e.hint()
+            ))
+        }
     }
     let (problems, general_problems) = attribute(&batch, &messages);
-    if job.error.is_none() && job.status_id == Some(norce_client::JOB_VALIDATION_FAILED) && problems.is_empty() {
+    if job.error.is_none()
+        && job.status_id == Some(norce_client::JOB_VALIDATION_FAILED)
+        && problems.is_empty()
+    {
         // Every row refused, and no message says which: treat the whole batch as failed.
-        job.error = Some(format!("Norce refused every row of job {}: {}", response.job_id, general_problems.join("; ")));
+        job.error = Some(format!(
+            "Norce refused every row of job {}: {}",
+            response.job_id,
+            general_problems.join("; ")
+        ));
     }
-    BatchOutcome { batch, job, problems, general_problems }
+    BatchOutcome {
+        batch,
+        job,
+        problems,
+        general_problems,
+    }
 }
 
 fn set_figures(job: &mut ImportJob, done: &Job) {
@@ -153,7 +215,9 @@ fn set_figures(job: &mut ImportJob, done: &Job) {
 }
 
 fn log_problems(log: &[JobLogEntry]) -> impl Iterator<Item = (String, Option<String>)> + '_ {
-    log.iter().filter(|e| e.severity_id >= 2).map(|e| (e.message.clone(), e.imported_row.clone()))
+    log.iter()
+        .filter(|e| e.severity_id >= 2)
+        .map(|e| (e.message.clone(), e.imported_row.clone()))
 }
 
 /// The part number of a log entry's `ImportedRow` (it may be truncated: then `None`).
@@ -164,15 +228,27 @@ fn part_no_of_row(row: &str) -> Option<String> {
 
 /// Assigns each message to the SKUs of the batch it concerns: by the row it quotes, else by
 /// the SKU appearing quoted (`'SKU-1'`) in its text.
-fn attribute(batch: &Batch, messages: &[(String, Option<String>)]) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
+fn attribute(
+    batch: &Batch,
+    messages: &[(String, Option<String>)],
+) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
     let skus: BTreeSet<&str> = batch.products.iter().map(|(_, sku)| sku.as_str()).collect();
     let mut by_sku: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut general = Vec::new();
     for (message, row) in messages {
-        let from_row = row.as_deref().and_then(part_no_of_row).filter(|p| skus.contains(p.as_str()));
+        let from_row = row
+            .as_deref()
+            .and_then(part_no_of_row)
+            .filter(|p| skus.contains(p.as_str()));
         let named: Vec<&str> = match from_row {
             Some(ref part) => vec![part.as_str()],
-            None => skus.iter().copied().filter(|sku| message.contains(&format!("'{sku}'")) || message.contains(&format!("\"{sku}\""))).collect(),
+            None => skus
+                .iter()
+                .copied()
+                .filter(|sku| {
+                    message.contains(&format!("'{sku}'")) || message.contains(&format!("\"{sku}\""))
+                })
+                .collect(),
         };
         if named.is_empty() {
             if !general.contains(message) {
@@ -192,7 +268,11 @@ fn attribute(batch: &Batch, messages: &[(String, Option<String>)]) -> (BTreeMap<
 
 /// Splits products (each with its rows) into batches of at most `max_rows` rows, never
 /// splitting one product's rows; `label` names each batch by its product ids.
-pub(super) fn batches<R>(products: Vec<(u64, String, Vec<R>)>, max_rows: usize, wrap: fn(Vec<R>) -> Rows) -> Vec<Batch> {
+pub(super) fn batches<R>(
+    products: Vec<(u64, String, Vec<R>)>,
+    max_rows: usize,
+    wrap: fn(Vec<R>) -> Rows,
+) -> Vec<Batch> {
     let mut out = Vec::new();
     let mut current: Vec<(u64, String)> = Vec::new();
     let mut rows: Vec<R> = Vec::new();
@@ -201,7 +281,11 @@ pub(super) fn batches<R>(products: Vec<(u64, String, Vec<R>)>, max_rows: usize, 
             return;
         }
         let ids: Vec<u64> = current.iter().map(|(id, _)| *id).collect();
-        out.push(Batch { label: super::source::id_label(&ids), products: std::mem::take(current), rows: wrap(std::mem::take(rows)) });
+        out.push(Batch {
+            label: super::source::id_label(&ids),
+            products: std::mem::take(current),
+            rows: wrap(std::mem::take(rows)),
+        });
     };
     for (id, sku, product_rows) in products {
         if !rows.is_empty() && rows.len() + product_rows.len() > max_rows.max(1) {
@@ -219,27 +303,57 @@ mod tests {
     use super::*;
 
     fn onhand(sku: &str) -> SkuOnhand {
-        SkuOnhand { part_no: sku.into(), warehouse_code: "WH1".into(), location_code: "WH1".into(), ..Default::default() }
+        SkuOnhand {
+            part_no: sku.into(),
+            warehouse_code: "WH1".into(),
+            location_code: "WH1".into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn batches_keep_a_products_rows_together() {
-        let products = (1..=5u64).map(|i| (i, format!("S{i}"), vec![onhand("a"), onhand("b")])).collect();
+        let products = (1..=5u64)
+            .map(|i| (i, format!("S{i}"), vec![onhand("a"), onhand("b")]))
+            .collect();
         let out = batches(products, 5, Rows::Onhands);
-        let sizes: Vec<(String, usize)> = out.iter().map(|b| (b.label.clone(), b.rows.len())).collect();
-        assert_eq!(sizes, vec![("1-2".to_owned(), 4), ("3-4".to_owned(), 4), ("5".to_owned(), 2)]);
+        let sizes: Vec<(String, usize)> = out
+            .iter()
+            .map(|b| (b.label.clone(), b.rows.len()))
+            .collect();
+        assert_eq!(
+            sizes,
+            vec![
+                ("1-2".to_owned(), 4),
+                ("3-4".to_owned(), 4),
+                ("5".to_owned(), 2)
+            ]
+        );
     }
 
     #[test]
     fn messages_are_attributed_by_row_then_by_quoted_sku() {
-        let batch = Batch { label: "1-2".into(), products: vec![(1, "SKU-1".into()), (2, "SKU-10".into())], rows: Rows::Onhands(Vec::new()) };
+        let batch = Batch {
+            label: "1-2".into(),
+            products: vec![(1, "SKU-1".into()), (2, "SKU-10".into())],
+            rows: Rows::Onhands(Vec::new()),
+        };
         let messages = vec![
-            ("PartNo 'SKU-10' does not exist; the row is ignored.".to_owned(), None),
-            ("row refused".to_owned(), Some(r#"{"PartNo":"SKU-1","WarehouseCode":"X"}"#.to_owned())),
+            (
+                "PartNo 'SKU-10' does not exist; the row is ignored.".to_owned(),
+                None,
+            ),
+            (
+                "row refused".to_owned(),
+                Some(r#"{"PartNo":"SKU-1","WarehouseCode":"X"}"#.to_owned()),
+            ),
             ("Import finished with warnings".to_owned(), None),
         ];
         let (by_sku, general) = attribute(&batch, &messages);
-        assert_eq!(by_sku["SKU-10"], vec!["PartNo 'SKU-10' does not exist; the row is ignored.".to_owned()]);
+        assert_eq!(
+            by_sku["SKU-10"],
+            vec!["PartNo 'SKU-10' does not exist; the row is ignored.".to_owned()]
+        );
         assert_eq!(by_sku["SKU-1"], vec!["row refused".to_owned()]);
         assert_eq!(general, vec!["Import finished with warnings".to_owned()]);
     }

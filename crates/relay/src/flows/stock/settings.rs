@@ -82,12 +82,25 @@ impl Default for StockConfig {
     fn default() -> Self {
         Self {
             full_reconcile_interval_secs: 86_400,
-            warehouses: vec![WarehouseMapping::new(2, "WH1"), WarehouseMapping::new(3, "WH2")],
+            warehouses: vec![
+                WarehouseMapping::new(2, "WH1"),
+                WarehouseMapping::new(3, "WH2"),
+            ],
             quantity: StockQuantity::OnHand,
             norce_account_id: 1,
             price_lists: vec![
-                PriceListMapping { brightpearl_price_list: 2, norce_price_list: "SE-B2C".into(), field: PriceField::PriceSale, includes_vat: None },
-                PriceListMapping { brightpearl_price_list: 1, norce_price_list: "SE-B2C".into(), field: PriceField::CostPurchase, includes_vat: None },
+                PriceListMapping {
+                    brightpearl_price_list: 2,
+                    norce_price_list: "SE-B2C".into(),
+                    field: PriceField::PriceSale,
+                    includes_vat: None,
+                },
+                PriceListMapping {
+                    brightpearl_price_list: 1,
+                    norce_price_list: "SE-B2C".into(),
+                    field: PriceField::CostPurchase,
+                    includes_vat: None,
+                },
             ],
             vat_percent: 25.0,
             import_batch_rows: 2_000,
@@ -115,12 +128,18 @@ pub struct WarehouseMapping {
 impl WarehouseMapping {
     /// A mapping whose location code is the warehouse code.
     pub fn new(brightpearl_warehouse: u64, norce_warehouse: &str) -> Self {
-        Self { brightpearl_warehouse, norce_warehouse: norce_warehouse.to_owned(), norce_location: None }
+        Self {
+            brightpearl_warehouse,
+            norce_warehouse: norce_warehouse.to_owned(),
+            norce_location: None,
+        }
     }
 
     /// The Norce location code.
     pub fn location(&self) -> &str {
-        self.norce_location.as_deref().unwrap_or(&self.norce_warehouse)
+        self.norce_location
+            .as_deref()
+            .unwrap_or(&self.norce_warehouse)
     }
 }
 
@@ -198,7 +217,11 @@ pub struct JobWaitConfig {
 
 impl Default for JobWaitConfig {
     fn default() -> Self {
-        Self { timeout_secs: 600, initial_interval_ms: 1_000, max_interval_ms: 30_000 }
+        Self {
+            timeout_secs: 600,
+            initial_interval_ms: 1_000,
+            max_interval_ms: 30_000,
+        }
     }
 }
 
@@ -207,25 +230,43 @@ impl JobWaitConfig {
     pub fn wait_options(&self) -> norce_client::WaitOptions {
         norce_client::WaitOptions::default()
             .timeout(Duration::from_secs(self.timeout_secs))
-            .intervals(Duration::from_millis(self.initial_interval_ms), Duration::from_millis(self.max_interval_ms))
+            .intervals(
+                Duration::from_millis(self.initial_interval_ms),
+                Duration::from_millis(self.max_interval_ms),
+            )
     }
 }
 
 fn invalid(setting: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { setting: setting.into(), reason: reason.into() }
+    ConfigError::Invalid {
+        setting: setting.into(),
+        reason: reason.into(),
+    }
 }
 
 impl StockConfig {
     /// Checks the values serde cannot: each error names the key and what to do.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.import_batch_rows == 0 {
-            return Err(invalid("stock.import_batch_rows", "must be at least 1 (rows per Norce import job)"));
+            return Err(invalid(
+                "stock.import_batch_rows",
+                "must be at least 1 (rows per Norce import job)",
+            ));
         }
         if !(self.vat_percent.is_finite() && (0.0..=100.0).contains(&self.vat_percent)) {
-            return Err(invalid("stock.vat_percent", format!("is {}; give a percentage from 0 to 100, e.g. 25", self.vat_percent)));
+            return Err(invalid(
+                "stock.vat_percent",
+                format!(
+                    "is {}; give a percentage from 0 to 100, e.g. 25",
+                    self.vat_percent
+                ),
+            ));
         }
         if self.job_wait.initial_interval_ms == 0 {
-            return Err(invalid("stock.job_wait.initial_interval_ms", "must be at least 1"));
+            return Err(invalid(
+                "stock.job_wait.initial_interval_ms",
+                "must be at least 1",
+            ));
         }
         if self.job_wait.timeout_secs == 0 {
             return Err(invalid("stock.job_wait.timeout_secs", "must be at least 1"));
@@ -233,27 +274,46 @@ impl StockConfig {
         let mut seen = BTreeSet::new();
         for (i, w) in self.warehouses.iter().enumerate() {
             if w.norce_warehouse.trim().is_empty() {
-                return Err(invalid(format!("stock.warehouses[{i}].norce_warehouse"), "is empty; give the Norce warehouse code set up in Norce Admin"));
+                return Err(invalid(
+                    format!("stock.warehouses[{i}].norce_warehouse"),
+                    "is empty; give the Norce warehouse code set up in Norce Admin",
+                ));
             }
-            if w.norce_location.as_deref().is_some_and(|l| l.trim().is_empty()) {
-                return Err(invalid(format!("stock.warehouses[{i}].norce_location"), "is empty; leave it out to use the warehouse code"));
+            if w.norce_location
+                .as_deref()
+                .is_some_and(|l| l.trim().is_empty())
+            {
+                return Err(invalid(
+                    format!("stock.warehouses[{i}].norce_location"),
+                    "is empty; leave it out to use the warehouse code",
+                ));
             }
             if !seen.insert(w.brightpearl_warehouse) {
                 return Err(invalid(
                     format!("stock.warehouses[{i}].brightpearl_warehouse"),
-                    format!("Brightpearl warehouse {} is mapped twice; keep one entry per warehouse", w.brightpearl_warehouse),
+                    format!(
+                        "Brightpearl warehouse {} is mapped twice; keep one entry per warehouse",
+                        w.brightpearl_warehouse
+                    ),
                 ));
             }
         }
         let mut targets = BTreeSet::new();
         for (i, p) in self.price_lists.iter().enumerate() {
             if p.norce_price_list.trim().is_empty() {
-                return Err(invalid(format!("stock.price_lists[{i}].norce_price_list"), "is empty; give the Norce price list code"));
+                return Err(invalid(
+                    format!("stock.price_lists[{i}].norce_price_list"),
+                    "is empty; give the Norce price list code",
+                ));
             }
             if !targets.insert((p.norce_price_list.as_str(), p.field)) {
                 return Err(invalid(
                     format!("stock.price_lists[{i}]"),
-                    format!("`{}` {} is filled by two Brightpearl price lists; map each Norce field once", p.norce_price_list, p.field.norce_name()),
+                    format!(
+                        "`{}` {} is filled by two Brightpearl price lists; map each Norce field once",
+                        p.norce_price_list,
+                        p.field.norce_name()
+                    ),
                 ));
             }
         }
@@ -262,12 +322,18 @@ impl StockConfig {
 
     /// The Norce (warehouse, location) of a Brightpearl warehouse, if mapped.
     pub fn norce_location_of(&self, brightpearl_warehouse: u64) -> Option<&WarehouseMapping> {
-        self.warehouses.iter().find(|w| w.brightpearl_warehouse == brightpearl_warehouse)
+        self.warehouses
+            .iter()
+            .find(|w| w.brightpearl_warehouse == brightpearl_warehouse)
     }
 
     /// How the client asks bundle availability.
     pub fn bundle_mode(&self) -> brightpearl_client::BundleAvailabilityMode {
-        if self.bundle_id_sets { brightpearl_client::BundleAvailabilityMode::IdSets } else { brightpearl_client::BundleAvailabilityMode::PerId }
+        if self.bundle_id_sets {
+            brightpearl_client::BundleAvailabilityMode::IdSets
+        } else {
+            brightpearl_client::BundleAvailabilityMode::PerId
+        }
     }
 
     /// How long a full reconciliation stays fresh.
@@ -284,10 +350,16 @@ mod tests {
     #[test]
     fn defaults_match_the_sandbox() {
         let config = StockConfig::default();
-        assert_eq!(config.norce_location_of(3).map(WarehouseMapping::location), Some("WH2"));
+        assert_eq!(
+            config.norce_location_of(3).map(WarehouseMapping::location),
+            Some("WH2")
+        );
         assert!(config.validate().is_ok());
         assert!(config.bundles && !config.bundle_id_sets);
-        assert_eq!(config.bundle_mode(), brightpearl_client::BundleAvailabilityMode::PerId);
+        assert_eq!(
+            config.bundle_mode(),
+            brightpearl_client::BundleAvailabilityMode::PerId
+        );
         assert_eq!(RelayConfig::parse("[stock]\n", "t").unwrap().stock, config);
     }
 
@@ -297,29 +369,73 @@ mod tests {
         let config = RelayConfig::parse(text, "relay.toml").unwrap().stock;
         assert_eq!(config.quantity, StockQuantity::InStock);
         assert!(!config.bundles);
-        assert_eq!(config.bundle_mode(), brightpearl_client::BundleAvailabilityMode::IdSets);
-        assert_eq!(config.warehouses, vec![WarehouseMapping { brightpearl_warehouse: 7, norce_warehouse: "MAIN".into(), norce_location: Some("A1".into()) }]);
+        assert_eq!(
+            config.bundle_mode(),
+            brightpearl_client::BundleAvailabilityMode::IdSets
+        );
+        assert_eq!(
+            config.warehouses,
+            vec![WarehouseMapping {
+                brightpearl_warehouse: 7,
+                norce_warehouse: "MAIN".into(),
+                norce_location: Some("A1".into())
+            }]
+        );
         assert_eq!(config.price_lists[0].field, PriceField::PriceRecommended);
         assert_eq!(config.job_wait.initial_interval_ms, 5);
         assert_eq!(config.job_wait.timeout_secs, 600);
-        let err = RelayConfig::parse("[stock]\nwarehouse = []\n", "relay.toml").unwrap_err().to_string();
-        assert!(err.contains("warehouse") && err.contains("relay.toml"), "{err}");
-        let err = RelayConfig::parse("[stock]\nquantity = \"free\"\n", "relay.toml").unwrap_err().to_string();
+        let err = RelayConfig::parse("[stock]\nwarehouse = []\n", "relay.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("warehouse") && err.contains("relay.toml"),
+            "{err}"
+        );
+        let err = RelayConfig::parse("[stock]\nquantity = \"free\"\n", "relay.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("free"), "{err}");
     }
 
     #[test]
     fn bad_values_name_the_key() {
-        let mut config = StockConfig { import_batch_rows: 0, ..StockConfig::default() };
-        assert!(config.validate().unwrap_err().to_string().contains("stock.import_batch_rows"));
+        let mut config = StockConfig {
+            import_batch_rows: 0,
+            ..StockConfig::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("stock.import_batch_rows")
+        );
         config.import_batch_rows = 10;
         config.warehouses.push(WarehouseMapping::new(2, "WH9"));
-        assert!(config.validate().unwrap_err().to_string().contains("stock.warehouses[2].brightpearl_warehouse"));
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("stock.warehouses[2].brightpearl_warehouse")
+        );
         config.warehouses.pop();
         config.price_lists[1].field = PriceField::PriceSale;
-        assert!(config.validate().unwrap_err().to_string().contains("stock.price_lists[1]"));
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("stock.price_lists[1]")
+        );
         config.price_lists[1].field = PriceField::CostPurchase;
         config.vat_percent = -1.0;
-        assert!(config.validate().unwrap_err().to_string().contains("stock.vat_percent"));
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("stock.vat_percent")
+        );
     }
 }

@@ -33,7 +33,10 @@ pub(super) struct CatalogEntry {
 
 impl From<ProductRow> for CatalogEntry {
     fn from(row: ProductRow) -> Self {
-        Self { sku: row.sku.filter(|s| !s.trim().is_empty()), stock_tracked: row.stock_tracked }
+        Self {
+            sku: row.sku.filter(|s| !s.trim().is_empty()),
+            stock_tracked: row.stock_tracked,
+        }
     }
 }
 
@@ -41,13 +44,22 @@ impl From<ProductRow> for CatalogEntry {
 pub(super) type Catalog = BTreeMap<u64, CatalogEntry>;
 
 /// Every product with its SKU: `product-search` with only the three columns, whole pages.
-pub(super) async fn catalog(bp: &brightpearl_client::Client, flow: &'static str) -> Result<Catalog, FlowError> {
-    let query = SearchQuery::new().columns(COLUMNS).sort("productId", SortDirection::Asc).page_size(MAX_SEARCH_PAGE);
+pub(super) async fn catalog(
+    bp: &brightpearl_client::Client,
+    flow: &'static str,
+) -> Result<Catalog, FlowError> {
+    let query = SearchQuery::new()
+        .columns(COLUMNS)
+        .sort("productId", SortDirection::Asc)
+        .page_size(MAX_SEARCH_PAGE);
     let rows: Vec<ProductRow> = bp
         .search_all(SearchResource::Products, query)
         .instrument(span(flow, "catalog", "*"))
         .await?;
-    Ok(rows.into_iter().map(|r| (r.product_id, CatalogEntry::from(r))).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.product_id, CatalogEntry::from(r)))
+        .collect())
 }
 
 /// The SKUs of these products: `product-search` filtered by a `productId` ID set, 500 ids
@@ -55,17 +67,30 @@ pub(super) async fn catalog(bp: &brightpearl_client::Client, flow: &'static str)
 /// are absent from the result. (A search row carries the SKU, so this takes fewer requests
 /// than product GETs of 200, and its future is `Send` for every lifetime, which the client's
 /// chunked GETs are not.)
-pub(super) async fn products(bp: &brightpearl_client::Client, flow: &'static str, ids: &BTreeSet<u64>) -> Result<Catalog, FlowError> {
+pub(super) async fn products(
+    bp: &brightpearl_client::Client,
+    flow: &'static str,
+    ids: &BTreeSet<u64>,
+) -> Result<Catalog, FlowError> {
     let mut catalog = Catalog::new();
-    for chunk in IdSet::from_ids(ids.iter().copied()).chunks(MAX_SEARCH_PAGE as usize, MAX_ID_SET_CHARS) {
+    for chunk in
+        IdSet::from_ids(ids.iter().copied()).chunks(MAX_SEARCH_PAGE as usize, MAX_ID_SET_CHARS)
+    {
         let label = chunk.to_string();
         let query = SearchQuery::new()
             .filter("productId", label.clone())
             .columns(COLUMNS)
             .sort("productId", SortDirection::Asc)
             .page_size(MAX_SEARCH_PAGE);
-        let rows: Vec<ProductRow> = bp.search_all(SearchResource::Products, query).instrument(span(flow, "products", &label)).await?;
-        catalog.extend(rows.into_iter().filter(|r| ids.contains(&r.product_id)).map(|r| (r.product_id, CatalogEntry::from(r))));
+        let rows: Vec<ProductRow> = bp
+            .search_all(SearchResource::Products, query)
+            .instrument(span(flow, "products", &label))
+            .await?;
+        catalog.extend(
+            rows.into_iter()
+                .filter(|r| ids.contains(&r.product_id))
+                .map(|r| (r.product_id, CatalogEntry::from(r))),
+        );
     }
     Ok(catalog)
 }
@@ -73,7 +98,9 @@ pub(super) async fn products(bp: &brightpearl_client::Client, flow: &'static str
 /// A short label for a set of ids in spans and logs (`1001-1200`, `1001 (+3)`).
 pub(super) fn id_label(ids: &[u64]) -> String {
     match (ids.first(), ids.last()) {
-        (Some(first), Some(last)) if ids.len() as u64 == last - first + 1 && first != last => format!("{first}-{last}"),
+        (Some(first), Some(last)) if ids.len() as u64 == last - first + 1 && first != last => {
+            format!("{first}-{last}")
+        }
         (Some(first), _) if ids.len() > 1 => format!("{first} (+{})", ids.len() - 1),
         (Some(first), _) => first.to_string(),
         _ => String::new(),

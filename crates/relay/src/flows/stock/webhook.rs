@@ -21,7 +21,12 @@ pub(super) fn parse_id_set(text: &str) -> Result<Vec<u64>, String> {
             Some((lo, hi)) => (lo.trim(), hi.trim()),
             None => (part, part),
         };
-        let parse = |s: &str| s.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| format!("`{part}` is not an id or an id range"));
+        let parse = |s: &str| {
+            s.parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("`{part}` is not an id or an id range"))
+        };
         let (lo, hi) = (parse(lo)?, parse(hi)?);
         if hi < lo {
             return Err(format!("range `{part}` is descending"));
@@ -48,7 +53,10 @@ fn flows_of(event: &WebhookEvent) -> Option<&'static [&'static str]> {
     if !is_product {
         return None;
     }
-    if matches!(event.full_event, Some(WebhookEventName::ProductModifiedOnHandModified)) {
+    if matches!(
+        event.full_event,
+        Some(WebhookEventName::ProductModifiedOnHandModified)
+    ) {
         Some(&[STOCK])
     } else {
         Some(&[STOCK, PRICES])
@@ -86,7 +94,15 @@ pub(super) async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<Ingest
         for id in &ids {
             let source_id = id.to_string();
             ctx.store.upsert_pending(flow, &source_id, None)?;
-            ctx.store.update(flow, &source_id, &EntityUpdate { status: Some(Status::Pending), step: Some(step.clone()), ..EntityUpdate::default() })?;
+            ctx.store.update(
+                flow,
+                &source_id,
+                &EntityUpdate {
+                    status: Some(Status::Pending),
+                    step: Some(step.clone()),
+                    ..EntityUpdate::default()
+                },
+            )?;
         }
     }
     tracing::info!(inbox_id = item.id, products = ids.len(), flows = ?flows, "products marked pending");
@@ -104,14 +120,28 @@ mod tests {
         assert!(parse_id_set("7-5").unwrap_err().contains("7-5"));
         assert!(parse_id_set("x").unwrap_err().contains("`x`"));
         assert!(parse_id_set("").is_err());
-        assert!(parse_id_set("1-999999999").unwrap_err().contains("more than"));
+        assert!(
+            parse_id_set("1-999999999")
+                .unwrap_err()
+                .contains("more than")
+        );
     }
 
     #[test]
     fn on_hand_events_concern_stock_only() {
-        let event = |name: &str| WebhookEvent { id: "1".into(), full_event: serde_json::from_value(serde_json::json!(name)).unwrap(), ..Default::default() };
-        assert_eq!(flows_of(&event("product.modified.on-hand-modified")), Some(&[STOCK][..]));
-        assert_eq!(flows_of(&event("product.modified")), Some(&[STOCK, PRICES][..]));
+        let event = |name: &str| WebhookEvent {
+            id: "1".into(),
+            full_event: serde_json::from_value(serde_json::json!(name)).unwrap(),
+            ..Default::default()
+        };
+        assert_eq!(
+            flows_of(&event("product.modified.on-hand-modified")),
+            Some(&[STOCK][..])
+        );
+        assert_eq!(
+            flows_of(&event("product.modified")),
+            Some(&[STOCK, PRICES][..])
+        );
         assert_eq!(flows_of(&event("goods-out-note.created")), None);
     }
 }
