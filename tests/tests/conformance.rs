@@ -1830,6 +1830,22 @@ fn compare_sent(findings: &mut Findings, key: &str, sent: &Value, published: &Va
 }
 
 /// The body of the last recorded `method` request whose path ends with `suffix`.
+/// Compares the last request recorded at `method` `suffix` with the published one, or records
+/// that the client sent none.
+fn check_sent(
+    findings: &mut Findings,
+    recorder: &Recorder,
+    method: &str,
+    suffix: &str,
+    key: &str,
+    published: &Value,
+) {
+    match sent(recorder, method, suffix) {
+        Some(body) => compare_sent(findings, key, &body, published),
+        None => findings.add("client", key, "<not-sent>", "no request recorded"),
+    }
+}
+
 fn sent(recorder: &Recorder, method: &str, suffix: &str) -> Option<Value> {
     recorder
         .log()
@@ -1908,20 +1924,14 @@ async fn clients_norce(sandbox: &Sandbox, findings: &mut Findings) {
     let lines = note["DeliverynoteItems"].clone();
     note["DeliveryNoteItems"] = lines;
     let _ = client.create_delivery_note(&typed(note)).await;
-    match sent(&recorder, "POST", "/Order/CreateDeliveryNote") {
-        Some(body) => compare_sent(
-            findings,
-            "norce/CreateDeliveryNote",
-            &body,
-            &example("norce/CreateDeliveryNote", Kind::Request),
-        ),
-        None => findings.add(
-            "client",
-            "norce/CreateDeliveryNote",
-            "<not-sent>",
-            "no request recorded",
-        ),
-    }
+    check_sent(
+        findings,
+        &recorder,
+        "POST",
+        "/Order/CreateDeliveryNote",
+        "norce/CreateDeliveryNote",
+        &example("norce/CreateDeliveryNote", Kind::Request),
+    );
 
     let sku = dataset.products[0].sku.clone();
     let list = sandbox.state().config.norce.price_lists[0].clone();
@@ -1932,20 +1942,14 @@ async fn clients_norce(sandbox: &Sandbox, findings: &mut Findings) {
     let rows: Vec<norce_client::models::connect::SkuPriceList> = typed(rows);
     let options = norce_client::ImportOptions::new(sandbox.state().config.norce.account_id);
     let _ = client.import_sku_price_lists(&rows, &options).await;
-    match sent(&recorder, "POST", "/Product/ImportSkuPriceLists") {
-        Some(body) => compare_sent(
-            findings,
-            "norce/ImportSkuPriceLists",
-            &body,
-            &example("norce/ImportSkuPriceLists", Kind::Request),
-        ),
-        None => findings.add(
-            "client",
-            "norce/ImportSkuPriceLists",
-            "<not-sent>",
-            "no request recorded",
-        ),
-    }
+    check_sent(
+        findings,
+        &recorder,
+        "POST",
+        "/Product/ImportSkuPriceLists",
+        "norce/ImportSkuPriceLists",
+        &example("norce/ImportSkuPriceLists", Kind::Request),
+    );
 
     let location = dataset.warehouses[0].location_code.clone();
     let mut rows = example("norce/ImportOnhands", Kind::Request);
@@ -1972,20 +1976,14 @@ async fn clients_norce(sandbox: &Sandbox, findings: &mut Findings) {
             .collect();
         let _ = client.import_onhands(&rows, &options).await;
     }
-    match sent(&recorder, "POST", "/Product/ImportOnhands") {
-        Some(body) => compare_sent(
-            findings,
-            "norce/ImportOnhands",
-            &body,
-            &example("norce/ImportOnhands", Kind::Request),
-        ),
-        None => findings.add(
-            "client",
-            "norce/ImportOnhands",
-            "<not-sent>",
-            "no request recorded",
-        ),
-    }
+    check_sent(
+        findings,
+        &recorder,
+        "POST",
+        "/Product/ImportOnhands",
+        "norce/ImportOnhands",
+        &example("norce/ImportOnhands", Kind::Request),
+    );
 }
 
 async fn clients_nshift(sandbox: &Sandbox, findings: &mut Findings) {
@@ -2012,15 +2010,14 @@ async fn clients_nshift(sandbox: &Sandbox, findings: &mut Findings) {
             format!("book_once failed: {e}"),
         );
     }
-    match sent(&recorder, "POST", "/stored-shipments") {
-        Some(body) => compare_sent(findings, "nshift/CreateStoredShipment", &body, &shipment),
-        None => findings.add(
-            "client",
-            "nshift/CreateStoredShipment",
-            "<not-sent>",
-            "no request recorded",
-        ),
-    }
+    check_sent(
+        findings,
+        &recorder,
+        "POST",
+        "/stored-shipments",
+        "nshift/CreateStoredShipment",
+        &shipment,
+    );
     match sent(&recorder, "POST", "/shipments").filter(|_| {
         recorder
             .log()
@@ -2106,56 +2103,52 @@ async fn clients_brightpearl(sandbox: &Sandbox, findings: &mut Findings) {
 
     let address = example("brightpearl/CreatePostalAddress", Kind::Request);
     let _ = client.create_postal_address(&typed(address.clone())).await;
-    match sent(&recorder, "POST", "/contact-service/postal-address") {
-        Some(body) => compare_sent(findings, "brightpearl/CreatePostalAddress", &body, &address),
-        None => findings.add(
-            "client",
-            "brightpearl/CreatePostalAddress",
-            "<not-sent>",
-            "no request recorded",
-        ),
-    }
+    check_sent(
+        findings,
+        &recorder,
+        "POST",
+        "/contact-service/postal-address",
+        "brightpearl/CreatePostalAddress",
+        &address,
+    );
 
     // The published sales order (its `taxDate` is a date without time).
     let order = example("brightpearl/CreateSalesOrder", Kind::Request);
     type SalesOrder = brightpearl_client::models::order::SalesOrderRequest;
     let typed_order: SalesOrder = typed(order.clone());
     let _ = client.create_sales_order(&typed_order).await;
-    match sent(&recorder, "POST", "/order-service/sales-order") {
-        Some(body) => compare_sent(findings, "brightpearl/CreateSalesOrder", &body, &order),
-        None => findings.add(
-            "client",
-            "brightpearl/CreateSalesOrder",
-            "<not-sent>",
-            "no request recorded",
-        ),
-    }
+    check_sent(
+        findings,
+        &recorder,
+        "POST",
+        "/order-service/sales-order",
+        "brightpearl/CreateSalesOrder",
+        &order,
+    );
 
     let update = example("brightpearl/UpdateOrderStatus", Kind::Request);
     let _ = client
         .update_order_status(10_001, &typed(update.clone()))
         .await;
-    match sent(&recorder, "PUT", "/status") {
-        Some(body) => compare_sent(findings, "brightpearl/UpdateOrderStatus", &body, &update),
-        None => findings.add(
-            "client",
-            "brightpearl/UpdateOrderStatus",
-            "<not-sent>",
-            "no request recorded",
-        ),
-    }
+    check_sent(
+        findings,
+        &recorder,
+        "PUT",
+        "/status",
+        "brightpearl/UpdateOrderStatus",
+        &update,
+    );
 
     let webhook = example("brightpearl/CreateWebhook", Kind::Request);
     let _ = client.create_webhook(&typed(webhook.clone())).await;
-    match sent(&recorder, "POST", "/integration-service/webhook") {
-        Some(body) => compare_sent(findings, "brightpearl/CreateWebhook", &body, &webhook),
-        None => findings.add(
-            "client",
-            "brightpearl/CreateWebhook",
-            "<not-sent>",
-            "no request recorded",
-        ),
-    }
+    check_sent(
+        findings,
+        &recorder,
+        "POST",
+        "/integration-service/webhook",
+        "brightpearl/CreateWebhook",
+        &webhook,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -149,6 +149,23 @@ fn public_items(items: &[Item], operations: &[model::Operation]) -> Vec<String> 
     out
 }
 
+/// The spec files of every platform that parsed, and the problems of those that did not (an
+/// I/O error stops at once).
+pub fn load_all(
+    root: &Path,
+) -> Result<(Vec<(&'static str, Vec<SpecFile>)>, Vec<Diag>), CodegenError> {
+    let mut platforms = Vec::new();
+    let mut diags = Vec::new();
+    for platform in PLATFORMS {
+        match load_platform(root, platform) {
+            Ok(files) => platforms.push((*platform, files)),
+            Err(CodegenError::Invalid(mut d)) => diags.append(&mut d),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((platforms, diags))
+}
+
 /// Generates every file of every platform (nothing is written), with the default [`Options`].
 pub fn generate(root: &Path) -> Result<Vec<GeneratedFile>, CodegenError> {
     generate_with(root, Options::default())
@@ -157,16 +174,8 @@ pub fn generate(root: &Path) -> Result<Vec<GeneratedFile>, CodegenError> {
 /// Generates every file of every platform (nothing is written).
 pub fn generate_with(root: &Path, options: Options) -> Result<Vec<GeneratedFile>, CodegenError> {
     let mut out = Vec::new();
-    let mut diags = Vec::new();
-    for platform in PLATFORMS {
-        let files = match load_platform(root, platform) {
-            Ok(files) => files,
-            Err(CodegenError::Invalid(mut d)) => {
-                diags.append(&mut d);
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
+    let (platforms, mut diags) = load_all(root)?;
+    for (platform, files) in platforms {
         let dir = format!("crates/{platform}-models/src/generated");
         let mut modules = Vec::new();
         for file in &files {

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde_yaml::{Mapping, Value};
 
 use super::model::{Diag, METHODS, SpecFile};
-use super::{CodegenError, PLATFORMS, load_platform};
+use super::{CodegenError, load_all};
 
 /// Whether `cargo xtask codegen` refuses an operation or a `components.schemas` entry that has
 /// no `x-source` (rule 1 in `specs/README.md`).
@@ -185,16 +185,8 @@ pub fn validate(files: &[SpecFile], require_sources: bool) -> Vec<Diag> {
 /// counted, never refused.
 pub fn summarize(root: &Path) -> Result<Vec<PlatformProvenance>, CodegenError> {
     let mut out = Vec::new();
-    let mut diags = Vec::new();
-    for platform in PLATFORMS {
-        let files = match load_platform(root, platform) {
-            Ok(files) => files,
-            Err(CodegenError::Invalid(mut d)) => {
-                diags.append(&mut d);
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
+    let (platforms, mut diags) = load_all(root)?;
+    for (platform, files) in platforms {
         if files.is_empty() {
             continue;
         }

@@ -76,17 +76,22 @@ pub fn availability_of(store: &Store, product: i64) -> ProductAvailability {
     }
 }
 
-pub fn availability(ctx: &mut Ctx<'_>, ids: &str) -> Reply {
-    let _query: GetProductAvailabilityQuery = ctx.query().unwrap_or_default();
-    let set = match idset::parse_path(ids, false, None) {
-        Ok(set) => set,
-        Err(reply) => return reply,
-    };
-    let Some(ids) = set.expand(AVAILABILITY_EXPAND_CAP) else {
-        return Reply::bad_request(
+/// The ids of an availability path's ID set, at most `AVAILABILITY_EXPAND_CAP` of them.
+fn availability_ids(text: &str) -> Result<Vec<i64>, Reply> {
+    let set = idset::parse_path(text, false, None)?;
+    set.expand(AVAILABILITY_EXPAND_CAP).ok_or_else(|| {
+        Reply::bad_request(
             "CMNC-400",
             format!("ID set names more than {AVAILABILITY_EXPAND_CAP} ids"),
-        );
+        )
+    })
+}
+
+pub fn availability(ctx: &mut Ctx<'_>, ids: &str) -> Reply {
+    let _query: GetProductAvailabilityQuery = ctx.query().unwrap_or_default();
+    let ids = match availability_ids(ids) {
+        Ok(ids) => ids,
+        Err(reply) => return reply,
     };
     let store = ctx.state.brightpearl.lock();
     // One unknown id fails the whole request (observed by a client that bisects its chunks).
@@ -143,15 +148,9 @@ pub fn bundle_availability_of(store: &Store, bundle: i64) -> Option<BundleAvaila
 /// several ids is accepted (answering for each bundle in it) since Brightpearl's behaviour is
 /// unconfirmed; ids that are not bundles are left out, and none at all is `404 CMNC-404`.
 pub fn bundle_availability(ctx: &mut Ctx<'_>, text: &str) -> Reply {
-    let set = match idset::parse_path(text, false, None) {
-        Ok(set) => set,
+    let ids = match availability_ids(text) {
+        Ok(ids) => ids,
         Err(reply) => return reply,
-    };
-    let Some(ids) = set.expand(AVAILABILITY_EXPAND_CAP) else {
-        return Reply::bad_request(
-            "CMNC-400",
-            format!("ID set names more than {AVAILABILITY_EXPAND_CAP} ids"),
-        );
     };
     let store = ctx.state.brightpearl.lock();
     let response: BTreeMap<String, BundleAvailability> = ids
