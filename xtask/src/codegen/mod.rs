@@ -149,11 +149,12 @@ fn public_items(items: &[Item], operations: &[model::Operation]) -> Vec<String> 
     out
 }
 
+/// Each platform's spec files, and the problems of the files that did not parse.
+pub type Loaded = (Vec<(&'static str, Vec<SpecFile>)>, Vec<Diag>);
+
 /// The spec files of every platform that parsed, and the problems of those that did not (an
 /// I/O error stops at once).
-pub fn load_all(
-    root: &Path,
-) -> Result<(Vec<(&'static str, Vec<SpecFile>)>, Vec<Diag>), CodegenError> {
+pub fn load_all(root: &Path) -> Result<Loaded, CodegenError> {
     let mut platforms = Vec::new();
     let mut diags = Vec::new();
     for platform in PLATFORMS {
