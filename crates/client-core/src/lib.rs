@@ -8,14 +8,18 @@
 //! - [`query_pairs`] / [`append_query`]: the query string of a generated `*Query` type;
 //! - [`settings`]: reading settings from code or the environment, with errors that name the
 //!   setting, and the HTTPS-except-loopback rule for base URLs;
-//! - [`snapshot`]: a redacted, serializable view of a request for insta snapshots.
+//! - [`snapshot`]: a redacted, serializable view of a request for insta snapshots;
+//! - [`strict`]: [`compare`], a strict-decode comparison of a raw response with a model type
+//!   (what the model drops, what fails to decode, personal values masked).
 
 mod query;
 pub mod settings;
 pub mod snapshot;
+pub mod strict;
 mod transport;
 
 pub use query::{append_query, query_pairs};
 pub use settings::{Settings, SettingsError, base_url};
 pub use snapshot::RequestSnapshot;
+pub use strict::{DecodeProblem, FieldDiff, Mismatch, StrictReport, compare};
 pub use transport::{BoxTransport, DEFAULT_TIMEOUT, ReqwestTransport, is_timeout};

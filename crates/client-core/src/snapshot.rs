@@ -27,7 +27,7 @@ pub struct RequestSnapshot {
 
 /// Whether a key names a secret: `*secret*`, `*token*`, `*password*`, and in forms and queries
 /// also `code` (an OAuth authorization code; in JSON bodies `Code` is ordinary data).
-fn secret_key(key: &str, form: bool) -> bool {
+pub(crate) fn secret_key(key: &str, form: bool) -> bool {
     let key = key.to_ascii_lowercase();
     ["secret", "token", "password"]
         .iter()
@@ -37,7 +37,7 @@ fn secret_key(key: &str, form: bool) -> bool {
 
 /// `text` with the value of every `secret=` parameter in it (a URI with a shared secret, such as
 /// a webhook's `uriTemplate`) replaced by `[redacted]`.
-fn redact_secret_params(text: &str) -> String {
+pub(crate) fn redact_secret_params(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("secret=") {
