@@ -1,4 +1,4 @@
-//! `/_sandbox/…`: inspect state, move the clock, set faults, read the request log.
+//! `/_sandbox/…`: inspect state, move the clock, set faults and drift, read the request log.
 //!
 //! Platform-specific inspection lives in each simulator's own `admin_router`, nested here under
 //! `/_sandbox/norce`, `/_sandbox/nshift` and `/_sandbox/brightpearl`.
@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{FaultRule, SharedState, brightpearl, norce, nshift};
+use crate::{DriftRule, FaultRule, SharedState, brightpearl, norce, nshift};
 
 /// The admin routes (mounted at `/_sandbox`).
 pub fn router() -> Router<SharedState> {
@@ -25,6 +25,10 @@ pub fn router() -> Router<SharedState> {
         .route(
             "/faults",
             get(list_faults).post(add_fault).delete(clear_faults),
+        )
+        .route(
+            "/drift",
+            get(list_drift).post(add_drift).delete(clear_drift),
         )
         .route("/requests", get(requests).delete(clear_requests))
         .route("/dataset", get(dataset))
@@ -82,6 +86,29 @@ async fn add_fault(
 
 async fn clear_faults(State(state): State<SharedState>) -> Response {
     state.faults.clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn list_drift(State(state): State<SharedState>) -> Response {
+    Json(state.drift.rules()).into_response()
+}
+
+async fn add_drift(
+    State(state): State<SharedState>,
+    body: Result<Json<DriftRule>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let rule = match body {
+        Ok(Json(rule)) => rule,
+        Err(e) => return bad_request(&format!("invalid drift rule: {e}")),
+    };
+    match state.drift.add(rule) {
+        Ok(()) => (StatusCode::CREATED, Json(state.drift.rules())).into_response(),
+        Err(message) => bad_request(&message),
+    }
+}
+
+async fn clear_drift(State(state): State<SharedState>) -> Response {
+    state.drift.clear();
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -17,6 +17,7 @@ pub mod admin;
 pub mod brightpearl;
 pub mod clock;
 pub mod dataset;
+pub mod drift;
 pub mod faults;
 pub mod norce;
 pub mod nshift;
@@ -34,6 +35,7 @@ use tokio::task::JoinHandle;
 
 pub use clock::Clock;
 pub use dataset::{Dataset, DatasetConfig};
+pub use drift::{Drift, DriftChange, DriftRule, JsonKind};
 pub use faults::{FaultRule, Faults, LoggedRequest};
 
 /// Everything the sandbox can be told at start.
@@ -50,6 +52,8 @@ pub struct SandboxConfig {
     pub nshift: nshift::NshiftConfig,
     /// Brightpearl simulator settings.
     pub brightpearl: brightpearl::BrightpearlConfig,
+    /// Spec drift rules in force from the start (none by default; see [`drift`]).
+    pub drift: Vec<DriftRule>,
 }
 
 /// State shared by every route.
@@ -63,6 +67,8 @@ pub struct AppState {
     pub clock: Clock,
     /// Fault rules and the request log.
     pub faults: Faults,
+    /// Spec drift rules: changes to successful JSON answers.
+    pub drift: Drift,
     /// The seeded dataset every simulator started from.
     pub dataset: Dataset,
     /// Norce state.
@@ -99,6 +105,7 @@ impl AppState {
         let brightpearl = brightpearl::BrightpearlState::new(&config.brightpearl, &dataset, start);
         Self {
             faults: Faults::new(config.dataset.seed),
+            drift: Drift::with_rules(&config.drift),
             clock: Clock::new(start),
             base_url,
             dataset,
@@ -120,12 +127,17 @@ impl AppState {
     }
 }
 
-/// Every route: the three platforms behind the fault middleware, and `/_sandbox/` without it.
+/// Every route: the three platforms behind the fault and drift middleware, and `/_sandbox/`
+/// without them.
 pub fn router(state: SharedState) -> Router {
     let platforms = Router::new()
         .merge(norce::router())
         .merge(nshift::router())
         .merge(brightpearl::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            drift::middleware,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             faults::middleware,
