@@ -10,16 +10,19 @@
 //!   setting, and the HTTPS-except-loopback rule for base URLs;
 //! - [`snapshot`]: a redacted, serializable view of a request for insta snapshots;
 //! - [`strict`]: [`compare`], a strict-decode comparison of a raw response with a model type
-//!   (what the model drops, what fails to decode, personal values masked).
+//!   (what the model drops, what fails to decode, personal values masked), and [`Tap`], a
+//!   transport that keeps a copy of every answer for such a comparison.
 
 mod query;
 pub mod settings;
 pub mod snapshot;
 pub mod strict;
+mod tap;
 mod transport;
 
 pub use query::{append_query, query_pairs};
 pub use settings::{Settings, SettingsError, base_url};
 pub use snapshot::RequestSnapshot;
 pub use strict::{DecodeProblem, FieldDiff, Mismatch, StrictReport, compare};
+pub use tap::{Exchange, Tap};
 pub use transport::{BoxTransport, DEFAULT_TIMEOUT, ReqwestTransport, is_timeout};

@@ -52,6 +52,17 @@ pub struct DecodeProblem {
     pub message: String,
 }
 
+impl DecodeProblem {
+    /// A problem at `path` (`.` for the root), for a check that finds one of its own (an
+    /// answer that is not JSON at all).
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
 /// A path in the response that the model does not keep.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -264,6 +275,31 @@ fn display_path(path: &str) -> String {
     } else {
         path.to_owned()
     }
+}
+
+/// A whole document masked as [`compare`] masks its examples: every string under a key that
+/// looks personal or secret becomes `"<masked: N chars>"`, and `secret=` parameters in other
+/// strings are redacted. For saving a response that may be attached to a bug report.
+///
+/// ```
+/// let raw = serde_json::json!({"id": 7, "customer": {"email": "jane@example.com"}, "sku": "A-1"});
+/// let masked = client_core::strict::mask_document(&raw);
+/// assert_eq!(masked, serde_json::json!({"id": 7, "customer": {"email": "<masked: 16 chars>"}, "sku": "A-1"}));
+/// ```
+pub fn mask_document(value: &Value) -> Value {
+    mask("", value)
+}
+
+/// Every string in `value` masked (`"<masked: N chars>"`), for a value known to be personal
+/// whatever its key (a search row cell under a personal column).
+pub fn mask_everything(value: &Value) -> Value {
+    mask_all(value)
+}
+
+/// Whether a key (a JSON field, a query parameter, a search column) looks personal or secret:
+/// the rule [`compare`] and [`mask_document`] mask by.
+pub fn is_sensitive_key(key: &str) -> bool {
+    sensitive_key(key)
 }
 
 /// Whether a key looks personal or secret (see [`compare`]).

@@ -6,7 +6,8 @@
 //! - [`Decimal`] and [`DecimalNumber`]: exact money and quantities, never through `f64`;
 //! - [`VatPercent`] and [`VatMultiplier`]: VAT rates in the form each API writes them, with one
 //!   conversion ([`VatRate::fraction`]);
-//! - [`OperationInfo`]: method, path template and media types of every operation;
+//! - [`OperationInfo`]: method, path template and media types of every operation, and
+//!   [`ResponseVisitor`], to reach an operation's response model by its id;
 //! - [`path`] and [`header`]: encoding and decoding of path and header parameters.
 
 mod decimal;
@@ -35,6 +36,18 @@ pub struct OperationInfo {
     pub request_media_type: Option<&'static str>,
     /// Media type of the success response, if it has a body.
     pub response_media_type: Option<&'static str>,
+}
+
+/// Something done with an operation's response model, chosen by operation id at run time
+/// (each generated `operations` module has `visit_response(id, visitor)`), e.g. a strict decode
+/// of a raw answer against the model.
+pub trait ResponseVisitor {
+    /// What the visit returns.
+    type Output;
+    /// Called with `T`, the operation's success-response model.
+    fn visit<T>(self) -> Self::Output
+    where
+        T: serde::de::DeserializeOwned + serde::Serialize + 'static;
 }
 
 /// A path or header parameter that could not be decoded.

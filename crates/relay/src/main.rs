@@ -27,16 +27,35 @@ enum Command {
     /// Check each configured platform connection (token and one authenticated call) and print a
     /// table. With nothing configured, verify against the embedded sandbox. Exit code 1 when any
     /// check fails.
+    ///
+    /// With --deep: call every read-only operation the flows use (small pages, ids found along
+    /// the way; never a write), decode each answer as the flows do and strictly against the
+    /// spec, and list the fields the spec does not describe, required fields that are absent and
+    /// type mismatches. Exit code 1 when a call fails or an answer does not decode; differences
+    /// alone are warnings.
     Verify {
         /// Print the results as JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// Give each platform this many seconds.
-        #[arg(long, default_value_t = 30)]
-        timeout_secs: u64,
+        /// Give each platform this many seconds (with --deep: for all its reads together;
+        /// default 30, with --deep 120).
+        #[arg(long)]
+        timeout_secs: Option<u64>,
         /// Verify against the embedded sandbox even when platforms are configured.
         #[arg(long)]
         sandbox: bool,
+        /// Call every read-only operation the flows use and check the answers against the specs.
+        #[arg(long)]
+        deep: bool,
+        /// With --deep: save each operation's first answer, masked (personal data and secrets),
+        /// with its request line, one JSON file per operation in this folder.
+        #[arg(long, value_name = "DIR", requires = "deep")]
+        save: Option<std::path::PathBuf>,
+        /// With --deep: how many days back to look for Norce orders to read.
+        #[arg(long, default_value_t = 7, requires = "deep")]
+        days: u32,
+        #[command(flatten)]
+        config: relay::cli::ConfigArgs,
     },
     /// The main job: run every flow to completion once and print a summary. With no
     /// configured platform it starts the embedded sandbox with a seeded dataset.
@@ -75,7 +94,19 @@ async fn main() -> ExitCode {
             json,
             timeout_secs,
             sandbox,
-        } => run_verify(json, Duration::from_secs(timeout_secs), sandbox).await,
+            deep,
+            save,
+            days,
+            config,
+        } => {
+            let deep = deep.then(|| verify::deep::DeepOptions {
+                save,
+                days,
+                timeout: Duration::from_secs(timeout_secs.unwrap_or(120)),
+            });
+            let timeout = Duration::from_secs(timeout_secs.unwrap_or(30));
+            run_verify(json, timeout, sandbox, deep, &config).await
+        }
         Command::Run(args) => relay::cli::run::execute(args).await,
         Command::Serve(args) => relay::cli::serve::execute(args).await,
         Command::Status(args) => relay::cli::status::execute_status(args).await,
@@ -85,7 +116,20 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run_verify(json: bool, timeout: Duration, force_sandbox: bool) -> ExitCode {
+async fn run_verify(
+    json: bool,
+    timeout: Duration,
+    force_sandbox: bool,
+    deep: Option<verify::deep::DeepOptions>,
+    config: &relay::cli::ConfigArgs,
+) -> ExitCode {
+    let config = match config.load() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("relay verify: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let env = Settings::from_env();
     let configured = verify::configured_platforms(&env);
     // Keep the embedded sandbox alive until the checks are done.
@@ -107,6 +151,25 @@ async fn run_verify(json: bool, timeout: Duration, force_sandbox: bool) -> ExitC
     } else {
         (None, env, configured)
     };
+    if let Some(options) = deep {
+        let report = verify::deep::verify_deep(&settings, &config, &platforms, &options).await;
+        if json {
+            match serde_json::to_string_pretty(&report) {
+                Ok(text) => println!("{text}"),
+                Err(e) => {
+                    eprintln!("relay verify: cannot write JSON: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        } else {
+            print!("{}", verify::deep::render(&report));
+        }
+        return if report.passed() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
     let results = verify::verify(&settings, &platforms, timeout).await;
     if json {
         match serde_json::to_string_pretty(&results) {

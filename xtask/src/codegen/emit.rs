@@ -488,6 +488,34 @@ fn emit_operations(operations: &[Operation]) -> TokenStream {
     let all = operations
         .iter()
         .map(|op| format_ident!("{}", screaming(&op.id)));
+    let json_responses = operations.iter().filter(|op| {
+        op.response_media_type
+            .as_deref()
+            .is_some_and(|media| media.contains("json"))
+    });
+    let visit_arms: Vec<TokenStream> = json_responses
+        .map(|op| {
+            let id = &op.id;
+            let response = format_ident!("{}Response", op.id);
+            quote!(#id => Some(visitor.visit::<super::#response>()),)
+        })
+        .collect();
+    let visit_body = if visit_arms.is_empty() {
+        quote! {
+            let _ = (id, visitor);
+            None
+        }
+    } else {
+        quote! {
+            match id {
+                #(#visit_arms)*
+                _ => {
+                    drop(visitor);
+                    None
+                }
+            }
+        }
+    };
     quote! {
         /// Method, path and media types of every operation in this spec.
         pub mod operations {
@@ -495,6 +523,14 @@ fn emit_operations(operations: &[Operation]) -> TokenStream {
             #(#consts)*
             /// Every operation, in spec order.
             pub const ALL: &[OperationInfo] = &[#(#all),*];
+            /// Calls `visitor` with the success-response model of the operation `id`; `None`
+            /// when the id is not in this spec or the operation answers without a JSON body.
+            pub fn visit_response<V: models_runtime::ResponseVisitor>(
+                id: &str,
+                visitor: V,
+            ) -> Option<V::Output> {
+                #visit_body
+            }
         }
     }
 }

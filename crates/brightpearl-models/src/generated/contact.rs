@@ -1003,4 +1003,23 @@ pub mod operations {
         CREATE_CONTACT,
         CREATE_POSTAL_ADDRESS,
     ];
+    /// Calls `visitor` with the success-response model of the operation `id`; `None`
+    /// when the id is not in this spec or the operation answers without a JSON body.
+    pub fn visit_response<V: models_runtime::ResponseVisitor>(
+        id: &str,
+        visitor: V,
+    ) -> Option<V::Output> {
+        match id {
+            "SearchContacts" => Some(visitor.visit::<super::SearchContactsResponse>()),
+            "GetContacts" => Some(visitor.visit::<super::GetContactsResponse>()),
+            "CreateContact" => Some(visitor.visit::<super::CreateContactResponse>()),
+            "CreatePostalAddress" => {
+                Some(visitor.visit::<super::CreatePostalAddressResponse>())
+            }
+            _ => {
+                drop(visitor);
+                None
+            }
+        }
+    }
 }

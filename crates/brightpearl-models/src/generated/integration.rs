@@ -1619,4 +1619,26 @@ pub mod operations {
         SIMULATE_WEBHOOK,
         SEND_MULTI_MESSAGE,
     ];
+    /// Calls `visitor` with the success-response model of the operation `id`; `None`
+    /// when the id is not in this spec or the operation answers without a JSON body.
+    pub fn visit_response<V: models_runtime::ResponseVisitor>(
+        id: &str,
+        visitor: V,
+    ) -> Option<V::Output> {
+        match id {
+            "ListWebhooks" => Some(visitor.visit::<super::ListWebhooksResponse>()),
+            "CreateWebhook" => Some(visitor.visit::<super::CreateWebhookResponse>()),
+            "GetWebhooks" => Some(visitor.visit::<super::GetWebhooksResponse>()),
+            "UpdateWebhook" => Some(visitor.visit::<super::UpdateWebhookResponse>()),
+            "DeleteWebhook" => Some(visitor.visit::<super::DeleteWebhookResponse>()),
+            "SimulateWebhook" => Some(visitor.visit::<super::SimulateWebhookResponse>()),
+            "SendMultiMessage" => {
+                Some(visitor.visit::<super::SendMultiMessageResponse>())
+            }
+            _ => {
+                drop(visitor);
+                None
+            }
+        }
+    }
 }

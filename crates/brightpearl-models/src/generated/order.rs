@@ -2558,4 +2558,36 @@ pub mod operations {
         LIST_ORDER_STATUSES,
         LIST_ORDER_SHIPPING_STATUSES,
     ];
+    /// Calls `visitor` with the success-response model of the operation `id`; `None`
+    /// when the id is not in this spec or the operation answers without a JSON body.
+    pub fn visit_response<V: models_runtime::ResponseVisitor>(
+        id: &str,
+        visitor: V,
+    ) -> Option<V::Output> {
+        match id {
+            "CreateSalesOrder" => {
+                Some(visitor.visit::<super::CreateSalesOrderResponse>())
+            }
+            "GetSalesOrders" => Some(visitor.visit::<super::GetSalesOrdersResponse>()),
+            "GetOrders" => Some(visitor.visit::<super::GetOrdersResponse>()),
+            "GetOrderUris" => Some(visitor.visit::<super::GetOrderUrisResponse>()),
+            "SearchOrders" => Some(visitor.visit::<super::SearchOrdersResponse>()),
+            "SearchSalesOrders" => {
+                Some(visitor.visit::<super::SearchSalesOrdersResponse>())
+            }
+            "UpdateOrderStatus" => {
+                Some(visitor.visit::<super::UpdateOrderStatusResponse>())
+            }
+            "ListOrderStatuses" => {
+                Some(visitor.visit::<super::ListOrderStatusesResponse>())
+            }
+            "ListOrderShippingStatuses" => {
+                Some(visitor.visit::<super::ListOrderShippingStatusesResponse>())
+            }
+            _ => {
+                drop(visitor);
+                None
+            }
+        }
+    }
 }

@@ -1532,4 +1532,28 @@ pub mod operations {
         GET_PRODUCT_PRICES,
         GET_PRODUCT_PRICES_FOR_PRICE_LISTS,
     ];
+    /// Calls `visitor` with the success-response model of the operation `id`; `None`
+    /// when the id is not in this spec or the operation answers without a JSON body.
+    pub fn visit_response<V: models_runtime::ResponseVisitor>(
+        id: &str,
+        visitor: V,
+    ) -> Option<V::Output> {
+        match id {
+            "GetProducts" => Some(visitor.visit::<super::GetProductsResponse>()),
+            "GetProductUris" => Some(visitor.visit::<super::GetProductUrisResponse>()),
+            "SearchProducts" => Some(visitor.visit::<super::SearchProductsResponse>()),
+            "ListPriceLists" => Some(visitor.visit::<super::ListPriceListsResponse>()),
+            "GetPriceLists" => Some(visitor.visit::<super::GetPriceListsResponse>()),
+            "GetProductPrices" => {
+                Some(visitor.visit::<super::GetProductPricesResponse>())
+            }
+            "GetProductPricesForPriceLists" => {
+                Some(visitor.visit::<super::GetProductPricesForPriceListsResponse>())
+            }
+            _ => {
+                drop(visitor);
+                None
+            }
+        }
+    }
 }

@@ -1376,4 +1376,36 @@ pub mod operations {
         LIST_WAREHOUSES,
         LIST_SHIPPING_METHODS,
     ];
+    /// Calls `visitor` with the success-response model of the operation `id`; `None`
+    /// when the id is not in this spec or the operation answers without a JSON body.
+    pub fn visit_response<V: models_runtime::ResponseVisitor>(
+        id: &str,
+        visitor: V,
+    ) -> Option<V::Output> {
+        match id {
+            "GetProductAvailability" => {
+                Some(visitor.visit::<super::GetProductAvailabilityResponse>())
+            }
+            "GetBundleAvailability" => {
+                Some(visitor.visit::<super::GetBundleAvailabilityResponse>())
+            }
+            "GetGoodsOutNotesForOrders" => {
+                Some(visitor.visit::<super::GetGoodsOutNotesForOrdersResponse>())
+            }
+            "GetGoodsOutNotes" => {
+                Some(visitor.visit::<super::GetGoodsOutNotesResponse>())
+            }
+            "SearchGoodsOutNotes" => {
+                Some(visitor.visit::<super::SearchGoodsOutNotesResponse>())
+            }
+            "ListWarehouses" => Some(visitor.visit::<super::ListWarehousesResponse>()),
+            "ListShippingMethods" => {
+                Some(visitor.visit::<super::ListShippingMethodsResponse>())
+            }
+            _ => {
+                drop(visitor);
+                None
+            }
+        }
+    }
 }

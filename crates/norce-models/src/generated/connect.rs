@@ -1693,4 +1693,23 @@ pub mod operations {
         GET_JOB,
         GET_JOB_LOG,
     ];
+    /// Calls `visitor` with the success-response model of the operation `id`; `None`
+    /// when the id is not in this spec or the operation answers without a JSON body.
+    pub fn visit_response<V: models_runtime::ResponseVisitor>(
+        id: &str,
+        visitor: V,
+    ) -> Option<V::Output> {
+        match id {
+            "ImportOnhands" => Some(visitor.visit::<super::ImportOnhandsResponse>()),
+            "ImportSkuPriceLists" => {
+                Some(visitor.visit::<super::ImportSkuPriceListsResponse>())
+            }
+            "GetJob" => Some(visitor.visit::<super::GetJobResponse>()),
+            "GetJobLog" => Some(visitor.visit::<super::GetJobLogResponse>()),
+            _ => {
+                drop(visitor);
+                None
+            }
+        }
+    }
 }

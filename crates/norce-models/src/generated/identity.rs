@@ -383,4 +383,18 @@ pub mod operations {
     };
     /// Every operation, in spec order.
     pub const ALL: &[OperationInfo] = &[REQUEST_TOKEN];
+    /// Calls `visitor` with the success-response model of the operation `id`; `None`
+    /// when the id is not in this spec or the operation answers without a JSON body.
+    pub fn visit_response<V: models_runtime::ResponseVisitor>(
+        id: &str,
+        visitor: V,
+    ) -> Option<V::Output> {
+        match id {
+            "RequestToken" => Some(visitor.visit::<super::RequestTokenResponse>()),
+            _ => {
+                drop(visitor);
+                None
+            }
+        }
+    }
 }

@@ -1591,4 +1591,21 @@ pub mod operations {
         GET_ORDER,
         LIST_PRODUCTS2,
     ];
+    /// Calls `visitor` with the success-response model of the operation `id`; `None`
+    /// when the id is not in this spec or the operation answers without a JSON body.
+    pub fn visit_response<V: models_runtime::ResponseVisitor>(
+        id: &str,
+        visitor: V,
+    ) -> Option<V::Output> {
+        match id {
+            "GetApplication" => Some(visitor.visit::<super::GetApplicationResponse>()),
+            "ListOrders3" => Some(visitor.visit::<super::ListOrders3Response>()),
+            "GetOrder" => Some(visitor.visit::<super::GetOrderResponse>()),
+            "ListProducts2" => Some(visitor.visit::<super::ListProducts2Response>()),
+            _ => {
+                drop(visitor);
+                None
+            }
+        }
+    }
 }

@@ -3682,4 +3682,45 @@ pub mod operations {
         FETCH_PRICE_HISTORY,
         CREATE_JWT_SESSION,
     ];
+    /// Calls `visitor` with the success-response model of the operation `id`; `None`
+    /// when the id is not in this spec or the operation answers without a JSON body.
+    pub fn visit_response<V: models_runtime::ResponseVisitor>(
+        id: &str,
+        visitor: V,
+    ) -> Option<V::Output> {
+        match id {
+            "FetchShipments" => Some(visitor.visit::<super::FetchShipmentsResponse>()),
+            "CreateShipment" => Some(visitor.visit::<super::CreateShipmentResponse>()),
+            "ListShipmentPdfs" => {
+                Some(visitor.visit::<super::ListShipmentPdfsResponse>())
+            }
+            "SearchStoredShipments" => {
+                Some(visitor.visit::<super::SearchStoredShipmentsResponse>())
+            }
+            "CreateStoredShipment" => {
+                Some(visitor.visit::<super::CreateStoredShipmentResponse>())
+            }
+            "GetStoredShipment" => {
+                Some(visitor.visit::<super::GetStoredShipmentResponse>())
+            }
+            "PrintStoredShipment" => {
+                Some(visitor.visit::<super::PrintStoredShipmentResponse>())
+            }
+            "FindAgents" => Some(visitor.visit::<super::FindAgentsResponse>()),
+            "CheckAddress" => Some(visitor.visit::<super::CheckAddressResponse>()),
+            "GetZipcodeInfo" => Some(visitor.visit::<super::GetZipcodeInfoResponse>()),
+            "FetchAlerts" => Some(visitor.visit::<super::FetchAlertsResponse>()),
+            "GetPrice" => Some(visitor.visit::<super::GetPriceResponse>()),
+            "FetchPriceHistory" => {
+                Some(visitor.visit::<super::FetchPriceHistoryResponse>())
+            }
+            "CreateJwtSession" => {
+                Some(visitor.visit::<super::CreateJwtSessionResponse>())
+            }
+            _ => {
+                drop(visitor);
+                None
+            }
+        }
+    }
 }

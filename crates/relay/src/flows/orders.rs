@@ -33,6 +33,15 @@
 //! Orders of one customer (same e-mail) are processed one after the other, so two orders of a new
 //! customer never create two contacts; different customers run concurrently (`run.concurrency`).
 
+/// The order-search columns the orders flow reads for its `externalRef` check (fulfilment reads
+/// the first two); `relay verify --deep` asks for the same.
+pub const ORDER_SEARCH_COLUMNS: [&str; 3] =
+    ["orderId", "externalRef", "installedIntegrationInstanceId"];
+
+/// The goods-out-note search columns fulfilment reads; `relay verify --deep` asks for the same.
+pub const GOODS_OUT_SEARCH_COLUMNS: [&str; 4] =
+    ["goodsOutNoteId", "orderId", "shipped", "shippedOn"];
+
 mod amount;
 mod fulfilment;
 mod model;
@@ -864,11 +873,9 @@ async fn find_order_by_external_ref(
     order_no: &str,
     instance: Option<i64>,
 ) -> Result<Option<i64>, StepError> {
-    let query = SearchQuery::new().filter("externalRef", order_no).columns([
-        "orderId",
-        "externalRef",
-        "installedIntegrationInstanceId",
-    ]);
+    let query = SearchQuery::new()
+        .filter("externalRef", order_no)
+        .columns(ORDER_SEARCH_COLUMNS);
     let rows: Vec<ExternalRefRow> = brightpearl
         .search_all(SearchResource::Orders, query)
         .await?;

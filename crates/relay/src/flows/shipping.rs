@@ -61,6 +61,8 @@ mod order;
 mod shipment;
 mod track;
 
+pub(crate) use order::country_alpha2;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -290,6 +292,20 @@ const ORDER_STATUSES: &[(&str, i32)] = &[
 
 /// Statuses after which an order is never shipped unless configured to qualify.
 const FINAL_STATUSES: &[&str] = &["Delivered", "PartlyDelivered", "Invoiced", "Cancelled"];
+
+/// The pickup-point networks (`agent_type`) of the delivery-method mappings in force (the
+/// configured ones over the built-in), for `relay verify --deep`'s agent search.
+pub fn agent_types(config: &ShippingConfig) -> Vec<String> {
+    let mut services = builtin_services();
+    services.extend(config.services.clone());
+    let mut types: Vec<String> = services
+        .values()
+        .filter_map(|m| m.agent_type.clone())
+        .filter(|a| !a.trim().is_empty())
+        .collect();
+    types.dedup();
+    types
+}
 
 fn builtin_services() -> BTreeMap<String, ServiceMapping> {
     let notices = || vec!["NOTSMS".to_owned(), "NOTEMAIL".to_owned()];

@@ -73,6 +73,10 @@ pub use settings::{
 };
 pub use webhook::SOURCE;
 
+/// The product-search columns the stock and prices flows read (`relay verify --deep` asks for
+/// the same).
+pub const CATALOG_COLUMNS: [&str; 3] = source::COLUMNS;
+
 use super::{FlowContext, FlowError, FlowReport, Ingested, cursor_time, elapsed_ms, fail_item};
 use crate::state::{EntityUpdate, InboxItem, StateError, Status};
 use import::{Batch, BatchOutcome, Rows};

@@ -147,7 +147,7 @@ async fn pick_up_shipped(
     let since = cursor_time(ctx, FULFILMENT_FLOW)?;
     let mut query = SearchQuery::new()
         .filter("shipped", "true")
-        .columns(["goodsOutNoteId", "orderId", "shipped", "shippedOn"])
+        .columns(super::GOODS_OUT_SEARCH_COLUMNS)
         .sort("goodsOutNoteId", SortDirection::Asc);
     if let Some(since) = since {
         // Inclusive: notes shipped at the cursor's instant are seen again; upserting is a no-op.

@@ -20,7 +20,7 @@ pub(super) const MAX_SEARCH_PAGE: u32 = 500;
 const MAX_ID_SET_CHARS: usize = 1500;
 
 /// The search columns read: the id, the SKU and whether stock is tracked (bundles never are).
-const COLUMNS: [&str; 3] = ["productId", "SKU", "stockTracked"];
+pub(crate) const COLUMNS: [&str; 3] = ["productId", "SKU", "stockTracked"];
 
 /// What the product search says about one product.
 #[derive(Debug, Clone, PartialEq, Eq)]

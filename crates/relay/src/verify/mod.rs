@@ -1,4 +1,7 @@
-//! `relay verify`: one authenticated call per configured platform, reported as a table.
+//! `relay verify`: one authenticated call per configured platform, reported as a table;
+//! [`deep`] (`--deep`): every read-only operation the flows use, decoded strictly.
+
+pub mod deep;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -7,7 +10,7 @@ use client_core::Settings;
 use serde::Serialize;
 
 /// A platform relay talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Platform {
     /// Norce Commerce.
