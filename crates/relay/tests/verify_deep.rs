@@ -210,6 +210,7 @@ async fn drift_is_reported_with_the_path_kind_and_spec_of_each_difference() {
     assert_eq!(get_order.unknown.len(), 1, "{table}");
     assert_eq!(get_order.unknown[0].path, "CustomerEmail");
     assert_eq!(get_order.unknown[0].example, json!("<masked: 26 chars>"));
+    assert_eq!(get_order.unknown[0].schema, "Order");
     assert_eq!(get_order.spec, "specs/norce/services.yaml");
     assert_eq!(get_order.schema, "Order");
 
@@ -217,15 +218,19 @@ async fn drift_is_reported_with_the_path_kind_and_spec_of_each_difference() {
     assert_eq!(warehouses.unknown.len(), 1, "{table}");
     assert_eq!(warehouses.unknown[0].path, "response[].climateZone");
     assert_eq!(warehouses.unknown[0].example, json!("cold"));
+    assert_eq!(
+        warehouses.unknown[0].schema, "NamedItem",
+        "the schema to update is the row's, not the envelope's"
+    );
+    assert_eq!(warehouses.schema, "NamedItemListResponse");
     assert_eq!(warehouses.spec, "specs/brightpearl/warehouse.yaml");
 
     let query = check(Platform::Norce, "QueryOrders");
     assert!(!query.passed(), "{table}");
-    assert_eq!(
-        query.missing,
-        vec!["value[0].orderNo".to_owned()],
-        "{table}"
-    );
+    assert_eq!(query.missing.len(), 1, "{table}");
+    assert_eq!(query.missing[0].path, "value[0].orderNo");
+    assert_eq!(query.missing[0].schema, "Order");
+    assert_eq!(query.schema, "OrdersPage");
     assert_eq!(query.spec, "specs/norce/query.yaml");
 
     let agents = check(Platform::Nshift, "FindAgents");
@@ -233,6 +238,7 @@ async fn drift_is_reported_with_the_path_kind_and_spec_of_each_difference() {
     assert_eq!(agents.mismatched.len(), 1, "{table}");
     assert_eq!(agents.mismatched[0].path, "[0].id");
     assert_eq!(agents.mismatched[0].found, "map");
+    assert_eq!(agents.mismatched[0].schema, "Agent");
     assert!(!agents.mismatched[0].expected.is_empty());
 
     // Nothing else differs.
@@ -250,11 +256,12 @@ async fn drift_is_reported_with_the_path_kind_and_spec_of_each_difference() {
     assert!(report.decode_failed());
     // The table names each difference with its path, spec file and schema.
     for expected in [
-        "unknown field    CustomerEmail",
-        "unknown field    response[].climateZone  example: \"cold\"",
-        "missing field    value[0].orderNo",
-        "type mismatch    [0].id",
-        "specs/norce/services.yaml, schema Order",
+        "unknown field    CustomerEmail  (schema Order)",
+        "unknown field    response[].climateZone  (schema NamedItem)  example: \"cold\"",
+        "missing field    value[0].orderNo  (schema Order)",
+        "type mismatch    [0].id  (schema Agent)",
+        "specs/norce/services.yaml, answer schema Order",
+        "specs/brightpearl/warehouse.yaml, answer schema NamedItemListResponse",
         "FAILED: does not decode",
     ] {
         assert!(table.contains(expected), "{expected:?} in\n{table}");
@@ -362,7 +369,10 @@ async fn the_cli_prints_json_and_exits_1_when_an_answer_does_not_decode() {
         .iter()
         .find(|o| o["operation"] == "QueryOrders")
         .unwrap();
-    assert_eq!(query["missing"], json!(["value[0].orderNo"]));
+    assert_eq!(
+        query["missing"],
+        json!([{"path": "value[0].orderNo", "schema": "Order"}])
+    );
     assert_eq!(query["platform"], "norce");
 
     // Differences alone are warnings: exit 0.

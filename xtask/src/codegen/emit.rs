@@ -556,13 +556,51 @@ pub fn emit_module(module: &Module) -> Result<String, String> {
     });
     let items = module.items.iter().map(|item| emit_item(item, &defaults));
     let operations = emit_operations(&module.operations);
+    let schema_fields = emit_schema_fields(&module.items);
     let tokens = quote! {
         #(#inner_docs)*
         #![allow(clippy::large_enum_variant, clippy::doc_lazy_continuation, rustdoc::bare_urls, rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
         #(#items)*
         #operations
+        #schema_fields
     };
     format_file(tokens, &module.rel_path)
+}
+
+/// The schema a field holds, through arrays and options; `{}` before it for a map's values
+/// (the next path segment is then a map key, not a field).
+fn held_schema(ty: &Ty) -> String {
+    match ty {
+        Ty::Vec(inner) | Ty::Option(inner) => held_schema(inner),
+        Ty::Map(inner) => format!("{{}}{}", held_schema(inner)),
+        Ty::Named(_, name) => name.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Each object schema's fields with the schema each one holds, for naming the schema a JSON
+/// path of an answer ends in (`relay verify --deep`).
+fn emit_schema_fields(items: &[Item]) -> TokenStream {
+    let entries = items.iter().filter_map(|item| match item {
+        Item::Struct { name, fields, .. } => {
+            let fields = fields.iter().map(|f| {
+                let (wire, held) = (&f.wire_name, held_schema(&f.ty));
+                quote!((#wire, #held))
+            });
+            Some(quote!((#name, &[#(#fields),*])))
+        }
+        Item::Alias { name, ty, .. } => {
+            let held = held_schema(ty);
+            (!held.is_empty()).then(|| quote!((#name, &[("", #held)])))
+        }
+        _ => None,
+    });
+    quote! {
+        /// Each object schema of this spec with its fields: (schema, [(field's wire name, the
+        /// schema it holds through arrays and options, `{}`-prefixed through a map's values,
+        /// `""` for none)]). An alias is listed with one field named `""` holding its target.
+        pub const SCHEMA_FIELDS: &[(&str, &[(&str, &str)])] = &[#(#entries),*];
+    }
 }
 
 /// The generated `mod.rs` listing a platform's modules.

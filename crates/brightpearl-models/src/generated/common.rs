@@ -447,3 +447,47 @@ pub mod operations {
         None
     }
 }
+
+/// Each object schema of this spec with its fields: (schema, [(field's wire name, the
+/// schema it holds through arrays and options, `{}`-prefixed through a map's values,
+/// `""` for none)]). An alias is listed with one field named `""` holding its target.
+pub const SCHEMA_FIELDS: &[(&str, &[(&str, &str)])] = &[
+    ("ApiError", &[("code", ""), ("message", "")]),
+    ("ErrorEnvelope", &[("errors", "ApiError")]),
+    ("AuthErrorResponse", &[("response", "")]),
+    ("CreatedIdResponse", &[("response", "")]),
+    ("GetUrisResponse", &[("response", "GetUris")]),
+    ("GetUris", &[("getUris", "")]),
+    ("SearchEnvelope", &[("response", "SearchResults"), ("reference", "{}{}")]),
+    ("SearchResults", &[("results", ""), ("metaData", "SearchMetaData")]),
+    (
+        "SearchMetaData",
+        &[
+            ("resultsAvailable", ""),
+            ("resultsReturned", ""),
+            ("firstResult", ""),
+            ("lastResult", ""),
+            ("morePagesAvailable", ""),
+            ("columns", "SearchColumn"),
+            ("sorting", "SearchSorting"),
+        ],
+    ),
+    (
+        "SearchColumn",
+        &[
+            ("name", ""),
+            ("sortable", ""),
+            ("filterable", ""),
+            ("reportDataType", "ReportDataType"),
+            ("referenceData", ""),
+            ("isFreeTextSearchable", ""),
+            ("required", ""),
+        ],
+    ),
+    (
+        "SearchSorting",
+        &[("filterable", "SearchColumn"), ("direction", "SearchSortingDirection")],
+    ),
+    ("Money", &[("currencyCode", ""), ("value", "")]),
+    ("Quantity", &[("magnitude", "")]),
+];

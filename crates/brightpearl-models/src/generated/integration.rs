@@ -1642,3 +1642,81 @@ pub mod operations {
         }
     }
 }
+
+/// Each object schema of this spec with its fields: (schema, [(field's wire name, the
+/// schema it holds through arrays and options, `{}`-prefixed through a map's values,
+/// `""` for none)]). An alias is listed with one field named `""` holding its target.
+pub const SCHEMA_FIELDS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "WebhookRequest",
+        &[
+            ("subscribeTo", "WebhookEventName"),
+            ("httpMethod", "WebhookHttpMethod"),
+            ("uriTemplate", ""),
+            ("bodyTemplate", ""),
+            ("contentType", ""),
+            ("idSetAccepted", ""),
+            ("qualityOfService", ""),
+        ],
+    ),
+    (
+        "Webhook",
+        &[
+            ("id", ""),
+            ("subscribeTo", "WebhookEventName"),
+            ("httpMethod", "WebhookHttpMethod"),
+            ("uriTemplate", ""),
+            ("bodyTemplate", ""),
+            ("contentType", ""),
+            ("idSetAccepted", ""),
+            ("qualityOfService", ""),
+        ],
+    ),
+    ("WebhookListResponse", &[("response", "Webhook")]),
+    ("WebhookSimulateRequest", &[("testData", "{}")]),
+    (
+        "WebhookEvent",
+        &[
+            ("accountCode", ""),
+            ("resourceType", ""),
+            ("id", ""),
+            ("lifecycleEvent", "WebhookLifecycleEvent"),
+            ("fullEvent", "WebhookEventName"),
+            ("raisedOn", ""),
+            ("brightpearlVersion", ""),
+        ],
+    ),
+    (
+        "MultiMessageRequest",
+        &[
+            ("processingMode", "MultiMessageProcessingMode"),
+            ("onFail", "MultiMessageOnFail"),
+            ("messages", "MultiMessage"),
+        ],
+    ),
+    (
+        "MultiMessage",
+        &[("label", ""), ("uri", ""), ("httpMethod", "WebhookHttpMethod"), ("body", "")],
+    ),
+    ("MultiMessageResponse", &[("response", "MultiMessageResult")]),
+    (
+        "MultiMessageResult",
+        &[("processedMessages", "ProcessedMessage"), ("unprocessedMessages", "")],
+    ),
+    (
+        "ProcessedMessage",
+        &[("label", ""), ("statusCode", ""), ("body", "ProcessedMessageBody")],
+    ),
+    ("ProcessedMessageBody", &[("content", "")]),
+    ("ListWebhooksResponse", &[("", "WebhookListResponse")]),
+    ("CreateWebhookRequest", &[("", "WebhookRequest")]),
+    ("CreateWebhookResponse", &[("", "CreatedIdResponse")]),
+    ("GetWebhooksResponse", &[("", "WebhookListResponse")]),
+    ("UpdateWebhookRequest", &[("", "WebhookRequest")]),
+    ("UpdateWebhookResponse", &[("", "EmptyResponse")]),
+    ("DeleteWebhookResponse", &[("", "EmptyResponse")]),
+    ("SimulateWebhookRequest", &[("", "WebhookSimulateRequest")]),
+    ("SimulateWebhookResponse", &[("", "EmptyResponse")]),
+    ("SendMultiMessageRequest", &[("", "MultiMessageRequest")]),
+    ("SendMultiMessageResponse", &[("", "MultiMessageResponse")]),
+];

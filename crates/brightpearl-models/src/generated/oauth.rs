@@ -360,3 +360,35 @@ pub mod operations {
         }
     }
 }
+
+/// Each object schema of this spec with its fields: (schema, [(field's wire name, the
+/// schema it holds through arrays and options, `{}`-prefixed through a map's values,
+/// `""` for none)]). An alias is listed with one field named `""` holding its target.
+pub const SCHEMA_FIELDS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "TokenRequest",
+        &[
+            ("grant_type", "GrantType"),
+            ("code", ""),
+            ("redirect_uri", ""),
+            ("refresh_token", ""),
+            ("client_id", ""),
+            ("client_secret", ""),
+            ("account_code", ""),
+        ],
+    ),
+    (
+        "TokenResponse",
+        &[
+            ("access_token", ""),
+            ("refresh_token", ""),
+            ("expires_in", ""),
+            ("installation_instance_id", ""),
+            ("api_domain", ""),
+            ("token_type", ""),
+        ],
+    ),
+    ("TokenError", &[("error", "TokenErrorCode"), ("error_description", "")]),
+    ("RequestTokenRequest", &[("", "TokenRequest")]),
+    ("RequestTokenResponse", &[("", "TokenResponse")]),
+];

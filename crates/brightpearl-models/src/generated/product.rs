@@ -1557,3 +1557,120 @@ pub mod operations {
         }
     }
 }
+
+/// Each object schema of this spec with its fields: (schema, [(field's wire name, the
+/// schema it holds through arrays and options, `{}`-prefixed through a map's values,
+/// `""` for none)]). An alias is listed with one field named `""` holding its target.
+pub const SCHEMA_FIELDS: &[(&str, &[(&str, &str)])] = &[
+    ("ProductListResponse", &[("response", "Product")]),
+    (
+        "Product",
+        &[
+            ("id", ""),
+            ("brandId", ""),
+            ("productTypeId", ""),
+            ("featured", ""),
+            ("status", ""),
+            ("version", ""),
+            ("createdOn", ""),
+            ("updatedOn", ""),
+            ("identity", "ProductIdentity"),
+            ("stock", "ProductStock"),
+            ("financialDetails", "ProductFinancialDetails"),
+            ("salesChannels", "ProductSalesChannel"),
+            ("composition", "ProductComposition"),
+            ("variations", ""),
+            ("warehouses", "{}ProductWarehouseSettings"),
+            ("nominalCodeStock", ""),
+            ("nominalCodePurchases", ""),
+            ("nominalCodeSales", ""),
+            ("salesPopupMessage", ""),
+            ("warehousePopupMessage", ""),
+            ("seasonIds", ""),
+            ("reporting", ""),
+            ("customFields", "{}"),
+        ],
+    ),
+    (
+        "ProductIdentity",
+        &[
+            ("sku", ""),
+            ("barcode", ""),
+            ("ean", ""),
+            ("upc", ""),
+            ("isbn", ""),
+            ("mpn", ""),
+        ],
+    ),
+    (
+        "ProductStock",
+        &[
+            ("stockTracked", ""),
+            ("weight", "ProductWeight"),
+            ("dimensions", "ProductDimensions"),
+        ],
+    ),
+    ("ProductWeight", &[("magnitude", "")]),
+    (
+        "ProductDimensions",
+        &[("length", ""), ("height", ""), ("width", ""), ("volume", "")],
+    ),
+    ("ProductFinancialDetails", &[("taxable", ""), ("taxCode", "TaxCodeRef")]),
+    ("TaxCodeRef", &[("id", ""), ("code", "")]),
+    (
+        "ProductSalesChannel",
+        &[
+            ("salesChannelName", ""),
+            ("productName", ""),
+            ("productCondition", ""),
+            ("categories", "ProductCategoryRef"),
+            ("description", "LocalisedText"),
+            ("shortDescription", "LocalisedText"),
+        ],
+    ),
+    ("ProductCategoryRef", &[("categoryCode", "")]),
+    ("LocalisedText", &[("languageCode", ""), ("text", ""), ("format", "TextFormat")]),
+    ("ProductComposition", &[("bundle", "")]),
+    (
+        "ProductWarehouseSettings",
+        &[
+            ("defaultLocationId", ""),
+            ("overflowLocationId", ""),
+            ("reorderLevel", ""),
+            ("reorderQuantity", ""),
+        ],
+    ),
+    ("PriceListListResponse", &[("response", "PriceList")]),
+    (
+        "PriceList",
+        &[
+            ("id", ""),
+            ("name", "LocalisedText"),
+            ("code", ""),
+            ("currencyCode", ""),
+            ("currencySymbol", ""),
+            ("currencyId", ""),
+            ("priceListTypeCode", "PriceListTypeCode"),
+            ("gross", ""),
+        ],
+    ),
+    ("ProductPriceListResponse", &[("response", "ProductPrice")]),
+    ("ProductPrice", &[("productId", ""), ("priceLists", "ProductPriceListEntry")]),
+    (
+        "ProductPriceListEntry",
+        &[
+            ("priceListId", ""),
+            ("currencyCode", ""),
+            ("currencyId", ""),
+            ("sku", ""),
+            ("quantityPrice", "{}"),
+        ],
+    ),
+    ("GetProductsResponse", &[("", "ProductListResponse")]),
+    ("GetProductUrisResponse", &[("", "GetUrisResponse")]),
+    ("SearchProductsResponse", &[("", "SearchEnvelope")]),
+    ("ListPriceListsResponse", &[("", "PriceListListResponse")]),
+    ("GetPriceListsResponse", &[("", "PriceListListResponse")]),
+    ("GetProductPricesResponse", &[("", "ProductPriceListResponse")]),
+    ("GetProductPricesForPriceListsResponse", &[("", "ProductPriceListResponse")]),
+];

@@ -1409,3 +1409,86 @@ pub mod operations {
         }
     }
 }
+
+/// Each object schema of this spec with its fields: (schema, [(field's wire name, the
+/// schema it holds through arrays and options, `{}`-prefixed through a map's values,
+/// `""` for none)]). An alias is listed with one field named `""` holding its target.
+pub const SCHEMA_FIELDS: &[(&str, &[(&str, &str)])] = &[
+    ("ProductAvailabilityResponse", &[("response", "{}ProductAvailability")]),
+    (
+        "ProductAvailability",
+        &[("total", "StockLevels"), ("warehouses", "{}StockLevels")],
+    ),
+    (
+        "StockLevels",
+        &[("inStock", ""), ("onHand", ""), ("allocated", ""), ("inTransit", "")],
+    ),
+    ("BundleAvailabilityResponse", &[("response", "{}BundleAvailability")]),
+    (
+        "BundleAvailability",
+        &[("total", "BundleStockLevels"), ("warehouses", "{}BundleStockLevels")],
+    ),
+    (
+        "BundleStockLevels",
+        &[("onHand", ""), ("inStock", ""), ("allocated", ""), ("inTransit", "")],
+    ),
+    ("GoodsOutNoteMapResponse", &[("response", "{}GoodsOutNote")]),
+    (
+        "GoodsOutNote",
+        &[
+            ("orderId", ""),
+            ("warehouseId", ""),
+            ("transfer", ""),
+            ("priority", ""),
+            ("status", "GoodsOutNoteStatus"),
+            ("shipping", "GoodsOutNoteShipping"),
+            ("releaseDate", ""),
+            ("createdOn", ""),
+            ("createdBy", ""),
+            ("sequence", ""),
+            ("labelUri", ""),
+            ("externalRef", ""),
+            ("orderRows", "{}GoodsOutNoteRow"),
+            ("events", "GoodsOutNoteEvent"),
+            ("lastEventVersion", ""),
+        ],
+    ),
+    (
+        "GoodsOutNoteStatus",
+        &[
+            ("printed", ""),
+            ("picked", ""),
+            ("packed", ""),
+            ("shipped", ""),
+            ("printedOn", ""),
+            ("pickedOn", ""),
+            ("packedOn", ""),
+            ("shippedOn", ""),
+            ("printedById", ""),
+            ("pickedById", ""),
+            ("packedById", ""),
+            ("shippedById", ""),
+        ],
+    ),
+    (
+        "GoodsOutNoteShipping",
+        &[("reference", ""), ("boxes", ""), ("weight", ""), ("shippingMethodId", "")],
+    ),
+    (
+        "GoodsOutNoteRow",
+        &[("productId", ""), ("quantity", ""), ("locationId", ""), ("externalRef", "")],
+    ),
+    (
+        "GoodsOutNoteEvent",
+        &[("occured", ""), ("eventOwnerId", ""), ("eventCode", "GoodsOutNoteEventCode")],
+    ),
+    ("NamedItemListResponse", &[("response", "NamedItem")]),
+    ("NamedItem", &[("id", ""), ("name", "")]),
+    ("GetProductAvailabilityResponse", &[("", "ProductAvailabilityResponse")]),
+    ("GetBundleAvailabilityResponse", &[("", "BundleAvailabilityResponse")]),
+    ("GetGoodsOutNotesForOrdersResponse", &[("", "GoodsOutNoteMapResponse")]),
+    ("GetGoodsOutNotesResponse", &[("", "GoodsOutNoteMapResponse")]),
+    ("SearchGoodsOutNotesResponse", &[("", "SearchEnvelope")]),
+    ("ListWarehousesResponse", &[("", "NamedItemListResponse")]),
+    ("ListShippingMethodsResponse", &[("", "NamedItemListResponse")]),
+];

@@ -398,3 +398,25 @@ pub mod operations {
         }
     }
 }
+
+/// Each object schema of this spec with its fields: (schema, [(field's wire name, the
+/// schema it holds through arrays and options, `{}`-prefixed through a map's values,
+/// `""` for none)]). An alias is listed with one field named `""` holding its target.
+pub const SCHEMA_FIELDS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "TokenRequest",
+        &[
+            ("grant_type", "TokenRequestGrantType"),
+            ("client_id", ""),
+            ("client_secret", ""),
+            ("scope", "TokenRequestScope"),
+        ],
+    ),
+    (
+        "TokenResponse",
+        &[("access_token", ""), ("expires_in", ""), ("token_type", ""), ("scope", "")],
+    ),
+    ("OAuthError", &[("error", "OAuthErrorError"), ("error_description", "")]),
+    ("RequestTokenRequest", &[("", "TokenRequest")]),
+    ("RequestTokenResponse", &[("", "TokenResponse")]),
+];

@@ -85,18 +85,18 @@ pub struct OperationCheck {
     pub endpoint: String,
     /// The spec file that describes it, relative to the repository.
     pub spec: &'static str,
-    /// The model (the spec schema) its answer decodes into.
+    /// The spec schema its answer decodes into (the innermost one for an array or a map).
     pub schema: String,
     /// Requests made (retries and pages included).
     pub calls: u32,
     /// JSON answers that decoded into the model.
     pub decoded: u32,
-    /// Fields present that the spec does not describe (path, masked example).
-    pub unknown: Vec<FieldDiff>,
-    /// Required fields that were absent (path).
-    pub missing: Vec<String>,
+    /// Fields present that the spec does not describe.
+    pub unknown: Vec<UnknownField>,
+    /// Required fields that were absent.
+    pub missing: Vec<MissingField>,
     /// Values of another type than the spec's.
-    pub mismatched: Vec<Mismatch>,
+    pub mismatched: Vec<TypeMismatch>,
     /// Normal decode failures: the flows would fail on these answers.
     pub decode_errors: Vec<DecodeProblem>,
     /// Calls that failed otherwise (status, refusal, timeout), with what to do.
@@ -113,6 +113,42 @@ impl OperationCheck {
     pub fn has_differences(&self) -> bool {
         !self.unknown.is_empty() || !self.missing.is_empty() || !self.mismatched.is_empty()
     }
+}
+
+/// A field in an answer that the spec does not describe.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct UnknownField {
+    /// Where, array indices as `[]` (`response[].climateZone`).
+    pub path: String,
+    /// The spec schema that would describe it (the object it sits in).
+    pub schema: String,
+    /// The first value seen there, masked when personal or secret.
+    pub example: Value,
+}
+
+/// A field the spec requires that an answer did not have.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct MissingField {
+    /// Where (`value[0].orderNo`).
+    pub path: String,
+    /// The spec schema that requires it.
+    pub schema: String,
+}
+
+/// A value of another type than the spec says.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct TypeMismatch {
+    /// Where (`[0].id`).
+    pub path: String,
+    /// The spec schema the field belongs to.
+    pub schema: String,
+    /// What the model expected, in serde's words.
+    pub expected: String,
+    /// What the answer has (`string`, `map`, `null`, …).
+    pub found: String,
 }
 
 /// A read the flows make that `--deep` did not, and why.
@@ -168,7 +204,11 @@ struct SpecModule {
     file: &'static str,
     operations: &'static [OperationInfo],
     visit: fn(&str, Compare) -> Option<(String, StrictReport)>,
+    schemas: SchemaFields,
 }
+
+/// A generated module's `SCHEMA_FIELDS`.
+type SchemaFields = &'static [(&'static str, &'static [(&'static str, &'static str)])];
 
 /// Strictly compares a raw answer with the visited model; also names the model.
 struct Compare(Value);
@@ -180,9 +220,10 @@ impl ResponseVisitor for Compare {
     where
         T: serde::de::DeserializeOwned + serde::Serialize + 'static,
     {
-        let name = std::any::type_name::<T>();
-        let short = name.rsplit("::").next().unwrap_or(name).to_owned();
-        (short, client_core::compare::<T>(&self.0))
+        (
+            std::any::type_name::<T>().to_owned(),
+            client_core::compare::<T>(&self.0),
+        )
     }
 }
 
@@ -194,6 +235,7 @@ macro_rules! spec_module {
             file: $file,
             operations: m::operations::ALL,
             visit: m::operations::visit_response::<Compare>,
+            schemas: m::SCHEMA_FIELDS,
         }
     }};
 }
@@ -416,10 +458,14 @@ impl Recorder<'_> {
             .iter()
             .find(|m| m.platform == self.platform && m.file == file)
             .map(|m| m.visit);
-        if let Some((schema, report)) = visit.and_then(|visit| visit(op.id, Compare(raw.clone()))) {
+        if let Some((type_name, report)) =
+            visit.and_then(|visit| visit(op.id, Compare(raw.clone())))
+        {
+            let root = Root::of(&type_name);
+            let platform = self.platform;
             let check = self.check(op.id);
-            check.schema = schema;
-            merge(check, report);
+            check.schema = root.name.to_owned();
+            merge(check, report, |path| schema_at(platform, &root, path));
         }
         if let Some(dir) = self.save
             && self.saved.insert(op.id)
@@ -431,8 +477,9 @@ impl Recorder<'_> {
     }
 }
 
-/// Adds one answer's strict report to its operation's check (each path once).
-fn merge(check: &mut OperationCheck, report: StrictReport) {
+/// Adds one answer's strict report to its operation's check (each path once); `schema_of`
+/// names the schema a path's last field belongs to.
+fn merge(check: &mut OperationCheck, report: StrictReport, schema_of: impl Fn(&str) -> String) {
     match report.decoded {
         Ok(()) => check.decoded += 1,
         Err(problem) => {
@@ -441,21 +488,143 @@ fn merge(check: &mut OperationCheck, report: StrictReport) {
             }
         }
     }
-    for field in report.unknown {
-        if !check.unknown.iter().any(|f| f.path == field.path) {
-            check.unknown.push(field);
+    for FieldDiff { path, example, .. } in report.unknown {
+        if !check.unknown.iter().any(|f| f.path == path) {
+            let schema = schema_of(&path);
+            check.unknown.push(UnknownField {
+                path,
+                schema,
+                example,
+            });
         }
     }
-    if let Some(missing) = report.missing
-        && !check.missing.contains(&missing)
+    if let Some(path) = report.missing
+        && !check.missing.iter().any(|m| m.path == path)
     {
-        check.missing.push(missing);
+        let schema = schema_of(&path);
+        check.missing.push(MissingField { path, schema });
     }
-    if let Some(mismatch) = report.mismatched
-        && !check.mismatched.iter().any(|m| m.path == mismatch.path)
+    if let Some(Mismatch {
+        path,
+        expected,
+        found,
+        ..
+    }) = report.mismatched
+        && !check.mismatched.iter().any(|m| m.path == path)
     {
-        check.mismatched.push(mismatch);
+        let schema = schema_of(&path);
+        check.mismatched.push(TypeMismatch {
+            path,
+            schema,
+            expected,
+            found,
+        });
     }
+}
+
+/// The model an answer was decoded into, as the schema walk starts from it.
+struct Root<'a> {
+    /// The schema's name (the innermost named type: `Agent` of `Vec<…::Agent>`).
+    name: &'a str,
+    /// The answer is a map at the top (its first path segment is a key, not a field).
+    map: bool,
+}
+
+impl<'a> Root<'a> {
+    /// From `std::any::type_name` of the response model.
+    fn of(type_name: &'a str) -> Self {
+        let innermost = type_name
+            .rsplit(['<', ' '])
+            .next()
+            .unwrap_or(type_name)
+            .trim_end_matches('>');
+        Self {
+            name: innermost.rsplit("::").next().unwrap_or(innermost),
+            map: type_name.contains("Map<"),
+        }
+    }
+}
+
+/// A JSON path as [`client_core::compare`] writes it, as segments: `Some(key)` (bare or
+/// `["…"]`) or `None` for an index (`[3]`, `[]`).
+fn path_segments(path: &str) -> Vec<Option<String>> {
+    let mut segments = Vec::new();
+    let mut key = String::new();
+    let mut chars = path.chars();
+    let flush = |key: &mut String, segments: &mut Vec<Option<String>>| {
+        if !key.is_empty() {
+            segments.push(Some(std::mem::take(key)));
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '.' => flush(&mut key, &mut segments),
+            '[' => {
+                flush(&mut key, &mut segments);
+                let mut inside = String::new();
+                for c in chars.by_ref() {
+                    // A `]` inside a quoted key does not close the bracket.
+                    let open_quote = inside.starts_with('"')
+                        && (inside.len() == 1
+                            || !inside.ends_with('"')
+                            || inside.ends_with("\\\""));
+                    if c == ']' && !open_quote {
+                        break;
+                    }
+                    inside.push(c);
+                }
+                segments.push(serde_json::from_str::<String>(&inside).ok());
+            }
+            c => key.push(c),
+        }
+    }
+    flush(&mut key, &mut segments);
+    segments
+}
+
+/// The spec schema whose field the last key of `path` is: the object that holds it, or the
+/// deepest schema the path reaches before a field the spec does not have.
+fn schema_at(platform: Platform, root: &Root<'_>, path: &str) -> String {
+    let modules = spec_modules();
+    let fields = |schema: &str| -> Option<&'static [(&'static str, &'static str)]> {
+        modules
+            .iter()
+            .filter(|m| m.platform == platform)
+            .find_map(|m| m.schemas.iter().find(|(name, _)| *name == schema))
+            .map(|(_, fields)| *fields)
+    };
+    // Aliases (`StatusList` = an array of `ValidationStatus`) stand for what they hold.
+    let resolve = |mut schema: String, mut map: bool| {
+        while let Some([("", held)]) = fields(&schema) {
+            map |= held.starts_with("{}");
+            schema = held.trim_start_matches("{}").to_owned();
+        }
+        (schema, map)
+    };
+    let mut segments = path_segments(path);
+    // Up to the object holding the last key: drop trailing indices, then that key.
+    while matches!(segments.last(), Some(None)) {
+        segments.pop();
+    }
+    segments.pop();
+    let (mut current, mut map_key_next) = resolve(root.name.to_owned(), root.map);
+    for key in segments.into_iter().flatten() {
+        if map_key_next {
+            map_key_next = false;
+            continue;
+        }
+        let held = fields(&current)
+            .and_then(|fields| fields.iter().find(|(wire, _)| *wire == key))
+            .map(|(_, held)| *held);
+        match held {
+            Some(held) if !held.is_empty() => {
+                let map = held.starts_with("{}");
+                (current, map_key_next) = resolve(held.trim_start_matches("{}").to_owned(), map);
+            }
+            _ => break,
+        }
+    }
+    current
 }
 
 /// The file name of an operation's saved answer.
@@ -1052,7 +1221,7 @@ pub fn render(report: &DeepReport) -> String {
         out.push_str("\nDifferences from the spec (update the named schema, or tell us with the saved answers):\n");
         for o in differing {
             out.push_str(&format!(
-                "  {} {} ({}, schema {}):\n",
+                "  {} {} ({}, answer schema {}):\n",
                 o.platform.name(),
                 o.operation,
                 o.spec,
@@ -1066,17 +1235,20 @@ pub fn render(report: &DeepReport) -> String {
             }
             for field in &o.unknown {
                 out.push_str(&format!(
-                    "    unknown field    {}  example: {}\n",
-                    field.path, field.example
+                    "    unknown field    {}  (schema {})  example: {}\n",
+                    field.path, field.schema, field.example
                 ));
             }
-            for path in &o.missing {
-                out.push_str(&format!("    missing field    {path}\n"));
+            for field in &o.missing {
+                out.push_str(&format!(
+                    "    missing field    {}  (schema {})\n",
+                    field.path, field.schema
+                ));
             }
             for m in &o.mismatched {
                 out.push_str(&format!(
-                    "    type mismatch    {}  expected {}, found {}\n",
-                    m.path, m.expected, m.found
+                    "    type mismatch    {}  (schema {})  expected {}, found {}\n",
+                    m.path, m.schema, m.expected, m.found
                 ));
             }
         }
@@ -1162,6 +1334,57 @@ mod tests {
         }
         assert!(operation_of(Platform::Nshift, "GET", "/nothing/here").is_none());
         assert!(operation_of(Platform::Nshift, "PATCH", "/rs-extapi/v1/shipments").is_none());
+    }
+
+    #[test]
+    fn paths_are_split_into_keys_and_indices() {
+        let key = |k: &str| Some(k.to_owned());
+        assert_eq!(
+            path_segments("response[].climateZone"),
+            vec![key("response"), None, key("climateZone")]
+        );
+        assert_eq!(path_segments("[0].id"), vec![None, key("id")]);
+        assert_eq!(
+            path_segments(r#"a["x.y"]["b]c"].d[12]"#),
+            vec![key("a"), key("x.y"), key("b]c"), key("d"), None]
+        );
+    }
+
+    #[test]
+    fn differences_name_the_schema_that_holds_the_field() {
+        let schema =
+            |platform, type_name: &str, path: &str| schema_at(platform, &Root::of(type_name), path);
+        let warehouses = "brightpearl_models::generated::warehouse::NamedItemListResponse";
+        assert_eq!(
+            schema(Platform::Brightpearl, warehouses, "response[].extra"),
+            "NamedItem"
+        );
+        assert_eq!(
+            schema(Platform::Brightpearl, warehouses, "extra"),
+            "NamedItemListResponse"
+        );
+        // Through an array at the top.
+        let agents = "alloc::vec::Vec<nshift_models::generated::delivery::Agent>";
+        assert_eq!(schema(Platform::Nshift, agents, "[0].id"), "Agent");
+        // Through maps keyed by product id, then by warehouse id.
+        let availability = "brightpearl_models::generated::warehouse::ProductAvailabilityResponse";
+        assert_eq!(
+            schema(
+                Platform::Brightpearl,
+                availability,
+                "response.1001.warehouses.3.extra"
+            ),
+            "StockLevels"
+        );
+        assert_eq!(
+            schema(Platform::Brightpearl, availability, "response.1001.extra"),
+            "ProductAvailability"
+        );
+        // A path through a field the spec lacks stops at the deepest known schema.
+        assert_eq!(
+            schema(Platform::Brightpearl, warehouses, "response[].nope.deeper"),
+            "NamedItem"
+        );
     }
 
     #[test]
