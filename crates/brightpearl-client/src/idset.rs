@@ -75,9 +75,11 @@ impl IdSet {
         &self.ranges
     }
 
-    /// Number of ids.
+    /// Number of ids (saturating at `u64::MAX`: text such as `1-18446744073709551615` parses).
     pub fn len(&self) -> u64 {
-        self.ranges.iter().map(|(lo, hi)| hi - lo + 1).sum()
+        self.ranges.iter().fold(0u64, |n, (lo, hi)| {
+            n.saturating_add((hi - lo).saturating_add(1))
+        })
     }
 
     /// Whether there is no id.
@@ -164,6 +166,28 @@ impl fmt::Display for IdSet {
             }
         }
         Ok(())
+    }
+}
+
+/// ID-set text that is not one, with the part at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a Brightpearl ID set: {0}")]
+pub struct IdSetError(String);
+
+impl std::str::FromStr for IdSet {
+    type Err = IdSetError;
+
+    /// Parses ID-set text (`8`, `1-5`, `5,1-3`), see [`IdSet::parse`]'s rules: the ids are
+    /// sorted, deduplicated and compressed, nothing is expanded (so a huge range costs nothing).
+    ///
+    /// ```
+    /// use brightpearl_client::IdSet;
+    /// let set: IdSet = "7, 1-5,3".parse().unwrap();
+    /// assert_eq!(set.to_string(), "1-5,7");
+    /// assert!("abc; DROP TABLE".parse::<IdSet>().unwrap_err().to_string().contains("`abc; DROP TABLE`"));
+    /// ```
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text).map_err(IdSetError)
     }
 }
 

@@ -37,7 +37,7 @@ mod transport;
 pub use client::{Authorization, Client};
 pub use config::{ClientBuilder, DEFAULT_OAUTH_URL, env};
 pub use error::{ApiFailure, Error, Result};
-pub use idset::IdSet;
+pub use idset::{IdSet, IdSetError};
 pub use limiter::shared_limiter;
 pub use ops::{
     BundleAvailabilityMode, MAX_GOODS_OUT_NOTE_IDS, MAX_MULTI_MESSAGES, MAX_ORDER_IDS,

@@ -9,4 +9,5 @@ pub mod scenario;
 pub mod serve;
 pub mod state;
 pub mod table;
+pub mod text;
 pub mod verify;

@@ -74,18 +74,26 @@ enum Command {
 }
 
 fn init_tracing() {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Colours only for a person at a terminal: never in a file or a journal, never with
+    // NO_COLOR set (https://no-color.org).
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     init_tracing();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(relay::cli::config_after_subcommand(
+        std::env::args_os().collect(),
+    ));
     let Some(command) = cli.command else {
         return relay::cli::run::execute(cli.run).await;
     };

@@ -8,7 +8,18 @@ use std::fmt::Write as _;
 /// let text = relay::table::render(&["a", "bb"], &[vec!["xyz".into(), "1".into()]]);
 /// assert_eq!(text, "a    bb\n---  --\nxyz  1\n");
 /// ```
+///
+/// Cells are escaped with [`crate::text::escape`]: they often hold received values.
 pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| crate::text::escape(cell).into_owned())
+                .collect()
+        })
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -297,3 +297,65 @@ fn a_bad_configuration_file_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn the_config_option_goes_before_or_after_the_subcommand() {
+    let ws = Workspace::new("config-first");
+    let config = ws.config();
+    for args in [
+        vec!["-c", config.to_str().unwrap(), "status"],
+        vec!["--config", config.to_str().unwrap(), "status", "--json"],
+        vec!["status", "-c", config.to_str().unwrap()],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_relay"))
+            .env_clear()
+            .current_dir(&ws.root)
+            .args(&args)
+            .output()
+            .unwrap();
+        let out = ok(&output);
+        assert!(out.contains(ws.data().to_str().unwrap()), "{args:?}: {out}");
+    }
+}
+
+#[test]
+fn received_text_cannot_drive_the_terminal() {
+    let ws = Workspace::new("hostile-text");
+    let hostile = "NC-\u{1b}]0;pwned\u{7}\u{1b}[31mred\u{0}\u{202e}";
+    {
+        let store = store(&ws.data());
+        store.upsert_pending("orders", hostile, Some("{}")).unwrap();
+        store
+            .dead_letter("orders", hostile, &format!("unknown SKU {hostile}"))
+            .unwrap();
+    }
+    let out = ok(&ws.relay(&["status"]));
+    assert!(
+        !out.chars()
+            .any(|c| c.is_control() && c != '\n' || c == '\u{202e}'),
+        "{out:?}"
+    );
+    assert!(out.contains("NC-\\u{1b}]0;pwned\\u{7}"), "{out}");
+    let out = ok(&ws.relay(&["replay", "--all-failed"]));
+    assert!(
+        !out.contains('\u{1b}') && out.contains("\\u{1b}"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let ws = Workspace::new("no-colour");
+    let output = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .current_dir(&ws.root)
+        // Against the embedded sandbox: requests and spans enough to log.
+        .args(["verify", "-c", ws.config().to_str().unwrap()])
+        .output()
+        .unwrap();
+    ok(&output);
+    let stderr = text(&output.stderr);
+    assert!(!stderr.is_empty(), "debug logs were written");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+}

@@ -275,6 +275,13 @@ async fn request(
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
+    // The senders' content type unless a test sets its own.
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        head.push_str("Content-Type: application/json\r\n");
+    }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).await.unwrap();
     if chunked {
@@ -476,7 +483,7 @@ async fn a_store_failure_is_a_5xx_and_nothing_is_acknowledged() {
         "POST",
         "/norce/events/OrderConfirmedEvent",
         &[("X-Relay-Secret", NORCE_SECRET)],
-        json!({"ClientId": 1000, "OrderId": 5})
+        json!({"ClientId": 1000, "ApplicationId": 1234, "OrderId": 5, "OrderNo": "5", "ClientOrderRef": "900009", "Source": "WEB"})
             .to_string()
             .as_bytes(),
     )
@@ -999,4 +1006,128 @@ async fn the_sandbox_order_receiver_push_lands_in_the_inbox() {
     assert_eq!(delivered["attempts"][0]["status"], 200, "{delivered}");
     handle.shutdown().await;
     sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn what_cannot_be_processed_is_refused_before_it_is_acknowledged() {
+    let store = flaky();
+    let handle = receivers_only(store.clone()).await;
+    let addr = handle.local_addr();
+    let norce = [("X-Relay-Secret", NORCE_SECRET)];
+
+    // A subscribed event type whose body is not its documented shape: 400 naming the field.
+    let reply = request(
+        addr,
+        "POST",
+        "/norce/events/OrderConfirmedEvent",
+        &norce,
+        b"{}",
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let message = reply.json()["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("OrderConfirmedEvent") && message.contains("ClientId"),
+        "{message}"
+    );
+    // An event type no flow subscribes to: 200, dropped.
+    let reply = request(
+        addr,
+        "POST",
+        "/norce/events/ProductChangedEvent",
+        &norce,
+        b"{}",
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        reply.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not subscribe"),
+        "{}",
+        reply.body
+    );
+
+    // Brightpearl ids that are not an ID set: 400 naming them.
+    let webhook = |resource: &str, id: &str, event: &str| {
+        json!({"accountCode": "acme", "resourceType": resource, "id": id, "lifecycleEvent": "modified", "fullEvent": event, "raisedOn": "2026-03-02T08:00:00Z"}).to_string()
+    };
+    let bp = "/brightpearl/webhooks?secret=bp-secret-1";
+    let reply = request(
+        addr,
+        "POST",
+        bp,
+        &[],
+        webhook("product", "abc; DROP TABLE entities", "product.modified").as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(
+        reply.body.contains("`abc; DROP TABLE entities`"),
+        "{}",
+        reply.body
+    );
+    // A resource no flow takes: 200, dropped.
+    let reply = request(
+        addr,
+        "POST",
+        bp,
+        &[],
+        webhook("contact", "12", "contact.modified").as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // JSON receivers want a JSON content type.
+    for content_type in ["text/plain", "application/x-www-form-urlencoded", ""] {
+        let mut headers = vec![("Authorization", basic(USER, PASSWORD))];
+        headers.push(("Content-Type", content_type.to_owned()));
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let reply = request(
+            addr,
+            "POST",
+            "/norce/order-receiver",
+            &headers,
+            &order_body("900010"),
+        )
+        .await;
+        assert_eq!(reply.status, 415, "{content_type}: {}", reply.body);
+        assert!(
+            reply.json()["Description"]
+                .as_str()
+                .unwrap()
+                .contains("application/json"),
+            "{}",
+            reply.body
+        );
+    }
+    let reply = request(
+        addr,
+        "POST",
+        bp,
+        &[("Content-Type", "text/plain")],
+        webhook("product", "1001", "product.modified").as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status, 415, "{}", reply.body);
+    // `+json` types and parameters are JSON.
+    let reply = request(
+        addr,
+        "POST",
+        bp,
+        &[(
+            "Content-Type",
+            "application/vnd.brightpearl+json; charset=utf-8",
+        )],
+        webhook("product", "1001", "product.modified").as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // Only the last webhook was stored.
+    let stored = store.inbox_pending(10).unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].source, "brightpearl-webhook");
+    handle.shutdown().await;
 }

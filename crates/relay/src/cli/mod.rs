@@ -9,6 +9,45 @@ use std::path::{Path, PathBuf};
 
 use crate::config::RelayConfig;
 
+/// The subcommands that take `-c/--config`.
+const TAKE_CONFIG: &[&str] = &["verify", "run", "serve", "status", "replay", "cursor"];
+
+/// Moves a `-c FILE` / `--config FILE` / `--config=FILE` / `-cFILE` given before the subcommand
+/// to just after it, so `relay -c relay.toml status` means `relay status -c relay.toml` (clap
+/// reads options before a subcommand as the top-level `relay run`'s). Anything else is left
+/// as it is, for clap to accept or explain.
+///
+/// ```
+/// let args = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+/// assert_eq!(
+///     relay::cli::config_after_subcommand(args(&["relay", "-c", "r.toml", "status", "--json"])),
+///     args(&["relay", "status", "-c", "r.toml", "--json"])
+/// );
+/// assert_eq!(
+///     relay::cli::config_after_subcommand(args(&["relay", "-c", "r.toml"])),
+///     args(&["relay", "-c", "r.toml"])
+/// );
+/// ```
+pub fn config_after_subcommand(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let text = |i: usize| args.get(i).and_then(|a| a.to_str());
+    let width = match text(1) {
+        Some("-c" | "--config") => 2,
+        Some(a) if a.starts_with("--config=") || (a.starts_with("-c") && a.len() > 2) => 1,
+        _ => return args,
+    };
+    match text(1 + width) {
+        Some(sub) if TAKE_CONFIG.contains(&sub) => {
+            let mut out = Vec::with_capacity(args.len());
+            out.push(args[0].clone());
+            out.push(args[1 + width].clone());
+            out.extend_from_slice(&args[1..1 + width]);
+            out.extend_from_slice(&args[2 + width..]);
+            out
+        }
+        _ => args,
+    }
+}
+
 /// `--config FILE`, shared by the commands that read the configuration file.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConfigArgs {

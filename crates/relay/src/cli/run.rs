@@ -276,7 +276,7 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
             println!("{flow:<11} {words}");
         }
         for error in &errors {
-            println!("flow stopped: {error}");
+            println!("flow stopped: {}", crate::text::escape(&error.to_string()));
         }
         println!();
         let next = NextSteps {

@@ -242,7 +242,8 @@ fn replay(args: &ReplayArgs) -> Result<ExitCode, String> {
         requeued += 1;
         println!(
             "requeued dead letter {id}: {} {} is pending again",
-            letter.flow, letter.source_id
+            crate::text::escape(&letter.flow),
+            crate::text::escape(&letter.source_id)
         );
     }
     if requeued == 0 && missing.is_empty() {

@@ -46,6 +46,41 @@ impl Refusal {
             message: message.into(),
         }
     }
+
+    /// Not an error: a valid delivery of something no flow takes (an event type relay does
+    /// not subscribe to). Answered 200 so the sender does not retry, and never stored.
+    fn ignored(message: impl Into<String>) -> Self {
+        let message = message.into();
+        tracing::debug!(reason = %message, "received, not stored");
+        Self::new(StatusCode::OK, message)
+    }
+}
+
+/// 415 unless the request says its body is JSON (`application/json`, any `+json` type, with
+/// or without parameters such as `charset`).
+fn require_json(headers: &HeaderMap) -> Result<(), Refusal> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        return Ok(());
+    }
+    let shown = if content_type.is_empty() {
+        "none".to_owned()
+    } else {
+        format!("`{}`", crate::text::escape(content_type))
+    };
+    Err(Refusal::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!("the body must be JSON: send `Content-Type: application/json` (got {shown})"),
+    ))
 }
 
 /// Reads the body up to the limit (413 beyond it, checked on `Content-Length` first).
@@ -303,6 +338,7 @@ async fn norce_order(State(shared): State<AppState>, headers: HeaderMap, body: B
                 "missing or wrong Basic credentials",
             ));
         }
+        require_json(&headers)?;
         let bytes = read_body(&shared, &headers, body).await?;
         let order: OrderRequest = parse_json(&bytes, "OrderRequest")?;
         let key = order.client_order_ref.trim();
@@ -390,14 +426,23 @@ async fn norce_event(
         if event_type.is_empty() || !event_type.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(Refusal::new(StatusCode::BAD_REQUEST, format!("`{event_type}` is not a Norce event type name (path `/norce/events/{{eventType}}`)")));
         }
+        require_json(&headers)?;
         let bytes = read_body(&shared, &headers, body).await?;
         if !matches!(serde_json::from_slice::<serde_json::Value>(&bytes), Ok(serde_json::Value::Object(_))) {
             return Err(Refusal::new(StatusCode::BAD_REQUEST, format!("the body is not a valid Norce {event_type}: it must be a JSON object")));
         }
+        if !subscribed_norce_events(&shared).any(|e| e == event_type) {
+            return Err(Refusal::ignored(format!("{event_type} received; relay does not subscribe to it (`shipping.norce_events`, `orders.norce_events`): not stored")));
+        }
         // Decoded by the type its URL names (an OrderReceivedEvent has no OrderId). A body that
-        // is not its type's documented shape is still stored: refusing it would make Norce
-        // retry and then drop it, while the flows dead-letter it with what to fix.
-        let dedupe = Event::decode(&event_type, &bytes).ok().and_then(|event| event.dedupe_key());
+        // is not its type's documented shape is refused now, naming the field: stored, it could
+        // only fail later, after Norce was told it arrived.
+        let decoded = Event::decode(&event_type, &bytes).map_err(|e| {
+            let path = json_path_at(&bytes, e.line(), e.column());
+            let at = if path.is_empty() { String::new() } else { format!(" at `{path}`") };
+            Refusal::new(StatusCode::BAD_REQUEST, format!("the body is not a valid Norce {event_type}{at}: {e}"))
+        })?;
+        let dedupe = decoded.dedupe_key();
         let key = format!("{event_type}:{}", dedupe.unwrap_or_else(|| body_hash(&bytes)));
         commit(&shared, SOURCE_NORCE_EVENT, &key, &String::from_utf8_lossy(&bytes))
     }
@@ -414,6 +459,25 @@ async fn norce_event(
 }
 
 // ---- Brightpearl webhooks ---------------------------------------------------------------------
+
+/// The Brightpearl resources whose webhooks a flow takes: products (stock and prices) and
+/// goods-out notes (fulfilment). Events of other resources are answered 200 and dropped.
+const HANDLED_BRIGHTPEARL_RESOURCES: &[&str] = &["product", "goods-out-note"];
+
+/// The Norce event types the flows of this server take.
+fn subscribed_norce_events(shared: &Shared) -> impl Iterator<Item = &str> {
+    let config = &shared.ctx.config;
+    // A receivers-only server (no flows) stores what the configured flows of the servers that
+    // process its inbox take.
+    let runs = |name: &str| shared.flows.is_empty() || shared.flows.iter().any(|f| f.name == name);
+    let shipping = runs("shipping").then_some(&config.shipping.norce_events);
+    let orders = runs("orders").then_some(&config.orders.norce_events);
+    shipping
+        .into_iter()
+        .chain(orders)
+        .flatten()
+        .map(String::as_str)
+}
 
 async fn brightpearl_webhook(
     State(shared): State<AppState>,
@@ -438,11 +502,14 @@ async fn brightpearl_webhook(
                 format!("missing or wrong shared secret (the `secret` query parameter of the registered URI, or the `{}` header)", shared.config.brightpearl_webhook_header),
             ));
         }
+        require_json(&headers)?;
         let bytes = read_body(&shared, &headers, body).await?;
         let event: brightpearl_client::models::integration::WebhookEvent = parse_json(&bytes, "Brightpearl WebhookEvent")?;
         let id = event.id.trim();
-        if id.is_empty() {
-            return Err(Refusal::new(StatusCode::BAD_REQUEST, "the body is not a valid Brightpearl WebhookEvent at `id`: it is empty"));
+        match id.parse::<brightpearl_client::IdSet>() {
+            Ok(set) if !set.is_empty() => {}
+            Ok(_) => return Err(Refusal::new(StatusCode::BAD_REQUEST, "the body is not a valid Brightpearl WebhookEvent at `id`: it is empty")),
+            Err(e) => return Err(Refusal::new(StatusCode::BAD_REQUEST, format!("the body is not a valid Brightpearl WebhookEvent at `id`: {}", crate::text::escape(&e.to_string())))),
         }
         let name = match (&event.full_event, &event.resource_type, &event.lifecycle_event) {
             (Some(full), _, _) => full.as_str().to_owned(),
@@ -451,6 +518,10 @@ async fn brightpearl_webhook(
             _ => "unknown".to_owned(),
         };
         tracing::Span::current().record("event", name.as_str());
+        let resource = name.split('.').next().unwrap_or_default();
+        if !HANDLED_BRIGHTPEARL_RESOURCES.contains(&resource) {
+            return Err(Refusal::ignored(format!("{name} received; no flow takes {resource} events: not stored")));
+        }
         commit(&shared, SOURCE_BRIGHTPEARL_WEBHOOK, &format!("{name}:{id}"), &String::from_utf8_lossy(&bytes))
     }
     .instrument(span)
