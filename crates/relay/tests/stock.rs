@@ -888,3 +888,32 @@ fn the_futures_are_send(ctx: &FlowContext, item: &relay::state::InboxItem) {
     send(stock::run_detailed(ctx));
     send(stock::ingest(ctx, item));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_naming_too_many_products_marks_the_cap_and_requests_a_full_pass() {
+    let sandbox = common::sandbox_with(sandbox_config(5)).await;
+    let mut config = config();
+    config.stock.webhook_max_ids = 50;
+    let ctx = common::context(&sandbox, config);
+    // A first pass: full (no cursor yet), then the cursors say "recent".
+    stock::run(&ctx).await.unwrap();
+    let after_first = ctx.store.cursor("stock").unwrap().unwrap();
+    assert_ne!(after_first, "1970-01-01T00:00:00Z");
+
+    // 174 bytes naming 100,000 products: 50 rows, not 100,000.
+    webhook(&ctx, "1-100000", "product.modified.on-hand-modified").await;
+    let pending = ctx.store.list(Some("stock"), Some(Status::Pending)).unwrap();
+    assert_eq!(pending.len(), 50);
+    assert!(ctx.store.list(Some("prices"), None).unwrap().len() <= 5);
+    // ... and the next pass reconciles every product.
+    assert_eq!(
+        ctx.store.cursor("stock").unwrap().as_deref(),
+        Some("1970-01-01T00:00:00Z")
+    );
+    stock::run(&ctx).await.unwrap();
+    assert_ne!(
+        ctx.store.cursor("stock").unwrap().as_deref(),
+        Some("1970-01-01T00:00:00Z"),
+        "only a full pass moves the cursor"
+    );
+}

@@ -74,6 +74,11 @@ pub struct StockConfig {
     /// bundle per request. Brightpearl documents one product id per request; whether an ID set
     /// works is unconfirmed (a refused set is asked again one id at a time). Default false.
     pub bundle_id_sets: bool,
+    /// Most products one Brightpearl product webhook marks pending. A webhook naming more
+    /// (an ID set such as `1-100000`) marks the first this many, and the rest are left to a
+    /// full reconciliation, which the webhook requests for the next pass: one small request
+    /// cannot make relay write hundreds of thousands of rows. Default 2000.
+    pub webhook_max_ids: u64,
     /// How import jobs are awaited.
     pub job_wait: JobWaitConfig,
 }
@@ -107,6 +112,7 @@ impl Default for StockConfig {
             full_file: false,
             bundles: true,
             bundle_id_sets: false,
+            webhook_max_ids: 2_000,
             job_wait: JobWaitConfig::default(),
         }
     }
@@ -260,6 +266,12 @@ impl StockConfig {
                     "is {}; give a percentage from 0 to 100, e.g. 25",
                     self.vat_percent
                 ),
+            ));
+        }
+        if self.webhook_max_ids == 0 {
+            return Err(invalid(
+                "stock.webhook_max_ids",
+                "must be at least 1 (products one webhook may mark pending; e.g. 2000)",
             ));
         }
         if self.job_wait.initial_interval_ms == 0 {

@@ -1,5 +1,6 @@
 //! Brightpearl product webhooks → pending `stock` / `prices` entities (no platform call).
 
+use brightpearl_client::IdSet;
 use brightpearl_client::models::integration::{WebhookEvent, WebhookEventName};
 
 use crate::flows::{FlowContext, FlowError, Ingested};
@@ -10,38 +11,15 @@ use super::{PRICES, STOCK};
 /// The inbox source of Brightpearl webhooks.
 pub const SOURCE: &str = crate::flows::SOURCE_BRIGHTPEARL_WEBHOOK;
 
-/// Most ids one webhook may name (a larger ID set is refused rather than expanded).
-const MAX_IDS_PER_EVENT: u64 = 100_000;
-
-/// Expands a Brightpearl ID set (`1-5,7`) into its ids.
-pub(super) fn parse_id_set(text: &str) -> Result<Vec<u64>, String> {
-    let mut ids = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (lo, hi) = match part.split_once('-') {
-            Some((lo, hi)) => (lo.trim(), hi.trim()),
-            None => (part, part),
-        };
-        let parse = |s: &str| {
-            s.parse::<u64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| format!("`{part}` is not an id or an id range"))
-        };
-        let (lo, hi) = (parse(lo)?, parse(hi)?);
-        if hi < lo {
-            return Err(format!("range `{part}` is descending"));
-        }
-        if (ids.len() as u64).saturating_add(hi - lo + 1) > MAX_IDS_PER_EVENT {
-            return Err(format!("more than {MAX_IDS_PER_EVENT} ids"));
-        }
-        ids.extend(lo..=hi);
-    }
-    if ids.is_empty() {
+/// The ids of a Brightpearl ID set (`1-5,7`), ascending, at most `cap` of them (nothing
+/// beyond is expanded), with how many the set names in all.
+pub(super) fn parse_id_set(text: &str, cap: u64) -> Result<(Vec<u64>, u64), String> {
+    let set: IdSet = text.parse().map_err(|e: brightpearl_client::IdSetError| e.to_string())?;
+    if set.is_empty() {
         return Err("no ids".to_owned());
     }
-    ids.sort_unstable();
-    ids.dedup();
-    Ok(ids)
+    let take = usize::try_from(cap).unwrap_or(usize::MAX);
+    Ok((set.iter().take(take).collect(), set.len()))
 }
 
 /// Which flows a product event concerns: stock always; prices unless it is only an on-hand
@@ -82,8 +60,19 @@ pub(super) async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<Ingest
         tracing::debug!(inbox_id = item.id, event = ?event.full_event, "not a product event; nothing for stock or prices");
         return Ok(Ingested::Nothing);
     };
-    let ids = match parse_id_set(&event.id) {
-        Ok(ids) => ids,
+    let cap = ctx.config.stock.webhook_max_ids;
+    let ids = match parse_id_set(&event.id, cap) {
+        Ok((ids, named)) => {
+            if named > cap {
+                // The rest is left to a full reconciliation: moving the cursors to the epoch
+                // makes the next pass of each flow a full one.
+                tracing::warn!(inbox_id = item.id, named, marked = cap, "product webhook names more products than `stock.webhook_max_ids`; the first are marked pending, a full reconciliation on the next pass covers the rest");
+                for flow in flows {
+                    ctx.store.set_cursor(flow, RECONCILE_REQUESTED)?;
+                }
+            }
+            ids
+        }
         Err(reason) => {
             tracing::error!(inbox_id = item.id, id_set = %event.id, reason, "product webhook with an unusable ID set; dropped. The next full stock reconciliation covers the change");
             return Ok(Ingested::Nothing);
@@ -109,22 +98,24 @@ pub(super) async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<Ingest
     Ok(Ingested::Work)
 }
 
+/// The cursor value that makes the next pass of a flow a full reconciliation (older than any
+/// interval).
+pub(super) const RECONCILE_REQUESTED: &str = "1970-01-01T00:00:00Z";
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn id_sets_expand_and_bad_ones_are_named() {
-        assert_eq!(parse_id_set("1001").unwrap(), vec![1001]);
-        assert_eq!(parse_id_set("5-7, 3,6").unwrap(), vec![3, 5, 6, 7]);
-        assert!(parse_id_set("7-5").unwrap_err().contains("7-5"));
-        assert!(parse_id_set("x").unwrap_err().contains("`x`"));
-        assert!(parse_id_set("").is_err());
-        assert!(
-            parse_id_set("1-999999999")
-                .unwrap_err()
-                .contains("more than")
-        );
+    fn id_sets_expand_up_to_the_cap_and_bad_ones_are_named() {
+        assert_eq!(parse_id_set("1001", 10).unwrap(), (vec![1001], 1));
+        assert_eq!(parse_id_set("5-7, 3,6", 10).unwrap(), (vec![3, 5, 6, 7], 4));
+        assert!(parse_id_set("7-5", 10).unwrap_err().contains("7-5"));
+        assert!(parse_id_set("x", 10).unwrap_err().contains("`x`"));
+        assert!(parse_id_set("", 10).is_err());
+        // A huge set costs only the cap.
+        let (ids, named) = parse_id_set("1-18446744073709551615", 3).unwrap();
+        assert_eq!((ids, named), (vec![1, 2, 3], u64::MAX));
     }
 
     #[test]
