@@ -2,13 +2,16 @@
 //! environment variables or `NAME_FILE` files (see the clients' READMEs).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use chrono::TimeDelta;
 use serde::{Deserialize, Serialize};
 
 use crate::flows::orders::OrdersConfig;
 use crate::flows::shipping::ShippingConfig;
 use crate::flows::stock::StockConfig;
 use crate::serve::ServeConfig;
+use crate::state::RetentionPolicy;
 
 /// The whole file. Every section and key is optional; unknown keys are errors that name them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -28,19 +31,96 @@ pub struct RelayConfig {
     pub serve: ServeConfig,
 }
 
-/// `[state]`.
+/// `[state]`: where state lives and how long finished state is kept (`relay serve` prunes it
+/// every `prune_every_secs`; unprocessed inbox items, pending and failed entities and dead
+/// letters are never pruned).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StateConfig {
     /// The data folder (the SQLite file, labels by default).
     pub dir: PathBuf,
+    /// Days processed inbox items, and the payloads of finished (done or skipped) entities, are
+    /// kept after their last change. The entity records themselves stay (they make a repeat
+    /// push a no-op); fulfilment notes and parcel tracking of an older order go on without the
+    /// order's pushed details.
+    pub retention_days: u32,
+    /// Processed inbox items kept at most (the newest; repeat deliveries included).
+    pub retention_max_processed_inbox_rows: u64,
+    /// Finished entities per flow that keep their payload at most (the most recently changed).
+    pub retention_max_finished_payloads: u64,
+    /// Seconds between two prune runs of `relay serve` (each in batches of a few hundred rows).
+    pub prune_every_secs: u64,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
+        let policy = RetentionPolicy::default();
         Self {
             dir: PathBuf::from("relay-data"),
+            retention_days: u32::try_from(policy.max_age.num_days()).unwrap_or(30),
+            retention_max_processed_inbox_rows: policy.max_processed_inbox_rows,
+            retention_max_finished_payloads: policy.max_finished_payloads_per_flow,
+            prune_every_secs: 600,
         }
+    }
+}
+
+/// The longest `state.retention_days` (a hundred years: longer is "forever" in practice).
+const MAX_RETENTION_DAYS: u32 = 36_500;
+
+impl StateConfig {
+    /// What [`crate::state::Store::prune`] keeps under these settings.
+    pub fn retention_policy(&self) -> RetentionPolicy {
+        RetentionPolicy {
+            max_age: TimeDelta::days(i64::from(self.retention_days)),
+            max_processed_inbox_rows: self.retention_max_processed_inbox_rows,
+            max_finished_payloads_per_flow: self.retention_max_finished_payloads,
+        }
+    }
+
+    /// Time between two prune runs.
+    pub fn prune_interval(&self) -> Duration {
+        Duration::from_secs(self.prune_every_secs)
+    }
+
+    /// Checks the values the file cannot express as types; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting: &str, reason: String| ConfigError::Invalid {
+            setting: format!("state.{setting}"),
+            reason,
+        };
+        if !(1..=MAX_RETENTION_DAYS).contains(&self.retention_days) {
+            return Err(invalid(
+                "retention_days",
+                format!(
+                    "must be between 1 and {MAX_RETENTION_DAYS}: days processed inbox items and finished entities' payloads are kept (default 30)"
+                ),
+            ));
+        }
+        for (key, value) in [
+            (
+                "retention_max_processed_inbox_rows",
+                self.retention_max_processed_inbox_rows,
+            ),
+            (
+                "retention_max_finished_payloads",
+                self.retention_max_finished_payloads,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(
+                    key,
+                    "must be at least 1: it is how many are kept; raise it to keep more, or leave the key out for the default".to_owned(),
+                ));
+            }
+        }
+        if self.prune_every_secs == 0 {
+            return Err(invalid(
+                "prune_every_secs",
+                "must be at least 1: pruning keeps the state bounded; to keep more, raise `state.retention_days` or the `state.retention_max_*` counts instead".to_owned(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -114,6 +194,7 @@ impl RelayConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.state.validate()?;
         if self.run.max_attempts == 0 {
             return Err(ConfigError::Invalid {
                 setting: "run.max_attempts".into(),
@@ -176,6 +257,57 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("body_limit_bytes"), "{err}");
+    }
+
+    #[test]
+    fn retention_settings_default_load_and_are_checked_naming_the_key() {
+        let config = RelayConfig::parse("", "t").unwrap().state;
+        assert_eq!(config.retention_policy(), RetentionPolicy::default());
+        assert_eq!(config.prune_interval(), Duration::from_secs(600));
+        let text = "[state]\nretention_days = 7\nretention_max_processed_inbox_rows = 50\nretention_max_finished_payloads = 60\nprune_every_secs = 30\n";
+        let config = RelayConfig::parse(text, "t").unwrap().state;
+        assert_eq!(
+            config.retention_policy(),
+            RetentionPolicy {
+                max_age: TimeDelta::days(7),
+                max_processed_inbox_rows: 50,
+                max_finished_payloads_per_flow: 60,
+            }
+        );
+        assert_eq!(config.prune_interval(), Duration::from_secs(30));
+        for (text, key, expected) in [
+            (
+                "retention_days = 0",
+                "state.retention_days",
+                "between 1 and",
+            ),
+            (
+                "retention_days = 40000",
+                "state.retention_days",
+                "between 1 and",
+            ),
+            (
+                "retention_max_processed_inbox_rows = 0",
+                "state.retention_max_processed_inbox_rows",
+                "at least 1",
+            ),
+            (
+                "retention_max_finished_payloads = 0",
+                "state.retention_max_finished_payloads",
+                "at least 1",
+            ),
+            (
+                "prune_every_secs = 0",
+                "state.prune_every_secs",
+                "retention_days",
+            ),
+            ("retention_day = 3", "retention_day", "unknown field"),
+        ] {
+            let err = RelayConfig::parse(&format!("[state]\n{text}\n"), "relay.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key) && err.contains(expected), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! The sandbox runs in this process, so it outlives every relay process; relay runs as the real
 //! binary (`relay run --flow shipping`) with its state in a data folder, so a kill can land
 //! anywhere, including between a platform's commit and relay's record of it.
+//!
+//! [`run_graceful_stops`] is the same check for `relay serve` stopped by signals: SIGTERM (a
+//! stop bounded by `serve.shutdown_grace_secs`, cancelling the pass still running at its end) or
+//! SIGTERM then SIGINT (a stop at once), each timed, then restarted until every order shipped.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -109,13 +113,20 @@ fn spawn_relay(
         .map_err(|e| format!("cannot start {}: {e}", options.relay_bin.display()))
 }
 
-/// Runs the scenario.
-pub async fn run(options: &ExactlyOnce) -> Result<ExactlyOnceReport, String> {
-    let started = Instant::now();
+/// The scenario's sandbox: the seeded dataset, and which of its orders qualify for shipping.
+struct Platforms {
+    sandbox: Sandbox,
+    http: reqwest::Client,
+    qualifying: Vec<String>,
+    others: Vec<String>,
+}
+
+/// Starts the sandbox with `orders` orders from `seed`, sorts its orders, and adds the faults.
+async fn platforms(orders: usize, seed: u64, faults: bool) -> Result<Platforms, String> {
     let sandbox = Sandbox::start(SandboxConfig {
         dataset: DatasetConfig {
-            seed: options.seed,
-            orders: options.orders,
+            seed,
+            orders,
             ..DatasetConfig::default()
         },
         ..SandboxConfig::default()
@@ -140,7 +151,7 @@ pub async fn run(options: &ExactlyOnce) -> Result<ExactlyOnceReport, String> {
         }
     }
 
-    if options.faults {
+    if faults {
         let state = sandbox.state();
         let rules = [
             FaultRule {
@@ -170,6 +181,61 @@ pub async fn run(options: &ExactlyOnce) -> Result<ExactlyOnceReport, String> {
             state.faults.add(rule)?;
         }
     }
+    Ok(Platforms {
+        sandbox,
+        http,
+        qualifying,
+        others,
+    })
+}
+
+/// Counts what the platforms hold for each order (not what relay believes) into `report`:
+/// exactly once, doubled, lost, booked without qualifying, and the faults injected.
+async fn tally(platforms: &Platforms, report: &mut ExactlyOnceReport) -> Result<(), String> {
+    let Platforms {
+        sandbox,
+        http,
+        qualifying,
+        others,
+    } = platforms;
+    let base = sandbox.base_url();
+    for number in qualifying {
+        let shipments = sandbox.state().nshift.shipment_count(number);
+        let notes = admin_json(
+            http,
+            format!("{base}/_sandbox/norce/delivery-notes?orderNo={number}"),
+        )
+        .await?;
+        let notes = notes.as_array().map_or(0, Vec::len);
+        match (shipments, notes) {
+            (1, 1) => report.exactly_once += 1,
+            (s, n) if s > 1 || n > 1 => report.doubled.push((number.clone(), s, n)),
+            (s, n) => report.lost.push((number.clone(), s, n)),
+        }
+    }
+    report.unexpected = others
+        .iter()
+        .map(|n| sandbox.state().nshift.shipment_count(n))
+        .sum();
+    let mut injected: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for request in sandbox.state().faults.requests() {
+        if let Some(fault) = request.fault {
+            *injected.entry(fault).or_default() += 1;
+        }
+    }
+    report.faults_injected = injected.into_iter().collect();
+    Ok(())
+}
+
+/// Runs the scenario.
+pub async fn run(options: &ExactlyOnce) -> Result<ExactlyOnceReport, String> {
+    let started = Instant::now();
+    let platforms = platforms(options.orders, options.seed, options.faults).await?;
+    let Platforms {
+        sandbox,
+        qualifying,
+        ..
+    } = &platforms;
 
     let data_dir = std::env::temp_dir().join(format!(
         "relay-exactly-once-{}-{}",
@@ -235,32 +301,300 @@ pub async fn run(options: &ExactlyOnce) -> Result<ExactlyOnceReport, String> {
     }
 
     // Count what the platforms hold, not what relay believes.
-    for number in &qualifying {
-        let shipments = sandbox.state().nshift.shipment_count(number);
-        let notes = admin_json(
-            &http,
-            format!("{base}/_sandbox/norce/delivery-notes?orderNo={number}"),
-        )
-        .await?;
-        let notes = notes.as_array().map_or(0, Vec::len);
-        match (shipments, notes) {
-            (1, 1) => report.exactly_once += 1,
-            (s, n) if s > 1 || n > 1 => report.doubled.push((number.clone(), s, n)),
-            (s, n) => report.lost.push((number.clone(), s, n)),
-        }
-    }
-    report.unexpected = others
-        .iter()
-        .map(|n| sandbox.state().nshift.shipment_count(n))
-        .sum();
-    let mut injected: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
-    for request in sandbox.state().faults.requests() {
-        if let Some(fault) = request.fault {
-            *injected.entry(fault).or_default() += 1;
-        }
-    }
-    report.faults_injected = injected.into_iter().collect();
+    tally(&platforms, &mut report).await?;
     report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(report)
+}
+
+/// What to run in the graceful-stop variant: `relay serve` (the shipping flow every second)
+/// against the faulty sandbox, stopped by signals mid-pass and restarted.
+#[derive(Debug, Clone)]
+pub struct GracefulStops {
+    /// The `relay` binary.
+    pub relay_bin: PathBuf,
+    /// Orders in the sandbox dataset.
+    pub orders: usize,
+    /// Signalled stops, spread evenly over the run.
+    pub stops: usize,
+    /// Each stop is SIGTERM then, [`SECOND_SIGNAL_AFTER`] later, SIGINT (a stop at once);
+    /// otherwise SIGTERM alone (a stop bounded by the grace).
+    pub twice: bool,
+    /// `serve.shutdown_grace_secs` of the relay processes.
+    pub grace_secs: u64,
+    /// Latency added to every platform call, so each stop finds a pass with items in flight.
+    pub latency_ms: u64,
+    /// Dataset seed (also seeds the fault RNG).
+    pub seed: u64,
+    /// The faults of [`ExactlyOnce::faults`], without the revoked token.
+    pub faults: bool,
+    /// Give up after this many relay processes.
+    pub max_runs: usize,
+}
+
+/// How long after the SIGTERM the second signal of [`GracefulStops::twice`] is sent.
+pub const SECOND_SIGNAL_AFTER: Duration = Duration::from_millis(300);
+
+/// How long a stopped relay process may take beyond its grace before the scenario gives up.
+const STOP_DEADLINE_MARGIN: Duration = Duration::from_secs(15);
+
+/// One signalled stop.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StopTiming {
+    /// Milliseconds from the SIGTERM to the process's exit.
+    pub after_first_ms: u64,
+    /// Milliseconds from the second signal (SIGINT) to the exit, if one was sent before it.
+    pub after_second_ms: Option<u64>,
+    /// The exit code (`None`: ended by a signal's default action, i.e. not handled).
+    pub exit_code: Option<i32>,
+    /// Shipping entities done when the stop was signalled.
+    pub done_at_stop: usize,
+}
+
+/// What happened in the graceful-stop variant.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GracefulStopsReport {
+    /// What the platforms hold, as in the SIGKILL scenario (`kills` counts the signalled stops).
+    pub platforms: ExactlyOnceReport,
+    /// The signalled stops mid-run, in order.
+    pub stops: Vec<StopTiming>,
+    /// The SIGTERM that ended the last process once everything had shipped.
+    pub final_stop: StopTiming,
+    /// The shutdown stages the stopped processes logged (their lines about the stop, the grace,
+    /// cancelling and stopping), in order.
+    pub stages: Vec<String>,
+}
+
+impl GracefulStopsReport {
+    /// Every qualifying order exactly once, nothing else booked, every stop handled (an exit
+    /// code, not a signal's default action).
+    pub fn passed(&self) -> bool {
+        self.platforms.passed()
+            && self
+                .stops
+                .iter()
+                .chain([&self.final_stop])
+                .all(|stop| stop.exit_code.is_some())
+    }
+}
+
+/// Sends `signal` to `child`.
+#[cfg(unix)]
+fn send_signal(child: &tokio::process::Child, signal: libc::c_int) -> Result<(), String> {
+    let pid = child
+        .id()
+        .ok_or_else(|| "the relay process has already been reaped".to_owned())?;
+    let pid = libc::pid_t::try_from(pid).map_err(|e| format!("process id {pid}: {e}"))?;
+    // SAFETY: kill(2) only sends a signal to the given process id; it touches no memory of
+    // ours. The child is not reaped yet (we hold it), so the id is still its own.
+    let rc = unsafe { libc::kill(pid, signal) };
+    if rc != 0 {
+        return Err(format!(
+            "cannot signal process {pid}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Waits for `child` to exit, at most `limit`; `None` if it is still running then.
+#[cfg(unix)]
+async fn exit_within(
+    child: &mut tokio::process::Child,
+    limit: Duration,
+) -> Result<Option<std::process::ExitStatus>, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Whole milliseconds of `duration`.
+#[cfg(unix)]
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Stops `child` with SIGTERM (and SIGINT after [`SECOND_SIGNAL_AFTER`] when `twice`) and times
+/// its exit; an error (after a SIGKILL) if it is still running `grace` plus a margin later.
+#[cfg(unix)]
+async fn stop_with_signals(
+    child: &mut tokio::process::Child,
+    twice: bool,
+    grace: Duration,
+    done_at_stop: usize,
+) -> Result<StopTiming, String> {
+    let first = Instant::now();
+    send_signal(child, libc::SIGTERM)?;
+    let mut second = None;
+    if twice && exit_within(child, SECOND_SIGNAL_AFTER).await?.is_none() {
+        second = Some(Instant::now());
+        send_signal(child, libc::SIGINT)?;
+    }
+    let Some(status) = exit_within(child, grace + STOP_DEADLINE_MARGIN).await? else {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        return Err(format!(
+            "relay serve did not stop within {} s of SIGTERM (grace {} s)",
+            (grace + STOP_DEADLINE_MARGIN).as_secs(),
+            grace.as_secs()
+        ));
+    };
+    Ok(StopTiming {
+        after_first_ms: millis(first.elapsed()),
+        after_second_ms: second.map(|at| millis(at.elapsed())),
+        exit_code: status.code(),
+        done_at_stop,
+    })
+}
+
+/// The lines of a relay process's log about its stop.
+#[cfg(unix)]
+fn shutdown_stages(log: &Path) -> Vec<String> {
+    const MARKS: [&str; 12] = [
+        "SIGTERM received",
+        "SIGINT received",
+        "stop signal",
+        "shutting down",
+        "the shutdown grace (serve.shutdown_grace_secs) ended",
+        "cancelled at the end of the shutdown grace",
+        "stopped accepting",
+        "scheduler stopped",
+        "processor stopped",
+        "listener stopped",
+        "relay serve stopped",
+        "relay serve: stopped",
+    ];
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| MARKS.iter().any(|mark| line.contains(mark)))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The last lines of a relay process's log, for an error message.
+#[cfg(unix)]
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// Runs the graceful-stop variant: `relay serve` processes (shipping every second, the other
+/// flows off) against the sandbox with latency and faults; at each stop point, SIGTERM (and
+/// SIGINT with `twice`), timed to the exit; then a restart, until every qualifying order is
+/// done; a last SIGTERM; then the platforms are counted.
+#[cfg(unix)]
+pub async fn run_graceful_stops(options: &GracefulStops) -> Result<GracefulStopsReport, String> {
+    let started = Instant::now();
+    let platforms = platforms(options.orders, options.seed, options.faults).await?;
+    if options.latency_ms > 0 {
+        platforms.sandbox.state().faults.add(FaultRule {
+            latency_ms: options.latency_ms,
+            ..FaultRule::default()
+        })?;
+    }
+    let qualifying = platforms.qualifying.len();
+
+    let data_dir = std::env::temp_dir().join(format!(
+        "relay-signal-stops-{}-{}",
+        std::process::id(),
+        options.seed
+    ));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let config = data_dir.join("relay.toml");
+    let toml = format!(
+        "[state]\ndir = {dir:?}\n\n[run]\n# Faults are transient here: keep retrying instead of dead-lettering.\nmax_attempts = 1000\n\n[serve]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_secs = {grace}\nshipping_every_secs = 1\norders_every_secs = 0\nstock_reconcile_every_secs = 0\nregister_brightpearl_webhooks = false\n",
+        dir = data_dir.display().to_string(),
+        grace = options.grace_secs,
+    );
+    std::fs::write(&config, toml).map_err(|e| format!("{}: {e}", config.display()))?;
+    let mut env = crate::embedded::env_pairs(&platforms.sandbox.credentials());
+    env.push(("RUST_LOG", "relay=info".to_owned()));
+    let store = SqliteStore::open_in(&data_dir).map_err(|e| e.to_string())?;
+    let grace = Duration::from_secs(options.grace_secs);
+
+    let mut report = GracefulStopsReport {
+        platforms: ExactlyOnceReport {
+            qualifying,
+            ..ExactlyOnceReport::default()
+        },
+        ..GracefulStopsReport::default()
+    };
+    let stop_points: Vec<usize> = (1..=options.stops)
+        .map(|k| qualifying * k / (options.stops + 1))
+        .collect();
+    loop {
+        if report.platforms.runs >= options.max_runs {
+            return Err(format!(
+                "not finished after {} relay processes ({} of {qualifying} shipped)",
+                report.platforms.runs,
+                shipping_done(&store),
+            ));
+        }
+        let log = data_dir.join(format!("relay-serve-{}.log", report.platforms.runs + 1));
+        let stderr = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let mut command = tokio::process::Command::new(&options.relay_bin);
+        command
+            .env_clear()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .envs(env.iter().map(|(name, value)| (*name, value)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(stderr))
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", options.relay_bin.display()))?;
+        report.platforms.runs += 1;
+        // A stop lands only once this process has shipped something: mid-pass, and long
+        // after it took over the signals.
+        let done_at_start = shipping_done(&store);
+        let last = loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                return Err(format!(
+                    "relay serve exited by itself ({status}); its log ends:\n{}",
+                    log_tail(&log)
+                ));
+            }
+            let done = shipping_done(&store);
+            if done > done_at_start
+                && stop_points
+                    .get(report.stops.len())
+                    .is_some_and(|point| done >= *point)
+            {
+                let timing = stop_with_signals(&mut child, options.twice, grace, done)
+                    .await
+                    .map_err(|e| format!("{e}; its log ends:\n{}", log_tail(&log)))?;
+                report.stops.push(timing);
+                report.platforms.kills += 1;
+                break false;
+            }
+            if report.stops.len() == stop_points.len() && done >= qualifying {
+                report.final_stop = stop_with_signals(&mut child, false, grace, done)
+                    .await
+                    .map_err(|e| format!("{e}; its log ends:\n{}", log_tail(&log)))?;
+                break true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        report.stages.extend(shutdown_stages(&log));
+        if last {
+            break;
+        }
+    }
+
+    tally(&platforms, &mut report.platforms).await?;
+    report.platforms.elapsed_ms = millis(started.elapsed());
     drop(store);
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(report)

@@ -23,9 +23,22 @@
 //! `register_brightpearl_webhooks`): idempotently, never doubled, a rotated secret replaced. A
 //! refused event is a warning, not a stop; the outcome per event is in `/healthz`
 //! (`brightpearl_webhooks`, a [`WebhookRegistration`]) and `/metrics`.
+//!
+//! The listener bounds what a client can hold (see `listener.rs`): the time to send a request
+//! head (`header_read_timeout_secs`), a body (`body_read_timeout_secs`, then 408), the time a
+//! kept-alive connection may stay idle (`idle_timeout_secs`), the open connections
+//! (`max_connections`, lowered to fit the open-files limit) and those from one address
+//! (`max_connections_per_ip`); beyond a cap, `503` and the connection is closed.
+//!
+//! [`ServerHandle::shutdown`] is bounded: it stops accepting, starts no new pass or inbox item,
+//! lets what is running finish for up to `shutdown_grace_secs`, then cancels it. Every step
+//! records its progress in the state as it goes, so a cancelled pass resumes at the next start,
+//! like one stopped by a crash.
 
+mod listener;
 mod metrics;
 mod receivers;
+pub mod retention;
 mod subscriptions;
 mod worker;
 
@@ -41,7 +54,9 @@ use tokio::task::JoinHandle;
 use crate::flows::FlowContext;
 use crate::state::Store;
 
+pub use listener::ConnectionStats;
 pub use metrics::Metrics;
+pub use receivers::json_path_at;
 pub use subscriptions::{
     BODY_TEMPLATE as BRIGHTPEARL_WEBHOOK_BODY_TEMPLATE, SubscriptionOutcome, SubscriptionReport,
     WebhookRegistration, redact_uri,
@@ -104,6 +119,21 @@ pub struct ServeConfig {
     pub run_after_ingest_ms: u64,
     /// Seconds between sweeps of the inbox for items whose ingest failed (0: only on new items).
     pub inbox_sweep_secs: u64,
+    /// Seconds a client has to send a request head, from the connection (or, on a kept-alive
+    /// connection, from the request's first byte); then the connection is closed.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client has to send a request body, from the end of its head; then `408`.
+    pub body_read_timeout_secs: u64,
+    /// Seconds a kept-alive connection may wait for its next request; then it is closed.
+    pub idle_timeout_secs: u64,
+    /// Open connections at most (lowered to fit the process's open-files limit); beyond, `503`
+    /// and the connection is closed.
+    pub max_connections: usize,
+    /// Open connections from one client address at most; beyond, `503` and closed.
+    pub max_connections_per_ip: usize,
+    /// Seconds a shutdown (SIGTERM, SIGINT) lets running flow passes and requests finish; then
+    /// they are cancelled and resume at the next start (0: cancel at once).
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for ServeConfig {
@@ -129,6 +159,12 @@ impl Default for ServeConfig {
             stock_reconcile_every_secs: 3600,
             run_after_ingest_ms: 2000,
             inbox_sweep_secs: 30,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            max_connections: 512,
+            max_connections_per_ip: 64,
+            shutdown_grace_secs: 25,
         }
     }
 }
@@ -143,6 +179,7 @@ impl ServeConfig {
         if self.body_limit_bytes == 0 {
             return Err(invalid("body_limit_bytes", "must be at least 1"));
         }
+        self.validate_limits()?;
         if self.order_receiver_user.is_empty() || self.order_receiver_user.contains(':') {
             return Err(invalid(
                 "order_receiver_user",
@@ -192,6 +229,74 @@ impl ServeConfig {
                     &format!("`{event}` is listed twice"),
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+/// The longest a listener timeout or the shutdown grace may be, in seconds (an hour; longer
+/// only lets idle or slow clients hold connections).
+const MAX_TIMEOUT_SECS: u64 = 3600;
+/// The most connections `serve.max_connections` may allow.
+const MAX_CONNECTIONS: usize = 1_000_000;
+
+impl ServeConfig {
+    /// The listener's timeouts and caps, and the shutdown grace.
+    fn validate_limits(&self) -> Result<(), ServeError> {
+        let invalid = |setting: &str, reason: String| ServeError::Config {
+            setting: format!("serve.{setting}"),
+            reason,
+        };
+        for (key, value, what) in [
+            (
+                "header_read_timeout_secs",
+                self.header_read_timeout_secs,
+                "the seconds a client has to send a request head",
+            ),
+            (
+                "body_read_timeout_secs",
+                self.body_read_timeout_secs,
+                "the seconds a client has to send a request body",
+            ),
+            (
+                "idle_timeout_secs",
+                self.idle_timeout_secs,
+                "the seconds a kept-alive connection may wait for its next request",
+            ),
+        ] {
+            if value == 0 || value > MAX_TIMEOUT_SECS {
+                return Err(invalid(
+                    key,
+                    format!("is {value}: set {what}, from 1 to {MAX_TIMEOUT_SECS}"),
+                ));
+            }
+        }
+        if self.shutdown_grace_secs > MAX_TIMEOUT_SECS {
+            return Err(invalid(
+                "shutdown_grace_secs",
+                format!(
+                    "is {}: set at most {MAX_TIMEOUT_SECS} seconds (0 cancels running passes at once), and below the stop timeout of the service manager (systemd TimeoutStopSec, Kubernetes terminationGracePeriodSeconds, docker stop --time)",
+                    self.shutdown_grace_secs
+                ),
+            ));
+        }
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS {
+            return Err(invalid(
+                "max_connections",
+                format!(
+                    "is {}: set the open connections allowed, from 1 to {MAX_CONNECTIONS}",
+                    self.max_connections
+                ),
+            ));
+        }
+        if self.max_connections_per_ip == 0 || self.max_connections_per_ip > self.max_connections {
+            return Err(invalid(
+                "max_connections_per_ip",
+                format!(
+                    "is {}: set the connections allowed from one client address, from 1 to serve.max_connections ({}); behind a proxy every request comes from its address, so allow it enough",
+                    self.max_connections_per_ip, self.max_connections
+                ),
+            ));
         }
         Ok(())
     }
@@ -379,6 +484,8 @@ pub(crate) struct Shared {
     pub(crate) secrets: ServeSecrets,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) flows: Vec<FlowEntry>,
+    /// The listener's connection counters (for `/metrics`).
+    pub(crate) connections: Arc<listener::Counters>,
     /// Wakes the inbox processor.
     pub(crate) inbox_wake: tokio::sync::Notify,
     /// Items committed to the inbox by the receivers (new or duplicate), for waiters.
@@ -423,8 +530,47 @@ impl Shared {
 pub struct ServerHandle {
     addr: SocketAddr,
     shared: Arc<Shared>,
+    /// The stop: no new connections, passes or inbox items.
     shutdown: watch::Sender<bool>,
+    /// The end of the grace: what still runs is dropped at its next await point.
+    cancel: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    connections: Arc<listener::Counters>,
+}
+
+/// How long [`ServerHandle::shutdown_within`] waits for its tasks after cancelling them before
+/// it gives up on them (a pass blocked outside an await point cannot be cancelled).
+const CANCEL_WAIT: Duration = Duration::from_secs(2);
+
+/// How a [`ServerHandle::shutdown`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownOutcome {
+    /// Everything that was running finished within the grace.
+    Clean,
+    /// The grace ended first: the flow passes and requests still running were cancelled at an
+    /// await point. Each step records its progress as it goes, so their items resume at the
+    /// next start.
+    Cancelled,
+    /// Some task did not end even after its cancel (blocked outside an await point); it was
+    /// left behind, and ends with the process.
+    Abandoned,
+}
+
+/// How many of `tasks` are still running.
+fn unfinished(tasks: &[JoinHandle<()>]) -> usize {
+    tasks.iter().filter(|task| !task.is_finished()).count()
+}
+
+/// Waits for `tasks`, removing each as it ends (a cancelled wait leaves the unfinished ones).
+async fn join_tasks(tasks: &mut Vec<JoinHandle<()>>) {
+    while let Some(task) = tasks.last_mut() {
+        if let Err(e) = task.await
+            && e.is_panic()
+        {
+            tracing::error!(error = %e, "a task of relay serve panicked");
+        }
+        tasks.pop();
+    }
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -473,12 +619,64 @@ impl ServerHandle {
         self.shared.webhooks.subscribe()
     }
 
-    /// Stops accepting requests, lets a running flow pass finish, and waits for every task.
-    pub async fn shutdown(self) {
+    /// What the listener has done so far: open connections, refusals at the caps, timeouts.
+    pub fn connections(&self) -> ConnectionStats {
+        self.connections.stats()
+    }
+
+    /// Stops within `serve.shutdown_grace_secs`: see [`ServerHandle::shutdown_within`].
+    pub async fn shutdown(self) -> ShutdownOutcome {
+        let grace = Duration::from_secs(self.shared.config.shutdown_grace_secs);
+        self.shutdown_within(grace).await
+    }
+
+    /// Stops accepting connections (idle ones close at once), starts no new flow pass or inbox
+    /// item, and waits up to `grace` for the running passes and requests; then cancels them and
+    /// waits a little more. Each stage is logged.
+    pub async fn shutdown_within(mut self, grace: Duration) -> ShutdownOutcome {
+        let started = std::time::Instant::now();
+        tracing::info!(
+            grace_secs = grace.as_secs_f64(),
+            "shutting down: no new connections, flow passes or inbox items; waiting for running passes and requests"
+        );
         let _ = self.shutdown.send(true);
-        for task in self.tasks {
-            let _ = task.await;
+        // Running passes take no new item from now on; those in flight finish in the grace.
+        self.shared.ctx.stopping.set();
+        let mut tasks = std::mem::take(&mut self.tasks);
+        if tokio::time::timeout(grace, join_tasks(&mut tasks))
+            .await
+            .is_ok()
+        {
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "relay serve stopped: everything running finished"
+            );
+            return ShutdownOutcome::Clean;
         }
+        tracing::warn!(
+            grace_secs = grace.as_secs_f64(),
+            still_running = unfinished(&tasks),
+            "the shutdown grace (serve.shutdown_grace_secs) ended: cancelling the flow passes and requests still running; their items resume at the next start"
+        );
+        let _ = self.cancel.send(true);
+        if tokio::time::timeout(CANCEL_WAIT, join_tasks(&mut tasks))
+            .await
+            .is_ok()
+        {
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "relay serve stopped after cancelling"
+            );
+            return ShutdownOutcome::Cancelled;
+        }
+        tracing::error!(
+            still_running = unfinished(&tasks),
+            "tasks did not end after their cancel (blocked outside an await point): leaving them behind"
+        );
+        for task in &tasks {
+            task.abort();
+        }
+        ShutdownOutcome::Abandoned
     }
 
     /// Waits until the server stops (it only stops through [`ServerHandle::shutdown`] or an
@@ -526,11 +724,13 @@ pub async fn start_with_flows(
         source,
     })?;
     let metrics = Arc::new(Metrics::default());
+    let connections = Arc::new(listener::Counters::default());
     let shared = Arc::new(Shared {
         ctx,
         config,
         secrets,
         metrics,
+        connections: connections.clone(),
         flows,
         inbox_wake: tokio::sync::Notify::new(),
         accepted: watch::channel(0).0,
@@ -548,27 +748,40 @@ pub async fn start_with_flows(
         }
     }
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let (cancel, cancel_rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
     let app = receivers::router(shared.clone());
-    let mut http_shutdown = shutdown_rx.clone();
-    // No Nagle: an answer written in two parts must not wait for the sender's delayed ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    tasks.push(tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_shutdown.wait_for(|stop| *stop).await;
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "the receivers' listener failed");
-        }
-    }));
-    tasks.extend(worker::spawn(shared.clone(), shutdown_rx.clone()));
+    let limits = listener::Limits::from_config(&shared.config);
+    tracing::info!(
+        header_read_timeout_secs = limits.header_read_timeout.as_secs(),
+        body_read_timeout_secs = limits.body_read_timeout.as_secs(),
+        idle_timeout_secs = limits.idle_timeout.as_secs(),
+        max_connections = limits.max_connections,
+        max_connections_per_ip = limits.max_connections_per_ip,
+        "listener limits"
+    );
+    tasks.push(tokio::spawn(listener::serve(
+        listener,
+        app,
+        limits,
+        connections.clone(),
+        shutdown_rx.clone(),
+        cancel_rx.clone(),
+    )));
+    tasks.extend(worker::spawn(
+        shared.clone(),
+        shutdown_rx.clone(),
+        cancel_rx,
+    ));
+    // Finished state is pruned in small batches off the receivers' path (`[state] retention_*`).
+    let state = &shared.ctx.config.state;
+    tasks.push(tokio::spawn(retention::run(
+        shared.ctx.store.clone(),
+        state.retention_policy(),
+        state.prune_interval(),
+        shutdown_rx.clone(),
+    )));
     tracing::info!(%addr, "relay serve listening");
     if let Some(task) = register_brightpearl_webhooks(&shared, shutdown_rx) {
         tasks.push(task);
@@ -577,7 +790,9 @@ pub async fn start_with_flows(
         addr,
         shared,
         shutdown,
+        cancel,
         tasks,
+        connections,
     })
 }
 

@@ -894,3 +894,61 @@ async fn a_bad_status_setting_stops_the_flow_naming_it() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_push_ingested_before_the_pass_is_the_order_the_erp_gets() {
+    let sb = sandbox(0).await;
+    let ctx = common::context(
+        &sb,
+        config(OrdersConfig {
+            poll: false,
+            ..OrdersConfig::default()
+        }),
+    );
+    let placed = post(
+        &sb,
+        "/_sandbox/norce/orders",
+        json!({"customerId": 5001, "lines": [{"sku": "SKU-00002", "quantity": 2}]}),
+    )
+    .await;
+    let order_no = placed["orderNo"].as_str().unwrap().to_owned();
+    // The first push is ingested (both pushes were processed as separate inbox items: the
+    // second arrived after the first left the inbox), then the shop changes the order.
+    let first = inbox_item(
+        ctx.store.as_ref(),
+        "norce-order",
+        &order_no,
+        &push_of(&placed, &[]),
+    );
+    let _ = orders::ingest(&ctx, &first).await.unwrap();
+    ctx.store.inbox_done(first.id).unwrap();
+    let changed = push_of(&placed, &[("SKU-00005", 3)]);
+    let second = inbox_item(ctx.store.as_ref(), "norce-order", &order_no, &changed);
+    assert_eq!(
+        orders::ingest(&ctx, &second).await.unwrap(),
+        relay::flows::Ingested::Work
+    );
+    ctx.store.inbox_done(second.id).unwrap();
+    let report = orders::run(&ctx).await.unwrap();
+    assert_eq!(report.booked, 1, "{report:?}");
+    let found = brightpearl_orders(&sb, &order_no).await;
+    assert_eq!(found.len(), 1);
+    let skus: Vec<&str> = found[0]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["sku"].as_str())
+        .collect();
+    assert_eq!(skus, ["SKU-00002", "SKU-00005"], "the changed order");
+    // Once imported, a later push changes nothing.
+    let third = inbox_item(
+        ctx.store.as_ref(),
+        "norce-order",
+        &order_no,
+        &push_of(&placed, &[]),
+    );
+    assert_eq!(
+        orders::ingest(&ctx, &third).await.unwrap(),
+        relay::flows::Ingested::Nothing
+    );
+}

@@ -152,6 +152,7 @@ fn context(store: Arc<dyn Store>, config: RelayConfig) -> FlowContext {
         nshift: None,
         brightpearl: None,
         config: Arc::new(config),
+        stopping: Default::default(),
     }
 }
 

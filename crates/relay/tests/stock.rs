@@ -902,7 +902,10 @@ async fn a_webhook_naming_too_many_products_marks_the_cap_and_requests_a_full_pa
 
     // 174 bytes naming 100,000 products: 50 rows, not 100,000.
     webhook(&ctx, "1-100000", "product.modified.on-hand-modified").await;
-    let pending = ctx.store.list(Some("stock"), Some(Status::Pending)).unwrap();
+    let pending = ctx
+        .store
+        .list(Some("stock"), Some(Status::Pending))
+        .unwrap();
     assert_eq!(pending.len(), 50);
     assert!(ctx.store.list(Some("prices"), None).unwrap().len() <= 5);
     // ... and the next pass reconciles every product.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::state::{DeadLetter, SqliteStore, Status, Store, parse_time_cursor};
+use crate::state::{DeadLetter, SqliteStore, StateSize, Status, Store, parse_time_cursor};
 
 /// The flows that keep a cursor.
 pub const CURSOR_FLOWS: &[&str] = &[
@@ -93,6 +93,8 @@ struct StatusReport {
     entities: Vec<EntityCount>,
     inbox_pending: u64,
     dead_letters: Vec<DeadLetter>,
+    /// The file on disk and the rows it holds (what retention keeps bounded).
+    size: StateSize,
 }
 
 #[derive(Serialize)]
@@ -132,6 +134,21 @@ fn entity_counts(store: &dyn Store) -> Result<Vec<EntityCount>, String> {
     Ok(rows)
 }
 
+/// A byte count for people: `512 B`, `3.4 KiB`, `577.0 MiB`.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// Shortens an error for the table (the JSON output keeps it whole).
 fn one_line(text: &str, max: usize) -> String {
     let line = text.lines().next().unwrap_or_default();
@@ -155,6 +172,7 @@ fn status(args: &StatusArgs) -> Result<ExitCode, String> {
         entities: entity_counts(&store)?,
         inbox_pending: store.inbox_len().map_err(|e| e.to_string())?,
         dead_letters: store.dead_letters().map_err(|e| e.to_string())?,
+        size: store.size().map_err(|e| e.to_string())?,
     };
     if args.json {
         println!(
@@ -164,6 +182,18 @@ fn status(args: &StatusArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("state: {}", report.data_dir);
+    let size = &report.size;
+    println!(
+        "state size: {} on disk (state.sqlite {} + WAL {}; {} free inside, reused or reclaimed by pruning)",
+        human_bytes(size.file_bytes + size.wal_bytes),
+        human_bytes(size.file_bytes),
+        human_bytes(size.wal_bytes),
+        human_bytes(size.free_bytes)
+    );
+    println!(
+        "state rows: inbox {} ({} pending), entities {} ({} with a payload), dead letters {}",
+        size.inbox_rows, size.inbox_pending, size.entities, size.entity_payloads, size.dead_letters
+    );
     println!();
     if report.entities.is_empty() {
         println!("no entities yet (run `relay run` or `relay serve`)");

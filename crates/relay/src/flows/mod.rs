@@ -60,6 +60,26 @@ pub struct FlowContext {
     pub brightpearl: Option<brightpearl_client::Client>,
     /// The configuration file's contents (defaults when there is none).
     pub config: Arc<RelayConfig>,
+    /// Set when the process is stopping: passes take no new item (those in flight finish).
+    pub stopping: StopFlag,
+}
+
+/// A process-wide "stopping" flag shared by every clone of a [`FlowContext`]: `relay serve`
+/// sets it when a shutdown begins, so a pass stops taking new items and only lets those in
+/// flight finish within the grace.
+#[derive(Debug, Clone, Default)]
+pub struct StopFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl StopFlag {
+    /// Says the process is stopping.
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the process is stopping.
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl FlowContext {
@@ -299,7 +319,12 @@ pub(crate) async fn for_each_pending<'a, O>(
     let (mut after, mut exhausted, mut processed) = (0, false, 0);
     let mut first_error: Option<FlowError> = None;
     loop {
-        while first_error.is_none() && in_flight.len() < concurrency.max(1) {
+        // Once the process is stopping, no new item: those in flight finish, the rest stay
+        // pending for the next start.
+        while first_error.is_none()
+            && !ctx.stopping.is_set()
+            && in_flight.len() < concurrency.max(1)
+        {
             if page.len() == 0 && !exhausted {
                 match ctx
                     .store
@@ -408,6 +433,7 @@ impl FlowContext {
             nshift,
             brightpearl,
             config,
+            stopping: StopFlag::default(),
         })
     }
 }
@@ -423,6 +449,7 @@ impl FlowContext {
             nshift: None,
             brightpearl: None,
             config: Arc::new(config),
+            stopping: StopFlag::default(),
         }
     }
 }
@@ -443,6 +470,38 @@ mod tests {
         }
         ctx.store.upsert_pending("other", "x", None).unwrap();
         ctx
+    }
+
+    #[tokio::test]
+    async fn a_stopping_process_takes_no_new_item_and_lets_those_in_flight_finish() {
+        let ctx = context(50);
+        let finished = AtomicUsize::new(0);
+        let processed = for_each_pending(
+            &ctx,
+            "f",
+            4,
+            |_record| {
+                let (ctx, finished) = (&ctx, &finished);
+                Box::pin(async move {
+                    // The stop arrives while the first items are in flight.
+                    ctx.stopping.set();
+                    tokio::task::yield_now().await;
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                })
+            },
+            |()| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(processed, 4, "the 4 in flight finished, no fifth was taken");
+        assert_eq!(finished.load(Ordering::SeqCst), 4);
+        let pending = ctx.store.list(Some("f"), Some(Status::Pending)).unwrap();
+        assert_eq!(
+            pending.len(),
+            50,
+            "the rest stay pending for the next start"
+        );
     }
 
     #[tokio::test]

@@ -414,13 +414,39 @@ fn ingest_order(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowErr
         source: OrderSource::Push(Box::new(request)),
         contact_id: None,
     };
-    match payload.to_json() {
-        Ok(text) => {
-            ctx.store.upsert_pending(FLOW, &order_no, Some(&text))?;
+    let text = match payload.to_json() {
+        Ok(text) => text,
+        Err(error) => {
+            dead_letter_unreadable(ctx, FLOW, &order_no, None, &error)?;
+            return Ok(Ingested::Work);
         }
-        Err(error) => dead_letter_unreadable(ctx, FLOW, &order_no, None, &error)?,
+    };
+    match ctx.store.get(FLOW, &order_no)? {
+        None => {
+            ctx.store.upsert_pending(FLOW, &order_no, Some(&text))?;
+            tracing::debug!(order_no, "Norce order push queued");
+        }
+        // Not started (nothing written to Brightpearl yet): a newer push (a changed order)
+        // replaces what was queued, so the changed lines are what the ERP gets.
+        Some(record) if record.status == Status::Pending && record.step.is_none() => {
+            ctx.store.update(
+                FLOW,
+                &order_no,
+                &EntityUpdate {
+                    payload: Some(text),
+                    ..EntityUpdate::default()
+                },
+            )?;
+            tracing::info!(
+                order_no,
+                "Norce order push replaces the queued one (not started yet)"
+            );
+        }
+        Some(record) => {
+            tracing::debug!(order_no, status = record.status.as_str(), step = ?record.step, "order already being imported or imported; push ignored");
+            return Ok(Ingested::Nothing);
+        }
     }
-    tracing::debug!(order_no, "Norce order push queued");
     Ok(Ingested::Work)
 }
 

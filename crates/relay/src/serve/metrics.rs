@@ -358,6 +358,77 @@ fn format_value(value: f64) -> String {
     }
 }
 
+/// The listener's connection counters and gauges, appended to the exposition text.
+pub(crate) fn render_connections(out: &mut String, stats: &super::ConnectionStats) {
+    family(
+        out,
+        "relay_connections_open",
+        "gauge",
+        "Connections open now.",
+    );
+    sample(out, "relay_connections_open", &[], stats.open as f64);
+    family(
+        out,
+        "relay_connections_max",
+        "gauge",
+        "The connection cap in force (serve.max_connections, or less under a low open-files limit).",
+    );
+    sample(
+        out,
+        "relay_connections_max",
+        &[],
+        stats.max_connections as f64,
+    );
+    family(
+        out,
+        "relay_connections_total",
+        "counter",
+        "Connections by what became of them at accept: served, or refused with 503 over a cap.",
+    );
+    for (result, n) in [
+        ("accepted", stats.accepted),
+        ("refused_busy", stats.refused_busy),
+        ("refused_per_ip", stats.refused_per_ip),
+    ] {
+        sample(
+            out,
+            "relay_connections_total",
+            &[("result", result)],
+            n as f64,
+        );
+    }
+    family(
+        out,
+        "relay_connection_timeouts_total",
+        "counter",
+        "Connections closed (or requests answered 408) because a client was too slow or idle.",
+    );
+    for (kind, n) in [
+        ("header", stats.header_timeouts),
+        ("body", stats.body_timeouts),
+        ("idle", stats.idle_closed),
+    ] {
+        sample(
+            out,
+            "relay_connection_timeouts_total",
+            &[("kind", kind)],
+            n as f64,
+        );
+    }
+    family(
+        out,
+        "relay_accept_errors_total",
+        "counter",
+        "Accept errors (such as too many open files), each followed by a back-off.",
+    );
+    sample(
+        out,
+        "relay_accept_errors_total",
+        &[],
+        stats.accept_errors as f64,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

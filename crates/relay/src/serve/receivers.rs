@@ -137,8 +137,8 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Resul
 }
 
 /// The JSON path (`Items[0].Quantity`) of the value open at 1-based `line`/`column` of `text`,
-/// found by scanning the text up to there.
-pub(crate) fn json_path_at(text: &[u8], line: usize, column: usize) -> String {
+/// found by scanning the text up to there: what a refusal names (public for the fuzz targets).
+pub fn json_path_at(text: &[u8], line: usize, column: usize) -> String {
     enum Frame {
         Object {
             key: Option<String>,
@@ -228,6 +228,17 @@ fn commit(shared: &Shared, source: &str, key: &str, body: &str) -> Result<InboxP
                 InboxPut::Duplicate(id) => {
                     tracing::info!(id, "duplicate of an unprocessed inbox item")
                 }
+                // A changed body while the older is still queued: the flows read the newer one.
+                InboxPut::Updated {
+                    id,
+                    version,
+                    superseded,
+                } => tracing::info!(
+                    id,
+                    version,
+                    superseded,
+                    "newer version of an unprocessed inbox item; the older one is superseded"
+                ),
             }
             shared.accepted.send_modify(|n| *n += 1);
             shared.inbox_wake.notify_one();
@@ -362,6 +373,11 @@ async fn norce_order(State(shared): State<AppState>, headers: HeaderMap, body: B
         Ok((key, InboxPut::Duplicate(_))) => {
             order_response(StatusCode::OK, true, format!("order {key} already queued"))
         }
+        Ok((key, InboxPut::Updated { version, .. })) => order_response(
+            StatusCode::OK,
+            true,
+            format!("order {key} updated (version {version})"),
+        ),
         Err(refusal) => {
             let mut response = order_response(refusal.status, false, refusal.message);
             if refusal.status == StatusCode::UNAUTHORIZED {
@@ -602,7 +618,8 @@ async fn metrics(State(shared): State<AppState>) -> Response {
         .iter()
         .flat_map(|f| f.entity_flows.iter().copied())
         .collect();
-    let text = shared.metrics.render(shared.store(), &flows);
+    let mut text = shared.metrics.render(shared.store(), &flows);
+    super::metrics::render_connections(&mut text, &shared.connections.stats());
     (
         [(
             header::CONTENT_TYPE,

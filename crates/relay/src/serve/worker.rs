@@ -1,6 +1,12 @@
 //! The background work of `relay serve`: the inbox processor (hands received items to the flows)
 //! and the scheduler (one task per flow: periodic runs and runs soon after an ingest; one run per
 //! flow at a time).
+//!
+//! At the stop, the processor takes no further inbox item and the schedulers start no new pass;
+//! a pass in progress goes on until the cancel (the end of the shutdown grace), which drops it at
+//! its next await point. That is safe: every step records its result in the state right after
+//! the platform call that made it, and a replayed step checks the target first, so the pass's
+//! items resume at the next start exactly as after a crash.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -98,8 +104,17 @@ async fn orders_and_fulfilment(ctx: &FlowContext) -> Result<FlowReport, FlowErro
     }
 }
 
-/// Spawns the inbox processor and one scheduler task per runnable flow.
-pub(super) fn spawn(shared: Arc<Shared>, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+/// How long a flow thread's runtime waits, after its scheduler ended, for blocking work of a
+/// cancelled pass (a label being written) before it is left to finish on its own.
+const RUNTIME_SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
+
+/// Spawns the inbox processor and one scheduler task per runnable flow; they stop taking work at
+/// `shutdown`, and a running pass is dropped at `cancel`.
+pub(super) fn spawn(
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    cancel: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
     let triggers: Arc<Vec<(&'static str, Arc<Notify>)>> = Arc::new(
         shared
             .flows
@@ -117,11 +132,20 @@ pub(super) fn spawn(shared: Arc<Shared>, shutdown: watch::Receiver<bool>) -> Vec
         // (the flows borrow their clients across `buffer_unordered`), and one flow's pass
         // never delays the receivers.
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        let (shared, entry, trigger, shutdown) =
-            (shared.clone(), *entry, trigger.clone(), shutdown.clone());
+        let (shared, entry, trigger, shutdown, cancel) = (
+            shared.clone(),
+            *entry,
+            trigger.clone(),
+            shutdown.clone(),
+            cancel.clone(),
+        );
         let spawned = std::thread::Builder::new().name(format!("relay-flow-{}", entry.name)).spawn(move || {
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => runtime.block_on(scheduler(shared, entry, trigger, shutdown)),
+                Ok(runtime) => {
+                    runtime.block_on(scheduler(shared, entry, trigger, shutdown, cancel));
+                    // Not the default drop, which waits for blocking work without a bound.
+                    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_WAIT);
+                }
                 Err(e) => tracing::error!(flow = entry.name, error = %e, "cannot start the flow's runtime: not scheduled"),
             }
             let _ = done_tx.send(());
@@ -165,19 +189,32 @@ async fn inbox_processor(
         interval
     });
     loop {
-        drain(&shared, &triggers).await;
+        drain(&shared, &triggers, &shutdown).await;
         tokio::select! {
-            _ = stopped(&mut shutdown) => return,
+            _ = stopped(&mut shutdown) => {
+                tracing::info!("inbox processor stopped: the items left stay in the inbox for the next start");
+                return;
+            }
             _ = shared.inbox_wake.notified() => {}
             _ = tick(sweep.as_mut()) => {}
         }
     }
 }
 
+/// Whether the stop was given (or the server dropped).
+fn stopping(shutdown: &watch::Receiver<bool>) -> bool {
+    *shutdown.borrow() || shutdown.has_changed().is_err()
+}
+
 const BATCH: usize = 100;
 
-/// Processes every pending item once; items whose ingest fails stay for the next sweep.
-async fn drain(shared: &Shared, triggers: &[(&'static str, Arc<Notify>)]) {
+/// Processes every pending item once, until the stop; items whose ingest fails stay for the
+/// next sweep.
+async fn drain(
+    shared: &Shared,
+    triggers: &[(&'static str, Arc<Notify>)],
+    shutdown: &watch::Receiver<bool>,
+) {
     let mut skip: HashSet<i64> = HashSet::new();
     loop {
         let items = match shared.store().inbox_pending(BATCH + skip.len()) {
@@ -197,6 +234,10 @@ async fn drain(shared: &Shared, triggers: &[(&'static str, Arc<Notify>)]) {
         }
         let full = items.len() >= BATCH + skip.len();
         for item in fresh {
+            // An item not taken stays in the inbox, committed: the next start processes it.
+            if stopping(shutdown) {
+                return;
+            }
             if !process(shared, triggers, &item).await {
                 skip.insert(item.id);
             }
@@ -226,6 +267,12 @@ async fn process(
             }
             tracing::info!("no flow takes this item; marked done");
             return mark_done(shared, item, "ignored");
+        }
+        // Superseded by a newer push since this batch was read: the newer one is ingested instead
+        // (a flow keeps the first body of an entity it has queued).
+        if matches!(shared.store().inbox_queued(item.id), Ok(false)) {
+            tracing::debug!("superseded by a newer version; skipped");
+            return true;
         }
         let mut ok = true;
         let mut with_work = Vec::new();
@@ -274,12 +321,14 @@ fn mark_done(shared: &Shared, item: &InboxItem, result: &'static str) -> bool {
 }
 
 /// Runs one flow: at start and every `entry.every`, and `run_after_ingest_ms` after an ingest
-/// triggered it (triggers during the wait or a run coalesce into one more run).
+/// triggered it (triggers during the wait or a run coalesce into one more run). Starts no pass
+/// after the stop; a pass still running at the cancel is dropped.
 async fn scheduler(
     shared: Arc<Shared>,
     entry: FlowEntry,
     trigger: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
+    mut cancel: watch::Receiver<bool>,
 ) {
     let mut interval = entry.every.map(|period| {
         let mut interval = tokio::time::interval(period);
@@ -289,26 +338,62 @@ async fn scheduler(
     let debounce = Duration::from_millis(shared.config.run_after_ingest_ms);
     loop {
         tokio::select! {
-            _ = stopped(&mut shutdown) => return,
+            _ = stopped(&mut shutdown) => break,
             _ = trigger.notified() => {
                 if !debounce.is_zero() {
                     tokio::select! {
-                        _ = stopped(&mut shutdown) => return,
+                        _ = stopped(&mut shutdown) => break,
                         _ = tokio::time::sleep(debounce) => {}
                     }
                 }
             }
             _ = tick(interval.as_mut()) => {}
         }
-        run_once(&shared, &entry).await;
+        // A tick and the stop may be ready together: the stop wins.
+        if stopping(&shutdown) {
+            break;
+        }
+        run_once(&shared, &entry, &mut shutdown, &mut cancel).await;
     }
+    tracing::info!(flow = entry.name, "scheduler stopped: no new passes");
 }
 
-async fn run_once(shared: &Shared, entry: &FlowEntry) {
+/// One pass, dropped at `cancel` (the end of the shutdown grace).
+async fn run_once(
+    shared: &Shared,
+    entry: &FlowEntry,
+    shutdown: &mut watch::Receiver<bool>,
+    cancel: &mut watch::Receiver<bool>,
+) {
     let span = tracing::info_span!("flow_run", flow = entry.name);
     async {
         let started = Instant::now();
-        match (entry.run)(&shared.ctx).await {
+        let pass = (entry.run)(&shared.ctx);
+        tokio::pin!(pass);
+        let mut stop_seen = false;
+        let result = loop {
+            tokio::select! {
+                biased;
+                _ = cancel.wait_for(|cancel| *cancel) => {
+                    tracing::warn!(
+                        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        "flow pass cancelled at the end of the shutdown grace (serve.shutdown_grace_secs); its items resume at the next start"
+                    );
+                    shared.metrics.record_run(
+                        entry.name,
+                        Err("cancelled at shutdown; resumed at the next start".to_owned()),
+                    );
+                    shared.runs.send_modify(|n| *n += 1);
+                    return;
+                }
+                result = &mut pass => break result,
+                _ = shutdown.wait_for(|stop| *stop), if !stop_seen => {
+                    stop_seen = true;
+                    tracing::info!("shutting down: letting the running flow pass finish within the grace");
+                }
+            }
+        };
+        match result {
             Ok(mut report) => {
                 report.duration_ms =
                     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

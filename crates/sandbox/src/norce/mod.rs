@@ -13,7 +13,8 @@ mod admin;
 mod connect;
 mod identity;
 mod model;
-mod odata;
+/// The OData `$filter` / `$orderby` parser of the Query simulator (public for the fuzz targets).
+pub mod odata;
 mod push;
 mod query;
 mod services;

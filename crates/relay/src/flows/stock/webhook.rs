@@ -14,7 +14,9 @@ pub const SOURCE: &str = crate::flows::SOURCE_BRIGHTPEARL_WEBHOOK;
 /// The ids of a Brightpearl ID set (`1-5,7`), ascending, at most `cap` of them (nothing
 /// beyond is expanded), with how many the set names in all.
 pub(super) fn parse_id_set(text: &str, cap: u64) -> Result<(Vec<u64>, u64), String> {
-    let set: IdSet = text.parse().map_err(|e: brightpearl_client::IdSetError| e.to_string())?;
+    let set: IdSet = text
+        .parse()
+        .map_err(|e: brightpearl_client::IdSetError| e.to_string())?;
     if set.is_empty() {
         return Err("no ids".to_owned());
     }
@@ -66,7 +68,12 @@ pub(super) async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<Ingest
             if named > cap {
                 // The rest is left to a full reconciliation: moving the cursors to the epoch
                 // makes the next pass of each flow a full one.
-                tracing::warn!(inbox_id = item.id, named, marked = cap, "product webhook names more products than `stock.webhook_max_ids`; the first are marked pending, a full reconciliation on the next pass covers the rest");
+                tracing::warn!(
+                    inbox_id = item.id,
+                    named,
+                    marked = cap,
+                    "product webhook names more products than `stock.webhook_max_ids`; the first are marked pending, a full reconciliation on the next pass covers the rest"
+                );
                 for flow in flows {
                     ctx.store.set_cursor(flow, RECONCILE_REQUESTED)?;
                 }
