@@ -52,7 +52,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::flows::FlowContext;
-use crate::state::Store;
+use crate::state::{InboxLane, Store};
 
 pub use listener::ConnectionStats;
 pub use metrics::Metrics;
@@ -477,6 +477,21 @@ pub enum ServeError {
     },
 }
 
+/// Norce's order traffic: its own inbox lane.
+const NORCE_SOURCES: &[&str] = &[SOURCE_NORCE_ORDER, SOURCE_NORCE_EVENT];
+
+/// The inbox lanes, each drained by its own processor, so that a burst of Brightpearl webhooks
+/// (each marking up to `stock.webhook_max_ids` products) never holds back Norce's orders.
+pub(crate) const INBOX_LANES: [InboxLane; 2] = [
+    InboxLane::Of(NORCE_SOURCES),
+    InboxLane::Except(NORCE_SOURCES),
+];
+
+/// The lane (index into [`INBOX_LANES`]) of an item of `source`.
+pub(crate) fn inbox_lane(source: &str) -> usize {
+    usize::from(!INBOX_LANES[0].contains(source))
+}
+
 /// What the HTTP handlers and the background tasks share.
 pub(crate) struct Shared {
     pub(crate) ctx: FlowContext,
@@ -486,8 +501,8 @@ pub(crate) struct Shared {
     pub(crate) flows: Vec<FlowEntry>,
     /// The listener's connection counters (for `/metrics`).
     pub(crate) connections: Arc<listener::Counters>,
-    /// Wakes the inbox processor.
-    pub(crate) inbox_wake: tokio::sync::Notify,
+    /// Wakes the inbox processor of each of [`INBOX_LANES`].
+    pub(crate) inbox_wake: [tokio::sync::Notify; 2],
     /// Items committed to the inbox by the receivers (new or duplicate), for waiters.
     pub(crate) accepted: watch::Sender<u64>,
     /// Inbox items processed (done) by the processor, for waiters.
@@ -732,7 +747,7 @@ pub async fn start_with_flows(
         metrics,
         connections: connections.clone(),
         flows,
-        inbox_wake: tokio::sync::Notify::new(),
+        inbox_wake: [tokio::sync::Notify::new(), tokio::sync::Notify::new()],
         accepted: watch::channel(0).0,
         processed: watch::channel(0).0,
         runs: watch::channel(0).0,

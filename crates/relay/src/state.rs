@@ -111,6 +111,26 @@ pub struct EntityUpdate {
     pub clear_error: bool,
 }
 
+/// A part of the inbox that one reader drains, so that a burst in one part (a storm of
+/// Brightpearl webhooks) cannot hold back the other (Norce's orders).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxLane {
+    /// Items of these sources.
+    Of(&'static [&'static str]),
+    /// Items of every other source.
+    Except(&'static [&'static str]),
+}
+
+impl InboxLane {
+    /// Whether an item of `source` belongs to the lane.
+    pub fn contains(self, source: &str) -> bool {
+        match self {
+            Self::Of(sources) => sources.contains(&source),
+            Self::Except(sources) => !sources.contains(&source),
+        }
+    }
+}
+
 /// What the receivers accepted and the flows have not processed yet.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InboxItem {
@@ -319,6 +339,20 @@ pub trait Store: Send + Sync {
     }
     /// Unprocessed items, oldest first (a superseded version is not listed).
     fn inbox_pending(&self, limit: usize) -> Result<Vec<InboxItem>, StateError>;
+    /// [`Store::inbox_pending`] of one lane: at most `limit` unprocessed items of its sources,
+    /// oldest first.
+    fn inbox_pending_in(
+        &self,
+        lane: InboxLane,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, StateError> {
+        Ok(self
+            .inbox_pending(usize::MAX)?
+            .into_iter()
+            .filter(|item| lane.contains(&item.source))
+            .take(limit)
+            .collect())
+    }
     /// How many items are unprocessed (what [`Store::inbox_pending`] would list without a limit).
     fn inbox_len(&self) -> Result<u64, StateError> {
         Ok(self.inbox_pending(usize::MAX)?.len() as u64)
@@ -567,6 +601,34 @@ fn dead_letter_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
 }
 
 impl SqliteStore {
+    /// Unprocessed inbox items, oldest first, with an extra `AND …` condition whose `?`
+    /// placeholders take `params` (after which comes the limit).
+    fn inbox_select(
+        &self,
+        condition: &str,
+        params: &[&str],
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, StateError> {
+        let conn = self.conn();
+        let mut statement = conn.prepare(&format!(
+            "SELECT id, source, key, body, received_at FROM inbox WHERE processed_at IS NULL {condition} ORDER BY id LIMIT ?"
+        ))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut values: Vec<&dyn rusqlite::ToSql> =
+            params.iter().map(|p| p as &dyn rusqlite::ToSql).collect();
+        values.push(&limit);
+        let rows = statement.query_map(values.as_slice(), |row| {
+            Ok(InboxItem {
+                id: row.get(0)?,
+                source: row.get(1)?,
+                key: row.get(2)?,
+                body: row.get(3)?,
+                received_at: row.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Opens (or creates) `state.sqlite` in `data_dir`.
     pub fn open_in(data_dir: &Path) -> Result<Self, StateError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StateError::DataDir {
@@ -984,21 +1046,27 @@ impl Store for SqliteStore {
     }
 
     fn inbox_pending(&self, limit: usize) -> Result<Vec<InboxItem>, StateError> {
-        let conn = self.conn();
-        let mut statement = conn.prepare(
-            "SELECT id, source, key, body, received_at FROM inbox WHERE processed_at IS NULL ORDER BY id LIMIT ?1",
-        )?;
-        let rows =
-            statement.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
-                Ok(InboxItem {
-                    id: row.get(0)?,
-                    source: row.get(1)?,
-                    key: row.get(2)?,
-                    body: row.get(3)?,
-                    received_at: row.get(4)?,
-                })
-            })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.inbox_select("", &[], limit)
+    }
+
+    fn inbox_pending_in(
+        &self,
+        lane: InboxLane,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, StateError> {
+        let (not, sources) = match lane {
+            InboxLane::Of(sources) => ("", sources),
+            InboxLane::Except(sources) => ("NOT ", sources),
+        };
+        if sources.is_empty() {
+            return if not.is_empty() {
+                Ok(Vec::new())
+            } else {
+                self.inbox_pending(limit)
+            };
+        }
+        let marks = vec!["?"; sources.len()].join(", ");
+        self.inbox_select(&format!("AND source {not}IN ({marks})"), sources, limit)
     }
 
     fn inbox_len(&self) -> Result<u64, StateError> {
@@ -1349,6 +1417,33 @@ mod tests {
             store.find_alias("orders", "NC-1").unwrap().as_deref(),
             Some("x")
         );
+    }
+
+    #[test]
+    fn each_inbox_lane_lists_its_own_sources_oldest_first() {
+        let store = SqliteStore::in_memory().unwrap();
+        for (source, key) in [
+            ("brightpearl-webhook", "w1"),
+            ("norce-order", "o1"),
+            ("brightpearl-webhook", "w2"),
+            ("norce-event", "e1"),
+            ("brightpearl-webhook", "w3"),
+        ] {
+            store.inbox_put(source, key, "{}").unwrap();
+        }
+        const NORCE: &[&str] = &["norce-order", "norce-event"];
+        let keys = |lane, limit| -> Vec<String> {
+            store
+                .inbox_pending_in(lane, limit)
+                .unwrap()
+                .into_iter()
+                .map(|i| i.key)
+                .collect()
+        };
+        assert_eq!(keys(InboxLane::Of(NORCE), 10), ["o1", "e1"]);
+        assert_eq!(keys(InboxLane::Except(NORCE), 2), ["w1", "w2"]);
+        assert_eq!(keys(InboxLane::Except(&[]), 10).len(), 5);
+        assert!(keys(InboxLane::Of(&[]), 10).is_empty());
     }
 
     #[test]

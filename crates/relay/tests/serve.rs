@@ -1132,3 +1132,62 @@ async fn what_cannot_be_processed_is_refused_before_it_is_acknowledged() {
     assert_eq!(stored[0].source, "brightpearl-webhook");
     handle.shutdown().await;
 }
+
+/// Released by the lanes test: a Brightpearl webhook's ingest waits for it.
+static WEBHOOK_INGEST: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storm_of_webhooks_never_holds_back_norce_orders() {
+    fn accepts_all(_: &str) -> bool {
+        true
+    }
+    fn ingest<'a>(ctx: &'a FlowContext, item: &'a InboxItem) -> IngestFuture<'a> {
+        Box::pin(async move {
+            if item.source == "brightpearl-webhook" {
+                // A slow ingest (a webhook marking thousands of products).
+                WEBHOOK_INGEST.notified().await;
+            }
+            ctx.store.upsert_pending("lanes", &item.key, None)?;
+            Ok(relay::flows::Ingested::Nothing)
+        })
+    }
+    fn idle(_: &FlowContext) -> FlowFuture<'_> {
+        Box::pin(async { Ok(FlowReport::default()) })
+    }
+    let store = flaky();
+    let flows = vec![FlowEntry {
+        name: "lanes",
+        entity_flows: &[],
+        run: idle,
+        accepts: accepts_all,
+        ingest,
+        every: None,
+    }];
+    let handle = start(store.clone(), config(), secrets(), flows).await;
+    let mut processed = handle.processed();
+    for id in 1..=3 {
+        let webhook = json!({"accountCode": "acme", "resourceType": "product", "id": id.to_string(), "lifecycleEvent": "modified", "fullEvent": "product.modified", "raisedOn": "2026-03-02T08:00:00Z"}).to_string();
+        let reply = request(
+            handle.local_addr(),
+            "POST",
+            "/brightpearl/webhooks?secret=bp-secret-1",
+            &[],
+            webhook.as_bytes(),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    // The webhook lane is stuck on the first webhook; the order is ingested all the same.
+    let reply = push_order(&handle, Some(&basic(USER, PASSWORD)), &order_body("900020")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    wait(&mut processed, 1).await;
+    assert!(store.get("lanes", "900020").unwrap().is_some());
+    assert_eq!(store.list(Some("lanes"), None).unwrap().len(), 1);
+    // Released one at a time, the webhooks follow.
+    for done in 2..=4 {
+        WEBHOOK_INGEST.notify_one();
+        wait(&mut processed, done).await;
+    }
+    assert_eq!(store.list(Some("lanes"), None).unwrap().len(), 4);
+    handle.shutdown().await;
+}

@@ -241,7 +241,7 @@ fn commit(shared: &Shared, source: &str, key: &str, body: &str) -> Result<InboxP
                 ),
             }
             shared.accepted.send_modify(|n| *n += 1);
-            shared.inbox_wake.notify_one();
+            shared.inbox_wake[super::inbox_lane(source)].notify_one();
             Ok(put)
         }
         Err(e) => {

@@ -122,11 +122,17 @@ pub(super) fn spawn(
             .map(|f| (f.name, Arc::new(Notify::new())))
             .collect(),
     );
-    let mut tasks = vec![tokio::spawn(inbox_processor(
-        shared.clone(),
-        triggers.clone(),
-        shutdown.clone(),
-    ))];
+    // One processor per inbox lane: a webhook storm and Norce's orders are drained side by side.
+    let mut tasks: Vec<JoinHandle<()>> = (0..super::INBOX_LANES.len())
+        .map(|lane| {
+            tokio::spawn(inbox_processor(
+                shared.clone(),
+                lane,
+                triggers.clone(),
+                shutdown.clone(),
+            ))
+        })
+        .collect();
     for (entry, (_, trigger)) in shared.flows.iter().zip(triggers.iter()) {
         // A thread with its own single-threaded runtime per flow: a pass need not be `Send`
         // (the flows borrow their clients across `buffer_unordered`), and one flow's pass
@@ -180,6 +186,7 @@ async fn tick(interval: Option<&mut tokio::time::Interval>) {
 /// backlog left by a previous process).
 async fn inbox_processor(
     shared: Arc<Shared>,
+    lane: usize,
     triggers: Arc<Vec<(&'static str, Arc<Notify>)>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -189,13 +196,13 @@ async fn inbox_processor(
         interval
     });
     loop {
-        drain(&shared, &triggers, &shutdown).await;
+        drain(&shared, lane, &triggers, &shutdown).await;
         tokio::select! {
             _ = stopped(&mut shutdown) => {
                 tracing::info!("inbox processor stopped: the items left stay in the inbox for the next start");
                 return;
             }
-            _ = shared.inbox_wake.notified() => {}
+            _ = shared.inbox_wake[lane].notified() => {}
             _ = tick(sweep.as_mut()) => {}
         }
     }
@@ -212,12 +219,16 @@ const BATCH: usize = 100;
 /// next sweep.
 async fn drain(
     shared: &Shared,
+    lane: usize,
     triggers: &[(&'static str, Arc<Notify>)],
     shutdown: &watch::Receiver<bool>,
 ) {
     let mut skip: HashSet<i64> = HashSet::new();
     loop {
-        let items = match shared.store().inbox_pending(BATCH + skip.len()) {
+        let items = match shared
+            .store()
+            .inbox_pending_in(super::INBOX_LANES[lane], BATCH + skip.len())
+        {
             Ok(items) => items,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the inbox; retrying on the next wake-up");
