@@ -1161,6 +1161,13 @@ async fn brightpearl(
     Ok(())
 }
 
+/// Adds `text` and a newline to `out`, escaped: paths, examples and messages come from the
+/// platforms' answers.
+fn line(out: &mut String, text: String) {
+    out.push_str(&crate::text::escape(&text));
+    out.push('\n');
+}
+
 /// The report as a table and, below it, each difference with its path and example.
 pub fn render(report: &DeepReport) -> String {
     let rows: Vec<Vec<String>> = report
@@ -1220,52 +1227,66 @@ pub fn render(report: &DeepReport) -> String {
     if !differing.is_empty() {
         out.push_str("\nDifferences from the spec (update the named schema, or tell us with the saved answers):\n");
         for o in differing {
-            out.push_str(&format!(
-                "  {} {} ({}, answer schema {}):\n",
-                o.platform.name(),
-                o.operation,
-                o.spec,
-                if o.schema.is_empty() { "?" } else { &o.schema }
-            ));
+            line(
+                &mut out,
+                format!(
+                    "  {} {} ({}, answer schema {}):",
+                    o.platform.name(),
+                    o.operation,
+                    o.spec,
+                    if o.schema.is_empty() { "?" } else { &o.schema }
+                ),
+            );
             for problem in &o.decode_errors {
-                out.push_str(&format!(
-                    "    does not decode  {}  {}\n",
-                    problem.path, problem.message
-                ));
+                line(
+                    &mut out,
+                    format!("    does not decode  {}  {}", problem.path, problem.message),
+                );
             }
             for field in &o.unknown {
-                out.push_str(&format!(
-                    "    unknown field    {}  (schema {})  example: {}\n",
-                    field.path, field.schema, field.example
-                ));
+                line(
+                    &mut out,
+                    format!(
+                        "    unknown field    {}  (schema {})  example: {}",
+                        field.path, field.schema, field.example
+                    ),
+                );
             }
             for field in &o.missing {
-                out.push_str(&format!(
-                    "    missing field    {}  (schema {})\n",
-                    field.path, field.schema
-                ));
+                line(
+                    &mut out,
+                    format!(
+                        "    missing field    {}  (schema {})",
+                        field.path, field.schema
+                    ),
+                );
             }
             for m in &o.mismatched {
-                out.push_str(&format!(
-                    "    type mismatch    {}  (schema {})  expected {}, found {}\n",
-                    m.path, m.schema, m.expected, m.found
-                ));
+                line(
+                    &mut out,
+                    format!(
+                        "    type mismatch    {}  (schema {})  expected {}, found {}",
+                        m.path, m.schema, m.expected, m.found
+                    ),
+                );
             }
         }
     }
     if !report.not_called.is_empty() {
         out.push_str("\nNot called:\n");
         for n in &report.not_called {
-            out.push_str(&format!(
-                "  {} {}: {}\n",
-                n.platform.name(),
-                n.operation,
-                n.reason
-            ));
+            line(
+                &mut out,
+                format!("  {} {}: {}", n.platform.name(), n.operation, n.reason),
+            );
         }
     }
     for e in &report.platform_errors {
-        out.push_str(&format!("\n{}: FAILED: {}\n", e.platform.name(), e.advice));
+        out.push('\n');
+        line(
+            &mut out,
+            format!("{}: FAILED: {}", e.platform.name(), e.advice),
+        );
     }
     if let Some(dir) = &report.saved_to {
         out.push_str(&format!(
@@ -1334,6 +1355,36 @@ mod tests {
         }
         assert!(operation_of(Platform::Nshift, "GET", "/nothing/here").is_none());
         assert!(operation_of(Platform::Nshift, "PATCH", "/rs-extapi/v1/shipments").is_none());
+    }
+
+    #[test]
+    fn received_text_in_the_report_cannot_drive_the_terminal() {
+        let report = DeepReport {
+            operations: vec![OperationCheck {
+                platform: Platform::Norce,
+                operation: "GetOrder",
+                endpoint: String::new(),
+                spec: "specs/norce/services.yaml",
+                schema: "Order".into(),
+                calls: 1,
+                decoded: 1,
+                unknown: vec![UnknownField {
+                    path: "evil\u{1b}]0;title\u{7}".into(),
+                    schema: "Order".into(),
+                    example: serde_json::json!("x"),
+                }],
+                missing: Vec::new(),
+                mismatched: Vec::new(),
+                decode_errors: Vec::new(),
+                errors: Vec::new(),
+            }],
+            not_called: Vec::new(),
+            platform_errors: Vec::new(),
+            saved_to: None,
+        };
+        let shown = render(&report);
+        assert!(!shown.contains('\u{1b}') && !shown.contains('\u{7}'), "{shown:?}");
+        assert!(shown.contains("evil\\u{1b}]0;title\\u{7}"), "{shown}");
     }
 
     #[test]
