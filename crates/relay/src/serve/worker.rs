@@ -213,7 +213,9 @@ fn stopping(shutdown: &watch::Receiver<bool>) -> bool {
     *shutdown.borrow() || shutdown.has_changed().is_err()
 }
 
-const BATCH: usize = 100;
+/// Inbox items read at a time: bodies may be up to `serve.body_limit_bytes` each, so a small
+/// batch keeps memory bounded (25 MiB at the 1 MiB default).
+const BATCH: usize = 25;
 
 /// Processes every pending item once, until the stop; items whose ingest fails stay for the
 /// next sweep.
@@ -235,15 +237,14 @@ async fn drain(
                 return;
             }
         };
+        let full = items.len() >= BATCH + skip.len();
         let fresh: Vec<InboxItem> = items
-            .iter()
+            .into_iter()
             .filter(|i| !skip.contains(&i.id))
-            .cloned()
             .collect();
         if fresh.is_empty() {
             return;
         }
-        let full = items.len() >= BATCH + skip.len();
         for item in fresh {
             // An item not taken stays in the inbox, committed: the next start processes it.
             if stopping(shutdown) {
