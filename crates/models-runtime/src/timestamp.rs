@@ -123,10 +123,11 @@ impl Timestamp {
         let utc = DateTime::<Utc>::from_timestamp_millis(millis.parse().ok()?)?;
         match offset {
             None => Some((utc.fixed_offset(), false)),
-            Some(offset) if offset.len() == 5 => {
+            // ASCII only: byte slicing below must not split a character (found by fuzzing).
+            Some(offset) if offset.len() == 5 && offset.is_ascii() => {
                 let sign = if offset.starts_with('-') { -1 } else { 1 };
-                let hours: i32 = offset[1..3].parse().ok()?;
-                let minutes: i32 = offset[3..5].parse().ok()?;
+                let hours: i32 = offset.get(1..3)?.parse().ok()?;
+                let minutes: i32 = offset.get(3..5)?.parse().ok()?;
                 let zone = FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))?;
                 Some((utc.with_timezone(&zone), true))
             }
@@ -244,6 +245,19 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wcf_offset_with_non_ascii_bytes_is_refused_not_a_panic() {
+        // Found by `cargo fuzz run timestamps`: the offset is 5 bytes but not 5 characters.
+        for text in [
+            "/Date(2818-+\u{6bb}3)/",
+            "/Date(0+\u{e9}12)/",
+            "/Date(0-00\u{e9})/",
+        ] {
+            assert!(Timestamp::parse(text).is_err(), "{text}");
+        }
+        assert!(Timestamp::parse("/Date(1433337510904+0200)/").is_ok());
+    }
 
     #[test]
     fn parses_every_platform_form_and_keeps_the_text() {
