@@ -1383,7 +1383,10 @@ mod tests {
             saved_to: None,
         };
         let shown = render(&report);
-        assert!(!shown.contains('\u{1b}') && !shown.contains('\u{7}'), "{shown:?}");
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+            "{shown:?}"
+        );
         assert!(shown.contains("evil\\u{1b}]0;title\\u{7}"), "{shown}");
     }
 
