@@ -169,6 +169,18 @@ fn expect(case: &'static str, reply: Result<Reply, String>, status: u16, text: &
     }
 }
 
+/// `status`, answered within `max`.
+fn prompt(case: &'static str, reply: Result<Reply, String>, status: u16, max: Duration) -> Outcome {
+    match reply {
+        Ok(r) => check(
+            case,
+            r.status == status && r.took < max,
+            format!("{} in {} ms", r.status, r.took.as_millis()),
+        ),
+        Err(e) => check(case, false, e),
+    }
+}
+
 /// Runs every case; the order matters only in that the crowd of slow connections comes last.
 pub async fn run(target: &Target, options: &Options) -> Vec<Outcome> {
     let addr = target.addr;
@@ -184,6 +196,10 @@ pub async fn run(target: &Target, options: &Options) -> Vec<Outcome> {
         .map(|d| d.as_millis())
         .unwrap_or(0);
     let mut out = Vec::new();
+    let push = |body: Vec<u8>| {
+        let headers = [json.clone(), auth.clone()];
+        async move { send(addr, "POST", "/norce/order-receiver", &headers, &body).await }
+    };
 
     // Credentials first: nothing else is reachable without them.
     let reply = send(
@@ -239,14 +255,12 @@ pub async fn run(target: &Target, options: &Options) -> Vec<Outcome> {
         &big,
     )
     .await;
-    out.push(match reply {
-        Ok(r) => check(
-            "10 MB body: 413 at once",
-            r.status == 413 && r.took < options.max_latency,
-            format!("{} in {} ms", r.status, r.took.as_millis()),
-        ),
-        Err(e) => check("10 MB body: 413 at once", false, e),
-    });
+    out.push(prompt(
+        "10 MB body: 413 at once",
+        reply,
+        413,
+        options.max_latency,
+    ));
 
     // Not JSON by its content type.
     let reply = send(
@@ -314,30 +328,9 @@ pub async fn run(target: &Target, options: &Options) -> Vec<Outcome> {
     // A changed re-push is never answered "already queued" (that dropped the change): it is a
     // new version while the first is queued, or a new item once the first was processed.
     let reference = format!("probe-{stamp}");
-    let first = send(
-        addr,
-        "POST",
-        "/norce/order-receiver",
-        &[json.clone(), auth.clone()],
-        &order(&reference, "SKU-A", 1),
-    )
-    .await;
-    let second = send(
-        addr,
-        "POST",
-        "/norce/order-receiver",
-        &[json.clone(), auth.clone()],
-        &order(&reference, "SKU-B", 3),
-    )
-    .await;
-    let same = send(
-        addr,
-        "POST",
-        "/norce/order-receiver",
-        &[json.clone(), auth.clone()],
-        &order(&reference, "SKU-B", 3),
-    )
-    .await;
+    let first = push(order(&reference, "SKU-A", 1)).await;
+    let second = push(order(&reference, "SKU-B", 3)).await;
+    let same = push(order(&reference, "SKU-B", 3)).await;
     out.push(match (first, second, same) {
         (Ok(a), Ok(b), Ok(c)) => check(
             "a changed re-push is kept; the same body again changes nothing",
@@ -364,30 +357,19 @@ pub async fn run(target: &Target, options: &Options) -> Vec<Outcome> {
         webhook(&format!("1-{}", 100_000 + stamp % 1000)).as_bytes(),
     )
     .await;
-    out.push(match reply {
-        Ok(r) => check(
-            "a webhook naming 100,000 products: 200 at once",
-            r.status == 200 && r.took < options.max_latency,
-            format!("{} in {} ms", r.status, r.took.as_millis()),
-        ),
-        Err(e) => check("a webhook naming 100,000 products: 200 at once", false, e),
-    });
-    let reply = send(
-        addr,
-        "POST",
-        "/norce/order-receiver",
-        &[json.clone(), auth.clone()],
-        &order(&format!("probe-after-{stamp}"), "SKU-A", 1),
-    )
-    .await;
-    out.push(match reply {
-        Ok(r) => check(
-            "an order right after it is answered promptly",
-            r.status == 200 && r.took < options.max_latency,
-            format!("{} in {} ms", r.status, r.took.as_millis()),
-        ),
-        Err(e) => check("an order right after it is answered promptly", false, e),
-    });
+    out.push(prompt(
+        "a webhook naming 100,000 products: 200 at once",
+        reply,
+        200,
+        options.max_latency,
+    ));
+    let reply = push(order(&format!("probe-after-{stamp}"), "SKU-A", 1)).await;
+    out.push(prompt(
+        "an order right after it is answered promptly",
+        reply,
+        200,
+        options.max_latency,
+    ));
 
     // A crowd of connections that never finish their headers.
     let mut crowd = Vec::new();
