@@ -952,3 +952,24 @@ async fn a_changed_push_ingested_before_the_pass_is_the_order_the_erp_gets() {
         relay::flows::Ingested::Nothing
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopping_process_starts_no_new_order_and_the_next_start_takes_them() {
+    let sb = sandbox(3).await;
+    let ctx = common::context(&sb, config(OrdersConfig::default()));
+    ctx.stopping.set();
+    let report = orders::run(&ctx).await.unwrap();
+    assert_eq!(report.booked, 0, "{report:?}");
+    let pending = ctx
+        .store
+        .list(Some("orders"), Some(Status::Pending))
+        .unwrap();
+    assert_eq!(pending.len(), 3, "picked up, left pending");
+    // The next start (a context that is not stopping) imports them.
+    let next = FlowContext {
+        stopping: Default::default(),
+        ..ctx.clone()
+    };
+    let report = orders::run(&next).await.unwrap();
+    assert_eq!(report.booked, 3, "{report:?}");
+}

@@ -572,7 +572,9 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
     // a page, one customer's orders in sequence (find-or-create of the contact), customers in
     // parallel. Pages follow each other, so a customer is never processed twice at once.
     let mut after = 0;
-    loop {
+    // Once the process is stopping, no new page and no new order: those in flight finish, the
+    // rest stay pending for the next start.
+    while !ctx.stopping.is_set() {
         let page = ctx
             .store
             .list_after(FLOW, Some(Status::Pending), after, PENDING_PAGE)?;
@@ -618,6 +620,9 @@ async fn process_group(
 ) -> Result<Vec<Outcome>, FlowError> {
     let mut outcomes = Vec::new();
     for record in group {
+        if ctx.stopping.is_set() {
+            break;
+        }
         let result = process_order(ctx, shared, &record).await;
         outcomes.push(settle(ctx, FLOW, &record.source_id, result)?);
     }
