@@ -610,7 +610,8 @@ impl SqliteStore {
         limit: usize,
     ) -> Result<Vec<InboxItem>, StateError> {
         let conn = self.conn();
-        let mut statement = conn.prepare(&format!(
+        // Cached: the processors run the same few statements on every drain.
+        let mut statement = conn.prepare_cached(&format!(
             "SELECT id, source, key, body, received_at FROM inbox WHERE processed_at IS NULL {condition} ORDER BY id LIMIT ?"
         ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);

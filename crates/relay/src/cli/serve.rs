@@ -9,8 +9,8 @@
 //! With no configured platform (or `--sandbox`) it starts the embedded sandbox and points the
 //! sandbox's Norce order receiver and order event webhooks at itself, with the configured
 //! receiver secrets (`RELAY_*`, see [`ServeSecrets`]) or, for those not set, ones generated for
-//! this process and printed once to stderr, labelled with their variables (the Brightpearl
-//! secret only named: serve registers it with the sandbox itself);
+//! this process and printed once to stderr, labelled with their variables (serve also
+//! registers the Brightpearl secret with the sandbox's webhooks itself);
 //! `POST {sandbox}/_sandbox/norce/orders` then places an order that arrives in the inbox. It sets `serve.public_url` to its own address, so serve
 //! registers its Brightpearl subscriptions with the sandbox:
 //! `POST {sandbox}/_sandbox/brightpearl/products/{id}/stock` then sends an on-hand webhook here.

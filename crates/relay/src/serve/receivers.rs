@@ -118,22 +118,25 @@ async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<V
 
 /// Parses a JSON body with the generated type; the error names the JSON path of the problem.
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Refusal> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let path = json_path_at(bytes, e.line(), e.column());
-        let at = if path.is_empty() {
-            String::new()
-        } else {
-            format!(" at `{path}`")
-        };
-        let kind = match e.classify() {
-            serde_json::error::Category::Data => "is not a valid",
-            _ => "is not JSON for",
-        };
-        Refusal::new(
-            StatusCode::BAD_REQUEST,
-            format!("the body {kind} {what}{at}: {e}"),
-        )
-    })
+    serde_json::from_slice(bytes).map_err(|e| refusal_at(bytes, &e, what))
+}
+
+/// A 400 for a body serde could not read as `what`, naming the JSON path of the problem.
+fn refusal_at(bytes: &[u8], e: &serde_json::Error, what: &str) -> Refusal {
+    let path = json_path_at(bytes, e.line(), e.column());
+    let at = if path.is_empty() {
+        String::new()
+    } else {
+        format!(" at `{path}`")
+    };
+    let kind = match e.classify() {
+        serde_json::error::Category::Data => "is not a valid",
+        _ => "is not JSON for",
+    };
+    Refusal::new(
+        StatusCode::BAD_REQUEST,
+        format!("the body {kind} {what}{at}: {e}"),
+    )
 }
 
 /// The JSON path (`Items[0].Quantity`) of the value open at 1-based `line`/`column` of `text`,
@@ -453,11 +456,8 @@ async fn norce_event(
         // Decoded by the type its URL names (an OrderReceivedEvent has no OrderId). A body that
         // is not its type's documented shape is refused now, naming the field: stored, it could
         // only fail later, after Norce was told it arrived.
-        let decoded = Event::decode(&event_type, &bytes).map_err(|e| {
-            let path = json_path_at(&bytes, e.line(), e.column());
-            let at = if path.is_empty() { String::new() } else { format!(" at `{path}`") };
-            Refusal::new(StatusCode::BAD_REQUEST, format!("the body is not a valid Norce {event_type}{at}: {e}"))
-        })?;
+        let decoded = Event::decode(&event_type, &bytes)
+            .map_err(|e| refusal_at(&bytes, &e, &format!("Norce {event_type}")))?;
         let dedupe = decoded.dedupe_key();
         let key = format!("{event_type}:{}", dedupe.unwrap_or_else(|| body_hash(&bytes)));
         commit(&shared, SOURCE_NORCE_EVENT, &key, &String::from_utf8_lossy(&bytes))
