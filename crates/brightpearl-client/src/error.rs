@@ -158,6 +158,18 @@ impl Error {
             .unwrap_or_default()
     }
 
+    /// The shared classification of this error ([`client_core::ErrorKind`]).
+    pub fn kind(&self) -> client_core::ErrorKind {
+        use client_core::ErrorKind as Kind;
+        match self {
+            Self::Throttled { .. } | Self::RateLimit(_) => Kind::Throttled,
+            Self::Unauthorized(_) | Self::Forbidden(_) => Kind::Unauthorized,
+            Self::Token(e) if e.is_permanent() => Kind::Unauthorized,
+            _ if self.is_transient() => Kind::Transient,
+            _ => Kind::Permanent,
+        }
+    }
+
     /// Whether trying again later may succeed (throttling, timeouts, transport, 5xx without a
     /// validation code).
     pub fn is_transient(&self) -> bool {

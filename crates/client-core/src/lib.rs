@@ -5,6 +5,8 @@
 //!   errors classified for the retry layer (not sent vs maybe sent) and a per-request timeout
 //!   ([`DEFAULT_TIMEOUT`]); [`BoxTransport`], the type-erased transport a client is built on;
 //!   [`is_timeout`], which tells a timeout apart in a stack error;
+//! - [`ErrorKind`]: the one classification of a failed call (transient, throttled,
+//!   unauthorized, permanent, ambiguous write) that every client's error answers;
 //! - [`query_pairs`] / [`append_query`]: the query string of a generated `*Query` type;
 //! - [`settings`]: reading settings from code or the environment, with errors that name the
 //!   setting, and the HTTPS-except-loopback rule for base URLs;
@@ -13,6 +15,7 @@
 //!   (what the model drops, what fails to decode, personal values masked), and [`Tap`], a
 //!   transport that keeps a copy of every answer for such a comparison.
 
+mod kind;
 mod query;
 pub mod settings;
 pub mod snapshot;
@@ -20,6 +23,7 @@ pub mod strict;
 mod tap;
 mod transport;
 
+pub use kind::ErrorKind;
 pub use query::{append_query, query_pairs};
 pub use settings::{Settings, SettingsError, base_url};
 pub use snapshot::RequestSnapshot;

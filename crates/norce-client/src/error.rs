@@ -408,6 +408,18 @@ impl Error {
         }
     }
 
+    /// The shared classification of this error ([`client_core::ErrorKind`]).
+    pub fn kind(&self) -> client_core::ErrorKind {
+        use client_core::ErrorKind as Kind;
+        match self {
+            Self::Throttled { .. } => Kind::Throttled,
+            Self::Unauthorized { .. } | Self::Forbidden { .. } => Kind::Unauthorized,
+            Self::Token { source } if source.is_permanent() => Kind::Unauthorized,
+            _ if self.is_transient() => Kind::Transient,
+            _ => Kind::Permanent,
+        }
+    }
+
     /// Whether trying again later may succeed without changing anything.
     pub fn is_transient(&self) -> bool {
         match self {

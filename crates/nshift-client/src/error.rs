@@ -223,6 +223,20 @@ impl Error {
         }
     }
 
+    /// The shared classification of this error ([`client_core::ErrorKind`]).
+    pub fn kind(&self) -> client_core::ErrorKind {
+        use client_core::ErrorKind as Kind;
+        match self {
+            Self::Throttled { .. } => Kind::Throttled,
+            Self::Unauthorized { .. } | Self::Forbidden { .. } => Kind::Unauthorized,
+            Self::Session(e) if e.is_permanent() => Kind::Unauthorized,
+            Self::Session(_) | Self::Connect(_) => Kind::Transient,
+            Self::BookingUnresolved { .. } => Kind::AmbiguousWrite,
+            _ if self.is_ambiguous() => Kind::AmbiguousWrite,
+            _ => Kind::Permanent,
+        }
+    }
+
     /// `true` when the request may or may not have been carried out by nShift: a transport
     /// failure after sending, a timeout, or a 5xx. A write that fails this way must be
     /// reconciled (searched for) before it is sent again.
