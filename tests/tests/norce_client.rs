@@ -28,7 +28,8 @@ use norce_client::models::connect::{
 use norce_client::models::query::QueryOrdersQuery;
 use norce_client::models::services::ListOrders3Query;
 use norce_client::{
-    Error, ImportOptions, NorceClient, NorceClientBuilder, RetryConfig, Throttler, WaitOptions,
+    Error, ErrorKind, Failure, ImportOptions, NorceClient, NorceClientBuilder, RetryConfig,
+    WaitOptions,
 };
 use sandbox::norce::NorceAccount;
 use sandbox::{FaultRule, Sandbox, SandboxConfig};
@@ -582,10 +583,10 @@ async fn every_operation_with_request_snapshots() {
         assert!(
             matches!(
                 err,
-                Error::InvalidRequest {
+                Error::Failure(Failure::InvalidRequest {
                     operation: "ImportSkuPriceLists",
                     ..
-                }
+                })
             ),
             "{err:?}"
         );
@@ -634,7 +635,10 @@ fn fields_that_are_set_are_computed_not_listed() {
         ]
     );
     let err = norce_client::onhand_header(&[], &ImportOptions::new(1)).unwrap_err();
-    assert!(matches!(err, Error::InvalidRequest { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Failure(Failure::InvalidRequest { .. })),
+        "{err}"
+    );
     let nothing = norce_client::onhand_fields_that_are_set(&[row(|_| {})]).unwrap_err();
     assert!(nothing.to_string().contains("no row sets"), "{nothing}");
 }
@@ -653,7 +657,11 @@ async fn bad_secret_is_invalid_client_with_a_hint() {
         .build()
         .unwrap();
     let err = client.verify().await.unwrap_err();
-    assert!(matches!(err, Error::Token { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Failure(Failure::Token { .. })),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Unauthorized);
     assert_eq!(err.oauth_error(), Some("invalid_client"));
     assert_eq!(err.status(), Some(http::StatusCode::UNAUTHORIZED));
     assert!(err.hint().contains("NORCE_CLIENT_SECRET"), "{}", err.hint());
@@ -773,13 +781,16 @@ async fn token_endpoint_429_is_throttling_with_retry_after() {
         .unwrap();
     let err = second.verify().await.unwrap_err();
     match &err {
-        Error::Throttled {
-            throttler: Throttler::TokenEndpoint,
-            retry_after: Some(wait),
+        Error::Failure(Failure::Token {
+            source:
+                auth_core::TokenError::RateLimited {
+                    retry_after: Some(wait),
+                },
             ..
-        } => assert_eq!(*wait, Duration::from_secs(20)),
+        }) => assert_eq!(*wait, Duration::from_secs(20)),
         other => panic!("{other:?}"),
     }
+    assert_eq!(err.kind(), ErrorKind::Throttled);
     assert!(err.is_transient());
     assert!(
         err.hint().contains("3 requests per minute"),
@@ -834,16 +845,8 @@ async fn injected_429_is_retried() {
     )
     .unwrap();
     let err = client.create_delivery_note(&note).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Throttled {
-                throttler: Throttler::Api,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_eq!(err.kind(), ErrorKind::Throttled, "{err:?}");
+    assert_eq!(err.status(), Some(http::StatusCode::TOO_MANY_REQUESTS));
     assert_eq!(
         sandbox
             .state()
@@ -902,18 +905,15 @@ async fn persistent_429_becomes_throttled_with_the_body() {
     let client = scripted_client(&script);
     let err = client.get_application().await.unwrap_err();
     match &err {
-        Error::Throttled {
-            throttler: Throttler::Api,
-            retry_after: Some(d),
-            response: Some(r),
-            ..
-        } => {
-            assert_eq!(*d, Duration::from_secs(2));
+        Error::Failure(Failure::Http(r)) => {
+            assert_eq!(r.status, http::StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(r.retry_after, Some(Duration::from_secs(2)));
             assert_eq!(r.request_id.as_deref(), Some("req-9"));
             assert_eq!(r.body, r#"{"Message":"slow down"}"#);
         }
         other => panic!("{other:?}"),
     }
+    assert_eq!(err.kind(), ErrorKind::Throttled);
     assert_eq!(script.api_calls().len(), 3, "three attempts");
 }
 
@@ -929,7 +929,8 @@ async fn status_codes_are_told_apart() {
         .get_application()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Forbidden { .. }), "{err:?}");
+    assert_eq!(err.status(), Some(http::StatusCode::FORBIDDEN), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Unauthorized);
     assert_eq!(err.request_id(), Some("abc-1"));
     assert!(err.hint().contains("NORCE_APPLICATION_ID"));
     // 400 about the application id.
@@ -960,7 +961,14 @@ async fn status_codes_are_told_apart() {
         .get_application()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    assert_eq!(
+        err.status(),
+        Some(http::StatusCode::UNAUTHORIZED),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Unauthorized);
+    // The 401 answer is kept, body included.
+    assert!(err.response().unwrap().body.contains("denied"), "{err:?}");
     let auths: Vec<_> = script
         .api_calls()
         .into_iter()
@@ -977,7 +985,8 @@ async fn status_codes_are_told_apart() {
         .get_application()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Api { .. }), "{err:?}");
+    assert!(matches!(err, Error::Failure(Failure::Http(_))), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Transient);
     assert!(err.is_transient());
     assert_eq!(err.response().unwrap().body, "<html>oops</html>");
     // A success answer that does not fit the model.
@@ -986,7 +995,10 @@ async fn status_codes_are_told_apart() {
         .get_application()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Failure(Failure::Decode { .. })),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -1028,7 +1040,11 @@ async fn transport_timeout_is_a_timeout() {
         .build()
         .unwrap();
     let err = client.get_application().await.unwrap_err();
-    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Failure(Failure::Timeout { .. })),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Transient, "a GET is safe to repeat");
     assert!(err.hint().contains("NORCE_TIMEOUT_SECS"));
 }
 
@@ -1046,10 +1062,10 @@ async fn list_orders_needs_a_filter_and_stops_on_errors() {
     assert!(
         matches!(
             result,
-            Err(Error::InvalidRequest {
+            Err(Error::Failure(Failure::InvalidRequest {
                 operation: "ListOrders3",
                 ..
-            })
+            }))
         ),
         "{result:?}"
     );

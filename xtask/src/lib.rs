@@ -1,3 +1,3 @@
-//! Project automation for the workspace (`cargo xtask …`).
+#![doc = include_str!("../README.md")]
 
 pub mod codegen;

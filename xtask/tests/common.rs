@@ -23,12 +23,14 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Writes `text` to `root/rel`, creating the parent directories.
 pub fn write(root: &Path, rel: &str, text: &str) {
     let path = root.join(rel);
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, text).unwrap();
 }
 
+/// Copies the directory tree `from` to `to`.
 pub fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for entry in fs::read_dir(from).unwrap() {

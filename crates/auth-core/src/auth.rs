@@ -8,50 +8,14 @@ use tower::{Layer, Service};
 
 use crate::cache::TokenCache;
 use crate::error::Error;
-use crate::retry::clone_request;
+use crate::replay::{TryCloneBody, clone_request};
 use crate::token::BoxFuture;
-
-/// A request body that may be copied for a replay. Streaming bodies return `None`, and
-/// such requests are then never replayed.
-pub trait TryCloneBody: Sized {
-    /// A copy of the body, or `None` if it cannot be replayed.
-    fn try_clone_body(&self) -> Option<Self>;
-}
-
-macro_rules! clone_body {
-    ($($t:ty),*) => {$(
-        impl TryCloneBody for $t {
-            fn try_clone_body(&self) -> Option<Self> { Some(self.clone()) }
-        }
-    )*};
-}
-clone_body!(Bytes, String, Vec<u8>, (), &'static str, &'static [u8]);
-
-impl<D: Clone> TryCloneBody for http_body_util::Full<D> {
-    fn try_clone_body(&self) -> Option<Self> {
-        Some(self.clone())
-    }
-}
-
-impl<D> TryCloneBody for http_body_util::Empty<D> {
-    fn try_clone_body(&self) -> Option<Self> {
-        Some(http_body_util::Empty::new())
-    }
-}
-
-impl<T: TryCloneBody> TryCloneBody for Option<T> {
-    fn try_clone_body(&self) -> Option<Self> {
-        match self {
-            Some(b) => b.try_clone_body().map(Some),
-            None => Some(None),
-        }
-    }
-}
 
 /// Adds the token header (sensitive) to every request. On a 401 it invalidates exactly the
 /// token that request used, fetches a new one (single flight, so concurrent 401s cause one
 /// refresh) and replays the request once if its body can be copied. A second 401 becomes
-/// [`Error::Unauthorized`]; a non-replayable request gets its 401 back.
+/// [`Error::Unauthorized`] carrying that answer (the response body must be buffered:
+/// `Into<Bytes>`); a non-replayable request gets its 401 back.
 ///
 /// ```
 /// use auth_core::{AuthLayer, StaticToken, TokenCache};
@@ -108,7 +72,7 @@ where
     S::Future: Send,
     S::Error: Into<Error>,
     B: TryCloneBody + Send + 'static,
-    RB: Send + 'static,
+    RB: Into<Bytes> + Send + 'static,
 {
     type Response = Response<RB>;
     type Error = Error;
@@ -152,7 +116,7 @@ where
             if response.status() == StatusCode::UNAUTHORIZED {
                 cache.invalidate(&fresh);
                 return Err(Error::Unauthorized {
-                    status: response.status(),
+                    response: Box::new(response.map(Into::into)),
                 });
             }
             Ok(response)

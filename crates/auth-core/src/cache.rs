@@ -24,8 +24,8 @@ use http::HeaderValue;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use tokio::time::Instant;
 
+use crate::backoff::exponential_backoff;
 use crate::error::{InvalidTokenResponse, TokenError};
-use crate::retry::exponential_backoff;
 use crate::token::{Token, TokenSource, run_detached};
 
 /// Tuning of a [`TokenCache`]. The defaults suit tokens living minutes to days.

@@ -166,10 +166,12 @@ pub enum Error {
     #[error(transparent)]
     RateLimit(#[from] RateLimitError),
     /// The API answered 401 again after the token was refreshed and the request replayed.
-    #[error("request unauthorized ({status}) even after refreshing the token")]
+    /// The second answer is kept whole (status, headers, buffered body), so a client can say
+    /// what the API said without a side channel.
+    #[error("request unauthorized ({}) even after refreshing the token", response.status())]
     Unauthorized {
-        /// The status of the second answer.
-        status: StatusCode,
+        /// The second 401 answer.
+        response: Box<http::Response<bytes::Bytes>>,
     },
     /// The connection failed before the request was sent: always safe to retry.
     #[error("connection failed before the request was sent: {0}")]

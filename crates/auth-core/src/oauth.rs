@@ -6,11 +6,12 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use models_runtime::redact::REDACTED;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
+use crate::backoff::parse_retry_after;
 use crate::error::{InvalidTokenResponse, TokenError};
-use crate::retry::parse_retry_after;
 use crate::store::{StoredTokens, TokenStore};
 use crate::token::{BoxFuture, Token, TokenSource, run_detached};
 use crate::transport::TokenTransport;
@@ -43,7 +44,7 @@ impl fmt::Debug for TokenResponse {
             .field("access_token", &self.access_token)
             .field(
                 "refresh_token",
-                &self.refresh_token.as_ref().map(|_| "[REDACTED]"),
+                &self.refresh_token.as_ref().map(|_| REDACTED),
             )
             .field("expires_in", &self.expires_in)
             .finish()
@@ -266,7 +267,7 @@ impl<T> fmt::Debug for ClientCredentials<T> {
         f.debug_struct("ClientCredentials")
             .field("token_url", &self.endpoint.token_url)
             .field("client_id", &self.endpoint.client_id)
-            .field("client_secret", &"[REDACTED]")
+            .field("client_secret", &REDACTED)
             .field("scope", &self.scope)
             .finish_non_exhaustive()
     }
@@ -367,12 +368,7 @@ impl<T> fmt::Debug for RefreshTokenGrant<T> {
             .field("client_id", &self.inner.endpoint.client_id)
             .field(
                 "client_secret",
-                &self
-                    .inner
-                    .endpoint
-                    .client_secret
-                    .as_ref()
-                    .map(|_| "[REDACTED]"),
+                &self.inner.endpoint.client_secret.as_ref().map(|_| REDACTED),
             )
             .finish_non_exhaustive()
     }

@@ -20,8 +20,8 @@ use http::{HeaderMap, HeaderName, Request, Response, StatusCode};
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
+use crate::backoff::parse_retry_after;
 use crate::error::{ConfigError, Error, RateLimitError};
-use crate::retry::parse_retry_after;
 use crate::token::BoxFuture;
 
 /// A governor clock reading tokio's clock, so `tokio::time::pause()`/`advance()` drive the

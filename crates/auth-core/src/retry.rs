@@ -5,13 +5,16 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
-use crate::auth::TryCloneBody;
+use crate::backoff::exponential_backoff;
+// Re-exported here, where clients have always found it.
+pub use crate::backoff::parse_retry_after;
 use crate::error::Error;
+use crate::replay::{TryCloneBody, clone_request};
 use crate::token::BoxFuture;
 
 /// Request extension: this request may be repeated although its method is not idempotent
@@ -22,25 +25,6 @@ pub struct Idempotent;
 /// Request extension set by the retry layer: the 1-based attempt number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attempt(pub u32);
-
-/// Parses `Retry-After` as delay seconds or an HTTP date (a past date means zero).
-///
-/// ```
-/// let mut h = http::HeaderMap::new();
-/// h.insert("retry-after", "7".parse().unwrap());
-/// assert_eq!(auth_core::retry::parse_retry_after(&h), Some(std::time::Duration::from_secs(7)));
-/// ```
-pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let date = httpdate::parse_http_date(value).ok()?;
-    Some(
-        date.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
-}
 
 /// A token bucket shared by all requests of a client: retries withdraw from it, successes
 /// refill it. When it is empty nothing is retried, which stops retry storms during an
@@ -164,12 +148,6 @@ impl RetryConfig {
     }
 }
 
-/// `min(base × 2ⁿ⁻¹, max)` for the `n`-th (1-based) attempt or failure, before jitter.
-pub(crate) fn exponential_backoff(base: Duration, n: u32, max: Duration) -> Duration {
-    base.saturating_mul(1u32 << n.saturating_sub(1).min(20))
-        .min(max)
-}
-
 /// Retries failed attempts. Put it outermost (below tracing), so each attempt passes the
 /// rate limiter and the auth layer again.
 #[derive(Debug, Clone, Default)]
@@ -218,18 +196,6 @@ fn is_idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     )
-}
-
-/// Copies a request if its body can be replayed.
-pub(crate) fn clone_request<B: TryCloneBody>(req: &Request<B>) -> Option<Request<B>> {
-    let body = req.body().try_clone_body()?;
-    let mut out = Request::new(body);
-    *out.method_mut() = req.method().clone();
-    *out.uri_mut() = req.uri().clone();
-    *out.version_mut() = req.version();
-    *out.headers_mut() = req.headers().clone();
-    *out.extensions_mut() = req.extensions().clone();
-    Some(out)
 }
 
 impl<S, B, RB> Service<Request<B>> for RetryService<S>

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use models_runtime::redact::REDACTED;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
@@ -46,10 +47,10 @@ impl StoredTokens {
 impl fmt::Debug for StoredTokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoredTokens")
-            .field("refresh_token", &"[REDACTED]")
+            .field("refresh_token", &REDACTED)
             .field(
                 "access_token",
-                &self.access_token.as_ref().map(|_| "[REDACTED]"),
+                &self.access_token.as_ref().map(|_| REDACTED),
             )
             .field("access_expires_at", &self.access_expires_at)
             .finish()

@@ -6,6 +6,7 @@ use std::pin::Pin;
 
 use base64::Engine as _;
 use http::HeaderValue;
+use models_runtime::redact::REDACTED;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
@@ -111,7 +112,7 @@ impl Token {
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Token")
-            .field("value", &"[REDACTED]")
+            .field("value", &REDACTED)
             .field("scheme", &self.scheme)
             .field(
                 "expires_in",

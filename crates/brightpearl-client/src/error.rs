@@ -253,12 +253,9 @@ impl Error {
         match e {
             A::Token(t) => Self::Token(t),
             A::RateLimit(r) => Self::RateLimit(r),
-            A::Unauthorized { status } => Self::Unauthorized(unauthorized.unwrap_or(ApiFailure {
-                status,
-                errors: Vec::new(),
-                request_id: None,
-                body: String::new(),
-            })),
+            A::Unauthorized { response } => Self::Unauthorized(
+                unauthorized.unwrap_or_else(|| crate::client::failure_of(&response)),
+            ),
             A::Connect(b) | A::Transport(b) if timeout => Self::Timeout(b),
             A::Connect(b) | A::Transport(b) => Self::Transport(b),
             other => Self::Transport(Box::new(other)),

@@ -1,20 +1,7 @@
-//! What the Norce, nShift and Brightpearl clients share, and nothing platform-specific:
-//!
-//! - [`ReqwestTransport`]: the bottom of every client's tower stack (and the token transport of
-//!   the OAuth sources): `http::Request<Bytes>` in, buffered `http::Response<Bytes>` out, with
-//!   errors classified for the retry layer (not sent vs maybe sent) and a per-request timeout
-//!   ([`DEFAULT_TIMEOUT`]); [`BoxTransport`], the type-erased transport a client is built on;
-//!   [`is_timeout`], which tells a timeout apart in a stack error;
-//! - [`ErrorKind`]: the one classification of a failed call (transient, throttled,
-//!   unauthorized, permanent, ambiguous write) that every client's error answers;
-//! - [`query_pairs`] / [`append_query`]: the query string of a generated `*Query` type;
-//! - [`settings`]: reading settings from code or the environment, with errors that name the
-//!   setting, and the HTTPS-except-loopback rule for base URLs;
-//! - [`snapshot`]: a redacted, serializable view of a request for insta snapshots;
-//! - [`strict`]: [`compare`], a strict-decode comparison of a raw response with a model type
-//!   (what the model drops, what fails to decode, personal values masked), and [`Tap`], a
-//!   transport that keeps a copy of every answer for such a comparison.
+#![doc = include_str!("../README.md")]
 
+mod engine;
+mod failure;
 mod kind;
 mod query;
 pub mod settings;
@@ -23,6 +10,8 @@ pub mod strict;
 mod tap;
 mod transport;
 
+pub use engine::{ApiRequest, Engine, Platform, RequestInfo, join_path};
+pub use failure::{BODY_LIMIT, Failure, HttpFailure, body_text};
 pub use kind::ErrorKind;
 pub use query::{append_query, query_pairs};
 pub use settings::{Settings, SettingsError, base_url};

@@ -1,14 +1,7 @@
 //! A serializable, redacted view of a request, for insta snapshots of what a client sends.
 
+use models_runtime::redact::{REDACTED, is_secret_key, is_secret_param, redact_json, redact_url};
 use serde::Serialize;
-
-/// Header names whose values are replaced by `[redacted]`.
-const SECRET_HEADERS: &[&str] = &[
-    "authorization",
-    "brightpearl-staff-token",
-    "brightpearl-account-token",
-    "cookie",
-];
 
 /// Method, path, query, headers (sorted, secrets redacted) and body of one request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -25,63 +18,12 @@ pub struct RequestSnapshot {
     pub body: serde_json::Value,
 }
 
-/// Whether a key names a secret: `*secret*`, `*token*`, `*password*`, and in forms and queries
-/// also `code` (an OAuth authorization code; in JSON bodies `Code` is ordinary data).
-pub(crate) fn secret_key(key: &str, form: bool) -> bool {
-    let key = key.to_ascii_lowercase();
-    ["secret", "token", "password"]
-        .iter()
-        .any(|s| key.contains(s))
-        || (form && key == "code")
-}
-
-/// `text` with the value of every `secret=` parameter in it (a URI with a shared secret, such as
-/// a webhook's `uriTemplate`) replaced by `[redacted]`.
-pub(crate) fn redact_secret_params(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("secret=") {
-        let value_start = at + "secret=".len();
-        out.push_str(&rest[..value_start]);
-        out.push_str("[redacted]");
-        let value_len = rest[value_start..]
-            .find(['&', '#', '"', ' '])
-            .unwrap_or(rest.len() - value_start);
-        rest = &rest[value_start + value_len..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// `value` with secret-looking keys' values and `secret=` parameters redacted, recursively.
-fn redact_json(value: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| {
-                    let v =
-                        if secret_key(&k, false) && !v.is_object() && !v.is_array() && !v.is_null()
-                        {
-                            Value::String("[redacted]".into())
-                        } else {
-                            redact_json(v)
-                        };
-                    (k, v)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(redact_json).collect()),
-        Value::String(text) => Value::String(redact_secret_params(&text)),
-        other => other,
-    }
-}
-
 impl RequestSnapshot {
-    /// Captures `request`. Query pairs, form fields and JSON fields whose keys look secret
-    /// (`*secret*`, `*token*`, `*password*`; `code` in forms and queries) are redacted too, and so
-    /// is the value of any `secret=` parameter inside a text, a query value or a form value (a
-    /// URI carrying a shared secret).
+    /// Captures `request`, hiding secrets as [`models_runtime::redact`] does everywhere: secret
+    /// headers (and any header marked sensitive), query pairs and form fields whose names are
+    /// secret ([`is_secret_param`]), JSON fields whose keys are ([`is_secret_key`]), and secret
+    /// parameters inside any other text, query value or form value (a URI carrying a shared
+    /// secret).
     pub fn of(request: &http::Request<bytes::Bytes>) -> Self {
         let uri = request.uri();
         let query = uri
@@ -89,10 +31,10 @@ impl RequestSnapshot {
             .map(|q| {
                 url::form_urlencoded::parse(q.as_bytes())
                     .map(|(k, v)| {
-                        let v = if secret_key(&k, true) {
-                            "[redacted]".to_owned()
+                        let v = if is_secret_param(&k) {
+                            REDACTED.to_owned()
                         } else {
-                            redact_secret_params(&v)
+                            redact_url(&v)
                         };
                         (k.into_owned(), v)
                     })
@@ -103,9 +45,9 @@ impl RequestSnapshot {
             .headers()
             .iter()
             .map(|(name, value)| {
-                let secret = value.is_sensitive() || SECRET_HEADERS.contains(&name.as_str());
+                let secret = value.is_sensitive() || is_secret_key(name.as_str());
                 let value = if secret {
-                    "[redacted]".to_owned()
+                    REDACTED.to_owned()
                 } else {
                     value.to_str().unwrap_or("[binary]").to_owned()
                 };
@@ -123,13 +65,13 @@ impl RequestSnapshot {
             serde_json::Value::Null
         } else if content_type.starts_with("application/x-www-form-urlencoded") {
             let pairs = url::form_urlencoded::parse(raw).map(|(k, v)| {
-                let secret = secret_key(&k, true);
+                let secret = is_secret_param(&k);
                 (
                     k.into_owned(),
                     serde_json::Value::String(if secret {
-                        "[redacted]".into()
+                        REDACTED.to_owned()
                     } else {
-                        redact_secret_params(&v)
+                        redact_url(&v)
                     }),
                 )
             });

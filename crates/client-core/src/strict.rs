@@ -13,12 +13,11 @@
 
 use std::collections::HashSet;
 
+use models_runtime::redact::{REDACTED, is_secret_key, redact_url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_path_to_error::Segment;
-
-use crate::snapshot::{redact_secret_params, secret_key};
 
 /// What [`compare`] found: whether the response decodes, and what the model does not keep.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -102,10 +101,12 @@ pub struct Mismatch {
 /// personal or secret: names (`name`, `firstName`, `lastName`, `fullName`, `addressFullName`,
 /// `companyName`, `deliveryName`, `rcvName`, …), `email*`, phone numbers (`phone`, `telephone`,
 /// `mobile`, `cellPhone*`), address parts (`address`, `address1`, `addressLine*`, `line1`,
-/// `street`, `zip*`, `postalCode`, `city`), `ssn`, and secrets (`*secret*`, `*token*`,
-/// `*password*`, `authorization*`, `apiKey`). Every string inside such a value becomes
-/// `"<masked: N chars>"`; numbers, booleans and `null` stay. Other strings keep their text except
-/// for the value of any `secret=` parameter, as in [`crate::RequestSnapshot`].
+/// `street`, `zip*`, `postalCode`, `city`), `ssn`, and secrets
+/// ([`models_runtime::redact::is_secret_key`]). Every string inside a personal value becomes
+/// `"<masked: N chars>"` (numbers, booleans and `null` stay); every value inside a secret one is
+/// shown as the one redaction marker, [`REDACTED`], with no length. Other strings keep their text
+/// except for secret parameters ([`models_runtime::redact::redact_url`]), as in
+/// [`crate::RequestSnapshot`].
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};
@@ -221,7 +222,11 @@ fn failed(raw: &Value, error: serde_path_to_error::Error<serde_json::Error>) -> 
     if let (Some(Value::String(text)), Some(key)) = (at, last_key)
         && sensitive_key(key)
     {
-        let masked = masked(text);
+        let masked = if is_secret_key(key) {
+            REDACTED.to_owned()
+        } else {
+            masked(text)
+        };
         message = message.replace(&format!("{text:?}"), &format!("{masked:?}"));
         if text.chars().count() >= 4 {
             message = message.replace(text.as_str(), &masked);
@@ -278,8 +283,8 @@ fn display_path(path: &str) -> String {
 }
 
 /// A whole document masked as [`compare`] masks its examples: every string under a key that
-/// looks personal or secret becomes `"<masked: N chars>"`, and `secret=` parameters in other
-/// strings are redacted. For saving a response that may be attached to a bug report.
+/// looks personal becomes `"<masked: N chars>"`, whatever sits under a secret key is redacted,
+/// and so are secret parameters in other strings. For saving a response that may be attached to a bug report.
 ///
 /// ```
 /// let raw = serde_json::json!({"id": 7, "customer": {"email": "jane@example.com"}, "sku": "A-1"});
@@ -304,7 +309,7 @@ pub fn is_sensitive_key(key: &str) -> bool {
 
 /// Whether a key looks personal or secret (see [`compare`]).
 fn sensitive_key(key: &str) -> bool {
-    if secret_key(key, false) {
+    if is_secret_key(key) {
         return true;
     }
     let key: String = key
@@ -371,6 +376,9 @@ fn masked(text: &str) -> String {
 /// `value` found under `key`, masked: everything in it when the key is sensitive, otherwise
 /// whatever sits under sensitive keys inside it (and `secret=` parameters).
 fn mask(key: &str, value: &Value) -> Value {
+    if is_secret_key(key) {
+        return redact_all(value);
+    }
     if sensitive_key(key) {
         return mask_all(value);
     }
@@ -379,8 +387,23 @@ fn mask(key: &str, value: &Value) -> Value {
             Value::Object(map.iter().map(|(k, v)| (k.clone(), mask(k, v))).collect())
         }
         Value::Array(items) => Value::Array(items.iter().map(|v| mask(key, v)).collect()),
-        Value::String(text) => Value::String(redact_secret_params(text)),
+        Value::String(text) => Value::String(redact_url(text)),
         other => other.clone(),
+    }
+}
+
+/// `value` with every string, number and boolean in it shown as [`REDACTED`] (what sits under a
+/// secret key: not even its length is shown).
+fn redact_all(value: &Value) -> Value {
+    match value {
+        Value::Null => Value::Null,
+        Value::Array(items) => Value::Array(items.iter().map(redact_all).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), redact_all(v)))
+                .collect(),
+        ),
+        _ => Value::String(REDACTED.to_owned()),
     }
 }
 
@@ -487,7 +510,7 @@ mod tests {
         let expected = json!({
             "channel": "web",
             "customer.lastName": "<masked: 3 chars>",
-            "customer.token": "<masked: 11 chars>",
+            "customer.token": REDACTED,
             "email": "<masked: 20 chars>",
             "lines[].contactEmail": "<masked: 20 chars>",
             "lines[].weight": 3,

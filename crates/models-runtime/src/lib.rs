@@ -1,18 +1,9 @@
-//! Runtime support for the generated `norce-models`, `nshift-models` and `brightpearl-models`.
-//!
-//! The generated code (see `xtask/`) uses these types where plain serde types would lose
-//! information the platforms depend on:
-//! - [`Timestamp`]: every date-time form the platforms send, written back unchanged;
-//! - [`Decimal`] and [`DecimalNumber`]: exact money and quantities, never through `f64`;
-//! - [`VatPercent`] and [`VatMultiplier`]: VAT rates in the form each API writes them, with one
-//!   conversion ([`VatRate::fraction`]);
-//! - [`OperationInfo`]: method, path template and media types of every operation, and
-//!   [`ResponseVisitor`], to reach an operation's response model by its id;
-//! - [`path`] and [`header`]: encoding and decoding of path and header parameters.
+#![doc = include_str!("../README.md")]
 
 mod decimal;
 pub mod header;
 pub mod path;
+pub mod redact;
 mod timestamp;
 mod vat;
 

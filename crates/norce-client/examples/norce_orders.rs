@@ -31,7 +31,7 @@ async fn run() -> Result<(), norce_client::Error> {
     let from = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "2020-01-01T00:00:00Z".into());
-    let from_date = Timestamp::parse(&from).map_err(|e| norce_client::Error::InvalidRequest {
+    let from_date = Timestamp::parse(&from).map_err(|e| norce_client::Failure::InvalidRequest {
         operation: "ListOrders3",
         reason: format!("fromDate `{from}`: {e}"),
     })?;
@@ -42,7 +42,7 @@ async fn run() -> Result<(), norce_client::Error> {
     } else {
         let sandbox = sandbox::Sandbox::start(sandbox::SandboxConfig::default())
             .await
-            .map_err(|e| norce_client::Error::InvalidRequest {
+            .map_err(|e| norce_client::Failure::InvalidRequest {
                 operation: "sandbox",
                 reason: e.to_string(),
             })?;

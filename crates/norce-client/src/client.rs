@@ -5,22 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_core::{
-    AuthLayer, Idempotent, RetryConfig, RetryLayer, SecretString, StaticHeadersLayer, TokenCache,
-    TraceLayer,
+    AuthLayer, RetryConfig, RetryLayer, SecretString, StaticHeadersLayer, TokenCache, TraceLayer,
 };
 use bytes::Bytes;
-use client_core::{BoxTransport, DEFAULT_TIMEOUT, ReqwestTransport, Settings, SettingsError};
-use http::{Method, Request, Response, header};
-use models_runtime::OperationInfo;
-use reqwest::Url;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use tower::util::BoxCloneSyncService;
-use tower::{Service, ServiceBuilder, ServiceExt as _};
-use tracing::Instrument as _;
+use client_core::{
+    BoxTransport, DEFAULT_TIMEOUT, Engine, Failure, Platform as _, ReqwestTransport, Settings,
+    SettingsError,
+};
+use http::{Request, Response};
+use tower::{Service, ServiceBuilder};
 
-use crate::config::{Endpoints, Environment, Stage, join, resolve_scope};
-use crate::error::{Error, ErrorResponse};
+use crate::config::{Endpoints, Environment, Stage, resolve_scope};
+use crate::error::{Error, Norce};
 use crate::navigation::QueryNavigation;
 
 /// Builds a [`NorceClient`] from code ([`NorceClient::builder`]) or from `NORCE_*` settings
@@ -297,8 +293,9 @@ impl NorceClientBuilder {
         let transport = match self.transport {
             Some(t) => t,
             None => BoxTransport::new(
-                ReqwestTransport::new(self.timeout.unwrap_or(DEFAULT_TIMEOUT))
-                    .map_err(|e| Error::from_stack("build", e))?,
+                ReqwestTransport::new(self.timeout.unwrap_or(DEFAULT_TIMEOUT)).map_err(|e| {
+                    Failure::from_stack("build", false, Norce::REQUEST_ID_HEADERS, e)
+                })?,
             ),
         };
         let (cache, cache_id) = crate::registry::token_cache(
@@ -320,7 +317,7 @@ impl NorceClientBuilder {
             .service(transport);
         Ok(NorceClient {
             inner: Arc::new(Inner {
-                service: BoxCloneSyncService::new(stack),
+                engine: Engine::new(BoxTransport::new(stack)),
                 endpoints,
                 application_id,
                 client_id,
@@ -344,7 +341,7 @@ pub struct NorceClient {
 }
 
 pub(crate) struct Inner {
-    service: BoxTransport,
+    pub(crate) engine: Engine<Norce>,
     pub(crate) endpoints: Endpoints,
     pub(crate) application_id: i32,
     client_id: String,
@@ -363,15 +360,6 @@ impl fmt::Debug for NorceClient {
             .field("scope", &self.inner.scope)
             .finish_non_exhaustive()
     }
-}
-
-/// A request ready to go through the stack.
-pub(crate) struct Call {
-    pub(crate) op: &'static OperationInfo,
-    pub(crate) url: Url,
-    pub(crate) body: Option<Bytes>,
-    pub(crate) headers: Vec<(&'static str, String)>,
-    pub(crate) idempotent: bool,
 }
 
 impl NorceClient {
@@ -418,105 +406,11 @@ impl NorceClient {
 
     /// Fetches (or reuses) a token without calling an API.
     pub async fn fetch_token(&self) -> Result<(), Error> {
-        self.inner
-            .cache
-            .get()
-            .await
-            .map(drop)
-            .map_err(|e| Error::from_stack("RequestToken", auth_core::Error::Token(e)))
-    }
-
-    /// The URL of `op` under `base` with `query` (a generated `*Query` type, or `()`).
-    pub(crate) fn url<Q: Serialize>(
-        &self,
-        base: &Url,
-        op: &'static OperationInfo,
-        query: &Q,
-    ) -> Result<Url, Error> {
-        let pairs = client_core::query_pairs(query).map_err(|e| Error::InvalidRequest {
-            operation: op.id,
-            reason: format!("query: {e}"),
-        })?;
-        let mut url = join(base, op.path);
-        client_core::append_query(&mut url, &pairs);
-        Ok(url)
-    }
-
-    /// Sends a call through the stack and returns a success answer, or the mapped error.
-    pub(crate) async fn send(&self, call: Call) -> Result<Response<Bytes>, Error> {
-        let op = call.op;
-        let method =
-            Method::from_bytes(op.method.as_bytes()).map_err(|_| Error::InvalidRequest {
-                operation: op.id,
-                reason: format!("method {}", op.method),
-            })?;
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(call.url.as_str())
-            .header(header::ACCEPT, "application/json");
-        if call.body.is_some() {
-            builder = builder.header(header::CONTENT_TYPE, "application/json");
-        }
-        for (name, value) in &call.headers {
-            builder = builder.header(*name, value);
-        }
-        let mut request =
-            builder
-                .body(call.body.unwrap_or_default())
-                .map_err(|e| Error::InvalidRequest {
-                    operation: op.id,
-                    reason: e.to_string(),
-                })?;
-        if call.idempotent {
-            request.extensions_mut().insert(Idempotent);
-        }
-        let span = tracing::info_span!("norce", operation = op.id);
-        let service = self.inner.service.clone();
-        let response = async move { service.oneshot(request).await }
-            .instrument(span)
-            .await
-            .map_err(|e| Error::from_stack(op.id, e))?;
-        if response.status().is_success() {
-            return Ok(response);
-        }
-        let (parts, body) = response.into_parts();
-        let error = ErrorResponse::from_parts(parts.status, &parts.headers, &body);
-        tracing::warn!(target: "norce_client", operation = op.id, status = parts.status.as_u16(),
-            request_id = error.request_id.as_deref(), "Norce answered an error");
-        Err(Error::from_response(op.id, error))
-    }
-
-    /// Sends and decodes a JSON answer.
-    pub(crate) async fn send_json<T: DeserializeOwned>(&self, call: Call) -> Result<T, Error> {
-        let op = call.op;
-        let response = self.send(call).await?;
-        decode(op, &response)
-    }
-}
-
-/// Decodes a success answer.
-pub(crate) fn decode<T: DeserializeOwned>(
-    op: &'static OperationInfo,
-    response: &Response<Bytes>,
-) -> Result<T, Error> {
-    serde_json::from_slice(response.body()).map_err(|source| Error::Decode {
-        operation: op.id,
-        status: response.status(),
-        body: String::from_utf8_lossy(&response.body()[..response.body().len().min(4096)])
-            .into_owned(),
-        source,
-    })
-}
-
-/// JSON body of a request.
-pub(crate) fn json_body<T: Serialize>(
-    op: &'static OperationInfo,
-    body: &T,
-) -> Result<Bytes, Error> {
-    serde_json::to_vec(body)
-        .map(Bytes::from)
-        .map_err(|e| Error::InvalidRequest {
-            operation: op.id,
-            reason: format!("body: {e}"),
+        self.inner.cache.get().await.map(drop).map_err(|source| {
+            Error::Failure(Failure::Token {
+                operation: "RequestToken",
+                source,
+            })
         })
+    }
 }

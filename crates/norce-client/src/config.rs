@@ -233,7 +233,7 @@ impl Endpoints {
             Url::parse(LEGACY_STORM_TOKEN_URL)
                 .map_err(|e| SettingsError::invalid("NORCE_LEGACY_STORM_IDENTITY", e.to_string()))?
         } else {
-            join(&root, TOKEN_PATH)
+            client_core::join_path(&root, TOKEN_PATH)
         };
         Ok(Self {
             token_url,
@@ -242,15 +242,6 @@ impl Endpoints {
             query: root,
         })
     }
-}
-
-/// `root` + `path`, keeping any path prefix of `root` (e.g. a proxy mounted under `/norce`).
-pub(crate) fn join(root: &Url, path: &str) -> Url {
-    let mut url = root.clone();
-    let prefix = root.path().trim_end_matches('/');
-    url.set_path(&format!("{prefix}{path}"));
-    url.set_query(None);
-    url
 }
 
 /// The token scope: an explicit scope (`NORCE_SCOPE`, any of the documented `playground`,
@@ -270,97 +261,5 @@ pub(crate) fn resolve_scope(
             "NORCE_STAGE",
             "set it to playground, stage or production (or set NORCE_SCOPE)",
         )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_follow_the_stage() {
-        let stage =
-            Endpoints::resolve(&Environment::norce("acme", "se", Stage::Stage), false).unwrap();
-        assert_eq!(
-            stage.connect.as_str(),
-            "https://acme.api-se.stage.norce.tech/"
-        );
-        let storm =
-            Endpoints::resolve(&Environment::norce("acme", "se", Stage::Stage), true).unwrap();
-        assert_eq!(storm.token_url.as_str(), LEGACY_STORM_TOKEN_URL);
-        let err = Endpoints::resolve(&Environment::norce("Acme!", "se", Stage::Stage), false)
-            .unwrap_err();
-        assert_eq!(err.setting(), "NORCE_CLIENT_SLUG");
-        let err = Endpoints::resolve(&Environment::norce("acme", "s-e", Stage::Stage), false)
-            .unwrap_err();
-        assert_eq!(err.setting(), "NORCE_REGION");
-    }
-
-    #[test]
-    fn base_url_keeps_its_prefix() {
-        let env = Environment::base_url("http://127.0.0.1:8787/norce/", None).unwrap();
-        let e = Endpoints::resolve(&env, false).unwrap();
-        assert_eq!(
-            e.token_url.as_str(),
-            "http://127.0.0.1:8787/norce/identity/1.0/connect/token"
-        );
-        assert_eq!(
-            join(&e.services, "/commerce/x").as_str(),
-            "http://127.0.0.1:8787/norce/commerce/x"
-        );
-        assert_eq!(
-            Environment::base_url("http://example.com", None)
-                .unwrap_err()
-                .setting(),
-            "NORCE_BASE_URL"
-        );
-    }
-
-    #[test]
-    fn scopes() {
-        // The current docs: playground, stage or prod.
-        assert_eq!(
-            resolve_scope(None, Some(Stage::Playground), false).unwrap(),
-            "playground"
-        );
-        assert_eq!(
-            resolve_scope(None, Some(Stage::Stage), false).unwrap(),
-            "stage"
-        );
-        assert_eq!(
-            resolve_scope(None, Some(Stage::Production), false).unwrap(),
-            "prod"
-        );
-        // The legacy values: lab, and production.
-        assert_eq!(
-            resolve_scope(None, Some(Stage::Playground), true).unwrap(),
-            "lab"
-        );
-        assert_eq!(
-            resolve_scope(None, Some(Stage::Stage), true).unwrap(),
-            "lab"
-        );
-        assert_eq!(
-            resolve_scope(None, Some(Stage::Production), true).unwrap(),
-            "production"
-        );
-        // NORCE_SCOPE wins, whatever it says (trimmed; blank is no override).
-        for scope in ["production", "prod", "lab", "qa", "custom"] {
-            assert_eq!(
-                resolve_scope(Some(scope), Some(Stage::Production), false).unwrap(),
-                scope
-            );
-        }
-        assert_eq!(resolve_scope(Some(" qa "), None, true).unwrap(), "qa");
-        assert_eq!(
-            resolve_scope(Some("  "), Some(Stage::Production), false).unwrap(),
-            "prod"
-        );
-        assert_eq!(
-            resolve_scope(None, None, false).unwrap_err().setting(),
-            "NORCE_STAGE"
-        );
-        assert_eq!("PROD".parse::<Stage>(), Ok(Stage::Production));
-        assert!("lab".parse::<Stage>().is_err());
     }
 }

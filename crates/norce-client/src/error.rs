@@ -1,84 +1,73 @@
-//! The one error type of the client, with actionable hints.
+//! The one error type of the client: the settings, the shared request path's [`Failure`], and
+//! what only Norce means (its validation messages, import jobs, unusable Query answers).
 
-use std::fmt;
 use std::time::Duration;
 
-use auth_core::{BoxError, RateLimitError, TokenError};
-use client_core::SettingsError;
-use http::{HeaderMap, StatusCode};
+use client_core::{ErrorKind, Failure, HttpFailure, Platform, SettingsError};
+use http::StatusCode;
+use models_runtime::OperationInfo;
 use norce_models::connect::{Job, JobLogEntry, ValidationSummary};
 
-/// At most this much of an error body is kept.
-const MAX_BODY: usize = 64 * 1024;
+/// Norce on the shared request engine.
+pub(crate) enum Norce {}
 
-/// Headers that may carry a request id for Norce support.
-const REQUEST_ID_HEADERS: &[&str] = &[
-    "x-request-id",
-    "request-id",
-    "x-correlation-id",
-    "x-ms-request-id",
-    "x-amzn-requestid",
-];
+impl Platform for Norce {
+    const NAME: &'static str = "norce";
+    const REQUEST_ID_HEADERS: &'static [&'static str] = &[
+        "x-request-id",
+        "request-id",
+        "x-correlation-id",
+        "x-ms-request-id",
+        "x-amzn-requestid",
+    ];
+    type Error = Error;
 
-/// A non-success answer of a Norce API, kept raw.
-#[derive(Clone, PartialEq)]
-pub struct ErrorResponse {
-    /// The HTTP status.
-    pub status: StatusCode,
-    /// The request id Norce sent back, if any (quote it to Norce support).
-    pub request_id: Option<String>,
-    /// `Retry-After`, when the answer had one.
-    pub retry_after: Option<Duration>,
-    /// The body as text (truncated to 64 KiB).
-    pub body: String,
-    /// The body as JSON, when it is JSON. Norce documents no error schema for Services,
-    /// Connect or Query; ASP.NET-style `{"Message": ...}` and OData `{"error": {...}}` are
-    /// common.
-    pub json: Option<serde_json::Value>,
-}
-
-impl ErrorResponse {
-    /// Captures a response.
-    pub fn from_parts(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
-        let request_id = REQUEST_ID_HEADERS.iter().find_map(|name| {
-            headers
-                .get(*name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        });
-        let json = serde_json::from_slice(body).ok();
-        let mut text = String::from_utf8_lossy(&body[..body.len().min(MAX_BODY)]).into_owned();
-        if body.len() > MAX_BODY {
-            text.push_str("…[truncated]");
-        }
-        Self {
-            status,
-            request_id,
-            retry_after: auth_core::retry::parse_retry_after(headers),
-            body: text,
-            json,
-        }
-    }
-
-    /// The human-readable messages in the body: `Message`, `ExceptionMessage`, `error.message`,
-    /// `errors`/`ModelState` values, `Messages[]`; the raw text when there is no JSON.
-    pub fn messages(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        match &self.json {
-            Some(json) => collect_messages(json, &mut out, 0),
-            None => {
-                let text = self.body.trim();
-                if !text.is_empty() {
-                    out.push(text.chars().take(500).collect());
+    fn error(failure: Failure) -> Error {
+        match failure {
+            Failure::Http(failure) if matches!(failure.status.as_u16(), 400 | 422) => {
+                Error::Validation {
+                    messages: messages(&failure),
+                    failure,
                 }
             }
+            other => Error::Failure(other),
         }
-        out
     }
+
+    /// Every Norce call asks for JSON, also those answering no body.
+    fn accept(_: &OperationInfo) -> Option<&'static str> {
+        Some("application/json")
+    }
+}
+
+/// The human-readable messages of an answer: `Message`, `ExceptionMessage`, `error.message`,
+/// `errors`/`ModelState` values, `Messages[]` (Norce documents no error schema; ASP.NET-style
+/// and OData bodies are common); the raw text when it is not JSON.
+pub(crate) fn messages(failure: &HttpFailure) -> Vec<String> {
+    let mut out = Vec::new();
+    match failure.json() {
+        Some(json) => collect_messages(&json, &mut out, 0),
+        None if !failure.body.trim().is_empty() => {
+            out.push(failure.body.trim().chars().take(500).collect());
+        }
+        None => {}
+    }
+    out
 }
 
 fn collect_messages(value: &serde_json::Value, out: &mut Vec<String>, depth: usize) {
     use serde_json::Value;
+    const KEYS: &[&str] = &[
+        "message",
+        "exceptionmessage",
+        "messages",
+        "error",
+        "errors",
+        "modelstate",
+        "error_description",
+        "detail",
+        "title",
+    ];
     if depth > 4 {
         return;
     }
@@ -89,19 +78,8 @@ fn collect_messages(value: &serde_json::Value, out: &mut Vec<String>, depth: usi
             .for_each(|v| collect_messages(v, out, depth + 1)),
         Value::Object(map) => {
             for (key, v) in map {
-                let k = key.to_ascii_lowercase();
-                if matches!(
-                    k.as_str(),
-                    "message"
-                        | "exceptionmessage"
-                        | "messages"
-                        | "error"
-                        | "errors"
-                        | "modelstate"
-                        | "error_description"
-                        | "detail"
-                        | "title"
-                ) || depth > 0 && matches!(v, Value::Array(_))
+                if KEYS.contains(&key.to_ascii_lowercase().as_str())
+                    || depth > 0 && matches!(v, Value::Array(_))
                 {
                     collect_messages(v, out, depth + 1);
                 }
@@ -109,43 +87,6 @@ fn collect_messages(value: &serde_json::Value, out: &mut Vec<String>, depth: usi
         }
         _ => {}
     }
-}
-
-impl fmt::Debug for ErrorResponse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ErrorResponse")
-            .field("status", &self.status)
-            .field("request_id", &self.request_id)
-            .field("retry_after", &self.retry_after)
-            .field("body", &self.body)
-            .finish()
-    }
-}
-
-impl fmt::Display for ErrorResponse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.status)?;
-        let messages = self.messages();
-        if !messages.is_empty() {
-            write!(f, ": {}", messages.join("; "))?;
-        }
-        if let Some(id) = &self.request_id {
-            write!(f, " (request id {id})")?;
-        }
-        Ok(())
-    }
-}
-
-/// Who throttled a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Throttler {
-    /// The token endpoint (3 requests per minute per IP address, burst 20).
-    TokenEndpoint,
-    /// A Services, Connect or Query API (Query's limit is not published).
-    Api,
-    /// This process's own rate limiter refused to wait longer.
-    LocalLimiter,
 }
 
 /// A finished import job that did not succeed, with everything Norce said about it.
@@ -185,101 +126,24 @@ pub enum Error {
     /// A setting is missing or malformed (the message names it).
     #[error(transparent)]
     Settings(#[from] SettingsError),
-    /// No token: the token endpoint refused the credentials or could not be used.
-    #[error("Norce token endpoint: {source}")]
-    Token {
-        /// What the token source reported (`error` code and description only).
-        #[source]
-        source: TokenError,
-    },
-    /// Throttled (HTTP 429, or the local limiter gave up) after the retries allowed.
-    #[error("{operation}: throttled by {throttler:?}{}", retry_after.map(|d| format!(", retry after {d:?}")).unwrap_or_default())]
-    Throttled {
-        /// The operation (`ListOrders3`, ...) or `RequestToken`.
-        operation: &'static str,
-        /// Who throttled.
-        throttler: Throttler,
-        /// How long the server asked to wait.
-        retry_after: Option<Duration>,
-        /// The API's answer, when there was one.
-        response: Option<Box<ErrorResponse>>,
-    },
-    /// 401 from the API even with a freshly fetched token.
-    #[error("{operation}: unauthorized (401) even after refreshing the token")]
-    Unauthorized {
-        /// The operation.
-        operation: &'static str,
-        /// The answer, when it was kept.
-        response: Option<Box<ErrorResponse>>,
-    },
-    /// 403: the token is valid but not allowed to do this.
-    #[error("{operation}: forbidden: {response}")]
-    Forbidden {
-        /// The operation.
-        operation: &'static str,
-        /// The answer.
-        response: Box<ErrorResponse>,
-    },
-    /// 400: Norce rejected the request; the messages are data.
-    #[error("{operation}: rejected: {response}")]
+    /// The call failed on the shared request path: not sent, no answer in time, a broken
+    /// connection, no token, throttled, a non-success answer (other than 400/422), a success
+    /// answer that does not decode, or a request refused before sending.
+    #[error("Norce {0}")]
+    Failure(#[from] Failure),
+    /// 400/422: Norce rejected the request; its messages are data.
+    #[error("{}: Norce rejected the request ({}): {}{}", failure.operation, failure.status,
+        messages.join("; "), failure.request_id.as_deref().map(|id| format!(" (request id {id})")).unwrap_or_default())]
     Validation {
-        /// The operation.
-        operation: &'static str,
         /// The messages Norce gave.
         messages: Vec<String>,
         /// The answer.
-        response: Box<ErrorResponse>,
+        failure: Box<HttpFailure>,
     },
-    /// Any other non-success answer (404, 409, 5xx, ...).
-    #[error("{operation}: Norce answered {response}")]
-    Api {
-        /// The operation.
-        operation: &'static str,
-        /// The answer.
-        response: Box<ErrorResponse>,
-    },
-    /// The request timed out.
-    #[error("{operation}: timed out: {source}")]
-    Timeout {
-        /// The operation.
-        operation: &'static str,
-        /// The underlying error.
-        #[source]
-        source: BoxError,
-    },
-    /// The request could not be sent, or the connection broke.
-    #[error("{operation}: transport error: {source}")]
-    Transport {
-        /// The operation.
-        operation: &'static str,
-        /// The underlying error (`Error::Connect` when nothing was sent).
-        #[source]
-        source: auth_core::Error,
-    },
-    /// A success answer that does not match the model.
-    #[error("{operation}: cannot decode the {status} answer: {source}")]
-    Decode {
-        /// The operation.
-        operation: &'static str,
-        /// The status.
-        status: StatusCode,
-        /// The body (truncated).
-        body: String,
-        /// The serde error.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// The answer was well-formed JSON but unusable (e.g. a foreign `@odata.nextLink`).
+    /// The answer was well-formed but unusable (a foreign `@odata.nextLink`, a `JobId` that is
+    /// not a number).
     #[error("{operation}: unusable answer: {reason}")]
     InvalidResponse {
-        /// The operation.
-        operation: &'static str,
-        /// Why.
-        reason: String,
-    },
-    /// The request was not sent because it is invalid (checked locally).
-    #[error("{operation}: invalid request: {reason}")]
-    InvalidRequest {
         /// The operation.
         operation: &'static str,
         /// Why.
@@ -301,173 +165,87 @@ pub enum Error {
 }
 
 impl Error {
-    /// Maps an error of the tower stack.
-    pub(crate) fn from_stack(operation: &'static str, e: auth_core::Error) -> Self {
-        match e {
-            auth_core::Error::Token(TokenError::RateLimited { retry_after }) => Self::Throttled {
-                operation,
-                throttler: Throttler::TokenEndpoint,
-                retry_after,
-                response: None,
-            },
-            auth_core::Error::Token(source) => Self::Token { source },
-            auth_core::Error::RateLimit(RateLimitError::MaxWaitExceeded { needed, .. }) => {
-                Self::Throttled {
-                    operation,
-                    throttler: Throttler::LocalLimiter,
-                    retry_after: Some(needed),
-                    response: None,
-                }
-            }
-            auth_core::Error::Unauthorized { .. } => Self::Unauthorized {
-                operation,
-                response: None,
-            },
-            other if client_core::is_timeout(&other) => Self::Timeout {
-                operation,
-                source: Box::new(other),
-            },
-            other => Self::Transport {
-                operation,
-                source: other,
-            },
-        }
+    /// A request refused before sending.
+    pub(crate) fn invalid(operation: &'static str, reason: impl Into<String>) -> Self {
+        Self::Failure(Failure::InvalidRequest {
+            operation,
+            reason: reason.into(),
+        })
     }
 
-    /// Maps a non-success answer.
-    pub(crate) fn from_response(operation: &'static str, response: ErrorResponse) -> Self {
-        let response = Box::new(response);
-        match response.status {
-            StatusCode::UNAUTHORIZED => Self::Unauthorized {
-                operation,
-                response: Some(response),
-            },
-            StatusCode::FORBIDDEN => Self::Forbidden {
-                operation,
-                response,
-            },
-            StatusCode::TOO_MANY_REQUESTS => Self::Throttled {
-                operation,
-                throttler: Throttler::Api,
-                retry_after: response.retry_after,
-                response: Some(response),
-            },
-            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => Self::Validation {
-                operation,
-                messages: response.messages(),
-                response,
-            },
-            _ => Self::Api {
-                operation,
-                response,
-            },
-        }
-    }
-
-    /// The HTTP status Norce answered with, if the error came from an answer.
+    /// The HTTP status Norce (or its token endpoint) answered with, if any.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
-            Self::Token {
-                source: TokenError::Endpoint { status, .. },
-            } => Some(*status),
-            Self::Throttled {
-                throttler: Throttler::TokenEndpoint | Throttler::Api,
-                ..
-            } => Some(StatusCode::TOO_MANY_REQUESTS),
-            Self::Unauthorized { .. } => Some(StatusCode::UNAUTHORIZED),
-            Self::Decode { status, .. } => Some(*status),
-            other => other.response().map(|r| r.status),
+            Self::Failure(failure) => failure.status(),
+            Self::Validation { failure, .. } => Some(failure.status),
+            _ => None,
         }
     }
 
-    /// The raw answer, for the variants that keep one.
-    pub fn response(&self) -> Option<&ErrorResponse> {
+    /// The raw answer, for the errors that come from one.
+    pub fn response(&self) -> Option<&HttpFailure> {
         match self {
-            Self::Forbidden { response, .. }
-            | Self::Validation { response, .. }
-            | Self::Api { response, .. } => Some(response),
-            Self::Throttled { response, .. } | Self::Unauthorized { response, .. } => {
-                response.as_deref()
-            }
+            Self::Failure(failure) => failure.http(),
+            Self::Validation { failure, .. } => Some(failure),
             _ => None,
         }
     }
 
     /// The request id Norce sent with the answer, if any.
     pub fn request_id(&self) -> Option<&str> {
-        self.response().and_then(|r| r.request_id.as_deref())
+        self.response()?.request_id.as_deref()
     }
 
     /// The OAuth `error` code of a token endpoint refusal (e.g. `invalid_client`).
     pub fn oauth_error(&self) -> Option<&str> {
         match self {
-            Self::Token {
-                source: TokenError::Endpoint { error, .. },
-            } => error.as_deref(),
+            Self::Failure(Failure::Token {
+                source: auth_core::TokenError::Endpoint { error, .. },
+                ..
+            }) => error.as_deref(),
             _ => None,
         }
     }
 
     /// The shared classification of this error ([`client_core::ErrorKind`]).
-    pub fn kind(&self) -> client_core::ErrorKind {
-        use client_core::ErrorKind as Kind;
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Throttled { .. } => Kind::Throttled,
-            Self::Unauthorized { .. } | Self::Forbidden { .. } => Kind::Unauthorized,
-            Self::Token { source } if source.is_permanent() => Kind::Unauthorized,
-            _ if self.is_transient() => Kind::Transient,
-            _ => Kind::Permanent,
+            Self::Failure(failure) => failure.kind(),
+            Self::JobTimeout { .. } => ErrorKind::Transient,
+            _ => ErrorKind::Permanent,
         }
     }
 
-    /// Whether trying again later may succeed without changing anything.
+    /// Whether trying again later may succeed without changing anything: transient,
+    /// throttled, and also an ambiguous write (which [`Self::kind`] tells apart: find out
+    /// whether it was carried out before sending it again).
     pub fn is_transient(&self) -> bool {
-        match self {
-            Self::Throttled { .. } | Self::Timeout { .. } | Self::JobTimeout { .. } => true,
-            Self::Transport { .. } => true,
-            Self::Token { source } => !source.is_permanent(),
-            Self::Api { response, .. } => response.status.is_server_error(),
-            _ => false,
-        }
+        matches!(
+            self.kind(),
+            ErrorKind::Transient | ErrorKind::Throttled | ErrorKind::AmbiguousWrite
+        )
     }
 
     /// Actionable advice for an operator, naming the setting to check. Used by `relay verify`.
     ///
     /// ```
-    /// use norce_client::Error;
-    /// let err = Error::Token { source: auth_core::TokenError::Endpoint {
-    ///     status: http::StatusCode::UNAUTHORIZED, error: Some("invalid_client".into()), description: None } };
+    /// use norce_client::{Error, Failure};
+    /// let err = Error::Failure(Failure::Token { operation: "RequestToken", source: auth_core::TokenError::Endpoint {
+    ///     status: http::StatusCode::UNAUTHORIZED, error: Some("invalid_client".into()), description: None } });
     /// assert!(err.hint().contains("NORCE_CLIENT_SECRET"));
     /// ```
     pub fn hint(&self) -> String {
+        let wait = |after: Option<Duration>| {
+            after
+                .map(|d| format!("wait {}s and ", d.as_secs().max(1)))
+                .unwrap_or_default()
+        };
         match self {
             Self::Settings(e) => format!(
                 "set `{}` correctly (see the norce-client README for every NORCE_* variable)",
                 e.setting()
             ),
-            Self::Token { source } => token_hint(source),
-            Self::Throttled {
-                throttler,
-                retry_after,
-                ..
-            } => {
-                let wait = retry_after
-                    .map(|d| format!("wait {}s and ", d.as_secs().max(1)))
-                    .unwrap_or_default();
-                match throttler {
-                    Throttler::TokenEndpoint => format!(
-                        "the Norce token endpoint allows 3 requests per minute per IP address (burst 20): {wait}make sure tokens are cached (build clients in one process, not one process per call)"
-                    ),
-                    Throttler::Api => format!(
-                        "Norce is throttling this API: {wait}lower the request rate (Query's limit is not published)"
-                    ),
-                    Throttler::LocalLimiter => format!(
-                        "the local rate limiter would have had to wait too long: {wait}retry later"
-                    ),
-                }
-            }
-            Self::Unauthorized { .. } => "the API refused a freshly issued token: check that NORCE_STAGE (or NORCE_SCOPE / NORCE_LEGACY_LAB_SCOPE) matches the environment of the host, and that NORCE_CLIENT_ID belongs to this tenant".to_owned(),
-            Self::Forbidden { .. } => "the integration user is not allowed to do this: check NORCE_APPLICATION_ID and the user's roles in Norce Admin (Settings > Users > OAUTH)".to_owned(),
+            Self::Failure(failure) => failure_hint(failure, wait(failure.retry_after())),
             Self::Validation { messages, .. } => {
                 let text = messages.join(" ").to_ascii_lowercase();
                 if text.contains("application") {
@@ -478,84 +256,74 @@ impl Error {
                     "Norce rejected the request data; see the messages (codes such as WarehouseCode or PriceListCode must exist in Norce Admin)".to_owned()
                 }
             }
-            Self::Api { response, operation } => match response.status {
-                StatusCode::NOT_FOUND if *operation == "GetApplication" => "Norce does not know this application: check NORCE_APPLICATION_ID (the numeric id of the Application in Norce Admin)".to_owned(),
-                StatusCode::NOT_FOUND => "the path does not exist on this host: check NORCE_BASE_URL, or NORCE_CLIENT_SLUG / NORCE_REGION / NORCE_STAGE (or the id you asked for)".to_owned(),
-                s if s.is_server_error() => format!(
-                    "Norce had a server error; retry later{}",
-                    response
-                        .request_id
-                        .as_deref()
-                        .map(|id| format!(" and quote request id {id} to Norce support"))
-                        .unwrap_or_default()
-                ),
-                _ => "Norce refused the request; see the status and body".to_owned(),
-            },
-            Self::Timeout { .. } => "Norce did not answer in time: check connectivity, or raise NORCE_TIMEOUT_SECS".to_owned(),
-            Self::Transport { source, .. } if source.is_connect() => "cannot connect: check NORCE_BASE_URL, or NORCE_CLIENT_SLUG / NORCE_REGION / NORCE_STAGE, and the network (DNS, proxy, firewall)".to_owned(),
-            Self::Transport { .. } => "the connection to Norce broke; retry (the request may have been processed)".to_owned(),
-            Self::Decode { .. } | Self::InvalidResponse { .. } => "Norce answered something this client does not understand; report it with the body".to_owned(),
-            Self::InvalidRequest { reason, .. } => format!("fix the request: {reason}"),
-            Self::JobFailed(failure) => {
-                if failure.job.status_id == 4 {
-                    "the import failed validation: fix the rows listed in the job log (codes must exist in Norce Admin)".to_owned()
-                } else {
-                    "the import job failed: see the job log".to_owned()
-                }
-            }
+            Self::InvalidResponse { .. } => "Norce answered something this client does not understand; report it with the body".to_owned(),
+            Self::JobFailed(failure) if failure.job.status_id == 4 => "the import failed validation: fix the rows listed in the job log (codes must exist in Norce Admin)".to_owned(),
+            Self::JobFailed(_) => "the import job failed: see the job log".to_owned(),
             Self::JobTimeout { .. } => "the job is still running: wait longer (raise the wait timeout) or check it later with Job/Get".to_owned(),
         }
     }
 }
 
-fn token_hint(source: &TokenError) -> String {
-    match source {
-        TokenError::Endpoint { status, error, .. } => match error.as_deref() {
-            Some("invalid_client" | "unauthorized_client") => {
-                "the token endpoint rejected the client: check NORCE_CLIENT_ID and NORCE_CLIENT_SECRET (or NORCE_CLIENT_SECRET_FILE); the secret is shown only once when the integration user is created".to_owned()
-            }
-            Some("invalid_scope") => {
-                "the token endpoint rejected the scope: check NORCE_STAGE, or set NORCE_SCOPE (`prod` and `production` are both documented) / NORCE_LEGACY_LAB_SCOPE=true (older tenants expect `lab` and `production`)".to_owned()
-            }
-            Some(_) => "the token endpoint refused the request: check NORCE_CLIENT_ID, NORCE_CLIENT_SECRET and NORCE_STAGE".to_owned(),
-            None if *status == StatusCode::NOT_FOUND => {
-                "no token endpoint at this address: check NORCE_BASE_URL, or NORCE_CLIENT_SLUG / NORCE_REGION / NORCE_STAGE (or NORCE_LEGACY_STORM_IDENTITY)".to_owned()
-            }
-            None => "the token endpoint refused the request: check NORCE_CLIENT_ID and NORCE_CLIENT_SECRET".to_owned(),
+fn failure_hint(failure: &Failure, wait: String) -> String {
+    use auth_core::TokenError as T;
+    match failure {
+        Failure::Token { source: T::RateLimited { .. }, .. } => format!(
+            "the Norce token endpoint allows 3 requests per minute per IP address (burst 20): {wait}make sure tokens are cached (build clients in one process, not one process per call)"
+        ),
+        Failure::Token { source, .. } => token_hint(source).to_owned(),
+        Failure::RateLimit { .. } => format!("the local rate limiter would have had to wait too long: {wait}retry later"),
+        Failure::Http(http) => match http.status {
+            StatusCode::TOO_MANY_REQUESTS => format!("Norce is throttling this API: {wait}lower the request rate (Query's limit is not published)"),
+            StatusCode::UNAUTHORIZED => "the API refused a freshly issued token: check that NORCE_STAGE (or NORCE_SCOPE / NORCE_LEGACY_LAB_SCOPE) matches the environment of the host, and that NORCE_CLIENT_ID belongs to this tenant".to_owned(),
+            StatusCode::FORBIDDEN => "the integration user is not allowed to do this: check NORCE_APPLICATION_ID and the user's roles in Norce Admin (Settings > Users > OAUTH)".to_owned(),
+            StatusCode::NOT_FOUND if http.operation == "GetApplication" => "Norce does not know this application: check NORCE_APPLICATION_ID (the numeric id of the Application in Norce Admin)".to_owned(),
+            StatusCode::NOT_FOUND => "the path does not exist on this host: check NORCE_BASE_URL, or NORCE_CLIENT_SLUG / NORCE_REGION / NORCE_STAGE (or the id you asked for)".to_owned(),
+            s if s.is_server_error() => format!(
+                "Norce had a server error; retry later{}",
+                http.request_id.as_deref().map(|id| format!(" and quote request id {id} to Norce support")).unwrap_or_default()
+            ),
+            _ => "Norce refused the request; see the status and body".to_owned(),
         },
-        TokenError::RateLimited { .. } => "the token endpoint allows 3 requests per minute per IP address: wait and make sure tokens are cached".to_owned(),
-        TokenError::Transport(_) => "cannot reach the token endpoint: check NORCE_BASE_URL, or NORCE_CLIENT_SLUG / NORCE_REGION / NORCE_STAGE, and the network".to_owned(),
-        TokenError::InvalidResponse(_) => "the token endpoint answered without a usable token: check that NORCE_BASE_URL points at Norce".to_owned(),
-        TokenError::Timeout(_) => "the token endpoint did not answer in time: check connectivity".to_owned(),
-        _ => "no token could be obtained: check NORCE_CLIENT_ID and NORCE_CLIENT_SECRET".to_owned(),
+        Failure::Timeout { .. } => "Norce did not answer in time: check connectivity, or raise NORCE_TIMEOUT_SECS".to_owned(),
+        Failure::NotSent { .. } => "cannot connect: check NORCE_BASE_URL, or NORCE_CLIENT_SLUG / NORCE_REGION / NORCE_STAGE, and the network (DNS, proxy, firewall)".to_owned(),
+        Failure::Decode { .. } => "Norce answered something this client does not understand; report it with the body".to_owned(),
+        Failure::InvalidRequest { reason, .. } => format!("fix the request: {reason}"),
+        _ => "the connection to Norce broke; retry (the request may have been processed)".to_owned(),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_from_common_bodies() {
-        let r = ErrorResponse::from_parts(
-            StatusCode::BAD_REQUEST,
-            &HeaderMap::new(),
-            br#"{"Message":"The request is invalid.","ModelState":{"x":["ApplicationId is missing"]}}"#,
-        );
-        assert_eq!(
-            r.messages(),
-            vec!["The request is invalid.", "ApplicationId is missing"]
-        );
-        let e = Error::from_response("GetApplication", r);
-        assert!(e.hint().contains("NORCE_APPLICATION_ID"), "{}", e.hint());
-        let odata = ErrorResponse::from_parts(
-            StatusCode::BAD_REQUEST,
-            &HeaderMap::new(),
-            br#"{"error":{"code":"","message":"bad $filter"}}"#,
-        );
-        assert_eq!(odata.messages(), vec!["bad $filter"]);
-        let text =
-            ErrorResponse::from_parts(StatusCode::BAD_GATEWAY, &HeaderMap::new(), b"upstream down");
-        assert_eq!(text.messages(), vec!["upstream down"]);
+fn token_hint(source: &auth_core::TokenError) -> &'static str {
+    use auth_core::TokenError as T;
+    match source {
+        T::Endpoint {
+            error: Some(code), ..
+        } if code == "invalid_client" || code == "unauthorized_client" => {
+            "the token endpoint rejected the client: check NORCE_CLIENT_ID and NORCE_CLIENT_SECRET (or NORCE_CLIENT_SECRET_FILE); the secret is shown only once when the integration user is created"
+        }
+        T::Endpoint {
+            error: Some(code), ..
+        } if code == "invalid_scope" => {
+            "the token endpoint rejected the scope: check NORCE_STAGE, or set NORCE_SCOPE (`prod` and `production` are both documented) / NORCE_LEGACY_LAB_SCOPE=true (older tenants expect `lab` and `production`)"
+        }
+        T::Endpoint { error: Some(_), .. } => {
+            "the token endpoint refused the request: check NORCE_CLIENT_ID, NORCE_CLIENT_SECRET and NORCE_STAGE"
+        }
+        T::Endpoint {
+            status: StatusCode::NOT_FOUND,
+            ..
+        } => {
+            "no token endpoint at this address: check NORCE_BASE_URL, or NORCE_CLIENT_SLUG / NORCE_REGION / NORCE_STAGE (or NORCE_LEGACY_STORM_IDENTITY)"
+        }
+        T::Endpoint { .. } => {
+            "the token endpoint refused the request: check NORCE_CLIENT_ID and NORCE_CLIENT_SECRET"
+        }
+        T::Transport(_) => {
+            "cannot reach the token endpoint: check NORCE_BASE_URL, or NORCE_CLIENT_SLUG / NORCE_REGION / NORCE_STAGE, and the network"
+        }
+        T::InvalidResponse(_) => {
+            "the token endpoint answered without a usable token: check that NORCE_BASE_URL points at Norce"
+        }
+        T::Timeout(_) => "the token endpoint did not answer in time: check connectivity",
+        _ => "no token could be obtained: check NORCE_CLIENT_ID and NORCE_CLIENT_SECRET",
     }
 }

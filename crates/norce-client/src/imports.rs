@@ -17,6 +17,8 @@ use norce_models::connect::{
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::error::Error;
+
 /// Options of an import's `X-StormConnect-Header`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -143,7 +145,7 @@ fn set_fields<T: Serialize>(rows: &[T]) -> Result<Vec<String>, ImportError> {
 /// assert_eq!(norce_client::onhand_fields_that_are_set(&rows).unwrap(),
 ///     vec![SkuOnhandField::OnhandValue, SkuOnhandField::IsActive]);
 /// ```
-pub fn onhand_fields_that_are_set(rows: &[SkuOnhand]) -> Result<Vec<SkuOnhandField>, crate::Error> {
+pub fn onhand_fields_that_are_set(rows: &[SkuOnhand]) -> Result<Vec<SkuOnhandField>, Error> {
     onhand_fields(rows).map_err(|e| invalid("ImportOnhands", e))
 }
 
@@ -183,7 +185,7 @@ fn onhand_fields(rows: &[SkuOnhand]) -> Result<Vec<SkuOnhandField>, ImportError>
 /// counts as `PriceRule`.
 pub fn price_list_fields_that_are_set(
     rows: &[SkuPriceList],
-) -> Result<Vec<SkuPriceListField>, crate::Error> {
+) -> Result<Vec<SkuPriceListField>, Error> {
     price_fields(rows).map_err(|e| invalid("ImportSkuPriceLists", e))
 }
 
@@ -244,7 +246,7 @@ fn check_ignore_fields(
 pub fn onhand_header(
     rows: &[SkuOnhand],
     options: &ImportOptions,
-) -> Result<SkuOnhandHeader, crate::Error> {
+) -> Result<SkuOnhandHeader, Error> {
     if rows.is_empty() {
         return Err(invalid(
             "ImportOnhands",
@@ -262,7 +264,7 @@ pub fn onhand_header(
     })
 }
 
-/// The `SkuPriceListHeader` for these rows. Refused (`Error::InvalidRequest`) when
+/// The `SkuPriceListHeader` for these rows. Refused (`Failure::InvalidRequest`) when
 /// `IgnoreSkuPriceListFieldsWhenEmpty` names a field Norce does not allow there or one the rows
 /// do not set.
 ///
@@ -279,7 +281,7 @@ pub fn onhand_header(
 pub fn price_list_header(
     rows: &[SkuPriceList],
     options: &ImportOptions,
-) -> Result<SkuPriceListHeader, crate::Error> {
+) -> Result<SkuPriceListHeader, Error> {
     const OP: &str = "ImportSkuPriceLists";
     if rows.is_empty() {
         return Err(invalid(OP, ImportError("no rows to import".into())));
@@ -312,7 +314,7 @@ pub(crate) fn header_json<T: Serialize>(
     operation: &'static str,
     header: &T,
     codes: bool,
-) -> Result<String, crate::Error> {
+) -> Result<String, Error> {
     let mut value = serde_json::to_value(header)
         .map_err(|e| invalid(operation, ImportError(format!("header: {e}"))))?;
     if codes && let Value::Object(map) = &mut value {
@@ -343,148 +345,6 @@ pub(crate) fn header_json<T: Serialize>(
         .map_err(|e| invalid(operation, ImportError(format!("header: {e}"))))
 }
 
-fn invalid(operation: &'static str, e: ImportError) -> crate::Error {
-    crate::Error::InvalidRequest {
-        operation,
-        reason: e.0,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dec(s: &str) -> models_runtime::DecimalNumber {
-        serde_json::from_str(s).unwrap()
-    }
-
-    #[test]
-    fn onhand_fields_follow_the_rows() {
-        let rows = vec![
-            SkuOnhand {
-                part_no: "1".into(),
-                warehouse_code: "W".into(),
-                location_code: "L".into(),
-                incoming_value: Some(dec("2")),
-                ..Default::default()
-            },
-            SkuOnhand {
-                part_no: "2".into(),
-                warehouse_code: "W".into(),
-                location_code: "L".into(),
-                onhand_value: Some(dec("5")),
-                ..Default::default()
-            },
-        ];
-        assert_eq!(
-            onhand_fields(&rows).unwrap(),
-            vec![SkuOnhandField::OnhandValue, SkuOnhandField::IncomingValue]
-        );
-        let bare = vec![SkuOnhand {
-            part_no: "1".into(),
-            ..Default::default()
-        }];
-        assert!(onhand_fields(&bare).is_err());
-        let old = vec![SkuOnhand {
-            on_order_value: Some(dec("1")),
-            onhand_value: Some(dec("1")),
-            ..Default::default()
-        }];
-        assert!(onhand_fields(&old).unwrap_err().0.contains("OnOrderValue"));
-    }
-
-    #[test]
-    fn price_fields_and_codes() {
-        let rows = vec![SkuPriceList {
-            part_no: "1".into(),
-            price_list_code: "SE".into(),
-            currency_code: Some("SEK".into()),
-            price_sale: Some(dec("199")),
-            price_catalog: Some(dec("249")),
-            price_rule_value: Some(dec("10")),
-            ..Default::default()
-        }];
-        let header = price_list_header(&rows, &ImportOptions::new(1)).unwrap();
-        assert_eq!(
-            header.sku_price_list_fields_that_are_set,
-            vec![
-                SkuPriceListField::PriceSale,
-                SkuPriceListField::PriceCatalog,
-                SkuPriceListField::PriceRule
-            ]
-        );
-        let json = header_json("x", &header, true).unwrap();
-        assert_eq!(
-            json,
-            r#"{"AccountId":1,"FullFile":false,"SerializationType":0,"SkuPriceListFieldsThatAreSet":[3,8,12]}"#
-        );
-        // The ignore list travels as codes too.
-        let options = ImportOptions::new(1).ignore_price_fields_when_empty(vec![
-            SkuPriceListMandatoryField::PriceSale,
-            SkuPriceListMandatoryField::PriceCatalog,
-        ]);
-        let header = price_list_header(&rows, &options).unwrap();
-        assert_eq!(
-            header_json("x", &header, true).unwrap(),
-            r#"{"AccountId":1,"FullFile":false,"IgnoreSkuPriceListFieldsWhenEmpty":[3,8],"SerializationType":0,"SkuPriceListFieldsThatAreSet":[3,8,12]}"#
-        );
-    }
-
-    #[test]
-    fn ignore_fields_follow_norces_two_rules() {
-        let rows = vec![SkuPriceList {
-            part_no: "1".into(),
-            price_list_code: "SE".into(),
-            price_sale: Some(dec("199")),
-            price_rule: Some(2),
-            is_active: Some(true),
-            ..Default::default()
-        }];
-        let with = |fields: &[&str]| {
-            ImportOptions::new(1).ignore_price_fields_when_empty(
-                fields
-                    .iter()
-                    .map(|f| SkuPriceListMandatoryField::from(*f))
-                    .collect(),
-            )
-        };
-        // Allowed and set by the rows.
-        let header = price_list_header(&rows, &with(&["PriceSale", "IsActive"])).unwrap();
-        assert_eq!(
-            header.ignore_sku_price_list_fields_when_empty,
-            Some(vec![
-                SkuPriceListMandatoryField::PriceSale,
-                SkuPriceListMandatoryField::IsActive
-            ])
-        );
-        // PriceRule is set by the rows but may not be listed: named, with the allowed values.
-        let err = price_list_header(&rows, &with(&["PriceRule"])).unwrap_err();
-        let text = err.to_string();
-        assert!(
-            matches!(
-                err,
-                crate::Error::InvalidRequest {
-                    operation: "ImportSkuPriceLists",
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        assert!(
-            text.contains("`PriceRule`")
-                && text.contains(
-                    "PriceSale, CostPurchase, CostUnit, PriceRecommended, PricePrevious, PriceCatalog, IsActive"
-                ),
-            "{text}"
-        );
-        // Allowed but not set by any row.
-        let text = price_list_header(&rows, &with(&["CostUnit"]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            text.contains("`CostUnit`") && text.contains("SkuPriceListFieldsThatAreSet"),
-            "{text}"
-        );
-        assert!(text.contains("[PriceSale, IsActive, PriceRule]"), "{text}");
-    }
+fn invalid(operation: &'static str, e: ImportError) -> Error {
+    Error::invalid(operation, e.0)
 }

@@ -1,6 +1,8 @@
 //! The operations: Services 1.1, Query 3.0 and Connect 4.0.
 
+use client_core::ApiRequest;
 use futures::stream::{self, BoxStream, StreamExt as _};
+use models_runtime::OperationInfo;
 use norce_models::connect::{
     self, CancelOrderRequest, DeliveryNote, Job, JobLogAnswer, JobLogEntry, JobResponse,
     SendOrderStatusRequest, SkuOnhand, SkuPriceList,
@@ -11,8 +13,10 @@ use norce_models::services::{
     GetOrderQueryFormat, ListOrders3Query, ListOrders3QueryFormat, Order, OrderPagedList,
 };
 use reqwest::Url;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use crate::client::{Call, NorceClient, json_body};
+use crate::client::NorceClient;
 use crate::error::Error;
 use crate::imports::{ImportOptions, header_json, onhand_header, price_list_header};
 
@@ -20,14 +24,16 @@ use crate::imports::{ImportOptions, header_json, onhand_header, price_list_heade
 pub const DEFAULT_PAGE_SIZE: i32 = 100;
 
 impl NorceClient {
-    fn get(&self, op: &'static models_runtime::OperationInfo, url: Url) -> Call {
-        Call {
-            op,
-            url,
-            body: None,
-            headers: Vec::new(),
-            idempotent: true,
-        }
+    /// `op` (its literal path) under the Services, Connect or Query root, with `query`,
+    /// its JSON answer decoded.
+    async fn get<T: DeserializeOwned>(
+        &self,
+        base: &Url,
+        op: &'static OperationInfo,
+        query: &impl Serialize,
+    ) -> Result<T, Error> {
+        let request = ApiRequest::new(op, base, op.path).query(query);
+        self.inner.engine.call_json(request).await
     }
 
     /// The Application the `ApplicationId` refers to
@@ -39,8 +45,7 @@ impl NorceClient {
             application_id: None,
             culture_code: None,
         };
-        let url = self.url(&self.inner.endpoints.services, op, &query)?;
-        self.send_json(self.get(op, url)).await
+        self.get(&self.inner.endpoints.services, op, &query).await
     }
 
     /// A cheap end-to-end check for `relay verify`: fetches a token (or reuses the cached one)
@@ -63,8 +68,7 @@ impl NorceClient {
             id: id.to_owned(),
             culture_code: None,
         };
-        let url = self.url(&self.inner.endpoints.services, op, &query)?;
-        self.send_json(self.get(op, url)).await
+        self.get(&self.inner.endpoints.services, op, &query).await
     }
 
     /// One page of `ListOrders3` (`GET /commerce/order/1.1/ListOrders3`), as asked.
@@ -80,15 +84,14 @@ impl NorceClient {
             && query.from_date.is_none()
             && query.to_date.is_none()
         {
-            return Err(Error::InvalidRequest {
-                operation: op.id,
-                reason: "ListOrders3 needs at least one of companyId, customerId, divisionCode, fromDate, toDate".into(),
-            });
+            return Err(Error::invalid(
+                op.id,
+                "ListOrders3 needs at least one of companyId, customerId, divisionCode, fromDate, toDate",
+            ));
         }
         let mut query = query.clone();
         query.format = Some(ListOrders3QueryFormat::Json);
-        let url = self.url(&self.inner.endpoints.services, op, &query)?;
-        self.send_json(self.get(op, url)).await
+        self.get(&self.inner.endpoints.services, op, &query).await
     }
 
     /// Every page of `ListOrders3` from `query.page_no` (default 1), `query.page_size` orders
@@ -136,21 +139,21 @@ impl NorceClient {
     ) -> BoxStream<'static, Result<OrdersPage, Error>> {
         let client = self.clone();
         let op = &query::operations::QUERY_ORDERS;
-        let first = self.url(&self.inner.endpoints.query, op, &query);
-        stream::unfold(Some(first), move |next| {
+        let first = ApiRequest::new(op, &self.inner.endpoints.query, op.path).query(&query);
+        stream::unfold(Some(Ok(first)), move |next| {
             let client = client.clone();
             async move {
-                let url = match next? {
-                    Ok(url) => url,
+                let request = match next? {
+                    Ok(request) => request,
                     Err(e) => return Some((Err(e), None)),
                 };
-                match client.query_page(client.get(op, url)).await {
+                match client.query_page(request).await {
                     Ok(page) => {
                         let next = page
                             .odata_next_link
                             .as_deref()
                             .filter(|l| !l.trim().is_empty())
-                            .map(|link| client.next_link(link));
+                            .map(|link| client.next_link(link).map(|url| ApiRequest::at(op, url)));
                         Some((Ok(page), next))
                     }
                     Err(e) => Some((Err(e), None)),
@@ -161,18 +164,13 @@ impl NorceClient {
     }
 
     /// One Query page, its navigation names read as the spec's (`QueryNavigation`).
-    async fn query_page(&self, call: Call) -> Result<OrdersPage, Error> {
-        let op = call.op;
-        let response = self.send(call).await?;
-        let mut page: serde_json::Value = crate::client::decode(op, &response)?;
+    async fn query_page(&self, request: ApiRequest) -> Result<OrdersPage, Error> {
+        let op = request.info().operation.id;
+        let response = self.inner.engine.send(request).await?;
+        let decode = |e| Error::from(client_core::Failure::decode(op, &response, e));
+        let mut page = serde_json::from_slice(response.body()).map_err(decode)?;
         self.inner.query_navigation.to_spec_names(&mut page);
-        serde_json::from_value(page).map_err(|source| Error::Decode {
-            operation: op.id,
-            status: response.status(),
-            body: String::from_utf8_lossy(&response.body()[..response.body().len().min(4096)])
-                .into_owned(),
-            source,
-        })
+        serde_json::from_value(page).map_err(decode)
     }
 
     fn next_link(&self, link: &str) -> Result<Url, Error> {
@@ -195,21 +193,15 @@ impl NorceClient {
         Ok(url)
     }
 
-    async fn connect_post<T: serde::Serialize>(
+    /// A Connect POST of `body`; `idempotent` when repeating it is harmless.
+    fn connect(
         &self,
-        op: &'static models_runtime::OperationInfo,
-        body: &T,
+        op: &'static OperationInfo,
+        body: &impl Serialize,
         idempotent: bool,
-    ) -> Result<(), Error> {
-        let url = self.url(&self.inner.endpoints.connect, op, &())?;
-        let call = Call {
-            op,
-            url,
-            body: Some(json_body(op, body)?),
-            headers: Vec::new(),
-            idempotent,
-        };
-        self.send(call).await.map(drop)
+    ) -> ApiRequest {
+        let request = ApiRequest::new(op, &self.inner.endpoints.connect, op.path);
+        request.json(body).idempotent(idempotent)
     }
 
     /// Sets an order's status (`POST /commerce/connect/4.0/Order/SendOrderStatus`). The order
@@ -217,56 +209,45 @@ impl NorceClient {
     /// on 429/5xx (setting a status twice is harmless).
     pub async fn send_order_status(&self, request: &SendOrderStatusRequest) -> Result<(), Error> {
         let op = &connect::operations::SEND_ORDER_STATUS;
-        if request.client_order_ref.is_none()
-            && request.erp_order_no.as_deref().is_none_or(str::is_empty)
-        {
-            return Err(Error::InvalidRequest {
-                operation: op.id,
-                reason: "set ClientOrderRef or ErpOrderNo".into(),
-            });
-        }
-        self.connect_post(op, request, true).await
+        order_ref(op, request.client_order_ref, &request.erp_order_no)?;
+        self.inner
+            .engine
+            .send(self.connect(op, request, true))
+            .await
+            .map(drop)
     }
 
     /// Adds a delivery note with its parcels (tracking numbers) to an order
     /// (`POST /commerce/connect/4.0/Order/CreateDeliveryNote`). Not retried after the request
     /// may have reached Norce, so a note is never created twice.
     pub async fn create_delivery_note(&self, note: &DeliveryNote) -> Result<(), Error> {
-        let op = &connect::operations::CREATE_DELIVERY_NOTE;
-        self.connect_post(op, note, false).await
+        let request = self.connect(&connect::operations::CREATE_DELIVERY_NOTE, note, false);
+        self.inner.engine.send(request).await.map(drop)
     }
 
     /// Cancels an order (`POST /commerce/connect/4.0/Order/CancelOrder`), with a PSP cancel
     /// per listed payment. Matched by `ClientOrderRef` and/or `ErpOrderNo`.
     pub async fn cancel_order(&self, request: &CancelOrderRequest) -> Result<(), Error> {
         let op = &connect::operations::CANCEL_ORDER;
-        if request.client_order_ref.is_none()
-            && request.erp_order_no.as_deref().is_none_or(str::is_empty)
-        {
-            return Err(Error::InvalidRequest {
-                operation: op.id,
-                reason: "set ClientOrderRef or ErpOrderNo".into(),
-            });
-        }
-        self.connect_post(op, request, false).await
+        order_ref(op, request.client_order_ref, &request.erp_order_no)?;
+        self.inner
+            .engine
+            .send(self.connect(op, request, false))
+            .await
+            .map(drop)
     }
 
-    async fn import<T: serde::Serialize>(
+    async fn import(
         &self,
-        op: &'static models_runtime::OperationInfo,
-        rows: &[T],
+        op: &'static OperationInfo,
+        rows: &[impl Serialize],
         header: String,
     ) -> Result<JobResponse, Error> {
-        let url = self.url(&self.inner.endpoints.connect, op, &())?;
-        let call = Call {
-            op,
-            url,
-            body: Some(json_body(op, &rows)?),
-            headers: vec![("X-StormConnect-Header", header)],
-            // Imports write absolute values: repeating one is harmless.
-            idempotent: true,
-        };
-        self.send_json(call).await
+        // Imports write absolute values: repeating one is harmless.
+        let request = self
+            .connect(op, &rows, true)
+            .header("X-StormConnect-Header", &header);
+        self.inner.engine.call_json(request).await
     }
 
     /// Imports stock levels (`POST /commerce/connect/4.0/Product/ImportOnhands`, asynchronous).
@@ -300,29 +281,29 @@ impl NorceClient {
 
     /// An import job (`GET /commerce/connect/4.0/Job/Get?id=`).
     pub async fn get_job(&self, job_id: i32) -> Result<Job, Error> {
+        let query = connect::GetJobQuery { id: job_id };
         let op = &connect::operations::GET_JOB;
-        let url = self.url(
-            &self.inner.endpoints.connect,
-            op,
-            &connect::GetJobQuery { id: job_id },
-        )?;
-        self.send_json(self.get(op, url)).await
+        self.get(&self.inner.endpoints.connect, op, &query).await
     }
 
     /// An import job's log (`GET /commerce/connect/4.0/Job/GetLog?id=`), oldest first. Norce's
     /// published sample answers a single entry rather than a list; both are read as a list.
     pub async fn get_job_log(&self, job_id: i32) -> Result<Vec<JobLogEntry>, Error> {
         let op = &connect::operations::GET_JOB_LOG;
-        let url = self.url(
-            &self.inner.endpoints.connect,
-            op,
-            &connect::GetJobLogQuery { id: job_id },
-        )?;
-        Ok(
-            match self.send_json::<JobLogAnswer>(self.get(op, url)).await? {
-                JobLogAnswer::JobLog(entries) => entries,
-                JobLogAnswer::JobLogEntry(entry) => vec![entry],
-            },
-        )
+        let query = connect::GetJobLogQuery { id: job_id };
+        let answer = self.get(&self.inner.endpoints.connect, op, &query).await?;
+        Ok(match answer {
+            JobLogAnswer::JobLog(entries) => entries,
+            JobLogAnswer::JobLogEntry(entry) => vec![entry],
+        })
+    }
+}
+
+/// SendOrderStatus and CancelOrder find the order by `ClientOrderRef` and/or `ErpOrderNo`.
+fn order_ref(op: &OperationInfo, client: Option<i32>, erp: &Option<String>) -> Result<(), Error> {
+    if client.is_some() || erp.as_deref().is_some_and(|s| !s.is_empty()) {
+        Ok(())
+    } else {
+        Err(Error::invalid(op.id, "set ClientOrderRef or ErpOrderNo"))
     }
 }

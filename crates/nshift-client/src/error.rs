@@ -301,9 +301,9 @@ impl Error {
     /// Maps a failure of the tower stack.
     pub(crate) fn from_stack(e: auth_core::Error) -> Self {
         match e {
-            auth_core::Error::Unauthorized { status } => Self::Unauthorized {
-                status,
-                body: String::new(),
+            auth_core::Error::Unauthorized { response } => Self::Unauthorized {
+                status: response.status(),
+                body: body_text(response.body()),
             },
             // The JWT endpoint refused the Basic credentials.
             auth_core::Error::Token(auth_core::TokenError::Endpoint { status, .. })

@@ -1,34 +1,4 @@
-//! A client for the nShift Delivery REST API (`rs-extapi/v1`, formerly Unifaun Online).
-//!
-//! Built on the generated [`nshift_models`] types and the shared tower layers of
-//! [`auth_core`]: every request goes through Trace → Retry → Auth (static Basic or
-//! `Bearer id-secret`, or a cached JWT from `/sessions/jwt`) →
-//! [`client_core::ReqwestTransport`] (or a transport of your own).
-//!
-//! * [`NshiftClient::builder`] / [`NshiftClient::from_env`]: configuration from code or the
-//!   `NSHIFT_*` environment variables (see the README), with errors that name the setting.
-//! * Operations: create and print shipments with decoded labels, stored shipments (store,
-//!   search, print, delete), cancel, documents, pickup points, zip codes, address checks,
-//!   price quotes, and the `fetchId` feeds (status events, printed shipments, price history)
-//!   as [`futures::Stream`]s that honour `minDelay`.
-//! * [`NshiftClient::book_once`]: book a shipment exactly once across retries and crashes.
-//! * [`Error`]: one error type with [`Error::hint`] for operators.
-//!
-//! ```no_run
-//! # async fn demo() -> Result<(), nshift_client::Error> {
-//! use nshift_client::NshiftClient;
-//! let client = NshiftClient::from_env()?;
-//! let agents = client
-//!     .find_agents(&nshift_models::delivery::FindAgentsQuery {
-//!         type_: "POSTNORD".into(),
-//!         zip: Some("11359".into()),
-//!         country_code: "SE".into(),
-//!         ..Default::default()
-//!     })
-//!     .await?;
-//! println!("{} pickup points", agents.len());
-//! # Ok(()) }
-//! ```
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

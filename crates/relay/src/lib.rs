@@ -1,10 +1,10 @@
-//! The relay integration runtime: the connector flows with durable state, the receivers, and
-//! the operator's CLI (`relay verify`, `run`, `serve`, `status`, `replay`, `cursor`).
+#![doc = include_str!("../README.md")]
 
 pub mod cli;
 pub mod config;
 pub mod embedded;
 pub mod flows;
+pub mod platform;
 pub mod scenario;
 pub mod serve;
 pub mod state;

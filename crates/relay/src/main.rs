@@ -71,6 +71,8 @@ enum Command {
     Cursor(relay::cli::status::CursorArgs),
     /// Authorize a platform interactively (Brightpearl OAuth) and store the tokens.
     Auth(relay::cli::auth::AuthArgs),
+    /// The configuration file: print its JSON Schema (for editors), or check a file.
+    Config(relay::cli::config::ConfigCommandArgs),
 }
 
 fn init_tracing() {
@@ -121,6 +123,7 @@ async fn main() -> ExitCode {
         Command::Replay(args) => relay::cli::status::execute_replay(args).await,
         Command::Cursor(args) => relay::cli::status::execute_cursor(args).await,
         Command::Auth(args) => relay::cli::auth::execute(args).await,
+        Command::Config(args) => relay::cli::config::execute(args),
     }
 }
 

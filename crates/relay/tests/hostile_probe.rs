@@ -7,7 +7,7 @@ mod common;
 mod probe;
 
 use relay::config::RelayConfig;
-use relay::serve::{self, Secret, ServeSecrets};
+use relay::serve::{self, SecretString, ServeSecrets};
 use sandbox::SandboxConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -19,9 +19,9 @@ async fn every_hostile_case_gets_the_hardened_answer() {
     let listener = serve::bind(&config.serve).await.unwrap();
     let ctx = common::context(&sandbox, config);
     let secrets = ServeSecrets {
-        order_receiver_password: Some(Secret::new("probe-order-pw")),
-        norce_webhook_secret: Some(Secret::new("probe-norce-secret")),
-        brightpearl_webhook_secret: Some(Secret::new("probe-bp-secret")),
+        order_receiver_password: Some(SecretString::from("probe-order-pw")),
+        norce_webhook_secret: Some(SecretString::from("probe-norce-secret")),
+        brightpearl_webhook_secret: Some(SecretString::from("probe-bp-secret")),
     };
     let handle = serve::start(ctx, secrets, listener).await.unwrap();
     let target = probe::Target {

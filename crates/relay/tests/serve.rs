@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use relay::config::RelayConfig;
 use relay::flows::{FlowContext, FlowError, FlowReport};
-use relay::serve::{self, FlowEntry, FlowFuture, IngestFuture, Secret, ServeSecrets, ServerHandle};
+use relay::serve::{
+    self, FlowEntry, FlowFuture, IngestFuture, SecretString, ServeSecrets, ServerHandle,
+};
 use relay::state::{
     DeadLetter, EntityRecord, EntityUpdate, InboxItem, InboxPut, SqliteStore, StateError, Status,
     Store,
@@ -132,9 +134,9 @@ fn flaky() -> Arc<FlakyStore> {
 
 fn secrets() -> ServeSecrets {
     ServeSecrets {
-        order_receiver_password: Some(Secret::new(PASSWORD)),
-        norce_webhook_secret: Some(Secret::new(NORCE_SECRET)),
-        brightpearl_webhook_secret: Some(Secret::new(BP_SECRET)),
+        order_receiver_password: Some(SecretString::from(PASSWORD)),
+        norce_webhook_secret: Some(SecretString::from(NORCE_SECRET)),
+        brightpearl_webhook_secret: Some(SecretString::from(BP_SECRET)),
     }
 }
 
@@ -237,6 +239,11 @@ async fn start(
     flows: Vec<FlowEntry>,
 ) -> ServerHandle {
     let listener = serve::bind(&config.serve).await.unwrap();
+    // The functions-as-fields flows become trait objects, like the registry's.
+    let flows = flows
+        .into_iter()
+        .map(|f| Arc::new(f) as Arc<dyn relay::flows::Flow>)
+        .collect();
     serve::start_with_flows(context(store, config), secrets, listener, flows)
         .await
         .unwrap()

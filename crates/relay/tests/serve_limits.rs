@@ -84,9 +84,9 @@ fn config() -> RelayConfig {
 
 fn secrets() -> ServeSecrets {
     ServeSecrets {
-        order_receiver_password: Some(serve::Secret::new("pw")),
-        norce_webhook_secret: Some(serve::Secret::new("ns")),
-        brightpearl_webhook_secret: Some(serve::Secret::new("bs")),
+        order_receiver_password: Some(serve::SecretString::from("pw")),
+        norce_webhook_secret: Some(serve::SecretString::from("ns")),
+        brightpearl_webhook_secret: Some(serve::SecretString::from("bs")),
     }
 }
 
@@ -101,6 +101,10 @@ async fn start(config: RelayConfig, flows: Vec<FlowEntry>) -> (ServerHandle, Arc
         stopping: Default::default(),
     };
     let listener = serve::bind(&config.serve).await.unwrap();
+    let flows = flows
+        .into_iter()
+        .map(|f| Arc::new(f) as Arc<dyn relay::flows::Flow>)
+        .collect();
     let handle = serve::start_with_flows(ctx, secrets(), listener, flows)
         .await
         .unwrap();
@@ -660,7 +664,10 @@ async fn a_pass_that_finishes_within_the_grace_is_waited_for_and_idle_connection
     }
 }
 
-#[tokio::test]
+// Multi-threaded, like `relay serve`'s runtime: the passes are tasks on the server's runtime
+// (no thread of their own), so a pass that blocks its worker thread needs another worker for
+// the shutdown to go on beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_blocked_outside_an_await_point_is_left_behind_within_a_bound() {
     let (handle, store) = start(config(), vec![flow("blocking", blocking)]).await;
     wait_for_cursor(&store, "blocking", "started").await;

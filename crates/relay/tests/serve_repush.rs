@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use relay::config::RelayConfig;
 use relay::flows::FlowContext;
-use relay::serve::{self, Secret, ServeSecrets, ServerHandle};
+use relay::serve::{self, SecretString, ServeSecrets, ServerHandle};
 use relay::state::{SqliteStore, Status, Store};
 use sandbox::{DatasetConfig, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
@@ -61,7 +61,7 @@ fn config() -> RelayConfig {
 
 fn secrets() -> ServeSecrets {
     ServeSecrets {
-        order_receiver_password: Some(Secret::new(PASSWORD)),
+        order_receiver_password: Some(SecretString::from(PASSWORD)),
         ..ServeSecrets::default()
     }
 }

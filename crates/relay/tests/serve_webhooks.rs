@@ -15,7 +15,7 @@ use relay::config::RelayConfig;
 use relay::flows::FlowContext;
 use relay::flows::stock::JobWaitConfig;
 use relay::serve::{
-    self, Secret, ServeSecrets, ServerHandle, SubscriptionOutcome, WebhookRegistration,
+    self, SecretString, ServeSecrets, ServerHandle, SubscriptionOutcome, WebhookRegistration,
 };
 use relay::state::{SqliteStore, Status, Store};
 use sandbox::{DatasetConfig, FaultRule, Sandbox, SandboxConfig};
@@ -28,7 +28,7 @@ const SECRET: &str = "bp-secret-1";
 
 fn secrets(brightpearl: Option<&str>) -> ServeSecrets {
     ServeSecrets {
-        brightpearl_webhook_secret: brightpearl.map(Secret::new),
+        brightpearl_webhook_secret: brightpearl.map(SecretString::from),
         ..ServeSecrets::default()
     }
 }
@@ -232,7 +232,7 @@ async fn each_event_is_subscribed_once_and_restarts_create_nothing_new() {
     assert_eq!(webhooks_health["subscriptions"][0]["outcome"], "registered");
     assert_eq!(
         webhooks_health["subscriptions"][0]["uri"],
-        format!("{PUBLIC_URL}/brightpearl/webhooks?secret=REDACTED")
+        format!("{PUBLIC_URL}/brightpearl/webhooks?secret=[redacted]")
     );
     let metrics = get(&handle, "/metrics").await.body;
     assert!(!metrics.contains(SECRET));

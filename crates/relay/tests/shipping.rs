@@ -735,7 +735,7 @@ async fn a_norce_order_event_received_by_serve_ships_the_order_without_polling()
     let sandbox = common::sandbox_with(sandbox_config).await;
     let ctx = common::context(&sandbox, config);
     let secrets = relay::serve::ServeSecrets {
-        norce_webhook_secret: Some(relay::serve::Secret::new("event-secret")),
+        norce_webhook_secret: Some(relay::serve::SecretString::from("event-secret")),
         ..Default::default()
     };
     let handle = relay::serve::start(ctx.clone(), secrets, listener)

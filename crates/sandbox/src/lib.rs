@@ -1,17 +1,4 @@
-//! Local simulators of Norce Commerce, nShift Delivery and Brightpearl on one listener.
-//!
-//! Stateful and faithful to the documented behaviour (see the crate README for every rule and
-//! its source): rate limits, token expiry, validation, async jobs, feeds, pushes, and fault
-//! injection for the failure cases the connectors must survive.
-//!
-//! ```no_run
-//! # async fn demo() -> std::io::Result<()> {
-//! let sandbox = sandbox::Sandbox::start(sandbox::SandboxConfig::default()).await?;
-//! println!("{}", serde_json::to_string(&sandbox.credentials()).unwrap());
-//! // ... point the clients at sandbox.base_url() ...
-//! sandbox.shutdown().await;
-//! # Ok(()) }
-//! ```
+#![doc = include_str!("../README.md")]
 
 pub mod admin;
 pub mod brightpearl;

@@ -1,6 +1,6 @@
 //! Turns a [`Module`] into formatted Rust source.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
@@ -152,10 +152,34 @@ fn field_type(field: &Field) -> TokenStream {
     }
 }
 
-fn serde_field(field: &Field) -> TokenStream {
+/// The Rust path of a generated type as seen from a doc link in the generating module.
+fn type_link(ty: &Ty) -> Option<String> {
+    match ty {
+        Ty::Vec(inner) | Ty::Map(inner) | Ty::Option(inner) => type_link(inner),
+        Ty::Named(None, name) => Some(name.clone()),
+        Ty::Named(Some(module), name) => Some(format!("super::{module}::{name}")),
+        _ => None,
+    }
+}
+
+/// The doc of a field the spec leaves undescribed (mostly a bare `$ref`, whose description
+/// belongs to the referenced schema): which wire field of which type it is, and where the
+/// type's own description is, so `missing_docs` holds for generated code too.
+fn field_fallback(owner: &str, field: &Field) -> String {
+    let wire = &field.wire_name;
+    match type_link(&field.ty) {
+        Some(link) => {
+            format!("`{wire}` of `{owner}` (no description in the spec; see the type [`{link}`]).")
+        }
+        None => format!("`{wire}` of `{owner}` (no description in the spec)."),
+    }
+}
+
+fn serde_field(owner: &str, field: &Field) -> TokenStream {
     let ty = field_type(field);
     let name = ident(&field.rust_name);
-    let docs = doc_attrs(&field.docs, None);
+    let fallback = field_fallback(owner, field);
+    let docs = doc_attrs(&field.docs, Some(&fallback));
     let wire = &field.wire_name;
     let mut args = Vec::new();
     if *wire != field.rust_name {
@@ -190,13 +214,82 @@ fn op_link(op: &str) -> String {
     format!(" Parameters of [`operations::{}`].", screaming(op))
 }
 
-fn emit_item(item: &Item, defaults: &BTreeSet<String>) -> TokenStream {
+/// Docs for generated types the spec gives no description, by type name: operation request
+/// and response bodies, and the inline types of fields and parameters (named after their owner).
+fn item_fallbacks(module: &Module) -> BTreeMap<String, String> {
+    let mut fallbacks = BTreeMap::new();
+    for item in &module.items {
+        let (owner, fields): (&str, Vec<&Field>) = match item {
+            Item::Struct { name, fields, .. }
+            | Item::PathParams { name, fields, .. }
+            | Item::QueryParams { name, fields, .. } => (name, fields.iter().collect()),
+            Item::HeaderParams { name, params, .. } => {
+                (name, params.iter().map(|p| &p.field).collect())
+            }
+            _ => continue,
+        };
+        for field in fields {
+            if let Some(inline) = local_type(&field.ty).filter(|n| n.starts_with(owner)) {
+                fallbacks.entry(inline.to_owned()).or_insert_with(|| {
+                    format!(
+                        "The type of `{}` in [`{owner}`] (no description in the spec).",
+                        field.wire_name
+                    )
+                });
+            }
+        }
+    }
+    for op in &module.operations {
+        let (cid, method, path) = (screaming(&op.id), &op.method, &op.path);
+        if let Some(media) = &op.request_media_type {
+            fallbacks.insert(
+                format!("{}Request", op.id),
+                format!(
+                    "The request body of [`operations::{cid}`] (`{method} {path}`, `{media}`)."
+                ),
+            );
+        }
+        let status = op.success_status;
+        let response = match &op.response_media_type {
+            Some(media) => format!(
+                "The {status} response body of [`operations::{cid}`] (`{method} {path}`, `{media}`)."
+            ),
+            None => format!(
+                "[`operations::{cid}`] (`{method} {path}`) answers {status} without a body."
+            ),
+        };
+        fallbacks.insert(format!("{}Response", op.id), response);
+    }
+    fallbacks
+}
+
+/// The generated type of this module a field holds, through arrays, maps and options.
+fn local_type(ty: &Ty) -> Option<&str> {
+    match ty {
+        Ty::Vec(inner) | Ty::Map(inner) | Ty::Option(inner) => local_type(inner),
+        Ty::Named(None, name) => Some(name),
+        _ => None,
+    }
+}
+
+/// `docs` as attributes, or `fallback` (or a plain "no description" line) when the spec has none.
+fn item_docs(name: &str, docs: &Docs, fallbacks: &BTreeMap<String, String>) -> TokenStream {
+    let generic = format!("`{name}` (no description in the spec).");
+    let fallback = fallbacks.get(name).map_or(generic.as_str(), String::as_str);
+    doc_attrs(docs, Some(fallback))
+}
+
+fn emit_item(
+    item: &Item,
+    defaults: &BTreeSet<String>,
+    fallbacks: &BTreeMap<String, String>,
+) -> TokenStream {
     match item {
         Item::Struct { name, docs, fields } => {
-            let docs = doc_attrs(docs, None);
+            let docs = item_docs(name, docs, fallbacks);
             let derive = derives(name, defaults);
             let id = ident(name);
-            let fields = fields.iter().map(serde_field);
+            let fields = fields.iter().map(|f| serde_field(name, f));
             quote! {
                 #docs
                 #derive
@@ -209,7 +302,7 @@ fn emit_item(item: &Item, defaults: &BTreeSet<String>) -> TokenStream {
             variants,
             case_insensitive,
         } => {
-            let docs = doc_attrs(docs, None);
+            let docs = item_docs(name, docs, fallbacks);
             let id = ident(name);
             let variant_defs = variants.iter().map(|v| {
                 let vid = ident(&v.rust_name);
@@ -310,12 +403,16 @@ fn emit_item(item: &Item, defaults: &BTreeSet<String>) -> TokenStream {
             docs,
             variants,
         } => {
-            let docs = doc_attrs(docs, None);
+            let docs = item_docs(name, docs, fallbacks);
             let id = ident(name);
             let variants = variants.iter().map(|(variant, ty)| {
                 let vid = ident(variant);
+                let doc = match type_link(ty) {
+                    Some(link) => format!(" The shape of [`{link}`]."),
+                    None => format!(" The `{variant}` shape."),
+                };
                 let ty = ty_tokens(ty);
-                quote!(#vid(#ty),)
+                quote!(#[doc = #doc] #vid(#ty),)
             });
             quote! {
                 #docs
@@ -327,7 +424,7 @@ fn emit_item(item: &Item, defaults: &BTreeSet<String>) -> TokenStream {
             }
         }
         Item::Alias { name, docs, ty } => {
-            let docs = doc_attrs(docs, None);
+            let docs = item_docs(name, docs, fallbacks);
             let id = ident(name);
             let ty = ty_tokens(ty);
             quote!(#docs pub type #id = #ty;)
@@ -341,7 +438,7 @@ fn emit_item(item: &Item, defaults: &BTreeSet<String>) -> TokenStream {
             let id = ident(name);
             let doc = op_link(op);
             let derive = derives(name, defaults);
-            let defs = fields.iter().map(serde_field);
+            let defs = fields.iter().map(|f| serde_field(name, f));
             let mut format = String::new();
             let mut args = Vec::new();
             let mut rest = template.as_str();
@@ -374,7 +471,7 @@ fn emit_item(item: &Item, defaults: &BTreeSet<String>) -> TokenStream {
             let id = ident(name);
             let doc = op_link(op);
             let derive = derives(name, defaults);
-            let defs = fields.iter().map(serde_field);
+            let defs = fields.iter().map(|f| serde_field(name, f));
             quote! {
                 #[doc = #doc]
                 #derive
@@ -385,7 +482,8 @@ fn emit_item(item: &Item, defaults: &BTreeSet<String>) -> TokenStream {
             let id = ident(name);
             let doc = op_link(op);
             let defs = params.iter().map(|p| {
-                let docs = doc_attrs(&p.field.docs, None);
+                let fallback = field_fallback(name, &p.field);
+                let docs = doc_attrs(&p.field.docs, Some(&fallback));
                 let fid = ident(&p.field.rust_name);
                 let ty = field_type(&p.field);
                 quote!(#docs pub #fid: #ty,)
@@ -554,7 +652,11 @@ pub fn emit_module(module: &Module) -> Result<String, String> {
         };
         quote!(#![doc = #text])
     });
-    let items = module.items.iter().map(|item| emit_item(item, &defaults));
+    let fallbacks = item_fallbacks(module);
+    let items = module
+        .items
+        .iter()
+        .map(|item| emit_item(item, &defaults, &fallbacks));
     let operations = emit_operations(&module.operations);
     let schema_fields = emit_schema_fields(&module.items);
     let tokens = quote! {
@@ -643,7 +745,12 @@ fn space_items(source: &str) -> String {
         out.push('\n');
         previous_ends_item = line == "}"
             || line == ");"
-            || (!line.starts_with(' ') && line.ends_with(';') && !line.starts_with("#!"));
+            || (!line.starts_with(' ')
+                && line.ends_with(';')
+                && !line.starts_with("#!")
+                // A doc line ending in `;` is prose, not the end of an item: a blank line
+                // after it would split the doc comment.
+                && !line.starts_with("//"));
         if line.starts_with(")]") {
             previous_ends_item = true;
         }

@@ -1,4 +1,4 @@
-//! `cargo xtask codegen`: specs/<platform>/*.yaml → crates/<platform>-models/src/generated/.
+//! `cargo xtask codegen`: `specs/<platform>/*.yaml` → `crates/<platform>-models/src/generated/`.
 //!
 //! Our own generator rather than typify: the models need open enums (an `Unknown` variant),
 //! exact decimals from strings, timestamps in every form the platforms send, and types for
@@ -94,7 +94,7 @@ pub fn load_platform(root: &Path, platform: &str) -> Result<Vec<SpecFile>, Codeg
             path.file_name().and_then(|n| n.to_str()).unwrap_or("")
         );
         let text = fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
-        match serde_yaml::from_str(&text) {
+        match serde_norway::from_str(&text) {
             Ok(doc) => {
                 let stem = path
                     .file_stem()

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 
 use super::naming::{pascal, snake};
 
@@ -42,24 +42,39 @@ pub struct SpecFile {
 /// A Rust type expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ty {
+    /// `String`.
     Str,
+    /// `bool`.
     Bool,
+    /// `i32` (`type: integer, format: int32`).
     I32,
+    /// `i64` (any other `type: integer`).
     I64,
+    /// `f64` (`type: number` without a format we translate).
     F64,
+    /// `models_runtime::Decimal`: `type: string, format: decimal`, exact.
     Decimal,
+    /// `models_runtime::DecimalNumber`: `type: number, format: decimal`, exact (never through `f64`).
     DecimalNumber,
     /// `type: number, format: vat-percent`.
     VatPercent,
     /// `type: number, format: vat-multiplier`.
     VatMultiplier,
+    /// `models_runtime::Timestamp`: `format: date-time`, in every form the platforms send.
     Timestamp,
+    /// `chrono::NaiveDate`: `format: date`.
     Date,
+    /// `serde_json::Value`: arbitrary JSON (`items: {}`, an object without properties).
     Json,
+    /// `Vec<u8>`: `format: binary`.
     Bytes,
+    /// `()`: an operation that answers without a body.
     Unit,
+    /// `Vec<T>`: `type: array`.
     Vec(Box<Ty>),
+    /// `BTreeMap<String, T>`: an object with only `additionalProperties`.
     Map(Box<Ty>),
+    /// `Option<T>`: `nullable: true`.
     Option(Box<Ty>),
     /// A generated type: in this module (`None`) or a sibling module.
     Named(Option<String>, String),
@@ -77,83 +92,134 @@ impl Ty {
 /// Documentation gathered from a schema or operation.
 #[derive(Debug, Clone, Default)]
 pub struct Docs {
+    /// `description`, trimmed.
     pub description: Option<String>,
+    /// `x-open-question`: what about this is unverified.
     pub open_question: Option<String>,
+    /// `example`, as text.
     pub example: Option<String>,
 }
 
+/// A struct field or an operation parameter.
 #[derive(Debug, Clone)]
 pub struct Field {
+    /// The Rust name (snake case, deduplicated within its struct).
     pub rust_name: String,
+    /// The name on the wire, as the spec writes it.
     pub wire_name: String,
+    /// The type, without the `Option` that `required`/`nullable` add.
     pub ty: Ty,
+    /// Listed under `required` (always true for path parameters).
     pub required: bool,
+    /// `nullable: true`: `null` is a value, so the field is an `Option` even when required.
     pub nullable: bool,
+    /// The field holds its own struct, so it needs a `Box`.
     pub boxed: bool,
+    /// What the spec says about it.
     pub docs: Docs,
 }
 
+/// One value of a string enum.
 #[derive(Debug, Clone)]
 pub struct Variant {
+    /// The Rust variant name (PascalCase, never `Unknown`, deduplicated).
     pub rust_name: String,
+    /// The value on the wire.
     pub wire: String,
 }
 
 /// How a parameter value travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamCodec {
+    /// `schema`: written with `Display`, read with `FromStr`.
     Display,
+    /// `content: application/json`: the header value is JSON.
     Json,
 }
 
+/// A header parameter: the field and how its value travels.
 #[derive(Debug, Clone)]
 pub struct Param {
+    /// The parameter as a field of the headers struct.
     pub field: Field,
+    /// How the value is written and read.
     pub codec: ParamCodec,
 }
 
+/// One generated type.
 #[derive(Debug, Clone)]
 pub enum Item {
+    /// An object schema: a struct with serde derives.
     Struct {
+        /// The Rust type name.
         name: String,
+        /// What the spec says about it.
         docs: Docs,
+        /// The properties, `allOf` parts merged.
         fields: Vec<Field>,
     },
+    /// A string enum: an open enum with an `Unknown(String)` variant.
     Enum {
+        /// The Rust type name.
         name: String,
+        /// What the spec says about it.
         docs: Docs,
+        /// The listed values, in spec order.
         variants: Vec<Variant>,
+        /// `x-case-insensitive`: known values match in any case.
         case_insensitive: bool,
     },
+    /// A `oneOf` of `$ref`s: an untagged enum, one variant per member.
     Untagged {
+        /// The Rust type name.
         name: String,
+        /// What the spec says about it.
         docs: Docs,
+        /// (variant name, type) per `oneOf` member, in spec order.
         variants: Vec<(String, Ty)>,
     },
+    /// Anything else (arrays, maps, primitives, bodies naming another type): a type alias.
     Alias {
+        /// The Rust type name.
         name: String,
+        /// What the spec says about it.
         docs: Docs,
+        /// The aliased type.
         ty: Ty,
     },
+    /// The path parameters of an operation, with `to_path`.
     PathParams {
+        /// The Rust type name.
         name: String,
+        /// The operation id (PascalCase) the parameters belong to.
         op: String,
+        /// The path as the spec writes it, `{name}` placeholders included.
         template: String,
+        /// One field per `in: path` parameter.
         fields: Vec<Field>,
     },
+    /// The query parameters of an operation.
     QueryParams {
+        /// The Rust type name.
         name: String,
+        /// The operation id (PascalCase) the parameters belong to.
         op: String,
+        /// One field per `in: query` parameter.
         fields: Vec<Field>,
     },
+    /// The header parameters of an operation, with `to_pairs` and `from_lookup`.
     HeaderParams {
+        /// The Rust type name.
         name: String,
+        /// The operation id (PascalCase) the parameters belong to.
         op: String,
+        /// One per `in: header` parameter, in spec order.
         params: Vec<Param>,
     },
 }
 
 impl Item {
+    /// The Rust type name of the item.
     pub fn name(&self) -> &str {
         match self {
             Item::Struct { name, .. }
@@ -167,26 +233,42 @@ impl Item {
     }
 }
 
+/// One operation under `paths`.
 #[derive(Debug, Clone)]
 pub struct Operation {
+    /// The `operationId` in PascalCase.
     pub id: String,
+    /// The HTTP method in upper case.
     pub method: String,
+    /// The path template as the spec writes it.
     pub path: String,
+    /// `description` (or the summary when there is none), `x-open-question`, `example`.
     pub docs: Docs,
+    /// `summary` (required by validation).
     pub summary: Option<String>,
+    /// The 2xx status of the success response.
     pub success_status: u16,
+    /// The request body's media type, if it has a body.
     pub request_media_type: Option<String>,
+    /// The success response's media type, if it has a body.
     pub response_media_type: Option<String>,
 }
 
 /// Everything generated for one spec file.
 pub struct Module {
+    /// The Rust module name (the spec file's stem).
     pub module: String,
+    /// The spec file relative to the workspace root.
     pub rel_path: String,
+    /// `info.title`.
     pub title: String,
+    /// `info.version`.
     pub version: String,
+    /// `info.description`, trimmed.
     pub description: Option<String>,
+    /// The generated types, each before the inline types of its fields.
     pub items: Vec<Item>,
+    /// The operations, in spec order.
     pub operations: Vec<Operation>,
 }
 
@@ -224,10 +306,12 @@ pub struct Builder<'a> {
     file: &'a SpecFile,
     items: Vec<Item>,
     names: BTreeMap<String, String>,
+    /// The problems found so far.
     pub diags: Vec<Diag>,
 }
 
 impl<'a> Builder<'a> {
+    /// A builder for `file`; `files` are the platform's spec files, for cross-file `$ref`s.
     pub fn new(files: &'a [SpecFile], file: &'a SpecFile) -> Self {
         Self {
             files,
@@ -924,7 +1008,7 @@ impl<'a> Builder<'a> {
         }
         let distinct: BTreeSet<String> = with_schema
             .iter()
-            .map(|(_, (_, s))| serde_yaml::to_string(s).unwrap_or_default())
+            .map(|(_, (_, s))| serde_norway::to_string(s).unwrap_or_default())
             .collect();
         if distinct.len() > 1 {
             self.diag(

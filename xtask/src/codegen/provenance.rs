@@ -8,7 +8,7 @@
 use std::fmt;
 use std::path::Path;
 
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 
 use super::model::{Diag, METHODS, SpecFile};
 use super::{CodegenError, load_all};
@@ -90,6 +90,7 @@ impl fmt::Display for Unsourced {
 /// What one walk over a spec file found.
 #[derive(Debug, Clone, Default)]
 pub struct Scan {
+    /// What the file holds and how much of it is sourced.
     pub counts: Counts,
     /// Operations and schemas without `x-source`, in file order.
     pub unsourced: Vec<Unsourced>,
@@ -102,6 +103,7 @@ pub struct Scan {
 pub struct PlatformProvenance {
     /// `norce`, `nshift`, `brightpearl`.
     pub platform: String,
+    /// The counts summed over the platform's spec files.
     pub counts: Counts,
     /// Operations and schemas without `x-source`.
     pub unsourced: Vec<Unsourced>,
@@ -218,7 +220,7 @@ fn get<'v>(v: &'v Value, key: &str) -> Option<&'v Value> {
 fn render(v: &Value) -> String {
     let text = match v {
         Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other).unwrap_or_default(),
+        other => serde_norway::to_string(other).unwrap_or_default(),
     };
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if line.chars().count() > 80 {

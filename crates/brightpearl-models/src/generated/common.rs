@@ -91,6 +91,7 @@ pub type EmptyResponse = serde_json::Value;
 /// Response of `OPTIONS` on a resource, `{"response": {"getUris": [...]}}`.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct GetUrisResponse {
+    /// `response` of `GetUrisResponse` (no description in the spec; see the type [`GetUris`]).
     pub response: GetUris,
 }
 
@@ -108,6 +109,7 @@ pub struct GetUris {
 /// `morePagesAvailable` is true.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SearchEnvelope {
+    /// `response` of `SearchEnvelope` (no description in the spec; see the type [`SearchResults`]).
     pub response: SearchResults,
     /// Reference data named by columns' `referenceData`: reference name to a map of id to
     /// value. The values are any JSON: a label string in most maps (`orderStatusNames`:
@@ -128,6 +130,7 @@ pub struct SearchResults {
     /// One positional array per matching resource, values in the order of `metaData.columns`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub results: Option<Vec<Vec<serde_json::Value>>>,
+    /// `metaData` of `SearchResults` (no description in the spec; see the type [`SearchMetaData`]).
     #[serde(rename = "metaData", default, skip_serializing_if = "Option::is_none")]
     pub meta_data: Option<SearchMetaData>,
 }
@@ -194,6 +197,7 @@ pub struct SearchColumn {
     /// Whether the column can be used as a filter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filterable: Option<bool>,
+    /// `reportDataType` of `SearchColumn` (no description in the spec; see the type [`ReportDataType`]).
     #[serde(rename = "reportDataType", default, skip_serializing_if = "Option::is_none")]
     pub report_data_type: Option<ReportDataType>,
     /// Names of the `reference` maps that label this column's values (e.g. `orderStatusNames`).
@@ -214,6 +218,7 @@ pub struct SearchColumn {
 /// One sort criterion of a search response.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SearchSorting {
+    /// `filterable` of `SearchSorting` (no description in the spec; see the type [`SearchColumn`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filterable: Option<SearchColumn>,
     /// Sort direction.

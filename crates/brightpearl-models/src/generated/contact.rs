@@ -72,32 +72,40 @@ pub struct ContactRequest {
     /// Example: `Svensson`
     #[serde(rename = "lastName", default, skip_serializing_if = "Option::is_none")]
     pub last_name: Option<String>,
+    /// `postAddressIds` of `ContactRequest` (no description in the spec; see the type [`PostAddressIds`]).
     #[serde(rename = "postAddressIds", default, skip_serializing_if = "Option::is_none")]
     pub post_address_ids: Option<PostAddressIds>,
+    /// `communication` of `ContactRequest` (no description in the spec; see the type [`ContactCommunication`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub communication: Option<ContactCommunication>,
+    /// `relationshipToAccount` of `ContactRequest` (no description in the spec; see the type [`RelationshipToAccount`]).
     #[serde(
         rename = "relationshipToAccount",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub relationship_to_account: Option<RelationshipToAccount>,
+    /// `organisation` of `ContactRequest` (no description in the spec; see the type [`ContactOrganisation`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organisation: Option<ContactOrganisation>,
+    /// `financialDetails` of `ContactRequest` (no description in the spec; see the type [`ContactFinancialDetailsRequest`]).
     #[serde(
         rename = "financialDetails",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub financial_details: Option<ContactFinancialDetailsRequest>,
+    /// `marketingDetails` of `ContactRequest` (no description in the spec; see the type [`MarketingDetails`]).
     #[serde(
         rename = "marketingDetails",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub marketing_details: Option<MarketingDetails>,
+    /// `contactStatus` of `ContactRequest` (no description in the spec; see the type [`ContactStatus`]).
     #[serde(rename = "contactStatus", default, skip_serializing_if = "Option::is_none")]
     pub contact_status: Option<ContactStatus>,
+    /// `assignment` of `ContactRequest` (no description in the spec; see the type [`ContactAssignment`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignment: Option<ContactAssignment>,
 }
@@ -119,12 +127,16 @@ pub struct PostAddressIds {
 /// E-mail addresses, telephone numbers and other channels.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ContactCommunication {
+    /// `emails` of `ContactCommunication` (no description in the spec; see the type [`ContactEmails`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emails: Option<ContactEmails>,
+    /// `telephones` of `ContactCommunication` (no description in the spec; see the type [`ContactTelephones`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telephones: Option<ContactTelephones>,
+    /// `messagingVoips` of `ContactCommunication` (no description in the spec; see the type [`ContactMessagingVoips`]).
     #[serde(rename = "messagingVoips", default, skip_serializing_if = "Option::is_none")]
     pub messaging_voips: Option<ContactMessagingVoips>,
+    /// `websites` of `ContactCommunication` (no description in the spec; see the type [`ContactWebsites`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub websites: Option<ContactWebsites>,
 }
@@ -132,10 +144,13 @@ pub struct ContactCommunication {
 /// E-mail addresses by rank.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ContactEmails {
+    /// `PRI` of `ContactEmails` (no description in the spec; see the type [`ContactEmail`]).
     #[serde(rename = "PRI", default, skip_serializing_if = "Option::is_none")]
     pub pri: Option<ContactEmail>,
+    /// `SEC` of `ContactEmails` (no description in the spec; see the type [`ContactEmail`]).
     #[serde(rename = "SEC", default, skip_serializing_if = "Option::is_none")]
     pub sec: Option<ContactEmail>,
+    /// `TER` of `ContactEmails` (no description in the spec; see the type [`ContactEmail`]).
     #[serde(rename = "TER", default, skip_serializing_if = "Option::is_none")]
     pub ter: Option<ContactEmail>,
 }
@@ -287,6 +302,7 @@ pub struct MarketingDetails {
 /// Current status of the contact.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ContactStatus {
+    /// `current` of `ContactStatus` (no description in the spec; see the type [`ContactStatusCurrent`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current: Option<ContactStatusCurrent>,
 }
@@ -306,6 +322,7 @@ pub struct ContactStatusCurrent {
 /// Staff and lead-source assignment.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ContactAssignment {
+    /// `current` of `ContactAssignment` (no description in the spec; see the type [`ContactAssignmentCurrent`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current: Option<ContactAssignmentCurrent>,
 }
@@ -358,30 +375,37 @@ pub struct Contact {
     /// Last name.
     #[serde(rename = "lastName", default, skip_serializing_if = "Option::is_none")]
     pub last_name: Option<String>,
+    /// `postAddressIds` of `Contact` (no description in the spec; see the type [`PostAddressIds`]).
     #[serde(rename = "postAddressIds", default, skip_serializing_if = "Option::is_none")]
     pub post_address_ids: Option<PostAddressIds>,
+    /// `communication` of `Contact` (no description in the spec; see the type [`ContactCommunication`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub communication: Option<ContactCommunication>,
+    /// `contactStatus` of `Contact` (no description in the spec; see the type [`ContactStatus`]).
     #[serde(rename = "contactStatus", default, skip_serializing_if = "Option::is_none")]
     pub contact_status: Option<ContactStatus>,
+    /// `relationshipToAccount` of `Contact` (no description in the spec; see the type [`RelationshipToAccount`]).
     #[serde(
         rename = "relationshipToAccount",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub relationship_to_account: Option<RelationshipToAccount>,
+    /// `marketingDetails` of `Contact` (no description in the spec; see the type [`MarketingDetails`]).
     #[serde(
         rename = "marketingDetails",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub marketing_details: Option<MarketingDetails>,
+    /// `financialDetails` of `Contact` (no description in the spec; see the type [`ContactFinancialDetails`]).
     #[serde(
         rename = "financialDetails",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub financial_details: Option<ContactFinancialDetails>,
+    /// `organisation` of `Contact` (no description in the spec; see the type [`ContactOrganisation`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organisation: Option<ContactOrganisation>,
     /// Trade status.
@@ -571,6 +595,7 @@ impl SearchContactsHeaders {
     }
 }
 
+/// The 200 response body of [`operations::SEARCH_CONTACTS`] (`GET /public-api/{account}/contact-service/contact-search`, `application/json`).
 pub type SearchContactsResponse = super::common::SearchEnvelope;
 
 /// Parameters of [`operations::GET_CONTACTS`].
@@ -714,6 +739,7 @@ impl GetContactsHeaders {
     }
 }
 
+/// The 200 response body of [`operations::GET_CONTACTS`] (`GET /public-api/{account}/contact-service/contact/{idSet}`, `application/json`).
 pub type GetContactsResponse = ContactListResponse;
 
 /// Parameters of [`operations::CREATE_CONTACT`].
@@ -824,8 +850,10 @@ impl CreateContactHeaders {
     }
 }
 
+/// The request body of [`operations::CREATE_CONTACT`] (`POST /public-api/{account}/contact-service/contact`, `application/json`).
 pub type CreateContactRequest = ContactRequest;
 
+/// The 200 response body of [`operations::CREATE_CONTACT`] (`POST /public-api/{account}/contact-service/contact`, `application/json`).
 pub type CreateContactResponse = super::common::CreatedIdResponse;
 
 /// Parameters of [`operations::CREATE_POSTAL_ADDRESS`].
@@ -936,8 +964,10 @@ impl CreatePostalAddressHeaders {
     }
 }
 
+/// The request body of [`operations::CREATE_POSTAL_ADDRESS`] (`POST /public-api/{account}/contact-service/postal-address`, `application/json`).
 pub type CreatePostalAddressRequest = PostalAddressRequest;
 
+/// The 200 response body of [`operations::CREATE_POSTAL_ADDRESS`] (`POST /public-api/{account}/contact-service/postal-address`, `application/json`).
 pub type CreatePostalAddressResponse = super::common::CreatedIdResponse;
 
 /// Method, path and media types of every operation in this spec.

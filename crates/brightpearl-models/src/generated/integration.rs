@@ -292,8 +292,10 @@ impl<'de> serde::Deserialize<'de> for WebhookHttpMethod {
 /// Body of the webhook POST (and PUT).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WebhookRequest {
+    /// `subscribeTo` of `WebhookRequest` (no description in the spec; see the type [`WebhookEventName`]).
     #[serde(rename = "subscribeTo")]
     pub subscribe_to: WebhookEventName,
+    /// `httpMethod` of `WebhookRequest` (no description in the spec; see the type [`WebhookHttpMethod`]).
     #[serde(rename = "httpMethod")]
     pub http_method: WebhookHttpMethod,
     /// Target URL, may contain template variables (`${account-code}`, `${resource-type}`, `${resource-id}`, `${lifecycle-event}`, `${resource-specifier}`, `${raised-on}`, `${brightpearl-version}` as listed on the simulate page, and `${full-event}`, which that list omits but the Webhook GET example uses). Put the shared secret here as a query parameter.
@@ -332,8 +334,10 @@ pub struct Webhook {
     ///
     /// Example: `12`
     pub id: i64,
+    /// `subscribeTo` of `Webhook` (no description in the spec; see the type [`WebhookEventName`]).
     #[serde(rename = "subscribeTo", default, skip_serializing_if = "Option::is_none")]
     pub subscribe_to: Option<WebhookEventName>,
+    /// `httpMethod` of `Webhook` (no description in the spec; see the type [`WebhookHttpMethod`]).
     #[serde(rename = "httpMethod", default, skip_serializing_if = "Option::is_none")]
     pub http_method: Option<WebhookHttpMethod>,
     /// Target URL template.
@@ -468,8 +472,10 @@ pub struct WebhookEvent {
     ///
     /// Example: `88-90,95`
     pub id: String,
+    /// `lifecycleEvent` of `WebhookEvent` (no description in the spec; see the type [`WebhookLifecycleEvent`]).
     #[serde(rename = "lifecycleEvent", default, skip_serializing_if = "Option::is_none")]
     pub lifecycle_event: Option<WebhookLifecycleEvent>,
+    /// `fullEvent` of `WebhookEvent` (no description in the spec; see the type [`WebhookEventName`]).
     #[serde(rename = "fullEvent", default, skip_serializing_if = "Option::is_none")]
     pub full_event: Option<WebhookEventName>,
     /// When the event was raised (`${raised-on}`, ISO 8601).
@@ -633,8 +639,10 @@ impl<'de> serde::Deserialize<'de> for MultiMessageOnFail {
 /// Body of the multi-message POST.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MultiMessageRequest {
+    /// `processingMode` of `MultiMessageRequest` (no description in the spec; see the type [`MultiMessageProcessingMode`]).
     #[serde(rename = "processingMode")]
     pub processing_mode: MultiMessageProcessingMode,
+    /// `onFail` of `MultiMessageRequest` (no description in the spec; see the type [`MultiMessageOnFail`]).
     #[serde(rename = "onFail")]
     pub on_fail: MultiMessageOnFail,
     /// 2 to 10 destructive messages; send a single message directly rather than as a batch of one (see the open question on the operation).
@@ -654,6 +662,7 @@ pub struct MultiMessage {
     ///
     /// Example: `/order-service/order/322/status`
     pub uri: String,
+    /// `httpMethod` of `MultiMessage` (no description in the spec; see the type [`WebhookHttpMethod`]).
     #[serde(rename = "httpMethod")]
     pub http_method: WebhookHttpMethod,
     /// The request body (any JSON). The Java client sends `{}` when a message has no entity (DELETE); leaving it out is untested.
@@ -664,6 +673,7 @@ pub struct MultiMessage {
 /// Response of the multi-message POST, `{"response": {processedMessages, unprocessedMessages}}`.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct MultiMessageResponse {
+    /// `response` of `MultiMessageResponse` (no description in the spec; see the type [`MultiMessageResult`]).
     pub response: MultiMessageResult,
 }
 
@@ -698,6 +708,7 @@ pub struct ProcessedMessage {
     /// Example: `200`
     #[serde(rename = "statusCode")]
     pub status_code: i64,
+    /// `body` of `ProcessedMessage` (no description in the spec; see the type [`ProcessedMessageBody`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<ProcessedMessageBody>,
 }
@@ -822,6 +833,7 @@ impl ListWebhooksHeaders {
     }
 }
 
+/// The 200 response body of [`operations::LIST_WEBHOOKS`] (`GET /public-api/{account}/integration-service/webhook`, `application/json`).
 pub type ListWebhooksResponse = WebhookListResponse;
 
 /// Parameters of [`operations::CREATE_WEBHOOK`].
@@ -932,8 +944,10 @@ impl CreateWebhookHeaders {
     }
 }
 
+/// The request body of [`operations::CREATE_WEBHOOK`] (`POST /public-api/{account}/integration-service/webhook`, `application/json`).
 pub type CreateWebhookRequest = WebhookRequest;
 
+/// The 200 response body of [`operations::CREATE_WEBHOOK`] (`POST /public-api/{account}/integration-service/webhook`, `application/json`).
 pub type CreateWebhookResponse = super::common::CreatedIdResponse;
 
 /// Parameters of [`operations::GET_WEBHOOKS`].
@@ -1050,6 +1064,7 @@ impl GetWebhooksHeaders {
     }
 }
 
+/// The 200 response body of [`operations::GET_WEBHOOKS`] (`GET /public-api/{account}/integration-service/webhook/{idSet}`, `application/json`).
 pub type GetWebhooksResponse = WebhookListResponse;
 
 /// Parameters of [`operations::UPDATE_WEBHOOK`].
@@ -1166,8 +1181,10 @@ impl UpdateWebhookHeaders {
     }
 }
 
+/// The request body of [`operations::UPDATE_WEBHOOK`] (`PUT /public-api/{account}/integration-service/webhook/{webhookId}`, `application/json`).
 pub type UpdateWebhookRequest = WebhookRequest;
 
+/// The 200 response body of [`operations::UPDATE_WEBHOOK`] (`PUT /public-api/{account}/integration-service/webhook/{webhookId}`, `application/json`).
 pub type UpdateWebhookResponse = super::common::EmptyResponse;
 
 /// Parameters of [`operations::DELETE_WEBHOOK`].
@@ -1284,6 +1301,7 @@ impl DeleteWebhookHeaders {
     }
 }
 
+/// The 200 response body of [`operations::DELETE_WEBHOOK`] (`DELETE /public-api/{account}/integration-service/webhook/{webhookId}`, `application/json`).
 pub type DeleteWebhookResponse = super::common::EmptyResponse;
 
 /// Parameters of [`operations::SIMULATE_WEBHOOK`].
@@ -1400,8 +1418,10 @@ impl SimulateWebhookHeaders {
     }
 }
 
+/// The request body of [`operations::SIMULATE_WEBHOOK`] (`POST /public-api/{account}/integration-service/webhook/{webhookId}/simulate`, `application/json`).
 pub type SimulateWebhookRequest = WebhookSimulateRequest;
 
+/// The 200 response body of [`operations::SIMULATE_WEBHOOK`] (`POST /public-api/{account}/integration-service/webhook/{webhookId}/simulate`, `application/json`).
 pub type SimulateWebhookResponse = super::common::EmptyResponse;
 
 /// Parameters of [`operations::SEND_MULTI_MESSAGE`].
@@ -1512,8 +1532,10 @@ impl SendMultiMessageHeaders {
     }
 }
 
+/// The request body of [`operations::SEND_MULTI_MESSAGE`] (`POST /public-api/{account}/multi-message`, `application/json`).
 pub type SendMultiMessageRequest = MultiMessageRequest;
 
+/// The 200 response body of [`operations::SEND_MULTI_MESSAGE`] (`POST /public-api/{account}/multi-message`, `application/json`).
 pub type SendMultiMessageResponse = MultiMessageResponse;
 
 /// Method, path and media types of every operation in this spec.

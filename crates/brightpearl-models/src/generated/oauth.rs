@@ -105,6 +105,7 @@ impl<'de> serde::Deserialize<'de> for GrantType {
 /// Form body of the token endpoint, for both the code exchange and the refresh.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TokenRequest {
+    /// `grant_type` of `TokenRequest` (no description in the spec; see the type [`GrantType`]).
     pub grant_type: GrantType,
     /// Authorization code from the callback (authorization_code grant only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -237,6 +238,7 @@ impl<'de> serde::Deserialize<'de> for TokenErrorCode {
 /// Error body of the token endpoint (HTTP 400), e.g. `{"error":"invalid_grant","error_description":"The auth token has either expired or does not exist"}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TokenError {
+    /// `error` of `TokenError` (no description in the spec; see the type [`TokenErrorCode`]).
     pub error: TokenErrorCode,
     /// Human-readable reason; absent for `invalid_client`.
     ///
@@ -284,6 +286,7 @@ pub struct AuthorizeQuery {
     pub state: Option<String>,
 }
 
+/// The 200 response body of [`operations::AUTHORIZE`] (`GET /authorize/{account}`, `text/html`).
 pub type AuthorizeResponse = Vec<u8>;
 
 /// Parameters of [`operations::REQUEST_TOKEN`].
@@ -304,8 +307,10 @@ impl RequestTokenPath {
     }
 }
 
+/// The request body of [`operations::REQUEST_TOKEN`] (`POST /token/{account}`, `application/x-www-form-urlencoded`).
 pub type RequestTokenRequest = TokenRequest;
 
+/// The 200 response body of [`operations::REQUEST_TOKEN`] (`POST /token/{account}`, `application/json`).
 pub type RequestTokenResponse = TokenResponse;
 
 /// Method, path and media types of every operation in this spec.

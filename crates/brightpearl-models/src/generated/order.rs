@@ -327,6 +327,7 @@ pub struct SalesOrderCustomer {
     ///
     /// Example: `204`
     pub id: i64,
+    /// `address` of `SalesOrderCustomer` (no description in the spec; see the type [`OrderAddress`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<OrderAddress>,
 }
@@ -339,6 +340,7 @@ pub struct SalesOrderBilling {
     /// Example: `204`
     #[serde(rename = "contactId", default, skip_serializing_if = "Option::is_none")]
     pub contact_id: Option<i64>,
+    /// `address` of `SalesOrderBilling` (no description in the spec; see the type [`OrderAddress`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<OrderAddress>,
 }
@@ -358,6 +360,7 @@ pub struct SalesOrderDelivery {
         skip_serializing_if = "Option::is_none"
     )]
     pub shipping_method_id: Option<i64>,
+    /// `address` of `SalesOrderDelivery` (no description in the spec; see the type [`OrderAddress`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<OrderAddress>,
 }
@@ -385,7 +388,9 @@ pub struct SalesOrderCurrency {
 /// Body of the sales-order POST (the flat, atomic create). Row amounts are decimal strings, as Brightpearl documents them.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SalesOrderRequest {
+    /// `customer` of `SalesOrderRequest` (no description in the spec; see the type [`SalesOrderCustomer`]).
     pub customer: SalesOrderCustomer,
+    /// `billing` of `SalesOrderRequest` (no description in the spec; see the type [`SalesOrderBilling`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub billing: Option<SalesOrderBilling>,
     /// Customer reference shown on the order (searchable as `customerRef`).
@@ -450,10 +455,13 @@ pub struct SalesOrderRequest {
     /// Price list id.
     #[serde(rename = "priceListId", default, skip_serializing_if = "Option::is_none")]
     pub price_list_id: Option<i64>,
+    /// `priceModeCode` of `SalesOrderRequest` (no description in the spec; see the type [`PriceModeCode`]).
     #[serde(rename = "priceModeCode", default, skip_serializing_if = "Option::is_none")]
     pub price_mode_code: Option<PriceModeCode>,
+    /// `currency` of `SalesOrderRequest` (no description in the spec; see the type [`SalesOrderCurrency`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<SalesOrderCurrency>,
+    /// `delivery` of `SalesOrderRequest` (no description in the spec; see the type [`SalesOrderDelivery`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<SalesOrderDelivery>,
     /// Order rows; all are created with the order or none is.
@@ -531,8 +539,10 @@ pub struct SalesOrder {
     /// Version, sent bare (no quotes) as `If-Match` on a full PUT (412 on mismatch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
+    /// `customer` of `SalesOrder` (no description in the spec; see the type [`SalesOrderCustomer`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer: Option<SalesOrderCustomer>,
+    /// `billing` of `SalesOrder` (no description in the spec; see the type [`SalesOrderBilling`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub billing: Option<SalesOrderBilling>,
     /// Customer reference.
@@ -578,12 +588,16 @@ pub struct SalesOrder {
     /// Price list id.
     #[serde(rename = "priceListId", default, skip_serializing_if = "Option::is_none")]
     pub price_list_id: Option<i64>,
+    /// `priceModeCode` of `SalesOrder` (no description in the spec; see the type [`PriceModeCode`]).
     #[serde(rename = "priceModeCode", default, skip_serializing_if = "Option::is_none")]
     pub price_mode_code: Option<PriceModeCode>,
+    /// `currency` of `SalesOrder` (no description in the spec; see the type [`SalesOrderCurrencyRead`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<SalesOrderCurrencyRead>,
+    /// `delivery` of `SalesOrder` (no description in the spec; see the type [`SalesOrderDelivery`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<SalesOrderDelivery>,
+    /// `total` of `SalesOrder` (no description in the spec; see the type [`SalesOrderTotal`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total: Option<SalesOrderTotal>,
     /// Whether the order is cancelled; null when no cancelled status is configured.
@@ -603,6 +617,7 @@ pub struct SalesOrder {
         skip_serializing_if = "Option::is_none"
     )]
     pub allocation_status_code: Option<String>,
+    /// `shippingStatusCode` of `SalesOrder` (no description in the spec; see the type [`ShippingStatusCode`]).
     #[serde(
         rename = "shippingStatusCode",
         default,
@@ -726,6 +741,7 @@ pub struct Order {
     /// Parent order id (0 or absent when none).
     #[serde(rename = "parentOrderId", default, skip_serializing_if = "Option::is_none")]
     pub parent_order_id: Option<i64>,
+    /// `orderTypeCode` of `Order` (no description in the spec; see the type [`OrderTypeCode`]).
     #[serde(rename = "orderTypeCode", default, skip_serializing_if = "Option::is_none")]
     pub order_type_code: Option<OrderTypeCode>,
     /// Customer reference.
@@ -736,10 +752,13 @@ pub struct Order {
     /// Version, for optimistic concurrency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
+    /// `state` of `Order` (no description in the spec; see the type [`OrderState`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<OrderState>,
+    /// `tax` of `Order` (no description in the spec; see the type [`OrderTax`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tax: Option<OrderTax>,
+    /// `orderStatus` of `Order` (no description in the spec; see the type [`OrderStatusRef`]).
     #[serde(rename = "orderStatus", default, skip_serializing_if = "Option::is_none")]
     pub order_status: Option<OrderStatusRef>,
     /// Payment status.
@@ -767,6 +786,7 @@ pub struct Order {
         skip_serializing_if = "Option::is_none"
     )]
     pub allocation_status_code: Option<String>,
+    /// `shippingStatusCode` of `Order` (no description in the spec; see the type [`ShippingStatusCode`]).
     #[serde(
         rename = "shippingStatusCode",
         default,
@@ -791,19 +811,25 @@ pub struct Order {
     /// Price list id.
     #[serde(rename = "priceListId", default, skip_serializing_if = "Option::is_none")]
     pub price_list_id: Option<i64>,
+    /// `priceModeCode` of `Order` (no description in the spec; see the type [`PriceModeCode`]).
     #[serde(rename = "priceModeCode", default, skip_serializing_if = "Option::is_none")]
     pub price_mode_code: Option<PriceModeCode>,
+    /// `delivery` of `Order` (no description in the spec; see the type [`OrderDelivery`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<OrderDelivery>,
     /// Invoices of the order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invoices: Option<Vec<OrderInvoice>>,
+    /// `currency` of `Order` (no description in the spec; see the type [`OrderCurrency`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<OrderCurrency>,
+    /// `totalValue` of `Order` (no description in the spec; see the type [`OrderTotalValue`]).
     #[serde(rename = "totalValue", default, skip_serializing_if = "Option::is_none")]
     pub total_value: Option<OrderTotalValue>,
+    /// `assignment` of `Order` (no description in the spec; see the type [`OrderAssignment`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignment: Option<OrderAssignment>,
+    /// `parties` of `Order` (no description in the spec; see the type [`OrderParties`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parties: Option<OrderParties>,
     /// Rows keyed by row id (a numeric string).
@@ -980,6 +1006,7 @@ pub struct OrderTotalValue {
 /// Channel, staff and project assignment of an order.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OrderAssignment {
+    /// `current` of `OrderAssignment` (no description in the spec; see the type [`OrderAssignmentCurrent`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current: Option<OrderAssignmentCurrent>,
 }
@@ -1011,10 +1038,13 @@ pub struct OrderAssignmentCurrent {
 /// Customer, delivery and billing parties of an order.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OrderParties {
+    /// `customer` of `OrderParties` (no description in the spec; see the type [`OrderParty`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer: Option<OrderParty>,
+    /// `delivery` of `OrderParties` (no description in the spec; see the type [`OrderParty`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<OrderParty>,
+    /// `billing` of `OrderParties` (no description in the spec; see the type [`OrderParty`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub billing: Option<OrderParty>,
 }
@@ -1109,10 +1139,13 @@ pub struct OrderRow {
     /// Product SKU.
     #[serde(rename = "productSku", default, skip_serializing_if = "Option::is_none")]
     pub product_sku: Option<String>,
+    /// `quantity` of `OrderRow` (no description in the spec; see the type [`super::common::Quantity`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantity: Option<super::common::Quantity>,
+    /// `itemCost` of `OrderRow` (no description in the spec; see the type [`super::common::Money`]).
     #[serde(rename = "itemCost", default, skip_serializing_if = "Option::is_none")]
     pub item_cost: Option<super::common::Money>,
+    /// `productPrice` of `OrderRow` (no description in the spec; see the type [`super::common::Money`]).
     #[serde(rename = "productPrice", default, skip_serializing_if = "Option::is_none")]
     pub product_price: Option<super::common::Money>,
     /// Discount percentage.
@@ -1122,11 +1155,13 @@ pub struct OrderRow {
         skip_serializing_if = "Option::is_none"
     )]
     pub discount_percentage: Option<models_runtime::Decimal>,
+    /// `rowValue` of `OrderRow` (no description in the spec; see the type [`OrderRowValue`]).
     #[serde(rename = "rowValue", default, skip_serializing_if = "Option::is_none")]
     pub row_value: Option<OrderRowValue>,
     /// Sales nominal code.
     #[serde(rename = "nominalCode", default, skip_serializing_if = "Option::is_none")]
     pub nominal_code: Option<String>,
+    /// `composition` of `OrderRow` (no description in the spec; see the type [`OrderRowComposition`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub composition: Option<OrderRowComposition>,
     /// Id of the row this one was cloned from.
@@ -1150,8 +1185,10 @@ pub struct OrderRowValue {
     /// Tax calculator used.
     #[serde(rename = "taxCalculator", default, skip_serializing_if = "Option::is_none")]
     pub tax_calculator: Option<String>,
+    /// `rowNet` of `OrderRowValue` (no description in the spec; see the type [`super::common::Money`]).
     #[serde(rename = "rowNet", default, skip_serializing_if = "Option::is_none")]
     pub row_net: Option<super::common::Money>,
+    /// `rowTax` of `OrderRowValue` (no description in the spec; see the type [`super::common::Money`]).
     #[serde(rename = "rowTax", default, skip_serializing_if = "Option::is_none")]
     pub row_tax: Option<super::common::Money>,
     /// Tax class id.
@@ -1185,6 +1222,7 @@ pub struct OrderStatusUpdate {
     /// Example: `4`
     #[serde(rename = "orderStatusId")]
     pub order_status_id: i64,
+    /// `orderNote` of `OrderStatusUpdate` (no description in the spec; see the type [`OrderNote`]).
     #[serde(rename = "orderNote", default, skip_serializing_if = "Option::is_none")]
     pub order_note: Option<OrderNote>,
 }
@@ -1223,6 +1261,7 @@ pub struct OrderStatus {
     /// Example: `Draft / Quote`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// `orderTypeCode` of `OrderStatus` (no description in the spec; see the type [`OrderTypeCode`]).
     #[serde(rename = "orderTypeCode", default, skip_serializing_if = "Option::is_none")]
     pub order_type_code: Option<OrderTypeCode>,
     /// Display order.
@@ -1277,6 +1316,7 @@ pub struct OrderShippingStatus {
     /// Example: `4`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,
+    /// `code` of `OrderShippingStatus` (no description in the spec; see the type [`ShippingStatusCode`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<ShippingStatusCode>,
     /// Status description.
@@ -1394,8 +1434,10 @@ impl CreateSalesOrderHeaders {
     }
 }
 
+/// The request body of [`operations::CREATE_SALES_ORDER`] (`POST /public-api/{account}/order-service/sales-order`, `application/json`).
 pub type CreateSalesOrderRequest = SalesOrderRequest;
 
+/// The 200 response body of [`operations::CREATE_SALES_ORDER`] (`POST /public-api/{account}/order-service/sales-order`, `application/json`).
 pub type CreateSalesOrderResponse = super::common::CreatedIdResponse;
 
 /// Parameters of [`operations::GET_SALES_ORDERS`].
@@ -1512,6 +1554,7 @@ impl GetSalesOrdersHeaders {
     }
 }
 
+/// The 200 response body of [`operations::GET_SALES_ORDERS`] (`GET /public-api/{account}/order-service/sales-order/{idSet}`, `application/json`).
 pub type GetSalesOrdersResponse = SalesOrderListResponse;
 
 /// Parameters of [`operations::GET_ORDERS`].
@@ -1642,6 +1685,7 @@ impl GetOrdersHeaders {
     }
 }
 
+/// The 200 response body of [`operations::GET_ORDERS`] (`GET /public-api/{account}/order-service/order/{idSet}`, `application/json`).
 pub type GetOrdersResponse = OrderListResponse;
 
 /// Parameters of [`operations::GET_ORDER_URIS`].
@@ -1758,6 +1802,7 @@ impl GetOrderUrisHeaders {
     }
 }
 
+/// The 200 response body of [`operations::GET_ORDER_URIS`] (`OPTIONS /public-api/{account}/order-service/order/{idSet}`, `application/json`).
 pub type GetOrderUrisResponse = super::common::GetUrisResponse;
 
 /// Parameters of [`operations::SEARCH_ORDERS`].
@@ -1929,6 +1974,7 @@ impl SearchOrdersHeaders {
     }
 }
 
+/// The 200 response body of [`operations::SEARCH_ORDERS`] (`GET /public-api/{account}/order-service/order-search`, `application/json`).
 pub type SearchOrdersResponse = super::common::SearchEnvelope;
 
 /// Parameters of [`operations::SEARCH_SALES_ORDERS`].
@@ -2085,6 +2131,7 @@ impl SearchSalesOrdersHeaders {
     }
 }
 
+/// The 200 response body of [`operations::SEARCH_SALES_ORDERS`] (`GET /public-api/{account}/order-service/sales-order-search`, `application/json`).
 pub type SearchSalesOrdersResponse = super::common::SearchEnvelope;
 
 /// Parameters of [`operations::UPDATE_ORDER_STATUS`].
@@ -2201,8 +2248,10 @@ impl UpdateOrderStatusHeaders {
     }
 }
 
+/// The request body of [`operations::UPDATE_ORDER_STATUS`] (`PUT /public-api/{account}/order-service/order/{orderId}/status`, `application/json`).
 pub type UpdateOrderStatusRequest = OrderStatusUpdate;
 
+/// The 200 response body of [`operations::UPDATE_ORDER_STATUS`] (`PUT /public-api/{account}/order-service/order/{orderId}/status`, `application/json`).
 pub type UpdateOrderStatusResponse = super::common::EmptyResponse;
 
 /// Parameters of [`operations::LIST_ORDER_STATUSES`].
@@ -2313,6 +2362,7 @@ impl ListOrderStatusesHeaders {
     }
 }
 
+/// The 200 response body of [`operations::LIST_ORDER_STATUSES`] (`GET /public-api/{account}/order-service/order-status`, `application/json`).
 pub type ListOrderStatusesResponse = OrderStatusListResponse;
 
 /// Parameters of [`operations::LIST_ORDER_SHIPPING_STATUSES`].
@@ -2423,6 +2473,7 @@ impl ListOrderShippingStatusesHeaders {
     }
 }
 
+/// The 200 response body of [`operations::LIST_ORDER_SHIPPING_STATUSES`] (`GET /public-api/{account}/order-service/order-shipping-status`, `application/json`).
 pub type ListOrderShippingStatusesResponse = OrderShippingStatusListResponse;
 
 /// Method, path and media types of every operation in this spec.

@@ -56,10 +56,13 @@ pub struct Product {
     /// Last update time.
     #[serde(rename = "updatedOn", default, skip_serializing_if = "Option::is_none")]
     pub updated_on: Option<models_runtime::Timestamp>,
+    /// `identity` of `Product` (no description in the spec; see the type [`ProductIdentity`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<ProductIdentity>,
+    /// `stock` of `Product` (no description in the spec; see the type [`ProductStock`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stock: Option<ProductStock>,
+    /// `financialDetails` of `Product` (no description in the spec; see the type [`ProductFinancialDetails`]).
     #[serde(
         rename = "financialDetails",
         default,
@@ -69,6 +72,7 @@ pub struct Product {
     /// Per-channel names, categories and descriptions.
     #[serde(rename = "salesChannels", default, skip_serializing_if = "Option::is_none")]
     pub sales_channels: Option<Vec<ProductSalesChannel>>,
+    /// `composition` of `Product` (no description in the spec; see the type [`ProductComposition`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub composition: Option<ProductComposition>,
     /// Option values that distinguish this variant; kept as raw JSON.
@@ -164,8 +168,10 @@ pub struct ProductStock {
     /// Whether stock is tracked; only stock-tracked products have availability figures and goods-out notes.
     #[serde(rename = "stockTracked", default, skip_serializing_if = "Option::is_none")]
     pub stock_tracked: Option<bool>,
+    /// `weight` of `ProductStock` (no description in the spec; see the type [`ProductWeight`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<ProductWeight>,
+    /// `dimensions` of `ProductStock` (no description in the spec; see the type [`ProductDimensions`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dimensions: Option<ProductDimensions>,
 }
@@ -203,6 +209,7 @@ pub struct ProductFinancialDetails {
     /// Whether the product is taxable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub taxable: Option<bool>,
+    /// `taxCode` of `ProductFinancialDetails` (no description in the spec; see the type [`TaxCodeRef`]).
     #[serde(rename = "taxCode", default, skip_serializing_if = "Option::is_none")]
     pub tax_code: Option<TaxCodeRef>,
 }
@@ -245,8 +252,10 @@ pub struct ProductSalesChannel {
     /// Categories on this channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub categories: Option<Vec<ProductCategoryRef>>,
+    /// `description` of `ProductSalesChannel` (no description in the spec; see the type [`LocalisedText`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<LocalisedText>,
+    /// `shortDescription` of `ProductSalesChannel` (no description in the spec; see the type [`LocalisedText`]).
     #[serde(
         rename = "shortDescription",
         default,
@@ -276,6 +285,7 @@ pub struct LocalisedText {
     /// The text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// `format` of `LocalisedText` (no description in the spec; see the type [`TextFormat`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<TextFormat>,
 }
@@ -404,6 +414,7 @@ pub struct PriceList {
     ///
     /// Example: `2`
     pub id: i64,
+    /// `name` of `PriceList` (no description in the spec; see the type [`LocalisedText`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<LocalisedText>,
     /// Short code, e.g. `RETAIL`.
@@ -424,6 +435,7 @@ pub struct PriceList {
     /// Currency id.
     #[serde(rename = "currencyId", default, skip_serializing_if = "Option::is_none")]
     pub currency_id: Option<i64>,
+    /// `priceListTypeCode` of `PriceList` (no description in the spec; see the type [`PriceListTypeCode`]).
     #[serde(
         rename = "priceListTypeCode",
         default,
@@ -682,6 +694,7 @@ impl GetProductsHeaders {
     }
 }
 
+/// The 200 response body of [`operations::GET_PRODUCTS`] (`GET /public-api/{account}/product-service/product/{idSet}`, `application/json`).
 pub type GetProductsResponse = ProductListResponse;
 
 /// Parameters of [`operations::GET_PRODUCT_URIS`].
@@ -798,6 +811,7 @@ impl GetProductUrisHeaders {
     }
 }
 
+/// The 200 response body of [`operations::GET_PRODUCT_URIS`] (`OPTIONS /public-api/{account}/product-service/product/{idSet}`, `application/json`).
 pub type GetProductUrisResponse = super::common::GetUrisResponse;
 
 /// Parameters of [`operations::SEARCH_PRODUCTS`].
@@ -970,6 +984,7 @@ impl SearchProductsHeaders {
     }
 }
 
+/// The 200 response body of [`operations::SEARCH_PRODUCTS`] (`GET /public-api/{account}/product-service/product-search`, `application/json`).
 pub type SearchProductsResponse = super::common::SearchEnvelope;
 
 /// Parameters of [`operations::LIST_PRICE_LISTS`].
@@ -1080,6 +1095,7 @@ impl ListPriceListsHeaders {
     }
 }
 
+/// The 200 response body of [`operations::LIST_PRICE_LISTS`] (`GET /public-api/{account}/product-service/price-list`, `application/json`).
 pub type ListPriceListsResponse = PriceListListResponse;
 
 /// Parameters of [`operations::GET_PRICE_LISTS`].
@@ -1196,6 +1212,7 @@ impl GetPriceListsHeaders {
     }
 }
 
+/// The 200 response body of [`operations::GET_PRICE_LISTS`] (`GET /public-api/{account}/product-service/price-list/{idSet}`, `application/json`).
 pub type GetPriceListsResponse = PriceListListResponse;
 
 /// Parameters of [`operations::GET_PRODUCT_PRICES`].
@@ -1312,6 +1329,7 @@ impl GetProductPricesHeaders {
     }
 }
 
+/// The 200 response body of [`operations::GET_PRODUCT_PRICES`] (`GET /public-api/{account}/product-service/product-price/{idSet}`, `application/json`).
 pub type GetProductPricesResponse = ProductPriceListResponse;
 
 /// Parameters of [`operations::GET_PRODUCT_PRICES_FOR_PRICE_LISTS`].
@@ -1434,6 +1452,7 @@ impl GetProductPricesForPriceListsHeaders {
     }
 }
 
+/// The 200 response body of [`operations::GET_PRODUCT_PRICES_FOR_PRICE_LISTS`] (`GET /public-api/{account}/product-service/product-price/{idSet}/price-list/{priceListIdSet}`, `application/json`).
 pub type GetProductPricesForPriceListsResponse = ProductPriceListResponse;
 
 /// Method, path and media types of every operation in this spec.

@@ -29,6 +29,7 @@ pub struct ProductAvailabilityResponse {
 /// Stock figures of one product, in total and per warehouse.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProductAvailability {
+    /// `total` of `ProductAvailability` (no description in the spec; see the type [`StockLevels`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total: Option<StockLevels>,
     /// Figures per warehouse, keyed by warehouse id (a numeric string).
@@ -77,6 +78,7 @@ pub struct BundleAvailabilityResponse {
 /// On-hand quantity of one bundle, in total and per warehouse that holds every component.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct BundleAvailability {
+    /// `total` of `BundleAvailability` (no description in the spec; see the type [`BundleStockLevels`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total: Option<BundleStockLevels>,
     /// Figures per warehouse, keyed by warehouse id (a numeric string); only warehouses that hold every component appear.
@@ -129,8 +131,10 @@ pub struct GoodsOutNote {
     /// Priority flag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<bool>,
+    /// `status` of `GoodsOutNote` (no description in the spec; see the type [`GoodsOutNoteStatus`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<GoodsOutNoteStatus>,
+    /// `shipping` of `GoodsOutNote` (no description in the spec; see the type [`GoodsOutNoteShipping`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shipping: Option<GoodsOutNoteShipping>,
     /// Date the GON is released to the warehouse.
@@ -268,6 +272,7 @@ pub struct GoodsOutNoteEvent {
     /// Staff contact id who raised the event.
     #[serde(rename = "eventOwnerId", default, skip_serializing_if = "Option::is_none")]
     pub event_owner_id: Option<i64>,
+    /// `eventCode` of `GoodsOutNoteEvent` (no description in the spec; see the type [`GoodsOutNoteEventCode`]).
     #[serde(rename = "eventCode", default, skip_serializing_if = "Option::is_none")]
     pub event_code: Option<GoodsOutNoteEventCode>,
 }
@@ -529,6 +534,7 @@ impl GetProductAvailabilityHeaders {
     }
 }
 
+/// The 200 response body of [`operations::GET_PRODUCT_AVAILABILITY`] (`GET /public-api/{account}/warehouse-service/product-availability/{idSet}`, `application/json`).
 pub type GetProductAvailabilityResponse = ProductAvailabilityResponse;
 
 /// Parameters of [`operations::GET_BUNDLE_AVAILABILITY`].
@@ -645,6 +651,7 @@ impl GetBundleAvailabilityHeaders {
     }
 }
 
+/// The 200 response body of [`operations::GET_BUNDLE_AVAILABILITY`] (`GET /public-api/{account}/warehouse-service/bundle-availability/{idSet}`, `application/json`).
 pub type GetBundleAvailabilityResponse = BundleAvailabilityResponse;
 
 /// Parameters of [`operations::GET_GOODS_OUT_NOTES_FOR_ORDERS`].
@@ -761,6 +768,7 @@ impl GetGoodsOutNotesForOrdersHeaders {
     }
 }
 
+/// The 200 response body of [`operations::GET_GOODS_OUT_NOTES_FOR_ORDERS`] (`GET /public-api/{account}/warehouse-service/order/{orderIdSet}/goods-note/goods-out`, `application/json`).
 pub type GetGoodsOutNotesForOrdersResponse = GoodsOutNoteMapResponse;
 
 /// Parameters of [`operations::GET_GOODS_OUT_NOTES`].
@@ -884,6 +892,7 @@ impl GetGoodsOutNotesHeaders {
     }
 }
 
+/// The 200 response body of [`operations::GET_GOODS_OUT_NOTES`] (`GET /public-api/{account}/warehouse-service/order/{orderIdSet}/goods-note/goods-out/{goodsOutNoteIdSet}`, `application/json`).
 pub type GetGoodsOutNotesResponse = GoodsOutNoteMapResponse;
 
 /// Parameters of [`operations::SEARCH_GOODS_OUT_NOTES`].
@@ -1039,6 +1048,7 @@ impl SearchGoodsOutNotesHeaders {
     }
 }
 
+/// The 200 response body of [`operations::SEARCH_GOODS_OUT_NOTES`] (`GET /public-api/{account}/warehouse-service/goods-note/goods-out-search`, `application/json`).
 pub type SearchGoodsOutNotesResponse = super::common::SearchEnvelope;
 
 /// Parameters of [`operations::LIST_WAREHOUSES`].
@@ -1149,6 +1159,7 @@ impl ListWarehousesHeaders {
     }
 }
 
+/// The 200 response body of [`operations::LIST_WAREHOUSES`] (`GET /public-api/{account}/warehouse-service/warehouse`, `application/json`).
 pub type ListWarehousesResponse = NamedItemListResponse;
 
 /// Parameters of [`operations::LIST_SHIPPING_METHODS`].
@@ -1259,6 +1270,7 @@ impl ListShippingMethodsHeaders {
     }
 }
 
+/// The 200 response body of [`operations::LIST_SHIPPING_METHODS`] (`GET /public-api/{account}/warehouse-service/shipping-method`, `application/json`).
 pub type ListShippingMethodsResponse = NamedItemListResponse;
 
 /// Method, path and media types of every operation in this spec.

@@ -88,6 +88,7 @@ pub struct SendOrderStatusRequest {
     /// Example: `SO-2024-000731`
     #[serde(rename = "ErpOrderNo", default, skip_serializing_if = "Option::is_none")]
     pub erp_order_no: Option<String>,
+    /// `OrderStatus` of `SendOrderStatusRequest` (no description in the spec; see the type [`ConnectOrderStatus`]).
     #[serde(rename = "OrderStatus")]
     pub order_status: ConnectOrderStatus,
     /// The system account of the integration, if given.
@@ -307,6 +308,7 @@ pub struct DeliveryNote {
         skip_serializing_if = "Option::is_none"
     )]
     pub buyer_customer_code: Option<String>,
+    /// `DeliveryAddress` of `DeliveryNote` (no description in the spec; see the type [`DeliveryAddress`]).
     #[serde(
         rename = "DeliveryAddress",
         default,
@@ -985,7 +987,9 @@ pub struct SkuPriceListHeader {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum StormConnectHeader {
+    /// The shape of [`SkuPriceListHeader`].
     SkuPriceListHeader(SkuPriceListHeader),
+    /// The shape of [`SkuOnhandHeader`].
     SkuOnhandHeader(SkuOnhandHeader),
 }
 
@@ -1131,6 +1135,7 @@ pub struct JobResponse {
     /// Example: `1234567`
     #[serde(rename = "JobId")]
     pub job_id: String,
+    /// `ValidationSummary` of `JobResponse` (no description in the spec; see the type [`ValidationSummary`]).
     #[serde(
         rename = "ValidationSummary",
         default,
@@ -1219,7 +1224,9 @@ pub struct Job {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum JobLogAnswer {
+    /// The shape of [`JobLog`].
     JobLog(JobLog),
+    /// The shape of [`JobLogEntry`].
     JobLogEntry(JobLogEntry),
 }
 
@@ -1284,6 +1291,7 @@ impl SendOrderStatusHeaders {
     }
 }
 
+/// [`operations::SEND_ORDER_STATUS`] (`POST /commerce/connect/4.0/Order/SendOrderStatus`) answers 200 without a body.
 pub type SendOrderStatusResponse = ();
 
 /// Parameters of [`operations::CREATE_DELIVERY_NOTE`].
@@ -1323,8 +1331,10 @@ impl CreateDeliveryNoteHeaders {
     }
 }
 
+/// The request body of [`operations::CREATE_DELIVERY_NOTE`] (`POST /commerce/connect/4.0/Order/CreateDeliveryNote`, `application/json`).
 pub type CreateDeliveryNoteRequest = DeliveryNote;
 
+/// [`operations::CREATE_DELIVERY_NOTE`] (`POST /commerce/connect/4.0/Order/CreateDeliveryNote`) answers 200 without a body.
 pub type CreateDeliveryNoteResponse = ();
 
 /// Parameters of [`operations::CANCEL_ORDER`].
@@ -1364,6 +1374,7 @@ impl CancelOrderHeaders {
     }
 }
 
+/// [`operations::CANCEL_ORDER`] (`POST /commerce/connect/4.0/Order/CancelOrder`) answers 200 without a body.
 pub type CancelOrderResponse = ();
 
 /// Parameters of [`operations::IMPORT_ONHANDS`].
@@ -1423,8 +1434,10 @@ impl ImportOnhandsHeaders {
     }
 }
 
+/// The request body of [`operations::IMPORT_ONHANDS`] (`POST /commerce/connect/4.0/Product/ImportOnhands`, `application/json`).
 pub type ImportOnhandsRequest = Vec<SkuOnhand>;
 
+/// The 200 response body of [`operations::IMPORT_ONHANDS`] (`POST /commerce/connect/4.0/Product/ImportOnhands`, `application/json`).
 pub type ImportOnhandsResponse = JobResponse;
 
 /// Parameters of [`operations::IMPORT_SKU_PRICE_LISTS`].
@@ -1484,8 +1497,10 @@ impl ImportSkuPriceListsHeaders {
     }
 }
 
+/// The request body of [`operations::IMPORT_SKU_PRICE_LISTS`] (`POST /commerce/connect/4.0/Product/ImportSkuPriceLists`, `application/json`).
 pub type ImportSkuPriceListsRequest = Vec<SkuPriceList>;
 
+/// The 200 response body of [`operations::IMPORT_SKU_PRICE_LISTS`] (`POST /commerce/connect/4.0/Product/ImportSkuPriceLists`, `application/json`).
 pub type ImportSkuPriceListsResponse = JobResponse;
 
 /// Parameters of [`operations::GET_JOB`].
@@ -1534,6 +1549,7 @@ impl GetJobHeaders {
     }
 }
 
+/// The 200 response body of [`operations::GET_JOB`] (`GET /commerce/connect/4.0/Job/Get`, `application/json`).
 pub type GetJobResponse = Job;
 
 /// Parameters of [`operations::GET_JOB_LOG`].
@@ -1582,6 +1598,7 @@ impl GetJobLogHeaders {
     }
 }
 
+/// The 200 response body of [`operations::GET_JOB_LOG`] (`GET /commerce/connect/4.0/Job/GetLog`, `application/json`).
 pub type GetJobLogResponse = JobLogAnswer;
 
 /// Method, path and media types of every operation in this spec.

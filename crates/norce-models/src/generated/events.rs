@@ -193,11 +193,17 @@ impl<'de> serde::Deserialize<'de> for EventType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum NorceEvent {
+    /// The shape of [`JobCompletedEvent`].
     JobCompletedEvent(JobCompletedEvent),
+    /// The shape of [`OrderPaymentReceivedEvent`].
     OrderPaymentReceivedEvent(OrderPaymentReceivedEvent),
+    /// The shape of [`OrderEvent`].
     OrderEvent(OrderEvent),
+    /// The shape of [`OrderReceivedEvent`].
     OrderReceivedEvent(OrderReceivedEvent),
+    /// The shape of [`CustomerChangedNotification`].
     CustomerChangedNotification(CustomerChangedNotification),
+    /// The shape of [`UnknownEvent`].
     UnknownEvent(UnknownEvent),
 }
 
@@ -378,6 +384,7 @@ pub type UnknownEvent = serde_json::Value;
 /// A new order pushed by Norce to the order receiver.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OrderRequest {
+    /// `Header` of `OrderRequest` (no description in the spec; see the type [`OrderRequestHeader`]).
     #[serde(rename = "Header", default, skip_serializing_if = "Option::is_none")]
     pub header: Option<OrderRequestHeader>,
     /// The Norce basket id / web order number ("For orders from external source this is their number. Max length 50"); our idempotency key.
@@ -438,12 +445,16 @@ pub struct OrderRequest {
         skip_serializing_if = "Option::is_none"
     )]
     pub sales_contact_division: Option<String>,
+    /// `SellTo` of `OrderRequest` (no description in the spec; see the type [`ClientCustomer`]).
     #[serde(rename = "SellTo", default, skip_serializing_if = "Option::is_none")]
     pub sell_to: Option<ClientCustomer>,
+    /// `BillTo` of `OrderRequest` (no description in the spec; see the type [`ClientCustomer`]).
     #[serde(rename = "BillTo", default, skip_serializing_if = "Option::is_none")]
     pub bill_to: Option<ClientCustomer>,
+    /// `ShipTo` of `OrderRequest` (no description in the spec; see the type [`ClientCustomer`]).
     #[serde(rename = "ShipTo", default, skip_serializing_if = "Option::is_none")]
     pub ship_to: Option<ClientCustomer>,
+    /// `ShippingAdvice` of `OrderRequest` (no description in the spec; see the type [`ShippingAdvice`]).
     #[serde(rename = "ShippingAdvice", default, skip_serializing_if = "Option::is_none")]
     pub shipping_advice: Option<ShippingAdvice>,
     /// The payments of the order.
@@ -474,8 +485,10 @@ pub struct OrderRequestHeader {
 /// The company and person of an order role (sell-to, bill-to, ship-to).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ClientCustomer {
+    /// `Company` of `ClientCustomer` (no description in the spec; see the type [`OrderRequestCompany`]).
     #[serde(rename = "Company", default, skip_serializing_if = "Option::is_none")]
     pub company: Option<OrderRequestCompany>,
+    /// `Person` of `ClientCustomer` (no description in the spec; see the type [`OrderRequestPerson`]).
     #[serde(rename = "Person", default, skip_serializing_if = "Option::is_none")]
     pub person: Option<OrderRequestPerson>,
 }
@@ -532,6 +545,7 @@ pub struct OrderRequestPerson {
     /// Job title (max length 10).
     #[serde(rename = "JobTitle", default, skip_serializing_if = "Option::is_none")]
     pub job_title: Option<String>,
+    /// `Address` of `OrderRequestPerson` (no description in the spec; see the type [`OrderRequestAddress`]).
     #[serde(rename = "Address", default, skip_serializing_if = "Option::is_none")]
     pub address: Option<OrderRequestAddress>,
 }
@@ -599,6 +613,7 @@ pub struct ShippingAdvice {
         skip_serializing_if = "Option::is_none"
     )]
     pub is_fee_charged_once: Option<bool>,
+    /// `PickupStore` of `ShippingAdvice` (no description in the spec; see the type [`PickupStore`]).
     #[serde(rename = "PickupStore", default, skip_serializing_if = "Option::is_none")]
     pub pickup_store: Option<PickupStore>,
     /// Shipping advisor (e.g. nShift checkout) order code.
@@ -625,6 +640,7 @@ pub struct PickupStore {
     /// True for a carrier pickup point, false for a store.
     #[serde(rename = "IsDropPoint", default, skip_serializing_if = "Option::is_none")]
     pub is_drop_point: Option<bool>,
+    /// `Address` of `PickupStore` (no description in the spec; see the type [`OrderRequestAddress`]).
     #[serde(rename = "Address", default, skip_serializing_if = "Option::is_none")]
     pub address: Option<OrderRequestAddress>,
     /// Extra info about the pickup point.
@@ -772,8 +788,10 @@ pub struct OrderRequestItem {
     /// Ordered quantity as a decimal (for fractional units).
     #[serde(rename = "Quantity2", default, skip_serializing_if = "Option::is_none")]
     pub quantity2: Option<models_runtime::DecimalNumber>,
+    /// `Type` of `OrderRequestItem` (no description in the spec; see the type [`OrderItemType`]).
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<OrderItemType>,
+    /// `TypeGroup` of `OrderRequestItem` (no description in the spec; see the type [`OrderItemTypeGroup`]).
     #[serde(rename = "TypeGroup", default, skip_serializing_if = "Option::is_none")]
     pub type_group: Option<OrderItemTypeGroup>,
     /// Unit of measure.
@@ -1177,8 +1195,10 @@ impl<'de> serde::Deserialize<'de> for OrderResponseStatusCode {
     }
 }
 
+/// The request body of [`operations::RECEIVE_ORDER`] (`POST /norce/order-receiver`, `application/json`).
 pub type ReceiveOrderRequest = OrderRequest;
 
+/// The 200 response body of [`operations::RECEIVE_ORDER`] (`POST /norce/order-receiver`, `application/json`).
 pub type ReceiveOrderResponse = OrderResponse;
 
 /// Parameters of [`operations::RECEIVE_EVENT`].
@@ -1199,8 +1219,10 @@ impl ReceiveEventPath {
     }
 }
 
+/// The request body of [`operations::RECEIVE_EVENT`] (`POST /norce/events/{eventType}`, `application/json`).
 pub type ReceiveEventRequest = NorceEvent;
 
+/// [`operations::RECEIVE_EVENT`] (`POST /norce/events/{eventType}`) answers 200 without a body.
 pub type ReceiveEventResponse = ();
 
 /// Method, path and media types of every operation in this spec.

@@ -360,8 +360,10 @@ impl<'de> serde::Deserialize<'de> for OAuthErrorError {
     }
 }
 
+/// The request body of [`operations::REQUEST_TOKEN`] (`POST /identity/1.0/connect/token`, `application/x-www-form-urlencoded`).
 pub type RequestTokenRequest = TokenRequest;
 
+/// The 200 response body of [`operations::REQUEST_TOKEN`] (`POST /identity/1.0/connect/token`, `application/json`).
 pub type RequestTokenResponse = TokenResponse;
 
 /// Method, path and media types of every operation in this spec.

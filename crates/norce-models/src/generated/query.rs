@@ -10,7 +10,6 @@
 //! Requires the OAuth2 bearer token (`identity.yaml`) and the `ApplicationId` header. Paging is
 //! server driven: follow `@odata.nextLink` until it is absent (Norce's example suggests pages of
 //! about 500 rows). `$expand` depth is limited (usually 3). A rate limit exists and answers 429;
-
 //! the numbers are not published.
 //!
 //! Norce's recommended new-order trigger is the `OrderReceivedEvent` webhook followed by a Query
@@ -188,18 +187,21 @@ pub struct Order {
     /// Order lines (with `$expand=orderItem`).
     #[serde(rename = "orderItem", default, skip_serializing_if = "Option::is_none")]
     pub order_item: Option<Vec<OrderItem>>,
+    /// `buyerCustomerInfo` of `Order` (no description in the spec; see the type [`CustomerInfo`]).
     #[serde(
         rename = "buyerCustomerInfo",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub buyer_customer_info: Option<CustomerInfo>,
+    /// `shipToCustomerInfo` of `Order` (no description in the spec; see the type [`CustomerInfo`]).
     #[serde(
         rename = "shipToCustomerInfo",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub ship_to_customer_info: Option<CustomerInfo>,
+    /// `payerCustomerInfo` of `Order` (no description in the spec; see the type [`CustomerInfo`]).
     #[serde(
         rename = "payerCustomerInfo",
         default,
@@ -613,6 +615,7 @@ impl QueryOrdersHeaders {
     }
 }
 
+/// The 200 response body of [`operations::QUERY_ORDERS`] (`GET /commerce/query/3.0/Orders/Orders`, `application/json`).
 pub type QueryOrdersResponse = OrdersPage;
 
 /// Method, path and media types of every operation in this spec.

@@ -66,18 +66,25 @@ pub struct Application {
         skip_serializing_if = "Option::is_none"
     )]
     pub sender_email_address: Option<String>,
+    /// `Client` of `Application` (no description in the spec; see the type [`ApplicationClient`]).
     #[serde(rename = "Client", default, skip_serializing_if = "Option::is_none")]
     pub client: Option<ApplicationClient>,
+    /// `Cultures` of `Application` (no description in the spec; see the type [`CultureList`]).
     #[serde(rename = "Cultures", default, skip_serializing_if = "Option::is_none")]
     pub cultures: Option<CultureList>,
+    /// `Currencies` of `Application` (no description in the spec; see the type [`CurrencyList`]).
     #[serde(rename = "Currencies", default, skip_serializing_if = "Option::is_none")]
     pub currencies: Option<CurrencyList>,
+    /// `Pricelists` of `Application` (no description in the spec; see the type [`PricelistSeedList`]).
     #[serde(rename = "Pricelists", default, skip_serializing_if = "Option::is_none")]
     pub pricelists: Option<PricelistSeedList>,
+    /// `SalesAreas` of `Application` (no description in the spec; see the type [`SalesAreaList`]).
     #[serde(rename = "SalesAreas", default, skip_serializing_if = "Option::is_none")]
     pub sales_areas: Option<SalesAreaList>,
+    /// `Roles` of `Application` (no description in the spec; see the type [`RoleList`]).
     #[serde(rename = "Roles", default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<RoleList>,
+    /// `Countries` of `Application` (no description in the spec; see the type [`CountryList`]).
     #[serde(rename = "Countries", default, skip_serializing_if = "Option::is_none")]
     pub countries: Option<CountryList>,
     /// Authorizations of the application.
@@ -105,6 +112,7 @@ pub struct CultureList {
     /// All cultures of the application.
     #[serde(rename = "List", default, skip_serializing_if = "Option::is_none")]
     pub list: Option<Vec<Culture>>,
+    /// `Default` of `CultureList` (no description in the spec; see the type [`Culture`]).
     #[serde(rename = "Default", default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Culture>,
 }
@@ -130,6 +138,7 @@ pub struct CurrencyList {
     /// All currencies of the application.
     #[serde(rename = "List", default, skip_serializing_if = "Option::is_none")]
     pub list: Option<Vec<Currency>>,
+    /// `Default` of `CurrencyList` (no description in the spec; see the type [`Currency`]).
     #[serde(rename = "Default", default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Currency>,
 }
@@ -175,6 +184,7 @@ pub struct SalesAreaList {
     /// All sales areas.
     #[serde(rename = "List", default, skip_serializing_if = "Option::is_none")]
     pub list: Option<Vec<SalesArea>>,
+    /// `Default` of `SalesAreaList` (no description in the spec; see the type [`SalesArea`]).
     #[serde(rename = "Default", default, skip_serializing_if = "Option::is_none")]
     pub default: Option<SalesArea>,
 }
@@ -202,6 +212,7 @@ pub struct RoleList {
     /// All roles.
     #[serde(rename = "List", default, skip_serializing_if = "Option::is_none")]
     pub list: Option<Vec<Role>>,
+    /// `Default` of `RoleList` (no description in the spec; see the type [`Role`]).
     #[serde(rename = "Default", default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Role>,
 }
@@ -244,6 +255,7 @@ pub struct CountryList {
     /// All countries.
     #[serde(rename = "List", default, skip_serializing_if = "Option::is_none")]
     pub list: Option<Vec<Country>>,
+    /// `Default` of `CountryList` (no description in the spec; see the type [`Country`]).
     #[serde(rename = "Default", default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Country>,
 }
@@ -319,12 +331,16 @@ pub struct OrderListItem {
     /// Example: `SEK`
     #[serde(rename = "Currency", default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
+    /// `SellTo` of `OrderListItem` (no description in the spec; see the type [`CustomerData`]).
     #[serde(rename = "SellTo", default, skip_serializing_if = "Option::is_none")]
     pub sell_to: Option<CustomerData>,
+    /// `BillTo` of `OrderListItem` (no description in the spec; see the type [`CustomerData`]).
     #[serde(rename = "BillTo", default, skip_serializing_if = "Option::is_none")]
     pub bill_to: Option<CustomerData>,
+    /// `ShipTo` of `OrderListItem` (no description in the spec; see the type [`CustomerData`]).
     #[serde(rename = "ShipTo", default, skip_serializing_if = "Option::is_none")]
     pub ship_to: Option<CustomerData>,
+    /// `DropPoint` of `OrderListItem` (no description in the spec; see the type [`CustomerData`]).
     #[serde(rename = "DropPoint", default, skip_serializing_if = "Option::is_none")]
     pub drop_point: Option<CustomerData>,
     /// Order total including VAT.
@@ -403,12 +419,16 @@ pub struct Order {
     /// Example: `SEK`
     #[serde(rename = "Currency", default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
+    /// `SellTo` of `Order` (no description in the spec; see the type [`CustomerData`]).
     #[serde(rename = "SellTo", default, skip_serializing_if = "Option::is_none")]
     pub sell_to: Option<CustomerData>,
+    /// `BillTo` of `Order` (no description in the spec; see the type [`CustomerData`]).
     #[serde(rename = "BillTo", default, skip_serializing_if = "Option::is_none")]
     pub bill_to: Option<CustomerData>,
+    /// `ShipTo` of `Order` (no description in the spec; see the type [`CustomerData`]).
     #[serde(rename = "ShipTo", default, skip_serializing_if = "Option::is_none")]
     pub ship_to: Option<CustomerData>,
+    /// `DropPoint` of `Order` (no description in the spec; see the type [`CustomerData`]).
     #[serde(rename = "DropPoint", default, skip_serializing_if = "Option::is_none")]
     pub drop_point: Option<CustomerData>,
     /// Order total including VAT.
@@ -552,10 +572,13 @@ pub struct OrderInfo {
 /// Customer, company and address of one order role (sell-to, bill-to, ship-to, drop point).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct CustomerData {
+    /// `Company` of `CustomerData` (no description in the spec; see the type [`OrderCompany`]).
     #[serde(rename = "Company", default, skip_serializing_if = "Option::is_none")]
     pub company: Option<OrderCompany>,
+    /// `Customer` of `CustomerData` (no description in the spec; see the type [`OrderCustomer`]).
     #[serde(rename = "Customer", default, skip_serializing_if = "Option::is_none")]
     pub customer: Option<OrderCustomer>,
+    /// `Address` of `CustomerData` (no description in the spec; see the type [`OrderAddress`]).
     #[serde(rename = "Address", default, skip_serializing_if = "Option::is_none")]
     pub address: Option<OrderAddress>,
     /// Code of the pickup point (drop point), when the role is a drop point.
@@ -786,6 +809,7 @@ pub struct ProductItem {
     /// EAN/GTIN.
     #[serde(rename = "EanCode", default, skip_serializing_if = "Option::is_none")]
     pub ean_code: Option<String>,
+    /// `Manufacturer` of `ProductItem` (no description in the spec; see the type [`Manufacturer`]).
     #[serde(rename = "Manufacturer", default, skip_serializing_if = "Option::is_none")]
     pub manufacturer: Option<Manufacturer>,
     /// Selling price excluding VAT in the context's currency.
@@ -819,10 +843,13 @@ pub struct ProductItem {
     /// Example: `1.25`
     #[serde(rename = "VatRate", default, skip_serializing_if = "Option::is_none")]
     pub vat_rate: Option<models_runtime::VatMultiplier>,
+    /// `OnHand` of `ProductItem` (no description in the spec; see the type [`OnHand`]).
     #[serde(rename = "OnHand", default, skip_serializing_if = "Option::is_none")]
     pub on_hand: Option<OnHand>,
+    /// `OnHandStore` of `ProductItem` (no description in the spec; see the type [`OnHand`]).
     #[serde(rename = "OnHandStore", default, skip_serializing_if = "Option::is_none")]
     pub on_hand_store: Option<OnHand>,
+    /// `OnHandSupplier` of `ProductItem` (no description in the spec; see the type [`OnHand`]).
     #[serde(rename = "OnHandSupplier", default, skip_serializing_if = "Option::is_none")]
     pub on_hand_supplier: Option<OnHand>,
     /// SKU status: 1 Active, 2 Coming, 3 Expiring, 4 Hidden, 5 Inactive, 6 NotActivated.
@@ -926,6 +953,7 @@ pub struct OnHand {
     pub is_returnable: Option<bool>,
 }
 
+/// The type of `format` in [`GetApplicationQuery`] (no description in the spec).
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -1049,8 +1077,10 @@ impl GetApplicationHeaders {
     }
 }
 
+/// The 200 response body of [`operations::GET_APPLICATION`] (`GET /commerce/metadata/1.1/GetApplication`, `application/json`).
 pub type GetApplicationResponse = Application;
 
+/// The type of `format` in [`ListOrders3Query`] (no description in the spec).
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -1216,8 +1246,10 @@ impl ListOrders3Headers {
     }
 }
 
+/// The 200 response body of [`operations::LIST_ORDERS3`] (`GET /commerce/order/1.1/ListOrders3`, `application/json`).
 pub type ListOrders3Response = OrderPagedList;
 
+/// The type of `format` in [`GetOrderQuery`] (no description in the spec).
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -1340,8 +1372,10 @@ impl GetOrderHeaders {
     }
 }
 
+/// The 200 response body of [`operations::GET_ORDER`] (`GET /commerce/order/1.1/GetOrder`, `application/json`).
 pub type GetOrderResponse = Order;
 
+/// The type of `format` in [`ListProducts2Query`] (no description in the spec).
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -1527,6 +1561,7 @@ impl ListProducts2Headers {
     }
 }
 
+/// The 200 response body of [`operations::LIST_PRODUCTS2`] (`GET /commerce/product/1.1/ListProducts2`, `application/json`).
 pub type ListProducts2Response = ProductItemPagedList;
 
 /// Method, path and media types of every operation in this spec.

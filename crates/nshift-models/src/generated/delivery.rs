@@ -15,6 +15,7 @@
 /// Error body of 400 and 500 responses.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Error {
+    /// `code` of `Error` (no description in the spec; see the type [`ErrorCode`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<ErrorCode>,
     /// Human-readable explanation.
@@ -127,6 +128,7 @@ pub struct ValidationStatus {
     /// Example: `ParcelGroupWeight`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// `type` of `ValidationStatus` (no description in the spec; see the type [`ValidationStatusType`]).
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<ValidationStatusType>,
 }
@@ -211,18 +213,23 @@ impl<'de> serde::Deserialize<'de> for ValidationStatusType {
 /// Body of POST /shipments, a print configuration plus the shipment; send printConfig (current) or pdfConfig (2016), not both.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ShipmentPrintRequest {
+    /// `printConfig` of `ShipmentPrintRequest` (no description in the spec; see the type [`PrintConfig`]).
     #[serde(rename = "printConfig", default, skip_serializing_if = "Option::is_none")]
     pub print_config: Option<PrintConfig>,
+    /// `pdfConfig` of `ShipmentPrintRequest` (no description in the spec; see the type [`PdfConfig`]).
     #[serde(rename = "pdfConfig", default, skip_serializing_if = "Option::is_none")]
     pub pdf_config: Option<PdfConfig>,
+    /// `shipment` of `ShipmentPrintRequest` (no description in the spec; see the type [`Shipment`]).
     pub shipment: Shipment,
 }
 
 /// Current print configuration, up to four print targets. List the smallest label format first and A4 last; the server picks the first target that suits each document.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PrintConfig {
+    /// `target1Media` of `PrintConfig` (no description in the spec; see the type [`PrintMedia`]).
     #[serde(rename = "target1Media")]
     pub target1_media: PrintMedia,
+    /// `target1Type` of `PrintConfig` (no description in the spec; see the type [`PrintFileType`]).
     #[serde(rename = "target1Type", default, skip_serializing_if = "Option::is_none")]
     pub target1_type: Option<PrintFileType>,
     /// Horizontal offset of target 1 in mm, to compensate for printer margins.
@@ -234,8 +241,10 @@ pub struct PrintConfig {
     /// Extra settings of target 1, e.g. key `mode` value `DT` to compress ZPL.
     #[serde(rename = "target1Options", default, skip_serializing_if = "Option::is_none")]
     pub target1_options: Option<Vec<PrintTargetOption>>,
+    /// `target2Media` of `PrintConfig` (no description in the spec; see the type [`PrintMedia`]).
     #[serde(rename = "target2Media", default, skip_serializing_if = "Option::is_none")]
     pub target2_media: Option<PrintMedia>,
+    /// `target2Type` of `PrintConfig` (no description in the spec; see the type [`PrintFileType`]).
     #[serde(rename = "target2Type", default, skip_serializing_if = "Option::is_none")]
     pub target2_type: Option<PrintFileType>,
     /// Horizontal offset of target 2 in mm.
@@ -247,8 +256,10 @@ pub struct PrintConfig {
     /// Extra settings of target 2.
     #[serde(rename = "target2Options", default, skip_serializing_if = "Option::is_none")]
     pub target2_options: Option<Vec<PrintTargetOption>>,
+    /// `target3Media` of `PrintConfig` (no description in the spec; see the type [`PrintMedia`]).
     #[serde(rename = "target3Media", default, skip_serializing_if = "Option::is_none")]
     pub target3_media: Option<PrintMedia>,
+    /// `target3Type` of `PrintConfig` (no description in the spec; see the type [`PrintFileType`]).
     #[serde(rename = "target3Type", default, skip_serializing_if = "Option::is_none")]
     pub target3_type: Option<PrintFileType>,
     /// Horizontal offset of target 3 in mm.
@@ -260,8 +271,10 @@ pub struct PrintConfig {
     /// Extra settings of target 3.
     #[serde(rename = "target3Options", default, skip_serializing_if = "Option::is_none")]
     pub target3_options: Option<Vec<PrintTargetOption>>,
+    /// `target4Media` of `PrintConfig` (no description in the spec; see the type [`PrintMedia`]).
     #[serde(rename = "target4Media", default, skip_serializing_if = "Option::is_none")]
     pub target4_media: Option<PrintMedia>,
+    /// `target4Type` of `PrintConfig` (no description in the spec; see the type [`PrintFileType`]).
     #[serde(rename = "target4Type", default, skip_serializing_if = "Option::is_none")]
     pub target4_type: Option<PrintFileType>,
     /// Horizontal offset of target 4 in mm.
@@ -291,6 +304,7 @@ pub struct PrintTargetOption {
 /// 2016-generation print configuration (PDF only), up to four targets; unused targets may be null or left out.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PdfConfig {
+    /// `target1Media` of `PdfConfig` (no description in the spec; see the type [`PrintMedia`]).
     #[serde(rename = "target1Media")]
     pub target1_media: PrintMedia,
     /// Horizontal offset of target 1 in mm.
@@ -299,6 +313,7 @@ pub struct PdfConfig {
     /// Vertical offset of target 1 in mm.
     #[serde(rename = "target1YOffset", default, skip_serializing_if = "Option::is_none")]
     pub target1_y_offset: Option<f64>,
+    /// `target2Media` of `PdfConfig` (no description in the spec; see the type [`PrintMedia`]).
     #[serde(rename = "target2Media", default, skip_serializing_if = "Option::is_none")]
     pub target2_media: Option<PrintMedia>,
     /// Horizontal offset of target 2 in mm.
@@ -307,6 +322,7 @@ pub struct PdfConfig {
     /// Vertical offset of target 2 in mm.
     #[serde(rename = "target2YOffset", default, skip_serializing_if = "Option::is_none")]
     pub target2_y_offset: Option<f64>,
+    /// `target3Media` of `PdfConfig` (no description in the spec; see the type [`PrintMedia`]).
     #[serde(rename = "target3Media", default, skip_serializing_if = "Option::is_none")]
     pub target3_media: Option<PrintMedia>,
     /// Horizontal offset of target 3 in mm.
@@ -315,6 +331,7 @@ pub struct PdfConfig {
     /// Vertical offset of target 3 in mm.
     #[serde(rename = "target3YOffset", default, skip_serializing_if = "Option::is_none")]
     pub target3_y_offset: Option<f64>,
+    /// `target4Media` of `PdfConfig` (no description in the spec; see the type [`PrintMedia`]).
     #[serde(rename = "target4Media", default, skip_serializing_if = "Option::is_none")]
     pub target4_media: Option<PrintMedia>,
     /// Horizontal offset of target 4 in mm.
@@ -512,10 +529,12 @@ pub struct Shipment {
     /// Example: `0020012345`
     #[serde(rename = "developerId", default, skip_serializing_if = "Option::is_none")]
     pub developer_id: Option<String>,
+    /// `sender` of `Shipment` (no description in the spec; see the type [`Party`]).
     pub sender: Party,
     /// Sender's carrier-specific data (customer numbers etc.), one entry per carrier.
     #[serde(rename = "senderPartners", default, skip_serializing_if = "Option::is_none")]
     pub sender_partners: Option<Vec<Partner>>,
+    /// `receiver` of `Shipment` (no description in the spec; see the type [`Party`]).
     pub receiver: Party,
     /// Receiver's carrier-specific data.
     #[serde(
@@ -524,14 +543,19 @@ pub struct Shipment {
         skip_serializing_if = "Option::is_none"
     )]
     pub receiver_partners: Option<Vec<Partner>>,
+    /// `dispatch` of `Shipment` (no description in the spec; see the type [`Party`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatch: Option<Party>,
+    /// `delivery` of `Shipment` (no description in the spec; see the type [`Party`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Party>,
+    /// `agent` of `Shipment` (no description in the spec; see the type [`Party`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<Party>,
+    /// `returnPart` of `Shipment` (no description in the spec; see the type [`Party`]).
     #[serde(rename = "returnPart", default, skip_serializing_if = "Option::is_none")]
     pub return_part: Option<Party>,
+    /// `freightPayer` of `Shipment` (no description in the spec; see the type [`Party`]).
     #[serde(rename = "freightPayer", default, skip_serializing_if = "Option::is_none")]
     pub freight_payer: Option<Party>,
     /// Freight payer's carrier-specific data (newer field).
@@ -541,6 +565,7 @@ pub struct Shipment {
         skip_serializing_if = "Option::is_none"
     )]
     pub freight_payer_partners: Option<Vec<Partner>>,
+    /// `taxPayer` of `Shipment` (no description in the spec; see the type [`Party`]).
     #[serde(rename = "taxPayer", default, skip_serializing_if = "Option::is_none")]
     pub tax_payer: Option<Party>,
     /// Tax payer's carrier-specific data (newer field).
@@ -550,6 +575,7 @@ pub struct Shipment {
         skip_serializing_if = "Option::is_none"
     )]
     pub tax_payer_partners: Option<Vec<Partner>>,
+    /// `customsPayer` of `Shipment` (no description in the spec; see the type [`Party`]).
     #[serde(rename = "customsPayer", default, skip_serializing_if = "Option::is_none")]
     pub customs_payer: Option<Party>,
     /// Customs payer's carrier-specific data (newer field).
@@ -865,9 +891,11 @@ pub struct Shipment {
     /// **Open question:** Meaning and accepted values undocumented.
     #[serde(rename = "unitCode", default, skip_serializing_if = "Option::is_none")]
     pub unit_code: Option<String>,
+    /// `service` of `Shipment` (no description in the spec; see the type [`Service`]).
     pub service: Service,
     /// Parcel rows of the shipment.
     pub parcels: Vec<Parcel>,
+    /// `customsDeclaration` of `Shipment` (no description in the spec; see the type [`CustomsDeclaration`]).
     #[serde(
         rename = "customsDeclaration",
         default,
@@ -1463,6 +1491,7 @@ pub struct Parcel {
         skip_serializing_if = "Option::is_none"
     )]
     pub custom_label_text6: Option<String>,
+    /// `dangerousGoods` of `Parcel` (no description in the spec; see the type [`DangerousGoods`]).
     #[serde(rename = "dangerousGoods", default, skip_serializing_if = "Option::is_none")]
     pub dangerous_goods: Option<DangerousGoods>,
     /// Our own parcel numbers, `copies` of them; needs a special license.
@@ -1620,6 +1649,7 @@ pub struct Article {
         skip_serializing_if = "Option::is_none"
     )]
     pub customs_source_country_code: Option<String>,
+    /// `dangerousGoods` of `Article` (no description in the spec; see the type [`DangerousGoods`]).
     #[serde(rename = "dangerousGoods", default, skip_serializing_if = "Option::is_none")]
     pub dangerous_goods: Option<DangerousGoods>,
 }
@@ -1627,8 +1657,10 @@ pub struct Article {
 /// Customs declaration for shipments leaving the EU customs area.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct CustomsDeclaration {
+    /// `sender` of `CustomsDeclaration` (no description in the spec; see the type [`Party`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender: Option<Party>,
+    /// `receiver` of `CustomsDeclaration` (no description in the spec; see the type [`Party`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiver: Option<Party>,
     /// Customs documents to produce; required in practice.
@@ -1931,6 +1963,7 @@ pub struct ShipmentInfo {
     ///
     /// Example: `5666306`
     pub id: String,
+    /// `status` of `ShipmentInfo` (no description in the spec; see the type [`ShipmentStatus`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ShipmentStatus>,
     /// Carrier shipment number, often null for parcel services.
@@ -2188,6 +2221,7 @@ pub struct StoredShipmentInfo {
     ///
     /// Example: `4127538`
     pub id: String,
+    /// `status` of `StoredShipmentInfo` (no description in the spec; see the type [`StoredShipmentStatus`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<StoredShipmentStatus>,
     /// Order number sent in the shipment.
@@ -2407,6 +2441,7 @@ pub struct Alert {
     /// Example: `STATUS`
     #[serde(rename = "alertInfo", default, skip_serializing_if = "Option::is_none")]
     pub alert_info: Option<String>,
+    /// `shipmentInfo` of `Alert` (no description in the spec; see the type [`AlertShipmentInfo`]).
     #[serde(rename = "shipmentInfo", default, skip_serializing_if = "Option::is_none")]
     pub shipment_info: Option<AlertShipmentInfo>,
 }
@@ -2620,12 +2655,14 @@ pub struct ZipcodeInfo {
 /// Body of a price enquiry, a shipment plus optional surcharges.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PriceRequest {
+    /// `additionalSurcharges` of `PriceRequest` (no description in the spec; see the type [`AdditionalSurcharges`]).
     #[serde(
         rename = "additionalSurcharges",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub additional_surcharges: Option<AdditionalSurcharges>,
+    /// `shipment` of `PriceRequest` (no description in the spec; see the type [`Shipment`]).
     pub shipment: Shipment,
 }
 
@@ -2647,6 +2684,7 @@ pub struct AdditionalSurcharges {
 /// Result of a price enquiry.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PriceResponse {
+    /// `priceData` of `PriceResponse` (no description in the spec; see the type [`PriceData`]).
     #[serde(rename = "priceData", default, skip_serializing_if = "Option::is_none")]
     pub price_data: Option<PriceData>,
     /// Errors that prevented a price.
@@ -2737,6 +2775,7 @@ pub struct PriceHistoryEntry {
     /// Number of parcels.
     #[serde(rename = "parcelCount", default, skip_serializing_if = "Option::is_none")]
     pub parcel_count: Option<i64>,
+    /// `priceData` of `PriceHistoryEntry` (no description in the spec; see the type [`PriceData`]).
     #[serde(rename = "priceData", default, skip_serializing_if = "Option::is_none")]
     pub price_data: Option<PriceData>,
 }
@@ -2758,6 +2797,7 @@ pub struct FetchShipmentsQuery {
     pub fetch_id: Option<String>,
 }
 
+/// The 200 response body of [`operations::FETCH_SHIPMENTS`] (`GET /shipments`, `application/json`).
 pub type FetchShipmentsResponse = ShipmentFetchInfoList;
 
 /// Parameters of [`operations::CREATE_SHIPMENT`].
@@ -2773,8 +2813,10 @@ pub struct CreateShipmentQuery {
     pub inline_pdf: Option<bool>,
 }
 
+/// The request body of [`operations::CREATE_SHIPMENT`] (`POST /shipments`, `application/json`).
 pub type CreateShipmentRequest = ShipmentPrintRequest;
 
+/// The 201 response body of [`operations::CREATE_SHIPMENT`] (`POST /shipments`, `application/json`).
 pub type CreateShipmentResponse = ShipmentInfoList;
 
 /// Parameters of [`operations::CANCEL_SHIPMENT`].
@@ -2797,6 +2839,7 @@ impl CancelShipmentPath {
     }
 }
 
+/// [`operations::CANCEL_SHIPMENT`] (`DELETE /shipments/{shipmentId}`) answers 204 without a body.
 pub type CancelShipmentResponse = ();
 
 /// Parameters of [`operations::LIST_SHIPMENT_PDFS`].
@@ -2827,6 +2870,7 @@ pub struct ListShipmentPdfsQuery {
     pub inline_pdf: Option<bool>,
 }
 
+/// The 200 response body of [`operations::LIST_SHIPMENT_PDFS`] (`GET /shipments/{shipmentId}/pdfs`, `application/json`).
 pub type ListShipmentPdfsResponse = PdfList;
 
 /// Parameters of [`operations::GET_SHIPMENT_PDF`].
@@ -2853,8 +2897,10 @@ impl GetShipmentPdfPath {
     }
 }
 
+/// The 200 response body of [`operations::GET_SHIPMENT_PDF`] (`GET /shipments/{shipmentId}/pdfs/{pdfId}`, `application/pdf`).
 pub type GetShipmentPdfResponse = Vec<u8>;
 
+/// The type of `searchField` in [`SearchStoredShipmentsQuery`] (no description in the spec).
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -2931,6 +2977,7 @@ impl<'de> serde::Deserialize<'de> for SearchStoredShipmentsQuerySearchField {
     }
 }
 
+/// The type of `searchOp` in [`SearchStoredShipmentsQuery`] (no description in the spec).
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -3016,6 +3063,7 @@ impl<'de> serde::Deserialize<'de> for SearchStoredShipmentsQuerySearchOp {
     }
 }
 
+/// The type of `dateType` in [`SearchStoredShipmentsQuery`] (no description in the spec).
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -3088,6 +3136,7 @@ impl<'de> serde::Deserialize<'de> for SearchStoredShipmentsQueryDateType {
     }
 }
 
+/// The type of `status` in [`SearchStoredShipmentsQuery`] (no description in the spec).
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -3200,10 +3249,13 @@ pub struct SearchStoredShipmentsQuery {
     pub status: Option<SearchStoredShipmentsQueryStatus>,
 }
 
+/// The 200 response body of [`operations::SEARCH_STORED_SHIPMENTS`] (`GET /stored-shipments`, `application/json`).
 pub type SearchStoredShipmentsResponse = StoredShipmentInfoList;
 
+/// The request body of [`operations::CREATE_STORED_SHIPMENT`] (`POST /stored-shipments`, `application/json`).
 pub type CreateStoredShipmentRequest = Shipment;
 
+/// The 201 response body of [`operations::CREATE_STORED_SHIPMENT`] (`POST /stored-shipments`, `application/json`).
 pub type CreateStoredShipmentResponse = StoredShipmentInfo;
 
 /// Parameters of [`operations::GET_STORED_SHIPMENT`].
@@ -3226,6 +3278,7 @@ impl GetStoredShipmentPath {
     }
 }
 
+/// The 200 response body of [`operations::GET_STORED_SHIPMENT`] (`GET /stored-shipments/{storedId}`, `application/json`).
 pub type GetStoredShipmentResponse = StoredShipmentInfo;
 
 /// Parameters of [`operations::DELETE_STORED_SHIPMENT`].
@@ -3248,6 +3301,7 @@ impl DeleteStoredShipmentPath {
     }
 }
 
+/// [`operations::DELETE_STORED_SHIPMENT`] (`DELETE /stored-shipments/{storedId}`) answers 204 without a body.
 pub type DeleteStoredShipmentResponse = ();
 
 /// Parameters of [`operations::PRINT_STORED_SHIPMENT`].
@@ -3279,8 +3333,10 @@ pub struct PrintStoredShipmentQuery {
     pub return_file: Option<bool>,
 }
 
+/// The request body of [`operations::PRINT_STORED_SHIPMENT`] (`POST /stored-shipments/{storedId}/shipments`, `application/json`).
 pub type PrintStoredShipmentRequest = PrintConfig;
 
+/// The 201 response body of [`operations::PRINT_STORED_SHIPMENT`] (`POST /stored-shipments/{storedId}/shipments`, `application/json`).
 pub type PrintStoredShipmentResponse = ShipmentInfoList;
 
 /// Parameters of [`operations::FIND_AGENTS`].
@@ -3315,8 +3371,10 @@ pub struct FindAgentsQuery {
     pub id: Option<String>,
 }
 
+/// The 200 response body of [`operations::FIND_AGENTS`] (`GET /addresses/agents`, `application/json`).
 pub type FindAgentsResponse = AgentList;
 
+/// The type of `language` in [`CheckAddressQuery`] (no description in the spec).
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -3404,8 +3462,10 @@ pub struct CheckAddressQuery {
     pub language: CheckAddressQueryLanguage,
 }
 
+/// The request body of [`operations::CHECK_ADDRESS`] (`POST /addresses/status`, `application/json`).
 pub type CheckAddressRequest = AddressCheckRequest;
 
+/// The 200 response body of [`operations::CHECK_ADDRESS`] (`POST /addresses/status`, `application/json`).
 pub type CheckAddressResponse = AddressStatusList;
 
 /// Parameters of [`operations::GET_ZIPCODE_INFO`].
@@ -3422,6 +3482,7 @@ pub struct GetZipcodeInfoQuery {
     pub country_code: String,
 }
 
+/// The 200 response body of [`operations::GET_ZIPCODE_INFO`] (`GET /addresses/zipcodes`, `application/json`).
 pub type GetZipcodeInfoResponse = ZipcodeInfo;
 
 /// Parameters of [`operations::FETCH_ALERTS`].
@@ -3434,10 +3495,13 @@ pub struct FetchAlertsQuery {
     pub fetch_id: Option<String>,
 }
 
+/// The 200 response body of [`operations::FETCH_ALERTS`] (`GET /alerts`, `application/json`).
 pub type FetchAlertsResponse = AlertFetchList;
 
+/// The request body of [`operations::GET_PRICE`] (`POST /prices`, `application/json`).
 pub type GetPriceRequest = PriceRequest;
 
+/// The 200 response body of [`operations::GET_PRICE`] (`POST /prices`, `application/json`).
 pub type GetPriceResponse = PriceResponse;
 
 /// Parameters of [`operations::FETCH_PRICE_HISTORY`].
@@ -3450,8 +3514,10 @@ pub struct FetchPriceHistoryQuery {
     pub fetch_id: Option<String>,
 }
 
+/// The 200 response body of [`operations::FETCH_PRICE_HISTORY`] (`POST /prices/history`, `application/json`).
 pub type FetchPriceHistoryResponse = PriceHistoryFetchList;
 
+/// The 200 response body of [`operations::CREATE_JWT_SESSION`] (`POST /sessions/jwt`, `application/json`).
 pub type CreateJwtSessionResponse = JwtSession;
 
 /// Method, path and media types of every operation in this spec.

@@ -1,6 +1,7 @@
 //! The `relay` subcommands, one module each; `main.rs` only parses and dispatches.
 
 pub mod auth;
+pub mod config;
 pub mod run;
 pub mod serve;
 pub mod status;

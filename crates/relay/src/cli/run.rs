@@ -14,9 +14,9 @@ use sandbox::brightpearl::WarehouseShips;
 use sandbox::{DatasetConfig, Sandbox, SandboxConfig};
 
 use crate::config::RelayConfig;
-use crate::flows::{FlowContext, FlowError, FlowFuture, FlowReport, RunFn};
+use crate::flows::{Flow, FlowContext, FlowError, FlowFuture, FlowReport};
+use crate::platform::configured_platforms;
 use crate::state::{SqliteStore, Status, Store};
-use crate::verify::configured_platforms;
 
 /// Arguments of `relay run`.
 #[derive(Debug, clap::Args)]
@@ -45,43 +45,6 @@ pub struct RunArgs {
     /// Run only these flows (comma-separated names from the summary table).
     #[arg(long = "flow", value_delimiter = ',')]
     flows: Vec<String>,
-}
-
-/// One flow as `relay run` drives it: its name, the entity flows it records (for progress), and
-/// the pass itself.
-struct FlowRunner {
-    name: &'static str,
-    entity_flows: &'static [&'static str],
-    run: RunFn,
-}
-
-/// The flows in the order a run takes them: orders into the ERP first, then shipping, stock and
-/// prices, then fulfilment that the ERP shipped.
-fn runners() -> Vec<FlowRunner> {
-    use crate::flows::{orders, shipping, stock};
-    vec![
-        FlowRunner {
-            name: "orders",
-            entity_flows: &["orders"],
-            run: |ctx| Box::pin(orders::run(ctx)),
-        },
-        FlowRunner {
-            name: "shipping",
-            entity_flows: &["shipping"],
-            run: |ctx| Box::pin(shipping::run(ctx)),
-        },
-        // One runner for stock and prices: they share the catalog search.
-        FlowRunner {
-            name: "stock",
-            entity_flows: &["stock", "prices"],
-            run: |ctx| Box::pin(stock::run(ctx)),
-        },
-        FlowRunner {
-            name: "fulfilment",
-            entity_flows: &["fulfilment"],
-            run: |ctx| Box::pin(orders::run_fulfilment(ctx)),
-        },
-    ]
 }
 
 /// The embedded sandbox of `relay run`: the seeded dataset, Connect jobs that finish after a
@@ -167,21 +130,22 @@ pub async fn execute(args: RunArgs) -> ExitCode {
 }
 
 async fn run(args: &RunArgs) -> Result<ExitCode, String> {
-    let all = runners();
+    // The flows as registered once (also what `relay serve` schedules), in their order.
+    let all = crate::flows::registry();
     if let Some(unknown) = args
         .flows
         .iter()
-        .find(|f| !all.iter().any(|r| r.name == f.as_str()))
+        .find(|f| !all.iter().any(|r| r.name() == f.as_str()))
     {
-        let known: Vec<_> = all.iter().map(|r| r.name).collect();
+        let known: Vec<_> = all.iter().map(|r| r.name()).collect();
         return Err(format!(
             "`--flow {unknown}`: no such flow; choose from {}",
             known.join(", ")
         ));
     }
-    let runners: Vec<FlowRunner> = all
+    let runners: Vec<Arc<dyn Flow>> = all
         .into_iter()
-        .filter(|r| args.flows.is_empty() || args.flows.iter().any(|f| f == r.name))
+        .filter(|r| args.flows.is_empty() || args.flows.iter().any(|f| f == r.name()))
         .collect();
     if runners.is_empty() {
         return Err("no flows are available in this build".to_owned());
@@ -234,12 +198,12 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
         let bar = bars.add(
             ProgressBar::new_spinner()
                 .with_style(style.clone())
-                .with_prefix(runner.name),
+                .with_prefix(runner.name()),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
         let started = Instant::now();
-        let pass = (runner.run)(&context);
-        let result = with_progress(pass, &bar, store.as_ref(), runner.entity_flows).await;
+        let pass = runner.run(&context);
+        let result = with_progress(pass, &bar, store.as_ref(), runner.entity_flows()).await;
         match result {
             Ok(mut report) => {
                 report.duration_ms =
@@ -249,10 +213,10 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
             }
             Err(e) => {
                 bar.abandon_with_message(format!("stopped: {e}"));
-                errors.push(format!("{}: {e}", runner.name));
-                stopped.push(runner.name.to_owned());
+                errors.push(format!("{}: {e}", runner.name()));
+                stopped.push(runner.name().to_owned());
                 reports.push(FlowReport {
-                    flow: runner.name.to_owned(),
+                    flow: runner.name().to_owned(),
                     ..FlowReport::default()
                 });
             }

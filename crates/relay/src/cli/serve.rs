@@ -25,7 +25,7 @@ use client_core::Settings;
 use sandbox::{Sandbox, SandboxConfig};
 
 use crate::flows::FlowContext;
-use crate::serve::{self, Secret, ServeSecrets, ShutdownOutcome};
+use crate::serve::{self, ExposeSecret, SecretString, ServeSecrets, ShutdownOutcome};
 use crate::state::{SqliteStore, Store};
 use crate::verify::configured_platforms;
 
@@ -126,7 +126,7 @@ fn fill_missing_secrets(
     ] {
         if slot.is_none() {
             let value = sandbox_token();
-            *slot = Some(Secret::new(value.clone()));
+            *slot = Some(SecretString::from(value.clone()));
             generated.push(Generated {
                 variable: variable.clone(),
                 purpose,
@@ -259,10 +259,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         // The operator's secrets when given (so the receivers keep the credentials their
         // callers have), generated ones for the rest.
         let generated = fill_missing_secrets(&mut secrets, &config.serve);
-        let expose = |secret: &Option<Secret>| {
+        let expose = |secret: &Option<SecretString>| {
             secret
                 .as_ref()
-                .map(|s| s.expose().to_owned())
+                .map(|s| s.expose_secret().to_owned())
                 .unwrap_or_default()
         };
         let password = expose(&secrets.order_receiver_password);
@@ -396,11 +396,14 @@ mod tests {
     fn only_missing_secrets_are_generated_and_the_printed_ones_are_labelled() {
         let config = ServeConfig::default();
         let mut secrets = ServeSecrets {
-            norce_webhook_secret: Some(Secret::new("given")),
+            norce_webhook_secret: Some(SecretString::from("given")),
             ..ServeSecrets::default()
         };
         let generated = fill_missing_secrets(&mut secrets, &config);
-        assert!(secrets.norce_webhook_secret.unwrap().matches(b"given"));
+        assert!(serve::secret_matches(
+            &secrets.norce_webhook_secret.unwrap(),
+            b"given"
+        ));
         let password = secrets.order_receiver_password.unwrap();
         let brightpearl = secrets.brightpearl_webhook_secret.unwrap();
         let text = generated_text(&generated);
@@ -409,18 +412,17 @@ mod tests {
             .lines()
             .find(|l| l.contains("RELAY_ORDER_RECEIVER_PASSWORD="))
             .unwrap();
-        assert!(
-            password.matches(
-                password_line
-                    .split('=')
-                    .nth(1)
-                    .unwrap()
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .as_bytes()
-            )
-        );
+        assert!(serve::secret_matches(
+            &password,
+            password_line
+                .split('=')
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .as_bytes()
+        ));
         assert!(password_line.contains("HTTP Basic user `norce`"));
         assert!(
             !text.contains("RELAY_NORCE_WEBHOOK_SECRET"),
@@ -429,7 +431,7 @@ mod tests {
         assert!(
             text.contains(&format!(
                 "RELAY_BRIGHTPEARL_WEBHOOK_SECRET={}",
-                brightpearl.expose()
+                brightpearl.expose_secret()
             )),
             "{text}"
         );

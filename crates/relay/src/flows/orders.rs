@@ -33,22 +33,14 @@
 //! Orders of one customer (same e-mail) are processed one after the other, so two orders of a new
 //! customer never create two contacts; different customers run concurrently (`run.concurrency`).
 
-/// The order-search columns the orders flow reads for its `externalRef` check (fulfilment reads
-/// the first two); `relay verify --deep` asks for the same.
-pub const ORDER_SEARCH_COLUMNS: [&str; 3] =
-    ["orderId", "externalRef", "installedIntegrationInstanceId"];
-
-/// The goods-out-note search columns fulfilment reads; `relay verify --deep` asks for the same.
-pub const GOODS_OUT_SEARCH_COLUMNS: [&str; 4] =
-    ["goodsOutNoteId", "orderId", "shipped", "shippedOn"];
-
 mod amount;
+mod common;
 mod fulfilment;
 mod model;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use brightpearl_client::models::contact::{
     ContactCommunication, ContactEmail, ContactEmails, ContactRequest, ContactTelephones,
@@ -63,99 +55,106 @@ use futures::future::BoxFuture;
 use norce_client::Navigation;
 use norce_client::models::connect::{ConnectOrderStatus, SendOrderStatusRequest};
 use norce_client::models::events::OrderRequest;
-use norce_client::models::query::{self, QueryOrdersQuery};
-use serde::{Deserialize, Serialize};
+use norce_client::models::query::QueryOrdersQuery;
+use serde::Deserialize;
 use tracing::Instrument as _;
 
-use self::amount::{Amount, model_decimal};
+#[cfg(test)]
+use self::common::parse_id_set;
+pub use self::common::{FLOW, FULFILMENT_FLOW, GOODS_OUT_SEARCH_COLUMNS, ORDER_SEARCH_COLUMNS};
+use self::common::{OrderPayload, OrderSource, cursor_text, dead_letter_unreadable, decimal};
 use self::model::{LineKind, NorceOrder};
-use super::{
+use super::action::{self, ItemError};
+use super::context::{
     FlowContext, FlowError, FlowReport, Ingested, Outcome, PENDING_PAGE, cursor_time, elapsed_ms,
-    fail_item,
 };
-use crate::state::{EntityRecord, EntityUpdate, InboxItem, StateError, Status};
+use super::contract::{Flow, FlowFuture, IngestFuture, every};
+use crate::config::ServeConfig;
+pub use crate::config::orders::{CountryCodeForm, OrdersConfig, PushOrderNumber, UnmatchedSku};
+use crate::state::{EntityRecord, EntityUpdate, InboxItem, Status};
 
 pub use self::fulfilment::run_fulfilment;
 
-/// Flow name (and cursor name) of Norce orders into Brightpearl.
-pub const FLOW: &str = "orders";
-/// Flow name (and cursor name) of shipped goods-out notes back to Norce.
-pub const FULFILMENT_FLOW: &str = "fulfilment";
 /// Inbox source of the Norce order receiver (body: an `OrderRequest`).
-pub const NORCE_ORDER_SOURCE: &str = super::SOURCE_NORCE_ORDER;
+pub const NORCE_ORDER_SOURCE: &str = super::context::SOURCE_NORCE_ORDER;
 /// Inbox source of Brightpearl webhooks (body: the webhook's JSON body template).
-pub const BRIGHTPEARL_WEBHOOK_SOURCE: &str = super::SOURCE_BRIGHTPEARL_WEBHOOK;
+pub const BRIGHTPEARL_WEBHOOK_SOURCE: &str = super::context::SOURCE_BRIGHTPEARL_WEBHOOK;
 /// Inbox source of Norce event webhooks (key `{eventType}:{id}`).
-pub const NORCE_EVENT_SOURCE: &str = super::SOURCE_NORCE_EVENT;
+pub const NORCE_EVENT_SOURCE: &str = super::context::SOURCE_NORCE_EVENT;
 
-/// The `[orders]` section of the configuration file. Every key is optional; the defaults work
-/// against the embedded sandbox and name a real Brightpearl account's usual setup.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OrdersConfig {
-    /// Poll for new work (Norce Query for orders, Brightpearl goods-out-note search for
-    /// shipments) in every pass; with `false` only the receivers' inbox feeds the flows.
-    /// Default `true`.
-    pub poll: bool,
-    /// Norce order status ids picked up by polling. Default `[0]` (Created).
-    pub import_status_ids: Vec<i32>,
-    /// Which `OrderRequest` field of a Norce push holds the order number. Default
-    /// `customer_order_ref` (falling back to `ClientOrderRef` when empty).
-    pub push_order_number: PushOrderNumber,
-    /// What to do with a line whose part number is no Brightpearl SKU. Default `dead_letter`.
-    pub unmatched_sku: UnmatchedSku,
-    /// `installedIntegrationInstanceId` stamped on every order (with `externalRef` Brightpearl's
-    /// unique key). Default: the OAuth installation's id; none for a private app.
-    pub installed_integration_instance_id: Option<i64>,
-    /// Brightpearl order status id of new orders. Default `2` (the sandbox's "New web order").
-    pub status_id: i64,
-    /// Brightpearl sales channel id of the web shop. Default: none (Brightpearl's default).
-    pub channel_id: Option<i64>,
-    /// Brightpearl warehouse to allocate from. Default `2` (the sandbox's first warehouse).
-    pub warehouse_id: i64,
-    /// Brightpearl price list id of new orders. Default `2` (the sandbox's "Retail").
-    pub price_list_id: i64,
-    /// Brightpearl tax code of every row. Default `T25` (Swedish 25 %, as in the sandbox).
-    pub tax_code: String,
-    /// Sales nominal code of every row. Default: none (Brightpearl's default).
-    pub nominal_code: Option<String>,
-    /// Norce status sent once the Brightpearl order exists. Default `Acknowledged` (Norce sets
-    /// Confirmed and stores the ERP order number).
-    pub confirmed_status: String,
-    /// Norce status once every stock line has shipped. Default `Delivered`.
-    pub delivered_status: String,
-    /// Norce status while only some have. Default `PartlyDelivered`.
-    pub partly_delivered_status: String,
-    /// Delivery note number = this prefix + the goods-out note id. Default `GON-`.
-    pub delivery_note_prefix: String,
-    /// Norce order events (webhooks received by `relay serve`) that start a pass at once: the
-    /// pass reads the new order through the Query poll, the way Norce recommends
-    /// (`OrderReceivedEvent`, then a Query fetch). Ignored with `poll = false`. Default
-    /// `OrderReceivedEvent`.
-    pub norce_events: Vec<String>,
-    /// Norce country id (Query `countryId`) → ISO 3166 alpha-2 code. Default: the sandbox's
-    /// `1 SE, 2 NO, 3 DK, 4 FI`.
-    pub country_codes: BTreeMap<String, String>,
-    /// Norce currency id (Query `currencyId`) → ISO 4217 code. Default: the sandbox's
-    /// `1 SEK, 2 NOK, 3 DKK, 4 EUR`.
-    pub currency_codes: BTreeMap<String, String>,
-    /// The country code form of the sales order's delivery address (`alpha2` or `alpha3`). Its
-    /// form is undocumented (the order GET shows both `countryIsoCode` SE and
-    /// `countryIsoCode3` SWE; open question in `specs/brightpearl/order.yaml`). The contact's
-    /// postal address always gets the documented 3-letter code. Default `alpha2`.
-    pub sales_order_country_code: CountryCodeForm,
+/// The `orders` flow in the [registry](crate::flows::registry): Norce orders (pushed or
+/// polled, and the order events that start a poll) into Brightpearl.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Orders;
+
+impl Flow for Orders {
+    fn name(&self) -> &'static str {
+        FLOW
+    }
+
+    fn entity_flows(&self) -> &'static [&'static str] {
+        &[FLOW]
+    }
+
+    fn accepts(&self, source: &str) -> bool {
+        source == NORCE_ORDER_SOURCE || source == NORCE_EVENT_SOURCE
+    }
+
+    fn ingest<'a>(&'a self, ctx: &'a FlowContext, item: &'a InboxItem) -> IngestFuture<'a> {
+        Box::pin(async move {
+            if self.accepts(&item.source) {
+                ingest(ctx, item).await
+            } else {
+                Ok(Ingested::Nothing)
+            }
+        })
+    }
+
+    fn run<'a>(&'a self, ctx: &'a FlowContext) -> FlowFuture<'a> {
+        Box::pin(run(ctx))
+    }
+
+    fn every(&self, serve: &ServeConfig) -> Option<Duration> {
+        every(serve.orders_every_secs)
+    }
 }
 
-/// `orders.sales_order_country_code`: which ISO 3166-1 code Brightpearl gets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum CountryCodeForm {
-    /// Two letters (`SE`).
-    #[default]
-    Alpha2,
-    /// Three letters (`SWE`).
-    Alpha3,
+/// The `fulfilment` flow in the [registry](crate::flows::registry): shipped Brightpearl
+/// goods-out notes (webhooks, or the goods-out-note search) back to Norce. Scheduled like
+/// `orders` (`serve.orders_every_secs`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fulfilment;
+
+impl Flow for Fulfilment {
+    fn name(&self) -> &'static str {
+        FULFILMENT_FLOW
+    }
+
+    fn entity_flows(&self) -> &'static [&'static str] {
+        &[FULFILMENT_FLOW]
+    }
+
+    fn accepts(&self, source: &str) -> bool {
+        source == BRIGHTPEARL_WEBHOOK_SOURCE
+    }
+
+    fn ingest<'a>(&'a self, ctx: &'a FlowContext, item: &'a InboxItem) -> IngestFuture<'a> {
+        Box::pin(async move {
+            if self.accepts(&item.source) {
+                fulfilment::ingest_webhook(ctx, item)
+            } else {
+                Ok(Ingested::Nothing)
+            }
+        })
+    }
+
+    fn run<'a>(&'a self, ctx: &'a FlowContext) -> FlowFuture<'a> {
+        Box::pin(run_fulfilment(ctx))
+    }
+
+    fn every(&self, serve: &ServeConfig) -> Option<Duration> {
+        every(serve.orders_every_secs)
+    }
 }
 
 /// `SE` → `SWE`. The order's country is an alpha-2 code (Norce's, or the `orders.country_codes`
@@ -167,114 +166,13 @@ fn alpha3(alpha2: &str) -> Result<String, String> {
 }
 
 /// The order's country in the form Brightpearl is given.
-fn country_in(form: CountryCodeForm, order: &NorceOrder) -> Result<Option<String>, StepError> {
+fn country_in(form: CountryCodeForm, order: &NorceOrder) -> Result<Option<String>, ItemError> {
     match (form, order.address.country.as_deref()) {
         (_, None) => Ok(None),
         (CountryCodeForm::Alpha2, Some(code)) => Ok(Some(code.to_owned())),
         (CountryCodeForm::Alpha3, Some(code)) => alpha3(code)
             .map(Some)
-            .map_err(|e| StepError::permanent(format!("order {}: {e}", order.order_no))),
-    }
-}
-
-impl Default for OrdersConfig {
-    fn default() -> Self {
-        let map = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect()
-        };
-        Self {
-            poll: true,
-            import_status_ids: vec![0],
-            push_order_number: PushOrderNumber::default(),
-            unmatched_sku: UnmatchedSku::default(),
-            installed_integration_instance_id: None,
-            status_id: 2,
-            channel_id: None,
-            warehouse_id: 2,
-            price_list_id: 2,
-            tax_code: "T25".into(),
-            nominal_code: None,
-            confirmed_status: "Acknowledged".into(),
-            delivered_status: "Delivered".into(),
-            partly_delivered_status: "PartlyDelivered".into(),
-            delivery_note_prefix: "GON-".into(),
-            norce_events: vec!["OrderReceivedEvent".into()],
-            country_codes: map(&[("1", "SE"), ("2", "NO"), ("3", "DK"), ("4", "FI")]),
-            currency_codes: map(&[("1", "SEK"), ("2", "NOK"), ("3", "DKK"), ("4", "EUR")]),
-            sales_order_country_code: CountryCodeForm::default(),
-        }
-    }
-}
-
-/// `orders.unmatched_sku`: a Norce line whose part number Brightpearl does not know.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum UnmatchedSku {
-    /// Fail the order permanently into the dead letters, naming the SKU (fix the product, then
-    /// `relay replay`).
-    #[default]
-    DeadLetter,
-    /// Add the line as a free-text row (no stock, no fulfilment) named after the line and SKU.
-    FreeText,
-}
-
-/// `orders.push_order_number`: where a pushed `OrderRequest` carries the Norce order number.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum PushOrderNumber {
-    /// `CustomerOrderRef`, or `ClientOrderRef` when that is empty.
-    #[default]
-    CustomerOrderRef,
-    /// `ClientOrderRef` (tenants whose basket id is the order number).
-    ClientOrderRef,
-}
-
-impl OrdersConfig {
-    /// Checks the values a pass depends on; the error names the key and the allowed values.
-    pub fn validate(&self) -> Result<(), FlowError> {
-        let invalid = |setting: &str, reason: String| {
-            Err(FlowError::Config {
-                setting: format!("orders.{setting}"),
-                reason,
-            })
-        };
-        for (key, value) in [
-            ("confirmed_status", &self.confirmed_status),
-            ("delivered_status", &self.delivered_status),
-            ("partly_delivered_status", &self.partly_delivered_status),
-        ] {
-            if !ConnectOrderStatus::KNOWN.contains(&value.as_str()) {
-                return invalid(
-                    key,
-                    format!(
-                        "`{value}` is not a Norce order status; use one of {}",
-                        ConnectOrderStatus::KNOWN.join(", ")
-                    ),
-                );
-            }
-        }
-        if self.tax_code.trim().is_empty() {
-            return invalid(
-                "tax_code",
-                "must not be empty: Brightpearl needs a tax code on every row (e.g. \"T25\")"
-                    .into(),
-            );
-        }
-        if self.poll && self.import_status_ids.is_empty() {
-            return invalid("import_status_ids", "must list at least one Norce status id (0 = Created), or set `orders.poll = false`".into());
-        }
-        if self.delivery_note_prefix.chars().count() > 30 {
-            return invalid(
-                "delivery_note_prefix",
-                "must be at most 30 characters (Norce note numbers are short)".into(),
-            );
-        }
-        Ok(())
+            .map_err(|e| ItemError::permanent(format!("order {}: {e}", order.order_no))),
     }
 }
 
@@ -328,62 +226,6 @@ pub async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, Flo
         BRIGHTPEARL_WEBHOOK_SOURCE => fulfilment::ingest_webhook(ctx, item),
         _ => Ok(Ingested::Nothing),
     }
-}
-
-/// What an `orders` entity keeps as its payload: the order as Norce sent it (normalised at each
-/// attempt, so a replay after a configuration fix uses the new mapping) and the contact once found.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OrderPayload {
-    source: OrderSource,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    contact_id: Option<i64>,
-}
-
-/// The Norce order as received.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum OrderSource {
-    /// A Query 3.0 order (expanded with its lines and its buyer and ship-to customer infos).
-    Query(Box<query::Order>),
-    /// An order receiver push.
-    Push(Box<OrderRequest>),
-}
-
-impl OrderPayload {
-    fn normalise(&self, config: &OrdersConfig) -> Result<NorceOrder, String> {
-        match &self.source {
-            OrderSource::Query(order) => NorceOrder::from_query(order, config),
-            OrderSource::Push(request) => NorceOrder::from_push(request, config),
-        }
-    }
-
-    fn to_json(&self) -> Result<String, String> {
-        serde_json::to_string(self).map_err(|e| format!("cannot store the order payload: {e}"))
-    }
-}
-
-/// Dead-letters an item that could not even be read (unless it is already finished: a bad
-/// repeat of a done order changes nothing).
-fn dead_letter_unreadable(
-    ctx: &FlowContext,
-    flow: &str,
-    source_id: &str,
-    payload: Option<&str>,
-    error: &str,
-) -> Result<(), StateError> {
-    let record = ctx.store.upsert_pending(flow, source_id, payload)?;
-    if matches!(record.status, Status::Done | Status::Skipped) {
-        tracing::warn!(
-            flow,
-            source_id,
-            error,
-            "unreadable repeat of a finished item ignored"
-        );
-        return Ok(());
-    }
-    fail_item(ctx, flow, source_id, error, true)?;
-    Ok(())
 }
 
 fn ingest_order(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowError> {
@@ -448,100 +290,6 @@ fn ingest_order(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowErr
         }
     }
     Ok(Ingested::Work)
-}
-
-/// An item attempt that did not finish: why, and whether retrying can help.
-#[derive(Debug)]
-enum StepError {
-    /// The item failed (kept for retry, or dead-lettered when `permanent`).
-    Item { message: String, permanent: bool },
-    /// The item cannot go on yet and is left as it is, without counting an attempt.
-    Waiting(String),
-    /// The item is not ours to process (recorded as skipped).
-    Skip(String),
-    /// The store failed: the flow stops.
-    State(StateError),
-}
-
-impl StepError {
-    fn permanent(message: impl Into<String>) -> Self {
-        StepError::Item {
-            message: message.into(),
-            permanent: true,
-        }
-    }
-
-    fn transient(message: impl Into<String>) -> Self {
-        StepError::Item {
-            message: message.into(),
-            permanent: false,
-        }
-    }
-}
-
-impl From<StateError> for StepError {
-    fn from(e: StateError) -> Self {
-        StepError::State(e)
-    }
-}
-
-// Platform errors are retried up to `run.max_attempts`: a 5xx or a throttle passes, and a
-// validation error that a configuration change fixes can be replayed from the dead letters.
-impl From<brightpearl_client::Error> for StepError {
-    fn from(e: brightpearl_client::Error) -> Self {
-        StepError::transient(format!("Brightpearl: {e}"))
-    }
-}
-
-impl From<norce_client::Error> for StepError {
-    fn from(e: norce_client::Error) -> Self {
-        StepError::transient(format!("Norce: {e}"))
-    }
-}
-
-/// Records a step error on the entity; returns the outcome, or the store error that stops the flow.
-fn settle(
-    ctx: &FlowContext,
-    flow: &str,
-    source_id: &str,
-    result: Result<Outcome, StepError>,
-) -> Result<Outcome, FlowError> {
-    match result {
-        Ok(outcome) => Ok(outcome),
-        Err(StepError::State(e)) => Err(FlowError::State(e)),
-        Err(StepError::Item { message, permanent }) => {
-            fail_item(ctx, flow, source_id, &message, permanent)?;
-            Ok(Outcome {
-                failed: true,
-                ..Outcome::default()
-            })
-        }
-        Err(StepError::Waiting(reason)) => {
-            tracing::info!(flow, source_id, reason, "waiting; tried again next pass");
-            Ok(Outcome::default())
-        }
-        Err(StepError::Skip(reason)) => {
-            tracing::info!(flow, source_id, reason, "skipped");
-            ctx.store.update(
-                flow,
-                source_id,
-                &EntityUpdate {
-                    status: Some(Status::Skipped),
-                    step: Some(format!("skipped: {reason}")),
-                    clear_error: true,
-                    ..EntityUpdate::default()
-                },
-            )?;
-            Ok(Outcome {
-                skipped: true,
-                ..Outcome::default()
-            })
-        }
-    }
-}
-
-fn cursor_text(time: chrono::DateTime<chrono::Utc>) -> String {
-    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// One pass of the `orders` flow: picks up new Norce orders (Query polling with the `orders`
@@ -624,7 +372,7 @@ async fn process_group(
             break;
         }
         let result = process_order(ctx, shared, &record).await;
-        outcomes.push(settle(ctx, FLOW, &record.source_id, result)?);
+        outcomes.push(action::settle(ctx, FLOW, &record.source_id, result)?);
     }
     Ok(outcomes)
 }
@@ -764,19 +512,19 @@ async fn process_order(
     ctx: &FlowContext,
     shared: &Shared<'_>,
     record: &EntityRecord,
-) -> Result<Outcome, StepError> {
+) -> Result<Outcome, ItemError> {
     let id = record.source_id.as_str();
     let config = &ctx.config.orders;
     let Some(text) = record.payload.as_deref() else {
-        return Err(StepError::permanent(format!(
+        return Err(ItemError::permanent(format!(
             "order {id} has no stored Norce order: have Norce send it again (order receiver) or move the `orders` cursor back"
         )));
     };
     let mut payload: OrderPayload = serde_json::from_str(text).map_err(|e| {
-        StepError::permanent(format!("order {id}: the stored Norce order cannot be read ({e}); have Norce send it again or move the `orders` cursor back"))
+        ItemError::permanent(format!("order {id}: the stored Norce order cannot be read ({e}); have Norce send it again or move the `orders` cursor back"))
     })?;
     let order = payload.normalise(config).map_err(|problem| {
-        StepError::permanent(format!("order {id}: {problem}; then `relay replay`"))
+        ItemError::permanent(format!("order {id}: {problem}; then `relay replay`"))
     })?;
     let mut outcome = Outcome::default();
     let step = record.step.as_deref();
@@ -815,7 +563,7 @@ async fn process_order(
                             ))
                             .await?;
                         payload.contact_id = Some(contact);
-                        let text = payload.to_json().map_err(StepError::permanent)?;
+                        let text = payload.to_json().map_err(ItemError::permanent)?;
                         ctx.store.update(
                             FLOW,
                             id,
@@ -852,7 +600,7 @@ async fn process_order(
     }
 
     let erp_id = erp_id.ok_or_else(|| {
-        StepError::transient(format!("order {id}: no Brightpearl order id recorded"))
+        ItemError::transient(format!("order {id}: no Brightpearl order id recorded"))
     })?;
     let request = SendOrderStatusRequest {
         client_order_ref: order.basket_id,
@@ -861,8 +609,7 @@ async fn process_order(
         account_id: None,
         infos: None,
     };
-    ctx.norce()
-        .map_err(|e| StepError::transient(e.to_string()))?
+    ctx.norce()?
         .send_order_status(&request)
         .instrument(tracing::info_span!(
             "flow_step",
@@ -903,7 +650,7 @@ async fn find_order_by_external_ref(
     brightpearl: &brightpearl_client::Client,
     order_no: &str,
     instance: Option<i64>,
-) -> Result<Option<i64>, StepError> {
+) -> Result<Option<i64>, ItemError> {
     let query = SearchQuery::new()
         .filter("externalRef", order_no)
         .columns(ORDER_SEARCH_COLUMNS);
@@ -926,7 +673,7 @@ async fn find_order_by_external_ref(
 }
 
 /// Brightpearl product id of a SKU (exact match), cached per pass.
-async fn product_id(shared: &Shared<'_>, sku: &str) -> Result<Option<i64>, StepError> {
+async fn product_id(shared: &Shared<'_>, sku: &str) -> Result<Option<i64>, ItemError> {
     if let Some(known) = shared.cached(sku) {
         return Ok(known);
     }
@@ -945,20 +692,16 @@ async fn product_id(shared: &Shared<'_>, sku: &str) -> Result<Option<i64>, StepE
     Ok(found)
 }
 
-fn decimal<T: serde::de::DeserializeOwned>(amount: Amount, what: &str) -> Result<T, StepError> {
-    model_decimal(amount).map_err(|e| StepError::permanent(format!("{what}: {e}")))
-}
-
 /// The rows of the sales order: products by SKU, fees (and, by configuration, unknown SKUs) as
 /// free-text rows. Row net and tax are totals rounded to 2 decimals.
 async fn sales_order_rows(
     ctx: &FlowContext,
     shared: &Shared<'_>,
     order: &NorceOrder,
-) -> Result<Vec<SalesOrderRowRequest>, StepError> {
+) -> Result<Vec<SalesOrderRowRequest>, ItemError> {
     let config = &ctx.config.orders;
     if order.lines.is_empty() {
-        return Err(StepError::permanent(format!(
+        return Err(ItemError::permanent(format!(
             "order {} has no lines; nothing to create in Brightpearl",
             order.order_no
         )));
@@ -971,7 +714,7 @@ async fn sales_order_rows(
             order.order_no, line.line_no, line.part_no
         );
         if !line.quantity.is_positive() {
-            return Err(StepError::permanent(format!(
+            return Err(ItemError::permanent(format!(
                 "{what}: quantity {} is not positive",
                 line.quantity
             )));
@@ -994,7 +737,7 @@ async fn sales_order_rows(
             }
         }
         if product.is_some() && !line.quantity.is_whole() {
-            return Err(StepError::permanent(format!(
+            return Err(ItemError::permanent(format!(
                 "{what}: quantity {} must be whole for a stock-tracked product",
                 line.quantity
             )));
@@ -1002,10 +745,10 @@ async fn sales_order_rows(
         let net = line
             .unit_price
             .mul_round2(line.quantity)
-            .ok_or_else(|| StepError::permanent(format!("{what}: amount out of range")))?;
+            .ok_or_else(|| ItemError::permanent(format!("{what}: amount out of range")))?;
         let tax = net
             .mul_round2(line.vat_rate)
-            .ok_or_else(|| StepError::permanent(format!("{what}: amount out of range")))?;
+            .ok_or_else(|| ItemError::permanent(format!("{what}: amount out of range")))?;
         let name = match (product, line.kind) {
             (Some(_), _) => None,
             (None, LineKind::Fee) => {
@@ -1036,7 +779,7 @@ async fn sales_order_rows(
             .map(|s| format!("`{s}`"))
             .collect::<Vec<_>>()
             .join(", ");
-        return Err(StepError::permanent(format!(
+        return Err(ItemError::permanent(format!(
             "order {}: no Brightpearl product has SKU {list} (Norce part number = Brightpearl SKU); create the product in Brightpearl or correct the SKU and `relay replay`, or set `orders.unmatched_sku = \"free_text\"`",
             order.order_no
         )));
@@ -1054,9 +797,9 @@ fn clip(text: Option<&str>, max: usize) -> Option<String> {
 async fn find_or_create_contact(
     brightpearl: &brightpearl_client::Client,
     order: &NorceOrder,
-) -> Result<i64, StepError> {
+) -> Result<i64, ItemError> {
     let email = order.customer.email.as_deref().map(str::trim).filter(|e| !e.is_empty()).ok_or_else(|| {
-        StepError::permanent(format!(
+        ItemError::permanent(format!(
             "order {} has no customer e-mail; Brightpearl customers are found by e-mail: add it to the order in Norce, then `relay replay`",
             order.order_no
         ))
@@ -1072,11 +815,11 @@ async fn find_or_create_contact(
             );
         }
         return i64::try_from(contact.contact_id).map_err(|_| {
-            StepError::permanent(format!("contact id {} is out of range", contact.contact_id))
+            ItemError::permanent(format!("contact id {} is out of range", contact.contact_id))
         });
     }
     let Some(line1) = order.address.line1.clone() else {
-        return Err(StepError::permanent(format!(
+        return Err(ItemError::permanent(format!(
             "order {}: the customer {email} is new to Brightpearl and the order has no street address (Line1) for the contact; add it in Norce, then `relay replay`",
             order.order_no
         )));
@@ -1151,14 +894,14 @@ fn sales_order_request(
     contact_id: i64,
     instance: Option<i64>,
     rows: Vec<SalesOrderRowRequest>,
-) -> Result<SalesOrderRequest, StepError> {
+) -> Result<SalesOrderRequest, ItemError> {
     let placed_on = match &order.placed_on {
         Some(text) => serde_json::from_value(serde_json::Value::String(text.clone())).ok(),
         None => None,
     };
     let currency = order.currency.as_ref().map(|code| {
         serde_json::from_value(serde_json::json!({ "code": code })).map_err(|e| {
-            StepError::permanent(format!("order {}: currency `{code}`: {e}", order.order_no))
+            ItemError::permanent(format!("order {}: currency `{code}`: {e}", order.order_no))
         })
     });
     let country = country_in(config.sales_order_country_code, order)?;
@@ -1191,28 +934,6 @@ fn sales_order_request(
         }),
         rows,
     })
-}
-
-/// Ids of a Brightpearl ID set (`1-5,7`); `None` when it is not one.
-fn parse_id_set(text: &str) -> Option<Vec<u64>> {
-    let mut ids = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((from, to)) => {
-                let (from, to): (u64, u64) = (from.trim().parse().ok()?, to.trim().parse().ok()?);
-                // A webhook never names thousands of notes; a huge range is a broken body.
-                if to < from || to - from > 10_000 {
-                    return None;
-                }
-                ids.extend(from..=to);
-            }
-            None => ids.push(part.parse().ok()?),
-        }
-    }
-    let unique: HashSet<u64> = ids.iter().copied().collect();
-    let mut ids: Vec<u64> = unique.into_iter().collect();
-    ids.sort_unstable();
-    (!ids.is_empty()).then_some(ids)
 }
 
 #[cfg(test)]

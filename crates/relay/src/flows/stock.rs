@@ -51,16 +51,18 @@
 //! error; the cursor still moves, so they are retried by the next (pending) pass.
 
 mod import;
-mod settings;
+mod names;
 mod source;
 mod webhook;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
+use brightpearl_client::models::product::{Product, ProductPrice};
 use brightpearl_client::models::warehouse::{BundleAvailability, BundleStockLevels, StockLevels};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt as _;
+use futures::future::BoxFuture;
 use norce_client::ImportOptions;
 use norce_client::models::connect::{SkuOnhand, SkuPriceList};
 use serde::Serialize;
@@ -68,28 +70,54 @@ use serde_json::json;
 use tracing::Instrument as _;
 
 pub use import::ImportJob;
-pub use settings::{
+pub use names::{PRICES, STOCK};
+pub use webhook::SOURCE;
+
+pub use crate::config::stock::{
     JobWaitConfig, PriceField, PriceListMapping, StockConfig, StockQuantity, WarehouseMapping,
 };
-pub use webhook::SOURCE;
 
 /// The product-search columns the stock and prices flows read (`relay verify --deep` asks for
 /// the same).
 pub const CATALOG_COLUMNS: [&str; 3] = source::COLUMNS;
 
-use super::{FlowContext, FlowError, FlowReport, Ingested, cursor_time, elapsed_ms, fail_item};
+use super::action::{self, ItemError};
+use super::context::{FlowContext, FlowError, FlowReport, Ingested, cursor_time, elapsed_ms};
+use super::contract::{Flow, FlowFuture, IngestFuture, every};
+use crate::config::ServeConfig;
 use crate::state::{EntityUpdate, InboxItem, StateError, Status};
 use import::{Batch, BatchOutcome, Rows};
+use names::span;
 use source::{Catalog, CatalogEntry};
 
-/// Flow name of on-hand per warehouse.
-pub const STOCK: &str = "stock";
-/// Flow name of prices.
-pub const PRICES: &str = "prices";
+/// The stock flow (entities `stock` and `prices`) in the [registry](crate::flows::registry).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stock;
 
-/// The span of one step of a stock or prices pass.
-fn span(flow: &'static str, step: &'static str, source_id: &str) -> tracing::Span {
-    tracing::info_span!("flow_step", flow, step, source_id = %source_id)
+impl Flow for Stock {
+    fn name(&self) -> &'static str {
+        STOCK
+    }
+
+    fn entity_flows(&self) -> &'static [&'static str] {
+        &[STOCK, PRICES]
+    }
+
+    fn accepts(&self, source: &str) -> bool {
+        accepts(source)
+    }
+
+    fn ingest<'a>(&'a self, ctx: &'a FlowContext, item: &'a InboxItem) -> IngestFuture<'a> {
+        Box::pin(ingest(ctx, item))
+    }
+
+    fn run<'a>(&'a self, ctx: &'a FlowContext) -> FlowFuture<'a> {
+        Box::pin(run(ctx))
+    }
+
+    fn every(&self, serve: &ServeConfig) -> Option<std::time::Duration> {
+        every(serve.stock_reconcile_every_secs)
+    }
 }
 
 /// Whether this flow takes inbox items of `source` (Brightpearl webhooks).
@@ -181,15 +209,8 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
 /// One pass of both flows with the per-flow reports, the unmatched SKUs and the import jobs.
 pub async fn run_detailed(ctx: &FlowContext) -> Result<StockRunReport, FlowError> {
     let config = &ctx.config.stock;
-    config.validate().map_err(|e| match e {
-        crate::config::ConfigError::Invalid { setting, reason } => {
-            FlowError::Config { setting, reason }
-        }
-        other => FlowError::Config {
-            setting: "stock".into(),
-            reason: other.to_string(),
-        },
-    })?;
+    // Checked at load; again for a context built in code.
+    config.validate()?;
     let bp = ctx.brightpearl()?;
     ctx.norce()?;
     let now = Utc::now();
@@ -274,7 +295,7 @@ impl Plan {
                         record.source_id
                     );
                     if record.status == Status::Pending {
-                        fail_item(ctx, flow, &record.source_id, &error, true)?;
+                        action::dead_letter_now(ctx, flow, &record.source_id, &error)?;
                     }
                     continue;
                 }
@@ -475,10 +496,16 @@ impl Plan {
                         ..EntityUpdate::default()
                     },
                 )?;
-                if fail_item(ctx, self.flow, &key, error, false)? {
-                    tracing::error!(flow = self.flow, source_id = %key, error, "dead-lettered after the attempt limit; `relay replay` retries it");
+                let failure = ItemError::Failed {
+                    kind: outcome.kind,
+                    reason: error.clone(),
+                    error: None,
+                };
+                let applied = action::apply(ctx, self.flow, &key, failure)?;
+                if applied.action == action::Action::DeadLetter {
+                    tracing::error!(flow = self.flow, source_id = %key, error, "dead-lettered; `relay replay` retries it");
                 }
-                pass.report.failed += 1;
+                pass.report.failed += u64::from(action::outcome_of(&applied.action).failed);
                 continue;
             }
             if let Some(messages) = outcome.problems.get(sku) {
@@ -507,8 +534,8 @@ impl Plan {
                         ..EntityUpdate::default()
                     },
                 )?;
-                fail_item(ctx, self.flow, &key, &error, false)?;
-                pass.report.failed += 1;
+                let applied = action::apply(ctx, self.flow, &key, ItemError::transient(error))?;
+                pass.report.failed += u64::from(action::outcome_of(&applied.action).failed);
                 continue;
             }
             if self.settle(ctx, &key, Status::Done, "imported", payload, job.job_id)? {
@@ -643,11 +670,10 @@ async fn bundle_figures(
     }
     let bp = ctx.brightpearl()?;
     let products_span = span(flow, "bundle_check", &source::id_label(&maybe));
-    let client = bp.clone();
-    let products = off_thread(move |runtime| {
-        runtime.block_on(client.products(&maybe).instrument(products_span))
-    })
-    .await?;
+    // Boxed as `Send` here, where the lifetimes are concrete (see `for_each_pending`).
+    let products: BoxFuture<'_, Result<Vec<Product>, brightpearl_client::Error>> =
+        Box::pin(bp.products(&maybe).instrument(products_span));
+    let products = products.await?;
     let bundles: BTreeSet<u64> = products
         .iter()
         .filter(|p| p.composition.as_ref().and_then(|c| c.bundle) == Some(true))
@@ -787,27 +813,6 @@ async fn onhand_rows(
     Ok(out)
 }
 
-/// Runs a Brightpearl call on a blocking thread that drives it with the runtime's handle.
-///
-/// Why: the futures of brightpearl-client's chunked GETs (`products`, `product_prices`,
-/// `contacts`, `orders`, ...) hold a lazy `map` closure and are therefore not `Send` for every
-/// lifetime, which the flow runners (`Pin<Box<dyn Future + Send>>` per `&FlowContext`) need.
-/// Built inside this closure, the call's future never becomes part of the pass's future. Drop
-/// this once the client collects its chunk futures before streaming them.
-async fn off_thread<T, F>(call: F) -> Result<T, FlowError>
-where
-    F: FnOnce(tokio::runtime::Handle) -> Result<T, brightpearl_client::Error> + Send + 'static,
-    T: Send + 'static,
-{
-    let runtime = tokio::runtime::Handle::current();
-    match tokio::task::spawn_blocking(move || call(runtime)).await {
-        Ok(result) => result.map_err(FlowError::from),
-        Err(e) => Err(FlowError::Brightpearl(
-            brightpearl_client::Error::Transport(Box::new(e)),
-        )),
-    }
-}
-
 /// A value of the same type as `like` (lets the code use Brightpearl's decimal type, which
 /// this crate cannot name, for arithmetic).
 fn same_type<T: From<u8>>(_like: &T, n: u8) -> T {
@@ -873,11 +878,9 @@ async fn price_rows(
     };
     let ids: Vec<u64> = candidates.iter().map(|(id, _)| *id).collect();
     let prices_span = span(flow, "prices", &source::id_label(&ids));
-    let client = bp.clone();
-    let prices = off_thread(move |runtime| {
-        runtime.block_on(client.product_prices(&ids, only).instrument(prices_span))
-    })
-    .await?;
+    let prices: BoxFuture<'_, Result<Vec<ProductPrice>, brightpearl_client::Error>> =
+        Box::pin(bp.product_prices(&ids, only).instrument(prices_span));
+    let prices = prices.await?;
     let by_product: HashMap<u64, _> = prices
         .into_iter()
         .filter_map(|p| {

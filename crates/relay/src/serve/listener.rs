@@ -41,7 +41,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::ServeConfig;
+use crate::config::ServeConfig;
 
 /// File descriptors kept free for everything but incoming connections (the state database, the
 /// platforms' connection pools, the embedded sandbox, refusals in progress), at most half the

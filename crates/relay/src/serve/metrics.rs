@@ -1,15 +1,29 @@
-//! Counters of the running server and the Prometheus text exposition (format 0.0.4), written by
-//! hand. Store-derived gauges (inbox, entities, dead letters) are read at scrape time.
+//! Counters of the running server and their Prometheus text exposition (format 0.0.4), through
+//! `prometheus-client`. Receiver, inbox and flow counters live in a registry; what is only known
+//! at scrape time (the last runs, the webhook registration, store-derived gauges, the listener's
+//! connection counts) goes in a second registry built for each scrape.
+//!
+//! Counters are registered without their `_total` suffix: the encoder adds it, so the exposed
+//! names (`relay_receiver_requests_total`, ...) are the ones operators have always scraped.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, MutexGuard};
 
+use prometheus_client::encoding::{EncodeLabelSet, prometheus_text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 
+use super::listener::ConnectionStats;
 use super::subscriptions::{SubscriptionOutcome, WebhookRegistration};
 use crate::flows::FlowReport;
 use crate::state::Store;
+
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub(crate) const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// The last run of one flow, as `/healthz` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -27,20 +41,64 @@ pub struct LastRun {
     pub report: Option<FlowReport>,
 }
 
+/// A whole-number gauge.
+type Count = Gauge<u64, AtomicU64>;
+/// A gauge in seconds (Unix time).
+type Seconds = Gauge<f64, AtomicU64>;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    receiver: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IngestLabels {
+    source: String,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    flow: String,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FlowLabels {
+    flow: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubscriptionLabels {
+    event: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EntityLabels {
+    flow: String,
+    status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+/// What `/healthz` shows besides the counters.
 #[derive(Debug, Default)]
 struct Inner {
-    /// (receiver, status) → requests.
-    requests: BTreeMap<(String, u16), u64>,
-    /// (source, result) → inbox items handed to the flows.
-    ingests: BTreeMap<(String, &'static str), u64>,
-    /// (flow, result) → runs.
-    runs: BTreeMap<(String, &'static str), u64>,
-    /// flow → items booked.
-    booked: BTreeMap<String, u64>,
-    /// flow → items written back.
-    written_back: BTreeMap<String, u64>,
-    /// flow → items failed.
-    failed: BTreeMap<String, u64>,
     /// flow → the last run.
     last_run: BTreeMap<String, LastRun>,
     /// Where the Brightpearl webhook registration stands (set at start).
@@ -48,9 +106,77 @@ struct Inner {
 }
 
 /// The server's counters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
+    /// The counters below, registered once.
+    registry: Registry,
+    /// Receiver answers by receiver and status.
+    requests: Family<RequestLabels, Counter>,
+    /// Inbox items handed to the flows by source and result.
+    ingests: Family<IngestLabels, Counter>,
+    /// Flow passes by flow and result.
+    runs: Family<RunLabels, Counter>,
+    /// Items booked per flow.
+    booked: Family<FlowLabels, Counter>,
+    /// Items written back per flow.
+    written_back: Family<FlowLabels, Counter>,
+    /// Item attempts failed per flow.
+    failed: Family<FlowLabels, Counter>,
     inner: Mutex<Inner>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::default();
+        registry.register(
+            "relay_receiver_requests",
+            "Requests answered by each receiver, by HTTP status",
+            requests.clone(),
+        );
+        let ingests = Family::default();
+        registry.register(
+            "relay_inbox_ingested",
+            "Inbox items handed to the flows, by source and result",
+            ingests.clone(),
+        );
+        let runs = Family::default();
+        registry.register(
+            "relay_flow_runs",
+            "Flow passes, by result (ok, or error when the pass stopped)",
+            runs.clone(),
+        );
+        let per_flow = |registry: &mut Registry, name: &str, help: &str| {
+            let family = Family::<FlowLabels, Counter>::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let booked = per_flow(
+            &mut registry,
+            "relay_flow_items_booked",
+            "Items created in the target platform",
+        );
+        let written_back = per_flow(
+            &mut registry,
+            "relay_flow_items_written_back",
+            "Items whose result was written back to the source",
+        );
+        let failed = per_flow(
+            &mut registry,
+            "relay_flow_items_failed",
+            "Item attempts that failed",
+        );
+        Self {
+            registry,
+            requests,
+            ingests,
+            runs,
+            booked,
+            written_back,
+            failed,
+            inner: Mutex::default(),
+        }
+    }
 }
 
 impl Metrics {
@@ -60,42 +186,54 @@ impl Metrics {
 
     /// Counts a receiver's answer.
     pub fn record_request(&self, receiver: &str, status: u16) {
-        *self
-            .lock()
-            .requests
-            .entry((receiver.to_owned(), status))
-            .or_default() += 1;
+        self.requests
+            .get_or_create(&RequestLabels {
+                receiver: receiver.to_owned(),
+                status,
+            })
+            .inc();
     }
 
     /// Requests a receiver answered with `status` so far.
     pub fn requests(&self, receiver: &str, status: u16) -> u64 {
-        self.lock()
-            .requests
-            .get(&(receiver.to_owned(), status))
-            .copied()
-            .unwrap_or(0)
+        self.requests
+            .get(&RequestLabels {
+                receiver: receiver.to_owned(),
+                status,
+            })
+            .map_or(0, |counter| counter.get())
     }
 
     /// Counts an inbox item handed to the flows (`done`, `failed`, `ignored`).
     pub fn record_ingest(&self, source: &str, result: &'static str) {
-        *self
-            .lock()
-            .ingests
-            .entry((source.to_owned(), result))
-            .or_default() += 1;
+        self.ingests
+            .get_or_create(&IngestLabels {
+                source: source.to_owned(),
+                result,
+            })
+            .inc();
     }
 
     /// Records a finished run of `flow`.
     pub fn record_run(&self, flow: &str, result: Result<&FlowReport, String>) {
         let now = chrono::Utc::now();
-        let mut inner = self.lock();
         let outcome = if result.is_ok() { "ok" } else { "error" };
-        *inner.runs.entry((flow.to_owned(), outcome)).or_default() += 1;
+        self.runs
+            .get_or_create(&RunLabels {
+                flow: flow.to_owned(),
+                result: outcome,
+            })
+            .inc();
         let (report, error) = match result {
             Ok(report) => {
-                *inner.booked.entry(flow.to_owned()).or_default() += report.booked;
-                *inner.written_back.entry(flow.to_owned()).or_default() += report.written_back;
-                *inner.failed.entry(flow.to_owned()).or_default() += report.failed;
+                let labels = FlowLabels {
+                    flow: flow.to_owned(),
+                };
+                self.booked.get_or_create(&labels).inc_by(report.booked);
+                self.written_back
+                    .get_or_create(&labels)
+                    .inc_by(report.written_back);
+                self.failed.get_or_create(&labels).inc_by(report.failed);
                 (Some(report.clone()), None)
             }
             Err(error) => (None, Some(error)),
@@ -107,7 +245,7 @@ impl Metrics {
             error,
             report,
         };
-        inner.last_run.insert(flow.to_owned(), last);
+        self.lock().last_run.insert(flow.to_owned(), last);
     }
 
     /// Records where the Brightpearl webhook registration stands.
@@ -125,307 +263,190 @@ impl Metrics {
         self.lock().last_run.clone()
     }
 
-    /// The exposition text: these counters plus gauges read from `store` (a store error leaves
-    /// those out and sets `relay_store_up` to 0).
-    pub fn render(&self, store: &dyn Store, flows: &[&str]) -> String {
+    /// The exposition text: these counters, the last runs and the webhook registration, gauges
+    /// read from `store` (a store error leaves those out and sets `relay_store_up` to 0) with a
+    /// zero for every status of each of `flows`, and the listener's `connections`.
+    pub fn render(
+        &self,
+        store: &dyn Store,
+        flows: &[&str],
+        connections: &ConnectionStats,
+    ) -> String {
+        let mut scrape = Registry::default();
+        self.register_runs(&mut scrape);
+        register_store(&mut scrape, store, flows);
+        register_connections(&mut scrape, connections);
         let mut out = String::new();
-        let inner = self.lock();
-        family(
-            &mut out,
-            "relay_receiver_requests_total",
-            "counter",
-            "Requests answered by each receiver, by HTTP status.",
-        );
-        for ((receiver, status), n) in &inner.requests {
-            sample(
-                &mut out,
-                "relay_receiver_requests_total",
-                &[("receiver", receiver), ("status", &status.to_string())],
-                *n as f64,
-            );
-        }
-        family(
-            &mut out,
-            "relay_inbox_ingested_total",
-            "counter",
-            "Inbox items handed to the flows, by source and result.",
-        );
-        for ((source, result), n) in &inner.ingests {
-            sample(
-                &mut out,
-                "relay_inbox_ingested_total",
-                &[("source", source), ("result", result)],
-                *n as f64,
-            );
-        }
-        family(
-            &mut out,
-            "relay_flow_runs_total",
-            "counter",
-            "Flow passes, by result (ok, or error when the pass stopped).",
-        );
-        for ((flow, result), n) in &inner.runs {
-            sample(
-                &mut out,
-                "relay_flow_runs_total",
-                &[("flow", flow), ("result", result)],
-                *n as f64,
-            );
-        }
-        for (name, help, map) in [
-            (
-                "relay_flow_items_booked_total",
-                "Items created in the target platform.",
-                &inner.booked,
-            ),
-            (
-                "relay_flow_items_written_back_total",
-                "Items whose result was written back to the source.",
-                &inner.written_back,
-            ),
-            (
-                "relay_flow_items_failed_total",
-                "Item attempts that failed.",
-                &inner.failed,
-            ),
-        ] {
-            family(&mut out, name, "counter", help);
-            for (flow, n) in map {
-                sample(&mut out, name, &[("flow", flow)], *n as f64);
-            }
-        }
-        family(
-            &mut out,
-            "relay_flow_last_run_timestamp_seconds",
-            "gauge",
-            "Unix time the flow's last pass finished.",
-        );
-        for (flow, last) in &inner.last_run {
-            sample(
-                &mut out,
-                "relay_flow_last_run_timestamp_seconds",
-                &[("flow", flow)],
-                last.finished_unix,
-            );
-        }
-        family(
-            &mut out,
-            "relay_flow_last_run_ok",
-            "gauge",
-            "1 when the flow's last pass completed, 0 when it stopped.",
-        );
-        for (flow, last) in &inner.last_run {
-            sample(
-                &mut out,
-                "relay_flow_last_run_ok",
-                &[("flow", flow)],
-                if last.ok { 1.0 } else { 0.0 },
-            );
-        }
-        if let Some(webhooks) = &inner.webhooks {
-            family(
-                &mut out,
-                "relay_brightpearl_webhook_registration",
-                "gauge",
-                "1 for the state of the Brightpearl webhook registration at start (pending, skipped, finished).",
-            );
-            for state in ["pending", "skipped", "finished"] {
-                sample(
-                    &mut out,
-                    "relay_brightpearl_webhook_registration",
-                    &[("state", state)],
-                    if webhooks.state() == state { 1.0 } else { 0.0 },
-                );
-            }
-            family(
-                &mut out,
-                "relay_brightpearl_webhook_subscriptions",
-                "gauge",
-                "1 for the outcome of each configured Brightpearl webhook event's subscription at start (registered, already_present, replaced, failed).",
-            );
-            if let WebhookRegistration::Finished { subscriptions } = webhooks {
-                for report in subscriptions {
-                    for outcome in SubscriptionOutcome::ALL {
-                        let value = if report.outcome == outcome { 1.0 } else { 0.0 };
-                        sample(
-                            &mut out,
-                            "relay_brightpearl_webhook_subscriptions",
-                            &[("event", &report.event), ("outcome", outcome.as_str())],
-                            value,
-                        );
-                    }
-                }
-            }
-        }
-        drop(inner);
-
-        let pending = store.inbox_len();
-        let counts = store.counts();
-        let dead = store.dead_letters().map(|d| d.len());
-        let up = pending.is_ok() && counts.is_ok() && dead.is_ok();
-        family(
-            &mut out,
-            "relay_store_up",
-            "gauge",
-            "1 when the state store answered this scrape.",
-        );
-        sample(&mut out, "relay_store_up", &[], if up { 1.0 } else { 0.0 });
-        if let Ok(pending) = pending {
-            family(
-                &mut out,
-                "relay_inbox_pending",
-                "gauge",
-                "Inbox items not processed yet.",
-            );
-            sample(&mut out, "relay_inbox_pending", &[], pending as f64);
-        }
-        if let Ok(counts) = counts {
-            family(
-                &mut out,
-                "relay_entities",
-                "gauge",
-                "Entity records per flow and status.",
-            );
-            let mut seen: Vec<(String, &str)> = Vec::new();
-            for (flow, status, n) in &counts {
-                sample(
-                    &mut out,
-                    "relay_entities",
-                    &[("flow", flow), ("status", status.as_str())],
-                    *n as f64,
-                );
-                seen.push((flow.clone(), status.as_str()));
-            }
-            // Known flows show zeros, so dashboards have a series from the start.
-            for flow in flows {
-                for status in ["pending", "done", "failed", "skipped"] {
-                    if !seen.iter().any(|(f, s)| f == flow && *s == status) {
-                        sample(
-                            &mut out,
-                            "relay_entities",
-                            &[("flow", flow), ("status", status)],
-                            0.0,
-                        );
-                    }
-                }
-            }
-        }
-        if let Ok(dead) = dead {
-            family(
-                &mut out,
-                "relay_dead_letters",
-                "gauge",
-                "Dead letters waiting for `relay replay`.",
-            );
-            sample(&mut out, "relay_dead_letters", &[], dead as f64);
-        }
+        // Writing to a String cannot fail, and every metric here encodes.
+        let _ = prometheus_text::encode(&mut out, &self.registry);
+        let _ = prometheus_text::encode(&mut out, &scrape);
         out
     }
-}
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (key, value)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "{key}=\"{}\"", escape_label(value));
+    /// The last runs and the webhook registration, as gauges.
+    fn register_runs(&self, scrape: &mut Registry) {
+        let inner = self.lock();
+        let finished = Family::<FlowLabels, Seconds>::default();
+        let ok = Family::<FlowLabels, Count>::default();
+        for (flow, last) in &inner.last_run {
+            let labels = FlowLabels { flow: flow.clone() };
+            finished.get_or_create(&labels).set(last.finished_unix);
+            ok.get_or_create(&labels).set(u64::from(last.ok));
         }
-        out.push('}');
+        scrape.register(
+            "relay_flow_last_run_timestamp_seconds",
+            "Unix time the flow's last pass finished",
+            finished,
+        );
+        scrape.register(
+            "relay_flow_last_run_ok",
+            "1 when the flow's last pass completed, 0 when it stopped",
+            ok,
+        );
+        let Some(webhooks) = &inner.webhooks else {
+            return;
+        };
+        let registration = Family::<StateLabels, Count>::default();
+        for state in ["pending", "skipped", "finished"] {
+            registration
+                .get_or_create(&StateLabels { state })
+                .set(u64::from(webhooks.state() == state));
+        }
+        scrape.register(
+            "relay_brightpearl_webhook_registration",
+            "1 for the state of the Brightpearl webhook registration at start (pending, skipped, finished)",
+            registration,
+        );
+        let subscriptions = Family::<SubscriptionLabels, Count>::default();
+        if let WebhookRegistration::Finished {
+            subscriptions: reports,
+        } = webhooks
+        {
+            for report in reports {
+                for outcome in SubscriptionOutcome::ALL {
+                    let labels = SubscriptionLabels {
+                        event: report.event.clone(),
+                        outcome: outcome.as_str(),
+                    };
+                    subscriptions
+                        .get_or_create(&labels)
+                        .set(u64::from(report.outcome == outcome));
+                }
+            }
+        }
+        scrape.register(
+            "relay_brightpearl_webhook_subscriptions",
+            "1 for the outcome of each configured Brightpearl webhook event's subscription at start (registered, already_present, replaced, failed)",
+            subscriptions,
+        );
     }
-    let _ = writeln!(out, " {}", format_value(value));
 }
 
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn format_value(value: f64) -> String {
-    if value.fract() == 0.0 && value.abs() < 1e15 {
-        format!("{}", value as i64)
-    } else {
-        format!("{value}")
+/// Gauges read from the store at scrape time.
+fn register_store(scrape: &mut Registry, store: &dyn Store, flows: &[&str]) {
+    let pending = store.inbox_len();
+    let counts = store.counts();
+    let dead = store.dead_letters().map(|d| d.len());
+    let up = Count::default();
+    up.set(u64::from(pending.is_ok() && counts.is_ok() && dead.is_ok()));
+    scrape.register(
+        "relay_store_up",
+        "1 when the state store answered this scrape",
+        up,
+    );
+    if let Ok(pending) = pending {
+        let gauge = Count::default();
+        gauge.set(pending);
+        scrape.register(
+            "relay_inbox_pending",
+            "Inbox items not processed yet",
+            gauge,
+        );
+    }
+    if let Ok(counts) = counts {
+        let entities = Family::<EntityLabels, Count>::default();
+        for (flow, status, n) in &counts {
+            let labels = EntityLabels {
+                flow: flow.clone(),
+                status: status.as_str().to_owned(),
+            };
+            entities.get_or_create(&labels).set(*n);
+        }
+        // Known flows show zeros, so dashboards have a series from the start.
+        for flow in flows {
+            for status in ["pending", "done", "failed", "skipped"] {
+                let labels = EntityLabels {
+                    flow: (*flow).to_owned(),
+                    status: status.to_owned(),
+                };
+                // A series at 0 unless the store counted some.
+                let _ = entities.get_or_create(&labels);
+            }
+        }
+        scrape.register(
+            "relay_entities",
+            "Entity records per flow and status",
+            entities,
+        );
+    }
+    if let Ok(dead) = dead {
+        let gauge = Count::default();
+        gauge.set(u64::try_from(dead).unwrap_or(u64::MAX));
+        scrape.register(
+            "relay_dead_letters",
+            "Dead letters waiting for `relay replay`",
+            gauge,
+        );
     }
 }
 
-/// The listener's connection counters and gauges, appended to the exposition text.
-pub(crate) fn render_connections(out: &mut String, stats: &super::ConnectionStats) {
-    family(
-        out,
-        "relay_connections_open",
-        "gauge",
-        "Connections open now.",
-    );
-    sample(out, "relay_connections_open", &[], stats.open as f64);
-    family(
-        out,
+/// The listener's connection counters and gauges.
+fn register_connections(scrape: &mut Registry, stats: &ConnectionStats) {
+    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    let open = Count::default();
+    open.set(count(stats.open));
+    scrape.register("relay_connections_open", "Connections open now", open);
+    let max = Count::default();
+    max.set(count(stats.max_connections));
+    scrape.register(
         "relay_connections_max",
-        "gauge",
-        "The connection cap in force (serve.max_connections, or less under a low open-files limit).",
+        "The connection cap in force (serve.max_connections, or less under a low open-files limit)",
+        max,
     );
-    sample(
-        out,
-        "relay_connections_max",
-        &[],
-        stats.max_connections as f64,
-    );
-    family(
-        out,
-        "relay_connections_total",
-        "counter",
-        "Connections by what became of them at accept: served, or refused with 503 over a cap.",
-    );
+    let connections = Family::<ResultLabels, Counter>::default();
     for (result, n) in [
         ("accepted", stats.accepted),
         ("refused_busy", stats.refused_busy),
         ("refused_per_ip", stats.refused_per_ip),
     ] {
-        sample(
-            out,
-            "relay_connections_total",
-            &[("result", result)],
-            n as f64,
-        );
+        connections
+            .get_or_create(&ResultLabels { result })
+            .inc_by(n);
     }
-    family(
-        out,
-        "relay_connection_timeouts_total",
-        "counter",
-        "Connections closed (or requests answered 408) because a client was too slow or idle.",
+    scrape.register(
+        "relay_connections",
+        "Connections by what became of them at accept: served, or refused with 503 over a cap",
+        connections,
     );
+    let timeouts = Family::<KindLabels, Counter>::default();
     for (kind, n) in [
         ("header", stats.header_timeouts),
         ("body", stats.body_timeouts),
         ("idle", stats.idle_closed),
     ] {
-        sample(
-            out,
-            "relay_connection_timeouts_total",
-            &[("kind", kind)],
-            n as f64,
-        );
+        timeouts.get_or_create(&KindLabels { kind }).inc_by(n);
     }
-    family(
-        out,
-        "relay_accept_errors_total",
-        "counter",
-        "Accept errors (such as too many open files), each followed by a back-off.",
+    scrape.register(
+        "relay_connection_timeouts",
+        "Connections closed (or requests answered 408) because a client was too slow or idle",
+        timeouts,
     );
-    sample(
-        out,
-        "relay_accept_errors_total",
-        &[],
-        stats.accept_errors as f64,
+    let errors = Counter::<u64>::default();
+    errors.inc_by(stats.accept_errors);
+    scrape.register(
+        "relay_accept_errors",
+        "Accept errors (such as too many open files), each followed by a back-off",
+        errors,
     );
 }
 
@@ -448,7 +469,7 @@ mod tests {
             }),
         );
         let store = SqliteStore::in_memory().unwrap();
-        let text = metrics.render(&store, &["shipping"]);
+        let text = metrics.render(&store, &["shipping"], &ConnectionStats::default());
         assert!(
             text.contains(
                 "relay_receiver_requests_total{receiver=\"norce-order\",status=\"200\"} 2\n"
@@ -465,6 +486,18 @@ mod tests {
         );
         assert!(
             text.contains("# TYPE relay_inbox_pending gauge\nrelay_inbox_pending 0\n"),
+            "{text}"
+        );
+        // Counters keep their `_total` names; help texts end in one period.
+        assert!(
+            text.contains(
+                "# HELP relay_receiver_requests_total Requests answered by each receiver, by HTTP status.\n# TYPE relay_receiver_requests_total counter\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains(".."), "{text}");
+        assert!(
+            text.contains("relay_connections_total{result=\"accepted\"} 0\n"),
             "{text}"
         );
     }

@@ -9,13 +9,19 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use futures::StreamExt as _;
 use norce_client::models::event::Event;
 use norce_client::models::events::{OrderRequest, OrderResponse, OrderResponseStatusCode};
 use serde::Serialize;
+use subtle::ConstantTimeEq as _;
 use tracing::Instrument as _;
 
-use super::{SOURCE_BRIGHTPEARL_WEBHOOK, SOURCE_NORCE_EVENT, SOURCE_NORCE_ORDER, Secret, Shared};
+use super::secrets::{SecretString, secret_matches};
+use super::shared::Shared;
+use crate::flows::context::{SOURCE_BRIGHTPEARL_WEBHOOK, SOURCE_NORCE_EVENT, SOURCE_NORCE_ORDER};
 use crate::state::InboxPut;
 
 type AppState = Arc<Shared>;
@@ -244,7 +250,7 @@ fn commit(shared: &Shared, source: &str, key: &str, body: &str) -> Result<InboxP
                 ),
             }
             shared.accepted.send_modify(|n| *n += 1);
-            shared.inbox_wake[super::inbox_lane(source)].notify_one();
+            shared.inbox_wake[super::shared::inbox_lane(source)].notify_one();
             Ok(put)
         }
         Err(e) => {
@@ -267,7 +273,7 @@ fn disabled(variable: &str) -> Refusal {
 // ---- Norce order receiver ---------------------------------------------------------------------
 
 /// Checks HTTP Basic credentials in constant time (both parts always compared).
-fn basic_auth_ok(headers: &HeaderMap, user: &str, password: &Secret) -> bool {
+fn basic_auth_ok(headers: &HeaderMap, user: &str, password: &SecretString) -> bool {
     let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -286,40 +292,18 @@ fn basic_auth_ok(headers: &HeaderMap, user: &str, password: &Secret) -> bool {
     let Some(colon) = decoded.iter().position(|b| *b == b':') else {
         return false;
     };
-    let user_ok = super::constant_time_eq(&decoded[..colon], user.as_bytes());
-    let password_ok = password.matches(&decoded[colon + 1..]);
+    let user_ok: bool = decoded[..colon].ct_eq(user.as_bytes()).into();
+    let password_ok = secret_matches(password, &decoded[colon + 1..]);
     user_ok & password_ok
 }
 
-/// Standard base64 (with or without padding); `None` when malformed.
+/// Standard base64, padded or not (clients differ); `None` when malformed.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        match c {
-            b'A'..=b'Z' => Some(u32::from(c - b'A')),
-            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
-            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
-        }
-    }
-    let trimmed = text.trim_end_matches('=');
-    if text.len() - trimmed.len() > 2 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
-    let mut buffer = 0u32;
-    let mut bits = 0;
-    for c in trimmed.bytes() {
-        buffer = (buffer << 6) | value(c)?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-            buffer &= (1 << bits) - 1;
-        }
-    }
-    (bits < 6).then_some(out)
+    const BASIC: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    BASIC.decode(text).ok()
 }
 
 fn order_response(status: StatusCode, ok: bool, description: String) -> Response {
@@ -409,10 +393,10 @@ fn message(status: StatusCode, text: String) -> Response {
     (status, axum::Json(Message { message: text })).into_response()
 }
 
-fn header_secret_ok(headers: &HeaderMap, name: &str, secret: &Secret) -> bool {
+fn header_secret_ok(headers: &HeaderMap, name: &str, secret: &SecretString) -> bool {
     headers
         .get(name)
-        .is_some_and(|v| secret.matches(v.as_bytes()))
+        .is_some_and(|v| secret_matches(secret, v.as_bytes()))
 }
 
 /// FNV-1a 64 of the body: the dedupe key of payloads without an id.
@@ -485,7 +469,8 @@ fn subscribed_norce_events(shared: &Shared) -> impl Iterator<Item = &str> {
     let config = &shared.ctx.config;
     // A receivers-only server (no flows) stores what the configured flows of the servers that
     // process its inbox take.
-    let runs = |name: &str| shared.flows.is_empty() || shared.flows.iter().any(|f| f.name == name);
+    let runs =
+        |name: &str| shared.flows.is_empty() || shared.flows.iter().any(|f| f.name() == name);
     let shipping = runs("shipping").then_some(&config.shipping.norce_events);
     let orders = runs("orders").then_some(&config.orders.norce_events);
     shipping
@@ -510,7 +495,9 @@ async fn brightpearl_webhook(
         let Some(secret) = &shared.secrets.brightpearl_webhook_secret else {
             return Err(disabled(&shared.config.brightpearl_webhook_secret_env));
         };
-        let by_query = query.get("secret").is_some_and(|v| secret.matches(v.as_bytes()));
+        let by_query = query
+            .get("secret")
+            .is_some_and(|v| secret_matches(secret, v.as_bytes()));
         let by_header = header_secret_ok(&headers, &shared.config.brightpearl_webhook_header, secret);
         if !(by_query | by_header) {
             return Err(Refusal::new(
@@ -562,7 +549,7 @@ struct Health {
     receivers: HashMap<&'static str, bool>,
     flows: std::collections::BTreeMap<String, FlowHealth>,
     /// The Brightpearl webhook registration (URIs with the secret redacted).
-    brightpearl_webhooks: super::WebhookRegistration,
+    brightpearl_webhooks: super::subscriptions::WebhookRegistration,
 }
 
 #[derive(Serialize)]
@@ -583,10 +570,10 @@ async fn healthz(State(shared): State<AppState>) -> Response {
         .iter()
         .map(|f| {
             let health = FlowHealth {
-                every_secs: f.every.map(|d| d.as_secs()),
-                last_run: last_runs.remove(f.name),
+                every_secs: f.every(&shared.config).map(|d| d.as_secs()),
+                last_run: last_runs.remove(f.name()),
             };
-            (f.name.to_owned(), health)
+            (f.name().to_owned(), health)
         })
         .collect();
     let receivers = HashMap::from(
@@ -616,14 +603,15 @@ async fn metrics(State(shared): State<AppState>) -> Response {
     let flows: Vec<&str> = shared
         .flows
         .iter()
-        .flat_map(|f| f.entity_flows.iter().copied())
+        .flat_map(|f| f.entity_flows().iter().copied())
         .collect();
-    let mut text = shared.metrics.render(shared.store(), &flows);
-    super::metrics::render_connections(&mut text, &shared.connections.stats());
+    let text = shared
+        .metrics
+        .render(shared.store(), &flows, &shared.connections.stats());
     (
         [(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            HeaderValue::from_static(super::metrics::CONTENT_TYPE),
         )],
         text,
     )
@@ -659,8 +647,9 @@ mod tests {
             header::AUTHORIZATION,
             HeaderValue::from_static("basic ZXJwOmh1bnRlcjI="),
         );
-        assert!(basic_auth_ok(&headers, "erp", &Secret::new("hunter2")));
-        assert!(!basic_auth_ok(&headers, "erp", &Secret::new("hunter3")));
-        assert!(!basic_auth_ok(&headers, "erq", &Secret::new("hunter2")));
+        let password = |p: &str| SecretString::from(p);
+        assert!(basic_auth_ok(&headers, "erp", &password("hunter2")));
+        assert!(!basic_auth_ok(&headers, "erp", &password("hunter3")));
+        assert!(!basic_auth_ok(&headers, "erq", &password("hunter2")));
     }
 }

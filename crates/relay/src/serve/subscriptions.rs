@@ -25,16 +25,19 @@
 //!
 //! The secret is part of the registered URI (Brightpearl cannot send headers), but it never
 //! appears in logs, errors, `Debug` output or `/healthz`: URIs are shown with the value
-//! replaced by `REDACTED`, and platform messages are scrubbed of it.
+//! replaced by the one redaction marker ([`models_runtime::redact`]), and platform messages are
+//! scrubbed of it.
 
 use brightpearl_client::models::integration::{
     Webhook, WebhookEventName, WebhookHttpMethod, WebhookRequest,
 };
+use models_runtime::redact::{REDACTED, redact_url};
 use reqwest::Url;
 use serde::Serialize;
 use tracing::Instrument as _;
 
-use super::{Secret, ServeConfig, ServeSecrets};
+use super::secrets::{ExposeSecret, SecretString, ServeSecrets, secret_matches};
+use crate::config::ServeConfig;
 
 /// The path of the Brightpearl receiver below `serve.public_url`.
 pub const RECEIVER_PATH: &str = "/brightpearl/webhooks";
@@ -54,9 +57,6 @@ pub const CONTENT_TYPE: &str = "application/json";
 
 /// At-least-once delivery (the receiver is idempotent).
 pub const QUALITY_OF_SERVICE: i64 = 1;
-
-/// How a URI's secret is shown.
-const REDACTED: &str = "REDACTED";
 
 /// What happened to one configured event's subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -107,7 +107,7 @@ pub struct SubscriptionReport {
     pub outcome: SubscriptionOutcome,
     /// The subscription in force (`None` when none could be created).
     pub webhook_id: Option<i64>,
-    /// The registered URI with its secret shown as `REDACTED`.
+    /// The registered URI with its secret redacted (`secret=[redacted]`).
     pub uri: String,
     /// Subscriptions of ours deleted because they were stale (rotated secret, older settings) or
     /// duplicates.
@@ -172,10 +172,10 @@ pub(crate) struct Target {
     uri: String,
     /// The URI without its `secret` parameter: what "our destination" means.
     destination: String,
-    /// The URI with the secret shown as `REDACTED`.
+    /// The URI with the secret redacted.
     shown: String,
     /// The secret, to compare existing subscriptions' values with.
-    secret: Secret,
+    secret: SecretString,
     /// The secret as it appears in `uri` (percent-encoded), to scrub from messages.
     encoded_secret: String,
 }
@@ -190,11 +190,11 @@ impl std::fmt::Debug for Target {
 
 impl Target {
     /// The URI for `public_url` (validated by [`ServeConfig::validate`]) and `secret`.
-    pub(crate) fn new(public_url: &str, secret: &Secret) -> Result<Self, String> {
+    pub(crate) fn new(public_url: &str, secret: &SecretString) -> Result<Self, String> {
         let base = format!("{}{RECEIVER_PATH}", public_url.trim().trim_end_matches('/'));
         let mut url = Url::parse(&base).map_err(|e| format!("`{base}` is not a URL: {e}"))?;
         url.query_pairs_mut()
-            .append_pair(SECRET_PARAM, secret.expose());
+            .append_pair(SECRET_PARAM, secret.expose_secret());
         let uri = url.to_string();
         let encoded_secret = url
             .query()
@@ -203,7 +203,7 @@ impl Target {
             .unwrap_or_default();
         let (destination, _) = split(&uri).ok_or_else(|| format!("`{base}` is not a URL"))?;
         Ok(Self {
-            shown: redact_uri(&uri),
+            shown: redact_url(&uri),
             uri,
             destination,
             secret: secret.clone(),
@@ -211,15 +211,16 @@ impl Target {
         })
     }
 
-    /// The URI with the secret shown as `REDACTED`.
+    /// The URI with the secret redacted.
     pub(crate) fn shown(&self) -> &str {
         &self.shown
     }
 
-    /// `text` with every occurrence of the secret replaced by `REDACTED`.
+    /// `text` with its secret parameters redacted and every other occurrence of the secret
+    /// (decoded or as the URI carries it) replaced by the marker too.
     fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for value in [self.secret.expose(), self.encoded_secret.as_str()] {
+        let mut out = redact_url(text);
+        for value in [self.secret.expose_secret(), self.encoded_secret.as_str()] {
             if !value.is_empty() {
                 out = out.replace(value, REDACTED);
             }
@@ -260,29 +261,6 @@ fn split(uri: &str) -> Option<(String, Option<String>)> {
     }
     url.set_fragment(None);
     Some((url.to_string(), secret))
-}
-
-/// `uri` with the value of every `secret` parameter shown as `REDACTED`.
-pub fn redact_uri(uri: &str) -> String {
-    let Ok(mut url) = Url::parse(uri.trim()) else {
-        return "<not a URL>".to_owned();
-    };
-    if url.query().is_none() {
-        return url.to_string();
-    }
-    let pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .map(|(k, v)| {
-            let value = if k == SECRET_PARAM {
-                REDACTED.to_owned()
-            } else {
-                v.into_owned()
-            };
-            (k.into_owned(), value)
-        })
-        .collect();
-    url.query_pairs_mut().clear().extend_pairs(pairs);
-    url.to_string()
 }
 
 /// What to do for one event, given the account's webhooks.
@@ -351,7 +329,7 @@ pub(crate) fn plan_event(existing: &[Webhook], event: &str, target: &Target) -> 
     let current = |w: &Webhook, secret: &Option<String>| {
         secret
             .as_deref()
-            .is_some_and(|s| target.secret.matches(s.as_bytes()))
+            .is_some_and(|s| secret_matches(&target.secret, s.as_bytes()))
             && w.http_method
                 .as_ref()
                 .is_none_or(|m| m.as_str().eq_ignore_ascii_case("POST"))
@@ -774,39 +752,38 @@ mod tests {
 
     #[test]
     fn the_uri_carries_the_secret_and_shows_it_redacted() {
-        let target =
-            Target::new("https://relay.example.com/base/", &Secret::new("s3 cr&t")).unwrap();
+        let target = Target::new(
+            "https://relay.example.com/base/",
+            &SecretString::from("s3 cr&t"),
+        )
+        .unwrap();
         assert_eq!(
             target.uri,
             "https://relay.example.com/base/brightpearl/webhooks?secret=s3+cr%26t"
         );
         assert_eq!(
             target.shown(),
-            "https://relay.example.com/base/brightpearl/webhooks?secret=REDACTED"
+            "https://relay.example.com/base/brightpearl/webhooks?secret=[redacted]"
         );
         assert_eq!(
             target.destination,
             "https://relay.example.com/base/brightpearl/webhooks"
         );
         let debug = format!("{target:?}");
-        assert!(
-            !debug.contains("s3") && debug.contains("REDACTED"),
-            "{debug}"
-        );
+        assert!(!debug.contains("s3") && debug.contains(REDACTED), "{debug}");
         assert_eq!(
             target.scrub("bad uri …?secret=s3+cr%26t and s3 cr&t"),
-            "bad uri …?secret=REDACTED and REDACTED"
+            "bad uri …?secret=[redacted] and [redacted]"
         );
         assert_eq!(
-            redact_uri("http://x/y?a=1&secret=zz"),
-            "http://x/y?a=1&secret=REDACTED"
+            target.scrub("refused http://x/y?a=1&secret=zz"),
+            "refused http://x/y?a=1&secret=[redacted]"
         );
-        assert_eq!(redact_uri("${nope}"), "<not a URL>");
     }
 
     #[test]
     fn ours_is_the_same_event_and_destination_whatever_the_secret() {
-        let target = Target::new("http://127.0.0.1:8788", &Secret::new("new")).unwrap();
+        let target = Target::new("http://127.0.0.1:8788", &SecretString::from("new")).unwrap();
         let ours_current = "http://127.0.0.1:8788/brightpearl/webhooks?secret=new";
         let ours_stale = "http://127.0.0.1:8788/brightpearl/webhooks?secret=old";
         let existing = vec![
@@ -882,7 +859,7 @@ mod tests {
     #[test]
     fn registration_is_skipped_naming_what_to_set() {
         let secrets = ServeSecrets {
-            brightpearl_webhook_secret: Some(Secret::new("s")),
+            brightpearl_webhook_secret: Some(SecretString::from("s")),
             ..ServeSecrets::default()
         };
         let reason =

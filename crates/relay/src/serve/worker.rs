@@ -1,6 +1,6 @@
 //! The background work of `relay serve`: the inbox processor (hands received items to the flows)
-//! and the scheduler (one task per flow: periodic runs and runs soon after an ingest; one run per
-//! flow at a time).
+//! and the scheduler (one task per flow on the server's runtime: periodic runs and runs soon
+//! after an ingest; one run per flow at a time).
 //!
 //! At the stop, the processor takes no further inbox item and the schedulers start no new pass;
 //! a pass in progress goes on until the cancel (the end of the shutdown grace), which drops it at
@@ -9,8 +9,6 @@
 //! items resume at the next start exactly as after a crash.
 
 use std::collections::HashSet;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,97 +16,12 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
-use super::{ServeConfig, Shared, every};
-use crate::flows::{FlowContext, FlowError, FlowReport, Ingested};
-pub use crate::flows::{FlowFuture, RunFn};
+use super::shared::{INBOX_LANES, Shared, every};
+use crate::flows::{Flow, Ingested};
 use crate::state::InboxItem;
 
-/// An ingest in progress.
-pub type IngestFuture<'a> = Pin<Box<dyn Future<Output = Result<Ingested, FlowError>> + Send + 'a>>;
-/// A flow's `ingest`.
-pub type IngestFn = for<'a> fn(&'a FlowContext, &'a InboxItem) -> IngestFuture<'a>;
-
-/// One flow as `relay serve` drives it: the functions of the flow contract (see
-/// [`crate::flows`]) and its schedule.
-#[derive(Clone, Copy)]
-pub struct FlowEntry {
-    /// The flow's name (`shipping`, `stock`, `orders`).
-    pub name: &'static str,
-    /// The entity flows it records (for `/metrics`; e.g. `stock` records `stock` and `prices`).
-    pub entity_flows: &'static [&'static str],
-    /// One pass.
-    pub run: RunFn,
-    /// Whether it takes inbox items of a source.
-    pub accepts: fn(&str) -> bool,
-    /// Turns an inbox item into pending entities.
-    pub ingest: IngestFn,
-    /// Time between scheduled passes (`None`: only after ingest).
-    pub every: Option<Duration>,
-}
-
-impl std::fmt::Debug for FlowEntry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FlowEntry")
-            .field("name", &self.name)
-            .field("entity_flows", &self.entity_flows)
-            .field("every", &self.every)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The flows `relay serve` runs, with their intervals from `[serve]`.
-///
-/// `orders` runs the orders flow and then the fulfilment flow (the orders module's ingest makes
-/// `fulfilment` entities from Brightpearl's shipped webhooks, so one trigger serves both);
-/// `stock` runs stock and prices. Norce order events feed `shipping` (the event's order is
-/// queued) and `orders` (the event starts a pass whose poll reads the order).
-pub fn flow_table(config: &ServeConfig) -> Vec<FlowEntry> {
-    use crate::flows::{orders, shipping, stock};
-    vec![
-        // Orders into the ERP first (the same order push also feeds shipping).
-        FlowEntry {
-            name: "orders",
-            entity_flows: &["orders", "fulfilment"],
-            run: |ctx| Box::pin(orders_and_fulfilment(ctx)),
-            accepts: orders::accepts,
-            ingest: |ctx, item| Box::pin(orders::ingest(ctx, item)),
-            every: every(config.orders_every_secs),
-        },
-        FlowEntry {
-            name: "shipping",
-            entity_flows: &["shipping"],
-            run: |ctx| Box::pin(shipping::run(ctx)),
-            accepts: shipping::accepts,
-            ingest: |ctx, item| Box::pin(shipping::ingest(ctx, item)),
-            every: every(config.shipping_every_secs),
-        },
-        FlowEntry {
-            name: "stock",
-            entity_flows: &["stock", "prices"],
-            run: |ctx| Box::pin(stock::run(ctx)),
-            accepts: stock::accepts,
-            ingest: |ctx, item| Box::pin(stock::ingest(ctx, item)),
-            every: every(config.stock_reconcile_every_secs),
-        },
-    ]
-}
-
-/// The orders pass, then the fulfilment pass (even when the first stopped); one report, or the
-/// first error.
-async fn orders_and_fulfilment(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
-    let orders = crate::flows::orders::run(ctx).await;
-    let fulfilment = crate::flows::orders::run_fulfilment(ctx).await;
-    match (orders, fulfilment) {
-        (Ok(a), Ok(b)) => Ok(FlowReport::merged("orders", [&a, &b])),
-        (Err(e), _) | (_, Err(e)) => Err(e),
-    }
-}
-
-/// How long a flow thread's runtime waits, after its scheduler ended, for blocking work of a
-/// cancelled pass (a label being written) before it is left to finish on its own.
-const RUNTIME_SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
-
-/// Spawns the inbox processor and one scheduler task per runnable flow; they stop taking work at
+/// Spawns the inbox processors and one scheduler task per flow, all on the server's runtime
+/// (the passes are `Send` tasks: no thread or runtime of their own); they stop taking work at
 /// `shutdown`, and a running pass is dropped at `cancel`.
 pub(super) fn spawn(
     shared: Arc<Shared>,
@@ -119,11 +32,11 @@ pub(super) fn spawn(
         shared
             .flows
             .iter()
-            .map(|f| (f.name, Arc::new(Notify::new())))
+            .map(|f| (f.name(), Arc::new(Notify::new())))
             .collect(),
     );
     // One processor per inbox lane: a webhook storm and Norce's orders are drained side by side.
-    let mut tasks: Vec<JoinHandle<()>> = (0..super::INBOX_LANES.len())
+    let mut tasks: Vec<JoinHandle<()>> = (0..INBOX_LANES.len())
         .map(|lane| {
             tokio::spawn(inbox_processor(
                 shared.clone(),
@@ -133,37 +46,16 @@ pub(super) fn spawn(
             ))
         })
         .collect();
-    for (entry, (_, trigger)) in shared.flows.iter().zip(triggers.iter()) {
-        // A thread with its own single-threaded runtime per flow: a pass need not be `Send`
-        // (the flows borrow their clients across `buffer_unordered`), and one flow's pass
-        // never delays the receivers.
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        let (shared, entry, trigger, shutdown, cancel) = (
+    for (flow, (_, trigger)) in shared.flows.iter().zip(triggers.iter()) {
+        // A task per flow: a pass awaits the platforms, so it never holds a thread the
+        // receivers need; one pass per flow at a time.
+        tasks.push(tokio::spawn(scheduler(
             shared.clone(),
-            *entry,
+            flow.clone(),
             trigger.clone(),
             shutdown.clone(),
             cancel.clone(),
-        );
-        let spawned = std::thread::Builder::new().name(format!("relay-flow-{}", entry.name)).spawn(move || {
-            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => {
-                    runtime.block_on(scheduler(shared, entry, trigger, shutdown, cancel));
-                    // Not the default drop, which waits for blocking work without a bound.
-                    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_WAIT);
-                }
-                Err(e) => tracing::error!(flow = entry.name, error = %e, "cannot start the flow's runtime: not scheduled"),
-            }
-            let _ = done_tx.send(());
-        });
-        match spawned {
-            Ok(_) => tasks.push(tokio::spawn(async move {
-                let _ = done_rx.await;
-            })),
-            Err(e) => {
-                tracing::error!(flow = entry.name, error = %e, "cannot start the flow's thread: not scheduled")
-            }
-        }
+        )));
     }
     tasks
 }
@@ -229,7 +121,7 @@ async fn drain(
     loop {
         let items = match shared
             .store()
-            .inbox_pending_in(super::INBOX_LANES[lane], BATCH + skip.len())
+            .inbox_pending_in(INBOX_LANES[lane], BATCH + skip.len())
         {
             Ok(items) => items,
             Err(e) => {
@@ -270,7 +162,7 @@ async fn process(
     let span =
         tracing::info_span!("inbox_item", id = item.id, source = %item.source, key = %item.key);
     async {
-        let takers: Vec<&crate::serve::FlowEntry> = shared.flows.iter().filter(|f| (f.accepts)(&item.source)).collect();
+        let takers: Vec<&Arc<dyn Flow>> = shared.flows.iter().filter(|f| f.accepts(&item.source)).collect();
         if takers.is_empty() {
             if shared.flows.is_empty() {
                 // No flows (a receivers-only server): keep it for a server that has them.
@@ -289,11 +181,11 @@ async fn process(
         let mut ok = true;
         let mut with_work = Vec::new();
         for flow in &takers {
-            match (flow.ingest)(&shared.ctx, item).instrument(tracing::info_span!("ingest", flow = flow.name)).await {
-                Ok(Ingested::Work) => with_work.push(flow.name),
+            match flow.ingest(&shared.ctx, item).instrument(tracing::info_span!("ingest", flow = flow.name())).await {
+                Ok(Ingested::Work) => with_work.push(flow.name()),
                 Ok(Ingested::Nothing) => {}
                 Err(e) => {
-                    tracing::warn!(flow = flow.name, error = %e, "ingest failed; the item stays in the inbox");
+                    tracing::warn!(flow = flow.name(), error = %e, "ingest failed; the item stays in the inbox");
                     ok = false;
                 }
             }
@@ -332,17 +224,17 @@ fn mark_done(shared: &Shared, item: &InboxItem, result: &'static str) -> bool {
     }
 }
 
-/// Runs one flow: at start and every `entry.every`, and `run_after_ingest_ms` after an ingest
-/// triggered it (triggers during the wait or a run coalesce into one more run). Starts no pass
-/// after the stop; a pass still running at the cancel is dropped.
+/// Runs one flow: at start and every [`Flow::every`], and `run_after_ingest_ms` after an
+/// ingest triggered it (triggers during the wait or a run coalesce into one more run). Starts
+/// no pass after the stop; a pass still running at the cancel is dropped.
 async fn scheduler(
     shared: Arc<Shared>,
-    entry: FlowEntry,
+    flow: Arc<dyn Flow>,
     trigger: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
     mut cancel: watch::Receiver<bool>,
 ) {
-    let mut interval = entry.every.map(|period| {
+    let mut interval = flow.every(&shared.config).map(|period| {
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval
@@ -365,22 +257,22 @@ async fn scheduler(
         if stopping(&shutdown) {
             break;
         }
-        run_once(&shared, &entry, &mut shutdown, &mut cancel).await;
+        run_once(&shared, flow.as_ref(), &mut shutdown, &mut cancel).await;
     }
-    tracing::info!(flow = entry.name, "scheduler stopped: no new passes");
+    tracing::info!(flow = flow.name(), "scheduler stopped: no new passes");
 }
 
 /// One pass, dropped at `cancel` (the end of the shutdown grace).
 async fn run_once(
     shared: &Shared,
-    entry: &FlowEntry,
+    flow: &dyn Flow,
     shutdown: &mut watch::Receiver<bool>,
     cancel: &mut watch::Receiver<bool>,
 ) {
-    let span = tracing::info_span!("flow_run", flow = entry.name);
+    let span = tracing::info_span!("flow_run", flow = flow.name());
     async {
         let started = Instant::now();
-        let pass = (entry.run)(&shared.ctx);
+        let pass = flow.run(&shared.ctx);
         tokio::pin!(pass);
         let mut stop_seen = false;
         let result = loop {
@@ -392,7 +284,7 @@ async fn run_once(
                         "flow pass cancelled at the end of the shutdown grace (serve.shutdown_grace_secs); its items resume at the next start"
                     );
                     shared.metrics.record_run(
-                        entry.name,
+                        flow.name(),
                         Err("cancelled at shutdown; resumed at the next start".to_owned()),
                     );
                     shared.runs.send_modify(|n| *n += 1);
@@ -415,11 +307,11 @@ async fn run_once(
                     failed = report.failed,
                     "flow pass finished"
                 );
-                shared.metrics.record_run(entry.name, Ok(&report));
+                shared.metrics.record_run(flow.name(), Ok(&report));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "flow pass stopped");
-                shared.metrics.record_run(entry.name, Err(e.to_string()));
+                shared.metrics.record_run(flow.name(), Err(e.to_string()));
             }
         }
         shared.runs.send_modify(|n| *n += 1);

@@ -5,117 +5,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use brightpearl_models::common::{ApiError, AuthErrorResponse, ErrorEnvelope};
+use brightpearl_models::common::AuthErrorResponse;
 use brightpearl_models::{contact, integration, order, product, warehouse};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::webhooks::Event;
+use super::reply::{Ctx, Reply};
 use super::{contacts, multi, orders, products, warehouse as wh, webhooks};
 use crate::SharedState;
 use crate::util::header_lookup;
-
-/// A handler's answer: status and JSON body.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub body: Value,
-}
-
-impl Reply {
-    /// A whole body as given (`{}` of status PUTs, typed `*Response` structs).
-    pub fn raw<T: Serialize>(status: StatusCode, body: T) -> Self {
-        Self {
-            status,
-            body: to_value(body),
-        }
-    }
-
-    /// `{"errors": [{"code", "message"}]}`.
-    pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        let envelope = ErrorEnvelope {
-            errors: vec![ApiError {
-                code: code.to_owned(),
-                message: Some(message.into()),
-            }],
-        };
-        Self::raw(status, envelope)
-    }
-
-    /// `404 CMNC-404`: Brightpearl's "not found / empty" answer.
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::error(StatusCode::NOT_FOUND, "CMNC-404", message)
-    }
-
-    /// `400` with a sandbox-chosen code (the real code is not documented).
-    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
-        Self::error(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    /// `500 CMNC-018`: a search parameter the platform cannot parse (500, not 400, as observed).
-    pub fn bad_filter(message: impl Into<String>) -> Self {
-        Self::error(StatusCode::INTERNAL_SERVER_ERROR, "CMNC-018", message)
-    }
-
-    /// Whether the status is a success.
-    pub fn is_success(&self) -> bool {
-        self.status.is_success()
-    }
-}
-
-pub fn to_value<T: Serialize>(value: T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
-}
-
-/// Everything a handler may look at, plus the events it raises.
-pub struct Ctx<'a> {
-    pub state: &'a SharedState,
-    pub account: &'a str,
-    pub uri: &'a Uri,
-    pub body: &'a [u8],
-    pub events: Vec<Event>,
-    /// Inside a multi-message.
-    pub nested: bool,
-}
-
-impl Ctx<'_> {
-    pub fn config(&self) -> &super::BrightpearlConfig {
-        &self.state.config.brightpearl
-    }
-
-    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        self.state.clock.now()
-    }
-
-    /// The query string through a generated `*Query` type.
-    pub fn query<T: DeserializeOwned>(&self) -> Result<T, String> {
-        axum::extract::Query::<T>::try_from_uri(self.uri)
-            .map(|q| q.0)
-            .map_err(|e| e.body_text())
-    }
-
-    /// The JSON body through a generated request type: no body is `CMNC-010`, a body the spec
-    /// rejects is `500 CMNU-003` (bad request body).
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Reply> {
-        if self.body.iter().all(u8::is_ascii_whitespace) {
-            return Err(Reply::bad_request("CMNC-010", "A JSON body is required"));
-        }
-        serde_json::from_slice(self.body).map_err(|e| {
-            Reply::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "CMNU-003",
-                format!("Bad request body: {e}"),
-            )
-        })
-    }
-
-    pub fn emit(&mut self, full_event: &str, ids: Vec<i64>) {
-        if !ids.is_empty() {
-            self.events.push(Event::new(full_event, ids));
-        }
-    }
-}
 
 /// One matched operation, with its raw path parameters.
 #[derive(Debug, Clone)]
@@ -364,7 +261,16 @@ pub fn dispatch(ctx: &mut Ctx<'_>, route: Route) -> Reply {
         Route::UpdateWebhook(id) => webhooks::update(ctx, &id),
         Route::DeleteWebhook(id) => webhooks::delete(ctx, &id),
         Route::SimulateWebhook(id) => webhooks::simulate(ctx, &id),
-        Route::MultiMessage => multi::send(ctx),
+        Route::MultiMessage => multi::send(ctx, run_nested),
+    }
+}
+
+/// One message of a multi-message, by its path after the account: routed and run as a request
+/// of its own. Handed to [`multi::send`], so `multi` need not import this module.
+fn run_nested(ctx: &mut Ctx<'_>, method: &Method, path: &str) -> Reply {
+    match route(method, &segments(path)) {
+        Ok(route) => dispatch(ctx, route),
+        Err(reply) => reply,
     }
 }
 
@@ -381,25 +287,11 @@ pub fn segments(rest: &str) -> Vec<String> {
     segs
 }
 
+/// One path segment as the platform reads it (`%2C` is `,`); a malformed escape stays as it is.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            if let Some(byte) = hex {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// A 401 with the string body Brightpearl sends (and no `WWW-Authenticate`).

@@ -11,8 +11,8 @@ use brightpearl_models::contact::{
 };
 use serde_json::json;
 
-use super::api::{Ctx, Reply};
 use super::idset;
+use super::reply::{Ctx, Reply};
 use super::search::{Col, Kind, Search, bad_query, col};
 use super::store::ts;
 

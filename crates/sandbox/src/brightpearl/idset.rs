@@ -91,13 +91,13 @@ pub fn parse_path(
     text: &str,
     star_ok: bool,
     limit: Option<usize>,
-) -> Result<IdSet, super::api::Reply> {
+) -> Result<IdSet, super::reply::Reply> {
     let set =
-        IdSet::parse(text, star_ok).map_err(|e| super::api::Reply::bad_request("CMNC-400", e))?;
+        IdSet::parse(text, star_ok).map_err(|e| super::reply::Reply::bad_request("CMNC-400", e))?;
     if let (Some(limit), Some(count)) = (limit, set.count())
         && count > limit as u64
     {
-        return Err(super::api::Reply::bad_request(
+        return Err(super::reply::Reply::bad_request(
             "CMNC-400",
             format!("ID set names {count} ids; at most {limit} may be requested at once"),
         ));
@@ -107,7 +107,7 @@ pub fn parse_path(
 
 /// An optional path ID set (no `*`, no limit), shared by the list and `OPTIONS` handlers:
 /// absent means every id.
-pub fn parse_optional_path(text: Option<&str>) -> Result<IdSet, super::api::Reply> {
+pub fn parse_optional_path(text: Option<&str>) -> Result<IdSet, super::reply::Reply> {
     Ok(text
         .map(|text| parse_path(text, false, None))
         .transpose()?

@@ -15,6 +15,7 @@ mod multi;
 mod oauth;
 mod orders;
 mod products;
+mod reply;
 mod search;
 mod store;
 mod warehouse;

@@ -7,9 +7,14 @@ use brightpearl_models::integration::{
     ProcessedMessageBody, SendMultiMessageRequest, WebhookHttpMethod,
 };
 
-use super::api::{self, Ctx, Reply};
+use super::reply::{Ctx, Reply};
 
-pub fn send(ctx: &mut Ctx<'_>) -> Reply {
+/// Routes and runs one message (a method and the path after the account) in a nested context:
+/// `api`'s dispatcher, handed in so this module does not import `api`, which imports it.
+pub type Dispatch = fn(&mut Ctx<'_>, &Method, &str) -> Reply;
+
+/// `POST /integration-service/multi-message`: each message run through `dispatch`.
+pub fn send(ctx: &mut Ctx<'_>, dispatch: Dispatch) -> Reply {
     if ctx.nested {
         return Reply::bad_request(
             "CMNC-400",
@@ -63,6 +68,7 @@ pub fn send(ctx: &mut Ctx<'_>) -> Reply {
         }
         let reply = run_one(
             ctx,
+            dispatch,
             &prefix,
             message.http_method.as_str(),
             &message.uri,
@@ -99,6 +105,7 @@ pub fn send(ctx: &mut Ctx<'_>) -> Reply {
 
 fn run_one(
     ctx: &mut Ctx<'_>,
+    dispatch: Dispatch,
     prefix: &str,
     method: &str,
     uri: &str,
@@ -115,11 +122,6 @@ fn run_one(
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return Reply::bad_request("CMNC-400", "bad httpMethod");
     };
-    let segs = api::segments(parsed.path().strip_prefix(prefix).unwrap_or_default());
-    let route = match api::route(&method, &segs) {
-        Ok(route) => route,
-        Err(reply) => return reply,
-    };
     let bytes = body
         .map(|b| serde_json::to_vec(b).unwrap_or_default())
         .unwrap_or_default();
@@ -131,7 +133,8 @@ fn run_one(
         events: Vec::new(),
         nested: true,
     };
-    let reply = api::dispatch(&mut inner, route);
+    let path = parsed.path().strip_prefix(prefix).unwrap_or_default();
+    let reply = dispatch(&mut inner, &method, path);
     ctx.events.append(&mut inner.events);
     reply
 }

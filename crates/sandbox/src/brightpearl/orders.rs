@@ -17,9 +17,9 @@ use models_runtime::Decimal;
 use serde_json::{Value, json};
 
 use super::DuplicateExternalRef;
-use super::api::{Ctx, Reply};
 use super::idset;
 use super::products::uris_reply;
+use super::reply::{Ctx, Reply};
 use super::search::{Col, Kind, Search, bad_query, col, col_ref};
 use super::store::{Store, ts};
 

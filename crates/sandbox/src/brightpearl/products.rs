@@ -10,8 +10,8 @@ use brightpearl_models::product::{
 };
 use serde_json::{Value, json};
 
-use super::api::{Ctx, Reply};
 use super::idset::{self, IdSet};
+use super::reply::{Ctx, Reply};
 use super::search::{Col, Kind, Search, bad_query, col};
 
 pub fn get_products(ctx: &mut Ctx<'_>, ids: &str) -> Reply {

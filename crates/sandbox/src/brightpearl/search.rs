@@ -13,8 +13,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use models_runtime::Timestamp;
 use serde_json::Value;
 
-use super::api::Reply;
 use super::idset::IdSet;
+use super::reply::Reply;
 
 /// One column of a search resource.
 #[derive(Debug, Clone, Copy)]

@@ -58,7 +58,8 @@ impl Stock {
     }
 }
 
-/// One webhook call the simulator made (the URL's query values are redacted: they hold secrets).
+/// One webhook call the simulator made (secret query values of the URL, such as `secret=`, are
+/// redacted: the URL is shown by the admin API).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookDelivery {
     /// Sequence number from 1.
@@ -71,7 +72,7 @@ pub struct WebhookDelivery {
     pub resource_ids: String,
     /// HTTP method used.
     pub method: String,
-    /// Target URL with query values redacted.
+    /// Target URL with secret query values redacted ([`models_runtime::redact::redact_url`]).
     pub url: String,
     /// Body sent (the rendered body template), if any.
     pub body: Option<String>,

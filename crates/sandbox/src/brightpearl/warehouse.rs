@@ -17,11 +17,11 @@ use models_runtime::Decimal;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::api::{Ctx, Reply};
 use super::idset;
+use super::reply::Event;
+use super::reply::{Ctx, Reply};
 use super::search::{Col, Kind, Search, bad_query, col};
 use super::store::{Store, ts};
-use super::webhooks::Event;
 
 /// Shipping methods of the simulated account.
 pub const SHIPPING_METHODS: &[(i64, &str)] = &[

@@ -12,34 +12,10 @@ use brightpearl_models::integration::{
 };
 use serde_json::json;
 
-use super::api::{Ctx, Reply};
 use super::idset::{self, IdSet};
+use super::reply::{Ctx, Event, Reply};
 use super::store::WebhookDelivery;
 use crate::SharedState;
-
-/// A resource event: `{resource}.{lifecycle}[.{specifier}]` and the ids it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    pub full_event: String,
-    pub ids: Vec<i64>,
-}
-
-impl Event {
-    pub fn new(full_event: &str, ids: Vec<i64>) -> Self {
-        Self {
-            full_event: full_event.to_owned(),
-            ids,
-        }
-    }
-
-    fn parts(&self) -> (String, String, String) {
-        let mut parts = self.full_event.splitn(3, '.');
-        let resource = parts.next().unwrap_or_default().to_owned();
-        let lifecycle = parts.next().unwrap_or_default().to_owned();
-        let specifier = parts.next().unwrap_or_default().to_owned();
-        (resource, lifecycle, specifier)
-    }
-}
 
 /// A subscription gets its event and every more specific one (`product.modified` also gets
 /// `product.modified.on-hand-modified`).
@@ -319,7 +295,7 @@ fn send(
             event: event.to_owned(),
             resource_ids: ids.to_owned(),
             method: method.as_str().to_owned(),
-            url: crate::util::redacted_url(&url),
+            url: models_runtime::redact::redact_url(&url),
             body: body.clone(),
             raised_on: vars.get("${raised-on}").cloned().unwrap_or_default(),
             attempts: 0,

@@ -29,6 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use models_runtime::ParamError;
+use models_runtime::redact::REDACTED;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -49,7 +50,7 @@ impl fmt::Debug for NorceAccount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NorceAccount")
             .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
+            .field("client_secret", &REDACTED)
             .finish()
     }
 }
@@ -81,7 +82,7 @@ impl fmt::Debug for OrderReceiverConfig {
         f.debug_struct("OrderReceiverConfig")
             .field("url", &self.url)
             .field("username", &self.username)
-            .field("password", &"<redacted>")
+            .field("password", &REDACTED)
             .finish()
     }
 }

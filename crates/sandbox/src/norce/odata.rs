@@ -9,9 +9,13 @@ use models_runtime::Timestamp;
 /// The type of a property.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// `Edm.Int64`.
     Int,
+    /// `Edm.DateTimeOffset`.
     Date,
+    /// `Edm.String`.
     Str,
+    /// `Edm.Boolean`.
     Bool,
 }
 
@@ -29,10 +33,15 @@ impl Kind {
 /// A literal or a property value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Val {
+    /// An integer (`42`).
     Int(i64),
+    /// A date-time (`2024-05-01T00:00:00Z`; a bare date is midnight UTC).
     Date(DateTime<Utc>),
+    /// A string (`'text'`, `''` for a quote inside).
     Str(String),
+    /// `true` or `false`.
     Bool(bool),
+    /// `null`, or a property without a value.
     Null,
 }
 
@@ -59,13 +68,20 @@ impl Val {
     }
 }
 
+/// A comparison operator of `$filter`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// `eq`.
     Eq,
+    /// `ne`.
     Ne,
+    /// `gt`.
     Gt,
+    /// `ge`.
     Ge,
+    /// `lt`.
     Lt,
+    /// `le`.
     Le,
 }
 
@@ -97,8 +113,18 @@ impl Op {
 /// A parsed `$filter`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
-    Cmp { prop: String, op: Op, value: Val },
+    /// `prop op value`.
+    Cmp {
+        /// The property name, as the entity set writes it.
+        prop: String,
+        /// The comparison.
+        op: Op,
+        /// The literal compared against.
+        value: Val,
+    },
+    /// Both sides hold.
     And(Box<Expr>, Box<Expr>),
+    /// Either side holds.
     Or(Box<Expr>, Box<Expr>),
 }
 

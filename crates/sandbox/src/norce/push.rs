@@ -124,7 +124,7 @@ async fn deliver(state: SharedState, id: u64, target: Target, payload: Value) {
         };
         let ok = error.is_none();
         let dead = !ok && attempt == schedule.len();
-        tracing::debug!(push = id, url = %crate::util::redacted_url(&target.url), ?status, ok, "norce push attempt");
+        tracing::debug!(push = id, url = %models_runtime::redact::redact_url(&target.url), ?status, ok, "norce push attempt");
         {
             let now = state.clock.now();
             let mut inner = state.norce.lock();

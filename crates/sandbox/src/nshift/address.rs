@@ -14,7 +14,7 @@ use nshift_models::delivery::{
     AddressCheckRequest, AddressStatus, CheckAddressQuery, CheckAddressQueryLanguage,
 };
 
-use super::handlers::{illegal, parse_body, parse_query, respond};
+use super::wire::{illegal, parse_body, parse_query, respond};
 use super::{Licence, auth, catalog};
 use crate::SharedState;
 

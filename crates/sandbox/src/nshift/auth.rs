@@ -8,6 +8,7 @@
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use subtle::ConstantTimeEq as _;
 
 use super::{Licence, NshiftConfig};
 use crate::AppState;
@@ -47,13 +48,10 @@ pub fn forbidden() -> Response {
     StatusCode::FORBIDDEN.into_response()
 }
 
-/// Constant-time-ish equality, so timing says nothing about how much of a secret matched.
+/// Constant-time equality (`subtle`), so timing says nothing about how much of a secret
+/// matched (only whether the lengths differ).
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 /// Whether a configured (id, secret) pair is the one the header carries.

@@ -7,7 +7,7 @@ use std::ops::Deref;
 
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -16,16 +16,14 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use nshift_models::delivery::{
     AlertFetchList, CancelShipmentPath, CreateShipmentQuery, DeleteStoredShipmentPath,
-    Error as ApiError, ErrorCode, FetchAlertsQuery, FetchShipmentsQuery, FindAgentsQuery,
-    GetShipmentPdfPath, GetStoredShipmentPath, GetZipcodeInfoQuery, ListShipmentPdfsPath,
-    ListShipmentPdfsQuery, PdfInfo, PrintConfig, PrintFileType, PrintInfo, PrintMedia,
-    PrintStoredShipmentPath, PrintStoredShipmentQuery, SearchStoredShipmentsQuery,
-    SearchStoredShipmentsQueryDateType, SearchStoredShipmentsQuerySearchField,
-    SearchStoredShipmentsQuerySearchOp, SearchStoredShipmentsQueryStatus, Shipment,
-    ShipmentFetchInfoList, ShipmentInfo, ShipmentPrintRequest, ShipmentStatus,
-    StoredShipmentStatus, ValidationStatus, ZipcodeInfo, operations as ops,
+    FetchAlertsQuery, FetchShipmentsQuery, FindAgentsQuery, GetShipmentPdfPath,
+    GetStoredShipmentPath, GetZipcodeInfoQuery, ListShipmentPdfsPath, ListShipmentPdfsQuery,
+    PdfInfo, PrintConfig, PrintFileType, PrintInfo, PrintMedia, PrintStoredShipmentPath,
+    PrintStoredShipmentQuery, SearchStoredShipmentsQuery, SearchStoredShipmentsQueryDateType,
+    SearchStoredShipmentsQuerySearchField, SearchStoredShipmentsQuerySearchOp,
+    SearchStoredShipmentsQueryStatus, Shipment, ShipmentFetchInfoList, ShipmentInfo,
+    ShipmentPrintRequest, ShipmentStatus, StoredShipmentStatus, ZipcodeInfo, operations as ops,
 };
-use serde::de::DeserializeOwned;
 
 use super::auth::{self, Caller};
 use super::catalog;
@@ -33,6 +31,10 @@ use super::label::{self, LabelContent};
 use super::numbers;
 use super::store::{Document, ParcelRecord, ShipmentRecord, Store, StoredRecord};
 use super::validate::{self, Resolved, Target};
+use super::wire::{
+    Outcome, feed_cursor, illegal, missing, not_found, parse_body_numbers, parse_id, parse_path,
+    parse_query, respond, unprocessable,
+};
 use super::{HREF_PREFIX, Licence, NshiftConfig};
 use crate::util::lock;
 use crate::{AppState, SharedState};
@@ -71,40 +73,6 @@ pub fn api() -> Router<SharedState> {
         )
 }
 
-pub(super) type Outcome = Result<Response, Response>;
-
-pub(super) fn respond(outcome: Outcome) -> Response {
-    outcome.unwrap_or_else(|e| e)
-}
-
-/// 400 (or 500) `{code, message}`.
-fn api_error(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(ApiError {
-            code: Some(code),
-            message: Some(message.into()),
-        }),
-    )
-        .into_response()
-}
-
-pub(super) fn missing(message: impl Into<String>) -> Response {
-    api_error(StatusCode::BAD_REQUEST, ErrorCode::Missing, message)
-}
-
-pub(super) fn illegal(message: impl Into<String>) -> Response {
-    api_error(StatusCode::BAD_REQUEST, ErrorCode::Illegal, message)
-}
-
-fn unprocessable(statuses: Vec<ValidationStatus>) -> Response {
-    (StatusCode::UNPROCESSABLE_ENTITY, Json(statuses)).into_response()
-}
-
-fn not_found() -> Response {
-    StatusCode::NOT_FOUND.into_response()
-}
-
 /// Shipments and stored shipments both belong to a profile group that limits who sees them.
 trait InProfileGroup {
     fn profile_group(&self) -> Option<&str>;
@@ -130,64 +98,6 @@ fn visible<R: Deref<Target: InProfileGroup>>(
     record
         .filter(|r| caller.sees(r.profile_group()))
         .ok_or_else(not_found)
-}
-
-/// The JSON body as `T`; empty → MISSING, a missing required field → MISSING, anything else
-/// (syntax, wrong types) → ILLEGAL.
-pub(super) fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(missing("Missing body"));
-    }
-    serde_json::from_slice(body).map_err(body_error)
-}
-
-/// Like [`parse_body`] for a body with numbers: as nShift does, a number may come as a JSON
-/// string (`"weight": "37.5"`) wherever `shape` (the spec) has a number; a string there that is
-/// not a number → ILLEGAL naming the field.
-pub(super) fn parse_body_numbers<T: DeserializeOwned>(
-    body: &Bytes,
-    shape: &numbers::Shape,
-) -> Result<T, Response> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(missing("Missing body"));
-    }
-    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(body_error)?;
-    numbers::normalize(&mut value, shape).map_err(|e| illegal(e.to_string()))?;
-    serde_json::from_value(value).map_err(body_error)
-}
-
-fn body_error(e: serde_json::Error) -> Response {
-    let text = e.to_string();
-    if e.is_data() && text.starts_with("missing field") {
-        missing(format!("Missing argument in body: {text}"))
-    } else if e.is_syntax() || e.is_eof() {
-        illegal(format!("Malformed JSON body: {text}"))
-    } else {
-        illegal(format!("Illegal body: {text}"))
-    }
-}
-
-/// The query string as `T`; a missing required parameter → MISSING, else ILLEGAL.
-pub(super) fn parse_query<T: DeserializeOwned>(uri: &Uri) -> Result<T, Response> {
-    Query::<T>::try_from_uri(uri).map(|q| q.0).map_err(|e| {
-        let text = e.body_text();
-        if text.contains("missing field") {
-            missing(format!("Missing argument: {text}"))
-        } else {
-            illegal(format!("Illegal argument: {text}"))
-        }
-    })
-}
-
-fn parse_path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, Response> {
-    path.map(|p| p.0)
-        .map_err(|e| illegal(format!("Illegal path argument: {}", e.body_text())))
-}
-
-fn parse_id(text: &str, what: &str) -> Result<u64, Response> {
-    text.trim()
-        .parse::<u64>()
-        .map_err(|_| illegal(format!("Illegal {what} argument")))
 }
 
 fn href_base(state: &AppState) -> String {
@@ -599,18 +509,6 @@ async fn get_pdf(
 }
 
 // ------------------------------------------------------------------ feeds
-
-pub(super) fn feed_cursor(fetch_id: Option<&str>, head: u64) -> Result<u64, Response> {
-    match fetch_id.map(str::trim) {
-        None | Some("") => Err(missing("Missing fetchId argument")),
-        Some("-1") => Ok(0),
-        Some(text) => text
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n <= head)
-            .ok_or_else(|| illegal("Illegal fetchId argument")),
-    }
-}
 
 async fn fetch_shipments(
     State(state): State<SharedState>,

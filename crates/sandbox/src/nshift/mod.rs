@@ -18,6 +18,7 @@ pub mod price;
 mod session;
 mod store;
 mod validate;
+mod wire;
 
 use std::sync::Mutex;
 

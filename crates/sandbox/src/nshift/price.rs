@@ -21,8 +21,8 @@ use nshift_models::delivery::{
 use serde::{Deserialize, Serialize};
 
 use super::catalog::ServiceConfig;
-use super::handlers::{feed_cursor, illegal, parse_body_numbers, parse_query, respond};
 use super::validate;
+use super::wire::{feed_cursor, illegal, parse_body_numbers, parse_query, respond};
 use super::{Licence, NshiftConfig, auth};
 use crate::SharedState;
 use crate::util::lock;

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use brightpearl_client::models::integration::WebhookEvent;
-use brightpearl_client::models::order::{SalesOrder, SalesOrderListResponse, ShippingStatusCode};
-use brightpearl_client::models::warehouse::{GoodsOutNote, GoodsOutNoteMapResponse};
+use brightpearl_client::models::order::{SalesOrder, ShippingStatusCode};
+use brightpearl_client::models::warehouse::GoodsOutNote;
 use brightpearl_client::{GoodsOutNoteRow, OrderRow, SearchQuery, SearchResource, SortDirection};
 use futures::StreamExt as _;
 use norce_client::Navigation;
@@ -14,16 +14,16 @@ use norce_client::models::connect::{
     SendOrderStatusRequest,
 };
 use norce_client::models::query::QueryOrdersQuery;
-use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
 
 use super::amount::Amount;
-use super::model::NorceOrder;
-use super::{
-    FLOW, FULFILMENT_FLOW, OrderPayload, StepError, cursor_text, dead_letter_unreadable, decimal,
-    parse_id_set, settle,
+use super::common::{
+    FLOW, FULFILMENT_FLOW, GOODS_OUT_SEARCH_COLUMNS, OrderPayload, cursor_text,
+    dead_letter_unreadable, decimal, parse_id_set,
 };
-use crate::flows::{
+use super::model::NorceOrder;
+use crate::flows::action::{ItemError, settle};
+use crate::flows::context::{
     FlowContext, FlowError, FlowReport, Ingested, Outcome, cursor_time, elapsed_ms,
     for_each_pending,
 };
@@ -33,10 +33,7 @@ use crate::state::{EntityRecord, EntityUpdate, InboxItem, Status};
 const SHIPPED_EVENT: &str = "goods-out-note.modified.shipped";
 
 /// Turns a `goods-out-note.modified.shipped` webhook into one `fulfilment` entity per note.
-pub(super) fn ingest_webhook(
-    ctx: &crate::flows::FlowContext,
-    item: &InboxItem,
-) -> Result<Ingested, FlowError> {
+pub(super) fn ingest_webhook(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowError> {
     let span = tracing::info_span!("flow_step", flow = FULFILMENT_FLOW, step = "ingest", source_id = %item.key);
     let _entered = span.enter();
     let event: WebhookEvent = match serde_json::from_str(&item.body) {
@@ -147,7 +144,7 @@ async fn pick_up_shipped(
     let since = cursor_time(ctx, FULFILMENT_FLOW)?;
     let mut query = SearchQuery::new()
         .filter("shipped", "true")
-        .columns(super::GOODS_OUT_SEARCH_COLUMNS)
+        .columns(GOODS_OUT_SEARCH_COLUMNS)
         .sort("goodsOutNoteId", SortDirection::Asc);
     if let Some(since) = since {
         // Inclusive: notes shipped at the cursor's instant are seen again; upserting is a no-op.
@@ -160,7 +157,7 @@ async fn pick_up_shipped(
     let ids: Vec<u64> = order_ids.into_iter().collect();
     let mut external_refs: BTreeMap<i64, String> = BTreeMap::new();
     // order-search by ID set, 100 ids a call (short URIs), rather than the client's chunked
-    // sales-order GET (see `get_json`).
+    // sales-order GET (which reads whole orders).
     for chunk in ids.chunks(100) {
         let query = SearchQuery::new()
             .filter(
@@ -213,35 +210,6 @@ async fn pick_up_shipped(
     Ok(finished_before)
 }
 
-/// One GET through `send_raw`; `None` when Brightpearl finds nothing (404).
-///
-/// The client's ID-set GETs (`goods_out_notes`, `sales_orders`) build their chunk futures in a
-/// closure over `&IdSet`, which makes any future awaiting them not provably `Send` for every
-/// lifetime, and the runners box the passes as `Send`. One id needs no chunking anyway.
-async fn get_json<T: DeserializeOwned>(
-    brightpearl: &brightpearl_client::Client,
-    path: &str,
-) -> Result<Option<T>, StepError> {
-    // `Default::default()` is GET (`http::Method`'s default; relay does not depend on `http`).
-    let response = brightpearl
-        .send_raw(Default::default(), path, &[], None)
-        .await?;
-    let status = response.status();
-    if status.as_u16() == 404 {
-        return Ok(None);
-    }
-    let body = String::from_utf8_lossy(response.body());
-    if !status.is_success() {
-        let snippet: String = body.chars().take(300).collect();
-        return Err(StepError::transient(format!(
-            "Brightpearl GET {path}: {status}: {snippet}"
-        )));
-    }
-    serde_json::from_str(&body).map(Some).map_err(|e| {
-        StepError::transient(format!("Brightpearl GET {path}: unexpected answer: {e}"))
-    })
-}
-
 /// What a goods-out note needs from Brightpearl and from the `orders` entity.
 struct Shipment {
     gon_id: u64,
@@ -256,59 +224,58 @@ async fn load(
     ctx: &FlowContext,
     brightpearl: &brightpearl_client::Client,
     gon_id: u64,
-) -> Result<Shipment, StepError> {
-    let notes: Option<GoodsOutNoteMapResponse> = get_json(
-        brightpearl,
-        &format!("/warehouse-service/order/*/goods-note/goods-out/{gon_id}"),
-    )
-    .await?;
-    let note = notes.and_then(|mut n| n.response.remove(&gon_id.to_string())).ok_or_else(|| {
-        StepError::permanent(format!("goods-out note {gon_id} does not exist in Brightpearl (deleted?); nothing to send to Norce"))
+) -> Result<Shipment, ItemError> {
+    let mut notes = brightpearl
+        .goods_out_notes(&[gon_id])
+        .await
+        .map_err(|e| ItemError::call(&format!("goods-out note {gon_id}"), e))?;
+    let note = notes.remove(&gon_id.to_string()).ok_or_else(|| {
+        ItemError::permanent(format!("goods-out note {gon_id} does not exist in Brightpearl (deleted?); nothing to send to Norce"))
     })?;
     if note.status.as_ref().and_then(|s| s.shipped) != Some(true) {
-        return Err(StepError::transient(format!(
+        return Err(ItemError::transient(format!(
             "goods-out note {gon_id} is not shipped (any more) in Brightpearl; tried again next pass"
         )));
     }
     let order_id = note
         .order_id
-        .ok_or_else(|| StepError::permanent(format!("goods-out note {gon_id} has no orderId")))?;
-    let orders: Option<SalesOrderListResponse> = get_json(
-        brightpearl,
-        &format!("/order-service/sales-order/{order_id}"),
-    )
-    .await?;
-    let order = orders
-        .and_then(|o| o.response.into_iter().next())
-        .ok_or_else(|| {
-            StepError::permanent(format!(
-                "goods-out note {gon_id}: its order {order_id} does not exist in Brightpearl"
-            ))
-        })?;
+        .ok_or_else(|| ItemError::permanent(format!("goods-out note {gon_id} has no orderId")))?;
+    let order_ids = [u64::try_from(order_id).map_err(|_| {
+        ItemError::permanent(format!("goods-out note {gon_id} has order id {order_id}"))
+    })?];
+    let orders = brightpearl
+        .sales_orders(&order_ids)
+        .await
+        .map_err(|e| ItemError::call(&format!("sales order {order_id}"), e))?;
+    let order = orders.into_iter().next().ok_or_else(|| {
+        ItemError::permanent(format!(
+            "goods-out note {gon_id}: its order {order_id} does not exist in Brightpearl"
+        ))
+    })?;
     let Some(order_no) = order.external_ref.clone().filter(|r| !r.trim().is_empty()) else {
-        return Err(StepError::Skip(format!(
+        return Err(ItemError::Skip(format!(
             "order {order_id} has no externalRef: not a Norce order"
         )));
     };
     let Some(entity) = ctx.store.get(FLOW, &order_no)? else {
-        return Err(StepError::Skip(format!(
+        return Err(ItemError::Skip(format!(
             "order {order_id} ({order_no}) was not created by relay"
         )));
     };
     match entity.status {
         Status::Done => {}
         Status::Pending => {
-            return Err(StepError::Waiting(format!(
+            return Err(ItemError::Wait(format!(
                 "Norce order {order_no} is not confirmed yet (the `orders` flow does that first)"
             )));
         }
         Status::Failed => {
-            return Err(StepError::transient(format!(
+            return Err(ItemError::transient(format!(
                 "Norce order {order_no} is in the dead letters of the `orders` flow; replay it first (`relay replay`)"
             )));
         }
         Status::Skipped => {
-            return Err(StepError::Skip(format!(
+            return Err(ItemError::Skip(format!(
                 "Norce order {order_no} was skipped by the `orders` flow"
             )));
         }
@@ -337,10 +304,10 @@ async fn process_note(
     norce: &norce_client::NorceClient,
     brightpearl: &brightpearl_client::Client,
     record: &EntityRecord,
-) -> Result<Outcome, StepError> {
+) -> Result<Outcome, ItemError> {
     let id = record.source_id.as_str();
     let gon_id: u64 = id.parse().map_err(|_| {
-        StepError::permanent(format!("`{id}` is not a goods-out note id; this entry came from an unreadable webhook and can be dropped"))
+        ItemError::permanent(format!("`{id}` is not a goods-out note id; this entry came from an unreadable webhook and can be dropped"))
     })?;
     let shipment = load(ctx, brightpearl, gon_id)
         .instrument(tracing::info_span!(
@@ -434,7 +401,7 @@ async fn norce_has_note(
     norce: &norce_client::NorceClient,
     order_no: &str,
     note_no: &str,
-) -> Result<bool, StepError> {
+) -> Result<bool, ItemError> {
     let query = QueryOrdersQuery {
         filter: Some(format!("orderNo eq '{}'", order_no.replace('\'', "''"))),
         expand: Some(
@@ -460,7 +427,7 @@ async fn norce_has_note(
         }
     }
     if !found_order {
-        return Err(StepError::transient(format!(
+        return Err(ItemError::transient(format!(
             "Norce has no order `{order_no}` (Query orderNo); cannot add delivery note {note_no}"
         )));
     }
@@ -469,7 +436,7 @@ async fn norce_has_note(
 
 /// The Norce delivery note of a shipped goods-out note: its lines (SKU, quantity, Norce line
 /// number) and one package with the tracking reference.
-fn delivery_note(shipment: &Shipment, note_no: &str) -> Result<DeliveryNote, StepError> {
+fn delivery_note(shipment: &Shipment, note_no: &str) -> Result<DeliveryNote, ItemError> {
     let rows_by_id: BTreeMap<String, _> = shipment
         .order
         .rows
@@ -519,7 +486,7 @@ fn delivery_note(shipment: &Shipment, note_no: &str) -> Result<DeliveryNote, Ste
     }
     let status = shipment.note.status.as_ref();
     let delivery_date = status.and_then(|s| s.shipped_on.clone()).ok_or_else(|| {
-        StepError::transient(format!(
+        ItemError::transient(format!(
             "goods-out note {} has no shippedOn",
             shipment.gon_id
         ))

@@ -10,7 +10,7 @@ use norce_client::models::query;
 use serde::{Deserialize, Serialize};
 
 use super::amount::Amount;
-use super::{OrdersConfig, PushOrderNumber};
+use crate::config::orders::{OrdersConfig, PushOrderNumber};
 
 /// A Norce order, normalised.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

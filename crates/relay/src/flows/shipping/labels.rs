@@ -6,8 +6,14 @@ use std::path::{Path, PathBuf};
 use nshift_client::{Label, LabelFormat, NshiftClient};
 
 use super::order::ShippingItem;
-use super::{ItemError, Settings, nshift_error, permanent};
-use crate::flows::FlowError;
+use super::settings::Settings;
+use crate::flows::action::ItemError;
+use crate::flows::context::FlowError;
+
+/// nShift answered 404: the documents expired (after an hour), or the id is unknown.
+pub(crate) fn not_found(e: &nshift_client::Error) -> bool {
+    e.status().is_some_and(|s| s == 404)
+}
 
 /// A file-name-safe form of the order number.
 fn file_stem(order_no: &str) -> String {
@@ -69,11 +75,11 @@ pub(crate) async fn save(
     let booked = item
         .shipment
         .clone()
-        .ok_or_else(|| permanent("the booking is not recorded"))?;
+        .ok_or_else(|| ItemError::permanent("the booking is not recorded"))?;
     let order_no = item
         .order_no
         .clone()
-        .ok_or_else(|| permanent("the Norce order number is not recorded"))?;
+        .ok_or_else(|| ItemError::permanent("the Norce order number is not recorded"))?;
     let labels = match fresh.filter(|l| !l.is_empty()) {
         Some(labels) => labels,
         None => {
@@ -81,14 +87,14 @@ pub(crate) async fn save(
             for shipment_id in &booked.shipment_ids {
                 let documents = match nshift.list_documents(shipment_id).await {
                     Ok(documents) => documents,
-                    Err(nshift_client::Error::NotFound { .. }) => Vec::new(),
-                    Err(e) => return Err(nshift_error("listing the label documents", e)),
+                    Err(e) if not_found(&e) => Vec::new(),
+                    Err(e) => return Err(ItemError::call("listing the label documents", e)),
                 };
                 for document in documents {
                     match nshift.fetch_document(shipment_id, &document.id).await {
                         Ok(label) => labels.push(label),
-                        Err(nshift_client::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(nshift_error("fetching a label document", e)),
+                        Err(e) if not_found(&e) => {}
+                        Err(e) => return Err(ItemError::call("fetching a label document", e)),
                     }
                 }
             }
@@ -129,7 +135,9 @@ pub(crate) async fn save(
     .map_err(|e| FlowError::Io {
         path: settings.labels_dir.display().to_string(),
         source: std::io::Error::other(e),
-    })??;
+    })
+    .and_then(|written| written)
+    .map_err(|e| ItemError::Stop(Box::new(e)))?;
     tracing::info!(order_no = %order_no, count = paths.len(), dir = %settings.labels_dir.display(), "labels saved");
     item.labels = paths;
     item.labels_missing = None;

@@ -7,7 +7,7 @@ use norce_client::models::events::{ClientCustomer, OrderRequest, OrderRequestAdd
 use norce_client::models::services::{CustomerData, Order};
 use serde::{Deserialize, Serialize};
 
-use crate::flows::FlowError;
+use crate::flows::context::FlowError;
 use crate::state::StateError;
 
 /// Where the entity's shipping data comes from.

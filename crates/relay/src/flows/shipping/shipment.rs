@@ -3,8 +3,10 @@
 use nshift_client::models::{Addon, FindAgentsQuery, Parcel, Partner, Party, Service, Shipment};
 use nshift_client::{BookingOutcome, Label, NshiftClient};
 
+use super::labels::not_found;
 use super::order::{BookedShipment, OrderData, ShippingItem};
-use super::{ChosenService, ItemError, Settings, nshift_error, permanent, transient};
+use super::settings::{ChosenService, Settings};
+use crate::flows::action::ItemError;
 
 /// What booking produced for the next steps.
 pub(crate) struct Booked {
@@ -121,11 +123,12 @@ async fn agent(
                     ..Party::default()
                 }));
             }
-            Ok(_) | Err(nshift_client::Error::NotFound { .. }) => {}
-            Err(e) => return Err(nshift_error("pickup point lookup", e)),
+            Ok(_) => {}
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(ItemError::call("pickup point lookup", e)),
         }
         if !settings.pickup_fallback_nearest {
-            return Err(permanent(format!(
+            return Err(ItemError::permanent(format!(
                 "nShift knows no {agent_type} pickup point `{id}`; fix the order's pickup point or set `shipping.pickup_fallback_nearest = true`"
             )));
         }
@@ -135,13 +138,13 @@ async fn agent(
     let found = nshift
         .find_agents(&query)
         .await
-        .map_err(|e| nshift_error("pickup point lookup", e))?;
+        .map_err(|e| ItemError::call("pickup point lookup", e))?;
     match found.first() {
         Some(a) => Ok(Some(Party {
             quick_id: Some(a.id.clone()),
             ..Party::default()
         })),
-        None => Err(permanent(format!(
+        None => Err(ItemError::permanent(format!(
             "nShift has no {agent_type} pickup point near {zip} {country}; check the receiver address"
         ))),
     }
@@ -156,17 +159,17 @@ pub(crate) async fn build(
     let order = item
         .order
         .as_ref()
-        .ok_or_else(|| permanent("the order data is not recorded"))?;
+        .ok_or_else(|| ItemError::permanent("the order data is not recorded"))?;
     let order_no = item
         .order_no
         .clone()
-        .ok_or_else(|| permanent("the Norce order number is not recorded"))?;
+        .ok_or_else(|| ItemError::permanent("the Norce order number is not recorded"))?;
     let method = order.delivery_method.clone().unwrap_or_default();
     let receiver = &order.receiver;
     let country = receiver.country.clone().unwrap_or_default();
     let service = settings
         .service_for(&method, &country)
-        .ok_or_else(|| permanent(format!("no nShift service is mapped for the Norce delivery method `{method}`: add `[shipping.services.{method}]`")))?;
+        .ok_or_else(|| ItemError::permanent(format!("no nShift service is mapped for the Norce delivery method `{method}`: add `[shipping.services.{method}]`")))?;
     let agent = match &service.agent_type {
         Some(agent_type) => agent(nshift, settings, agent_type, order).await?,
         None => None,
@@ -237,14 +240,10 @@ pub(crate) async fn book(
     let booking = match nshift.book_once(&order_no, shipment).await {
         Ok(booking) => booking,
         Err(e) => {
-            // A stored shipment that failed validation was never printed: remove it, so that a
-            // replay with corrected data stores a new one instead of finding this one again.
-            if let nshift_client::Error::NotPrintable { stored_id, .. } = &e
-                && let Err(delete) = nshift.delete_stored_shipment(stored_id).await
-            {
-                tracing::warn!(stored_id = %stored_id, error = %delete, "could not delete the unprintable stored shipment");
+            if e.kind() == client_core::ErrorKind::Permanent {
+                remove_unprinted(nshift, &order_no).await;
             }
-            return Err(nshift_error(&format!("nShift booking of {order_no}"), e));
+            return Err(ItemError::call(&format!("nShift booking of {order_no}"), e));
         }
     };
     let printed_now = booking.outcome == BookingOutcome::Printed;
@@ -256,7 +255,7 @@ pub(crate) async fn book(
     if booking.shipments.is_empty() || parcel_numbers.is_empty() {
         // Printed, but nShift did not (yet) show its parcels: the booking exists, and the next
         // pass's book_once finds it again without booking twice.
-        return Err(transient(format!(
+        return Err(ItemError::transient(format!(
             "order {order_no} is booked in nShift but its shipment details could not be read back yet (printed-shipments feed)"
         )));
     }
@@ -293,12 +292,43 @@ pub(crate) async fn book(
     })
 }
 
+/// Deletes the order's stored shipments that were never printed (a booking nShift refused
+/// for good: validation, or a stored shipment WARNED, INVALID or FAILED), so a replay with
+/// corrected data stores a new one instead of finding the refused one again. Printed ones are
+/// never touched. Best effort: a failure is logged, the item fails as it would anyway.
+async fn remove_unprinted(nshift: &NshiftClient, order_no: &str) {
+    let stored = match nshift.find_stored_by_order_no(order_no).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::warn!(order_no, error = %e, "could not look for the refused stored shipment");
+            return;
+        }
+    };
+    for shipment in stored {
+        let printed = shipment
+            .status
+            .as_ref()
+            .is_some_and(|s| s.as_str().eq_ignore_ascii_case("PRINTED"));
+        if printed {
+            continue;
+        }
+        match nshift.delete_stored_shipment(&shipment.id).await {
+            Ok(()) => {
+                tracing::info!(order_no, stored_id = %shipment.id, "unprintable stored shipment deleted")
+            }
+            Err(e) => {
+                tracing::warn!(order_no, stored_id = %shipment.id, error = %e, "could not delete the unprintable stored shipment")
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::order::{Line, Receiver};
     use super::*;
     use crate::config::RelayConfig;
-    use crate::flows::FlowContext;
+    use crate::flows::context::FlowContext;
 
     fn settings(text: &str) -> Settings {
         let ctx = FlowContext::offline(RelayConfig::parse(text, "t").unwrap());

@@ -3,9 +3,10 @@
 use nshift_client::models::Alert;
 use nshift_client::{FEED_START, NshiftClient};
 
+use super::names::{ALERTS_CURSOR, FLOW, steps};
 use super::order::{ParcelTracking, ShippingItem};
-use super::{ALERTS_CURSOR, FLOW, ParcelStatusWriteback, steps};
-use crate::flows::{FlowContext, FlowError};
+use crate::config::shipping::ParcelStatusWriteback;
+use crate::flows::context::{FlowContext, FlowError};
 use crate::state::{EntityUpdate, Status};
 
 /// Pages read at most per pass; the rest waits for the next pass (the cursor is kept per page).

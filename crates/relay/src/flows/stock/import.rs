@@ -6,12 +6,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use client_core::ErrorKind;
 use norce_client::models::connect::{Job, JobLogEntry, SkuOnhand, SkuPriceList, ValidationSummary};
 use norce_client::{ImportOptions, NorceClient, WaitOptions};
 use serde::Serialize;
 use tracing::Instrument as _;
 
-use super::span;
+use super::names::span;
 
 /// The rows of one import job.
 #[derive(Debug, Clone)]
@@ -81,6 +82,8 @@ pub(super) struct BatchOutcome {
     pub problems: BTreeMap<String, Vec<String>>,
     /// Messages that name no SKU of the batch.
     pub general_problems: Vec<String>,
+    /// The kind of the batch's failure (`job.error`), for the per-item decision.
+    pub kind: ErrorKind,
 }
 
 /// Sends a batch, waits for its job and collects Norce's row messages.
@@ -127,6 +130,7 @@ pub(super) async fn run_batch(
                 job,
                 problems: BTreeMap::new(),
                 general_problems: Vec::new(),
+                kind: e.kind(),
             };
         }
     };
@@ -138,6 +142,7 @@ pub(super) async fn run_batch(
         .flat_map(|v| v.messages.iter().flatten())
         .map(|m| (m.clone(), None))
         .collect();
+    let mut kind = ErrorKind::Transient;
     let waited = norce
         .wait_for_import(&response, wait)
         .instrument(span(flow, "wait_job", &response.job_id))
@@ -166,24 +171,43 @@ pub(super) async fn run_batch(
                 }
             }
         }
-        Err(norce_client::Error::JobFailed(failure)) => {
-            set_figures(&mut job, &failure.job);
-            messages.extend(log_problems(&failure.log));
-            if failure.job.status_id != norce_client::JOB_VALIDATION_FAILED {
-                // Failed (3): Norce could not run the import; nothing says the rows are bad.
-                job.error = Some(format!(
-                    "Norce job {} failed: {}",
-                    failure.job.job_id,
-                    failure.problems().join("; ")
-                ));
-            }
-        }
         Err(e) => {
-            job.error = Some(format!(
-                "waiting for Norce job {}: {e} ({})",
-                response.job_id,
-                e.hint()
-            ))
+            kind = e.kind();
+            // A job that ended but did not succeed: what Norce said about it, read again (the
+            // client's error is not picked apart here, only its kind and its words).
+            match finished_job(norce, flow, job.job_id).await {
+                Some((finished, log)) => {
+                    set_figures(&mut job, &finished);
+                    messages.extend(log_problems(&log));
+                    if finished.status_id != norce_client::JOB_VALIDATION_FAILED {
+                        // Failed (3): Norce could not run the import; nothing says the rows
+                        // are bad, so the batch is sent again.
+                        let problems: Vec<String> = response
+                            .validation_summary
+                            .iter()
+                            .flat_map(|v| v.messages.iter().flatten().cloned())
+                            .chain(
+                                log.iter()
+                                    .filter(|e| e.severity_id >= 2)
+                                    .map(|e| e.message.clone()),
+                            )
+                            .collect();
+                        job.error = Some(format!(
+                            "Norce job {} failed: {}",
+                            finished.job_id,
+                            problems.join("; ")
+                        ));
+                        kind = ErrorKind::Transient;
+                    }
+                }
+                None => {
+                    job.error = Some(format!(
+                        "waiting for Norce job {}: {e} ({})",
+                        response.job_id,
+                        e.hint()
+                    ))
+                }
+            }
         }
     }
     let (problems, general_problems) = attribute(&batch, &messages);
@@ -203,7 +227,41 @@ pub(super) async fn run_batch(
         job,
         problems,
         general_problems,
+        kind,
     }
+}
+
+/// The job and its log, when the job has finished without succeeding (`Job/Get`,
+/// `Job/GetLog`); `None` when it has not finished or Norce cannot tell.
+async fn finished_job(
+    norce: &NorceClient,
+    flow: &'static str,
+    job_id: Option<i32>,
+) -> Option<(Job, Vec<JobLogEntry>)> {
+    let id = job_id?;
+    let job = norce
+        .get_job(id)
+        .instrument(span(flow, "job", &id.to_string()))
+        .await
+        .ok()?;
+    if !matches!(
+        job.status_id,
+        norce_client::JOB_FAILED | norce_client::JOB_VALIDATION_FAILED
+    ) {
+        return None;
+    }
+    let log = match norce
+        .get_job_log(id)
+        .instrument(span(flow, "job_log", &id.to_string()))
+        .await
+    {
+        Ok(log) => log,
+        Err(e) => {
+            tracing::warn!(flow, job_id = id, error = %e, "cannot read the job log; row messages come from the validation summary only");
+            Vec::new()
+        }
+    };
+    Some((job, log))
 }
 
 fn set_figures(job: &mut ImportJob, done: &Job) {

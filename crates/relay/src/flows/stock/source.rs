@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use brightpearl_client::{IdSet, ProductRow, SearchQuery, SearchResource, SortDirection};
 use tracing::Instrument as _;
 
-use super::span;
-use crate::flows::FlowError;
+use super::names::span;
+use crate::flows::context::FlowError;
 
 /// Brightpearl's largest search page.
 pub(super) const MAX_SEARCH_PAGE: u32 = 500;
@@ -65,8 +65,7 @@ pub(super) async fn catalog(
 /// The SKUs of these products: `product-search` filtered by a `productId` ID set, 500 ids
 /// (and at most 1500 characters of ID set) per request. Products Brightpearl no longer has
 /// are absent from the result. (A search row carries the SKU, so this takes fewer requests
-/// than product GETs of 200, and its future is `Send` for every lifetime, which the client's
-/// chunked GETs are not.)
+/// than product GETs of 200.)
 pub(super) async fn products(
     bp: &brightpearl_client::Client,
     flow: &'static str,

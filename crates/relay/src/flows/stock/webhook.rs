@@ -3,13 +3,13 @@
 use brightpearl_client::IdSet;
 use brightpearl_client::models::integration::{WebhookEvent, WebhookEventName};
 
-use crate::flows::{FlowContext, FlowError, Ingested};
+use crate::flows::context::{FlowContext, FlowError, Ingested};
 use crate::state::{EntityUpdate, InboxItem, Status};
 
-use super::{PRICES, STOCK};
+use super::names::{PRICES, STOCK, span};
 
 /// The inbox source of Brightpearl webhooks.
-pub const SOURCE: &str = crate::flows::SOURCE_BRIGHTPEARL_WEBHOOK;
+pub const SOURCE: &str = crate::flows::context::SOURCE_BRIGHTPEARL_WEBHOOK;
 
 /// The ids of a Brightpearl ID set (`1-5,7`), ascending, at most `cap` of them (nothing
 /// beyond is expanded), with how many the set names in all.
@@ -49,7 +49,7 @@ fn flows_of(event: &WebhookEvent) -> Option<&'static [&'static str]> {
 /// usable ids, is logged (naming the inbox item and the fix) and dropped: the next full
 /// reconciliation covers whatever it meant, and retrying it could never succeed.
 pub(super) async fn ingest(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowError> {
-    let span = super::span(STOCK, "ingest", &item.key);
+    let span = span(STOCK, "ingest", &item.key);
     let _entered = span.enter();
     let event: WebhookEvent = match serde_json::from_str(&item.body) {
         Ok(event) => event,

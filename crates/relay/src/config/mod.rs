@@ -1,21 +1,33 @@
 //! The configuration file (TOML): mappings and settings. Secrets never go here: they come from
 //! environment variables or `NAME_FILE` files (see the clients' READMEs).
 
+mod error;
+pub mod orders;
+pub mod serve;
+pub mod shipping;
+pub mod stock;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::flows::orders::OrdersConfig;
-use crate::flows::shipping::ShippingConfig;
-use crate::flows::stock::StockConfig;
-use crate::serve::ServeConfig;
+pub use self::error::ConfigError;
+pub use self::orders::OrdersConfig;
+pub use self::serve::ServeConfig;
+pub use self::shipping::ShippingConfig;
+pub use self::stock::StockConfig;
 use crate::state::RetentionPolicy;
 
 /// The whole file. Every section and key is optional; unknown keys are errors that name them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(
+    title = "relay.toml",
+    description = "The relay configuration file (mappings and settings; secrets come from the environment). Every section and key is optional; unknown keys are errors."
+)]
 pub struct RelayConfig {
     /// Where state lives.
     pub state: StateConfig,
@@ -34,7 +46,7 @@ pub struct RelayConfig {
 /// `[state]`: where state lives and how long finished state is kept (`relay serve` prunes it
 /// every `prune_every_secs`; unprocessed inbox items, pending and failed entities and dead
 /// letters are never pruned).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct StateConfig {
     /// The data folder (the SQLite file, labels by default).
@@ -43,12 +55,16 @@ pub struct StateConfig {
     /// kept after their last change. The entity records themselves stay (they make a repeat
     /// push a no-op); fulfilment notes and parcel tracking of an older order go on without the
     /// order's pushed details.
+    #[schemars(range(min = 1, max = 36500))]
     pub retention_days: u32,
     /// Processed inbox items kept at most (the newest; repeat deliveries included).
+    #[schemars(range(min = 1))]
     pub retention_max_processed_inbox_rows: u64,
     /// Finished entities per flow that keep their payload at most (the most recently changed).
+    #[schemars(range(min = 1))]
     pub retention_max_finished_payloads: u64,
     /// Seconds between two prune runs of `relay serve` (each in batches of a few hundred rows).
+    #[schemars(range(min = 1))]
     pub prune_every_secs: u64,
 }
 
@@ -125,13 +141,34 @@ impl StateConfig {
 }
 
 /// `[run]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunConfig {
     /// Failed attempts before an item goes to the dead letters.
+    #[schemars(range(min = 1))]
     pub max_attempts: u32,
     /// Items processed at once per flow.
+    #[schemars(range(min = 1))]
     pub concurrency: usize,
+}
+
+impl RunConfig {
+    /// Checks the values the file cannot express as types; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_attempts == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "run.max_attempts".into(),
+                reason: "must be at least 1: failed attempts before an item goes to the dead letters (default 5)".into(),
+            });
+        }
+        if self.concurrency == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "run.concurrency".into(),
+                reason: "must be at least 1: items processed at once per flow (default 8)".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Default for RunConfig {
@@ -141,36 +178,6 @@ impl Default for RunConfig {
             concurrency: 8,
         }
     }
-}
-
-/// A configuration file that cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("cannot read the configuration file `{path}`: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this schema; the message names the key.
-    #[error("configuration file `{path}`: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// What toml says, with line and key.
-        message: String,
-    },
-    /// A value is out of range.
-    #[error("configuration `{setting}`: {reason}")]
-    Invalid {
-        /// The key path, e.g. `run.concurrency`.
-        setting: String,
-        /// Why and what to do.
-        reason: String,
-    },
 }
 
 impl RelayConfig {
@@ -193,41 +200,28 @@ impl RelayConfig {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks every section, in file order; the first error names its `section.key` and what
+    /// to do. [`RelayConfig::parse`] and [`RelayConfig::load`] run it, so a file that loads is
+    /// one every flow and `relay serve` can use.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         self.state.validate()?;
-        if self.run.max_attempts == 0 {
-            return Err(ConfigError::Invalid {
-                setting: "run.max_attempts".into(),
-                reason: "must be at least 1".into(),
-            });
-        }
-        if self.run.concurrency == 0 {
-            return Err(ConfigError::Invalid {
-                setting: "run.concurrency".into(),
-                reason: "must be at least 1".into(),
-            });
-        }
-        // Each section checks what serde cannot; their errors name the key already.
+        self.run.validate()?;
+        self.shipping.validate()?;
         self.stock.validate()?;
-        self.orders.validate().map_err(|e| match e {
-            crate::flows::FlowError::Config { setting, reason } => {
-                ConfigError::Invalid { setting, reason }
-            }
-            other => ConfigError::Invalid {
-                setting: "orders".into(),
-                reason: other.to_string(),
-            },
-        })?;
-        self.serve.validate().map_err(|e| match e {
-            crate::serve::ServeError::Config { setting, reason } => {
-                ConfigError::Invalid { setting, reason }
-            }
-            other => ConfigError::Invalid {
-                setting: "serve".into(),
-                reason: other.to_string(),
-            },
-        })?;
+        self.orders.validate()?;
+        self.serve.validate()?;
         Ok(())
+    }
+
+    /// The JSON Schema of the configuration file, with every section, key, default and doc
+    /// comment: `relay config schema` prints it for editors (Taplo / Even Better TOML, and any
+    /// JSON-Schema-aware TOML plugin) to complete and check `relay.toml`. Draft 7, which every
+    /// such editor reads.
+    pub fn json_schema() -> serde_json::Value {
+        let schema = schemars::generate::SchemaSettings::draft07()
+            .into_generator()
+            .into_root_schema_for::<RelayConfig>();
+        serde_json::to_value(schema).unwrap_or_default()
     }
 }
 

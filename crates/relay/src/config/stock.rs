@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use schemars::JsonSchema;
+
+use super::error::ConfigError;
 
 /// The `[stock]` section of the configuration file (Brightpearl → Norce stock and prices).
 ///
@@ -35,7 +37,7 @@ use crate::config::ConfigError;
 /// initial_interval_ms = 1000
 /// max_interval_ms = 30000
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct StockConfig {
     /// A full reconciliation (every product) runs when the flow's cursor is older than this
@@ -55,8 +57,10 @@ pub struct StockConfig {
     pub price_lists: Vec<PriceListMapping>,
     /// VAT removed from prices of gross Brightpearl price lists (Norce prices are ex VAT), in
     /// percent. Default 25.
+    #[schemars(range(min = 0, max = 100))]
     pub vat_percent: f64,
     /// Most rows in one Norce import job. Default 2000.
+    #[schemars(range(min = 1))]
     pub import_batch_rows: usize,
     /// Send full passes with `FullFile = true`, so Norce deactivates on-hand rows and prices
     /// of the imported locations and lists that the pass did not contain. A full pass is then
@@ -78,6 +82,7 @@ pub struct StockConfig {
     /// (an ID set such as `1-100000`) marks the first this many, and the rest are left to a
     /// full reconciliation, which the webhook requests for the next pass: one small request
     /// cannot make relay write hundreds of thousands of rows. Default 2000.
+    #[schemars(range(min = 1))]
     pub webhook_max_ids: u64,
     /// How import jobs are awaited.
     pub job_wait: JobWaitConfig,
@@ -119,7 +124,7 @@ impl Default for StockConfig {
 }
 
 /// One `[[stock.warehouses]]` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WarehouseMapping {
     /// The Brightpearl warehouse id.
@@ -150,7 +155,7 @@ impl WarehouseMapping {
 }
 
 /// Which Brightpearl availability figure is sent as Norce's on-hand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum StockQuantity {
@@ -161,7 +166,7 @@ pub enum StockQuantity {
 }
 
 /// One `[[stock.price_lists]]` entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceListMapping {
     /// The Brightpearl price list id.
@@ -176,7 +181,9 @@ pub struct PriceListMapping {
 }
 
 /// A Norce `SkuPriceList` price field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum PriceField {
@@ -209,7 +216,7 @@ impl PriceField {
 }
 
 /// `[stock.job_wait]`: how Norce import jobs are polled (`Job/Get` with exponential backoff).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct JobWaitConfig {
     /// Give up waiting after this many seconds (the job then counts as failed for this pass

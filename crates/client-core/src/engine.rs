@@ -1,0 +1,322 @@
+//! The one request path: an [`ApiRequest`] (a generated `OperationInfo` with its rendered path,
+//! query, body and headers) goes through a client's auth-core stack; a success answer comes
+//! back, anything else becomes the platform's error through [`Platform::error`].
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use auth_core::Idempotent;
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response};
+use models_runtime::OperationInfo;
+use reqwest::Url;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tower::ServiceExt as _;
+use tracing::Instrument as _;
+
+use crate::failure::{Failure, HttpFailure};
+use crate::query::{append_query, query_pairs};
+use crate::transport::BoxTransport;
+
+/// What a client tells the engine about its platform: names for traces and errors, and how a
+/// [`Failure`] becomes the platform's own error (where the platform's meaning is read).
+pub trait Platform: 'static {
+    /// The platform's name in traces and logs (`norce`, `nshift`, `brightpearl`).
+    const NAME: &'static str;
+    /// The headers that may carry the platform's request id, tried in order.
+    const REQUEST_ID_HEADERS: &'static [&'static str];
+    /// The client's error type.
+    type Error;
+    /// Turns a failure of the shared path into the client's error.
+    fn error(failure: Failure) -> Self::Error;
+    /// The `Accept` header of a request of `op` unless the request sets one (default: the
+    /// operation's response media type, none when it has no body).
+    fn accept(op: &OperationInfo) -> Option<&'static str> {
+        op.response_media_type
+    }
+}
+
+/// The operation of a request and whether it is safe to repeat: what an error needs to know
+/// about the request it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo {
+    /// The generated operation.
+    pub operation: &'static OperationInfo,
+    /// Safe to repeat: retried by the stack, and a timeout or 5xx of it is transient (else an
+    /// ambiguous write).
+    pub idempotent: bool,
+}
+
+/// One request of one operation, built step by step. A step that fails (a query or body that
+/// does not serialize, a header HTTP does not allow) is reported when the request is sent, as
+/// [`Failure::InvalidRequest`] naming the operation, so building never returns a `Result`.
+///
+/// ```
+/// # use models_runtime::OperationInfo;
+/// static OP: OperationInfo = OperationInfo { id: "GetOrder", method: "GET", path: "/order/{id}",
+///     success_status: 200, request_media_type: None, response_media_type: Some("application/json") };
+/// #[derive(serde::Serialize)]
+/// struct Q { format: &'static str }
+/// let base = reqwest::Url::parse("https://h.example/prefix/").unwrap();
+/// let request = client_core::ApiRequest::new(&OP, &base, "/order/7").query(&Q { format: "json" });
+/// assert_eq!(request.url().as_str(), "https://h.example/prefix/order/7?format=json");
+/// assert!(request.info().idempotent);
+/// ```
+#[derive(Clone)]
+pub struct ApiRequest {
+    info: RequestInfo,
+    method: Method,
+    url: Url,
+    headers: HeaderMap,
+    body: Bytes,
+    invalid: Option<String>,
+}
+
+impl fmt::Debug for ApiRequest {
+    /// Operation, method and path: never the query or a header value.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiRequest")
+            .field("operation", &self.info.operation.id)
+            .field("method", &self.method)
+            .field("path", &self.url.path())
+            .field("idempotent", &self.info.idempotent)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `base` with `path` appended to its own path (a proxy mounted under `/norce` keeps its
+/// prefix); no query.
+pub fn join_path(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    url.set_path(&format!("{}{path}", base.path().trim_end_matches('/')));
+    url.set_query(None);
+    url
+}
+
+impl ApiRequest {
+    /// A request of `op` to `base` + `path` (the path already rendered: a generated
+    /// `*Path::to_path()` or the operation's literal path). The method is the operation's;
+    /// it is idempotent when the method is (GET, HEAD, PUT, DELETE, OPTIONS, TRACE).
+    pub fn new(op: &'static OperationInfo, base: &Url, path: &str) -> Self {
+        Self::at(op, join_path(base, path))
+    }
+
+    /// A request of `op` to a complete URL, query included (a followed next-page link).
+    pub fn at(op: &'static OperationInfo, url: Url) -> Self {
+        let parsed = Method::from_bytes(op.method.as_bytes());
+        let invalid = parsed
+            .is_err()
+            .then(|| format!("`{}` is not an HTTP method", op.method));
+        let method = parsed.unwrap_or_default();
+        Self {
+            info: RequestInfo {
+                operation: op,
+                idempotent: method.is_idempotent(),
+            },
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            invalid,
+        }
+    }
+
+    /// Appends the query of a generated `*Query` type (absent fields left out).
+    pub fn query<Q: Serialize + ?Sized>(mut self, query: &Q) -> Self {
+        match query_pairs(query) {
+            Ok(pairs) => append_query(&mut self.url, &pairs),
+            Err(e) => self.fail(format!("the query does not serialize: {e}")),
+        }
+        self
+    }
+
+    /// A JSON body (`Content-Type: application/json`).
+    pub fn json<B: Serialize + ?Sized>(self, body: &B) -> Self {
+        match serde_json::to_vec(body) {
+            Ok(bytes) => self.body(bytes, "application/json"),
+            Err(e) => self.fail_owned(format!("the body does not serialize: {e}")),
+        }
+    }
+
+    /// A form body (`application/x-www-form-urlencoded`), its fields as [`query_pairs`] reads
+    /// them.
+    pub fn form<B: Serialize + ?Sized>(self, body: &B) -> Self {
+        match query_pairs(body) {
+            Ok(pairs) => {
+                let text = url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(&pairs)
+                    .finish();
+                self.body(text, "application/x-www-form-urlencoded")
+            }
+            Err(e) => self.fail_owned(format!("the form does not serialize: {e}")),
+        }
+    }
+
+    /// A body of any media type.
+    pub fn body(mut self, body: impl Into<Bytes>, media_type: &str) -> Self {
+        self.body = body.into();
+        self.header(CONTENT_TYPE.as_str(), media_type)
+    }
+
+    /// Sets a header (replacing one of the same name). The value is never shown in an error.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(name), Ok(value)) => {
+                self.headers.insert(name, value);
+            }
+            _ => self.fail(format!(
+                "header `{name}` has a name or value HTTP does not allow"
+            )),
+        }
+        self
+    }
+
+    /// Overrides whether the request is safe to repeat: a POST that changes nothing or writes
+    /// absolute values (`true`), or a PUT that must not be repeated (`false`).
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.info.idempotent = idempotent;
+        self
+    }
+
+    /// The operation and whether the request is safe to repeat.
+    pub fn info(&self) -> RequestInfo {
+        self.info
+    }
+
+    /// The URL, query included.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    fn fail(&mut self, reason: String) {
+        self.invalid.get_or_insert(reason);
+    }
+
+    fn fail_owned(mut self, reason: String) -> Self {
+        self.fail(reason);
+        self
+    }
+}
+
+/// The one request engine of a client: its boxed auth-core stack, and the platform that reads
+/// meaning into failures. Cheap to clone.
+pub struct Engine<P> {
+    stack: BoxTransport,
+    platform: PhantomData<fn() -> P>,
+}
+
+impl<P> Clone for Engine<P> {
+    fn clone(&self) -> Self {
+        Self {
+            stack: self.stack.clone(),
+            platform: PhantomData,
+        }
+    }
+}
+
+impl<P: Platform> fmt::Debug for Engine<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("platform", &P::NAME)
+            .finish()
+    }
+}
+
+impl<P: Platform> Engine<P> {
+    /// An engine over `stack` (the client's layers over its transport).
+    pub fn new(stack: BoxTransport) -> Self {
+        Self {
+            stack,
+            platform: PhantomData,
+        }
+    }
+
+    /// Sends `request` in an `api.call` span (platform and operation id, never the query) and
+    /// returns the answer whatever its status: only a failure of the stack is an error. For a
+    /// platform that reads meaning into some non-success answers; see [`Self::reject`].
+    pub async fn send_any(&self, request: ApiRequest) -> Result<Response<Bytes>, P::Error> {
+        let ApiRequest {
+            info,
+            method,
+            url,
+            mut headers,
+            body,
+            invalid: problem,
+        } = request;
+        let operation = info.operation.id;
+        let invalid = |reason| P::error(Failure::InvalidRequest { operation, reason });
+        if let Some(reason) = problem {
+            return Err(invalid(reason));
+        }
+        if !headers.contains_key(ACCEPT)
+            && let Some(accept) = P::accept(info.operation)
+        {
+            headers.insert(ACCEPT, HeaderValue::from_static(accept));
+        }
+        let mut http = http::Request::new(body);
+        *http.method_mut() = method;
+        *http.uri_mut() = url
+            .as_str()
+            .parse()
+            .map_err(|e| invalid(format!("the URL is not a valid URI: {e}")))?;
+        *http.headers_mut() = headers;
+        if info.idempotent {
+            http.extensions_mut().insert(Idempotent);
+        }
+        let span = tracing::info_span!("api.call", platform = P::NAME, operation);
+        self.stack
+            .clone()
+            .oneshot(http)
+            .instrument(span)
+            .await
+            .map_err(|e| {
+                let failure =
+                    Failure::from_stack(operation, info.idempotent, P::REQUEST_ID_HEADERS, e);
+                P::error(failure)
+            })
+    }
+
+    /// Sends `request`; a 2xx answer is returned, any other becomes the platform's error.
+    pub async fn send(&self, request: ApiRequest) -> Result<Response<Bytes>, P::Error> {
+        let info = request.info();
+        let response = self.send_any(request).await?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(self.reject(info, &response))
+        }
+    }
+
+    /// Sends `request` and decodes a 2xx JSON answer into `T`; a body that does not decode is
+    /// [`Failure::Decode`] with the status and the body.
+    pub async fn call_json<T: DeserializeOwned>(&self, request: ApiRequest) -> Result<T, P::Error> {
+        let operation = request.info().operation.id;
+        let response = self.send(request).await?;
+        serde_json::from_slice(response.body())
+            .map_err(|e| P::error(Failure::decode(operation, &response, e)))
+    }
+
+    /// The platform's error for a non-success `response` to the request `info` describes
+    /// (logged with the status and request id).
+    pub fn reject(&self, info: RequestInfo, response: &Response<Bytes>) -> P::Error {
+        let failure = HttpFailure::new(
+            info.operation.id,
+            info.idempotent,
+            P::REQUEST_ID_HEADERS,
+            response,
+        );
+        tracing::warn!(
+            platform = P::NAME,
+            operation = failure.operation,
+            status = failure.status.as_u16(),
+            request_id = failure.request_id.as_deref(),
+            "the API answered an error"
+        );
+        P::error(Failure::Http(Box::new(failure)))
+    }
+}

@@ -1,0 +1,299 @@
+//! The request engine against in-memory stacks: how a request is built, what comes back, and
+//! how each failure is classified.
+
+use std::sync::{Arc, Mutex};
+
+use auth_core::{AuthLayer, Idempotent, StaticToken, TokenCache};
+use bytes::Bytes;
+use client_core::{
+    ApiRequest, BODY_LIMIT, BoxTransport, Engine, ErrorKind, Failure, Platform, RequestInfo,
+};
+use http::{Request, Response};
+use models_runtime::OperationInfo;
+use reqwest::Url;
+use serde::Serialize;
+
+/// A platform whose error is the failure itself.
+enum Test {}
+
+impl Platform for Test {
+    const NAME: &'static str = "test";
+    const REQUEST_ID_HEADERS: &'static [&'static str] = &["x-request-id", "request-id"];
+    type Error = Failure;
+    fn error(failure: Failure) -> Failure {
+        failure
+    }
+}
+
+static GET: OperationInfo = OperationInfo {
+    id: "GetThing",
+    method: "GET",
+    path: "/things/{id}",
+    success_status: 200,
+    request_media_type: None,
+    response_media_type: Some("application/json"),
+};
+
+static POST: OperationInfo = OperationInfo {
+    id: "CreateThing",
+    method: "POST",
+    path: "/things",
+    success_status: 201,
+    request_media_type: Some("application/json"),
+    response_media_type: None,
+};
+
+type Seen = Arc<Mutex<Vec<Request<Bytes>>>>;
+
+/// An engine whose transport answers every request with `answer` (or fails with the error it
+/// returns) and keeps the requests.
+fn engine_with<F>(answer: F) -> (Engine<Test>, Seen)
+where
+    F: Fn() -> Result<Response<Bytes>, auth_core::Error> + Clone + Send + Sync + 'static,
+{
+    let seen = Seen::default();
+    let log = Arc::clone(&seen);
+    let transport = tower::service_fn(move |request: Request<Bytes>| {
+        log.lock().unwrap().push(request);
+        std::future::ready(answer())
+    });
+    (Engine::new(BoxTransport::new(transport)), seen)
+}
+
+fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> Response<Bytes> {
+    let mut builder = Response::builder().status(status);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Bytes::from(body.to_owned())).unwrap()
+}
+
+fn base() -> Url {
+    Url::parse("https://api.example/root/").unwrap()
+}
+
+#[derive(Serialize)]
+struct Query {
+    format: &'static str,
+    page: Option<u32>,
+    name: &'static str,
+}
+
+#[tokio::test]
+async fn the_request_follows_the_operation() {
+    let (engine, seen) = engine_with(|| Ok(answer(200, &[], "{}")));
+    let query = Query {
+        format: "json",
+        page: None,
+        name: "a b",
+    };
+    let get = ApiRequest::new(&GET, &base(), "/things/7").query(&query);
+    engine.send(get).await.unwrap();
+    let post = ApiRequest::new(&POST, &base(), POST.path)
+        .json(&serde_json::json!({"Name": "x"}))
+        .header("X-Extra", "1");
+    engine.send(post.clone()).await.unwrap();
+    engine.send(post.idempotent(true)).await.unwrap();
+    let form = ApiRequest::new(&POST, &base(), POST.path).form(&query);
+    engine.send(form).await.unwrap();
+    let seen = seen.lock().unwrap();
+    let [get, post, again, form] = &seen[..] else {
+        panic!("{seen:?}")
+    };
+    assert_eq!(get.method(), "GET");
+    assert_eq!(
+        get.uri(),
+        "https://api.example/root/things/7?format=json&name=a+b"
+    );
+    assert_eq!(get.headers()["accept"], "application/json");
+    assert!(get.extensions().get::<Idempotent>().is_some());
+    assert_eq!(post.method(), "POST");
+    assert_eq!(post.uri(), "https://api.example/root/things");
+    assert_eq!(post.headers()["content-type"], "application/json");
+    assert_eq!(post.headers()["x-extra"], "1");
+    assert!(post.headers().get("accept").is_none(), "no response body");
+    assert_eq!(post.body().as_ref(), br#"{"Name":"x"}"#);
+    assert!(post.extensions().get::<Idempotent>().is_none());
+    assert!(again.extensions().get::<Idempotent>().is_some());
+    assert_eq!(
+        form.headers()["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(form.body().as_ref(), b"format=json&name=a+b");
+}
+
+#[tokio::test]
+async fn json_answers_decode_and_a_bad_one_keeps_its_body() {
+    #[derive(Debug, serde::Deserialize)]
+    struct Thing {
+        id: u32,
+    }
+    let (engine, _) = engine_with(|| Ok(answer(200, &[], r#"{"id":7}"#)));
+    let thing: Thing = engine
+        .call_json(ApiRequest::new(&GET, &base(), "/things/7"))
+        .await
+        .unwrap();
+    assert_eq!(thing.id, 7);
+    let (engine, _) = engine_with(|| Ok(answer(200, &[], r#"{"name":"no id"}"#)));
+    let err = engine
+        .call_json::<Thing>(ApiRequest::new(&GET, &base(), "/things/7"))
+        .await
+        .unwrap_err();
+    let Failure::Decode { status, body, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (200, r#"{"name":"no id"}"#)
+    );
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+}
+
+#[tokio::test]
+async fn a_non_success_answer_is_kept_raw_and_cut_once() {
+    let long = "x".repeat(BODY_LIMIT + 10);
+    let body = long.clone();
+    let (engine, _) = engine_with(move || {
+        Ok(answer(
+            404,
+            &[("request-id", "r-1"), ("set-cookie", "session=s3cr3t")],
+            &body,
+        ))
+    });
+    let err = engine
+        .send(ApiRequest::new(&GET, &base(), "/things/7"))
+        .await
+        .unwrap_err();
+    let http = err.http().unwrap();
+    assert_eq!(http.operation, "GetThing");
+    assert_eq!(http.status, 404);
+    assert_eq!(http.request_id.as_deref(), Some("r-1"));
+    assert_eq!(http.body.len(), BODY_LIMIT + "…[truncated]".len());
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+    assert_eq!(err.request_id(), Some("r-1"));
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with("GetThing: answered 404 Not Found: xxx")
+            && shown.ends_with("(request id r-1)"),
+        "{shown}"
+    );
+    assert!(shown.len() < 400, "the message shows an excerpt");
+    assert!(
+        !format!("{err:?}").contains("s3cr3t"),
+        "header values stay out of Debug"
+    );
+}
+
+#[tokio::test]
+async fn kinds_follow_the_status_and_whether_the_call_may_be_repeated() {
+    let cases: [(u16, &OperationInfo, bool, ErrorKind); 7] = [
+        (503, &GET, false, ErrorKind::Transient),
+        (503, &POST, false, ErrorKind::AmbiguousWrite),
+        (500, &POST, true, ErrorKind::Transient),
+        (429, &POST, false, ErrorKind::Throttled),
+        (401, &GET, false, ErrorKind::Unauthorized),
+        (403, &POST, false, ErrorKind::Unauthorized),
+        (409, &POST, false, ErrorKind::Permanent),
+    ];
+    for (status, op, mark, kind) in cases {
+        let (engine, _) = engine_with(move || Ok(answer(status, &[("retry-after", "3")], "")));
+        let mut request = ApiRequest::new(op, &base(), op.path);
+        if mark {
+            request = request.idempotent(true);
+        }
+        let err = engine.send(request).await.unwrap_err();
+        assert_eq!(err.kind(), kind, "{status} {}", op.id);
+        assert_eq!(err.retry_after(), Some(std::time::Duration::from_secs(3)));
+    }
+    // After sending: a timeout or a broken connection is ambiguous for a POST only.
+    let timeout = || {
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow");
+        Err(auth_core::Error::transport(io))
+    };
+    for (op, kind) in [
+        (&GET, ErrorKind::Transient),
+        (&POST, ErrorKind::AmbiguousWrite),
+    ] {
+        let (engine, _) = engine_with(timeout);
+        let err = engine
+            .send(ApiRequest::new(op, &base(), op.path))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Failure::Timeout { .. }), "{err:?}");
+        assert_eq!(err.kind(), kind);
+    }
+    let (engine, _) =
+        engine_with(|| Err(auth_core::Error::transport(std::io::Error::other("reset"))));
+    let err = engine
+        .send(ApiRequest::new(&POST, &base(), POST.path))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Failure::Transport { .. }), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::AmbiguousWrite);
+    // Before sending: safe for any method.
+    let (engine, _) =
+        engine_with(|| Err(auth_core::Error::connect(std::io::Error::other("refused"))));
+    let err = engine
+        .send(ApiRequest::new(&POST, &base(), POST.path))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Failure::NotSent { .. }), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Transient);
+}
+
+#[tokio::test]
+async fn a_401_after_the_refresh_keeps_the_answer() {
+    let transport = tower::service_fn(|_: Request<Bytes>| {
+        std::future::ready(Ok::<_, auth_core::Error>(answer(
+            401,
+            &[("x-request-id", "u-1")],
+            r#"{"response":"Authorization token expired"}"#,
+        )))
+    });
+    let cache = TokenCache::new(StaticToken::bearer("t".to_owned().into()));
+    let stack = tower::ServiceBuilder::new()
+        .layer(AuthLayer::new(cache))
+        .service(transport);
+    let engine = Engine::<Test>::new(BoxTransport::new(stack));
+    let err = engine
+        .send(ApiRequest::new(&GET, &base(), "/things/7"))
+        .await
+        .unwrap_err();
+    let http = err.http().unwrap();
+    assert_eq!(http.status, 401);
+    assert_eq!(http.request_id.as_deref(), Some("u-1"));
+    assert!(http.body.contains("token expired"), "{http:?}");
+    assert_eq!(err.kind(), ErrorKind::Unauthorized);
+}
+
+#[tokio::test]
+async fn an_invalid_request_is_not_sent() {
+    struct Unserializable;
+    impl Serialize for Unserializable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("no"))
+        }
+    }
+    let (engine, seen) = engine_with(|| Ok(answer(200, &[], "{}")));
+    let bad_header = ApiRequest::new(&GET, &base(), "/x").header("x-key", "line\nbreak");
+    let bad_query = ApiRequest::new(&GET, &base(), "/x").query(&Unserializable);
+    let bad_body = ApiRequest::new(&POST, &base(), "/x").json(&Unserializable);
+    for (request, needle) in [
+        (bad_header, "header `x-key`"),
+        (bad_query, "query"),
+        (bad_body, "body"),
+    ] {
+        let info: RequestInfo = request.info();
+        let err = engine.send(request).await.unwrap_err();
+        let Failure::InvalidRequest { operation, reason } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*operation, info.operation.id);
+        assert!(
+            reason.contains(needle) && !reason.contains("break"),
+            "{reason}"
+        );
+        assert_eq!(err.kind(), ErrorKind::Permanent);
+    }
+    assert!(seen.lock().unwrap().is_empty(), "nothing was sent");
+}

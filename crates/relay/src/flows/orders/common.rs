@@ -1,0 +1,118 @@
+//! What the `orders` and `fulfilment` flows share: their names and search columns, the stored
+//! Norce order, and small helpers.
+
+use std::collections::HashSet;
+
+use norce_client::models::events::OrderRequest;
+use norce_client::models::query;
+use serde::{Deserialize, Serialize};
+
+use super::amount::{Amount, model_decimal};
+use super::model::NorceOrder;
+use crate::config::orders::OrdersConfig;
+use crate::flows::action::{self, ItemError};
+use crate::flows::context::{FlowContext, FlowError};
+use crate::state::Status;
+
+/// The order-search columns the orders flow reads for its `externalRef` check (fulfilment reads
+/// the first two); `relay verify --deep` asks for the same.
+pub const ORDER_SEARCH_COLUMNS: [&str; 3] =
+    ["orderId", "externalRef", "installedIntegrationInstanceId"];
+
+/// The goods-out-note search columns fulfilment reads; `relay verify --deep` asks for the same.
+pub const GOODS_OUT_SEARCH_COLUMNS: [&str; 4] =
+    ["goodsOutNoteId", "orderId", "shipped", "shippedOn"];
+
+/// Flow name (and cursor name) of Norce orders into Brightpearl.
+pub const FLOW: &str = "orders";
+/// Flow name (and cursor name) of shipped goods-out notes back to Norce.
+pub const FULFILMENT_FLOW: &str = "fulfilment";
+/// What an `orders` entity keeps as its payload: the order as Norce sent it (normalised at each
+/// attempt, so a replay after a configuration fix uses the new mapping) and the contact once found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OrderPayload {
+    pub(crate) source: OrderSource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) contact_id: Option<i64>,
+}
+
+/// The Norce order as received.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum OrderSource {
+    /// A Query 3.0 order (expanded with its lines and its buyer and ship-to customer infos).
+    Query(Box<query::Order>),
+    /// An order receiver push.
+    Push(Box<OrderRequest>),
+}
+
+impl OrderPayload {
+    pub(crate) fn normalise(&self, config: &OrdersConfig) -> Result<NorceOrder, String> {
+        match &self.source {
+            OrderSource::Query(order) => NorceOrder::from_query(order, config),
+            OrderSource::Push(request) => NorceOrder::from_push(request, config),
+        }
+    }
+
+    pub(crate) fn to_json(&self) -> Result<String, String> {
+        serde_json::to_string(self).map_err(|e| format!("cannot store the order payload: {e}"))
+    }
+}
+
+/// Dead-letters an item that could not even be read (unless it is already finished: a bad
+/// repeat of a done order changes nothing).
+pub(crate) fn dead_letter_unreadable(
+    ctx: &FlowContext,
+    flow: &str,
+    source_id: &str,
+    payload: Option<&str>,
+    error: &str,
+) -> Result<(), FlowError> {
+    let record = ctx.store.upsert_pending(flow, source_id, payload)?;
+    if matches!(record.status, Status::Done | Status::Skipped) {
+        tracing::warn!(
+            flow,
+            source_id,
+            error,
+            "unreadable repeat of a finished item ignored"
+        );
+        return Ok(());
+    }
+    action::dead_letter_now(ctx, flow, source_id, error)
+}
+
+/// A cursor value: the time in RFC 3339 with milliseconds.
+pub(crate) fn cursor_text(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// An amount as the model's decimal type, or a permanent failure naming `what`.
+pub(crate) fn decimal<T: serde::de::DeserializeOwned>(
+    amount: Amount,
+    what: &str,
+) -> Result<T, ItemError> {
+    model_decimal(amount).map_err(|e| ItemError::permanent(format!("{what}: {e}")))
+}
+
+/// Ids of a Brightpearl ID set (`1-5,7`); `None` when it is not one.
+pub(crate) fn parse_id_set(text: &str) -> Option<Vec<u64>> {
+    let mut ids = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((from, to)) => {
+                let (from, to): (u64, u64) = (from.trim().parse().ok()?, to.trim().parse().ok()?);
+                // A webhook never names thousands of notes; a huge range is a broken body.
+                if to < from || to - from > 10_000 {
+                    return None;
+                }
+                ids.extend(from..=to);
+            }
+            None => ids.push(part.parse().ok()?),
+        }
+    }
+    let unique: HashSet<u64> = ids.iter().copied().collect();
+    let mut ids: Vec<u64> = unique.into_iter().collect();
+    ids.sort_unstable();
+    (!ids.is_empty()).then_some(ids)
+}
