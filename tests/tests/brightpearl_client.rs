@@ -24,7 +24,7 @@ use brightpearl_client::{
     SearchQuery, SearchResource, SortDirection,
 };
 use bytes::Bytes;
-use client_core::Settings;
+use client_core::{ErrorKind, Failure, Settings};
 use common::Recorder;
 use futures::StreamExt as _;
 use sandbox::{FaultRule, Sandbox, SandboxConfig};
@@ -372,7 +372,7 @@ async fn refresh_with_a_dead_refresh_token_is_invalid_grant_with_a_hint() {
         .unwrap();
     let err = client.products(&[1001]).await.unwrap_err();
     assert!(
-        matches!(&err, Error::Token(auth_core::TokenError::Endpoint { error: Some(code), .. }) if code == "invalid_grant"),
+        matches!(&err, Error::Failure(Failure::Token { source: auth_core::TokenError::Endpoint { error: Some(code), .. }, .. }) if code == "invalid_grant"),
         "{err:?}"
     );
     let hint = err.hint();
@@ -396,7 +396,13 @@ async fn refresh_with_a_dead_refresh_token_is_invalid_grant_with_a_hint() {
         .unwrap();
     let err = client.products(&[1001]).await.unwrap_err();
     assert!(
-        matches!(err, Error::Token(auth_core::TokenError::NoRefreshToken)),
+        matches!(
+            err,
+            Error::Failure(Failure::Token {
+                source: auth_core::TokenError::NoRefreshToken,
+                ..
+            })
+        ),
         "{err:?}"
     );
     assert!(
@@ -432,7 +438,8 @@ async fn private_app_staff_token_and_wrong_app_ref() {
         .build()
         .unwrap();
     let err = wrong.products(&[1001]).await.unwrap_err();
-    let Error::Unauthorized(failure) = &err else {
+    assert_eq!(err.kind(), ErrorKind::Unauthorized, "{err:?}");
+    let Some(failure) = err.response() else {
         panic!("{err:?}")
     };
     assert_eq!(failure.status, 401);
@@ -458,7 +465,8 @@ async fn oauth_wrong_app_ref_is_401_after_one_refresh() {
     let code = authorize(&bad, "x").await;
     bad.exchange_code(&code, REDIRECT).await.unwrap();
     let err = bad.products(&[1001]).await.unwrap_err();
-    assert!(matches!(err, Error::Unauthorized(_)), "{err:?}");
+    assert_eq!(err.status(), Some(http::StatusCode::UNAUTHORIZED), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Unauthorized);
     assert!(err.hint().contains("BRIGHTPEARL_APP_REF"), "{}", err.hint());
     insta::assert_yaml_snapshot!(
         "bp_oauth_get_products_headers",
@@ -483,7 +491,7 @@ async fn forbidden_403_is_told_apart_from_401() {
         })
         .unwrap();
     let err = client.contacts(&[201]).await.unwrap_err();
-    assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Unauthorized, "{err:?}");
     assert_eq!(err.status(), Some(http::StatusCode::FORBIDDEN));
     assert!(err.hint().contains("permissions"), "{}", err.hint());
     assert_eq!(
@@ -948,13 +956,14 @@ async fn sales_orders_status_goods_out_notes() {
         .create_sales_order(&sales_order(201, "NC-1"))
         .await
         .unwrap_err();
-    let Error::Api(failure) = &err else {
+    let Error::Api { errors, failure } = &err else {
         panic!("{err:?}")
     };
     assert!(
-        failure.status.is_client_error() && !failure.errors.is_empty(),
+        failure.status.is_client_error() && !errors.is_empty(),
         "{failure:?}"
     );
+    assert_eq!(err.kind(), ErrorKind::Permanent);
 
     let orders = client.orders(&[order_id as u64]).await.unwrap();
     assert_eq!(orders.len(), 1);
@@ -1251,11 +1260,11 @@ async fn webhooks_by_id_and_update() {
 
     // An unknown id is an error on a write (CMNC-404 is "empty" only for reads).
     let err = client.update_webhook(99, &changed).await.unwrap_err();
-    let Error::Api(failure) = &err else {
+    let Error::Api { failure, .. } = &err else {
         panic!("{err:?}")
     };
     assert_eq!(failure.status, 404);
-    assert!(failure.has_code("CMNC-404"), "{failure:?}");
+    assert!(err.has_code("CMNC-404"), "{failure:?}");
     // An event that cannot be subscribed to: 400 INTC-064 as data; the hook is unchanged.
     let err = client
         .update_webhook(
@@ -1349,7 +1358,10 @@ async fn webhook_simulate_sends_at_most_ten_ids() {
         .simulate_webhook(id, &test_data(&[("${resource-id}", "1001-1011")]))
         .await
         .unwrap_err();
-    let Error::InvalidRequest(message) = &err else {
+    let Error::Failure(Failure::InvalidRequest {
+        reason: message, ..
+    }) = &err
+    else {
         panic!("{err:?}")
     };
     assert!(
@@ -1369,7 +1381,7 @@ async fn webhook_simulate_sends_at_most_ten_ids() {
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, Error::InvalidRequest(m) if m.contains("${resource-id}")),
+            matches!(&err, Error::Failure(Failure::InvalidRequest { reason, .. }) if reason.contains("${resource-id}")),
             "{bad}: {err:?}"
         );
     }
@@ -1584,13 +1596,13 @@ async fn options_cmnc_404_is_no_uris() {
         .order_uris(&[1])
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Api(_)), "{err:?}");
+    assert!(matches!(err, Error::Api { .. }), "{err:?}");
     // A write that finds nothing is an error even with CMNC-404.
     let err = client(404, not_found)
         .simulate_webhook(1, &test_data(&[]))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Api(_)), "{err:?}");
+    assert!(matches!(err, Error::Api { .. }), "{err:?}");
 }
 
 // ---------------------------------------------------------------- reference lists
@@ -1673,11 +1685,139 @@ async fn order_statuses_shipping_statuses_warehouses_and_shipping_methods() {
         })
         .unwrap();
     let err = client.warehouses().await.unwrap_err();
-    assert!(matches!(&err, Error::Api(f) if f.status == 500), "{err:?}");
+    assert_eq!(err.status(), Some(http::StatusCode::INTERNAL_SERVER_ERROR), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Transient, "a GET may be repeated");
     assert!(err.is_transient());
     assert_eq!(
         client.shipping_methods().await.unwrap(),
         methods,
         "the fault was a single burst"
+    );
+}
+
+// ---------------------------------------------------------------- kinds of failures
+
+#[tokio::test]
+async fn failed_writes_are_ambiguous_and_failed_reads_transient() {
+    let sandbox = start("ambigacct", |_| {}).await;
+    let recorder = recorder();
+    let client = staff_client(&sandbox, &recorder);
+    let fault = |path: &str, rule: FaultRule| {
+        let rule = FaultRule {
+            path_prefix: api(&sandbox, path),
+            remaining: Some(1),
+            ..rule
+        };
+        sandbox.state().faults.add(rule).unwrap();
+    };
+
+    // The order is written, then the connection drops before the answer: it may exist.
+    fault(
+        "/order-service/sales-order",
+        FaultRule {
+            commit_then_fail_rate: 1.0,
+            ..FaultRule::default()
+        },
+    );
+    let err = client
+        .create_sales_order(&sales_order(201, "NC-A1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AmbiguousWrite, "{err:?}");
+    assert!(err.hint().contains("externalRef"), "{}", err.hint());
+    let rows: Vec<OrderRow> = client
+        .search_all(
+            SearchResource::Orders,
+            SearchQuery::new()
+                .filter("externalRef", "NC-A1")
+                .columns(["orderId", "externalRef"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "the write was carried out");
+
+    // A 500 to a POST: ambiguous, and not repeated.
+    fault(
+        "/contact-service/postal-address",
+        FaultRule {
+            error_rate: 1.0,
+            error_statuses: vec![500],
+            ..FaultRule::default()
+        },
+    );
+    let address = PostalAddressRequest {
+        address_line1: "Gatan 1".into(),
+        country_iso_code: Some("SWE".into()),
+        ..Default::default()
+    };
+    let err = client.create_postal_address(&address).await.unwrap_err();
+    assert_eq!(err.status(), Some(http::StatusCode::INTERNAL_SERVER_ERROR));
+    assert_eq!(err.kind(), ErrorKind::AmbiguousWrite, "{err:?}");
+    let posts = |sandbox: &Sandbox| {
+        sandbox
+            .state()
+            .faults
+            .count("POST", &api(sandbox, "/contact-service/postal-address"))
+    };
+    assert_eq!(posts(&sandbox), 1, "a POST is not repeated");
+
+    // A 500 to a PUT (safe to repeat) is transient.
+    fault(
+        "/order-service/order/",
+        FaultRule {
+            error_rate: 1.0,
+            error_statuses: vec![500],
+            method: Some("PUT".into()),
+            ..FaultRule::default()
+        },
+    );
+    let update = OrderStatusUpdate {
+        order_status_id: 4,
+        order_note: None,
+    };
+    let err = client
+        .update_order_status(rows[0].order_id, &update)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transient, "{err:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_still_throttled_is_throttled_after_four_attempts() {
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&sent);
+    let throttle = tower::service_fn(move |_request: http::Request<Bytes>| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            Ok::<_, auth_core::Error>(
+                http::Response::builder()
+                    .status(503)
+                    .body(Bytes::from_static(
+                        br#"{"response":"You have sent too many requests. Please wait before sending another request"}"#,
+                    ))
+                    .unwrap(),
+            )
+        }
+    });
+    let client = Client::builder()
+        .account("throttledacct")
+        .app_ref("app")
+        .staff_token(SecretString::from("staff"))
+        .base_url("http://127.0.0.1:9")
+        .transport(throttle)
+        .build()
+        .unwrap();
+    let address = PostalAddressRequest {
+        address_line1: "Gatan 1".into(),
+        ..Default::default()
+    };
+    let err = client.create_postal_address(&address).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Throttled, "{err:?}");
+    assert!(err.is_throttle() && err.is_transient());
+    assert!(err.hint().contains("200 requests/minute"), "{}", err.hint());
+    assert_eq!(
+        sent.load(std::sync::atomic::Ordering::SeqCst),
+        4,
+        "a throttled POST was not processed: sent again, 4 times in all"
     );
 }

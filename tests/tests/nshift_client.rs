@@ -12,12 +12,14 @@ use bytes::Bytes;
 use client_core::{RequestSnapshot, ReqwestTransport, Settings};
 use common::Recorder;
 use futures::StreamExt as _;
+use http::StatusCode;
 use nshift_client::models::{
     FindAgentsQuery, GetZipcodeInfoQuery, Parcel, Party, PrintConfig, SearchStoredShipmentsQuery,
     Service, Shipment, ShipmentPrintRequest,
 };
 use nshift_client::{
-    AuthMode, BookOnceOptions, BookingOutcome, Error, FEED_START, LabelFormat, NshiftClient,
+    AuthMode, BookOnceOptions, BookingOutcome, Error, ErrorKind, FEED_START, Failure, LabelFormat,
+    NshiftClient,
 };
 use sandbox::nshift::{ApiKeyConfig, Licence, NshiftConfig};
 use sandbox::{FaultRule, Sandbox, SandboxConfig, SharedState};
@@ -429,7 +431,7 @@ async fn stored_shipments_store_search_get_print_delete() {
         .delete_stored_shipment("999999")
         .await
         .expect_err("unknown");
-    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert_eq!(err.status(), Some(StatusCode::NOT_FOUND), "{err:?}");
 }
 
 #[tokio::test]
@@ -454,7 +456,7 @@ async fn documents_listed_and_fetched_and_shipment_cancelled() {
     let admin = admin_shipments(sandbox.state(), "NC-DOCS-1").await;
     assert_eq!(admin[0]["cancelled"], true);
     let err = client.cancel_shipment("424242").await.expect_err("unknown");
-    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert_eq!(err.status(), Some(StatusCode::NOT_FOUND), "{err:?}");
     assert!(err.hint().contains("one hour"), "{}", err.hint());
 }
 
@@ -491,7 +493,7 @@ async fn bad_secret_is_unauthorized_with_a_hint_naming_the_settings() {
         .build()
         .expect("client");
     let err = client.find_stored_by_order_no("X").await.expect_err("401");
-    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Unauthorized, "{err:?}");
     assert_eq!(err.status(), Some(http::StatusCode::UNAUTHORIZED));
     let hint = err.hint();
     assert!(
@@ -520,20 +522,13 @@ async fn missing_licence_and_profile_keys_are_forbidden_with_a_licence_hint() {
         .create_shipment(print_request("NC-403-2"))
         .await
         .expect_err("403");
-    match &err {
-        Error::Forbidden {
-            licence, operation, ..
-        } => {
-            assert_eq!(*licence, "REST API Print");
-            assert_eq!(operation, "POST /shipments");
-        }
-        other => panic!("{other:?}"),
-    }
     assert_eq!(err.status(), Some(http::StatusCode::FORBIDDEN));
+    assert_eq!(err.kind(), ErrorKind::Unauthorized);
+    assert_eq!(err.response().map(|r| r.operation), Some("CreateShipment"));
+    let hint = err.hint();
     assert!(
-        err.hint().contains("licence") && err.hint().contains("profile"),
-        "{}",
-        err.hint()
+        hint.contains("`REST API Print` licence") && hint.contains("profile"),
+        "{hint}"
     );
 
     let profile = NshiftClient::builder()
@@ -543,16 +538,8 @@ async fn missing_licence_and_profile_keys_are_forbidden_with_a_licence_hint() {
         .build()
         .expect("client");
     let err = profile.fetch_alerts(FEED_START).await.expect_err("403");
-    assert!(
-        matches!(
-            err,
-            Error::Forbidden {
-                licence: "REST API TrackBack",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_eq!(err.status(), Some(StatusCode::FORBIDDEN), "{err:?}");
+    assert!(err.hint().contains("REST API TrackBack"), "{}", err.hint());
 }
 
 #[tokio::test]
@@ -562,7 +549,7 @@ async fn validation_failure_is_typed_with_field_message_and_type() {
     let mut request = print_request("NC-422-1");
     request.shipment.receiver.zipcode = None;
     let err = client.create_shipment(request).await.expect_err("422");
-    let Error::Validation { statuses, body } = &err else {
+    let Error::Validation { statuses, failure } = &err else {
         panic!("{err:?}")
     };
     let zip = statuses
@@ -571,7 +558,7 @@ async fn validation_failure_is_typed_with_field_message_and_type() {
         .expect("zip status");
     assert_eq!(zip.message.as_deref(), Some("Postal code is missing"));
     assert_eq!(zip.type_.as_ref().map(|t| t.as_str()), Some("error"));
-    assert!(body.contains("Address_Zipcode"));
+    assert!(failure.body.contains("Address_Zipcode"));
     assert_eq!(err.status(), Some(http::StatusCode::UNPROCESSABLE_ENTITY));
     assert!(
         err.to_string()
@@ -600,14 +587,14 @@ async fn bad_request_keeps_code_message_and_raw_body() {
     let Error::BadRequest {
         code,
         message,
-        body,
+        failure,
     } = &err
     else {
         panic!("{err:?}")
     };
     assert_eq!(code.as_ref().map(|c| c.as_str()), Some("MISSING"));
     assert_eq!(message.as_deref(), Some("Missing zip argument"));
-    assert!(body.contains("MISSING"));
+    assert!(failure.body.contains("MISSING"));
 
     let query = SearchStoredShipmentsQuery {
         search_field: Some("bogus".into()),
@@ -666,17 +653,20 @@ async fn throttled_get_is_retried_after_retry_after() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn slow_answer_is_a_timeout_and_ambiguous() {
+async fn slow_answer_is_a_timeout_and_ambiguous_for_a_write() {
     let sandbox = RemoteSandbox::start();
-    sandbox
-        .state
-        .faults
-        .add(FaultRule {
-            path_prefix: "/rs-extapi/v1/addresses/zipcodes".into(),
+    for (path, method) in [
+        ("/rs-extapi/v1/addresses/zipcodes", None),
+        ("/rs-extapi/v1/stored-shipments", Some("POST".into())),
+    ] {
+        let rule = FaultRule {
+            path_prefix: path.into(),
+            method,
             latency_ms: 600_000,
             ..Default::default()
-        })
-        .expect("rule");
+        };
+        sandbox.state.faults.add(rule).expect("rule");
+    }
     // The default reqwest transport with a 5 s timeout; paused time fires it without waiting.
     let client = builder_for(&sandbox.state)
         .timeout(Duration::from_secs(5))
@@ -689,8 +679,24 @@ async fn slow_answer_is_a_timeout_and_ambiguous() {
         })
         .await
         .expect_err("timeout");
-    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    // A GET changes nothing: its timeout is transient (and was retried), not ambiguous.
+    assert!(
+        matches!(err, Error::Failure(Failure::Timeout { .. })),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Transient);
+    assert!(err.hint().contains("NSHIFT_TIMEOUT_SECS"), "{}", err.hint());
+    // A POST that stores may have been carried out: an ambiguous write, reconciled by book_once.
+    let err = client
+        .store_shipment(shipment("NC-SLOW-1"))
+        .await
+        .expect_err("timeout");
+    assert!(
+        matches!(err, Error::Failure(Failure::Timeout { .. })),
+        "{err:?}"
+    );
     assert!(err.is_ambiguous());
+    assert_eq!(err.kind(), ErrorKind::AmbiguousWrite);
     assert!(err.hint().contains("book_once"), "{}", err.hint());
 }
 
@@ -712,10 +718,8 @@ async fn throttled_or_dropped_post_is_not_blindly_retried() {
         .create_shipment(print_request("NC-429-1"))
         .await
         .expect_err("429");
-    assert!(
-        matches!(err, Error::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(1)),
-        "{err:?}"
-    );
+    assert_eq!(err.kind(), ErrorKind::Throttled, "{err:?}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
     assert!(err.hint().contains("1s"), "{}", err.hint());
     assert_eq!(faults.count("POST", "/rs-extapi/v1/shipments"), 1);
 
@@ -806,7 +810,10 @@ async fn book_once_prints_once_and_reuses_the_stored_shipment() {
         .book_once("NC-ONCE-3", shipment("NC-OTHER"))
         .await
         .expect_err("mismatch");
-    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Failure(Failure::InvalidRequest { .. })),
+        "{err:?}"
+    );
 
     // A stored shipment that cannot be printed is reported, not re-stored.
     let mut warned = shipment("NC-ONCE-4");
@@ -1223,7 +1230,10 @@ async fn check_address_returns_typed_messages_in_the_asked_language() {
         .check_address(&address("11151"), Language::from("DE"))
         .await
         .expect_err("unknown language");
-    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Failure(Failure::InvalidRequest { .. })),
+        "{err:?}"
+    );
 
     // Without the AddressCheck licence: 403 naming it.
     let store_only = builder_for(sandbox.state())
@@ -1235,15 +1245,11 @@ async fn check_address_returns_typed_messages_in_the_asked_language() {
         .check_address(&address("11151"), Language::Se)
         .await
         .expect_err("forbidden");
+    assert_eq!(err.status(), Some(StatusCode::FORBIDDEN), "{err:?}");
     assert!(
-        matches!(
-            err,
-            Error::Forbidden {
-                licence: "REST API AddressCheck",
-                ..
-            }
-        ),
-        "{err:?}"
+        err.hint().contains("REST API AddressCheck"),
+        "{}",
+        err.hint()
     );
 }
 
@@ -1452,7 +1458,8 @@ async fn jwt_auth_fetches_once_and_replays_once_after_the_sandbox_expires_it() {
         .build()
         .expect("client");
     let err = bad.find_agents(&agents_query()).await.expect_err("401");
-    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Unauthorized);
     assert!(err.hint().contains("NSHIFT_AUTH"), "{}", err.hint());
     assert!(!err.to_string().contains("wrong-secret"));
 }
@@ -1468,7 +1475,10 @@ async fn jwt_method_is_configurable_and_a_wrong_one_says_so() {
         .build()
         .expect("client");
     let err = post.find_agents(&agents_query()).await.expect_err("405");
-    assert!(matches!(err, Error::Session(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Failure(Failure::Token { .. })),
+        "{err:?}"
+    );
     assert_eq!(err.status(), Some(http::StatusCode::METHOD_NOT_ALLOWED));
     assert!(err.hint().contains("NSHIFT_JWT_METHOD"), "{}", err.hint());
     assert!(!err.is_ambiguous());

@@ -47,4 +47,23 @@ fn structs_enums_and_operation_types() {
     assert!(code.contains("pub type PostXResponse = ();"));
     assert!(code.contains("pub const POST_X: OperationInfo"));
     assert!(code.contains("success_status: 204u16"));
+    // The operation as a type, and a method per operation for every `Caller` (headers are
+    // the caller's: not an input of the generic path), both in `operations`, so that the spec
+    // module and `operations` do not use each other.
+    assert!(code.contains("pub struct PostX;"), "{code}");
+    assert!(code.contains("impl models_runtime::Operation for PostX {"));
+    assert!(code.contains("type Path = super::PostXPath;"));
+    assert!(code.contains("type Query = ();"));
+    assert!(code.contains("type Body = super::PostXRequest;"));
+    assert!(code.contains("type Response = super::PostXResponse;"));
+    assert!(code.contains("fn path(path: &Self::Path) -> String {"));
+    assert!(code.contains("pub trait DeliveryApi: models_runtime::Caller {"));
+    assert!(
+        code.contains(
+            "fn post_x(\n            &self,\n            path: &super::PostXPath,\n            body: &super::PostXRequest,"
+        ),
+        "{code}"
+    );
+    assert!(code.contains("self.call::<PostX>(path, &(), Some(body))"));
+    assert!(code.contains("impl<T: models_runtime::Caller> DeliveryApi for T {}"));
 }

@@ -169,3 +169,16 @@ fn duplicate_type_names_are_refused() {
         &["type name `GetThingResponse` is already used"],
     );
 }
+
+#[test]
+fn an_operation_named_like_the_operations_trait_is_refused() {
+    let paths = GET_THING.replace("operationId: GetThing", "operationId: DeliveryApi");
+    assert_refused(
+        &paths,
+        THING,
+        &[
+            "operation `DeliveryApi`",
+            "name of the operations' extension trait",
+        ],
+    );
+}

@@ -1,40 +1,56 @@
-//! The client: request building, the tower stack, answer classification, OAuth helpers.
+//! The client: its state, the one request path (the shared engine, with Brightpearl's throttle
+//! answers sent again and `404 CMNC-404` read as "nothing found"), ID-set chunking and the OAuth
+//! helpers.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use auth_core::{
-    ExposeSecret, RateLimitKey, RateLimiter, SecretString, StoredTokens, TokenCache, TokenStore,
+    ExposeSecret, RateLimitKey, RateLimiter, SecretString, StoredTokens, TokenCache, TokenError,
+    TokenStore,
 };
-use brightpearl_models::common::{ApiError, ErrorEnvelope};
+use brightpearl_models::oauth::{self, AuthorizePath, GrantType, RequestTokenPath, TokenRequest};
 use bytes::Bytes;
+use client_core::{ApiRequest, Engine, Failure, HttpFailure, Platform as _, SettingsError};
 use futures::{StreamExt as _, TryStreamExt as _};
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Response, StatusCode};
+use models_runtime::{Caller, Operation, OperationInfo};
 use serde::de::DeserializeOwned;
-use tower::ServiceExt as _;
 
-use crate::config::{ClientBuilder, env};
-use crate::error::{ApiFailure, Error, MAX_KEPT_BODY, Result};
+use crate::env;
+use crate::error::{Brightpearl, Error, Result, api_errors, is_throttle};
 use crate::idset::IdSet;
-use crate::transport::{BoxTransport, Session, SessionCell, SniffingTransport, UnauthorizedSlot};
+use crate::session::{Session, SessionCell};
 
-/// How calls authenticate.
-pub(crate) enum Auth {
-    /// OAuth bearer token from a rotating refresh-token grant.
-    OAuth(TokenCache),
-    /// A private app's staff token (`brightpearl-staff-token`).
-    Staff(TokenCache),
+/// How [`Client::bundle_availability`] asks for several bundles.
+///
+/// Brightpearl documents `GET /warehouse-service/bundle-availability/{PRODUCT-ID}` with one id
+/// (product-availability names its segment an ID set; this page does not, and states no
+/// limit), so whether an ID set is accepted is unconfirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum BundleAvailabilityMode {
+    /// One request per bundle id, as documented (default). The requests run
+    /// `concurrency` at a time through the shared limiter.
+    #[default]
+    PerId,
+    /// ID sets of up to [`MAX_OTHER_IDS`](crate::MAX_OTHER_IDS) ids per request. A chunk
+    /// Brightpearl refuses with 400 is asked again one id at a time (an id refused alone is left
+    /// out and logged).
+    IdSets,
 }
 
 /// What the OAuth helpers need.
 pub(crate) struct OAuthParts {
     pub(crate) oauth_url: reqwest::Url,
-    pub(crate) token_url: http::Uri,
     pub(crate) client_id: String,
     pub(crate) client_secret: Option<SecretString>,
     pub(crate) store: Arc<dyn TokenStore>,
-    pub(crate) transport: SniffingTransport,
+    /// The rotating refresh-token grant's cache.
+    pub(crate) cache: TokenCache,
+    /// The token endpoint's engine: the bare transport, its answers fed to the session.
+    pub(crate) engine: Engine<Brightpearl>,
 }
 
 pub(crate) struct Inner {
@@ -43,14 +59,14 @@ pub(crate) struct Inner {
     pub(crate) dev_ref: Option<String>,
     pub(crate) base_url: Option<reqwest::Url>,
     pub(crate) session: SessionCell,
-    pub(crate) auth: Auth,
+    /// `None` for a private app (staff token).
     pub(crate) oauth: Option<OAuthParts>,
-    pub(crate) stack: BoxTransport,
+    pub(crate) engine: Engine<Brightpearl>,
     pub(crate) limiter: RateLimiter,
     pub(crate) key: RateLimitKey,
     pub(crate) concurrency: usize,
     pub(crate) max_id_set_chars: usize,
-    pub(crate) bundle_availability_mode: crate::BundleAvailabilityMode,
+    pub(crate) bundle_availability_mode: BundleAvailabilityMode,
 }
 
 /// A Brightpearl API client: cheap to clone, safe to share between tasks.
@@ -66,17 +82,16 @@ pub struct Client {
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let auth = if self.inner.oauth.is_some() {
+            "oauth"
+        } else {
+            "staff-token"
+        };
         f.debug_struct("Client")
             .field("account", &self.inner.account)
             .field("app_ref", &self.inner.app_ref)
             .field("dev_ref", &self.inner.dev_ref)
-            .field(
-                "auth",
-                &match self.inner.auth {
-                    Auth::OAuth(_) => "oauth",
-                    Auth::Staff(_) => "staff-token",
-                },
-            )
+            .field("auth", &auth)
             .field(
                 "base_url",
                 &self.inner.base_url.as_ref().map(|u| u.as_str()),
@@ -97,92 +112,15 @@ pub struct Authorization {
     pub expires_in: Duration,
 }
 
-/// Builds an [`ApiFailure`] from an answer.
-pub(crate) fn failure_of(response: &Response<Bytes>) -> ApiFailure {
-    let body = response.body();
-    let errors: Vec<ApiError> = serde_json::from_slice::<ErrorEnvelope>(body)
-        .map(|e| e.errors)
-        .unwrap_or_default();
-    let request_id = response
-        .headers()
-        .get("ruid")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    ApiFailure {
-        status: response.status(),
-        errors,
-        request_id,
-        body: truncate(body),
-    }
-}
-
-pub(crate) fn truncate(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    if text.len() <= MAX_KEPT_BODY {
-        return text.into_owned();
-    }
-    let mut end = MAX_KEPT_BODY;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
-
-fn throttle_delay(response: &Response<Bytes>) -> Option<Duration> {
-    let headers = response.headers();
-    headers
-        .get("brightpearl-next-throttle-period")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map(Duration::from_millis)
-        .or_else(|| auth_core::retry::parse_retry_after(headers))
-}
-
-/// Whether a 503/429 is Brightpearl's throttle (not an outage).
-fn is_throttle(response: &Response<Bytes>) -> bool {
-    match response.status() {
-        StatusCode::TOO_MANY_REQUESTS => true,
-        StatusCode::SERVICE_UNAVAILABLE => {
-            if response
-                .headers()
-                .contains_key("brightpearl-next-throttle-period")
-            {
-                return true;
-            }
-            let body = String::from_utf8_lossy(response.body()).to_ascii_lowercase();
-            body.contains("too many requests") || body.contains("please wait")
-        }
-        _ => false,
-    }
-}
-
-/// Classifies a non-success answer.
-pub(crate) fn error_of(response: &Response<Bytes>) -> Error {
-    let failure = failure_of(response);
-    match response.status() {
-        StatusCode::UNAUTHORIZED => Error::Unauthorized(failure),
-        StatusCode::FORBIDDEN => Error::Forbidden(failure),
-        _ if is_throttle(response) => Error::Throttled {
-            retry_after: throttle_delay(response),
-            failure,
-        },
-        _ => Error::Api(failure),
-    }
-}
-
-/// Decodes a success answer's body.
-pub(crate) fn decode<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body).map_err(|e| Error::Decode {
-        status,
-        message: e.to_string(),
-        body: truncate(body),
-    })
-}
-
-#[derive(serde::Deserialize)]
-struct Envelope<T> {
-    response: T,
-}
+/// The operation of a [`Client::send_raw`] call (any method and path).
+static RAW: OperationInfo = OperationInfo {
+    id: "SendRaw",
+    method: "GET",
+    path: "/public-api/{account}/{path}",
+    success_status: 200,
+    request_media_type: None,
+    response_media_type: Some("application/json"),
+};
 
 /// A call still throttled after the retry layer is sent again, after the limiter's pause, up
 /// to this many times in total (a throttle 503 means the call was not processed, so this is
@@ -190,22 +128,6 @@ struct Envelope<T> {
 const THROTTLE_ATTEMPTS: u32 = 4;
 
 impl Client {
-    /// A builder.
-    pub fn builder() -> ClientBuilder {
-        ClientBuilder::new()
-    }
-
-    /// A client from the environment variables (see [`crate::env`]).
-    pub fn from_env() -> Result<Self> {
-        ClientBuilder::from_env()?.build()
-    }
-
-    pub(crate) fn from_inner(inner: Inner) -> Self {
-        Self {
-            inner: Arc::new(inner),
-        }
-    }
-
     /// The account code.
     pub fn account(&self) -> &str {
         &self.inner.account
@@ -228,16 +150,30 @@ impl Client {
             return api_domain_url(&domain);
         }
         self.inner.base_url.clone().ok_or_else(|| {
-            client_core::SettingsError::missing(env::BASE_URL, "no api_domain is known yet: set it to the account's API host or run `relay auth brightpearl`").into()
+            SettingsError::missing(env::BASE_URL, "no api_domain is known yet: set it to the account's API host or run `relay auth brightpearl`").into()
         })
     }
 
-    /// Makes sure a token is at hand (so `api_domain` is known before the URL is built).
-    async fn warm_token(&self) -> Result<()> {
-        if let Auth::OAuth(cache) = &self.inner.auth {
-            cache.get().await.map_err(Error::Token)?;
+    /// The base URL for a call of `operation`. With OAuth a token is fetched first, so that
+    /// its `api_domain` is known.
+    async fn base(&self, operation: &'static str) -> Result<reqwest::Url> {
+        if let Some(oauth) = &self.inner.oauth {
+            let token = oauth.cache.get().await;
+            token.map_err(|source| Failure::Token { operation, source })?;
         }
-        Ok(())
+        self.base_url()
+    }
+
+    /// A request of `op` to `path` with `query` in this order, under the current base URL.
+    pub(crate) async fn request(
+        &self,
+        op: &'static OperationInfo,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<ApiRequest> {
+        let mut url = client_core::join_path(&self.base(op.id).await?, path);
+        client_core::append_query(&mut url, query);
+        Ok(ApiRequest::at(op, url))
     }
 
     /// Sends one call; `path` is relative to `/public-api/{account}` (e.g.
@@ -249,140 +185,87 @@ impl Client {
         query: &[(String, String)],
         body: Option<Bytes>,
     ) -> Result<Response<Bytes>> {
-        self.warm_token().await?;
-        let base = self.base_url()?;
-        let mut url = reqwest::Url::parse(&format!(
-            "{}/public-api/{}{}",
-            base.as_str().trim_end_matches('/'),
-            self.inner.account,
-            path
-        ))
-        .map_err(|e| Error::InvalidRequest(format!("bad path `{path}`: {e}")))?;
-        client_core::append_query(&mut url, query);
+        let path = format!("/public-api/{}{path}", self.inner.account);
+        let mut request = self.request(&RAW, &path, query).await?.method(method);
+        if let Some(body) = body {
+            request = request.body(body, "application/json");
+        }
+        self.send_throttled(request).await
+    }
+
+    /// Sends `request`; Brightpearl's throttle answer (the call was not processed) is sent
+    /// again after the limiter's pause, whatever the method, up to [`THROTTLE_ATTEMPTS`] times
+    /// in all. Returns the last answer, whatever its status.
+    async fn send_throttled(&self, request: ApiRequest) -> Result<Response<Bytes>> {
         let mut attempt = 1;
         loop {
-            let slot = UnauthorizedSlot::default();
-            let mut builder = Request::builder()
-                .method(method.clone())
-                .uri(url.as_str())
-                .header(header::ACCEPT, "application/json");
-            if body.is_some() {
-                builder = builder.header(header::CONTENT_TYPE, "application/json");
+            let response = self.inner.engine.send_any(request.clone()).await?;
+            if attempt == THROTTLE_ATTEMPTS
+                || !is_throttle(response.status(), response.headers(), response.body())
+            {
+                return Ok(response);
             }
-            let request = builder
-                .extension(slot.clone())
-                .body(body.clone().unwrap_or_default())
-                .map_err(|e| Error::InvalidRequest(e.to_string()))?;
-            let result = self.inner.stack.clone().oneshot(request).await;
-            let response = result.map_err(|e| Error::from_stack(e, slot.take()))?;
-            if attempt < THROTTLE_ATTEMPTS && is_throttle(&response) {
-                tracing::debug!(target: "brightpearl_client", attempt, path, "throttled; waiting for the limiter and trying again");
-                attempt += 1;
-                continue;
-            }
+            tracing::debug!(target: "brightpearl_client", attempt, operation = request.info().operation.id, "throttled; waiting for the limiter and trying again");
+            attempt += 1;
+        }
+    }
+
+    /// [`Self::send_throttled`], a non-success answer turned into its [`Error`]. Brightpearl's
+    /// "nothing found" (`404 CMNC-404` to a GET or an `OPTIONS`, see [`found`]) is not logged.
+    pub(crate) async fn send(&self, request: ApiRequest) -> Result<Response<Bytes>> {
+        let info = request.info();
+        let response = self.send_throttled(request).await?;
+        if response.status().is_success() {
             return Ok(response);
         }
-    }
-
-    /// [`Self::send_raw`], with a non-success answer turned into its [`Error`], except
-    /// `404 CMNC-404` on a GET or an `OPTIONS` (Brightpearl's "nothing found"; on a write it
-    /// stays an error), which is `Ok(None)`.
-    pub(crate) async fn send_checked(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(String, String)],
-        body: Option<Bytes>,
-    ) -> Result<Option<Response<Bytes>>> {
-        let is_read = method == Method::GET || method == Method::OPTIONS;
-        let response = self.send_raw(method, path, query, body).await?;
-        if response.status().is_success() {
-            return Ok(Some(response));
+        let read = matches!(info.operation.method, "GET" | "OPTIONS");
+        if read && is_nothing_found(response.status(), response.body()) {
+            let failure = HttpFailure::new(
+                info.operation.id,
+                info.idempotent,
+                Brightpearl::REQUEST_ID_HEADERS,
+                &response,
+            );
+            return Err(Brightpearl::error(Failure::Http(Box::new(failure))));
         }
-        let error = error_of(&response);
-        if is_read
-            && response.status() == StatusCode::NOT_FOUND
-            && error.failure().is_some_and(|f| f.has_code("CMNC-404"))
-        {
-            return Ok(None);
-        }
-        Err(error)
+        Err(self.inner.engine.reject(info, &response))
     }
 
-    /// Sends a call and decodes `{"response": T}`; `Ok(None)` for `404 CMNC-404` on a GET or an
-    /// `OPTIONS` (see [`Self::send_checked`]).
-    pub(crate) async fn call<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(String, String)],
-        body: Option<Bytes>,
-    ) -> Result<Option<T>> {
-        let Some(response) = self.send_checked(method, path, query, body).await? else {
-            return Ok(None);
-        };
-        let body = response.body();
-        let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
-            b"{\"response\":null}"
-        } else {
-            body
-        };
-        decode::<Envelope<T>>(response.status(), body).map(|e| Some(e.response))
-    }
-
-    /// Sends a call whose answer carries nothing of interest (`{}` of status PUTs and DELETEs).
-    pub(crate) async fn call_unit(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Bytes>,
-    ) -> Result<()> {
-        self.send_checked(method, path, &[], body).await.map(drop)
-    }
-
-    /// JSON-encodes a request body.
-    pub(crate) fn json<T: serde::Serialize>(value: &T) -> Result<Bytes> {
-        serde_json::to_vec(value)
-            .map(Bytes::from)
-            .map_err(|e| Error::InvalidRequest(e.to_string()))
-    }
-
-    /// Fetches `ids` in chunks of at most `max_ids` (and the URI length limit), `concurrency`
-    /// chunks at a time within the limiter; `path` builds the path of one chunk. Chunks that
-    /// find nothing (`CMNC-404`) contribute nothing.
+    /// `ids` in ID-set chunks of at most `max_ids` (and the URI length limit), `concurrency`
+    /// chunks at a time within the limiter; `fetch(client, account, id_set)` asks for one
+    /// chunk. The answers come in chunk (ascending id) order; a chunk that finds nothing
+    /// (`CMNC-404`) answers nothing. No ids sends nothing.
     pub(crate) async fn get_chunked<T, F>(
         &self,
-        ids: &IdSet,
+        ids: &[u64],
         max_ids: usize,
-        path: F,
+        fetch: impl Fn(Client, String, String) -> F,
     ) -> Result<Vec<T>>
     where
-        T: DeserializeOwned + Send + 'static,
-        F: Fn(&IdSet) -> String,
+        F: Future<Output = Result<T>> + Send,
     {
-        let chunks = ids.chunks(max_ids, self.inner.max_id_set_chars);
+        let set = IdSet::from_ids(ids.iter().copied());
+        let chunks = set.chunks(max_ids, self.inner.max_id_set_chars);
         tracing::debug!(target: "brightpearl_client", ids = ids.len(), chunks = chunks.len(), "fetching ID set");
         // Collected first: a lazy `map` over borrowed chunks makes the whole future `Send` only
         // for some lifetimes, which callers that box it as `Send` cannot accept.
-        let calls: Vec<_> = chunks
+        let calls: Vec<F> = chunks
             .iter()
-            .map(|chunk| {
-                let client = self.clone();
-                let path = path(chunk);
-                async move { client.call::<T>(Method::GET, &path, &[], None).await }
-            })
+            .map(|chunk| fetch(self.clone(), self.inner.account.clone(), chunk.to_string()))
             .collect();
-        let results: Vec<Option<T>> = futures::stream::iter(calls)
-            .buffer_unordered(self.inner.concurrency)
+        let answers: Vec<Option<T>> = futures::stream::iter(calls)
+            .buffered(self.inner.concurrency)
+            .map(found)
             .try_collect()
             .await?;
-        Ok(results.into_iter().flatten().collect())
+        Ok(answers.into_iter().flatten().collect())
     }
 
-    fn oauth(&self) -> Result<&OAuthParts> {
+    fn oauth(&self, operation: &'static str) -> Result<&OAuthParts> {
         self.inner.oauth.as_ref().ok_or_else(|| {
-            Error::InvalidRequest(
-                "this client uses a staff token (private app): OAuth is not configured".into(),
+            Error::invalid(
+                operation,
+                "this client uses a staff token (private app): OAuth is not configured",
             )
         })
     }
@@ -396,13 +279,10 @@ impl Client {
     /// The URL to open in the merchant's browser:
     /// `{oauth}/authorize/{account}?response_type=code&client_id=…&redirect_uri=…&state=…`.
     pub fn authorize_url(&self, redirect_uri: &str, state: &str) -> Result<reqwest::Url> {
-        let oauth = self.oauth()?;
-        let mut url = reqwest::Url::parse(&format!(
-            "{}/authorize/{}",
-            oauth.oauth_url.as_str().trim_end_matches('/'),
-            self.inner.account
-        ))
-        .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let oauth = self.oauth(oauth::operations::AUTHORIZE.id)?;
+        let account = self.inner.account.clone();
+        let mut url =
+            client_core::join_path(&oauth.oauth_url, &AuthorizePath { account }.to_path());
         url.query_pairs_mut()
             .append_pair("response_type", "code")
             .append_pair("client_id", &oauth.client_id)
@@ -415,34 +295,44 @@ impl Client {
     /// them to the token store. Call it before this client's first API call (the refresh
     /// source reads the store once), e.g. from `relay auth brightpearl`.
     pub async fn exchange_code(&self, code: &str, redirect_uri: &str) -> Result<Authorization> {
-        let oauth = self.oauth()?;
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "authorization_code")
-            .append_pair("code", code)
-            .append_pair("client_id", &oauth.client_id)
-            .append_pair("redirect_uri", redirect_uri);
-        if let Some(secret) = &oauth.client_secret {
-            form.append_pair("client_secret", secret.expose_secret());
-        }
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(oauth.token_url.clone())
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::ACCEPT, "application/json")
-            .body(Bytes::from(form.finish()))
-            .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let op = &oauth::operations::REQUEST_TOKEN;
+        let oauth = self.oauth(op.id)?;
+        let form = TokenRequest {
+            grant_type: GrantType::AuthorizationCode,
+            code: Some(code.to_owned()),
+            redirect_uri: Some(redirect_uri.to_owned()),
+            refresh_token: None,
+            client_id: oauth.client_id.clone(),
+            client_secret: oauth
+                .client_secret
+                .as_ref()
+                .map(|s| s.expose_secret().to_owned()),
+            account_code: None,
+        };
+        let path = RequestTokenPath {
+            account: self.inner.account.clone(),
+        };
+        let request = ApiRequest::operation::<oauth::operations::RequestToken>(
+            &oauth.oauth_url,
+            &path,
+            &(),
+            Some(&form),
+        );
+        let token = |source: TokenError| {
+            Error::from(Failure::Token {
+                operation: op.id,
+                source,
+            })
+        };
         let sent_at = tokio::time::Instant::now();
-        let response = auth_core::TokenTransport::send(&oauth.transport, request)
-            .await
-            .map_err(|e| Error::from_stack(auth_core::Error::from(e), None))?;
-        let parsed =
-            auth_core::oauth::parse_token_response(&response, sent_at).map_err(Error::Token)?;
-        let refresh = parsed
+        let response = oauth.engine.send_any(request).await?;
+        let parsed = auth_core::oauth::parse_token_response(&response, sent_at).map_err(token)?;
+        let refresh_token = parsed
             .refresh_token
             .clone()
-            .ok_or(Error::Token(auth_core::TokenError::NoRefreshToken))?;
+            .ok_or_else(|| token(TokenError::NoRefreshToken))?;
         let stored = StoredTokens {
-            refresh_token: refresh,
+            refresh_token,
             access_token: Some(parsed.access_token.secret().clone()),
             access_expires_at: Some(SystemTime::now() + parsed.expires_in),
         };
@@ -450,7 +340,7 @@ impl Client {
             .store
             .save(&stored)
             .await
-            .map_err(|e| Error::Token(e.into()))?;
+            .map_err(|e| token(e.into()))?;
         let session = self.inner.session.get();
         Ok(Authorization {
             api_domain: session.api_domain,
@@ -458,6 +348,65 @@ impl Client {
             expires_in: parsed.expires_in,
         })
     }
+}
+
+/// Every generated operation of the Brightpearl API (`ProductApi`, `OrderApi`, …) through the
+/// one request path, under the current base URL: Brightpearl's throttle answers sent again,
+/// the answer decoded. The OAuth operations are refused: the token cache and
+/// [`Client::exchange_code`] call the token endpoint.
+impl Caller for Client {
+    type Error = Error;
+
+    async fn call<O: Operation>(
+        &self,
+        path: &O::Path,
+        query: &O::Query,
+        body: Option<&O::Body>,
+    ) -> Result<O::Response> {
+        let op = &O::INFO;
+        if !op.path.starts_with("/public-api/") {
+            let reason = "not an API operation: tokens come from the client's token cache and `exchange_code`";
+            return Err(Error::invalid(op.id, reason));
+        }
+        let base = self.base(op.id).await?;
+        let request = ApiRequest::operation::<O>(&base, path, query, body);
+        decode(op.id, &self.send(request).await?)
+    }
+}
+
+/// Whether an answer is Brightpearl's "nothing found": `404` with `CMNC-404`.
+fn is_nothing_found(status: StatusCode, body: &[u8]) -> bool {
+    status == StatusCode::NOT_FOUND && api_errors(body).iter().any(|e| e.code == "CMNC-404")
+}
+
+/// A read's answer, with Brightpearl's "nothing found" (`404 CMNC-404` to a GET or an
+/// `OPTIONS`) as `None`. On a write the same answer stays an error.
+pub(crate) fn found<T>(result: Result<T>) -> Result<Option<T>> {
+    match result {
+        Ok(answer) => Ok(Some(answer)),
+        Err(e)
+            if e.response()
+                .is_some_and(|f| is_nothing_found(f.status, f.body.as_bytes())) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A success answer decoded; an empty body reads as `null` (Brightpearl's `{}` answers are
+/// JSON values).
+pub(crate) fn decode<T: DeserializeOwned>(
+    operation: &'static str,
+    response: &Response<Bytes>,
+) -> Result<T> {
+    let body = response.body();
+    let decoded = if body.trim_ascii().is_empty() {
+        serde_json::from_value(serde_json::Value::Null)
+    } else {
+        serde_json::from_slice(body)
+    };
+    decoded.map_err(|e| Failure::decode(operation, response, e).into())
 }
 
 /// `https://{api_domain}` (plain http only for a loopback host, as the sandbox uses).

@@ -10,42 +10,17 @@ use auth_core::{
     RetryConfig, RetryLayer, SecretString, StaticHeadersLayer, StaticToken, TokenCache, TokenStore,
     TraceLayer,
 };
+use brightpearl_models::oauth::RequestTokenPath;
 use bytes::Bytes;
-use client_core::{Settings, SettingsError};
-use tower::{Service, ServiceBuilder};
+use client_core::{BoxTransport, Engine, Failure, Platform as _, Settings, SettingsError};
+use http::Response;
+use models_runtime::redact::REDACTED;
+use tower::{Service, ServiceBuilder, ServiceExt as _};
 
-use crate::client::{Auth, Client, Inner, OAuthParts};
-use crate::error::{Error, Result};
-use crate::transport::{BoxTransport, Capture401, SeededStore, SessionCell, SniffingTransport};
-
-/// The environment variables (and settings names) the builder reads.
-pub mod env {
-    /// Account code (required).
-    pub const ACCOUNT: &str = "BRIGHTPEARL_ACCOUNT";
-    /// App reference, sent as `brightpearl-app-ref` on every call (required).
-    pub const APP_REF: &str = "BRIGHTPEARL_APP_REF";
-    /// Developer reference, `brightpearl-dev-ref` (required with OAuth).
-    pub const DEV_REF: &str = "BRIGHTPEARL_DEV_REF";
-    /// OAuth client id (default: the app reference).
-    pub const CLIENT_ID: &str = "BRIGHTPEARL_CLIENT_ID";
-    /// OAuth client secret (or `_FILE`), for apps with confidential OAuth.
-    pub const CLIENT_SECRET: &str = "BRIGHTPEARL_CLIENT_SECRET";
-    /// Staff token of a private app (or `_FILE`); selects the private-app scheme.
-    pub const STAFF_TOKEN: &str = "BRIGHTPEARL_STAFF_TOKEN";
-    /// File where rotating OAuth tokens are kept (required with OAuth).
-    pub const TOKEN_STORE: &str = "BRIGHTPEARL_TOKEN_STORE";
-    /// Initial refresh token, used while the token store is empty (or `_FILE`).
-    pub const REFRESH_TOKEN: &str = "BRIGHTPEARL_REFRESH_TOKEN";
-    /// API base URL, e.g. `https://euw1.brightpearlconnect.com` (with OAuth the token's
-    /// `api_domain` wins).
-    pub const BASE_URL: &str = "BRIGHTPEARL_BASE_URL";
-    /// OAuth base URL (`/authorize/{account}`, `/token/{account}`), default
-    /// `https://oauth.brightpearl.com`.
-    pub const OAUTH_URL: &str = "BRIGHTPEARL_OAUTH_URL";
-}
-
-/// Default OAuth host.
-pub const DEFAULT_OAUTH_URL: &str = "https://oauth.brightpearl.com";
+use crate::client::{BundleAvailabilityMode, Client, Inner, OAuthParts};
+use crate::env::{self, DEFAULT_OAUTH_URL};
+use crate::error::{Brightpearl, Error, Result};
+use crate::session::{SeededStore, SessionCell};
 
 /// Builds a [`Client`]. Every setting can come from code or from the environment
 /// ([`ClientBuilder::from_env`]); a missing or malformed one is an [`Error::Settings`] naming it.
@@ -78,34 +53,38 @@ pub struct ClientBuilder {
     timeout: Option<Duration>,
     concurrency: Option<usize>,
     max_id_set_chars: Option<usize>,
-    bundle_availability_mode: Option<crate::BundleAvailabilityMode>,
+    bundle_availability_mode: Option<BundleAvailabilityMode>,
     retry: Option<RetryConfig>,
     limiter: Option<(RateLimiter, RateLimitKey)>,
 }
 
 impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = |s: &Option<SecretString>| s.as_ref().map(|_| REDACTED);
         f.debug_struct("ClientBuilder")
             .field("account", &self.account)
             .field("app_ref", &self.app_ref)
             .field("dev_ref", &self.dev_ref)
             .field("client_id", &self.client_id)
-            .field(
-                "client_secret",
-                &self.client_secret.as_ref().map(|_| "[REDACTED]"),
-            )
-            .field(
-                "staff_token",
-                &self.staff_token.as_ref().map(|_| "[REDACTED]"),
-            )
+            .field("client_secret", &secret(&self.client_secret))
+            .field("staff_token", &secret(&self.staff_token))
             .field("token_store_path", &self.token_store_path)
-            .field(
-                "refresh_token",
-                &self.refresh_token.as_ref().map(|_| "[REDACTED]"),
-            )
+            .field("refresh_token", &secret(&self.refresh_token))
             .field("base_url", &self.base_url)
             .field("oauth_url", &self.oauth_url)
             .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A builder.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::new()
+    }
+
+    /// A client from the environment variables (see [`crate::env`]).
+    pub fn from_env() -> Result<Self> {
+        ClientBuilder::from_env()?.build()
     }
 }
 
@@ -123,18 +102,19 @@ impl ClientBuilder {
     /// Reads every setting from `settings` (see [`env`](mod@env) for the names). Secrets may come from
     /// `NAME_FILE`.
     pub fn from_settings(settings: &Settings) -> Result<Self> {
-        let mut builder = Self::new();
-        builder.account = settings.get(env::ACCOUNT);
-        builder.app_ref = settings.get(env::APP_REF);
-        builder.dev_ref = settings.get(env::DEV_REF);
-        builder.client_id = settings.get(env::CLIENT_ID);
-        builder.client_secret = settings.optional_secret(env::CLIENT_SECRET)?;
-        builder.staff_token = settings.optional_secret(env::STAFF_TOKEN)?;
-        builder.refresh_token = settings.optional_secret(env::REFRESH_TOKEN)?;
-        builder.token_store_path = settings.get(env::TOKEN_STORE).map(PathBuf::from);
-        builder.base_url = settings.get(env::BASE_URL);
-        builder.oauth_url = settings.get(env::OAUTH_URL);
-        Ok(builder)
+        Ok(Self {
+            account: settings.get(env::ACCOUNT),
+            app_ref: settings.get(env::APP_REF),
+            dev_ref: settings.get(env::DEV_REF),
+            client_id: settings.get(env::CLIENT_ID),
+            client_secret: settings.optional_secret(env::CLIENT_SECRET)?,
+            staff_token: settings.optional_secret(env::STAFF_TOKEN)?,
+            refresh_token: settings.optional_secret(env::REFRESH_TOKEN)?,
+            token_store_path: settings.get(env::TOKEN_STORE).map(PathBuf::from),
+            base_url: settings.get(env::BASE_URL),
+            oauth_url: settings.get(env::OAUTH_URL),
+            ..Self::default()
+        })
     }
 
     /// The account code.
@@ -244,7 +224,7 @@ impl ClientBuilder {
 
     /// How [`Client::bundle_availability`] asks Brightpearl: one bundle id per request (the
     /// default, as documented) or ID sets (unconfirmed; see [`crate::BundleAvailabilityMode`]).
-    pub fn bundle_availability_mode(mut self, mode: crate::BundleAvailabilityMode) -> Self {
+    pub fn bundle_availability_mode(mut self, mode: BundleAvailabilityMode) -> Self {
         self.bundle_availability_mode = Some(mode);
         self
     }
@@ -294,91 +274,38 @@ impl ClientBuilder {
                 client_core::ReqwestTransport::new(
                     self.timeout.unwrap_or(client_core::DEFAULT_TIMEOUT),
                 )
-                .map_err(|e| Error::Transport(Box::new(e)))?,
+                .map_err(|e| {
+                    Failure::from_stack("build", false, Brightpearl::REQUEST_ID_HEADERS, e)
+                })?,
             ),
         };
-
-        let (auth, dev_ref, session, oauth) = if let Some(staff) = self.staff_token.clone() {
-            if base_url.is_none() {
-                return Err(SettingsError::missing(
-                    env::BASE_URL,
-                    "set it to the account's API host, e.g. https://euw1.brightpearlconnect.com",
-                )
-                .into());
-            }
-            let cache = TokenCache::new(StaticToken::raw(staff));
-            (
-                Auth::Staff(cache),
-                self.dev_ref.clone(),
-                SessionCell::default(),
-                None,
-            )
-        } else {
-            let dev_ref = self
-                .dev_ref
-                .clone()
-                .ok_or_else(|| SettingsError::missing(env::DEV_REF, "set it to your developer reference (required with OAuth; or set BRIGHTPEARL_STAFF_TOKEN for a private app)"))?;
-            let oauth_url = client_core::base_url(
-                env::OAUTH_URL,
-                self.oauth_url.as_deref().unwrap_or(DEFAULT_OAUTH_URL),
-            )?;
-            let (store, session_file): (Arc<dyn TokenStore>, Option<PathBuf>) = match (
-                &self.token_store,
-                &self.token_store_path,
-            ) {
-                (Some(store), _) => (Arc::clone(store), None),
-                (None, Some(path)) => {
-                    let mut session = path.clone().into_os_string();
-                    session.push(".session");
-                    (
-                        Arc::new(FileTokenStore::new(path.clone())),
-                        Some(PathBuf::from(session)),
+        let session;
+        let (oauth, dev_ref, auth_layer) = match self.staff_token.clone() {
+            Some(staff) => {
+                if base_url.is_none() {
+                    return Err(SettingsError::missing(
+                        env::BASE_URL,
+                        "set it to the account's API host, e.g. https://euw1.brightpearlconnect.com",
                     )
+                    .into());
                 }
-                (None, None) => {
-                    return Err(SettingsError::missing(env::TOKEN_STORE, "set it to a file path where the rotating OAuth tokens are kept (run `relay auth brightpearl` to fill it)").into());
-                }
-            };
-            let store: Arc<dyn TokenStore> = Arc::new(SeededStore {
-                inner: store,
-                initial: self.refresh_token.clone(),
-            });
-            let session = SessionCell::load(session_file);
-            let client_id = self.client_id.clone().unwrap_or_else(|| app_ref.clone());
-            let token_url: http::Uri = format!(
-                "{}/token/{}",
-                oauth_url.as_str().trim_end_matches('/'),
-                account
-            )
-            .parse()
-            .map_err(|_| SettingsError::invalid(env::OAUTH_URL, "cannot form the token URL"))?;
-            let token_transport = SniffingTransport {
-                inner: transport.clone(),
-                session: session.clone(),
-            };
-            let grant = RefreshTokenGrant::new(
-                token_transport.clone(),
-                token_url.clone(),
-                client_id.clone(),
-                self.client_secret.clone(),
-                Arc::clone(&store),
-            );
-            let cache = TokenCache::new(grant);
-            let parts = OAuthParts {
-                oauth_url,
-                token_url,
-                client_id,
-                client_secret: self.client_secret.clone(),
-                store,
-                transport: token_transport,
-            };
-            (Auth::OAuth(cache), Some(dev_ref), session, Some(parts))
+                session = SessionCell::default();
+                let layer = AuthLayer::new(TokenCache::new(StaticToken::raw(staff)))
+                    .header_name(http::HeaderName::from_static("brightpearl-staff-token"));
+                (None, self.dev_ref.clone(), layer)
+            }
+            None => {
+                let dev_ref = self.dev_ref.clone().ok_or_else(|| SettingsError::missing(env::DEV_REF, "set it to your developer reference (required with OAuth; or set BRIGHTPEARL_STAFF_TOKEN for a private app)"))?;
+                let (parts, cell) = self.oauth_parts(&account, &app_ref, &transport)?;
+                session = cell;
+                let layer = AuthLayer::new(parts.cache.clone());
+                (Some(parts), Some(dev_ref), layer)
+            }
         };
-
         let (limiter, key) = match self.limiter.clone() {
             Some(pair) => pair,
             None => crate::limiter::shared_limiter(&account, dev_ref.as_deref().unwrap_or(""))
-                .map_err(|e| Error::InvalidRequest(e.to_string()))?,
+                .map_err(|e| Error::invalid("build", e.to_string()))?,
         };
         let mut headers = StaticHeadersLayer::new()
             .header("brightpearl-app-ref", &app_ref)
@@ -388,33 +315,99 @@ impl ClientBuilder {
                 .header("brightpearl-dev-ref", dev)
                 .map_err(|_| SettingsError::invalid(env::DEV_REF, "not a valid header value"))?;
         }
-        let auth_layer = match &auth {
-            Auth::OAuth(cache) => AuthLayer::new(cache.clone()),
-            Auth::Staff(cache) => AuthLayer::new(cache.clone())
-                .header_name(http::HeaderName::from_static("brightpearl-staff-token")),
-        };
         let stack = ServiceBuilder::new()
             .layer(TraceLayer)
             .layer(RetryLayer::new(self.retry.clone().unwrap_or_default()))
             .layer(RateLimitLayer::new(limiter.clone()).default_key(key.clone()))
             .layer(auth_layer)
-            .service(Capture401 {
-                inner: ServiceBuilder::new().layer(headers).service(transport),
+            .layer(headers)
+            .service(transport);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                account,
+                app_ref,
+                dev_ref,
+                base_url,
+                session,
+                oauth,
+                engine: Engine::new(BoxTransport::new(stack)),
+                limiter,
+                key,
+                concurrency: self.concurrency.unwrap_or(4),
+                max_id_set_chars: self.max_id_set_chars.unwrap_or(1500),
+                bundle_availability_mode: self.bundle_availability_mode.unwrap_or_default(),
+            }),
+        })
+    }
+
+    /// The OAuth side: the token store (seeded with the initial refresh token), the session
+    /// kept next to it, and the rotating refresh-token grant over a transport whose token
+    /// answers feed the session (`api_domain`).
+    fn oauth_parts(
+        &self,
+        account: &str,
+        app_ref: &str,
+        transport: &BoxTransport,
+    ) -> Result<(OAuthParts, SessionCell)> {
+        let oauth_url = client_core::base_url(
+            env::OAUTH_URL,
+            self.oauth_url.as_deref().unwrap_or(DEFAULT_OAUTH_URL),
+        )?;
+        let (store, session_file): (Arc<dyn TokenStore>, Option<PathBuf>) = match (
+            &self.token_store,
+            &self.token_store_path,
+        ) {
+            (Some(store), _) => (Arc::clone(store), None),
+            (None, Some(path)) => {
+                let mut session = path.clone().into_os_string();
+                session.push(".session");
+                let store = Arc::new(FileTokenStore::new(path.clone()));
+                (store, Some(PathBuf::from(session)))
+            }
+            (None, None) => {
+                return Err(SettingsError::missing(env::TOKEN_STORE, "set it to a file path where the rotating OAuth tokens are kept (run `relay auth brightpearl` to fill it)").into());
+            }
+        };
+        let store: Arc<dyn TokenStore> = Arc::new(SeededStore {
+            inner: store,
+            initial: self.refresh_token.clone(),
+        });
+        let session = SessionCell::load(session_file);
+        let observed = session.clone();
+        let sniffing = transport
+            .clone()
+            .map_response(move |response: Response<Bytes>| {
+                if response.status().is_success() {
+                    observed.observe_token_body(response.body());
+                }
+                response
             });
-        Ok(Client::from_inner(Inner {
-            account,
-            app_ref,
-            dev_ref,
-            base_url,
-            session,
-            auth,
-            oauth,
-            stack: BoxTransport::new(stack),
-            limiter,
-            key,
-            concurrency: self.concurrency.unwrap_or(4),
-            max_id_set_chars: self.max_id_set_chars.unwrap_or(1500),
-            bundle_availability_mode: self.bundle_availability_mode.unwrap_or_default(),
-        }))
+        let path = RequestTokenPath {
+            account: account.to_owned(),
+        }
+        .to_path();
+        let token_url: http::Uri = client_core::join_path(&oauth_url, &path)
+            .as_str()
+            .parse()
+            .map_err(|_| SettingsError::invalid(env::OAUTH_URL, "cannot form the token URL"))?;
+        let client_id = self.client_id.clone().unwrap_or_else(|| app_ref.to_owned());
+        // Token sources want an `http_body::Body`.
+        let full = |r: Response<Bytes>| r.map(http_body_util::Full::new);
+        let grant = RefreshTokenGrant::new(
+            sniffing.clone().map_response(full),
+            token_url,
+            client_id.clone(),
+            self.client_secret.clone(),
+            Arc::clone(&store),
+        );
+        let parts = OAuthParts {
+            oauth_url,
+            client_id,
+            client_secret: self.client_secret.clone(),
+            store,
+            cache: TokenCache::new(grant),
+            engine: Engine::new(BoxTransport::new(sniffing)),
+        };
+        Ok((parts, session))
     }
 }

@@ -1,71 +1,79 @@
-//! The one error type of the client, with actionable hints.
+//! The one error type of the client: the settings, the shared request path's [`Failure`], and
+//! what only Brightpearl means (its error codes, its throttle answers, search rows).
 
 use std::time::Duration;
 
-use brightpearl_models::common::ApiError;
-use http::StatusCode;
+use brightpearl_models::RowDecodeError;
+use brightpearl_models::common::{ApiError, ErrorEnvelope};
+use client_core::{ErrorKind, Failure, HttpFailure, Platform, SettingsError};
+use http::{HeaderMap, StatusCode};
+use models_runtime::OperationInfo;
 
-/// Longest response body kept in an error (bytes); the rest is cut.
-pub(crate) const MAX_KEPT_BODY: usize = 4096;
+/// Brightpearl on the shared request engine.
+pub(crate) enum Brightpearl {}
 
-/// What the platform answered when a call failed: raw status, Brightpearl's error list, the
-/// request id and the (truncated) raw body.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct ApiFailure {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// The `{"errors":[{code,message}]}` entries (empty when the body had none).
-    pub errors: Vec<ApiError>,
-    /// Brightpearl's request id (`Ruid` response header), to quote to support.
-    pub request_id: Option<String>,
-    /// The raw body, cut at 4 KiB.
-    pub body: String,
-}
+impl Platform for Brightpearl {
+    const NAME: &'static str = "brightpearl";
+    const REQUEST_ID_HEADERS: &'static [&'static str] = &["ruid"];
+    type Error = Error;
 
-impl ApiFailure {
-    /// Whether any error carries `code` (e.g. `CMNC-404`).
-    pub fn has_code(&self, code: &str) -> bool {
-        self.errors.iter().any(|e| e.code == code)
+    /// An answer that carries Brightpearl's error list is [`Error::Api`]; anything else stays
+    /// the failure it is.
+    fn error(failure: Failure) -> Error {
+        match failure {
+            Failure::Http(failure) => match api_errors(failure.body.as_bytes()) {
+                errors if errors.is_empty() => Error::Failure(Failure::Http(failure)),
+                errors => Error::Api { errors, failure },
+            },
+            other => Error::Failure(other),
+        }
     }
 
-    /// The `response` string of bodies such as `{"response":"Authorization token expired"}`.
-    pub fn response_message(&self) -> Option<String> {
-        serde_json::from_str::<serde_json::Value>(&self.body)
-            .ok()?
-            .get("response")?
-            .as_str()
-            .map(str::to_owned)
-    }
-
-    fn summary(&self) -> String {
-        let mut out = self.status.to_string();
-        if !self.errors.is_empty() {
-            let list: Vec<String> = self
-                .errors
-                .iter()
-                .map(|e| match &e.message {
-                    Some(m) => format!("{} {m}", e.code),
-                    None => e.code.clone(),
-                })
-                .collect();
-            out.push_str(": ");
-            out.push_str(&list.join("; "));
-        } else if let Some(message) = self.response_message() {
-            out.push_str(": ");
-            out.push_str(&message);
-        }
-        if let Some(id) = &self.request_id {
-            out.push_str(&format!(" (Ruid {id})"));
-        }
-        out
+    /// Every call asks for JSON, also those answering `{}` (status PUTs, DELETEs).
+    fn accept(_: &OperationInfo) -> Option<&'static str> {
+        Some("application/json")
     }
 }
 
-impl std::fmt::Display for ApiFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.summary())
+/// The header with the milliseconds until the throttle window moves.
+const THROTTLE_PERIOD: &str = "brightpearl-next-throttle-period";
+
+/// 5xx codes that mean "bad input" rather than an outage (a search filter or a body Brightpearl
+/// cannot parse): trying again unchanged fails the same way.
+const BAD_INPUT_CODES: [&str; 3] = ["CMNC-018", "CMNC-044", "CMNU-003"];
+
+/// The `{"errors": [{code, message}]}` of an answer; none when the body has none.
+pub(crate) fn api_errors(body: &[u8]) -> Vec<ApiError> {
+    serde_json::from_slice::<ErrorEnvelope>(body)
+        .map(|e| e.errors)
+        .unwrap_or_default()
+}
+
+/// Whether an answer is Brightpearl's throttle (the call was not processed): a 429, or a 503
+/// with `brightpearl-next-throttle-period` or its "too many requests, please wait" text.
+pub(crate) fn is_throttle(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> bool {
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => true,
+        StatusCode::SERVICE_UNAVAILABLE => {
+            let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+            headers.contains_key(THROTTLE_PERIOD)
+                || text.contains("too many requests")
+                || text.contains("please wait")
+        }
+        _ => false,
     }
+}
+
+/// `CODE message; CODE message`.
+fn listed(errors: &[ApiError]) -> String {
+    let listed: Vec<String> = errors
+        .iter()
+        .map(|e| match &e.message {
+            Some(message) => format!("{} {message}", e.code),
+            None => e.code.clone(),
+        })
+        .collect();
+    listed.join("; ")
 }
 
 /// Every failure of the Brightpearl client. Never contains a token or secret.
@@ -74,50 +82,28 @@ impl std::fmt::Display for ApiFailure {
 pub enum Error {
     /// A setting is missing or malformed (the message names it).
     #[error(transparent)]
-    Settings(#[from] client_core::SettingsError),
-    /// No access token could be obtained (token endpoint, token store).
-    #[error("brightpearl token: {0}")]
-    Token(#[source] auth_core::TokenError),
-    /// The API answered 401: the token (or staff token) or the app/developer reference was
-    /// refused, also after a refresh.
-    #[error("brightpearl unauthorized: {0}")]
-    Unauthorized(ApiFailure),
-    /// The API answered 403: the credentials are valid but lack access to this resource.
-    #[error("brightpearl forbidden: {0}")]
-    Forbidden(ApiFailure),
-    /// Throttled (503 "too many requests" or 429) after the limiter paused and the retries
-    /// ran out.
-    #[error("brightpearl throttled: {failure}")]
-    Throttled {
-        /// The last answer.
-        failure: ApiFailure,
-        /// `brightpearl-next-throttle-period` (or `Retry-After`), when sent.
-        retry_after: Option<Duration>,
+    Settings(#[from] SettingsError),
+    /// The call failed on the shared request path: not sent, no answer in time, a broken
+    /// connection, no token, our limiter, an answer without Brightpearl's error list (a 401
+    /// with its `{"response": …}` message, a throttle 503), a success answer that does not
+    /// decode, or a request refused before sending (a bad argument).
+    #[error("Brightpearl {0}")]
+    Failure(#[from] Failure),
+    /// Brightpearl refused the call with its error list as data: validation codes such as
+    /// `ORDC-005` or `INTC-064`, `404 CMNC-404` on a write, `500 CMNC-018` for a bad search
+    /// filter.
+    #[error("{}: Brightpearl answered {}: {}{}", failure.operation, failure.status, listed(errors),
+        failure.request_id.as_deref().map(|id| format!(" (Ruid {id})")).unwrap_or_default())]
+    Api {
+        /// The `errors` entries (at least one).
+        errors: Vec<ApiError>,
+        /// The answer (status, headers, `Ruid` request id, body).
+        failure: Box<HttpFailure>,
     },
-    /// Any other non-success answer, with Brightpearl's error list as data (validation errors
-    /// such as `ORDC-005`, `INTC-064`, or `500 CMNC-018` for a bad search filter).
-    #[error("brightpearl API error: {0}")]
-    Api(ApiFailure),
-    /// The limiter would have had to wait longer than allowed.
-    #[error("brightpearl rate limit: {0}")]
-    RateLimit(#[source] auth_core::RateLimitError),
-    /// The request timed out.
-    #[error("brightpearl request timed out")]
-    Timeout(#[source] auth_core::BoxError),
-    /// The connection failed or broke off.
-    #[error("brightpearl transport error: {0}")]
-    Transport(#[source] auth_core::BoxError),
-    /// A success answer whose body does not match the expected shape.
-    #[error("brightpearl response of {status} does not decode: {message}")]
-    Decode {
-        /// HTTP status.
-        status: StatusCode,
-        /// What serde said.
-        message: String,
-        /// The raw body, cut at 4 KiB.
-        body: String,
-    },
-    /// More messages than one multi-message call may carry.
+    /// Search rows that do not decode into the asked row type (matched by column name).
+    #[error("Brightpearl search rows: {0}")]
+    SearchRows(#[from] RowDecodeError),
+    /// More messages than one multi-message call may carry; nothing was sent.
     #[error("a multi-message call carries at most {max} messages, got {count}")]
     TooManyMessages {
         /// Messages given.
@@ -125,140 +111,215 @@ pub enum Error {
         /// The limit (10).
         max: usize,
     },
-    /// The request cannot be built (bad argument).
-    #[error("invalid brightpearl request: {0}")]
-    InvalidRequest(String),
 }
 
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// The failure the platform sent, if the error comes from an answer.
-    pub fn failure(&self) -> Option<&ApiFailure> {
+    /// A request refused before sending (a bad argument).
+    pub(crate) fn invalid(operation: &'static str, reason: impl Into<String>) -> Self {
+        Self::Failure(Failure::InvalidRequest {
+            operation,
+            reason: reason.into(),
+        })
+    }
+
+    /// The answer, for the errors that come from one.
+    pub fn response(&self) -> Option<&HttpFailure> {
         match self {
-            Self::Unauthorized(f) | Self::Forbidden(f) | Self::Api(f) => Some(f),
-            Self::Throttled { failure, .. } => Some(failure),
+            Self::Failure(failure) => failure.http(),
+            Self::Api { failure, .. } => Some(failure),
             _ => None,
         }
     }
 
-    /// The HTTP status, if the error comes from an answer.
+    /// The HTTP status Brightpearl (or its token endpoint) answered with, if any.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
-            Self::Decode { status, .. } => Some(*status),
-            other => other.failure().map(|f| f.status),
+            Self::Failure(failure) => failure.status(),
+            Self::Api { failure, .. } => Some(failure.status),
+            _ => None,
         }
     }
 
-    /// Brightpearl's error list (empty unless the body had `errors`).
+    /// Brightpearl's request id (`Ruid`), to quote to support.
+    pub fn request_id(&self) -> Option<&str> {
+        self.response()?.request_id.as_deref()
+    }
+
+    /// Brightpearl's error list (empty unless the answer had `errors`).
     pub fn api_errors(&self) -> &[ApiError] {
-        self.failure()
-            .map(|f| f.errors.as_slice())
-            .unwrap_or_default()
-    }
-
-    /// The shared classification of this error ([`client_core::ErrorKind`]).
-    pub fn kind(&self) -> client_core::ErrorKind {
-        use client_core::ErrorKind as Kind;
         match self {
-            Self::Throttled { .. } | Self::RateLimit(_) => Kind::Throttled,
-            Self::Unauthorized(_) | Self::Forbidden(_) => Kind::Unauthorized,
-            Self::Token(e) if e.is_permanent() => Kind::Unauthorized,
-            _ if self.is_transient() => Kind::Transient,
-            _ => Kind::Permanent,
+            Self::Api { errors, .. } => errors,
+            _ => &[],
         }
     }
 
-    /// Whether trying again later may succeed (throttling, timeouts, transport, 5xx without a
-    /// validation code).
+    /// Whether any of Brightpearl's errors carries `code` (e.g. `CMNC-404`).
+    pub fn has_code(&self, code: &str) -> bool {
+        self.api_errors().iter().any(|e| e.code == code)
+    }
+
+    /// Whether the answer was Brightpearl's throttle (still, after the limiter's pauses).
+    pub fn is_throttle(&self) -> bool {
+        self.response()
+            .is_some_and(|f| is_throttle(f.status, &f.headers, f.body.as_bytes()))
+    }
+
+    /// How long to wait before trying again, when known: `brightpearl-next-throttle-period`,
+    /// `Retry-After`, or what the token endpoint or our limiter said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        let period = self
+            .response()
+            .and_then(|f| {
+                f.headers
+                    .get(THROTTLE_PERIOD)?
+                    .to_str()
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .map(Duration::from_millis);
+        match self {
+            Self::Failure(failure) => period.or_else(|| failure.retry_after()),
+            Self::Api { failure, .. } => period.or(failure.retry_after),
+            _ => None,
+        }
+    }
+
+    /// The shared classification ([`ErrorKind`]): the failure's own, except that Brightpearl's
+    /// throttle is [`ErrorKind::Throttled`] (a 503 that was not processed) and a 5xx with a
+    /// bad-input code (`CMNC-018`, `CMNC-044`, `CMNU-003`) is [`ErrorKind::Permanent`].
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Settings(_) | Self::SearchRows(_) | Self::TooManyMessages { .. } => {
+                ErrorKind::Permanent
+            }
+            _ if self.is_throttle() => ErrorKind::Throttled,
+            Self::Api { errors, failure } => {
+                let bad_input = errors
+                    .iter()
+                    .any(|e| BAD_INPUT_CODES.contains(&e.code.as_str()));
+                if failure.status.is_server_error() && bad_input {
+                    ErrorKind::Permanent
+                } else {
+                    failure.kind()
+                }
+            }
+            Self::Failure(failure) => failure.kind(),
+        }
+    }
+
+    /// Whether trying again later, unchanged, may succeed ([`ErrorKind::is_retryable`]).
     pub fn is_transient(&self) -> bool {
-        match self {
-            Self::Throttled { .. } | Self::Timeout(_) | Self::Transport(_) | Self::RateLimit(_) => {
-                true
-            }
-            Self::Api(f) => {
-                f.status.is_server_error()
-                    && !f
-                        .errors
-                        .iter()
-                        .any(|e| matches!(e.code.as_str(), "CMNC-018" | "CMNC-044" | "CMNU-003"))
-            }
-            Self::Token(e) => !e.is_permanent(),
-            _ => false,
-        }
+        self.kind().is_retryable()
     }
 
     /// Actionable advice naming the settings involved, for `relay verify` and logs.
     pub fn hint(&self) -> String {
         match self {
-            Self::Settings(e) => match e.setting() {
-                "BRIGHTPEARL_APP_REF" => "set BRIGHTPEARL_APP_REF to the app reference shown in Brightpearl (App Store → your app)".into(),
-                "BRIGHTPEARL_DEV_REF" => "set BRIGHTPEARL_DEV_REF to your developer reference (needed with OAuth)".into(),
-                "BRIGHTPEARL_ACCOUNT" => "set BRIGHTPEARL_ACCOUNT to the account code (the first path segment after /public-api/)".into(),
-                "BRIGHTPEARL_TOKEN_STORE" => "set BRIGHTPEARL_TOKEN_STORE to a writable file path; run `relay auth brightpearl` to fill it".into(),
-                name if name.ends_with("_URL") => format!("fix {name}: an https:// URL (http only for 127.0.0.1/localhost)"),
-                name => format!("fix {name}: {e}"),
-            },
-            Self::Token(e) => token_hint(e),
-            Self::Unauthorized(f) => {
-                let message = f.response_message().unwrap_or_default().to_ascii_lowercase();
-                if message.contains("app-ref") || message.contains("app reference") {
-                    "the app reference was refused: check BRIGHTPEARL_APP_REF".into()
-                } else if message.contains("dev-ref") {
-                    "the developer reference was refused: check BRIGHTPEARL_DEV_REF".into()
-                } else if message.contains("staff token") {
-                    "the staff token was refused: check BRIGHTPEARL_STAFF_TOKEN (or _FILE) and BRIGHTPEARL_APP_REF".into()
-                } else {
-                    "the token was refused even after a refresh: run `relay auth brightpearl` again / check BRIGHTPEARL_TOKEN_STORE, BRIGHTPEARL_APP_REF and BRIGHTPEARL_DEV_REF".into()
-                }
+            Self::Settings(e) => settings_hint(e),
+            Self::SearchRows(_) => "the search rows do not fit the row type: ask for the columns it needs (SearchQuery::columns)".into(),
+            Self::TooManyMessages { max, .. } => {
+                format!("split the messages into calls of at most {max}")
             }
-            Self::Forbidden(_) => "the credentials are valid but not allowed here: check the app's permissions in Brightpearl and BRIGHTPEARL_ACCOUNT".into(),
-            Self::Throttled { .. } => "Brightpearl's 200 requests/minute cap was hit: reduce concurrency or run fewer workers per account and developer".into(),
-            Self::RateLimit(_) => "the client-side rate limiter refused to wait that long: lower the request volume".into(),
-            Self::Api(f) if f.status == StatusCode::URI_TOO_LONG => "the URI is too long: use smaller ID-set chunks".into(),
-            Self::Api(f) if f.status == StatusCode::NOT_FOUND => "not found: check BRIGHTPEARL_ACCOUNT, BRIGHTPEARL_BASE_URL and the ids".into(),
-            Self::Api(f) if f.has_code("CMNC-018") => "a search filter value was rejected (CMNC-018): check the filter's data type".into(),
-            Self::Api(f) if f.status.is_client_error() => "Brightpearl rejected the request as invalid: see the error codes".into(),
-            Self::Api(_) => "Brightpearl failed: retry later; quote the Ruid to Brightpearl support if it persists".into(),
-            Self::Timeout(_) => "the request timed out: check the network and BRIGHTPEARL_BASE_URL".into(),
-            Self::Transport(_) => "could not reach Brightpearl: check BRIGHTPEARL_BASE_URL / BRIGHTPEARL_OAUTH_URL and the network".into(),
-            Self::Decode { .. } => "Brightpearl answered in an unexpected shape: report it with the body".into(),
-            Self::TooManyMessages { max, .. } => format!("split the messages into calls of at most {max}"),
-            Self::InvalidRequest(_) => "fix the arguments of the call".into(),
+            Self::Api { failure, .. } => self.answer_hint(failure).into(),
+            Self::Failure(Failure::Http(failure)) => self.answer_hint(failure).into(),
+            Self::Failure(failure) => failure_hint(failure),
+        }
+    }
+
+    fn answer_hint(&self, failure: &HttpFailure) -> &'static str {
+        // Brightpearl's 401 body is `{"response": "<why>"}`.
+        let message = failure
+            .json()
+            .and_then(|json| Some(json.get("response")?.as_str()?.to_ascii_lowercase()))
+            .unwrap_or_default();
+        match failure.status.as_u16() {
+            401 if message.contains("app-ref") || message.contains("app reference") => {
+                "the app reference was refused: check BRIGHTPEARL_APP_REF"
+            }
+            401 if message.contains("dev-ref") => {
+                "the developer reference was refused: check BRIGHTPEARL_DEV_REF"
+            }
+            401 if message.contains("staff token") => {
+                "the staff token was refused: check BRIGHTPEARL_STAFF_TOKEN (or _FILE) and BRIGHTPEARL_APP_REF"
+            }
+            401 => {
+                "the token was refused even after a refresh: run `relay auth brightpearl` again / check BRIGHTPEARL_TOKEN_STORE, BRIGHTPEARL_APP_REF and BRIGHTPEARL_DEV_REF"
+            }
+            403 => {
+                "the credentials are valid but not allowed here: check the app's permissions in Brightpearl and BRIGHTPEARL_ACCOUNT"
+            }
+            _ if self.is_throttle() => {
+                "Brightpearl's 200 requests/minute cap was hit: reduce concurrency or run fewer workers per account and developer"
+            }
+            414 => "the URI is too long: use smaller ID-set chunks",
+            404 => "not found: check BRIGHTPEARL_ACCOUNT, BRIGHTPEARL_BASE_URL and the ids",
+            _ if self.has_code("CMNC-018") => {
+                "a search filter value was rejected (CMNC-018): check the filter's data type"
+            }
+            400..=499 => "Brightpearl rejected the request as invalid: see the error codes",
+            _ if self.kind() == ErrorKind::AmbiguousWrite => {
+                "Brightpearl failed during a write that may have been carried out: look it up (e.g. search the externalRef) before sending it again; quote the Ruid to Brightpearl support if it persists"
+            }
+            _ => {
+                "Brightpearl failed: retry later; quote the Ruid to Brightpearl support if it persists"
+            }
         }
     }
 }
 
-fn token_hint(e: &auth_core::TokenError) -> String {
-    use auth_core::TokenError as T;
-    match e {
-        T::Endpoint { error, .. } => match error.as_deref() {
-            Some("invalid_grant") => "the refresh token is expired or was already used: run `relay auth brightpearl` again / check BRIGHTPEARL_TOKEN_STORE".into(),
-            Some("invalid_client") => "the token endpoint refused the client: check BRIGHTPEARL_CLIENT_ID and BRIGHTPEARL_CLIENT_SECRET".into(),
-            _ => "the token endpoint refused the request: check BRIGHTPEARL_OAUTH_URL, BRIGHTPEARL_CLIENT_ID and BRIGHTPEARL_CLIENT_SECRET".into(),
-        },
-        T::NoRefreshToken => "no refresh token stored: run `relay auth brightpearl` (or set BRIGHTPEARL_REFRESH_TOKEN) / check BRIGHTPEARL_TOKEN_STORE".into(),
-        T::Store(_) => "the token store cannot be read or written: check BRIGHTPEARL_TOKEN_STORE (path and permissions)".into(),
-        T::Transport(_) | T::Timeout(_) => "the token endpoint cannot be reached: check BRIGHTPEARL_OAUTH_URL and the network".into(),
-        _ => "token fetch failed: check BRIGHTPEARL_OAUTH_URL, BRIGHTPEARL_CLIENT_ID and BRIGHTPEARL_TOKEN_STORE".into(),
+fn settings_hint(e: &SettingsError) -> String {
+    match e.setting() {
+        "BRIGHTPEARL_APP_REF" => "set BRIGHTPEARL_APP_REF to the app reference shown in Brightpearl (App Store → your app)".into(),
+        "BRIGHTPEARL_DEV_REF" => "set BRIGHTPEARL_DEV_REF to your developer reference (needed with OAuth)".into(),
+        "BRIGHTPEARL_ACCOUNT" => "set BRIGHTPEARL_ACCOUNT to the account code (the first path segment after /public-api/)".into(),
+        "BRIGHTPEARL_TOKEN_STORE" => "set BRIGHTPEARL_TOKEN_STORE to a writable file path; run `relay auth brightpearl` to fill it".into(),
+        name if name.ends_with("_URL") => format!("fix {name}: an https:// URL (http only for 127.0.0.1/localhost)"),
+        name => format!("fix {name}: {e}"),
     }
 }
 
-impl Error {
-    /// Converts a stack error; `unauthorized` is the captured 401 answer, if any.
-    pub(crate) fn from_stack(e: auth_core::Error, unauthorized: Option<ApiFailure>) -> Self {
-        use auth_core::Error as A;
-        let timeout = client_core::is_timeout(&e);
-        match e {
-            A::Token(t) => Self::Token(t),
-            A::RateLimit(r) => Self::RateLimit(r),
-            A::Unauthorized { response } => Self::Unauthorized(
-                unauthorized.unwrap_or_else(|| crate::client::failure_of(&response)),
-            ),
-            A::Connect(b) | A::Transport(b) if timeout => Self::Timeout(b),
-            A::Connect(b) | A::Transport(b) => Self::Transport(b),
-            other => Self::Transport(Box::new(other)),
+fn failure_hint(failure: &Failure) -> String {
+    match failure {
+        Failure::Token { source, .. } => token_hint(source).into(),
+        Failure::RateLimit { .. } => "the client-side rate limiter refused to wait that long: lower the request volume".into(),
+        Failure::Timeout { idempotent: false, .. } | Failure::Transport { idempotent: false, .. } => "the connection to Brightpearl failed after a write was sent, so it may have been carried out: look it up (e.g. search the externalRef) before sending it again; check BRIGHTPEARL_BASE_URL and the network".into(),
+        Failure::Timeout { .. } => "the request timed out: check the network and BRIGHTPEARL_BASE_URL".into(),
+        Failure::Decode { .. } => "Brightpearl answered in an unexpected shape: report it with the body".into(),
+        Failure::InvalidRequest { reason, .. } => format!("fix the arguments of the call: {reason}"),
+        _ => "could not reach Brightpearl: check BRIGHTPEARL_BASE_URL / BRIGHTPEARL_OAUTH_URL and the network".into(),
+    }
+}
+
+fn token_hint(e: &auth_core::TokenError) -> &'static str {
+    use auth_core::TokenError as T;
+    match e {
+        T::Endpoint { error, .. } => match error.as_deref() {
+            Some("invalid_grant") => {
+                "the refresh token is expired or was already used: run `relay auth brightpearl` again / check BRIGHTPEARL_TOKEN_STORE"
+            }
+            Some("invalid_client") => {
+                "the token endpoint refused the client: check BRIGHTPEARL_CLIENT_ID and BRIGHTPEARL_CLIENT_SECRET"
+            }
+            _ => {
+                "the token endpoint refused the request: check BRIGHTPEARL_OAUTH_URL, BRIGHTPEARL_CLIENT_ID and BRIGHTPEARL_CLIENT_SECRET"
+            }
+        },
+        T::NoRefreshToken => {
+            "no refresh token stored: run `relay auth brightpearl` (or set BRIGHTPEARL_REFRESH_TOKEN) / check BRIGHTPEARL_TOKEN_STORE"
+        }
+        T::Store(_) => {
+            "the token store cannot be read or written: check BRIGHTPEARL_TOKEN_STORE (path and permissions)"
+        }
+        T::Transport(_) | T::Timeout(_) => {
+            "the token endpoint cannot be reached: check BRIGHTPEARL_OAUTH_URL and the network"
+        }
+        _ => {
+            "token fetch failed: check BRIGHTPEARL_OAUTH_URL, BRIGHTPEARL_CLIENT_ID and BRIGHTPEARL_TOKEN_STORE"
         }
     }
 }

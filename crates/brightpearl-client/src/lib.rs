@@ -4,27 +4,30 @@
 
 mod client;
 mod config;
+pub mod env;
 mod error;
 mod idset;
 mod limiter;
 mod ops;
 mod search;
-mod transport;
+mod session;
 
-pub use client::{Authorization, Client};
-pub use config::{ClientBuilder, DEFAULT_OAUTH_URL, env};
-pub use error::{ApiFailure, Error, Result};
+pub use client::{Authorization, BundleAvailabilityMode, Client};
+pub use client_core::BoxTransport;
+pub use config::ClientBuilder;
+pub use env::DEFAULT_OAUTH_URL;
+pub use error::{Error, Result};
 pub use idset::{IdSet, IdSetError};
 pub use limiter::shared_limiter;
 pub use ops::{
-    BundleAvailabilityMode, MAX_GOODS_OUT_NOTE_IDS, MAX_MULTI_MESSAGES, MAX_ORDER_IDS,
-    MAX_OTHER_IDS, MAX_PRODUCT_IDS, MAX_SIMULATE_IDS, NewContact,
+    MAX_GOODS_OUT_NOTE_IDS, MAX_MULTI_MESSAGES, MAX_ORDER_IDS, MAX_OTHER_IDS, MAX_PRODUCT_IDS,
+    MAX_SIMULATE_IDS, NewContact,
 };
 pub use search::{
     ContactRow, GoodsOutNoteRow, OrderRow, ProductRow, SearchPage, SearchQuery, SearchResource,
     SortDirection,
 };
-pub use transport::{BoxTransport, Session};
+pub use session::Session;
 
 /// The generated models, re-exported.
 pub use brightpearl_models as models;

@@ -1,22 +1,31 @@
 //! The operations. Paths are relative to `/public-api/{account}`.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
-use brightpearl_models::common::GetUris;
-use brightpearl_models::contact::{Contact, ContactRequest, PostAddressIds, PostalAddressRequest};
+use brightpearl_models::contact::operations::ContactApi;
+use brightpearl_models::contact::{
+    self, Contact, ContactRequest, PostAddressIds, PostalAddressRequest,
+};
+use brightpearl_models::integration::operations::IntegrationApi;
 use brightpearl_models::integration::{
-    MultiMessageRequest, MultiMessageResult, Webhook, WebhookRequest, WebhookSimulateRequest,
+    self, MultiMessageRequest, MultiMessageResult, Webhook, WebhookRequest, WebhookSimulateRequest,
 };
+use brightpearl_models::order::operations::OrderApi;
 use brightpearl_models::order::{
-    Order, OrderShippingStatus, OrderStatus, OrderStatusUpdate, SalesOrder, SalesOrderRequest,
+    self, Order, OrderShippingStatus, OrderStatus, OrderStatusUpdate, SalesOrder, SalesOrderRequest,
 };
-use brightpearl_models::product::{PriceList, Product, ProductPrice};
+use brightpearl_models::product::operations::ProductApi as _;
+use brightpearl_models::product::{self, PriceList, Product, ProductPrice};
+use brightpearl_models::warehouse::operations::WarehouseApi as _;
 use brightpearl_models::warehouse::{
-    BundleAvailability, GoodsOutNote, NamedItem, ProductAvailability,
+    self, BundleAvailability, GoodsOutNote, NamedItem, ProductAvailability,
 };
-use http::Method;
+use futures::future::BoxFuture;
+use futures::{StreamExt as _, TryStreamExt as _};
+use http::StatusCode;
 
-use crate::client::Client;
+use crate::client::{BundleAvailabilityMode, Client, found};
 use crate::error::{Error, Result};
 use crate::idset::IdSet;
 use crate::search::{ContactRow, ProductRow, SearchQuery, SearchResource};
@@ -36,23 +45,6 @@ pub const MAX_SIMULATE_IDS: usize = 10;
 /// The test-data variable that carries the resource ids of a webhook simulation.
 const RESOURCE_ID_VAR: &str = "${resource-id}";
 
-/// How [`Client::bundle_availability`] asks for several bundles.
-///
-/// Brightpearl documents `GET /warehouse-service/bundle-availability/{PRODUCT-ID}` with one id
-/// (product-availability names its segment an ID set; this page does not, and states no
-/// limit), so whether an ID set is accepted is unconfirmed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum BundleAvailabilityMode {
-    /// One request per bundle id, as documented (default). The requests run
-    /// `concurrency` at a time through the shared limiter.
-    #[default]
-    PerId,
-    /// ID sets of up to [`MAX_OTHER_IDS`] ids per request. A chunk Brightpearl refuses with
-    /// 400 is asked again one id at a time (an id refused alone is left out and logged).
-    IdSets,
-}
-
 /// The ids of a new contact and its postal address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -63,21 +55,27 @@ pub struct NewContact {
     pub address_id: i64,
 }
 
-fn id_set(ids: &[u64]) -> IdSet {
-    IdSet::from_ids(ids.iter().copied())
+/// An id of ours as the `i64` of a generated path; an id past `i64::MAX` names nothing.
+fn path_id(operation: &'static str, id: u64) -> Result<i64> {
+    let reason = || format!("id {id} is not a Brightpearl id");
+    i64::try_from(id).map_err(|_| Error::invalid(operation, reason()))
+}
+
+/// A read's answer, Brightpearl's "nothing found" (`404 CMNC-404`) as the empty answer.
+fn or_empty<T: Default>(answer: Result<T>) -> Result<T> {
+    Ok(found(answer)?.unwrap_or_default())
 }
 
 impl Client {
     /// Products by id: `GET /product-service/product/{idSet}`, in chunks of 200 fetched
     /// concurrently. Unknown ids are left out; the result is sorted by id.
     pub async fn products(&self, ids: &[u64]) -> Result<Vec<Product>> {
-        let set = id_set(ids);
-        let chunks: Vec<Vec<Product>> = self
-            .get_chunked(&set, MAX_PRODUCT_IDS, |c| {
-                format!("/product-service/product/{c}")
-            })
-            .await?;
-        let mut products: Vec<Product> = chunks.into_iter().flatten().collect();
+        let chunks = self.get_chunked(ids, MAX_PRODUCT_IDS, |client, account, id_set| async move {
+            let path = product::GetProductsPath { account, id_set };
+            let query = product::GetProductsQuery::default();
+            Ok(client.get_products(&path, &query).await?.response)
+        });
+        let mut products: Vec<Product> = chunks.await?.into_iter().flatten().collect();
         products.sort_by_key(|p| p.id);
         Ok(products)
     }
@@ -88,7 +86,8 @@ impl Client {
     /// and sized to the 200-product GET limit; ids that do not exist are left out, so no URIs
     /// means none of the ids exists (`404 CMNC-404` also counts as none). No ids sends nothing
     /// and returns nothing (never the URIs of every product). A long ID set is split by URI
-    /// length only; the URIs come back in ascending id order.
+    /// length only (the answer is already sized to the GET limit); the URIs come back in
+    /// ascending id order.
     ///
     /// ```no_run
     /// # async fn demo(client: brightpearl_client::Client) -> Result<(), brightpearl_client::Error> {
@@ -101,7 +100,15 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn product_uris(&self, ids: &[u64]) -> Result<Vec<String>> {
-        self.get_uris(ids, "/product-service/product").await
+        let answers = self.get_chunked(ids, usize::MAX, |client, account, id_set| async move {
+            let path = product::GetProductUrisPath { account, id_set };
+            Ok(client.get_product_uris(&path).await?.response)
+        });
+        Ok(answers
+            .await?
+            .into_iter()
+            .flat_map(|a| a.get_uris.unwrap_or_default())
+            .collect())
     }
 
     /// The product with exactly this SKU: `GET /product-service/product-search?SKU=…` then
@@ -126,45 +133,15 @@ impl Client {
         &self,
         product_ids: &[u64],
     ) -> Result<BTreeMap<String, ProductAvailability>> {
-        use futures::{StreamExt as _, TryStreamExt as _};
-        let set = id_set(product_ids);
-        let chunks = set.chunks(MAX_OTHER_IDS, self.inner.max_id_set_chars);
-        let maps: Vec<BTreeMap<String, ProductAvailability>> =
-            futures::stream::iter(chunks.into_iter().map(|c| self.availability_chunk(c)))
-                .buffer_unordered(self.inner.concurrency)
-                .try_collect()
-                .await?;
-        Ok(maps.into_iter().flatten().collect())
-    }
-
-    fn availability_chunk(
-        &self,
-        chunk: IdSet,
-    ) -> futures::future::BoxFuture<'_, Result<BTreeMap<String, ProductAvailability>>> {
-        Box::pin(async move {
-            let path = format!("/warehouse-service/product-availability/{chunk}");
-            match self
-                .call::<BTreeMap<String, ProductAvailability>>(Method::GET, &path, &[], None)
-                .await
-            {
-                Ok(found) => Ok(found.unwrap_or_default()),
-                Err(Error::Api(failure)) if failure.status == http::StatusCode::BAD_REQUEST => {
-                    let ids: Vec<u64> = chunk.iter().collect();
-                    if ids.len() == 1 {
-                        tracing::warn!(target: "brightpearl_client", id = ids[0], error = %failure, "availability refused for this id; left out");
-                        return Ok(BTreeMap::new());
-                    }
-                    let (left, right) = ids.split_at(ids.len() / 2);
-                    let (a, b) = futures::future::try_join(
-                        self.availability_chunk(IdSet::from_ids(left.iter().copied())),
-                        self.availability_chunk(IdSet::from_ids(right.iter().copied())),
-                    )
-                    .await?;
-                    Ok(a.into_iter().chain(b).collect())
-                }
-                Err(e) => Err(e),
-            }
-        })
+        let fetch = |client: Client, account, id_set| async move {
+            let path = warehouse::GetProductAvailabilityPath { account, id_set };
+            Ok(client
+                .get_product_availability(&path, &warehouse::GetProductAvailabilityQuery::default())
+                .await?
+                .response)
+        };
+        self.by_id(product_ids.to_vec(), MAX_OTHER_IDS, true, fetch)
+            .await
     }
 
     /// Stock of bundles: `GET /warehouse-service/bundle-availability/{id}`, asked as the
@@ -189,62 +166,82 @@ impl Client {
             .await
     }
 
-    /// [`bundle_availability`](Self::bundle_availability) with the mode given per call.
+    /// [`bundle_availability`](Self::bundle_availability) with the mode given per call. A
+    /// chunk Brightpearl refuses with 400 is asked again one id at a time.
     pub async fn bundle_availability_with(
         &self,
         product_ids: &[u64],
         mode: BundleAvailabilityMode,
     ) -> Result<BTreeMap<String, BundleAvailability>> {
-        use futures::{StreamExt as _, TryStreamExt as _};
         let per_request = match mode {
             BundleAvailabilityMode::PerId => 1,
             BundleAvailabilityMode::IdSets => MAX_OTHER_IDS,
         };
-        let chunks = id_set(product_ids).chunks(per_request, self.inner.max_id_set_chars);
-        tracing::debug!(target: "brightpearl_client", ids = product_ids.len(), requests = chunks.len(), ?mode, "fetching bundle availability");
-        // Collected first, so the future stays `Send` for every lifetime.
-        let calls: Vec<_> = chunks
-            .into_iter()
-            .map(|c| self.bundle_availability_chunk(c))
-            .collect();
-        let maps: Vec<BTreeMap<String, BundleAvailability>> = futures::stream::iter(calls)
-            .buffer_unordered(self.inner.concurrency)
-            .try_collect()
-            .await?;
-        Ok(maps.into_iter().flatten().collect())
+        tracing::debug!(target: "brightpearl_client", ids = product_ids.len(), ?mode, "fetching bundle availability");
+        let fetch = |client: Client, account, id_set| async move {
+            let path = warehouse::GetBundleAvailabilityPath { account, id_set };
+            Ok(client.get_bundle_availability(&path).await?.response)
+        };
+        self.by_id(product_ids.to_vec(), per_request, false, fetch)
+            .await
     }
 
-    fn bundle_availability_chunk(
+    /// Maps keyed by id for `ids`, in ID-set chunks of `per_request` ids, `concurrency` at a
+    /// time; `fetch(client, account, id_set)` asks for one chunk. A chunk Brightpearl refuses
+    /// with 400 (one bad id fails the whole call) is asked again split, in halves when
+    /// `bisect`, else one id at a time; an id refused alone is left out (logged).
+    fn by_id<T, F, Fut>(
         &self,
-        chunk: IdSet,
-    ) -> futures::future::BoxFuture<'static, Result<BTreeMap<String, BundleAvailability>>> {
+        ids: Vec<u64>,
+        per_request: usize,
+        bisect: bool,
+        fetch: F,
+    ) -> BoxFuture<'static, Result<BTreeMap<String, T>>>
+    where
+        T: Send + 'static,
+        F: Fn(Client, String, String) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<BTreeMap<String, T>>> + Send + 'static,
+    {
         let client = self.clone();
         Box::pin(async move {
-            let path = format!("/warehouse-service/bundle-availability/{chunk}");
-            match client
-                .call::<BTreeMap<String, BundleAvailability>>(Method::GET, &path, &[], None)
-                .await
-            {
-                Ok(found) => Ok(found.unwrap_or_default()),
-                Err(Error::Api(failure)) if failure.status == http::StatusCode::BAD_REQUEST => {
-                    if chunk.len() == 1 {
-                        tracing::warn!(target: "brightpearl_client", id = %chunk, error = %failure, "bundle availability refused for this id; left out");
-                        return Ok(BTreeMap::new());
+            let chunks = IdSet::from_ids(ids).chunks(per_request, client.inner.max_id_set_chars);
+            // Collected first, so the future stays `Send` for every lifetime.
+            let calls: Vec<_> = chunks
+                .into_iter()
+                .map(|chunk| {
+                    let (client, fetch) = (client.clone(), fetch.clone());
+                    async move {
+                        let answer = fetch(client.clone(), client.inner.account.clone(), chunk.to_string());
+                        match found(answer.await) {
+                            Ok(map) => Ok(map.unwrap_or_default()),
+                            Err(e) if e.status() == Some(StatusCode::BAD_REQUEST) => {
+                                let ids: Vec<u64> = chunk.iter().collect();
+                                if let [id] = ids[..] {
+                                    tracing::warn!(target: "brightpearl_client", id, error = %e, "refused for this id; left out");
+                                    return Ok(BTreeMap::new());
+                                }
+                                tracing::warn!(target: "brightpearl_client", ids = %chunk, error = %e, "an ID set was refused; asking again split");
+                                let per_request = if bisect { ids.len().div_ceil(2) } else { 1 };
+                                client.by_id(ids, per_request, bisect, fetch).await
+                            }
+                            Err(e) => Err(e),
+                        }
                     }
-                    tracing::warn!(target: "brightpearl_client", ids = %chunk, error = %failure, "bundle availability refused an ID set; asking one id at a time");
-                    let ids: Vec<u64> = chunk.iter().collect();
-                    client
-                        .bundle_availability_with(&ids, BundleAvailabilityMode::PerId)
-                        .await
-                }
-                Err(e) => Err(e),
-            }
+                })
+                .collect();
+            let maps: Vec<BTreeMap<String, T>> = futures::stream::iter(calls)
+                .buffer_unordered(client.inner.concurrency)
+                .try_collect()
+                .await?;
+            Ok(maps.into_iter().flatten().collect())
         })
     }
 
     /// Every price list: `GET /product-service/price-list`.
     pub async fn price_lists(&self) -> Result<Vec<PriceList>> {
-        self.list("/product-service/price-list").await
+        let account = self.account().to_owned();
+        let path = product::ListPriceListsPath { account };
+        Ok(or_empty(self.list_price_lists(&path).await)?.response)
     }
 
     /// Product prices: `GET /product-service/product-price/{idSet}[/price-list/{priceListId}]`,
@@ -254,16 +251,29 @@ impl Client {
         product_ids: &[u64],
         price_list: Option<u64>,
     ) -> Result<Vec<ProductPrice>> {
-        let set = id_set(product_ids);
-        let suffix = price_list
-            .map(|p| format!("/price-list/{p}"))
-            .unwrap_or_default();
-        let chunks: Vec<Vec<ProductPrice>> = self
-            .get_chunked(&set, MAX_OTHER_IDS, |c| {
-                format!("/product-service/product-price/{c}{suffix}")
-            })
-            .await?;
-        let mut prices: Vec<ProductPrice> = chunks.into_iter().flatten().collect();
+        let chunks = self.get_chunked(
+            product_ids,
+            MAX_OTHER_IDS,
+            |client, account, id_set| async move {
+                let answer = match price_list {
+                    None => {
+                        let path = product::GetProductPricesPath { account, id_set };
+                        client.get_product_prices(&path).await
+                    }
+                    Some(list) => {
+                        let price_list_id_set = list.to_string();
+                        let path = product::GetProductPricesForPriceListsPath {
+                            account,
+                            id_set,
+                            price_list_id_set,
+                        };
+                        client.get_product_prices_for_price_lists(&path).await
+                    }
+                };
+                Ok(answer?.response)
+            },
+        );
+        let mut prices: Vec<ProductPrice> = chunks.await?.into_iter().flatten().collect();
         prices.sort_by_key(|p| p.product_id);
         Ok(prices)
     }
@@ -271,13 +281,14 @@ impl Client {
     /// Contacts by id: `GET /contact-service/contact/{idSet}`, chunks of 100. Unknown ids
     /// (`CMNC-404`) are left out.
     pub async fn contacts(&self, ids: &[u64]) -> Result<Vec<Contact>> {
-        let set = id_set(ids);
-        let chunks: Vec<Vec<Contact>> = self
-            .get_chunked(&set, MAX_OTHER_IDS, |c| {
-                format!("/contact-service/contact/{c}")
-            })
-            .await?;
-        let mut contacts: Vec<Contact> = chunks.into_iter().flatten().collect();
+        let chunks = self.get_chunked(ids, MAX_OTHER_IDS, |client, account, id_set| async move {
+            let path = contact::GetContactsPath { account, id_set };
+            Ok(client
+                .get_contacts(&path, &contact::GetContactsQuery::default())
+                .await?
+                .response)
+        });
+        let mut contacts: Vec<Contact> = chunks.await?.into_iter().flatten().collect();
         contacts.sort_by_key(|c| c.contact_id);
         Ok(contacts)
     }
@@ -288,7 +299,8 @@ impl Client {
     pub async fn find_contacts_by_email(&self, email: &str) -> Result<Vec<ContactRow>> {
         let wanted = email.trim();
         if wanted.is_empty() {
-            return Err(Error::InvalidRequest("empty e-mail address".into()));
+            let op = &contact::operations::SEARCH_CONTACTS;
+            return Err(Error::invalid(op.id, "empty e-mail address"));
         }
         let query = SearchQuery::new().filter("primaryEmail", wanted).columns([
             "contactId",
@@ -309,14 +321,19 @@ impl Client {
 
     /// Creates a postal address: `POST /contact-service/postal-address`; returns its id.
     pub async fn create_postal_address(&self, address: &PostalAddressRequest) -> Result<i64> {
-        self.create("/contact-service/postal-address", Client::json(address)?)
-            .await
+        let account = self.account().to_owned();
+        let path = contact::CreatePostalAddressPath { account };
+        let created = ContactApi::create_postal_address(self, &path, address);
+        Ok(created.await?.response)
     }
 
     /// Creates a contact: `POST /contact-service/contact`; returns its id.
     pub async fn create_contact(&self, contact: &ContactRequest) -> Result<i64> {
-        self.create("/contact-service/contact", Client::json(contact)?)
-            .await
+        let account = self.account().to_owned();
+        let path = contact::CreateContactPath { account };
+        Ok(ContactApi::create_contact(self, &path, contact)
+            .await?
+            .response)
     }
 
     /// Creates the postal address, then the contact using it as default, billing and delivery
@@ -344,17 +361,23 @@ impl Client {
     /// Creates a sales order with its rows: `POST /order-service/sales-order`; returns its id.
     /// Not retried on ambiguous failures: search `externalRef` before creating again.
     pub async fn create_sales_order(&self, order: &SalesOrderRequest) -> Result<i64> {
-        self.create("/order-service/sales-order", Client::json(order)?)
-            .await
+        let account = self.account().to_owned();
+        let path = order::CreateSalesOrderPath { account };
+        Ok(OrderApi::create_sales_order(self, &path, order)
+            .await?
+            .response)
     }
 
     /// Orders by id (nested shape): `GET /order-service/order/{idSet}`, chunks of 200.
     pub async fn orders(&self, ids: &[u64]) -> Result<Vec<Order>> {
-        let set = id_set(ids);
-        let chunks: Vec<Vec<Order>> = self
-            .get_chunked(&set, MAX_ORDER_IDS, |c| format!("/order-service/order/{c}"))
-            .await?;
-        let mut orders: Vec<Order> = chunks.into_iter().flatten().collect();
+        let chunks = self.get_chunked(ids, MAX_ORDER_IDS, |client, account, id_set| async move {
+            let path = order::GetOrdersPath { account, id_set };
+            Ok(client
+                .get_orders(&path, &order::GetOrdersQuery::default())
+                .await?
+                .response)
+        });
+        let mut orders: Vec<Order> = chunks.await?.into_iter().flatten().collect();
         orders.sort_by_key(|o| o.id);
         Ok(orders)
     }
@@ -374,18 +397,24 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn order_uris(&self, ids: &[u64]) -> Result<Vec<String>> {
-        self.get_uris(ids, "/order-service/order").await
+        let answers = self.get_chunked(ids, usize::MAX, |client, account, id_set| async move {
+            let path = order::GetOrderUrisPath { account, id_set };
+            Ok(client.get_order_uris(&path).await?.response)
+        });
+        Ok(answers
+            .await?
+            .into_iter()
+            .flat_map(|a| a.get_uris.unwrap_or_default())
+            .collect())
     }
 
     /// Sales orders by id (flat shape): `GET /order-service/sales-order/{idSet}`, chunks of 200.
     pub async fn sales_orders(&self, ids: &[u64]) -> Result<Vec<SalesOrder>> {
-        let set = id_set(ids);
-        let chunks: Vec<Vec<SalesOrder>> = self
-            .get_chunked(&set, MAX_ORDER_IDS, |c| {
-                format!("/order-service/sales-order/{c}")
-            })
-            .await?;
-        Ok(chunks.into_iter().flatten().collect())
+        let chunks = self.get_chunked(ids, MAX_ORDER_IDS, |client, account, id_set| async move {
+            let path = order::GetSalesOrdersPath { account, id_set };
+            Ok(client.get_sales_orders(&path).await?.response)
+        });
+        Ok(chunks.await?.into_iter().flatten().collect())
     }
 
     /// Sets an order's status: `PUT /order-service/order/{id}/status`.
@@ -394,12 +423,13 @@ impl Client {
         order_id: u64,
         update: &OrderStatusUpdate,
     ) -> Result<()> {
-        self.call_unit(
-            Method::PUT,
-            &format!("/order-service/order/{order_id}/status"),
-            Some(Client::json(update)?),
-        )
-        .await
+        let path = order::UpdateOrderStatusPath {
+            account: self.account().to_owned(),
+            order_id: path_id(order::operations::UPDATE_ORDER_STATUS.id, order_id)?,
+        };
+        OrderApi::update_order_status(self, &path, update)
+            .await
+            .map(drop)
     }
 
     /// Every order status of the account (`statusId`, `name`, `orderTypeCode`, `sortOrder`, …),
@@ -407,26 +437,37 @@ impl Client {
     /// statuses to Norce ones and to find the id for [`update_order_status`](Self::update_order_status).
     /// `CMNC-404` is an empty list.
     pub async fn order_statuses(&self) -> Result<Vec<OrderStatus>> {
-        self.list("/order-service/order-status").await
+        let account = self.account().to_owned();
+        let path = order::ListOrderStatusesPath { account };
+        Ok(or_empty(self.list_order_statuses(&path).await)?.response)
     }
 
     /// Every order shipping status (`id`, `code` such as `NST`, `SNS`, `SPS`, `ASS`,
     /// `description`): `GET /order-service/order-shipping-status`. The ids are those of the
     /// `orderShippingStatusId` search column. `CMNC-404` is an empty list.
     pub async fn order_shipping_statuses(&self) -> Result<Vec<OrderShippingStatus>> {
-        self.list("/order-service/order-shipping-status").await
+        let account = self.account().to_owned();
+        let path = order::ListOrderShippingStatusesPath { account };
+        Ok(or_empty(self.list_order_shipping_statuses(&path).await)?.response)
     }
 
     /// Goods-out notes by their ids: `GET /warehouse-service/order/*/goods-note/goods-out/{idSet}`,
     /// chunks of 500. Keyed by GON id (as a string).
     pub async fn goods_out_notes(&self, ids: &[u64]) -> Result<BTreeMap<String, GoodsOutNote>> {
-        let set = id_set(ids);
-        let chunks: Vec<BTreeMap<String, GoodsOutNote>> = self
-            .get_chunked(&set, MAX_GOODS_OUT_NOTE_IDS, |c| {
-                format!("/warehouse-service/order/*/goods-note/goods-out/{c}")
-            })
-            .await?;
-        Ok(chunks.into_iter().flatten().collect())
+        let chunks = self.get_chunked(
+            ids,
+            MAX_GOODS_OUT_NOTE_IDS,
+            |client, account, id_set| async move {
+                let order_id_set = "*".to_owned();
+                let path = warehouse::GetGoodsOutNotesPath {
+                    account,
+                    order_id_set,
+                    goods_out_note_id_set: id_set,
+                };
+                Ok(client.get_goods_out_notes(&path).await?.response)
+            },
+        );
+        Ok(chunks.await?.into_iter().flatten().collect())
     }
 
     /// Every goods-out note of these orders: `GET /warehouse-service/order/{idSet}/goods-note/goods-out`,
@@ -435,31 +476,42 @@ impl Client {
         &self,
         order_ids: &[u64],
     ) -> Result<BTreeMap<String, GoodsOutNote>> {
-        let set = id_set(order_ids);
-        let chunks: Vec<BTreeMap<String, GoodsOutNote>> = self
-            .get_chunked(&set, MAX_ORDER_IDS, |c| {
-                format!("/warehouse-service/order/{c}/goods-note/goods-out")
-            })
-            .await?;
-        Ok(chunks.into_iter().flatten().collect())
+        let chunks = self.get_chunked(
+            order_ids,
+            MAX_ORDER_IDS,
+            |client, account, order_id_set| async move {
+                let path = warehouse::GetGoodsOutNotesForOrdersPath {
+                    account,
+                    order_id_set,
+                };
+                Ok(client.get_goods_out_notes_for_orders(&path).await?.response)
+            },
+        );
+        Ok(chunks.await?.into_iter().flatten().collect())
     }
 
     /// Every warehouse of the account, by id and name: `GET /warehouse-service/warehouse`.
     /// `CMNC-404` is an empty list.
     pub async fn warehouses(&self) -> Result<Vec<NamedItem>> {
-        self.list("/warehouse-service/warehouse").await
+        let account = self.account().to_owned();
+        let path = warehouse::ListWarehousesPath { account };
+        Ok(or_empty(self.list_warehouses(&path).await)?.response)
     }
 
     /// Every shipping method of the account, by id and name (the `shippingMethodId` of orders
     /// and goods-out notes): `GET /warehouse-service/shipping-method`. Used to map Brightpearl
     /// shipping methods to Norce delivery methods and nShift services. `CMNC-404` is an empty list.
     pub async fn shipping_methods(&self) -> Result<Vec<NamedItem>> {
-        self.list("/warehouse-service/shipping-method").await
+        let account = self.account().to_owned();
+        let path = warehouse::ListShippingMethodsPath { account };
+        Ok(or_empty(self.list_shipping_methods(&path).await)?.response)
     }
 
     /// Every webhook: `GET /integration-service/webhook` (`CMNC-404` is an empty list).
     pub async fn webhooks(&self) -> Result<Vec<Webhook>> {
-        self.list("/integration-service/webhook").await
+        let account = self.account().to_owned();
+        let path = integration::ListWebhooksPath { account };
+        Ok(or_empty(self.list_webhooks(&path).await)?.response)
     }
 
     /// Webhooks by id: `GET /integration-service/webhook/{idSet}`, chunks of 100, sorted by id.
@@ -467,21 +519,22 @@ impl Client {
     /// available in ID Set …"), which is an empty list. No ids sends nothing and returns nothing
     /// (use [`webhooks`](Self::webhooks) for every subscription).
     pub async fn webhooks_by_id(&self, ids: &[u64]) -> Result<Vec<Webhook>> {
-        let set = id_set(ids);
-        let chunks: Vec<Vec<Webhook>> = self
-            .get_chunked(&set, MAX_OTHER_IDS, |c| {
-                format!("/integration-service/webhook/{c}")
-            })
-            .await?;
-        let mut webhooks: Vec<Webhook> = chunks.into_iter().flatten().collect();
+        let chunks = self.get_chunked(ids, MAX_OTHER_IDS, |client, account, id_set| async move {
+            let path = integration::GetWebhooksPath { account, id_set };
+            Ok(client.get_webhooks(&path).await?.response)
+        });
+        let mut webhooks: Vec<Webhook> = chunks.await?.into_iter().flatten().collect();
         webhooks.sort_by_key(|w| w.id);
         Ok(webhooks)
     }
 
     /// Subscribes a webhook: `POST /integration-service/webhook`; returns its id.
     pub async fn create_webhook(&self, webhook: &WebhookRequest) -> Result<i64> {
-        self.create("/integration-service/webhook", Client::json(webhook)?)
-            .await
+        let account = self.account().to_owned();
+        let path = integration::CreateWebhookPath { account };
+        Ok(IntegrationApi::create_webhook(self, &path, webhook)
+            .await?
+            .response)
     }
 
     /// Replaces a webhook subscription with `webhook` (every field; POST and PUT hooks need
@@ -489,22 +542,22 @@ impl Client {
     /// answers `{}`. An unknown id is an error here ([`Error::Api`], `404 CMNC-404`), not an
     /// empty result; an event that cannot be subscribed to is `400 INTC-064`.
     pub async fn update_webhook(&self, id: u64, webhook: &WebhookRequest) -> Result<()> {
-        self.call_unit(
-            Method::PUT,
-            &format!("/integration-service/webhook/{id}"),
-            Some(Client::json(webhook)?),
-        )
-        .await
+        let path = integration::UpdateWebhookPath {
+            account: self.account().to_owned(),
+            webhook_id: path_id(integration::operations::UPDATE_WEBHOOK.id, id)?,
+        };
+        IntegrationApi::update_webhook(self, &path, webhook)
+            .await
+            .map(drop)
     }
 
     /// Deletes a webhook: `DELETE /integration-service/webhook/{id}`.
     pub async fn delete_webhook(&self, id: u64) -> Result<()> {
-        self.call_unit(
-            Method::DELETE,
-            &format!("/integration-service/webhook/{id}"),
-            None,
-        )
-        .await
+        let path = integration::DeleteWebhookPath {
+            account: self.account().to_owned(),
+            webhook_id: path_id(integration::operations::DELETE_WEBHOOK.id, id)?,
+        };
+        IntegrationApi::delete_webhook(self, &path).await.map(drop)
     }
 
     /// Makes Brightpearl call a webhook now with test data: `POST
@@ -513,8 +566,9 @@ impl Client {
     /// Brightpearl answers `{}`; an unknown id is an error ([`Error::Api`], `404 CMNC-404`).
     ///
     /// `${resource-id}` is an ID set of at most 10 ids ([`MAX_SIMULATE_IDS`]): more, or text
-    /// that is not an ID set, is refused here with [`Error::InvalidRequest`] naming the field,
-    /// before anything is sent. It is sent in canonical form (`5,1-3` becomes `1-3,5`).
+    /// that is not an ID set, is refused here (a [`client_core::Failure::InvalidRequest`]
+    /// naming the field) before anything is sent. It is sent in canonical form (`5,1-3` becomes
+    /// `1-3,5`).
     ///
     /// ```no_run
     /// # async fn demo(client: brightpearl_client::Client) -> Result<(), brightpearl_client::Error> {
@@ -527,27 +581,33 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn simulate_webhook(&self, id: u64, request: &WebhookSimulateRequest) -> Result<()> {
+        let op = integration::operations::SIMULATE_WEBHOOK.id;
         let mut request = request.clone();
         if let Some(ids) = request.test_data.get_mut(RESOURCE_ID_VAR) {
             let set = IdSet::parse(ids).map_err(|e| {
-                Error::InvalidRequest(format!(
-                    "testData `{RESOURCE_ID_VAR}` is not an ID set: {e}"
-                ))
+                Error::invalid(
+                    op,
+                    format!("testData `{RESOURCE_ID_VAR}` is not an ID set: {e}"),
+                )
             })?;
             if set.len() > MAX_SIMULATE_IDS as u64 {
-                return Err(Error::InvalidRequest(format!(
-                    "testData `{RESOURCE_ID_VAR}` names {} ids; a webhook simulation takes at most {MAX_SIMULATE_IDS}",
-                    set.len()
-                )));
+                return Err(Error::invalid(
+                    op,
+                    format!(
+                        "testData `{RESOURCE_ID_VAR}` names {} ids; a webhook simulation takes at most {MAX_SIMULATE_IDS}",
+                        set.len()
+                    ),
+                ));
             }
             *ids = set.to_string();
         }
-        self.call_unit(
-            Method::POST,
-            &format!("/integration-service/webhook/{id}/simulate"),
-            Some(Client::json(&request)?),
-        )
-        .await
+        let path = integration::SimulateWebhookPath {
+            account: self.account().to_owned(),
+            webhook_id: path_id(op, id)?,
+        };
+        IntegrationApi::simulate_webhook(self, &path, &request)
+            .await
+            .map(drop)
     }
 
     /// Runs up to 10 writes in one call (counted once by the throttle):
@@ -562,60 +622,14 @@ impl Client {
             });
         }
         if count == 0 {
-            return Err(Error::InvalidRequest(
-                "a multi-message call needs at least one message".into(),
+            let op = integration::operations::SEND_MULTI_MESSAGE.id;
+            return Err(Error::invalid(
+                op,
+                "a multi-message call needs at least one message",
             ));
         }
-        self.call::<MultiMessageResult>(
-            Method::POST,
-            "/multi-message",
-            &[],
-            Some(Client::json(request)?),
-        )
-        .await?
-        .ok_or_else(|| Error::InvalidRequest("multi-message answered without a response".into()))
-    }
-
-    /// `OPTIONS {resource}/{idSet}` for `ids`, split by URI length only (the answer is already
-    /// sized to the GET limit); the `getUris` of every chunk, in chunk (ascending id) order.
-    async fn get_uris(&self, ids: &[u64], resource: &str) -> Result<Vec<String>> {
-        use futures::{StreamExt as _, TryStreamExt as _};
-        let calls: Vec<_> = id_set(ids)
-            .chunks(usize::MAX, self.inner.max_id_set_chars)
-            .iter()
-            .map(|chunk| {
-                let client = self.clone();
-                let path = format!("{resource}/{chunk}");
-                async move {
-                    client
-                        .call::<GetUris>(Method::OPTIONS, &path, &[], None)
-                        .await
-                }
-            })
-            .collect();
-        let answers: Vec<Option<GetUris>> = futures::stream::iter(calls)
-            .buffered(self.inner.concurrency)
-            .try_collect()
-            .await?;
-        Ok(answers
-            .into_iter()
-            .flatten()
-            .flat_map(|a| a.get_uris.unwrap_or_default())
-            .collect())
-    }
-
-    /// `GET path` of a list; `CMNC-404` is an empty list.
-    async fn list<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Vec<T>> {
-        Ok(self
-            .call::<Vec<T>>(Method::GET, path, &[], None)
-            .await?
-            .unwrap_or_default())
-    }
-
-    /// POSTs `body` and returns the `{"response": id}` of the created resource.
-    async fn create(&self, path: &str, body: bytes::Bytes) -> Result<i64> {
-        self.call::<i64>(Method::POST, path, &[], Some(body))
-            .await?
-            .ok_or_else(|| Error::InvalidRequest(format!("POST {path} answered without an id")))
+        let account = self.account().to_owned();
+        let path = integration::SendMultiMessagePath { account };
+        Ok(self.send_multi_message(&path, request).await?.response)
     }
 }

@@ -3,12 +3,23 @@
 use std::collections::BTreeMap;
 
 use brightpearl_models::common::{SearchEnvelope, SearchMetaData, SearchResults};
+use brightpearl_models::{contact, order, product, warehouse};
 use futures::Stream;
-use http::{Method, StatusCode};
+use models_runtime::OperationInfo;
 use serde::de::DeserializeOwned;
 
-use crate::client::{Client, decode};
-use crate::error::{Error, Result};
+use crate::client::{Client, decode, found};
+use crate::error::Result;
+
+/// The operation of a search of [`SearchResource::Other`].
+static OTHER_SEARCH: OperationInfo = OperationInfo {
+    id: "Search",
+    method: "GET",
+    path: "/public-api/{account}/{search}",
+    success_status: 200,
+    request_media_type: None,
+    response_media_type: Some("application/json"),
+};
 
 /// A searchable resource and its path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,15 +40,38 @@ pub enum SearchResource {
 }
 
 impl SearchResource {
-    /// The path relative to `/public-api/{account}`.
+    /// The generated operation of this search.
+    pub fn operation(&self) -> &'static OperationInfo {
+        match self {
+            Self::Products => &product::operations::SEARCH_PRODUCTS,
+            Self::Contacts => &contact::operations::SEARCH_CONTACTS,
+            Self::Orders => &order::operations::SEARCH_ORDERS,
+            Self::SalesOrders => &order::operations::SEARCH_SALES_ORDERS,
+            Self::GoodsOutNotes => &warehouse::operations::SEARCH_GOODS_OUT_NOTES,
+            Self::Other(_) => &OTHER_SEARCH,
+        }
+    }
+
+    /// The path relative to `/public-api/{account}` (the generated operation's).
     pub fn path(&self) -> &'static str {
         match self {
-            Self::Products => "/product-service/product-search",
-            Self::Contacts => "/contact-service/contact-search",
-            Self::Orders => "/order-service/order-search",
-            Self::SalesOrders => "/order-service/sales-order-search",
-            Self::GoodsOutNotes => "/warehouse-service/goods-note/goods-out-search",
             Self::Other(path) => path,
+            known => known
+                .operation()
+                .path
+                .trim_start_matches("/public-api/{account}"),
+        }
+    }
+
+    /// The path of this search in `account`.
+    fn path_in(&self, account: String) -> String {
+        match self {
+            Self::Products => product::SearchProductsPath { account }.to_path(),
+            Self::Contacts => contact::SearchContactsPath { account }.to_path(),
+            Self::Orders => order::SearchOrdersPath { account }.to_path(),
+            Self::SalesOrders => order::SearchSalesOrdersPath { account }.to_path(),
+            Self::GoodsOutNotes => warehouse::SearchGoodsOutNotesPath { account }.to_path(),
+            Self::Other(path) => format!("/public-api/{account}{path}"),
         }
     }
 }
@@ -196,11 +230,7 @@ impl SearchPage {
 
     /// Decodes the rows into `T` by column name (see `SearchResults::decode_rows`).
     pub fn decode_rows<T: DeserializeOwned>(&self) -> Result<Vec<T>> {
-        self.results.decode_rows().map_err(|e| Error::Decode {
-            status: StatusCode::OK,
-            message: e.to_string(),
-            body: String::new(),
-        })
+        Ok(self.results.decode_rows()?)
     }
 
     /// The label of `id` in the reference map `name` (e.g. `orderStatusNames`), when that
@@ -223,13 +253,14 @@ impl Client {
         resource: SearchResource,
         query: &SearchQuery,
     ) -> Result<SearchPage> {
-        let Some(response) = self
-            .send_checked(Method::GET, resource.path(), &query.to_query(), None)
-            .await?
-        else {
+        let path = resource.path_in(self.account().to_owned());
+        let request = self
+            .request(resource.operation(), &path, &query.to_query())
+            .await?;
+        let Some(response) = found(self.send(request).await)? else {
             return Ok(SearchPage::default());
         };
-        let envelope: SearchEnvelope = decode(response.status(), response.body())?;
+        let envelope: SearchEnvelope = decode(resource.operation().id, &response)?;
         Ok(SearchPage {
             results: envelope.response,
             reference: envelope.reference.unwrap_or_default(),

@@ -1,5 +1,5 @@
-//! Properties of ID-set compression: any ids compress to canonical text that parses back to
-//! the same set, and chunks keep every id once within both limits.
+//! ID-set compression: any ids compress to canonical text that parses back to the same set,
+//! chunks keep every id once within both limits (properties), and examples of both.
 
 use std::collections::BTreeSet;
 
@@ -62,4 +62,46 @@ proptest! {
         }
         prop_assert_eq!(seen, set.iter().collect::<Vec<_>>());
     }
+}
+
+#[test]
+fn compresses_and_chunks() {
+    assert_eq!(IdSet::from_ids([]).to_string(), "");
+    assert_eq!(
+        IdSet::from_ids([10, 1, 3, 2, 12, 11, 0]).to_string(),
+        "1-3,10-12"
+    );
+    let scattered = IdSet::from_ids((1..=300).map(|i| i * 2));
+    let chunks = scattered.chunks(200, 100_000);
+    assert_eq!(
+        chunks.iter().map(IdSet::len).collect::<Vec<_>>(),
+        [200, 100]
+    );
+    for chunk in scattered.chunks(1000, 50) {
+        assert!(chunk.to_string().len() <= 50, "{chunk}");
+    }
+    let total: u64 = scattered.chunks(1000, 50).iter().map(IdSet::len).sum();
+    assert_eq!(total, 300);
+}
+
+#[test]
+fn parses_text_into_the_canonical_form() {
+    let parse = |text: &str| {
+        text.parse::<IdSet>()
+            .map(|s| s.to_string())
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(parse(" 7, 3-5 ,1,2,5-6 ").unwrap(), "1-7");
+    assert_eq!(parse("10-12,1,11").unwrap(), "1,10-12");
+    assert_eq!(parse("").unwrap(), "");
+    assert_eq!(
+        "1-1000000000".parse::<IdSet>().unwrap().len(),
+        1_000_000_000,
+        "ranges are never expanded"
+    );
+    assert!(parse("5-1").unwrap_err().contains("`5-1`"));
+    assert!(parse("0").unwrap_err().contains("`0`"));
+    assert!(parse("1,,2").is_err());
+    assert!(parse("a-3").unwrap_err().contains("`a`"));
+    assert!(parse("*").is_err());
 }

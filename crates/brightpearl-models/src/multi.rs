@@ -1,7 +1,7 @@
 //! Multi-message bodies: each processed message's `body.content` is the message's own response
 //! as a JSON-encoded string (`"{\"response\":111}"`), so it is decoded a second time here.
 
-use crate::integration::ProcessedMessageBody;
+use crate::generated::integration::ProcessedMessageBody;
 
 impl ProcessedMessageBody {
     /// The message's own response body, decoded from the JSON string Brightpearl sends
@@ -16,7 +16,7 @@ impl ProcessedMessageBody {
 
 #[cfg(test)]
 mod tests {
-    use crate::integration::MultiMessageResponse;
+    use crate::generated::integration::MultiMessageResponse;
 
     #[test]
     fn content_is_a_json_string_decoded_twice() {

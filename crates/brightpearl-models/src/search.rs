@@ -7,7 +7,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::common::SearchResults;
+use crate::generated::common::SearchResults;
 
 /// A search response that cannot be decoded into rows.
 #[derive(Debug, thiserror::Error)]

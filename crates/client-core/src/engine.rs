@@ -9,7 +9,7 @@ use auth_core::Idempotent;
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response};
-use models_runtime::OperationInfo;
+use models_runtime::{Operation, OperationInfo};
 use reqwest::Url;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -103,6 +103,30 @@ impl ApiRequest {
         Self::at(op, join_path(base, path))
     }
 
+    /// A request of the generated operation `O` to `base`: its path rendered from `path`,
+    /// `query` appended and `body` (if any) sent as the operation's request media type says
+    /// (a form for `application/x-www-form-urlencoded`, text for `text/*`, else JSON). Add
+    /// operation-specific headers and idempotency with the other steps.
+    pub fn operation<O: Operation>(
+        base: &Url,
+        path: &O::Path,
+        query: &O::Query,
+        body: Option<&O::Body>,
+    ) -> Self {
+        let request = Self::new(&O::INFO, base, &O::path(path)).query(query);
+        let Some(body) = body else {
+            return request;
+        };
+        match O::INFO.request_media_type {
+            Some("application/x-www-form-urlencoded") => request.form(body),
+            Some(text) if text.starts_with("text/") => match serde_json::to_value(body) {
+                Ok(serde_json::Value::String(s)) => request.body(s, text),
+                _ => request.fail_owned(format!("the {text} body is not a string")),
+            },
+            _ => request.json(body),
+        }
+    }
+
     /// A request of `op` to a complete URL, query included (a followed next-page link).
     pub fn at(op: &'static OperationInfo, url: Url) -> Self {
         let parsed = Method::from_bytes(op.method.as_bytes());
@@ -180,6 +204,14 @@ impl ApiRequest {
     /// absolute values (`true`), or a PUT that must not be repeated (`false`).
     pub fn idempotent(mut self, idempotent: bool) -> Self {
         self.info.idempotent = idempotent;
+        self
+    }
+
+    /// Overrides the method (a raw call whose method the caller chooses); the request is then
+    /// idempotent when the new method is (override that with [`Self::idempotent`] after).
+    pub fn method(mut self, method: Method) -> Self {
+        self.info.idempotent = method.is_idempotent();
+        self.method = method;
         self
     }
 
@@ -301,6 +333,16 @@ impl<P: Platform> Engine<P> {
             .map_err(|e| P::error(Failure::decode(operation, &response, e)))
     }
 
+    /// Sends `request` (built for `O`, see [`ApiRequest::operation`]) and reads `O`'s success
+    /// answer as its response media type says: JSON into the model (an empty body as `null`),
+    /// no media type as `()` whatever the body, anything else as text (`String`) or bytes
+    /// (`Vec<u8>`). A body that does not decode is [`Failure::Decode`].
+    pub async fn call<O: Operation>(&self, request: ApiRequest) -> Result<O::Response, P::Error> {
+        let response = self.send(request).await?;
+        decode_body(O::INFO.response_media_type, response.body())
+            .map_err(|e| P::error(Failure::decode(O::INFO.id, &response, e)))
+    }
+
     /// The platform's error for a non-success `response` to the request `info` describes
     /// (logged with the status and request id).
     pub fn reject(&self, info: RequestInfo, response: &Response<Bytes>) -> P::Error {
@@ -318,5 +360,32 @@ impl<P: Platform> Engine<P> {
             "the API answered an error"
         );
         P::error(Failure::Http(Box::new(failure)))
+    }
+}
+
+/// A success body read as `media` says (see [`Engine::call`]).
+fn decode_body<T: DeserializeOwned>(
+    media: Option<&str>,
+    body: &[u8],
+) -> Result<T, serde_json::Error> {
+    use serde::de::IntoDeserializer;
+    use serde::de::value::SeqDeserializer;
+    let empty = body.iter().all(u8::is_ascii_whitespace);
+    match media {
+        // No body in the spec: whatever came is not read (`()` from `null`).
+        None => T::deserialize(serde_json::Value::Null),
+        Some(json) if json.contains("json") && empty => T::deserialize(serde_json::Value::Null),
+        Some(json) if json.contains("json") => serde_json::from_slice(body),
+        Some(_) => {
+            // Text (`String`) when it is text and the model takes it; else the raw bytes.
+            if let Ok(text) = std::str::from_utf8(body)
+                && let Ok(value) = T::deserialize(
+                    IntoDeserializer::<serde_json::Error>::into_deserializer(text),
+                )
+            {
+                return Ok(value);
+            }
+            T::deserialize(SeqDeserializer::new(body.iter().copied()))
+        }
     }
 }

@@ -9,7 +9,7 @@ use client_core::{
     ApiRequest, BODY_LIMIT, BoxTransport, Engine, ErrorKind, Failure, Platform, RequestInfo,
 };
 use http::{Request, Response};
-use models_runtime::OperationInfo;
+use models_runtime::{Caller, Operation, OperationInfo};
 use reqwest::Url;
 use serde::Serialize;
 
@@ -267,6 +267,23 @@ async fn a_401_after_the_refresh_keeps_the_answer() {
 }
 
 #[tokio::test]
+async fn the_method_can_be_overridden_and_idempotency_follows_it() {
+    let (engine, seen) = engine_with(|| Ok(answer(200, &[], "{}")));
+    let put = ApiRequest::new(&POST, &base(), "/things/7").method(http::Method::PUT);
+    assert!(put.info().idempotent);
+    engine.send(put).await.unwrap();
+    let post = ApiRequest::new(&GET, &base(), "/things").method(http::Method::POST);
+    assert!(!post.info().idempotent);
+    assert!(post.clone().idempotent(true).info().idempotent);
+    engine.send(post).await.unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[0].method(), "PUT");
+    assert!(seen[0].extensions().get::<Idempotent>().is_some());
+    assert_eq!(seen[1].method(), "POST");
+    assert!(seen[1].extensions().get::<Idempotent>().is_none());
+}
+
+#[tokio::test]
 async fn an_invalid_request_is_not_sent() {
     struct Unserializable;
     impl Serialize for Unserializable {
@@ -296,4 +313,190 @@ async fn an_invalid_request_is_not_sent() {
         assert_eq!(err.kind(), ErrorKind::Permanent);
     }
     assert!(seen.lock().unwrap().is_empty(), "nothing was sent");
+}
+
+/// A generated-style operation: typed path, query and body, a JSON answer.
+struct PutThing;
+
+#[derive(Serialize)]
+struct ThingPath {
+    id: String,
+}
+
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct Thing {
+    id: u32,
+}
+
+static PUT: OperationInfo = OperationInfo {
+    id: "PutThing",
+    method: "PUT",
+    path: "/things/{id}",
+    success_status: 200,
+    request_media_type: Some("application/json"),
+    response_media_type: Some("application/json"),
+};
+
+impl Operation for PutThing {
+    const INFO: OperationInfo = PUT;
+    type Path = ThingPath;
+    type Query = Query;
+    type Body = serde_json::Value;
+    type Response = Thing;
+    fn path(path: &ThingPath) -> String {
+        format!("/things/{}", models_runtime::path::encode_segment(&path.id))
+    }
+}
+
+/// A form body, no path parameters, an answer without a body.
+struct PostForm;
+
+impl Operation for PostForm {
+    const INFO: OperationInfo = OperationInfo {
+        request_media_type: Some("application/x-www-form-urlencoded"),
+        ..POST
+    };
+    type Path = ();
+    type Query = ();
+    type Body = Query;
+    type Response = ();
+    fn path(_: &()) -> String {
+        POST.path.to_owned()
+    }
+}
+
+/// A binary answer (a PDF) and a text one.
+struct GetPdf;
+
+impl Operation for GetPdf {
+    const INFO: OperationInfo = OperationInfo {
+        id: "GetPdf",
+        response_media_type: Some("application/pdf"),
+        ..GET
+    };
+    type Path = ();
+    type Query = ();
+    type Body = ();
+    type Response = Vec<u8>;
+    fn path(_: &()) -> String {
+        "/pdf".to_owned()
+    }
+}
+
+struct GetText;
+
+impl Operation for GetText {
+    const INFO: OperationInfo = OperationInfo {
+        id: "GetText",
+        response_media_type: Some("text/html"),
+        ..GET
+    };
+    type Path = ();
+    type Query = ();
+    type Body = ();
+    type Response = String;
+    fn path(_: &()) -> String {
+        "/text".to_owned()
+    }
+}
+
+/// A client in a few lines: every generated operation through its engine.
+struct TestClient(Engine<Test>);
+
+impl Caller for TestClient {
+    type Error = Failure;
+    fn call<O: Operation>(
+        &self,
+        path: &O::Path,
+        query: &O::Query,
+        body: Option<&O::Body>,
+    ) -> impl Future<Output = Result<O::Response, Failure>> + Send {
+        let request = ApiRequest::operation::<O>(&base(), path, query, body);
+        let engine = self.0.clone();
+        async move { engine.call::<O>(request).await }
+    }
+}
+
+fn assert_send<F: Future + Send>(future: F) -> F {
+    future
+}
+
+#[tokio::test]
+async fn a_generated_operation_is_built_from_its_types_and_its_answer_decoded() {
+    let (engine, seen) = engine_with(|| Ok(answer(200, &[], r#"{"id":7}"#)));
+    let client = TestClient(engine);
+    let path = ThingPath { id: "a/b".into() };
+    let query = Query {
+        format: "json",
+        page: Some(2),
+        name: "n",
+    };
+    let body = serde_json::json!({"Name": "x"});
+    let call = client.call::<PutThing>(&path, &query, Some(&body));
+    assert_eq!(assert_send(call).await.unwrap(), Thing { id: 7 });
+    // An answer the spec gives no body: whatever comes is not read.
+    let form = Query {
+        format: "f",
+        page: None,
+        name: "a b",
+    };
+    client
+        .call::<PostForm>(&(), &(), Some(&form))
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    let [put, post] = &seen[..] else {
+        panic!("{seen:?}")
+    };
+    assert_eq!(put.method(), "PUT");
+    assert_eq!(
+        put.uri(),
+        "https://api.example/root/things/a%2Fb?format=json&name=n&page=2"
+    );
+    assert_eq!(put.headers()["content-type"], "application/json");
+    assert_eq!(put.body().as_ref(), br#"{"Name":"x"}"#);
+    assert!(put.extensions().get::<Idempotent>().is_some(), "PUT");
+    assert_eq!(post.uri(), "https://api.example/root/things");
+    assert_eq!(
+        post.headers()["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(post.body().as_ref(), b"format=f&name=a+b");
+    assert!(post.extensions().get::<Idempotent>().is_none(), "POST");
+}
+
+#[tokio::test]
+async fn binary_text_and_undecodable_answers_of_a_generated_operation() {
+    let pdf = [b'%', b'P', b'D', b'F', 0xff, 0x00];
+    let transport = tower::service_fn(move |request: Request<Bytes>| {
+        let body = match request.uri().path() {
+            "/root/pdf" => Bytes::copy_from_slice(&pdf),
+            "/root/text" => Bytes::from_static(b"<html>ok</html>"),
+            _ => Bytes::from_static(b"not json"),
+        };
+        std::future::ready(Ok::<_, auth_core::Error>(Response::new(body)))
+    });
+    let client = TestClient(Engine::new(BoxTransport::new(transport)));
+    assert_eq!(client.call::<GetPdf>(&(), &(), None).await.unwrap(), pdf);
+    assert_eq!(
+        client.call::<GetText>(&(), &(), None).await.unwrap(),
+        "<html>ok</html>"
+    );
+    let path = ThingPath { id: "1".into() };
+    let query = Query {
+        format: "json",
+        page: None,
+        name: "n",
+    };
+    let err = client
+        .call::<PutThing>(&path, &query, None)
+        .await
+        .unwrap_err();
+    let Failure::Decode {
+        operation, body, ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!((*operation, body.as_str()), ("PutThing", "not json"));
 }

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::ParamError;
+use crate::param::ParamError;
 
 /// Writes a primitive header value.
 pub fn encode_display<T: Display>(value: &T) -> String {

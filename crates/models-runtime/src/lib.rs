@@ -1,52 +1,21 @@
 #![doc = include_str!("../README.md")]
 
+// Every item lives in a module of its own and is re-exported here: no module uses the root,
+// so none can form a cycle through it.
 mod decimal;
 pub mod header;
+mod info;
+mod operation;
+mod param;
 pub mod path;
 pub mod redact;
 mod timestamp;
 mod vat;
 
 pub use decimal::DecimalNumber;
+pub use info::{OperationInfo, ResponseVisitor};
+pub use operation::{Caller, Operation};
+pub use param::ParamError;
 pub use rust_decimal::Decimal;
 pub use timestamp::{Timestamp, TimestampError};
 pub use vat::{VatMultiplier, VatPercent, VatRate};
-
-/// What the spec says about one operation, for clients and the sandbox alike.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OperationInfo {
-    /// The spec's `operationId`.
-    pub id: &'static str,
-    /// HTTP method in upper case.
-    pub method: &'static str,
-    /// Path template relative to the server URL, with `{name}` placeholders.
-    pub path: &'static str,
-    /// Status code of the success response.
-    pub success_status: u16,
-    /// Media type of the request body, if the operation takes one.
-    pub request_media_type: Option<&'static str>,
-    /// Media type of the success response, if it has a body.
-    pub response_media_type: Option<&'static str>,
-}
-
-/// Something done with an operation's response model, chosen by operation id at run time
-/// (each generated `operations` module has `visit_response(id, visitor)`), e.g. a strict decode
-/// of a raw answer against the model.
-pub trait ResponseVisitor {
-    /// What the visit returns.
-    type Output;
-    /// Called with `T`, the operation's success-response model.
-    fn visit<T>(self) -> Self::Output
-    where
-        T: serde::de::DeserializeOwned + serde::Serialize + 'static;
-}
-
-/// A path or header parameter that could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("parameter `{name}`: {message}")]
-pub struct ParamError {
-    /// The parameter's wire name.
-    pub name: &'static str,
-    /// What is wrong with it.
-    pub message: String,
-}

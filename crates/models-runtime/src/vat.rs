@@ -11,7 +11,7 @@ use std::fmt;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::DecimalNumber;
+use crate::decimal::DecimalNumber;
 
 /// A VAT rate, whichever form it arrived in.
 pub trait VatRate {

@@ -1,20 +1,25 @@
-//! The operations: Services 1.1, Query 3.0 and Connect 4.0.
+//! The operations: Services 1.1, Query 3.0 and Connect 4.0, each one a generated method
+//! (`ServicesApi`, `ConnectApi`, `QueryApi`) over [`Caller`]; what is Norce's own stays here
+//! (argument checks, Query pages and navigation names, import headers).
+
+use std::future::Future;
 
 use client_core::ApiRequest;
 use futures::stream::{self, BoxStream, StreamExt as _};
-use models_runtime::OperationInfo;
+use models_runtime::{Caller, Operation};
+use norce_models::connect::operations::{ConnectApi, ImportOnhands, ImportSkuPriceLists};
 use norce_models::connect::{
-    self, CancelOrderRequest, DeliveryNote, Job, JobLogAnswer, JobLogEntry, JobResponse,
-    SendOrderStatusRequest, SkuOnhand, SkuPriceList,
+    CancelOrderRequest, DeliveryNote, GetJobLogQuery, GetJobQuery, Job, JobLogAnswer, JobLogEntry,
+    JobResponse, SendOrderStatusRequest, SkuOnhand, SkuPriceList,
 };
 use norce_models::query::{self, OrdersPage, QueryOrdersQuery};
+use norce_models::services::operations::ServicesApi;
 use norce_models::services::{
-    self, Application, GetApplicationQuery, GetApplicationQueryFormat, GetOrderQuery,
+    Application, GetApplicationQuery, GetApplicationQueryFormat, GetOrderQuery,
     GetOrderQueryFormat, ListOrders3Query, ListOrders3QueryFormat, Order, OrderPagedList,
 };
 use reqwest::Url;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::client::NorceClient;
 use crate::error::Error;
@@ -23,29 +28,64 @@ use crate::imports::{ImportOptions, header_json, onhand_header, price_list_heade
 /// Page size used by [`NorceClient::list_orders`] when the query sets none.
 pub const DEFAULT_PAGE_SIZE: i32 = 100;
 
-impl NorceClient {
-    /// `op` (its literal path) under the Services, Connect or Query root, with `query`,
-    /// its JSON answer decoded.
-    async fn get<T: DeserializeOwned>(
+/// POSTs that are safe to repeat (retried by the stack; a timeout of one is transient):
+/// setting a status twice is harmless, and imports write absolute values. Every other POST
+/// (a delivery note, a cancellation) is sent at most once after it may have reached Norce.
+const REPEATABLE_POSTS: &[&str] = &["SendOrderStatus", "ImportOnhands", "ImportSkuPriceLists"];
+
+/// Why an identity or event operation is refused.
+const NOT_CALLED: &str = "not an operation of Services, Connect or Query: tokens come from the client's token cache, events are received by `relay serve`";
+
+/// Every generated Norce operation through the one engine: the API root by the operation's
+/// path (Connect, Query, else Services), the repeatable POSTs marked.
+impl Caller for NorceClient {
+    type Error = Error;
+
+    fn call<O: Operation>(
         &self,
-        base: &Url,
-        op: &'static OperationInfo,
-        query: &impl Serialize,
-    ) -> Result<T, Error> {
-        let request = ApiRequest::new(op, base, op.path).query(query);
-        self.inner.engine.call_json(request).await
+        path: &O::Path,
+        query: &O::Query,
+        body: Option<&O::Body>,
+    ) -> impl Future<Output = Result<O::Response, Error>> + Send {
+        let request = self.request::<O>(path, query, body);
+        let engine = self.inner.engine.clone();
+        async move { engine.call::<O>(request?).await }
+    }
+}
+
+impl NorceClient {
+    /// The request of `O` under its API root. The identity and event operations are refused:
+    /// tokens come from the token cache and events are Norce's calls to us.
+    fn request<O: Operation>(
+        &self,
+        path: &O::Path,
+        query: &O::Query,
+        body: Option<&O::Body>,
+    ) -> Result<ApiRequest, Error> {
+        let endpoints = &self.inner.endpoints;
+        let op = &O::INFO;
+        let base = match op.path {
+            p if p.starts_with("/commerce/connect/") => &endpoints.connect,
+            p if p.starts_with("/commerce/query/") => &endpoints.query,
+            p if p.starts_with("/commerce/") => &endpoints.services,
+            _ => return Err(Error::invalid(op.id, NOT_CALLED)),
+        };
+        let request = ApiRequest::operation::<O>(base, path, query, body);
+        Ok(match op.method {
+            "POST" if REPEATABLE_POSTS.contains(&op.id) => request.idempotent(true),
+            _ => request,
+        })
     }
 
     /// The Application the `ApplicationId` refers to
     /// (`GET /commerce/metadata/1.1/GetApplication?format=json`).
     pub async fn get_application(&self) -> Result<Application, Error> {
-        let op = &services::operations::GET_APPLICATION;
+        let format = Some(GetApplicationQueryFormat::Json);
         let query = GetApplicationQuery {
-            format: Some(GetApplicationQueryFormat::Json),
-            application_id: None,
-            culture_code: None,
+            format,
+            ..Default::default()
         };
-        self.get(&self.inner.endpoints.services, op, &query).await
+        ServicesApi::get_application(self, &query).await
     }
 
     /// A cheap end-to-end check for `relay verify`: fetches a token (or reuses the cached one)
@@ -62,13 +102,12 @@ impl NorceClient {
 
     /// One order with items and delivery notes (`GET /commerce/order/1.1/GetOrder?id=`).
     pub async fn get_order(&self, id: &str) -> Result<Order, Error> {
-        let op = &services::operations::GET_ORDER;
         let query = GetOrderQuery {
             format: Some(GetOrderQueryFormat::Json),
             id: id.to_owned(),
-            culture_code: None,
+            ..Default::default()
         };
-        self.get(&self.inner.endpoints.services, op, &query).await
+        ServicesApi::get_order(self, &query).await
     }
 
     /// One page of `ListOrders3` (`GET /commerce/order/1.1/ListOrders3`), as asked.
@@ -76,7 +115,6 @@ impl NorceClient {
         &self,
         query: &ListOrders3Query,
     ) -> Result<OrderPagedList, Error> {
-        let op = &services::operations::LIST_ORDERS3;
         let blank = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
         if blank(&query.company_id)
             && blank(&query.customer_id)
@@ -85,13 +123,13 @@ impl NorceClient {
             && query.to_date.is_none()
         {
             return Err(Error::invalid(
-                op.id,
+                "ListOrders3",
                 "ListOrders3 needs at least one of companyId, customerId, divisionCode, fromDate, toDate",
             ));
         }
         let mut query = query.clone();
         query.format = Some(ListOrders3QueryFormat::Json);
-        self.get(&self.inner.endpoints.services, op, &query).await
+        ServicesApi::list_orders3(self, &query).await
     }
 
     /// Every page of `ListOrders3` from `query.page_no` (default 1), `query.page_size` orders
@@ -139,8 +177,8 @@ impl NorceClient {
     ) -> BoxStream<'static, Result<OrdersPage, Error>> {
         let client = self.clone();
         let op = &query::operations::QUERY_ORDERS;
-        let first = ApiRequest::new(op, &self.inner.endpoints.query, op.path).query(&query);
-        stream::unfold(Some(Ok(first)), move |next| {
+        let first = self.request::<query::operations::QueryOrders>(&(), &query, None);
+        stream::unfold(Some(first), move |next| {
             let client = client.clone();
             async move {
                 let request = match next? {
@@ -193,61 +231,46 @@ impl NorceClient {
         Ok(url)
     }
 
-    /// A Connect POST of `body`; `idempotent` when repeating it is harmless.
-    fn connect(
-        &self,
-        op: &'static OperationInfo,
-        body: &impl Serialize,
-        idempotent: bool,
-    ) -> ApiRequest {
-        let request = ApiRequest::new(op, &self.inner.endpoints.connect, op.path);
-        request.json(body).idempotent(idempotent)
-    }
-
     /// Sets an order's status (`POST /commerce/connect/4.0/Order/SendOrderStatus`). The order
     /// is matched by `ClientOrderRef` and/or `ErpOrderNo`; at least one must be set. Retried
     /// on 429/5xx (setting a status twice is harmless).
     pub async fn send_order_status(&self, request: &SendOrderStatusRequest) -> Result<(), Error> {
-        let op = &connect::operations::SEND_ORDER_STATUS;
-        order_ref(op, request.client_order_ref, &request.erp_order_no)?;
-        self.inner
-            .engine
-            .send(self.connect(op, request, true))
-            .await
-            .map(drop)
+        order_ref(
+            "SendOrderStatus",
+            request.client_order_ref,
+            &request.erp_order_no,
+        )?;
+        ConnectApi::send_order_status(self, request).await
     }
 
     /// Adds a delivery note with its parcels (tracking numbers) to an order
     /// (`POST /commerce/connect/4.0/Order/CreateDeliveryNote`). Not retried after the request
     /// may have reached Norce, so a note is never created twice.
     pub async fn create_delivery_note(&self, note: &DeliveryNote) -> Result<(), Error> {
-        let request = self.connect(&connect::operations::CREATE_DELIVERY_NOTE, note, false);
-        self.inner.engine.send(request).await.map(drop)
+        ConnectApi::create_delivery_note(self, note).await
     }
 
     /// Cancels an order (`POST /commerce/connect/4.0/Order/CancelOrder`), with a PSP cancel
     /// per listed payment. Matched by `ClientOrderRef` and/or `ErpOrderNo`.
     pub async fn cancel_order(&self, request: &CancelOrderRequest) -> Result<(), Error> {
-        let op = &connect::operations::CANCEL_ORDER;
-        order_ref(op, request.client_order_ref, &request.erp_order_no)?;
-        self.inner
-            .engine
-            .send(self.connect(op, request, false))
-            .await
-            .map(drop)
+        order_ref(
+            "CancelOrder",
+            request.client_order_ref,
+            &request.erp_order_no,
+        )?;
+        ConnectApi::cancel_order(self, request).await
     }
 
-    async fn import(
+    /// An import of `rows` with its `X-StormConnect-Header` (computed by the caller; Norce's
+    /// field codes do not fit the generated header type).
+    async fn import<O: Operation<Path = (), Query = (), Response = JobResponse>>(
         &self,
-        op: &'static OperationInfo,
         rows: &[impl Serialize],
         header: String,
     ) -> Result<JobResponse, Error> {
-        // Imports write absolute values: repeating one is harmless.
-        let request = self
-            .connect(op, &rows, true)
-            .header("X-StormConnect-Header", &header);
-        self.inner.engine.call_json(request).await
+        let request = self.request::<O>(&(), &(), None)?.json(rows);
+        let request = request.header("X-StormConnect-Header", &header);
+        self.inner.engine.call::<O>(request).await
     }
 
     /// Imports stock levels (`POST /commerce/connect/4.0/Product/ImportOnhands`, asynchronous).
@@ -258,9 +281,9 @@ impl NorceClient {
         rows: &[SkuOnhand],
         options: &ImportOptions,
     ) -> Result<JobResponse, Error> {
-        let op = &connect::operations::IMPORT_ONHANDS;
-        let header = header_json(op.id, &onhand_header(rows, options)?, options.field_codes)?;
-        self.import(op, rows, header).await
+        let header = onhand_header(rows, options)?;
+        let header = header_json("ImportOnhands", &header, options.field_codes)?;
+        self.import::<ImportOnhands>(rows, header).await
     }
 
     /// Imports SKU prices (`POST /commerce/connect/4.0/Product/ImportSkuPriceLists`,
@@ -270,28 +293,20 @@ impl NorceClient {
         rows: &[SkuPriceList],
         options: &ImportOptions,
     ) -> Result<JobResponse, Error> {
-        let op = &connect::operations::IMPORT_SKU_PRICE_LISTS;
-        let header = header_json(
-            op.id,
-            &price_list_header(rows, options)?,
-            options.field_codes,
-        )?;
-        self.import(op, rows, header).await
+        let header = price_list_header(rows, options)?;
+        let header = header_json("ImportSkuPriceLists", &header, options.field_codes)?;
+        self.import::<ImportSkuPriceLists>(rows, header).await
     }
 
     /// An import job (`GET /commerce/connect/4.0/Job/Get?id=`).
     pub async fn get_job(&self, job_id: i32) -> Result<Job, Error> {
-        let query = connect::GetJobQuery { id: job_id };
-        let op = &connect::operations::GET_JOB;
-        self.get(&self.inner.endpoints.connect, op, &query).await
+        ConnectApi::get_job(self, &GetJobQuery { id: job_id }).await
     }
 
     /// An import job's log (`GET /commerce/connect/4.0/Job/GetLog?id=`), oldest first. Norce's
     /// published sample answers a single entry rather than a list; both are read as a list.
     pub async fn get_job_log(&self, job_id: i32) -> Result<Vec<JobLogEntry>, Error> {
-        let op = &connect::operations::GET_JOB_LOG;
-        let query = connect::GetJobLogQuery { id: job_id };
-        let answer = self.get(&self.inner.endpoints.connect, op, &query).await?;
+        let answer = ConnectApi::get_job_log(self, &GetJobLogQuery { id: job_id }).await?;
         Ok(match answer {
             JobLogAnswer::JobLog(entries) => entries,
             JobLogAnswer::JobLogEntry(entry) => vec![entry],
@@ -300,10 +315,10 @@ impl NorceClient {
 }
 
 /// SendOrderStatus and CancelOrder find the order by `ClientOrderRef` and/or `ErpOrderNo`.
-fn order_ref(op: &OperationInfo, client: Option<i32>, erp: &Option<String>) -> Result<(), Error> {
+fn order_ref(op: &'static str, client: Option<i32>, erp: &Option<String>) -> Result<(), Error> {
     if client.is_some() || erp.as_deref().is_some_and(|s| !s.is_empty()) {
         Ok(())
     } else {
-        Err(Error::invalid(op.id, "set ClientOrderRef or ErpOrderNo"))
+        Err(Error::invalid(op, "set ClientOrderRef or ErpOrderNo"))
     }
 }

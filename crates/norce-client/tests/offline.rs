@@ -378,3 +378,64 @@ fn bad_settings_name_the_setting_and_the_keys() {
             .contains("order_items")
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Generated operations over the client (`Caller`)
+
+#[tokio::test(start_paused = true)]
+async fn generated_operations_go_to_their_api_and_only_repeatable_posts_are_retried() {
+    use norce_client::models::events::{OrderRequest, operations::EventsApi as _};
+    use norce_client::models::services::{ListProducts2Query, operations::ServicesApi as _};
+    let (client, seen) = client(503, "", QueryNavigation::default());
+    // A generated method every `Caller` has (no hand-written one): the Services root, the
+    // stack's headers, retried as a GET.
+    let query = ListProducts2Query {
+        status_seed: Some("1,3".into()),
+        ..Default::default()
+    };
+    let err = client.list_products2(&query).await.unwrap_err();
+    assert_eq!(err.status(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
+    let get = seen.lock().unwrap().drain(..).collect::<Vec<_>>();
+    assert!(get.len() > 1, "a GET is retried: {get:?}");
+    assert_eq!(
+        get[0].uri().path_and_query().unwrap(),
+        "/commerce/product/1.1/ListProducts2?statusSeed=1%2C3"
+    );
+    assert_eq!(get[0].headers()["applicationid"], "1234");
+    assert_eq!(get[0].headers()["authorization"], "Bearer t");
+    // SendOrderStatus is repeatable (a status set twice is harmless), a delivery note is not.
+    let status = serde_json::from_value(serde_json::json!({
+        "ErpOrderNo": "SO-1", "OrderStatus": "Acknowledged"
+    }))
+    .unwrap();
+    client.send_order_status(&status).await.unwrap_err();
+    let sent = seen.lock().unwrap().drain(..).count();
+    assert!(sent > 1, "SendOrderStatus retried ({sent})");
+    let note = serde_json::from_value(serde_json::json!({
+        "OrderNo": "SO-1", "NoteNo": "DN-1", "DeliveryDate": "2026-03-02T09:00:00Z"
+    }))
+    .unwrap();
+    let err = client.create_delivery_note(&note).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        norce_client::ErrorKind::AmbiguousWrite,
+        "{err:?}"
+    );
+    assert_eq!(seen.lock().unwrap().drain(..).count(), 1, "sent once");
+    // Events are Norce's calls to us: refused, nothing sent.
+    let err = client
+        .receive_order(&OrderRequest::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Failure(Failure::InvalidRequest {
+                operation: "ReceiveOrder",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert!(seen.lock().unwrap().is_empty());
+}

@@ -7,9 +7,17 @@ use std::time::Duration;
 use nshift_models::delivery::{PrintConfig, Shipment, ShipmentInfo, StoredShipmentInfo};
 use tracing::Instrument as _;
 
-use crate::client::{NshiftClient, PrintedShipment};
+use client_core::ErrorKind;
+use http::StatusCode;
+
+use crate::client::NshiftClient;
+use crate::config::BookOnceOptions;
 use crate::error::Error;
 use crate::feed::FEED_START;
+use crate::label::PrintedShipment;
+
+/// The operation named in `book_once`'s own refusals.
+const BOOK_ONCE: &str = "BookOnce";
 
 /// How a [`Booking`] came about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,9 +79,16 @@ fn canonical(mut candidates: Vec<StoredShipmentInfo>) -> Option<(StoredShipmentI
     Some((first, others))
 }
 
-/// Failures after which the next round may safely search and try again.
+/// Failures after which the next round may safely search and try again: anything that may
+/// go away (not sent, throttled, a timeout or 5xx) or may have been carried out.
 fn worth_another_round(e: &Error) -> bool {
-    e.is_ambiguous() || matches!(e, Error::Connect(_) | Error::Throttled { .. })
+    e.kind().is_retryable() || e.kind() == ErrorKind::AmbiguousWrite
+}
+
+/// The stored shipment is gone (deleted meanwhile).
+fn is_gone(e: &Error) -> bool {
+    e.status()
+        .is_some_and(|s| s == StatusCode::NOT_FOUND || s == StatusCode::GONE)
 }
 
 impl NshiftClient {
@@ -90,45 +105,13 @@ impl NshiftClient {
     /// or order number plus a parcel-set suffix); a shipment that already carries a different
     /// `orderNo` is refused. The configured Developer ID is added.
     ///
-    /// # How
-    ///
-    /// Each round: search the stored shipments for `orderNo` (`GET /stored-shipments`,
-    /// `searchField=orderNo&searchOp=equals`);
-    /// * none: store the shipment (`POST /stored-shipments`) and search again;
-    /// * one READY: print it (`POST /stored-shipments/{id}/shipments`);
-    /// * one PRINTED: the order is booked; read its shipments back from the printed-shipments
-    ///   feed (`GET /shipments`, matched on `orderNo`) and return
-    ///   [`BookingOutcome::AlreadyBooked`];
-    /// * WARNED, INVALID or FAILED: [`Error::NotPrintable`] (fix it in nShift, call again).
-    ///
-    /// When a store or print ends ambiguously (transport error, timeout or 5xx after the
-    /// request may have been sent) or is throttled, the next round searches before anything is
-    /// sent again. Several stored copies (a lost store answer, concurrent callers) all resolve
-    /// to the same one: a PRINTED one if any, else the lowest id.
-    ///
-    /// # Guarantee
-    ///
-    /// nShift prints a stored shipment at most once (a second print of a PRINTED stored shipment
-    /// is refused with 422), and `book_once` only ever prints the canonical stored shipment of
-    /// the order number. So repeated, retried, crashed-and-restarted and concurrent calls with
-    /// the same `order_no` create **at most one** printed (billable) shipment, and a call that
-    /// returns `Ok` guarantees **exactly one** exists.
-    ///
-    /// # Limits
-    ///
-    /// * It relies on printed stored shipments staying visible in the stored-shipment search
-    ///   (an open question for the real API; true in the sandbox by default). On accounts where
-    ///   they disappear, turn on [`BookOnceOptions::check_feed_before_store`](crate::BookOnceOptions)
-    ///   so the printed-shipments feed is checked before a new copy is stored; even then a
-    ///   concurrent call racing between that check and its print is not covered.
-    /// * The search must see a stored shipment as soon as its POST has been answered
-    ///   (read-your-writes); a store still in flight inside nShift when the search runs can
-    ///   leave a redundant (never printed) stored copy, reported in
-    ///   [`Booking::redundant_stored_ids`].
-    /// * Shipments created outside `book_once` (e.g. [`NshiftClient::create_shipment`], the web
-    ///   UI) with the same `orderNo` are not seen.
-    /// * Reading the shipments of an already printed order needs the TrackBack licence and an
-    ///   account-level key; otherwise [`Booking::details_recovered`] is `false`.
+    /// Each round searches the stored shipments for `orderNo` first; none → store it, then
+    /// search again; READY → print it; PRINTED → [`BookingOutcome::AlreadyBooked`], its
+    /// shipments read back from the printed-shipments feed; WARNED, INVALID or FAILED →
+    /// [`Error::NotPrintable`]. A store or print that ends ambiguously or throttled leads to a
+    /// new round, never to a blind repeat. The guarantee (at most one printed shipment per
+    /// order number, exactly one after `Ok`) and its limits are in the [crate](crate)
+    /// documentation, section "`book_once`: booking exactly once".
     pub async fn book_once_with(
         &self,
         order_no: &str,
@@ -137,8 +120,9 @@ impl NshiftClient {
     ) -> Result<Booking, Error> {
         let order_no = order_no.trim().to_owned();
         if order_no.is_empty() {
-            return Err(Error::InvalidInput(
-                "book_once needs a non-empty order number".to_owned(),
+            return Err(Error::invalid(
+                BOOK_ONCE,
+                "book_once needs a non-empty order number",
             ));
         }
         if let Some(existing) = shipment
@@ -148,9 +132,12 @@ impl NshiftClient {
             .filter(|o| !o.is_empty())
             && existing != order_no
         {
-            return Err(Error::InvalidInput(format!(
-                "the shipment's orderNo `{existing}` differs from the order number `{order_no}` passed to book_once"
-            )));
+            return Err(Error::invalid(
+                BOOK_ONCE,
+                format!(
+                    "the shipment's orderNo `{existing}` differs from the order number `{order_no}` passed to book_once"
+                ),
+            ));
         }
         shipment.order_no = Some(order_no.clone());
         self.apply_developer_id(&mut shipment);
@@ -197,7 +184,7 @@ impl NshiftClient {
                         return Ok(Booking {
                             order_no: order_no.to_owned(),
                             stored_id: None,
-                            outcome: crate::BookingOutcome::AlreadyBooked,
+                            outcome: BookingOutcome::AlreadyBooked,
                             shipments,
                             details_recovered: true,
                             redundant_stored_ids: Vec::new(),
@@ -235,7 +222,7 @@ impl NshiftClient {
                             return Ok(Booking {
                                 order_no: order_no.to_owned(),
                                 stored_id: Some(stored.id),
-                                outcome: crate::BookingOutcome::Printed,
+                                outcome: BookingOutcome::Printed,
                                 shipments,
                                 details_recovered: true,
                                 redundant_stored_ids: redundant,
@@ -249,7 +236,7 @@ impl NshiftClient {
                         }
                         // Printed (422 not READY) or deleted (404) meanwhile: look again. A 422
                         // while it is still READY is a real refusal, returned next round.
-                        Err(e @ (Error::Validation { .. } | Error::NotFound { .. })) => {
+                        Err(e) if matches!(e, Error::Validation { .. }) || is_gone(&e) => {
                             failures += 1;
                             print_refused = Some((stored.id.clone(), e));
                         }
@@ -268,7 +255,7 @@ impl NshiftClient {
         }
         let last = last
             .or(print_refused.map(|(_, e)| e))
-            .unwrap_or_else(|| Error::InvalidInput("no attempt made".to_owned()));
+            .unwrap_or_else(|| Error::invalid(BOOK_ONCE, "no attempt made"));
         Err(Error::BookingUnresolved {
             order_no: order_no.to_owned(),
             attempts: failures,
@@ -276,12 +263,9 @@ impl NshiftClient {
         })
     }
 
-    async fn round_pause(&self, e: &Error, options: &crate::BookOnceOptions) {
-        let delay = match e {
-            Error::Throttled {
-                retry_after: Some(d),
-                ..
-            } => (*d).min(Duration::from_secs(60)),
+    async fn round_pause(&self, e: &Error, options: &BookOnceOptions) {
+        let delay = match e.retry_after() {
+            Some(d) if e.kind() == ErrorKind::Throttled => d.min(Duration::from_secs(60)),
             _ => options.retry_delay,
         };
         Self::pause(delay).await;
@@ -343,7 +327,7 @@ impl NshiftClient {
                 tracing::warn!("printed stored shipment not (yet) in the printed-shipments feed");
                 (Vec::new(), false)
             }
-            Err(Error::Forbidden { .. }) => {
+            Err(e) if e.status() == Some(StatusCode::FORBIDDEN) => {
                 tracing::warn!(
                     "the key cannot read the printed-shipments feed; booking details not recovered"
                 );
@@ -354,7 +338,7 @@ impl NshiftClient {
         Ok(Booking {
             order_no: order_no.to_owned(),
             stored_id: Some(stored.id),
-            outcome: crate::BookingOutcome::AlreadyBooked,
+            outcome: BookingOutcome::AlreadyBooked,
             shipments,
             details_recovered,
             redundant_stored_ids: redundant,

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use futures::Stream;
 use nshift_models::delivery::{
-    Alert, AlertFetchList, PriceHistoryEntry, PriceHistoryFetchList, ShipmentFetchInfoList,
-    ShipmentInfo, operations as ops,
+    Alert, AlertFetchList, FetchAlertsQuery, FetchPriceHistoryQuery, FetchShipmentsQuery,
+    PriceHistoryEntry, PriceHistoryFetchList, ShipmentFetchInfoList, ShipmentInfo,
+    operations as ops,
 };
 
 use crate::client::NshiftClient;
@@ -30,42 +31,40 @@ pub struct FeedPage<T> {
     pub min_delay: Duration,
 }
 
-/// Converts nShift's `minDelay` milliseconds (negative or absent = 0).
-fn min_delay(ms: Option<i64>) -> Duration {
-    Duration::from_millis(ms.and_then(|m| u64::try_from(m).ok()).unwrap_or(0))
-}
-
-struct FeedState {
-    client: NshiftClient,
-    cursor: String,
-    wait: Duration,
-    failed: bool,
+impl<T> FeedPage<T> {
+    /// A page from nShift's fields (`minDelay` in milliseconds; negative or absent = 0).
+    fn new(items: Option<Vec<T>>, fetch_id: String, done: bool, min_delay: Option<i64>) -> Self {
+        let ms = min_delay.and_then(|m| u64::try_from(m).ok()).unwrap_or(0);
+        let (items, min_delay) = (items.unwrap_or_default(), Duration::from_millis(ms));
+        Self {
+            items,
+            fetch_id,
+            done,
+            min_delay,
+        }
+    }
 }
 
 impl NshiftClient {
     /// One page of status events (`GET /alerts?fetchId=`, licence REST API TrackBack; not for
     /// profile-bound keys). Start with [`FEED_START`], then pass the returned `fetch_id`.
     pub async fn fetch_alerts(&self, fetch_id: &str) -> Result<FeedPage<Alert>, Error> {
-        let page: AlertFetchList = self.feed_page(&ops::FETCH_ALERTS, fetch_id).await?;
-        Ok(FeedPage {
-            items: page.alerts.unwrap_or_default(),
-            fetch_id: page.fetch_id,
-            done: page.done,
-            min_delay: min_delay(page.min_delay),
-        })
+        let query = FetchAlertsQuery {
+            fetch_id: Some(fetch_id.to_owned()),
+        };
+        let p: AlertFetchList = self.feed_page(&ops::FETCH_ALERTS, &query).await?;
+        Ok(FeedPage::new(p.alerts, p.fetch_id, p.done, p.min_delay))
     }
 
     /// One page of the printed-shipments feed (`GET /shipments?fetchId=`, licence REST API
     /// TrackBack; not for profile-bound keys). Start with [`FEED_START`], then pass the returned
     /// `fetch_id`.
     pub async fn fetch_shipments(&self, fetch_id: &str) -> Result<FeedPage<ShipmentInfo>, Error> {
-        let page: ShipmentFetchInfoList = self.feed_page(&ops::FETCH_SHIPMENTS, fetch_id).await?;
-        Ok(FeedPage {
-            items: page.shipments.unwrap_or_default(),
-            fetch_id: page.fetch_id,
-            done: page.done,
-            min_delay: min_delay(page.min_delay),
-        })
+        let query = FetchShipmentsQuery {
+            fetch_id: Some(fetch_id.to_owned()),
+        };
+        let p: ShipmentFetchInfoList = self.feed_page(&ops::FETCH_SHIPMENTS, &query).await?;
+        Ok(FeedPage::new(p.shipments, p.fetch_id, p.done, p.min_delay))
     }
 
     /// One page of the prices of printed shipments (`POST /prices/history?fetchId=`, no body;
@@ -78,14 +77,11 @@ impl NshiftClient {
         &self,
         fetch_id: &str,
     ) -> Result<FeedPage<PriceHistoryEntry>, Error> {
-        let page: PriceHistoryFetchList =
-            self.feed_page(&ops::FETCH_PRICE_HISTORY, fetch_id).await?;
-        Ok(FeedPage {
-            items: page.prices.unwrap_or_default(),
-            fetch_id: page.fetch_id,
-            done: page.done,
-            min_delay: min_delay(page.min_delay),
-        })
+        let query = FetchPriceHistoryQuery {
+            fetch_id: Some(fetch_id.to_owned()),
+        };
+        let p: PriceHistoryFetchList = self.feed_page(&ops::FETCH_PRICE_HISTORY, &query).await?;
+        Ok(FeedPage::new(p.prices, p.fetch_id, p.done, p.min_delay))
     }
 
     /// The price-history feed as an endless stream of pages; same rules as
@@ -137,27 +133,18 @@ impl NshiftClient {
         F: Fn(NshiftClient, String) -> Fut + Send + Sync + Copy + 'static,
         Fut: Future<Output = Result<FeedPage<T>, Error>> + Send,
     {
-        let state = FeedState {
-            client: self.clone(),
-            cursor,
-            wait: Duration::ZERO,
-            failed: false,
-        };
-        futures::stream::unfold(state, move |mut state| async move {
-            if state.failed {
-                return None;
-            }
-            NshiftClient::pause(state.wait).await;
-            match fetch(state.client.clone(), state.cursor.clone()).await {
+        // The state is the client, the next cursor and the wait before fetching it; none after
+        // an error, which ends the stream.
+        let first = Some((self.clone(), cursor, Duration::ZERO));
+        futures::stream::unfold(first, move |state| async move {
+            let (client, cursor, wait) = state?;
+            NshiftClient::pause(wait).await;
+            match fetch(client.clone(), cursor).await {
                 Ok(page) => {
-                    state.cursor.clone_from(&page.fetch_id);
-                    state.wait = page.min_delay;
-                    Some((Ok(page), state))
+                    let next = (client, page.fetch_id.clone(), page.min_delay);
+                    Some((Ok(page), Some(next)))
                 }
-                Err(e) => {
-                    state.failed = true;
-                    Some((Err(e), state))
-                }
+                Err(e) => Some((Err(e), None)),
             }
         })
     }

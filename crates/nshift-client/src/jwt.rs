@@ -10,6 +10,7 @@ use auth_core::{
 };
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
+use models_runtime::redact::REDACTED;
 use nshift_models::delivery::JwtSession;
 use tokio::time::Instant;
 use tower::ServiceExt as _;
@@ -31,7 +32,7 @@ impl fmt::Debug for JwtSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtSource")
             .field("url", &self.url)
-            .field("basic", &"[REDACTED]")
+            .field("basic", &REDACTED)
             .field("method", &self.method)
             .field("lifetime", &self.lifetime)
             .finish()
@@ -51,11 +52,8 @@ impl JwtSource {
         let basic = StaticToken::basic(api_key_id, secret)
             .token()
             .header_value()?;
-        let url = format!(
-            "{}{}",
-            base_url.as_str().trim_end_matches('/'),
-            nshift_models::delivery::operations::CREATE_JWT_SESSION.path
-        );
+        let path = nshift_models::delivery::operations::CREATE_JWT_SESSION.path;
+        let url = client_core::join_path(base_url, path).to_string();
         Ok(Self {
             transport,
             url,

@@ -189,17 +189,25 @@ fn an_invalid_value_in_each_section_is_refused_at_load_naming_the_key_and_what_t
             "{text}: {err}"
         );
     }
-    // Unknown keys and values of the wrong type name the key too (serde and toml).
+    // Unknown keys and values of the wrong type name the key too, with the line.
     for (text, key) in [
         ("[shipping]\nlabel_dir = \"x\"\n", "label_dir"),
-        ("[orders]\nunmatched_sku = \"ignore\"\n", "unmatched_sku"),
+        (
+            "[orders]\nunmatched_sku = \"ignore\"\n",
+            "`orders.unmatched_sku`",
+        ),
+        ("[run]\nconcurrency = \"eight\"\n", "`run.concurrency`"),
+        (
+            "[[stock.warehouses]]\nbrightpearl_warehouse = \"two\"\nnorce_warehouse = \"WH1\"\n",
+            "stock.warehouses[0].brightpearl_warehouse",
+        ),
         ("[queue]\nx = 1\n", "queue"),
     ] {
         let err = RelayConfig::parse(text, "relay.toml")
             .expect_err(text)
             .to_string();
         assert!(
-            err.contains("relay.toml") && err.contains(key),
+            err.contains("relay.toml") && err.contains(key) && err.contains("line"),
             "{text}: {err}"
         );
     }

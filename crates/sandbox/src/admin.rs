@@ -13,7 +13,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{DriftRule, FaultRule, SharedState, brightpearl, norce, nshift};
+use crate::drift::DriftRule;
+use crate::faults::FaultRule;
+use crate::state::SharedState;
+use crate::{brightpearl, norce, nshift};
 
 /// The admin routes (mounted at `/_sandbox`).
 pub fn router() -> Router<SharedState> {

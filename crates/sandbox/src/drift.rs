@@ -14,14 +14,13 @@
 use std::sync::Mutex;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::AppState;
 use crate::util::lock;
 
 /// One drift rule: where it applies and the one change it makes.
@@ -302,15 +301,12 @@ fn is_json(response: &Response) -> bool {
 }
 
 /// Middleware on every platform route (inside the fault middleware): rewrites successful JSON
-/// answers by the matching drift rules.
-pub async fn middleware(
-    State(state): State<std::sync::Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// answers by the matching rules of `drift`. It takes the rules, not the shared state, so that
+/// this module stays below [`crate::AppState`] (which holds them).
+pub async fn middleware(drift: &Drift, request: Request, next: Next) -> Response {
     let method = request.method().as_str().to_owned();
     let path = request.uri().path().to_owned();
-    let changes = state.drift.matching(&method, &path);
+    let changes = drift.matching(&method, &path);
     let response = next.run(request).await;
     if changes.is_empty() || !response.status().is_success() || !is_json(&response) {
         return response;

@@ -8,13 +8,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::AppState;
+use crate::clock::Clock;
 use crate::util::lock;
 
 /// One fault rule. Rates are probabilities from 0 to 1, drawn from the sandbox's seeded RNG.
@@ -229,16 +229,14 @@ fn dropped_connection() -> Response {
     response
 }
 
-/// Middleware on every platform route: applies the faults and logs the request.
-pub async fn middleware(
-    State(state): State<std::sync::Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// Middleware on every platform route: applies the rules of `faults` and logs the request at
+/// `clock`'s time. It takes the parts of the shared state it needs, not the state itself, so
+/// that this module stays below [`crate::AppState`] (which holds it).
+pub async fn middleware(faults: &Faults, clock: &Clock, request: Request, next: Next) -> Response {
     let method = request.method().as_str().to_owned();
     let path = request.uri().path().to_owned();
-    let at = state.clock.now().to_rfc3339();
-    let (latency, outcome) = state.faults.decide(&method, &path);
+    let at = clock.now().to_rfc3339();
+    let (latency, outcome) = faults.decide(&method, &path);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -275,7 +273,7 @@ pub async fn middleware(
             (dropped_connection(), 0, Some("commit_then_fail"))
         }
     };
-    state.faults.record(at, &method, &path, status, fault);
+    faults.record(at, &method, &path, status, fault);
     response
 }
 

@@ -8,14 +8,16 @@ pub mod drift;
 pub mod faults;
 pub mod norce;
 pub mod nshift;
+mod state;
 mod util;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -24,95 +26,7 @@ pub use clock::Clock;
 pub use dataset::{Dataset, DatasetConfig};
 pub use drift::{Drift, DriftChange, DriftRule, JsonKind};
 pub use faults::{FaultRule, Faults, LoggedRequest};
-
-/// Everything the sandbox can be told at start.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SandboxConfig {
-    /// The seeded dataset.
-    pub dataset: DatasetConfig,
-    /// Virtual time at start (default: the real time at start).
-    pub start_time: Option<DateTime<Utc>>,
-    /// Norce simulator settings.
-    pub norce: norce::NorceConfig,
-    /// nShift simulator settings.
-    pub nshift: nshift::NshiftConfig,
-    /// Brightpearl simulator settings.
-    pub brightpearl: brightpearl::BrightpearlConfig,
-    /// Spec drift rules in force from the start (none by default; see [`drift`]).
-    pub drift: Vec<DriftRule>,
-}
-
-/// State shared by every route.
-#[derive(Debug)]
-pub struct AppState {
-    /// The configuration the sandbox started with.
-    pub config: SandboxConfig,
-    /// Where the sandbox listens (`http://127.0.0.1:port`).
-    pub base_url: String,
-    /// Virtual time.
-    pub clock: Clock,
-    /// Fault rules and the request log.
-    pub faults: Faults,
-    /// Spec drift rules: changes to successful JSON answers.
-    pub drift: Drift,
-    /// The seeded dataset every simulator started from.
-    pub dataset: Dataset,
-    /// Norce state.
-    pub norce: norce::NorceState,
-    /// nShift state.
-    pub nshift: nshift::NshiftState,
-    /// Brightpearl state.
-    pub brightpearl: brightpearl::BrightpearlState,
-    /// For pushes (Norce order receiver and events, Brightpearl webhooks).
-    pub http: reqwest::Client,
-}
-
-/// Shared handle to the state.
-pub type SharedState = Arc<AppState>;
-
-/// The demo credentials of every platform, printed by the binary as its first line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Credentials {
-    /// Norce.
-    pub norce: norce::NorceCredentials,
-    /// nShift.
-    pub nshift: nshift::NshiftCredentials,
-    /// Brightpearl.
-    pub brightpearl: brightpearl::BrightpearlCredentials,
-}
-
-impl AppState {
-    /// Builds the state for a sandbox that will listen at `base_url`.
-    pub fn new(config: SandboxConfig, base_url: String) -> Self {
-        let start = config.start_time.unwrap_or_else(Utc::now);
-        let dataset = Dataset::generate(&config.dataset, start);
-        let norce = norce::NorceState::new(&config.norce, &dataset, start);
-        let nshift = nshift::NshiftState::new(&config.nshift, &dataset, start);
-        let brightpearl = brightpearl::BrightpearlState::new(&config.brightpearl, &dataset, start);
-        Self {
-            faults: Faults::new(config.dataset.seed),
-            drift: Drift::with_rules(&config.drift),
-            clock: Clock::new(start),
-            base_url,
-            dataset,
-            norce,
-            nshift,
-            brightpearl,
-            http: reqwest::Client::new(),
-            config,
-        }
-    }
-
-    /// The demo credentials, with base URLs pointing at this sandbox.
-    pub fn credentials(&self) -> Credentials {
-        Credentials {
-            norce: norce::credentials(&self.config.norce, &self.base_url),
-            nshift: nshift::credentials(&self.config.nshift, &self.base_url),
-            brightpearl: brightpearl::credentials(&self.config.brightpearl, &self.base_url),
-        }
-    }
-}
+pub use state::{AppState, Credentials, SandboxConfig, SharedState};
 
 /// Every route: the three platforms behind the fault and drift middleware, and `/_sandbox/`
 /// without them.
@@ -123,17 +37,27 @@ pub fn router(state: SharedState) -> Router {
         .merge(brightpearl::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            drift::middleware,
+            drift_layer,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            faults::middleware,
+            fault_layer,
         ));
     Router::new()
         .nest("/_sandbox", admin::router())
         .merge(platforms)
         .fallback(util::not_found)
         .with_state(state)
+}
+
+/// [`faults::middleware`] with the shared state's rules and clock.
+async fn fault_layer(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+    faults::middleware(&state.faults, &state.clock, request, next).await
+}
+
+/// [`drift::middleware`] with the shared state's rules.
+async fn drift_layer(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+    drift::middleware(&state.drift, request, next).await
 }
 
 /// A running sandbox.

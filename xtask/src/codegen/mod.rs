@@ -6,17 +6,17 @@
 //! the validation below keeps the spec subset small enough to translate faithfully.
 
 pub mod emit;
+mod load;
 pub mod model;
 pub mod naming;
 pub mod provenance;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use model::{Builder, Diag, Item, SpecFile};
-
-/// The platforms, each with `specs/<name>/` and `crates/<name>-models/`.
-pub const PLATFORMS: &[&str] = &["norce", "nshift", "brightpearl"];
+use load::io_error;
+pub use load::{CodegenError, Loaded, PLATFORMS, load_all, load_platform};
+use model::{Builder, Diag, Item};
 
 /// How strictly to validate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,85 +45,7 @@ pub struct GeneratedFile {
     pub public_items: Vec<String>,
 }
 
-/// Why codegen failed.
-#[derive(Debug)]
-pub enum CodegenError {
-    /// Specs that break the rules, each naming file and operation or schema.
-    Invalid(Vec<Diag>),
-    /// Reading or writing a file failed.
-    Io(String),
-}
-
-impl std::fmt::Display for CodegenError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CodegenError::Invalid(diags) => {
-                writeln!(f, "{} problem(s) in the specs:", diags.len())?;
-                for diag in diags {
-                    writeln!(f, "  {diag}")?;
-                }
-                Ok(())
-            }
-            CodegenError::Io(message) => f.write_str(message),
-        }
-    }
-}
-
-fn io_error(path: &Path, e: std::io::Error) -> CodegenError {
-    CodegenError::Io(format!("{}: {e}", path.display()))
-}
-
-/// Loads every `*.yaml` of one platform, sorted by file name.
-pub fn load_platform(root: &Path, platform: &str) -> Result<Vec<SpecFile>, CodegenError> {
-    let dir = root.join("specs").join(platform);
-    let mut paths: Vec<PathBuf> = match fs::read_dir(&dir) {
-        Ok(entries) => entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(io_error(&dir, e)),
-    };
-    paths.sort();
-    let mut files = Vec::new();
-    let mut diags = Vec::new();
-    for path in paths {
-        let rel_path = format!(
-            "specs/{platform}/{}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("")
-        );
-        let text = fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
-        match serde_norway::from_str(&text) {
-            Ok(doc) => {
-                let stem = path
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or("")
-                    .to_owned();
-                let module = naming::snake(&stem);
-                files.push(SpecFile {
-                    platform: platform.to_owned(),
-                    module,
-                    rel_path,
-                    doc,
-                });
-            }
-            Err(e) => diags.push(Diag {
-                file: rel_path,
-                location: "YAML".to_owned(),
-                message: e.to_string(),
-            }),
-        }
-    }
-    if diags.is_empty() {
-        Ok(files)
-    } else {
-        Err(CodegenError::Invalid(diags))
-    }
-}
-
-fn public_items(items: &[Item], operations: &[model::Operation]) -> Vec<String> {
+fn public_items(module: &str, items: &[Item], operations: &[model::Operation]) -> Vec<String> {
     let mut out: Vec<String> = items
         .iter()
         .map(|item| {
@@ -146,25 +68,21 @@ fn public_items(items: &[Item], operations: &[model::Operation]) -> Vec<String> 
             op.path
         )
     }));
-    out
-}
-
-/// Each platform's spec files, and the problems of the files that did not parse.
-pub type Loaded = (Vec<(&'static str, Vec<SpecFile>)>, Vec<Diag>);
-
-/// The spec files of every platform that parsed, and the problems of those that did not (an
-/// I/O error stops at once).
-pub fn load_all(root: &Path) -> Result<Loaded, CodegenError> {
-    let mut platforms = Vec::new();
-    let mut diags = Vec::new();
-    for platform in PLATFORMS {
-        match load_platform(root, platform) {
-            Ok(files) => platforms.push((*platform, files)),
-            Err(CodegenError::Invalid(mut d)) => diags.append(&mut d),
-            Err(e) => return Err(e),
-        }
+    out.extend(
+        operations
+            .iter()
+            .map(|op| format!("struct operations::{} (Operation)", op.id)),
+    );
+    if !operations.is_empty() {
+        let api = naming::api_trait(module);
+        out.push(format!("trait operations::{api}"));
+        out.extend(
+            operations
+                .iter()
+                .map(|op| format!("fn operations::{api}::{}", naming::snake(&op.id))),
+        );
     }
-    Ok((platforms, diags))
+    out
 }
 
 /// Generates every file of every platform (nothing is written), with the default [`Options`].
@@ -182,7 +100,7 @@ pub fn generate_with(root: &Path, options: Options) -> Result<Vec<GeneratedFile>
         for file in &files {
             let (module, mut d) = Builder::new(&files, file).build();
             diags.append(&mut d);
-            let public = public_items(&module.items, &module.operations);
+            let public = public_items(&module.module, &module.items, &module.operations);
             match emit::emit_module(&module) {
                 Ok(contents) => out.push(GeneratedFile {
                     rel_path: format!("{dir}/{}.rs", module.module),

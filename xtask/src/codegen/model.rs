@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde_norway::{Mapping, Value};
 
-use super::naming::{pascal, snake};
+use super::naming::{api_trait, pascal, snake};
 
 /// One problem in a spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -732,6 +732,17 @@ impl<'a> Builder<'a> {
                     }
                 }
             }
+        }
+        // The extension trait lives in `operations`, beside one unit struct per operation.
+        let api = api_trait(&self.file.module);
+        if let Some(op) = operations.iter().find(|op| op.id == api) {
+            let location = format!("operation `{}` ({} {})", op.id, op.method, op.path);
+            self.diag(
+                &location,
+                format!(
+                    "`{api}` is the name of the operations' extension trait: rename the operationId"
+                ),
+            );
         }
         let module = Module {
             module: self.file.module.clone(),

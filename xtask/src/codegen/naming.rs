@@ -92,6 +92,11 @@ pub fn screaming(name: &str) -> String {
     s.trim_end_matches('_').to_ascii_uppercase()
 }
 
+/// The extension trait of a spec module's operations (`services` → `ServicesApi`).
+pub fn api_trait(module: &str) -> String {
+    format!("{}Api", pascal(module))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +124,6 @@ mod tests {
         assert_eq!(pascal(""), "Empty");
         assert_eq!(pascal("getUris"), "GetUris");
         assert_eq!(pascal("order-service"), "OrderService");
+        assert_eq!(api_trait("services"), "ServicesApi");
     }
 }

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use serde_norway::{Mapping, Value};
 
+use super::load::{CodegenError, load_all};
 use super::model::{Diag, METHODS, SpecFile};
-use super::{CodegenError, load_all};
 
 /// Whether `cargo xtask codegen` refuses an operation or a `components.schemas` entry that has
 /// no `x-source` (rule 1 in `specs/README.md`).

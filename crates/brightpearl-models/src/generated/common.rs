@@ -437,7 +437,9 @@ pub struct Quantity {
     pub magnitude: Option<models_runtime::Decimal>,
 }
 
-/// Method, path and media types of every operation in this spec.
+/// Method, path and media types of every operation in this spec, each operation as a
+/// type (`models_runtime::Operation`), and the trait that makes each one a method of
+/// any `models_runtime::Caller`.
 pub mod operations {
     use models_runtime::OperationInfo;
     /// Every operation, in spec order.

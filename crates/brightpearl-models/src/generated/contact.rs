@@ -970,7 +970,9 @@ pub type CreatePostalAddressRequest = PostalAddressRequest;
 /// The 200 response body of [`operations::CREATE_POSTAL_ADDRESS`] (`POST /public-api/{account}/contact-service/postal-address`, `application/json`).
 pub type CreatePostalAddressResponse = super::common::CreatedIdResponse;
 
-/// Method, path and media types of every operation in this spec.
+/// Method, path and media types of every operation in this spec, each operation as a
+/// type (`models_runtime::Operation`), and the trait that makes each one a method of
+/// any `models_runtime::Caller`.
 pub mod operations {
     use models_runtime::OperationInfo;
     /// Resource search (see `common.yaml` `SearchEnvelope`). Columns include `contactId`,
@@ -1026,6 +1028,119 @@ pub mod operations {
         request_media_type: Some("application/json"),
         response_media_type: Some("application/json"),
     };
+    /// `GET /public-api/{account}/contact-service/contact-search` as a type: [`SEARCH_CONTACTS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct SearchContacts;
+    impl models_runtime::Operation for SearchContacts {
+        const INFO: OperationInfo = SEARCH_CONTACTS;
+        type Path = super::SearchContactsPath;
+        type Query = super::SearchContactsQuery;
+        type Body = ();
+        type Response = super::SearchContactsResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `GET /public-api/{account}/contact-service/contact/{idSet}` as a type: [`GET_CONTACTS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct GetContacts;
+    impl models_runtime::Operation for GetContacts {
+        const INFO: OperationInfo = GET_CONTACTS;
+        type Path = super::GetContactsPath;
+        type Query = super::GetContactsQuery;
+        type Body = ();
+        type Response = super::GetContactsResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `POST /public-api/{account}/contact-service/contact` as a type: [`CREATE_CONTACT`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct CreateContact;
+    impl models_runtime::Operation for CreateContact {
+        const INFO: OperationInfo = CREATE_CONTACT;
+        type Path = super::CreateContactPath;
+        type Query = ();
+        type Body = super::CreateContactRequest;
+        type Response = super::CreateContactResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `POST /public-api/{account}/contact-service/postal-address` as a type: [`CREATE_POSTAL_ADDRESS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct CreatePostalAddress;
+    impl models_runtime::Operation for CreatePostalAddress {
+        const INFO: OperationInfo = CREATE_POSTAL_ADDRESS;
+        type Path = super::CreatePostalAddressPath;
+        type Query = ();
+        type Body = super::CreatePostalAddressRequest;
+        type Response = super::CreatePostalAddressResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// Every operation of `specs/brightpearl/contact.yaml` as a method of any [`models_runtime::Caller`] (a client that sends an operation through its stack): one per operation, named after its `operationId`. Generated; implemented for every `Caller`.
+    pub trait ContactApi: models_runtime::Caller {
+        /// Resource search (see `common.yaml` `SearchEnvelope`). Columns include `contactId`,
+        /// `primaryEmail`, `secondaryEmail`, `tertiaryEmail`, `firstName`, `lastName`, `isSupplier`,
+        /// `companyName`, `isStaff`, `isCustomer`, `createdOn`, `updatedOn`, `lastContactedOn`,
+        /// `lastOrderedOn`, `nominalCode`, `isPrimary`, `pri`, `sec`, `mob`, `exactCompanyName`, `title`.
+        /// E-mail filters match partially: check for an exact match on the client.
+        ///
+        /// `GET /public-api/{account}/contact-service/contact-search`: [`SearchContacts`], answering [`super::SearchContactsResponse`].
+        fn search_contacts(
+            &self,
+            path: &super::SearchContactsPath,
+            query: &super::SearchContactsQuery,
+        ) -> impl std::future::Future<
+            Output = Result<super::SearchContactsResponse, Self::Error>,
+        > + Send {
+            self.call::<SearchContacts>(path, query, None)
+        }
+        /// At most 200 contacts per request: an ID set larger than 200, or none, returns one page of 200
+        /// with top-level `pagination` and `sorting` next to `response`; fetch the next pages with
+        /// `firstResult` (201, 401, ...), an index into the requested set, not a contact id.
+        /// `includeOptional=customFields` adds custom fields. An unknown id gives 404 `CMNC-404`
+        /// ("No Contact Found").
+        ///
+        /// `GET /public-api/{account}/contact-service/contact/{idSet}`: [`GetContacts`], answering [`super::GetContactsResponse`].
+        fn get_contacts(
+            &self,
+            path: &super::GetContactsPath,
+            query: &super::GetContactsQuery,
+        ) -> impl std::future::Future<
+            Output = Result<super::GetContactsResponse, Self::Error>,
+        > + Send {
+            self.call::<GetContacts>(path, query, None)
+        }
+        /// Create the postal address first and reference it in `postAddressIds`. Returns the new contact id.
+        ///
+        /// `POST /public-api/{account}/contact-service/contact`: [`CreateContact`], answering [`super::CreateContactResponse`].
+        fn create_contact(
+            &self,
+            path: &super::CreateContactPath,
+            body: &super::CreateContactRequest,
+        ) -> impl std::future::Future<
+            Output = Result<super::CreateContactResponse, Self::Error>,
+        > + Send {
+            self.call::<CreateContact>(path, &(), Some(body))
+        }
+        /// Returns the new address id, to be used in a contact's `postAddressIds`. Give the country as
+        /// `countryIsoCode`, the ISO 3166-1 alpha-3 code (`GBR`, `SWE`), or as Brightpearl's `countryId`.
+        ///
+        /// `POST /public-api/{account}/contact-service/postal-address`: [`CreatePostalAddress`], answering [`super::CreatePostalAddressResponse`].
+        fn create_postal_address(
+            &self,
+            path: &super::CreatePostalAddressPath,
+            body: &super::CreatePostalAddressRequest,
+        ) -> impl std::future::Future<
+            Output = Result<super::CreatePostalAddressResponse, Self::Error>,
+        > + Send {
+            self.call::<CreatePostalAddress>(path, &(), Some(body))
+        }
+    }
+    impl<T: models_runtime::Caller> ContactApi for T {}
     /// Every operation, in spec order.
     pub const ALL: &[OperationInfo] = &[
         SEARCH_CONTACTS,

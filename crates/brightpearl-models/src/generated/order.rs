@@ -2476,7 +2476,9 @@ impl ListOrderShippingStatusesHeaders {
 /// The 200 response body of [`operations::LIST_ORDER_SHIPPING_STATUSES`] (`GET /public-api/{account}/order-service/order-shipping-status`, `application/json`).
 pub type ListOrderShippingStatusesResponse = OrderShippingStatusListResponse;
 
-/// Method, path and media types of every operation in this spec.
+/// Method, path and media types of every operation in this spec, each operation as a
+/// type (`models_runtime::Operation`), and the trait that makes each one a method of
+/// any `models_runtime::Caller`.
 pub mod operations {
     use models_runtime::OperationInfo;
     /// Returns the new order id. Row `net` and `tax` are row totals with at most 4 decimals; `quantity` must be integral for stock-tracked products and bundles (up to 4 decimals otherwise); a bundle row expands into component rows.
@@ -2597,6 +2599,250 @@ pub mod operations {
         request_media_type: None,
         response_media_type: Some("application/json"),
     };
+    /// `POST /public-api/{account}/order-service/sales-order` as a type: [`CREATE_SALES_ORDER`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct CreateSalesOrder;
+    impl models_runtime::Operation for CreateSalesOrder {
+        const INFO: OperationInfo = CREATE_SALES_ORDER;
+        type Path = super::CreateSalesOrderPath;
+        type Query = ();
+        type Body = super::CreateSalesOrderRequest;
+        type Response = super::CreateSalesOrderResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `GET /public-api/{account}/order-service/sales-order/{idSet}` as a type: [`GET_SALES_ORDERS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct GetSalesOrders;
+    impl models_runtime::Operation for GetSalesOrders {
+        const INFO: OperationInfo = GET_SALES_ORDERS;
+        type Path = super::GetSalesOrdersPath;
+        type Query = ();
+        type Body = ();
+        type Response = super::GetSalesOrdersResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `GET /public-api/{account}/order-service/order/{idSet}` as a type: [`GET_ORDERS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct GetOrders;
+    impl models_runtime::Operation for GetOrders {
+        const INFO: OperationInfo = GET_ORDERS;
+        type Path = super::GetOrdersPath;
+        type Query = super::GetOrdersQuery;
+        type Body = ();
+        type Response = super::GetOrdersResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `OPTIONS /public-api/{account}/order-service/order/{idSet}` as a type: [`GET_ORDER_URIS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct GetOrderUris;
+    impl models_runtime::Operation for GetOrderUris {
+        const INFO: OperationInfo = GET_ORDER_URIS;
+        type Path = super::GetOrderUrisPath;
+        type Query = ();
+        type Body = ();
+        type Response = super::GetOrderUrisResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `GET /public-api/{account}/order-service/order-search` as a type: [`SEARCH_ORDERS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct SearchOrders;
+    impl models_runtime::Operation for SearchOrders {
+        const INFO: OperationInfo = SEARCH_ORDERS;
+        type Path = super::SearchOrdersPath;
+        type Query = super::SearchOrdersQuery;
+        type Body = ();
+        type Response = super::SearchOrdersResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `GET /public-api/{account}/order-service/sales-order-search` as a type: [`SEARCH_SALES_ORDERS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct SearchSalesOrders;
+    impl models_runtime::Operation for SearchSalesOrders {
+        const INFO: OperationInfo = SEARCH_SALES_ORDERS;
+        type Path = super::SearchSalesOrdersPath;
+        type Query = super::SearchSalesOrdersQuery;
+        type Body = ();
+        type Response = super::SearchSalesOrdersResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `PUT /public-api/{account}/order-service/order/{orderId}/status` as a type: [`UPDATE_ORDER_STATUS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct UpdateOrderStatus;
+    impl models_runtime::Operation for UpdateOrderStatus {
+        const INFO: OperationInfo = UPDATE_ORDER_STATUS;
+        type Path = super::UpdateOrderStatusPath;
+        type Query = ();
+        type Body = super::UpdateOrderStatusRequest;
+        type Response = super::UpdateOrderStatusResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `GET /public-api/{account}/order-service/order-status` as a type: [`LIST_ORDER_STATUSES`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct ListOrderStatuses;
+    impl models_runtime::Operation for ListOrderStatuses {
+        const INFO: OperationInfo = LIST_ORDER_STATUSES;
+        type Path = super::ListOrderStatusesPath;
+        type Query = ();
+        type Body = ();
+        type Response = super::ListOrderStatusesResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `GET /public-api/{account}/order-service/order-shipping-status` as a type: [`LIST_ORDER_SHIPPING_STATUSES`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct ListOrderShippingStatuses;
+    impl models_runtime::Operation for ListOrderShippingStatuses {
+        const INFO: OperationInfo = LIST_ORDER_SHIPPING_STATUSES;
+        type Path = super::ListOrderShippingStatusesPath;
+        type Query = ();
+        type Body = ();
+        type Response = super::ListOrderShippingStatusesResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// Every operation of `specs/brightpearl/order.yaml` as a method of any [`models_runtime::Caller`] (a client that sends an operation through its stack): one per operation, named after its `operationId`. Generated; implemented for every `Caller`.
+    pub trait OrderApi: models_runtime::Caller {
+        /// Returns the new order id. Row `net` and `tax` are row totals with at most 4 decimals; `quantity` must be integral for stock-tracked products and bundles (up to 4 decimals otherwise); a bundle row expands into component rows.
+        ///
+        /// **Open question:** What a repeated POST with the same externalRef + installedIntegrationInstanceId returns (error or the existing id): the documentation excerpt is cut off there.
+        ///
+        /// `POST /public-api/{account}/order-service/sales-order`: [`CreateSalesOrder`], answering [`super::CreateSalesOrderResponse`].
+        fn create_sales_order(
+            &self,
+            path: &super::CreateSalesOrderPath,
+            body: &super::CreateSalesOrderRequest,
+        ) -> impl std::future::Future<
+            Output = Result<super::CreateSalesOrderResponse, Self::Error>,
+        > + Send {
+            self.call::<CreateSalesOrder>(path, &(), Some(body))
+        }
+        /// Up to 200 orders per call. Returns the flat shape of the sales-order POST plus read-only fields (settled by the Sales Order GET page, against an n8n comment claiming the nested order shape). Rows carry the `id` needed as `salesOrderRowId` for goods-out notes, matched to Norce lines by `rows[].externalRef`.
+        ///
+        /// `GET /public-api/{account}/order-service/sales-order/{idSet}`: [`GetSalesOrders`], answering [`super::GetSalesOrdersResponse`].
+        fn get_sales_orders(
+            &self,
+            path: &super::GetSalesOrdersPath,
+        ) -> impl std::future::Future<
+            Output = Result<super::GetSalesOrdersResponse, Self::Error>,
+        > + Send {
+            self.call::<GetSalesOrders>(path, &(), None)
+        }
+        /// Up to 200 orders per call; `includeOptional=customFields` adds custom fields. An unknown id gives `200 {"response": []}` (not 404).
+        ///
+        /// `GET /public-api/{account}/order-service/order/{idSet}`: [`GetOrders`], answering [`super::GetOrdersResponse`].
+        fn get_orders(
+            &self,
+            path: &super::GetOrdersPath,
+            query: &super::GetOrdersQuery,
+        ) -> impl std::future::Future<
+            Output = Result<super::GetOrdersResponse, Self::Error>,
+        > + Send {
+            self.call::<GetOrders>(path, query, None)
+        }
+        /// Returns GET URIs compacted into ranges and sized to the 200-order limit; unknown ids are dropped. Without an ID set (`OPTIONS .../order`) it covers all orders.
+        ///
+        /// `OPTIONS /public-api/{account}/order-service/order/{idSet}`: [`GetOrderUris`], answering [`super::GetOrderUrisResponse`].
+        fn get_order_uris(
+            &self,
+            path: &super::GetOrderUrisPath,
+        ) -> impl std::future::Future<
+            Output = Result<super::GetOrderUrisResponse, Self::Error>,
+        > + Send {
+            self.call::<GetOrderUris>(path, &(), None)
+        }
+        /// Resource search (see `common.yaml` `SearchEnvelope`). Columns include `orderId`, `orderTypeId`,
+        /// `contactId`, `orderStatusId`, `orderStockStatusId`, `createdOn`, `createdById`, `customerRef`,
+        /// `orderPaymentStatusId`, `updatedOn`, `parentOrderId`, `orderShippingStatusId`, `externalRef`,
+        /// `installedIntegrationInstanceId`, `warehouseId`, `staffOwnerContactId`, `taxDate`,
+        /// `departmentId`, `deliveryDate`. Reference maps: `orderTypeNames`, `orderStatusNames`,
+        /// `orderStockStatusNames`, `orderPaymentStatusNames`, `orderShippingStatusNames` (id to label;
+        /// only the ids present in the page are listed). Every column is filterable, including those
+        /// without a parameter here (`contactId`, `createdOn`, `taxDate`, `deliveryDate`, `warehouseId`,
+        /// `parentOrderId`, ...); `orderId`, `orderTypeId`, `parentOrderId` and `warehouseId` are IDSET
+        /// columns and take ID sets. There is no `reference` column: use `customerRef`.
+        ///
+        /// `GET /public-api/{account}/order-service/order-search`: [`SearchOrders`], answering [`super::SearchOrdersResponse`].
+        fn search_orders(
+            &self,
+            path: &super::SearchOrdersPath,
+            query: &super::SearchOrdersQuery,
+        ) -> impl std::future::Future<
+            Output = Result<super::SearchOrdersResponse, Self::Error>,
+        > + Send {
+            self.call::<SearchOrders>(path, query, None)
+        }
+        /// Resource search (see `common.yaml` `SearchEnvelope`). Columns include `salesOrderId`,
+        /// `customerId`, `orderStatusId`, `orderStockStatus`, `createdOn`, `createdById`, `customerRef`,
+        /// `orderPaymentStatus`, `updatedOn`, `orderShippingStatus`, `externalRef`,
+        /// `installedIntegrationInstanceId`, `warehouseId`, `staffOwnerId`, `taxDate`. Used to find an
+        /// order by `externalRef` before retrying a create.
+        ///
+        /// `GET /public-api/{account}/order-service/sales-order-search`: [`SearchSalesOrders`], answering [`super::SearchSalesOrdersResponse`].
+        fn search_sales_orders(
+            &self,
+            path: &super::SearchSalesOrdersPath,
+            query: &super::SearchSalesOrdersQuery,
+        ) -> impl std::future::Future<
+            Output = Result<super::SearchSalesOrdersResponse, Self::Error>,
+        > + Send {
+            self.call::<SearchSalesOrders>(path, query, None)
+        }
+        /// Returns `{}` and adds an order note (generated text unless `orderNote.text` is given). Fires
+        /// `order.modified.order-status`. The new status must exist, belong to the order's type and not
+        /// be hidden. Moving a sales order to the cancelled status also requires no goods-out notes, a
+        /// status other than invoiced and zero payments; it then removes reservations and coupons. If a
+        /// check fails neither the status nor the note is written.
+        ///
+        /// `PUT /public-api/{account}/order-service/order/{orderId}/status`: [`UpdateOrderStatus`], answering [`super::UpdateOrderStatusResponse`].
+        fn update_order_status(
+            &self,
+            path: &super::UpdateOrderStatusPath,
+            body: &super::UpdateOrderStatusRequest,
+        ) -> impl std::future::Future<
+            Output = Result<super::UpdateOrderStatusResponse, Self::Error>,
+        > + Send {
+            self.call::<UpdateOrderStatus>(path, &(), Some(body))
+        }
+        /// Used to map Brightpearl order statuses to Norce statuses.
+        ///
+        /// `GET /public-api/{account}/order-service/order-status`: [`ListOrderStatuses`], answering [`super::ListOrderStatusesResponse`].
+        fn list_order_statuses(
+            &self,
+            path: &super::ListOrderStatusesPath,
+        ) -> impl std::future::Future<
+            Output = Result<super::ListOrderStatusesResponse, Self::Error>,
+        > + Send {
+            self.call::<ListOrderStatuses>(path, &(), None)
+        }
+        /// Get the order shipping statuses
+        ///
+        /// `GET /public-api/{account}/order-service/order-shipping-status`: [`ListOrderShippingStatuses`], answering [`super::ListOrderShippingStatusesResponse`].
+        fn list_order_shipping_statuses(
+            &self,
+            path: &super::ListOrderShippingStatusesPath,
+        ) -> impl std::future::Future<
+            Output = Result<super::ListOrderShippingStatusesResponse, Self::Error>,
+        > + Send {
+            self.call::<ListOrderShippingStatuses>(path, &(), None)
+        }
+    }
+    impl<T: models_runtime::Caller> OrderApi for T {}
     /// Every operation, in spec order.
     pub const ALL: &[OperationInfo] = &[
         CREATE_SALES_ORDER,

@@ -1455,7 +1455,9 @@ impl GetProductPricesForPriceListsHeaders {
 /// The 200 response body of [`operations::GET_PRODUCT_PRICES_FOR_PRICE_LISTS`] (`GET /public-api/{account}/product-service/product-price/{idSet}/price-list/{priceListIdSet}`, `application/json`).
 pub type GetProductPricesForPriceListsResponse = ProductPriceListResponse;
 
-/// Method, path and media types of every operation in this spec.
+/// Method, path and media types of every operation in this spec, each operation as a
+/// type (`models_runtime::Operation`), and the trait that makes each one a method of
+/// any `models_runtime::Caller`.
 pub mod operations {
     use models_runtime::OperationInfo;
     /// Up to 200 products per call. `includeOptional=customFields` adds the custom fields.
@@ -1541,6 +1543,186 @@ pub mod operations {
         request_media_type: None,
         response_media_type: Some("application/json"),
     };
+    /// `GET /public-api/{account}/product-service/product/{idSet}` as a type: [`GET_PRODUCTS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct GetProducts;
+    impl models_runtime::Operation for GetProducts {
+        const INFO: OperationInfo = GET_PRODUCTS;
+        type Path = super::GetProductsPath;
+        type Query = super::GetProductsQuery;
+        type Body = ();
+        type Response = super::GetProductsResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `OPTIONS /public-api/{account}/product-service/product/{idSet}` as a type: [`GET_PRODUCT_URIS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct GetProductUris;
+    impl models_runtime::Operation for GetProductUris {
+        const INFO: OperationInfo = GET_PRODUCT_URIS;
+        type Path = super::GetProductUrisPath;
+        type Query = ();
+        type Body = ();
+        type Response = super::GetProductUrisResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `GET /public-api/{account}/product-service/product-search` as a type: [`SEARCH_PRODUCTS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct SearchProducts;
+    impl models_runtime::Operation for SearchProducts {
+        const INFO: OperationInfo = SEARCH_PRODUCTS;
+        type Path = super::SearchProductsPath;
+        type Query = super::SearchProductsQuery;
+        type Body = ();
+        type Response = super::SearchProductsResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `GET /public-api/{account}/product-service/price-list` as a type: [`LIST_PRICE_LISTS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct ListPriceLists;
+    impl models_runtime::Operation for ListPriceLists {
+        const INFO: OperationInfo = LIST_PRICE_LISTS;
+        type Path = super::ListPriceListsPath;
+        type Query = ();
+        type Body = ();
+        type Response = super::ListPriceListsResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `GET /public-api/{account}/product-service/price-list/{idSet}` as a type: [`GET_PRICE_LISTS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct GetPriceLists;
+    impl models_runtime::Operation for GetPriceLists {
+        const INFO: OperationInfo = GET_PRICE_LISTS;
+        type Path = super::GetPriceListsPath;
+        type Query = ();
+        type Body = ();
+        type Response = super::GetPriceListsResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `GET /public-api/{account}/product-service/product-price/{idSet}` as a type: [`GET_PRODUCT_PRICES`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct GetProductPrices;
+    impl models_runtime::Operation for GetProductPrices {
+        const INFO: OperationInfo = GET_PRODUCT_PRICES;
+        type Path = super::GetProductPricesPath;
+        type Query = ();
+        type Body = ();
+        type Response = super::GetProductPricesResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `GET /public-api/{account}/product-service/product-price/{idSet}/price-list/{priceListIdSet}` as a type: [`GET_PRODUCT_PRICES_FOR_PRICE_LISTS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct GetProductPricesForPriceLists;
+    impl models_runtime::Operation for GetProductPricesForPriceLists {
+        const INFO: OperationInfo = GET_PRODUCT_PRICES_FOR_PRICE_LISTS;
+        type Path = super::GetProductPricesForPriceListsPath;
+        type Query = ();
+        type Body = ();
+        type Response = super::GetProductPricesForPriceListsResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// Every operation of `specs/brightpearl/product.yaml` as a method of any [`models_runtime::Caller`] (a client that sends an operation through its stack): one per operation, named after its `operationId`. Generated; implemented for every `Caller`.
+    pub trait ProductApi: models_runtime::Caller {
+        /// Up to 200 products per call. `includeOptional=customFields` adds the custom fields.
+        ///
+        /// `GET /public-api/{account}/product-service/product/{idSet}`: [`GetProducts`], answering [`super::GetProductsResponse`].
+        fn get_products(
+            &self,
+            path: &super::GetProductsPath,
+            query: &super::GetProductsQuery,
+        ) -> impl std::future::Future<
+            Output = Result<super::GetProductsResponse, Self::Error>,
+        > + Send {
+            self.call::<GetProducts>(path, query, None)
+        }
+        /// Returns GET URIs compacted into ranges and sized to the 200-product limit; unknown ids are dropped. Without an ID set (`OPTIONS .../product`) it covers all products.
+        ///
+        /// `OPTIONS /public-api/{account}/product-service/product/{idSet}`: [`GetProductUris`], answering [`super::GetProductUrisResponse`].
+        fn get_product_uris(
+            &self,
+            path: &super::GetProductUrisPath,
+        ) -> impl std::future::Future<
+            Output = Result<super::GetProductUrisResponse, Self::Error>,
+        > + Send {
+            self.call::<GetProductUris>(path, &(), None)
+        }
+        /// Resource search (see `common.yaml` `SearchEnvelope`). Columns include `productId` (IDSET),
+        /// `productName` (SEARCH_STRING), `SKU`, `barcode`, `EAN`, `UPC`, `ISBN`, `MPN`, `stockTracked`
+        /// (BOOLEAN), `salesChannelName`, `createdOn`/`updatedOn` (PERIOD), `brightpearlCategoryCode`,
+        /// `productGroupId`, `brandId`, `productTypeId`, `productStatus`, `primarySupplierId`. All are
+        /// filterable except `salesChannelName`; `brightpearlCategoryCode` is an IDSET column that cannot
+        /// be sorted on. The `productCategoryMembership` reference map gives each product id an array of
+        /// category ids. `GET .../product-search/meta-data` describes columns and filters.
+        ///
+        /// `GET /public-api/{account}/product-service/product-search`: [`SearchProducts`], answering [`super::SearchProductsResponse`].
+        fn search_products(
+            &self,
+            path: &super::SearchProductsPath,
+            query: &super::SearchProductsQuery,
+        ) -> impl std::future::Future<
+            Output = Result<super::SearchProductsResponse, Self::Error>,
+        > + Send {
+            self.call::<SearchProducts>(path, query, None)
+        }
+        /// Get all price lists
+        ///
+        /// `GET /public-api/{account}/product-service/price-list`: [`ListPriceLists`], answering [`super::ListPriceListsResponse`].
+        fn list_price_lists(
+            &self,
+            path: &super::ListPriceListsPath,
+        ) -> impl std::future::Future<
+            Output = Result<super::ListPriceListsResponse, Self::Error>,
+        > + Send {
+            self.call::<ListPriceLists>(path, &(), None)
+        }
+        /// Get price lists by ID set
+        ///
+        /// `GET /public-api/{account}/product-service/price-list/{idSet}`: [`GetPriceLists`], answering [`super::GetPriceListsResponse`].
+        fn get_price_lists(
+            &self,
+            path: &super::GetPriceListsPath,
+        ) -> impl std::future::Future<
+            Output = Result<super::GetPriceListsResponse, Self::Error>,
+        > + Send {
+            self.call::<GetPriceLists>(path, &(), None)
+        }
+        /// There is no search or webhook for prices; fetch them in chunks of about 100 products as snapshots.
+        ///
+        /// `GET /public-api/{account}/product-service/product-price/{idSet}`: [`GetProductPrices`], answering [`super::GetProductPricesResponse`].
+        fn get_product_prices(
+            &self,
+            path: &super::GetProductPricesPath,
+        ) -> impl std::future::Future<
+            Output = Result<super::GetProductPricesResponse, Self::Error>,
+        > + Send {
+            self.call::<GetProductPrices>(path, &(), None)
+        }
+        /// Get the prices of products on selected price lists
+        ///
+        /// `GET /public-api/{account}/product-service/product-price/{idSet}/price-list/{priceListIdSet}`: [`GetProductPricesForPriceLists`], answering [`super::GetProductPricesForPriceListsResponse`].
+        fn get_product_prices_for_price_lists(
+            &self,
+            path: &super::GetProductPricesForPriceListsPath,
+        ) -> impl std::future::Future<
+            Output = Result<super::GetProductPricesForPriceListsResponse, Self::Error>,
+        > + Send {
+            self.call::<GetProductPricesForPriceLists>(path, &(), None)
+        }
+    }
+    impl<T: models_runtime::Caller> ProductApi for T {}
     /// Every operation, in spec order.
     pub const ALL: &[OperationInfo] = &[
         GET_PRODUCTS,

@@ -1225,7 +1225,9 @@ pub type ReceiveEventRequest = NorceEvent;
 /// [`operations::RECEIVE_EVENT`] (`POST /norce/events/{eventType}`) answers 200 without a body.
 pub type ReceiveEventResponse = ();
 
-/// Method, path and media types of every operation in this spec.
+/// Method, path and media types of every operation in this spec, each operation as a
+/// type (`models_runtime::Operation`), and the trait that makes each one a method of
+/// any `models_runtime::Caller`.
 pub mod operations {
     use models_runtime::OperationInfo;
     /// Authenticated with HTTP Basic (the username/password configured in Norce Admin). Answer
@@ -1256,6 +1258,65 @@ pub mod operations {
         request_media_type: Some("application/json"),
         response_media_type: None,
     };
+    /// `POST /norce/order-receiver` as a type: [`RECEIVE_ORDER`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct ReceiveOrder;
+    impl models_runtime::Operation for ReceiveOrder {
+        const INFO: OperationInfo = RECEIVE_ORDER;
+        type Path = ();
+        type Query = ();
+        type Body = super::ReceiveOrderRequest;
+        type Response = super::ReceiveOrderResponse;
+        fn path(_: &()) -> String {
+            RECEIVE_ORDER.path.to_owned()
+        }
+    }
+    /// `POST /norce/events/{eventType}` as a type: [`RECEIVE_EVENT`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct ReceiveEvent;
+    impl models_runtime::Operation for ReceiveEvent {
+        const INFO: OperationInfo = RECEIVE_EVENT;
+        type Path = super::ReceiveEventPath;
+        type Query = ();
+        type Body = super::ReceiveEventRequest;
+        type Response = super::ReceiveEventResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// Every operation of `specs/norce/events.yaml` as a method of any [`models_runtime::Caller`] (a client that sends an operation through its stack): one per operation, named after its `operationId`. Generated; implemented for every `Caller`.
+    pub trait EventsApi: models_runtime::Caller {
+        /// Authenticated with HTTP Basic (the username/password configured in Norce Admin). Answer
+        /// `StatusCode: OK` quickly once the order is safely stored; `Failed` (or a non-2xx) makes
+        /// Norce retry.
+        ///
+        /// **Open question:** How long Norce retries a failed order push, and whether it treats a 200 with StatusCode Failed like an HTTP error, is not documented.
+        ///
+        /// `POST /norce/order-receiver`: [`ReceiveOrder`], answering [`super::ReceiveOrderResponse`].
+        fn receive_order(
+            &self,
+            body: &super::ReceiveOrderRequest,
+        ) -> impl std::future::Future<
+            Output = Result<super::ReceiveOrderResponse, Self::Error>,
+        > + Send {
+            self.call::<ReceiveOrder>(&(), &(), Some(body))
+        }
+        /// Each event type is configured in Admin with this URL and its own name as `eventType`, plus a
+        /// static custom header carrying our shared secret. Return 200 once the event is stored; any
+        /// non-2xx makes Norce retry.
+        ///
+        /// `POST /norce/events/{eventType}`: [`ReceiveEvent`], answering [`super::ReceiveEventResponse`].
+        fn receive_event(
+            &self,
+            path: &super::ReceiveEventPath,
+            body: &super::ReceiveEventRequest,
+        ) -> impl std::future::Future<
+            Output = Result<super::ReceiveEventResponse, Self::Error>,
+        > + Send {
+            self.call::<ReceiveEvent>(path, &(), Some(body))
+        }
+    }
+    impl<T: models_runtime::Caller> EventsApi for T {}
     /// Every operation, in spec order.
     pub const ALL: &[OperationInfo] = &[RECEIVE_ORDER, RECEIVE_EVENT];
     /// Calls `visitor` with the success-response model of the operation `id`; `None`

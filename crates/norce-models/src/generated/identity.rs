@@ -366,7 +366,9 @@ pub type RequestTokenRequest = TokenRequest;
 /// The 200 response body of [`operations::REQUEST_TOKEN`] (`POST /identity/1.0/connect/token`, `application/json`).
 pub type RequestTokenResponse = TokenResponse;
 
-/// Method, path and media types of every operation in this spec.
+/// Method, path and media types of every operation in this spec, each operation as a
+/// type (`models_runtime::Operation`), and the trait that makes each one a method of
+/// any `models_runtime::Caller`.
 pub mod operations {
     use models_runtime::OperationInfo;
     /// Form-encoded POST with the client credentials in the body ("send client credentials in the
@@ -383,6 +385,37 @@ pub mod operations {
         request_media_type: Some("application/x-www-form-urlencoded"),
         response_media_type: Some("application/json"),
     };
+    /// `POST /identity/1.0/connect/token` as a type: [`REQUEST_TOKEN`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct RequestToken;
+    impl models_runtime::Operation for RequestToken {
+        const INFO: OperationInfo = REQUEST_TOKEN;
+        type Path = ();
+        type Query = ();
+        type Body = super::RequestTokenRequest;
+        type Response = super::RequestTokenResponse;
+        fn path(_: &()) -> String {
+            REQUEST_TOKEN.path.to_owned()
+        }
+    }
+    /// Every operation of `specs/norce/identity.yaml` as a method of any [`models_runtime::Caller`] (a client that sends an operation through its stack): one per operation, named after its `operationId`. Generated; implemented for every `Caller`.
+    pub trait IdentityApi: models_runtime::Caller {
+        /// Form-encoded POST with the client credentials in the body ("send client credentials in the
+        /// body"). Rate limited to 3 requests per minute per IP address, burst 20; cache the token.
+        /// Norce documents only 200 and 429; the 400 and 401 answers are the RFC 6749 ones (see
+        /// `OAuthError`).
+        ///
+        /// `POST /identity/1.0/connect/token`: [`RequestToken`], answering [`super::RequestTokenResponse`].
+        fn request_token(
+            &self,
+            body: &super::RequestTokenRequest,
+        ) -> impl std::future::Future<
+            Output = Result<super::RequestTokenResponse, Self::Error>,
+        > + Send {
+            self.call::<RequestToken>(&(), &(), Some(body))
+        }
+    }
+    impl<T: models_runtime::Caller> IdentityApi for T {}
     /// Every operation, in spec order.
     pub const ALL: &[OperationInfo] = &[REQUEST_TOKEN];
     /// Calls `visitor` with the success-response model of the operation `id`; `None`

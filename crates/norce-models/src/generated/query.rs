@@ -618,7 +618,9 @@ impl QueryOrdersHeaders {
 /// The 200 response body of [`operations::QUERY_ORDERS`] (`GET /commerce/query/3.0/Orders/Orders`, `application/json`).
 pub type QueryOrdersResponse = OrdersPage;
 
-/// Method, path and media types of every operation in this spec.
+/// Method, path and media types of every operation in this spec, each operation as a
+/// type (`models_runtime::Operation`), and the trait that makes each one a method of
+/// any `models_runtime::Caller`.
 pub mod operations {
     use models_runtime::OperationInfo;
     /// A queryable collection of orders. Use `$expand` to include lines (`orderItem`), the
@@ -638,6 +640,40 @@ pub mod operations {
         request_media_type: None,
         response_media_type: Some("application/json"),
     };
+    /// `GET /commerce/query/3.0/Orders/Orders` as a type: [`QUERY_ORDERS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct QueryOrders;
+    impl models_runtime::Operation for QueryOrders {
+        const INFO: OperationInfo = QUERY_ORDERS;
+        type Path = ();
+        type Query = super::QueryOrdersQuery;
+        type Body = ();
+        type Response = super::QueryOrdersResponse;
+        fn path(_: &()) -> String {
+            QUERY_ORDERS.path.to_owned()
+        }
+    }
+    /// Every operation of `specs/norce/query.yaml` as a method of any [`models_runtime::Caller`] (a client that sends an operation through its stack): one per operation, named after its `operationId`. Generated; implemented for every `Caller`.
+    pub trait QueryApi: models_runtime::Caller {
+        /// A queryable collection of orders. Use `$expand` to include lines (`orderItem`), the
+        /// ship-to and buyer data (`shipToCustomerInfo`, `buyerCustomerInfo`) and delivery notes
+        /// (`deliveryNote`), `$filter` for a date window or status, and follow `@odata.nextLink`
+        /// for further pages. An unknown property in `$expand`, `$filter`, `$orderby` or `$select`
+        /// is a 400 with an OData error body.
+        ///
+        /// **Open question:** The navigation property names of the 3.0 Order (lines, customer infos, delivery notes) are not in the pages we could read; they are inferred from the reverse names Norce publishes (`orderShipToCustomerInfo` on CustomerInfo, `deliveryNoteItem` on OrderItem). norce-client takes other names (`QueryNavigation`), so a merchant can correct them without a release; `relay verify --deep` checks them.
+        ///
+        /// `GET /commerce/query/3.0/Orders/Orders`: [`QueryOrders`], answering [`super::QueryOrdersResponse`].
+        fn query_orders(
+            &self,
+            query: &super::QueryOrdersQuery,
+        ) -> impl std::future::Future<
+            Output = Result<super::QueryOrdersResponse, Self::Error>,
+        > + Send {
+            self.call::<QueryOrders>(&(), query, None)
+        }
+    }
+    impl<T: models_runtime::Caller> QueryApi for T {}
     /// Every operation, in spec order.
     pub const ALL: &[OperationInfo] = &[QUERY_ORDERS];
     /// Calls `visitor` with the success-response model of the operation `id`; `None`

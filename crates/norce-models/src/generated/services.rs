@@ -1564,7 +1564,9 @@ impl ListProducts2Headers {
 /// The 200 response body of [`operations::LIST_PRODUCTS2`] (`GET /commerce/product/1.1/ListProducts2`, `application/json`).
 pub type ListProducts2Response = ProductItemPagedList;
 
-/// Method, path and media types of every operation in this spec.
+/// Method, path and media types of every operation in this spec, each operation as a
+/// type (`models_runtime::Operation`), and the trait that makes each one a method of
+/// any `models_runtime::Caller`.
 pub mod operations {
     use models_runtime::OperationInfo;
     /// "GetApplication gets the current application data based on the provided Oauth2
@@ -1619,6 +1621,114 @@ pub mod operations {
         request_media_type: None,
         response_media_type: Some("application/json"),
     };
+    /// `GET /commerce/metadata/1.1/GetApplication` as a type: [`GET_APPLICATION`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct GetApplication;
+    impl models_runtime::Operation for GetApplication {
+        const INFO: OperationInfo = GET_APPLICATION;
+        type Path = ();
+        type Query = super::GetApplicationQuery;
+        type Body = ();
+        type Response = super::GetApplicationResponse;
+        fn path(_: &()) -> String {
+            GET_APPLICATION.path.to_owned()
+        }
+    }
+    /// `GET /commerce/order/1.1/ListOrders3` as a type: [`LIST_ORDERS3`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct ListOrders3;
+    impl models_runtime::Operation for ListOrders3 {
+        const INFO: OperationInfo = LIST_ORDERS3;
+        type Path = ();
+        type Query = super::ListOrders3Query;
+        type Body = ();
+        type Response = super::ListOrders3Response;
+        fn path(_: &()) -> String {
+            LIST_ORDERS3.path.to_owned()
+        }
+    }
+    /// `GET /commerce/order/1.1/GetOrder` as a type: [`GET_ORDER`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct GetOrder;
+    impl models_runtime::Operation for GetOrder {
+        const INFO: OperationInfo = GET_ORDER;
+        type Path = ();
+        type Query = super::GetOrderQuery;
+        type Body = ();
+        type Response = super::GetOrderResponse;
+        fn path(_: &()) -> String {
+            GET_ORDER.path.to_owned()
+        }
+    }
+    /// `GET /commerce/product/1.1/ListProducts2` as a type: [`LIST_PRODUCTS2`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct ListProducts2;
+    impl models_runtime::Operation for ListProducts2 {
+        const INFO: OperationInfo = LIST_PRODUCTS2;
+        type Path = ();
+        type Query = super::ListProducts2Query;
+        type Body = ();
+        type Response = super::ListProducts2Response;
+        fn path(_: &()) -> String {
+            LIST_PRODUCTS2.path.to_owned()
+        }
+    }
+    /// Every operation of `specs/norce/services.yaml` as a method of any [`models_runtime::Caller`] (a client that sends an operation through its stack): one per operation, named after its `operationId`. Generated; implemented for every `Caller`.
+    pub trait ServicesApi: models_runtime::Caller {
+        /// "GetApplication gets the current application data based on the provided Oauth2
+        /// credentials": the Application the `ApplicationId` header (or the `applicationId` query
+        /// parameter) refers to. Its defaults are what the context parameters of other calls fall
+        /// back to.
+        ///
+        /// `GET /commerce/metadata/1.1/GetApplication`: [`GetApplication`], answering [`super::GetApplicationResponse`].
+        fn get_application(
+            &self,
+            query: &super::GetApplicationQuery,
+        ) -> impl std::future::Future<
+            Output = Result<super::GetApplicationResponse, Self::Error>,
+        > + Send {
+            self.call::<GetApplication>(&(), query, None)
+        }
+        /// At least one of `companyId`, `customerId`, `divisionCode`, `fromDate`, `toDate` must be
+        /// given. Replaces the obsolete `ListOrders2`. Norce's spec types every query parameter of
+        /// ListOrders3 as a string; `pageNo`/`pageSize` stay integers and `fromDate`/`toDate`
+        /// date-times here because they are written the same on the wire.
+        ///
+        /// `GET /commerce/order/1.1/ListOrders3`: [`ListOrders3`], answering [`super::ListOrders3Response`].
+        fn list_orders3(
+            &self,
+            query: &super::ListOrders3Query,
+        ) -> impl std::future::Future<
+            Output = Result<super::ListOrders3Response, Self::Error>,
+        > + Send {
+            self.call::<ListOrders3>(&(), query, None)
+        }
+        /// Get one order with items, customer data, delivery notes and info
+        ///
+        /// **Open question:** The exact GetOrder parameter list for 1.1 was not captured; `id` + `cultureCode` is expected. GetOrderByNo(orderno, a string) and GetOrderByBasket(basketId, an int32) also exist and return the same Order (null when not found).
+        ///
+        /// `GET /commerce/order/1.1/GetOrder`: [`GetOrder`], answering [`super::GetOrderResponse`].
+        fn get_order(
+            &self,
+            query: &super::GetOrderQuery,
+        ) -> impl std::future::Future<
+            Output = Result<super::GetOrderResponse, Self::Error>,
+        > + Send {
+            self.call::<GetOrder>(&(), query, None)
+        }
+        /// "Main product list."
+        ///
+        /// `GET /commerce/product/1.1/ListProducts2`: [`ListProducts2`], answering [`super::ListProducts2Response`].
+        fn list_products2(
+            &self,
+            query: &super::ListProducts2Query,
+        ) -> impl std::future::Future<
+            Output = Result<super::ListProducts2Response, Self::Error>,
+        > + Send {
+            self.call::<ListProducts2>(&(), query, None)
+        }
+    }
+    impl<T: models_runtime::Caller> ServicesApi for T {}
     /// Every operation, in spec order.
     pub const ALL: &[OperationInfo] = &[
         GET_APPLICATION,

@@ -3520,7 +3520,9 @@ pub type FetchPriceHistoryResponse = PriceHistoryFetchList;
 /// The 200 response body of [`operations::CREATE_JWT_SESSION`] (`POST /sessions/jwt`, `application/json`).
 pub type CreateJwtSessionResponse = JwtSession;
 
-/// Method, path and media types of every operation in this spec.
+/// Method, path and media types of every operation in this spec, each operation as a
+/// type (`models_runtime::Operation`), and the trait that makes each one a method of
+/// any `models_runtime::Caller`.
 pub mod operations {
     use models_runtime::OperationInfo;
     /// TrackBack feed of printed shipments (license REST API TrackBack), at most 100 per call. Start with `fetchId=-1`, then always send the `fetchId` of the previous response. While `done` is false call again at once (those calls are exempt from the rate limit); otherwise wait at least `minDelay` milliseconds, and preferably call no more than once per five minutes. Profile-bound API keys cannot call this endpoint.
@@ -3728,6 +3730,440 @@ pub mod operations {
         request_media_type: None,
         response_media_type: Some("application/json"),
     };
+    /// `GET /shipments` as a type: [`FETCH_SHIPMENTS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct FetchShipments;
+    impl models_runtime::Operation for FetchShipments {
+        const INFO: OperationInfo = FETCH_SHIPMENTS;
+        type Path = ();
+        type Query = super::FetchShipmentsQuery;
+        type Body = ();
+        type Response = super::FetchShipmentsResponse;
+        fn path(_: &()) -> String {
+            FETCH_SHIPMENTS.path.to_owned()
+        }
+    }
+    /// `POST /shipments` as a type: [`CREATE_SHIPMENT`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct CreateShipment;
+    impl models_runtime::Operation for CreateShipment {
+        const INFO: OperationInfo = CREATE_SHIPMENT;
+        type Path = ();
+        type Query = super::CreateShipmentQuery;
+        type Body = super::CreateShipmentRequest;
+        type Response = super::CreateShipmentResponse;
+        fn path(_: &()) -> String {
+            CREATE_SHIPMENT.path.to_owned()
+        }
+    }
+    /// `DELETE /shipments/{shipmentId}` as a type: [`CANCEL_SHIPMENT`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct CancelShipment;
+    impl models_runtime::Operation for CancelShipment {
+        const INFO: OperationInfo = CANCEL_SHIPMENT;
+        type Path = super::CancelShipmentPath;
+        type Query = ();
+        type Body = ();
+        type Response = super::CancelShipmentResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `GET /shipments/{shipmentId}/pdfs` as a type: [`LIST_SHIPMENT_PDFS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct ListShipmentPdfs;
+    impl models_runtime::Operation for ListShipmentPdfs {
+        const INFO: OperationInfo = LIST_SHIPMENT_PDFS;
+        type Path = super::ListShipmentPdfsPath;
+        type Query = super::ListShipmentPdfsQuery;
+        type Body = ();
+        type Response = super::ListShipmentPdfsResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `GET /shipments/{shipmentId}/pdfs/{pdfId}` as a type: [`GET_SHIPMENT_PDF`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct GetShipmentPdf;
+    impl models_runtime::Operation for GetShipmentPdf {
+        const INFO: OperationInfo = GET_SHIPMENT_PDF;
+        type Path = super::GetShipmentPdfPath;
+        type Query = ();
+        type Body = ();
+        type Response = super::GetShipmentPdfResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `GET /stored-shipments` as a type: [`SEARCH_STORED_SHIPMENTS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct SearchStoredShipments;
+    impl models_runtime::Operation for SearchStoredShipments {
+        const INFO: OperationInfo = SEARCH_STORED_SHIPMENTS;
+        type Path = ();
+        type Query = super::SearchStoredShipmentsQuery;
+        type Body = ();
+        type Response = super::SearchStoredShipmentsResponse;
+        fn path(_: &()) -> String {
+            SEARCH_STORED_SHIPMENTS.path.to_owned()
+        }
+    }
+    /// `POST /stored-shipments` as a type: [`CREATE_STORED_SHIPMENT`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct CreateStoredShipment;
+    impl models_runtime::Operation for CreateStoredShipment {
+        const INFO: OperationInfo = CREATE_STORED_SHIPMENT;
+        type Path = ();
+        type Query = ();
+        type Body = super::CreateStoredShipmentRequest;
+        type Response = super::CreateStoredShipmentResponse;
+        fn path(_: &()) -> String {
+            CREATE_STORED_SHIPMENT.path.to_owned()
+        }
+    }
+    /// `GET /stored-shipments/{storedId}` as a type: [`GET_STORED_SHIPMENT`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct GetStoredShipment;
+    impl models_runtime::Operation for GetStoredShipment {
+        const INFO: OperationInfo = GET_STORED_SHIPMENT;
+        type Path = super::GetStoredShipmentPath;
+        type Query = ();
+        type Body = ();
+        type Response = super::GetStoredShipmentResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `DELETE /stored-shipments/{storedId}` as a type: [`DELETE_STORED_SHIPMENT`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct DeleteStoredShipment;
+    impl models_runtime::Operation for DeleteStoredShipment {
+        const INFO: OperationInfo = DELETE_STORED_SHIPMENT;
+        type Path = super::DeleteStoredShipmentPath;
+        type Query = ();
+        type Body = ();
+        type Response = super::DeleteStoredShipmentResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `POST /stored-shipments/{storedId}/shipments` as a type: [`PRINT_STORED_SHIPMENT`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct PrintStoredShipment;
+    impl models_runtime::Operation for PrintStoredShipment {
+        const INFO: OperationInfo = PRINT_STORED_SHIPMENT;
+        type Path = super::PrintStoredShipmentPath;
+        type Query = super::PrintStoredShipmentQuery;
+        type Body = super::PrintStoredShipmentRequest;
+        type Response = super::PrintStoredShipmentResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `GET /addresses/agents` as a type: [`FIND_AGENTS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct FindAgents;
+    impl models_runtime::Operation for FindAgents {
+        const INFO: OperationInfo = FIND_AGENTS;
+        type Path = ();
+        type Query = super::FindAgentsQuery;
+        type Body = ();
+        type Response = super::FindAgentsResponse;
+        fn path(_: &()) -> String {
+            FIND_AGENTS.path.to_owned()
+        }
+    }
+    /// `POST /addresses/status` as a type: [`CHECK_ADDRESS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct CheckAddress;
+    impl models_runtime::Operation for CheckAddress {
+        const INFO: OperationInfo = CHECK_ADDRESS;
+        type Path = ();
+        type Query = super::CheckAddressQuery;
+        type Body = super::CheckAddressRequest;
+        type Response = super::CheckAddressResponse;
+        fn path(_: &()) -> String {
+            CHECK_ADDRESS.path.to_owned()
+        }
+    }
+    /// `GET /addresses/zipcodes` as a type: [`GET_ZIPCODE_INFO`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct GetZipcodeInfo;
+    impl models_runtime::Operation for GetZipcodeInfo {
+        const INFO: OperationInfo = GET_ZIPCODE_INFO;
+        type Path = ();
+        type Query = super::GetZipcodeInfoQuery;
+        type Body = ();
+        type Response = super::GetZipcodeInfoResponse;
+        fn path(_: &()) -> String {
+            GET_ZIPCODE_INFO.path.to_owned()
+        }
+    }
+    /// `GET /alerts` as a type: [`FETCH_ALERTS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct FetchAlerts;
+    impl models_runtime::Operation for FetchAlerts {
+        const INFO: OperationInfo = FETCH_ALERTS;
+        type Path = ();
+        type Query = super::FetchAlertsQuery;
+        type Body = ();
+        type Response = super::FetchAlertsResponse;
+        fn path(_: &()) -> String {
+            FETCH_ALERTS.path.to_owned()
+        }
+    }
+    /// `POST /prices` as a type: [`GET_PRICE`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct GetPrice;
+    impl models_runtime::Operation for GetPrice {
+        const INFO: OperationInfo = GET_PRICE;
+        type Path = ();
+        type Query = ();
+        type Body = super::GetPriceRequest;
+        type Response = super::GetPriceResponse;
+        fn path(_: &()) -> String {
+            GET_PRICE.path.to_owned()
+        }
+    }
+    /// `POST /prices/history` as a type: [`FETCH_PRICE_HISTORY`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct FetchPriceHistory;
+    impl models_runtime::Operation for FetchPriceHistory {
+        const INFO: OperationInfo = FETCH_PRICE_HISTORY;
+        type Path = ();
+        type Query = super::FetchPriceHistoryQuery;
+        type Body = ();
+        type Response = super::FetchPriceHistoryResponse;
+        fn path(_: &()) -> String {
+            FETCH_PRICE_HISTORY.path.to_owned()
+        }
+    }
+    /// `POST /sessions/jwt` as a type: [`CREATE_JWT_SESSION`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct CreateJwtSession;
+    impl models_runtime::Operation for CreateJwtSession {
+        const INFO: OperationInfo = CREATE_JWT_SESSION;
+        type Path = ();
+        type Query = ();
+        type Body = ();
+        type Response = super::CreateJwtSessionResponse;
+        fn path(_: &()) -> String {
+            CREATE_JWT_SESSION.path.to_owned()
+        }
+    }
+    /// Every operation of `specs/nshift/delivery.yaml` as a method of any [`models_runtime::Caller`] (a client that sends an operation through its stack): one per operation, named after its `operationId`. Generated; implemented for every `Caller`.
+    pub trait DeliveryApi: models_runtime::Caller {
+        /// TrackBack feed of printed shipments (license REST API TrackBack), at most 100 per call. Start with `fetchId=-1`, then always send the `fetchId` of the previous response. While `done` is false call again at once (those calls are exempt from the rate limit); otherwise wait at least `minDelay` milliseconds, and preferably call no more than once per five minutes. Profile-bound API keys cannot call this endpoint.
+        ///
+        /// `GET /shipments`: [`FetchShipments`], answering [`super::FetchShipmentsResponse`].
+        fn fetch_shipments(
+            &self,
+            query: &super::FetchShipmentsQuery,
+        ) -> impl std::future::Future<
+            Output = Result<super::FetchShipmentsResponse, Self::Error>,
+        > + Send {
+            self.call::<FetchShipments>(&(), query, None)
+        }
+        /// Books a shipment and prints its documents in one call (license REST API Print). The shipment data must meet the requirements of the chosen service, otherwise nothing is created and 422 returns the validation statuses. Use `printConfig` (current) or `pdfConfig` (2016 generation). Documents are returned as URLs that expire after one hour, or inline as base64 with `returnFile=true` (`prints[].data`) or `inlinePdf=true` (`pdfs[].pdf`). Leave out any option with id `CONSOLIDATE` to get a normal shipment; check `consolidated` in the result. There is no idempotency key: a blind retry can book a second, billable shipment.
+        ///
+        /// **Open question:** The server appears to accept both printConfig and pdfConfig bodies (both are seen in 2016-2022 code), but whether both still work on every account is unverified.
+        ///
+        /// `POST /shipments`: [`CreateShipment`], answering [`super::CreateShipmentResponse`].
+        fn create_shipment(
+            &self,
+            query: &super::CreateShipmentQuery,
+            body: &super::CreateShipmentRequest,
+        ) -> impl std::future::Future<
+            Output = Result<super::CreateShipmentResponse, Self::Error>,
+        > + Send {
+            self.call::<CreateShipment>(&(), query, Some(body))
+        }
+        /// Gives the shipment the status cancelled and sends a cancel message to the carrier if the carrier supports one (license REST API Discard).
+        ///
+        /// `DELETE /shipments/{shipmentId}`: [`CancelShipment`], answering [`super::CancelShipmentResponse`].
+        fn cancel_shipment(
+            &self,
+            path: &super::CancelShipmentPath,
+        ) -> impl std::future::Future<
+            Output = Result<super::CancelShipmentResponse, Self::Error>,
+        > + Send {
+            self.call::<CancelShipment>(path, &(), None)
+        }
+        /// Lists all PDF documents of a shipment (2016 generation; license REST API Print). Documents are only available for one hour after printing.
+        ///
+        /// **Open question:** The current-generation equivalent is probably `/shipments/{shipmentId}/prints`, but only a low-trust source shows that path.
+        ///
+        /// `GET /shipments/{shipmentId}/pdfs`: [`ListShipmentPdfs`], answering [`super::ListShipmentPdfsResponse`].
+        fn list_shipment_pdfs(
+            &self,
+            path: &super::ListShipmentPdfsPath,
+            query: &super::ListShipmentPdfsQuery,
+        ) -> impl std::future::Future<
+            Output = Result<super::ListShipmentPdfsResponse, Self::Error>,
+        > + Send {
+            self.call::<ListShipmentPdfs>(path, query, None)
+        }
+        /// Streams the document as raw `application/pdf` (license REST API Print). Available for one hour after printing.
+        ///
+        /// `GET /shipments/{shipmentId}/pdfs/{pdfId}`: [`GetShipmentPdf`], answering [`super::GetShipmentPdfResponse`].
+        fn get_shipment_pdf(
+            &self,
+            path: &super::GetShipmentPdfPath,
+        ) -> impl std::future::Future<
+            Output = Result<super::GetShipmentPdfResponse, Self::Error>,
+        > + Send {
+            self.call::<GetShipmentPdf>(path, &(), None)
+        }
+        /// Returns at most 50 stored shipments matching the filters (license REST API Store). All filters are optional; `dateType`, `dateFrom` and `dateTo` must be used together. Useful to check for an existing booking by `orderNo` before posting again.
+        ///
+        /// **Open question:** Whether stored shipments that have already been printed still appear in the search (the status filter has no printed value).
+        ///
+        /// `GET /stored-shipments`: [`SearchStoredShipments`], answering [`super::SearchStoredShipmentsResponse`].
+        fn search_stored_shipments(
+            &self,
+            query: &super::SearchStoredShipmentsQuery,
+        ) -> impl std::future::Future<
+            Output = Result<super::SearchStoredShipmentsResponse, Self::Error>,
+        > + Send {
+            self.call::<SearchStoredShipments>(&(), query, None)
+        }
+        /// Stores the bare shipment object (no wrapper, no print configuration; license REST API Store). The result status is READY when every requirement of the service is met, WARNED when there are ignorable warnings, INVALID when values must be fixed and FAILED when production was interrupted; details come back in `statuses`. A 422 means the data could not be processed at all.
+        ///
+        /// **Open question:** The 2016 RAML gives no body schema for the 422 response; we assume the same status list as POST /shipments.
+        ///
+        /// `POST /stored-shipments`: [`CreateStoredShipment`], answering [`super::CreateStoredShipmentResponse`].
+        fn create_stored_shipment(
+            &self,
+            body: &super::CreateStoredShipmentRequest,
+        ) -> impl std::future::Future<
+            Output = Result<super::CreateStoredShipmentResponse, Self::Error>,
+        > + Send {
+            self.call::<CreateStoredShipment>(&(), &(), Some(body))
+        }
+        /// Returns the summary of one stored shipment.
+        ///
+        /// **Open question:** Not in the 2016 RAML nor in the help-centre excerpts we have; the path follows from the `href` values the API returns. Fall back to SearchStoredShipments if it answers 404/405.
+        ///
+        /// `GET /stored-shipments/{storedId}`: [`GetStoredShipment`], answering [`super::GetStoredShipmentResponse`].
+        fn get_stored_shipment(
+            &self,
+            path: &super::GetStoredShipmentPath,
+        ) -> impl std::future::Future<
+            Output = Result<super::GetStoredShipmentResponse, Self::Error>,
+        > + Send {
+            self.call::<GetStoredShipment>(path, &(), None)
+        }
+        /// After success no further operation is possible on this ID (license REST API Store).
+        ///
+        /// `DELETE /stored-shipments/{storedId}`: [`DeleteStoredShipment`], answering [`super::DeleteStoredShipmentResponse`].
+        fn delete_stored_shipment(
+            &self,
+            path: &super::DeleteStoredShipmentPath,
+        ) -> impl std::future::Future<
+            Output = Result<super::DeleteStoredShipmentResponse, Self::Error>,
+        > + Send {
+            self.call::<DeleteStoredShipment>(path, &(), None)
+        }
+        /// Turns a READY stored shipment into one or more shipments and prints their documents (license REST API Print). A combined normal and return stored shipment gives two shipments. The result can be a consolidated shipment; check `consolidated`. The documented body is a bare print configuration (the 2016 pdfConfig, whose fields are a subset of PrintConfig: leave the type and options fields out to send exactly a pdfConfig).
+        ///
+        /// **Open question:** Only the 2016 pdfConfig body with `inlinePdf` is documented; whether a printConfig with `targetNType`/`targetNOptions` and `returnFile=true` are accepted here is unverified. The RAML contradicts itself on the 201 body: its schema is a single shipmentInfo object, its example (not valid JSON) is an array and its text says one or more shipments; we follow the array. The 2016 RAML declares no body for the 422 response; we assume the status list.
+        ///
+        /// `POST /stored-shipments/{storedId}/shipments`: [`PrintStoredShipment`], answering [`super::PrintStoredShipmentResponse`].
+        fn print_stored_shipment(
+            &self,
+            path: &super::PrintStoredShipmentPath,
+            query: &super::PrintStoredShipmentQuery,
+            body: &super::PrintStoredShipmentRequest,
+        ) -> impl std::future::Future<
+            Output = Result<super::PrintStoredShipmentResponse, Self::Error>,
+        > + Send {
+            self.call::<PrintStoredShipment>(path, query, Some(body))
+        }
+        /// Returns the carrier's agents (service points) near the receiver's address (license REST API PickUpLocator). To use one in a shipment, put its `id` in `shipment.agent.quickId`; the service usually also needs a pickup-point addon (e.g. PostNord `PUPOPT`).
+        ///
+        /// `GET /addresses/agents`: [`FindAgents`], answering [`super::FindAgentsResponse`].
+        fn find_agents(
+            &self,
+            query: &super::FindAgentsQuery,
+        ) -> impl std::future::Future<
+            Output = Result<super::FindAgentsResponse, Self::Error>,
+        > + Send {
+            self.call::<FindAgents>(&(), query, None)
+        }
+        /// Returns validation messages for an address (license REST API AddressCheck).
+        ///
+        /// `POST /addresses/status`: [`CheckAddress`], answering [`super::CheckAddressResponse`].
+        fn check_address(
+            &self,
+            query: &super::CheckAddressQuery,
+            body: &super::CheckAddressRequest,
+        ) -> impl std::future::Future<
+            Output = Result<super::CheckAddressResponse, Self::Error>,
+        > + Send {
+            self.call::<CheckAddress>(&(), query, Some(body))
+        }
+        /// City, format pattern and flags of a zip code (license REST API ZipCheck).
+        ///
+        /// `GET /addresses/zipcodes`: [`GetZipcodeInfo`], answering [`super::GetZipcodeInfoResponse`].
+        fn get_zipcode_info(
+            &self,
+            query: &super::GetZipcodeInfoQuery,
+        ) -> impl std::future::Future<
+            Output = Result<super::GetZipcodeInfoResponse, Self::Error>,
+        > + Send {
+            self.call::<GetZipcodeInfo>(&(), query, None)
+        }
+        /// Status events for shipments that changed since the last call (license REST API Status events), at most 100 per call. Same scheme as the printed-shipments feed: start with `fetchId=-1`, keep the returned `fetchId`, call again at once while `done` is false, otherwise respect `minDelay` and call at most once per five minutes. Profile-bound API keys cannot call this endpoint.
+        ///
+        /// `GET /alerts`: [`FetchAlerts`], answering [`super::FetchAlertsResponse`].
+        fn fetch_alerts(
+            &self,
+            query: &super::FetchAlertsQuery,
+        ) -> impl std::future::Future<
+            Output = Result<super::FetchAlertsResponse, Self::Error>,
+        > + Send {
+            self.call::<FetchAlerts>(&(), query, None)
+        }
+        /// Quotes the price of a shipment without booking it. Optional surcharges: the amount is added first, then the percentage. Set `senderPartners[].priceEnquiry` (e.g. `CARRIER`) to ask for carrier pricing. Supported carriers at the time of writing: Bring, DB Schenker, DHL Express, DHL Freight, TNT and UPS.
+        ///
+        /// **Open question:** The response shape follows the reference notes' summary of the help centre (`priceData` object), but no readable copy of that page shows it, and the only client model (2021) has the price fields flat at the top level. The error responses and the license name are not documented.
+        ///
+        /// `POST /prices`: [`GetPrice`], answering [`super::GetPriceResponse`].
+        fn get_price(
+            &self,
+            body: &super::GetPriceRequest,
+        ) -> impl std::future::Future<
+            Output = Result<super::GetPriceResponse, Self::Error>,
+        > + Send {
+            self.call::<GetPrice>(&(), &(), Some(body))
+        }
+        /// Prices of printed shipments, at most 100 per call, with the same fetchId/done/minDelay scheme as the other feeds (at most one call per five minutes while `done` is true).
+        ///
+        /// **Open question:** Only the paging scheme is documented: the request body (if any) and the name and shape of the list of prices in the response are unknown; check https://api.unifaun.com/rs-docs/.
+        ///
+        /// `POST /prices/history`: [`FetchPriceHistory`], answering [`super::FetchPriceHistoryResponse`].
+        fn fetch_price_history(
+            &self,
+            query: &super::FetchPriceHistoryQuery,
+        ) -> impl std::future::Future<
+            Output = Result<super::FetchPriceHistoryResponse, Self::Error>,
+        > + Send {
+            self.call::<FetchPriceHistory>(&(), query, None)
+        }
+        /// Called with HTTP Basic (`<Id>:<Secret Id>`) and no body; returns `{token}`, a JWT valid for 12 hours to send as `Authorization: Bearer <token>`, after which the exchange is repeated. The sources disagree on whether this is optional: the developer portal says the API uses JWT and that the key must be exchanged before calling any endpoint, while the help centre's "Authorization and access" page (and the 2016 RAML) document Basic authentication and a custom bearer token based on the API key.
+        ///
+        /// **Open question:** The developer portal shows GET in its heading and POST in its curl example. Whether Basic and the `Bearer <id>-<secret>` form still work on the other endpoints alongside JWT is unconfirmed. The response carries no expiry field, so clients assume the documented 12 hours. (Our own code, not a source: nshift-client's method is configurable with NSHIFT_JWT_METHOD and our crates/sandbox simulator answers both methods.)
+        ///
+        /// `POST /sessions/jwt`: [`CreateJwtSession`], answering [`super::CreateJwtSessionResponse`].
+        fn create_jwt_session(
+            &self,
+        ) -> impl std::future::Future<
+            Output = Result<super::CreateJwtSessionResponse, Self::Error>,
+        > + Send {
+            self.call::<CreateJwtSession>(&(), &(), None)
+        }
+    }
+    impl<T: models_runtime::Caller> DeliveryApi for T {}
     /// Every operation, in spec order.
     pub const ALL: &[OperationInfo] = &[
         FETCH_SHIPMENTS,

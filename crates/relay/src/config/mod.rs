@@ -192,9 +192,21 @@ impl RelayConfig {
 
     /// Parses and validates configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: RelayConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let parse_error = |message: String| ConfigError::Parse {
             path: origin.to_owned(),
-            message: e.to_string(),
+            message,
+        };
+        let document = toml::Deserializer::parse(text).map_err(|e| parse_error(e.to_string()))?;
+        // The key path of a value serde refuses (wrong type, unknown variant or key), so the
+        // message names `section.key` as the range checks below do.
+        let config: RelayConfig = serde_path_to_error::deserialize(document).map_err(|e| {
+            let at = e.path().to_string();
+            let inner = e.into_inner();
+            parse_error(if at.is_empty() || at == "." {
+                inner.to_string()
+            } else {
+                format!("`{at}`: {inner}")
+            })
         })?;
         config.validate()?;
         Ok(config)

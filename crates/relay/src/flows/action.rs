@@ -163,19 +163,22 @@ impl From<StateError> for ItemError {
 
 impl From<norce_client::Error> for ItemError {
     fn from(error: norce_client::Error) -> Self {
-        Self::call("Norce", error)
+        // The error says its platform already ("Norce: …").
+        Self::call("", error)
     }
 }
 
 impl From<nshift_client::Error> for ItemError {
     fn from(error: nshift_client::Error) -> Self {
-        Self::call("nShift", error)
+        // The error says its platform already ("Norce: …").
+        Self::call("", error)
     }
 }
 
 impl From<brightpearl_client::Error> for ItemError {
     fn from(error: brightpearl_client::Error) -> Self {
-        Self::call("Brightpearl", error)
+        // The error says its platform already ("Norce: …").
+        Self::call("", error)
     }
 }
 

@@ -424,6 +424,16 @@ pub(crate) fn prepare(
     }
 }
 
+/// Whether registering again later may succeed unchanged, from the error's shared kind (the
+/// registration lists before it writes, so a write whose answer was lost is safe to repeat).
+fn worth_retrying(error: &brightpearl_client::Error) -> bool {
+    use client_core::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::Transient | ErrorKind::Throttled | ErrorKind::AmbiguousWrite
+    )
+}
+
 /// Whether a delete failed only because the webhook is already gone.
 fn is_gone(error: &brightpearl_client::Error) -> bool {
     error.status().is_some_and(|s| s.as_u16() == 404)
@@ -442,8 +452,8 @@ pub(crate) async fn register(
             Ok(existing) => existing,
             Err(e) => {
                 let error = format!("cannot list the existing webhooks: {}", target.scrub(&e.to_string()));
-                tracing::warn!(error = %error, transient = e.is_transient(), "Brightpearl webhook registration failed; events arrive only through polling meanwhile");
-                return events.iter().map(|event| failed(event, target, None, Vec::new(), (error.clone(), e.is_transient()))).collect();
+                tracing::warn!(error = %error, transient = worth_retrying(&e), "Brightpearl webhook registration failed; events arrive only through polling meanwhile");
+                return events.iter().map(|event| failed(event, target, None, Vec::new(), (error.clone(), worth_retrying(&e)))).collect();
             }
         };
         let mut reports = Vec::with_capacity(events.len());
@@ -530,7 +540,7 @@ async fn delete_all(
                             "cannot delete webhook {id}: {}",
                             target.scrub(&e.to_string())
                         ),
-                        e.is_transient(),
+                        worth_retrying(&e),
                     )
                 });
             }
@@ -559,8 +569,8 @@ async fn apply(
             ),
             Err(e) => {
                 let error = target.scrub(&e.to_string());
-                tracing::warn!(event, error = %error, transient = e.is_transient(), "Brightpearl refused the webhook subscription; this event arrives only through polling");
-                return failed(event, target, None, Vec::new(), (error, e.is_transient()));
+                tracing::warn!(event, error = %error, transient = worth_retrying(&e), "Brightpearl refused the webhook subscription; this event arrives only through polling");
+                return failed(event, target, None, Vec::new(), (error, worth_retrying(&e)));
             }
         },
     };

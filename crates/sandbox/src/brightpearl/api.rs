@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use brightpearl_models::common::AuthErrorResponse;
 use brightpearl_models::{contact, integration, order, product, warehouse};
+use models_runtime::OperationInfo;
 use serde_json::json;
 
 use super::reply::{Ctx, Reply};
@@ -14,54 +15,91 @@ use super::{contacts, multi, orders, products, warehouse as wh, webhooks};
 use crate::SharedState;
 use crate::util::header_lookup;
 
-/// One matched operation, with its raw path parameters.
+/// The prefix of every API operation's path template.
+const API_PREFIX: &str = "/public-api/{account}";
+
+/// Every operation of the Brightpearl API specs, as generated (the OAuth spec is served by
+/// `oauth.rs`).
+fn operations() -> impl Iterator<Item = &'static OperationInfo> {
+    [
+        product::operations::ALL,
+        warehouse::operations::ALL,
+        contact::operations::ALL,
+        order::operations::ALL,
+        integration::operations::ALL,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// One matched operation, with its path parameters by name (percent-decoded).
 #[derive(Debug, Clone)]
-pub enum Route {
-    GetProducts(String),
-    ProductUris(Option<String>),
-    SearchProducts,
-    ListPriceLists,
-    GetPriceLists(String),
-    GetProductPrices(String, Option<String>),
-    Availability(String),
-    BundleAvailability(String),
-    GoodsOutNotes(String, Option<String>),
-    SearchGoodsOutNotes,
-    ListWarehouses,
-    ListShippingMethods,
-    SearchContacts,
-    GetContacts(String),
-    CreateContact,
-    CreatePostalAddress,
-    CreateSalesOrder,
-    GetSalesOrders(String),
-    GetOrders(String),
-    OrderUris(Option<String>),
-    SearchOrders,
-    SearchSalesOrders,
-    UpdateOrderStatus(String),
-    ListOrderStatuses,
-    ListOrderShippingStatuses,
-    ListWebhooks,
-    CreateWebhook,
-    GetWebhooks(String),
-    UpdateWebhook(String),
-    DeleteWebhook(String),
-    SimulateWebhook(String),
-    MultiMessage,
+pub struct Route {
+    pub op: &'static OperationInfo,
+    params: Vec<(&'static str, String)>,
+}
+
+impl Route {
+    /// A path parameter; empty when absent.
+    fn param(&self, name: &str) -> &str {
+        self.params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// A path parameter that may be left out (`OPTIONS .../product` covers every product).
+    fn optional(&self, name: &str) -> Option<&str> {
+        Some(self.param(name)).filter(|v| !v.is_empty())
+    }
+}
+
+/// The parameters of `template` (after [`API_PREFIX`]) matched against path segments `segs`,
+/// if it matches: same length, equal literals, a non-empty value for each `{name}`.
+fn template_match(template: &'static str, segs: &[String]) -> Option<Vec<(&'static str, String)>> {
+    let parts: Vec<&'static str> = template.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.len() != segs.len() {
+        return None;
+    }
+    let mut params = Vec::new();
+    for (part, seg) in parts.into_iter().zip(segs) {
+        match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            Some(name) if !seg.is_empty() => params.push((name, seg.clone())),
+            None if part == seg => {}
+            _ => return None,
+        }
+    }
+    Some(params)
+}
+
+/// The operation served at path segments `segs` (after `/public-api/{account}`) for `method`,
+/// found by the generated method and path template. An `OPTIONS` may leave out its trailing
+/// ID set (the spec: "without an ID set it covers all").
+fn matched(segs: &[String], method: &str) -> Option<Route> {
+    operations()
+        .filter(|op| op.method == method)
+        .find_map(|op| {
+            let template = op.path.strip_prefix(API_PREFIX)?;
+            let params = template_match(template, segs).or_else(|| {
+                let every = template
+                    .strip_suffix("/{idSet}")
+                    .filter(|_| method == "OPTIONS")?;
+                template_match(every, segs)
+            })?;
+            Some(Route { op, params })
+        })
 }
 
 /// Matches a method and the path segments after `/public-api/{account}`: 405 when another
 /// method is served at the path, else 404.
 pub fn route(method: &Method, segs: &[String]) -> Result<Route, Reply> {
-    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let m = method.as_str();
-    if let Some(found) = matched(&s, m) {
+    if let Some(found) = matched(segs, m) {
         return Ok(found);
     }
     if ["GET", "POST", "PUT", "DELETE", "OPTIONS"]
         .iter()
-        .any(|other| matched(&s, other).is_some())
+        .any(|other| matched(segs, other).is_some())
     {
         return Err(Reply::error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -69,86 +107,10 @@ pub fn route(method: &Method, segs: &[String]) -> Result<Route, Reply> {
             format!("{m} is not supported on this resource"),
         ));
     }
-    Err(Reply::not_found(format!("No resource at /{}", s.join("/"))))
-}
-
-/// The operation served at path segments `s` for method `m`, if any.
-fn matched(s: &[&str], m: &str) -> Option<Route> {
-    let found = match (s, m) {
-        (["product-service", "product", ids], "GET") => Route::GetProducts(ids.to_string()),
-        (["product-service", "product", ids], "OPTIONS") => {
-            Route::ProductUris(Some(ids.to_string()))
-        }
-        (["product-service", "product"], "OPTIONS") => Route::ProductUris(None),
-        (["product-service", "product-search"], "GET") => Route::SearchProducts,
-        (["product-service", "price-list"], "GET") => Route::ListPriceLists,
-        (["product-service", "price-list", ids], "GET") => Route::GetPriceLists(ids.to_string()),
-        (["product-service", "product-price", ids], "GET") => {
-            Route::GetProductPrices(ids.to_string(), None)
-        }
-        (["product-service", "product-price", ids, "price-list", pl], "GET") => {
-            Route::GetProductPrices(ids.to_string(), Some(pl.to_string()))
-        }
-        (["warehouse-service", "product-availability", ids], "GET") => {
-            Route::Availability(ids.to_string())
-        }
-        (["warehouse-service", "bundle-availability", ids], "GET") => {
-            Route::BundleAvailability(ids.to_string())
-        }
-        (
-            [
-                "warehouse-service",
-                "order",
-                orders,
-                "goods-note",
-                "goods-out",
-            ],
-            "GET",
-        ) => Route::GoodsOutNotes(orders.to_string(), None),
-        (
-            [
-                "warehouse-service",
-                "order",
-                orders,
-                "goods-note",
-                "goods-out",
-                gons,
-            ],
-            "GET",
-        ) => Route::GoodsOutNotes(orders.to_string(), Some(gons.to_string())),
-        (["warehouse-service", "goods-note", "goods-out-search"], "GET") => {
-            Route::SearchGoodsOutNotes
-        }
-        (["warehouse-service", "warehouse"], "GET") => Route::ListWarehouses,
-        (["warehouse-service", "shipping-method"], "GET") => Route::ListShippingMethods,
-        (["contact-service", "contact-search"], "GET") => Route::SearchContacts,
-        (["contact-service", "contact", ids], "GET") => Route::GetContacts(ids.to_string()),
-        (["contact-service", "contact"], "POST") => Route::CreateContact,
-        (["contact-service", "postal-address"], "POST") => Route::CreatePostalAddress,
-        (["order-service", "sales-order"], "POST") => Route::CreateSalesOrder,
-        (["order-service", "sales-order", ids], "GET") => Route::GetSalesOrders(ids.to_string()),
-        (["order-service", "order", ids], "GET") => Route::GetOrders(ids.to_string()),
-        (["order-service", "order", ids], "OPTIONS") => Route::OrderUris(Some(ids.to_string())),
-        (["order-service", "order"], "OPTIONS") => Route::OrderUris(None),
-        (["order-service", "order-search"], "GET") => Route::SearchOrders,
-        (["order-service", "sales-order-search"], "GET") => Route::SearchSalesOrders,
-        (["order-service", "order", id, "status"], "PUT") => {
-            Route::UpdateOrderStatus(id.to_string())
-        }
-        (["order-service", "order-status"], "GET") => Route::ListOrderStatuses,
-        (["order-service", "order-shipping-status"], "GET") => Route::ListOrderShippingStatuses,
-        (["integration-service", "webhook"], "GET") => Route::ListWebhooks,
-        (["integration-service", "webhook"], "POST") => Route::CreateWebhook,
-        (["integration-service", "webhook", ids], "GET") => Route::GetWebhooks(ids.to_string()),
-        (["integration-service", "webhook", id], "PUT") => Route::UpdateWebhook(id.to_string()),
-        (["integration-service", "webhook", id], "DELETE") => Route::DeleteWebhook(id.to_string()),
-        (["integration-service", "webhook", id, "simulate"], "POST") => {
-            Route::SimulateWebhook(id.to_string())
-        }
-        (["multi-message"], "POST") => Route::MultiMessage,
-        _ => return None,
-    };
-    Some(found)
+    Err(Reply::not_found(format!(
+        "No resource at /{}",
+        segs.join("/")
+    )))
 }
 
 /// The authentication headers every operation declares, read through its generated `*Headers`.
@@ -159,109 +121,124 @@ pub struct AuthHeaders {
     pub staff_token: Option<String>,
 }
 
-macro_rules! read_headers {
-    ($lookup:expr, $ty:ty) => {
-        <$ty>::from_lookup($lookup).map(|h| AuthHeaders {
-            app_ref: h.brightpearl_app_ref,
-            dev_ref: h.brightpearl_dev_ref,
-            staff_token: h.brightpearl_staff_token,
-        })
-    };
-}
-
-/// Parses the operation's headers with its generated `*Headers::from_lookup`.
+/// Parses the headers of operation `id` with its generated `*Headers::from_lookup` (an
+/// unrouted request's with those of `ListWarehouses`: every operation declares the same).
 fn parse_headers<'a>(
-    route: Option<&Route>,
+    id: Option<&str>,
     lookup: impl Fn(&str) -> Option<&'a str>,
 ) -> Result<AuthHeaders, models_runtime::ParamError> {
-    let Some(route) = route else {
-        return read_headers!(lookup, warehouse::ListWarehousesHeaders);
-    };
-    match route {
-        Route::GetProducts(_) => read_headers!(lookup, product::GetProductsHeaders),
-        Route::ProductUris(_) => read_headers!(lookup, product::GetProductUrisHeaders),
-        Route::SearchProducts => read_headers!(lookup, product::SearchProductsHeaders),
-        Route::ListPriceLists => read_headers!(lookup, product::ListPriceListsHeaders),
-        Route::GetPriceLists(_) => read_headers!(lookup, product::GetPriceListsHeaders),
-        Route::GetProductPrices(_, None) => read_headers!(lookup, product::GetProductPricesHeaders),
-        Route::GetProductPrices(_, Some(_)) => {
-            read_headers!(lookup, product::GetProductPricesForPriceListsHeaders)
-        }
-        Route::Availability(_) => read_headers!(lookup, warehouse::GetProductAvailabilityHeaders),
-        Route::BundleAvailability(_) => {
-            read_headers!(lookup, warehouse::GetBundleAvailabilityHeaders)
-        }
-        Route::GoodsOutNotes(_, None) => {
-            read_headers!(lookup, warehouse::GetGoodsOutNotesForOrdersHeaders)
-        }
-        Route::GoodsOutNotes(_, Some(_)) => {
-            read_headers!(lookup, warehouse::GetGoodsOutNotesHeaders)
-        }
-        Route::SearchGoodsOutNotes => read_headers!(lookup, warehouse::SearchGoodsOutNotesHeaders),
-        Route::ListWarehouses => read_headers!(lookup, warehouse::ListWarehousesHeaders),
-        Route::ListShippingMethods => read_headers!(lookup, warehouse::ListShippingMethodsHeaders),
-        Route::SearchContacts => read_headers!(lookup, contact::SearchContactsHeaders),
-        Route::GetContacts(_) => read_headers!(lookup, contact::GetContactsHeaders),
-        Route::CreateContact => read_headers!(lookup, contact::CreateContactHeaders),
-        Route::CreatePostalAddress => read_headers!(lookup, contact::CreatePostalAddressHeaders),
-        Route::CreateSalesOrder => read_headers!(lookup, order::CreateSalesOrderHeaders),
-        Route::GetSalesOrders(_) => read_headers!(lookup, order::GetSalesOrdersHeaders),
-        Route::GetOrders(_) => read_headers!(lookup, order::GetOrdersHeaders),
-        Route::OrderUris(_) => read_headers!(lookup, order::GetOrderUrisHeaders),
-        Route::SearchOrders => read_headers!(lookup, order::SearchOrdersHeaders),
-        Route::SearchSalesOrders => read_headers!(lookup, order::SearchSalesOrdersHeaders),
-        Route::UpdateOrderStatus(_) => read_headers!(lookup, order::UpdateOrderStatusHeaders),
-        Route::ListOrderStatuses => read_headers!(lookup, order::ListOrderStatusesHeaders),
-        Route::ListOrderShippingStatuses => {
-            read_headers!(lookup, order::ListOrderShippingStatusesHeaders)
-        }
-        Route::ListWebhooks => read_headers!(lookup, integration::ListWebhooksHeaders),
-        Route::CreateWebhook => read_headers!(lookup, integration::CreateWebhookHeaders),
-        Route::GetWebhooks(_) => read_headers!(lookup, integration::GetWebhooksHeaders),
-        Route::UpdateWebhook(_) => read_headers!(lookup, integration::UpdateWebhookHeaders),
-        Route::DeleteWebhook(_) => read_headers!(lookup, integration::DeleteWebhookHeaders),
-        Route::SimulateWebhook(_) => read_headers!(lookup, integration::SimulateWebhookHeaders),
-        Route::MultiMessage => read_headers!(lookup, integration::SendMultiMessageHeaders),
+    macro_rules! by_id {
+        ($($id:literal => $ty:ty,)*) => {
+            match id {
+                $(Some($id) => <$ty>::from_lookup(lookup).map(|h| AuthHeaders {
+                    app_ref: h.brightpearl_app_ref,
+                    dev_ref: h.brightpearl_dev_ref,
+                    staff_token: h.brightpearl_staff_token,
+                }),)*
+                _ => parse_headers(Some("ListWarehouses"), lookup),
+            }
+        };
+    }
+    by_id! {
+        "GetProducts" => product::GetProductsHeaders,
+        "GetProductUris" => product::GetProductUrisHeaders,
+        "SearchProducts" => product::SearchProductsHeaders,
+        "ListPriceLists" => product::ListPriceListsHeaders,
+        "GetPriceLists" => product::GetPriceListsHeaders,
+        "GetProductPrices" => product::GetProductPricesHeaders,
+        "GetProductPricesForPriceLists" => product::GetProductPricesForPriceListsHeaders,
+        "GetProductAvailability" => warehouse::GetProductAvailabilityHeaders,
+        "GetBundleAvailability" => warehouse::GetBundleAvailabilityHeaders,
+        "GetGoodsOutNotesForOrders" => warehouse::GetGoodsOutNotesForOrdersHeaders,
+        "GetGoodsOutNotes" => warehouse::GetGoodsOutNotesHeaders,
+        "SearchGoodsOutNotes" => warehouse::SearchGoodsOutNotesHeaders,
+        "ListWarehouses" => warehouse::ListWarehousesHeaders,
+        "ListShippingMethods" => warehouse::ListShippingMethodsHeaders,
+        "SearchContacts" => contact::SearchContactsHeaders,
+        "GetContacts" => contact::GetContactsHeaders,
+        "CreateContact" => contact::CreateContactHeaders,
+        "CreatePostalAddress" => contact::CreatePostalAddressHeaders,
+        "CreateSalesOrder" => order::CreateSalesOrderHeaders,
+        "GetSalesOrders" => order::GetSalesOrdersHeaders,
+        "GetOrders" => order::GetOrdersHeaders,
+        "GetOrderUris" => order::GetOrderUrisHeaders,
+        "SearchOrders" => order::SearchOrdersHeaders,
+        "SearchSalesOrders" => order::SearchSalesOrdersHeaders,
+        "UpdateOrderStatus" => order::UpdateOrderStatusHeaders,
+        "ListOrderStatuses" => order::ListOrderStatusesHeaders,
+        "ListOrderShippingStatuses" => order::ListOrderShippingStatusesHeaders,
+        "ListWebhooks" => integration::ListWebhooksHeaders,
+        "CreateWebhook" => integration::CreateWebhookHeaders,
+        "GetWebhooks" => integration::GetWebhooksHeaders,
+        "UpdateWebhook" => integration::UpdateWebhookHeaders,
+        "DeleteWebhook" => integration::DeleteWebhookHeaders,
+        "SimulateWebhook" => integration::SimulateWebhookHeaders,
+        "SendMultiMessage" => integration::SendMultiMessageHeaders,
     }
 }
 
-/// Runs one matched operation.
-pub fn dispatch(ctx: &mut Ctx<'_>, route: Route) -> Reply {
-    match route {
-        Route::GetProducts(ids) => products::get_products(ctx, &ids),
-        Route::ProductUris(ids) => products::product_uris(ctx, ids.as_deref()),
-        Route::SearchProducts => products::search_products(ctx),
-        Route::ListPriceLists => products::price_lists(ctx, None),
-        Route::GetPriceLists(ids) => products::price_lists(ctx, Some(&ids)),
-        Route::GetProductPrices(ids, lists) => {
-            products::product_prices(ctx, &ids, lists.as_deref())
+/// What serves one operation.
+type Handler = fn(&mut Ctx<'_>, &Route) -> Reply;
+
+/// The handler of the operation `id`; `None` for an operation the sandbox does not serve (a
+/// test makes sure every operation of the specs is served).
+fn handler(id: &str) -> Option<Handler> {
+    let handler: Handler = match id {
+        "GetProducts" => |ctx, r| products::get_products(ctx, r.param("idSet")),
+        "GetProductUris" => |ctx, r| products::product_uris(ctx, r.optional("idSet")),
+        "SearchProducts" => |ctx, _| products::search_products(ctx),
+        "ListPriceLists" => |ctx, _| products::price_lists(ctx, None),
+        "GetPriceLists" => |ctx, r| products::price_lists(ctx, Some(r.param("idSet"))),
+        "GetProductPrices" => |ctx, r| products::product_prices(ctx, r.param("idSet"), None),
+        "GetProductPricesForPriceLists" => |ctx, r| {
+            products::product_prices(ctx, r.param("idSet"), Some(r.param("priceListIdSet")))
+        },
+        "GetProductAvailability" => |ctx, r| wh::availability(ctx, r.param("idSet")),
+        "GetBundleAvailability" => |ctx, r| wh::bundle_availability(ctx, r.param("idSet")),
+        "GetGoodsOutNotesForOrders" => {
+            |ctx, r| wh::goods_out_notes(ctx, r.param("orderIdSet"), None)
         }
-        Route::Availability(ids) => wh::availability(ctx, &ids),
-        Route::BundleAvailability(ids) => wh::bundle_availability(ctx, &ids),
-        Route::GoodsOutNotes(orders, gons) => wh::goods_out_notes(ctx, &orders, gons.as_deref()),
-        Route::SearchGoodsOutNotes => wh::search_goods_out_notes(ctx),
-        Route::ListWarehouses => wh::warehouses(ctx),
-        Route::ListShippingMethods => wh::shipping_methods(ctx),
-        Route::SearchContacts => contacts::search(ctx),
-        Route::GetContacts(ids) => contacts::get(ctx, &ids),
-        Route::CreateContact => contacts::create(ctx),
-        Route::CreatePostalAddress => contacts::create_postal_address(ctx),
-        Route::CreateSalesOrder => orders::create_sales_order(ctx),
-        Route::GetSalesOrders(ids) => orders::get_sales_orders(ctx, &ids),
-        Route::GetOrders(ids) => orders::get_orders(ctx, &ids),
-        Route::OrderUris(ids) => orders::order_uris(ctx, ids.as_deref()),
-        Route::SearchOrders => orders::search_orders(ctx),
-        Route::SearchSalesOrders => orders::search_sales_orders(ctx),
-        Route::UpdateOrderStatus(id) => orders::update_status(ctx, &id),
-        Route::ListOrderStatuses => orders::order_statuses(),
-        Route::ListOrderShippingStatuses => orders::shipping_statuses(),
-        Route::ListWebhooks => webhooks::list(ctx, None),
-        Route::CreateWebhook => webhooks::create(ctx),
-        Route::GetWebhooks(ids) => webhooks::list(ctx, Some(&ids)),
-        Route::UpdateWebhook(id) => webhooks::update(ctx, &id),
-        Route::DeleteWebhook(id) => webhooks::delete(ctx, &id),
-        Route::SimulateWebhook(id) => webhooks::simulate(ctx, &id),
-        Route::MultiMessage => multi::send(ctx, run_nested),
+        "GetGoodsOutNotes" => |ctx, r| {
+            wh::goods_out_notes(
+                ctx,
+                r.param("orderIdSet"),
+                Some(r.param("goodsOutNoteIdSet")),
+            )
+        },
+        "SearchGoodsOutNotes" => |ctx, _| wh::search_goods_out_notes(ctx),
+        "ListWarehouses" => |ctx, _| wh::warehouses(ctx),
+        "ListShippingMethods" => |ctx, _| wh::shipping_methods(ctx),
+        "SearchContacts" => |ctx, _| contacts::search(ctx),
+        "GetContacts" => |ctx, r| contacts::get(ctx, r.param("idSet")),
+        "CreateContact" => |ctx, _| contacts::create(ctx),
+        "CreatePostalAddress" => |ctx, _| contacts::create_postal_address(ctx),
+        "CreateSalesOrder" => |ctx, _| orders::create_sales_order(ctx),
+        "GetSalesOrders" => |ctx, r| orders::get_sales_orders(ctx, r.param("idSet")),
+        "GetOrders" => |ctx, r| orders::get_orders(ctx, r.param("idSet")),
+        "GetOrderUris" => |ctx, r| orders::order_uris(ctx, r.optional("idSet")),
+        "SearchOrders" => |ctx, _| orders::search_orders(ctx),
+        "SearchSalesOrders" => |ctx, _| orders::search_sales_orders(ctx),
+        "UpdateOrderStatus" => |ctx, r| orders::update_status(ctx, r.param("orderId")),
+        "ListOrderStatuses" => |_, _| orders::order_statuses(),
+        "ListOrderShippingStatuses" => |_, _| orders::shipping_statuses(),
+        "ListWebhooks" => |ctx, _| webhooks::list(ctx, None),
+        "CreateWebhook" => |ctx, _| webhooks::create(ctx),
+        "GetWebhooks" => |ctx, r| webhooks::list(ctx, Some(r.param("idSet"))),
+        "UpdateWebhook" => |ctx, r| webhooks::update(ctx, r.param("webhookId")),
+        "DeleteWebhook" => |ctx, r| webhooks::delete(ctx, r.param("webhookId")),
+        "SimulateWebhook" => |ctx, r| webhooks::simulate(ctx, r.param("webhookId")),
+        "SendMultiMessage" => |ctx, _| multi::send(ctx, run_nested),
+        _ => return None,
+    };
+    Some(handler)
+}
+
+/// Runs one matched operation (an operation without a handler is 404, as Brightpearl answers
+/// a path it does not know).
+pub fn dispatch(ctx: &mut Ctx<'_>, route: &Route) -> Reply {
+    match handler(route.op.id) {
+        Some(handler) => handler(ctx, route),
+        None => Reply::not_found(format!("{} is not served by the sandbox", route.op.id)),
     }
 }
 
@@ -269,7 +246,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, route: Route) -> Reply {
 /// of its own. Handed to [`multi::send`], so `multi` need not import this module.
 fn run_nested(ctx: &mut Ctx<'_>, method: &Method, path: &str) -> Reply {
     match route(method, &segments(path)) {
-        Ok(route) => dispatch(ctx, route),
+        Ok(route) => dispatch(ctx, &route),
         Err(reply) => reply,
     }
 }
@@ -404,7 +381,8 @@ pub async fn entry(
     }
     let segs = segments(&rest);
     let routed = route(&method, &segs);
-    let auth = match parse_headers(routed.as_ref().ok(), header_lookup(&headers)) {
+    let id = routed.as_ref().ok().map(|route| route.op.id);
+    let auth = match parse_headers(id, header_lookup(&headers)) {
         Ok(auth) => auth,
         Err(e) => return finish(unauthorized(&e.to_string()), None, None),
     };
@@ -440,10 +418,85 @@ pub async fn entry(
                 events: Vec::new(),
                 nested: false,
             };
-            let reply = dispatch(&mut ctx, route);
+            let reply = dispatch(&mut ctx, &route);
             webhooks::fire(&state, std::mem::take(&mut ctx.events));
             reply
         }
     };
     finish(reply, Some((remaining, next_ms)), instance)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The routing is the specs': every generated operation has a handler, and its method with
+    /// its path template (parameters filled in) routes to it, so an operation the sandbox does
+    /// not serve, or serves at another path, fails here.
+    #[test]
+    fn every_operation_of_the_specs_is_routed_to_its_handler() {
+        let mut served = 0;
+        for op in operations() {
+            assert!(
+                handler(op.id).is_some(),
+                "{} ({} {}) is not served",
+                op.id,
+                op.method,
+                op.path
+            );
+            let template = op.path.strip_prefix(API_PREFIX).expect(op.path);
+            let path: Vec<&str> = template
+                .split('/')
+                .map(|part| if part.starts_with('{') { "1" } else { part })
+                .collect();
+            let method = Method::from_bytes(op.method.as_bytes()).unwrap();
+            match route(&method, &segments(&path.join("/"))) {
+                Ok(route) => assert_eq!(route.op.id, op.id, "{} {}", op.method, op.path),
+                Err(reply) => panic!("{} {}: {}", op.method, op.path, reply.status),
+            }
+            served += 1;
+        }
+        assert_eq!(
+            served, 34,
+            "the operations of product, warehouse, contact, order and integration"
+        );
+    }
+
+    #[test]
+    fn unknown_paths_are_404_other_methods_405_and_parameters_are_decoded() {
+        let refused =
+            |method: Method, path: &str| route(&method, &segments(path)).err().map(|r| r.status);
+        assert_eq!(
+            refused(Method::GET, "/product-service/nothing"),
+            Some(StatusCode::NOT_FOUND)
+        );
+        assert_eq!(
+            refused(Method::GET, "/product-service/product"),
+            Some(StatusCode::METHOD_NOT_ALLOWED),
+            "OPTIONS only"
+        );
+        assert_eq!(
+            refused(Method::DELETE, "/product-service/product/1"),
+            Some(StatusCode::METHOD_NOT_ALLOWED)
+        );
+        let every = route(&Method::OPTIONS, &segments("/order-service/order")).unwrap();
+        assert_eq!(
+            (every.op.id, every.optional("idSet")),
+            ("GetOrderUris", None)
+        );
+        let orders = route(&Method::GET, &segments("/order-service/order/1-3%2C7")).unwrap();
+        assert_eq!(
+            (orders.op.id, orders.param("idSet")),
+            ("GetOrders", "1-3,7")
+        );
+        let notes = route(
+            &Method::GET,
+            &segments("/warehouse-service/order/*/goods-note/goods-out/5"),
+        )
+        .unwrap();
+        assert_eq!(
+            (notes.param("orderIdSet"), notes.param("goodsOutNoteIdSet")),
+            ("*", "5")
+        );
+    }
 }

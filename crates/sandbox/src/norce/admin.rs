@@ -13,9 +13,10 @@ use models_runtime::Decimal;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::call::settle;
 use super::model::{self, LineRec, OrderRec, StatusChange};
-use super::{push, settle};
-use crate::SharedState;
+use super::push;
+use crate::state::SharedState;
 
 pub fn router() -> Router<SharedState> {
     Router::new()

@@ -18,10 +18,12 @@ use norce_models::connect::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::call::{app_lookup, settle, start_call};
 use super::model::{JobRec, LogRec, OrderIndex, OrderRec, Work};
+use super::push;
+use super::reply::{bad_request, error};
 use super::services::parse_query;
-use super::{app_lookup, bad_request, error, push, settle, start_call};
-use crate::SharedState;
+use crate::state::SharedState;
 
 const CONNECT_HEADER: &str = "X-StormConnect-Header";
 

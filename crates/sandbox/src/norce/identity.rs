@@ -17,7 +17,8 @@ use norce_models::identity::{
 use serde_json::json;
 
 use super::model::TokenRec;
-use crate::{AppState, SharedState};
+use super::reply;
+use crate::state::{AppState, SharedState};
 
 fn oauth_error(
     status: StatusCode,
@@ -174,7 +175,7 @@ pub(super) async fn token(
 /// 401 unless the request carries a known, unexpired bearer token.
 pub(super) fn check_bearer(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     let unauthorized = |challenge: &str, message: &str| {
-        let mut response = super::error(StatusCode::UNAUTHORIZED, message);
+        let mut response = reply::error(StatusCode::UNAUTHORIZED, message);
         if let Ok(value) = HeaderValue::from_str(challenge) {
             response.headers_mut().insert("www-authenticate", value);
         }

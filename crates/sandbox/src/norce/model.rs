@@ -7,8 +7,8 @@ use models_runtime::{Decimal, Timestamp};
 use norce_models::connect;
 use serde_json::{Value, json};
 
-use super::NorceConfig;
-use crate::Dataset;
+use super::config::{NorceConfig, NorcePriceList};
+use crate::dataset::Dataset;
 
 /// Order status names (Connect `OrderStatus`) and the status ids Query reports for them.
 ///
@@ -515,7 +515,7 @@ pub struct Inner {
     pub next_note_id: i64,
     pub next_package_id: i64,
     pub next_job_id: i32,
-    pub price_lists: Vec<super::NorcePriceList>,
+    pub price_lists: Vec<NorcePriceList>,
     pub application_id: i32,
 }
 

@@ -13,7 +13,7 @@ use norce_models::events::{
 use serde_json::Value;
 
 use super::model::{self, AttemptRec, OrderRec, PushRec};
-use crate::SharedState;
+use crate::state::SharedState;
 
 /// Where and how one push goes.
 struct Target {

@@ -8,10 +8,10 @@ use models_runtime::{Decimal, Timestamp};
 use norce_models::query::{self, OrdersPage, QueryOrdersHeaders, QueryOrdersQuery};
 use serde_json::{Value, json};
 
+use super::call::{app_lookup, start_call};
 use super::model::{self, OrderRec};
 use super::odata::{self, Kind, Val};
-use super::{app_lookup, start_call};
-use crate::SharedState;
+use crate::state::SharedState;
 
 const ENTITY: &str = "Orders.Order";
 const PATH: &str = norce_models::query::operations::QUERY_ORDERS.path;

@@ -17,9 +17,11 @@ use norce_models::services::{
 };
 use serde::de::DeserializeOwned;
 
+use super::call::{app_lookup, start_call};
+use super::config::NorcePriceList;
 use super::model::{self, OrderRec};
-use super::{app_lookup, bad_request, error, start_call};
-use crate::SharedState;
+use super::reply::{bad_request, error};
+use crate::state::SharedState;
 
 /// `/Date(ms+0000)/`, as Services 1.1 writes dates.
 pub fn wcf_date(at: DateTime<Utc>) -> String {
@@ -576,7 +578,7 @@ pub(super) async fn list_products2(
         .filter(|s| !s.is_empty());
     let mut items: Vec<ProductItem> = {
         let inner = state.norce.lock();
-        let lists: Vec<&super::NorcePriceList> = match &price_list_ids {
+        let lists: Vec<&NorcePriceList> = match &price_list_ids {
             Some(ids) => inner
                 .price_lists
                 .iter()

@@ -14,9 +14,10 @@ use nshift_models::delivery::{
     AddressCheckRequest, AddressStatus, CheckAddressQuery, CheckAddressQueryLanguage,
 };
 
+use super::config::Licence;
 use super::wire::{illegal, parse_body, parse_query, respond};
-use super::{Licence, auth, catalog};
-use crate::SharedState;
+use super::{auth, catalog};
+use crate::state::SharedState;
 
 /// What a message is about.
 #[derive(Debug, Clone, Copy)]

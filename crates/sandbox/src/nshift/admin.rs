@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::store::{ShipmentRecord, StoredRecord, ts};
+use crate::state::{AppState, SharedState};
 use crate::util::lock;
-use crate::{AppState, SharedState};
 
 /// The admin routes (mounted at `/_sandbox/nshift`).
 pub fn router() -> Router<SharedState> {

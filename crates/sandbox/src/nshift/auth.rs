@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use subtle::ConstantTimeEq as _;
 
-use super::{Licence, NshiftConfig};
-use crate::AppState;
+use super::config::{Licence, NshiftConfig};
+use crate::state::AppState;
 use crate::util::lock;
 
 /// Who is calling.

@@ -2,12 +2,11 @@
 //! account's address book.
 //!
 //! Everything here is a pure function of its inputs (or of the dataset), so the same request
-//! always gets the same agents and the same sender.
+//! always gets the same agents and the same sender. It uses no other module of the crate: the
+//! dataset takes its pickup points from here.
 
 use nshift_models::delivery::{Agent, Party};
 use serde::{Deserialize, Serialize};
-
-use crate::Dataset;
 
 /// A carrier service the simulated account can book.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -389,31 +388,29 @@ pub struct AddressBook {
 }
 
 impl AddressBook {
-    /// One sender per warehouse, quickIds `1`, `2`, ...
-    pub fn from_dataset(dataset: &Dataset) -> Self {
+    /// One sender per warehouse, quickIds `1`, `2`, ..., from each warehouse's name and
+    /// location code (the dataset's warehouses; taken as pairs so that this module, which the
+    /// dataset uses for its pickup points, does not use the dataset back).
+    pub fn from_warehouses<'a>(warehouses: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         const SITES: &[(&str, &str, &str)] = &[
             ("Skeppsbron 5", "41121", "GÖTEBORG"),
             ("Lagervägen 12", "19162", "SOLLENTUNA"),
             ("Hamnvägen 3", "21120", "MALMÖ"),
         ];
-        let entries = dataset
-            .warehouses
-            .iter()
+        let entries = warehouses
+            .into_iter()
             .enumerate()
-            .map(|(i, w)| {
+            .map(|(i, (name, location_code))| {
                 let (street, zip, city) = SITES[i % SITES.len()];
                 let party = Party {
                     quick_id: Some((i + 1).to_string()),
-                    name: Some(format!("Relay Sandbox AB ({})", w.name)),
+                    name: Some(format!("Relay Sandbox AB ({name})")),
                     address1: Some(street.to_owned()),
                     zipcode: Some(zip.to_owned()),
                     city: Some(city.to_owned()),
                     country: Some("SE".to_owned()),
                     phone: Some("+46 31 725 35 00".to_owned()),
-                    email: Some(format!(
-                        "{}@sandbox.example",
-                        w.location_code.to_lowercase()
-                    )),
+                    email: Some(format!("{}@sandbox.example", location_code.to_lowercase())),
                     ..Party::default()
                 };
                 ((i + 1).to_string(), party)

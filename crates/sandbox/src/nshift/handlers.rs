@@ -27,6 +27,7 @@ use nshift_models::delivery::{
 
 use super::auth::{self, Caller};
 use super::catalog;
+use super::config::{HREF_PREFIX, Licence, NshiftConfig};
 use super::label::{self, LabelContent};
 use super::numbers;
 use super::store::{Document, ParcelRecord, ShipmentRecord, Store, StoredRecord};
@@ -35,9 +36,8 @@ use super::wire::{
     Outcome, feed_cursor, illegal, missing, not_found, parse_body_numbers, parse_id, parse_path,
     parse_query, respond, unprocessable,
 };
-use super::{HREF_PREFIX, Licence, NshiftConfig};
+use crate::state::{AppState, SharedState};
 use crate::util::lock;
-use crate::{AppState, SharedState};
 
 /// The routes, relative to the API base.
 pub fn api() -> Router<SharedState> {

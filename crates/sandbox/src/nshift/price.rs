@@ -8,6 +8,13 @@
 
 #![allow(clippy::result_large_err)] // Err is the ready-made axum Response.
 
+use super::auth;
+use super::catalog::ServiceConfig;
+use super::config::{Licence, NshiftConfig};
+use super::validate;
+use super::wire::{feed_cursor, illegal, parse_body_numbers, parse_query, respond};
+use crate::state::SharedState;
+use crate::util::lock;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -18,58 +25,12 @@ use nshift_models::delivery::{
     FetchPriceHistoryQuery, PriceData, PriceHistoryFetchList, PriceRequest, PriceResponse,
     Shipment, ValidationStatus, ValidationStatusType,
 };
-use serde::{Deserialize, Serialize};
 
-use super::catalog::ServiceConfig;
-use super::validate;
-use super::wire::{feed_cursor, illegal, parse_body_numbers, parse_query, respond};
-use super::{Licence, NshiftConfig, auth};
-use crate::SharedState;
-use crate::util::lock;
+// The price list is configuration (`NshiftConfig::price_list`); its public path stays here.
+pub use super::config::{PriceListEntry, default_carrier_price_partners, default_price_list};
 
 /// kg per m³ used for the volumetric weight.
 const VOLUMETRIC_KG_PER_M3: f64 = 250.0;
-
-/// One row of the account's price list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PriceListEntry {
-    /// Service code (`service.id`).
-    pub service_id: String,
-    /// Price per shipment, before weight.
-    pub base: Decimal,
-    /// Price per chargeable kg (whole kg, rounded up).
-    pub per_kg: Decimal,
-}
-
-fn entry(service_id: &str, base: i64, per_kg_cents: i64) -> PriceListEntry {
-    PriceListEntry {
-        service_id: service_id.to_owned(),
-        base: Decimal::from(base),
-        per_kg: Decimal::new(per_kg_cents, 2),
-    }
-}
-
-/// The default price list (sandbox numbers), one row per default service.
-pub fn default_price_list() -> Vec<PriceListEntry> {
-    vec![
-        entry("P15", 89, 450),
-        entry("P17", 79, 400),
-        entry("P19", 59, 350),
-        entry("PDK17", 99, 500),
-        entry("ASPO", 65, 300),
-        entry("ASP2", 85, 450),
-        entry("BUDBEEHD", 69, 250),
-    ]
-}
-
-/// Carriers that answer a carrier price enquiry: the notes list Bring, DB Schenker, DHL
-/// Express, DHL Freight, TNT and UPS (API §2.6); `DHL` is the sandbox's DHL Freight.
-pub fn default_carrier_price_partners() -> Vec<String> {
-    ["DHL", "BRING", "DBSCHENKER", "DHLEXPRESS", "TNT", "UPS"]
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
-}
 
 /// Actual and chargeable weight of a shipment's parcels (`None` when a parcel has no weight).
 fn weights(shipment: &Shipment) -> Option<(f64, i64)> {

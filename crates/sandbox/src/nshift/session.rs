@@ -14,9 +14,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use nshift_models::delivery::JwtSession;
 use serde_json::json;
 
+use super::auth;
+use super::config::JwtMethods;
 use super::store::{Session, config_secs};
-use super::{JwtMethods, auth};
-use crate::SharedState;
+use crate::state::SharedState;
 use crate::util::lock;
 
 fn allowed(methods: JwtMethods, method: &Method) -> bool {

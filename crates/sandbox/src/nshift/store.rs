@@ -12,7 +12,7 @@ use nshift_models::delivery::{
     ShipmentInfo, ShipmentStatus, StoredShipmentInfo, StoredShipmentStatus, ValidationStatus,
 };
 
-use super::ProgressConfig;
+use super::config::ProgressConfig;
 
 /// A configured number of seconds as a duration, capped at 100 years so date arithmetic
 /// cannot overflow.

@@ -1,6 +1,7 @@
 //! The state machine of a shipping entity: from its recorded step to the next, each step's
 //! platform call followed by its record, and what a failed attempt comes to.
 
+use client_core::ErrorKind;
 use futures::TryStreamExt as _;
 use norce_client::models::query::QueryOrdersQuery;
 use tracing::Instrument as _;
@@ -10,8 +11,6 @@ use super::note::{send_status, update_parcel_statuses, write_delivery_note};
 use super::order::{Origin, ShippingItem};
 use super::settings::{FINAL_STATUSES, ParcelStatusWriteback, Settings};
 use super::{labels, shipment};
-use client_core::ErrorKind;
-
 use crate::flows::action::{Action, ItemError, apply, outcome_of};
 use crate::flows::context::{FlowContext, FlowError, Outcome};
 use crate::state::{EntityRecord, EntityUpdate, Status};
@@ -54,7 +53,11 @@ pub(crate) async fn process(
             )?;
         }
     }
-    Ok(outcome_of(&applied.action))
+    // What the attempt did before it failed (a booking, labels) still counts in the report.
+    let decided = outcome_of(&applied.action);
+    outcome.failed |= decided.failed;
+    outcome.skipped |= decided.skipped;
+    Ok(outcome)
 }
 
 /// The step an attempt was at when it ended (a booking nShift refuses sends the entity back
@@ -130,10 +133,8 @@ async fn advance(
                 outcome.skipped = true;
                 return Ok(());
             }
-            Resolution::Wait(reason) => {
-                tracing::info!(source_id = %source_id, reason = %reason, "order not ready for shipping yet");
-                return Ok(());
-            }
+            // Not in a qualifying status yet: left as it is, no attempt counted.
+            Resolution::Wait(reason) => return Err(ItemError::Wait(reason)),
         }
     }
 

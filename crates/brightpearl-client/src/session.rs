@@ -1,64 +1,10 @@
-//! Small tower pieces of the stack: the boxed transport, the 401 capture below the auth layer,
-//! the token-response sniffer (`api_domain`) and the seeded token store.
+//! What the token responses tell about the installation (`api_domain`, instance id), kept
+//! next to the token store, and the store seeded with an initial refresh token.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
-use std::task::{Context, Poll};
+use std::sync::{Arc, RwLock};
 
 use auth_core::{BoxFuture, SecretString, StoreError, StoredTokens, TokenStore};
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use tower::Service;
-
-use crate::error::ApiFailure;
-
-pub use client_core::BoxTransport;
-
-/// Request extension: where the layer below auth leaves a 401 answer, so the error keeps
-/// Brightpearl's message although the auth layer only reports the status.
-#[derive(Clone, Default)]
-pub(crate) struct UnauthorizedSlot(pub(crate) Arc<Mutex<Option<ApiFailure>>>);
-
-impl UnauthorizedSlot {
-    pub(crate) fn take(&self) -> Option<ApiFailure> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
-}
-
-/// Records 401 answers into the request's [`UnauthorizedSlot`].
-#[derive(Clone)]
-pub(crate) struct Capture401<S> {
-    pub(crate) inner: S,
-}
-
-impl<S> Service<Request<Bytes>> for Capture401<S>
-where
-    S: Service<Request<Bytes>, Response = Response<Bytes>, Error = auth_core::Error>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Bytes>;
-    type Error = auth_core::Error;
-    type Future = BoxFuture<'static, Result<Response<Bytes>, auth_core::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
-        let slot = request.extensions().get::<UnauthorizedSlot>().cloned();
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let response = future.await?;
-            if response.status() == StatusCode::UNAUTHORIZED
-                && let Some(slot) = slot
-            {
-                *slot.0.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(crate::client::failure_of(&response));
-            }
-            Ok(response)
-        })
-    }
-}
 
 /// What token responses told us about the installation (never a token).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -128,36 +74,6 @@ impl SessionCell {
         {
             tracing::warn!(target: "brightpearl_client", path = %path.display(), error = %e, "cannot persist the Brightpearl session (api_domain)");
         }
-    }
-}
-
-/// The token transport: the boxed transport, with successful token answers fed to the session
-/// (the body is wrapped in `Full`, as token sources want an `http_body::Body`).
-#[derive(Clone)]
-pub(crate) struct SniffingTransport {
-    pub(crate) inner: BoxTransport,
-    pub(crate) session: SessionCell,
-}
-
-impl Service<Request<Bytes>> for SniffingTransport {
-    type Response = Response<http_body_util::Full<Bytes>>;
-    type Error = auth_core::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, auth_core::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
-        let future = self.inner.call(request);
-        let session = self.session.clone();
-        Box::pin(async move {
-            let response = future.await?;
-            if response.status().is_success() {
-                session.observe_token_body(response.body());
-            }
-            Ok(response.map(http_body_util::Full::new))
-        })
     }
 }
 
