@@ -465,7 +465,11 @@ async fn oauth_wrong_app_ref_is_401_after_one_refresh() {
     let code = authorize(&bad, "x").await;
     bad.exchange_code(&code, REDIRECT).await.unwrap();
     let err = bad.products(&[1001]).await.unwrap_err();
-    assert_eq!(err.status(), Some(http::StatusCode::UNAUTHORIZED), "{err:?}");
+    assert_eq!(
+        err.status(),
+        Some(http::StatusCode::UNAUTHORIZED),
+        "{err:?}"
+    );
     assert_eq!(err.kind(), ErrorKind::Unauthorized);
     assert!(err.hint().contains("BRIGHTPEARL_APP_REF"), "{}", err.hint());
     insta::assert_yaml_snapshot!(
@@ -1685,7 +1689,11 @@ async fn order_statuses_shipping_statuses_warehouses_and_shipping_methods() {
         })
         .unwrap();
     let err = client.warehouses().await.unwrap_err();
-    assert_eq!(err.status(), Some(http::StatusCode::INTERNAL_SERVER_ERROR), "{err:?}");
+    assert_eq!(
+        err.status(),
+        Some(http::StatusCode::INTERNAL_SERVER_ERROR),
+        "{err:?}"
+    );
     assert_eq!(err.kind(), ErrorKind::Transient, "a GET may be repeated");
     assert!(err.is_transient());
     assert_eq!(

@@ -18,8 +18,8 @@ use nshift_client::models::{
     Service, Shipment, ShipmentPrintRequest,
 };
 use nshift_client::{
-    AuthMode, BookOnceOptions, BookingOutcome, Error, ErrorKind, FEED_START, Failure, LabelFormat,
-    NshiftClient,
+    AuthMode, BookOnceOptions, BookingOutcome, DeliveryApi as _, Error, ErrorKind, FEED_START,
+    Failure, LabelFormat, NshiftClient,
 };
 use sandbox::nshift::{ApiKeyConfig, Licence, NshiftConfig};
 use sandbox::{FaultRule, Sandbox, SandboxConfig, SharedState};
@@ -474,7 +474,7 @@ async fn pickup_points_and_zip_codes() {
     assert!(agents.len() >= 3, "{agents:?}");
     assert!(agents.iter().all(|a| a.country_code == "SE"));
     let zip = client
-        .zipcode_info(&GetZipcodeInfoQuery {
+        .get_zipcode_info(&GetZipcodeInfoQuery {
             zip: "11151".into(),
             country_code: "SE".into(),
         })
@@ -673,7 +673,7 @@ async fn slow_answer_is_a_timeout_and_ambiguous_for_a_write() {
         .build()
         .expect("client");
     let err = client
-        .zipcode_info(&GetZipcodeInfoQuery {
+        .get_zipcode_info(&GetZipcodeInfoQuery {
             zip: "11151".into(),
             country_code: "SE".into(),
         })
@@ -1133,7 +1133,7 @@ async fn request_snapshots_of_every_operation() {
     client.find_agents(&query).await.expect("agents");
     insta::assert_yaml_snapshot!("find_agents", take(&recorder));
     client
-        .zipcode_info(&GetZipcodeInfoQuery {
+        .get_zipcode_info(&GetZipcodeInfoQuery {
             zip: "11151".into(),
             country_code: "SE".into(),
         })

@@ -3,19 +3,17 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use auth_core::{
     AuthLayer, FileTokenStore, RateLimitKey, RateLimitLayer, RateLimiter, RefreshTokenGrant,
-    RetryConfig, RetryLayer, SecretString, StaticHeadersLayer, StaticToken, TokenCache, TokenStore,
-    TraceLayer,
+    SecretString, StaticHeadersLayer, StaticToken, TokenCache, TokenStore,
 };
 use brightpearl_models::oauth::RequestTokenPath;
 use bytes::Bytes;
-use client_core::{BoxTransport, Engine, Failure, Platform as _, Settings, SettingsError};
+use client_core::{BoxTransport, CommonOptions, Engine, Settings, SettingsError};
 use http::Response;
 use models_runtime::redact::REDACTED;
-use tower::{Service, ServiceBuilder, ServiceExt as _};
+use tower::{ServiceBuilder, ServiceExt as _};
 
 use crate::client::{BundleAvailabilityMode, Client, Inner, OAuthParts};
 use crate::env::{self, DEFAULT_OAUTH_URL};
@@ -49,12 +47,10 @@ pub struct ClientBuilder {
     refresh_token: Option<SecretString>,
     base_url: Option<String>,
     oauth_url: Option<String>,
-    transport: Option<BoxTransport>,
-    timeout: Option<Duration>,
+    common: CommonOptions,
     concurrency: Option<usize>,
     max_id_set_chars: Option<usize>,
     bundle_availability_mode: Option<BundleAvailabilityMode>,
-    retry: Option<RetryConfig>,
     limiter: Option<(RateLimiter, RateLimitKey)>,
 }
 
@@ -88,6 +84,17 @@ impl Client {
     }
 }
 
+/// Builder setters that store their argument in the field of the same name.
+macro_rules! setters {
+    ($($(#[$doc:meta])* fn $name:ident($arg:ty);)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, value: $arg) -> Self {
+            self.$name = Some(value.into());
+            self
+        }
+    )*};
+}
+
 impl ClientBuilder {
     /// An empty builder.
     pub fn new() -> Self {
@@ -117,121 +124,43 @@ impl ClientBuilder {
         })
     }
 
-    /// The account code.
-    pub fn account(mut self, account: impl Into<String>) -> Self {
-        self.account = Some(account.into());
-        self
+    setters! {
+        /// The account code.
+        fn account(impl Into<String>);
+        /// The app reference (`brightpearl-app-ref`).
+        fn app_ref(impl Into<String>);
+        /// The developer reference (`brightpearl-dev-ref`), required with OAuth.
+        fn dev_ref(impl Into<String>);
+        /// The OAuth client id (default: the app reference).
+        fn client_id(impl Into<String>);
+        /// The OAuth client secret (apps with confidential OAuth).
+        fn client_secret(SecretString);
+        /// A private app's staff token: selects the private-app scheme instead of OAuth.
+        fn staff_token(SecretString);
+        /// Where rotating OAuth tokens are kept (a [`FileTokenStore`] at `path`; the session —
+        /// `api_domain` — is kept next to it in `<path>.session`).
+        fn token_store_path(impl Into<PathBuf>);
+        /// A custom token store (e.g. [`auth_core::MemoryTokenStore`] in tests); wins over
+        /// [`token_store_path`](Self::token_store_path).
+        fn token_store(Arc<dyn TokenStore>);
+        /// An initial refresh token, used only while the token store is empty.
+        fn refresh_token(SecretString);
+        /// The API base URL (`https://{host}`); with OAuth the token's `api_domain` wins.
+        fn base_url(impl Into<String>);
+        /// The OAuth base URL (default `https://oauth.brightpearl.com`).
+        fn oauth_url(impl Into<String>);
+        /// Longest ID-set text in one URI (default 1500 characters).
+        fn max_id_set_chars(usize);
+        /// How [`Client::bundle_availability`] asks Brightpearl: one bundle id per request (the
+        /// default, as documented) or ID sets (unconfirmed; see [`crate::BundleAvailabilityMode`]).
+        fn bundle_availability_mode(BundleAvailabilityMode);
     }
 
-    /// The app reference (`brightpearl-app-ref`).
-    pub fn app_ref(mut self, app_ref: impl Into<String>) -> Self {
-        self.app_ref = Some(app_ref.into());
-        self
-    }
-
-    /// The developer reference (`brightpearl-dev-ref`), required with OAuth.
-    pub fn dev_ref(mut self, dev_ref: impl Into<String>) -> Self {
-        self.dev_ref = Some(dev_ref.into());
-        self
-    }
-
-    /// The OAuth client id (default: the app reference).
-    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
-        self.client_id = Some(client_id.into());
-        self
-    }
-
-    /// The OAuth client secret (apps with confidential OAuth).
-    pub fn client_secret(mut self, secret: SecretString) -> Self {
-        self.client_secret = Some(secret);
-        self
-    }
-
-    /// A private app's staff token: selects the private-app scheme instead of OAuth.
-    pub fn staff_token(mut self, token: SecretString) -> Self {
-        self.staff_token = Some(token);
-        self
-    }
-
-    /// Where rotating OAuth tokens are kept (a [`FileTokenStore`] at `path`; the session —
-    /// `api_domain` — is kept next to it in `<path>.session`).
-    pub fn token_store_path(mut self, path: impl Into<PathBuf>) -> Self {
-        self.token_store_path = Some(path.into());
-        self
-    }
-
-    /// A custom token store (e.g. [`auth_core::MemoryTokenStore`] in tests); wins over
-    /// [`token_store_path`](Self::token_store_path).
-    pub fn token_store(mut self, store: Arc<dyn TokenStore>) -> Self {
-        self.token_store = Some(store);
-        self
-    }
-
-    /// An initial refresh token, used only while the token store is empty.
-    pub fn refresh_token(mut self, token: SecretString) -> Self {
-        self.refresh_token = Some(token);
-        self
-    }
-
-    /// The API base URL (`https://{host}`); with OAuth the token's `api_domain` wins.
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = Some(url.into());
-        self
-    }
-
-    /// The OAuth base URL (default `https://oauth.brightpearl.com`).
-    pub fn oauth_url(mut self, url: impl Into<String>) -> Self {
-        self.oauth_url = Some(url.into());
-        self
-    }
-
-    /// A custom transport (any cloneable tower service from `http::Request<Bytes>` to
-    /// `http::Response<Bytes>` with [`auth_core::Error`]); used for the API and the token
-    /// endpoint. Default: [`client_core::ReqwestTransport`] with the configured timeout.
-    pub fn transport<S>(mut self, transport: S) -> Self
-    where
-        S: Service<
-                http::Request<Bytes>,
-                Response = http::Response<Bytes>,
-                Error = auth_core::Error,
-            > + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
-        self.transport = Some(BoxTransport::new(transport));
-        self
-    }
-
-    /// Timeout of one request with the default transport (default 30 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
+    client_core::common_setters!();
 
     /// How many ID-set chunks are fetched at once (default 4; all within the limiter).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = Some(n.max(1));
-        self
-    }
-
-    /// Longest ID-set text in one URI (default 1500 characters).
-    pub fn max_id_set_chars(mut self, n: usize) -> Self {
-        self.max_id_set_chars = Some(n);
-        self
-    }
-
-    /// How [`Client::bundle_availability`] asks Brightpearl: one bundle id per request (the
-    /// default, as documented) or ID sets (unconfirmed; see [`crate::BundleAvailabilityMode`]).
-    pub fn bundle_availability_mode(mut self, mode: BundleAvailabilityMode) -> Self {
-        self.bundle_availability_mode = Some(mode);
-        self
-    }
-
-    /// Retry settings (default: 3 attempts, 429/502/503/504 for idempotent calls).
-    pub fn retry(mut self, config: RetryConfig) -> Self {
-        self.retry = Some(config);
         self
     }
 
@@ -268,17 +197,7 @@ impl ClientBuilder {
             .as_deref()
             .map(|u| client_core::base_url(env::BASE_URL, u))
             .transpose()?;
-        let transport = match self.transport.clone() {
-            Some(t) => t,
-            None => BoxTransport::new(
-                client_core::ReqwestTransport::new(
-                    self.timeout.unwrap_or(client_core::DEFAULT_TIMEOUT),
-                )
-                .map_err(|e| {
-                    Failure::from_stack("build", false, Brightpearl::REQUEST_ID_HEADERS, e)
-                })?,
-            ),
-        };
+        let transport = self.common.transport::<Brightpearl>()?;
         let session;
         let (oauth, dev_ref, auth_layer) = match self.staff_token.clone() {
             Some(staff) => {
@@ -316,8 +235,6 @@ impl ClientBuilder {
                 .map_err(|_| SettingsError::invalid(env::DEV_REF, "not a valid header value"))?;
         }
         let stack = ServiceBuilder::new()
-            .layer(TraceLayer)
-            .layer(RetryLayer::new(self.retry.clone().unwrap_or_default()))
             .layer(RateLimitLayer::new(limiter.clone()).default_key(key.clone()))
             .layer(auth_layer)
             .layer(headers)
@@ -330,7 +247,7 @@ impl ClientBuilder {
                 base_url,
                 session,
                 oauth,
-                engine: Engine::new(BoxTransport::new(stack)),
+                engine: self.common.engine::<Brightpearl>(stack),
                 limiter,
                 key,
                 concurrency: self.concurrency.unwrap_or(4),

@@ -3,6 +3,7 @@
 mod engine;
 mod failure;
 mod kind;
+pub mod options;
 mod query;
 pub mod settings;
 pub mod snapshot;
@@ -13,6 +14,7 @@ mod transport;
 pub use engine::{ApiRequest, Engine, Platform, RequestInfo, join_path};
 pub use failure::{BODY_LIMIT, Failure, HttpFailure, body_text};
 pub use kind::ErrorKind;
+pub use options::{CommonOptions, TransportService};
 pub use query::{append_query, query_pairs};
 pub use settings::{Settings, SettingsError, base_url};
 pub use snapshot::RequestSnapshot;

@@ -145,6 +145,22 @@ impl Settings {
         }
     }
 
+    /// An optional switch: `true`/`1`/`yes`/`on` or `false`/`0`/`no`/`off` (any case); unset is
+    /// `false`.
+    pub fn flag(&self, name: &str) -> Result<bool, SettingsError> {
+        let Some(value) = self.get(name) else {
+            return Ok(false);
+        };
+        match value.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(SettingsError::invalid(
+                name,
+                format!("`{value}` is not true or false"),
+            )),
+        }
+    }
+
     /// An optional whole number of seconds, at least `min_secs`.
     pub fn seconds(&self, name: &str, min_secs: u64) -> Result<Option<Duration>, SettingsError> {
         match self.parse::<u64>(name, "a whole number of seconds")? {

@@ -235,3 +235,30 @@ async fn round_trips_status_headers_and_body() {
     assert_eq!(response.headers()["x-request-id"], "abc");
     assert_eq!(response.body().as_ref(), b"hello");
 }
+
+#[test]
+fn flags_and_common_options_from_settings() {
+    let settings = Settings::from_pairs([
+        ("ON", "Yes"),
+        ("OFF", "0"),
+        ("BAD", "maybe"),
+        ("TIMEOUT_SECS", "5"),
+        ("ZERO_SECS", "0"),
+    ]);
+    assert!(settings.flag("ON").unwrap());
+    assert!(!settings.flag("OFF").unwrap() && !settings.flag("UNSET").unwrap());
+    let err = settings.flag("BAD").unwrap_err().to_string();
+    assert!(err.contains("`BAD`") && err.contains("maybe"), "{err}");
+
+    let common = client_core::CommonOptions::from_settings(&settings, "TIMEOUT_SECS").unwrap();
+    assert_eq!(common.timeout, Some(Duration::from_secs(5)));
+    let err = client_core::CommonOptions::from_settings(&settings, "ZERO_SECS").unwrap_err();
+    assert_eq!(err.setting(), "ZERO_SECS");
+    let custom = client_core::CommonOptions {
+        transport: Some(client_core::BoxTransport::new(
+            ReqwestTransport::new(Duration::from_secs(1)).unwrap(),
+        )),
+        ..common
+    };
+    assert!(format!("{custom:?}").contains("custom_transport: true"));
+}

@@ -2,26 +2,19 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
-use auth_core::{
-    AuthLayer, RetryConfig, RetryLayer, SecretString, StaticHeadersLayer, TokenCache, TraceLayer,
-};
-use bytes::Bytes;
-use client_core::{
-    BoxTransport, DEFAULT_TIMEOUT, Engine, Failure, Platform as _, ReqwestTransport, Settings,
-    SettingsError,
-};
-use http::{Request, Response};
-use tower::{Service, ServiceBuilder};
+use auth_core::{AuthLayer, SecretString, StaticHeadersLayer, TokenCache};
+use client_core::{CommonOptions, Engine, Failure, Settings, SettingsError};
+use tower::ServiceBuilder;
 
 use crate::config::{Endpoints, Environment, Stage, resolve_scope};
 use crate::error::{Error, Norce};
 use crate::navigation::QueryNavigation;
 
 /// Builds a [`NorceClient`] from code ([`NorceClient::builder`]) or from `NORCE_*` settings
-/// ([`NorceClientBuilder::from_env`], [`NorceClientBuilder::from_settings`]).
-#[derive(Clone, Default)]
+/// ([`NorceClientBuilder::from_env`], [`NorceClientBuilder::from_settings`]). `Debug` never
+/// shows the secret.
+#[derive(Clone, Debug, Default)]
 pub struct NorceClientBuilder {
     client_id: Option<String>,
     client_secret: Option<SecretString>,
@@ -30,43 +23,8 @@ pub struct NorceClientBuilder {
     scope: Option<String>,
     legacy_lab_scope: bool,
     legacy_storm_identity: bool,
-    timeout: Option<Duration>,
-    retry: Option<RetryConfig>,
-    transport: Option<BoxTransport>,
+    common: CommonOptions,
     query_navigation: Option<QueryNavigation>,
-}
-
-impl fmt::Debug for NorceClientBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NorceClientBuilder")
-            .field("client_id", &self.client_id)
-            .field(
-                "client_secret",
-                &self.client_secret.as_ref().map(|_| "[REDACTED]"),
-            )
-            .field("application_id", &self.application_id)
-            .field("environment", &self.environment)
-            .field("scope", &self.scope)
-            .field("legacy_lab_scope", &self.legacy_lab_scope)
-            .field("legacy_storm_identity", &self.legacy_storm_identity)
-            .field("timeout", &self.timeout)
-            .field("custom_transport", &self.transport.is_some())
-            .finish()
-    }
-}
-
-fn parse_bool(settings: &Settings, name: &str) -> Result<bool, SettingsError> {
-    match settings.get(name) {
-        None => Ok(false),
-        Some(v) => match v.to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => Ok(true),
-            "0" | "false" | "no" | "off" => Ok(false),
-            _ => Err(SettingsError::invalid(
-                name,
-                format!("`{v}` is not true or false"),
-            )),
-        },
-    }
 }
 
 impl NorceClientBuilder {
@@ -80,22 +38,8 @@ impl NorceClientBuilder {
         Self::from_settings(&Settings::from_env())
     }
 
-    /// A builder filled from settings:
-    ///
-    /// | name | meaning |
-    /// |---|---|
-    /// | `NORCE_CLIENT_ID` | OAuth2 client id of the integration user (required) |
-    /// | `NORCE_CLIENT_SECRET` / `NORCE_CLIENT_SECRET_FILE` | its secret, or a file holding it (required) |
-    /// | `NORCE_APPLICATION_ID` | numeric `ApplicationId` (required) |
-    /// | `NORCE_CLIENT_SLUG`, `NORCE_REGION`, `NORCE_STAGE` | the tenant host `{slug}.api-{region}[.{stage}].norce.tech` |
-    /// | `NORCE_BASE_URL` | one root for every API instead (sandbox, proxy); HTTPS except loopback |
-    /// | `NORCE_SCOPE` | token scope override |
-    /// | `NORCE_LEGACY_LAB_SCOPE` | `true`: the legacy scopes, `lab` for playground and stage and `production` for production |
-    /// | `NORCE_QUERY_NAVIGATION` | Query order navigation names where the tenant's differ (`key=name` pairs) |
-    /// | `NORCE_LEGACY_STORM_IDENTITY` | `true`: token from `identity.storm.io` |
-    /// | `NORCE_TIMEOUT_SECS` | per-request timeout (default 30) |
-    ///
-    /// Every missing or malformed setting is an [`Error::Settings`] naming it.
+    /// A builder filled from the `NORCE_*` settings (the table is in the crate README,
+    /// "Settings"). Every missing or malformed setting is an [`Error::Settings`] naming it.
     ///
     /// ```
     /// use client_core::Settings;
@@ -139,18 +83,15 @@ impl NorceClientBuilder {
                 Environment::norce(slug, region, stage)
             }
         };
-        let timeout = settings.seconds("NORCE_TIMEOUT_SECS", 1)?;
         let builder = Self {
             client_id: Some(client_id),
             client_secret: Some(client_secret),
             application_id: Some(application_id),
             environment: Some(environment),
             scope: settings.get("NORCE_SCOPE"),
-            legacy_lab_scope: parse_bool(settings, "NORCE_LEGACY_LAB_SCOPE")?,
-            legacy_storm_identity: parse_bool(settings, "NORCE_LEGACY_STORM_IDENTITY")?,
-            timeout,
-            retry: None,
-            transport: None,
+            legacy_lab_scope: settings.flag("NORCE_LEGACY_LAB_SCOPE")?,
+            legacy_storm_identity: settings.flag("NORCE_LEGACY_STORM_IDENTITY")?,
+            common: CommonOptions::from_settings(settings, "NORCE_TIMEOUT_SECS")?,
             query_navigation: Some(QueryNavigation::from_settings(settings)?),
         };
         // Check the scope now, so a missing stage is reported with the other settings.
@@ -229,33 +170,7 @@ impl NorceClientBuilder {
         self
     }
 
-    /// Per-request timeout of the default transport (`NORCE_TIMEOUT_SECS`, default 30 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// Retry settings (default: 3 attempts, 500 ms full-jitter backoff, `Retry-After` honoured).
-    pub fn retry(mut self, retry: RetryConfig) -> Self {
-        self.retry = Some(retry);
-        self
-    }
-
-    /// Replaces the HTTP transport (for recording or tests). It also carries the token
-    /// requests of a token cache this client creates; a cache that already exists for the
-    /// same identity host and client id keeps its own transport.
-    pub fn transport<S>(mut self, transport: S) -> Self
-    where
-        S: Service<Request<Bytes>, Response = Response<Bytes>, Error = auth_core::Error>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
-        self.transport = Some(BoxTransport::new(transport));
-        self
-    }
+    client_core::common_setters!();
 
     /// Builds the client. The token cache and the token-endpoint limiter are shared with every
     /// client of the process that uses the same identity host and client id.
@@ -290,14 +205,7 @@ impl NorceClientBuilder {
             self.legacy_lab_scope,
         )?;
         let endpoints = Endpoints::resolve(&environment, self.legacy_storm_identity)?;
-        let transport = match self.transport {
-            Some(t) => t,
-            None => BoxTransport::new(
-                ReqwestTransport::new(self.timeout.unwrap_or(DEFAULT_TIMEOUT)).map_err(|e| {
-                    Failure::from_stack("build", false, Norce::REQUEST_ID_HEADERS, e)
-                })?,
-            ),
-        };
+        let transport = self.common.transport::<Norce>()?;
         let (cache, cache_id) = crate::registry::token_cache(
             &endpoints.token_url,
             &client_id,
@@ -309,15 +217,13 @@ impl NorceClientBuilder {
         let headers = StaticHeadersLayer::new()
             .header("ApplicationId", &application_id.to_string())
             .map_err(|e| SettingsError::invalid("NORCE_APPLICATION_ID", e.to_string()))?;
-        let stack = ServiceBuilder::new()
-            .layer(TraceLayer)
-            .layer(RetryLayer::new(self.retry.unwrap_or_default()))
+        let auth = ServiceBuilder::new()
             .layer(AuthLayer::new(cache.clone()))
             .layer(headers)
             .service(transport);
         Ok(NorceClient {
             inner: Arc::new(Inner {
-                engine: Engine::new(BoxTransport::new(stack)),
+                engine: self.common.engine::<Norce>(auth),
                 endpoints,
                 application_id,
                 client_id,

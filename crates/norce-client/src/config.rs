@@ -46,11 +46,7 @@ impl Stage {
 
     /// The host segment between `api-{region}` and `norce.tech` (none for production).
     pub fn host_segment(self) -> Option<&'static str> {
-        match self {
-            Self::Playground => Some("playground"),
-            Self::Stage => Some("stage"),
-            Self::Production => None,
-        }
+        (self != Self::Production).then(|| self.as_str())
     }
 
     /// The token scope: what Norce's current OAuth2 page lists (`playground`, `stage`,

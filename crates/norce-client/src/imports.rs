@@ -80,10 +80,6 @@ impl ImportOptions {
     }
 }
 
-/// Why an import cannot be sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ImportError(pub String);
-
 /// Row fields that identify the record; never part of `FieldsThatAreSet`.
 const ONHAND_KEYS: &[&str] = &["PartNo", "WarehouseCode", "LocationCode"];
 /// Documented as no longer imported.
@@ -119,13 +115,13 @@ const PRICE_CODES: &[(&str, i32)] = &[
 ];
 
 /// The names of the non-null fields of every row, in first-seen order.
-fn set_fields<T: Serialize>(rows: &[T]) -> Result<Vec<String>, ImportError> {
+fn set_fields<T: Serialize>(rows: &[T]) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
     for (i, row) in rows.iter().enumerate() {
-        let value = serde_json::to_value(row)
-            .map_err(|e| ImportError(format!("row {i} cannot be serialized: {e}")))?;
+        let value =
+            serde_json::to_value(row).map_err(|e| format!("row {i} cannot be serialized: {e}"))?;
         let Value::Object(map) = value else {
-            return Err(ImportError(format!("row {i} is not a JSON object")));
+            return Err(format!("row {i} is not a JSON object"));
         };
         for (key, v) in map {
             if !v.is_null() && !out.contains(&key) {
@@ -146,18 +142,18 @@ fn set_fields<T: Serialize>(rows: &[T]) -> Result<Vec<String>, ImportError> {
 ///     vec![SkuOnhandField::OnhandValue, SkuOnhandField::IsActive]);
 /// ```
 pub fn onhand_fields_that_are_set(rows: &[SkuOnhand]) -> Result<Vec<SkuOnhandField>, Error> {
-    onhand_fields(rows).map_err(|e| invalid("ImportOnhands", e))
+    onhand_fields(rows).map_err(|e| Error::invalid("ImportOnhands", e))
 }
 
-fn onhand_fields(rows: &[SkuOnhand]) -> Result<Vec<SkuOnhandField>, ImportError> {
+fn onhand_fields(rows: &[SkuOnhand]) -> Result<Vec<SkuOnhandField>, String> {
     let set = set_fields(rows)?;
     if let Some(bad) = set
         .iter()
         .find(|k| ONHAND_UNSUPPORTED.contains(&k.as_str()))
     {
-        return Err(ImportError(format!(
+        return Err(format!(
             "`{bad}` is no longer imported by Norce; leave it unset"
-        )));
+        ));
     }
     let mut fields: Vec<SkuOnhandField> = SkuOnhandField::KNOWN
         .iter()
@@ -168,15 +164,11 @@ fn onhand_fields(rows: &[SkuOnhand]) -> Result<Vec<SkuOnhandField>, ImportError>
     if let Some(unknown) = set.iter().find(|k| {
         !ONHAND_KEYS.contains(&k.as_str()) && !SkuOnhandField::KNOWN.contains(&k.as_str())
     }) {
-        return Err(ImportError(format!(
-            "field `{unknown}` has no SkuOnhandField"
-        )));
+        return Err(format!("field `{unknown}` has no SkuOnhandField"));
     }
     fields.dedup();
     if fields.is_empty() {
-        return Err(ImportError(
-            "no row sets any on-hand field (OnhandValue, IncomingValue, …)".into(),
-        ));
+        return Err("no row sets any on-hand field (OnhandValue, IncomingValue, …)".into());
     }
     Ok(fields)
 }
@@ -186,10 +178,10 @@ fn onhand_fields(rows: &[SkuOnhand]) -> Result<Vec<SkuOnhandField>, ImportError>
 pub fn price_list_fields_that_are_set(
     rows: &[SkuPriceList],
 ) -> Result<Vec<SkuPriceListField>, Error> {
-    price_fields(rows).map_err(|e| invalid("ImportSkuPriceLists", e))
+    price_fields(rows).map_err(|e| Error::invalid("ImportSkuPriceLists", e))
 }
 
-fn price_fields(rows: &[SkuPriceList]) -> Result<Vec<SkuPriceListField>, ImportError> {
+fn price_fields(rows: &[SkuPriceList]) -> Result<Vec<SkuPriceListField>, String> {
     let mut set = set_fields(rows)?;
     if set.iter().any(|k| k == "PriceRuleValue") {
         set.retain(|k| k != "PriceRuleValue");
@@ -198,9 +190,7 @@ fn price_fields(rows: &[SkuPriceList]) -> Result<Vec<SkuPriceListField>, ImportE
     if let Some(unknown) = set.iter().find(|k| {
         !PRICE_KEYS.contains(&k.as_str()) && !SkuPriceListField::KNOWN.contains(&k.as_str())
     }) {
-        return Err(ImportError(format!(
-            "field `{unknown}` has no SkuPriceListField"
-        )));
+        return Err(format!("field `{unknown}` has no SkuPriceListField"));
     }
     let fields: Vec<SkuPriceListField> = SkuPriceListField::KNOWN
         .iter()
@@ -208,9 +198,7 @@ fn price_fields(rows: &[SkuPriceList]) -> Result<Vec<SkuPriceListField>, ImportE
         .map(|name| SkuPriceListField::from(*name))
         .collect();
     if fields.is_empty() {
-        return Err(ImportError(
-            "no row sets any price field (PriceSale, CostPurchase, …)".into(),
-        ));
+        return Err("no row sets any price field (PriceSale, CostPurchase, …)".into());
     }
     Ok(fields)
 }
@@ -220,13 +208,13 @@ fn price_fields(rows: &[SkuPriceList]) -> Result<Vec<SkuPriceListField>, ImportE
 fn check_ignore_fields(
     set: &[SkuPriceListField],
     ignore: &[SkuPriceListMandatoryField],
-) -> Result<(), ImportError> {
+) -> Result<(), String> {
     let allowed = SkuPriceListMandatoryField::KNOWN.join(", ");
     for field in ignore {
         if field.is_unknown() {
-            return Err(ImportError(format!(
+            return Err(format!(
                 "IgnoreSkuPriceListFieldsWhenEmpty: `{field}` is not allowed; only {allowed} may be listed"
-            )));
+            ));
         }
         if !set.iter().any(|s| s.as_str() == field.as_str()) {
             let listed = set
@@ -234,9 +222,9 @@ fn check_ignore_fields(
                 .map(SkuPriceListField::as_str)
                 .collect::<Vec<_>>()
                 .join(", ");
-            return Err(ImportError(format!(
+            return Err(format!(
                 "IgnoreSkuPriceListFieldsWhenEmpty: `{field}` must also be in SkuPriceListFieldsThatAreSet, which the rows make [{listed}] (allowed here: {allowed})"
-            )));
+            ));
         }
     }
     Ok(())
@@ -248,10 +236,7 @@ pub fn onhand_header(
     options: &ImportOptions,
 ) -> Result<SkuOnhandHeader, Error> {
     if rows.is_empty() {
-        return Err(invalid(
-            "ImportOnhands",
-            ImportError("no rows to import".into()),
-        ));
+        return Err(Error::invalid("ImportOnhands", "no rows to import"));
     }
     Ok(SkuOnhandHeader {
         account_id: options.account_id,
@@ -284,11 +269,11 @@ pub fn price_list_header(
 ) -> Result<SkuPriceListHeader, Error> {
     const OP: &str = "ImportSkuPriceLists";
     if rows.is_empty() {
-        return Err(invalid(OP, ImportError("no rows to import".into())));
+        return Err(Error::invalid(OP, "no rows to import"));
     }
     let fields = price_list_fields_that_are_set(rows)?;
-    check_ignore_fields(&fields, &options.ignore_price_fields_when_empty)
-        .map_err(|e| invalid(OP, e))?;
+    let ignore = &options.ignore_price_fields_when_empty;
+    check_ignore_fields(&fields, ignore).map_err(|e| Error::invalid(OP, e))?;
     Ok(SkuPriceListHeader {
         account_id: options.account_id,
         full_file: options.full_file,
@@ -297,14 +282,7 @@ pub fn price_list_header(
         storage_name: None,
         supplier_id: options.supplier_id,
         sku_price_list_fields_that_are_set: fields,
-        ignore_sku_price_list_fields_when_empty: if options
-            .ignore_price_fields_when_empty
-            .is_empty()
-        {
-            None
-        } else {
-            Some(options.ignore_price_fields_when_empty.clone())
-        },
+        ignore_sku_price_list_fields_when_empty: (!ignore.is_empty()).then(|| ignore.clone()),
     })
 }
 
@@ -316,7 +294,7 @@ pub(crate) fn header_json<T: Serialize>(
     codes: bool,
 ) -> Result<String, Error> {
     let mut value = serde_json::to_value(header)
-        .map_err(|e| invalid(operation, ImportError(format!("header: {e}"))))?;
+        .map_err(|e| Error::invalid(operation, format!("header: {e}")))?;
     if codes && let Value::Object(map) = &mut value {
         for (key, v) in map.iter_mut() {
             if !key.contains("Fields") {
@@ -341,10 +319,5 @@ pub(crate) fn header_json<T: Serialize>(
         }
     }
     // serde_json never writes a raw newline: strings escape it.
-    serde_json::to_string(&value)
-        .map_err(|e| invalid(operation, ImportError(format!("header: {e}"))))
-}
-
-fn invalid(operation: &'static str, e: ImportError) -> Error {
-    Error::invalid(operation, e.0)
+    serde_json::to_string(&value).map_err(|e| Error::invalid(operation, format!("header: {e}")))
 }

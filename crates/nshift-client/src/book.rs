@@ -11,7 +11,6 @@ use client_core::ErrorKind;
 use http::StatusCode;
 
 use crate::client::NshiftClient;
-use crate::config::BookOnceOptions;
 use crate::error::Error;
 use crate::feed::FEED_START;
 use crate::label::PrintedShipment;
@@ -153,7 +152,7 @@ impl NshiftClient {
         shipment: &Shipment,
         print: &PrintConfig,
     ) -> Result<Booking, Error> {
-        let options = self.book_options.clone();
+        let options = &self.book_options;
         let mut failures = 0u32;
         let mut last: Option<Error> = None;
         // A print refused (422/404) for this stored id: returned if it is still READY next round.
@@ -166,9 +165,7 @@ impl NshiftClient {
             let candidates = match self.find_stored_by_order_no(order_no).await {
                 Ok(found) => found,
                 Err(e) if worth_another_round(&e) => {
-                    failures += 1;
-                    self.round_pause(&e, &options).await;
-                    last = Some(e);
+                    last = Some(self.failed_round(e, &mut failures).await);
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -197,9 +194,7 @@ impl NshiftClient {
                     }
                     Err(e) if worth_another_round(&e) => {
                         tracing::warn!(error = %e, "store ended ambiguously; searching before posting again");
-                        failures += 1;
-                        self.round_pause(&e, &options).await;
-                        last = Some(e);
+                        last = Some(self.failed_round(e, &mut failures).await);
                     }
                     Err(e) => return Err(e),
                 }
@@ -230,9 +225,7 @@ impl NshiftClient {
                         }
                         Err(e) if worth_another_round(&e) => {
                             tracing::warn!(error = %e, "print ended ambiguously; checking the stored shipment before printing again");
-                            failures += 1;
-                            self.round_pause(&e, &options).await;
-                            last = Some(e);
+                            last = Some(self.failed_round(e, &mut failures).await);
                         }
                         // Printed (422 not READY) or deleted (404) meanwhile: look again. A 422
                         // while it is still READY is a real refusal, returned next round.
@@ -263,12 +256,17 @@ impl NshiftClient {
         })
     }
 
-    async fn round_pause(&self, e: &Error, options: &BookOnceOptions) {
+    /// Counts a round that ended with `e` and pauses before the next (a 429's `Retry-After`,
+    /// at most 60 s, else [`retry_delay`](crate::BookOnceOptions::retry_delay)); `e` is then
+    /// the last failure.
+    async fn failed_round(&self, e: Error, failures: &mut u32) -> Error {
+        *failures += 1;
         let delay = match e.retry_after() {
             Some(d) if e.kind() == ErrorKind::Throttled => d.min(Duration::from_secs(60)),
-            _ => options.retry_delay,
+            _ => self.book_options.retry_delay,
         };
         Self::pause(delay).await;
+        e
     }
 
     /// The order's shipments from the printed-shipments feed (latest state of each).
@@ -310,7 +308,7 @@ impl NshiftClient {
                 }
                 Err(e) => tracing::debug!(error = %e, "documents not listed"),
             }
-            out.push(PrintedShipment::new(info, labels));
+            out.push(PrintedShipment { info, labels });
         }
         out
     }

@@ -1,34 +1,23 @@
 //! The client builder: settings from code or from the environment, and the tower stack.
 
-use std::fmt;
 use std::time::Duration;
 
-use auth_core::{
-    AuthLayer, ExposeSecret, RetryConfig, RetryLayer, SecretString, StaticToken, TokenCache,
-    TokenCacheConfig, TraceLayer,
-};
-use bytes::Bytes;
-use client_core::{
-    BoxTransport, Engine, Failure, Platform as _, ReqwestTransport, Settings, SettingsError,
-};
-use models_runtime::redact::REDACTED;
+use auth_core::{AuthLayer, ExposeSecret, SecretString, StaticToken, TokenCache, TokenCacheConfig};
+use client_core::{CommonOptions, Settings, SettingsError};
 use nshift_models::delivery::PrintConfig;
-use tower::ServiceBuilder;
+use tower::Layer as _;
 
 use crate::client::NshiftClient;
 use crate::config::{
-    AuthMode, BookOnceOptions, DEFAULT_BASE_URL, DEFAULT_JWT_LIFETIME, DEFAULT_TIMEOUT,
-    ENV_API_KEY_ID, ENV_AUTH, ENV_BASE_URL, ENV_DEVELOPER_ID, ENV_JWT_LIFETIME_SECS,
-    ENV_JWT_METHOD, ENV_SECRET_ID, ENV_TIMEOUT_SECS, JWT_REFRESH_WINDOW, JwtMethod,
-    default_print_config,
+    AuthMode, BookOnceOptions, DEFAULT_BASE_URL, DEFAULT_JWT_LIFETIME, ENV_API_KEY_ID, ENV_AUTH,
+    ENV_BASE_URL, ENV_DEVELOPER_ID, ENV_JWT_LIFETIME_SECS, ENV_JWT_METHOD, ENV_SECRET_ID,
+    ENV_TIMEOUT_SECS, JWT_REFRESH_WINDOW, JwtMethod, default_print_config,
 };
 use crate::error::{Error, Nshift};
 use crate::jwt::JwtSource;
 
 /// Builds an [`NshiftClient`] from code ([`NshiftClient::builder`]) or from the environment
-/// ([`NshiftClientBuilder::from_env`]).
-///
-/// `Debug` never shows the secret.
+/// ([`NshiftClientBuilder::from_env`]). `Debug` never shows the secret.
 ///
 /// ```
 /// use nshift_client::{AuthMode, NshiftClient};
@@ -41,7 +30,7 @@ use crate::jwt::JwtSource;
 /// assert!(!format!("{client:?}").contains("s3cr3t"));
 /// # Ok::<(), nshift_client::Error>(())
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct NshiftClientBuilder {
     api_key_id: Option<String>,
     secret_id: Option<SecretString>,
@@ -50,27 +39,9 @@ pub struct NshiftClientBuilder {
     auth_mode: AuthMode,
     jwt_method: JwtMethod,
     jwt_lifetime: Option<Duration>,
-    timeout: Option<Duration>,
-    retry: Option<RetryConfig>,
-    transport: Option<BoxTransport>,
+    common: CommonOptions,
     print_config: Option<PrintConfig>,
     book_once: BookOnceOptions,
-}
-
-impl fmt::Debug for NshiftClientBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NshiftClientBuilder")
-            .field("api_key_id", &self.api_key_id)
-            .field("secret_id", &self.secret_id.as_ref().map(|_| REDACTED))
-            .field("developer_id", &self.developer_id)
-            .field("base_url", &self.base_url)
-            .field("auth_mode", &self.auth_mode)
-            .field("jwt_method", &self.jwt_method)
-            .field("jwt_lifetime", &self.jwt_lifetime)
-            .field("timeout", &self.timeout)
-            .field("custom_transport", &self.transport.is_some())
-            .finish()
-    }
 }
 
 /// The API key's ID goes into the Basic `id:secret`, so it has no `:` and no white space.
@@ -111,12 +82,8 @@ impl NshiftClientBuilder {
         Self::from_settings(&Settings::from_env())
     }
 
-    /// Reads the settings from `settings` (the environment or explicit pairs).
-    ///
-    /// Required: `NSHIFT_API_KEY_ID`, `NSHIFT_SECRET_ID` (or `NSHIFT_SECRET_ID_FILE`).
-    /// Optional: `NSHIFT_DEVELOPER_ID`, `NSHIFT_BASE_URL`, `NSHIFT_AUTH`, `NSHIFT_JWT_METHOD`,
-    /// `NSHIFT_JWT_LIFETIME_SECS`, `NSHIFT_TIMEOUT_SECS`.
-    /// A missing or malformed setting is an error naming it.
+    /// Reads the settings from `settings` (the environment or explicit pairs; the table is in
+    /// the crate README, "Configuration"). A missing or malformed setting is an error naming it.
     pub fn from_settings(settings: &Settings) -> Result<Self, Error> {
         let api_key_id = settings.required(
             ENV_API_KEY_ID,
@@ -137,7 +104,7 @@ impl NshiftClientBuilder {
                 .unwrap_or_default(),
             jwt_method: (settings.parse(ENV_JWT_METHOD, "`post` or `get`")?).unwrap_or_default(),
             jwt_lifetime: settings.seconds(ENV_JWT_LIFETIME_SECS, 60)?,
-            timeout: settings.seconds(ENV_TIMEOUT_SECS, 1)?,
+            common: CommonOptions::from_settings(settings, ENV_TIMEOUT_SECS)?,
             ..Self::default()
         })
     }
@@ -185,19 +152,7 @@ impl NshiftClientBuilder {
         self
     }
 
-    /// Per-request timeout of the default transport (default 30 s). Ignored with a custom
-    /// [`transport`](Self::transport).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// Retry settings (default: auth-core's, 3 attempts; only requests that are safe to repeat
-    /// are retried on 429/502/503/504, any request on a failure to connect).
-    pub fn retry(mut self, config: RetryConfig) -> Self {
-        self.retry = Some(config);
-        self
-    }
+    client_core::common_setters!();
 
     /// The print configuration [`NshiftClient::book_once`] uses (default
     /// [`default_print_config`]).
@@ -209,26 +164,6 @@ impl NshiftClientBuilder {
     /// Options of [`NshiftClient::book_once`].
     pub fn book_once_options(mut self, options: BookOnceOptions) -> Self {
         self.book_once = options;
-        self
-    }
-
-    /// Sends requests through `transport` instead of a [`ReqwestTransport`]; it sits below the
-    /// auth layer, so it sees the final request (tests wrap a `ReqwestTransport` to record
-    /// [`client_core::RequestSnapshot`]s). Map failures to [`auth_core::Error::connect`] when
-    /// nothing was sent and [`auth_core::Error::transport`] otherwise.
-    pub fn transport<S>(mut self, transport: S) -> Self
-    where
-        S: tower::Service<
-                http::Request<Bytes>,
-                Response = http::Response<Bytes>,
-                Error = auth_core::Error,
-            > + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
-        self.transport = Some(BoxTransport::new(transport));
         self
     }
 
@@ -254,14 +189,7 @@ impl NshiftClientBuilder {
         }
         let base_url = self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
         let base_url = client_core::base_url(ENV_BASE_URL, base_url)?;
-        let transport = match self.transport {
-            Some(t) => t,
-            None => BoxTransport::new(
-                ReqwestTransport::new(self.timeout.unwrap_or(DEFAULT_TIMEOUT)).map_err(|e| {
-                    Failure::from_stack("build", false, Nshift::REQUEST_ID_HEADERS, e)
-                })?,
-            ),
-        };
+        let transport = self.common.transport::<Nshift>()?;
         let cache = match self.auth_mode {
             AuthMode::Basic => TokenCache::new(StaticToken::basic(&api_key_id, secret)),
             AuthMode::Bearer => {
@@ -288,13 +216,9 @@ impl NshiftClientBuilder {
                 TokenCache::with_config(source, config)
             }
         };
-        let stack = ServiceBuilder::new()
-            .layer(TraceLayer)
-            .layer(RetryLayer::new(self.retry.unwrap_or_default()))
-            .layer(AuthLayer::new(cache))
-            .service(transport);
+        let auth = AuthLayer::new(cache).layer(transport);
         Ok(NshiftClient {
-            engine: Engine::new(BoxTransport::new(stack)),
+            engine: self.common.engine::<Nshift>(auth),
             base_url,
             developer_id,
             auth_mode: self.auth_mode,

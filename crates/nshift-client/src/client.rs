@@ -1,27 +1,35 @@
-//! The client and its operations, each an [`ApiRequest`] of its generated operation on the
-//! shared engine.
+//! The client and its operations: every generated operation through [`Caller`] (the
+//! `DeliveryApi` methods), and thin methods for what is nShift's own (the Developer ID, the
+//! print query, decoded labels, ids as `&str`).
 
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
 use client_core::{ApiRequest, Engine, Failure};
 use http::header;
-use models_runtime::OperationInfo;
+use models_runtime::{Caller, Operation};
+use nshift_models::delivery::operations::{
+    CreateShipment, DeliveryApi, GetShipmentPdf, PrintStoredShipment,
+};
 use nshift_models::delivery::{
-    AddressCheckRequest, AddressStatus, Agent, CancelShipmentPath, CheckAddressQuery,
-    CheckAddressQueryLanguage, CreateShipmentQuery, DeleteStoredShipmentPath, FindAgentsQuery,
-    GetShipmentPdfPath, GetStoredShipmentPath, GetZipcodeInfoQuery, ListShipmentPdfsPath, PdfInfo,
-    PriceRequest, PriceResponse, PrintConfig, PrintStoredShipmentPath, PrintStoredShipmentQuery,
-    SearchStoredShipmentsQuery, Shipment, ShipmentInfo, ShipmentPrintRequest, StoredShipmentInfo,
-    ZipcodeInfo, operations as ops,
+    AddressCheckRequest, AddressStatus, CancelShipmentPath, CheckAddressQuery,
+    CheckAddressQueryLanguage, CreateShipmentQuery, DeleteStoredShipmentPath, GetShipmentPdfPath,
+    GetStoredShipmentPath, ListShipmentPdfsPath, PdfInfo, PriceRequest, PriceResponse, PrintConfig,
+    PrintStoredShipmentPath, PrintStoredShipmentQuery, SearchStoredShipmentsQuery, Shipment,
+    ShipmentInfo, ShipmentPrintRequest, StoredShipmentInfo,
 };
 use reqwest::Url;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::config::{AuthMode, BookOnceOptions};
 use crate::error::{Error, Nshift};
 use crate::label::{Label, LabelFormat, PrintedShipment};
+
+/// POSTs that change nothing, so they are safe to repeat (retried like a GET; a timeout of one
+/// is transient): an address check, a price quote, a page of the price history. The booking
+/// POSTs (a shipment, a stored shipment, a print) are sent at most once after they may have
+/// reached nShift: it has no idempotency key.
+const REPEATABLE_POSTS: &[&str] = &["CheckAddress", "GetPrice", "FetchPriceHistory"];
 
 /// A client of the nShift Delivery REST API (`rs-extapi/v1`). Cheap to clone; clones share
 /// the connection pool and retry budget.
@@ -48,6 +56,23 @@ impl fmt::Debug for NshiftClient {
             .field("developer_id", &self.developer_id)
             .field("auth_mode", &self.auth_mode)
             .finish_non_exhaustive()
+    }
+}
+
+/// Every generated nShift operation through the one engine, under the base URL; the POSTs
+/// that change nothing are marked safe to repeat.
+impl Caller for NshiftClient {
+    type Error = Error;
+
+    fn call<O: Operation>(
+        &self,
+        path: &O::Path,
+        query: &O::Query,
+        body: Option<&O::Body>,
+    ) -> impl Future<Output = Result<O::Response, Error>> + Send {
+        let request = self.request::<O>(path, query, body);
+        let engine = self.engine.clone();
+        async move { engine.call::<O>(request).await }
     }
 }
 
@@ -79,9 +104,18 @@ impl NshiftClient {
         }
     }
 
-    /// A request of `op` at `path` (rendered) under the base URL.
-    fn request(&self, op: &'static OperationInfo, path: &str) -> ApiRequest {
-        ApiRequest::new(op, &self.base_url, path)
+    /// The request of `O` under the base URL, the repeatable POSTs marked.
+    fn request<O: Operation>(
+        &self,
+        path: &O::Path,
+        query: &O::Query,
+        body: Option<&O::Body>,
+    ) -> ApiRequest {
+        let request = ApiRequest::operation::<O>(&self.base_url, path, query, body);
+        match O::INFO.method {
+            "POST" if REPEATABLE_POSTS.contains(&O::INFO.id) => request.idempotent(true),
+            _ => request,
+        }
     }
 
     /// Sends a print request and decodes the shipments with their inline documents; a document
@@ -117,7 +151,6 @@ impl NshiftClient {
         mut request: ShipmentPrintRequest,
     ) -> Result<Vec<PrintedShipment>, Error> {
         self.apply_developer_id(&mut request.shipment);
-        let op = &ops::CREATE_SHIPMENT;
         let inline_pdf = request.pdf_config.is_some() && request.print_config.is_none();
         let query = CreateShipmentQuery {
             return_file: (!inline_pdf).then_some(true),
@@ -125,7 +158,7 @@ impl NshiftClient {
         };
         let config = request.print_config.as_ref();
         let declared = config.and_then(|c| c.target1_type.as_ref().map(|t| t.as_str().to_owned()));
-        let request = self.request(op, op.path).query(&query).json(&request);
+        let request = self.request::<CreateShipment>(&(), &query, Some(&request));
         self.print(request, declared.as_deref()).await
     }
 
@@ -138,20 +171,7 @@ impl NshiftClient {
         mut shipment: Shipment,
     ) -> Result<StoredShipmentInfo, Error> {
         self.apply_developer_id(&mut shipment);
-        let op = &ops::CREATE_STORED_SHIPMENT;
-        let request = self.request(op, op.path).json(&shipment);
-        self.engine.call_json(request).await
-    }
-
-    /// Searches stored shipments (`GET /stored-shipments`, licence REST API Store); at most 50
-    /// results. `dateType`, `dateFrom` and `dateTo` must be used together.
-    pub async fn search_stored_shipments(
-        &self,
-        query: &SearchStoredShipmentsQuery,
-    ) -> Result<Vec<StoredShipmentInfo>, Error> {
-        let op = &ops::SEARCH_STORED_SHIPMENTS;
-        let request = self.request(op, op.path).query(query);
-        self.engine.call_json(request).await
+        self.create_stored_shipment(&shipment).await
     }
 
     /// The stored shipments whose `orderNo` equals `order_no` exactly
@@ -176,9 +196,7 @@ impl NshiftClient {
     /// One stored shipment (`GET /stored-shipments/{storedId}`, licence REST API Store).
     pub async fn get_stored_shipment(&self, stored_id: &str) -> Result<StoredShipmentInfo, Error> {
         let stored_id = stored_id.to_owned();
-        let path = GetStoredShipmentPath { stored_id }.to_path();
-        let request = self.request(&ops::GET_STORED_SHIPMENT, &path);
-        self.engine.call_json(request).await
+        DeliveryApi::get_stored_shipment(self, &GetStoredShipmentPath { stored_id }).await
     }
 
     /// Prints a READY stored shipment (`POST /stored-shipments/{storedId}/shipments?returnFile=true`,
@@ -191,42 +209,37 @@ impl NshiftClient {
         config: &PrintConfig,
     ) -> Result<Vec<PrintedShipment>, Error> {
         let stored_id = stored_id.to_owned();
-        let path = PrintStoredShipmentPath { stored_id }.to_path();
+        let path = PrintStoredShipmentPath { stored_id };
         let query = PrintStoredShipmentQuery {
             return_file: Some(true),
             inline_pdf: None,
         };
-        let request = self.request(&ops::PRINT_STORED_SHIPMENT, &path);
+        let request = self.request::<PrintStoredShipment>(&path, &query, Some(config));
         let declared = config.target1_type.as_ref().map(|t| t.as_str());
-        self.print(request.query(&query).json(config), declared)
-            .await
+        self.print(request, declared).await
     }
 
     /// Deletes a stored shipment permanently (`DELETE /stored-shipments/{storedId}`, licence
     /// REST API Store).
     pub async fn delete_stored_shipment(&self, stored_id: &str) -> Result<(), Error> {
         let stored_id = stored_id.to_owned();
-        let path = DeleteStoredShipmentPath { stored_id }.to_path();
-        let request = self.request(&ops::DELETE_STORED_SHIPMENT, &path);
-        self.engine.send(request).await.map(drop)
+        DeliveryApi::delete_stored_shipment(self, &DeleteStoredShipmentPath { stored_id }).await
     }
 
     /// Cancels (discards) a printed shipment (`DELETE /shipments/{shipmentId}`, licence REST API
     /// Discard): its status becomes cancelled and the carrier is told if it supports that.
     pub async fn cancel_shipment(&self, shipment_id: &str) -> Result<(), Error> {
         let shipment_id = shipment_id.to_owned();
-        let path = CancelShipmentPath { shipment_id }.to_path();
-        let request = self.request(&ops::CANCEL_SHIPMENT, &path);
-        self.engine.send(request).await.map(drop)
+        DeliveryApi::cancel_shipment(self, &CancelShipmentPath { shipment_id }).await
     }
 
     /// Lists the documents of a shipment (`GET /shipments/{shipmentId}/pdfs`, licence REST API
     /// Print). Documents are available for one hour after printing.
     pub async fn list_documents(&self, shipment_id: &str) -> Result<Vec<PdfInfo>, Error> {
-        let shipment_id = shipment_id.to_owned();
-        let path = ListShipmentPdfsPath { shipment_id }.to_path();
-        let request = self.request(&ops::LIST_SHIPMENT_PDFS, &path);
-        self.engine.call_json(request).await
+        let path = ListShipmentPdfsPath {
+            shipment_id: shipment_id.to_owned(),
+        };
+        self.list_shipment_pdfs(&path, &Default::default()).await
     }
 
     /// Downloads one document (`GET /shipments/{shipmentId}/pdfs/{pdfId}`, licence REST API
@@ -236,12 +249,9 @@ impl NshiftClient {
         let path = GetShipmentPdfPath {
             shipment_id: shipment_id.to_owned(),
             pdf_id: pdf_id.to_owned(),
-        }
-        .to_path();
-        let response = self
-            .engine
-            .send(self.request(&ops::GET_SHIPMENT_PDF, &path))
-            .await?;
+        };
+        let request = self.request::<GetShipmentPdf>(&path, &(), None);
+        let response = self.engine.send(request).await?;
         let declared = response.headers().get(header::CONTENT_TYPE);
         let declared = declared.and_then(|v| v.to_str().ok()).map(str::to_owned);
         let bytes = response.into_body();
@@ -254,21 +264,6 @@ impl NshiftClient {
         })
     }
 
-    /// Pickup points (agents) near an address (`GET /addresses/agents`, licence REST API
-    /// PickUpLocator). Put the chosen agent's `id` into `shipment.agent.quickId`.
-    pub async fn find_agents(&self, query: &FindAgentsQuery) -> Result<Vec<Agent>, Error> {
-        let op = &ops::FIND_AGENTS;
-        let request = self.request(op, op.path).query(query);
-        self.engine.call_json(request).await
-    }
-
-    /// City and format of a zip code (`GET /addresses/zipcodes`, licence REST API ZipCheck).
-    pub async fn zipcode_info(&self, query: &GetZipcodeInfoQuery) -> Result<ZipcodeInfo, Error> {
-        let op = &ops::GET_ZIPCODE_INFO;
-        let request = self.request(op, op.path).query(query);
-        self.engine.call_json(request).await
-    }
-
     /// Validates an address (`POST /addresses/status?language=`, licence REST API
     /// AddressCheck). The answer lists the problems, each with `error: true` (an error) or
     /// `false` (a warning), its `location` and `messageId`, and the message in `language`
@@ -279,15 +274,12 @@ impl NshiftClient {
         address: &AddressCheckRequest,
         language: CheckAddressQueryLanguage,
     ) -> Result<Vec<AddressStatus>, Error> {
-        let op = &ops::CHECK_ADDRESS;
         if language.is_unknown() {
             let language = language.as_str();
             let reason = format!("address check language `{language}` is not SE, GB, DK or FI");
-            return Err(Error::invalid(op.id, reason));
+            return Err(Error::invalid("CheckAddress", reason));
         }
-        let query = CheckAddressQuery { language };
-        let request = self.request(op, op.path).query(&query).json(address);
-        self.engine.call_json(request.idempotent(true)).await
+        DeliveryApi::check_address(self, &CheckAddressQuery { language }, address).await
     }
 
     /// Quotes the price of a shipment without booking it (`POST /prices`; the licence name is
@@ -297,20 +289,7 @@ impl NshiftClient {
     /// is retried like a GET.
     pub async fn price(&self, mut request: PriceRequest) -> Result<PriceResponse, Error> {
         self.apply_developer_id(&mut request.shipment);
-        let op = &ops::GET_PRICE;
-        let request = self.request(op, op.path).json(&request);
-        self.engine.call_json(request.idempotent(true)).await
-    }
-
-    /// One page of a feed (`GET /alerts`, `GET /shipments` or `POST /prices/history` with
-    /// `fetchId` in `query`). Reading a page changes nothing, so the POST is retried like a GET.
-    pub(crate) async fn feed_page<T: DeserializeOwned>(
-        &self,
-        op: &'static OperationInfo,
-        query: &impl Serialize,
-    ) -> Result<T, Error> {
-        let request = self.request(op, op.path).query(query);
-        self.engine.call_json(request.idempotent(true)).await
+        self.get_price(&request).await
     }
 
     /// Sleeps on tokio's clock (so paused-time tests run instantly).

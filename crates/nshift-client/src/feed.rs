@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use futures::Stream;
+use nshift_models::delivery::operations::DeliveryApi;
 use nshift_models::delivery::{
-    Alert, AlertFetchList, FetchAlertsQuery, FetchPriceHistoryQuery, FetchShipmentsQuery,
-    PriceHistoryEntry, PriceHistoryFetchList, ShipmentFetchInfoList, ShipmentInfo,
-    operations as ops,
+    Alert, FetchAlertsQuery, FetchPriceHistoryQuery, FetchShipmentsQuery, PriceHistoryEntry,
+    ShipmentInfo,
 };
 
 use crate::client::NshiftClient;
@@ -52,7 +52,7 @@ impl NshiftClient {
         let query = FetchAlertsQuery {
             fetch_id: Some(fetch_id.to_owned()),
         };
-        let p: AlertFetchList = self.feed_page(&ops::FETCH_ALERTS, &query).await?;
+        let p = DeliveryApi::fetch_alerts(self, &query).await?;
         Ok(FeedPage::new(p.alerts, p.fetch_id, p.done, p.min_delay))
     }
 
@@ -63,7 +63,7 @@ impl NshiftClient {
         let query = FetchShipmentsQuery {
             fetch_id: Some(fetch_id.to_owned()),
         };
-        let p: ShipmentFetchInfoList = self.feed_page(&ops::FETCH_SHIPMENTS, &query).await?;
+        let p = DeliveryApi::fetch_shipments(self, &query).await?;
         Ok(FeedPage::new(p.shipments, p.fetch_id, p.done, p.min_delay))
     }
 
@@ -80,7 +80,7 @@ impl NshiftClient {
         let query = FetchPriceHistoryQuery {
             fetch_id: Some(fetch_id.to_owned()),
         };
-        let p: PriceHistoryFetchList = self.feed_page(&ops::FETCH_PRICE_HISTORY, &query).await?;
+        let p = DeliveryApi::fetch_price_history(self, &query).await?;
         Ok(FeedPage::new(p.prices, p.fetch_id, p.done, p.min_delay))
     }
 

@@ -95,10 +95,6 @@ pub struct PrintedShipment {
 }
 
 impl PrintedShipment {
-    pub(crate) fn new(info: ShipmentInfo, labels: Vec<Label>) -> Self {
-        Self { info, labels }
-    }
-
     /// The shipment with its inline documents (`prints[].data`, or the 2016 `pdfs[].pdf`)
     /// decoded; `declared` is the print configuration's file type. Err: a document that is
     /// not base64, and why.
@@ -127,7 +123,7 @@ impl PrintedShipment {
                 bytes,
             });
         }
-        Ok(Self::new(info, labels))
+        Ok(Self { info, labels })
     }
 
     /// The carrier parcel (tracking) numbers.

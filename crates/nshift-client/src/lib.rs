@@ -1,6 +1,5 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
-#![deny(missing_docs)]
 
 // The modules and what each imports (no cycles; `config` and `label` import none):
 // book → client, config, error, feed, label; builder → client, config, error, jwt;
@@ -31,3 +30,5 @@ pub use label::{Label, LabelFormat, PrintedShipment};
 pub use client_core::{ErrorKind, Failure, HttpFailure, Settings, SettingsError};
 /// The generated models this client speaks (re-exported for convenience).
 pub use nshift_models::delivery as models;
+/// Re-exported: every generated operation as a method of [`NshiftClient`] (bring it into scope).
+pub use nshift_models::delivery::operations::DeliveryApi;

@@ -11,7 +11,7 @@ use http::StatusCode;
 use nshift_client::models::{
     AddressCheckRequest, CheckAddressQueryLanguage, FindAgentsQuery, PriceRequest, Shipment,
 };
-use nshift_client::{Error, ErrorKind, Failure, NshiftClient};
+use nshift_client::{DeliveryApi as _, Error, ErrorKind, Failure, NshiftClient};
 
 /// What the transport saw: method, path and whether the request was marked safe to repeat.
 type Seen = Arc<Mutex<Vec<(String, String, bool)>>>;

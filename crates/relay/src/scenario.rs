@@ -381,6 +381,7 @@ impl GracefulStopsReport {
 
 /// Sends `signal` to `child`.
 #[cfg(unix)]
+#[allow(unsafe_code)] // one libc call; the workspace denies unsafe code elsewhere
 fn send_signal(child: &tokio::process::Child, signal: libc::c_int) -> Result<(), String> {
     let pid = child
         .id()

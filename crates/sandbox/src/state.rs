@@ -9,7 +9,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::brightpearl;
+use crate::brightpearl::config::{
+    self as brightpearl_config, BrightpearlConfig, BrightpearlCredentials,
+};
+use crate::brightpearl::state::BrightpearlState;
 use crate::clock::Clock;
 use crate::dataset::{Dataset, DatasetConfig};
 use crate::drift::{Drift, DriftRule};
@@ -32,7 +35,7 @@ pub struct SandboxConfig {
     /// nShift simulator settings.
     pub nshift: NshiftConfig,
     /// Brightpearl simulator settings.
-    pub brightpearl: brightpearl::BrightpearlConfig,
+    pub brightpearl: BrightpearlConfig,
     /// Spec drift rules in force from the start (none by default; see [`crate::drift`]).
     pub drift: Vec<DriftRule>,
 }
@@ -57,7 +60,7 @@ pub struct AppState {
     /// nShift state.
     pub nshift: NshiftState,
     /// Brightpearl state.
-    pub brightpearl: brightpearl::BrightpearlState,
+    pub brightpearl: BrightpearlState,
     /// For pushes (Norce order receiver and events, Brightpearl webhooks).
     pub http: reqwest::Client,
 }
@@ -73,7 +76,7 @@ pub struct Credentials {
     /// nShift.
     pub nshift: NshiftCredentials,
     /// Brightpearl.
-    pub brightpearl: brightpearl::BrightpearlCredentials,
+    pub brightpearl: BrightpearlCredentials,
 }
 
 impl AppState {
@@ -83,7 +86,7 @@ impl AppState {
         let dataset = Dataset::generate(&config.dataset, start);
         let norce = NorceState::new(&config.norce, &dataset, start);
         let nshift = NshiftState::new(&config.nshift, &dataset, start);
-        let brightpearl = brightpearl::BrightpearlState::new(&config.brightpearl, &dataset, start);
+        let brightpearl = BrightpearlState::new(&config.brightpearl, &dataset, start);
         Self {
             faults: Faults::new(config.dataset.seed),
             drift: Drift::with_rules(&config.drift),
@@ -103,7 +106,7 @@ impl AppState {
         Credentials {
             norce: norce_config::credentials(&self.config.norce, &self.base_url),
             nshift: nshift_config::credentials(&self.config.nshift, &self.base_url),
-            brightpearl: brightpearl::credentials(&self.config.brightpearl, &self.base_url),
+            brightpearl: brightpearl_config::credentials(&self.config.brightpearl, &self.base_url),
         }
     }
 }

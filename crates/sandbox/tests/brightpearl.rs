@@ -533,6 +533,40 @@ async fn options_returns_chunked_get_uris() {
     assert_eq!(uris.response.get_uris.unwrap(), vec!["/product/1001-1050"]);
 }
 
+/// Every operation of the specs is served at its method and path template (a handler may still
+/// refuse the sample input): never the 404 of an unknown path, never a 405.
+#[tokio::test]
+async fn every_operation_of_the_specs_is_served_at_its_path() {
+    use brightpearl_models::{contact, integration, order, product, warehouse};
+    let bp = Bp::start().await;
+    let all = [
+        product::operations::ALL,
+        warehouse::operations::ALL,
+        contact::operations::ALL,
+        order::operations::ALL,
+        integration::operations::ALL,
+    ];
+    for op in all.into_iter().flatten() {
+        let template = op.path.strip_prefix("/public-api/{account}").unwrap();
+        let path: Vec<&str> = template
+            .split('/')
+            .map(|part| if part.starts_with('{') { "1" } else { part })
+            .collect();
+        let path = path.join("/");
+        let method = Method::from_bytes(op.method.as_bytes()).unwrap();
+        let (status, body) = send(bp.staff(method, &path).json(&json!({}))).await;
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(
+            status != StatusCode::METHOD_NOT_ALLOWED
+                && !message.starts_with("No resource at")
+                && !message.ends_with("is not served by the sandbox"),
+            "{} {} ({path}): {status} {body}",
+            op.id,
+            op.method
+        );
+    }
+}
+
 #[tokio::test]
 async fn empty_gets_are_cmnc_404_where_brightpearl_sends_it() {
     let bp = Bp::start().await;

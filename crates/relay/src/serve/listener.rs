@@ -115,6 +115,7 @@ fn effective_max_connections(configured: usize, open_files_limit: Option<u64>) -
 
 /// The soft limit of open files of this process, if it has one.
 #[cfg(unix)]
+#[allow(unsafe_code)] // one libc call; the workspace denies unsafe code elsewhere
 fn open_files_limit() -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

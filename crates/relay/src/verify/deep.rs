@@ -910,8 +910,8 @@ async fn nshift(
     config: &RelayConfig,
     found: &Found,
 ) -> Result<(), String> {
-    use nshift_client::Error;
     use nshift_client::models::{FindAgentsQuery, GetZipcodeInfoQuery};
+    use nshift_client::{DeliveryApi as _, Error};
     let client = nshift_client::NshiftClientBuilder::from_settings(settings)
         .map(|b| b.transport(rec.tap.clone()))
         .and_then(|b| b.build())
@@ -950,7 +950,7 @@ async fn nshift(
                 zip: zip.clone(),
                 country_code: country.clone(),
             };
-            rec.call("GetZipcodeInfo", client.zipcode_info(&query), hint)
+            rec.call("GetZipcodeInfo", client.get_zipcode_info(&query), hint)
                 .await;
         }
         _ => {

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::warehouse::{self, CreateGoodsOutNote, StockChange};
 use super::webhooks;
-use crate::SharedState;
+use crate::state::SharedState;
 
 pub fn router() -> Router<SharedState> {
     Router::new()

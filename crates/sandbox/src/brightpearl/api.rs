@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::reply::{Ctx, Reply};
 use super::{contacts, multi, orders, products, warehouse as wh, webhooks};
-use crate::SharedState;
+use crate::state::SharedState;
 use crate::util::header_lookup;
 
 /// The prefix of every API operation's path template.

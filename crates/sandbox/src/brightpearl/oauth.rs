@@ -13,7 +13,7 @@ use brightpearl_models::oauth::{
 use chrono::Duration;
 
 use super::store::{AccessGrant, AuthCode};
-use crate::SharedState;
+use crate::state::SharedState;
 
 /// An opaque token with the `+ / =` characters real tokens carry (clients must URL-encode them).
 fn opaque(kind: &str, account: &str, seq: u64) -> String {

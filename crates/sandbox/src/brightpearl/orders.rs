@@ -16,7 +16,7 @@ use brightpearl_models::order::{
 use models_runtime::Decimal;
 use serde_json::{Value, json};
 
-use super::DuplicateExternalRef;
+use super::config::DuplicateExternalRef;
 use super::idset;
 use super::products::uris_reply;
 use super::reply::{Ctx, Reply};

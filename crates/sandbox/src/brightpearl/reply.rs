@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::SharedState;
+use crate::state::SharedState;
 
 /// A handler's answer: status and JSON body.
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    pub fn config(&self) -> &super::BrightpearlConfig {
+    pub fn config(&self) -> &super::config::BrightpearlConfig {
         &self.state.config.brightpearl
     }
 

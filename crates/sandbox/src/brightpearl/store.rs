@@ -18,8 +18,8 @@ use chrono::{DateTime, Duration, Utc};
 use models_runtime::{Decimal, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::BrightpearlConfig;
-use crate::Dataset;
+use super::config::BrightpearlConfig;
+use crate::dataset::Dataset;
 
 /// Brightpearl's timestamp form: milliseconds and a `+00:00` offset.
 pub fn ts(at: DateTime<Utc>) -> Timestamp {

@@ -601,14 +601,14 @@ pub fn ship_goods_out_note(
 }
 
 /// What the simulated warehouse does with a sales order just created, when
-/// [`super::BrightpearlConfig::warehouse_ships`] is on: for every `every`-th order, a goods-out
+/// [`super::config::BrightpearlConfig::warehouse_ships`] is on: for every `every`-th order, a goods-out
 /// note of all its stock-tracked rows (or, for a partial shipment, of its first row), marked
 /// shipped at once with the order's shipping method (else `shipping_method_id`) and a tracking
 /// reference. Returns the events of both steps, as the admin routes fire them; none when the
 /// order is not one to ship or has no stock-tracked rows.
 pub fn ship_new_order(
     store: &mut Store,
-    ships: &super::WarehouseShips,
+    ships: &super::config::WarehouseShips,
     order_id: i64,
     now: DateTime<Utc>,
 ) -> Vec<Event> {

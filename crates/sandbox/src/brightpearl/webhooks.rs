@@ -15,7 +15,7 @@ use serde_json::json;
 use super::idset::{self, IdSet};
 use super::reply::{Ctx, Event, Reply};
 use super::store::WebhookDelivery;
-use crate::SharedState;
+use crate::state::SharedState;
 
 /// A subscription gets its event and every more specific one (`product.modified` also gets
 /// `product.modified.on-hand-modified`).

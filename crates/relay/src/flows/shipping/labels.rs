@@ -10,9 +10,9 @@ use super::settings::Settings;
 use crate::flows::action::ItemError;
 use crate::flows::context::FlowError;
 
-/// nShift answered 404: the documents expired (after an hour), or the id is unknown.
+/// nShift answered 404 or 410: the documents expired (after an hour), or the id is unknown.
 pub(crate) fn not_found(e: &nshift_client::Error) -> bool {
-    e.status().is_some_and(|s| s == 404)
+    e.status().is_some_and(|s| s == 404 || s == 410)
 }
 
 /// A file-name-safe form of the order number.
@@ -147,6 +147,18 @@ pub(crate) async fn save(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_expired_or_unknown_document_is_not_found() {
+        let answered = |status: u16| {
+            let response = http::Response::builder().status(status);
+            let response = response.body(Default::default()).unwrap();
+            let failure = nshift_client::HttpFailure::new("GetShipmentPdf", true, &[], &response);
+            nshift_client::Error::Failure(nshift_client::Failure::Http(Box::new(failure)))
+        };
+        assert!(not_found(&answered(404)) && not_found(&answered(410)));
+        assert!(!not_found(&answered(403)));
+    }
 
     #[test]
     fn stems_are_safe_and_writes_replace_whole_files() {

@@ -1,7 +1,7 @@
 //! Building the nShift shipment from the order and booking it exactly once.
 
 use nshift_client::models::{Addon, FindAgentsQuery, Parcel, Partner, Party, Service, Shipment};
-use nshift_client::{BookingOutcome, Label, NshiftClient};
+use nshift_client::{BookingOutcome, DeliveryApi as _, Label, NshiftClient};
 
 use super::labels::not_found;
 use super::order::{BookedShipment, OrderData, ShippingItem};
