@@ -238,6 +238,64 @@ fn settings_errors_name_the_setting_and_hide_secrets() {
     );
 }
 
+#[test]
+fn an_invalid_timeout_setting_names_it() {
+    for value in ["soon", "0", "-5"] {
+        let err = ClientBuilder::from_settings(&Settings::from_pairs([
+            ("BRIGHTPEARL_ACCOUNT", "acme"),
+            ("BRIGHTPEARL_TIMEOUT_SECS", value),
+        ]))
+        .unwrap_err();
+        assert!(matches!(err, Error::Settings(_)), "{err:?}");
+        assert!(
+            err.to_string().contains("BRIGHTPEARL_TIMEOUT_SECS"),
+            "{err}"
+        );
+        assert!(
+            err.hint().contains("BRIGHTPEARL_TIMEOUT_SECS"),
+            "{}",
+            err.hint()
+        );
+    }
+}
+
+#[tokio::test]
+async fn slow_answer_past_the_timeout_setting_is_a_timeout() {
+    // A 127.0.0.1 server that takes connections (the kernel's backlog) but never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base_url = format!("http://{}", silent.local_addr().unwrap());
+    // The default reqwest transport with the timeout from the setting; one attempt.
+    let client = ClientBuilder::from_settings(&Settings::from_pairs([
+        ("BRIGHTPEARL_ACCOUNT", "timeoutacct"),
+        ("BRIGHTPEARL_APP_REF", "timeoutacct_relay"),
+        ("BRIGHTPEARL_STAFF_TOKEN", "s3cr3t"),
+        ("BRIGHTPEARL_BASE_URL", base_url.as_str()),
+        ("BRIGHTPEARL_TIMEOUT_SECS", "1"),
+    ]))
+    .unwrap()
+    .retry(auth_core::RetryConfig::default().max_attempts(1))
+    .build()
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = client.price_lists().await.expect_err("timeout");
+    let waited = started.elapsed();
+    assert!(
+        matches!(err, Error::Failure(Failure::Timeout { .. })),
+        "{err:?}"
+    );
+    // A read changes nothing: its timeout is transient.
+    assert_eq!(err.kind(), ErrorKind::Transient);
+    assert!(
+        err.hint().contains("BRIGHTPEARL_TIMEOUT_SECS"),
+        "{}",
+        err.hint()
+    );
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(20),
+        "waited {waited:?}"
+    );
+}
+
 // ---------------------------------------------------------------- auth
 
 #[tokio::test]

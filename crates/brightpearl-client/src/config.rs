@@ -68,6 +68,7 @@ impl fmt::Debug for ClientBuilder {
             .field("refresh_token", &secret(&self.refresh_token))
             .field("base_url", &self.base_url)
             .field("oauth_url", &self.oauth_url)
+            .field("common", &self.common)
             .finish_non_exhaustive()
     }
 }
@@ -120,6 +121,7 @@ impl ClientBuilder {
             token_store_path: settings.get(env::TOKEN_STORE).map(PathBuf::from),
             base_url: settings.get(env::BASE_URL),
             oauth_url: settings.get(env::OAUTH_URL),
+            common: CommonOptions::from_settings(settings, env::TIMEOUT_SECS)?,
             ..Self::default()
         })
     }

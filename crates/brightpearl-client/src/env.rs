@@ -22,6 +22,8 @@ pub const BASE_URL: &str = "BRIGHTPEARL_BASE_URL";
 /// OAuth base URL (`/authorize/{account}`, `/token/{account}`), default
 /// `https://oauth.brightpearl.com`.
 pub const OAUTH_URL: &str = "BRIGHTPEARL_OAUTH_URL";
+/// Per-request timeout in whole seconds (at least 1), default 30.
+pub const TIMEOUT_SECS: &str = "BRIGHTPEARL_TIMEOUT_SECS";
 
 /// Default OAuth host.
 pub const DEFAULT_OAUTH_URL: &str = "https://oauth.brightpearl.com";

@@ -288,7 +288,7 @@ fn failure_hint(failure: &Failure) -> String {
         Failure::Token { source, .. } => token_hint(source).into(),
         Failure::RateLimit { .. } => "the client-side rate limiter refused to wait that long: lower the request volume".into(),
         Failure::Timeout { idempotent: false, .. } | Failure::Transport { idempotent: false, .. } => "the connection to Brightpearl failed after a write was sent, so it may have been carried out: look it up (e.g. search the externalRef) before sending it again; check BRIGHTPEARL_BASE_URL and the network".into(),
-        Failure::Timeout { .. } => "the request timed out: check the network and BRIGHTPEARL_BASE_URL".into(),
+        Failure::Timeout { .. } => "the request timed out: check the network and BRIGHTPEARL_BASE_URL, or raise BRIGHTPEARL_TIMEOUT_SECS".into(),
         Failure::Decode { .. } => "Brightpearl answered in an unexpected shape: report it with the body".into(),
         Failure::InvalidRequest { reason, .. } => format!("fix the arguments of the call: {reason}"),
         _ => "could not reach Brightpearl: check BRIGHTPEARL_BASE_URL / BRIGHTPEARL_OAUTH_URL and the network".into(),

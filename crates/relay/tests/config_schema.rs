@@ -247,3 +247,40 @@ fn config_check_exits_non_zero_naming_the_key() {
     assert_eq!(out.status.code(), Some(2), "no file");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn config_check_takes_the_file_before_or_after_the_subcommand() {
+    let dir = std::env::temp_dir().join(format!("relay-config-first-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("relay.example.toml");
+    let bad = dir.join("relay.toml");
+    std::fs::write(&bad, "[shipping]\nmax_parcel_weight_kg = 0.0\n").unwrap();
+    let missing = dir.join("missing.toml");
+    for (file, code, expected) in [
+        (&good, 0, "valid"),
+        (&bad, 1, "shipping.max_parcel_weight_kg"),
+        (&missing, 2, "missing.toml"),
+    ] {
+        let file = file.to_str().unwrap();
+        let equals = format!("--config={file}");
+        let after = relay(&["config", "check", "-c", file]);
+        for args in [
+            vec!["-c", file, "config", "check"],
+            vec!["--config", file, "config", "check"],
+            vec![equals.as_str(), "config", "check"],
+        ] {
+            let out = relay(&args);
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(out.status.code(), Some(code), "{args:?}: {said}");
+            assert_eq!(out.status.code(), after.status.code(), "{args:?}: {said}");
+            assert_eq!(out.stdout, after.stdout, "{args:?}");
+            assert_eq!(out.stderr, after.stderr, "{args:?}");
+            assert!(said.contains(expected), "{args:?}: {said}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -14,7 +14,8 @@ use crate::config::RelayConfig;
 const TAKE_CONFIG: &[&str] = &["verify", "run", "serve", "status", "replay", "cursor"];
 
 /// Moves a `-c FILE` / `--config FILE` / `--config=FILE` / `-cFILE` given before the subcommand
-/// to just after it, so `relay -c relay.toml status` means `relay status -c relay.toml` (clap
+/// to just after it, so `relay -c relay.toml status` means `relay status -c relay.toml` and
+/// `relay -c relay.toml config check` means `relay config check -c relay.toml` (clap
 /// reads options before a subcommand as the top-level `relay run`'s). Anything else is left
 /// as it is, for clap to accept or explain.
 ///
@@ -23,6 +24,10 @@ const TAKE_CONFIG: &[&str] = &["verify", "run", "serve", "status", "replay", "cu
 /// assert_eq!(
 ///     relay::cli::config_after_subcommand(args(&["relay", "-c", "r.toml", "status", "--json"])),
 ///     args(&["relay", "status", "-c", "r.toml", "--json"])
+/// );
+/// assert_eq!(
+///     relay::cli::config_after_subcommand(args(&["relay", "--config=r.toml", "config", "check"])),
+///     args(&["relay", "config", "check", "--config=r.toml"])
 /// );
 /// assert_eq!(
 ///     relay::cli::config_after_subcommand(args(&["relay", "-c", "r.toml"])),
@@ -36,17 +41,19 @@ pub fn config_after_subcommand(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::O
         Some(a) if a.starts_with("--config=") || (a.starts_with("-c") && a.len() > 2) => 1,
         _ => return args,
     };
-    match text(1 + width) {
-        Some(sub) if TAKE_CONFIG.contains(&sub) => {
-            let mut out = Vec::with_capacity(args.len());
-            out.push(args[0].clone());
-            out.push(args[1 + width].clone());
-            out.extend_from_slice(&args[1..1 + width]);
-            out.extend_from_slice(&args[2 + width..]);
-            out
-        }
-        _ => args,
-    }
+    // How many words name the subcommand that takes the option (`status`, `config check`).
+    let words = match (text(1 + width), text(2 + width)) {
+        (Some(sub), _) if TAKE_CONFIG.contains(&sub) => 1,
+        (Some("config"), Some("check")) => 2,
+        _ => return args,
+    };
+    let sub = 1 + width..1 + width + words;
+    let mut out = Vec::with_capacity(args.len());
+    out.push(args[0].clone());
+    out.extend_from_slice(&args[sub.clone()]);
+    out.extend_from_slice(&args[1..1 + width]);
+    out.extend_from_slice(&args[sub.end..]);
+    out
 }
 
 /// `--config FILE`, shared by the commands that read the configuration file.
