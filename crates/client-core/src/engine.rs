@@ -200,6 +200,19 @@ impl ApiRequest {
         self
     }
 
+    /// Sets a header whose value is a credential (replacing one of the same name): as
+    /// [`Self::header`], and the value is marked sensitive ([`HeaderValue::set_sensitive`]) so
+    /// the HTTP stack neither indexes nor shows it.
+    pub fn sensitive_header(mut self, name: &str, value: &str) -> Self {
+        self = self.header(name, value);
+        if let Ok(name) = HeaderName::from_bytes(name.as_bytes())
+            && let Some(value) = self.headers.get_mut(name)
+        {
+            value.set_sensitive(true);
+        }
+        self
+    }
+
     /// Overrides whether the request is safe to repeat: a POST that changes nothing or writes
     /// absolute values (`true`), or a PUT that must not be repeated (`false`).
     pub fn idempotent(mut self, idempotent: bool) -> Self {

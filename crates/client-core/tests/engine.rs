@@ -284,6 +284,25 @@ async fn the_method_can_be_overridden_and_idempotency_follows_it() {
 }
 
 #[tokio::test]
+async fn a_sensitive_header_is_sent_marked_sensitive() {
+    let (engine, seen) = engine_with(|| Ok(answer(200, &[], "{}")));
+    let request = ApiRequest::new(&GET, &base(), "/things/7")
+        .header("x-plain", "visible")
+        .sensitive_header("authorization", "Basic aWQ6c2VjcmV0");
+    assert!(!format!("{request:?}").contains("aWQ6c2VjcmV0"));
+    engine.send(request).await.unwrap();
+    let bad = ApiRequest::new(&GET, &base(), "/x").sensitive_header("authorization", "a\nb");
+    let err = engine.send(bad).await.unwrap_err();
+    assert!(matches!(err, Failure::InvalidRequest { .. }), "{err:?}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "the invalid request is not sent");
+    let auth = &seen[0].headers()["authorization"];
+    assert_eq!(auth, "Basic aWQ6c2VjcmV0");
+    assert!(auth.is_sensitive());
+    assert!(!seen[0].headers()["x-plain"].is_sensitive());
+}
+
+#[tokio::test]
 async fn an_invalid_request_is_not_sent() {
     struct Unserializable;
     impl Serialize for Unserializable {
