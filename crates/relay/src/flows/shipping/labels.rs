@@ -37,6 +37,10 @@ fn extension(format: &LabelFormat) -> &'static str {
     }
 }
 
+/// Numbers the temporary files of this process, so two writes of the same label never share
+/// one: a dropped pass's write still running on the blocking pool beside the resumed pass's.
+static TEMP_SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
 /// crash leaves either the old file, no file, or the whole new file: never half a label.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), FlowError> {
@@ -50,7 +54,8 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), FlowErro
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let sequence = TEMP_SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temp = dir.join(format!(".{name}.{}.{sequence}.tmp", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&temp)?;
         file.write_all(bytes)?;
@@ -180,6 +185,26 @@ mod tests {
             })
             .count();
         assert_eq!(leftovers, 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn concurrent_writes_of_one_label_all_succeed() {
+        // A dropped pass's write can still run beside the resumed pass's write of the same label.
+        let dir = std::env::temp_dir().join(format!("relay-labels-race-{}", std::process::id()));
+        let path = dir.join("NC-2-1.pdf");
+        std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..8)
+                .map(|_| {
+                    scope
+                        .spawn(|| (0..40).try_for_each(|_| write_atomically(&path, b"%PDF-1 same")))
+                })
+                .collect();
+            for writer in writers {
+                writer.join().unwrap().unwrap();
+            }
+        });
+        assert_eq!(std::fs::read(&path).unwrap(), b"%PDF-1 same");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
