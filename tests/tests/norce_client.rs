@@ -2,7 +2,7 @@
 //! in-memory transports (paused tokio time, no network) for the timing-sensitive paths.
 //!
 //! Request snapshots: every request the client sends goes through a recording transport and
-//! is stored as a redacted `client_core::RequestSnapshot` (path and query only, no host/port;
+//! is stored as a redacted `conformance::RequestSnapshot` (path and query only, no host/port;
 //! bearer tokens and the client secret redacted).
 
 mod common;

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use auth_core::{RetryConfig, SecretString};
 use bytes::Bytes;
-use client_core::{RequestSnapshot, ReqwestTransport, Settings};
+use client_core::{ReqwestTransport, Settings};
 use common::Recorder;
+use conformance::RequestSnapshot;
 use futures::StreamExt as _;
 use http::StatusCode;
 use nshift_client::models::{

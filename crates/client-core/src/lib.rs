@@ -6,9 +6,6 @@ mod kind;
 pub mod options;
 mod query;
 pub mod settings;
-pub mod snapshot;
-pub mod strict;
-mod tap;
 mod transport;
 
 pub use engine::{ApiRequest, Engine, Platform, RequestInfo, join_path};
@@ -17,7 +14,4 @@ pub use kind::ErrorKind;
 pub use options::{CommonOptions, TransportService};
 pub use query::{append_query, query_pairs};
 pub use settings::{Settings, SettingsError, base_url};
-pub use snapshot::RequestSnapshot;
-pub use strict::{DecodeProblem, FieldDiff, Mismatch, StrictReport, compare};
-pub use tap::{Exchange, Tap};
 pub use transport::{BoxTransport, DEFAULT_TIMEOUT, ReqwestTransport, is_timeout};

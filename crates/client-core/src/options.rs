@@ -133,7 +133,7 @@ macro_rules! common_setters {
 
         /// Sends requests through `transport` instead of a `ReqwestTransport`. It sits below the
         /// auth layer, so it sees the final request (tests wrap a `ReqwestTransport` to record
-        /// `RequestSnapshot`s); see [`client_core::TransportService`] for how to
+        /// `conformance::RequestSnapshot`s); see [`client_core::TransportService`] for how to
         /// report failures.
         pub fn transport(mut self, transport: impl $crate::options::TransportService) -> Self {
             self.common.set_transport(transport);

@@ -1,6 +1,6 @@
 //! Spec drift: successful JSON answers rewritten to differ from the spec the way a real platform
 //! might (a field the spec does not have, a field missing, a value of another type), so that a
-//! strict-decode report (`client_core::compare`) can be tested against the simulators.
+//! strict-decode report (`conformance::compare`) can be tested against the simulators.
 //!
 //! Rules come from [`crate::SandboxConfig::drift`] at start, `POST /_sandbox/drift` (or
 //! [`Drift::add`] in-process) at run time. Like fault rules they match a method (optional) and a

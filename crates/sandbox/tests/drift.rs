@@ -1,6 +1,6 @@
 //! Black-box tests of spec drift (`SandboxConfig::drift`, `/_sandbox/drift`): successful JSON
 //! answers carry the configured change at the right path, and a strict-decode report
-//! (`client_core::compare` with the generated model) names each injected path.
+//! (`conformance::compare` with the generated model) names each injected path.
 
 mod common;
 
@@ -119,7 +119,7 @@ async fn without_rules_answers_follow_the_spec() {
     let values = orders["value"].as_array().unwrap();
     assert_eq!(values.len(), 3);
     assert!(values.iter().all(|o| o.get("extraField").is_none()));
-    let report = client_core::compare::<QueryOrdersResponse>(&orders);
+    let report = conformance::compare::<QueryOrdersResponse>(&orders);
     assert_eq!(report.decoded, Ok(()));
     assert!(
         !report.unknown.iter().any(|u| u.path.contains("extraField")),
@@ -130,14 +130,14 @@ async fn without_rules_answers_follow_the_spec() {
     assert_eq!(status, StatusCode::OK, "{products}");
     assert_eq!(products["response"][0]["id"], 1001);
     assert_eq!(
-        client_core::compare::<ProductListResponse>(&products).decoded,
+        conformance::compare::<ProductListResponse>(&products).decoded,
         Ok(())
     );
 
     let (status, zip) = nshift_zipcode(&sb).await;
     assert_eq!(status, StatusCode::OK, "{zip}");
     assert_eq!(zip["valid"], true);
-    assert!(client_core::compare::<ZipcodeInfo>(&zip).is_clean());
+    assert!(conformance::compare::<ZipcodeInfo>(&zip).is_clean());
 }
 
 #[tokio::test]
@@ -157,7 +157,7 @@ async fn configured_rules_change_answers_at_their_path_and_strict_decode_names_i
         values.iter().all(|o| o["extraField"] == "surprise"),
         "{orders}"
     );
-    let report = client_core::compare::<QueryOrdersResponse>(&orders);
+    let report = conformance::compare::<QueryOrdersResponse>(&orders);
     assert_eq!(report.decoded, Ok(()));
     let unknown: Vec<&str> = report.unknown.iter().map(|u| u.path.as_str()).collect();
     assert!(unknown.contains(&"value[].extraField"), "{unknown:?}");
@@ -172,7 +172,7 @@ async fn configured_rules_change_answers_at_their_path_and_strict_decode_names_i
             .iter()
             .all(|p| p.get("id").is_none() && p.get("identity").is_some())
     );
-    let report = client_core::compare::<ProductListResponse>(&products);
+    let report = conformance::compare::<ProductListResponse>(&products);
     assert!(report.decoded.is_err());
     assert_eq!(
         report.missing.as_deref(),
@@ -185,7 +185,7 @@ async fn configured_rules_change_answers_at_their_path_and_strict_decode_names_i
     assert_eq!(status, StatusCode::OK, "{zip}");
     assert_eq!(zip["valid"], "true");
     assert_eq!(zip["city"], "GÖTEBORG");
-    let report = client_core::compare::<ZipcodeInfo>(&zip);
+    let report = conformance::compare::<ZipcodeInfo>(&zip);
     let mismatch = report.mismatched.expect("a mismatch");
     assert_eq!(
         (mismatch.path.as_str(), mismatch.found.as_str()),

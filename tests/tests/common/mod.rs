@@ -5,7 +5,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use client_core::{RequestSnapshot, ReqwestTransport};
+use client_core::ReqwestTransport;
+use conformance::RequestSnapshot;
 use tower::Service;
 
 /// A [`ReqwestTransport`] that records a redacted snapshot of every request before sending it.

@@ -4,7 +4,7 @@
 //! The clients are built as the flows build them (same settings, same rate limiters and
 //! retries) on a [`Tap`] transport that keeps a copy of every answer. After each typed call the
 //! answers are matched to their spec operation by method and path, and each JSON answer is
-//! compared with the operation's response model ([`client_core::compare`]): fields the spec
+//! compared with the operation's response model ([`conformance::compare`]): fields the spec
 //! does not describe, required fields that are absent, values of another type. Only reads are
 //! made: searches with small pages, GETs of ids found along the way, list endpoints.
 //!
@@ -18,10 +18,9 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use client_core::strict::{is_sensitive_key, mask_document, mask_everything};
-use client_core::{
-    DecodeProblem, Exchange, FieldDiff, Mismatch, ReqwestTransport, Settings, StrictReport, Tap,
-};
+use client_core::{ReqwestTransport, Settings};
+use conformance::strict::{is_sensitive_key, mask_document, mask_everything};
+use conformance::{DecodeProblem, Exchange, FieldDiff, Mismatch, StrictReport, Tap};
 use futures::StreamExt as _;
 use models_runtime::{OperationInfo, ResponseVisitor};
 use serde::Serialize;
@@ -222,7 +221,7 @@ impl ResponseVisitor for Compare {
     {
         (
             std::any::type_name::<T>().to_owned(),
-            client_core::compare::<T>(&self.0),
+            conformance::compare::<T>(&self.0),
         )
     }
 }
@@ -545,7 +544,7 @@ impl<'a> Root<'a> {
     }
 }
 
-/// A JSON path as [`client_core::compare`] writes it, as segments: `Some(key)` (bare or
+/// A JSON path as [`conformance::compare`] writes it, as segments: `Some(key)` (bare or
 /// `["…"]`) or `None` for an index (`[3]`, `[]`).
 fn path_segments(path: &str) -> Vec<Option<String>> {
     let mut segments = Vec::new();

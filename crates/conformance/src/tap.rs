@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, Uri};
 use tower::{Service, ServiceExt};
 
-use crate::transport::BoxTransport;
+use client_core::BoxTransport;
 
 /// One request line and its buffered answer, as a [`Tap`] saw them.
 ///
@@ -62,7 +62,7 @@ impl fmt::Debug for Exchange {
 ///
 /// ```
 /// # use std::time::Duration;
-/// let tap = client_core::Tap::new(client_core::ReqwestTransport::new(Duration::from_secs(5)).unwrap());
+/// let tap = conformance::Tap::new(client_core::ReqwestTransport::new(Duration::from_secs(5)).unwrap());
 /// // Build a client on `tap.clone()`, call it, then read what came back:
 /// assert!(tap.take().is_empty());
 /// ```

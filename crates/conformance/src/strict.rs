@@ -119,12 +119,12 @@ pub struct Mismatch {
 /// }
 ///
 /// let raw = serde_json::json!({"id": 7, "note": null, "email": "jane@example.com"});
-/// let report = client_core::compare::<Order>(&raw);
+/// let report = conformance::compare::<Order>(&raw);
 /// assert_eq!(report.decoded, Ok(()));
 /// assert_eq!(report.unknown[0].path, "email");
 /// assert_eq!(report.unknown[0].example, "<masked: 16 chars>");
 ///
-/// let report = client_core::compare::<Order>(&serde_json::json!({"id": "7"}));
+/// let report = conformance::compare::<Order>(&serde_json::json!({"id": "7"}));
 /// let mismatch = report.mismatched.unwrap();
 /// assert_eq!((mismatch.path.as_str(), mismatch.found.as_str()), ("id", "string"));
 /// ```
@@ -288,7 +288,7 @@ fn display_path(path: &str) -> String {
 ///
 /// ```
 /// let raw = serde_json::json!({"id": 7, "customer": {"email": "jane@example.com"}, "sku": "A-1"});
-/// let masked = client_core::strict::mask_document(&raw);
+/// let masked = conformance::strict::mask_document(&raw);
 /// assert_eq!(masked, serde_json::json!({"id": 7, "customer": {"email": "<masked: 16 chars>"}, "sku": "A-1"}));
 /// ```
 pub fn mask_document(value: &Value) -> Value {
