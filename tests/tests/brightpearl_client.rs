@@ -9,19 +9,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_core::{ExposeSecret, MemoryTokenStore, SecretString, StoredTokens, TokenStore};
+use brightpearl_client::models::contact::operations::ContactApi as _;
 use brightpearl_client::models::contact::{
     ContactCommunication, ContactEmail, ContactEmails, ContactRequest, PostalAddressRequest,
 };
+use brightpearl_client::models::integration::operations::IntegrationApi as _;
 use brightpearl_client::models::integration::{
     MultiMessage, MultiMessageOnFail, MultiMessageProcessingMode, MultiMessageRequest,
     WebhookEventName, WebhookHttpMethod, WebhookRequest, WebhookSimulateRequest,
 };
+use brightpearl_client::models::order::operations::OrderApi as _;
 use brightpearl_client::models::order::{
     OrderNote, OrderStatusUpdate, SalesOrderCustomer, SalesOrderRequest, SalesOrderRowRequest,
 };
+use brightpearl_client::models::product::operations::ProductApi as _;
+use brightpearl_client::models::warehouse::operations::WarehouseApi as _;
+use brightpearl_client::models::{contact, integration, order, product, warehouse};
 use brightpearl_client::{
-    BundleAvailabilityMode, Client, ClientBuilder, Error, MAX_SIMULATE_IDS, OrderRow, ProductRow,
-    SearchQuery, SearchResource, SortDirection,
+    BundleAvailabilityMode, Client, ClientBuilder, Error, MAX_SIMULATE_IDS, NothingFound as _,
+    OrderRow, ProductRow, SearchQuery, SearchResource, SortDirection,
 };
 use bytes::Bytes;
 use client_core::{ErrorKind, Failure, Settings};
@@ -33,6 +39,69 @@ use tower::Service;
 const REDIRECT: &str = "https://relay.example/brightpearl/callback";
 
 // ---------------------------------------------------------------- helpers
+
+/// The account of the generated paths.
+fn acct(client: &Client) -> String {
+    client.account().to_owned()
+}
+
+/// `POST /contact-service/postal-address` with the generated method: the new address id.
+async fn create_address(client: &Client, address: &PostalAddressRequest) -> Result<i64, Error> {
+    let path = contact::CreatePostalAddressPath {
+        account: acct(client),
+    };
+    Ok(client.create_postal_address(&path, address).await?.response)
+}
+
+/// `POST /order-service/sales-order` with the generated method: the new order id.
+async fn create_order(client: &Client, order: &SalesOrderRequest) -> Result<i64, Error> {
+    let path = order::CreateSalesOrderPath {
+        account: acct(client),
+    };
+    Ok(client.create_sales_order(&path, order).await?.response)
+}
+
+/// `PUT /order-service/order/{id}/status` with the generated method.
+async fn update_status(client: &Client, id: i64, update: &OrderStatusUpdate) -> Result<(), Error> {
+    let path = order::UpdateOrderStatusPath {
+        account: acct(client),
+        order_id: id,
+    };
+    client.update_order_status(&path, update).await.map(drop)
+}
+
+/// `POST /integration-service/webhook` with the generated method: the new webhook id.
+async fn create_hook(client: &Client, request: &WebhookRequest) -> Result<i64, Error> {
+    let path = integration::CreateWebhookPath {
+        account: acct(client),
+    };
+    Ok(client.create_webhook(&path, request).await?.response)
+}
+
+/// `PUT /integration-service/webhook/{id}` with the generated method.
+async fn update_hook(client: &Client, id: i64, request: &WebhookRequest) -> Result<(), Error> {
+    let path = integration::UpdateWebhookPath {
+        account: acct(client),
+        webhook_id: id,
+    };
+    client.update_webhook(&path, request).await.map(drop)
+}
+
+/// `GET /integration-service/webhook` with the generated method ("nothing found" is none).
+async fn list_hooks(client: &Client) -> Result<Vec<integration::Webhook>, Error> {
+    let path = integration::ListWebhooksPath {
+        account: acct(client),
+    };
+    Ok(client.list_webhooks(&path).await.or_empty()?.response)
+}
+
+/// `GET /product-service/price-list` with the generated method ("nothing found" is none).
+async fn price_lists(client: &Client) -> Result<Vec<product::PriceList>, Error> {
+    let path = product::ListPriceListsPath {
+        account: acct(client),
+    };
+    Ok(client.list_price_lists(&path).await.or_empty()?.response)
+}
 
 /// A recorder with the request timeout of these tests.
 fn recorder() -> Recorder {
@@ -277,7 +346,7 @@ async fn slow_answer_past_the_timeout_setting_is_a_timeout() {
     .build()
     .unwrap();
     let started = std::time::Instant::now();
-    let err = client.price_lists().await.expect_err("timeout");
+    let err = price_lists(&client).await.expect_err("timeout");
     let waited = started.elapsed();
     assert!(
         matches!(err, Error::Failure(Failure::Timeout { .. })),
@@ -613,13 +682,12 @@ async fn throttle_503_pauses_the_shared_limiter_and_calls_succeed() {
     let posts = (0..5).map(|i| {
         let client = client.clone();
         async move {
-            client
-                .create_postal_address(&PostalAddressRequest {
-                    address_line1: format!("Gatan {i}"),
-                    country_iso_code: Some("SWE".into()),
-                    ..Default::default()
-                })
-                .await
+            let address = PostalAddressRequest {
+                address_line1: format!("Gatan {i}"),
+                country_iso_code: Some("SWE".into()),
+                ..Default::default()
+            };
+            create_address(&client, &address).await
         }
     });
     let mut ids: Vec<i64> = futures::future::join_all(posts)
@@ -890,7 +958,7 @@ async fn cmnc_404_on_a_get_is_an_empty_result() {
             .is_empty()
     );
     assert!(client.goods_out_notes(&[999]).await.unwrap().is_empty());
-    assert!(client.webhooks().await.unwrap().is_empty());
+    assert!(list_hooks(&client).await.unwrap().is_empty());
     let page = client
         .search(
             SearchResource::Contacts,
@@ -916,7 +984,7 @@ async fn prices_and_price_lists() {
     let sandbox = start("priceacct", |_| {}).await;
     let recorder = recorder();
     let client = oauth_client(&sandbox, &recorder).await;
-    let lists = client.price_lists().await.unwrap();
+    let lists = price_lists(&client).await.unwrap();
     assert!(lists.len() >= 2);
     insta::assert_yaml_snapshot!("bp_get_price_lists", recorder.last("/price-list"));
     let retail = lists
@@ -1007,15 +1075,13 @@ async fn sales_orders_status_goods_out_notes() {
     let sandbox = start("orderacct", |_| {}).await;
     let recorder = recorder();
     let client = oauth_client(&sandbox, &recorder).await;
-    let order_id = client
-        .create_sales_order(&sales_order(201, "NC-1"))
+    let order_id = create_order(&client, &sales_order(201, "NC-1"))
         .await
         .unwrap();
     insta::assert_yaml_snapshot!("bp_create_sales_order", recorder.last("/sales-order"));
 
     // A validation error as data.
-    let err = client
-        .create_sales_order(&sales_order(201, "NC-1"))
+    let err = create_order(&client, &sales_order(201, "NC-1"))
         .await
         .unwrap_err();
     let Error::Api { errors, failure } = &err else {
@@ -1040,10 +1106,7 @@ async fn sales_orders_status_goods_out_notes() {
             is_public: Some(false),
         }),
     };
-    client
-        .update_order_status(order_id as u64, &update)
-        .await
-        .unwrap();
+    update_status(&client, order_id, &update).await.unwrap();
     insta::assert_yaml_snapshot!("bp_update_order_status", {
         let mut r = recorder.last("/status");
         r.path = r.path.replace(&order_id.to_string(), "{orderId}");
@@ -1139,31 +1202,35 @@ async fn webhooks_list_create_delete() {
         id_set_accepted: Some(true),
         quality_of_service: Some(1),
     };
-    let id = client.create_webhook(&request).await.unwrap();
+    let id = create_hook(&client, &request).await.unwrap();
     insta::assert_yaml_snapshot!(
         "bp_create_webhook",
         recorder.last("/integration-service/webhook")
     );
-    let hooks = client.webhooks().await.unwrap();
+    let hooks = list_hooks(&client).await.unwrap();
     assert_eq!(hooks.iter().map(|h| h.id).collect::<Vec<_>>(), [id]);
     insta::assert_yaml_snapshot!(
         "bp_list_webhooks",
         recorder.last("/integration-service/webhook")
     );
-    client.delete_webhook(id as u64).await.unwrap();
+    let path = integration::DeleteWebhookPath {
+        account: acct(&client),
+        webhook_id: id,
+    };
+    client.delete_webhook(&path).await.unwrap();
     insta::assert_yaml_snapshot!("bp_delete_webhook", {
         let mut r = recorder.last("/integration-service/webhook");
         r.path = r.path.replace(&id.to_string(), "{id}");
         r
     });
-    assert!(client.webhooks().await.unwrap().is_empty());
+    assert!(list_hooks(&client).await.unwrap().is_empty());
 
     // An event that cannot be subscribed to: a validation error as data.
     let bad = WebhookRequest {
         subscribe_to: WebhookEventName::from("no.such-event"),
         ..request
     };
-    let err = client.create_webhook(&bad).await.unwrap_err();
+    let err = create_hook(&client, &bad).await.unwrap_err();
     assert!(err.status().is_some_and(|s| s.is_client_error()), "{err:?}");
     assert!(!err.api_errors().is_empty());
 }
@@ -1254,8 +1321,7 @@ async fn webhooks_by_id_and_update() {
         "order.modified.order-status",
     ] {
         ids.push(
-            client
-                .create_webhook(&local_hook(&sandbox, event))
+            create_hook(&client, &local_hook(&sandbox, event))
                 .await
                 .unwrap() as u64,
         );
@@ -1304,7 +1370,7 @@ async fn webhooks_by_id_and_update() {
         quality_of_service: Some(1),
         ..local_hook(&sandbox, "product.modified")
     };
-    client.update_webhook(2, &changed).await.unwrap();
+    update_hook(&client, 2, &changed).await.unwrap();
     insta::assert_yaml_snapshot!("bp_update_webhook", {
         let mut r = recorder.last("/integration-service/webhook/2");
         let port = sandbox.addr().port().to_string();
@@ -1321,23 +1387,18 @@ async fn webhooks_by_id_and_update() {
     );
 
     // An unknown id is an error on a write (CMNC-404 is "empty" only for reads).
-    let err = client.update_webhook(99, &changed).await.unwrap_err();
+    let err = update_hook(&client, 99, &changed).await.unwrap_err();
     let Error::Api { failure, .. } = &err else {
         panic!("{err:?}")
     };
     assert_eq!(failure.status, 404);
     assert!(err.has_code("CMNC-404"), "{failure:?}");
     // An event that cannot be subscribed to: 400 INTC-064 as data; the hook is unchanged.
-    let err = client
-        .update_webhook(
-            2,
-            &WebhookRequest {
-                subscribe_to: WebhookEventName::from("no.such-event"),
-                ..changed.clone()
-            },
-        )
-        .await
-        .unwrap_err();
+    let unknown_event = WebhookRequest {
+        subscribe_to: WebhookEventName::from("no.such-event"),
+        ..changed.clone()
+    };
+    let err = update_hook(&client, 2, &unknown_event).await.unwrap_err();
     assert_eq!(err.status(), Some(http::StatusCode::BAD_REQUEST));
     assert_eq!(err.api_errors()[0].code, "INTC-064");
     assert_eq!(
@@ -1345,16 +1406,11 @@ async fn webhooks_by_id_and_update() {
         Some(WebhookEventName::ProductModified)
     );
     // A POST hook without a body template is refused by Brightpearl, not by the client.
-    let err = client
-        .update_webhook(
-            2,
-            &WebhookRequest {
-                body_template: None,
-                ..changed
-            },
-        )
-        .await
-        .unwrap_err();
+    let no_body = WebhookRequest {
+        body_template: None,
+        ..changed
+    };
+    let err = update_hook(&client, 2, &no_body).await.unwrap_err();
     assert_eq!(err.status(), Some(http::StatusCode::BAD_REQUEST), "{err:?}");
 }
 
@@ -1363,10 +1419,12 @@ async fn webhook_simulate_sends_at_most_ten_ids() {
     let sandbox = start("simacct", |_| {}).await;
     let recorder = recorder();
     let client = oauth_client(&sandbox, &recorder).await;
-    let id = client
-        .create_webhook(&local_hook(&sandbox, "product.modified.on-hand-modified"))
-        .await
-        .unwrap() as u64;
+    let id = create_hook(
+        &client,
+        &local_hook(&sandbox, "product.modified.on-hand-modified"),
+    )
+    .await
+    .unwrap() as u64;
     let simulations = || {
         sandbox.state().faults.count(
             "POST",
@@ -1563,8 +1621,7 @@ async fn product_and_order_uris_from_options() {
     let mut orders = Vec::new();
     for n in 1..=3 {
         orders.push(
-            client
-                .create_sales_order(&sales_order(201, &format!("NC-U{n}")))
+            create_order(&client, &sales_order(201, &format!("NC-U{n}")))
                 .await
                 .unwrap() as u64,
         );
@@ -1675,7 +1732,10 @@ async fn order_statuses_shipping_statuses_warehouses_and_shipping_methods() {
     let recorder = recorder();
     let client = oauth_client(&sandbox, &recorder).await;
 
-    let statuses = client.order_statuses().await.unwrap();
+    let path = order::ListOrderStatusesPath {
+        account: acct(&client),
+    };
+    let statuses = client.list_order_statuses(&path).await.unwrap().response;
     assert!(statuses.len() >= 4, "{statuses:?}");
     assert!(
         statuses
@@ -1687,7 +1747,11 @@ async fn order_statuses_shipping_statuses_warehouses_and_shipping_methods() {
     assert_eq!(ready.name.as_deref(), Some("Ready to ship"));
     insta::assert_yaml_snapshot!("bp_list_order_statuses", recorder.last("/order-status"));
 
-    let shipping = client.order_shipping_statuses().await.unwrap();
+    let path = order::ListOrderShippingStatusesPath {
+        account: acct(&client),
+    };
+    let shipping = client.list_order_shipping_statuses(&path).await.unwrap();
+    let shipping = shipping.response;
     let codes: Vec<(Option<i64>, &str)> = shipping
         .iter()
         .map(|s| (s.id, s.code.as_ref().map_or("", |c| c.as_str())))
@@ -1706,7 +1770,10 @@ async fn order_statuses_shipping_statuses_warehouses_and_shipping_methods() {
         recorder.last("/order-shipping-status")
     );
 
-    let warehouses = client.warehouses().await.unwrap();
+    let path = warehouse::ListWarehousesPath {
+        account: acct(&client),
+    };
+    let warehouses = client.list_warehouses(&path).await.unwrap().response;
     assert_eq!(
         warehouses.iter().map(|w| w.id).collect::<Vec<_>>(),
         [2, 3, 4],
@@ -1723,7 +1790,11 @@ async fn order_statuses_shipping_statuses_warehouses_and_shipping_methods() {
         recorder.last("/warehouse-service/warehouse")
     );
 
-    let methods = client.shipping_methods().await.unwrap();
+    let methods_path = warehouse::ListShippingMethodsPath {
+        account: acct(&client),
+    };
+    let methods = client.list_shipping_methods(&methods_path).await.unwrap();
+    let methods = methods.response;
     assert!(!methods.is_empty());
     assert!(
         methods.iter().any(|m| m.id == 1 && m.name.is_some()),
@@ -1746,7 +1817,7 @@ async fn order_statuses_shipping_statuses_warehouses_and_shipping_methods() {
             ..Default::default()
         })
         .unwrap();
-    let err = client.warehouses().await.unwrap_err();
+    let err = client.list_warehouses(&path).await.unwrap_err();
     assert_eq!(
         err.status(),
         Some(http::StatusCode::INTERNAL_SERVER_ERROR),
@@ -1755,7 +1826,11 @@ async fn order_statuses_shipping_statuses_warehouses_and_shipping_methods() {
     assert_eq!(err.kind(), ErrorKind::Transient, "a GET may be repeated");
     assert!(err.is_transient());
     assert_eq!(
-        client.shipping_methods().await.unwrap(),
+        client
+            .list_shipping_methods(&methods_path)
+            .await
+            .unwrap()
+            .response,
         methods,
         "the fault was a single burst"
     );
@@ -1785,8 +1860,7 @@ async fn failed_writes_are_ambiguous_and_failed_reads_transient() {
             ..FaultRule::default()
         },
     );
-    let err = client
-        .create_sales_order(&sales_order(201, "NC-A1"))
+    let err = create_order(&client, &sales_order(201, "NC-A1"))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AmbiguousWrite, "{err:?}");
@@ -1816,7 +1890,7 @@ async fn failed_writes_are_ambiguous_and_failed_reads_transient() {
         country_iso_code: Some("SWE".into()),
         ..Default::default()
     };
-    let err = client.create_postal_address(&address).await.unwrap_err();
+    let err = create_address(&client, &address).await.unwrap_err();
     assert_eq!(err.status(), Some(http::StatusCode::INTERNAL_SERVER_ERROR));
     assert_eq!(err.kind(), ErrorKind::AmbiguousWrite, "{err:?}");
     let posts = |sandbox: &Sandbox| {
@@ -1841,10 +1915,8 @@ async fn failed_writes_are_ambiguous_and_failed_reads_transient() {
         order_status_id: 4,
         order_note: None,
     };
-    let err = client
-        .update_order_status(rows[0].order_id, &update)
-        .await
-        .unwrap_err();
+    let order_id = rows[0].order_id as i64;
+    let err = update_status(&client, order_id, &update).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Transient, "{err:?}");
 }
 
@@ -1877,7 +1949,7 @@ async fn a_call_still_throttled_is_throttled_after_four_attempts() {
         address_line1: "Gatan 1".into(),
         ..Default::default()
     };
-    let err = client.create_postal_address(&address).await.unwrap_err();
+    let err = create_address(&client, &address).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Throttled, "{err:?}");
     assert!(err.is_throttle() && err.is_transient());
     assert!(err.hint().contains("200 requests/minute"), "{}", err.hint());

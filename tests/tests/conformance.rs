@@ -1866,6 +1866,8 @@ fn typed<T: DeserializeOwned>(json: Value) -> T {
 }
 
 async fn clients_norce(sandbox: &Sandbox, findings: &mut Findings) {
+    use norce_client::models::connect::operations::ConnectApi as _;
+    use norce_client::models::services::{GetOrderQuery, operations::ServicesApi as _};
     let creds = sandbox.credentials().norce;
     let dataset = &sandbox.state().dataset;
     let recorder = Recorder::new(Duration::from_secs(20));
@@ -1899,10 +1901,11 @@ async fn clients_norce(sandbox: &Sandbox, findings: &mut Findings) {
         ),
     }
 
-    let order = client
-        .get_order(&dataset.orders[0].id.to_string())
-        .await
-        .expect("a seeded order");
+    let query = GetOrderQuery {
+        id: dataset.orders[0].id.to_string(),
+        ..Default::default()
+    };
+    let order = client.get_order(&query).await.expect("a seeded order");
     let mut request = example("norce/SendOrderStatus", Kind::Request);
     set(&mut request, "/ClientOrderRef", json!(order.quotation_id));
     request.as_object_mut().unwrap().remove("ErpOrderNo");
@@ -2040,7 +2043,13 @@ async fn clients_nshift(sandbox: &Sandbox, findings: &mut Findings) {
 }
 
 async fn clients_brightpearl(sandbox: &Sandbox, findings: &mut Findings) {
+    use brightpearl_client::models::contact::operations::ContactApi as _;
+    use brightpearl_client::models::integration::operations::IntegrationApi as _;
+    use brightpearl_client::models::order::operations::OrderApi as _;
+    use brightpearl_client::models::product::operations::ProductApi as _;
+    use brightpearl_client::models::{contact, integration, order, product};
     let c = sandbox.credentials().brightpearl;
+    let account = || c.account.clone();
     let recorder = Recorder::new(Duration::from_secs(20));
     let oauth = brightpearl_client::Client::builder()
         .account(c.account.clone())
@@ -2076,7 +2085,8 @@ async fn clients_brightpearl(sandbox: &Sandbox, findings: &mut Findings) {
     // is refused (401) and the client refreshes.
     recorder.take();
     advance_clock(sandbox, authorization.expires_in.as_secs() + 60).await;
-    let _ = oauth.price_lists().await;
+    let path = product::ListPriceListsPath { account: account() };
+    let _ = oauth.list_price_lists(&path).await;
     match sent(&recorder, "POST", &format!("/token/{}", c.account)) {
         Some(body) => compare_sent(
             findings,
@@ -2102,7 +2112,10 @@ async fn clients_brightpearl(sandbox: &Sandbox, findings: &mut Findings) {
         .unwrap();
 
     let address = example("brightpearl/CreatePostalAddress", Kind::Request);
-    let _ = client.create_postal_address(&typed(address.clone())).await;
+    let path = contact::CreatePostalAddressPath { account: account() };
+    let _ = client
+        .create_postal_address(&path, &typed(address.clone()))
+        .await;
     check_sent(
         findings,
         &recorder,
@@ -2116,7 +2129,8 @@ async fn clients_brightpearl(sandbox: &Sandbox, findings: &mut Findings) {
     let order = example("brightpearl/CreateSalesOrder", Kind::Request);
     type SalesOrder = brightpearl_client::models::order::SalesOrderRequest;
     let typed_order: SalesOrder = typed(order.clone());
-    let _ = client.create_sales_order(&typed_order).await;
+    let path = order::CreateSalesOrderPath { account: account() };
+    let _ = client.create_sales_order(&path, &typed_order).await;
     check_sent(
         findings,
         &recorder,
@@ -2127,8 +2141,12 @@ async fn clients_brightpearl(sandbox: &Sandbox, findings: &mut Findings) {
     );
 
     let update = example("brightpearl/UpdateOrderStatus", Kind::Request);
+    let path = order::UpdateOrderStatusPath {
+        account: account(),
+        order_id: 10_001,
+    };
     let _ = client
-        .update_order_status(10_001, &typed(update.clone()))
+        .update_order_status(&path, &typed(update.clone()))
         .await;
     check_sent(
         findings,
@@ -2140,7 +2158,8 @@ async fn clients_brightpearl(sandbox: &Sandbox, findings: &mut Findings) {
     );
 
     let webhook = example("brightpearl/CreateWebhook", Kind::Request);
-    let _ = client.create_webhook(&typed(webhook.clone())).await;
+    let path = integration::CreateWebhookPath { account: account() };
+    let _ = client.create_webhook(&path, &typed(webhook.clone())).await;
     check_sent(
         findings,
         &recorder,

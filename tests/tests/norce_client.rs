@@ -20,13 +20,15 @@ use client_core::Settings;
 use common::Recorder;
 use futures::TryStreamExt as _;
 use models_runtime::{DecimalNumber, Timestamp};
+use norce_client::models::connect::operations::ConnectApi as _;
 use norce_client::models::connect::{
     CancelOrderPayment, CancelOrderRequest, CodeValue, ConnectOrderStatus, DeliveryNote,
-    DeliveryNoteItem, DeliveryNotePackage, OrderInfo, SendOrderStatusRequest, SkuOnhand,
-    SkuOnhandField, SkuPriceList, SkuPriceListMandatoryField,
+    DeliveryNoteItem, DeliveryNotePackage, GetJobQuery, OrderInfo, SendOrderStatusRequest,
+    SkuOnhand, SkuOnhandField, SkuPriceList, SkuPriceListMandatoryField,
 };
 use norce_client::models::query::QueryOrdersQuery;
-use norce_client::models::services::ListOrders3Query;
+use norce_client::models::services::operations::ServicesApi as _;
+use norce_client::models::services::{GetOrderQuery, ListOrders3Query};
 use norce_client::{
     Error, ErrorKind, Failure, ImportOptions, NorceClient, NorceClientBuilder, RetryConfig,
     WaitOptions,
@@ -372,7 +374,11 @@ async fn every_operation_with_request_snapshots() {
 
     // GetOrder.
     let first = &pages[0].items.as_ref().unwrap()[0];
-    let order = client.get_order(&first.id).await.unwrap();
+    let query = GetOrderQuery {
+        id: first.id.clone(),
+        ..Default::default()
+    };
+    let order = client.get_order(&query).await.unwrap();
     assert_eq!(order.id, first.id);
     recorder.take();
 
@@ -525,7 +531,14 @@ async fn every_operation_with_request_snapshots() {
 
     // Job/Get before the job is due, then wait after the sandbox clock moved on.
     let job_id: i32 = job.job_id.parse().unwrap();
-    assert_eq!(client.get_job(job_id).await.unwrap().status_id, 1);
+    assert_eq!(
+        client
+            .get_job(&GetJobQuery { id: job_id })
+            .await
+            .unwrap()
+            .status_id,
+        1
+    );
     sandbox.state().clock.advance(Duration::from_secs(10));
     let done = client
         .wait_for_import(&job, &WaitOptions::default())
@@ -704,7 +717,7 @@ async fn clients_in_one_process_share_one_token() {
     assert!(a.shares_token_cache_with(&b));
     a.verify().await.unwrap();
     b.verify().await.unwrap();
-    b.get_application().await.unwrap();
+    b.get_application(&Default::default()).await.unwrap();
     assert_eq!(
         sandbox
             .state()
@@ -738,7 +751,7 @@ async fn expired_token_is_refreshed_once_and_the_call_replayed() {
     client.verify().await.unwrap();
     // The sandbox's clock moves past the token's 3600 s; the client's cache still trusts it.
     sandbox.state().clock.advance(Duration::from_secs(3700));
-    let app = client.get_application().await.unwrap();
+    let app = client.get_application(&Default::default()).await.unwrap();
     assert_eq!(app.id, 1234);
     let log = sandbox.state().faults.requests();
     let statuses: Vec<_> = log
@@ -818,7 +831,7 @@ async fn injected_429_is_retried() {
             ..Default::default()
         })
         .unwrap();
-    client.get_application().await.unwrap();
+    client.get_application(&Default::default()).await.unwrap();
     let tail: Vec<_> = sandbox
         .state()
         .faults
@@ -886,7 +899,7 @@ async fn retry_after_is_honoured() {
     ]);
     let client = scripted_client(&script);
     let started = tokio::time::Instant::now();
-    client.get_application().await.unwrap();
+    client.get_application(&Default::default()).await.unwrap();
     assert!(
         started.elapsed() >= Duration::from_secs(7),
         "{:?}",
@@ -903,7 +916,10 @@ async fn persistent_429_becomes_throttled_with_the_body() {
         r#"{"Message":"slow down"}"#,
     )]);
     let client = scripted_client(&script);
-    let err = client.get_application().await.unwrap_err();
+    let err = client
+        .get_application(&Default::default())
+        .await
+        .unwrap_err();
     match &err {
         Error::Failure(Failure::Http(r)) => {
             assert_eq!(r.status, http::StatusCode::TOO_MANY_REQUESTS);
@@ -926,7 +942,7 @@ async fn status_codes_are_told_apart() {
         r#"{"Message":"Access denied for application 1234."}"#,
     )]);
     let err = scripted_client(&script)
-        .get_application()
+        .get_application(&Default::default())
         .await
         .unwrap_err();
     assert_eq!(err.status(), Some(http::StatusCode::FORBIDDEN), "{err:?}");
@@ -940,7 +956,7 @@ async fn status_codes_are_told_apart() {
         r#"{"Message":"parameter `ApplicationId`: is required but missing"}"#,
     )]);
     let err = scripted_client(&script)
-        .get_application()
+        .get_application(&Default::default())
         .await
         .unwrap_err();
     match &err {
@@ -958,7 +974,7 @@ async fn status_codes_are_told_apart() {
         r#"{"Message":"Authorization has been denied for this request."}"#,
     )]);
     let err = scripted_client(&script)
-        .get_application()
+        .get_application(&Default::default())
         .await
         .unwrap_err();
     assert_eq!(
@@ -982,7 +998,7 @@ async fn status_codes_are_told_apart() {
     // 500: the platform's own error, transient, raw body kept.
     let script = Scripted::new(vec![answer(500, &[], "<html>oops</html>")]);
     let err = scripted_client(&script)
-        .get_application()
+        .get_application(&Default::default())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Failure(Failure::Http(_))), "{err:?}");
@@ -992,7 +1008,7 @@ async fn status_codes_are_told_apart() {
     // A success answer that does not fit the model.
     let script = Scripted::new(vec![answer(200, &[], r#"{"Name":"no id"}"#)]);
     let err = scripted_client(&script)
-        .get_application()
+        .get_application(&Default::default())
         .await
         .unwrap_err();
     assert!(
@@ -1039,7 +1055,10 @@ async fn transport_timeout_is_a_timeout() {
         .transport(Slow)
         .build()
         .unwrap();
-    let err = client.get_application().await.unwrap_err();
+    let err = client
+        .get_application(&Default::default())
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, Error::Failure(Failure::Timeout { .. })),
         "{err:?}"

@@ -15,8 +15,9 @@ use conformance::RequestSnapshot;
 use futures::StreamExt as _;
 use http::StatusCode;
 use nshift_client::models::{
-    FindAgentsQuery, GetZipcodeInfoQuery, Parcel, Party, PrintConfig, SearchStoredShipmentsQuery,
-    Service, Shipment, ShipmentPrintRequest,
+    CancelShipmentPath, DeleteStoredShipmentPath, FindAgentsQuery, GetStoredShipmentPath,
+    GetZipcodeInfoQuery, ListShipmentPdfsPath, Parcel, Party, PrintConfig,
+    SearchStoredShipmentsQuery, Service, Shipment, ShipmentPrintRequest,
 };
 use nshift_client::{
     AuthMode, BookOnceOptions, BookingOutcome, DeliveryApi as _, Error, ErrorKind, FEED_START,
@@ -393,7 +394,9 @@ async fn stored_shipments_store_search_get_print_delete() {
     assert_eq!(all.len(), 2);
     assert_eq!(
         client
-            .get_stored_shipment(&stored.id)
+            .get_stored_shipment(&GetStoredShipmentPath {
+                stored_id: stored.id.clone()
+            })
             .await
             .expect("get")
             .order_no
@@ -418,7 +421,9 @@ async fn stored_shipments_store_search_get_print_delete() {
     );
 
     client
-        .delete_stored_shipment(&other.id)
+        .delete_stored_shipment(&DeleteStoredShipmentPath {
+            stored_id: other.id.clone(),
+        })
         .await
         .expect("deleted");
     assert!(
@@ -429,7 +434,9 @@ async fn stored_shipments_store_search_get_print_delete() {
             .is_empty()
     );
     let err = client
-        .delete_stored_shipment("999999")
+        .delete_stored_shipment(&DeleteStoredShipmentPath {
+            stored_id: "999999".into(),
+        })
         .await
         .expect_err("unknown");
     assert_eq!(err.status(), Some(StatusCode::NOT_FOUND), "{err:?}");
@@ -444,7 +451,15 @@ async fn documents_listed_and_fetched_and_shipment_cancelled() {
         .await
         .expect("created");
     let id = printed[0].info.id.clone();
-    let documents = client.list_documents(&id).await.expect("documents");
+    let documents = client
+        .list_shipment_pdfs(
+            &ListShipmentPdfsPath {
+                shipment_id: id.clone(),
+            },
+            &Default::default(),
+        )
+        .await
+        .expect("documents");
     assert_eq!(documents.len(), 1);
     let document = client
         .fetch_document(&id, &documents[0].id)
@@ -453,10 +468,16 @@ async fn documents_listed_and_fetched_and_shipment_cancelled() {
     assert_eq!(document.format, LabelFormat::Pdf);
     assert!(document.bytes.starts_with(b"%PDF"));
 
-    client.cancel_shipment(&id).await.expect("cancelled");
+    let path = CancelShipmentPath {
+        shipment_id: id.clone(),
+    };
+    client.cancel_shipment(&path).await.expect("cancelled");
     let admin = admin_shipments(sandbox.state(), "NC-DOCS-1").await;
     assert_eq!(admin[0]["cancelled"], true);
-    let err = client.cancel_shipment("424242").await.expect_err("unknown");
+    let path = CancelShipmentPath {
+        shipment_id: "424242".into(),
+    };
+    let err = client.cancel_shipment(&path).await.expect_err("unknown");
     assert_eq!(err.status(), Some(StatusCode::NOT_FOUND), "{err:?}");
     assert!(err.hint().contains("one hour"), "{}", err.hint());
 }
@@ -1094,7 +1115,10 @@ async fn request_snapshots_of_every_operation() {
         .await
         .expect("search");
     insta::assert_yaml_snapshot!("search_stored_shipments", take(&recorder));
-    client.get_stored_shipment(&stored.id).await.expect("get");
+    let path = GetStoredShipmentPath {
+        stored_id: stored.id.clone(),
+    };
+    client.get_stored_shipment(&path).await.expect("get");
     insta::assert_yaml_snapshot!("get_stored_shipment", take(&recorder));
     client
         .print_stored_shipment(&stored.id, &print_config("laser-a5", "pdf"))
@@ -1106,14 +1130,17 @@ async fn request_snapshots_of_every_operation() {
         .await
         .expect("stored");
     recorder.take();
-    client
-        .delete_stored_shipment(&other.id)
-        .await
-        .expect("delete");
+    let path = DeleteStoredShipmentPath {
+        stored_id: other.id.clone(),
+    };
+    client.delete_stored_shipment(&path).await.expect("delete");
     insta::assert_yaml_snapshot!("delete_stored_shipment", take(&recorder));
 
+    let path = ListShipmentPdfsPath {
+        shipment_id: shipment_id.clone(),
+    };
     let documents = client
-        .list_documents(&shipment_id)
+        .list_shipment_pdfs(&path, &Default::default())
         .await
         .expect("documents");
     insta::assert_yaml_snapshot!("list_documents", take(&recorder));
@@ -1122,7 +1149,10 @@ async fn request_snapshots_of_every_operation() {
         .await
         .expect("document");
     insta::assert_yaml_snapshot!("fetch_document", take(&recorder));
-    client.cancel_shipment(&shipment_id).await.expect("cancel");
+    let path = CancelShipmentPath {
+        shipment_id: shipment_id.clone(),
+    };
+    client.cancel_shipment(&path).await.expect("cancel");
     insta::assert_yaml_snapshot!("cancel_shipment", take(&recorder));
 
     let query = FindAgentsQuery {

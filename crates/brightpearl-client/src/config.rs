@@ -1,17 +1,21 @@
-//! The client builder: from code, a settings map or the environment.
+//! The client builder (from code, a settings map or the environment) and the process-wide
+//! limiter of each throttle pool.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use auth_core::{
-    AuthLayer, FileTokenStore, RateLimitKey, RateLimitLayer, RateLimiter, RefreshTokenGrant,
-    SecretString, StaticHeadersLayer, StaticToken, TokenCache, TokenStore,
+    AuthLayer, ConfigError, FileTokenStore, RateLimitKey, RateLimitLayer, RateLimiter,
+    RefreshTokenGrant, SecretString, StaticHeadersLayer, StaticToken, TokenCache, TokenStore,
+    presets,
 };
 use brightpearl_models::oauth::RequestTokenPath;
 use bytes::Bytes;
-use client_core::{BoxTransport, CommonOptions, Engine, Settings, SettingsError};
+use client_core::{BoxTransport, CommonOptions, Engine, Settings, SettingsError, base_url};
 use http::Response;
+use http_body_util::Full;
 use models_runtime::redact::REDACTED;
 use tower::{ServiceBuilder, ServiceExt as _};
 
@@ -20,8 +24,28 @@ use crate::env::{self, DEFAULT_OAUTH_URL};
 use crate::error::{Brightpearl, Error, Result};
 use crate::session::{SeededStore, SessionCell};
 
-/// Builds a [`Client`]. Every setting can come from code or from the environment
-/// ([`ClientBuilder::from_env`]); a missing or malformed one is an [`Error::Settings`] naming it.
+/// The throttle-aware limiter ([`presets::brightpearl`]) of the pool of `account` and
+/// `dev_ref`, shared by every client of this process. Brightpearl pools OAuth apps per account
+/// and developer, private apps per account: pass an empty `dev_ref` for the latter.
+pub fn shared_limiter(
+    account: &str,
+    dev_ref: &str,
+) -> Result<(RateLimiter, RateLimitKey), ConfigError> {
+    type Pools = Mutex<HashMap<(String, String), RateLimiter>>;
+    static POOLS: LazyLock<Pools> = LazyLock::new(Pools::default);
+    let key = RateLimitKey::new(format!("brightpearl:{account}:{dev_ref}"));
+    let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
+    let pool = (account.to_owned(), dev_ref.to_owned());
+    if let Some(limiter) = pools.get(&pool) {
+        return Ok((limiter.clone(), key));
+    }
+    let limiter = RateLimiter::new(presets::brightpearl())?;
+    pools.insert(pool, limiter.clone());
+    Ok((limiter, key))
+}
+
+/// Builds a [`Client`] from code or settings ([`ClientBuilder::from_env`]); a missing or
+/// malformed setting is an [`Error::Settings`] naming it.
 ///
 /// ```
 /// use brightpearl_client::Client;
@@ -51,7 +75,7 @@ pub struct ClientBuilder {
     concurrency: Option<usize>,
     max_id_set_chars: Option<usize>,
     bundle_availability_mode: Option<BundleAvailabilityMode>,
-    limiter: Option<(RateLimiter, RateLimitKey)>,
+    rate_limiter: Option<(RateLimiter, RateLimitKey)>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -76,7 +100,7 @@ impl fmt::Debug for ClientBuilder {
 impl Client {
     /// A builder.
     pub fn builder() -> ClientBuilder {
-        ClientBuilder::new()
+        ClientBuilder::default()
     }
 
     /// A client from the environment variables (see [`crate::env`]).
@@ -96,6 +120,13 @@ macro_rules! setters {
     )*};
 }
 
+/// A required setting, or the error naming it with `hint`.
+fn required(value: &Option<String>, name: &str, hint: &str) -> Result<String> {
+    value
+        .clone()
+        .ok_or_else(|| SettingsError::missing(name, hint).into())
+}
+
 impl ClientBuilder {
     /// An empty builder.
     pub fn new() -> Self {
@@ -107,8 +138,8 @@ impl ClientBuilder {
         Self::from_settings(&Settings::from_env())
     }
 
-    /// Reads every setting from `settings` (see [`env`](mod@env) for the names). Secrets may come from
-    /// `NAME_FILE`.
+    /// Reads every setting from `settings` (names in [`env`](mod@env); secrets may come from
+    /// `NAME_FILE`).
     pub fn from_settings(settings: &Settings) -> Result<Self> {
         Ok(Self {
             account: settings.get(env::ACCOUNT),
@@ -139,11 +170,10 @@ impl ClientBuilder {
         fn client_secret(SecretString);
         /// A private app's staff token: selects the private-app scheme instead of OAuth.
         fn staff_token(SecretString);
-        /// Where rotating OAuth tokens are kept (a [`FileTokenStore`] at `path`; the session —
-        /// `api_domain` — is kept next to it in `<path>.session`).
+        /// Where rotating OAuth tokens are kept (a [`FileTokenStore`]; the session is kept
+        /// next to it in `<path>.session`).
         fn token_store_path(impl Into<PathBuf>);
-        /// A custom token store (e.g. [`auth_core::MemoryTokenStore`] in tests); wins over
-        /// [`token_store_path`](Self::token_store_path).
+        /// A custom token store (e.g. [`auth_core::MemoryTokenStore`]); wins over the path.
         fn token_store(Arc<dyn TokenStore>);
         /// An initial refresh token, used only while the token store is empty.
         fn refresh_token(SecretString);
@@ -153,8 +183,7 @@ impl ClientBuilder {
         fn oauth_url(impl Into<String>);
         /// Longest ID-set text in one URI (default 1500 characters).
         fn max_id_set_chars(usize);
-        /// How [`Client::bundle_availability`] asks Brightpearl: one bundle id per request (the
-        /// default, as documented) or ID sets (unconfirmed; see [`crate::BundleAvailabilityMode`]).
+        /// How [`Client::bundle_availability`] asks (default one id per request).
         fn bundle_availability_mode(BundleAvailabilityMode);
     }
 
@@ -166,116 +195,93 @@ impl ClientBuilder {
         self
     }
 
-    /// Uses this limiter and key instead of the process-wide one of the (account, developer)
-    /// pool ([`crate::shared_limiter`]).
+    /// Uses this limiter and key instead of the pool's shared one ([`shared_limiter`]).
     pub fn rate_limiter(mut self, limiter: RateLimiter, key: RateLimitKey) -> Self {
-        self.limiter = Some((limiter, key));
+        self.rate_limiter = Some((limiter, key));
         self
     }
 
     /// Validates the settings and builds the client.
     pub fn build(self) -> Result<Client> {
-        let account = self.account.clone().ok_or_else(|| {
-            SettingsError::missing(env::ACCOUNT, "set it to the Brightpearl account code")
-        })?;
+        let hint =
+            "set it to the Brightpearl account code (the first path segment after /public-api/)";
+        let account = required(&self.account, env::ACCOUNT, hint)?;
         if !account
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
         {
-            return Err(SettingsError::invalid(
-                env::ACCOUNT,
-                format!("`{account}` is not an account code (letters, digits, `-`, `_`)"),
-            )
-            .into());
+            let reason = format!("`{account}` is not an account code (letters, digits, `-`, `_`)");
+            return Err(SettingsError::invalid(env::ACCOUNT, reason).into());
         }
-        let app_ref = self.app_ref.clone().ok_or_else(|| {
-            SettingsError::missing(
-                env::APP_REF,
-                "set it to the app reference (sent as brightpearl-app-ref on every call)",
-            )
-        })?;
-        let base_url = self
-            .base_url
-            .as_deref()
-            .map(|u| client_core::base_url(env::BASE_URL, u))
-            .transpose()?;
+        let hint = "set it to the app reference shown in Brightpearl (App Store → your app), sent as brightpearl-app-ref on every call";
+        let app_ref = required(&self.app_ref, env::APP_REF, hint)?;
+        let base = self.base_url.as_deref();
+        let base_url = base.map(|u| base_url(env::BASE_URL, u)).transpose()?;
         let transport = self.common.transport::<Brightpearl>()?;
-        let session;
-        let (oauth, dev_ref, auth_layer) = match self.staff_token.clone() {
-            Some(staff) => {
-                if base_url.is_none() {
-                    return Err(SettingsError::missing(
-                        env::BASE_URL,
-                        "set it to the account's API host, e.g. https://euw1.brightpearlconnect.com",
-                    )
-                    .into());
-                }
-                session = SessionCell::default();
-                let layer = AuthLayer::new(TokenCache::new(StaticToken::raw(staff)))
-                    .header_name(http::HeaderName::from_static("brightpearl-staff-token"));
-                (None, self.dev_ref.clone(), layer)
+        let (oauth, session, dev_ref, auth) = match self.staff_token.clone() {
+            Some(staff) if base_url.is_some() => {
+                let name = http::HeaderName::from_static("brightpearl-staff-token");
+                let token = TokenCache::new(StaticToken::raw(staff));
+                let layer = AuthLayer::new(token).header_name(name);
+                (None, SessionCell::default(), self.dev_ref.clone(), layer)
+            }
+            Some(_) => {
+                let hint =
+                    "set it to the account's API host, e.g. https://euw1.brightpearlconnect.com";
+                return Err(SettingsError::missing(env::BASE_URL, hint).into());
             }
             None => {
-                let dev_ref = self.dev_ref.clone().ok_or_else(|| SettingsError::missing(env::DEV_REF, "set it to your developer reference (required with OAuth; or set BRIGHTPEARL_STAFF_TOKEN for a private app)"))?;
-                let (parts, cell) = self.oauth_parts(&account, &app_ref, &transport)?;
-                session = cell;
+                let hint = "set it to your developer reference (required with OAuth; or set BRIGHTPEARL_STAFF_TOKEN for a private app)";
+                let dev_ref = required(&self.dev_ref, env::DEV_REF, hint)?;
+                let (parts, session) = self.oauth_parts(&account, &app_ref, &transport)?;
                 let layer = AuthLayer::new(parts.cache.clone());
-                (Some(parts), Some(dev_ref), layer)
+                (Some(parts), session, Some(dev_ref), layer)
             }
         };
-        let (limiter, key) = match self.limiter.clone() {
-            Some(pair) => pair,
-            None => crate::limiter::shared_limiter(&account, dev_ref.as_deref().unwrap_or(""))
-                .map_err(|e| Error::invalid("build", e.to_string()))?,
-        };
-        let mut headers = StaticHeadersLayer::new()
-            .header("brightpearl-app-ref", &app_ref)
-            .map_err(|_| SettingsError::invalid(env::APP_REF, "not a valid header value"))?;
+        let pool = || shared_limiter(&account, dev_ref.as_deref().unwrap_or(""));
+        let limiter = self.rate_limiter.clone().map_or_else(pool, Ok);
+        let (limiter, key) = limiter.map_err(|e| Error::invalid("build", e.to_string()))?;
+        let invalid = |name| move |_| SettingsError::invalid(name, "not a valid header value");
+        let headers = StaticHeadersLayer::new().header("brightpearl-app-ref", &app_ref);
+        let mut headers = headers.map_err(invalid(env::APP_REF))?;
         if let Some(dev) = &dev_ref {
-            headers = headers
-                .header("brightpearl-dev-ref", dev)
-                .map_err(|_| SettingsError::invalid(env::DEV_REF, "not a valid header value"))?;
+            let with_dev = headers.header("brightpearl-dev-ref", dev);
+            headers = with_dev.map_err(invalid(env::DEV_REF))?;
         }
         let stack = ServiceBuilder::new()
             .layer(RateLimitLayer::new(limiter.clone()).default_key(key.clone()))
-            .layer(auth_layer)
+            .layer(auth)
             .layer(headers)
             .service(transport);
-        Ok(Client {
-            inner: Arc::new(Inner {
-                account,
-                app_ref,
-                dev_ref,
-                base_url,
-                session,
-                oauth,
-                engine: self.common.engine::<Brightpearl>(stack),
-                limiter,
-                key,
-                concurrency: self.concurrency.unwrap_or(4),
-                max_id_set_chars: self.max_id_set_chars.unwrap_or(1500),
-                bundle_availability_mode: self.bundle_availability_mode.unwrap_or_default(),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            account,
+            app_ref,
+            dev_ref,
+            base_url,
+            session,
+            oauth,
+            engine: self.common.engine::<Brightpearl>(stack),
+            limiter: (limiter, key),
+            concurrency: self.concurrency.unwrap_or(4),
+            max_id_set_chars: self.max_id_set_chars.unwrap_or(1500),
+            bundle_mode: self.bundle_availability_mode.unwrap_or_default(),
+        });
+        Ok(Client { inner })
     }
 
     /// The OAuth side: the token store (seeded with the initial refresh token), the session
-    /// kept next to it, and the rotating refresh-token grant over a transport whose token
-    /// answers feed the session (`api_domain`).
+    /// next to it, and the rotating refresh-token grant over a transport whose token answers
+    /// feed the session (`api_domain`).
     fn oauth_parts(
         &self,
         account: &str,
         app_ref: &str,
         transport: &BoxTransport,
     ) -> Result<(OAuthParts, SessionCell)> {
-        let oauth_url = client_core::base_url(
-            env::OAUTH_URL,
-            self.oauth_url.as_deref().unwrap_or(DEFAULT_OAUTH_URL),
-        )?;
-        let (store, session_file): (Arc<dyn TokenStore>, Option<PathBuf>) = match (
-            &self.token_store,
-            &self.token_store_path,
-        ) {
+        let oauth = self.oauth_url.as_deref().unwrap_or(DEFAULT_OAUTH_URL);
+        let oauth_url = base_url(env::OAUTH_URL, oauth)?;
+        let stores = (&self.token_store, &self.token_store_path);
+        let (store, session): (Arc<dyn TokenStore>, _) = match stores {
             (Some(store), _) => (Arc::clone(store), None),
             (None, Some(path)) => {
                 let mut session = path.clone().into_os_string();
@@ -284,14 +290,16 @@ impl ClientBuilder {
                 (store, Some(PathBuf::from(session)))
             }
             (None, None) => {
-                return Err(SettingsError::missing(env::TOKEN_STORE, "set it to a file path where the rotating OAuth tokens are kept (run `relay auth brightpearl` to fill it)").into());
+                let hint = "set it to a writable file path where the rotating OAuth tokens are kept (run `relay auth brightpearl` to fill it)";
+                return Err(SettingsError::missing(env::TOKEN_STORE, hint).into());
             }
         };
+        let initial = self.refresh_token.clone();
         let store: Arc<dyn TokenStore> = Arc::new(SeededStore {
             inner: store,
-            initial: self.refresh_token.clone(),
+            initial,
         });
-        let session = SessionCell::load(session_file);
+        let session = SessionCell::load(session);
         let observed = session.clone();
         let sniffing = transport
             .clone()
@@ -303,22 +311,19 @@ impl ClientBuilder {
             });
         let path = RequestTokenPath {
             account: account.to_owned(),
-        }
-        .to_path();
-        let token_url: http::Uri = client_core::join_path(&oauth_url, &path)
+        };
+        let token_url = client_core::join_path(&oauth_url, &path.to_path())
             .as_str()
-            .parse()
-            .map_err(|_| SettingsError::invalid(env::OAUTH_URL, "cannot form the token URL"))?;
+            .parse();
+        let invalid = |_| SettingsError::invalid(env::OAUTH_URL, "cannot form the token URL");
+        let token_url: http::Uri = token_url.map_err(invalid)?;
         let client_id = self.client_id.clone().unwrap_or_else(|| app_ref.to_owned());
+        let (secret, store2) = (self.client_secret.clone(), Arc::clone(&store));
         // Token sources want an `http_body::Body`.
-        let full = |r: Response<Bytes>| r.map(http_body_util::Full::new);
-        let grant = RefreshTokenGrant::new(
-            sniffing.clone().map_response(full),
-            token_url,
-            client_id.clone(),
-            self.client_secret.clone(),
-            Arc::clone(&store),
-        );
+        let full = sniffing
+            .clone()
+            .map_response(|r: Response<Bytes>| r.map(Full::new));
+        let grant = RefreshTokenGrant::new(full, token_url, client_id.clone(), secret, store2);
         let parts = OAuthParts {
             oauth_url,
             client_id,

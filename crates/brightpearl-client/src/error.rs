@@ -1,5 +1,5 @@
-//! The one error type of the client: the settings, the shared request path's [`Failure`], and
-//! what only Brightpearl means (its error codes, its throttle answers, search rows).
+//! The one error type: the settings, the shared request path's [`Failure`], and what only
+//! Brightpearl means (its error list, its throttle answers, "nothing found", search rows).
 
 use std::time::Duration;
 
@@ -17,8 +17,7 @@ impl Platform for Brightpearl {
     const REQUEST_ID_HEADERS: &'static [&'static str] = &["ruid"];
     type Error = Error;
 
-    /// An answer that carries Brightpearl's error list is [`Error::Api`]; anything else stays
-    /// the failure it is.
+    /// An answer with Brightpearl's error list is [`Error::Api`]; anything else stays as it is.
     fn error(failure: Failure) -> Error {
         match failure {
             Failure::Http(failure) => match api_errors(failure.body.as_bytes()) {
@@ -29,7 +28,7 @@ impl Platform for Brightpearl {
         }
     }
 
-    /// Every call asks for JSON, also those answering `{}` (status PUTs, DELETEs).
+    /// JSON for every call, also those answering `{}` (status PUTs, DELETEs).
     fn accept(_: &OperationInfo) -> Option<&'static str> {
         Some("application/json")
     }
@@ -38,42 +37,38 @@ impl Platform for Brightpearl {
 /// The header with the milliseconds until the throttle window moves.
 const THROTTLE_PERIOD: &str = "brightpearl-next-throttle-period";
 
-/// 5xx codes that mean "bad input" rather than an outage (a search filter or a body Brightpearl
-/// cannot parse): trying again unchanged fails the same way.
+/// 5xx codes that mean bad input (a search filter or body Brightpearl cannot parse), not an
+/// outage: trying again unchanged fails the same way.
 const BAD_INPUT_CODES: [&str; 3] = ["CMNC-018", "CMNC-044", "CMNU-003"];
 
 /// The `{"errors": [{code, message}]}` of an answer; none when the body has none.
 pub(crate) fn api_errors(body: &[u8]) -> Vec<ApiError> {
-    serde_json::from_slice::<ErrorEnvelope>(body)
-        .map(|e| e.errors)
-        .unwrap_or_default()
+    serde_json::from_slice::<ErrorEnvelope>(body).map_or_else(|_| Vec::new(), |e| e.errors)
 }
 
 /// Whether an answer is Brightpearl's throttle (the call was not processed): a 429, or a 503
 /// with `brightpearl-next-throttle-period` or its "too many requests, please wait" text.
 pub(crate) fn is_throttle(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> bool {
-    match status {
-        StatusCode::TOO_MANY_REQUESTS => true,
-        StatusCode::SERVICE_UNAVAILABLE => {
-            let text = String::from_utf8_lossy(body).to_ascii_lowercase();
-            headers.contains_key(THROTTLE_PERIOD)
-                || text.contains("too many requests")
-                || text.contains("please wait")
-        }
-        _ => false,
-    }
+    let text = || String::from_utf8_lossy(body).to_ascii_lowercase();
+    status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::SERVICE_UNAVAILABLE
+            && (headers.contains_key(THROTTLE_PERIOD)
+                || text().contains("too many requests")
+                || text().contains("please wait"))
+}
+
+/// Whether an answer is Brightpearl's "nothing found": `404` with `CMNC-404`.
+pub(crate) fn is_nothing_found(status: StatusCode, body: &[u8]) -> bool {
+    status == StatusCode::NOT_FOUND && api_errors(body).iter().any(|e| e.code == "CMNC-404")
 }
 
 /// `CODE message; CODE message`.
 fn listed(errors: &[ApiError]) -> String {
-    let listed: Vec<String> = errors
-        .iter()
-        .map(|e| match &e.message {
-            Some(message) => format!("{} {message}", e.code),
-            None => e.code.clone(),
-        })
-        .collect();
-    listed.join("; ")
+    let listed = errors.iter().map(|e| match &e.message {
+        Some(message) => format!("{} {message}", e.code),
+        None => e.code.clone(),
+    });
+    listed.collect::<Vec<_>>().join("; ")
 }
 
 /// Every failure of the Brightpearl client. Never contains a token or secret.
@@ -83,15 +78,13 @@ pub enum Error {
     /// A setting is missing or malformed (the message names it).
     #[error(transparent)]
     Settings(#[from] SettingsError),
-    /// The call failed on the shared request path: not sent, no answer in time, a broken
-    /// connection, no token, our limiter, an answer without Brightpearl's error list (a 401
-    /// with its `{"response": …}` message, a throttle 503), a success answer that does not
+    /// The shared request path failed: not sent, timeout, transport, token, our limiter, an
+    /// answer without Brightpearl's error list (a 401, a throttle 503), a body that does not
     /// decode, or a request refused before sending (a bad argument).
     #[error("Brightpearl {0}")]
     Failure(#[from] Failure),
-    /// Brightpearl refused the call with its error list as data: validation codes such as
-    /// `ORDC-005` or `INTC-064`, `404 CMNC-404` on a write, `500 CMNC-018` for a bad search
-    /// filter.
+    /// Brightpearl refused the call with its error list (`ORDC-005`, `INTC-064`, `404
+    /// CMNC-404` on a write, `500 CMNC-018` for a bad search filter).
     #[error("{}: Brightpearl answered {}: {}{}", failure.operation, failure.status, listed(errors),
         failure.request_id.as_deref().map(|id| format!(" (Ruid {id})")).unwrap_or_default())]
     Api {
@@ -116,13 +109,44 @@ pub enum Error {
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Brightpearl's "nothing found" (`404 CMNC-404` to a GET or an `OPTIONS`) on the result of
+/// a read, e.g. `client.list_webhooks(&path).await.or_empty()?`. Not for writes: there the
+/// same answer is an error.
+pub trait NothingFound<T> {
+    /// "Nothing found" as `None`; any other error stays one.
+    fn found(self) -> Result<Option<T>>;
+    /// "Nothing found" as the empty answer.
+    fn or_empty(self) -> Result<T>
+    where
+        T: Default;
+}
+
+impl<T> NothingFound<T> for Result<T> {
+    fn found(self) -> Result<Option<T>> {
+        match self {
+            Err(e)
+                if e.response()
+                    .is_some_and(|f| is_nothing_found(f.status, f.body.as_bytes())) =>
+            {
+                Ok(None)
+            }
+            other => other.map(Some),
+        }
+    }
+
+    fn or_empty(self) -> Result<T>
+    where
+        T: Default,
+    {
+        Ok(self.found()?.unwrap_or_default())
+    }
+}
+
 impl Error {
     /// A request refused before sending (a bad argument).
     pub(crate) fn invalid(operation: &'static str, reason: impl Into<String>) -> Self {
-        Self::Failure(Failure::InvalidRequest {
-            operation,
-            reason: reason.into(),
-        })
+        let reason = reason.into();
+        Self::Failure(Failure::InvalidRequest { operation, reason })
     }
 
     /// The answer, for the errors that come from one.
@@ -138,8 +162,7 @@ impl Error {
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             Self::Failure(failure) => failure.status(),
-            Self::Api { failure, .. } => Some(failure.status),
-            _ => None,
+            _ => Some(self.response()?.status),
         }
     }
 
@@ -170,45 +193,34 @@ impl Error {
     /// How long to wait before trying again, when known: `brightpearl-next-throttle-period`,
     /// `Retry-After`, or what the token endpoint or our limiter said.
     pub fn retry_after(&self) -> Option<Duration> {
-        let period = self
-            .response()
-            .and_then(|f| {
-                f.headers
-                    .get(THROTTLE_PERIOD)?
-                    .to_str()
-                    .ok()?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .map(Duration::from_millis);
+        let header = self.response().and_then(|f| f.headers.get(THROTTLE_PERIOD));
+        let period = header.and_then(|v| v.to_str().ok()?.trim().parse().ok());
         match self {
-            Self::Failure(failure) => period.or_else(|| failure.retry_after()),
-            Self::Api { failure, .. } => period.or(failure.retry_after),
+            Self::Failure(failure) => period.map(Duration::from_millis).or(failure.retry_after()),
+            Self::Api { failure, .. } => period.map(Duration::from_millis).or(failure.retry_after),
             _ => None,
         }
     }
 
-    /// The shared classification ([`ErrorKind`]): the failure's own, except that Brightpearl's
-    /// throttle is [`ErrorKind::Throttled`] (a 503 that was not processed) and a 5xx with a
-    /// bad-input code (`CMNC-018`, `CMNC-044`, `CMNU-003`) is [`ErrorKind::Permanent`].
+    /// The shared [`ErrorKind`]: the failure's own, except that Brightpearl's throttle is
+    /// `Throttled` and a 5xx with a bad-input code (`CMNC-018`, `CMNC-044`, `CMNU-003`) is
+    /// `Permanent`.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Settings(_) | Self::SearchRows(_) | Self::TooManyMessages { .. } => {
-                ErrorKind::Permanent
-            }
-            _ if self.is_throttle() => ErrorKind::Throttled,
-            Self::Api { errors, failure } => {
-                let bad_input = errors
-                    .iter()
-                    .any(|e| BAD_INPUT_CODES.contains(&e.code.as_str()));
-                if failure.status.is_server_error() && bad_input {
+            Self::Failure(_) | Self::Api { .. } if self.is_throttle() => ErrorKind::Throttled,
+            Self::Api { errors, failure } if failure.status.is_server_error() => {
+                let bad_input = errors.iter().any(|e| BAD_INPUT_CODES.contains(&&*e.code));
+                if bad_input {
                     ErrorKind::Permanent
                 } else {
                     failure.kind()
                 }
             }
+            Self::Api { failure, .. } => failure.kind(),
             Self::Failure(failure) => failure.kind(),
+            Self::Settings(_) | Self::SearchRows(_) | Self::TooManyMessages { .. } => {
+                ErrorKind::Permanent
+            }
         }
     }
 
@@ -220,7 +232,7 @@ impl Error {
     /// Actionable advice naming the settings involved, for `relay verify` and logs.
     pub fn hint(&self) -> String {
         match self {
-            Self::Settings(e) => settings_hint(e),
+            Self::Settings(e) => format!("fix {}: {e}", e.setting()),
             Self::SearchRows(_) => "the search rows do not fit the row type: ask for the columns it needs (SearchQuery::columns)".into(),
             Self::TooManyMessages { max, .. } => {
                 format!("split the messages into calls of at most {max}")
@@ -269,17 +281,6 @@ impl Error {
                 "Brightpearl failed: retry later; quote the Ruid to Brightpearl support if it persists"
             }
         }
-    }
-}
-
-fn settings_hint(e: &SettingsError) -> String {
-    match e.setting() {
-        "BRIGHTPEARL_APP_REF" => "set BRIGHTPEARL_APP_REF to the app reference shown in Brightpearl (App Store → your app)".into(),
-        "BRIGHTPEARL_DEV_REF" => "set BRIGHTPEARL_DEV_REF to your developer reference (needed with OAuth)".into(),
-        "BRIGHTPEARL_ACCOUNT" => "set BRIGHTPEARL_ACCOUNT to the account code (the first path segment after /public-api/)".into(),
-        "BRIGHTPEARL_TOKEN_STORE" => "set BRIGHTPEARL_TOKEN_STORE to a writable file path; run `relay auth brightpearl` to fill it".into(),
-        name if name.ends_with("_URL") => format!("fix {name}: an https:// URL (http only for 127.0.0.1/localhost)"),
-        name => format!("fix {name}: {e}"),
     }
 }
 

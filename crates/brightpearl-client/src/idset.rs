@@ -22,43 +22,12 @@ pub struct IdSet {
 impl IdSet {
     /// Sorts, deduplicates and compresses `ids`; zero is dropped (ids are positive).
     pub fn from_ids(ids: impl IntoIterator<Item = u64>) -> Self {
-        let mut ids: Vec<u64> = ids.into_iter().filter(|id| *id > 0).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut ranges: Vec<(u64, u64)> = Vec::new();
-        for id in ids {
-            match ranges.last_mut() {
-                Some((_, hi)) if *hi + 1 == id => *hi = id,
-                _ => ranges.push((id, id)),
-            }
-        }
-        Self { ranges }
+        Self::merged(ids.into_iter().filter(|id| *id > 0).map(|id| (id, id)))
     }
 
-    /// Parses ID-set text (`8`, `1-5`, `1,2,3`, mixes such as `5,1-3`; blanks around parts are
-    /// ignored): the ids are sorted, deduplicated and compressed like [`IdSet::from_ids`].
-    /// Empty text is the empty set; zero, a non-number or a descending range is refused with a
-    /// message naming the part.
-    pub(crate) fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Ok(Self::default());
-        }
-        let id = |part: &str| match part.trim().parse::<u64>() {
-            Ok(id) if id > 0 => Ok(id),
-            _ => Err(format!("`{}` is not a positive id", part.trim())),
-        };
-        let mut ranges: Vec<(u64, u64)> = Vec::new();
-        for part in text.split(',') {
-            let (lo, hi) = match part.split_once('-') {
-                Some((lo, hi)) => (id(lo)?, id(hi)?),
-                None => (id(part)?, id(part)?),
-            };
-            if lo > hi {
-                return Err(format!("`{}` is a descending range", part.trim()));
-            }
-            ranges.push((lo, hi));
-        }
+    /// `ranges` sorted, with overlapping and adjacent ones merged.
+    fn merged(ranges: impl IntoIterator<Item = (u64, u64)>) -> Self {
+        let mut ranges: Vec<(u64, u64)> = ranges.into_iter().collect();
         ranges.sort_unstable();
         let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
         for (lo, hi) in ranges {
@@ -67,7 +36,7 @@ impl IdSet {
                 _ => merged.push((lo, hi)),
             }
         }
-        Ok(Self { ranges: merged })
+        Self { ranges: merged }
     }
 
     /// The ranges, ascending.
@@ -77,9 +46,10 @@ impl IdSet {
 
     /// Number of ids (saturating at `u64::MAX`: text such as `1-18446744073709551615` parses).
     pub fn len(&self) -> u64 {
-        self.ranges.iter().fold(0u64, |n, (lo, hi)| {
-            n.saturating_add((hi - lo).saturating_add(1))
-        })
+        let len = |(lo, hi): &(u64, u64)| (hi - lo).saturating_add(1);
+        self.ranges
+            .iter()
+            .fold(0, |n, range| n.saturating_add(len(range)))
     }
 
     /// Whether there is no id.
@@ -97,40 +67,27 @@ impl IdSet {
         self.ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&id))
     }
 
-    /// Splits into sets of at most `max_ids` ids whose text is at most `max_chars` long
-    /// (a single range longer than `max_chars` cannot happen for sensible limits: a range is
-    /// at most 41 characters).
+    /// Splits into sets of at most `max_ids` ids whose text is at most `max_chars` long (at
+    /// least 41, the longest range).
     pub fn chunks(&self, max_ids: usize, max_chars: usize) -> Vec<IdSet> {
-        let max_ids = max_ids.max(1) as u64;
-        let max_chars = max_chars.max(41);
+        let (max_ids, max_chars) = (max_ids.max(1) as u64, max_chars.max(41));
         let mut out = Vec::new();
-        let mut current: Vec<(u64, u64)> = Vec::new();
-        let mut count = 0u64;
-        let mut chars = 0usize;
-        for &(lo, hi) in &self.ranges {
-            let mut lo = lo;
+        let (mut current, mut count, mut chars) = (Vec::new(), 0u64, 0usize);
+        for &(mut lo, hi) in &self.ranges {
             while lo <= hi {
                 let take = (hi - lo + 1).min(max_ids - count);
                 let piece = (lo, lo + take - 1);
                 let piece_len = range_len(piece) + usize::from(!current.is_empty());
-                if !current.is_empty() && chars + piece_len > max_chars {
-                    out.push(IdSet {
-                        ranges: std::mem::take(&mut current),
-                    });
-                    count = 0;
-                    chars = 0;
-                    continue;
+                let full = !current.is_empty() && chars + piece_len > max_chars;
+                if !full {
+                    current.push(piece);
+                    (chars, count, lo) = (chars + piece_len, count + take, piece.1 + 1);
                 }
-                current.push(piece);
-                chars += piece_len;
-                count += take;
-                lo = piece.1 + 1;
-                if count == max_ids {
+                if full || count == max_ids {
                     out.push(IdSet {
                         ranges: std::mem::take(&mut current),
                     });
-                    count = 0;
-                    chars = 0;
+                    (count, chars) = (0, 0);
                 }
             }
         }
@@ -141,28 +98,19 @@ impl IdSet {
     }
 }
 
-fn digits(n: u64) -> usize {
-    n.checked_ilog10().map_or(1, |d| d as usize + 1)
-}
-
+/// The length of a range's text (`lo` or `lo-hi`).
 fn range_len((lo, hi): (u64, u64)) -> usize {
-    if lo == hi {
-        digits(lo)
-    } else {
-        digits(lo) + 1 + digits(hi)
-    }
+    let digits = |n: u64| n.checked_ilog10().map_or(1, |d| d as usize + 1);
+    digits(lo) + if lo == hi { 0 } else { 1 + digits(hi) }
 }
 
 impl fmt::Display for IdSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (lo, hi)) in self.ranges.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            if lo == hi {
-                write!(f, "{lo}")?;
-            } else {
-                write!(f, "{lo}-{hi}")?;
+        for (i, &(lo, hi)) in self.ranges.iter().enumerate() {
+            f.write_str(if i == 0 { "" } else { "," })?;
+            match lo == hi {
+                true => write!(f, "{lo}")?,
+                false => write!(f, "{lo}-{hi}")?,
             }
         }
         Ok(())
@@ -172,13 +120,14 @@ impl fmt::Display for IdSet {
 /// ID-set text that is not one, with the part at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a Brightpearl ID set: {0}")]
-pub struct IdSetError(String);
+pub struct IdSetError(pub(crate) String);
 
 impl std::str::FromStr for IdSet {
     type Err = IdSetError;
 
-    /// Parses ID-set text (`8`, `1-5`, `5,1-3`), see [`IdSet::parse`]'s rules: the ids are
-    /// sorted, deduplicated and compressed, nothing is expanded (so a huge range costs nothing).
+    /// Parses ID-set text (`8`, `1-5`, `5,1-3`; blanks around parts ignored; empty text is
+    /// the empty set) into the canonical form, never expanding a range (a huge one costs
+    /// nothing). Zero, a non-number or a descending range is refused, naming the part.
     ///
     /// ```
     /// use brightpearl_client::IdSet;
@@ -187,7 +136,29 @@ impl std::str::FromStr for IdSet {
     /// assert!("abc; DROP TABLE".parse::<IdSet>().unwrap_err().to_string().contains("`abc; DROP TABLE`"));
     /// ```
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::parse(text).map_err(IdSetError)
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        let id = |part: &str| match part.trim().parse::<u64>() {
+            Ok(id) if id > 0 => Ok(id),
+            _ => Err(IdSetError(format!(
+                "`{}` is not a positive id",
+                part.trim()
+            ))),
+        };
+        let mut ranges = Vec::new();
+        for part in text.trim().split(',') {
+            let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+            let (lo, hi) = (id(lo)?, id(hi)?);
+            if lo > hi {
+                return Err(IdSetError(format!(
+                    "`{}` is a descending range",
+                    part.trim()
+                )));
+            }
+            ranges.push((lo, hi));
+        }
+        Ok(Self::merged(ranges))
     }
 }
 

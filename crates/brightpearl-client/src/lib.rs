@@ -6,18 +6,16 @@ mod config;
 pub mod env;
 mod error;
 mod idset;
-mod limiter;
 mod ops;
 mod search;
 mod session;
 
 pub use client::{Authorization, BundleAvailabilityMode, Client};
 pub use client_core::BoxTransport;
-pub use config::ClientBuilder;
+pub use config::{ClientBuilder, shared_limiter};
 pub use env::DEFAULT_OAUTH_URL;
-pub use error::{Error, Result};
+pub use error::{Error, NothingFound, Result};
 pub use idset::{IdSet, IdSetError};
-pub use limiter::shared_limiter;
 pub use ops::{
     MAX_GOODS_OUT_NOTE_IDS, MAX_MULTI_MESSAGES, MAX_ORDER_IDS, MAX_OTHER_IDS, MAX_PRODUCT_IDS,
     MAX_SIMULATE_IDS, NewContact,

@@ -1,33 +1,24 @@
-//! The operations. Paths are relative to `/public-api/{account}`.
+//! What only Brightpearl means on top of the generated operations: reads by ID set, the
+//! searches that need an exact match, and the limits of simulations and multi-messages.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 
-use brightpearl_models::contact::operations::ContactApi;
-use brightpearl_models::contact::{
-    self, Contact, ContactRequest, PostAddressIds, PostalAddressRequest,
-};
+use brightpearl_models::contact::operations::ContactApi as _;
+use brightpearl_models::contact::{self, Contact, ContactRequest, PostalAddressRequest};
 use brightpearl_models::integration::operations::IntegrationApi;
-use brightpearl_models::integration::{
-    self, MultiMessageRequest, MultiMessageResult, Webhook, WebhookRequest, WebhookSimulateRequest,
-};
-use brightpearl_models::order::operations::OrderApi;
-use brightpearl_models::order::{
-    self, Order, OrderShippingStatus, OrderStatus, OrderStatusUpdate, SalesOrder, SalesOrderRequest,
-};
-use brightpearl_models::product::operations::ProductApi as _;
-use brightpearl_models::product::{self, PriceList, Product, ProductPrice};
-use brightpearl_models::warehouse::operations::WarehouseApi as _;
-use brightpearl_models::warehouse::{
-    self, BundleAvailability, GoodsOutNote, NamedItem, ProductAvailability,
-};
+use brightpearl_models::integration::{self, MultiMessageRequest, MultiMessageResult};
+use brightpearl_models::integration::{Webhook, WebhookSimulateRequest};
+use brightpearl_models::order::{self, Order, SalesOrder};
+use brightpearl_models::product::{self, Product, ProductPrice};
+use brightpearl_models::warehouse::{self, BundleAvailability, GoodsOutNote, ProductAvailability};
 use futures::future::BoxFuture;
 use futures::{StreamExt as _, TryStreamExt as _};
 use http::StatusCode;
+use models_runtime::{Caller as _, Operation};
 
-use crate::client::{BundleAvailabilityMode, Client, found};
-use crate::error::{Error, Result};
-use crate::idset::IdSet;
+use crate::client::{BundleAvailabilityMode, Client};
+use crate::error::{Error, NothingFound as _, Result};
+use crate::idset::{IdSet, IdSetError};
 use crate::search::{ContactRow, ProductRow, SearchQuery, SearchResource};
 
 /// Most ids in one product GET.
@@ -36,7 +27,7 @@ pub const MAX_PRODUCT_IDS: usize = 200;
 pub const MAX_ORDER_IDS: usize = 200;
 /// Most ids in one goods-out-note GET.
 pub const MAX_GOODS_OUT_NOTE_IDS: usize = 500;
-/// Ids per availability, price and contact GET (no documented limit; about 100 avoids `414`).
+/// Ids per availability, price, contact or webhook GET (no documented limit; 100 avoids `414`).
 pub const MAX_OTHER_IDS: usize = 100;
 /// Most messages in one multi-message call.
 pub const MAX_MULTI_MESSAGES: usize = 10;
@@ -55,68 +46,211 @@ pub struct NewContact {
     pub address_id: i64,
 }
 
-/// An id of ours as the `i64` of a generated path; an id past `i64::MAX` names nothing.
-fn path_id(operation: &'static str, id: u64) -> Result<i64> {
-    let reason = || format!("id {id} is not a Brightpearl id");
-    i64::try_from(id).map_err(|_| Error::invalid(operation, reason()))
+/// How a chunk refused with 400 (one bad id fails the whole call) is asked again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Split {
+    /// Not: the 400 is the answer.
+    Never,
+    /// In halves, until the bad ids are alone.
+    Halves,
+    /// One id at a time.
+    Singly,
 }
 
-/// A read's answer, Brightpearl's "nothing found" (`404 CMNC-404`) as the empty answer.
-fn or_empty<T: Default>(answer: Result<T>) -> Result<T> {
-    Ok(found(answer)?.unwrap_or_default())
+/// Reads by ID set, one method per entry: the operation `module::Op` read by
+/// [`Client::read`] in chunks of `max`, the chunk's ID set in the path field `set`, each
+/// answer's items merged (sorted by `key` if given).
+macro_rules! id_set_reads {
+    ($(
+        $(#[$doc:meta])*
+        $vis:vis fn $name:ident($max:expr, $split:ident) -> $out:ty
+            = $m:ident::$op:ident($path:ident { $set:ident $(, $field:ident: $value:expr)* })
+            .map(|$a:ident| $items:expr) $(.sort_by($key:ident))?;
+    )*) => {$(
+        $(#[$doc])*
+        $vis async fn $name(&self, ids: &[u64]) -> Result<$out> {
+            let path = |account, $set| $m::$path { account, $set $(, $field: $value)* };
+            let answers = self.read::<$m::operations::$op>(ids, $max, Split::$split, path);
+            let items: $out = answers.await?.into_iter().flat_map(|$a| $items).collect();
+            $(let mut items = items;
+            items.sort_by_key(|item| item.$key);)?
+            Ok(items)
+        }
+    )*};
 }
 
 impl Client {
-    /// Products by id: `GET /product-service/product/{idSet}`, in chunks of 200 fetched
-    /// concurrently. Unknown ids are left out; the result is sorted by id.
-    pub async fn products(&self, ids: &[u64]) -> Result<Vec<Product>> {
-        let chunks = self.get_chunked(ids, MAX_PRODUCT_IDS, |client, account, id_set| async move {
-            let path = product::GetProductsPath { account, id_set };
-            let query = product::GetProductsQuery::default();
-            Ok(client.get_products(&path, &query).await?.response)
-        });
-        let mut products: Vec<Product> = chunks.await?.into_iter().flatten().collect();
-        products.sort_by_key(|p| p.id);
-        Ok(products)
+    /// `O`'s answers for `ids` in ID-set chunks of at most `max` ids and `max_id_set_chars`
+    /// characters, `concurrency` at a time, in ascending id order; `path(account, id_set)`
+    /// addresses a chunk. "Nothing found" answers nothing; no ids send nothing (never the
+    /// every-resource form of the path). A chunk refused with 400 is asked again as `split`
+    /// says; an id refused alone is left out (logged).
+    fn read<O>(
+        &self,
+        ids: &[u64],
+        max: usize,
+        split: Split,
+        path: impl Fn(String, String) -> O::Path + Clone + Send + Sync + 'static,
+    ) -> BoxFuture<'static, Result<Vec<O::Response>>>
+    where
+        O: Operation<Path: Send, Query: Default + Send> + 'static,
+    {
+        let set = IdSet::from_ids(ids.iter().copied());
+        let chunks = set.chunks(max, self.inner.max_id_set_chars);
+        tracing::debug!(target: "brightpearl_client", operation = O::INFO.id, ids = ids.len(), chunks = chunks.len(), "reading an ID set");
+        // Collected first: a lazy `map` over the chunks makes the future `Send` only for some
+        // lifetimes, which callers that box it as `Send` cannot accept.
+        let calls: Vec<_> = chunks.into_iter().map(|chunk| {
+            let (client, path) = (self.clone(), path.clone());
+            async move {
+                let at = path(client.inner.account.clone(), chunk.to_string());
+                let answer = client.call::<O>(&at, &O::Query::default(), None).await;
+                match answer.found() {
+                    Ok(found) => Ok(Vec::from_iter(found)),
+                    Err(e) if split == Split::Never || e.status() != Some(StatusCode::BAD_REQUEST) => Err(e),
+                    Err(e) if chunk.len() == 1 => {
+                        tracing::warn!(target: "brightpearl_client", id = %chunk, error = %e, "refused for this id; left out");
+                        Ok(Vec::new())
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "brightpearl_client", ids = %chunk, error = %e, "an ID set was refused; asking again split");
+                        let ids: Vec<u64> = chunk.iter().collect();
+                        let max = if split == Split::Halves { ids.len().div_ceil(2) } else { 1 };
+                        client.read::<O>(&ids, max, split, path).await
+                    }
+                }
+            }
+        }).collect();
+        let concurrency = self.inner.concurrency;
+        Box::pin(async move {
+            let answers = futures::stream::iter(calls).buffered(concurrency);
+            let answers: Vec<Vec<O::Response>> = answers.try_collect().await?;
+            Ok(answers.into_iter().flatten().collect())
+        })
     }
 
-    /// The GET URIs Brightpearl proposes for these products: `OPTIONS /product-service/product/{idSet}`.
-    ///
-    /// Each URI is relative to the product service (`/product/1001-1200`), compacted into ranges
-    /// and sized to the 200-product GET limit; ids that do not exist are left out, so no URIs
-    /// means none of the ids exists (`404 CMNC-404` also counts as none). No ids sends nothing
-    /// and returns nothing (never the URIs of every product). A long ID set is split by URI
-    /// length only (the answer is already sized to the GET limit); the URIs come back in
-    /// ascending id order.
-    ///
-    /// ```no_run
-    /// # async fn demo(client: brightpearl_client::Client) -> Result<(), brightpearl_client::Error> {
-    /// let ids: Vec<u64> = (1001..=1450).collect();
-    /// let uris = client.product_uris(&ids).await?;
-    /// // e.g. ["/product/1001-1200", "/product/1201-1400", "/product/1401-1450"]
-    /// for uri in &uris {
-    ///     let _response = client.send_raw(http::Method::GET, &format!("/product-service{uri}"), &[], None).await?;
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub async fn product_uris(&self, ids: &[u64]) -> Result<Vec<String>> {
-        let answers = self.get_chunked(ids, usize::MAX, |client, account, id_set| async move {
-            let path = product::GetProductUrisPath { account, id_set };
-            Ok(client.get_product_uris(&path).await?.response)
-        });
+    id_set_reads! {
+        /// Products by id (`GET /product-service/product/{idSet}`), sorted by id.
+        pub fn products(MAX_PRODUCT_IDS, Never) -> Vec<Product>
+            = product::GetProducts(GetProductsPath { id_set })
+            .map(|a| a.response).sort_by(id);
+        /// The GET URIs Brightpearl proposes for these products (`OPTIONS
+        /// /product-service/product/{idSet}`), such as `/product/1001-1200`: sized to the GET
+        /// limit, unknown ids left out, in ascending id order.
+        pub fn product_uris(usize::MAX, Never) -> Vec<String>
+            = product::GetProductUris(GetProductUrisPath { id_set })
+            .map(|a| a.response.get_uris.unwrap_or_default());
+        /// Stock per product id (`GET /warehouse-service/product-availability/{idSet}`);
+        /// products without figures (bundles among them) are absent. One bad id makes
+        /// Brightpearl refuse a whole chunk with 400, so such a chunk is bisected.
+        pub fn availability(MAX_OTHER_IDS, Halves) -> BTreeMap<String, ProductAvailability>
+            = warehouse::GetProductAvailability(GetProductAvailabilityPath { id_set })
+            .map(|a| a.response);
+        /// Product prices in every price list
+        /// (`GET /product-service/product-price/{idSet}`), sorted by product id.
+        fn prices(MAX_OTHER_IDS, Never) -> Vec<ProductPrice>
+            = product::GetProductPrices(GetProductPricesPath { id_set })
+            .map(|a| a.response).sort_by(product_id);
+        /// Contacts by id (`GET /contact-service/contact/{idSet}`), sorted by id.
+        pub fn contacts(MAX_OTHER_IDS, Never) -> Vec<Contact>
+            = contact::GetContacts(GetContactsPath { id_set })
+            .map(|a| a.response).sort_by(contact_id);
+        /// Orders by id, nested shape (`GET /order-service/order/{idSet}`), sorted by id.
+        pub fn orders(MAX_ORDER_IDS, Never) -> Vec<Order>
+            = order::GetOrders(GetOrdersPath { id_set })
+            .map(|a| a.response).sort_by(id);
+        /// The GET URIs Brightpearl proposes for these orders (`OPTIONS
+        /// /order-service/order/{idSet}`), as [`Self::product_uris`] (so it tells which exist).
+        pub fn order_uris(usize::MAX, Never) -> Vec<String>
+            = order::GetOrderUris(GetOrderUrisPath { id_set })
+            .map(|a| a.response.get_uris.unwrap_or_default());
+        /// Sales orders by id, flat shape (`GET /order-service/sales-order/{idSet}`).
+        pub fn sales_orders(MAX_ORDER_IDS, Never) -> Vec<SalesOrder>
+            = order::GetSalesOrders(GetSalesOrdersPath { id_set })
+            .map(|a| a.response);
+        /// Goods-out notes by id (`GET /warehouse-service/order/*/goods-note/goods-out/{idSet}`).
+        pub fn goods_out_notes(MAX_GOODS_OUT_NOTE_IDS, Never) -> BTreeMap<String, GoodsOutNote>
+            = warehouse::GetGoodsOutNotes(GetGoodsOutNotesPath {
+                goods_out_note_id_set, order_id_set: "*".to_owned()
+            })
+            .map(|a| a.response);
+        /// Every goods-out note of these orders, by id
+        /// (`GET /warehouse-service/order/{idSet}/goods-note/goods-out`).
+        pub fn goods_out_notes_for_orders(MAX_ORDER_IDS, Never) -> BTreeMap<String, GoodsOutNote>
+            = warehouse::GetGoodsOutNotesForOrders(GetGoodsOutNotesForOrdersPath { order_id_set })
+            .map(|a| a.response);
+        /// Webhooks by id (`GET /integration-service/webhook/{idSet}`), sorted by id (every
+        /// webhook: the generated `list_webhooks`).
+        pub fn webhooks_by_id(MAX_OTHER_IDS, Never) -> Vec<Webhook>
+            = integration::GetWebhooks(GetWebhooksPath { id_set })
+            .map(|a| a.response).sort_by(id);
+    }
+
+    /// Stock of bundles by product id (`GET /warehouse-service/bundle-availability/{id}`):
+    /// `onHand` per warehouse holding every component, and in total, asked as the client's
+    /// [`BundleAvailabilityMode`] says. Ids that are not bundles are absent.
+    pub async fn bundle_availability(
+        &self,
+        ids: &[u64],
+    ) -> Result<BTreeMap<String, BundleAvailability>> {
+        let mode = self.inner.bundle_mode;
+        self.bundle_availability_with(ids, mode).await
+    }
+
+    /// [`Self::bundle_availability`] with the mode given per call.
+    pub async fn bundle_availability_with(
+        &self,
+        ids: &[u64],
+        mode: BundleAvailabilityMode,
+    ) -> Result<BTreeMap<String, BundleAvailability>> {
+        use warehouse::{GetBundleAvailabilityPath, operations::GetBundleAvailability};
+        let max = match mode {
+            BundleAvailabilityMode::PerId => 1,
+            BundleAvailabilityMode::IdSets => MAX_OTHER_IDS,
+        };
+        let path = |account, id_set| GetBundleAvailabilityPath { account, id_set };
+        let answers = self.read::<GetBundleAvailability>(ids, max, Split::Singly, path);
         Ok(answers
             .await?
             .into_iter()
-            .flat_map(|a| a.get_uris.unwrap_or_default())
+            .flat_map(|a| a.response)
             .collect())
     }
 
-    /// The product with exactly this SKU: `GET /product-service/product-search?SKU=…` then
-    /// the product GET. `None` when no product has it.
+    /// Product prices (`GET /product-service/product-price/{idSet}[/price-list/{id}]`), in
+    /// every price list or in `price_list`, sorted by product id.
+    pub async fn product_prices(
+        &self,
+        ids: &[u64],
+        price_list: Option<u64>,
+    ) -> Result<Vec<ProductPrice>> {
+        use product::{
+            GetProductPricesForPriceListsPath, operations::GetProductPricesForPriceLists,
+        };
+        let Some(list) = price_list else {
+            return self.prices(ids).await;
+        };
+        let path = move |account, id_set| GetProductPricesForPriceListsPath {
+            account,
+            id_set,
+            price_list_id_set: list.to_string(),
+        };
+        let answers =
+            self.read::<GetProductPricesForPriceLists>(ids, MAX_OTHER_IDS, Split::Never, path);
+        let mut prices: Vec<_> = answers
+            .await?
+            .into_iter()
+            .flat_map(|a| a.response)
+            .collect();
+        prices.sort_by_key(|p| p.product_id);
+        Ok(prices)
+    }
+
+    /// The product with exactly this SKU (a product search, then the product GET); `None`
+    /// when no product has it.
     pub async fn product_by_sku(&self, sku: &str) -> Result<Option<Product>> {
-        let query = SearchQuery::new()
-            .filter("SKU", sku)
-            .columns(["productId", "SKU"]);
+        let query = SearchQuery::new().filter("SKU", sku);
+        let query = query.columns(["productId", "SKU"]);
         let rows: Vec<ProductRow> = self.search_all(SearchResource::Products, query).await?;
         let Some(row) = rows.into_iter().find(|r| r.sku.as_deref() == Some(sku)) else {
             return Ok(None);
@@ -124,495 +258,84 @@ impl Client {
         Ok(self.products(&[row.product_id]).await?.into_iter().next())
     }
 
-    /// Stock per product: `GET /warehouse-service/product-availability/{idSet}`, chunks of 100.
-    /// Keyed by product id (as a string); products without figures are absent.
-    ///
-    /// One unknown or invalid id makes Brightpearl fail the whole call with 400; such a chunk
-    /// is bisected until the bad ids are isolated, and those are left out (logged).
-    pub async fn availability(
-        &self,
-        product_ids: &[u64],
-    ) -> Result<BTreeMap<String, ProductAvailability>> {
-        let fetch = |client: Client, account, id_set| async move {
-            let path = warehouse::GetProductAvailabilityPath { account, id_set };
-            Ok(client
-                .get_product_availability(&path, &warehouse::GetProductAvailabilityQuery::default())
-                .await?
-                .response)
-        };
-        self.by_id(product_ids.to_vec(), MAX_OTHER_IDS, true, fetch)
-            .await
-    }
-
-    /// Stock of bundles: `GET /warehouse-service/bundle-availability/{id}`, asked as the
-    /// client's [`BundleAvailabilityMode`] says (default: one request per id, see
-    /// [`ClientBuilder::bundle_availability_mode`](crate::ClientBuilder::bundle_availability_mode)).
-    /// Keyed by product id (as a string). Bundles are never stock-tracked, so
-    /// [`availability`](Self::availability) leaves them out; this is where their stock comes
-    /// from: `onHand` only, per warehouse that holds every component, and in total. Ids that are
-    /// not bundles (`404 CMNC-404`) are absent.
-    ///
-    /// ```no_run
-    /// # async fn demo(client: brightpearl_client::Client) -> Result<(), brightpearl_client::Error> {
-    /// let stock = client.bundle_availability(&[1013, 1020]).await?; // two requests
-    /// let on_hand = stock.get("1013").and_then(|b| b.total.as_ref()).map(|t| t.on_hand);
-    /// # let _ = on_hand; Ok(()) }
-    /// ```
-    pub async fn bundle_availability(
-        &self,
-        product_ids: &[u64],
-    ) -> Result<BTreeMap<String, BundleAvailability>> {
-        self.bundle_availability_with(product_ids, self.inner.bundle_availability_mode)
-            .await
-    }
-
-    /// [`bundle_availability`](Self::bundle_availability) with the mode given per call. A
-    /// chunk Brightpearl refuses with 400 is asked again one id at a time.
-    pub async fn bundle_availability_with(
-        &self,
-        product_ids: &[u64],
-        mode: BundleAvailabilityMode,
-    ) -> Result<BTreeMap<String, BundleAvailability>> {
-        let per_request = match mode {
-            BundleAvailabilityMode::PerId => 1,
-            BundleAvailabilityMode::IdSets => MAX_OTHER_IDS,
-        };
-        tracing::debug!(target: "brightpearl_client", ids = product_ids.len(), ?mode, "fetching bundle availability");
-        let fetch = |client: Client, account, id_set| async move {
-            let path = warehouse::GetBundleAvailabilityPath { account, id_set };
-            Ok(client.get_bundle_availability(&path).await?.response)
-        };
-        self.by_id(product_ids.to_vec(), per_request, false, fetch)
-            .await
-    }
-
-    /// Maps keyed by id for `ids`, in ID-set chunks of `per_request` ids, `concurrency` at a
-    /// time; `fetch(client, account, id_set)` asks for one chunk. A chunk Brightpearl refuses
-    /// with 400 (one bad id fails the whole call) is asked again split, in halves when
-    /// `bisect`, else one id at a time; an id refused alone is left out (logged).
-    fn by_id<T, F, Fut>(
-        &self,
-        ids: Vec<u64>,
-        per_request: usize,
-        bisect: bool,
-        fetch: F,
-    ) -> BoxFuture<'static, Result<BTreeMap<String, T>>>
-    where
-        T: Send + 'static,
-        F: Fn(Client, String, String) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = Result<BTreeMap<String, T>>> + Send + 'static,
-    {
-        let client = self.clone();
-        Box::pin(async move {
-            let chunks = IdSet::from_ids(ids).chunks(per_request, client.inner.max_id_set_chars);
-            // Collected first, so the future stays `Send` for every lifetime.
-            let calls: Vec<_> = chunks
-                .into_iter()
-                .map(|chunk| {
-                    let (client, fetch) = (client.clone(), fetch.clone());
-                    async move {
-                        let answer = fetch(client.clone(), client.inner.account.clone(), chunk.to_string());
-                        match found(answer.await) {
-                            Ok(map) => Ok(map.unwrap_or_default()),
-                            Err(e) if e.status() == Some(StatusCode::BAD_REQUEST) => {
-                                let ids: Vec<u64> = chunk.iter().collect();
-                                if let [id] = ids[..] {
-                                    tracing::warn!(target: "brightpearl_client", id, error = %e, "refused for this id; left out");
-                                    return Ok(BTreeMap::new());
-                                }
-                                tracing::warn!(target: "brightpearl_client", ids = %chunk, error = %e, "an ID set was refused; asking again split");
-                                let per_request = if bisect { ids.len().div_ceil(2) } else { 1 };
-                                client.by_id(ids, per_request, bisect, fetch).await
-                            }
-                            Err(e) => Err(e),
-                        }
-                    }
-                })
-                .collect();
-            let maps: Vec<BTreeMap<String, T>> = futures::stream::iter(calls)
-                .buffer_unordered(client.inner.concurrency)
-                .try_collect()
-                .await?;
-            Ok(maps.into_iter().flatten().collect())
-        })
-    }
-
-    /// Every price list: `GET /product-service/price-list`.
-    pub async fn price_lists(&self) -> Result<Vec<PriceList>> {
-        let account = self.account().to_owned();
-        let path = product::ListPriceListsPath { account };
-        Ok(or_empty(self.list_price_lists(&path).await)?.response)
-    }
-
-    /// Product prices: `GET /product-service/product-price/{idSet}[/price-list/{priceListId}]`,
-    /// chunks of 100. `404 CMNC-404` ("No Product Prices Found") is an empty result.
-    pub async fn product_prices(
-        &self,
-        product_ids: &[u64],
-        price_list: Option<u64>,
-    ) -> Result<Vec<ProductPrice>> {
-        let chunks = self.get_chunked(
-            product_ids,
-            MAX_OTHER_IDS,
-            |client, account, id_set| async move {
-                let answer = match price_list {
-                    None => {
-                        let path = product::GetProductPricesPath { account, id_set };
-                        client.get_product_prices(&path).await
-                    }
-                    Some(list) => {
-                        let price_list_id_set = list.to_string();
-                        let path = product::GetProductPricesForPriceListsPath {
-                            account,
-                            id_set,
-                            price_list_id_set,
-                        };
-                        client.get_product_prices_for_price_lists(&path).await
-                    }
-                };
-                Ok(answer?.response)
-            },
-        );
-        let mut prices: Vec<ProductPrice> = chunks.await?.into_iter().flatten().collect();
-        prices.sort_by_key(|p| p.product_id);
-        Ok(prices)
-    }
-
-    /// Contacts by id: `GET /contact-service/contact/{idSet}`, chunks of 100. Unknown ids
-    /// (`CMNC-404`) are left out.
-    pub async fn contacts(&self, ids: &[u64]) -> Result<Vec<Contact>> {
-        let chunks = self.get_chunked(ids, MAX_OTHER_IDS, |client, account, id_set| async move {
-            let path = contact::GetContactsPath { account, id_set };
-            Ok(client
-                .get_contacts(&path, &contact::GetContactsQuery::default())
-                .await?
-                .response)
-        });
-        let mut contacts: Vec<Contact> = chunks.await?.into_iter().flatten().collect();
-        contacts.sort_by_key(|c| c.contact_id);
-        Ok(contacts)
-    }
-
-    /// Contacts whose primary e-mail is exactly `email` (ignoring ASCII case and surrounding
-    /// blanks): `GET /contact-service/contact-search?primaryEmail=…`. Brightpearl matches
-    /// partially, so the rows are filtered here.
+    /// Contacts whose primary e-mail is exactly `email`, ignoring ASCII case and surrounding
+    /// blanks: Brightpearl's `primaryEmail` search matches partially.
     pub async fn find_contacts_by_email(&self, email: &str) -> Result<Vec<ContactRow>> {
         let wanted = email.trim();
         if wanted.is_empty() {
-            let op = &contact::operations::SEARCH_CONTACTS;
-            return Err(Error::invalid(op.id, "empty e-mail address"));
+            let op = contact::operations::SEARCH_CONTACTS.id;
+            return Err(Error::invalid(op, "empty e-mail address"));
         }
-        let query = SearchQuery::new().filter("primaryEmail", wanted).columns([
-            "contactId",
-            "primaryEmail",
-            "firstName",
-            "lastName",
-        ]);
-        let rows: Vec<ContactRow> = self.search_all(SearchResource::Contacts, query).await?;
-        Ok(rows
-            .into_iter()
-            .filter(|r| {
-                r.primary_email
-                    .as_deref()
-                    .is_some_and(|e| e.trim().eq_ignore_ascii_case(wanted))
-            })
-            .collect())
+        let query = SearchQuery::new().filter("primaryEmail", wanted);
+        let query = query.columns(["contactId", "primaryEmail", "firstName", "lastName"]);
+        let mut rows: Vec<ContactRow> = self.search_all(SearchResource::Contacts, query).await?;
+        rows.retain(|r| {
+            let email = r.primary_email.as_deref().unwrap_or_default();
+            email.trim().eq_ignore_ascii_case(wanted)
+        });
+        Ok(rows)
     }
 
-    /// Creates a postal address: `POST /contact-service/postal-address`; returns its id.
-    pub async fn create_postal_address(&self, address: &PostalAddressRequest) -> Result<i64> {
-        let account = self.account().to_owned();
-        let path = contact::CreatePostalAddressPath { account };
-        let created = ContactApi::create_postal_address(self, &path, address);
-        Ok(created.await?.response)
-    }
-
-    /// Creates a contact: `POST /contact-service/contact`; returns its id.
-    pub async fn create_contact(&self, contact: &ContactRequest) -> Result<i64> {
-        let account = self.account().to_owned();
-        let path = contact::CreateContactPath { account };
-        Ok(ContactApi::create_contact(self, &path, contact)
-            .await?
-            .response)
-    }
-
-    /// Creates the postal address, then the contact using it as default, billing and delivery
-    /// address (unless `contact.post_address_ids` is already set).
+    /// Creates the postal address, then the contact with it as default, billing and delivery
+    /// address (unless `contact.post_address_ids` is set): Brightpearl links addresses by id.
     pub async fn create_contact_with_address(
         &self,
         mut contact: ContactRequest,
         address: &PostalAddressRequest,
     ) -> Result<NewContact> {
-        let address_id = self.create_postal_address(address).await?;
-        if contact.post_address_ids.is_none() {
-            contact.post_address_ids = Some(PostAddressIds {
-                def: Some(address_id),
-                bil: Some(address_id),
-                del: Some(address_id),
-            });
-        }
-        let contact_id = self.create_contact(&contact).await?;
+        let account = self.account().to_owned();
+        let path = contact::CreatePostalAddressPath { account };
+        let address_id = self.create_postal_address(&path, address).await?.response;
+        let id = Some(address_id);
+        let ids = contact::PostAddressIds {
+            def: id,
+            bil: id,
+            del: id,
+        };
+        contact.post_address_ids.get_or_insert(ids);
+        let path = contact::CreateContactPath {
+            account: path.account,
+        };
+        let contact_id = self.create_contact(&path, &contact).await?.response;
         Ok(NewContact {
             contact_id,
             address_id,
         })
     }
 
-    /// Creates a sales order with its rows: `POST /order-service/sales-order`; returns its id.
-    /// Not retried on ambiguous failures: search `externalRef` before creating again.
-    pub async fn create_sales_order(&self, order: &SalesOrderRequest) -> Result<i64> {
-        let account = self.account().to_owned();
-        let path = order::CreateSalesOrderPath { account };
-        Ok(OrderApi::create_sales_order(self, &path, order)
-            .await?
-            .response)
-    }
-
-    /// Orders by id (nested shape): `GET /order-service/order/{idSet}`, chunks of 200.
-    pub async fn orders(&self, ids: &[u64]) -> Result<Vec<Order>> {
-        let chunks = self.get_chunked(ids, MAX_ORDER_IDS, |client, account, id_set| async move {
-            let path = order::GetOrdersPath { account, id_set };
-            Ok(client
-                .get_orders(&path, &order::GetOrdersQuery::default())
-                .await?
-                .response)
-        });
-        let mut orders: Vec<Order> = chunks.await?.into_iter().flatten().collect();
-        orders.sort_by_key(|o| o.id);
-        Ok(orders)
-    }
-
-    /// The GET URIs Brightpearl proposes for these orders: `OPTIONS /order-service/order/{idSet}`.
-    ///
-    /// Each URI is relative to the order service (`/order/10001-10200,10250`), compacted into
-    /// ranges and sized to the 200-order GET limit; ids that do not exist are left out (so this
-    /// also tells which orders exist). No URIs (or `404 CMNC-404`) means none exists; no ids sends
-    /// nothing and returns nothing. A long ID set is split by URI length only; the URIs come back
-    /// in ascending id order.
-    ///
-    /// ```no_run
-    /// # async fn demo(client: brightpearl_client::Client) -> Result<(), brightpearl_client::Error> {
-    /// let uris = client.order_uris(&[10001, 10002, 10005, 99_999]).await?;
-    /// assert_eq!(uris, ["/order/10001-10002,10005"]); // when 99999 does not exist
-    /// # Ok(()) }
-    /// ```
-    pub async fn order_uris(&self, ids: &[u64]) -> Result<Vec<String>> {
-        let answers = self.get_chunked(ids, usize::MAX, |client, account, id_set| async move {
-            let path = order::GetOrderUrisPath { account, id_set };
-            Ok(client.get_order_uris(&path).await?.response)
-        });
-        Ok(answers
-            .await?
-            .into_iter()
-            .flat_map(|a| a.get_uris.unwrap_or_default())
-            .collect())
-    }
-
-    /// Sales orders by id (flat shape): `GET /order-service/sales-order/{idSet}`, chunks of 200.
-    pub async fn sales_orders(&self, ids: &[u64]) -> Result<Vec<SalesOrder>> {
-        let chunks = self.get_chunked(ids, MAX_ORDER_IDS, |client, account, id_set| async move {
-            let path = order::GetSalesOrdersPath { account, id_set };
-            Ok(client.get_sales_orders(&path).await?.response)
-        });
-        Ok(chunks.await?.into_iter().flatten().collect())
-    }
-
-    /// Sets an order's status: `PUT /order-service/order/{id}/status`.
-    pub async fn update_order_status(
-        &self,
-        order_id: u64,
-        update: &OrderStatusUpdate,
-    ) -> Result<()> {
-        let path = order::UpdateOrderStatusPath {
-            account: self.account().to_owned(),
-            order_id: path_id(order::operations::UPDATE_ORDER_STATUS.id, order_id)?,
-        };
-        OrderApi::update_order_status(self, &path, update)
-            .await
-            .map(drop)
-    }
-
-    /// Every order status of the account (`statusId`, `name`, `orderTypeCode`, `sortOrder`, …),
-    /// as Brightpearl lists them: `GET /order-service/order-status`. Used to map Brightpearl
-    /// statuses to Norce ones and to find the id for [`update_order_status`](Self::update_order_status).
-    /// `CMNC-404` is an empty list.
-    pub async fn order_statuses(&self) -> Result<Vec<OrderStatus>> {
-        let account = self.account().to_owned();
-        let path = order::ListOrderStatusesPath { account };
-        Ok(or_empty(self.list_order_statuses(&path).await)?.response)
-    }
-
-    /// Every order shipping status (`id`, `code` such as `NST`, `SNS`, `SPS`, `ASS`,
-    /// `description`): `GET /order-service/order-shipping-status`. The ids are those of the
-    /// `orderShippingStatusId` search column. `CMNC-404` is an empty list.
-    pub async fn order_shipping_statuses(&self) -> Result<Vec<OrderShippingStatus>> {
-        let account = self.account().to_owned();
-        let path = order::ListOrderShippingStatusesPath { account };
-        Ok(or_empty(self.list_order_shipping_statuses(&path).await)?.response)
-    }
-
-    /// Goods-out notes by their ids: `GET /warehouse-service/order/*/goods-note/goods-out/{idSet}`,
-    /// chunks of 500. Keyed by GON id (as a string).
-    pub async fn goods_out_notes(&self, ids: &[u64]) -> Result<BTreeMap<String, GoodsOutNote>> {
-        let chunks = self.get_chunked(
-            ids,
-            MAX_GOODS_OUT_NOTE_IDS,
-            |client, account, id_set| async move {
-                let order_id_set = "*".to_owned();
-                let path = warehouse::GetGoodsOutNotesPath {
-                    account,
-                    order_id_set,
-                    goods_out_note_id_set: id_set,
-                };
-                Ok(client.get_goods_out_notes(&path).await?.response)
-            },
-        );
-        Ok(chunks.await?.into_iter().flatten().collect())
-    }
-
-    /// Every goods-out note of these orders: `GET /warehouse-service/order/{idSet}/goods-note/goods-out`,
-    /// chunks of 200 orders.
-    pub async fn goods_out_notes_for_orders(
-        &self,
-        order_ids: &[u64],
-    ) -> Result<BTreeMap<String, GoodsOutNote>> {
-        let chunks = self.get_chunked(
-            order_ids,
-            MAX_ORDER_IDS,
-            |client, account, order_id_set| async move {
-                let path = warehouse::GetGoodsOutNotesForOrdersPath {
-                    account,
-                    order_id_set,
-                };
-                Ok(client.get_goods_out_notes_for_orders(&path).await?.response)
-            },
-        );
-        Ok(chunks.await?.into_iter().flatten().collect())
-    }
-
-    /// Every warehouse of the account, by id and name: `GET /warehouse-service/warehouse`.
-    /// `CMNC-404` is an empty list.
-    pub async fn warehouses(&self) -> Result<Vec<NamedItem>> {
-        let account = self.account().to_owned();
-        let path = warehouse::ListWarehousesPath { account };
-        Ok(or_empty(self.list_warehouses(&path).await)?.response)
-    }
-
-    /// Every shipping method of the account, by id and name (the `shippingMethodId` of orders
-    /// and goods-out notes): `GET /warehouse-service/shipping-method`. Used to map Brightpearl
-    /// shipping methods to Norce delivery methods and nShift services. `CMNC-404` is an empty list.
-    pub async fn shipping_methods(&self) -> Result<Vec<NamedItem>> {
-        let account = self.account().to_owned();
-        let path = warehouse::ListShippingMethodsPath { account };
-        Ok(or_empty(self.list_shipping_methods(&path).await)?.response)
-    }
-
-    /// Every webhook: `GET /integration-service/webhook` (`CMNC-404` is an empty list).
-    pub async fn webhooks(&self) -> Result<Vec<Webhook>> {
-        let account = self.account().to_owned();
-        let path = integration::ListWebhooksPath { account };
-        Ok(or_empty(self.list_webhooks(&path).await)?.response)
-    }
-
-    /// Webhooks by id: `GET /integration-service/webhook/{idSet}`, chunks of 100, sorted by id.
-    /// Unknown ids are left out; when none exists Brightpearl answers `404 CMNC-404` ("No webhooks
-    /// available in ID Set …"), which is an empty list. No ids sends nothing and returns nothing
-    /// (use [`webhooks`](Self::webhooks) for every subscription).
-    pub async fn webhooks_by_id(&self, ids: &[u64]) -> Result<Vec<Webhook>> {
-        let chunks = self.get_chunked(ids, MAX_OTHER_IDS, |client, account, id_set| async move {
-            let path = integration::GetWebhooksPath { account, id_set };
-            Ok(client.get_webhooks(&path).await?.response)
-        });
-        let mut webhooks: Vec<Webhook> = chunks.await?.into_iter().flatten().collect();
-        webhooks.sort_by_key(|w| w.id);
-        Ok(webhooks)
-    }
-
-    /// Subscribes a webhook: `POST /integration-service/webhook`; returns its id.
-    pub async fn create_webhook(&self, webhook: &WebhookRequest) -> Result<i64> {
-        let account = self.account().to_owned();
-        let path = integration::CreateWebhookPath { account };
-        Ok(IntegrationApi::create_webhook(self, &path, webhook)
-            .await?
-            .response)
-    }
-
-    /// Replaces a webhook subscription with `webhook` (every field; POST and PUT hooks need
-    /// `bodyTemplate` and `contentType`): `PUT /integration-service/webhook/{id}`. Brightpearl
-    /// answers `{}`. An unknown id is an error here ([`Error::Api`], `404 CMNC-404`), not an
-    /// empty result; an event that cannot be subscribed to is `400 INTC-064`.
-    pub async fn update_webhook(&self, id: u64, webhook: &WebhookRequest) -> Result<()> {
-        let path = integration::UpdateWebhookPath {
-            account: self.account().to_owned(),
-            webhook_id: path_id(integration::operations::UPDATE_WEBHOOK.id, id)?,
-        };
-        IntegrationApi::update_webhook(self, &path, webhook)
-            .await
-            .map(drop)
-    }
-
-    /// Deletes a webhook: `DELETE /integration-service/webhook/{id}`.
-    pub async fn delete_webhook(&self, id: u64) -> Result<()> {
-        let path = integration::DeleteWebhookPath {
-            account: self.account().to_owned(),
-            webhook_id: path_id(integration::operations::DELETE_WEBHOOK.id, id)?,
-        };
-        IntegrationApi::delete_webhook(self, &path).await.map(drop)
-    }
-
-    /// Makes Brightpearl call a webhook now with test data: `POST
-    /// /integration-service/webhook/{id}/simulate`. `request.test_data` gives the template
-    /// variables by name (`${resource-id}`, `${resource-type}`, `${lifecycle-event}`, …).
-    /// Brightpearl answers `{}`; an unknown id is an error ([`Error::Api`], `404 CMNC-404`).
-    ///
-    /// `${resource-id}` is an ID set of at most 10 ids ([`MAX_SIMULATE_IDS`]): more, or text
-    /// that is not an ID set, is refused here (a [`client_core::Failure::InvalidRequest`]
-    /// naming the field) before anything is sent. It is sent in canonical form (`5,1-3` becomes
-    /// `1-3,5`).
-    ///
-    /// ```no_run
-    /// # async fn demo(client: brightpearl_client::Client) -> Result<(), brightpearl_client::Error> {
-    /// use brightpearl_client::models::integration::WebhookSimulateRequest;
-    /// let test_data = [("${resource-type}", "product"), ("${resource-id}", "1001-1005,1010"), ("${lifecycle-event}", "modified")];
-    /// let request = WebhookSimulateRequest {
-    ///     test_data: test_data.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
-    /// };
-    /// client.simulate_webhook(12, &request).await?;
-    /// # Ok(()) }
-    /// ```
+    /// Makes Brightpearl call webhook `id` now with `request.test_data`
+    /// (`POST /integration-service/webhook/{id}/simulate`). `${resource-id}` must be an ID set
+    /// of at most [`MAX_SIMULATE_IDS`] ids, else nothing is sent (an invalid-request failure
+    /// naming it); it is sent in canonical form (`5,1-3` becomes `1-3,5`).
     pub async fn simulate_webhook(&self, id: u64, request: &WebhookSimulateRequest) -> Result<()> {
-        let op = integration::operations::SIMULATE_WEBHOOK.id;
+        let invalid = |reason| Error::invalid(integration::operations::SIMULATE_WEBHOOK.id, reason);
+        let webhook_id =
+            i64::try_from(id).map_err(|_| invalid(format!("id {id} is not a Brightpearl id")))?;
         let mut request = request.clone();
         if let Some(ids) = request.test_data.get_mut(RESOURCE_ID_VAR) {
-            let set = IdSet::parse(ids).map_err(|e| {
-                Error::invalid(
-                    op,
-                    format!("testData `{RESOURCE_ID_VAR}` is not an ID set: {e}"),
-                )
-            })?;
+            let field = format!("testData `{RESOURCE_ID_VAR}`");
+            let not_a_set = |e: IdSetError| invalid(format!("{field} is not an ID set: {}", e.0));
+            let set: IdSet = ids.parse().map_err(not_a_set)?;
             if set.len() > MAX_SIMULATE_IDS as u64 {
-                return Err(Error::invalid(
-                    op,
-                    format!(
-                        "testData `{RESOURCE_ID_VAR}` names {} ids; a webhook simulation takes at most {MAX_SIMULATE_IDS}",
-                        set.len()
-                    ),
-                ));
+                let n = set.len();
+                return Err(invalid(format!(
+                    "{field} names {n} ids; a webhook simulation takes at most {MAX_SIMULATE_IDS}"
+                )));
             }
             *ids = set.to_string();
         }
+        let account = self.account().to_owned();
         let path = integration::SimulateWebhookPath {
-            account: self.account().to_owned(),
-            webhook_id: path_id(op, id)?,
+            account,
+            webhook_id,
         };
         IntegrationApi::simulate_webhook(self, &path, &request)
             .await
             .map(drop)
     }
 
-    /// Runs up to 10 writes in one call (counted once by the throttle):
-    /// `POST /multi-message`. More than 10 messages is [`Error::TooManyMessages`]; the
-    /// per-message outcomes (HTTP 200 or 207) are returned as data.
+    /// Runs 1 to 10 writes in one call, counted once by the throttle (`POST /multi-message`);
+    /// more is [`Error::TooManyMessages`]. The per-message outcomes are data.
     pub async fn multi_message(&self, request: &MultiMessageRequest) -> Result<MultiMessageResult> {
         let count = request.messages.len();
         if count > MAX_MULTI_MESSAGES {

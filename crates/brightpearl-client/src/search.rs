@@ -1,15 +1,16 @@
-//! Resource search: a typed query builder, pages, a paging stream and typed rows.
+//! Resource search: the query builder, pages with their reference maps, the paging stream and
+//! typed rows (decoded by column name).
 
 use std::collections::BTreeMap;
 
 use brightpearl_models::common::{SearchEnvelope, SearchMetaData, SearchResults};
 use brightpearl_models::{contact, order, product, warehouse};
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
 use models_runtime::OperationInfo;
 use serde::de::DeserializeOwned;
 
-use crate::client::{Client, decode, found};
-use crate::error::Result;
+use crate::client::{Client, decode};
+use crate::error::{NothingFound as _, Result};
 
 /// The operation of a search of [`SearchResource::Other`].
 static OTHER_SEARCH: OperationInfo = OperationInfo {
@@ -21,7 +22,7 @@ static OTHER_SEARCH: OperationInfo = OperationInfo {
     response_media_type: Some("application/json"),
 };
 
-/// A searchable resource and its path.
+/// A searchable resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SearchResource {
@@ -52,26 +53,12 @@ impl SearchResource {
         }
     }
 
-    /// The path relative to `/public-api/{account}` (the generated operation's).
-    pub fn path(&self) -> &'static str {
+    /// The path of this search in `account` (a code of letters, digits, `-` and `_`, so
+    /// nothing to encode).
+    fn path_in(&self, account: &str) -> String {
         match self {
-            Self::Other(path) => path,
-            known => known
-                .operation()
-                .path
-                .trim_start_matches("/public-api/{account}"),
-        }
-    }
-
-    /// The path of this search in `account`.
-    fn path_in(&self, account: String) -> String {
-        match self {
-            Self::Products => product::SearchProductsPath { account }.to_path(),
-            Self::Contacts => contact::SearchContactsPath { account }.to_path(),
-            Self::Orders => order::SearchOrdersPath { account }.to_path(),
-            Self::SalesOrders => order::SearchSalesOrdersPath { account }.to_path(),
-            Self::GoodsOutNotes => warehouse::SearchGoodsOutNotesPath { account }.to_path(),
             Self::Other(path) => format!("/public-api/{account}{path}"),
+            known => known.operation().path.replace("{account}", account),
         }
     }
 }
@@ -85,7 +72,7 @@ pub enum SortDirection {
     Desc,
 }
 
-/// A search: filters (by column name, in Brightpearl's syntax, e.g. `updatedOn=2024-01-01T00:00:00Z/`),
+/// A search: filters by column name in Brightpearl's syntax (`updatedOn=2024-01-01T00:00:00Z/`),
 /// returned columns, sort, page size and first result.
 ///
 /// ```
@@ -101,7 +88,8 @@ pub enum SortDirection {
 pub struct SearchQuery {
     filters: Vec<(String, String)>,
     columns: Vec<String>,
-    sort: Vec<(String, SortDirection)>,
+    /// Column and `ASC` / `DESC`.
+    sort: Vec<(String, &'static str)>,
     page_size: Option<u32>,
     first_result: Option<u64>,
 }
@@ -125,17 +113,17 @@ impl SearchQuery {
     }
 
     /// The columns to return, in this order.
-    pub fn columns<I, S>(mut self, columns: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
+    pub fn columns(mut self, columns: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.columns = columns.into_iter().map(Into::into).collect();
         self
     }
 
     /// Adds a sort criterion.
     pub fn sort(mut self, column: impl Into<String>, direction: SortDirection) -> Self {
+        let direction = match direction {
+            SortDirection::Asc => "ASC",
+            SortDirection::Desc => "DESC",
+        };
         self.sort.push((column.into(), direction));
         self
     }
@@ -155,30 +143,19 @@ impl SearchQuery {
     /// The query pairs, in a stable order.
     pub fn to_query(&self) -> Vec<(String, String)> {
         let mut out = self.filters.clone();
+        let mut add = |name: &str, value: String| out.push((name.into(), value));
         if !self.columns.is_empty() {
-            out.push(("columns".into(), self.columns.join(",")));
+            add("columns", self.columns.join(","));
         }
         if !self.sort.is_empty() {
-            let sort: Vec<String> = self
-                .sort
-                .iter()
-                .map(|(c, d)| {
-                    format!(
-                        "{c}.{}",
-                        match d {
-                            SortDirection::Asc => "ASC",
-                            SortDirection::Desc => "DESC",
-                        }
-                    )
-                })
-                .collect();
-            out.push(("sort".into(), sort.join(",")));
+            let sort: Vec<String> = self.sort.iter().map(|(c, d)| format!("{c}.{d}")).collect();
+            add("sort", sort.join(","));
         }
         if let Some(n) = self.page_size {
-            out.push(("pageSize".into(), n.to_string()));
+            add("pageSize", n.to_string());
         }
         if let Some(n) = self.first_result {
-            out.push(("firstResult".into(), n.to_string()));
+            add("firstResult", n.to_string());
         }
         out
     }
@@ -189,8 +166,8 @@ impl SearchQuery {
 pub struct SearchPage {
     /// Rows and metadata.
     pub results: SearchResults,
-    /// Reference data: name → id → value. Values are any JSON: labels in most maps
-    /// (`orderStatusNames`: id → name), arrays of ids in others (`productCategoryMembership`).
+    /// Reference data: name → id → value; labels in most maps (`orderStatusNames`), arrays of
+    /// ids in others (`productCategoryMembership`).
     pub reference: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
 }
 
@@ -202,20 +179,13 @@ impl SearchPage {
 
     /// Whether another page follows (`morePagesAvailable`).
     pub fn more_pages(&self) -> bool {
-        self.meta()
-            .and_then(|m| m.more_pages_available)
-            .unwrap_or(false)
+        self.meta().and_then(|m| m.more_pages_available) == Some(true)
     }
 
     /// `firstResult` of the next page (`lastResult + 1`), if another page follows.
     pub fn next_first_result(&self) -> Option<u64> {
-        if !self.more_pages() {
-            return None;
-        }
-        self.meta()
-            .and_then(|m| m.last_result)
-            .and_then(|l| u64::try_from(l).ok())
-            .map(|l| l + 1)
+        let last = self.meta()?.last_result.and_then(|l| u64::try_from(l).ok());
+        last.filter(|_| self.more_pages()).map(|l| l + 1)
     }
 
     /// Number of rows in this page.
@@ -233,37 +203,37 @@ impl SearchPage {
         Ok(self.results.decode_rows()?)
     }
 
-    /// The label of `id` in the reference map `name` (e.g. `orderStatusNames`), when that
-    /// value is a string.
+    /// The label of `id` in the reference map `name` (e.g. `orderStatusNames`), when a string.
     pub fn reference_label(&self, name: &str, id: &str) -> Option<&str> {
         self.reference_value(name, id)?.as_str()
     }
 
-    /// The value of `id` in the reference map `name`, whatever its JSON type (product search's
-    /// `productCategoryMembership` holds arrays of category ids).
+    /// The value of `id` in the reference map `name`, whatever its JSON type.
     pub fn reference_value(&self, name: &str, id: &str) -> Option<&serde_json::Value> {
         self.reference.get(name)?.get(id)
     }
 }
 
 impl Client {
-    /// Runs one search page. A `404 CMNC-404` is an empty page.
+    /// Runs one search page; "nothing found" (`404 CMNC-404`) is an empty page.
     pub async fn search(
         &self,
         resource: SearchResource,
         query: &SearchQuery,
     ) -> Result<SearchPage> {
-        let path = resource.path_in(self.account().to_owned());
-        let request = self
-            .request(resource.operation(), &path, &query.to_query())
-            .await?;
-        let Some(response) = found(self.send(request).await)? else {
+        let (op, path) = (resource.operation(), resource.path_in(self.account()));
+        let request = self.request(op, &path, &query.to_query()).await?;
+        let Some(response) = self.send(request).await.found()? else {
             return Ok(SearchPage::default());
         };
-        let envelope: SearchEnvelope = decode(resource.operation().id, &response)?;
+        let SearchEnvelope {
+            response,
+            reference,
+        } = decode(op.id, &response)?;
+        let reference = reference.unwrap_or_default();
         Ok(SearchPage {
-            results: envelope.response,
-            reference: envelope.reference.unwrap_or_default(),
+            results: response,
+            reference,
         })
     }
 
@@ -279,15 +249,9 @@ impl Client {
             let client = client.clone();
             async move {
                 let query = state?;
-                match client.search(resource, &query).await {
-                    Ok(page) => {
-                        let next = page
-                            .next_first_result()
-                            .map(|first| query.clone().first_result(first));
-                        Some((Ok(page), next))
-                    }
-                    Err(e) => Some((Err(e), None)),
-                }
+                let page = client.search(resource, &query).await;
+                let next = page.as_ref().ok().and_then(SearchPage::next_first_result);
+                Some((page, next.map(|first| query.first_result(first))))
             }
         })
     }
@@ -298,7 +262,6 @@ impl Client {
         resource: SearchResource,
         query: SearchQuery,
     ) -> Result<Vec<T>> {
-        use futures::StreamExt as _;
         let mut pages = std::pin::pin!(self.search_pages(resource, query));
         let mut rows = Vec::new();
         while let Some(page) = pages.next().await {
@@ -310,73 +273,61 @@ impl Client {
 
 /// A `product-search` row (ask for these columns, or more).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct ProductRow {
     /// Product id.
-    #[serde(rename = "productId")]
     pub product_id: u64,
     /// SKU.
-    #[serde(rename = "SKU", default)]
+    #[serde(rename = "SKU")]
     pub sku: Option<String>,
     /// Product name.
-    #[serde(rename = "productName", default)]
     pub product_name: Option<String>,
-    /// Whether stock is tracked (column `stockTracked`). Bundles never are: their stock comes
-    /// from [`Client::bundle_availability`](crate::Client::bundle_availability).
-    #[serde(rename = "stockTracked", default)]
+    /// Whether stock is tracked; bundles never are (see [`Client::bundle_availability`]).
     pub stock_tracked: Option<bool>,
 }
 
 /// A `contact-search` row.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct ContactRow {
     /// Contact id.
-    #[serde(rename = "contactId")]
     pub contact_id: u64,
     /// Primary e-mail.
-    #[serde(rename = "primaryEmail", default)]
     pub primary_email: Option<String>,
     /// First name.
-    #[serde(rename = "firstName", default)]
     pub first_name: Option<String>,
     /// Last name.
-    #[serde(rename = "lastName", default)]
     pub last_name: Option<String>,
 }
 
 /// An `order-search` row.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct OrderRow {
     /// Order id.
-    #[serde(rename = "orderId")]
     pub order_id: u64,
     /// Order status id (label in the `orderStatusNames` reference map).
-    #[serde(rename = "orderStatusId", default)]
     pub order_status_id: Option<u64>,
     /// Customer contact id.
-    #[serde(rename = "contactId", default)]
     pub contact_id: Option<u64>,
     /// External reference (our order number).
-    #[serde(rename = "externalRef", default)]
     pub external_ref: Option<String>,
 }
 
 /// A `goods-out-search` row.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct GoodsOutNoteRow {
     /// Goods-out note id.
-    #[serde(rename = "goodsOutNoteId")]
     pub goods_out_note_id: u64,
     /// Order id.
-    #[serde(rename = "orderId", default)]
     pub order_id: Option<u64>,
     /// Whether it has shipped.
-    #[serde(default)]
     pub shipped: Option<bool>,
     /// When it shipped.
-    #[serde(rename = "shippedOn", default)]
     pub shipped_on: Option<String>,
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use auth_core::{BoxFuture, SecretString, StoreError, StoredTokens, TokenStore};
+use serde_json::Value;
 
 /// What token responses told us about the installation (never a token).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -15,58 +16,46 @@ pub struct Session {
     pub installation_instance_id: Option<String>,
 }
 
-/// Shared session state, optionally persisted next to the token store.
+/// The session shared by a client's clones, persisted in `file` when there is one (so a
+/// restart that reuses a stored access token still knows `api_domain`).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SessionCell {
-    pub(crate) state: Arc<RwLock<Session>>,
-    pub(crate) file: Option<PathBuf>,
+    state: Arc<RwLock<Session>>,
+    file: Option<PathBuf>,
 }
 
 impl SessionCell {
     pub(crate) fn load(file: Option<PathBuf>) -> Self {
-        let session = file
-            .as_ref()
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|data| serde_json::from_slice::<Session>(&data).ok())
-            .unwrap_or_default();
-        Self {
-            state: Arc::new(RwLock::new(session)),
-            file,
-        }
+        let stored = file.as_ref().and_then(|p| std::fs::read(p).ok());
+        let session = stored.and_then(|data| serde_json::from_slice(&data).ok());
+        let state = Arc::new(RwLock::new(session.unwrap_or_default()));
+        Self { state, file }
     }
 
     pub(crate) fn get(&self) -> Session {
         self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Applies the fields of a token response body.
+    /// Takes the session fields of a token response body.
     pub(crate) fn observe_token_body(&self, body: &[u8]) {
-        let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
+        let Ok(json) = serde_json::from_slice::<Value>(body) else {
             return;
         };
         let field = |name: &str| match json.get(name) {
-            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
         };
-        let (domain, instance) = (field("api_domain"), field("installation_instance_id"));
-        if domain.is_none() && instance.is_none() {
+        let mut session = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let before = session.clone();
+        session.api_domain = field("api_domain").or(session.api_domain.take());
+        let instance = field("installation_instance_id");
+        session.installation_instance_id = instance.or(session.installation_instance_id.take());
+        if *session == before {
             return;
         }
-        let snapshot = {
-            let mut session = self.state.write().unwrap_or_else(|p| p.into_inner());
-            let before = session.clone();
-            if domain.is_some() {
-                session.api_domain = domain;
-            }
-            if instance.is_some() {
-                session.installation_instance_id = instance;
-            }
-            if *session == before {
-                return;
-            }
-            session.clone()
-        };
+        let snapshot = session.clone();
+        drop(session);
         tracing::debug!(target: "brightpearl_client", api_domain = snapshot.api_domain.as_deref(), "token response: session updated");
         if let Some(path) = &self.file
             && let Ok(data) = serde_json::to_vec(&snapshot)
@@ -87,10 +76,8 @@ pub(crate) struct SeededStore {
 impl TokenStore for SeededStore {
     fn load(&self) -> BoxFuture<'_, Result<Option<StoredTokens>, StoreError>> {
         Box::pin(async move {
-            match self.inner.load().await? {
-                Some(stored) => Ok(Some(stored)),
-                None => Ok(self.initial.clone().map(StoredTokens::refresh_only)),
-            }
+            let stored = self.inner.load().await?;
+            Ok(stored.or_else(|| self.initial.clone().map(StoredTokens::refresh_only)))
         })
     }
 

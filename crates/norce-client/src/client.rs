@@ -1,4 +1,4 @@
-//! The client, its builder and the tower stack.
+//! The client, its builder and the tower stack (README, "Stack and tokens").
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,9 +11,13 @@ use crate::config::{Endpoints, Environment, Stage, resolve_scope};
 use crate::error::{Error, Norce};
 use crate::navigation::QueryNavigation;
 
-/// Builds a [`NorceClient`] from code ([`NorceClient::builder`]) or from `NORCE_*` settings
-/// ([`NorceClientBuilder::from_env`], [`NorceClientBuilder::from_settings`]). `Debug` never
-/// shows the secret.
+/// `value`, or `setting` is missing.
+fn need<T>(value: Option<T>, setting: &str, hint: &str) -> Result<T, SettingsError> {
+    value.ok_or_else(|| SettingsError::missing(setting, hint))
+}
+
+/// Builds a [`NorceClient`] from code ([`NorceClient::builder`]) or from the `NORCE_*`
+/// settings. `Debug` never shows the secret.
 #[derive(Clone, Debug, Default)]
 pub struct NorceClientBuilder {
     client_id: Option<String>,
@@ -38,35 +42,9 @@ impl NorceClientBuilder {
         Self::from_settings(&Settings::from_env())
     }
 
-    /// A builder filled from the `NORCE_*` settings (the table is in the crate README,
-    /// "Settings"). Every missing or malformed setting is an [`Error::Settings`] naming it.
-    ///
-    /// ```
-    /// use client_core::Settings;
-    /// let settings = Settings::from_pairs([("NORCE_CLIENT_ID", "id"), ("NORCE_CLIENT_SECRET", "s")]);
-    /// let err = norce_client::NorceClientBuilder::from_settings(&settings).unwrap_err();
-    /// assert!(err.to_string().contains("NORCE_APPLICATION_ID"));
-    /// ```
+    /// A builder filled from the `NORCE_*` settings (README, "Settings"). A missing or
+    /// malformed setting is an [`Error::Settings`] naming it.
     pub fn from_settings(settings: &Settings) -> Result<Self, Error> {
-        let client_id = settings.required(
-            "NORCE_CLIENT_ID",
-            "set it to the OAuth2 Client ID of the integration user (Norce Admin > Settings > Users > OAUTH)",
-        )?;
-        let client_secret = settings.secret(
-            "NORCE_CLIENT_SECRET",
-            "set it to the OAuth2 Client Secret shown when the integration user was created",
-        )?;
-        let application_id = settings
-            .parse::<i32>(
-                "NORCE_APPLICATION_ID",
-                "a number (the numeric ApplicationId)",
-            )?
-            .ok_or_else(|| {
-                SettingsError::missing(
-                    "NORCE_APPLICATION_ID",
-                    "set it to the numeric id of the Norce Application (the ApplicationId header)",
-                )
-            })?;
         let stage = settings.parse::<Stage>("NORCE_STAGE", "playground, stage or production")?;
         let environment = match settings.get("NORCE_BASE_URL") {
             Some(url) => Environment::base_url(&url, stage)?,
@@ -74,19 +52,15 @@ impl NorceClientBuilder {
                 let hint = "set it (the tenant host is {slug}.api-{region}[.{stage}].norce.tech), or set NORCE_BASE_URL";
                 let slug = settings.required("NORCE_CLIENT_SLUG", hint)?;
                 let region = settings.required("NORCE_REGION", hint)?;
-                let stage = stage.ok_or_else(|| {
-                    SettingsError::missing(
-                        "NORCE_STAGE",
-                        "set it to playground, stage or production",
-                    )
-                })?;
-                Environment::norce(slug, region, stage)
+                let hint = "set it to playground, stage or production";
+                Environment::norce(slug, region, need(stage, "NORCE_STAGE", hint)?)
             }
         };
         let builder = Self {
-            client_id: Some(client_id),
-            client_secret: Some(client_secret),
-            application_id: Some(application_id),
+            client_id: settings.get("NORCE_CLIENT_ID"),
+            client_secret: settings.optional_secret("NORCE_CLIENT_SECRET")?,
+            application_id: settings
+                .parse("NORCE_APPLICATION_ID", "a number (the ApplicationId)")?,
             environment: Some(environment),
             scope: settings.get("NORCE_SCOPE"),
             legacy_lab_scope: settings.flag("NORCE_LEGACY_LAB_SCOPE")?,
@@ -94,80 +68,56 @@ impl NorceClientBuilder {
             common: CommonOptions::from_settings(settings, "NORCE_TIMEOUT_SECS")?,
             query_navigation: Some(QueryNavigation::from_settings(settings)?),
         };
-        // Check the scope now, so a missing stage is reported with the other settings.
-        resolve_scope(
-            builder.scope.as_deref(),
-            builder.environment.as_ref().and_then(Environment::stage),
-            builder.legacy_lab_scope,
-        )?;
+        builder.required()?; // so that every missing setting is reported here
         Ok(builder)
     }
 
-    /// The names Norce uses for the Query order navigations (`NORCE_QUERY_NAVIGATION`); the
-    /// spec's names by default.
-    pub fn query_navigation(mut self, navigation: QueryNavigation) -> Self {
-        self.query_navigation = Some(navigation);
-        self
+    /// What a client cannot do without: client id, secret, application id, environment and
+    /// scope.
+    fn required(&self) -> Result<(String, SecretString, i32, &Environment, String), Error> {
+        let hint = "set it to the OAuth2 Client ID of the integration user (Norce Admin > Settings > Users > OAUTH)";
+        let client_id = self.client_id.clone().filter(|s| !s.trim().is_empty());
+        let client_id = need(client_id, "NORCE_CLIENT_ID", hint)?;
+        let hint = "set it (or NORCE_CLIENT_SECRET_FILE) to the OAuth2 Client Secret shown when the integration user was created";
+        let secret = need(self.client_secret.clone(), "NORCE_CLIENT_SECRET", hint)?;
+        let hint = "set it to the numeric id of the Norce Application (the ApplicationId header)";
+        let application_id = need(self.application_id, "NORCE_APPLICATION_ID", hint)?;
+        let hint = "set NORCE_CLIENT_SLUG, NORCE_REGION and NORCE_STAGE, or NORCE_BASE_URL";
+        let environment = need(self.environment.as_ref(), "NORCE_BASE_URL", hint)?;
+        let stage = environment.stage();
+        let scope = resolve_scope(self.scope.as_deref(), stage, self.legacy_lab_scope)?;
+        Ok((client_id, secret, application_id, environment, scope))
     }
 
-    /// The OAuth2 client id (`NORCE_CLIENT_ID`).
-    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
-        self.client_id = Some(client_id.into());
-        self
-    }
-
-    /// The OAuth2 client secret (`NORCE_CLIENT_SECRET`).
-    pub fn client_secret(mut self, secret: SecretString) -> Self {
-        self.client_secret = Some(secret);
-        self
-    }
-
-    /// The numeric application id sent as `ApplicationId` on every call (`NORCE_APPLICATION_ID`).
-    pub fn application_id(mut self, id: i32) -> Self {
-        self.application_id = Some(id);
-        self
+    setters! {
+        /// The names Norce uses for the Query order navigations (`NORCE_QUERY_NAVIGATION`);
+        /// the spec's names by default.
+        query_navigation(QueryNavigation) => query_navigation = Some(query_navigation);
+        /// The OAuth2 client id (`NORCE_CLIENT_ID`).
+        client_id(impl Into<String>) => client_id = Some(client_id.into());
+        /// The OAuth2 client secret (`NORCE_CLIENT_SECRET`).
+        client_secret(SecretString) => client_secret = Some(client_secret);
+        /// The application id sent as `ApplicationId` on every call (`NORCE_APPLICATION_ID`).
+        application_id(i32) => application_id = Some(application_id);
+        /// Any environment.
+        environment(Environment) => environment = Some(environment);
+        /// An explicit token scope (`NORCE_SCOPE`); otherwise it follows the stage.
+        scope(impl Into<String>) => scope = Some(scope.into());
+        /// The legacy scopes: `lab`, and `production` for production (`NORCE_LEGACY_LAB_SCOPE`).
+        legacy_lab_scope(bool) => legacy_lab_scope = legacy_lab_scope;
+        /// Tokens from the Norce \[Storm\] identity host (`NORCE_LEGACY_STORM_IDENTITY`).
+        legacy_storm_identity(bool) => legacy_storm_identity = legacy_storm_identity;
     }
 
     /// A Norce tenant host (`NORCE_CLIENT_SLUG`, `NORCE_REGION`, `NORCE_STAGE`).
-    pub fn tenant(
-        mut self,
-        client_slug: impl Into<String>,
-        region: impl Into<String>,
-        stage: Stage,
-    ) -> Self {
-        self.environment = Some(Environment::norce(client_slug, region, stage));
-        self
-    }
-
-    /// Any environment.
-    pub fn environment(mut self, environment: Environment) -> Self {
-        self.environment = Some(environment);
-        self
+    pub fn tenant(self, slug: impl Into<String>, region: impl Into<String>, stage: Stage) -> Self {
+        self.environment(Environment::norce(slug, region, stage))
     }
 
     /// One root for every API (`NORCE_BASE_URL`): HTTPS, or HTTP on loopback.
-    pub fn base_url(mut self, url: &str) -> Result<Self, Error> {
+    pub fn base_url(self, url: &str) -> Result<Self, Error> {
         let stage = self.environment.as_ref().and_then(Environment::stage);
-        self.environment = Some(Environment::base_url(url, stage)?);
-        Ok(self)
-    }
-
-    /// An explicit token scope (`NORCE_SCOPE`); otherwise it follows the stage.
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scope = Some(scope.into());
-        self
-    }
-
-    /// Use scope `lab` for playground and stage (`NORCE_LEGACY_LAB_SCOPE`).
-    pub fn legacy_lab_scope(mut self, on: bool) -> Self {
-        self.legacy_lab_scope = on;
-        self
-    }
-
-    /// Fetch tokens from the legacy Norce \[Storm\] identity host (`NORCE_LEGACY_STORM_IDENTITY`).
-    pub fn legacy_storm_identity(mut self, on: bool) -> Self {
-        self.legacy_storm_identity = on;
-        self
+        Ok(self.environment(Environment::base_url(url, stage)?))
     }
 
     client_core::common_setters!();
@@ -175,72 +125,38 @@ impl NorceClientBuilder {
     /// Builds the client. The token cache and the token-endpoint limiter are shared with every
     /// client of the process that uses the same identity host and client id.
     pub fn build(self) -> Result<NorceClient, Error> {
-        let client_id = self
-            .client_id
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| {
-                SettingsError::missing(
-                    "NORCE_CLIENT_ID",
-                    "set the OAuth2 Client ID of the integration user",
-                )
-            })?;
-        let secret = self.client_secret.ok_or_else(|| {
-            SettingsError::missing(
-                "NORCE_CLIENT_SECRET",
-                "set the OAuth2 Client Secret of the integration user",
-            )
-        })?;
-        let application_id = self.application_id.ok_or_else(|| {
-            SettingsError::missing("NORCE_APPLICATION_ID", "set the numeric ApplicationId")
-        })?;
-        let environment = self.environment.ok_or_else(|| {
-            SettingsError::missing(
-                "NORCE_BASE_URL",
-                "set NORCE_CLIENT_SLUG, NORCE_REGION and NORCE_STAGE, or NORCE_BASE_URL",
-            )
-        })?;
-        let scope = resolve_scope(
-            self.scope.as_deref(),
-            environment.stage(),
-            self.legacy_lab_scope,
-        )?;
-        let endpoints = Endpoints::resolve(&environment, self.legacy_storm_identity)?;
+        let (client_id, secret, application_id, environment, scope) = self.required()?;
+        let endpoints = Endpoints::resolve(environment, self.legacy_storm_identity)?;
         let transport = self.common.transport::<Norce>()?;
-        let (cache, cache_id) = crate::registry::token_cache(
-            &endpoints.token_url,
-            &client_id,
-            &secret,
-            &scope,
-            &transport,
-        )
-        .map_err(|e| SettingsError::invalid("NORCE_BASE_URL", e.to_string()))?;
+        let token_url = &endpoints.token_url;
+        let (cache, cache_id) =
+            crate::registry::token_cache(token_url, &client_id, &secret, &scope, &transport)
+                .map_err(|e| SettingsError::invalid("NORCE_BASE_URL", e.to_string()))?;
         let headers = StaticHeadersLayer::new()
             .header("ApplicationId", &application_id.to_string())
             .map_err(|e| SettingsError::invalid("NORCE_APPLICATION_ID", e.to_string()))?;
-        let auth = ServiceBuilder::new()
+        let stack = ServiceBuilder::new()
             .layer(AuthLayer::new(cache.clone()))
             .layer(headers)
             .service(transport);
+        let inner = Inner {
+            engine: self.common.engine::<Norce>(stack),
+            endpoints,
+            application_id,
+            client_id,
+            scope,
+            cache,
+            cache_id,
+            query_navigation: self.query_navigation.unwrap_or_default(),
+        };
         Ok(NorceClient {
-            inner: Arc::new(Inner {
-                engine: self.common.engine::<Norce>(auth),
-                endpoints,
-                application_id,
-                client_id,
-                scope,
-                cache,
-                cache_id,
-                query_navigation: self.query_navigation.unwrap_or_default(),
-            }),
+            inner: Arc::new(inner),
         })
     }
 }
 
-/// A Norce Commerce client (Services 1.1, Connect 4.0, Query 3.0). Cheap to clone.
-///
-/// Every call carries `Authorization: Bearer …` (from a process-wide token cache) and
-/// `ApplicationId`, runs in an `http.request` span, and is retried on 429/502/503/504
-/// (honouring `Retry-After`) when it is safe to repeat.
+/// A Norce Commerce client (Services 1.1, Connect 4.0, Query 3.0). Cheap to clone. Every
+/// generated operation is a method of it (README, "Operations").
 #[derive(Clone)]
 pub struct NorceClient {
     pub(crate) inner: Arc<Inner>,
@@ -299,8 +215,8 @@ impl NorceClient {
         &self.inner.scope
     }
 
-    /// Whether two clients share one token cache (same identity host, client id, secret
-    /// and scope).
+    /// Whether two clients share one token cache (same identity host, client id, secret and
+    /// scope).
     pub fn shares_token_cache_with(&self, other: &NorceClient) -> bool {
         self.inner.cache_id == other.inner.cache_id
     }
@@ -312,11 +228,11 @@ impl NorceClient {
 
     /// Fetches (or reuses) a token without calling an API.
     pub async fn fetch_token(&self) -> Result<(), Error> {
-        self.inner.cache.get().await.map(drop).map_err(|source| {
-            Error::Failure(Failure::Token {
-                operation: "RequestToken",
-                source,
-            })
-        })
+        let source = match self.inner.cache.get().await {
+            Ok(_) => return Ok(()),
+            Err(source) => source,
+        };
+        let operation = "RequestToken";
+        Err(Error::Failure(Failure::Token { operation, source }))
     }
 }

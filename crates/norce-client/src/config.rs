@@ -1,11 +1,4 @@
-//! Environments, endpoints and token scopes: where the Norce APIs live for a tenant.
-//!
-//! Token scopes: Norce's sources contradict. The current OAuth2 page lists `playground`, `stage`
-//! or `prod`; its older version (and every code example) says `production`, with `lab` for
-//! playground and stage in places; the Norce \[Storm\] page says `lab qa production`. The
-//! default follows the current page (production → `prod`); `NORCE_LEGACY_LAB_SCOPE=true`
-//! switches to the legacy values (`lab`, and `production` for production), and `NORCE_SCOPE`
-//! sends any value.
+//! Where a tenant's APIs live, and its token scope (README, "Settings" and "Token scopes").
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,13 +6,10 @@ use std::str::FromStr;
 use client_core::SettingsError;
 use reqwest::Url;
 
-/// The identity path shared by the Norce hosts and the sandbox.
-const TOKEN_PATH: &str = norce_models::identity::operations::REQUEST_TOKEN.path;
-
 /// The legacy Norce \[Storm\] token endpoint (no `/identity` path prefix).
 pub const LEGACY_STORM_TOKEN_URL: &str = "https://identity.storm.io/1.0/connect/token";
 
-/// A Norce stage. Production has no stage segment in the host name.
+/// A Norce stage (`NORCE_STAGE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Stage {
@@ -32,16 +22,12 @@ pub enum Stage {
 }
 
 impl Stage {
-    /// Every stage, as written in `NORCE_STAGE`.
+    /// Every stage, as written in `NORCE_STAGE` (in declaration order).
     pub const NAMES: &'static [&'static str] = &["playground", "stage", "production"];
 
     /// The value of `NORCE_STAGE` for this stage.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Playground => "playground",
-            Self::Stage => "stage",
-            Self::Production => "production",
-        }
+        Self::NAMES[self as usize]
     }
 
     /// The host segment between `api-{region}` and `norce.tech` (none for production).
@@ -49,24 +35,14 @@ impl Stage {
         (self != Self::Production).then(|| self.as_str())
     }
 
-    /// The token scope: what Norce's current OAuth2 page lists (`playground`, `stage`,
-    /// `prod`). With `legacy_lab`, the legacy values instead: `lab` for playground and stage
-    /// and `production` for production, which older pages, Norce's code examples and every
-    /// Norce \[Storm\] tenant use.
-    ///
-    /// ```
-    /// use norce_client::Stage;
-    /// assert_eq!(Stage::Production.scope(false), "prod");
-    /// assert_eq!(Stage::Production.scope(true), "production");
-    /// assert_eq!(Stage::Stage.scope(true), "lab");
-    /// ```
+    /// The token scope: the current OAuth2 page's (`playground`, `stage`, `prod`), or with
+    /// `legacy_lab` the older pages' and Storm tenants' (`lab`, `lab`, `production`).
     pub fn scope(self, legacy_lab: bool) -> &'static str {
         match (self, legacy_lab) {
             (Self::Production, false) => "prod",
             (Self::Production, true) => "production",
             (_, true) => "lab",
-            (Self::Playground, false) => "playground",
-            (Self::Stage, false) => "stage",
+            (stage, false) => stage.as_str(),
         }
     }
 }
@@ -85,12 +61,12 @@ pub struct ParseStageError;
 impl FromStr for Stage {
     type Err = ParseStageError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let all = [Self::Playground, Self::Stage, Self::Production];
         match s.trim().to_ascii_lowercase().as_str() {
-            "playground" => Ok(Self::Playground),
-            "stage" => Ok(Self::Stage),
-            "production" | "prod" => Ok(Self::Production),
-            _ => Err(ParseStageError),
+            "prod" => Some(Self::Production),
+            name => all.into_iter().find(|stage| stage.as_str() == name),
         }
+        .ok_or(ParseStageError)
     }
 }
 
@@ -111,27 +87,26 @@ pub enum Environment {
     BaseUrl {
         /// The root; operation paths (`/identity/...`, `/commerce/...`) are appended to it.
         url: Url,
-        /// The stage, used for the token scope; may be omitted when a scope is given.
+        /// The stage, for the token scope; may be omitted when a scope is given.
         stage: Option<Stage>,
     },
 }
 
 impl Environment {
-    /// A Norce tenant. The slug and region are validated when the client is built.
+    /// A Norce tenant. The slug and region are checked when the client is built.
     pub fn norce(client_slug: impl Into<String>, region: impl Into<String>, stage: Stage) -> Self {
+        let (client_slug, region) = (client_slug.into(), region.into());
         Self::Norce {
-            client_slug: client_slug.into(),
-            region: region.into(),
+            client_slug,
+            region,
             stage,
         }
     }
 
     /// An explicit base URL (HTTPS, or HTTP on loopback), checked as `NORCE_BASE_URL`.
     pub fn base_url(url: &str, stage: Option<Stage>) -> Result<Self, SettingsError> {
-        Ok(Self::BaseUrl {
-            url: client_core::base_url("NORCE_BASE_URL", url)?,
-            stage,
-        })
+        let url = client_core::base_url("NORCE_BASE_URL", url)?;
+        Ok(Self::BaseUrl { url, stage })
     }
 
     /// The stage, if known.
@@ -144,58 +119,47 @@ impl Environment {
 
     /// The API root of this environment.
     pub fn api_root(&self) -> Result<Url, SettingsError> {
-        match self {
+        let (slug, region, stage) = match self {
             Self::Norce {
                 client_slug,
                 region,
                 stage,
-            } => {
-                check_label("NORCE_CLIENT_SLUG", client_slug, true)?;
-                check_label("NORCE_REGION", region, false)?;
-                let host = match stage.host_segment() {
-                    Some(segment) => format!("{client_slug}.api-{region}.{segment}.norce.tech"),
-                    None => format!("{client_slug}.api-{region}.norce.tech"),
-                };
-                Url::parse(&format!("https://{host}")).map_err(|e| {
-                    SettingsError::invalid(
-                        "NORCE_CLIENT_SLUG",
-                        format!("`{host}` is not a valid host ({e})"),
-                    )
-                })
-            }
-            Self::BaseUrl { url, .. } => Ok(url.clone()),
-        }
-    }
-}
-
-/// A DNS label: lower-case letters and digits (and hyphens for the slug), not empty.
-fn check_label(setting: &str, value: &str, hyphens: bool) -> Result<(), SettingsError> {
-    let ok = !value.is_empty()
-        && value.len() <= 63
-        && !value.starts_with('-')
-        && !value.ends_with('-')
-        && value
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || (hyphens && c == '-'));
-    if ok {
-        Ok(())
-    } else {
-        let allowed = if hyphens {
-            "lower-case letters, digits and inner hyphens"
-        } else {
-            "lower-case letters and digits"
+            } => (client_slug, region, stage),
+            Self::BaseUrl { url, .. } => return Ok(url.clone()),
         };
-        Err(SettingsError::invalid(
-            setting,
-            format!(
-                "`{value}` must be {allowed} (the part of the Norce host name, e.g. `norce-open-demo` / `se`)"
-            ),
-        ))
+        check_label("NORCE_CLIENT_SLUG", slug, true)?;
+        check_label("NORCE_REGION", region, false)?;
+        let stage = stage
+            .host_segment()
+            .map(|s| format!(".{s}"))
+            .unwrap_or_default();
+        let host = format!("{slug}.api-{region}{stage}.norce.tech");
+        Url::parse(&format!("https://{host}")).map_err(|e| {
+            let reason = format!("`{host}` is not a valid host ({e})");
+            SettingsError::invalid("NORCE_CLIENT_SLUG", reason)
+        })
     }
 }
 
-/// The URLs a client talks to. The operation paths of `norce-models` (which start with
-/// `/commerce/...`) are appended to the Services, Connect and Query roots.
+/// A DNS label: lower-case letters and digits (and inner hyphens for the slug).
+fn check_label(setting: &str, value: &str, hyphens: bool) -> Result<(), SettingsError> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || (hyphens && c == '-');
+    let edges = !value.starts_with('-') && !value.ends_with('-');
+    if !value.is_empty() && value.len() <= 63 && edges && value.chars().all(allowed) {
+        return Ok(());
+    }
+    let what = match hyphens {
+        true => "lower-case letters, digits and inner hyphens",
+        false => "lower-case letters and digits",
+    };
+    let reason = format!(
+        "`{value}` must be {what} (the part of the Norce host name, e.g. `norce-open-demo` / `se`)"
+    );
+    Err(SettingsError::invalid(setting, reason))
+}
+
+/// The URLs a client talks to. The operation paths of `norce-models` (`/commerce/...`) are
+/// appended to the Services, Connect and Query roots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoints {
     /// The OAuth2 token endpoint.
@@ -209,51 +173,39 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
-    /// The endpoints of `environment`; with `legacy_storm_identity` the token comes from
-    /// `https://identity.storm.io/1.0/connect/token`.
-    ///
-    /// ```
-    /// use norce_client::{Endpoints, Environment, Stage};
-    /// let e = Endpoints::resolve(&Environment::norce("norce-open-demo", "se", Stage::Playground), false).unwrap();
-    /// assert_eq!(e.token_url.as_str(), "https://norce-open-demo.api-se.playground.norce.tech/identity/1.0/connect/token");
-    /// assert_eq!(e.services.as_str(), "https://norce-open-demo.api-se.playground.norce.tech/");
-    /// let p = Endpoints::resolve(&Environment::norce("shop", "se", Stage::Production), false).unwrap();
-    /// assert_eq!(p.query.as_str(), "https://shop.api-se.norce.tech/");
-    /// ```
-    pub fn resolve(
-        environment: &Environment,
-        legacy_storm_identity: bool,
-    ) -> Result<Self, SettingsError> {
+    /// The endpoints of `environment`; with `legacy_storm` (`NORCE_LEGACY_STORM_IDENTITY`) the
+    /// token comes from [`LEGACY_STORM_TOKEN_URL`].
+    pub fn resolve(environment: &Environment, legacy_storm: bool) -> Result<Self, SettingsError> {
         let root = environment.api_root()?;
-        let token_url = if legacy_storm_identity {
-            Url::parse(LEGACY_STORM_TOKEN_URL)
-                .map_err(|e| SettingsError::invalid("NORCE_LEGACY_STORM_IDENTITY", e.to_string()))?
-        } else {
-            client_core::join_path(&root, TOKEN_PATH)
+        let token_url = match legacy_storm {
+            true => Url::parse(LEGACY_STORM_TOKEN_URL).map_err(|e| {
+                SettingsError::invalid("NORCE_LEGACY_STORM_IDENTITY", e.to_string())
+            })?,
+            false => {
+                let path = norce_models::identity::operations::REQUEST_TOKEN.path;
+                client_core::join_path(&root, path)
+            }
         };
+        let (services, connect) = (root.clone(), root.clone());
         Ok(Self {
             token_url,
-            services: root.clone(),
-            connect: root.clone(),
+            services,
+            connect,
             query: root,
         })
     }
 }
 
-/// The token scope: an explicit scope (`NORCE_SCOPE`, any of the documented `playground`,
-/// `stage`, `prod`, `production`, `lab`, `qa`, or another value) wins, then the stage (with the
-/// legacy mapping, see [`Stage::scope`]).
+/// The token scope: a non-blank `NORCE_SCOPE` as given, else the stage's ([`Stage::scope`]).
 pub(crate) fn resolve_scope(
     explicit: Option<&str>,
     stage: Option<Stage>,
     legacy_lab: bool,
 ) -> Result<String, SettingsError> {
-    if let Some(scope) = explicit.map(str::trim).filter(|s| !s.is_empty()) {
-        return Ok(scope.to_owned());
-    }
-    match stage {
-        Some(stage) => Ok(stage.scope(legacy_lab).to_owned()),
-        None => Err(SettingsError::missing(
+    match (explicit.map(str::trim).filter(|s| !s.is_empty()), stage) {
+        (Some(scope), _) => Ok(scope.to_owned()),
+        (None, Some(stage)) => Ok(stage.scope(legacy_lab).to_owned()),
+        (None, None) => Err(SettingsError::missing(
             "NORCE_STAGE",
             "set it to playground, stage or production (or set NORCE_SCOPE)",
         )),

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use norce_models::connect::{Job, JobResponse, ValidationSummary};
+use norce_models::connect::operations::ConnectApi;
+use norce_models::connect::{
+    GetJobLogQuery, GetJobQuery, Job, JobLogAnswer, JobLogEntry, JobResponse, ValidationSummary,
+};
 use tokio::time::Instant;
 
 use crate::client::NorceClient;
@@ -41,10 +44,9 @@ impl Default for WaitOptions {
 }
 
 impl WaitOptions {
-    /// Sets the timeout.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
+    setters! {
+        /// Sets the timeout.
+        timeout(Duration) => timeout = timeout;
     }
 
     /// Sets the first and the longest delay.
@@ -55,18 +57,20 @@ impl WaitOptions {
     }
 }
 
-fn is_finished(job: &Job) -> bool {
-    job.is_finished == Some(true)
-        || matches!(
-            job.status_id,
-            JOB_SUCCEEDED | JOB_FAILED | JOB_VALIDATION_FAILED
-        )
-}
-
 impl NorceClient {
-    /// Polls `Job/Get` with exponential backoff until the job finishes. Succeeded (2) returns
-    /// the job; Failed (3) or Validation failed (4) returns [`Error::JobFailed`] with the job
-    /// log; no end within `options.timeout` returns [`Error::JobTimeout`].
+    /// An import job's log (`Job/GetLog`), oldest first. Norce's published sample answers a
+    /// single entry rather than a list; both are read as a list.
+    pub async fn get_job_log(&self, id: i32) -> Result<Vec<JobLogEntry>, Error> {
+        let answer = ConnectApi::get_job_log(self, &GetJobLogQuery { id }).await?;
+        Ok(match answer {
+            JobLogAnswer::JobLog(entries) => entries,
+            JobLogAnswer::JobLogEntry(entry) => vec![entry],
+        })
+    }
+
+    /// Polls `Job/Get` with exponential backoff until the job finishes: Succeeded (2) returns
+    /// the job, Failed (3) or Validation failed (4) [`Error::JobFailed`] with the job log, no
+    /// end within `options.timeout` [`Error::JobTimeout`].
     pub async fn wait_for_job(&self, job_id: i32, options: &WaitOptions) -> Result<Job, Error> {
         self.wait(job_id, None, options).await
     }
@@ -78,16 +82,13 @@ impl NorceClient {
         response: &JobResponse,
         options: &WaitOptions,
     ) -> Result<Job, Error> {
-        let job_id = response
-            .job_id
-            .trim()
-            .parse::<i32>()
-            .map_err(|_| Error::InvalidResponse {
-                operation: "GetJob",
-                reason: format!("JobId `{}` is not a number", response.job_id),
-            })?;
-        self.wait(job_id, response.validation_summary.clone(), options)
-            .await
+        let job_id = response.job_id.trim().parse::<i32>().map_err(|_| {
+            let reason = format!("JobId `{}` is not a number", response.job_id);
+            let operation = "GetJob";
+            Error::InvalidResponse { operation, reason }
+        })?;
+        let summary = response.validation_summary.clone();
+        self.wait(job_id, summary, options).await
     }
 
     async fn wait(
@@ -100,31 +101,30 @@ impl NorceClient {
         let deadline = started + options.timeout;
         let mut interval = options.initial_interval;
         loop {
-            let job = self.get_job(job_id).await?;
-            if is_finished(&job) {
-                if job.status_id == JOB_SUCCEEDED {
-                    tracing::info!(target: "norce_client", job_id, "job succeeded");
-                    return Ok(job);
-                }
-                let log = match self.get_job_log(job_id).await {
-                    Ok(log) => log,
-                    Err(e) => {
-                        tracing::warn!(target: "norce_client", job_id, error = %e, "cannot read the job log");
-                        Vec::new()
-                    }
-                };
-                return Err(Error::JobFailed(Box::new(JobFailure {
+            let job = self.get_job(&GetJobQuery { id: job_id }).await?;
+            let ended = [JOB_SUCCEEDED, JOB_FAILED, JOB_VALIDATION_FAILED].contains(&job.status_id);
+            if job.status_id == JOB_SUCCEEDED {
+                tracing::info!(target: "norce_client", job_id, "job succeeded");
+                return Ok(job);
+            } else if ended || job.is_finished == Some(true) {
+                let log = self.get_job_log(job_id).await.unwrap_or_else(|e| {
+                    tracing::warn!(target: "norce_client", job_id, error = %e, "cannot read the job log");
+                    Vec::new()
+                });
+                let failure = JobFailure {
                     job,
                     validation_summary,
                     log,
-                })));
+                };
+                return Err(Error::JobFailed(Box::new(failure)));
             }
             let now = Instant::now();
             if now >= deadline {
+                let (waited, last_status) = (now - started, Some(job.status_id));
                 return Err(Error::JobTimeout {
                     job_id,
-                    waited: now - started,
-                    last_status: Some(job.status_id),
+                    waited,
+                    last_status,
                 });
             }
             let sleep = interval.min(deadline - now);

@@ -1,6 +1,17 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+/// Builder setters that store their argument: `name(type) => field = value;`.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident($ty:ty) => $field:ident = $value:expr;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, $name: $ty) -> Self {
+            self.$field = $value;
+            self
+        }
+    )*};
+}
+
 mod client;
 mod config;
 mod error;
@@ -25,8 +36,9 @@ pub use ops::DEFAULT_PAGE_SIZE;
 
 /// Re-exported so callers need not depend on auth-core for secrets and retry settings.
 pub use auth_core::{RetryConfig, SecretString};
-/// Re-exported: settings from the environment or explicit pairs, and the shared request
-/// path's failures and their classification (what [`Error::Failure`] carries).
+/// Re-exported: settings, and the shared request path's failures (what [`Error::Failure`]
+/// carries).
 pub use client_core::{ErrorKind, Failure, HttpFailure, Settings, SettingsError};
-/// Re-exported: the generated models.
+/// Re-exported: the generated models, and their operation traits (`use
+/// norce_client::models::services::operations::ServicesApi as _` to call them on a client).
 pub use norce_models as models;

@@ -6,10 +6,12 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::TryStreamExt as _;
+use norce_client::models::connect::operations::ConnectApi as _;
 use norce_client::models::connect::{
     SkuOnhand, SkuOnhandField, SkuPriceList, SkuPriceListField, SkuPriceListMandatoryField,
 };
 use norce_client::models::query::QueryOrdersQuery;
+use norce_client::models::services::operations::ServicesApi as _;
 use norce_client::{
     Endpoints, Environment, Error, Failure, ImportOptions, LEGACY_STORM_TOKEN_URL,
     NAVIGATION_SETTING, Navigation, NorceClient, QueryNavigation, Settings, Stage,
@@ -61,6 +63,19 @@ fn dec(s: &str) -> models_runtime::DecimalNumber {
 
 #[test]
 fn hosts_follow_the_stage() {
+    let playground = Environment::norce("norce-open-demo", "se", Stage::Playground);
+    let e = Endpoints::resolve(&playground, false).unwrap();
+    assert_eq!(
+        e.token_url.as_str(),
+        "https://norce-open-demo.api-se.playground.norce.tech/identity/1.0/connect/token"
+    );
+    assert_eq!(
+        e.services.as_str(),
+        "https://norce-open-demo.api-se.playground.norce.tech/"
+    );
+    let production = Environment::norce("shop", "se", Stage::Production);
+    let p = Endpoints::resolve(&production, false).unwrap();
+    assert_eq!(p.query.as_str(), "https://shop.api-se.norce.tech/");
     let stage = Endpoints::resolve(&Environment::norce("acme", "se", Stage::Stage), false).unwrap();
     assert_eq!(
         stage.connect.as_str(),
@@ -134,6 +149,10 @@ fn scopes() {
         Err(Error::Settings(e)) => assert_eq!(e.setting(), "NORCE_STAGE"),
         other => panic!("{other:?}"),
     }
+    assert_eq!(Stage::Production.scope(false), "prod");
+    assert_eq!(Stage::Stage.scope(true), "lab");
+    assert_eq!(Stage::Stage.to_string(), "stage");
+    assert_eq!(" Playground".parse::<Stage>(), Ok(Stage::Playground));
     assert_eq!("PROD".parse::<Stage>(), Ok(Stage::Production));
     assert!("lab".parse::<Stage>().is_err());
 }
@@ -155,7 +174,10 @@ async fn messages_from_common_bodies() {
         ("upstream down", &["upstream down"]),
     ] {
         let (client, _) = client(400, body, QueryNavigation::default());
-        let err = client.get_application().await.unwrap_err();
+        let err = client
+            .get_application(&Default::default())
+            .await
+            .unwrap_err();
         let Error::Validation { messages, .. } = &err else {
             panic!("{err:?}")
         };
@@ -259,6 +281,57 @@ async fn price_fields_and_codes() {
             r#"{"AccountId":1,"FullFile":false,"SerializationType":0,"SkuPriceListFieldsThatAreSet":[3,8,12]}"#,
             r#"{"AccountId":1,"FullFile":false,"IgnoreSkuPriceListFieldsWhenEmpty":[3,8],"SerializationType":0,"SkuPriceListFieldsThatAreSet":[3,8,12]}"#
         ]
+    );
+}
+
+/// Every field a row can set, sent as Norce's code (S-HDR-ONHAND, S-HDR-SKUPRICE).
+#[tokio::test]
+async fn every_settable_field_has_norces_code() {
+    let (client, seen) = client(200, r#"{"JobId":"1"}"#, QueryNavigation::default());
+    let codes = ImportOptions::new(1).field_codes(true);
+    let onhand = SkuOnhand {
+        part_no: "1".into(),
+        onhand_value: Some(dec("1")),
+        incoming_value: Some(dec("1")),
+        next_delivery_date: Some("2026-04-01T00:00:00Z".parse().unwrap()),
+        lead_time_day_count: Some(1),
+        minimum_value: Some(dec("1")),
+        maximum_value: Some(dec("1")),
+        is_active: Some(true),
+        infos: Some(vec![]),
+        ..Default::default()
+    };
+    client.import_onhands(&[onhand], &codes).await.unwrap();
+    let price = SkuPriceList {
+        part_no: "1".into(),
+        price_sale: Some(dec("1")),
+        cost_purchase: Some(dec("1")),
+        cost_unit: Some(dec("1")),
+        price_recommended: Some(dec("1")),
+        price_previous: Some(dec("1")),
+        price_catalog: Some(dec("1")),
+        is_price_discountable: Some(true),
+        is_active: Some(true),
+        price_rule: Some(1),
+        ..Default::default()
+    };
+    client
+        .import_sku_price_lists(&[price], &codes)
+        .await
+        .unwrap();
+    let headers: Vec<serde_json::Value> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_slice(r.headers()["x-stormconnect-header"].as_bytes()).unwrap())
+        .collect();
+    assert_eq!(
+        headers[0]["SkuOnhandFieldsThatAreSet"],
+        serde_json::json!([3, 4, 5, 6, 8, 9, 10, 11])
+    );
+    assert_eq!(
+        headers[1]["SkuPriceListFieldsThatAreSet"],
+        serde_json::json!([3, 4, 5, 6, 7, 8, 9, 10, 12])
     );
 }
 
@@ -387,7 +460,7 @@ async fn generated_operations_go_to_their_api_and_only_repeatable_posts_are_retr
     use norce_client::models::events::{OrderRequest, operations::EventsApi as _};
     use norce_client::models::services::{ListProducts2Query, operations::ServicesApi as _};
     let (client, seen) = client(503, "", QueryNavigation::default());
-    // A generated method every `Caller` has (no hand-written one): the Services root, the
+    // A generated method every `Caller` has: the Services root with `format=json`, the
     // stack's headers, retried as a GET.
     let query = ListProducts2Query {
         status_seed: Some("1,3".into()),
@@ -399,7 +472,7 @@ async fn generated_operations_go_to_their_api_and_only_repeatable_posts_are_retr
     assert!(get.len() > 1, "a GET is retried: {get:?}");
     assert_eq!(
         get[0].uri().path_and_query().unwrap(),
-        "/commerce/product/1.1/ListProducts2?statusSeed=1%2C3"
+        "/commerce/product/1.1/ListProducts2?format=json&statusSeed=1%2C3"
     );
     assert_eq!(get[0].headers()["applicationid"], "1234");
     assert_eq!(get[0].headers()["authorization"], "Bearer t");
@@ -438,4 +511,67 @@ async fn generated_operations_go_to_their_api_and_only_repeatable_posts_are_retr
         "{err:?}"
     );
     assert!(seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn services_ask_for_json_and_norces_argument_checks_send_nothing() {
+    use norce_client::models::connect::{CancelOrderRequest, SendOrderStatusRequest};
+    use norce_client::models::services::{GetOrderQuery, ListOrders3Query};
+    let (client, seen) = client(503, "", QueryNavigation::default());
+    let uris = |seen: &Seen| {
+        let sent = seen.lock().unwrap().drain(..).collect::<Vec<_>>();
+        sent.iter()
+            .map(|r| r.uri().path_and_query().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let order = GetOrderQuery {
+        id: "7".into(),
+        ..Default::default()
+    };
+    client.get_order(&order).await.unwrap_err();
+    assert_eq!(
+        uris(&seen)[0],
+        "/commerce/order/1.1/GetOrder?format=json&id=7"
+    );
+    // In the query's (sorted) order, as if the caller had set it.
+    let list = ListOrders3Query {
+        company_id: Some("1".into()),
+        ..Default::default()
+    };
+    client.list_orders3(&list).await.unwrap_err();
+    assert_eq!(
+        uris(&seen)[0],
+        "/commerce/order/1.1/ListOrders3?companyId=1&format=json"
+    );
+    // Refused before sending: ListOrders3 without a filter, an order reference left blank.
+    let blank = ListOrders3Query {
+        company_id: Some(" ".into()),
+        ..Default::default()
+    };
+    let refused = [
+        client.list_orders3(&blank).await.unwrap_err(),
+        client
+            .cancel_order(&CancelOrderRequest::default())
+            .await
+            .unwrap_err(),
+        client
+            .send_order_status(&SendOrderStatusRequest {
+                erp_order_no: Some(String::new()),
+                ..serde_json::from_str(r#"{"OrderStatus":"Acknowledged"}"#).unwrap()
+            })
+            .await
+            .unwrap_err(),
+    ];
+    for (err, field) in refused
+        .iter()
+        .zip(["companyId", "ClientOrderRef", "ErpOrderNo"])
+    {
+        assert!(
+            matches!(err, Error::Failure(Failure::InvalidRequest { .. })),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(field), "{err}");
+        assert!(err.hint().contains(field), "{}", err.hint());
+    }
+    assert!(uris(&seen).is_empty(), "nothing sent");
 }

@@ -1,19 +1,22 @@
 //! Booking a shipment exactly once: store under a unique `orderNo`, search before re-posting,
-//! print the stored shipment (which nShift prints at most once), recover from the feed.
+//! print the stored shipment (which nShift prints at most once), recover from the feed. The
+//! steps, the guarantee and its limits are in the crate README, "`book_once`".
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use nshift_models::delivery::{PrintConfig, Shipment, ShipmentInfo, StoredShipmentInfo};
-use tracing::Instrument as _;
-
 use client_core::ErrorKind;
 use http::StatusCode;
+use nshift_models::delivery::operations::DeliveryApi as _;
+use nshift_models::delivery::{
+    ListShipmentPdfsPath, PrintConfig, Shipment, ShipmentInfo, StoredShipmentInfo,
+};
+use tracing::Instrument as _;
 
 use crate::client::NshiftClient;
 use crate::error::Error;
 use crate::feed::FEED_START;
-use crate::label::PrintedShipment;
+use crate::label::{Label, PrintedShipment};
 
 /// The operation named in `book_once`'s own refusals.
 const BOOK_ONCE: &str = "BookOnce";
@@ -24,8 +27,8 @@ const BOOK_ONCE: &str = "BookOnce";
 pub enum BookingOutcome {
     /// This call printed the stored shipment.
     Printed,
-    /// The order had already been printed (by an earlier call, a call that crashed, or a call
-    /// whose answer was lost); nothing new was booked.
+    /// An earlier call (maybe one that crashed or lost its answer) had printed it; nothing
+    /// new was booked.
     AlreadyBooked,
 }
 
@@ -39,25 +42,21 @@ pub struct Booking {
     pub stored_id: Option<String>,
     /// Whether this call printed it.
     pub outcome: BookingOutcome,
-    /// The shipments (normally one; two for a normal + return shipment). With
-    /// [`BookingOutcome::Printed`] they come from the print answer with their labels; with
-    /// [`BookingOutcome::AlreadyBooked`] from the printed-shipments feed, with the labels that
-    /// could still be downloaded (documents expire after one hour).
+    /// The shipments (two for a normal + return shipment): from the print answer, or when
+    /// [`BookingOutcome::AlreadyBooked`] from the printed-shipments feed with the labels still
+    /// downloadable (documents expire after an hour).
     pub shipments: Vec<PrintedShipment>,
-    /// `false` when the order is known to be printed but its shipments could not be read back
-    /// (the key cannot read the printed-shipments feed: no TrackBack licence or a profile-bound
-    /// key). The booking still exists; look it up in nShift.
+    /// `false` when the order is printed but its shipments could not be read back (not in the
+    /// feed yet, or the key cannot read it); the booking exists all the same.
     pub details_recovered: bool,
-    /// Other stored shipments with the same order number that were **not** printed (left by a
-    /// lost store answer or a concurrent call). They are harmless (never printed by
-    /// `book_once`) and may be deleted with [`NshiftClient::delete_stored_shipment`].
+    /// Other, never printed stored shipments of the order (a lost store answer, a concurrent
+    /// call): harmless, and may be deleted (`delete_stored_shipment`).
     pub redundant_stored_ids: Vec<String>,
 }
 
 fn status_of(stored: &StoredShipmentInfo) -> String {
-    stored
-        .status
-        .as_ref()
+    let status = stored.status.as_ref();
+    status
         .map(|s| s.as_str().to_ascii_uppercase())
         .unwrap_or_default()
 }
@@ -66,20 +65,18 @@ fn numeric_key(id: &str) -> (u64, String) {
     (id.parse::<u64>().unwrap_or(u64::MAX), id.to_owned())
 }
 
-/// The stored shipment to use (printed first, then the oldest id) and the unprinted others.
+/// The stored shipment every caller picks (printed first, then the lowest id) and the
+/// unprinted others.
 fn canonical(mut candidates: Vec<StoredShipmentInfo>) -> Option<(StoredShipmentInfo, Vec<String>)> {
     candidates.sort_by_key(|c| (status_of(c) != "PRINTED", numeric_key(&c.id)));
     let mut iter = candidates.into_iter();
     let first = iter.next()?;
-    let others = iter
-        .filter(|c| status_of(c) != "PRINTED")
-        .map(|c| c.id)
-        .collect();
-    Some((first, others))
+    let others = iter.filter(|c| status_of(c) != "PRINTED").map(|c| c.id);
+    Some((first, others.collect()))
 }
 
-/// Failures after which the next round may safely search and try again: anything that may
-/// go away (not sent, throttled, a timeout or 5xx) or may have been carried out.
+/// Failures after which the next round may search and try again: those that may go away or
+/// may have been carried out.
 fn worth_another_round(e: &Error) -> bool {
     e.kind().is_retryable() || e.kind() == ErrorKind::AmbiguousWrite
 }
@@ -91,26 +88,19 @@ fn is_gone(e: &Error) -> bool {
 }
 
 impl NshiftClient {
-    /// Books `shipment` for `order_no` **exactly once**, even across retries, lost answers and
-    /// crashes, with the client's print configuration; see [`NshiftClient::book_once_with`].
+    /// Books `shipment` for `order_no` **exactly once** with the client's print configuration;
+    /// see [`NshiftClient::book_once_with`].
     pub async fn book_once(&self, order_no: &str, shipment: Shipment) -> Result<Booking, Error> {
         let config = self.print_config.clone();
         self.book_once_with(order_no, shipment, &config).await
     }
 
-    /// Books `shipment` for `order_no` exactly once with the print configuration `print`.
-    ///
-    /// `order_no` becomes `shipment.orderNo` and must be unique per booking (an order number,
-    /// or order number plus a parcel-set suffix); a shipment that already carries a different
-    /// `orderNo` is refused. The configured Developer ID is added.
-    ///
-    /// Each round searches the stored shipments for `orderNo` first; none → store it, then
-    /// search again; READY → print it; PRINTED → [`BookingOutcome::AlreadyBooked`], its
-    /// shipments read back from the printed-shipments feed; WARNED, INVALID or FAILED →
-    /// [`Error::NotPrintable`]. A store or print that ends ambiguously or throttled leads to a
-    /// new round, never to a blind repeat. The guarantee (at most one printed shipment per
-    /// order number, exactly one after `Ok`) and its limits are in the [crate](crate)
-    /// documentation, section "`book_once`: booking exactly once".
+    /// Books `shipment` for `order_no` exactly once, even across retries, lost answers and
+    /// crashes, printing with `print`. `order_no` becomes `shipment.orderNo` (a different one
+    /// already there is refused) and must be unique per booking; the Developer ID is added.
+    /// Ambiguous or throttled steps lead to a new round that searches first, never to a blind
+    /// repeat; [`Error::BookingUnresolved`] when the rounds run out, [`Error::NotPrintable`]
+    /// for a WARNED, INVALID or FAILED stored shipment.
     pub async fn book_once_with(
         &self,
         order_no: &str,
@@ -119,31 +109,21 @@ impl NshiftClient {
     ) -> Result<Booking, Error> {
         let order_no = order_no.trim().to_owned();
         if order_no.is_empty() {
-            return Err(Error::invalid(
-                BOOK_ONCE,
-                "book_once needs a non-empty order number",
-            ));
+            let reason = "book_once needs a non-empty order number";
+            return Err(Error::invalid(BOOK_ONCE, reason));
         }
-        if let Some(existing) = shipment
-            .order_no
-            .as_deref()
-            .map(str::trim)
-            .filter(|o| !o.is_empty())
-            && existing != order_no
-        {
-            return Err(Error::invalid(
-                BOOK_ONCE,
-                format!(
-                    "the shipment's orderNo `{existing}` differs from the order number `{order_no}` passed to book_once"
-                ),
-            ));
+        let existing = shipment.order_no.as_deref().map(str::trim);
+        if let Some(existing) = existing.filter(|o| !o.is_empty() && *o != order_no) {
+            let reason = format!(
+                "the shipment's orderNo `{existing}` differs from the order number `{order_no}` passed to book_once"
+            );
+            return Err(Error::invalid(BOOK_ONCE, reason));
         }
         shipment.order_no = Some(order_no.clone());
         self.apply_developer_id(&mut shipment);
         let span = tracing::info_span!("nshift.book_once", order_no = %order_no);
-        self.book_rounds(&order_no, &shipment, print)
-            .instrument(span)
-            .await
+        let rounds = self.book_rounds(&order_no, &shipment, print);
+        rounds.instrument(span).await
     }
 
     async fn book_rounds(
@@ -153,39 +133,32 @@ impl NshiftClient {
         print: &PrintConfig,
     ) -> Result<Booking, Error> {
         let options = &self.book_options;
-        let mut failures = 0u32;
-        let mut last: Option<Error> = None;
+        let (mut failures, mut last) = (0u32, None);
         // A print refused (422/404) for this stored id: returned if it is still READY next round.
         let mut print_refused: Option<(String, Error)> = None;
-        // Hard cap on iterations: a store or a print without failure moves one step forward.
+        // A hard cap: a store or a print without failure moves one step forward.
         for _ in 0..options.max_rounds.saturating_mul(3).max(3) {
             if failures >= options.max_rounds {
                 break;
             }
-            let candidates = match self.find_stored_by_order_no(order_no).await {
-                Ok(found) => found,
+            let found = match self.find_stored_by_order_no(order_no).await {
+                Ok(found) => canonical(found),
                 Err(e) if worth_another_round(&e) => {
                     last = Some(self.failed_round(e, &mut failures).await);
                     continue;
                 }
                 Err(e) => return Err(e),
             };
-            let Some((stored, redundant)) = canonical(candidates) else {
+            let Some((stored, redundant)) = found else {
                 if options.check_feed_before_store {
                     let printed = self.printed_for_order(order_no).await?;
                     if !printed.is_empty() {
                         tracing::info!(
                             "order already printed (found in the printed-shipments feed)"
                         );
-                        let shipments = self.with_labels(printed).await;
-                        return Ok(Booking {
-                            order_no: order_no.to_owned(),
-                            stored_id: None,
-                            outcome: BookingOutcome::AlreadyBooked,
-                            shipments,
-                            details_recovered: true,
-                            redundant_stored_ids: Vec::new(),
-                        });
+                        return self
+                            .already_booked(order_no, None, Vec::new(), Ok(printed))
+                            .await;
                     }
                 }
                 match self.store_shipment(shipment.clone()).await {
@@ -203,39 +176,12 @@ impl NshiftClient {
             match status_of(&stored).as_str() {
                 "PRINTED" => {
                     tracing::info!(stored_id = %stored.id, "order already printed; reading its shipments back");
-                    return self.recover(order_no, stored, redundant).await;
+                    let printed = self.printed_for_order(order_no).await;
+                    return self
+                        .already_booked(order_no, Some(stored.id), redundant, printed)
+                        .await;
                 }
-                "READY" => {
-                    if let Some((id, e)) = print_refused.take()
-                        && id == stored.id
-                    {
-                        return Err(e);
-                    }
-                    match self.print_stored_shipment(&stored.id, print).await {
-                        Ok(shipments) => {
-                            tracing::info!(stored_id = %stored.id, count = shipments.len(), "stored shipment printed");
-                            return Ok(Booking {
-                                order_no: order_no.to_owned(),
-                                stored_id: Some(stored.id),
-                                outcome: BookingOutcome::Printed,
-                                shipments,
-                                details_recovered: true,
-                                redundant_stored_ids: redundant,
-                            });
-                        }
-                        Err(e) if worth_another_round(&e) => {
-                            tracing::warn!(error = %e, "print ended ambiguously; checking the stored shipment before printing again");
-                            last = Some(self.failed_round(e, &mut failures).await);
-                        }
-                        // Printed (422 not READY) or deleted (404) meanwhile: look again. A 422
-                        // while it is still READY is a real refusal, returned next round.
-                        Err(e) if matches!(e, Error::Validation { .. }) || is_gone(&e) => {
-                            failures += 1;
-                            print_refused = Some((stored.id.clone(), e));
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
+                "READY" => {}
                 status => {
                     return Err(Error::NotPrintable {
                         order_no: order_no.to_owned(),
@@ -245,10 +191,38 @@ impl NshiftClient {
                     });
                 }
             }
+            if let Some((id, e)) = print_refused.take()
+                && id == stored.id
+            {
+                return Err(e);
+            }
+            match self.print_stored_shipment(&stored.id, print).await {
+                Ok(shipments) => {
+                    tracing::info!(stored_id = %stored.id, count = shipments.len(), "stored shipment printed");
+                    return Ok(Booking {
+                        order_no: order_no.to_owned(),
+                        stored_id: Some(stored.id),
+                        outcome: BookingOutcome::Printed,
+                        shipments,
+                        details_recovered: true,
+                        redundant_stored_ids: redundant,
+                    });
+                }
+                Err(e) if worth_another_round(&e) => {
+                    tracing::warn!(error = %e, "print ended ambiguously; checking the stored shipment before printing again");
+                    last = Some(self.failed_round(e, &mut failures).await);
+                }
+                // Printed (422 not READY) or deleted (404) meanwhile: look again. A 422 while
+                // it is still READY is a real refusal, returned next round.
+                Err(e) if matches!(e, Error::Validation { .. }) || is_gone(&e) => {
+                    failures += 1;
+                    print_refused = Some((stored.id, e));
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let last = last
-            .or(print_refused.map(|(_, e)| e))
-            .unwrap_or_else(|| Error::invalid(BOOK_ONCE, "no attempt made"));
+        let last = last.or(print_refused.map(|(_, e)| e));
+        let last = last.unwrap_or_else(|| Error::invalid(BOOK_ONCE, "no attempt made"));
         Err(Error::BookingUnresolved {
             order_no: order_no.to_owned(),
             attempts: failures,
@@ -256,9 +230,8 @@ impl NshiftClient {
         })
     }
 
-    /// Counts a round that ended with `e` and pauses before the next (a 429's `Retry-After`,
-    /// at most 60 s, else [`retry_delay`](crate::BookOnceOptions::retry_delay)); `e` is then
-    /// the last failure.
+    /// Counts a failed round and pauses before the next (a 429's `Retry-After`, at most 60 s,
+    /// else the configured `retry_delay`); returns `e`, now the last failure.
     async fn failed_round(&self, e: Error, failures: &mut u32) -> Error {
         *failures += 1;
         let delay = match e.retry_after() {
@@ -269,17 +242,15 @@ impl NshiftClient {
         e
     }
 
-    /// The order's shipments from the printed-shipments feed (latest state of each).
+    /// The order's shipments from the printed-shipments feed (the latest state of each).
     async fn printed_for_order(&self, order_no: &str) -> Result<Vec<ShipmentInfo>, Error> {
-        let mut found: BTreeMap<(u64, String), ShipmentInfo> = BTreeMap::new();
+        let mut found = BTreeMap::new();
         let mut cursor = FEED_START.to_owned();
         for _ in 0..self.book_options.max_feed_pages.max(1) {
             let page = self.fetch_shipments(&cursor).await?;
-            for info in page.items {
-                if info.order_no.as_deref() == Some(order_no) {
-                    found.insert(numeric_key(&info.id), info);
-                }
-            }
+            let mine = page.items.into_iter();
+            let mine = mine.filter(|info| info.order_no.as_deref() == Some(order_no));
+            found.extend(mine.map(|info| (numeric_key(&info.id), info)));
             if page.done || page.fetch_id == cursor {
                 break;
             }
@@ -289,58 +260,69 @@ impl NshiftClient {
         Ok(found.into_values().collect())
     }
 
-    /// Best effort: the documents still available for each shipment.
-    async fn with_labels(&self, infos: Vec<ShipmentInfo>) -> Vec<PrintedShipment> {
-        let mut out = Vec::with_capacity(infos.len());
-        for info in infos {
-            let mut labels = Vec::new();
-            match self.list_documents(&info.id).await {
-                Ok(docs) => {
-                    for doc in docs {
-                        match self.fetch_document(&info.id, &doc.id).await {
-                            Ok(mut label) => {
-                                label.description = doc.description.clone();
-                                labels.push(label);
-                            }
-                            Err(e) => tracing::debug!(error = %e, "document no longer available"),
-                        }
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e, "documents not listed"),
-            }
-            out.push(PrintedShipment { info, labels });
-        }
-        out
-    }
-
-    async fn recover(
+    /// The booking of an order found printed, its shipments read back from the feed (`printed`)
+    /// with the labels still available; not recovered when the feed has none or is forbidden.
+    async fn already_booked(
         &self,
         order_no: &str,
-        stored: StoredShipmentInfo,
+        stored_id: Option<String>,
         redundant: Vec<String>,
+        printed: Result<Vec<ShipmentInfo>, Error>,
     ) -> Result<Booking, Error> {
-        let (shipments, details_recovered) = match self.printed_for_order(order_no).await {
-            Ok(infos) if !infos.is_empty() => (self.with_labels(infos).await, true),
+        let mut shipments = Vec::new();
+        let details_recovered = match printed {
+            Ok(infos) if !infos.is_empty() => {
+                for info in infos {
+                    let labels = self.labels_of(&info.id).await;
+                    shipments.push(PrintedShipment { info, labels });
+                }
+                true
+            }
             Ok(_) => {
                 tracing::warn!("printed stored shipment not (yet) in the printed-shipments feed");
-                (Vec::new(), false)
+                false
             }
             Err(e) if e.status() == Some(StatusCode::FORBIDDEN) => {
                 tracing::warn!(
-                    "the key cannot read the printed-shipments feed; booking details not recovered"
+                    "the key cannot read the printed-shipments feed; details not recovered"
                 );
-                (Vec::new(), false)
+                false
             }
             Err(e) => return Err(e),
         };
         Ok(Booking {
             order_no: order_no.to_owned(),
-            stored_id: Some(stored.id),
+            stored_id,
             outcome: BookingOutcome::AlreadyBooked,
             shipments,
             details_recovered,
             redundant_stored_ids: redundant,
         })
+    }
+
+    /// Best effort: the documents of a shipment still available.
+    async fn labels_of(&self, shipment_id: &str) -> Vec<Label> {
+        let path = ListShipmentPdfsPath {
+            shipment_id: shipment_id.to_owned(),
+        };
+        let documents = match self.list_shipment_pdfs(&path, &Default::default()).await {
+            Ok(documents) => documents,
+            Err(e) => {
+                tracing::debug!(error = %e, "documents not listed");
+                return Vec::new();
+            }
+        };
+        let mut labels = Vec::new();
+        for document in documents {
+            match self.fetch_document(shipment_id, &document.id).await {
+                Ok(label) => labels.push(Label {
+                    description: document.description,
+                    ..label
+                }),
+                Err(e) => tracing::debug!(error = %e, "document no longer available"),
+            }
+        }
+        labels
     }
 }
 
@@ -359,16 +341,11 @@ mod tests {
 
     #[test]
     fn canonical_prefers_printed_then_lowest_id() {
-        let (pick, others) = canonical(vec![
-            stored("12", "READY"),
-            stored("9", "READY"),
-            stored("100", "READY"),
-        ])
-        .unwrap();
+        let ready = |id| stored(id, "READY");
+        let (pick, others) = canonical(vec![ready("12"), ready("9"), ready("100")]).unwrap();
         assert_eq!(pick.id, "9");
         assert_eq!(others, vec!["12".to_owned(), "100".to_owned()]);
-        let (pick, others) =
-            canonical(vec![stored("9", "READY"), stored("12", "PRINTED")]).unwrap();
+        let (pick, others) = canonical(vec![ready("9"), stored("12", "PRINTED")]).unwrap();
         assert_eq!(pick.id, "12");
         assert_eq!(others, vec!["9".to_owned()]);
         assert!(canonical(Vec::new()).is_none());

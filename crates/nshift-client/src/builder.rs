@@ -1,4 +1,4 @@
-//! The client builder: settings from code or from the environment, and the tower stack.
+//! The builder: settings from code or the environment, validated, and the tower stack.
 
 use std::time::Duration;
 
@@ -11,13 +11,12 @@ use crate::client::NshiftClient;
 use crate::config::{
     AuthMode, BookOnceOptions, DEFAULT_BASE_URL, DEFAULT_JWT_LIFETIME, ENV_API_KEY_ID, ENV_AUTH,
     ENV_BASE_URL, ENV_DEVELOPER_ID, ENV_JWT_LIFETIME_SECS, ENV_JWT_METHOD, ENV_SECRET_ID,
-    ENV_TIMEOUT_SECS, JWT_REFRESH_WINDOW, JwtMethod, default_print_config,
+    ENV_TIMEOUT_SECS, JwtMethod, default_print_config, setters,
 };
 use crate::error::{Error, Nshift};
 use crate::jwt::JwtSource;
 
-/// Builds an [`NshiftClient`] from code ([`NshiftClient::builder`]) or from the environment
-/// ([`NshiftClientBuilder::from_env`]). `Debug` never shows the secret.
+/// Builds an [`NshiftClient`] from code or settings. `Debug` never shows the secret.
 ///
 /// ```
 /// use nshift_client::{AuthMode, NshiftClient};
@@ -36,30 +35,26 @@ pub struct NshiftClientBuilder {
     secret_id: Option<SecretString>,
     developer_id: Option<String>,
     base_url: Option<String>,
-    auth_mode: AuthMode,
-    jwt_method: JwtMethod,
+    auth_mode: Option<AuthMode>,
+    jwt_method: Option<JwtMethod>,
     jwt_lifetime: Option<Duration>,
-    common: CommonOptions,
     print_config: Option<PrintConfig>,
-    book_once: BookOnceOptions,
+    book_once_options: Option<BookOnceOptions>,
+    common: CommonOptions,
 }
 
-/// The API key's ID goes into the Basic `id:secret`, so it has no `:` and no white space.
-fn check_id(setting: &str, value: &str) -> Result<(), SettingsError> {
+/// The ID goes into the Basic `id:secret`, so it has no `:` and no white space.
+fn check_id(value: &str) -> Result<(), SettingsError> {
     if value.is_empty() {
-        return Err(SettingsError::missing(
-            setting,
-            "set the API key's ID (Maintenance → API keys)",
-        ));
+        let hint = "set the API key's ID (Maintenance → API keys)";
+        return Err(SettingsError::missing(ENV_API_KEY_ID, hint));
     }
     if value
         .chars()
         .any(|c| c.is_whitespace() || c.is_control() || c == ':')
     {
-        return Err(SettingsError::invalid(
-            setting,
-            "must not contain spaces, control characters or `:`",
-        ));
+        let reason = "must not contain spaces, control characters or `:`";
+        return Err(SettingsError::invalid(ENV_API_KEY_ID, reason));
     }
     Ok(())
 }
@@ -70,26 +65,23 @@ impl NshiftClient {
         NshiftClientBuilder::default()
     }
 
-    /// A client configured from the environment (`NSHIFT_*`, see the README).
+    /// A client configured from the environment (`NSHIFT_*`).
     pub fn from_env() -> Result<Self, Error> {
         NshiftClientBuilder::from_env()?.build()
     }
 }
 
 impl NshiftClientBuilder {
-    /// Reads every setting from the process environment (see the crate README for the table).
+    /// Reads every setting from the process environment.
     pub fn from_env() -> Result<Self, Error> {
         Self::from_settings(&Settings::from_env())
     }
 
-    /// Reads the settings from `settings` (the environment or explicit pairs; the table is in
-    /// the crate README, "Configuration"). A missing or malformed setting is an error naming it.
+    /// Reads the settings from `settings`; a missing or malformed one is an error naming it.
     pub fn from_settings(settings: &Settings) -> Result<Self, Error> {
-        let api_key_id = settings.required(
-            ENV_API_KEY_ID,
-            "set the API key's ID (Maintenance → API keys in nShift Delivery)",
-        )?;
-        check_id(ENV_API_KEY_ID, &api_key_id)?;
+        let hint = "set the API key's ID (Maintenance → API keys in nShift Delivery)";
+        let api_key_id = settings.required(ENV_API_KEY_ID, hint)?;
+        check_id(&api_key_id)?;
         let secret_id = settings.secret(ENV_SECRET_ID, "set the API key's Secret ID")?;
         let base_url = settings.get(ENV_BASE_URL);
         if let Some(url) = &base_url {
@@ -100,80 +92,45 @@ impl NshiftClientBuilder {
             secret_id: Some(secret_id),
             developer_id: settings.get(ENV_DEVELOPER_ID),
             base_url,
-            auth_mode: (settings.parse(ENV_AUTH, "`basic`, `bearer` or `jwt`")?)
-                .unwrap_or_default(),
-            jwt_method: (settings.parse(ENV_JWT_METHOD, "`post` or `get`")?).unwrap_or_default(),
+            auth_mode: settings.parse(ENV_AUTH, "`basic`, `bearer` or `jwt`")?,
+            jwt_method: settings.parse(ENV_JWT_METHOD, "`post` or `get`")?,
             jwt_lifetime: settings.seconds(ENV_JWT_LIFETIME_SECS, 60)?,
             common: CommonOptions::from_settings(settings, ENV_TIMEOUT_SECS)?,
             ..Self::default()
         })
     }
 
-    /// The API key's ID.
-    pub fn api_key_id(mut self, id: impl Into<String>) -> Self {
-        self.api_key_id = Some(id.into());
-        self
-    }
-
-    /// The API key's Secret ID.
-    pub fn secret_id(mut self, secret: SecretString) -> Self {
-        self.secret_id = Some(secret);
-        self
-    }
-
-    /// The integrator's nShift user id, put into every shipment that has no `developerId`.
-    pub fn developer_id(mut self, id: impl Into<String>) -> Self {
-        self.developer_id = Some(id.into());
-        self
-    }
-
-    /// The API base URL including `/rs-extapi/v1` (HTTPS; plain HTTP only for loopback).
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = Some(url.into());
-        self
-    }
-
-    /// Basic (default), `Bearer id-secret`, or a JWT from `/sessions/jwt`.
-    pub fn auth_mode(mut self, mode: AuthMode) -> Self {
-        self.auth_mode = mode;
-        self
-    }
-
-    /// The method of `/sessions/jwt` with [`AuthMode::Jwt`] (default POST; an open question).
-    pub fn jwt_method(mut self, method: JwtMethod) -> Self {
-        self.jwt_method = method;
-        self
-    }
-
-    /// How long a JWT is used with [`AuthMode::Jwt`] (default [`DEFAULT_JWT_LIFETIME`]); it is
-    /// refreshed in the background ten minutes (at most half its lifetime) before that.
-    pub fn jwt_lifetime(mut self, lifetime: Duration) -> Self {
-        self.jwt_lifetime = Some(lifetime);
-        self
+    setters! {
+        /// The API key's ID.
+        api_key_id(id: impl Into<String>) => Some(id.into());
+        /// The API key's Secret ID.
+        secret_id(secret: SecretString) => Some(secret);
+        /// The integrator's nShift user id, put into every shipment that has no `developerId`.
+        developer_id(id: impl Into<String>) => Some(id.into());
+        /// The API base URL including `/rs-extapi/v1` (HTTPS; plain HTTP only for loopback).
+        base_url(url: impl Into<String>) => Some(url.into());
+        /// Basic (default), `Bearer id-secret`, or a JWT from `/sessions/jwt`.
+        auth_mode(mode: AuthMode) => Some(mode);
+        /// The method of `/sessions/jwt` with [`AuthMode::Jwt`] (default POST).
+        jwt_method(method: JwtMethod) => Some(method);
+        /// How long a JWT is used (default [`DEFAULT_JWT_LIFETIME`], at least 60 s); refreshed
+        /// ten minutes (at most half its lifetime) before that.
+        jwt_lifetime(lifetime: Duration) => Some(lifetime);
+        /// The print configuration of [`NshiftClient::book_once`] (default
+        /// [`default_print_config`]).
+        print_config(config: PrintConfig) => Some(config);
+        /// Options of [`NshiftClient::book_once`].
+        book_once_options(options: BookOnceOptions) => Some(options);
     }
 
     client_core::common_setters!();
 
-    /// The print configuration [`NshiftClient::book_once`] uses (default
-    /// [`default_print_config`]).
-    pub fn print_config(mut self, config: PrintConfig) -> Self {
-        self.print_config = Some(config);
-        self
-    }
-
-    /// Options of [`NshiftClient::book_once`].
-    pub fn book_once_options(mut self, options: BookOnceOptions) -> Self {
-        self.book_once = options;
-        self
-    }
-
     /// Validates the settings and builds the stack Trace → Retry → Auth → transport.
     pub fn build(self) -> Result<NshiftClient, Error> {
         let api_key_id = self.api_key_id.unwrap_or_default().trim().to_owned();
-        check_id(ENV_API_KEY_ID, &api_key_id)?;
-        let secret = self
-            .secret_id
-            .map(|s| s.expose_secret().trim().to_owned())
+        check_id(&api_key_id)?;
+        let secret = self.secret_id.map(|s| s.expose_secret().trim().to_owned());
+        let secret = secret
             .filter(|s| !s.is_empty())
             .ok_or_else(|| SettingsError::missing(ENV_SECRET_ID, "set the API key's Secret ID"))?;
         if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -190,7 +147,8 @@ impl NshiftClientBuilder {
         let base_url = self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
         let base_url = client_core::base_url(ENV_BASE_URL, base_url)?;
         let transport = self.common.transport::<Nshift>()?;
-        let cache = match self.auth_mode {
+        let auth_mode = self.auth_mode.unwrap_or_default();
+        let cache = match auth_mode {
             AuthMode::Basic => TokenCache::new(StaticToken::basic(&api_key_id, secret)),
             AuthMode::Bearer => {
                 let combined = format!("{api_key_id}-{}", secret.expose_secret());
@@ -202,17 +160,12 @@ impl NshiftClientBuilder {
                     let reason = "must be at least 60 seconds";
                     return Err(SettingsError::invalid(ENV_JWT_LIFETIME_SECS, reason).into());
                 }
-                let source = JwtSource::new(
-                    transport.clone(),
-                    &base_url,
-                    &api_key_id,
-                    secret,
-                    self.jwt_method,
-                    lifetime,
-                )
-                .map_err(|e| SettingsError::invalid(ENV_SECRET_ID, e.to_string()))?;
+                let jwt = (self.jwt_method.unwrap_or_default(), lifetime);
+                let source = JwtSource::new(transport.clone(), &base_url, &api_key_id, secret, jwt)
+                    .map_err(|e| SettingsError::invalid(ENV_SECRET_ID, e.to_string()))?;
                 let mut config = TokenCacheConfig::default();
-                config.refresh_window = JWT_REFRESH_WINDOW;
+                // A new JWT is fetched in the background from ten minutes before it runs out.
+                config.refresh_window = Duration::from_secs(10 * 60);
                 TokenCache::with_config(source, config)
             }
         };
@@ -221,9 +174,9 @@ impl NshiftClientBuilder {
             engine: self.common.engine::<Nshift>(auth),
             base_url,
             developer_id,
-            auth_mode: self.auth_mode,
+            auth_mode,
             print_config: self.print_config.unwrap_or_else(default_print_config),
-            book_options: self.book_once,
+            book_options: self.book_once_options.unwrap_or_default(),
         })
     }
 }

@@ -1,5 +1,6 @@
 //! The settings' names and defaults, and the plain option types (the bottom module: it imports
-//! nothing of the crate, so the builder, the client and the errors can all name the settings).
+//! nothing of the crate, so the builder, the client and the errors can all name them). The
+//! settings' table is in the crate README, "Configuration".
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -8,115 +9,88 @@ use nshift_models::delivery::{PrintConfig, PrintFileType, PrintMedia};
 
 /// `NSHIFT_API_KEY_ID`: the API key's ID (the Basic user).
 pub const ENV_API_KEY_ID: &str = "NSHIFT_API_KEY_ID";
-/// `NSHIFT_SECRET_ID`: the API key's Secret ID (the Basic password); or `NSHIFT_SECRET_ID_FILE`.
+/// `NSHIFT_SECRET_ID` (or `NSHIFT_SECRET_ID_FILE`): the API key's Secret ID.
 pub const ENV_SECRET_ID: &str = "NSHIFT_SECRET_ID";
-/// `NSHIFT_DEVELOPER_ID`: the integrator's nShift user id, put into every shipment that has none.
+/// `NSHIFT_DEVELOPER_ID`: the integrator's nShift user id, put into shipments that have none.
 pub const ENV_DEVELOPER_ID: &str = "NSHIFT_DEVELOPER_ID";
 /// `NSHIFT_BASE_URL`: the API base including `/rs-extapi/v1` (default [`DEFAULT_BASE_URL`]).
 pub const ENV_BASE_URL: &str = "NSHIFT_BASE_URL";
-/// `NSHIFT_AUTH`: `basic` (default), `bearer` or `jwt`.
+/// `NSHIFT_AUTH`: [`AuthMode`] (`basic`, `bearer` or `jwt`).
 pub const ENV_AUTH: &str = "NSHIFT_AUTH";
-/// `NSHIFT_JWT_METHOD`: `post` (default) or `get`, the method of `/sessions/jwt` (an open
-/// question in the notes).
+/// `NSHIFT_JWT_METHOD`: [`JwtMethod`] (`post` or `get`).
 pub const ENV_JWT_METHOD: &str = "NSHIFT_JWT_METHOD";
-/// `NSHIFT_JWT_LIFETIME_SECS`: how long a JWT is used (default 39600 = 11 h; nShift says 12 h).
+/// `NSHIFT_JWT_LIFETIME_SECS`: how long a JWT is used (default [`DEFAULT_JWT_LIFETIME`]).
 pub const ENV_JWT_LIFETIME_SECS: &str = "NSHIFT_JWT_LIFETIME_SECS";
-/// `NSHIFT_TIMEOUT_SECS`: per-request timeout in seconds (default 30).
+/// `NSHIFT_TIMEOUT_SECS`: per-request timeout in seconds (default [`DEFAULT_TIMEOUT`]).
 pub const ENV_TIMEOUT_SECS: &str = "NSHIFT_TIMEOUT_SECS";
-
 /// The production base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.unifaun.com/rs-extapi/v1";
-
 /// The per-request timeout used unless configured (30 s).
 pub use client_core::DEFAULT_TIMEOUT;
-
 /// How long a JWT is used unless configured: 11 hours, an hour inside nShift's 12.
 pub const DEFAULT_JWT_LIFETIME: Duration = Duration::from_secs(11 * 3600);
-
-/// How long before [`DEFAULT_JWT_LIFETIME`] (or the configured lifetime) runs out a new JWT is
-/// fetched in the background.
-pub(crate) const JWT_REFRESH_WINDOW: Duration = Duration::from_secs(10 * 60);
-
-/// The service the client sends requests through (below the trace, retry and auth layers):
-/// `http::Request<Bytes>` in, buffered `http::Response<Bytes>` out.
+/// The service below the trace, retry and auth layers (tests pass their own).
 pub type Transport = client_core::BoxTransport;
 
-/// How the `Authorization` header is formed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum AuthMode {
-    /// `Authorization: Basic base64(id:secret)`, the documented default.
-    #[default]
-    Basic,
-    /// `Authorization: Bearer <id>-<secret>` (the "combined" API key).
-    Bearer,
-    /// `Authorization: Bearer <JWT>`: the JWT is fetched from `/sessions/jwt` with Basic
-    /// `id:secret` (method [`JwtMethod`]), used for [`DEFAULT_JWT_LIFETIME`] (nShift says 12 h),
-    /// refreshed ten minutes ahead in the background, and fetched anew (the request replayed
-    /// once) when the API answers 401.
-    Jwt,
+/// An enum read from a setting: its values, `as_str` (the setting value) and case-insensitive
+/// parsing whose error lists the values.
+macro_rules! setting_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $value:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+        #[non_exhaustive]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// The setting value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $value,)+
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                let values = [$(Self::$variant,)+];
+                let found = values.into_iter().find(|v| v.as_str().eq_ignore_ascii_case(s.trim()));
+                found.ok_or_else(|| format!("`{s}` is not one of {}", [$($value,)+].join(", ")))
+            }
+        }
+    };
 }
 
-impl AuthMode {
-    /// The setting value (`basic` / `bearer` / `jwt`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Basic => "basic",
-            Self::Bearer => "bearer",
-            Self::Jwt => "jwt",
-        }
+setting_enum! {
+    /// How the `Authorization` header is formed.
+    AuthMode {
+        /// `Basic base64(id:secret)`, the documented default.
+        #[default]
+        Basic = "basic",
+        /// `Bearer <id>-<secret>` (the "combined" API key).
+        Bearer = "bearer",
+        /// `Bearer <JWT>` from `/sessions/jwt` (crate README, "JWT mode").
+        Jwt = "jwt",
     }
 }
 
-impl FromStr for AuthMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "basic" => Ok(Self::Basic),
-            "bearer" => Ok(Self::Bearer),
-            "jwt" => Ok(Self::Jwt),
-            other => Err(format!("`{other}` is not `basic`, `bearer` or `jwt`")),
-        }
+setting_enum! {
+    /// The method of `/sessions/jwt`. **Open question:** nShift's page shows GET in the heading
+    /// and POST in its curl example; a wrong one most likely answers 404 or 405, whose
+    /// [`hint`](crate::Error::hint) says to switch.
+    JwtMethod {
+        /// `POST` (the curl example; default).
+        #[default]
+        Post = "post",
+        /// `GET` (the heading).
+        Get = "get",
     }
 }
 
-/// The method of `/sessions/jwt`. **Open question:** nShift's developer portal shows GET in
-/// the heading and POST in its curl example; POST is the default, `NSHIFT_JWT_METHOD=get`
-/// switches. A wrong method most likely answers 404 or 405 (a token failure whose
-/// [`hint`](crate::Error::hint) says to switch it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum JwtMethod {
-    /// `POST /sessions/jwt` (the curl example; default).
-    #[default]
-    Post,
-    /// `GET /sessions/jwt` (the heading).
-    Get,
-}
-
-impl JwtMethod {
-    /// The setting value (`post` / `get`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Post => "post",
-            Self::Get => "get",
-        }
-    }
-}
-
-impl FromStr for JwtMethod {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "post" => Ok(Self::Post),
-            "get" => Ok(Self::Get),
-            other => Err(format!("`{other}` is not `post` or `get`")),
-        }
-    }
-}
-
-/// The print configuration used by [`NshiftClient::book_once`](crate::NshiftClient::book_once)
-/// unless another is given: one PDF label target on `thermo-190` (107×190 mm).
+/// The print configuration of [`NshiftClient::book_once`](crate::NshiftClient::book_once) unless another is set: one PDF
+/// label target on `thermo-190` (107×190 mm).
 pub fn default_print_config() -> PrintConfig {
     PrintConfig {
         target1_media: PrintMedia::Thermo190,
@@ -142,23 +116,34 @@ pub fn default_print_config() -> PrintConfig {
     }
 }
 
-/// Options of [`NshiftClient::book_once`](crate::NshiftClient::book_once).
+/// Builder-style setters: `name(value: Type) => what the field is set to;`.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident($value:ident: $ty:ty) => $set:expr;)+) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, $value: $ty) -> Self {
+            self.$name = $set;
+            self
+        }
+    )+};
+}
+pub(crate) use setters;
+
+/// Options of [`NshiftClient::book_once`](crate::NshiftClient::book_once); the crate README, "`book_once`", says when to
+/// change them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BookOnceOptions {
-    /// Rounds of search → store/print before giving up with
-    /// [`Error::BookingUnresolved`](crate::Error::BookingUnresolved) (default 4).
+    /// Rounds ending in a failure before giving up with
+    /// [`Error::BookingUnresolved`](crate::Error::BookingUnresolved) (default 4, at least 1).
     pub max_rounds: u32,
-    /// Before storing a new shipment, also look for an already printed shipment with the
-    /// order number in the printed-shipments feed (`GET /shipments`). Needed only on accounts
-    /// where printed stored shipments disappear from the stored-shipment search; costs a full
-    /// feed walk and needs the TrackBack licence and an account-level key (default `false`).
+    /// Before storing, also look for the order in the printed-shipments feed: for accounts
+    /// where printed stored shipments leave the search; costs a feed walk and needs TrackBack
+    /// (default `false`).
     pub check_feed_before_store: bool,
-    /// Pages of the printed-shipments feed read at most when looking for the shipments of an
-    /// already printed order (default 200, i.e. 20,000 events).
+    /// Pages of the printed-shipments feed read at most (default 200, 20,000 events).
     pub max_feed_pages: u32,
     /// Pause before the next round after an ambiguous failure (default 500 ms; a 429's
-    /// `Retry-After` wins, capped at 60 s). Slept on tokio's clock.
+    /// `Retry-After` wins, at most 60 s), on tokio's clock.
     pub retry_delay: Duration,
 }
 
@@ -174,21 +159,12 @@ impl Default for BookOnceOptions {
 }
 
 impl BookOnceOptions {
-    /// Sets [`BookOnceOptions::check_feed_before_store`].
-    pub fn check_feed_before_store(mut self, on: bool) -> Self {
-        self.check_feed_before_store = on;
-        self
-    }
-
-    /// Sets [`BookOnceOptions::retry_delay`].
-    pub fn retry_delay(mut self, delay: Duration) -> Self {
-        self.retry_delay = delay;
-        self
-    }
-
-    /// Sets [`BookOnceOptions::max_rounds`] (at least 1).
-    pub fn max_rounds(mut self, rounds: u32) -> Self {
-        self.max_rounds = rounds.max(1);
-        self
+    setters! {
+        /// Sets [`BookOnceOptions::check_feed_before_store`].
+        check_feed_before_store(on: bool) => on;
+        /// Sets [`BookOnceOptions::retry_delay`].
+        retry_delay(delay: Duration) => delay;
+        /// Sets [`BookOnceOptions::max_rounds`] (at least 1).
+        max_rounds(rounds: u32) => rounds.max(1);
     }
 }

@@ -1,5 +1,5 @@
-//! Printed documents: their format, recognised from the content, and the inline documents of
-//! a print answer decoded into bytes.
+//! Printed documents: the format recognised from the content, and the inline documents of a
+//! print answer decoded into bytes.
 
 use std::fmt;
 
@@ -29,13 +29,11 @@ impl LabelFormat {
         }
     }
 
-    /// Recognises the format from the content, else from a declared media type or file type.
+    /// Recognises the format from the content, else from a declared media type or file type:
+    /// nShift's declared types are not reliable for thermal targets.
     pub(crate) fn detect(bytes: &[u8], declared: Option<&str>) -> Self {
-        let start = bytes
-            .iter()
-            .position(|b| !b.is_ascii_whitespace())
-            .unwrap_or(0);
-        let content = &bytes[start..];
+        let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
+        let content = &bytes[start.unwrap_or(0)..];
         if content.starts_with(b"%PDF") {
             return Self::Pdf;
         }
@@ -51,7 +49,8 @@ impl LabelFormat {
     }
 }
 
-/// A printed document (label, waybill, customs paper) decoded into bytes.
+/// A printed document (label, waybill, customs paper) decoded into bytes. `Debug` shows the
+/// length, not the bytes.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Label {
@@ -73,7 +72,6 @@ impl Label {
 }
 
 impl fmt::Debug for Label {
-    /// The length, not the bytes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Label")
             .field("id", &self.id)
@@ -96,8 +94,8 @@ pub struct PrintedShipment {
 
 impl PrintedShipment {
     /// The shipment with its inline documents (`prints[].data`, or the 2016 `pdfs[].pdf`)
-    /// decoded; `declared` is the print configuration's file type. Err: a document that is
-    /// not base64, and why.
+    /// decoded; `declared` is the print configuration's file type. Err: why a document is not
+    /// base64.
     pub(crate) fn decode(info: ShipmentInfo, declared: Option<&str>) -> Result<Self, String> {
         let prints = info.prints.iter().flatten();
         let prints = prints.map(|p| (p.id.clone(), p.description.clone(), p.data.as_deref()));
@@ -108,12 +106,11 @@ impl PrintedShipment {
             let Some(data) = data.filter(|d| !d.is_empty()) else {
                 continue;
             };
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(data.trim())
-                .map_err(|e| {
-                    let id = id.as_deref().unwrap_or("?");
-                    format!("document {id} is not base64: {e}")
-                })?;
+            let base64 = base64::engine::general_purpose::STANDARD.decode(data.trim());
+            let bytes = base64.map_err(|e| {
+                let id = id.as_deref().unwrap_or("?");
+                format!("document {id} is not base64: {e}")
+            })?;
             let format = LabelFormat::detect(&bytes, declared);
             let bytes = Bytes::from(bytes);
             labels.push(Label {
@@ -128,12 +125,8 @@ impl PrintedShipment {
 
     /// The carrier parcel (tracking) numbers.
     pub fn parcel_numbers(&self) -> Vec<&str> {
-        self.info
-            .parcels
-            .iter()
-            .flatten()
-            .filter_map(|p| p.parcel_no.as_deref())
-            .collect()
+        let parcels = self.info.parcels.iter().flatten();
+        parcels.filter_map(|p| p.parcel_no.as_deref()).collect()
     }
 }
 
@@ -143,19 +136,14 @@ mod tests {
 
     #[test]
     fn label_format_from_content_then_declared_type() {
-        assert_eq!(LabelFormat::detect(b"%PDF-1.4", None), LabelFormat::Pdf);
-        assert_eq!(
-            LabelFormat::detect(b"\n^XA^FO50,50^XZ", Some("application/pdf")),
-            LabelFormat::Zpl
-        );
-        assert_eq!(
-            LabelFormat::detect(b"xx", Some("application/pdf; charset=binary")),
-            LabelFormat::Pdf
-        );
-        assert_eq!(LabelFormat::detect(b"xx", Some("zpl")), LabelFormat::Zpl);
-        assert_eq!(
-            LabelFormat::detect(b"xx", None).media_type(),
-            "application/octet-stream"
-        );
+        let detect = LabelFormat::detect;
+        assert_eq!(detect(b"%PDF-1.4", None), LabelFormat::Pdf);
+        let zpl = detect(b"\n^XA^FO50,50^XZ", Some("application/pdf"));
+        assert_eq!(zpl, LabelFormat::Zpl);
+        let pdf = detect(b"xx", Some("application/pdf; charset=binary"));
+        assert_eq!(pdf, LabelFormat::Pdf);
+        assert_eq!(detect(b"xx", Some("zpl")), LabelFormat::Zpl);
+        let other = detect(b"xx", None);
+        assert_eq!(other.media_type(), "application/octet-stream");
     }
 }

@@ -1,9 +1,9 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
-// The modules and what each imports (no cycles; `config` and `label` import none):
-// book → client, config, error, feed, label; builder → client, config, error, jwt;
-// feed → client, error; client → config, error, label; error → config; jwt → config.
+// The modules and what each imports (no cycles; `config` and `label` import none): book →
+// client, error, feed, label; builder → client, config, error, jwt; feed → client, error;
+// client → config, error, label; jwt → config.
 mod book;
 mod builder;
 mod client;
@@ -25,10 +25,10 @@ pub use error::Error;
 pub use feed::{FEED_START, FeedPage};
 pub use label::{Label, LabelFormat, PrintedShipment};
 
-/// Re-exported: settings from the environment or explicit pairs, and the shared request
-/// path's failures and their classification (what [`Error::Failure`] carries).
+/// Re-exported: settings, and the shared request path's failures and their classification
+/// (what [`Error::Failure`] carries).
 pub use client_core::{ErrorKind, Failure, HttpFailure, Settings, SettingsError};
-/// The generated models this client speaks (re-exported for convenience).
+/// The generated models this client speaks.
 pub use nshift_models::delivery as models;
-/// Re-exported: every generated operation as a method of [`NshiftClient`] (bring it into scope).
+/// Every generated operation as a method of [`NshiftClient`] (bring it into scope).
 pub use nshift_models::delivery::operations::DeliveryApi;

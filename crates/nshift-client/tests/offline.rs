@@ -9,7 +9,8 @@ use auth_core::{Idempotent, RetryConfig};
 use bytes::Bytes;
 use http::StatusCode;
 use nshift_client::models::{
-    AddressCheckRequest, CheckAddressQueryLanguage, FindAgentsQuery, PriceRequest, Shipment,
+    AddressCheckRequest, CancelShipmentPath, CheckAddressQueryLanguage, FindAgentsQuery,
+    ListShipmentPdfsPath, PriceRequest, Shipment,
 };
 use nshift_client::{DeliveryApi as _, Error, ErrorKind, Failure, NshiftClient};
 
@@ -56,6 +57,13 @@ fn agents() -> FindAgentsQuery {
         zip: Some("11151".into()),
         country_code: "SE".into(),
         ..Default::default()
+    }
+}
+
+/// The documents of shipment 1.
+fn pdfs() -> ListShipmentPdfsPath {
+    ListShipmentPdfsPath {
+        shipment_id: "1".into(),
     }
 }
 
@@ -181,7 +189,10 @@ async fn answers_keep_nshifts_meaning() {
     );
 
     let (client, _) = answering(403, "");
-    let err = client.cancel_shipment("1").await.unwrap_err();
+    let path = CancelShipmentPath {
+        shipment_id: "1".into(),
+    };
+    let err = client.cancel_shipment(&path).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthorized);
     assert!(
         err.hint().contains("`REST API Discard` licence"),
@@ -190,14 +201,20 @@ async fn answers_keep_nshifts_meaning() {
     );
 
     let (client, _) = answering(401, "");
-    let err = client.list_documents("1").await.unwrap_err();
+    let err = client
+        .list_shipment_pdfs(&pdfs(), &Default::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthorized);
     let shown = format!("{err} {err:?} {}", err.hint());
     assert!(shown.contains("NSHIFT_SECRET_ID"), "{shown}");
     assert!(!shown.contains("offline-s3cr3t"), "{shown}");
 
     let (client, _) = answering(429, "");
-    let err = client.list_documents("1").await.unwrap_err();
+    let err = client
+        .list_shipment_pdfs(&pdfs(), &Default::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Throttled);
 }
 
@@ -219,7 +236,10 @@ async fn arguments_and_answers_that_cannot_be_used() {
         .unwrap_err();
     assert!(err.hint().contains("order number"), "{}", err.hint());
 
-    let err = client.list_documents("1").await.unwrap_err();
+    let err = client
+        .list_shipment_pdfs(&pdfs(), &Default::default())
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, Error::Failure(Failure::Decode { .. })),
         "{err:?}"

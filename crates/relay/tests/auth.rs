@@ -6,6 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use brightpearl_client::models::product::{ListPriceListsPath, operations::ProductApi as _};
 use client_core::Settings;
 use relay::cli::auth::{AuthError, AuthOptions, authorize_brightpearl};
 use sandbox::{Sandbox, SandboxConfig};
@@ -107,8 +108,14 @@ async fn authorizes_through_the_redirect_and_stores_working_tokens() {
         .unwrap()
         .build()
         .unwrap();
-    let lists = client.price_lists().await.expect("authorized call");
-    assert_eq!(lists.len(), 2);
+    let path = ListPriceListsPath {
+        account: client.account().to_owned(),
+    };
+    let lists = client
+        .list_price_lists(&path)
+        .await
+        .expect("authorized call");
+    assert_eq!(lists.response.len(), 2);
     let _ = std::fs::remove_dir_all(store.parent().unwrap().parent().unwrap());
 }
 

@@ -8,8 +8,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use brightpearl_client::NothingFound as _;
+use brightpearl_client::models::integration::operations::IntegrationApi as _;
 use brightpearl_client::models::integration::{
-    Webhook, WebhookEventName, WebhookHttpMethod, WebhookRequest,
+    CreateWebhookPath, ListWebhooksPath, Webhook, WebhookEventName, WebhookHttpMethod,
+    WebhookRequest,
 };
 use relay::config::RelayConfig;
 use relay::flows::FlowContext;
@@ -105,9 +108,33 @@ fn brightpearl(sandbox: &Sandbox) -> brightpearl_client::Client {
     .expect("the sandbox's Brightpearl")
 }
 
+/// The generated webhook calls with the client's account filled in.
+trait Hooks {
+    /// Subscribes `request`: the new webhook's id.
+    async fn create_hook(&self, request: &WebhookRequest) -> brightpearl_client::Result<i64>;
+    /// Every webhook ("nothing found" is none).
+    async fn hooks(&self) -> brightpearl_client::Result<Vec<Webhook>>;
+}
+
+impl Hooks for brightpearl_client::Client {
+    async fn create_hook(&self, request: &WebhookRequest) -> brightpearl_client::Result<i64> {
+        let path = CreateWebhookPath {
+            account: self.account().to_owned(),
+        };
+        Ok(self.create_webhook(&path, request).await?.response)
+    }
+
+    async fn hooks(&self) -> brightpearl_client::Result<Vec<Webhook>> {
+        let path = ListWebhooksPath {
+            account: self.account().to_owned(),
+        };
+        Ok(self.list_webhooks(&path).await.or_empty()?.response)
+    }
+}
+
 /// The sandbox's webhooks, by id.
 async fn webhooks(sandbox: &Sandbox) -> Vec<Webhook> {
-    let mut all = brightpearl(sandbox).webhooks().await.unwrap();
+    let mut all = brightpearl(sandbox).hooks().await.unwrap();
     all.sort_by_key(|w| w.id);
     all
 }
@@ -166,7 +193,7 @@ async fn each_event_is_subscribed_once_and_restarts_create_nothing_new() {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     // Another integration's subscription to the same event (another destination) stays.
     let foreign = brightpearl(&sandbox)
-        .create_webhook(&our_request(
+        .create_hook(&our_request(
             ON_HAND,
             "https://shipstation.example/hooks?secret=theirs",
         ))
@@ -305,7 +332,7 @@ async fn each_event_is_subscribed_once_and_restarts_create_nothing_new() {
 
     // A duplicate of ours (e.g. made by hand) is removed; the oldest is kept.
     let duplicate = brightpearl(&sandbox)
-        .create_webhook(&our_request(SHIPPED, &uri(SECRET)))
+        .create_hook(&our_request(SHIPPED, &uri(SECRET)))
         .await
         .unwrap();
     let handle = start(
@@ -384,15 +411,15 @@ async fn an_event_taken_out_of_the_configuration_is_unsubscribed() {
     // Ours for an event no longer configured (even with an older secret), and another
     // integration's subscription to that event.
     client
-        .create_webhook(&our_request("product.modified", &uri(SECRET)))
+        .create_hook(&our_request("product.modified", &uri(SECRET)))
         .await
         .unwrap();
     client
-        .create_webhook(&our_request("product.modified", &uri("older")))
+        .create_hook(&our_request("product.modified", &uri("older")))
         .await
         .unwrap();
     let foreign = client
-        .create_webhook(&our_request(
+        .create_hook(&our_request(
             "product.modified",
             "https://shipstation.example/hooks",
         ))
@@ -969,7 +996,7 @@ async fn relay_serve_with_the_embedded_sandbox_registers_there_and_receives_its_
             Arc::new(RelayConfig::default()),
         )
         .unwrap();
-        let hooks = ctx.brightpearl.as_ref().unwrap().webhooks().await.unwrap();
+        let hooks = ctx.brightpearl.as_ref().unwrap().hooks().await.unwrap();
         let prefix = format!("{relay_url}/brightpearl/webhooks?secret=");
         let mut events: Vec<&str> = hooks
             .iter()

@@ -17,6 +17,8 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+use brightpearl_client::NothingFound as _;
+use brightpearl_client::models::product::{ListPriceListsPath, operations::ProductApi as _};
 use client_core::Settings;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -441,7 +443,11 @@ async fn finish(
         .await
         .map_err(|e| AuthError::Exchange(format!("{e} ({})", e.hint())))?;
     // A fresh client reads the tokens back from the store, as every later run will.
-    let verification_error = match build()?.price_lists().await {
+    let verifier = build()?;
+    let path = ListPriceListsPath {
+        account: verifier.account().to_owned(),
+    };
+    let verification_error = match verifier.list_price_lists(&path).await.or_empty() {
         Ok(_) => None,
         Err(e) => Some(format!("{e} ({})", e.hint())),
     };

@@ -46,13 +46,16 @@ use brightpearl_client::models::contact::{
     ContactCommunication, ContactEmail, ContactEmails, ContactRequest, ContactTelephones,
     PostalAddressRequest,
 };
+use brightpearl_client::models::order::operations::OrderApi as _;
 use brightpearl_client::models::order::{
-    OrderAddress, SalesOrderCustomer, SalesOrderDelivery, SalesOrderRequest, SalesOrderRowRequest,
+    CreateSalesOrderPath, OrderAddress, SalesOrderCustomer, SalesOrderDelivery, SalesOrderRequest,
+    SalesOrderRowRequest,
 };
 use brightpearl_client::{ProductRow, SearchQuery, SearchResource};
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use norce_client::Navigation;
+use norce_client::models::connect::operations::ConnectApi as _;
 use norce_client::models::connect::{ConnectOrderStatus, SendOrderStatusRequest};
 use norce_client::models::events::OrderRequest;
 use norce_client::models::query::QueryOrdersQuery;
@@ -577,11 +580,15 @@ async fn process_order(
                     }
                 };
                 let request = sales_order_request(config, &order, contact_id, instance, rows)?;
+                let path = CreateSalesOrderPath {
+                    account: shared.brightpearl.account().to_owned(),
+                };
                 let created = shared
                     .brightpearl
-                    .create_sales_order(&request)
+                    .create_sales_order(&path, &request)
                     .instrument(span.clone())
-                    .await?;
+                    .await?
+                    .response;
                 tracing::info!(parent: &span, order_id = created, "Brightpearl order created");
                 outcome.booked = true;
                 created

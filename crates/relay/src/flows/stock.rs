@@ -58,7 +58,9 @@ mod webhook;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
-use brightpearl_client::models::product::{Product, ProductPrice};
+use brightpearl_client::NothingFound as _;
+use brightpearl_client::models::product::operations::ProductApi as _;
+use brightpearl_client::models::product::{ListPriceListsPath, Product, ProductPrice};
 use brightpearl_client::models::warehouse::{BundleAvailability, BundleStockLevels, StockLevels};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt as _;
@@ -836,10 +838,13 @@ async fn price_rows(
     }
     let bp = ctx.brightpearl()?;
     let config = &ctx.config.stock;
+    let account = bp.account().to_owned();
     let lists = bp
-        .price_lists()
+        .list_price_lists(&ListPriceListsPath { account })
         .instrument(span(flow, "price_lists", "*"))
-        .await?;
+        .await
+        .or_empty()?
+        .response;
     // Per mapping: (Brightpearl list id, includes VAT, currency).
     let mut mapped = Vec::with_capacity(config.price_lists.len());
     for (i, mapping) in config.price_lists.iter().enumerate() {

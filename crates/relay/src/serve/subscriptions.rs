@@ -28,8 +28,11 @@
 //! replaced by the one redaction marker ([`models_runtime::redact`]), and platform messages are
 //! scrubbed of it.
 
+use brightpearl_client::NothingFound as _;
+use brightpearl_client::models::integration::operations::IntegrationApi as _;
 use brightpearl_client::models::integration::{
-    Webhook, WebhookEventName, WebhookHttpMethod, WebhookRequest,
+    CreateWebhookPath, DeleteWebhookPath, ListWebhooksPath, Webhook, WebhookEventName,
+    WebhookHttpMethod, WebhookRequest,
 };
 use models_runtime::redact::{REDACTED, redact_url};
 use reqwest::Url;
@@ -439,6 +442,15 @@ fn is_gone(error: &brightpearl_client::Error) -> bool {
     error.status().is_some_and(|s| s.as_u16() == 404)
 }
 
+/// Every webhook of the account (Brightpearl's "nothing found" is none).
+async fn webhooks(
+    client: &brightpearl_client::Client,
+) -> Result<Vec<Webhook>, brightpearl_client::Error> {
+    let account = client.account().to_owned();
+    let listed = client.list_webhooks(&ListWebhooksPath { account }).await;
+    Ok(listed.or_empty()?.response)
+}
+
 /// Registers `events` at `target`: one report per event, in order. Never fails as a whole.
 pub(crate) async fn register(
     client: &brightpearl_client::Client,
@@ -448,7 +460,7 @@ pub(crate) async fn register(
     let span =
         tracing::info_span!("brightpearl_webhooks", uri = %target.shown(), events = events.len());
     async {
-        let existing = match client.webhooks().await {
+        let existing = match webhooks(client).await {
             Ok(existing) => existing,
             Err(e) => {
                 let error = format!("cannot list the existing webhooks: {}", target.scrub(&e.to_string()));
@@ -526,12 +538,17 @@ async fn delete_all(
     let mut removed = Vec::new();
     let mut first_error = None;
     for &id in ids {
-        let Ok(raw) = u64::try_from(id) else {
+        if id < 0 {
             first_error.get_or_insert_with(|| (format!("webhook id {id} is not deletable"), false));
             continue;
+        }
+        let account = client.account().to_owned();
+        let path = DeleteWebhookPath {
+            account,
+            webhook_id: id,
         };
-        match client.delete_webhook(raw).await {
-            Ok(()) => removed.push(id),
+        match client.delete_webhook(&path).await {
+            Ok(_) => removed.push(id),
             Err(e) if is_gone(&e) => removed.push(id),
             Err(e) => {
                 first_error.get_or_insert_with(|| {
@@ -549,6 +566,16 @@ async fn delete_all(
     (removed, first_error)
 }
 
+/// Subscribes `request`; the new webhook's id.
+async fn create_webhook(
+    client: &brightpearl_client::Client,
+    request: &WebhookRequest,
+) -> Result<i64, brightpearl_client::Error> {
+    let account = client.account().to_owned();
+    let path = CreateWebhookPath { account };
+    Ok(client.create_webhook(&path, request).await?.response)
+}
+
 async fn apply(
     client: &brightpearl_client::Client,
     target: &Target,
@@ -558,7 +585,7 @@ async fn apply(
     let replaces = plan.replaces();
     let (webhook_id, outcome) = match plan.keep {
         Some(id) => (id, SubscriptionOutcome::AlreadyPresent),
-        None => match client.create_webhook(&target.request(event)).await {
+        None => match create_webhook(client, &target.request(event)).await {
             Ok(id) => (
                 id,
                 if replaces {
@@ -642,7 +669,7 @@ async fn remove_concurrent_duplicates(
     target: &Target,
     reports: &mut [SubscriptionReport],
 ) {
-    let existing = match client.webhooks().await {
+    let existing = match webhooks(client).await {
         Ok(existing) => existing,
         Err(e) => {
             tracing::warn!(error = %target.scrub(&e.to_string()), "cannot read the webhooks again to check for duplicates; the next start checks again");

@@ -824,14 +824,16 @@ async fn norce(
     found: &mut Found,
 ) -> Result<(), String> {
     use norce_client::models::query::QueryOrdersQuery;
-    use norce_client::models::services::ListOrders3Query;
+    use norce_client::models::services::operations::ServicesApi as _;
+    use norce_client::models::services::{GetOrderQuery, ListOrders3Query};
     use norce_client::{Error, Navigation};
     let client = norce_client::NorceClientBuilder::from_settings(settings)
         .map(|b| b.transport(rec.tap.clone()))
         .and_then(|b| b.build())
         .map_err(|e| e.hint())?;
     let hint = |e: &Error| e.hint();
-    rec.call("GetApplication", client.get_application(), hint)
+    let query = Default::default();
+    rec.call("GetApplication", client.get_application(&query), hint)
         .await;
     let since = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
     let since_text = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -871,7 +873,7 @@ async fn norce(
         ..ListOrders3Query::default()
     };
     let listed = rec
-        .call("ListOrders3", client.list_orders_page(&list), hint)
+        .call("ListOrders3", client.list_orders3(&list), hint)
         .await;
     if found.order_id.is_none() {
         found.order_id = listed
@@ -881,7 +883,11 @@ async fn norce(
     }
     match found.order_id.clone() {
         Some(id) => {
-            if let Some(order) = rec.call("GetOrder", client.get_order(&id), hint).await {
+            let query = GetOrderQuery {
+                id,
+                ..Default::default()
+            };
+            if let Some(order) = rec.call("GetOrder", client.get_order(&query), hint).await {
                 let address = order.ship_to.as_ref().and_then(|c| c.address.as_ref());
                 // nShift takes ISO alpha-2, as the shipping flow sends it.
                 found.country = address
@@ -985,7 +991,14 @@ async fn brightpearl(
     config: &RelayConfig,
     found: &Found,
 ) -> Result<(), String> {
-    use brightpearl_client::{Error, SearchQuery, SearchResource, SortDirection};
+    use brightpearl_client::models::integration::operations::IntegrationApi as _;
+    use brightpearl_client::models::order::operations::OrderApi as _;
+    use brightpearl_client::models::product::operations::ProductApi as _;
+    use brightpearl_client::models::warehouse::operations::WarehouseApi as _;
+    use brightpearl_client::models::{integration, order, product, warehouse};
+    use brightpearl_client::{
+        Error, NothingFound as _, SearchQuery, SearchResource, SortDirection,
+    };
     let client = brightpearl_client::ClientBuilder::from_settings(settings)
         .map(|b| b.transport(rec.tap.clone()))
         .and_then(|b| b.build())
@@ -1078,7 +1091,10 @@ async fn brightpearl(
             .await;
         }
     }
-    rec.call("ListPriceLists", client.price_lists(), hint).await;
+    let account = || client.account().to_owned();
+    let path = product::ListPriceListsPath { account: account() };
+    let lists = async { client.list_price_lists(&path).await.or_empty() };
+    rec.call("ListPriceLists", lists, hint).await;
     let query = SearchQuery::new()
         .columns(crate::flows::orders::ORDER_SEARCH_COLUMNS)
         .page_size(5);
@@ -1151,12 +1167,18 @@ async fn brightpearl(
             "no Norce order with an e-mail was found to look up (Norce not configured, or no recent order)",
         ),
     }
-    rec.call("ListWebhooks", client.webhooks(), hint).await;
-    rec.call("ListWarehouses", client.warehouses(), hint).await;
-    rec.call("ListShippingMethods", client.shipping_methods(), hint)
-        .await;
-    rec.call("ListOrderStatuses", client.order_statuses(), hint)
-        .await;
+    let path = integration::ListWebhooksPath { account: account() };
+    let webhooks = async { client.list_webhooks(&path).await.or_empty() };
+    rec.call("ListWebhooks", webhooks, hint).await;
+    let path = warehouse::ListWarehousesPath { account: account() };
+    let warehouses = async { client.list_warehouses(&path).await.or_empty() };
+    rec.call("ListWarehouses", warehouses, hint).await;
+    let path = warehouse::ListShippingMethodsPath { account: account() };
+    let methods = async { client.list_shipping_methods(&path).await.or_empty() };
+    rec.call("ListShippingMethods", methods, hint).await;
+    let path = order::ListOrderStatusesPath { account: account() };
+    let statuses = async { client.list_order_statuses(&path).await.or_empty() };
+    rec.call("ListOrderStatuses", statuses, hint).await;
     Ok(())
 }
 

@@ -6,6 +6,8 @@ pub mod deep;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use brightpearl_client::NothingFound as _;
+use brightpearl_client::models::product::{ListPriceListsPath, operations::ProductApi as _};
 use client_core::Settings;
 use serde::Serialize;
 
@@ -104,7 +106,8 @@ async fn check_norce(settings: &Settings) -> Outcome {
             result: Err(e.hint()),
         };
     }
-    match client.get_application().await {
+    use norce_client::models::services::operations::ServicesApi as _;
+    match client.get_application(&Default::default()).await {
         Ok(app) => Outcome {
             endpoint,
             authenticated: true,
@@ -159,14 +162,17 @@ async fn check_brightpearl(settings: &Settings) -> Outcome {
         Err(e) => return Outcome::settings(e.hint()),
     };
     // Token (for OAuth apps) plus one cheap GET.
-    match client.price_lists().await {
+    let path = ListPriceListsPath {
+        account: client.account().to_owned(),
+    };
+    match client.list_price_lists(&path).await.or_empty() {
         Ok(lists) => Outcome {
             endpoint,
             authenticated: true,
             result: Ok(format!(
                 "account {} ({} price lists)",
                 client.account(),
-                lists.len()
+                lists.response.len()
             )),
         },
         Err(e) => Outcome::failed(endpoint, e.status(), e.hint()),

@@ -9,6 +9,7 @@ use brightpearl_client::models::warehouse::GoodsOutNote;
 use brightpearl_client::{GoodsOutNoteRow, OrderRow, SearchQuery, SearchResource, SortDirection};
 use futures::StreamExt as _;
 use norce_client::Navigation;
+use norce_client::models::connect::operations::ConnectApi as _;
 use norce_client::models::connect::{
     ConnectOrderStatus, DeliveryAddress, DeliveryNote, DeliveryNoteItem, DeliveryNotePackage,
     SendOrderStatusRequest,

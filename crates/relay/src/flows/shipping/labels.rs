@@ -3,7 +3,8 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use nshift_client::{Label, LabelFormat, NshiftClient};
+use nshift_client::models::ListShipmentPdfsPath;
+use nshift_client::{DeliveryApi as _, Label, LabelFormat, NshiftClient};
 
 use super::order::ShippingItem;
 use super::settings::Settings;
@@ -90,7 +91,10 @@ pub(crate) async fn save(
         None => {
             let mut labels = Vec::new();
             for shipment_id in &booked.shipment_ids {
-                let documents = match nshift.list_documents(shipment_id).await {
+                let path = ListShipmentPdfsPath {
+                    shipment_id: shipment_id.clone(),
+                };
+                let documents = match nshift.list_shipment_pdfs(&path, &Default::default()).await {
                     Ok(documents) => documents,
                     Err(e) if not_found(&e) => Vec::new(),
                     Err(e) => return Err(ItemError::call("listing the label documents", e)),

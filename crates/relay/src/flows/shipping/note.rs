@@ -2,10 +2,12 @@
 //! CreateDeliveryNote is not idempotent), the note again with changed parcel statuses, and the
 //! order status.
 
+use norce_client::models::connect::operations::ConnectApi as _;
 use norce_client::models::connect::{
     ConnectOrderStatus, DeliveryAddress, DeliveryNote, DeliveryNoteItem, DeliveryNotePackage,
     SendOrderStatusRequest,
 };
+use norce_client::models::services::{GetOrderQuery, operations::ServicesApi as _};
 
 use super::order::{BookedShipment, ShippingItem};
 use crate::flows::action::ItemError;
@@ -34,7 +36,10 @@ pub(crate) async fn write_delivery_note(
 
     // CreateDeliveryNote is not idempotent: check the order before every attempt.
     let order = norce
-        .get_order(&order_id)
+        .get_order(&GetOrderQuery {
+            id: order_id.clone(),
+            ..Default::default()
+        })
         .await
         .map_err(|e| ItemError::call(&format!("GetOrder {order_id}"), e))?;
     let exists = order.delivery_notes.iter().flatten().any(|note| {

@@ -1,6 +1,8 @@
 //! Building the nShift shipment from the order and booking it exactly once.
 
-use nshift_client::models::{Addon, FindAgentsQuery, Parcel, Partner, Party, Service, Shipment};
+use nshift_client::models::{
+    Addon, DeleteStoredShipmentPath, FindAgentsQuery, Parcel, Partner, Party, Service, Shipment,
+};
 use nshift_client::{BookingOutcome, DeliveryApi as _, Label, NshiftClient};
 
 use super::labels::not_found;
@@ -312,7 +314,10 @@ async fn remove_unprinted(nshift: &NshiftClient, order_no: &str) {
         if printed {
             continue;
         }
-        match nshift.delete_stored_shipment(&shipment.id).await {
+        let path = DeleteStoredShipmentPath {
+            stored_id: shipment.id.clone(),
+        };
+        match nshift.delete_stored_shipment(&path).await {
             Ok(()) => {
                 tracing::info!(order_no, stored_id = %shipment.id, "unprintable stored shipment deleted")
             }

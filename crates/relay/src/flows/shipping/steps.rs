@@ -4,6 +4,7 @@
 use client_core::ErrorKind;
 use futures::TryStreamExt as _;
 use norce_client::models::query::QueryOrdersQuery;
+use norce_client::models::services::{GetOrderQuery, operations::ServicesApi as _};
 use tracing::Instrument as _;
 
 use super::names::{FLOW, steps};
@@ -228,7 +229,10 @@ async fn resolve(
         None => find_order_id(norce, &item.client_order_ref).await?,
     };
     let order = norce
-        .get_order(&order_id)
+        .get_order(&GetOrderQuery {
+            id: order_id.clone(),
+            ..Default::default()
+        })
         .await
         .map_err(|e| ItemError::call(&format!("GetOrder {order_id}"), e))?;
     item.order_id = Some(order_id.clone());

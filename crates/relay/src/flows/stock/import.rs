@@ -7,7 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use client_core::ErrorKind;
-use norce_client::models::connect::{Job, JobLogEntry, SkuOnhand, SkuPriceList, ValidationSummary};
+use norce_client::models::connect::operations::ConnectApi as _;
+use norce_client::models::connect::{
+    GetJobQuery, Job, JobLogEntry, SkuOnhand, SkuPriceList, ValidationSummary,
+};
 use norce_client::{ImportOptions, NorceClient, WaitOptions};
 use serde::Serialize;
 use tracing::Instrument as _;
@@ -240,7 +243,7 @@ async fn finished_job(
 ) -> Option<(Job, Vec<JobLogEntry>)> {
     let id = job_id?;
     let job = norce
-        .get_job(id)
+        .get_job(&GetJobQuery { id })
         .instrument(span(flow, "job", &id.to_string()))
         .await
         .ok()?;
