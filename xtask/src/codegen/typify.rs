@@ -63,7 +63,10 @@ pub fn types(
         ("openapi", "3.0.3".into()),
         ("info", info),
         ("paths", Value::Mapping(Default::default())),
-        ("components", mapping([("schemas", Value::Mapping(schemas))])),
+        (
+            "components",
+            mapping([("schemas", Value::Mapping(schemas))]),
+        ),
     ]);
     let spec: openapiv3::OpenAPI = serde_norway::from_value(document)
         .map_err(|e| format!("{}: typify input is not OpenAPI: {e}", module.rel_path))?;
