@@ -28,17 +28,24 @@ const NODE: &str = "    Node:\n      description: A tree node.\n      type: obje
 #[test]
 fn structs_enums_and_operation_types() {
     let code = generate(NODE);
-    // Required fields are plain, optional ones Option with skip; direct recursion is boxed.
-    assert!(code.contains("pub name: String,"), "{code}");
-    assert!(code.contains("pub parent: Option<Box<Node>>,"), "{code}");
-    assert!(code.contains("skip_serializing_if = \"Option::is_none\""));
+    // Structs come from typify, with serde and JsonSchema derives. Required fields are plain,
+    // optional ones Option with skip; direct recursion is boxed.
+    assert!(code.contains("schemars::JsonSchema"), "{code}");
+    assert!(code.contains("pub name: ::std::string::String,"), "{code}");
+    assert!(
+        code.contains("pub parent: ::std::option::Option<::std::boxed::Box<Node>>,"),
+        "{code}"
+    );
+    assert!(code.contains("skip_serializing_if = \"::std::option::Option::is_none\""));
     // Inline enums are named after their owner and open, here case-insensitive.
     assert!(code.contains("pub enum NodeStatus {"));
     assert!(code.contains("Unknown(String),"));
     assert!(code.contains("other if other.eq_ignore_ascii_case(\"PRINTED\") => Self::Printed,"));
-    // Fidelity types.
-    assert!(code.contains("pub amount: Option<models_runtime::Decimal>,"));
-    assert!(code.contains("pub at: Option<models_runtime::Timestamp>,"));
+    // Fidelity types, through typify's `x-rust-type`.
+    assert!(code.contains("pub amount: ::std::option::Option<::models_runtime::Decimal>,"));
+    assert!(code.contains("pub at: ::std::option::Option<::models_runtime::Timestamp>,"));
+    // The open enum is ours, typify is told to use it (a replacement): it derives JsonSchema too.
+    assert!(code.contains("impl schemars::JsonSchema for NodeStatus {"));
     // Operation types and metadata.
     assert!(code.contains("pub struct PostXPath {"));
     assert!(code.contains("pub struct PostXHeaders {"));
@@ -66,4 +73,29 @@ fn structs_enums_and_operation_types() {
     );
     assert!(code.contains("self.call::<PostX>(path, &(), Some(body))"));
     assert!(code.contains("impl<T: models_runtime::Caller> DeliveryApi for T {}"));
+}
+
+const TYPIFY_SHAPES: &str = "    Node:\n      description: A tree node.\n      type: object\n      properties:\n        tags:\n          description: Optional list.\n          type: array\n          items: {type: string}\n        extra:\n          description: Any JSON object.\n          type: object\n        code:\n          description: Limited text.\n          type: string\n          maxLength: 5\n        copies:\n          description: At least one.\n          type: integer\n          minimum: 1\n        key:\n          description: A GUID.\n          type: string\n          format: uuid\n    Log:\n      description: Entries.\n      type: array\n      items: {$ref: '#/components/schemas/LogEntry'}\n    LogEntry:\n      description: One entry.\n      type: object\n      properties:\n        text: {description: The text., type: string}\n    LogAnswer:\n      description: Entries or one entry.\n      oneOf:\n        - $ref: '#/components/schemas/Log'\n        - $ref: '#/components/schemas/LogEntry'\n";
+
+#[test]
+fn typify_input_keeps_the_models_lenient() {
+    let code = generate(TYPIFY_SHAPES);
+    // A property the spec does not require reads `null` as well as absence: never a bare Vec.
+    assert!(
+        code.contains("pub tags: ::std::option::Option<::std::vec::Vec<::std::string::String>>,"),
+        "{code}"
+    );
+    // Arbitrary JSON is serde_json::Value, not a Map.
+    assert!(code.contains("pub extra: ::std::option::Option<::serde_json::Value>,"));
+    // Limits and the GUID format are documentation, not validating newtypes.
+    assert!(code.contains("pub code: ::std::option::Option<::std::string::String>,"));
+    assert!(code.contains("pub copies: ::std::option::Option<i64>,"));
+    assert!(code.contains("pub key: ::std::option::Option<::std::string::String>,"));
+    // An array schema stays our alias; a `oneOf` whose members share a prefix keeps their names.
+    assert!(code.contains("pub type Log = Vec<LogEntry>;"));
+    assert!(
+        code.contains("Log(Log),") && code.contains("LogEntry(LogEntry),"),
+        "{code}"
+    );
+    assert!(!code.contains("Variant0"));
 }

@@ -9,6 +9,7 @@ mod operation;
 mod param;
 pub mod path;
 pub mod redact;
+mod schema;
 mod timestamp;
 mod vat;
 

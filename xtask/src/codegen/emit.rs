@@ -202,6 +202,7 @@ fn serde_field(owner: &str, field: &Field) -> TokenStream {
     }
 }
 
+/// The derives of the operations' parameter structs.
 fn derives(name: &str, defaults: &BTreeSet<String>) -> TokenStream {
     if defaults.contains(name) {
         quote!(#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)])
@@ -285,17 +286,8 @@ fn emit_item(
     fallbacks: &BTreeMap<String, String>,
 ) -> TokenStream {
     match item {
-        Item::Struct { name, docs, fields } => {
-            let docs = item_docs(name, docs, fallbacks);
-            let derive = derives(name, defaults);
-            let id = ident(name);
-            let fields = fields.iter().map(|f| serde_field(name, f));
-            quote! {
-                #docs
-                #derive
-                pub struct #id { #(#fields)* }
-            }
-        }
+        // typify generates these (see `typify.rs`).
+        Item::Struct { .. } | Item::Untagged { .. } => TokenStream::new(),
         Item::Enum {
             name,
             docs,
@@ -320,6 +312,7 @@ fn emit_item(
                 quote!(#wire => Self::#vid,)
             });
             let known = variants.iter().map(|v| &v.wire);
+            let known_values = variants.iter().map(|v| &v.wire);
             // `x-case-insensitive`: the platform writes the same value in more than one case.
             let fallback = if *case_insensitive {
                 let arms = variants.iter().map(|v| {
@@ -396,31 +389,15 @@ fn emit_item(
                         String::deserialize(deserializer).map(Self::from)
                     }
                 }
-            }
-        }
-        Item::Untagged {
-            name,
-            docs,
-            variants,
-        } => {
-            let docs = item_docs(name, docs, fallbacks);
-            let id = ident(name);
-            let variants = variants.iter().map(|(variant, ty)| {
-                let vid = ident(variant);
-                let doc = match type_link(ty) {
-                    Some(link) => format!(" The shape of [`{link}`]."),
-                    None => format!(" The `{variant}` shape."),
-                };
-                let ty = ty_tokens(ty);
-                quote!(#[doc = #doc] #vid(#ty),)
-            });
-            quote! {
-                #docs
-                ///
-                /// Untagged: the first variant whose shape matches wins.
-                #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-                #[serde(untagged)]
-                pub enum #id { #(#variants)* }
+                impl schemars::JsonSchema for #id {
+                    fn schema_name() -> std::borrow::Cow<'static, str> {
+                        #name.into()
+                    }
+                    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                        // Open: any string; the listed values are examples, not a limit.
+                        schemars::json_schema!({ "type": "string", "examples": [#(#known_values),*] })
+                    }
+                }
             }
         }
         Item::Alias { name, docs, ty } => {
@@ -787,15 +764,20 @@ pub fn emit_module(module: &Module) -> Result<String, String> {
         quote!(#![doc = #text])
     });
     let fallbacks = item_fallbacks(module);
+    // Structs and `oneOf` enums come from typify; the rest (our open enums, aliases and the
+    // operations' parameter types) from here.
     let items = module
         .items
         .iter()
+        .filter(|item| !matches!(item, Item::Struct { .. } | Item::Untagged { .. }))
         .map(|item| emit_item(item, &defaults, &fallbacks));
+    let typified = super::typify::types(module, &defaults, &fallbacks)?;
     let operations = emit_operations(module);
     let schema_fields = emit_schema_fields(&module.items);
     let tokens = quote! {
         #(#inner_docs)*
         #![allow(clippy::large_enum_variant, clippy::doc_lazy_continuation, rustdoc::bare_urls, rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+        #typified
         #(#items)*
         #operations
         #schema_fields
@@ -867,6 +849,7 @@ fn format_file(tokens: TokenStream, source: &str) -> Result<String, String> {
 fn space_items(source: &str) -> String {
     let mut out = String::with_capacity(source.len() + source.len() / 16);
     let mut previous_ends_item = false;
+    let mut in_inner_attribute = false;
     for line in source.lines() {
         let starts_item = !line.starts_with(' ')
             && !line.is_empty()
@@ -885,8 +868,12 @@ fn space_items(source: &str) -> String {
                 // A doc line ending in `;` is prose, not the end of an item: a blank line
                 // after it would split the doc comment.
                 && !line.starts_with("//"));
+        if line.starts_with("#![") {
+            in_inner_attribute = true;
+        }
         if line.starts_with(")]") {
-            previous_ends_item = true;
+            previous_ends_item = in_inner_attribute;
+            in_inner_attribute = false;
         }
     }
     out

@@ -268,6 +268,8 @@ pub struct Module {
     pub description: Option<String>,
     /// The generated types, each before the inline types of its fields.
     pub items: Vec<Item>,
+    /// What typify generates: see [`TypifyInput`].
+    pub typify: TypifyInput,
     /// The operations, in spec order.
     pub operations: Vec<Operation>,
 }
@@ -300,12 +302,54 @@ fn docs_of(v: &Value) -> Docs {
     }
 }
 
+/// The schemas of one module as typify receives them: every struct and `oneOf` this module
+/// defines, under the name we give it, as an OpenAPI schema in which every part that is a
+/// named type of its own (inline ones included) is a local `$ref`; and the names typify must
+/// not generate but use as they are (our open enums and aliases, and the types of sibling
+/// modules), each with its Rust path.
+#[derive(Debug, Clone, Default)]
+pub struct TypifyInput {
+    /// `components.schemas` for typify, by type name.
+    pub schemas: Mapping,
+    /// Type name → Rust path of the type used instead (typify's replacements).
+    pub replacements: BTreeMap<String, String>,
+}
+
+/// A property the spec does not require is read alike whether it is absent or `null` (the
+/// platforms write `null` for values they do not have, .NET's serializer for empty lists too),
+/// so typify receives it `nullable`: an `Option`, never a `Vec` that refuses `null`.
+fn nullable(schema: Value) -> Value {
+    match schema {
+        Value::Mapping(mut map) if !map.contains_key("$ref") => {
+            map.insert("nullable".into(), true.into());
+            Value::Mapping(map)
+        }
+        reference => mapping([
+            ("allOf", Value::Sequence(vec![reference])),
+            ("nullable", true.into()),
+        ]),
+    }
+}
+
+/// A YAML mapping of `pairs`, in their order.
+pub fn mapping<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+    Value::Mapping(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
+}
+
+/// `{$ref: '#/components/schemas/<name>'}`.
+fn reference_to(name: &str) -> Value {
+    mapping([("$ref", format!("#/components/schemas/{name}").into())])
+}
+
 /// Builds the module of one spec file.
 pub struct Builder<'a> {
     files: &'a [SpecFile],
     file: &'a SpecFile,
     items: Vec<Item>,
     names: BTreeMap<String, String>,
+    /// Inline schemas that became named types, by address, so typify's input can name them.
+    inline: BTreeMap<usize, String>,
+    typify: TypifyInput,
     /// The problems found so far.
     pub diags: Vec<Diag>,
 }
@@ -318,6 +362,8 @@ impl<'a> Builder<'a> {
             file,
             items: Vec::new(),
             names: BTreeMap::new(),
+            inline: BTreeMap::new(),
+            typify: TypifyInput::default(),
             diags: Vec::new(),
         }
     }
@@ -589,6 +635,8 @@ impl<'a> Builder<'a> {
         if !self.claim(name, location) {
             return;
         }
+        self.inline
+            .insert(std::ptr::from_ref(schema) as usize, name.to_owned());
         let docs = docs_of(schema);
         if component && docs.description.is_none() {
             self.diag(location, "every schema needs a one-line `description`");
@@ -605,6 +653,18 @@ impl<'a> Builder<'a> {
                     None => self.diag(location, "`oneOf` members must be `$ref`s to named schemas"),
                 }
             }
+            let members = options
+                .iter()
+                .map(|o| self.typify_schema(o, location))
+                .collect();
+            let mut untagged = Mapping::new();
+            untagged.insert("oneOf".into(), Value::Sequence(members));
+            if let Some(description) = &docs.description {
+                untagged.insert("description".into(), description.clone().into());
+            }
+            self.typify
+                .schemas
+                .insert(name.into(), Value::Mapping(untagged));
             self.items.push(Item::Untagged {
                 name: name.to_owned(),
                 docs,
@@ -640,6 +700,9 @@ impl<'a> Builder<'a> {
             }
             let case_insensitive =
                 get(schema, "x-case-insensitive").and_then(Value::as_bool) == Some(true);
+            self.typify
+                .replacements
+                .insert(name.to_owned(), name.to_owned());
             self.items.push(Item::Enum {
                 name: name.to_owned(),
                 docs,
@@ -659,6 +722,7 @@ impl<'a> Builder<'a> {
             });
             let (props, required) = self.object_parts(schema, location, 0);
             let mut fields = Vec::new();
+            let mut properties = Mapping::new();
             for (wire, prop) in props {
                 let field_location = format!("{location} property `{wire}`");
                 fields.push(self.field(
@@ -669,8 +733,31 @@ impl<'a> Builder<'a> {
                     &field_location,
                     false,
                 ));
+                let mut typed = self.typify_schema(prop, &field_location);
+                if !required.contains(&wire) {
+                    typed = nullable(typed);
+                }
+                properties.insert(wire.as_str().into(), typed);
             }
             Self::dedupe_fields(&mut fields);
+            let mut object = Mapping::new();
+            object.insert("type".into(), "object".into());
+            if let Some(description) = &docs.description {
+                object.insert("description".into(), description.clone().into());
+            }
+            object.insert("properties".into(), Value::Mapping(properties));
+            let required: Vec<Value> = fields
+                .iter()
+                .filter(|f| f.required)
+                .map(|f| f.wire_name.clone().into())
+                .collect();
+            if !required.is_empty() {
+                object.insert("required".into(), Value::Sequence(required));
+            }
+
+            self.typify
+                .schemas
+                .insert(name.into(), Value::Mapping(object));
             self.items[index] = Item::Struct {
                 name: name.to_owned(),
                 docs,
@@ -678,13 +765,108 @@ impl<'a> Builder<'a> {
             };
             return;
         }
-        // Anything else is an alias of the underlying type (arrays, maps, primitives).
+        // Anything else is an alias of the underlying type (arrays, maps, primitives): typify
+        // would make it a newtype, so it stays our alias.
         let ty = self.ty(schema, &format!("{name}Item"), location);
+        self.typify
+            .replacements
+            .insert(name.to_owned(), name.to_owned());
         self.items.push(Item::Alias {
             name: name.to_owned(),
             docs,
             ty,
         });
+    }
+
+    /// `schema` as typify's input: a `$ref` stays one (to a sibling module's type it becomes a
+    /// replacement), a part that became a named type is a `$ref` to it, a special format is
+    /// typify's `x-rust-type` naming the models-runtime type, and everything else is copied.
+    fn typify_schema(&mut self, schema: &'a Value, location: &str) -> Value {
+        if let Some(reference) = get_str(schema, "$ref") {
+            let Some((module, name, _)) = self.resolve(reference, location) else {
+                return Value::Mapping(Mapping::new());
+            };
+            if let Some(module) = module {
+                self.typify
+                    .replacements
+                    .insert(name.clone(), format!("super::{module}::{name}"));
+            }
+            return reference_to(&name);
+        }
+        if let Some(name) = self.inline.get(&(std::ptr::from_ref(schema) as usize)) {
+            let reference = reference_to(name);
+            return match get(schema, "nullable").and_then(Value::as_bool) {
+                // A nullable inline type: `null` is a value of the field.
+                Some(true) => nullable(reference),
+                _ => reference,
+            };
+        }
+        let Value::Mapping(mut out) = schema.clone() else {
+            return Value::Mapping(Mapping::new());
+        };
+        let rust_type = match (get_str(schema, "type"), get_str(schema, "format")) {
+            (Some("string"), Some("date-time")) => Some("Timestamp"),
+            (Some("string"), Some("decimal")) => Some("Decimal"),
+            (Some("number"), Some("decimal")) => Some("DecimalNumber"),
+            (Some("number"), Some("vat-percent")) => Some("VatPercent"),
+            (Some("number"), Some("vat-multiplier")) => Some("VatMultiplier"),
+            _ => None,
+        };
+        // Arbitrary JSON (no type, or an object without properties or typed values) is
+        // `serde_json::Value`, as typify would give for a bare `{}` but not for an object.
+        let typed_values =
+            matches!(get(schema, "additionalProperties"), Some(Value::Mapping(m)) if !m.is_empty());
+        let arbitrary = matches!(get_str(schema, "type"), None | Some("object"))
+            && get(schema, "properties").is_none()
+            && !typed_values
+            && ["allOf", "oneOf", "anyOf", "enum", "items"]
+                .iter()
+                .all(|key| get(schema, key).is_none());
+        let rust_type = match rust_type {
+            Some(name) => Some(("models-runtime", format!("models_runtime::{name}"))),
+            None if arbitrary => Some(("serde_json", "serde_json::Value".to_owned())),
+            None => None,
+        };
+        if let Some((krate, path)) = rust_type {
+            out.retain(|key, _| matches!(key.as_str(), Some("description" | "nullable")));
+            let extension = mapping([
+                ("crate", krate.into()),
+                ("version", "*".into()),
+                ("path", path.into()),
+            ]);
+            out.insert("x-rust-type".into(), extension);
+            return Value::Mapping(out);
+        }
+        // Limits stay documentation: typify would turn them into validating newtypes
+        // (`NonZeroU64`, length-checked strings), and the models decode leniently on purpose
+        // (an answer past a documented limit still decodes; `relay verify --deep` reports it).
+        for limit in [
+            "minimum",
+            "maximum",
+            "exclusiveMinimum",
+            "exclusiveMaximum",
+            "minLength",
+            "maxLength",
+            "pattern",
+            "minItems",
+            "maxItems",
+        ] {
+            out.remove(limit);
+        }
+        // A GUID stays a string for the same reason (typify would make it `uuid::Uuid`).
+        if get_str(schema, "format") == Some("uuid") {
+            out.remove("format");
+        }
+        if let Some(items) = get(schema, "items") {
+            out.insert("items".into(), self.typify_schema(items, location));
+        }
+        if let Some(extra @ Value::Mapping(_)) = get(schema, "additionalProperties") {
+            out.insert(
+                "additionalProperties".into(),
+                self.typify_schema(extra, location),
+            );
+        }
+        Value::Mapping(out)
     }
 
     /// Builds the whole module.
@@ -751,6 +933,7 @@ impl<'a> Builder<'a> {
             version: get_str(&info, "version").unwrap_or("").to_owned(),
             description: get_str(&info, "description").map(|s| s.trim().to_owned()),
             items: std::mem::take(&mut self.items),
+            typify: std::mem::take(&mut self.typify),
             operations,
         };
         (module, self.diags)
@@ -1089,6 +1272,9 @@ impl<'a> Builder<'a> {
     fn named_or_alias(&mut self, name: &str, schema: &'a Value, location: &str, docs: Docs) {
         let ty = self.ty(schema, name, location);
         if ty != Ty::Named(None, name.to_owned()) && self.claim(name, location) {
+            self.typify
+                .replacements
+                .insert(name.to_owned(), name.to_owned());
             self.items.push(Item::Alias {
                 name: name.to_owned(),
                 docs,

@@ -39,192 +39,342 @@
     rustdoc::invalid_html_tags
 )]
 
-/// One error of an error envelope.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+///One error of an error envelope.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
 pub struct ApiError {
-    /// Brightpearl error code, service prefix plus number (`CMNC-404`, `CMNC-018`, `ORDC-005`, `INTC-064`).
-    ///
-    /// Example: `CMNC-404`
-    pub code: String,
-    /// Human-readable error message.
-    ///
-    /// Example: `No Contact Found`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    ///Brightpearl error code, service prefix plus number (`CMNC-404`, `CMNC-018`, `ORDC-005`, `INTC-064`).
+    pub code: ::std::string::String,
+    ///Human-readable error message.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub message: ::std::option::Option<::std::string::String>,
 }
 
-/// Error body `{"errors": [...]}` returned instead of `{"response": ...}`. Known codes:
-/// `CMNC-404` (404, not found or empty multi-resource GET), `CMNC-010` (JSON body required),
-/// `CMNC-018` (500, unparsable search filter), `CMNC-044` (500, invalid JSON-Patch op),
-/// `CMNU-003` (500, bad request body), `ORDC-005`/`ORDC-006`/`ORDC-022` (400, order type code
-/// and supplier validation), `INTC-064` (400, webhook event cannot be subscribed to).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ErrorEnvelope {
-    /// The errors, at least one.
-    pub errors: Vec<ApiError>,
-}
-
-/// Body of a `401`: the `response` is a plain string such as `Authorization token expired` or
-/// `Invalid instance token: ...`. No `WWW-Authenticate` header is sent, so generic OAuth
-/// middleware does not notice; treat any 401 as "refresh the token once, then retry once".
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+/**Body of a `401`: the `response` is a plain string such as `Authorization token expired` or
+`Invalid instance token: ...`. No `WWW-Authenticate` header is sent, so generic OAuth
+middleware does not notice; treat any 401 as "refresh the token once, then retry once".*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
 pub struct AuthErrorResponse {
-    /// Reason the token was rejected.
-    ///
-    /// Example: `Authorization token expired`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response: Option<String>,
+    ///Reason the token was rejected.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub response: ::std::option::Option<::std::string::String>,
 }
 
-/// Response of a create (POST) call, `{"response": <new id>}`.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+///Response of a create (POST) call, `{"response": <new id>}`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
 pub struct CreatedIdResponse {
-    /// Id of the created resource.
-    ///
-    /// Example: `322`
+    ///Id of the created resource.
     pub response: i64,
+}
+
+/**Error body `{"errors": [...]}` returned instead of `{"response": ...}`. Known codes:
+`CMNC-404` (404, not found or empty multi-resource GET), `CMNC-010` (JSON body required),
+`CMNC-018` (500, unparsable search filter), `CMNC-044` (500, invalid JSON-Patch op),
+`CMNU-003` (500, bad request body), `ORDC-005`/`ORDC-006`/`ORDC-022` (400, order type code
+and supplier validation), `INTC-064` (400, webhook event cannot be subscribed to).*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ErrorEnvelope {
+    ///The errors, at least one.
+    pub errors: ::std::vec::Vec<ApiError>,
+}
+
+///Ready-made GET URIs covering the requested (or all) resources.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct GetUris {
+    ///URIs relative to the service, compacted into ID ranges and each sized to the resource's GET limit; ids that do not exist are dropped. Empty when nothing matches.
+    #[serde(rename = "getUris", skip_serializing_if = "::std::option::Option::is_none")]
+    pub get_uris: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+}
+
+///Response of `OPTIONS` on a resource, `{"response": {"getUris": [...]}}`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct GetUrisResponse {
+    /// `response` of `GetUrisResponse` (see its type).
+    pub response: GetUris,
+}
+
+///An amount with its currency, as used in order rows.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Money {
+    ///ISO 4217 currency code.
+    #[serde(
+        rename = "currencyCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub currency_code: ::std::option::Option<::std::string::String>,
+    ///Amount as a decimal string.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub value: ::std::option::Option<::models_runtime::Decimal>,
+}
+
+///A quantity wrapper `{"magnitude": ...}`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Quantity {
+    ///The quantity as a decimal string; integral for stock-tracked products and bundles.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub magnitude: ::std::option::Option<::models_runtime::Decimal>,
+}
+
+///Description of one search column.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SearchColumn {
+    ///Whether the column can be used as a filter.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub filterable: ::std::option::Option<bool>,
+    ///Whether the column takes part in free-text search.
+    #[serde(
+        rename = "isFreeTextSearchable",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub is_free_text_searchable: ::std::option::Option<bool>,
+    ///Column name, also the filter name in the query string.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+    ///Names of the `reference` maps that label this column's values (e.g. `orderStatusNames`).
+    #[serde(
+        rename = "referenceData",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub reference_data: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+    /// `reportDataType` of `SearchColumn` (see its type).
+    #[serde(
+        rename = "reportDataType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub report_data_type: ::std::option::Option<ReportDataType>,
+    ///Whether the filter is mandatory.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub required: ::std::option::Option<bool>,
+    ///Whether the column can be used in `sort`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub sortable: ::std::option::Option<bool>,
+}
+
+/**Response of every `*-search` resource: `{"response": {"metaData": ..., "results": [[...]]},
+"reference": {...}}`. Rows are positional arrays in the order of `metaData.columns`: decode them
+by column name, never by hard-coded position. Page with `firstResult = lastResult + 1` while
+`morePagesAvailable` is true.*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SearchEnvelope {
+    /**Reference data named by columns' `referenceData`: reference name to a map of id to
+value. The values are any JSON: a label string in most maps (`orderStatusNames`:
+status id → name), an array of ids in others (product search's
+`productCategoryMembership`: product id → `[300, 301]`).
+*/
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub reference: ::std::option::Option<
+        ::std::collections::BTreeMap<
+            ::std::string::String,
+            ::std::collections::BTreeMap<::std::string::String, ::serde_json::Value>,
+        >,
+    >,
+    /// `response` of `SearchEnvelope` (see its type).
+    pub response: SearchResults,
+}
+
+///Paging information and the column layout of a search response.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SearchMetaData {
+    ///The returned columns, in the order of the values in each result row.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub columns: ::std::option::Option<::std::vec::Vec<SearchColumn>>,
+    ///1-based index of the first row of this page.
+    #[serde(
+        rename = "firstResult",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub first_result: ::std::option::Option<i64>,
+    ///1-based index of the last row of this page; the next page starts at `lastResult + 1`.
+    #[serde(
+        rename = "lastResult",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub last_result: ::std::option::Option<i64>,
+    ///True when more rows follow; the only reliable stop condition for paging.
+    #[serde(
+        rename = "morePagesAvailable",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub more_pages_available: ::std::option::Option<bool>,
+    ///Total number of results matching the filters.
+    #[serde(
+        rename = "resultsAvailable",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub results_available: ::std::option::Option<i64>,
+    ///Number of rows in this page.
+    #[serde(
+        rename = "resultsReturned",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub results_returned: ::std::option::Option<i64>,
+    ///The sort order applied.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub sorting: ::std::option::Option<::std::vec::Vec<SearchSorting>>,
+}
+
+///The `response` part of a search response.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SearchResults {
+    /// `metaData` of `SearchResults` (see its type).
+    #[serde(rename = "metaData", skip_serializing_if = "::std::option::Option::is_none")]
+    pub meta_data: ::std::option::Option<SearchMetaData>,
+    ///One positional array per matching resource, values in the order of `metaData.columns`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub results: ::std::option::Option<
+        ::std::vec::Vec<::std::vec::Vec<::serde_json::Value>>,
+    >,
+}
+
+///One sort criterion of a search response.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SearchSorting {
+    /// `direction` of `SearchSorting` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub direction: ::std::option::Option<SearchSortingDirection>,
+    /// `filterable` of `SearchSorting` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub filterable: ::std::option::Option<SearchColumn>,
+}
+
+/// Error types.
+pub mod error {
+    /// Error from a `TryFrom` or `FromStr` implementation.
+    pub struct ConversionError(::std::borrow::Cow<'static, str>);
+    impl ::std::error::Error for ConversionError {}
+    impl ::std::fmt::Display for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Display::fmt(&self.0, f)
+        }
+    }
+    impl ::std::fmt::Debug for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Debug::fmt(&self.0, f)
+        }
+    }
+    impl From<&'static str> for ConversionError {
+        fn from(value: &'static str) -> Self {
+            Self(value.into())
+        }
+    }
+    impl From<String> for ConversionError {
+        fn from(value: String) -> Self {
+            Self(value.into())
+        }
+    }
 }
 
 /// Response of calls that return an empty object `{}` (status PUT, webhook DELETE and similar); any content is kept as raw JSON.
 pub type EmptyResponse = serde_json::Value;
-
-/// Response of `OPTIONS` on a resource, `{"response": {"getUris": [...]}}`.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct GetUrisResponse {
-    /// `response` of `GetUrisResponse` (no description in the spec; see the type [`GetUris`]).
-    pub response: GetUris,
-}
-
-/// Ready-made GET URIs covering the requested (or all) resources.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct GetUris {
-    /// URIs relative to the service, compacted into ID ranges and each sized to the resource's GET limit; ids that do not exist are dropped. Empty when nothing matches.
-    #[serde(rename = "getUris", default, skip_serializing_if = "Option::is_none")]
-    pub get_uris: Option<Vec<String>>,
-}
-
-/// Response of every `*-search` resource: `{"response": {"metaData": ..., "results": [[...]]},
-/// "reference": {...}}`. Rows are positional arrays in the order of `metaData.columns`: decode them
-/// by column name, never by hard-coded position. Page with `firstResult = lastResult + 1` while
-/// `morePagesAvailable` is true.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SearchEnvelope {
-    /// `response` of `SearchEnvelope` (no description in the spec; see the type [`SearchResults`]).
-    pub response: SearchResults,
-    /// Reference data named by columns' `referenceData`: reference name to a map of id to
-    /// value. The values are any JSON: a label string in most maps (`orderStatusNames`:
-    /// status id → name), an array of ids in others (product search's
-    /// `productCategoryMembership`: product id → `[300, 301]`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<
-        std::collections::BTreeMap<
-            String,
-            std::collections::BTreeMap<String, serde_json::Value>,
-        >,
-    >,
-}
-
-/// The `response` part of a search response.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SearchResults {
-    /// One positional array per matching resource, values in the order of `metaData.columns`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub results: Option<Vec<Vec<serde_json::Value>>>,
-    /// `metaData` of `SearchResults` (no description in the spec; see the type [`SearchMetaData`]).
-    #[serde(rename = "metaData", default, skip_serializing_if = "Option::is_none")]
-    pub meta_data: Option<SearchMetaData>,
-}
-
-/// Paging information and the column layout of a search response.
-///
-/// **Open question:** supplier-payment-search is known to misreport resultsAvailable; whether other searches do is unverified.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SearchMetaData {
-    /// Total number of results matching the filters.
-    ///
-    /// Example: `1204`
-    #[serde(
-        rename = "resultsAvailable",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub results_available: Option<i64>,
-    /// Number of rows in this page.
-    ///
-    /// Example: `500`
-    #[serde(
-        rename = "resultsReturned",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub results_returned: Option<i64>,
-    /// 1-based index of the first row of this page.
-    ///
-    /// Example: `1`
-    #[serde(rename = "firstResult", default, skip_serializing_if = "Option::is_none")]
-    pub first_result: Option<i64>,
-    /// 1-based index of the last row of this page; the next page starts at `lastResult + 1`.
-    ///
-    /// Example: `500`
-    #[serde(rename = "lastResult", default, skip_serializing_if = "Option::is_none")]
-    pub last_result: Option<i64>,
-    /// True when more rows follow; the only reliable stop condition for paging.
-    #[serde(
-        rename = "morePagesAvailable",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub more_pages_available: Option<bool>,
-    /// The returned columns, in the order of the values in each result row.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub columns: Option<Vec<SearchColumn>>,
-    /// The sort order applied.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sorting: Option<Vec<SearchSorting>>,
-}
-
-/// Description of one search column.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SearchColumn {
-    /// Column name, also the filter name in the query string.
-    ///
-    /// Example: `productId`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Whether the column can be used in `sort`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sortable: Option<bool>,
-    /// Whether the column can be used as a filter.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filterable: Option<bool>,
-    /// `reportDataType` of `SearchColumn` (no description in the spec; see the type [`ReportDataType`]).
-    #[serde(rename = "reportDataType", default, skip_serializing_if = "Option::is_none")]
-    pub report_data_type: Option<ReportDataType>,
-    /// Names of the `reference` maps that label this column's values (e.g. `orderStatusNames`).
-    #[serde(rename = "referenceData", default, skip_serializing_if = "Option::is_none")]
-    pub reference_data: Option<Vec<String>>,
-    /// Whether the column takes part in free-text search.
-    #[serde(
-        rename = "isFreeTextSearchable",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub is_free_text_searchable: Option<bool>,
-    /// Whether the filter is mandatory.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub required: Option<bool>,
-}
-
-/// One sort criterion of a search response.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SearchSorting {
-    /// `filterable` of `SearchSorting` (no description in the spec; see the type [`SearchColumn`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filterable: Option<SearchColumn>,
-    /// Sort direction.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub direction: Option<SearchSortingDirection>,
-}
 
 /// Sort direction.
 ///
@@ -296,6 +446,15 @@ impl<'de> serde::Deserialize<'de> for SearchSortingDirection {
         deserializer: D,
     ) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(Self::from)
+    }
+}
+
+impl schemars::JsonSchema for SearchSortingDirection {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SearchSortingDirection".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type" : "string", "examples" : ["ASC", "DESC"] })
     }
 }
 
@@ -412,29 +571,16 @@ impl<'de> serde::Deserialize<'de> for ReportDataType {
     }
 }
 
-/// An amount with its currency, as used in order rows.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Money {
-    /// ISO 4217 currency code.
-    ///
-    /// Example: `GBP`
-    #[serde(rename = "currencyCode", default, skip_serializing_if = "Option::is_none")]
-    pub currency_code: Option<String>,
-    /// Amount as a decimal string.
-    ///
-    /// Example: `9.0909`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<models_runtime::Decimal>,
-}
-
-/// A quantity wrapper `{"magnitude": ...}`.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Quantity {
-    /// The quantity as a decimal string; integral for stock-tracked products and bundles.
-    ///
-    /// Example: `1.0000`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub magnitude: Option<models_runtime::Decimal>,
+impl schemars::JsonSchema for ReportDataType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ReportDataType".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["INTEGER", "IDSET", "STRING", "DATETIME",
+            "BOOLEAN", "SEARCH_STRING", "STRING_SET", "FREE_TEXT_QUERY", "PERIOD"] }
+        )
+    }
 }
 
 /// Method, path and media types of every operation in this spec, each operation as a

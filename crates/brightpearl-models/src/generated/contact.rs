@@ -18,420 +18,673 @@
     rustdoc::invalid_html_tags
 )]
 
-/// Body of the postal-address POST.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct PostalAddressRequest {
-    /// First address line (street); the only required field.
-    ///
-    /// Example: `Drottninggatan 12`
-    #[serde(rename = "addressLine1")]
-    pub address_line1: String,
-    /// Second address line (suburb).
-    #[serde(rename = "addressLine2", default, skip_serializing_if = "Option::is_none")]
-    pub address_line2: Option<String>,
-    /// Third address line (city).
-    ///
-    /// Example: `Stockholm`
-    #[serde(rename = "addressLine3", default, skip_serializing_if = "Option::is_none")]
-    pub address_line3: Option<String>,
-    /// Fourth address line (state, county or region).
-    #[serde(rename = "addressLine4", default, skip_serializing_if = "Option::is_none")]
-    pub address_line4: Option<String>,
-    /// Postal code.
-    ///
-    /// Example: `111 51`
-    #[serde(rename = "postalCode", default, skip_serializing_if = "Option::is_none")]
-    pub postal_code: Option<String>,
-    /// Country as an ISO 3166-1 alpha-3 code (`GBR`, `SWE`), "the country's 3 character ISO code"; give this or `countryId`. A 2-letter code (`GB`, `SE`) is not the documented form.
-    ///
-    /// Example: `SWE`
-    #[serde(rename = "countryIsoCode", default, skip_serializing_if = "Option::is_none")]
-    pub country_iso_code: Option<String>,
-    /// Brightpearl country id; give this or `countryIsoCode`.
-    #[serde(rename = "countryId", default, skip_serializing_if = "Option::is_none")]
-    pub country_id: Option<i64>,
-}
-
-/// Body of the contact POST. Use the `communication` form for e-mails and telephones (not top-level `emails`/`telephones`).
-///
-/// **Open question:** Which nesting the contact POST expects is unverified: the Contact POST page lists leaf names only (emails, telephones, isSupplier, contactStatusId, isReceiveEmailNewsletter, priceListId) and its example is not readable; the nested form used here matches the recorded GET and the Snow data model, while the Medusa plugin sends emails and telephones at the top level.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ContactRequest {
-    /// Salutation, at most 32 characters.
-    ///
-    /// Example: `Ms`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub salutation: Option<String>,
-    /// First name, at most 32 characters.
-    ///
-    /// Example: `Anna`
-    #[serde(rename = "firstName", default, skip_serializing_if = "Option::is_none")]
-    pub first_name: Option<String>,
-    /// Last name, at most 32 characters.
-    ///
-    /// Example: `Svensson`
-    #[serde(rename = "lastName", default, skip_serializing_if = "Option::is_none")]
-    pub last_name: Option<String>,
-    /// `postAddressIds` of `ContactRequest` (no description in the spec; see the type [`PostAddressIds`]).
-    #[serde(rename = "postAddressIds", default, skip_serializing_if = "Option::is_none")]
-    pub post_address_ids: Option<PostAddressIds>,
-    /// `communication` of `ContactRequest` (no description in the spec; see the type [`ContactCommunication`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub communication: Option<ContactCommunication>,
-    /// `relationshipToAccount` of `ContactRequest` (no description in the spec; see the type [`RelationshipToAccount`]).
-    #[serde(
-        rename = "relationshipToAccount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub relationship_to_account: Option<RelationshipToAccount>,
-    /// `organisation` of `ContactRequest` (no description in the spec; see the type [`ContactOrganisation`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub organisation: Option<ContactOrganisation>,
-    /// `financialDetails` of `ContactRequest` (no description in the spec; see the type [`ContactFinancialDetailsRequest`]).
-    #[serde(
-        rename = "financialDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub financial_details: Option<ContactFinancialDetailsRequest>,
-    /// `marketingDetails` of `ContactRequest` (no description in the spec; see the type [`MarketingDetails`]).
-    #[serde(
-        rename = "marketingDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub marketing_details: Option<MarketingDetails>,
-    /// `contactStatus` of `ContactRequest` (no description in the spec; see the type [`ContactStatus`]).
-    #[serde(rename = "contactStatus", default, skip_serializing_if = "Option::is_none")]
-    pub contact_status: Option<ContactStatus>,
-    /// `assignment` of `ContactRequest` (no description in the spec; see the type [`ContactAssignment`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub assignment: Option<ContactAssignment>,
-}
-
-/// Postal address ids by role.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct PostAddressIds {
-    /// Default address id.
-    #[serde(rename = "DEF", default, skip_serializing_if = "Option::is_none")]
-    pub def: Option<i64>,
-    /// Billing address id.
-    #[serde(rename = "BIL", default, skip_serializing_if = "Option::is_none")]
-    pub bil: Option<i64>,
-    /// Delivery address id.
-    #[serde(rename = "DEL", default, skip_serializing_if = "Option::is_none")]
-    pub del: Option<i64>,
-}
-
-/// E-mail addresses, telephone numbers and other channels.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ContactCommunication {
-    /// `emails` of `ContactCommunication` (no description in the spec; see the type [`ContactEmails`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub emails: Option<ContactEmails>,
-    /// `telephones` of `ContactCommunication` (no description in the spec; see the type [`ContactTelephones`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub telephones: Option<ContactTelephones>,
-    /// `messagingVoips` of `ContactCommunication` (no description in the spec; see the type [`ContactMessagingVoips`]).
-    #[serde(rename = "messagingVoips", default, skip_serializing_if = "Option::is_none")]
-    pub messaging_voips: Option<ContactMessagingVoips>,
-    /// `websites` of `ContactCommunication` (no description in the spec; see the type [`ContactWebsites`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub websites: Option<ContactWebsites>,
-}
-
-/// E-mail addresses by rank.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ContactEmails {
-    /// `PRI` of `ContactEmails` (no description in the spec; see the type [`ContactEmail`]).
-    #[serde(rename = "PRI", default, skip_serializing_if = "Option::is_none")]
-    pub pri: Option<ContactEmail>,
-    /// `SEC` of `ContactEmails` (no description in the spec; see the type [`ContactEmail`]).
-    #[serde(rename = "SEC", default, skip_serializing_if = "Option::is_none")]
-    pub sec: Option<ContactEmail>,
-    /// `TER` of `ContactEmails` (no description in the spec; see the type [`ContactEmail`]).
-    #[serde(rename = "TER", default, skip_serializing_if = "Option::is_none")]
-    pub ter: Option<ContactEmail>,
-}
-
-/// One e-mail address.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ContactEmail {
-    /// The address.
-    ///
-    /// Example: `anna.svensson@example.com`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-}
-
-/// Telephone numbers by kind.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ContactTelephones {
-    /// Primary telephone.
-    ///
-    /// Example: `+46 8 123 456 78`
-    #[serde(rename = "PRI", default, skip_serializing_if = "Option::is_none")]
-    pub pri: Option<String>,
-    /// Secondary telephone.
-    #[serde(rename = "SEC", default, skip_serializing_if = "Option::is_none")]
-    pub sec: Option<String>,
-    /// Mobile telephone.
-    ///
-    /// Example: `+46 70 123 45 67`
-    #[serde(rename = "MOB", default, skip_serializing_if = "Option::is_none")]
-    pub mob: Option<String>,
-    /// Fax.
-    #[serde(rename = "FAX", default, skip_serializing_if = "Option::is_none")]
-    pub fax: Option<String>,
-}
-
-/// Messaging and VoIP handles.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ContactMessagingVoips {
-    /// Skype name.
-    #[serde(rename = "SKP", default, skip_serializing_if = "Option::is_none")]
-    pub skp: Option<String>,
-}
-
-/// Websites.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ContactWebsites {
-    /// Primary website.
-    #[serde(rename = "PRI", default, skip_serializing_if = "Option::is_none")]
-    pub pri: Option<String>,
-}
-
-/// Role of the contact towards the account.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct RelationshipToAccount {
-    /// Whether the contact is a supplier.
-    #[serde(rename = "isSupplier", default, skip_serializing_if = "Option::is_none")]
-    pub is_supplier: Option<bool>,
-    /// Whether the contact is a staff member.
-    #[serde(rename = "isStaff", default, skip_serializing_if = "Option::is_none")]
-    pub is_staff: Option<bool>,
-}
-
-/// Company of the contact; `name` on create, `organisationId` on read.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ContactOrganisation {
-    /// Company name (create).
-    ///
-    /// Example: `Exempel AB`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Company contact id (read).
-    #[serde(rename = "organisationId", default, skip_serializing_if = "Option::is_none")]
-    pub organisation_id: Option<i64>,
-}
-
-/// Financial settings given when creating a contact.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ContactFinancialDetailsRequest {
-    /// Default price list id.
-    #[serde(rename = "priceListId", default, skip_serializing_if = "Option::is_none")]
-    pub price_list_id: Option<i64>,
-    /// Default tax code id.
-    #[serde(rename = "taxCodeId", default, skip_serializing_if = "Option::is_none")]
-    pub tax_code_id: Option<i64>,
-    /// Credit limit.
-    #[serde(rename = "creditLimit", default, skip_serializing_if = "Option::is_none")]
-    pub credit_limit: Option<models_runtime::DecimalNumber>,
-    /// Credit term in days.
-    #[serde(rename = "creditTermDays", default, skip_serializing_if = "Option::is_none")]
-    pub credit_term_days: Option<i64>,
-    /// Default discount percentage.
-    #[serde(
-        rename = "discountPercentage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub discount_percentage: Option<models_runtime::DecimalNumber>,
-    /// VAT number.
-    #[serde(rename = "taxNumber", default, skip_serializing_if = "Option::is_none")]
-    pub tax_number: Option<String>,
-}
-
-/// Financial settings of a contact as returned by the contact GET.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ContactFinancialDetails {
-    /// Default price list id.
-    #[serde(rename = "priceListId", default, skip_serializing_if = "Option::is_none")]
-    pub price_list_id: Option<i64>,
-    /// Default sales nominal code.
-    #[serde(rename = "nominalCode", default, skip_serializing_if = "Option::is_none")]
-    pub nominal_code: Option<String>,
-    /// Credit limit, a JSON number (`0` recorded).
-    #[serde(rename = "creditLimit", default, skip_serializing_if = "Option::is_none")]
-    pub credit_limit: Option<models_runtime::DecimalNumber>,
-    /// Credit term in days.
-    #[serde(rename = "creditTermDays", default, skip_serializing_if = "Option::is_none")]
-    pub credit_term_days: Option<i64>,
-    /// Currency id.
-    #[serde(rename = "currencyId", default, skip_serializing_if = "Option::is_none")]
-    pub currency_id: Option<i64>,
-    /// Default discount percentage, a JSON number (`0.00` recorded).
-    #[serde(
-        rename = "discountPercentage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub discount_percentage: Option<models_runtime::DecimalNumber>,
-    /// Credit term type id.
-    #[serde(
-        rename = "creditTermTypeId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub credit_term_type_id: Option<i64>,
-}
-
-/// Marketing preferences.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct MarketingDetails {
-    /// Whether the contact receives the e-mail newsletter.
-    #[serde(
-        rename = "isReceiveEmailNewsletter",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub is_receive_email_newsletter: Option<bool>,
-}
-
-/// Current status of the contact.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ContactStatus {
-    /// `current` of `ContactStatus` (no description in the spec; see the type [`ContactStatusCurrent`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current: Option<ContactStatusCurrent>,
-}
-
-/// The current contact status.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ContactStatusCurrent {
-    /// Contact status id.
-    #[serde(
-        rename = "contactStatusId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub contact_status_id: Option<i64>,
-}
-
-/// Staff and lead-source assignment.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ContactAssignment {
-    /// `current` of `ContactAssignment` (no description in the spec; see the type [`ContactAssignmentCurrent`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current: Option<ContactAssignmentCurrent>,
-}
-
-/// The current assignment.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ContactAssignmentCurrent {
-    /// Owning staff member's contact id.
-    #[serde(
-        rename = "staffOwnerContactId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub staff_owner_contact_id: Option<i64>,
-    /// Lead source id.
-    #[serde(rename = "leadSourceId", default, skip_serializing_if = "Option::is_none")]
-    pub lead_source_id: Option<i64>,
-}
-
-/// Response of the contact GET, `{"response": [Contact]}`.
-///
-/// **Open question:** The contact GET also returns top-level pagination ({morePagesAvailable, resultsReturned, firstResult, lastResult}) and sorting ([{field, direction}]) next to response (recorded in customer/get/simple_get.yml; described on the Contact GET page); they are not modelled yet because the sandbox builds this struct field by field (crates/sandbox/src/brightpearl/contacts.rs). Until then a GET of more than 200 ids silently returns only the first page.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ContactListResponse {
-    /// The contacts found.
-    pub response: Vec<Contact>,
-}
-
-/// A contact (customer, supplier or staff member).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+///A contact (customer, supplier or staff member).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
 pub struct Contact {
-    /// Contact id.
-    ///
-    /// Example: `204`
+    ///Aliases of the contact (`{}` recorded), kept as raw JSON.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub aliases: ::std::option::Option<::serde_json::Value>,
+    /// `communication` of `Contact` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub communication: ::std::option::Option<ContactCommunication>,
+    ///Company id.
+    #[serde(
+        rename = "companyId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub company_id: ::std::option::Option<i64>,
+    ///Contact id.
     #[serde(rename = "contactId")]
     pub contact_id: i64,
-    /// Whether this is the primary contact of its company.
+    /// `contactStatus` of `Contact` (see its type).
     #[serde(
-        rename = "isPrimaryContact",
-        default,
-        skip_serializing_if = "Option::is_none"
+        rename = "contactStatus",
+        skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub is_primary_contact: Option<bool>,
-    /// Salutation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub salutation: Option<String>,
-    /// First name.
-    #[serde(rename = "firstName", default, skip_serializing_if = "Option::is_none")]
-    pub first_name: Option<String>,
-    /// Last name.
-    #[serde(rename = "lastName", default, skip_serializing_if = "Option::is_none")]
-    pub last_name: Option<String>,
-    /// `postAddressIds` of `Contact` (no description in the spec; see the type [`PostAddressIds`]).
-    #[serde(rename = "postAddressIds", default, skip_serializing_if = "Option::is_none")]
-    pub post_address_ids: Option<PostAddressIds>,
-    /// `communication` of `Contact` (no description in the spec; see the type [`ContactCommunication`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub communication: Option<ContactCommunication>,
-    /// `contactStatus` of `Contact` (no description in the spec; see the type [`ContactStatus`]).
-    #[serde(rename = "contactStatus", default, skip_serializing_if = "Option::is_none")]
-    pub contact_status: Option<ContactStatus>,
-    /// `relationshipToAccount` of `Contact` (no description in the spec; see the type [`RelationshipToAccount`]).
+    pub contact_status: ::std::option::Option<ContactStatus>,
+    ///Tag ids of the contact as a string (`"9"` recorded).
     #[serde(
-        rename = "relationshipToAccount",
-        default,
-        skip_serializing_if = "Option::is_none"
+        rename = "contactTags",
+        skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub relationship_to_account: Option<RelationshipToAccount>,
-    /// `marketingDetails` of `Contact` (no description in the spec; see the type [`MarketingDetails`]).
+    pub contact_tags: ::std::option::Option<::std::string::String>,
+    ///Contact id of the creator (`0` recorded); the key really is spelled with a lower-case `id`.
     #[serde(
-        rename = "marketingDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
+        rename = "createdByid",
+        skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub marketing_details: Option<MarketingDetails>,
-    /// `financialDetails` of `Contact` (no description in the spec; see the type [`ContactFinancialDetails`]).
+    pub created_byid: ::std::option::Option<i64>,
+    ///Creation time.
+    #[serde(
+        rename = "createdOn",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub created_on: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Custom fields keyed by field code, only with `includeOptional=customFields`.
+    #[serde(
+        rename = "customFields",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub custom_fields: ::std::option::Option<
+        ::std::collections::BTreeMap<::std::string::String, ::serde_json::Value>,
+    >,
+    /// `financialDetails` of `Contact` (see its type).
     #[serde(
         rename = "financialDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
+        skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub financial_details: Option<ContactFinancialDetails>,
-    /// `organisation` of `Contact` (no description in the spec; see the type [`ContactOrganisation`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub organisation: Option<ContactOrganisation>,
-    /// Trade status.
-    #[serde(rename = "tradeStatus", default, skip_serializing_if = "Option::is_none")]
-    pub trade_status: Option<String>,
-    /// Creation time.
-    #[serde(rename = "createdOn", default, skip_serializing_if = "Option::is_none")]
-    pub created_on: Option<models_runtime::Timestamp>,
-    /// Last update time.
-    #[serde(rename = "updatedOn", default, skip_serializing_if = "Option::is_none")]
-    pub updated_on: Option<models_runtime::Timestamp>,
-    /// Tag ids of the contact as a string (`"9"` recorded).
-    #[serde(rename = "contactTags", default, skip_serializing_if = "Option::is_none")]
-    pub contact_tags: Option<String>,
-    /// Contact id of the creator (`0` recorded); the key really is spelled with a lower-case `id`.
-    #[serde(rename = "createdByid", default, skip_serializing_if = "Option::is_none")]
-    pub created_byid: Option<i64>,
-    /// Aliases of the contact (`{}` recorded), kept as raw JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aliases: Option<serde_json::Value>,
-    /// Company id.
-    #[serde(rename = "companyId", default, skip_serializing_if = "Option::is_none")]
-    pub company_id: Option<i64>,
-    /// Custom fields keyed by field code, only with `includeOptional=customFields`.
-    #[serde(rename = "customFields", default, skip_serializing_if = "Option::is_none")]
-    pub custom_fields: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    pub financial_details: ::std::option::Option<ContactFinancialDetails>,
+    ///First name.
+    #[serde(
+        rename = "firstName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub first_name: ::std::option::Option<::std::string::String>,
+    ///Whether this is the primary contact of its company.
+    #[serde(
+        rename = "isPrimaryContact",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub is_primary_contact: ::std::option::Option<bool>,
+    ///Last name.
+    #[serde(rename = "lastName", skip_serializing_if = "::std::option::Option::is_none")]
+    pub last_name: ::std::option::Option<::std::string::String>,
+    /// `marketingDetails` of `Contact` (see its type).
+    #[serde(
+        rename = "marketingDetails",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub marketing_details: ::std::option::Option<MarketingDetails>,
+    /// `organisation` of `Contact` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub organisation: ::std::option::Option<ContactOrganisation>,
+    /// `postAddressIds` of `Contact` (see its type).
+    #[serde(
+        rename = "postAddressIds",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub post_address_ids: ::std::option::Option<PostAddressIds>,
+    /// `relationshipToAccount` of `Contact` (see its type).
+    #[serde(
+        rename = "relationshipToAccount",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub relationship_to_account: ::std::option::Option<RelationshipToAccount>,
+    ///Salutation.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub salutation: ::std::option::Option<::std::string::String>,
+    ///Trade status.
+    #[serde(
+        rename = "tradeStatus",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub trade_status: ::std::option::Option<::std::string::String>,
+    ///Last update time.
+    #[serde(
+        rename = "updatedOn",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub updated_on: ::std::option::Option<::models_runtime::Timestamp>,
+}
+
+///Staff and lead-source assignment.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ContactAssignment {
+    /// `current` of `ContactAssignment` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub current: ::std::option::Option<ContactAssignmentCurrent>,
+}
+
+///The current assignment.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ContactAssignmentCurrent {
+    ///Lead source id.
+    #[serde(
+        rename = "leadSourceId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub lead_source_id: ::std::option::Option<i64>,
+    ///Owning staff member's contact id.
+    #[serde(
+        rename = "staffOwnerContactId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub staff_owner_contact_id: ::std::option::Option<i64>,
+}
+
+///E-mail addresses, telephone numbers and other channels.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ContactCommunication {
+    /// `emails` of `ContactCommunication` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub emails: ::std::option::Option<ContactEmails>,
+    /// `messagingVoips` of `ContactCommunication` (see its type).
+    #[serde(
+        rename = "messagingVoips",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub messaging_voips: ::std::option::Option<ContactMessagingVoips>,
+    /// `telephones` of `ContactCommunication` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub telephones: ::std::option::Option<ContactTelephones>,
+    /// `websites` of `ContactCommunication` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub websites: ::std::option::Option<ContactWebsites>,
+}
+
+///One e-mail address.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ContactEmail {
+    ///The address.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub email: ::std::option::Option<::std::string::String>,
+}
+
+///E-mail addresses by rank.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ContactEmails {
+    /// `PRI` of `ContactEmails` (see its type).
+    #[serde(rename = "PRI", skip_serializing_if = "::std::option::Option::is_none")]
+    pub pri: ::std::option::Option<ContactEmail>,
+    /// `SEC` of `ContactEmails` (see its type).
+    #[serde(rename = "SEC", skip_serializing_if = "::std::option::Option::is_none")]
+    pub sec: ::std::option::Option<ContactEmail>,
+    /// `TER` of `ContactEmails` (see its type).
+    #[serde(rename = "TER", skip_serializing_if = "::std::option::Option::is_none")]
+    pub ter: ::std::option::Option<ContactEmail>,
+}
+
+///Financial settings of a contact as returned by the contact GET.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ContactFinancialDetails {
+    ///Credit limit, a JSON number (`0` recorded).
+    #[serde(
+        rename = "creditLimit",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub credit_limit: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Credit term in days.
+    #[serde(
+        rename = "creditTermDays",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub credit_term_days: ::std::option::Option<i64>,
+    ///Credit term type id.
+    #[serde(
+        rename = "creditTermTypeId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub credit_term_type_id: ::std::option::Option<i64>,
+    ///Currency id.
+    #[serde(
+        rename = "currencyId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub currency_id: ::std::option::Option<i64>,
+    ///Default discount percentage, a JSON number (`0.00` recorded).
+    #[serde(
+        rename = "discountPercentage",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub discount_percentage: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Default sales nominal code.
+    #[serde(
+        rename = "nominalCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub nominal_code: ::std::option::Option<::std::string::String>,
+    ///Default price list id.
+    #[serde(
+        rename = "priceListId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_list_id: ::std::option::Option<i64>,
+}
+
+///Financial settings given when creating a contact.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ContactFinancialDetailsRequest {
+    ///Credit limit.
+    #[serde(
+        rename = "creditLimit",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub credit_limit: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Credit term in days.
+    #[serde(
+        rename = "creditTermDays",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub credit_term_days: ::std::option::Option<i64>,
+    ///Default discount percentage.
+    #[serde(
+        rename = "discountPercentage",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub discount_percentage: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Default price list id.
+    #[serde(
+        rename = "priceListId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_list_id: ::std::option::Option<i64>,
+    ///Default tax code id.
+    #[serde(
+        rename = "taxCodeId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub tax_code_id: ::std::option::Option<i64>,
+    ///VAT number.
+    #[serde(
+        rename = "taxNumber",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub tax_number: ::std::option::Option<::std::string::String>,
+}
+
+///Response of the contact GET, `{"response": [Contact]}`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ContactListResponse {
+    ///The contacts found.
+    pub response: ::std::vec::Vec<Contact>,
+}
+
+///Messaging and VoIP handles.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ContactMessagingVoips {
+    ///Skype name.
+    #[serde(rename = "SKP", skip_serializing_if = "::std::option::Option::is_none")]
+    pub skp: ::std::option::Option<::std::string::String>,
+}
+
+///Company of the contact; `name` on create, `organisationId` on read.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ContactOrganisation {
+    ///Company name (create).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+    ///Company contact id (read).
+    #[serde(
+        rename = "organisationId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub organisation_id: ::std::option::Option<i64>,
+}
+
+///Body of the contact POST. Use the `communication` form for e-mails and telephones (not top-level `emails`/`telephones`).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ContactRequest {
+    /// `assignment` of `ContactRequest` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub assignment: ::std::option::Option<ContactAssignment>,
+    /// `communication` of `ContactRequest` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub communication: ::std::option::Option<ContactCommunication>,
+    /// `contactStatus` of `ContactRequest` (see its type).
+    #[serde(
+        rename = "contactStatus",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub contact_status: ::std::option::Option<ContactStatus>,
+    /// `financialDetails` of `ContactRequest` (see its type).
+    #[serde(
+        rename = "financialDetails",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub financial_details: ::std::option::Option<ContactFinancialDetailsRequest>,
+    ///First name, at most 32 characters.
+    #[serde(
+        rename = "firstName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub first_name: ::std::option::Option<::std::string::String>,
+    ///Last name, at most 32 characters.
+    #[serde(rename = "lastName", skip_serializing_if = "::std::option::Option::is_none")]
+    pub last_name: ::std::option::Option<::std::string::String>,
+    /// `marketingDetails` of `ContactRequest` (see its type).
+    #[serde(
+        rename = "marketingDetails",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub marketing_details: ::std::option::Option<MarketingDetails>,
+    /// `organisation` of `ContactRequest` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub organisation: ::std::option::Option<ContactOrganisation>,
+    /// `postAddressIds` of `ContactRequest` (see its type).
+    #[serde(
+        rename = "postAddressIds",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub post_address_ids: ::std::option::Option<PostAddressIds>,
+    /// `relationshipToAccount` of `ContactRequest` (see its type).
+    #[serde(
+        rename = "relationshipToAccount",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub relationship_to_account: ::std::option::Option<RelationshipToAccount>,
+    ///Salutation, at most 32 characters.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub salutation: ::std::option::Option<::std::string::String>,
+}
+
+///Current status of the contact.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ContactStatus {
+    /// `current` of `ContactStatus` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub current: ::std::option::Option<ContactStatusCurrent>,
+}
+
+///The current contact status.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ContactStatusCurrent {
+    ///Contact status id.
+    #[serde(
+        rename = "contactStatusId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub contact_status_id: ::std::option::Option<i64>,
+}
+
+///Telephone numbers by kind.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ContactTelephones {
+    ///Fax.
+    #[serde(rename = "FAX", skip_serializing_if = "::std::option::Option::is_none")]
+    pub fax: ::std::option::Option<::std::string::String>,
+    ///Mobile telephone.
+    #[serde(rename = "MOB", skip_serializing_if = "::std::option::Option::is_none")]
+    pub mob: ::std::option::Option<::std::string::String>,
+    ///Primary telephone.
+    #[serde(rename = "PRI", skip_serializing_if = "::std::option::Option::is_none")]
+    pub pri: ::std::option::Option<::std::string::String>,
+    ///Secondary telephone.
+    #[serde(rename = "SEC", skip_serializing_if = "::std::option::Option::is_none")]
+    pub sec: ::std::option::Option<::std::string::String>,
+}
+
+///Websites.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ContactWebsites {
+    ///Primary website.
+    #[serde(rename = "PRI", skip_serializing_if = "::std::option::Option::is_none")]
+    pub pri: ::std::option::Option<::std::string::String>,
+}
+
+///Marketing preferences.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct MarketingDetails {
+    ///Whether the contact receives the e-mail newsletter.
+    #[serde(
+        rename = "isReceiveEmailNewsletter",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub is_receive_email_newsletter: ::std::option::Option<bool>,
+}
+
+///Postal address ids by role.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct PostAddressIds {
+    ///Billing address id.
+    #[serde(rename = "BIL", skip_serializing_if = "::std::option::Option::is_none")]
+    pub bil: ::std::option::Option<i64>,
+    ///Default address id.
+    #[serde(rename = "DEF", skip_serializing_if = "::std::option::Option::is_none")]
+    pub def: ::std::option::Option<i64>,
+    ///Delivery address id.
+    #[serde(rename = "DEL", skip_serializing_if = "::std::option::Option::is_none")]
+    pub del: ::std::option::Option<i64>,
+}
+
+///Body of the postal-address POST.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct PostalAddressRequest {
+    ///First address line (street); the only required field.
+    #[serde(rename = "addressLine1")]
+    pub address_line1: ::std::string::String,
+    ///Second address line (suburb).
+    #[serde(
+        rename = "addressLine2",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub address_line2: ::std::option::Option<::std::string::String>,
+    ///Third address line (city).
+    #[serde(
+        rename = "addressLine3",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub address_line3: ::std::option::Option<::std::string::String>,
+    ///Fourth address line (state, county or region).
+    #[serde(
+        rename = "addressLine4",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub address_line4: ::std::option::Option<::std::string::String>,
+    ///Brightpearl country id; give this or `countryIsoCode`.
+    #[serde(
+        rename = "countryId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub country_id: ::std::option::Option<i64>,
+    ///Country as an ISO 3166-1 alpha-3 code (`GBR`, `SWE`), "the country's 3 character ISO code"; give this or `countryId`. A 2-letter code (`GB`, `SE`) is not the documented form.
+    #[serde(
+        rename = "countryIsoCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub country_iso_code: ::std::option::Option<::std::string::String>,
+    ///Postal code.
+    #[serde(
+        rename = "postalCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub postal_code: ::std::option::Option<::std::string::String>,
+}
+
+///Role of the contact towards the account.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct RelationshipToAccount {
+    ///Whether the contact is a staff member.
+    #[serde(rename = "isStaff", skip_serializing_if = "::std::option::Option::is_none")]
+    pub is_staff: ::std::option::Option<bool>,
+    ///Whether the contact is a supplier.
+    #[serde(
+        rename = "isSupplier",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub is_supplier: ::std::option::Option<bool>,
+}
+
+/// Error types.
+pub mod error {
+    /// Error from a `TryFrom` or `FromStr` implementation.
+    pub struct ConversionError(::std::borrow::Cow<'static, str>);
+    impl ::std::error::Error for ConversionError {}
+    impl ::std::fmt::Display for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Display::fmt(&self.0, f)
+        }
+    }
+    impl ::std::fmt::Debug for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Debug::fmt(&self.0, f)
+        }
+    }
+    impl From<&'static str> for ConversionError {
+        fn from(value: &'static str) -> Self {
+            Self(value.into())
+        }
+    }
+    impl From<String> for ConversionError {
+        fn from(value: String) -> Self {
+            Self(value.into())
+        }
+    }
 }
 
 /// Parameters of [`operations::SEARCH_CONTACTS`].

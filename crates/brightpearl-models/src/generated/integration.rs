@@ -22,6 +22,349 @@
     rustdoc::invalid_html_tags
 )]
 
+///One request inside a multi-message. Only destructive messages are allowed: `httpMethod` is `POST`, `PUT` or `DELETE`, never `GET`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct MultiMessage {
+    ///The request body (any JSON). The Java client sends `{}` when a message has no entity (DELETE); leaving it out is untested.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub body: ::std::option::Option<::serde_json::Value>,
+    /// `httpMethod` of `MultiMessage` (see its type).
+    #[serde(rename = "httpMethod")]
+    pub http_method: WebhookHttpMethod,
+    ///Our label, echoed in the results.
+    pub label: ::std::string::String,
+    ///URI relative to the account, starting with the service (e.g. `/order-service/order/322/status`).
+    pub uri: ::std::string::String,
+}
+
+///Body of the multi-message POST.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct MultiMessageRequest {
+    ///2 to 10 destructive messages; send a single message directly rather than as a batch of one (see the open question on the operation).
+    pub messages: ::std::vec::Vec<MultiMessage>,
+    /// `onFail` of `MultiMessageRequest` (see its type).
+    #[serde(rename = "onFail")]
+    pub on_fail: MultiMessageOnFail,
+    /// `processingMode` of `MultiMessageRequest` (see its type).
+    #[serde(rename = "processingMode")]
+    pub processing_mode: MultiMessageProcessingMode,
+}
+
+///Response of the multi-message POST, `{"response": {processedMessages, unprocessedMessages}}`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct MultiMessageResponse {
+    /// `response` of `MultiMessageResponse` (see its type).
+    pub response: MultiMessageResult,
+}
+
+///Per-message outcome of a multi-message.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct MultiMessageResult {
+    ///The messages that were run.
+    #[serde(
+        rename = "processedMessages",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub processed_messages: ::std::option::Option<::std::vec::Vec<ProcessedMessage>>,
+    ///Labels of messages not run because `onFail` was `STOP`.
+    #[serde(
+        rename = "unprocessedMessages",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub unprocessed_messages: ::std::option::Option<
+        ::std::vec::Vec<::std::string::String>,
+    >,
+}
+
+///The outcome of one message.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ProcessedMessage {
+    /// `body` of `ProcessedMessage` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub body: ::std::option::Option<ProcessedMessageBody>,
+    ///The message's label.
+    pub label: ::std::string::String,
+    ///HTTP status of this message.
+    #[serde(rename = "statusCode")]
+    pub status_code: i64,
+}
+
+///Body wrapper of a processed message.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ProcessedMessageBody {
+    /**The message's own response body as a JSON-encoded string (`"{\"response\":111}"`,
+`"{\"errors\":[...]}"`, `"{}"`), not as an object: decode it a second time
+(`ProcessedMessageBody::decoded_content`).
+*/
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub content: ::std::option::Option<::std::string::String>,
+}
+
+///A webhook subscription as returned by the GET.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Webhook {
+    ///Body template.
+    #[serde(
+        rename = "bodyTemplate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub body_template: ::std::option::Option<::std::string::String>,
+    ///Content type of the body.
+    #[serde(
+        rename = "contentType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub content_type: ::std::option::Option<::std::string::String>,
+    /// `httpMethod` of `Webhook` (see its type).
+    #[serde(
+        rename = "httpMethod",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub http_method: ::std::option::Option<WebhookHttpMethod>,
+    ///Webhook id.
+    pub id: i64,
+    ///Whether calls carry ID sets.
+    #[serde(
+        rename = "idSetAccepted",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub id_set_accepted: ::std::option::Option<bool>,
+    ///`0` at-most-once, `1` at-least-once.
+    #[serde(
+        rename = "qualityOfService",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub quality_of_service: ::std::option::Option<i64>,
+    /// `subscribeTo` of `Webhook` (see its type).
+    #[serde(
+        rename = "subscribeTo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub subscribe_to: ::std::option::Option<WebhookEventName>,
+    ///Target URL template.
+    #[serde(
+        rename = "uriTemplate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub uri_template: ::std::option::Option<::std::string::String>,
+}
+
+/**What Brightpearl POSTs to our receiver, as produced by our `bodyTemplate`. It carries ids
+only: fetch the resources afterwards. With `idSetAccepted` the `id` is an ID set
+(`1-5,99`). Check the shared secret in the URL before trusting the body.*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct WebhookEvent {
+    ///Account code (`${account-code}`).
+    #[serde(
+        rename = "accountCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub account_code: ::std::option::Option<::std::string::String>,
+    ///Brightpearl version (`${brightpearl-version}`).
+    #[serde(
+        rename = "brightpearlVersion",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub brightpearl_version: ::std::option::Option<::std::string::String>,
+    /// `fullEvent` of `WebhookEvent` (see its type).
+    #[serde(
+        rename = "fullEvent",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub full_event: ::std::option::Option<WebhookEventName>,
+    ///Id or ID set of the affected resources (`${resource-id}`).
+    pub id: ::std::string::String,
+    /// `lifecycleEvent` of `WebhookEvent` (see its type).
+    #[serde(
+        rename = "lifecycleEvent",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub lifecycle_event: ::std::option::Option<WebhookLifecycleEvent>,
+    ///When the event was raised (`${raised-on}`, ISO 8601).
+    #[serde(rename = "raisedOn", skip_serializing_if = "::std::option::Option::is_none")]
+    pub raised_on: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Resource type (`${resource-type}`), e.g. `goods-out-note`, `product`, `order`.
+    #[serde(
+        rename = "resourceType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub resource_type: ::std::option::Option<::std::string::String>,
+}
+
+///Response of the webhook GET, `{"response": [Webhook]}`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct WebhookListResponse {
+    ///The webhooks.
+    pub response: ::std::vec::Vec<Webhook>,
+}
+
+///Body of the webhook POST (and PUT).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct WebhookRequest {
+    ///Body template (usually JSON with template variables); required for POST and PUT. Our template produces a `WebhookEvent`.
+    #[serde(
+        rename = "bodyTemplate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub body_template: ::std::option::Option<::std::string::String>,
+    ///Content type of the body; required for POST and PUT.
+    #[serde(
+        rename = "contentType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub content_type: ::std::option::Option<::std::string::String>,
+    /// `httpMethod` of `WebhookRequest` (see its type).
+    #[serde(rename = "httpMethod")]
+    pub http_method: WebhookHttpMethod,
+    ///When true one call carries an ID set (`1-5,99`) instead of one call per id; default false, recommended true.
+    #[serde(
+        rename = "idSetAccepted",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub id_set_accepted: ::std::option::Option<bool>,
+    ///`0` at-most-once (default, retried only on 503), `1` at-least-once (retried on everything except 4xx; recommended).
+    #[serde(
+        rename = "qualityOfService",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub quality_of_service: ::std::option::Option<i64>,
+    /// `subscribeTo` of `WebhookRequest` (see its type).
+    #[serde(rename = "subscribeTo")]
+    pub subscribe_to: WebhookEventName,
+    ///Target URL, may contain template variables (`${account-code}`, `${resource-type}`, `${resource-id}`, `${lifecycle-event}`, `${resource-specifier}`, `${raised-on}`, `${brightpearl-version}` as listed on the simulate page, and `${full-event}`, which that list omits but the Webhook GET example uses). Put the shared secret here as a query parameter.
+    #[serde(rename = "uriTemplate")]
+    pub uri_template: ::std::string::String,
+}
+
+///Body of the webhook simulate POST.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct WebhookSimulateRequest {
+    ///Values of the template variables, keyed by variable (`${account-code}`, `${resource-type}`, `${resource-id}` with at most 10 ids, `${lifecycle-event}`, `${resource-specifier}`, `${raised-on}`, `${brightpearl-version}`).
+    #[serde(rename = "testData")]
+    pub test_data: ::std::collections::BTreeMap<
+        ::std::string::String,
+        ::std::string::String,
+    >,
+}
+
+/// Error types.
+pub mod error {
+    /// Error from a `TryFrom` or `FromStr` implementation.
+    pub struct ConversionError(::std::borrow::Cow<'static, str>);
+    impl ::std::error::Error for ConversionError {}
+    impl ::std::fmt::Display for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Display::fmt(&self.0, f)
+        }
+    }
+    impl ::std::fmt::Debug for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Debug::fmt(&self.0, f)
+        }
+    }
+    impl From<&'static str> for ConversionError {
+        fn from(value: &'static str) -> Self {
+            Self(value.into())
+        }
+    }
+    impl From<String> for ConversionError {
+        fn from(value: String) -> Self {
+            Self(value.into())
+        }
+    }
+}
+
 /// Subscribable event, `{resource}.{created|modified|destroyed}[.{specifier}]`. The listed values
 /// are the ones relevant to the Norce integration; `sales-order.created` fires only for orders
 /// created through the sales-order POST, and `order.modified` also fires on creation.
@@ -208,6 +551,28 @@ impl<'de> serde::Deserialize<'de> for WebhookEventName {
     }
 }
 
+impl schemars::JsonSchema for WebhookEventName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "WebhookEventName".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["goods-out-note.created",
+            "goods-out-note.modified", "goods-out-note.destroyed",
+            "goods-out-note.modified.printed", "goods-out-note.modified.picked",
+            "goods-out-note.modified.packed", "goods-out-note.modified.shipped",
+            "goods-out-note.modified.un-printed", "goods-out-note.modified.un-picked",
+            "goods-out-note.modified.un-packed", "order.modified",
+            "order.modified.order-status", "order.modified.fully-shipped",
+            "sales-order.created", "product.created", "product.modified",
+            "product.destroyed", "product.modified.on-hand-modified",
+            "drop-ship-note.created", "drop-ship-note.destroyed",
+            "drop-ship-note.modified.shipped", "goods-in-note.created",
+            "quarantine-release.created"] }
+        )
+    }
+}
+
 /// HTTP method Brightpearl uses to call the webhook; only POST and PUT send a body.
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
@@ -289,91 +654,15 @@ impl<'de> serde::Deserialize<'de> for WebhookHttpMethod {
     }
 }
 
-/// Body of the webhook POST (and PUT).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct WebhookRequest {
-    /// `subscribeTo` of `WebhookRequest` (no description in the spec; see the type [`WebhookEventName`]).
-    #[serde(rename = "subscribeTo")]
-    pub subscribe_to: WebhookEventName,
-    /// `httpMethod` of `WebhookRequest` (no description in the spec; see the type [`WebhookHttpMethod`]).
-    #[serde(rename = "httpMethod")]
-    pub http_method: WebhookHttpMethod,
-    /// Target URL, may contain template variables (`${account-code}`, `${resource-type}`, `${resource-id}`, `${lifecycle-event}`, `${resource-specifier}`, `${raised-on}`, `${brightpearl-version}` as listed on the simulate page, and `${full-event}`, which that list omits but the Webhook GET example uses). Put the shared secret here as a query parameter.
-    ///
-    /// Example: `https://connector.example.com/brightpearl/webhook?secret=s3cr3t`
-    #[serde(rename = "uriTemplate")]
-    pub uri_template: String,
-    /// Body template (usually JSON with template variables); required for POST and PUT. Our template produces a `WebhookEvent`.
-    ///
-    /// Example: `{"accountCode":"${account-code}","resourceType":"${resource-type}","id":"${resource-id}","lifecycleEvent":"${lifecycle-event}","fullEvent":"${full-event}","raisedOn":"${raised-on}","brightpearlVersion":"${brightpearl-version}"}`
-    #[serde(rename = "bodyTemplate", default, skip_serializing_if = "Option::is_none")]
-    pub body_template: Option<String>,
-    /// Content type of the body; required for POST and PUT.
-    ///
-    /// Example: `application/json`
-    #[serde(rename = "contentType", default, skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<String>,
-    /// When true one call carries an ID set (`1-5,99`) instead of one call per id; default false, recommended true.
-    #[serde(rename = "idSetAccepted", default, skip_serializing_if = "Option::is_none")]
-    pub id_set_accepted: Option<bool>,
-    /// `0` at-most-once (default, retried only on 503), `1` at-least-once (retried on everything except 4xx; recommended).
-    ///
-    /// Example: `1`
-    #[serde(
-        rename = "qualityOfService",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub quality_of_service: Option<i64>,
-}
-
-/// A webhook subscription as returned by the GET.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Webhook {
-    /// Webhook id.
-    ///
-    /// Example: `12`
-    pub id: i64,
-    /// `subscribeTo` of `Webhook` (no description in the spec; see the type [`WebhookEventName`]).
-    #[serde(rename = "subscribeTo", default, skip_serializing_if = "Option::is_none")]
-    pub subscribe_to: Option<WebhookEventName>,
-    /// `httpMethod` of `Webhook` (no description in the spec; see the type [`WebhookHttpMethod`]).
-    #[serde(rename = "httpMethod", default, skip_serializing_if = "Option::is_none")]
-    pub http_method: Option<WebhookHttpMethod>,
-    /// Target URL template.
-    #[serde(rename = "uriTemplate", default, skip_serializing_if = "Option::is_none")]
-    pub uri_template: Option<String>,
-    /// Body template.
-    #[serde(rename = "bodyTemplate", default, skip_serializing_if = "Option::is_none")]
-    pub body_template: Option<String>,
-    /// Content type of the body.
-    #[serde(rename = "contentType", default, skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<String>,
-    /// Whether calls carry ID sets.
-    #[serde(rename = "idSetAccepted", default, skip_serializing_if = "Option::is_none")]
-    pub id_set_accepted: Option<bool>,
-    /// `0` at-most-once, `1` at-least-once.
-    #[serde(
-        rename = "qualityOfService",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub quality_of_service: Option<i64>,
-}
-
-/// Response of the webhook GET, `{"response": [Webhook]}`.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct WebhookListResponse {
-    /// The webhooks.
-    pub response: Vec<Webhook>,
-}
-
-/// Body of the webhook simulate POST.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct WebhookSimulateRequest {
-    /// Values of the template variables, keyed by variable (`${account-code}`, `${resource-type}`, `${resource-id}` with at most 10 ids, `${lifecycle-event}`, `${resource-specifier}`, `${raised-on}`, `${brightpearl-version}`).
-    #[serde(rename = "testData")]
-    pub test_data: std::collections::BTreeMap<String, String>,
+impl schemars::JsonSchema for WebhookHttpMethod {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "WebhookHttpMethod".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["GET", "POST", "PUT", "DELETE"] }
+        )
+    }
 }
 
 /// Lifecycle part of an event name.
@@ -453,41 +742,15 @@ impl<'de> serde::Deserialize<'de> for WebhookLifecycleEvent {
     }
 }
 
-/// What Brightpearl POSTs to our receiver, as produced by our `bodyTemplate`. It carries ids
-/// only: fetch the resources afterwards. With `idSetAccepted` the `id` is an ID set
-/// (`1-5,99`). Check the shared secret in the URL before trusting the body.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct WebhookEvent {
-    /// Account code (`${account-code}`).
-    ///
-    /// Example: `myaccount`
-    #[serde(rename = "accountCode", default, skip_serializing_if = "Option::is_none")]
-    pub account_code: Option<String>,
-    /// Resource type (`${resource-type}`), e.g. `goods-out-note`, `product`, `order`.
-    ///
-    /// Example: `goods-out-note`
-    #[serde(rename = "resourceType", default, skip_serializing_if = "Option::is_none")]
-    pub resource_type: Option<String>,
-    /// Id or ID set of the affected resources (`${resource-id}`).
-    ///
-    /// Example: `88-90,95`
-    pub id: String,
-    /// `lifecycleEvent` of `WebhookEvent` (no description in the spec; see the type [`WebhookLifecycleEvent`]).
-    #[serde(rename = "lifecycleEvent", default, skip_serializing_if = "Option::is_none")]
-    pub lifecycle_event: Option<WebhookLifecycleEvent>,
-    /// `fullEvent` of `WebhookEvent` (no description in the spec; see the type [`WebhookEventName`]).
-    #[serde(rename = "fullEvent", default, skip_serializing_if = "Option::is_none")]
-    pub full_event: Option<WebhookEventName>,
-    /// When the event was raised (`${raised-on}`, ISO 8601).
-    #[serde(rename = "raisedOn", default, skip_serializing_if = "Option::is_none")]
-    pub raised_on: Option<models_runtime::Timestamp>,
-    /// Brightpearl version (`${brightpearl-version}`).
-    #[serde(
-        rename = "brightpearlVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub brightpearl_version: Option<String>,
+impl schemars::JsonSchema for WebhookLifecycleEvent {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "WebhookLifecycleEvent".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["created", "modified", "destroyed"] }
+        )
+    }
 }
 
 /// Whether messages run one after another or in parallel.
@@ -560,6 +823,17 @@ impl<'de> serde::Deserialize<'de> for MultiMessageProcessingMode {
         deserializer: D,
     ) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(Self::from)
+    }
+}
+
+impl schemars::JsonSchema for MultiMessageProcessingMode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "MultiMessageProcessingMode".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["SEQUENTIAL", "PARALLEL"] }
+        )
     }
 }
 
@@ -636,93 +910,13 @@ impl<'de> serde::Deserialize<'de> for MultiMessageOnFail {
     }
 }
 
-/// Body of the multi-message POST.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MultiMessageRequest {
-    /// `processingMode` of `MultiMessageRequest` (no description in the spec; see the type [`MultiMessageProcessingMode`]).
-    #[serde(rename = "processingMode")]
-    pub processing_mode: MultiMessageProcessingMode,
-    /// `onFail` of `MultiMessageRequest` (no description in the spec; see the type [`MultiMessageOnFail`]).
-    #[serde(rename = "onFail")]
-    pub on_fail: MultiMessageOnFail,
-    /// 2 to 10 destructive messages; send a single message directly rather than as a batch of one (see the open question on the operation).
-    pub messages: Vec<MultiMessage>,
-}
-
-/// One request inside a multi-message. Only destructive messages are allowed: `httpMethod` is `POST`, `PUT` or `DELETE`, never `GET`.
-///
-/// **Open question:** The help centre allows only POST, PUT and DELETE messages, but httpMethod reuses WebhookHttpMethod, which also admits GET: a dedicated three-value enum would change the type that the sandbox (crates/sandbox/src/brightpearl/multi.rs) and the client tests use, so it is left to their owners.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MultiMessage {
-    /// Our label, echoed in the results.
-    ///
-    /// Example: `status-322`
-    pub label: String,
-    /// URI relative to the account, starting with the service (e.g. `/order-service/order/322/status`).
-    ///
-    /// Example: `/order-service/order/322/status`
-    pub uri: String,
-    /// `httpMethod` of `MultiMessage` (no description in the spec; see the type [`WebhookHttpMethod`]).
-    #[serde(rename = "httpMethod")]
-    pub http_method: WebhookHttpMethod,
-    /// The request body (any JSON). The Java client sends `{}` when a message has no entity (DELETE); leaving it out is untested.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<serde_json::Value>,
-}
-
-/// Response of the multi-message POST, `{"response": {processedMessages, unprocessedMessages}}`.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct MultiMessageResponse {
-    /// `response` of `MultiMessageResponse` (no description in the spec; see the type [`MultiMessageResult`]).
-    pub response: MultiMessageResult,
-}
-
-/// Per-message outcome of a multi-message.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct MultiMessageResult {
-    /// The messages that were run.
-    #[serde(
-        rename = "processedMessages",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub processed_messages: Option<Vec<ProcessedMessage>>,
-    /// Labels of messages not run because `onFail` was `STOP`.
-    #[serde(
-        rename = "unprocessedMessages",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub unprocessed_messages: Option<Vec<String>>,
-}
-
-/// The outcome of one message.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ProcessedMessage {
-    /// The message's label.
-    ///
-    /// Example: `status-322`
-    pub label: String,
-    /// HTTP status of this message.
-    ///
-    /// Example: `200`
-    #[serde(rename = "statusCode")]
-    pub status_code: i64,
-    /// `body` of `ProcessedMessage` (no description in the spec; see the type [`ProcessedMessageBody`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<ProcessedMessageBody>,
-}
-
-/// Body wrapper of a processed message.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ProcessedMessageBody {
-    /// The message's own response body as a JSON-encoded string (`"{\"response\":111}"`,
-    /// `"{\"errors\":[...]}"`, `"{}"`), not as an object: decode it a second time
-    /// (`ProcessedMessageBody::decoded_content`).
-    ///
-    /// Example: `{"response":111}`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content: Option<String>,
+impl schemars::JsonSchema for MultiMessageOnFail {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "MultiMessageOnFail".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type" : "string", "examples" : ["STOP", "CONTINUE"] })
+    }
 }
 
 /// Parameters of [`operations::LIST_WEBHOOKS`].

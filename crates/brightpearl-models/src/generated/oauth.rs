@@ -29,6 +29,117 @@
     rustdoc::invalid_html_tags
 )]
 
+///Error body of the token endpoint (HTTP 400), e.g. `{"error":"invalid_grant","error_description":"The auth token has either expired or does not exist"}`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct TokenError {
+    /// `error` of `TokenError` (see its type).
+    pub error: TokenErrorCode,
+    ///Human-readable reason; absent for `invalid_client`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub error_description: ::std::option::Option<::std::string::String>,
+}
+
+///Form body of the token endpoint, for both the code exchange and the refresh.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct TokenRequest {
+    ///Account code in the body; only for the token URL variant without the account in the path (`https://{datacentre}.brightpearlconnect.com/oauth/token`).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub account_code: ::std::option::Option<::std::string::String>,
+    ///The app (integration) reference.
+    pub client_id: ::std::string::String,
+    ///App secret; only when "confidential OAuth" is enabled on the app.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub client_secret: ::std::option::Option<::std::string::String>,
+    ///Authorization code from the callback (authorization_code grant only).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub code: ::std::option::Option<::std::string::String>,
+    /// `grant_type` of `TokenRequest` (see its type).
+    pub grant_type: GrantType,
+    ///Redirect URI used to authorize, identical (authorization_code grant only).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub redirect_uri: ::std::option::Option<::std::string::String>,
+    ///The latest stored refresh token (refresh_token grant only).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub refresh_token: ::std::option::Option<::std::string::String>,
+}
+
+///Token endpoint response (snake_case, not wrapped in `response`).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct TokenResponse {
+    ///Bearer token for `Authorization: Bearer ...`.
+    pub access_token: ::std::string::String,
+    ///Full API host to use for this account (e.g. `ws-use.brightpearl.com` or `euw1.brightpearlconnect.com`); authoritative over configuration.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub api_domain: ::std::option::Option<::std::string::String>,
+    ///Lifetime of the access token in seconds (604800 observed on a code exchange, 537227 on a refresh).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub expires_in: ::std::option::Option<i64>,
+    ///Id of this installation of the app on the account, a numeric string. Returned by the code exchange, absent from the observed refresh response; used as `installedIntegrationInstanceId` on orders.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub installation_instance_id: ::std::option::Option<::std::string::String>,
+    ///Refresh token; may rotate on refresh (see the open question on the operation), so always store the one returned.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub refresh_token: ::std::option::Option<::std::string::String>,
+    ///Token type, `Bearer`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub token_type: ::std::option::Option<::std::string::String>,
+}
+
+/// Error types.
+pub mod error {
+    /// Error from a `TryFrom` or `FromStr` implementation.
+    pub struct ConversionError(::std::borrow::Cow<'static, str>);
+    impl ::std::error::Error for ConversionError {}
+    impl ::std::fmt::Display for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Display::fmt(&self.0, f)
+        }
+    }
+    impl ::std::fmt::Debug for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Debug::fmt(&self.0, f)
+        }
+    }
+    impl From<&'static str> for ConversionError {
+        fn from(value: &'static str) -> Self {
+            Self(value.into())
+        }
+    }
+    impl From<String> for ConversionError {
+        fn from(value: String) -> Self {
+            Self(value.into())
+        }
+    }
+}
+
 /// OAuth grant type of a token request.
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
@@ -102,64 +213,15 @@ impl<'de> serde::Deserialize<'de> for GrantType {
     }
 }
 
-/// Form body of the token endpoint, for both the code exchange and the refresh.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TokenRequest {
-    /// `grant_type` of `TokenRequest` (no description in the spec; see the type [`GrantType`]).
-    pub grant_type: GrantType,
-    /// Authorization code from the callback (authorization_code grant only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    /// Redirect URI used to authorize, identical (authorization_code grant only).
-    ///
-    /// Example: `https://connector.example.com/brightpearl/callback`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redirect_uri: Option<String>,
-    /// The latest stored refresh token (refresh_token grant only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
-    /// The app (integration) reference.
-    ///
-    /// Example: `norce-connector`
-    pub client_id: String,
-    /// App secret; only when "confidential OAuth" is enabled on the app.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<String>,
-    /// Account code in the body; only for the token URL variant without the account in the path (`https://{datacentre}.brightpearlconnect.com/oauth/token`).
-    ///
-    /// Example: `myaccount`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account_code: Option<String>,
-}
-
-/// Token endpoint response (snake_case, not wrapped in `response`).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct TokenResponse {
-    /// Bearer token for `Authorization: Bearer ...`.
-    pub access_token: String,
-    /// Refresh token; may rotate on refresh (see the open question on the operation), so always store the one returned.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
-    /// Lifetime of the access token in seconds (604800 observed on a code exchange, 537227 on a refresh).
-    ///
-    /// Example: `604800`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_in: Option<i64>,
-    /// Id of this installation of the app on the account, a numeric string. Returned by the code exchange, absent from the observed refresh response; used as `installedIntegrationInstanceId` on orders.
-    ///
-    /// Example: `13`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub installation_instance_id: Option<String>,
-    /// Full API host to use for this account (e.g. `ws-use.brightpearl.com` or `euw1.brightpearlconnect.com`); authoritative over configuration.
-    ///
-    /// Example: `euw1.brightpearlconnect.com`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_domain: Option<String>,
-    /// Token type, `Bearer`.
-    ///
-    /// Example: `Bearer`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_type: Option<String>,
+impl schemars::JsonSchema for GrantType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "GrantType".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["authorization_code", "refresh_token"] }
+        )
+    }
 }
 
 /// OAuth error code of a rejected token request.
@@ -235,16 +297,15 @@ impl<'de> serde::Deserialize<'de> for TokenErrorCode {
     }
 }
 
-/// Error body of the token endpoint (HTTP 400), e.g. `{"error":"invalid_grant","error_description":"The auth token has either expired or does not exist"}`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TokenError {
-    /// `error` of `TokenError` (no description in the spec; see the type [`TokenErrorCode`]).
-    pub error: TokenErrorCode,
-    /// Human-readable reason; absent for `invalid_client`.
-    ///
-    /// Example: `Redirect uri does not match that used to request auth token`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_description: Option<String>,
+impl schemars::JsonSchema for TokenErrorCode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TokenErrorCode".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["invalid_grant", "invalid_client"] }
+        )
+    }
 }
 
 /// Parameters of [`operations::AUTHORIZE`].

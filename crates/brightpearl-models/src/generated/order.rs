@@ -22,6 +22,1484 @@
     rustdoc::invalid_html_tags
 )]
 
+///An order in the nested shape of the order GET.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Order {
+    ///Acknowledgement flag, a JSON integer (`0` recorded), kept as raw JSON.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub acknowledged: ::std::option::Option<::serde_json::Value>,
+    ///Allocation status code, e.g. `AAA` or `ANR`.
+    #[serde(
+        rename = "allocationStatusCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub allocation_status_code: ::std::option::Option<::std::string::String>,
+    /// `assignment` of `Order` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub assignment: ::std::option::Option<OrderAssignment>,
+    ///When the order was closed.
+    #[serde(rename = "closedOn", skip_serializing_if = "::std::option::Option::is_none")]
+    pub closed_on: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Cost price list id.
+    #[serde(
+        rename = "costPriceListId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub cost_price_list_id: ::std::option::Option<i64>,
+    ///Creator's contact id.
+    #[serde(
+        rename = "createdById",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub created_by_id: ::std::option::Option<i64>,
+    ///Creation time.
+    #[serde(
+        rename = "createdOn",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub created_on: ::std::option::Option<::models_runtime::Timestamp>,
+    /// `currency` of `Order` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub currency: ::std::option::Option<OrderCurrency>,
+    ///Custom fields keyed by field code, only with `includeOptional=customFields`.
+    #[serde(
+        rename = "customFields",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub custom_fields: ::std::option::Option<
+        ::std::collections::BTreeMap<::std::string::String, ::serde_json::Value>,
+    >,
+    /// `delivery` of `Order` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub delivery: ::std::option::Option<OrderDelivery>,
+    ///Whether the order was imported as historical.
+    #[serde(
+        rename = "historicalOrder",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub historical_order: ::std::option::Option<bool>,
+    ///Order id.
+    pub id: i64,
+    ///Integration instance that created the order.
+    #[serde(
+        rename = "installedIntegrationInstanceId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub installed_integration_instance_id: ::std::option::Option<i64>,
+    ///Invoices of the order.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub invoices: ::std::option::Option<::std::vec::Vec<OrderInvoice>>,
+    ///Payment status.
+    #[serde(
+        rename = "orderPaymentStatus",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_payment_status: ::std::option::Option<::std::string::String>,
+    ///Rows keyed by row id (a numeric string).
+    #[serde(
+        rename = "orderRows",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_rows: ::std::option::Option<
+        ::std::collections::BTreeMap<::std::string::String, OrderRow>,
+    >,
+    /// `orderStatus` of `Order` (see its type).
+    #[serde(
+        rename = "orderStatus",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_status: ::std::option::Option<OrderStatusRef>,
+    /// `orderTypeCode` of `Order` (see its type).
+    #[serde(
+        rename = "orderTypeCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_type_code: ::std::option::Option<OrderTypeCode>,
+    ///Order weighting (`100` recorded).
+    #[serde(
+        rename = "orderWeighting",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_weighting: ::std::option::Option<i64>,
+    ///Date of the original invoice.
+    #[serde(
+        rename = "originalInvoiceDate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub original_invoice_date: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Parent order id (0 or absent when none).
+    #[serde(
+        rename = "parentOrderId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub parent_order_id: ::std::option::Option<i64>,
+    /// `parties` of `Order` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub parties: ::std::option::Option<OrderParties>,
+    ///When the order was placed.
+    #[serde(rename = "placedOn", skip_serializing_if = "::std::option::Option::is_none")]
+    pub placed_on: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Price list id.
+    #[serde(
+        rename = "priceListId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_list_id: ::std::option::Option<i64>,
+    /// `priceModeCode` of `Order` (see its type).
+    #[serde(
+        rename = "priceModeCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_mode_code: ::std::option::Option<PriceModeCode>,
+    ///Customer reference.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub reference: ::std::option::Option<::std::string::String>,
+    /// `shippingStatusCode` of `Order` (see its type).
+    #[serde(
+        rename = "shippingStatusCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipping_status_code: ::std::option::Option<ShippingStatusCode>,
+    /// `state` of `Order` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub state: ::std::option::Option<OrderState>,
+    ///Stock status code, e.g. `SOA` or `NON`.
+    #[serde(
+        rename = "stockStatusCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub stock_status_code: ::std::option::Option<::std::string::String>,
+    /// `tax` of `Order` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax: ::std::option::Option<OrderTax>,
+    /// `totalValue` of `Order` (see its type).
+    #[serde(
+        rename = "totalValue",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub total_value: ::std::option::Option<OrderTotalValue>,
+    ///Last update time.
+    #[serde(
+        rename = "updatedOn",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub updated_on: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Version, for optimistic concurrency.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub version: ::std::option::Option<i64>,
+    ///Warehouse id.
+    #[serde(
+        rename = "warehouseId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub warehouse_id: ::std::option::Option<i64>,
+}
+
+///An address on a sales order (customer, billing or delivery).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderAddress {
+    ///Full name of the addressee.
+    #[serde(
+        rename = "addressFullName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub address_full_name: ::std::option::Option<::std::string::String>,
+    ///First address line (street).
+    #[serde(
+        rename = "addressLine1",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub address_line1: ::std::option::Option<::std::string::String>,
+    ///Second address line.
+    #[serde(
+        rename = "addressLine2",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub address_line2: ::std::option::Option<::std::string::String>,
+    ///Third address line (usually the town).
+    #[serde(
+        rename = "addressLine3",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub address_line3: ::std::option::Option<::std::string::String>,
+    ///Fourth address line (usually the region).
+    #[serde(
+        rename = "addressLine4",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub address_line4: ::std::option::Option<::std::string::String>,
+    ///Company name.
+    #[serde(
+        rename = "companyName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub company_name: ::std::option::Option<::std::string::String>,
+    ///Country ISO code.
+    #[serde(
+        rename = "countryIsoCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub country_iso_code: ::std::option::Option<::std::string::String>,
+    ///E-mail address.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub email: ::std::option::Option<::std::string::String>,
+    ///Fax.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub fax: ::std::option::Option<::std::string::String>,
+    ///Mobile telephone.
+    #[serde(
+        rename = "mobileTelephone",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub mobile_telephone: ::std::option::Option<::std::string::String>,
+    ///Postal code.
+    #[serde(
+        rename = "postalCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub postal_code: ::std::option::Option<::std::string::String>,
+    ///Telephone.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub telephone: ::std::option::Option<::std::string::String>,
+}
+
+///Channel, staff and project assignment of an order.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderAssignment {
+    /// `current` of `OrderAssignment` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub current: ::std::option::Option<OrderAssignmentCurrent>,
+}
+
+///The current assignment.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderAssignmentCurrent {
+    ///Sales channel id.
+    #[serde(
+        rename = "channelId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub channel_id: ::std::option::Option<i64>,
+    ///Lead source id.
+    #[serde(
+        rename = "leadSourceId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub lead_source_id: ::std::option::Option<i64>,
+    ///Project id.
+    #[serde(
+        rename = "projectId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub project_id: ::std::option::Option<i64>,
+    ///Owning staff member's contact id.
+    #[serde(
+        rename = "staffOwnerContactId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub staff_owner_contact_id: ::std::option::Option<i64>,
+    ///Team id.
+    #[serde(rename = "teamId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub team_id: ::std::option::Option<i64>,
+}
+
+///Currencies of an order.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderCurrency {
+    ///Account (base) currency code.
+    #[serde(
+        rename = "accountingCurrencyCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub accounting_currency_code: ::std::option::Option<::std::string::String>,
+    ///Exchange rate.
+    #[serde(
+        rename = "exchangeRate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub exchange_rate: ::std::option::Option<::models_runtime::Decimal>,
+    ///Whether the exchange rate is fixed.
+    #[serde(
+        rename = "fixedExchangeRate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub fixed_exchange_rate: ::std::option::Option<bool>,
+    ///Order currency code.
+    #[serde(
+        rename = "orderCurrencyCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_currency_code: ::std::option::Option<::std::string::String>,
+}
+
+///Delivery details of an order.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderDelivery {
+    ///Delivery date.
+    #[serde(
+        rename = "deliveryDate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_date: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Shipping method id.
+    #[serde(
+        rename = "shippingMethodId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipping_method_id: ::std::option::Option<i64>,
+}
+
+///One invoice of an order.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderInvoice {
+    ///Due date.
+    #[serde(rename = "dueDate", skip_serializing_if = "::std::option::Option::is_none")]
+    pub due_date: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Invoice number.
+    #[serde(
+        rename = "invoiceReference",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub invoice_reference: ::std::option::Option<::std::string::String>,
+    ///Tax date.
+    #[serde(rename = "taxDate", skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_date: ::std::option::Option<::models_runtime::Timestamp>,
+}
+
+///Response of the order GET, `{"response": [Order]}`; `[]` when nothing matches.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderListResponse {
+    ///The orders found.
+    pub response: ::std::vec::Vec<Order>,
+}
+
+///A note added with a status change.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderNote {
+    ///Whether the customer can see the note.
+    #[serde(rename = "isPublic", skip_serializing_if = "::std::option::Option::is_none")]
+    pub is_public: ::std::option::Option<bool>,
+    ///Note text.
+    pub text: ::std::string::String,
+}
+
+///Customer, delivery and billing parties of an order.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderParties {
+    /// `billing` of `OrderParties` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub billing: ::std::option::Option<OrderParty>,
+    /// `customer` of `OrderParties` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub customer: ::std::option::Option<OrderParty>,
+    /// `delivery` of `OrderParties` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub delivery: ::std::option::Option<OrderParty>,
+}
+
+///One party (name and address) of an order.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderParty {
+    ///Full name.
+    #[serde(
+        rename = "addressFullName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub address_full_name: ::std::option::Option<::std::string::String>,
+    ///First address line.
+    #[serde(
+        rename = "addressLine1",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub address_line1: ::std::option::Option<::std::string::String>,
+    ///Second address line.
+    #[serde(
+        rename = "addressLine2",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub address_line2: ::std::option::Option<::std::string::String>,
+    ///Third address line.
+    #[serde(
+        rename = "addressLine3",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub address_line3: ::std::option::Option<::std::string::String>,
+    ///Fourth address line.
+    #[serde(
+        rename = "addressLine4",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub address_line4: ::std::option::Option<::std::string::String>,
+    ///Company name.
+    #[serde(
+        rename = "companyName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub company_name: ::std::option::Option<::std::string::String>,
+    ///Contact id (customer and billing parties).
+    #[serde(
+        rename = "contactId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub contact_id: ::std::option::Option<i64>,
+    ///Country name.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    ///Brightpearl country id.
+    #[serde(
+        rename = "countryId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub country_id: ::std::option::Option<i64>,
+    ///Country code (2-letter).
+    #[serde(
+        rename = "countryIsoCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub country_iso_code: ::std::option::Option<::std::string::String>,
+    ///Country code (3-letter).
+    #[serde(
+        rename = "countryIsoCode3",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub country_iso_code3: ::std::option::Option<::std::string::String>,
+    ///E-mail address.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub email: ::std::option::Option<::std::string::String>,
+    ///Fax.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub fax: ::std::option::Option<::std::string::String>,
+    ///Mobile telephone.
+    #[serde(
+        rename = "mobileTelephone",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub mobile_telephone: ::std::option::Option<::std::string::String>,
+    ///Postal code.
+    #[serde(
+        rename = "postalCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub postal_code: ::std::option::Option<::std::string::String>,
+    ///Telephone.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub telephone: ::std::option::Option<::std::string::String>,
+}
+
+///One row of an order in the nested shape.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderRow {
+    ///Id of the row this one was cloned from.
+    #[serde(
+        rename = "clonedFromId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub cloned_from_id: ::std::option::Option<i64>,
+    /// `composition` of `OrderRow` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub composition: ::std::option::Option<OrderRowComposition>,
+    ///Discount percentage.
+    #[serde(
+        rename = "discountPercentage",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub discount_percentage: ::std::option::Option<::models_runtime::Decimal>,
+    /// `itemCost` of `OrderRow` (see its type).
+    #[serde(rename = "itemCost", skip_serializing_if = "::std::option::Option::is_none")]
+    pub item_cost: ::std::option::Option<super::common::Money>,
+    ///Sales nominal code.
+    #[serde(
+        rename = "nominalCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub nominal_code: ::std::option::Option<::std::string::String>,
+    ///Position of the row on the order, a numeric string (`"10"`).
+    #[serde(
+        rename = "orderRowSequence",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_row_sequence: ::std::option::Option<::std::string::String>,
+    ///Product id.
+    #[serde(
+        rename = "productId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub product_id: ::std::option::Option<i64>,
+    ///Product name (or free-text row name).
+    #[serde(
+        rename = "productName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub product_name: ::std::option::Option<::std::string::String>,
+    /// `productPrice` of `OrderRow` (see its type).
+    #[serde(
+        rename = "productPrice",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub product_price: ::std::option::Option<super::common::Money>,
+    ///Product SKU.
+    #[serde(
+        rename = "productSku",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub product_sku: ::std::option::Option<::std::string::String>,
+    /// `quantity` of `OrderRow` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub quantity: ::std::option::Option<super::common::Quantity>,
+    /// `rowValue` of `OrderRow` (see its type).
+    #[serde(rename = "rowValue", skip_serializing_if = "::std::option::Option::is_none")]
+    pub row_value: ::std::option::Option<OrderRowValue>,
+}
+
+///Bundle structure of an order row.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderRowComposition {
+    ///Whether the row is a bundle component.
+    #[serde(
+        rename = "bundleChild",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub bundle_child: ::std::option::Option<bool>,
+    ///Whether the row is a bundle parent.
+    #[serde(
+        rename = "bundleParent",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub bundle_parent: ::std::option::Option<bool>,
+    ///Row id of the bundle parent.
+    #[serde(
+        rename = "parentOrderRowId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub parent_order_row_id: ::std::option::Option<i64>,
+}
+
+///Tax and value of an order row.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderRowValue {
+    /// `rowNet` of `OrderRowValue` (see its type).
+    #[serde(rename = "rowNet", skip_serializing_if = "::std::option::Option::is_none")]
+    pub row_net: ::std::option::Option<super::common::Money>,
+    /// `rowTax` of `OrderRowValue` (see its type).
+    #[serde(rename = "rowTax", skip_serializing_if = "::std::option::Option::is_none")]
+    pub row_tax: ::std::option::Option<super::common::Money>,
+    ///Tax calculator used.
+    #[serde(
+        rename = "taxCalculator",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub tax_calculator: ::std::option::Option<::std::string::String>,
+    ///Tax class id.
+    #[serde(
+        rename = "taxClassId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub tax_class_id: ::std::option::Option<i64>,
+    ///Tax code.
+    #[serde(rename = "taxCode", skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_code: ::std::option::Option<::std::string::String>,
+    ///Tax rate in percent.
+    #[serde(rename = "taxRate", skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_rate: ::std::option::Option<::models_runtime::Decimal>,
+}
+
+///A shipping status: 1 NST, 2 SNS, 3 SPS, 4 ASS (observed).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderShippingStatus {
+    /// `code` of `OrderShippingStatus` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub code: ::std::option::Option<ShippingStatusCode>,
+    ///Status description.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub description: ::std::option::Option<::std::string::String>,
+    ///Shipping status id (the `orderShippingStatusId` search column).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i64>,
+}
+
+///Response of the order-shipping-status GET, `{"response": [OrderShippingStatus]}`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderShippingStatusListResponse {
+    ///The shipping statuses.
+    pub response: ::std::vec::Vec<OrderShippingStatus>,
+}
+
+///State flags of an order.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderState {
+    ///Tax state, e.g. `INVOICED`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax: ::std::option::Option<::std::string::String>,
+}
+
+///An order status definition.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderStatus {
+    ///E-mail addresses alerted when an order enters this status (at most 2).
+    #[serde(
+        rename = "alertEmails",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub alert_emails: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+    ///Whether orders in this status can be batch processed (sales orders and credits only).
+    #[serde(
+        rename = "batchProcess",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub batch_process: ::std::option::Option<bool>,
+    ///Display colour, a hex code.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub color: ::std::option::Option<::std::string::String>,
+    ///Whether the status is disabled.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub disabled: ::std::option::Option<bool>,
+    ///Content of the alert e-mail (default empty).
+    #[serde(
+        rename = "emailContent",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub email_content: ::std::option::Option<::std::string::String>,
+    ///Status name.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+    /// `orderTypeCode` of `OrderStatus` (see its type).
+    #[serde(
+        rename = "orderTypeCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_type_code: ::std::option::Option<OrderTypeCode>,
+    ///Days after which a reminder is raised (0 to 9999, default 0).
+    #[serde(
+        rename = "remindAfterDays",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub remind_after_days: ::std::option::Option<i64>,
+    ///Display order.
+    #[serde(
+        rename = "sortOrder",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub sort_order: ::std::option::Option<i64>,
+    ///State of the status, e.g. `draft`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub state: ::std::option::Option<::std::string::String>,
+    ///Status id.
+    #[serde(rename = "statusId")]
+    pub status_id: i64,
+    ///Whether the status is visible.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub visible: ::std::option::Option<bool>,
+}
+
+///Response of the order-status GET, `{"response": [OrderStatus]}`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderStatusListResponse {
+    ///The order statuses.
+    pub response: ::std::vec::Vec<OrderStatus>,
+}
+
+///Current status of an order.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderStatusRef {
+    ///Status name.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+    ///Order status id.
+    #[serde(
+        rename = "orderStatusId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_status_id: ::std::option::Option<i64>,
+}
+
+///Body of the order status PUT.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderStatusUpdate {
+    /// `orderNote` of `OrderStatusUpdate` (see its type).
+    #[serde(
+        rename = "orderNote",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_note: ::std::option::Option<OrderNote>,
+    ///New order status id.
+    #[serde(rename = "orderStatusId")]
+    pub order_status_id: i64,
+}
+
+///Tax calculation status of an order.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderTax {
+    ///Tax calculation errors (empty in the recording), kept as raw JSON.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub errors: ::std::option::Option<::std::vec::Vec<::serde_json::Value>>,
+}
+
+///Order totals.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderTotalValue {
+    ///Net total in the account currency.
+    #[serde(rename = "baseNet", skip_serializing_if = "::std::option::Option::is_none")]
+    pub base_net: ::std::option::Option<::models_runtime::Decimal>,
+    ///Tax total in the account currency.
+    #[serde(
+        rename = "baseTaxAmount",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub base_tax_amount: ::std::option::Option<::models_runtime::Decimal>,
+    ///Gross total in the account currency.
+    #[serde(
+        rename = "baseTotal",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub base_total: ::std::option::Option<::models_runtime::Decimal>,
+    ///Net total.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub net: ::std::option::Option<::models_runtime::Decimal>,
+    ///Tax total.
+    #[serde(
+        rename = "taxAmount",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub tax_amount: ::std::option::Option<::models_runtime::Decimal>,
+    ///Gross total.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub total: ::std::option::Option<::models_runtime::Decimal>,
+}
+
+///A sales order as returned by the sales-order GET (flat shape).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SalesOrder {
+    ///Allocation status code, e.g. `AAA` or `ANR`.
+    #[serde(
+        rename = "allocationStatusCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub allocation_status_code: ::std::option::Option<::std::string::String>,
+    /// `billing` of `SalesOrder` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub billing: ::std::option::Option<SalesOrderBilling>,
+    ///Sales channel id.
+    #[serde(
+        rename = "channelId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub channel_id: ::std::option::Option<i64>,
+    ///Creator's contact id.
+    #[serde(
+        rename = "createdBy",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub created_by: ::std::option::Option<i64>,
+    ///Creation time.
+    #[serde(
+        rename = "createdOn",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub created_on: ::std::option::Option<::models_runtime::Timestamp>,
+    /// `currency` of `SalesOrder` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub currency: ::std::option::Option<SalesOrderCurrencyRead>,
+    /// `customer` of `SalesOrder` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub customer: ::std::option::Option<SalesOrderCustomer>,
+    /// `delivery` of `SalesOrder` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub delivery: ::std::option::Option<SalesOrderDelivery>,
+    ///External reference (our Norce order number).
+    #[serde(
+        rename = "externalRef",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub external_ref: ::std::option::Option<::std::string::String>,
+    ///Order id.
+    pub id: i64,
+    ///Integration instance that created the order.
+    #[serde(
+        rename = "installedIntegrationInstanceId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub installed_integration_instance_id: ::std::option::Option<i64>,
+    ///Whether the order is cancelled; null when no cancelled status is configured.
+    #[serde(
+        rename = "isCanceled",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub is_canceled: ::std::option::Option<bool>,
+    ///Payment status.
+    #[serde(
+        rename = "orderPaymentStatus",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_payment_status: ::std::option::Option<::std::string::String>,
+    ///When the order was placed.
+    #[serde(rename = "placedOn", skip_serializing_if = "::std::option::Option::is_none")]
+    pub placed_on: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Price list id.
+    #[serde(
+        rename = "priceListId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_list_id: ::std::option::Option<i64>,
+    /// `priceModeCode` of `SalesOrder` (see its type).
+    #[serde(
+        rename = "priceModeCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_mode_code: ::std::option::Option<PriceModeCode>,
+    ///Customer reference.
+    #[serde(rename = "ref", skip_serializing_if = "::std::option::Option::is_none")]
+    pub ref_: ::std::option::Option<::std::string::String>,
+    ///Order rows with their ids.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub rows: ::std::option::Option<::std::vec::Vec<SalesOrderRow>>,
+    /// `shippingStatusCode` of `SalesOrder` (see its type).
+    #[serde(
+        rename = "shippingStatusCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipping_status_code: ::std::option::Option<ShippingStatusCode>,
+    ///Owning staff member's contact id.
+    #[serde(
+        rename = "staffOwnerId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub staff_owner_id: ::std::option::Option<i64>,
+    ///Order status id.
+    #[serde(rename = "statusId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub status_id: ::std::option::Option<i64>,
+    ///Stock status code, e.g. `SOA` or `NON`.
+    #[serde(
+        rename = "stockStatusCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub stock_status_code: ::std::option::Option<::std::string::String>,
+    ///Tax date.
+    #[serde(rename = "taxDate", skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_date: ::std::option::Option<::models_runtime::Timestamp>,
+    /// `total` of `SalesOrder` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub total: ::std::option::Option<SalesOrderTotal>,
+    ///Last update time.
+    #[serde(
+        rename = "updatedOn",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub updated_on: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Version, sent bare (no quotes) as `If-Match` on a full PUT (412 on mismatch).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub version: ::std::option::Option<i64>,
+    ///Warehouse id.
+    #[serde(
+        rename = "warehouseId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub warehouse_id: ::std::option::Option<i64>,
+}
+
+///The billing party of a sales order.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SalesOrderBilling {
+    /// `address` of `SalesOrderBilling` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address: ::std::option::Option<OrderAddress>,
+    ///Billing contact id.
+    #[serde(
+        rename = "contactId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub contact_id: ::std::option::Option<i64>,
+}
+
+///Currency of a sales order.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SalesOrderCurrency {
+    ///ISO 4217 currency code.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub code: ::std::option::Option<::std::string::String>,
+    ///Exchange rate to the account currency, a decimal string as the Snow client sends it and the GET returns it.
+    #[serde(
+        rename = "exchangeRate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub exchange_rate: ::std::option::Option<::models_runtime::Decimal>,
+    ///Whether `exchangeRate` is fixed rather than taken from the account's rates.
+    #[serde(
+        rename = "fixedExchangeRate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub fixed_exchange_rate: ::std::option::Option<bool>,
+}
+
+///Currency of a sales order as returned by the GET.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SalesOrderCurrencyRead {
+    ///ISO 4217 currency code.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub code: ::std::option::Option<::std::string::String>,
+    ///Exchange rate to the account currency.
+    #[serde(
+        rename = "exchangeRate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub exchange_rate: ::std::option::Option<::models_runtime::Decimal>,
+    ///Whether the exchange rate is fixed.
+    #[serde(
+        rename = "fixedExchangeRate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub fixed_exchange_rate: ::std::option::Option<bool>,
+}
+
+///The customer of a sales order.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SalesOrderCustomer {
+    /// `address` of `SalesOrderCustomer` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address: ::std::option::Option<OrderAddress>,
+    ///Customer contact id (required).
+    pub id: i64,
+}
+
+///Delivery details of a sales order.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SalesOrderDelivery {
+    /// `address` of `SalesOrderDelivery` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address: ::std::option::Option<OrderAddress>,
+    ///Requested delivery date.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub date: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Shipping method id.
+    #[serde(
+        rename = "shippingMethodId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipping_method_id: ::std::option::Option<i64>,
+}
+
+///Response of the sales-order GET, `{"response": [SalesOrder]}`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SalesOrderListResponse {
+    ///The sales orders found.
+    pub response: ::std::vec::Vec<SalesOrder>,
+}
+
+///Body of the sales-order POST (the flat, atomic create). Row amounts are decimal strings, as Brightpearl documents them.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SalesOrderRequest {
+    /// `billing` of `SalesOrderRequest` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub billing: ::std::option::Option<SalesOrderBilling>,
+    ///Sales channel id of the web shop.
+    #[serde(
+        rename = "channelId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub channel_id: ::std::option::Option<i64>,
+    /// `currency` of `SalesOrderRequest` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub currency: ::std::option::Option<SalesOrderCurrency>,
+    /// `customer` of `SalesOrderRequest` (see its type).
+    pub customer: SalesOrderCustomer,
+    /// `delivery` of `SalesOrderRequest` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub delivery: ::std::option::Option<SalesOrderDelivery>,
+    ///Our Norce order number; with `installedIntegrationInstanceId` a unique key.
+    #[serde(
+        rename = "externalRef",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub external_ref: ::std::option::Option<::std::string::String>,
+    ///Our installation instance id (the token's `installation_instance_id`), marks orders we created.
+    #[serde(
+        rename = "installedIntegrationInstanceId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub installed_integration_instance_id: ::std::option::Option<i64>,
+    ///Lead source id.
+    #[serde(
+        rename = "leadSourceId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub lead_source_id: ::std::option::Option<i64>,
+    ///Id of an existing order to link to (e.g. the sale a credit belongs to); the Sales Order POST types it as a string.
+    #[serde(rename = "parentId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub parent_id: ::std::option::Option<::std::string::String>,
+    ///When the order was placed, an ISO 8601 date (default today); a bare date (`2023-09-01`) is read and written back as it is.
+    #[serde(rename = "placedOn", skip_serializing_if = "::std::option::Option::is_none")]
+    pub placed_on: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Price list id.
+    #[serde(
+        rename = "priceListId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_list_id: ::std::option::Option<i64>,
+    /// `priceModeCode` of `SalesOrderRequest` (see its type).
+    #[serde(
+        rename = "priceModeCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_mode_code: ::std::option::Option<PriceModeCode>,
+    ///Project id.
+    #[serde(
+        rename = "projectId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub project_id: ::std::option::Option<i64>,
+    ///Customer reference shown on the order (searchable as `customerRef`).
+    #[serde(rename = "ref", skip_serializing_if = "::std::option::Option::is_none")]
+    pub ref_: ::std::option::Option<::std::string::String>,
+    ///Order rows; all are created with the order or none is.
+    pub rows: ::std::vec::Vec<SalesOrderRowRequest>,
+    ///Owning staff member's contact id.
+    #[serde(
+        rename = "staffOwnerId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub staff_owner_id: ::std::option::Option<i64>,
+    ///Initial order status id (from the status mapping).
+    #[serde(rename = "statusId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub status_id: ::std::option::Option<i64>,
+    ///Tax date, an ISO 8601 date (default today); the Snow client sends a bare date (`2023-09-01`).
+    #[serde(rename = "taxDate", skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_date: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Team id.
+    #[serde(rename = "teamId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub team_id: ::std::option::Option<i64>,
+    ///Warehouse to allocate from.
+    #[serde(
+        rename = "warehouseId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub warehouse_id: ::std::option::Option<i64>,
+}
+
+///One row of a sales order as returned by the GET.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SalesOrderRow {
+    ///Discount percentage.
+    #[serde(
+        rename = "discountPercentage",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub discount_percentage: ::std::option::Option<::models_runtime::Decimal>,
+    ///External reference (our Norce line id).
+    #[serde(
+        rename = "externalRef",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub external_ref: ::std::option::Option<::std::string::String>,
+    ///Row id (the `salesOrderRowId` of goods-out notes and reservations).
+    pub id: i64,
+    ///Row name.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+    ///Row net total.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub net: ::std::option::Option<::models_runtime::Decimal>,
+    ///Sales nominal code.
+    #[serde(
+        rename = "nominalCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub nominal_code: ::std::option::Option<::std::string::String>,
+    ///Product id.
+    #[serde(
+        rename = "productId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub product_id: ::std::option::Option<i64>,
+    ///Quantity.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub quantity: ::std::option::Option<::models_runtime::Decimal>,
+    ///SKU.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub sku: ::std::option::Option<::std::string::String>,
+    ///Row tax total.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax: ::std::option::Option<::models_runtime::Decimal>,
+    ///Tax code.
+    #[serde(rename = "taxCode", skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_code: ::std::option::Option<::std::string::String>,
+}
+
+///One row of a sales-order POST; give `productId` for a product row or `name` for a free-text row (shipping, gift card).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SalesOrderRowRequest {
+    ///Discount percentage.
+    #[serde(
+        rename = "discountPercentage",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub discount_percentage: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Our Norce order line id, to match rows later.
+    #[serde(
+        rename = "externalRef",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub external_ref: ::std::option::Option<::std::string::String>,
+    ///Row name for a free-text row without a product.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+    ///Row net total (quantity times unit price, not the unit price), a decimal string of at most 4 decimals.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub net: ::std::option::Option<::models_runtime::Decimal>,
+    ///Sales nominal code.
+    #[serde(
+        rename = "nominalCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub nominal_code: ::std::option::Option<::std::string::String>,
+    ///Product id (stock-affecting row).
+    #[serde(
+        rename = "productId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub product_id: ::std::option::Option<i64>,
+    ///Quantity, sent as a decimal string as Brightpearl documents it; integral for stock-tracked products and bundles, up to 4 decimals otherwise.
+    pub quantity: ::models_runtime::Decimal,
+    ///SKU of the product.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub sku: ::std::option::Option<::std::string::String>,
+    ///Row tax total, a decimal string of at most 4 decimals.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax: ::std::option::Option<::models_runtime::Decimal>,
+    ///Tax code (required), e.g. `T20`.
+    #[serde(rename = "taxCode")]
+    pub tax_code: ::std::string::String,
+}
+
+///Order totals in order and account (base) currency.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SalesOrderTotal {
+    ///Gross total in the account currency.
+    #[serde(
+        rename = "baseGross",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub base_gross: ::std::option::Option<::models_runtime::Decimal>,
+    ///Net total in the account currency.
+    #[serde(rename = "baseNet", skip_serializing_if = "::std::option::Option::is_none")]
+    pub base_net: ::std::option::Option<::models_runtime::Decimal>,
+    ///Tax total in the account currency.
+    #[serde(rename = "baseTax", skip_serializing_if = "::std::option::Option::is_none")]
+    pub base_tax: ::std::option::Option<::models_runtime::Decimal>,
+    ///Gross total.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub gross: ::std::option::Option<::models_runtime::Decimal>,
+    ///Net total.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub net: ::std::option::Option<::models_runtime::Decimal>,
+    ///Tax total.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax: ::std::option::Option<::models_runtime::Decimal>,
+}
+
+/// Error types.
+pub mod error {
+    /// Error from a `TryFrom` or `FromStr` implementation.
+    pub struct ConversionError(::std::borrow::Cow<'static, str>);
+    impl ::std::error::Error for ConversionError {}
+    impl ::std::fmt::Display for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Display::fmt(&self.0, f)
+        }
+    }
+    impl ::std::fmt::Debug for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Debug::fmt(&self.0, f)
+        }
+    }
+    impl From<&'static str> for ConversionError {
+        fn from(value: &'static str) -> Self {
+            Self(value.into())
+        }
+    }
+    impl From<String> for ConversionError {
+        fn from(value: String) -> Self {
+            Self(value.into())
+        }
+    }
+}
+
 /// Whether row prices include (`INC`) or exclude (`EXC`) tax.
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
@@ -92,6 +1570,15 @@ impl<'de> serde::Deserialize<'de> for PriceModeCode {
         deserializer: D,
     ) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(Self::from)
+    }
+}
+
+impl schemars::JsonSchema for PriceModeCode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PriceModeCode".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type" : "string", "examples" : ["INC", "EXC"] })
     }
 }
 
@@ -176,6 +1663,17 @@ impl<'de> serde::Deserialize<'de> for OrderTypeCode {
     }
 }
 
+impl schemars::JsonSchema for OrderTypeCode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OrderTypeCode".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["SO", "SC", "PO", "PC"] }
+        )
+    }
+}
+
 /// Shipping status of an order: `NST` no stock-tracked products on the order, `SNS` stock not shipped, `SPS` stock part shipped, `ASS` all stock shipped.
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
@@ -257,1073 +1755,15 @@ impl<'de> serde::Deserialize<'de> for ShippingStatusCode {
     }
 }
 
-/// An address on a sales order (customer, billing or delivery).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderAddress {
-    /// Full name of the addressee.
-    ///
-    /// Example: `Anna Svensson`
-    #[serde(
-        rename = "addressFullName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub address_full_name: Option<String>,
-    /// Company name.
-    #[serde(rename = "companyName", default, skip_serializing_if = "Option::is_none")]
-    pub company_name: Option<String>,
-    /// First address line (street).
-    ///
-    /// Example: `Drottninggatan 12`
-    #[serde(rename = "addressLine1", default, skip_serializing_if = "Option::is_none")]
-    pub address_line1: Option<String>,
-    /// Second address line.
-    #[serde(rename = "addressLine2", default, skip_serializing_if = "Option::is_none")]
-    pub address_line2: Option<String>,
-    /// Third address line (usually the town).
-    ///
-    /// Example: `Stockholm`
-    #[serde(rename = "addressLine3", default, skip_serializing_if = "Option::is_none")]
-    pub address_line3: Option<String>,
-    /// Fourth address line (usually the region).
-    #[serde(rename = "addressLine4", default, skip_serializing_if = "Option::is_none")]
-    pub address_line4: Option<String>,
-    /// Postal code.
-    ///
-    /// Example: `111 51`
-    #[serde(rename = "postalCode", default, skip_serializing_if = "Option::is_none")]
-    pub postal_code: Option<String>,
-    /// Country ISO code.
-    ///
-    /// **Open question:** Which code the sales-order POST expects is unverified (its address table is not readable). For 3-letter: the Snow client sends GBR and the postal-address POST documents the 3-character ISO code. For 2-letter: on the order GET, parties' countryIsoCode is 2-letter (GB) next to countryIsoCode3 (GBR), and our fixtures send SE.
-    ///
-    /// Example: `SE`
-    #[serde(rename = "countryIsoCode", default, skip_serializing_if = "Option::is_none")]
-    pub country_iso_code: Option<String>,
-    /// Telephone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub telephone: Option<String>,
-    /// Mobile telephone.
-    #[serde(
-        rename = "mobileTelephone",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub mobile_telephone: Option<String>,
-    /// Fax.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fax: Option<String>,
-    /// E-mail address.
-    ///
-    /// Example: `anna.svensson@example.com`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-}
-
-/// The customer of a sales order.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SalesOrderCustomer {
-    /// Customer contact id (required).
-    ///
-    /// Example: `204`
-    pub id: i64,
-    /// `address` of `SalesOrderCustomer` (no description in the spec; see the type [`OrderAddress`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<OrderAddress>,
-}
-
-/// The billing party of a sales order.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SalesOrderBilling {
-    /// Billing contact id.
-    ///
-    /// Example: `204`
-    #[serde(rename = "contactId", default, skip_serializing_if = "Option::is_none")]
-    pub contact_id: Option<i64>,
-    /// `address` of `SalesOrderBilling` (no description in the spec; see the type [`OrderAddress`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<OrderAddress>,
-}
-
-/// Delivery details of a sales order.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SalesOrderDelivery {
-    /// Requested delivery date.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub date: Option<models_runtime::Timestamp>,
-    /// Shipping method id.
-    ///
-    /// Example: `5`
-    #[serde(
-        rename = "shippingMethodId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub shipping_method_id: Option<i64>,
-    /// `address` of `SalesOrderDelivery` (no description in the spec; see the type [`OrderAddress`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<OrderAddress>,
-}
-
-/// Currency of a sales order.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SalesOrderCurrency {
-    /// ISO 4217 currency code.
-    ///
-    /// Example: `SEK`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    /// Whether `exchangeRate` is fixed rather than taken from the account's rates.
-    #[serde(
-        rename = "fixedExchangeRate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub fixed_exchange_rate: Option<bool>,
-    /// Exchange rate to the account currency, a decimal string as the Snow client sends it and the GET returns it.
-    #[serde(rename = "exchangeRate", default, skip_serializing_if = "Option::is_none")]
-    pub exchange_rate: Option<models_runtime::Decimal>,
-}
-
-/// Body of the sales-order POST (the flat, atomic create). Row amounts are decimal strings, as Brightpearl documents them.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SalesOrderRequest {
-    /// `customer` of `SalesOrderRequest` (no description in the spec; see the type [`SalesOrderCustomer`]).
-    pub customer: SalesOrderCustomer,
-    /// `billing` of `SalesOrderRequest` (no description in the spec; see the type [`SalesOrderBilling`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub billing: Option<SalesOrderBilling>,
-    /// Customer reference shown on the order (searchable as `customerRef`).
-    ///
-    /// Example: `100234`
-    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
-    pub ref_: Option<String>,
-    /// Our Norce order number; with `installedIntegrationInstanceId` a unique key.
-    ///
-    /// Example: `NORCE-100234`
-    #[serde(rename = "externalRef", default, skip_serializing_if = "Option::is_none")]
-    pub external_ref: Option<String>,
-    /// When the order was placed, an ISO 8601 date (default today); a bare date (`2023-09-01`) is read and written back as it is.
-    #[serde(rename = "placedOn", default, skip_serializing_if = "Option::is_none")]
-    pub placed_on: Option<models_runtime::Timestamp>,
-    /// Tax date, an ISO 8601 date (default today); the Snow client sends a bare date (`2023-09-01`).
-    ///
-    /// **Open question:** The Sales Order POST page types placedOn and taxDate as ISO 8601 dates and the Snow client sends a bare date (2023-09-01). The date-time type reads a bare date (midnight UTC) and writes it back unchanged, so both forms pass through; relay sends full date-times, believed to be accepted but unverified against the live API.
-    #[serde(rename = "taxDate", default, skip_serializing_if = "Option::is_none")]
-    pub tax_date: Option<models_runtime::Timestamp>,
-    /// Our installation instance id (the token's `installation_instance_id`), marks orders we created.
-    ///
-    /// Example: `13`
-    #[serde(
-        rename = "installedIntegrationInstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub installed_integration_instance_id: Option<i64>,
-    /// Warehouse to allocate from.
-    ///
-    /// Example: `2`
-    #[serde(rename = "warehouseId", default, skip_serializing_if = "Option::is_none")]
-    pub warehouse_id: Option<i64>,
-    /// Initial order status id (from the status mapping).
-    ///
-    /// Example: `1`
-    #[serde(rename = "statusId", default, skip_serializing_if = "Option::is_none")]
-    pub status_id: Option<i64>,
-    /// Sales channel id of the web shop.
-    ///
-    /// Example: `3`
-    #[serde(rename = "channelId", default, skip_serializing_if = "Option::is_none")]
-    pub channel_id: Option<i64>,
-    /// Lead source id.
-    #[serde(rename = "leadSourceId", default, skip_serializing_if = "Option::is_none")]
-    pub lead_source_id: Option<i64>,
-    /// Project id.
-    #[serde(rename = "projectId", default, skip_serializing_if = "Option::is_none")]
-    pub project_id: Option<i64>,
-    /// Owning staff member's contact id.
-    #[serde(rename = "staffOwnerId", default, skip_serializing_if = "Option::is_none")]
-    pub staff_owner_id: Option<i64>,
-    /// Team id.
-    #[serde(rename = "teamId", default, skip_serializing_if = "Option::is_none")]
-    pub team_id: Option<i64>,
-    /// Id of an existing order to link to (e.g. the sale a credit belongs to); the Sales Order POST types it as a string.
-    ///
-    /// Example: `322`
-    #[serde(rename = "parentId", default, skip_serializing_if = "Option::is_none")]
-    pub parent_id: Option<String>,
-    /// Price list id.
-    #[serde(rename = "priceListId", default, skip_serializing_if = "Option::is_none")]
-    pub price_list_id: Option<i64>,
-    /// `priceModeCode` of `SalesOrderRequest` (no description in the spec; see the type [`PriceModeCode`]).
-    #[serde(rename = "priceModeCode", default, skip_serializing_if = "Option::is_none")]
-    pub price_mode_code: Option<PriceModeCode>,
-    /// `currency` of `SalesOrderRequest` (no description in the spec; see the type [`SalesOrderCurrency`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub currency: Option<SalesOrderCurrency>,
-    /// `delivery` of `SalesOrderRequest` (no description in the spec; see the type [`SalesOrderDelivery`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<SalesOrderDelivery>,
-    /// Order rows; all are created with the order or none is.
-    pub rows: Vec<SalesOrderRowRequest>,
-}
-
-/// One row of a sales-order POST; give `productId` for a product row or `name` for a free-text row (shipping, gift card).
-///
-/// **Open question:** Requiredness of net and tax: the Sales Order Row PUT page marks them required; we always send them but keep them optional in the model. Amounts are sent as decimal strings as documented (the Snow client does the same); whether Brightpearl also takes JSON numbers is unverified, and the models read either.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SalesOrderRowRequest {
-    /// Product id (stock-affecting row).
-    ///
-    /// Example: `1001`
-    #[serde(rename = "productId", default, skip_serializing_if = "Option::is_none")]
-    pub product_id: Option<i64>,
-    /// Row name for a free-text row without a product.
-    ///
-    /// Example: `Shipping`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// SKU of the product.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sku: Option<String>,
-    /// Quantity, sent as a decimal string as Brightpearl documents it; integral for stock-tracked products and bundles, up to 4 decimals otherwise.
-    ///
-    /// Example: `2`
-    pub quantity: models_runtime::Decimal,
-    /// Tax code (required), e.g. `T20`.
-    ///
-    /// Example: `T20`
-    #[serde(rename = "taxCode")]
-    pub tax_code: String,
-    /// Row net total (quantity times unit price, not the unit price), a decimal string of at most 4 decimals.
-    ///
-    /// Example: `199.5`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub net: Option<models_runtime::Decimal>,
-    /// Row tax total, a decimal string of at most 4 decimals.
-    ///
-    /// Example: `39.9`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tax: Option<models_runtime::Decimal>,
-    /// Sales nominal code.
-    ///
-    /// Example: `4000`
-    #[serde(rename = "nominalCode", default, skip_serializing_if = "Option::is_none")]
-    pub nominal_code: Option<String>,
-    /// Our Norce order line id, to match rows later.
-    #[serde(rename = "externalRef", default, skip_serializing_if = "Option::is_none")]
-    pub external_ref: Option<String>,
-    /// Discount percentage.
-    #[serde(
-        rename = "discountPercentage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub discount_percentage: Option<models_runtime::DecimalNumber>,
-}
-
-/// Response of the sales-order GET, `{"response": [SalesOrder]}`.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SalesOrderListResponse {
-    /// The sales orders found.
-    pub response: Vec<SalesOrder>,
-}
-
-/// A sales order as returned by the sales-order GET (flat shape).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SalesOrder {
-    /// Order id.
-    ///
-    /// Example: `322`
-    pub id: i64,
-    /// Version, sent bare (no quotes) as `If-Match` on a full PUT (412 on mismatch).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<i64>,
-    /// `customer` of `SalesOrder` (no description in the spec; see the type [`SalesOrderCustomer`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub customer: Option<SalesOrderCustomer>,
-    /// `billing` of `SalesOrder` (no description in the spec; see the type [`SalesOrderBilling`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub billing: Option<SalesOrderBilling>,
-    /// Customer reference.
-    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
-    pub ref_: Option<String>,
-    /// External reference (our Norce order number).
-    #[serde(rename = "externalRef", default, skip_serializing_if = "Option::is_none")]
-    pub external_ref: Option<String>,
-    /// When the order was placed.
-    #[serde(rename = "placedOn", default, skip_serializing_if = "Option::is_none")]
-    pub placed_on: Option<models_runtime::Timestamp>,
-    /// Tax date.
-    #[serde(rename = "taxDate", default, skip_serializing_if = "Option::is_none")]
-    pub tax_date: Option<models_runtime::Timestamp>,
-    /// Creation time.
-    #[serde(rename = "createdOn", default, skip_serializing_if = "Option::is_none")]
-    pub created_on: Option<models_runtime::Timestamp>,
-    /// Creator's contact id.
-    #[serde(rename = "createdBy", default, skip_serializing_if = "Option::is_none")]
-    pub created_by: Option<i64>,
-    /// Last update time.
-    #[serde(rename = "updatedOn", default, skip_serializing_if = "Option::is_none")]
-    pub updated_on: Option<models_runtime::Timestamp>,
-    /// Integration instance that created the order.
-    #[serde(
-        rename = "installedIntegrationInstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub installed_integration_instance_id: Option<i64>,
-    /// Warehouse id.
-    #[serde(rename = "warehouseId", default, skip_serializing_if = "Option::is_none")]
-    pub warehouse_id: Option<i64>,
-    /// Order status id.
-    #[serde(rename = "statusId", default, skip_serializing_if = "Option::is_none")]
-    pub status_id: Option<i64>,
-    /// Sales channel id.
-    #[serde(rename = "channelId", default, skip_serializing_if = "Option::is_none")]
-    pub channel_id: Option<i64>,
-    /// Owning staff member's contact id.
-    #[serde(rename = "staffOwnerId", default, skip_serializing_if = "Option::is_none")]
-    pub staff_owner_id: Option<i64>,
-    /// Price list id.
-    #[serde(rename = "priceListId", default, skip_serializing_if = "Option::is_none")]
-    pub price_list_id: Option<i64>,
-    /// `priceModeCode` of `SalesOrder` (no description in the spec; see the type [`PriceModeCode`]).
-    #[serde(rename = "priceModeCode", default, skip_serializing_if = "Option::is_none")]
-    pub price_mode_code: Option<PriceModeCode>,
-    /// `currency` of `SalesOrder` (no description in the spec; see the type [`SalesOrderCurrencyRead`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub currency: Option<SalesOrderCurrencyRead>,
-    /// `delivery` of `SalesOrder` (no description in the spec; see the type [`SalesOrderDelivery`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<SalesOrderDelivery>,
-    /// `total` of `SalesOrder` (no description in the spec; see the type [`SalesOrderTotal`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total: Option<SalesOrderTotal>,
-    /// Whether the order is cancelled; null when no cancelled status is configured.
-    #[serde(rename = "isCanceled", default, skip_serializing_if = "Option::is_none")]
-    pub is_canceled: Option<bool>,
-    /// Payment status.
-    #[serde(
-        rename = "orderPaymentStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub order_payment_status: Option<String>,
-    /// Allocation status code, e.g. `AAA` or `ANR`.
-    #[serde(
-        rename = "allocationStatusCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub allocation_status_code: Option<String>,
-    /// `shippingStatusCode` of `SalesOrder` (no description in the spec; see the type [`ShippingStatusCode`]).
-    #[serde(
-        rename = "shippingStatusCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub shipping_status_code: Option<ShippingStatusCode>,
-    /// Stock status code, e.g. `SOA` or `NON`.
-    #[serde(
-        rename = "stockStatusCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub stock_status_code: Option<String>,
-    /// Order rows with their ids.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rows: Option<Vec<SalesOrderRow>>,
-}
-
-/// Currency of a sales order as returned by the GET.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SalesOrderCurrencyRead {
-    /// ISO 4217 currency code.
-    ///
-    /// Example: `SEK`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    /// Whether the exchange rate is fixed.
-    #[serde(
-        rename = "fixedExchangeRate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub fixed_exchange_rate: Option<bool>,
-    /// Exchange rate to the account currency.
-    #[serde(rename = "exchangeRate", default, skip_serializing_if = "Option::is_none")]
-    pub exchange_rate: Option<models_runtime::Decimal>,
-}
-
-/// Order totals in order and account (base) currency.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SalesOrderTotal {
-    /// Net total.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub net: Option<models_runtime::Decimal>,
-    /// Tax total.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tax: Option<models_runtime::Decimal>,
-    /// Gross total.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gross: Option<models_runtime::Decimal>,
-    /// Net total in the account currency.
-    #[serde(rename = "baseNet", default, skip_serializing_if = "Option::is_none")]
-    pub base_net: Option<models_runtime::Decimal>,
-    /// Tax total in the account currency.
-    #[serde(rename = "baseTax", default, skip_serializing_if = "Option::is_none")]
-    pub base_tax: Option<models_runtime::Decimal>,
-    /// Gross total in the account currency.
-    #[serde(rename = "baseGross", default, skip_serializing_if = "Option::is_none")]
-    pub base_gross: Option<models_runtime::Decimal>,
-}
-
-/// One row of a sales order as returned by the GET.
-///
-/// **Open question:** Whether GET returns amounts as decimal strings or JSON numbers (both parse). For strings: the Snow data model's GET body and the Sales Order Row PUT page (String). No recorded sales-order GET exists to confirm.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SalesOrderRow {
-    /// Row id (the `salesOrderRowId` of goods-out notes and reservations).
-    ///
-    /// Example: `401`
-    pub id: i64,
-    /// Product id.
-    #[serde(rename = "productId", default, skip_serializing_if = "Option::is_none")]
-    pub product_id: Option<i64>,
-    /// Row name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// SKU.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sku: Option<String>,
-    /// Quantity.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quantity: Option<models_runtime::Decimal>,
-    /// Tax code.
-    #[serde(rename = "taxCode", default, skip_serializing_if = "Option::is_none")]
-    pub tax_code: Option<String>,
-    /// Row net total.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub net: Option<models_runtime::Decimal>,
-    /// Row tax total.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tax: Option<models_runtime::Decimal>,
-    /// Sales nominal code.
-    #[serde(rename = "nominalCode", default, skip_serializing_if = "Option::is_none")]
-    pub nominal_code: Option<String>,
-    /// External reference (our Norce line id).
-    #[serde(rename = "externalRef", default, skip_serializing_if = "Option::is_none")]
-    pub external_ref: Option<String>,
-    /// Discount percentage.
-    #[serde(
-        rename = "discountPercentage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub discount_percentage: Option<models_runtime::Decimal>,
-}
-
-/// Response of the order GET, `{"response": [Order]}`; `[]` when nothing matches.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderListResponse {
-    /// The orders found.
-    pub response: Vec<Order>,
-}
-
-/// An order in the nested shape of the order GET.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Order {
-    /// Order id.
-    ///
-    /// Example: `322`
-    pub id: i64,
-    /// Parent order id (0 or absent when none).
-    #[serde(rename = "parentOrderId", default, skip_serializing_if = "Option::is_none")]
-    pub parent_order_id: Option<i64>,
-    /// `orderTypeCode` of `Order` (no description in the spec; see the type [`OrderTypeCode`]).
-    #[serde(rename = "orderTypeCode", default, skip_serializing_if = "Option::is_none")]
-    pub order_type_code: Option<OrderTypeCode>,
-    /// Customer reference.
-    ///
-    /// Example: `#0001`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
-    /// Version, for optimistic concurrency.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<i64>,
-    /// `state` of `Order` (no description in the spec; see the type [`OrderState`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<OrderState>,
-    /// `tax` of `Order` (no description in the spec; see the type [`OrderTax`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tax: Option<OrderTax>,
-    /// `orderStatus` of `Order` (no description in the spec; see the type [`OrderStatusRef`]).
-    #[serde(rename = "orderStatus", default, skip_serializing_if = "Option::is_none")]
-    pub order_status: Option<OrderStatusRef>,
-    /// Payment status.
-    #[serde(
-        rename = "orderPaymentStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub order_payment_status: Option<String>,
-    /// Stock status code, e.g. `SOA` or `NON`.
-    ///
-    /// Example: `SOA`
-    #[serde(
-        rename = "stockStatusCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub stock_status_code: Option<String>,
-    /// Allocation status code, e.g. `AAA` or `ANR`.
-    ///
-    /// Example: `AAA`
-    #[serde(
-        rename = "allocationStatusCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub allocation_status_code: Option<String>,
-    /// `shippingStatusCode` of `Order` (no description in the spec; see the type [`ShippingStatusCode`]).
-    #[serde(
-        rename = "shippingStatusCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub shipping_status_code: Option<ShippingStatusCode>,
-    /// When the order was placed.
-    #[serde(rename = "placedOn", default, skip_serializing_if = "Option::is_none")]
-    pub placed_on: Option<models_runtime::Timestamp>,
-    /// Creation time.
-    #[serde(rename = "createdOn", default, skip_serializing_if = "Option::is_none")]
-    pub created_on: Option<models_runtime::Timestamp>,
-    /// Last update time.
-    #[serde(rename = "updatedOn", default, skip_serializing_if = "Option::is_none")]
-    pub updated_on: Option<models_runtime::Timestamp>,
-    /// When the order was closed.
-    #[serde(rename = "closedOn", default, skip_serializing_if = "Option::is_none")]
-    pub closed_on: Option<models_runtime::Timestamp>,
-    /// Creator's contact id.
-    #[serde(rename = "createdById", default, skip_serializing_if = "Option::is_none")]
-    pub created_by_id: Option<i64>,
-    /// Price list id.
-    #[serde(rename = "priceListId", default, skip_serializing_if = "Option::is_none")]
-    pub price_list_id: Option<i64>,
-    /// `priceModeCode` of `Order` (no description in the spec; see the type [`PriceModeCode`]).
-    #[serde(rename = "priceModeCode", default, skip_serializing_if = "Option::is_none")]
-    pub price_mode_code: Option<PriceModeCode>,
-    /// `delivery` of `Order` (no description in the spec; see the type [`OrderDelivery`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<OrderDelivery>,
-    /// Invoices of the order.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub invoices: Option<Vec<OrderInvoice>>,
-    /// `currency` of `Order` (no description in the spec; see the type [`OrderCurrency`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub currency: Option<OrderCurrency>,
-    /// `totalValue` of `Order` (no description in the spec; see the type [`OrderTotalValue`]).
-    #[serde(rename = "totalValue", default, skip_serializing_if = "Option::is_none")]
-    pub total_value: Option<OrderTotalValue>,
-    /// `assignment` of `Order` (no description in the spec; see the type [`OrderAssignment`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub assignment: Option<OrderAssignment>,
-    /// `parties` of `Order` (no description in the spec; see the type [`OrderParties`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parties: Option<OrderParties>,
-    /// Rows keyed by row id (a numeric string).
-    #[serde(rename = "orderRows", default, skip_serializing_if = "Option::is_none")]
-    pub order_rows: Option<std::collections::BTreeMap<String, OrderRow>>,
-    /// Warehouse id.
-    #[serde(rename = "warehouseId", default, skip_serializing_if = "Option::is_none")]
-    pub warehouse_id: Option<i64>,
-    /// Integration instance that created the order.
-    #[serde(
-        rename = "installedIntegrationInstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub installed_integration_instance_id: Option<i64>,
-    /// Acknowledgement flag, a JSON integer (`0` recorded), kept as raw JSON.
-    ///
-    /// **Open question:** Recorded traffic settles that acknowledged is a JSON integer, so the field should be `type: integer`; it stays raw JSON because the sandbox builds it as a JSON value (crates/sandbox/src/brightpearl/orders.rs, json!(0)).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acknowledged: Option<serde_json::Value>,
-    /// Cost price list id.
-    #[serde(
-        rename = "costPriceListId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cost_price_list_id: Option<i64>,
-    /// Whether the order was imported as historical.
-    #[serde(
-        rename = "historicalOrder",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub historical_order: Option<bool>,
-    /// Date of the original invoice.
-    ///
-    /// Example: `2020-03-31T00:00:00.000-06:00`
-    #[serde(
-        rename = "originalInvoiceDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub original_invoice_date: Option<models_runtime::Timestamp>,
-    /// Order weighting (`100` recorded).
-    #[serde(rename = "orderWeighting", default, skip_serializing_if = "Option::is_none")]
-    pub order_weighting: Option<i64>,
-    /// Custom fields keyed by field code, only with `includeOptional=customFields`.
-    #[serde(rename = "customFields", default, skip_serializing_if = "Option::is_none")]
-    pub custom_fields: Option<std::collections::BTreeMap<String, serde_json::Value>>,
-}
-
-/// State flags of an order.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderState {
-    /// Tax state, e.g. `INVOICED`.
-    ///
-    /// Example: `INVOICED`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tax: Option<String>,
-}
-
-/// Tax calculation status of an order.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderTax {
-    /// Tax calculation errors (empty in the recording), kept as raw JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub errors: Option<Vec<serde_json::Value>>,
-}
-
-/// Current status of an order.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderStatusRef {
-    /// Order status id.
-    ///
-    /// Example: `4`
-    #[serde(rename = "orderStatusId", default, skip_serializing_if = "Option::is_none")]
-    pub order_status_id: Option<i64>,
-    /// Status name.
-    ///
-    /// Example: `Invoiced`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
-
-/// Delivery details of an order.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderDelivery {
-    /// Delivery date.
-    #[serde(rename = "deliveryDate", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_date: Option<models_runtime::Timestamp>,
-    /// Shipping method id.
-    #[serde(
-        rename = "shippingMethodId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub shipping_method_id: Option<i64>,
-}
-
-/// One invoice of an order.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderInvoice {
-    /// Invoice number.
-    #[serde(
-        rename = "invoiceReference",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub invoice_reference: Option<String>,
-    /// Tax date.
-    #[serde(rename = "taxDate", default, skip_serializing_if = "Option::is_none")]
-    pub tax_date: Option<models_runtime::Timestamp>,
-    /// Due date.
-    #[serde(rename = "dueDate", default, skip_serializing_if = "Option::is_none")]
-    pub due_date: Option<models_runtime::Timestamp>,
-}
-
-/// Currencies of an order.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderCurrency {
-    /// Account (base) currency code.
-    ///
-    /// Example: `GBP`
-    #[serde(
-        rename = "accountingCurrencyCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub accounting_currency_code: Option<String>,
-    /// Order currency code.
-    ///
-    /// Example: `SEK`
-    #[serde(
-        rename = "orderCurrencyCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub order_currency_code: Option<String>,
-    /// Exchange rate.
-    #[serde(rename = "exchangeRate", default, skip_serializing_if = "Option::is_none")]
-    pub exchange_rate: Option<models_runtime::Decimal>,
-    /// Whether the exchange rate is fixed.
-    #[serde(
-        rename = "fixedExchangeRate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub fixed_exchange_rate: Option<bool>,
-}
-
-/// Order totals.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderTotalValue {
-    /// Net total.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub net: Option<models_runtime::Decimal>,
-    /// Tax total.
-    #[serde(rename = "taxAmount", default, skip_serializing_if = "Option::is_none")]
-    pub tax_amount: Option<models_runtime::Decimal>,
-    /// Net total in the account currency.
-    #[serde(rename = "baseNet", default, skip_serializing_if = "Option::is_none")]
-    pub base_net: Option<models_runtime::Decimal>,
-    /// Tax total in the account currency.
-    #[serde(rename = "baseTaxAmount", default, skip_serializing_if = "Option::is_none")]
-    pub base_tax_amount: Option<models_runtime::Decimal>,
-    /// Gross total in the account currency.
-    #[serde(rename = "baseTotal", default, skip_serializing_if = "Option::is_none")]
-    pub base_total: Option<models_runtime::Decimal>,
-    /// Gross total.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total: Option<models_runtime::Decimal>,
-}
-
-/// Channel, staff and project assignment of an order.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderAssignment {
-    /// `current` of `OrderAssignment` (no description in the spec; see the type [`OrderAssignmentCurrent`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current: Option<OrderAssignmentCurrent>,
-}
-
-/// The current assignment.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderAssignmentCurrent {
-    /// Sales channel id.
-    #[serde(rename = "channelId", default, skip_serializing_if = "Option::is_none")]
-    pub channel_id: Option<i64>,
-    /// Lead source id.
-    #[serde(rename = "leadSourceId", default, skip_serializing_if = "Option::is_none")]
-    pub lead_source_id: Option<i64>,
-    /// Project id.
-    #[serde(rename = "projectId", default, skip_serializing_if = "Option::is_none")]
-    pub project_id: Option<i64>,
-    /// Owning staff member's contact id.
-    #[serde(
-        rename = "staffOwnerContactId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub staff_owner_contact_id: Option<i64>,
-    /// Team id.
-    #[serde(rename = "teamId", default, skip_serializing_if = "Option::is_none")]
-    pub team_id: Option<i64>,
-}
-
-/// Customer, delivery and billing parties of an order.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderParties {
-    /// `customer` of `OrderParties` (no description in the spec; see the type [`OrderParty`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub customer: Option<OrderParty>,
-    /// `delivery` of `OrderParties` (no description in the spec; see the type [`OrderParty`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<OrderParty>,
-    /// `billing` of `OrderParties` (no description in the spec; see the type [`OrderParty`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub billing: Option<OrderParty>,
-}
-
-/// One party (name and address) of an order.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderParty {
-    /// Contact id (customer and billing parties).
-    #[serde(rename = "contactId", default, skip_serializing_if = "Option::is_none")]
-    pub contact_id: Option<i64>,
-    /// Full name.
-    #[serde(
-        rename = "addressFullName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub address_full_name: Option<String>,
-    /// Company name.
-    #[serde(rename = "companyName", default, skip_serializing_if = "Option::is_none")]
-    pub company_name: Option<String>,
-    /// First address line.
-    #[serde(rename = "addressLine1", default, skip_serializing_if = "Option::is_none")]
-    pub address_line1: Option<String>,
-    /// Second address line.
-    #[serde(rename = "addressLine2", default, skip_serializing_if = "Option::is_none")]
-    pub address_line2: Option<String>,
-    /// Third address line.
-    #[serde(rename = "addressLine3", default, skip_serializing_if = "Option::is_none")]
-    pub address_line3: Option<String>,
-    /// Fourth address line.
-    #[serde(rename = "addressLine4", default, skip_serializing_if = "Option::is_none")]
-    pub address_line4: Option<String>,
-    /// Postal code.
-    #[serde(rename = "postalCode", default, skip_serializing_if = "Option::is_none")]
-    pub postal_code: Option<String>,
-    /// Country name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub country: Option<String>,
-    /// Brightpearl country id.
-    #[serde(rename = "countryId", default, skip_serializing_if = "Option::is_none")]
-    pub country_id: Option<i64>,
-    /// Country code (2-letter).
-    ///
-    /// Example: `GB`
-    #[serde(rename = "countryIsoCode", default, skip_serializing_if = "Option::is_none")]
-    pub country_iso_code: Option<String>,
-    /// Country code (3-letter).
-    ///
-    /// Example: `GBR`
-    #[serde(
-        rename = "countryIsoCode3",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub country_iso_code3: Option<String>,
-    /// Telephone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub telephone: Option<String>,
-    /// Mobile telephone.
-    #[serde(
-        rename = "mobileTelephone",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub mobile_telephone: Option<String>,
-    /// Fax.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fax: Option<String>,
-    /// E-mail address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-}
-
-/// One row of an order in the nested shape.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderRow {
-    /// Position of the row on the order, a numeric string (`"10"`).
-    #[serde(
-        rename = "orderRowSequence",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub order_row_sequence: Option<String>,
-    /// Product id.
-    ///
-    /// Example: `1001`
-    #[serde(rename = "productId", default, skip_serializing_if = "Option::is_none")]
-    pub product_id: Option<i64>,
-    /// Product name (or free-text row name).
-    #[serde(rename = "productName", default, skip_serializing_if = "Option::is_none")]
-    pub product_name: Option<String>,
-    /// Product SKU.
-    #[serde(rename = "productSku", default, skip_serializing_if = "Option::is_none")]
-    pub product_sku: Option<String>,
-    /// `quantity` of `OrderRow` (no description in the spec; see the type [`super::common::Quantity`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quantity: Option<super::common::Quantity>,
-    /// `itemCost` of `OrderRow` (no description in the spec; see the type [`super::common::Money`]).
-    #[serde(rename = "itemCost", default, skip_serializing_if = "Option::is_none")]
-    pub item_cost: Option<super::common::Money>,
-    /// `productPrice` of `OrderRow` (no description in the spec; see the type [`super::common::Money`]).
-    #[serde(rename = "productPrice", default, skip_serializing_if = "Option::is_none")]
-    pub product_price: Option<super::common::Money>,
-    /// Discount percentage.
-    #[serde(
-        rename = "discountPercentage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub discount_percentage: Option<models_runtime::Decimal>,
-    /// `rowValue` of `OrderRow` (no description in the spec; see the type [`OrderRowValue`]).
-    #[serde(rename = "rowValue", default, skip_serializing_if = "Option::is_none")]
-    pub row_value: Option<OrderRowValue>,
-    /// Sales nominal code.
-    #[serde(rename = "nominalCode", default, skip_serializing_if = "Option::is_none")]
-    pub nominal_code: Option<String>,
-    /// `composition` of `OrderRow` (no description in the spec; see the type [`OrderRowComposition`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub composition: Option<OrderRowComposition>,
-    /// Id of the row this one was cloned from.
-    #[serde(rename = "clonedFromId", default, skip_serializing_if = "Option::is_none")]
-    pub cloned_from_id: Option<i64>,
-}
-
-/// Tax and value of an order row.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderRowValue {
-    /// Tax rate in percent.
-    ///
-    /// Example: `20.00`
-    #[serde(rename = "taxRate", default, skip_serializing_if = "Option::is_none")]
-    pub tax_rate: Option<models_runtime::Decimal>,
-    /// Tax code.
-    ///
-    /// Example: `T20`
-    #[serde(rename = "taxCode", default, skip_serializing_if = "Option::is_none")]
-    pub tax_code: Option<String>,
-    /// Tax calculator used.
-    #[serde(rename = "taxCalculator", default, skip_serializing_if = "Option::is_none")]
-    pub tax_calculator: Option<String>,
-    /// `rowNet` of `OrderRowValue` (no description in the spec; see the type [`super::common::Money`]).
-    #[serde(rename = "rowNet", default, skip_serializing_if = "Option::is_none")]
-    pub row_net: Option<super::common::Money>,
-    /// `rowTax` of `OrderRowValue` (no description in the spec; see the type [`super::common::Money`]).
-    #[serde(rename = "rowTax", default, skip_serializing_if = "Option::is_none")]
-    pub row_tax: Option<super::common::Money>,
-    /// Tax class id.
-    #[serde(rename = "taxClassId", default, skip_serializing_if = "Option::is_none")]
-    pub tax_class_id: Option<i64>,
-}
-
-/// Bundle structure of an order row.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderRowComposition {
-    /// Whether the row is a bundle parent.
-    #[serde(rename = "bundleParent", default, skip_serializing_if = "Option::is_none")]
-    pub bundle_parent: Option<bool>,
-    /// Whether the row is a bundle component.
-    #[serde(rename = "bundleChild", default, skip_serializing_if = "Option::is_none")]
-    pub bundle_child: Option<bool>,
-    /// Row id of the bundle parent.
-    #[serde(
-        rename = "parentOrderRowId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub parent_order_row_id: Option<i64>,
-}
-
-/// Body of the order status PUT.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderStatusUpdate {
-    /// New order status id.
-    ///
-    /// Example: `4`
-    #[serde(rename = "orderStatusId")]
-    pub order_status_id: i64,
-    /// `orderNote` of `OrderStatusUpdate` (no description in the spec; see the type [`OrderNote`]).
-    #[serde(rename = "orderNote", default, skip_serializing_if = "Option::is_none")]
-    pub order_note: Option<OrderNote>,
-}
-
-/// A note added with a status change.
-///
-/// **Open question:** The Order Status Update PUT page makes orderNote.text optional ("If this is not provided, the text will be generated") and adds orderNote.fileId (an uploaded file id); here text stays required and fileId is not modelled, because the client tests build this struct field by field (tests/tests/brightpearl_client.rs). A note without text needs that change first.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderNote {
-    /// Note text.
-    ///
-    /// Example: `Shipped from Norce fulfilment`
-    pub text: String,
-    /// Whether the customer can see the note.
-    #[serde(rename = "isPublic", default, skip_serializing_if = "Option::is_none")]
-    pub is_public: Option<bool>,
-}
-
-/// Response of the order-status GET, `{"response": [OrderStatus]}`.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderStatusListResponse {
-    /// The order statuses.
-    pub response: Vec<OrderStatus>,
-}
-
-/// An order status definition.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderStatus {
-    /// Status id.
-    ///
-    /// Example: `1`
-    #[serde(rename = "statusId")]
-    pub status_id: i64,
-    /// Status name.
-    ///
-    /// Example: `Draft / Quote`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// `orderTypeCode` of `OrderStatus` (no description in the spec; see the type [`OrderTypeCode`]).
-    #[serde(rename = "orderTypeCode", default, skip_serializing_if = "Option::is_none")]
-    pub order_type_code: Option<OrderTypeCode>,
-    /// Display order.
-    #[serde(rename = "sortOrder", default, skip_serializing_if = "Option::is_none")]
-    pub sort_order: Option<i64>,
-    /// Whether the status is disabled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disabled: Option<bool>,
-    /// Whether the status is visible.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub visible: Option<bool>,
-    /// Display colour, a hex code.
-    ///
-    /// Example: `#E7E6E4`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub color: Option<String>,
-    /// Days after which a reminder is raised (0 to 9999, default 0).
-    #[serde(
-        rename = "remindAfterDays",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub remind_after_days: Option<i64>,
-    /// E-mail addresses alerted when an order enters this status (at most 2).
-    #[serde(rename = "alertEmails", default, skip_serializing_if = "Option::is_none")]
-    pub alert_emails: Option<Vec<String>>,
-    /// Content of the alert e-mail (default empty).
-    #[serde(rename = "emailContent", default, skip_serializing_if = "Option::is_none")]
-    pub email_content: Option<String>,
-    /// Whether orders in this status can be batch processed (sales orders and credits only).
-    #[serde(rename = "batchProcess", default, skip_serializing_if = "Option::is_none")]
-    pub batch_process: Option<bool>,
-    /// State of the status, e.g. `draft`.
-    ///
-    /// Example: `draft`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
-}
-
-/// Response of the order-shipping-status GET, `{"response": [OrderShippingStatus]}`.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderShippingStatusListResponse {
-    /// The shipping statuses.
-    pub response: Vec<OrderShippingStatus>,
-}
-
-/// A shipping status: 1 NST, 2 SNS, 3 SPS, 4 ASS (observed).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderShippingStatus {
-    /// Shipping status id (the `orderShippingStatusId` search column).
-    ///
-    /// Example: `4`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i64>,
-    /// `code` of `OrderShippingStatus` (no description in the spec; see the type [`ShippingStatusCode`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<ShippingStatusCode>,
-    /// Status description.
-    ///
-    /// Example: `All stock shipped`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
+impl schemars::JsonSchema for ShippingStatusCode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ShippingStatusCode".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["NST", "SNS", "SPS", "ASS"] }
+        )
+    }
 }
 
 /// Parameters of [`operations::CREATE_SALES_ORDER`].

@@ -17,277 +17,590 @@
     rustdoc::invalid_html_tags
 )]
 
-/// Response of the product GET, `{"response": [Product]}`.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ProductListResponse {
-    /// The products found.
-    pub response: Vec<Product>,
+///Text in one language, with its format.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct LocalisedText {
+    /// `format` of `LocalisedText` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub format: ::std::option::Option<TextFormat>,
+    ///Language code, e.g. `en`.
+    #[serde(
+        rename = "languageCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub language_code: ::std::option::Option<::std::string::String>,
+    ///The text.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub text: ::std::option::Option<::std::string::String>,
 }
 
-/// A product (each variant is its own product).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Product {
-    /// Product id.
-    ///
-    /// Example: `1001`
+///A price list.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct PriceList {
+    ///Short code, e.g. `RETAIL`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub code: ::std::option::Option<::std::string::String>,
+    ///ISO 4217 currency code.
+    #[serde(
+        rename = "currencyCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub currency_code: ::std::option::Option<::std::string::String>,
+    ///Currency id.
+    #[serde(
+        rename = "currencyId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub currency_id: ::std::option::Option<i64>,
+    ///Currency symbol.
+    #[serde(
+        rename = "currencySymbol",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub currency_symbol: ::std::option::Option<::std::string::String>,
+    ///Whether prices include tax.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub gross: ::std::option::Option<bool>,
+    ///Price list id.
     pub id: i64,
-    /// Brand id.
-    #[serde(rename = "brandId", default, skip_serializing_if = "Option::is_none")]
-    pub brand_id: Option<i64>,
-    /// Product type id.
-    #[serde(rename = "productTypeId", default, skip_serializing_if = "Option::is_none")]
-    pub product_type_id: Option<i64>,
-    /// Whether the product is featured.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub featured: Option<bool>,
-    /// Product status, e.g. `LIVE`.
-    ///
-    /// Example: `LIVE`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// Version stamp (epoch milliseconds).
-    ///
-    /// Example: `1714557600000`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<i64>,
-    /// Creation time.
-    #[serde(rename = "createdOn", default, skip_serializing_if = "Option::is_none")]
-    pub created_on: Option<models_runtime::Timestamp>,
-    /// Last update time.
-    #[serde(rename = "updatedOn", default, skip_serializing_if = "Option::is_none")]
-    pub updated_on: Option<models_runtime::Timestamp>,
-    /// `identity` of `Product` (no description in the spec; see the type [`ProductIdentity`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity: Option<ProductIdentity>,
-    /// `stock` of `Product` (no description in the spec; see the type [`ProductStock`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stock: Option<ProductStock>,
-    /// `financialDetails` of `Product` (no description in the spec; see the type [`ProductFinancialDetails`]).
+    /// `name` of `PriceList` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<LocalisedText>,
+    /// `priceListTypeCode` of `PriceList` (see its type).
+    #[serde(
+        rename = "priceListTypeCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_list_type_code: ::std::option::Option<PriceListTypeCode>,
+}
+
+///Response of the price-list GET, `{"response": [PriceList]}`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct PriceListListResponse {
+    ///The price lists.
+    pub response: ::std::vec::Vec<PriceList>,
+}
+
+///A product (each variant is its own product).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Product {
+    ///Brand id.
+    #[serde(rename = "brandId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub brand_id: ::std::option::Option<i64>,
+    /// `composition` of `Product` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub composition: ::std::option::Option<ProductComposition>,
+    ///Creation time.
+    #[serde(
+        rename = "createdOn",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub created_on: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Custom fields keyed by field code (e.g. `PCF_COLOUR`), only with `includeOptional=customFields`.
+    #[serde(
+        rename = "customFields",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub custom_fields: ::std::option::Option<
+        ::std::collections::BTreeMap<::std::string::String, ::serde_json::Value>,
+    >,
+    ///Whether the product is featured.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub featured: ::std::option::Option<bool>,
+    /// `financialDetails` of `Product` (see its type).
     #[serde(
         rename = "financialDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
+        skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub financial_details: Option<ProductFinancialDetails>,
-    /// Per-channel names, categories and descriptions.
-    #[serde(rename = "salesChannels", default, skip_serializing_if = "Option::is_none")]
-    pub sales_channels: Option<Vec<ProductSalesChannel>>,
-    /// `composition` of `Product` (no description in the spec; see the type [`ProductComposition`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub composition: Option<ProductComposition>,
-    /// Option values that distinguish this variant; kept as raw JSON.
-    ///
-    /// **Open question:** Shape of a variation entry is not documented in the notes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variations: Option<Vec<serde_json::Value>>,
-    /// Per-warehouse settings keyed by warehouse id (string).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warehouses: Option<std::collections::BTreeMap<String, ProductWarehouseSettings>>,
-    /// Stock nominal code.
-    ///
-    /// Example: `1001`
-    #[serde(
-        rename = "nominalCodeStock",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub nominal_code_stock: Option<String>,
-    /// Purchases nominal code.
-    ///
-    /// Example: `5000`
+    pub financial_details: ::std::option::Option<ProductFinancialDetails>,
+    ///Product id.
+    pub id: i64,
+    /// `identity` of `Product` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub identity: ::std::option::Option<ProductIdentity>,
+    ///Purchases nominal code.
     #[serde(
         rename = "nominalCodePurchases",
-        default,
-        skip_serializing_if = "Option::is_none"
+        skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub nominal_code_purchases: Option<String>,
-    /// Sales nominal code.
-    ///
-    /// Example: `4000`
+    pub nominal_code_purchases: ::std::option::Option<::std::string::String>,
+    ///Sales nominal code.
     #[serde(
         rename = "nominalCodeSales",
-        default,
-        skip_serializing_if = "Option::is_none"
+        skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub nominal_code_sales: Option<String>,
-    /// Message shown when the product is added to a sale.
+    pub nominal_code_sales: ::std::option::Option<::std::string::String>,
+    ///Stock nominal code.
+    #[serde(
+        rename = "nominalCodeStock",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub nominal_code_stock: ::std::option::Option<::std::string::String>,
+    ///Product type id.
+    #[serde(
+        rename = "productTypeId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub product_type_id: ::std::option::Option<i64>,
+    ///Reporting classification of the product; the recorded answer sends an empty object and no source lists its fields, so it is kept as raw JSON.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub reporting: ::std::option::Option<::serde_json::Value>,
+    ///Per-channel names, categories and descriptions.
+    #[serde(
+        rename = "salesChannels",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub sales_channels: ::std::option::Option<::std::vec::Vec<ProductSalesChannel>>,
+    ///Message shown when the product is added to a sale.
     #[serde(
         rename = "salesPopupMessage",
-        default,
-        skip_serializing_if = "Option::is_none"
+        skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub sales_popup_message: Option<String>,
-    /// Message shown in warehouse screens.
+    pub sales_popup_message: ::std::option::Option<::std::string::String>,
+    ///Ids of the seasons the product belongs to (`[]` when none).
+    #[serde(
+        rename = "seasonIds",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub season_ids: ::std::option::Option<::std::vec::Vec<i64>>,
+    ///Product status, e.g. `LIVE`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub status: ::std::option::Option<::std::string::String>,
+    /// `stock` of `Product` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub stock: ::std::option::Option<ProductStock>,
+    ///Last update time.
+    #[serde(
+        rename = "updatedOn",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub updated_on: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Option values that distinguish this variant; kept as raw JSON.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub variations: ::std::option::Option<::std::vec::Vec<::serde_json::Value>>,
+    ///Version stamp (epoch milliseconds).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub version: ::std::option::Option<i64>,
+    ///Message shown in warehouse screens.
     #[serde(
         rename = "warehousePopupMessage",
-        default,
-        skip_serializing_if = "Option::is_none"
+        skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub warehouse_popup_message: Option<String>,
-    /// Ids of the seasons the product belongs to (`[]` when none).
-    #[serde(rename = "seasonIds", default, skip_serializing_if = "Option::is_none")]
-    pub season_ids: Option<Vec<i64>>,
-    /// Reporting classification of the product; the recorded answer sends an empty object and no source lists its fields, so it is kept as raw JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reporting: Option<serde_json::Value>,
-    /// Custom fields keyed by field code (e.g. `PCF_COLOUR`), only with `includeOptional=customFields`.
-    #[serde(rename = "customFields", default, skip_serializing_if = "Option::is_none")]
-    pub custom_fields: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    pub warehouse_popup_message: ::std::option::Option<::std::string::String>,
+    ///Per-warehouse settings keyed by warehouse id (string).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub warehouses: ::std::option::Option<
+        ::std::collections::BTreeMap<::std::string::String, ProductWarehouseSettings>,
+    >,
 }
 
-/// Product identifiers.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ProductIdentity {
-    /// SKU, the usual key to Norce products.
-    ///
-    /// Example: `TSHIRT-RED-M`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sku: Option<String>,
-    /// Barcode.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub barcode: Option<String>,
-    /// EAN.
-    ///
-    /// Example: `5012345678900`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ean: Option<String>,
-    /// UPC.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upc: Option<String>,
-    /// ISBN.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub isbn: Option<String>,
-    /// Manufacturer part number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mpn: Option<String>,
-}
-
-/// Stock settings of a product.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ProductStock {
-    /// Whether stock is tracked; only stock-tracked products have availability figures and goods-out notes.
-    #[serde(rename = "stockTracked", default, skip_serializing_if = "Option::is_none")]
-    pub stock_tracked: Option<bool>,
-    /// `weight` of `ProductStock` (no description in the spec; see the type [`ProductWeight`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight: Option<ProductWeight>,
-    /// `dimensions` of `ProductStock` (no description in the spec; see the type [`ProductDimensions`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dimensions: Option<ProductDimensions>,
-}
-
-/// Product weight.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ProductWeight {
-    /// Weight in the account's weight unit. Brightpearl sends a JSON number (`0.0000`); the field reads numbers and strings but writes a string.
-    ///
-    /// **Open question:** Recorded traffic (product_get_one.yml) settles that weight and dimensions are JSON numbers, so these fields should be `type: number` (DecimalNumber); they stay decimal strings for now because the sandbox builds them from a Decimal (crates/sandbox/src/brightpearl/store.rs) and the fixture tests/fixtures/brightpearl/product.Product.full.json writes strings, which a number type would not round-trip.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub magnitude: Option<models_runtime::Decimal>,
-}
-
-/// Product dimensions in the account's units. Brightpearl sends JSON numbers (`0.00`); the fields read numbers and strings but write strings (see the open question on `ProductWeight.magnitude`).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ProductDimensions {
-    /// Length.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub length: Option<models_runtime::Decimal>,
-    /// Height.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub height: Option<models_runtime::Decimal>,
-    /// Width.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub width: Option<models_runtime::Decimal>,
-    /// Volume.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume: Option<models_runtime::Decimal>,
-}
-
-/// Tax settings of a product.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ProductFinancialDetails {
-    /// Whether the product is taxable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub taxable: Option<bool>,
-    /// `taxCode` of `ProductFinancialDetails` (no description in the spec; see the type [`TaxCodeRef`]).
-    #[serde(rename = "taxCode", default, skip_serializing_if = "Option::is_none")]
-    pub tax_code: Option<TaxCodeRef>,
-}
-
-/// Reference to a tax code.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct TaxCodeRef {
-    /// Tax code id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i64>,
-    /// Tax code, e.g. `T20`.
-    ///
-    /// Example: `T20`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-}
-
-/// Channel-specific product data.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ProductSalesChannel {
-    /// Channel name, e.g. `Brightpearl`.
-    ///
-    /// Example: `Brightpearl`
+///Reference to a Brightpearl category.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ProductCategoryRef {
+    ///Category code (a numeric string).
     #[serde(
-        rename = "salesChannelName",
-        default,
-        skip_serializing_if = "Option::is_none"
+        rename = "categoryCode",
+        skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub sales_channel_name: Option<String>,
-    /// Product name on this channel.
-    #[serde(rename = "productName", default, skip_serializing_if = "Option::is_none")]
-    pub product_name: Option<String>,
-    /// Condition, e.g. `new`.
+    pub category_code: ::std::option::Option<::std::string::String>,
+}
+
+///Bundle information.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ProductComposition {
+    ///Whether the product is a bundle (expands into component rows on orders).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub bundle: ::std::option::Option<bool>,
+}
+
+///Product dimensions in the account's units. Brightpearl sends JSON numbers (`0.00`); the fields read numbers and strings but write strings (see the open question on `ProductWeight.magnitude`).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ProductDimensions {
+    ///Height.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub height: ::std::option::Option<::models_runtime::Decimal>,
+    ///Length.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub length: ::std::option::Option<::models_runtime::Decimal>,
+    ///Volume.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub volume: ::std::option::Option<::models_runtime::Decimal>,
+    ///Width.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub width: ::std::option::Option<::models_runtime::Decimal>,
+}
+
+///Tax settings of a product.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ProductFinancialDetails {
+    /// `taxCode` of `ProductFinancialDetails` (see its type).
+    #[serde(rename = "taxCode", skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_code: ::std::option::Option<TaxCodeRef>,
+    ///Whether the product is taxable.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub taxable: ::std::option::Option<bool>,
+}
+
+///Product identifiers.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ProductIdentity {
+    ///Barcode.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub barcode: ::std::option::Option<::std::string::String>,
+    ///EAN.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub ean: ::std::option::Option<::std::string::String>,
+    ///ISBN.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub isbn: ::std::option::Option<::std::string::String>,
+    ///Manufacturer part number.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub mpn: ::std::option::Option<::std::string::String>,
+    ///SKU, the usual key to Norce products.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub sku: ::std::option::Option<::std::string::String>,
+    ///UPC.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub upc: ::std::option::Option<::std::string::String>,
+}
+
+///Response of the product GET, `{"response": [Product]}`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ProductListResponse {
+    ///The products found.
+    pub response: ::std::vec::Vec<Product>,
+}
+
+///The prices of one product.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ProductPrice {
+    ///One entry per price list.
+    #[serde(
+        rename = "priceLists",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_lists: ::std::option::Option<::std::vec::Vec<ProductPriceListEntry>>,
+    ///Product id.
+    #[serde(rename = "productId")]
+    pub product_id: i64,
+}
+
+///The prices of a product on one price list.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ProductPriceListEntry {
+    ///ISO 4217 currency code.
+    #[serde(
+        rename = "currencyCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub currency_code: ::std::option::Option<::std::string::String>,
+    ///Currency id.
+    #[serde(
+        rename = "currencyId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub currency_id: ::std::option::Option<i64>,
+    ///Price list id.
+    #[serde(
+        rename = "priceListId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_list_id: ::std::option::Option<i64>,
+    ///Minimum quantity (as a string key, e.g. `"1"`, `"5"`) to unit price; `{}` when no price is set. The single-unit price is `quantityPrice["1"]`. Prices are decimal strings of varying scale (`"10"`, `"9.555"`, `"10.0000"`).
+    #[serde(
+        rename = "quantityPrice",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub quantity_price: ::std::option::Option<
+        ::std::collections::BTreeMap<::std::string::String, ::models_runtime::Decimal>,
+    >,
+    ///The product's SKU for the price list (absent on some entries of the published example and on every entry of the recorded 2022 answer).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub sku: ::std::option::Option<::std::string::String>,
+}
+
+///Response of the product-price GET, `{"response": [ProductPrice]}`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ProductPriceListResponse {
+    ///Prices per product.
+    pub response: ::std::vec::Vec<ProductPrice>,
+}
+
+///Channel-specific product data.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ProductSalesChannel {
+    ///Categories on this channel.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub categories: ::std::option::Option<::std::vec::Vec<ProductCategoryRef>>,
+    /// `description` of `ProductSalesChannel` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub description: ::std::option::Option<LocalisedText>,
+    ///Condition, e.g. `new`.
     #[serde(
         rename = "productCondition",
-        default,
-        skip_serializing_if = "Option::is_none"
+        skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub product_condition: Option<String>,
-    /// Categories on this channel.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub categories: Option<Vec<ProductCategoryRef>>,
-    /// `description` of `ProductSalesChannel` (no description in the spec; see the type [`LocalisedText`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<LocalisedText>,
-    /// `shortDescription` of `ProductSalesChannel` (no description in the spec; see the type [`LocalisedText`]).
+    pub product_condition: ::std::option::Option<::std::string::String>,
+    ///Product name on this channel.
+    #[serde(
+        rename = "productName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub product_name: ::std::option::Option<::std::string::String>,
+    ///Channel name, e.g. `Brightpearl`.
+    #[serde(
+        rename = "salesChannelName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub sales_channel_name: ::std::option::Option<::std::string::String>,
+    /// `shortDescription` of `ProductSalesChannel` (see its type).
     #[serde(
         rename = "shortDescription",
-        default,
-        skip_serializing_if = "Option::is_none"
+        skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub short_description: Option<LocalisedText>,
+    pub short_description: ::std::option::Option<LocalisedText>,
 }
 
-/// Reference to a Brightpearl category.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ProductCategoryRef {
-    /// Category code (a numeric string).
-    ///
-    /// Example: `276`
-    #[serde(rename = "categoryCode", default, skip_serializing_if = "Option::is_none")]
-    pub category_code: Option<String>,
+///Stock settings of a product.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ProductStock {
+    /// `dimensions` of `ProductStock` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub dimensions: ::std::option::Option<ProductDimensions>,
+    ///Whether stock is tracked; only stock-tracked products have availability figures and goods-out notes.
+    #[serde(
+        rename = "stockTracked",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub stock_tracked: ::std::option::Option<bool>,
+    /// `weight` of `ProductStock` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub weight: ::std::option::Option<ProductWeight>,
 }
 
-/// Text in one language, with its format.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct LocalisedText {
-    /// Language code, e.g. `en`.
-    ///
-    /// Example: `en`
-    #[serde(rename = "languageCode", default, skip_serializing_if = "Option::is_none")]
-    pub language_code: Option<String>,
-    /// The text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
-    /// `format` of `LocalisedText` (no description in the spec; see the type [`TextFormat`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<TextFormat>,
+///Settings of a product in one warehouse.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ProductWarehouseSettings {
+    ///Default location id.
+    #[serde(
+        rename = "defaultLocationId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub default_location_id: ::std::option::Option<i64>,
+    ///Overflow location id.
+    #[serde(
+        rename = "overflowLocationId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub overflow_location_id: ::std::option::Option<i64>,
+    ///Reorder level.
+    #[serde(
+        rename = "reorderLevel",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub reorder_level: ::std::option::Option<i64>,
+    ///Reorder quantity.
+    #[serde(
+        rename = "reorderQuantity",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub reorder_quantity: ::std::option::Option<i64>,
+}
+
+///Product weight.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ProductWeight {
+    ///Weight in the account's weight unit. Brightpearl sends a JSON number (`0.0000`); the field reads numbers and strings but writes a string.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub magnitude: ::std::option::Option<::models_runtime::Decimal>,
+}
+
+///Reference to a tax code.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct TaxCodeRef {
+    ///Tax code, e.g. `T20`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub code: ::std::option::Option<::std::string::String>,
+    ///Tax code id.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i64>,
+}
+
+/// Error types.
+pub mod error {
+    /// Error from a `TryFrom` or `FromStr` implementation.
+    pub struct ConversionError(::std::borrow::Cow<'static, str>);
+    impl ::std::error::Error for ConversionError {}
+    impl ::std::fmt::Display for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Display::fmt(&self.0, f)
+        }
+    }
+    impl ::std::fmt::Debug for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Debug::fmt(&self.0, f)
+        }
+    }
+    impl From<&'static str> for ConversionError {
+        fn from(value: &'static str) -> Self {
+            Self(value.into())
+        }
+    }
+    impl From<String> for ConversionError {
+        fn from(value: String) -> Self {
+            Self(value.into())
+        }
+    }
 }
 
 /// Format of a localised text: `HTML_FRAGMENT` on product descriptions, `PLAINTEXT` on price list names; any other value arrives as `Unknown`.
@@ -363,88 +676,15 @@ impl<'de> serde::Deserialize<'de> for TextFormat {
     }
 }
 
-/// Bundle information.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ProductComposition {
-    /// Whether the product is a bundle (expands into component rows on orders).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bundle: Option<bool>,
-}
-
-/// Settings of a product in one warehouse.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ProductWarehouseSettings {
-    /// Default location id.
-    #[serde(
-        rename = "defaultLocationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub default_location_id: Option<i64>,
-    /// Overflow location id.
-    #[serde(
-        rename = "overflowLocationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub overflow_location_id: Option<i64>,
-    /// Reorder level.
-    #[serde(rename = "reorderLevel", default, skip_serializing_if = "Option::is_none")]
-    pub reorder_level: Option<i64>,
-    /// Reorder quantity.
-    #[serde(
-        rename = "reorderQuantity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub reorder_quantity: Option<i64>,
-}
-
-/// Response of the price-list GET, `{"response": [PriceList]}`.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct PriceListListResponse {
-    /// The price lists.
-    pub response: Vec<PriceList>,
-}
-
-/// A price list.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct PriceList {
-    /// Price list id.
-    ///
-    /// Example: `2`
-    pub id: i64,
-    /// `name` of `PriceList` (no description in the spec; see the type [`LocalisedText`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<LocalisedText>,
-    /// Short code, e.g. `RETAIL`.
-    ///
-    /// Example: `RETAIL`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    /// ISO 4217 currency code.
-    ///
-    /// Example: `GBP`
-    #[serde(rename = "currencyCode", default, skip_serializing_if = "Option::is_none")]
-    pub currency_code: Option<String>,
-    /// Currency symbol.
-    ///
-    /// Example: `£`
-    #[serde(rename = "currencySymbol", default, skip_serializing_if = "Option::is_none")]
-    pub currency_symbol: Option<String>,
-    /// Currency id.
-    #[serde(rename = "currencyId", default, skip_serializing_if = "Option::is_none")]
-    pub currency_id: Option<i64>,
-    /// `priceListTypeCode` of `PriceList` (no description in the spec; see the type [`PriceListTypeCode`]).
-    #[serde(
-        rename = "priceListTypeCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub price_list_type_code: Option<PriceListTypeCode>,
-    /// Whether prices include tax.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gross: Option<bool>,
+impl schemars::JsonSchema for TextFormat {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TextFormat".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["HTML_FRAGMENT", "PLAINTEXT"] }
+        )
+    }
 }
 
 /// Whether a price list holds buying or selling prices.
@@ -520,50 +760,13 @@ impl<'de> serde::Deserialize<'de> for PriceListTypeCode {
     }
 }
 
-/// Response of the product-price GET, `{"response": [ProductPrice]}`.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ProductPriceListResponse {
-    /// Prices per product.
-    pub response: Vec<ProductPrice>,
-}
-
-/// The prices of one product.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ProductPrice {
-    /// Product id.
-    ///
-    /// Example: `1001`
-    #[serde(rename = "productId")]
-    pub product_id: i64,
-    /// One entry per price list.
-    #[serde(rename = "priceLists", default, skip_serializing_if = "Option::is_none")]
-    pub price_lists: Option<Vec<ProductPriceListEntry>>,
-}
-
-/// The prices of a product on one price list.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ProductPriceListEntry {
-    /// Price list id.
-    #[serde(rename = "priceListId", default, skip_serializing_if = "Option::is_none")]
-    pub price_list_id: Option<i64>,
-    /// ISO 4217 currency code.
-    ///
-    /// Example: `GBP`
-    #[serde(rename = "currencyCode", default, skip_serializing_if = "Option::is_none")]
-    pub currency_code: Option<String>,
-    /// Currency id.
-    #[serde(rename = "currencyId", default, skip_serializing_if = "Option::is_none")]
-    pub currency_id: Option<i64>,
-    /// The product's SKU for the price list (absent on some entries of the published example and on every entry of the recorded 2022 answer).
-    ///
-    /// Example: `MPP-12455`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sku: Option<String>,
-    /// Minimum quantity (as a string key, e.g. `"1"`, `"5"`) to unit price; `{}` when no price is set. The single-unit price is `quantityPrice["1"]`. Prices are decimal strings of varying scale (`"10"`, `"9.555"`, `"10.0000"`).
-    #[serde(rename = "quantityPrice", default, skip_serializing_if = "Option::is_none")]
-    pub quantity_price: Option<
-        std::collections::BTreeMap<String, models_runtime::Decimal>,
-    >,
+impl schemars::JsonSchema for PriceListTypeCode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PriceListTypeCode".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type" : "string", "examples" : ["BUY", "SELL"] })
+    }
 }
 
 /// Parameters of [`operations::GET_PRODUCTS`].

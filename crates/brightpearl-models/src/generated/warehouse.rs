@@ -19,262 +19,464 @@
     rustdoc::invalid_html_tags
 )]
 
-/// Response of the product-availability GET, `{"response": {"<productId>": ProductAvailability}}`.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ProductAvailabilityResponse {
-    /// Availability keyed by product id (a numeric string).
-    pub response: std::collections::BTreeMap<String, ProductAvailability>,
-}
-
-/// Stock figures of one product, in total and per warehouse.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ProductAvailability {
-    /// `total` of `ProductAvailability` (no description in the spec; see the type [`StockLevels`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total: Option<StockLevels>,
-    /// Figures per warehouse, keyed by warehouse id (a numeric string).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warehouses: Option<std::collections::BTreeMap<String, StockLevels>>,
-}
-
-/// Stock figures. In the published example (total 10 in stock, 1 allocated, 9 on hand; warehouse
-/// 2: 3, 1, 2) and in the recording (60, 12, 48) `onHand = inStock - allocated`, so `onHand`
-/// looks like the sellable quantity; the Medusa plugin syncs web stock from
-/// `warehouses[wh].onHand`. In the published example `total.inTransit` (2) is not the sum of the
-/// warehouses' visible `inTransit`.
-///
-/// **Open question:** Exact meaning of onHand, inStock and allocated (is sellable = onHand?); how total.inTransit relates to the per-warehouse figures; whether the figures can be fractional (observed as JSON integers).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct StockLevels {
-    /// Physically in stock, including allocated units.
-    ///
-    /// Example: `60`
-    #[serde(rename = "inStock", default, skip_serializing_if = "Option::is_none")]
-    pub in_stock: Option<i64>,
-    /// In stock and not allocated (observed `inStock - allocated`).
-    ///
-    /// Example: `48`
-    #[serde(rename = "onHand", default, skip_serializing_if = "Option::is_none")]
-    pub on_hand: Option<i64>,
-    /// Allocated to orders.
-    ///
-    /// Example: `12`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allocated: Option<i64>,
-    /// In transit between warehouses.
-    ///
-    /// Example: `0`
-    #[serde(rename = "inTransit", default, skip_serializing_if = "Option::is_none")]
-    pub in_transit: Option<i64>,
-}
-
-/// Response of the bundle-availability GET, `{"response": {"<productId>": BundleAvailability}}`.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct BundleAvailabilityResponse {
-    /// Availability keyed by bundle product id (a numeric string).
-    pub response: std::collections::BTreeMap<String, BundleAvailability>,
-}
-
-/// On-hand quantity of one bundle, in total and per warehouse that holds every component.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+///On-hand quantity of one bundle, in total and per warehouse that holds every component.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
 pub struct BundleAvailability {
-    /// `total` of `BundleAvailability` (no description in the spec; see the type [`BundleStockLevels`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total: Option<BundleStockLevels>,
-    /// Figures per warehouse, keyed by warehouse id (a numeric string); only warehouses that hold every component appear.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warehouses: Option<std::collections::BTreeMap<String, BundleStockLevels>>,
+    /// `total` of `BundleAvailability` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub total: ::std::option::Option<BundleStockLevels>,
+    ///Figures per warehouse, keyed by warehouse id (a numeric string); only warehouses that hold every component appear.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub warehouses: ::std::option::Option<
+        ::std::collections::BTreeMap<::std::string::String, BundleStockLevels>,
+    >,
 }
 
-/// Stock figures of a bundle. The published example has only `onHand`; the other figures of `StockLevels` are kept optional in case they are sent.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+///Response of the bundle-availability GET, `{"response": {"<productId>": BundleAvailability}}`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct BundleAvailabilityResponse {
+    ///Availability keyed by bundle product id (a numeric string).
+    pub response: ::std::collections::BTreeMap<
+        ::std::string::String,
+        BundleAvailability,
+    >,
+}
+
+///Stock figures of a bundle. The published example has only `onHand`; the other figures of `StockLevels` are kept optional in case they are sent.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
 pub struct BundleStockLevels {
-    /// How many whole bundles the components on hand make.
-    ///
-    /// Example: `5`
+    ///Allocated to orders (not in the published example).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub allocated: ::std::option::Option<i64>,
+    ///Physically in stock (not in the published example).
+    #[serde(rename = "inStock", skip_serializing_if = "::std::option::Option::is_none")]
+    pub in_stock: ::std::option::Option<i64>,
+    ///In transit between warehouses (not in the published example).
+    #[serde(
+        rename = "inTransit",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub in_transit: ::std::option::Option<i64>,
+    ///How many whole bundles the components on hand make.
     #[serde(rename = "onHand")]
     pub on_hand: i64,
-    /// Physically in stock (not in the published example).
-    #[serde(rename = "inStock", default, skip_serializing_if = "Option::is_none")]
-    pub in_stock: Option<i64>,
-    /// Allocated to orders (not in the published example).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allocated: Option<i64>,
-    /// In transit between warehouses (not in the published example).
-    #[serde(rename = "inTransit", default, skip_serializing_if = "Option::is_none")]
-    pub in_transit: Option<i64>,
 }
 
-/// Response of the goods-out note GET, `{"response": {"<gonId>": GoodsOutNote}}`.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct GoodsOutNoteMapResponse {
-    /// Goods-out notes keyed by GON id (a numeric string).
-    pub response: std::collections::BTreeMap<String, GoodsOutNote>,
-}
-
-/// A goods-out note (GON), the shipment of some order rows from one warehouse.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+///A goods-out note (GON), the shipment of some order rows from one warehouse.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
 pub struct GoodsOutNote {
-    /// Sales order id.
-    ///
-    /// Example: `322`
-    #[serde(rename = "orderId", default, skip_serializing_if = "Option::is_none")]
-    pub order_id: Option<i64>,
-    /// Shipping warehouse id.
-    ///
-    /// Example: `2`
-    #[serde(rename = "warehouseId", default, skip_serializing_if = "Option::is_none")]
-    pub warehouse_id: Option<i64>,
-    /// Whether this GON is a warehouse transfer rather than a sale.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub transfer: Option<bool>,
-    /// Priority flag.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<bool>,
-    /// `status` of `GoodsOutNote` (no description in the spec; see the type [`GoodsOutNoteStatus`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<GoodsOutNoteStatus>,
-    /// `shipping` of `GoodsOutNote` (no description in the spec; see the type [`GoodsOutNoteShipping`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shipping: Option<GoodsOutNoteShipping>,
-    /// Date the GON is released to the warehouse.
-    #[serde(rename = "releaseDate", default, skip_serializing_if = "Option::is_none")]
-    pub release_date: Option<models_runtime::Timestamp>,
-    /// Creation time.
-    #[serde(rename = "createdOn", default, skip_serializing_if = "Option::is_none")]
-    pub created_on: Option<models_runtime::Timestamp>,
-    /// Staff contact id of the creator.
-    #[serde(rename = "createdBy", default, skip_serializing_if = "Option::is_none")]
-    pub created_by: Option<i64>,
-    /// Sequence number of the GON on its order.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sequence: Option<i64>,
-    /// URI of the shipping label, if one was attached.
-    #[serde(rename = "labelUri", default, skip_serializing_if = "Option::is_none")]
-    pub label_uri: Option<String>,
-    /// External reference.
-    #[serde(rename = "externalRef", default, skip_serializing_if = "Option::is_none")]
-    pub external_ref: Option<String>,
-    /// Lines keyed by sales order row id (a numeric string). Each value is an array because one order row can appear several times (e.g. from several locations); sum the quantities.
-    #[serde(rename = "orderRows", default, skip_serializing_if = "Option::is_none")]
-    pub order_rows: Option<std::collections::BTreeMap<String, Vec<GoodsOutNoteRow>>>,
-    /// Status history of the GON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub events: Option<Vec<GoodsOutNoteEvent>>,
-    /// Version of the latest event; send it as `If-Match` when posting events to avoid duplicates.
+    ///Staff contact id of the creator.
+    #[serde(
+        rename = "createdBy",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub created_by: ::std::option::Option<i64>,
+    ///Creation time.
+    #[serde(
+        rename = "createdOn",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub created_on: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Status history of the GON.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub events: ::std::option::Option<::std::vec::Vec<GoodsOutNoteEvent>>,
+    ///External reference.
+    #[serde(
+        rename = "externalRef",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub external_ref: ::std::option::Option<::std::string::String>,
+    ///URI of the shipping label, if one was attached.
+    #[serde(rename = "labelUri", skip_serializing_if = "::std::option::Option::is_none")]
+    pub label_uri: ::std::option::Option<::std::string::String>,
+    ///Version of the latest event; send it as `If-Match` when posting events to avoid duplicates.
     #[serde(
         rename = "lastEventVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
+        skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub last_event_version: Option<i64>,
+    pub last_event_version: ::std::option::Option<i64>,
+    ///Sales order id.
+    #[serde(rename = "orderId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub order_id: ::std::option::Option<i64>,
+    ///Lines keyed by sales order row id (a numeric string). Each value is an array because one order row can appear several times (e.g. from several locations); sum the quantities.
+    #[serde(
+        rename = "orderRows",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_rows: ::std::option::Option<
+        ::std::collections::BTreeMap<
+            ::std::string::String,
+            ::std::vec::Vec<GoodsOutNoteRow>,
+        >,
+    >,
+    ///Priority flag.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub priority: ::std::option::Option<bool>,
+    ///Date the GON is released to the warehouse.
+    #[serde(
+        rename = "releaseDate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub release_date: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Sequence number of the GON on its order.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub sequence: ::std::option::Option<i64>,
+    /// `shipping` of `GoodsOutNote` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub shipping: ::std::option::Option<GoodsOutNoteShipping>,
+    /// `status` of `GoodsOutNote` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub status: ::std::option::Option<GoodsOutNoteStatus>,
+    ///Whether this GON is a warehouse transfer rather than a sale.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub transfer: ::std::option::Option<bool>,
+    ///Shipping warehouse id.
+    #[serde(
+        rename = "warehouseId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub warehouse_id: ::std::option::Option<i64>,
 }
 
-/// Warehouse progress flags of a GON, with the time and staff member of each step.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct GoodsOutNoteStatus {
-    /// Whether the GON has been printed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub printed: Option<bool>,
-    /// Whether the GON has been picked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub picked: Option<bool>,
-    /// Whether the GON has been packed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub packed: Option<bool>,
-    /// Whether the GON has been shipped (every item on it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shipped: Option<bool>,
-    /// Time of printing.
-    #[serde(rename = "printedOn", default, skip_serializing_if = "Option::is_none")]
-    pub printed_on: Option<models_runtime::Timestamp>,
-    /// Time of picking.
-    #[serde(rename = "pickedOn", default, skip_serializing_if = "Option::is_none")]
-    pub picked_on: Option<models_runtime::Timestamp>,
-    /// Time of packing.
-    #[serde(rename = "packedOn", default, skip_serializing_if = "Option::is_none")]
-    pub packed_on: Option<models_runtime::Timestamp>,
-    /// Time of shipping.
-    #[serde(rename = "shippedOn", default, skip_serializing_if = "Option::is_none")]
-    pub shipped_on: Option<models_runtime::Timestamp>,
-    /// Staff contact id who printed.
-    #[serde(rename = "printedById", default, skip_serializing_if = "Option::is_none")]
-    pub printed_by_id: Option<i64>,
-    /// Staff contact id who picked.
-    #[serde(rename = "pickedById", default, skip_serializing_if = "Option::is_none")]
-    pub picked_by_id: Option<i64>,
-    /// Staff contact id who packed.
-    #[serde(rename = "packedById", default, skip_serializing_if = "Option::is_none")]
-    pub packed_by_id: Option<i64>,
-    /// Staff contact id who shipped.
-    #[serde(rename = "shippedById", default, skip_serializing_if = "Option::is_none")]
-    pub shipped_by_id: Option<i64>,
+///One status event of a GON.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct GoodsOutNoteEvent {
+    /// `eventCode` of `GoodsOutNoteEvent` (see its type).
+    #[serde(
+        rename = "eventCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub event_code: ::std::option::Option<GoodsOutNoteEventCode>,
+    ///Staff contact id who raised the event.
+    #[serde(
+        rename = "eventOwnerId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub event_owner_id: ::std::option::Option<i64>,
+    ///Time of the event (the field name really is spelled `occured`).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub occured: ::std::option::Option<::models_runtime::Timestamp>,
 }
 
-/// Shipping details of a GON. Every field may be missing (the recorded GON has only `reference`, empty, and `shippingMethodId`).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+///Response of the goods-out note GET, `{"response": {"<gonId>": GoodsOutNote}}`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct GoodsOutNoteMapResponse {
+    ///Goods-out notes keyed by GON id (a numeric string).
+    pub response: ::std::collections::BTreeMap<::std::string::String, GoodsOutNote>,
+}
+
+///One entry of an order row on a GON.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct GoodsOutNoteRow {
+    ///External reference of the entry, if any.
+    #[serde(
+        rename = "externalRef",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub external_ref: ::std::option::Option<::std::string::String>,
+    ///Warehouse location id.
+    #[serde(
+        rename = "locationId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub location_id: ::std::option::Option<i64>,
+    ///Product id.
+    #[serde(
+        rename = "productId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub product_id: ::std::option::Option<i64>,
+    ///Quantity shipped from this entry.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub quantity: ::std::option::Option<i64>,
+}
+
+///Shipping details of a GON. Every field may be missing (the recorded GON has only `reference`, empty, and `shippingMethodId`).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
 pub struct GoodsOutNoteShipping {
-    /// Shipping reference, normally the carrier tracking number; an empty string when none is set.
-    ///
-    /// Example: `JJD000390007812345`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
-    /// Number of boxes (parcels).
-    ///
-    /// Example: `1`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub boxes: Option<i64>,
-    /// Total weight.
-    ///
-    /// **Open question:** Whether the GON weight arrives as a decimal string or a JSON number (both parse).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight: Option<models_runtime::Decimal>,
-    /// Shipping method id.
-    ///
-    /// Example: `5`
+    ///Number of boxes (parcels).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub boxes: ::std::option::Option<i64>,
+    ///Shipping reference, normally the carrier tracking number; an empty string when none is set.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub reference: ::std::option::Option<::std::string::String>,
+    ///Shipping method id.
     #[serde(
         rename = "shippingMethodId",
-        default,
-        skip_serializing_if = "Option::is_none"
+        skip_serializing_if = "::std::option::Option::is_none"
     )]
-    pub shipping_method_id: Option<i64>,
+    pub shipping_method_id: ::std::option::Option<i64>,
+    ///Total weight.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub weight: ::std::option::Option<::models_runtime::Decimal>,
 }
 
-/// One entry of an order row on a GON.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct GoodsOutNoteRow {
-    /// Product id.
-    ///
-    /// Example: `1001`
-    #[serde(rename = "productId", default, skip_serializing_if = "Option::is_none")]
-    pub product_id: Option<i64>,
-    /// Quantity shipped from this entry.
-    ///
-    /// **Open question:** Observed as an integer; whether it can be a decimal string is unverified.
-    ///
-    /// Example: `2`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quantity: Option<i64>,
-    /// Warehouse location id.
-    #[serde(rename = "locationId", default, skip_serializing_if = "Option::is_none")]
-    pub location_id: Option<i64>,
-    /// External reference of the entry, if any.
-    #[serde(rename = "externalRef", default, skip_serializing_if = "Option::is_none")]
-    pub external_ref: Option<String>,
+///Warehouse progress flags of a GON, with the time and staff member of each step.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct GoodsOutNoteStatus {
+    ///Whether the GON has been packed.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub packed: ::std::option::Option<bool>,
+    ///Staff contact id who packed.
+    #[serde(
+        rename = "packedById",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub packed_by_id: ::std::option::Option<i64>,
+    ///Time of packing.
+    #[serde(rename = "packedOn", skip_serializing_if = "::std::option::Option::is_none")]
+    pub packed_on: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Whether the GON has been picked.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub picked: ::std::option::Option<bool>,
+    ///Staff contact id who picked.
+    #[serde(
+        rename = "pickedById",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub picked_by_id: ::std::option::Option<i64>,
+    ///Time of picking.
+    #[serde(rename = "pickedOn", skip_serializing_if = "::std::option::Option::is_none")]
+    pub picked_on: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Whether the GON has been printed.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub printed: ::std::option::Option<bool>,
+    ///Staff contact id who printed.
+    #[serde(
+        rename = "printedById",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub printed_by_id: ::std::option::Option<i64>,
+    ///Time of printing.
+    #[serde(
+        rename = "printedOn",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub printed_on: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Whether the GON has been shipped (every item on it).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub shipped: ::std::option::Option<bool>,
+    ///Staff contact id who shipped.
+    #[serde(
+        rename = "shippedById",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipped_by_id: ::std::option::Option<i64>,
+    ///Time of shipping.
+    #[serde(
+        rename = "shippedOn",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipped_on: ::std::option::Option<::models_runtime::Timestamp>,
 }
 
-/// One status event of a GON.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct GoodsOutNoteEvent {
-    /// Time of the event (the field name really is spelled `occured`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub occured: Option<models_runtime::Timestamp>,
-    /// Staff contact id who raised the event.
-    #[serde(rename = "eventOwnerId", default, skip_serializing_if = "Option::is_none")]
-    pub event_owner_id: Option<i64>,
-    /// `eventCode` of `GoodsOutNoteEvent` (no description in the spec; see the type [`GoodsOutNoteEventCode`]).
-    #[serde(rename = "eventCode", default, skip_serializing_if = "Option::is_none")]
-    pub event_code: Option<GoodsOutNoteEventCode>,
+///A warehouse or shipping method, by id and name; the other fields of each are ignored.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct NamedItem {
+    ///Id.
+    pub id: i64,
+    ///Display name.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+}
+
+///Response of the warehouse and shipping-method GETs, `{"response": [{id, name, ...}]}`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct NamedItemListResponse {
+    ///The items.
+    pub response: ::std::vec::Vec<NamedItem>,
+}
+
+///Stock figures of one product, in total and per warehouse.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ProductAvailability {
+    /// `total` of `ProductAvailability` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub total: ::std::option::Option<StockLevels>,
+    ///Figures per warehouse, keyed by warehouse id (a numeric string).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub warehouses: ::std::option::Option<
+        ::std::collections::BTreeMap<::std::string::String, StockLevels>,
+    >,
+}
+
+///Response of the product-availability GET, `{"response": {"<productId>": ProductAvailability}}`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ProductAvailabilityResponse {
+    ///Availability keyed by product id (a numeric string).
+    pub response: ::std::collections::BTreeMap<
+        ::std::string::String,
+        ProductAvailability,
+    >,
+}
+
+/**Stock figures. In the published example (total 10 in stock, 1 allocated, 9 on hand; warehouse
+2: 3, 1, 2) and in the recording (60, 12, 48) `onHand = inStock - allocated`, so `onHand`
+looks like the sellable quantity; the Medusa plugin syncs web stock from
+`warehouses[wh].onHand`. In the published example `total.inTransit` (2) is not the sum of the
+warehouses' visible `inTransit`.*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct StockLevels {
+    ///Allocated to orders.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub allocated: ::std::option::Option<i64>,
+    ///Physically in stock, including allocated units.
+    #[serde(rename = "inStock", skip_serializing_if = "::std::option::Option::is_none")]
+    pub in_stock: ::std::option::Option<i64>,
+    ///In transit between warehouses.
+    #[serde(
+        rename = "inTransit",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub in_transit: ::std::option::Option<i64>,
+    ///In stock and not allocated (observed `inStock - allocated`).
+    #[serde(rename = "onHand", skip_serializing_if = "::std::option::Option::is_none")]
+    pub on_hand: ::std::option::Option<i64>,
+}
+
+/// Error types.
+pub mod error {
+    /// Error from a `TryFrom` or `FromStr` implementation.
+    pub struct ConversionError(::std::borrow::Cow<'static, str>);
+    impl ::std::error::Error for ConversionError {}
+    impl ::std::fmt::Display for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Display::fmt(&self.0, f)
+        }
+    }
+    impl ::std::fmt::Debug for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Debug::fmt(&self.0, f)
+        }
+    }
+    impl From<&'static str> for ConversionError {
+        fn from(value: &'static str) -> Self {
+            Self(value.into())
+        }
+    }
+    impl From<String> for ConversionError {
+        fn from(value: String) -> Self {
+            Self(value.into())
+        }
+    }
 }
 
 /// GON event code: `PRI` printed, `UPR` unprinted, `PIC` picked, `UPI` unpicked, `PAC` packed, `UPA` unpacked, `SHW` shipped, `PLA` (seen on the creation event).
@@ -383,27 +585,16 @@ impl<'de> serde::Deserialize<'de> for GoodsOutNoteEventCode {
     }
 }
 
-/// Response of the warehouse and shipping-method GETs, `{"response": [{id, name, ...}]}`.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct NamedItemListResponse {
-    /// The items.
-    pub response: Vec<NamedItem>,
-}
-
-/// A warehouse or shipping method, by id and name; the other fields of each are ignored.
-///
-/// **Open question:** Only id and name are modelled. Shipping methods also carry code, breaks (comma-separated), methodType (integer), additionalInformationRequired, carrier, countries (comma-separated) and channelBrandTemplates (channel-brand id to template id; the published example writes its keys unquoted, which is not valid JSON); warehouses carry typeCode, typeDescription, address, clickAndCollectEnabled and weeklyOperatingPeriods. They are not added because the sandbox builds this struct field by field (crates/sandbox/src/brightpearl/warehouse.rs, warehouses and shipping_methods); unknown fields are ignored, so reading is unaffected.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct NamedItem {
-    /// Id.
-    ///
-    /// Example: `2`
-    pub id: i64,
-    /// Display name.
-    ///
-    /// Example: `Main warehouse`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+impl schemars::JsonSchema for GoodsOutNoteEventCode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "GoodsOutNoteEventCode".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["PRI", "UPR", "PIC", "UPI", "PAC", "UPA",
+            "SHW", "PLA"] }
+        )
+    }
 }
 
 /// Parameters of [`operations::GET_PRODUCT_AVAILABILITY`].

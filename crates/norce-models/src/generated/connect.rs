@@ -28,78 +28,897 @@
     rustdoc::invalid_html_tags
 )]
 
+/**A payment to cancel with the PSP (Connect `Payment`: "Represents successful payment
+reservation. Either PaymentCode or PaymentRef must be provided.").*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct CancelOrderPayment {
+    ///PSP-specific extra information.
+    #[serde(
+        rename = "AdditionalInfo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub additional_info: ::std::option::Option<::std::vec::Vec<CodeValue>>,
+    ///Amount paid or reserved including VAT after rounding rules.
+    #[serde(rename = "Amount", skip_serializing_if = "::std::option::Option::is_none")]
+    pub amount: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///ISO 4217 currency code.
+    #[serde(
+        rename = "CurrencyCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub currency_code: ::std::option::Option<::std::string::String>,
+    ///Payment code; used for payment matching (an integer in Connect, unlike the string PaymentCode of OrderPaymentReceivedEvent).
+    #[serde(
+        rename = "PaymentCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub payment_code: ::std::option::Option<i32>,
+    ///The payment method code sent to the ERP, configured on the payment method in Norce.
+    #[serde(
+        rename = "PaymentMethodCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub payment_method_code: ::std::option::Option<::std::string::String>,
+    ///Name of the payment selected at the provider, e.g. `Card`, `BankAccount`, `Swish` (PSP dependent).
+    #[serde(
+        rename = "PaymentName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub payment_name: ::std::option::Option<::std::string::String>,
+    ///The transaction identifier from the PSP.
+    #[serde(rename = "PaymentRef")]
+    pub payment_ref: ::std::string::String,
+}
+
+/**Cancel an order identified by ClientOrderRef and/or ErpOrderNo ("Request for order
+cancellation. Either ClientOrderRef or ErpOrderNo must be provided.").*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct CancelOrderRequest {
+    ///Legacy flag asking Norce to cancel the payment (old Storm contract); current Connect takes `Payments` instead.
+    #[serde(
+        rename = "CancelPayment",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub cancel_payment: ::std::option::Option<bool>,
+    ///The Norce basket (quotation) id of the order; used for order matching.
+    #[serde(
+        rename = "ClientOrderRef",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub client_order_ref: ::std::option::Option<i32>,
+    ///The ERP order number; used for order matching.
+    #[serde(
+        rename = "ErpOrderNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub erp_order_no: ::std::option::Option<::std::string::String>,
+    ///Payments to cancel at the PSP ("If supplied, a cancel call is made for all included payments").
+    #[serde(rename = "Payments", skip_serializing_if = "::std::option::Option::is_none")]
+    pub payments: ::std::option::Option<::std::vec::Vec<CancelOrderPayment>>,
+}
+
+///A code/value pair (payment, pickup-point and order-line additional info); no field is required.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct CodeValue {
+    ///The info code.
+    #[serde(rename = "Code", skip_serializing_if = "::std::option::Option::is_none")]
+    pub code: ::std::option::Option<::std::string::String>,
+    ///The info code (the contract's replacement for Code).
+    #[serde(rename = "Code2", skip_serializing_if = "::std::option::Option::is_none")]
+    pub code2: ::std::option::Option<::std::string::String>,
+    ///Internal id of the info type (the docs say to use Code instead).
+    #[serde(rename = "Id", skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i32>,
+    ///The value.
+    #[serde(rename = "Value", skip_serializing_if = "::std::option::Option::is_none")]
+    pub value: ::std::option::Option<::std::string::String>,
+}
+
+///Fields common to every X-StormConnect-Header of an asynchronous import.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ConnectHeader {
+    ///The integration's system account id in Norce Admin.
+    #[serde(rename = "AccountId")]
+    pub account_id: i32,
+    ///If true, records of the same scope that are missing from the payload are deactivated or removed; use false unless sure.
+    #[serde(rename = "FullFile")]
+    pub full_file: bool,
+    ///Only exists in import logs; "Should be omitted" in a request.
+    #[serde(rename = "JobId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub job_id: ::std::option::Option<i32>,
+    ///Payload format: 0 JSON, 1 XML.
+    #[serde(
+        rename = "SerializationType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub serialization_type: ::std::option::Option<i32>,
+    ///A file on Norce's storage to import instead of an inline payload.
+    #[serde(
+        rename = "StorageName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub storage_name: ::std::option::Option<::std::string::String>,
+    ///Supplier id, for supplier-scoped imports.
+    #[serde(
+        rename = "SupplierId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub supplier_id: ::std::option::Option<i32>,
+}
+
+///The delivery address of a delivery note (Connect `Address`).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct DeliveryAddress {
+    ///Box (post-office box).
+    #[serde(rename = "Box", skip_serializing_if = "::std::option::Option::is_none")]
+    pub box_: ::std::option::Option<::std::string::String>,
+    ///Care-of line.
+    #[serde(rename = "CareOf", skip_serializing_if = "::std::option::Option::is_none")]
+    pub care_of: ::std::option::Option<::std::string::String>,
+    ///City.
+    #[serde(rename = "City", skip_serializing_if = "::std::option::Option::is_none")]
+    pub city: ::std::option::Option<::std::string::String>,
+    ///Country as ISO 3166 alpha-2 code.
+    #[serde(rename = "Country", skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    ///First address line.
+    #[serde(rename = "Line1", skip_serializing_if = "::std::option::Option::is_none")]
+    pub line1: ::std::option::Option<::std::string::String>,
+    ///Second address line.
+    #[serde(rename = "Line2", skip_serializing_if = "::std::option::Option::is_none")]
+    pub line2: ::std::option::Option<::std::string::String>,
+    ///Region or state.
+    #[serde(rename = "Region", skip_serializing_if = "::std::option::Option::is_none")]
+    pub region: ::std::option::Option<::std::string::String>,
+    ///Address type ("Always null. Deprecated").
+    #[serde(rename = "Type", skip_serializing_if = "::std::option::Option::is_none")]
+    pub type_: ::std::option::Option<::std::string::String>,
+    ///Postal code.
+    #[serde(rename = "ZipCode", skip_serializing_if = "::std::option::Option::is_none")]
+    pub zip_code: ::std::option::Option<::std::string::String>,
+}
+
+///A delivery note (shipment) for an order, with lines and parcels.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct DeliveryNote {
+    ///ERP code of the buying company.
+    #[serde(
+        rename = "BuyerCompanyCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub buyer_company_code: ::std::option::Option<::std::string::String>,
+    ///ERP code of the buying customer.
+    #[serde(
+        rename = "BuyerCustomerCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub buyer_customer_code: ::std::option::Option<::std::string::String>,
+    /// `DeliveryAddress` of `DeliveryNote` (see its type).
+    #[serde(
+        rename = "DeliveryAddress",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_address: ::std::option::Option<DeliveryAddress>,
+    ///Attention line.
+    #[serde(
+        rename = "DeliveryAttention",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_attention: ::std::option::Option<::std::string::String>,
+    ///When the goods were shipped (a .NET DateTime in the contract; the docs sample types it `string`).
+    #[serde(rename = "DeliveryDate")]
+    pub delivery_date: ::models_runtime::Timestamp,
+    ///Delivery method code.
+    #[serde(
+        rename = "DeliveryMode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_mode: ::std::option::Option<::std::string::String>,
+    ///Name of the recipient.
+    #[serde(
+        rename = "DeliveryName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_name: ::std::option::Option<::std::string::String>,
+    ///The delivered lines.
+    #[serde(
+        rename = "DeliveryNoteItems",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_note_items: ::std::option::Option<::std::vec::Vec<DeliveryNoteItem>>,
+    ///The parcels, each with its tracking number.
+    #[serde(
+        rename = "DeliveryNotePackages",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_note_packages: ::std::option::Option<
+        ::std::vec::Vec<DeliveryNotePackage>,
+    >,
+    ///Division code.
+    #[serde(
+        rename = "DivisionCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub division_code: ::std::option::Option<::std::string::String>,
+    ///The delivery-note number (unique per delivery).
+    #[serde(rename = "NoteNo")]
+    pub note_no: ::std::string::String,
+    ///Free text on the delivery note.
+    #[serde(rename = "NoteText", skip_serializing_if = "::std::option::Option::is_none")]
+    pub note_text: ::std::option::Option<::std::string::String>,
+    ///The ERP order number of the order being delivered.
+    #[serde(rename = "OrderNo")]
+    pub order_no: ::std::string::String,
+    ///Delivery-note status id (a non-nullable int in the contract; its values are not described).
+    #[serde(rename = "StatusId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub status_id: ::std::option::Option<i32>,
+}
+
+///A delivered line.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct DeliveryNoteItem {
+    ///Supplier comment.
+    #[serde(rename = "Comment", skip_serializing_if = "::std::option::Option::is_none")]
+    pub comment: ::std::option::Option<::std::string::String>,
+    ///Item description.
+    #[serde(
+        rename = "Description",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub description: ::std::option::Option<::std::string::String>,
+    ///Deprecated id ("Always null, deprecated").
+    #[serde(rename = "Id", skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i32>,
+    ///The part number (SKU).
+    #[serde(rename = "ItemNo")]
+    pub item_no: ::std::string::String,
+    ///Delivered quantity.
+    #[serde(rename = "Qty")]
+    pub qty: ::models_runtime::DecimalNumber,
+    ///The order line number this delivery line refers to.
+    #[serde(
+        rename = "RowNumber",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub row_number: ::std::option::Option<::models_runtime::DecimalNumber>,
+}
+
+///A parcel of a delivery note ("Package information for tracking").
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct DeliveryNotePackage {
+    ///Deprecated id ("Always null, deprecated").
+    #[serde(rename = "Id", skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i32>,
+    ///The carrier's parcel number, used as the tracking number.
+    #[serde(rename = "ParcelNumber")]
+    pub parcel_number: ::std::string::String,
+    ///Parcel status: 4 Delivered, 6 Canceled, 11 Ready for pickup, 12 Picked up, 20 Reserved (the complete documented list).
+    #[serde(rename = "StatusId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub status_id: ::std::option::Option<i32>,
+}
+
+///An import job and its counters (JobDto).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Job {
+    ///Rows that failed.
+    #[serde(rename = "Fail", skip_serializing_if = "::std::option::Option::is_none")]
+    pub fail: ::std::option::Option<i32>,
+    ///Rows inserted.
+    #[serde(rename = "Insert", skip_serializing_if = "::std::option::Option::is_none")]
+    pub insert: ::std::option::Option<i32>,
+    ///Whether the job has finished.
+    #[serde(
+        rename = "IsFinished",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub is_finished: ::std::option::Option<bool>,
+    ///The job id.
+    #[serde(rename = "JobId")]
+    pub job_id: i32,
+    ///When the job was last updated.
+    #[serde(
+        rename = "LastUpdated",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub last_updated: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Run time as a .NET TimeSpan string, e.g. `00:00:12.3450000`.
+    #[serde(rename = "RunTime", skip_serializing_if = "::std::option::Option::is_none")]
+    pub run_time: ::std::option::Option<::std::string::String>,
+    ///When the job started.
+    #[serde(rename = "Start", skip_serializing_if = "::std::option::Option::is_none")]
+    pub start: ::std::option::Option<::models_runtime::Timestamp>,
+    ///1 Initialized, 2 Succeeded, 3 Failed, 4 Validation failed (the JobCompletedEvent also knows 5 Validating, 6 Queued).
+    #[serde(rename = "StatusId")]
+    pub status_id: i32,
+    ///When the job stopped.
+    #[serde(rename = "Stop", skip_serializing_if = "::std::option::Option::is_none")]
+    pub stop: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Relative path to the stored import file (`string(uri)` in the docs).
+    #[serde(
+        rename = "StorageName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub storage_name: ::std::option::Option<::std::string::String>,
+    ///Total number of rows processed.
+    #[serde(rename = "Totals", skip_serializing_if = "::std::option::Option::is_none")]
+    pub totals: ::std::option::Option<i32>,
+    ///Rows updated.
+    #[serde(rename = "Updates", skip_serializing_if = "::std::option::Option::is_none")]
+    pub updates: ::std::option::Option<i32>,
+}
+
+/**What Job/GetLog answers: the log as an array of entries, or a single entry as in Norce's
+published sample (norce-client turns both into a list).*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    PartialEq,
+    schemars::JsonSchema
+)]
+#[serde(untagged)]
+pub enum JobLogAnswer {
+    /// `JobLogAnswer` in the shape of [`JobLog`].
+    JobLog(JobLog),
+    /// `JobLogAnswer` in the shape of [`JobLogEntry`].
+    JobLogEntry(JobLogEntry),
+}
+
+impl ::std::convert::From<JobLog> for JobLogAnswer {
+    fn from(value: JobLog) -> Self {
+        Self::JobLog(value)
+    }
+}
+
+impl ::std::convert::From<JobLogEntry> for JobLogAnswer {
+    fn from(value: JobLogEntry) -> Self {
+        Self::JobLogEntry(value)
+    }
+}
+
+///One entry of a job log (JobLogDto).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct JobLogEntry {
+    ///The affected row from the import (may be truncated).
+    #[serde(
+        rename = "ImportedRow",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub imported_row: ::std::option::Option<::std::string::String>,
+    ///The log message.
+    #[serde(rename = "Message")]
+    pub message: ::std::string::String,
+    ///1 Information, 2 Warning, 3 Error.
+    #[serde(rename = "SeverityId")]
+    pub severity_id: i32,
+    ///When the entry was written.
+    #[serde(
+        rename = "TimeStamp",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub time_stamp: ::std::option::Option<::models_runtime::Timestamp>,
+}
+
+///The synchronous answer of an asynchronous import.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct JobResponse {
+    ///Human-readable description.
+    #[serde(
+        rename = "Description",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub description: ::std::option::Option<::std::string::String>,
+    ///The job id (an integer inside a string); poll it with Job/Get.
+    #[serde(rename = "JobId")]
+    pub job_id: ::std::string::String,
+    ///Status of the submission.
+    #[serde(
+        rename = "StatusCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub status_code: ::std::option::Option<::std::string::String>,
+    /// `ValidationSummary` of `JobResponse` (see its type).
+    #[serde(
+        rename = "ValidationSummary",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub validation_summary: ::std::option::Option<ValidationSummary>,
+}
+
+///An order info field set by SendOrderStatus (info types configured in Admin).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderInfo {
+    ///The info type code configured in Admin.
+    #[serde(rename = "Code")]
+    pub code: ::std::string::String,
+    ///The value.
+    #[serde(rename = "Value", skip_serializing_if = "::std::option::Option::is_none")]
+    pub value: ::std::option::Option<::std::string::String>,
+}
+
+/**A new status for an order, identified by ClientOrderRef and/or ErpOrderNo ("Either
+ClientOrderRef or ErpOrderNo must be provided"). The contract also has `ItemStatuses`
+(per-line statuses), which the docs schema does not list and we do not send.*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SendOrderStatusRequest {
+    ///The system account of the integration, if given.
+    #[serde(
+        rename = "AccountId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub account_id: ::std::option::Option<i32>,
+    ///The Norce basket (quotation) id of the order.
+    #[serde(
+        rename = "ClientOrderRef",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub client_order_ref: ::std::option::Option<i32>,
+    ///The ERP order number (max 50 characters); stored on the order when acknowledging.
+    #[serde(
+        rename = "ErpOrderNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub erp_order_no: ::std::option::Option<::std::string::String>,
+    ///Order info fields to set.
+    #[serde(rename = "Infos", skip_serializing_if = "::std::option::Option::is_none")]
+    pub infos: ::std::option::Option<::std::vec::Vec<OrderInfo>>,
+    /// `OrderStatus` of `SendOrderStatusRequest` (see its type).
+    #[serde(rename = "OrderStatus")]
+    pub order_status: ConnectOrderStatus,
+}
+
+///Stock of one SKU in one warehouse location.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SkuOnhand {
+    ///Quantity purchased from the supplier and not yet received (field code 4).
+    #[serde(
+        rename = "IncomingValue",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub incoming_value: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Info fields (field code 11).
+    #[serde(rename = "Infos", skip_serializing_if = "::std::option::Option::is_none")]
+    pub infos: ::std::option::Option<::std::vec::Vec<CodeValue>>,
+    ///Whether the on-hand record is active (field code 10).
+    #[serde(rename = "IsActive", skip_serializing_if = "::std::option::Option::is_none")]
+    pub is_active: ::std::option::Option<bool>,
+    ///Lead time in days (field code 6).
+    #[serde(
+        rename = "LeadTimeDayCount",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub lead_time_day_count: ::std::option::Option<i32>,
+    ///Location code within the warehouse, as set up in Admin.
+    #[serde(rename = "LocationCode")]
+    pub location_code: ::std::string::String,
+    ///Maximum stock level, the target when procuring (field code 9).
+    #[serde(
+        rename = "MaximumValue",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub maximum_value: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Minimum stock level, the reorder point (field code 8).
+    #[serde(
+        rename = "MinimumValue",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub minimum_value: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Date of the next incoming delivery (field code 5).
+    #[serde(
+        rename = "NextDeliveryDate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub next_delivery_date: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Deprecated; no longer imported.
+    #[serde(
+        rename = "OnOrderValue",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub on_order_value: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Quantity on the shelf (field code 3).
+    #[serde(
+        rename = "OnhandValue",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub onhand_value: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///The SKU part number (max 50).
+    #[serde(rename = "PartNo")]
+    pub part_no: ::std::string::String,
+    ///Warehouse code as set up in Admin.
+    #[serde(rename = "WarehouseCode")]
+    pub warehouse_code: ::std::string::String,
+}
+
+///The X-StormConnect-Header of Product/ImportOnhands.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SkuOnhandHeader {
+    ///The integration's system account id in Norce Admin.
+    #[serde(rename = "AccountId")]
+    pub account_id: i32,
+    ///If true, records of the same scope that are missing from the payload are deactivated or removed; use false unless sure.
+    #[serde(rename = "FullFile")]
+    pub full_file: bool,
+    ///Only exists in import logs; "Should be omitted" in a request.
+    #[serde(rename = "JobId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub job_id: ::std::option::Option<i32>,
+    ///Payload format: 0 JSON, 1 XML.
+    #[serde(
+        rename = "SerializationType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub serialization_type: ::std::option::Option<i32>,
+    ///The fields of SkuOnhand the payload sets; others are left untouched.
+    #[serde(rename = "SkuOnhandFieldsThatAreSet")]
+    pub sku_onhand_fields_that_are_set: ::std::vec::Vec<SkuOnhandField>,
+    ///A file on Norce's storage to import instead of an inline payload.
+    #[serde(
+        rename = "StorageName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub storage_name: ::std::option::Option<::std::string::String>,
+    ///Supplier id, for supplier-scoped imports.
+    #[serde(
+        rename = "SupplierId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub supplier_id: ::std::option::Option<i32>,
+}
+
+/**The price of one SKU in one price list (PartNo + PriceListCode is unique). "Any values that
+are null or 0 will be ignored (not overwrite current value in Norce)", unless the field is
+in IgnoreSkuPriceListFieldsWhenEmpty, which skips the whole entity.*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SkuPriceList {
+    ///Purchase cost (field code 4).
+    #[serde(
+        rename = "CostPurchase",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub cost_purchase: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Unit cost (field code 5).
+    #[serde(rename = "CostUnit", skip_serializing_if = "::std::option::Option::is_none")]
+    pub cost_unit: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///ISO 4217 currency code; must match the price list's currency.
+    #[serde(
+        rename = "CurrencyCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub currency_code: ::std::option::Option<::std::string::String>,
+    ///Whether the price is active (field code 10).
+    #[serde(rename = "IsActive", skip_serializing_if = "::std::option::Option::is_none")]
+    pub is_active: ::std::option::Option<bool>,
+    ///Whether promotions may discount this price (field code 9).
+    #[serde(
+        rename = "IsPriceDiscountable",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub is_price_discountable: ::std::option::Option<bool>,
+    ///The SKU part number.
+    #[serde(rename = "PartNo")]
+    pub part_no: ::std::string::String,
+    ///Catalog price (field code 8).
+    #[serde(
+        rename = "PriceCatalog",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_catalog: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Price-list (agreement) code as set up in Admin; used for matching.
+    #[serde(rename = "PriceListCode")]
+    pub price_list_code: ::std::string::String,
+    ///Previous price; can be used to show discounts (field code 7).
+    #[serde(
+        rename = "PricePrevious",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_previous: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Recommended price (field code 6).
+    #[serde(
+        rename = "PriceRecommended",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_recommended: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Price rule (field code 12): 1 CostPlus_PurchaseCost, 2 FixedPrice, 3 Margin_PurchaseCost, 4 UseRecommendedPrice, 5 CostPlus_UnitCost, 6 Margin_UnitCost, 7 UseStandardPrice_PctDiscount, 8 Competitive_PurchaseCost, 9 Competitive_UnitCost, 10 UseStandardPrice_FixedDiscount, 11 StructureCalculation, 12 UseCatalogPrice.
+    #[serde(
+        rename = "PriceRule",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_rule: ::std::option::Option<i32>,
+    ///Value used by the price rule.
+    #[serde(
+        rename = "PriceRuleValue",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_rule_value: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Selling price ex VAT, up to 4 decimals (field code 3).
+    #[serde(
+        rename = "PriceSale",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_sale: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Minimum quantity for this price (1 for the base price).
+    #[serde(
+        rename = "QuantityBreak",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub quantity_break: ::std::option::Option<i32>,
+}
+
+///The X-StormConnect-Header of Product/ImportSkuPriceLists.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SkuPriceListHeader {
+    ///The integration's system account id in Norce Admin.
+    #[serde(rename = "AccountId")]
+    pub account_id: i32,
+    ///If true, records of the same scope that are missing from the payload are deactivated or removed; use false unless sure.
+    #[serde(rename = "FullFile")]
+    pub full_file: bool,
+    /**"Specifies which SKU price list fields that are mandatory": a price entity whose
+value for one of them is missing (null or 0) is skipped as a whole. Only the seven
+SkuPriceListMandatoryField values are allowed, each also in
+SkuPriceListFieldsThatAreSet; norce-client refuses a header that breaks either rule.
+*/
+    #[serde(
+        rename = "IgnoreSkuPriceListFieldsWhenEmpty",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub ignore_sku_price_list_fields_when_empty: ::std::option::Option<
+        ::std::vec::Vec<SkuPriceListMandatoryField>,
+    >,
+    ///Only exists in import logs; "Should be omitted" in a request.
+    #[serde(rename = "JobId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub job_id: ::std::option::Option<i32>,
+    ///Payload format: 0 JSON, 1 XML.
+    #[serde(
+        rename = "SerializationType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub serialization_type: ::std::option::Option<i32>,
+    ///The fields of SkuPriceList the payload sets.
+    #[serde(rename = "SkuPriceListFieldsThatAreSet")]
+    pub sku_price_list_fields_that_are_set: ::std::vec::Vec<SkuPriceListField>,
+    ///A file on Norce's storage to import instead of an inline payload.
+    #[serde(
+        rename = "StorageName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub storage_name: ::std::option::Option<::std::string::String>,
+    ///Supplier id, for supplier-scoped imports.
+    #[serde(
+        rename = "SupplierId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub supplier_id: ::std::option::Option<i32>,
+}
+
+///Any X-StormConnect-Header we send, told apart by which FieldsThatAreSet list it has.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    PartialEq,
+    schemars::JsonSchema
+)]
+#[serde(untagged)]
+pub enum StormConnectHeader {
+    /// `StormConnectHeader` in the shape of [`SkuPriceListHeader`].
+    PriceListHeader(SkuPriceListHeader),
+    /// `StormConnectHeader` in the shape of [`SkuOnhandHeader`].
+    OnhandHeader(SkuOnhandHeader),
+}
+
+impl ::std::convert::From<SkuPriceListHeader> for StormConnectHeader {
+    fn from(value: SkuPriceListHeader) -> Self {
+        Self::PriceListHeader(value)
+    }
+}
+
+impl ::std::convert::From<SkuOnhandHeader> for StormConnectHeader {
+    fn from(value: SkuOnhandHeader) -> Self {
+        Self::OnhandHeader(value)
+    }
+}
+
+///Result of validating the submitted entities.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ValidationSummary {
+    ///Validation messages.
+    #[serde(rename = "Messages", skip_serializing_if = "::std::option::Option::is_none")]
+    pub messages: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+    ///Number of entities received.
+    #[serde(
+        rename = "NrOfItemsInTotal",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub nr_of_items_in_total: ::std::option::Option<i32>,
+    ///Number of entities that failed validation.
+    #[serde(
+        rename = "NrOfValidationFailures",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub nr_of_validation_failures: ::std::option::Option<i32>,
+}
+
+/// Error types.
+pub mod error {
+    /// Error from a `TryFrom` or `FromStr` implementation.
+    pub struct ConversionError(::std::borrow::Cow<'static, str>);
+    impl ::std::error::Error for ConversionError {}
+    impl ::std::fmt::Display for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Display::fmt(&self.0, f)
+        }
+    }
+    impl ::std::fmt::Debug for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Debug::fmt(&self.0, f)
+        }
+    }
+    impl From<&'static str> for ConversionError {
+        fn from(value: &'static str) -> Self {
+            Self(value.into())
+        }
+    }
+    impl From<String> for ConversionError {
+        fn from(value: String) -> Self {
+            Self(value.into())
+        }
+    }
+}
+
 /// An error body from Connect; Norce documents no schema, so it is kept as arbitrary JSON (log it raw).
 ///
 /// **Open question:** No JSON error-body schema is documented for Connect 400/500 responses.
 pub type ConnectErrorBody = serde_json::Value;
-
-/// A code/value pair (payment, pickup-point and order-line additional info); no field is required.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct CodeValue {
-    /// The info code.
-    ///
-    /// **Open question:** The sources contradict on which field carries the code: the docs say Code 'has erroneous behaviour' and Id 'use code instead'; the contract marks Code obsolete ('Use Code2 to get real Code ... Info.Name gets wrongly mapped here'). Read Code2 first, then Code.
-    ///
-    /// Example: `ErpStatusText`
-    #[serde(rename = "Code", default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    /// The info code (the contract's replacement for Code).
-    #[serde(rename = "Code2", default, skip_serializing_if = "Option::is_none")]
-    pub code2: Option<String>,
-    /// Internal id of the info type (the docs say to use Code instead).
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i32>,
-    /// The value.
-    ///
-    /// Example: `Picked`
-    #[serde(rename = "Value", default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-}
-
-/// An order info field set by SendOrderStatus (info types configured in Admin).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderInfo {
-    /// The info type code configured in Admin.
-    ///
-    /// Example: `ErpStatusText`
-    #[serde(rename = "Code")]
-    pub code: String,
-    /// The value.
-    ///
-    /// Example: `Picked`
-    #[serde(rename = "Value", default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-}
-
-/// A new status for an order, identified by ClientOrderRef and/or ErpOrderNo ("Either
-/// ClientOrderRef or ErpOrderNo must be provided"). The contract also has `ItemStatuses`
-/// (per-line statuses), which the docs schema does not list and we do not send.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SendOrderStatusRequest {
-    /// The Norce basket (quotation) id of the order.
-    ///
-    /// **Open question:** The sources contradict: the schema text says either ClientOrderRef or ErpOrderNo must be given, but the schema marks both as required. Neither is required here; norce-client and the sandbox demand one of them.
-    ///
-    /// Example: `456789`
-    #[serde(rename = "ClientOrderRef", default, skip_serializing_if = "Option::is_none")]
-    pub client_order_ref: Option<i32>,
-    /// The ERP order number (max 50 characters); stored on the order when acknowledging.
-    ///
-    /// Example: `SO-2024-000731`
-    #[serde(rename = "ErpOrderNo", default, skip_serializing_if = "Option::is_none")]
-    pub erp_order_no: Option<String>,
-    /// `OrderStatus` of `SendOrderStatusRequest` (no description in the spec; see the type [`ConnectOrderStatus`]).
-    #[serde(rename = "OrderStatus")]
-    pub order_status: ConnectOrderStatus,
-    /// The system account of the integration, if given.
-    #[serde(rename = "AccountId", default, skip_serializing_if = "Option::is_none")]
-    pub account_id: Option<i32>,
-    /// Order info fields to set.
-    ///
-    /// **Open question:** The docs sample shows `Infos: [ { } ]` without the item fields; the contract types the items OrderInfo {Code, Value}, which is used here.
-    #[serde(rename = "Infos", default, skip_serializing_if = "Option::is_none")]
-    pub infos: Option<Vec<OrderInfo>>,
-}
 
 /// An order status name accepted by SendOrderStatus (contract codes 0 Created ... 20 Reserved).
 ///
@@ -276,272 +1095,20 @@ impl<'de> serde::Deserialize<'de> for ConnectOrderStatus {
     }
 }
 
-/// A delivery note (shipment) for an order, with lines and parcels.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DeliveryNote {
-    /// The ERP order number of the order being delivered.
-    ///
-    /// Example: `SO-2024-000731`
-    #[serde(rename = "OrderNo")]
-    pub order_no: String,
-    /// The delivery-note number (unique per delivery).
-    ///
-    /// Example: `DN-2024-001204`
-    #[serde(rename = "NoteNo")]
-    pub note_no: String,
-    /// When the goods were shipped (a .NET DateTime in the contract; the docs sample types it `string`).
-    ///
-    /// Example: `2024-08-02T14:05:00Z`
-    #[serde(rename = "DeliveryDate")]
-    pub delivery_date: models_runtime::Timestamp,
-    /// ERP code of the buying company.
-    #[serde(
-        rename = "BuyerCompanyCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub buyer_company_code: Option<String>,
-    /// ERP code of the buying customer.
-    #[serde(
-        rename = "BuyerCustomerCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub buyer_customer_code: Option<String>,
-    /// `DeliveryAddress` of `DeliveryNote` (no description in the spec; see the type [`DeliveryAddress`]).
-    #[serde(
-        rename = "DeliveryAddress",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub delivery_address: Option<DeliveryAddress>,
-    /// Name of the recipient.
-    #[serde(rename = "DeliveryName", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_name: Option<String>,
-    /// Attention line.
-    #[serde(
-        rename = "DeliveryAttention",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub delivery_attention: Option<String>,
-    /// Delivery method code.
-    #[serde(rename = "DeliveryMode", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_mode: Option<String>,
-    /// Free text on the delivery note.
-    #[serde(rename = "NoteText", default, skip_serializing_if = "Option::is_none")]
-    pub note_text: Option<String>,
-    /// Division code.
-    #[serde(rename = "DivisionCode", default, skip_serializing_if = "Option::is_none")]
-    pub division_code: Option<String>,
-    /// Delivery-note status id (a non-nullable int in the contract; its values are not described).
-    #[serde(rename = "StatusId", default, skip_serializing_if = "Option::is_none")]
-    pub status_id: Option<i32>,
-    /// The delivered lines.
-    ///
-    /// **Open question:** The sources contradict: Norce's current sample JSON writes `DeliverynoteItems` (lower-case n) while the contract has `DeliveryNoteItems`; the contract casing is sent here (.NET JSON binding is usually case-insensitive) and the sandbox accepts both.
-    #[serde(
-        rename = "DeliveryNoteItems",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub delivery_note_items: Option<Vec<DeliveryNoteItem>>,
-    /// The parcels, each with its tracking number.
-    #[serde(
-        rename = "DeliveryNotePackages",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub delivery_note_packages: Option<Vec<DeliveryNotePackage>>,
-}
-
-/// The delivery address of a delivery note (Connect `Address`).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct DeliveryAddress {
-    /// First address line.
-    #[serde(rename = "Line1", default, skip_serializing_if = "Option::is_none")]
-    pub line1: Option<String>,
-    /// Second address line.
-    #[serde(rename = "Line2", default, skip_serializing_if = "Option::is_none")]
-    pub line2: Option<String>,
-    /// Box (post-office box).
-    #[serde(rename = "Box", default, skip_serializing_if = "Option::is_none")]
-    pub box_: Option<String>,
-    /// Care-of line.
-    #[serde(rename = "CareOf", default, skip_serializing_if = "Option::is_none")]
-    pub care_of: Option<String>,
-    /// Postal code.
-    #[serde(rename = "ZipCode", default, skip_serializing_if = "Option::is_none")]
-    pub zip_code: Option<String>,
-    /// City.
-    #[serde(rename = "City", default, skip_serializing_if = "Option::is_none")]
-    pub city: Option<String>,
-    /// Region or state.
-    #[serde(rename = "Region", default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    /// Country as ISO 3166 alpha-2 code.
-    ///
-    /// Example: `SE`
-    #[serde(rename = "Country", default, skip_serializing_if = "Option::is_none")]
-    pub country: Option<String>,
-    /// Address type ("Always null. Deprecated").
-    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub type_: Option<String>,
-}
-
-/// A delivered line.
-///
-/// **Open question:** Redocly lists required properties first in its samples; the CreateDeliveryNote sample starts with ItemNo, Qty, RowNumber, which suggests RowNumber is required too (the contract's RowNumber is a non-nullable decimal). Only ItemNo and Qty are required here.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct DeliveryNoteItem {
-    /// The order line number this delivery line refers to.
-    ///
-    /// Example: `1`
-    #[serde(rename = "RowNumber", default, skip_serializing_if = "Option::is_none")]
-    pub row_number: Option<models_runtime::DecimalNumber>,
-    /// The part number (SKU).
-    ///
-    /// Example: `100015`
-    #[serde(rename = "ItemNo")]
-    pub item_no: String,
-    /// Item description.
-    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// Delivered quantity.
-    ///
-    /// Example: `2`
-    #[serde(rename = "Qty")]
-    pub qty: models_runtime::DecimalNumber,
-    /// Supplier comment.
-    #[serde(rename = "Comment", default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
-    /// Deprecated id ("Always null, deprecated").
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i32>,
-}
-
-/// A parcel of a delivery note ("Package information for tracking").
-///
-/// **Open question:** ParcelNumber is required here (a parcel without a tracking number is of no use to us); the docs mark none of the fields required.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct DeliveryNotePackage {
-    /// The carrier's parcel number, used as the tracking number.
-    ///
-    /// Example: `00370730253012345678`
-    #[serde(rename = "ParcelNumber")]
-    pub parcel_number: String,
-    /// Parcel status: 4 Delivered, 6 Canceled, 11 Ready for pickup, 12 Picked up, 20 Reserved (the complete documented list).
-    ///
-    /// Example: `4`
-    #[serde(rename = "StatusId", default, skip_serializing_if = "Option::is_none")]
-    pub status_id: Option<i32>,
-    /// Deprecated id ("Always null, deprecated").
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i32>,
-}
-
-/// Cancel an order identified by ClientOrderRef and/or ErpOrderNo ("Request for order
-/// cancellation. Either ClientOrderRef or ErpOrderNo must be provided.").
-///
-/// **Open question:** The sources contradict: the schema marks both ClientOrderRef and ErpOrderNo required while its text says either must be provided. Neither is required here; norce-client and the sandbox demand one of them.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct CancelOrderRequest {
-    /// The Norce basket (quotation) id of the order; used for order matching.
-    ///
-    /// Example: `456789`
-    #[serde(rename = "ClientOrderRef", default, skip_serializing_if = "Option::is_none")]
-    pub client_order_ref: Option<i32>,
-    /// The ERP order number; used for order matching.
-    ///
-    /// Example: `SO-2024-000731`
-    #[serde(rename = "ErpOrderNo", default, skip_serializing_if = "Option::is_none")]
-    pub erp_order_no: Option<String>,
-    /// Payments to cancel at the PSP ("If supplied, a cancel call is made for all included payments").
-    #[serde(rename = "Payments", default, skip_serializing_if = "Option::is_none")]
-    pub payments: Option<Vec<CancelOrderPayment>>,
-    /// Legacy flag asking Norce to cancel the payment (old Storm contract); current Connect takes `Payments` instead.
-    #[serde(rename = "CancelPayment", default, skip_serializing_if = "Option::is_none")]
-    pub cancel_payment: Option<bool>,
-}
-
-/// A payment to cancel with the PSP (Connect `Payment`: "Represents successful payment
-/// reservation. Either PaymentCode or PaymentRef must be provided.").
-///
-/// **Open question:** The sources contradict on what is required: cancelorder.md marks PaymentCode, PaymentMethodCode and PaymentRef required, the Payments text says 'Required property for each Payment is PaymentRef', and the Payment schema text says 'Either PaymentCode or PaymentRef must be provided'. Only PaymentRef is required here.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct CancelOrderPayment {
-    /// Payment code; used for payment matching (an integer in Connect, unlike the string PaymentCode of OrderPaymentReceivedEvent).
-    ///
-    /// Example: `0`
-    #[serde(rename = "PaymentCode", default, skip_serializing_if = "Option::is_none")]
-    pub payment_code: Option<i32>,
-    /// The payment method code sent to the ERP, configured on the payment method in Norce.
-    ///
-    /// Example: `KLARNA`
-    #[serde(
-        rename = "PaymentMethodCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub payment_method_code: Option<String>,
-    /// The transaction identifier from the PSP.
-    ///
-    /// Example: `kl-5f2e9a10`
-    #[serde(rename = "PaymentRef")]
-    pub payment_ref: String,
-    /// PSP-specific extra information.
-    #[serde(rename = "AdditionalInfo", default, skip_serializing_if = "Option::is_none")]
-    pub additional_info: Option<Vec<CodeValue>>,
-    /// Amount paid or reserved including VAT after rounding rules.
-    #[serde(rename = "Amount", default, skip_serializing_if = "Option::is_none")]
-    pub amount: Option<models_runtime::DecimalNumber>,
-    /// ISO 4217 currency code.
-    ///
-    /// Example: `SEK`
-    #[serde(rename = "CurrencyCode", default, skip_serializing_if = "Option::is_none")]
-    pub currency_code: Option<String>,
-    /// Name of the payment selected at the provider, e.g. `Card`, `BankAccount`, `Swish` (PSP dependent).
-    ///
-    /// Example: `Card`
-    #[serde(rename = "PaymentName", default, skip_serializing_if = "Option::is_none")]
-    pub payment_name: Option<String>,
-}
-
-/// Fields common to every X-StormConnect-Header of an asynchronous import.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ConnectHeader {
-    /// The integration's system account id in Norce Admin.
-    ///
-    /// **Open question:** How the AccountId (system account) of an integration is obtained in Admin is not documented in the notes.
-    ///
-    /// Example: `1`
-    #[serde(rename = "AccountId")]
-    pub account_id: i32,
-    /// If true, records of the same scope that are missing from the payload are deactivated or removed; use false unless sure.
-    ///
-    /// **Open question:** The on-hand header page's FullFile text is copied from the competitor import ('all prices from the competitors not in this import will be deactivated'); for prices it says 'all price records for the price lists in the import that is NOT included will be deactivated'. What exactly an on-hand FullFile deactivates is unverified.
-    ///
-    /// Example: `false`
-    #[serde(rename = "FullFile")]
-    pub full_file: bool,
-    /// Only exists in import logs; "Should be omitted" in a request.
-    #[serde(rename = "JobId", default, skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<i32>,
-    /// Payload format: 0 JSON, 1 XML.
-    ///
-    /// Example: `0`
-    #[serde(
-        rename = "SerializationType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub serialization_type: Option<i32>,
-    /// A file on Norce's storage to import instead of an inline payload.
-    #[serde(rename = "StorageName", default, skip_serializing_if = "Option::is_none")]
-    pub storage_name: Option<String>,
-    /// Supplier id, for supplier-scoped imports.
-    #[serde(rename = "SupplierId", default, skip_serializing_if = "Option::is_none")]
-    pub supplier_id: Option<i32>,
+impl schemars::JsonSchema for ConnectOrderStatus {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ConnectOrderStatus".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["Created", "Allocation", "Confirmed",
+            "BackOrder", "Delivered", "Invoiced", "Cancelled", "CreditControl",
+            "PartlyDelivered", "Acknowledged", "ErpConfirmed", "ReadyForPickup",
+            "PickedUp", "NotPickedUp", "OnHold", "WaitingForCancel",
+            "WaitingForOnHoldRemoved", "CancelError", "AcknowledgementError",
+            "ReadyForReservation", "Reserved"] }
+        )
+    }
 }
 
 /// A field of SkuOnhand that the import sets. Codes: 3 OnhandValue, 4 IncomingValue,
@@ -656,44 +1223,17 @@ impl<'de> serde::Deserialize<'de> for SkuOnhandField {
     }
 }
 
-/// The X-StormConnect-Header of Product/ImportOnhands.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SkuOnhandHeader {
-    /// The integration's system account id in Norce Admin.
-    ///
-    /// **Open question:** How the AccountId (system account) of an integration is obtained in Admin is not documented in the notes.
-    ///
-    /// Example: `1`
-    #[serde(rename = "AccountId")]
-    pub account_id: i32,
-    /// If true, records of the same scope that are missing from the payload are deactivated or removed; use false unless sure.
-    ///
-    /// **Open question:** The on-hand header page's FullFile text is copied from the competitor import ('all prices from the competitors not in this import will be deactivated'); for prices it says 'all price records for the price lists in the import that is NOT included will be deactivated'. What exactly an on-hand FullFile deactivates is unverified.
-    ///
-    /// Example: `false`
-    #[serde(rename = "FullFile")]
-    pub full_file: bool,
-    /// Only exists in import logs; "Should be omitted" in a request.
-    #[serde(rename = "JobId", default, skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<i32>,
-    /// Payload format: 0 JSON, 1 XML.
-    ///
-    /// Example: `0`
-    #[serde(
-        rename = "SerializationType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub serialization_type: Option<i32>,
-    /// A file on Norce's storage to import instead of an inline payload.
-    #[serde(rename = "StorageName", default, skip_serializing_if = "Option::is_none")]
-    pub storage_name: Option<String>,
-    /// Supplier id, for supplier-scoped imports.
-    #[serde(rename = "SupplierId", default, skip_serializing_if = "Option::is_none")]
-    pub supplier_id: Option<i32>,
-    /// The fields of SkuOnhand the payload sets; others are left untouched.
-    #[serde(rename = "SkuOnhandFieldsThatAreSet")]
-    pub sku_onhand_fields_that_are_set: Vec<SkuOnhandField>,
+impl schemars::JsonSchema for SkuOnhandField {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SkuOnhandField".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["OnhandValue", "IncomingValue",
+            "NextDeliveryDate", "LeadTimeDayCount", "MinimumValue", "MaximumValue",
+            "IsActive", "Infos"] }
+        )
+    }
 }
 
 /// A field of SkuPriceList that the import sets. Codes: 3 PriceSale, 4 CostPurchase,
@@ -823,6 +1363,20 @@ impl<'de> serde::Deserialize<'de> for SkuPriceListField {
     }
 }
 
+impl schemars::JsonSchema for SkuPriceListField {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SkuPriceListField".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["PriceSale", "CostPurchase", "CostUnit",
+            "PriceRecommended", "PricePrevious", "PriceCatalog", "IsPriceDiscountable",
+            "IsActive", "IsPriceDiscountableCreateOnly", "PriceRule",
+            "FullfileResetInheritance"] }
+        )
+    }
+}
+
 /// A field IgnoreSkuPriceListFieldsWhenEmpty may name: only 3 PriceSale, 4 CostPurchase,
 /// 5 CostUnit, 6 PriceRecommended, 7 PricePrevious, 8 PriceCatalog and 10 IsActive are allowed,
 /// and each must also be listed in SkuPriceListFieldsThatAreSet. JSON accepts the names or the
@@ -929,330 +1483,20 @@ impl<'de> serde::Deserialize<'de> for SkuPriceListMandatoryField {
     }
 }
 
-/// The X-StormConnect-Header of Product/ImportSkuPriceLists.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SkuPriceListHeader {
-    /// The integration's system account id in Norce Admin.
-    ///
-    /// **Open question:** How the AccountId (system account) of an integration is obtained in Admin is not documented in the notes.
-    ///
-    /// Example: `1`
-    #[serde(rename = "AccountId")]
-    pub account_id: i32,
-    /// If true, records of the same scope that are missing from the payload are deactivated or removed; use false unless sure.
-    ///
-    /// **Open question:** The on-hand header page's FullFile text is copied from the competitor import ('all prices from the competitors not in this import will be deactivated'); for prices it says 'all price records for the price lists in the import that is NOT included will be deactivated'. What exactly an on-hand FullFile deactivates is unverified.
-    ///
-    /// Example: `false`
-    #[serde(rename = "FullFile")]
-    pub full_file: bool,
-    /// Only exists in import logs; "Should be omitted" in a request.
-    #[serde(rename = "JobId", default, skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<i32>,
-    /// Payload format: 0 JSON, 1 XML.
-    ///
-    /// Example: `0`
-    #[serde(
-        rename = "SerializationType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub serialization_type: Option<i32>,
-    /// A file on Norce's storage to import instead of an inline payload.
-    #[serde(rename = "StorageName", default, skip_serializing_if = "Option::is_none")]
-    pub storage_name: Option<String>,
-    /// Supplier id, for supplier-scoped imports.
-    #[serde(rename = "SupplierId", default, skip_serializing_if = "Option::is_none")]
-    pub supplier_id: Option<i32>,
-    /// The fields of SkuPriceList the payload sets.
-    #[serde(rename = "SkuPriceListFieldsThatAreSet")]
-    pub sku_price_list_fields_that_are_set: Vec<SkuPriceListField>,
-    /// "Specifies which SKU price list fields that are mandatory": a price entity whose
-    /// value for one of them is missing (null or 0) is skipped as a whole. Only the seven
-    /// SkuPriceListMandatoryField values are allowed, each also in
-    /// SkuPriceListFieldsThatAreSet; norce-client refuses a header that breaks either rule.
-    ///
-    /// **Open question:** The header page marks this list 'Required.' in its field heading, but its example and the schema page omit it; it is optional here and omitted when empty.
-    #[serde(
-        rename = "IgnoreSkuPriceListFieldsWhenEmpty",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ignore_sku_price_list_fields_when_empty: Option<Vec<SkuPriceListMandatoryField>>,
-}
-
-/// Any X-StormConnect-Header we send, told apart by which FieldsThatAreSet list it has.
-///
-/// Untagged: the first variant whose shape matches wins.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum StormConnectHeader {
-    /// The shape of [`SkuPriceListHeader`].
-    SkuPriceListHeader(SkuPriceListHeader),
-    /// The shape of [`SkuOnhandHeader`].
-    SkuOnhandHeader(SkuOnhandHeader),
-}
-
-/// Stock of one SKU in one warehouse location.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SkuOnhand {
-    /// The SKU part number (max 50).
-    ///
-    /// Example: `100015`
-    #[serde(rename = "PartNo")]
-    pub part_no: String,
-    /// Warehouse code as set up in Admin.
-    ///
-    /// Example: `MAIN`
-    #[serde(rename = "WarehouseCode")]
-    pub warehouse_code: String,
-    /// Location code within the warehouse, as set up in Admin.
-    ///
-    /// Example: `DEFAULT`
-    #[serde(rename = "LocationCode")]
-    pub location_code: String,
-    /// Quantity on the shelf (field code 3).
-    ///
-    /// Example: `42`
-    #[serde(rename = "OnhandValue", default, skip_serializing_if = "Option::is_none")]
-    pub onhand_value: Option<models_runtime::DecimalNumber>,
-    /// Quantity purchased from the supplier and not yet received (field code 4).
-    #[serde(rename = "IncomingValue", default, skip_serializing_if = "Option::is_none")]
-    pub incoming_value: Option<models_runtime::DecimalNumber>,
-    /// Date of the next incoming delivery (field code 5).
-    #[serde(
-        rename = "NextDeliveryDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub next_delivery_date: Option<models_runtime::Timestamp>,
-    /// Lead time in days (field code 6).
-    #[serde(
-        rename = "LeadTimeDayCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub lead_time_day_count: Option<i32>,
-    /// Minimum stock level, the reorder point (field code 8).
-    #[serde(rename = "MinimumValue", default, skip_serializing_if = "Option::is_none")]
-    pub minimum_value: Option<models_runtime::DecimalNumber>,
-    /// Maximum stock level, the target when procuring (field code 9).
-    #[serde(rename = "MaximumValue", default, skip_serializing_if = "Option::is_none")]
-    pub maximum_value: Option<models_runtime::DecimalNumber>,
-    /// Whether the on-hand record is active (field code 10).
-    #[serde(rename = "IsActive", default, skip_serializing_if = "Option::is_none")]
-    pub is_active: Option<bool>,
-    /// Info fields (field code 11).
-    ///
-    /// **Open question:** The docs type these items Info {Code (required), Value (required)} (contract Product/Models/Info.cs: Code, Value); CodeValue (nothing required) is used here, so a row with an Info lacking Code or Value is not refused locally.
-    #[serde(rename = "Infos", default, skip_serializing_if = "Option::is_none")]
-    pub infos: Option<Vec<CodeValue>>,
-    /// Deprecated; no longer imported.
-    #[serde(rename = "OnOrderValue", default, skip_serializing_if = "Option::is_none")]
-    pub on_order_value: Option<models_runtime::DecimalNumber>,
-}
-
-/// The price of one SKU in one price list (PartNo + PriceListCode is unique). "Any values that
-/// are null or 0 will be ignored (not overwrite current value in Norce)", unless the field is
-/// in IgnoreSkuPriceListFieldsWhenEmpty, which skips the whole entity.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SkuPriceList {
-    /// The SKU part number.
-    ///
-    /// Example: `100015`
-    #[serde(rename = "PartNo")]
-    pub part_no: String,
-    /// Price-list (agreement) code as set up in Admin; used for matching.
-    ///
-    /// Example: `SE-B2C`
-    #[serde(rename = "PriceListCode")]
-    pub price_list_code: String,
-    /// Minimum quantity for this price (1 for the base price).
-    ///
-    /// Example: `1`
-    #[serde(rename = "QuantityBreak", default, skip_serializing_if = "Option::is_none")]
-    pub quantity_break: Option<i32>,
-    /// Selling price ex VAT, up to 4 decimals (field code 3).
-    ///
-    /// Example: `199`
-    #[serde(rename = "PriceSale", default, skip_serializing_if = "Option::is_none")]
-    pub price_sale: Option<models_runtime::DecimalNumber>,
-    /// Purchase cost (field code 4).
-    #[serde(rename = "CostPurchase", default, skip_serializing_if = "Option::is_none")]
-    pub cost_purchase: Option<models_runtime::DecimalNumber>,
-    /// Unit cost (field code 5).
-    #[serde(rename = "CostUnit", default, skip_serializing_if = "Option::is_none")]
-    pub cost_unit: Option<models_runtime::DecimalNumber>,
-    /// Recommended price (field code 6).
-    #[serde(
-        rename = "PriceRecommended",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub price_recommended: Option<models_runtime::DecimalNumber>,
-    /// Previous price; can be used to show discounts (field code 7).
-    #[serde(rename = "PricePrevious", default, skip_serializing_if = "Option::is_none")]
-    pub price_previous: Option<models_runtime::DecimalNumber>,
-    /// Catalog price (field code 8).
-    #[serde(rename = "PriceCatalog", default, skip_serializing_if = "Option::is_none")]
-    pub price_catalog: Option<models_runtime::DecimalNumber>,
-    /// Whether promotions may discount this price (field code 9).
-    #[serde(
-        rename = "IsPriceDiscountable",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub is_price_discountable: Option<bool>,
-    /// ISO 4217 currency code; must match the price list's currency.
-    ///
-    /// Example: `SEK`
-    #[serde(rename = "CurrencyCode", default, skip_serializing_if = "Option::is_none")]
-    pub currency_code: Option<String>,
-    /// Whether the price is active (field code 10).
-    #[serde(rename = "IsActive", default, skip_serializing_if = "Option::is_none")]
-    pub is_active: Option<bool>,
-    /// Price rule (field code 12): 1 CostPlus_PurchaseCost, 2 FixedPrice, 3 Margin_PurchaseCost, 4 UseRecommendedPrice, 5 CostPlus_UnitCost, 6 Margin_UnitCost, 7 UseStandardPrice_PctDiscount, 8 Competitive_PurchaseCost, 9 Competitive_UnitCost, 10 UseStandardPrice_FixedDiscount, 11 StructureCalculation, 12 UseCatalogPrice.
-    #[serde(rename = "PriceRule", default, skip_serializing_if = "Option::is_none")]
-    pub price_rule: Option<i32>,
-    /// Value used by the price rule.
-    #[serde(rename = "PriceRuleValue", default, skip_serializing_if = "Option::is_none")]
-    pub price_rule_value: Option<models_runtime::DecimalNumber>,
-}
-
-/// The synchronous answer of an asynchronous import.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct JobResponse {
-    /// Status of the submission.
-    ///
-    /// Example: `OK`
-    #[serde(rename = "StatusCode", default, skip_serializing_if = "Option::is_none")]
-    pub status_code: Option<String>,
-    /// Human-readable description.
-    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// The job id (an integer inside a string); poll it with Job/Get.
-    ///
-    /// Example: `1234567`
-    #[serde(rename = "JobId")]
-    pub job_id: String,
-    /// `ValidationSummary` of `JobResponse` (no description in the spec; see the type [`ValidationSummary`]).
-    #[serde(
-        rename = "ValidationSummary",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub validation_summary: Option<ValidationSummary>,
-}
-
-/// Result of validating the submitted entities.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ValidationSummary {
-    /// Number of entities received.
-    #[serde(
-        rename = "NrOfItemsInTotal",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub nr_of_items_in_total: Option<i32>,
-    /// Number of entities that failed validation.
-    #[serde(
-        rename = "NrOfValidationFailures",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub nr_of_validation_failures: Option<i32>,
-    /// Validation messages.
-    #[serde(rename = "Messages", default, skip_serializing_if = "Option::is_none")]
-    pub messages: Option<Vec<String>>,
-}
-
-/// An import job and its counters (JobDto).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Job {
-    /// The job id.
-    ///
-    /// Example: `1234567`
-    #[serde(rename = "JobId")]
-    pub job_id: i32,
-    /// 1 Initialized, 2 Succeeded, 3 Failed, 4 Validation failed (the JobCompletedEvent also knows 5 Validating, 6 Queued).
-    ///
-    /// Example: `2`
-    #[serde(rename = "StatusId")]
-    pub status_id: i32,
-    /// Whether the job has finished.
-    #[serde(rename = "IsFinished", default, skip_serializing_if = "Option::is_none")]
-    pub is_finished: Option<bool>,
-    /// When the job started.
-    ///
-    /// **Open question:** Time zone and exact DateTime format of Connect job dates are not specified (the docs type them `string(DateTime)`, sample "string"); parse with and without offset.
-    #[serde(rename = "Start", default, skip_serializing_if = "Option::is_none")]
-    pub start: Option<models_runtime::Timestamp>,
-    /// When the job stopped.
-    #[serde(rename = "Stop", default, skip_serializing_if = "Option::is_none")]
-    pub stop: Option<models_runtime::Timestamp>,
-    /// When the job was last updated.
-    #[serde(rename = "LastUpdated", default, skip_serializing_if = "Option::is_none")]
-    pub last_updated: Option<models_runtime::Timestamp>,
-    /// Run time as a .NET TimeSpan string, e.g. `00:00:12.3450000`.
-    ///
-    /// Example: `00:00:12.3450000`
-    #[serde(rename = "RunTime", default, skip_serializing_if = "Option::is_none")]
-    pub run_time: Option<String>,
-    /// Total number of rows processed.
-    #[serde(rename = "Totals", default, skip_serializing_if = "Option::is_none")]
-    pub totals: Option<i32>,
-    /// Rows inserted.
-    #[serde(rename = "Insert", default, skip_serializing_if = "Option::is_none")]
-    pub insert: Option<i32>,
-    /// Rows updated.
-    #[serde(rename = "Updates", default, skip_serializing_if = "Option::is_none")]
-    pub updates: Option<i32>,
-    /// Rows that failed.
-    #[serde(rename = "Fail", default, skip_serializing_if = "Option::is_none")]
-    pub fail: Option<i32>,
-    /// Relative path to the stored import file (`string(uri)` in the docs).
-    #[serde(rename = "StorageName", default, skip_serializing_if = "Option::is_none")]
-    pub storage_name: Option<String>,
-}
-
-/// What Job/GetLog answers: the log as an array of entries, or a single entry as in Norce's
-/// published sample (norce-client turns both into a list).
-///
-/// **Open question:** The published sample is a single JobLogDto object; a log has at least two entries, so an array is expected from a real tenant. Both shapes decode.
-///
-/// Untagged: the first variant whose shape matches wins.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum JobLogAnswer {
-    /// The shape of [`JobLog`].
-    JobLog(JobLog),
-    /// The shape of [`JobLogEntry`].
-    JobLogEntry(JobLogEntry),
+impl schemars::JsonSchema for SkuPriceListMandatoryField {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SkuPriceListMandatoryField".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["PriceSale", "CostPurchase", "CostUnit",
+            "PriceRecommended", "PricePrevious", "PriceCatalog", "IsActive"] }
+        )
+    }
 }
 
 /// The job's log entries, oldest first.
 pub type JobLog = Vec<JobLogEntry>;
-
-/// One entry of a job log (JobLogDto).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct JobLogEntry {
-    /// 1 Information, 2 Warning, 3 Error.
-    ///
-    /// Example: `1`
-    #[serde(rename = "SeverityId")]
-    pub severity_id: i32,
-    /// The log message.
-    ///
-    /// Example: `Starting import.`
-    #[serde(rename = "Message")]
-    pub message: String,
-    /// When the entry was written.
-    #[serde(rename = "TimeStamp", default, skip_serializing_if = "Option::is_none")]
-    pub time_stamp: Option<models_runtime::Timestamp>,
-    /// The affected row from the import (may be truncated).
-    #[serde(rename = "ImportedRow", default, skip_serializing_if = "Option::is_none")]
-    pub imported_row: Option<String>,
-}
 
 /// Parameters of [`operations::SEND_ORDER_STATUS`].
 #[derive(Debug, Clone, PartialEq)]

@@ -26,11 +26,1076 @@
     rustdoc::invalid_html_tags
 )]
 
-/// Our error body when a webhook could not be stored.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+///A promotion applied to an order line (Connect `Promotion`).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct AppliedPromotion {
+    ///Discount amount the promotion gave.
+    #[serde(
+        rename = "AppliedAmount",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub applied_amount: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///External code of the promotion, if configured (max length 50).
+    #[serde(
+        rename = "DiscountCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub discount_code: ::std::option::Option<::std::string::String>,
+    ///Norce internal id of the promotion.
+    #[serde(rename = "Id", skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i32>,
+    ///Promotion name (max length 255).
+    #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+}
+
+///The company and person of an order role (sell-to, bill-to, ship-to).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ClientCustomer {
+    /// `Company` of `ClientCustomer` (see its type).
+    #[serde(rename = "Company", skip_serializing_if = "::std::option::Option::is_none")]
+    pub company: ::std::option::Option<OrderRequestCompany>,
+    /// `Person` of `ClientCustomer` (see its type).
+    #[serde(rename = "Person", skip_serializing_if = "::std::option::Option::is_none")]
+    pub person: ::std::option::Option<OrderRequestPerson>,
+}
+
+///A customer or company changed (CustomerChangedNotification, CompanyChangedNotification).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct CustomerChangedNotification {
+    ///The application id, if any.
+    #[serde(
+        rename = "ApplicationId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub application_id: ::std::option::Option<i32>,
+    ///The client (tenant) id.
+    #[serde(rename = "ClientId")]
+    pub client_id: i32,
+    ///The changed company's id (company notifications).
+    #[serde(
+        rename = "CompanyId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub company_id: ::std::option::Option<i32>,
+    ///The changed customer's id (customer notifications).
+    #[serde(
+        rename = "CustomerId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub customer_id: ::std::option::Option<i32>,
+    /**Name of the table that changed, e.g. `tClientCustomer`. Customer notifications:
+tApplicationAccount, tClientCustomer, tClientCustomerAddress, tClientCustomerDivision,
+tClientCustomerFlag, tClientCustomerInfo, tClientCustomerPriceList. Company
+notifications: tClientCompany, tClientCompanyAddress, tClientCompanyDeliveryMethod,
+tClientCompanyDiscount, tClientCompanyDivision, tClientCompanyFlag, tClientCompanyInfo,
+tClientCompanyPaymentMethod, tClientCompanyPriceList, tClientCustomer.
+*/
+    #[serde(rename = "EntityChanged")]
+    pub entity_changed: ::std::string::String,
+}
+
+///An order-level discount.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Discount {
+    ///Discount amount.
+    #[serde(rename = "Amount", skip_serializing_if = "::std::option::Option::is_none")]
+    pub amount: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Discount (voucher) code; used for discount matching in Norce.
+    #[serde(rename = "Code", skip_serializing_if = "::std::option::Option::is_none")]
+    pub code: ::std::option::Option<::std::string::String>,
+    ///Discount type.
+    #[serde(rename = "Type", skip_serializing_if = "::std::option::Option::is_none")]
+    pub type_: ::std::option::Option<::std::string::String>,
+}
+
+///A fee on the order (shipping or invoice fee).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Fee {
+    ///Fee amount.
+    #[serde(rename = "Amount", skip_serializing_if = "::std::option::Option::is_none")]
+    pub amount: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Fee description.
+    #[serde(
+        rename = "Description",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub description: ::std::option::Option<::std::string::String>,
+    ///Fee type, an integer in JSON: 0 Shipping, 1 Invoice.
+    #[serde(rename = "Type", skip_serializing_if = "::std::option::Option::is_none")]
+    pub type_: ::std::option::Option<i32>,
+    ///VAT of the fee in percent (25 for 25 %), as Connect's Fee.VatRate.
+    #[serde(rename = "VatRate", skip_serializing_if = "::std::option::Option::is_none")]
+    pub vat_rate: ::std::option::Option<::models_runtime::VatPercent>,
+}
+
+///A Connect import job has finished (push alternative to polling Job/Get).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct JobCompletedEvent {
+    ///The application id, when the job belongs to one.
+    #[serde(
+        rename = "ApplicationId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub application_id: ::std::option::Option<i32>,
+    ///The client (tenant) id.
+    #[serde(rename = "ClientId")]
+    pub client_id: i32,
+    ///The job id (JobResponse.JobId).
+    #[serde(rename = "JobId")]
+    pub job_id: i32,
+    ///1 Initialized, 2 Succeeded, 3 Failed, 4 Validation failed, 5 Validating, 6 Queued; final values are 2, 3 and 4.
+    #[serde(rename = "StatusId")]
+    pub status_id: i32,
+}
+
+/**Any event payload, recognised by shape (the payloads have no type field; the event type is
+the last path segment of the URL it was configured with, and `norce_client::events`
+decodes by that name first): job completion, then payment, then order events with an
+`OrderId`, then a received order (basket reference only), then customer notifications,
+with arbitrary JSON as the fallback.*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    PartialEq,
+    schemars::JsonSchema
+)]
+#[serde(untagged)]
+pub enum NorceEvent {
+    /// `NorceEvent` in the shape of [`JobCompletedEvent`].
+    JobCompletedEvent(JobCompletedEvent),
+    /// `NorceEvent` in the shape of [`OrderPaymentReceivedEvent`].
+    OrderPaymentReceivedEvent(OrderPaymentReceivedEvent),
+    /// `NorceEvent` in the shape of [`OrderEvent`].
+    OrderEvent(OrderEvent),
+    /// `NorceEvent` in the shape of [`OrderReceivedEvent`].
+    OrderReceivedEvent(OrderReceivedEvent),
+    /// `NorceEvent` in the shape of [`CustomerChangedNotification`].
+    CustomerChangedNotification(CustomerChangedNotification),
+    /// `NorceEvent` in the shape of [`UnknownEvent`].
+    UnknownEvent(UnknownEvent),
+}
+
+impl ::std::convert::From<JobCompletedEvent> for NorceEvent {
+    fn from(value: JobCompletedEvent) -> Self {
+        Self::JobCompletedEvent(value)
+    }
+}
+
+impl ::std::convert::From<OrderPaymentReceivedEvent> for NorceEvent {
+    fn from(value: OrderPaymentReceivedEvent) -> Self {
+        Self::OrderPaymentReceivedEvent(value)
+    }
+}
+
+impl ::std::convert::From<OrderEvent> for NorceEvent {
+    fn from(value: OrderEvent) -> Self {
+        Self::OrderEvent(value)
+    }
+}
+
+impl ::std::convert::From<OrderReceivedEvent> for NorceEvent {
+    fn from(value: OrderReceivedEvent) -> Self {
+        Self::OrderReceivedEvent(value)
+    }
+}
+
+impl ::std::convert::From<CustomerChangedNotification> for NorceEvent {
+    fn from(value: CustomerChangedNotification) -> Self {
+        Self::CustomerChangedNotification(value)
+    }
+}
+
+impl ::std::convert::From<UnknownEvent> for NorceEvent {
+    fn from(value: UnknownEvent) -> Self {
+        Self::UnknownEvent(value)
+    }
+}
+
+/**An order event that names the order (`OrderConfirmedEvent`, `OrderCancelledEvent`,
+`OrderDeliveredEvent`, `OrderPartlyDeliveredEvent`, `OrderReadyForPickupEvent`).*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderEvent {
+    ///The application the order belongs to.
+    #[serde(rename = "ApplicationId")]
+    pub application_id: i32,
+    ///Buyer's mobile phone.
+    #[serde(
+        rename = "CellPhone",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub cell_phone: ::std::option::Option<::std::string::String>,
+    ///The client (tenant) id.
+    #[serde(rename = "ClientId")]
+    pub client_id: i32,
+    ///The basket id (Query `quotationId`) of the order.
+    #[serde(rename = "ClientOrderRef")]
+    pub client_order_ref: ::std::string::String,
+    ///Pickup-point code, when the order is delivered to one.
+    #[serde(
+        rename = "DropPointCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub drop_point_code: ::std::option::Option<::std::string::String>,
+    ///Buyer's first name.
+    #[serde(
+        rename = "FirstName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub first_name: ::std::option::Option<::std::string::String>,
+    ///Buyer's last name.
+    #[serde(rename = "LastName", skip_serializing_if = "::std::option::Option::is_none")]
+    pub last_name: ::std::option::Option<::std::string::String>,
+    ///Internal Norce order id.
+    #[serde(rename = "OrderId")]
+    pub order_id: i64,
+    ///The order number.
+    #[serde(rename = "OrderNo")]
+    pub order_no: ::std::string::String,
+    ///Order source, `WEB` for Norce checkout.
+    #[serde(rename = "Source")]
+    pub source: ::std::string::String,
+}
+
+///A price list applied to an order line (Connect `PriceListItem`).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderItemPriceList {
+    ///Whether the item is active in the price list.
+    #[serde(rename = "IsActive", skip_serializing_if = "::std::option::Option::is_none")]
+    pub is_active: ::std::option::Option<bool>,
+    ///Whether the price list is the standard one.
+    #[serde(
+        rename = "IsStandardPriceList",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub is_standard_price_list: ::std::option::Option<bool>,
+    ///Name of the price list (max length 50).
+    #[serde(
+        rename = "PriceListName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_list_name: ::std::option::Option<::std::string::String>,
+    ///Quantity from which the price list applies.
+    #[serde(rename = "QtyBreak", skip_serializing_if = "::std::option::Option::is_none")]
+    pub qty_break: ::std::option::Option<i32>,
+    ///Sale price for one item, excluding VAT.
+    #[serde(
+        rename = "UnitPrice",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub unit_price: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///VAT amount for one item, excluding discounts.
+    #[serde(
+        rename = "UnitPriceVat",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub unit_price_vat: ::std::option::Option<::models_runtime::DecimalNumber>,
+}
+
+///A payment was received for an order (`OrderPaymentReceivedEvent`).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderPaymentReceivedEvent {
+    ///Amount paid (a double in Norce's schema; read exactly here).
+    #[serde(rename = "Amount", skip_serializing_if = "::std::option::Option::is_none")]
+    pub amount: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///The application id.
+    #[serde(
+        rename = "ApplicationId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub application_id: ::std::option::Option<i32>,
+    ///The client (tenant) id.
+    #[serde(rename = "ClientId")]
+    pub client_id: i32,
+    ///The basket id (Query `quotationId`) of the order.
+    #[serde(rename = "ClientOrderRef")]
+    pub client_order_ref: ::std::string::String,
+    ///ISO 4217 currency code.
+    #[serde(
+        rename = "CurrencyCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub currency_code: ::std::option::Option<::std::string::String>,
+    ///The ERP order number.
+    #[serde(rename = "ErpOrderNo")]
+    pub erp_order_no: ::std::string::String,
+    ///Payment code.
+    #[serde(rename = "PaymentCode")]
+    pub payment_code: ::std::string::String,
+    ///Payment method code.
+    #[serde(
+        rename = "PaymentMethodCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub payment_method_code: ::std::option::Option<::std::string::String>,
+    ///PSP reference of the payment.
+    #[serde(
+        rename = "PaymentRef",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub payment_ref: ::std::option::Option<::std::string::String>,
+}
+
+/**A new order was received (`OrderReceivedEvent`). It carries the basket reference and the
+buyer's contact details only: no `OrderId` and no `OrderNo`, so the order is found by
+`ClientOrderRef` (Query `quotationId`).*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderReceivedEvent {
+    ///The application the order was placed in.
+    #[serde(rename = "ApplicationId")]
+    pub application_id: i32,
+    ///Buyer's mobile phone.
+    #[serde(
+        rename = "CellPhone",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub cell_phone: ::std::option::Option<::std::string::String>,
+    ///The client (tenant) id.
+    #[serde(rename = "ClientId")]
+    pub client_id: i32,
+    ///The basket id (Query `quotationId`) of the order.
+    #[serde(rename = "ClientOrderRef")]
+    pub client_order_ref: ::std::string::String,
+    ///Buyer's e-mail address.
+    #[serde(rename = "Email", skip_serializing_if = "::std::option::Option::is_none")]
+    pub email: ::std::option::Option<::std::string::String>,
+    ///Buyer's first name.
+    #[serde(
+        rename = "FirstName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub first_name: ::std::option::Option<::std::string::String>,
+    ///Buyer's last name.
+    #[serde(rename = "LastName", skip_serializing_if = "::std::option::Option::is_none")]
+    pub last_name: ::std::option::Option<::std::string::String>,
+    ///Order source, `WEB` for Norce checkout.
+    #[serde(rename = "Source")]
+    pub source: ::std::string::String,
+}
+
+///A new order pushed by Norce to the order receiver.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderRequest {
+    ///Extra order info fields.
+    #[serde(
+        rename = "AdditionalInfo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub additional_info: ::std::option::Option<
+        ::std::vec::Vec<super::connect::CodeValue>,
+    >,
+    /// `BillTo` of `OrderRequest` (see its type).
+    #[serde(rename = "BillTo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub bill_to: ::std::option::Option<ClientCustomer>,
+    ///The Norce basket id / web order number ("For orders from external source this is their number. Max length 50"); our idempotency key.
+    #[serde(rename = "ClientOrderRef")]
+    pub client_order_ref: ::std::string::String,
+    ///ISO 4217 currency code of the order.
+    #[serde(
+        rename = "CurrencyCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub currency_code: ::std::option::Option<::std::string::String>,
+    ///The customer's comment on the order.
+    #[serde(
+        rename = "CustomerOrderComment",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub customer_order_comment: ::std::option::Option<::std::string::String>,
+    ///The customer's own order reference.
+    #[serde(
+        rename = "CustomerOrderRef",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub customer_order_ref: ::std::option::Option<::std::string::String>,
+    ///Order-level discounts.
+    #[serde(
+        rename = "Discounts",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub discounts: ::std::option::Option<::std::vec::Vec<Discount>>,
+    ///True if the web solution thinks the order should be validated manually (the ERP should hold it).
+    #[serde(rename = "DoHold", skip_serializing_if = "::std::option::Option::is_none")]
+    pub do_hold: ::std::option::Option<bool>,
+    ///Suggested ERP order number (usually empty).
+    #[serde(
+        rename = "ErpOrderNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub erp_order_no: ::std::option::Option<::std::string::String>,
+    ///Fees (shipping, invoice); "not commonly used, the fees are mostly implemented as order items with TypeGroup Fee".
+    #[serde(rename = "Fees", skip_serializing_if = "::std::option::Option::is_none")]
+    pub fees: ::std::option::Option<::std::vec::Vec<Fee>>,
+    /// `Header` of `OrderRequest` (see its type).
+    #[serde(rename = "Header", skip_serializing_if = "::std::option::Option::is_none")]
+    pub header: ::std::option::Option<OrderRequestHeader>,
+    ///The order lines.
+    #[serde(rename = "Items", skip_serializing_if = "::std::option::Option::is_none")]
+    pub items: ::std::option::Option<::std::vec::Vec<OrderRequestItem>>,
+    ///The order type name (the contract's OrderTypes enum).
+    #[serde(
+        rename = "OrderType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_type: ::std::option::Option<::std::string::String>,
+    ///The payments of the order.
+    #[serde(rename = "Payments", skip_serializing_if = "::std::option::Option::is_none")]
+    pub payments: ::std::option::Option<::std::vec::Vec<Payment>>,
+    ///Referring order id, if any.
+    #[serde(rename = "ReferId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub refer_id: ::std::option::Option<i32>,
+    ///Sales contact code.
+    #[serde(
+        rename = "SalesContactCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub sales_contact_code: ::std::option::Option<::std::string::String>,
+    ///Sales contact division.
+    #[serde(
+        rename = "SalesContactDivision",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub sales_contact_division: ::std::option::Option<::std::string::String>,
+    /// `SellTo` of `OrderRequest` (see its type).
+    #[serde(rename = "SellTo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub sell_to: ::std::option::Option<ClientCustomer>,
+    /// `ShipTo` of `OrderRequest` (see its type).
+    #[serde(rename = "ShipTo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub ship_to: ::std::option::Option<ClientCustomer>,
+    /// `ShippingAdvice` of `OrderRequest` (see its type).
+    #[serde(
+        rename = "ShippingAdvice",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipping_advice: ::std::option::Option<ShippingAdvice>,
+    ///Order source, `WEB` for Norce checkout.
+    #[serde(rename = "Source", skip_serializing_if = "::std::option::Option::is_none")]
+    pub source: ::std::option::Option<::std::string::String>,
+    ///When the order was submitted.
+    #[serde(
+        rename = "SubmitDate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub submit_date: ::std::option::Option<::models_runtime::Timestamp>,
+}
+
+///A postal address on an order push (Connect `Address`).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderRequestAddress {
+    ///Box (post-office box).
+    #[serde(rename = "Box", skip_serializing_if = "::std::option::Option::is_none")]
+    pub box_: ::std::option::Option<::std::string::String>,
+    ///Care-of line.
+    #[serde(rename = "CareOf", skip_serializing_if = "::std::option::Option::is_none")]
+    pub care_of: ::std::option::Option<::std::string::String>,
+    ///City.
+    #[serde(rename = "City", skip_serializing_if = "::std::option::Option::is_none")]
+    pub city: ::std::option::Option<::std::string::String>,
+    ///Country as ISO 3166-1 alpha-2 code (max length 2).
+    #[serde(rename = "Country", skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    ///First address line.
+    #[serde(rename = "Line1", skip_serializing_if = "::std::option::Option::is_none")]
+    pub line1: ::std::option::Option<::std::string::String>,
+    ///Second address line.
+    #[serde(rename = "Line2", skip_serializing_if = "::std::option::Option::is_none")]
+    pub line2: ::std::option::Option<::std::string::String>,
+    ///Region or state.
+    #[serde(rename = "Region", skip_serializing_if = "::std::option::Option::is_none")]
+    pub region: ::std::option::Option<::std::string::String>,
+    ///Phone number for the carrier (in the contract; not in the docs' Address sample).
+    #[serde(
+        rename = "ShippingPhoneNumber",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipping_phone_number: ::std::option::Option<::std::string::String>,
+    ///Postal code.
+    #[serde(rename = "ZipCode", skip_serializing_if = "::std::option::Option::is_none")]
+    pub zip_code: ::std::option::Option<::std::string::String>,
+}
+
+///A company on an order push (Connect `Company`; Fax, Addresses, code lists and AdditionalInfo are not modelled).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderRequestCompany {
+    ///ERP code of the company.
+    #[serde(rename = "Code", skip_serializing_if = "::std::option::Option::is_none")]
+    pub code: ::std::option::Option<::std::string::String>,
+    ///E-mail address.
+    #[serde(rename = "Email", skip_serializing_if = "::std::option::Option::is_none")]
+    pub email: ::std::option::Option<::std::string::String>,
+    ///Company name.
+    #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+    ///Phone number.
+    #[serde(rename = "Phone", skip_serializing_if = "::std::option::Option::is_none")]
+    pub phone: ::std::option::Option<::std::string::String>,
+    ///VAT number.
+    #[serde(rename = "VatNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub vat_no: ::std::option::Option<::std::string::String>,
+}
+
+///The header of an order push.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderRequestHeader {
+    ///The key (uuid) of the application the order was placed in.
+    #[serde(
+        rename = "ApplicationKey",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub application_key: ::std::option::Option<::std::string::String>,
+}
+
+/**An order line of the pushed order ("Represents order row"). Norce marks Discount, LineNo,
+PartNo, Quantity, Quantity2, Type, TypeGroup, UnitPrice, UnitPriceOriginal, UnitVat and
+VatRate required; only LineNo and PartNo are required here (a tolerant reader).*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderRequestItem {
+    ///Extra line info fields.
+    #[serde(
+        rename = "AdditionalInfo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub additional_info: ::std::option::Option<
+        ::std::vec::Vec<super::connect::CodeValue>,
+    >,
+    ///Line comment.
+    #[serde(rename = "Comment", skip_serializing_if = "::std::option::Option::is_none")]
+    pub comment: ::std::option::Option<::std::string::String>,
+    ///Line description (product name).
+    #[serde(
+        rename = "Description",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub description: ::std::option::Option<::std::string::String>,
+    ///Discount on the line.
+    #[serde(rename = "Discount", skip_serializing_if = "::std::option::Option::is_none")]
+    pub discount: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///The ERP part number.
+    #[serde(
+        rename = "ErpPartNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub erp_part_no: ::std::option::Option<::std::string::String>,
+    ///Internal Norce product id.
+    #[serde(
+        rename = "InternalProductId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub internal_product_id: ::std::option::Option<i32>,
+    ///Norce-generated row identifier, unique within the order.
+    #[serde(rename = "LineNo")]
+    pub line_no: i32,
+    ///Manufacturer code (in the contract; not in the docs' OrderItem sample).
+    #[serde(
+        rename = "ManufacturerCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub manufacturer_code: ::std::option::Option<::std::string::String>,
+    ///Parent line number (structure children).
+    #[serde(
+        rename = "ParentLineNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub parent_line_no: ::std::option::Option<i32>,
+    ///The SKU part number.
+    #[serde(rename = "PartNo")]
+    pub part_no: ::std::string::String,
+    ///Price list the price came from.
+    #[serde(
+        rename = "PriceListNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_list_no: ::std::option::Option<i32>,
+    ///All price lists the original unit price is based on.
+    #[serde(
+        rename = "PriceLists",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_lists: ::std::option::Option<::std::vec::Vec<OrderItemPriceList>>,
+    ///Promotions applied to the line.
+    #[serde(
+        rename = "Promotions",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub promotions: ::std::option::Option<::std::vec::Vec<AppliedPromotion>>,
+    ///Ordered quantity.
+    #[serde(rename = "Quantity", skip_serializing_if = "::std::option::Option::is_none")]
+    pub quantity: ::std::option::Option<i32>,
+    ///Ordered quantity as a decimal (for fractional units).
+    #[serde(
+        rename = "Quantity2",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub quantity2: ::std::option::Option<::models_runtime::DecimalNumber>,
+    /// `Type` of `OrderRequestItem` (see its type).
+    #[serde(rename = "Type", skip_serializing_if = "::std::option::Option::is_none")]
+    pub type_: ::std::option::Option<OrderItemType>,
+    /// `TypeGroup` of `OrderRequestItem` (see its type).
+    #[serde(
+        rename = "TypeGroup",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_group: ::std::option::Option<OrderItemTypeGroup>,
+    ///Unit of measure.
+    #[serde(
+        rename = "UnitOfMeasure",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub unit_of_measure: ::std::option::Option<::std::string::String>,
+    ///Unit price ex VAT.
+    #[serde(
+        rename = "UnitPrice",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub unit_price: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Original unit price before discounts.
+    #[serde(
+        rename = "UnitPriceOriginal",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub unit_price_original: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///VAT of the original unit price.
+    #[serde(
+        rename = "UnitPriceOriginalVat",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub unit_price_original_vat: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///VAT per unit.
+    #[serde(rename = "UnitVat", skip_serializing_if = "::std::option::Option::is_none")]
+    pub unit_vat: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///VAT of the line in percent (25 for 25 %), as Connect's OrderItem.VatRate.
+    #[serde(rename = "VatRate", skip_serializing_if = "::std::option::Option::is_none")]
+    pub vat_rate: ::std::option::Option<::models_runtime::VatPercent>,
+}
+
+///A person on an order push (Connect `Person`).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderRequestPerson {
+    /// `Address` of `OrderRequestPerson` (see its type).
+    #[serde(rename = "Address", skip_serializing_if = "::std::option::Option::is_none")]
+    pub address: ::std::option::Option<OrderRequestAddress>,
+    ///Mobile phone.
+    #[serde(
+        rename = "CellPhone",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub cell_phone: ::std::option::Option<::std::string::String>,
+    ///ERP code of the customer, if known.
+    #[serde(
+        rename = "CustomerCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub customer_code: ::std::option::Option<::std::string::String>,
+    ///E-mail address.
+    #[serde(rename = "Email", skip_serializing_if = "::std::option::Option::is_none")]
+    pub email: ::std::option::Option<::std::string::String>,
+    ///First name.
+    #[serde(
+        rename = "FirstName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub first_name: ::std::option::Option<::std::string::String>,
+    ///Job title (max length 10).
+    #[serde(rename = "JobTitle", skip_serializing_if = "::std::option::Option::is_none")]
+    pub job_title: ::std::option::Option<::std::string::String>,
+    ///Last name.
+    #[serde(rename = "LastName", skip_serializing_if = "::std::option::Option::is_none")]
+    pub last_name: ::std::option::Option<::std::string::String>,
+    ///Private phone.
+    #[serde(
+        rename = "PrivatePhone",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub private_phone: ::std::option::Option<::std::string::String>,
+    ///Social security number, where collected.
+    #[serde(rename = "SSN", skip_serializing_if = "::std::option::Option::is_none")]
+    pub ssn: ::std::option::Option<::std::string::String>,
+    ///Work phone.
+    #[serde(
+        rename = "WorkPhone",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub work_phone: ::std::option::Option<::std::string::String>,
+}
+
+///Our synchronous answer to an order push.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderResponse {
+    ///Free text, e.g. the failure reason.
+    #[serde(
+        rename = "Description",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub description: ::std::option::Option<::std::string::String>,
+    ///The ERP order number, if we already have one.
+    #[serde(
+        rename = "ErpOrderNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub erp_order_no: ::std::option::Option<::std::string::String>,
+    ///Whether ErpOrderNo is set.
+    #[serde(
+        rename = "HasErpOrderNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub has_erp_order_no: ::std::option::Option<bool>,
+    /// `StatusCode` of `OrderResponse` (see its type).
+    #[serde(rename = "StatusCode")]
+    pub status_code: OrderResponseStatusCode,
+}
+
+/**A payment of the pushed order ("Represents successful payment reservation. Either
+PaymentCode or PaymentRef must be provided.").*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Payment {
+    ///PSP specific extra data.
+    #[serde(
+        rename = "AdditionalInfo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub additional_info: ::std::option::Option<::std::vec::Vec<PaymentInfo>>,
+    ///Amount of the payment.
+    #[serde(rename = "Amount", skip_serializing_if = "::std::option::Option::is_none")]
+    pub amount: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///ISO 4217 currency code.
+    #[serde(
+        rename = "CurrencyCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub currency_code: ::std::option::Option<::std::string::String>,
+    ///Payment code, an integer in Connect (unlike the string PaymentCode of OrderPaymentReceivedEvent).
+    #[serde(
+        rename = "PaymentCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub payment_code: ::std::option::Option<i32>,
+    ///Payment method code configured in Admin.
+    #[serde(
+        rename = "PaymentMethodCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub payment_method_code: ::std::option::Option<::std::string::String>,
+    ///Payment method display name.
+    #[serde(
+        rename = "PaymentName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub payment_name: ::std::option::Option<::std::string::String>,
+    ///The PSP reference.
+    #[serde(
+        rename = "PaymentRef",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub payment_ref: ::std::option::Option<::std::string::String>,
+}
+
+///An extra data item of a payment (Connect `CodeValue`).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct PaymentInfo {
+    ///Info code.
+    #[serde(rename = "Code", skip_serializing_if = "::std::option::Option::is_none")]
+    pub code: ::std::option::Option<::std::string::String>,
+    ///Secondary code.
+    #[serde(rename = "Code2", skip_serializing_if = "::std::option::Option::is_none")]
+    pub code2: ::std::option::Option<::std::string::String>,
+    ///Info id.
+    #[serde(rename = "Id", skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i32>,
+    ///The value.
+    #[serde(rename = "Value", skip_serializing_if = "::std::option::Option::is_none")]
+    pub value: ::std::option::Option<::std::string::String>,
+}
+
+///The store or pickup point the customer chose.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct PickupStore {
+    ///Extra info about the pickup point.
+    #[serde(
+        rename = "AdditionalInfo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub additional_info: ::std::option::Option<
+        ::std::vec::Vec<super::connect::CodeValue>,
+    >,
+    /// `Address` of `PickupStore` (see its type).
+    #[serde(rename = "Address", skip_serializing_if = "::std::option::Option::is_none")]
+    pub address: ::std::option::Option<OrderRequestAddress>,
+    ///Store or drop-point code.
+    #[serde(rename = "Code", skip_serializing_if = "::std::option::Option::is_none")]
+    pub code: ::std::option::Option<::std::string::String>,
+    ///True for a carrier pickup point, false for a store.
+    #[serde(
+        rename = "IsDropPoint",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub is_drop_point: ::std::option::Option<bool>,
+    ///Store or drop-point name.
+    #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+}
+
+///Our error body when a webhook could not be stored.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
 pub struct ReceiverError {
-    /// What went wrong.
-    pub message: String,
+    ///What went wrong.
+    pub message: ::std::string::String,
+}
+
+///How the order is to be shipped.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ShippingAdvice {
+    ///Delivery method code (maps to a carrier service).
+    #[serde(
+        rename = "DeliveryMethodCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_method_code: ::std::option::Option<::std::string::String>,
+    ///Whether the customer wants SMS notification.
+    #[serde(
+        rename = "DoSMSNotify",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub do_sms_notify: ::std::option::Option<bool>,
+    ///Whether the order must be delivered complete.
+    #[serde(
+        rename = "IsComplete",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub is_complete: ::std::option::Option<bool>,
+    ///Whether the freight fee is charged only once for split deliveries.
+    #[serde(
+        rename = "IsFeeChargedOnce",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub is_fee_charged_once: ::std::option::Option<bool>,
+    /// `PickupStore` of `ShippingAdvice` (see its type).
+    #[serde(
+        rename = "PickupStore",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub pickup_store: ::std::option::Option<PickupStore>,
+    ///Shipping advisor (e.g. nShift checkout) order code.
+    #[serde(
+        rename = "ShipAdvisorOrderCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub ship_advisor_order_code: ::std::option::Option<::std::string::String>,
+    ///Transport management system reference.
+    #[serde(
+        rename = "TmsReference",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub tms_reference: ::std::option::Option<::std::string::String>,
+}
+
+/// Error types.
+pub mod error {
+    /// Error from a `TryFrom` or `FromStr` implementation.
+    pub struct ConversionError(::std::borrow::Cow<'static, str>);
+    impl ::std::error::Error for ConversionError {}
+    impl ::std::fmt::Display for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Display::fmt(&self.0, f)
+        }
+    }
+    impl ::std::fmt::Debug for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Debug::fmt(&self.0, f)
+        }
+    }
+    impl From<&'static str> for ConversionError {
+        fn from(value: &'static str) -> Self {
+            Self(value.into())
+        }
+    }
+    impl From<String> for ConversionError {
+        fn from(value: String) -> Self {
+            Self(value.into())
+        }
+    }
 }
 
 /// A Norce Commerce Event type name. Norce also lists SupplierSkuChangedNotification,
@@ -183,663 +1248,26 @@ impl<'de> serde::Deserialize<'de> for EventType {
     }
 }
 
-/// Any event payload, recognised by shape (the payloads have no type field; the event type is
-/// the last path segment of the URL it was configured with, and `norce_client::events`
-/// decodes by that name first): job completion, then payment, then order events with an
-/// `OrderId`, then a received order (basket reference only), then customer notifications,
-/// with arbitrary JSON as the fallback.
-///
-/// Untagged: the first variant whose shape matches wins.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum NorceEvent {
-    /// The shape of [`JobCompletedEvent`].
-    JobCompletedEvent(JobCompletedEvent),
-    /// The shape of [`OrderPaymentReceivedEvent`].
-    OrderPaymentReceivedEvent(OrderPaymentReceivedEvent),
-    /// The shape of [`OrderEvent`].
-    OrderEvent(OrderEvent),
-    /// The shape of [`OrderReceivedEvent`].
-    OrderReceivedEvent(OrderReceivedEvent),
-    /// The shape of [`CustomerChangedNotification`].
-    CustomerChangedNotification(CustomerChangedNotification),
-    /// The shape of [`UnknownEvent`].
-    UnknownEvent(UnknownEvent),
-}
-
-/// A Connect import job has finished (push alternative to polling Job/Get).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct JobCompletedEvent {
-    /// The client (tenant) id.
-    ///
-    /// Example: `1000`
-    #[serde(rename = "ClientId")]
-    pub client_id: i32,
-    /// The application id, when the job belongs to one.
-    #[serde(rename = "ApplicationId", default, skip_serializing_if = "Option::is_none")]
-    pub application_id: Option<i32>,
-    /// The job id (JobResponse.JobId).
-    ///
-    /// Example: `1234567`
-    #[serde(rename = "JobId")]
-    pub job_id: i32,
-    /// 1 Initialized, 2 Succeeded, 3 Failed, 4 Validation failed, 5 Validating, 6 Queued; final values are 2, 3 and 4.
-    ///
-    /// Example: `2`
-    #[serde(rename = "StatusId")]
-    pub status_id: i32,
-}
-
-/// A new order was received (`OrderReceivedEvent`). It carries the basket reference and the
-/// buyer's contact details only: no `OrderId` and no `OrderNo`, so the order is found by
-/// `ClientOrderRef` (Query `quotationId`).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderReceivedEvent {
-    /// The client (tenant) id.
-    ///
-    /// Example: `1000`
-    #[serde(rename = "ClientId")]
-    pub client_id: i32,
-    /// The application the order was placed in.
-    ///
-    /// Example: `1042`
-    #[serde(rename = "ApplicationId")]
-    pub application_id: i32,
-    /// The basket id (Query `quotationId`) of the order.
-    ///
-    /// Example: `456789`
-    #[serde(rename = "ClientOrderRef")]
-    pub client_order_ref: String,
-    /// Buyer's e-mail address.
-    #[serde(rename = "Email", default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// Buyer's mobile phone.
-    #[serde(rename = "CellPhone", default, skip_serializing_if = "Option::is_none")]
-    pub cell_phone: Option<String>,
-    /// Buyer's first name.
-    #[serde(rename = "FirstName", default, skip_serializing_if = "Option::is_none")]
-    pub first_name: Option<String>,
-    /// Buyer's last name.
-    #[serde(rename = "LastName", default, skip_serializing_if = "Option::is_none")]
-    pub last_name: Option<String>,
-    /// Order source, `WEB` for Norce checkout.
-    ///
-    /// Example: `WEB`
-    #[serde(rename = "Source")]
-    pub source: String,
-}
-
-/// An order event that names the order (`OrderConfirmedEvent`, `OrderCancelledEvent`,
-/// `OrderDeliveredEvent`, `OrderPartlyDeliveredEvent`, `OrderReadyForPickupEvent`).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderEvent {
-    /// The client (tenant) id.
-    ///
-    /// Example: `1000`
-    #[serde(rename = "ClientId")]
-    pub client_id: i32,
-    /// The application the order belongs to.
-    ///
-    /// Example: `1042`
-    #[serde(rename = "ApplicationId")]
-    pub application_id: i32,
-    /// Internal Norce order id.
-    ///
-    /// Example: `1000123`
-    #[serde(rename = "OrderId")]
-    pub order_id: i64,
-    /// The order number.
-    #[serde(rename = "OrderNo")]
-    pub order_no: String,
-    /// The basket id (Query `quotationId`) of the order.
-    ///
-    /// Example: `456789`
-    #[serde(rename = "ClientOrderRef")]
-    pub client_order_ref: String,
-    /// Buyer's mobile phone.
-    #[serde(rename = "CellPhone", default, skip_serializing_if = "Option::is_none")]
-    pub cell_phone: Option<String>,
-    /// Buyer's first name.
-    #[serde(rename = "FirstName", default, skip_serializing_if = "Option::is_none")]
-    pub first_name: Option<String>,
-    /// Buyer's last name.
-    #[serde(rename = "LastName", default, skip_serializing_if = "Option::is_none")]
-    pub last_name: Option<String>,
-    /// Order source, `WEB` for Norce checkout.
-    #[serde(rename = "Source")]
-    pub source: String,
-    /// Pickup-point code, when the order is delivered to one.
-    #[serde(rename = "DropPointCode", default, skip_serializing_if = "Option::is_none")]
-    pub drop_point_code: Option<String>,
-}
-
-/// A payment was received for an order (`OrderPaymentReceivedEvent`).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderPaymentReceivedEvent {
-    /// The client (tenant) id.
-    #[serde(rename = "ClientId")]
-    pub client_id: i32,
-    /// The application id.
-    #[serde(rename = "ApplicationId", default, skip_serializing_if = "Option::is_none")]
-    pub application_id: Option<i32>,
-    /// The basket id (Query `quotationId`) of the order.
-    #[serde(rename = "ClientOrderRef")]
-    pub client_order_ref: String,
-    /// The ERP order number.
-    #[serde(rename = "ErpOrderNo")]
-    pub erp_order_no: String,
-    /// Payment code.
-    #[serde(rename = "PaymentCode")]
-    pub payment_code: String,
-    /// Payment method code.
-    #[serde(
-        rename = "PaymentMethodCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub payment_method_code: Option<String>,
-    /// PSP reference of the payment.
-    #[serde(rename = "PaymentRef", default, skip_serializing_if = "Option::is_none")]
-    pub payment_ref: Option<String>,
-    /// Amount paid (a double in Norce's schema; read exactly here).
-    #[serde(rename = "Amount", default, skip_serializing_if = "Option::is_none")]
-    pub amount: Option<models_runtime::DecimalNumber>,
-    /// ISO 4217 currency code.
-    #[serde(rename = "CurrencyCode", default, skip_serializing_if = "Option::is_none")]
-    pub currency_code: Option<String>,
-}
-
-/// A customer or company changed (CustomerChangedNotification, CompanyChangedNotification).
-///
-/// **Open question:** Norce requires CustomerId on CustomerChangedNotification and CompanyId on CompanyChangedNotification; this one schema for both cannot require either, so a payload missing its id still decodes.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct CustomerChangedNotification {
-    /// The client (tenant) id.
-    #[serde(rename = "ClientId")]
-    pub client_id: i32,
-    /// The application id, if any.
-    #[serde(rename = "ApplicationId", default, skip_serializing_if = "Option::is_none")]
-    pub application_id: Option<i32>,
-    /// The changed customer's id (customer notifications).
-    #[serde(rename = "CustomerId", default, skip_serializing_if = "Option::is_none")]
-    pub customer_id: Option<i32>,
-    /// The changed company's id (company notifications).
-    #[serde(rename = "CompanyId", default, skip_serializing_if = "Option::is_none")]
-    pub company_id: Option<i32>,
-    /// Name of the table that changed, e.g. `tClientCustomer`. Customer notifications:
-    /// tApplicationAccount, tClientCustomer, tClientCustomerAddress, tClientCustomerDivision,
-    /// tClientCustomerFlag, tClientCustomerInfo, tClientCustomerPriceList. Company
-    /// notifications: tClientCompany, tClientCompanyAddress, tClientCompanyDeliveryMethod,
-    /// tClientCompanyDiscount, tClientCompanyDivision, tClientCompanyFlag, tClientCompanyInfo,
-    /// tClientCompanyPaymentMethod, tClientCompanyPriceList, tClientCustomer.
-    ///
-    /// Example: `tClientCustomer`
-    #[serde(rename = "EntityChanged")]
-    pub entity_changed: String,
+impl schemars::JsonSchema for EventType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EventType".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["OrderReceivedEvent",
+            "OrderConfirmedEvent", "OrderCancelledEvent", "OrderDeliveredEvent",
+            "OrderPartlyDeliveredEvent", "OrderReadyForPickupEvent",
+            "OrderPaymentReceivedEvent", "InvoiceCaptureCompletedEvent",
+            "SubscriptionFailedEvent", "CustomerChangedNotification",
+            "CompanyChangedNotification", "SkuOnHandBreakPointNotification",
+            "SkuPriceChangedNotification", "SkuChangedNotification",
+            "TranslationRequestedNotification", "JobCompletedEvent"] }
+        )
+    }
 }
 
 /// Any other event payload (product, supplier and future events), kept as raw JSON.
 pub type UnknownEvent = serde_json::Value;
-
-/// A new order pushed by Norce to the order receiver.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderRequest {
-    /// `Header` of `OrderRequest` (no description in the spec; see the type [`OrderRequestHeader`]).
-    #[serde(rename = "Header", default, skip_serializing_if = "Option::is_none")]
-    pub header: Option<OrderRequestHeader>,
-    /// The Norce basket id / web order number ("For orders from external source this is their number. Max length 50"); our idempotency key.
-    ///
-    /// Example: `456789`
-    #[serde(rename = "ClientOrderRef")]
-    pub client_order_ref: String,
-    /// Suggested ERP order number (usually empty).
-    #[serde(rename = "ErpOrderNo", default, skip_serializing_if = "Option::is_none")]
-    pub erp_order_no: Option<String>,
-    /// The order type name (the contract's OrderTypes enum).
-    #[serde(rename = "OrderType", default, skip_serializing_if = "Option::is_none")]
-    pub order_type: Option<String>,
-    /// Order source, `WEB` for Norce checkout.
-    #[serde(rename = "Source", default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    /// When the order was submitted.
-    ///
-    /// **Open question:** The sources differ: SubmitDate is in the Connect contract (OrderRequest.cs) but was not seen in the current docs field list; optional here.
-    #[serde(rename = "SubmitDate", default, skip_serializing_if = "Option::is_none")]
-    pub submit_date: Option<models_runtime::Timestamp>,
-    /// ISO 4217 currency code of the order.
-    ///
-    /// Example: `SEK`
-    #[serde(rename = "CurrencyCode", default, skip_serializing_if = "Option::is_none")]
-    pub currency_code: Option<String>,
-    /// The customer's own order reference.
-    #[serde(
-        rename = "CustomerOrderRef",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub customer_order_ref: Option<String>,
-    /// The customer's comment on the order.
-    #[serde(
-        rename = "CustomerOrderComment",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub customer_order_comment: Option<String>,
-    /// True if the web solution thinks the order should be validated manually (the ERP should hold it).
-    #[serde(rename = "DoHold", default, skip_serializing_if = "Option::is_none")]
-    pub do_hold: Option<bool>,
-    /// Referring order id, if any.
-    #[serde(rename = "ReferId", default, skip_serializing_if = "Option::is_none")]
-    pub refer_id: Option<i32>,
-    /// Sales contact code.
-    #[serde(
-        rename = "SalesContactCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub sales_contact_code: Option<String>,
-    /// Sales contact division.
-    #[serde(
-        rename = "SalesContactDivision",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub sales_contact_division: Option<String>,
-    /// `SellTo` of `OrderRequest` (no description in the spec; see the type [`ClientCustomer`]).
-    #[serde(rename = "SellTo", default, skip_serializing_if = "Option::is_none")]
-    pub sell_to: Option<ClientCustomer>,
-    /// `BillTo` of `OrderRequest` (no description in the spec; see the type [`ClientCustomer`]).
-    #[serde(rename = "BillTo", default, skip_serializing_if = "Option::is_none")]
-    pub bill_to: Option<ClientCustomer>,
-    /// `ShipTo` of `OrderRequest` (no description in the spec; see the type [`ClientCustomer`]).
-    #[serde(rename = "ShipTo", default, skip_serializing_if = "Option::is_none")]
-    pub ship_to: Option<ClientCustomer>,
-    /// `ShippingAdvice` of `OrderRequest` (no description in the spec; see the type [`ShippingAdvice`]).
-    #[serde(rename = "ShippingAdvice", default, skip_serializing_if = "Option::is_none")]
-    pub shipping_advice: Option<ShippingAdvice>,
-    /// The payments of the order.
-    #[serde(rename = "Payments", default, skip_serializing_if = "Option::is_none")]
-    pub payments: Option<Vec<Payment>>,
-    /// The order lines.
-    #[serde(rename = "Items", default, skip_serializing_if = "Option::is_none")]
-    pub items: Option<Vec<OrderRequestItem>>,
-    /// Order-level discounts.
-    #[serde(rename = "Discounts", default, skip_serializing_if = "Option::is_none")]
-    pub discounts: Option<Vec<Discount>>,
-    /// Fees (shipping, invoice); "not commonly used, the fees are mostly implemented as order items with TypeGroup Fee".
-    #[serde(rename = "Fees", default, skip_serializing_if = "Option::is_none")]
-    pub fees: Option<Vec<Fee>>,
-    /// Extra order info fields.
-    #[serde(rename = "AdditionalInfo", default, skip_serializing_if = "Option::is_none")]
-    pub additional_info: Option<Vec<super::connect::CodeValue>>,
-}
-
-/// The header of an order push.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderRequestHeader {
-    /// The key (uuid) of the application the order was placed in.
-    #[serde(rename = "ApplicationKey", default, skip_serializing_if = "Option::is_none")]
-    pub application_key: Option<String>,
-}
-
-/// The company and person of an order role (sell-to, bill-to, ship-to).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ClientCustomer {
-    /// `Company` of `ClientCustomer` (no description in the spec; see the type [`OrderRequestCompany`]).
-    #[serde(rename = "Company", default, skip_serializing_if = "Option::is_none")]
-    pub company: Option<OrderRequestCompany>,
-    /// `Person` of `ClientCustomer` (no description in the spec; see the type [`OrderRequestPerson`]).
-    #[serde(rename = "Person", default, skip_serializing_if = "Option::is_none")]
-    pub person: Option<OrderRequestPerson>,
-}
-
-/// A company on an order push (Connect `Company`; Fax, Addresses, code lists and AdditionalInfo are not modelled).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderRequestCompany {
-    /// ERP code of the company.
-    #[serde(rename = "Code", default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    /// Company name.
-    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// VAT number.
-    #[serde(rename = "VatNo", default, skip_serializing_if = "Option::is_none")]
-    pub vat_no: Option<String>,
-    /// Phone number.
-    #[serde(rename = "Phone", default, skip_serializing_if = "Option::is_none")]
-    pub phone: Option<String>,
-    /// E-mail address.
-    #[serde(rename = "Email", default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-}
-
-/// A person on an order push (Connect `Person`).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderRequestPerson {
-    /// ERP code of the customer, if known.
-    #[serde(rename = "CustomerCode", default, skip_serializing_if = "Option::is_none")]
-    pub customer_code: Option<String>,
-    /// First name.
-    #[serde(rename = "FirstName", default, skip_serializing_if = "Option::is_none")]
-    pub first_name: Option<String>,
-    /// Last name.
-    #[serde(rename = "LastName", default, skip_serializing_if = "Option::is_none")]
-    pub last_name: Option<String>,
-    /// E-mail address.
-    ///
-    /// Example: `anna.svensson@example.com`
-    #[serde(rename = "Email", default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// Mobile phone.
-    #[serde(rename = "CellPhone", default, skip_serializing_if = "Option::is_none")]
-    pub cell_phone: Option<String>,
-    /// Private phone.
-    #[serde(rename = "PrivatePhone", default, skip_serializing_if = "Option::is_none")]
-    pub private_phone: Option<String>,
-    /// Work phone.
-    #[serde(rename = "WorkPhone", default, skip_serializing_if = "Option::is_none")]
-    pub work_phone: Option<String>,
-    /// Social security number, where collected.
-    #[serde(rename = "SSN", default, skip_serializing_if = "Option::is_none")]
-    pub ssn: Option<String>,
-    /// Job title (max length 10).
-    #[serde(rename = "JobTitle", default, skip_serializing_if = "Option::is_none")]
-    pub job_title: Option<String>,
-    /// `Address` of `OrderRequestPerson` (no description in the spec; see the type [`OrderRequestAddress`]).
-    #[serde(rename = "Address", default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<OrderRequestAddress>,
-}
-
-/// A postal address on an order push (Connect `Address`).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderRequestAddress {
-    /// First address line.
-    #[serde(rename = "Line1", default, skip_serializing_if = "Option::is_none")]
-    pub line1: Option<String>,
-    /// Second address line.
-    #[serde(rename = "Line2", default, skip_serializing_if = "Option::is_none")]
-    pub line2: Option<String>,
-    /// Box (post-office box).
-    #[serde(rename = "Box", default, skip_serializing_if = "Option::is_none")]
-    pub box_: Option<String>,
-    /// Care-of line.
-    #[serde(rename = "CareOf", default, skip_serializing_if = "Option::is_none")]
-    pub care_of: Option<String>,
-    /// Postal code.
-    #[serde(rename = "ZipCode", default, skip_serializing_if = "Option::is_none")]
-    pub zip_code: Option<String>,
-    /// City.
-    #[serde(rename = "City", default, skip_serializing_if = "Option::is_none")]
-    pub city: Option<String>,
-    /// Region or state.
-    #[serde(rename = "Region", default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    /// Country as ISO 3166-1 alpha-2 code (max length 2).
-    ///
-    /// Example: `SE`
-    #[serde(rename = "Country", default, skip_serializing_if = "Option::is_none")]
-    pub country: Option<String>,
-    /// Phone number for the carrier (in the contract; not in the docs' Address sample).
-    #[serde(
-        rename = "ShippingPhoneNumber",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub shipping_phone_number: Option<String>,
-}
-
-/// How the order is to be shipped.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ShippingAdvice {
-    /// Delivery method code (maps to a carrier service).
-    ///
-    /// Example: `POSTNORD-MYPACK`
-    #[serde(
-        rename = "DeliveryMethodCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub delivery_method_code: Option<String>,
-    /// Whether the customer wants SMS notification.
-    #[serde(rename = "DoSMSNotify", default, skip_serializing_if = "Option::is_none")]
-    pub do_sms_notify: Option<bool>,
-    /// Whether the order must be delivered complete.
-    #[serde(rename = "IsComplete", default, skip_serializing_if = "Option::is_none")]
-    pub is_complete: Option<bool>,
-    /// Whether the freight fee is charged only once for split deliveries.
-    #[serde(
-        rename = "IsFeeChargedOnce",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub is_fee_charged_once: Option<bool>,
-    /// `PickupStore` of `ShippingAdvice` (no description in the spec; see the type [`PickupStore`]).
-    #[serde(rename = "PickupStore", default, skip_serializing_if = "Option::is_none")]
-    pub pickup_store: Option<PickupStore>,
-    /// Shipping advisor (e.g. nShift checkout) order code.
-    #[serde(
-        rename = "ShipAdvisorOrderCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ship_advisor_order_code: Option<String>,
-    /// Transport management system reference.
-    #[serde(rename = "TmsReference", default, skip_serializing_if = "Option::is_none")]
-    pub tms_reference: Option<String>,
-}
-
-/// The store or pickup point the customer chose.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct PickupStore {
-    /// Store or drop-point code.
-    #[serde(rename = "Code", default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    /// Store or drop-point name.
-    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// True for a carrier pickup point, false for a store.
-    #[serde(rename = "IsDropPoint", default, skip_serializing_if = "Option::is_none")]
-    pub is_drop_point: Option<bool>,
-    /// `Address` of `PickupStore` (no description in the spec; see the type [`OrderRequestAddress`]).
-    #[serde(rename = "Address", default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<OrderRequestAddress>,
-    /// Extra info about the pickup point.
-    #[serde(rename = "AdditionalInfo", default, skip_serializing_if = "Option::is_none")]
-    pub additional_info: Option<Vec<super::connect::CodeValue>>,
-}
-
-/// A payment of the pushed order ("Represents successful payment reservation. Either
-/// PaymentCode or PaymentRef must be provided.").
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Payment {
-    /// Payment code, an integer in Connect (unlike the string PaymentCode of OrderPaymentReceivedEvent).
-    #[serde(rename = "PaymentCode", default, skip_serializing_if = "Option::is_none")]
-    pub payment_code: Option<i32>,
-    /// Payment method code configured in Admin.
-    ///
-    /// Example: `KLARNA`
-    #[serde(
-        rename = "PaymentMethodCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub payment_method_code: Option<String>,
-    /// Payment method display name.
-    #[serde(rename = "PaymentName", default, skip_serializing_if = "Option::is_none")]
-    pub payment_name: Option<String>,
-    /// The PSP reference.
-    #[serde(rename = "PaymentRef", default, skip_serializing_if = "Option::is_none")]
-    pub payment_ref: Option<String>,
-    /// Amount of the payment.
-    ///
-    /// Example: `1249`
-    #[serde(rename = "Amount", default, skip_serializing_if = "Option::is_none")]
-    pub amount: Option<models_runtime::DecimalNumber>,
-    /// ISO 4217 currency code.
-    ///
-    /// Example: `SEK`
-    #[serde(rename = "CurrencyCode", default, skip_serializing_if = "Option::is_none")]
-    pub currency_code: Option<String>,
-    /// PSP specific extra data.
-    #[serde(rename = "AdditionalInfo", default, skip_serializing_if = "Option::is_none")]
-    pub additional_info: Option<Vec<PaymentInfo>>,
-}
-
-/// An extra data item of a payment (Connect `CodeValue`).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct PaymentInfo {
-    /// Info id.
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i32>,
-    /// Info code.
-    #[serde(rename = "Code", default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    /// Secondary code.
-    #[serde(rename = "Code2", default, skip_serializing_if = "Option::is_none")]
-    pub code2: Option<String>,
-    /// The value.
-    #[serde(rename = "Value", default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-}
-
-/// An order-level discount.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Discount {
-    /// Discount type.
-    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub type_: Option<String>,
-    /// Discount (voucher) code; used for discount matching in Norce.
-    #[serde(rename = "Code", default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    /// Discount amount.
-    #[serde(rename = "Amount", default, skip_serializing_if = "Option::is_none")]
-    pub amount: Option<models_runtime::DecimalNumber>,
-}
-
-/// A fee on the order (shipping or invoice fee).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Fee {
-    /// Fee amount.
-    ///
-    /// Example: `49`
-    #[serde(rename = "Amount", default, skip_serializing_if = "Option::is_none")]
-    pub amount: Option<models_runtime::DecimalNumber>,
-    /// Fee description.
-    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// Fee type, an integer in JSON: 0 Shipping, 1 Invoice.
-    ///
-    /// Example: `0`
-    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub type_: Option<i32>,
-    /// VAT of the fee in percent (25 for 25 %), as Connect's Fee.VatRate.
-    ///
-    /// Example: `25`
-    #[serde(rename = "VatRate", default, skip_serializing_if = "Option::is_none")]
-    pub vat_rate: Option<models_runtime::VatPercent>,
-}
-
-/// An order line of the pushed order ("Represents order row"). Norce marks Discount, LineNo,
-/// PartNo, Quantity, Quantity2, Type, TypeGroup, UnitPrice, UnitPriceOriginal, UnitVat and
-/// VatRate required; only LineNo and PartNo are required here (a tolerant reader).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderRequestItem {
-    /// Norce-generated row identifier, unique within the order.
-    ///
-    /// Example: `1`
-    #[serde(rename = "LineNo")]
-    pub line_no: i32,
-    /// Parent line number (structure children).
-    #[serde(rename = "ParentLineNo", default, skip_serializing_if = "Option::is_none")]
-    pub parent_line_no: Option<i32>,
-    /// The SKU part number.
-    ///
-    /// Example: `100015`
-    #[serde(rename = "PartNo")]
-    pub part_no: String,
-    /// The ERP part number.
-    #[serde(rename = "ErpPartNo", default, skip_serializing_if = "Option::is_none")]
-    pub erp_part_no: Option<String>,
-    /// Manufacturer code (in the contract; not in the docs' OrderItem sample).
-    #[serde(
-        rename = "ManufacturerCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub manufacturer_code: Option<String>,
-    /// Internal Norce product id.
-    #[serde(
-        rename = "InternalProductId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub internal_product_id: Option<i32>,
-    /// Line description (product name).
-    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// Line comment.
-    #[serde(rename = "Comment", default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
-    /// Ordered quantity.
-    ///
-    /// Example: `2`
-    #[serde(rename = "Quantity", default, skip_serializing_if = "Option::is_none")]
-    pub quantity: Option<i32>,
-    /// Ordered quantity as a decimal (for fractional units).
-    #[serde(rename = "Quantity2", default, skip_serializing_if = "Option::is_none")]
-    pub quantity2: Option<models_runtime::DecimalNumber>,
-    /// `Type` of `OrderRequestItem` (no description in the spec; see the type [`OrderItemType`]).
-    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub type_: Option<OrderItemType>,
-    /// `TypeGroup` of `OrderRequestItem` (no description in the spec; see the type [`OrderItemTypeGroup`]).
-    #[serde(rename = "TypeGroup", default, skip_serializing_if = "Option::is_none")]
-    pub type_group: Option<OrderItemTypeGroup>,
-    /// Unit of measure.
-    #[serde(rename = "UnitOfMeasure", default, skip_serializing_if = "Option::is_none")]
-    pub unit_of_measure: Option<String>,
-    /// Unit price ex VAT.
-    ///
-    /// Example: `159.2`
-    #[serde(rename = "UnitPrice", default, skip_serializing_if = "Option::is_none")]
-    pub unit_price: Option<models_runtime::DecimalNumber>,
-    /// Original unit price before discounts.
-    #[serde(
-        rename = "UnitPriceOriginal",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub unit_price_original: Option<models_runtime::DecimalNumber>,
-    /// VAT per unit.
-    #[serde(rename = "UnitVat", default, skip_serializing_if = "Option::is_none")]
-    pub unit_vat: Option<models_runtime::DecimalNumber>,
-    /// VAT of the original unit price.
-    #[serde(
-        rename = "UnitPriceOriginalVat",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub unit_price_original_vat: Option<models_runtime::DecimalNumber>,
-    /// VAT of the line in percent (25 for 25 %), as Connect's OrderItem.VatRate.
-    ///
-    /// Example: `25`
-    #[serde(rename = "VatRate", default, skip_serializing_if = "Option::is_none")]
-    pub vat_rate: Option<models_runtime::VatPercent>,
-    /// Discount on the line.
-    #[serde(rename = "Discount", default, skip_serializing_if = "Option::is_none")]
-    pub discount: Option<models_runtime::DecimalNumber>,
-    /// Price list the price came from.
-    #[serde(rename = "PriceListNo", default, skip_serializing_if = "Option::is_none")]
-    pub price_list_no: Option<i32>,
-    /// All price lists the original unit price is based on.
-    #[serde(rename = "PriceLists", default, skip_serializing_if = "Option::is_none")]
-    pub price_lists: Option<Vec<OrderItemPriceList>>,
-    /// Promotions applied to the line.
-    #[serde(rename = "Promotions", default, skip_serializing_if = "Option::is_none")]
-    pub promotions: Option<Vec<AppliedPromotion>>,
-    /// Extra line info fields.
-    #[serde(rename = "AdditionalInfo", default, skip_serializing_if = "Option::is_none")]
-    pub additional_info: Option<Vec<super::connect::CodeValue>>,
-}
 
 /// Kind of order line.
 ///
@@ -957,6 +1385,19 @@ impl<'de> serde::Deserialize<'de> for OrderItemType {
     }
 }
 
+impl schemars::JsonSchema for OrderItemType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OrderItemType".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["Undefined", "ErpStandard", "Refurbished",
+            "Freight", "Insurance", "GiftCertificate", "Bid", "Download", "Structure",
+            "Invoice"] }
+        )
+    }
+}
+
 /// Group of order line kinds; freight is usually a Fee line.
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
@@ -1053,71 +1494,16 @@ impl<'de> serde::Deserialize<'de> for OrderItemTypeGroup {
     }
 }
 
-/// A price list applied to an order line (Connect `PriceListItem`).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderItemPriceList {
-    /// Whether the item is active in the price list.
-    #[serde(rename = "IsActive", default, skip_serializing_if = "Option::is_none")]
-    pub is_active: Option<bool>,
-    /// Whether the price list is the standard one.
-    #[serde(
-        rename = "IsStandardPriceList",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub is_standard_price_list: Option<bool>,
-    /// Name of the price list (max length 50).
-    #[serde(rename = "PriceListName", default, skip_serializing_if = "Option::is_none")]
-    pub price_list_name: Option<String>,
-    /// Quantity from which the price list applies.
-    #[serde(rename = "QtyBreak", default, skip_serializing_if = "Option::is_none")]
-    pub qty_break: Option<i32>,
-    /// Sale price for one item, excluding VAT.
-    #[serde(rename = "UnitPrice", default, skip_serializing_if = "Option::is_none")]
-    pub unit_price: Option<models_runtime::DecimalNumber>,
-    /// VAT amount for one item, excluding discounts.
-    #[serde(rename = "UnitPriceVat", default, skip_serializing_if = "Option::is_none")]
-    pub unit_price_vat: Option<models_runtime::DecimalNumber>,
-}
-
-/// A promotion applied to an order line (Connect `Promotion`).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct AppliedPromotion {
-    /// Norce internal id of the promotion.
-    ///
-    /// **Open question:** The sources contradict: the docs type Promotion.Id integer(int32), the Connect contract (Promotion.cs) string. The docs' integer is used; a string id would not decode.
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i32>,
-    /// Promotion name (max length 255).
-    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// External code of the promotion, if configured (max length 50).
-    #[serde(rename = "DiscountCode", default, skip_serializing_if = "Option::is_none")]
-    pub discount_code: Option<String>,
-    /// Discount amount the promotion gave.
-    #[serde(rename = "AppliedAmount", default, skip_serializing_if = "Option::is_none")]
-    pub applied_amount: Option<models_runtime::DecimalNumber>,
-}
-
-/// Our synchronous answer to an order push.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct OrderResponse {
-    /// `OK` when we accepted the order, `Failed` otherwise.
-    ///
-    /// Example: `OK`
-    #[serde(rename = "StatusCode")]
-    pub status_code: OrderResponseStatusCode,
-    /// Free text, e.g. the failure reason.
-    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// The ERP order number, if we already have one.
-    #[serde(rename = "ErpOrderNo", default, skip_serializing_if = "Option::is_none")]
-    pub erp_order_no: Option<String>,
-    /// Whether ErpOrderNo is set.
-    ///
-    /// Example: `false`
-    #[serde(rename = "HasErpOrderNo", default, skip_serializing_if = "Option::is_none")]
-    pub has_erp_order_no: Option<bool>,
+impl schemars::JsonSchema for OrderItemTypeGroup {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OrderItemTypeGroup".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["Undefined", "Physical", "Virtual", "Fee",
+            "Service", "AddedFee"] }
+        )
+    }
 }
 
 /// `OK` when we accepted the order, `Failed` otherwise.
@@ -1192,6 +1578,15 @@ impl<'de> serde::Deserialize<'de> for OrderResponseStatusCode {
         deserializer: D,
     ) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(Self::from)
+    }
+}
+
+impl schemars::JsonSchema for OrderResponseStatusCode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OrderResponseStatusCode".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type" : "string", "examples" : ["OK", "Failed"] })
     }
 }
 

@@ -27,26 +27,98 @@
     rustdoc::invalid_html_tags
 )]
 
-/// The form fields of a client-credentials token request.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+///An OAuth2 error body (RFC 6749 section 5.2 shape).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OAuthError {
+    /// `error` of `OAuthError` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub error: ::std::option::Option<OAuthErrorError>,
+    ///A human-readable explanation, if the server gives one.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub error_description: ::std::option::Option<::std::string::String>,
+}
+
+///The form fields of a client-credentials token request.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    PartialEq,
+    schemars::JsonSchema
+)]
 pub struct TokenRequest {
-    /// The OAuth2 grant; always `client_credentials`.
-    ///
-    /// Example: `client_credentials`
+    ///The "OAuth2 Client ID" of the integration user created in Norce Admin.
+    pub client_id: ::std::string::String,
+    ///The "OAuth2 Client Secret" shown once when the integration user was created.
+    pub client_secret: ::std::string::String,
+    /// `grant_type` of `TokenRequest` (see its type).
     pub grant_type: TokenRequestGrantType,
-    /// The "OAuth2 Client ID" of the integration user created in Norce Admin.
-    pub client_id: String,
-    /// The "OAuth2 Client Secret" shown once when the integration user was created.
-    pub client_secret: String,
-    /// The environment the token is for (space-delimited when several). Current docs:
-    /// `playground`, `stage` or `prod`. Older docs: `production` for production and `lab` for
-    /// playground/stage (still used by some tenants and by Norce [Storm]); the Storm page
-    /// lists `lab`, `qa` and `production`.
-    ///
-    /// **Open question:** The sources contradict: the current page says `prod`, the older page and every code example say `production` (and `lab` for playground/stage, 'will be changed'), Storm says `lab qa production`. Which values a tenant's identity server accepts is unverified, so the scope is configurable: norce-client sends the current list per stage (production → `prod`), NORCE_LEGACY_LAB_SCOPE=true sends the legacy `lab`/`production`, and NORCE_SCOPE sends anything. Whether several space-delimited scopes are ever needed is not documented.
-    ///
-    /// Example: `playground`
+    /// `scope` of `TokenRequest` (see its type).
     pub scope: TokenRequestScope,
+}
+
+///A successful token response.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct TokenResponse {
+    ///The JWT access token, sent as `Authorization: Bearer <token>`.
+    pub access_token: ::std::string::String,
+    ///Lifetime of the token in seconds; cache the token until shortly before this runs out.
+    pub expires_in: i32,
+    ///The scope the token was issued for, e.g. `playground` or `lab`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub scope: ::std::option::Option<::std::string::String>,
+    ///The token type; `Bearer`.
+    pub token_type: ::std::string::String,
+}
+
+/// Error types.
+pub mod error {
+    /// Error from a `TryFrom` or `FromStr` implementation.
+    pub struct ConversionError(::std::borrow::Cow<'static, str>);
+    impl ::std::error::Error for ConversionError {}
+    impl ::std::fmt::Display for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Display::fmt(&self.0, f)
+        }
+    }
+    impl ::std::fmt::Debug for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Debug::fmt(&self.0, f)
+        }
+    }
+    impl From<&'static str> for ConversionError {
+        fn from(value: &'static str) -> Self {
+            Self(value.into())
+        }
+    }
+    impl From<String> for ConversionError {
+        fn from(value: String) -> Self {
+            Self(value.into())
+        }
+    }
 }
 
 /// The OAuth2 grant; always `client_credentials`.
@@ -117,6 +189,17 @@ impl<'de> serde::Deserialize<'de> for TokenRequestGrantType {
         deserializer: D,
     ) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(Self::from)
+    }
+}
+
+impl schemars::JsonSchema for TokenRequestGrantType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TokenRequestGrantType".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["client_credentials"] }
+        )
     }
 }
 
@@ -223,43 +306,16 @@ impl<'de> serde::Deserialize<'de> for TokenRequestScope {
     }
 }
 
-/// A successful token response.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct TokenResponse {
-    /// The JWT access token, sent as `Authorization: Bearer <token>`.
-    ///
-    /// Example: `eyJhbGciOiJSUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzY29wZSI6WyJwbGF5Z3JvdW5kIl19.c2lnbmF0dXJl`
-    pub access_token: String,
-    /// Lifetime of the token in seconds; cache the token until shortly before this runs out.
-    ///
-    /// **Open question:** The sources contradict: the example response says 600 while the text says tokens are valid for 3600 s, and Norce 'might change this value'. Always use the value returned, never a constant.
-    ///
-    /// Example: `600`
-    pub expires_in: i32,
-    /// The token type; `Bearer`.
-    ///
-    /// Example: `Bearer`
-    pub token_type: String,
-    /// The scope the token was issued for, e.g. `playground` or `lab`.
-    ///
-    /// **Open question:** Optional here (a tolerant reader), although Norce's legacy .NET client reads it on every response and throws when it is empty (OAuth2TokenResolver.cs): Norce appears to always send it.
-    ///
-    /// Example: `lab`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-}
-
-/// An OAuth2 error body (RFC 6749 section 5.2 shape).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OAuthError {
-    /// The RFC 6749 error code.
-    ///
-    /// Example: `invalid_client`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<OAuthErrorError>,
-    /// A human-readable explanation, if the server gives one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_description: Option<String>,
+impl schemars::JsonSchema for TokenRequestScope {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TokenRequestScope".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["playground", "stage", "prod",
+            "production", "lab", "qa"] }
+        )
+    }
 }
 
 /// The RFC 6749 error code.
@@ -357,6 +413,19 @@ impl<'de> serde::Deserialize<'de> for OAuthErrorError {
         deserializer: D,
     ) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(Self::from)
+    }
+}
+
+impl schemars::JsonSchema for OAuthErrorError {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OAuthErrorError".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["invalid_request", "invalid_client",
+            "invalid_grant", "unauthorized_client", "unsupported_grant_type",
+            "invalid_scope"] }
+        )
     }
 }
 

@@ -22,523 +22,727 @@
     rustdoc::invalid_html_tags
 )]
 
+/**Customer data of an order role kept on the order (guest customers without a ClientCustomer
+record): buyer, payer, ship-to and drop point, reached from the Order by the
+`*CustomerInfo` navigations (inferred names, see `Order`).*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct CustomerInfo {
+    ///First address line.
+    #[serde(
+        rename = "addressLine1",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub address_line1: ::std::option::Option<::std::string::String>,
+    ///Second address line.
+    #[serde(
+        rename = "addressLine2",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub address_line2: ::std::option::Option<::std::string::String>,
+    ///Care-of line.
+    #[serde(rename = "careOf", skip_serializing_if = "::std::option::Option::is_none")]
+    pub care_of: ::std::option::Option<::std::string::String>,
+    ///Mobile phone number.
+    #[serde(
+        rename = "cellPhoneNumber",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub cell_phone_number: ::std::option::Option<::std::string::String>,
+    ///City.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub city: ::std::option::Option<::std::string::String>,
+    ///Company name.
+    #[serde(
+        rename = "companyName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub company_name: ::std::option::Option<::std::string::String>,
+    ///Internal country id (not a code; resolve via the Core namespace).
+    #[serde(
+        rename = "countryId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub country_id: ::std::option::Option<i32>,
+    ///When the row was created.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub created: ::std::option::Option<::models_runtime::Timestamp>,
+    ///E-mail address.
+    #[serde(
+        rename = "emailAddress",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub email_address: ::std::option::Option<::std::string::String>,
+    ///First name.
+    #[serde(
+        rename = "firstName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub first_name: ::std::option::Option<::std::string::String>,
+    ///Global location number.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub gln: ::std::option::Option<::std::string::String>,
+    ///Internal id.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i64>,
+    ///Last name.
+    #[serde(rename = "lastName", skip_serializing_if = "::std::option::Option::is_none")]
+    pub last_name: ::std::option::Option<::std::string::String>,
+    ///Phone number.
+    #[serde(
+        rename = "phoneNumber",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub phone_number: ::std::option::Option<::std::string::String>,
+    ///Region or state.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub region: ::std::option::Option<::std::string::String>,
+    ///Phone number for the carrier.
+    #[serde(
+        rename = "shippingPhoneNumber",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipping_phone_number: ::std::option::Option<::std::string::String>,
+    ///Postal code.
+    #[serde(rename = "zipCode", skip_serializing_if = "::std::option::Option::is_none")]
+    pub zip_code: ::std::option::Option<::std::string::String>,
+}
+
+///A delivery note (shipment) of an order in Query 3.0.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct DeliveryNote {
+    ///The client (tenant) id.
+    #[serde(rename = "clientId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub client_id: ::std::option::Option<i32>,
+    ///First delivery address line.
+    #[serde(
+        rename = "deliveryAddressLine1",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_address_line1: ::std::option::Option<::std::string::String>,
+    ///Second delivery address line.
+    #[serde(
+        rename = "deliveryAddressLine2",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_address_line2: ::std::option::Option<::std::string::String>,
+    ///Attention line.
+    #[serde(
+        rename = "deliveryAttention",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_attention: ::std::option::Option<::std::string::String>,
+    ///Care-of line.
+    #[serde(
+        rename = "deliveryCareOf",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_care_of: ::std::option::Option<::std::string::String>,
+    ///Delivery city.
+    #[serde(
+        rename = "deliveryCity",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_city: ::std::option::Option<::std::string::String>,
+    ///Internal country id of the delivery address.
+    #[serde(
+        rename = "deliveryCountryId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_country_id: ::std::option::Option<i32>,
+    ///When the goods were shipped.
+    #[serde(
+        rename = "deliveryDate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_date: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Delivery method code.
+    #[serde(
+        rename = "deliveryMode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_mode: ::std::option::Option<::std::string::String>,
+    ///Name of the recipient.
+    #[serde(
+        rename = "deliveryName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_name: ::std::option::Option<::std::string::String>,
+    ///The delivered lines (with `$expand=deliveryNote($expand=deliveryNoteItem)`).
+    #[serde(
+        rename = "deliveryNoteItem",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_note_item: ::std::option::Option<::std::vec::Vec<DeliveryNoteItem>>,
+    ///The parcels, each with its tracking number.
+    #[serde(
+        rename = "deliveryNotePackage",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_note_package: ::std::option::Option<
+        ::std::vec::Vec<DeliveryNotePackage>,
+    >,
+    ///Delivery region.
+    #[serde(
+        rename = "deliveryRegion",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_region: ::std::option::Option<::std::string::String>,
+    ///Delivery postal code.
+    #[serde(
+        rename = "deliveryZipCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_zip_code: ::std::option::Option<::std::string::String>,
+    ///Internal delivery-note id.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i64>,
+    ///The delivery-note number (from the ERP or WMS; what Connect CreateDeliveryNote sent as NoteNo).
+    #[serde(rename = "noteNo")]
+    pub note_no: ::std::string::String,
+    ///Free text on the delivery note.
+    #[serde(rename = "noteText", skip_serializing_if = "::std::option::Option::is_none")]
+    pub note_text: ::std::option::Option<::std::string::String>,
+    ///The internal id of the order the note belongs to.
+    #[serde(
+        rename = "referenceOrderId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub reference_order_id: ::std::option::Option<i64>,
+    ///Shipping number.
+    #[serde(
+        rename = "shippingNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipping_no: ::std::option::Option<::std::string::String>,
+    ///Delivery-note type id (1 Order delivery).
+    #[serde(rename = "typeId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub type_id: ::std::option::Option<i32>,
+}
+
+///A delivered line of a delivery note in Query 3.0.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct DeliveryNoteItem {
+    ///The delivery note's id.
+    #[serde(
+        rename = "deliveryNoteId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_note_id: ::std::option::Option<i64>,
+    ///Internal id.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i64>,
+    ///Line number.
+    #[serde(
+        rename = "lineNumber",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub line_number: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Line comment.
+    #[serde(rename = "noteText", skip_serializing_if = "::std::option::Option::is_none")]
+    pub note_text: ::std::option::Option<::std::string::String>,
+    ///The order line this delivery line refers to.
+    #[serde(
+        rename = "orderItemId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_item_id: ::std::option::Option<i64>,
+    ///The SKU part number (Connect `ItemNo`).
+    #[serde(rename = "partNo")]
+    pub part_no: ::std::string::String,
+    ///Product name.
+    #[serde(
+        rename = "productName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub product_name: ::std::option::Option<::std::string::String>,
+    ///Quantity not delivered yet on the sales order.
+    #[serde(
+        rename = "qtyBackOrdered",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub qty_back_ordered: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Quantity on the sales order.
+    #[serde(
+        rename = "qtyOrdered",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub qty_ordered: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///The quantity in this delivery.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub quantity: ::std::option::Option<::models_runtime::DecimalNumber>,
+}
+
+///A parcel of a delivery note in Query.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct DeliveryNotePackage {
+    ///Internal package id.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i64>,
+    ///The carrier's parcel number (the tracking number).
+    #[serde(
+        rename = "parcelNumber",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub parcel_number: ::std::option::Option<::std::string::String>,
+    ///Parcel status: 4 Delivered, 6 Canceled, 11 Ready for pickup, 12 Picked up, 20 Reserved.
+    #[serde(rename = "statusId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub status_id: ::std::option::Option<i32>,
+}
+
+///An order in Query 3.0 (camelCase). A `$select` must keep `id` and `orderNo`, which every decoded order has.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Order {
+    ///The application the order was placed in.
+    #[serde(
+        rename = "applicationId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub application_id: ::std::option::Option<i32>,
+    ///ERP code of the buying company.
+    #[serde(
+        rename = "buyerCompanyCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub buyer_company_code: ::std::option::Option<::std::string::String>,
+    ///Internal id of the buying company.
+    #[serde(
+        rename = "buyerCompanyId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub buyer_company_id: ::std::option::Option<i32>,
+    ///ERP code of the buying customer.
+    #[serde(
+        rename = "buyerCustomerCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub buyer_customer_code: ::std::option::Option<::std::string::String>,
+    ///Internal id of the buying customer.
+    #[serde(
+        rename = "buyerCustomerId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub buyer_customer_id: ::std::option::Option<i32>,
+    /// `buyerCustomerInfo` of `Order` (see its type).
+    #[serde(
+        rename = "buyerCustomerInfo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub buyer_customer_info: ::std::option::Option<CustomerInfo>,
+    ///Lookup key of the CustomerInfo holding the buyer's data (guest customers).
+    #[serde(
+        rename = "buyerCustomerInfoId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub buyer_customer_info_id: ::std::option::Option<i64>,
+    ///The client (tenant) id.
+    #[serde(rename = "clientId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub client_id: ::std::option::Option<i32>,
+    ///When the row was created (the orders flow's cursor).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub created: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Internal currency id (resolve via the Core namespace).
+    #[serde(
+        rename = "currencyId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub currency_id: ::std::option::Option<i32>,
+    ///Delivery attention line.
+    #[serde(
+        rename = "deliveryAttention",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_attention: ::std::option::Option<::std::string::String>,
+    ///Delivery mark (copied from the quotation's CustomerOrderReference).
+    #[serde(
+        rename = "deliveryMark",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_mark: ::std::option::Option<::std::string::String>,
+    ///Delivery method code (from the DeliveryMethod setting).
+    #[serde(
+        rename = "deliveryMode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_mode: ::std::option::Option<::std::string::String>,
+    ///Delivery notes of the order (with `$expand=deliveryNote`), linked by their `referenceOrderId`; filled by Connect `Order/CreateDeliveryNote`.
+    #[serde(
+        rename = "deliveryNote",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_note: ::std::option::Option<::std::vec::Vec<DeliveryNote>>,
+    ///Lookup key of the CustomerInfo of the drop point (pickup point).
+    #[serde(
+        rename = "dropPointCustomerInfoId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub drop_point_customer_info_id: ::std::option::Option<i64>,
+    ///Freight cost excluding VAT (the line amount of the freight order item).
+    #[serde(
+        rename = "freightCost",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub freight_cost: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Internal order id.
+    pub id: i64,
+    ///Invoice mark (copied from the quotation's CustomerInvoiceReference).
+    #[serde(
+        rename = "invoiceMark",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub invoice_mark: ::std::option::Option<::std::string::String>,
+    ///Whether the order is partly delivered by a delivery note.
+    #[serde(
+        rename = "isPartDelivery",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub is_part_delivery: ::std::option::Option<bool>,
+    ///When the order was placed.
+    #[serde(
+        rename = "orderDate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_date: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Order lines (with `$expand=orderItem`).
+    #[serde(
+        rename = "orderItem",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_item: ::std::option::Option<::std::vec::Vec<OrderItem>>,
+    ///Order number (max 50); "commonly same as quotation id unless overriden from the ERP confirmation response".
+    #[serde(rename = "orderNo")]
+    pub order_no: ::std::string::String,
+    ///1 Customer order, 2 Purchase order, 3 Recurring order, 4 Recurring order template, 5 External order.
+    #[serde(
+        rename = "orderTypeId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_type_id: ::std::option::Option<i32>,
+    ///Internal id of the paying company.
+    #[serde(
+        rename = "payerCompanyId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub payer_company_id: ::std::option::Option<i32>,
+    ///Internal id of the paying customer.
+    #[serde(
+        rename = "payerCustomerId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub payer_customer_id: ::std::option::Option<i32>,
+    /// `payerCustomerInfo` of `Order` (see its type).
+    #[serde(
+        rename = "payerCustomerInfo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub payer_customer_info: ::std::option::Option<CustomerInfo>,
+    ///Lookup key of the CustomerInfo holding the payer's data.
+    #[serde(
+        rename = "payerCustomerInfoId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub payer_customer_info_id: ::std::option::Option<i64>,
+    ///Payment method code (from the PaymentMethod setting).
+    #[serde(
+        rename = "paymentTerms",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub payment_terms: ::std::option::Option<::std::string::String>,
+    ///The basket (quotation) id (= ClientOrderRef).
+    #[serde(
+        rename = "quotationId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub quotation_id: ::std::option::Option<i32>,
+    /// `shipToCustomerInfo` of `Order` (see its type).
+    #[serde(
+        rename = "shipToCustomerInfo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub ship_to_customer_info: ::std::option::Option<CustomerInfo>,
+    ///Lookup key of the CustomerInfo holding the ship-to data.
+    #[serde(
+        rename = "shipToCustomerInfoId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub ship_to_customer_info_id: ::std::option::Option<i64>,
+    ///Where the order came from; `WEB` is reserved for Norce checkout orders.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub source: ::std::option::Option<::std::string::String>,
+    ///Order status: 0 Created, 1 Allocation, 2 Confirmed, 4 Delivered, 5 Invoiced, 6 Cancelled, 8 Partly delivered.
+    #[serde(rename = "statusId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub status_id: ::std::option::Option<i32>,
+    ///When the row was last updated (the shipping flow's cursor).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub updated: ::std::option::Option<::models_runtime::Timestamp>,
+}
+
+///An order line in Query 3.0.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderItem {
+    ///Confirmed delivery date.
+    #[serde(
+        rename = "confirmedDeliveryDate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub confirmed_delivery_date: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Unit cost.
+    #[serde(rename = "costUnit", skip_serializing_if = "::std::option::Option::is_none")]
+    pub cost_unit: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///When the line was created.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub created: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Internal currency id.
+    #[serde(
+        rename = "currencyId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub currency_id: ::std::option::Option<i32>,
+    ///Delivery method code of the line.
+    #[serde(
+        rename = "deliveryMode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_mode: ::std::option::Option<::std::string::String>,
+    ///Discount amount excluding VAT, from promotions only.
+    #[serde(
+        rename = "discountAmount",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub discount_amount: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Discount in percent, from promotions only.
+    #[serde(
+        rename = "discountPercentage",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub discount_percentage: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Expected delivery date.
+    #[serde(
+        rename = "expectedDeliveryDate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub expected_delivery_date: ::std::option::Option<::models_runtime::Timestamp>,
+    ///The ERP part number.
+    #[serde(
+        rename = "externalPartNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub external_part_no: ::std::option::Option<::std::string::String>,
+    ///Status text from the ERP.
+    #[serde(
+        rename = "externalStatusText",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub external_status_text: ::std::option::Option<::std::string::String>,
+    ///Internal line id.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i64>,
+    ///Whether the ordered quantity is partly delivered by a delivery note.
+    #[serde(
+        rename = "isPartDelivery",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub is_part_delivery: ::std::option::Option<bool>,
+    ///Line amount.
+    #[serde(
+        rename = "lineAmount",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub line_amount: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Line number (a decimal in Query; whole numbers in practice).
+    #[serde(
+        rename = "lineNumber",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub line_number: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Internal location id.
+    #[serde(
+        rename = "locationId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub location_id: ::std::option::Option<i32>,
+    ///The order id.
+    #[serde(rename = "orderId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub order_id: ::std::option::Option<i64>,
+    ///The line this one belongs to (a bundle's or an accessory's parent).
+    #[serde(
+        rename = "parentLineNumber",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub parent_line_number: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///The SKU part number.
+    #[serde(rename = "partNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub part_no: ::std::option::Option<::std::string::String>,
+    ///Catalog price.
+    #[serde(
+        rename = "priceCatalog",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_catalog: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Recommended price when the order was created.
+    #[serde(
+        rename = "priceRecommended",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_recommended: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Unit price excluding VAT when the order was created, including any discounts.
+    #[serde(
+        rename = "priceSale",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_sale: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Sale price from the parent price list, if any.
+    #[serde(
+        rename = "priceStandard",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_standard: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Product name on the line.
+    #[serde(
+        rename = "productName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub product_name: ::std::option::Option<::std::string::String>,
+    ///Ordered quantity.
+    #[serde(
+        rename = "qtyOrdered",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub qty_ordered: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Line status id (the order statuses).
+    #[serde(rename = "statusId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub status_id: ::std::option::Option<i32>,
+    ///When the line was last updated.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub updated: ::std::option::Option<::models_runtime::Timestamp>,
+    ///The VAT rate in percent (25 for 25 %).
+    #[serde(rename = "vatRate", skip_serializing_if = "::std::option::Option::is_none")]
+    pub vat_rate: ::std::option::Option<::models_runtime::VatPercent>,
+    ///Internal warehouse id.
+    #[serde(
+        rename = "warehouseId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub warehouse_id: ::std::option::Option<i32>,
+}
+
+///An OData collection response envelope of orders.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrdersPage {
+    ///The OData context URL.
+    #[serde(
+        rename = "@odata.context",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub odata_context: ::std::option::Option<::std::string::String>,
+    ///Total number of matching rows, when `$count=true` was asked.
+    #[serde(
+        rename = "@odata.count",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub odata_count: ::std::option::Option<i64>,
+    ///Absolute URL of the next page; absent on the last page.
+    #[serde(
+        rename = "@odata.nextLink",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub odata_next_link: ::std::option::Option<::std::string::String>,
+    ///The orders on this page.
+    pub value: ::std::vec::Vec<Order>,
+}
+
+/// Error types.
+pub mod error {
+    /// Error from a `TryFrom` or `FromStr` implementation.
+    pub struct ConversionError(::std::borrow::Cow<'static, str>);
+    impl ::std::error::Error for ConversionError {}
+    impl ::std::fmt::Display for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Display::fmt(&self.0, f)
+        }
+    }
+    impl ::std::fmt::Debug for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Debug::fmt(&self.0, f)
+        }
+    }
+    impl From<&'static str> for ConversionError {
+        fn from(value: &'static str) -> Self {
+            Self(value.into())
+        }
+    }
+    impl From<String> for ConversionError {
+        fn from(value: String) -> Self {
+            Self(value.into())
+        }
+    }
+}
+
 /// An error body from Query. Norce documents none; Query is OData v4, whose JSON error
 /// response is `{"error": {"code", "message", "details"?, "innererror"?}}`. Kept as arbitrary
 /// JSON so an answer of another shape is still read.
 pub type QueryErrorBody = serde_json::Value;
-
-/// An OData collection response envelope of orders.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrdersPage {
-    /// The OData context URL.
-    ///
-    /// Example: `https://customer-slug.api-se.norce.tech/commerce/query/3.0/Orders/$metadata#Orders`
-    #[serde(rename = "@odata.context", default, skip_serializing_if = "Option::is_none")]
-    pub odata_context: Option<String>,
-    /// Total number of matching rows, when `$count=true` was asked.
-    #[serde(rename = "@odata.count", default, skip_serializing_if = "Option::is_none")]
-    pub odata_count: Option<i64>,
-    /// The orders on this page.
-    pub value: Vec<Order>,
-    /// Absolute URL of the next page; absent on the last page.
-    ///
-    /// Example: `https://customer-slug.api-se.norce.tech/commerce/query/3.0/Orders/Orders?$skip=500`
-    #[serde(
-        rename = "@odata.nextLink",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub odata_next_link: Option<String>,
-}
-
-/// An order in Query 3.0 (camelCase). A `$select` must keep `id` and `orderNo`, which every decoded order has.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Order {
-    /// Internal order id.
-    ///
-    /// Example: `1000123`
-    pub id: i64,
-    /// The client (tenant) id.
-    #[serde(rename = "clientId", default, skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<i32>,
-    /// The application the order was placed in.
-    #[serde(rename = "applicationId", default, skip_serializing_if = "Option::is_none")]
-    pub application_id: Option<i32>,
-    /// The basket (quotation) id (= ClientOrderRef).
-    #[serde(rename = "quotationId", default, skip_serializing_if = "Option::is_none")]
-    pub quotation_id: Option<i32>,
-    /// Order number (max 50); "commonly same as quotation id unless overriden from the ERP confirmation response".
-    #[serde(rename = "orderNo")]
-    pub order_no: String,
-    /// When the order was placed.
-    #[serde(rename = "orderDate", default, skip_serializing_if = "Option::is_none")]
-    pub order_date: Option<models_runtime::Timestamp>,
-    /// Order status: 0 Created, 1 Allocation, 2 Confirmed, 4 Delivered, 5 Invoiced, 6 Cancelled, 8 Partly delivered.
-    ///
-    /// Example: `2`
-    #[serde(rename = "statusId", default, skip_serializing_if = "Option::is_none")]
-    pub status_id: Option<i32>,
-    /// 1 Customer order, 2 Purchase order, 3 Recurring order, 4 Recurring order template, 5 External order.
-    ///
-    /// Example: `1`
-    #[serde(rename = "orderTypeId", default, skip_serializing_if = "Option::is_none")]
-    pub order_type_id: Option<i32>,
-    /// Where the order came from; `WEB` is reserved for Norce checkout orders.
-    ///
-    /// Example: `WEB`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    /// Internal currency id (resolve via the Core namespace).
-    #[serde(rename = "currencyId", default, skip_serializing_if = "Option::is_none")]
-    pub currency_id: Option<i32>,
-    /// Internal id of the buying company.
-    #[serde(rename = "buyerCompanyId", default, skip_serializing_if = "Option::is_none")]
-    pub buyer_company_id: Option<i32>,
-    /// ERP code of the buying company.
-    #[serde(
-        rename = "buyerCompanyCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub buyer_company_code: Option<String>,
-    /// Internal id of the buying customer.
-    #[serde(
-        rename = "buyerCustomerId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub buyer_customer_id: Option<i32>,
-    /// ERP code of the buying customer.
-    #[serde(
-        rename = "buyerCustomerCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub buyer_customer_code: Option<String>,
-    /// Internal id of the paying company.
-    #[serde(rename = "payerCompanyId", default, skip_serializing_if = "Option::is_none")]
-    pub payer_company_id: Option<i32>,
-    /// Internal id of the paying customer.
-    #[serde(
-        rename = "payerCustomerId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub payer_customer_id: Option<i32>,
-    /// Lookup key of the CustomerInfo holding the buyer's data (guest customers).
-    #[serde(
-        rename = "buyerCustomerInfoId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub buyer_customer_info_id: Option<i64>,
-    /// Lookup key of the CustomerInfo holding the payer's data.
-    #[serde(
-        rename = "payerCustomerInfoId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub payer_customer_info_id: Option<i64>,
-    /// Lookup key of the CustomerInfo holding the ship-to data.
-    #[serde(
-        rename = "shipToCustomerInfoId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ship_to_customer_info_id: Option<i64>,
-    /// Lookup key of the CustomerInfo of the drop point (pickup point).
-    #[serde(
-        rename = "dropPointCustomerInfoId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub drop_point_customer_info_id: Option<i64>,
-    /// Delivery method code (from the DeliveryMethod setting).
-    #[serde(rename = "deliveryMode", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_mode: Option<String>,
-    /// Payment method code (from the PaymentMethod setting).
-    #[serde(rename = "paymentTerms", default, skip_serializing_if = "Option::is_none")]
-    pub payment_terms: Option<String>,
-    /// Freight cost excluding VAT (the line amount of the freight order item).
-    #[serde(rename = "freightCost", default, skip_serializing_if = "Option::is_none")]
-    pub freight_cost: Option<models_runtime::DecimalNumber>,
-    /// Delivery attention line.
-    #[serde(
-        rename = "deliveryAttention",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub delivery_attention: Option<String>,
-    /// Delivery mark (copied from the quotation's CustomerOrderReference).
-    #[serde(rename = "deliveryMark", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_mark: Option<String>,
-    /// Invoice mark (copied from the quotation's CustomerInvoiceReference).
-    #[serde(rename = "invoiceMark", default, skip_serializing_if = "Option::is_none")]
-    pub invoice_mark: Option<String>,
-    /// Whether the order is partly delivered by a delivery note.
-    #[serde(rename = "isPartDelivery", default, skip_serializing_if = "Option::is_none")]
-    pub is_part_delivery: Option<bool>,
-    /// When the row was created (the orders flow's cursor).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<models_runtime::Timestamp>,
-    /// When the row was last updated (the shipping flow's cursor).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub updated: Option<models_runtime::Timestamp>,
-    /// Order lines (with `$expand=orderItem`).
-    #[serde(rename = "orderItem", default, skip_serializing_if = "Option::is_none")]
-    pub order_item: Option<Vec<OrderItem>>,
-    /// `buyerCustomerInfo` of `Order` (no description in the spec; see the type [`CustomerInfo`]).
-    #[serde(
-        rename = "buyerCustomerInfo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub buyer_customer_info: Option<CustomerInfo>,
-    /// `shipToCustomerInfo` of `Order` (no description in the spec; see the type [`CustomerInfo`]).
-    #[serde(
-        rename = "shipToCustomerInfo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ship_to_customer_info: Option<CustomerInfo>,
-    /// `payerCustomerInfo` of `Order` (no description in the spec; see the type [`CustomerInfo`]).
-    #[serde(
-        rename = "payerCustomerInfo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub payer_customer_info: Option<CustomerInfo>,
-    /// Delivery notes of the order (with `$expand=deliveryNote`), linked by their `referenceOrderId`; filled by Connect `Order/CreateDeliveryNote`.
-    #[serde(rename = "deliveryNote", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_note: Option<Vec<DeliveryNote>>,
-}
-
-/// Customer data of an order role kept on the order (guest customers without a ClientCustomer
-/// record): buyer, payer, ship-to and drop point, reached from the Order by the
-/// `*CustomerInfo` navigations (inferred names, see `Order`).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct CustomerInfo {
-    /// Internal id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i64>,
-    /// First name.
-    #[serde(rename = "firstName", default, skip_serializing_if = "Option::is_none")]
-    pub first_name: Option<String>,
-    /// Last name.
-    #[serde(rename = "lastName", default, skip_serializing_if = "Option::is_none")]
-    pub last_name: Option<String>,
-    /// Company name.
-    #[serde(rename = "companyName", default, skip_serializing_if = "Option::is_none")]
-    pub company_name: Option<String>,
-    /// E-mail address.
-    #[serde(rename = "emailAddress", default, skip_serializing_if = "Option::is_none")]
-    pub email_address: Option<String>,
-    /// Phone number.
-    #[serde(rename = "phoneNumber", default, skip_serializing_if = "Option::is_none")]
-    pub phone_number: Option<String>,
-    /// Mobile phone number.
-    #[serde(
-        rename = "cellPhoneNumber",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cell_phone_number: Option<String>,
-    /// Phone number for the carrier.
-    #[serde(
-        rename = "shippingPhoneNumber",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub shipping_phone_number: Option<String>,
-    /// Care-of line.
-    #[serde(rename = "careOf", default, skip_serializing_if = "Option::is_none")]
-    pub care_of: Option<String>,
-    /// First address line.
-    #[serde(rename = "addressLine1", default, skip_serializing_if = "Option::is_none")]
-    pub address_line1: Option<String>,
-    /// Second address line.
-    #[serde(rename = "addressLine2", default, skip_serializing_if = "Option::is_none")]
-    pub address_line2: Option<String>,
-    /// Postal code.
-    #[serde(rename = "zipCode", default, skip_serializing_if = "Option::is_none")]
-    pub zip_code: Option<String>,
-    /// City.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub city: Option<String>,
-    /// Region or state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    /// Internal country id (not a code; resolve via the Core namespace).
-    #[serde(rename = "countryId", default, skip_serializing_if = "Option::is_none")]
-    pub country_id: Option<i32>,
-    /// Global location number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gln: Option<String>,
-    /// When the row was created.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<models_runtime::Timestamp>,
-}
-
-/// An order line in Query 3.0.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderItem {
-    /// Internal line id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i64>,
-    /// The order id.
-    #[serde(rename = "orderId", default, skip_serializing_if = "Option::is_none")]
-    pub order_id: Option<i64>,
-    /// Line number (a decimal in Query; whole numbers in practice).
-    #[serde(rename = "lineNumber", default, skip_serializing_if = "Option::is_none")]
-    pub line_number: Option<models_runtime::DecimalNumber>,
-    /// The line this one belongs to (a bundle's or an accessory's parent).
-    #[serde(
-        rename = "parentLineNumber",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub parent_line_number: Option<models_runtime::DecimalNumber>,
-    /// Line status id (the order statuses).
-    #[serde(rename = "statusId", default, skip_serializing_if = "Option::is_none")]
-    pub status_id: Option<i32>,
-    /// The SKU part number.
-    #[serde(rename = "partNo", default, skip_serializing_if = "Option::is_none")]
-    pub part_no: Option<String>,
-    /// The ERP part number.
-    #[serde(rename = "externalPartNo", default, skip_serializing_if = "Option::is_none")]
-    pub external_part_no: Option<String>,
-    /// Product name on the line.
-    #[serde(rename = "productName", default, skip_serializing_if = "Option::is_none")]
-    pub product_name: Option<String>,
-    /// Internal warehouse id.
-    #[serde(rename = "warehouseId", default, skip_serializing_if = "Option::is_none")]
-    pub warehouse_id: Option<i32>,
-    /// Internal location id.
-    #[serde(rename = "locationId", default, skip_serializing_if = "Option::is_none")]
-    pub location_id: Option<i32>,
-    /// Ordered quantity.
-    #[serde(rename = "qtyOrdered", default, skip_serializing_if = "Option::is_none")]
-    pub qty_ordered: Option<models_runtime::DecimalNumber>,
-    /// Internal currency id.
-    #[serde(rename = "currencyId", default, skip_serializing_if = "Option::is_none")]
-    pub currency_id: Option<i32>,
-    /// The VAT rate in percent (25 for 25 %).
-    ///
-    /// Example: `25`
-    #[serde(rename = "vatRate", default, skip_serializing_if = "Option::is_none")]
-    pub vat_rate: Option<models_runtime::VatPercent>,
-    /// Unit cost.
-    #[serde(rename = "costUnit", default, skip_serializing_if = "Option::is_none")]
-    pub cost_unit: Option<models_runtime::DecimalNumber>,
-    /// Unit price excluding VAT when the order was created, including any discounts.
-    #[serde(rename = "priceSale", default, skip_serializing_if = "Option::is_none")]
-    pub price_sale: Option<models_runtime::DecimalNumber>,
-    /// Recommended price when the order was created.
-    #[serde(
-        rename = "priceRecommended",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub price_recommended: Option<models_runtime::DecimalNumber>,
-    /// Catalog price.
-    #[serde(rename = "priceCatalog", default, skip_serializing_if = "Option::is_none")]
-    pub price_catalog: Option<models_runtime::DecimalNumber>,
-    /// Sale price from the parent price list, if any.
-    #[serde(rename = "priceStandard", default, skip_serializing_if = "Option::is_none")]
-    pub price_standard: Option<models_runtime::DecimalNumber>,
-    /// Discount in percent, from promotions only.
-    #[serde(
-        rename = "discountPercentage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub discount_percentage: Option<models_runtime::DecimalNumber>,
-    /// Discount amount excluding VAT, from promotions only.
-    #[serde(rename = "discountAmount", default, skip_serializing_if = "Option::is_none")]
-    pub discount_amount: Option<models_runtime::DecimalNumber>,
-    /// Line amount.
-    #[serde(rename = "lineAmount", default, skip_serializing_if = "Option::is_none")]
-    pub line_amount: Option<models_runtime::DecimalNumber>,
-    /// Delivery method code of the line.
-    #[serde(rename = "deliveryMode", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_mode: Option<String>,
-    /// Whether the ordered quantity is partly delivered by a delivery note.
-    #[serde(rename = "isPartDelivery", default, skip_serializing_if = "Option::is_none")]
-    pub is_part_delivery: Option<bool>,
-    /// Expected delivery date.
-    #[serde(
-        rename = "expectedDeliveryDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub expected_delivery_date: Option<models_runtime::Timestamp>,
-    /// Confirmed delivery date.
-    #[serde(
-        rename = "confirmedDeliveryDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub confirmed_delivery_date: Option<models_runtime::Timestamp>,
-    /// Status text from the ERP.
-    #[serde(
-        rename = "externalStatusText",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub external_status_text: Option<String>,
-    /// When the line was created.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<models_runtime::Timestamp>,
-    /// When the line was last updated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub updated: Option<models_runtime::Timestamp>,
-}
-
-/// A delivery note (shipment) of an order in Query 3.0.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct DeliveryNote {
-    /// Internal delivery-note id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i64>,
-    /// The client (tenant) id.
-    #[serde(rename = "clientId", default, skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<i32>,
-    /// The delivery-note number (from the ERP or WMS; what Connect CreateDeliveryNote sent as NoteNo).
-    #[serde(rename = "noteNo")]
-    pub note_no: String,
-    /// Delivery-note type id (1 Order delivery).
-    #[serde(rename = "typeId", default, skip_serializing_if = "Option::is_none")]
-    pub type_id: Option<i32>,
-    /// The internal id of the order the note belongs to.
-    #[serde(
-        rename = "referenceOrderId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub reference_order_id: Option<i64>,
-    /// Name of the recipient.
-    #[serde(rename = "deliveryName", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_name: Option<String>,
-    /// Attention line.
-    #[serde(
-        rename = "deliveryAttention",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub delivery_attention: Option<String>,
-    /// Care-of line.
-    #[serde(rename = "deliveryCareOf", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_care_of: Option<String>,
-    /// First delivery address line.
-    #[serde(
-        rename = "deliveryAddressLine1",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub delivery_address_line1: Option<String>,
-    /// Second delivery address line.
-    #[serde(
-        rename = "deliveryAddressLine2",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub delivery_address_line2: Option<String>,
-    /// Delivery postal code.
-    #[serde(
-        rename = "deliveryZipCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub delivery_zip_code: Option<String>,
-    /// Delivery city.
-    #[serde(rename = "deliveryCity", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_city: Option<String>,
-    /// Delivery region.
-    #[serde(rename = "deliveryRegion", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_region: Option<String>,
-    /// Internal country id of the delivery address.
-    #[serde(
-        rename = "deliveryCountryId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub delivery_country_id: Option<i32>,
-    /// When the goods were shipped.
-    #[serde(rename = "deliveryDate", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_date: Option<models_runtime::Timestamp>,
-    /// Delivery method code.
-    #[serde(rename = "deliveryMode", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_mode: Option<String>,
-    /// Free text on the delivery note.
-    #[serde(rename = "noteText", default, skip_serializing_if = "Option::is_none")]
-    pub note_text: Option<String>,
-    /// Shipping number.
-    #[serde(rename = "shippingNo", default, skip_serializing_if = "Option::is_none")]
-    pub shipping_no: Option<String>,
-    /// The delivered lines (with `$expand=deliveryNote($expand=deliveryNoteItem)`).
-    #[serde(
-        rename = "deliveryNoteItem",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub delivery_note_item: Option<Vec<DeliveryNoteItem>>,
-    /// The parcels, each with its tracking number.
-    #[serde(
-        rename = "deliveryNotePackage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub delivery_note_package: Option<Vec<DeliveryNotePackage>>,
-}
-
-/// A delivered line of a delivery note in Query 3.0.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct DeliveryNoteItem {
-    /// Internal id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i64>,
-    /// The delivery note's id.
-    #[serde(rename = "deliveryNoteId", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_note_id: Option<i64>,
-    /// Line number.
-    #[serde(rename = "lineNumber", default, skip_serializing_if = "Option::is_none")]
-    pub line_number: Option<models_runtime::DecimalNumber>,
-    /// The SKU part number (Connect `ItemNo`).
-    #[serde(rename = "partNo")]
-    pub part_no: String,
-    /// Product name.
-    #[serde(rename = "productName", default, skip_serializing_if = "Option::is_none")]
-    pub product_name: Option<String>,
-    /// Quantity on the sales order.
-    #[serde(rename = "qtyOrdered", default, skip_serializing_if = "Option::is_none")]
-    pub qty_ordered: Option<models_runtime::DecimalNumber>,
-    /// The quantity in this delivery.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quantity: Option<models_runtime::DecimalNumber>,
-    /// Quantity not delivered yet on the sales order.
-    #[serde(rename = "qtyBackOrdered", default, skip_serializing_if = "Option::is_none")]
-    pub qty_back_ordered: Option<models_runtime::DecimalNumber>,
-    /// Line comment.
-    #[serde(rename = "noteText", default, skip_serializing_if = "Option::is_none")]
-    pub note_text: Option<String>,
-    /// The order line this delivery line refers to.
-    #[serde(rename = "orderItemId", default, skip_serializing_if = "Option::is_none")]
-    pub order_item_id: Option<i64>,
-}
-
-/// A parcel of a delivery note in Query.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct DeliveryNotePackage {
-    /// Internal package id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i64>,
-    /// The carrier's parcel number (the tracking number).
-    #[serde(rename = "parcelNumber", default, skip_serializing_if = "Option::is_none")]
-    pub parcel_number: Option<String>,
-    /// Parcel status: 4 Delivered, 6 Canceled, 11 Ready for pickup, 12 Picked up, 20 Reserved.
-    #[serde(rename = "statusId", default, skip_serializing_if = "Option::is_none")]
-    pub status_id: Option<i32>,
-}
 
 /// Parameters of [`operations::QUERY_ORDERS`].
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]

@@ -28,930 +28,1279 @@
     rustdoc::invalid_html_tags
 )]
 
+///A Norce Application (a storefront/channel) with its defaults.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Application {
+    ///Authorizations of the application.
+    #[serde(
+        rename = "Authorizations",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub authorizations: ::std::option::Option<::std::vec::Vec<IdValue>>,
+    /// `Client` of `Application` (see its type).
+    #[serde(rename = "Client", skip_serializing_if = "::std::option::Option::is_none")]
+    pub client: ::std::option::Option<ApplicationClient>,
+    /// `Countries` of `Application` (see its type).
+    #[serde(
+        rename = "Countries",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub countries: ::std::option::Option<CountryList>,
+    /// `Cultures` of `Application` (see its type).
+    #[serde(rename = "Cultures", skip_serializing_if = "::std::option::Option::is_none")]
+    pub cultures: ::std::option::Option<CultureList>,
+    /// `Currencies` of `Application` (see its type).
+    #[serde(
+        rename = "Currencies",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub currencies: ::std::option::Option<CurrencyList>,
+    ///The application id (the value of the ApplicationId header).
+    #[serde(rename = "Id")]
+    pub id: i32,
+    ///The application's unique key.
+    #[serde(rename = "Key", skip_serializing_if = "::std::option::Option::is_none")]
+    pub key: ::std::option::Option<::std::string::String>,
+    ///The application's name.
+    #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+    ///The parent application id ("Will be the same as Id if none exists").
+    #[serde(rename = "ParentId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub parent_id: ::std::option::Option<i32>,
+    /// `Pricelists` of `Application` (see its type).
+    #[serde(
+        rename = "Pricelists",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub pricelists: ::std::option::Option<PricelistSeedList>,
+    /// `Roles` of `Application` (see its type).
+    #[serde(rename = "Roles", skip_serializing_if = "::std::option::Option::is_none")]
+    pub roles: ::std::option::Option<RoleList>,
+    /// `SalesAreas` of `Application` (see its type).
+    #[serde(
+        rename = "SalesAreas",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub sales_areas: ::std::option::Option<SalesAreaList>,
+    ///Sender address for e-mails from this application.
+    #[serde(
+        rename = "SenderEmailAddress",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub sender_email_address: ::std::option::Option<::std::string::String>,
+    ///The storefront URL of the application.
+    #[serde(rename = "Url", skip_serializing_if = "::std::option::Option::is_none")]
+    pub url: ::std::option::Option<::std::string::String>,
+}
+
+///The client (tenant) that owns the application.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ApplicationClient {
+    ///The client id (also used in media CDN paths).
+    #[serde(rename = "Id", skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i32>,
+    ///The client's unique key.
+    #[serde(rename = "Key", skip_serializing_if = "::std::option::Option::is_none")]
+    pub key: ::std::option::Option<::std::string::String>,
+    ///The client's name.
+    #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+}
+
+///A country as configured in Norce.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Country {
+    ///ISO 3166 alpha-2 code.
+    #[serde(rename = "Code", skip_serializing_if = "::std::option::Option::is_none")]
+    pub code: ::std::option::Option<::std::string::String>,
+    ///Internal country id (Query uses these ids).
+    #[serde(rename = "Id", skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i32>,
+    ///Display name.
+    #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+}
+
+///The countries of the application and its default.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct CountryList {
+    /// `Default` of `CountryList` (see its type).
+    #[serde(rename = "Default", skip_serializing_if = "::std::option::Option::is_none")]
+    pub default: ::std::option::Option<Country>,
+    ///All countries.
+    #[serde(rename = "List", skip_serializing_if = "::std::option::Option::is_none")]
+    pub list: ::std::option::Option<::std::vec::Vec<Country>>,
+}
+
+///A culture (language and region).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Culture {
+    ///Culture code, e.g. `sv-SE`.
+    #[serde(rename = "Code", skip_serializing_if = "::std::option::Option::is_none")]
+    pub code: ::std::option::Option<::std::string::String>,
+    ///Display name of the culture.
+    #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+}
+
+///The cultures of the application and its default.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct CultureList {
+    /// `Default` of `CultureList` (see its type).
+    #[serde(rename = "Default", skip_serializing_if = "::std::option::Option::is_none")]
+    pub default: ::std::option::Option<Culture>,
+    ///All cultures of the application.
+    #[serde(rename = "List", skip_serializing_if = "::std::option::Option::is_none")]
+    pub list: ::std::option::Option<::std::vec::Vec<Culture>>,
+}
+
+///A currency as configured in Norce.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Currency {
+    ///ISO 4217 code.
+    #[serde(rename = "Code", skip_serializing_if = "::std::option::Option::is_none")]
+    pub code: ::std::option::Option<::std::string::String>,
+    ///Internal currency id (the `currencyId` context parameter).
+    #[serde(rename = "Id", skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i32>,
+    ///Display name.
+    #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+    ///Display prefix for amounts.
+    #[serde(rename = "Prefix", skip_serializing_if = "::std::option::Option::is_none")]
+    pub prefix: ::std::option::Option<::std::string::String>,
+    ///Display suffix for amounts.
+    #[serde(rename = "Suffix", skip_serializing_if = "::std::option::Option::is_none")]
+    pub suffix: ::std::option::Option<::std::string::String>,
+}
+
+///The currencies of the application and its default.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct CurrencyList {
+    /// `Default` of `CurrencyList` (see its type).
+    #[serde(rename = "Default", skip_serializing_if = "::std::option::Option::is_none")]
+    pub default: ::std::option::Option<Currency>,
+    ///All currencies of the application.
+    #[serde(rename = "List", skip_serializing_if = "::std::option::Option::is_none")]
+    pub list: ::std::option::Option<::std::vec::Vec<Currency>>,
+}
+
+///Customer, company and address of one order role (sell-to, bill-to, ship-to, drop point).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct CustomerData {
+    /// `Address` of `CustomerData` (see its type).
+    #[serde(rename = "Address", skip_serializing_if = "::std::option::Option::is_none")]
+    pub address: ::std::option::Option<OrderAddress>,
+    /// `Company` of `CustomerData` (see its type).
+    #[serde(rename = "Company", skip_serializing_if = "::std::option::Option::is_none")]
+    pub company: ::std::option::Option<OrderCompany>,
+    /// `Customer` of `CustomerData` (see its type).
+    #[serde(rename = "Customer", skip_serializing_if = "::std::option::Option::is_none")]
+    pub customer: ::std::option::Option<OrderCustomer>,
+    ///Code of the pickup point (drop point), when the role is a drop point.
+    #[serde(
+        rename = "DropPointCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub drop_point_code: ::std::option::Option<::std::string::String>,
+}
+
+///An id/value pair with an optional code (Application.Authorizations items).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct IdValue {
+    ///The code, if any.
+    #[serde(rename = "Code", skip_serializing_if = "::std::option::Option::is_none")]
+    pub code: ::std::option::Option<::std::string::String>,
+    ///Internal id (may differ between stage and production; use Code when hard coding).
+    #[serde(rename = "Id", skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i32>,
+    ///The value.
+    #[serde(rename = "Value", skip_serializing_if = "::std::option::Option::is_none")]
+    pub value: ::std::option::Option<::std::string::String>,
+}
+
+///The manufacturer (brand) of a product (ProductService `ProductManufacturer`).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Manufacturer {
+    ///Internal manufacturer id.
+    #[serde(rename = "Id", skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i32>,
+    ///Manufacturer name.
+    #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+    ///The manufacturer's part number.
+    #[serde(rename = "PartNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub part_no: ::std::option::Option<::std::string::String>,
+    ///URL-friendly unique name.
+    #[serde(
+        rename = "UniqueName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub unique_name: ::std::option::Option<::std::string::String>,
+}
+
+///Stock availability (web warehouse, store or supplier).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OnHand {
+    ///Quantity incoming.
+    #[serde(
+        rename = "IncomingValue",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub incoming_value: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Whether this on-hand record is active.
+    #[serde(rename = "IsActive", skip_serializing_if = "::std::option::Option::is_none")]
+    pub is_active: ::std::option::Option<bool>,
+    ///Whether the product may be returned.
+    #[serde(
+        rename = "IsReturnable",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub is_returnable: ::std::option::Option<bool>,
+    ///When availability was last checked (WCF JSON date).
+    #[serde(
+        rename = "LastChecked",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub last_checked: ::std::option::Option<::std::string::String>,
+    ///Lead time in days.
+    #[serde(
+        rename = "LeadtimeDayCount",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub leadtime_day_count: ::std::option::Option<i32>,
+    ///Next delivery date (WCF JSON date).
+    #[serde(
+        rename = "NextDeliveryDate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub next_delivery_date: ::std::option::Option<::std::string::String>,
+    ///Quantity on hand.
+    #[serde(rename = "Value", skip_serializing_if = "::std::option::Option::is_none")]
+    pub value: ::std::option::Option<::models_runtime::DecimalNumber>,
+}
+
+///A full order snapshot "as created" (Services order history), with items, delivery notes and info.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Order {
+    /// `BillTo` of `Order` (see its type).
+    #[serde(rename = "BillTo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub bill_to: ::std::option::Option<CustomerData>,
+    ///ISO 4217 currency code (3 characters).
+    #[serde(rename = "Currency", skip_serializing_if = "::std::option::Option::is_none")]
+    pub currency: ::std::option::Option<::std::string::String>,
+    ///The customer's delivery mark ("Gets it's value from the OrderReference field of the basket").
+    #[serde(
+        rename = "DeliveryMark",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_mark: ::std::option::Option<::std::string::String>,
+    ///Name or code of the delivery method.
+    #[serde(
+        rename = "DeliveryMethod",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_method: ::std::option::Option<::std::string::String>,
+    ///Delivery notes (shipments) registered for the order.
+    #[serde(
+        rename = "DeliveryNotes",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_notes: ::std::option::Option<::std::vec::Vec<OrderDeliveryNote>>,
+    /// `DropPoint` of `Order` (see its type).
+    #[serde(
+        rename = "DropPoint",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub drop_point: ::std::option::Option<CustomerData>,
+    ///Internal order id (an int64 inside).
+    #[serde(rename = "Id")]
+    pub id: ::std::string::String,
+    ///Order info fields (info types configured in Admin).
+    #[serde(rename = "Info", skip_serializing_if = "::std::option::Option::is_none")]
+    pub info: ::std::option::Option<::std::vec::Vec<OrderInfo>>,
+    ///The order lines.
+    #[serde(rename = "Items", skip_serializing_if = "::std::option::Option::is_none")]
+    pub items: ::std::option::Option<::std::vec::Vec<OrderItem>>,
+    ///When the order was placed (WCF JSON date, e.g. `/Date(1722513599000+0000)/`, as Services serializes dates).
+    #[serde(
+        rename = "OrderDate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_date: ::std::option::Option<::std::string::String>,
+    ///The order number (the ERP number once the ERP has acknowledged the order).
+    #[serde(rename = "OrderNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub order_no: ::std::option::Option<::std::string::String>,
+    ///Order total excluding VAT.
+    #[serde(
+        rename = "OrderTotalExVat",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_total_ex_vat: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Order total including VAT.
+    #[serde(
+        rename = "OrderTotalIncVat",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_total_inc_vat: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Name or code of the payment method.
+    #[serde(
+        rename = "PaymentMethod",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub payment_method: ::std::option::Option<::std::string::String>,
+    ///The basket (quotation) id the order was created from (= ClientOrderRef).
+    #[serde(
+        rename = "QuotationId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub quotation_id: ::std::option::Option<i32>,
+    /// `SellTo` of `Order` (see its type).
+    #[serde(rename = "SellTo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub sell_to: ::std::option::Option<CustomerData>,
+    /// `ShipTo` of `Order` (see its type).
+    #[serde(rename = "ShipTo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub ship_to: ::std::option::Option<CustomerData>,
+    ///Where the order came from; `WEB` for Norce checkout orders.
+    #[serde(rename = "Source", skip_serializing_if = "::std::option::Option::is_none")]
+    pub source: ::std::option::Option<::std::string::String>,
+    ///Order status text (see ListOrderStatuses), e.g. `Confirmed`.
+    #[serde(rename = "Status", skip_serializing_if = "::std::option::Option::is_none")]
+    pub status: ::std::option::Option<::std::string::String>,
+    ///Order type: 1 normal sales order, 2 reserved for purchase orders, 3 orders from subscriptions.
+    #[serde(rename = "TypeId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub type_id: ::std::option::Option<i32>,
+}
+
+///A postal address on an order role (OrderService `Address`).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderAddress {
+    ///Care-of line.
+    #[serde(rename = "CareOf", skip_serializing_if = "::std::option::Option::is_none")]
+    pub care_of: ::std::option::Option<::std::string::String>,
+    ///City.
+    #[serde(rename = "City", skip_serializing_if = "::std::option::Option::is_none")]
+    pub city: ::std::option::Option<::std::string::String>,
+    ///Country name.
+    #[serde(rename = "Country", skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    ///Country code (3 characters per the notes).
+    #[serde(
+        rename = "CountryCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub country_code: ::std::option::Option<::std::string::String>,
+    ///GLN of the address (only used for invoice addresses).
+    #[serde(
+        rename = "GlobalLocationNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub global_location_no: ::std::option::Option<::std::string::String>,
+    ///First address line.
+    #[serde(rename = "Line1", skip_serializing_if = "::std::option::Option::is_none")]
+    pub line1: ::std::option::Option<::std::string::String>,
+    ///Second address line.
+    #[serde(rename = "Line2", skip_serializing_if = "::std::option::Option::is_none")]
+    pub line2: ::std::option::Option<::std::string::String>,
+    ///Region or state.
+    #[serde(rename = "Region", skip_serializing_if = "::std::option::Option::is_none")]
+    pub region: ::std::option::Option<::std::string::String>,
+    ///Phone number for the carrier.
+    #[serde(
+        rename = "ShippingPhoneNumber",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipping_phone_number: ::std::option::Option<::std::string::String>,
+    ///Postal code.
+    #[serde(rename = "ZipCode", skip_serializing_if = "::std::option::Option::is_none")]
+    pub zip_code: ::std::option::Option<::std::string::String>,
+}
+
+///The company on an order role (OrderService `Company`).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderCompany {
+    ///Internal company id.
+    #[serde(rename = "Id", skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i32>,
+    ///Company name.
+    #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+    ///Company number (ERP code).
+    #[serde(rename = "No", skip_serializing_if = "::std::option::Option::is_none")]
+    pub no: ::std::option::Option<::std::string::String>,
+    ///Organisation number.
+    #[serde(rename = "OrgNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub org_no: ::std::option::Option<::std::string::String>,
+}
+
+///The person on an order role (OrderService `Customer`).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderCustomer {
+    ///Mobile phone number.
+    #[serde(
+        rename = "CellPhone",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub cell_phone: ::std::option::Option<::std::string::String>,
+    ///E-mail address.
+    #[serde(rename = "Email", skip_serializing_if = "::std::option::Option::is_none")]
+    pub email: ::std::option::Option<::std::string::String>,
+    ///First name.
+    #[serde(
+        rename = "FirstName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub first_name: ::std::option::Option<::std::string::String>,
+    ///Internal customer id.
+    #[serde(rename = "Id", skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i32>,
+    ///Last name.
+    #[serde(rename = "LastName", skip_serializing_if = "::std::option::Option::is_none")]
+    pub last_name: ::std::option::Option<::std::string::String>,
+    ///Customer number (ERP code).
+    #[serde(rename = "No", skip_serializing_if = "::std::option::Option::is_none")]
+    pub no: ::std::option::Option<::std::string::String>,
+    ///Phone number.
+    #[serde(rename = "Phone", skip_serializing_if = "::std::option::Option::is_none")]
+    pub phone: ::std::option::Option<::std::string::String>,
+    ///Social security number, where collected.
+    #[serde(rename = "SSN", skip_serializing_if = "::std::option::Option::is_none")]
+    pub ssn: ::std::option::Option<::std::string::String>,
+}
+
+/**A delivery note (shipment) on a Services order. Norce's DeliveryNote also has OrderNo,
+OrderDate, Culture, YourReference, SellTo/BillTo/ShipTo, DivisionCode, Info and
+SMSNotificationNumber, which are not modelled (unknown fields are ignored).*/
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderDeliveryNote {
+    ///Delivery date (WCF JSON date).
+    #[serde(
+        rename = "DeliveryDate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_date: ::std::option::Option<::std::string::String>,
+    ///Delivery method code.
+    #[serde(
+        rename = "DeliveryMode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_mode: ::std::option::Option<::std::string::String>,
+    ///Internal delivery-note id.
+    #[serde(rename = "Id", skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i32>,
+    ///Delivered lines.
+    #[serde(rename = "Items", skip_serializing_if = "::std::option::Option::is_none")]
+    pub items: ::std::option::Option<::std::vec::Vec<OrderDeliveryNoteItem>>,
+    ///Delivery-note number.
+    #[serde(rename = "NoteNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub note_no: ::std::option::Option<::std::string::String>,
+    ///Free text.
+    #[serde(rename = "NoteText", skip_serializing_if = "::std::option::Option::is_none")]
+    pub note_text: ::std::option::Option<::std::string::String>,
+    ///Parcels with their tracking numbers.
+    #[serde(rename = "Packages", skip_serializing_if = "::std::option::Option::is_none")]
+    pub packages: ::std::option::Option<::std::vec::Vec<OrderDeliveryNotePackage>>,
+    ///Delivery-note status text.
+    #[serde(rename = "Status", skip_serializing_if = "::std::option::Option::is_none")]
+    pub status: ::std::option::Option<::std::string::String>,
+}
+
+///A line on a delivery note.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderDeliveryNoteItem {
+    ///Line comment.
+    #[serde(rename = "Comment", skip_serializing_if = "::std::option::Option::is_none")]
+    pub comment: ::std::option::Option<::std::string::String>,
+    ///Line description.
+    #[serde(
+        rename = "ItemDescription",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub item_description: ::std::option::Option<::std::string::String>,
+    ///Part number.
+    #[serde(rename = "ItemNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub item_no: ::std::option::Option<::std::string::String>,
+    ///Back-ordered quantity.
+    #[serde(
+        rename = "QtyBackordered",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub qty_backordered: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Delivered quantity.
+    #[serde(
+        rename = "QtyDelivered",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub qty_delivered: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Ordered quantity.
+    #[serde(
+        rename = "QtyOrdered",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub qty_ordered: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Line number.
+    #[serde(
+        rename = "RowNumber",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub row_number: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Line status text.
+    #[serde(rename = "Status", skip_serializing_if = "::std::option::Option::is_none")]
+    pub status: ::std::option::Option<::std::string::String>,
+    ///Obsolete; tracking lives on the packages.
+    #[serde(
+        rename = "TrackingCodes",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub tracking_codes: ::std::option::Option<::std::vec::Vec<Tracking>>,
+}
+
+///A parcel on a delivery note.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderDeliveryNotePackage {
+    ///Internal package id.
+    #[serde(rename = "Id", skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i32>,
+    ///The carrier's parcel (tracking) number.
+    #[serde(
+        rename = "ParcelNumber",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub parcel_number: ::std::option::Option<::std::string::String>,
+    ///Parcel status text.
+    #[serde(rename = "Status", skip_serializing_if = "::std::option::Option::is_none")]
+    pub status: ::std::option::Option<::std::string::String>,
+}
+
+///An info field on an order or order line.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderInfo {
+    ///Info type code.
+    #[serde(rename = "Code", skip_serializing_if = "::std::option::Option::is_none")]
+    pub code: ::std::option::Option<::std::string::String>,
+    ///Info type description.
+    #[serde(
+        rename = "Description",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub description: ::std::option::Option<::std::string::String>,
+    ///Info type name.
+    #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+    ///The value.
+    #[serde(rename = "Value", skip_serializing_if = "::std::option::Option::is_none")]
+    pub value: ::std::option::Option<::std::string::String>,
+}
+
+///An order line in a Services order.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderItem {
+    ///Key of the product image.
+    #[serde(rename = "ImageKey", skip_serializing_if = "::std::option::Option::is_none")]
+    pub image_key: ::std::option::Option<::std::string::String>,
+    ///Line info fields.
+    #[serde(rename = "Info", skip_serializing_if = "::std::option::Option::is_none")]
+    pub info: ::std::option::Option<::std::vec::Vec<OrderInfo>>,
+    ///Product name on the line.
+    #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+    ///Line number of the parent line (structure/bundle children).
+    #[serde(
+        rename = "ParentRowNumber",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub parent_row_number: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///The SKU part number.
+    #[serde(rename = "PartNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub part_no: ::std::option::Option<::std::string::String>,
+    ///Catalog price.
+    #[serde(
+        rename = "PriceCatalog",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_catalog: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Recommended price.
+    #[serde(
+        rename = "PriceRecommended",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_recommended: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Standard price when the order was created.
+    #[serde(
+        rename = "PriceStandard",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_standard: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Ordered quantity.
+    #[serde(
+        rename = "QtyOrdered",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub qty_ordered: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Total amount of the line, excluding VAT.
+    #[serde(
+        rename = "RowAmount",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub row_amount: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Line number.
+    #[serde(
+        rename = "RowNumber",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub row_number: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Line status text.
+    #[serde(rename = "Status", skip_serializing_if = "::std::option::Option::is_none")]
+    pub status: ::std::option::Option<::std::string::String>,
+    ///Sku type internal id.
+    #[serde(rename = "Type", skip_serializing_if = "::std::option::Option::is_none")]
+    pub type_: ::std::option::Option<i32>,
+    ///Discount per unit, excluding VAT.
+    #[serde(
+        rename = "UnitDiscount",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub unit_discount: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Unit price excluding VAT.
+    #[serde(
+        rename = "UnitPrice",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub unit_price: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Unit price including VAT.
+    #[serde(
+        rename = "UnitPriceIncVat",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub unit_price_inc_vat: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///VAT as a multiplier (25 % VAT is 1.25), as Storm Services writes every VatRate.
+    #[serde(rename = "VatRate", skip_serializing_if = "::std::option::Option::is_none")]
+    pub vat_rate: ::std::option::Option<::models_runtime::VatMultiplier>,
+}
+
+///The order header as shown in order lists (ListOrders3); Order adds items, delivery notes and info.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderListItem {
+    /// `BillTo` of `OrderListItem` (see its type).
+    #[serde(rename = "BillTo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub bill_to: ::std::option::Option<CustomerData>,
+    ///ISO 4217 currency code (3 characters).
+    #[serde(rename = "Currency", skip_serializing_if = "::std::option::Option::is_none")]
+    pub currency: ::std::option::Option<::std::string::String>,
+    ///The customer's delivery mark ("Gets it's value from the OrderReference field of the basket").
+    #[serde(
+        rename = "DeliveryMark",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_mark: ::std::option::Option<::std::string::String>,
+    ///Name or code of the delivery method.
+    #[serde(
+        rename = "DeliveryMethod",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_method: ::std::option::Option<::std::string::String>,
+    /// `DropPoint` of `OrderListItem` (see its type).
+    #[serde(
+        rename = "DropPoint",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub drop_point: ::std::option::Option<CustomerData>,
+    ///Internal order id (an int64 inside).
+    #[serde(rename = "Id")]
+    pub id: ::std::string::String,
+    ///When the order was placed (WCF JSON date, e.g. `/Date(1722513599000+0000)/`, as Services serializes dates).
+    #[serde(
+        rename = "OrderDate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_date: ::std::option::Option<::std::string::String>,
+    ///The order number (the ERP number once the ERP has acknowledged the order).
+    #[serde(rename = "OrderNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub order_no: ::std::option::Option<::std::string::String>,
+    ///Order total excluding VAT.
+    #[serde(
+        rename = "OrderTotalExVat",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_total_ex_vat: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Order total including VAT.
+    #[serde(
+        rename = "OrderTotalIncVat",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub order_total_inc_vat: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Name or code of the payment method.
+    #[serde(
+        rename = "PaymentMethod",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub payment_method: ::std::option::Option<::std::string::String>,
+    ///The basket (quotation) id the order was created from (= ClientOrderRef).
+    #[serde(
+        rename = "QuotationId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub quotation_id: ::std::option::Option<i32>,
+    /// `SellTo` of `OrderListItem` (see its type).
+    #[serde(rename = "SellTo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub sell_to: ::std::option::Option<CustomerData>,
+    /// `ShipTo` of `OrderListItem` (see its type).
+    #[serde(rename = "ShipTo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub ship_to: ::std::option::Option<CustomerData>,
+    ///Where the order came from; `WEB` for Norce checkout orders.
+    #[serde(rename = "Source", skip_serializing_if = "::std::option::Option::is_none")]
+    pub source: ::std::option::Option<::std::string::String>,
+    ///Order status text (see ListOrderStatuses), e.g. `Confirmed`.
+    #[serde(rename = "Status", skip_serializing_if = "::std::option::Option::is_none")]
+    pub status: ::std::option::Option<::std::string::String>,
+    ///Order type: 1 normal sales order, 2 reserved for purchase orders, 3 orders from subscriptions.
+    #[serde(rename = "TypeId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub type_id: ::std::option::Option<i32>,
+}
+
+///One page of the ListOrders3 result.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct OrderPagedList {
+    ///Total number of matching orders (not the page size).
+    #[serde(rename = "ItemCount")]
+    pub item_count: i32,
+    ///The orders on this page.
+    #[serde(rename = "Items", skip_serializing_if = "::std::option::Option::is_none")]
+    pub items: ::std::option::Option<::std::vec::Vec<OrderListItem>>,
+}
+
+///The application's price lists.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct PricelistSeedList {
+    ///The default price-list id.
+    #[serde(rename = "Default", skip_serializing_if = "::std::option::Option::is_none")]
+    pub default: ::std::option::Option<i32>,
+    ///Internal ids of the application's price lists.
+    #[serde(rename = "Ids", skip_serializing_if = "::std::option::Option::is_none")]
+    pub ids: ::std::option::Option<::std::vec::Vec<i32>>,
+}
+
+///A product in a product list (one row per product or variant group).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ProductItem {
+    ///Primary category id.
+    #[serde(
+        rename = "CategoryId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub category_id: ::std::option::Option<i32>,
+    ///Comma-separated ids of all categories of the product.
+    #[serde(
+        rename = "CategoryIdSeed",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub category_id_seed: ::std::option::Option<::std::string::String>,
+    ///EAN/GTIN.
+    #[serde(rename = "EanCode", skip_serializing_if = "::std::option::Option::is_none")]
+    pub ean_code: ::std::option::Option<::std::string::String>,
+    ///Comma-separated flag ids.
+    #[serde(
+        rename = "FlagIdSeed",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub flag_id_seed: ::std::option::Option<::std::string::String>,
+    ///Variant grouping key.
+    #[serde(
+        rename = "GroupByKey",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub group_by_key: ::std::option::Option<::std::string::String>,
+    ///Internal product id.
+    #[serde(rename = "Id")]
+    pub id: i32,
+    ///Key of the main image.
+    #[serde(rename = "ImageKey", skip_serializing_if = "::std::option::Option::is_none")]
+    pub image_key: ::std::option::Option<::std::string::String>,
+    ///Whether the product can be bought.
+    #[serde(
+        rename = "IsBuyable",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub is_buyable: ::std::option::Option<bool>,
+    /// `Manufacturer` of `ProductItem` (see its type).
+    #[serde(
+        rename = "Manufacturer",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub manufacturer: ::std::option::Option<Manufacturer>,
+    ///Product name in the requested culture.
+    #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+    /// `OnHand` of `ProductItem` (see its type).
+    #[serde(rename = "OnHand", skip_serializing_if = "::std::option::Option::is_none")]
+    pub on_hand: ::std::option::Option<OnHand>,
+    /// `OnHandStore` of `ProductItem` (see its type).
+    #[serde(
+        rename = "OnHandStore",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub on_hand_store: ::std::option::Option<OnHand>,
+    /// `OnHandSupplier` of `ProductItem` (see its type).
+    #[serde(
+        rename = "OnHandSupplier",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub on_hand_supplier: ::std::option::Option<OnHand>,
+    ///Part number when the row represents a single SKU.
+    #[serde(rename = "PartNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub part_no: ::std::option::Option<::std::string::String>,
+    ///Popularity rank (a sort option).
+    #[serde(
+        rename = "PopularityRank",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub popularity_rank: ::std::option::Option<i32>,
+    ///Selling price excluding VAT in the context's currency.
+    #[serde(rename = "Price", skip_serializing_if = "::std::option::Option::is_none")]
+    pub price: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Catalog price.
+    #[serde(
+        rename = "PriceCatalog",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_catalog: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Selling price including VAT.
+    #[serde(
+        rename = "PriceIncVat",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_inc_vat: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///The price list the price came from.
+    #[serde(
+        rename = "PriceListId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_list_id: ::std::option::Option<i32>,
+    ///Recommended price.
+    #[serde(
+        rename = "PriceRecommended",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_recommended: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Standard price.
+    #[serde(
+        rename = "PriceStandard",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_standard: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Recommended order quantity.
+    #[serde(
+        rename = "RecommendedQuantity",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub recommended_quantity: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Manual sort order.
+    #[serde(
+        rename = "SortOrder",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub sort_order: ::std::option::Option<i32>,
+    ///SKU status: 1 Active, 2 Coming, 3 Expiring, 4 Hidden, 5 Inactive, 6 NotActivated.
+    #[serde(rename = "StatusId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub status_id: ::std::option::Option<i32>,
+    ///Product type id.
+    #[serde(rename = "Type", skip_serializing_if = "::std::option::Option::is_none")]
+    pub type_: ::std::option::Option<i32>,
+    ///URL-friendly unique name (slug).
+    #[serde(
+        rename = "UniqueName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub unique_name: ::std::option::Option<::std::string::String>,
+    ///Unit of measurement text.
+    #[serde(
+        rename = "UnitOfMeasurement",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub unit_of_measurement: ::std::option::Option<::std::string::String>,
+    ///VAT as a multiplier (25 % VAT is 1.25), as Storm Services writes every VatRate.
+    #[serde(rename = "VatRate", skip_serializing_if = "::std::option::Option::is_none")]
+    pub vat_rate: ::std::option::Option<::models_runtime::VatMultiplier>,
+}
+
+///One page of a product list (ListProducts2).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ProductItemPagedList {
+    ///Total number of matching products.
+    #[serde(rename = "ItemCount")]
+    pub item_count: i32,
+    ///The products on this page.
+    #[serde(rename = "Items", skip_serializing_if = "::std::option::Option::is_none")]
+    pub items: ::std::option::Option<::std::vec::Vec<ProductItem>>,
+}
+
+///A customer role (e.g. Buyer, Approver, Guest).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Role {
+    ///What the role may do.
+    #[serde(
+        rename = "Description",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub description: ::std::option::Option<::std::string::String>,
+    ///Internal role id.
+    #[serde(rename = "Id", skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i32>,
+    ///Role name.
+    #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+}
+
+///The customer roles of the application and its default.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct RoleList {
+    /// `Default` of `RoleList` (see its type).
+    #[serde(rename = "Default", skip_serializing_if = "::std::option::Option::is_none")]
+    pub default: ::std::option::Option<Role>,
+    ///All roles.
+    #[serde(rename = "List", skip_serializing_if = "::std::option::Option::is_none")]
+    pub list: ::std::option::Option<::std::vec::Vec<Role>>,
+}
+
+///A sales area (market) with its currency and VAT code.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SalesArea {
+    ///Internal currency id of the sales area.
+    #[serde(
+        rename = "CurrencyId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub currency_id: ::std::option::Option<i32>,
+    ///Internal sales-area id.
+    #[serde(rename = "Id", skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i32>,
+    ///Display name.
+    #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+    ///Internal VAT code id of the sales area.
+    #[serde(
+        rename = "VatCodeId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub vat_code_id: ::std::option::Option<i32>,
+}
+
+///The sales areas of the application and its default.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct SalesAreaList {
+    /// `Default` of `SalesAreaList` (see its type).
+    #[serde(rename = "Default", skip_serializing_if = "::std::option::Option::is_none")]
+    pub default: ::std::option::Option<SalesArea>,
+    ///All sales areas.
+    #[serde(rename = "List", skip_serializing_if = "::std::option::Option::is_none")]
+    pub list: ::std::option::Option<::std::vec::Vec<SalesArea>>,
+}
+
+///A tracking code with its carrier (obsolete on delivery-note items).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Tracking {
+    ///The carrier name.
+    #[serde(
+        rename = "FreightForwarder",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub freight_forwarder: ::std::option::Option<::std::string::String>,
+    ///Internal id.
+    #[serde(rename = "Id", skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<i32>,
+    ///The tracking code.
+    #[serde(
+        rename = "TrackingCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub tracking_code: ::std::option::Option<::std::string::String>,
+}
+
+/// Error types.
+pub mod error {
+    /// Error from a `TryFrom` or `FromStr` implementation.
+    pub struct ConversionError(::std::borrow::Cow<'static, str>);
+    impl ::std::error::Error for ConversionError {}
+    impl ::std::fmt::Display for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Display::fmt(&self.0, f)
+        }
+    }
+    impl ::std::fmt::Debug for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Debug::fmt(&self.0, f)
+        }
+    }
+    impl From<&'static str> for ConversionError {
+        fn from(value: &'static str) -> Self {
+            Self(value.into())
+        }
+    }
+    impl From<String> for ConversionError {
+        fn from(value: String) -> Self {
+            Self(value.into())
+        }
+    }
+}
+
 /// An error body from Services; Norce documents no schema, so it is kept as arbitrary JSON.
 ///
 /// **Open question:** No JSON error-body schema is documented for Services 1.1.
 pub type ErrorBody = serde_json::Value;
-
-/// A Norce Application (a storefront/channel) with its defaults.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Application {
-    /// The application id (the value of the ApplicationId header).
-    ///
-    /// **Open question:** The docs type Id as `integer or null`; it is required here because GetApplication answers for an existing application (the captured answer has it).
-    ///
-    /// Example: `1042`
-    #[serde(rename = "Id")]
-    pub id: i32,
-    /// The parent application id ("Will be the same as Id if none exists").
-    #[serde(rename = "ParentId", default, skip_serializing_if = "Option::is_none")]
-    pub parent_id: Option<i32>,
-    /// The application's unique key.
-    #[serde(rename = "Key", default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    /// The application's name.
-    ///
-    /// Example: `Open Demo Playground SE`
-    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// The storefront URL of the application.
-    ///
-    /// Example: `https://shop.example.com`
-    #[serde(rename = "Url", default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// Sender address for e-mails from this application.
-    #[serde(
-        rename = "SenderEmailAddress",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub sender_email_address: Option<String>,
-    /// `Client` of `Application` (no description in the spec; see the type [`ApplicationClient`]).
-    #[serde(rename = "Client", default, skip_serializing_if = "Option::is_none")]
-    pub client: Option<ApplicationClient>,
-    /// `Cultures` of `Application` (no description in the spec; see the type [`CultureList`]).
-    #[serde(rename = "Cultures", default, skip_serializing_if = "Option::is_none")]
-    pub cultures: Option<CultureList>,
-    /// `Currencies` of `Application` (no description in the spec; see the type [`CurrencyList`]).
-    #[serde(rename = "Currencies", default, skip_serializing_if = "Option::is_none")]
-    pub currencies: Option<CurrencyList>,
-    /// `Pricelists` of `Application` (no description in the spec; see the type [`PricelistSeedList`]).
-    #[serde(rename = "Pricelists", default, skip_serializing_if = "Option::is_none")]
-    pub pricelists: Option<PricelistSeedList>,
-    /// `SalesAreas` of `Application` (no description in the spec; see the type [`SalesAreaList`]).
-    #[serde(rename = "SalesAreas", default, skip_serializing_if = "Option::is_none")]
-    pub sales_areas: Option<SalesAreaList>,
-    /// `Roles` of `Application` (no description in the spec; see the type [`RoleList`]).
-    #[serde(rename = "Roles", default, skip_serializing_if = "Option::is_none")]
-    pub roles: Option<RoleList>,
-    /// `Countries` of `Application` (no description in the spec; see the type [`CountryList`]).
-    #[serde(rename = "Countries", default, skip_serializing_if = "Option::is_none")]
-    pub countries: Option<CountryList>,
-    /// Authorizations of the application.
-    #[serde(rename = "Authorizations", default, skip_serializing_if = "Option::is_none")]
-    pub authorizations: Option<Vec<IdValue>>,
-}
-
-/// The client (tenant) that owns the application.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ApplicationClient {
-    /// The client id (also used in media CDN paths).
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i32>,
-    /// The client's unique key.
-    #[serde(rename = "Key", default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    /// The client's name.
-    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
-
-/// The cultures of the application and its default.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct CultureList {
-    /// All cultures of the application.
-    #[serde(rename = "List", default, skip_serializing_if = "Option::is_none")]
-    pub list: Option<Vec<Culture>>,
-    /// `Default` of `CultureList` (no description in the spec; see the type [`Culture`]).
-    #[serde(rename = "Default", default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<Culture>,
-}
-
-/// A culture (language and region).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Culture {
-    /// Culture code, e.g. `sv-SE`.
-    ///
-    /// Example: `sv-SE`
-    #[serde(rename = "Code", default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    /// Display name of the culture.
-    ///
-    /// Example: `Swedish (Sweden)`
-    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
-
-/// The currencies of the application and its default.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct CurrencyList {
-    /// All currencies of the application.
-    #[serde(rename = "List", default, skip_serializing_if = "Option::is_none")]
-    pub list: Option<Vec<Currency>>,
-    /// `Default` of `CurrencyList` (no description in the spec; see the type [`Currency`]).
-    #[serde(rename = "Default", default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<Currency>,
-}
-
-/// A currency as configured in Norce.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Currency {
-    /// Internal currency id (the `currencyId` context parameter).
-    ///
-    /// Example: `2`
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i32>,
-    /// Display name.
-    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// ISO 4217 code.
-    ///
-    /// Example: `SEK`
-    #[serde(rename = "Code", default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    /// Display prefix for amounts.
-    #[serde(rename = "Prefix", default, skip_serializing_if = "Option::is_none")]
-    pub prefix: Option<String>,
-    /// Display suffix for amounts.
-    #[serde(rename = "Suffix", default, skip_serializing_if = "Option::is_none")]
-    pub suffix: Option<String>,
-}
-
-/// The application's price lists.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct PricelistSeedList {
-    /// Internal ids of the application's price lists.
-    #[serde(rename = "Ids", default, skip_serializing_if = "Option::is_none")]
-    pub ids: Option<Vec<i32>>,
-    /// The default price-list id.
-    #[serde(rename = "Default", default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<i32>,
-}
-
-/// The sales areas of the application and its default.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SalesAreaList {
-    /// All sales areas.
-    #[serde(rename = "List", default, skip_serializing_if = "Option::is_none")]
-    pub list: Option<Vec<SalesArea>>,
-    /// `Default` of `SalesAreaList` (no description in the spec; see the type [`SalesArea`]).
-    #[serde(rename = "Default", default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<SalesArea>,
-}
-
-/// A sales area (market) with its currency and VAT code.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SalesArea {
-    /// Internal sales-area id.
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i32>,
-    /// Display name.
-    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Internal currency id of the sales area.
-    #[serde(rename = "CurrencyId", default, skip_serializing_if = "Option::is_none")]
-    pub currency_id: Option<i32>,
-    /// Internal VAT code id of the sales area.
-    #[serde(rename = "VatCodeId", default, skip_serializing_if = "Option::is_none")]
-    pub vat_code_id: Option<i32>,
-}
-
-/// The customer roles of the application and its default.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct RoleList {
-    /// All roles.
-    #[serde(rename = "List", default, skip_serializing_if = "Option::is_none")]
-    pub list: Option<Vec<Role>>,
-    /// `Default` of `RoleList` (no description in the spec; see the type [`Role`]).
-    #[serde(rename = "Default", default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<Role>,
-}
-
-/// A customer role (e.g. Buyer, Approver, Guest).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Role {
-    /// Internal role id.
-    ///
-    /// Example: `13`
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i32>,
-    /// Role name.
-    ///
-    /// Example: `Buyer`
-    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// What the role may do.
-    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-}
-
-/// An id/value pair with an optional code (Application.Authorizations items).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct IdValue {
-    /// Internal id (may differ between stage and production; use Code when hard coding).
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i32>,
-    /// The value.
-    #[serde(rename = "Value", default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-    /// The code, if any.
-    #[serde(rename = "Code", default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-}
-
-/// The countries of the application and its default.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct CountryList {
-    /// All countries.
-    #[serde(rename = "List", default, skip_serializing_if = "Option::is_none")]
-    pub list: Option<Vec<Country>>,
-    /// `Default` of `CountryList` (no description in the spec; see the type [`Country`]).
-    #[serde(rename = "Default", default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<Country>,
-}
-
-/// A country as configured in Norce.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Country {
-    /// Internal country id (Query uses these ids).
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i32>,
-    /// Display name.
-    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// ISO 3166 alpha-2 code.
-    ///
-    /// Example: `SE`
-    #[serde(rename = "Code", default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-}
-
-/// One page of the ListOrders3 result.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderPagedList {
-    /// Total number of matching orders (not the page size).
-    ///
-    /// Example: `132`
-    #[serde(rename = "ItemCount")]
-    pub item_count: i32,
-    /// The orders on this page.
-    #[serde(rename = "Items", default, skip_serializing_if = "Option::is_none")]
-    pub items: Option<Vec<OrderListItem>>,
-}
-
-/// The order header as shown in order lists (ListOrders3); Order adds items, delivery notes and info.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderListItem {
-    /// Internal order id (an int64 inside).
-    ///
-    /// **Open question:** The sources differ: the docs type Services Order.Id as a string ("internal id of the Order in Storm"); the legacy Storm 1.1 contract types it as long. If a number arrives, the client must accept it.
-    ///
-    /// Example: `1000123`
-    #[serde(rename = "Id")]
-    pub id: String,
-    /// The basket (quotation) id the order was created from (= ClientOrderRef).
-    ///
-    /// Example: `456789`
-    #[serde(rename = "QuotationId", default, skip_serializing_if = "Option::is_none")]
-    pub quotation_id: Option<i32>,
-    /// The order number (the ERP number once the ERP has acknowledged the order).
-    ///
-    /// Example: `WEB-100045`
-    #[serde(rename = "OrderNo", default, skip_serializing_if = "Option::is_none")]
-    pub order_no: Option<String>,
-    /// When the order was placed (WCF JSON date, e.g. `/Date(1722513599000+0000)/`, as Services serializes dates).
-    ///
-    /// **Open question:** The sources contradict: Norce's captured Services JSON (norce-product-vue mockdata) writes WCF `/Date(ms+offset)/` dates, while the docs type OrderDate `string(date-time)` with ISO 8601 samples; kept as a string, parse both.
-    ///
-    /// Example: `/Date(1722513599000+0000)/`
-    #[serde(rename = "OrderDate", default, skip_serializing_if = "Option::is_none")]
-    pub order_date: Option<String>,
-    /// Order status text (see ListOrderStatuses), e.g. `Confirmed`.
-    ///
-    /// Example: `Confirmed`
-    #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// Where the order came from; `WEB` for Norce checkout orders.
-    ///
-    /// Example: `WEB`
-    #[serde(rename = "Source", default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    /// ISO 4217 currency code (3 characters).
-    ///
-    /// Example: `SEK`
-    #[serde(rename = "Currency", default, skip_serializing_if = "Option::is_none")]
-    pub currency: Option<String>,
-    /// `SellTo` of `OrderListItem` (no description in the spec; see the type [`CustomerData`]).
-    #[serde(rename = "SellTo", default, skip_serializing_if = "Option::is_none")]
-    pub sell_to: Option<CustomerData>,
-    /// `BillTo` of `OrderListItem` (no description in the spec; see the type [`CustomerData`]).
-    #[serde(rename = "BillTo", default, skip_serializing_if = "Option::is_none")]
-    pub bill_to: Option<CustomerData>,
-    /// `ShipTo` of `OrderListItem` (no description in the spec; see the type [`CustomerData`]).
-    #[serde(rename = "ShipTo", default, skip_serializing_if = "Option::is_none")]
-    pub ship_to: Option<CustomerData>,
-    /// `DropPoint` of `OrderListItem` (no description in the spec; see the type [`CustomerData`]).
-    #[serde(rename = "DropPoint", default, skip_serializing_if = "Option::is_none")]
-    pub drop_point: Option<CustomerData>,
-    /// Order total including VAT.
-    ///
-    /// Example: `1249`
-    #[serde(
-        rename = "OrderTotalIncVat",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub order_total_inc_vat: Option<models_runtime::DecimalNumber>,
-    /// Order total excluding VAT.
-    ///
-    /// Example: `999.2`
-    #[serde(
-        rename = "OrderTotalExVat",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub order_total_ex_vat: Option<models_runtime::DecimalNumber>,
-    /// Name or code of the payment method.
-    #[serde(rename = "PaymentMethod", default, skip_serializing_if = "Option::is_none")]
-    pub payment_method: Option<String>,
-    /// Name or code of the delivery method.
-    #[serde(rename = "DeliveryMethod", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_method: Option<String>,
-    /// Order type: 1 normal sales order, 2 reserved for purchase orders, 3 orders from subscriptions.
-    ///
-    /// Example: `1`
-    #[serde(rename = "TypeId", default, skip_serializing_if = "Option::is_none")]
-    pub type_id: Option<i32>,
-    /// The customer's delivery mark ("Gets it's value from the OrderReference field of the basket").
-    #[serde(rename = "DeliveryMark", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_mark: Option<String>,
-}
-
-/// A full order snapshot "as created" (Services order history), with items, delivery notes and info.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Order {
-    /// Internal order id (an int64 inside).
-    ///
-    /// **Open question:** The sources differ: the docs type Services Order.Id as a string ("internal id of the Order in Storm"); the legacy Storm 1.1 contract types it as long. If a number arrives, the client must accept it.
-    ///
-    /// Example: `1000123`
-    #[serde(rename = "Id")]
-    pub id: String,
-    /// The basket (quotation) id the order was created from (= ClientOrderRef).
-    ///
-    /// Example: `456789`
-    #[serde(rename = "QuotationId", default, skip_serializing_if = "Option::is_none")]
-    pub quotation_id: Option<i32>,
-    /// The order number (the ERP number once the ERP has acknowledged the order).
-    ///
-    /// Example: `WEB-100045`
-    #[serde(rename = "OrderNo", default, skip_serializing_if = "Option::is_none")]
-    pub order_no: Option<String>,
-    /// When the order was placed (WCF JSON date, e.g. `/Date(1722513599000+0000)/`, as Services serializes dates).
-    ///
-    /// **Open question:** The sources contradict: Norce's captured Services JSON (norce-product-vue mockdata) writes WCF `/Date(ms+offset)/` dates, while the docs type OrderDate `string(date-time)` with ISO 8601 samples; kept as a string, parse both.
-    ///
-    /// Example: `/Date(1722513599000+0000)/`
-    #[serde(rename = "OrderDate", default, skip_serializing_if = "Option::is_none")]
-    pub order_date: Option<String>,
-    /// Order status text (see ListOrderStatuses), e.g. `Confirmed`.
-    ///
-    /// Example: `Confirmed`
-    #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// Where the order came from; `WEB` for Norce checkout orders.
-    ///
-    /// Example: `WEB`
-    #[serde(rename = "Source", default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    /// ISO 4217 currency code (3 characters).
-    ///
-    /// Example: `SEK`
-    #[serde(rename = "Currency", default, skip_serializing_if = "Option::is_none")]
-    pub currency: Option<String>,
-    /// `SellTo` of `Order` (no description in the spec; see the type [`CustomerData`]).
-    #[serde(rename = "SellTo", default, skip_serializing_if = "Option::is_none")]
-    pub sell_to: Option<CustomerData>,
-    /// `BillTo` of `Order` (no description in the spec; see the type [`CustomerData`]).
-    #[serde(rename = "BillTo", default, skip_serializing_if = "Option::is_none")]
-    pub bill_to: Option<CustomerData>,
-    /// `ShipTo` of `Order` (no description in the spec; see the type [`CustomerData`]).
-    #[serde(rename = "ShipTo", default, skip_serializing_if = "Option::is_none")]
-    pub ship_to: Option<CustomerData>,
-    /// `DropPoint` of `Order` (no description in the spec; see the type [`CustomerData`]).
-    #[serde(rename = "DropPoint", default, skip_serializing_if = "Option::is_none")]
-    pub drop_point: Option<CustomerData>,
-    /// Order total including VAT.
-    ///
-    /// Example: `1249`
-    #[serde(
-        rename = "OrderTotalIncVat",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub order_total_inc_vat: Option<models_runtime::DecimalNumber>,
-    /// Order total excluding VAT.
-    ///
-    /// Example: `999.2`
-    #[serde(
-        rename = "OrderTotalExVat",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub order_total_ex_vat: Option<models_runtime::DecimalNumber>,
-    /// Name or code of the payment method.
-    #[serde(rename = "PaymentMethod", default, skip_serializing_if = "Option::is_none")]
-    pub payment_method: Option<String>,
-    /// Name or code of the delivery method.
-    #[serde(rename = "DeliveryMethod", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_method: Option<String>,
-    /// Order type: 1 normal sales order, 2 reserved for purchase orders, 3 orders from subscriptions.
-    ///
-    /// Example: `1`
-    #[serde(rename = "TypeId", default, skip_serializing_if = "Option::is_none")]
-    pub type_id: Option<i32>,
-    /// The customer's delivery mark ("Gets it's value from the OrderReference field of the basket").
-    #[serde(rename = "DeliveryMark", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_mark: Option<String>,
-    /// The order lines.
-    #[serde(rename = "Items", default, skip_serializing_if = "Option::is_none")]
-    pub items: Option<Vec<OrderItem>>,
-    /// Delivery notes (shipments) registered for the order.
-    #[serde(rename = "DeliveryNotes", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_notes: Option<Vec<OrderDeliveryNote>>,
-    /// Order info fields (info types configured in Admin).
-    #[serde(rename = "Info", default, skip_serializing_if = "Option::is_none")]
-    pub info: Option<Vec<OrderInfo>>,
-}
-
-/// An order line in a Services order.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderItem {
-    /// Line number.
-    ///
-    /// Example: `1`
-    #[serde(rename = "RowNumber", default, skip_serializing_if = "Option::is_none")]
-    pub row_number: Option<models_runtime::DecimalNumber>,
-    /// Line number of the parent line (structure/bundle children).
-    #[serde(
-        rename = "ParentRowNumber",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub parent_row_number: Option<models_runtime::DecimalNumber>,
-    /// The SKU part number.
-    ///
-    /// Example: `100015`
-    #[serde(rename = "PartNo", default, skip_serializing_if = "Option::is_none")]
-    pub part_no: Option<String>,
-    /// Product name on the line.
-    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Ordered quantity.
-    ///
-    /// Example: `2`
-    #[serde(rename = "QtyOrdered", default, skip_serializing_if = "Option::is_none")]
-    pub qty_ordered: Option<models_runtime::DecimalNumber>,
-    /// Unit price excluding VAT.
-    #[serde(rename = "UnitPrice", default, skip_serializing_if = "Option::is_none")]
-    pub unit_price: Option<models_runtime::DecimalNumber>,
-    /// Discount per unit, excluding VAT.
-    #[serde(rename = "UnitDiscount", default, skip_serializing_if = "Option::is_none")]
-    pub unit_discount: Option<models_runtime::DecimalNumber>,
-    /// Total amount of the line, excluding VAT.
-    #[serde(rename = "RowAmount", default, skip_serializing_if = "Option::is_none")]
-    pub row_amount: Option<models_runtime::DecimalNumber>,
-    /// Unit price including VAT.
-    #[serde(
-        rename = "UnitPriceIncVat",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub unit_price_inc_vat: Option<models_runtime::DecimalNumber>,
-    /// VAT as a multiplier (25 % VAT is 1.25), as Storm Services writes every VatRate.
-    ///
-    /// Example: `1.25`
-    #[serde(rename = "VatRate", default, skip_serializing_if = "Option::is_none")]
-    pub vat_rate: Option<models_runtime::VatMultiplier>,
-    /// Recommended price.
-    #[serde(
-        rename = "PriceRecommended",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub price_recommended: Option<models_runtime::DecimalNumber>,
-    /// Catalog price.
-    #[serde(rename = "PriceCatalog", default, skip_serializing_if = "Option::is_none")]
-    pub price_catalog: Option<models_runtime::DecimalNumber>,
-    /// Standard price when the order was created.
-    #[serde(rename = "PriceStandard", default, skip_serializing_if = "Option::is_none")]
-    pub price_standard: Option<models_runtime::DecimalNumber>,
-    /// Key of the product image.
-    #[serde(rename = "ImageKey", default, skip_serializing_if = "Option::is_none")]
-    pub image_key: Option<String>,
-    /// Sku type internal id.
-    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub type_: Option<i32>,
-    /// Line status text.
-    #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// Line info fields.
-    #[serde(rename = "Info", default, skip_serializing_if = "Option::is_none")]
-    pub info: Option<Vec<OrderInfo>>,
-}
-
-/// An info field on an order or order line.
-///
-/// **Open question:** The OrderService schema list also has IdValue {Id, Value, Code} and IdNameDescription {Id, Name, Description, ImageKey, Code}; which of them Info items are is unverified. Unknown fields are ignored, so Code and Value decode either way.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderInfo {
-    /// Info type code.
-    #[serde(rename = "Code", default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    /// Info type name.
-    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Info type description.
-    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// The value.
-    #[serde(rename = "Value", default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-}
-
-/// Customer, company and address of one order role (sell-to, bill-to, ship-to, drop point).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct CustomerData {
-    /// `Company` of `CustomerData` (no description in the spec; see the type [`OrderCompany`]).
-    #[serde(rename = "Company", default, skip_serializing_if = "Option::is_none")]
-    pub company: Option<OrderCompany>,
-    /// `Customer` of `CustomerData` (no description in the spec; see the type [`OrderCustomer`]).
-    #[serde(rename = "Customer", default, skip_serializing_if = "Option::is_none")]
-    pub customer: Option<OrderCustomer>,
-    /// `Address` of `CustomerData` (no description in the spec; see the type [`OrderAddress`]).
-    #[serde(rename = "Address", default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<OrderAddress>,
-    /// Code of the pickup point (drop point), when the role is a drop point.
-    #[serde(rename = "DropPointCode", default, skip_serializing_if = "Option::is_none")]
-    pub drop_point_code: Option<String>,
-}
-
-/// The company on an order role (OrderService `Company`).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderCompany {
-    /// Internal company id.
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i32>,
-    /// Company number (ERP code).
-    #[serde(rename = "No", default, skip_serializing_if = "Option::is_none")]
-    pub no: Option<String>,
-    /// Company name.
-    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Organisation number.
-    #[serde(rename = "OrgNo", default, skip_serializing_if = "Option::is_none")]
-    pub org_no: Option<String>,
-}
-
-/// The person on an order role (OrderService `Customer`).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderCustomer {
-    /// Internal customer id.
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i32>,
-    /// Customer number (ERP code).
-    #[serde(rename = "No", default, skip_serializing_if = "Option::is_none")]
-    pub no: Option<String>,
-    /// First name.
-    #[serde(rename = "FirstName", default, skip_serializing_if = "Option::is_none")]
-    pub first_name: Option<String>,
-    /// Last name.
-    #[serde(rename = "LastName", default, skip_serializing_if = "Option::is_none")]
-    pub last_name: Option<String>,
-    /// Social security number, where collected.
-    #[serde(rename = "SSN", default, skip_serializing_if = "Option::is_none")]
-    pub ssn: Option<String>,
-    /// E-mail address.
-    #[serde(rename = "Email", default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// Phone number.
-    #[serde(rename = "Phone", default, skip_serializing_if = "Option::is_none")]
-    pub phone: Option<String>,
-    /// Mobile phone number.
-    #[serde(rename = "CellPhone", default, skip_serializing_if = "Option::is_none")]
-    pub cell_phone: Option<String>,
-}
-
-/// A postal address on an order role (OrderService `Address`).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderAddress {
-    /// First address line.
-    #[serde(rename = "Line1", default, skip_serializing_if = "Option::is_none")]
-    pub line1: Option<String>,
-    /// Second address line.
-    #[serde(rename = "Line2", default, skip_serializing_if = "Option::is_none")]
-    pub line2: Option<String>,
-    /// Care-of line.
-    #[serde(rename = "CareOf", default, skip_serializing_if = "Option::is_none")]
-    pub care_of: Option<String>,
-    /// City.
-    #[serde(rename = "City", default, skip_serializing_if = "Option::is_none")]
-    pub city: Option<String>,
-    /// Postal code.
-    #[serde(rename = "ZipCode", default, skip_serializing_if = "Option::is_none")]
-    pub zip_code: Option<String>,
-    /// Country name.
-    #[serde(rename = "Country", default, skip_serializing_if = "Option::is_none")]
-    pub country: Option<String>,
-    /// Country code (3 characters per the notes).
-    ///
-    /// **Open question:** The docs say only 'The code of the country of the Address. MaxLength: 3'; whether ISO alpha-3 or alpha-2 is sent is not confirmed.
-    #[serde(rename = "CountryCode", default, skip_serializing_if = "Option::is_none")]
-    pub country_code: Option<String>,
-    /// Region or state.
-    #[serde(rename = "Region", default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    /// Phone number for the carrier.
-    #[serde(
-        rename = "ShippingPhoneNumber",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub shipping_phone_number: Option<String>,
-    /// GLN of the address (only used for invoice addresses).
-    #[serde(
-        rename = "GlobalLocationNo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub global_location_no: Option<String>,
-}
-
-/// A delivery note (shipment) on a Services order. Norce's DeliveryNote also has OrderNo,
-/// OrderDate, Culture, YourReference, SellTo/BillTo/ShipTo, DivisionCode, Info and
-/// SMSNotificationNumber, which are not modelled (unknown fields are ignored).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderDeliveryNote {
-    /// Internal delivery-note id.
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i32>,
-    /// Delivery-note number.
-    #[serde(rename = "NoteNo", default, skip_serializing_if = "Option::is_none")]
-    pub note_no: Option<String>,
-    /// Delivery date (WCF JSON date).
-    #[serde(rename = "DeliveryDate", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_date: Option<String>,
-    /// Delivery method code.
-    #[serde(rename = "DeliveryMode", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_mode: Option<String>,
-    /// Free text.
-    #[serde(rename = "NoteText", default, skip_serializing_if = "Option::is_none")]
-    pub note_text: Option<String>,
-    /// Delivery-note status text.
-    #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// Delivered lines.
-    #[serde(rename = "Items", default, skip_serializing_if = "Option::is_none")]
-    pub items: Option<Vec<OrderDeliveryNoteItem>>,
-    /// Parcels with their tracking numbers.
-    #[serde(rename = "Packages", default, skip_serializing_if = "Option::is_none")]
-    pub packages: Option<Vec<OrderDeliveryNotePackage>>,
-}
-
-/// A line on a delivery note.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderDeliveryNoteItem {
-    /// Line number.
-    #[serde(rename = "RowNumber", default, skip_serializing_if = "Option::is_none")]
-    pub row_number: Option<models_runtime::DecimalNumber>,
-    /// Part number.
-    #[serde(rename = "ItemNo", default, skip_serializing_if = "Option::is_none")]
-    pub item_no: Option<String>,
-    /// Line description.
-    #[serde(
-        rename = "ItemDescription",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub item_description: Option<String>,
-    /// Ordered quantity.
-    #[serde(rename = "QtyOrdered", default, skip_serializing_if = "Option::is_none")]
-    pub qty_ordered: Option<models_runtime::DecimalNumber>,
-    /// Delivered quantity.
-    #[serde(rename = "QtyDelivered", default, skip_serializing_if = "Option::is_none")]
-    pub qty_delivered: Option<models_runtime::DecimalNumber>,
-    /// Back-ordered quantity.
-    #[serde(rename = "QtyBackordered", default, skip_serializing_if = "Option::is_none")]
-    pub qty_backordered: Option<models_runtime::DecimalNumber>,
-    /// Line comment.
-    #[serde(rename = "Comment", default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
-    /// Line status text.
-    #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// Obsolete; tracking lives on the packages.
-    #[serde(rename = "TrackingCodes", default, skip_serializing_if = "Option::is_none")]
-    pub tracking_codes: Option<Vec<Tracking>>,
-}
-
-/// A parcel on a delivery note.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OrderDeliveryNotePackage {
-    /// Internal package id.
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i32>,
-    /// The carrier's parcel (tracking) number.
-    #[serde(rename = "ParcelNumber", default, skip_serializing_if = "Option::is_none")]
-    pub parcel_number: Option<String>,
-    /// Parcel status text.
-    #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-}
-
-/// A tracking code with its carrier (obsolete on delivery-note items).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Tracking {
-    /// Internal id.
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i32>,
-    /// The carrier name.
-    #[serde(
-        rename = "FreightForwarder",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub freight_forwarder: Option<String>,
-    /// The tracking code.
-    #[serde(rename = "TrackingCode", default, skip_serializing_if = "Option::is_none")]
-    pub tracking_code: Option<String>,
-}
-
-/// One page of a product list (ListProducts2).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ProductItemPagedList {
-    /// Total number of matching products.
-    ///
-    /// Example: `15`
-    #[serde(rename = "ItemCount")]
-    pub item_count: i32,
-    /// The products on this page.
-    #[serde(rename = "Items", default, skip_serializing_if = "Option::is_none")]
-    pub items: Option<Vec<ProductItem>>,
-}
-
-/// A product in a product list (one row per product or variant group).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ProductItem {
-    /// Internal product id.
-    ///
-    /// Example: `27`
-    #[serde(rename = "Id")]
-    pub id: i32,
-    /// Product name in the requested culture.
-    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// URL-friendly unique name (slug).
-    #[serde(rename = "UniqueName", default, skip_serializing_if = "Option::is_none")]
-    pub unique_name: Option<String>,
-    /// Part number when the row represents a single SKU.
-    #[serde(rename = "PartNo", default, skip_serializing_if = "Option::is_none")]
-    pub part_no: Option<String>,
-    /// EAN/GTIN.
-    #[serde(rename = "EanCode", default, skip_serializing_if = "Option::is_none")]
-    pub ean_code: Option<String>,
-    /// `Manufacturer` of `ProductItem` (no description in the spec; see the type [`Manufacturer`]).
-    #[serde(rename = "Manufacturer", default, skip_serializing_if = "Option::is_none")]
-    pub manufacturer: Option<Manufacturer>,
-    /// Selling price excluding VAT in the context's currency.
-    ///
-    /// Example: `176`
-    #[serde(rename = "Price", default, skip_serializing_if = "Option::is_none")]
-    pub price: Option<models_runtime::DecimalNumber>,
-    /// Selling price including VAT.
-    ///
-    /// Example: `220`
-    #[serde(rename = "PriceIncVat", default, skip_serializing_if = "Option::is_none")]
-    pub price_inc_vat: Option<models_runtime::DecimalNumber>,
-    /// Recommended price.
-    #[serde(
-        rename = "PriceRecommended",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub price_recommended: Option<models_runtime::DecimalNumber>,
-    /// Catalog price.
-    #[serde(rename = "PriceCatalog", default, skip_serializing_if = "Option::is_none")]
-    pub price_catalog: Option<models_runtime::DecimalNumber>,
-    /// Standard price.
-    #[serde(rename = "PriceStandard", default, skip_serializing_if = "Option::is_none")]
-    pub price_standard: Option<models_runtime::DecimalNumber>,
-    /// The price list the price came from.
-    #[serde(rename = "PriceListId", default, skip_serializing_if = "Option::is_none")]
-    pub price_list_id: Option<i32>,
-    /// VAT as a multiplier (25 % VAT is 1.25), as Storm Services writes every VatRate.
-    ///
-    /// Example: `1.25`
-    #[serde(rename = "VatRate", default, skip_serializing_if = "Option::is_none")]
-    pub vat_rate: Option<models_runtime::VatMultiplier>,
-    /// `OnHand` of `ProductItem` (no description in the spec; see the type [`OnHand`]).
-    #[serde(rename = "OnHand", default, skip_serializing_if = "Option::is_none")]
-    pub on_hand: Option<OnHand>,
-    /// `OnHandStore` of `ProductItem` (no description in the spec; see the type [`OnHand`]).
-    #[serde(rename = "OnHandStore", default, skip_serializing_if = "Option::is_none")]
-    pub on_hand_store: Option<OnHand>,
-    /// `OnHandSupplier` of `ProductItem` (no description in the spec; see the type [`OnHand`]).
-    #[serde(rename = "OnHandSupplier", default, skip_serializing_if = "Option::is_none")]
-    pub on_hand_supplier: Option<OnHand>,
-    /// SKU status: 1 Active, 2 Coming, 3 Expiring, 4 Hidden, 5 Inactive, 6 NotActivated.
-    #[serde(rename = "StatusId", default, skip_serializing_if = "Option::is_none")]
-    pub status_id: Option<i32>,
-    /// Product type id.
-    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub type_: Option<i32>,
-    /// Primary category id.
-    #[serde(rename = "CategoryId", default, skip_serializing_if = "Option::is_none")]
-    pub category_id: Option<i32>,
-    /// Comma-separated ids of all categories of the product.
-    #[serde(rename = "CategoryIdSeed", default, skip_serializing_if = "Option::is_none")]
-    pub category_id_seed: Option<String>,
-    /// Comma-separated flag ids.
-    #[serde(rename = "FlagIdSeed", default, skip_serializing_if = "Option::is_none")]
-    pub flag_id_seed: Option<String>,
-    /// Key of the main image.
-    #[serde(rename = "ImageKey", default, skip_serializing_if = "Option::is_none")]
-    pub image_key: Option<String>,
-    /// Variant grouping key.
-    #[serde(rename = "GroupByKey", default, skip_serializing_if = "Option::is_none")]
-    pub group_by_key: Option<String>,
-    /// Popularity rank (a sort option).
-    #[serde(rename = "PopularityRank", default, skip_serializing_if = "Option::is_none")]
-    pub popularity_rank: Option<i32>,
-    /// Manual sort order.
-    #[serde(rename = "SortOrder", default, skip_serializing_if = "Option::is_none")]
-    pub sort_order: Option<i32>,
-    /// Whether the product can be bought.
-    #[serde(rename = "IsBuyable", default, skip_serializing_if = "Option::is_none")]
-    pub is_buyable: Option<bool>,
-    /// Recommended order quantity.
-    #[serde(
-        rename = "RecommendedQuantity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub recommended_quantity: Option<models_runtime::DecimalNumber>,
-    /// Unit of measurement text.
-    #[serde(
-        rename = "UnitOfMeasurement",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub unit_of_measurement: Option<String>,
-}
-
-/// The manufacturer (brand) of a product (ProductService `ProductManufacturer`).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Manufacturer {
-    /// Internal manufacturer id.
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i32>,
-    /// Manufacturer name.
-    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// The manufacturer's part number.
-    #[serde(rename = "PartNo", default, skip_serializing_if = "Option::is_none")]
-    pub part_no: Option<String>,
-    /// URL-friendly unique name.
-    #[serde(rename = "UniqueName", default, skip_serializing_if = "Option::is_none")]
-    pub unique_name: Option<String>,
-}
-
-/// Stock availability (web warehouse, store or supplier).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OnHand {
-    /// Quantity on hand.
-    ///
-    /// Example: `98`
-    #[serde(rename = "Value", default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<models_runtime::DecimalNumber>,
-    /// Quantity incoming.
-    #[serde(rename = "IncomingValue", default, skip_serializing_if = "Option::is_none")]
-    pub incoming_value: Option<models_runtime::DecimalNumber>,
-    /// Next delivery date (WCF JSON date).
-    ///
-    /// **Open question:** The sources contradict: the docs type NextDeliveryDate and LastChecked `string or null (date-time)`, Norce's captured JSON writes `/Date(1726099200000+0000)/`; kept as a string.
-    #[serde(
-        rename = "NextDeliveryDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub next_delivery_date: Option<String>,
-    /// Lead time in days.
-    #[serde(
-        rename = "LeadtimeDayCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub leadtime_day_count: Option<i32>,
-    /// When availability was last checked (WCF JSON date).
-    #[serde(rename = "LastChecked", default, skip_serializing_if = "Option::is_none")]
-    pub last_checked: Option<String>,
-    /// Whether this on-hand record is active.
-    #[serde(rename = "IsActive", default, skip_serializing_if = "Option::is_none")]
-    pub is_active: Option<bool>,
-    /// Whether the product may be returned.
-    #[serde(rename = "IsReturnable", default, skip_serializing_if = "Option::is_none")]
-    pub is_returnable: Option<bool>,
-}
 
 /// The type of `format` in [`GetApplicationQuery`] (no description in the spec).
 ///
@@ -1019,6 +1368,15 @@ impl<'de> serde::Deserialize<'de> for GetApplicationQueryFormat {
         deserializer: D,
     ) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(Self::from)
+    }
+}
+
+impl schemars::JsonSchema for GetApplicationQueryFormat {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "GetApplicationQueryFormat".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type" : "string", "examples" : ["json"] })
     }
 }
 
@@ -1146,6 +1504,15 @@ impl<'de> serde::Deserialize<'de> for ListOrders3QueryFormat {
         deserializer: D,
     ) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(Self::from)
+    }
+}
+
+impl schemars::JsonSchema for ListOrders3QueryFormat {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ListOrders3QueryFormat".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type" : "string", "examples" : ["json"] })
     }
 }
 
@@ -1318,6 +1685,15 @@ impl<'de> serde::Deserialize<'de> for GetOrderQueryFormat {
     }
 }
 
+impl schemars::JsonSchema for GetOrderQueryFormat {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "GetOrderQueryFormat".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type" : "string", "examples" : ["json"] })
+    }
+}
+
 /// Parameters of [`operations::GET_ORDER`].
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct GetOrderQuery {
@@ -1441,6 +1817,15 @@ impl<'de> serde::Deserialize<'de> for ListProducts2QueryFormat {
         deserializer: D,
     ) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(Self::from)
+    }
+}
+
+impl schemars::JsonSchema for ListProducts2QueryFormat {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ListProducts2QueryFormat".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type" : "string", "examples" : ["json"] })
     }
 }
 

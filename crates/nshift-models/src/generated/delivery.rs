@@ -12,17 +12,2908 @@
     rustdoc::invalid_html_tags
 )]
 
-/// Error body of 400 and 500 responses.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+///Our own surcharges on top of the carrier price; the amount is added first, then the percentage.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct AdditionalSurcharges {
+    ///Fixed amount added to the price.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub amount: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Percentage as an integer (10 means 10 %).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub percent: ::std::option::Option<i64>,
+}
+
+///A carrier addon service; which fields apply depends on the addon (see the account's code lists).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Addon {
+    ///Account number, e.g. for cash on delivery.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub account: ::std::option::Option<::std::string::String>,
+    ///Type of the account.
+    #[serde(
+        rename = "accountType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub account_type: ::std::option::Option<::std::string::String>,
+    ///Amount, e.g. the cash-on-delivery amount.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub amount: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Bank.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub bank: ::std::option::Option<::std::string::String>,
+    ///Cargo flight, for some addons.
+    #[serde(
+        rename = "cargoFlight",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub cargo_flight: ::std::option::Option<bool>,
+    ///Confirmation wanted, for some addons.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub confirmation: ::std::option::Option<bool>,
+    ///Where to send the confirmation.
+    #[serde(
+        rename = "confirmationMisc",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub confirmation_misc: ::std::option::Option<::std::string::String>,
+    ///Contact.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub contact: ::std::option::Option<::std::string::String>,
+    ///Currency of the amount.
+    #[serde(
+        rename = "currencyCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub currency_code: ::std::option::Option<::std::string::String>,
+    ///Customer number, e.g. for receiver pays (RPAY).
+    #[serde(rename = "custNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub cust_no: ::std::option::Option<::std::string::String>,
+    ///Issuer code of the customer number.
+    #[serde(
+        rename = "custNoIssuerCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub cust_no_issuer_code: ::std::option::Option<::std::string::String>,
+    ///Date, for some addons.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub date: ::std::option::Option<::std::string::String>,
+    ///Declarant, for some addons.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub declarant: ::std::option::Option<::std::string::String>,
+    ///Document type, for some addons.
+    #[serde(
+        rename = "documentType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub document_type: ::std::option::Option<::std::string::String>,
+    ///E-mail address.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub email: ::std::option::Option<::std::string::String>,
+    ///Addon code, e.g. NOT, NOTSMS, NOTEMAIL, RPAY, COD, DNG or PUPOPT.
+    pub id: ::std::string::String,
+    ///Length, for some addons.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub length: ::std::option::Option<f64>,
+    ///Miscellaneous value, e.g. the phone number or e-mail for notifications.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub misc: ::std::option::Option<::std::string::String>,
+    ///Type of the misc value.
+    #[serde(rename = "miscType", skip_serializing_if = "::std::option::Option::is_none")]
+    pub misc_type: ::std::option::Option<::std::string::String>,
+    ///Passenger flight, for some addons.
+    #[serde(
+        rename = "passengerFlight",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub passenger_flight: ::std::option::Option<bool>,
+    ///Reference, e.g. the cash-on-delivery reference.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub reference: ::std::option::Option<::std::string::String>,
+    ///Type of the reference.
+    #[serde(
+        rename = "referenceType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub reference_type: ::std::option::Option<::std::string::String>,
+    ///Maximum temperature.
+    #[serde(rename = "tempMax", skip_serializing_if = "::std::option::Option::is_none")]
+    pub temp_max: ::std::option::Option<f64>,
+    ///Minimum temperature.
+    #[serde(rename = "tempMin", skip_serializing_if = "::std::option::Option::is_none")]
+    pub temp_min: ::std::option::Option<f64>,
+    ///Addon-specific text 1.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub text1: ::std::option::Option<::std::string::String>,
+    ///Addon-specific text 10.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub text10: ::std::option::Option<::std::string::String>,
+    ///Addon-specific text 2.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub text2: ::std::option::Option<::std::string::String>,
+    ///Addon-specific text 3.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub text3: ::std::option::Option<::std::string::String>,
+    ///Addon-specific text 4.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub text4: ::std::option::Option<::std::string::String>,
+    ///Addon-specific text 5.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub text5: ::std::option::Option<::std::string::String>,
+    ///Addon-specific text 6.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub text6: ::std::option::Option<::std::string::String>,
+    ///Addon-specific text 7.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub text7: ::std::option::Option<::std::string::String>,
+    ///Addon-specific text 8.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub text8: ::std::option::Option<::std::string::String>,
+    ///Addon-specific text 9.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub text9: ::std::option::Option<::std::string::String>,
+    ///Start time, for some addons.
+    #[serde(rename = "timeFrom", skip_serializing_if = "::std::option::Option::is_none")]
+    pub time_from: ::std::option::Option<::std::string::String>,
+    ///End time, for some addons.
+    #[serde(rename = "timeTo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub time_to: ::std::option::Option<::std::string::String>,
+    ///Width, for some addons.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub width: ::std::option::Option<f64>,
+}
+
+///The address to validate.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct AddressCheckRequest {
+    ///Street address line 1.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address1: ::std::option::Option<::std::string::String>,
+    ///Street address line 2.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address2: ::std::option::Option<::std::string::String>,
+    ///City.
+    pub city: ::std::string::String,
+    ///Contact person.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub contact: ::std::option::Option<::std::string::String>,
+    ///ISO 3166-1 alpha-2 country code.
+    #[serde(rename = "countryCode")]
+    pub country_code: ::std::string::String,
+    ///E-mail.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub email: ::std::option::Option<::std::string::String>,
+    ///Fax.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub fax: ::std::option::Option<::std::string::String>,
+    ///Name.
+    pub name: ::std::string::String,
+    ///Phone.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub phone: ::std::option::Option<::std::string::String>,
+    ///SMS number.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub sms: ::std::option::Option<::std::string::String>,
+    ///State.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub state: ::std::option::Option<::std::string::String>,
+    ///Zip code.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub zipcode: ::std::option::Option<::std::string::String>,
+}
+
+///One validation message about an address.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct AddressStatus {
+    ///Message arguments, e.g. the expected zip format.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub arguments: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+    ///true for an error, false for a warning.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub error: ::std::option::Option<bool>,
+    ///The part of the address the message is about, e.g. Zipcode.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub location: ::std::option::Option<::std::string::String>,
+    ///Human-readable message.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub message: ::std::option::Option<::std::string::String>,
+    ///System message ID, e.g. WSAPIError.ZipCode.
+    #[serde(
+        rename = "messageId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub message_id: ::std::option::Option<::std::string::String>,
+}
+
+///A pickup point (agent, service point) of a carrier.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Agent {
+    ///Street address line 1.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address1: ::std::option::Option<::std::string::String>,
+    ///Street address line 2.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address2: ::std::option::Option<::std::string::String>,
+    ///City.
+    pub city: ::std::string::String,
+    ///Contact person.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub contact: ::std::option::Option<::std::string::String>,
+    ///ISO 3166-1 alpha-2 country code.
+    #[serde(rename = "countryCode")]
+    pub country_code: ::std::string::String,
+    ///E-mail.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub email: ::std::option::Option<::std::string::String>,
+    ///Fax.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub fax: ::std::option::Option<::std::string::String>,
+    ///Carrier's ID of the agent; use it as shipment.agent.quickId.
+    pub id: ::std::string::String,
+    ///Name of the agent.
+    pub name: ::std::string::String,
+    ///Opening hours as free text (documented for Bring, also seen for Schenker).
+    #[serde(
+        rename = "openingHours",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub opening_hours: ::std::option::Option<::std::string::String>,
+    ///Phone.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub phone: ::std::option::Option<::std::string::String>,
+    ///Service code (documented for Bring only).
+    #[serde(
+        rename = "serviceCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub service_code: ::std::option::Option<::std::string::String>,
+    ///Service type (documented for Bring only).
+    #[serde(
+        rename = "serviceType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub service_type: ::std::option::Option<::std::string::String>,
+    ///SMS number.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub sms: ::std::option::Option<::std::string::String>,
+    ///State.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub state: ::std::option::Option<::std::string::String>,
+    ///Zip code.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub zipcode: ::std::option::Option<::std::string::String>,
+}
+
+///A status event of a shipment.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Alert {
+    ///Event code, e.g. STATUS_PRINTED or STATUS_TRANSITION_PRINTED.
+    #[serde(
+        rename = "alertCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub alert_code: ::std::option::Option<::std::string::String>,
+    ///When nShift registered the event.
+    #[serde(
+        rename = "alertCreated",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub alert_created: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Event category, e.g. STATUS.
+    #[serde(
+        rename = "alertInfo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub alert_info: ::std::option::Option<::std::string::String>,
+    ///When the event happened.
+    #[serde(
+        rename = "alertTime",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub alert_time: ::std::option::Option<::models_runtime::Timestamp>,
+    /// `shipmentInfo` of `Alert` (see its type).
+    #[serde(
+        rename = "shipmentInfo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipment_info: ::std::option::Option<AlertShipmentInfo>,
+}
+
+///One page of the status-event feed (GET /alerts).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct AlertFetchList {
+    ///Up to 100 status events.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub alerts: ::std::option::Option<::std::vec::Vec<Alert>>,
+    ///false when more events are waiting; call again at once.
+    pub done: bool,
+    ///Send this as fetchId in the next call.
+    #[serde(rename = "fetchId")]
+    pub fetch_id: ::std::string::String,
+    ///Milliseconds to wait before the next call.
+    #[serde(rename = "minDelay", skip_serializing_if = "::std::option::Option::is_none")]
+    pub min_delay: ::std::option::Option<i64>,
+}
+
+///A parcel in an alert.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct AlertParcel {
+    ///Carrier parcel number.
+    #[serde(rename = "parcelNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub parcel_no: ::std::option::Option<::std::string::String>,
+    ///Part-order number.
+    #[serde(
+        rename = "partOrderNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub part_order_no: ::std::option::Option<::std::string::String>,
+    ///Parcel reference.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub reference: ::std::option::Option<::std::string::String>,
+    ///Return parcel number.
+    #[serde(
+        rename = "returnParcelNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub return_parcel_no: ::std::option::Option<::std::string::String>,
+}
+
+///The shipment an alert is about; identified by shipmentNo, parcel numbers, orderNo and reference.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct AlertShipmentInfo {
+    ///It is an outbound shipment.
+    #[serde(
+        rename = "normalShipment",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub normal_shipment: ::std::option::Option<bool>,
+    ///Order number sent in the shipment.
+    #[serde(rename = "orderNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub order_no: ::std::option::Option<::std::string::String>,
+    ///Number of parcels.
+    #[serde(
+        rename = "parcelCount",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub parcel_count: ::std::option::Option<i64>,
+    ///Parcels of the shipment.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub parcels: ::std::option::Option<::std::vec::Vec<AlertParcel>>,
+    ///Carrier ID.
+    #[serde(
+        rename = "partnerId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub partner_id: ::std::option::Option<::std::string::String>,
+    ///When the shipment was printed.
+    #[serde(
+        rename = "printDate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub print_date: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Profile group of the shipment.
+    #[serde(
+        rename = "profileGroup",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub profile_group: ::std::option::Option<::std::string::String>,
+    ///Sender reference.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub reference: ::std::option::Option<::std::string::String>,
+    ///It is a return shipment.
+    #[serde(
+        rename = "returnShipment",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub return_shipment: ::std::option::Option<bool>,
+    ///Service code.
+    #[serde(
+        rename = "serviceId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub service_id: ::std::option::Option<::std::string::String>,
+    ///Ship date.
+    #[serde(rename = "shipDate", skip_serializing_if = "::std::option::Option::is_none")]
+    pub ship_date: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Carrier shipment number.
+    #[serde(
+        rename = "shipmentNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipment_no: ::std::option::Option<::std::string::String>,
+}
+
+///An article line in a parcel, with optional customs data.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Article {
+    ///Article number.
+    #[serde(
+        rename = "articleNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub article_no: ::std::option::Option<::std::string::String>,
+    ///Contents.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub contents: ::std::option::Option<::std::string::String>,
+    ///Number of items.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub count: ::std::option::Option<i64>,
+    ///Currency of the price.
+    #[serde(
+        rename = "currencyCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub currency_code: ::std::option::Option<::std::string::String>,
+    ///Customs contents description.
+    #[serde(
+        rename = "customsContents",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub customs_contents: ::std::option::Option<::std::string::String>,
+    ///Customs net weight.
+    #[serde(
+        rename = "customsNetWeight",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub customs_net_weight: ::std::option::Option<f64>,
+    ///Customs quantity in the other unit.
+    #[serde(
+        rename = "customsOtherQuantity",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub customs_other_quantity: ::std::option::Option<f64>,
+    ///Customs other unit.
+    #[serde(
+        rename = "customsOtherUnit",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub customs_other_unit: ::std::option::Option<::std::string::String>,
+    ///Customs country of origin.
+    #[serde(
+        rename = "customsSourceCountryCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub customs_source_country_code: ::std::option::Option<::std::string::String>,
+    ///Customs HS tariff code.
+    #[serde(
+        rename = "customsStatNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub customs_stat_no: ::std::option::Option<::std::string::String>,
+    ///Customs additional code.
+    #[serde(
+        rename = "customsSubStatNo1",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub customs_sub_stat_no1: ::std::option::Option<::std::string::String>,
+    ///Customs value.
+    #[serde(
+        rename = "customsValue",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub customs_value: ::std::option::Option<::models_runtime::DecimalNumber>,
+    /// `dangerousGoods` of `Article` (see its type).
+    #[serde(
+        rename = "dangerousGoods",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub dangerous_goods: ::std::option::Option<DangerousGoods>,
+    ///Show the article in the pre-notification message.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub enot: ::std::option::Option<bool>,
+    ///Loading metres.
+    #[serde(
+        rename = "loadingMeters",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub loading_meters: ::std::option::Option<f64>,
+    ///Marking.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub marking: ::std::option::Option<::std::string::String>,
+    ///Article name.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+    ///Package code.
+    #[serde(
+        rename = "packageCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub package_code: ::std::option::Option<::std::string::String>,
+    ///Unit price.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub price: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Volume in m3.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub volume: ::std::option::Option<f64>,
+    ///Weight in kg.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub weight: ::std::option::Option<f64>,
+}
+
+///Customs declaration for shipments leaving the EU customs area.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct CustomsDeclaration {
+    ///Certificate.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub certificate: ::std::option::Option<::std::string::String>,
+    ///Currency of the amounts.
+    #[serde(
+        rename = "currencyCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub currency_code: ::std::option::Option<::std::string::String>,
+    ///Declarant.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub declarant: ::std::option::Option<::std::string::String>,
+    ///Declarant's city.
+    #[serde(
+        rename = "declarantCity",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub declarant_city: ::std::option::Option<::std::string::String>,
+    ///Declaration date.
+    #[serde(
+        rename = "declarantDate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub declarant_date: ::std::option::Option<::std::string::String>,
+    ///Country the goods go to.
+    #[serde(
+        rename = "destinationCountryCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub destination_country_code: ::std::option::Option<::std::string::String>,
+    ///Discount subtracted from the other amounts (negative).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub discount: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///true = export under the normal procedure, false = commercial item list attached.
+    #[serde(
+        rename = "edocNormal",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub edoc_normal: ::std::option::Option<bool>,
+    ///Explanation, when importExportType is other.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub explanation: ::std::option::Option<::std::string::String>,
+    ///Export declaration text, line 1.
+    #[serde(
+        rename = "exportDeclaration1",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub export_declaration1: ::std::option::Option<::std::string::String>,
+    ///Export declaration text, line 2.
+    #[serde(
+        rename = "exportDeclaration2",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub export_declaration2: ::std::option::Option<::std::string::String>,
+    ///Export licence number.
+    #[serde(
+        rename = "exportLicenseNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub export_license_no: ::std::option::Option<::std::string::String>,
+    ///Financial information, line 1.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub finance1: ::std::option::Option<::std::string::String>,
+    ///Financial information, line 2.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub finance2: ::std::option::Option<::std::string::String>,
+    ///Freight charges.
+    #[serde(
+        rename = "freightCharges",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub freight_charges: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///General description of the contents, line 1.
+    #[serde(
+        rename = "generalNote1",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub general_note1: ::std::option::Option<::std::string::String>,
+    ///General description of the contents, line 2.
+    #[serde(
+        rename = "generalNote2",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub general_note2: ::std::option::Option<::std::string::String>,
+    ///General description of the contents, line 3.
+    #[serde(
+        rename = "generalNote3",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub general_note3: ::std::option::Option<::std::string::String>,
+    ///General description of the contents, line 4.
+    #[serde(
+        rename = "generalNote4",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub general_note4: ::std::option::Option<::std::string::String>,
+    ///Import/export type (temporary, reexport, gift, documents, sample, return, other, permanent, internal).
+    #[serde(
+        rename = "importExportType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub import_export_type: ::std::option::Option<::std::string::String>,
+    ///Import licence number.
+    #[serde(
+        rename = "importLicenseNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub import_license_no: ::std::option::Option<::std::string::String>,
+    ///Insurance charges.
+    #[serde(
+        rename = "insuranceCharges",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub insurance_charges: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Invoice declaration text, line 1.
+    #[serde(
+        rename = "invoiceDeclaration1",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub invoice_declaration1: ::std::option::Option<::std::string::String>,
+    ///Invoice declaration text, line 2.
+    #[serde(
+        rename = "invoiceDeclaration2",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub invoice_declaration2: ::std::option::Option<::std::string::String>,
+    ///Invoice number.
+    #[serde(
+        rename = "invoiceNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub invoice_no: ::std::option::Option<::std::string::String>,
+    ///Invoice type, proforma or standard (upper case in examples).
+    #[serde(
+        rename = "invoiceType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub invoice_type: ::std::option::Option<::std::string::String>,
+    ///Declarant's job title.
+    #[serde(rename = "jobTitle", skip_serializing_if = "::std::option::Option::is_none")]
+    pub job_title: ::std::option::Option<::std::string::String>,
+    ///Customs lines.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub lines: ::std::option::Option<::std::vec::Vec<CustomsLine>>,
+    ///Movement reference number (MRN).
+    #[serde(
+        rename = "movementReferenceNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub movement_reference_no: ::std::option::Option<::std::string::String>,
+    ///Other charges.
+    #[serde(
+        rename = "otherCharges",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub other_charges: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Parcel count.
+    #[serde(
+        rename = "parcelCount",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub parcel_count: ::std::option::Option<i64>,
+    ///Customs documents to produce; required in practice.
+    #[serde(rename = "printSet", skip_serializing_if = "::std::option::Option::is_none")]
+    pub print_set: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+    /// `receiver` of `CustomsDeclaration` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub receiver: ::std::option::Option<Party>,
+    ///Reference.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub reference: ::std::option::Option<::std::string::String>,
+    ///Declarant's representative 1.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub representative1: ::std::option::Option<::std::string::String>,
+    ///Declarant's representative 2.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub representative2: ::std::option::Option<::std::string::String>,
+    ///Representative's organisation number.
+    #[serde(
+        rename = "representativeOrgNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub representative_org_no: ::std::option::Option<::std::string::String>,
+    /// `sender` of `CustomsDeclaration` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub sender: ::std::option::Option<Party>,
+    ///Means of transport at the border (sea, rail, road, air, post, fixed, water, own).
+    #[serde(
+        rename = "shippingCodeBorder",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipping_code_border: ::std::option::Option<::std::string::String>,
+    ///Means of transport inland (same values as shippingCodeBorder).
+    #[serde(
+        rename = "shippingCodeDomestic",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipping_code_domestic: ::std::option::Option<::std::string::String>,
+    ///Country the goods leave from.
+    #[serde(
+        rename = "sourceCountryCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub source_country_code: ::std::option::Option<::std::string::String>,
+    ///Delivery terms code.
+    #[serde(rename = "termCode", skip_serializing_if = "::std::option::Option::is_none")]
+    pub term_code: ::std::option::Option<::std::string::String>,
+    ///Place where the goods are taken over under the delivery terms.
+    #[serde(
+        rename = "termLocation",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub term_location: ::std::option::Option<::std::string::String>,
+}
+
+///One line of a customs declaration.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct CustomsLine {
+    ///Contents.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub contents: ::std::option::Option<::std::string::String>,
+    ///Number of items.
+    pub copies: i64,
+    ///Goods marking 1.
+    #[serde(
+        rename = "goodsMark1",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub goods_mark1: ::std::option::Option<::std::string::String>,
+    ///Goods marking 2.
+    #[serde(
+        rename = "goodsMark2",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub goods_mark2: ::std::option::Option<::std::string::String>,
+    ///Goods marking 3.
+    #[serde(
+        rename = "goodsMark3",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub goods_mark3: ::std::option::Option<::std::string::String>,
+    ///Goods marking 4.
+    #[serde(
+        rename = "goodsMark4",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub goods_mark4: ::std::option::Option<::std::string::String>,
+    ///Goods marking 5.
+    #[serde(
+        rename = "goodsMark5",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub goods_mark5: ::std::option::Option<::std::string::String>,
+    ///Goods marking 6.
+    #[serde(
+        rename = "goodsMark6",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub goods_mark6: ::std::option::Option<::std::string::String>,
+    ///Net weight in kg.
+    #[serde(
+        rename = "netWeight",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub net_weight: ::std::option::Option<f64>,
+    ///Quantity in the other unit.
+    #[serde(
+        rename = "otherQuantity",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub other_quantity: ::std::option::Option<f64>,
+    ///Other unit (gram, m2, liter, pair, piece).
+    #[serde(
+        rename = "otherUnit",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub other_unit: ::std::option::Option<::std::string::String>,
+    ///Customs procedure.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub procedure: ::std::option::Option<::std::string::String>,
+    ///Country of origin.
+    #[serde(
+        rename = "sourceCountryCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub source_country_code: ::std::option::Option<::std::string::String>,
+    ///HS tariff code.
+    #[serde(rename = "statNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub stat_no: ::std::option::Option<::std::string::String>,
+    ///Additional code 1.
+    #[serde(
+        rename = "subStatNo1",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub sub_stat_no1: ::std::option::Option<::std::string::String>,
+    ///Additional code 2.
+    #[serde(
+        rename = "subStatNo2",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub sub_stat_no2: ::std::option::Option<::std::string::String>,
+    ///Customs value of the line.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub value: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///true = values are per item, false = totals.
+    #[serde(
+        rename = "valuesPerItem",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub values_per_item: ::std::option::Option<bool>,
+}
+
+///Dangerous goods data of a parcel or article.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct DangerousGoods {
+    ///ADR class.
+    #[serde(rename = "adrClass", skip_serializing_if = "::std::option::Option::is_none")]
+    pub adr_class: ::std::option::Option<::std::string::String>,
+    ///Description.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub description: ::std::option::Option<::std::string::String>,
+    ///EmS code.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub ems: ::std::option::Option<::std::string::String>,
+    ///Flash point.
+    #[serde(
+        rename = "flashPoint",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub flash_point: ::std::option::Option<::std::string::String>,
+    ///Hazard class / sub-label number.
+    #[serde(
+        rename = "hazardCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub hazard_code: ::std::option::Option<::std::string::String>,
+    ///Limited quantities.
+    #[serde(
+        rename = "limitedQuantities",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub limited_quantities: ::std::option::Option<bool>,
+    ///MP code.
+    #[serde(rename = "mpCode", skip_serializing_if = "::std::option::Option::is_none")]
+    pub mp_code: ::std::option::Option<::std::string::String>,
+    ///Net volume.
+    #[serde(
+        rename = "netVolume",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub net_volume: ::std::option::Option<f64>,
+    ///Net weight.
+    #[serde(
+        rename = "netWeight",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub net_weight: ::std::option::Option<f64>,
+    ///Note.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub note: ::std::option::Option<::std::string::String>,
+    ///Package code.
+    #[serde(
+        rename = "packageCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub package_code: ::std::option::Option<::std::string::String>,
+    ///Packing group.
+    #[serde(
+        rename = "packageType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub package_type: ::std::option::Option<::std::string::String>,
+    ///Quantity of the package type.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub quantity: ::std::option::Option<f64>,
+    ///Separation.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub separation: ::std::option::Option<::std::string::String>,
+    ///Technical description.
+    #[serde(
+        rename = "technicalDescr",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub technical_descr: ::std::option::Option<::std::string::String>,
+    ///Tunnel restriction code.
+    #[serde(rename = "trCode", skip_serializing_if = "::std::option::Option::is_none")]
+    pub tr_code: ::std::option::Option<::std::string::String>,
+    ///UN number.
+    #[serde(rename = "unCode", skip_serializing_if = "::std::option::Option::is_none")]
+    pub un_code: ::std::option::Option<::std::string::String>,
+}
+
+///Error body of 400 and 500 responses.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
 pub struct Error {
-    /// `code` of `Error` (no description in the spec; see the type [`ErrorCode`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<ErrorCode>,
-    /// Human-readable explanation.
-    ///
-    /// Example: `Missing zip argument`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    /// `code` of `Error` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub code: ::std::option::Option<ErrorCode>,
+    ///Human-readable explanation.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub message: ::std::option::Option<::std::string::String>,
+}
+
+///Result of CreateJwtSession.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct JwtSession {
+    ///JWT to send as `Authorization: Bearer <token>`; valid for 12 hours.
+    pub token: ::std::string::String,
+}
+
+///A parcel row; `copies` identical parcels.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Parcel {
+    ///Article lines packed in the parcel.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub articles: ::std::option::Option<::std::vec::Vec<Article>>,
+    ///Description of the contents.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub contents: ::std::option::Option<::std::string::String>,
+    ///Number of parcels in this row (nShift's RAML examples send it as a string, "1").
+    pub copies: i64,
+    ///Custom label text 1.
+    #[serde(
+        rename = "customLabelText1",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub custom_label_text1: ::std::option::Option<::std::string::String>,
+    ///Custom label text 2.
+    #[serde(
+        rename = "customLabelText2",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub custom_label_text2: ::std::option::Option<::std::string::String>,
+    ///Custom label text 3.
+    #[serde(
+        rename = "customLabelText3",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub custom_label_text3: ::std::option::Option<::std::string::String>,
+    ///Custom label text 4.
+    #[serde(
+        rename = "customLabelText4",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub custom_label_text4: ::std::option::Option<::std::string::String>,
+    ///Custom label text 5.
+    #[serde(
+        rename = "customLabelText5",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub custom_label_text5: ::std::option::Option<::std::string::String>,
+    ///Custom label text 6.
+    #[serde(
+        rename = "customLabelText6",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub custom_label_text6: ::std::option::Option<::std::string::String>,
+    /// `dangerousGoods` of `Parcel` (see its type).
+    #[serde(
+        rename = "dangerousGoods",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub dangerous_goods: ::std::option::Option<DangerousGoods>,
+    ///Height in m.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub height: ::std::option::Option<f64>,
+    ///Item number (some services).
+    #[serde(rename = "itemNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub item_no: ::std::option::Option<::std::string::String>,
+    ///Length in m.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub length: ::std::option::Option<f64>,
+    ///Loading metres.
+    #[serde(
+        rename = "loadingMeters",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub loading_meters: ::std::option::Option<f64>,
+    ///Goods marking.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub marking: ::std::option::Option<::std::string::String>,
+    ///Package type code from the code lists, e.g. PC, SH or PE.
+    #[serde(
+        rename = "packageCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub package_code: ::std::option::Option<::std::string::String>,
+    ///Package text (some services).
+    #[serde(
+        rename = "packageText",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub package_text: ::std::option::Option<::std::string::String>,
+    ///Our own parcel numbers, `copies` of them; needs a special license.
+    #[serde(
+        rename = "parcelNos",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub parcel_nos: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+    ///Part-order number of the parcel (newer field, echoed in alerts).
+    #[serde(
+        rename = "partOrderNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub part_order_no: ::std::option::Option<::std::string::String>,
+    ///Parcel reference.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub reference: ::std::option::Option<::std::string::String>,
+    ///Whether the parcel can be stacked (2021 client model).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub stackable: ::std::option::Option<bool>,
+    ///true = the values below are per parcel, false = for the whole row.
+    #[serde(
+        rename = "valuePerParcel",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub value_per_parcel: ::std::option::Option<bool>,
+    ///Volume in m3.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub volume: ::std::option::Option<f64>,
+    ///Weight in kg (the RAML examples send strings such as "37.5").
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub weight: ::std::option::Option<f64>,
+    ///Width in m.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub width: ::std::option::Option<f64>,
+}
+
+///A parcel of a printed shipment.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ParcelInfo {
+    ///Carrier parcel number (the tracking number).
+    #[serde(rename = "parcelNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub parcel_no: ::std::option::Option<::std::string::String>,
+    ///Parcel reference.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub reference: ::std::option::Option<::std::string::String>,
+    ///Parcel number of the return parcel, if any.
+    #[serde(
+        rename = "returnParcelNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub return_parcel_no: ::std::option::Option<::std::string::String>,
+}
+
+///A party's data with one carrier (customer number, EDI settings).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Partner {
+    ///Not used.
+    #[serde(rename = "agentNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub agent_no: ::std::option::Option<::std::string::String>,
+    ///Booking e-mail, if the carrier gives one.
+    #[serde(
+        rename = "bookingEmail",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub booking_email: ::std::option::Option<::std::string::String>,
+    ///Booking ID, if the carrier gives one.
+    #[serde(
+        rename = "bookingId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub booking_id: ::std::option::Option<::std::string::String>,
+    ///Booking office, if the carrier gives one.
+    #[serde(
+        rename = "bookingOffice",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub booking_office: ::std::option::Option<::std::string::String>,
+    ///The party's customer (contract) number with that carrier.
+    #[serde(rename = "custNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub cust_no: ::std::option::Option<::std::string::String>,
+    ///Issuer code of the customer number, if the carrier uses one.
+    #[serde(
+        rename = "custNoIssuerCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub cust_no_issuer_code: ::std::option::Option<::std::string::String>,
+    ///EDI address, if the carrier gives one.
+    #[serde(
+        rename = "ediAddress",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub edi_address: ::std::option::Option<::std::string::String>,
+    ///Key for the EDI transfer.
+    #[serde(rename = "ediKey", skip_serializing_if = "::std::option::Option::is_none")]
+    pub edi_key: ::std::option::Option<::std::string::String>,
+    ///Password for the EDI transfer.
+    #[serde(
+        rename = "ediPassword",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub edi_password: ::std::option::Option<::std::string::String>,
+    ///User ID for the EDI transfer.
+    #[serde(
+        rename = "ediUserId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub edi_user_id: ::std::option::Option<::std::string::String>,
+    ///Special carrier identifier (e.g. DSV sub-account number).
+    #[serde(
+        rename = "externalIdentifier",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub external_identifier: ::std::option::Option<::std::string::String>,
+    ///Carrier ID from the account's code lists, e.g. PLAB (PostNord) or DHL.
+    pub id: ::std::string::String,
+    ///Pallet registration number for the EUR-pallet pool.
+    #[serde(
+        rename = "palletRegNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub pallet_reg_no: ::std::option::Option<::std::string::String>,
+    ///Which pricing a price enquiry uses, e.g. CARRIER.
+    #[serde(
+        rename = "priceEnquiry",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_enquiry: ::std::option::Option<::std::string::String>,
+    ///Carrier-specific sender ID (e.g. DB Schenker Norway EDI prefix, GLS customer ID).
+    #[serde(rename = "senderId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub sender_id: ::std::option::Option<::std::string::String>,
+    ///Source code, if the carrier gives one.
+    #[serde(
+        rename = "sourceCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub source_code: ::std::option::Option<::std::string::String>,
+}
+
+///A party of the shipment (sender, receiver, dispatch, delivery, agent, return, payers). The 2016 schema requires name, city and country, but `quickId` alone is enough: the rest is filled (or completed) from the account's address book; for `agent` the quickId is the agent id from FindAgents.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Party {
+    ///Street address line 1.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address1: ::std::option::Option<::std::string::String>,
+    ///Street address line 2.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub address2: ::std::option::Option<::std::string::String>,
+    ///City.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub city: ::std::option::Option<::std::string::String>,
+    ///Contact person.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub contact: ::std::option::Option<::std::string::String>,
+    ///ISO 3166-1 alpha-2 country code.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub country: ::std::option::Option<::std::string::String>,
+    ///Door code.
+    #[serde(rename = "doorCode", skip_serializing_if = "::std::option::Option::is_none")]
+    pub door_code: ::std::option::Option<::std::string::String>,
+    ///E-mail address.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub email: ::std::option::Option<::std::string::String>,
+    ///Fax number.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub fax: ::std::option::Option<::std::string::String>,
+    ///Mobile number, used for SMS notifications.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub mobile: ::std::option::Option<::std::string::String>,
+    ///Name of the company or person.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<::std::string::String>,
+    ///Agent opening hours (responses only).
+    #[serde(
+        rename = "openingHours",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub opening_hours: ::std::option::Option<::std::string::String>,
+    ///Organisation number.
+    #[serde(rename = "orgNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub org_no: ::std::option::Option<::std::string::String>,
+    ///Phone number (most carriers want one for the receiver).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub phone: ::std::option::Option<::std::string::String>,
+    ///The party's Quick ID in the account's address book (or the agent id).
+    #[serde(rename = "quickId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub quick_id: ::std::option::Option<::std::string::String>,
+    ///Agent service code (responses only).
+    #[serde(
+        rename = "serviceCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub service_code: ::std::option::Option<::std::string::String>,
+    ///Agent service type (responses only).
+    #[serde(
+        rename = "serviceType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub service_type: ::std::option::Option<::std::string::String>,
+    ///State or province.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub state: ::std::option::Option<::std::string::String>,
+    ///VAT number.
+    #[serde(rename = "vatNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub vat_no: ::std::option::Option<::std::string::String>,
+    ///Postal code.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub zipcode: ::std::option::Option<::std::string::String>,
+}
+
+///2016-generation print configuration (PDF only), up to four targets; unused targets may be null or left out.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct PdfConfig {
+    /// `target1Media` of `PdfConfig` (see its type).
+    #[serde(rename = "target1Media")]
+    pub target1_media: PrintMedia,
+    ///Horizontal offset of target 1 in mm.
+    #[serde(
+        rename = "target1XOffset",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target1_x_offset: ::std::option::Option<f64>,
+    ///Vertical offset of target 1 in mm.
+    #[serde(
+        rename = "target1YOffset",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target1_y_offset: ::std::option::Option<f64>,
+    /// `target2Media` of `PdfConfig` (see its type).
+    #[serde(
+        rename = "target2Media",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target2_media: ::std::option::Option<PrintMedia>,
+    ///Horizontal offset of target 2 in mm.
+    #[serde(
+        rename = "target2XOffset",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target2_x_offset: ::std::option::Option<f64>,
+    ///Vertical offset of target 2 in mm.
+    #[serde(
+        rename = "target2YOffset",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target2_y_offset: ::std::option::Option<f64>,
+    /// `target3Media` of `PdfConfig` (see its type).
+    #[serde(
+        rename = "target3Media",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target3_media: ::std::option::Option<PrintMedia>,
+    ///Horizontal offset of target 3 in mm.
+    #[serde(
+        rename = "target3XOffset",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target3_x_offset: ::std::option::Option<f64>,
+    ///Vertical offset of target 3 in mm.
+    #[serde(
+        rename = "target3YOffset",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target3_y_offset: ::std::option::Option<f64>,
+    /// `target4Media` of `PdfConfig` (see its type).
+    #[serde(
+        rename = "target4Media",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target4_media: ::std::option::Option<PrintMedia>,
+    ///Horizontal offset of target 4 in mm.
+    #[serde(
+        rename = "target4XOffset",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target4_x_offset: ::std::option::Option<f64>,
+    ///Vertical offset of target 4 in mm.
+    #[serde(
+        rename = "target4YOffset",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target4_y_offset: ::std::option::Option<f64>,
+}
+
+///A printed PDF document (2016 generation); available for one hour.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct PdfInfo {
+    ///What the document is, e.g. Label.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub description: ::std::option::Option<::std::string::String>,
+    ///URL to download the raw PDF.
+    pub href: ::std::string::String,
+    ///Document ID.
+    pub id: ::std::string::String,
+    ///The PDF as base64, only with inlinePdf=true; null otherwise.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub pdf: ::std::option::Option<::std::string::String>,
+}
+
+///The quoted price.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct PriceData {
+    ///Our surcharges in money.
+    #[serde(
+        rename = "additionalSurcharges",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub additional_surcharges: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Chargeable (volumetric) weight in kg.
+    #[serde(
+        rename = "chargeableWeight",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub chargeable_weight: ::std::option::Option<f64>,
+    ///Price from the carrier's price list.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub price: ::std::option::Option<::models_runtime::DecimalNumber>,
+    ///Price including our surcharges.
+    #[serde(
+        rename = "priceWithAdditionalSurcharges",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_with_additional_surcharges: ::std::option::Option<
+        ::models_runtime::DecimalNumber,
+    >,
+    ///Total weight in kg.
+    #[serde(
+        rename = "totalWeight",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub total_weight: ::std::option::Option<f64>,
+}
+
+///The price of one printed shipment.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct PriceHistoryEntry {
+    ///The shipment's orderNo.
+    #[serde(rename = "orderNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub order_no: ::std::option::Option<::std::string::String>,
+    ///Number of parcels.
+    #[serde(
+        rename = "parcelCount",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub parcel_count: ::std::option::Option<i64>,
+    ///Carrier id, e.g. PLAB.
+    #[serde(
+        rename = "partnerId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub partner_id: ::std::option::Option<::std::string::String>,
+    /// `priceData` of `PriceHistoryEntry` (see its type).
+    #[serde(
+        rename = "priceData",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_data: ::std::option::Option<PriceData>,
+    ///When the shipment was printed.
+    #[serde(
+        rename = "printDate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub print_date: ::std::option::Option<::models_runtime::Timestamp>,
+    ///The shipment's senderReference.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub reference: ::std::option::Option<::std::string::String>,
+    ///Service code.
+    #[serde(
+        rename = "serviceId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub service_id: ::std::option::Option<::std::string::String>,
+    ///The shipment's id (as in ShipmentInfo.id).
+    #[serde(
+        rename = "shipmentId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipment_id: ::std::option::Option<::std::string::String>,
+    ///The carrier's shipment number, if any.
+    #[serde(
+        rename = "shipmentNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipment_no: ::std::option::Option<::std::string::String>,
+}
+
+///One page of the prices of printed shipments (POST /prices/history).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct PriceHistoryFetchList {
+    ///false when more prices are waiting; call again at once.
+    pub done: bool,
+    ///Send this as fetchId in the next call.
+    #[serde(rename = "fetchId")]
+    pub fetch_id: ::std::string::String,
+    ///Milliseconds to wait before the next call.
+    #[serde(rename = "minDelay", skip_serializing_if = "::std::option::Option::is_none")]
+    pub min_delay: ::std::option::Option<i64>,
+    ///Up to 100 prices of printed shipments, oldest first.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub prices: ::std::option::Option<::std::vec::Vec<PriceHistoryEntry>>,
+}
+
+///Body of a price enquiry, a shipment plus optional surcharges.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct PriceRequest {
+    /// `additionalSurcharges` of `PriceRequest` (see its type).
+    #[serde(
+        rename = "additionalSurcharges",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub additional_surcharges: ::std::option::Option<AdditionalSurcharges>,
+    /// `shipment` of `PriceRequest` (see its type).
+    pub shipment: Shipment,
+}
+
+///Result of a price enquiry.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct PriceResponse {
+    ///Errors that prevented a price.
+    #[serde(
+        rename = "errorList",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub error_list: ::std::option::Option<::std::vec::Vec<::serde_json::Value>>,
+    /// `priceData` of `PriceResponse` (see its type).
+    #[serde(
+        rename = "priceData",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub price_data: ::std::option::Option<PriceData>,
+}
+
+///Current print configuration, up to four print targets. List the smallest label format first and A4 last; the server picks the first target that suits each document.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct PrintConfig {
+    /// `target1Media` of `PrintConfig` (see its type).
+    #[serde(rename = "target1Media")]
+    pub target1_media: PrintMedia,
+    ///Extra settings of target 1, e.g. key `mode` value `DT` to compress ZPL.
+    #[serde(
+        rename = "target1Options",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target1_options: ::std::option::Option<::std::vec::Vec<PrintTargetOption>>,
+    /// `target1Type` of `PrintConfig` (see its type).
+    #[serde(
+        rename = "target1Type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target1_type: ::std::option::Option<PrintFileType>,
+    ///Horizontal offset of target 1 in mm, to compensate for printer margins.
+    #[serde(
+        rename = "target1XOffset",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target1_x_offset: ::std::option::Option<f64>,
+    ///Vertical offset of target 1 in mm.
+    #[serde(
+        rename = "target1YOffset",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target1_y_offset: ::std::option::Option<f64>,
+    /// `target2Media` of `PrintConfig` (see its type).
+    #[serde(
+        rename = "target2Media",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target2_media: ::std::option::Option<PrintMedia>,
+    ///Extra settings of target 2.
+    #[serde(
+        rename = "target2Options",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target2_options: ::std::option::Option<::std::vec::Vec<PrintTargetOption>>,
+    /// `target2Type` of `PrintConfig` (see its type).
+    #[serde(
+        rename = "target2Type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target2_type: ::std::option::Option<PrintFileType>,
+    ///Horizontal offset of target 2 in mm.
+    #[serde(
+        rename = "target2XOffset",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target2_x_offset: ::std::option::Option<f64>,
+    ///Vertical offset of target 2 in mm.
+    #[serde(
+        rename = "target2YOffset",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target2_y_offset: ::std::option::Option<f64>,
+    /// `target3Media` of `PrintConfig` (see its type).
+    #[serde(
+        rename = "target3Media",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target3_media: ::std::option::Option<PrintMedia>,
+    ///Extra settings of target 3.
+    #[serde(
+        rename = "target3Options",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target3_options: ::std::option::Option<::std::vec::Vec<PrintTargetOption>>,
+    /// `target3Type` of `PrintConfig` (see its type).
+    #[serde(
+        rename = "target3Type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target3_type: ::std::option::Option<PrintFileType>,
+    ///Horizontal offset of target 3 in mm.
+    #[serde(
+        rename = "target3XOffset",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target3_x_offset: ::std::option::Option<f64>,
+    ///Vertical offset of target 3 in mm.
+    #[serde(
+        rename = "target3YOffset",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target3_y_offset: ::std::option::Option<f64>,
+    /// `target4Media` of `PrintConfig` (see its type).
+    #[serde(
+        rename = "target4Media",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target4_media: ::std::option::Option<PrintMedia>,
+    ///Extra settings of target 4.
+    #[serde(
+        rename = "target4Options",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target4_options: ::std::option::Option<::std::vec::Vec<PrintTargetOption>>,
+    /// `target4Type` of `PrintConfig` (see its type).
+    #[serde(
+        rename = "target4Type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target4_type: ::std::option::Option<PrintFileType>,
+    ///Horizontal offset of target 4 in mm.
+    #[serde(
+        rename = "target4XOffset",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target4_x_offset: ::std::option::Option<f64>,
+    ///Vertical offset of target 4 in mm.
+    #[serde(
+        rename = "target4YOffset",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub target4_y_offset: ::std::option::Option<f64>,
+}
+
+///A printed document (current generation, PDF or ZPL); available for one hour.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct PrintInfo {
+    ///The document as base64, only with returnFile=true.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub data: ::std::option::Option<::std::string::String>,
+    ///What the document is, e.g. Label.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub description: ::std::option::Option<::std::string::String>,
+    ///URL to download the document.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub href: ::std::option::Option<::std::string::String>,
+    ///Document ID.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<::std::string::String>,
+}
+
+///A key/value setting of a print target.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct PrintTargetOption {
+    ///Setting name.
+    pub key: ::std::string::String,
+    ///Setting value.
+    pub value: ::std::string::String,
+}
+
+///The carrier service of the shipment and its addons.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Service {
+    ///Carrier addon services, e.g. NOT (notification), RPAY, COD, DNG, PUPOPT.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub addons: ::std::option::Option<::std::vec::Vec<Addon>>,
+    ///Booking ID, if the carrier gives one.
+    #[serde(
+        rename = "bookingId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub booking_id: ::std::option::Option<::std::string::String>,
+    ///Booking office, if the carrier gives one.
+    #[serde(
+        rename = "bookingOffice",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub booking_office: ::std::option::Option<::std::string::String>,
+    ///Contract version, if the carrier gives one.
+    #[serde(
+        rename = "contractVersion",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub contract_version: ::std::option::Option<::std::string::String>,
+    ///Destination location, if the carrier gives one.
+    #[serde(
+        rename = "destinationLocation",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub destination_location: ::std::option::Option<::std::string::String>,
+    ///External identifier, if the carrier gives one.
+    #[serde(
+        rename = "externalIdentifier",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub external_identifier: ::std::option::Option<::std::string::String>,
+    ///Handover code, if the carrier gives one.
+    #[serde(
+        rename = "handOverCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub hand_over_code: ::std::option::Option<::std::string::String>,
+    ///Service code from the account's code lists.
+    pub id: ::std::string::String,
+    ///Info code, if the carrier gives one.
+    #[serde(rename = "infoCode", skip_serializing_if = "::std::option::Option::is_none")]
+    pub info_code: ::std::option::Option<::std::string::String>,
+    ///What the carrier does with an undeliverable shipment, return or abandon.
+    #[serde(
+        rename = "nonDeliveryType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub non_delivery_type: ::std::option::Option<::std::string::String>,
+    ///The shipment is an outbound shipment.
+    #[serde(
+        rename = "normalShipment",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub normal_shipment: ::std::option::Option<bool>,
+    ///Not used.
+    #[serde(
+        rename = "notifyCode1",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub notify_code1: ::std::option::Option<::std::string::String>,
+    ///Not used.
+    #[serde(
+        rename = "notifyCode2",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub notify_code2: ::std::option::Option<::std::string::String>,
+    ///Not used.
+    #[serde(
+        rename = "notifyCode3",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub notify_code3: ::std::option::Option<::std::string::String>,
+    ///Payment method (some services), invo, invodn or metered.
+    #[serde(
+        rename = "paymentMethodType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub payment_method_type: ::std::option::Option<::std::string::String>,
+    ///Book a pickup with the carrier.
+    #[serde(
+        rename = "pickupBooking",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub pickup_booking: ::std::option::Option<bool>,
+    ///Pickup date, YYYY-MM-DD.
+    #[serde(
+        rename = "pickupDate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub pickup_date: ::std::option::Option<::std::string::String>,
+    ///Miscellaneous pickup information.
+    #[serde(
+        rename = "pickupMisc",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub pickup_misc: ::std::option::Option<::std::string::String>,
+    ///Pickup instruction text.
+    #[serde(
+        rename = "pickupText1",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub pickup_text1: ::std::option::Option<::std::string::String>,
+    ///Earliest pickup time, HH:MM.
+    #[serde(
+        rename = "pickupTimeFrom",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub pickup_time_from: ::std::option::Option<::std::string::String>,
+    ///Latest pickup time, HH:MM.
+    #[serde(
+        rename = "pickupTimeTo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub pickup_time_to: ::std::option::Option<::std::string::String>,
+    ///Print the reference as a barcode (some services).
+    #[serde(
+        rename = "referenceAsBarcode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub reference_as_barcode: ::std::option::Option<bool>,
+    ///The shipment is (also) a return shipment.
+    #[serde(
+        rename = "returnShipment",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub return_shipment: ::std::option::Option<bool>,
+    ///Shipper load and count.
+    #[serde(
+        rename = "shipperLoadAndCount",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipper_load_and_count: ::std::option::Option<i64>,
+    ///Sorting position, if the carrier gives one.
+    #[serde(rename = "sortPos", skip_serializing_if = "::std::option::Option::is_none")]
+    pub sort_pos: ::std::option::Option<::std::string::String>,
+    ///ID of a custom neutral carrier (neutral carrier feature).
+    #[serde(rename = "subId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub sub_id: ::std::option::Option<::std::string::String>,
+    ///Destination terminal, if the carrier gives one.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub terminal: ::std::option::Option<::std::string::String>,
+    ///Declared value of the shipment (some services).
+    #[serde(
+        rename = "valueAmount",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub value_amount: ::std::option::Option<::models_runtime::Decimal>,
+    ///Currency of the declared value.
+    #[serde(
+        rename = "valueCurrencyCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub value_currency_code: ::std::option::Option<::std::string::String>,
+    ///Cash-on-delivery amount on the waybill.
+    #[serde(
+        rename = "waybillCod",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_cod: ::std::option::Option<i64>,
+    ///Cash-on-delivery amount for 342 on the waybill.
+    #[serde(
+        rename = "waybillCod342",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_cod342: ::std::option::Option<i64>,
+    ///Waybill EUR certificate count.
+    #[serde(
+        rename = "waybillEurCertificate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_eur_certificate: ::std::option::Option<i64>,
+    ///Waybill export notification count.
+    #[serde(
+        rename = "waybillExportNotification",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_export_notification: ::std::option::Option<i64>,
+    ///Number of home-delivery 342 units on the waybill.
+    #[serde(
+        rename = "waybillHomeDelivery342",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_home_delivery342: ::std::option::Option<i64>,
+    ///Waybill invoice count.
+    #[serde(
+        rename = "waybillInvoice",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_invoice: ::std::option::Option<i64>,
+    ///Number of 332 units on the waybill.
+    #[serde(
+        rename = "waybillUnits332",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_units332: ::std::option::Option<i64>,
+    ///Number of 334 units on the waybill.
+    #[serde(
+        rename = "waybillUnits334",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_units334: ::std::option::Option<i64>,
+    ///Number of 336 units on the waybill.
+    #[serde(
+        rename = "waybillUnits336",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_units336: ::std::option::Option<i64>,
+    ///Number of 342 units on the waybill.
+    #[serde(
+        rename = "waybillUnits342",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_units342: ::std::option::Option<i64>,
+    ///Weight of the 332 units on the waybill.
+    #[serde(
+        rename = "waybillWeight332",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_weight332: ::std::option::Option<f64>,
+    ///Weight of the 334 units on the waybill.
+    #[serde(
+        rename = "waybillWeight334",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_weight334: ::std::option::Option<f64>,
+    ///Weight of the 336 units on the waybill.
+    #[serde(
+        rename = "waybillWeight336",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_weight336: ::std::option::Option<f64>,
+    ///Weight of the 342 units on the waybill.
+    #[serde(
+        rename = "waybillWeight342",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_weight342: ::std::option::Option<f64>,
+}
+
+///A shipment as sent to nShift: parties, service, parcels and options. Body of POST /stored-shipments and the `shipment` of POST /shipments and POST /prices. nShift's own RAML examples send some numbers as strings (`"copies": "1"`, `"weight": "37.5"`) and the server accepts them; we always send JSON numbers.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct Shipment {
+    /// `agent` of `Shipment` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub agent: ::std::option::Option<Party>,
+    ///Bulk ID used by some services.
+    #[serde(rename = "bulkId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub bulk_id: ::std::option::Option<::std::string::String>,
+    ///Custom label text 1, for customer-specific layouts.
+    #[serde(
+        rename = "customLabelText1",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub custom_label_text1: ::std::option::Option<::std::string::String>,
+    ///Custom label text 2.
+    #[serde(
+        rename = "customLabelText2",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub custom_label_text2: ::std::option::Option<::std::string::String>,
+    ///Custom label text 3.
+    #[serde(
+        rename = "customLabelText3",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub custom_label_text3: ::std::option::Option<::std::string::String>,
+    ///Custom label text 4.
+    #[serde(
+        rename = "customLabelText4",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub custom_label_text4: ::std::option::Option<::std::string::String>,
+    ///Custom label text 5.
+    #[serde(
+        rename = "customLabelText5",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub custom_label_text5: ::std::option::Option<::std::string::String>,
+    ///Custom label text 6.
+    #[serde(
+        rename = "customLabelText6",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub custom_label_text6: ::std::option::Option<::std::string::String>,
+    /// `customsDeclaration` of `Shipment` (see its type).
+    #[serde(
+        rename = "customsDeclaration",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub customs_declaration: ::std::option::Option<CustomsDeclaration>,
+    /// `customsPayer` of `Shipment` (see its type).
+    #[serde(
+        rename = "customsPayer",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub customs_payer: ::std::option::Option<Party>,
+    ///Customs payer's carrier-specific data (newer field).
+    #[serde(
+        rename = "customsPayerPartners",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub customs_payer_partners: ::std::option::Option<::std::vec::Vec<Partner>>,
+    /// `delivery` of `Shipment` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub delivery: ::std::option::Option<Party>,
+    ///Desired delivery date, YYYY-MM-DD.
+    #[serde(
+        rename = "deliveryDate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_date: ::std::option::Option<::std::string::String>,
+    ///Delivery instruction used by some services.
+    #[serde(
+        rename = "deliveryInstruction",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_instruction: ::std::option::Option<::std::string::String>,
+    ///Earliest desired delivery time, HH:MM.
+    #[serde(
+        rename = "deliveryTimeEarliest",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_time_earliest: ::std::option::Option<::std::string::String>,
+    ///Latest desired delivery time, HH:MM (2016 spelling).
+    #[serde(
+        rename = "deliveryTimeLastest",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_time_lastest: ::std::option::Option<::std::string::String>,
+    ///Latest desired delivery time, HH:MM (2021 client spelling).
+    #[serde(
+        rename = "deliveryTimeLatest",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub delivery_time_latest: ::std::option::Option<::std::string::String>,
+    ///nShift user ID of whoever built the integration (the partner's own ID, not the customer's); sent here, not as a header.
+    #[serde(
+        rename = "developerId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub developer_id: ::std::option::Option<::std::string::String>,
+    /// `dispatch` of `Shipment` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub dispatch: ::std::option::Option<Party>,
+    ///Whether the electronic pre-advice (EDI) is sent to the carrier.
+    #[serde(
+        rename = "ediForward",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub edi_forward: ::std::option::Option<bool>,
+    ///Print-favourite preset in the account used to complete the shipment.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub favorite: ::std::option::Option<::std::string::String>,
+    ///Printed free text, e.g. delivery instructions (about 30 characters).
+    #[serde(
+        rename = "freeText1",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub free_text1: ::std::option::Option<::std::string::String>,
+    ///Printed free text line 2.
+    #[serde(
+        rename = "freeText2",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub free_text2: ::std::option::Option<::std::string::String>,
+    ///Printed free text line 3.
+    #[serde(
+        rename = "freeText3",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub free_text3: ::std::option::Option<::std::string::String>,
+    ///Printed free text line 4.
+    #[serde(
+        rename = "freeText4",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub free_text4: ::std::option::Option<::std::string::String>,
+    /// `freightPayer` of `Shipment` (see its type).
+    #[serde(
+        rename = "freightPayer",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub freight_payer: ::std::option::Option<Party>,
+    ///Freight payer's carrier-specific data (newer field).
+    #[serde(
+        rename = "freightPayerPartners",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub freight_payer_partners: ::std::option::Option<::std::vec::Vec<Partner>>,
+    ///Goods description used by some services.
+    #[serde(
+        rename = "goodsDescription",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub goods_description: ::std::option::Option<::std::string::String>,
+    ///Key for the Link to Print feature (the receiver gets a link to print the documents).
+    #[serde(
+        rename = "linkPrintKey",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub link_print_key: ::std::option::Option<::std::string::String>,
+    ///Consolidation key, used only with the consolidation feature.
+    #[serde(rename = "mergeId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub merge_id: ::std::option::Option<::std::string::String>,
+    ///Internal searchable note, saved in history, never printed.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub note: ::std::option::Option<::std::string::String>,
+    ///Carrier-neutral extras provided by nShift (pre-notification e-mail, link to print, consolidation).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub options: ::std::option::Option<::std::vec::Vec<ShipmentOption>>,
+    ///Order number; internal and searchable, not printed. Our idempotency lookup key.
+    #[serde(rename = "orderNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub order_no: ::std::option::Option<::std::string::String>,
+    ///Parcel rows of the shipment.
+    pub parcels: ::std::vec::Vec<Parcel>,
+    ///PDF file name for the OneDoc (integrated document) feature.
+    #[serde(
+        rename = "pdfInsert",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub pdf_insert: ::std::option::Option<::std::string::String>,
+    ///Desired pickup time, HH:MM.
+    #[serde(
+        rename = "pickupTime",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub pickup_time: ::std::option::Option<::std::string::String>,
+    ///Documents to print when not all are wanted; leave out to get every necessary document.
+    #[serde(rename = "printSet", skip_serializing_if = "::std::option::Option::is_none")]
+    pub print_set: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+    ///OnlinePrinter mapping to send the print job to.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub printer: ::std::option::Option<::std::string::String>,
+    ///Profile group the shipment is stored in.
+    #[serde(
+        rename = "profileGroup",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub profile_group: ::std::option::Option<::std::string::String>,
+    /// `receiver` of `Shipment` (see its type).
+    pub receiver: Party,
+    ///Receiver's carrier-specific data.
+    #[serde(
+        rename = "receiverPartners",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub receiver_partners: ::std::option::Option<::std::vec::Vec<Partner>>,
+    ///Receiver's reference, at most 17 characters recommended.
+    #[serde(
+        rename = "receiverReference",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub receiver_reference: ::std::option::Option<::std::string::String>,
+    /// `returnPart` of `Shipment` (see its type).
+    #[serde(
+        rename = "returnPart",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub return_part: ::std::option::Option<Party>,
+    ///Route code (2021 client model only).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub route: ::std::option::Option<::std::string::String>,
+    /// `sender` of `Shipment` (see its type).
+    pub sender: Party,
+    ///Sender's carrier-specific data (customer numbers etc.), one entry per carrier.
+    #[serde(
+        rename = "senderPartners",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub sender_partners: ::std::option::Option<::std::vec::Vec<Partner>>,
+    ///Shipment reference, printed; at most 17 characters without spaces recommended. Searchable as `reference`.
+    #[serde(
+        rename = "senderReference",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub sender_reference: ::std::option::Option<::std::string::String>,
+    /// `service` of `Shipment` (see its type).
+    pub service: Service,
+    ///Ship date; delays the EDI until that date. Defaults to the creation date.
+    #[serde(rename = "shipDate", skip_serializing_if = "::std::option::Option::is_none")]
+    pub ship_date: ::std::option::Option<::std::string::String>,
+    ///Carrier shipment number, only when the carrier says to set it.
+    #[serde(
+        rename = "shipmentNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipment_no: ::std::option::Option<::std::string::String>,
+    /// `taxPayer` of `Shipment` (see its type).
+    #[serde(rename = "taxPayer", skip_serializing_if = "::std::option::Option::is_none")]
+    pub tax_payer: ::std::option::Option<Party>,
+    ///Tax payer's carrier-specific data (newer field).
+    #[serde(
+        rename = "taxPayerPartners",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub tax_payer_partners: ::std::option::Option<::std::vec::Vec<Partner>>,
+    ///Delivery terms code (see the account's code lists).
+    #[serde(
+        rename = "termsCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub terms_code: ::std::option::Option<::std::string::String>,
+    ///Place of takeover for the delivery terms.
+    #[serde(
+        rename = "termsLocation",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub terms_location: ::std::option::Option<::std::string::String>,
+    ///Identifier of the place of takeover.
+    #[serde(
+        rename = "termsLocationIdentifier",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub terms_location_identifier: ::std::option::Option<::std::string::String>,
+    ///Test shipment, TEST is printed on the label and no EDI goes to the carrier; pre-notification e-mails are still sent.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub test: ::std::option::Option<bool>,
+    ///Total number of EUR pallets.
+    #[serde(
+        rename = "totalEurPallets",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub total_eur_pallets: ::std::option::Option<i64>,
+    ///Total number of half pallets.
+    #[serde(
+        rename = "totalHalfPallets",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub total_half_pallets: ::std::option::Option<i64>,
+    ///Total loading metres.
+    #[serde(
+        rename = "totalLoadingMeters",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub total_loading_meters: ::std::option::Option<f64>,
+    ///Total number of pallets.
+    #[serde(
+        rename = "totalPallets",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub total_pallets: ::std::option::Option<i64>,
+    ///Total number of pieces.
+    #[serde(
+        rename = "totalPieces",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub total_pieces: ::std::option::Option<i64>,
+    ///Quantity for sort/quant (DHL).
+    #[serde(
+        rename = "totalQuantity",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub total_quantity: ::std::option::Option<i64>,
+    ///Total number of quarter pallets.
+    #[serde(
+        rename = "totalQuarterPallets",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub total_quarter_pallets: ::std::option::Option<i64>,
+    ///Sort code for sort/quant (DHL).
+    #[serde(
+        rename = "totalSortCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub total_sort_code: ::std::option::Option<::std::string::String>,
+    ///Total volume in m3.
+    #[serde(
+        rename = "totalVolume",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub total_volume: ::std::option::Option<f64>,
+    ///Total weight in kg.
+    #[serde(
+        rename = "totalWeight",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub total_weight: ::std::option::Option<f64>,
+    ///Third-party-logistics layout, swaps sender and dispatch address on the label.
+    #[serde(
+        rename = "tplFormat",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub tpl_format: ::std::option::Option<bool>,
+    ///Unit code (2021 client model only).
+    #[serde(rename = "unitCode", skip_serializing_if = "::std::option::Option::is_none")]
+    pub unit_code: ::std::option::Option<::std::string::String>,
+    ///Waybill condition text.
+    #[serde(
+        rename = "waybillCondition",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_condition: ::std::option::Option<::std::string::String>,
+    ///Waybill documents text, line 1.
+    #[serde(
+        rename = "waybillDocuments1",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_documents1: ::std::option::Option<::std::string::String>,
+    ///Waybill documents text, line 2.
+    #[serde(
+        rename = "waybillDocuments2",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_documents2: ::std::option::Option<::std::string::String>,
+    ///Free text printed only on the waybill, line 1.
+    #[serde(
+        rename = "waybillFreeText1",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_free_text1: ::std::option::Option<::std::string::String>,
+    ///Waybill free text line 2.
+    #[serde(
+        rename = "waybillFreeText2",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_free_text2: ::std::option::Option<::std::string::String>,
+    ///Waybill free text line 3.
+    #[serde(
+        rename = "waybillFreeText3",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_free_text3: ::std::option::Option<::std::string::String>,
+    ///Waybill free text line 4.
+    #[serde(
+        rename = "waybillFreeText4",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_free_text4: ::std::option::Option<::std::string::String>,
+    ///Waybill free text line 5.
+    #[serde(
+        rename = "waybillFreeText5",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_free_text5: ::std::option::Option<::std::string::String>,
+    ///Special agreement text on the waybill.
+    #[serde(
+        rename = "waybillSpecialAgreement",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub waybill_special_agreement: ::std::option::Option<::std::string::String>,
+}
+
+///One page of the printed-shipments feed (GET /shipments).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ShipmentFetchInfoList {
+    ///false when more shipments are waiting; call again at once.
+    pub done: bool,
+    ///Send this as fetchId in the next call.
+    #[serde(rename = "fetchId")]
+    pub fetch_id: ::std::string::String,
+    ///Milliseconds to wait before the next call (rate limit); 0 or small when done is false.
+    #[serde(rename = "minDelay", skip_serializing_if = "::std::option::Option::is_none")]
+    pub min_delay: ::std::option::Option<i64>,
+    ///Up to 100 shipments.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub shipments: ::std::option::Option<::std::vec::Vec<ShipmentInfo>>,
+}
+
+///Summary of a printed shipment, returned by the print calls and the printed-shipments feed.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ShipmentInfo {
+    ///When the shipment last changed.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub changed: ::std::option::Option<::models_runtime::Timestamp>,
+    ///true when a consolidated shipment was created instead of a normal one.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub consolidated: ::std::option::Option<bool>,
+    ///When the shipment was created.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub created: ::std::option::Option<::models_runtime::Timestamp>,
+    ///URL of the shipment (may contain a deployment-versioned prefix; follow as-is).
+    pub href: ::std::string::String,
+    ///nShift shipment ID, used to cancel the shipment and fetch its documents.
+    pub id: ::std::string::String,
+    ///The shipment is an outbound shipment.
+    #[serde(
+        rename = "normalShipment",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub normal_shipment: ::std::option::Option<bool>,
+    ///Order number sent in the shipment.
+    #[serde(rename = "orderNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub order_no: ::std::option::Option<::std::string::String>,
+    ///Number of parcels.
+    #[serde(
+        rename = "parcelCount",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub parcel_count: ::std::option::Option<i64>,
+    ///The parcels with their carrier parcel (tracking) numbers.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub parcels: ::std::option::Option<::std::vec::Vec<ParcelInfo>>,
+    ///Documents printed by this call (2016 generation).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub pdfs: ::std::option::Option<::std::vec::Vec<PdfInfo>>,
+    ///Documents printed earlier for the same shipment, useful for reprints.
+    #[serde(
+        rename = "previousPdfs",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub previous_pdfs: ::std::option::Option<::std::vec::Vec<PdfInfo>>,
+    ///Documents printed by this call (current generation, with printConfig).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub prints: ::std::option::Option<::std::vec::Vec<PrintInfo>>,
+    ///Receiver city.
+    #[serde(rename = "rcvCity", skip_serializing_if = "::std::option::Option::is_none")]
+    pub rcv_city: ::std::option::Option<::std::string::String>,
+    ///Receiver country code.
+    #[serde(
+        rename = "rcvCountry",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub rcv_country: ::std::option::Option<::std::string::String>,
+    ///Receiver name.
+    #[serde(rename = "rcvName", skip_serializing_if = "::std::option::Option::is_none")]
+    pub rcv_name: ::std::option::Option<::std::string::String>,
+    ///Receiver zip code.
+    #[serde(
+        rename = "rcvZipcode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub rcv_zipcode: ::std::option::Option<::std::string::String>,
+    ///Sender reference sent in the shipment.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub reference: ::std::option::Option<::std::string::String>,
+    ///The shipment is a return shipment.
+    #[serde(
+        rename = "returnShipment",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub return_shipment: ::std::option::Option<bool>,
+    ///Service code.
+    #[serde(
+        rename = "serviceId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub service_id: ::std::option::Option<::std::string::String>,
+    ///Ship date.
+    #[serde(rename = "shipDate", skip_serializing_if = "::std::option::Option::is_none")]
+    pub ship_date: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Carrier shipment number, often null for parcel services.
+    #[serde(
+        rename = "shipmentNo",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub shipment_no: ::std::option::Option<::std::string::String>,
+    ///Sender city.
+    #[serde(rename = "sndCity", skip_serializing_if = "::std::option::Option::is_none")]
+    pub snd_city: ::std::option::Option<::std::string::String>,
+    ///Sender country code.
+    #[serde(
+        rename = "sndCountry",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub snd_country: ::std::option::Option<::std::string::String>,
+    ///Sender name.
+    #[serde(rename = "sndName", skip_serializing_if = "::std::option::Option::is_none")]
+    pub snd_name: ::std::option::Option<::std::string::String>,
+    ///Sender zip code.
+    #[serde(
+        rename = "sndZipcode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub snd_zipcode: ::std::option::Option<::std::string::String>,
+    /// `status` of `ShipmentInfo` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub status: ::std::option::Option<ShipmentStatus>,
+}
+
+///A carrier-neutral extra provided by nShift, e.g. a pre-notification e-mail.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ShipmentOption {
+    ///Blind carbon copy.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub bcc: ::std::option::Option<::std::string::String>,
+    ///Carbon copy.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cc: ::std::option::Option<::std::string::String>,
+    ///Where error messages go.
+    #[serde(rename = "errorTo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub error_to: ::std::option::Option<::std::string::String>,
+    ///Reply-to address of the e-mail.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub from: ::std::option::Option<::std::string::String>,
+    ///Option id: ENOT (pre-notification e-mail; also written enot or prenot), lnkprtn/lnkprtr (link to print, normal/return), CONSOLIDATE (consolidation). Compare case-insensitively.
+    pub id: ::std::string::String,
+    ///Consolidation key of a CONSOLIDATE option.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub key: ::std::option::Option<::std::string::String>,
+    ///Language of the e-mail, se, en, dk or fi (upper case is also seen).
+    #[serde(
+        rename = "languageCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub language_code: ::std::option::Option<::std::string::String>,
+    ///E-mail template.
+    #[serde(
+        rename = "mailTemplate",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub mail_template: ::std::option::Option<::std::string::String>,
+    ///Message in the pre-notification or link-to-print e-mail.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub message: ::std::option::Option<::std::string::String>,
+    ///Send the link-to-print e-mail.
+    #[serde(
+        rename = "sendEmail",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub send_email: ::std::option::Option<bool>,
+    ///Recipient of the e-mail.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub to: ::std::option::Option<::std::string::String>,
+}
+
+///Body of POST /shipments, a print configuration plus the shipment; send printConfig (current) or pdfConfig (2016), not both.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ShipmentPrintRequest {
+    /// `pdfConfig` of `ShipmentPrintRequest` (see its type).
+    #[serde(
+        rename = "pdfConfig",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub pdf_config: ::std::option::Option<PdfConfig>,
+    /// `printConfig` of `ShipmentPrintRequest` (see its type).
+    #[serde(
+        rename = "printConfig",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub print_config: ::std::option::Option<PrintConfig>,
+    /// `shipment` of `ShipmentPrintRequest` (see its type).
+    pub shipment: Shipment,
+}
+
+///Summary of a stored shipment.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct StoredShipmentInfo {
+    ///Addon codes of the shipment (seen in a 2021 client).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub addons: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+    ///When it last changed.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub changed: ::std::option::Option<::models_runtime::Timestamp>,
+    ///When the stored shipment was created.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub created: ::std::option::Option<::models_runtime::Timestamp>,
+    ///URL of the stored shipment.
+    pub href: ::std::string::String,
+    ///Stored shipment ID, used to print or delete it.
+    pub id: ::std::string::String,
+    ///It is an outbound shipment.
+    #[serde(
+        rename = "normalShipment",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub normal_shipment: ::std::option::Option<bool>,
+    ///Order number sent in the shipment.
+    #[serde(rename = "orderNo", skip_serializing_if = "::std::option::Option::is_none")]
+    pub order_no: ::std::option::Option<::std::string::String>,
+    ///Number of parcels.
+    #[serde(
+        rename = "parcelCount",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub parcel_count: ::std::option::Option<i64>,
+    ///Receiver city.
+    #[serde(rename = "rcvCity", skip_serializing_if = "::std::option::Option::is_none")]
+    pub rcv_city: ::std::option::Option<::std::string::String>,
+    ///Receiver country code.
+    #[serde(
+        rename = "rcvCountry",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub rcv_country: ::std::option::Option<::std::string::String>,
+    ///Receiver name.
+    #[serde(rename = "rcvName", skip_serializing_if = "::std::option::Option::is_none")]
+    pub rcv_name: ::std::option::Option<::std::string::String>,
+    ///Receiver zip code.
+    #[serde(
+        rename = "rcvZipcode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub rcv_zipcode: ::std::option::Option<::std::string::String>,
+    ///Sender reference sent in the shipment.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub reference: ::std::option::Option<::std::string::String>,
+    ///It is a return shipment.
+    #[serde(
+        rename = "returnShipment",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub return_shipment: ::std::option::Option<bool>,
+    ///Service code.
+    #[serde(
+        rename = "serviceId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub service_id: ::std::option::Option<::std::string::String>,
+    ///Ship date.
+    #[serde(rename = "shipDate", skip_serializing_if = "::std::option::Option::is_none")]
+    pub ship_date: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Sender city.
+    #[serde(rename = "sndCity", skip_serializing_if = "::std::option::Option::is_none")]
+    pub snd_city: ::std::option::Option<::std::string::String>,
+    ///Sender country code.
+    #[serde(
+        rename = "sndCountry",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub snd_country: ::std::option::Option<::std::string::String>,
+    ///Sender name.
+    #[serde(rename = "sndName", skip_serializing_if = "::std::option::Option::is_none")]
+    pub snd_name: ::std::option::Option<::std::string::String>,
+    ///Sender zip code.
+    #[serde(
+        rename = "sndZipcode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub snd_zipcode: ::std::option::Option<::std::string::String>,
+    /// `status` of `StoredShipmentInfo` (see its type).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub status: ::std::option::Option<StoredShipmentStatus>,
+    ///Validation warnings or errors explaining a WARNED or INVALID status.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub statuses: ::std::option::Option<::std::vec::Vec<ValidationStatus>>,
+}
+
+///One validation message about a field of the shipment.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ValidationStatus {
+    ///The field the message is about, in nShift's internal naming.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub field: ::std::option::Option<::std::string::String>,
+    ///Where in the shipment the field is (may be empty).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub location: ::std::option::Option<::std::string::String>,
+    ///Human-readable message.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub message: ::std::option::Option<::std::string::String>,
+    ///System message code.
+    #[serde(
+        rename = "messageCode",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub message_code: ::std::option::Option<::std::string::String>,
+    /// `type` of `ValidationStatus` (see its type).
+    #[serde(rename = "type", skip_serializing_if = "::std::option::Option::is_none")]
+    pub type_: ::std::option::Option<ValidationStatusType>,
+}
+
+///Information about a zip code.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct ZipcodeInfo {
+    ///The zip code belongs to a postal box.
+    #[serde(rename = "box", skip_serializing_if = "::std::option::Option::is_none")]
+    pub box_: ::std::option::Option<bool>,
+    ///City of the zip code.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub city: ::std::option::Option<::std::string::String>,
+    ///The zip code belongs to a specific company.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub customer: ::std::option::Option<bool>,
+    ///Format of the country's zip codes, N = digit, A = letter.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub pattern: ::std::option::Option<::std::string::String>,
+    ///The zip code is in a rural delivery area (longer delivery time).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub rural: ::std::option::Option<bool>,
+    ///The zip code is valid.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub valid: ::std::option::Option<bool>,
+}
+
+/// Error types.
+pub mod error {
+    /// Error from a `TryFrom` or `FromStr` implementation.
+    pub struct ConversionError(::std::borrow::Cow<'static, str>);
+    impl ::std::error::Error for ConversionError {}
+    impl ::std::fmt::Display for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Display::fmt(&self.0, f)
+        }
+    }
+    impl ::std::fmt::Debug for ConversionError {
+        fn fmt(
+            &self,
+            f: &mut ::std::fmt::Formatter<'_>,
+        ) -> Result<(), ::std::fmt::Error> {
+            ::std::fmt::Debug::fmt(&self.0, f)
+        }
+    }
+    impl From<&'static str> for ConversionError {
+        fn from(value: &'static str) -> Self {
+            Self(value.into())
+        }
+    }
+    impl From<String> for ConversionError {
+        fn from(value: String) -> Self {
+            Self(value.into())
+        }
+    }
 }
 
 /// Error category. Error.jsonschema types `code` as a free string; MISSING (missing argument or body), ILLEGAL (bad argument or enum value) and INTERNAL (server error) are the values seen in the examples, and other values deserialize as Unknown.
@@ -102,36 +2993,19 @@ impl<'de> serde::Deserialize<'de> for ErrorCode {
     }
 }
 
+impl schemars::JsonSchema for ErrorCode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ErrorCode".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["MISSING", "ILLEGAL", "INTERNAL"] }
+        )
+    }
+}
+
 /// Body of a 422 response, the validation statuses that stopped the request.
 pub type StatusList = Vec<ValidationStatus>;
-
-/// One validation message about a field of the shipment.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ValidationStatus {
-    /// Human-readable message.
-    ///
-    /// Example: `Not valid postal code`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// System message code.
-    ///
-    /// Example: `ZipCode`
-    #[serde(rename = "messageCode", default, skip_serializing_if = "Option::is_none")]
-    pub message_code: Option<String>,
-    /// The field the message is about, in nShift's internal naming.
-    ///
-    /// Example: `Address_Zipcode`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// Where in the shipment the field is (may be empty).
-    ///
-    /// Example: `ParcelGroupWeight`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub location: Option<String>,
-    /// `type` of `ValidationStatus` (no description in the spec; see the type [`ValidationStatusType`]).
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub type_: Option<ValidationStatusType>,
-}
 
 /// Severity of a validation status; the docs name ignorable and critical, the examples show ignorable and error.
 ///
@@ -210,136 +3084,15 @@ impl<'de> serde::Deserialize<'de> for ValidationStatusType {
     }
 }
 
-/// Body of POST /shipments, a print configuration plus the shipment; send printConfig (current) or pdfConfig (2016), not both.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ShipmentPrintRequest {
-    /// `printConfig` of `ShipmentPrintRequest` (no description in the spec; see the type [`PrintConfig`]).
-    #[serde(rename = "printConfig", default, skip_serializing_if = "Option::is_none")]
-    pub print_config: Option<PrintConfig>,
-    /// `pdfConfig` of `ShipmentPrintRequest` (no description in the spec; see the type [`PdfConfig`]).
-    #[serde(rename = "pdfConfig", default, skip_serializing_if = "Option::is_none")]
-    pub pdf_config: Option<PdfConfig>,
-    /// `shipment` of `ShipmentPrintRequest` (no description in the spec; see the type [`Shipment`]).
-    pub shipment: Shipment,
-}
-
-/// Current print configuration, up to four print targets. List the smallest label format first and A4 last; the server picks the first target that suits each document.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PrintConfig {
-    /// `target1Media` of `PrintConfig` (no description in the spec; see the type [`PrintMedia`]).
-    #[serde(rename = "target1Media")]
-    pub target1_media: PrintMedia,
-    /// `target1Type` of `PrintConfig` (no description in the spec; see the type [`PrintFileType`]).
-    #[serde(rename = "target1Type", default, skip_serializing_if = "Option::is_none")]
-    pub target1_type: Option<PrintFileType>,
-    /// Horizontal offset of target 1 in mm, to compensate for printer margins.
-    #[serde(rename = "target1XOffset", default, skip_serializing_if = "Option::is_none")]
-    pub target1_x_offset: Option<f64>,
-    /// Vertical offset of target 1 in mm.
-    #[serde(rename = "target1YOffset", default, skip_serializing_if = "Option::is_none")]
-    pub target1_y_offset: Option<f64>,
-    /// Extra settings of target 1, e.g. key `mode` value `DT` to compress ZPL.
-    #[serde(rename = "target1Options", default, skip_serializing_if = "Option::is_none")]
-    pub target1_options: Option<Vec<PrintTargetOption>>,
-    /// `target2Media` of `PrintConfig` (no description in the spec; see the type [`PrintMedia`]).
-    #[serde(rename = "target2Media", default, skip_serializing_if = "Option::is_none")]
-    pub target2_media: Option<PrintMedia>,
-    /// `target2Type` of `PrintConfig` (no description in the spec; see the type [`PrintFileType`]).
-    #[serde(rename = "target2Type", default, skip_serializing_if = "Option::is_none")]
-    pub target2_type: Option<PrintFileType>,
-    /// Horizontal offset of target 2 in mm.
-    #[serde(rename = "target2XOffset", default, skip_serializing_if = "Option::is_none")]
-    pub target2_x_offset: Option<f64>,
-    /// Vertical offset of target 2 in mm.
-    #[serde(rename = "target2YOffset", default, skip_serializing_if = "Option::is_none")]
-    pub target2_y_offset: Option<f64>,
-    /// Extra settings of target 2.
-    #[serde(rename = "target2Options", default, skip_serializing_if = "Option::is_none")]
-    pub target2_options: Option<Vec<PrintTargetOption>>,
-    /// `target3Media` of `PrintConfig` (no description in the spec; see the type [`PrintMedia`]).
-    #[serde(rename = "target3Media", default, skip_serializing_if = "Option::is_none")]
-    pub target3_media: Option<PrintMedia>,
-    /// `target3Type` of `PrintConfig` (no description in the spec; see the type [`PrintFileType`]).
-    #[serde(rename = "target3Type", default, skip_serializing_if = "Option::is_none")]
-    pub target3_type: Option<PrintFileType>,
-    /// Horizontal offset of target 3 in mm.
-    #[serde(rename = "target3XOffset", default, skip_serializing_if = "Option::is_none")]
-    pub target3_x_offset: Option<f64>,
-    /// Vertical offset of target 3 in mm.
-    #[serde(rename = "target3YOffset", default, skip_serializing_if = "Option::is_none")]
-    pub target3_y_offset: Option<f64>,
-    /// Extra settings of target 3.
-    #[serde(rename = "target3Options", default, skip_serializing_if = "Option::is_none")]
-    pub target3_options: Option<Vec<PrintTargetOption>>,
-    /// `target4Media` of `PrintConfig` (no description in the spec; see the type [`PrintMedia`]).
-    #[serde(rename = "target4Media", default, skip_serializing_if = "Option::is_none")]
-    pub target4_media: Option<PrintMedia>,
-    /// `target4Type` of `PrintConfig` (no description in the spec; see the type [`PrintFileType`]).
-    #[serde(rename = "target4Type", default, skip_serializing_if = "Option::is_none")]
-    pub target4_type: Option<PrintFileType>,
-    /// Horizontal offset of target 4 in mm.
-    #[serde(rename = "target4XOffset", default, skip_serializing_if = "Option::is_none")]
-    pub target4_x_offset: Option<f64>,
-    /// Vertical offset of target 4 in mm.
-    #[serde(rename = "target4YOffset", default, skip_serializing_if = "Option::is_none")]
-    pub target4_y_offset: Option<f64>,
-    /// Extra settings of target 4.
-    #[serde(rename = "target4Options", default, skip_serializing_if = "Option::is_none")]
-    pub target4_options: Option<Vec<PrintTargetOption>>,
-}
-
-/// A key/value setting of a print target.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct PrintTargetOption {
-    /// Setting name.
-    ///
-    /// Example: `mode`
-    pub key: String,
-    /// Setting value.
-    ///
-    /// Example: `DT`
-    pub value: String,
-}
-
-/// 2016-generation print configuration (PDF only), up to four targets; unused targets may be null or left out.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PdfConfig {
-    /// `target1Media` of `PdfConfig` (no description in the spec; see the type [`PrintMedia`]).
-    #[serde(rename = "target1Media")]
-    pub target1_media: PrintMedia,
-    /// Horizontal offset of target 1 in mm.
-    #[serde(rename = "target1XOffset", default, skip_serializing_if = "Option::is_none")]
-    pub target1_x_offset: Option<f64>,
-    /// Vertical offset of target 1 in mm.
-    #[serde(rename = "target1YOffset", default, skip_serializing_if = "Option::is_none")]
-    pub target1_y_offset: Option<f64>,
-    /// `target2Media` of `PdfConfig` (no description in the spec; see the type [`PrintMedia`]).
-    #[serde(rename = "target2Media", default, skip_serializing_if = "Option::is_none")]
-    pub target2_media: Option<PrintMedia>,
-    /// Horizontal offset of target 2 in mm.
-    #[serde(rename = "target2XOffset", default, skip_serializing_if = "Option::is_none")]
-    pub target2_x_offset: Option<f64>,
-    /// Vertical offset of target 2 in mm.
-    #[serde(rename = "target2YOffset", default, skip_serializing_if = "Option::is_none")]
-    pub target2_y_offset: Option<f64>,
-    /// `target3Media` of `PdfConfig` (no description in the spec; see the type [`PrintMedia`]).
-    #[serde(rename = "target3Media", default, skip_serializing_if = "Option::is_none")]
-    pub target3_media: Option<PrintMedia>,
-    /// Horizontal offset of target 3 in mm.
-    #[serde(rename = "target3XOffset", default, skip_serializing_if = "Option::is_none")]
-    pub target3_x_offset: Option<f64>,
-    /// Vertical offset of target 3 in mm.
-    #[serde(rename = "target3YOffset", default, skip_serializing_if = "Option::is_none")]
-    pub target3_y_offset: Option<f64>,
-    /// `target4Media` of `PdfConfig` (no description in the spec; see the type [`PrintMedia`]).
-    #[serde(rename = "target4Media", default, skip_serializing_if = "Option::is_none")]
-    pub target4_media: Option<PrintMedia>,
-    /// Horizontal offset of target 4 in mm.
-    #[serde(rename = "target4XOffset", default, skip_serializing_if = "Option::is_none")]
-    pub target4_x_offset: Option<f64>,
-    /// Vertical offset of target 4 in mm.
-    #[serde(rename = "target4YOffset", default, skip_serializing_if = "Option::is_none")]
-    pub target4_y_offset: Option<f64>,
+impl schemars::JsonSchema for ValidationStatusType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ValidationStatusType".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["ignorable", "critical", "error"] }
+        )
+    }
 }
 
 /// Paper or label format of a print target: laser-a5 (one A5 label on A4), laser-2a5 (two A5 on A4), laser-ste (two 107x251 mm labels on A4), laser-a4 (waybills, customs papers), thermo-se (107x251), thermo-190 (107x190), thermo-brev3 (107x72), thermo-225 (listed only by a third-party client). Which media work depends on the service. PdfConfig.jsonschema types media as a plain string; values not listed here deserialize as Unknown.
@@ -448,6 +3201,18 @@ impl<'de> serde::Deserialize<'de> for PrintMedia {
     }
 }
 
+impl schemars::JsonSchema for PrintMedia {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PrintMedia".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["laser-a5", "laser-2a5", "laser-ste",
+            "laser-a4", "thermo-se", "thermo-190", "thermo-brev3", "thermo-225"] }
+        )
+    }
+}
+
 /// File format produced for a print target.
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
@@ -521,1523 +3286,17 @@ impl<'de> serde::Deserialize<'de> for PrintFileType {
     }
 }
 
-/// A shipment as sent to nShift: parties, service, parcels and options. Body of POST /stored-shipments and the `shipment` of POST /shipments and POST /prices. nShift's own RAML examples send some numbers as strings (`"copies": "1"`, `"weight": "37.5"`) and the server accepts them; we always send JSON numbers.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Shipment {
-    /// nShift user ID of whoever built the integration (the partner's own ID, not the customer's); sent here, not as a header.
-    ///
-    /// Example: `0020012345`
-    #[serde(rename = "developerId", default, skip_serializing_if = "Option::is_none")]
-    pub developer_id: Option<String>,
-    /// `sender` of `Shipment` (no description in the spec; see the type [`Party`]).
-    pub sender: Party,
-    /// Sender's carrier-specific data (customer numbers etc.), one entry per carrier.
-    #[serde(rename = "senderPartners", default, skip_serializing_if = "Option::is_none")]
-    pub sender_partners: Option<Vec<Partner>>,
-    /// `receiver` of `Shipment` (no description in the spec; see the type [`Party`]).
-    pub receiver: Party,
-    /// Receiver's carrier-specific data.
-    #[serde(
-        rename = "receiverPartners",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub receiver_partners: Option<Vec<Partner>>,
-    /// `dispatch` of `Shipment` (no description in the spec; see the type [`Party`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dispatch: Option<Party>,
-    /// `delivery` of `Shipment` (no description in the spec; see the type [`Party`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<Party>,
-    /// `agent` of `Shipment` (no description in the spec; see the type [`Party`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent: Option<Party>,
-    /// `returnPart` of `Shipment` (no description in the spec; see the type [`Party`]).
-    #[serde(rename = "returnPart", default, skip_serializing_if = "Option::is_none")]
-    pub return_part: Option<Party>,
-    /// `freightPayer` of `Shipment` (no description in the spec; see the type [`Party`]).
-    #[serde(rename = "freightPayer", default, skip_serializing_if = "Option::is_none")]
-    pub freight_payer: Option<Party>,
-    /// Freight payer's carrier-specific data (newer field).
-    #[serde(
-        rename = "freightPayerPartners",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub freight_payer_partners: Option<Vec<Partner>>,
-    /// `taxPayer` of `Shipment` (no description in the spec; see the type [`Party`]).
-    #[serde(rename = "taxPayer", default, skip_serializing_if = "Option::is_none")]
-    pub tax_payer: Option<Party>,
-    /// Tax payer's carrier-specific data (newer field).
-    #[serde(
-        rename = "taxPayerPartners",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub tax_payer_partners: Option<Vec<Partner>>,
-    /// `customsPayer` of `Shipment` (no description in the spec; see the type [`Party`]).
-    #[serde(rename = "customsPayer", default, skip_serializing_if = "Option::is_none")]
-    pub customs_payer: Option<Party>,
-    /// Customs payer's carrier-specific data (newer field).
-    #[serde(
-        rename = "customsPayerPartners",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub customs_payer_partners: Option<Vec<Partner>>,
-    /// Print-favourite preset in the account used to complete the shipment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub favorite: Option<String>,
-    /// Profile group the shipment is stored in.
-    #[serde(rename = "profileGroup", default, skip_serializing_if = "Option::is_none")]
-    pub profile_group: Option<String>,
-    /// Internal searchable note, saved in history, never printed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-    /// OnlinePrinter mapping to send the print job to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub printer: Option<String>,
-    /// Test shipment, TEST is printed on the label and no EDI goes to the carrier; pre-notification e-mails are still sent.
-    ///
-    /// Example: `true`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub test: Option<bool>,
-    /// Key for the Link to Print feature (the receiver gets a link to print the documents).
-    #[serde(rename = "linkPrintKey", default, skip_serializing_if = "Option::is_none")]
-    pub link_print_key: Option<String>,
-    /// Order number; internal and searchable, not printed. Our idempotency lookup key.
-    ///
-    /// Example: `NC-100234`
-    #[serde(rename = "orderNo", default, skip_serializing_if = "Option::is_none")]
-    pub order_no: Option<String>,
-    /// Consolidation key, used only with the consolidation feature.
-    #[serde(rename = "mergeId", default, skip_serializing_if = "Option::is_none")]
-    pub merge_id: Option<String>,
-    /// Printed free text, e.g. delivery instructions (about 30 characters).
-    #[serde(rename = "freeText1", default, skip_serializing_if = "Option::is_none")]
-    pub free_text1: Option<String>,
-    /// Printed free text line 2.
-    #[serde(rename = "freeText2", default, skip_serializing_if = "Option::is_none")]
-    pub free_text2: Option<String>,
-    /// Printed free text line 3.
-    #[serde(rename = "freeText3", default, skip_serializing_if = "Option::is_none")]
-    pub free_text3: Option<String>,
-    /// Printed free text line 4.
-    #[serde(rename = "freeText4", default, skip_serializing_if = "Option::is_none")]
-    pub free_text4: Option<String>,
-    /// Shipment reference, printed; at most 17 characters without spaces recommended. Searchable as `reference`.
-    ///
-    /// Example: `DN-55012`
-    #[serde(
-        rename = "senderReference",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub sender_reference: Option<String>,
-    /// Receiver's reference, at most 17 characters recommended.
-    #[serde(
-        rename = "receiverReference",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub receiver_reference: Option<String>,
-    /// Goods description used by some services.
-    #[serde(
-        rename = "goodsDescription",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub goods_description: Option<String>,
-    /// Bulk ID used by some services.
-    #[serde(rename = "bulkId", default, skip_serializing_if = "Option::is_none")]
-    pub bulk_id: Option<String>,
-    /// Total number of EUR pallets.
-    #[serde(
-        rename = "totalEurPallets",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub total_eur_pallets: Option<i64>,
-    /// Total number of half pallets.
-    #[serde(
-        rename = "totalHalfPallets",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub total_half_pallets: Option<i64>,
-    /// Total number of quarter pallets.
-    #[serde(
-        rename = "totalQuarterPallets",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub total_quarter_pallets: Option<i64>,
-    /// Total weight in kg.
-    #[serde(rename = "totalWeight", default, skip_serializing_if = "Option::is_none")]
-    pub total_weight: Option<f64>,
-    /// Total volume in m3.
-    #[serde(rename = "totalVolume", default, skip_serializing_if = "Option::is_none")]
-    pub total_volume: Option<f64>,
-    /// Total loading metres.
-    #[serde(
-        rename = "totalLoadingMeters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub total_loading_meters: Option<f64>,
-    /// Sort code for sort/quant (DHL).
-    #[serde(rename = "totalSortCode", default, skip_serializing_if = "Option::is_none")]
-    pub total_sort_code: Option<String>,
-    /// Quantity for sort/quant (DHL).
-    #[serde(rename = "totalQuantity", default, skip_serializing_if = "Option::is_none")]
-    pub total_quantity: Option<i64>,
-    /// Total number of pieces.
-    #[serde(rename = "totalPieces", default, skip_serializing_if = "Option::is_none")]
-    pub total_pieces: Option<i64>,
-    /// Total number of pallets.
-    #[serde(rename = "totalPallets", default, skip_serializing_if = "Option::is_none")]
-    pub total_pallets: Option<i64>,
-    /// Free text printed only on the waybill, line 1.
-    #[serde(
-        rename = "waybillFreeText1",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_free_text1: Option<String>,
-    /// Waybill free text line 2.
-    #[serde(
-        rename = "waybillFreeText2",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_free_text2: Option<String>,
-    /// Waybill free text line 3.
-    #[serde(
-        rename = "waybillFreeText3",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_free_text3: Option<String>,
-    /// Waybill free text line 4.
-    #[serde(
-        rename = "waybillFreeText4",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_free_text4: Option<String>,
-    /// Waybill free text line 5.
-    #[serde(
-        rename = "waybillFreeText5",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_free_text5: Option<String>,
-    /// Special agreement text on the waybill.
-    #[serde(
-        rename = "waybillSpecialAgreement",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_special_agreement: Option<String>,
-    /// Waybill documents text, line 1.
-    #[serde(
-        rename = "waybillDocuments1",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_documents1: Option<String>,
-    /// Waybill documents text, line 2.
-    #[serde(
-        rename = "waybillDocuments2",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_documents2: Option<String>,
-    /// Waybill condition text.
-    #[serde(
-        rename = "waybillCondition",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_condition: Option<String>,
-    /// Delivery terms code (see the account's code lists).
-    #[serde(rename = "termsCode", default, skip_serializing_if = "Option::is_none")]
-    pub terms_code: Option<String>,
-    /// Place of takeover for the delivery terms.
-    #[serde(rename = "termsLocation", default, skip_serializing_if = "Option::is_none")]
-    pub terms_location: Option<String>,
-    /// Identifier of the place of takeover.
-    #[serde(
-        rename = "termsLocationIdentifier",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub terms_location_identifier: Option<String>,
-    /// Documents to print when not all are wanted; leave out to get every necessary document.
-    #[serde(rename = "printSet", default, skip_serializing_if = "Option::is_none")]
-    pub print_set: Option<Vec<String>>,
-    /// Ship date; delays the EDI until that date. Defaults to the creation date.
-    ///
-    /// **Open question:** The 2016 schema says date-time, its docs say YYYY-MM-DD; kept as a string.
-    ///
-    /// Example: `2024-03-18`
-    #[serde(rename = "shipDate", default, skip_serializing_if = "Option::is_none")]
-    pub ship_date: Option<String>,
-    /// Desired pickup time, HH:MM.
-    ///
-    /// **Open question:** The 2016 schema says date-time, its docs say HH:MM; kept as a string.
-    ///
-    /// Example: `14:00`
-    #[serde(rename = "pickupTime", default, skip_serializing_if = "Option::is_none")]
-    pub pickup_time: Option<String>,
-    /// Desired delivery date, YYYY-MM-DD.
-    ///
-    /// **Open question:** The 2016 schema says date-time, its docs say YYYY-MM-DD; kept as a string.
-    #[serde(rename = "deliveryDate", default, skip_serializing_if = "Option::is_none")]
-    pub delivery_date: Option<String>,
-    /// Earliest desired delivery time, HH:MM.
-    #[serde(
-        rename = "deliveryTimeEarliest",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub delivery_time_earliest: Option<String>,
-    /// Latest desired delivery time, HH:MM (2016 spelling).
-    ///
-    /// **Open question:** A 2021 client spells it deliveryTimeLatest; which one the server reads today is unknown.
-    #[serde(
-        rename = "deliveryTimeLastest",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub delivery_time_lastest: Option<String>,
-    /// Latest desired delivery time, HH:MM (2021 client spelling).
-    ///
-    /// **Open question:** See deliveryTimeLastest.
-    #[serde(
-        rename = "deliveryTimeLatest",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub delivery_time_latest: Option<String>,
-    /// Carrier shipment number, only when the carrier says to set it.
-    #[serde(rename = "shipmentNo", default, skip_serializing_if = "Option::is_none")]
-    pub shipment_no: Option<String>,
-    /// Whether the electronic pre-advice (EDI) is sent to the carrier.
-    #[serde(rename = "ediForward", default, skip_serializing_if = "Option::is_none")]
-    pub edi_forward: Option<bool>,
-    /// Third-party-logistics layout, swaps sender and dispatch address on the label.
-    #[serde(rename = "tplFormat", default, skip_serializing_if = "Option::is_none")]
-    pub tpl_format: Option<bool>,
-    /// PDF file name for the OneDoc (integrated document) feature.
-    #[serde(rename = "pdfInsert", default, skip_serializing_if = "Option::is_none")]
-    pub pdf_insert: Option<String>,
-    /// Delivery instruction used by some services.
-    #[serde(
-        rename = "deliveryInstruction",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub delivery_instruction: Option<String>,
-    /// Custom label text 1, for customer-specific layouts.
-    #[serde(
-        rename = "customLabelText1",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub custom_label_text1: Option<String>,
-    /// Custom label text 2.
-    #[serde(
-        rename = "customLabelText2",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub custom_label_text2: Option<String>,
-    /// Custom label text 3.
-    #[serde(
-        rename = "customLabelText3",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub custom_label_text3: Option<String>,
-    /// Custom label text 4.
-    #[serde(
-        rename = "customLabelText4",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub custom_label_text4: Option<String>,
-    /// Custom label text 5.
-    #[serde(
-        rename = "customLabelText5",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub custom_label_text5: Option<String>,
-    /// Custom label text 6.
-    #[serde(
-        rename = "customLabelText6",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub custom_label_text6: Option<String>,
-    /// Route code (2021 client model only).
-    ///
-    /// **Open question:** Meaning and accepted values undocumented.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub route: Option<String>,
-    /// Unit code (2021 client model only).
-    ///
-    /// **Open question:** Meaning and accepted values undocumented.
-    #[serde(rename = "unitCode", default, skip_serializing_if = "Option::is_none")]
-    pub unit_code: Option<String>,
-    /// `service` of `Shipment` (no description in the spec; see the type [`Service`]).
-    pub service: Service,
-    /// Parcel rows of the shipment.
-    pub parcels: Vec<Parcel>,
-    /// `customsDeclaration` of `Shipment` (no description in the spec; see the type [`CustomsDeclaration`]).
-    #[serde(
-        rename = "customsDeclaration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub customs_declaration: Option<CustomsDeclaration>,
-    /// Carrier-neutral extras provided by nShift (pre-notification e-mail, link to print, consolidation).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub options: Option<Vec<ShipmentOption>>,
-}
-
-/// A party of the shipment (sender, receiver, dispatch, delivery, agent, return, payers). The 2016 schema requires name, city and country, but `quickId` alone is enough: the rest is filled (or completed) from the account's address book; for `agent` the quickId is the agent id from FindAgents.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Party {
-    /// The party's Quick ID in the account's address book (or the agent id).
-    ///
-    /// Example: `1`
-    #[serde(rename = "quickId", default, skip_serializing_if = "Option::is_none")]
-    pub quick_id: Option<String>,
-    /// Organisation number.
-    #[serde(rename = "orgNo", default, skip_serializing_if = "Option::is_none")]
-    pub org_no: Option<String>,
-    /// VAT number.
-    #[serde(rename = "vatNo", default, skip_serializing_if = "Option::is_none")]
-    pub vat_no: Option<String>,
-    /// Name of the company or person.
-    ///
-    /// Example: `Lindqvist Handel AB`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Street address line 1.
-    ///
-    /// Example: `Kungsgatan 12`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address1: Option<String>,
-    /// Street address line 2.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address2: Option<String>,
-    /// Postal code.
-    ///
-    /// Example: `41119`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zipcode: Option<String>,
-    /// City.
-    ///
-    /// Example: `GÖTEBORG`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub city: Option<String>,
-    /// State or province.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
-    /// ISO 3166-1 alpha-2 country code.
-    ///
-    /// Example: `SE`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub country: Option<String>,
-    /// Contact person.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contact: Option<String>,
-    /// Phone number (most carriers want one for the receiver).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone: Option<String>,
-    /// Fax number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fax: Option<String>,
-    /// E-mail address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// Mobile number, used for SMS notifications.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mobile: Option<String>,
-    /// Door code.
-    #[serde(rename = "doorCode", default, skip_serializing_if = "Option::is_none")]
-    pub door_code: Option<String>,
-    /// Agent service type (responses only).
-    #[serde(rename = "serviceType", default, skip_serializing_if = "Option::is_none")]
-    pub service_type: Option<String>,
-    /// Agent service code (responses only).
-    #[serde(rename = "serviceCode", default, skip_serializing_if = "Option::is_none")]
-    pub service_code: Option<String>,
-    /// Agent opening hours (responses only).
-    #[serde(rename = "openingHours", default, skip_serializing_if = "Option::is_none")]
-    pub opening_hours: Option<String>,
-}
-
-/// A party's data with one carrier (customer number, EDI settings).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Partner {
-    /// Carrier ID from the account's code lists, e.g. PLAB (PostNord) or DHL.
-    ///
-    /// Example: `PLAB`
-    pub id: String,
-    /// The party's customer (contract) number with that carrier.
-    ///
-    /// Example: `0123456789`
-    #[serde(rename = "custNo", default, skip_serializing_if = "Option::is_none")]
-    pub cust_no: Option<String>,
-    /// Not used.
-    #[serde(rename = "agentNo", default, skip_serializing_if = "Option::is_none")]
-    pub agent_no: Option<String>,
-    /// Issuer code of the customer number, if the carrier uses one.
-    #[serde(
-        rename = "custNoIssuerCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cust_no_issuer_code: Option<String>,
-    /// Pallet registration number for the EUR-pallet pool.
-    #[serde(rename = "palletRegNo", default, skip_serializing_if = "Option::is_none")]
-    pub pallet_reg_no: Option<String>,
-    /// EDI address, if the carrier gives one.
-    #[serde(rename = "ediAddress", default, skip_serializing_if = "Option::is_none")]
-    pub edi_address: Option<String>,
-    /// Carrier-specific sender ID (e.g. DB Schenker Norway EDI prefix, GLS customer ID).
-    #[serde(rename = "senderId", default, skip_serializing_if = "Option::is_none")]
-    pub sender_id: Option<String>,
-    /// Booking ID, if the carrier gives one.
-    #[serde(rename = "bookingId", default, skip_serializing_if = "Option::is_none")]
-    pub booking_id: Option<String>,
-    /// Booking office, if the carrier gives one.
-    #[serde(rename = "bookingOffice", default, skip_serializing_if = "Option::is_none")]
-    pub booking_office: Option<String>,
-    /// Booking e-mail, if the carrier gives one.
-    #[serde(rename = "bookingEmail", default, skip_serializing_if = "Option::is_none")]
-    pub booking_email: Option<String>,
-    /// Source code, if the carrier gives one.
-    #[serde(rename = "sourceCode", default, skip_serializing_if = "Option::is_none")]
-    pub source_code: Option<String>,
-    /// User ID for the EDI transfer.
-    #[serde(rename = "ediUserId", default, skip_serializing_if = "Option::is_none")]
-    pub edi_user_id: Option<String>,
-    /// Password for the EDI transfer.
-    #[serde(rename = "ediPassword", default, skip_serializing_if = "Option::is_none")]
-    pub edi_password: Option<String>,
-    /// Key for the EDI transfer.
-    #[serde(rename = "ediKey", default, skip_serializing_if = "Option::is_none")]
-    pub edi_key: Option<String>,
-    /// Special carrier identifier (e.g. DSV sub-account number).
-    #[serde(
-        rename = "externalIdentifier",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub external_identifier: Option<String>,
-    /// Which pricing a price enquiry uses, e.g. CARRIER.
-    ///
-    /// Example: `CARRIER`
-    #[serde(rename = "priceEnquiry", default, skip_serializing_if = "Option::is_none")]
-    pub price_enquiry: Option<String>,
-}
-
-/// The carrier service of the shipment and its addons.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Service {
-    /// Service code from the account's code lists.
-    ///
-    /// Example: `P19`
-    pub id: String,
-    /// ID of a custom neutral carrier (neutral carrier feature).
-    #[serde(rename = "subId", default, skip_serializing_if = "Option::is_none")]
-    pub sub_id: Option<String>,
-    /// The shipment is an outbound shipment.
-    #[serde(rename = "normalShipment", default, skip_serializing_if = "Option::is_none")]
-    pub normal_shipment: Option<bool>,
-    /// The shipment is (also) a return shipment.
-    #[serde(rename = "returnShipment", default, skip_serializing_if = "Option::is_none")]
-    pub return_shipment: Option<bool>,
-    /// Print the reference as a barcode (some services).
-    #[serde(
-        rename = "referenceAsBarcode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub reference_as_barcode: Option<bool>,
-    /// What the carrier does with an undeliverable shipment, return or abandon.
-    #[serde(
-        rename = "nonDeliveryType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub non_delivery_type: Option<String>,
-    /// Declared value of the shipment (some services).
-    #[serde(rename = "valueAmount", default, skip_serializing_if = "Option::is_none")]
-    pub value_amount: Option<models_runtime::Decimal>,
-    /// Currency of the declared value.
-    #[serde(
-        rename = "valueCurrencyCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub value_currency_code: Option<String>,
-    /// Payment method (some services), invo, invodn or metered.
-    #[serde(
-        rename = "paymentMethodType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub payment_method_type: Option<String>,
-    /// Sorting position, if the carrier gives one.
-    #[serde(rename = "sortPos", default, skip_serializing_if = "Option::is_none")]
-    pub sort_pos: Option<String>,
-    /// Destination location, if the carrier gives one.
-    #[serde(
-        rename = "destinationLocation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub destination_location: Option<String>,
-    /// Not used.
-    #[serde(rename = "notifyCode1", default, skip_serializing_if = "Option::is_none")]
-    pub notify_code1: Option<String>,
-    /// Not used.
-    #[serde(rename = "notifyCode2", default, skip_serializing_if = "Option::is_none")]
-    pub notify_code2: Option<String>,
-    /// Not used.
-    #[serde(rename = "notifyCode3", default, skip_serializing_if = "Option::is_none")]
-    pub notify_code3: Option<String>,
-    /// Booking ID, if the carrier gives one.
-    #[serde(rename = "bookingId", default, skip_serializing_if = "Option::is_none")]
-    pub booking_id: Option<String>,
-    /// Booking office, if the carrier gives one.
-    #[serde(rename = "bookingOffice", default, skip_serializing_if = "Option::is_none")]
-    pub booking_office: Option<String>,
-    /// Info code, if the carrier gives one.
-    #[serde(rename = "infoCode", default, skip_serializing_if = "Option::is_none")]
-    pub info_code: Option<String>,
-    /// Contract version, if the carrier gives one.
-    #[serde(
-        rename = "contractVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub contract_version: Option<String>,
-    /// Destination terminal, if the carrier gives one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub terminal: Option<String>,
-    /// Handover code, if the carrier gives one.
-    #[serde(rename = "handOverCode", default, skip_serializing_if = "Option::is_none")]
-    pub hand_over_code: Option<String>,
-    /// External identifier, if the carrier gives one.
-    #[serde(
-        rename = "externalIdentifier",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub external_identifier: Option<String>,
-    /// Waybill invoice count.
-    #[serde(rename = "waybillInvoice", default, skip_serializing_if = "Option::is_none")]
-    pub waybill_invoice: Option<i64>,
-    /// Waybill EUR certificate count.
-    #[serde(
-        rename = "waybillEurCertificate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_eur_certificate: Option<i64>,
-    /// Waybill export notification count.
-    #[serde(
-        rename = "waybillExportNotification",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_export_notification: Option<i64>,
-    /// Number of 332 units on the waybill.
-    #[serde(
-        rename = "waybillUnits332",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_units332: Option<i64>,
-    /// Weight of the 332 units on the waybill.
-    #[serde(
-        rename = "waybillWeight332",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_weight332: Option<f64>,
-    /// Number of 334 units on the waybill.
-    #[serde(
-        rename = "waybillUnits334",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_units334: Option<i64>,
-    /// Weight of the 334 units on the waybill.
-    #[serde(
-        rename = "waybillWeight334",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_weight334: Option<f64>,
-    /// Number of 336 units on the waybill.
-    #[serde(
-        rename = "waybillUnits336",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_units336: Option<i64>,
-    /// Weight of the 336 units on the waybill.
-    #[serde(
-        rename = "waybillWeight336",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_weight336: Option<f64>,
-    /// Number of 342 units on the waybill.
-    #[serde(
-        rename = "waybillUnits342",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_units342: Option<i64>,
-    /// Weight of the 342 units on the waybill.
-    #[serde(
-        rename = "waybillWeight342",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_weight342: Option<f64>,
-    /// Cash-on-delivery amount on the waybill.
-    #[serde(rename = "waybillCod", default, skip_serializing_if = "Option::is_none")]
-    pub waybill_cod: Option<i64>,
-    /// Cash-on-delivery amount for 342 on the waybill.
-    #[serde(rename = "waybillCod342", default, skip_serializing_if = "Option::is_none")]
-    pub waybill_cod342: Option<i64>,
-    /// Number of home-delivery 342 units on the waybill.
-    #[serde(
-        rename = "waybillHomeDelivery342",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub waybill_home_delivery342: Option<i64>,
-    /// Shipper load and count.
-    #[serde(
-        rename = "shipperLoadAndCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub shipper_load_and_count: Option<i64>,
-    /// Book a pickup with the carrier.
-    #[serde(rename = "pickupBooking", default, skip_serializing_if = "Option::is_none")]
-    pub pickup_booking: Option<bool>,
-    /// Pickup date, YYYY-MM-DD.
-    #[serde(rename = "pickupDate", default, skip_serializing_if = "Option::is_none")]
-    pub pickup_date: Option<String>,
-    /// Earliest pickup time, HH:MM.
-    #[serde(rename = "pickupTimeFrom", default, skip_serializing_if = "Option::is_none")]
-    pub pickup_time_from: Option<String>,
-    /// Latest pickup time, HH:MM.
-    #[serde(rename = "pickupTimeTo", default, skip_serializing_if = "Option::is_none")]
-    pub pickup_time_to: Option<String>,
-    /// Pickup instruction text.
-    #[serde(rename = "pickupText1", default, skip_serializing_if = "Option::is_none")]
-    pub pickup_text1: Option<String>,
-    /// Miscellaneous pickup information.
-    #[serde(rename = "pickupMisc", default, skip_serializing_if = "Option::is_none")]
-    pub pickup_misc: Option<String>,
-    /// Carrier addon services, e.g. NOT (notification), RPAY, COD, DNG, PUPOPT.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub addons: Option<Vec<Addon>>,
-}
-
-/// A carrier addon service; which fields apply depends on the addon (see the account's code lists).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Addon {
-    /// Addon code, e.g. NOT, NOTSMS, NOTEMAIL, RPAY, COD, DNG or PUPOPT.
-    ///
-    /// Example: `NOTSMS`
-    pub id: String,
-    /// Amount, e.g. the cash-on-delivery amount.
-    ///
-    /// Example: `499.5`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub amount: Option<models_runtime::DecimalNumber>,
-    /// Account number, e.g. for cash on delivery.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
-    /// Type of the account.
-    #[serde(rename = "accountType", default, skip_serializing_if = "Option::is_none")]
-    pub account_type: Option<String>,
-    /// Bank.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bank: Option<String>,
-    /// Currency of the amount.
-    #[serde(rename = "currencyCode", default, skip_serializing_if = "Option::is_none")]
-    pub currency_code: Option<String>,
-    /// Customer number, e.g. for receiver pays (RPAY).
-    #[serde(rename = "custNo", default, skip_serializing_if = "Option::is_none")]
-    pub cust_no: Option<String>,
-    /// Issuer code of the customer number.
-    #[serde(
-        rename = "custNoIssuerCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cust_no_issuer_code: Option<String>,
-    /// Miscellaneous value, e.g. the phone number or e-mail for notifications.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub misc: Option<String>,
-    /// Type of the misc value.
-    #[serde(rename = "miscType", default, skip_serializing_if = "Option::is_none")]
-    pub misc_type: Option<String>,
-    /// Contact.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contact: Option<String>,
-    /// Reference, e.g. the cash-on-delivery reference.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
-    /// Type of the reference.
-    #[serde(rename = "referenceType", default, skip_serializing_if = "Option::is_none")]
-    pub reference_type: Option<String>,
-    /// Minimum temperature.
-    #[serde(rename = "tempMin", default, skip_serializing_if = "Option::is_none")]
-    pub temp_min: Option<f64>,
-    /// Maximum temperature.
-    #[serde(rename = "tempMax", default, skip_serializing_if = "Option::is_none")]
-    pub temp_max: Option<f64>,
-    /// E-mail address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// Addon-specific text 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text1: Option<String>,
-    /// Addon-specific text 2.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text2: Option<String>,
-    /// Addon-specific text 3.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text3: Option<String>,
-    /// Addon-specific text 4.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text4: Option<String>,
-    /// Addon-specific text 5.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text5: Option<String>,
-    /// Addon-specific text 6.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text6: Option<String>,
-    /// Addon-specific text 7.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text7: Option<String>,
-    /// Addon-specific text 8.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text8: Option<String>,
-    /// Addon-specific text 9.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text9: Option<String>,
-    /// Addon-specific text 10.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text10: Option<String>,
-    /// Length, for some addons.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub length: Option<f64>,
-    /// Width, for some addons.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub width: Option<f64>,
-    /// Declarant, for some addons.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub declarant: Option<String>,
-    /// Passenger flight, for some addons.
-    #[serde(
-        rename = "passengerFlight",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub passenger_flight: Option<bool>,
-    /// Cargo flight, for some addons.
-    #[serde(rename = "cargoFlight", default, skip_serializing_if = "Option::is_none")]
-    pub cargo_flight: Option<bool>,
-    /// Document type, for some addons.
-    #[serde(rename = "documentType", default, skip_serializing_if = "Option::is_none")]
-    pub document_type: Option<String>,
-    /// Date, for some addons.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub date: Option<String>,
-    /// Start time, for some addons.
-    #[serde(rename = "timeFrom", default, skip_serializing_if = "Option::is_none")]
-    pub time_from: Option<String>,
-    /// End time, for some addons.
-    #[serde(rename = "timeTo", default, skip_serializing_if = "Option::is_none")]
-    pub time_to: Option<String>,
-    /// Confirmation wanted, for some addons.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub confirmation: Option<bool>,
-    /// Where to send the confirmation.
-    #[serde(
-        rename = "confirmationMisc",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub confirmation_misc: Option<String>,
-}
-
-/// A parcel row; `copies` identical parcels.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Parcel {
-    /// Number of parcels in this row (nShift's RAML examples send it as a string, "1").
-    ///
-    /// Example: `1`
-    pub copies: i64,
-    /// true = the values below are per parcel, false = for the whole row.
-    #[serde(rename = "valuePerParcel", default, skip_serializing_if = "Option::is_none")]
-    pub value_per_parcel: Option<bool>,
-    /// Goods marking.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub marking: Option<String>,
-    /// Package type code from the code lists, e.g. PC, SH or PE.
-    ///
-    /// Example: `PC`
-    #[serde(rename = "packageCode", default, skip_serializing_if = "Option::is_none")]
-    pub package_code: Option<String>,
-    /// Package text (some services).
-    #[serde(rename = "packageText", default, skip_serializing_if = "Option::is_none")]
-    pub package_text: Option<String>,
-    /// Weight in kg (the RAML examples send strings such as "37.5").
-    ///
-    /// Example: `2.75`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight: Option<f64>,
-    /// Volume in m3.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume: Option<f64>,
-    /// Length in m.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub length: Option<f64>,
-    /// Width in m.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub width: Option<f64>,
-    /// Height in m.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub height: Option<f64>,
-    /// Loading metres.
-    #[serde(rename = "loadingMeters", default, skip_serializing_if = "Option::is_none")]
-    pub loading_meters: Option<f64>,
-    /// Item number (some services).
-    #[serde(rename = "itemNo", default, skip_serializing_if = "Option::is_none")]
-    pub item_no: Option<String>,
-    /// Description of the contents.
-    ///
-    /// Example: `Clothing`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contents: Option<String>,
-    /// Parcel reference.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
-    /// Part-order number of the parcel (newer field, echoed in alerts).
-    #[serde(rename = "partOrderNo", default, skip_serializing_if = "Option::is_none")]
-    pub part_order_no: Option<String>,
-    /// Whether the parcel can be stacked (2021 client model).
-    ///
-    /// **Open question:** Seen only in a 2021 client model.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stackable: Option<bool>,
-    /// Custom label text 1.
-    #[serde(
-        rename = "customLabelText1",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub custom_label_text1: Option<String>,
-    /// Custom label text 2.
-    #[serde(
-        rename = "customLabelText2",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub custom_label_text2: Option<String>,
-    /// Custom label text 3.
-    #[serde(
-        rename = "customLabelText3",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub custom_label_text3: Option<String>,
-    /// Custom label text 4.
-    #[serde(
-        rename = "customLabelText4",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub custom_label_text4: Option<String>,
-    /// Custom label text 5.
-    #[serde(
-        rename = "customLabelText5",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub custom_label_text5: Option<String>,
-    /// Custom label text 6.
-    #[serde(
-        rename = "customLabelText6",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub custom_label_text6: Option<String>,
-    /// `dangerousGoods` of `Parcel` (no description in the spec; see the type [`DangerousGoods`]).
-    #[serde(rename = "dangerousGoods", default, skip_serializing_if = "Option::is_none")]
-    pub dangerous_goods: Option<DangerousGoods>,
-    /// Our own parcel numbers, `copies` of them; needs a special license.
-    #[serde(rename = "parcelNos", default, skip_serializing_if = "Option::is_none")]
-    pub parcel_nos: Option<Vec<String>>,
-    /// Article lines packed in the parcel.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub articles: Option<Vec<Article>>,
-}
-
-/// Dangerous goods data of a parcel or article.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct DangerousGoods {
-    /// UN number.
-    #[serde(rename = "unCode", default, skip_serializing_if = "Option::is_none")]
-    pub un_code: Option<String>,
-    /// Hazard class / sub-label number.
-    #[serde(rename = "hazardCode", default, skip_serializing_if = "Option::is_none")]
-    pub hazard_code: Option<String>,
-    /// Package code.
-    #[serde(rename = "packageCode", default, skip_serializing_if = "Option::is_none")]
-    pub package_code: Option<String>,
-    /// Packing group.
-    #[serde(rename = "packageType", default, skip_serializing_if = "Option::is_none")]
-    pub package_type: Option<String>,
-    /// Description.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// Technical description.
-    #[serde(rename = "technicalDescr", default, skip_serializing_if = "Option::is_none")]
-    pub technical_descr: Option<String>,
-    /// ADR class.
-    #[serde(rename = "adrClass", default, skip_serializing_if = "Option::is_none")]
-    pub adr_class: Option<String>,
-    /// MP code.
-    #[serde(rename = "mpCode", default, skip_serializing_if = "Option::is_none")]
-    pub mp_code: Option<String>,
-    /// EmS code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ems: Option<String>,
-    /// Note.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-    /// Net weight.
-    #[serde(rename = "netWeight", default, skip_serializing_if = "Option::is_none")]
-    pub net_weight: Option<f64>,
-    /// Net volume.
-    #[serde(rename = "netVolume", default, skip_serializing_if = "Option::is_none")]
-    pub net_volume: Option<f64>,
-    /// Tunnel restriction code.
-    #[serde(rename = "trCode", default, skip_serializing_if = "Option::is_none")]
-    pub tr_code: Option<String>,
-    /// Flash point.
-    #[serde(rename = "flashPoint", default, skip_serializing_if = "Option::is_none")]
-    pub flash_point: Option<String>,
-    /// Limited quantities.
-    #[serde(
-        rename = "limitedQuantities",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub limited_quantities: Option<bool>,
-    /// Separation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub separation: Option<String>,
-    /// Quantity of the package type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quantity: Option<f64>,
-}
-
-/// An article line in a parcel, with optional customs data.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Article {
-    /// Article number.
-    #[serde(rename = "articleNo", default, skip_serializing_if = "Option::is_none")]
-    pub article_no: Option<String>,
-    /// Number of items.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<i64>,
-    /// Article name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Show the article in the pre-notification message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enot: Option<bool>,
-    /// Unit price.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub price: Option<models_runtime::DecimalNumber>,
-    /// Currency of the price.
-    #[serde(rename = "currencyCode", default, skip_serializing_if = "Option::is_none")]
-    pub currency_code: Option<String>,
-    /// Weight in kg.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight: Option<f64>,
-    /// Volume in m3.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume: Option<f64>,
-    /// Loading metres.
-    #[serde(rename = "loadingMeters", default, skip_serializing_if = "Option::is_none")]
-    pub loading_meters: Option<f64>,
-    /// Contents.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contents: Option<String>,
-    /// Marking.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub marking: Option<String>,
-    /// Package code.
-    #[serde(rename = "packageCode", default, skip_serializing_if = "Option::is_none")]
-    pub package_code: Option<String>,
-    /// Customs HS tariff code.
-    #[serde(rename = "customsStatNo", default, skip_serializing_if = "Option::is_none")]
-    pub customs_stat_no: Option<String>,
-    /// Customs additional code.
-    #[serde(
-        rename = "customsSubStatNo1",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub customs_sub_stat_no1: Option<String>,
-    /// Customs other unit.
-    #[serde(
-        rename = "customsOtherUnit",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub customs_other_unit: Option<String>,
-    /// Customs quantity in the other unit.
-    #[serde(
-        rename = "customsOtherQuantity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub customs_other_quantity: Option<f64>,
-    /// Customs value.
-    #[serde(rename = "customsValue", default, skip_serializing_if = "Option::is_none")]
-    pub customs_value: Option<models_runtime::DecimalNumber>,
-    /// Customs contents description.
-    #[serde(
-        rename = "customsContents",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub customs_contents: Option<String>,
-    /// Customs net weight.
-    #[serde(
-        rename = "customsNetWeight",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub customs_net_weight: Option<f64>,
-    /// Customs country of origin.
-    #[serde(
-        rename = "customsSourceCountryCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub customs_source_country_code: Option<String>,
-    /// `dangerousGoods` of `Article` (no description in the spec; see the type [`DangerousGoods`]).
-    #[serde(rename = "dangerousGoods", default, skip_serializing_if = "Option::is_none")]
-    pub dangerous_goods: Option<DangerousGoods>,
-}
-
-/// Customs declaration for shipments leaving the EU customs area.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct CustomsDeclaration {
-    /// `sender` of `CustomsDeclaration` (no description in the spec; see the type [`Party`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sender: Option<Party>,
-    /// `receiver` of `CustomsDeclaration` (no description in the spec; see the type [`Party`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub receiver: Option<Party>,
-    /// Customs documents to produce; required in practice.
-    #[serde(rename = "printSet", default, skip_serializing_if = "Option::is_none")]
-    pub print_set: Option<Vec<String>>,
-    /// Parcel count.
-    #[serde(rename = "parcelCount", default, skip_serializing_if = "Option::is_none")]
-    pub parcel_count: Option<i64>,
-    /// Reference.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
-    /// Country the goods leave from.
-    #[serde(
-        rename = "sourceCountryCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub source_country_code: Option<String>,
-    /// Country the goods go to.
-    #[serde(
-        rename = "destinationCountryCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub destination_country_code: Option<String>,
-    /// Means of transport at the border (sea, rail, road, air, post, fixed, water, own).
-    #[serde(
-        rename = "shippingCodeBorder",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub shipping_code_border: Option<String>,
-    /// Means of transport inland (same values as shippingCodeBorder).
-    #[serde(
-        rename = "shippingCodeDomestic",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub shipping_code_domestic: Option<String>,
-    /// Financial information, line 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finance1: Option<String>,
-    /// Financial information, line 2.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finance2: Option<String>,
-    /// Declarant's city.
-    #[serde(rename = "declarantCity", default, skip_serializing_if = "Option::is_none")]
-    pub declarant_city: Option<String>,
-    /// Declaration date.
-    #[serde(rename = "declarantDate", default, skip_serializing_if = "Option::is_none")]
-    pub declarant_date: Option<String>,
-    /// Declarant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub declarant: Option<String>,
-    /// Declarant's job title.
-    #[serde(rename = "jobTitle", default, skip_serializing_if = "Option::is_none")]
-    pub job_title: Option<String>,
-    /// true = export under the normal procedure, false = commercial item list attached.
-    #[serde(rename = "edocNormal", default, skip_serializing_if = "Option::is_none")]
-    pub edoc_normal: Option<bool>,
-    /// Declarant's representative 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub representative1: Option<String>,
-    /// Declarant's representative 2.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub representative2: Option<String>,
-    /// Representative's organisation number.
-    #[serde(
-        rename = "representativeOrgNo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub representative_org_no: Option<String>,
-    /// Invoice type, proforma or standard (upper case in examples).
-    ///
-    /// Example: `STANDARD`
-    #[serde(rename = "invoiceType", default, skip_serializing_if = "Option::is_none")]
-    pub invoice_type: Option<String>,
-    /// Invoice number.
-    #[serde(rename = "invoiceNo", default, skip_serializing_if = "Option::is_none")]
-    pub invoice_no: Option<String>,
-    /// Discount subtracted from the other amounts (negative).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub discount: Option<models_runtime::DecimalNumber>,
-    /// Freight charges.
-    #[serde(rename = "freightCharges", default, skip_serializing_if = "Option::is_none")]
-    pub freight_charges: Option<models_runtime::DecimalNumber>,
-    /// Insurance charges.
-    #[serde(
-        rename = "insuranceCharges",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub insurance_charges: Option<models_runtime::DecimalNumber>,
-    /// Other charges.
-    #[serde(rename = "otherCharges", default, skip_serializing_if = "Option::is_none")]
-    pub other_charges: Option<models_runtime::DecimalNumber>,
-    /// Export licence number.
-    #[serde(
-        rename = "exportLicenseNo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub export_license_no: Option<String>,
-    /// Export declaration text, line 1.
-    #[serde(
-        rename = "exportDeclaration1",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub export_declaration1: Option<String>,
-    /// Export declaration text, line 2.
-    #[serde(
-        rename = "exportDeclaration2",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub export_declaration2: Option<String>,
-    /// General description of the contents, line 1.
-    #[serde(rename = "generalNote1", default, skip_serializing_if = "Option::is_none")]
-    pub general_note1: Option<String>,
-    /// General description of the contents, line 2.
-    #[serde(rename = "generalNote2", default, skip_serializing_if = "Option::is_none")]
-    pub general_note2: Option<String>,
-    /// General description of the contents, line 3.
-    #[serde(rename = "generalNote3", default, skip_serializing_if = "Option::is_none")]
-    pub general_note3: Option<String>,
-    /// General description of the contents, line 4.
-    #[serde(rename = "generalNote4", default, skip_serializing_if = "Option::is_none")]
-    pub general_note4: Option<String>,
-    /// Currency of the amounts.
-    ///
-    /// Example: `SEK`
-    #[serde(rename = "currencyCode", default, skip_serializing_if = "Option::is_none")]
-    pub currency_code: Option<String>,
-    /// Import/export type (temporary, reexport, gift, documents, sample, return, other, permanent, internal).
-    #[serde(
-        rename = "importExportType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub import_export_type: Option<String>,
-    /// Invoice declaration text, line 1.
-    #[serde(
-        rename = "invoiceDeclaration1",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub invoice_declaration1: Option<String>,
-    /// Invoice declaration text, line 2.
-    #[serde(
-        rename = "invoiceDeclaration2",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub invoice_declaration2: Option<String>,
-    /// Import licence number.
-    #[serde(
-        rename = "importLicenseNo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub import_license_no: Option<String>,
-    /// Certificate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<String>,
-    /// Explanation, when importExportType is other.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub explanation: Option<String>,
-    /// Delivery terms code.
-    #[serde(rename = "termCode", default, skip_serializing_if = "Option::is_none")]
-    pub term_code: Option<String>,
-    /// Place where the goods are taken over under the delivery terms.
-    #[serde(rename = "termLocation", default, skip_serializing_if = "Option::is_none")]
-    pub term_location: Option<String>,
-    /// Movement reference number (MRN).
-    #[serde(
-        rename = "movementReferenceNo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub movement_reference_no: Option<String>,
-    /// Customs lines.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lines: Option<Vec<CustomsLine>>,
-}
-
-/// One line of a customs declaration.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct CustomsLine {
-    /// Number of items.
-    pub copies: i64,
-    /// true = values are per item, false = totals.
-    #[serde(rename = "valuesPerItem", default, skip_serializing_if = "Option::is_none")]
-    pub values_per_item: Option<bool>,
-    /// HS tariff code.
-    ///
-    /// Example: `61091000`
-    #[serde(rename = "statNo", default, skip_serializing_if = "Option::is_none")]
-    pub stat_no: Option<String>,
-    /// Additional code 1.
-    #[serde(rename = "subStatNo1", default, skip_serializing_if = "Option::is_none")]
-    pub sub_stat_no1: Option<String>,
-    /// Additional code 2.
-    #[serde(rename = "subStatNo2", default, skip_serializing_if = "Option::is_none")]
-    pub sub_stat_no2: Option<String>,
-    /// Customs procedure.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub procedure: Option<String>,
-    /// Customs value of the line.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<models_runtime::DecimalNumber>,
-    /// Goods marking 1.
-    #[serde(rename = "goodsMark1", default, skip_serializing_if = "Option::is_none")]
-    pub goods_mark1: Option<String>,
-    /// Goods marking 2.
-    #[serde(rename = "goodsMark2", default, skip_serializing_if = "Option::is_none")]
-    pub goods_mark2: Option<String>,
-    /// Goods marking 3.
-    #[serde(rename = "goodsMark3", default, skip_serializing_if = "Option::is_none")]
-    pub goods_mark3: Option<String>,
-    /// Goods marking 4.
-    #[serde(rename = "goodsMark4", default, skip_serializing_if = "Option::is_none")]
-    pub goods_mark4: Option<String>,
-    /// Goods marking 5.
-    #[serde(rename = "goodsMark5", default, skip_serializing_if = "Option::is_none")]
-    pub goods_mark5: Option<String>,
-    /// Goods marking 6.
-    #[serde(rename = "goodsMark6", default, skip_serializing_if = "Option::is_none")]
-    pub goods_mark6: Option<String>,
-    /// Contents.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contents: Option<String>,
-    /// Net weight in kg.
-    #[serde(rename = "netWeight", default, skip_serializing_if = "Option::is_none")]
-    pub net_weight: Option<f64>,
-    /// Country of origin.
-    #[serde(
-        rename = "sourceCountryCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub source_country_code: Option<String>,
-    /// Other unit (gram, m2, liter, pair, piece).
-    #[serde(rename = "otherUnit", default, skip_serializing_if = "Option::is_none")]
-    pub other_unit: Option<String>,
-    /// Quantity in the other unit.
-    #[serde(rename = "otherQuantity", default, skip_serializing_if = "Option::is_none")]
-    pub other_quantity: Option<f64>,
-}
-
-/// A carrier-neutral extra provided by nShift, e.g. a pre-notification e-mail.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ShipmentOption {
-    /// Option id: ENOT (pre-notification e-mail; also written enot or prenot), lnkprtn/lnkprtr (link to print, normal/return), CONSOLIDATE (consolidation). Compare case-insensitively.
-    ///
-    /// Example: `ENOT`
-    pub id: String,
-    /// Reply-to address of the e-mail.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    /// Recipient of the e-mail.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
-    /// Carbon copy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cc: Option<String>,
-    /// Blind carbon copy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bcc: Option<String>,
-    /// Where error messages go.
-    #[serde(rename = "errorTo", default, skip_serializing_if = "Option::is_none")]
-    pub error_to: Option<String>,
-    /// Message in the pre-notification or link-to-print e-mail.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// Language of the e-mail, se, en, dk or fi (upper case is also seen).
-    #[serde(rename = "languageCode", default, skip_serializing_if = "Option::is_none")]
-    pub language_code: Option<String>,
-    /// E-mail template.
-    #[serde(rename = "mailTemplate", default, skip_serializing_if = "Option::is_none")]
-    pub mail_template: Option<String>,
-    /// Send the link-to-print e-mail.
-    #[serde(rename = "sendEmail", default, skip_serializing_if = "Option::is_none")]
-    pub send_email: Option<bool>,
-    /// Consolidation key of a CONSOLIDATE option.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
+impl schemars::JsonSchema for PrintFileType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PrintFileType".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type" : "string", "examples" : ["pdf", "zpl"] })
+    }
 }
 
 /// Shipments created by a print call.
 pub type ShipmentInfoList = Vec<ShipmentInfo>;
-
-/// Summary of a printed shipment, returned by the print calls and the printed-shipments feed.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ShipmentInfo {
-    /// URL of the shipment (may contain a deployment-versioned prefix; follow as-is).
-    pub href: String,
-    /// nShift shipment ID, used to cancel the shipment and fetch its documents.
-    ///
-    /// Example: `5666306`
-    pub id: String,
-    /// `status` of `ShipmentInfo` (no description in the spec; see the type [`ShipmentStatus`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<ShipmentStatus>,
-    /// Carrier shipment number, often null for parcel services.
-    #[serde(rename = "shipmentNo", default, skip_serializing_if = "Option::is_none")]
-    pub shipment_no: Option<String>,
-    /// Order number sent in the shipment.
-    #[serde(rename = "orderNo", default, skip_serializing_if = "Option::is_none")]
-    pub order_no: Option<String>,
-    /// Sender reference sent in the shipment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
-    /// Service code.
-    #[serde(rename = "serviceId", default, skip_serializing_if = "Option::is_none")]
-    pub service_id: Option<String>,
-    /// Number of parcels.
-    #[serde(rename = "parcelCount", default, skip_serializing_if = "Option::is_none")]
-    pub parcel_count: Option<i64>,
-    /// Sender name.
-    #[serde(rename = "sndName", default, skip_serializing_if = "Option::is_none")]
-    pub snd_name: Option<String>,
-    /// Sender zip code.
-    #[serde(rename = "sndZipcode", default, skip_serializing_if = "Option::is_none")]
-    pub snd_zipcode: Option<String>,
-    /// Sender city.
-    #[serde(rename = "sndCity", default, skip_serializing_if = "Option::is_none")]
-    pub snd_city: Option<String>,
-    /// Sender country code.
-    #[serde(rename = "sndCountry", default, skip_serializing_if = "Option::is_none")]
-    pub snd_country: Option<String>,
-    /// Receiver name.
-    #[serde(rename = "rcvName", default, skip_serializing_if = "Option::is_none")]
-    pub rcv_name: Option<String>,
-    /// Receiver zip code.
-    #[serde(rename = "rcvZipcode", default, skip_serializing_if = "Option::is_none")]
-    pub rcv_zipcode: Option<String>,
-    /// Receiver city.
-    #[serde(rename = "rcvCity", default, skip_serializing_if = "Option::is_none")]
-    pub rcv_city: Option<String>,
-    /// Receiver country code.
-    #[serde(rename = "rcvCountry", default, skip_serializing_if = "Option::is_none")]
-    pub rcv_country: Option<String>,
-    /// When the shipment was created.
-    ///
-    /// Example: `2015-06-03T13:18:30.904+0000`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<models_runtime::Timestamp>,
-    /// When the shipment last changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub changed: Option<models_runtime::Timestamp>,
-    /// Ship date.
-    #[serde(rename = "shipDate", default, skip_serializing_if = "Option::is_none")]
-    pub ship_date: Option<models_runtime::Timestamp>,
-    /// The shipment is a return shipment.
-    #[serde(rename = "returnShipment", default, skip_serializing_if = "Option::is_none")]
-    pub return_shipment: Option<bool>,
-    /// The shipment is an outbound shipment.
-    #[serde(rename = "normalShipment", default, skip_serializing_if = "Option::is_none")]
-    pub normal_shipment: Option<bool>,
-    /// true when a consolidated shipment was created instead of a normal one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consolidated: Option<bool>,
-    /// The parcels with their carrier parcel (tracking) numbers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parcels: Option<Vec<ParcelInfo>>,
-    /// Documents printed by this call (2016 generation).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pdfs: Option<Vec<PdfInfo>>,
-    /// Documents printed earlier for the same shipment, useful for reprints.
-    #[serde(rename = "previousPdfs", default, skip_serializing_if = "Option::is_none")]
-    pub previous_pdfs: Option<Vec<PdfInfo>>,
-    /// Documents printed by this call (current generation, with printConfig).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prints: Option<Vec<PrintInfo>>,
-}
 
 /// Status of a shipment: PRINTED (initial), DISPATCHING (en route), DELIVERING (at a pickup location), OUTFORDELIVERY, DELIVERED, PARTDELIVERED, CANCELLED, RETURNED; OPEN for an open consolidation.
 ///
@@ -2152,138 +3411,24 @@ impl<'de> serde::Deserialize<'de> for ShipmentStatus {
     }
 }
 
-/// A parcel of a printed shipment.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ParcelInfo {
-    /// Carrier parcel number (the tracking number).
-    ///
-    /// Example: `69563053713SE`
-    #[serde(rename = "parcelNo", default, skip_serializing_if = "Option::is_none")]
-    pub parcel_no: Option<String>,
-    /// Parcel number of the return parcel, if any.
-    #[serde(rename = "returnParcelNo", default, skip_serializing_if = "Option::is_none")]
-    pub return_parcel_no: Option<String>,
-    /// Parcel reference.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
+impl schemars::JsonSchema for ShipmentStatus {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ShipmentStatus".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["PRINTED", "DISPATCHING", "DELIVERING",
+            "OUTFORDELIVERY", "DELIVERED", "PARTDELIVERED", "CANCELLED", "RETURNED",
+            "OPEN"] }
+        )
+    }
 }
 
 /// Documents of a shipment.
 pub type PdfList = Vec<PdfInfo>;
 
-/// A printed PDF document (2016 generation); available for one hour.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct PdfInfo {
-    /// URL to download the raw PDF.
-    pub href: String,
-    /// Document ID.
-    ///
-    /// Example: `10234441`
-    pub id: String,
-    /// What the document is, e.g. Label.
-    ///
-    /// Example: `Label`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// The PDF as base64, only with inlinePdf=true; null otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pdf: Option<String>,
-}
-
-/// A printed document (current generation, PDF or ZPL); available for one hour.
-///
-/// **Open question:** Only `data` is confirmed (by a 2022 client); `href`, `id` and `description` are assumed by analogy with PdfInfo, and a file-type field may exist.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct PrintInfo {
-    /// URL to download the document.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub href: Option<String>,
-    /// Document ID.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// What the document is, e.g. Label.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// The document as base64, only with returnFile=true.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<String>,
-}
-
 /// Stored shipments found by a search (at most 50).
 pub type StoredShipmentInfoList = Vec<StoredShipmentInfo>;
-
-/// Summary of a stored shipment.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct StoredShipmentInfo {
-    /// URL of the stored shipment.
-    pub href: String,
-    /// Stored shipment ID, used to print or delete it.
-    ///
-    /// Example: `4127538`
-    pub id: String,
-    /// `status` of `StoredShipmentInfo` (no description in the spec; see the type [`StoredShipmentStatus`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<StoredShipmentStatus>,
-    /// Order number sent in the shipment.
-    #[serde(rename = "orderNo", default, skip_serializing_if = "Option::is_none")]
-    pub order_no: Option<String>,
-    /// Sender reference sent in the shipment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
-    /// Service code.
-    #[serde(rename = "serviceId", default, skip_serializing_if = "Option::is_none")]
-    pub service_id: Option<String>,
-    /// Number of parcels.
-    #[serde(rename = "parcelCount", default, skip_serializing_if = "Option::is_none")]
-    pub parcel_count: Option<i64>,
-    /// Sender name.
-    #[serde(rename = "sndName", default, skip_serializing_if = "Option::is_none")]
-    pub snd_name: Option<String>,
-    /// Sender zip code.
-    #[serde(rename = "sndZipcode", default, skip_serializing_if = "Option::is_none")]
-    pub snd_zipcode: Option<String>,
-    /// Sender city.
-    #[serde(rename = "sndCity", default, skip_serializing_if = "Option::is_none")]
-    pub snd_city: Option<String>,
-    /// Sender country code.
-    #[serde(rename = "sndCountry", default, skip_serializing_if = "Option::is_none")]
-    pub snd_country: Option<String>,
-    /// Receiver name.
-    #[serde(rename = "rcvName", default, skip_serializing_if = "Option::is_none")]
-    pub rcv_name: Option<String>,
-    /// Receiver zip code.
-    #[serde(rename = "rcvZipcode", default, skip_serializing_if = "Option::is_none")]
-    pub rcv_zipcode: Option<String>,
-    /// Receiver city.
-    #[serde(rename = "rcvCity", default, skip_serializing_if = "Option::is_none")]
-    pub rcv_city: Option<String>,
-    /// Receiver country code.
-    #[serde(rename = "rcvCountry", default, skip_serializing_if = "Option::is_none")]
-    pub rcv_country: Option<String>,
-    /// When the stored shipment was created.
-    ///
-    /// Example: `2015-06-02T14:05:56.569+0000`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<models_runtime::Timestamp>,
-    /// When it last changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub changed: Option<models_runtime::Timestamp>,
-    /// Ship date.
-    #[serde(rename = "shipDate", default, skip_serializing_if = "Option::is_none")]
-    pub ship_date: Option<models_runtime::Timestamp>,
-    /// It is a return shipment.
-    #[serde(rename = "returnShipment", default, skip_serializing_if = "Option::is_none")]
-    pub return_shipment: Option<bool>,
-    /// It is an outbound shipment.
-    #[serde(rename = "normalShipment", default, skip_serializing_if = "Option::is_none")]
-    pub normal_shipment: Option<bool>,
-    /// Addon codes of the shipment (seen in a 2021 client).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub addons: Option<Vec<String>>,
-    /// Validation warnings or errors explaining a WARNED or INVALID status.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub statuses: Option<Vec<ValidationStatus>>,
-}
 
 /// Status of a stored shipment: READY (can be printed), WARNED (ignorable validation errors), INVALID (errors that must be fixed), FAILED (production interrupted), PRINTED.
 ///
@@ -2378,414 +3523,23 @@ impl<'de> serde::Deserialize<'de> for StoredShipmentStatus {
     }
 }
 
-/// One page of the printed-shipments feed (GET /shipments).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ShipmentFetchInfoList {
-    /// Send this as fetchId in the next call.
-    ///
-    /// Example: `1`
-    #[serde(rename = "fetchId")]
-    pub fetch_id: String,
-    /// Milliseconds to wait before the next call (rate limit); 0 or small when done is false.
-    ///
-    /// Example: `100`
-    #[serde(rename = "minDelay", default, skip_serializing_if = "Option::is_none")]
-    pub min_delay: Option<i64>,
-    /// false when more shipments are waiting; call again at once.
-    pub done: bool,
-    /// Up to 100 shipments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shipments: Option<Vec<ShipmentInfo>>,
-}
-
-/// One page of the status-event feed (GET /alerts).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct AlertFetchList {
-    /// Send this as fetchId in the next call.
-    ///
-    /// Example: `2`
-    #[serde(rename = "fetchId")]
-    pub fetch_id: String,
-    /// false when more events are waiting; call again at once.
-    pub done: bool,
-    /// Milliseconds to wait before the next call.
-    ///
-    /// Example: `100`
-    #[serde(rename = "minDelay", default, skip_serializing_if = "Option::is_none")]
-    pub min_delay: Option<i64>,
-    /// Up to 100 status events.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alerts: Option<Vec<Alert>>,
-}
-
-/// A status event of a shipment.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Alert {
-    /// Event code, e.g. STATUS_PRINTED or STATUS_TRANSITION_PRINTED.
-    ///
-    /// **Open question:** The full list of alert codes is not in our sources.
-    ///
-    /// Example: `STATUS_TRANSITION_PRINTED`
-    #[serde(rename = "alertCode", default, skip_serializing_if = "Option::is_none")]
-    pub alert_code: Option<String>,
-    /// When the event happened.
-    ///
-    /// Example: `2021-02-09T10:04:09.896+0000`
-    #[serde(rename = "alertTime", default, skip_serializing_if = "Option::is_none")]
-    pub alert_time: Option<models_runtime::Timestamp>,
-    /// When nShift registered the event.
-    #[serde(rename = "alertCreated", default, skip_serializing_if = "Option::is_none")]
-    pub alert_created: Option<models_runtime::Timestamp>,
-    /// Event category, e.g. STATUS.
-    ///
-    /// Example: `STATUS`
-    #[serde(rename = "alertInfo", default, skip_serializing_if = "Option::is_none")]
-    pub alert_info: Option<String>,
-    /// `shipmentInfo` of `Alert` (no description in the spec; see the type [`AlertShipmentInfo`]).
-    #[serde(rename = "shipmentInfo", default, skip_serializing_if = "Option::is_none")]
-    pub shipment_info: Option<AlertShipmentInfo>,
-}
-
-/// The shipment an alert is about; identified by shipmentNo, parcel numbers, orderNo and reference.
-///
-/// **Open question:** No nShift shipment id or href is shown in the examples; match on orderNo, reference or parcelNo.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct AlertShipmentInfo {
-    /// Carrier shipment number.
-    #[serde(rename = "shipmentNo", default, skip_serializing_if = "Option::is_none")]
-    pub shipment_no: Option<String>,
-    /// Parcels of the shipment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parcels: Option<Vec<AlertParcel>>,
-    /// Order number sent in the shipment.
-    #[serde(rename = "orderNo", default, skip_serializing_if = "Option::is_none")]
-    pub order_no: Option<String>,
-    /// Sender reference.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
-    /// When the shipment was printed.
-    #[serde(rename = "printDate", default, skip_serializing_if = "Option::is_none")]
-    pub print_date: Option<models_runtime::Timestamp>,
-    /// Ship date.
-    #[serde(rename = "shipDate", default, skip_serializing_if = "Option::is_none")]
-    pub ship_date: Option<models_runtime::Timestamp>,
-    /// Service code.
-    #[serde(rename = "serviceId", default, skip_serializing_if = "Option::is_none")]
-    pub service_id: Option<String>,
-    /// Carrier ID.
-    ///
-    /// Example: `PLAB`
-    #[serde(rename = "partnerId", default, skip_serializing_if = "Option::is_none")]
-    pub partner_id: Option<String>,
-    /// Number of parcels.
-    #[serde(rename = "parcelCount", default, skip_serializing_if = "Option::is_none")]
-    pub parcel_count: Option<i64>,
-    /// Profile group of the shipment.
-    #[serde(rename = "profileGroup", default, skip_serializing_if = "Option::is_none")]
-    pub profile_group: Option<String>,
-    /// It is an outbound shipment.
-    #[serde(rename = "normalShipment", default, skip_serializing_if = "Option::is_none")]
-    pub normal_shipment: Option<bool>,
-    /// It is a return shipment.
-    #[serde(rename = "returnShipment", default, skip_serializing_if = "Option::is_none")]
-    pub return_shipment: Option<bool>,
-}
-
-/// A parcel in an alert.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct AlertParcel {
-    /// Carrier parcel number.
-    #[serde(rename = "parcelNo", default, skip_serializing_if = "Option::is_none")]
-    pub parcel_no: Option<String>,
-    /// Return parcel number.
-    #[serde(rename = "returnParcelNo", default, skip_serializing_if = "Option::is_none")]
-    pub return_parcel_no: Option<String>,
-    /// Parcel reference.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
-    /// Part-order number.
-    #[serde(rename = "partOrderNo", default, skip_serializing_if = "Option::is_none")]
-    pub part_order_no: Option<String>,
+impl schemars::JsonSchema for StoredShipmentStatus {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StoredShipmentStatus".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["READY", "WARNED", "INVALID", "FAILED",
+            "PRINTED"] }
+        )
+    }
 }
 
 /// Pickup points found by FindAgents.
 pub type AgentList = Vec<Agent>;
 
-/// A pickup point (agent, service point) of a carrier.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Agent {
-    /// Carrier's ID of the agent; use it as shipment.agent.quickId.
-    ///
-    /// Example: `586181`
-    pub id: String,
-    /// Name of the agent.
-    pub name: String,
-    /// Street address line 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address1: Option<String>,
-    /// Street address line 2.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address2: Option<String>,
-    /// Zip code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zipcode: Option<String>,
-    /// City.
-    pub city: String,
-    /// State.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
-    /// ISO 3166-1 alpha-2 country code.
-    #[serde(rename = "countryCode")]
-    pub country_code: String,
-    /// Contact person.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contact: Option<String>,
-    /// Phone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone: Option<String>,
-    /// Fax.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fax: Option<String>,
-    /// E-mail.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// SMS number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sms: Option<String>,
-    /// Service type (documented for Bring only).
-    #[serde(rename = "serviceType", default, skip_serializing_if = "Option::is_none")]
-    pub service_type: Option<String>,
-    /// Service code (documented for Bring only).
-    #[serde(rename = "serviceCode", default, skip_serializing_if = "Option::is_none")]
-    pub service_code: Option<String>,
-    /// Opening hours as free text (documented for Bring, also seen for Schenker).
-    #[serde(rename = "openingHours", default, skip_serializing_if = "Option::is_none")]
-    pub opening_hours: Option<String>,
-}
-
-/// The address to validate.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct AddressCheckRequest {
-    /// Name.
-    pub name: String,
-    /// Street address line 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address1: Option<String>,
-    /// Street address line 2.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address2: Option<String>,
-    /// Zip code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zipcode: Option<String>,
-    /// City.
-    pub city: String,
-    /// State.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
-    /// ISO 3166-1 alpha-2 country code.
-    #[serde(rename = "countryCode")]
-    pub country_code: String,
-    /// Contact person.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contact: Option<String>,
-    /// Phone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone: Option<String>,
-    /// Fax.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fax: Option<String>,
-    /// E-mail.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// SMS number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sms: Option<String>,
-}
-
 /// Validation messages about an address.
 pub type AddressStatusList = Vec<AddressStatus>;
-
-/// One validation message about an address.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct AddressStatus {
-    /// The part of the address the message is about, e.g. Zipcode.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub location: Option<String>,
-    /// System message ID, e.g. WSAPIError.ZipCode.
-    #[serde(rename = "messageId", default, skip_serializing_if = "Option::is_none")]
-    pub message_id: Option<String>,
-    /// Human-readable message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// Message arguments, e.g. the expected zip format.
-    ///
-    /// **Open question:** The 2016 schema says string, its example shows an array of strings or null.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arguments: Option<Vec<String>>,
-    /// true for an error, false for a warning.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<bool>,
-}
-
-/// Information about a zip code.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ZipcodeInfo {
-    /// City of the zip code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub city: Option<String>,
-    /// Format of the country's zip codes, N = digit, A = letter.
-    ///
-    /// Example: `NNNNN`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pattern: Option<String>,
-    /// The zip code is valid.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub valid: Option<bool>,
-    /// The zip code belongs to a postal box.
-    #[serde(rename = "box", default, skip_serializing_if = "Option::is_none")]
-    pub box_: Option<bool>,
-    /// The zip code is in a rural delivery area (longer delivery time).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rural: Option<bool>,
-    /// The zip code belongs to a specific company.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub customer: Option<bool>,
-}
-
-/// Body of a price enquiry, a shipment plus optional surcharges.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct PriceRequest {
-    /// `additionalSurcharges` of `PriceRequest` (no description in the spec; see the type [`AdditionalSurcharges`]).
-    #[serde(
-        rename = "additionalSurcharges",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub additional_surcharges: Option<AdditionalSurcharges>,
-    /// `shipment` of `PriceRequest` (no description in the spec; see the type [`Shipment`]).
-    pub shipment: Shipment,
-}
-
-/// Our own surcharges on top of the carrier price; the amount is added first, then the percentage.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct AdditionalSurcharges {
-    /// Percentage as an integer (10 means 10 %).
-    ///
-    /// Example: `10`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub percent: Option<i64>,
-    /// Fixed amount added to the price.
-    ///
-    /// Example: `25.5`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub amount: Option<models_runtime::DecimalNumber>,
-}
-
-/// Result of a price enquiry.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct PriceResponse {
-    /// `priceData` of `PriceResponse` (no description in the spec; see the type [`PriceData`]).
-    #[serde(rename = "priceData", default, skip_serializing_if = "Option::is_none")]
-    pub price_data: Option<PriceData>,
-    /// Errors that prevented a price.
-    ///
-    /// **Open question:** The shape of the error entries is undocumented; kept as raw JSON.
-    #[serde(rename = "errorList", default, skip_serializing_if = "Option::is_none")]
-    pub error_list: Option<Vec<serde_json::Value>>,
-}
-
-/// The quoted price.
-///
-/// **Open question:** Currency, VAT and the exact numeric types of these fields are undocumented.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct PriceData {
-    /// Price from the carrier's price list.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub price: Option<models_runtime::DecimalNumber>,
-    /// Our surcharges in money.
-    #[serde(
-        rename = "additionalSurcharges",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub additional_surcharges: Option<models_runtime::DecimalNumber>,
-    /// Price including our surcharges.
-    #[serde(
-        rename = "priceWithAdditionalSurcharges",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub price_with_additional_surcharges: Option<models_runtime::DecimalNumber>,
-    /// Total weight in kg.
-    #[serde(rename = "totalWeight", default, skip_serializing_if = "Option::is_none")]
-    pub total_weight: Option<f64>,
-    /// Chargeable (volumetric) weight in kg.
-    #[serde(
-        rename = "chargeableWeight",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub chargeable_weight: Option<f64>,
-}
-
-/// One page of the prices of printed shipments (POST /prices/history).
-///
-/// **Open question:** Only fetchId, done and minDelay are documented; the list property name and item shape are guesses.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct PriceHistoryFetchList {
-    /// Send this as fetchId in the next call.
-    #[serde(rename = "fetchId")]
-    pub fetch_id: String,
-    /// false when more prices are waiting; call again at once.
-    pub done: bool,
-    /// Milliseconds to wait before the next call.
-    #[serde(rename = "minDelay", default, skip_serializing_if = "Option::is_none")]
-    pub min_delay: Option<i64>,
-    /// Up to 100 prices of printed shipments, oldest first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prices: Option<Vec<PriceHistoryEntry>>,
-}
-
-/// The price of one printed shipment.
-///
-/// **Open question:** Not documented; every field name here is a guess modelled on ShipmentInfo and PriceData. All fields are optional and unknown fields are ignored, so a different real shape decodes to empty entries rather than failing; check https://api.unifaun.com/rs-docs/.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct PriceHistoryEntry {
-    /// The shipment's id (as in ShipmentInfo.id).
-    #[serde(rename = "shipmentId", default, skip_serializing_if = "Option::is_none")]
-    pub shipment_id: Option<String>,
-    /// The carrier's shipment number, if any.
-    #[serde(rename = "shipmentNo", default, skip_serializing_if = "Option::is_none")]
-    pub shipment_no: Option<String>,
-    /// The shipment's orderNo.
-    #[serde(rename = "orderNo", default, skip_serializing_if = "Option::is_none")]
-    pub order_no: Option<String>,
-    /// The shipment's senderReference.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
-    /// Service code.
-    #[serde(rename = "serviceId", default, skip_serializing_if = "Option::is_none")]
-    pub service_id: Option<String>,
-    /// Carrier id, e.g. PLAB.
-    #[serde(rename = "partnerId", default, skip_serializing_if = "Option::is_none")]
-    pub partner_id: Option<String>,
-    /// When the shipment was printed.
-    #[serde(rename = "printDate", default, skip_serializing_if = "Option::is_none")]
-    pub print_date: Option<models_runtime::Timestamp>,
-    /// Number of parcels.
-    #[serde(rename = "parcelCount", default, skip_serializing_if = "Option::is_none")]
-    pub parcel_count: Option<i64>,
-    /// `priceData` of `PriceHistoryEntry` (no description in the spec; see the type [`PriceData`]).
-    #[serde(rename = "priceData", default, skip_serializing_if = "Option::is_none")]
-    pub price_data: Option<PriceData>,
-}
-
-/// Result of CreateJwtSession.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct JwtSession {
-    /// JWT to send as `Authorization: Bearer <token>`; valid for 12 hours.
-    pub token: String,
-}
 
 /// Parameters of [`operations::FETCH_SHIPMENTS`].
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
@@ -2977,6 +3731,17 @@ impl<'de> serde::Deserialize<'de> for SearchStoredShipmentsQuerySearchField {
     }
 }
 
+impl schemars::JsonSchema for SearchStoredShipmentsQuerySearchField {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SearchStoredShipmentsQuerySearchField".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["orderNo", "reference", "shipmentNo"] }
+        )
+    }
+}
+
 /// The type of `searchOp` in [`SearchStoredShipmentsQuery`] (no description in the spec).
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
@@ -3063,6 +3828,18 @@ impl<'de> serde::Deserialize<'de> for SearchStoredShipmentsQuerySearchOp {
     }
 }
 
+impl schemars::JsonSchema for SearchStoredShipmentsQuerySearchOp {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SearchStoredShipmentsQuerySearchOp".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["equals", "contains", "startsWith",
+            "endsWith"] }
+        )
+    }
+}
+
 /// The type of `dateType` in [`SearchStoredShipmentsQuery`] (no description in the spec).
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.
@@ -3133,6 +3910,15 @@ impl<'de> serde::Deserialize<'de> for SearchStoredShipmentsQueryDateType {
         deserializer: D,
     ) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(Self::from)
+    }
+}
+
+impl schemars::JsonSchema for SearchStoredShipmentsQueryDateType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SearchStoredShipmentsQueryDateType".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type" : "string", "examples" : ["created", "ship"] })
     }
 }
 
@@ -3214,6 +4000,17 @@ impl<'de> serde::Deserialize<'de> for SearchStoredShipmentsQueryStatus {
         deserializer: D,
     ) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(Self::from)
+    }
+}
+
+impl schemars::JsonSchema for SearchStoredShipmentsQueryStatus {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SearchStoredShipmentsQueryStatus".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["ready", "invalid", "failed", "warned"] }
+        )
     }
 }
 
@@ -3452,6 +4249,17 @@ impl<'de> serde::Deserialize<'de> for CheckAddressQueryLanguage {
         deserializer: D,
     ) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(Self::from)
+    }
+}
+
+impl schemars::JsonSchema for CheckAddressQueryLanguage {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CheckAddressQueryLanguage".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(
+            { "type" : "string", "examples" : ["SE", "GB", "DK", "FI"] }
+        )
     }
 }
 

@@ -272,10 +272,10 @@ pub async fn run(target: &Target, options: &Options) -> Vec<Outcome> {
     )
     .await;
     out.push(expect(
-        "OrderConfirmedEvent without its fields: 400 naming ClientId",
+        "OrderConfirmedEvent without its fields: 400 naming a missing field",
         reply,
         400,
-        "ClientId",
+        "missing field `",
     ));
     let reply = send(
         addr,
