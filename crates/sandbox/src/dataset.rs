@@ -18,6 +18,12 @@ pub struct DatasetConfig {
     pub skus: usize,
     /// Number of warehouses.
     pub warehouses: usize,
+    /// Percentage of orders placed by a customer who ordered before (the rest each bring a new
+    /// customer); `None`: orders pick from `orders / 2` customers at random.
+    pub repeat_percent: Option<u8>,
+    /// Best sellers: order lines pick among the first this many products four times in five
+    /// (so SKUs recur across orders); `None`: any product alike.
+    pub hot_skus: Option<usize>,
 }
 
 impl Default for DatasetConfig {
@@ -27,6 +33,8 @@ impl Default for DatasetConfig {
             orders: 20,
             skus: 50,
             warehouses: 2,
+            repeat_percent: None,
+            hot_skus: None,
         }
     }
 }
@@ -192,7 +200,10 @@ impl Dataset {
                 }
             })
             .collect::<Vec<_>>();
-        let customer_count = (config.orders / 2).max(3);
+        let customer_count = match config.repeat_percent {
+            Some(_) => config.orders.max(3),
+            None => (config.orders / 2).max(3),
+        };
         let customers = (0..customer_count)
             .map(|i| {
                 let (country, city, zip_len, street) = PLACES[rng.usize(..PLACES.len())];
@@ -226,12 +237,17 @@ impl Dataset {
                 }
             })
             .collect::<Vec<_>>();
+        // With `repeat_percent`, the customers not yet seen start here.
+        let mut next_customer = 0;
         let orders = (0..config.orders)
             .map(|i| {
                 let line_count = rng.usize(1..=3);
                 let mut lines: Vec<OrderLine> = Vec::new();
                 while lines.len() < line_count {
-                    let product = rng.usize(..products.len());
+                    let product = match config.hot_skus {
+                        Some(hot) if rng.u8(..5) < 4 => rng.usize(..hot.clamp(1, products.len())),
+                        _ => rng.usize(..products.len()),
+                    };
                     if lines.iter().any(|l| l.product == product) && products.len() > line_count {
                         continue;
                     }
@@ -245,7 +261,14 @@ impl Dataset {
                 // Orders are spread over the 48 hours before the sandbox starts.
                 let minutes_before =
                     ((config.orders - i) as i64) * (48 * 60 / config.orders.max(1) as i64).max(1);
-                let customer = rng.usize(..customers.len());
+                let customer = match config.repeat_percent {
+                    Some(percent) if i > 0 && rng.u8(..100) < percent => rng.usize(..next_customer),
+                    Some(_) => {
+                        next_customer += 1;
+                        next_customer - 1
+                    }
+                    None => rng.usize(..customers.len()),
+                };
                 let pickup_point = (delivery_method == "POSTNORD_PICKUP").then(|| {
                     let fallback = 1_000 + rng.u16(0..900);
                     // The customer picked a real PostNord agent near them, as a checkout would
@@ -325,6 +348,7 @@ mod tests {
             orders: 100,
             skus: 30,
             warehouses: 3,
+            ..DatasetConfig::default()
         };
         let data = Dataset::generate(&config, start());
         assert_eq!(
@@ -352,5 +376,35 @@ mod tests {
             assert_eq!(customer.address.zip.len(), zip_len, "{customer:?}");
         }
         assert!(data.orders.windows(2).all(|w| w[0].created <= w[1].created));
+    }
+
+    #[test]
+    fn repeat_customers_and_best_sellers_follow_their_shares() {
+        let config = DatasetConfig {
+            orders: 1000,
+            skus: 5000,
+            repeat_percent: Some(30),
+            hot_skus: Some(400),
+            ..DatasetConfig::default()
+        };
+        let data = Dataset::generate(&config, start());
+        let mut seen = std::collections::HashSet::new();
+        let repeats = data
+            .orders
+            .iter()
+            .filter(|o| !seen.insert(o.customer))
+            .count();
+        assert!((250..=350).contains(&repeats), "{repeats} repeat orders");
+        let lines: Vec<usize> = data
+            .orders
+            .iter()
+            .flat_map(|o| o.lines.iter().map(|l| l.product))
+            .collect();
+        let hot = lines.iter().filter(|&&p| p < 400).count();
+        assert!(
+            hot * 10 >= lines.len() * 7,
+            "{hot} of {} lines on best sellers",
+            lines.len()
+        );
     }
 }

@@ -44,6 +44,7 @@ async fn main() -> ExitCode {
             orders: args.orders,
             skus: args.skus,
             warehouses: args.warehouses,
+            ..DatasetConfig::default()
         },
         ..SandboxConfig::default()
     };
