@@ -3,6 +3,7 @@
 
 mod auth;
 mod backoff;
+mod budget;
 mod cache;
 mod error;
 mod headers;
@@ -16,6 +17,7 @@ mod trace;
 mod transport;
 
 pub use auth::{AuthLayer, AuthService};
+pub use budget::{Budget, BudgetUsage, Priority};
 pub use cache::{CachedToken, KeyedTokenCache, TokenCache, TokenCacheConfig};
 pub use error::{
     BoxError, ConfigError, Error, InvalidTokenResponse, RateLimitError, SharedError, StoreError,

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use crate::backoff::parse_retry_after;
+use crate::budget::{Budget, BudgetUsage, Queues};
 use crate::error::{ConfigError, Error, RateLimitError};
 use crate::token::BoxFuture;
 
@@ -240,9 +241,11 @@ struct LimiterInner {
     preset: RateLimitPreset,
     max_wait: Option<Duration>,
     jitter: Duration,
+    queues: Queues,
 }
 
-/// A shareable, keyed GCRA limiter. Clones share the same budget.
+/// A shareable, keyed GCRA limiter. Clones share the same budget; callers that find a key
+/// saturated queue by [`Priority`](crate::Priority) (see [`RateLimiter::acquire_as`]).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -293,6 +296,7 @@ impl RateLimiter {
                 preset,
                 max_wait,
                 jitter,
+                queues: Queues::default(),
             }),
         })
     }
@@ -313,19 +317,62 @@ impl RateLimiter {
         &self.inner.preset
     }
 
-    /// Waits for a permit for `key`; returns how long it waited.
+    /// Waits for a permit for `key` as an unlabelled [`Priority::Live`](crate::Priority::Live) caller; returns how
+    /// long it waited.
     pub async fn acquire(&self, key: &RateLimitKey) -> Result<Duration, RateLimitError> {
+        self.acquire_as(key, &Budget::default()).await
+    }
+
+    /// Waits for a permit for `key` as a caller of `budget`; returns how long it waited.
+    ///
+    /// Callers that find the key saturated queue: the head of the queue (the first live caller,
+    /// else the first background one) takes the next permit, so a live caller that arrives
+    /// behind many background ones is served first and the background ones resume after it.
+    pub async fn acquire_as(
+        &self,
+        key: &RateLimitKey,
+        budget: &Budget,
+    ) -> Result<Duration, RateLimitError> {
         let inner = &self.inner;
         let start = Instant::now();
-        let mut slept = false;
+        let free = |now| inner.paused_until(key).is_none_or(|u| u <= now);
+        if inner
+            .queues
+            .try_uncontended(key, || free(start) && inner.gcra.check_key(key).is_ok())
+        {
+            inner.queues.record(budget, Duration::ZERO);
+            return Ok(Duration::ZERO);
+        }
+        let ticket = inner.queues.enqueue(key, budget.priority());
+        let notify = ticket.changed();
         loop {
+            // Registered before the head check, so a change in between still wakes us.
+            let changed = notify.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             let now = Instant::now();
-            let paused_until = inner.paused_until(key).filter(|u| *u > now);
-            let wait = match paused_until {
+            if !ticket.is_head() {
+                match inner.max_wait {
+                    Some(max) => {
+                        let left = max.saturating_sub(now - start);
+                        if tokio::time::timeout(left, changed).await.is_err() {
+                            let needed = Instant::now() - start;
+                            return Err(RateLimitError::MaxWaitExceeded { needed, max });
+                        }
+                    }
+                    None => changed.await,
+                }
+                continue;
+            }
+            let wait = match inner.paused_until(key).filter(|u| *u > now) {
                 Some(until) => until - now,
                 None => match inner.gcra.check_key(key) {
-                    // Zero unless we actually slept, so callers can tell "no wait" apart.
-                    Ok(()) => return Ok(if slept { now - start } else { Duration::ZERO }),
+                    Ok(()) => {
+                        drop(ticket);
+                        let waited = now - start;
+                        inner.queues.record(budget, waited);
+                        return Ok(waited);
+                    }
                     Err(not_until) => not_until.wait_time_from(inner.clock.now()),
                 },
             };
@@ -340,9 +387,23 @@ impl RateLimiter {
                     return Err(RateLimitError::MaxWaitExceeded { needed, max });
                 }
             }
-            tokio::time::sleep(wait.max(Duration::from_nanos(1))).await;
-            slept = true;
+            // A live caller queuing behind a background head wakes it to step aside.
+            tokio::select! {
+                () = tokio::time::sleep(wait.max(Duration::from_nanos(1))) => {}
+                () = changed => {}
+            }
         }
+    }
+
+    /// What each [`Budget`] class drew from this limiter so far (permits and time waited),
+    /// shared by every clone.
+    pub fn usage(&self) -> Vec<BudgetUsage> {
+        self.inner.queues.usage()
+    }
+
+    /// Callers waiting for a permit now, as (live, background).
+    pub fn queued(&self) -> (usize, usize) {
+        self.inner.queues.queued()
     }
 
     /// Stops every caller of `key` until `until` (never shortens an existing pause).
@@ -419,6 +480,7 @@ impl LimiterInner {
 pub struct RateLimitLayer {
     limiter: RateLimiter,
     default_key: RateLimitKey,
+    budget: Budget,
 }
 
 impl RateLimitLayer {
@@ -427,12 +489,20 @@ impl RateLimitLayer {
         Self {
             limiter,
             default_key: RateLimitKey::default(),
+            budget: Budget::default(),
         }
     }
 
     /// The key used when a request carries no [`RateLimitKey`] extension.
     pub fn default_key(mut self, key: RateLimitKey) -> Self {
         self.default_key = key;
+        self
+    }
+
+    /// The class (priority and label) used when a request carries no [`Budget`] extension
+    /// (default: unlabelled, [`Priority::Live`](crate::Priority::Live)).
+    pub fn budget(mut self, budget: Budget) -> Self {
+        self.budget = budget;
         self
     }
 }
@@ -444,6 +514,7 @@ impl<S> Layer<S> for RateLimitLayer {
             inner,
             limiter: self.limiter.clone(),
             default_key: self.default_key.clone(),
+            budget: self.budget.clone(),
         }
     }
 }
@@ -454,6 +525,7 @@ pub struct RateLimitService<S> {
     inner: S,
     limiter: RateLimiter,
     default_key: RateLimitKey,
+    budget: Budget,
 }
 
 impl<S, B, RB> Service<Request<B>> for RateLimitService<S>
@@ -482,8 +554,13 @@ where
             .get::<RateLimitKey>()
             .cloned()
             .unwrap_or_else(|| self.default_key.clone());
+        let budget = request
+            .extensions()
+            .get::<Budget>()
+            .cloned()
+            .unwrap_or_else(|| self.budget.clone());
         Box::pin(async move {
-            let waited = limiter.acquire(&key).await?;
+            let waited = limiter.acquire_as(&key, &budget).await?;
             if !waited.is_zero() {
                 tracing::Span::current().record("permit_wait_ms", waited.as_millis() as u64);
             }

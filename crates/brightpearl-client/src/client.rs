@@ -6,16 +6,20 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use auth_core::{
-    ExposeSecret, RateLimitKey, RateLimiter, SecretString, StoredTokens, TokenCache, TokenError,
-    TokenStore,
+    Budget, ExposeSecret, RateLimitKey, RateLimitLayer, RateLimiter, SecretString, StoredTokens,
+    TokenCache, TokenError, TokenStore,
 };
 use brightpearl_models::oauth::operations::{AUTHORIZE, REQUEST_TOKEN, RequestToken};
 use brightpearl_models::oauth::{AuthorizePath, GrantType, RequestTokenPath, TokenRequest};
 use bytes::Bytes;
-use client_core::{ApiRequest, Engine, Failure, HttpFailure, Platform as _, SettingsError};
+use client_core::{
+    ApiRequest, BoxTransport, CommonOptions, Engine, Failure, HttpFailure, Platform as _,
+    SettingsError,
+};
 use http::{Method, Response};
 use models_runtime::{Caller, Operation, OperationInfo};
 use serde::de::DeserializeOwned;
+use tower::Layer as _;
 
 use crate::env;
 use crate::error::{Brightpearl, Error, Result, is_nothing_found, is_throttle};
@@ -41,7 +45,9 @@ pub(crate) struct Inner {
     pub(crate) session: SessionCell,
     /// `None` for a private app (staff token).
     pub(crate) oauth: Option<OAuthParts>,
-    pub(crate) engine: Engine<Brightpearl>,
+    /// The stack below the limiter (auth, headers, transport), for [`Client::with_budget`].
+    pub(crate) below_limiter: BoxTransport,
+    pub(crate) common: CommonOptions,
     pub(crate) limiter: (RateLimiter, RateLimitKey),
     pub(crate) concurrency: usize,
     pub(crate) max_id_set_chars: usize,
@@ -53,6 +59,9 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
+    /// The engine, its limiter layer drawing for this client's [`Budget`].
+    pub(crate) engine: Engine<Brightpearl>,
+    pub(crate) budget: Budget,
 }
 
 impl fmt::Debug for Client {
@@ -124,6 +133,34 @@ impl Client {
         (&self.inner.limiter.0, &self.inner.limiter.1)
     }
 
+    /// The class this client's requests draw and are counted for (see [`Self::with_budget`]).
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// The same client (account, tokens, limiter), its requests drawn for `budget`: when the
+    /// account's limiter is saturated, [`Priority::Live`](auth_core::Priority::Live) callers
+    /// go before [`Priority::Background`](auth_core::Priority::Background) ones, and each
+    /// label's permits and waiting are counted ([`RateLimiter::usage`]).
+    pub fn with_budget(&self, budget: Budget) -> Client {
+        Client::over(Arc::clone(&self.inner), budget)
+    }
+
+    /// A client over `inner` whose limiter layer draws for `budget`.
+    pub(crate) fn over(inner: Arc<Inner>, budget: Budget) -> Client {
+        let (limiter, key) = &inner.limiter;
+        let layer = RateLimitLayer::new(limiter.clone())
+            .default_key(key.clone())
+            .budget(budget.clone());
+        let stack = layer.layer(inner.below_limiter.clone());
+        let engine = inner.common.engine::<Brightpearl>(stack);
+        Client {
+            inner,
+            engine,
+            budget,
+        }
+    }
+
     /// What token responses said about the installation (`api_domain`, instance id).
     pub fn session(&self) -> Session {
         self.inner.session.get()
@@ -187,7 +224,7 @@ impl Client {
     async fn send_throttled(&self, request: ApiRequest) -> Result<Response<Bytes>> {
         let mut attempt = 1;
         loop {
-            let response = self.inner.engine.send_any(request.clone()).await?;
+            let response = self.engine.send_any(request.clone()).await?;
             let (status, headers, body) = (response.status(), response.headers(), response.body());
             if attempt == THROTTLE_ATTEMPTS || !is_throttle(status, headers, body) {
                 return Ok(response);
@@ -210,7 +247,7 @@ impl Client {
             let failure = HttpFailure::new(info.operation.id, info.idempotent, ids, &response);
             Err(Brightpearl::error(Failure::Http(Box::new(failure))))
         } else {
-            Err(self.inner.engine.reject(info, &response))
+            Err(self.engine.reject(info, &response))
         }
     }
 

@@ -7,9 +7,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use auth_core::{
-    AuthLayer, ConfigError, FileTokenStore, RateLimitKey, RateLimitLayer, RateLimiter,
-    RefreshTokenGrant, SecretString, StaticHeadersLayer, StaticToken, TokenCache, TokenStore,
-    presets,
+    AuthLayer, Budget, ConfigError, FileTokenStore, RateLimitKey, RateLimiter, RefreshTokenGrant,
+    SecretString, StaticHeadersLayer, StaticToken, TokenCache, TokenStore, presets,
 };
 use brightpearl_models::oauth::RequestTokenPath;
 use bytes::Bytes;
@@ -76,6 +75,7 @@ pub struct ClientBuilder {
     max_id_set_chars: Option<usize>,
     bundle_availability_mode: Option<BundleAvailabilityMode>,
     rate_limiter: Option<(RateLimiter, RateLimitKey)>,
+    budget: Option<Budget>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -201,6 +201,13 @@ impl ClientBuilder {
         self
     }
 
+    /// The class the client's requests draw from the account's limiter for (default:
+    /// unlabelled, [`Priority::Live`](auth_core::Priority::Live)); see [`Client::with_budget`].
+    pub fn budget(mut self, budget: Budget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
     /// Validates the settings and builds the client.
     pub fn build(self) -> Result<Client> {
         let hint =
@@ -248,11 +255,12 @@ impl ClientBuilder {
             let with_dev = headers.header("brightpearl-dev-ref", dev);
             headers = with_dev.map_err(invalid(env::DEV_REF))?;
         }
-        let stack = ServiceBuilder::new()
-            .layer(RateLimitLayer::new(limiter.clone()).default_key(key.clone()))
-            .layer(auth)
-            .layer(headers)
-            .service(transport);
+        let below_limiter = BoxTransport::new(
+            ServiceBuilder::new()
+                .layer(auth)
+                .layer(headers)
+                .service(transport),
+        );
         let inner = Arc::new(Inner {
             account,
             app_ref,
@@ -260,13 +268,16 @@ impl ClientBuilder {
             base_url,
             session,
             oauth,
-            engine: self.common.engine::<Brightpearl>(stack),
+            below_limiter,
+            common: self.common.clone(),
             limiter: (limiter, key),
             concurrency: self.concurrency.unwrap_or(4),
             max_id_set_chars: self.max_id_set_chars.unwrap_or(1500),
             bundle_mode: self.bundle_availability_mode.unwrap_or_default(),
         });
-        Ok(Client { inner })
+        // The limiter layer is the client's own: `with_budget` swaps it over the shared rest.
+        let budget = self.budget.clone().unwrap_or_default();
+        Ok(Client::over(inner, budget))
     }
 
     /// The OAuth side: the token store (seeded with the initial refresh token), the session

@@ -10,6 +10,7 @@ mod ops;
 mod search;
 mod session;
 
+pub use auth_core::{Budget, BudgetUsage, Priority, RateLimitKey, RateLimiter};
 pub use client::{Authorization, BundleAvailabilityMode, Client};
 pub use client_core::BoxTransport;
 pub use config::{ClientBuilder, shared_limiter};

@@ -273,6 +273,9 @@ pub async fn start_with_flows(
         source,
     })?;
     let metrics = Arc::new(Metrics::default());
+    if let Some(client) = &ctx.brightpearl {
+        metrics.watch_brightpearl(client.rate_limiter().0.clone());
+    }
     let connections = Arc::new(listener::Counters::default());
     let shared = Arc::new(Shared {
         ctx,
@@ -331,6 +334,10 @@ pub async fn start_with_flows(
         state.prune_interval(),
         shutdown_rx.clone(),
     )));
+    tasks.push(tokio::spawn(flush_budget(
+        shared.clone(),
+        shutdown_rx.clone(),
+    )));
     tracing::info!(%addr, "relay serve listening");
     if let Some(task) = register_brightpearl_webhooks(&shared, shutdown_rx) {
         tasks.push(task);
@@ -343,6 +350,23 @@ pub async fn start_with_flows(
         tasks,
         connections,
     })
+}
+
+/// How often `relay serve` writes the Brightpearl budget's split to the state (besides after
+/// each pass), so `relay status` sees a long pass while it runs.
+const BUDGET_FLUSH: Duration = Duration::from_secs(15);
+
+/// Writes the Brightpearl budget's split to the state every [`BUDGET_FLUSH`] until shutdown.
+async fn flush_budget(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(BUDGET_FLUSH);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = interval.tick() => shared.metrics.flush_budget(shared.store()),
+        }
+    }
+    shared.metrics.flush_budget(shared.store());
 }
 
 /// The longest wait between two registration attempts.
@@ -364,7 +388,7 @@ fn register_brightpearl_webhooks(
     match subscriptions::prepare(
         &shared.config,
         &shared.secrets,
-        shared.ctx.brightpearl.as_ref(),
+        shared.ctx.for_flow("webhooks").brightpearl.as_ref(),
     ) {
         Prepared::Skip { reason, warn } => {
             if warn {

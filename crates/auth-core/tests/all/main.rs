@@ -3,6 +3,7 @@
 mod auth401;
 mod cache;
 mod common;
+mod priority;
 mod ratelimit;
 mod redaction;
 mod refresh;

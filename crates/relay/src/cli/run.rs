@@ -202,7 +202,8 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
         );
         bar.enable_steady_tick(Duration::from_millis(120));
         let started = Instant::now();
-        let pass = runner.run(&context);
+        let ctx = context.for_flow(runner.name());
+        let pass = runner.run(&ctx);
         let result = with_progress(pass, &bar, store.as_ref(), runner.entity_flows()).await;
         match result {
             Ok(mut report) => {
@@ -223,6 +224,17 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
         }
     }
     drop(bars);
+    // What each flow drew from the Brightpearl budget, for `relay status`.
+    if let Some(client) = &context.brightpearl {
+        let recorded = crate::budget::Recorder::default().flush(
+            client.rate_limiter().0,
+            store.as_ref(),
+            chrono::Utc::now(),
+        );
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "cannot record the Brightpearl budget in the state");
+        }
+    }
     let dead_letters = store.dead_letters().map_err(|e| e.to_string())?.len();
     if args.json {
         let summary = serde_json::json!({"flows": reports, "errors": errors, "dead_letters": dead_letters, "data_dir": data_dir, "labels_dir": labels_dir});

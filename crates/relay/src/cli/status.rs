@@ -95,6 +95,14 @@ struct StatusReport {
     dead_letters: Vec<DeadLetter>,
     /// The file on disk and the rows it holds (what retention keeps bounded).
     size: StateSize,
+    /// What each flow drew from the Brightpearl budget in the last minutes.
+    brightpearl_budget: BudgetReport,
+}
+
+#[derive(Serialize)]
+struct BudgetReport {
+    minutes: i64,
+    flows: Vec<crate::budget::FlowBudget>,
 }
 
 #[derive(Serialize)]
@@ -173,6 +181,11 @@ fn status(args: &StatusArgs) -> Result<ExitCode, String> {
         inbox_pending: store.inbox_len().map_err(|e| e.to_string())?,
         dead_letters: store.dead_letters().map_err(|e| e.to_string())?,
         size: store.size().map_err(|e| e.to_string())?,
+        brightpearl_budget: BudgetReport {
+            minutes: crate::budget::STATUS_MINUTES,
+            flows: crate::budget::recent(&store, chrono::Utc::now(), crate::budget::STATUS_MINUTES)
+                .map_err(|e| e.to_string())?,
+        },
     };
     if args.json {
         println!(
@@ -217,6 +230,8 @@ fn status(args: &StatusArgs) -> Result<ExitCode, String> {
         );
     }
     println!();
+    print_budget(&report.brightpearl_budget);
+    println!();
     println!("inbox: {} pending", report.inbox_pending);
     println!();
     if report.dead_letters.is_empty() {
@@ -246,6 +261,45 @@ fn status(args: &StatusArgs) -> Result<ExitCode, String> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Brightpearl budget's split: requests and limiter wait per flow in the last minutes.
+fn print_budget(budget: &BudgetReport) {
+    let minutes = budget.minutes;
+    if budget.flows.is_empty() {
+        println!("Brightpearl budget (last {minutes} minutes): no requests");
+        return;
+    }
+    let total: u64 = budget.flows.iter().map(|f| f.requests).sum();
+    println!(
+        "Brightpearl budget (last {minutes} minutes, 200 requests a minute per account): {total} requests"
+    );
+    let rows: Vec<Vec<String>> = budget
+        .flows
+        .iter()
+        .map(|f| {
+            vec![
+                crate::text::escape(&f.flow).to_string(),
+                f.priority.clone(),
+                f.requests.to_string(),
+                format!("{:.1}", f.requests_per_minute),
+                format!("{:.1}", f.waited_secs),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        crate::table::render(
+            &[
+                "flow",
+                "priority",
+                "requests",
+                "per minute",
+                "limiter wait (s)"
+            ],
+            &rows
+        )
+    );
 }
 
 /// Runs `relay replay`.

@@ -71,6 +71,18 @@ impl FlowContext {
         })
     }
 
+    /// This context for a pass of `flow`: its Brightpearl client draws from the account's one
+    /// limiter with the flow's priority and is counted under its name
+    /// ([`budget_of`](crate::budget::budget_of)); the rest is shared.
+    pub fn for_flow(&self, flow: &str) -> FlowContext {
+        let mut ctx = self.clone();
+        ctx.brightpearl = self
+            .brightpearl
+            .as_ref()
+            .map(|client| client.with_budget(crate::budget::budget_of(flow)));
+        ctx
+    }
+
     /// The Brightpearl client, or an error naming the settings to set.
     pub fn brightpearl(&self) -> Result<&brightpearl_client::Client, FlowError> {
         self.brightpearl.as_ref().ok_or(FlowError::NotConfigured {

@@ -17,8 +17,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
+use brightpearl_client::{Priority, RateLimiter};
+
 use super::listener::ConnectionStats;
 use super::subscriptions::{SubscriptionOutcome, WebhookRegistration};
+use crate::budget::Recorder;
 use crate::flows::FlowReport;
 use crate::state::Store;
 
@@ -96,6 +99,17 @@ struct KindLabels {
     kind: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BudgetLabels {
+    flow: String,
+    priority: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PriorityLabels {
+    priority: &'static str,
+}
+
 /// What `/healthz` shows besides the counters.
 #[derive(Debug, Default)]
 struct Inner {
@@ -103,6 +117,8 @@ struct Inner {
     last_run: BTreeMap<String, LastRun>,
     /// Where the Brightpearl webhook registration stands (set at start).
     webhooks: Option<WebhookRegistration>,
+    /// The account's Brightpearl limiter, whose classes are the flows (set at start).
+    brightpearl: Option<RateLimiter>,
 }
 
 /// The server's counters.
@@ -122,6 +138,8 @@ pub struct Metrics {
     written_back: Family<FlowLabels, Counter>,
     /// Item attempts failed per flow.
     failed: Family<FlowLabels, Counter>,
+    /// Writes the Brightpearl budget's split to the state for `relay status`.
+    budget: Recorder,
     inner: Mutex<Inner>,
 }
 
@@ -174,6 +192,7 @@ impl Default for Metrics {
             booked,
             written_back,
             failed,
+            budget: Recorder::default(),
             inner: Mutex::default(),
         }
     }
@@ -253,6 +272,22 @@ impl Metrics {
         self.lock().webhooks = Some(state.clone());
     }
 
+    /// Shows what each flow draws from `limiter` (the account's Brightpearl limiter).
+    pub fn watch_brightpearl(&self, limiter: RateLimiter) {
+        self.lock().brightpearl = Some(limiter);
+    }
+
+    /// Writes what each flow drew from the Brightpearl limiter since the last call to `store`'s
+    /// per-minute record ([`crate::budget`]); a store error is logged (statistics only).
+    pub fn flush_budget(&self, store: &dyn Store) {
+        let Some(limiter) = self.lock().brightpearl.clone() else {
+            return;
+        };
+        if let Err(e) = self.budget.flush(&limiter, store, chrono::Utc::now()) {
+            tracing::warn!(error = %e, "cannot record the Brightpearl budget in the state");
+        }
+    }
+
     /// Where the Brightpearl webhook registration stands (`None` before serve started it).
     pub fn webhook_registration(&self) -> Option<WebhookRegistration> {
         self.lock().webhooks.clone()
@@ -274,6 +309,7 @@ impl Metrics {
     ) -> String {
         let mut scrape = Registry::default();
         self.register_runs(&mut scrape);
+        self.register_budget(&mut scrape);
         register_store(&mut scrape, store, flows);
         register_connections(&mut scrape, connections);
         let mut out = String::new();
@@ -281,6 +317,55 @@ impl Metrics {
         let _ = prometheus_text::encode(&mut out, &self.registry);
         let _ = prometheus_text::encode(&mut out, &scrape);
         out
+    }
+
+    /// What each flow drew from the Brightpearl limiter: requests and seconds waited, by flow
+    /// and priority, and the callers waiting now.
+    fn register_budget(&self, scrape: &mut Registry) {
+        let Some(limiter) = self.lock().brightpearl.clone() else {
+            return;
+        };
+        let requests = Family::<BudgetLabels, Counter>::default();
+        let waited = Family::<BudgetLabels, Counter<f64, AtomicU64>>::default();
+        for usage in limiter.usage() {
+            let flow = match &*usage.label {
+                "" => crate::budget::OTHER.to_owned(),
+                label => label.to_owned(),
+            };
+            let labels = BudgetLabels {
+                flow,
+                priority: usage.priority.as_str(),
+            };
+            requests.get_or_create(&labels).inc_by(usage.permits);
+            waited
+                .get_or_create(&labels)
+                .inc_by(usage.waited.as_secs_f64());
+        }
+        scrape.register(
+            "relay_brightpearl_requests",
+            "Brightpearl requests sent (each retry counted), by flow and priority, from the account's one limiter",
+            requests,
+        );
+        scrape.register(
+            "relay_brightpearl_limiter_wait_seconds",
+            "Time Brightpearl requests waited for the account's limiter, by flow and priority",
+            waited,
+        );
+        let queued = Family::<PriorityLabels, Count>::default();
+        let (live, background) = limiter.queued();
+        for (priority, n) in [(Priority::Live, live), (Priority::Background, background)] {
+            let labels = PriorityLabels {
+                priority: priority.as_str(),
+            };
+            queued
+                .get_or_create(&labels)
+                .set(u64::try_from(n).unwrap_or(u64::MAX));
+        }
+        scrape.register(
+            "relay_brightpearl_limiter_queued",
+            "Brightpearl requests waiting for the account's limiter now, by priority",
+            queued,
+        );
     }
 
     /// The last runs and the webhook registration, as gauges.

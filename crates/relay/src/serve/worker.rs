@@ -272,7 +272,9 @@ async fn run_once(
     let span = tracing::info_span!("flow_run", flow = flow.name());
     async {
         let started = Instant::now();
-        let pass = flow.run(&shared.ctx);
+        // The flow's own Brightpearl client: its priority, its requests counted under its name.
+        let ctx = shared.ctx.for_flow(flow.name());
+        let pass = flow.run(&ctx);
         tokio::pin!(pass);
         let mut stop_seen = false;
         let result = loop {
@@ -287,6 +289,7 @@ async fn run_once(
                         flow.name(),
                         Err("cancelled at shutdown; resumed at the next start".to_owned()),
                     );
+                    shared.metrics.flush_budget(shared.store());
                     shared.runs.send_modify(|n| *n += 1);
                     return;
                 }
@@ -314,6 +317,7 @@ async fn run_once(
                 shared.metrics.record_run(flow.name(), Err(e.to_string()));
             }
         }
+        shared.metrics.flush_budget(shared.store());
         shared.runs.send_modify(|n| *n += 1);
     }
     .instrument(span)
