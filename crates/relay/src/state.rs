@@ -271,6 +271,17 @@ pub struct DeadLetter {
     pub created_at: String,
 }
 
+/// One entry of a lookup map ([`Store::lookup_get`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    /// The key (e.g. a SKU).
+    pub key: String,
+    /// The value (e.g. a product id).
+    pub value: String,
+    /// When it was last set (RFC 3339), for an age limit.
+    pub updated_at: String,
+}
+
 /// Durable state behind the flows.
 pub trait Store: Send + Sync {
     /// The record, creating it as `Pending` with `payload` if it does not exist.
@@ -320,6 +331,29 @@ pub trait Store: Send + Sync {
     fn set_alias(&self, flow: &str, alias: &str, source_id: &str) -> Result<(), StateError>;
     /// The source id recorded for `alias`, if any.
     fn find_alias(&self, flow: &str, alias: &str) -> Result<Option<String>, StateError>;
+
+    /// Sets `key` → `value` in the lookup map `map` (e.g. SKU → Brightpearl product id), each
+    /// stamped with the store's time, in one transaction. A store without lookups keeps this
+    /// default, which records nothing (the flows then ask the platform every time).
+    fn lookup_put(&self, map: &str, entries: &[(String, String)]) -> Result<(), StateError> {
+        let _ = (map, entries);
+        Ok(())
+    }
+    /// Replaces the whole map with `entries` in one transaction (a full read of the source).
+    fn lookup_replace(&self, map: &str, entries: &[(String, String)]) -> Result<(), StateError> {
+        let _ = (map, entries);
+        Ok(())
+    }
+    /// The entries of `map` for these keys (absent keys are left out).
+    fn lookup_get(&self, map: &str, keys: &[&str]) -> Result<Vec<Lookup>, StateError> {
+        let _ = (map, keys);
+        Ok(Vec::new())
+    }
+    /// Removes these keys from `map` (an entry found wrong).
+    fn lookup_remove(&self, map: &str, keys: &[&str]) -> Result<(), StateError> {
+        let _ = (map, keys);
+        Ok(())
+    }
 
     /// A flow's cursor.
     fn cursor(&self, flow: &str) -> Result<Option<String>, StateError>;
@@ -419,8 +453,8 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 /// The layout this version writes (`PRAGMA user_version`): 0 is the layout before inbox
-/// versions, brought up to date by [`prepare`].
-const SCHEMA_VERSION: i64 = 1;
+/// versions, 1 before the `lookups` table; both brought up to date by [`prepare`].
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS entities (
@@ -445,6 +479,13 @@ CREATE TABLE IF NOT EXISTS aliases (
     PRIMARY KEY (flow, alias)
 );
 CREATE TABLE IF NOT EXISTS cursors (flow TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS lookups (
+    map TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (map, key)
+);
 CREATE TABLE IF NOT EXISTS inbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     source TEXT NOT NULL,
@@ -501,6 +542,23 @@ fn prepare(connection: &mut Connection) -> Result<(), StateError> {
     tx.execute_batch(INDEXES)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
+    Ok(())
+}
+
+/// Upserts lookup entries inside a caller's transaction.
+fn put_lookups(
+    tx: &rusqlite::Transaction<'_>,
+    map: &str,
+    entries: &[(String, String)],
+    stamp: &str,
+) -> Result<(), StateError> {
+    let mut statement = tx.prepare_cached(
+        "INSERT INTO lookups (map, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (map, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )?;
+    for (key, value) in entries {
+        statement.execute(params![map, key, value, stamp])?;
+    }
     Ok(())
 }
 
@@ -943,6 +1001,57 @@ impl Store for SqliteStore {
                 |row| row.get(0),
             )
             .optional()?)
+    }
+
+    fn lookup_put(&self, map: &str, entries: &[(String, String)]) -> Result<(), StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        put_lookups(&tx, map, entries, &self.stamp())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn lookup_replace(&self, map: &str, entries: &[(String, String)]) -> Result<(), StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM lookups WHERE map = ?1", params![map])?;
+        put_lookups(&tx, map, entries, &self.stamp())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn lookup_get(&self, map: &str, keys: &[&str]) -> Result<Vec<Lookup>, StateError> {
+        let conn = self.conn();
+        let mut statement = conn.prepare_cached(
+            "SELECT key, value, updated_at FROM lookups WHERE map = ?1 AND key = ?2",
+        )?;
+        let mut found = Vec::new();
+        for key in keys {
+            let row = statement
+                .query_row(params![map, key], |row| {
+                    Ok(Lookup {
+                        key: row.get(0)?,
+                        value: row.get(1)?,
+                        updated_at: row.get(2)?,
+                    })
+                })
+                .optional()?;
+            found.extend(row);
+        }
+        Ok(found)
+    }
+
+    fn lookup_remove(&self, map: &str, keys: &[&str]) -> Result<(), StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for key in keys {
+            tx.execute(
+                "DELETE FROM lookups WHERE map = ?1 AND key = ?2",
+                params![map, key],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     fn counts(&self) -> Result<Vec<(String, Status, u64)>, StateError> {
@@ -1397,6 +1506,30 @@ mod tests {
                 .iter()
                 .all(|r| r.flow == "orders")
         );
+    }
+
+    #[test]
+    fn lookups_are_put_read_replaced_and_removed_per_map() {
+        let store = SqliteStore::in_memory().unwrap();
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        store
+            .lookup_put("sku:a", &[pair("S1", "1"), pair("S2", "2")])
+            .unwrap();
+        store.lookup_put("sku:b", &[pair("S1", "9")]).unwrap();
+        let got = store.lookup_get("sku:a", &["S1", "S3", "S2"]).unwrap();
+        assert_eq!(
+            got.iter()
+                .map(|l| (l.key.as_str(), l.value.as_str()))
+                .collect::<Vec<_>>(),
+            [("S1", "1"), ("S2", "2")]
+        );
+        assert!(parse_time_cursor("x", &got[0].updated_at).is_ok());
+        store.lookup_remove("sku:a", &["S1"]).unwrap();
+        assert!(store.lookup_get("sku:a", &["S1"]).unwrap().is_empty());
+        store.lookup_replace("sku:a", &[pair("S3", "3")]).unwrap();
+        assert!(store.lookup_get("sku:a", &["S2"]).unwrap().is_empty());
+        assert_eq!(store.lookup_get("sku:a", &["S3"]).unwrap()[0].value, "3");
+        assert_eq!(store.lookup_get("sku:b", &["S1"]).unwrap()[0].value, "9");
     }
 
     #[test]

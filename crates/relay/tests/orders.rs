@@ -260,8 +260,12 @@ async fn a_lost_sales_order_response_is_found_by_external_ref_and_never_posted_t
     let lost = &failed[0];
     assert_eq!(
         (lost.attempts, lost.step.as_deref()),
-        (1, Some("contact")),
+        (1, Some("posting")),
         "{lost:?}"
+    );
+    assert!(
+        lost.payload.as_deref().unwrap().contains("\"posted\""),
+        "the marker is recorded before the POST: {lost:?}"
     );
     // The POST did happen: Brightpearl has the order although relay never saw its id.
     assert_eq!(brightpearl_orders(&sb, &lost.source_id).await.len(), 1);
@@ -972,4 +976,198 @@ async fn a_stopping_process_starts_no_new_order_and_the_next_start_takes_them() 
     };
     let report = orders::run(&next).await.unwrap();
     assert_eq!(report.booked, 3, "{report:?}");
+}
+
+/// Brightpearl requests the sandbox logged (every path under the account's `public-api`).
+fn brightpearl_requests(sb: &Sandbox) -> Vec<String> {
+    let prefix = format!("/public-api/{}/", sb.credentials().brightpearl.account);
+    sb.state()
+        .faults
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with(&prefix))
+        .map(|r| format!("{} {}", r.method, &r.path[prefix.len()..]))
+        .collect()
+}
+
+fn stock_config(orders: OrdersConfig) -> RelayConfig {
+    let mut config = config(orders);
+    config.stock.job_wait = relay::config::stock::JobWaitConfig {
+        timeout_secs: 60,
+        initial_interval_ms: 1,
+        max_interval_ms: 10,
+    };
+    config
+}
+
+/// With the SKU map warm (the stock flow's catalog read) the orders flow costs, per order, the
+/// sales-order POST, one contact-search per customer new to this relay (plus address and
+/// contact POSTs for those new to Brightpearl), and one order-search per page of orders.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_per_order_with_a_warm_sku_map_and_repeat_customers() {
+    let sb = sandbox(40).await;
+    let ctx = common::context(&sb, stock_config(with_instance()));
+    relay::flows::stock::run(&ctx).await.unwrap();
+    sb.state().faults.clear_requests();
+
+    let report = orders::run(&ctx).await.unwrap();
+    assert_eq!((report.done, report.failed), (40, 0), "{report:?}");
+    let requests = brightpearl_requests(&sb);
+    assert_one_order_each_confirmed(&sb, &ctx).await;
+    let count = |what: &str| requests.iter().filter(|r| r.starts_with(what)).count();
+    let norce = norce_orders(&sb).await;
+    let mut emails: Vec<&str> = norce
+        .iter()
+        .map(|o| o["customer"]["email"].as_str().unwrap())
+        .collect();
+    emails.sort_unstable();
+    emails.dedup();
+    let per_order = requests.len() as f64 / 40.0;
+    println!(
+        "orders 40, customers {}, brightpearl requests {} ({per_order:.2} per order): {:?}",
+        emails.len(),
+        requests.len(),
+        requests
+            .iter()
+            .fold(BTreeMap::<String, usize>::new(), |mut m, r| {
+                *m.entry(r.split('/').take(2).collect::<Vec<_>>().join("/"))
+                    .or_default() += 1;
+                m
+            })
+    );
+    assert_eq!(
+        count("GET product-service/product-search"),
+        0,
+        "the map is warm"
+    );
+    assert_eq!(count("GET order-service/order-search"), 1, "one bulk check");
+    assert_eq!(count("POST order-service/sales-order"), 40);
+    assert_eq!(
+        count("GET contact-service/contact-search"),
+        emails.len(),
+        "one search per customer, repeat customers from the cache"
+    );
+    // The floor: the POSTs, the new contacts (address + contact), one search per customer.
+    let floor = 40 + 2 * count("POST contact-service/contact") + emails.len() + 1;
+    assert_eq!(requests.len(), floor, "{requests:?}");
+    // Before: 4.6 requests per order (measured by the issue on `relay run --sandbox-orders 40`).
+    assert!(per_order <= 2.0, "{per_order}");
+
+    // A second batch of orders from the same customers costs the POST and the bulk check only.
+    let ctx2 = common::context_with_store(&sb, stock_config(with_instance()), ctx.store.clone());
+    for order in norce.iter().take(10) {
+        let mut order = order.clone();
+        let order_no = format!("{}-R", order["orderNo"].as_str().unwrap());
+        order["orderNo"] = json!(order_no);
+        let key = order_no.clone();
+        let item = inbox_item(
+            ctx2.store.as_ref(),
+            "norce-order",
+            &key,
+            &push_of(&order, &[]),
+        );
+        assert_eq!(
+            orders::ingest(&ctx2, &item).await.unwrap(),
+            relay::flows::Ingested::Work
+        );
+    }
+    sb.state().faults.clear_requests();
+    let again = orders::run(&ctx2).await.unwrap();
+    assert_eq!((again.booked, again.failed), (10, 0), "{again:?}");
+    let requests = brightpearl_requests(&sb);
+    assert_eq!(
+        requests.len(),
+        11,
+        "ten POSTs and one bulk check: {requests:?}"
+    );
+}
+
+/// A cached contact that Brightpearl no longer has (deleted or merged) and a mapped product that
+/// is gone: the refused POST drops both entries and the retry searches them again; the order is
+/// created once.
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_cache_entries_are_dropped_when_the_post_refuses_them() {
+    let sb = sandbox(1).await;
+    let ctx = common::context(&sb, config(with_instance()));
+    let order = &norce_orders(&sb).await[0];
+    let email = order["customer"]["email"].as_str().unwrap().to_owned();
+    let sku = order["lines"][0]["partNo"].as_str().unwrap().to_owned();
+    let account = sb.credentials().brightpearl.account.clone();
+    relay::flows::catalog::ContactCache::new(ctx.store.as_ref(), &account, 3600)
+        .put(&email, 999_999)
+        .unwrap();
+    relay::flows::catalog::SkuMap::new(ctx.store.as_ref(), &account, 3600)
+        .put([(sku.clone(), 888_888)])
+        .unwrap();
+
+    let first = orders::run(&ctx).await.unwrap();
+    assert_eq!((first.booked, first.failed), (0, 1), "{first:?}");
+    let record = ctx
+        .store
+        .get("orders", order["orderNo"].as_str().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        record.status,
+        Status::Pending,
+        "retried, not dead-lettered: {record:?}"
+    );
+    assert!(record.last_error.unwrap().contains("dropped"));
+
+    let second = orders::run(&ctx).await.unwrap();
+    assert_eq!((second.booked, second.failed), (1, 0), "{second:?}");
+    assert_one_order_each_confirmed(&sb, &ctx).await;
+    let contact = relay::flows::catalog::ContactCache::new(ctx.store.as_ref(), &account, 3600)
+        .get(&email)
+        .unwrap();
+    assert!(contact.is_some_and(|c| c != 999_999), "{contact:?}");
+    let product = relay::flows::catalog::SkuMap::new(ctx.store.as_ref(), &account, 3600)
+        .get(&[&sku])
+        .unwrap();
+    assert!(
+        product.get(&sku).is_some_and(|p| *p != 888_888),
+        "{product:?}"
+    );
+    assert_eq!(sales_order_posts(&sb), 2, "one refused, one created");
+}
+
+#[test]
+fn cache_and_duplicate_check_settings_are_validated_naming_them() {
+    for (setting, config) in [
+        (
+            "orders.sku_map_max_age_secs",
+            OrdersConfig {
+                sku_map_max_age_secs: 0,
+                ..OrdersConfig::default()
+            },
+        ),
+        (
+            "orders.duplicate_check_overlap_secs",
+            OrdersConfig {
+                duplicate_check_overlap_secs: 5,
+                ..OrdersConfig::default()
+            },
+        ),
+        (
+            "orders.duplicate_check_max_pages",
+            OrdersConfig {
+                duplicate_check_max_pages: 0,
+                ..OrdersConfig::default()
+            },
+        ),
+        (
+            "orders.contact_cache_max_age_secs",
+            OrdersConfig {
+                contact_cache_max_age_secs: u64::MAX,
+                ..OrdersConfig::default()
+            },
+        ),
+    ] {
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains(setting) && err.contains("use"), "{err}");
+    }
+    let err = RelayConfig::parse("[orders]\nsku_map_max_age_secs = 10\n", "relay.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("orders.sku_map_max_age_secs"), "{err}");
 }

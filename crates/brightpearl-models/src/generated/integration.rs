@@ -1816,7 +1816,12 @@ pub mod operations {
     /// independent operations (not rows of the same order). Multi-message had an outage
     /// (25-26 April 2023): keep a fallback to single calls.
     ///
-    /// **Open question:** Whether a batch of a single message is accepted: the help centre only says up to 10 messages, while the Java client says the API takes between two and ten and sends a lone request directly (MM API doesn't support single requests).
+    /// The orders flow does not use it: a new customer's contact POST needs the id its
+    /// postal-address POST returns (messages of one batch cannot refer to each other), and
+    /// batching sales-order POSTs would make one lost answer ambiguous for up to ten orders at once
+    /// while the per-order `externalRef` check already keeps each order to one POST.
+    ///
+    /// **Open question:** Whether a batch of a single message is accepted (the help centre only says up to 10 messages; the Java client says the API takes between two and ten and sends a lone request directly: MM API doesn't support single requests), and whether a batch really costs one request of the 200/min cap (the Java client's javadoc, shared reference brightpearl-api.md sections 3 and 6; the help centre page does not say) or each inner message counts.
     ///
     /// `POST /public-api/{account}/multi-message`: request [`super::SendMultiMessageRequest`], response [`super::SendMultiMessageResponse`].
     pub const SEND_MULTI_MESSAGE: OperationInfo = OperationInfo {
@@ -2002,7 +2007,12 @@ pub mod operations {
         /// independent operations (not rows of the same order). Multi-message had an outage
         /// (25-26 April 2023): keep a fallback to single calls.
         ///
-        /// **Open question:** Whether a batch of a single message is accepted: the help centre only says up to 10 messages, while the Java client says the API takes between two and ten and sends a lone request directly (MM API doesn't support single requests).
+        /// The orders flow does not use it: a new customer's contact POST needs the id its
+        /// postal-address POST returns (messages of one batch cannot refer to each other), and
+        /// batching sales-order POSTs would make one lost answer ambiguous for up to ten orders at once
+        /// while the per-order `externalRef` check already keeps each order to one POST.
+        ///
+        /// **Open question:** Whether a batch of a single message is accepted (the help centre only says up to 10 messages; the Java client says the API takes between two and ten and sends a lone request directly: MM API doesn't support single requests), and whether a batch really costs one request of the 200/min cap (the Java client's javadoc, shared reference brightpearl-api.md sections 3 and 6; the help centre page does not say) or each inner message counts.
         ///
         /// `POST /public-api/{account}/multi-message`: [`SendMultiMessage`], answering [`super::SendMultiMessageResponse`].
         fn send_multi_message(

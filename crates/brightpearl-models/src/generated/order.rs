@@ -2285,7 +2285,12 @@ pub struct SearchOrdersQuery {
         skip_serializing_if = "Option::is_none"
     )]
     pub order_shipping_status_id: Option<String>,
-    /// Filter by external reference (our Norce order number).
+    /// Filter by external reference (our Norce order number). One value: a STRING filter, and
+    /// no source shows a multi-value form (only IDSET filters take sets, brightpearl-api.md
+    /// 5.1/5.2), so the orders flow checks a page of orders by our recent orders instead
+    /// (`installedIntegrationInstanceId` + `createdOn`).
+    ///
+    /// **Open question:** Does externalRef accept several values (e.g. a comma list) on a live account? The bulk check would then be one search by the references of a page.
     #[serde(rename = "externalRef", default, skip_serializing_if = "Option::is_none")]
     pub external_ref: Option<String>,
     /// Filter by the integration instance that created the order.
@@ -2295,6 +2300,13 @@ pub struct SearchOrdersQuery {
         skip_serializing_if = "Option::is_none"
     )]
     pub installed_integration_instance_id: Option<String>,
+    /// PERIOD filter `from/to`, either side optional (RFC 3339). The orders flow's bulk
+    /// duplicate check reads our orders created since the newest `createdOn` it saw before a
+    /// POST, minus an overlap (Brightpearl's own clock, so relay's clock skew does not matter).
+    ///
+    /// Example: `2024-05-01T10:00:00Z/`
+    #[serde(rename = "createdOn", default, skip_serializing_if = "Option::is_none")]
+    pub created_on: Option<String>,
     /// Filter by customer reference.
     #[serde(rename = "customerRef", default, skip_serializing_if = "Option::is_none")]
     pub customer_ref: Option<String>,

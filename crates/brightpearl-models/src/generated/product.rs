@@ -1046,6 +1046,8 @@ pub struct SearchProductsQuery {
     pub product_id: Option<String>,
     /// Filter by SKU (upper-case parameter name).
     ///
+    /// **Open question:** Does SKU accept several values (a comma list) on a live account?
+    ///
     /// Example: `TSHIRT-RED-M`
     #[serde(rename = "SKU", default, skip_serializing_if = "Option::is_none")]
     pub sku: Option<String>,

@@ -64,6 +64,24 @@ pub struct OrdersConfig {
     /// `countryIsoCode3` SWE; open question in `specs/brightpearl/order.yaml`). The contact's
     /// postal address always gets the documented 3-letter code. Default `alpha2`.
     pub sales_order_country_code: CountryCodeForm,
+    /// How long an entry of the shared SKU → Brightpearl product id map (filled by the stock
+    /// flow's catalog reads and by the orders flow's searches) is trusted; an older one is
+    /// searched again. 60 to 2592000. Default `86400` (a day; a full stock reconciliation
+    /// refreshes every entry sooner).
+    pub sku_map_max_age_secs: u64,
+    /// How long an e-mail → Brightpearl contact id entry (contacts found or created) is used
+    /// without a contact-search; `0` turns the cache off. At most 31536000. Default `2592000`
+    /// (30 days).
+    pub contact_cache_max_age_secs: u64,
+    /// Margin of the bulk duplicate check (one order-search per page of orders, by our recent
+    /// orders' `createdOn`): an order posted before is looked for among the orders Brightpearl
+    /// created from this long before the newest order it had when the POST was sent. 60 to
+    /// 86400. Default `600`.
+    pub duplicate_check_overlap_secs: u64,
+    /// Most search pages (500 orders each) the bulk duplicate check reads per page of orders;
+    /// an order posted before outside what they cover is checked on its own. 1 to 100.
+    /// Default `4`.
+    pub duplicate_check_max_pages: u32,
 }
 
 /// `orders.sales_order_country_code`: which ISO 3166-1 code Brightpearl gets.
@@ -106,6 +124,10 @@ impl Default for OrdersConfig {
             country_codes: map(&[("1", "SE"), ("2", "NO"), ("3", "DK"), ("4", "FI")]),
             currency_codes: map(&[("1", "SEK"), ("2", "NOK"), ("3", "DKK"), ("4", "EUR")]),
             sales_order_country_code: CountryCodeForm::default(),
+            sku_map_max_age_secs: 86_400,
+            contact_cache_max_age_secs: 2_592_000,
+            duplicate_check_overlap_secs: 600,
+            duplicate_check_max_pages: 4,
         }
     }
 }
@@ -168,6 +190,39 @@ impl OrdersConfig {
         }
         if self.poll && self.import_status_ids.is_empty() {
             return invalid("import_status_ids", "must list at least one Norce status id (0 = Created), or set `orders.poll = false`".into());
+        }
+        for (key, value, range) in [
+            (
+                "sku_map_max_age_secs",
+                self.sku_map_max_age_secs,
+                60..=2_592_000,
+            ),
+            (
+                "contact_cache_max_age_secs",
+                self.contact_cache_max_age_secs,
+                0..=31_536_000,
+            ),
+            (
+                "duplicate_check_overlap_secs",
+                self.duplicate_check_overlap_secs,
+                60..=86_400,
+            ),
+            (
+                "duplicate_check_max_pages",
+                u64::from(self.duplicate_check_max_pages),
+                1..=100,
+            ),
+        ] {
+            if !range.contains(&value) {
+                return invalid(
+                    key,
+                    format!(
+                        "{value} is out of range; use {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+            }
         }
         if self.delivery_note_prefix.chars().count() > 30 {
             return invalid(

@@ -15,6 +15,7 @@
 //! failure's [`client_core::ErrorKind`].
 
 pub mod action;
+pub mod catalog;
 pub mod context;
 pub mod contract;
 pub mod orders;

@@ -35,6 +35,7 @@
 
 mod amount;
 mod common;
+mod dedupe;
 mod fulfilment;
 mod model;
 
@@ -66,8 +67,10 @@ use tracing::Instrument as _;
 use self::common::parse_id_set;
 pub use self::common::{FLOW, FULFILMENT_FLOW, GOODS_OUT_SEARCH_COLUMNS, ORDER_SEARCH_COLUMNS};
 use self::common::{OrderPayload, OrderSource, cursor_text, dead_letter_unreadable, decimal};
+use self::dedupe::{Recent, Verdict};
 use self::model::{LineKind, NorceOrder};
 use super::action::{self, ItemError};
+use super::catalog::{ContactCache, SkuMap};
 use super::context::{
     FlowContext, FlowError, FlowReport, Ingested, Outcome, PENDING_PAGE, cursor_time, elapsed_ms,
 };
@@ -258,6 +261,7 @@ fn ingest_order(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowErr
     let payload = OrderPayload {
         source: OrderSource::Push(Box::new(request)),
         contact_id: None,
+        posted: None,
     };
     let text = match payload.to_json() {
         Ok(text) => text,
@@ -318,7 +322,7 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
         report.seen += already_done;
         report.done += already_done;
     }
-    let shared = Shared::new(brightpearl);
+    let shared = Shared::new(ctx, brightpearl);
     // A page of pending orders at a time, so memory stays flat however long the backlog; within
     // a page, one customer's orders in sequence (find-or-create of the contact), customers in
     // parallel. Pages follow each other, so a customer is never processed twice at once.
@@ -331,6 +335,8 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
             .list_after(FLOW, Some(Status::Pending), after, PENDING_PAGE)?;
         let Some(last) = page.last() else { break };
         after = last.position;
+        let recent = check_page(ctx, &shared, &page).await;
+        let recent = recent.as_ref();
         let mut groups: Vec<Vec<EntityRecord>> = Vec::new();
         let mut group_of: HashMap<String, usize> = HashMap::new();
         for record in page {
@@ -346,7 +352,7 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
         // runners box it as `Send`.
         let passes: Vec<BoxFuture<'_, Result<Vec<Outcome>, FlowError>>> = groups
             .into_iter()
-            .map(|group| Box::pin(process_group(ctx, &shared, group)) as BoxFuture<'_, _>)
+            .map(|group| Box::pin(process_group(ctx, &shared, recent, group)) as BoxFuture<'_, _>)
             .collect();
         let results: Vec<Result<Vec<Outcome>, FlowError>> = futures::stream::iter(passes)
             .buffer_unordered(ctx.config.run.concurrency.max(1))
@@ -367,6 +373,7 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
 async fn process_group(
     ctx: &FlowContext,
     shared: &Shared<'_>,
+    recent: Option<&Recent>,
     group: Vec<EntityRecord>,
 ) -> Result<Vec<Outcome>, FlowError> {
     let mut outcomes = Vec::new();
@@ -374,10 +381,54 @@ async fn process_group(
         if ctx.stopping.is_set() {
             break;
         }
-        let result = process_order(ctx, shared, &record).await;
+        let result = process_order(ctx, shared, recent, &record).await;
         outcomes.push(action::settle(ctx, FLOW, &record.source_id, result)?);
     }
     Ok(outcomes)
+}
+
+/// Whether a pending order still needs its sales order (no Brightpearl id recorded yet).
+fn needs_sales_order(record: &EntityRecord) -> bool {
+    matches!(
+        record.step.as_deref(),
+        None | Some("contact") | Some("posting")
+    ) || record.target_id.is_none()
+}
+
+/// The bulk `externalRef` check of a page ([`dedupe`]): one order-search (more only for orders
+/// posted long before). `None` when no order needs it or the search failed; each order then
+/// looks itself up.
+async fn check_page(
+    ctx: &FlowContext,
+    shared: &Shared<'_>,
+    page: &[EntityRecord],
+) -> Option<Recent> {
+    let payloads: Vec<OrderPayload> = page
+        .iter()
+        .filter(|r| needs_sales_order(r))
+        .filter_map(|r| serde_json::from_str(r.payload.as_deref()?).ok())
+        .collect();
+    if payloads.is_empty() {
+        return None;
+    }
+    let markers: Vec<&common::PostMarker> =
+        payloads.iter().filter_map(|p| p.posted.as_ref()).collect();
+    let config = &ctx.config.orders;
+    match dedupe::recent_orders(
+        shared.brightpearl,
+        instance_id(ctx, shared.brightpearl),
+        &markers,
+        config.duplicate_check_overlap_secs,
+        config.duplicate_check_max_pages,
+    )
+    .await
+    {
+        Ok(recent) => Some(recent),
+        Err(error) => {
+            tracing::warn!(flow = FLOW, error = ?error, "bulk duplicate check failed; each order is looked up on its own");
+            None
+        }
+    }
 }
 
 /// The group key of a pending order: its customer's e-mail, if the payload can tell.
@@ -447,6 +498,7 @@ async fn pick_up_orders(
             let payload = OrderPayload {
                 source: OrderSource::Query(Box::new(order)),
                 contact_id: None,
+                posted: None,
             };
             let text = payload.to_json().map_err(|reason| FlowError::Config {
                 setting: "orders".into(),
@@ -468,19 +520,42 @@ async fn pick_up_orders(
 /// What the concurrent items of one pass share.
 struct Shared<'a> {
     brightpearl: &'a brightpearl_client::Client,
-    /// SKU → Brightpearl product id (`None`: no such product), looked up once per pass.
-    skus: Mutex<HashMap<String, Option<i64>>>,
+    /// SKU → Brightpearl product id (`None`: no such product) and whether the id came from the
+    /// shared map, looked up once per pass.
+    skus: Mutex<HashMap<String, (Option<i64>, bool)>>,
+    /// The account's durable SKU map, shared with the stock flow.
+    sku_map: SkuMap<'a>,
+    /// The account's e-mail → contact id cache.
+    contacts: ContactCache<'a>,
 }
 
 impl<'a> Shared<'a> {
-    fn new(brightpearl: &'a brightpearl_client::Client) -> Self {
+    fn new(ctx: &'a FlowContext, brightpearl: &'a brightpearl_client::Client) -> Self {
+        let config = &ctx.config.orders;
         Self {
             brightpearl,
             skus: Mutex::new(HashMap::new()),
+            sku_map: SkuMap::new(
+                ctx.store.as_ref(),
+                brightpearl.account(),
+                config.sku_map_max_age_secs,
+            ),
+            contacts: ContactCache::new(
+                ctx.store.as_ref(),
+                brightpearl.account(),
+                config.contact_cache_max_age_secs,
+            ),
         }
     }
 
-    fn cached(&self, sku: &str) -> Option<Option<i64>> {
+    fn forget_sku(&self, sku: &str) {
+        self.skus
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(sku);
+    }
+
+    fn cached(&self, sku: &str) -> Option<(Option<i64>, bool)> {
         self.skus
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -488,11 +563,11 @@ impl<'a> Shared<'a> {
             .copied()
     }
 
-    fn remember(&self, sku: &str, product: Option<i64>) {
+    fn remember(&self, sku: &str, product: Option<i64>, from_map: bool) {
         self.skus
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(sku.to_owned(), product);
+            .insert(sku.to_owned(), (product, from_map));
     }
 }
 
@@ -511,9 +586,67 @@ fn instance_id(ctx: &FlowContext, brightpearl: &brightpearl_client::Client) -> O
         })
 }
 
+/// A sales-order POST Brightpearl refused (a 4xx: nothing was created). When the contact or
+/// some product ids came from the caches, those entries may be stale (a contact merged or
+/// deleted, a product gone): they are dropped, with the recorded contact, and the order is
+/// retried with fresh searches; otherwise the error stands.
+#[allow(clippy::too_many_arguments)]
+fn refused(
+    ctx: &FlowContext,
+    shared: &Shared<'_>,
+    id: &str,
+    payload: &mut OrderPayload,
+    order: &NorceOrder,
+    cached_contact: bool,
+    mapped: &[String],
+    error: ItemError,
+) -> Result<ItemError, ItemError> {
+    if error.kind() != Some(client_core::ErrorKind::Permanent) {
+        return Ok(error);
+    }
+    if !cached_contact && mapped.is_empty() {
+        return Ok(error);
+    }
+    if cached_contact {
+        if let Some(email) = order.customer.email.as_deref() {
+            shared.contacts.forget(email)?;
+        }
+        payload.contact_id = None;
+        let text = payload.to_json().map_err(ItemError::permanent)?;
+        ctx.store.update(
+            FLOW,
+            id,
+            &EntityUpdate {
+                payload: Some(text),
+                ..EntityUpdate::default()
+            },
+        )?;
+    }
+    let skus: Vec<&str> = mapped.iter().map(String::as_str).collect();
+    shared.sku_map.forget(&skus)?;
+    for sku in &skus {
+        shared.forget_sku(sku);
+    }
+    tracing::warn!(
+        flow = FLOW,
+        order_no = order.order_no,
+        cached_contact,
+        skus = ?skus,
+        "Brightpearl refused the sales order built from cached ids; they are dropped and the order is retried with fresh searches"
+    );
+    let reason = match &error {
+        ItemError::Failed { reason, .. } => reason.clone(),
+        _ => String::new(),
+    };
+    Ok(ItemError::transient(format!(
+        "{reason} (the cached contact or product ids were dropped; the next attempt searches them again)"
+    )))
+}
+
 async fn process_order(
     ctx: &FlowContext,
     shared: &Shared<'_>,
+    recent: Option<&Recent>,
     record: &EntityRecord,
 ) -> Result<Outcome, ItemError> {
     let id = record.source_id.as_str();
@@ -533,7 +666,7 @@ async fn process_order(
     let step = record.step.as_deref();
     let mut erp_id: Option<i64> = record.target_id.as_deref().and_then(|t| t.parse().ok());
 
-    if matches!(step, None | Some("contact")) || erp_id.is_none() {
+    if matches!(step, None | Some("contact") | Some("posting")) || erp_id.is_none() {
         let span = tracing::info_span!(
             "flow_step",
             flow = FLOW,
@@ -541,30 +674,56 @@ async fn process_order(
             source_id = id
         );
         let instance = instance_id(ctx, shared.brightpearl);
-        // Always look before posting: this is what makes a lost POST response safe.
-        let existing = find_order_by_external_ref(shared.brightpearl, &order.order_no, instance)
-            .instrument(span.clone())
-            .await?;
+        // Always look before posting: this is what makes a lost POST response safe. The page's
+        // bulk read settles most orders; the rest are searched by `externalRef` on their own.
+        let verdict = recent.map_or(Verdict::Unknown, |r| {
+            r.verdict(
+                &order.order_no,
+                payload.posted.as_ref(),
+                step == Some("contact"),
+            )
+        });
+        let existing = match verdict {
+            Verdict::Exists(found) => Some(found),
+            Verdict::Absent => None,
+            Verdict::Unknown => {
+                find_order_by_external_ref(shared.brightpearl, &order.order_no, instance)
+                    .instrument(span.clone())
+                    .await?
+            }
+        };
         let order_id = match existing {
             Some(found) => {
                 tracing::info!(parent: &span, order_id = found, "Brightpearl order already exists; reused");
                 found
             }
             None => {
-                let rows = sales_order_rows(ctx, shared, &order)
+                let (rows, mapped) = sales_order_rows(ctx, shared, &order)
                     .instrument(span.clone())
                     .await?;
+                let mut cached_contact = false;
                 let contact_id = match payload.contact_id {
                     Some(contact) => contact,
                     None => {
-                        let contact = find_or_create_contact(shared.brightpearl, &order)
-                            .instrument(tracing::info_span!(
-                                "flow_step",
-                                flow = FLOW,
-                                step = "contact",
-                                source_id = id
-                            ))
-                            .await?;
+                        let email = order.customer.email.as_deref().unwrap_or_default();
+                        let contact = match shared.contacts.get(email)? {
+                            Some(known) => {
+                                cached_contact = true;
+                                known
+                            }
+                            None => {
+                                let contact = find_or_create_contact(shared.brightpearl, &order)
+                                    .instrument(tracing::info_span!(
+                                        "flow_step",
+                                        flow = FLOW,
+                                        step = "contact",
+                                        source_id = id
+                                    ))
+                                    .await?;
+                                shared.contacts.put(email, contact)?;
+                                contact
+                            }
+                        };
                         payload.contact_id = Some(contact);
                         let text = payload.to_json().map_err(ItemError::permanent)?;
                         ctx.store.update(
@@ -579,16 +738,46 @@ async fn process_order(
                         contact
                     }
                 };
+                // Recorded before the POST, and kept from the first one: a later attempt's
+                // bulk check must cover what Brightpearl created since.
+                if payload.posted.is_none() {
+                    payload.posted = Some(recent.map(Recent::marker).unwrap_or_default());
+                }
+                let text = payload.to_json().map_err(ItemError::permanent)?;
+                ctx.store.update(
+                    FLOW,
+                    id,
+                    &EntityUpdate {
+                        step: Some("posting".into()),
+                        payload: Some(text),
+                        ..EntityUpdate::default()
+                    },
+                )?;
                 let request = sales_order_request(config, &order, contact_id, instance, rows)?;
                 let path = CreateSalesOrderPath {
                     account: shared.brightpearl.account().to_owned(),
                 };
-                let created = shared
+                let created = match shared
                     .brightpearl
                     .create_sales_order(&path, &request)
                     .instrument(span.clone())
-                    .await?
-                    .response;
+                    .await
+                {
+                    Ok(created) => created.response,
+                    Err(error) => {
+                        let error = ItemError::from(error);
+                        return Err(refused(
+                            ctx,
+                            shared,
+                            id,
+                            &mut payload,
+                            &order,
+                            cached_contact,
+                            &mapped,
+                            error,
+                        )?);
+                    }
+                };
                 tracing::info!(parent: &span, order_id = created, "Brightpearl order created");
                 outcome.booked = true;
                 created
@@ -679,10 +868,16 @@ async fn find_order_by_external_ref(
     Ok(matching.first().copied())
 }
 
-/// Brightpearl product id of a SKU (exact match), cached per pass.
-async fn product_id(shared: &Shared<'_>, sku: &str) -> Result<Option<i64>, ItemError> {
+/// Brightpearl product id of a SKU (exact match): the pass's cache, then the account's shared
+/// map ([`SkuMap`]), else one product-search (Brightpearl's `SKU` filter takes one value), whose
+/// answer goes into both. The flag says the id came from the shared map.
+async fn product_id(shared: &Shared<'_>, sku: &str) -> Result<(Option<i64>, bool), ItemError> {
     if let Some(known) = shared.cached(sku) {
         return Ok(known);
+    }
+    if let Some(id) = shared.sku_map.get(&[sku])?.remove(sku) {
+        shared.remember(sku, Some(id), true);
+        return Ok((Some(id), true));
     }
     let query = SearchQuery::new()
         .filter("SKU", sku)
@@ -691,21 +886,27 @@ async fn product_id(shared: &Shared<'_>, sku: &str) -> Result<Option<i64>, ItemE
         .brightpearl
         .search_all(SearchResource::Products, query)
         .await?;
-    let found = rows
+    let mut rows: Vec<ProductRow> = rows
         .into_iter()
-        .find(|r| r.sku.as_deref() == Some(sku))
-        .and_then(|r| i64::try_from(r.product_id).ok());
-    shared.remember(sku, found);
-    Ok(found)
+        .filter(|r| r.sku.as_deref() == Some(sku))
+        .collect();
+    rows.sort_by_key(|r| r.product_id);
+    let found = rows.first().and_then(|r| i64::try_from(r.product_id).ok());
+    if let Some(row) = rows.first() {
+        shared.sku_map.put([(sku.to_owned(), row.product_id)])?;
+    }
+    shared.remember(sku, found, false);
+    Ok((found, false))
 }
 
 /// The rows of the sales order: products by SKU, fees (and, by configuration, unknown SKUs) as
 /// free-text rows. Row net and tax are totals rounded to 2 decimals.
+/// The SKUs whose ids came from the shared map come back with the rows.
 async fn sales_order_rows(
     ctx: &FlowContext,
     shared: &Shared<'_>,
     order: &NorceOrder,
-) -> Result<Vec<SalesOrderRowRequest>, ItemError> {
+) -> Result<(Vec<SalesOrderRowRequest>, Vec<String>), ItemError> {
     let config = &ctx.config.orders;
     if order.lines.is_empty() {
         return Err(ItemError::permanent(format!(
@@ -715,6 +916,7 @@ async fn sales_order_rows(
     }
     let mut rows = Vec::new();
     let mut unmatched = Vec::new();
+    let mut mapped = Vec::new();
     for line in &order.lines {
         let what = format!(
             "order {} line {} ({})",
@@ -728,7 +930,13 @@ async fn sales_order_rows(
         }
         let product = match line.kind {
             LineKind::Fee => None,
-            LineKind::Product => product_id(shared, &line.part_no).await?,
+            LineKind::Product => {
+                let (product, from_map) = product_id(shared, &line.part_no).await?;
+                if from_map {
+                    mapped.push(line.part_no.clone());
+                }
+                product
+            }
         };
         if line.kind == LineKind::Product && product.is_none() {
             match config.unmatched_sku {
@@ -791,7 +999,7 @@ async fn sales_order_rows(
             order.order_no
         )));
     }
-    Ok(rows)
+    Ok((rows, mapped))
 }
 
 /// At most `max` characters (Brightpearl refuses longer names).

@@ -235,6 +235,21 @@ pub async fn run_detailed(ctx: &FlowContext) -> Result<StockRunReport, FlowError
         source::products(bp, STOCK, &need).await?
     };
 
+    // The orders flow's SKU → product id map is filled from this read (`flows::catalog`).
+    let skus = super::catalog::SkuMap::new(
+        ctx.store.as_ref(),
+        bp.account(),
+        ctx.config.orders.sku_map_max_age_secs,
+    );
+    let read = catalog
+        .iter()
+        .filter_map(|(id, entry)| Some((entry.sku.clone()?, *id)));
+    if stock.full || prices.full {
+        skus.replace(read)?;
+    } else {
+        skus.put(read)?;
+    }
+
     let stock_report = stock.run(ctx, &catalog, now).await?;
     let prices_report = prices.run(ctx, &catalog, now).await?;
     Ok(StockRunReport {

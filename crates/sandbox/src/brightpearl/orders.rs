@@ -591,6 +591,7 @@ pub fn search_orders(ctx: &mut Ctx<'_>) -> Reply {
                 query.installed_integration_instance_id.clone(),
             ),
             ("customerRef", query.customer_ref.clone()),
+            ("createdOn", query.created_on.clone()),
             ("updatedOn", query.updated_on.clone()),
         ],
         columns: query.columns.as_deref(),

@@ -35,6 +35,21 @@ pub(crate) struct OrderPayload {
     pub(crate) source: OrderSource,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) contact_id: Option<i64>,
+    /// Set (and then kept) just before the first sales-order POST: the bulk duplicate check of
+    /// a later attempt must cover what Brightpearl created since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) posted: Option<PostMarker>,
+}
+
+/// What was known before the first sales-order POST of an order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PostMarker {
+    /// The newest `createdOn` (Brightpearl's clock) among the orders the bulk check read; the
+    /// order, if the POST took effect, was created at or after it. `None`: not known (no order
+    /// read, or the bulk check failed), so only a check covering every order settles it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) newest: Option<String>,
 }
 
 /// The Norce order as received.
