@@ -10,6 +10,8 @@
 //! stop bounded by `serve.shutdown_grace_secs`, cancelling the pass still running at its end) or
 //! SIGTERM then SIGINT (a stop at once), each timed, then restarted until every order shipped.
 
+pub mod budget;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
