@@ -8,7 +8,17 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::ratelimit::RateLimitKey;
+/// Which budget a request draws from; insert it as a request extension to pick a key
+/// (e.g. one per account), otherwise the layer's default key is used.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct RateLimitKey(pub Arc<str>);
+
+impl RateLimitKey {
+    /// A key.
+    pub fn new(key: impl Into<Arc<str>>) -> Self {
+        Self(key.into())
+    }
+}
 
 /// Which caller of a saturated key gets the next permit: every waiting [`Priority::Live`]
 /// caller before any [`Priority::Background`] one, first come first served within a priority.

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use crate::backoff::parse_retry_after;
+pub use crate::budget::RateLimitKey;
 use crate::budget::{Budget, BudgetUsage, Queues};
 use crate::error::{ConfigError, Error, RateLimitError};
 use crate::token::BoxFuture;
@@ -212,18 +213,6 @@ pub mod presets {
             )
             .throttle_status(StatusCode::SERVICE_UNAVAILABLE),
         )
-    }
-}
-
-/// Which budget a request draws from; insert it as a request extension to pick a key
-/// (e.g. one per account), otherwise the layer's default key is used.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-pub struct RateLimitKey(pub Arc<str>);
-
-impl RateLimitKey {
-    /// A key.
-    pub fn new(key: impl Into<Arc<str>>) -> Self {
-        Self(key.into())
     }
 }
 
