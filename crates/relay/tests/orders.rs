@@ -243,10 +243,12 @@ async fn a_lost_sales_order_response_is_found_by_external_ref_and_never_posted_t
             ..FaultRule::default()
         })
         .unwrap();
+    // Single calls: the batched path is `lost_multi_message_answers_...`.
     let ctx = common::context(
         &sb,
         config(OrdersConfig {
             installed_integration_instance_id: Some(13),
+            multi_message: false,
             ..OrdersConfig::default()
         }),
     );
@@ -823,9 +825,13 @@ async fn a_pass_dropped_mid_run_resumes_in_a_fresh_context_without_duplicates() 
             .all(|r| r.status == Status::Done)
     );
     assert_eq!(
-        sales_order_posts(&sb),
+        get(&sb, "/_sandbox/brightpearl/orders")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
         6,
-        "one POST per order across both contexts"
+        "one sales order per order across both contexts"
     );
 
     // A new Brightpearl throttle window (200 calls per rolling minute of sandbox time).
@@ -1006,7 +1012,11 @@ fn stock_config(orders: OrdersConfig) -> RelayConfig {
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_per_order_with_a_warm_sku_map_and_repeat_customers() {
     let sb = sandbox(40).await;
-    let ctx = common::context(&sb, stock_config(with_instance()));
+    let single = || OrdersConfig {
+        multi_message: false,
+        ..with_instance()
+    };
+    let ctx = common::context(&sb, stock_config(single()));
     relay::flows::stock::run(&ctx).await.unwrap();
     sb.state().faults.clear_requests();
 
@@ -1054,7 +1064,7 @@ async fn requests_per_order_with_a_warm_sku_map_and_repeat_customers() {
     assert!(per_order <= 2.0, "{per_order}");
 
     // A second batch of orders from the same customers costs the POST and the bulk check only.
-    let ctx2 = common::context_with_store(&sb, stock_config(with_instance()), ctx.store.clone());
+    let ctx2 = common::context_with_store(&sb, stock_config(single()), ctx.store.clone());
     for order in norce.iter().take(10) {
         let mut order = order.clone();
         let order_no = format!("{}-R", order["orderNo"].as_str().unwrap());
@@ -1170,4 +1180,306 @@ fn cache_and_duplicate_check_settings_are_validated_naming_them() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("orders.sku_map_max_age_secs"), "{err}");
+}
+
+fn multi_message_path(sb: &Sandbox) -> String {
+    format!(
+        "/public-api/{}/multi-message",
+        sb.credentials().brightpearl.account
+    )
+}
+
+fn multi_message_posts(sb: &Sandbox) -> usize {
+    sb.state().faults.count("POST", &multi_message_path(sb))
+}
+
+/// With multi-message (the default) the writes of a page go in batches of up to 10, each one
+/// request against the cap: per page one order-search, one contact-search per customer new to
+/// this relay, and one request per 10 new addresses, 10 new contacts and 10 sales orders.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_per_order_with_multi_message_batches() {
+    let sb = sandbox(40).await;
+    let ctx = common::context(&sb, stock_config(with_instance()));
+    relay::flows::stock::run(&ctx).await.unwrap();
+    let brightpearl = ctx.brightpearl.clone().unwrap();
+    let norce = norce_orders(&sb).await;
+    let mut emails: Vec<&str> = norce
+        .iter()
+        .map(|o| o["customer"]["email"].as_str().unwrap())
+        .collect();
+    emails.sort_unstable();
+    emails.dedup();
+    let mut new_customers = 0;
+    for email in &emails {
+        if brightpearl
+            .find_contacts_by_email(email)
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            new_customers += 1;
+        }
+    }
+    assert!(new_customers >= 2, "some contacts are created in a batch");
+    sb.state().faults.clear_requests();
+
+    let report = orders::run(&ctx).await.unwrap();
+    assert_eq!((report.done, report.failed), (40, 0), "{report:?}");
+    let requests = brightpearl_requests(&sb);
+    assert_one_order_each_confirmed(&sb, &ctx).await;
+    let count = |what: &str| requests.iter().filter(|r| r.starts_with(what)).count();
+    let batches = |n: usize| n.div_ceil(10);
+    assert_eq!(count("POST order-service/sales-order"), 0, "{requests:?}");
+    assert_eq!(count("POST contact-service/"), 0, "{requests:?}");
+    assert_eq!(
+        count("POST multi-message"),
+        batches(40) + 2 * batches(new_customers),
+        "{requests:?}"
+    );
+    assert_eq!(
+        count("GET contact-service/contact-search"),
+        emails.len(),
+        "one search per customer"
+    );
+    assert_eq!(
+        requests.len(),
+        1 + emails.len() + batches(40) + 2 * batches(new_customers),
+        "{requests:?}"
+    );
+    let per_order = requests.len() as f64 / 40.0;
+    println!(
+        "orders 40, customers {}, new {new_customers}: {} brightpearl requests ({per_order:.2} per order)",
+        emails.len(),
+        requests.len()
+    );
+    assert!(per_order <= 1.0, "{per_order}");
+}
+
+/// Holds the next multi-message 300 ms before it is handled; `held` tells when it was decided.
+fn hold_next_multi_message(sb: &Sandbox) {
+    sb.state()
+        .faults
+        .add(FaultRule {
+            path_prefix: multi_message_path(sb),
+            method: Some("POST".into()),
+            latency_ms: 300,
+            remaining: Some(1),
+            ..FaultRule::default()
+        })
+        .unwrap();
+}
+
+/// Lost answers of whole batches (commit-then-fail on `POST multi-message`): the contact batch
+/// (its contacts exist, relay never saw their ids) and then the sales-order batch. Each customer
+/// ends with one contact and each order with one Brightpearl order, never posted twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_multi_message_answers_duplicate_no_contact_and_no_order() {
+    let sb = sandbox(12).await;
+    let ctx = common::context(&sb, config(with_instance()));
+    let brightpearl = ctx.brightpearl.clone().unwrap();
+    // The orders of customers new to Brightpearl (every second one is seeded as a contact).
+    let mut new_orders = Vec::new();
+    let mut new_emails = std::collections::BTreeSet::new();
+    let norce = norce_orders(&sb).await;
+    for order in &norce {
+        let email = order["customer"]["email"].as_str().unwrap();
+        if brightpearl
+            .find_contacts_by_email(email)
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            new_emails.insert(email.to_owned());
+            new_orders.push(order["orderNo"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(
+        new_emails.len() >= 2 && new_orders.len() <= 10,
+        "{new_orders:?}"
+    );
+    let orders_count = norce.len();
+    // The first multi-message (the addresses) passes; the next (the contacts) commits and
+    // its answer is lost.
+    hold_next_multi_message(&sb);
+    let mut pass = std::pin::pin!(orders::run(&ctx));
+    let mut armed = false;
+    let first = loop {
+        tokio::select! {
+            biased;
+            report = &mut pass => break report.unwrap(),
+            _ = tokio::task::yield_now() => {}
+        }
+        if !armed && held(&sb) {
+            armed = true;
+            lose_next_response(&sb, "POST", multi_message_path(&sb));
+        }
+    };
+    assert!(armed);
+    let n = new_orders.len() as u64;
+    assert_eq!(first.failed, n, "{first:?}: {new_orders:?}");
+    assert_eq!(
+        first.done as usize,
+        orders_count - new_orders.len(),
+        "{first:?}"
+    );
+    for email in &new_emails {
+        assert_eq!(
+            brightpearl
+                .find_contacts_by_email(email)
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "the lost batch's contact exists: {email}"
+        );
+    }
+    sb.state().faults.clear();
+    let posts = multi_message_posts(&sb);
+
+    // The contacts are found by e-mail (not made again); the sales-order batch's answer is lost.
+    lose_next_response(&sb, "POST", multi_message_path(&sb));
+    let second = orders::run(&ctx).await.unwrap();
+    assert_eq!((second.failed, second.booked), (n, 0), "{second:?}");
+    assert_eq!(multi_message_posts(&sb), posts + 1, "one sales-order batch");
+    for id in &new_orders {
+        let record = ctx.store.get("orders", id).unwrap().unwrap();
+        assert_eq!(record.step.as_deref(), Some("posting"), "{record:?}");
+        assert_eq!(
+            brightpearl_orders(&sb, id).await.len(),
+            1,
+            "committed: {id}"
+        );
+    }
+
+    // Found by the duplicate check, never posted again.
+    let third = orders::run(&ctx).await.unwrap();
+    assert_eq!(
+        (third.failed, third.booked, third.written_back),
+        (0, 0, n),
+        "{third:?}"
+    );
+    assert_eq!(multi_message_posts(&sb), posts + 1, "nothing re-posted");
+    assert_eq!(sales_order_posts(&sb), 0);
+    assert_eq!(
+        sb.state().faults.count(
+            "POST",
+            &format!(
+                "/public-api/{}/contact-service/contact",
+                sb.credentials().brightpearl.account
+            )
+        ),
+        0
+    );
+    assert_one_order_each_confirmed(&sb, &ctx).await;
+}
+
+/// A batch answered 207 with one message refused: only that order is dead-lettered, with
+/// Brightpearl's message; the others are created once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_message_of_a_batch_dead_letters_only_its_order() {
+    let sb = sandbox(3).await;
+    let ctx = common::context(
+        &sb,
+        config(OrdersConfig {
+            poll: false,
+            ..with_instance()
+        }),
+    );
+    let norce = norce_orders(&sb).await;
+    for order in &norce {
+        let order_no = order["orderNo"].as_str().unwrap();
+        let item = inbox_item(
+            ctx.store.as_ref(),
+            "norce-order",
+            order_no,
+            &push_of(order, &[]),
+        );
+        let _ = orders::ingest(&ctx, &item).await.unwrap();
+    }
+    // A recorded contact Brightpearl does not have (not from the cache: the refusal stands).
+    let bad = norce[1]["orderNo"].as_str().unwrap().to_owned();
+    let record = ctx.store.get("orders", &bad).unwrap().unwrap();
+    let mut payload: Value = serde_json::from_str(record.payload.as_deref().unwrap()).unwrap();
+    payload["contact_id"] = json!(999_999);
+    ctx.store
+        .update(
+            "orders",
+            &bad,
+            &relay::state::EntityUpdate {
+                payload: Some(payload.to_string()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+
+    let report = orders::run(&ctx).await.unwrap();
+    assert_eq!((report.booked, report.failed), (2, 1), "{report:?}");
+    assert_eq!(multi_message_posts(&sb), 1, "one batch of three");
+    let multi = sb
+        .state()
+        .faults
+        .requests()
+        .into_iter()
+        .find(|r| r.path == multi_message_path(&sb))
+        .unwrap();
+    assert_eq!(multi.status, 207);
+    let letters = ctx.store.dead_letters().unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].source_id, bad);
+    assert!(
+        letters[0].error.contains("999999") && letters[0].error.contains("400"),
+        "{}",
+        letters[0].error
+    );
+    assert!(brightpearl_orders(&sb, &bad).await.is_empty());
+    for order in norce.iter().filter(|o| o["orderNo"] != bad.as_str()) {
+        let order_no = order["orderNo"].as_str().unwrap();
+        assert_eq!(brightpearl_orders(&sb, order_no).await.len(), 1);
+    }
+}
+
+/// `orders.multi_message = false` sends one request per write; with it on, a multi-message
+/// endpoint that answers 501 makes the rest of the pass use single calls.
+#[tokio::test(flavor = "multi_thread")]
+async fn single_calls_by_setting_and_by_fallback_when_multi_message_is_unavailable() {
+    let sb = sandbox(6).await;
+    let ctx = common::context(
+        &sb,
+        config(OrdersConfig {
+            multi_message: false,
+            ..with_instance()
+        }),
+    );
+    let report = orders::run(&ctx).await.unwrap();
+    assert_eq!((report.booked, report.failed), (6, 0), "{report:?}");
+    assert_eq!((multi_message_posts(&sb), sales_order_posts(&sb)), (0, 6));
+    assert_one_order_each_confirmed(&sb, &ctx).await;
+
+    let sb = sandbox(6).await;
+    sb.state()
+        .faults
+        .add(FaultRule {
+            path_prefix: multi_message_path(&sb),
+            method: Some("POST".into()),
+            error_rate: 1.0,
+            error_statuses: vec![501],
+            ..FaultRule::default()
+        })
+        .unwrap();
+    let ctx = common::context(&sb, config(with_instance()));
+    let report = orders::run(&ctx).await.unwrap();
+    assert_eq!((report.booked, report.failed), (6, 0), "{report:?}");
+    assert_eq!(
+        (multi_message_posts(&sb), sales_order_posts(&sb)),
+        (1, 6),
+        "one try, then single calls for the pass"
+    );
+    assert_one_order_each_confirmed(&sb, &ctx).await;
+
+    let err = RelayConfig::parse("[orders]\nmulti_message = \"yes\"\n", "relay.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("multi_message"), "{err}");
+    let parsed = RelayConfig::parse("[orders]\nmulti_message = false\n", "relay.toml").unwrap();
+    assert!(!parsed.orders.multi_message && OrdersConfig::default().multi_message);
 }

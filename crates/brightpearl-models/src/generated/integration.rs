@@ -1816,10 +1816,12 @@ pub mod operations {
     /// independent operations (not rows of the same order). Multi-message had an outage
     /// (25-26 April 2023): keep a fallback to single calls.
     ///
-    /// The orders flow does not use it: a new customer's contact POST needs the id its
-    /// postal-address POST returns (messages of one batch cannot refer to each other), and
-    /// batching sales-order POSTs would make one lost answer ambiguous for up to ten orders at once
-    /// while the per-order `externalRef` check already keeps each order to one POST.
+    /// The orders flow batches its writes with it (`orders.multi_message`, default on): the new
+    /// customers' postal addresses, then their contacts (with the address ids of the first batch:
+    /// messages of one batch cannot refer to each other), then the sales orders, up to ten a batch.
+    /// Every order records its posting marker before its batch is sent, so a lost answer makes each
+    /// of its orders go through the `externalRef` check before any re-POST; a lost contact batch
+    /// makes its e-mails be searched again before any re-create.
     ///
     /// **Open question:** Whether a batch of a single message is accepted (the help centre only says up to 10 messages; the Java client says the API takes between two and ten and sends a lone request directly: MM API doesn't support single requests), and whether a batch really costs one request of the 200/min cap (the Java client's javadoc, shared reference brightpearl-api.md sections 3 and 6; the help centre page does not say) or each inner message counts.
     ///
@@ -2007,10 +2009,12 @@ pub mod operations {
         /// independent operations (not rows of the same order). Multi-message had an outage
         /// (25-26 April 2023): keep a fallback to single calls.
         ///
-        /// The orders flow does not use it: a new customer's contact POST needs the id its
-        /// postal-address POST returns (messages of one batch cannot refer to each other), and
-        /// batching sales-order POSTs would make one lost answer ambiguous for up to ten orders at once
-        /// while the per-order `externalRef` check already keeps each order to one POST.
+        /// The orders flow batches its writes with it (`orders.multi_message`, default on): the new
+        /// customers' postal addresses, then their contacts (with the address ids of the first batch:
+        /// messages of one batch cannot refer to each other), then the sales orders, up to ten a batch.
+        /// Every order records its posting marker before its batch is sent, so a lost answer makes each
+        /// of its orders go through the `externalRef` check before any re-POST; a lost contact batch
+        /// makes its e-mails be searched again before any re-create.
         ///
         /// **Open question:** Whether a batch of a single message is accepted (the help centre only says up to 10 messages; the Java client says the API takes between two and ten and sends a lone request directly: MM API doesn't support single requests), and whether a batch really costs one request of the 200/min cap (the Java client's javadoc, shared reference brightpearl-api.md sections 3 and 6; the help centre page does not say) or each inner message counts.
         ///

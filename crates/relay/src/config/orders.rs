@@ -82,6 +82,13 @@ pub struct OrdersConfig {
     /// an order posted before outside what they cover is checked on its own. 1 to 100.
     /// Default `4`.
     pub duplicate_check_max_pages: u32,
+    /// Send the writes of a page of orders (new customers' postal addresses and contacts, then
+    /// the sales orders) in multi-message batches of up to 10, each ONE request against
+    /// Brightpearl's 200 a minute; `false` sends one request per write. Each order still records
+    /// that it is being posted before its batch is sent, so a lost answer is found before any
+    /// re-POST. When the multi-message endpoint itself is unavailable (404, 501, or a 5xx that
+    /// is not the throttle) the rest of the pass falls back to single calls. Default `true`.
+    pub multi_message: bool,
 }
 
 /// `orders.sales_order_country_code`: which ISO 3166-1 code Brightpearl gets.
@@ -128,6 +135,7 @@ impl Default for OrdersConfig {
             contact_cache_max_age_secs: 2_592_000,
             duplicate_check_overlap_secs: 600,
             duplicate_check_max_pages: 4,
+            multi_message: true,
         }
     }
 }

@@ -31,7 +31,8 @@ pub struct BudgetScenario {
     pub repeat_percent: u8,
     /// Best sellers: four order lines in five pick among the first this many SKUs.
     pub hot_skus: usize,
-    /// Share of sales-order POSTs that Brightpearl carries out but whose answer is lost.
+    /// Share of sales-order and multi-message POSTs that Brightpearl carries out but whose
+    /// answer is lost.
     pub commit_then_fail: f64,
     /// Dataset and fault seed.
     pub seed: u64,
@@ -85,7 +86,7 @@ pub struct BudgetReport {
     pub requests_by_resource: BTreeMap<String, usize>,
     /// Brightpearl answers 503 (throttled) during the run.
     pub brightpearl_503: usize,
-    /// Sales-order POSTs whose answer the sandbox dropped after committing.
+    /// Sales-order and multi-message POSTs whose answer the sandbox dropped after committing.
     pub commit_then_fail_injected: usize,
     /// SKUs the reconciliation brought to Norce (on hand).
     pub skus_reconciled: u64,
@@ -138,16 +139,20 @@ pub async fn run(options: &BudgetScenario) -> Result<BudgetReport, String> {
         .await
         .map_err(|e| format!("sandbox: {e}"))?;
     let account = sandbox.credentials().brightpearl.account.clone();
-    sandbox
-        .state()
-        .faults
-        .add(FaultRule {
-            path_prefix: format!("/public-api/{account}/order-service/sales-order"),
-            method: Some("POST".into()),
-            commit_then_fail_rate: options.commit_then_fail,
-            ..FaultRule::default()
-        })
-        .map_err(|e| format!("fault rule: {e}"))?;
+    // The same rate on multi-message POSTs (the orders flow's batched writes): a lost batch
+    // answer leaves up to ten orders to the duplicate check.
+    for path in ["order-service/sales-order", "multi-message"] {
+        sandbox
+            .state()
+            .faults
+            .add(FaultRule {
+                path_prefix: format!("/public-api/{account}/{path}"),
+                method: Some("POST".into()),
+                commit_then_fail_rate: options.commit_then_fail,
+                ..FaultRule::default()
+            })
+            .map_err(|e| format!("fault rule: {e}"))?;
+    }
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::in_memory().map_err(|e| format!("state: {e}"))?);
     let mut relay = RelayConfig::default();
