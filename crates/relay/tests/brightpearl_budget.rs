@@ -15,7 +15,20 @@ async fn orders_import_within_the_budget_beside_a_reconciliation() {
     .await
     .expect("scenario runs");
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
+    // Every order exactly once under commit-then-fail, no 503.
     assert!(report.passed(), "{report:#?}");
+    assert!(report.commit_then_fail_injected > 0, "{report:#?}");
     assert_eq!(report.skus_reconciled, 600);
-    assert!(report.orders_during_reconciliation > 0 || report.reconciliation_seconds < 1.0);
+    // The target of issue 17, and orders never waiting for the reconciliation to end.
+    assert!(report.requests_per_order <= 1.6, "{report:#?}");
+    assert_eq!(
+        report.orders_during_reconciliation, report.orders,
+        "{report:#?}"
+    );
+    // The limiter's split accounts for every request Brightpearl saw.
+    assert_eq!(
+        report.orders_requests + report.reconciliation_requests,
+        report.brightpearl_requests,
+        "{report:#?}"
+    );
 }
