@@ -33,14 +33,16 @@ const COLUMNS: [&str; 4] = [
     "createdOn",
 ];
 
+/// An `order-search` row with the columns the duplicate checks read (the bulk one here, the
+/// single one in `steps`; `createdOn` only when asked for).
 #[derive(Debug, Deserialize)]
-struct Row {
+pub(super) struct OrderRefRow {
     #[serde(rename = "orderId")]
-    order_id: i64,
+    pub(super) order_id: i64,
     #[serde(rename = "externalRef", default)]
-    external_ref: Option<String>,
+    pub(super) external_ref: Option<String>,
     #[serde(rename = "installedIntegrationInstanceId", default)]
-    instance: Option<i64>,
+    pub(super) instance: Option<i64>,
     #[serde(rename = "createdOn", default)]
     created_on: Option<String>,
 }
@@ -172,7 +174,7 @@ pub(super) async fn recent_orders(
             .search(SearchResource::Orders, &query)
             .instrument(span.clone())
             .await?;
-        for row in page.decode_rows::<Row>()? {
+        for row in page.decode_rows::<OrderRefRow>()? {
             let created = row.created_on.as_deref().and_then(instant);
             if let (Some(at), Some(text)) = (created, row.created_on.as_ref()) {
                 oldest = Some(oldest.map_or(at, |o| o.min(at)));

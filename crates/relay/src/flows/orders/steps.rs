@@ -19,12 +19,11 @@ use brightpearl_client::models::order::{
 use brightpearl_client::{ProductRow, SearchQuery, SearchResource};
 use norce_client::models::connect::operations::ConnectApi as _;
 use norce_client::models::connect::{ConnectOrderStatus, SendOrderStatusRequest};
-use serde::Deserialize;
 use tracing::Instrument as _;
 
 use super::common::{FLOW, ORDER_SEARCH_COLUMNS};
 use super::common::{OrderPayload, decimal};
-use super::dedupe::{Recent, Verdict};
+use super::dedupe::{OrderRefRow, Recent, Verdict};
 use super::model::{LineKind, NorceOrder};
 use crate::config::orders::{CountryCodeForm, OrdersConfig, UnmatchedSku};
 use crate::flows::action::ItemError;
@@ -467,17 +466,6 @@ pub(super) async fn confirm(
     Ok(outcome)
 }
 
-/// An `order-search` row with the columns the duplicate check needs.
-#[derive(Debug, Deserialize)]
-pub(super) struct ExternalRefRow {
-    #[serde(rename = "orderId")]
-    order_id: i64,
-    #[serde(rename = "externalRef", default)]
-    external_ref: Option<String>,
-    #[serde(rename = "installedIntegrationInstanceId", default)]
-    instance: Option<i64>,
-}
-
 /// The Brightpearl order whose `externalRef` is exactly `order_no` (and, when we stamp one,
 /// whose `installedIntegrationInstanceId` is ours: the pair is Brightpearl's unique key).
 pub(super) async fn find_order_by_external_ref(
@@ -488,7 +476,7 @@ pub(super) async fn find_order_by_external_ref(
     let query = SearchQuery::new()
         .filter("externalRef", order_no)
         .columns(ORDER_SEARCH_COLUMNS);
-    let rows: Vec<ExternalRefRow> = brightpearl
+    let rows: Vec<OrderRefRow> = brightpearl
         .search_all(SearchResource::Orders, query)
         .await?;
     let mut matching: Vec<i64> = rows
