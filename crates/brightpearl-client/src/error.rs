@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use brightpearl_models::RowDecodeError;
 use brightpearl_models::common::{ApiError, ErrorEnvelope};
+use brightpearl_models::{RowDecodeError, error_summary};
 use client_core::{ErrorKind, Failure, HttpFailure, Platform, SettingsError};
 use http::{HeaderMap, StatusCode};
 use models_runtime::OperationInfo;
@@ -62,15 +62,6 @@ pub(crate) fn is_nothing_found(status: StatusCode, body: &[u8]) -> bool {
     status == StatusCode::NOT_FOUND && api_errors(body).iter().any(|e| e.code == "CMNC-404")
 }
 
-/// `CODE message; CODE message`.
-fn listed(errors: &[ApiError]) -> String {
-    let listed = errors.iter().map(|e| match &e.message {
-        Some(message) => format!("{} {message}", e.code),
-        None => e.code.clone(),
-    });
-    listed.collect::<Vec<_>>().join("; ")
-}
-
 /// Every failure of the Brightpearl client. Never contains a token or secret.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -85,7 +76,7 @@ pub enum Error {
     Failure(#[from] Failure),
     /// Brightpearl refused the call with its error list (`ORDC-005`, `INTC-064`, `404
     /// CMNC-404` on a write, `500 CMNC-018` for a bad search filter).
-    #[error("{}: Brightpearl answered {}: {}{}", failure.operation, failure.status, listed(errors),
+    #[error("{}: Brightpearl answered {}: {}{}", failure.operation, failure.status, error_summary(errors),
         failure.request_id.as_deref().map(|id| format!(" (Ruid {id})")).unwrap_or_default())]
     Api {
         /// The `errors` entries (at least one).

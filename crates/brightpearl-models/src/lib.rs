@@ -9,3 +9,6 @@ mod search;
 pub use search::RowDecodeError;
 
 mod multi;
+
+mod errors;
+pub use errors::error_summary;

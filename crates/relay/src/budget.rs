@@ -45,6 +45,16 @@ struct Ledger {
     flows: BTreeMap<String, FlowLedger>,
 }
 
+impl Ledger {
+    /// The record in `store`; none, or one that is not JSON (it is only statistics), is empty.
+    fn read(store: &dyn Store) -> Result<Self, StateError> {
+        Ok(store
+            .cursor(BUDGET_CURSOR)?
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default())
+    }
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct FlowLedger {
     priority: String,
@@ -99,10 +109,7 @@ impl Recorder {
         if deltas.is_empty() {
             return Ok(());
         }
-        let mut ledger: Ledger = store
-            .cursor(BUDGET_CURSOR)?
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default();
+        let mut ledger = Ledger::read(store)?;
         let minute = now.timestamp().div_euclid(60);
         for (flow, priority, requests, wait) in deltas {
             let entry = ledger.flows.entry(flow.to_owned()).or_default();
@@ -148,10 +155,7 @@ pub fn recent(
     now: DateTime<Utc>,
     minutes: i64,
 ) -> Result<Vec<FlowBudget>, StateError> {
-    let ledger: Ledger = store
-        .cursor(BUDGET_CURSOR)?
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or_default();
+    let ledger = Ledger::read(store)?;
     let last = now.timestamp().div_euclid(60);
     let rows = ledger
         .flows

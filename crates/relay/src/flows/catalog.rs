@@ -112,7 +112,6 @@ pub struct ContactCache<'a> {
     store: &'a dyn Store,
     map: String,
     max_age: TimeDelta,
-    enabled: bool,
 }
 
 impl<'a> ContactCache<'a> {
@@ -122,17 +121,22 @@ impl<'a> ContactCache<'a> {
             store,
             map: contact_map_name(account),
             max_age: seconds(max_age_secs),
-            enabled: max_age_secs > 0,
         }
     }
 
-    fn key(email: &str) -> String {
+    /// A max age of 0 turns the cache off.
+    fn enabled(&self) -> bool {
+        self.max_age > TimeDelta::zero()
+    }
+
+    /// The key of `email`: trimmed, lower case. Orders of one customer are grouped by it too.
+    pub fn key(email: &str) -> String {
         email.trim().to_lowercase()
     }
 
     /// The contact recorded for `email`, if fresh.
     pub fn get(&self, email: &str) -> Result<Option<i64>, StateError> {
-        if !self.enabled {
+        if !self.enabled() {
             return Ok(None);
         }
         let key = Self::key(email);
@@ -141,7 +145,7 @@ impl<'a> ContactCache<'a> {
 
     /// Records the contact found or created for `email`.
     pub fn put(&self, email: &str, contact_id: i64) -> Result<(), StateError> {
-        if !self.enabled {
+        if !self.enabled() {
             return Ok(());
         }
         self.store

@@ -39,11 +39,12 @@ use super::common::OrderPayload;
 use super::dedupe::Recent;
 use super::model::NorceOrder;
 use super::steps::{
-    Shared, confirm, customer_email, existing_order, instance_id, load, needs_sales_order,
-    new_contact, oldest_contact, order_span, record_contact, record_created, record_posting,
+    Shared, confirm, customer_email, existing_order, find_contact, instance_id, load,
+    needs_sales_order, new_contact, order_span, record_contact, record_created, record_posting,
     refused, sales_order_request, sales_order_rows,
 };
 use crate::flows::action::{self, ItemError};
+use crate::flows::catalog::ContactCache;
 use crate::flows::context::{FlowContext, FlowError, Outcome};
 use crate::state::EntityRecord;
 
@@ -187,16 +188,7 @@ fn message_result(what: &str, message: Option<&ProcessedMessage>) -> Result<i64,
             let listed = match &content {
                 Some(Ok(Some(value))) => serde_json::from_value::<ErrorEnvelope>(value.clone())
                     .ok()
-                    .map(|e| {
-                        e.errors
-                            .iter()
-                            .map(|e| match &e.message {
-                                Some(m) => format!("{} {m}", e.code),
-                                None => e.code.clone(),
-                            })
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    }),
+                    .map(|e| e.summary()),
                 _ => None,
             };
             Err(ItemError::permanent(format!(
@@ -404,7 +396,7 @@ async fn contacts(
     ready: Vec<Ready>,
     failed: &mut Vec<(String, ItemError)>,
 ) -> Vec<Ready> {
-    // E-mail (case-folded) → the orders of that customer.
+    // The customer's cache key (trimmed, lower case) → their orders.
     let mut by_email: Vec<(String, Vec<usize>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     for (i, r) in ready.iter().enumerate() {
@@ -412,7 +404,7 @@ async fn contacts(
             continue;
         }
         if let Ok(email) = customer_email(&r.order) {
-            let key = email.to_ascii_lowercase();
+            let key = ContactCache::key(email);
             let at = *index.entry(key.clone()).or_insert_with(|| {
                 by_email.push((key, Vec::new()));
                 by_email.len() - 1
@@ -433,21 +425,14 @@ async fn contacts(
     )
     .map(|(group, first)| async move {
         let order = &ready_ref[first].order;
-        let result = async {
-            let email = customer_email(order)?;
-            let rows = shared
-                .brightpearl
-                .find_contacts_by_email(email)
-                .instrument(tracing::info_span!(
-                    "flow_step",
-                    flow = FLOW,
-                    step = "contact",
-                    source_id = order.order_no.as_str()
-                ))
-                .await?;
-            oldest_contact(order, rows)
-        }
-        .await;
+        let result = find_contact(shared.brightpearl, order)
+            .instrument(tracing::info_span!(
+                "flow_step",
+                flow = FLOW,
+                step = "contact",
+                source_id = order.order_no.as_str()
+            ))
+            .await;
         (group, result)
     })
     .buffered(concurrency)

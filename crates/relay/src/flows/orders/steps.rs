@@ -710,17 +710,28 @@ pub(super) fn new_contact(
     Ok((address, contact))
 }
 
+/// The contact Brightpearl holds for the order's e-mail (one contact-search; the oldest exact
+/// match), if any.
+pub(super) async fn find_contact(
+    brightpearl: &brightpearl_client::Client,
+    order: &NorceOrder,
+) -> Result<Option<i64>, ItemError> {
+    let found = brightpearl
+        .find_contacts_by_email(customer_email(order)?)
+        .await?;
+    oldest_contact(order, found)
+}
+
 /// The contact whose primary e-mail is exactly the order's (a partial match is never reused),
 /// or a new one with the order's address.
 pub(super) async fn find_or_create_contact(
     brightpearl: &brightpearl_client::Client,
     order: &NorceOrder,
 ) -> Result<i64, ItemError> {
-    let email = customer_email(order)?;
-    let found = brightpearl.find_contacts_by_email(email).await?;
-    if let Some(contact) = oldest_contact(order, found)? {
+    if let Some(contact) = find_contact(brightpearl, order).await? {
         return Ok(contact);
     }
+    let email = customer_email(order)?;
     let (address, contact) = new_contact(order, email)?;
     let created = brightpearl
         .create_contact_with_address(contact, &address)
