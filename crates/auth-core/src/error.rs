@@ -83,6 +83,20 @@ pub enum TokenError {
     /// Any other failure of a custom token source.
     #[error("token source error: {0}")]
     Other(SharedError),
+    /// The shared auth state (the token row, the claim) could not be read or written.
+    #[error("shared auth state: {0}")]
+    SharedState(#[from] SharedStateError),
+    /// Another worker claimed the fetch of the shared token but saved nothing within the
+    /// wait limit, and its claim did not lapse either (it keeps renewing it).
+    #[error(
+        "waited {waited:?} for another worker to fetch the shared token `{name}`; it holds the claim but saved no token (raise the wait limit or check that worker)"
+    )]
+    SharedWaitTimedOut {
+        /// The shared token's name (never its value).
+        name: String,
+        /// How long this caller waited.
+        waited: Duration,
+    },
 }
 
 impl TokenError {
@@ -121,6 +135,52 @@ pub enum StoreError {
     /// The stored data could not be parsed.
     #[error("token store data is malformed: {0}")]
     Malformed(String),
+    /// A compare-and-swap save found a newer pair: another worker refreshed in between.
+    #[error("token store conflict: another worker saved a newer token pair")]
+    Conflict,
+    /// The shared auth state failed.
+    #[error("token store: {0}")]
+    Shared(#[from] SharedStateError),
+}
+
+/// Failure of a [`SharedAuthState`](crate::SharedAuthState) backend. It never carries a
+/// secret: implementations put the operation and the row's name in it, never a value.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SharedStateError {
+    /// The backend could not be reached or refused the operation (a database error).
+    #[error("shared auth state `{operation}` on `{name}` failed: {source}")]
+    Backend {
+        /// The trait method, e.g. `claim`.
+        operation: &'static str,
+        /// The row's name or key.
+        name: String,
+        /// The backend's error (must not quote a stored value).
+        source: SharedError,
+    },
+    /// A stored row cannot be read (wrong type, undecodable value).
+    #[error("shared auth state row `{name}` is malformed: {reason}")]
+    Malformed {
+        /// The row's name or key.
+        name: String,
+        /// What is wrong (never the value).
+        reason: String,
+    },
+}
+
+impl SharedStateError {
+    /// Wraps a backend failure of `operation` on the row `name`.
+    pub fn backend(
+        operation: &'static str,
+        name: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Self::Backend {
+            operation,
+            name: name.into(),
+            source: Arc::from(source.into()),
+        }
+    }
 }
 
 impl From<std::io::Error> for StoreError {
@@ -140,6 +200,16 @@ pub enum RateLimitError {
         needed: Duration,
         /// The configured maximum.
         max: Duration,
+    },
+    /// The shared rate-limit state kept failing, so no permit could be reserved in it.
+    #[error("shared rate limit state for `{key}` unavailable for {waited:?}: {reason}")]
+    SharedStateUnavailable {
+        /// The limiter key.
+        key: String,
+        /// How long the caller tried.
+        waited: Duration,
+        /// The last backend error.
+        reason: String,
     },
 }
 

@@ -11,6 +11,7 @@ pub mod oauth;
 mod ratelimit;
 mod replay;
 pub mod retry;
+mod shared;
 mod store;
 mod token;
 mod trace;
@@ -20,8 +21,8 @@ pub use auth::{AuthLayer, AuthService};
 pub use budget::{Budget, BudgetUsage, Priority};
 pub use cache::{CachedToken, KeyedTokenCache, TokenCache, TokenCacheConfig};
 pub use error::{
-    BoxError, ConfigError, Error, InvalidTokenResponse, RateLimitError, SharedError, StoreError,
-    TokenError,
+    BoxError, ConfigError, Error, InvalidTokenResponse, RateLimitError, SharedError,
+    SharedStateError, StoreError, TokenError,
 };
 pub use headers::{StaticHeaders, StaticHeadersLayer};
 pub use oauth::{ClientAuth, ClientCredentials, RefreshTokenGrant, TokenResponse};
@@ -32,6 +33,10 @@ pub use ratelimit::{
 pub use replay::TryCloneBody;
 pub use retry::{Attempt, Idempotent, RetryBudget, RetryConfig, RetryLayer, RetryService};
 pub use secrecy::{ExposeSecret, SecretString};
+pub use shared::{
+    MemorySharedAuthState, SharedAuthState, SharedPair, SharedToken, SharedTokenConfig,
+    SharedTokenSource, SharedTokenStore, new_holder_id,
+};
 pub use store::{FileTokenStore, MemoryTokenStore, StoredTokens, TokenStore};
 pub use token::{AuthScheme, BoxFuture, StaticToken, Token, TokenSource};
 pub use trace::{TraceLayer, TraceService};

@@ -12,8 +12,9 @@ use tokio::time::Instant;
 
 use crate::backoff::parse_retry_after;
 use crate::error::{InvalidTokenResponse, TokenError};
+use crate::shared::{Coordinator, SharedAuthState, SharedPair, SharedToken, SharedTokenConfig};
 use crate::store::{StoredTokens, TokenStore};
-use crate::token::{BoxFuture, Token, TokenSource, run_detached};
+use crate::token::{AuthScheme, BoxFuture, Token, TokenSource, run_detached};
 use crate::transport::TokenTransport;
 
 /// How the client authenticates to the token endpoint.
@@ -299,6 +300,10 @@ impl<T: TokenTransport> TokenSource for ClientCredentials<T> {
 ///   rotated refresh token;
 /// * on first use a still-valid access token from the store is reused, so a restart does
 ///   not spend a refresh.
+///
+/// With [`Self::shared`] these hold across processes too: the pair lives in a
+/// [`SharedAuthState`], a refresh happens only under its claim after reading the newest
+/// pair, and the save is a compare-and-swap on the refresh token spent.
 pub struct RefreshTokenGrant<T> {
     inner: Arc<RefreshInner<T>>,
 }
@@ -308,6 +313,13 @@ struct RefreshInner<T> {
     store: Arc<dyn TokenStore>,
     state: tokio::sync::Mutex<RefreshState>,
     min_reuse_lifetime: Duration,
+    /// The pair's row and claim when several processes share it ([`RefreshTokenGrant::shared`]).
+    shared: Option<Coordinator>,
+    /// Shared mode: the access token handed out last (asked again, the cache wants another).
+    last_access: std::sync::Mutex<Option<SecretString>>,
+    /// Shared mode: a pair exchanged but not saved yet (the backend failed), with the refresh
+    /// token it replaces. Its refresh token is the only live one: it is saved first.
+    unsaved: std::sync::Mutex<Option<(Option<SecretString>, SharedPair)>>,
 }
 
 #[derive(Default)]
@@ -315,6 +327,9 @@ struct RefreshState {
     loaded: bool,
     current: Option<StoredTokens>,
 }
+
+/// How often a failing save of a freshly exchanged pair is tried while the claim is held.
+const SHARED_SAVE_TRIES: u32 = 5;
 
 impl<T: TokenTransport> RefreshTokenGrant<T> {
     /// A source that reads its initial refresh token from `store`.
@@ -339,6 +354,9 @@ impl<T: TokenTransport> RefreshTokenGrant<T> {
                 store,
                 state: tokio::sync::Mutex::new(RefreshState::default()),
                 min_reuse_lifetime: Duration::from_secs(120),
+                shared: None,
+                last_access: std::sync::Mutex::new(None),
+                unsaved: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -356,6 +374,30 @@ impl<T: TokenTransport> RefreshTokenGrant<T> {
     pub fn min_reuse_lifetime(mut self, d: Duration) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.min_reuse_lifetime = d;
+        }
+        self
+    }
+
+    /// Keeps the pair in `state` under `name`, shared with every process using it. Each
+    /// fetch reads the newest pair and uses its access token when it has more than the
+    /// minimum reuse lifetime left and is not the one this grant handed out last; otherwise
+    /// it claims the lease `name`, reads again, exchanges the newest refresh token and saves
+    /// with a compare-and-swap on it (a failed swap means another worker refreshed: its
+    /// pair is used). The store given to [`Self::new`] becomes the seed: it is read only
+    /// while `state` has no pair yet. Call before sharing the source.
+    pub fn shared(self, state: Arc<dyn SharedAuthState>, name: impl Into<Arc<str>>) -> Self {
+        self.shared_with_config(state, name, SharedTokenConfig::default())
+    }
+
+    /// [`Self::shared`] with an explicit lease and wait configuration.
+    pub fn shared_with_config(
+        mut self,
+        state: Arc<dyn SharedAuthState>,
+        name: impl Into<Arc<str>>,
+        config: SharedTokenConfig,
+    ) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.shared = Some(Coordinator::new(state, name, config));
         }
         self
     }
@@ -377,6 +419,9 @@ impl<T> fmt::Debug for RefreshTokenGrant<T> {
 impl<T: TokenTransport> RefreshInner<T> {
     async fn refresh(&self) -> Result<Token, TokenError> {
         let mut state = self.state.lock().await;
+        if let Some(shared) = &self.shared {
+            return self.refresh_shared(shared).await;
+        }
         if !state.loaded {
             state.current = self.store.load().await?;
             state.loaded = true;
@@ -412,6 +457,129 @@ impl<T: TokenTransport> RefreshInner<T> {
         state.current = Some(new.clone());
         self.store.save(&new).await?;
         Ok(response.access_token)
+    }
+
+    /// The shared protocol (see [`RefreshTokenGrant::shared`]); the caller holds the
+    /// in-process lock, so one exchange at a time per process as well.
+    async fn refresh_shared(&self, shared: &Coordinator) -> Result<Token, TokenError> {
+        let unsaved = self
+            .unsaved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((expected, pair)) = unsaved {
+            // `false`: another worker saved a newer pair since; it is read below.
+            let saved = shared
+                .state
+                .swap_pair(&shared.name, expected.as_ref(), &pair);
+            if let Err(error) = saved.await {
+                *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()) = Some((expected, pair));
+                return Err(error.into());
+            }
+        }
+        let read = || async {
+            let pair = shared.state.load_pair(&shared.name).await?;
+            Ok(pair.and_then(|p| self.reusable_shared(&p)))
+        };
+        shared
+            .once_per_lifetime(read, || self.refresh_under_claim(shared))
+            .await
+    }
+
+    /// The pair's access token if it can be handed out: enough lifetime left, and not the
+    /// one this grant handed out last.
+    fn reusable_shared(&self, pair: &SharedPair) -> Option<Token> {
+        let access = pair.access.as_ref()?;
+        let left = access.expires_in()?;
+        let mut last = self.last_access.lock().unwrap_or_else(|p| p.into_inner());
+        let same = last
+            .as_ref()
+            .is_some_and(|l| l.expose_secret() == access.secret().expose_secret());
+        if left <= self.min_reuse_lifetime || same {
+            return None;
+        }
+        *last = Some(access.secret().clone());
+        Some(access.to_token(AuthScheme::Bearer))
+    }
+
+    fn remember_access(&self, token: &Token) {
+        *self.last_access.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.secret().clone());
+    }
+
+    /// Under the claim: read the newest pair (or the seed store while nothing is shared),
+    /// exchange its refresh token, compare-and-swap the new pair in.
+    async fn refresh_under_claim(&self, shared: &Coordinator) -> Result<Token, TokenError> {
+        let current = shared.state.load_pair(&shared.name).await?;
+        if let Some(token) = current.as_ref().and_then(|p| self.reusable_shared(p)) {
+            return Ok(token); // another worker refreshed between our read and our claim
+        }
+        let (expected, refresh_token) = match current {
+            Some(pair) => (Some(pair.refresh_token.clone()), pair.refresh_token),
+            None => {
+                let seed = self.store.load().await?.ok_or(TokenError::NoRefreshToken)?;
+                if let Some(token) = seed.reusable_access_token(self.min_reuse_lifetime) {
+                    let pair = SharedPair::from_stored(&seed);
+                    if shared.state.swap_pair(&shared.name, None, &pair).await? {
+                        tracing::debug!(target: "auth_core::token", name = %shared.name, "shared pair seeded with a still-valid access token");
+                        self.remember_access(&token);
+                        return Ok(token);
+                    }
+                    return Err(TokenError::Store(crate::error::StoreError::Conflict));
+                }
+                (None, seed.refresh_token)
+            }
+        };
+        let response = self
+            .endpoint
+            .exchange(
+                "refresh_token",
+                &[("refresh_token", refresh_token.expose_secret())],
+            )
+            .await?;
+        let access = SharedToken::new(
+            response.access_token.secret().clone(),
+            Some(response.expires_in),
+        );
+        let new = SharedPair {
+            // Servers that do not rotate omit the refresh token: keep using ours.
+            refresh_token: response.refresh_token.clone().unwrap_or(refresh_token),
+            access: Some(access),
+        };
+        self.remember_access(&response.access_token);
+        let mut tries = 0;
+        loop {
+            let swapped = shared
+                .state
+                .swap_pair(&shared.name, expected.as_ref(), &new);
+            match swapped.await {
+                Ok(true) => return Ok(response.access_token),
+                Ok(false) => {
+                    // Someone else refreshed (our claim had lapsed): theirs is the newest.
+                    tracing::warn!(target: "auth_core::token", name = %shared.name, "another worker saved a newer token pair; using it");
+                    let theirs = shared.state.load_pair(&shared.name).await?;
+                    let access = theirs.and_then(|p| p.access);
+                    let token = access.filter(|a| a.expires_in().is_some_and(|d| !d.is_zero()));
+                    let token = token.map(|a| a.to_token(AuthScheme::Bearer));
+                    let token = token.unwrap_or(response.access_token);
+                    self.remember_access(&token);
+                    return Ok(token);
+                }
+                Err(error) if tries + 1 < SHARED_SAVE_TRIES => {
+                    tries += 1;
+                    tracing::warn!(target: "auth_core::token", name = %shared.name, %error, tries, "cannot save the new token pair; trying again");
+                    let backoff = shared.config.lease_ttl / (2 * SHARED_SAVE_TRIES);
+                    tokio::time::sleep(backoff).await;
+                }
+                Err(error) => {
+                    // The old refresh token is spent: keep the new pair and save it first
+                    // next time; the access token is good meanwhile.
+                    tracing::error!(target: "auth_core::token", name = %shared.name, %error, "cannot save the new token pair; kept in memory until the shared state is back");
+                    let unsaved = (expected, new);
+                    *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()) = Some(unsaved);
+                    return Ok(response.access_token);
+                }
+            }
+        }
     }
 }
 

@@ -24,6 +24,7 @@ use crate::backoff::parse_retry_after;
 pub use crate::budget::RateLimitKey;
 use crate::budget::{Budget, BudgetUsage, Queues};
 use crate::error::{ConfigError, Error, RateLimitError};
+use crate::shared::SharedAuthState;
 use crate::token::BoxFuture;
 
 /// A governor clock reading tokio's clock, so `tokio::time::pause()`/`advance()` drive the
@@ -231,7 +232,12 @@ struct LimiterInner {
     max_wait: Option<Duration>,
     jitter: Duration,
     queues: Queues,
+    /// The budget shared with other processes, when set ([`RateLimiter::with_shared`]).
+    shared: Option<Arc<dyn SharedAuthState>>,
 }
+
+/// How long the limiter keeps retrying a failing shared state before giving up on a permit.
+const SHARED_RETRY_LIMIT: Duration = Duration::from_secs(60);
 
 /// A shareable, keyed GCRA limiter. Clones share the same budget; callers that find a key
 /// saturated queue by [`Priority`](crate::Priority) (see [`RateLimiter::acquire_as`]).
@@ -254,6 +260,7 @@ impl fmt::Debug for RateLimiter {
         f.debug_struct("RateLimiter")
             .field("preset", &self.inner.preset)
             .field("max_wait", &self.inner.max_wait)
+            .field("shared", &self.inner.shared.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -261,7 +268,7 @@ impl fmt::Debug for RateLimiter {
 impl RateLimiter {
     /// A limiter for a preset; callers wait as long as needed.
     pub fn new(preset: RateLimitPreset) -> Result<Self, ConfigError> {
-        Self::build(preset, None, Duration::ZERO)
+        Self::build(preset, None, Duration::ZERO, None)
     }
 
     /// A limiter from a bare quota.
@@ -273,6 +280,7 @@ impl RateLimiter {
         preset: RateLimitPreset,
         max_wait: Option<Duration>,
         jitter: Duration,
+        shared: Option<Arc<dyn SharedAuthState>>,
     ) -> Result<Self, ConfigError> {
         let clock = TokioClock::default();
         let gcra =
@@ -286,6 +294,7 @@ impl RateLimiter {
                 max_wait,
                 jitter,
                 queues: Queues::default(),
+                shared,
             }),
         })
     }
@@ -293,12 +302,41 @@ impl RateLimiter {
     /// Fails with [`RateLimitError::MaxWaitExceeded`] instead of waiting longer than `max`.
     /// Call before cloning the handle.
     pub fn with_max_wait(self, max: Duration) -> Result<Self, ConfigError> {
-        Self::build(self.inner.preset.clone(), Some(max), self.inner.jitter)
+        let inner = &self.inner;
+        let shared = inner.shared.clone();
+        Self::build(inner.preset.clone(), Some(max), inner.jitter, shared)
     }
 
     /// Adds up to `jitter` to each wait, so waiters woken together spread out.
     pub fn with_jitter(self, jitter: Duration) -> Result<Self, ConfigError> {
-        Self::build(self.inner.preset.clone(), self.inner.max_wait, jitter)
+        let inner = &self.inner;
+        let shared = inner.shared.clone();
+        Self::build(inner.preset.clone(), inner.max_wait, jitter, shared)
+    }
+
+    /// Draws from a budget shared with every process using `shared` (several workers over
+    /// one database): after the local permit (local queues and priorities unchanged), the
+    /// caller reserves one cell of the same quota under the same key in `shared` and waits
+    /// what it says; pauses from server feedback are recorded there too, so every process
+    /// pauses. The key's text names the shared row, so give keys a meaning beyond the process
+    /// (e.g. `brightpearl:{account}:{dev_ref}`). Call before cloning the handle.
+    ///
+    /// While the head of a key's queue waits for its shared cell, the callers behind it
+    /// keep waiting: each process holds at most one reservation per key at a time, so a
+    /// live caller never queues behind a backlog of background reservations.
+    pub fn with_shared(self, shared: Arc<dyn SharedAuthState>) -> Result<Self, ConfigError> {
+        let inner = &self.inner;
+        Self::build(
+            inner.preset.clone(),
+            inner.max_wait,
+            inner.jitter,
+            Some(shared),
+        )
+    }
+
+    /// Whether this limiter draws from a shared budget ([`Self::with_shared`]).
+    pub fn is_shared(&self) -> bool {
+        self.inner.shared.is_some()
     }
 
     /// The preset.
@@ -325,9 +363,11 @@ impl RateLimiter {
         let inner = &self.inner;
         let start = Instant::now();
         let free = |now| inner.paused_until(key).is_none_or(|u| u <= now);
-        if inner
-            .queues
-            .try_uncontended(key, || free(start) && inner.gcra.check_key(key).is_ok())
+        // With a shared budget every caller queues, so the head alone reserves shared cells.
+        if inner.shared.is_none()
+            && inner
+                .queues
+                .try_uncontended(key, || free(start) && inner.gcra.check_key(key).is_ok())
         {
             inner.queues.record(budget, Duration::ZERO);
             return Ok(Duration::ZERO);
@@ -357,6 +397,11 @@ impl RateLimiter {
                 Some(until) => until - now,
                 None => match inner.gcra.check_key(key) {
                     Ok(()) => {
+                        if let Some(shared) = &inner.shared {
+                            // Still the head: the others wait behind our shared cell.
+                            inner.wait_shared(shared.as_ref(), key, start).await?;
+                        }
+                        let now = Instant::now();
                         drop(ticket);
                         let waited = now - start;
                         inner.queues.record(budget, waited);
@@ -395,12 +440,27 @@ impl RateLimiter {
         self.inner.queues.queued()
     }
 
-    /// Stops every caller of `key` until `until` (never shortens an existing pause).
+    /// Stops every caller of `key` until `until` (never shortens an existing pause); with a
+    /// shared budget, every process's callers (recorded in the background).
     pub fn pause_until(&self, key: &RateLimitKey, until: Instant) {
-        let mut paused = self.inner.paused.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = paused.entry(key.clone()).or_insert(until);
-        if *entry < until {
-            *entry = until;
+        {
+            let mut paused = self.inner.paused.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = paused.entry(key.clone()).or_insert(until);
+            if *entry < until {
+                *entry = until;
+            }
+        }
+        let pause = until.saturating_duration_since(Instant::now());
+        if let Some(shared) = &self.inner.shared
+            && !pause.is_zero()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let (shared, key) = (Arc::clone(shared), key.clone());
+            handle.spawn(async move {
+                if let Err(error) = shared.pause(&key.0, pause).await {
+                    tracing::warn!(target: "auth_core::ratelimit", key = &*key.0, %error, "cannot record the pause in the shared state");
+                }
+            });
         }
     }
 
@@ -455,6 +515,74 @@ impl RateLimiter {
 }
 
 impl LimiterInner {
+    /// Reserves a cell of the quota in the shared state and sleeps until it is due, then
+    /// waits out any pause another process recorded meanwhile. A failing shared state is
+    /// retried with backoff (the budget is only kept if every process draws from it), up to
+    /// the maximum wait or [`SHARED_RETRY_LIMIT`].
+    async fn wait_shared(
+        &self,
+        shared: &dyn SharedAuthState,
+        key: &RateLimitKey,
+        start: Instant,
+    ) -> Result<(), RateLimitError> {
+        let quota = self.preset.quota;
+        let mut failures = 0u32;
+        let wait = loop {
+            let reserved = shared.reserve(&key.0, quota.replenish_interval, quota.burst);
+            let error = match reserved.await {
+                Ok(wait) => break wait,
+                Err(error) => error,
+            };
+            failures += 1;
+            let backoff = crate::backoff::exponential_backoff(
+                Duration::from_millis(100),
+                failures,
+                Duration::from_secs(5),
+            );
+            let waited = Instant::now() - start;
+            tracing::warn!(target: "auth_core::ratelimit", preset = self.preset.name, key = &*key.0, %error,
+                retry_in_ms = backoff.as_millis() as u64, "cannot reserve in the shared rate limit state");
+            if let Some(max) = self.max_wait
+                && waited + backoff > max
+            {
+                return Err(RateLimitError::MaxWaitExceeded {
+                    needed: waited + backoff,
+                    max,
+                });
+            }
+            if waited >= SHARED_RETRY_LIMIT {
+                return Err(RateLimitError::SharedStateUnavailable {
+                    key: key.0.to_string(),
+                    waited,
+                    reason: error.to_string(),
+                });
+            }
+            tokio::time::sleep(backoff).await;
+        };
+        if let Some(max) = self.max_wait {
+            // The cell stays reserved: the shared budget only ever errs on the safe side.
+            let needed = (Instant::now() - start) + wait;
+            if needed > max {
+                return Err(RateLimitError::MaxWaitExceeded { needed, max });
+            }
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        // A pause recorded after our reservation (another worker saw a throttle) still holds.
+        for _ in 0..3 {
+            match shared.paused_for(&key.0).await {
+                Ok(pause) if !pause.is_zero() => tokio::time::sleep(pause).await,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(target: "auth_core::ratelimit", key = &*key.0, %error, "cannot read the shared pause");
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn paused_until(&self, key: &RateLimitKey) -> Option<Instant> {
         let paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
         if paused.is_empty() {

@@ -185,6 +185,8 @@ impl Client {
         if let Some(oauth) = &self.inner.oauth {
             let token = oauth.cache.get().await;
             token.map_err(|source| Failure::Token { operation, source })?;
+            // A token another worker fetched came without its answer's `api_domain`.
+            self.inner.session.read_shared().await;
         }
         self.base_url()
     }

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use auth_core::{
-    AuthLayer, Budget, ConfigError, FileTokenStore, RateLimitKey, RateLimiter, RefreshTokenGrant,
-    SecretString, StaticHeadersLayer, StaticToken, TokenCache, TokenStore, presets,
+    AuthLayer, Budget, ConfigError, FileTokenStore, MemoryTokenStore, RateLimitKey, RateLimiter,
+    RefreshTokenGrant, SecretString, SharedAuthState, SharedTokenStore, StaticHeadersLayer,
+    StaticToken, TokenCache, TokenStore, presets,
 };
 use brightpearl_models::oauth::RequestTokenPath;
 use bytes::Bytes;
@@ -30,17 +31,40 @@ pub fn shared_limiter(
     account: &str,
     dev_ref: &str,
 ) -> Result<(RateLimiter, RateLimitKey), ConfigError> {
-    type Pools = Mutex<HashMap<(String, String), RateLimiter>>;
+    pool_limiter(account, dev_ref, None)
+}
+
+/// [`shared_limiter`], over `shared` when given: then the pool's budget is also shared with
+/// every process using that state, under the same key.
+pub fn pool_limiter(
+    account: &str,
+    dev_ref: &str,
+    shared: Option<&Arc<dyn SharedAuthState>>,
+) -> Result<(RateLimiter, RateLimitKey), ConfigError> {
+    /// (account, developer, address of the shared state or 0) → the limiter, and the state
+    /// kept alive so that its address is not reused.
+    type Pools = Mutex<HashMap<(String, String, usize), PoolEntry>>;
+    type PoolEntry = (RateLimiter, Option<Arc<dyn SharedAuthState>>);
     static POOLS: LazyLock<Pools> = LazyLock::new(Pools::default);
     let key = RateLimitKey::new(format!("brightpearl:{account}:{dev_ref}"));
     let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
-    let pool = (account.to_owned(), dev_ref.to_owned());
-    if let Some(limiter) = pools.get(&pool) {
+    let address = shared.map_or(0, |s| Arc::as_ptr(s).cast::<()>() as usize);
+    let pool = (account.to_owned(), dev_ref.to_owned(), address);
+    if let Some((limiter, _)) = pools.get(&pool) {
         return Ok((limiter.clone(), key));
     }
     let limiter = RateLimiter::new(presets::brightpearl())?;
-    pools.insert(pool, limiter.clone());
+    let limiter = match shared {
+        Some(state) => limiter.with_shared(Arc::clone(state))?,
+        None => limiter,
+    };
+    pools.insert(pool, (limiter.clone(), shared.cloned()));
     Ok((limiter, key))
+}
+
+/// The shared pair's name: one per account and OAuth client.
+fn shared_pair_name(account: &str, client_id: &str) -> String {
+    format!("brightpearl:oauth:{account}:{client_id}")
 }
 
 /// Builds a [`Client`] from code or settings ([`ClientBuilder::from_env`]); a missing or
@@ -195,7 +219,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Uses this limiter and key instead of the pool's shared one ([`shared_limiter`]).
+    /// Uses this limiter and key instead of the pool's shared one ([`shared_limiter`], or
+    /// [`pool_limiter`] over the [shared auth state](Self::shared_auth_state)).
     pub fn rate_limiter(mut self, limiter: RateLimiter, key: RateLimitKey) -> Self {
         self.rate_limiter = Some((limiter, key));
         self
@@ -245,7 +270,8 @@ impl ClientBuilder {
                 (Some(parts), session, Some(dev_ref), layer)
             }
         };
-        let pool = || shared_limiter(&account, dev_ref.as_deref().unwrap_or(""));
+        let shared = self.common.shared.as_ref();
+        let pool = || pool_limiter(&account, dev_ref.as_deref().unwrap_or(""), shared);
         let limiter = self.rate_limiter.clone().map_or_else(pool, Ok);
         let (limiter, key) = limiter.map_err(|e| Error::invalid("build", e.to_string()))?;
         let invalid = |name| move |_| SettingsError::invalid(name, "not a valid header value");
@@ -292,6 +318,7 @@ impl ClientBuilder {
         let oauth = self.oauth_url.as_deref().unwrap_or(DEFAULT_OAUTH_URL);
         let oauth_url = base_url(env::OAUTH_URL, oauth)?;
         let stores = (&self.token_store, &self.token_store_path);
+        let shared = self.common.shared.as_ref();
         let (store, session): (Arc<dyn TokenStore>, _) = match stores {
             (Some(store), _) => (Arc::clone(store), None),
             (None, Some(path)) => {
@@ -300,8 +327,10 @@ impl ClientBuilder {
                 let store = Arc::new(FileTokenStore::new(path.clone()));
                 (store, Some(PathBuf::from(session)))
             }
+            // The shared state keeps the pair: nothing to seed it from but the initial token.
+            (None, None) if shared.is_some() => (Arc::new(MemoryTokenStore::default()), None),
             (None, None) => {
-                let hint = "set it to a writable file path where the rotating OAuth tokens are kept (run `relay auth brightpearl` to fill it)";
+                let hint = "set it to a writable file path where the rotating OAuth tokens are kept (run `relay auth brightpearl` to fill it), or share an auth state";
                 return Err(SettingsError::missing(env::TOKEN_STORE, hint).into());
             }
         };
@@ -310,7 +339,10 @@ impl ClientBuilder {
             inner: store,
             initial,
         });
-        let session = SessionCell::load(session);
+        let client_id = self.client_id.clone().unwrap_or_else(|| app_ref.to_owned());
+        let pair_name = shared_pair_name(account, &client_id);
+        let shared_session = shared.map(|s| (Arc::clone(s), format!("{pair_name}:session")));
+        let session = SessionCell::load(session, shared_session);
         let observed = session.clone();
         let sniffing = transport
             .clone()
@@ -328,13 +360,23 @@ impl ClientBuilder {
             .parse();
         let invalid = |_| SettingsError::invalid(env::OAUTH_URL, "cannot form the token URL");
         let token_url: http::Uri = token_url.map_err(invalid)?;
-        let client_id = self.client_id.clone().unwrap_or_else(|| app_ref.to_owned());
         let (secret, store2) = (self.client_secret.clone(), Arc::clone(&store));
         // Token sources want an `http_body::Body`.
         let full = sniffing
             .clone()
             .map_response(|r: Response<Bytes>| r.map(Full::new));
         let grant = RefreshTokenGrant::new(full, token_url, client_id.clone(), secret, store2);
+        // Shared: the pair lives in the shared state (the store above only seeds it), the
+        // refresh happens under its claim, and a code exchange saves there.
+        let (grant, store) = match shared {
+            Some(state) => {
+                let grant = grant.shared(Arc::clone(state), pair_name.clone());
+                let view: Arc<dyn TokenStore> =
+                    Arc::new(SharedTokenStore::new(Arc::clone(state), pair_name));
+                (grant, view)
+            }
+            None => (grant, store),
+        };
         let parts = OAuthParts {
             oauth_url,
             client_id,
@@ -344,5 +386,78 @@ impl ClientBuilder {
             engine: Engine::new(BoxTransport::new(sniffing)),
         };
         Ok((parts, session))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use auth_core::{MemorySharedAuthState, SharedAuthState};
+    use bytes::Bytes;
+    use http::Method;
+
+    use crate::Client;
+
+    /// Two workers (each its own handle on one shared state, as separate processes would
+    /// have), both seeded with the same initial refresh token: one refresh for both, the
+    /// second learns `api_domain` from the shared session, and the pair's refresh token is
+    /// the rotated one.
+    #[tokio::test]
+    async fn two_workers_share_one_refresh_and_the_session() {
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = Arc::clone(&seen);
+        let transport = tower::service_fn(move |request: http::Request<Bytes>| {
+            let path = request.uri().path().to_owned();
+            log.lock().unwrap().push(format!(
+                "{} {}",
+                request.uri().authority().map_or("", |a| a.as_str()),
+                path
+            ));
+            let body = match path.as_str() {
+                "/token/acme" => {
+                    let form = String::from_utf8_lossy(request.body()).into_owned();
+                    assert!(form.contains("refresh_token=rt-0"), "{form}");
+                    r#"{"access_token":"s3cr3t-at-1","refresh_token":"rt-1","expires_in":3600,"api_domain":"127.0.0.1:7"}"#
+                }
+                _ => r#"{"response":[]}"#,
+            };
+            std::future::ready(Ok::<_, auth_core::Error>(http::Response::new(
+                Bytes::from_static(body.as_bytes()),
+            )))
+        });
+        let database = Arc::new(MemorySharedAuthState::new());
+        let worker = || {
+            let state: Arc<dyn SharedAuthState> = Arc::new(Arc::clone(&database));
+            Client::builder()
+                .account("acme")
+                .app_ref("acme_relay")
+                .dev_ref("dev")
+                .oauth_url("http://127.0.0.1:8")
+                .refresh_token("rt-0".into())
+                .transport(transport.clone())
+                .shared_auth_state(state)
+                .build()
+                .unwrap()
+        };
+        let (a, b) = (worker(), worker());
+        let path = "/product-service/product/1";
+        a.send_raw(Method::GET, path, &[], None).await.unwrap();
+        for _ in 0..10 {
+            tokio::task::yield_now().await; // the session is shared in the background
+        }
+        b.send_raw(Method::GET, path, &[], None).await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        let refreshes = seen.iter().filter(|s| s.ends_with("/token/acme")).count();
+        assert_eq!(refreshes, 1, "{seen:?}");
+        let api = format!("127.0.0.1:7 /public-api/acme{path}");
+        assert_eq!(seen.iter().filter(|s| **s == api).count(), 2, "{seen:?}");
+        let pair = database
+            .load_pair("brightpearl:oauth:acme:acme_relay")
+            .await;
+        use auth_core::ExposeSecret as _;
+        assert_eq!(pair.unwrap().unwrap().refresh_token.expose_secret(), "rt-1");
+        assert!(a.rate_limiter().0.is_shared());
+        assert!(!format!("{a:?} {b:?} {database:?}").contains("s3cr3t"));
     }
 }

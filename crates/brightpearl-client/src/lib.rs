@@ -13,7 +13,7 @@ mod session;
 pub use auth_core::{Budget, BudgetUsage, Priority, RateLimitKey, RateLimiter};
 pub use client::{Authorization, BundleAvailabilityMode, Client};
 pub use client_core::BoxTransport;
-pub use config::{ClientBuilder, shared_limiter};
+pub use config::{ClientBuilder, pool_limiter, shared_limiter};
 pub use env::DEFAULT_OAUTH_URL;
 pub use error::{Error, NothingFound, Result};
 pub use idset::{IdSet, IdSetError};

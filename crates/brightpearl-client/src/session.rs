@@ -1,10 +1,14 @@
 //! What the token responses tell about the installation (`api_domain`, instance id), kept
 //! next to the token store, and the store seeded with an initial refresh token.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use auth_core::{BoxFuture, SecretString, StoreError, StoredTokens, TokenStore};
+use auth_core::{
+    BoxFuture, ExposeSecret, SecretString, SharedAuthState, SharedToken, StoreError, StoredTokens,
+    TokenStore,
+};
 use serde_json::Value;
 
 /// What token responses told us about the installation (never a token).
@@ -17,19 +21,64 @@ pub struct Session {
 }
 
 /// The session shared by a client's clones, persisted in `file` when there is one (so a
-/// restart that reuses a stored access token still knows `api_domain`).
-#[derive(Debug, Clone, Default)]
+/// restart that reuses a stored access token still knows `api_domain`), and in the shared
+/// auth state when there is one (so a worker that uses another worker's access token knows
+/// it too; kept in a token row named `{pair}:session`, never expiring, holding no secret).
+#[derive(Clone, Default)]
 pub(crate) struct SessionCell {
     state: Arc<RwLock<Session>>,
     file: Option<PathBuf>,
+    shared: Option<(Arc<dyn SharedAuthState>, String)>,
+}
+
+impl fmt::Debug for SessionCell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionCell")
+            .field("session", &self.get())
+            .field("file", &self.file)
+            .field("shared", &self.shared.as_ref().map(|(_, name)| name))
+            .finish()
+    }
 }
 
 impl SessionCell {
-    pub(crate) fn load(file: Option<PathBuf>) -> Self {
+    pub(crate) fn load(
+        file: Option<PathBuf>,
+        shared: Option<(Arc<dyn SharedAuthState>, String)>,
+    ) -> Self {
         let stored = file.as_ref().and_then(|p| std::fs::read(p).ok());
         let session = stored.and_then(|data| serde_json::from_slice(&data).ok());
         let state = Arc::new(RwLock::new(session.unwrap_or_default()));
-        Self { state, file }
+        Self {
+            state,
+            file,
+            shared,
+        }
+    }
+
+    /// While `api_domain` is unknown here, takes the session another worker shared.
+    pub(crate) async fn read_shared(&self) {
+        let Some((state, name)) = &self.shared else {
+            return;
+        };
+        if self.get().api_domain.is_some() {
+            return;
+        }
+        let row = match state.token(name).await {
+            Ok(row) => row,
+            Err(error) => {
+                tracing::warn!(target: "brightpearl_client", %error, "cannot read the shared Brightpearl session (api_domain)");
+                return;
+            }
+        };
+        let data = row.map(|t| t.secret().expose_secret().as_bytes().to_vec());
+        let Some(shared) = data.and_then(|d| serde_json::from_slice::<Session>(&d).ok()) else {
+            return;
+        };
+        let mut session = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if session.api_domain.is_none() {
+            *session = shared;
+        }
     }
 
     pub(crate) fn get(&self) -> Session {
@@ -62,6 +111,17 @@ impl SessionCell {
             && let Err(e) = std::fs::write(path, data)
         {
             tracing::warn!(target: "brightpearl_client", path = %path.display(), error = %e, "cannot persist the Brightpearl session (api_domain)");
+        }
+        if let Some((state, name)) = self.shared.clone()
+            && let Ok(data) = serde_json::to_string(&snapshot)
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            handle.spawn(async move {
+                let row = SharedToken::new(SecretString::from(data), None);
+                if let Err(error) = state.save_token(&name, &row).await {
+                    tracing::warn!(target: "brightpearl_client", %error, "cannot share the Brightpearl session (api_domain)");
+                }
+            });
         }
     }
 }

@@ -2,10 +2,13 @@
 //! every client's stack built from it.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Re-exported: the retry settings (what [`common_setters!`](crate::common_setters) names).
 pub use auth_core::RetryConfig;
+/// Re-exported: the state several processes share (what [`common_setters!`](crate::common_setters) names).
+pub use auth_core::SharedAuthState;
 use auth_core::{RetryLayer, TraceLayer};
 use bytes::Bytes;
 use http::{Request, Response};
@@ -47,9 +50,10 @@ impl<S> TransportService for S where
 }
 
 /// The options every client builder has: the per-request timeout of the default transport, the
-/// retry settings and a transport replacing [`ReqwestTransport`]. A builder keeps them in a
-/// field `common` and gets its setters from [`common_setters!`](crate::common_setters).
-/// `Debug` says whether a transport was set, not which.
+/// retry settings, a transport replacing [`ReqwestTransport`] and the auth state shared with
+/// other processes. A builder keeps them in a field `common` and gets its setters from
+/// [`common_setters!`](crate::common_setters). `Debug` says whether a transport and a shared
+/// state were set, not which.
 #[derive(Clone, Default)]
 pub struct CommonOptions {
     /// Per-request timeout of the default transport ([`DEFAULT_TIMEOUT`] when unset).
@@ -58,6 +62,9 @@ pub struct CommonOptions {
     pub retry: Option<RetryConfig>,
     /// The transport instead of a [`ReqwestTransport`].
     pub transport: Option<BoxTransport>,
+    /// Tokens and rate budgets shared with other processes (several workers over one
+    /// database); `None`: this process keeps its own (the default).
+    pub shared: Option<Arc<dyn SharedAuthState>>,
 }
 
 impl fmt::Debug for CommonOptions {
@@ -66,6 +73,7 @@ impl fmt::Debug for CommonOptions {
             .field("timeout", &self.timeout)
             .field("retry", &self.retry)
             .field("custom_transport", &self.transport.is_some())
+            .field("shared_auth_state", &self.shared.is_some())
             .finish()
     }
 }
@@ -111,7 +119,7 @@ impl CommonOptions {
     }
 }
 
-/// The `timeout`, `retry` and `transport` setters of a client builder that keeps its
+/// The `timeout`, `retry`, `transport` and `shared_auth_state` setters of a client builder that keeps its
 /// [`CommonOptions`] in the field `common`: call it inside the builder's `impl` block.
 #[macro_export]
 macro_rules! common_setters {
@@ -139,5 +147,45 @@ macro_rules! common_setters {
             self.common.set_transport(transport);
             self
         }
+
+        /// Shares tokens and rate budgets with every process using the same `state` (several
+        /// workers over one database): each token is fetched once per lifetime for all of
+        /// them, rotating refresh tokens are spent once, and the platform's limits hold for
+        /// all of them together (auth-core README, "Shared state"). Default: none, this
+        /// process keeps its own.
+        pub fn shared_auth_state(
+            mut self,
+            state: ::std::sync::Arc<dyn $crate::options::SharedAuthState>,
+        ) -> Self {
+            self.common.shared = Some(state);
+            self
+        }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use auth_core::{MemorySharedAuthState, SharedToken};
+
+    use super::CommonOptions;
+
+    /// `Debug` tells only whether a shared state is set, never what it holds.
+    #[tokio::test]
+    async fn debug_shows_only_whether_a_shared_state_is_set() {
+        use auth_core::SharedAuthState as _;
+        let state = Arc::new(MemorySharedAuthState::new());
+        let token = SharedToken::new("s3cr3t-token".into(), None);
+        state.save_token("t", &token).await.unwrap();
+        let options = CommonOptions {
+            shared: Some(state),
+            ..CommonOptions::default()
+        };
+        let rendered = format!("{options:?}");
+        assert!(rendered.contains("shared_auth_state: true"), "{rendered}");
+        assert!(!rendered.contains("s3cr3t"), "{rendered}");
+        let unset = format!("{:?}", CommonOptions::default());
+        assert!(unset.contains("shared_auth_state: false"), "{unset}");
+    }
 }

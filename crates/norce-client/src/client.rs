@@ -123,15 +123,18 @@ impl NorceClientBuilder {
     client_core::common_setters!();
 
     /// Builds the client. The token cache and the token-endpoint limiter are shared with every
-    /// client of the process that uses the same identity host and client id.
+    /// client of the process that uses the same identity host and client id (and the same
+    /// shared auth state, which shares the token and the limiter's budget across processes).
     pub fn build(self) -> Result<NorceClient, Error> {
         let (client_id, secret, application_id, environment, scope) = self.required()?;
         let endpoints = Endpoints::resolve(environment, self.legacy_storm_identity)?;
         let transport = self.common.transport::<Norce>()?;
         let token_url = &endpoints.token_url;
-        let (cache, cache_id) =
-            crate::registry::token_cache(token_url, &client_id, &secret, &scope, &transport)
-                .map_err(|e| SettingsError::invalid("NORCE_BASE_URL", e.to_string()))?;
+        let shared = self.common.shared.as_ref();
+        let (cache, cache_id) = crate::registry::token_cache(
+            token_url, &client_id, &secret, &scope, &transport, shared,
+        )
+        .map_err(|e| SettingsError::invalid("NORCE_BASE_URL", e.to_string()))?;
         let headers = StaticHeadersLayer::new()
             .header("ApplicationId", &application_id.to_string())
             .map_err(|e| SettingsError::invalid("NORCE_APPLICATION_ID", e.to_string()))?;

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use auth_core::{AuthLayer, ExposeSecret, SecretString, StaticToken, TokenCache, TokenCacheConfig};
+use auth_core::{
+    AuthLayer, ExposeSecret, SecretString, SharedTokenConfig, SharedTokenSource, StaticToken,
+    TokenCache, TokenCacheConfig,
+};
 use client_core::{CommonOptions, Settings, SettingsError};
 use nshift_models::delivery::PrintConfig;
 use tower::Layer as _;
@@ -57,6 +60,15 @@ fn check_id(value: &str) -> Result<(), SettingsError> {
         return Err(SettingsError::invalid(ENV_API_KEY_ID, reason));
     }
     Ok(())
+}
+
+/// How long before it runs out a JWT is replaced.
+const JWT_REFRESH_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+/// The shared JWT's name: one per API base and API key (never the secret).
+fn shared_jwt_name(base_url: &reqwest::Url, api_key_id: &str) -> String {
+    let base = base_url.as_str().trim_end_matches('/');
+    format!("nshift:jwt:{base}:{api_key_id}")
 }
 
 impl NshiftClient {
@@ -125,7 +137,9 @@ impl NshiftClientBuilder {
 
     client_core::common_setters!();
 
-    /// Validates the settings and builds the stack Trace → Retry → Auth → transport.
+    /// Validates the settings and builds the stack Trace → Retry → Auth → transport. With a
+    /// [shared auth state](Self::shared_auth_state) and [`AuthMode::Jwt`], every process
+    /// sharing it uses one JWT per lifetime (Basic and Bearer need nothing shared).
     pub fn build(self) -> Result<NshiftClient, Error> {
         let api_key_id = self.api_key_id.unwrap_or_default().trim().to_owned();
         check_id(&api_key_id)?;
@@ -165,8 +179,20 @@ impl NshiftClientBuilder {
                     .map_err(|e| SettingsError::invalid(ENV_SECRET_ID, e.to_string()))?;
                 let mut config = TokenCacheConfig::default();
                 // A new JWT is fetched in the background from ten minutes before it runs out.
-                config.refresh_window = Duration::from_secs(10 * 60);
-                TokenCache::with_config(source, config)
+                config.refresh_window = JWT_REFRESH_WINDOW;
+                match &self.common.shared {
+                    // One JWT per lifetime for every worker sharing the state.
+                    Some(state) => {
+                        let name = shared_jwt_name(&base_url, &api_key_id);
+                        let mut shared = SharedTokenConfig::default();
+                        // A JWT already inside its refresh window is fetched anew, not reused.
+                        shared.min_remaining = JWT_REFRESH_WINDOW;
+                        let source =
+                            SharedTokenSource::with_config(source, state.clone(), name, shared);
+                        TokenCache::with_config(source, config)
+                    }
+                    None => TokenCache::with_config(source, config),
+                }
             }
         };
         let auth = AuthLayer::new(cache).layer(transport);

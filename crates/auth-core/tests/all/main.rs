@@ -8,3 +8,4 @@ mod ratelimit;
 mod redaction;
 mod refresh;
 mod retry;
+mod shared;
