@@ -8,6 +8,7 @@ pub mod flows;
 pub mod platform;
 pub mod scenario;
 pub mod serve;
+pub mod shared_auth;
 pub mod state;
 pub mod table;
 pub mod text;

@@ -48,6 +48,7 @@ fn context(account: &str, store: Arc<dyn Store>) -> (FlowContext, Arc<Mutex<Vec<
         brightpearl: Some(client),
         config: Arc::new(RelayConfig::default()),
         stopping: StopFlag::default(),
+        coordination: Default::default(),
     };
     (ctx, served)
 }

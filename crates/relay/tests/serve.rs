@@ -16,8 +16,8 @@ use relay::serve::{
     self, FlowEntry, FlowFuture, IngestFuture, SecretString, ServeSecrets, ServerHandle,
 };
 use relay::state::{
-    DeadLetter, EntityRecord, EntityUpdate, InboxItem, InboxPut, SqliteStore, StateError, Status,
-    Store,
+    DeadLetter, EntityRecord, EntityUpdate, InboxItem, InboxPut, Lease, SharedValue, SqliteStore,
+    StateError, Status, Store,
 };
 use sandbox::SandboxConfig;
 use serde_json::{Value, json};
@@ -123,6 +123,50 @@ impl Store for FlakyStore {
     fn requeue(&self, dead_letter_id: i64) -> Result<Option<EntityRecord>, StateError> {
         self.inner.requeue(dead_letter_id)
     }
+    fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StateError> {
+        self.inner.lease(name, holder, ttl)
+    }
+    fn release(&self, name: &str, holder: &str) -> Result<(), StateError> {
+        self.inner.release(name, holder)
+    }
+    fn leases(&self, prefix: &str) -> Result<Vec<Lease>, StateError> {
+        self.inner.leases(prefix)
+    }
+    fn shared_get(&self, name: &str) -> Result<Option<SharedValue>, StateError> {
+        self.inner.shared_get(name)
+    }
+    fn shared_swap(
+        &self,
+        name: &str,
+        expected: Option<&str>,
+        value: &SharedValue,
+    ) -> Result<bool, StateError> {
+        self.inner.shared_swap(name, expected, value)
+    }
+    fn shared_put(&self, name: &str, value: &SharedValue) -> Result<(), StateError> {
+        self.inner.shared_put(name, value)
+    }
+    fn rate_reserve(
+        &self,
+        key: &str,
+        period: Duration,
+        burst: u32,
+    ) -> Result<Duration, StateError> {
+        self.inner.rate_reserve(key, period, burst)
+    }
+    fn rate_pause(
+        &self,
+        key: &str,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StateError> {
+        self.inner.rate_pause(key, until)
+    }
+    fn rate_paused_until(
+        &self,
+        key: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StateError> {
+        self.inner.rate_paused_until(key)
+    }
 }
 
 fn flaky() -> Arc<FlakyStore> {
@@ -157,6 +201,7 @@ fn context(store: Arc<dyn Store>, config: RelayConfig) -> FlowContext {
         brightpearl: None,
         config: Arc::new(config),
         stopping: Default::default(),
+        coordination: Default::default(),
     }
 }
 

@@ -99,6 +99,7 @@ async fn start(config: RelayConfig, flows: Vec<FlowEntry>) -> (ServerHandle, Arc
         brightpearl: None,
         config: Arc::new(config.clone()),
         stopping: Default::default(),
+        coordination: Default::default(),
     };
     let listener = serve::bind(&config.serve).await.unwrap();
     let flows = flows

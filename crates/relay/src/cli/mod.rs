@@ -74,6 +74,46 @@ impl ConfigArgs {
     }
 }
 
+/// The environment variable with the PostgreSQL URL of the state (wins over `[state] url`;
+/// it may carry the password, the file may not).
+pub const ENV_DATABASE_URL: &str = "RELAY_DATABASE_URL";
+
+/// The state `[state]` names, and where it is for messages (never with a password):
+/// PostgreSQL when `RELAY_DATABASE_URL` or `[state] url` is set, else the SQLite file in
+/// `[state] dir`.
+pub(crate) fn open_store(
+    state: &crate::config::StateConfig,
+) -> Result<(std::sync::Arc<dyn crate::state::Store>, String), String> {
+    let from_env = std::env::var(ENV_DATABASE_URL)
+        .ok()
+        .filter(|url| !url.trim().is_empty());
+    match from_env.as_deref().or(state.url.as_deref()) {
+        Some(url) => {
+            let setting = if from_env.is_some() {
+                ENV_DATABASE_URL
+            } else {
+                "state.url"
+            };
+            let store = crate::state::PgStore::connect(url.trim())
+                .map_err(|e| format!("state database ({setting}): {e}"))?;
+            Ok((std::sync::Arc::new(store), describe_database(url)))
+        }
+        None => {
+            let store =
+                crate::state::SqliteStore::open_in(&state.dir).map_err(|e| e.to_string())?;
+            Ok((std::sync::Arc::new(store), state.dir.display().to_string()))
+        }
+    }
+}
+
+/// `PostgreSQL host:port/db`: the URL without its user and password.
+fn describe_database(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.split('?').next().unwrap_or_default();
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    format!("PostgreSQL {rest}")
+}
+
 /// A data folder in the temp directory that no earlier process used, for a command running
 /// against the embedded sandbox (which starts empty every time, so its relay state must too).
 pub(crate) fn fresh_sandbox_data_dir(command: &str) -> PathBuf {

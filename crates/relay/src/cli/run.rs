@@ -16,7 +16,7 @@ use sandbox::{DatasetConfig, Sandbox, SandboxConfig};
 use crate::config::RelayConfig;
 use crate::flows::{Flow, FlowContext, FlowError, FlowFuture, FlowReport};
 use crate::platform::configured_platforms;
-use crate::state::{SqliteStore, Status, Store};
+use crate::state::{Status, Store};
 
 /// Arguments of `relay run`.
 #[derive(Debug, clap::Args)]
@@ -180,8 +180,7 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
         .clone()
         .unwrap_or_else(|| data_dir.join("labels"));
     let legend = legend(&config);
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open_in(&data_dir).map_err(|e| e.to_string())?);
+    let (store, _) = super::open_store(&config.state)?;
     let context = FlowContext::from_settings(&settings, store.clone(), Arc::new(config))
         .map_err(|e| format!("platform settings: {e}"))?;
 
@@ -203,7 +202,7 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
         bar.enable_steady_tick(Duration::from_millis(120));
         let started = Instant::now();
         let ctx = context.for_flow(runner.name());
-        let pass = runner.run(&ctx);
+        let pass = crate::flows::contract::run_pass(runner.as_ref(), &ctx);
         let result = with_progress(pass, &bar, store.as_ref(), runner.entity_flows()).await;
         match result {
             Ok(mut report) => {

@@ -20,14 +20,18 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use client_core::Settings;
 use sandbox::{Sandbox, SandboxConfig};
 
 use crate::flows::FlowContext;
 use crate::serve::{self, ExposeSecret, SecretString, ServeSecrets, ShutdownOutcome};
-use crate::state::{SqliteStore, Store};
 use crate::verify::configured_platforms;
+
+/// The environment variable naming this worker on its leases (several `relay serve` workers
+/// on one database); default: host, process id and a random suffix.
+pub const ENV_WORKER_ID: &str = "RELAY_WORKER_ID";
 
 /// Arguments of `relay serve`.
 #[derive(Debug, clap::Args)]
@@ -320,19 +324,28 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         env
     };
 
-    let data_dir = config.state.dir.clone();
     let grace = config.serve.shutdown_grace_secs;
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open_in(&data_dir).map_err(|e| e.to_string())?);
-    let ctx = FlowContext::from_settings(&settings, store, Arc::new(config))
+    let (store, state_location) = super::open_store(&config.state)?;
+    let lease_ttl = Duration::from_secs(config.serve.lease_secs);
+    let mut ctx = FlowContext::from_settings(&settings, store, Arc::new(config))
         .map_err(|e| format!("platform settings: {e}"))?;
+    // A name of the operator's (a stable one per worker slot resumes its own items at once
+    // after a restart; two live workers must never share one), else the store's default.
+    if let Some(worker) = std::env::var(ENV_WORKER_ID)
+        .ok()
+        .map(|w| w.trim().to_owned())
+        .filter(|w| !w.is_empty())
+    {
+        ctx.coordination.worker = worker.into();
+    }
+    ctx.coordination.lease_ttl = lease_ttl;
     let handle = serve::start(ctx, secrets, listener)
         .await
         .map_err(|e| e.to_string())?;
     // This line's form is read by scripts and tests (the address, the state folder).
     eprintln!(
         "relay serve: listening on http://{addr} (POST /norce/order-receiver, /norce/events/{{eventType}}, /brightpearl/webhooks; GET /healthz, /metrics); state in {}. Ctrl-C stops.",
-        data_dir.display()
+        state_location
     );
     if let Some(note) = state_note {
         eprintln!("relay serve: {note}.");

@@ -51,6 +51,11 @@ pub struct RelayConfig {
 pub struct StateConfig {
     /// The data folder (the SQLite file, labels by default).
     pub dir: PathBuf,
+    /// A PostgreSQL database for the state instead of the SQLite file, so that several
+    /// `relay serve` workers on several machines share it: `postgres://user@host:5432/db`.
+    /// The password never goes in this file: give the whole URL in `RELAY_DATABASE_URL`
+    /// instead (it wins over this key), or the password in the server's `.pgpass`.
+    pub url: Option<String>,
     /// Days processed inbox items, and the payloads of finished (done or skipped) entities, are
     /// kept after their last change. The entity records themselves stay (they make a repeat
     /// push a no-op); fulfilment notes and parcel tracking of an older order go on without the
@@ -73,6 +78,7 @@ impl Default for StateConfig {
         let policy = RetentionPolicy::default();
         Self {
             dir: PathBuf::from("relay-data"),
+            url: None,
             retention_days: u32::try_from(policy.max_age.num_days()).unwrap_or(30),
             retention_max_processed_inbox_rows: policy.max_processed_inbox_rows,
             retention_max_finished_payloads: policy.max_finished_payloads_per_flow,
@@ -130,6 +136,9 @@ impl StateConfig {
                 ));
             }
         }
+        if let Some(url) = &self.url {
+            check_database_url(url).map_err(|reason| invalid("url", reason))?;
+        }
         if self.prune_every_secs == 0 {
             return Err(invalid(
                 "prune_every_secs",
@@ -138,6 +147,28 @@ impl StateConfig {
         }
         Ok(())
     }
+}
+
+/// Why a database URL from the configuration file is unusable: it is not a `postgres://` URL,
+/// or it carries a password (secrets never go in the file).
+fn check_database_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    else {
+        return Err(
+            "must start with `postgres://` (e.g. `postgres://relay@db.internal:5432/relay`); leave the key out for the SQLite file in `state.dir`".to_owned(),
+        );
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    if let Some((user_info, _)) = authority.rsplit_once('@')
+        && user_info.contains(':')
+    {
+        return Err(
+            "contains a password: secrets never go in the configuration file; set the whole URL in RELAY_DATABASE_URL instead, or keep the password in the server's .pgpass".to_owned(),
+        );
+    }
+    Ok(())
 }
 
 /// `[run]`.

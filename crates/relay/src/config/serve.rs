@@ -79,6 +79,11 @@ pub struct ServeConfig {
     /// they are cancelled and resume at the next start (0: cancel at once).
     #[schemars(range(max = 3600))]
     pub shutdown_grace_secs: u64,
+    /// Seconds a worker's lease on an item (or on a flow's poll) lasts without renewal: with
+    /// several workers on one PostgreSQL database, a killed worker's items are taken over by
+    /// the others after at most this long. Renewed every third of it while the work runs.
+    #[schemars(range(min = 3, max = 3600))]
+    pub lease_secs: u64,
 }
 
 impl Default for ServeConfig {
@@ -110,6 +115,7 @@ impl Default for ServeConfig {
             max_connections: 512,
             max_connections_per_ip: 64,
             shutdown_grace_secs: 25,
+            lease_secs: 30,
         }
     }
 }
@@ -222,6 +228,15 @@ impl ServeConfig {
                 format!(
                     "is {}: set at most {MAX_TIMEOUT_SECS} seconds (0 cancels running passes at once), and below the stop timeout of the service manager (systemd TimeoutStopSec, Kubernetes terminationGracePeriodSeconds, docker stop --time)",
                     self.shutdown_grace_secs
+                ),
+            ));
+        }
+        if !(3..=MAX_TIMEOUT_SECS).contains(&self.lease_secs) {
+            return Err(invalid(
+                "lease_secs",
+                format!(
+                    "is {}: set 3 to {MAX_TIMEOUT_SECS} seconds, longer than one platform call with its retries (default 30); a killed worker's items wait this long for another worker",
+                    self.lease_secs
                 ),
             ));
         }

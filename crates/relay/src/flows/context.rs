@@ -34,6 +34,71 @@ pub struct FlowContext {
     pub config: Arc<RelayConfig>,
     /// Set when the process is stopping: passes take no new item (those in flight finish).
     pub stopping: StopFlag,
+    /// This worker among those sharing the store: its name on leases, and their length.
+    pub coordination: Coordination,
+}
+
+/// How this process shares work with the other workers on one store: every pending item is
+/// processed under a lease (`entity/{flow}/{source id}`) taken by [`for_each_pending`], and a
+/// flow's cursor reads run under [`FlowContext::exclusive`]. A lease is renewed every third of
+/// `lease_ttl` while its work runs, so a killed worker's items are taken over after at most
+/// `lease_ttl`. With one process the leases are always granted.
+#[derive(Debug, Clone)]
+pub struct Coordination {
+    /// The worker's name on its leases (`relay serve`: `RELAY_WORKER_ID`, else host, process id
+    /// and a random suffix, so a restarted worker never mistakes an old lease for its own).
+    pub worker: Arc<str>,
+    /// How long a lease lasts without renewal.
+    pub lease_ttl: std::time::Duration,
+}
+
+impl Default for Coordination {
+    fn default() -> Self {
+        Self {
+            worker: default_worker_name().into(),
+            lease_ttl: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// The worker name of a store that only this machine's processes use (the SQLite file): a
+/// killed `relay run` or `relay serve` leaves its leases behind, and the next start on the
+/// file takes them over at once as their holder instead of waiting for them to run out.
+pub const LOCAL_WORKER: &str = "local";
+
+impl Coordination {
+    /// The default for `store`: a unique name per process start when processes on other
+    /// machines share it (PostgreSQL), [`LOCAL_WORKER`] otherwise.
+    pub fn for_store(store: &dyn Store) -> Self {
+        let mut coordination = Self::default();
+        if !store.shared_across_processes() {
+            coordination.worker = LOCAL_WORKER.into();
+        }
+        coordination
+    }
+}
+
+/// `host-pid-random`: unique per process start.
+pub fn default_worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "worker".to_owned());
+    // A random suffix from std's per-process random hash keys.
+    let random = {
+        use std::hash::{BuildHasher as _, Hasher as _};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.finish() as u16
+    };
+    format!("{host}-{}-{random:04x}", std::process::id())
+}
+
+/// The lease name of one entity.
+pub(crate) fn entity_lease(flow: &str, source_id: &str) -> String {
+    format!("entity/{flow}/{source_id}")
 }
 
 /// A process-wide "stopping" flag shared by every clone of a [`FlowContext`]: `relay serve`
@@ -81,6 +146,25 @@ impl FlowContext {
             .as_ref()
             .map(|client| client.with_budget(crate::budget::budget_of(flow)));
         ctx
+    }
+
+    /// Runs `work` only if this worker gets the lease `name` (another worker running it
+    /// already: `Ok(None)`), renewing the lease while it runs and giving it up after. For the
+    /// parts of a pass that read a cursor and must not run on two workers at once (a poll, a
+    /// feed), so that two workers never move one cursor.
+    pub async fn exclusive<T>(
+        &self,
+        name: &str,
+        work: impl std::future::Future<Output = Result<T, FlowError>>,
+    ) -> Result<Option<T>, FlowError> {
+        if !self
+            .store
+            .lease(name, &self.coordination.worker, self.coordination.lease_ttl)?
+        {
+            tracing::debug!(lease = name, "another worker holds it; skipped on this one");
+            return Ok(None);
+        }
+        under_lease(self, name, work).await
     }
 
     /// The Brightpearl client, or an error naming the settings to set.
@@ -353,16 +437,39 @@ pub(crate) async fn for_each_pending<'a, O>(
                     }
                 }
             }
-            match page.next() {
-                Some(record) => in_flight.push(process(record)),
-                None => break,
+            let Some(listed) = page.next() else { break };
+            // The item is another worker's while its lease runs; once ours, it is read again,
+            // since the page may be older than the other worker's last step.
+            let lease = entity_lease(flow, &listed.source_id);
+            let leased = ctx
+                .store
+                .lease(&lease, &ctx.coordination.worker, ctx.coordination.lease_ttl)
+                .and_then(|granted| match granted {
+                    true => ctx.store.get(flow, &listed.source_id),
+                    false => Ok(None),
+                });
+            match leased {
+                Ok(Some(record)) if record.status == Status::Pending => {
+                    in_flight.push(Box::pin(under_lease(ctx, lease, process(record))));
+                }
+                Ok(Some(_)) => {
+                    // Finished meanwhile by another worker.
+                    release(ctx, &lease);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    release(ctx, &lease);
+                    first_error = Some(e.into());
+                }
             }
         }
         match in_flight.next().await {
+            Some(Ok(None)) => {}
             Some(result) => {
                 processed += 1;
                 match result {
-                    Ok(outcome) => tally(outcome),
+                    Ok(Some(outcome)) => tally(outcome),
+                    Ok(None) => {}
                     Err(e) => {
                         first_error.get_or_insert(e);
                     }
@@ -377,6 +484,70 @@ pub(crate) async fn for_each_pending<'a, O>(
     }
 }
 
+/// Gives up this worker's lease `name` (a failure only delays the others until it runs out).
+fn release(ctx: &FlowContext, name: &str) {
+    if let Err(e) = ctx.store.release(name, &ctx.coordination.worker) {
+        tracing::warn!(lease = name, error = %e, "lease not released; it runs out by itself");
+    }
+}
+
+/// Runs `work` under the lease `name` that this worker holds: renews it every third of the
+/// lease's length, releases it at the end. When the lease is lost (another worker took it
+/// after a renewal failed for longer than the lease lasts) the work is dropped at its next
+/// await point, which is as safe as a crash: every step records its result right after its
+/// platform call and a replayed step checks the target first. Returns `Ok(None)` then.
+pub(crate) async fn under_lease<T>(
+    ctx: &FlowContext,
+    name: impl AsRef<str>,
+    work: impl std::future::Future<Output = Result<T, FlowError>>,
+) -> Result<Option<T>, FlowError> {
+    let name = name.as_ref();
+    let ttl = ctx.coordination.lease_ttl;
+    // Released however the work ends, also when its future is dropped (a cancelled pass):
+    // only a killed process leaves its leases to run out.
+    let _release = ReleaseOnDrop { ctx, name };
+    let heartbeat = async {
+        let mut renewed = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            match ctx.store.lease(name, &ctx.coordination.worker, ttl) {
+                Ok(true) => renewed = tokio::time::Instant::now(),
+                Ok(false) => {
+                    tracing::warn!(
+                        lease = name,
+                        "lease lost to another worker; dropping the work"
+                    );
+                    return;
+                }
+                // The store may be back before the lease runs out (a database restart).
+                Err(e) if renewed.elapsed() < ttl * 2 / 3 => {
+                    tracing::warn!(lease = name, error = %e, "lease not renewed; retrying");
+                }
+                Err(e) => {
+                    tracing::warn!(lease = name, error = %e, "lease not renewed in time; dropping the work");
+                    return;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        result = work => result.map(Some),
+        () = heartbeat => Ok(None),
+    }
+}
+
+/// Gives the lease `name` up when dropped.
+struct ReleaseOnDrop<'a> {
+    ctx: &'a FlowContext,
+    name: &'a str,
+}
+
+impl Drop for ReleaseOnDrop<'_> {
+    fn drop(&mut self) {
+        release(self.ctx, self.name);
+    }
+}
+
 impl FlowContext {
     /// Builds the clients of every configured platform from `settings` (a platform counts as
     /// configured when any of its settings is present) over `store`.
@@ -387,9 +558,18 @@ impl FlowContext {
     ) -> Result<Self, String> {
         use crate::platform::{Platform, configured_platforms};
         let configured = configured_platforms(settings);
+        // Workers on one shared database share tokens and rate budgets through it; a store of
+        // one process keeps them in the process.
+        let shared: Option<Arc<dyn auth_core::SharedAuthState>> = store
+            .shared_across_processes()
+            .then(|| Arc::new(crate::shared_auth::StoreAuthState::new(store.clone())) as _);
         let norce = if configured.contains(&Platform::Norce) {
             Some(
                 norce_client::NorceClientBuilder::from_settings(settings)
+                    .map(|b| match &shared {
+                        Some(state) => b.shared_auth_state(state.clone()),
+                        None => b,
+                    })
                     .and_then(|b| b.build())
                     .map_err(|e| e.hint())?,
             )
@@ -399,6 +579,10 @@ impl FlowContext {
         let nshift = if configured.contains(&Platform::Nshift) {
             Some(
                 nshift_client::NshiftClientBuilder::from_settings(settings)
+                    .map(|b| match &shared {
+                        Some(state) => b.shared_auth_state(state.clone()),
+                        None => b,
+                    })
                     .and_then(|b| b.build())
                     .map_err(|e| e.hint())?,
             )
@@ -408,6 +592,10 @@ impl FlowContext {
         let brightpearl = if configured.contains(&Platform::Brightpearl) {
             Some(
                 brightpearl_client::ClientBuilder::from_settings(settings)
+                    .map(|b| match &shared {
+                        Some(state) => b.shared_auth_state(state.clone()),
+                        None => b,
+                    })
                     .and_then(|b| b.build())
                     .map_err(|e| e.hint())?,
             )
@@ -415,6 +603,7 @@ impl FlowContext {
             None
         };
         Ok(Self {
+            coordination: Coordination::for_store(store.as_ref()),
             store,
             norce,
             nshift,
@@ -437,6 +626,7 @@ impl FlowContext {
             brightpearl: None,
             config: Arc::new(config),
             stopping: StopFlag::default(),
+            coordination: Coordination::default(),
         }
     }
 }
@@ -573,6 +763,142 @@ mod tests {
             started.load(Ordering::SeqCst) <= 5,
             "stopped soon after the error: {}",
             started.load(Ordering::SeqCst)
+        );
+    }
+
+    /// A second worker over the same store.
+    fn worker(ctx: &FlowContext, name: &str) -> FlowContext {
+        let mut other = ctx.clone();
+        other.coordination = Coordination {
+            worker: name.into(),
+            lease_ttl: std::time::Duration::from_secs(30),
+        };
+        other
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_workers_never_process_one_item_at_once_nor_twice() {
+        let base = context(40);
+        let (a, b) = (worker(&base, "a"), worker(&base, "b"));
+        let processed = std::sync::Mutex::new(Vec::new());
+        let pass = |ctx: &'static FlowContext| {
+            let processed = &processed;
+            for_each_pending(
+                ctx,
+                "f",
+                4,
+                move |record| {
+                    Box::pin(async move {
+                        // Slow items: the other worker's pass runs meanwhile.
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        processed.lock().unwrap().push(record.source_id.clone());
+                        ctx.store.update(
+                            "f",
+                            &record.source_id,
+                            &EntityUpdate {
+                                status: Some(Status::Done),
+                                ..Default::default()
+                            },
+                        )?;
+                        Ok(())
+                    })
+                },
+                |()| {},
+            )
+        };
+        let (a, b): (&'static FlowContext, &'static FlowContext) =
+            (Box::leak(Box::new(a)), Box::leak(Box::new(b)));
+        let (done_a, done_b) = tokio::join!(pass(a), pass(b));
+        let (done_a, done_b) = (done_a.unwrap(), done_b.unwrap());
+        let mut seen = processed.into_inner().unwrap();
+        assert_eq!(done_a + done_b, 40, "every item once in all");
+        assert!(
+            done_a > 0 && done_b > 0,
+            "both workers took items: {done_a} + {done_b}"
+        );
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 40, "no item processed twice");
+        assert!(
+            base.store.leases("entity/").unwrap().is_empty(),
+            "leases released"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_killed_workers_items_are_taken_over_after_its_lease_and_a_long_item_keeps_its_own() {
+        // The store's clock follows tokio's paused clock, so leases run out as time advances.
+        let start = (chrono::Utc::now(), tokio::time::Instant::now());
+        let store = crate::state::SqliteStore::in_memory()
+            .unwrap()
+            .with_clock(move || start.0 + chrono::TimeDelta::from_std(start.1.elapsed()).unwrap());
+        let mut base = context(0);
+        base.store = Arc::new(store);
+        for id in ["00000", "00001"] {
+            base.store.upsert_pending("f", id, None).unwrap();
+        }
+        let (a, b) = (worker(&base, "a"), worker(&base, "b"));
+        // Worker "dead" took item 00000 and died without releasing it.
+        let ttl = std::time::Duration::from_secs(30);
+        assert!(
+            base.store
+                .lease(&entity_lease("f", "00000"), "dead", ttl)
+                .unwrap()
+        );
+        // Worker a works 100 s on 00001: its lease is renewed meanwhile, so b never gets it.
+        let long = for_each_pending(
+            &a,
+            "f",
+            1,
+            |record| {
+                Box::pin(async move {
+                    assert_eq!(record.source_id, "00001");
+                    tokio::time::sleep(std::time::Duration::from_secs(100)).await;
+                    Ok(record.source_id)
+                })
+            },
+            |_| {},
+        );
+        let b_pass = async {
+            tokio::time::sleep(std::time::Duration::from_secs(50)).await;
+            let mut taken = Vec::new();
+            for_each_pending(
+                &b,
+                "f",
+                4,
+                |record| Box::pin(async move { Ok(record.source_id) }),
+                |id| taken.push(id),
+            )
+            .await
+            .unwrap();
+            taken
+        };
+        let (long, taken) = tokio::join!(long, b_pass);
+        assert_eq!(long.unwrap(), 1);
+        assert_eq!(
+            taken,
+            vec!["00000".to_owned()],
+            "b took the dead worker's item after its lease ran out, not a's renewed one"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exclusive_part_runs_on_one_worker_at_a_time() {
+        let base = context(0);
+        let (a, b) = (worker(&base, "a"), worker(&base, "b"));
+        let slow = async {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            Ok(1)
+        };
+        let (first, second) = tokio::join!(a.exclusive("poll/f", slow), async {
+            tokio::task::yield_now().await;
+            b.exclusive("poll/f", async { Ok(2) }).await
+        });
+        assert_eq!((first.unwrap(), second.unwrap()), (Some(1), None));
+        // Released at the end: the next one runs.
+        assert_eq!(
+            b.exclusive("poll/f", async { Ok(3) }).await.unwrap(),
+            Some(3)
         );
     }
 }

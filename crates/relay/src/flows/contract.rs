@@ -52,6 +52,40 @@ pub trait Flow: Send + Sync + 'static {
     /// Time between the passes `relay serve` schedules, from `[serve]` (`None`: only after an
     /// ingest gave it work).
     fn every(&self, serve: &ServeConfig) -> Option<Duration>;
+
+    /// Whether several workers sharing one store may run its passes at once: its pending
+    /// items are each processed under their own lease and its cursor reads run under
+    /// [`FlowContext::exclusive`]. Otherwise (the default) [`run_pass`] runs a pass on one
+    /// worker at a time: right for a flow bound by a per-account budget (Brightpearl's), where
+    /// more workers add no throughput.
+    fn parallel(&self) -> bool {
+        false
+    }
+}
+
+/// One pass of `flow` as `relay run` and `relay serve` start it: a flow that is not
+/// [`Flow::parallel`] runs under the lease `pass/{name}`, and when another worker holds that,
+/// this worker's pass does nothing (an empty report).
+pub fn run_pass<'a>(flow: &'a dyn Flow, ctx: &'a FlowContext) -> FlowFuture<'a> {
+    if flow.parallel() {
+        return flow.run(ctx);
+    }
+    Box::pin(async move {
+        let lease = format!("pass/{}", flow.name());
+        Ok(ctx
+            .exclusive(&lease, flow.run(ctx))
+            .await?
+            .unwrap_or_else(|| {
+                tracing::info!(
+                    flow = flow.name(),
+                    "another worker is running this flow; pass skipped"
+                );
+                FlowReport {
+                    flow: flow.name().to_owned(),
+                    ..FlowReport::default()
+                }
+            }))
+    })
 }
 
 /// `[serve]` seconds as an interval, `None` for 0.

@@ -274,7 +274,7 @@ async fn run_once(
         let started = Instant::now();
         // The flow's own Brightpearl client: its priority, its requests counted under its name.
         let ctx = shared.ctx.for_flow(flow.name());
-        let pass = flow.run(&ctx);
+        let pass = crate::flows::contract::run_pass(flow, &ctx);
         tokio::pin!(pass);
         let mut stop_seen = false;
         let result = loop {
