@@ -123,6 +123,9 @@ impl Store for FlakyStore {
     fn requeue(&self, dead_letter_id: i64) -> Result<Option<EntityRecord>, StateError> {
         self.inner.requeue(dead_letter_id)
     }
+    fn size(&self) -> Result<relay::state::StateSize, StateError> {
+        self.inner.size()
+    }
     fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StateError> {
         self.inner.lease(name, holder, ttl)
     }

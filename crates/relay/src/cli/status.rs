@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::state::{DeadLetter, SqliteStore, StateSize, Status, Store, parse_time_cursor};
+use crate::state::{DeadLetter, Lease, StateSize, Status, Store, parse_time_cursor};
 
 /// The flows that keep a cursor.
 pub const CURSOR_FLOWS: &[&str] = &[
@@ -69,12 +69,11 @@ enum CursorCommand {
     },
 }
 
-fn open(config: &super::ConfigArgs) -> Result<(SqliteStore, std::path::PathBuf), String> {
+/// The state the configuration names (PostgreSQL or the SQLite file) and where it is.
+fn open(config: &super::ConfigArgs) -> Result<(std::sync::Arc<dyn Store>, String), String> {
     let config = config.load()?;
-    let dir = config.state.dir;
-    let store =
-        SqliteStore::open_in(&dir).map_err(|e| format!("state in `{}`: {e}", dir.display()))?;
-    Ok((store, dir))
+    super::open_store(&config.state)
+        .map_err(|e| format!("state in `{}`: {e}", config.state.dir.display()))
 }
 
 fn finish(command: &str, result: Result<ExitCode, String>) -> ExitCode {
@@ -97,6 +96,8 @@ struct StatusReport {
     size: StateSize,
     /// What each flow drew from the Brightpearl budget in the last minutes.
     brightpearl_budget: BudgetReport,
+    /// Who works on what now: items, polls and passes leased by the workers sharing the state.
+    leases: Vec<Lease>,
 }
 
 #[derive(Serialize)]
@@ -174,16 +175,18 @@ pub async fn execute_status(args: StatusArgs) -> ExitCode {
 }
 
 fn status(args: &StatusArgs) -> Result<ExitCode, String> {
-    let (store, dir) = open(&args.config)?;
+    let (store, location) = open(&args.config)?;
+    let store = store.as_ref();
     let report = StatusReport {
-        data_dir: dir.display().to_string(),
-        entities: entity_counts(&store)?,
+        data_dir: location,
+        entities: entity_counts(store)?,
         inbox_pending: store.inbox_len().map_err(|e| e.to_string())?,
         dead_letters: store.dead_letters().map_err(|e| e.to_string())?,
         size: store.size().map_err(|e| e.to_string())?,
+        leases: store.leases("").map_err(|e| e.to_string())?,
         brightpearl_budget: BudgetReport {
             minutes: crate::budget::STATUS_MINUTES,
-            flows: crate::budget::recent(&store, chrono::Utc::now(), crate::budget::STATUS_MINUTES)
+            flows: crate::budget::recent(store, chrono::Utc::now(), crate::budget::STATUS_MINUTES)
                 .map_err(|e| e.to_string())?,
         },
     };
@@ -207,6 +210,16 @@ fn status(args: &StatusArgs) -> Result<ExitCode, String> {
         "state rows: inbox {} ({} pending), entities {} ({} with a payload), dead letters {}",
         size.inbox_rows, size.inbox_pending, size.entities, size.entity_payloads, size.dead_letters
     );
+    if !report.leases.is_empty() {
+        // Per worker: how many leases it holds now, and one of them as an example.
+        let mut workers: std::collections::BTreeMap<&str, (usize, &str)> = Default::default();
+        for lease in &report.leases {
+            workers.entry(&lease.holder).or_insert((0, &lease.name)).0 += 1;
+        }
+        for (worker, (count, example)) in workers {
+            println!("worker {worker}: {count} lease(s), e.g. {example}");
+        }
+    }
     println!();
     if report.entities.is_empty() {
         println!("no entities yet (run `relay run` or `relay serve`)");

@@ -361,4 +361,32 @@ mod tests {
             .to_string();
         assert!(err.contains("run.concurrency"), "{err}");
     }
+
+    #[test]
+    fn a_database_url_in_the_file_is_checked_and_never_carries_a_password() {
+        let state = |url: &str| StateConfig {
+            url: Some(url.to_owned()),
+            ..StateConfig::default()
+        };
+        assert!(state("postgres://relay@db:5432/relay").validate().is_ok());
+        assert!(
+            state("postgresql://db/relay?sslmode=disable")
+                .validate()
+                .is_ok()
+        );
+        let err = state("postgres://relay:hunter2@db/relay")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("state.url") && err.contains("RELAY_DATABASE_URL"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = state("mysql://db/relay")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("postgres://"), "{err}");
+    }
 }

@@ -478,6 +478,9 @@ pub trait Store: Send + Sync {
     /// Removes a dead letter and sets its entity back to `Pending` with no attempts, for replay.
     fn requeue(&self, dead_letter_id: i64) -> Result<Option<EntityRecord>, StateError>;
 
+    /// The state's size: on disk and the rows per table.
+    fn size(&self) -> Result<StateSize, StateError>;
+
     /// Whether processes on other machines may share this store (PostgreSQL): the clients
     /// then keep their tokens and rate budgets in it ([`crate::shared_auth`]). A store of one
     /// process (the SQLite file; the default) keeps them in the process.

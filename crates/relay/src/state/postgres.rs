@@ -685,6 +685,10 @@ fn owned(values: &[&str]) -> Vec<String> {
 }
 
 impl Store for PgStore {
+    fn size(&self) -> Result<StateSize, StateError> {
+        PgStore::size(self)
+    }
+
     fn shared_across_processes(&self) -> bool {
         true
     }

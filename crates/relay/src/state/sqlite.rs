@@ -511,6 +511,10 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn size(&self) -> Result<StateSize, StateError> {
+        SqliteStore::size(self)
+    }
+
     fn upsert_pending(
         &self,
         flow: &str,
