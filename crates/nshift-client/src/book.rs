@@ -65,6 +65,17 @@ fn numeric_key(id: &str) -> (u64, String) {
     (id.parse::<u64>().unwrap_or(u64::MAX), id.to_owned())
 }
 
+/// Who may book an order at the same time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writers {
+    /// Concurrent callers may book the same order: after a store, search again so that every
+    /// caller prints the same (canonical) stored shipment.
+    Several,
+    /// The caller is the order's only writer: the stored shipment a store answered READY is
+    /// printed without searching again.
+    One,
+}
+
 /// The stored shipment every caller picks (printed first, then the lowest id) and the
 /// unprinted others.
 fn canonical(mut candidates: Vec<StoredShipmentInfo>) -> Option<(StoredShipmentInfo, Vec<String>)> {
@@ -95,6 +106,25 @@ impl NshiftClient {
         self.book_once_with(order_no, shipment, &config).await
     }
 
+    /// [`NshiftClient::book_once`] for a caller that is the **only writer** of `order_no`
+    /// (one worker per order, e.g. under a lease): one stored-shipment search fewer per
+    /// booking. The search before a store stays (it finds what a lost answer or a crash left
+    /// behind), and so does the search after every failed step; what goes is the search
+    /// between a successful store and the print, whose only purpose is to make concurrent
+    /// callers agree on one stored shipment: the stored shipment the store answered READY is
+    /// printed directly. Two callers booking the same order at the same time through this
+    /// method could each print their own stored shipment: use [`NshiftClient::book_once`]
+    /// unless nothing else books the order meanwhile.
+    pub async fn book_once_exclusive(
+        &self,
+        order_no: &str,
+        shipment: Shipment,
+    ) -> Result<Booking, Error> {
+        let config = self.print_config.clone();
+        self.book_once_as(order_no, shipment, &config, Writers::One)
+            .await
+    }
+
     /// Books `shipment` for `order_no` exactly once, even across retries, lost answers and
     /// crashes, printing with `print`. `order_no` becomes `shipment.orderNo` (a different one
     /// already there is refused) and must be unique per booking; the Developer ID is added.
@@ -104,8 +134,19 @@ impl NshiftClient {
     pub async fn book_once_with(
         &self,
         order_no: &str,
+        shipment: Shipment,
+        print: &PrintConfig,
+    ) -> Result<Booking, Error> {
+        self.book_once_as(order_no, shipment, print, Writers::Several)
+            .await
+    }
+
+    async fn book_once_as(
+        &self,
+        order_no: &str,
         mut shipment: Shipment,
         print: &PrintConfig,
+        writers: Writers,
     ) -> Result<Booking, Error> {
         let order_no = order_no.trim().to_owned();
         if order_no.is_empty() {
@@ -122,7 +163,7 @@ impl NshiftClient {
         shipment.order_no = Some(order_no.clone());
         self.apply_developer_id(&mut shipment);
         let span = tracing::info_span!("nshift.book_once", order_no = %order_no);
-        let rounds = self.book_rounds(&order_no, &shipment, print);
+        let rounds = self.book_rounds(&order_no, &shipment, print, writers);
         rounds.instrument(span).await
     }
 
@@ -131,9 +172,14 @@ impl NshiftClient {
         order_no: &str,
         shipment: &Shipment,
         print: &PrintConfig,
+        writers: Writers,
     ) -> Result<Booking, Error> {
         let options = &self.book_options;
         let (mut failures, mut last) = (0u32, None);
+        // The stored shipment this call's store just answered READY, printed without searching
+        // again when the caller is the only writer (nothing else can have stored one since the
+        // search that came before the store).
+        let mut stored_now: Option<StoredShipmentInfo> = None;
         // A print refused (422/404) for this stored id: returned if it is still READY next round.
         let mut print_refused: Option<(String, Error)> = None;
         // A hard cap: a store or a print without failure moves one step forward.
@@ -141,13 +187,16 @@ impl NshiftClient {
             if failures >= options.max_rounds {
                 break;
             }
-            let found = match self.find_stored_by_order_no(order_no).await {
-                Ok(found) => canonical(found),
-                Err(e) if worth_another_round(&e) => {
-                    last = Some(self.failed_round(e, &mut failures).await);
-                    continue;
-                }
-                Err(e) => return Err(e),
+            let found = match stored_now.take() {
+                Some(info) => Some((info, Vec::new())),
+                None => match self.find_stored_by_order_no(order_no).await {
+                    Ok(found) => canonical(found),
+                    Err(e) if worth_another_round(&e) => {
+                        last = Some(self.failed_round(e, &mut failures).await);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             let Some((stored, redundant)) = found else {
                 if options.check_feed_before_store {
@@ -163,7 +212,11 @@ impl NshiftClient {
                 }
                 match self.store_shipment(shipment.clone()).await {
                     Ok(info) => {
-                        tracing::info!(stored_id = %info.id, status = %status_of(&info), "shipment stored")
+                        tracing::info!(stored_id = %info.id, status = %status_of(&info), "shipment stored");
+                        // Any other status (or none in the answer) is read back by the search.
+                        if writers == Writers::One && status_of(&info) == "READY" {
+                            stored_now = Some(info);
+                        }
                     }
                     Err(e) if worth_another_round(&e) => {
                         tracing::warn!(error = %e, "store ended ambiguously; searching before posting again");
@@ -337,6 +390,94 @@ mod tests {
             status: Some(status.into()),
             ..Default::default()
         }
+    }
+
+    /// A client over an in-memory nShift holding at most one stored shipment (its status);
+    /// returns the requests seen as `METHOD path`.
+    fn scripted_nshift() -> (NshiftClient, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use bytes::Bytes;
+        use std::sync::{Arc, Mutex};
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let stored: Arc<Mutex<Option<&'static str>>> = Arc::default();
+        let log = Arc::clone(&seen);
+        let transport = tower::service_fn(move |request: http::Request<Bytes>| {
+            let (method, path) = (request.method().as_str(), request.uri().path());
+            log.lock().unwrap().push(format!("{method} {path}"));
+            let mut stored = stored.lock().unwrap();
+            let info = |status: &str| {
+                format!(r#"{{"id":"7","href":"h","orderNo":"NC-1","status":"{status}"}}"#)
+            };
+            let (status, body) = match (method, path.rsplit('/').next().unwrap_or_default()) {
+                ("GET", "stored-shipments") => {
+                    (200, format!("[{}]", stored.map(info).unwrap_or_default()))
+                }
+                ("POST", "stored-shipments") => {
+                    *stored = Some("READY");
+                    (201, info("READY"))
+                }
+                ("POST", "shipments") => {
+                    *stored = Some("PRINTED");
+                    let printed = r#"[{"id":"900","href":"h","orderNo":"NC-1","parcels":[{"parcelNo":"P1"}]}]"#;
+                    (201, printed.to_owned())
+                }
+                _ => (404, String::new()),
+            };
+            let response = http::Response::builder()
+                .status(status)
+                .header("Content-Type", "application/json")
+                .body(Bytes::from(body))
+                .unwrap();
+            std::future::ready(Ok::<_, auth_core::Error>(response))
+        });
+        let client = NshiftClient::builder()
+            .base_url("http://127.0.0.1:9/rs-extapi/v1")
+            .api_key_id("UNITKEY")
+            .secret_id("unit-s3cr3t".to_owned().into())
+            .transport(transport)
+            .build()
+            .unwrap();
+        (client, seen)
+    }
+
+    #[tokio::test]
+    async fn the_only_writer_prints_what_it_stored_without_searching_again() {
+        let searches = |seen: &[String]| {
+            seen.iter()
+                .filter(|r| *r == "GET /rs-extapi/v1/stored-shipments")
+                .count()
+        };
+        let (shared, seen) = scripted_nshift();
+        let booking = shared.book_once("NC-1", Shipment::default()).await.unwrap();
+        assert_eq!(booking.outcome, BookingOutcome::Printed);
+        assert_eq!(searches(&seen.lock().unwrap()), 2, "{seen:?}");
+
+        let (exclusive, seen) = scripted_nshift();
+        let booking = exclusive
+            .book_once_exclusive("NC-1", Shipment::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            (booking.outcome, booking.stored_id.as_deref()),
+            (BookingOutcome::Printed, Some("7"))
+        );
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [
+                "GET /rs-extapi/v1/stored-shipments",
+                "POST /rs-extapi/v1/stored-shipments",
+                "POST /rs-extapi/v1/stored-shipments/7/shipments",
+            ],
+            "one search, before the store"
+        );
+        // Booked again (a resumed order): the search finds it printed, nothing is stored.
+        let again = exclusive
+            .book_once_exclusive("NC-1", Shipment::default())
+            .await;
+        assert!(
+            !matches!(again, Ok(ref b) if b.outcome == BookingOutcome::Printed),
+            "{again:?}"
+        );
     }
 
     #[test]

@@ -417,8 +417,15 @@ async fn a_dropped_run_resumes_in_a_fresh_context_without_duplicates() {
         })
         .unwrap();
     let qualifying = qualifying(&sandbox).await;
+    // One worker restarted over the same state (as with `RELAY_WORKER_ID`): the leases a
+    // dropped pass left are its own, so the next context takes the items at once instead of
+    // after the lease time.
+    let worker = relay::flows::context::Coordination {
+        worker: "restarted-worker".into(),
+        ..Default::default()
+    };
     for budget_ms in [60, 150, 300] {
-        let ctx = common::context_with_store(
+        let mut ctx = common::context_with_store(
             &sandbox,
             config(
                 &dir,
@@ -429,6 +436,7 @@ async fn a_dropped_run_resumes_in_a_fresh_context_without_duplicates() {
             ),
             store.clone(),
         );
+        ctx.coordination = worker.clone();
         // Dropping the pass's future is what a crash or a shutdown does to it.
         let _ = tokio::time::timeout(Duration::from_millis(budget_ms), shipping::run(&ctx)).await;
     }
@@ -436,11 +444,12 @@ async fn a_dropped_run_resumes_in_a_fresh_context_without_duplicates() {
         entities_in(store.as_ref(), Status::Pending) > 0,
         "the budgets cut the passes short"
     );
-    let ctx = common::context_with_store(
+    let mut ctx = common::context_with_store(
         &sandbox,
         config(&dir, ShippingConfig::default()),
         store.clone(),
     );
+    ctx.coordination = worker;
     run_until_settled(&ctx, 3).await;
     assert_eq!(
         entities(&ctx, Status::Done),
@@ -872,5 +881,170 @@ async fn a_refused_parcel_status_update_is_a_dead_letter_naming_the_switch() {
     {
         assert_eq!(counts(&sandbox, &order_no).await, (1, 1), "{order_no}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Requests the sandbox logged for `method` and `path_prefix`.
+fn calls(sandbox: &Sandbox, method: &str, path_prefix: &str) -> usize {
+    sandbox.state().faults.count(method, path_prefix)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_polled_order_costs_one_order_read_one_stored_shipment_search_and_its_four_writes() {
+    let sandbox = common::sandbox_with(SandboxConfig::default()).await;
+    let dir = data_dir("calls");
+    let ctx = common::context(
+        &sandbox,
+        config(
+            &dir,
+            ShippingConfig {
+                track: false,
+                ..ShippingConfig::default()
+            },
+        ),
+    );
+    let qualifying = qualifying(&sandbox).await;
+    let pickup_orders = orders(&sandbox)
+        .await
+        .iter()
+        .filter(|o| o["status"] == "Created" && o["deliveryMethod"] == "POSTNORD_PICKUP")
+        .count();
+    assert!(pickup_orders > 0, "the dataset has pickup-point orders");
+
+    let report = shipping::run(&ctx).await.unwrap();
+    assert_eq!(
+        (report.done, report.failed),
+        (qualifying.len() as u64, 0),
+        "{report:?}"
+    );
+    assert_shipped_once(&sandbox, &dir, &qualifying).await;
+    let n = qualifying.len();
+    let per_order = [
+        ("GET", "/commerce/order/1.1/GetOrder", n),
+        ("GET", "/rs-extapi/v1/stored-shipments", n),
+        ("POST", "/rs-extapi/v1/stored-shipments", 2 * n), // store, print
+        ("POST", "/commerce/connect/4.0/Order/CreateDeliveryNote", n),
+        ("POST", "/commerce/connect/4.0/Order/SendOrderStatus", n),
+        // The orders carry the pickup point the checkout chose: no lookup.
+        ("GET", "/rs-extapi/v1/addresses/agents", 0),
+    ];
+    for (method, path, expected) in per_order {
+        assert_eq!(calls(&sandbox, method, path), expected, "{method} {path}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A qualifying pickup-point order of the sandbox (admin JSON), its pickup point replaced by one
+/// nShift does not know.
+async fn pickup_order_with_an_unknown_pickup_point(sandbox: &Sandbox) -> Value {
+    let mut order = orders(sandbox)
+        .await
+        .into_iter()
+        .find(|o| o["status"] == "Created" && o["deliveryMethod"] == "POSTNORD_PICKUP")
+        .expect("the dataset has a pickup-point order");
+    order["pickupPoint"] = "999999".into();
+    order
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_pickup_point_refused_by_nshift_is_booked_at_the_nearest_agent() {
+    let sandbox = common::sandbox_with(SandboxConfig::default()).await;
+    let dir = data_dir("unknown-agent");
+    let ctx = common::context(
+        &sandbox,
+        config(
+            &dir,
+            ShippingConfig {
+                poll: false,
+                track: false,
+                ..ShippingConfig::default()
+            },
+        ),
+    );
+    let order = pickup_order_with_an_unknown_pickup_point(&sandbox).await;
+    let order_no = order["orderNo"].as_str().unwrap().to_owned();
+    let key = order["clientOrderRef"].to_string();
+    ingest_push(&ctx, &order_request(&order, None), &key).await;
+
+    let report = shipping::run(&ctx).await.unwrap();
+    assert_eq!(
+        (report.booked, report.done, report.failed),
+        (1, 1, 0),
+        "{report:?}; dead letters: {:?}",
+        ctx.store.dead_letters().unwrap()
+    );
+    assert_shipped_once(&sandbox, &dir, std::slice::from_ref(&order_no)).await;
+    let shipment = &admin(
+        &sandbox,
+        &format!("/_sandbox/nshift/shipments?orderNo={order_no}"),
+    )
+    .await[0];
+    let agent = shipment["agentId"].as_str().expect("booked at an agent");
+    assert_ne!(agent, "999999", "{shipment}");
+    assert_eq!(payload(&ctx, &key)["shipment"]["agent_id"], agent);
+    // The refused stored shipment was deleted; only the printed one is left.
+    let stored = admin(
+        &sandbox,
+        &format!("/_sandbox/nshift/stored-shipments?orderNo={order_no}"),
+    )
+    .await;
+    let live: Vec<&Value> = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["deleted"] != true)
+        .collect();
+    assert_eq!(live.len(), 1, "{stored}");
+    assert_eq!(live[0]["status"], "PRINTED", "{stored}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_pickup_point_without_the_fallback_is_dead_lettered_naming_the_setting() {
+    let sandbox = common::sandbox_with(SandboxConfig::default()).await;
+    let dir = data_dir("unknown-agent-no-fallback");
+    let ctx = common::context(
+        &sandbox,
+        config(
+            &dir,
+            ShippingConfig {
+                poll: false,
+                track: false,
+                pickup_fallback_nearest: false,
+                ..ShippingConfig::default()
+            },
+        ),
+    );
+    let order = pickup_order_with_an_unknown_pickup_point(&sandbox).await;
+    let order_no = order["orderNo"].as_str().unwrap().to_owned();
+    let key = order["clientOrderRef"].to_string();
+    ingest_push(&ctx, &order_request(&order, None), &key).await;
+
+    let report = shipping::run(&ctx).await.unwrap();
+    assert_eq!((report.booked, report.failed), (0, 1), "{report:?}");
+    let letters = ctx.store.dead_letters().unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(
+        letters[0].error.contains("999999")
+            && letters[0]
+                .error
+                .contains("shipping.pickup_fallback_nearest"),
+        "{}",
+        letters[0].error
+    );
+    assert_eq!(counts(&sandbox, &order_no).await, (0, 0));
+    let stored = admin(
+        &sandbox,
+        &format!("/_sandbox/nshift/stored-shipments?orderNo={order_no}"),
+    )
+    .await;
+    assert!(
+        stored
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["deleted"] == true),
+        "the refused stored shipment is removed: {stored}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

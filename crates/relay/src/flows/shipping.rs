@@ -22,9 +22,9 @@
 //! | step | platform call | replay safety |
 //! | --- | --- | --- |
 //! | `resolved` | Query (pushed orders: by `quotationId`), `GetOrder`: status check, order number, data | read only |
-//! | `booked` | nShift `book_once(order number, shipment)` | `book_once` searches stored shipments by `orderNo` first: at most one printed shipment per order |
+//! | `booked` | nShift `book_once_exclusive(order number, shipment)`; the pickup point is looked up only for an order without one, or after nShift refused the order's | `book_once` searches stored shipments by `orderNo` first: at most one printed shipment per order (one search per booking: an entity has one worker at a time) |
 //! | `labels_saved` | labels from the booking, else `GET /shipments/{id}/pdfs` | files are written to a temporary name and renamed, so a crash leaves either no file or the whole file |
-//! | `note_created` | `GetOrder`, then `CreateDeliveryNote` only if no note of the order has this note number or these parcel numbers | Norce's CreateDeliveryNote is not idempotent: the check runs before every attempt |
+//! | `note_created` | `CreateDeliveryNote`; when resumed at this step (or for an order found already booked), `GetOrder` first and the note only if no note of the order has this note number or these parcel numbers | Norce's CreateDeliveryNote is not idempotent: the check runs before every attempt that may follow one that reached Norce |
 //! | `status_sent` (Done) | `SendOrderStatus` Delivered (PartlyDelivered when order lines were left off the note) | setting a status twice is harmless |
 //!
 //! Every step is recorded after its platform call, so a crash or a dropped future at any point
@@ -128,7 +128,17 @@ impl Flow for Shipping {
     fn every(&self, serve: &ServeConfig) -> Option<Duration> {
         every(serve.shipping_every_secs)
     }
+
+    /// Items are leased one by one; the poll and the alerts feed run on one worker at a time.
+    fn parallel(&self) -> bool {
+        true
+    }
 }
+
+/// The lease of the Query poll (its cursor is the flow's).
+const POLL_LEASE: &str = "poll/shipping";
+/// The lease of the nShift alerts feed (its cursor is `shipping-alerts`).
+const ALERTS_LEASE: &str = "poll/shipping-alerts";
 
 /// One pass: poll, process every pending entity, read the alerts feed.
 pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
@@ -142,14 +152,14 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
     };
 
     if settings.poll {
-        let already_done = pickup::poll(ctx, norce, &settings)
-            .instrument(tracing::info_span!(
-                "shipping.step",
-                flow = FLOW,
-                step = "poll",
-                source_id = tracing::field::Empty
-            ))
-            .await?;
+        let poll = pickup::poll(ctx, norce, &settings).instrument(tracing::info_span!(
+            "shipping.step",
+            flow = FLOW,
+            step = "poll",
+            source_id = tracing::field::Empty
+        ));
+        // One worker polls at a time: two would move the one cursor.
+        let already_done = ctx.exclusive(POLL_LEASE, poll).await?.unwrap_or(0);
         report.seen += already_done;
         report.done += already_done;
     }
@@ -163,8 +173,9 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
             step = "track",
             source_id = tracing::field::Empty
         );
-        match track::read_alerts(ctx, nshift).instrument(span).await {
-            Ok(updated) => tracing::debug!(updated, "parcel statuses recorded"),
+        let alerts = track::read_alerts(ctx, nshift).instrument(span);
+        match ctx.exclusive(ALERTS_LEASE, alerts).await {
+            Ok(updated) => tracing::debug!(?updated, "parcel statuses recorded"),
             Err(e) => {
                 tracing::warn!(error = %e, "nShift alerts not read this pass; parcel status unchanged")
             }

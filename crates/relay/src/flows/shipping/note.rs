@@ -1,6 +1,6 @@
-//! Writing the booking back to Norce: the delivery note (checked before every create: Norce's
-//! CreateDeliveryNote is not idempotent), the note again with changed parcel statuses, and the
-//! order status.
+//! Writing the booking back to Norce: the delivery note (checked before every create that may
+//! follow one that reached Norce: Norce's CreateDeliveryNote is not idempotent), the note again
+//! with changed parcel statuses, and the order status.
 
 use norce_client::models::connect::operations::ConnectApi as _;
 use norce_client::models::connect::{
@@ -12,11 +12,23 @@ use norce_client::models::services::{GetOrderQuery, operations::ServicesApi as _
 use super::order::{BookedShipment, ShippingItem};
 use crate::flows::action::ItemError;
 
-/// Creates the delivery note unless the order already has it. Returns whether it was created
-/// by this call.
+/// Whether an earlier attempt may have sent the order's delivery note: a crash, a dropped pass
+/// or a lost answer after `CreateDeliveryNote` reached Norce, before the step was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EarlierNote {
+    /// The order is read first (`GetOrder`) and the note created only if it is not there.
+    Possible,
+    /// This attempt is the first to reach the note step (it recorded the steps before it
+    /// itself): created without reading the order first.
+    Impossible,
+}
+
+/// Creates the delivery note unless an earlier attempt may have sent it and the order has it.
+/// Returns whether it was created by this call.
 pub(crate) async fn write_delivery_note(
     norce: &norce_client::NorceClient,
     item: &mut ShippingItem,
+    earlier: EarlierNote,
 ) -> Result<bool, ItemError> {
     let order_id = item
         .order_id
@@ -34,30 +46,11 @@ pub(crate) async fn write_delivery_note(
     });
     item.note_no = Some(note_no.clone());
 
-    // CreateDeliveryNote is not idempotent: check the order before every attempt.
-    let order = norce
-        .get_order(&GetOrderQuery {
-            id: order_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| ItemError::call(&format!("GetOrder {order_id}"), e))?;
-    let exists = order.delivery_notes.iter().flatten().any(|note| {
-        note.note_no.as_deref() == Some(note_no.as_str()) || {
-            let parcels: Vec<&str> = note
-                .packages
-                .iter()
-                .flatten()
-                .filter_map(|p| p.parcel_number.as_deref())
-                .collect();
-            !booked.parcel_numbers.is_empty()
-                && booked
-                    .parcel_numbers
-                    .iter()
-                    .all(|p| parcels.contains(&p.as_str()))
-        }
-    });
-    if exists {
+    // CreateDeliveryNote is not idempotent: check the order before every attempt that may
+    // follow one that reached Norce.
+    if earlier == EarlierNote::Possible
+        && note_exists(norce, &order_id, &note_no, &booked.parcel_numbers).await?
+    {
         tracing::info!(note_no = %note_no, "the Norce order already has the delivery note; not created again");
         return Ok(false);
     }
@@ -71,6 +64,34 @@ pub(crate) async fn write_delivery_note(
     .await?;
     tracing::info!(note_no = %note_no, parcels = booked.parcel_numbers.len(), "delivery note created");
     Ok(true)
+}
+
+/// Whether the Norce order has a delivery note with `note_no` or with all of `parcel_numbers`.
+async fn note_exists(
+    norce: &norce_client::NorceClient,
+    order_id: &str,
+    note_no: &str,
+    parcel_numbers: &[String],
+) -> Result<bool, ItemError> {
+    let order = norce
+        .get_order(&GetOrderQuery {
+            id: order_id.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| ItemError::call(&format!("GetOrder {order_id}"), e))?;
+    Ok(order.delivery_notes.iter().flatten().any(|note| {
+        note.note_no.as_deref() == Some(note_no) || {
+            let parcels: Vec<&str> = note
+                .packages
+                .iter()
+                .flatten()
+                .filter_map(|p| p.parcel_number.as_deref())
+                .collect();
+            !parcel_numbers.is_empty()
+                && parcel_numbers.iter().all(|p| parcels.contains(&p.as_str()))
+        }
+    }))
 }
 
 /// Sends the delivery note again, same `NoteNo` and lines, with the parcels' current statuses

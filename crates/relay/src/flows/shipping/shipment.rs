@@ -1,9 +1,10 @@
 //! Building the nShift shipment from the order and booking it exactly once.
 
+use client_core::ErrorKind;
 use nshift_client::models::{
     Addon, DeleteStoredShipmentPath, FindAgentsQuery, Parcel, Partner, Party, Service, Shipment,
 };
-use nshift_client::{BookingOutcome, DeliveryApi as _, Label, NshiftClient};
+use nshift_client::{Booking, BookingOutcome, DeliveryApi as _, Label, NshiftClient};
 
 use super::labels::not_found;
 use super::order::{BookedShipment, OrderData, ShippingItem};
@@ -152,12 +153,26 @@ async fn agent(
     }
 }
 
-/// The nShift shipment for the order.
+/// How the shipment's pickup point (nShift agent) is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AgentChoice {
+    /// The order's pickup point as it is, without a lookup (the checkout picked it from the
+    /// same network); nShift checks it when the shipment is stored. Orders without one get
+    /// the lookup.
+    AsOrdered,
+    /// Looked up: the order's pickup point when nShift knows it, else (with
+    /// `pickup_fallback_nearest`) the nearest agent.
+    LookedUp,
+}
+
+/// The nShift shipment for the order, its service, and whether its agent is the order's
+/// pickup point taken without a lookup.
 pub(crate) async fn build(
     nshift: &NshiftClient,
     settings: &Settings,
     item: &ShippingItem,
-) -> Result<(Shipment, ChosenService), ItemError> {
+    choice: AgentChoice,
+) -> Result<(Shipment, ChosenService, bool), ItemError> {
     let order = item
         .order
         .as_ref()
@@ -172,10 +187,19 @@ pub(crate) async fn build(
     let service = settings
         .service_for(&method, &country)
         .ok_or_else(|| ItemError::permanent(format!("no nShift service is mapped for the Norce delivery method `{method}`: add `[shipping.services.{method}]`")))?;
-    let agent = match &service.agent_type {
-        Some(agent_type) => agent(nshift, settings, agent_type, order).await?,
-        None => None,
+    let as_ordered = order
+        .pickup_point
+        .as_ref()
+        .filter(|_| service.agent_type.is_some() && choice == AgentChoice::AsOrdered);
+    let agent = match (&service.agent_type, as_ordered) {
+        (Some(_), Some(id)) => Some(Party {
+            quick_id: Some(id.clone()),
+            ..Party::default()
+        }),
+        (Some(agent_type), None) => agent(nshift, settings, agent_type, order).await?,
+        (None, _) => None,
     };
+    let unverified_agent = as_ordered.is_some();
     let (copies, weight) = parcels_for(settings, order);
     let sender_partners = match (&service.partner_id, &service.customer_no) {
         (Some(partner), Some(customer_no)) => Some(vec![Partner {
@@ -227,7 +251,7 @@ pub(crate) async fn build(
         }],
         ..Shipment::default()
     };
-    Ok((shipment, service))
+    Ok((shipment, service, unverified_agent))
 }
 
 /// Books the order exactly once and records the booking in `item`.
@@ -236,17 +260,28 @@ pub(crate) async fn book(
     settings: &Settings,
     item: &mut ShippingItem,
 ) -> Result<Booked, ItemError> {
-    let (shipment, service) = build(nshift, settings, item).await?;
+    let (shipment, service, unverified_agent) =
+        build(nshift, settings, item, AgentChoice::AsOrdered).await?;
     let order_no = item.order_no.clone().unwrap_or_default();
-    let agent_id = shipment.agent.as_ref().and_then(|a| a.quick_id.clone());
-    let booking = match nshift.book_once(&order_no, shipment).await {
+    let mut agent_id = agent_id_of(&shipment);
+    let mut service = service;
+    let booking = match book_exclusive(nshift, &order_no, shipment).await {
         Ok(booking) => booking,
-        Err(e) => {
-            if e.kind() == client_core::ErrorKind::Permanent {
-                remove_unprinted(nshift, &order_no).await;
+        Err(refused) if unverified_agent && refused.kind() == Some(ErrorKind::Permanent) => {
+            // nShift refused the shipment with the order's pickup point taken as it is: look the
+            // pickup point up now. Known to nShift: the refusal is about something else. Unknown:
+            // the lookup's own answer (the nearest agent, or the error naming the setting).
+            let (checked, checked_service, _) =
+                build(nshift, settings, item, AgentChoice::LookedUp).await?;
+            if agent_id_of(&checked) == agent_id {
+                return Err(refused);
             }
-            return Err(ItemError::call(&format!("nShift booking of {order_no}"), e));
+            tracing::warn!(pickup_point = ?agent_id, agent = ?agent_id_of(&checked), "the order's pickup point is not an nShift agent; booking with the nearest one");
+            agent_id = agent_id_of(&checked);
+            service = checked_service;
+            book_exclusive(nshift, &order_no, checked).await?
         }
+        Err(e) => return Err(e),
     };
     let printed_now = booking.outcome == BookingOutcome::Printed;
     let parcel_numbers: Vec<String> = booking
@@ -292,6 +327,30 @@ pub(crate) async fn book(
         printed_now,
         labels,
     })
+}
+
+/// The agent (pickup point) id of a shipment.
+fn agent_id_of(shipment: &Shipment) -> Option<String> {
+    shipment.agent.as_ref().and_then(|a| a.quick_id.clone())
+}
+
+/// `book_once` as the order's only writer (the entity is processed by one worker at a time:
+/// one stored-shipment search per booking instead of two); a refusal for good deletes the
+/// order's unprinted stored shipments (see [`remove_unprinted`]).
+async fn book_exclusive(
+    nshift: &NshiftClient,
+    order_no: &str,
+    shipment: Shipment,
+) -> Result<Booking, ItemError> {
+    match nshift.book_once_exclusive(order_no, shipment).await {
+        Ok(booking) => Ok(booking),
+        Err(e) => {
+            if e.kind() == ErrorKind::Permanent {
+                remove_unprinted(nshift, order_no).await;
+            }
+            Err(ItemError::call(&format!("nShift booking of {order_no}"), e))
+        }
+    }
 }
 
 /// Deletes the order's stored shipments that were never printed (a booking nShift refused

@@ -8,7 +8,7 @@ use norce_client::models::services::{GetOrderQuery, operations::ServicesApi as _
 use tracing::Instrument as _;
 
 use super::names::{FLOW, steps};
-use super::note::{send_status, update_parcel_statuses, write_delivery_note};
+use super::note::{EarlierNote, send_status, update_parcel_statuses, write_delivery_note};
 use super::order::{Origin, ShippingItem};
 use super::settings::{FINAL_STATUSES, ParcelStatusWriteback, Settings};
 use super::{labels, shipment};
@@ -112,6 +112,9 @@ async fn advance(
     };
     item.client_order_ref.clone_from(&source_id);
     let mut step = record.step.clone().filter(|s| s != steps::REREAD);
+    // The step this attempt starts at: a step reached later was recorded by this attempt, so no
+    // earlier attempt can have made its platform call.
+    let resumed_at = step.clone();
     let mut fresh_labels = None;
 
     if step.is_none() {
@@ -168,7 +171,17 @@ async fn advance(
 
     if step.as_deref() == Some(steps::LABELS_SAVED) {
         let span = tracing::info_span!("shipping.step", flow = FLOW, step = "delivery_note", source_id = %source_id);
-        let created = write_delivery_note(norce, &mut item)
+        // Resumed at this step, a previous attempt may have reached Norce before its record;
+        // so may one of an order found already booked (an earlier run got further than the
+        // state says).
+        let earlier = if resumed_at.as_deref() == Some(steps::LABELS_SAVED)
+            || item.shipment.as_ref().is_some_and(|s| s.already_booked)
+        {
+            EarlierNote::Possible
+        } else {
+            EarlierNote::Impossible
+        };
+        let created = write_delivery_note(norce, &mut item, earlier)
             .instrument(span)
             .await?;
         outcome.written_back = created;
