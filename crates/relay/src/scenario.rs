@@ -11,6 +11,7 @@
 //! SIGTERM then SIGINT (a stop at once), each timed, then restarted until every order shipped.
 
 pub mod budget;
+pub mod scale_out;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -129,6 +129,16 @@ impl Faults {
         lock(&self.log).1.iter().cloned().collect()
     }
 
+    /// The logged requests whose sequence number is above `seq`, oldest first: a reader that
+    /// follows the log as it grows (passing the last `seq` it saw) counts every request without
+    /// copying the whole log each time. Requests the log no longer keeps are missing; the first
+    /// one returned then has a `seq` above `seq + 1`.
+    pub fn requests_after(&self, seq: u64) -> Vec<LoggedRequest> {
+        let log = lock(&self.log);
+        let newer = log.1.iter().rev().take_while(|r| r.seq > seq).count();
+        log.1.iter().skip(log.1.len() - newer).cloned().collect()
+    }
+
     /// Every request received since start, including those the log no longer keeps.
     pub fn total_requests(&self) -> u64 {
         lock(&self.log).0
@@ -280,6 +290,24 @@ pub async fn middleware(faults: &Faults, clock: &Clock, request: Request, next: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_after_follows_the_log() {
+        let faults = Faults::new(1);
+        for path in ["/a", "/b", "/c"] {
+            faults.record(String::new(), "GET", path, 200, None);
+        }
+        let paths = |after| -> Vec<String> {
+            faults
+                .requests_after(after)
+                .into_iter()
+                .map(|r| r.path)
+                .collect()
+        };
+        assert_eq!(paths(0), ["/a", "/b", "/c"]);
+        assert_eq!(paths(2), ["/c"]);
+        assert!(paths(3).is_empty());
+    }
 
     #[test]
     fn bursts_retire_after_their_count() {
