@@ -59,6 +59,9 @@ pub struct ExactlyOnceReport {
     pub kills: usize,
     /// Faults the sandbox injected, by kind.
     pub faults_injected: Vec<(String, usize)>,
+    /// Platform calls the relay processes made (every request the sandbox answered while they
+    /// ran, the failed and retried ones included; not the scenario's own counting).
+    pub platform_calls: u64,
     /// Wall time.
     pub elapsed_ms: u64,
 }
@@ -264,6 +267,7 @@ pub async fn run(options: &ExactlyOnce) -> Result<ExactlyOnceReport, String> {
         .map(|k| qualifying.len() * k / (options.kills + 1))
         .collect();
     let mut revoked = !options.faults;
+    let calls_before = sandbox.state().faults.total_requests();
     loop {
         if report.runs >= options.max_runs {
             return Err(format!(
@@ -303,6 +307,7 @@ pub async fn run(options: &ExactlyOnce) -> Result<ExactlyOnceReport, String> {
         }
     }
 
+    report.platform_calls = sandbox.state().faults.total_requests() - calls_before;
     // Count what the platforms hold, not what relay believes.
     tally(&platforms, &mut report).await?;
     report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
