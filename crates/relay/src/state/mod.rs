@@ -546,6 +546,29 @@ pub trait Store: Send + Sync {
     }
 }
 
+/// Timestamps as stored by both backends: RFC 3339 in UTC with milliseconds, so text order is
+/// time order.
+fn stamp_of(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A stored timestamp read back.
+fn parse_stamp(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Microseconds since the Unix epoch: lease and rate-limit times, compared as numbers.
+fn micros(time: DateTime<Utc>) -> i64 {
+    time.timestamp_micros()
+}
+
+/// A lease or rate-limit time read back.
+fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
 /// Parses an RFC 3339 cursor value, naming the flow on error.
 pub fn parse_time_cursor(flow: &str, value: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(value)

@@ -22,7 +22,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use deadpool_postgres::tokio_postgres::types::ToSql;
 use deadpool_postgres::tokio_postgres::{self, NoTls, Row};
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -30,7 +30,7 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use super::{
     DeadLetter, EntityRecord, EntityUpdate, InboxItem, InboxLane, InboxPut, InboxVersion, Lease,
     Lookup, PruneReport, RetentionPolicy, SharedValue, StateError, StateSize, Status, Store,
-    gcra_reserve,
+    from_micros, gcra_reserve, micros, parse_stamp, stamp_of,
 };
 
 /// Where a store's timestamps come from (the wall clock, or a fake one in tests and benches).
@@ -146,27 +146,6 @@ const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const ENTITY_COLUMNS: &str =
     "flow, source_id, target_id, status, step, attempts, last_error, payload, updated_at, seq";
 const DEAD_LETTER_COLUMNS: &str = "id, flow, source_id, error, payload, created_at";
-
-/// Timestamps as stored: RFC 3339 in UTC with milliseconds (as the SQLite store writes them).
-fn stamp_of(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// A stored timestamp read back.
-fn parse_stamp(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// Microseconds since the Unix epoch: lease and rate-limit times, compared as numbers.
-fn micros(time: DateTime<Utc>) -> i64 {
-    time.timestamp_micros()
-}
-
-fn from_micros(us: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(us).unwrap_or_default()
-}
 
 /// A duration in microseconds, for the database's `BIGINT` columns.
 fn duration_micros(duration: Duration) -> i64 {

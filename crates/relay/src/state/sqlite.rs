@@ -3,13 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     DeadLetter, EntityRecord, EntityUpdate, InboxItem, InboxLane, InboxPut, InboxVersion, Lease,
     Lookup, PruneReport, RetentionPolicy, SharedValue, StateError, StateSize, Status, Store,
-    gcra_reserve,
+    from_micros, gcra_reserve, micros, parse_stamp, stamp_of,
 };
 
 /// Where a store's timestamps come from (the wall clock, or a fake one in tests and benches).
@@ -217,27 +217,6 @@ fn clear_payloads(
     }
     tx.commit()?;
     Ok(picked)
-}
-
-/// Microseconds since the Unix epoch: lease and rate-limit times, compared as numbers.
-fn micros(time: DateTime<Utc>) -> i64 {
-    time.timestamp_micros()
-}
-
-fn from_micros(us: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(us).unwrap_or_default()
-}
-
-/// A stored timestamp read back.
-fn parse_stamp(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// Timestamps as stored: RFC 3339 in UTC with milliseconds, so text order is time order.
-fn stamp_of(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// `auto_vacuum` modes as `PRAGMA auto_vacuum` reads them.
