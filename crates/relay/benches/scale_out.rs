@@ -10,7 +10,9 @@
 //!
 //! Environment: `SCALE_OUT_SEED` (default 13) repeats or varies the dataset and the schedule;
 //! `SCALE_OUT_TOKEN_LIFETIME_SECS` sets the sandbox's Norce token lifetime (default an hour);
-//! `SCALE_OUT_KEEP_LOGS=1` keeps the workers' logs of a run that passed (`logs_kept` says
+//! `SCALE_OUT_QUERY_PAGE_SIZE` sets the orders per page of the sandbox's Norce Query answers
+//! (default 500); `SCALE_OUT_TIMEOUT_SECS` bounds a run (default 600: what is left is then
+//! reported as lost); `SCALE_OUT_KEEP_LOGS=1` keeps the workers' logs of a run that passed (`logs_kept` says
 //! where; a failed run always keeps them).
 //! Needs PostgreSQL's server binaries (Debian: `apt-get install postgresql`).
 
@@ -51,6 +53,10 @@ fn options(orders: usize, workers: usize, kills: usize, latency_ms: u64) -> Scal
     options.latency_ms = latency_ms;
     options.seed = env_number("SCALE_OUT_SEED").unwrap_or(options.seed);
     options.norce_token_lifetime_secs = env_number("SCALE_OUT_TOKEN_LIFETIME_SECS");
+    options.norce_query_page_size = env_number("SCALE_OUT_QUERY_PAGE_SIZE");
+    if let Some(secs) = env_number("SCALE_OUT_TIMEOUT_SECS") {
+        options.timeout = std::time::Duration::from_secs(secs);
+    }
     options.keep_logs = std::env::var_os("SCALE_OUT_KEEP_LOGS").is_some();
     options
 }

@@ -5,8 +5,9 @@
 //! process, with the shipping flow only: push-driven, no polling, no tracking, no periodic
 //! passes) takes Norce's order receiver; `ORDERS` (default 200) qualifying orders are pushed at
 //! `RATE` per second (default 20) as Norce would, and each order's time from its push's 2xx to
-//! its first label file is measured. `RUN_AFTER_INGEST_MS` sets `serve.run_after_ingest_ms`
-//! (default: the configuration's default), the pause between an ingest and the pass it triggers.
+//! its first label file is measured. `RUN_AFTER_INGEST_MS` sets
+//! `serve.shipping_run_after_ingest_ms` (default: the configuration's default, 0), the pause
+//! between an ingest and the shipping pass it triggers.
 //!
 //! Prints one JSON object: `orders`, `rate`, `latency_ms`, `run_after_ingest_ms`,
 //! `calls_per_order`, `p50_ms`, `p99_ms`, `max_ms`, `min_possible_ms` (calls per order ×
@@ -121,7 +122,7 @@ fn config(dir: &Path, run_after_ingest_ms: Option<u64>) -> RelayConfig {
     config.serve.inbox_sweep_secs = 0;
     config.serve.register_brightpearl_webhooks = false;
     if let Some(ms) = run_after_ingest_ms {
-        config.serve.run_after_ingest_ms = ms;
+        config.serve.shipping_run_after_ingest_ms = ms;
     }
     config
 }
@@ -203,7 +204,7 @@ async fn measure(options: &Options) -> Result<Value, String> {
     std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
     let labels = data_dir.join("labels");
     let config = config(&data_dir, options.run_after_ingest_ms);
-    let run_after_ingest_ms = config.serve.run_after_ingest_ms;
+    let run_after_ingest_ms = config.serve.shipping_run_after_ingest_ms;
     let listener = serve::bind(&config.serve)
         .await
         .map_err(|e| e.to_string())?;

@@ -49,6 +49,7 @@ fn context(account: &str, store: Arc<dyn Store>) -> (FlowContext, Arc<Mutex<Vec<
         config: Arc::new(RelayConfig::default()),
         stopping: StopFlag::default(),
         coordination: Default::default(),
+        pass_origin: Default::default(),
     };
     (ctx, served)
 }

@@ -979,6 +979,7 @@ async fn a_stopping_process_starts_no_new_order_and_the_next_start_takes_them() 
     let next = FlowContext {
         stopping: Default::default(),
         coordination: Default::default(),
+        pass_origin: Default::default(),
         ..ctx.clone()
     };
     let report = orders::run(&next).await.unwrap();

@@ -205,6 +205,7 @@ fn context(store: Arc<dyn Store>, config: RelayConfig) -> FlowContext {
         config: Arc::new(config),
         stopping: Default::default(),
         coordination: Default::default(),
+        pass_origin: Default::default(),
     }
 }
 

@@ -100,6 +100,7 @@ async fn start(config: RelayConfig, flows: Vec<FlowEntry>) -> (ServerHandle, Arc
         config: Arc::new(config.clone()),
         stopping: Default::default(),
         coordination: Default::default(),
+        pass_origin: Default::default(),
     };
     let listener = serve::bind(&config.serve).await.unwrap();
     let flows = flows

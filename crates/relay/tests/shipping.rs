@@ -1048,3 +1048,25 @@ async fn an_unknown_pickup_point_without_the_fallback_is_dead_lettered_naming_th
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A pass that a push started (`relay serve`) processes what was pushed and leaves the Norce
+/// poll and the alerts feed to the scheduled passes: nothing pending, no platform call.
+#[tokio::test]
+async fn a_pass_started_by_an_ingest_neither_polls_nor_reads_the_alerts() {
+    let sandbox = common::sandbox_with(SandboxConfig::default()).await;
+    let dir = data_dir("ingest-pass");
+    let mut ctx = common::context(&sandbox, config(&dir, ShippingConfig::default()));
+    ctx.pass_origin = relay::flows::context::PassOrigin::Ingest;
+    let before = sandbox.state().faults.total_requests();
+    let report = relay::flows::shipping::run(&ctx).await.unwrap();
+    assert_eq!((report.seen, report.booked), (0, 0), "{report:?}");
+    assert_eq!(
+        sandbox.state().faults.total_requests(),
+        before,
+        "no platform call in a pass with nothing pushed"
+    );
+    // The scheduled pass polls and ships the seeded orders.
+    ctx.pass_origin = relay::flows::context::PassOrigin::Schedule;
+    let report = relay::flows::shipping::run(&ctx).await.unwrap();
+    assert!(report.booked > 0, "{report:?}");
+}

@@ -57,6 +57,10 @@ pub struct ServeConfig {
     pub stock_reconcile_every_secs: u64,
     /// Delay between an ingest and the run it triggers, so a burst of webhooks makes one run.
     pub run_after_ingest_ms: u64,
+    /// The same for the `shipping` flow, whose runs after an ingest only process what was pushed
+    /// (no Norce poll, no alerts feed): 0 ships a pushed order at once; pushes arriving during
+    /// a run make one more run right after it.
+    pub shipping_run_after_ingest_ms: u64,
     /// Seconds between sweeps of the inbox for items whose ingest failed (0: only on new items).
     pub inbox_sweep_secs: u64,
     /// Seconds a client has to send a request head, from the connection (or, on a kept-alive
@@ -108,6 +112,7 @@ impl Default for ServeConfig {
             orders_every_secs: 300,
             stock_reconcile_every_secs: 3600,
             run_after_ingest_ms: 2000,
+            shipping_run_after_ingest_ms: 0,
             inbox_sweep_secs: 30,
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 30,

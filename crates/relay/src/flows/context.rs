@@ -36,6 +36,19 @@ pub struct FlowContext {
     pub stopping: StopFlag,
     /// This worker among those sharing the store: its name on leases, and their length.
     pub coordination: Coordination,
+    /// What started this pass: a flow may skip its polls in a pass that an ingest started.
+    pub pass_origin: PassOrigin,
+}
+
+/// What started a pass ([`FlowContext::pass_origin`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PassOrigin {
+    /// `relay run`, `relay serve`'s start or its schedule: the whole pass, polls included.
+    #[default]
+    Schedule,
+    /// `relay serve`, after the receivers' items gave the flow work: the pushed work is already
+    /// in the state, so a flow whose ingest records it whole may leave its polls to the schedule.
+    Ingest,
 }
 
 /// How this process shares work with the other workers on one store: every pending item is
@@ -603,6 +616,7 @@ impl FlowContext {
             None
         };
         Ok(Self {
+            pass_origin: PassOrigin::Schedule,
             coordination: Coordination::for_store(store.as_ref()),
             store,
             norce,
@@ -627,6 +641,7 @@ impl FlowContext {
             config: Arc::new(config),
             stopping: StopFlag::default(),
             coordination: Coordination::default(),
+            pass_origin: PassOrigin::Schedule,
         }
     }
 }

@@ -53,6 +53,12 @@ pub trait Flow: Send + Sync + 'static {
     /// ingest gave it work).
     fn every(&self, serve: &ServeConfig) -> Option<Duration>;
 
+    /// How long after an ingest gave it work `relay serve` starts its pass (a burst arriving
+    /// meanwhile makes one pass), from `[serve]`.
+    fn run_after_ingest(&self, serve: &ServeConfig) -> Duration {
+        Duration::from_millis(serve.run_after_ingest_ms)
+    }
+
     /// Whether several workers sharing one store may run its passes at once: its pending
     /// items are each processed under their own lease and its cursor reads run under
     /// [`FlowContext::exclusive`]. Otherwise (the default) [`run_pass`] runs a pass on one

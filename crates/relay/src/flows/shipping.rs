@@ -94,7 +94,9 @@ pub use self::settings::{
     ParcelStatusWriteback, ServiceMapping, ServiceOverride, ShippingConfig, agent_types,
 };
 use crate::config::ServeConfig;
-use crate::flows::context::{FlowContext, FlowError, FlowReport, elapsed_ms, for_each_pending};
+use crate::flows::context::{
+    FlowContext, FlowError, FlowReport, PassOrigin, elapsed_ms, for_each_pending,
+};
 /// The inbox sources this flow takes (see [`accepts`]).
 pub use crate::flows::context::{SOURCE_NORCE_EVENT, SOURCE_NORCE_ORDER};
 use crate::flows::contract::{Flow, FlowFuture, IngestFuture, every};
@@ -129,6 +131,11 @@ impl Flow for Shipping {
         every(serve.shipping_every_secs)
     }
 
+    /// Its ingest records a pushed order whole, so a pass after a push needs no poll.
+    fn run_after_ingest(&self, serve: &ServeConfig) -> Duration {
+        Duration::from_millis(serve.shipping_run_after_ingest_ms)
+    }
+
     /// Items are leased one by one; the poll and the alerts feed run on one worker at a time.
     fn parallel(&self) -> bool {
         true
@@ -151,7 +158,9 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
         ..FlowReport::default()
     };
 
-    if settings.poll {
+    // A pass after a push processes what was pushed; the schedule's passes poll and track.
+    let scheduled = ctx.pass_origin == PassOrigin::Schedule;
+    if settings.poll && scheduled {
         let poll = pickup::poll(ctx, norce, &settings).instrument(tracing::info_span!(
             "shipping.step",
             flow = FLOW,
@@ -166,7 +175,7 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
 
     // Alerts first: an order whose parcel status changed is set back to pending and its
     // delivery note is sent again in this same pass.
-    if settings.track {
+    if settings.track && scheduled {
         let span = tracing::info_span!(
             "shipping.step",
             flow = FLOW,

@@ -79,6 +79,10 @@ pub struct ScaleOut {
     pub shipping_every_secs: u64,
     /// The sandbox's Norce token lifetime (`None`: the sandbox's default, an hour).
     pub norce_token_lifetime_secs: Option<u64>,
+    /// Orders per page of the sandbox's Norce Query answers (`None`: its default, 500). Small
+    /// pages make the poll span the time other workers finish orders, which moves the orders
+    /// still to be paged (a finished order leaves the poll's filter).
+    pub norce_query_page_size: Option<usize>,
     /// Seeds the dataset and the schedule of kills and the restart: a run can be repeated.
     pub seed: u64,
     /// The run gives up (and reports what was left) after this long.
@@ -105,6 +109,7 @@ impl ScaleOut {
             lease_secs: 3,
             shipping_every_secs: 1,
             norce_token_lifetime_secs: None,
+            norce_query_page_size: None,
             seed: 13,
             timeout: Duration::from_secs(600),
             keep_logs: false,
@@ -752,6 +757,9 @@ pub async fn run(
     };
     if let Some(lifetime) = options.norce_token_lifetime_secs {
         sandbox_config.norce.token_lifetime_secs = lifetime;
+    }
+    if let Some(page_size) = options.norce_query_page_size {
+        sandbox_config.norce.query_page_size = page_size;
     }
     let sandbox = Sandbox::start(sandbox_config)
         .await

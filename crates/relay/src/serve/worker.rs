@@ -10,13 +10,14 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use super::shared::{INBOX_LANES, Shared, every};
+use crate::flows::context::PassOrigin;
 use crate::flows::{Flow, Ingested};
 use crate::state::InboxItem;
 
@@ -239,9 +240,9 @@ async fn scheduler(
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval
     });
-    let debounce = Duration::from_millis(shared.config.run_after_ingest_ms);
+    let debounce = flow.run_after_ingest(&shared.config);
     loop {
-        tokio::select! {
+        let origin = tokio::select! {
             _ = stopped(&mut shutdown) => break,
             _ = trigger.notified() => {
                 if !debounce.is_zero() {
@@ -250,14 +251,15 @@ async fn scheduler(
                         _ = tokio::time::sleep(debounce) => {}
                     }
                 }
+                PassOrigin::Ingest
             }
-            _ = tick(interval.as_mut()) => {}
-        }
+            _ = tick(interval.as_mut()) => PassOrigin::Schedule,
+        };
         // A tick and the stop may be ready together: the stop wins.
         if stopping(&shutdown) {
             break;
         }
-        run_once(&shared, flow.as_ref(), &mut shutdown, &mut cancel).await;
+        run_once(&shared, flow.as_ref(), origin, &mut shutdown, &mut cancel).await;
     }
     tracing::info!(flow = flow.name(), "scheduler stopped: no new passes");
 }
@@ -266,6 +268,7 @@ async fn scheduler(
 async fn run_once(
     shared: &Shared,
     flow: &dyn Flow,
+    origin: PassOrigin,
     shutdown: &mut watch::Receiver<bool>,
     cancel: &mut watch::Receiver<bool>,
 ) {
@@ -273,7 +276,8 @@ async fn run_once(
     async {
         let started = Instant::now();
         // The flow's own Brightpearl client: its priority, its requests counted under its name.
-        let ctx = shared.ctx.for_flow(flow.name());
+        let mut ctx = shared.ctx.for_flow(flow.name());
+        ctx.pass_origin = origin;
         let pass = crate::flows::contract::run_pass(flow, &ctx);
         tokio::pin!(pass);
         let mut stop_seen = false;
