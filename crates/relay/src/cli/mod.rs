@@ -106,6 +106,36 @@ pub(crate) fn open_store(
     }
 }
 
+/// [`open_store`] for a long-running worker: while the database cannot be reached (a worker
+/// started during a PostgreSQL restart or failover), it tries again, every second and then
+/// less often, for up to `wait`; a URL that cannot work fails at once.
+pub(crate) async fn open_store_waiting(
+    state: &crate::config::StateConfig,
+    wait: std::time::Duration,
+) -> Result<(std::sync::Arc<dyn crate::state::Store>, String), String> {
+    let url = std::env::var(ENV_DATABASE_URL)
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .or_else(|| state.url.clone());
+    let Some(url) = url else {
+        return open_store(state);
+    };
+    crate::state::PgStore::check_url(url.trim()).map_err(|e| format!("state database: {e}"))?;
+    let started = tokio::time::Instant::now();
+    let mut pause = std::time::Duration::from_secs(1);
+    loop {
+        match open_store(state) {
+            Ok(opened) => return Ok(opened),
+            Err(e) if started.elapsed() + pause <= wait => {
+                tracing::warn!(error = %e, retry_in_secs = pause.as_secs(), "state database not reachable yet; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// `PostgreSQL host:port/db`: the URL without its user and password.
 fn describe_database(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);

@@ -33,6 +33,9 @@ use crate::verify::configured_platforms;
 /// on one database); default: host, process id and a random suffix.
 pub const ENV_WORKER_ID: &str = "RELAY_WORKER_ID";
 
+/// How long `relay serve` waits at start for an unreachable state database.
+const DATABASE_WAIT_SECS: u64 = 60;
+
 /// Arguments of `relay serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -325,7 +328,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     };
 
     let grace = config.serve.shutdown_grace_secs;
-    let (store, state_location) = super::open_store(&config.state)?;
+    // A worker that starts while PostgreSQL restarts waits for it instead of exiting.
+    let (store, state_location) =
+        super::open_store_waiting(&config.state, Duration::from_secs(DATABASE_WAIT_SECS)).await?;
     let lease_ttl = Duration::from_secs(config.serve.lease_secs);
     let mut ctx = FlowContext::from_settings(&settings, store, Arc::new(config))
         .map_err(|e| format!("platform settings: {e}"))?;

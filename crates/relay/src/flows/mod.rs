@@ -18,6 +18,7 @@ pub mod action;
 pub mod catalog;
 pub mod context;
 pub mod contract;
+mod keyset;
 pub mod orders;
 pub mod shipping;
 pub mod stock;

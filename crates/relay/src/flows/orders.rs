@@ -65,6 +65,7 @@ use super::context::{
 use super::contract::{Flow, FlowFuture, IngestFuture, every};
 use crate::config::ServeConfig;
 pub use crate::config::orders::{CountryCodeForm, OrdersConfig, PushOrderNumber, UnmatchedSku};
+use crate::flows::keyset::Keyset;
 use crate::state::{EntityRecord, EntityUpdate, InboxItem, Status};
 
 pub use self::fulfilment::run_fulfilment;
@@ -438,14 +439,21 @@ async fn pick_up_orders(
             Navigation::Buyer,
             Navigation::ShipTo,
         ])),
-        orderby: Some("created asc".into()),
         ..QueryOrdersQuery::default()
     };
-    let mut pages = norce.query_orders(query);
+    // One page at a time, each after the last order seen (`flows::keyset`: `$skip` paging
+    // would miss orders that the shipping flow moves out of the statuses between two pages).
+    let mut keyset = Keyset::new("created");
     let mut newest = since;
     let mut finished_before = 0;
-    while let Some(page) = pages.next().await {
-        for order in page?.value {
+    loop {
+        let Some(page) = norce.query_orders(keyset.page_query(&query)).next().await else {
+            break;
+        };
+        let page = page?;
+        let next_link = page.odata_next_link.clone();
+        for order in page.value {
+            keyset.saw(order.created.as_ref().map(|t| t.to_utc()), order.id);
             let Some(order_no) = Some(order.order_no.clone()).filter(|n| !n.trim().is_empty())
             else {
                 tracing::warn!(
@@ -476,6 +484,9 @@ async fn pick_up_orders(
             if matches!(record.status, Status::Done | Status::Skipped) {
                 finished_before += 1;
             }
+        }
+        if !keyset.more(next_link.as_deref()) {
+            break;
         }
     }
     // Only after every order is stored: a crash before this line re-reads them, never loses one.

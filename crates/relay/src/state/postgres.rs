@@ -468,6 +468,11 @@ impl Drop for PgStore {
 }
 
 impl PgStore {
+    /// Checks `url` without connecting: the error names the setting (never the password).
+    pub fn check_url(url: &str) -> Result<(), StateError> {
+        parse_url(url).map(|_| ())
+    }
+
     /// Connects to the database at `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`,
     /// with libpq's options such as `?connect_timeout=10` or `?options=-csearch_path%3Drelay`)
     /// and brings its layout up to date: the migrations it lacks run once, however many

@@ -12,6 +12,7 @@ use super::settings::Settings;
 use crate::flows::context::{
     FlowContext, FlowError, Ingested, SOURCE_NORCE_EVENT, SOURCE_NORCE_ORDER, cursor_time,
 };
+use crate::flows::keyset::Keyset;
 use crate::state::{EntityUpdate, InboxItem, Status};
 
 /// Whether this flow takes inbox items from `source` (Norce's order receiver and order events).
@@ -161,17 +162,27 @@ pub(crate) async fn poll(
             from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
         ));
     }
-    let query = QueryOrdersQuery {
+    // One page at a time, each after the last order seen (`flows::keyset`: `$skip` paging
+    // would miss orders that other passes ship between two pages).
+    let base = QueryOrdersQuery {
         filter: Some(filter),
-        orderby: Some("updated".to_owned()),
         select: Some("id,orderNo,quotationId,statusId,updated".to_owned()),
         ..QueryOrdersQuery::default()
     };
-    let mut pages = norce.query_orders(query);
+    let mut keyset = Keyset::new("updated");
     let mut latest = since;
     let mut already_done = 0;
-    while let Some(page) = pages.try_next().await? {
+    loop {
+        let query = keyset.page_query(&base);
+        let Some(page) = norce.query_orders(query).try_next().await? else {
+            break;
+        };
         for order in page.value {
+            let updated = order.updated.as_ref().map(|t| t.to_utc());
+            keyset.saw(updated, order.id);
+            if let Some(updated) = updated {
+                latest = Some(latest.map_or(updated, |l| l.max(updated)));
+            }
             let Some(basket) = order.quotation_id else {
                 tracing::warn!(
                     order_id = order.id,
@@ -191,9 +202,9 @@ pub(crate) async fn poll(
             if matches!(record.status, Status::Done | Status::Skipped) {
                 already_done += 1;
             }
-            if let Some(updated) = order.updated.as_ref().map(|t| t.to_utc()) {
-                latest = Some(latest.map_or(updated, |l| l.max(updated)));
-            }
+        }
+        if !keyset.more(page.odata_next_link.as_deref()) {
+            break;
         }
     }
     if let Some(latest) = latest
