@@ -4,7 +4,7 @@
 //! current-thread runtimes with paused time, where `block_on` would panic. So a [`PgStore`]
 //! owns a small runtime of its own (two threads) that holds the connection pool: each call
 //! spawns its query there and blocks the caller's thread on a channel until the answer comes,
-//! as [`super::SqliteStore`] blocks on its mutex.
+//! as [`crate::state::SqliteStore`] blocks on its mutex.
 //!
 //! Every method is one statement or one short transaction, correct with any number of
 //! processes on the database: inserts race on unique keys (`ON CONFLICT`), an inbox key is
@@ -27,7 +27,7 @@ use deadpool_postgres::tokio_postgres::types::ToSql;
 use deadpool_postgres::tokio_postgres::{self, NoTls, Row};
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 
-use super::{
+use super::store::{
     DeadLetter, EntityRecord, EntityUpdate, InboxItem, InboxLane, InboxPut, InboxVersion, Lease,
     Lookup, PruneReport, RetentionPolicy, SharedValue, StateError, StateSize, Status, Store,
     from_micros, gcra_reserve, micros, parse_stamp, stamp_of,

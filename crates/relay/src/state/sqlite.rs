@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{
+use super::store::{
     DeadLetter, EntityRecord, EntityUpdate, InboxItem, InboxLane, InboxPut, InboxVersion, Lease,
     Lookup, PruneReport, RetentionPolicy, SharedValue, StateError, StateSize, Status, Store,
     from_micros, gcra_reserve, micros, parse_stamp, stamp_of,

@@ -9,6 +9,7 @@ use std::sync::{Arc, Barrier, OnceLock};
 use std::time::Duration;
 
 use super::*;
+use chrono::{DateTime, TimeDelta, Utc};
 
 /// A store under test, its fake clock, and a way to open another worker on the same state.
 pub(super) struct Fixture {

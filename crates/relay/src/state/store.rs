@@ -1,0 +1,557 @@
+//! The store's contract and types, shared by both backends (the bottom module of `state`).
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+
+/// A state operation that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// SQLite refused or failed.
+    #[error("state database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL refused or failed, or could not be reached: the operation and the
+    /// database's own message (never the connection's password).
+    #[error("state database error (PostgreSQL): {0}")]
+    Postgres(String),
+    /// The database was written by a newer version of relay: this one would misread it.
+    #[error(
+        "the state database has layout version {found}, newer than the {supported} this relay knows: \
+         run the newer relay, or point `[state] url` / the data folder at another database"
+    )]
+    NewerSchema {
+        /// The layout the database has.
+        found: i64,
+        /// The newest this version writes.
+        supported: i64,
+    },
+    /// The data folder could not be created.
+    #[error("cannot create the data folder `{path}`: {source}")]
+    DataDir {
+        /// The folder.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Where an entity is in its flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Seen, not finished; the `step` says how far it got.
+    Pending,
+    /// Every step done.
+    Done,
+    /// Gave up after the attempt limit or a permanent error; in the dead letters.
+    Failed,
+    /// Deliberately not processed (filtered by the mapping, e.g. a pickup-in-store order).
+    Skipped,
+}
+
+impl Status {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Done => "done",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+
+    pub(super) fn parse(text: &str) -> Status {
+        match text {
+            "done" => Status::Done,
+            "failed" => Status::Failed,
+            "skipped" => Status::Skipped,
+            _ => Status::Pending,
+        }
+    }
+}
+
+/// The record of one source entity in one flow (source id ↔ target id).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EntityRecord {
+    /// Flow name (`shipping`, `stock`, `prices`, `orders`, `fulfilment`).
+    pub flow: String,
+    /// Id in the source platform (a Norce order number, a Brightpearl product id, ...).
+    pub source_id: String,
+    /// Id in the target platform once known (an nShift shipment id, a Brightpearl order id, ...).
+    pub target_id: Option<String>,
+    /// Where it is.
+    pub status: Status,
+    /// The last step completed (flow-specific, e.g. `booked`, `labels_saved`, `written_back`).
+    pub step: Option<String>,
+    /// Attempts that failed so far.
+    pub attempts: u32,
+    /// The last error, if any (never contains a secret: errors come from the clients).
+    pub last_error: Option<String>,
+    /// The last payload, as JSON text, for replay and inspection.
+    pub payload: Option<String>,
+    /// When the record last changed (RFC 3339).
+    pub updated_at: String,
+    /// Where the record stands in the order of creation (increasing, never reused); pages of
+    /// [`Store::list_after`] continue from the last one seen.
+    pub position: u64,
+}
+
+/// A change to an entity record; `None` fields are left as they are.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EntityUpdate {
+    /// New status.
+    pub status: Option<Status>,
+    /// New step.
+    pub step: Option<String>,
+    /// Target id.
+    pub target_id: Option<String>,
+    /// Payload (JSON text).
+    pub payload: Option<String>,
+    /// Clear `last_error` (after a success).
+    pub clear_error: bool,
+}
+
+/// A part of the inbox that one reader drains, so that a burst in one part (a storm of
+/// Brightpearl webhooks) cannot hold back the other (Norce's orders).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxLane {
+    /// Items of these sources.
+    Of(&'static [&'static str]),
+    /// Items of every other source.
+    Except(&'static [&'static str]),
+}
+
+impl InboxLane {
+    /// Whether an item of `source` belongs to the lane.
+    pub fn contains(self, source: &str) -> bool {
+        match self {
+            Self::Of(sources) => sources.contains(&source),
+            Self::Except(sources) => !sources.contains(&source),
+        }
+    }
+}
+
+/// What the receivers accepted and the flows have not processed yet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InboxItem {
+    /// Row id.
+    pub id: i64,
+    /// Which receiver (`norce-order`, `norce-event`, `brightpearl-webhook`).
+    pub source: String,
+    /// Deduplication key (an order number, a webhook id set with its event).
+    pub key: String,
+    /// The body as received.
+    pub body: String,
+    /// When it arrived (RFC 3339).
+    pub received_at: String,
+}
+
+/// Result of putting an item into the inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxPut {
+    /// New row (no unprocessed row had the same source and key).
+    Inserted(i64),
+    /// The same (source, key) is already there, unprocessed, with the same body: nothing added.
+    Duplicate(i64),
+    /// The same (source, key) was queued with another body: the new body is a new row, the one
+    /// the flows read, and the older row is marked superseded by it (kept for
+    /// [`Store::inbox_history`] until pruned).
+    Updated {
+        /// The new row.
+        id: i64,
+        /// Its version: 1 + the highest version the key has in the inbox.
+        version: u32,
+        /// The row it superseded.
+        superseded: i64,
+    },
+}
+
+impl InboxPut {
+    /// The row now queued for the key.
+    pub fn id(self) -> i64 {
+        match self {
+            InboxPut::Inserted(id) | InboxPut::Duplicate(id) | InboxPut::Updated { id, .. } => id,
+        }
+    }
+}
+
+/// One version of an inbox key ([`Store::inbox_history`]): what an operator needs to see that a
+/// newer push superseded an older one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InboxVersion {
+    /// Row id.
+    pub id: i64,
+    /// 1 for the first body of the key still in the inbox, +1 for each later one.
+    pub version: u32,
+    /// The body as received (personal data: show it, never log it).
+    pub body: String,
+    /// When it arrived (RFC 3339).
+    pub received_at: String,
+    /// When it left the queue (processed, or superseded), if it did.
+    pub processed_at: Option<String>,
+    /// The row of the newer version that replaced this one before it was processed.
+    pub superseded_by: Option<i64>,
+}
+
+/// How much finished state [`Store::prune`] keeps. Unfinished work is never pruned: unprocessed
+/// inbox rows, pending and failed entities, and dead letters (kept until requeued).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Processed inbox rows processed longer ago, and payloads of finished (done or skipped)
+    /// entities unchanged for longer, are pruned.
+    pub max_age: TimeDelta,
+    /// Processed inbox rows kept at most (the most recently processed), repeat deliveries
+    /// included.
+    pub max_processed_inbox_rows: u64,
+    /// Finished entities per flow that keep their payload at most (the most recently changed).
+    pub max_finished_payloads_per_flow: u64,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        Self {
+            max_age: TimeDelta::days(30),
+            max_processed_inbox_rows: 10_000,
+            max_finished_payloads_per_flow: 100_000,
+        }
+    }
+}
+
+/// What one [`Store::prune`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PruneReport {
+    /// Processed inbox rows deleted.
+    pub inbox_rows_deleted: u64,
+    /// Payloads of finished entities cleared (the records themselves stay).
+    pub payloads_cleared: u64,
+    /// Write transactions that changed rows (each at most `batch` of them).
+    pub batches: u64,
+    /// Free pages given back to the file system.
+    pub pages_reclaimed: u64,
+    /// Whether the file was rewritten (`VACUUM`: once, to turn incremental vacuum on in a file
+    /// created before it).
+    pub vacuumed: bool,
+}
+
+/// The size of the state ([`SqliteStore::size`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StateSize {
+    /// `state.sqlite` on disk (in memory: the pages in use).
+    pub file_bytes: u64,
+    /// Its write-ahead log on disk (`state.sqlite-wal`; 0 when absent).
+    pub wal_bytes: u64,
+    /// Free pages inside the file, reused by later writes or reclaimed by the next prune.
+    pub free_bytes: u64,
+    /// Inbox rows, processed ones included.
+    pub inbox_rows: u64,
+    /// Of which unprocessed.
+    pub inbox_pending: u64,
+    /// Entity records.
+    pub entities: u64,
+    /// Of which still holding a payload.
+    pub entity_payloads: u64,
+    /// Dead letters.
+    pub dead_letters: u64,
+}
+
+/// An entity the flows gave up on, with what is needed to replay it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    /// Row id.
+    pub id: i64,
+    /// Flow.
+    pub flow: String,
+    /// Source id.
+    pub source_id: String,
+    /// Why it failed.
+    pub error: String,
+    /// Payload at the time (JSON text).
+    pub payload: Option<String>,
+    /// When (RFC 3339).
+    pub created_at: String,
+}
+
+/// One entry of a lookup map ([`Store::lookup_get`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    /// The key (e.g. a SKU).
+    pub key: String,
+    /// The value (e.g. a product id).
+    pub value: String,
+    /// When it was last set (RFC 3339), for an age limit.
+    pub updated_at: String,
+}
+
+/// A value several workers share through the store ([`Store::shared_get`]): an access token,
+/// a rotating token pair. Its text is a secret: `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SharedValue {
+    /// The value (a token, or a token pair as JSON).
+    pub value: String,
+    /// When it stops being usable, if it does.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for SharedValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedValue")
+            .field("value", &models_runtime::redact::REDACTED)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// A lease held on the store ([`Store::leases`]): who works on what, until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lease {
+    /// What is leased (`entity/shipping/1234`, `poll/shipping`, `token/...`).
+    pub name: String,
+    /// The worker holding it.
+    pub holder: String,
+    /// When it runs out unless renewed (RFC 3339).
+    pub expires_at: String,
+}
+
+/// The GCRA state of one shared rate limit, as [`Store::rate_reserve`] computes it: a
+/// reservation waits until `max(tat, now) − (burst − 1)·period`, then moves `tat` one
+/// `period` on. The same arithmetic as governor's, kept in one row.
+pub(crate) fn gcra_reserve(
+    tat_us: i64,
+    paused_until_us: i64,
+    now_us: i64,
+    period_us: i64,
+    burst: u32,
+) -> (i64, std::time::Duration) {
+    let start = tat_us.max(now_us);
+    let tolerance = period_us.saturating_mul(i64::from(burst.max(1)) - 1);
+    let ready = (start - tolerance).max(paused_until_us);
+    let wait_us = u64::try_from(ready - now_us).unwrap_or(0);
+    (start + period_us, std::time::Duration::from_micros(wait_us))
+}
+
+/// Durable state behind the flows.
+pub trait Store: Send + Sync {
+    /// The record, creating it as `Pending` with `payload` if it does not exist.
+    fn upsert_pending(
+        &self,
+        flow: &str,
+        source_id: &str,
+        payload: Option<&str>,
+    ) -> Result<EntityRecord, StateError>;
+    /// The record, if any.
+    fn get(&self, flow: &str, source_id: &str) -> Result<Option<EntityRecord>, StateError>;
+    /// Applies `update` and returns the new record.
+    fn update(
+        &self,
+        flow: &str,
+        source_id: &str,
+        update: &EntityUpdate,
+    ) -> Result<EntityRecord, StateError>;
+    /// Counts a failed attempt and keeps its error.
+    fn record_failure(
+        &self,
+        flow: &str,
+        source_id: &str,
+        error: &str,
+    ) -> Result<EntityRecord, StateError>;
+    /// Records of a flow (all flows when `None`) in a status (all when `None`), oldest first.
+    fn list(
+        &self,
+        flow: Option<&str>,
+        status: Option<Status>,
+    ) -> Result<Vec<EntityRecord>, StateError>;
+    /// At most `limit` records of `flow` in `status` (any when `None`) created after the record at
+    /// `after` (0: from the start), oldest first. Paging with the last record's `position` visits
+    /// every record once, however many there are and whatever the pass does to them meanwhile.
+    fn list_after(
+        &self,
+        flow: &str,
+        status: Option<Status>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<EntityRecord>, StateError>;
+    /// (flow, status, count) for every combination present.
+    fn counts(&self) -> Result<Vec<(String, Status, u64)>, StateError>;
+
+    /// Records `alias` (another id the source entity is known by, e.g. the order number a
+    /// tracking event carries) for `source_id`; a later call for the same alias moves it.
+    fn set_alias(&self, flow: &str, alias: &str, source_id: &str) -> Result<(), StateError>;
+    /// The source id recorded for `alias`, if any.
+    fn find_alias(&self, flow: &str, alias: &str) -> Result<Option<String>, StateError>;
+
+    /// Sets `key` → `value` in the lookup map `map` (e.g. SKU → Brightpearl product id), each
+    /// stamped with the store's time, in one transaction. A store without lookups keeps this
+    /// default, which records nothing (the flows then ask the platform every time).
+    fn lookup_put(&self, map: &str, entries: &[(String, String)]) -> Result<(), StateError> {
+        let _ = (map, entries);
+        Ok(())
+    }
+    /// Replaces the whole map with `entries` in one transaction (a full read of the source).
+    fn lookup_replace(&self, map: &str, entries: &[(String, String)]) -> Result<(), StateError> {
+        let _ = (map, entries);
+        Ok(())
+    }
+    /// The entries of `map` for these keys (absent keys are left out).
+    fn lookup_get(&self, map: &str, keys: &[&str]) -> Result<Vec<Lookup>, StateError> {
+        let _ = (map, keys);
+        Ok(Vec::new())
+    }
+    /// Removes these keys from `map` (an entry found wrong).
+    fn lookup_remove(&self, map: &str, keys: &[&str]) -> Result<(), StateError> {
+        let _ = (map, keys);
+        Ok(())
+    }
+
+    /// A flow's cursor.
+    fn cursor(&self, flow: &str) -> Result<Option<String>, StateError>;
+    /// Sets a flow's cursor (moving it back backfills).
+    fn set_cursor(&self, flow: &str, value: &str) -> Result<(), StateError>;
+
+    /// Stores a received item; the receiver answers 2xx only after this returns `Ok`. A key
+    /// that is queued (unprocessed) with the same body is a [`InboxPut::Duplicate`]; with another
+    /// body, the new body supersedes the queued one ([`InboxPut::Updated`]), so the flows read the
+    /// newest. A key whose rows are all processed is queued anew.
+    fn inbox_put(&self, source: &str, key: &str, body: &str) -> Result<InboxPut, StateError>;
+    /// Every version of a key still in the inbox, oldest first (none for a store that keeps no
+    /// history).
+    fn inbox_history(&self, source: &str, key: &str) -> Result<Vec<InboxVersion>, StateError> {
+        let _ = (source, key);
+        Ok(Vec::new())
+    }
+    /// Unprocessed items, oldest first (a superseded version is not listed).
+    fn inbox_pending(&self, limit: usize) -> Result<Vec<InboxItem>, StateError>;
+    /// [`Store::inbox_pending`] of one lane: at most `limit` unprocessed items of its sources,
+    /// oldest first.
+    fn inbox_pending_in(
+        &self,
+        lane: InboxLane,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, StateError> {
+        Ok(self
+            .inbox_pending(usize::MAX)?
+            .into_iter()
+            .filter(|item| lane.contains(&item.source))
+            .take(limit)
+            .collect())
+    }
+    /// How many items are unprocessed (what [`Store::inbox_pending`] would list without a limit).
+    fn inbox_len(&self) -> Result<u64, StateError> {
+        Ok(self.inbox_pending(usize::MAX)?.len() as u64)
+    }
+    /// Whether the item is still queued: not processed, nor superseded by a newer version since
+    /// it was read (a store that never supersedes keeps this default).
+    fn inbox_queued(&self, id: i64) -> Result<bool, StateError> {
+        let _ = id;
+        Ok(true)
+    }
+    /// Marks an item processed.
+    fn inbox_done(&self, id: i64) -> Result<(), StateError>;
+
+    /// Marks the entity failed and files a dead letter.
+    fn dead_letter(
+        &self,
+        flow: &str,
+        source_id: &str,
+        error: &str,
+    ) -> Result<DeadLetter, StateError>;
+    /// Every dead letter, oldest first.
+    fn dead_letters(&self) -> Result<Vec<DeadLetter>, StateError>;
+    /// Removes a dead letter and sets its entity back to `Pending` with no attempts, for replay.
+    fn requeue(&self, dead_letter_id: i64) -> Result<Option<EntityRecord>, StateError>;
+
+    /// The state's size: on disk and the rows per table.
+    fn size(&self) -> Result<StateSize, StateError>;
+
+    /// Whether processes on other machines may share this store (PostgreSQL): the clients
+    /// then keep their tokens and rate budgets in it ([`crate::shared_auth`]). A store of one
+    /// process (the SQLite file; the default) keeps them in the process.
+    fn shared_across_processes(&self) -> bool {
+        false
+    }
+
+    // Coordination of several workers on one store (several `relay serve` processes on one
+    // PostgreSQL database, or on one SQLite file). Times come from the store's clock.
+
+    /// Takes the lease `name` for `holder` for `ttl` from now. Granted (`true`) when nobody
+    /// holds it, when its holder's lease ran out (a killed worker), or when `holder` already
+    /// holds it (a renewal, which moves the expiry); `false` while another holder's lease runs.
+    fn lease(&self, name: &str, holder: &str, ttl: std::time::Duration)
+    -> Result<bool, StateError>;
+    /// Ends `holder`'s lease on `name`; nothing when another holder has it.
+    fn release(&self, name: &str, holder: &str) -> Result<(), StateError>;
+    /// The leases that have not run out whose name starts with `prefix`, by name.
+    fn leases(&self, prefix: &str) -> Result<Vec<Lease>, StateError>;
+
+    /// The shared value `name`, if any (expired ones too: the caller decides).
+    fn shared_get(&self, name: &str) -> Result<Option<SharedValue>, StateError>;
+    /// Replaces the shared value `name` only if its current text is `expected` (`None`: only if
+    /// there is none); `true` when it was replaced. A compare-and-swap, so two workers never
+    /// both replace the same value (a rotating refresh token spent once).
+    fn shared_swap(
+        &self,
+        name: &str,
+        expected: Option<&str>,
+        value: &SharedValue,
+    ) -> Result<bool, StateError>;
+    /// Sets the shared value `name` whatever it was.
+    fn shared_put(&self, name: &str, value: &SharedValue) -> Result<(), StateError>;
+
+    /// Reserves one cell of the shared rate limit `key` (one cell per `period`, `burst` at
+    /// once; see [`gcra_reserve`]) and returns how long the caller waits before using it
+    /// (zero: at once). A pause set by [`Store::rate_pause`] delays every reservation until it
+    /// ends.
+    fn rate_reserve(
+        &self,
+        key: &str,
+        period: std::time::Duration,
+        burst: u32,
+    ) -> Result<std::time::Duration, StateError>;
+    /// Pauses the shared rate limit `key` until `until` (the platform said it is out of
+    /// requests); an earlier pause is never shortened.
+    fn rate_pause(&self, key: &str, until: DateTime<Utc>) -> Result<(), StateError>;
+    /// Until when the shared rate limit `key` is paused, if it is paused now.
+    fn rate_paused_until(&self, key: &str) -> Result<Option<DateTime<Utc>>, StateError>;
+
+    /// Deletes processed inbox rows and clears payloads of finished entities beyond `policy`
+    /// as of `now`, at most `batch` rows per write transaction (other writers get the store
+    /// between two), then reclaims the freed space. A store without old state to drop keeps
+    /// this default, which does nothing.
+    fn prune(
+        &self,
+        policy: &RetentionPolicy,
+        now: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<PruneReport, StateError> {
+        let _ = (policy, now, batch);
+        Ok(PruneReport::default())
+    }
+}
+
+/// Timestamps as stored by both backends: RFC 3339 in UTC with milliseconds, so text order is
+/// time order.
+pub(super) fn stamp_of(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A stored timestamp read back.
+pub(super) fn parse_stamp(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Microseconds since the Unix epoch: lease and rate-limit times, compared as numbers.
+pub(super) fn micros(time: DateTime<Utc>) -> i64 {
+    time.timestamp_micros()
+}
+
+/// A lease or rate-limit time read back.
+pub(super) fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+/// Parses an RFC 3339 cursor value, naming the flow on error.
+pub fn parse_time_cursor(flow: &str, value: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("cursor of flow `{flow}` is `{value}`, not an RFC 3339 time ({e}); set it with `relay cursor set {flow} 2026-01-01T00:00:00Z`"))
+}
