@@ -292,7 +292,7 @@ async fn with_progress(
                     let mut failed = 0;
                     for (_, status, count) in counts.iter().filter(|(flow, _, _)| entity_flows.contains(&flow.as_str())) {
                         match status {
-                            Status::Done | Status::Skipped => done += count,
+                            Status::Done | Status::Skipped | Status::Resolved => done += count,
                             Status::Pending => pending += count,
                             Status::Failed => failed += count,
                         }

@@ -5,17 +5,9 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::state::{DeadLetter, Lease, StateSize, Status, Store, parse_time_cursor};
+use crate::state::{DeadLetter, Lease, StateSize, Status, Store};
 
-/// The flows that keep a cursor.
-pub const CURSOR_FLOWS: &[&str] = &[
-    "shipping",
-    "shipping-alerts",
-    "stock",
-    "prices",
-    "orders",
-    "fulfilment",
-];
+pub use crate::operator::CURSOR_FLOWS;
 
 /// Arguments of `relay status`.
 #[derive(Debug, clap::Args)]
@@ -113,6 +105,7 @@ struct EntityCount {
     done: u64,
     failed: u64,
     skipped: u64,
+    resolved: u64,
 }
 
 /// Entity counts per flow and status, from the store.
@@ -128,6 +121,7 @@ fn entity_counts(store: &dyn Store) -> Result<Vec<EntityCount>, String> {
                     done: 0,
                     failed: 0,
                     skipped: 0,
+                    resolved: 0,
                 });
                 rows.len() - 1
             }
@@ -138,6 +132,7 @@ fn entity_counts(store: &dyn Store) -> Result<Vec<EntityCount>, String> {
             Status::Done => row.done += n,
             Status::Failed => row.failed += n,
             Status::Skipped => row.skipped += n,
+            Status::Resolved => row.resolved += n,
         }
     }
     Ok(rows)
@@ -234,12 +229,16 @@ fn status(args: &StatusArgs) -> Result<ExitCode, String> {
                     r.done.to_string(),
                     r.failed.to_string(),
                     r.skipped.to_string(),
+                    r.resolved.to_string(),
                 ]
             })
             .collect();
         print!(
             "{}",
-            crate::table::render(&["flow", "pending", "done", "failed", "skipped"], &rows)
+            crate::table::render(
+                &["flow", "pending", "done", "failed", "skipped", "resolved"],
+                &rows
+            )
         );
     }
     println!();
@@ -328,21 +327,16 @@ fn replay(args: &ReplayArgs) -> Result<ExitCode, String> {
     } else {
         args.ids.clone()
     };
-    let mut requeued = 0;
-    let mut missing = Vec::new();
-    for id in ids {
-        let Some(letter) = letters.iter().find(|d| d.id == id) else {
-            missing.push(id);
-            continue;
-        };
-        store.requeue(id).map_err(|e| e.to_string())?;
-        requeued += 1;
+    let outcome = crate::operator::requeue(store.as_ref(), &ids, crate::operator::CLI_ACTOR)
+        .map_err(|e| e.to_string())?;
+    for (id, record) in &outcome.requeued {
         println!(
             "requeued dead letter {id}: {} {} is pending again",
-            crate::text::escape(&letter.flow),
-            crate::text::escape(&letter.source_id)
+            crate::text::escape(&record.flow),
+            crate::text::escape(&record.source_id)
         );
     }
+    let (requeued, missing) = (outcome.requeued.len(), outcome.missing);
     if requeued == 0 && missing.is_empty() {
         println!("no dead letters to replay");
         return Ok(ExitCode::SUCCESS);
@@ -371,32 +365,16 @@ pub async fn execute_cursor(args: CursorArgs) -> ExitCode {
 fn cursor(args: &CursorArgs) -> Result<ExitCode, String> {
     match &args.command {
         CursorCommand::Set { flow, time } => {
-            if !CURSOR_FLOWS.contains(&flow.as_str()) {
-                return Err(format!(
-                    "no flow `{flow}`; choose from {}",
-                    CURSOR_FLOWS.join(", ")
-                ));
-            }
-            let value = if flow == crate::flows::shipping::ALERTS_CURSOR {
-                // Not a time: the position in nShift's alerts feed (its `fetchId`).
-                match time.trim().parse::<i64>() {
-                    Ok(fetch_id) if fetch_id >= -1 => fetch_id.to_string(),
-                    _ => {
-                        return Err(format!(
-                            "`{flow}` is a position in nShift's alerts feed, not a time: give a fetchId from `relay cursor show`, or {} to read the feed from its start",
-                            nshift_client::FEED_START
-                        ));
-                    }
-                }
-            } else {
-                parse_time_cursor(flow, time)?.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            };
+            // Checked before the store is opened: a typo never touches the state.
+            crate::operator::cursor_value(flow, time).map_err(|e| e.to_string())?;
             let (store, _) = open(&args.config)?;
-            let before = store.cursor(flow).map_err(|e| e.to_string())?;
-            store.set_cursor(flow, &value).map_err(|e| e.to_string())?;
+            let change =
+                crate::operator::set_cursor(store.as_ref(), flow, time, crate::operator::CLI_ACTOR)
+                    .map_err(|e| e.to_string())?;
             println!(
-                "cursor of `{flow}`: {} -> {value}",
-                before.as_deref().unwrap_or("(unset)")
+                "cursor of `{flow}`: {} -> {}",
+                change.before.as_deref().unwrap_or("(unset)"),
+                change.after
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -481,7 +481,7 @@ async fn pick_up_orders(
                 reason,
             })?;
             let record = ctx.store.upsert_pending(FLOW, &order_no, Some(&text))?;
-            if matches!(record.status, Status::Done | Status::Skipped) {
+            if record.status.is_finished() {
                 finished_before += 1;
             }
         }

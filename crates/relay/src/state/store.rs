@@ -24,6 +24,9 @@ pub enum StateError {
         /// The newest this version writes.
         supported: i64,
     },
+    /// The store does not offer this operation (a test double).
+    #[error("this state store does not support `{0}`")]
+    Unsupported(String),
     /// The data folder could not be created.
     #[error("cannot create the data folder `{path}`: {source}")]
     DataDir {
@@ -46,6 +49,9 @@ pub enum Status {
     Failed,
     /// Deliberately not processed (filtered by the mapping, e.g. a pickup-in-store order).
     Skipped,
+    /// Closed by an operator ([`Store::resolve`], with a reason in its history): the flows leave
+    /// it as they leave a done one.
+    Resolved,
 }
 
 impl Status {
@@ -56,7 +62,27 @@ impl Status {
             Status::Done => "done",
             Status::Failed => "failed",
             Status::Skipped => "skipped",
+            Status::Resolved => "resolved",
         }
+    }
+
+    /// Every status, in the order pages list them.
+    pub const ALL: [Status; 5] = [
+        Status::Pending,
+        Status::Done,
+        Status::Failed,
+        Status::Skipped,
+        Status::Resolved,
+    ];
+
+    /// The status named `text` (as [`Status::as_str`] writes it), if any.
+    pub fn from_name(text: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Whether the flows are finished with it (done, skipped, or resolved by an operator).
+    pub fn is_finished(self) -> bool {
+        matches!(self, Status::Done | Status::Skipped | Status::Resolved)
     }
 
     pub(super) fn parse(text: &str) -> Status {
@@ -64,6 +90,7 @@ impl Status {
             "done" => Status::Done,
             "failed" => Status::Failed,
             "skipped" => Status::Skipped,
+            "resolved" => Status::Resolved,
             _ => Status::Pending,
         }
     }
@@ -311,6 +338,162 @@ pub struct Lease {
     pub expires_at: String,
 }
 
+/// What an entry of an entity's history records ([`Store::events`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The record was created (`upsert_pending` of a new id).
+    Created,
+    /// A step was recorded, or the status changed (`update`).
+    Step,
+    /// An attempt failed (`record_failure`); `detail` is the error.
+    AttemptFailed,
+    /// The flows gave up (`dead_letter`); `detail` is the error.
+    DeadLettered,
+    /// An operator sent it back to the flows (`requeue_by`).
+    Requeued,
+    /// An operator closed it (`resolve`); `detail` is the reason.
+    Resolved,
+    /// An operator set the flow's cursor (`set_cursor_by`); `detail` is `before -> after`.
+    CursorSet,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 7] = [
+        EventKind::Created,
+        EventKind::Step,
+        EventKind::AttemptFailed,
+        EventKind::DeadLettered,
+        EventKind::Requeued,
+        EventKind::Resolved,
+        EventKind::CursorSet,
+    ];
+
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Created => "created",
+            EventKind::Step => "step",
+            EventKind::AttemptFailed => "attempt_failed",
+            EventKind::DeadLettered => "dead_lettered",
+            EventKind::Requeued => "requeued",
+            EventKind::Resolved => "resolved",
+            EventKind::CursorSet => "cursor_set",
+        }
+    }
+
+    /// The kind named `text`, if any.
+    pub fn from_name(text: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// One entry of an entity's history, or an operator's action on a flow.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EntityEvent {
+    /// Row id (increasing).
+    pub id: i64,
+    /// Flow.
+    pub flow: String,
+    /// The entity's source id; empty for an action on the flow itself (a cursor set).
+    pub source_id: String,
+    /// When (RFC 3339, the store's clock).
+    pub at: String,
+    /// What.
+    pub kind: EventKind,
+    /// The step recorded, if any.
+    pub step: Option<String>,
+    /// The status after the event, if it is about the entity.
+    pub status: Option<Status>,
+    /// The error, the reason, or the cursor change.
+    pub detail: Option<String>,
+    /// Who did it: `None` for the flows; for an operator's action the actor given to the
+    /// store (`console:<session>`, `cli`). Rows with an actor are the audit log.
+    pub actor: Option<String>,
+}
+
+/// Which entity records [`Store::search`] lists: every filter given must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EntityQuery {
+    /// Only this flow.
+    pub flow: Option<String>,
+    /// Only this status.
+    pub status: Option<Status>,
+    /// An id on any platform: the source id, the target id, an alias of the source id (an
+    /// order number a tracking event carries), or a lookup key whose value is the source id (a
+    /// SKU of a Brightpearl product). Exact match.
+    pub reference: Option<String>,
+    /// Only records changed at or after this time.
+    pub updated_from: Option<DateTime<Utc>>,
+    /// Only records changed before this time.
+    pub updated_to: Option<DateTime<Utc>>,
+    /// Only records created before the one at this position (the last of the previous page);
+    /// `None`: from the newest.
+    pub before: Option<u64>,
+    /// At most this many records (newest first).
+    pub limit: usize,
+}
+
+/// What a status change counts as in [`Store::hourly_outcomes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// An entity became done (an order shipped, a stock level written).
+    Done,
+    /// An entity was dead-lettered.
+    Failed,
+    /// An attempt failed (the entity may still succeed).
+    AttemptFailed,
+}
+
+impl Outcome {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Failed => "failed",
+            Outcome::AttemptFailed => "attempt_failed",
+        }
+    }
+
+    /// The outcome named `text`, if any.
+    pub fn from_name(text: &str) -> Option<Outcome> {
+        [Outcome::Done, Outcome::Failed, Outcome::AttemptFailed]
+            .into_iter()
+            .find(|o| o.as_str() == text)
+    }
+}
+
+/// How many entities of a flow had an outcome in one hour ([`Store::hourly_outcomes`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HourlyOutcome {
+    /// The start of the hour, UTC (`2026-12-03T14:00:00Z`).
+    pub hour: String,
+    /// Flow.
+    pub flow: String,
+    /// What happened.
+    pub outcome: Outcome,
+    /// How many times.
+    pub count: u64,
+}
+
+/// The start of the hour `time` falls in, as [`HourlyOutcome::hour`] writes it.
+pub fn hour_of(time: DateTime<Utc>) -> String {
+    use chrono::Timelike as _;
+    let start = time
+        .with_minute(0)
+        .and_then(|t| t.with_second(0))
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(time);
+    start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The error of an operation a store does not support (a test double's default).
+pub fn unsupported(operation: &str) -> StateError {
+    StateError::Unsupported(operation.to_owned())
+}
+
 /// The GCRA state of one shared rate limit, as [`Store::rate_reserve`] computes it: a
 /// reservation waits until `max(tat, now) − (burst − 1)·period`, then moves `tat` one
 /// `period` on. The same arithmetic as governor's, kept in one row.
@@ -457,6 +640,101 @@ pub trait Store: Send + Sync {
     fn dead_letters(&self) -> Result<Vec<DeadLetter>, StateError>;
     /// Removes a dead letter and sets its entity back to `Pending` with no attempts, for replay.
     fn requeue(&self, dead_letter_id: i64) -> Result<Option<EntityRecord>, StateError>;
+
+    // The operator's view and actions (the console, `relay replay`, `relay cursor set`). The
+    // backends record the history in the same transaction as the change it describes.
+
+    /// The last `limit` entries of the history of `flow`/`source_id`, oldest first.
+    fn events(
+        &self,
+        flow: &str,
+        source_id: &str,
+        limit: usize,
+    ) -> Result<Vec<EntityEvent>, StateError> {
+        let _ = (flow, source_id, limit);
+        Err(unsupported("events"))
+    }
+    /// The last `limit` operator actions (entries with an actor), newest first.
+    fn audit_log(&self, limit: usize) -> Result<Vec<EntityEvent>, StateError> {
+        let _ = limit;
+        Err(unsupported("audit_log"))
+    }
+    /// Entity records matching `query`, newest first (by creation), at most `query.limit`.
+    fn search(&self, query: &EntityQuery) -> Result<Vec<EntityRecord>, StateError> {
+        let _ = query;
+        Err(unsupported("search"))
+    }
+    /// How many entities had each outcome per flow and hour, from the hour `since` falls in
+    /// on, oldest hour first (hours without any are left out).
+    fn hourly_outcomes(&self, since: DateTime<Utc>) -> Result<Vec<HourlyOutcome>, StateError> {
+        let _ = since;
+        Err(unsupported("hourly_outcomes"))
+    }
+    /// At most `limit` dead letters of `flow` (all flows when `None`) with an id above `after`,
+    /// oldest first.
+    fn dead_letters_page(
+        &self,
+        flow: Option<&str>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StateError> {
+        Ok(self
+            .dead_letters()?
+            .into_iter()
+            .filter(|d| d.id > after && flow.is_none_or(|f| d.flow == f))
+            .take(limit)
+            .collect())
+    }
+    /// The dead letters of one entity, oldest first.
+    fn dead_letters_of(&self, flow: &str, source_id: &str) -> Result<Vec<DeadLetter>, StateError> {
+        Ok(self
+            .dead_letters()?
+            .into_iter()
+            .filter(|d| d.flow == flow && d.source_id == source_id)
+            .collect())
+    }
+    /// Open dead letters per flow, by flow.
+    fn dead_letter_counts(&self) -> Result<Vec<(String, u64)>, StateError> {
+        let mut counts = std::collections::BTreeMap::<String, u64>::new();
+        for letter in self.dead_letters()? {
+            *counts.entry(letter.flow).or_default() += 1;
+        }
+        Ok(counts.into_iter().collect())
+    }
+    /// [`Store::requeue`] done by `actor` (recorded in the entity's history as `Requeued`).
+    fn requeue_by(
+        &self,
+        dead_letter_id: i64,
+        actor: &str,
+    ) -> Result<Option<EntityRecord>, StateError> {
+        let _ = actor;
+        self.requeue(dead_letter_id)
+    }
+    /// Closes the entity as [`Status::Resolved`] by `actor` with `reason` (kept in its
+    /// history) and removes its dead letters; `None` when there is no such entity.
+    fn resolve(
+        &self,
+        flow: &str,
+        source_id: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Option<EntityRecord>, StateError> {
+        let _ = (flow, source_id, actor, reason);
+        Err(unsupported("resolve"))
+    }
+    /// [`Store::set_cursor`] done by `actor` (recorded as `CursorSet`, `before -> after`);
+    /// returns the value before.
+    fn set_cursor_by(
+        &self,
+        flow: &str,
+        value: &str,
+        actor: &str,
+    ) -> Result<Option<String>, StateError> {
+        let _ = actor;
+        let before = self.cursor(flow)?;
+        self.set_cursor(flow, value)?;
+        Ok(before)
+    }
 
     /// The state's size: on disk and the rows per table.
     fn size(&self) -> Result<StateSize, StateError>;

@@ -12,7 +12,6 @@ use super::model::NorceOrder;
 use crate::config::orders::OrdersConfig;
 use crate::flows::action::{self, ItemError};
 use crate::flows::context::{FlowContext, FlowError};
-use crate::state::Status;
 
 /// The order-search columns the orders flow reads for its `externalRef` check (fulfilment reads
 /// the first two); `relay verify --deep` asks for the same.
@@ -85,7 +84,7 @@ pub(crate) fn dead_letter_unreadable(
     error: &str,
 ) -> Result<(), FlowError> {
     let record = ctx.store.upsert_pending(flow, source_id, payload)?;
-    if matches!(record.status, Status::Done | Status::Skipped) {
+    if record.status.is_finished() {
         tracing::warn!(
             flow,
             source_id,

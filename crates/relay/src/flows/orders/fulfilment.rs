@@ -199,7 +199,7 @@ async fn pick_up_shipped(
         let record =
             ctx.store
                 .upsert_pending(FULFILMENT_FLOW, &row.goods_out_note_id.to_string(), None)?;
-        if matches!(record.status, Status::Done | Status::Skipped) {
+        if record.status.is_finished() {
             finished_before += 1;
         }
     }
@@ -278,6 +278,11 @@ async fn load(
         Status::Skipped => {
             return Err(ItemError::Skip(format!(
                 "Norce order {order_no} was skipped by the `orders` flow"
+            )));
+        }
+        Status::Resolved => {
+            return Err(ItemError::Skip(format!(
+                "Norce order {order_no} was resolved by an operator in the `orders` flow (see its history)"
             )));
         }
     }

@@ -199,7 +199,7 @@ pub(crate) async fn poll(
                         .to_json()?,
                 ),
             )?;
-            if matches!(record.status, Status::Done | Status::Skipped) {
+            if record.status.is_finished() {
                 already_done += 1;
             }
         }
