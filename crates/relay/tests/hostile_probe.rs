@@ -22,6 +22,7 @@ async fn every_hostile_case_gets_the_hardened_answer() {
         order_receiver_password: Some(SecretString::from("probe-order-pw")),
         norce_webhook_secret: Some(SecretString::from("probe-norce-secret")),
         brightpearl_webhook_secret: Some(SecretString::from("probe-bp-secret")),
+        ..ServeSecrets::default()
     };
     let handle = serve::start(ctx, secrets, listener).await.unwrap();
     let target = probe::Target {

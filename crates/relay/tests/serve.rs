@@ -184,6 +184,7 @@ fn secrets() -> ServeSecrets {
         order_receiver_password: Some(SecretString::from(PASSWORD)),
         norce_webhook_secret: Some(SecretString::from(NORCE_SECRET)),
         brightpearl_webhook_secret: Some(SecretString::from(BP_SECRET)),
+        ..ServeSecrets::default()
     }
 }
 

@@ -87,6 +87,7 @@ fn secrets() -> ServeSecrets {
         order_receiver_password: Some(serve::SecretString::from("pw")),
         norce_webhook_secret: Some(serve::SecretString::from("ns")),
         brightpearl_webhook_secret: Some(serve::SecretString::from("bs")),
+        ..ServeSecrets::default()
     }
 }
 

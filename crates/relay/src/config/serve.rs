@@ -37,6 +37,9 @@ pub struct ServeConfig {
     pub brightpearl_webhook_header: String,
     /// Environment variable holding the Brightpearl webhook secret.
     pub brightpearl_webhook_secret_env: String,
+    /// Environment variable holding the operator console's sign-in token (or `NAME_FILE`, a file
+    /// holding it). The console at `/console` is off while it is unset.
+    pub console_token_env: String,
     /// The base URL Brightpearl reaches this server at (`https://relay.example.com`); the
     /// subscriptions point at `{public_url}/brightpearl/webhooks?secret=…`. Unset: no
     /// registration (a warning names this key).
@@ -101,6 +104,7 @@ impl Default for ServeConfig {
             norce_webhook_secret_env: "RELAY_NORCE_WEBHOOK_SECRET".to_owned(),
             brightpearl_webhook_header: "X-Relay-Secret".to_owned(),
             brightpearl_webhook_secret_env: "RELAY_BRIGHTPEARL_WEBHOOK_SECRET".to_owned(),
+            console_token_env: "RELAY_CONSOLE_TOKEN".to_owned(),
             public_url: None,
             register_brightpearl_webhooks: true,
             brightpearl_webhook_events: DEFAULT_BRIGHTPEARL_WEBHOOK_EVENTS
@@ -163,6 +167,7 @@ impl ServeConfig {
                 "brightpearl_webhook_secret_env",
                 &self.brightpearl_webhook_secret_env,
             ),
+            ("console_token_env", &self.console_token_env),
         ] {
             if name.is_empty() {
                 return Err(invalid(key, "must name an environment variable"));

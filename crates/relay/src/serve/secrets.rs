@@ -23,6 +23,8 @@ pub struct ServeSecrets {
     pub norce_webhook_secret: Option<SecretString>,
     /// The Brightpearl webhooks' shared secret.
     pub brightpearl_webhook_secret: Option<SecretString>,
+    /// The operator console's sign-in token; the console is off without it.
+    pub console_token: Option<SecretString>,
 }
 
 impl ServeSecrets {
@@ -40,6 +42,7 @@ impl ServeSecrets {
                 settings,
                 &config.brightpearl_webhook_secret_env,
             )?,
+            console_token: read_secret(settings, &config.console_token_env)?,
         })
     }
 }
