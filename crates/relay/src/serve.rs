@@ -7,6 +7,7 @@
 //! | `POST /brightpearl/webhooks` | Brightpearl webhooks (`WebhookEvent`, ids only) | `?secret=` in the registered URI, or the header `[serve] brightpearl_webhook_header`, = `RELAY_BRIGHTPEARL_WEBHOOK_SECRET` |
 //! | `GET /healthz` | probes | none |
 //! | `GET /metrics` | Prometheus | none |
+//! | `/console/...` | operators, in a browser (see `console/mod.rs`) | the console token (`RELAY_CONSOLE_TOKEN`), then a session cookie and CSRF tokens; off without the token |
 //!
 //! A receiver answers 2xx only after its inbox row is committed ([`Store::inbox_put`](crate::state::Store::inbox_put); a
 //! duplicate of an unprocessed item is also 2xx), so an acknowledged push is never lost. Work then
@@ -35,6 +36,7 @@
 //! records its progress in the state as it goes, so a cancelled pass resumes at the next start,
 //! like one stopped by a crash.
 
+mod console;
 mod error;
 mod listener;
 mod metrics;
@@ -283,12 +285,16 @@ pub async fn start_with_flows(
         secrets,
         metrics,
         connections: connections.clone(),
-        flows,
+        flows: flows.clone(),
         inbox_wake: [tokio::sync::Notify::new(), tokio::sync::Notify::new()],
         accepted: watch::channel(0).0,
         processed: watch::channel(0).0,
         runs: watch::channel(0).0,
         webhooks: watch::channel(WebhookRegistration::Pending { events: Vec::new() }).0,
+        triggers: flows
+            .iter()
+            .map(|f| (f.name(), Arc::new(tokio::sync::Notify::new())))
+            .collect(),
     });
     for (receiver, enabled, variable) in shared.receivers() {
         if !enabled {
@@ -303,7 +309,7 @@ pub async fn start_with_flows(
     let (cancel, cancel_rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
-    let app = receivers::router(shared.clone());
+    let app = receivers::router(shared.clone()).merge(console::router(shared.clone()));
     let limits = listener::Limits::from_config(&shared.config);
     tracing::info!(
         header_read_timeout_secs = limits.header_read_timeout.as_secs(),

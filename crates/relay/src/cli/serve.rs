@@ -74,22 +74,45 @@ fn local_url(addr: std::net::SocketAddr) -> String {
     format!("http://{addr}")
 }
 
-/// A random-enough token for an embedded-sandbox receiver secret (local demo only).
+/// A token for an embedded-sandbox receiver secret or console token: 128 bits from the
+/// operating system's generator (the clock hashed, should it have none).
 fn sandbox_token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut out = String::new();
-    for i in 0..2u64 {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u64(i);
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        out.push_str(&format!("{:016x}", hasher.finish()));
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        use std::hash::{BuildHasher, Hasher};
+        for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_usize(i);
+            hasher.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0),
+            );
+            chunk.copy_from_slice(&hasher.finish().to_be_bytes());
+        }
     }
-    out
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where the operator console is: with the embedded sandbox, the sign-in link carries the
+/// generated token in its fragment (which browsers never send), so a click signs in; against
+/// real platforms, only the address. `None` while the console is off.
+fn console_url(
+    addr: std::net::SocketAddr,
+    token: &Option<SecretString>,
+    sandbox: bool,
+) -> Option<String> {
+    let token = token.as_ref()?;
+    let here = local_url(addr);
+    Some(if sandbox {
+        format!(
+            "operator console: {here}/console/login#token={} (local demo; the token is the console's sign-in)",
+            token.expose_secret()
+        )
+    } else {
+        format!("operator console: {here}/console (sign in with the console token)")
+    })
 }
 
 /// A receiver secret generated for an embedded-sandbox run, to print once.
@@ -102,7 +125,7 @@ struct Generated {
 }
 
 /// Generates each receiver secret `secrets` lacks (an embedded-sandbox run needs all three, as
-/// the sandbox pushes to every receiver) and says which it made.
+/// the sandbox pushes to every receiver) and the console token, and says which it made.
 fn fill_missing_secrets(
     secrets: &mut ServeSecrets,
     config: &crate::serve::ServeConfig,
@@ -129,6 +152,11 @@ fn fill_missing_secrets(
             &mut secrets.brightpearl_webhook_secret,
             &config.brightpearl_webhook_secret_env,
             "Brightpearl webhooks (POST /brightpearl/webhooks?secret=…); serve registers it with the sandbox's webhooks itself".to_owned(),
+        ),
+        (
+            &mut secrets.console_token,
+            &config.console_token_env,
+            "operator console (sign in at /console with it)".to_owned(),
         ),
     ] {
         if slot.is_none() {
@@ -344,6 +372,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         ctx.coordination.worker = worker.into();
     }
     ctx.coordination.lease_ttl = lease_ttl;
+    let console_token = secrets.console_token.clone();
     let handle = serve::start(ctx, secrets, listener)
         .await
         .map_err(|e| e.to_string())?;
@@ -354,6 +383,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     );
     if let Some(note) = state_note {
         eprintln!("relay serve: {note}.");
+    }
+    if let Some(url) = console_url(addr, &console_token, sandbox.is_some()) {
+        eprintln!("relay serve: {url}");
     }
     eprintln!(
         "relay serve: SIGTERM stops too; running passes get up to {grace} s (serve.shutdown_grace_secs); a second signal stops at once."

@@ -202,6 +202,13 @@ fn check_weight(setting: &str, value: f64) -> Result<(), ConfigError> {
 }
 
 impl ShippingConfig {
+    /// Where the labels are saved: `labels_dir`, else `labels` in the state's data folder.
+    pub fn labels_dir_in(&self, state_dir: &std::path::Path) -> PathBuf {
+        self.labels_dir
+            .clone()
+            .unwrap_or_else(|| state_dir.join("labels"))
+    }
+
     /// The qualifying statuses as (Norce name, Query `statusId`), or an error naming
     /// `shipping.order_statuses` and the statuses there are.
     pub fn statuses(&self) -> Result<Vec<(String, i32)>, ConfigError> {

@@ -92,6 +92,7 @@ pub use self::pickup::{accepts, ingest};
 use self::settings::Settings;
 pub use self::settings::{
     ParcelStatusWriteback, ServiceMapping, ServiceOverride, ShippingConfig, agent_types,
+    services_in_force,
 };
 use crate::config::ServeConfig;
 use crate::flows::context::{

@@ -48,11 +48,29 @@ pub(crate) struct Shared {
     pub(crate) runs: watch::Sender<u64>,
     /// Where the Brightpearl webhook registration stands.
     pub(crate) webhooks: watch::Sender<WebhookRegistration>,
+    /// Starts a pass of each flow (by [`Flow::name`]) at once: the inbox processor after an
+    /// item gave the flow work, the console after an operator's retry or cursor change.
+    pub(crate) triggers: Vec<(&'static str, Arc<tokio::sync::Notify>)>,
 }
 
 impl Shared {
     pub(crate) fn store(&self) -> &dyn Store {
         self.ctx.store.as_ref()
+    }
+
+    /// Starts a pass of the flow that keeps the entities of `entity_flow` (`prices` is kept by
+    /// `stock`); nothing when no flow does.
+    pub(crate) fn trigger_entity_flow(&self, entity_flow: &str) {
+        let Some(flow) = self
+            .flows
+            .iter()
+            .find(|f| f.name() == entity_flow || f.entity_flows().contains(&entity_flow))
+        else {
+            return;
+        };
+        if let Some((_, trigger)) = self.triggers.iter().find(|(name, _)| *name == flow.name()) {
+            trigger.notify_one();
+        }
     }
 
     /// Each receiver (named by its inbox source), whether it is enabled (its secret is set), and

@@ -29,13 +29,7 @@ pub(super) fn spawn(
     shutdown: watch::Receiver<bool>,
     cancel: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
-    let triggers: Arc<Vec<(&'static str, Arc<Notify>)>> = Arc::new(
-        shared
-            .flows
-            .iter()
-            .map(|f| (f.name(), Arc::new(Notify::new())))
-            .collect(),
-    );
+    let triggers: Arc<Vec<(&'static str, Arc<Notify>)>> = Arc::new(shared.triggers.clone());
     // One processor per inbox lane: a webhook storm and Norce's orders are drained side by side.
     let mut tasks: Vec<JoinHandle<()>> = (0..INBOX_LANES.len())
         .map(|lane| {

@@ -16,15 +16,21 @@ pub(crate) const FINAL_STATUSES: &[&str] =
 /// The pickup-point networks (`agent_type`) of the delivery-method mappings in force (the
 /// configured ones over the built-in), for `relay verify --deep`'s agent search.
 pub fn agent_types(config: &ShippingConfig) -> Vec<String> {
-    let mut services = builtin_services();
-    services.extend(config.services.clone());
-    let mut types: Vec<String> = services
+    let mut types: Vec<String> = services_in_force(config)
         .values()
         .filter_map(|m| m.agent_type.clone())
         .filter(|a| !a.trim().is_empty())
         .collect();
     types.dedup();
     types
+}
+
+/// The delivery-method mappings in force: the configured ones over the built-in (for the
+/// flow, `relay verify --deep` and the console's mappings page).
+pub fn services_in_force(config: &ShippingConfig) -> BTreeMap<String, ServiceMapping> {
+    let mut services = builtin_services();
+    services.extend(config.services.clone());
+    services
 }
 
 fn builtin_services() -> BTreeMap<String, ServiceMapping> {
@@ -112,12 +118,8 @@ impl Settings {
         // A context built in code (tests, tools) skips the load: check here too.
         config.validate()?;
         let statuses = config.statuses()?;
-        let mut services = builtin_services();
-        services.extend(config.services.clone());
-        let labels_dir = config
-            .labels_dir
-            .clone()
-            .unwrap_or_else(|| ctx.config.state.dir.join("labels"));
+        let services = services_in_force(config);
+        let labels_dir = config.labels_dir_in(&ctx.config.state.dir);
         let test = config
             .test
             .unwrap_or_else(|| nshift_base_url.is_some_and(is_loopback_url));

@@ -1,0 +1,241 @@
+//! The operator console at `/console`: server-rendered pages (maud) over the state, through the
+//! [`Store`](crate::state::Store) trait, so it reads the same on SQLite and PostgreSQL.
+//!
+//! | page | what |
+//! | --- | --- |
+//! | `/console` | per flow: last and next run, done and failed in 24 h, dead letters, cursor age; the platforms' health; Brightpearl webhook registrations; a 48-hour chart |
+//! | `/console/entities` | search by flow, status, reference (any platform's id) and date; paginated |
+//! | `/console/entities/{flow}/{id}` | ids side by side, the history, the payload (secrets redacted), labels, **Retry** and **Mark resolved** |
+//! | `/console/dead-letters` | the queue, bulk retry and resolve |
+//! | `/console/cursors` | each flow's cursor; set one back, after a confirmation that says what will be re-read |
+//! | `/console/mappings` | the configured mappings, read-only |
+//! | `/console/audit` | who did what, when |
+//!
+//! Off unless a console token is set (`[serve] console_token_env`, `RELAY_CONSOLE_TOKEN` or
+//! `RELAY_CONSOLE_TOKEN_FILE`): then every console path is a 404 that names the variable.
+//! Signing in with the token sets a session cookie (see `auth.rs`); every form that changes
+//! the state carries the session's CSRF token. Pages read without JavaScript; one small script
+//! (`console.js`) only adds "select all" and a confirmation. Actions go through
+//! [`crate::operator`], exactly as `relay replay` and `relay cursor set` do, and are recorded
+//! in the audit log with the operator's name.
+
+mod auth;
+mod chart;
+mod cursors;
+mod dead_letters;
+mod entities;
+mod layout;
+mod mappings;
+mod overview;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use self::auth::{Session, SessionKey};
+use super::shared::Shared;
+
+/// What the console's handlers share.
+pub(super) struct Console {
+    shared: Arc<Shared>,
+    /// `None`: the console is off.
+    key: Option<SessionKey>,
+}
+
+type ConsoleState = Arc<Console>;
+
+/// The console's routes, under `/console`.
+pub(super) fn router(shared: Arc<Shared>) -> Router {
+    let key = shared
+        .secrets
+        .console_token
+        .as_ref()
+        .map(SessionKey::derive);
+    let console = Arc::new(Console { shared, key });
+    Router::new()
+        .route("/console", get(overview::page))
+        .route("/console/", get(|| async { Redirect::to("/console") }))
+        .route(
+            "/console/login",
+            get(layout::login_page).post(layout::login),
+        )
+        .route("/console/logout", post(layout::logout))
+        .route("/console/entities", get(entities::list))
+        .route("/console/entities/{flow}/{id}", get(entities::detail))
+        .route("/console/entities/{flow}/{id}/retry", post(entities::retry))
+        .route(
+            "/console/entities/{flow}/{id}/resolve",
+            post(entities::resolve),
+        )
+        .route(
+            "/console/entities/{flow}/{id}/labels/{n}",
+            get(entities::label),
+        )
+        .route(
+            "/console/dead-letters",
+            get(dead_letters::page).post(dead_letters::bulk),
+        )
+        .route("/console/cursors", get(cursors::page))
+        .route("/console/cursors/{flow}/confirm", get(cursors::confirm))
+        .route("/console/cursors/{flow}", post(cursors::set))
+        .route("/console/mappings", get(mappings::page))
+        .route("/console/audit", get(layout::audit))
+        .route("/console/assets/console.css", get(layout::css))
+        .route("/console/assets/console.js", get(layout::js))
+        .route("/console/{*rest}", get(not_found))
+        .layer(middleware::from_fn_with_state(console.clone(), guard))
+        .with_state(console)
+}
+
+/// Every console answer: 404 while the console is off, and headers that keep pages out of
+/// caches and frames and let them load nothing from elsewhere.
+async fn guard(State(console): State<ConsoleState>, request: Request, next: Next) -> Response {
+    let mut response = if console.key.is_none() {
+        layout::off_page(&console.shared.config.console_token_env)
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn not_found(operator: Operator) -> Response {
+    layout::error_page(
+        &operator,
+        StatusCode::NOT_FOUND,
+        "No such console page",
+        "Use the menu above.",
+    )
+}
+
+/// A signed-in operator (the extractor every page takes): not signed in → 303 to the sign-in
+/// page, which sends them back here afterwards.
+pub(super) struct Operator {
+    console: ConsoleState,
+    session: Session,
+    csrf: String,
+}
+
+impl Operator {
+    fn shared(&self) -> &Shared {
+        &self.console.shared
+    }
+
+    /// Who the audit log names.
+    fn actor(&self) -> String {
+        self.session.actor()
+    }
+
+    /// Refuses a form without this session's CSRF token (403).
+    fn check_csrf(&self, form: &Form) -> Result<(), Box<Response>> {
+        let key = self.console.key.as_ref();
+        let given = form.get("csrf").unwrap_or_default();
+        if key.is_some_and(|key| key.csrf_matches(&self.session, given)) {
+            Ok(())
+        } else {
+            tracing::warn!(
+                actor = %self.actor(),
+                "console: a form without a valid CSRF token was refused"
+            );
+            Err(Box::new(layout::error_page(
+                self,
+                StatusCode::FORBIDDEN,
+                "This form has expired",
+                "The request did not carry this session's form token (a form from another site, or from before you signed in again). Reload the page and try again.",
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<ConsoleState> for Operator {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        console: &ConsoleState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(key) = &console.key else {
+            return Err(layout::off_page(&console.shared.config.console_token_env));
+        };
+        let session = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(auth::cookie_in)
+            .find_map(|value| key.open(value, chrono::Utc::now()));
+        match session {
+            Some(session) => Ok(Operator {
+                csrf: key.csrf(&session),
+                console: console.clone(),
+                session,
+            }),
+            None => {
+                let next = parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/console", |p| p.as_str());
+                let location = format!("/console/login?next={}", layout::encode_query(next));
+                Err(Redirect::to(&location).into_response())
+            }
+        }
+    }
+}
+
+/// A posted form (`application/x-www-form-urlencoded`), repeated names kept.
+pub(super) struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn parse(body: &[u8]) -> Self {
+        Self(form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    /// The first value of `name`.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`.
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A page's answer when the state cannot be read: 500 with the store's message (which never
+/// holds a secret), logged.
+fn state_failed(operator: &Operator, error: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %error, "console: the state could not be read");
+    layout::error_page(
+        operator,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "The state could not be read",
+        &format!("{error}. Check the state database (`relay status`) and reload."),
+    )
+}
