@@ -234,6 +234,24 @@ impl TokenCache {
     pub fn fetch_count(&self) -> u64 {
         self.lock().fetches
     }
+
+    /// When the cached token stops being valid (its expiry), read without fetching. `None`
+    /// when no token is cached (none fetched yet, or the last one was invalidated or its
+    /// refresh failed after it ran out) or when the cached credential never expires (a
+    /// static key). It may lie in the past: an expired token stays cached until the next
+    /// request replaces it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), auth_core::TokenError> {
+    /// use auth_core::{StaticToken, TokenCache};
+    /// let cache = TokenCache::new(StaticToken::bearer("key".into()));
+    /// cache.get().await?;
+    /// assert_eq!(cache.valid_until(), None); // a static key never expires
+    /// # Ok(()) }
+    /// ```
+    pub fn valid_until(&self) -> Option<Instant> {
+        self.lock().current.as_ref()?.token().expires_at()
+    }
 }
 
 impl Inner {
@@ -441,5 +459,37 @@ impl<K: std::hash::Hash + Eq + Clone> KeyedTokenCache<K> {
 impl<K> fmt::Debug for KeyedTokenCache<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedTokenCache").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::BoxFuture;
+
+    /// Hands out tokens living an hour.
+    struct Hourly;
+
+    impl TokenSource for Hourly {
+        fn fetch(&self) -> BoxFuture<'_, Result<Token, TokenError>> {
+            let expires = Instant::now() + Duration::from_secs(3600);
+            Box::pin(async move { Ok(Token::bearer("s3cr3t", Some(expires))) })
+        }
+    }
+
+    /// `valid_until` is the cached token's expiry, read without fetching.
+    #[tokio::test(start_paused = true)]
+    async fn valid_until_is_the_cached_tokens_expiry() {
+        let cache = TokenCache::new(Hourly);
+        assert_eq!(cache.valid_until(), None);
+        assert_eq!(cache.fetch_count(), 0, "reading fetches nothing");
+        let fetched_at = Instant::now();
+        let token = cache.get().await.unwrap();
+        let expected = fetched_at + Duration::from_secs(3600);
+        assert_eq!(cache.valid_until(), Some(expected));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(cache.valid_until(), Some(expected));
+        cache.invalidate(&token);
+        assert_eq!(cache.valid_until(), None);
     }
 }

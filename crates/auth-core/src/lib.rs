@@ -27,8 +27,8 @@ pub use error::{
 pub use headers::{StaticHeaders, StaticHeadersLayer};
 pub use oauth::{ClientAuth, ClientCredentials, RefreshTokenGrant, TokenResponse};
 pub use ratelimit::{
-    QuotaSpec, RateLimitKey, RateLimitLayer, RateLimitPreset, RateLimitService, RateLimiter,
-    ResetUnit, ServerFeedback, TokioClock, presets,
+    BudgetLeft, QuotaSpec, RateLimitKey, RateLimitLayer, RateLimitPreset, RateLimitService,
+    RateLimiter, ResetUnit, ServerFeedback, TokioClock, presets,
 };
 pub use replay::TryCloneBody;
 pub use retry::{Attempt, Idempotent, RetryBudget, RetryConfig, RetryLayer, RetryService};

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use governor::Quota;
 use governor::clock::Clock;
-use governor::middleware::NoOpMiddleware;
+use governor::middleware::{StateInformationMiddleware, StateSnapshot};
 use governor::state::keyed::HashMapStateStore;
 use http::{HeaderMap, HeaderName, Request, Response, StatusCode};
+use serde::Serialize;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
@@ -122,6 +123,9 @@ pub struct ServerFeedback {
     pub throttle_statuses: Vec<StatusCode>,
     /// Pause used when a throttle status arrives without a reset header.
     pub default_pause: Duration,
+    /// The server's own limit, as requests per period, when known (only shown:
+    /// [`BudgetLeft::server_limit`]).
+    pub limit: Option<(u64, Duration)>,
 }
 
 impl ServerFeedback {
@@ -138,7 +142,15 @@ impl ServerFeedback {
             pause_when_remaining_at_most: 0,
             throttle_statuses: Vec::new(),
             default_pause: Duration::from_secs(60),
+            limit: None,
         }
+    }
+
+    /// Names the server's limit: `count` requests per `period` (what its remaining header
+    /// counts down from).
+    pub fn limit(mut self, count: u64, period: Duration) -> Self {
+        self.limit = Some((count, period));
+        self
     }
 
     /// Adds a throttling status.
@@ -212,7 +224,8 @@ pub mod presets {
                 HeaderName::from_static("brightpearl-next-throttle-period"),
                 ResetUnit::Milliseconds,
             )
-            .throttle_status(StatusCode::SERVICE_UNAVAILABLE),
+            .throttle_status(StatusCode::SERVICE_UNAVAILABLE)
+            .limit(200, Duration::from_secs(60)),
         )
     }
 }
@@ -221,8 +234,47 @@ type Gcra = governor::RateLimiter<
     RateLimitKey,
     HashMapStateStore<RateLimitKey>,
     TokioClock,
-    NoOpMiddleware<Duration>,
+    // Its snapshot of each permit granted tells what is left ([`RateLimiter::budget_left`]).
+    StateInformationMiddleware,
 >;
+
+/// What the limiter last learnt about a key's budget, for [`RateLimiter::budget_left`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    /// Permits left after the last one granted, and when.
+    permits: Option<(u32, Instant)>,
+    /// What the server's remaining header said last, and when.
+    server: Option<(u64, Instant)>,
+}
+
+/// What is left of a key's budget, read without taking a permit
+/// ([`RateLimiter::budget_left`]). Durations are relative to the moment it was read, so that
+/// a reader can place them on any clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct BudgetLeft {
+    /// Requests the server said were left in its current period, in the last answer that
+    /// carried its remaining header (Brightpearl's `brightpearl-requests-remaining`); `None`
+    /// until one did.
+    pub server_remaining: Option<u64>,
+    /// How long ago that answer came.
+    pub server_reported_ago: Option<Duration>,
+    /// The server's limit (requests, period) when the preset names it (Brightpearl: 200 per
+    /// 60 s); once `server_reported_ago` exceeds the period the server's count is stale.
+    pub server_limit: Option<(u64, Duration)>,
+    /// Permits this process's limiter would grant now without waiting, at most `burst`: an
+    /// estimate from the last permit granted (one comes back every replenish interval).
+    pub permits_now: u32,
+    /// The most permits the limiter grants at once.
+    pub burst: u32,
+    /// How much longer every caller of the key waits before its next request (after a
+    /// throttling answer, a `Retry-After` or an exhausted server budget); `None` when it
+    /// does not.
+    pub paused_for: Option<Duration>,
+    /// Whether the budget is shared with other processes: then `permits_now` is only this
+    /// process's view of it.
+    pub shared: bool,
+}
 
 struct LimiterInner {
     gcra: Gcra,
@@ -234,6 +286,9 @@ struct LimiterInner {
     queues: Queues,
     /// The budget shared with other processes, when set ([`RateLimiter::with_shared`]).
     shared: Option<Arc<dyn SharedAuthState>>,
+    /// What each key's permits and the server last said (a short lock per permit and per
+    /// answer with a remaining header).
+    seen: Mutex<HashMap<RateLimitKey, Seen>>,
 }
 
 /// How long the limiter keeps retrying a failing shared state before giving up on a permit.
@@ -284,7 +339,8 @@ impl RateLimiter {
     ) -> Result<Self, ConfigError> {
         let clock = TokioClock::default();
         let gcra =
-            governor::RateLimiter::hashmap_with_clock(preset.quota.to_quota()?, clock.clone());
+            governor::RateLimiter::hashmap_with_clock(preset.quota.to_quota()?, clock.clone())
+                .with_middleware::<StateInformationMiddleware>();
         Ok(Self {
             inner: Arc::new(LimiterInner {
                 gcra,
@@ -295,6 +351,7 @@ impl RateLimiter {
                 jitter,
                 queues: Queues::default(),
                 shared,
+                seen: Mutex::default(),
             }),
         })
     }
@@ -367,7 +424,7 @@ impl RateLimiter {
         if inner.shared.is_none()
             && inner
                 .queues
-                .try_uncontended(key, || free(start) && inner.gcra.check_key(key).is_ok())
+                .try_uncontended(key, || free(start) && inner.take(key).is_ok())
         {
             inner.queues.record(budget, Duration::ZERO);
             return Ok(Duration::ZERO);
@@ -395,7 +452,7 @@ impl RateLimiter {
             }
             let wait = match inner.paused_until(key).filter(|u| *u > now) {
                 Some(until) => until - now,
-                None => match inner.gcra.check_key(key) {
+                None => match inner.take(key) {
                     Ok(()) => {
                         if let Some(shared) = &inner.shared {
                             // Still the head: the others wait behind our shared cell.
@@ -481,6 +538,10 @@ impl RateLimiter {
                 .get(&fb.remaining_header)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|s| s.trim().parse::<u64>().ok());
+            if let Some(remaining) = remaining {
+                self.inner
+                    .seen(key, |seen| seen.server = Some((remaining, now)));
+            }
             if fb.throttle_statuses.contains(&status) {
                 let pause = reset.unwrap_or(fb.default_pause);
                 tracing::warn!(target: "auth_core::ratelimit", preset = preset.name, status = status.as_u16(),
@@ -502,10 +563,75 @@ impl RateLimiter {
         }
     }
 
+    /// What is left of `key`'s budget now, read without taking a permit: what the server said
+    /// last, the permits this limiter would grant at once, and any pause.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use auth_core::{RateLimiter, RateLimitKey, presets};
+    /// let limiter = RateLimiter::new(presets::brightpearl())?;
+    /// let key = RateLimitKey::new("brightpearl:acme:");
+    /// limiter.acquire(&key).await?;
+    /// let left = limiter.budget_left(&key);
+    /// assert_eq!((left.permits_now, left.burst), (99, 100));
+    /// assert_eq!(left.server_remaining, None); // no answer yet
+    /// # Ok(()) }
+    /// ```
+    pub fn budget_left(&self, key: &RateLimitKey) -> BudgetLeft {
+        let inner = &self.inner;
+        let now = Instant::now();
+        let seen = inner
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .copied()
+            .unwrap_or_default();
+        let quota = inner.preset.quota;
+        let permits_now = match seen.permits {
+            None => quota.burst,
+            Some((left, at)) => {
+                let interval = quota.replenish_interval.as_nanos().max(1);
+                let back = now.saturating_duration_since(at).as_nanos() / interval;
+                let back = u32::try_from(back).unwrap_or(u32::MAX);
+                left.saturating_add(back).min(quota.burst)
+            }
+        };
+        let paused_for = inner
+            .paused_until(key)
+            .map(|until| until.saturating_duration_since(now))
+            .filter(|left| !left.is_zero());
+        BudgetLeft {
+            server_remaining: seen.server.map(|(remaining, _)| remaining),
+            server_reported_ago: seen.server.map(|(_, at)| now.saturating_duration_since(at)),
+            server_limit: inner.preset.feedback.as_ref().and_then(|fb| fb.limit),
+            permits_now,
+            burst: quota.burst,
+            paused_for,
+            shared: inner.shared.is_some(),
+        }
+    }
+
     /// Drops state of keys that are back at full budget (call periodically with many keys).
     pub fn retain_recent(&self) {
         self.inner.gcra.retain_recent();
         let now = Instant::now();
+        // What was seen of a key matters until its permits are back and the server's count
+        // has run out of date.
+        let quota = self.inner.preset.quota;
+        let stale = (quota.replenish_interval.checked_mul(quota.burst)).unwrap_or(Duration::MAX);
+        let period = (self.inner.preset.feedback.as_ref())
+            .and_then(|fb| fb.limit)
+            .map_or(Duration::ZERO, |(_, period)| period);
+        let recent = |at: Instant, within: Duration| now.saturating_duration_since(at) < within;
+        self.inner
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, seen| {
+                seen.permits.is_some_and(|(_, at)| recent(at, stale))
+                    || seen.server.is_some_and(|(_, at)| recent(at, period))
+            });
         self.inner
             .paused
             .lock()
@@ -581,6 +707,24 @@ impl LimiterInner {
             }
         }
         Ok(())
+    }
+
+    /// Takes a permit of `key` if one is free now, noting what is left.
+    fn take(&self, key: &RateLimitKey) -> Result<(), governor::NotUntil<Duration>> {
+        let snapshot: StateSnapshot = self.gcra.check_key(key)?;
+        let left = snapshot.remaining_burst_capacity();
+        let now = Instant::now();
+        self.seen(key, |seen| seen.permits = Some((left, now)));
+        Ok(())
+    }
+
+    /// Updates what was seen of `key`.
+    fn seen(&self, key: &RateLimitKey, update: impl FnOnce(&mut Seen)) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.get_mut(key) {
+            Some(entry) => update(entry),
+            None => update(seen.entry(key.clone()).or_default()),
+        }
     }
 
     fn paused_until(&self, key: &RateLimitKey) -> Option<Instant> {
@@ -685,5 +829,68 @@ where
             limiter.observe(&key, response.status(), response.headers());
             Ok(response)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, remaining: &str, period_ms: &str) -> (StatusCode, HeaderMap) {
+        let mut headers = HeaderMap::new();
+        headers.insert("brightpearl-requests-remaining", remaining.parse().unwrap());
+        headers.insert(
+            "brightpearl-next-throttle-period",
+            period_ms.parse().unwrap(),
+        );
+        (StatusCode::from_u16(status).unwrap(), headers)
+    }
+
+    /// The budget left follows the permits taken (and their return), what the server said and
+    /// its pauses, all read without taking a permit.
+    #[tokio::test(start_paused = true)]
+    async fn budget_left_follows_permits_answers_and_pauses() {
+        let limiter = RateLimiter::new(presets::brightpearl()).unwrap();
+        let key = RateLimitKey::new("brightpearl:acme:dev");
+        let fresh = limiter.budget_left(&key);
+        assert_eq!((fresh.permits_now, fresh.burst), (100, 100));
+        assert_eq!(fresh.server_remaining, None);
+        assert_eq!(fresh.server_limit, Some((200, Duration::from_secs(60))));
+        for _ in 0..3 {
+            limiter.acquire(&key).await.unwrap();
+        }
+        assert_eq!(limiter.budget_left(&key).permits_now, 97);
+        // Reading takes nothing.
+        assert_eq!(limiter.budget_left(&key).permits_now, 97);
+
+        let (status, headers) = answer(200, "183", "40000");
+        limiter.observe(&key, status, &headers);
+        tokio::time::advance(Duration::from_millis(1300)).await;
+        let left = limiter.budget_left(&key);
+        assert_eq!(left.server_remaining, Some(183));
+        assert_eq!(left.server_reported_ago, Some(Duration::from_millis(1300)));
+        // One permit back every 600 ms (100 refilled over the minute).
+        assert_eq!(left.permits_now, 99);
+        assert_eq!(left.paused_for, None);
+        assert!(!left.shared);
+
+        let (status, headers) = answer(503, "0", "2000");
+        limiter.observe(&key, status, &headers);
+        tokio::time::advance(Duration::from_millis(500)).await;
+        let left = limiter.budget_left(&key);
+        assert_eq!(left.server_remaining, Some(0));
+        assert_eq!(left.paused_for, Some(Duration::from_millis(1500)));
+        assert_eq!(left.permits_now, 100);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(limiter.budget_left(&key).paused_for, None);
+
+        // Another key has its own.
+        let other = limiter.budget_left(&RateLimitKey::new("brightpearl:other:dev"));
+        assert_eq!((other.permits_now, other.server_remaining), (100, None));
+
+        // Once everything is back and the server's count is out of date, nothing is kept.
+        tokio::time::advance(Duration::from_secs(120)).await;
+        limiter.retain_recent();
+        assert!(limiter.inner.seen.lock().unwrap().is_empty());
     }
 }

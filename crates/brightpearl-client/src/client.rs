@@ -13,8 +13,8 @@ use brightpearl_models::oauth::operations::{AUTHORIZE, REQUEST_TOKEN, RequestTok
 use brightpearl_models::oauth::{AuthorizePath, GrantType, RequestTokenPath, TokenRequest};
 use bytes::Bytes;
 use client_core::{
-    ApiRequest, BoxTransport, CommonOptions, Engine, Failure, HttpFailure, Platform as _,
-    SettingsError,
+    ApiRequest, BoxTransport, CommonOptions, Engine, Failure, HealthRecorder, HealthSnapshot,
+    HttpFailure, Platform as _, SettingsError,
 };
 use http::{Method, Response};
 use models_runtime::{Caller, Operation, OperationInfo};
@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     /// The stack below the limiter (auth, headers, transport), for [`Client::with_budget`].
     pub(crate) below_limiter: BoxTransport,
     pub(crate) common: CommonOptions,
+    /// The record of every engine's calls (one engine per [`Budget`]), for [`Client::health`].
+    pub(crate) health: HealthRecorder,
     pub(crate) limiter: (RateLimiter, RateLimitKey),
     pub(crate) concurrency: usize,
     pub(crate) max_id_set_chars: usize,
@@ -153,12 +155,28 @@ impl Client {
             .default_key(key.clone())
             .budget(budget.clone());
         let stack = layer.layer(inner.below_limiter.clone());
-        let engine = inner.common.engine::<Brightpearl>(stack);
+        let engine = (inner.common).engine_recording::<Brightpearl>(stack, inner.health.clone());
         Client {
             inner,
             engine,
             budget,
         }
+    }
+
+    /// How this client's calls went so far, for an operator's overview: requests, the last
+    /// success, 429, 503 (Brightpearl's throttle) and error of every client over the same
+    /// build (all its [budgets](Self::with_budget)); until when the OAuth access token is
+    /// valid (`None` before the first call, and always with a staff token, which does not
+    /// expire); and what is left of the account's rate budget (the last
+    /// `brightpearl-requests-remaining`, this process's permits). Nothing is fetched.
+    pub fn health(&self) -> HealthSnapshot {
+        let inner = &self.inner;
+        let mut health = self.engine.health();
+        let valid_until = inner.oauth.as_ref().and_then(|o| o.cache.valid_until());
+        health.token_valid_until = valid_until.map(|at| health.wall_time(at));
+        let (limiter, key) = &inner.limiter;
+        health.budget_left = Some(limiter.budget_left(key));
+        health
     }
 
     /// What token responses said about the installation (`api_domain`, instance id).
@@ -391,6 +409,87 @@ fn api_domain_url(domain: &str) -> Result<reqwest::Url> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every budget's calls show in one record, with the account's rate budget as the last
+    /// answer told it and the client's own classification of the last error.
+    #[tokio::test]
+    async fn health_covers_every_budget_and_the_rate_budget() {
+        use std::collections::VecDeque;
+        use std::sync::Mutex;
+
+        use auth_core::Priority;
+        use client_core::ErrorKind;
+
+        let answers: &[(u16, &str, &str)] = &[
+            (200, "183", "{}"),
+            (200, "182", r#"{"response":[]}"#),
+            (
+                500,
+                "181",
+                r#"{"errors":[{"code":"CMNC-018","message":"s3cr3t-body"}]}"#,
+            ),
+        ];
+        let answers = Arc::new(Mutex::new(answers.iter().copied().collect::<VecDeque<_>>()));
+        let transport = tower::service_fn(move |_request: http::Request<Bytes>| {
+            let (status, remaining, body) = answers.lock().unwrap().pop_front().unwrap();
+            let response = http::Response::builder()
+                .status(status)
+                .header("brightpearl-requests-remaining", remaining)
+                .header("ruid", format!("ruid-{remaining}"))
+                .body(Bytes::from_static(body.as_bytes()));
+            std::future::ready(Ok::<_, auth_core::Error>(response.unwrap()))
+        });
+        let client = Client::builder()
+            .account("healthacct")
+            .app_ref("healthacct_relay")
+            .staff_token("staff-s3cr3t".into())
+            .base_url("http://127.0.0.1:59102")
+            .transport(transport)
+            .build()
+            .unwrap();
+        assert_eq!(client.health().requests, 0);
+        client
+            .send_raw(Method::GET, "/order-service/order/1", &[], None)
+            .await
+            .unwrap();
+        let stock = client.with_budget(Budget::new(Priority::Background, "stock"));
+        assert!(stock.products(&[1]).await.unwrap().is_empty());
+        let err = stock.products(&[2]).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Permanent, "{err:?}");
+
+        let health = client.health();
+        assert_eq!(health.requests, 3);
+        assert!(health.last_ok.is_some());
+        assert_eq!((health.last_429, health.last_503), (None, None));
+        let last = health.last_error.clone().unwrap();
+        assert_eq!(
+            (
+                last.kind,
+                last.operation,
+                last.status,
+                last.request_id.as_deref()
+            ),
+            (
+                ErrorKind::Permanent,
+                "GetProducts",
+                Some(500),
+                Some("ruid-181")
+            )
+        );
+        assert_eq!(
+            health.token_valid_until, None,
+            "a staff token does not expire"
+        );
+        let budget = health.budget_left.clone().unwrap();
+        assert_eq!(budget.server_remaining, Some(181));
+        assert_eq!(budget.server_limit, Some((200, Duration::from_secs(60))));
+        assert_eq!(budget.burst, 100);
+        // Three permits taken; one comes back every 600 ms.
+        assert!((97..=100).contains(&budget.permits_now), "{budget:?}");
+        assert_eq!(stock.health().requests, 3, "one record for every budget");
+        let shown = format!("{health:?} {}", serde_json::to_string(&health).unwrap());
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
 
     #[test]
     fn api_domain_becomes_a_url() {

@@ -13,7 +13,9 @@ use auth_core::{
 };
 use brightpearl_models::oauth::RequestTokenPath;
 use bytes::Bytes;
-use client_core::{BoxTransport, CommonOptions, Engine, Settings, SettingsError, base_url};
+use client_core::{
+    BoxTransport, CommonOptions, Engine, HealthRecorder, Settings, SettingsError, base_url,
+};
 use http::Response;
 use http_body_util::Full;
 use models_runtime::redact::REDACTED;
@@ -296,6 +298,7 @@ impl ClientBuilder {
             oauth,
             below_limiter,
             common: self.common.clone(),
+            health: HealthRecorder::new(),
             limiter: (limiter, key),
             concurrency: self.concurrency.unwrap_or(4),
             max_id_set_chars: self.max_id_set_chars.unwrap_or(1500),

@@ -32,6 +32,10 @@ impl Platform for Brightpearl {
     fn accept(_: &OperationInfo) -> Option<&'static str> {
         Some("application/json")
     }
+    /// Brightpearl's throttle and bad-input codes refine the failure's kind.
+    fn error_kind(error: &Error) -> Option<ErrorKind> {
+        Some(error.kind())
+    }
 }
 
 /// The header with the milliseconds until the throttle window moves.

@@ -13,6 +13,8 @@ mod session;
 pub use auth_core::{Budget, BudgetUsage, Priority, RateLimitKey, RateLimiter};
 pub use client::{Authorization, BundleAvailabilityMode, Client};
 pub use client_core::BoxTransport;
+/// Re-exported: what [`Client::health`] tells.
+pub use client_core::{BudgetLeft, HealthSnapshot, LastError};
 pub use config::{ClientBuilder, pool_limiter, shared_limiter};
 pub use env::DEFAULT_OAUTH_URL;
 pub use error::{Error, NothingFound, Result};

@@ -17,6 +17,8 @@ use tower::ServiceExt as _;
 use tracing::Instrument as _;
 
 use crate::failure::{Failure, HttpFailure};
+use crate::health::{HealthRecorder, HealthSnapshot};
+use crate::kind::ErrorKind;
 use crate::query::{append_query, query_pairs};
 use crate::transport::BoxTransport;
 
@@ -35,6 +37,14 @@ pub trait Platform: 'static {
     /// operation's response media type, none when it has no body).
     fn accept(op: &OperationInfo) -> Option<&'static str> {
         op.response_media_type
+    }
+
+    /// The client's classification of `error`, when it refines the failure's own
+    /// ([`Failure::kind`], the default): what [`Engine::health`] records as the last error's
+    /// kind.
+    fn error_kind(error: &Self::Error) -> Option<ErrorKind> {
+        let _ = error;
+        None
     }
 }
 
@@ -248,10 +258,12 @@ impl ApiRequest {
     }
 }
 
-/// The one request engine of a client: its boxed auth-core stack, and the platform that reads
-/// meaning into failures. Cheap to clone.
+/// The one request engine of a client: its boxed auth-core stack, the platform that reads
+/// meaning into failures, and the record of its calls' health ([`Self::health`]). Cheap to
+/// clone; clones share the record.
 pub struct Engine<P> {
     stack: BoxTransport,
+    health: HealthRecorder,
     platform: PhantomData<fn() -> P>,
 }
 
@@ -259,6 +271,7 @@ impl<P> Clone for Engine<P> {
     fn clone(&self) -> Self {
         Self {
             stack: self.stack.clone(),
+            health: self.health.clone(),
             platform: PhantomData,
         }
     }
@@ -273,12 +286,44 @@ impl<P: Platform> fmt::Debug for Engine<P> {
 }
 
 impl<P: Platform> Engine<P> {
-    /// An engine over `stack` (the client's layers over its transport).
+    /// An engine over `stack` (the client's layers over its transport), its health recorded
+    /// afresh.
     pub fn new(stack: BoxTransport) -> Self {
+        Self::with_health(stack, HealthRecorder::new())
+    }
+
+    /// An engine over `stack` recording its calls' health into `health` (shared with other
+    /// engines of the same client, or with a layer of `stack` that notes every attempt's
+    /// throttling answers, as [`CommonOptions::engine`](crate::CommonOptions::engine) builds).
+    pub fn with_health(stack: BoxTransport, health: HealthRecorder) -> Self {
         Self {
             stack,
+            health,
             platform: PhantomData,
         }
+    }
+
+    /// How this engine's calls went so far: how many, the last success, the last 429 and 503
+    /// answers, the last error (kind, operation, status, request id; never a body, header
+    /// value or credential). The token and rate-budget fields are left for the client to fill.
+    pub fn health(&self) -> HealthSnapshot {
+        self.health.snapshot()
+    }
+
+    /// The recorder behind [`Self::health`].
+    pub fn health_recorder(&self) -> &HealthRecorder {
+        &self.health
+    }
+
+    /// The platform's error for `failure`, recorded as the last error.
+    fn fail(&self, failure: Failure) -> P::Error {
+        let (operation, status, kind) = (failure.operation(), failure.status(), failure.kind());
+        let request_id = failure.request_id().map(str::to_owned);
+        let error = P::error(failure);
+        let kind = P::error_kind(&error).unwrap_or(kind);
+        self.health
+            .failed(kind, operation, status, request_id.as_deref());
+        error
     }
 
     /// Sends `request` in an `api.call` span (platform and operation id, never the query) and
@@ -294,7 +339,7 @@ impl<P: Platform> Engine<P> {
             invalid: problem,
         } = request;
         let operation = info.operation.id;
-        let invalid = |reason| P::error(Failure::InvalidRequest { operation, reason });
+        let invalid = |reason| self.fail(Failure::InvalidRequest { operation, reason });
         if let Some(reason) = problem {
             return Err(invalid(reason));
         }
@@ -314,16 +359,18 @@ impl<P: Platform> Engine<P> {
             http.extensions_mut().insert(Idempotent);
         }
         let span = tracing::info_span!("api.call", platform = P::NAME, operation);
-        self.stack
-            .clone()
-            .oneshot(http)
-            .instrument(span)
-            .await
-            .map_err(|e| {
-                let failure =
-                    Failure::from_stack(operation, info.idempotent, P::REQUEST_ID_HEADERS, e);
-                P::error(failure)
-            })
+        self.health.sent();
+        let answer = self.stack.clone().oneshot(http).instrument(span).await;
+        match answer {
+            Ok(response) => {
+                self.health.answered(response.status());
+                Ok(response)
+            }
+            Err(e) => {
+                let ids = P::REQUEST_ID_HEADERS;
+                Err(self.fail(Failure::from_stack(operation, info.idempotent, ids, e)))
+            }
+        }
     }
 
     /// Sends `request`; a 2xx answer is returned, any other becomes the platform's error.
@@ -343,7 +390,7 @@ impl<P: Platform> Engine<P> {
         let operation = request.info().operation.id;
         let response = self.send(request).await?;
         serde_json::from_slice(response.body())
-            .map_err(|e| P::error(Failure::decode(operation, &response, e)))
+            .map_err(|e| self.fail(Failure::decode(operation, &response, e)))
     }
 
     /// Sends `request` (built for `O`, see [`ApiRequest::operation`]) and reads `O`'s success
@@ -353,11 +400,11 @@ impl<P: Platform> Engine<P> {
     pub async fn call<O: Operation>(&self, request: ApiRequest) -> Result<O::Response, P::Error> {
         let response = self.send(request).await?;
         decode_body(O::INFO.response_media_type, response.body())
-            .map_err(|e| P::error(Failure::decode(O::INFO.id, &response, e)))
+            .map_err(|e| self.fail(Failure::decode(O::INFO.id, &response, e)))
     }
 
     /// The platform's error for a non-success `response` to the request `info` describes
-    /// (logged with the status and request id).
+    /// (logged with the status and request id, and recorded as the last error).
     pub fn reject(&self, info: RequestInfo, response: &Response<Bytes>) -> P::Error {
         let failure = HttpFailure::new(
             info.operation.id,
@@ -372,7 +419,7 @@ impl<P: Platform> Engine<P> {
             request_id = failure.request_id.as_deref(),
             "the API answered an error"
         );
-        P::error(Failure::Http(Box::new(failure)))
+        self.fail(Failure::Http(Box::new(failure)))
     }
 }
 

@@ -4,8 +4,9 @@
 /// every platform, so the retry layer, the flows and the operator see one vocabulary.
 ///
 /// Each client's error type answers `kind()`; relay derives its per-item decision (retry
-/// later, dead-letter, wait, skip) from it alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// later, dead-letter, wait, skip) from it alone. It serializes as [`as_str`](Self::as_str) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// Trying again later, unchanged, may succeed: a connection that failed before sending,

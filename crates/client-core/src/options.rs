@@ -12,10 +12,11 @@ pub use auth_core::SharedAuthState;
 use auth_core::{RetryLayer, TraceLayer};
 use bytes::Bytes;
 use http::{Request, Response};
-use tower::{Service, ServiceBuilder};
+use tower::{Service, ServiceBuilder, ServiceExt as _};
 
 use crate::engine::{Engine, Platform};
 use crate::failure::Failure;
+use crate::health::HealthRecorder;
 use crate::settings::{Settings, SettingsError};
 use crate::transport::{BoxTransport, DEFAULT_TIMEOUT, ReqwestTransport};
 
@@ -109,13 +110,29 @@ impl CommonOptions {
     }
 
     /// The engine over `TraceLayer → RetryLayer → inner` (`inner`: the client's auth layers over
-    /// [`Self::transport`]).
+    /// [`Self::transport`]), its health recorded afresh ([`Self::engine_recording`]).
     pub fn engine<P: Platform>(&self, inner: impl TransportService) -> Engine<P> {
+        self.engine_recording(inner, HealthRecorder::new())
+    }
+
+    /// [`Self::engine`], its health recorded into `health`: several engines of one client (one
+    /// per rate budget, say) show one record. Every attempt's answer under the retry layer is
+    /// noted too, so a 429 or 503 that a retry hid still shows.
+    pub fn engine_recording<P: Platform>(
+        &self,
+        inner: impl TransportService,
+        health: HealthRecorder,
+    ) -> Engine<P> {
+        let attempts = health.clone();
+        let noted = BoxTransport::new(inner).map_response(move |response: Response<Bytes>| {
+            attempts.answered(response.status());
+            response
+        });
         let stack = ServiceBuilder::new()
             .layer(TraceLayer)
             .layer(RetryLayer::new(self.retry.clone().unwrap_or_default()))
-            .service(BoxTransport::new(inner));
-        Engine::new(BoxTransport::new(stack))
+            .service(noted);
+        Engine::with_health(BoxTransport::new(stack), health)
     }
 }
 

@@ -38,6 +38,9 @@ impl Platform for Norce {
     fn accept(_: &OperationInfo) -> Option<&'static str> {
         Some("application/json")
     }
+    fn error_kind(error: &Error) -> Option<ErrorKind> {
+        Some(error.kind())
+    }
 }
 
 /// The messages of an answer (Norce documents no error schema; ASP.NET-style and OData bodies

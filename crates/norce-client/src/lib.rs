@@ -39,6 +39,8 @@ pub use auth_core::{RetryConfig, SecretString};
 /// Re-exported: settings, and the shared request path's failures (what [`Error::Failure`]
 /// carries).
 pub use client_core::{ErrorKind, Failure, HttpFailure, Settings, SettingsError};
+/// Re-exported: what [`NorceClient::health`] tells.
+pub use client_core::{HealthSnapshot, LastError};
 /// Re-exported: the generated models, and their operation traits (`use
 /// norce_client::models::services::operations::ServicesApi as _` to call them on a client).
 pub use norce_models as models;

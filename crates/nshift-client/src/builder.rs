@@ -195,9 +195,10 @@ impl NshiftClientBuilder {
                 }
             }
         };
-        let auth = AuthLayer::new(cache).layer(transport);
+        let auth = AuthLayer::new(cache.clone()).layer(transport);
         Ok(NshiftClient {
             engine: self.common.engine::<Nshift>(auth),
+            token: cache,
             base_url,
             developer_id,
             auth_mode,

@@ -2,10 +2,12 @@
 //! methods for what is nShift's own (the Developer ID, the print query, decoded labels, the
 //! address-check language).
 
+use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use client_core::{ApiRequest, Engine, Failure};
+use auth_core::TokenCache;
+use client_core::{ApiRequest, Engine, Failure, HealthSnapshot};
 use http::header;
 use models_runtime::{Caller, Operation};
 use nshift_models::delivery::operations::{
@@ -30,9 +32,11 @@ const REPEATABLE_POSTS: &[&str] = &["CheckAddress", "GetPrice", "FetchPriceHisto
 /// A client of the nShift Delivery REST API (`rs-extapi/v1`); the stack, what is retried and
 /// why are in the crate README. Cheap to clone; clones share the connection pool and retry
 /// budget. `Debug` shows no credential: they live in the auth layer, which it does not show.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NshiftClient {
     pub(crate) engine: Engine<Nshift>,
+    /// The auth layer's token cache, read for [`Self::health`].
+    pub(crate) token: TokenCache,
     pub(crate) base_url: Url,
     pub(crate) developer_id: Option<String>,
     pub(crate) auth_mode: AuthMode,
@@ -57,7 +61,32 @@ impl Caller for NshiftClient {
     }
 }
 
+impl fmt::Debug for NshiftClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NshiftClient")
+            .field("engine", &self.engine)
+            .field("base_url", &self.base_url.as_str())
+            .field("developer_id", &self.developer_id)
+            .field("auth_mode", &self.auth_mode)
+            .field("print_config", &self.print_config)
+            .field("book_options", &self.book_options)
+            .finish_non_exhaustive()
+    }
+}
+
 impl NshiftClient {
+    /// How this client's calls went so far (requests, the last success, 429, 503 and error)
+    /// and, with [`AuthMode::Jwt`], until when the cached JWT is valid (`None` before the
+    /// first call, and always for Basic and Bearer keys, which do not expire), for an
+    /// operator's overview. nShift reports no rate budget, so `budget_left` is `None`.
+    /// Nothing is fetched.
+    pub fn health(&self) -> HealthSnapshot {
+        let mut health = self.engine.health();
+        let valid_until = self.token.valid_until();
+        health.token_valid_until = valid_until.map(|at| health.wall_time(at));
+        health
+    }
+
     /// The API base URL.
     pub fn base_url(&self) -> &str {
         self.base_url.as_str()

@@ -39,6 +39,10 @@ impl Platform for Nshift {
             other => Error::Failure(other),
         }
     }
+
+    fn error_kind(error: &Error) -> Option<ErrorKind> {
+        Some(error.kind())
+    }
 }
 
 /// The licence nShift requires for an operation (named in the 403 hint).

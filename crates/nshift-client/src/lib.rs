@@ -28,6 +28,8 @@ pub use label::{Label, LabelFormat, PrintedShipment};
 /// Re-exported: settings, and the shared request path's failures and their classification
 /// (what [`Error::Failure`] carries).
 pub use client_core::{ErrorKind, Failure, HttpFailure, Settings, SettingsError};
+/// Re-exported: what [`NshiftClient::health`] tells.
+pub use client_core::{HealthSnapshot, LastError};
 /// The generated models this client speaks.
 pub use nshift_models::delivery as models;
 /// Every generated operation as a method of [`NshiftClient`] (bring it into scope).

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod embedded;
 pub mod flows;
+pub mod health;
 pub mod operator;
 pub mod platform;
 pub mod scenario;

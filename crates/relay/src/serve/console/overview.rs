@@ -133,9 +133,58 @@ fn cursor_age(value: Option<&str>, now: DateTime<Utc>) -> String {
     }
 }
 
+/// A time of this process's clock as the pages show it.
+fn at(time: Option<DateTime<Utc>>) -> Markup {
+    match time {
+        Some(t) => time_of(t),
+        None => html! { span.muted { "—" } },
+    }
+}
+
+fn time_of(t: DateTime<Utc>) -> Markup {
+    time(&t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// Each platform connection of this process: token, budget, the last throttling and error.
 fn platforms(operator: &Operator) -> Markup {
-    let _ = operator;
-    html! { p.muted { "Connection health is being added." } }
+    let platforms = crate::health::platform_health(&operator.shared().ctx);
+    html! {
+        table #platforms {
+            thead { tr {
+                th { "Platform" } th { "Token valid until" } th { "Budget left" } th.num { "Requests" }
+                th { "Last success" } th { "Last 429" } th { "Last 503" } th { "Last error" }
+            } }
+            tbody {
+                @for p in &platforms {
+                    tr data-platform=(p.platform) {
+                        td { strong { (p.platform) } @if let Some(url) = &p.base_url { br; code.muted { (url) } } }
+                        @if p.configured {
+                            td { (at(p.token_valid_until)) }
+                            td { (p.budget_left.as_deref().unwrap_or("—")) }
+                            td.num { (p.requests) }
+                            td { (at(p.last_ok)) }
+                            td { (at(p.last_429)) }
+                            td { (at(p.last_503)) }
+                            td {
+                                @match &p.last_error {
+                                    Some(e) => {
+                                        (time_of(e.at)) br;
+                                        span.status-failed { (e.kind) } " " code { (e.operation) }
+                                        @if let Some(status) = e.status { " HTTP " (status) }
+                                        @if let Some(id) = &e.request_id { br; span.muted { "request id " code { (id) } } }
+                                    }
+                                    None => span.muted { "none" },
+                                }
+                            }
+                        } @else {
+                            td colspan="7" { span.muted { "not configured in this process" } }
+                        }
+                    }
+                }
+            }
+        }
+        p.muted { "As this process has seen them since it started (each worker keeps its own)." }
+    }
 }
 
 fn webhooks(registration: &WebhookRegistration) -> Markup {
