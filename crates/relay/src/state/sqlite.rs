@@ -7,9 +7,11 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::store::{
-    DeadLetter, EntityRecord, EntityUpdate, InboxItem, InboxLane, InboxPut, InboxVersion, Lease,
-    Lookup, PruneReport, RetentionPolicy, SharedValue, StateError, StateSize, Status, Store,
-    from_micros, gcra_reserve, micros, parse_stamp, stamp_of,
+    DeadLetter, EntityEvent, EntityQuery, EntityRecord, EntityUpdate, EventKind, HourlyOutcome,
+    InboxItem, InboxLane, InboxPut, InboxVersion, Lease, Lookup, Outcome, PruneReport,
+    RetentionPolicy, SharedValue, SqlValue, StateError, StateSize, Status, Store, cursor_change,
+    event_kind_of, from_micros, gcra_reserve, history_cutoffs, hour_of, micros, parse_stamp,
+    requeue_detail, search_sql, stamp_of, update_effects,
 };
 
 /// Where a store's timestamps come from (the wall clock, or a fake one in tests and benches).
@@ -38,8 +40,9 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 /// The layout this version writes (`PRAGMA user_version`): 0 is the layout before inbox
-/// versions, 1 before the `lookups` table; both brought up to date by [`prepare`].
-const SCHEMA_VERSION: i64 = 3;
+/// versions, 1 before the `lookups` table, 3 before the operator's view (`entity_events`,
+/// `outcome_hours` and the search indexes); all brought up to date by [`prepare`].
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS entities (
@@ -106,6 +109,24 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     payload TEXT,
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS entity_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    flow TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    step TEXT,
+    status TEXT,
+    detail TEXT,
+    actor TEXT
+);
+CREATE TABLE IF NOT EXISTS outcome_hours (
+    hour TEXT NOT NULL,
+    flow TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (hour, flow, outcome)
+);
 ";
 
 /// Columns added since the first layout: (table, column, definition).
@@ -114,13 +135,27 @@ const ADDED_COLUMNS: [(&str, &str, &str); 2] = [
     ("inbox", "superseded_by", "INTEGER"),
 ];
 
-/// Indexes over added columns (created once the columns exist) and for pruning: the partial
-/// ones hold only what a prune looks at, so their size follows the retention bounds.
+/// Indexes over added columns (created once the columns exist), for pruning (the partial ones
+/// hold only what a prune looks at, so their size follows the retention bounds), and for the
+/// operator's view: an entity found by any of its ids ([`Store::search`]), its history and dead
+/// letters, and the audit log, none by scanning a table.
 const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS inbox_key ON inbox (source, key, version);
 CREATE INDEX IF NOT EXISTS inbox_processed ON inbox (processed_at) WHERE processed_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS entities_finished ON entities (flow, updated_at)
     WHERE payload IS NOT NULL AND status IN ('done', 'skipped');
+CREATE INDEX IF NOT EXISTS entities_flow ON entities (flow, seq);
+CREATE INDEX IF NOT EXISTS entities_by_status ON entities (status, seq);
+CREATE INDEX IF NOT EXISTS entities_updated ON entities (updated_at);
+CREATE INDEX IF NOT EXISTS entities_source ON entities (source_id);
+CREATE INDEX IF NOT EXISTS entities_target ON entities (target_id);
+CREATE INDEX IF NOT EXISTS aliases_alias ON aliases (alias);
+CREATE INDEX IF NOT EXISTS lookups_key ON lookups (key);
+CREATE INDEX IF NOT EXISTS dead_letters_entity ON dead_letters (flow, source_id);
+CREATE INDEX IF NOT EXISTS dead_letters_flow ON dead_letters (flow, id);
+CREATE INDEX IF NOT EXISTS entity_events_entity ON entity_events (flow, source_id, id);
+CREATE INDEX IF NOT EXISTS entity_events_audit ON entity_events (id) WHERE actor IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entity_events_age ON entity_events (at) WHERE actor IS NULL;
 ";
 
 /// Creates the tables, or brings a file of an earlier layout up to date, in one transaction
@@ -185,8 +220,8 @@ fn incremental_vacuum_if_new(connection: &Connection) -> Result<(), StateError> 
 const ENTITY_COLUMNS_BUT_PAYLOAD: &str =
     "flow, source_id, target_id, status, step, attempts, last_error, updated_at, seq";
 
-/// Clears the payload of the entities `filter` picks (`WHERE … LIMIT ?n` over `entities`), in
-/// one transaction; returns how many.
+/// Clears the payload of the entities `filter` picks (`[INDEXED BY …] WHERE … LIMIT ?n` over
+/// `entities`), in one transaction; returns how many.
 ///
 /// Deleted and inserted again with the same rowid rather than updated: SQLite rebalances a
 /// table page when rows are deleted from it, not when an update shrinks them, so updated rows
@@ -248,6 +283,90 @@ fn entity(row: &rusqlite::Row<'_>) -> rusqlite::Result<EntityRecord> {
         updated_at: row.get("updated_at")?,
         position: row.get("seq")?,
     })
+}
+
+fn event_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EntityEvent> {
+    let kind: String = row.get("kind")?;
+    let status: Option<String> = row.get("status")?;
+    Ok(EntityEvent {
+        id: row.get("id")?,
+        flow: row.get("flow")?,
+        source_id: row.get("source_id")?,
+        at: row.get("at")?,
+        kind: event_kind_of(&kind),
+        step: row.get("step")?,
+        status: status.as_deref().map(Status::parse),
+        detail: row.get("detail")?,
+        actor: row.get("actor")?,
+    })
+}
+
+/// An entry of the history, written in the transaction of the change it describes.
+struct Event<'a> {
+    flow: &'a str,
+    source_id: &'a str,
+    kind: EventKind,
+    step: Option<&'a str>,
+    status: Option<Status>,
+    detail: Option<&'a str>,
+    actor: Option<&'a str>,
+}
+
+impl<'a> Event<'a> {
+    /// An entry of the flows (no actor) about an entity, in `status` after it.
+    fn of(flow: &'a str, source_id: &'a str, kind: EventKind, status: Status) -> Self {
+        Event {
+            flow,
+            source_id,
+            kind,
+            step: None,
+            status: Some(status),
+            detail: None,
+            actor: None,
+        }
+    }
+
+    /// Writes it, stamped `at`.
+    fn add(&self, conn: &Connection, at: &str) -> rusqlite::Result<()> {
+        conn.prepare_cached(
+            "INSERT INTO entity_events (flow, source_id, at, kind, step, status, detail, actor)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            self.flow,
+            self.source_id,
+            at,
+            self.kind.as_str(),
+            self.step,
+            self.status.map(Status::as_str),
+            self.detail,
+            self.actor
+        ])?;
+        Ok(())
+    }
+}
+
+/// Counts one `outcome` of `flow` in the hour `now` falls in (in the caller's transaction).
+fn count_outcome(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    flow: &str,
+    outcome: Outcome,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO outcome_hours (hour, flow, outcome, count) VALUES (?1, ?2, ?3, 1)
+         ON CONFLICT (hour, flow, outcome) DO UPDATE SET count = count + 1",
+    )?
+    .execute(params![hour_of(now), flow, outcome.as_str()])?;
+    Ok(())
+}
+
+/// A search parameter as SQLite binds it.
+fn sql_value(value: &SqlValue) -> &dyn rusqlite::ToSql {
+    match value {
+        SqlValue::Text(text) => text,
+        SqlValue::Int(number) => number,
+    }
 }
 
 fn dead_letter_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
@@ -341,6 +460,57 @@ impl SqliteStore {
     /// The current time, as stored.
     fn stamp(&self) -> String {
         stamp_of((self.clock)())
+    }
+
+    /// The current time (one reading for a change and the history it records).
+    fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// [`Store::requeue_by`], or the flows' own requeue when `actor` is `None`.
+    fn requeue_as(
+        &self,
+        dead_letter_id: i64,
+        actor: Option<&str>,
+    ) -> Result<Option<EntityRecord>, StateError> {
+        let stamp = self.stamp();
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let letter = tx
+            .query_row(
+                "SELECT * FROM dead_letters WHERE id = ?1",
+                params![dead_letter_id],
+                dead_letter_row,
+            )
+            .optional()?;
+        let Some(letter) = letter else {
+            return Ok(None);
+        };
+        tx.execute(
+            "DELETE FROM dead_letters WHERE id = ?1",
+            params![dead_letter_id],
+        )?;
+        tx.execute(
+            "UPDATE entities SET status = 'pending', attempts = 0, updated_at = ?3 WHERE flow = ?1 AND source_id = ?2",
+            params![letter.flow, letter.source_id, stamp],
+        )?;
+        let record = Self::get_with(&tx, &letter.flow, &letter.source_id)?;
+        // Also for a letter without a record: the letter is gone, and who removed it is kept.
+        let detail = requeue_detail(dead_letter_id);
+        Event {
+            status: record.as_ref().map(|r| r.status),
+            detail: Some(&detail),
+            actor,
+            ..Event::of(
+                &letter.flow,
+                &letter.source_id,
+                EventKind::Requeued,
+                Status::Pending,
+            )
+        }
+        .add(&tx, &stamp)?;
+        tx.commit()?;
+        Ok(record)
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -500,14 +670,22 @@ impl Store for SqliteStore {
         source_id: &str,
         payload: Option<&str>,
     ) -> Result<EntityRecord, StateError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO entities (flow, source_id, status, payload, updated_at, seq)
-             VALUES (?1, ?2, 'pending', ?3, ?4, (SELECT COALESCE(MAX(seq), 0) + 1 FROM entities))
-             ON CONFLICT (flow, source_id) DO NOTHING",
-            params![flow, source_id, payload, self.stamp()],
-        )?;
-        Self::get_existing(&conn, flow, source_id)
+        let stamp = self.stamp();
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let created = tx
+            .prepare_cached(
+                "INSERT INTO entities (flow, source_id, status, payload, updated_at, seq)
+                 VALUES (?1, ?2, 'pending', ?3, ?4, (SELECT COALESCE(MAX(seq), 0) + 1 FROM entities))
+                 ON CONFLICT (flow, source_id) DO NOTHING",
+            )?
+            .execute(params![flow, source_id, payload, stamp])?;
+        if created == 1 {
+            Event::of(flow, source_id, EventKind::Created, Status::Pending).add(&tx, &stamp)?;
+        }
+        let record = Self::get_existing(&tx, flow, source_id)?;
+        tx.commit()?;
+        Ok(record)
     }
 
     fn get(&self, flow: &str, source_id: &str) -> Result<Option<EntityRecord>, StateError> {
@@ -520,8 +698,12 @@ impl Store for SqliteStore {
         source_id: &str,
         update: &EntityUpdate,
     ) -> Result<EntityRecord, StateError> {
-        let conn = self.conn();
-        conn.execute(
+        let now = self.now();
+        let stamp = stamp_of(now);
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let before = Self::get_existing(&tx, flow, source_id)?;
+        tx.prepare_cached(
             "UPDATE entities SET
                 status = COALESCE(?3, status),
                 step = COALESCE(?4, step),
@@ -530,18 +712,31 @@ impl Store for SqliteStore {
                 last_error = CASE WHEN ?7 THEN NULL ELSE last_error END,
                 updated_at = ?8
              WHERE flow = ?1 AND source_id = ?2",
-            params![
-                flow,
-                source_id,
-                update.status.map(Status::as_str),
-                update.step,
-                update.target_id,
-                update.payload,
-                update.clear_error,
-                self.stamp()
-            ],
-        )?;
-        Self::get_existing(&conn, flow, source_id)
+        )?
+        .execute(params![
+            flow,
+            source_id,
+            update.status.map(Status::as_str),
+            update.step,
+            update.target_id,
+            update.payload,
+            update.clear_error,
+            stamp
+        ])?;
+        let after = Self::get_existing(&tx, flow, source_id)?;
+        let (step_changed, outcome) = update_effects(before.step.as_deref(), before.status, &after);
+        if step_changed {
+            Event {
+                step: after.step.as_deref(),
+                ..Event::of(flow, source_id, EventKind::Step, after.status)
+            }
+            .add(&tx, &stamp)?;
+        }
+        if let Some(outcome) = outcome {
+            count_outcome(&tx, now, flow, outcome)?;
+        }
+        tx.commit()?;
+        Ok(after)
     }
 
     fn record_failure(
@@ -550,12 +745,23 @@ impl Store for SqliteStore {
         source_id: &str,
         error: &str,
     ) -> Result<EntityRecord, StateError> {
-        let conn = self.conn();
-        conn.execute(
+        let now = self.now();
+        let stamp = stamp_of(now);
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
             "UPDATE entities SET attempts = attempts + 1, last_error = ?3, updated_at = ?4 WHERE flow = ?1 AND source_id = ?2",
-            params![flow, source_id, error, self.stamp()],
+            params![flow, source_id, error, stamp],
         )?;
-        Self::get_existing(&conn, flow, source_id)
+        let record = Self::get_existing(&tx, flow, source_id)?;
+        Event {
+            detail: Some(error),
+            ..Event::of(flow, source_id, EventKind::AttemptFailed, record.status)
+        }
+        .add(&tx, &stamp)?;
+        count_outcome(&tx, now, flow, Outcome::AttemptFailed)?;
+        tx.commit()?;
+        Ok(record)
     }
 
     fn list(
@@ -821,11 +1027,13 @@ impl Store for SqliteStore {
         source_id: &str,
         error: &str,
     ) -> Result<DeadLetter, StateError> {
+        let now = self.now();
+        let stamp = stamp_of(now);
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "UPDATE entities SET status = 'failed', last_error = ?3, updated_at = ?4 WHERE flow = ?1 AND source_id = ?2",
-            params![flow, source_id, error, self.stamp()],
+            params![flow, source_id, error, stamp],
         )?;
         let payload: Option<String> = tx
             .query_row(
@@ -837,9 +1045,16 @@ impl Store for SqliteStore {
             .flatten();
         tx.execute(
             "INSERT INTO dead_letters (flow, source_id, error, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![flow, source_id, error, payload, self.stamp()],
+            params![flow, source_id, error, payload, stamp],
         )?;
         let id = tx.last_insert_rowid();
+        // Also for an entity without a record: its letter is filed, and so is its history.
+        Event {
+            detail: Some(error),
+            ..Event::of(flow, source_id, EventKind::DeadLettered, Status::Failed)
+        }
+        .add(&tx, &stamp)?;
+        count_outcome(&tx, now, flow, Outcome::Failed)?;
         let letter = tx.query_row(
             "SELECT * FROM dead_letters WHERE id = ?1",
             params![id],
@@ -857,29 +1072,187 @@ impl Store for SqliteStore {
     }
 
     fn requeue(&self, dead_letter_id: i64) -> Result<Option<EntityRecord>, StateError> {
+        self.requeue_as(dead_letter_id, None)
+    }
+
+    fn events(
+        &self,
+        flow: &str,
+        source_id: &str,
+        limit: usize,
+    ) -> Result<Vec<EntityEvent>, StateError> {
+        let conn = self.conn();
+        let mut statement = conn.prepare_cached(
+            "SELECT * FROM (SELECT * FROM entity_events WHERE flow = ?1 AND source_id = ?2
+                            ORDER BY id DESC LIMIT ?3)
+             ORDER BY id",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = statement.query_map(params![flow, source_id, limit], event_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn audit_log(&self, limit: usize) -> Result<Vec<EntityEvent>, StateError> {
+        let conn = self.conn();
+        let mut statement = conn.prepare_cached(
+            "SELECT * FROM entity_events WHERE actor IS NOT NULL ORDER BY id DESC LIMIT ?1",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = statement.query_map(params![limit], event_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn search(&self, query: &EntityQuery) -> Result<Vec<EntityRecord>, StateError> {
+        let (sql, values) = search_sql(query, "entities.*", |n| format!("?{n}"));
+        let conn = self.conn();
+        let mut statement = conn.prepare_cached(&sql)?;
+        let values: Vec<&dyn rusqlite::ToSql> = values.iter().map(sql_value).collect();
+        let rows = statement.query_map(values.as_slice(), entity)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn hourly_outcomes(&self, since: DateTime<Utc>) -> Result<Vec<HourlyOutcome>, StateError> {
+        let conn = self.conn();
+        let mut statement = conn.prepare_cached(
+            "SELECT hour, flow, outcome, count FROM outcome_hours WHERE hour >= ?1
+             ORDER BY hour, flow, outcome",
+        )?;
+        let rows = statement.query_map(params![hour_of(since)], |row| {
+            let outcome: String = row.get(2)?;
+            Ok((row.get(0)?, row.get(1)?, outcome, row.get(3)?))
+        })?;
+        let mut hours = Vec::new();
+        for row in rows {
+            let (hour, flow, outcome, count) = row?;
+            // Only the three outcomes are written.
+            if let Some(outcome) = Outcome::from_name(&outcome) {
+                hours.push(HourlyOutcome {
+                    hour,
+                    flow,
+                    outcome,
+                    count,
+                });
+            }
+        }
+        Ok(hours)
+    }
+
+    fn dead_letters_page(
+        &self,
+        flow: Option<&str>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StateError> {
+        let conn = self.conn();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // Two statements rather than `(?1 IS NULL OR flow = ?1)`, which no index serves.
+        let rows = match flow {
+            Some(flow) => conn
+                .prepare_cached(
+                    "SELECT * FROM dead_letters WHERE flow = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                )?
+                .query_map(params![flow, after, limit], dead_letter_row)?
+                .collect::<Result<_, _>>()?,
+            None => conn
+                .prepare_cached("SELECT * FROM dead_letters WHERE id > ?1 ORDER BY id LIMIT ?2")?
+                .query_map(params![after, limit], dead_letter_row)?
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(rows)
+    }
+
+    fn dead_letters_of(&self, flow: &str, source_id: &str) -> Result<Vec<DeadLetter>, StateError> {
+        let conn = self.conn();
+        let mut statement = conn.prepare_cached(
+            "SELECT * FROM dead_letters WHERE flow = ?1 AND source_id = ?2 ORDER BY id",
+        )?;
+        let rows = statement.query_map(params![flow, source_id], dead_letter_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn dead_letter_counts(&self) -> Result<Vec<(String, u64)>, StateError> {
+        let conn = self.conn();
+        let mut statement = conn.prepare_cached(
+            "SELECT flow, COUNT(*) FROM dead_letters GROUP BY flow ORDER BY flow",
+        )?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn requeue_by(
+        &self,
+        dead_letter_id: i64,
+        actor: &str,
+    ) -> Result<Option<EntityRecord>, StateError> {
+        self.requeue_as(dead_letter_id, Some(actor))
+    }
+
+    fn resolve(
+        &self,
+        flow: &str,
+        source_id: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Option<EntityRecord>, StateError> {
+        let stamp = self.stamp();
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let letter = tx
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let resolved = tx.execute(
+            "UPDATE entities SET status = ?3, updated_at = ?4 WHERE flow = ?1 AND source_id = ?2",
+            params![flow, source_id, Status::Resolved.as_str(), stamp],
+        )?;
+        if resolved == 0 {
+            return Ok(None);
+        }
+        tx.execute(
+            "DELETE FROM dead_letters WHERE flow = ?1 AND source_id = ?2",
+            params![flow, source_id],
+        )?;
+        Event {
+            detail: Some(reason),
+            actor: Some(actor),
+            ..Event::of(flow, source_id, EventKind::Resolved, Status::Resolved)
+        }
+        .add(&tx, &stamp)?;
+        let record = Self::get_existing(&tx, flow, source_id)?;
+        tx.commit()?;
+        Ok(Some(record))
+    }
+
+    fn set_cursor_by(
+        &self,
+        flow: &str,
+        value: &str,
+        actor: &str,
+    ) -> Result<Option<String>, StateError> {
+        let stamp = self.stamp();
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let before: Option<String> = tx
             .query_row(
-                "SELECT * FROM dead_letters WHERE id = ?1",
-                params![dead_letter_id],
-                dead_letter_row,
+                "SELECT value FROM cursors WHERE flow = ?1",
+                params![flow],
+                |r| r.get(0),
             )
             .optional()?;
-        let Some(letter) = letter else {
-            return Ok(None);
-        };
         tx.execute(
-            "DELETE FROM dead_letters WHERE id = ?1",
-            params![dead_letter_id],
+            "INSERT INTO cursors (flow, value, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (flow) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            params![flow, value, stamp],
         )?;
-        tx.execute(
-            "UPDATE entities SET status = 'pending', attempts = 0, updated_at = ?3 WHERE flow = ?1 AND source_id = ?2",
-            params![letter.flow, letter.source_id, self.stamp()],
-        )?;
-        let record = Self::get_with(&tx, &letter.flow, &letter.source_id)?;
+        let detail = cursor_change(before.as_deref(), value);
+        Event {
+            flow,
+            source_id: "",
+            kind: EventKind::CursorSet,
+            step: None,
+            status: None,
+            detail: Some(&detail),
+            actor: Some(actor),
+        }
+        .add(&tx, &stamp)?;
         tx.commit()?;
-        Ok(record)
+        Ok(before)
     }
 
     fn lease(
@@ -1068,12 +1441,15 @@ impl Store for SqliteStore {
             })?;
 
         // Payloads of finished entities: the record (ids, status, step) stays, so a repeat of a
-        // finished item is still recognised and never processed twice.
+        // finished item is still recognised and never processed twice. Through the partial
+        // index of the payloads still held, named: without statistics SQLite would rather walk
+        // `entities_by_status`, all the done records, most of them long cleared.
         report.payloads_cleared +=
             self.in_batches(batch, u64::MAX, &mut report.batches, |conn, limit| {
                 clear_payloads(
                     conn,
-                    "WHERE payload IS NOT NULL AND status IN ('done', 'skipped') AND updated_at < ?1
+                    "INDEXED BY entities_finished
+                     WHERE payload IS NOT NULL AND status IN ('done', 'skipped') AND updated_at < ?1
                      LIMIT ?2",
                     params![cutoff, limit],
                 )
@@ -1081,7 +1457,7 @@ impl Store for SqliteStore {
         let per_flow: Vec<(String, u64)> = {
             let conn = self.conn();
             let mut statement = conn.prepare_cached(
-                "SELECT flow, COUNT(*) FROM entities
+                "SELECT flow, COUNT(*) FROM entities INDEXED BY entities_finished
                  WHERE payload IS NOT NULL AND status IN ('done', 'skipped') GROUP BY flow",
             )?;
             let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -1093,12 +1469,30 @@ impl Store for SqliteStore {
                 self.in_batches(batch, excess, &mut report.batches, |conn, limit| {
                     clear_payloads(
                         conn,
-                        "WHERE flow = ?1 AND payload IS NOT NULL AND status IN ('done', 'skipped')
+                        "INDEXED BY entities_finished
+                         WHERE flow = ?1 AND payload IS NOT NULL AND status IN ('done', 'skipped')
                          ORDER BY updated_at LIMIT ?2",
                         params![flow, limit],
                     )
                 })?;
         }
+
+        // The flows' history and the hourly outcomes; the operators' entries (the audit log) stay.
+        let (events_cutoff, hours_cutoff) = history_cutoffs(policy, now);
+        self.in_batches(batch, u64::MAX, &mut report.batches, |conn, limit| {
+            conn.prepare_cached(
+                "DELETE FROM entity_events WHERE id IN (SELECT id FROM entity_events
+                 WHERE actor IS NULL AND at < ?1 ORDER BY at LIMIT ?2)",
+            )?
+            .execute(params![events_cutoff, limit])
+        })?;
+        self.in_batches(batch, u64::MAX, &mut report.batches, |conn, limit| {
+            conn.prepare_cached(
+                "DELETE FROM outcome_hours WHERE rowid IN (SELECT rowid FROM outcome_hours
+                 WHERE hour < ?1 LIMIT ?2)",
+            )?
+            .execute(params![hours_cutoff, limit])
+        })?;
 
         self.reclaim(&mut report)?;
         let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -1373,6 +1767,255 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(columns.join(", "), ENTITY_COLUMNS_BUT_PAYLOAD);
+    }
+
+    /// The layout of version 3 (before the operator's view), as that version created it.
+    const SCHEMA_V3: &str = "
+        CREATE TABLE entities (flow TEXT NOT NULL, source_id TEXT NOT NULL, target_id TEXT, status TEXT NOT NULL,
+            step TEXT, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, payload TEXT, updated_at TEXT NOT NULL,
+            seq INTEGER NOT NULL, PRIMARY KEY (flow, source_id));
+        CREATE INDEX entities_status ON entities (flow, status, seq);
+        CREATE INDEX entities_seq ON entities (seq);
+        CREATE TABLE aliases (flow TEXT NOT NULL, alias TEXT NOT NULL, source_id TEXT NOT NULL, PRIMARY KEY (flow, alias));
+        CREATE TABLE cursors (flow TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL);
+        CREATE TABLE lookups (map TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, updated_at TEXT NOT NULL,
+            PRIMARY KEY (map, key));
+        CREATE TABLE inbox (id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, key TEXT NOT NULL,
+            body TEXT NOT NULL, received_at TEXT NOT NULL, processed_at TEXT, version INTEGER NOT NULL DEFAULT 1,
+            superseded_by INTEGER);
+        CREATE UNIQUE INDEX inbox_unprocessed ON inbox (source, key) WHERE processed_at IS NULL;
+        CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_us INTEGER NOT NULL);
+        CREATE TABLE shared_values (name TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at TEXT, updated_at TEXT NOT NULL);
+        CREATE TABLE rate_limits (key TEXT PRIMARY KEY, tat_us INTEGER NOT NULL, paused_until_us INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT, flow TEXT NOT NULL, source_id TEXT NOT NULL,
+            error TEXT NOT NULL, payload TEXT, created_at TEXT NOT NULL);
+        CREATE INDEX inbox_key ON inbox (source, key, version);
+        CREATE INDEX inbox_processed ON inbox (processed_at) WHERE processed_at IS NOT NULL;
+        CREATE INDEX entities_finished ON entities (flow, updated_at)
+            WHERE payload IS NOT NULL AND status IN ('done', 'skipped');
+        PRAGMA user_version = 3;
+    ";
+
+    #[test]
+    fn a_state_file_of_version_3_gets_the_operators_view_and_keeps_its_data() {
+        let dir = unique_dir("v3");
+        let path = dir.join("state.sqlite");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.pragma_update(None, "journal_mode", "WAL").unwrap();
+            old.execute_batch(SCHEMA_V3).unwrap();
+            old.execute_batch(
+                "INSERT INTO entities (flow, source_id, target_id, status, step, attempts, last_error, payload, updated_at, seq)
+                     VALUES ('shipping', '1001', 'S-77', 'failed', 'booked', 3, 'label refused', '{}', '2025-12-01T00:00:00.000Z', 1);
+                 INSERT INTO entities (flow, source_id, status, updated_at, seq) VALUES ('stock', 'P-9', 'done', '2025-12-01T00:00:00.000Z', 2);
+                 INSERT INTO aliases VALUES ('shipping', 'NC-5', '1001');
+                 INSERT INTO lookups VALUES ('sku:main', 'SKU-RED', 'P-9', '2025-12-01T00:00:00.000Z');
+                 INSERT INTO cursors VALUES ('shipping', '2025-12-01T00:00:00Z', '2025-12-01T00:00:00.000Z');
+                 INSERT INTO dead_letters (flow, source_id, error, payload, created_at)
+                     VALUES ('shipping', '1001', 'label refused', '{}', '2025-12-01T00:00:00.000Z');
+                 INSERT INTO inbox (source, key, body, received_at) VALUES ('norce-order', 'NC-1', '{}', '2025-12-01T00:00:00.000Z');",
+            )
+            .unwrap();
+        }
+        for _ in 0..2 {
+            // Twice: the upgrade runs once, a second open finds nothing to do.
+            let store = SqliteStore::open(&path).unwrap();
+            let version: i64 = store
+                .conn()
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, 4);
+        }
+        let store = clocked(SqliteStore::open(&path).unwrap());
+        let indexes: Vec<String> = store
+            .conn()
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for index in [
+            "entities_flow",
+            "entities_by_status",
+            "entities_updated",
+            "entities_source",
+            "entities_target",
+            "aliases_alias",
+            "lookups_key",
+            "dead_letters_entity",
+            "dead_letters_flow",
+            "entity_events_entity",
+            "entity_events_audit",
+            "entity_events_age",
+        ] {
+            assert!(indexes.iter().any(|i| i == index), "{index}: {indexes:?}");
+        }
+        // The data is kept.
+        let record = store.get("shipping", "1001").unwrap().unwrap();
+        assert_eq!(
+            (
+                record.target_id.as_deref(),
+                record.status,
+                record.step.as_deref(),
+                record.attempts,
+                record.position
+            ),
+            (Some("S-77"), Status::Failed, Some("booked"), 3, 1)
+        );
+        assert_eq!(store.inbox_pending(10).unwrap().len(), 1);
+        assert_eq!(
+            store.find_alias("shipping", "NC-5").unwrap().as_deref(),
+            Some("1001")
+        );
+        // Its history starts with the upgrade; the old records are found by any of their ids.
+        assert!(store.events("shipping", "1001", 10).unwrap().is_empty());
+        for (reference, found) in [("S-77", "1001"), ("NC-5", "1001"), ("SKU-RED", "P-9")] {
+            let records = store
+                .search(&crate::state::EntityQuery {
+                    reference: Some(reference.into()),
+                    limit: 10,
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(ids_of(&records), [found], "{reference}");
+        }
+        assert_eq!(
+            store.dead_letter_counts().unwrap(),
+            [("shipping".to_owned(), 1)]
+        );
+        // The operator's actions work on it and are recorded.
+        assert_eq!(
+            store
+                .set_cursor_by("shipping", "2025-11-01T00:00:00Z", "cli")
+                .unwrap()
+                .as_deref(),
+            Some("2025-12-01T00:00:00Z")
+        );
+        let resolved = store
+            .resolve("shipping", "1001", "cli", "booked by hand")
+            .unwrap()
+            .unwrap();
+        assert_eq!(resolved.status, Status::Resolved);
+        assert!(store.dead_letters().unwrap().is_empty());
+        assert_eq!(store.audit_log(10).unwrap().len(), 2);
+        // New records continue the order of creation.
+        assert_eq!(
+            store
+                .upsert_pending("stock", "P-10", None)
+                .unwrap()
+                .position,
+            3
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn ids_of(records: &[EntityRecord]) -> Vec<&str> {
+        records.iter().map(|r| r.source_id.as_str()).collect()
+    }
+
+    /// The plan SQLite makes for `query`'s search statement, one line per step.
+    fn search_plan(store: &SqliteStore, query: &crate::state::EntityQuery) -> Vec<String> {
+        let (sql, values) = search_sql(query, "entities.*", |n| format!("?{n}"));
+        let conn = store.conn();
+        let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let values: Vec<&dyn rusqlite::ToSql> = values.iter().map(sql_value).collect();
+        statement
+            .query_map(values.as_slice(), |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_search_goes_through_an_index_of_its_filters() {
+        use crate::state::EntityQuery;
+        let store = SqliteStore::in_memory().unwrap();
+        let base = EntityQuery {
+            limit: 50,
+            ..Default::default()
+        };
+        let with = |edit: &dyn Fn(&mut EntityQuery)| {
+            let mut query = base.clone();
+            edit(&mut query);
+            search_plan(&store, &query)
+        };
+        let time = t0();
+        // A reference: each kind of id through its index, then each pair by the primary key.
+        let plan = with(&|q| q.reference = Some("NC-5".into()));
+        let reference_steps = [
+            "SEARCH entities USING INDEX entities_source (source_id=?)",
+            "SEARCH entities USING INDEX entities_target (target_id=?)",
+            "SEARCH aliases USING INDEX aliases_alias (alias=?)",
+            "SEARCH l USING INDEX lookups_key (key=?)",
+            "SEARCH e USING INDEX entities_source (source_id=?)",
+            "SEARCH entities USING INDEX sqlite_autoindex_entities_1 (flow=? AND source_id=?)",
+        ];
+        for step in reference_steps {
+            assert!(plan.iter().any(|line| line == step), "{step}: {plan:#?}");
+        }
+        // The other filters do not take the lookup of the pairs away from the primary key.
+        let plan = with(&|q| {
+            q.reference = Some("NC-5".into());
+            q.flow = Some("shipping".into());
+            q.status = Some(Status::Failed);
+            q.updated_from = Some(time);
+            q.before = Some(100);
+        });
+        assert!(
+            plan.iter().any(|line| line == reference_steps[5]),
+            "{plan:#?}"
+        );
+        // Pages of a flow, a status, both, or all: along an index in the page's order.
+        type Edit<'a> = &'a dyn Fn(&mut EntityQuery);
+        let cases: [(Edit<'_>, &str); 6] = [
+            (&|_| {}, "SCAN entities USING INDEX entities_seq"),
+            (
+                &|q| q.before = Some(100),
+                "SEARCH entities USING INDEX entities_seq (seq<?)",
+            ),
+            (
+                &|q| {
+                    q.flow = Some("shipping".into());
+                    q.before = Some(100);
+                },
+                "SEARCH entities USING INDEX entities_flow (flow=? AND seq<?)",
+            ),
+            (
+                &|q| {
+                    q.status = Some(Status::Failed);
+                    q.before = Some(100);
+                },
+                "SEARCH entities USING INDEX entities_by_status (status=? AND seq<?)",
+            ),
+            (
+                &|q| {
+                    q.flow = Some("shipping".into());
+                    q.status = Some(Status::Failed);
+                    q.updated_to = Some(time);
+                    q.before = Some(100);
+                },
+                "SEARCH entities USING INDEX entities_status (flow=? AND status=? AND seq<?)",
+            ),
+            (
+                &|q| {
+                    q.updated_from = Some(time);
+                    q.updated_to = Some(time);
+                },
+                "SEARCH entities USING INDEX entities_updated (updated_at>? AND updated_at<?)",
+            ),
+        ];
+        for (edit, expected) in cases {
+            let plan = with(edit);
+            assert_eq!(plan[0], expected, "{plan:#?}");
+            assert!(
+                plan.len() == 1 || expected.contains("entities_updated"),
+                "no sort but a time range's: {plan:#?}"
+            );
+        }
     }
 
     #[test]

@@ -223,8 +223,10 @@ pub struct InboxVersion {
 /// inbox rows, pending and failed entities, and dead letters (kept until requeued).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionPolicy {
-    /// Processed inbox rows processed longer ago, and payloads of finished (done or skipped)
-    /// entities unchanged for longer, are pruned.
+    /// Processed inbox rows processed longer ago, payloads of finished (done or skipped)
+    /// entities unchanged for longer, and the flows' entries in the entities' history recorded
+    /// longer ago are pruned; hourly outcomes are kept this long, and 48 hours at least. The
+    /// operators' entries (the audit log) are kept.
     pub max_age: TimeDelta,
     /// Processed inbox rows kept at most (the most recently processed), repeat deliveries
     /// included.
@@ -350,11 +352,13 @@ pub enum EventKind {
     AttemptFailed,
     /// The flows gave up (`dead_letter`); `detail` is the error.
     DeadLettered,
-    /// An operator sent it back to the flows (`requeue_by`).
+    /// It was sent back to the flows (`requeue_by` by an operator; `requeue` without an
+    /// actor); `detail` names the dead letter (`dead letter 12`).
     Requeued,
     /// An operator closed it (`resolve`); `detail` is the reason.
     Resolved,
-    /// An operator set the flow's cursor (`set_cursor_by`); `detail` is `before -> after`.
+    /// An operator set the flow's cursor (`set_cursor_by`); `detail` is `before -> after`
+    /// (`(unset)` before the first), `source_id` is empty.
     CursorSet,
 }
 
@@ -790,9 +794,10 @@ pub trait Store: Send + Sync {
     fn rate_paused_until(&self, key: &str) -> Result<Option<DateTime<Utc>>, StateError>;
 
     /// Deletes processed inbox rows and clears payloads of finished entities beyond `policy`
-    /// as of `now`, at most `batch` rows per write transaction (other writers get the store
-    /// between two), then reclaims the freed space. A store without old state to drop keeps
-    /// this default, which does nothing.
+    /// as of `now`, and deletes the flows' history entries and the hourly outcomes older than it
+    /// keeps them ([`RetentionPolicy::max_age`]; never the audit log), at most `batch` rows per
+    /// write transaction (other writers get the store between two), then reclaims the freed
+    /// space. A store without old state to drop keeps this default, which does nothing.
     fn prune(
         &self,
         policy: &RetentionPolicy,
@@ -832,4 +837,138 @@ pub fn parse_time_cursor(flow: &str, value: &str) -> Result<DateTime<Utc>, Strin
     DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("cursor of flow `{flow}` is `{value}`, not an RFC 3339 time ({e}); set it with `relay cursor set {flow} 2026-01-01T00:00:00Z`"))
+}
+
+// What both backends record and query for the operator's view, written once so that they
+// record the same history and answer the same search.
+
+/// The detail of a [`EventKind::CursorSet`] entry: `before -> after`, `(unset)` for a flow that
+/// had no cursor.
+pub(super) fn cursor_change(before: Option<&str>, after: &str) -> String {
+    format!("{} -> {after}", before.unwrap_or("(unset)"))
+}
+
+/// The detail of a [`EventKind::Requeued`] entry: the dead letter sent back (what `relay
+/// replay` was given).
+pub(super) fn requeue_detail(dead_letter_id: i64) -> String {
+    format!("dead letter {dead_letter_id}")
+}
+
+/// What a [`Store::update`] from (`step`, `status`) to `after` records: a [`EventKind::Step`]
+/// entry when the step or the status changed (a repeat of the same step is no history), and a
+/// [`Outcome::Done`] when the status became done (once per change, not per repeat). The
+/// PostgreSQL store applies the same rule inside its update statement.
+pub(super) fn update_effects(
+    step: Option<&str>,
+    status: Status,
+    after: &EntityRecord,
+) -> (bool, Option<Outcome>) {
+    let changed = after.step.as_deref() != step || after.status != status;
+    let done = (after.status == Status::Done && status != Status::Done).then_some(Outcome::Done);
+    (changed, done)
+}
+
+/// A stored event kind read back; none other is written, so an unknown text (a newer relay's)
+/// reads as a step rather than failing the page.
+pub(super) fn event_kind_of(text: &str) -> EventKind {
+    EventKind::from_name(text).unwrap_or(EventKind::Step)
+}
+
+/// The oldest times [`Store::prune`] keeps of the history: flow entries (no actor) stamped
+/// before the first are deleted, and hourly outcomes of hours before the second (those are kept
+/// 48 hours at least, what the console's charts show). Operator entries (the audit log) stay.
+pub(super) fn history_cutoffs(policy: &RetentionPolicy, now: DateTime<Utc>) -> (String, String) {
+    let before = |age: TimeDelta| {
+        now.checked_sub_signed(age)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    };
+    let events = stamp_of(before(policy.max_age));
+    let hours = hour_of(before(policy.max_age.max(TimeDelta::hours(48))));
+    (events, hours)
+}
+
+/// A parameter of a statement built at run time ([`search_sql`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum SqlValue {
+    /// Text.
+    Text(String),
+    /// A 64-bit integer.
+    Int(i64),
+}
+
+/// The statement of [`Store::search`] for `query`, selecting `columns` of `entities`, and its
+/// parameters, numbered by `placeholder` (`?1` for SQLite, `$1` for PostgreSQL).
+///
+/// Only the filters given are in it (a generic `(? IS NULL OR …)` would keep SQLite from using
+/// an index), so that each query goes through one:
+/// - a reference first finds the (flow, source id) pairs it names through `entities_source`,
+///   `entities_target`, `aliases_alias` and `lookups_key`, then each record by its primary key
+///   (`CROSS JOIN` keeps SQLite from walking a flow's or a status's index for each pair
+///   instead); the other filters apply to those few records;
+/// - a flow and a status page along `entities_status (flow, status, seq)`, a flow alone along
+///   `entities_flow (flow, seq)`, a status alone along `entities_by_status (status, seq)`, and
+///   no filter along `entities_seq`, newest first, stopping after `limit` matches; a time range
+///   with none of those goes through `entities_updated`, else it is checked on the records
+///   their index gives.
+pub(super) fn search_sql(
+    query: &EntityQuery,
+    columns: &str,
+    placeholder: fn(usize) -> String,
+) -> (String, Vec<SqlValue>) {
+    let mut values = Vec::new();
+    let mut bind = |value: SqlValue| {
+        values.push(value);
+        placeholder(values.len())
+    };
+    let mut from = "entities".to_owned();
+    let mut conditions = Vec::new();
+    if let Some(reference) = &query.reference {
+        let r = bind(SqlValue::Text(reference.clone()));
+        from = format!(
+            "(SELECT flow AS found_flow, source_id AS found_id FROM entities WHERE source_id = {r}
+                UNION SELECT flow, source_id FROM entities WHERE target_id = {r}
+                UNION SELECT flow, source_id FROM aliases WHERE alias = {r}
+                UNION SELECT e.flow, e.source_id FROM lookups l JOIN entities e ON e.source_id = l.value
+                    WHERE l.key = {r}) AS found
+             CROSS JOIN entities"
+        );
+        conditions.push(
+            "entities.flow = found.found_flow AND entities.source_id = found.found_id".to_owned(),
+        );
+    }
+    if let Some(flow) = &query.flow {
+        conditions.push(format!("flow = {}", bind(SqlValue::Text(flow.clone()))));
+    }
+    if let Some(status) = query.status {
+        let status = bind(SqlValue::Text(status.as_str().to_owned()));
+        conditions.push(format!("status = {status}"));
+    }
+    if let Some(from) = query.updated_from {
+        conditions.push(format!(
+            "updated_at >= {}",
+            bind(SqlValue::Text(stamp_of(from)))
+        ));
+    }
+    if let Some(to) = query.updated_to {
+        conditions.push(format!(
+            "updated_at < {}",
+            bind(SqlValue::Text(stamp_of(to)))
+        ));
+    }
+    if let Some(before) = query.before {
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        conditions.push(format!("seq < {}", bind(SqlValue::Int(before))));
+    }
+    let limit = bind(SqlValue::Int(
+        i64::try_from(query.limit).unwrap_or(i64::MAX),
+    ));
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    (
+        format!("SELECT {columns} FROM {from} {filter} ORDER BY seq DESC LIMIT {limit}"),
+        values,
+    )
 }

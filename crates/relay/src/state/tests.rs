@@ -204,6 +204,16 @@ behaviour!(
     eight_workers_asking_for_one_lease_get_one_holder,
     eight_workers_swapping_one_shared_value_have_one_winner,
     eight_workers_reserving_one_rate_limit_get_distinct_cells,
+    history_records_each_change_in_order_with_who_did_it,
+    the_audit_log_lists_the_operators_actions_newest_first,
+    search_finds_an_entity_by_any_of_its_ids,
+    search_filters_by_flow_status_and_time,
+    search_pages_visit_each_record_once_newest_first,
+    hourly_outcomes_count_each_outcome_in_its_hour,
+    resolve_closes_the_entity_and_removes_its_dead_letters,
+    set_cursor_by_returns_the_value_before_and_is_logged,
+    dead_letter_pages_by_flow_and_entity,
+    prune_drops_old_flow_history_and_outcomes_but_keeps_the_audit_log,
 );
 
 fn entity_lifecycle_and_counts(f: &Fixture) {
@@ -755,8 +765,11 @@ fn prune_works_in_batches(f: &Fixture) {
     let report = store.prune(&policy, t0() + days(2), 100).unwrap();
     assert_eq!(report.inbox_rows_deleted, 1234);
     assert_eq!(report.payloads_cleared, 250);
-    // ⌈1234 / 100⌉ + ⌈250 / 100⌉ transactions, none over 100 rows.
-    assert_eq!(report.batches, 13 + 3, "{report:?}");
+    // ⌈1234 / 100⌉ + ⌈250 / 100⌉ transactions, none over 100 rows, and ⌈500 / 100⌉ for the
+    // entities' history (created, then done); their outcomes (hour t0) are not 48 hours old.
+    assert_eq!(report.batches, 13 + 3 + 5, "{report:?}");
+    assert!(store.events("stock", "P0", 10).unwrap().is_empty());
+    assert_eq!(store.hourly_outcomes(t0()).unwrap()[0].count, 250);
     for key in ["K0", "K617", "K1233"] {
         assert!(store.inbox_history("norce-order", key).unwrap().is_empty());
     }
@@ -1149,4 +1162,733 @@ fn eight_workers_reserving_one_rate_limit_get_distinct_cells(f: &Fixture) {
 fn time_cursor_errors_name_the_flow_and_the_fix() {
     let err = parse_time_cursor("shipping", "yesterday").unwrap_err();
     assert!(err.contains("`shipping`") && err.contains("relay cursor set shipping"));
+}
+
+/// What the tests compare of a history entry: kind, step, status, detail, actor.
+type Entry<'a> = (
+    EventKind,
+    Option<&'a str>,
+    Option<Status>,
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
+fn entries(history: &[EntityEvent]) -> Vec<Entry<'_>> {
+    history
+        .iter()
+        .map(|e| {
+            (
+                e.kind,
+                e.step.as_deref(),
+                e.status,
+                e.detail.as_deref(),
+                e.actor.as_deref(),
+            )
+        })
+        .collect()
+}
+
+fn step(name: &str) -> EntityUpdate {
+    EntityUpdate {
+        step: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+fn history_records_each_change_in_order_with_who_did_it(f: &Fixture) {
+    use EventKind::*;
+    let store = &*f.store;
+    let at = |minutes: i64| t0() + TimeDelta::minutes(minutes);
+    store
+        .upsert_pending("shipping", "NC-1", Some("{\"a\":1}"))
+        .unwrap();
+    // Not new: no entry.
+    store
+        .upsert_pending("shipping", "NC-1", Some("{\"a\":1}"))
+        .unwrap();
+    store.upsert_pending("shipping", "NC-2", None).unwrap();
+    f.set(at(1));
+    let booked = EntityUpdate {
+        target_id: Some("S1".into()),
+        ..step("booked")
+    };
+    store.update("shipping", "NC-1", &booked).unwrap();
+    // The same step again, or a change of the payload only: no entry.
+    store.update("shipping", "NC-1", &booked).unwrap();
+    store
+        .update(
+            "shipping",
+            "NC-1",
+            &EntityUpdate {
+                payload: Some("{\"a\":2}".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    f.set(at(2));
+    store
+        .record_failure("shipping", "NC-1", "nShift 503")
+        .unwrap();
+    f.set(at(3));
+    let letter = store
+        .dead_letter("shipping", "NC-1", "label refused")
+        .unwrap();
+    f.set(at(4));
+    let requeued = store.requeue_by(letter.id, "console:s1").unwrap().unwrap();
+    assert_eq!((requeued.status, requeued.attempts), (Status::Pending, 0));
+    f.set(at(5));
+    store
+        .update("shipping", "NC-1", &step("labels_saved"))
+        .unwrap();
+    f.set(at(6));
+    store.update("shipping", "NC-1", &mark_done()).unwrap();
+    f.set(at(7));
+    let resolved = store
+        .resolve("shipping", "NC-1", "cli", "shipped by hand")
+        .unwrap()
+        .unwrap();
+
+    let history = store.events("shipping", "NC-1", 100).unwrap();
+    let requeue_detail = format!("dead letter {}", letter.id);
+    assert_eq!(
+        entries(&history),
+        [
+            (Created, None, Some(Status::Pending), None, None),
+            (Step, Some("booked"), Some(Status::Pending), None, None),
+            (
+                AttemptFailed,
+                None,
+                Some(Status::Pending),
+                Some("nShift 503"),
+                None
+            ),
+            (
+                DeadLettered,
+                None,
+                Some(Status::Failed),
+                Some("label refused"),
+                None
+            ),
+            (
+                Requeued,
+                None,
+                Some(Status::Pending),
+                Some(requeue_detail.as_str()),
+                Some("console:s1")
+            ),
+            (
+                Step,
+                Some("labels_saved"),
+                Some(Status::Pending),
+                None,
+                None
+            ),
+            // A status change is a step entry too, with the step the record has.
+            (Step, Some("labels_saved"), Some(Status::Done), None, None),
+            (
+                Resolved,
+                None,
+                Some(Status::Resolved),
+                Some("shipped by hand"),
+                Some("cli")
+            ),
+        ]
+    );
+    // Stamped by the store's clock, as the record's own time.
+    assert_eq!(
+        history.iter().map(|e| e.at.clone()).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4, 5, 6, 7].map(|m| stamp_at(at(m)))
+    );
+    assert_eq!(resolved.updated_at, history[7].at);
+    assert!(history.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(
+        history
+            .iter()
+            .all(|e| e.flow == "shipping" && e.source_id == "NC-1")
+    );
+    // The last ones, oldest first.
+    assert_eq!(store.events("shipping", "NC-1", 3).unwrap(), history[5..]);
+    assert_eq!(
+        entries(&store.events("shipping", "NC-2", 10).unwrap()),
+        [(Created, None, Some(Status::Pending), None, None)]
+    );
+    assert!(store.events("orders", "NC-1", 10).unwrap().is_empty());
+    // The flows' own requeue is in the history without an actor.
+    let letter = store.dead_letter("shipping", "NC-2", "gone").unwrap();
+    store.requeue(letter.id).unwrap().unwrap();
+    let last = store.events("shipping", "NC-2", 1).unwrap();
+    assert_eq!((last[0].kind, last[0].actor.as_deref()), (Requeued, None));
+}
+
+fn the_audit_log_lists_the_operators_actions_newest_first(f: &Fixture) {
+    let store = &*f.store;
+    let at = |minutes: i64| t0() + TimeDelta::minutes(minutes);
+    for id in ["A", "B", "C"] {
+        store.upsert_pending("orders", id, None).unwrap();
+    }
+    let a = store.dead_letter("orders", "A", "unknown SKU").unwrap();
+    let b = store.dead_letter("orders", "B", "unknown SKU").unwrap();
+    f.set(at(1));
+    store.requeue(a.id).unwrap();
+    f.set(at(2));
+    store.requeue_by(b.id, "cli").unwrap();
+    f.set(at(3));
+    store
+        .set_cursor_by("orders", "2026-01-01T00:00:00Z", "console:s1")
+        .unwrap();
+    f.set(at(4));
+    store
+        .resolve("orders", "C", "console:s2", "cancelled in Norce")
+        .unwrap();
+    store.update("orders", "A", &mark_done()).unwrap();
+    let log = store.audit_log(10).unwrap();
+    assert_eq!(
+        log.iter()
+            .map(|e| (
+                e.kind,
+                e.source_id.as_str(),
+                e.actor.as_deref(),
+                e.at.clone()
+            ))
+            .collect::<Vec<_>>(),
+        [
+            (
+                EventKind::Resolved,
+                "C",
+                Some("console:s2"),
+                stamp_at(at(4))
+            ),
+            (
+                EventKind::CursorSet,
+                "",
+                Some("console:s1"),
+                stamp_at(at(3))
+            ),
+            (EventKind::Requeued, "B", Some("cli"), stamp_at(at(2))),
+        ]
+    );
+    assert!(log.windows(2).all(|w| w[0].id > w[1].id));
+    assert!(log.iter().all(|e| e.flow == "orders"));
+    assert_eq!(store.audit_log(2).unwrap(), log[..2]);
+    // Another worker on the same state reads the same log.
+    assert_eq!(f.worker().audit_log(10).unwrap(), log);
+}
+
+/// (flow, source id) of the records `query` finds.
+fn found(store: &dyn Store, query: EntityQuery) -> Vec<(String, String)> {
+    store
+        .search(&query)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.flow, r.source_id))
+        .collect()
+}
+
+fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    expected
+        .iter()
+        .map(|(flow, id)| ((*flow).to_owned(), (*id).to_owned()))
+        .collect()
+}
+
+fn search_finds_an_entity_by_any_of_its_ids(f: &Fixture) {
+    let store = &*f.store;
+    // A shipment of order 1001, booked as S-77, that tracking events name by NC-5.
+    store.upsert_pending("shipping", "1001", None).unwrap();
+    store
+        .update(
+            "shipping",
+            "1001",
+            &EntityUpdate {
+                target_id: Some("S-77".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    store.set_alias("shipping", "NC-5", "1001").unwrap();
+    // Another flow whose source id is that alias.
+    store.upsert_pending("orders", "NC-5", None).unwrap();
+    // A product found by its SKU through a lookup map.
+    store.upsert_pending("stock", "42", None).unwrap();
+    store
+        .lookup_put("sku:main", &[("SKU-RED".into(), "42".into())])
+        .unwrap();
+    // An alias of a flow without that source id finds nothing.
+    store.set_alias("orders", "X-1", "1001").unwrap();
+    // One record matched in two ways is listed once.
+    store
+        .lookup_put("sku:main", &[("S-77".into(), "1001".into())])
+        .unwrap();
+    for n in 0..20 {
+        store
+            .upsert_pending("shipping", &format!("N{n}"), None)
+            .unwrap();
+    }
+    let by = |reference: &str, flow: Option<&str>| EntityQuery {
+        reference: Some(reference.into()),
+        flow: flow.map(str::to_owned),
+        limit: 50,
+        ..Default::default()
+    };
+    assert_eq!(
+        found(store, by("1001", None)),
+        pairs(&[("shipping", "1001")]),
+        "source id"
+    );
+    assert_eq!(
+        found(store, by("S-77", None)),
+        pairs(&[("shipping", "1001")]),
+        "target id"
+    );
+    assert_eq!(
+        found(store, by("NC-5", None)),
+        pairs(&[("orders", "NC-5"), ("shipping", "1001")]),
+        "alias and source id, newest first"
+    );
+    assert_eq!(
+        found(store, by("NC-5", Some("shipping"))),
+        pairs(&[("shipping", "1001")])
+    );
+    assert_eq!(
+        found(store, by("NC-5", Some("orders"))),
+        pairs(&[("orders", "NC-5")])
+    );
+    assert_eq!(
+        found(store, by("SKU-RED", None)),
+        pairs(&[("stock", "42")]),
+        "lookup key"
+    );
+    assert!(found(store, by("SKU-RED", Some("shipping"))).is_empty());
+    assert!(found(store, by("X-1", None)).is_empty());
+    assert!(found(store, by("nothing", None)).is_empty());
+    assert!(found(store, by("1001", Some("orders"))).is_empty());
+    let pending = EntityQuery {
+        status: Some(Status::Done),
+        ..by("1001", None)
+    };
+    assert!(found(store, pending).is_empty());
+}
+
+fn search_filters_by_flow_status_and_time(f: &Fixture) {
+    let store = &*f.store;
+    let hour = |h: i64| t0() + TimeDelta::hours(h);
+    store.upsert_pending("shipping", "A", None).unwrap();
+    f.set(hour(1));
+    store.upsert_pending("shipping", "B", None).unwrap();
+    store.update("shipping", "B", &mark_done()).unwrap();
+    f.set(hour(2));
+    store.upsert_pending("orders", "C", None).unwrap();
+    store.dead_letter("orders", "C", "unknown SKU").unwrap();
+    f.set(hour(3));
+    store.upsert_pending("shipping", "D", None).unwrap();
+    let all = EntityQuery {
+        limit: 50,
+        ..Default::default()
+    };
+    let find = |query: EntityQuery| -> Vec<String> {
+        found(store, query).into_iter().map(|(_, id)| id).collect()
+    };
+    assert_eq!(find(all.clone()), ["D", "C", "B", "A"]);
+    assert_eq!(
+        find(EntityQuery {
+            limit: 2,
+            ..all.clone()
+        }),
+        ["D", "C"]
+    );
+    assert_eq!(
+        find(EntityQuery {
+            status: Some(Status::Pending),
+            ..all.clone()
+        }),
+        ["D", "A"]
+    );
+    assert_eq!(
+        find(EntityQuery {
+            flow: Some("orders".into()),
+            ..all.clone()
+        }),
+        ["C"]
+    );
+    assert_eq!(
+        find(EntityQuery {
+            flow: Some("shipping".into()),
+            status: Some(Status::Done),
+            ..all.clone()
+        }),
+        ["B"]
+    );
+    assert!(
+        find(EntityQuery {
+            flow: Some("orders".into()),
+            status: Some(Status::Pending),
+            ..all.clone()
+        })
+        .is_empty()
+    );
+    // From inclusive, to exclusive.
+    assert_eq!(
+        find(EntityQuery {
+            updated_from: Some(hour(1)),
+            updated_to: Some(hour(3)),
+            ..all.clone()
+        }),
+        ["C", "B"]
+    );
+    assert_eq!(
+        find(EntityQuery {
+            updated_from: Some(hour(2)),
+            ..all.clone()
+        }),
+        ["D", "C"]
+    );
+    assert_eq!(
+        find(EntityQuery {
+            updated_to: Some(hour(1)),
+            ..all.clone()
+        }),
+        ["A"]
+    );
+    assert_eq!(
+        find(EntityQuery {
+            updated_from: Some(hour(1)),
+            flow: Some("shipping".into()),
+            status: Some(Status::Pending),
+            ..all.clone()
+        }),
+        ["D"]
+    );
+    assert!(
+        find(EntityQuery {
+            limit: 0,
+            ..all.clone()
+        })
+        .is_empty()
+    );
+}
+
+fn search_pages_visit_each_record_once_newest_first(f: &Fixture) {
+    let store = &*f.store;
+    let flow = |n: usize| {
+        if n.is_multiple_of(3) {
+            "orders"
+        } else {
+            "shipping"
+        }
+    };
+    for n in 0..250 {
+        let id = format!("R{n:03}");
+        store.upsert_pending(flow(n), &id, None).unwrap();
+        if n.is_multiple_of(2) {
+            store.update(flow(n), &id, &mark_done()).unwrap();
+        }
+    }
+    let visit = |base: EntityQuery| -> (Vec<String>, usize) {
+        let (mut before, mut seen, mut pages) = (None, Vec::new(), 0);
+        loop {
+            let page = store
+                .search(&EntityQuery {
+                    before,
+                    ..base.clone()
+                })
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            assert!(page.len() <= base.limit);
+            assert!(page.windows(2).all(|w| w[0].position > w[1].position));
+            before = Some(last.position);
+            seen.extend(page.into_iter().map(|r| r.source_id));
+            pages += 1;
+        }
+        (seen, pages)
+    };
+    let (seen, pages) = visit(EntityQuery {
+        limit: 40,
+        ..Default::default()
+    });
+    let expected: Vec<String> = (0..250).rev().map(|n| format!("R{n:03}")).collect();
+    assert_eq!(seen, expected);
+    assert_eq!(pages, 7);
+    let (seen, _) = visit(EntityQuery {
+        flow: Some("shipping".into()),
+        status: Some(Status::Done),
+        limit: 15,
+        ..Default::default()
+    });
+    let expected: Vec<String> = (0..250)
+        .rev()
+        .filter(|&n: &usize| n.is_multiple_of(2) && flow(n) == "shipping")
+        .map(|n| format!("R{n:03}"))
+        .collect();
+    assert_eq!(seen, expected);
+    let (seen, _) = visit(EntityQuery {
+        flow: Some("orders".into()),
+        limit: 9,
+        ..Default::default()
+    });
+    assert_eq!(seen.len(), 84);
+    let (seen, _) = visit(EntityQuery {
+        status: Some(Status::Pending),
+        limit: 50,
+        ..Default::default()
+    });
+    assert_eq!(seen.len(), 125);
+}
+
+fn hourly_outcomes_count_each_outcome_in_its_hour(f: &Fixture) {
+    let store = &*f.store;
+    let hour = |h: i64| t0() + TimeDelta::hours(h);
+    f.set(hour(10) + TimeDelta::minutes(15));
+    store.upsert_pending("shipping", "A", None).unwrap();
+    store.record_failure("shipping", "A", "503").unwrap();
+    store.record_failure("shipping", "A", "503").unwrap();
+    store.update("shipping", "A", &mark_done()).unwrap();
+    // Done again, or a later step of a done entity: not another outcome.
+    store.update("shipping", "A", &mark_done()).unwrap();
+    store
+        .update("shipping", "A", &step("written_back"))
+        .unwrap();
+    store.upsert_pending("shipping", "B", None).unwrap();
+    let letter = store.dead_letter("shipping", "B", "refused").unwrap();
+    f.set(hour(10) + TimeDelta::seconds(3599));
+    store.upsert_pending("orders", "C", None).unwrap();
+    store.update("orders", "C", &mark_done()).unwrap();
+    f.set(hour(11) + TimeDelta::minutes(5));
+    // Sent back and done: a done outcome in the hour it became done.
+    store.requeue_by(letter.id, "cli").unwrap();
+    store.update("shipping", "B", &mark_done()).unwrap();
+    store.record_failure("orders", "C", "late").unwrap();
+    let row = |h: i64, flow: &str, outcome: Outcome, count: u64| HourlyOutcome {
+        hour: hour_of(hour(h)),
+        flow: flow.into(),
+        outcome,
+        count,
+    };
+    let expected = [
+        row(10, "orders", Outcome::Done, 1),
+        row(10, "shipping", Outcome::AttemptFailed, 2),
+        row(10, "shipping", Outcome::Done, 1),
+        row(10, "shipping", Outcome::Failed, 1),
+        row(11, "orders", Outcome::AttemptFailed, 1),
+        row(11, "shipping", Outcome::Done, 1),
+    ];
+    assert_eq!(expected[0].hour, "2026-01-01T10:00:00Z");
+    // From the hour `since` falls in.
+    assert_eq!(
+        store
+            .hourly_outcomes(hour(10) + TimeDelta::minutes(30))
+            .unwrap(),
+        expected
+    );
+    assert_eq!(store.hourly_outcomes(t0()).unwrap(), expected);
+    assert_eq!(store.hourly_outcomes(hour(11)).unwrap(), expected[4..]);
+    assert!(store.hourly_outcomes(hour(12)).unwrap().is_empty());
+}
+
+fn resolve_closes_the_entity_and_removes_its_dead_letters(f: &Fixture) {
+    let store = &*f.store;
+    store
+        .upsert_pending("orders", "A", Some("{\"x\":1}"))
+        .unwrap();
+    store.record_failure("orders", "A", "503").unwrap();
+    store.dead_letter("orders", "A", "unknown SKU").unwrap();
+    store
+        .dead_letter("orders", "A", "unknown SKU again")
+        .unwrap();
+    store.upsert_pending("orders", "B", None).unwrap();
+    let other = store.dead_letter("orders", "B", "unknown SKU").unwrap();
+    let before = store.get("orders", "A").unwrap().unwrap();
+    f.set(t0() + TimeDelta::minutes(1));
+    let resolved = store
+        .resolve("orders", "A", "console:s1", "cancelled in Norce")
+        .unwrap()
+        .unwrap();
+    // Only the status (and the time) change: attempts, error and payload stay to be read.
+    let expected = EntityRecord {
+        status: Status::Resolved,
+        updated_at: stamp_at(t0() + TimeDelta::minutes(1)),
+        ..before
+    };
+    assert_eq!(resolved, expected);
+    assert_eq!(store.get("orders", "A").unwrap().unwrap(), expected);
+    assert!(resolved.status.is_finished());
+    assert!(store.dead_letters_of("orders", "A").unwrap().is_empty());
+    assert_eq!(store.dead_letters().unwrap(), [other]);
+    assert_eq!(
+        store.dead_letter_counts().unwrap(),
+        [("orders".to_owned(), 1)]
+    );
+    // No such entity: nothing happens, nothing is recorded.
+    assert_eq!(
+        store.resolve("orders", "NOPE", "cli", "typo").unwrap(),
+        None
+    );
+    assert_eq!(store.resolve("shipping", "A", "cli", "typo").unwrap(), None);
+    assert!(store.events("orders", "NOPE", 10).unwrap().is_empty());
+    assert_eq!(store.audit_log(10).unwrap().len(), 1);
+    assert_eq!(
+        store.counts().unwrap(),
+        [
+            ("orders".to_owned(), Status::Failed, 1),
+            ("orders".to_owned(), Status::Resolved, 1)
+        ]
+    );
+    assert_eq!(
+        ids(&store.list(None, Some(Status::Resolved)).unwrap()),
+        ["A"]
+    );
+}
+
+fn set_cursor_by_returns_the_value_before_and_is_logged(f: &Fixture) {
+    let store = &*f.store;
+    assert_eq!(
+        store
+            .set_cursor_by("shipping", "2026-01-01T00:00:00Z", "cli")
+            .unwrap(),
+        None
+    );
+    f.set(t0() + TimeDelta::minutes(1));
+    assert_eq!(
+        store
+            .set_cursor_by("shipping", "2025-12-01T00:00:00Z", "console:s1")
+            .unwrap()
+            .as_deref(),
+        Some("2026-01-01T00:00:00Z")
+    );
+    assert_eq!(
+        store.cursor("shipping").unwrap().as_deref(),
+        Some("2025-12-01T00:00:00Z")
+    );
+    assert_eq!(store.cursor("stock").unwrap(), None);
+    // The flows moving their own cursor are not operators.
+    store
+        .set_cursor("shipping", "2026-02-01T00:00:00Z")
+        .unwrap();
+    let log = store.audit_log(10).unwrap();
+    assert_eq!(
+        log.iter()
+            .map(|e| (
+                e.kind,
+                e.flow.as_str(),
+                e.source_id.as_str(),
+                e.step.as_deref(),
+                e.status,
+                e.detail.as_deref(),
+                e.actor.as_deref(),
+                e.at.clone()
+            ))
+            .collect::<Vec<_>>(),
+        [
+            (
+                EventKind::CursorSet,
+                "shipping",
+                "",
+                None,
+                None,
+                Some("2026-01-01T00:00:00Z -> 2025-12-01T00:00:00Z"),
+                Some("console:s1"),
+                stamp_at(t0() + TimeDelta::minutes(1))
+            ),
+            (
+                EventKind::CursorSet,
+                "shipping",
+                "",
+                None,
+                None,
+                Some("(unset) -> 2026-01-01T00:00:00Z"),
+                Some("cli"),
+                stamp_at(t0())
+            ),
+        ]
+    );
+}
+
+fn dead_letter_pages_by_flow_and_entity(f: &Fixture) {
+    let store = &*f.store;
+    let letters: Vec<DeadLetter> = [
+        ("orders", "A"),
+        ("shipping", "S1"),
+        ("orders", "B"),
+        ("orders", "A"),
+        ("shipping", "S2"),
+    ]
+    .into_iter()
+    .map(|(flow, id)| store.dead_letter(flow, id, "why").unwrap())
+    .collect();
+    let page = |flow: Option<&str>, after: i64, limit: usize| {
+        store.dead_letters_page(flow, after, limit).unwrap()
+    };
+    assert_eq!(page(None, 0, 2), letters[..2]);
+    assert_eq!(page(None, letters[1].id, 10), letters[2..]);
+    assert_eq!(
+        page(Some("orders"), 0, 2),
+        [letters[0].clone(), letters[2].clone()]
+    );
+    assert_eq!(page(Some("orders"), letters[2].id, 2), letters[3..4]);
+    assert!(page(Some("stock"), 0, 10).is_empty());
+    assert!(page(None, letters[4].id, 10).is_empty());
+    assert_eq!(
+        store.dead_letters_of("orders", "A").unwrap(),
+        [letters[0].clone(), letters[3].clone()]
+    );
+    assert!(store.dead_letters_of("shipping", "A").unwrap().is_empty());
+    assert_eq!(
+        store.dead_letter_counts().unwrap(),
+        [("orders".to_owned(), 3), ("shipping".to_owned(), 2)]
+    );
+}
+
+fn prune_drops_old_flow_history_and_outcomes_but_keeps_the_audit_log(f: &Fixture) {
+    let store = &*f.store;
+    store.upsert_pending("orders", "A", None).unwrap();
+    let letter = store.dead_letter("orders", "A", "unknown SKU").unwrap();
+    store.requeue_by(letter.id, "cli").unwrap();
+    store.update("orders", "A", &mark_done()).unwrap();
+    f.set(t0() + days(20));
+    store.upsert_pending("orders", "B", None).unwrap();
+    store.update("orders", "B", &mark_done()).unwrap();
+    let policy = RetentionPolicy {
+        max_age: days(30),
+        ..RetentionPolicy::default()
+    };
+    store.prune(&policy, t0() + days(31), 2).unwrap();
+    // A's flow entries are over 30 days old; the operator's requeue stays.
+    let kinds = |id: &str| -> Vec<(EventKind, Option<String>)> {
+        store
+            .events("orders", id, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.kind, e.actor))
+            .collect()
+    };
+    assert_eq!(kinds("A"), [(EventKind::Requeued, Some("cli".to_owned()))]);
+    assert_eq!(
+        kinds("B"),
+        [(EventKind::Created, None), (EventKind::Step, None)]
+    );
+    assert_eq!(store.audit_log(10).unwrap().len(), 1);
+    let hours = |since| -> Vec<String> {
+        store
+            .hourly_outcomes(since)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.hour)
+            .collect()
+    };
+    assert_eq!(hours(t0()), [hour_of(t0() + days(20))]);
+    // With a shorter age, the hourly outcomes stay 48 hours: the charts show two days.
+    f.set(t0() + days(40));
+    store.upsert_pending("orders", "C", None).unwrap();
+    store.update("orders", "C", &mark_done()).unwrap();
+    let short = RetentionPolicy {
+        max_age: days(1),
+        ..RetentionPolicy::default()
+    };
+    store
+        .prune(&short, t0() + days(40) + TimeDelta::hours(30), 500)
+        .unwrap();
+    assert!(kinds("C").is_empty() && kinds("B").is_empty());
+    assert_eq!(hours(t0()), [hour_of(t0() + days(40))]);
+    assert_eq!(kinds("A").len(), 1, "the audit log is kept");
+    // The records themselves stay.
+    assert_eq!(store.list(Some("orders"), None).unwrap().len(), 3);
 }
