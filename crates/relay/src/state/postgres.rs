@@ -159,6 +159,9 @@ CREATE TABLE entity_events (
     detail TEXT,
     actor TEXT
 );
+DROP INDEX entities_finished;
+CREATE INDEX entities_finished ON entities (flow, updated_at)
+    WHERE payload IS NOT NULL AND status IN ('done', 'skipped', 'resolved');
 CREATE INDEX entity_events_entity ON entity_events (flow, source_id, id);
 CREATE INDEX entity_events_audit ON entity_events (id) WHERE actor IS NOT NULL;
 CREATE INDEX entity_events_age ON entity_events (at) WHERE actor IS NULL;
@@ -1855,7 +1858,7 @@ impl Store for PgStore {
             u64::MAX,
             &mut report.batches,
             "UPDATE entities SET payload = NULL WHERE (flow, source_id) IN (SELECT flow, source_id FROM entities
-             WHERE payload IS NOT NULL AND status IN ('done', 'skipped') AND updated_at < $1 LIMIT $2)",
+             WHERE payload IS NOT NULL AND status IN ('done', 'skipped', 'resolved') AND updated_at < $1 LIMIT $2)",
             vec![cutoff],
         )?;
         let per_flow = self.call("prune", |pool| async move {
@@ -1863,7 +1866,7 @@ impl Store for PgStore {
             let rows = query(
                 &client,
                 "SELECT flow, COUNT(*) FROM entities
-                 WHERE payload IS NOT NULL AND status IN ('done', 'skipped') GROUP BY flow ORDER BY flow",
+                 WHERE payload IS NOT NULL AND status IN ('done', 'skipped', 'resolved') GROUP BY flow ORDER BY flow",
                 &[],
             )
             .await?;
@@ -1881,7 +1884,7 @@ impl Store for PgStore {
                 excess,
                 &mut report.batches,
                 "UPDATE entities SET payload = NULL WHERE (flow, source_id) IN (SELECT flow, source_id FROM entities
-                 WHERE flow = $1 AND payload IS NOT NULL AND status IN ('done', 'skipped')
+                 WHERE flow = $1 AND payload IS NOT NULL AND status IN ('done', 'skipped', 'resolved')
                  ORDER BY updated_at, seq LIMIT $2)",
                 vec![flow],
             )?;

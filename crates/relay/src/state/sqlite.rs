@@ -143,7 +143,7 @@ const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS inbox_key ON inbox (source, key, version);
 CREATE INDEX IF NOT EXISTS inbox_processed ON inbox (processed_at) WHERE processed_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS entities_finished ON entities (flow, updated_at)
-    WHERE payload IS NOT NULL AND status IN ('done', 'skipped');
+    WHERE payload IS NOT NULL AND status IN ('done', 'skipped', 'resolved');
 CREATE INDEX IF NOT EXISTS entities_flow ON entities (flow, seq);
 CREATE INDEX IF NOT EXISTS entities_by_status ON entities (status, seq);
 CREATE INDEX IF NOT EXISTS entities_updated ON entities (updated_at);
@@ -170,6 +170,11 @@ fn prepare(connection: &mut Connection) -> Result<(), StateError> {
         });
     }
     tx.execute_batch(SCHEMA)?;
+    if (1..4).contains(&found) {
+        // Version 4 added `resolved` to the finished statuses whose payloads are pruned: the
+        // partial index is recreated with it below.
+        tx.execute_batch("DROP INDEX IF EXISTS entities_finished")?;
+    }
     for (table, column, definition) in ADDED_COLUMNS {
         let present: bool = tx.query_row(
             "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
@@ -1449,7 +1454,7 @@ impl Store for SqliteStore {
                 clear_payloads(
                     conn,
                     "INDEXED BY entities_finished
-                     WHERE payload IS NOT NULL AND status IN ('done', 'skipped') AND updated_at < ?1
+                     WHERE payload IS NOT NULL AND status IN ('done', 'skipped', 'resolved') AND updated_at < ?1
                      LIMIT ?2",
                     params![cutoff, limit],
                 )
@@ -1458,7 +1463,7 @@ impl Store for SqliteStore {
             let conn = self.conn();
             let mut statement = conn.prepare_cached(
                 "SELECT flow, COUNT(*) FROM entities INDEXED BY entities_finished
-                 WHERE payload IS NOT NULL AND status IN ('done', 'skipped') GROUP BY flow",
+                 WHERE payload IS NOT NULL AND status IN ('done', 'skipped', 'resolved') GROUP BY flow",
             )?;
             let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<Result<_, _>>()?
@@ -1470,7 +1475,7 @@ impl Store for SqliteStore {
                     clear_payloads(
                         conn,
                         "INDEXED BY entities_finished
-                         WHERE flow = ?1 AND payload IS NOT NULL AND status IN ('done', 'skipped')
+                         WHERE flow = ?1 AND payload IS NOT NULL AND status IN ('done', 'skipped', 'resolved')
                          ORDER BY updated_at LIMIT ?2",
                         params![flow, limit],
                     )
@@ -1853,6 +1858,16 @@ mod tests {
         ] {
             assert!(indexes.iter().any(|i| i == index), "{index}: {indexes:?}");
         }
+        // The payload prune now takes resolved items too (the partial index was recreated).
+        let finished: String = store
+            .conn()
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'entities_finished'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(finished.contains("'resolved'"), "{finished}");
         // The data is kept.
         let record = store.get("shipping", "1001").unwrap().unwrap();
         assert_eq!(

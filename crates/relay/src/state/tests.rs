@@ -621,6 +621,12 @@ fn prune_by_age_keeps_unfinished_work_and_the_entity_records(f: &Fixture) {
     finished(store, "orders", "DONE", Status::Done);
     finished(store, "shipping", "SKIPPED", Status::Skipped);
     store
+        .upsert_pending("shipping", "RESOLVED", Some("{\"by\":\"hand\"}"))
+        .unwrap();
+    store
+        .resolve("shipping", "RESOLVED", "console:test", "shipped by hand")
+        .unwrap();
+    store
         .upsert_pending("orders", "PENDING", Some("{}"))
         .unwrap();
     store
@@ -644,9 +650,10 @@ fn prune_by_age_keeps_unfinished_work_and_the_entity_records(f: &Fixture) {
     let report = store.prune(&policy, t0() + days(31), 500).unwrap();
     assert_eq!(
         (report.inbox_rows_deleted, report.payloads_cleared),
-        (1, 2),
+        (1, 3),
         "{report:?}"
     );
+    assert_eq!(payload(store, "shipping", "RESOLVED"), None, "resolved is finished");
     assert!(
         store
             .inbox_history("norce-order", "OLD")
