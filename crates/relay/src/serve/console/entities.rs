@@ -265,6 +265,21 @@ impl Flash {
     }
 }
 
+/// The record of `flow`/`id`, or the page to answer with: 404 naming them, or the state's
+/// failure.
+fn find(operator: &Operator, flow: &str, id: &str) -> Result<EntityRecord, Box<Response>> {
+    match operator.shared().store().get(flow, id) {
+        Ok(Some(record)) => Ok(record),
+        Ok(None) => Err(Box::new(layout::error_page(
+            operator,
+            StatusCode::NOT_FOUND,
+            "No such item",
+            &format!("There is no item `{id}` in flow `{flow}`. Search for it under Entities."),
+        ))),
+        Err(e) => Err(Box::new(state_failed(operator, &e))),
+    }
+}
+
 /// `GET /console/entities/{flow}/{id}`.
 pub(super) async fn detail(
     operator: Operator,
@@ -272,17 +287,9 @@ pub(super) async fn detail(
     Query(flash): Query<Flash>,
 ) -> Response {
     let store = operator.shared().store();
-    let record = match store.get(&flow, &id) {
-        Ok(Some(record)) => record,
-        Ok(None) => {
-            return layout::error_page(
-                &operator,
-                StatusCode::NOT_FOUND,
-                "No such item",
-                &format!("There is no item `{id}` in flow `{flow}`. Search for it under Entities."),
-            );
-        }
-        Err(e) => return state_failed(&operator, &e),
+    let record = match find(&operator, &flow, &id) {
+        Ok(record) => record,
+        Err(answer) => return *answer,
     };
     let (events, letters) = match (
         store.events(&flow, &id, HISTORY),
@@ -438,17 +445,9 @@ pub(super) async fn label(
     operator: Operator,
     UrlPath((flow, id, n)): UrlPath<(String, String, usize)>,
 ) -> Response {
-    let record = match operator.shared().store().get(&flow, &id) {
-        Ok(Some(record)) => record,
-        Ok(None) => {
-            return layout::error_page(
-                &operator,
-                StatusCode::NOT_FOUND,
-                "No such item",
-                "Search for it under Entities.",
-            );
-        }
-        Err(e) => return state_failed(&operator, &e),
+    let record = match find(&operator, &flow, &id) {
+        Ok(record) => record,
+        Err(answer) => return *answer,
     };
     let Some(path) = n
         .checked_sub(1)
@@ -512,18 +511,10 @@ pub(super) async fn retry(
     let store = operator.shared().store();
     let outcome = match operator::retry_entity(store, &flow, &id, &operator.actor()) {
         Ok(requeued) if !requeued.is_empty() => "requeued",
-        Ok(_) => match store.get(&flow, &id) {
-            Ok(Some(record)) if record.status == Status::Pending => "already_pending",
-            Ok(Some(_)) => "nothing_to_retry",
-            Ok(None) => {
-                return layout::error_page(
-                    &operator,
-                    StatusCode::NOT_FOUND,
-                    "No such item",
-                    "Search for it under Entities.",
-                );
-            }
-            Err(e) => return state_failed(&operator, &e),
+        Ok(_) => match find(&operator, &flow, &id) {
+            Ok(record) if record.status == Status::Pending => "already_pending",
+            Ok(_) => "nothing_to_retry",
+            Err(answer) => return *answer,
         },
         Err(e) => return action_failed(&operator, &e),
     };
