@@ -2,6 +2,9 @@
 //! console: one implementation, so both change the state the same way and both are recorded in
 //! the audit log with who did it.
 
+use chrono::{DateTime, Utc};
+
+use crate::config::RelayConfig;
 use crate::state::{EntityRecord, StateError, Store, parse_time_cursor};
 
 /// The flows that keep a cursor.
@@ -29,9 +32,63 @@ pub enum ActionError {
     State(#[from] StateError),
 }
 
+/// The go-live cutoff under a flow's cursor: `orders.since` for `orders`, `shipping.since` for
+/// `shipping`. Orders placed before it are never taken whatever the cursor says, so a cursor
+/// before it is refused unless forced (it would promise a backfill that does not happen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CursorFloor {
+    /// The configuration key that sets it (`orders.since`).
+    pub setting: &'static str,
+    /// The cutoff.
+    pub since: DateTime<Utc>,
+    /// What the flow never does to an order placed before it (`imported`, `booked`).
+    pub never: &'static str,
+}
+
+impl CursorFloor {
+    /// The floor of `flow`'s cursor under `config`; `None` when the flow has no cutoff or none
+    /// is configured.
+    pub fn of(config: &RelayConfig, flow: &str) -> Option<Self> {
+        let (setting, since, never) = match flow {
+            crate::flows::orders::FLOW => ("orders.since", config.orders.since?, "imported"),
+            crate::flows::shipping::FLOW => ("shipping.since", config.shipping.since?, "booked"),
+            _ => return None,
+        };
+        Some(Self {
+            setting,
+            since: since.instant(),
+            never,
+        })
+    }
+
+    /// The cutoff as cursors are written (`2026-12-01T00:00:00Z`).
+    pub fn since_text(&self) -> String {
+        self.since
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
+
+    /// The refusal of a cursor `value` before the floor: names the key, the cutoff and
+    /// `--force`.
+    fn refusal(&self, flow: &str, value: &str) -> ActionError {
+        ActionError::Invalid(format!(
+            "the `{flow}` cursor cannot be set to {value}: that is before the go-live cutoff `{}` ({}), and orders placed before it are never {} whatever the cursor says; give a time at or after {}, or set it anyway with `relay cursor set {flow} {value} --force` (the poll still starts at the cutoff)",
+            self.setting,
+            self.since_text(),
+            self.never,
+            self.since_text()
+        ))
+    }
+}
+
 /// The cursor value `text` means for `flow`, normalised as it is stored: an RFC 3339 time
-/// (seconds), or for `shipping-alerts` a position in nShift's alerts feed (a `fetchId`).
-pub fn cursor_value(flow: &str, text: &str) -> Result<String, ActionError> {
+/// (seconds), or for `shipping-alerts` a position in nShift's alerts feed (a `fetchId`). A time
+/// before `floor` (the flow's go-live cutoff, [`CursorFloor::of`]) is refused unless `force`.
+pub fn cursor_value(
+    flow: &str,
+    text: &str,
+    floor: Option<&CursorFloor>,
+    force: bool,
+) -> Result<String, ActionError> {
     if !CURSOR_FLOWS.contains(&flow) {
         return Err(ActionError::Invalid(format!(
             "no flow `{flow}`; choose from {}",
@@ -47,9 +104,14 @@ pub fn cursor_value(flow: &str, text: &str) -> Result<String, ActionError> {
             ))),
         };
     }
-    parse_time_cursor(flow, text.trim())
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .map_err(ActionError::Invalid)
+    let time = parse_time_cursor(flow, text.trim()).map_err(ActionError::Invalid)?;
+    let value = time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    // Compared as stored (to the second), so what is kept is never before the floor.
+    let stored = parse_time_cursor(flow, &value).map_err(ActionError::Invalid)?;
+    match floor {
+        Some(floor) if !force && stored < floor.since => Err(floor.refusal(flow, &value)),
+        _ => Ok(value),
+    }
 }
 
 /// What [`set_cursor`] did.
@@ -61,14 +123,17 @@ pub struct CursorChange {
     pub after: String,
 }
 
-/// Sets `flow`'s cursor to `text` (checked by [`cursor_value`]) as `actor`.
+/// Sets `flow`'s cursor to `text` (checked by [`cursor_value`], against `floor` unless
+/// `force`) as `actor`.
 pub fn set_cursor(
     store: &dyn Store,
     flow: &str,
     text: &str,
     actor: &str,
+    floor: Option<&CursorFloor>,
+    force: bool,
 ) -> Result<CursorChange, ActionError> {
-    let after = cursor_value(flow, text)?;
+    let after = cursor_value(flow, text, floor, force)?;
     let before = store.set_cursor_by(flow, &after, actor)?;
     Ok(CursorChange { before, after })
 }
@@ -132,4 +197,127 @@ pub fn resolve(
     store
         .resolve(flow, source_id, actor, reason)?
         .ok_or_else(|| ActionError::Invalid(format!("no item `{source_id}` in flow `{flow}`")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::SqliteStore;
+
+    fn config(text: &str) -> RelayConfig {
+        RelayConfig::parse(text, "relay.toml").unwrap()
+    }
+
+    #[test]
+    fn the_floor_is_the_flows_go_live_cutoff() {
+        let both = config(
+            "[orders]\nsince = \"2026-12-01\"\n[shipping]\nsince = \"2026-11-15T00:00:00Z\"\n",
+        );
+        let orders = CursorFloor::of(&both, "orders").unwrap();
+        assert_eq!(
+            (orders.setting, orders.since_text().as_str()),
+            ("orders.since", "2026-12-01T00:00:00Z")
+        );
+        let shipping = CursorFloor::of(&both, "shipping").unwrap();
+        assert_eq!(shipping.setting, "shipping.since");
+        for flow in ["stock", "prices", "fulfilment", "shipping-alerts", "nope"] {
+            assert_eq!(CursorFloor::of(&both, flow), None, "{flow}");
+        }
+        assert_eq!(CursorFloor::of(&RelayConfig::default(), "orders"), None);
+    }
+
+    #[test]
+    fn a_time_before_the_cutoff_is_refused_unless_forced() {
+        let config = config("[orders]\nsince = \"2026-12-01\"\n");
+        let floor = CursorFloor::of(&config, "orders");
+        let floor = floor.as_ref();
+        let err = cursor_value("orders", "2026-11-30T23:59:59Z", floor, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`orders.since`")
+                && err.contains("2026-12-01T00:00:00Z")
+                && err.contains("--force")
+                && err.contains("never imported"),
+            "{err}"
+        );
+        // Offsets are compared as instants: 00:30+01:00 is 23:30 UTC the day before.
+        assert!(cursor_value("orders", "2026-12-01T00:30:00+01:00", floor, false).is_err());
+        assert_eq!(
+            cursor_value("orders", "2026-11-30T00:00:00Z", floor, true).unwrap(),
+            "2026-11-30T00:00:00Z",
+            "forced"
+        );
+        assert_eq!(
+            cursor_value("orders", "2026-12-01T00:00:00Z", floor, false).unwrap(),
+            "2026-12-01T00:00:00Z",
+            "the cutoff itself is allowed"
+        );
+        assert!(cursor_value("orders", "2026-12-05T00:00:00Z", floor, false).is_ok());
+        // Other checks come first: a bad time is a bad time, forced or not.
+        let err = cursor_value("orders", "monday", floor, true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RFC 3339"), "{err}");
+    }
+
+    #[test]
+    fn set_cursor_keeps_the_cursor_when_refused_and_moves_it_when_forced() {
+        let store = SqliteStore::in_memory().unwrap();
+        let config = config("[shipping]\nsince = \"2026-12-01\"\n");
+        let floor = CursorFloor::of(&config, "shipping");
+        set_cursor(
+            &store,
+            "shipping",
+            "2026-12-03T00:00:00Z",
+            CLI_ACTOR,
+            floor.as_ref(),
+            false,
+        )
+        .unwrap();
+        let err = set_cursor(
+            &store,
+            "shipping",
+            "2026-11-01T00:00:00Z",
+            CLI_ACTOR,
+            floor.as_ref(),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`shipping.since`")
+                && err.contains("never booked")
+                && err.contains("--force"),
+            "{err}"
+        );
+        assert_eq!(
+            store.cursor("shipping").unwrap().as_deref(),
+            Some("2026-12-03T00:00:00Z"),
+            "refused: unchanged"
+        );
+        let change = set_cursor(
+            &store,
+            "shipping",
+            "2026-11-01T00:00:00Z",
+            CLI_ACTOR,
+            floor.as_ref(),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            (change.before.as_deref(), change.after.as_str()),
+            (Some("2026-12-03T00:00:00Z"), "2026-11-01T00:00:00Z")
+        );
+        // Without a configured cutoff nothing is refused.
+        set_cursor(
+            &store,
+            "shipping",
+            "2020-01-01T00:00:00Z",
+            CLI_ACTOR,
+            None,
+            false,
+        )
+        .unwrap();
+    }
 }

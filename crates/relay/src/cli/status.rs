@@ -51,6 +51,8 @@ enum CursorCommand {
         json: bool,
     },
     /// Move a flow's cursor (an RFC 3339 time; moving it back backfills on the next run).
+    /// A time before the flow's go-live cutoff (`orders.since`, `shipping.since`) is refused
+    /// unless `--force`.
     Set {
         /// The flow (shipping, stock, prices, orders, fulfilment), or shipping-alerts.
         flow: String,
@@ -58,12 +60,22 @@ enum CursorCommand {
         /// (-1: the feed's start).
         #[arg(allow_negative_numbers = true)]
         time: String,
+        /// Set a time before the go-live cutoff anyway (orders placed before it are still
+        /// never imported or booked).
+        #[arg(long)]
+        force: bool,
     },
 }
 
 /// The state the configuration names (PostgreSQL or the SQLite file) and where it is.
 fn open(config: &super::ConfigArgs) -> Result<(std::sync::Arc<dyn Store>, String), String> {
-    let config = config.load()?;
+    open_loaded(&config.load()?)
+}
+
+/// [`open`] for a configuration already loaded.
+fn open_loaded(
+    config: &crate::config::RelayConfig,
+) -> Result<(std::sync::Arc<dyn Store>, String), String> {
     super::open_store(&config.state)
         .map_err(|e| format!("state in `{}`: {e}", config.state.dir.display()))
 }
@@ -364,13 +376,35 @@ pub async fn execute_cursor(args: CursorArgs) -> ExitCode {
 
 fn cursor(args: &CursorArgs) -> Result<ExitCode, String> {
     match &args.command {
-        CursorCommand::Set { flow, time } => {
-            // Checked before the store is opened: a typo never touches the state.
-            crate::operator::cursor_value(flow, time).map_err(|e| e.to_string())?;
-            let (store, _) = open(&args.config)?;
-            let change =
-                crate::operator::set_cursor(store.as_ref(), flow, time, crate::operator::CLI_ACTOR)
-                    .map_err(|e| e.to_string())?;
+        CursorCommand::Set { flow, time, force } => {
+            let config = args.config.load()?;
+            let floor = crate::operator::CursorFloor::of(&config, flow);
+            // Checked before the store is opened: a typo (or a time before the go-live
+            // cutoff) never touches the state.
+            crate::operator::cursor_value(flow, time, floor.as_ref(), *force)
+                .map_err(|e| e.to_string())?;
+            let (store, _) = open_loaded(&config)?;
+            let change = crate::operator::set_cursor(
+                store.as_ref(),
+                flow,
+                time,
+                crate::operator::CLI_ACTOR,
+                floor.as_ref(),
+                *force,
+            )
+            .map_err(|e| e.to_string())?;
+            let before_floor = |f: &crate::operator::CursorFloor| {
+                chrono::DateTime::parse_from_rfc3339(&change.after).is_ok_and(|a| a < f.since)
+            };
+            if let Some(floor) = floor.filter(before_floor) {
+                // Forced: say what the cursor does not change.
+                println!(
+                    "note: `{}` is {}: orders placed before it are still never {}",
+                    floor.setting,
+                    floor.since_text(),
+                    floor.never
+                );
+            }
             println!(
                 "cursor of `{flow}`: {} -> {}",
                 change.before.as_deref().unwrap_or("(unset)"),

@@ -1,7 +1,9 @@
 //! `[orders]`: Norce orders into Brightpearl and fulfilment back (flows `orders`, `fulfilment`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use norce_client::models::connect::ConnectOrderStatus;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -19,6 +21,13 @@ pub struct OrdersConfig {
     pub poll: bool,
     /// Norce order status ids picked up by polling. Default `[0]` (Created).
     pub import_status_ids: Vec<i32>,
+    /// Go-live cutoff: Norce orders placed (created) before it are never imported into
+    /// Brightpearl nor confirmed back, whatever the cursor says, however they arrive (the poll
+    /// starts at it; a push or a replay of an older order is recorded as skipped), and
+    /// `relay cursor set orders` refuses a time before it without `--force`. An RFC 3339 time
+    /// (`2026-12-01T00:00:00+01:00`) or a date (`2026-12-01`: the start of that day in UTC).
+    /// Default: none (every order is taken).
+    pub since: Option<Cutoff>,
     /// Which `OrderRequest` field of a Norce push holds the order number. Default
     /// `customer_order_ref` (falling back to `ClientOrderRef` when empty).
     pub push_order_number: PushOrderNumber,
@@ -91,6 +100,115 @@ pub struct OrdersConfig {
     pub multi_message: bool,
 }
 
+/// A go-live cutoff (`orders.since`, `shipping.since`): an instant, written in the file as an
+/// RFC 3339 time or as a date (the start of that day in UTC). Checked when the file loads.
+///
+/// ```
+/// use relay::config::orders::Cutoff;
+/// let day: Cutoff = "2026-12-01".parse().unwrap();
+/// assert_eq!(day.to_string(), "2026-12-01T00:00:00Z");
+/// let time: Cutoff = "2026-12-01T08:30:00+01:00".parse().unwrap();
+/// assert_eq!(time.to_string(), "2026-12-01T07:30:00Z");
+/// assert!("1 December".parse::<Cutoff>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cutoff(DateTime<Utc>);
+
+impl Cutoff {
+    /// The cutoff at `instant`.
+    pub fn new(instant: DateTime<Utc>) -> Self {
+        Self(instant)
+    }
+
+    /// The instant: what was placed before it is not taken.
+    pub fn instant(&self) -> DateTime<Utc> {
+        self.0
+    }
+
+    /// Whether something placed at `placed` is before the cutoff (not taken).
+    pub fn excludes(&self, placed: DateTime<Utc>) -> bool {
+        placed < self.0
+    }
+
+    /// Why an order placed at `placed` is not taken, naming `setting` (`orders.since`); `None`
+    /// when it was placed at or after the cutoff.
+    pub fn reason(&self, setting: &str, placed: DateTime<Utc>) -> Option<String> {
+        self.excludes(placed).then(|| {
+            format!(
+                "placed {}, before the go-live cutoff `{setting}` ({self})",
+                placed.to_rfc3339_opts(SecondsFormat::Secs, true)
+            )
+        })
+    }
+}
+
+impl std::str::FromStr for Cutoff {
+    type Err = String;
+
+    /// An RFC 3339 time, or a date `YYYY-MM-DD` (the start of that day in UTC). The error says
+    /// what to give; the caller names the key.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+            return Ok(Self(time.with_timezone(&Utc)));
+        }
+        // Exactly `YYYY-MM-DD` (chrono alone would also take `2026-12-1`).
+        let shaped = text.len() == 10
+            && text.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
+        match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            Ok(date) if shaped => Ok(Self(date.and_time(chrono::NaiveTime::MIN).and_utc())),
+            _ => Err(format!(
+                "`{text}` is not a time: give an RFC 3339 time with its offset (\"2026-12-01T00:00:00+01:00\") or a date (\"2026-12-01\", the start of that day in UTC)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Cutoff {
+    /// RFC 3339 in UTC, to the second (`2026-12-01T00:00:00Z`), as cursors are written.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.to_rfc3339_opts(SecondsFormat::Secs, true))
+    }
+}
+
+impl Serialize for Cutoff {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cutoff {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Cutoff {
+    fn schema_name() -> Cow<'static, str> {
+        "Cutoff".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "An RFC 3339 time (2026-12-01T00:00:00+01:00) or a date (2026-12-01, the start of that day in UTC).",
+            "pattern": "^\\d{4}-\\d{2}-\\d{2}([Tt ].+)?$",
+            "examples": ["2026-12-01", "2026-12-01T00:00:00+01:00"],
+        })
+    }
+}
+
 /// `orders.sales_order_country_code`: which ISO 3166-1 code Brightpearl gets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -114,6 +232,7 @@ impl Default for OrdersConfig {
         Self {
             poll: true,
             import_status_ids: vec![0],
+            since: None,
             push_order_number: PushOrderNumber::default(),
             unmatched_sku: UnmatchedSku::default(),
             installed_integration_instance_id: None,
@@ -239,5 +358,94 @@ impl OrdersConfig {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RelayConfig;
+
+    #[test]
+    fn the_go_live_cutoff_loads_as_a_time_or_a_day_in_both_sections() {
+        let config = RelayConfig::parse(
+            "[orders]\nsince = \"2026-12-01\"\n[shipping]\nsince = \"2026-12-01T08:00:00+01:00\"\n",
+            "relay.toml",
+        )
+        .unwrap();
+        let day = config.orders.since.unwrap();
+        assert_eq!(
+            day.to_string(),
+            "2026-12-01T00:00:00Z",
+            "a day starts at midnight UTC"
+        );
+        let time = config.shipping.since.unwrap();
+        assert_eq!(time.to_string(), "2026-12-01T07:00:00Z");
+        assert!(day.excludes("2026-11-30T23:59:59Z".parse().unwrap()));
+        assert!(
+            !day.excludes(day.instant()),
+            "placed at the cutoff is taken"
+        );
+        let reason = day
+            .reason("orders.since", "2026-11-30T12:00:00Z".parse().unwrap())
+            .unwrap();
+        assert!(
+            reason.contains("`orders.since`") && reason.contains("2026-11-30T12:00:00Z"),
+            "{reason}"
+        );
+        assert_eq!(
+            day.reason("orders.since", "2026-12-02T00:00:00Z".parse().unwrap()),
+            None
+        );
+        // Unset by default: every order is taken.
+        let config = RelayConfig::parse("", "relay.toml").unwrap();
+        assert_eq!((config.orders.since, config.shipping.since), (None, None));
+        // Written back as it loads (the example-file test serialises the defaults).
+        let json = serde_json::to_value(OrdersConfig {
+            since: Some(day),
+            ..OrdersConfig::default()
+        })
+        .unwrap();
+        assert_eq!(json["since"], "2026-12-01T00:00:00Z");
+    }
+
+    #[test]
+    fn a_cutoff_that_is_no_time_is_refused_at_load_naming_the_key_and_what_to_give() {
+        for section in ["orders", "shipping"] {
+            for bad in [
+                "\"yesterday\"",
+                "\"2026-12-1\"",
+                "\"2026-13-01\"",
+                "\"2026-12-01T00:00:00\"",
+                "20261201",
+            ] {
+                let text = format!("[{section}]\nsince = {bad}\n");
+                let err = RelayConfig::parse(&text, "relay.toml")
+                    .expect_err(&text)
+                    .to_string();
+                assert!(err.contains(&format!("`{section}.since`")), "{text}: {err}");
+                if bad.starts_with('"') {
+                    assert!(
+                        err.contains("RFC 3339") && err.contains("2026-12-01"),
+                        "{text}: {err}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_schema_describes_the_cutoff_as_a_string() {
+        let schema = RelayConfig::json_schema();
+        let text = schema.to_string();
+        for section in ["OrdersConfig", "ShippingConfig"] {
+            let since = &schema["definitions"][section]["properties"]["since"];
+            assert!(since.is_object(), "{section}: {text}");
+            let described = since.to_string();
+            assert!(
+                described.contains("string") && described.to_lowercase().contains("go-live"),
+                "{section}: {described}"
+            );
+        }
     }
 }

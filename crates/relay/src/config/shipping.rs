@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::error::ConfigError;
+use super::orders::Cutoff;
 
 /// The `[shipping]` section of the configuration file.
 ///
@@ -14,6 +15,7 @@ use super::error::ConfigError;
 /// [shipping]
 /// poll = true                                # Query polling; false = order receiver pushes only
 /// order_statuses = ["Created", "Confirmed"]  # Norce statuses that qualify for shipping
+/// since = "2026-12-01"                       # go-live: orders placed before are never booked
 /// labels_dir = "/var/lib/relay/labels"       # default <state.dir>/labels
 /// sender_quick_id = "1"                      # nShift address-book entry of the sender
 /// test = false                               # nShift test shipments (default: true only against a loopback nShift, i.e. the sandbox)
@@ -52,6 +54,13 @@ pub struct ShippingConfig {
     /// Norce order statuses that qualify: `Created`, `Allocation`, `Confirmed`, `Delivered`,
     /// `Invoiced`, `Cancelled`, `PartlyDelivered` (default `Created`, `Confirmed`).
     pub order_statuses: Vec<String>,
+    /// Go-live cutoff: Norce orders placed (created) before it are never booked in nShift,
+    /// whatever the cursor says, however they arrive (the poll reads only orders created since;
+    /// a push, an order event or a replay of an older order is recorded as skipped), and
+    /// `relay cursor set shipping` refuses a time before it without `--force`. An RFC 3339 time
+    /// (`2026-12-01T00:00:00+01:00`) or a date (`2026-12-01`: the start of that day in UTC).
+    /// Default: none (every qualifying order is shipped).
+    pub since: Option<Cutoff>,
     /// Where labels are written (default `<state.dir>/labels`), one file per label,
     /// `<order number>-<n>.pdf` (or `.zpl`).
     pub labels_dir: Option<PathBuf>,
@@ -94,6 +103,7 @@ impl Default for ShippingConfig {
         Self {
             poll: true,
             order_statuses: vec!["Created".to_owned(), "Confirmed".to_owned()],
+            since: None,
             labels_dir: None,
             sender_quick_id: "1".to_owned(),
             test: None,

@@ -6,7 +6,9 @@
 //!   gets `SendOrderStatus` with the ERP order number. Entity: the Norce order number; target id:
 //!   the Brightpearl order id. New orders come from Query 3.0 polling (cursor `orders`, the
 //!   `created` time of the newest order seen) and from the order receiver (inbox source
-//!   `norce-order`, an `OrderRequest`).
+//!   `norce-order`, an `OrderRequest`). With `orders.since` (the go-live cutoff) the poll starts
+//!   at the later of the cursor and the cutoff, and an order placed before it (a push, a replay,
+//!   one queued before the cutoff was set) is recorded `Skipped`, never imported nor confirmed.
 //! - **`fulfilment`** ([`run_fulfilment`]): a shipped Brightpearl goods-out note becomes one Norce
 //!   delivery note with the tracking reference, and the Norce order goes Delivered (or
 //!   PartlyDelivered). Entity: the goods-out note id; target id: the delivery note number. Shipped
@@ -46,6 +48,7 @@ mod steps;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use norce_client::Navigation;
@@ -58,7 +61,7 @@ use self::common::parse_id_set;
 pub use self::common::{FLOW, FULFILMENT_FLOW, GOODS_OUT_SEARCH_COLUMNS, ORDER_SEARCH_COLUMNS};
 use self::common::{OrderPayload, OrderSource, cursor_text, dead_letter_unreadable};
 use self::dedupe::Recent;
-use super::action::{self};
+use super::action::{self, ItemError};
 use super::context::{
     FlowContext, FlowError, FlowReport, Ingested, Outcome, PENDING_PAGE, cursor_time, elapsed_ms,
 };
@@ -241,6 +244,9 @@ fn ingest_order(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowErr
             return Ok(Ingested::Work);
         }
     };
+    if let Some(reason) = before_cutoff(ctx, &payload.source) {
+        return skip_push(ctx, &order_no, &text, reason);
+    }
     match ctx.store.get(FLOW, &order_no)? {
         None => {
             ctx.store.upsert_pending(FLOW, &order_no, Some(&text))?;
@@ -268,6 +274,92 @@ fn ingest_order(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowErr
         }
     }
     Ok(Ingested::Work)
+}
+
+/// When a stored Norce order was placed: a Query order's `created` (what the poll filters on),
+/// else its `orderDate`; a push's `SubmitDate`. `None` when the order does not say.
+fn placed_at(source: &OrderSource) -> Option<DateTime<Utc>> {
+    match source {
+        OrderSource::Query(order) => order.created.as_ref().or(order.order_date.as_ref()),
+        OrderSource::Push(request) => request.submit_date.as_ref(),
+    }
+    .map(models_runtime::Timestamp::to_utc)
+}
+
+/// Why an order is not imported under `orders.since`, or `None` when it is taken (placed at or
+/// after the cutoff, no cutoff, or no placing time to judge by: live traffic, not history).
+fn before_cutoff(ctx: &FlowContext, source: &OrderSource) -> Option<String> {
+    let reason = ctx
+        .config
+        .orders
+        .since?
+        .reason("orders.since", placed_at(source)?)?;
+    Some(format!(
+        "{reason}: never imported into Brightpearl nor confirmed back"
+    ))
+}
+
+/// Records a pushed order placed before `orders.since` as skipped (an order already being
+/// imported, or finished, is left as it is).
+fn skip_push(
+    ctx: &FlowContext,
+    order_no: &str,
+    text: &str,
+    reason: String,
+) -> Result<Ingested, FlowError> {
+    match ctx.store.get(FLOW, order_no)? {
+        None => {
+            ctx.store.upsert_pending(FLOW, order_no, Some(text))?;
+        }
+        Some(record) if record.status == Status::Pending && record.step.is_none() => {
+            ctx.store.update(
+                FLOW,
+                order_no,
+                &EntityUpdate {
+                    payload: Some(text.to_owned()),
+                    ..EntityUpdate::default()
+                },
+            )?;
+        }
+        Some(record) => {
+            tracing::debug!(order_no, status = record.status.as_str(), step = ?record.step, "order already being imported or finished; push before orders.since ignored");
+            return Ok(Ingested::Nothing);
+        }
+    }
+    action::apply(ctx, FLOW, order_no, ItemError::Skip(reason))?;
+    Ok(Ingested::Nothing)
+}
+
+/// Takes the orders of a page that were placed before `orders.since` out of it, recording each
+/// as skipped: orders queued before the cutoff was configured, replayed ones, and any the poll
+/// read although its filter should have left them out. Only orders whose sales order cannot
+/// have been posted yet: one whose POST may have happened (`posting`) is finished as begun.
+fn skip_before_cutoff(
+    ctx: &FlowContext,
+    page: Vec<EntityRecord>,
+    report: &mut FlowReport,
+) -> Result<Vec<EntityRecord>, FlowError> {
+    if ctx.config.orders.since.is_none() {
+        return Ok(page);
+    }
+    let mut kept = Vec::with_capacity(page.len());
+    for record in page {
+        let unposted = matches!(record.step.as_deref(), None | Some("contact"));
+        let reason = unposted
+            .then(|| serde_json::from_str::<OrderPayload>(record.payload.as_deref()?).ok())
+            .flatten()
+            .and_then(|payload| before_cutoff(ctx, &payload.source));
+        match reason {
+            Some(reason) => report.add(action::settle(
+                ctx,
+                FLOW,
+                &record.source_id,
+                Err(ItemError::Skip(reason)),
+            )?),
+            None => kept.push(record),
+        }
+    }
+    Ok(kept)
 }
 
 /// One pass of the `orders` flow: picks up new Norce orders (Query polling with the `orders`
@@ -306,6 +398,10 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
             .list_after(FLOW, Some(Status::Pending), after, PENDING_PAGE)?;
         let Some(last) = page.last() else { break };
         after = last.position;
+        let page = skip_before_cutoff(ctx, page, &mut report)?;
+        if page.is_empty() {
+            continue;
+        }
         let recent = check_page(ctx, &shared, &page).await;
         let recent = recent.as_ref();
         if ctx.config.orders.multi_message {
@@ -427,10 +523,16 @@ async fn pick_up_orders(
         .map(|s| format!("statusId eq {s}"))
         .collect();
     let mut filter = format!("({})", statuses.join(" or "));
-    let since = cursor_time(ctx, FLOW)?;
-    if let Some(since) = since {
+    let cursor = cursor_time(ctx, FLOW)?;
+    // The later of the cursor and the go-live cutoff: a cursor before `orders.since` (unset,
+    // or forced back) never reads orders placed before it.
+    let start = match (cursor, config.since.map(|s| s.instant())) {
+        (Some(cursor), Some(since)) => Some(cursor.max(since)),
+        (cursor, since) => cursor.or(since),
+    };
+    if let Some(start) = start {
         // `ge`: orders sharing the cursor's instant are seen again, and upserting them is a no-op.
-        filter.push_str(&format!(" and created ge {}", cursor_text(since)));
+        filter.push_str(&format!(" and created ge {}", cursor_text(start)));
     }
     let query = QueryOrdersQuery {
         filter: Some(filter),
@@ -444,7 +546,7 @@ async fn pick_up_orders(
     // One page at a time, each after the last order seen (`flows::keyset`: `$skip` paging
     // would miss orders that the shipping flow moves out of the statuses between two pages).
     let mut keyset = Keyset::new("created");
-    let mut newest = since;
+    let mut newest = cursor;
     let mut finished_before = 0;
     loop {
         let Some(page) = norce.query_orders(keyset.page_query(&query)).next().await else {
@@ -490,7 +592,7 @@ async fn pick_up_orders(
         }
     }
     // Only after every order is stored: a crash before this line re-reads them, never loses one.
-    if let Some(newest) = newest.filter(|n| Some(*n) != since) {
+    if let Some(newest) = newest.filter(|n| Some(*n) != cursor) {
         ctx.store.set_cursor(FLOW, &cursor_text(newest))?;
     }
     Ok(finished_before)
@@ -590,6 +692,51 @@ mod tests {
             Some("SWE")
         );
         assert!(sales_order_request(&config, &order("Sverige"), 7, None, Vec::new()).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_push_placed_before_orders_since_is_recorded_skipped_naming_the_key() {
+        let config =
+            crate::config::RelayConfig::parse("[orders]\nsince = \"2026-12-01\"\n", "relay.toml")
+                .unwrap();
+        let ctx = FlowContext::offline(config);
+        let push = |id: i64, order_no: &str, submitted: Option<&str>| {
+            let mut body = serde_json::json!({
+                "ClientOrderRef": format!("40000{id}"), "CustomerOrderRef": order_no,
+                "Items": [{"LineNo": 1, "PartNo": "SKU-1", "Quantity": 1}]
+            });
+            if let Some(at) = submitted {
+                body["SubmitDate"] = at.into();
+            }
+            InboxItem {
+                id,
+                source: NORCE_ORDER_SOURCE.into(),
+                key: order_no.into(),
+                body: body.to_string(),
+                received_at: String::new(),
+            }
+        };
+        let old = push(1, "NC-1", Some("2026-11-30T23:00:00Z"));
+        assert_eq!(ingest(&ctx, &old).await.unwrap(), Ingested::Nothing);
+        let record = ctx.store.get(FLOW, "NC-1").unwrap().unwrap();
+        assert_eq!(record.status, Status::Skipped);
+        let step = record.step.unwrap_or_default();
+        assert!(
+            step.contains("`orders.since`") && step.contains("2026-11-30T23:00:00Z"),
+            "{step}"
+        );
+        // A repeat changes nothing; a newer order, or one that does not say when it was
+        // placed, is queued as before.
+        assert_eq!(ingest(&ctx, &old).await.unwrap(), Ingested::Nothing);
+        for (id, order_no, at) in [(2, "NC-2", Some("2026-12-01T00:00:00Z")), (3, "NC-3", None)] {
+            assert_eq!(
+                ingest(&ctx, &push(id, order_no, at)).await.unwrap(),
+                Ingested::Work
+            );
+            let record = ctx.store.get(FLOW, order_no).unwrap().unwrap();
+            assert_eq!(record.status, Status::Pending, "{order_no}");
+        }
+        assert!(ctx.store.dead_letters().unwrap().is_empty());
     }
 
     #[test]

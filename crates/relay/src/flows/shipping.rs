@@ -12,6 +12,10 @@
 //!   first. The cursor `shipping` is the latest `updated` seen (RFC 3339);
 //!   `relay cursor set shipping <time>` moves it back to backfill.
 //!   With no cursor every qualifying order is picked up. The shipment is built from `GetOrder`.
+//! * **Go-live cutoff** (`shipping.since`): the poll reads only orders created since it (and
+//!   `updated` from the later of the cursor and the cutoff); a push placed before it
+//!   (`SubmitDate`), or any order whose `GetOrder` `OrderDate` is before it (an event, a replay),
+//!   is recorded `Skipped`, never booked.
 //!
 //! Both key the entity by the Norce basket id (`ClientOrderRef` = Query `quotationId`), so an
 //! order that is both pushed and polled is one entity. nShift's `orderNo` (the `book_once` key),

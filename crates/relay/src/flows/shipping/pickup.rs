@@ -8,7 +8,8 @@ use norce_client::models::query::QueryOrdersQuery;
 
 use super::names::{CURSOR_OVERLAP_MINUTES, FLOW};
 use super::order::ShippingItem;
-use super::settings::Settings;
+use super::settings::{Settings, before_cutoff};
+use crate::flows::action::{self, ItemError};
 use crate::flows::context::{
     FlowContext, FlowError, Ingested, SOURCE_NORCE_EVENT, SOURCE_NORCE_ORDER, cursor_time,
 };
@@ -52,7 +53,13 @@ fn ingest_push(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowErro
     if source_id.is_empty() {
         return file_bad_push(ctx, item, "the order push has no ClientOrderRef");
     }
-    let pushed = ShippingItem::from_push(&request);
+    let mut pushed = ShippingItem::from_push(&request);
+    let placed = request.submit_date.as_ref().map(|t| t.to_utc());
+    if let Some(reason) = before_cutoff(ctx.config.shipping.since.as_ref(), placed) {
+        pushed.skipped = Some(reason.clone());
+        skip_order(ctx, &source_id, &pushed, reason)?;
+        return Ok(Ingested::Nothing);
+    }
     let payload = pushed.to_json()?;
     let existing = ctx.store.get(FLOW, &source_id)?;
     match existing {
@@ -82,6 +89,39 @@ fn ingest_push(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowErro
             Ok(Ingested::Nothing)
         }
     }
+}
+
+/// Records an order placed before `shipping.since` as skipped, with `item` (its `skipped` set)
+/// as the payload. An order already being processed, or finished, is left as it is; one queued
+/// but not started is skipped.
+fn skip_order(
+    ctx: &FlowContext,
+    source_id: &str,
+    item: &ShippingItem,
+    reason: String,
+) -> Result<(), FlowError> {
+    let payload = item.to_json()?;
+    match ctx.store.get(FLOW, source_id)? {
+        None => {
+            ctx.store.upsert_pending(FLOW, source_id, Some(&payload))?;
+        }
+        Some(record) if record.status == Status::Pending && record.step.is_none() => {
+            ctx.store.update(
+                FLOW,
+                source_id,
+                &EntityUpdate {
+                    payload: Some(payload),
+                    ..Default::default()
+                },
+            )?;
+        }
+        Some(record) => {
+            tracing::debug!(status = record.status.as_str(), step = ?record.step, "order already known; left as it is");
+            return Ok(());
+        }
+    }
+    action::apply(ctx, FLOW, source_id, ItemError::Skip(reason))?;
+    Ok(())
 }
 
 fn ingest_event(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowError> {
@@ -144,7 +184,7 @@ pub(crate) async fn poll(
     norce: &norce_client::NorceClient,
     settings: &Settings,
 ) -> Result<u64, FlowError> {
-    let since = cursor_time(ctx, FLOW)?;
+    let cursor = cursor_time(ctx, FLOW)?;
     let statuses = settings
         .statuses
         .iter()
@@ -152,25 +192,35 @@ pub(crate) async fn poll(
         .collect::<Vec<_>>()
         .join(" or ");
     let mut filter = format!("({statuses})");
+    let text =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    // `ge` and a few minutes of overlap: an order committed in Norce with an `updated` a
+    // little older than the newest one already seen is not lost. Seeing an order again is
+    // harmless: its entity exists, and a finished one is never touched again.
+    let from = cursor.map(|c| c - chrono::Duration::minutes(CURSOR_OVERLAP_MINUTES));
+    let since = settings.since.map(|s| s.instant());
+    // The later of the cursor and the go-live cutoff: a cursor before `shipping.since` (unset,
+    // or forced back) reads nothing older, and orders placed before the cutoff but changed
+    // since (confirmed, paid) are not read at all.
+    let from = match (from, since) {
+        (Some(from), Some(since)) => Some(from.max(since)),
+        (from, since) => from.or(since),
+    };
+    if let Some(from) = from {
+        filter.push_str(&format!(" and updated ge {}", text(from)));
+    }
     if let Some(since) = since {
-        // `ge` and a few minutes of overlap: an order committed in Norce with an `updated` a
-        // little older than the newest one already seen is not lost. Seeing an order again is
-        // harmless: its entity exists, and a finished one is never touched again.
-        let from = since - chrono::Duration::minutes(CURSOR_OVERLAP_MINUTES);
-        filter.push_str(&format!(
-            " and updated ge {}",
-            from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        ));
+        filter.push_str(&format!(" and created ge {}", text(since)));
     }
     // One page at a time, each after the last order seen (`flows::keyset`: `$skip` paging
     // would miss orders that other passes ship between two pages).
     let base = QueryOrdersQuery {
         filter: Some(filter),
-        select: Some("id,orderNo,quotationId,statusId,updated".to_owned()),
+        select: Some("id,orderNo,quotationId,statusId,created,updated".to_owned()),
         ..QueryOrdersQuery::default()
     };
     let mut keyset = Keyset::new("updated");
-    let mut latest = since;
+    let mut latest = cursor;
     let mut already_done = 0;
     loop {
         let query = keyset.page_query(&base);
@@ -191,14 +241,18 @@ pub(crate) async fn poll(
                 continue;
             };
             let source_id = basket.to_string();
-            let record = ctx.store.upsert_pending(
-                FLOW,
-                &source_id,
-                Some(
-                    &ShippingItem::polled(&source_id, Some(order.id), Some(order.order_no.clone()))
-                        .to_json()?,
-                ),
-            )?;
+            let mut queued =
+                ShippingItem::polled(&source_id, Some(order.id), Some(order.order_no.clone()));
+            // Checked one by one too, should Norce ever return an order its filter left out.
+            let placed = order.created.as_ref().map(|t| t.to_utc());
+            if let Some(reason) = settings.before_cutoff(placed) {
+                queued.skipped = Some(reason.clone());
+                skip_order(ctx, &source_id, &queued, reason)?;
+                continue;
+            }
+            let record = ctx
+                .store
+                .upsert_pending(FLOW, &source_id, Some(&queued.to_json()?))?;
             if record.status.is_finished() {
                 already_done += 1;
             }
@@ -208,7 +262,7 @@ pub(crate) async fn poll(
         }
     }
     if let Some(latest) = latest
-        && Some(latest) != since
+        && Some(latest) != cursor
     {
         ctx.store.set_cursor(
             FLOW,
@@ -284,6 +338,55 @@ mod tests {
             letters[0].error.contains("OrderRequest"),
             "{}",
             letters[0].error
+        );
+    }
+
+    #[tokio::test]
+    async fn a_push_placed_before_shipping_since_is_recorded_skipped_naming_the_key() {
+        let ctx = context(ShippingConfig {
+            since: Some("2026-12-01T00:00:00+01:00".parse().unwrap()),
+            ..ShippingConfig::default()
+        });
+        let push = |id: i64, submitted: &str| InboxItem {
+            id,
+            source: "norce-order".into(),
+            key: format!("40000{id}"),
+            body: serde_json::json!({
+                "ClientOrderRef": format!("40000{id}"),
+                "SubmitDate": submitted,
+                "ShippingAdvice": {"DeliveryMethodCode": "POSTNORD_HOME"},
+                "Items": [{"LineNo": 1, "PartNo": "SKU-00001", "Quantity": 1}]
+            })
+            .to_string(),
+            received_at: String::new(),
+        };
+        assert_eq!(
+            ingest(&ctx, &push(1, "2026-11-30T22:59:59Z"))
+                .await
+                .unwrap(),
+            Ingested::Nothing
+        );
+        let record = ctx.store.get(FLOW, "400001").unwrap().unwrap();
+        assert_eq!(record.status, Status::Skipped);
+        let reason = ShippingItem::from_json(record.payload.as_deref().unwrap())
+            .unwrap()
+            .skipped
+            .unwrap();
+        assert!(
+            reason.contains("`shipping.since`") && reason.contains("2026-11-30T23:00:00Z"),
+            "{reason}"
+        );
+        assert!(record.step.unwrap_or_default().contains("shipping.since"));
+        // At the cutoff (23:00 UTC) the order ships.
+        assert_eq!(
+            ingest(&ctx, &push(2, "2026-12-01T00:00:00+01:00"))
+                .await
+                .unwrap(),
+            Ingested::Work
+        );
+        assert_eq!(
+            ctx.store.get(FLOW, "400002").unwrap().unwrap().status,
+            Status::Pending
         );
     }
 

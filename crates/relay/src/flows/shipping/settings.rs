@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::config::orders::Cutoff;
 pub use crate::config::shipping::{
     ParcelStatusWriteback, ServiceMapping, ServiceOverride, ShippingConfig,
 };
@@ -93,6 +94,8 @@ pub(crate) struct ChosenService {
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub poll: bool,
+    /// `shipping.since`: orders placed before it are never booked.
+    pub since: Option<Cutoff>,
     /// (name, statusId) of the qualifying statuses.
     pub statuses: Vec<(String, i32)>,
     pub labels_dir: PathBuf,
@@ -125,6 +128,7 @@ impl Settings {
             .unwrap_or_else(|| nshift_base_url.is_some_and(is_loopback_url));
         Ok(Self {
             poll: config.poll,
+            since: config.since,
             statuses,
             labels_dir,
             test,
@@ -147,6 +151,15 @@ impl Settings {
         self.statuses
             .iter()
             .any(|(name, _)| name.eq_ignore_ascii_case(status.trim()))
+    }
+
+    /// Why an order placed at `placed` is not booked under `shipping.since`; `None` when it is
+    /// taken (at or after the cutoff, no cutoff, or no placing time to judge by).
+    pub(crate) fn before_cutoff(
+        &self,
+        placed: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Option<String> {
+        before_cutoff(self.since.as_ref(), placed)
     }
 
     pub(crate) fn skips(&self, delivery_method: &str) -> bool {
@@ -202,6 +215,15 @@ impl Settings {
         }
         Some(chosen)
     }
+}
+
+/// Why an order placed at `placed` is not booked under the cutoff `since` (`shipping.since`).
+pub(crate) fn before_cutoff(
+    since: Option<&Cutoff>,
+    placed: Option<chrono::DateTime<chrono::Utc>>,
+) -> Option<String> {
+    let reason = since?.reason("shipping.since", placed?)?;
+    Some(format!("{reason}: never booked in nShift"))
 }
 
 /// Whether a URL's host is 127.0.0.1, ::1 or localhost.

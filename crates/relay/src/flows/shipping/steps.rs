@@ -251,6 +251,17 @@ async fn resolve(
     item.order_id = Some(order_id.clone());
     item.apply_norce_order(&order)
         .map_err(ItemError::permanent)?;
+    // Whatever brought the order here (an event, a replay, an entity queued before the cutoff
+    // was configured), one placed before `shipping.since` is never booked. `OrderDate` is a
+    // WCF date (`/Date(ms+0000)/`), which `Timestamp` reads; an unreadable one is not judged.
+    let placed = order
+        .order_date
+        .as_deref()
+        .and_then(|d| models_runtime::Timestamp::parse(d).ok())
+        .map(|t| t.to_utc());
+    if let Some(reason) = settings.before_cutoff(placed) {
+        return Ok(Resolution::Skip(reason));
+    }
     let status = order.status.clone().unwrap_or_default();
     if !settings.qualifies(&status) {
         if FINAL_STATUSES

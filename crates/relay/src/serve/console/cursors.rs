@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::entities::{Flash, action_failed};
 use super::layout::{self, csrf_field, human_duration};
 use super::{Form, Operator, state_failed};
-use crate::operator::{self, CURSOR_FLOWS};
+use crate::operator::{self, CURSOR_FLOWS, CursorFloor};
 
 /// What a flow re-reads from a cursor, and why nothing is done twice.
 fn rereads(flow: &str) -> &'static str {
@@ -102,8 +102,14 @@ pub(super) struct ConfirmQuery {
     value: Option<String>,
 }
 
-/// What setting `flow`'s cursor from `before` to `after` does, in words.
-fn explanation(flow: &str, before: Option<&str>, after: &str) -> Markup {
+/// What setting `flow`'s cursor from `before` to `after` does, in words; with the flow's
+/// go-live cutoff, what no cursor brings back.
+fn explanation(
+    flow: &str,
+    before: Option<&str>,
+    after: &str,
+    floor: Option<&CursorFloor>,
+) -> Markup {
     let moved = match (before.and_then(as_time), as_time(after)) {
         (Some(b), Some(a)) if a < b => {
             Some(format!("back by {}", human_duration((b - a).num_seconds())))
@@ -119,6 +125,10 @@ fn explanation(flow: &str, before: Option<&str>, after: &str) -> Markup {
             "The cursor of " strong { (flow) } " moves from " code { (before.unwrap_or("(unset)")) } " to " code { (after) }
             @if let Some(moved) = moved { " (" (moved) ")" }
             ". " (rereads(flow))
+            @if let Some(floor) = floor {
+                " Orders placed before the go-live cutoff " code { (floor.setting) } " ("
+                code { (floor.since_text()) } ") are never " (floor.never) ", whatever the cursor."
+            }
         }
     }
 }
@@ -130,7 +140,10 @@ pub(super) async fn confirm(
     Query(query): Query<ConfirmQuery>,
 ) -> Response {
     let text = query.value.unwrap_or_default();
-    let after = match operator::cursor_value(&flow, &text) {
+    let floor = CursorFloor::of(&operator.shared().ctx.config, &flow);
+    // Refused before anything is shown: the console never moves a cursor before the go-live
+    // cutoff (the message names the key and `relay cursor set --force`).
+    let after = match operator::cursor_value(&flow, &text, floor.as_ref(), false) {
         Ok(after) => after,
         Err(e) => return action_failed(&operator, &e),
     };
@@ -139,7 +152,7 @@ pub(super) async fn confirm(
         Err(e) => return state_failed(&operator, &e),
     };
     let body = html! {
-        (explanation(&flow, before.as_deref(), &after))
+        (explanation(&flow, before.as_deref(), &after, floor.as_ref()))
         form #cursor-set-form method="post" action={ "/console/cursors/" (flow) } {
             (csrf_field(&operator))
             input type="hidden" name="value" value=(after);
@@ -168,7 +181,15 @@ pub(super) async fn set(
         return *refused;
     }
     let value = form.get("value").unwrap_or_default();
-    match operator::set_cursor(operator.shared().store(), &flow, value, &operator.actor()) {
+    let floor = CursorFloor::of(&operator.shared().ctx.config, &flow);
+    match operator::set_cursor(
+        operator.shared().store(),
+        &flow,
+        value,
+        &operator.actor(),
+        floor.as_ref(),
+        false,
+    ) {
         Ok(change) => {
             tracing::info!(actor = %operator.actor(), flow, before = ?change.before, after = change.after, "console: cursor set");
             operator.shared().trigger_entity_flow(&flow);
@@ -193,6 +214,7 @@ mod tests {
             "orders",
             Some("2026-12-03T00:00:00Z"),
             "2026-12-01T00:00:00Z",
+            None,
         )
         .into_string();
         assert!(text.contains("back by 2.0 d"), "{text}");
@@ -201,10 +223,32 @@ mod tests {
             "stock",
             Some("2026-12-01T00:00:00Z"),
             "2026-12-03T00:00:00Z",
+            None,
         )
         .into_string();
         assert!(text.contains("NOT read"), "{text}");
-        let text = explanation("shipping", None, "2026-12-01T00:00:00Z").into_string();
+        let text = explanation("shipping", None, "2026-12-01T00:00:00Z", None).into_string();
         assert!(text.contains("(unset)"), "{text}");
+    }
+
+    #[test]
+    fn the_confirmation_names_the_go_live_cutoff() {
+        let config =
+            crate::config::RelayConfig::parse("[shipping]\nsince = \"2026-11-01\"\n", "relay.toml")
+                .unwrap();
+        let floor = CursorFloor::of(&config, "shipping");
+        let text = explanation(
+            "shipping",
+            Some("2026-12-03T00:00:00Z"),
+            "2026-12-01T00:00:00Z",
+            floor.as_ref(),
+        )
+        .into_string();
+        assert!(
+            text.contains("shipping.since") && text.contains("2026-11-01T00:00:00Z"),
+            "{text}"
+        );
+        assert!(text.contains("never booked"), "{text}");
+        assert!(CursorFloor::of(&config, "orders").is_none());
     }
 }
