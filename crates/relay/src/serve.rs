@@ -261,12 +261,32 @@ pub async fn start(
 }
 
 /// [`start`] with an explicit flow table (tests drive the processor and scheduler with their own
-/// flows).
+/// flows). The failure alerts' channels come from the environment (`[alerts]`).
 pub async fn start_with_flows(
     ctx: FlowContext,
     secrets: ServeSecrets,
     listener: TcpListener,
     flows: Vec<Arc<dyn Flow>>,
+) -> Result<ServerHandle, ServeError> {
+    let alerts =
+        crate::alerts::Alerter::from_settings(
+            &ctx.config,
+            &client_core::Settings::from_env(),
+            ctx.store.clone(),
+        )
+        .map_err(|crate::alerts::AlertError::Secret { setting, reason }| {
+            ServeError::Secret { setting, reason }
+        })?;
+    start_with_alerts(ctx, secrets, listener, flows, alerts).await
+}
+
+/// [`start_with_flows`] with the failure alerts given (`None`: off).
+pub async fn start_with_alerts(
+    ctx: FlowContext,
+    secrets: ServeSecrets,
+    listener: TcpListener,
+    flows: Vec<Arc<dyn Flow>>,
+    alerts: Option<crate::alerts::Alerter>,
 ) -> Result<ServerHandle, ServeError> {
     let config = ctx.config.serve.clone();
     config.validate()?;
@@ -295,6 +315,7 @@ pub async fn start_with_flows(
             .iter()
             .map(|f| (f.name(), Arc::new(tokio::sync::Notify::new())))
             .collect(),
+        alerts,
     });
     for (receiver, enabled, variable) in shared.receivers() {
         if !enabled {
@@ -344,6 +365,9 @@ pub async fn start_with_flows(
         shared.clone(),
         shutdown_rx.clone(),
     )));
+    if let Some(alerts) = &shared.alerts {
+        tasks.extend(alerts.spawn(shared.ctx.clone(), shutdown_rx.clone()));
+    }
     tracing::info!(%addr, "relay serve listening");
     if let Some(task) = register_brightpearl_webhooks(&shared, shutdown_rx) {
         tasks.push(task);

@@ -1,6 +1,7 @@
 //! The configuration file (TOML): mappings and settings. Secrets never go here: they come from
 //! environment variables or `NAME_FILE` files (see the clients' READMEs).
 
+pub mod alerts;
 mod error;
 pub mod orders;
 pub mod serve;
@@ -14,6 +15,7 @@ use chrono::TimeDelta;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use self::alerts::AlertsConfig;
 pub use self::error::ConfigError;
 pub use self::orders::OrdersConfig;
 pub use self::serve::ServeConfig;
@@ -41,6 +43,9 @@ pub struct RelayConfig {
     pub orders: OrdersConfig,
     /// `relay serve`: receivers and schedule.
     pub serve: ServeConfig,
+    /// Failure alerts to the operator (`relay serve`): dead letters, failing flows, refused
+    /// credentials; by webhook and/or e-mail, rate-limited.
+    pub alerts: AlertsConfig,
 }
 
 /// `[state]`: where state lives and how long finished state is kept (`relay serve` prunes it
@@ -253,6 +258,7 @@ impl RelayConfig {
         self.stock.validate()?;
         self.orders.validate()?;
         self.serve.validate()?;
+        self.alerts.validate()?;
         Ok(())
     }
 

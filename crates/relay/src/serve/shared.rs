@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     /// Starts a pass of each flow (by [`Flow::name`]) at once: the inbox processor after an
     /// item gave the flow work, the console after an operator's retry or cursor change.
     pub(crate) triggers: Vec<(&'static str, Arc<tokio::sync::Notify>)>,
+    /// The failure alerts (`[alerts]`), when a channel is set.
+    pub(crate) alerts: Option<crate::alerts::Alerter>,
 }
 
 impl Shared {

@@ -84,6 +84,10 @@ async fn inbox_processor(
     });
     loop {
         drain(&shared, lane, &triggers, &shutdown).await;
+        // An ingest may have filed a dead letter.
+        if let Some(alerts) = &shared.alerts {
+            alerts.after_ingest();
+        }
         tokio::select! {
             _ = stopped(&mut shutdown) => {
                 tracing::info!("inbox processor stopped: the items left stay in the inbox for the next start");
@@ -298,6 +302,10 @@ async fn run_once(
                 }
             }
         };
+        // Alerts: a stopped pass counts towards a failing streak, new dead letters are told.
+        if let Some(alerts) = &shared.alerts {
+            alerts.after_pass(&shared.ctx, flow, result.as_ref());
+        }
         match result {
             Ok(mut report) => {
                 report.duration_ms =
