@@ -170,7 +170,7 @@ fn relay_without_a_subcommand_runs_every_flow_against_the_embedded_sandbox() {
         .collect();
     assert_eq!(
         fulfilment[1..],
-        ["0", &notes.to_string(), "0", "0"],
+        ["0", &notes.to_string(), "0", "0", "0"],
         "`relay status` reads this run's state: {shown_text}"
     );
     let state = stdout
