@@ -38,6 +38,9 @@ pub struct OrdersConfig {
     pub installed_integration_instance_id: Option<i64>,
     /// Brightpearl order status id of new orders. Default `2` (the sandbox's "New web order").
     pub status_id: i64,
+    /// Brightpearl order status id that marks an order cancelled: an order cancelled in Norce
+    /// gets it (`UpdateOrderStatus`). Default: none (the Brightpearl order is left as it is).
+    pub cancelled_status_id: Option<i64>,
     /// Brightpearl sales channel id of the web shop. Default: none (Brightpearl's default).
     pub channel_id: Option<i64>,
     /// Brightpearl warehouse to allocate from. Default `2` (the sandbox's first warehouse).
@@ -237,6 +240,7 @@ impl Default for OrdersConfig {
             unmatched_sku: UnmatchedSku::default(),
             installed_integration_instance_id: None,
             status_id: 2,
+            cancelled_status_id: None,
             channel_id: None,
             warehouse_id: 2,
             price_list_id: 2,
@@ -351,6 +355,16 @@ impl OrdersConfig {
                 );
             }
         }
+        if let Some(id) = self.cancelled_status_id
+            && (id <= 0 || id == self.status_id)
+        {
+            return invalid(
+                "cancelled_status_id",
+                format!(
+                    "{id} cannot mark a cancelled order: use a positive Brightpearl order status id other than `orders.status_id` (see Settings > Order statuses)"
+                ),
+            );
+        }
         if self.delivery_note_prefix.chars().count() > 30 {
             return invalid(
                 "delivery_note_prefix",
@@ -432,6 +446,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_cancelled_status_and_cancellable_statuses_are_checked_at_load() {
+        let config =
+            RelayConfig::parse("[orders]\ncancelled_status_id = 6\n", "relay.toml").unwrap();
+        assert_eq!(config.orders.cancelled_status_id, Some(6));
+        assert!(config.shipping.cancel_shipments);
+        assert_eq!(config.shipping.cancellable_statuses, ["PRINTED"]);
+        for bad in ["cancelled_status_id = 0", "cancelled_status_id = 2"] {
+            let err = RelayConfig::parse(&format!("[orders]\n{bad}\n"), "relay.toml")
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("orders.cancelled_status_id"), "{bad}: {err}");
+        }
+        let err = RelayConfig::parse(
+            "[shipping]\ncancellable_statuses = [\"printed\"]\n",
+            "relay.toml",
+        )
+        .expect_err("lower case")
+        .to_string();
+        assert!(err.contains("shipping.cancellable_statuses"), "{err}");
     }
 
     #[test]

@@ -94,6 +94,16 @@ pub struct ShippingConfig {
     /// polled one. Default `OrderReceivedEvent`, `OrderConfirmedEvent`,
     /// `OrderPaymentReceivedEvent`. Other events are ignored.
     pub norce_events: Vec<String>,
+    /// Cancel the nShift shipment of an order cancelled in Norce (`OrderCancelledEvent`): the
+    /// booked shipment is cancelled once (`DELETE /shipments/{id}`) and the Brightpearl order
+    /// gets `orders.cancelled_status_id`. Default `true`.
+    pub cancel_shipments: bool,
+    /// nShift shipment statuses in which a shipment is not yet handed over to the carrier, so it
+    /// may still be cancelled. nShift documents no "handed over" flag; the last status the
+    /// alerts feed recorded decides, and a shipment with no recorded status counts as
+    /// `PRINTED`. A shipment in any other status is reported on the entity, not cancelled.
+    /// Default `["PRINTED"]`.
+    pub cancellable_statuses: Vec<String>,
     /// Norce delivery method code → nShift service (merged over the built-in mappings).
     pub services: BTreeMap<String, ServiceMapping>,
 }
@@ -122,6 +132,8 @@ impl Default for ShippingConfig {
             ]
             .map(str::to_owned)
             .to_vec(),
+            cancel_shipments: true,
+            cancellable_statuses: vec!["PRINTED".to_owned()],
             services: BTreeMap::new(),
         }
     }
@@ -253,6 +265,18 @@ impl ShippingConfig {
     /// Checks what serde cannot; every error names the key and what to set.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.statuses()?;
+        if self.cancel_shipments
+            && self
+                .cancellable_statuses
+                .iter()
+                .any(|s| s.trim().is_empty() || s.trim() != s.to_ascii_uppercase())
+        {
+            return Err(ConfigError::Invalid {
+                setting: "shipping.cancellable_statuses".to_owned(),
+                reason: "nShift statuses are upper case without spaces (e.g. \"PRINTED\")"
+                    .to_owned(),
+            });
+        }
         check_weight(
             "shipping.default_parcel_weight_kg",
             self.default_parcel_weight_kg,

@@ -15,6 +15,9 @@
 //!   notes come from the `goods-out-note.modified.shipped` webhook (inbox source
 //!   `brightpearl-webhook`) and from goods-out-note search polling (cursor `fulfilment`, the
 //!   `shippedOn` time of the newest note seen).
+//!   The same pass sends orders cancelled in Brightpearl (`order.modified.order-status`
+//!   webhook, status `orders.cancelled_status_id`) to Norce as `CancelOrder` while Norce holds
+//!   them open (entities `erp-cancel`, keyed by the Brightpearl order id; see `cancel`).
 //!
 //! Steps of an `orders` entity, each recorded after its platform call and each checking the
 //! target first when replayed:
@@ -39,6 +42,7 @@
 
 mod amount;
 mod batch;
+mod cancel;
 mod common;
 mod dedupe;
 mod fulfilment;
@@ -71,6 +75,7 @@ pub use crate::config::orders::{CountryCodeForm, OrdersConfig, PushOrderNumber, 
 use crate::flows::keyset::Keyset;
 use crate::state::{EntityRecord, EntityUpdate, InboxItem, Status};
 
+pub use self::cancel::ERP_CANCEL_FLOW;
 pub use self::fulfilment::run_fulfilment;
 use self::steps::*;
 
@@ -129,8 +134,9 @@ impl Flow for Fulfilment {
         FULFILMENT_FLOW
     }
 
+    /// Its goods-out notes and the orders cancelled in Brightpearl (`erp-cancel`).
     fn entity_flows(&self) -> &'static [&'static str] {
-        &[FULFILMENT_FLOW]
+        &[FULFILMENT_FLOW, ERP_CANCEL_FLOW]
     }
 
     fn accepts(&self, source: &str) -> bool {

@@ -54,6 +54,14 @@
 //!   leaves the order pending without counting an attempt.
 //! * Wrong credentials or a missing licence stop the pass (`Err`): no item could succeed.
 //!
+//! # Cancellations
+//!
+//! An order cancelled in Norce (`OrderCancelledEvent`, or found `Cancelled` by the poll while
+//! this flow holds it) becomes an entity of the flow `cancel` (same key), processed after the
+//! orders of a pass: the booked nShift shipment is cancelled once, unless the alerts feed
+//! recorded it handed over to the carrier (reported as a dead letter); an order not booked yet
+//! is never booked; the Brightpearl order gets `orders.cancelled_status_id`. See `cancel`.
+//!
 //! # Modules
 //!
 //! | module | concern |
@@ -61,6 +69,7 @@
 //! | `names` | the flow, cursor and step names |
 //! | `settings` | `[shipping]` as a pass uses it: built-in service mappings, the service of an order |
 //! | `pickup` | the inbox (pushes, Norce order events) and the Query poll |
+//! | `cancel` | orders cancelled in Norce: the nShift shipment and the Brightpearl order |
 //! | `steps` | the state machine of an entity: resolve, book, labels, note, status |
 //! | `order`, `shipment`, `labels`, `note`, `track` | the payload, the nShift booking, label files, the Norce delivery note and status, the alerts feed |
 
@@ -76,6 +85,7 @@
 //! "update_delivery_note"` (the default), a changed Norce parcel status sends the delivery note
 //! again with the same `NoteNo` (see [`ParcelStatusWriteback`]).
 
+mod cancel;
 mod labels;
 mod names;
 mod note;
@@ -90,6 +100,7 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument as _;
 
+pub use self::cancel::CANCEL_FLOW;
 pub use self::names::{ALERTS_CURSOR, FLOW};
 pub(crate) use self::order::country_alpha2;
 pub use self::pickup::{accepts, ingest};
@@ -116,8 +127,9 @@ impl Flow for Shipping {
         FLOW
     }
 
+    /// Its own entities and the cancellations of orders cancelled in Norce (`cancel`).
     fn entity_flows(&self) -> &'static [&'static str] {
-        &[FLOW]
+        &[FLOW, CANCEL_FLOW]
     }
 
     fn accepts(&self, source: &str) -> bool {
@@ -201,6 +213,16 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
         FLOW,
         settings.concurrency,
         |record| Box::pin(steps::process(ctx, &settings, record)),
+        tally,
+    )
+    .await?;
+    // Cancellations after the orders: a shipment booked in this pass is cancelled in it too.
+    let tally = |outcome| report.add(outcome);
+    for_each_pending(
+        ctx,
+        CANCEL_FLOW,
+        settings.concurrency,
+        |record| Box::pin(cancel::process(ctx, record)),
         tally,
     )
     .await?;

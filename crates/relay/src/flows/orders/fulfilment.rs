@@ -61,6 +61,37 @@ pub(super) fn ingest_webhook(ctx: &FlowContext, item: &InboxItem) -> Result<Inge
         .as_ref()
         .map(|e| e.as_str().to_owned())
         .unwrap_or_default();
+    if event_name == super::cancel::ORDER_STATUS_EVENT {
+        // An order status changed: a cancellation when it is now the cancelled status, which
+        // the pass checks (the webhook names the order only).
+        if ctx.config.orders.cancelled_status_id.is_none() {
+            return Ok(Ingested::Nothing);
+        }
+        let Some(ids) = parse_id_set(&event.id) else {
+            tracing::warn!(id = %event.id, "order-status webhook without an order id set; ignored");
+            return Ok(Ingested::Nothing);
+        };
+        for id in ids {
+            let key = id.to_string();
+            // A cancellation already sent stays done; one skipped (not cancelled then) is
+            // looked at again.
+            let record = ctx
+                .store
+                .upsert_pending(super::cancel::ERP_CANCEL_FLOW, &key, None)?;
+            if record.status == Status::Skipped {
+                ctx.store.update(
+                    super::cancel::ERP_CANCEL_FLOW,
+                    &key,
+                    &EntityUpdate {
+                        status: Some(Status::Pending),
+                        clear_error: true,
+                        ..Default::default()
+                    },
+                )?;
+            }
+        }
+        return Ok(Ingested::Work);
+    }
     if event_name != SHIPPED_EVENT {
         tracing::debug!(event = event_name, "Brightpearl event not for fulfilment");
         return Ok(Ingested::Nothing);
@@ -117,6 +148,23 @@ pub async fn run_fulfilment(ctx: &FlowContext) -> Result<FlowReport, FlowError> 
         FULFILMENT_FLOW,
         concurrency,
         |record| Box::pin(process_and_settle(ctx, norce, brightpearl, record)),
+        tally,
+    )
+    .await?;
+    // Orders cancelled in Brightpearl (`order.modified.order-status` webhooks) → Norce.
+    let tally = |outcome| report.add(outcome);
+    for_each_pending(
+        ctx,
+        super::cancel::ERP_CANCEL_FLOW,
+        concurrency,
+        |record| {
+            Box::pin(super::cancel::process_and_settle(
+                ctx,
+                norce,
+                brightpearl,
+                record,
+            ))
+        },
         tally,
     )
     .await?;

@@ -126,6 +126,18 @@ fn skip_order(
 
 fn ingest_event(ctx: &FlowContext, item: &InboxItem) -> Result<Ingested, FlowError> {
     let event_type = item.key.split(':').next().unwrap_or_default();
+    if event_type == super::cancel::CANCELLED_EVENT
+        && (ctx.config.shipping.cancel_shipments || ctx.config.orders.cancelled_status_id.is_some())
+    {
+        return match Event::decode(event_type, item.body.as_bytes()) {
+            Ok(event) => super::cancel::ingest_cancelled(ctx, item, &event),
+            Err(e) => file_bad_push(
+                ctx,
+                item,
+                &format!("the Norce {event_type} does not have its documented shape ({e})"),
+            ),
+        };
+    }
     if !ctx
         .config
         .shipping
@@ -191,6 +203,21 @@ pub(crate) async fn poll(
         .map(|(_, id)| format!("statusId eq {id}"))
         .collect::<Vec<_>>()
         .join(" or ");
+    // Cancelled orders too, so a booked order cancelled in Norce (no event received) has its
+    // shipment cancelled; only orders this flow already holds are acted on.
+    let cancel_poll = ctx.config.shipping.cancel_shipments
+        && !settings
+            .statuses
+            .iter()
+            .any(|(_, id)| *id == super::cancel::NORCE_CANCELLED_STATUS);
+    let statuses = if cancel_poll {
+        format!(
+            "{statuses} or statusId eq {}",
+            super::cancel::NORCE_CANCELLED_STATUS
+        )
+    } else {
+        statuses
+    };
     let mut filter = format!("({statuses})");
     let text =
         |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -241,6 +268,10 @@ pub(crate) async fn poll(
                 continue;
             };
             let source_id = basket.to_string();
+            if cancel_poll && order.status_id == Some(super::cancel::NORCE_CANCELLED_STATUS) {
+                super::cancel::queue_polled(ctx, &source_id, order.id, &order.order_no)?;
+                continue;
+            }
             let mut queued =
                 ShippingItem::polled(&source_id, Some(order.id), Some(order.order_no.clone()));
             // Checked one by one too, should Norce ever return an order its filter left out.
@@ -476,10 +507,10 @@ mod tests {
         );
 
         // Events not in `shipping.norce_events` are ignored; so are ones without a body we need.
-        let cancelled =
+        let delivered =
             serde_json::json!({"ClientId": 1000, "OrderId": 78, "ClientOrderRef": "400078"});
         assert_eq!(
-            ingest(&ctx, &event(3, "OrderCancelledEvent", cancelled))
+            ingest(&ctx, &event(3, "OrderDeliveredEvent", delivered))
                 .await
                 .unwrap(),
             Ingested::Nothing
