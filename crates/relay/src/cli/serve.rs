@@ -125,11 +125,15 @@ struct Generated {
 }
 
 /// Generates each receiver secret `secrets` lacks (an embedded-sandbox run needs all three, as
-/// the sandbox pushes to every receiver) and the console token, and says which it made.
+/// the sandbox pushes to every receiver) and says which it made; a missing console token is
+/// generated too (shown once, in the console's sign-in link).
 fn fill_missing_secrets(
     secrets: &mut ServeSecrets,
     config: &crate::serve::ServeConfig,
 ) -> Vec<Generated> {
+    if secrets.console_token.is_none() {
+        secrets.console_token = Some(SecretString::from(sandbox_token()));
+    }
     let mut generated = Vec::new();
     for (slot, variable, purpose) in [
         (
@@ -152,11 +156,6 @@ fn fill_missing_secrets(
             &mut secrets.brightpearl_webhook_secret,
             &config.brightpearl_webhook_secret_env,
             "Brightpearl webhooks (POST /brightpearl/webhooks?secret=…); serve registers it with the sandbox's webhooks itself".to_owned(),
-        ),
-        (
-            &mut secrets.console_token,
-            &config.console_token_env,
-            "operator console (sign in at /console with it)".to_owned(),
         ),
     ] {
         if slot.is_none() {
@@ -454,6 +453,22 @@ mod tests {
             &secrets.norce_webhook_secret.unwrap(),
             b"given"
         ));
+        // The console gets a token too, shown only in its sign-in link (never with the
+        // receivers' credentials), and only for the embedded sandbox.
+        let addr: std::net::SocketAddr = "0.0.0.0:8788".parse().unwrap();
+        let token = secrets.console_token.clone().unwrap();
+        let link = console_url(addr, &secrets.console_token, true).unwrap();
+        assert!(
+            link.contains("http://127.0.0.1:8788/console/login#token=")
+                && link.ends_with(&format!(
+                    "{} (local demo; the token is the console's sign-in)",
+                    token.expose_secret()
+                )),
+            "{link}"
+        );
+        let real = console_url(addr, &secrets.console_token, false).unwrap();
+        assert!(!real.contains(token.expose_secret()), "{real}");
+        assert_eq!(console_url(addr, &None, true), None);
         let password = secrets.order_receiver_password.unwrap();
         let brightpearl = secrets.brightpearl_webhook_secret.unwrap();
         let text = generated_text(&generated);
