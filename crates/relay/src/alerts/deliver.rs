@@ -12,7 +12,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::sync::{mpsc, watch};
 
-use super::{Alert, AlertError, AlertSecrets, AlertStats};
+use super::message::{Alert, AlertError, AlertSecrets, AlertStats};
 use crate::config::AlertsConfig;
 
 /// Each channel's time for one attempt.

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Alert, AlertEvent};
+use super::message::{Alert, AlertEvent};
 use crate::state::DeadLetter;
 
 /// The version of [`State`]'s JSON; a state of another version is started afresh.

@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::entities::{Flash, action_failed};
-use super::layout::{self, csrf_field, human_duration};
-use super::{Form, Operator, state_failed};
+use super::layout::{
+    self, Flash, Form, Operator, action_failed, csrf_field, human_duration, state_failed,
+};
 use crate::operator::{self, CURSOR_FLOWS, CursorFloor};
 
 /// What a flow re-reads from a cursor, and why nothing is done twice.

@@ -7,9 +7,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
-use super::entities::{Flash, action_failed, entity_flows};
-use super::layout::{self, csrf_field, entity_path, shorten, time};
-use super::{Form, Operator, state_failed};
+use super::layout::{
+    self, Flash, Form, Operator, action_failed, csrf_field, entity_flows, entity_path, shorten,
+    state_failed, time,
+};
 use crate::operator::{self, ActionError};
 
 /// Dead letters per page.

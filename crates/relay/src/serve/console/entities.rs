@@ -11,8 +11,10 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::layout::{self, csrf_field, entity_path, shorten, time};
-use super::{Form, Operator, state_failed};
+use super::layout::{
+    self, Flash, Form, Operator, action_failed, csrf_field, entity_flows, entity_path, shorten,
+    state_failed, time,
+};
 use crate::operator;
 use crate::state::{EntityQuery, EntityRecord, EventKind, Status};
 
@@ -30,16 +32,6 @@ pub(super) fn id_labels(flow: &str) -> (&'static str, &'static str) {
         "stock" | "prices" => ("Brightpearl product", "Norce import job"),
         _ => ("Source id", "Target id"),
     }
-}
-
-/// The entity flows of the running flows (`shipping`, `orders`, `stock`, `prices`, ...).
-pub(super) fn entity_flows(operator: &Operator) -> Vec<&'static str> {
-    operator
-        .shared()
-        .flows
-        .iter()
-        .flat_map(|f| f.entity_flows().iter().copied())
-        .collect()
 }
 
 /// The query of `/console/entities`.
@@ -229,40 +221,6 @@ pub(super) async fn list(operator: Operator, Query(filters): Query<Filters>) -> 
         }
     };
     layout::page(&operator, "Entities", "/console/entities", None, body)
-}
-
-/// The message after an action, by its code in the query (never text from the query itself).
-#[derive(Debug, Default, Deserialize)]
-pub(super) struct Flash {
-    /// The action's code.
-    pub(super) flash: Option<String>,
-    /// How many items it touched.
-    pub(super) n: Option<u64>,
-}
-
-impl Flash {
-    pub(super) fn text(&self) -> Option<String> {
-        let n = self.n.unwrap_or(0);
-        Some(match self.flash.as_deref()? {
-            "requeued" => {
-                "Sent back to its flow: a pass has been started; reload to see it processed."
-                    .to_owned()
-            }
-            "already_pending" => {
-                "It has no dead letter and is pending: a pass has been started for it.".to_owned()
-            }
-            "nothing_to_retry" => "Nothing to retry: it is not failed.".to_owned(),
-            "resolved" => "Marked resolved; the reason is in its history.".to_owned(),
-            "bulk_requeued" => {
-                format!("{n} dead letter(s) sent back to their flows; passes have been started.")
-            }
-            "bulk_resolved" => format!("{n} item(s) marked resolved."),
-            "cursor_set" => {
-                "Cursor set; the flow's pass has been started and re-reads from there.".to_owned()
-            }
-            _ => return None,
-        })
-    }
 }
 
 /// The record of `flow`/`id`, or the page to answer with: 404 naming them, or the state's
@@ -548,20 +506,6 @@ pub(super) async fn resolve(
             Redirect::to(&format!("{}?flash=resolved", entity_path(&flow, &id))).into_response()
         }
         Err(e) => action_failed(&operator, &e),
-    }
-}
-
-/// The answer to an action that could not be done: 400 with what to do, or 500 when the state
-/// failed.
-pub(super) fn action_failed(operator: &Operator, error: &operator::ActionError) -> Response {
-    match error {
-        operator::ActionError::Invalid(what) => layout::error_page(
-            operator,
-            StatusCode::BAD_REQUEST,
-            "That could not be done",
-            what,
-        ),
-        other => state_failed(operator, other),
     }
 }
 

@@ -1,21 +1,22 @@
-//! The console's frame (head, menu, messages), sign-in and sign-out, the error pages, the
-//! audit log, the embedded assets, and small formatting helpers the pages share.
+//! The console's bottom module: the signed-in operator (the extractor every page takes), posted
+//! forms, the frame (head, menu, messages), the error pages, action messages and small
+//! formatting helpers; every page module uses it, it uses none of them.
 
-use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 
-use super::auth;
-use super::{ConsoleState, Form, Operator};
-use crate::serve::secrets::secret_matches;
-use crate::state::EntityEvent;
+use std::sync::Arc;
 
-const CSS: &str = include_str!("console.css");
-const JS: &str = include_str!("console.js");
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use super::auth::{self, Session, SessionKey};
+use crate::operator;
+use crate::serve::shared::Shared;
+use crate::state::EntityEvent;
 
 /// The menu: (id, path, label).
 const MENU: &[(&str, &str, &str)] = &[
@@ -83,7 +84,7 @@ fn head(title: &str) -> Markup {
 }
 
 /// A page without the menu (sign-in, console off).
-fn bare(status: StatusCode, title: &str, body: Markup) -> Response {
+pub(super) fn bare(status: StatusCode, title: &str, body: Markup) -> Response {
     (
         status,
         Html(
@@ -134,117 +135,6 @@ pub(super) fn error_page(
     response
 }
 
-#[derive(Deserialize)]
-pub(super) struct LoginQuery {
-    next: Option<String>,
-}
-
-/// Where to go after signing in: only a console path (never another site).
-fn safe_next(next: Option<&str>) -> &str {
-    match next {
-        Some(next)
-            if next.starts_with("/console")
-                && !next.starts_with("//")
-                && !next.contains('\\')
-                && !next.starts_with("/console/login") =>
-        {
-            next
-        }
-        _ => "/console",
-    }
-}
-
-fn login_form(next: &str, failed: bool) -> Markup {
-    html! {
-        @if failed {
-            p #flash role="alert" { "That is not the console token. Check " code { "RELAY_CONSOLE_TOKEN" } " on the server." }
-        }
-        form #sign-in method="post" action="/console/login" {
-            input type="hidden" name="next" value=(next);
-            label for="token" { "Console token" }
-            input #token type="password" name="token" autocomplete="current-password" required autofocus;
-            label for="name" { "Your name (for the audit log)" }
-            input #name type="text" name="name" maxlength="40" autocomplete="username";
-            button #sign-in-button type="submit" { "Sign in" }
-        }
-    }
-}
-
-/// `GET /console/login`.
-pub(super) async fn login_page(Query(query): Query<LoginQuery>) -> Response {
-    bare(
-        StatusCode::OK,
-        "Sign in",
-        login_form(safe_next(query.next.as_deref()), false),
-    )
-}
-
-/// `POST /console/login`: the token is compared in constant time; a wrong one is a 401 and a
-/// warning in the log (never the value tried).
-pub(super) async fn login(
-    State(console): State<ConsoleState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form = Form::parse(&body);
-    let next = safe_next(form.get("next")).to_owned();
-    let (Some(key), Some(token)) = (&console.key, &console.shared.secrets.console_token) else {
-        return off_page(&console.shared.config.console_token_env);
-    };
-    let given = form.get("token").unwrap_or_default();
-    if !secret_matches(token, given.as_bytes()) {
-        tracing::warn!("console: a sign-in with a wrong token was refused");
-        return bare(StatusCode::UNAUTHORIZED, "Sign in", login_form(&next, true));
-    }
-    let session = match key.issue(form.get("name").unwrap_or_default(), Utc::now()) {
-        Ok(session) => session,
-        Err(e) => {
-            tracing::error!(error = %e, "console: no random numbers for a session");
-            return bare(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Sign in",
-                html! { p.error { "The operating system gave no random numbers; try again." } },
-            );
-        }
-    };
-    tracing::info!(actor = %session.actor(), "console: signed in");
-    let secure = headers
-        .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
-    let cookie = auth::set_cookie(&key.cookie_value(&session), secure);
-    ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
-}
-
-/// `POST /console/logout`.
-pub(super) async fn logout(operator: Operator, body: Bytes) -> Response {
-    if let Err(refused) = operator.check_csrf(&Form::parse(&body)) {
-        return *refused;
-    }
-    tracing::info!(actor = %operator.actor(), "console: signed out");
-    (
-        [(header::SET_COOKIE, auth::clear_cookie())],
-        Redirect::to("/console/login"),
-    )
-        .into_response()
-}
-
-/// `GET /console/audit`: the last operator actions, newest first.
-pub(super) async fn audit(operator: Operator) -> Response {
-    match operator.shared().store().audit_log(500) {
-        Ok(events) => page(
-            &operator,
-            "Audit log",
-            "/console/audit",
-            None,
-            html! {
-                p { "Every action taken in the console or with " code { "relay replay" } " / " code { "relay cursor set" } ", newest first (the last 500)." }
-                (audit_table(&events))
-            },
-        ),
-        Err(e) => super::state_failed(&operator, &e),
-    }
-}
-
 /// The audit table (`table#audit`) of `events`.
 pub(super) fn audit_table(events: &[EntityEvent]) -> Markup {
     html! {
@@ -273,27 +163,6 @@ pub(super) fn audit_table(events: &[EntityEvent]) -> Markup {
             }
         }
     }
-}
-
-/// `GET /console/assets/console.css`.
-pub(super) async fn css() -> Response {
-    asset(CSS, "text/css; charset=utf-8")
-}
-
-/// `GET /console/assets/console.js`.
-pub(super) async fn js() -> Response {
-    asset(JS, "text/javascript; charset=utf-8")
-}
-
-fn asset(body: &'static str, content_type: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "max-age=3600"),
-        ],
-        body,
-    )
-        .into_response()
 }
 
 /// What [`encode_query`] leaves as it is: RFC 3986's unreserved characters.
@@ -369,27 +238,189 @@ pub(super) fn trusted(text: String) -> Markup {
     PreEscaped(text)
 }
 
+/// What the console's handlers share.
+pub(super) struct Console {
+    /// What `relay serve` shares.
+    pub(super) shared: Arc<Shared>,
+    /// `None`: the console is off.
+    pub(super) key: Option<SessionKey>,
+}
+
+/// The handlers' state.
+pub(super) type ConsoleState = Arc<Console>;
+
+/// A signed-in operator (the extractor every page takes): not signed in → 303 to the sign-in
+/// page, which sends them back here afterwards.
+pub(super) struct Operator {
+    pub(super) console: ConsoleState,
+    pub(super) session: Session,
+    pub(super) csrf: String,
+}
+
+impl Operator {
+    pub(super) fn shared(&self) -> &Shared {
+        &self.console.shared
+    }
+
+    /// Who the audit log names.
+    pub(super) fn actor(&self) -> String {
+        self.session.actor()
+    }
+
+    /// Refuses a form without this session's CSRF token (403).
+    pub(super) fn check_csrf(&self, form: &Form) -> Result<(), Box<Response>> {
+        let key = self.console.key.as_ref();
+        let given = form.get("csrf").unwrap_or_default();
+        if key.is_some_and(|key| key.csrf_matches(&self.session, given)) {
+            Ok(())
+        } else {
+            tracing::warn!(
+                actor = %self.actor(),
+                "console: a form without a valid CSRF token was refused"
+            );
+            Err(Box::new(error_page(
+                self,
+                StatusCode::FORBIDDEN,
+                "This form has expired",
+                "The request did not carry this session's form token (a form from another site, or from before you signed in again). Reload the page and try again.",
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<ConsoleState> for Operator {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        console: &ConsoleState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(key) = &console.key else {
+            return Err(off_page(&console.shared.config.console_token_env));
+        };
+        let session = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(auth::cookie_in)
+            .find_map(|value| key.open(value, chrono::Utc::now()));
+        match session {
+            Some(session) => Ok(Operator {
+                csrf: key.csrf(&session),
+                console: console.clone(),
+                session,
+            }),
+            None => {
+                let next = parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/console", |p| p.as_str());
+                let location = format!("/console/login?next={}", encode_query(next));
+                Err(Redirect::to(&location).into_response())
+            }
+        }
+    }
+}
+
+/// A posted form (`application/x-www-form-urlencoded`), repeated names kept.
+pub(super) struct Form(Vec<(String, String)>);
+
+impl Form {
+    pub(super) fn parse(body: &[u8]) -> Self {
+        Self(form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    /// The first value of `name`.
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`.
+    pub(super) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A page's answer when the state cannot be read: 500 with the store's message (which never
+/// holds a secret), logged.
+pub(super) fn state_failed(operator: &Operator, error: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %error, "console: the state could not be read");
+    error_page(
+        operator,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "The state could not be read",
+        &format!("{error}. Check the state database (`relay status`) and reload."),
+    )
+}
+
+/// The entity flows of the running flows (`shipping`, `orders`, `stock`, `prices`, ...).
+pub(super) fn entity_flows(operator: &Operator) -> Vec<&'static str> {
+    operator
+        .shared()
+        .flows
+        .iter()
+        .flat_map(|f| f.entity_flows().iter().copied())
+        .collect()
+}
+
+/// The message after an action, by its code in the query (never text from the query itself).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct Flash {
+    /// The action's code.
+    pub(super) flash: Option<String>,
+    /// How many items it touched.
+    pub(super) n: Option<u64>,
+}
+
+impl Flash {
+    pub(super) fn text(&self) -> Option<String> {
+        let n = self.n.unwrap_or(0);
+        Some(match self.flash.as_deref()? {
+            "requeued" => {
+                "Sent back to its flow: a pass has been started; reload to see it processed."
+                    .to_owned()
+            }
+            "already_pending" => {
+                "It has no dead letter and is pending: a pass has been started for it.".to_owned()
+            }
+            "nothing_to_retry" => "Nothing to retry: it is not failed.".to_owned(),
+            "resolved" => "Marked resolved; the reason is in its history.".to_owned(),
+            "bulk_requeued" => {
+                format!("{n} dead letter(s) sent back to their flows; passes have been started.")
+            }
+            "bulk_resolved" => format!("{n} item(s) marked resolved."),
+            "cursor_set" => {
+                "Cursor set; the flow's pass has been started and re-reads from there.".to_owned()
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// The answer to an action that could not be done: 400 with what to do, or 500 when the state
+/// failed.
+pub(super) fn action_failed(operator: &Operator, error: &operator::ActionError) -> Response {
+    match error {
+        operator::ActionError::Invalid(what) => error_page(
+            operator,
+            StatusCode::BAD_REQUEST,
+            "That could not be done",
+            what,
+        ),
+        other => state_failed(operator, other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sign_in_only_sends_back_to_console_pages() {
-        assert_eq!(
-            safe_next(Some("/console/entities?ref=1")),
-            "/console/entities?ref=1"
-        );
-        for bad in [
-            "https://evil.example/",
-            "//evil.example",
-            "/metrics",
-            "/console\\..",
-            "/console/login",
-        ] {
-            assert_eq!(safe_next(Some(bad)), "/console", "{bad}");
-        }
-        assert_eq!(safe_next(None), "/console");
-    }
 
     #[test]
     fn durations_and_shortening_read_well() {

@@ -4,8 +4,7 @@
 use axum::response::Response;
 use maud::{Markup, html};
 
-use super::Operator;
-use super::layout;
+use super::layout::{self, Operator};
 
 fn list(items: &[String]) -> String {
     if items.is_empty() {

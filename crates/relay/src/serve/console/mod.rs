@@ -27,28 +27,20 @@ mod entities;
 mod layout;
 mod mappings;
 mod overview;
+mod signin;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{Redirect, Response};
 use axum::routing::{get, post};
 
-use self::auth::{Session, SessionKey};
+use self::auth::SessionKey;
+use self::layout::{Console, ConsoleState, Operator};
 use super::shared::Shared;
-
-/// What the console's handlers share.
-pub(super) struct Console {
-    shared: Arc<Shared>,
-    /// `None`: the console is off.
-    key: Option<SessionKey>,
-}
-
-type ConsoleState = Arc<Console>;
 
 /// The console's routes, under `/console`.
 pub(super) fn router(shared: Arc<Shared>) -> Router {
@@ -63,9 +55,9 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/console/", get(|| async { Redirect::to("/console") }))
         .route(
             "/console/login",
-            get(layout::login_page).post(layout::login),
+            get(signin::login_page).post(signin::login),
         )
-        .route("/console/logout", post(layout::logout))
+        .route("/console/logout", post(signin::logout))
         .route("/console/entities", get(entities::list))
         .route("/console/entities/{flow}/{id}", get(entities::detail))
         .route("/console/entities/{flow}/{id}/retry", post(entities::retry))
@@ -85,9 +77,9 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/console/cursors/{flow}/confirm", get(cursors::confirm))
         .route("/console/cursors/{flow}", post(cursors::set))
         .route("/console/mappings", get(mappings::page))
-        .route("/console/audit", get(layout::audit))
-        .route("/console/assets/console.css", get(layout::css))
-        .route("/console/assets/console.js", get(layout::js))
+        .route("/console/audit", get(signin::audit))
+        .route("/console/assets/console.css", get(signin::css))
+        .route("/console/assets/console.js", get(signin::js))
         .route("/console/{*rest}", get(not_found))
         .layer(middleware::from_fn_with_state(console.clone(), guard))
         .with_state(console)
@@ -126,116 +118,5 @@ async fn not_found(operator: Operator) -> Response {
         StatusCode::NOT_FOUND,
         "No such console page",
         "Use the menu above.",
-    )
-}
-
-/// A signed-in operator (the extractor every page takes): not signed in → 303 to the sign-in
-/// page, which sends them back here afterwards.
-pub(super) struct Operator {
-    console: ConsoleState,
-    session: Session,
-    csrf: String,
-}
-
-impl Operator {
-    fn shared(&self) -> &Shared {
-        &self.console.shared
-    }
-
-    /// Who the audit log names.
-    fn actor(&self) -> String {
-        self.session.actor()
-    }
-
-    /// Refuses a form without this session's CSRF token (403).
-    fn check_csrf(&self, form: &Form) -> Result<(), Box<Response>> {
-        let key = self.console.key.as_ref();
-        let given = form.get("csrf").unwrap_or_default();
-        if key.is_some_and(|key| key.csrf_matches(&self.session, given)) {
-            Ok(())
-        } else {
-            tracing::warn!(
-                actor = %self.actor(),
-                "console: a form without a valid CSRF token was refused"
-            );
-            Err(Box::new(layout::error_page(
-                self,
-                StatusCode::FORBIDDEN,
-                "This form has expired",
-                "The request did not carry this session's form token (a form from another site, or from before you signed in again). Reload the page and try again.",
-            )))
-        }
-    }
-}
-
-impl FromRequestParts<ConsoleState> for Operator {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        console: &ConsoleState,
-    ) -> Result<Self, Self::Rejection> {
-        let Some(key) = &console.key else {
-            return Err(layout::off_page(&console.shared.config.console_token_env));
-        };
-        let session = parts
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(auth::cookie_in)
-            .find_map(|value| key.open(value, chrono::Utc::now()));
-        match session {
-            Some(session) => Ok(Operator {
-                csrf: key.csrf(&session),
-                console: console.clone(),
-                session,
-            }),
-            None => {
-                let next = parts
-                    .uri
-                    .path_and_query()
-                    .map_or("/console", |p| p.as_str());
-                let location = format!("/console/login?next={}", layout::encode_query(next));
-                Err(Redirect::to(&location).into_response())
-            }
-        }
-    }
-}
-
-/// A posted form (`application/x-www-form-urlencoded`), repeated names kept.
-pub(super) struct Form(Vec<(String, String)>);
-
-impl Form {
-    fn parse(body: &[u8]) -> Self {
-        Self(form_urlencoded::parse(body).into_owned().collect())
-    }
-
-    /// The first value of `name`.
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Every value of `name`.
-    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// A page's answer when the state cannot be read: 500 with the store's message (which never
-/// holds a secret), logged.
-fn state_failed(operator: &Operator, error: &dyn std::fmt::Display) -> Response {
-    tracing::error!(error = %error, "console: the state could not be read");
-    layout::error_page(
-        operator,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "The state could not be read",
-        &format!("{error}. Check the state database (`relay status`) and reload."),
     )
 }

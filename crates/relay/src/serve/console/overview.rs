@@ -5,8 +5,8 @@ use axum::response::Response;
 use chrono::{DateTime, TimeDelta, Utc};
 use maud::{Markup, html};
 
-use super::layout::{self, human_duration, time};
-use super::{Operator, chart, state_failed};
+use super::chart;
+use super::layout::{self, Operator, human_duration, state_failed, time};
 use crate::operator::CURSOR_FLOWS;
 use crate::serve::subscriptions::WebhookRegistration;
 use crate::state::{Outcome, hour_of};
