@@ -1651,3 +1651,145 @@ async fn webhook_simulate_sends_test_data_and_caps_ids_at_ten() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+// ---------------------------------------------------------------- sales credits
+
+/// A credit of one refunded row of the order `parent`.
+fn credit_body(parent: &Value, external_ref: &str) -> Value {
+    json!({
+        "customer": {"id": 201},
+        "externalRef": external_ref,
+        "installedIntegrationInstanceId": 13,
+        "parentId": parent.to_string(),
+        "warehouseId": 2,
+        "priceListId": 1,
+        "currency": {"code": "SEK"},
+        "rows": [
+            {"productId": 1001, "quantity": 1, "taxCode": "T25", "net": 50.00, "tax": 12.50, "nominalCode": "4000", "externalRef": "line-1"}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn sales_credit_create_get_and_search_by_type_and_external_ref() {
+    let bp = Bp::start().await;
+    let (status, order) = bp
+        .post("/order-service/sales-order", order_body(201, "NC-200001"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{order}");
+    let parent = order["response"].clone();
+    let (status, body) = bp
+        .post(
+            "/order-service/sales-credit",
+            credit_body(&parent, "NC-200001-R1"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let credit = body["response"].as_i64().unwrap();
+    assert!(
+        credit > parent.as_i64().unwrap(),
+        "credits share the order ids"
+    );
+
+    let (status, body) = bp
+        .get(&format!("/order-service/sales-credit/{credit}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let list: brightpearl_models::order::SalesCreditListResponse =
+        serde_json::from_value(body).unwrap();
+    let got = &list.response[0];
+    assert_eq!(got.parent_id.as_deref(), Some(parent.to_string().as_str()));
+    assert_eq!(got.external_ref.as_deref(), Some("NC-200001-R1"));
+    let rows = got.rows.as_deref().unwrap();
+    assert_eq!(rows[0].net, Some("50.0000".parse().unwrap()));
+    assert_eq!(
+        got.total.as_ref().unwrap().gross,
+        Some("62.5000".parse().unwrap())
+    );
+    // A credit is not a sales order.
+    let (status, _) = bp
+        .get(&format!("/order-service/sales-order/{credit}"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // 207 when only some ids are found; 200 and [] when none is.
+    let (status, body) = bp
+        .get(&format!(
+            "/order-service/sales-credit/{credit},{}",
+            credit + 50
+        ))
+        .await;
+    assert_eq!(status, StatusCode::MULTI_STATUS, "{body}");
+    let (status, body) = bp.get("/order-service/sales-credit/1").await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"response": []})));
+
+    // The order search lists it with order type 3, found by its natural key.
+    let (status, body) = bp
+        .get("/order-service/order-search?orderTypeId=3&externalRef=NC-200001-R1&installedIntegrationInstanceId=13")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let envelope: SearchEnvelope = serde_json::from_value(body).unwrap();
+    let results = envelope.response.results.unwrap_or_default();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0][0], json!(credit));
+    assert_eq!(results[0][1], json!(3));
+    let (_, body) = bp
+        .get("/order-service/order-search?orderTypeId=1&externalRef=NC-200001-R1")
+        .await;
+    let envelope: SearchEnvelope = serde_json::from_value(body).unwrap();
+    assert!(envelope.response.results.unwrap_or_default().is_empty());
+
+    // The same natural key again is refused (the sales-order default).
+    let (status, body) = bp
+        .post(
+            "/order-service/sales-credit",
+            credit_body(&parent, "NC-200001-R1"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("already used"), "{body}");
+}
+
+/// One change that makes a credit body invalid.
+type Edit = dyn Fn(&mut Value);
+
+#[tokio::test]
+async fn sales_credit_validation() {
+    let bp = Bp::start().await;
+    let (_, order) = bp
+        .post("/order-service/sales-order", order_body(201, "NC-200002"))
+        .await;
+    let parent = order["response"].clone();
+    let cases: Vec<(&str, Box<Edit>)> = vec![
+        ("parentId", Box::new(|b| b["parentId"] = json!("999999"))),
+        ("customer", Box::new(|b| b["customer"]["id"] = json!(9999))),
+        ("warehouseId", Box::new(|b| b["warehouseId"] = json!(777))),
+        (
+            "productId",
+            Box::new(|b| b["rows"][0]["productId"] = json!(9_999_999)),
+        ),
+        (
+            "taxCode",
+            Box::new(|b| b["rows"][0]["taxCode"] = json!(" ")),
+        ),
+        (
+            "quantity",
+            Box::new(|b| b["rows"][0]["quantity"] = json!(0)),
+        ),
+        (
+            "4 decimals",
+            Box::new(|b| b["rows"][0]["net"] = json!("1.23456")),
+        ),
+        ("at least one row", Box::new(|b| b["rows"] = json!([]))),
+    ];
+    for (field, edit) in cases {
+        let mut body = credit_body(&parent, "NC-200002-R1");
+        edit(&mut body);
+        let (status, answer) = bp.post("/order-service/sales-credit", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {answer}");
+        assert!(answer.to_string().contains(field), "{field}: {answer}");
+    }
+    // Nothing was stored by the refused bodies.
+    let (_, body) = bp.get("/order-service/order-search?orderTypeId=3").await;
+    let envelope: SearchEnvelope = serde_json::from_value(body).unwrap();
+    assert!(envelope.response.results.unwrap_or_default().is_empty());
+}

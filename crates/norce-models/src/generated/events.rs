@@ -1102,6 +1102,8 @@ pub mod error {
 /// SupplierSkuOnHandChangedNotification and SupplierSkuPriceChangedNotification (an unknown
 /// name still decodes: the enum is open).
 ///
+/// **Open question:** No event type signals a refund or credit of an order: the documented Order events are received, confirmed, cancelled, delivered, partly delivered, ready for pickup, payment received, invoice capture completed and subscription failed. Norce documents credits (rows) and refunds (a row with a product of type Compensation) as made by the integrating system through Connect POST /Order/CreditPayment, an Invoice with CreditedInvoiceNo, passed on to the PSP (https://docs.norce.io/solution-portal/psp-adapter-credit-refund, https://docs.norce.io/api-reference/connect/orderservice/openapi/invoice/creditpayment). Admin shows a payment status Credited (credited or partly credited) and an order status Credited (order is returned) (https://docs.norce.io/user-portal/shopping/orders), but the Query Orders StatusId lists only Created 0, Allocation 1, Confirmed 2, Delivered 4, Invoiced 5, Cancelled 6, Partly delivered 8 (https://docs.norce.io/api-reference/query/openapi/order). Whether a credit made in Norce (Admin or CreditPayment) is visible to us other than by polling Query (an order StatusId for Credited, or Query Invoices carrying CreditedInvoiceNo) is unverified; a refund flow should be configurable between Brightpearl as the refund master (credits in Brightpearl, then CreditPayment to Norce) and Norce as the source.
+///
 /// Example: `OrderReceivedEvent`
 ///
 /// Open: a value this spec does not list deserializes as `Unknown`.

@@ -11,7 +11,7 @@ use models_runtime::OperationInfo;
 use serde_json::json;
 
 use super::reply::{Ctx, Reply};
-use super::{contacts, multi, orders, products, warehouse as wh, webhooks};
+use super::{contacts, credits, multi, orders, products, warehouse as wh, webhooks};
 use crate::state::SharedState;
 use crate::util::header_lookup;
 
@@ -160,6 +160,8 @@ fn parse_headers<'a>(
         "CreatePostalAddress" => contact::CreatePostalAddressHeaders,
         "CreateSalesOrder" => order::CreateSalesOrderHeaders,
         "GetSalesOrders" => order::GetSalesOrdersHeaders,
+        "CreateSalesCredit" => order::CreateSalesCreditHeaders,
+        "GetSalesCredits" => order::GetSalesCreditsHeaders,
         "GetOrders" => order::GetOrdersHeaders,
         "GetOrderUris" => order::GetOrderUrisHeaders,
         "SearchOrders" => order::SearchOrdersHeaders,
@@ -214,6 +216,8 @@ fn handler(id: &str) -> Option<Handler> {
         "CreatePostalAddress" => |ctx, _| contacts::create_postal_address(ctx),
         "CreateSalesOrder" => |ctx, _| orders::create_sales_order(ctx),
         "GetSalesOrders" => |ctx, r| orders::get_sales_orders(ctx, r.param("idSet")),
+        "CreateSalesCredit" => |ctx, _| credits::create_sales_credit(ctx),
+        "GetSalesCredits" => |ctx, r| credits::get_sales_credits(ctx, r.param("idSet")),
         "GetOrders" => |ctx, r| orders::get_orders(ctx, r.param("idSet")),
         "GetOrderUris" => |ctx, r| orders::order_uris(ctx, r.optional("idSet")),
         "SearchOrders" => |ctx, _| orders::search_orders(ctx),
@@ -457,7 +461,7 @@ mod tests {
             served += 1;
         }
         assert_eq!(
-            served, 34,
+            served, 36,
             "the operations of product, warehouse, contact, order and integration"
         );
     }

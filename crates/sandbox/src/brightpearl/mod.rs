@@ -15,6 +15,7 @@ mod admin;
 mod api;
 pub(crate) mod config;
 mod contacts;
+mod credits;
 mod idset;
 mod multi;
 mod oauth;

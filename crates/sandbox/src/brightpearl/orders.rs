@@ -9,14 +9,15 @@ use brightpearl_models::order::{
     GetOrdersQuery, Order, OrderAssignment, OrderAssignmentCurrent, OrderCurrency, OrderDelivery,
     OrderListResponse, OrderParties, OrderParty, OrderRow, OrderRowValue, OrderShippingStatus,
     OrderShippingStatusListResponse, OrderStatus, OrderStatusListResponse, OrderStatusRef,
-    OrderStatusUpdate, OrderTotalValue, OrderTypeCode, SalesOrder, SalesOrderCurrencyRead,
-    SalesOrderListResponse, SalesOrderRequest, SalesOrderRow, SalesOrderTotal, SearchOrdersQuery,
-    SearchSalesOrdersQuery, ShippingStatusCode, UpdateOrderStatusPath,
+    OrderStatusUpdate, OrderTotalValue, OrderTypeCode, SalesCredit, SalesOrder,
+    SalesOrderCurrencyRead, SalesOrderListResponse, SalesOrderRequest, SalesOrderRow,
+    SalesOrderTotal, SearchOrdersQuery, SearchSalesOrdersQuery, ShippingStatusCode,
+    UpdateOrderStatusPath,
 };
 use models_runtime::Decimal;
 use serde_json::{Value, json};
 
-use super::config::DuplicateExternalRef;
+use super::config::{BrightpearlConfig, DuplicateExternalRef};
 use super::idset;
 use super::products::uris_reply;
 use super::reply::{Ctx, Reply};
@@ -66,8 +67,9 @@ fn invalid(message: impl Into<String>) -> Reply {
     Reply::bad_request("ORDC-400", message)
 }
 
-/// Validates the whole order before anything is written: the POST is atomic.
-fn validate(store: &Store, request: &SalesOrderRequest) -> Result<(), Reply> {
+/// Validates the whole order before anything is written: the POST is atomic (the sales-credit
+/// POST, same shape, validates with it).
+pub(super) fn validate(store: &Store, request: &SalesOrderRequest) -> Result<(), Reply> {
     if !store.contacts.contains_key(&request.customer.id) {
         return Err(invalid(format!(
             "customer.id: contact {} does not exist",
@@ -181,6 +183,36 @@ pub fn create_sales_order(ctx: &mut Ctx<'_>) -> Reply {
     }
     store.ids.order += 1;
     let id = store.ids.order;
+    let (order, _) = build(&mut store, config, &request, id, now);
+    if let Some(external) = &order.external_ref {
+        store
+            .orders_by_external_ref
+            .entry((external.clone(), order.installed_integration_instance_id))
+            .or_insert(id);
+    }
+    store.orders.insert(id, order);
+    // The simulated warehouse (off by default) may ship it at once; its events follow the
+    // order's own.
+    let shipped = match &config.warehouse_ships {
+        Some(ships) => super::warehouse::ship_new_order(&mut store, ships, id, now),
+        None => Vec::new(),
+    };
+    drop(store);
+    ctx.emit("sales-order.created", vec![id]);
+    ctx.emit("order.modified", vec![id]);
+    ctx.events.extend(shipped);
+    Reply::raw(StatusCode::OK, CreatedIdResponse { response: id })
+}
+
+/// The stored flat order of a validated `request` with id `id` (row ids taken from the store),
+/// and whether it has a stock-tracked row. Shared with the sales-credit POST (same shape).
+pub(super) fn build(
+    store: &mut Store,
+    config: &BrightpearlConfig,
+    request: &SalesOrderRequest,
+    id: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (SalesOrder, bool) {
     let mut tracked = false;
     let mut rows = Vec::new();
     let (mut net, mut tax) = (Decimal::ZERO, Decimal::ZERO);
@@ -268,24 +300,7 @@ pub fn create_sales_order(ctx: &mut Ctx<'_>) -> Reply {
         stock_status_code: Some(if tracked { "SON" } else { "NON" }.into()),
         rows: Some(rows),
     };
-    if let Some(external) = &order.external_ref {
-        store
-            .orders_by_external_ref
-            .entry((external.clone(), order.installed_integration_instance_id))
-            .or_insert(id);
-    }
-    store.orders.insert(id, order);
-    // The simulated warehouse (off by default) may ship it at once; its events follow the
-    // order's own.
-    let shipped = match &config.warehouse_ships {
-        Some(ships) => super::warehouse::ship_new_order(&mut store, ships, id, now),
-        None => Vec::new(),
-    };
-    drop(store);
-    ctx.emit("sales-order.created", vec![id]);
-    ctx.emit("order.modified", vec![id]);
-    ctx.events.extend(shipped);
-    Reply::raw(StatusCode::OK, CreatedIdResponse { response: id })
+    (order, tracked)
 }
 
 pub fn get_sales_orders(ctx: &mut Ctx<'_>, ids: &str) -> Reply {
@@ -513,7 +528,10 @@ fn references() -> BTreeMap<String, BTreeMap<String, Value>> {
         ),
         (
             "orderTypeNames".to_owned(),
-            BTreeMap::from([("1".to_owned(), Value::from("SALES_ORDER"))]),
+            BTreeMap::from([
+                ("1".to_owned(), Value::from("SALES_ORDER")),
+                ("3".to_owned(), Value::from("SALES_CREDIT")),
+            ]),
         ),
         (
             "orderShippingStatusNames".to_owned(),
@@ -561,19 +579,40 @@ fn order_row(o: &SalesOrder) -> Vec<serde_json::Value> {
     ]
 }
 
+/// Order type id of a sales credit in the order search (`orderTypeNames`).
+const SALES_CREDIT_TYPE_ID: i64 = 3;
+
+/// The order-search row of a credit, in the columns of `orders::ORDER_COLUMNS`.
+fn credit_row(c: &SalesCredit) -> Vec<Value> {
+    vec![
+        json!(c.id),
+        json!(SALES_CREDIT_TYPE_ID),
+        json!(c.customer.as_ref().map(|c| c.id)),
+        json!(c.status_id),
+        json!(shipping_status_id(c.shipping_status_code.as_ref())),
+        json!(c.created_on.as_ref().map(|t| t.as_str().to_owned())),
+        json!(c.updated_on.as_ref().map(|t| t.as_str().to_owned())),
+        json!(c.ref_),
+        json!(c.external_ref),
+        json!(c.installed_integration_instance_id),
+        json!(c.warehouse_id),
+        json!(c.channel_id),
+    ]
+}
+
 pub fn search_orders(ctx: &mut Ctx<'_>) -> Reply {
     let query: SearchOrdersQuery = match ctx.query() {
         Ok(q) => q,
         Err(e) => return bad_query(e),
     };
-    let rows = ctx
-        .state
-        .brightpearl
-        .lock()
-        .orders
-        .values()
-        .map(order_row)
-        .collect();
+    let rows = {
+        let store = ctx.state.brightpearl.lock();
+        // Credits are orders too (type 3): a refund's natural key is looked up here.
+        let mut rows: Vec<Vec<Value>> = store.orders.values().map(order_row).collect();
+        rows.extend(store.credits.values().map(credit_row));
+        rows.sort_by_key(|r| r[0].as_i64());
+        rows
+    };
     let search = Search {
         cols: ORDER_COLUMNS,
         rows,

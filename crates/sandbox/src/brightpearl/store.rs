@@ -7,7 +7,7 @@ use brightpearl_models::contact::{
     PostalAddressRequest, RelationshipToAccount,
 };
 use brightpearl_models::integration::Webhook;
-use brightpearl_models::order::SalesOrder;
+use brightpearl_models::order::{SalesCredit, SalesOrder};
 use brightpearl_models::product::{
     LocalisedText, PriceList, PriceListTypeCode, Product, ProductCategoryRef, ProductComposition,
     ProductDimensions, ProductFinancialDetails, ProductIdentity, ProductSalesChannel, ProductStock,
@@ -125,6 +125,11 @@ pub struct Store {
     /// so a sales-order POST finds a duplicate without scanning every order. Orders are only
     /// added by that POST and neither field changes afterwards.
     pub orders_by_external_ref: HashMap<(String, Option<i64>), i64>,
+    /// Sales credits (orders of type `SC`), by id; they share the order id sequence.
+    pub credits: BTreeMap<i64, SalesCredit>,
+    /// The first credit id of each (`externalRef`, `installedIntegrationInstanceId`), the
+    /// credits' own unique key (the sales-credit POST documents it like the sales-order one).
+    pub credits_by_external_ref: HashMap<(String, Option<i64>), i64>,
     pub gons: BTreeMap<i64, GoodsOutNote>,
     pub webhooks: BTreeMap<i64, Webhook>,
     pub deliveries: Vec<WebhookDelivery>,
