@@ -104,15 +104,16 @@ fn status_shows_entities_per_flow_and_the_dead_letters() {
         .position(|l| l.starts_with("flow") && l.contains("pending"))
         .expect("entity table");
     assert!(
-        lines[header + 2..]
-            .iter()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["orders", "0", "0", "1", "0", "0"]),
+        lines[header + 2..].iter().any(
+            |l| l.split_whitespace().collect::<Vec<_>>() == ["orders", "0", "0", "1", "0", "0"]
+        ),
         "{out}"
     );
     assert!(
         lines[header + 2..]
             .iter()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["shipping", "2", "0", "0", "0", "0"]),
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["shipping", "2", "0", "0", "0", "0"]),
         "{out}"
     );
     assert!(out.contains("dead letters: 1"), "{out}");

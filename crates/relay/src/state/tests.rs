@@ -653,7 +653,11 @@ fn prune_by_age_keeps_unfinished_work_and_the_entity_records(f: &Fixture) {
         (1, 3),
         "{report:?}"
     );
-    assert_eq!(payload(store, "shipping", "RESOLVED"), None, "resolved is finished");
+    assert_eq!(
+        payload(store, "shipping", "RESOLVED"),
+        None,
+        "resolved is finished"
+    );
     assert!(
         store
             .inbox_history("norce-order", "OLD")
