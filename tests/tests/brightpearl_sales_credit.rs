@@ -1,5 +1,6 @@
 //! brightpearl-client's sales credits against the in-process sandbox (127.0.0.1 only): the
-//! generated operations and `create_sales_credit_once`, which never credits a refund twice.
+//! generated operations and `create_sales_credit_once`, which never credits a refund twice,
+//! and `receive_credit_stock_once`, which never puts a credit's stock back twice.
 
 mod common;
 
@@ -10,7 +11,8 @@ use brightpearl_client::models::order::operations::OrderApi as _;
 use brightpearl_client::models::order::{
     self, SalesCreditRequest, SalesOrderCustomer, SalesOrderRequest, SalesOrderRowRequest,
 };
-use brightpearl_client::{Client, SalesCreditOutcome, SearchQuery, SearchResource};
+use brightpearl_client::models::warehouse::{GoodsInMovement, GoodsInNoteRequest};
+use brightpearl_client::{Client, GoodsInOutcome, SalesCreditOutcome, SearchQuery, SearchResource};
 use client_core::{ErrorKind, Failure};
 use common::Recorder;
 use sandbox::{Sandbox, SandboxConfig};
@@ -188,4 +190,82 @@ async fn validation_errors_are_permanent_and_nothing_is_stored() {
     assert_eq!(err.kind(), ErrorKind::Permanent, "{err:?}");
     assert_eq!(err.status().map(|s| s.as_u16()), Some(400));
     assert_eq!(credits_with_key(&client, "NC-300003-R1").await, 0);
+}
+
+/// A goods-in note of the credit's only row into warehouse 2.
+fn goods_in(row: i64, quantity: i64, reference: &str) -> GoodsInNoteRequest {
+    GoodsInNoteRequest {
+        transfer: Some(false),
+        warehouse_id: 2,
+        user_batch_reference: Some(reference.into()),
+        received_on: None,
+        goods_moved: vec![GoodsInMovement {
+            product_id: 1001,
+            purchase_order_row_id: Some(row),
+            quantity,
+            destination_location_id: Some(2),
+            product_value: None,
+        }],
+    }
+}
+
+#[tokio::test]
+async fn a_credits_stock_is_received_once_even_when_the_answer_is_lost() {
+    let sandbox = start("sc-goods-in", |_| {}).await;
+    let recorder = Recorder::new(Duration::from_secs(20));
+    let client = staff_client(&sandbox, &recorder);
+    let parent = parent_order(&client, "NC-300009").await;
+    let id = client
+        .create_sales_credit_once(&credit(parent, "NC-300009-R1"))
+        .await
+        .unwrap()
+        .id();
+    let path = order::GetSalesCreditsPath {
+        account: client.account().to_owned(),
+        id_set: id.to_string(),
+    };
+    let row = client.get_sales_credits(&path).await.unwrap().response[0]
+        .rows
+        .as_ref()
+        .unwrap()[0]
+        .id;
+    assert!(
+        client.goods_in_notes_of(id).await.unwrap().is_empty(),
+        "404 is none"
+    );
+    // The POST is handled but its answer lost: the client finds the note on the credit.
+    sandbox
+        .state()
+        .faults
+        .add(sandbox::FaultRule {
+            path_prefix: format!("/public-api/{}/warehouse-service/order/", client.account()),
+            method: Some("POST".into()),
+            commit_then_fail_rate: 1.0,
+            remaining: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+    recorder.take();
+    let first = client
+        .receive_credit_stock_once(id, &goods_in(row, 1, "NC-300009-R1"))
+        .await
+        .unwrap();
+    let GoodsInOutcome::Existing(note) = first else {
+        panic!("found after the lost answer: {first:?}")
+    };
+    // A retry lists the notes first and posts nothing.
+    recorder.take();
+    let again = client
+        .receive_credit_stock_once(id, &goods_in(row, 1, "NC-300009-R1"))
+        .await
+        .unwrap();
+    assert_eq!(again, GoodsInOutcome::Existing(note));
+    let sent = recorder.take();
+    assert_eq!(sent.len(), 1, "only the list: {sent:?}");
+    let notes = client.goods_in_notes_of(id).await.unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(
+        notes[&note.to_string()].user_batch_reference.as_deref(),
+        Some("NC-300009-R1")
+    );
 }

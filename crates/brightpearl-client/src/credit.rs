@@ -1,15 +1,20 @@
-//! Sales credits (refunds and returns) created at most once per natural key.
+//! Sales credits (refunds and returns) created at most once per natural key, and their stock
+//! put back at most once (a goods-in note on the credit).
 //!
 //! Brightpearl documents `externalRef` + `installedIntegrationInstanceId` as a unique key of a
 //! sales credit but not what a second POST with the same key answers, and a timed-out POST may
 //! have created the credit. So the key is looked up in the order search (credits are orders of
 //! type 3) before every create, and once more after a failed one.
 
+use std::collections::BTreeMap;
+
 use brightpearl_models::order::operations::OrderApi as _;
 use brightpearl_models::order::{self, SalesCreditRequest};
+use brightpearl_models::warehouse::operations::WarehouseApi as _;
+use brightpearl_models::warehouse::{self, GoodsInNote, GoodsInNoteRequest};
 
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::{Error, NothingFound as _, Result};
 use crate::search::{OrderRow, SearchQuery, SearchResource};
 
 /// `orderTypeId` of a sales credit in the order search.
@@ -101,4 +106,81 @@ impl Client {
 /// Brightpearl ids are positive; a negative one would be a broken answer, kept visible as 0.
 fn id_of(id: i64) -> u64 {
     u64::try_from(id).unwrap_or_default()
+}
+
+/// What [`Client::receive_credit_stock_once`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoodsInOutcome {
+    /// The stock was received now, on the goods-in note with this id.
+    Created(u64),
+    /// The credit already had a goods-in note (an earlier attempt): its id.
+    Existing(u64),
+}
+
+impl GoodsInOutcome {
+    /// The goods-in note id, created or found.
+    pub fn id(self) -> u64 {
+        match self {
+            Self::Created(id) | Self::Existing(id) => id,
+        }
+    }
+}
+
+impl Client {
+    /// The goods-in notes of one order (a sales credit), keyed by note id, by
+    /// `GET /warehouse-service/order/{id}/goods-note/goods-in`; "nothing found" is empty.
+    pub async fn goods_in_notes_of(&self, order_id: u64) -> Result<BTreeMap<String, GoodsInNote>> {
+        let path = warehouse::GetGoodsInNotesForOrdersPath {
+            account: self.account().to_owned(),
+            order_id_set: order_id.to_string(),
+        };
+        Ok(self
+            .get_goods_in_notes_for_orders(&path)
+            .await
+            .or_empty()?
+            .response)
+    }
+
+    /// Puts the stock of sales credit `credit_id` back into a warehouse once: a goods-in note
+    /// on the credit (`POST /warehouse-service/order/{creditId}/goods-note/goods-in`) unless
+    /// the credit has one already. The goods-in note POST is not idempotent, so the credit's
+    /// notes are listed first, and once more after a failed POST (an answer lost after
+    /// Brightpearl stored the note) before the failure is returned. One note per credit: a
+    /// refund's stock goes back in one note, so any note found means it is done.
+    pub async fn receive_credit_stock_once(
+        &self,
+        credit_id: u64,
+        note: &GoodsInNoteRequest,
+    ) -> Result<GoodsInOutcome> {
+        if let Some(id) = first_note(&self.goods_in_notes_of(credit_id).await?) {
+            return Ok(GoodsInOutcome::Existing(id));
+        }
+        let path = warehouse::CreateGoodsInNotePath {
+            account: self.account().to_owned(),
+            order_id_set: credit_id.to_string(),
+        };
+        match self.create_goods_in_note(&path, note).await {
+            Ok(created) => Ok(GoodsInOutcome::Created(id_of(created.response))),
+            Err(error) => match self.goods_in_notes_of(credit_id).await {
+                Ok(notes) => match first_note(&notes) {
+                    Some(id) => Ok(GoodsInOutcome::Existing(id)),
+                    None => Err(error),
+                },
+                // The POST's failure is what the caller decides on (retry, dead letter).
+                Err(_) => Err(error),
+            },
+        }
+    }
+}
+
+/// The lowest note id of a goods-in note map (keys are numeric strings).
+fn first_note(notes: &BTreeMap<String, GoodsInNote>) -> Option<u64> {
+    notes
+        .iter()
+        .filter_map(|(key, note)| {
+            note.goods_note_id
+                .and_then(|id| u64::try_from(id).ok())
+                .or_else(|| key.parse().ok())
+        })
+        .min()
 }

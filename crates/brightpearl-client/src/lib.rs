@@ -17,7 +17,7 @@ pub use client_core::BoxTransport;
 /// Re-exported: what [`Client::health`] tells.
 pub use client_core::{BudgetLeft, HealthSnapshot, LastError};
 pub use config::{ClientBuilder, pool_limiter, shared_limiter};
-pub use credit::{SALES_CREDIT_ORDER_TYPE_ID, SalesCreditOutcome};
+pub use credit::{GoodsInOutcome, SALES_CREDIT_ORDER_TYPE_ID, SalesCreditOutcome};
 pub use env::DEFAULT_OAUTH_URL;
 pub use error::{Error, NothingFound, Result};
 pub use idset::{IdSet, IdSetError};

@@ -67,6 +67,14 @@ enum Command {
     Status(relay::cli::status::StatusArgs),
     /// Put dead-lettered items back to be processed again.
     Replay(relay::cli::status::ReplayArgs),
+    /// Queue a refund of an imported order (ORDER: the Norce order number) as a Brightpearl
+    /// sales credit: by default every row, all that earlier refunds left (with the freight row);
+    /// --row SKU=QTY (repeatable) for some rows, --reason, --restock to put the stock back.
+    /// Like replay, it only queues: the next orders pass (`relay run`, or `relay serve`)
+    /// creates the credit exactly once (its externalRef `ORDER-R<n>` is searched first).
+    /// Refused when relay does not know the order, its sales order is not created yet, a SKU
+    /// is not on the order, or a quantity is more than is left.
+    Refund(relay::cli::refund::RefundArgs),
     /// Show or move a flow's cursor (moving it back backfills).
     Cursor(relay::cli::status::CursorArgs),
     /// Authorize a platform interactively (Brightpearl OAuth) and store the tokens.
@@ -121,6 +129,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => relay::cli::serve::execute(args).await,
         Command::Status(args) => relay::cli::status::execute_status(args).await,
         Command::Replay(args) => relay::cli::status::execute_replay(args).await,
+        Command::Refund(args) => relay::cli::refund::execute(args).await,
         Command::Cursor(args) => relay::cli::status::execute_cursor(args).await,
         Command::Auth(args) => relay::cli::auth::execute(args).await,
         Command::Config(args) => relay::cli::config::execute(args),

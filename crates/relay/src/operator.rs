@@ -199,6 +199,59 @@ pub fn resolve(
         .ok_or_else(|| ActionError::Invalid(format!("no item `{source_id}` in flow `{flow}`")))
 }
 
+/// What [`refund`] queued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefundQueued {
+    /// The refund entity (flow `refund`, keyed `{orderNo}-R{n}`: the sales credit's
+    /// `externalRef`).
+    pub record: EntityRecord,
+    /// What is refunded, in words (also in the audit log).
+    pub summary: String,
+}
+
+/// Queues a refund of the Norce order `order_no` as `actor` (`relay refund`, the console's
+/// **Refund**): checked against what relay holds (the order imported and its Brightpearl sales
+/// order created, the SKUs on the order, at most what earlier refunds left), then an entity of
+/// the flow `refund` that the next `orders` pass turns into one Brightpearl sales credit (and
+/// puts the stock back when asked). Its creation, with what is refunded and why, is in the
+/// audit log. Refused with the reason otherwise; nothing is queued then.
+pub fn refund(
+    store: &dyn Store,
+    config: &RelayConfig,
+    order_no: &str,
+    request: &crate::flows::orders::RefundRequest,
+    actor: &str,
+) -> Result<RefundQueued, ActionError> {
+    use crate::flows::orders::{REFUND_FLOW, plan_refund};
+    // Two operators refunding the same order at once plan the same number: the second
+    // insert finds the key taken and plans again (against the first refund).
+    for _ in 0..3 {
+        let planned =
+            plan_refund(store, &config.orders, order_no, request).map_err(ActionError::Invalid)?;
+        if let Some(record) = store.create_by(
+            REFUND_FLOW,
+            &planned.key,
+            &planned.payload,
+            actor,
+            &planned.summary,
+        )? {
+            tracing::info!(
+                key = planned.key,
+                actor,
+                summary = planned.summary,
+                "refund queued"
+            );
+            return Ok(RefundQueued {
+                record,
+                summary: planned.summary,
+            });
+        }
+    }
+    Err(ActionError::Invalid(format!(
+        "order {order_no} is being refunded by someone else right now; look at its refunds and try again"
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

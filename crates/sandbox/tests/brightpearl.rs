@@ -1793,3 +1793,101 @@ async fn sales_credit_validation() {
     let envelope: SearchEnvelope = serde_json::from_value(body).unwrap();
     assert!(envelope.response.results.unwrap_or_default().is_empty());
 }
+
+// ---------------------------------------------------------------- goods-in notes on credits
+
+/// `inStock` of product 1001 in warehouse 2.
+async fn in_stock_1001(bp: &Bp) -> i64 {
+    let (status, body) = bp.get("/warehouse-service/product-availability/1001").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["response"]["1001"]["warehouses"]["2"]["inStock"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_goods_in_note_on_a_credit_puts_its_stock_back_once() {
+    let bp = Bp::start().await;
+    let (_, order) = bp
+        .post("/order-service/sales-order", order_body(201, "NC-200003"))
+        .await;
+    let parent = order["response"].clone();
+    let mut credit = credit_body(&parent, "NC-200003-R1");
+    credit["rows"][0]["quantity"] = json!(2);
+    let (status, body) = bp.post("/order-service/sales-credit", credit).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let credit = body["response"].as_i64().unwrap();
+    let (_, body) = bp
+        .get(&format!("/order-service/sales-credit/{credit}"))
+        .await;
+    let row = body["response"][0]["rows"][0]["id"].as_i64().unwrap();
+    let path = format!("/warehouse-service/order/{credit}/goods-note/goods-in");
+    // None yet: 404, as for goods-out notes.
+    let (status, _) = bp.get(&path).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let note = |quantity: i64, reference: &str| {
+        json!({
+            "transfer": false, "warehouseId": 2, "userBatchReference": reference,
+            "goodsMoved": [{"productId": 1001, "purchaseOrderRowId": row, "quantity": quantity,
+                            "destinationLocationId": 2, "productValue": {"currency": "SEK", "value": "25.00"}}]
+        })
+    };
+    let before = in_stock_1001(&bp).await;
+    let cases: Vec<(&str, String, Value)> = vec![
+        (
+            "not a sales credit",
+            format!("/warehouse-service/order/{parent}/goods-note/goods-in"),
+            note(1, "a"),
+        ),
+        ("would receive 3 of 2", path.clone(), note(3, "a")),
+        ("warehouseId", path.clone(), {
+            let mut b = note(1, "a");
+            b["warehouseId"] = json!(777);
+            b
+        }),
+        ("is not a row of order", path.clone(), {
+            let mut b = note(1, "a");
+            b["goodsMoved"][0]["purchaseOrderRowId"] = json!(1);
+            b
+        }),
+        ("destinationLocationId", path.clone(), {
+            let mut b = note(1, "a");
+            b["goodsMoved"][0]["destinationLocationId"] = json!(null);
+            b
+        }),
+    ];
+    for (what, at, body) in cases {
+        let (status, answer) = bp.post(&at, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {answer}");
+        assert!(answer.to_string().contains(what), "{what}: {answer}");
+    }
+    assert_eq!(
+        in_stock_1001(&bp).await,
+        before,
+        "refused notes change nothing"
+    );
+
+    let (status, body) = bp.post(&path, note(2, "NC-200003-R1")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = body["response"].as_i64().unwrap();
+    assert_eq!(in_stock_1001(&bp).await, before + 2, "the stock is back");
+    let (status, body) = bp.get(&path).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let notes: brightpearl_models::warehouse::GoodsInNoteMapResponse =
+        serde_json::from_value(body).unwrap();
+    let got = &notes.response[&id.to_string()];
+    assert_eq!(got.order_id, Some(credit));
+    assert_eq!(got.user_batch_reference.as_deref(), Some("NC-200003-R1"));
+    // The reference is unique, and the row is received in full.
+    let (status, answer) = bp.post(&path, note(0, "NC-200003-R1")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer.to_string().contains("already used"), "{answer}");
+    let (status, answer) = bp.post(&path, note(1, "other")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        answer.to_string().contains("would receive 3 of 2"),
+        "{answer}"
+    );
+    assert_eq!(in_stock_1001(&bp).await, before + 2);
+}

@@ -86,6 +86,171 @@ pub struct BundleStockLevels {
     pub on_hand: i64,
 }
 
+///One product received on a goods-in note.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct GoodsInMovement {
+    ///The warehouse location the stock goes to.
+    #[serde(
+        rename = "destinationLocationId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub destination_location_id: ::std::option::Option<i64>,
+    ///The product received.
+    #[serde(rename = "productId")]
+    pub product_id: i64,
+    /// `productValue` of `GoodsInMovement` (see its type).
+    #[serde(
+        rename = "productValue",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub product_value: ::std::option::Option<GoodsInProductValue>,
+    ///The row of the order received against (for a sales credit, the credit's row id).
+    #[serde(
+        rename = "purchaseOrderRowId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub purchase_order_row_id: ::std::option::Option<i64>,
+    ///Quantity received.
+    pub quantity: i64,
+}
+
+///A goods-in note (stock received against an order).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct GoodsInNote {
+    ///The user who created it.
+    #[serde(
+        rename = "createdBy",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub created_by: ::std::option::Option<i64>,
+    ///The products received.
+    #[serde(
+        rename = "goodsMoved",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub goods_moved: ::std::option::Option<::std::vec::Vec<GoodsInMovement>>,
+    ///Note id.
+    #[serde(
+        rename = "goodsNoteId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub goods_note_id: ::std::option::Option<i64>,
+    ///`OPEN`, `CLOSED` or `CANCELLED`.
+    #[serde(
+        rename = "goodsNoteStatus",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub goods_note_status: ::std::option::Option<::std::string::String>,
+    ///The order received against.
+    #[serde(rename = "orderId", skip_serializing_if = "::std::option::Option::is_none")]
+    pub order_id: ::std::option::Option<i64>,
+    ///When the note was created.
+    #[serde(
+        rename = "receivedOn",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub received_on: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Whether the note results from an external transfer.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub transfer: ::std::option::Option<bool>,
+    ///The user's unique reference of the note.
+    #[serde(
+        rename = "userBatchReference",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub user_batch_reference: ::std::option::Option<::std::string::String>,
+    ///The receiving warehouse.
+    #[serde(
+        rename = "warehouseId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub warehouse_id: ::std::option::Option<i64>,
+}
+
+///Response of the goods-in note GET, `{"response": {"<noteId>": GoodsInNote}}`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct GoodsInNoteMapResponse {
+    ///Goods-in notes keyed by note id (a numeric string).
+    pub response: ::std::collections::BTreeMap<::std::string::String, GoodsInNote>,
+}
+
+///Body of the goods-in note POST (the stock received into one warehouse).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct GoodsInNoteRequest {
+    ///The products received.
+    #[serde(rename = "goodsMoved")]
+    pub goods_moved: ::std::vec::Vec<GoodsInMovement>,
+    ///When the goods were received.
+    #[serde(
+        rename = "receivedOn",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub received_on: ::std::option::Option<::models_runtime::Timestamp>,
+    ///Whether the note is the result of an external transfer (`false` for returned goods).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub transfer: ::std::option::Option<bool>,
+    ///Our own reference of the note, unique across all goods-in notes (relay sends the refund's natural key).
+    #[serde(
+        rename = "userBatchReference",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub user_batch_reference: ::std::option::Option<::std::string::String>,
+    ///The warehouse receiving the stock.
+    #[serde(rename = "warehouseId")]
+    pub warehouse_id: i64,
+}
+
+///Value of one unit of the stock received.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    schemars::JsonSchema
+)]
+pub struct GoodsInProductValue {
+    ///ISO 4217 currency code.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub currency: ::std::option::Option<::std::string::String>,
+    ///Value per unit.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub value: ::std::option::Option<::models_runtime::Decimal>,
+}
+
 ///A goods-out note (GON), the shipment of some order rows from one warehouse.
 #[derive(
     ::serde::Deserialize,
@@ -1086,6 +1251,243 @@ impl GetGoodsOutNotesHeaders {
 /// The 200 response body of [`operations::GET_GOODS_OUT_NOTES`] (`GET /public-api/{account}/warehouse-service/order/{orderIdSet}/goods-note/goods-out/{goodsOutNoteIdSet}`, `application/json`).
 pub type GetGoodsOutNotesResponse = GoodsOutNoteMapResponse;
 
+/// Parameters of [`operations::GET_GOODS_IN_NOTES_FOR_ORDERS`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GetGoodsInNotesForOrdersPath {
+    /// Brightpearl account code.
+    ///
+    /// Example: `myaccount`
+    pub account: String,
+    /// Order ID set, or `*` for any order.
+    ///
+    /// Example: `*`
+    #[serde(rename = "orderIdSet")]
+    pub order_id_set: String,
+}
+
+impl GetGoodsInNotesForOrdersPath {
+    /// The path with every parameter filled in and percent-encoded.
+    pub fn to_path(&self) -> String {
+        format!(
+            "/public-api/{}/warehouse-service/order/{}/goods-note/goods-in",
+            models_runtime::path::encode_segment(& self.account.to_string()),
+            models_runtime::path::encode_segment(& self.order_id_set.to_string())
+        )
+    }
+}
+
+/// Parameters of [`operations::GET_GOODS_IN_NOTES_FOR_ORDERS`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct GetGoodsInNotesForOrdersHeaders {
+    /// App reference; sent on every call (OAuth and private apps).
+    ///
+    /// Example: `norce-connector`
+    pub brightpearl_app_ref: String,
+    /// Developer reference; required with an OAuth token, absent for private apps.
+    ///
+    /// Example: `example-dev`
+    pub brightpearl_dev_ref: Option<String>,
+    /// Staff token of a private staff app (instead of the OAuth `Authorization` header). System apps sent `brightpearl-account-token`, which is being sunsetted.
+    pub brightpearl_staff_token: Option<String>,
+}
+
+impl GetGoodsInNotesForOrdersHeaders {
+    /// The header names, as the spec writes them.
+    pub const NAMES: &'static [&'static str] = &[
+        "brightpearl-app-ref",
+        "brightpearl-dev-ref",
+        "brightpearl-staff-token",
+    ];
+    /// The headers to send, as (name, value) pairs.
+    pub fn to_pairs(
+        &self,
+    ) -> Result<Vec<(&'static str, String)>, models_runtime::ParamError> {
+        let mut pairs = Vec::new();
+        {
+            let value = &self.brightpearl_app_ref;
+            pairs
+                .push((
+                    "brightpearl-app-ref",
+                    models_runtime::header::encode_display(value),
+                ));
+        }
+        if let Some(value) = &self.brightpearl_dev_ref {
+            pairs
+                .push((
+                    "brightpearl-dev-ref",
+                    models_runtime::header::encode_display(value),
+                ));
+        }
+        if let Some(value) = &self.brightpearl_staff_token {
+            pairs
+                .push((
+                    "brightpearl-staff-token",
+                    models_runtime::header::encode_display(value),
+                ));
+        }
+        Ok(pairs)
+    }
+    /// Reads the headers through `lookup`, which must match names case-insensitively.
+    pub fn from_lookup<'a>(
+        lookup: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<Self, models_runtime::ParamError> {
+        Ok(Self {
+            brightpearl_app_ref: {
+                let value = lookup("brightpearl-app-ref")
+                    .ok_or_else(|| models_runtime::header::missing(
+                        "brightpearl-app-ref",
+                    ))?;
+                models_runtime::header::decode_parse("brightpearl-app-ref", value)?
+            },
+            brightpearl_dev_ref: match lookup("brightpearl-dev-ref") {
+                Some(value) => {
+                    Some(
+                        models_runtime::header::decode_parse(
+                            "brightpearl-dev-ref",
+                            value,
+                        )?,
+                    )
+                }
+                None => None,
+            },
+            brightpearl_staff_token: match lookup("brightpearl-staff-token") {
+                Some(value) => {
+                    Some(
+                        models_runtime::header::decode_parse(
+                            "brightpearl-staff-token",
+                            value,
+                        )?,
+                    )
+                }
+                None => None,
+            },
+        })
+    }
+}
+
+/// The 200 response body of [`operations::GET_GOODS_IN_NOTES_FOR_ORDERS`] (`GET /public-api/{account}/warehouse-service/order/{orderIdSet}/goods-note/goods-in`, `application/json`).
+pub type GetGoodsInNotesForOrdersResponse = GoodsInNoteMapResponse;
+
+/// Parameters of [`operations::CREATE_GOODS_IN_NOTE`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CreateGoodsInNotePath {
+    /// Brightpearl account code.
+    ///
+    /// Example: `myaccount`
+    pub account: String,
+    /// The id of the one order (a sales credit) the stock is received against.
+    ///
+    /// Example: `330`
+    #[serde(rename = "orderIdSet")]
+    pub order_id_set: String,
+}
+
+impl CreateGoodsInNotePath {
+    /// The path with every parameter filled in and percent-encoded.
+    pub fn to_path(&self) -> String {
+        format!(
+            "/public-api/{}/warehouse-service/order/{}/goods-note/goods-in",
+            models_runtime::path::encode_segment(& self.account.to_string()),
+            models_runtime::path::encode_segment(& self.order_id_set.to_string())
+        )
+    }
+}
+
+/// Parameters of [`operations::CREATE_GOODS_IN_NOTE`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateGoodsInNoteHeaders {
+    /// App reference; sent on every call (OAuth and private apps).
+    ///
+    /// Example: `norce-connector`
+    pub brightpearl_app_ref: String,
+    /// Developer reference; required with an OAuth token, absent for private apps.
+    ///
+    /// Example: `example-dev`
+    pub brightpearl_dev_ref: Option<String>,
+    /// Staff token of a private staff app (instead of the OAuth `Authorization` header). System apps sent `brightpearl-account-token`, which is being sunsetted.
+    pub brightpearl_staff_token: Option<String>,
+}
+
+impl CreateGoodsInNoteHeaders {
+    /// The header names, as the spec writes them.
+    pub const NAMES: &'static [&'static str] = &[
+        "brightpearl-app-ref",
+        "brightpearl-dev-ref",
+        "brightpearl-staff-token",
+    ];
+    /// The headers to send, as (name, value) pairs.
+    pub fn to_pairs(
+        &self,
+    ) -> Result<Vec<(&'static str, String)>, models_runtime::ParamError> {
+        let mut pairs = Vec::new();
+        {
+            let value = &self.brightpearl_app_ref;
+            pairs
+                .push((
+                    "brightpearl-app-ref",
+                    models_runtime::header::encode_display(value),
+                ));
+        }
+        if let Some(value) = &self.brightpearl_dev_ref {
+            pairs
+                .push((
+                    "brightpearl-dev-ref",
+                    models_runtime::header::encode_display(value),
+                ));
+        }
+        if let Some(value) = &self.brightpearl_staff_token {
+            pairs
+                .push((
+                    "brightpearl-staff-token",
+                    models_runtime::header::encode_display(value),
+                ));
+        }
+        Ok(pairs)
+    }
+    /// Reads the headers through `lookup`, which must match names case-insensitively.
+    pub fn from_lookup<'a>(
+        lookup: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<Self, models_runtime::ParamError> {
+        Ok(Self {
+            brightpearl_app_ref: {
+                let value = lookup("brightpearl-app-ref")
+                    .ok_or_else(|| models_runtime::header::missing(
+                        "brightpearl-app-ref",
+                    ))?;
+                models_runtime::header::decode_parse("brightpearl-app-ref", value)?
+            },
+            brightpearl_dev_ref: match lookup("brightpearl-dev-ref") {
+                Some(value) => {
+                    Some(
+                        models_runtime::header::decode_parse(
+                            "brightpearl-dev-ref",
+                            value,
+                        )?,
+                    )
+                }
+                None => None,
+            },
+            brightpearl_staff_token: match lookup("brightpearl-staff-token") {
+                Some(value) => {
+                    Some(
+                        models_runtime::header::decode_parse(
+                            "brightpearl-staff-token",
+                            value,
+                        )?,
+                    )
+                }
+                None => None,
+            },
+        })
+    }
+}
+
+/// The request body of [`operations::CREATE_GOODS_IN_NOTE`] (`POST /public-api/{account}/warehouse-service/order/{orderIdSet}/goods-note/goods-in`, `application/json`).
+pub type CreateGoodsInNoteRequest = GoodsInNoteRequest;
+
+/// The 200 response body of [`operations::CREATE_GOODS_IN_NOTE`] (`POST /public-api/{account}/warehouse-service/order/{orderIdSet}/goods-note/goods-in`, `application/json`).
+pub type CreateGoodsInNoteResponse = super::common::CreatedIdResponse;
+
 /// Parameters of [`operations::SEARCH_GOODS_OUT_NOTES`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SearchGoodsOutNotesPath {
@@ -1530,6 +1932,33 @@ pub mod operations {
         request_media_type: None,
         response_media_type: Some("application/json"),
     };
+    /// Lists the goods-in notes of one or more orders. relay asks it for a sales credit before it
+    /// puts the credit's stock back (`CreateGoodsInNote`): a note already there means an earlier
+    /// attempt did it, so a retry never receives the stock twice.
+    ///
+    /// `GET /public-api/{account}/warehouse-service/order/{orderIdSet}/goods-note/goods-in`: response [`super::GetGoodsInNotesForOrdersResponse`].
+    pub const GET_GOODS_IN_NOTES_FOR_ORDERS: OperationInfo = OperationInfo {
+        id: "GetGoodsInNotesForOrders",
+        method: "GET",
+        path: "/public-api/{account}/warehouse-service/order/{orderIdSet}/goods-note/goods-in",
+        success_status: 200u16,
+        request_media_type: None,
+        response_media_type: Some("application/json"),
+    };
+    /// Creates a goods-in note on the order `orderIdSet` (one id: the sales credit), receiving
+    /// the listed products into one warehouse; the stock is on hand again. Not idempotent: list
+    /// the credit's notes first (`GetGoodsInNotesForOrders`), and give `userBatchReference` our
+    /// refund's natural key so a repeat is refused.
+    ///
+    /// `POST /public-api/{account}/warehouse-service/order/{orderIdSet}/goods-note/goods-in`: request [`super::CreateGoodsInNoteRequest`], response [`super::CreateGoodsInNoteResponse`].
+    pub const CREATE_GOODS_IN_NOTE: OperationInfo = OperationInfo {
+        id: "CreateGoodsInNote",
+        method: "POST",
+        path: "/public-api/{account}/warehouse-service/order/{orderIdSet}/goods-note/goods-in",
+        success_status: 200u16,
+        request_media_type: Some("application/json"),
+        response_media_type: Some("application/json"),
+    };
     /// Resource search (see `common.yaml` `SearchEnvelope`); note the path is `goods-out-search`,
     /// not `goods-out-note-search`. Columns (data type): `goodsOutNoteId` (INTEGER), `printed`,
     /// `picked`, `packed`, `shipped` (BOOLEAN), `shippedOn` (PERIOD), `orderId` (INTEGER),
@@ -1619,6 +2048,32 @@ pub mod operations {
         type Query = ();
         type Body = ();
         type Response = super::GetGoodsOutNotesResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `GET /public-api/{account}/warehouse-service/order/{orderIdSet}/goods-note/goods-in` as a type: [`GET_GOODS_IN_NOTES_FOR_ORDERS`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct GetGoodsInNotesForOrders;
+    impl models_runtime::Operation for GetGoodsInNotesForOrders {
+        const INFO: OperationInfo = GET_GOODS_IN_NOTES_FOR_ORDERS;
+        type Path = super::GetGoodsInNotesForOrdersPath;
+        type Query = ();
+        type Body = ();
+        type Response = super::GetGoodsInNotesForOrdersResponse;
+        fn path(path: &Self::Path) -> String {
+            path.to_path()
+        }
+    }
+    /// `POST /public-api/{account}/warehouse-service/order/{orderIdSet}/goods-note/goods-in` as a type: [`CREATE_GOODS_IN_NOTE`] with its typed inputs and answer, for [`models_runtime::Caller::call`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct CreateGoodsInNote;
+    impl models_runtime::Operation for CreateGoodsInNote {
+        const INFO: OperationInfo = CREATE_GOODS_IN_NOTE;
+        type Path = super::CreateGoodsInNotePath;
+        type Query = ();
+        type Body = super::CreateGoodsInNoteRequest;
+        type Response = super::CreateGoodsInNoteResponse;
         fn path(path: &Self::Path) -> String {
             path.to_path()
         }
@@ -1726,6 +2181,34 @@ pub mod operations {
         > + Send {
             self.call::<GetGoodsOutNotes>(path, &(), None)
         }
+        /// Lists the goods-in notes of one or more orders. relay asks it for a sales credit before it
+        /// puts the credit's stock back (`CreateGoodsInNote`): a note already there means an earlier
+        /// attempt did it, so a retry never receives the stock twice.
+        ///
+        /// `GET /public-api/{account}/warehouse-service/order/{orderIdSet}/goods-note/goods-in`: [`GetGoodsInNotesForOrders`], answering [`super::GetGoodsInNotesForOrdersResponse`].
+        fn get_goods_in_notes_for_orders(
+            &self,
+            path: &super::GetGoodsInNotesForOrdersPath,
+        ) -> impl std::future::Future<
+            Output = Result<super::GetGoodsInNotesForOrdersResponse, Self::Error>,
+        > + Send {
+            self.call::<GetGoodsInNotesForOrders>(path, &(), None)
+        }
+        /// Creates a goods-in note on the order `orderIdSet` (one id: the sales credit), receiving
+        /// the listed products into one warehouse; the stock is on hand again. Not idempotent: list
+        /// the credit's notes first (`GetGoodsInNotesForOrders`), and give `userBatchReference` our
+        /// refund's natural key so a repeat is refused.
+        ///
+        /// `POST /public-api/{account}/warehouse-service/order/{orderIdSet}/goods-note/goods-in`: [`CreateGoodsInNote`], answering [`super::CreateGoodsInNoteResponse`].
+        fn create_goods_in_note(
+            &self,
+            path: &super::CreateGoodsInNotePath,
+            body: &super::CreateGoodsInNoteRequest,
+        ) -> impl std::future::Future<
+            Output = Result<super::CreateGoodsInNoteResponse, Self::Error>,
+        > + Send {
+            self.call::<CreateGoodsInNote>(path, &(), Some(body))
+        }
         /// Resource search (see `common.yaml` `SearchEnvelope`); note the path is `goods-out-search`,
         /// not `goods-out-note-search`. Columns (data type): `goodsOutNoteId` (INTEGER), `printed`,
         /// `picked`, `packed`, `shipped` (BOOLEAN), `shippedOn` (PERIOD), `orderId` (INTEGER),
@@ -1776,6 +2259,8 @@ pub mod operations {
         GET_BUNDLE_AVAILABILITY,
         GET_GOODS_OUT_NOTES_FOR_ORDERS,
         GET_GOODS_OUT_NOTES,
+        GET_GOODS_IN_NOTES_FOR_ORDERS,
+        CREATE_GOODS_IN_NOTE,
         SEARCH_GOODS_OUT_NOTES,
         LIST_WAREHOUSES,
         LIST_SHIPPING_METHODS,
@@ -1798,6 +2283,12 @@ pub mod operations {
             }
             "GetGoodsOutNotes" => {
                 Some(visitor.visit::<super::GetGoodsOutNotesResponse>())
+            }
+            "GetGoodsInNotesForOrders" => {
+                Some(visitor.visit::<super::GetGoodsInNotesForOrdersResponse>())
+            }
+            "CreateGoodsInNote" => {
+                Some(visitor.visit::<super::CreateGoodsInNoteResponse>())
             }
             "SearchGoodsOutNotes" => {
                 Some(visitor.visit::<super::SearchGoodsOutNotesResponse>())
@@ -1886,12 +2377,51 @@ pub const SCHEMA_FIELDS: &[(&str, &[(&str, &str)])] = &[
         "GoodsOutNoteEvent",
         &[("occured", ""), ("eventOwnerId", ""), ("eventCode", "GoodsOutNoteEventCode")],
     ),
+    (
+        "GoodsInNoteRequest",
+        &[
+            ("transfer", ""),
+            ("warehouseId", ""),
+            ("userBatchReference", ""),
+            ("receivedOn", ""),
+            ("goodsMoved", "GoodsInMovement"),
+        ],
+    ),
+    (
+        "GoodsInMovement",
+        &[
+            ("productId", ""),
+            ("purchaseOrderRowId", ""),
+            ("quantity", ""),
+            ("destinationLocationId", ""),
+            ("productValue", "GoodsInProductValue"),
+        ],
+    ),
+    ("GoodsInProductValue", &[("currency", ""), ("value", "")]),
+    ("GoodsInNoteMapResponse", &[("response", "{}GoodsInNote")]),
+    (
+        "GoodsInNote",
+        &[
+            ("goodsNoteId", ""),
+            ("orderId", ""),
+            ("warehouseId", ""),
+            ("transfer", ""),
+            ("goodsNoteStatus", ""),
+            ("userBatchReference", ""),
+            ("receivedOn", ""),
+            ("createdBy", ""),
+            ("goodsMoved", "GoodsInMovement"),
+        ],
+    ),
     ("NamedItemListResponse", &[("response", "NamedItem")]),
     ("NamedItem", &[("id", ""), ("name", "")]),
     ("GetProductAvailabilityResponse", &[("", "ProductAvailabilityResponse")]),
     ("GetBundleAvailabilityResponse", &[("", "BundleAvailabilityResponse")]),
     ("GetGoodsOutNotesForOrdersResponse", &[("", "GoodsOutNoteMapResponse")]),
     ("GetGoodsOutNotesResponse", &[("", "GoodsOutNoteMapResponse")]),
+    ("GetGoodsInNotesForOrdersResponse", &[("", "GoodsInNoteMapResponse")]),
+    ("CreateGoodsInNoteRequest", &[("", "GoodsInNoteRequest")]),
+    ("CreateGoodsInNoteResponse", &[("", "CreatedIdResponse")]),
     ("SearchGoodsOutNotesResponse", &[("", "SearchEnvelope")]),
     ("ListWarehousesResponse", &[("", "NamedItemListResponse")]),
     ("ListShippingMethodsResponse", &[("", "NamedItemListResponse")]),

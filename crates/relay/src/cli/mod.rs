@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod refund;
 pub mod run;
 pub mod serve;
 pub mod status;
@@ -11,7 +12,9 @@ use std::path::{Path, PathBuf};
 use crate::config::RelayConfig;
 
 /// The subcommands that take `-c/--config`.
-const TAKE_CONFIG: &[&str] = &["verify", "run", "serve", "status", "replay", "cursor"];
+const TAKE_CONFIG: &[&str] = &[
+    "verify", "run", "serve", "status", "replay", "cursor", "refund",
+];
 
 /// Moves a `-c FILE` / `--config FILE` / `--config=FILE` / `-cFILE` given before the subcommand
 /// to just after it, so `relay -c relay.toml status` means `relay status -c relay.toml` and

@@ -41,6 +41,15 @@ pub struct OrdersConfig {
     /// Brightpearl order status id that marks an order cancelled: an order cancelled in Norce
     /// gets it (`UpdateOrderStatus`). Default: none (the Brightpearl order is left as it is).
     pub cancelled_status_id: Option<i64>,
+    /// Whether a refund (`relay refund`, the console's Refund) also puts the refunded
+    /// stock-tracked products back into `orders.warehouse_id` (a goods-in note on the sales
+    /// credit) when the refund does not say. Default `false` (a refund of money only: goods
+    /// that come back are received in Brightpearl by hand, or refunded with `--restock`).
+    pub refund_restock: bool,
+    /// Brightpearl warehouse location that restocked goods go to (`destinationLocationId`; the
+    /// warehouse's default location, see Settings > Warehouses). Required for restocking.
+    /// Default: none.
+    pub refund_location_id: Option<i64>,
     /// Brightpearl sales channel id of the web shop. Default: none (Brightpearl's default).
     pub channel_id: Option<i64>,
     /// Brightpearl warehouse to allocate from. Default `2` (the sandbox's first warehouse).
@@ -241,6 +250,8 @@ impl Default for OrdersConfig {
             installed_integration_instance_id: None,
             status_id: 2,
             cancelled_status_id: None,
+            refund_restock: false,
+            refund_location_id: None,
             channel_id: None,
             warehouse_id: 2,
             price_list_id: 2,
@@ -363,6 +374,20 @@ impl OrdersConfig {
                 format!(
                     "{id} cannot mark a cancelled order: use a positive Brightpearl order status id other than `orders.status_id` (see Settings > Order statuses)"
                 ),
+            );
+        }
+        if let Some(id) = self.refund_location_id
+            && id <= 0
+        {
+            return invalid(
+                "refund_location_id",
+                format!("{id} is not a Brightpearl location id: use a positive id"),
+            );
+        }
+        if self.refund_restock && self.refund_location_id.is_none() {
+            return invalid(
+                "refund_restock",
+                "restocking needs the location the goods go to: set `orders.refund_location_id` (the warehouse's default location in Brightpearl), or set `orders.refund_restock = false`".into(),
             );
         }
         if self.delivery_note_prefix.chars().count() > 30 {

@@ -19,6 +19,10 @@
 //!   webhook, status `orders.cancelled_status_id`) to Norce as `CancelOrder` while Norce holds
 //!   them open (entities `erp-cancel`, keyed by the Brightpearl order id; see `cancel`).
 //!
+//! The `orders` pass also credits refunds (entities `refund`, keyed `{orderNo}-R{n}`, queued by
+//! `relay refund` or the console; see `refund`): a Brightpearl sales credit per refund, and the
+//! stock put back when asked.
+//!
 //! Steps of an `orders` entity, each recorded after its platform call and each checking the
 //! target first when replayed:
 //!
@@ -47,6 +51,7 @@ mod common;
 mod dedupe;
 mod fulfilment;
 mod model;
+mod refund;
 mod steps;
 
 use std::collections::HashMap;
@@ -77,6 +82,9 @@ use crate::state::{EntityRecord, EntityUpdate, InboxItem, Status};
 
 pub use self::cancel::ERP_CANCEL_FLOW;
 pub use self::fulfilment::run_fulfilment;
+pub use self::refund::{
+    PlannedRefund, REFUND_FLOW, RefundRequest, plan_refund, refund_key, refunds_of,
+};
 use self::steps::*;
 
 /// Inbox source of the Norce order receiver (body: an `OrderRequest`).
@@ -96,8 +104,9 @@ impl Flow for Orders {
         FLOW
     }
 
+    /// Its orders and their refunds (`refund`, queued by `relay refund` or the console).
     fn entity_flows(&self) -> &'static [&'static str] {
-        &[FLOW]
+        &[FLOW, REFUND_FLOW]
     }
 
     fn accepts(&self, source: &str) -> bool {
@@ -442,6 +451,11 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
                 report.add(outcome);
             }
         }
+    }
+    // Refunds after the orders: a refund queued for an order of this pass finds its sales
+    // order recorded.
+    for outcome in refund::run_refunds(ctx, &shared).await? {
+        report.add(outcome);
     }
     report.duration_ms = elapsed_ms(started);
     tracing::info!(flow = FLOW, ?report, "pass finished");

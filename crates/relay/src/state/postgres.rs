@@ -1557,6 +1557,46 @@ impl Store for PgStore {
         })
     }
 
+    fn create_by(
+        &self,
+        flow: &str,
+        source_id: &str,
+        payload: &str,
+        actor: &str,
+        detail: &str,
+    ) -> Result<Option<EntityRecord>, StateError> {
+        let params = owned(&[flow, source_id, payload, actor, detail]);
+        let stamp = self.stamp();
+        self.call("create_by", move |pool| async move {
+            let client = pool.get().await?;
+            // One statement: the new record and its history entry with the actor, or nothing
+            // when the record exists.
+            let sql = format!(
+                "WITH inserted AS (
+                     INSERT INTO entities (flow, source_id, status, payload, updated_at)
+                     VALUES ($1, $2, 'pending', $3, $4)
+                     ON CONFLICT (flow, source_id) DO NOTHING RETURNING {ENTITY_COLUMNS}
+                 ),
+                 created AS (
+                     INSERT INTO entity_events (flow, source_id, at, kind, status, detail, actor)
+                     SELECT flow, source_id, updated_at, $5::text, status, $6::text, $7::text
+                     FROM inserted
+                 )
+                 SELECT {ENTITY_COLUMNS} FROM inserted"
+            );
+            let kind = EventKind::Created.as_str();
+            let (flow, source_id, payload, actor, detail) =
+                (&params[0], &params[1], &params[2], &params[3], &params[4]);
+            let values: [&(dyn ToSql + Sync); 7] =
+                [flow, source_id, payload, &stamp, &kind, detail, actor];
+            query_opt(&client, &sql, &values)
+                .await?
+                .as_ref()
+                .map(entity)
+                .transpose()
+        })
+    }
+
     fn set_cursor_by(
         &self,
         flow: &str,

@@ -1251,6 +1251,38 @@ impl Store for SqliteStore {
         Ok(Some(record))
     }
 
+    fn create_by(
+        &self,
+        flow: &str,
+        source_id: &str,
+        payload: &str,
+        actor: &str,
+        detail: &str,
+    ) -> Result<Option<EntityRecord>, StateError> {
+        let stamp = self.stamp();
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let created = tx
+            .prepare_cached(
+                "INSERT INTO entities (flow, source_id, status, payload, updated_at, seq)
+                 VALUES (?1, ?2, 'pending', ?3, ?4, (SELECT COALESCE(MAX(seq), 0) + 1 FROM entities))
+                 ON CONFLICT (flow, source_id) DO NOTHING",
+            )?
+            .execute(params![flow, source_id, payload, stamp])?;
+        if created == 0 {
+            return Ok(None);
+        }
+        Event {
+            detail: Some(detail),
+            actor: Some(actor),
+            ..Event::of(flow, source_id, EventKind::Created, Status::Pending)
+        }
+        .add(&tx, &stamp)?;
+        let record = Self::get_existing(&tx, flow, source_id)?;
+        tx.commit()?;
+        Ok(Some(record))
+    }
+
     fn set_cursor_by(
         &self,
         flow: &str,

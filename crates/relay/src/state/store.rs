@@ -726,6 +726,21 @@ pub trait Store: Send + Sync {
         let _ = (flow, source_id, actor, reason);
         Err(unsupported("resolve"))
     }
+    /// Creates `flow`/`source_id` as a new `Pending` entity with `payload`, asked for by `actor`
+    /// (an operator's action, e.g. a refund): its `Created` history entry carries the actor and
+    /// `detail`, so it is in the audit log. `None` when the entity exists already (nothing is
+    /// changed).
+    fn create_by(
+        &self,
+        flow: &str,
+        source_id: &str,
+        payload: &str,
+        actor: &str,
+        detail: &str,
+    ) -> Result<Option<EntityRecord>, StateError> {
+        let _ = (flow, source_id, payload, actor, detail);
+        Err(unsupported("create_by"))
+    }
     /// [`Store::set_cursor`] done by `actor` (recorded as `CursorSet`, `before -> after`);
     /// returns the value before.
     fn set_cursor_by(

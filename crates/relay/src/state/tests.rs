@@ -214,7 +214,58 @@ behaviour!(
     set_cursor_by_returns_the_value_before_and_is_logged,
     dead_letter_pages_by_flow_and_entity,
     prune_drops_old_flow_history_and_outcomes_but_keeps_the_audit_log,
+    create_by_queues_a_new_entity_once_in_the_audit_log,
 );
+
+fn create_by_queues_a_new_entity_once_in_the_audit_log(f: &Fixture) {
+    let store = &*f.store;
+    let record = store
+        .create_by(
+            "refund",
+            "NC-1-R1",
+            "{\"n\":1}",
+            "cli",
+            "refund of order NC-1",
+        )
+        .unwrap()
+        .expect("created");
+    assert_eq!(
+        (record.status, record.payload.as_deref()),
+        (Status::Pending, Some("{\"n\":1}"))
+    );
+    // The key taken: nothing changes, nothing is logged.
+    store.update("refund", "NC-1-R1", &mark_done()).unwrap();
+    assert_eq!(
+        store
+            .create_by("refund", "NC-1-R1", "{}", "console:s1", "again")
+            .unwrap(),
+        None
+    );
+    let kept = store.get("refund", "NC-1-R1").unwrap().unwrap();
+    assert_eq!(
+        (kept.status, kept.payload.as_deref()),
+        (Status::Done, Some("{\"n\":1}"))
+    );
+    let log = store.audit_log(10).unwrap();
+    assert_eq!(
+        log.iter()
+            .map(|e| (
+                e.kind,
+                e.source_id.as_str(),
+                e.actor.as_deref(),
+                e.detail.as_deref()
+            ))
+            .collect::<Vec<_>>(),
+        [(
+            EventKind::Created,
+            "NC-1-R1",
+            Some("cli"),
+            Some("refund of order NC-1")
+        )]
+    );
+    // The entity is listed like any other (a pass finds it by its flow).
+    assert_eq!(ids(&store.list(Some("refund"), None).unwrap()), ["NC-1-R1"]);
+}
 
 fn entity_lifecycle_and_counts(f: &Fixture) {
     let store = &*f.store;

@@ -11,7 +11,7 @@ use models_runtime::OperationInfo;
 use serde_json::json;
 
 use super::reply::{Ctx, Reply};
-use super::{contacts, credits, multi, orders, products, warehouse as wh, webhooks};
+use super::{contacts, credits, goods_in, multi, orders, products, warehouse as wh, webhooks};
 use crate::state::SharedState;
 use crate::util::header_lookup;
 
@@ -152,6 +152,8 @@ fn parse_headers<'a>(
         "GetGoodsOutNotesForOrders" => warehouse::GetGoodsOutNotesForOrdersHeaders,
         "GetGoodsOutNotes" => warehouse::GetGoodsOutNotesHeaders,
         "SearchGoodsOutNotes" => warehouse::SearchGoodsOutNotesHeaders,
+        "GetGoodsInNotesForOrders" => warehouse::GetGoodsInNotesForOrdersHeaders,
+        "CreateGoodsInNote" => warehouse::CreateGoodsInNoteHeaders,
         "ListWarehouses" => warehouse::ListWarehousesHeaders,
         "ListShippingMethods" => warehouse::ListShippingMethodsHeaders,
         "SearchContacts" => contact::SearchContactsHeaders,
@@ -208,6 +210,8 @@ fn handler(id: &str) -> Option<Handler> {
             )
         },
         "SearchGoodsOutNotes" => |ctx, _| wh::search_goods_out_notes(ctx),
+        "GetGoodsInNotesForOrders" => |ctx, r| goods_in::goods_in_notes(ctx, r.param("orderIdSet")),
+        "CreateGoodsInNote" => |ctx, r| goods_in::create_goods_in_note(ctx, r.param("orderIdSet")),
         "ListWarehouses" => |ctx, _| wh::warehouses(ctx),
         "ListShippingMethods" => |ctx, _| wh::shipping_methods(ctx),
         "SearchContacts" => |ctx, _| contacts::search(ctx),
@@ -461,7 +465,7 @@ mod tests {
             served += 1;
         }
         assert_eq!(
-            served, 36,
+            served, 38,
             "the operations of product, warehouse, contact, order and integration"
         );
     }

@@ -1,7 +1,8 @@
 //! The Brightpearl simulator: OAuth (authorization code, rotating refresh tokens), private staff
 //! apps, the 200-per-rolling-minute throttle, `{response}` / `{errors}` envelopes, ID sets and
 //! their limits, `OPTIONS` URI generation, resource searches, products, availability, prices,
-//! contacts, sales orders, goods-out notes, webhooks (with delivery) and multi-message.
+//! contacts, sales orders, sales credits, goods-out notes, goods-in notes on sales credits,
+//! webhooks (with delivery) and multi-message.
 //!
 //! Every rule and its source in the reference notes is listed in `crates/sandbox/README.md (Brightpearl section)`.
 //! Requests are parsed with the generated `brightpearl-models` types (bodies, `*Query`,
@@ -16,6 +17,7 @@ mod api;
 pub(crate) mod config;
 mod contacts;
 mod credits;
+mod goods_in;
 mod idset;
 mod multi;
 mod oauth;

@@ -13,7 +13,7 @@ use brightpearl_models::product::{
     ProductDimensions, ProductFinancialDetails, ProductIdentity, ProductSalesChannel, ProductStock,
     ProductWarehouseSettings, ProductWeight, TaxCodeRef, TextFormat,
 };
-use brightpearl_models::warehouse::GoodsOutNote;
+use brightpearl_models::warehouse::{GoodsInNote, GoodsOutNote};
 use chrono::{DateTime, Duration, Utc};
 use models_runtime::{Decimal, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -97,6 +97,8 @@ pub struct Counters {
     pub order: i64,
     pub row: i64,
     pub gon: i64,
+    /// Goods-in notes (stock received against sales credits).
+    pub goods_in: i64,
     pub webhook: i64,
     pub delivery: u64,
 }
@@ -131,6 +133,8 @@ pub struct Store {
     /// credits' own unique key (the sales-credit POST documents it like the sales-order one).
     pub credits_by_external_ref: HashMap<(String, Option<i64>), i64>,
     pub gons: BTreeMap<i64, GoodsOutNote>,
+    /// Goods-in notes by id: a sales credit's stock put back (see `goods_in`).
+    pub goods_in_notes: BTreeMap<i64, GoodsInNote>,
     pub webhooks: BTreeMap<i64, Webhook>,
     pub deliveries: Vec<WebhookDelivery>,
 }
@@ -192,6 +196,7 @@ impl Store {
                 order: 10_000,
                 row: 50_000,
                 gon: 0,
+                goods_in: 0,
                 webhook: 0,
                 token: 0,
                 delivery: 0,

@@ -83,6 +83,29 @@ impl Amount {
         Amount(div_round(self.0, SCALE / 100) * (SCALE / 100))
     }
 
+    /// `self + other`; `None` when out of range.
+    pub(crate) fn checked_add(self, other: Amount) -> Option<Amount> {
+        self.0.checked_add(other.0).map(Amount)
+    }
+
+    /// `self - other`; `None` when out of range.
+    pub(crate) fn checked_sub(self, other: Amount) -> Option<Amount> {
+        self.0.checked_sub(other.0).map(Amount)
+    }
+
+    /// `self / divisor` rounded half away from zero to six decimals; `None` for a divisor of
+    /// zero.
+    pub(crate) fn div_int(self, divisor: i64) -> Option<Amount> {
+        (divisor != 0).then(|| Amount(div_round(self.0, i128::from(divisor))))
+    }
+
+    /// The whole number it is, if it is one.
+    pub(crate) fn to_int(self) -> Option<i64> {
+        self.is_whole()
+            .then(|| i64::try_from(self.0 / SCALE).ok())
+            .flatten()
+    }
+
     /// Whether it is above zero.
     pub(crate) fn is_positive(self) -> bool {
         self.0 > 0
@@ -166,6 +189,16 @@ mod tests {
         assert_eq!(a("239.98").mul_round2(a("0.25")).unwrap().to_string(), "60");
         // No double rounding: 0.004999 × 1 stays 0.00.
         assert_eq!(a("0.004999").mul_round2(Amount::ONE).unwrap(), Amount::ZERO);
+    }
+
+    #[test]
+    fn sums_differences_and_unit_values() {
+        assert_eq!(a("1.5").checked_add(a("2.25")).unwrap(), a("3.75"));
+        assert_eq!(a("1").checked_sub(a("2.5")).unwrap(), a("-1.5"));
+        assert_eq!(a("100").div_int(3).unwrap().to_string(), "33.333333");
+        assert_eq!(a("-0.000005").div_int(1).unwrap(), a("-0.000005"));
+        assert!(a("1").div_int(0).is_none());
+        assert_eq!((a("3").to_int(), a("3.5").to_int()), (Some(3), None));
     }
 
     #[test]

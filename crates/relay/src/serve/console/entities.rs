@@ -1,5 +1,5 @@
-//! Entities: the search, the detail page with its history, and the Retry and Mark resolved
-//! actions; the saved labels to download.
+//! Entities: the search, the detail page with its history, and the Retry, Mark resolved and
+//! (on an order) Refund actions; the saved labels to download.
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +28,7 @@ pub(super) fn id_labels(flow: &str) -> (&'static str, &'static str) {
     match flow {
         "shipping" => ("Norce order", "nShift shipment"),
         "orders" => ("Norce order", "Brightpearl order"),
+        "refund" => ("Refund (Norce order-R<n>)", "Brightpearl sales credit"),
         "fulfilment" => ("Brightpearl goods-out note", "Norce delivery note"),
         "stock" | "prices" => ("Brightpearl product", "Norce import job"),
         _ => ("Source id", "Target id"),
@@ -266,6 +267,16 @@ pub(super) async fn detail(
         .collect();
     let can_retry = !letters.is_empty() || record.status == Status::Failed;
     let can_resolve = !matches!(record.status, Status::Done | Status::Resolved);
+    // An imported order can be refunded (a Brightpearl sales credit); its refunds are listed.
+    let refundable = flow == crate::flows::orders::FLOW && record.target_id.is_some();
+    let refunds = if flow == crate::flows::orders::FLOW {
+        match crate::flows::orders::refunds_of(store, &id) {
+            Ok(refunds) => refunds,
+            Err(e) => return state_failed(&operator, &e),
+        }
+    } else {
+        Vec::new()
+    };
     let path = entity_path(&flow, &id);
     let body = html! {
         div.cards {
@@ -306,6 +317,26 @@ pub(super) async fn detail(
                     label for="reason" { "Mark resolved: what was done instead (kept in the history)" }
                     textarea #reason name="reason" rows="2" required maxlength="500" {}
                     button #resolve.secondary type="submit" { "Mark resolved" }
+                }
+            }
+        }
+        @if refundable {
+            form #refund-form method="post" action={ (path) "/refund" } {
+                (csrf_field(&operator))
+                p { "Refund: a Brightpearl sales credit for the rows below, created by the next orders pass (as " code { "relay refund" } "). Leave the rows empty to refund all that earlier refunds left, freight included." }
+                label for="refund-rows" { "Rows, one SKU=QTY a line (optional)" }
+                textarea #refund-rows name="rows" rows="2" maxlength="2000" placeholder="SKU-1=1" {}
+                label for="refund-reason" { "Reason (optional, kept in the audit log)" }
+                input #refund-reason type="text" name="reason" maxlength="500";
+                label { input #refund-restock type="checkbox" name="restock" value="1" checked[operator.shared().ctx.config.orders.refund_restock]; " Put the stock back (goods-in note on the credit)" }
+                button #refund type="submit" { "Refund" }
+            }
+        }
+        @if !refunds.is_empty() {
+            h2 { "Refunds" }
+            ul #refunds {
+                @for refund in &refunds {
+                    li { a href=(entity_path(&refund.flow, &refund.source_id)) { (refund.source_id) } " " (status_badge(refund.status)) " " (refund.step.as_deref().unwrap_or("")) }
                 }
             }
         }
@@ -481,6 +512,68 @@ pub(super) async fn retry(
         operator.shared().trigger_entity_flow(&flow);
     }
     Redirect::to(&format!("{}?flash={outcome}", entity_path(&flow, &id))).into_response()
+}
+
+/// `POST /console/entities/{flow}/{id}/refund` (an `orders` entity): queues a refund as
+/// `relay refund` does (rows `SKU=QTY` a line, none for all that is left; `restock`; `reason`)
+/// and starts the orders pass.
+pub(super) async fn refund(
+    operator: Operator,
+    UrlPath((flow, id)): UrlPath<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    if let Err(refused) = operator.check_csrf(&form) {
+        return *refused;
+    }
+    if flow != crate::flows::orders::FLOW {
+        return action_failed(
+            &operator,
+            &operator::ActionError::Invalid(format!(
+                "only an order (flow `orders`) can be refunded, not an item of `{flow}`"
+            )),
+        );
+    }
+    let mut rows = Vec::new();
+    for line in form.get("rows").unwrap_or_default().lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match line.rsplit_once('=') {
+            Some((sku, qty)) => rows.push((sku.trim().to_owned(), qty.trim().to_owned())),
+            None => {
+                return action_failed(
+                    &operator,
+                    &operator::ActionError::Invalid(format!(
+                        "row `{line}` is not SKU=QTY (e.g. SKU-1=2)"
+                    )),
+                );
+            }
+        }
+    }
+    let request = crate::flows::orders::RefundRequest {
+        rows,
+        reason: form.get("reason").map(str::to_owned),
+        // A checkbox is sent only when ticked: unticked means no restock.
+        restock: Some(form.get("restock").is_some()),
+    };
+    let shared = operator.shared();
+    match operator::refund(
+        shared.store(),
+        &shared.ctx.config,
+        &id,
+        &request,
+        &operator.actor(),
+    ) {
+        Ok(queued) => {
+            tracing::info!(actor = %operator.actor(), source_id = id, refund = queued.record.source_id, "console: refund queued");
+            shared.trigger_entity_flow(crate::flows::orders::REFUND_FLOW);
+            Redirect::to(&format!("{}?flash=refund_queued", entity_path(&flow, &id)))
+                .into_response()
+        }
+        Err(e) => action_failed(&operator, &e),
+    }
 }
 
 /// `POST /console/entities/{flow}/{id}/resolve`: closes it with the reason given.

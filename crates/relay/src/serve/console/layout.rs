@@ -392,6 +392,7 @@ impl Flash {
             }
             "nothing_to_retry" => "Nothing to retry: it is not failed.".to_owned(),
             "resolved" => "Marked resolved; the reason is in its history.".to_owned(),
+            "refund_queued" => "Refund queued: the orders pass has been started and creates the Brightpearl sales credit; it is listed under Refunds.".to_owned(),
             "bulk_requeued" => {
                 format!("{n} dead letter(s) sent back to their flows; passes have been started.")
             }

@@ -5,7 +5,7 @@
 //! | --- | --- |
 //! | `/console` | per flow: last and next run, done and failed in 24 h, dead letters, cursor age; the platforms' health; Brightpearl webhook registrations; a 48-hour chart |
 //! | `/console/entities` | search by flow, status, reference (any platform's id) and date; paginated |
-//! | `/console/entities/{flow}/{id}` | ids side by side, the history, the payload (secrets redacted), labels, **Retry** and **Mark resolved** |
+//! | `/console/entities/{flow}/{id}` | ids side by side, the history, the payload (secrets redacted), labels, **Retry** and **Mark resolved**; on an order **Refund** and its refunds |
 //! | `/console/dead-letters` | the queue, bulk retry and resolve |
 //! | `/console/cursors` | each flow's cursor; set one back, after a confirmation that says what will be re-read |
 //! | `/console/mappings` | the configured mappings, read-only |
@@ -61,6 +61,10 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/console/entities", get(entities::list))
         .route("/console/entities/{flow}/{id}", get(entities::detail))
         .route("/console/entities/{flow}/{id}/retry", post(entities::retry))
+        .route(
+            "/console/entities/{flow}/{id}/refund",
+            post(entities::refund),
+        )
         .route(
             "/console/entities/{flow}/{id}/resolve",
             post(entities::resolve),
