@@ -67,6 +67,12 @@ enum Command {
     Status(relay::cli::status::StatusArgs),
     /// Put dead-lettered items back to be processed again.
     Replay(relay::cli::status::ReplayArgs),
+    /// Queue a return label for a booked order (ORDER: the Norce order number). Like replay,
+    /// it only queues: the next shipping pass (`relay run`, or `relay serve`) books the return
+    /// in nShift exactly once and saves its label beside the order's labels. Refused when
+    /// relay does not know the order, it is not booked yet, it has a return already, or its
+    /// delivery method maps no `return_service` and no --service is given.
+    Return(relay::cli::returns::ReturnArgs),
     /// Queue a refund of an imported order (ORDER: the Norce order number) as a Brightpearl
     /// sales credit: by default every row, all that earlier refunds left (with the freight row);
     /// --row SKU=QTY (repeatable) for some rows, --reason, --restock to put the stock back.
@@ -129,6 +135,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => relay::cli::serve::execute(args).await,
         Command::Status(args) => relay::cli::status::execute_status(args).await,
         Command::Replay(args) => relay::cli::status::execute_replay(args).await,
+        Command::Return(args) => relay::cli::returns::execute(args).await,
         Command::Refund(args) => relay::cli::refund::execute(args).await,
         Command::Cursor(args) => relay::cli::status::execute_cursor(args).await,
         Command::Auth(args) => relay::cli::auth::execute(args).await,

@@ -179,6 +179,80 @@ pub fn retry_entity(
         .collect())
 }
 
+/// What [`request_return`] queued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReturnRequested {
+    /// The return entity (flow `return`, keyed by the basket id).
+    pub record: EntityRecord,
+    /// The Norce order number.
+    pub order_no: String,
+    /// The return product that will be booked.
+    pub service_id: String,
+    /// It was queued already (nothing new was queued).
+    pub already_queued: bool,
+}
+
+/// Queues a return label for `order` (the Norce order number, or the basket id) as `actor`
+/// (`relay return`, the console's **Book return label**): an entity of the flow `return`
+/// booked by the next shipping pass, its creation in the audit log. `service` overrides the
+/// delivery method's `return_service`. Refused with the reason when relay does not know the
+/// order, it is not booked yet, it has a return already, or no return service is mapped.
+pub fn request_return(
+    store: &dyn Store,
+    config: &RelayConfig,
+    order: &str,
+    service: Option<&str>,
+    actor: &str,
+) -> Result<ReturnRequested, ActionError> {
+    use crate::flows::shipping::{RETURN_FLOW, ReturnRefused, prepare_return};
+    let request = prepare_return(store, config, order, service).map_err(|e| match e {
+        ReturnRefused::State(e) => ActionError::State(e),
+        other => ActionError::Invalid(other.to_string()),
+    })?;
+    let existing = store.get(RETURN_FLOW, &request.source_id)?;
+    let record = match existing {
+        Some(record) if request.already_queued => record,
+        Some(record) if record.status == crate::state::Status::Failed => {
+            return Err(ActionError::Invalid(format!(
+                "the return of order {} failed before ({}): retry it (`relay replay` with its dead-letter id, or Retry in the console)",
+                request.order_no,
+                record.last_error.as_deref().unwrap_or("see its history")
+            )));
+        }
+        Some(record) => {
+            return Err(ActionError::Invalid(format!(
+                "a return of order {} was asked for before and is {} (step {}); see its history",
+                request.order_no,
+                record.status.as_str(),
+                record.step.as_deref().unwrap_or("none")
+            )));
+        }
+        None => {
+            let detail = format!("return label requested (service {})", request.service_id);
+            let created = store.create_by(
+                RETURN_FLOW,
+                &request.source_id,
+                &request.payload,
+                actor,
+                &detail,
+            )?;
+            match created {
+                Some(record) => record,
+                // Queued by someone else in between: theirs stands.
+                None => store
+                    .get(RETURN_FLOW, &request.source_id)?
+                    .ok_or_else(|| ActionError::Invalid("the return entity vanished".to_owned()))?,
+            }
+        }
+    };
+    Ok(ReturnRequested {
+        already_queued: request.already_queued,
+        record,
+        order_no: request.order_no,
+        service_id: request.service_id,
+    })
+}
+
 /// Closes an entity as resolved by `actor`, with `reason` (required: it is what the next
 /// operator reads in the history).
 pub fn resolve(

@@ -1322,6 +1322,101 @@ async fn normal_and_return_shipment_in_one_call() {
     assert_eq!(api.count("RET-1").await, 2);
 }
 
+#[tokio::test]
+async fn return_only_shipments_and_return_options_are_validated() {
+    let api = Api::start().await;
+    // A return product on its own: one return shipment, from the customer back to the sender.
+    let mut body = print_request("RET-ONLY-1");
+    body["shipment"]["service"] =
+        json!({"id": "P24", "returnShipment": true, "normalShipment": false});
+    let (status, created) = api.post("/shipments", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let list = created.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{created}");
+    assert_eq!(
+        (
+            list[0]["returnShipment"].as_bool(),
+            list[0]["normalShipment"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
+    assert_eq!(
+        list[0]["sndName"], "Anna Lind",
+        "the customer sends it back"
+    );
+    assert_eq!(list[0]["prints"][0]["description"], "Return label");
+    let id = list[0]["id"].as_str().unwrap();
+    let (status, pdfs) = api.get(&format!("/shipments/{id}/pdfs")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(pdfs[0]["description"], "Return label", "{pdfs}");
+
+    // Refused like any other field: 422 with a status naming it, nothing booked.
+    let refused = |service: Value| {
+        let mut body = print_request("RET-BAD-1");
+        body["shipment"]["service"] = service;
+        body
+    };
+    for (service, field) in [
+        // BUDBEEHD has no return option.
+        (
+            json!({"id": "BUDBEEHD", "normalShipment": true, "returnShipment": true}),
+            "Service_ReturnShipment",
+        ),
+        // P24 is a return product: never outbound.
+        (json!({"id": "P24"}), "Service_NormalShipment"),
+        (
+            json!({"id": "P17", "normalShipment": false}),
+            "Service_NormalShipment",
+        ),
+    ] {
+        let (status, statuses) = api.post("/shipments", &refused(service.clone())).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{service}: {statuses}"
+        );
+        assert!(
+            statuses
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["field"] == field && s["type"] == "error"),
+            "{service}: {statuses}"
+        );
+    }
+    assert_eq!(api.count("RET-BAD-1").await, 0);
+
+    // Stored the same way: found by its orderNo (what book_once searches before storing
+    // again), printed as one return shipment.
+    let mut stored = shipment("RET-STORED-1");
+    stored["service"] = json!({"id": "P24", "returnShipment": true});
+    let (status, info) = api.post("/stored-shipments", &stored).await;
+    assert_eq!(status, StatusCode::CREATED, "{info}");
+    assert_eq!(info["returnShipment"], true, "{info}");
+    let (status, found) = api
+        .get("/stored-shipments?searchField=orderNo&searchOp=equals&searchValue=RET-STORED-1")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(found.as_array().map(Vec::len), Some(1), "{found}");
+    assert_eq!(found[0]["status"], "READY", "{found}");
+    let stored_id = found[0]["id"].as_str().unwrap();
+    let (status, printed) = api
+        .post(
+            &format!("/stored-shipments/{stored_id}/shipments"),
+            &print_config(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{printed}");
+    assert_eq!(printed.as_array().map(Vec::len), Some(1), "{printed}");
+    assert_eq!(printed[0]["returnShipment"], true);
+    assert!(
+        printed[0]["parcels"][0]["parcelNo"]
+            .as_str()
+            .is_some_and(|p| !p.is_empty()),
+        "{printed}"
+    );
+}
+
 // ------------------------------------------------------------------ address check
 
 #[tokio::test]

@@ -1205,7 +1205,7 @@ pub struct ParcelInfo {
     ///Parcel reference.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub reference: ::std::option::Option<::std::string::String>,
-    ///Parcel number of the return parcel, if any.
+    ///Parcel number of the return parcel, if any (a return booked with the outbound shipment).
     #[serde(
         rename = "returnParcelNo",
         skip_serializing_if = "::std::option::Option::is_none"
@@ -1894,7 +1894,7 @@ pub struct Service {
         skip_serializing_if = "::std::option::Option::is_none"
     )]
     pub non_delivery_type: ::std::option::Option<::std::string::String>,
-    ///The shipment is an outbound shipment.
+    ///The shipment is an outbound shipment. Absent, it is one unless `returnShipment` is true.
     #[serde(
         rename = "normalShipment",
         skip_serializing_if = "::std::option::Option::is_none"
@@ -1966,7 +1966,7 @@ pub struct Service {
         skip_serializing_if = "::std::option::Option::is_none"
     )]
     pub reference_as_barcode: ::std::option::Option<bool>,
-    ///The shipment is (also) a return shipment.
+    ///The shipment is (also) a return shipment: with `normalShipment` true the booking prints the outbound and a return shipment, alone a return-only shipment.
     #[serde(
         rename = "returnShipment",
         skip_serializing_if = "::std::option::Option::is_none"

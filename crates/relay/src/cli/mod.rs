@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod config;
 pub mod refund;
+pub mod returns;
 pub mod run;
 pub mod serve;
 pub mod status;
@@ -13,7 +14,7 @@ use crate::config::RelayConfig;
 
 /// The subcommands that take `-c/--config`.
 const TAKE_CONFIG: &[&str] = &[
-    "verify", "run", "serve", "status", "replay", "cursor", "refund",
+    "verify", "run", "serve", "status", "replay", "cursor", "return", "refund",
 ];
 
 /// Moves a `-c FILE` / `--config FILE` / `--config=FILE` / `-cFILE` given before the subcommand

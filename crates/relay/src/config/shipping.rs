@@ -38,6 +38,8 @@ use super::orders::Cutoff;
 /// [shipping.services.POSTNORD_PICKUP]
 /// service_id = "P19"
 /// agent_type = "POSTNORD"                    # pickup-point network: the order's pickup point is the agent
+/// return_service = "P24"                     # return product for `relay return` / the console
+/// return_with_outbound = true                # return label booked with the outbound shipment
 ///
 /// [shipping.services.BUDBEE_HOME.countries.NO]  # per receiver country (ISO alpha-2)
 /// service_id = "P17"
@@ -174,6 +176,16 @@ pub struct ServiceMapping {
     pub agent_type: Option<String>,
     /// Sender quickId for this service (default `shipping.sender_quick_id`).
     pub sender_quick_id: Option<String>,
+    /// nShift service code of the return product (e.g. `P24`) for return labels booked on
+    /// their own: `relay return ORDER` and the console's **Book return label** (a return-only
+    /// shipment: `service.returnShipment` true, `normalShipment` false). Without it those need
+    /// `--service`. The label goes beside the outbound ones as `<order>-return-<n>.pdf`.
+    pub return_service: Option<String>,
+    /// Book the return label with the outbound shipment (default false): the booking asks for
+    /// the outbound service's return option (`service.normalShipment` and `returnShipment`
+    /// both true), nShift prints two shipments, and the return one is recorded on the entity
+    /// and saved as `<order>-return-<n>.pdf`. The outbound service must offer a return.
+    pub return_with_outbound: bool,
     /// Overrides per receiver country (ISO alpha-2): unset fields keep the values above.
     pub countries: BTreeMap<String, ServiceOverride>,
 }
@@ -298,6 +310,14 @@ impl ShippingConfig {
                 return Err(invalid(
                     format!("{key}.service_id"),
                     "set the nShift service code, e.g. \"P19\"",
+                ));
+            }
+            if let Some(service) = &mapping.return_service
+                && (service.trim().is_empty() || service.trim().contains(char::is_whitespace))
+            {
+                return Err(invalid(
+                    format!("{key}.return_service"),
+                    "set the nShift service code of the return product (e.g. \"P24\"), one word, or leave the key out",
                 ));
             }
             if mapping.customer_no.is_some() && mapping.partner_id.is_none() {

@@ -62,6 +62,18 @@
 //! recorded it handed over to the carrier (reported as a dead letter); an order not booked yet
 //! is never booked; the Brightpearl order gets `orders.cancelled_status_id`. See `cancel`.
 //!
+//! # Returns
+//!
+//! A delivery method's mapping may name a return product (`return_service`) and ask for the
+//! return label with the outbound shipment (`return_with_outbound`): then the booking asks
+//! for the service's return option (`normalShipment` and `returnShipment` both true), nShift
+//! prints two shipments, and the return one (id, parcel numbers) is recorded in the payload's
+//! `return_shipment`, never on the delivery note; its labels are saved beside the outbound
+//! ones as `<order>-return-<n>.pdf`. On demand, `relay return ORDER` or the console queue an
+//! entity of the flow `return` (same key), processed after the orders of a pass: a
+//! return-only shipment booked exactly once under its own `orderNo` (`<order>-R`). See
+//! `returns`.
+//!
 //! # Modules
 //!
 //! | module | concern |
@@ -70,6 +82,7 @@
 //! | `settings` | `[shipping]` as a pass uses it: built-in service mappings, the service of an order |
 //! | `pickup` | the inbox (pushes, Norce order events) and the Query poll |
 //! | `cancel` | orders cancelled in Norce: the nShift shipment and the Brightpearl order |
+//! | `returns` | return labels booked on demand (`relay return`, the console) |
 //! | `steps` | the state machine of an entity: resolve, book, labels, note, status |
 //! | `order`, `shipment`, `labels`, `note`, `track` | the payload, the nShift booking, label files, the Norce delivery note and status, the alerts feed |
 
@@ -91,6 +104,7 @@ mod names;
 mod note;
 mod order;
 mod pickup;
+mod returns;
 mod settings;
 mod shipment;
 mod steps;
@@ -104,6 +118,7 @@ pub use self::cancel::CANCEL_FLOW;
 pub use self::names::{ALERTS_CURSOR, FLOW};
 pub(crate) use self::order::country_alpha2;
 pub use self::pickup::{accepts, ingest};
+pub use self::returns::{RETURN_FLOW, ReturnRefused, ReturnRequest, prepare_return};
 use self::settings::Settings;
 pub use self::settings::{
     ParcelStatusWriteback, ServiceMapping, ServiceOverride, ShippingConfig, agent_types,
@@ -127,9 +142,10 @@ impl Flow for Shipping {
         FLOW
     }
 
-    /// Its own entities and the cancellations of orders cancelled in Norce (`cancel`).
+    /// Its own entities, the cancellations of orders cancelled in Norce (`cancel`) and the
+    /// return labels asked for on demand (`return`).
     fn entity_flows(&self) -> &'static [&'static str] {
-        &[FLOW, CANCEL_FLOW]
+        &[FLOW, CANCEL_FLOW, RETURN_FLOW]
     }
 
     fn accepts(&self, source: &str) -> bool {
@@ -223,6 +239,17 @@ pub async fn run(ctx: &FlowContext) -> Result<FlowReport, FlowError> {
         CANCEL_FLOW,
         settings.concurrency,
         |record| Box::pin(cancel::process(ctx, record)),
+        tally,
+    )
+    .await?;
+    // Returns asked for on demand, after the orders: an order booked in this pass can get its
+    // return label in it too.
+    let tally = |outcome| report.add(outcome);
+    for_each_pending(
+        ctx,
+        RETURN_FLOW,
+        settings.concurrency,
+        |record| Box::pin(returns::process(ctx, &settings, record)),
         tally,
     )
     .await?;

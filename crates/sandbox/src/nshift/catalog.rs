@@ -27,6 +27,25 @@ pub struct ServiceConfig {
     /// Whether a receiver phone or mobile number is required (an error when missing).
     #[serde(default)]
     pub requires_phone: bool,
+    /// What the service offers for returns (`service.returnShipment`).
+    #[serde(default)]
+    pub returns: Returns,
+}
+
+/// A service's return option: nShift prints a return shipment only for services that have one
+/// (the carrier's return product, or the return variant of an outbound service).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Returns {
+    /// No return shipment (`returnShipment: true` is refused with 422).
+    #[default]
+    None,
+    /// Outbound, with an optional return shipment in the same booking (`normalShipment` and
+    /// `returnShipment` both true: two shipments) or a return shipment on its own.
+    WithOutbound,
+    /// A return product: only return shipments (`normalShipment: false`,
+    /// `returnShipment: true`); an outbound booking is refused with 422.
+    Only,
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -36,7 +55,9 @@ fn strings(items: &[&str]) -> Vec<String> {
 /// The default service table.
 ///
 /// `P15`, `P19` and `PDK17` are the PostNord codes the reference notes use (RAML examples, spec
-/// examples); the DHL (`ASPO`, `ASP2`) and Budbee (`BUDBEEHD`) codes are sandbox choices.
+/// examples); the DHL (`ASPO`, `ASP2`) and Budbee (`BUDBEEHD`) codes are sandbox choices, and
+/// so is the return product `P24` and which services offer a return (the PostNord ones; see
+/// `x-assumed` on `Service.returnShipment` in specs/nshift/delivery.yaml).
 pub fn default_services() -> Vec<ServiceConfig> {
     let nordic = strings(&["SE", "NO", "DK", "FI"]);
     vec![
@@ -48,6 +69,7 @@ pub fn default_services() -> Vec<ServiceConfig> {
             addons: strings(&["NOT", "NOTSMS", "NOTEMAIL", "COD", "RPAY", "DNG"]),
             agent_type: None,
             requires_phone: false,
+            returns: Returns::WithOutbound,
         },
         ServiceConfig {
             id: "P17".into(),
@@ -57,6 +79,7 @@ pub fn default_services() -> Vec<ServiceConfig> {
             addons: strings(&["NOTSMS", "NOTEMAIL", "DLVFLEX"]),
             agent_type: None,
             requires_phone: false,
+            returns: Returns::WithOutbound,
         },
         ServiceConfig {
             id: "P19".into(),
@@ -66,6 +89,7 @@ pub fn default_services() -> Vec<ServiceConfig> {
             addons: strings(&["NOTSMS", "NOTEMAIL", "PUPOPT", "COD"]),
             agent_type: Some("POSTNORD".into()),
             requires_phone: false,
+            returns: Returns::WithOutbound,
         },
         ServiceConfig {
             id: "PDK17".into(),
@@ -75,6 +99,7 @@ pub fn default_services() -> Vec<ServiceConfig> {
             addons: strings(&["NOTSMS", "NOTEMAIL"]),
             agent_type: None,
             requires_phone: false,
+            returns: Returns::WithOutbound,
         },
         ServiceConfig {
             id: "ASPO".into(),
@@ -84,6 +109,7 @@ pub fn default_services() -> Vec<ServiceConfig> {
             addons: strings(&["NOTSMS", "NOTEMAIL", "PUPOPT", "COD"]),
             agent_type: Some("DHLSP".into()),
             requires_phone: false,
+            returns: Returns::None,
         },
         ServiceConfig {
             id: "ASP2".into(),
@@ -93,6 +119,7 @@ pub fn default_services() -> Vec<ServiceConfig> {
             addons: strings(&["NOT", "RPAY", "DNG"]),
             agent_type: None,
             requires_phone: false,
+            returns: Returns::None,
         },
         ServiceConfig {
             id: "BUDBEEHD".into(),
@@ -102,6 +129,17 @@ pub fn default_services() -> Vec<ServiceConfig> {
             addons: strings(&["NOTSMS", "NOTEMAIL"]),
             agent_type: None,
             requires_phone: true,
+            returns: Returns::None,
+        },
+        ServiceConfig {
+            id: "P24".into(),
+            partner_id: "PLAB".into(),
+            description: "PostNord Return Drop Off".into(),
+            to_countries: strings(&["SE", "NO", "DK", "FI"]),
+            addons: strings(&["NOTEMAIL"]),
+            agent_type: None,
+            requires_phone: false,
+            returns: Returns::Only,
         },
     ]
 }

@@ -5,7 +5,7 @@ use nshift_models::delivery::{
     Agent, Party, PrintFileType, PrintMedia, Shipment, ValidationStatus, ValidationStatusType,
 };
 
-use super::catalog::{self, AddressBook, ServiceConfig};
+use super::catalog::{self, AddressBook, Returns, ServiceConfig};
 
 /// One validation finding.
 pub fn status(
@@ -123,6 +123,45 @@ fn check_address(party: &Party, location: &str, statuses: &mut Vec<ValidationSta
     }
 }
 
+/// The shipment's `normalShipment` / `returnShipment` against the service's return option:
+/// a return from a service without one, an outbound shipment of a return product, or a
+/// shipment that is neither, are refused like any other field.
+fn check_return_option(
+    shipment: &Shipment,
+    service: &ServiceConfig,
+    statuses: &mut Vec<ValidationStatus>,
+) {
+    let returning = shipment.service.return_shipment == Some(true);
+    let normal = shipment.service.normal_shipment.unwrap_or(!returning);
+    if !normal && !returning {
+        statuses.push(error(
+            "Service_NormalShipment",
+            "Service",
+            "ShipmentType",
+            "The shipment is neither a normal nor a return shipment",
+        ));
+        return;
+    }
+    match service.returns {
+        Returns::None if returning => statuses.push(error(
+            "Service_ReturnShipment",
+            "Service",
+            "ReturnShipment",
+            format!("Service {} has no return shipment", service.id),
+        )),
+        Returns::Only if normal => statuses.push(error(
+            "Service_NormalShipment",
+            "Service",
+            "ReturnShipment",
+            format!(
+                "Service {} is a return service: book it with returnShipment true and normalShipment false",
+                service.id
+            ),
+        )),
+        _ => {}
+    }
+}
+
 /// Validates `shipment` against the service table and address book.
 ///
 /// `profile_group` is the profile of a profile-bound API key: such a key may only post within it.
@@ -145,6 +184,10 @@ pub fn validate(
             "ServiceId",
             format!("Unknown service code '{}'", shipment.service.id),
         ));
+    }
+
+    if let Some(service) = &service {
+        check_return_option(shipment, service, &mut statuses);
     }
 
     let sender = match catalog::complete_party(&shipment.sender, book) {

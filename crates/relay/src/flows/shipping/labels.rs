@@ -1,4 +1,5 @@
-//! Saving the labels: `<labels dir>/<order number>-<n>.<pdf|zpl>`, written atomically.
+//! Saving the labels: `<labels dir>/<order number>-<n>.<pdf|zpl>`, return labels beside them as
+//! `<order number>-return-<n>.<pdf|zpl>`, written atomically.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -6,7 +7,7 @@ use std::path::{Path, PathBuf};
 use nshift_client::models::ListShipmentPdfsPath;
 use nshift_client::{DeliveryApi as _, Label, LabelFormat, NshiftClient};
 
-use super::order::ShippingItem;
+use super::order::{ReturnShipment, ShippingItem};
 use super::settings::Settings;
 use crate::flows::action::ItemError;
 use crate::flows::context::FlowError;
@@ -71,12 +72,14 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), FlowErro
 
 /// Saves the labels of the booking: those that came back with it, or (on a resumed run) the
 /// documents nShift still has (they expire after an hour; then the booking stands and the
-/// missing labels are noted on the entity: reprint them in nShift).
+/// missing labels are noted on the entity: reprint them in nShift). A return booked with the
+/// outbound shipment gets its labels saved too (`fresh_return`, or its documents).
 pub(crate) async fn save(
     nshift: &NshiftClient,
     settings: &Settings,
     item: &mut ShippingItem,
     fresh: Option<Vec<Label>>,
+    fresh_return: Option<Vec<Label>>,
 ) -> Result<(), ItemError> {
     let booked = item
         .shipment
@@ -88,35 +91,85 @@ pub(crate) async fn save(
         .ok_or_else(|| ItemError::permanent("the Norce order number is not recorded"))?;
     let labels = match fresh.filter(|l| !l.is_empty()) {
         Some(labels) => labels,
-        None => {
-            let mut labels = Vec::new();
-            for shipment_id in &booked.shipment_ids {
-                let path = ListShipmentPdfsPath {
-                    shipment_id: shipment_id.clone(),
-                };
-                let documents = match nshift.list_shipment_pdfs(&path, &Default::default()).await {
-                    Ok(documents) => documents,
-                    Err(e) if not_found(&e) => Vec::new(),
-                    Err(e) => return Err(ItemError::call("listing the label documents", e)),
-                };
-                for document in documents {
-                    match nshift.fetch_document(shipment_id, &document.id).await {
-                        Ok(label) => labels.push(label),
-                        Err(e) if not_found(&e) => {}
-                        Err(e) => return Err(ItemError::call("fetching a label document", e)),
-                    }
-                }
-            }
-            labels
-        }
+        None => documents_of(nshift, &booked.shipment_ids).await?,
     };
     if labels.is_empty() {
         let reason = "nShift no longer had the label documents (they expire after one hour); reprint them in nShift".to_owned();
         tracing::warn!(order_no = %order_no, "{reason}");
         item.labels_missing = Some(reason);
+    } else {
+        let paths = write_labels(settings, file_stem(&order_no), labels).await?;
+        tracing::info!(order_no = %order_no, count = paths.len(), dir = %settings.labels_dir.display(), "labels saved");
+        item.labels = paths;
+        item.labels_missing = None;
+    }
+    if let Some(returned) = item.return_shipment.as_mut()
+        && returned.labels.is_empty()
+    {
+        save_return(nshift, settings, &order_no, returned, fresh_return).await?;
+    }
+    Ok(())
+}
+
+/// Saves the labels of a return shipment as `<order number>-return-<n>.<ext>`: `fresh` ones,
+/// else the documents nShift still has; none left is noted in `returned.labels_missing`.
+pub(crate) async fn save_return(
+    nshift: &NshiftClient,
+    settings: &Settings,
+    order_no: &str,
+    returned: &mut ReturnShipment,
+    fresh: Option<Vec<Label>>,
+) -> Result<(), ItemError> {
+    let labels = match fresh.filter(|l| !l.is_empty()) {
+        Some(labels) => labels,
+        None => documents_of(nshift, &returned.shipment_ids).await?,
+    };
+    if labels.is_empty() {
+        let reason = "nShift no longer had the return label documents (they expire after one hour); reprint them in nShift".to_owned();
+        tracing::warn!(order_no = %order_no, "{reason}");
+        returned.labels_missing = Some(reason);
         return Ok(());
     }
-    let stem = file_stem(&order_no);
+    let stem = format!("{}-return", file_stem(order_no));
+    let paths = write_labels(settings, stem, labels).await?;
+    tracing::info!(order_no = %order_no, count = paths.len(), "return labels saved");
+    returned.labels = paths;
+    returned.labels_missing = None;
+    Ok(())
+}
+
+/// The documents nShift still has for `shipment_ids` (expired or unknown ones left out).
+async fn documents_of(
+    nshift: &NshiftClient,
+    shipment_ids: &[String],
+) -> Result<Vec<Label>, ItemError> {
+    let mut labels = Vec::new();
+    for shipment_id in shipment_ids {
+        let path = ListShipmentPdfsPath {
+            shipment_id: shipment_id.clone(),
+        };
+        let documents = match nshift.list_shipment_pdfs(&path, &Default::default()).await {
+            Ok(documents) => documents,
+            Err(e) if not_found(&e) => Vec::new(),
+            Err(e) => return Err(ItemError::call("listing the label documents", e)),
+        };
+        for document in documents {
+            match nshift.fetch_document(shipment_id, &document.id).await {
+                Ok(label) => labels.push(label),
+                Err(e) if not_found(&e) => {}
+                Err(e) => return Err(ItemError::call("fetching a label document", e)),
+            }
+        }
+    }
+    Ok(labels)
+}
+
+/// Writes `labels` as `<stem>-<n>.<ext>` in the labels folder; the paths written.
+async fn write_labels(
+    settings: &Settings,
+    stem: String,
+    labels: Vec<Label>,
+) -> Result<Vec<String>, ItemError> {
     let files: Vec<(PathBuf, _)> = labels
         .into_iter()
         .enumerate()
@@ -147,10 +200,7 @@ pub(crate) async fn save(
     })
     .and_then(|written| written)
     .map_err(|e| ItemError::Stop(Box::new(e)))?;
-    tracing::info!(order_no = %order_no, count = paths.len(), dir = %settings.labels_dir.display(), "labels saved");
-    item.labels = paths;
-    item.labels_missing = None;
-    Ok(())
+    Ok(paths)
 }
 
 #[cfg(test)]

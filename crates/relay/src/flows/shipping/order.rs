@@ -55,6 +55,36 @@ pub(crate) struct ShippingItem {
     /// again with the new statuses (`shipping.parcel_status = "update_delivery_note"`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub parcel_status_unsent: bool,
+    /// The return shipment, booked with the outbound one or on demand (`relay return`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub return_shipment: Option<ReturnShipment>,
+}
+
+/// A return shipment booked for the order, as recorded on the shipping entity.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct ReturnShipment {
+    /// How it was booked: `with_outbound` (one booking with the outbound shipment) or
+    /// `on_demand` (its own booking, `relay return` or the console).
+    pub booked_with: String,
+    /// The nShift `orderNo` its booking is keyed on (`book_once`).
+    pub order_no: String,
+    /// nShift shipment ids of the return shipment.
+    pub shipment_ids: Vec<String>,
+    /// The stored shipment that was printed.
+    pub stored_id: Option<String>,
+    /// The return parcels' carrier numbers.
+    pub parcel_numbers: Vec<String>,
+    /// Service code of the return.
+    pub service_id: String,
+    /// When nShift printed it (RFC 3339).
+    pub printed_at: Option<String>,
+    /// Whether the booking was found already printed (a resumed attempt).
+    pub already_booked: bool,
+    /// Return label files written.
+    pub labels: Vec<String>,
+    /// Why return labels are missing (documents expired before they were saved).
+    pub labels_missing: Option<String>,
 }
 
 /// What a shipment needs from the order.

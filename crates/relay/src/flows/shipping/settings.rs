@@ -88,6 +88,10 @@ pub(crate) struct ChosenService {
     pub customer_no: Option<String>,
     pub agent_type: Option<String>,
     pub sender_quick_id: String,
+    /// The return product for returns booked on their own (`return_service`).
+    pub return_service: Option<String>,
+    /// Whether the return label is booked with the outbound shipment.
+    pub return_with_outbound: bool,
 }
 
 /// The configuration checked and completed, as a run uses it.
@@ -190,6 +194,13 @@ impl Settings {
                 .sender_quick_id
                 .clone()
                 .unwrap_or_else(|| self.sender_quick_id.clone()),
+            return_service: mapping
+                .return_service
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+            return_with_outbound: mapping.return_with_outbound,
         };
         if let Some(over) = mapping
             .countries

@@ -7,7 +7,7 @@ use nshift_client::models::{
 use nshift_client::{Booking, BookingOutcome, DeliveryApi as _, Label, NshiftClient};
 
 use super::labels::not_found;
-use super::order::{BookedShipment, OrderData, ShippingItem};
+use super::order::{BookedShipment, OrderData, ReturnShipment, ShippingItem};
 use super::settings::{ChosenService, Settings};
 use crate::flows::action::ItemError;
 
@@ -17,7 +17,14 @@ pub(crate) struct Booked {
     pub printed_now: bool,
     /// The labels that came back, if any (saved by the next step).
     pub labels: Vec<Label>,
+    /// The return labels that came back with a return booked with the outbound shipment.
+    pub return_labels: Vec<Label>,
 }
+
+/// How a return shipment was booked (`ReturnShipment::booked_with`).
+pub(crate) const WITH_OUTBOUND: &str = "with_outbound";
+/// A return booked on its own (`relay return`, the console).
+pub(crate) const ON_DEMAND: &str = "on_demand";
 
 /// Parcel count and weight per parcel for the order's lines.
 pub(crate) fn parcels_for(settings: &Settings, order: &OrderData) -> (i64, f64) {
@@ -235,6 +242,10 @@ pub(crate) async fn build(
         service: Service {
             id: service.service_id.clone(),
             addons: Some(addons(&service, order)).filter(|a| !a.is_empty()),
+            // The service's return option: nShift prints the outbound and the return
+            // shipment from the one booking (two shipments in the answer).
+            normal_shipment: service.return_with_outbound.then_some(true),
+            return_shipment: service.return_with_outbound.then_some(true),
             ..Service::default()
         },
         parcels: vec![Parcel {
@@ -284,6 +295,17 @@ pub(crate) async fn book(
         Err(e) => return Err(e),
     };
     let printed_now = booking.outcome == BookingOutcome::Printed;
+    // A booking with the return option prints two shipments: the return one is recorded on
+    // its own, so its parcels never go on the Norce delivery note.
+    let mut booking = booking;
+    let (returns, outbound): (Vec<_>, Vec<_>) = std::mem::take(&mut booking.shipments)
+        .into_iter()
+        .partition(|s| {
+            s.info.return_shipment == Some(true) && s.info.normal_shipment != Some(true)
+        });
+    booking.shipments = outbound;
+    let (with_return, return_service_id) =
+        (service.return_with_outbound, service.service_id.clone());
     let parcel_numbers: Vec<String> = booking
         .shipments
         .iter()
@@ -318,6 +340,23 @@ pub(crate) async fn book(
         already_booked: !printed_now,
     });
     tracing::info!(order_no = %order_no, printed_now, "shipment booked");
+    let mut return_labels = Vec::new();
+    if with_return {
+        if returns.is_empty() {
+            // The outbound booking stands; a return can still be booked on demand.
+            tracing::warn!(order_no = %order_no, "nShift printed no return shipment with the outbound one");
+        } else {
+            item.return_shipment = Some(return_record(
+                WITH_OUTBOUND,
+                &order_no,
+                &return_service_id,
+                booking.stored_id.clone(),
+                !printed_now,
+                &returns,
+            ));
+            return_labels = returns.into_iter().flat_map(|s| s.labels).collect();
+        }
+    }
     let labels = booking
         .shipments
         .into_iter()
@@ -326,6 +365,115 @@ pub(crate) async fn book(
     Ok(Booked {
         printed_now,
         labels,
+        return_labels,
+    })
+}
+
+/// The record of a printed return shipment.
+pub(crate) fn return_record(
+    booked_with: &str,
+    order_no: &str,
+    service_id: &str,
+    stored_id: Option<String>,
+    already_booked: bool,
+    shipments: &[nshift_client::PrintedShipment],
+) -> ReturnShipment {
+    ReturnShipment {
+        booked_with: booked_with.to_owned(),
+        order_no: order_no.to_owned(),
+        shipment_ids: shipments.iter().map(|s| s.info.id.clone()).collect(),
+        stored_id,
+        parcel_numbers: shipments
+            .iter()
+            .flat_map(|s| s.parcel_numbers().into_iter().map(str::to_owned))
+            .collect(),
+        service_id: service_id.to_owned(),
+        printed_at: shipments
+            .first()
+            .and_then(|s| s.info.created.as_ref())
+            .map(|t| t.to_rfc3339()),
+        already_booked,
+        labels: Vec::new(),
+        labels_missing: None,
+    }
+}
+
+/// The nShift `orderNo` a return booked on its own is keyed on: its own, so `book_once`
+/// finds that booking (and never the outbound one) when it searches before storing again.
+pub(crate) fn return_order_no(order_no: &str) -> String {
+    format!("{order_no}-R")
+}
+
+/// The return-only shipment of a booked order (`service_id` a return product): the same
+/// parties as the outbound shipment (nShift prints the return from the receiver back to the
+/// sender), `normalShipment` false and `returnShipment` true, keyed on [`return_order_no`].
+pub(crate) fn build_return(
+    settings: &Settings,
+    item: &ShippingItem,
+    service_id: &str,
+) -> Result<Shipment, ItemError> {
+    let order = item
+        .order
+        .as_ref()
+        .ok_or_else(|| ItemError::permanent("the order data is not recorded"))?;
+    let order_no = item
+        .order_no
+        .clone()
+        .ok_or_else(|| ItemError::permanent("the Norce order number is not recorded"))?;
+    let method = order.delivery_method.clone().unwrap_or_default();
+    let receiver = &order.receiver;
+    let country = receiver.country.clone().unwrap_or_default();
+    let service = settings.service_for(&method, &country).ok_or_else(|| {
+        ItemError::permanent(format!(
+            "no nShift service is mapped for the Norce delivery method `{method}`"
+        ))
+    })?;
+    let (copies, weight) = parcels_for(settings, order);
+    let sender_partners = match (&service.partner_id, &service.customer_no) {
+        (Some(partner), Some(customer_no)) => Some(vec![Partner {
+            id: partner.clone(),
+            cust_no: Some(customer_no.clone()),
+            ..Partner::default()
+        }]),
+        _ => None,
+    };
+    Ok(Shipment {
+        sender: Party {
+            quick_id: Some(service.sender_quick_id.clone()),
+            ..Party::default()
+        },
+        sender_partners,
+        receiver: Party {
+            name: receiver.name.clone(),
+            address1: receiver.line1.clone(),
+            address2: receiver.line2.clone(),
+            zipcode: receiver.zip.clone(),
+            city: receiver.city.clone(),
+            country: receiver.country.clone(),
+            contact: receiver.contact.clone(),
+            phone: receiver.phone.clone(),
+            mobile: receiver.mobile.clone(),
+            email: receiver.email.clone(),
+            ..Party::default()
+        },
+        test: Some(settings.test),
+        order_no: Some(return_order_no(&order_no)),
+        sender_reference: Some(reference(&order_no)),
+        service: Service {
+            id: service_id.trim().to_owned(),
+            normal_shipment: Some(false),
+            return_shipment: Some(true),
+            ..Service::default()
+        },
+        parcels: vec![Parcel {
+            copies,
+            value_per_parcel: Some(true),
+            weight: Some(weight),
+            package_code: Some("PC".to_owned()),
+            contents: Some("Return".to_owned()),
+            ..Parcel::default()
+        }],
+        ..Shipment::default()
     })
 }
 
@@ -337,7 +485,7 @@ fn agent_id_of(shipment: &Shipment) -> Option<String> {
 /// `book_once` as the order's only writer (the entity is processed by one worker at a time:
 /// one stored-shipment search per booking instead of two); a refusal for good deletes the
 /// order's unprinted stored shipments (see [`remove_unprinted`]).
-async fn book_exclusive(
+pub(crate) async fn book_exclusive(
     nshift: &NshiftClient,
     order_no: &str,
     shipment: Shipment,

@@ -116,6 +116,7 @@ async fn advance(
     // earlier attempt can have made its platform call.
     let resumed_at = step.clone();
     let mut fresh_labels = None;
+    let mut fresh_return_labels = None;
 
     if step.is_none() {
         let span = tracing::info_span!("shipping.step", flow = FLOW, step = "resolve", source_id = %source_id);
@@ -151,6 +152,7 @@ async fn advance(
         *at = Step::Other;
         outcome.booked = booking.printed_now;
         fresh_labels = Some(booking.labels);
+        fresh_return_labels = Some(booking.return_labels);
         let target = item
             .shipment
             .as_ref()
@@ -161,9 +163,15 @@ async fn advance(
 
     if step.as_deref() == Some(steps::BOOKED) {
         let span = tracing::info_span!("shipping.step", flow = FLOW, step = "labels", source_id = %source_id);
-        labels::save(nshift, settings, &mut item, fresh_labels.take())
-            .instrument(span)
-            .await?;
+        labels::save(
+            nshift,
+            settings,
+            &mut item,
+            fresh_labels.take(),
+            fresh_return_labels.take(),
+        )
+        .instrument(span)
+        .await?;
         outcome.labels = u32::try_from(item.labels.len()).unwrap_or(u32::MAX);
         record_step(ctx, &item, steps::LABELS_SAVED, None, None)?;
         step = Some(steps::LABELS_SAVED.to_owned());

@@ -27,6 +27,7 @@ const HISTORY: usize = 200;
 pub(super) fn id_labels(flow: &str) -> (&'static str, &'static str) {
     match flow {
         "shipping" => ("Norce order", "nShift shipment"),
+        "return" => ("Norce order (basket)", "nShift return shipment"),
         "orders" => ("Norce order", "Brightpearl order"),
         "refund" => ("Refund (Norce order-R<n>)", "Brightpearl sales credit"),
         "fulfilment" => ("Brightpearl goods-out note", "Norce delivery note"),
@@ -267,6 +268,7 @@ pub(super) async fn detail(
         .collect();
     let can_retry = !letters.is_empty() || record.status == Status::Failed;
     let can_resolve = !matches!(record.status, Status::Done | Status::Resolved);
+    let can_book_return = can_book_return(&record);
     // An imported order can be refunded (a Brightpearl sales credit); its refunds are listed.
     let refundable = flow == crate::flows::orders::FLOW && record.target_id.is_some();
     let refunds = if flow == crate::flows::orders::FLOW {
@@ -309,6 +311,15 @@ pub(super) async fn detail(
                     (csrf_field(&operator))
                     p { "Send it back to its flow and start a pass now (as " code { "relay replay" } ")." }
                     button #retry type="submit" { "Retry" }
+                }
+            }
+            @if can_book_return {
+                form #return-form method="post" action={ (path) "/return" } {
+                    (csrf_field(&operator))
+                    p { "Book a return label in nShift (as " code { "relay return" } "): the shipping pass books it once and saves it beside the labels." }
+                    label for="return-service" { "Return service (empty: the delivery method's " code { "return_service" } ")" }
+                    input #return-service name="service" type="text" maxlength="40";
+                    button #book-return type="submit" { "Book return label" }
                 }
             }
             @if can_resolve {
@@ -396,6 +407,26 @@ pub(super) fn redacted_payload(payload: Option<&str>) -> String {
     }
 }
 
+/// A shipping item booked in nShift without a return shipment yet: the console offers
+/// **Book return label**.
+fn can_book_return(record: &EntityRecord) -> bool {
+    if record.flow != crate::flows::shipping::FLOW {
+        return false;
+    }
+    let Some(value) = record
+        .payload
+        .as_deref()
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+    else {
+        return false;
+    };
+    let booked = value
+        .pointer("/shipment/shipment_ids")
+        .and_then(|ids| ids.as_array())
+        .is_some_and(|ids| !ids.is_empty());
+    booked && value.get("return_shipment").is_none_or(|r| r.is_null())
+}
+
 /// The label files the payload names that are inside the labels folder and exist, by file
 /// name (a payload naming a file elsewhere is never served).
 fn saved_labels(operator: &Operator, record: &EntityRecord) -> Vec<String> {
@@ -418,11 +449,12 @@ fn label_paths(operator: &Operator, record: &EntityRecord) -> Vec<PathBuf> {
     else {
         return Vec::new();
     };
-    let Some(files) = value.get("labels").and_then(|l| l.as_array()) else {
-        return Vec::new();
-    };
+    // The outbound labels, then the return labels (on the shipping item, or on a return item).
+    let files = ["/labels", "/return_shipment/labels", "/booked/labels"]
+        .into_iter()
+        .filter_map(|at| value.pointer(at).and_then(|l| l.as_array()))
+        .flatten();
     files
-        .iter()
         .filter_map(|f| f.as_str())
         .filter_map(|f| Path::new(f).canonicalize().ok())
         .filter(|path| path.starts_with(&dir) && path.is_file())
@@ -574,6 +606,36 @@ pub(super) async fn refund(
         }
         Err(e) => action_failed(&operator, &e),
     }
+}
+
+/// `POST /console/entities/{flow}/{id}/return`: queues a return label for a booked shipping
+/// item (as `relay return`, with the form's `service` if given) and starts the shipping pass.
+pub(super) async fn book_return(
+    operator: Operator,
+    UrlPath((flow, id)): UrlPath<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    if let Err(refused) = operator.check_csrf(&form) {
+        return *refused;
+    }
+    if flow != crate::flows::shipping::FLOW {
+        let what = format!("return labels are booked for shipping items, not `{flow}` ones");
+        return action_failed(&operator, &operator::ActionError::Invalid(what));
+    }
+    let service = form.get("service").map(str::trim).filter(|s| !s.is_empty());
+    let config = &operator.shared().ctx.config;
+    let store = operator.shared().store();
+    let outcome = match operator::request_return(store, config, &id, service, &operator.actor()) {
+        Ok(requested) if requested.already_queued => "return_already_queued",
+        Ok(_) => "return_queued",
+        Err(e) => return action_failed(&operator, &e),
+    };
+    tracing::info!(actor = %operator.actor(), source_id = id, outcome, "console: book return label");
+    operator
+        .shared()
+        .trigger_entity_flow(crate::flows::shipping::RETURN_FLOW);
+    Redirect::to(&format!("{}?flash={outcome}", entity_path(&flow, &id))).into_response()
 }
 
 /// `POST /console/entities/{flow}/{id}/resolve`: closes it with the reason given.

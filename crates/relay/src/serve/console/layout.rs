@@ -391,6 +391,13 @@ impl Flash {
                 "It has no dead letter and is pending: a pass has been started for it.".to_owned()
             }
             "nothing_to_retry" => "Nothing to retry: it is not failed.".to_owned(),
+            "return_queued" => {
+                "Return label queued: a shipping pass has been started; reload to see it booked."
+                    .to_owned()
+            }
+            "return_already_queued" => {
+                "A return label is queued already: a shipping pass has been started.".to_owned()
+            }
             "resolved" => "Marked resolved; the reason is in its history.".to_owned(),
             "refund_queued" => "Refund queued: the orders pass has been started and creates the Brightpearl sales credit; it is listed under Refunds.".to_owned(),
             "bulk_requeued" => {

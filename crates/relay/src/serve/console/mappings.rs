@@ -38,7 +38,7 @@ pub(super) async fn page(operator: Operator) -> Response {
         p { "As configured in this process (" code { "relay.toml" } " and the built-in defaults). Change them in the file and restart." }
         (section("delivery-methods", "Delivery methods → nShift services", "A Norce delivery method code books this nShift service with these add-ons; per destination country, overrides apply. Built-in mappings are listed unless the file replaces them.", html! {
             table {
-                thead { tr { th { "Norce delivery method" } th { "nShift service" } th { "Add-ons" } th { "Carrier (partner)" } th { "Customer no." } th { "Pickup network" } th { "Sender" } th { "Per country" } } }
+                thead { tr { th { "Norce delivery method" } th { "nShift service" } th { "Add-ons" } th { "Carrier (partner)" } th { "Customer no." } th { "Pickup network" } th { "Sender" } th { "Return" } th { "Per country" } } }
                 tbody {
                     @for (method, m) in &services {
                         tr {
@@ -49,6 +49,10 @@ pub(super) async fn page(operator: Operator) -> Response {
                             td { (or_dash(m.customer_no.as_deref())) }
                             td { (or_dash(m.agent_type.as_deref())) }
                             td { (or_dash(m.sender_quick_id.as_deref().or(Some(shipping.sender_quick_id.as_str())))) }
+                            td.return-mapping {
+                                (or_dash(m.return_service.as_deref()))
+                                @if m.return_with_outbound { " (label with the outbound)" }
+                            }
                             td {
                                 @for (country, o) in &m.countries {
                                     div { strong { (country) } ": " (or_dash(o.service_id.as_deref())) @if let Some(addons) = &o.addons { " + " (list(addons)) } }

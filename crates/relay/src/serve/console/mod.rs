@@ -62,6 +62,10 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/console/entities/{flow}/{id}", get(entities::detail))
         .route("/console/entities/{flow}/{id}/retry", post(entities::retry))
         .route(
+            "/console/entities/{flow}/{id}/return",
+            post(entities::book_return),
+        )
+        .route(
             "/console/entities/{flow}/{id}/refund",
             post(entities::refund),
         )
