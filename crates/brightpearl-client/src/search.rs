@@ -315,6 +315,9 @@ pub struct OrderRow {
     pub contact_id: Option<u64>,
     /// External reference (our order number).
     pub external_ref: Option<String>,
+    /// When the order last changed (ISO 8601), when the `updatedOn` column was asked for.
+    #[serde(default)]
+    pub updated_on: Option<String>,
 }
 
 /// A `goods-out-search` row.

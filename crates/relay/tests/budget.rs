@@ -144,6 +144,7 @@ async fn orders_go_before_a_reconciliation_and_the_split_shows_in_metrics_and_st
         store.as_ref(),
         &["orders", "stock"],
         &ConnectionStats::default(),
+        None,
     );
     assert!(
         text.contains(

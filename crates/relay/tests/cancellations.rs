@@ -480,3 +480,53 @@ async fn an_order_cancelled_in_norce_before_it_shipped_is_found_by_the_poll_and_
         Some(CANCELLED_STATUS)
     );
 }
+
+#[tokio::test]
+async fn an_order_cancelled_in_brightpearl_without_a_webhook_is_found_by_the_poll() {
+    let sb = sandbox(2).await;
+    let ctx = common::context(&sb, config("erp-poll"));
+    let imported = orders::run(&ctx).await.unwrap();
+    assert_eq!((imported.done, imported.failed), (2, 0), "{imported:?}");
+    let records = ctx.store.list(Some(orders::FLOW), None).unwrap();
+    let order_no = records[0].source_id.clone();
+    let order_id: i64 = records[0].target_id.clone().unwrap().parse().unwrap();
+    // A pass with nothing cancelled moves no cursor and queues nothing.
+    orders::run_fulfilment(&ctx).await.unwrap();
+    assert!(
+        ctx.store
+            .list(Some(orders::ERP_CANCEL_FLOW), None)
+            .unwrap()
+            .is_empty()
+    );
+
+    // Cancelled in the ERP; the webhook never came.
+    set_brightpearl_status(&ctx, order_id, CANCELLED_STATUS).await;
+    let report = orders::run_fulfilment(&ctx).await.unwrap();
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert_eq!(
+        step(&ctx, orders::ERP_CANCEL_FLOW, &order_id.to_string()),
+        (Status::Done, Some("norce_cancelled".into()))
+    );
+    assert_eq!(
+        admin(&sb, &format!("/_sandbox/norce/orders/{order_no}")).await["status"],
+        "Cancelled"
+    );
+    // Only relay's order was queued, and the cursor moved to its update time.
+    assert_eq!(
+        ctx.store
+            .list(Some(orders::ERP_CANCEL_FLOW), None)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(ctx.store.cursor(orders::ERP_CANCEL_FLOW).unwrap().is_some());
+    let cancel_posts = || {
+        sb.state()
+            .faults
+            .count("POST", "/commerce/connect/4.0/Order/CancelOrder")
+    };
+    assert_eq!(cancel_posts(), 1);
+    // The next pass sees it again (the period is inclusive) and sends nothing.
+    orders::run_fulfilment(&ctx).await.unwrap();
+    assert_eq!(cancel_posts(), 1);
+}

@@ -21,9 +21,10 @@ use brightpearl_client::{Priority, RateLimiter};
 
 use super::listener::ConnectionStats;
 use super::subscriptions::{SubscriptionOutcome, WebhookRegistration};
+use crate::alerts::AlertStats;
 use crate::budget::Recorder;
 use crate::flows::FlowReport;
-use crate::state::Store;
+use crate::state::{Status, Store};
 
 /// The `Content-Type` of [`Metrics::render`]'s text.
 pub(crate) const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -300,18 +301,23 @@ impl Metrics {
 
     /// The exposition text: these counters, the last runs and the webhook registration, gauges
     /// read from `store` (a store error leaves those out and sets `relay_store_up` to 0) with a
-    /// zero for every status of each of `flows`, and the listener's `connections`.
+    /// zero for every status of each of `flows`, the listener's `connections`, and what the
+    /// failure alerts' delivery has done (`alerts`, when `[alerts]` is configured).
     pub fn render(
         &self,
         store: &dyn Store,
         flows: &[&str],
         connections: &ConnectionStats,
+        alerts: Option<AlertStats>,
     ) -> String {
         let mut scrape = Registry::default();
         self.register_runs(&mut scrape);
         self.register_budget(&mut scrape);
         register_store(&mut scrape, store, flows);
         register_connections(&mut scrape, connections);
+        if let Some(alerts) = alerts {
+            register_alerts(&mut scrape, alerts);
+        }
         let mut out = String::new();
         // Writing to a String cannot fail, and every metric here encodes.
         let _ = prometheus_text::encode(&mut out, &self.registry);
@@ -459,10 +465,10 @@ fn register_store(scrape: &mut Registry, store: &dyn Store, flows: &[&str]) {
         }
         // Known flows show zeros, so dashboards have a series from the start.
         for flow in flows {
-            for status in ["pending", "done", "failed", "skipped"] {
+            for status in Status::ALL {
                 let labels = EntityLabels {
                     flow: (*flow).to_owned(),
-                    status: status.to_owned(),
+                    status: status.as_str().to_owned(),
                 };
                 // A series at 0 unless the store counted some.
                 let _ = entities.get_or_create(&labels);
@@ -483,6 +489,25 @@ fn register_store(scrape: &mut Registry, store: &dyn Store, flows: &[&str]) {
             gauge,
         );
     }
+}
+
+/// The failure alerts' messages by what became of them, so an alert channel that stopped
+/// working is itself visible (`failed` or `dropped` rising).
+fn register_alerts(scrape: &mut Registry, stats: AlertStats) {
+    let messages = Family::<ResultLabels, Counter>::default();
+    for (result, n) in [
+        ("queued", stats.queued),
+        ("dropped", stats.dropped),
+        ("sent", stats.sent),
+        ("failed", stats.failed),
+    ] {
+        messages.get_or_create(&ResultLabels { result }).inc_by(n);
+    }
+    scrape.register(
+        "relay_alert_messages",
+        "Failure alert messages: queued for delivery, dropped (queue full), and deliveries sent or failed after their attempts (one per message and channel)",
+        messages,
+    );
 }
 
 /// The listener's connection counters and gauges.
@@ -554,7 +579,26 @@ mod tests {
             }),
         );
         let store = SqliteStore::in_memory().unwrap();
-        let text = metrics.render(&store, &["shipping"], &ConnectionStats::default());
+        let alerts = AlertStats {
+            queued: 2,
+            dropped: 0,
+            sent: 1,
+            failed: 1,
+        };
+        let text = metrics.render(
+            &store,
+            &["shipping"],
+            &ConnectionStats::default(),
+            Some(alerts),
+        );
+        assert!(
+            text.contains("relay_alert_messages_total{result=\"failed\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("relay_entities{flow=\"shipping\",status=\"resolved\"} 0\n"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "relay_receiver_requests_total{receiver=\"norce-order\",status=\"200\"} 2\n"

@@ -605,9 +605,12 @@ async fn metrics(State(shared): State<AppState>) -> Response {
         .iter()
         .flat_map(|f| f.entity_flows().iter().copied())
         .collect();
-    let text = shared
-        .metrics
-        .render(shared.store(), &flows, &shared.connections.stats());
+    let text = shared.metrics.render(
+        shared.store(),
+        &flows,
+        &shared.connections.stats(),
+        shared.alerts.as_ref().map(crate::alerts::Alerter::stats),
+    );
     (
         [(
             header::CONTENT_TYPE,

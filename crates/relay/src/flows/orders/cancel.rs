@@ -4,7 +4,10 @@
 //!
 //! The `order.modified.order-status` webhook (inbox source `brightpearl-webhook`, body with `id`
 //! and `fullEvent`, as for goods-out notes) queues one entity of [`ERP_CANCEL_FLOW`] per order
-//! id; the `fulfilment` pass processes them after its notes:
+//! id; so does the `fulfilment` pass's poll (with `orders.poll`): an order-search for
+//! `orderStatusId` = `orders.cancelled_status_id` updated since the `erp-cancel` cursor, of
+//! which only the orders relay created (their `externalRef` is an `orders` entity) are queued.
+//! The `fulfilment` pass processes them after its notes:
 //!
 //! | step | platform call | replay safety |
 //! | --- | --- | --- |
@@ -15,14 +18,15 @@
 //! `OrderCancelledEvent`, which cancels the nShift shipment (the shipping flow's
 //! cancellations); the Brightpearl status set again there is harmless.
 
+use brightpearl_client::{OrderRow, SearchQuery, SearchResource, SortDirection};
 use futures::TryStreamExt as _;
 use norce_client::models::connect::CancelOrderRequest;
 use norce_client::models::connect::operations::ConnectApi as _;
 use norce_client::models::query::QueryOrdersQuery;
 
-use super::common::{FLOW, OrderPayload};
+use super::common::{FLOW, OrderPayload, cursor_text};
 use crate::flows::action::{ItemError, settle};
-use crate::flows::context::{FlowContext, FlowError, Outcome};
+use crate::flows::context::{FlowContext, FlowError, Outcome, cursor_time};
 use crate::state::{EntityRecord, EntityUpdate, Status};
 
 /// The entities of Brightpearl cancellations (keyed by the Brightpearl order id).
@@ -36,6 +40,61 @@ const NORCE_CANCELLED: &str = "norce_cancelled";
 const CLOSED: &[i32] = &[4, 5, 8];
 /// Norce Query `statusId` Cancelled.
 const CANCELLED: i32 = 6;
+
+/// Polls Brightpearl for orders set to `orders.cancelled_status_id` since the `erp-cancel`
+/// cursor (without the webhook, or for what a lost webhook missed) and queues one entity per
+/// order relay created. Returns how many of those were finished before. Nothing to do without
+/// `orders.cancelled_status_id`.
+pub(super) async fn pick_up_cancelled(
+    ctx: &FlowContext,
+    brightpearl: &brightpearl_client::Client,
+) -> Result<u64, FlowError> {
+    let Some(cancelled_status) = ctx.config.orders.cancelled_status_id else {
+        return Ok(0);
+    };
+    let since = cursor_time(ctx, ERP_CANCEL_FLOW)?;
+    let mut query = SearchQuery::new()
+        .filter("orderStatusId", cancelled_status.to_string())
+        .columns(["orderId", "externalRef", "updatedOn"])
+        .sort("orderId", SortDirection::Asc);
+    if let Some(since) = since {
+        // Inclusive: orders updated at the cursor's instant are seen again; upserting is a no-op.
+        query = query.period("updatedOn", Some(&cursor_text(since)), None);
+    }
+    let rows: Vec<OrderRow> = brightpearl
+        .search_all(SearchResource::Orders, query)
+        .await?;
+    let mut newest = since;
+    let mut finished_before = 0;
+    for row in &rows {
+        if let Some(updated) = row
+            .updated_on
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        {
+            let updated = updated.with_timezone(&chrono::Utc);
+            newest = Some(newest.map_or(updated, |n| n.max(updated)));
+        }
+        let Some(order_no) = row.external_ref.as_deref().filter(|r| !r.trim().is_empty()) else {
+            continue;
+        };
+        if ctx.store.get(FLOW, order_no)?.is_none() {
+            continue;
+        }
+        let record = ctx
+            .store
+            .upsert_pending(ERP_CANCEL_FLOW, &row.order_id.to_string(), None)?;
+        if record.status.is_finished() {
+            finished_before += 1;
+        }
+    }
+    // After every order is stored, so a crash never skips one.
+    if let Some(newest) = newest.filter(|n| Some(*n) != since) {
+        ctx.store
+            .set_cursor(ERP_CANCEL_FLOW, &cursor_text(newest))?;
+    }
+    Ok(finished_before)
+}
 
 /// Processes one entity and settles its outcome (the one per-item decision).
 pub(super) async fn process_and_settle(

@@ -140,6 +140,16 @@ pub async fn run_fulfilment(ctx: &FlowContext) -> Result<FlowReport, FlowError> 
             .await?;
         report.seen += already_done;
         report.done += already_done;
+        let already_done = super::cancel::pick_up_cancelled(ctx, brightpearl)
+            .instrument(tracing::info_span!(
+                "flow_step",
+                flow = super::cancel::ERP_CANCEL_FLOW,
+                step = "poll",
+                source_id = "order-search"
+            ))
+            .await?;
+        report.seen += already_done;
+        report.done += already_done;
     }
     let concurrency = ctx.config.run.concurrency;
     let tally = |outcome| report.add(outcome);
@@ -151,7 +161,7 @@ pub async fn run_fulfilment(ctx: &FlowContext) -> Result<FlowReport, FlowError> 
         tally,
     )
     .await?;
-    // Orders cancelled in Brightpearl (`order.modified.order-status` webhooks) → Norce.
+    // Orders cancelled in Brightpearl (`order.modified.order-status` webhooks, the poll) → Norce.
     let tally = |outcome| report.add(outcome);
     for_each_pending(
         ctx,
