@@ -14,7 +14,7 @@ pub struct RefundArgs {
     /// Refund only this row: SKU (the Norce part number; `Freight` for the freight row) and
     /// quantity, e.g. `--row SKU-1=2`. Repeatable. Without it: every row, all that earlier
     /// refunds left.
-    #[arg(long = "row", value_name = "SKU=QTY", value_parser = parse_row)]
+    #[arg(long = "row", value_name = "SKU=QTY", value_parser = crate::flows::orders::parse_refund_row)]
     rows: Vec<(String, String)>,
     /// Why (kept on the refund and in the audit log).
     #[arg(long)]
@@ -26,16 +26,6 @@ pub struct RefundArgs {
     /// Do not put the stock back, whatever `orders.refund_restock` says.
     #[arg(long)]
     no_restock: bool,
-}
-
-/// `SKU=QTY` as (SKU, quantity text); the quantity is checked against the order later.
-fn parse_row(text: &str) -> Result<(String, String), String> {
-    match text.rsplit_once('=') {
-        Some((sku, qty)) if !sku.trim().is_empty() && !qty.trim().is_empty() => {
-            Ok((sku.trim().to_owned(), qty.trim().to_owned()))
-        }
-        _ => Err(format!("`{text}` is not SKU=QTY (e.g. SKU-1=2)")),
-    }
 }
 
 /// Runs `relay refund`: exit code 0 when queued, 2 when refused (the order unknown to relay,

@@ -58,6 +58,17 @@ pub struct RefundRequest {
     pub restock: Option<bool>,
 }
 
+/// One `SKU=QTY` row of a refund request as (SKU, quantity text), for `relay refund --row` and
+/// the console's form alike; the quantity is checked against the order when it is planned.
+pub fn parse_refund_row(text: &str) -> Result<(String, String), String> {
+    match text.rsplit_once('=') {
+        Some((sku, qty)) if !sku.trim().is_empty() && !qty.trim().is_empty() => {
+            Ok((sku.trim().to_owned(), qty.trim().to_owned()))
+        }
+        _ => Err(format!("`{text}` is not SKU=QTY (e.g. SKU-1=2)")),
+    }
+}
+
 /// One refunded order line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -139,11 +139,7 @@ pub(crate) fn queue_polled(
 }
 
 fn to_json(item: &CancelItem) -> Result<String, FlowError> {
-    serde_json::to_string(item).map_err(|e| {
-        FlowError::State(crate::state::StateError::Sqlite(
-            rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
-        ))
-    })
+    serde_json::to_string(item).map_err(super::order::storage_error)
 }
 
 /// Processes one cancellation entity from its recorded step.

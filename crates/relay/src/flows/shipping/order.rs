@@ -332,7 +332,9 @@ fn receiver_from_order(order: &Order) -> Result<Receiver, String> {
     })
 }
 
-fn storage_error(e: serde_json::Error) -> FlowError {
+/// A payload that would not serialise, as the state error it is (it cannot be stored). Shared
+/// by every shipping payload (items, cancellations, returns).
+pub(crate) fn storage_error(e: serde_json::Error) -> FlowError {
     FlowError::State(StateError::Sqlite(rusqlite::Error::ToSqlConversionFailure(
         Box::new(e),
     )))

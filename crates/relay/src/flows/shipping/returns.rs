@@ -59,11 +59,7 @@ pub(crate) struct ReturnItem {
 
 impl ReturnItem {
     fn to_json(&self) -> Result<String, FlowError> {
-        serde_json::to_string(self).map_err(|e| {
-            FlowError::State(StateError::Sqlite(rusqlite::Error::ToSqlConversionFailure(
-                Box::new(e),
-            )))
-        })
+        serde_json::to_string(self).map_err(super::order::storage_error)
     }
 }
 

@@ -572,16 +572,9 @@ pub(super) async fn refund(
         if line.is_empty() {
             continue;
         }
-        match line.rsplit_once('=') {
-            Some((sku, qty)) => rows.push((sku.trim().to_owned(), qty.trim().to_owned())),
-            None => {
-                return action_failed(
-                    &operator,
-                    &operator::ActionError::Invalid(format!(
-                        "row `{line}` is not SKU=QTY (e.g. SKU-1=2)"
-                    )),
-                );
-            }
+        match crate::flows::orders::parse_refund_row(line) {
+            Ok(row) => rows.push(row),
+            Err(e) => return action_failed(&operator, &operator::ActionError::Invalid(e)),
         }
     }
     let request = crate::flows::orders::RefundRequest {
