@@ -1890,4 +1890,23 @@ async fn a_goods_in_note_on_a_credit_puts_its_stock_back_once() {
         "{answer}"
     );
     assert_eq!(in_stock_1001(&bp).await, before + 2);
+    // What the sandbox holds, for scenarios that count writes.
+    let admin = |path: String| {
+        let url = format!("{}/_sandbox/brightpearl{path}", bp.sandbox.base_url());
+        async move {
+            let answer = reqwest::get(url).await.unwrap();
+            assert_eq!(answer.status(), StatusCode::OK);
+            answer.json::<Value>().await.unwrap()
+        }
+    };
+    let credits = admin("/sales-credits?externalRef=NC-200003-R1".into()).await;
+    assert_eq!(credits.as_array().unwrap().len(), 1, "{credits}");
+    assert_eq!(credits[0]["id"], credit);
+    let none = admin("/sales-credits?externalRef=NC-200003-R9".into()).await;
+    assert_eq!(none.as_array().unwrap().len(), 0);
+    let notes = admin(format!("/goods-in-notes?orderId={credit}")).await;
+    assert_eq!(notes.as_array().unwrap().len(), 1, "{notes}");
+    assert_eq!(notes[0]["goodsNoteId"], id);
+    let none = admin(format!("/goods-in-notes?orderId={parent}")).await;
+    assert_eq!(none.as_array().unwrap().len(), 0);
 }

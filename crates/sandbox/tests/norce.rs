@@ -1730,3 +1730,93 @@ async fn nothing_is_pushed_without_configured_urls() {
         .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn the_shop_cancels_an_order_once_with_its_event_but_not_an_invoiced_one() {
+    let (url, mut rx) = receiver(vec![]).await;
+    let norce = NorceConfig {
+        webhooks: vec![WebhookConfig {
+            event_type: "OrderCancelledEvent".into(),
+            url: format!("{url}/norce/events/OrderCancelledEvent"),
+            headers: BTreeMap::new(),
+        }],
+        push_time_factor: 0.001,
+        ..NorceConfig::default()
+    };
+    let sb = common::start_with(SandboxConfig {
+        norce,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let orders = admin(&sb, "/orders").await;
+    let open = orders
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["status"] == "Created")
+        .expect("an open order")
+        .clone();
+    let cancel = |id: String| {
+        let base = sb.base_url();
+        async move {
+            common::http()
+                .post(format!("{base}/_sandbox/norce/orders/{id}/cancel"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let number = open["orderNo"].as_str().unwrap().to_owned();
+    let answer = cancel(number.clone()).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let cancelled: Value = answer.json().await.unwrap();
+    assert_eq!(cancelled["status"], "Cancelled");
+    assert_ne!(cancelled["updated"], open["updated"], "{cancelled}");
+    let event = next(&mut rx).await;
+    assert_eq!(event.path, "/norce/events/OrderCancelledEvent");
+    assert_eq!(event.body["OrderNo"], number.as_str());
+    // Again: the same answer, no second event.
+    assert_eq!(cancel(number).await.status(), StatusCode::OK);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), rx.recv())
+            .await
+            .is_err(),
+        "one event for one cancellation"
+    );
+    // A delivered order (its label booked) can be; an invoiced one cannot; an unknown one is
+    // not found.
+    let delivered = orders
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["status"] == "Delivered")
+        .expect("the dataset seeds delivered orders");
+    assert_eq!(
+        cancel(delivered["id"].to_string()).await.status(),
+        StatusCode::OK
+    );
+    let other = orders
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["status"] == "Created" && o["orderNo"] != open["orderNo"])
+        .expect("another open order");
+    let token = token(&sb).await;
+    let invoiced = json!({"ClientOrderRef": other["clientOrderRef"], "OrderStatus": "Invoiced"});
+    let (status, _) = post(
+        &sb,
+        &token,
+        "/commerce/connect/4.0/Order/SendOrderStatus",
+        None,
+        invoiced,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let answer = cancel(other["id"].to_string()).await;
+    assert_eq!(answer.status(), StatusCode::CONFLICT);
+    assert!(answer.text().await.unwrap().contains("cannot be cancelled"));
+    assert_eq!(
+        cancel("NOPE-1".into()).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}

@@ -17,6 +17,8 @@ use crate::state::SharedState;
 pub fn router() -> Router<SharedState> {
     Router::new()
         .route("/orders", get(orders))
+        .route("/sales-credits", get(sales_credits))
+        .route("/goods-in-notes", get(goods_in_notes))
         .route("/goods-out-notes", post(create_goods_out_note))
         .route("/goods-out-notes/{id}/ship", post(ship_goods_out_note))
         .route("/products/{id}/stock", post(change_stock))
@@ -51,6 +53,53 @@ async fn orders(
                 .as_ref()
                 .is_none_or(|r| o.external_ref.as_ref() == Some(r))
         })
+        .cloned()
+        .collect();
+    Json(found).into_response()
+}
+
+/// Sales credits (the API's shape), optionally only those with an `externalRef`.
+async fn sales_credits(
+    State(state): State<SharedState>,
+    query: Result<Query<OrderFilter>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(filter)) = query else {
+        return error(StatusCode::BAD_REQUEST, "query: externalRef=<text>");
+    };
+    let store = state.brightpearl.lock();
+    let found: Vec<_> = store
+        .credits
+        .values()
+        .filter(|c| {
+            filter
+                .external_ref
+                .as_ref()
+                .is_none_or(|r| c.external_ref.as_ref() == Some(r))
+        })
+        .cloned()
+        .collect();
+    Json(found).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct NoteFilter {
+    #[serde(rename = "orderId")]
+    order_id: Option<i64>,
+}
+
+/// Goods-in notes (the API's shape), optionally only those received against `orderId`.
+async fn goods_in_notes(
+    State(state): State<SharedState>,
+    query: Result<Query<NoteFilter>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(filter)) = query else {
+        return error(StatusCode::BAD_REQUEST, "query: orderId=<number>");
+    };
+    let store = state.brightpearl.lock();
+    let found: Vec<_> = store
+        .goods_in_notes
+        .values()
+        .filter(|n| filter.order_id.is_none_or(|id| n.order_id == Some(id)))
         .cloned()
         .collect();
     Json(found).into_response()

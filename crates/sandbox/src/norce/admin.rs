@@ -22,6 +22,7 @@ pub fn router() -> Router<SharedState> {
     Router::new()
         .route("/orders", get(list_orders).post(create_order))
         .route("/orders/{id}", get(get_order))
+        .route("/orders/{id}/cancel", post(cancel_order))
         .route("/delivery-notes", get(delivery_notes))
         .route("/onhands", get(onhands))
         .route("/prices", get(prices))
@@ -72,6 +73,46 @@ async fn get_order(State(state): State<SharedState>, Path(id): Path<String>) -> 
         Some(order) => Json(order.admin_json()).into_response(),
         None => admin_error(StatusCode::NOT_FOUND, format!("no Norce order {id}")),
     }
+}
+
+/// `POST /_sandbox/norce/orders/{id}/cancel`: the shop cancels the order (a shopper, or the
+/// merchant in Norce's admin; not an integration's Connect `CancelOrder`): status Cancelled,
+/// its `updated` now, and `OrderCancelledEvent` pushed to the event webhooks. An order
+/// cancelled already answers 200 again; one invoiced or picked up answers 409.
+///
+/// Unlike Connect's `CancelOrder` here, an order `Delivered` can be cancelled: relay sets that
+/// status when it books the label, before the carrier has the parcel, and that is the
+/// cancellation relay exists to follow (the shipment is cancelled while it is not handed over).
+/// Norce documents no refusal either way; which statuses its admin refuses is assumed.
+async fn cancel_order(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
+    settle(&state);
+    let now = state.clock.now();
+    let order = {
+        let mut inner = state.norce.lock();
+        let found = match id.parse::<i64>() {
+            Ok(n) => inner.orders.get_mut(&n),
+            Err(_) => inner.orders.values_mut().find(|o| o.matches_order_no(&id)),
+        };
+        let Some(order) = found else {
+            return admin_error(StatusCode::NOT_FOUND, format!("no Norce order {id}"));
+        };
+        if order.status == "Cancelled" {
+            return Json(order.admin_json()).into_response();
+        }
+        if matches!(order.status.as_str(), "Invoiced" | "PickedUp") {
+            return admin_error(
+                StatusCode::CONFLICT,
+                format!(
+                    "Norce order {} is {} and cannot be cancelled",
+                    order.order_no, order.status
+                ),
+            );
+        }
+        order.set_status("Cancelled", now, "shop");
+        order.clone()
+    };
+    push::order_event(&state, "OrderCancelledEvent", &order);
+    Json(order.admin_json()).into_response()
 }
 
 #[derive(Debug, Default, Deserialize)]
