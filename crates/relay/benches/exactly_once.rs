@@ -1,6 +1,8 @@
-//! `cargo bench -p relay --bench exactly_once [-- ORDERS KILLS]`: the full exactly-once scenario
-//! (default 1,000 orders, five SIGKILLs, all faults), printed as JSON, with `calls_per_order`:
-//! the platform calls of every relay process (retries after the injected faults included) per
+//! `cargo bench -p relay --bench exactly_once [-- ORDERS KILLS [shipping]]`: the full
+//! exactly-once scenario (default 1,000 orders, five SIGKILLs, all faults, and the order
+//! lifecycle: the orders flow beside shipping, then cancellations, returns and refunds, killed
+//! as often; `shipping` leaves the lifecycle out), printed as JSON, with `calls_per_order`: the
+//! platform calls of every relay process (retries after the injected faults included) per
 //! qualifying order.
 
 /// The report as JSON with `calls_per_order` (from the report's `platform_calls`; `null` when
@@ -22,6 +24,7 @@ fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
     let orders = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let kills = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    let lifecycle = args.next().as_deref() != Some("shipping");
     let options = relay::scenario::ExactlyOnce {
         relay_bin: env!("CARGO_BIN_EXE_relay").into(),
         orders,
@@ -29,6 +32,7 @@ fn main() {
         seed: 11,
         faults: true,
         max_runs: 200,
+        lifecycle,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

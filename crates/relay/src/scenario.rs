@@ -38,6 +38,63 @@ pub struct ExactlyOnce {
     pub faults: bool,
     /// Give up after this many relay processes.
     pub max_runs: usize,
+    /// The order lifecycle too: relay runs the orders flow beside shipping (sales orders in
+    /// Brightpearl), then the shop cancels every tenth shipped order, the operator asks for a
+    /// return label for another tenth (`relay return`) and refunds every fifth imported order
+    /// with restock (`relay refund`), and relay processes run again, killed as often, until
+    /// every cancellation, return and refund is done. [`LIFECYCLE_FAULTS`] add
+    /// commit-then-fail on the Brightpearl writes.
+    pub lifecycle: bool,
+}
+
+/// The Brightpearl writes that lose their answer after committing (5 %) in the lifecycle
+/// scenario, besides the nShift bookings: sales orders (single and batched), sales credits and
+/// goods-in notes. The lifecycle scenario's server errors are 500 and 502: a 503 from
+/// Brightpearl means its request cap is reached, and relay waits a minute for the window.
+pub const LIFECYCLE_FAULTS: [&str; 4] = [
+    "order-service/sales-order",
+    "multi-message",
+    "order-service/sales-credit",
+    "warehouse-service/order/",
+];
+
+/// One kind of write the platforms hold, counted per thing that should have it once.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WriteTally {
+    /// What was written, e.g. `sales credit (Brightpearl)`.
+    pub kind: String,
+    /// How many should exist, one each.
+    pub expected: usize,
+    /// How many exist exactly once.
+    pub exactly_once: usize,
+    /// Written more than once (or where nothing should be): `(reference, count)`.
+    pub doubled: Vec<(String, usize)>,
+    /// Not written.
+    pub lost: Vec<String>,
+}
+
+impl WriteTally {
+    fn new(kind: &str) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// Counts one thing that should have been written once: `found` times.
+    fn count(&mut self, reference: &str, found: usize) {
+        self.expected += 1;
+        match found {
+            1 => self.exactly_once += 1,
+            0 => self.lost.push(reference.to_owned()),
+            n => self.doubled.push((reference.to_owned(), n)),
+        }
+    }
+
+    /// Everything expected is there once and nothing more.
+    pub fn passed(&self) -> bool {
+        self.doubled.is_empty() && self.lost.is_empty() && self.exactly_once == self.expected
+    }
 }
 
 /// What happened, and whether every order ended with exactly one shipment and one note.
@@ -64,25 +121,47 @@ pub struct ExactlyOnceReport {
     pub platform_calls: u64,
     /// Wall time.
     pub elapsed_ms: u64,
+    /// With [`ExactlyOnce::lifecycle`]: the other writes, each kind counted on the platforms
+    /// (sales orders, shipment cancellations, cancelled statuses, return shipments, sales
+    /// credits, goods-in notes).
+    pub writes: Vec<WriteTally>,
+    /// With [`ExactlyOnce::lifecycle`]: orders cancelled, returns and refunds asked for.
+    pub lifecycle_items: usize,
+    /// Relay processes started and killed after the lifecycle acts (also in `runs`, `kills`).
+    pub lifecycle_runs: usize,
+    /// See `lifecycle_runs`.
+    pub lifecycle_kills: usize,
+    /// Wall time of each phase in milliseconds: `shipping` (with the orders flow when the
+    /// lifecycle runs), `lifecycle acts` (the shop's cancellations, `relay return`,
+    /// `relay refund`), `lifecycle` (the relay processes until every one is done).
+    pub phase_ms: Vec<(String, u64)>,
 }
 
 impl ExactlyOnceReport {
-    /// Every qualifying order exactly once, nothing else booked.
+    /// Every qualifying order exactly once, nothing else booked, every other write once.
     pub fn passed(&self) -> bool {
         self.doubled.is_empty()
             && self.lost.is_empty()
             && self.unexpected == 0
             && self.exactly_once == self.qualifying
+            && self.writes.iter().all(WriteTally::passed)
     }
 }
 
 fn shipping_done(store: &SqliteStore) -> usize {
+    done_in(store, &["shipping"])
+}
+
+/// Entities done in `flows`.
+fn done_in(store: &SqliteStore, flows: &[&str]) -> usize {
     store
         .counts()
         .map(|counts| {
             counts
                 .iter()
-                .filter(|(flow, status, _)| flow == "shipping" && matches!(status, Status::Done))
+                .filter(|(flow, status, _)| {
+                    flows.contains(&flow.as_str()) && matches!(status, Status::Done)
+                })
                 .map(|(_, _, n)| *n as usize)
                 .sum()
         })
@@ -103,10 +182,15 @@ fn spawn_relay(
     config: &Path,
     env: &[(&'static str, String)],
 ) -> Result<tokio::process::Child, String> {
+    let flows = if options.lifecycle {
+        "orders,shipping"
+    } else {
+        "shipping"
+    };
     let mut command = tokio::process::Command::new(&options.relay_bin);
     command
         .env_clear()
-        .args(["run", "--json", "--flow", "shipping", "--config"])
+        .args(["run", "--json", "--flow", flows, "--config"])
         .arg(config)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -125,10 +209,18 @@ struct Platforms {
     http: reqwest::Client,
     qualifying: Vec<String>,
     others: Vec<String>,
+    /// Orders in status Created at the start: those the orders flow imports.
+    created: Vec<String>,
 }
 
-/// Starts the sandbox with `orders` orders from `seed`, sorts its orders, and adds the faults.
-async fn platforms(orders: usize, seed: u64, faults: bool) -> Result<Platforms, String> {
+/// Starts the sandbox with `orders` orders from `seed`, sorts its orders, and adds the faults
+/// (with `lifecycle`, also commit-then-fail on the Brightpearl writes of [`LIFECYCLE_FAULTS`]).
+async fn platforms(
+    orders: usize,
+    seed: u64,
+    faults: bool,
+    lifecycle: bool,
+) -> Result<Platforms, String> {
     let sandbox = Sandbox::start(SandboxConfig {
         dataset: DatasetConfig {
             seed,
@@ -147,9 +239,13 @@ async fn platforms(orders: usize, seed: u64, faults: bool) -> Result<Platforms, 
     let orders = admin_json(&http, format!("{base}/_sandbox/norce/orders")).await?;
     let mut qualifying = Vec::new();
     let mut others = Vec::new();
+    let mut created = Vec::new();
     for order in orders.as_array().into_iter().flatten() {
         let number = order["orderNo"].as_str().unwrap_or_default().to_owned();
         let status = order["status"].as_str().unwrap_or_default();
+        if status == "Created" {
+            created.push(number.clone());
+        }
         if statuses.iter().any(|s| s.eq_ignore_ascii_case(status)) {
             qualifying.push(number)
         } else {
@@ -174,7 +270,14 @@ async fn platforms(orders: usize, seed: u64, faults: bool) -> Result<Platforms, 
             },
             FaultRule {
                 error_rate: 0.10,
-                error_statuses: vec![500, 502, 503],
+                // Brightpearl answers 503 when its request cap is reached, and relay rightly
+                // waits out the window then (a minute); a tenth of its calls throttled is not a
+                // fault but another scenario (`benches/brightpearl_budget.rs`).
+                error_statuses: if lifecycle {
+                    vec![500, 502]
+                } else {
+                    vec![500, 502, 503]
+                },
                 ..FaultRule::default()
             },
             FaultRule {
@@ -183,7 +286,18 @@ async fn platforms(orders: usize, seed: u64, faults: bool) -> Result<Platforms, 
                 ..FaultRule::default()
             },
         ];
-        for rule in rules {
+        let account = sandbox.credentials().brightpearl.account.clone();
+        let brightpearl = LIFECYCLE_FAULTS
+            .iter()
+            .filter(|_| lifecycle)
+            .map(|path| FaultRule {
+                path_prefix: format!("/public-api/{account}/{path}"),
+                method: Some("POST".into()),
+                commit_then_fail_rate: 0.05,
+                ..FaultRule::default()
+            });
+        // Every rule a request matches draws in turn; the first fault drawn stands.
+        for rule in brightpearl.chain(rules) {
             state.faults.add(rule)?;
         }
     }
@@ -192,6 +306,7 @@ async fn platforms(orders: usize, seed: u64, faults: bool) -> Result<Platforms, 
         http,
         qualifying,
         others,
+        created,
     })
 }
 
@@ -203,6 +318,7 @@ async fn tally(platforms: &Platforms, report: &mut ExactlyOnceReport) -> Result<
         http,
         qualifying,
         others,
+        ..
     } = platforms;
     let base = sandbox.base_url();
     for number in qualifying {
@@ -236,12 +352,15 @@ async fn tally(platforms: &Platforms, report: &mut ExactlyOnceReport) -> Result<
 /// Runs the scenario.
 pub async fn run(options: &ExactlyOnce) -> Result<ExactlyOnceReport, String> {
     let started = Instant::now();
-    let platforms = platforms(options.orders, options.seed, options.faults).await?;
-    let Platforms {
-        sandbox,
-        qualifying,
-        ..
-    } = &platforms;
+    let platforms = platforms(
+        options.orders,
+        options.seed,
+        options.faults,
+        options.lifecycle,
+    )
+    .await?;
+    let sandbox = &platforms.sandbox;
+    let qualifying = platforms.qualifying.len();
 
     let data_dir = std::env::temp_dir().join(format!(
         "relay-exactly-once-{}-{}",
@@ -251,69 +370,326 @@ pub async fn run(options: &ExactlyOnce) -> Result<ExactlyOnceReport, String> {
     let _ = std::fs::remove_dir_all(&data_dir);
     std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
     let config = data_dir.join("relay.toml");
-    let toml = format!(
+    let mut toml = format!(
         "[state]\ndir = {dir:?}\n\n[run]\n# Faults are transient here: keep retrying instead of dead-lettering.\nmax_attempts = 1000\n",
         dir = data_dir.display().to_string()
     );
+    if options.lifecycle {
+        // The sandbox's Brightpearl status Cancelled, and its first warehouse's location.
+        toml.push_str(
+            "\n[orders]\ncancelled_status_id = 6\nrefund_restock = true\nrefund_location_id = 201\n",
+        );
+    }
     std::fs::write(&config, toml).map_err(|e| format!("{}: {e}", config.display()))?;
     let env = crate::embedded::env_pairs(&sandbox.credentials());
     let store = SqliteStore::open_in(&data_dir).map_err(|e| e.to_string())?;
 
     let mut report = ExactlyOnceReport {
-        qualifying: qualifying.len(),
+        qualifying,
         ..ExactlyOnceReport::default()
     };
-    let kill_points: Vec<usize> = (1..=options.kills)
-        .map(|k| qualifying.len() * k / (options.kills + 1))
-        .collect();
-    let mut revoked = !options.faults;
     let calls_before = sandbox.state().faults.total_requests();
-    loop {
-        if report.runs >= options.max_runs {
-            return Err(format!(
-                "not finished after {} relay runs ({} of {} shipped)",
-                report.runs,
-                shipping_done(&store),
-                qualifying.len()
-            ));
-        }
-        let mut child = spawn_relay(options, &config, &env)?;
-        report.runs += 1;
-        let exit = loop {
-            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                break Some(status);
-            }
-            let done = shipping_done(&store);
-            if !revoked && done >= qualifying.len() / 2 {
+    let mut revoked = !options.faults;
+    let shipping = Phase {
+        flows: &["shipping"],
+        target: qualifying,
+        kills: options.kills,
+    };
+    drive(
+        options,
+        &config,
+        &env,
+        &store,
+        &mut report,
+        &shipping,
+        |done| {
+            if !revoked && done >= qualifying / 2 {
                 sandbox.state().norce.revoke_tokens();
                 revoked = true;
             }
-            if kill_points
-                .get(report.kills)
-                .is_some_and(|point| done >= *point)
-            {
-                // SIGKILL: no chance to finish a step or flush anything.
-                child.start_kill().map_err(|e| e.to_string())?;
-                let _ = child.wait().await;
-                report.kills += 1;
-                break None;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        },
+    )
+    .await?;
+
+    let millis = |since: Instant| u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
+    report
+        .phase_ms
+        .push(("shipping".to_owned(), millis(started)));
+    let mut acts = None;
+    if options.lifecycle {
+        let acting = Instant::now();
+        let lifecycle = act_on_lifecycle(options, &platforms, &config, &store).await?;
+        report
+            .phase_ms
+            .push(("lifecycle acts".to_owned(), millis(acting)));
+        let running = Instant::now();
+        report.lifecycle_items = lifecycle.items();
+        let (runs, kills) = (report.runs, report.kills);
+        let phase = Phase {
+            flows: &[
+                crate::flows::shipping::CANCEL_FLOW,
+                crate::flows::shipping::RETURN_FLOW,
+                crate::flows::orders::REFUND_FLOW,
+            ],
+            target: lifecycle.items(),
+            kills: options.kills,
         };
-        // A run that ended by itself with everything shipped is the end, even if it was too
-        // quick for every planned kill (the report says how many landed).
-        if exit.is_some() && shipping_done(&store) >= qualifying.len() {
-            break;
-        }
+        drive(options, &config, &env, &store, &mut report, &phase, |_| {}).await?;
+        report.lifecycle_runs = report.runs - runs;
+        report.lifecycle_kills = report.kills - kills;
+        report
+            .phase_ms
+            .push(("lifecycle".to_owned(), millis(running)));
+        acts = Some(lifecycle);
     }
 
     report.platform_calls = sandbox.state().faults.total_requests() - calls_before;
     // Count what the platforms hold, not what relay believes.
     tally(&platforms, &mut report).await?;
+    if let Some(acts) = &acts {
+        report.writes = tally_lifecycle(&platforms, acts).await?;
+    }
     report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     drop(store);
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(report)
+}
+
+/// One stretch of relay processes: until `target` entities of `flows` are done, with `kills`
+/// SIGKILLs spread over it.
+struct Phase<'a> {
+    flows: &'a [&'a str],
+    target: usize,
+    kills: usize,
+}
+
+/// Starts relay processes (SIGKILLed at the phase's kill points, at most
+/// [`ExactlyOnce::max_runs`]) until one ends by itself with the phase's target done.
+/// `progress` sees the done count as it grows (the token revocation hangs on it).
+async fn drive(
+    options: &ExactlyOnce,
+    config: &Path,
+    env: &[(&'static str, String)],
+    store: &SqliteStore,
+    report: &mut ExactlyOnceReport,
+    phase: &Phase<'_>,
+    mut progress: impl FnMut(usize),
+) -> Result<(), String> {
+    let kill_points: Vec<usize> = (1..=phase.kills)
+        .map(|k| phase.target * k / (phase.kills + 1))
+        .collect();
+    let mut runs = 0;
+    let mut kills = 0;
+    loop {
+        if runs >= options.max_runs {
+            return Err(format!(
+                "not finished after {runs} relay runs ({} of {} done in {})",
+                done_in(store, phase.flows),
+                phase.target,
+                phase.flows.join(", ")
+            ));
+        }
+        let mut child = spawn_relay(options, config, env)?;
+        runs += 1;
+        report.runs += 1;
+        let exit = loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                break Some(status);
+            }
+            let done = done_in(store, phase.flows);
+            progress(done);
+            if kill_points.get(kills).is_some_and(|point| done >= *point) {
+                // SIGKILL: no chance to finish a step or flush anything.
+                child.start_kill().map_err(|e| e.to_string())?;
+                let _ = child.wait().await;
+                kills += 1;
+                report.kills += 1;
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        // A run that ended by itself with everything done is the end, even if it was too
+        // quick for every planned kill (the report says how many landed).
+        if exit.is_some() && done_in(store, phase.flows) >= phase.target {
+            return Ok(());
+        }
+    }
+}
+
+/// What the lifecycle phase asked for.
+struct Lifecycle {
+    /// Orders the shop cancelled after relay booked them.
+    cancelled: Vec<String>,
+    /// Orders a return label was asked for.
+    returned: Vec<String>,
+    /// Refunds asked for: (order number, refund key = the sales credit's `externalRef`).
+    refunded: Vec<(String, String)>,
+}
+
+impl Lifecycle {
+    fn items(&self) -> usize {
+        self.cancelled.len() + self.returned.len() + self.refunded.len()
+    }
+}
+
+/// Runs `relay <args> --config <config>` to its end; an error with its output unless it
+/// exits 0.
+async fn relay_command(options: &ExactlyOnce, config: &Path, args: &[&str]) -> Result<(), String> {
+    let output = tokio::process::Command::new(&options.relay_bin)
+        .env_clear()
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .await
+        .map_err(|e| format!("cannot start {}: {e}", options.relay_bin.display()))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "relay {} exited with {}: {}{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    ))
+}
+
+/// The shop cancels every tenth shipped order (from the fourth), the operator asks for a
+/// return label for every tenth from the seventh (`relay return --service P24`) and refunds
+/// every fifth imported order not cancelled (`relay refund`, restock by the configuration).
+async fn act_on_lifecycle(
+    options: &ExactlyOnce,
+    platforms: &Platforms,
+    config: &Path,
+    store: &SqliteStore,
+) -> Result<Lifecycle, String> {
+    let base = platforms.sandbox.base_url();
+    let mut lifecycle = Lifecycle {
+        cancelled: Vec::new(),
+        returned: Vec::new(),
+        refunded: Vec::new(),
+    };
+    for (i, number) in platforms.qualifying.iter().enumerate() {
+        match i % 10 {
+            3 => {
+                let url = format!("{base}/_sandbox/norce/orders/{number}/cancel");
+                let answer = platforms
+                    .http
+                    .post(&url)
+                    .send()
+                    .await
+                    .map_err(|e| format!("{url}: {e}"))?;
+                if !answer.status().is_success() {
+                    return Err(format!("{url}: {}", answer.status()));
+                }
+                lifecycle.cancelled.push(number.clone());
+            }
+            6 => {
+                relay_command(options, config, &["return", number, "--service", "P24"]).await?;
+                lifecycle.returned.push(number.clone());
+            }
+            _ => {}
+        }
+    }
+    let imported = store
+        .list(Some(crate::flows::orders::FLOW), Some(Status::Done))
+        .map_err(|e| e.to_string())?;
+    let mut candidates: Vec<&str> = imported
+        .iter()
+        .map(|r| r.source_id.as_str())
+        .filter(|n| !lifecycle.cancelled.iter().any(|c| c == n))
+        .collect();
+    candidates.sort_unstable();
+    for number in candidates.into_iter().skip(2).step_by(5) {
+        relay_command(options, config, &["refund", number]).await?;
+        let key = crate::flows::orders::refund_key(number, 1);
+        lifecycle.refunded.push((number.to_owned(), key));
+    }
+    Ok(lifecycle)
+}
+
+/// Counts each lifecycle write on the platforms: sales orders, shipment cancellations (and no
+/// shipment of another order cancelled), cancelled statuses, return shipments, sales credits
+/// and their goods-in notes.
+async fn tally_lifecycle(
+    platforms: &Platforms,
+    lifecycle: &Lifecycle,
+) -> Result<Vec<WriteTally>, String> {
+    let Platforms {
+        sandbox,
+        http,
+        qualifying,
+        created,
+        ..
+    } = platforms;
+    let base = sandbox.base_url();
+    let admin = |path: String| admin_json(http, format!("{base}/_sandbox{path}"));
+    let count = |value: &serde_json::Value| value.as_array().map_or(0, Vec::len);
+
+    let mut sales_orders = WriteTally::new("sales order (Brightpearl)");
+    let mut statuses = WriteTally::new("cancelled status (Brightpearl)");
+    for number in created {
+        let orders = admin(format!("/brightpearl/orders?externalRef={number}")).await?;
+        sales_orders.count(number, count(&orders));
+        if lifecycle.cancelled.contains(number) {
+            let cancelled = orders
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|o| o["statusId"].as_i64() == Some(6))
+                .count();
+            statuses.count(number, cancelled);
+        }
+    }
+
+    let mut cancellations = WriteTally::new("shipment cancellation (nShift)");
+    for number in qualifying {
+        let shipments = admin(format!("/nshift/shipments?orderNo={number}")).await?;
+        let cancelled = shipments
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["cancelled"].as_bool() == Some(true))
+            .count();
+        if lifecycle.cancelled.contains(number) {
+            cancellations.count(number, cancelled);
+        } else if cancelled > 0 {
+            cancellations.doubled.push((number.clone(), cancelled));
+        }
+    }
+
+    let mut returns = WriteTally::new("return shipment (nShift)");
+    for number in &lifecycle.returned {
+        returns.count(
+            number,
+            sandbox
+                .state()
+                .nshift
+                .shipment_count(&format!("{number}-R")),
+        );
+    }
+
+    let mut credits = WriteTally::new("sales credit (Brightpearl)");
+    let mut notes = WriteTally::new("goods-in note (Brightpearl)");
+    for (_, key) in &lifecycle.refunded {
+        let found = admin(format!("/brightpearl/sales-credits?externalRef={key}")).await?;
+        credits.count(key, count(&found));
+        let mut received = 0;
+        for credit in found.as_array().into_iter().flatten() {
+            let id = credit["id"].as_i64().unwrap_or_default();
+            received += count(&admin(format!("/brightpearl/goods-in-notes?orderId={id}")).await?);
+        }
+        notes.count(key, received);
+    }
+    Ok(vec![
+        sales_orders,
+        cancellations,
+        statuses,
+        returns,
+        credits,
+        notes,
+    ])
 }
 
 /// What to run in the graceful-stop variant: `relay serve` (the shipping flow every second)
@@ -504,7 +880,7 @@ fn log_tail(log: &Path) -> String {
 #[cfg(unix)]
 pub async fn run_graceful_stops(options: &GracefulStops) -> Result<GracefulStopsReport, String> {
     let started = Instant::now();
-    let platforms = platforms(options.orders, options.seed, options.faults).await?;
+    let platforms = platforms(options.orders, options.seed, options.faults, false).await?;
     if options.latency_ms > 0 {
         platforms.sandbox.state().faults.add(FaultRule {
             latency_ms: options.latency_ms,

@@ -126,6 +126,32 @@ fn relay_without_a_subcommand_runs_every_flow_against_the_embedded_sandbox() {
         );
     }
 
+    // Then the lifecycle on three orders, each done, through the same flows as in production.
+    assert!(
+        stdout.contains("the embedded shop cancelled an order"),
+        "{stdout}"
+    );
+    for (what, entity, became) in [
+        ("cancelled", "cancel ", "nShift shipment "),
+        ("returned", "return ", "return shipment "),
+        ("refunded", "refund NC-", "Brightpearl sales credit "),
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(what))
+            .unwrap_or_else(|| panic!("no {what} row:\n{stdout}"));
+        assert!(
+            line.contains(entity) && line.contains(became),
+            "{what}: {line}\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("set to the cancelled status")
+            && stdout.contains("-return-1.pdf")
+            && stdout.contains("stock back in"),
+        "{stdout}"
+    );
+
     // Where to look next, and the advice works.
     assert!(stdout.contains("Where to look next"), "{stdout}");
     assert!(
@@ -143,7 +169,11 @@ fn relay_without_a_subcommand_runs_every_flow_against_the_embedded_sandbox() {
     let files = std::fs::read_dir(labels_dir)
         .unwrap_or_else(|e| panic!("{labels_dir}: {e}"))
         .count() as u64;
-    assert_eq!(files, shipped, "one label per shipment in {labels_dir}");
+    assert_eq!(
+        files,
+        shipped + 1,
+        "one label per shipment and the return label in {labels_dir}"
+    );
     let status = stdout
         .lines()
         .find_map(|l| l.trim().strip_prefix("status"))
@@ -199,6 +229,24 @@ fn the_json_summary_keeps_its_keys_and_adds_each_flows_counts() {
     for key in ["flows", "errors", "dead_letters", "data_dir", "labels_dir"] {
         assert!(summary.get(key).is_some(), "{key}: {summary:#}");
     }
+    // The lifecycle's acts, each done, and its second pass of orders and shipping.
+    let acts = summary["lifecycle"]["acts"].as_array().unwrap();
+    let whats: Vec<&str> = acts.iter().map(|a| a["what"].as_str().unwrap()).collect();
+    assert_eq!(whats, ["cancelled", "returned", "refunded"], "{summary:#}");
+    for act in acts {
+        assert_eq!(act["done"], true, "{act}");
+        assert!(
+            act["order_no"].as_str().unwrap().starts_with("NC-"),
+            "{act}"
+        );
+    }
+    let again: Vec<&str> = summary["lifecycle"]["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["flow"].as_str().unwrap())
+        .collect();
+    assert_eq!(again, ["orders", "shipping"]);
     let flows = summary["flows"].as_array().unwrap();
     let names: Vec<&str> = flows.iter().map(|f| f["flow"].as_str().unwrap()).collect();
     assert_eq!(names, ["orders", "shipping", "stock", "fulfilment"]);

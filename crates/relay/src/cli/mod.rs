@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod lifecycle;
 pub mod refund;
 pub mod returns;
 pub mod run;

@@ -39,6 +39,10 @@ pub struct RunArgs {
     /// created (one of them in part), so fulfilment has work in the same run; 0: none.
     #[arg(long, default_value_t = 2)]
     sandbox_ship_every: usize,
+    /// Against the embedded sandbox, skip the second act (the shop cancels an order, the
+    /// operator asks for a return and a refund, and the orders and shipping passes run again).
+    #[arg(long)]
+    sandbox_no_lifecycle: bool,
     /// Print the summary as JSON on stdout (no progress bars).
     #[arg(long)]
     json: bool,
@@ -104,6 +108,7 @@ async fn target(args: &RunArgs) -> Result<Target, String> {
     if args.config.config.is_none() {
         config.stock.job_wait.initial_interval_ms = 200;
         config.stock.job_wait.max_interval_ms = 1000;
+        super::lifecycle::configure(&mut config);
     }
     let sandbox = Sandbox::start(sandbox_config)
         .await
@@ -188,40 +193,32 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
     if args.json {
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let style = ProgressStyle::with_template("{spinner} {prefix:<10} {msg} [{elapsed}]")
-        .unwrap_or_else(|_| ProgressStyle::default_spinner());
-    let mut reports = Vec::new();
-    let mut errors = Vec::new();
-    let mut stopped = Vec::new();
-    for runner in &runners {
-        let bar = bars.add(
-            ProgressBar::new_spinner()
-                .with_style(style.clone())
-                .with_prefix(runner.name()),
-        );
-        bar.enable_steady_tick(Duration::from_millis(120));
-        let started = Instant::now();
-        let ctx = context.for_flow(runner.name());
-        let pass = crate::flows::contract::run_pass(runner.as_ref(), &ctx);
-        let result = with_progress(pass, &bar, store.as_ref(), runner.entity_flows()).await;
-        match result {
-            Ok(mut report) => {
-                report.duration_ms =
-                    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                bar.finish_with_message(format!("{} done, {} failed", report.done, report.failed));
-                reports.push(report);
-            }
-            Err(e) => {
-                bar.abandon_with_message(format!("stopped: {e}"));
-                errors.push(format!("{}: {e}", runner.name()));
-                stopped.push(runner.name().to_owned());
-                reports.push(FlowReport {
-                    flow: runner.name().to_owned(),
-                    ..FlowReport::default()
-                });
-            }
+    let passes = run_passes(&runners, &context, &bars).await;
+    // The second act on the embedded sandbox: a cancelled, a returned and a refunded order.
+    let mut lifecycle = Vec::new();
+    let mut second = None;
+    if let Some(sandbox) = sandbox
+        .as_ref()
+        .filter(|_| !args.sandbox_no_lifecycle && args.flows.is_empty())
+    {
+        lifecycle =
+            super::lifecycle::act(&sandbox.base_url(), store.as_ref(), &context.config).await?;
+        let again: Vec<Arc<dyn Flow>> = runners
+            .iter()
+            .filter(|r| matches!(r.name(), "orders" | "shipping"))
+            .cloned()
+            .collect();
+        second = Some(run_passes(&again, &context, &bars).await);
+        for act in &mut lifecycle {
+            act.settle(store.as_ref())?;
         }
     }
+    let Passes {
+        reports,
+        errors,
+        stopped,
+    } = passes;
+    let second = second.unwrap_or_default();
     drop(bars);
     // What each flow drew from the Brightpearl budget, for `relay status`.
     if let Some(client) = &context.brightpearl {
@@ -236,7 +233,14 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
     }
     let dead_letters = store.dead_letters().map_err(|e| e.to_string())?.len();
     if args.json {
-        let summary = serde_json::json!({"flows": reports, "errors": errors, "dead_letters": dead_letters, "data_dir": data_dir, "labels_dir": labels_dir});
+        let summary = serde_json::json!({
+            "flows": reports,
+            "errors": errors,
+            "lifecycle": {"acts": lifecycle, "flows": second.reports, "errors": second.errors},
+            "dead_letters": dead_letters,
+            "data_dir": data_dir,
+            "labels_dir": labels_dir,
+        });
         println!(
             "{}",
             serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?
@@ -253,11 +257,25 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
         for error in &errors {
             println!("flow stopped: {}", crate::text::escape(&error.to_string()));
         }
+        if !lifecycle.is_empty() {
+            println!();
+            println!(
+                "Then the embedded shop cancelled an order, and the operator asked for a return label and a refund\n(as `relay return` and `relay refund` do); the orders and shipping passes ran again:"
+            );
+            print!("{}", super::lifecycle::table(&lifecycle));
+            for error in &second.errors {
+                println!("flow stopped: {}", crate::text::escape(&error.to_string()));
+            }
+        }
         println!();
         let next = NextSteps {
             data_dir: &data_dir,
             labels_dir: &labels_dir,
-            labels_saved: reports.iter().map(|r| r.labels).sum(),
+            labels_saved: reports
+                .iter()
+                .chain(&second.reports)
+                .map(|r| r.labels)
+                .sum(),
             dead_letters,
             config_file: status_config(args, sandbox.is_some(), &data_dir),
             sandbox: sandbox.is_some(),
@@ -265,12 +283,73 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
         };
         print!("{}", next.render());
     }
-    let failed = !errors.is_empty() || reports.iter().any(|r| r.failed > 0);
+    let failed = !errors.is_empty()
+        || reports.iter().any(|r| r.failed > 0)
+        || second.failed()
+        || lifecycle
+            .iter()
+            .any(|act| !act.entity.0.is_empty() && !act.done);
     Ok(if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// What a round of passes did: a report per flow, and the flows that stopped with why.
+#[derive(Default)]
+struct Passes {
+    reports: Vec<FlowReport>,
+    errors: Vec<String>,
+    stopped: Vec<String>,
+}
+
+impl Passes {
+    fn failed(&self) -> bool {
+        !self.errors.is_empty() || self.reports.iter().any(|r| r.failed > 0)
+    }
+}
+
+/// Runs each of `runners` once, in order, each with a spinner under `bars`.
+async fn run_passes(
+    runners: &[Arc<dyn Flow>],
+    context: &FlowContext,
+    bars: &MultiProgress,
+) -> Passes {
+    let style = ProgressStyle::with_template("{spinner} {prefix:<10} {msg} [{elapsed}]")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let store = context.store.as_ref();
+    let mut passes = Passes::default();
+    for runner in runners {
+        let bar = bars.add(
+            ProgressBar::new_spinner()
+                .with_style(style.clone())
+                .with_prefix(runner.name()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        let started = Instant::now();
+        let ctx = context.for_flow(runner.name());
+        let pass = crate::flows::contract::run_pass(runner.as_ref(), &ctx);
+        let result = with_progress(pass, &bar, store, runner.entity_flows()).await;
+        match result {
+            Ok(mut report) => {
+                report.duration_ms =
+                    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                bar.finish_with_message(format!("{} done, {} failed", report.done, report.failed));
+                passes.reports.push(report);
+            }
+            Err(e) => {
+                bar.abandon_with_message(format!("stopped: {e}"));
+                passes.errors.push(format!("{}: {e}", runner.name()));
+                passes.stopped.push(runner.name().to_owned());
+                passes.reports.push(FlowReport {
+                    flow: runner.name().to_owned(),
+                    ..FlowReport::default()
+                });
+            }
+        }
+    }
+    passes
 }
 
 /// Drives the pass while a spinner shows the flow's entities by status, read from the store.

@@ -35,50 +35,53 @@ struct OrderFilter {
     external_ref: Option<String>,
 }
 
-/// Sales orders (flat shape), optionally only those with an `externalRef`.
-async fn orders(
-    State(state): State<SharedState>,
-    query: Result<Query<OrderFilter>, axum::extract::rejection::QueryRejection>,
+type FilterQuery<F> = Result<Query<F>, axum::extract::rejection::QueryRejection>;
+
+/// The records of `records` that `keep` keeps, as JSON; 400 with `usage` for a bad query.
+fn listed<F, T: serde::Serialize>(
+    query: FilterQuery<F>,
+    usage: &str,
+    records: impl FnOnce(&F) -> Vec<T>,
 ) -> Response {
-    let Ok(Query(filter)) = query else {
-        return error(StatusCode::BAD_REQUEST, "query: externalRef=<text>");
-    };
-    let store = state.brightpearl.lock();
-    let found: Vec<_> = store
-        .orders
-        .values()
-        .filter(|o| {
-            filter
-                .external_ref
-                .as_ref()
-                .is_none_or(|r| o.external_ref.as_ref() == Some(r))
-        })
-        .cloned()
-        .collect();
-    Json(found).into_response()
+    match query {
+        Ok(Query(filter)) => Json(records(&filter)).into_response(),
+        Err(_) => error(StatusCode::BAD_REQUEST, format!("query: {usage}")),
+    }
+}
+
+/// Whether a record's `externalRef` is the one asked for (any, when none is).
+fn ref_matches(filter: &OrderFilter, external_ref: Option<&String>) -> bool {
+    filter
+        .external_ref
+        .as_ref()
+        .is_none_or(|r| external_ref == Some(r))
+}
+
+/// Sales orders (flat shape), optionally only those with an `externalRef`.
+async fn orders(State(state): State<SharedState>, query: FilterQuery<OrderFilter>) -> Response {
+    listed(query, "externalRef=<text>", |filter| {
+        let store = state.brightpearl.lock();
+        let orders = store.orders.values();
+        orders
+            .filter(|o| ref_matches(filter, o.external_ref.as_ref()))
+            .cloned()
+            .collect()
+    })
 }
 
 /// Sales credits (the API's shape), optionally only those with an `externalRef`.
 async fn sales_credits(
     State(state): State<SharedState>,
-    query: Result<Query<OrderFilter>, axum::extract::rejection::QueryRejection>,
+    query: FilterQuery<OrderFilter>,
 ) -> Response {
-    let Ok(Query(filter)) = query else {
-        return error(StatusCode::BAD_REQUEST, "query: externalRef=<text>");
-    };
-    let store = state.brightpearl.lock();
-    let found: Vec<_> = store
-        .credits
-        .values()
-        .filter(|c| {
-            filter
-                .external_ref
-                .as_ref()
-                .is_none_or(|r| c.external_ref.as_ref() == Some(r))
-        })
-        .cloned()
-        .collect();
-    Json(found).into_response()
+    listed(query, "externalRef=<text>", |filter| {
+        let store = state.brightpearl.lock();
+        let credits = store.credits.values();
+        credits
+            .filter(|c| ref_matches(filter, c.external_ref.as_ref()))
+            .cloned()
+            .collect()
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,19 +93,16 @@ struct NoteFilter {
 /// Goods-in notes (the API's shape), optionally only those received against `orderId`.
 async fn goods_in_notes(
     State(state): State<SharedState>,
-    query: Result<Query<NoteFilter>, axum::extract::rejection::QueryRejection>,
+    query: FilterQuery<NoteFilter>,
 ) -> Response {
-    let Ok(Query(filter)) = query else {
-        return error(StatusCode::BAD_REQUEST, "query: orderId=<number>");
-    };
-    let store = state.brightpearl.lock();
-    let found: Vec<_> = store
-        .goods_in_notes
-        .values()
-        .filter(|n| filter.order_id.is_none_or(|id| n.order_id == Some(id)))
-        .cloned()
-        .collect();
-    Json(found).into_response()
+    listed(query, "orderId=<number>", |filter| {
+        let store = state.brightpearl.lock();
+        let notes = store.goods_in_notes.values();
+        notes
+            .filter(|n| filter.order_id.is_none_or(|id| n.order_id == Some(id)))
+            .cloned()
+            .collect()
+    })
 }
 
 async fn create_goods_out_note(
