@@ -172,6 +172,78 @@ async fn a_return_label_is_booked_with_the_outbound_shipment_when_the_mapping_as
     let _ = std::fs::remove_dir_all(&ctx.config.state.dir);
 }
 
+/// The shop cancels `order_no` in Norce (the sandbox's admin), as a shopper or the merchant would.
+async fn shop_cancels(sb: &Sandbox, order_no: &str) {
+    let url = format!("{}/_sandbox/norce/orders/{order_no}/cancel", sb.base_url());
+    let answer = common::http("POST", &url, None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+fn all_cancelled(shipments: &[Value]) -> bool {
+    !shipments.is_empty() && shipments.iter().all(|s| s["cancelled"] == true)
+}
+
+#[tokio::test]
+async fn a_cancelled_order_takes_its_return_labels_with_it() {
+    // Booked with the outbound: one booking, two shipments, both cancelled with the order.
+    let sb = sandbox(6).await;
+    let ctx = common::context(&sb, config("cancel-outbound", true));
+    let shipped = ship(&ctx).await;
+    let (basket, with_return) = shipped
+        .iter()
+        .find(|(_, p)| p.get("return_shipment").is_some())
+        .expect("a PostNord order with its return");
+    let order_no = with_return["order_no"].as_str().unwrap();
+    assert_eq!(shipments(&sb, order_no).await.len(), 2);
+    shop_cancels(&sb, order_no).await;
+    let report = shipping::run(&ctx).await.unwrap();
+    assert_eq!(report.failed, 0, "{report:?}");
+    let both = shipments(&sb, order_no).await;
+    assert!(all_cancelled(&both), "{both:?}");
+    let cancel = payload(&ctx, shipping::CANCEL_FLOW, basket);
+    assert_eq!(cancel["cancelled"].as_array().unwrap().len(), 2, "{cancel}");
+    let _ = std::fs::remove_dir_all(&ctx.config.state.dir);
+
+    // On demand: a booked return is cancelled with its order; a queued one is never booked.
+    let sb = sandbox(6).await;
+    let ctx = common::context(&sb, config("cancel-on-demand", false));
+    let shipped = ship(&ctx).await;
+    let postnord: Vec<&str> = shipped
+        .iter()
+        .filter(|(_, p)| method(p).starts_with("POSTNORD"))
+        .map(|(_, p)| p["order_no"].as_str().unwrap())
+        .collect();
+    let [booked, queued, ..] = postnord[..] else {
+        panic!("two PostNord orders: {postnord:?}")
+    };
+    operator::request_return(ctx.store.as_ref(), &ctx.config, booked, None, "cli").unwrap();
+    shipping::run(&ctx).await.unwrap();
+    assert_eq!(shipments(&sb, &format!("{booked}-R")).await.len(), 1);
+    let asked =
+        operator::request_return(ctx.store.as_ref(), &ctx.config, queued, None, "cli").unwrap();
+    shop_cancels(&sb, booked).await;
+    shop_cancels(&sb, queued).await;
+    let report = shipping::run(&ctx).await.unwrap();
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert!(all_cancelled(&shipments(&sb, booked).await));
+    assert!(all_cancelled(&shipments(&sb, &format!("{booked}-R")).await));
+    assert!(all_cancelled(&shipments(&sb, queued).await));
+    assert!(
+        shipments(&sb, &format!("{queued}-R")).await.is_empty(),
+        "the queued return was never booked"
+    );
+    let record = ctx
+        .store
+        .get(RETURN_FLOW, &asked.record.source_id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (record.status, record.step.as_deref()),
+        (Status::Skipped, Some("cancelled"))
+    );
+    let _ = std::fs::remove_dir_all(&ctx.config.state.dir);
+}
+
 // Paused: book_once's pause between rounds passes on tokio's clock, not the wall clock.
 #[tokio::test(start_paused = true)]
 async fn a_return_asked_for_on_demand_is_booked_once_although_nshift_lost_the_answer() {

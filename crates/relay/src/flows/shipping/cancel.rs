@@ -7,7 +7,7 @@
 //!
 //! | step | platform call | replay safety |
 //! | --- | --- | --- |
-//! | `resolved` | none: the shipping entity says which shipments were booked and their last nShift status | read only; a shipping entity not booked yet is marked `Skipped` (step `cancelled`), so it is never booked |
+//! | `resolved` | none: the shipping entity says which shipments were booked and their last nShift status, and which return labels (booked with the outbound, or asked for on their own: flow `return`) go with them | read only; a shipping entity not booked yet is marked `Skipped` (step `cancelled`), so it is never booked; so is a return asked for and not booked yet |
 //! | `shipment_cancelling` | recorded *before* the first `DELETE /shipments/{id}` | each shipment id is added to the payload's `cancelled` after its DELETE answered (204, or 404: already gone), so a retry only sends the ones not answered yet |
 //! | `shipment_cancelled` | all DELETEs answered; the shipping entity's step becomes `cancelled` | never sent again |
 //! | `erp_cancelled` | Brightpearl `UpdateOrderStatus` to `orders.cancelled_status_id` on the order's `orders` entity's target id | setting a status twice is harmless |
@@ -334,6 +334,48 @@ fn resolve(ctx: &FlowContext, item: &mut CancelItem) -> Result<(), ItemError> {
         return Ok(());
     }
     item.shipments = shipment.shipment_ids;
+    // A return label goes with the order: its goods never reached the customer.
+    if let Some(returned) = booked.as_ref().and_then(|b| b.return_shipment.as_ref()) {
+        item.shipments.extend(returned.shipment_ids.iter().cloned());
+        item.notes.push(format!(
+            "the return label booked with the outbound shipment ({}) is cancelled with it",
+            returned.shipment_ids.join(", ")
+        ));
+    }
+    cancel_return_asked_for(ctx, item)?;
+    Ok(())
+}
+
+/// A return label asked for on its own (flow `return`, same key): a booked one is cancelled
+/// with the order, one not booked yet is stopped (`Skipped`, step `cancelled`) so it never is.
+/// One whose booking has begun but not answered is left to finish, and said in the notes.
+fn cancel_return_asked_for(ctx: &FlowContext, item: &mut CancelItem) -> Result<(), ItemError> {
+    use super::returns::{RETURN_FLOW, ReturnItem, steps as return_steps};
+    let Some(record) = ctx.store.get(RETURN_FLOW, &item.client_order_ref)? else {
+        return Ok(());
+    };
+    let asked: ReturnItem = record
+        .payload
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_default();
+    if let Some(booked) = asked.booked.filter(|b| !b.shipment_ids.is_empty()) {
+        item.shipments.extend(booked.shipment_ids.iter().cloned());
+        item.notes.push(format!(
+            "the return label asked for ({}) is cancelled with the order",
+            booked.shipment_ids.join(", ")
+        ));
+    } else if record.step.as_deref() == Some(return_steps::BOOKING) && !record.status.is_finished()
+    {
+        item.notes.push(
+            "a return label was being booked when the order was cancelled: if it was, cancel it in nShift"
+                .to_owned(),
+        );
+    } else if !record.status.is_finished() {
+        mark(ctx, RETURN_FLOW, &item.client_order_ref, steps::CANCELLED)?;
+        item.notes
+            .push("the return label asked for was not booked; it never will be".to_owned());
+    }
     Ok(())
 }
 
