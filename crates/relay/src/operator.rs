@@ -296,12 +296,15 @@ pub fn refund(
     request: &crate::flows::orders::RefundRequest,
     actor: &str,
 ) -> Result<RefundQueued, ActionError> {
-    use crate::flows::orders::{REFUND_FLOW, plan_refund};
+    use crate::flows::orders::{REFUND_FLOW, RefundRefused, plan_refund};
     // Two operators refunding the same order at once plan the same number: the second
     // insert finds the key taken and plans again (against the first refund).
     for _ in 0..3 {
         let planned =
-            plan_refund(store, &config.orders, order_no, request).map_err(ActionError::Invalid)?;
+            plan_refund(store, &config.orders, order_no, request).map_err(|e| match e {
+                RefundRefused::State(e) => ActionError::State(e),
+                other => ActionError::Invalid(other.to_string()),
+            })?;
         if let Some(record) = store.create_by(
             REFUND_FLOW,
             &planned.key,

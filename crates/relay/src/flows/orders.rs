@@ -83,8 +83,8 @@ use crate::state::{EntityRecord, EntityUpdate, InboxItem, Status};
 pub use self::cancel::ERP_CANCEL_FLOW;
 pub use self::fulfilment::run_fulfilment;
 pub use self::refund::{
-    PlannedRefund, REFUND_FLOW, RefundRequest, parse_refund_row, plan_refund, refund_key,
-    refunds_of,
+    PlannedRefund, REFUND_FLOW, RefundRefused, RefundRequest, parse_refund_row, plan_refund,
+    refund_key, refunds_of,
 };
 use self::steps::*;
 

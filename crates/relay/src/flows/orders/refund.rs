@@ -132,11 +132,11 @@ pub struct PlannedRefund {
 fn earlier_refunds(
     store: &dyn Store,
     order_no: &str,
-) -> Result<Vec<(EntityRecord, RefundPayload)>, String> {
+) -> Result<Vec<(EntityRecord, RefundPayload)>, RefundRefused> {
     let mut found = Vec::new();
     for seq in 1.. {
         let key = refund_key(order_no, seq);
-        let Some(record) = store.get(REFUND_FLOW, &key).map_err(|e| e.to_string())? else {
+        let Some(record) = store.get(REFUND_FLOW, &key)? else {
             break;
         };
         let payload: RefundPayload = record
@@ -161,6 +161,24 @@ pub fn refunds_of(store: &dyn Store, order_no: &str) -> Result<Vec<EntityRecord>
     Ok(found)
 }
 
+/// Why a refund cannot be queued.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefundRefused {
+    /// The order, a row or a quantity does not allow it; the text says what to do.
+    #[error("{0}")]
+    Invalid(String),
+    /// The state could not be read.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl From<String> for RefundRefused {
+    fn from(reason: String) -> Self {
+        Self::Invalid(reason)
+    }
+}
+
 /// Checks a refund of `order_no` against what relay holds and plans it as the order's next
 /// refund: no platform call. The errors name the problem and what to do.
 pub fn plan_refund(
@@ -168,19 +186,19 @@ pub fn plan_refund(
     config: &OrdersConfig,
     order_no: &str,
     request: &RefundRequest,
-) -> Result<PlannedRefund, String> {
+) -> Result<PlannedRefund, RefundRefused> {
     let order_no = order_no.trim();
-    let Some(record) = store.get(FLOW, order_no).map_err(|e| e.to_string())? else {
+    let Some(record) = store.get(FLOW, order_no)? else {
         return Err(format!(
             "order {order_no} is unknown to relay: no Norce order with this number was imported (check the number; `relay status` lists the orders flow)"
-        ));
+        ).into());
     };
     if record.target_id.is_none() {
         return Err(format!(
             "order {order_no} has no Brightpearl sales order yet (status {}, step {}): nothing to credit; run `relay run` (or let `relay serve` import it), then refund",
             record.status.as_str(),
             record.step.as_deref().unwrap_or("none")
-        ));
+        ).into());
     }
     let payload: OrderPayload = record
         .payload
@@ -224,7 +242,7 @@ pub fn plan_refund(
             return Err(format!(
                 "order {order_no} is refunded in full already ({} earlier refund(s)); nothing is left to credit",
                 earlier.len()
-            ));
+            ).into());
         }
     } else {
         let mut asked: Vec<(String, Amount)> = Vec::new();
@@ -245,7 +263,8 @@ pub fn plan_refund(
                 return Err(format!(
                     "SKU `{sku}` is not on order {order_no} (its rows: {})",
                     skus.join(", ")
-                ));
+                )
+                .into());
             }
             let ordered = on_order
                 .iter()
@@ -256,7 +275,7 @@ pub fn plan_refund(
             if quantity > available {
                 return Err(format!(
                     "SKU `{sku}` of order {order_no}: {quantity} asked, but only {available} of the {ordered} ordered are left after earlier refunds"
-                ));
+                ).into());
             }
             // Spread over the SKU's lines in order (one line per SKU in practice).
             let mut rest = quantity;
@@ -278,7 +297,7 @@ pub fn plan_refund(
     }
     let restock = request.restock.unwrap_or(config.refund_restock);
     if restock && config.refund_location_id.is_none() {
-        return Err("restocking needs the location the goods go to: set `orders.refund_location_id` (the warehouse's default location in Brightpearl), or refund without restocking".to_owned());
+        return Err(RefundRefused::Invalid("restocking needs the location the goods go to: set `orders.refund_location_id` (the warehouse's default location in Brightpearl), or refund without restocking".to_owned()));
     }
     let seq = u32::try_from(earlier.len())
         .unwrap_or(u32::MAX)
