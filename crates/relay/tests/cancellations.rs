@@ -4,14 +4,12 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use relay::config::RelayConfig;
 use relay::config::orders::OrdersConfig;
 use relay::flows::shipping::{self, CANCEL_FLOW};
 use relay::flows::{FlowContext, Ingested, orders};
 use relay::state::{EntityUpdate, InboxItem, Status};
-use sandbox::{DatasetConfig, FaultRule, Sandbox, SandboxConfig};
+use sandbox::{FaultRule, Sandbox};
 use serde_json::{Value, json};
 
 /// The sandbox's Brightpearl status "Cancelled".
@@ -19,21 +17,9 @@ const CANCELLED_STATUS: i64 = 6;
 /// nShift's cancel: `DELETE /shipments/{id}`.
 const NSHIFT_SHIPMENTS: &str = "/rs-extapi/v1/shipments/";
 
-/// A sandbox with new Norce orders and a Brightpearl account of its own (the client's
-/// throttle pool is per account and process).
+/// A sandbox of `orders` new Norce orders with a Brightpearl account of its own.
 async fn sandbox(orders: usize) -> Sandbox {
-    static ACCOUNTS: AtomicUsize = AtomicUsize::new(1);
-    let mut config = SandboxConfig {
-        dataset: DatasetConfig {
-            orders,
-            skus: 12,
-            ..DatasetConfig::default()
-        },
-        ..SandboxConfig::default()
-    };
-    config.norce.seed_delivered_every = 0;
-    config.brightpearl.account = format!("cancelacct{}", ACCOUNTS.fetch_add(1, Ordering::Relaxed));
-    common::sandbox_with(config).await
+    common::new_orders_sandbox(orders, "cancelacct").await
 }
 
 fn config(test: &str) -> RelayConfig {

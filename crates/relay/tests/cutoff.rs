@@ -9,7 +9,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use norce_client::models::connect::operations::ConnectApi as _;
 use norce_client::models::connect::{ConnectOrderStatus, SendOrderStatusRequest};
@@ -19,24 +18,12 @@ use relay::flows::orders::{self, OrdersConfig};
 use relay::flows::shipping::{self, ShippingConfig};
 use relay::flows::{FlowContext, Ingested};
 use relay::state::{InboxItem, InboxPut, SqliteStore, Status, Store};
-use sandbox::{DatasetConfig, Sandbox, SandboxConfig};
+use sandbox::Sandbox;
 use serde_json::{Value, json};
 
-/// A sandbox of `orders` new Norce orders (none delivered) with a Brightpearl account of its
-/// own (the client's throttle pool is shared per account by the whole test process).
+/// A sandbox of `orders` new Norce orders with a Brightpearl account of its own.
 async fn sandbox(orders: usize) -> Sandbox {
-    static ACCOUNTS: AtomicUsize = AtomicUsize::new(1);
-    let mut config = SandboxConfig {
-        dataset: DatasetConfig {
-            orders,
-            skus: 12,
-            ..DatasetConfig::default()
-        },
-        ..SandboxConfig::default()
-    };
-    config.norce.seed_delivered_every = 0;
-    config.brightpearl.account = format!("cutoffacct{}", ACCOUNTS.fetch_add(1, Ordering::Relaxed));
-    common::sandbox_with(config).await
+    common::new_orders_sandbox(orders, "cutoffacct").await
 }
 
 async fn admin(sb: &Sandbox, method: &str, path: &str, body: Option<Value>) -> Value {

@@ -6,31 +6,17 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use relay::config::RelayConfig;
 use relay::flows::FlowContext;
 use relay::flows::orders::{self, OrdersConfig, UnmatchedSku};
 use relay::state::{InboxItem, InboxPut, SqliteStore, Status, Store};
-use sandbox::{DatasetConfig, FaultRule, Sandbox, SandboxConfig};
+use sandbox::{FaultRule, Sandbox};
 use serde_json::{Value, json};
 
-/// A sandbox whose seeded Norce orders are all new (none pre-delivered), with a Brightpearl
-/// account of its own: the client's throttle pool is shared per account by the whole process,
-/// so tests running in parallel on one account would wait for each other's budget.
+/// A sandbox of `orders` new Norce orders with a Brightpearl account of its own.
 async fn sandbox(orders: usize) -> Sandbox {
-    static ACCOUNTS: AtomicUsize = AtomicUsize::new(1);
-    let mut config = SandboxConfig {
-        dataset: DatasetConfig {
-            orders,
-            skus: 12,
-            ..DatasetConfig::default()
-        },
-        ..SandboxConfig::default()
-    };
-    config.norce.seed_delivered_every = 0;
-    config.brightpearl.account = format!("ordersacct{}", ACCOUNTS.fetch_add(1, Ordering::Relaxed));
-    common::sandbox_with(config).await
+    common::new_orders_sandbox(orders, "ordersacct").await
 }
 
 fn config(orders: OrdersConfig) -> RelayConfig {

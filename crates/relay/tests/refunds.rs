@@ -7,7 +7,6 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use brightpearl_client::models::order::GetSalesCreditsPath;
@@ -23,28 +22,16 @@ use relay::serve::{self, SecretString, ServeSecrets};
 use relay::state::{EntityUpdate, EventKind, SqliteStore, Status, Store};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-use sandbox::{DatasetConfig, FaultRule, Sandbox, SandboxConfig};
+use sandbox::{FaultRule, Sandbox};
 
 /// The sandbox's first warehouse (`orders.warehouse_id`'s default) and a location in it.
 const WAREHOUSE: i64 = 2;
 const REFUND_LOCATION: i64 = 2;
 const CREDIT_PATH: &str = "order-service/sales-credit";
 
-/// A sandbox with new Norce orders and a Brightpearl account of its own (the client's
-/// throttle pool is per account and process).
+/// A sandbox of `orders` new Norce orders with a Brightpearl account of its own.
 async fn sandbox(orders: usize) -> Sandbox {
-    static ACCOUNTS: AtomicUsize = AtomicUsize::new(1);
-    let mut config = SandboxConfig {
-        dataset: DatasetConfig {
-            orders,
-            skus: 12,
-            ..DatasetConfig::default()
-        },
-        ..SandboxConfig::default()
-    };
-    config.norce.seed_delivered_every = 0;
-    config.brightpearl.account = format!("refundacct{}", ACCOUNTS.fetch_add(1, Ordering::Relaxed));
-    common::sandbox_with(config).await
+    common::new_orders_sandbox(orders, "refundacct").await
 }
 
 fn config() -> RelayConfig {

@@ -16,6 +16,26 @@ pub async fn sandbox_with(mut config: SandboxConfig) -> Sandbox {
     Sandbox::start(config).await.expect("sandbox starts")
 }
 
+/// A sandbox of `orders` new Norce orders (none seeded delivered) and 12 SKUs, with a
+/// Brightpearl account of its own named `{account}{n}`: the client's throttle pool is shared
+/// per account by the whole test process, so tests running in parallel on one account would
+/// wait for each other's budget.
+pub async fn new_orders_sandbox(orders: usize, account: &str) -> Sandbox {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static ACCOUNTS: AtomicUsize = AtomicUsize::new(1);
+    let mut config = SandboxConfig {
+        dataset: sandbox::DatasetConfig {
+            orders,
+            skus: 12,
+            ..sandbox::DatasetConfig::default()
+        },
+        ..SandboxConfig::default()
+    };
+    config.norce.seed_delivered_every = 0;
+    config.brightpearl.account = format!("{account}{}", ACCOUNTS.fetch_add(1, Ordering::Relaxed));
+    sandbox_with(config).await
+}
+
 /// A flow context for every platform of `sandbox`, over an in-memory store.
 pub fn context(sandbox: &Sandbox, config: RelayConfig) -> FlowContext {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
