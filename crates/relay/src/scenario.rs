@@ -1,6 +1,8 @@
 //! The exactly-once scenario: the shipping flow against a faulty sandbox while the relay process
-//! is killed with SIGKILL and restarted. Used by `tests/exactly_once.rs` (100 orders, one kill,
-//! in CI) and `benches/exactly_once.rs` (1,000 orders, five kills, with timings).
+//! is killed with SIGKILL and restarted; with [`ExactlyOnce::lifecycle`], the orders flow beside
+//! it and then cancellations, returns and refunds, killed as often, every kind of write counted
+//! on the platforms. Used by `tests/exactly_once.rs` (100 orders, one kill a phase, in CI) and
+//! `benches/exactly_once.rs` (1,000 orders, five kills a phase, with timings).
 //!
 //! The sandbox runs in this process, so it outlives every relay process; relay runs as the real
 //! binary (`relay run --flow shipping`) with its state in a data folder, so a kill can land
