@@ -94,6 +94,15 @@ async fn post(
     )
 }
 
+/// A sandbox with this Norce configuration (pushes, webhooks) and the rest by default.
+async fn with_norce(norce: NorceConfig) -> Sandbox {
+    common::start_with(SandboxConfig {
+        norce,
+        ..SandboxConfig::default()
+    })
+    .await
+}
+
 async fn admin(sb: &Sandbox, path: &str) -> Value {
     let response = common::http()
         .get(format!("{}/_sandbox/norce{path}", sb.base_url()))
@@ -1518,11 +1527,7 @@ async fn order_receiver_gets_basic_auth_and_is_retried_after_a_500() {
         push_time_factor: 0.001,
         ..NorceConfig::default()
     };
-    let sb = common::start_with(SandboxConfig {
-        norce,
-        ..SandboxConfig::default()
-    })
-    .await;
+    let sb = with_norce(norce).await;
     let created = common::http()
         .post(format!("{}/_sandbox/norce/orders", sb.base_url()))
         .json(&json!({"customerId": 5001, "lines": [{"sku": "SKU-00007", "quantity": 2}], "deliveryMethod": "POSTNORD_PICKUP", "pickupPoint": "1234"}))
@@ -1599,11 +1604,7 @@ async fn event_webhooks_carry_the_static_headers() {
         push_time_factor: 0.001,
         ..NorceConfig::default()
     };
-    let sb = common::start_with(SandboxConfig {
-        norce,
-        ..SandboxConfig::default()
-    })
-    .await;
+    let sb = with_norce(norce).await;
 
     // A new order: OrderReceivedEvent (first attempt 503, then retried).
     let created = common::http()
@@ -1743,11 +1744,7 @@ async fn the_shop_cancels_an_order_once_with_its_event_but_not_an_invoiced_one()
         push_time_factor: 0.001,
         ..NorceConfig::default()
     };
-    let sb = common::start_with(SandboxConfig {
-        norce,
-        ..SandboxConfig::default()
-    })
-    .await;
+    let sb = with_norce(norce).await;
     let orders = admin(&sb, "/orders").await;
     let open = orders
         .as_array()
