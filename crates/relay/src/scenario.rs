@@ -377,10 +377,15 @@ pub async fn run(options: &ExactlyOnce) -> Result<ExactlyOnceReport, String> {
         dir = data_dir.display().to_string()
     );
     if options.lifecycle {
-        // The sandbox's Brightpearl status Cancelled, and its first warehouse's location.
-        toml.push_str(
-            "\n[orders]\ncancelled_status_id = 6\nrefund_restock = true\nrefund_location_id = 201\n",
-        );
+        let mut lifecycle = crate::config::RelayConfig::default();
+        crate::embedded::configure_lifecycle(&mut lifecycle);
+        let orders = &lifecycle.orders;
+        toml.push_str(&format!(
+            "\n[orders]\ncancelled_status_id = {}\nrefund_restock = {}\nrefund_location_id = {}\n",
+            orders.cancelled_status_id.unwrap_or_default(),
+            orders.refund_restock,
+            orders.refund_location_id.unwrap_or_default(),
+        ));
     }
     std::fs::write(&config, toml).map_err(|e| format!("{}: {e}", config.display()))?;
     let env = crate::embedded::env_pairs(&sandbox.credentials());
@@ -524,8 +529,8 @@ struct Lifecycle {
     cancelled: Vec<String>,
     /// Orders a return label was asked for.
     returned: Vec<String>,
-    /// Refunds asked for: (order number, refund key = the sales credit's `externalRef`).
-    refunded: Vec<(String, String)>,
+    /// Refunds asked for, by key (the sales credit's `externalRef`).
+    refunded: Vec<String>,
 }
 
 impl Lifecycle {
@@ -588,7 +593,8 @@ async fn act_on_lifecycle(
                 lifecycle.cancelled.push(number.clone());
             }
             6 => {
-                relay_command(options, config, &["return", number, "--service", "P24"]).await?;
+                let service = crate::embedded::RETURN_SERVICE;
+                relay_command(options, config, &["return", number, "--service", service]).await?;
                 lifecycle.returned.push(number.clone());
             }
             _ => {}
@@ -605,8 +611,10 @@ async fn act_on_lifecycle(
     candidates.sort_unstable();
     for number in candidates.into_iter().skip(2).step_by(5) {
         relay_command(options, config, &["refund", number]).await?;
-        let key = crate::flows::orders::refund_key(number, 1);
-        lifecycle.refunded.push((number.to_owned(), key));
+        // An order's first refund.
+        lifecycle
+            .refunded
+            .push(crate::flows::orders::refund_key(number, 1));
     }
     Ok(lifecycle)
 }
@@ -639,7 +647,7 @@ async fn tally_lifecycle(
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter(|o| o["statusId"].as_i64() == Some(6))
+                .filter(|o| o["statusId"].as_i64() == Some(crate::embedded::CANCELLED_STATUS_ID))
                 .count();
             statuses.count(number, cancelled);
         }
@@ -674,7 +682,7 @@ async fn tally_lifecycle(
 
     let mut credits = WriteTally::new("sales credit (Brightpearl)");
     let mut notes = WriteTally::new("goods-in note (Brightpearl)");
-    for (_, key) in &lifecycle.refunded {
+    for key in &lifecycle.refunded {
         let found = admin(format!("/brightpearl/sales-credits?externalRef={key}")).await?;
         credits.count(key, count(&found));
         let mut received = 0;

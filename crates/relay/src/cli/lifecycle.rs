@@ -16,24 +16,6 @@ use crate::state::{EntityRecord, Status, Store};
 
 /// Who the audit log says asked for the return and the refund.
 pub const ACTOR: &str = "relay run (embedded sandbox)";
-/// The sandbox's return product (PostNord Return Drop Off, to every Nordic country it ships to).
-pub const RETURN_SERVICE: &str = "P24";
-/// The sandbox's Brightpearl order status "Cancelled".
-pub const CANCELLED_STATUS_ID: i64 = 6;
-
-/// What the embedded run asks of its sandbox's shop and of relay's operator actions, for
-/// [`configure`]: the settings a real account sets in `relay.toml` instead.
-pub fn configure(config: &mut RelayConfig) {
-    if config.orders.cancelled_status_id.is_none() {
-        config.orders.cancelled_status_id = Some(CANCELLED_STATUS_ID);
-    }
-    if config.orders.refund_location_id.is_none() {
-        // The sandbox's warehouses have their default location at `id * 100 + 1`.
-        config.orders.refund_location_id = Some(config.orders.warehouse_id * 100 + 1);
-        config.orders.refund_restock = true;
-    }
-}
-
 /// One thing done to an order after the first pass.
 #[derive(Debug, Clone, Serialize)]
 pub struct Act {
@@ -41,8 +23,8 @@ pub struct Act {
     pub what: &'static str,
     /// The Norce order number.
     pub order_no: String,
-    /// The entity relay keeps for it: (flow, key).
-    pub entity: (String, String),
+    /// The entity relay keeps for it: (flow, key); `None` when no order could be acted on.
+    pub entity: Option<(String, String)>,
     /// What became of it after the second pass, in words ([`Act::outcome`]).
     pub outcome: String,
     /// Whether it finished (status done).
@@ -117,7 +99,7 @@ pub async fn act(
                 store,
                 config,
                 order_no,
-                Some(RETURN_SERVICE),
+                Some(crate::embedded::RETURN_SERVICE),
                 ACTOR,
             );
             requested.ok().map(|r| r.record.source_id)
@@ -164,7 +146,7 @@ fn planned(what: &'static str, order_no: String, flow: &str, key: String) -> Act
     Act {
         what,
         order_no,
-        entity: (flow.to_owned(), key),
+        entity: Some((flow.to_owned(), key)),
         outcome: "queued".to_owned(),
         done: false,
     }
@@ -174,19 +156,24 @@ fn not_done(what: &'static str, why: &str) -> Act {
     Act {
         what,
         order_no: String::new(),
-        entity: (String::new(), String::new()),
+        entity: None,
         outcome: why.to_owned(),
         done: false,
     }
 }
 
 impl Act {
+    /// Queued but not done after the second pass (an act with no order to act on is not a
+    /// failure: a small dataset can lack one).
+    pub fn failed(&self) -> bool {
+        self.entity.is_some() && !self.done
+    }
+
     /// Reads what became of the act's entity from the state (after the second pass).
     pub fn settle(&mut self, store: &dyn Store) -> Result<(), String> {
-        let (flow, key) = &self.entity;
-        if flow.is_empty() {
+        let Some((flow, key)) = &self.entity else {
             return Ok(());
-        }
+        };
         let record = store
             .get(flow, key)
             .map_err(|e| e.to_string())?
@@ -276,9 +263,10 @@ pub fn table(acts: &[Act]) -> String {
             vec![
                 act.what.to_owned(),
                 act.order_no.clone(),
-                format!("{} {}", act.entity.0, act.entity.1)
-                    .trim()
-                    .to_owned(),
+                act.entity
+                    .as_ref()
+                    .map(|(flow, key)| format!("{flow} {key}"))
+                    .unwrap_or_default(),
                 act.outcome.clone(),
             ]
         })

@@ -108,7 +108,7 @@ async fn target(args: &RunArgs) -> Result<Target, String> {
     if args.config.config.is_none() {
         config.stock.job_wait.initial_interval_ms = 200;
         config.stock.job_wait.max_interval_ms = 1000;
-        super::lifecycle::configure(&mut config);
+        crate::embedded::configure_lifecycle(&mut config);
     }
     let sandbox = Sandbox::start(sandbox_config)
         .await
@@ -286,9 +286,7 @@ async fn run(args: &RunArgs) -> Result<ExitCode, String> {
     let failed = !errors.is_empty()
         || reports.iter().any(|r| r.failed > 0)
         || second.failed()
-        || lifecycle
-            .iter()
-            .any(|act| !act.entity.0.is_empty() && !act.done);
+        || lifecycle.iter().any(super::lifecycle::Act::failed);
     Ok(if failed {
         ExitCode::from(1)
     } else {

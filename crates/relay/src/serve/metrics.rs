@@ -491,18 +491,24 @@ fn register_store(scrape: &mut Registry, store: &dyn Store, flows: &[&str]) {
     }
 }
 
+/// A counter family labelled `result`, one series per (result, count).
+fn by_result<const N: usize>(counts: [(&'static str, u64); N]) -> Family<ResultLabels, Counter> {
+    let family = Family::<ResultLabels, Counter>::default();
+    for (result, n) in counts {
+        family.get_or_create(&ResultLabels { result }).inc_by(n);
+    }
+    family
+}
+
 /// The failure alerts' messages by what became of them, so an alert channel that stopped
 /// working is itself visible (`failed` or `dropped` rising).
 fn register_alerts(scrape: &mut Registry, stats: AlertStats) {
-    let messages = Family::<ResultLabels, Counter>::default();
-    for (result, n) in [
+    let messages = by_result([
         ("queued", stats.queued),
         ("dropped", stats.dropped),
         ("sent", stats.sent),
         ("failed", stats.failed),
-    ] {
-        messages.get_or_create(&ResultLabels { result }).inc_by(n);
-    }
+    ]);
     scrape.register(
         "relay_alert_messages",
         "Failure alert messages: queued for delivery, dropped (queue full), and deliveries sent or failed after their attempts (one per message and channel)",
@@ -523,16 +529,11 @@ fn register_connections(scrape: &mut Registry, stats: &ConnectionStats) {
         "The connection cap in force (serve.max_connections, or less under a low open-files limit)",
         max,
     );
-    let connections = Family::<ResultLabels, Counter>::default();
-    for (result, n) in [
+    let connections = by_result([
         ("accepted", stats.accepted),
         ("refused_busy", stats.refused_busy),
         ("refused_per_ip", stats.refused_per_ip),
-    ] {
-        connections
-            .get_or_create(&ResultLabels { result })
-            .inc_by(n);
-    }
+    ]);
     scrape.register(
         "relay_connections",
         "Connections by what became of them at accept: served, or refused with 503 over a cap",

@@ -698,22 +698,20 @@ fn range_index(conn: &Connection, query: &EntityQuery) -> Result<Option<&'static
             .prepare_cached(&sql)?
             .query_row(values.as_slice(), |r| r.get(0))?)
     };
-    let from = query.updated_from.map(stamp_of);
-    let to = query.updated_to.map(stamp_of);
-    let inside = match (&from, &to) {
-        (Some(from), Some(to)) => count(
-            "updated_at >= ?1 AND updated_at < ?2",
-            &[from.clone(), to.clone()],
-        )?,
-        (Some(from), None) => count("updated_at >= ?1", std::slice::from_ref(from))?,
-        (None, Some(to)) => count("updated_at < ?1", std::slice::from_ref(to))?,
-        (None, None) => 0,
-    };
+    let mut bounds = Vec::new();
+    let mut values = Vec::new();
+    for (bound, time) in [(">=", query.updated_from), ("<", query.updated_to)] {
+        if let Some(time) = time {
+            values.push(stamp_of(time));
+            bounds.push(format!("updated_at {bound} ?{}", values.len()));
+        }
+    }
+    let inside = count(&bounds.join(" AND "), &values)?;
     if inside <= SMALL_RANGE {
         return Ok(Some("entities_updated"));
     }
-    let newer = match &to {
-        Some(to) => count("updated_at >= ?1", std::slice::from_ref(to))?,
+    let newer = match query.updated_to {
+        Some(to) => count("updated_at >= ?1", &[stamp_of(to)])?,
         None => 0,
     };
     if inside < RANGE_COUNT_CAP && inside < newer {
@@ -2097,7 +2095,7 @@ mod tests {
         );
         // Pages of a flow, a status, both, or all: along an index in the page's order.
         type Edit<'a> = &'a dyn Fn(&mut EntityQuery);
-        let cases: [(Edit<'_>, &str); 7] = [
+        let cases: [(Edit<'_>, &str); 8] = [
             (&|_| {}, "SCAN entities USING INDEX entities_seq"),
             (
                 &|q| q.before = Some(100),
@@ -2124,6 +2122,16 @@ mod tests {
                     q.before = Some(100);
                 },
                 "SEARCH entities USING INDEX entities_status (flow=? AND status=? AND seq<?)",
+            ),
+            // A range (here, before a time) on an empty state is small: read, then sorted.
+            (
+                &|q| {
+                    q.flow = Some("shipping".into());
+                    q.status = Some(Status::Failed);
+                    q.updated_to = Some(time);
+                    q.before = Some(100);
+                },
+                "SEARCH entities USING INDEX entities_updated (updated_at<?)",
             ),
             (
                 &|q| {

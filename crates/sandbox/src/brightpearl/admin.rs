@@ -37,7 +37,7 @@ struct OrderFilter {
 
 type FilterQuery<F> = Result<Query<F>, axum::extract::rejection::QueryRejection>;
 
-/// The records of `records` that `keep` keeps, as JSON; 400 with `usage` for a bad query.
+/// What `records` picks for the query's filter, as JSON; 400 with `usage` for a bad query.
 fn listed<F, T: serde::Serialize>(
     query: FilterQuery<F>,
     usage: &str,

@@ -62,13 +62,21 @@ async fn list_orders(
     Json(orders).into_response()
 }
 
+/// The key of the order `id` names: its id, web order number or ERP number.
+fn order_key(orders: &BTreeMap<i64, OrderRec>, id: &str) -> Option<i64> {
+    match id.parse::<i64>() {
+        Ok(n) => orders.contains_key(&n).then_some(n),
+        Err(_) => orders
+            .iter()
+            .find(|(_, o)| o.matches_order_no(id))
+            .map(|(key, _)| *key),
+    }
+}
+
 async fn get_order(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
     settle(&state);
     let inner = state.norce.lock();
-    let found = match id.parse::<i64>() {
-        Ok(n) => inner.orders.get(&n),
-        Err(_) => inner.orders.values().find(|o| o.matches_order_no(&id)),
-    };
+    let found = order_key(&inner.orders, &id).and_then(|key| inner.orders.get(&key));
     match found {
         Some(order) => Json(order.admin_json()).into_response(),
         None => admin_error(StatusCode::NOT_FOUND, format!("no Norce order {id}")),
@@ -89,10 +97,8 @@ async fn cancel_order(State(state): State<SharedState>, Path(id): Path<String>) 
     let now = state.clock.now();
     let order = {
         let mut inner = state.norce.lock();
-        let found = match id.parse::<i64>() {
-            Ok(n) => inner.orders.get_mut(&n),
-            Err(_) => inner.orders.values_mut().find(|o| o.matches_order_no(&id)),
-        };
+        let key = order_key(&inner.orders, &id);
+        let found = key.and_then(|key| inner.orders.get_mut(&key));
         let Some(order) = found else {
             return admin_error(StatusCode::NOT_FOUND, format!("no Norce order {id}"));
         };

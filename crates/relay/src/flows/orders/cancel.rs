@@ -24,9 +24,9 @@ use norce_client::models::connect::CancelOrderRequest;
 use norce_client::models::connect::operations::ConnectApi as _;
 use norce_client::models::query::QueryOrdersQuery;
 
-use super::common::{FLOW, OrderPayload, cursor_text};
+use super::common::{FLOW, OrderPayload, PollCursor};
 use crate::flows::action::{ItemError, settle};
-use crate::flows::context::{FlowContext, FlowError, Outcome, cursor_time};
+use crate::flows::context::{FlowContext, FlowError, Outcome};
 use crate::state::{EntityRecord, EntityUpdate, Status};
 
 /// The entities of Brightpearl cancellations (keyed by the Brightpearl order id).
@@ -52,48 +52,27 @@ pub(super) async fn pick_up_cancelled(
     let Some(cancelled_status) = ctx.config.orders.cancelled_status_id else {
         return Ok(0);
     };
-    let since = cursor_time(ctx, ERP_CANCEL_FLOW)?;
+    let mut cursor = PollCursor::read(ctx, ERP_CANCEL_FLOW)?;
     let mut query = SearchQuery::new()
         .filter("orderStatusId", cancelled_status.to_string())
         .columns(["orderId", "externalRef", "updatedOn"])
         .sort("orderId", SortDirection::Asc);
-    if let Some(since) = since {
-        // Inclusive: orders updated at the cursor's instant are seen again; upserting is a no-op.
-        query = query.period("updatedOn", Some(&cursor_text(since)), None);
+    if let Some(since) = cursor.since_text() {
+        query = query.period("updatedOn", Some(&since), None);
     }
     let rows: Vec<OrderRow> = brightpearl
         .search_all(SearchResource::Orders, query)
         .await?;
-    let mut newest = since;
-    let mut finished_before = 0;
     for row in &rows {
-        if let Some(updated) = row
-            .updated_on
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        {
-            let updated = updated.with_timezone(&chrono::Utc);
-            newest = Some(newest.map_or(updated, |n| n.max(updated)));
-        }
+        cursor.saw(row.updated_on.as_deref());
         let Some(order_no) = row.external_ref.as_deref().filter(|r| !r.trim().is_empty()) else {
             continue;
         };
-        if ctx.store.get(FLOW, order_no)?.is_none() {
-            continue;
-        }
-        let record = ctx
-            .store
-            .upsert_pending(ERP_CANCEL_FLOW, &row.order_id.to_string(), None)?;
-        if record.status.is_finished() {
-            finished_before += 1;
+        if ctx.store.get(FLOW, order_no)?.is_some() {
+            cursor.queue(ctx, &row.order_id.to_string())?;
         }
     }
-    // After every order is stored, so a crash never skips one.
-    if let Some(newest) = newest.filter(|n| Some(*n) != since) {
-        ctx.store
-            .set_cursor(ERP_CANCEL_FLOW, &cursor_text(newest))?;
-    }
-    Ok(finished_before)
+    cursor.save(ctx)
 }
 
 /// Processes one entity and settles its outcome (the one per-item decision).

@@ -101,6 +101,61 @@ pub(crate) fn cursor_text(time: chrono::DateTime<chrono::Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// A Brightpearl poll's time cursor: where the last poll got to, the newest change time this
+/// poll has seen, and the entities it queued. [`PollCursor::save`] stores the cursor after every
+/// entity is queued, so a crash never skips one.
+pub(super) struct PollCursor {
+    flow: &'static str,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    newest: Option<chrono::DateTime<chrono::Utc>>,
+    /// Entities queued that were finished before (a poll sees them again).
+    pub finished_before: u64,
+}
+
+impl PollCursor {
+    /// The cursor of `flow` as stored.
+    pub fn read(ctx: &FlowContext, flow: &'static str) -> Result<Self, FlowError> {
+        let since = crate::flows::context::cursor_time(ctx, flow)?;
+        Ok(Self {
+            flow,
+            since,
+            newest: since,
+            finished_before: 0,
+        })
+    }
+
+    /// Where the last poll got to, as the search's inclusive lower bound (things changed at that
+    /// instant are seen again; queueing them again is a no-op).
+    pub fn since_text(&self) -> Option<String> {
+        self.since.map(cursor_text)
+    }
+
+    /// A row's change time (RFC 3339, as Brightpearl's search answers it).
+    pub fn saw(&mut self, time: Option<&str>) {
+        if let Some(time) = time.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
+            let time = time.with_timezone(&chrono::Utc);
+            self.newest = Some(self.newest.map_or(time, |n| n.max(time)));
+        }
+    }
+
+    /// Queues `source_id` as a pending entity of the cursor's flow (a known one is left as it is).
+    pub fn queue(&mut self, ctx: &FlowContext, source_id: &str) -> Result<(), FlowError> {
+        let record = ctx.store.upsert_pending(self.flow, source_id, None)?;
+        if record.status.is_finished() {
+            self.finished_before += 1;
+        }
+        Ok(())
+    }
+
+    /// Stores the newest time seen, if it moved; returns the entities finished before.
+    pub fn save(self, ctx: &FlowContext) -> Result<u64, FlowError> {
+        if let Some(newest) = self.newest.filter(|n| Some(*n) != self.since) {
+            ctx.store.set_cursor(self.flow, &cursor_text(newest))?;
+        }
+        Ok(self.finished_before)
+    }
+}
+
 /// An amount as the model's decimal type, or a permanent failure naming `what`.
 pub(crate) fn decimal<T: serde::de::DeserializeOwned>(
     amount: Amount,

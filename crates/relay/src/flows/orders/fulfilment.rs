@@ -19,14 +19,13 @@ use tracing::Instrument as _;
 
 use super::amount::Amount;
 use super::common::{
-    FLOW, FULFILMENT_FLOW, GOODS_OUT_SEARCH_COLUMNS, OrderPayload, cursor_text,
+    FLOW, FULFILMENT_FLOW, GOODS_OUT_SEARCH_COLUMNS, OrderPayload, PollCursor,
     dead_letter_unreadable, decimal, parse_id_set,
 };
 use super::model::NorceOrder;
 use crate::flows::action::{ItemError, settle};
 use crate::flows::context::{
-    FlowContext, FlowError, FlowReport, Ingested, Outcome, cursor_time, elapsed_ms,
-    for_each_pending,
+    FlowContext, FlowError, FlowReport, Ingested, Outcome, elapsed_ms, for_each_pending,
 };
 use crate::state::{EntityRecord, EntityUpdate, InboxItem, Status};
 
@@ -200,14 +199,13 @@ async fn pick_up_shipped(
     ctx: &FlowContext,
     brightpearl: &brightpearl_client::Client,
 ) -> Result<u64, FlowError> {
-    let since = cursor_time(ctx, FULFILMENT_FLOW)?;
+    let mut cursor = PollCursor::read(ctx, FULFILMENT_FLOW)?;
     let mut query = SearchQuery::new()
         .filter("shipped", "true")
         .columns(GOODS_OUT_SEARCH_COLUMNS)
         .sort("goodsOutNoteId", SortDirection::Asc);
-    if let Some(since) = since {
-        // Inclusive: notes shipped at the cursor's instant are seen again; upserting is a no-op.
-        query = query.period("shippedOn", Some(&cursor_text(since)), None);
+    if let Some(since) = cursor.since_text() {
+        query = query.period("shippedOn", Some(&since), None);
     }
     let rows: Vec<GoodsOutNoteRow> = brightpearl
         .search_all(SearchResource::GoodsOutNotes, query)
@@ -232,17 +230,8 @@ async fn pick_up_shipped(
                 .filter_map(|r| Some((i64::try_from(r.order_id).ok()?, r.external_ref?))),
         );
     }
-    let mut newest = since;
-    let mut finished_before = 0;
     for row in &rows {
-        if let Some(shipped) = row
-            .shipped_on
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        {
-            let shipped = shipped.with_timezone(&chrono::Utc);
-            newest = Some(newest.map_or(shipped, |n| n.max(shipped)));
-        }
+        cursor.saw(row.shipped_on.as_deref());
         let ours = row
             .order_id
             .and_then(|id| i64::try_from(id).ok())
@@ -251,22 +240,11 @@ async fn pick_up_shipped(
             .transpose()?
             .flatten()
             .is_some();
-        if !ours {
-            continue;
-        }
-        let record =
-            ctx.store
-                .upsert_pending(FULFILMENT_FLOW, &row.goods_out_note_id.to_string(), None)?;
-        if record.status.is_finished() {
-            finished_before += 1;
+        if ours {
+            cursor.queue(ctx, &row.goods_out_note_id.to_string())?;
         }
     }
-    // After every note is stored, so a crash never skips one.
-    if let Some(newest) = newest.filter(|n| Some(*n) != since) {
-        ctx.store
-            .set_cursor(FULFILMENT_FLOW, &cursor_text(newest))?;
-    }
-    Ok(finished_before)
+    cursor.save(ctx)
 }
 
 /// What a goods-out note needs from Brightpearl and from the `orders` entity.
