@@ -1,13 +1,15 @@
 //! `cargo xtask codegen [--check]`: generate the `*-models` crates from `specs/`;
-//! `cargo xtask provenance [--missing]`: where the specs come from.
+//! `cargo xtask provenance [--missing]`: where the specs come from;
+//! `cargo xtask lines [--files]`: the client crates' hand-written lines (issue 12's budget).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use xtask::codegen::{self, provenance};
+use xtask::lines;
 
-const USAGE: &str = "usage: cargo xtask codegen [--check] [--root DIR]\n       cargo xtask provenance [--missing] [--root DIR]\n\n  codegen                generate crates/*-models/src/generated/ from specs/\n  codegen --check        fail with a diff when the committed code is stale\n  provenance             x-source / x-assumed / x-open-question counts per platform (Markdown)\n  provenance --missing   every operation and schema without x-source or x-assumed";
+const USAGE: &str = "usage: cargo xtask codegen [--check] [--root DIR]\n       cargo xtask provenance [--missing] [--root DIR]\n       cargo xtask lines [--files] [--root DIR]\n\n  codegen                generate crates/*-models/src/generated/ from specs/\n  codegen --check        fail with a diff when the committed code is stale\n  provenance             x-source / x-assumed / x-open-question counts per platform (Markdown)\n  provenance --missing   every operation and schema without x-source or x-assumed\n  lines                  wc -l of client-core's and the three clients' src/, split into unit tests, comments, blank and code\n  lines --files          the same, file by file";
 
 fn workspace_root() -> PathBuf {
     // xtask/ sits directly under the workspace root.
@@ -114,6 +116,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        ["lines", rest @ ..] if rest.iter().all(|a| *a == "--files") => {
+            match lines::measure(&root) {
+                Ok(crates) => {
+                    print!("{}", lines::markdown_table(&crates, !rest.is_empty()));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprint!("cargo xtask lines: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
             ExitCode::SUCCESS
