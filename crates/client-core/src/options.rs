@@ -179,30 +179,3 @@ macro_rules! common_setters {
         }
     };
 }
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use auth_core::{MemorySharedAuthState, SharedToken};
-
-    use super::CommonOptions;
-
-    /// `Debug` tells only whether a shared state is set, never what it holds.
-    #[tokio::test]
-    async fn debug_shows_only_whether_a_shared_state_is_set() {
-        use auth_core::SharedAuthState as _;
-        let state = Arc::new(MemorySharedAuthState::new());
-        let token = SharedToken::new("s3cr3t-token".into(), None);
-        state.save_token("t", &token).await.unwrap();
-        let options = CommonOptions {
-            shared: Some(state),
-            ..CommonOptions::default()
-        };
-        let rendered = format!("{options:?}");
-        assert!(rendered.contains("shared_auth_state: true"), "{rendered}");
-        assert!(!rendered.contains("s3cr3t"), "{rendered}");
-        let unset = format!("{:?}", CommonOptions::default());
-        assert!(unset.contains("shared_auth_state: false"), "{unset}");
-    }
-}

@@ -519,3 +519,176 @@ async fn binary_text_and_undecodable_answers_of_a_generated_operation() {
     };
     assert_eq!((*operation, body.as_str()), ("PutThing", "not json"));
 }
+
+/// What the engine records of its calls for an operator ([`client_core::HealthSnapshot`]).
+mod health {
+    use std::collections::VecDeque;
+    use std::time::Duration;
+
+    use client_core::options::RetryConfig;
+    use client_core::{CommonOptions, HealthRecorder};
+    use http::StatusCode;
+
+    use super::*;
+
+    /// A platform that calls every 500 permanent.
+    enum Strict {}
+
+    impl Platform for Strict {
+        const NAME: &'static str = "strict";
+        const REQUEST_ID_HEADERS: &'static [&'static str] = &["x-request-id"];
+        type Error = Failure;
+        fn error(failure: Failure) -> Failure {
+            failure
+        }
+        fn error_kind(error: &Failure) -> Option<ErrorKind> {
+            (error.status() == Some(StatusCode::INTERNAL_SERVER_ERROR))
+                .then_some(ErrorKind::Permanent)
+        }
+    }
+
+    /// A transport answering `(status, request id)` in turn, each with a body that names a
+    /// secret.
+    fn scripted(answers: &[(u16, &'static str)]) -> impl client_core::TransportService {
+        let answers = Arc::new(Mutex::new(answers.iter().copied().collect::<VecDeque<_>>()));
+        tower::service_fn(move |_request: Request<Bytes>| {
+            let (status, id) = answers.lock().unwrap().pop_front().unwrap_or((200, ""));
+            let mut response = Response::builder().status(status);
+            if !id.is_empty() {
+                response = response.header("x-request-id", id);
+            }
+            let body = Bytes::from_static(br#"{"token":"s3cr3t-body"}"#);
+            std::future::ready(Ok::<_, auth_core::Error>(response.body(body).unwrap()))
+        })
+    }
+
+    fn options() -> CommonOptions {
+        CommonOptions {
+            // No retries: the test needs no sleeps (the client tests cover retried attempts).
+            retry: Some(RetryConfig::default().max_attempts(1)),
+            ..CommonOptions::default()
+        }
+    }
+
+    fn get() -> ApiRequest {
+        let base = Url::parse("https://api.example/").unwrap();
+        ApiRequest::new(&GET, &base, "/things/7").sensitive_header("authorization", "s3cr3t-key")
+    }
+
+    /// After a 200, a 429, a 503 and a 500 the snapshot shows each, the last error with its
+    /// request id, and no secret.
+    #[tokio::test]
+    async fn the_snapshot_follows_the_answers() {
+        let answers = [
+            (200, "r-ok"),
+            (429, "r-429"),
+            (503, "r-503"),
+            (500, "r-500"),
+        ];
+        let engine: Engine<Test> = options().engine(scripted(&answers));
+        let fresh = engine.health();
+        assert_eq!(
+            (fresh.requests, fresh.last_ok, fresh.last_error),
+            (0, None, None)
+        );
+
+        engine.send(get()).await.unwrap();
+        let after_ok = engine.health();
+        assert_eq!(after_ok.requests, 1);
+        assert!(after_ok.last_ok.is_some_and(|t| t <= after_ok.taken_at));
+        assert_eq!((after_ok.last_429, after_ok.last_error), (None, None));
+
+        for expected in [429, 503, 500] {
+            let err = engine.send(get()).await.unwrap_err();
+            assert_eq!(err.status().map(|s| s.as_u16()), Some(expected));
+        }
+        let health = engine.health();
+        assert_eq!(health.requests, 4);
+        let (ok, throttled, unavailable) = (health.last_ok, health.last_429, health.last_503);
+        assert!(ok.is_some() && throttled.is_some() && unavailable.is_some());
+        assert!(ok <= throttled && throttled <= unavailable);
+        let last = health.last_error.clone().unwrap();
+        assert_eq!(
+            (
+                last.kind,
+                last.operation,
+                last.status,
+                last.request_id.as_deref()
+            ),
+            (ErrorKind::Transient, "GetThing", Some(500), Some("r-500"))
+        );
+        assert!(unavailable.is_some_and(|t| t <= last.at) && last.at <= health.taken_at);
+        assert_eq!(health.token_valid_until, None);
+        assert_eq!(health.budget_left, None);
+
+        let shown = format!("{health:?} {}", serde_json::to_string(&health).unwrap());
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        let json = serde_json::to_value(&health).unwrap();
+        assert_eq!(json["last_error"]["kind"], "transient");
+        assert_eq!(json["last_error"]["request_id"], "r-500");
+        assert_eq!(json["requests"], 4);
+    }
+
+    /// A failure of the stack (nothing answered) is the last error too, without status or
+    /// request id; clones of an engine share its record.
+    #[tokio::test]
+    async fn a_failure_without_an_answer_and_clones_share_the_record() {
+        let failing = tower::service_fn(|_request: Request<Bytes>| {
+            let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+            std::future::ready(Err::<Response<Bytes>, _>(auth_core::Error::connect(
+                refused,
+            )))
+        });
+        let engine: Engine<Test> = options().engine(failing);
+        let clone = engine.clone();
+        let err = clone.send(get()).await.unwrap_err();
+        assert!(matches!(err, Failure::NotSent { .. }), "{err:?}");
+        let health = engine.health();
+        let last = health.last_error.unwrap();
+        assert_eq!(
+            (health.requests, last.kind, last.status, last.request_id),
+            (1, ErrorKind::Transient, None, None)
+        );
+    }
+
+    /// Engines recording into one recorder (one client, several rate budgets) show one record;
+    /// a client's own classification of an error wins over the failure's.
+    #[tokio::test]
+    async fn engines_share_a_recorder_and_the_clients_kind_is_recorded() {
+        let health = HealthRecorder::new();
+        let options = options();
+        let first: Engine<Strict> =
+            options.engine_recording(scripted(&[(200, "")]), health.clone());
+        let second: Engine<Strict> =
+            options.engine_recording(scripted(&[(500, "r-9")]), health.clone());
+        first.send(get()).await.unwrap();
+        second.send(get()).await.unwrap_err();
+        let snapshot = health.snapshot();
+        assert_eq!(second.health_recorder().snapshot().requests, 2);
+        assert_eq!(first.health().last_error.map(|e| e.status), Some(Some(500)));
+        assert_eq!(snapshot.requests, 2);
+        assert!(snapshot.last_ok.is_some());
+        let last = snapshot.last_error.unwrap();
+        assert_eq!(
+            (last.kind, last.request_id.as_deref()),
+            (ErrorKind::Permanent, Some("r-9"))
+        );
+    }
+
+    /// Tokio instants are placed relative to the snapshot (tokio's clock stands still).
+    #[tokio::test(start_paused = true)]
+    async fn wall_time_is_relative_to_the_snapshot() {
+        let snapshot = HealthRecorder::new().snapshot();
+        let now = tokio::time::Instant::now();
+        let ahead = now + Duration::from_secs(90);
+        assert_eq!(
+            snapshot.wall_time(ahead),
+            snapshot.taken_at + Duration::from_secs(90)
+        );
+        let before = now.checked_sub(Duration::from_millis(1)).unwrap();
+        assert_eq!(
+            snapshot.wall_time(before),
+            snapshot.taken_at - Duration::from_millis(1)
+        );
+    }
+}

@@ -227,3 +227,21 @@ fn flags_and_common_options_from_settings() {
     };
     assert!(format!("{custom:?}").contains("custom_transport: true"));
 }
+
+/// `Debug` of the common options tells only whether a shared state is set, never what it holds.
+#[tokio::test]
+async fn debug_shows_only_whether_a_shared_state_is_set() {
+    use auth_core::{MemorySharedAuthState, SharedAuthState as _, SharedToken};
+    let state = std::sync::Arc::new(MemorySharedAuthState::new());
+    let token = SharedToken::new("s3cr3t-token".into(), None);
+    state.save_token("t", &token).await.unwrap();
+    let options = client_core::CommonOptions {
+        shared: Some(state),
+        ..client_core::CommonOptions::default()
+    };
+    let rendered = format!("{options:?}");
+    assert!(rendered.contains("shared_auth_state: true"), "{rendered}");
+    assert!(!rendered.contains("s3cr3t"), "{rendered}");
+    let unset = format!("{:?}", client_core::CommonOptions::default());
+    assert!(unset.contains("shared_auth_state: false"), "{unset}");
+}

@@ -575,3 +575,126 @@ async fn services_ask_for_json_and_norces_argument_checks_send_nothing() {
     }
     assert!(uris(&seen).is_empty(), "nothing sent");
 }
+
+/// What the client records of its calls and its token for an operator.
+mod health {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use client_core::ErrorKind;
+    use norce_models::services::GetOrderQuery;
+    use norce_models::services::operations::ServicesApi as _;
+    use tokio::time::Instant;
+
+    use std::sync::Arc;
+
+    use norce_client::NorceClient;
+
+    /// A client whose transport answers the token endpoint with a token living an hour, and
+    /// the API calls with `(status, extra header)` in turn.
+    fn client(answers: &[(u16, (&'static str, &'static str))]) -> NorceClient {
+        let answers = Arc::new(Mutex::new(answers.iter().copied().collect::<VecDeque<_>>()));
+        let transport = tower::service_fn(move |request: http::Request<Bytes>| {
+            let token = request.uri().path().ends_with("/connect/token");
+            let (status, header, body) = if token {
+                let body = r#"{"access_token":"tok-s3cr3t","expires_in":3600}"#;
+                (200, ("x-request-id", "r-token"), body)
+            } else {
+                let (status, header) = answers
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .unwrap_or((200, ("x", "")));
+                (status, header, r#"{"Id":"7","Note":"s3cr3t-body"}"#)
+            };
+            let response = http::Response::builder()
+                .status(status)
+                .header(header.0, header.1)
+                .body(Bytes::from_static(body.as_bytes()));
+            std::future::ready(Ok::<_, auth_core::Error>(response.unwrap()))
+        });
+        NorceClient::builder()
+            .client_id("health")
+            .client_secret("health-secret".to_owned().into())
+            .application_id(1)
+            .scope("playground")
+            // Its own host: its own token cache in the process-wide registry.
+            .base_url("http://127.0.0.1:59101")
+            .unwrap()
+            .transport(transport)
+            .build()
+            .unwrap()
+    }
+
+    /// A 200, a 429 that a retry hid, a 503 on every attempt and a 500: the snapshot tells
+    /// when each came, the last error with its kind and request id, the token's expiry, and
+    /// no secret.
+    #[tokio::test(start_paused = true)]
+    async fn health_follows_the_calls_and_the_token() {
+        let id = |id| ("x-request-id", id);
+        let client = client(&[
+            (200, id("r-1")),
+            (429, ("retry-after", "2")),
+            (200, id("r-2")),
+            (503, id("r-3a")),
+            (503, id("r-3b")),
+            (503, id("r-3c")),
+            (500, id("r-500")),
+        ]);
+        let order = GetOrderQuery {
+            id: "7".into(),
+            ..Default::default()
+        };
+        let fresh = client.health();
+        assert_eq!((fresh.requests, fresh.token_valid_until), (0, None));
+
+        let started = Instant::now();
+        client.get_order(&order).await.unwrap();
+        let first_ok = Instant::now();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let throttled = Instant::now();
+        client.get_order(&order).await.unwrap();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let err = client.get_order(&order).await.unwrap_err();
+        assert_eq!(err.status(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
+        let unavailable = Instant::now();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let failed = Instant::now();
+        client.get_order(&order).await.unwrap_err();
+        tokio::time::advance(Duration::from_secs(5)).await;
+
+        let health = client.health();
+        let wall = |at| Some(health.wall_time(at));
+        assert_eq!(health.requests, 4, "calls, not attempts");
+        assert_eq!(
+            health.token_valid_until,
+            wall(started + Duration::from_secs(3600))
+        );
+        assert_eq!(health.last_429, wall(throttled));
+        // The call the retry completed after the 429.
+        assert!(health.last_ok > wall(first_ok) && health.last_ok < wall(unavailable));
+        assert_eq!(health.last_503, wall(unavailable));
+        let last = health.last_error.clone().unwrap();
+        assert_eq!(Some(last.at), wall(failed));
+        assert_eq!(
+            (
+                last.kind,
+                last.operation,
+                last.status,
+                last.request_id.as_deref()
+            ),
+            (ErrorKind::Transient, "GetOrder", Some(500), Some("r-500"))
+        );
+        assert_eq!(health.budget_left, None);
+        assert_eq!(
+            health.taken_at.duration_since(last.at).unwrap(),
+            Duration::from_secs(5)
+        );
+        let shown = format!("{health:?} {}", serde_json::to_string(&health).unwrap());
+        for secret in ["s3cr3t", "health-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+}

@@ -256,3 +256,94 @@ async fn arguments_and_answers_that_cannot_be_used() {
         .unwrap_err();
     assert!(err.to_string().contains("not base64"), "{err}");
 }
+
+/// A client over an in-memory nShift holding at most one stored shipment (its status);
+/// returns the requests seen as `METHOD path`.
+fn scripted_nshift() -> (NshiftClient, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use bytes::Bytes;
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stored: Arc<Mutex<Option<&'static str>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    let transport = tower::service_fn(move |request: http::Request<Bytes>| {
+        let (method, path) = (request.method().as_str(), request.uri().path());
+        log.lock().unwrap().push(format!("{method} {path}"));
+        let mut stored = stored.lock().unwrap();
+        let info = |status: &str| {
+            format!(r#"{{"id":"7","href":"h","orderNo":"NC-1","status":"{status}"}}"#)
+        };
+        let (status, body) = match (method, path.rsplit('/').next().unwrap_or_default()) {
+            ("GET", "stored-shipments") => {
+                (200, format!("[{}]", stored.map(info).unwrap_or_default()))
+            }
+            ("POST", "stored-shipments") => {
+                *stored = Some("READY");
+                (201, info("READY"))
+            }
+            ("POST", "shipments") => {
+                *stored = Some("PRINTED");
+                let printed =
+                    r#"[{"id":"900","href":"h","orderNo":"NC-1","parcels":[{"parcelNo":"P1"}]}]"#;
+                (201, printed.to_owned())
+            }
+            _ => (404, String::new()),
+        };
+        let response = http::Response::builder()
+            .status(status)
+            .header("Content-Type", "application/json")
+            .body(Bytes::from(body))
+            .unwrap();
+        std::future::ready(Ok::<_, auth_core::Error>(response))
+    });
+    let client = NshiftClient::builder()
+        .base_url("http://127.0.0.1:9/rs-extapi/v1")
+        .api_key_id("UNITKEY")
+        .secret_id("unit-s3cr3t".to_owned().into())
+        .transport(transport)
+        .build()
+        .unwrap();
+    (client, seen)
+}
+
+/// `book_once_exclusive` (one writer per order) searches once, before storing; `book_once`
+/// searches again before printing.
+#[tokio::test]
+async fn the_only_writer_prints_what_it_stored_without_searching_again() {
+    let searches = |seen: &[String]| {
+        seen.iter()
+            .filter(|r| *r == "GET /rs-extapi/v1/stored-shipments")
+            .count()
+    };
+    let (shared, seen) = scripted_nshift();
+    let booking = shared.book_once("NC-1", Shipment::default()).await.unwrap();
+    assert_eq!(booking.outcome, nshift_client::BookingOutcome::Printed);
+    assert_eq!(searches(&seen.lock().unwrap()), 2, "{seen:?}");
+
+    let (exclusive, seen) = scripted_nshift();
+    let booking = exclusive
+        .book_once_exclusive("NC-1", Shipment::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (booking.outcome, booking.stored_id.as_deref()),
+        (nshift_client::BookingOutcome::Printed, Some("7"))
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            "GET /rs-extapi/v1/stored-shipments",
+            "POST /rs-extapi/v1/stored-shipments",
+            "POST /rs-extapi/v1/stored-shipments/7/shipments",
+        ],
+        "one search, before the store"
+    );
+    // Booked again (a resumed order): the search finds it printed, nothing is stored.
+    let again = exclusive
+        .book_once_exclusive("NC-1", Shipment::default())
+        .await;
+    assert!(
+        !matches!(again, Ok(ref b) if b.outcome == nshift_client::BookingOutcome::Printed),
+        "{again:?}"
+    );
+}
