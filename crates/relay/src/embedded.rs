@@ -10,21 +10,14 @@ pub const RETURN_SERVICE: &str = "P24";
 /// The sandbox's Brightpearl order status "Cancelled".
 pub const CANCELLED_STATUS_ID: i64 = 6;
 
-/// The default location of a sandbox Brightpearl warehouse (`id * 100 + 1`).
-pub fn default_location(warehouse_id: i64) -> i64 {
-    warehouse_id * 100 + 1
-}
-
 /// The order-lifecycle settings a real account sets in `relay.toml`, for the sandbox where they
-/// are unset: the cancelled status, and restock into the warehouse's default location.
+/// are unset: the cancelled status, and refunds that put the stock back (each product into its
+/// default location, which the sandbox's product records carry).
 pub fn configure_lifecycle(config: &mut RelayConfig) {
     if config.orders.cancelled_status_id.is_none() {
         config.orders.cancelled_status_id = Some(CANCELLED_STATUS_ID);
     }
-    if config.orders.refund_location_id.is_none() {
-        config.orders.refund_location_id = Some(default_location(config.orders.warehouse_id));
-        config.orders.refund_restock = true;
-    }
+    config.orders.refund_restock = true;
 }
 
 /// Starts the sandbox on a free loopback port and returns it with settings that point every

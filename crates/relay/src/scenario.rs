@@ -381,10 +381,9 @@ pub async fn run(options: &ExactlyOnce) -> Result<ExactlyOnceReport, String> {
         crate::embedded::configure_lifecycle(&mut lifecycle);
         let orders = &lifecycle.orders;
         toml.push_str(&format!(
-            "\n[orders]\ncancelled_status_id = {}\nrefund_restock = {}\nrefund_location_id = {}\n",
+            "\n[orders]\ncancelled_status_id = {}\nrefund_restock = {}\n",
             orders.cancelled_status_id.unwrap_or_default(),
             orders.refund_restock,
-            orders.refund_location_id.unwrap_or_default(),
         ));
     }
     std::fs::write(&config, toml).map_err(|e| format!("{}: {e}", config.display()))?;

@@ -108,6 +108,13 @@ fn figures(rows: &[brightpearl_client::models::order::SalesOrderRow]) -> RowFigu
     rows
 }
 
+/// The product of the first row of an order's sales order.
+async fn first_product(ctx: &FlowContext, order_no: &str) -> i64 {
+    let sale = sales_order(ctx, order_no).await;
+    let rows = sale.rows.unwrap_or_default();
+    rows.iter().find_map(|r| r.product_id).unwrap()
+}
+
 /// In-stock figure of a product in the warehouse.
 async fn in_stock(ctx: &FlowContext, product: i64) -> i64 {
     let availability = bp(ctx).availability(&[product as u64]).await.unwrap();
@@ -428,13 +435,7 @@ async fn without_restock_the_stock_stays_and_a_failed_credit_is_retried_without_
     let sb = sandbox(2).await;
     let ctx = common::context(&sb, config());
     let order_no = imported(&ctx).await.remove(0);
-    let sale = sales_order(&ctx, &order_no).await;
-    let product = sale
-        .rows
-        .unwrap_or_default()
-        .iter()
-        .find_map(|r| r.product_id)
-        .unwrap();
+    let product = first_product(&ctx, &order_no).await;
     let before = in_stock(&ctx, product).await;
     // The credit POST is answered 503 without being handled, twice: the refund waits for a
     // later pass (an attempt counted), then goes through.
@@ -468,9 +469,7 @@ async fn without_restock_the_stock_stays_and_a_failed_credit_is_retried_without_
 #[tokio::test]
 async fn refusals_name_the_problem_and_queue_nothing() {
     let sb = sandbox(2).await;
-    let mut without_location = config();
-    without_location.orders.refund_location_id = None;
-    let ctx = common::context(&sb, without_location);
+    let ctx = common::context(&sb, config());
     let order_no = imported(&ctx).await.remove(0);
 
     let err = refused(&ctx, "NC-NOPE", &RefundRequest::default());
@@ -488,15 +487,6 @@ async fn refusals_name_the_problem_and_queue_nothing() {
     assert!(err.contains("99 asked, but only"), "{err}");
     let err = refused(&ctx, &order_no, &rows(&[(&sku, "0")]));
     assert!(err.contains("not a positive quantity"), "{err}");
-    let err = refused(
-        &ctx,
-        &order_no,
-        &RefundRequest {
-            restock: Some(true),
-            ..RefundRequest::default()
-        },
-    );
-    assert!(err.contains("orders.refund_location_id"), "{err}");
     // An order relay holds whose sales order is not created yet.
     ctx.store
         .upsert_pending(orders::FLOW, "NC-PENDING", None)
@@ -506,25 +496,111 @@ async fn refusals_name_the_problem_and_queue_nothing() {
     assert!(ctx.store.list(Some(REFUND_FLOW), None).unwrap().is_empty());
 }
 
-#[test]
-fn restock_by_default_needs_a_location_when_the_configuration_loads() {
-    let err = RelayConfig::parse("[orders]\nrefund_restock = true\n", "relay.toml")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("orders.refund_restock") && err.contains("refund_location_id"),
-        "{err}"
+/// Sets (or removes) a product's default location in the warehouse, by the sandbox's admin route.
+async fn set_default_location(sb: &Sandbox, product: i64, location: Option<i64>) {
+    let url = format!(
+        "{}/_sandbox/brightpearl/products/{product}/default-location",
+        sb.base_url()
     );
+    let body = serde_json::json!({ "warehouseId": WAREHOUSE, "locationId": location });
+    let answer = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK, "{:?}", answer.text().await);
+}
+
+/// Restocking needs no location setting (each product's default location serves); a location
+/// that is set must be a Brightpearl id.
+#[test]
+fn restock_needs_no_location_setting_and_a_bad_one_is_refused_when_the_configuration_loads() {
+    let config = RelayConfig::parse("[orders]\nrefund_restock = true\n", "relay.toml").unwrap();
+    assert!(config.orders.refund_restock);
+    assert_eq!(config.orders.refund_location_id, None);
     let config = RelayConfig::parse(
         "[orders]\nrefund_restock = true\nrefund_location_id = 4\n",
         "relay.toml",
     )
     .unwrap();
-    assert!(config.orders.refund_restock);
+    assert_eq!(config.orders.refund_location_id, Some(4));
     let err = RelayConfig::parse("[orders]\nrefund_location_id = 0\n", "relay.toml")
         .unwrap_err()
         .to_string();
     assert!(err.contains("orders.refund_location_id"), "{err}");
+}
+
+/// Without `orders.refund_location_id` each product goes back to its own default location in
+/// the warehouse (its Brightpearl record); a product without one is a dead letter naming both
+/// settings, its credit kept and no goods-in note posted, and once the product has a location
+/// the console's Retry puts the stock back.
+#[tokio::test]
+async fn without_a_location_setting_each_product_goes_to_its_default_location() {
+    let sb = sandbox(2).await;
+    let mut settings = config();
+    settings.orders.refund_location_id = None;
+    let ctx = common::context(&sb, settings);
+    let numbers = imported(&ctx).await;
+    assert!(numbers.len() >= 2, "{numbers:?}");
+    let restock = RefundRequest {
+        restock: Some(true),
+        ..RefundRequest::default()
+    };
+    // The sandbox gives each product the default location `warehouse * 100 + 1`.
+    let default_location = WAREHOUSE * 100 + 1;
+
+    let key = queue(&ctx, &numbers[0], &restock);
+    let report = orders::run(&ctx).await.unwrap();
+    assert_eq!(report.failed, 0, "{report:?}");
+    let refund = ctx.store.get(REFUND_FLOW, &key).unwrap().unwrap();
+    assert_eq!(refund.step.as_deref(), Some("restocked"), "{refund:?}");
+    let credit: u64 = refund.target_id.unwrap().parse().unwrap();
+    let notes = bp(&ctx).goods_in_notes_of(credit).await.unwrap();
+    let moved: Vec<_> = notes
+        .values()
+        .flat_map(|n| n.goods_moved.iter().flatten())
+        .collect();
+    assert!(!moved.is_empty(), "{notes:?}");
+    for movement in moved {
+        assert_eq!(
+            movement.destination_location_id,
+            Some(default_location),
+            "{movement:?}"
+        );
+    }
+
+    // The second order's first product has no default location in the warehouse.
+    let product = first_product(&ctx, &numbers[1]).await;
+    set_default_location(&sb, product, None).await;
+    let key = queue(&ctx, &numbers[1], &restock);
+    orders::run(&ctx).await.unwrap();
+    let refund = ctx.store.get(REFUND_FLOW, &key).unwrap().unwrap();
+    assert_eq!(refund.status, Status::Failed, "{refund:?}");
+    let error = refund.last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!("product {product}"))
+            && error.contains("orders.warehouse_id")
+            && error.contains("orders.refund_location_id"),
+        "{error}"
+    );
+    let credit: u64 = refund.target_id.unwrap().parse().unwrap();
+    assert_eq!(credits_with(&ctx, &key).await.len(), 1, "the credit stands");
+    assert!(bp(&ctx).goods_in_notes_of(credit).await.unwrap().is_empty());
+
+    set_default_location(&sb, product, Some(default_location)).await;
+    let retried = operator::retry_entity(ctx.store.as_ref(), REFUND_FLOW, &key, "test").unwrap();
+    assert_eq!(retried.len(), 1);
+    let report = orders::run(&ctx).await.unwrap();
+    assert_eq!(report.failed, 0, "{report:?}");
+    let refund = ctx.store.get(REFUND_FLOW, &key).unwrap().unwrap();
+    assert_eq!(refund.step.as_deref(), Some("restocked"), "{refund:?}");
+    assert_eq!(
+        credits_with(&ctx, &key).await.len(),
+        1,
+        "not credited twice"
+    );
+    assert_eq!(bp(&ctx).goods_in_notes_of(credit).await.unwrap().len(), 1);
 }
 
 /// A folder with a `relay.toml` naming its state folder; removed on drop.

@@ -1314,6 +1314,46 @@ async fn stock_change_fires_the_product_webhook_with_ids_only() {
     assert!(!delivery["url"].as_str().unwrap().contains("s3cret"));
 }
 
+/// The admin route sets and removes a product's default location, as its record shows it; an
+/// unknown product or warehouse is refused.
+#[tokio::test]
+async fn a_products_default_location_is_set_and_removed_by_the_admin_route() {
+    let bp = Bp::start().await;
+    let location =
+        |body: &Value| body["response"][0]["warehouses"]["2"]["defaultLocationId"].clone();
+    let (_, body) = bp.get("/product-service/product/1003").await;
+    assert_eq!(location(&body), json!(201), "the seeded default");
+    let path = "/products/1003/default-location";
+    let (status, body) = bp
+        .admin_post(path, json!({"warehouseId": 2, "locationId": null}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = bp.get("/product-service/product/1003").await;
+    assert_eq!(location(&body), Value::Null, "{body}");
+    let (status, _) = bp.admin_post(path, json!({"locationId": 250})).await;
+    assert_eq!(status, StatusCode::OK, "the first warehouse by default");
+    let (_, body) = bp.get("/product-service/product/1003").await;
+    assert_eq!(location(&body), json!(250));
+    let (status, body) = bp
+        .admin_post(path, json!({"warehouseId": 99, "locationId": 1}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.to_string().contains("warehouse 99"), "{body}");
+    let (status, _) = bp
+        .admin_post(
+            "/products/999999/default-location",
+            json!({"locationId": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = bp.admin_post(path, json!({"location": 1})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.to_string().contains("warehouseId?, locationId"),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn goods_out_notes_get_search_and_shipped_webhook() {
     let bp = Bp::start().await;

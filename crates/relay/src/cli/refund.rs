@@ -19,8 +19,9 @@ pub struct RefundArgs {
     /// Why (kept on the refund and in the audit log).
     #[arg(long)]
     reason: Option<String>,
-    /// Put the refunded stock back into `orders.warehouse_id` (a goods-in note on the credit;
-    /// needs `orders.refund_location_id`). Default: `orders.refund_restock`.
+    /// Put the refunded stock back into `orders.warehouse_id` (a goods-in note on the credit, at
+    /// `orders.refund_location_id` or each product's default location). Default:
+    /// `orders.refund_restock`.
     #[arg(long, conflicts_with = "no_restock")]
     restock: bool,
     /// Do not put the stock back, whatever `orders.refund_restock` says.

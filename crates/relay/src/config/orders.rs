@@ -46,9 +46,9 @@ pub struct OrdersConfig {
     /// credit) when the refund does not say. Default `false` (a refund of money only: goods
     /// that come back are received in Brightpearl by hand, or refunded with `--restock`).
     pub refund_restock: bool,
-    /// Brightpearl warehouse location that restocked goods go to (`destinationLocationId`; the
-    /// warehouse's default location, see Settings > Warehouses). Required for restocking.
-    /// Default: none.
+    /// Brightpearl warehouse location that restocked goods go to (`destinationLocationId`), for
+    /// example a returns or quarantine location. Default: none (each product goes to its own
+    /// default location in `orders.warehouse_id`, from its Brightpearl record).
     pub refund_location_id: Option<i64>,
     /// Brightpearl sales channel id of the web shop. Default: none (Brightpearl's default).
     pub channel_id: Option<i64>,
@@ -382,12 +382,6 @@ impl OrdersConfig {
             return invalid(
                 "refund_location_id",
                 format!("{id} is not a Brightpearl location id: use a positive id"),
-            );
-        }
-        if self.refund_restock && self.refund_location_id.is_none() {
-            return invalid(
-                "refund_restock",
-                "restocking needs the location the goods go to: set `orders.refund_location_id` (the warehouse's default location in Brightpearl), or set `orders.refund_restock = false`".into(),
             );
         }
         if self.delivery_note_prefix.chars().count() > 30 {

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::warehouse::{self, CreateGoodsOutNote, StockChange};
+use super::warehouse::{self, CreateGoodsOutNote, DefaultLocationChange, StockChange};
 use super::webhooks;
 use crate::state::SharedState;
 
@@ -22,6 +22,10 @@ pub fn router() -> Router<SharedState> {
         .route("/goods-out-notes", post(create_goods_out_note))
         .route("/goods-out-notes/{id}/ship", post(ship_goods_out_note))
         .route("/products/{id}/stock", post(change_stock))
+        .route(
+            "/products/{id}/default-location",
+            post(set_default_location),
+        )
         .route("/webhook-deliveries", get(deliveries))
 }
 
@@ -175,25 +179,33 @@ async fn ship_goods_out_note(
     }
 }
 
+/// The product id of an admin path and the request body, or the status and message refusing
+/// them.
+fn product_request<T>(
+    id: &str,
+    body: Result<Json<T>, JsonRejection>,
+    shape: &str,
+) -> Result<(i64, T), (StatusCode, String)> {
+    let Ok(id) = id.parse::<i64>() else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("product {id} does not exist"),
+        ));
+    };
+    match body {
+        Ok(Json(request)) => Ok((id, request)),
+        Err(e) => Err((StatusCode::BAD_REQUEST, format!("body {shape}: {e}"))),
+    }
+}
+
 async fn change_stock(
     State(state): State<SharedState>,
     Path(id): Path<String>,
     body: Result<Json<StockChange>, JsonRejection>,
 ) -> Response {
-    let Ok(id) = id.parse::<i64>() else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("product {id} does not exist"),
-        );
-    };
-    let change = match body {
-        Ok(Json(change)) => change,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("body {{warehouseId?, onHand | delta}}: {e}"),
-            );
-        }
+    let (id, change) = match product_request(&id, body, "{warehouseId?, onHand | delta}") {
+        Ok(parsed) => parsed,
+        Err((status, message)) => return error(status, message),
     };
     let outcome = warehouse::change_stock(&mut state.brightpearl.lock(), id, &change);
     match outcome {
@@ -201,6 +213,21 @@ async fn change_stock(
             webhooks::fire(&state, events);
             Json(json!({ "productId": id, "availability": availability })).into_response()
         }
+        Err((status, message)) => error(status, message),
+    }
+}
+
+async fn set_default_location(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+    body: Result<Json<DefaultLocationChange>, JsonRejection>,
+) -> Response {
+    let (id, change) = match product_request(&id, body, "{warehouseId?, locationId}") {
+        Ok(parsed) => parsed,
+        Err((status, message)) => return error(status, message),
+    };
+    match warehouse::set_default_location(&mut state.brightpearl.lock(), id, &change) {
+        Ok(settings) => Json(json!({ "productId": id, "warehouse": settings })).into_response(),
         Err((status, message)) => error(status, message),
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
 use brightpearl_models::order::ShippingStatusCode;
+use brightpearl_models::product::ProductWarehouseSettings;
 use brightpearl_models::warehouse::{
     BundleAvailability, BundleAvailabilityResponse, BundleStockLevels, GetProductAvailabilityQuery,
     GoodsOutNote, GoodsOutNoteEvent, GoodsOutNoteEventCode, GoodsOutNoteMapResponse,
@@ -663,6 +664,54 @@ pub fn ship_new_order(
     events
 }
 
+/// The refusal of an admin request naming a product the account does not have.
+fn no_product(product: i64) -> AdminError {
+    let message = format!("product {product} does not exist");
+    (StatusCode::NOT_FOUND, message)
+}
+
+/// The warehouse asked for (default: the first), if it exists.
+fn existing_warehouse(store: &Store, asked: Option<i64>) -> Result<i64, AdminError> {
+    let warehouse = asked
+        .or_else(|| store.warehouses.first().map(|(w, _)| *w))
+        .unwrap_or(2);
+    if !store.warehouses.iter().any(|(w, _)| *w == warehouse) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("warehouse {warehouse} does not exist"),
+        ));
+    }
+    Ok(warehouse)
+}
+
+/// Admin request: a product's default location in a warehouse, or none.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DefaultLocationChange {
+    /// Warehouse (default: the first).
+    pub warehouse_id: Option<i64>,
+    /// The new default location; `null` removes it.
+    pub location_id: Option<i64>,
+}
+
+/// Sets (or with `locationId: null` removes) a product's default location in a warehouse, as
+/// its record's `warehouses.{id}.defaultLocationId` shows it; returns the warehouse's settings.
+pub fn set_default_location(
+    store: &mut Store,
+    product: i64,
+    change: &DefaultLocationChange,
+) -> Result<ProductWarehouseSettings, AdminError> {
+    let warehouse = existing_warehouse(store, change.warehouse_id)?;
+    let Some(record) = store.products.get_mut(&product) else {
+        return Err(no_product(product));
+    };
+    let settings = (record.warehouses.get_or_insert_with(Default::default))
+        .entry(warehouse.to_string())
+        .or_default();
+    settings.default_location_id = change.location_id;
+    Ok(settings.clone())
+}
+
 /// Admin request: new stock figures for a product in a warehouse.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -682,10 +731,7 @@ pub fn change_stock(
     change: &StockChange,
 ) -> Result<(ProductAvailability, Vec<Event>), AdminError> {
     if !store.products.contains_key(&product) {
-        return Err((
-            StatusCode::NOT_FOUND,
-            format!("product {product} does not exist"),
-        ));
+        return Err(no_product(product));
     }
     if !is_stock_tracked(store, product) {
         return Err((
@@ -700,16 +746,7 @@ pub fn change_stock(
             ),
         ));
     }
-    let warehouse = change
-        .warehouse_id
-        .or_else(|| store.warehouses.first().map(|(w, _)| *w))
-        .unwrap_or(2);
-    if !store.warehouses.iter().any(|(w, _)| *w == warehouse) {
-        return Err((
-            StatusCode::BAD_REQUEST,
-            format!("warehouse {warehouse} does not exist"),
-        ));
-    }
+    let warehouse = existing_warehouse(store, change.warehouse_id)?;
     let stock = store.stock.entry((product, warehouse)).or_default();
     let on_hand = match (change.on_hand, change.delta) {
         (Some(on_hand), None) => on_hand,

@@ -13,7 +13,7 @@
 //! | --- | --- | --- |
 //! | `crediting` (before the call) | Brightpearl `POST sales-credit` (`externalRef` = `{orderNo}-R{n}`, `parentId` = the sales order) | `create_sales_credit_once` searches the key first: a credit stored before its answer was lost is found, never posted twice |
 //! | `credited` (target id = the credit id) | | |
-//! | `restocking` (before the call, with `--restock`) | Brightpearl goods-in note on the credit, into `orders.warehouse_id` at `orders.refund_location_id` | `receive_credit_stock_once` lists the credit's goods-in notes first |
+//! | `restocking` (before the call, with `--restock`) | Brightpearl goods-in note on the credit, into `orders.warehouse_id` at `orders.refund_location_id`, else at each product's default location there | `receive_credit_stock_once` lists the credit's goods-in notes first |
 //! | `restocked` (done) | | |
 //!
 //! Rows and amounts are those the orders flow sends for the sales order (the same rows, SKU
@@ -296,9 +296,6 @@ pub fn plan_refund(
         }
     }
     let restock = request.restock.unwrap_or(config.refund_restock);
-    if restock && config.refund_location_id.is_none() {
-        return Err(RefundRefused::Invalid("restocking needs the location the goods go to: set `orders.refund_location_id` (the warehouse's default location in Brightpearl), or refund without restocking".to_owned()));
-    }
     let seq = u32::try_from(earlier.len())
         .unwrap_or(u32::MAX)
         .saturating_add(1);
@@ -596,8 +593,8 @@ async fn credit_request(
 }
 
 /// The goods-in note that puts a credit's products back: its product rows (read from the
-/// credit, for their row ids) into `orders.warehouse_id` at `orders.refund_location_id`.
-/// `None` when the credit has no product row.
+/// credit, for their row ids) into `orders.warehouse_id`, each at [`destinations`]. `None`
+/// when the credit has no product row.
 async fn goods_in_request(
     ctx: &FlowContext,
     shared: &Shared<'_>,
@@ -606,11 +603,6 @@ async fn goods_in_request(
     order: &NorceOrder,
 ) -> Result<Option<GoodsInNoteRequest>, ItemError> {
     let config = &ctx.config.orders;
-    let Some(location) = config.refund_location_id else {
-        return Err(ItemError::permanent(format!(
-            "refund {key} puts stock back, but `orders.refund_location_id` is not set: set it (the warehouse's default location), then `relay replay`"
-        )));
-    };
     let path = GetSalesCreditsPath {
         account: shared.brightpearl.account().to_owned(),
         id_set: credit_id.to_string(),
@@ -629,8 +621,11 @@ async fn goods_in_request(
             "sales credit {credit_id} of refund {key} is not readable yet"
         )));
     };
+    let rows = credit.rows.unwrap_or_default();
+    let products: Vec<i64> = rows.iter().filter_map(|row| row.product_id).collect();
+    let locations = destinations(shared, config, key, &products).await?;
     let mut moved = Vec::new();
-    for row in credit.rows.unwrap_or_default() {
+    for row in rows {
         let Some(product) = row.product_id else {
             continue;
         };
@@ -654,7 +649,7 @@ async fn goods_in_request(
             product_id: product,
             purchase_order_row_id: Some(row.id),
             quantity,
-            destination_location_id: Some(location),
+            destination_location_id: locations.get(&product).copied(),
             product_value: order.currency.clone().map(|currency| GoodsInProductValue {
                 currency: Some(currency),
                 value,
@@ -671,4 +666,49 @@ async fn goods_in_request(
         received_on: None,
         goods_moved: moved,
     }))
+}
+
+/// Where each of `products` is put back: `orders.refund_location_id` when it is set, else the
+/// product's default location in `orders.warehouse_id`, read from its Brightpearl record (one
+/// product GET for the note). A product without one is a permanent failure naming both settings.
+async fn destinations(
+    shared: &Shared<'_>,
+    config: &OrdersConfig,
+    key: &str,
+    products: &[i64],
+) -> Result<BTreeMap<i64, i64>, ItemError> {
+    if let Some(location) = config.refund_location_id {
+        return Ok(products.iter().map(|p| (*p, location)).collect());
+    }
+    if products.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let ids: Vec<u64> = products
+        .iter()
+        .filter_map(|p| u64::try_from(*p).ok())
+        .collect();
+    let records = shared
+        .brightpearl
+        .products(&ids)
+        .await
+        .map_err(|e| ItemError::call(&format!("the products of refund {key}"), e))?;
+    let warehouse = config.warehouse_id.to_string();
+    let default_location = |product: i64| {
+        let record = records.iter().find(|r| r.id == product)?;
+        record
+            .warehouses
+            .as_ref()?
+            .get(&warehouse)?
+            .default_location_id
+    };
+    let mut locations = BTreeMap::new();
+    for &product in products {
+        let Some(location) = default_location(product) else {
+            return Err(ItemError::permanent(format!(
+                "refund {key} puts product {product} back, but it has no default location in warehouse {warehouse} (`orders.warehouse_id`): give it one in Brightpearl, or set `orders.refund_location_id`, then `relay replay`"
+            )));
+        };
+        locations.insert(product, location);
+    }
+    Ok(locations)
 }
