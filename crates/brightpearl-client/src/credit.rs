@@ -141,6 +141,12 @@ impl Client {
             .response)
     }
 
+    /// The id of the goods-in note that put the stock of sales credit `credit_id` back (its
+    /// lowest note), if it has one.
+    pub async fn credit_goods_in_note(&self, credit_id: u64) -> Result<Option<u64>> {
+        Ok(first_note(&self.goods_in_notes_of(credit_id).await?))
+    }
+
     /// Puts the stock of sales credit `credit_id` back into a warehouse once: a goods-in note
     /// on the credit (`POST /warehouse-service/order/{creditId}/goods-note/goods-in`) unless
     /// the credit has one already. The goods-in note POST is not idempotent, so the credit's
@@ -152,7 +158,7 @@ impl Client {
         credit_id: u64,
         note: &GoodsInNoteRequest,
     ) -> Result<GoodsInOutcome> {
-        if let Some(id) = first_note(&self.goods_in_notes_of(credit_id).await?) {
+        if let Some(id) = self.credit_goods_in_note(credit_id).await? {
             return Ok(GoodsInOutcome::Existing(id));
         }
         let path = warehouse::CreateGoodsInNotePath {
@@ -161,13 +167,11 @@ impl Client {
         };
         match self.create_goods_in_note(&path, note).await {
             Ok(created) => Ok(GoodsInOutcome::Created(id_of(created.response))),
-            Err(error) => match self.goods_in_notes_of(credit_id).await {
-                Ok(notes) => match first_note(&notes) {
-                    Some(id) => Ok(GoodsInOutcome::Existing(id)),
-                    None => Err(error),
-                },
-                // The POST's failure is what the caller decides on (retry, dead letter).
-                Err(_) => Err(error),
+            // The POST's failure is what the caller decides on (retry, dead letter) unless the
+            // note is there after all.
+            Err(error) => match self.credit_goods_in_note(credit_id).await {
+                Ok(Some(id)) => Ok(GoodsInOutcome::Existing(id)),
+                Ok(None) | Err(_) => Err(error),
             },
         }
     }

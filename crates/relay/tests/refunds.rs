@@ -512,6 +512,82 @@ async fn set_default_location(sb: &Sandbox, product: i64, location: Option<i64>)
     assert_eq!(answer.status(), StatusCode::OK, "{:?}", answer.text().await);
 }
 
+/// A restock resumed after a crash between the goods-in POST and its record finds the note
+/// before building another: nothing is read or posted for the note, so a product that lost its
+/// default location meanwhile does not turn the done refund into a dead letter.
+#[tokio::test]
+async fn a_resumed_restock_finds_its_note_without_building_it_again() {
+    let sb = sandbox(1).await;
+    let mut settings = config();
+    settings.orders.refund_location_id = None;
+    let ctx = common::context(&sb, settings);
+    let order_no = imported(&ctx).await.remove(0);
+    let restock = RefundRequest {
+        restock: Some(true),
+        ..RefundRequest::default()
+    };
+    let key = queue(&ctx, &order_no, &restock);
+    orders::run(&ctx).await.unwrap();
+    let refund = ctx.store.get(REFUND_FLOW, &key).unwrap().unwrap();
+    assert_eq!(refund.step.as_deref(), Some("restocked"), "{refund:?}");
+    let credit: u64 = refund.target_id.clone().unwrap().parse().unwrap();
+    let mut payload: serde_json::Value =
+        serde_json::from_str(refund.payload.as_deref().unwrap()).unwrap();
+    let note = payload["goods_in_id"].clone();
+    assert!(note.is_u64(), "{payload}");
+
+    // The crash: the note was posted, its id not recorded; then the product loses its location.
+    payload.as_object_mut().unwrap().remove("goods_in_id");
+    ctx.store
+        .update(
+            REFUND_FLOW,
+            &key,
+            &EntityUpdate {
+                status: Some(Status::Pending),
+                step: Some("restocking".into()),
+                payload: Some(payload.to_string()),
+                ..EntityUpdate::default()
+            },
+        )
+        .unwrap();
+    set_default_location(&sb, first_product(&ctx, &order_no).await, None).await;
+    let account = bp(&ctx).account().to_owned();
+    let count = |method: &str, path: &str| {
+        let prefix = format!("/public-api/{account}/{path}");
+        sb.state().faults.count(method, &prefix)
+    };
+    let before = [
+        count("GET", "warehouse-service/order/"),
+        count("GET", "product-service/"),
+        count("GET", "order-service/"),
+        count("POST", ""),
+    ];
+    let report = orders::run(&ctx).await.unwrap();
+    let after = [
+        count("GET", "warehouse-service/order/"),
+        count("GET", "product-service/"),
+        count("GET", "order-service/"),
+        count("POST", ""),
+    ];
+    let made: Vec<usize> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    assert_eq!(
+        made,
+        [1, 0, 0, 0],
+        "one list of the credit's notes; no product or credit read, no POST"
+    );
+    assert_eq!(report.failed, 0, "{report:?}");
+    let refund = ctx.store.get(REFUND_FLOW, &key).unwrap().unwrap();
+    assert_eq!(
+        (refund.status, refund.step.as_deref()),
+        (Status::Done, Some("restocked")),
+        "{refund:?}"
+    );
+    let payload: serde_json::Value =
+        serde_json::from_str(refund.payload.as_deref().unwrap()).unwrap();
+    assert_eq!(payload["goods_in_id"], note);
+    assert_eq!(bp(&ctx).goods_in_notes_of(credit).await.unwrap().len(), 1);
+}
+
 /// Restocking needs no location setting (each product's default location serves); a location
 /// that is set must be a Brightpearl id.
 #[test]

@@ -13,7 +13,7 @@
 //! | --- | --- | --- |
 //! | `crediting` (before the call) | Brightpearl `POST sales-credit` (`externalRef` = `{orderNo}-R{n}`, `parentId` = the sales order) | `create_sales_credit_once` searches the key first: a credit stored before its answer was lost is found, never posted twice |
 //! | `credited` (target id = the credit id) | | |
-//! | `restocking` (before the call, with `--restock`) | Brightpearl goods-in note on the credit, into `orders.warehouse_id` at `orders.refund_location_id`, else at each product's default location there | `receive_credit_stock_once` lists the credit's goods-in notes first |
+//! | `restocking` (before the call, with `--restock`) | Brightpearl goods-in note on the credit, into `orders.warehouse_id` at `orders.refund_location_id`, else at each product's default location there | a resumed attempt looks for the credit's note before building one; `receive_credit_stock_once` lists the credit's goods-in notes first |
 //! | `restocked` (done) | | |
 //!
 //! Rows and amounts are those the orders flow sends for the sales order (the same rows, SKU
@@ -476,30 +476,46 @@ async fn process(
     }
     let credit_id = refund.credit_id.unwrap_or_default();
     if refund.restock && refund.goods_in_id.is_none() {
+        // A resumed attempt may have posted the note already: found, nothing is built (its
+        // products may have changed since).
+        let posted = match record.step.as_deref() {
+            Some("restocking") => shared
+                .brightpearl
+                .credit_goods_in_note(credit_id)
+                .await
+                .map_err(|e| {
+                    ItemError::call(&format!("goods-in notes of credit {credit_id}"), e)
+                })?,
+            _ => None,
+        };
         record_step(ctx, key, &refund, "restocking", false)?;
-        let note = goods_in_request(ctx, shared, key, credit_id, &order).await?;
-        match note {
-            Some(note) => {
-                let received = shared
-                    .brightpearl
-                    .receive_credit_stock_once(credit_id, &note)
-                    .await
-                    .map_err(|e| {
-                        ItemError::call(&format!("goods-in note of credit {credit_id}"), e)
-                    })?;
-                tracing::info!(
-                    key,
-                    credit_id,
-                    goods_in_id = received.id(),
-                    "refunded stock put back"
-                );
-                refund.goods_in_id = Some(received.id());
-            }
-            None => tracing::info!(
+        if let Some(id) = posted {
+            tracing::info!(
+                key,
+                credit_id,
+                goods_in_id = id,
+                "goods-in note found (an earlier attempt); not built again"
+            );
+            refund.goods_in_id = Some(id);
+        } else if let Some(note) = goods_in_request(ctx, shared, key, credit_id, &order).await? {
+            let received = shared
+                .brightpearl
+                .receive_credit_stock_once(credit_id, &note)
+                .await
+                .map_err(|e| ItemError::call(&format!("goods-in note of credit {credit_id}"), e))?;
+            tracing::info!(
+                key,
+                credit_id,
+                goods_in_id = received.id(),
+                "refunded stock put back"
+            );
+            refund.goods_in_id = Some(received.id());
+        } else {
+            tracing::info!(
                 key,
                 credit_id,
                 "no stock-tracked product refunded; no stock to put back"
-            ),
+            );
         }
         record_step(ctx, key, &refund, "restocked", true)?;
     } else {
