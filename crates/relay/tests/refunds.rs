@@ -115,6 +115,18 @@ async fn first_product(ctx: &FlowContext, order_no: &str) -> i64 {
     rows.iter().find_map(|r| r.product_id).unwrap()
 }
 
+/// Sets a refund back as a crash would leave it: pending at `step` with `payload` (what was
+/// recorded before the calls whose answers were lost).
+fn crashed_at(ctx: &FlowContext, key: &str, step: &str, payload: &serde_json::Value) {
+    let update = EntityUpdate {
+        status: Some(Status::Pending),
+        step: Some(step.into()),
+        payload: Some(payload.to_string()),
+        ..EntityUpdate::default()
+    };
+    ctx.store.update(REFUND_FLOW, key, &update).unwrap();
+}
+
 /// In-stock figure of a product in the warehouse.
 async fn in_stock(ctx: &FlowContext, product: i64) -> i64 {
     let availability = bp(ctx).availability(&[product as u64]).await.unwrap();
@@ -396,18 +408,7 @@ async fn restock_puts_the_stock_back_once_even_when_the_answer_is_lost() {
         serde_json::from_str(refund.payload.as_deref().unwrap()).unwrap();
     payload.as_object_mut().unwrap().remove("credit_id");
     payload.as_object_mut().unwrap().remove("goods_in_id");
-    ctx.store
-        .update(
-            REFUND_FLOW,
-            &key,
-            &EntityUpdate {
-                status: Some(Status::Pending),
-                step: Some("crediting".into()),
-                payload: Some(payload.to_string()),
-                ..EntityUpdate::default()
-            },
-        )
-        .unwrap();
+    crashed_at(&ctx, &key, "crediting", &payload);
     let posts = sb.state().faults.count("POST", "/public-api/");
     let report = orders::run(&ctx).await.unwrap();
     assert_eq!(report.failed, 0, "{report:?}");
@@ -538,18 +539,7 @@ async fn a_resumed_restock_finds_its_note_without_building_it_again() {
 
     // The crash: the note was posted, its id not recorded; then the product loses its location.
     payload.as_object_mut().unwrap().remove("goods_in_id");
-    ctx.store
-        .update(
-            REFUND_FLOW,
-            &key,
-            &EntityUpdate {
-                status: Some(Status::Pending),
-                step: Some("restocking".into()),
-                payload: Some(payload.to_string()),
-                ..EntityUpdate::default()
-            },
-        )
-        .unwrap();
+    crashed_at(&ctx, &key, "restocking", &payload);
     set_default_location(&sb, first_product(&ctx, &order_no).await, None).await;
     let account = bp(&ctx).account().to_owned();
     let count = |method: &str, path: &str| {
