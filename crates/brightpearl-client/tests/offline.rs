@@ -15,7 +15,6 @@ use http::Method;
 #[tokio::test]
 async fn health_covers_every_budget_and_the_rate_budget() {
     use std::collections::VecDeque;
-    use std::sync::Mutex;
 
     use auth_core::Priority;
     use client_core::ErrorKind;

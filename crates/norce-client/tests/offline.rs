@@ -579,18 +579,15 @@ async fn services_ask_for_json_and_norces_argument_checks_send_nothing() {
 /// What the client records of its calls and its token for an operator.
 mod health {
     use std::collections::VecDeque;
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use bytes::Bytes;
     use client_core::ErrorKind;
+    use norce_client::NorceClient;
     use norce_models::services::GetOrderQuery;
     use norce_models::services::operations::ServicesApi as _;
     use tokio::time::Instant;
-
-    use std::sync::Arc;
-
-    use norce_client::NorceClient;
 
     /// A client whose transport answers the token endpoint with a token living an hour, and
     /// the API calls with `(status, extra header)` in turn.

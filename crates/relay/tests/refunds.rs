@@ -115,6 +115,22 @@ async fn first_product(ctx: &FlowContext, order_no: &str) -> i64 {
     rows.iter().find_map(|r| r.product_id).unwrap()
 }
 
+/// A refund of every row that puts the stock back.
+fn restock() -> RefundRequest {
+    RefundRequest {
+        restock: Some(true),
+        ..RefundRequest::default()
+    }
+}
+
+/// The test configuration without `orders.refund_location_id`: restocked goods go to each
+/// product's default location.
+fn at_product_defaults() -> RelayConfig {
+    let mut settings = config();
+    settings.orders.refund_location_id = None;
+    settings
+}
+
 /// Sets a refund back as a crash would leave it: pending at `step` with `payload` (what was
 /// recorded before the calls whose answers were lost).
 fn crashed_at(ctx: &FlowContext, key: &str, step: &str, payload: &serde_json::Value) {
@@ -372,10 +388,7 @@ async fn restock_puts_the_stock_back_once_even_when_the_answer_is_lost() {
             ..FaultRule::default()
         })
         .unwrap();
-    let request = RefundRequest {
-        restock: Some(true),
-        ..RefundRequest::default()
-    };
+    let request = restock();
     let key = queue(&ctx, &order_no, &request);
     let report = orders::run(&ctx).await.unwrap();
     assert_eq!(report.failed, 0, "{report:?}");
@@ -519,15 +532,9 @@ async fn set_default_location(sb: &Sandbox, product: i64, location: Option<i64>)
 #[tokio::test]
 async fn a_resumed_restock_finds_its_note_without_building_it_again() {
     let sb = sandbox(1).await;
-    let mut settings = config();
-    settings.orders.refund_location_id = None;
-    let ctx = common::context(&sb, settings);
+    let ctx = common::context(&sb, at_product_defaults());
     let order_no = imported(&ctx).await.remove(0);
-    let restock = RefundRequest {
-        restock: Some(true),
-        ..RefundRequest::default()
-    };
-    let key = queue(&ctx, &order_no, &restock);
+    let key = queue(&ctx, &order_no, &restock());
     orders::run(&ctx).await.unwrap();
     let refund = ctx.store.get(REFUND_FLOW, &key).unwrap().unwrap();
     assert_eq!(refund.step.as_deref(), Some("restocked"), "{refund:?}");
@@ -604,19 +611,13 @@ fn restock_needs_no_location_setting_and_a_bad_one_is_refused_when_the_configura
 #[tokio::test]
 async fn without_a_location_setting_each_product_goes_to_its_default_location() {
     let sb = sandbox(2).await;
-    let mut settings = config();
-    settings.orders.refund_location_id = None;
-    let ctx = common::context(&sb, settings);
+    let ctx = common::context(&sb, at_product_defaults());
     let numbers = imported(&ctx).await;
     assert!(numbers.len() >= 2, "{numbers:?}");
-    let restock = RefundRequest {
-        restock: Some(true),
-        ..RefundRequest::default()
-    };
     // The sandbox gives each product the default location `warehouse * 100 + 1`.
     let default_location = WAREHOUSE * 100 + 1;
 
-    let key = queue(&ctx, &numbers[0], &restock);
+    let key = queue(&ctx, &numbers[0], &restock());
     let report = orders::run(&ctx).await.unwrap();
     assert_eq!(report.failed, 0, "{report:?}");
     let refund = ctx.store.get(REFUND_FLOW, &key).unwrap().unwrap();
@@ -639,7 +640,7 @@ async fn without_a_location_setting_each_product_goes_to_its_default_location() 
     // The second order's first product has no default location in the warehouse.
     let product = first_product(&ctx, &numbers[1]).await;
     set_default_location(&sb, product, None).await;
-    let key = queue(&ctx, &numbers[1], &restock);
+    let key = queue(&ctx, &numbers[1], &restock());
     orders::run(&ctx).await.unwrap();
     let refund = ctx.store.get(REFUND_FLOW, &key).unwrap().unwrap();
     assert_eq!(refund.status, Status::Failed, "{refund:?}");

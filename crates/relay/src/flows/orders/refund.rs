@@ -637,11 +637,8 @@ async fn goods_in_request(
             "sales credit {credit_id} of refund {key} is not readable yet"
         )));
     };
-    let rows = credit.rows.unwrap_or_default();
-    let products: Vec<i64> = rows.iter().filter_map(|row| row.product_id).collect();
-    let locations = destinations(shared, config, key, &products).await?;
     let mut moved = Vec::new();
-    for row in rows {
+    for row in credit.rows.unwrap_or_default() {
         let Some(product) = row.product_id else {
             continue;
         };
@@ -665,7 +662,7 @@ async fn goods_in_request(
             product_id: product,
             purchase_order_row_id: Some(row.id),
             quantity,
-            destination_location_id: locations.get(&product).copied(),
+            destination_location_id: None,
             product_value: order.currency.clone().map(|currency| GoodsInProductValue {
                 currency: Some(currency),
                 value,
@@ -674,6 +671,12 @@ async fn goods_in_request(
     }
     if moved.is_empty() {
         return Ok(None);
+    }
+    // Only the products that move need a location.
+    let products: Vec<i64> = moved.iter().map(|m| m.product_id).collect();
+    let locations = destinations(shared, config, key, &products).await?;
+    for movement in &mut moved {
+        movement.destination_location_id = locations.get(&movement.product_id).copied();
     }
     Ok(Some(GoodsInNoteRequest {
         transfer: Some(false),
@@ -684,9 +687,10 @@ async fn goods_in_request(
     }))
 }
 
-/// Where each of `products` is put back: `orders.refund_location_id` when it is set, else the
-/// product's default location in `orders.warehouse_id`, read from its Brightpearl record (one
-/// product GET for the note). A product without one is a permanent failure naming both settings.
+/// Where each of `products` (those the note moves, at least one) is put back:
+/// `orders.refund_location_id` when it is set, else the product's default location in
+/// `orders.warehouse_id`, read from its Brightpearl record (one product GET for the note). A
+/// product without one is a permanent failure naming both settings.
 async fn destinations(
     shared: &Shared<'_>,
     config: &OrdersConfig,
@@ -695,9 +699,6 @@ async fn destinations(
 ) -> Result<BTreeMap<i64, i64>, ItemError> {
     if let Some(location) = config.refund_location_id {
         return Ok(products.iter().map(|p| (*p, location)).collect());
-    }
-    if products.is_empty() {
-        return Ok(BTreeMap::new());
     }
     let ids: Vec<u64> = products
         .iter()
